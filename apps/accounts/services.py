@@ -1,0 +1,327 @@
+"""Writes of accounts data: registration, tokens, API keys, magic links, preferences, config."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import uuid
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.conf import settings
+from django.contrib.auth import password_validation
+from django.core import mail
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+from rest_framework import exceptions
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from apps.accounts import selectors
+from apps.accounts.models import ApiKey, MagicLink, Membership, Organization, Plan, User, default_preferences
+from apps.audit.services import audit_record, snapshot
+from apps.events.services import publish
+from kai_platform.api.errors import Conflict, codes
+from kai_platform.tenancy.authentication import API_KEY_PREFIX, revoke_access_token
+from kai_platform.tenancy.roles import ROLE_RANK, Role, role_at_most
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# --- organizations & users --------------------------------------------------------------------
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:48] or "org"
+    slug = base
+    while Organization.objects.filter(slug=slug).exists():
+        slug = f"{base}-{secrets.token_hex(3)}"
+    return slug
+
+
+def organization_create(*, name: str, owner: User, plan: str = Plan.STANDARD, slug: str | None = None) -> Organization:
+    with transaction.atomic():
+        organization = Organization.objects.create(name=name, slug=slug or _unique_slug(name), plan=plan)
+        membership = Membership.objects.create(user=owner, organization=organization, role=Role.OWNER)
+        audit_record(organization=organization, actor=owner, action="organization.create", instance=organization,
+                     after=snapshot(organization))
+        audit_record(organization=organization, actor=owner, action="membership.create", instance=membership,
+                     after=snapshot(membership))
+    return organization
+
+
+def user_register(*, email: str, password: str, org_name: str, full_name: str = "") -> tuple[User, Organization]:
+    """Seed 003: registering creates an organization and its owner."""
+    email = email.strip().lower()
+    candidate = User(email=email, full_name=full_name)
+    try:
+        password_validation.validate_password(password, user=candidate)
+    except DjangoValidationError as exc:
+        raise exceptions.ValidationError({"password": list(exc.messages)})
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(email=email, password=password, full_name=full_name)
+            organization = organization_create(name=org_name, owner=user)
+            audit_record(organization=organization, actor=user, action="user.register", instance=user,
+                         after=snapshot(user, ["id", "email", "full_name"]))
+    except IntegrityError:
+        raise Conflict("An account with this email already exists.",
+                       errors=[{"field": "email", "message": "already registered"}])
+    return user, organization
+
+
+def membership_add(*, organization: Organization, user: User, role: str, actor) -> Membership:
+    with transaction.atomic():
+        membership = Membership.objects.create(organization=organization, user=user, role=role)
+        audit_record(organization=organization, actor=actor, action="membership.create", instance=membership,
+                     after=snapshot(membership))
+    return membership
+
+
+def membership_remove(*, membership: Membership, actor) -> None:
+    """Removing a member also revokes the API keys they made in that organization."""
+    with transaction.atomic():
+        ApiKey.objects.for_org(membership.organization).filter(
+            created_by=membership.user, revoked_at__isnull=True
+        ).update(revoked_at=timezone.now())
+        audit_record(organization=membership.organization, actor=actor, action="membership.delete",
+                     instance=membership, before=snapshot(membership))
+        membership.delete()
+
+
+# --- JWT sessions -----------------------------------------------------------------------------
+
+def _token_pair(refresh: RefreshToken, user: User) -> dict:
+    access = refresh.access_token
+    return {
+        "access_token": str(access),
+        "refresh_token": str(refresh),
+        "expires_in": int(settings.ACCESS_TOKEN_LIFETIME.total_seconds()),
+        "token_type": "Bearer",
+        "user_id": str(user.pk),
+    }
+
+
+def auth_issue_tokens(*, user: User) -> dict:
+    refresh = RefreshToken.for_user(user)
+    refresh["sid"] = uuid.uuid4().hex  # the session: kept through refresh rotation
+    return _token_pair(refresh, user)
+
+
+def auth_login(*, email: str, password: str) -> tuple[User, dict]:
+    user = User.objects.filter(email__iexact=(email or "").strip(), is_active=True).first()
+    if user is None:
+        User().set_password(password)  # same work as a real check, so timing does not reveal accounts
+        raise exceptions.AuthenticationFailed("Invalid email or password.", code=codes.INVALID_CREDENTIALS)
+    if not user.check_password(password):
+        raise exceptions.AuthenticationFailed("Invalid email or password.", code=codes.INVALID_CREDENTIALS)
+    return user, auth_issue_tokens(user=user)
+
+
+def _consume_refresh(raw: str) -> tuple[RefreshToken, User]:
+    """Validate a refresh token and blacklist it; exactly one concurrent caller wins."""
+    try:
+        token = RefreshToken(raw)
+    except TokenError as exc:
+        expired = "expired" in str(exc).lower()
+        raise exceptions.AuthenticationFailed(
+            "Refresh token has expired." if expired else "Refresh token is invalid or has already been used.",
+            code=codes.TOKEN_EXPIRED if expired else codes.UNAUTHORIZED,
+        )
+    outstanding = OutstandingToken.objects.filter(jti=token["jti"]).select_related("user").first()
+    if outstanding is None or outstanding.user is None or not outstanding.user.is_active:
+        raise exceptions.AuthenticationFailed("Refresh token is invalid.", code=codes.UNAUTHORIZED)
+    try:
+        with transaction.atomic():
+            BlacklistedToken.objects.create(token=outstanding)
+    except IntegrityError:
+        raise exceptions.AuthenticationFailed("Refresh token has already been used.", code=codes.UNAUTHORIZED)
+    return token, outstanding.user
+
+
+def auth_refresh(*, refresh_token: str) -> dict:
+    old, user = _consume_refresh(refresh_token)
+    refresh = RefreshToken.for_user(user)
+    refresh["sid"] = old.get("sid") or uuid.uuid4().hex
+    return _token_pair(refresh, user)
+
+
+def auth_logout(*, user: User, access_claims: dict | None, refresh_token: str | None) -> None:
+    """Blacklist the refresh token and kill the presenting access token at once."""
+    if refresh_token:
+        try:
+            token = RefreshToken(refresh_token)
+        except TokenError:
+            token = None  # already used or expired: nothing left to revoke
+        if token is not None:
+            if str(token.get("user_id")) != str(user.pk):
+                raise exceptions.ValidationError({"refresh_token": ["This refresh token belongs to another user."]})
+            outstanding = OutstandingToken.objects.filter(jti=token["jti"]).first()
+            if outstanding is not None:
+                BlacklistedToken.objects.get_or_create(token=outstanding)
+    if access_claims and access_claims.get("jti"):
+        expires_at = datetime.fromtimestamp(access_claims["exp"], tz=dt_timezone.utc)
+        revoke_access_token(access_claims["jti"], expires_at)
+
+
+# --- magic links ------------------------------------------------------------------------------
+
+def magic_link_request(*, email: str) -> None:
+    """Email a single-use sign-in link if the address belongs to an active user (and say nothing
+    either way to the caller)."""
+    user = User.objects.filter(email__iexact=(email or "").strip(), is_active=True).first()
+    if user is None:
+        return
+    token = secrets.token_urlsafe(32)
+    MagicLink.objects.create(
+        user=user, token_hash=_digest(token), expires_at=timezone.now() + settings.MAGIC_LINK_LIFETIME
+    )
+    link = f"{settings.KAI_PUBLIC_URL}/api/v1/auth/verify-magic?token={token}"
+    minutes = int(settings.MAGIC_LINK_LIFETIME.total_seconds() // 60)
+    mail.send_mail(
+        subject="Your kAI sign-in link",
+        message=f"Sign in to kAI: {link}\n\nThe link works once and expires in {minutes} minutes.",
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[user.email],
+    )
+
+
+def magic_link_verify(*, token: str) -> tuple[User, dict]:
+    now = timezone.now()
+    with transaction.atomic():
+        link = (
+            MagicLink.objects.select_for_update().select_related("user")
+            .filter(token_hash=_digest(token or ""), used_at__isnull=True, expires_at__gt=now, user__is_active=True)
+            .first()
+        )
+        if link is None:
+            raise exceptions.AuthenticationFailed("This sign-in link is invalid, expired or already used.",
+                                                  code=codes.INVALID_CREDENTIALS)
+        link.used_at = now
+        link.save(update_fields=["used_at"])
+    return link.user, auth_issue_tokens(user=link.user)
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+def api_key_create(*, organization: Organization, created_by: User, creator_role: str, name: str,
+                   role: str | None = None, expires_at=None) -> tuple[ApiKey, str]:
+    """Returns the key and its one-time clear text ``kai_<prefix>_<secret>``."""
+    role = role or creator_role
+    if not role_at_most(role, creator_role):
+        raise exceptions.ValidationError({"role": [f"A '{creator_role}' cannot create a key with role '{role}'."]})
+    if expires_at is not None and expires_at <= timezone.now():
+        raise exceptions.ValidationError({"expires_at": ["Must be in the future."]})
+    prefix = "".join(secrets.choice(_ALPHABET) for _ in range(10))
+    secret = "".join(secrets.choice(_ALPHABET) for _ in range(40))
+    raw = f"{API_KEY_PREFIX}{prefix}_{secret}"
+    with transaction.atomic():
+        api_key = ApiKey.objects.create(
+            organization=organization, created_by=created_by, name=name, prefix=prefix,
+            key_hash=_digest(raw), role=role, expires_at=expires_at,
+        )
+        audit_record(organization=organization, actor=created_by, action="api_key.create", instance=api_key,
+                     after=snapshot(api_key))
+    return api_key, raw
+
+
+def api_key_revoke(*, api_key: ApiKey, actor) -> ApiKey:
+    with transaction.atomic():
+        before = snapshot(api_key)
+        if api_key.revoked_at is None:
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at", "updated_at"])
+        audit_record(organization=api_key.organization, actor=actor, action="api_key.revoke", instance=api_key,
+                     before=before, after=snapshot(api_key))
+        publish(api_key.organization, "api_key.revoked", {"api_key_id": str(api_key.pk), "name": api_key.name},
+                actor=actor, owner=api_key.created_by_id, component="accounts")
+    return api_key
+
+
+_LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
+    """The active key for a clear-text ``kai_…`` value, or None. Touches ``last_used_at`` at most
+    once a minute so authentication stays a read."""
+    body = raw_key[len(API_KEY_PREFIX):]
+    prefix, sep, _secret = body.partition("_")
+    if not sep or not prefix:
+        return None
+    api_key = selectors.api_key_by_prefix(prefix=prefix)
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, _digest(raw_key)):
+        return None
+    if not api_key.is_active or api_key.created_by is None or not api_key.created_by.is_active:
+        return None
+    if not api_key.organization.is_active:
+        return None
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+    return api_key
+
+
+# --- preferences & configuration -------------------------------------------------------------
+
+def preferences_update(*, user: User, changes: dict) -> dict:
+    with transaction.atomic():
+        before = dict(user.preferences or {})
+        merged = {**default_preferences(), **before}
+        for key, value in changes.items():
+            if key == "notification_settings" and isinstance(value, dict):
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = value
+        user.preferences = merged
+        user.save(update_fields=["preferences", "updated_at"])
+        for membership in user.memberships.all()[:1]:
+            audit_record(organization=membership.organization, actor=user, action="preferences.update",
+                         instance=user, before={"preferences": before}, after={"preferences": merged})
+    return merged
+
+
+def _merge(current: dict, changes: dict) -> dict:
+    """Shallow merge; a ``null`` value removes the key."""
+    merged = dict(current)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def organization_settings_update(*, organization: Organization, actor, changes: dict) -> dict:
+    with transaction.atomic():
+        organization = Organization.objects.select_for_update().get(pk=organization.pk)
+        before = dict(organization.settings)
+        organization.settings = _merge(before, changes)
+        organization.save(update_fields=["settings", "updated_at"])
+        audit_record(organization=organization, actor=actor, action="config.system.update", instance=organization,
+                     before={"settings": before}, after={"settings": organization.settings})
+        publish(organization, "config.system.updated", {"changed": sorted(changes)}, actor=actor,
+                component="config")
+    return organization.settings
+
+
+def membership_settings_update(*, membership: Membership, actor, changes: dict) -> dict:
+    with transaction.atomic():
+        membership = Membership.objects.select_for_update().get(pk=membership.pk)
+        before = dict(membership.settings)
+        membership.settings = _merge(before, changes)
+        membership.save(update_fields=["settings"])
+        audit_record(organization=membership.organization_id and membership.organization, actor=actor,
+                     action="config.user.update", instance=membership,
+                     before={"settings": before}, after={"settings": membership.settings})
+    return membership.settings
+
+
+def role_choices_for(role: str) -> list[str]:
+    return [r for r in Role if ROLE_RANK[r] <= ROLE_RANK[Role(role)]]

@@ -1,0 +1,13 @@
+from django.contrib import admin
+
+from apps.audit.models import AuditEvent
+from kai_platform.admin import ReadOnlyAdmin
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "action", "model", "object_id", "organization", "actor", "actor_type", "created_at")
+    list_filter = ("organization", "actor_type", "model", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("action", "model", "=object_id", "=request_id", "actor__email")
+    list_select_related = ("organization", "actor")
+    date_hierarchy = "created_at"

@@ -1,0 +1,68 @@
+"""``audit_record`` — call it inside the transaction of every service write."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.db import models
+
+from apps.audit.models import ActorType, AuditEvent
+from kai_platform.logging import request_id_var, request_state
+
+REDACTED = "[redacted]"
+_SECRET_KEY_RE = re.compile(
+    r"pass(word)?|secret|token|key_hash|api_?key|private_?key|credential|encrypted|signature|otp", re.I
+)
+
+
+def redact(value: Any) -> Any:
+    """Replace the values of secret-looking keys, at any depth."""
+    if isinstance(value, dict):
+        return {k: (REDACTED if _SECRET_KEY_RE.search(str(k)) else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def snapshot(instance: models.Model, fields: list[str] | None = None) -> dict:
+    """A JSON-safe dict of a model instance's concrete fields (FKs as ids), secrets redacted."""
+    from kai_platform.api.renderers import dumps
+
+    import orjson
+
+    data = {}
+    for field in instance._meta.concrete_fields:
+        if fields is not None and field.name not in fields:
+            continue
+        data[field.attname if field.is_relation else field.name] = getattr(instance, field.attname)
+    return redact(orjson.loads(dumps(data)))
+
+
+def diff(before: dict | None, after: dict | None) -> tuple[dict | None, dict | None]:
+    """Keep only the keys that changed (both sides), for update rows."""
+    if before is None or after is None:
+        return before, after
+    keys = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    return {k: before.get(k) for k in keys}, {k: after.get(k) for k in keys}
+
+
+def audit_record(*, organization, actor, action: str, instance: models.Model | None = None,
+                 model: str | None = None, object_id: str | None = None,
+                 before: dict | None = None, after: dict | None = None,
+                 actor_type: str | None = None) -> AuditEvent:
+    state = request_state()
+    before, after = diff(before, after)  # a change records only the fields that changed
+    actor_user = actor if getattr(actor, "is_authenticated", False) else None
+    return AuditEvent.objects.create(
+        organization=organization,
+        actor=actor_user,
+        actor_type=actor_type or state.get("actor_type") or (ActorType.USER if actor_user else ActorType.SYSTEM),
+        action=action,
+        model=model or (instance._meta.label if instance is not None else ""),
+        object_id=str(object_id if object_id is not None else (instance.pk if instance is not None else "")),
+        before=redact(before) if before is not None else None,
+        after=redact(after) if after is not None else None,
+        request_id=request_id_var.get() if request_id_var.get() != "-" else "",
+        ip=state.get("ip") or None,
+        user_agent=state.get("user_agent", ""),
+    )

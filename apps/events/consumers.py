@@ -1,0 +1,289 @@
+"""The hub socket ``/api/v1/ws`` — seed 004's protocol, fed by the event log.
+
+Delivery is exactly-once per connection and loses nothing: live events come over the channel
+layer; a reconnecting client's ``last_event_id`` (query or subscribe data) is replayed from the
+``Event`` table first; and while subscribed, the consumer reads the table past the highest seq it
+has confirmed there every ``KAI_WS_RECONCILE_SECONDS`` (sooner after live traffic), so an event
+the channel layer dropped still arrives. Seqs already sent are skipped.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from apps.events import catalog
+from apps.events.models import Event
+from apps.events.services import serialize_event
+from kai_platform.realtime.commands import CommandError, command_names, get_command
+from kai_platform.realtime.consumers import KaiSocketConsumer, now_iso
+from kai_platform.realtime.groups import org_group
+from kai_platform.tenancy.roles import Role
+
+REPLAY_BATCH = 500
+SEEN_WINDOW = 20_000
+
+
+class SeenSeqs:
+    """The seqs sent on this connection (bounded: the oldest are forgotten first)."""
+
+    __slots__ = ("_set", "_order")
+
+    def __init__(self):
+        self._set: set[int] = set()
+        self._order: collections.deque = collections.deque()
+
+    def add(self, seq: int) -> bool:
+        if seq in self._set:
+            return False
+        self._set.add(seq)
+        self._order.append(seq)
+        if len(self._order) > SEEN_WINDOW:
+            self._set.discard(self._order.popleft())
+        return True
+
+
+class HubConsumer(KaiSocketConsumer):
+    async def on_authenticated(self):
+        self.events: set[str] = set()
+        self.agents: set[str] = set()
+        self.severity: set[str] = set()
+        self.components: set[str] = set()
+        self.config = {"metrics_interval": 5000, "buffer_size": 100, "compression": False}
+        self.seen = SeenSeqs()
+        self.watermark: int | None = None  # highest seq confirmed from the table
+        self._last_metrics_at = 0.0
+        self._reconcile_soon = asyncio.Event()
+        self._resume_from = _as_int(self.query.get("last_event_id"))
+        self.group = org_group(self.organization.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.send_envelope("connection_established", {
+            "client_id": self.client_id,
+            "session_id": self.auth.session_id,
+            "server_version": self.server_version,
+            "pooled": True,
+            "organization_id": str(self.organization.pk),
+            "commands": command_names(),
+        })
+
+    async def on_disconnect(self, code):
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    # --- client messages ------------------------------------------------------------------
+    async def handle_message(self, message: dict):
+        handler = {
+            "subscribe": self.on_subscribe,
+            "unsubscribe": self.on_unsubscribe,
+            "command": self.on_command,
+            "ping": self.on_ping,
+            "configure": self.on_configure,
+            "disconnect": self.on_client_disconnect,
+            "agent:subscribe": self.on_agent_subscribe,
+            "agent:unsubscribe": self.on_agent_unsubscribe,
+        }.get(message["type"])
+        if handler is None:
+            await self.send_error("INVALID_MESSAGE_FORMAT", f"Unknown message type '{message['type']}'.")
+            return
+        data = message.get("data") if isinstance(message.get("data"), dict) else {}
+        await handler(data, message)
+
+    async def on_subscribe(self, data, message):
+        requested = data.get("events") or []
+        if not isinstance(requested, list):
+            return await self._subscription_error("INVALID_MESSAGE_FORMAT", "'events' must be a list of event types.")
+        names, unknown = set(), []
+        for name in requested:
+            canonical = catalog.normalize_subscription(name)
+            (names.add(canonical) if canonical else unknown.append(name))
+        if unknown:
+            return await self._subscription_error(
+                "UNSUPPORTED_EVENT_TYPE", f"Event type '{unknown[0]}' is not supported",
+                supported_events=sorted(catalog.SUPPORTED_EVENTS))
+        if len(self.events | names) > settings.KAI_WS_MAX_EVENT_TYPES:
+            return await self._subscription_error(
+                "SUBSCRIPTION_LIMIT_EXCEEDED",
+                f"At most {settings.KAI_WS_MAX_EVENT_TYPES} event types per connection.")
+        agents = data.get("agents") or []
+        filters = data.get("filters") or {}
+        if not isinstance(agents, list) or not isinstance(filters, dict):
+            return await self._subscription_error("INVALID_MESSAGE_FORMAT", "'agents' is a list, 'filters' an object.")
+        self.events |= names
+        self.agents |= {str(a) for a in agents}
+        if "severity" in filters:
+            self.severity = {str(s) for s in filters.get("severity") or []}
+        if "components" in filters:
+            self.components = {str(c) for c in filters.get("components") or []}
+        resume = _as_int(data.get("last_event_id"))
+        if resume is None:
+            resume, self._resume_from = self._resume_from, None
+        await self.send_envelope("subscription_confirmed", {
+            "events": sorted(self.events), "agents": sorted(self.agents),
+            "filters": {"severity": sorted(self.severity), "components": sorted(self.components)},
+            "status": "active",
+        })
+        if resume is not None:
+            await self._replay(after=resume)
+        elif self.watermark is None:
+            self.watermark = await database_sync_to_async(_latest_seq)(self.organization.pk)
+        if not getattr(self, "_reconciler_started", False):
+            self._reconciler_started = True
+            self._spawn(self._reconcile_loop())
+
+    async def on_unsubscribe(self, data, message):
+        for name in data.get("events") or []:
+            self.events.discard(catalog.normalize_subscription(name) or name)
+        for agent in data.get("agents") or []:
+            self.agents.discard(str(agent))
+        await self.send_envelope("subscription_confirmed", {
+            "events": sorted(self.events), "agents": sorted(self.agents),
+            "status": "active" if self.events else "inactive",
+        })
+
+    async def on_agent_subscribe(self, data, message):
+        agent_id = message.get("agent_id") or data.get("agent_id")
+        await self.on_subscribe({"events": [], "agents": [agent_id] if agent_id else []}, message)
+
+    async def on_agent_unsubscribe(self, data, message):
+        agent_id = message.get("agent_id") or data.get("agent_id")
+        await self.on_unsubscribe({"agents": [agent_id] if agent_id else []}, message)
+
+    async def _subscription_error(self, code, message, **extra):
+        await self.send_envelope("subscription_error", {"error_code": code, "error_message": message, **extra})
+
+    async def on_command(self, data, message):
+        name, agent_id = data.get("command"), data.get("agent_id")
+        request_id = data.get("request_id") or message.get("request_id")
+
+        async def fail(code, text):
+            await self.send_envelope("command_error", {
+                "command": name, "agent_id": agent_id, "error_code": code, "error_message": text,
+                "request_id": request_id,
+            })
+
+        command = get_command(name) if isinstance(name, str) else None
+        if command is None:
+            return await fail("UNSUPPORTED_COMMAND", f"Unknown command {name!r}; available: {', '.join(command_names())}")
+        if self.auth.role not in command.roles:
+            return await fail("PERMISSION_DENIED", f"Role '{self.auth.role}' may not '{name}'.")
+        parameters = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
+        try:
+            result = await database_sync_to_async(command.handler)(
+                user=self.user, auth=self.auth, agent_id=agent_id, parameters=parameters)
+        except CommandError as exc:
+            return await fail(exc.error_code, exc.message)
+        await self.send_envelope("command_result", {
+            "command": name, "agent_id": agent_id, "status": "accepted", "result": result, "request_id": request_id,
+        })
+
+    async def on_ping(self, data, message):
+        await self.send_envelope("pong", {
+            "server_time": now_iso(), "connection_duration": round(time.monotonic() - self.connected_at, 3),
+        })
+
+    async def on_configure(self, data, message):
+        errors = {}
+        if "metrics_interval" in data:
+            value = data["metrics_interval"]
+            if isinstance(value, int) and not isinstance(value, bool) and 1000 <= value <= 3_600_000:
+                self.config["metrics_interval"] = value
+            else:
+                errors["metrics_interval"] = "an integer of milliseconds between 1000 and 3600000"
+        if "buffer_size" in data:
+            value = data["buffer_size"]
+            if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1000:
+                self.config["buffer_size"] = value
+            else:
+                errors["buffer_size"] = "an integer between 1 and 1000"
+        if "compression" in data:
+            if isinstance(data["compression"], bool):
+                self.config["compression"] = data["compression"]
+            else:
+                errors["compression"] = "a boolean"
+        if errors:
+            await self.send_error("INVALID_MESSAGE_FORMAT", "Invalid configuration.", fields=errors)
+            return
+        await self.send_envelope("configuration_updated", dict(self.config))
+
+    async def on_client_disconnect(self, data, message):
+        self._closing = True
+        await self.close(code=1000)
+
+    # --- delivery -------------------------------------------------------------------------
+    async def on_event(self, event: dict):
+        if not self.events:
+            return
+        await self._deliver(event)
+        self._reconcile_soon.set()
+
+    def _wanted(self, event: dict) -> list[str]:
+        names = catalog.delivery_names(event["type"], self.events)
+        if not names:
+            return []
+        if self.agents and event.get("agent_id") and event["agent_id"] not in self.agents:
+            return []
+        if self.severity and event.get("severity") not in self.severity:
+            return []
+        if self.components and event.get("component") not in self.components:
+            return []
+        if self.auth.role == Role.USER:
+            me = str(self.user.pk)
+            if event.get("actor_id") != me and event.get("owner_id") != me:
+                return []
+        return names
+
+    async def _deliver(self, event: dict):
+        names = self._wanted(event)
+        if not names or not self.seen.add(event["seq"]):
+            return
+        if "metrics_update" in names and len(names) == 1:
+            now = time.monotonic()
+            if (now - self._last_metrics_at) * 1000 < self.config["metrics_interval"]:
+                return
+            self._last_metrics_at = now
+        for name in names:
+            await self.send_envelope(name, catalog.shape(name, event), seq=event["seq"])
+
+    async def _replay(self, *, after: int):
+        """Everything after ``after`` from the table (gap-free: ids become visible in order)."""
+        cursor = after
+        while True:
+            batch = await database_sync_to_async(_events_after)(self.organization.pk, cursor, REPLAY_BATCH)
+            for event in batch:
+                await self._deliver(event)
+            if batch:
+                cursor = batch[-1]["seq"]
+            if len(batch) < REPLAY_BATCH:
+                break
+        self.watermark = max(cursor, self.watermark or 0)
+
+    async def _reconcile_loop(self):
+        interval = settings.KAI_WS_RECONCILE_SECONDS
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._reconcile_soon.wait(), timeout=interval)
+                await asyncio.sleep(min(1.0, interval))  # let the live burst land first
+            except asyncio.TimeoutError:
+                pass
+            self._reconcile_soon.clear()
+            if self.events and self.watermark is not None:
+                await self._replay(after=self.watermark)
+
+
+def _as_int(value):
+    try:
+        return int(value) if value is not None and str(value).strip() != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _latest_seq(organization_id) -> int:
+    latest = Event.objects.for_org(organization_id).order_by("-id").values_list("id", flat=True).first()
+    return latest or 0
+
+
+def _events_after(organization_id, after: int, limit: int) -> list[dict]:
+    return [serialize_event(e) for e in Event.objects.for_org(organization_id).filter(id__gt=after).order_by("id")[:limit]]

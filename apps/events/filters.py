@@ -1,0 +1,22 @@
+import django_filters
+
+from apps.events.models import Event
+
+
+class CharInFilter(django_filters.BaseInFilter, django_filters.CharFilter):
+    pass
+
+
+class EventFilter(django_filters.FilterSet):
+    after = django_filters.NumberFilter(field_name="id", lookup_expr="gt", help_text="Only events with seq > after.")
+    type = CharInFilter(field_name="type", lookup_expr="in", help_text="One type or a comma-separated list.")
+    type_prefix = django_filters.CharFilter(field_name="type", lookup_expr="startswith")
+    agent = django_filters.UUIDFilter(field_name="agent_id")
+    execution = django_filters.UUIDFilter(field_name="execution_id")
+    severity = CharInFilter(field_name="severity", lookup_expr="in")
+    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Event
+        fields = ["after", "type", "type_prefix", "agent", "execution", "severity", "since", "until"]

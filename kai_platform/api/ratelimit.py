@@ -1,0 +1,110 @@
+"""Request rate limits per organization plan (DESIGN §6, §14), counted in Redis through
+django-ratelimit's core so every process shares one count.
+
+The subject is the request's organization when the credential names one, otherwise the client
+IP. ``X-RateLimit-Limit`` is the hard cap; past the soft limit responses carry
+``X-RateLimit-Warning``; past the hard cap the answer is 429 ``GENERAL_002`` with ``Retry-After``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django_ratelimit.core import get_usage
+from rest_framework.throttling import BaseThrottle
+
+from kai_platform.api.errors import RateLimited
+
+#: plan → (soft, hard) requests per minute
+PLAN_RATE_LIMITS: dict[str, tuple[int, int]] = {
+    "free": (60, 120),
+    "standard": (100, 200),
+    "pro": (300, 600),
+    "enterprise": (1000, 2000),
+}
+ANONYMOUS_PLAN = "standard"
+GROUP = "kai.api"
+
+
+@dataclass(frozen=True)
+class RateUsage:
+    subject_type: str  # "organization" | "ip"
+    soft: int
+    limit: int
+    count: int
+    reset: int  # epoch seconds when the window ends
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.count)
+
+    @property
+    def exceeded(self) -> bool:
+        return self.count > self.limit
+
+    @property
+    def warning(self) -> bool:
+        return self.count > self.soft
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset),
+            "X-RateLimit-Type": self.subject_type,
+        }
+        if self.warning:
+            headers["X-RateLimit-Warning"] = f"soft limit of {self.soft} requests/min exceeded"
+        return headers
+
+
+def client_ip(request) -> str:
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def count_request(request, *, subject: str, subject_type: str, plan: str) -> RateUsage | None:
+    """Count one request against ``subject``; None when rate limiting is disabled."""
+    soft, hard = PLAN_RATE_LIMITS.get(plan, PLAN_RATE_LIMITS[ANONYMOUS_PLAN])
+    window = settings.KAI_RATE_WINDOW_SECONDS
+    usage = get_usage(
+        request, group=GROUP, key=lambda group, req: f"{subject_type}:{subject}",
+        rate=f"{hard}/{window}s", increment=True,
+    )
+    if usage is None:
+        return None
+    return RateUsage(
+        subject_type=subject_type, soft=soft, limit=hard, count=usage["count"],
+        reset=int(time.time()) + max(0, usage["time_left"]),
+    )
+
+
+def remember(request, usage: RateUsage | None) -> None:
+    django_request = getattr(request, "_request", request)
+    django_request.kai_rate_usage = usage
+    django_request.kai_rate_counted = True
+
+
+class PlanRateThrottle(BaseThrottle):
+    """Counts every API request once, by organization (plan) or IP, and refuses past the hard cap."""
+
+    def allow_request(self, request, view):
+        from kai_platform.tenancy.context import get_organization
+
+        django_request = getattr(request, "_request", request)
+        if getattr(django_request, "kai_rate_counted", False):
+            usage = django_request.kai_rate_usage
+        else:
+            organization = get_organization(request)
+            if organization is not None:
+                usage = count_request(request, subject=str(organization.pk), subject_type="organization",
+                                      plan=organization.plan)
+            else:
+                usage = count_request(request, subject=client_ip(request), subject_type="ip", plan=ANONYMOUS_PLAN)
+            remember(request, usage)
+        if usage is not None and usage.exceeded:
+            raise RateLimited(
+                f"Rate limit exceeded: {usage.limit} requests per minute for this {usage.subject_type}.",
+                retry_after=usage.reset - int(time.time()),
+            )
+        return True

@@ -1,0 +1,67 @@
+"""JSON rendered with orjson (DESIGN §2), and NDJSON for event/audit exports."""
+from __future__ import annotations
+
+import decimal
+import uuid
+
+import orjson
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+
+
+def _default(value):
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    from django.utils.functional import Promise
+
+    if isinstance(value, Promise):
+        return str(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def dumps(data) -> bytes:
+    return orjson.dumps(data, default=_default, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS)
+
+
+class KaiJSONRenderer(JSONRenderer):
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if data is None:
+            return b""
+        return dumps(data)
+
+
+class NDJSONRenderer(BaseRenderer):
+    """One JSON document per line. Views stream these themselves (``stream_ndjson``)."""
+
+    media_type = "application/x-ndjson"
+    format = "ndjson"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, dict) and "items" in data:
+            data = data["items"]
+        if isinstance(data, dict):
+            data = [data]
+        return b"".join(dumps(item) + b"\n" for item in data or [])
+
+
+class JSONLinesRenderer(NDJSONRenderer):
+    media_type = "application/jsonl"
+    format = "jsonl"
+
+
+EXPORT_FORMATS = frozenset({"ndjson", "jsonl"})
+
+
+def stream_json_lines(rows, *, renderer, filename: str):
+    """A streaming download of ``rows`` (dicts) as JSON lines, in the renderer's media type."""
+    from django.http import StreamingHttpResponse
+
+    response = StreamingHttpResponse((dumps(row) + b"\n" for row in rows), content_type=renderer.media_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}.{renderer.format}"'
+    return response

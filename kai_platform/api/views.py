@@ -1,0 +1,140 @@
+"""Base API views and the health endpoints."""
+from __future__ import annotations
+
+import time
+
+from django.db import connection
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from kai_platform.api.exceptions import envelope
+from kai_platform.tenancy.viewsets import OrganizationContextMixin
+
+
+class KaiAPIView(OrganizationContextMixin, APIView):
+    """Base of every non-viewset API view."""
+
+
+class PublicAPIView(KaiAPIView):
+    """No credential needed (and none looked at): login, register, refresh, magic links."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get_authenticate_header(self, request):
+        return 'Bearer realm="api"'  # failed sign-ins answer 401, not 403
+
+
+class HealthView(PublicAPIView):
+    """Liveness: the process answers. No dependencies checked."""
+
+    throttle_classes: list = []
+
+    @extend_schema(exclude=True)
+    def get(self, request):
+        return Response({"status": "ok"})
+
+
+def _timed(check) -> dict:
+    started = time.perf_counter()
+    try:
+        detail = check()
+        ok = True
+    except Exception as exc:  # any failure means "down", with the reason
+        detail = f"{type(exc).__name__}: {exc}"[:300]
+        ok = False
+    result = {"status": "up" if ok else "down", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    if detail:
+        result["detail" if not ok else "info"] = detail
+    return result
+
+
+def _check_database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _check_redis():
+    from django_redis import get_redis_connection
+
+    get_redis_connection("default").ping()
+
+
+def _check_broker():
+    from kai_platform.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+def _check_workers():
+    from django_redis import get_redis_connection
+
+    from kai_platform.celery import worker_key_pattern
+
+    prefix = worker_key_pattern()[:-1]
+    names = [key.decode()[len(prefix):] for key in get_redis_connection("default").scan_iter(worker_key_pattern())]
+    if not names:
+        raise RuntimeError("no live Celery worker has sent a heartbeat in the last 15 s")
+    return f"{len(names)} live: {', '.join(sorted(names)[:10])}"
+
+
+READINESS_CHECKS = {"database": _check_database, "redis": _check_redis, "broker": _check_broker,
+                    "workers": _check_workers}
+
+
+class MetricsView(PublicAPIView):
+    """Prometheus text exposition. With ``KAI_METRICS_TOKEN`` set, scrapers send it as a bearer
+    token; production refuses to serve metrics without one."""
+
+    throttle_classes: list = []
+
+    @extend_schema(exclude=True)
+    def get(self, request):
+        import hmac
+
+        from django.conf import settings
+        from django.http import HttpResponse
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from rest_framework import exceptions
+
+        from kai_platform.api.metrics import REGISTRY
+
+        expected = settings.KAI_METRICS_TOKEN
+        if expected:
+            given = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                raise exceptions.AuthenticationFailed("A valid metrics token is required.")
+        elif settings.PRODUCTION:
+            raise exceptions.PermissionDenied("Set KAI_METRICS_TOKEN to expose metrics in production.")
+        return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+class SystemHealthView(KaiAPIView):
+    """Readiness: database, Redis, broker and at least one live worker, with latencies.
+    503 ``GENERAL_004`` naming what is down."""
+
+    @extend_schema(
+        responses={
+            200: inline_serializer("SystemHealth", {
+                "status": serializers.ChoiceField(choices=["healthy", "unhealthy"]),
+                "checks": serializers.DictField(child=serializers.DictField()),
+            }),
+        },
+    )
+    def get(self, request):
+        checks = {name: _timed(check) for name, check in READINESS_CHECKS.items()}
+        down = [name for name, result in checks.items() if result["status"] != "up"]
+        if not down:
+            return Response({"status": "healthy", "checks": checks})
+        body = envelope(
+            status=503,
+            detail=f"Unhealthy: {', '.join(down)} down.",
+            errors=[{"field": name, "message": checks[name].get("detail", "down")} for name in down],
+            extra={"status": "unhealthy", "checks": checks},
+        )
+        return Response(body, status=503)

@@ -1,0 +1,55 @@
+"""The Celery application. Workers announce themselves in Redis (``worker_heartbeat``) so the
+readiness check can tell whether at least one worker is alive without a broadcast round-trip."""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
+
+app = Celery("kai_platform")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+_stop = threading.Event()
+
+
+def worker_key_pattern() -> str:
+    from django.conf import settings
+
+    return f"{settings.KAI_REDIS_PREFIX}:workers:*"
+
+
+def _heartbeat_loop(hostname: str) -> None:
+    from django.conf import settings
+    from django_redis import get_redis_connection
+
+    interval = settings.KAI_WORKER_HEARTBEAT_SECONDS
+    key = f"{settings.KAI_REDIS_PREFIX}:workers:{hostname}"
+    while not _stop.is_set():
+        try:
+            get_redis_connection("default").set(key, os.getpid(), ex=interval * 3)
+        except Exception:  # Redis down: the readiness check reports it; keep trying.
+            pass
+        _stop.wait(interval)
+    try:
+        get_redis_connection("default").delete(key)
+    except Exception:
+        pass
+
+
+@worker_ready.connect
+def _start_heartbeat(sender=None, **kwargs):
+    # Several workers may share a node name (celery@host); the pid keeps their keys apart, so one
+    # worker stopping never deletes another's heartbeat.
+    hostname = f"{getattr(sender, 'hostname', None) or 'worker@' + socket.gethostname()}:{os.getpid()}"
+    threading.Thread(target=_heartbeat_loop, args=(hostname,), name="kai-worker-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**kwargs):
+    _stop.set()

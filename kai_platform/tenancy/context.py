@@ -1,0 +1,33 @@
+"""What a request is allowed to act as: set by the authentication classes as ``request.auth``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    kind: str  # "jwt" | "api_key"
+    organization: Any  # accounts.Organization or None (a user with no membership)
+    role: str | None
+    session_id: str
+    expires_at: datetime | None
+    membership: Any = None
+    api_key: Any = None
+    claims: dict = field(default_factory=dict)
+
+
+def get_auth_context(request) -> AuthContext | None:
+    auth = getattr(request, "auth", None)
+    return auth if isinstance(auth, AuthContext) else None
+
+
+def get_organization(request):
+    ctx = get_auth_context(request)
+    return ctx.organization if ctx else None
+
+
+def get_role(request) -> str | None:
+    ctx = get_auth_context(request)
+    return ctx.role if ctx else None

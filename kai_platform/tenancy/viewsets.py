@@ -1,0 +1,84 @@
+"""The one way to serve tenant data over the API.
+
+``TenantScopedViewSet`` builds every queryset from ``model.objects.for_org(request's org)``, so
+another organization's object answers 404 exactly like a missing one. Subclasses narrow or
+decorate the queryset in ``scope_queryset`` (select_related, visibility by role); overriding
+``get_queryset`` itself is refused at class creation unless the class sets the loudly named
+``unscoped_queryset_reviewed = True``.
+"""
+from __future__ import annotations
+
+from django.db import transaction
+from rest_framework import viewsets
+
+from kai_platform.tenancy.context import get_auth_context, get_organization
+
+
+class OrganizationContextMixin:
+    @property
+    def organization(self):
+        return get_organization(self.request)
+
+    @property
+    def auth_context(self):
+        return get_auth_context(self.request)
+
+    @property
+    def role(self):
+        ctx = get_auth_context(self.request)
+        return ctx.role if ctx else None
+
+
+class TenantScopedViewSetMixin(OrganizationContextMixin):
+    model = None  # a TenantModel subclass
+    lookup_value_regex = "[^/]+"
+    unscoped_queryset_reviewed = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "get_queryset" in cls.__dict__ and not cls.unscoped_queryset_reviewed:
+            raise TypeError(
+                f"{cls.__name__} overrides get_queryset; narrow the tenant queryset in scope_queryset() instead."
+            )
+
+    def get_model(self):
+        model = self.model or getattr(getattr(self, "queryset", None), "model", None)
+        if model is None:
+            raise AssertionError(f"{type(self).__name__} must set `model`")
+        return model
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # OpenAPI generation: no request org
+            return self.get_model().objects.none()
+        base = self.get_model().objects.for_org(self.organization)
+        return self.scope_queryset(base)
+
+    def scope_queryset(self, queryset):
+        """Narrow/decorate the organization's queryset (never widen it)."""
+        return queryset
+
+    # Writes: subclasses call their app's services; the defaults stamp owner and organization.
+    def perform_create(self, serializer):
+        with transaction.atomic():
+            serializer.save(organization=self.organization, created_by=self.request.user)
+
+    def perform_update(self, serializer):
+        with transaction.atomic():
+            serializer.save()
+
+    def perform_destroy(self, instance):
+        with transaction.atomic():
+            instance.delete()
+
+
+class TenantScopedViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
+    """Full CRUD over one tenant model; PUT accepts partial bodies (DESIGN §14). Narrow the verbs
+    with ``http_method_names`` (e.g. ``READ_ONLY``)."""
+
+    def update(self, request, *args, **kwargs):
+        kwargs["partial"] = True
+        return super().update(request, *args, **kwargs)
+
+
+READ_ONLY = ["get", "head", "options"]
+NO_UPDATE = ["get", "post", "delete", "head", "options"]

@@ -1,0 +1,126 @@
+"""Shared fixtures: members with roles, authenticated API clients, a real Celery worker."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+from tests.helpers import WorkerProcess
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """A pool opened before the test database exists points at the real database; Django's
+    test-database creation does not close it, so close it here (a safety net: nothing should
+    touch the database at import time)."""
+    from django.db import connections
+
+    for connection in connections.all():
+        connection.close_pool()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools_before_teardown(django_db_setup, django_db_blocker):
+    """Idle pooled connections (threads return theirs to the pool) would keep the test
+    database busy when pytest-django drops it."""
+    yield
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        # the connection of asgiref's shared thread (database_sync_to_async in socket tests)
+        asyncio.run(sync_to_async(connections.close_all)())
+        for connection in connections.all():
+            connection.close_pool()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache():
+    """Rate-limit counters, revoked tokens and worker heartbeats start empty in every test
+    (only this test process's key prefix is touched)."""
+    from django.conf import settings
+    from django.core.cache import cache
+    from django_redis import get_redis_connection
+
+    cache.delete_pattern("*")
+    redis = get_redis_connection("default")
+    for key in redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:ws:*"):
+        redis.delete(key)
+    yield
+
+
+@dataclass
+class Member:
+    user: object
+    organization: object
+    membership: object
+
+    @property
+    def role(self):
+        return self.membership.role
+
+
+@pytest.fixture
+def make_member(db):
+    def _make(role="owner", organization=None, user=None, plan=None) -> Member:
+        organization = organization or OrganizationFactory(**({"plan": plan} if plan else {}))
+        user = user or UserFactory()
+        membership = MembershipFactory(user=user, organization=organization, role=role)
+        return Member(user=user, organization=organization, membership=membership)
+    return _make
+
+
+@pytest.fixture
+def member(make_member) -> Member:
+    return make_member("owner")
+
+
+def jwt_for(user) -> dict:
+    from apps.accounts.services import auth_issue_tokens
+
+    return auth_issue_tokens(user=user)
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def client_for():
+    """``client_for(member, via="jwt"|"api_key", organization_header=None)`` → APIClient."""
+    def _client(member: Member, via: str = "jwt", organization_header: str | None = None) -> APIClient:
+        client = APIClient()
+        if via == "jwt":
+            token = jwt_for(member.user)["access_token"]
+        else:
+            from apps.accounts.services import api_key_create
+
+            _, token = api_key_create(organization=member.organization, created_by=member.user,
+                                      creator_role=member.role, name="test key")
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+        if organization_header:
+            headers["HTTP_X_ORGANIZATION"] = organization_header
+        client.credentials(**headers)
+        return client
+    return _client
+
+
+@pytest.fixture
+def owner_client(member, client_for) -> APIClient:
+    return client_for(member)
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db):
+    """A real Celery worker (threads pool) on this test's database and Redis prefix."""
+    worker = WorkerProcess()
+    try:
+        worker.wait_alive()
+        yield worker
+    finally:
+        worker.stop()

@@ -1,0 +1,182 @@
+"""The sequenced event log: publish, delivery after commit, catch-up, export, visibility."""
+import json
+import random
+import threading
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connections, transaction
+
+from apps.events.models import Event
+from apps.events.services import publish
+from kai_platform.realtime.groups import agent_group, org_group
+
+pytestmark = pytest.mark.django_db
+
+
+def test_publish_writes_a_row_with_seq(member):
+    event = publish(member.organization, "agent.created", {"name": "a"}, actor=member.user)
+    assert event.seq == event.pk and Event.objects.for_org(member.organization).count() == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_delivery_happens_only_after_commit(make_member):
+    import asyncio
+
+    def in_thread(fn):
+        try:
+            return fn()
+        finally:
+            connections.close_all()
+
+    member = await asyncio.to_thread(in_thread, make_member)
+    agent_id = "11111111-1111-1111-1111-111111111111"
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(org_group(member.organization.pk), channel)
+    await layer.group_add(agent_group(agent_id), channel)
+    published, release = threading.Event(), threading.Event()
+    result = {}
+
+    def write(rollback: bool):
+        try:
+            with transaction.atomic():
+                result["event"] = publish(member.organization, "agent.updated", {"v": 1}, agent=agent_id)
+                published.set()
+                release.wait(5)
+                if rollback:
+                    raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+        finally:
+            connections.close_all()
+
+    async def nothing_arrives():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(layer.receive(channel), 0.3)
+
+    writer = asyncio.create_task(asyncio.to_thread(write, False))
+    await asyncio.to_thread(published.wait, 5)
+    await nothing_arrives()  # the transaction is still open
+    release.set()
+    await writer
+    first = await asyncio.wait_for(layer.receive(channel), 2)
+    second = await asyncio.wait_for(layer.receive(channel), 2)
+    assert first["type"] == "kai.event" and first["event"]["seq"] == result["event"].pk
+    assert second["event"]["seq"] == result["event"].pk  # once per group: org and agent
+
+    published.clear()
+    release.clear()
+    writer = asyncio.create_task(asyncio.to_thread(write, True))
+    await asyncio.to_thread(published.wait, 5)
+    release.set()
+    await writer
+    await nothing_arrives()
+    rolled_back = result["event"].pk
+    assert not await asyncio.to_thread(in_thread, lambda: Event.objects.filter(pk=rolled_back).exists())
+
+
+def test_list_filters_and_after(member, client_for):
+    events = [publish(member.organization, f"t.{i % 2}", {"i": i}) for i in range(5)]
+    client = client_for(member)
+    page = client.get("/api/v1/events").json()
+    assert [e["seq"] for e in page["items"]] == [e.pk for e in events]
+    assert page["items"][0]["type"] == "t.0" and "timestamp" in page["items"][0]
+    after = client.get(f"/api/v1/events?after={events[2].pk}").json()
+    assert [e["seq"] for e in after["items"]] == [events[3].pk, events[4].pk]
+    typed = client.get("/api/v1/events?type=t.1").json()
+    assert {e["type"] for e in typed["items"]} == {"t.1"} and typed["total"] == 2
+    both = client.get("/api/v1/events?type=t.0,t.1").json()
+    assert both["total"] == 5
+
+
+def test_ndjson_and_jsonl_export(member, client_for):
+    for i in range(3):
+        publish(member.organization, "export.me", {"i": i})
+    client = client_for(member)
+    for kwargs, media in [({"HTTP_ACCEPT": "application/x-ndjson"}, "application/x-ndjson"),
+                          ({"path": "/api/v1/events?format=jsonl"}, "application/jsonl"),
+                          ({"path": "/api/v1/events?format=ndjson"}, "application/x-ndjson")]:
+        path = kwargs.pop("path", "/api/v1/events")
+        response = client.get(path, **kwargs)
+        assert response.status_code == 200
+        assert response["Content-Type"].startswith(media)
+        lines = b"".join(response.streaming_content).decode().strip().splitlines()
+        assert [json.loads(line)["data"]["i"] for line in lines] == [0, 1, 2]
+
+
+def test_user_role_sees_only_own_events(make_member, client_for):
+    owner = make_member()
+    user = make_member("user", organization=owner.organization)
+    publish(owner.organization, "by.owner", {}, actor=owner.user)
+    publish(owner.organization, "by.user", {}, actor=user.user)
+    publish(owner.organization, "about.user", {}, actor=owner.user, owner=user.user)
+    seen_by_user = {e["type"] for e in client_for(user).get("/api/v1/events").json()["items"]}
+    assert seen_by_user == {"by.user", "about.user"}
+    seen_by_owner = {e["type"] for e in client_for(owner).get("/api/v1/events").json()["items"]}
+    assert seen_by_owner == {"by.owner", "by.user", "about.user"}
+
+
+def test_other_organizations_events_are_invisible(make_member, client_for):
+    a, b = make_member(), make_member()
+    event = publish(a.organization, "private", {})
+    assert client_for(b).get("/api/v1/events").json()["total"] == 0
+    assert client_for(b).get(f"/api/v1/events/{event.pk}").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_catch_up_by_seq_never_skips_with_concurrent_writers(make_member):
+    """Two writers whose transactions interleave (draw id, sleep, commit) while a reader pages
+    with after=<last seq seen>: every event is read exactly once."""
+    member = make_member()
+    org = member.organization
+    per_writer = 40
+    done = threading.Event()
+    published: list[int] = []
+    lock = threading.Lock()
+
+    def writer(seed):
+        rng = random.Random(seed)
+        try:
+            for i in range(per_writer):
+                with transaction.atomic():
+                    event = publish(org, "race", {"w": seed, "i": i})
+                    time.sleep(rng.uniform(0, 0.01))
+                with lock:
+                    published.append(event.pk)
+        finally:
+            connections.close_all()
+
+    seen: list[int] = []
+
+    def reader():
+        last = 0
+        try:
+            while True:
+                finished = done.is_set()
+                batch = list(Event.objects.for_org(org).filter(id__gt=last).order_by("id")
+                             .values_list("id", flat=True))
+                if batch:
+                    seen.extend(batch)
+                    last = batch[-1]
+                elif finished:
+                    return
+                time.sleep(0.001)
+        finally:
+            connections.close_all()
+
+    writers = [threading.Thread(target=writer, args=(s,)) for s in (1, 2)]
+    read = threading.Thread(target=reader)
+    read.start()
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    done.set()
+    read.join()
+    assert len(published) == 2 * per_writer
+    assert len(seen) == len(set(seen)), "duplicated"
+    assert sorted(seen) == sorted(published), f"lost {set(published) - set(seen)}"

@@ -1,0 +1,129 @@
+"""Test helpers shared across the suite."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def assert_envelope(response, status: int, code: str | None = None):
+    """The one error shape (DESIGN §6)."""
+    assert response.status_code == status, (response.status_code, getattr(response, "content", b"")[:500])
+    body = response.json()
+    assert set(body) >= {"detail", "type", "code", "errors", "request_id"}, body
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["errors"], list)
+    assert body["request_id"] == response["X-Request-ID"]
+    if code:
+        assert body["code"] == code, body
+    return body
+
+
+def subprocess_env(**extra) -> dict:
+    """Environment for a child process that must see this test's database and Redis keys."""
+    from django.conf import settings
+    from django.db import connection
+
+    env = os.environ.copy()
+    env.update(
+        DJANGO_ENV="test",
+        KAI_DB_NAME=connection.settings_dict["NAME"],
+        KAI_REDIS_PREFIX=settings.KAI_REDIS_PREFIX,
+        PYTHONPATH=str(BASE_DIR),
+    )
+    env.pop("PYTEST_XDIST_WORKER", None)  # the prefix above already carries the worker suffix
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, *extra_args: str, env: dict | None = None):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "kai_platform", "worker", "--loglevel", "WARNING",
+             "--without-mingle", "--without-gossip", "--pool", "threads", "--concurrency", "4", *extra_args],
+            cwd=BASE_DIR, env=env or subprocess_env(), start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def wait_alive(self, timeout: float = 30.0) -> None:
+        from django.conf import settings
+        from django_redis import get_redis_connection
+
+        deadline = time.monotonic() + timeout
+        pattern = f"{settings.KAI_REDIS_PREFIX}:workers:*"
+        while time.monotonic() < deadline:
+            if any(True for _ in get_redis_connection("default").scan_iter(pattern)):
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}")
+            time.sleep(0.1)
+        raise TimeoutError("worker did not announce itself")
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """A real daphne process on this test's database and Redis prefix (``prefix_suffix`` gives
+    it a channel-layer namespace of its own, i.e. a layer that never hears this process)."""
+
+    def __init__(self, prefix_suffix: str = "", **env):
+        from django.conf import settings
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        extra = {"KAI_REDIS_PREFIX": settings.KAI_REDIS_PREFIX + prefix_suffix, **env}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "kai_platform.asgi:application"],
+            cwd=BASE_DIR, env=subprocess_env(**extra), start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self._wait()
+
+    def _wait(self, timeout: float = 30.0) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited with {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError("daphne did not answer /health")
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(15)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
