@@ -1,0 +1,183 @@
+from django.contrib import admin, messages
+
+from apps.agents import services
+from apps.agents.models import (
+    Agent,
+    AgentMemory,
+    AgentTemplate,
+    AgentVersion,
+    Credential,
+    Deployment,
+    DeploymentStatus,
+    ModelConfig,
+    OrchestrationTemplate,
+    PromptTemplate,
+    Provider,
+    ProviderUsage,
+    Service,
+    Tool,
+)
+
+
+class TenantAdmin(admin.ModelAdmin):
+    list_select_related = ("organization",)
+    list_filter = ("organization",)
+    readonly_fields = ("id", "organization", "created_by", "created_at", "updated_at")
+
+
+class AgentVersionInline(admin.TabularInline):
+    model = AgentVersion
+    extra = 0
+    can_delete = False
+    fields = ("version", "changed_fields", "created_by", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Agent)
+class AgentAdmin(TenantAdmin):
+    list_display = ("agent_number", "name", "organization", "status", "is_active", "llm", "version", "execution_count",
+                    "last_execution", "last_heartbeat")
+    list_filter = ("organization", "status", "is_active", "agent_type")
+    search_fields = ("name", "role", "=id", "organization__slug")
+    readonly_fields = TenantAdmin.readonly_fields + ("agent_number", "version", "execution_count",
+                                                     "average_execution_time", "last_execution", "last_heartbeat")
+    inlines = [AgentVersionInline]
+    actions = ["restart"]
+
+    @admin.action(description="Restart selected agents")
+    def restart(self, request, queryset):
+        for agent in queryset:
+            services.agent_restart(agent=agent, actor=request.user)
+        self.message_user(request, f"Restarted {queryset.count()} agent(s).", messages.SUCCESS)
+
+
+@admin.register(AgentMemory)
+class AgentMemoryAdmin(TenantAdmin):
+    list_display = ("agent", "memory_type", "tags", "expires_at", "created_at")
+    list_filter = ("organization", "memory_type")
+    list_select_related = ("organization", "agent")
+    search_fields = ("agent__name", "memory_type")
+    raw_id_fields = ("agent",)
+
+
+@admin.register(Credential)
+class CredentialAdmin(TenantAdmin):
+    """Values never show here: only the mask and the key id."""
+
+    list_display = ("name", "service_name", "credential_type", "masked", "encryption_key_id", "organization",
+                    "usage_count", "last_used", "expires_at")
+    list_filter = ("organization", "credential_type", "auto_rotate")
+    search_fields = ("name", "service_name", "organization__slug")
+    fields = ("name", "service_name", "credential_type", "description", "expires_at", "auto_rotate", "masked",
+              "encryption_key_id", "usage_count", "last_used") + TenantAdmin.readonly_fields
+    readonly_fields = TenantAdmin.readonly_fields + ("masked", "encryption_key_id", "usage_count", "last_used")
+    actions = ["rotate"]
+
+    def has_add_permission(self, request):
+        return False  # values are entered through the API, which encrypts them
+
+    @admin.action(description="Re-encrypt selected credentials under the newest key")
+    def rotate(self, request, queryset):
+        from apps.agents import crypto
+
+        count = 0
+        for credential in queryset:
+            token, key_id = crypto.rotate(credential.encrypted_value)
+            Credential.objects.filter(pk=credential.pk).update(encrypted_value=token, encryption_key_id=key_id)
+            count += 1
+        self.message_user(request, f"Re-encrypted {count} credential(s).", messages.SUCCESS)
+
+
+@admin.register(Provider)
+class ProviderAdmin(TenantAdmin):
+    list_display = ("name", "provider_type", "organization", "default_model", "budget_limit", "is_default", "is_active",
+                    "last_validation_ok", "last_validated_at")
+    list_filter = ("organization", "provider_type", "is_active")
+    list_select_related = ("organization", "credential")
+    search_fields = ("name", "base_url", "organization__slug")
+    raw_id_fields = ("credential",)
+
+
+@admin.register(ProviderUsage)
+class ProviderUsageAdmin(TenantAdmin):
+    list_display = ("provider", "day", "calls", "input_tokens", "output_tokens", "cost")
+    list_filter = ("organization", "day")
+    list_select_related = ("organization", "provider")
+    date_hierarchy = "day"
+
+
+@admin.register(ModelConfig)
+class ModelConfigAdmin(TenantAdmin):
+    list_display = ("name", "provider_type", "model", "provider", "organization", "is_active")
+    list_filter = ("organization", "provider_type", "is_active")
+    list_select_related = ("organization", "provider")
+    search_fields = ("name", "model")
+
+
+@admin.register(Tool)
+class ToolAdmin(TenantAdmin):
+    list_display = ("name", "tool_type", "enabled", "organization")
+    list_filter = ("organization", "tool_type", "enabled")
+    search_fields = ("name", "description")
+    actions = ["toggle"]
+
+    @admin.action(description="Toggle enabled")
+    def toggle(self, request, queryset):
+        for tool in queryset:
+            services.tool_toggle(tool=tool, actor=request.user)
+        self.message_user(request, f"Toggled {queryset.count()} tool(s).", messages.SUCCESS)
+
+
+@admin.register(PromptTemplate)
+class PromptTemplateAdmin(TenantAdmin):
+    list_display = ("name", "is_official", "organization", "updated_at")
+    list_filter = ("organization", "is_official")
+    search_fields = ("name", "template")
+
+
+@admin.register(AgentTemplate)
+class AgentTemplateAdmin(TenantAdmin):
+    list_display = ("name", "category", "agent_type", "is_official", "organization")
+    list_filter = ("organization", "category", "is_official")
+    search_fields = ("name", "description")
+
+
+@admin.register(OrchestrationTemplate)
+class OrchestrationTemplateAdmin(TenantAdmin):
+    list_display = ("name", "category", "pattern", "is_official", "organization")
+    list_filter = ("organization", "category", "pattern", "is_official")
+    search_fields = ("name", "description")
+
+
+@admin.register(Service)
+class ServiceAdmin(TenantAdmin):
+    list_display = ("name", "service_type", "status", "last_seen", "endpoint", "organization")
+    list_filter = ("organization", "service_type", "status")
+    search_fields = ("name", "endpoint")
+    actions = ["refresh"]
+
+    @admin.action(description="Refresh liveness now")
+    def refresh(self, request, queryset):
+        for service in queryset:
+            services.service_refresh(service=service, actor=request.user)
+        self.message_user(request, f"Refreshed {queryset.count()} service(s).", messages.SUCCESS)
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(TenantAdmin):
+    list_display = ("name", "agent", "status", "channels", "invocation_count", "started_at", "stopped_at", "organization")
+    list_filter = ("organization", "status")
+    list_select_related = ("organization", "agent")
+    search_fields = ("name", "key_prefix")
+    readonly_fields = TenantAdmin.readonly_fields + ("key_prefix", "invocation_count", "last_invoked_at", "stopped_at")
+    exclude = ("key_hash",)
+    actions = ["stop"]
+
+    @admin.action(description="Stop (revoke) selected deployments")
+    def stop(self, request, queryset):
+        for deployment in queryset.filter(status=DeploymentStatus.RUNNING):
+            services.deployment_stop(deployment=deployment, actor=request.user)
+        self.message_user(request, "Stopped.", messages.SUCCESS)

@@ -1,0 +1,21 @@
+"""Re-encrypt every stored credential under the newest key of KAI_SECRET_KEYS.
+
+Rotation: put a new key first in KAI_SECRET_KEYS (keep the old ones after it), restart, run this
+command, then drop the old keys. Exits non-zero if any value decrypts under no configured key.
+"""
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.agents import services
+
+
+class Command(BaseCommand):
+    help = "Re-encrypt every credential under the newest secret key."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--batch-size", type=int, default=500)
+
+    def handle(self, *args, **options):
+        result = services.credentials_rotate_all(batch_size=options["batch_size"])
+        self.stdout.write(f"[kai] rotated {result['rotated']} credential(s) to key {result['key_id']}")
+        if result["unreadable"]:
+            raise CommandError(f"{result['unreadable']} credential(s) decrypt under no configured key (see the log)")

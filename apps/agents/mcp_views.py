@@ -1,0 +1,30 @@
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from apps.agents import mcp
+from kai_platform.api.views import KaiAPIView
+
+MCPMessageSerializer = inline_serializer("MCPMessage", {
+    "id": serializers.CharField(),
+    "version": serializers.CharField(default="1.0"),
+    "type": serializers.ChoiceField(choices=["request", "response", "notification", "error"]),
+    "method": serializers.CharField(required=False),
+    "params": serializers.DictField(required=False),
+    "result": serializers.JSONField(required=False),
+    "error": serializers.DictField(required=False),
+    "timestamp": serializers.CharField(required=False),
+    "source": serializers.DictField(required=False),
+    "target": serializers.DictField(required=False),
+})
+
+
+@extend_schema(tags=["mcp"])
+class MCPMessageView(KaiAPIView):
+    """Seed 002 MCP messages over HTTP: one request in, its response (or MCP error) out, HTTP 200.
+    Methods: agent.register, agent.send_message, workflow.execute, system.get_state, memory.store,
+    memory.query. A body that is not JSON at all is a 400 error envelope."""
+
+    @extend_schema(request=MCPMessageSerializer, responses={200: MCPMessageSerializer})
+    def post(self, request):
+        return Response(mcp.handle(request.data, user=request.user, auth=request.auth))

@@ -1,0 +1,123 @@
+"""Outbound HTTP guard against server-side request forgery.
+
+A URL may be fetched only if every address its host resolves to is public, unless an allow-list
+(the organization's ``settings.network_allowlist`` plus ``KAI_NETWORK_ALLOWLIST``) names the
+host or a network containing the address. Checked after DNS resolution, and again on every
+redirect hop (an httpx request hook runs for each request the client sends).
+
+Residual risk, stated: the check resolves the name, then the HTTP client resolves it again to
+connect; a DNS server answering differently within that window (rebinding) is not covered.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+#: cloud metadata endpoints, refused even when a broader allow-list would admit them
+METADATA_ADDRESSES = {
+    ipaddress.ip_address("169.254.169.254"),
+    ipaddress.ip_address("169.254.170.2"),
+    ipaddress.ip_address("100.100.100.200"),
+    ipaddress.ip_address("fd00:ec2::254"),
+}
+METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
+
+
+class BlockedAddress(Exception):
+    """The URL's host is (or resolves to) a private, loopback, link-local or metadata address."""
+
+
+def _network(entry: str):
+    try:
+        return ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class AllowList:
+    hosts: frozenset = field(default_factory=frozenset)
+    networks: tuple = ()
+
+    @classmethod
+    def from_entries(cls, *entry_lists) -> "AllowList":
+        hosts, networks = set(), []
+        for entries in entry_lists:
+            for raw in entries or []:
+                entry = str(raw).strip().lower()
+                if not entry:
+                    continue
+                network = _network(entry.strip("[]"))
+                if network is not None:
+                    networks.append(network)
+                else:
+                    hosts.add(entry)
+        return cls(frozenset(hosts), tuple(networks))
+
+    def allows_host(self, host: str) -> bool:
+        host = host.lower().rstrip(".")
+        if host in self.hosts:
+            return True
+        return any(h.startswith("*.") and host.endswith(h[1:]) for h in self.hosts)
+
+    def allows_ip(self, ip) -> bool:
+        return any(ip.version == n.version and ip in n for n in self.networks)
+
+
+def is_public(ip) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast and not ip.is_reserved and ip not in METADATA_ADDRESSES
+
+
+def resolve(host: str, port: int) -> list:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise BlockedAddress(f"cannot resolve host {host!r}: {exc.strerror or exc}") from exc
+    return sorted({ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos}, key=str)
+
+
+def check_url(url: str, allowlist: AllowList | None = None) -> list:
+    """Raise ``BlockedAddress`` unless ``url`` is http(s) and its host may be reached.
+    Returns the resolved addresses."""
+    allowlist = allowlist or AllowList()
+    parts = urlsplit(str(url))
+    if parts.scheme not in ("http", "https"):
+        raise BlockedAddress(f"only http and https URLs are allowed, not {parts.scheme or 'no scheme'!r}")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise BlockedAddress("the URL has no host")
+    if host.lower() in METADATA_HOSTS:
+        raise BlockedAddress(f"{host} is a cloud metadata endpoint")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host_allowed = allowlist.allows_host(host)
+    addresses = resolve(host, port)
+    for ip in addresses:
+        if ip in METADATA_ADDRESSES:
+            raise BlockedAddress(f"{host} resolves to {ip}, a cloud metadata address")
+        if not is_public(ip) and not host_allowed and not allowlist.allows_ip(ip):
+            raise BlockedAddress(
+                f"{host} resolves to {ip}, a private, loopback or link-local address; "
+                "add it to the organization's network allow-list to permit it"
+            )
+    return addresses
+
+
+def guarded_http_client(allowlist: AllowList | None, *, timeout: float, follow_redirects: bool = True,
+                        max_redirects: int = 5):
+    """An ``httpx2.Client`` that checks every request it sends (redirect hops included)."""
+    import httpx2
+
+    def _guard(request):
+        check_url(str(request.url), allowlist)
+
+    return httpx2.Client(
+        timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
+        follow_redirects=follow_redirects,
+        max_redirects=max_redirects,
+        event_hooks={"request": [_guard]},
+        trust_env=False,
+    )

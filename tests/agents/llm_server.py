@@ -1,0 +1,134 @@
+"""A small local HTTP server speaking the OpenAI chat-completions API (with SSE streaming) and
+the Anthropic Messages API, so the real SDKs are exercised end to end in tests."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class LLMServer:
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.mode = "ok"  # ok | slow | unauthorized | tool_call | no_usage
+        self.delay = 0.0
+        self.reply = "Hello from the local server"
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _json(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.rstrip("/").endswith("/redirect-to-loopback"):
+                    self.send_response(302)
+                    self.send_header("Location", "http://127.0.0.1:1/secret")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self._json(200, {"ok": True, "path": self.path})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                server.requests.append({"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}})
+                if server.mode == "unauthorized":
+                    return self._json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
+                if server.mode == "slow":
+                    time.sleep(server.delay)
+                if self.path.endswith("/chat/completions"):
+                    return self._chat(body)
+                if self.path.endswith("/messages"):
+                    return self._anthropic(body)
+                self._json(404, {"error": {"message": "no such route"}})
+
+            def _sse(self, events):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for line in events:
+                    self.wfile.write(line.encode())
+                    self.wfile.flush()
+                self.close_connection = True
+
+            def _chat(self, body):
+                words = server.reply.split(" ")
+                prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in body["messages"])
+                base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+                if not body.get("stream"):
+                    return self._json(200, {"id": "chatcmpl-1", "object": "chat.completion", "created": 1,
+                                            "model": body["model"], "choices": [{"index": 0, "finish_reason": "stop",
+                                            "message": {"role": "assistant", "content": server.reply}}],
+                                            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+                                                      "total_tokens": prompt_tokens + len(words)}})
+                events = [f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': ''}, 'finish_reason': None}]})}\n\n"]
+                last_is_tool = body["messages"][-1].get("role") == "tool"
+                if server.mode == "tool_call" and body.get("tools") and not last_is_tool:
+                    name = body["tools"][0]["function"]["name"]
+                    events.append(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'tool_calls': [{'index': 0, 'id': 'call_1', 'type': 'function', 'function': {'name': name, 'arguments': ''}}]}, 'finish_reason': None}]})}\n\n")
+                    for part in ('{"expression": ', '"6*7"}'):
+                        events.append(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'tool_calls': [{'index': 0, 'function': {'arguments': part}}]}, 'finish_reason': None}]})}\n\n")
+                    finish = "tool_calls"
+                    completion_tokens = 5
+                else:
+                    text = server.reply if not last_is_tool else "The tool said " + str(body["messages"][-1]["content"])
+                    words = text.split(" ")
+                    for i, word in enumerate(words):
+                        piece = word if i == len(words) - 1 else word + " "
+                        events.append(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'content': piece}, 'finish_reason': None}]})}\n\n")
+                    finish = "stop"
+                    completion_tokens = len(words)
+                events.append(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n")
+                if server.mode != "no_usage" and (body.get("stream_options") or {}).get("include_usage"):
+                    events.append(f"data: {json.dumps({**base, 'choices': [], 'usage': {'prompt_tokens': prompt_tokens, 'completion_tokens': completion_tokens, 'total_tokens': prompt_tokens + completion_tokens}})}\n\n")
+                events.append("data: [DONE]\n\n")
+                self._sse(events)
+
+            def _anthropic(self, body):
+                words = server.reply.split(" ")
+
+                def event(name, data):
+                    return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
+
+                events = [event("message_start", {"message": {
+                    "id": "msg_1", "type": "message", "role": "assistant", "model": body["model"], "content": [],
+                    "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 11, "output_tokens": 1}}}),
+                    event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})]
+                for i, word in enumerate(words):
+                    piece = word if i == len(words) - 1 else word + " "
+                    events.append(event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}}))
+                events += [event("content_block_stop", {"index": 0}),
+                           event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                                   "usage": {"output_tokens": len(words)}}),
+                           event("message_stop", {})]
+                self._sse(events)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
