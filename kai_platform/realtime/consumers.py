@@ -1,0 +1,235 @@
+"""The one socket base consumer (DESIGN §9): every WebSocket endpoint builds on it.
+
+It owns authentication (``?token=`` or a first ``{"type": "auth", "token": …}`` message within
+``KAI_WS_AUTH_TIMEOUT`` seconds, JWT or platform API key, the same check as REST), the Origin
+check, connection limits per user and per IP (Redis, all processes), the message size cap, the
+per-connection message rate limit, and closing the socket when its credential expires or is
+revoked. Subclasses implement ``on_authenticated``, ``handle_message`` and ``on_event``.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+import uuid
+from datetime import datetime, timezone
+from urllib.parse import parse_qs
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+from rest_framework import exceptions
+
+from kai_platform.realtime import limits
+from kai_platform.tenancy.authentication import authenticate_credential, credential_still_valid
+
+logger = logging.getLogger("kai.realtime")
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class KaiSocketConsumer(AsyncWebsocketConsumer):
+    server_version = "1.0.0"
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def connect(self):
+        self.client_id = f"client_{uuid.uuid4().hex[:12]}"
+        self.user = None
+        self.auth = None
+        self.organization = None
+        self.connected_at = time.monotonic()
+        self.query = {k: v[-1] for k, v in parse_qs(self.scope.get("query_string", b"").decode()).items()}
+        self.ip = (self.scope.get("client") or ["unknown"])[0]
+        self._tasks: list[asyncio.Task] = []
+        self._message_times: collections.deque = collections.deque()
+        self._rate_warned = False
+        self._limits_held = False
+        self._closing = False
+        if not self._origin_allowed():
+            await self.close()  # before accept: the handshake is refused (HTTP 403)
+            return
+        await self.accept()
+        token = self.query.get("token")
+        if token:
+            await self._authenticate(token)
+        else:
+            self._spawn(self._auth_deadline())
+
+    async def disconnect(self, code):
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        await self._release_lease()
+        await self.on_disconnect(code)
+
+    # --- authentication -------------------------------------------------------------------
+    def _origin_allowed(self) -> bool:
+        headers = dict(self.scope.get("headers") or [])
+        origin = headers.get(b"origin")
+        if not origin:
+            return True  # non-browser clients authenticate with a token (DESIGN §14)
+        from urllib.parse import urlparse
+
+        parsed = urlparse(origin.decode("latin-1"))
+        if parsed.netloc and f"{parsed.scheme}://{parsed.netloc}" in settings.CORS_ALLOWED_ORIGINS:
+            return True
+        host, _port = split_domain_port(parsed.netloc)
+        return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+
+    async def _auth_deadline(self):
+        await asyncio.sleep(settings.KAI_WS_AUTH_TIMEOUT)
+        if self.user is None:
+            await self.refuse("AUTHENTICATION_FAILED", "No credential within the authentication window.")
+
+    async def _authenticate(self, raw_token: str) -> bool:
+        try:
+            user, auth = await database_sync_to_async(authenticate_credential)(
+                raw_token, organization_ref=self.query.get("organization")
+            )
+        except (exceptions.AuthenticationFailed, exceptions.PermissionDenied) as exc:
+            await self.refuse("AUTHENTICATION_FAILED", str(exc.detail))
+            return False
+        if auth.organization is None:
+            await self.refuse("PERMISSION_DENIED", "The credential is not bound to an organization.")
+            return False
+        refused = await limits.acquire(user.pk, self.ip, self.channel_name)
+        if refused:
+            limit = settings.KAI_WS_MAX_PER_USER if refused == "user" else settings.KAI_WS_MAX_PER_IP
+            await self.refuse("CONNECTION_LIMIT_EXCEEDED",
+                              f"At most {limit} concurrent connections per {refused}.", retry_after=30)
+            return False
+        self._limits_held = True
+        self.user, self.auth, self.organization = user, auth, auth.organization
+        self._spawn(self._watch_credential())
+        await self.on_authenticated()
+        return True
+
+    async def _watch_credential(self):
+        """Close the socket once its credential expires or is revoked; keep the lease fresh."""
+        interval = settings.KAI_WS_RECHECK_SECONDS
+        while not self._closing:
+            wait = interval
+            if self.auth.expires_at is not None:
+                until_expiry = (self.auth.expires_at - datetime.now(timezone.utc)).total_seconds()
+                wait = max(0.0, min(interval, until_expiry))
+            await asyncio.sleep(wait)
+            try:
+                valid = await database_sync_to_async(credential_still_valid)(self.auth)
+                await limits.refresh(self.user.pk, self.ip, self.channel_name)
+            except Exception:
+                logger.warning("credential re-check failed; will retry", exc_info=True)
+                continue
+            if not valid:
+                await self.refuse("AUTHENTICATION_FAILED", "The credential has expired or was revoked.")
+                return
+
+    async def refuse(self, error_code: str, message: str, *, close_code: int = CLOSE_POLICY, retry_after=None):
+        data = {"error_code": error_code, "error_message": message, "close_code": close_code}
+        if retry_after is not None:
+            data["retry_after"] = retry_after
+        try:
+            await self.send_envelope("connection_error", data)
+        finally:
+            self._closing = True
+            await self._release_lease()
+            await self.close(code=close_code)
+
+    async def _release_lease(self):
+        if self._limits_held:
+            self._limits_held = False
+            try:
+                await limits.release(self.user.pk, self.ip, self.channel_name)
+            except Exception:  # Redis down: the lease expires by itself
+                logger.warning("could not release socket lease", exc_info=True)
+
+    # --- receiving ------------------------------------------------------------------------
+    async def receive(self, text_data=None, bytes_data=None):
+        raw = text_data if text_data is not None else bytes_data
+        size = len(raw.encode() if isinstance(raw, str) else raw or b"")
+        if size > settings.KAI_WS_MAX_MESSAGE_BYTES:
+            await self.refuse("MESSAGE_TOO_LARGE",
+                              f"Messages are limited to {settings.KAI_WS_MAX_MESSAGE_BYTES} bytes.",
+                              close_code=CLOSE_TOO_BIG)
+            return
+        if not await self._within_rate():
+            return
+        try:
+            message = orjson.loads(raw)
+            if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+                raise ValueError("a message is a JSON object with a string 'type'")
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            await self.send_error("INVALID_MESSAGE_FORMAT", f"Malformed message: {exc}")
+            return
+        if self.user is None:
+            if message["type"] == "auth" and isinstance(message.get("token"), str):
+                await self._authenticate(message["token"])
+            else:
+                await self.refuse("AUTHENTICATION_FAILED", "Authenticate first: {\"type\": \"auth\", \"token\": …}.")
+            return
+        await self.handle_message(message)
+
+    async def _within_rate(self) -> bool:
+        limit = settings.KAI_WS_MESSAGES_PER_MINUTE
+        now = time.monotonic()
+        times = self._message_times
+        while times and now - times[0] > 60:
+            times.popleft()
+        times.append(now)
+        count = len(times)
+        if count <= limit:
+            if count >= int(limit * 0.9) and not self._rate_warned:
+                self._rate_warned = True
+                await self._rate_warning(count, limit, "Rate limit approaching: reduce message frequency")
+            elif count < int(limit * 0.9):
+                self._rate_warned = False
+            return True
+        if count == limit + 1:
+            await self._rate_warning(count, limit, "Rate limit exceeded: this message was dropped; the next closes")
+            return False
+        await self.refuse("RATE_LIMIT_EXCEEDED", f"More than {limit} messages per minute.", retry_after=60)
+        return False
+
+    async def _rate_warning(self, count, limit, action):
+        reset = datetime.fromtimestamp(time.time() + 60 - (time.monotonic() - self._message_times[0]), timezone.utc)
+        await self.send_envelope("rate_limit_warning", {
+            "limit_type": "messages_per_minute", "current_usage": count, "limit": limit,
+            "reset_time": reset.isoformat().replace("+00:00", "Z"), "recommended_action": action,
+        })
+
+    # --- sending --------------------------------------------------------------------------
+    async def send_envelope(self, type_: str, data: dict, **extra) -> None:
+        payload = {"type": type_, "timestamp": now_iso(), "data": data}
+        payload.update(extra)
+        await self.send(text_data=orjson.dumps(payload, default=str).decode())
+
+    async def send_error(self, error_code: str, message: str, **data) -> None:
+        await self.send_envelope("connection_error", {"error_code": error_code, "error_message": message, **data})
+
+    def _spawn(self, coroutine) -> None:
+        self._tasks.append(asyncio.ensure_future(coroutine))
+
+    # --- for subclasses -------------------------------------------------------------------
+    async def on_authenticated(self):
+        raise NotImplementedError
+
+    async def handle_message(self, message: dict):
+        raise NotImplementedError
+
+    async def on_disconnect(self, code):
+        return None
+
+    async def kai_event(self, message):
+        """Channel-layer delivery from ``events.services.publish``."""
+        await self.on_event(message["event"])
+
+    async def on_event(self, event: dict):
+        return None
