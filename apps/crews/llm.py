@@ -1,0 +1,212 @@
+"""The run engine's adapter to the LLM layer and the agents app: which client serves a model name
+(the agents app's ``model_resolve``/``client_for``, DESIGN §14), budgets checked before each call
+(provider, agent and organization monthly limits), and a circuit breaker per provider (Redis,
+shared by every worker).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from kai_platform.llm import LLMClient
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_KEY = "builtin"
+
+
+class ModelUnavailable(Exception):
+    """No provider serves the model (production, no fallback)."""
+
+
+@dataclass
+class ResolvedModel:
+    client: LLMClient
+    requested: str
+    model: str  # what the provider is asked for
+    provider_type: str
+    provider_key: str  # circuit-breaker key: provider id, or "builtin"
+    provider: object = None  # agents.Provider or None
+    pricing_override: dict | None = None
+    note: str = ""
+
+    @property
+    def pricing_model(self) -> str:
+        return "builtin" if self.provider_type == "builtin" else self.model
+
+
+def resolve_model(*, organization, model_name: str | None) -> ResolvedModel:
+    """The agents app's resolution (``apps.agents.runtime.model_resolve``) and client, as one object."""
+    from rest_framework.exceptions import APIException
+
+    from apps.agents.runtime import client_for, model_resolve
+
+    try:
+        resolved = model_resolve(organization=organization, name=model_name)
+    except APIException as exc:
+        raise ModelUnavailable(str(exc.detail))
+    client = client_for(organization=organization, resolved=resolved)
+    pricing = resolved.parameters.get("pricing") if isinstance(resolved.parameters.get("pricing"), dict) else None
+    provider = resolved.provider
+    return ResolvedModel(client=client, requested=resolved.requested or resolved.model, model=resolved.model,
+                         provider_type=resolved.provider_type,
+                         provider_key=str(provider.pk) if provider is not None else BUILTIN_KEY, provider=provider,
+                         pricing_override=pricing, note=resolved.note)
+
+
+# --- circuit breaker ---------------------------------------------------------------------------
+
+class CircuitOpen(Exception):
+    pass
+
+
+#: LLMError kinds that say the provider is unhealthy (bad requests and auth errors do not)
+BREAKER_KINDS = frozenset({"timeout", "connection", "provider"})
+
+
+def _redis():
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+def _cb_key(provider_key: str, part: str) -> str:
+    return f"{settings.KAI_REDIS_PREFIX}:runs:cb:{provider_key}:{part}"
+
+
+def breaker_threshold() -> int:
+    return int(getattr(settings, "KAI_CIRCUIT_FAILURES", 5))
+
+
+def breaker_cooldown() -> int:
+    return int(getattr(settings, "KAI_CIRCUIT_COOLDOWN_SECONDS", 30))
+
+
+def breaker_state(provider_key: str) -> dict:
+    """``{"state": "closed"|"open"|"half_open", "failures": n, "retry_at": epoch|None}``."""
+    try:
+        failures, open_until = _redis().mget(_cb_key(provider_key, "failures"), _cb_key(provider_key, "open_until"))
+    except Exception:
+        return {"state": "unknown", "failures": None, "retry_at": None}
+    failures = int(failures or 0)
+    if open_until and float(open_until) > time.time():
+        return {"state": "open", "failures": failures, "retry_at": float(open_until)}
+    if failures >= breaker_threshold():
+        return {"state": "half_open", "failures": failures, "retry_at": None}
+    return {"state": "closed", "failures": failures, "retry_at": None}
+
+
+def breaker_allow(provider_key: str) -> None:
+    try:
+        open_until = _redis().get(_cb_key(provider_key, "open_until"))
+    except Exception:
+        return  # Redis down: do not block runs on the breaker
+    if open_until and float(open_until) > time.time():
+        wait = int(float(open_until) - time.time()) + 1
+        raise CircuitOpen(f"the circuit breaker of provider {provider_key} is open after repeated failures; "
+                          f"retry in {wait} s")
+
+
+def breaker_success(provider_key: str) -> None:
+    try:
+        _redis().delete(_cb_key(provider_key, "failures"))
+    except Exception:
+        pass
+
+
+def breaker_failure(provider_key: str) -> None:
+    try:
+        redis = _redis()
+        failures = redis.incr(_cb_key(provider_key, "failures"))
+        redis.expire(_cb_key(provider_key, "failures"), breaker_cooldown() * 10)
+        if failures >= breaker_threshold():
+            redis.set(_cb_key(provider_key, "open_until"), time.time() + breaker_cooldown(), ex=breaker_cooldown())
+            logger.warning("circuit breaker of provider %s opened after %s failures", provider_key, failures)
+    except Exception:
+        pass
+
+
+# --- budgets -----------------------------------------------------------------------------------
+
+class BudgetExceeded(Exception):
+    pass
+
+
+def month_start():
+    return timezone.now().date().replace(day=1)
+
+
+def provider_budget(provider) -> tuple[Decimal | None, Decimal]:
+    """(limit, spent this month) of a provider — the agents app's usage table."""
+    if provider is None or provider.budget_limit is None:
+        return None, Decimal(0)
+    from apps.agents.selectors import provider_month_spend
+
+    return provider.budget_limit, provider_month_spend(provider=provider)
+
+
+def agent_budget_limit(agent) -> Decimal | None:
+    config = getattr(agent, "config", None) or {}
+    value = config.get("budget_limit_usd") if isinstance(config, dict) else None
+    return Decimal(str(value)) if value not in (None, "") else None
+
+
+def agent_month_spend(*, organization_id, agent_id) -> Decimal:
+    from apps.crews.models import UsageRollup
+
+    total = UsageRollup.objects.for_org(organization_id).filter(agent_id=agent_id, day__gte=month_start()).aggregate(
+        total=Sum("cost"))["total"]
+    return total or Decimal(0)
+
+
+def organization_budget_limit(organization) -> Decimal | None:
+    value = (getattr(organization, "settings", None) or {}).get("monthly_budget_usd")
+    return Decimal(str(value)) if value not in (None, "") else None
+
+
+def organization_month_spend(*, organization_id) -> Decimal:
+    from apps.crews.models import UsageRollup
+
+    total = UsageRollup.objects.for_org(organization_id).filter(day__gte=month_start()).aggregate(
+        total=Sum("cost"))["total"]
+    return total or Decimal(0)
+
+
+def check_budgets(*, organization, resolved: ResolvedModel, agent=None) -> None:
+    """Before an LLM call: the provider's, the agent's and the organization's monthly budgets."""
+    limit, spent = provider_budget(resolved.provider)
+    if limit is not None and spent >= limit:
+        raise BudgetExceeded(f"budget exceeded: provider {resolved.provider.name!r} spent ${spent:.4f} of its "
+                             f"${limit:.4f} monthly budget")
+    agent_limit = agent_budget_limit(agent) if agent is not None else None
+    if agent_limit is not None:
+        spent = agent_month_spend(organization_id=organization.pk, agent_id=agent.pk)
+        if spent >= agent_limit:
+            raise BudgetExceeded(f"budget exceeded: agent {agent.name!r} spent ${spent:.4f} of its "
+                                 f"${agent_limit:.4f} monthly budget")
+    org_limit = organization_budget_limit(organization)
+    if org_limit is not None:
+        spent = organization_month_spend(organization_id=organization.pk)
+        if spent >= org_limit:
+            raise BudgetExceeded(f"budget exceeded: the organization spent ${spent:.4f} of its ${org_limit:.4f} "
+                                 "monthly budget")
+
+
+def budgets_configured(*, organization, resolved: ResolvedModel, agent=None) -> bool:
+    return bool((resolved.provider is not None and resolved.provider.budget_limit is not None)
+                or (agent is not None and agent_budget_limit(agent) is not None)
+                or organization_budget_limit(organization) is not None)
+
+
+def record_provider_usage(*, resolved: ResolvedModel, input_tokens: int, output_tokens: int, cost) -> None:
+    if resolved.provider is None:
+        return
+    from apps.agents.services import provider_record_usage
+
+    provider_record_usage(provider=resolved.provider, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)

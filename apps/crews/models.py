@@ -1,0 +1,274 @@
+"""Crews, orchestrations, task definitions and the run engine's records.
+
+``Execution`` is the one run record for every kind of run (DESIGN §7). Its ``status`` changes only
+through ``apps.crews.services.execution_transition``; every change leaves an ``ExecutionEvent``.
+Logs and trace spans are written in batches by the runner (``apps.crews.recorder``).
+"""
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+from kai_platform.tenancy.models import TenantModel
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Process(models.TextChoices):
+    SEQUENTIAL = "sequential", "Sequential"
+    HIERARCHICAL = "hierarchical", "Hierarchical"
+
+
+class Crew(TenantModel):
+    """A team of agents and their tasks, in CrewAI's YAML format (``agents.yaml`` / ``tasks.yaml``)."""
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    agents_yaml = models.TextField()
+    tasks_yaml = models.TextField()
+    model = models.CharField(max_length=200, blank=True, help_text="Default model of agents that name none.")
+    process = models.CharField(max_length=20, choices=Process.choices, default=Process.SEQUENTIAL)
+    verbose = models.BooleanField(default=False)
+    config = models.JSONField(default=dict, blank=True)
+
+    class Meta(TenantModel.Meta):
+        indexes = [models.Index(fields=["organization", "-created_at"], name="crew_org_created")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Pattern(models.TextChoices):
+    SEQUENTIAL = "sequential", "Sequential"
+    HIERARCHICAL = "hierarchical", "Hierarchical"
+    SUPERVISOR_WORKER = "supervisor_worker", "Supervisor / worker"
+    ROUTER = "router", "Router"
+    ENSEMBLE = "ensemble", "Ensemble"
+    PARALLEL = "parallel", "Parallel"
+
+
+class OrchestrationStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+
+
+class Orchestration(TenantModel):
+    """A multi-agent pattern over the organization's agents (seed 003)."""
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    pattern = models.CharField(max_length=30, choices=Pattern.choices, default=Pattern.SEQUENTIAL)
+    config_yaml = models.TextField(blank=True)
+    agent_ids = ArrayField(models.UUIDField(), default=list, blank=True)
+    status = models.CharField(max_length=10, choices=OrchestrationStatus.choices, default=OrchestrationStatus.DRAFT)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.pattern})"
+
+
+class TaskDefinition(TenantModel):
+    """A reusable task (seed 001 ``/tasks``): what to do, what to hand back, who does it."""
+
+    name = models.CharField(max_length=200)
+    description = models.TextField()
+    expected_output = models.TextField(blank=True)
+    agent = models.CharField(max_length=200, blank=True, help_text="CrewAI agent key, agent name or agent id.")
+    tools = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    context = ArrayField(models.CharField(max_length=200), default=list, blank=True,
+                        help_text="Names of tasks whose output this task reads.")
+    async_execution = models.BooleanField(default=False)
+    config = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExecutionKind(models.TextChoices):
+    CREW = "crew", "Crew"
+    ORCHESTRATION = "orchestration", "Orchestration"
+    AGENT_TASK = "agent_task", "Agent task"
+    AGENT_COMMAND = "agent_command", "Agent command"
+    AGENT_EXECUTE = "agent_execute", "Agent execute"
+    AGENT_PROMPT = "agent_prompt", "Agent stream-prompt"
+    AGENT_TEST = "agent_test", "Agent test"
+    WORKFLOW = "workflow", "Workflow"
+    WORKFLOW_STEP = "workflow_step", "Workflow step"
+
+
+class ExecutionStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    PREPARING = "PREPARING", "Preparing"
+    RUNNING = "RUNNING", "Running"
+    COMPLETED = "COMPLETED", "Completed"
+    FAILED = "FAILED", "Failed"
+    CANCELLED = "CANCELLED", "Cancelled"
+
+
+TERMINAL_STATUSES = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset({ExecutionStatus.PREPARING, ExecutionStatus.RUNNING})
+
+
+class Execution(TenantModel):
+    kind = models.CharField(max_length=20, choices=ExecutionKind.choices)
+    status = models.CharField(max_length=10, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING,
+                              editable=False)
+    run_name = models.CharField(max_length=300, blank=True)
+    crew = models.ForeignKey(Crew, null=True, blank=True, on_delete=models.SET_NULL, related_name="executions")
+    orchestration = models.ForeignKey(Orchestration, null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="executions")
+    agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="executions")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    inputs = models.JSONField(default=dict, blank=True)
+    definition = models.JSONField(default=dict, blank=True,
+                                  help_text="What runs, frozen at creation (crew YAML, task, command).")
+    params = models.JSONField(default=dict, blank=True, help_text="LLM parameters of this run.")
+    model = models.CharField(max_length=200, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    trace_id = models.CharField(max_length=32, default=new_trace_id, db_index=True)
+    stream_id = models.CharField(max_length=40, blank=True)
+    priority = models.PositiveSmallIntegerField(default=5, help_text="0 (lowest) … 9 (highest).")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=1, help_text="Runs lost with their worker are requeued "
+                                                                           "until this many attempts were made.")
+    worker = models.CharField(max_length=200, blank=True)
+    tokens_in = models.BigIntegerField(default=0)
+    tokens_out = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    log_seq = models.BigIntegerField(default=0, editable=False, help_text="Last sequence number handed to a log row.")
+    dedupe_key = models.CharField(max_length=200, null=True, blank=True, unique=True,
+                                  help_text="Callers that must not create a run twice (schedule ticks) key it.")
+
+    class Meta(TenantModel.Meta):
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="exec_org_created"),
+            models.Index(fields=["organization", "status"], name="exec_org_status"),
+            models.Index(fields=["agent", "-created_at"], name="exec_agent_created"),
+            models.Index(fields=["status", "heartbeat_at"], name="exec_status_heartbeat"),
+        ]
+        constraints = [models.UniqueConstraint(fields=["stream_id"], condition=~models.Q(stream_id=""),
+                                               name="uniq_execution_stream_id")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.pk} {self.status}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def total_tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started_at and self.completed_at:
+            return round((self.completed_at - self.started_at).total_seconds() * 1000, 2)
+        return None
+
+
+class ExecutionEvent(models.Model):
+    """One status change of an execution (written by the transition service only)."""
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=10, blank=True)
+    to_status = models.CharField(max_length=10)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ("id",)
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '∅'} → {self.to_status}"
+
+
+class LogLevel(models.TextChoices):
+    DEBUG = "debug", "Debug"
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+
+
+class ExecutionLog(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="logs")
+    seq = models.BigIntegerField()
+    level = models.CharField(max_length=10, choices=LogLevel.choices, default=LogLevel.INFO)
+    message = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("execution", "seq")
+        constraints = [models.UniqueConstraint(fields=["execution", "seq"], name="uniq_execution_log_seq")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.message[:60]}"
+
+
+class SpanKind(models.TextChoices):
+    LLM = "llm", "LLM call"
+    TOOL = "tool", "Tool call"
+    AGENT = "agent", "Agent"
+    TASK = "task", "Task"
+
+
+class TraceSpan(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="spans")
+    trace_id = models.CharField(max_length=32, db_index=True)
+    span_id = models.CharField(max_length=16)
+    parent_span_id = models.CharField(max_length=16, blank=True)
+    kind = models.CharField(max_length=10, choices=SpanKind.choices)
+    name = models.CharField(max_length=300)
+    status = models.CharField(max_length=10, default="ok")
+    agent_id = models.UUIDField(null=True, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    tokens_in = models.IntegerField(default=0)
+    tokens_out = models.IntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    attributes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ("started_at", "id")
+        constraints = [models.UniqueConstraint(fields=["execution", "span_id"], name="uniq_execution_span")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+class UsageRollup(TenantModel):
+    """LLM usage of one organization, per agent (or none), day (UTC) and model."""
+
+    agent_id = models.UUIDField(null=True, blank=True, help_text="Kept after the agent is deleted.")
+    agent_name = models.CharField(max_length=200, blank=True)
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    executions = models.PositiveIntegerField(default=0)
+    llm_calls = models.PositiveIntegerField(default=0)
+    tokens_in = models.BigIntegerField(default=0)
+    tokens_out = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+
+    class Meta(TenantModel.Meta):
+        ordering = ("-day",)
+        constraints = [models.UniqueConstraint(fields=["organization", "agent_id", "day", "model"],
+                                               name="uniq_usage_rollup", nulls_distinct=False)]
+        indexes = [models.Index(fields=["organization", "day"], name="usage_org_day")]

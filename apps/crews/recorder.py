@@ -1,0 +1,184 @@
+"""Batched writes of a run: logs, trace spans, token/cost counters and the usage rollup.
+
+The runner adds entries in memory; ``maybe_flush`` writes them every ``FLUSH_SECONDS`` or
+``FLUSH_ENTRIES`` entries in one short transaction, then hands the connection back to the pool —
+never one transaction per token, and no connection held while the provider is waited on.
+A flush records nothing once the execution has ended (the UPDATE is conditional on an active
+status), so a cancelled or reaped run never gains tokens afterwards.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.crews.models import ExecutionLog, TraceSpan
+
+FLUSH_SECONDS = 0.5
+FLUSH_ENTRIES = 50
+MAX_LOG_CHARS = 8000
+
+
+def new_span_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass
+class Span:
+    span_id: str
+    kind: str
+    name: str
+    parent_span_id: str = ""
+    agent_id: str | None = None
+    model: str = ""
+    started_at: datetime = field(default_factory=timezone.now)
+    started_mono: float = field(default_factory=time.monotonic)
+    attributes: dict = field(default_factory=dict)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: Decimal = Decimal(0)
+
+
+class RunRecorder:
+    def __init__(self, *, execution_id, organization_id, trace_id: str):
+        self.execution_id = execution_id
+        self.organization_id = organization_id
+        self.trace_id = trace_id
+        self._lock = threading.Lock()
+        self._logs: list[tuple[str, str, dict, datetime]] = []
+        self._spans: list[TraceSpan] = []
+        self._tokens_in = 0
+        self._tokens_out = 0
+        self._cost = Decimal(0)
+        self._usage: dict[tuple, list] = {}
+        self._counted_usage_keys: set[tuple] = set()
+        self._last_flush = time.monotonic()
+        self.ended = False  # the execution left PREPARING/RUNNING: nothing more is recorded
+        # totals of the whole run (what the result reports)
+        self.total_tokens_in = 0
+        self.total_tokens_out = 0
+        self.total_cost = Decimal(0)
+        self.llm_calls = 0
+
+    # --- collecting -------------------------------------------------------------------------
+    def log(self, message: str, level: str = "info", **data) -> None:
+        with self._lock:
+            self._logs.append((level, message[:MAX_LOG_CHARS], data, timezone.now()))
+
+    def span_start(self, kind: str, name: str, parent: Span | None = None, *, agent_id=None, model: str = "",
+                   **attributes) -> Span:
+        return Span(span_id=new_span_id(), kind=kind, name=name[:300], parent_span_id=parent.span_id if parent else "",
+                    agent_id=str(agent_id) if agent_id else None, model=model, attributes=attributes)
+
+    def span_end(self, span: Span, *, status: str = "ok", **attributes) -> None:
+        span.attributes.update(attributes)
+        ended = timezone.now()
+        row = TraceSpan(
+            organization_id=self.organization_id, execution_id=self.execution_id, trace_id=self.trace_id,
+            span_id=span.span_id, parent_span_id=span.parent_span_id, kind=span.kind, name=span.name, status=status,
+            agent_id=span.agent_id, model=span.model, started_at=span.started_at, ended_at=ended,
+            duration_ms=round((time.monotonic() - span.started_mono) * 1000, 3), tokens_in=span.tokens_in,
+            tokens_out=span.tokens_out, cost=span.cost, attributes=span.attributes)
+        with self._lock:
+            self._spans.append(row)
+
+    def tokens(self, *, tokens_in: int = 0, tokens_out: int = 0, cost: Decimal | int = 0) -> None:
+        """Token progress (streamed output is counted as it arrives)."""
+        with self._lock:
+            self._tokens_in += tokens_in
+            self._tokens_out += tokens_out
+            self._cost += Decimal(cost)
+            self.total_tokens_in += tokens_in
+            self.total_tokens_out += tokens_out
+            self.total_cost += Decimal(cost)
+
+    def usage(self, *, agent_id, agent_name: str, model: str, tokens_in: int, tokens_out: int, cost) -> None:
+        """One finished LLM call, for the per-organization/agent/day/model rollup."""
+        key = (str(agent_id) if agent_id else None, (agent_name or "")[:200], model[:200], timezone.now().date())
+        with self._lock:
+            entry = self._usage.setdefault(key, [0, 0, 0, Decimal(0)])
+            entry[0] += 1
+            entry[1] += tokens_in
+            entry[2] += tokens_out
+            entry[3] += Decimal(cost)
+            self.llm_calls += 1
+
+    # --- writing ----------------------------------------------------------------------------
+    def pending(self) -> int:
+        return len(self._logs) + len(self._spans) + len(self._usage)
+
+    def maybe_flush(self) -> None:
+        if self.pending() >= FLUSH_ENTRIES or (time.monotonic() - self._last_flush >= FLUSH_SECONDS and (
+                self.pending() or self._tokens_in or self._tokens_out)):
+            self.flush()
+
+    def flush(self) -> bool:
+        """Write what was collected; False when the execution has ended (nothing was written)."""
+        with self._lock:
+            logs, self._logs = self._logs, []
+            spans, self._spans = self._spans, []
+            usage, self._usage = self._usage, {}
+            tokens_in, tokens_out, cost = self._tokens_in, self._tokens_out, self._cost
+            self._tokens_in = self._tokens_out = 0
+            self._cost = Decimal(0)
+            self._last_flush = time.monotonic()
+        if self.ended:
+            return False
+        if not (logs or spans or usage or tokens_in or tokens_out or cost):
+            return True
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "UPDATE crews_execution SET log_seq = log_seq + %s, tokens_in = tokens_in + %s, "
+                        "tokens_out = tokens_out + %s, cost = cost + %s "
+                        "WHERE id = %s AND status IN ('PREPARING', 'RUNNING') RETURNING log_seq",
+                        [len(logs), tokens_in, tokens_out, cost, self.execution_id])
+                    row = cursor.fetchone()
+                if row is None:
+                    self.ended = True
+                    return False
+                first = row[0] - len(logs) + 1
+                if logs:
+                    ExecutionLog.objects.bulk_create([
+                        ExecutionLog(organization_id=self.organization_id, execution_id=self.execution_id,
+                                     seq=first + i, level=level, message=message, data=data, created_at=at)
+                        for i, (level, message, data, at) in enumerate(logs)])
+                if spans:
+                    TraceSpan.objects.bulk_create(spans)
+                if usage:
+                    self._write_usage(usage)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()  # back to the pool until the next batch
+        return True
+
+    def _write_usage(self, usage: dict) -> None:
+        now = timezone.now()
+        rows = []
+        for (agent_id, agent_name, model, day), (calls, tin, tout, cost) in usage.items():
+            counted_key = (agent_id, model, day)
+            new_execution = counted_key not in self._counted_usage_keys
+            self._counted_usage_keys.add(counted_key)
+            rows.append([uuid.uuid4(), self.organization_id, now, now, agent_id, agent_name, day, model,
+                         1 if new_execution else 0, calls, tin, tout, cost])
+        with connection.cursor() as cursor:
+            for values in rows:
+                cursor.execute(
+                    "INSERT INTO crews_usagerollup (id, organization_id, created_at, updated_at, agent_id, agent_name, "
+                    "day, model, executions, llm_calls, tokens_in, tokens_out, cost) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT ON CONSTRAINT uniq_usage_rollup DO UPDATE SET "
+                    "executions = crews_usagerollup.executions + EXCLUDED.executions, "
+                    "llm_calls = crews_usagerollup.llm_calls + EXCLUDED.llm_calls, "
+                    "tokens_in = crews_usagerollup.tokens_in + EXCLUDED.tokens_in, "
+                    "tokens_out = crews_usagerollup.tokens_out + EXCLUDED.tokens_out, "
+                    "cost = crews_usagerollup.cost + EXCLUDED.cost, updated_at = EXCLUDED.updated_at, "
+                    "agent_name = EXCLUDED.agent_name",
+                    values)

@@ -1,0 +1,499 @@
+"""Writes of the crews app: crews, orchestrations, task definitions, and executions.
+
+``execution_transition`` is the only code that changes ``Execution.status`` (DESIGN §7, house
+style 4): a locked, conditional update that writes an ``ExecutionEvent`` and publishes
+``execution.<status>`` in the same transaction.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import partial
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from rest_framework import exceptions
+
+from apps.audit.services import audit_record, snapshot
+from apps.crews import specs
+from apps.crews.models import (
+    TERMINAL_STATUSES,
+    Crew,
+    Execution,
+    ExecutionEvent,
+    ExecutionKind,
+    ExecutionStatus,
+    Orchestration,
+    Pattern,
+    TaskDefinition,
+)
+from apps.events.services import publish
+from kai_platform.api.errors import Conflict
+
+logger = logging.getLogger(__name__)
+
+S = ExecutionStatus
+
+#: the statuses each status may be entered from
+ALLOWED_FROM: dict[str, frozenset] = {
+    S.PENDING: frozenset({S.PREPARING, S.RUNNING}),  # requeued after its worker was lost
+    S.PREPARING: frozenset({S.PENDING}),
+    S.RUNNING: frozenset({S.PREPARING}),
+    S.COMPLETED: frozenset({S.RUNNING}),
+    S.FAILED: frozenset({S.PENDING, S.PREPARING, S.RUNNING}),
+    S.CANCELLED: frozenset({S.PENDING, S.PREPARING, S.RUNNING}),
+}
+
+PRIORITY_NAMES = {"low": 2, "normal": 5, "high": 8}
+
+
+def runs_queue() -> str:
+    return f"{settings.KAI_REDIS_PREFIX}.runs"
+
+
+def _actor_or_none(actor):
+    return actor if getattr(actor, "pk", None) and getattr(actor, "is_authenticated", False) else None
+
+
+# --- the transition service --------------------------------------------------------------------
+
+_TRANSITION_SQL = """
+WITH old AS (
+    SELECT id, status FROM crews_execution WHERE id = %s AND status = ANY(%s){extra} FOR UPDATE
+), upd AS (
+    UPDATE crews_execution e SET {sets} FROM old WHERE e.id = old.id
+    RETURNING old.status AS from_status, e.organization_id, e.kind, e.agent_id, e.parent_id
+), event AS (
+    INSERT INTO crews_executionevent (organization_id, execution_id, from_status, to_status, reason, at)
+    SELECT organization_id, %s, from_status, %s, %s, %s FROM upd
+)
+SELECT from_status, organization_id, kind, agent_id, parent_id FROM upd
+"""
+
+
+def execution_transition(*, execution_id, to: str, reason: str = "", only_from=None,
+                         unless_cancel_requested: bool = False, **fields) -> bool:
+    """Move an execution to ``to`` if its current status allows it; ``fields`` are written in the
+    same UPDATE. Returns False (and changes nothing) when the execution is not in a status ``to``
+    may be entered from — a second worker, a late cancel or a reaped run lose the race cleanly.
+    ``only_from`` narrows the allowed statuses further (never widens them);
+    ``unless_cancel_requested`` also refuses a run whose cancel was requested.
+
+    One statement locks the row (``FOR UPDATE``, re-checked after any wait), updates it and writes
+    the ``ExecutionEvent``; the ``execution.<status>`` event is published in the same transaction."""
+    to = ExecutionStatus(to)
+    if "status" in fields:
+        raise ValueError("pass the new status as `to`")
+    allowed = ALLOWED_FROM[to] if only_from is None else ALLOWED_FROM[to] & frozenset(only_from)
+    if not allowed:
+        return False
+    now = timezone.now()
+    updates = {**fields, "status": to, "updated_at": now}
+    if to == S.RUNNING:
+        updates.setdefault("started_at", now)
+        updates.setdefault("heartbeat_at", now)
+    if to in TERMINAL_STATUSES:
+        updates.setdefault("completed_at", now)
+    if to == S.PENDING:
+        updates.setdefault("heartbeat_at", None)
+    sets, params = [], []
+    for name, value in updates.items():
+        model_field = Execution._meta.get_field(name)
+        sets.append(f'"{model_field.column}" = %s')
+        params.append(model_field.get_db_prep_save(value, connection))
+    sql = _TRANSITION_SQL.format(extra=" AND NOT cancel_requested" if unless_cancel_requested else "",
+                                 sets=", ".join(sets))
+    with transaction.atomic(savepoint=False):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [execution_id, [str(status) for status in allowed], *params,
+                                 execution_id, str(to), reason[:4000], now])
+            row = cursor.fetchone()
+        if row is None:
+            return False
+        from_status, organization_id, kind, agent_id, parent_id = row
+        data = {"execution_id": str(execution_id), "kind": kind, "from": from_status, "to": str(to),
+                "status": str(to), "reason": reason, "agent_id": str(agent_id) if agent_id else None}
+        if parent_id:
+            data["parent_id"] = str(parent_id)
+        publish(organization_id, f"execution.{to.lower()}", data, agent=agent_id, execution=execution_id,
+                severity="error" if to == S.FAILED else "info", component="runs")
+        if to in TERMINAL_STATUSES:
+            transaction.on_commit(partial(_signal_finished, str(execution_id), str(to)), robust=True)
+    return True
+
+
+def _done_key(execution_id: str) -> str:
+    return f"{settings.KAI_REDIS_PREFIX}:runs:done:{execution_id}"
+
+
+def _signal_finished(execution_id: str, status: str) -> None:
+    """Wake callers blocked in ``wait_for_terminal`` (a Redis list per run, short-lived)."""
+    from django_redis import get_redis_connection
+
+    try:
+        redis = get_redis_connection("default")
+        pipe = redis.pipeline()
+        pipe.lpush(_done_key(execution_id), status)
+        pipe.expire(_done_key(execution_id), 120)
+        pipe.execute()
+    except Exception:  # waiters fall back to polling the row
+        logger.warning("could not signal the end of execution %s", execution_id, exc_info=True)
+
+
+def wait_for_terminal(*, execution_id, timeout: float) -> Execution:
+    """Block (without holding a DB connection) until the execution ends or ``timeout`` passes;
+    returns the row as it is then."""
+    import time
+
+    from django.db import connection
+    from django_redis import get_redis_connection
+
+    deadline = time.monotonic() + max(0.0, timeout)
+    key = _done_key(str(execution_id))
+    while True:
+        execution = Execution.objects.get(pk=execution_id)
+        if execution.is_terminal or time.monotonic() >= deadline:
+            return execution
+        if not connection.in_atomic_block:
+            connection.close()
+        remaining = deadline - time.monotonic()
+        try:
+            found = get_redis_connection("default").brpop([key], timeout=1)  # < the client's socket timeout
+            if found:
+                get_redis_connection("default").lpush(key, found[1])  # other waiters see it too
+        except Exception:
+            time.sleep(min(0.5, max(0.05, remaining)))
+
+
+# --- executions --------------------------------------------------------------------------------
+
+def celery_priority(priority: int) -> int:
+    """Execution priority 0 (lowest) … 9 (highest) → the Redis transport's 0 (first) … 9 (last)."""
+    return max(0, min(9, 9 - int(priority)))
+
+
+def execution_enqueue(*, execution_id, priority: int = 5, countdown: float | None = None) -> None:
+    from apps.crews.tasks import run_execution
+
+    options = {"queue": runs_queue(), "priority": celery_priority(priority)}
+    if countdown:
+        options["countdown"] = countdown
+    run_execution.apply_async(args=[str(execution_id)], **options)
+
+
+def agent_check_runnable(*, agent) -> None:
+    """A disabled agent takes no new runs (AGENT_005)."""
+    from apps.agents.errors import AgentDisabled
+
+    if not agent.is_active or agent.status == "disabled":
+        raise AgentDisabled(f"Agent {agent.name!r} is disabled.", errors=[{"field": "agent", "message": "disabled"}])
+
+
+def execution_create(*, organization, actor, kind: str, run_name: str = "", crew=None, orchestration=None, agent=None,
+                     parent=None, inputs: dict | None = None, definition: dict | None = None,
+                     params: dict | None = None, model: str = "", priority: int = 5, max_attempts: int = 1,
+                     stream_id: str = "", dedupe_key: str | None = None, enqueue: bool = True) -> Execution:
+    """Create a PENDING run and queue it once the transaction commits. With ``dedupe_key``, a second
+    call with the same key returns the first run instead of creating another."""
+    ExecutionKind(kind)
+    org_id = getattr(organization, "pk", organization)
+    execution = Execution(
+        organization_id=org_id, created_by=_actor_or_none(actor), kind=kind, run_name=run_name[:300], crew=crew,
+        orchestration=orchestration, agent=agent, parent=parent, inputs=inputs or {}, definition=definition or {},
+        params=params or {}, model=model or "", priority=max(0, min(9, int(priority))),
+        max_attempts=max(1, int(max_attempts)), stream_id=stream_id, dedupe_key=dedupe_key or None,
+    )
+    with transaction.atomic():
+        if dedupe_key:
+            try:
+                with transaction.atomic():
+                    execution.save(force_insert=True)
+            except IntegrityError:
+                existing = Execution.objects.filter(dedupe_key=dedupe_key).first()
+                if existing is None:
+                    raise
+                return existing
+        elif not stream_id:
+            execution.save(force_insert=True)
+        else:
+            try:
+                with transaction.atomic():
+                    execution.save(force_insert=True)
+            except IntegrityError:
+                if stream_id and Execution.objects.filter(stream_id=stream_id).exists():
+                    raise Conflict(f"stream_id {stream_id!r} is already used.",
+                                   errors=[{"field": "stream_id", "message": "already used"}])
+                raise
+        now = execution.created_at or timezone.now()
+        ExecutionEvent.objects.create(organization_id=org_id, execution=execution, from_status="",
+                                      to_status=S.PENDING, reason="created", at=now)
+        audit_record(organization=organization, actor=actor, action="execution.create", instance=execution,
+                     after=snapshot(execution, ["id", "kind", "run_name", "crew", "orchestration", "agent", "parent",
+                                                "model", "priority", "dedupe_key"]))
+        publish(org_id, "execution.pending",
+                {"execution_id": str(execution.pk), "kind": kind, "from": "", "to": S.PENDING, "status": S.PENDING,
+                 "reason": "created", "run_name": execution.run_name,
+                 "agent_id": str(agent.pk) if agent is not None else None},
+                agent=agent, execution=execution, actor=actor, component="runs")
+        if enqueue:
+            transaction.on_commit(partial(execution_enqueue, execution_id=execution.pk, priority=execution.priority))
+    return execution
+
+
+def execution_cancel(*, execution: Execution, actor, reason: str = "cancelled by user") -> Execution:
+    """Cancel a run. A PENDING run is CANCELLED at once; a PREPARING/RUNNING one is flagged and its
+    runner stops within seconds (before its next token), records what it spent, then ends CANCELLED."""
+    if execution.is_terminal:
+        raise Conflict(f"The execution already ended ({execution.status}).",
+                       errors=[{"field": "status", "message": f"is {execution.status}"}])
+    with transaction.atomic():
+        changed = Execution.objects.filter(pk=execution.pk).exclude(status__in=TERMINAL_STATUSES).update(
+            cancel_requested=True, updated_at=timezone.now())
+        if not changed:
+            execution.refresh_from_db()
+            raise Conflict(f"The execution already ended ({execution.status}).",
+                           errors=[{"field": "status", "message": f"is {execution.status}"}])
+        audit_record(organization=execution.organization, actor=actor,
+                     action="execution.cancel", instance=execution, after={"cancel_requested": True,
+                                                                           "reason": reason})
+        # Only a run no worker has claimed ends here; a claimed run's runner sees the flag, stops
+        # spending, records what it spent and ends CANCELLED itself (so nothing is written after).
+        execution_transition(execution_id=execution.pk, to=S.CANCELLED, reason=reason, only_from={S.PENDING})
+    _mark_cancel_in_redis(execution.pk)
+    execution.refresh_from_db()
+    return execution
+
+
+def _mark_cancel_in_redis(execution_id) -> None:
+    from django_redis import get_redis_connection
+
+    try:
+        get_redis_connection("default").set(f"{settings.KAI_REDIS_PREFIX}:runs:cancel:{execution_id}", 1, ex=3600)
+    except Exception:
+        logger.warning("could not flag cancel of %s in Redis; the heartbeat poll still sees it", execution_id)
+
+
+# --- crews -------------------------------------------------------------------------------------
+
+CREW_FIELDS = ("name", "description", "agents_yaml", "tasks_yaml", "model", "process", "verbose", "config")
+
+
+def crew_validate(*, agents_yaml: str, tasks_yaml: str, process: str = "sequential") -> specs.CrewSpec:
+    return specs.parse_crew(agents_yaml, tasks_yaml, process)
+
+
+def _raise_spec_errors(spec: specs.CrewSpec) -> None:
+    if spec.errors:
+        detail: dict[str, list[str]] = {}
+        for error in spec.errors:
+            detail.setdefault(error.field, []).append(error.as_envelope_error()["message"])
+        raise exceptions.ValidationError(detail)
+
+
+def crew_create(*, organization, actor, data: dict) -> Crew:
+    values = {key: data[key] for key in CREW_FIELDS if key in data}
+    _raise_spec_errors(crew_validate(agents_yaml=values.get("agents_yaml", ""),
+                                     tasks_yaml=values.get("tasks_yaml", ""),
+                                     process=values.get("process") or "sequential"))
+    with transaction.atomic():
+        crew = Crew.objects.create(organization=organization, created_by=_actor_or_none(actor), **values)
+        audit_record(organization=organization, actor=actor, action="crew.create", instance=crew, after=snapshot(crew))
+        publish(organization, "crew.created", {"crew_id": str(crew.pk), "name": crew.name}, actor=actor,
+                component="crews")
+    return crew
+
+
+def crew_update(*, crew: Crew, actor, data: dict) -> Crew:
+    values = {key: data[key] for key in CREW_FIELDS if key in data}
+    if {"agents_yaml", "tasks_yaml", "process"} & set(values):
+        _raise_spec_errors(crew_validate(agents_yaml=values.get("agents_yaml", crew.agents_yaml),
+                                         tasks_yaml=values.get("tasks_yaml", crew.tasks_yaml),
+                                         process=values.get("process", crew.process)))
+    with transaction.atomic():
+        crew = Crew.objects.select_for_update().get(pk=crew.pk)
+        before = snapshot(crew)
+        for key, value in values.items():
+            setattr(crew, key, value)
+        crew.save()
+        audit_record(organization=crew.organization, actor=actor, action="crew.update", instance=crew, before=before,
+                     after=snapshot(crew))
+        publish(crew.organization_id, "crew.updated", {"crew_id": str(crew.pk), "changed_fields": sorted(values)},
+                actor=actor, component="crews")
+    return crew
+
+
+def crew_delete(*, crew: Crew, actor) -> None:
+    with transaction.atomic():
+        audit_record(organization=crew.organization, actor=actor, action="crew.delete", instance=crew,
+                     before=snapshot(crew))
+        publish(crew.organization_id, "crew.deleted", {"crew_id": str(crew.pk)}, actor=actor, component="crews")
+        crew.delete()
+
+
+def crew_export(*, crew: Crew) -> dict:
+    """The crew as CrewAI files plus one combined document that ``crews/import`` reads back."""
+    import yaml
+
+    agents = yaml.safe_load(crew.agents_yaml) or {}
+    tasks = yaml.safe_load(crew.tasks_yaml) or {}
+    combined = {"name": crew.name, "description": crew.description, "process": crew.process, "model": crew.model,
+                "agents": agents, "tasks": tasks}
+    return {"name": crew.name, "description": crew.description, "process": crew.process, "model": crew.model,
+            "agents_yaml": crew.agents_yaml, "tasks_yaml": crew.tasks_yaml,
+            "files": {"agents.yaml": crew.agents_yaml, "tasks.yaml": crew.tasks_yaml},
+            "crew_yaml": specs.dump_yaml(combined)}
+
+
+def crew_import(*, organization, actor, data: dict) -> Crew:
+    values = dict(data)
+    combined = values.pop("crew_yaml", None)
+    if combined:
+        fields, errors = specs.parse_combined(combined)
+        if errors:
+            raise exceptions.ValidationError({e["field"]: [e["message"]] for e in errors})
+        for key, value in fields.items():
+            values.setdefault(key, value)
+    if not values.get("agents_yaml") or not values.get("tasks_yaml"):
+        raise exceptions.ValidationError({"crew_yaml": ["Give `crew_yaml`, or both `agents_yaml` and `tasks_yaml`."]})
+    if not values.get("name"):
+        raise exceptions.ValidationError({"name": ["This field is required (in the body or in crew_yaml)."]})
+    return crew_create(organization=organization, actor=actor, data=values)
+
+
+# --- orchestrations ----------------------------------------------------------------------------
+
+ORCHESTRATION_FIELDS = ("name", "description", "pattern", "config_yaml", "agent_ids", "status")
+#: agents a pattern needs at least (the first plays the supervisor/router/manager where there is one)
+PATTERN_MIN_AGENTS = {Pattern.SEQUENTIAL: 1, Pattern.PARALLEL: 1, Pattern.HIERARCHICAL: 2,
+                      Pattern.SUPERVISOR_WORKER: 2, Pattern.ROUTER: 2, Pattern.ENSEMBLE: 2}
+
+
+def parse_config_yaml(text: str, *, field: str = "config_yaml") -> dict:
+    import yaml
+
+    if not text or not text.strip():
+        return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise exceptions.ValidationError({field: [f"{where}YAML syntax error: {getattr(exc, 'problem', None) or exc}"]})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise exceptions.ValidationError({field: ["must be a YAML mapping"]})
+    return value
+
+
+def _check_agent_ids(*, organization, agent_ids) -> list[uuid.UUID]:
+    from apps.agents.models import Agent
+
+    ids = list(dict.fromkeys(uuid.UUID(str(a)) for a in agent_ids or []))
+    known = set(Agent.objects.for_org(organization).filter(pk__in=ids).values_list("pk", flat=True))
+    errors = {f"agent_ids[{i}]": [f"No agent {a} in this organization."] for i, a in enumerate(ids) if a not in known}
+    if errors:
+        raise exceptions.ValidationError(errors)
+    return ids
+
+
+def orchestration_create(*, organization, actor, data: dict) -> Orchestration:
+    values = {key: data[key] for key in ORCHESTRATION_FIELDS if key in data}
+    parse_config_yaml(values.get("config_yaml", ""))
+    values["agent_ids"] = _check_agent_ids(organization=organization, agent_ids=values.get("agent_ids"))
+    with transaction.atomic():
+        orchestration = Orchestration.objects.create(organization=organization, created_by=_actor_or_none(actor),
+                                                     **values)
+        audit_record(organization=organization, actor=actor, action="orchestration.create", instance=orchestration,
+                     after=snapshot(orchestration))
+        publish(organization, "orchestration.created", {"orchestration_id": str(orchestration.pk),
+                                                        "pattern": orchestration.pattern}, actor=actor,
+                component="crews")
+    return orchestration
+
+
+def orchestration_update(*, orchestration: Orchestration, actor, data: dict) -> Orchestration:
+    values = {key: data[key] for key in ORCHESTRATION_FIELDS if key in data}
+    if "config_yaml" in values:
+        parse_config_yaml(values["config_yaml"])
+    if "agent_ids" in values:
+        values["agent_ids"] = _check_agent_ids(organization=orchestration.organization_id,
+                                               agent_ids=values["agent_ids"])
+    with transaction.atomic():
+        orchestration = Orchestration.objects.select_for_update().get(pk=orchestration.pk)
+        before = snapshot(orchestration)
+        for key, value in values.items():
+            setattr(orchestration, key, value)
+        orchestration.save()
+        audit_record(organization=orchestration.organization, actor=actor, action="orchestration.update",
+                     instance=orchestration, before=before, after=snapshot(orchestration))
+    return orchestration
+
+
+def orchestration_delete(*, orchestration: Orchestration, actor) -> None:
+    with transaction.atomic():
+        audit_record(organization=orchestration.organization, actor=actor, action="orchestration.delete",
+                     instance=orchestration, before=snapshot(orchestration))
+        orchestration.delete()
+
+
+def orchestration_start(*, orchestration: Orchestration, actor, inputs: dict, params: dict | None = None,
+                        priority: int = 5) -> Execution:
+    from apps.agents.models import Agent
+
+    minimum = PATTERN_MIN_AGENTS[Pattern(orchestration.pattern)]
+    ids = list(orchestration.agent_ids or [])
+    if len(ids) < minimum:
+        raise exceptions.ValidationError({"agent_ids": [
+            f"The {orchestration.pattern} pattern needs at least {minimum} agent{'s' if minimum > 1 else ''}; "
+            f"this orchestration has {len(ids)}."]})
+    present = set(Agent.objects.for_org(orchestration.organization_id).filter(pk__in=ids).values_list("pk", flat=True))
+    missing = [str(i) for i in ids if i not in present]
+    if missing:
+        raise exceptions.ValidationError({"agent_ids": [f"Agents no longer exist: {', '.join(missing)}."]})
+    config = parse_config_yaml(orchestration.config_yaml)
+    definition = {"pattern": orchestration.pattern, "agent_ids": [str(i) for i in ids], "config": config,
+                  "name": orchestration.name}
+    return execution_create(organization=orchestration.organization, actor=actor, kind=ExecutionKind.ORCHESTRATION,
+                            run_name=f"{orchestration.name} ({orchestration.pattern})", orchestration=orchestration,
+                            inputs=inputs, definition=definition, params=params, priority=priority,
+                            model=str(config.get("model") or ""))
+
+
+# --- task definitions --------------------------------------------------------------------------
+
+TASK_FIELDS = ("name", "description", "expected_output", "agent", "tools", "context", "async_execution", "config")
+TASK_DEFAULTS = {"expected_output": "", "agent": "", "tools": [], "context": [], "async_execution": False,
+                 "config": {}}
+
+
+def task_definition_create(*, organization, actor, data: dict) -> TaskDefinition:
+    values = {key: data[key] for key in TASK_FIELDS if key in data}
+    with transaction.atomic():
+        task = TaskDefinition.objects.create(organization=organization, created_by=_actor_or_none(actor), **values)
+        audit_record(organization=organization, actor=actor, action="task.create", instance=task, after=snapshot(task))
+    return task
+
+
+def task_definition_update(*, task: TaskDefinition, actor, data: dict, replace: bool = False) -> TaskDefinition:
+    """Partial update; with ``replace`` every field not given goes back to its default."""
+    values = {key: data[key] for key in TASK_FIELDS if key in data}
+    if replace:
+        values = {**TASK_DEFAULTS, **values}
+    with transaction.atomic():
+        task = TaskDefinition.objects.select_for_update().get(pk=task.pk)
+        before = snapshot(task)
+        for key, value in values.items():
+            setattr(task, key, value)
+        task.save()
+        audit_record(organization=task.organization, actor=actor, action="task.update", instance=task, before=before,
+                     after=snapshot(task))
+    return task
+
+
+def task_definition_delete(*, task: TaskDefinition, actor) -> None:
+    with transaction.atomic():
+        audit_record(organization=task.organization, actor=actor, action="task.delete", instance=task,
+                     before=snapshot(task))
+        task.delete()
