@@ -1,0 +1,36 @@
+"""B4 adapter: bench/b4_runs.py (another engineer's) measures runs over the API reaching
+COMPLETED per second on 2 real Celery workers beside bare Celery no-op tasks per second on the same
+workers. The runner calls its ``run(ctx) -> dict`` in a child process (bench/child.py)."""
+from __future__ import annotations
+
+import importlib.util
+
+from bench import child
+from bench.common import Context, log
+from bench.results import NOT_AVAILABLE, Row, verdict
+
+MEASURES = "runs over the API → COMPLETED per s, 2 workers"
+TARGET = "≥ 0.3x; p50 accept→RUNNING < 50 ms"
+
+
+def run(ctx: Context) -> tuple[list[Row], list]:
+    if importlib.util.find_spec("bench.b4_runs") is None:
+        return [Row(id="B4", measures=MEASURES, target=TARGET, status=NOT_AVAILABLE,
+                    note="waits for bench/b4_runs.py (run engine under load vs bare Celery no-op tasks)")], []
+    attributes = {"workers": 2, "db_name": ctx.db_name}
+    if ctx.quick:
+        attributes.update(runs=100, noops=500)
+    log(f"B4: bench/b4_runs.py run(ctx={attributes})")
+    data = child.call(ctx, "b4_runs", attributes)
+    ratio = data["ratio"]
+    p50 = data["accept_to_running_p50_ms"]
+    ok = ratio >= 0.3 and p50 < 50 and data["completed"] == data["runs"]
+    return [Row(
+        id="B4", measures=MEASURES, target=TARGET,
+        figure=data["runs_per_s"], figure_text=f"{data['runs_per_s']:.1f} runs/s (p50 →RUNNING {p50:.0f} ms)",
+        baseline=data["noop_tasks_per_s"], baseline_text=f"{data['noop_tasks_per_s']:.0f} no-op tasks/s",
+        ratio=ratio, ratio_text=f"{ratio:.2f}x", status=verdict(ok),
+        note=(f"{data['completed']}/{data['runs']} COMPLETED, {data['workers']} workers x {data['concurrency']} "
+              f"threads, p95 accept→RUNNING {data['accept_to_running_p95_ms']} ms; by bench/b4_runs.py"),
+        details=data,
+    )], []
