@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class SchedulerConfig(AppConfig):
+    name = "apps.scheduler"
+    label = "scheduler"
+    verbose_name = "Scheduler"
+    default_auto_field = "django.db.models.BigAutoField"
