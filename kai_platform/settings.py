@@ -136,6 +136,14 @@ INSTALLED_APPS = [
     "apps.agents",
     "apps.crews",
     "apps.scheduler",
+    "apps.workflows",
+    "apps.approvals",
+    "apps.webhooks",
+    "apps.quotas",
+    "apps.system",
+    "apps.voice",
+    "apps.stepup",
+    "apps.console",
 ]
 
 MIDDLEWARE = [

@@ -6,7 +6,11 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, 
 from kai_platform.api.views import HealthView, MetricsView, SystemHealthView
 
 # Each app's urls module registers its viewsets on the shared router when imported.
-API_APPS = ["apps.accounts.urls", "apps.events.urls", "apps.audit.urls", "apps.files.urls", "apps.agents.urls", "apps.crews.urls", "apps.scheduler.urls"]
+API_APPS = ["apps.accounts.urls", "apps.events.urls", "apps.audit.urls", "apps.files.urls", "apps.agents.urls",
+            "apps.crews.urls", "apps.scheduler.urls", "apps.workflows.urls", "apps.approvals.urls",
+            "apps.webhooks.urls", "apps.quotas.urls", "apps.system.urls", "apps.voice.urls", "apps.stepup.urls"]
+# Pages and protocols outside /api (dashboard, MCP deployments): each module's urlpatterns mount at /.
+SITE_APPS = ["apps.console.site_urls"]
 
 from kai_platform.api.routers import router  # noqa: E402
 
@@ -25,6 +29,7 @@ urlpatterns = [
     path("api-redoc", SpectacularRedocView.as_view(url_name="openapi-schema"), name="api-redoc"),
     path("admin/", admin.site.urls),
 ]
+urlpatterns += [path("", include(module)) for module in SITE_APPS]
 
 handler400 = "kai_platform.api.exceptions.handler400"
 handler403 = "kai_platform.api.exceptions.handler403"

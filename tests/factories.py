@@ -237,3 +237,24 @@ def _register_crews_factories():
 
 _register_crews_factories()
 # --- end crews app factories
+
+
+# --- scheduler app factories -------------------------------------------------------------------
+def _register_scheduler_factories():
+    from django.apps import apps
+
+    if not apps.is_installed("apps.scheduler"):
+        return
+    from apps.crews.models import Crew
+    from apps.scheduler.models import Schedule
+    from apps.scheduler.services import schedule_create
+
+    def schedule(*, organization, user):
+        crew = make_tenant_object(Crew, organization, user)
+        return schedule_create(organization=organization, actor=user,
+                               data={"name": "Nightly", "cron_expression": "0 9 * * *", "crew": crew.pk})
+
+    TENANT_FACTORIES.setdefault(Schedule, schedule)
+
+
+_register_scheduler_factories()

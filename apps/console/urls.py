@@ -1,0 +1,3 @@
+"""API routes of apps.console (registered on the shared router)."""
+
+urlpatterns: list = []

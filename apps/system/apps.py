@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class SystemConfig(AppConfig):
+    name = "apps.system"
+    label = "system"
+    verbose_name = "System management"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,3 @@
+"""API routes of apps.system (registered on the shared router)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""API routes of apps.voice (registered on the shared router)."""
+
+urlpatterns: list = []
