@@ -58,16 +58,19 @@ class HubConsumer(KaiSocketConsumer):
         self._last_metrics_at = 0.0
         self._reconcile_soon = asyncio.Event()
         self._resume_from = _as_int(self.query.get("last_event_id"))
-        self.group = org_group(self.organization.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join_groups()
         await self.send_envelope("connection_established", {
             "client_id": self.client_id,
             "session_id": self.auth.session_id,
             "server_version": self.server_version,
             "pooled": True,
-            "organization_id": str(self.organization.pk),
+            "organization_id": str(self.organization.pk) if self.organization is not None else None,
             "commands": command_names(),
         })
+
+    async def join_groups(self):
+        self.group = org_group(self.organization.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
 
     async def on_disconnect(self, code):
         if getattr(self, "group", None):
@@ -128,7 +131,7 @@ class HubConsumer(KaiSocketConsumer):
         if resume is not None:
             await self._replay(after=resume)
         elif self.watermark is None:
-            self.watermark = await database_sync_to_async(_latest_seq)(self.organization.pk)
+            self.watermark = await database_sync_to_async(self.table_latest_seq)()
         if not getattr(self, "_reconciler_started", False):
             self._reconciler_started = True
             self._spawn(self._reconcile_loop())
@@ -251,7 +254,7 @@ class HubConsumer(KaiSocketConsumer):
         """Everything after ``after`` from the table (gap-free: ids become visible in order)."""
         cursor = after
         while True:
-            batch = await database_sync_to_async(_events_after)(self.organization.pk, cursor, REPLAY_BATCH)
+            batch = await database_sync_to_async(self.table_events_after)(cursor, REPLAY_BATCH)
             for event in batch:
                 await self._deliver(event)
             if batch:
@@ -259,6 +262,13 @@ class HubConsumer(KaiSocketConsumer):
             if len(batch) < REPLAY_BATCH:
                 break
         self.watermark = max(cursor, self.watermark or 0)
+
+    # the event table this socket reads (one organization; the console socket widens it)
+    def table_latest_seq(self) -> int:
+        return _latest_seq(self.organization.pk)
+
+    def table_events_after(self, after: int, limit: int) -> list[dict]:
+        return _events_after(self.organization.pk, after, limit)
 
     async def _reconcile_loop(self):
         interval = settings.KAI_WS_RECONCILE_SECONDS

@@ -39,6 +39,8 @@ def now_iso() -> str:
 
 class KaiSocketConsumer(AsyncWebsocketConsumer):
     server_version = "1.0.0"
+    #: refuse credentials not bound to an organization (the console socket lets staff in without one)
+    requires_organization = True
 
     # --- lifecycle ------------------------------------------------------------------------
     async def connect(self):
@@ -98,7 +100,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         except (exceptions.AuthenticationFailed, exceptions.PermissionDenied) as exc:
             await self.refuse("AUTHENTICATION_FAILED", str(exc.detail))
             return False
-        if auth.organization is None:
+        if auth.organization is None and self.requires_organization:
             await self.refuse("PERMISSION_DENIED", "The credential is not bound to an organization.")
             return False
         refused = await limits.acquire(user.pk, self.ip, self.channel_name)

@@ -3,11 +3,13 @@ under /api/v1/ and /api/."""
 from django.urls import re_path
 
 from apps.agents.consumers import AgentSocketConsumer, MCPConsumer
+from apps.console.consumers import ConsoleConsumer
 from apps.crews.consumers import ExecutionLogStreamConsumer, OrchestrationStreamConsumer
 from apps.events.consumers import HubConsumer
 
 websocket_urlpatterns: list = [
     re_path(r"^api/(?:v1/)?ws/?$", HubConsumer.as_asgi()),
+    re_path(r"^api/(?:v1/)?ws/console/?$", ConsoleConsumer.as_asgi()),
     re_path(r"^(?:api/(?:v1/)?)?ws/agents/(?P<agent_id>[^/]+)/?$", AgentSocketConsumer.as_asgi()),
     re_path(r"^(?:api/(?:v1/)?)?ws/mcp/?$", MCPConsumer.as_asgi()),
     re_path(r"^api/(?:v1/)?execution-logs/(?P<execution_id>[^/]+)/stream/?$", ExecutionLogStreamConsumer.as_asgi()),
