@@ -206,6 +206,9 @@ class SystemConfigView(KaiAPIView):
 
     @extend_schema(request=SettingsBodySerializer, responses={200: SystemConfigSerializer})
     def post(self, request):
+        from apps.stepup.permissions import check_step_up
+
+        check_step_up(request)  # a system modification: once required, turning step-up off needs it too
         data = validated(SettingsBodySerializer, request)
         services.organization_settings_update(organization=self.organization, actor=request.user,
                                               changes=data["settings"])

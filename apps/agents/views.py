@@ -70,10 +70,12 @@ from apps.agents.serializers import (
     UseTemplateSerializer,
 )
 from apps.events.selectors import visible_events
+from apps.stepup.permissions import RequiresStepUp
 from apps.events.serializers import EventSerializer
 from kai_platform.api.errors import codes
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import KaiAPIView, PublicAPIView
+from kai_platform.tenancy.permissions import IsOrganizationMember
 from kai_platform.tenancy.roles import ADMIN_ROLES, ALL_ROLES, HUMAN_ROLES, Role
 from kai_platform.tenancy.viewsets import TenantScopedViewSet
 
@@ -101,6 +103,9 @@ class AgentViewSet(TenantScopedViewSet):
     lookup_value_regex = UUID_LOOKUP
     filterset_fields = ["status", "agent_type", "is_active", "voice_enabled"]
     action_roles = {"create": HUMAN_ROLES, "restart": HUMAN_ROLES, "destroy": HUMAN_ROLES}
+    #: seed 002 "agent configuration changes" need a step-up grant where the organization asks for it
+    permission_classes = [IsOrganizationMember, RequiresStepUp]
+    step_up_actions = {"update", "partial_update"}
 
     def scope_queryset(self, queryset):
         return selectors.agents_for_list(queryset=queryset)
@@ -239,6 +244,9 @@ class CredentialViewSet(TenantScopedViewSet):
     filterset_fields = ["service_name", "credential_type"]
     action_roles = {**{a: BUILDER_ROLES for a in WRITE_ACTIONS}, "verify": BUILDER_ROLES,
                     "value": ADMIN_ROLES, "backup": ADMIN_ROLES, "restore": ADMIN_ROLES}
+    #: seed 002 credential management (store, retrieve, change, delete, backup) needs step-up where asked for
+    permission_classes = [IsOrganizationMember, RequiresStepUp]
+    step_up_actions = {*WRITE_ACTIONS, "value", "backup", "restore"}
 
     def perform_create(self, serializer):
         attrs = serializer.validated_data
@@ -296,6 +304,8 @@ class ExternalApiKeyViewSet(TenantScopedViewSet):
     serializer_class = ExternalApiKeySerializer
     lookup_value_regex = UUID_LOOKUP
     action_roles = {a: BUILDER_ROLES for a in WRITE_ACTIONS}
+    permission_classes = [IsOrganizationMember, RequiresStepUp]
+    step_up_actions = set(WRITE_ACTIONS)
 
     def scope_queryset(self, queryset):
         return queryset.filter(credential_type=CredentialType.API_KEY)

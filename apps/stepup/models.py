@@ -1,0 +1,35 @@
+"""WebAuthn authenticators a user registered for step-up verification (several per user).
+
+Authenticators belong to the person, not to an organization: one security key serves every
+organization the user is a member of. Step-up grants themselves are short-lived and live in
+Redis (``apps.stepup.services``), bound to the user and the session that earned them."""
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+
+class WebAuthnCredential(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webauthn_credentials")
+    name = models.CharField(max_length=100, blank=True)
+    #: the authenticator's credential id, base64url without padding (what browsers send as ``id``)
+    credential_id = models.CharField(max_length=1400, unique=True)
+    public_key = models.BinaryField(help_text="COSE-encoded credential public key.")
+    sign_count = models.PositiveBigIntegerField(default=0)
+    aaguid = models.CharField(max_length=36, blank=True)
+    transports = ArrayField(models.CharField(max_length=20), default=list, blank=True)
+    device_type = models.CharField(max_length=20, blank=True)
+    backed_up = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("created_at",)
+        verbose_name = "WebAuthn authenticator"
+
+    def __str__(self) -> str:
+        return f"{self.name or 'authenticator'} of {self.user_id}"
