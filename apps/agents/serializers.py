@@ -534,7 +534,8 @@ class DeploymentSerializer(KaiModelSerializer):
         return f"{settings.KAI_PUBLIC_URL}/api/v1/deployments/{obj.pk}/invoke"
 
     def get_mcp_url(self, obj) -> str | None:
-        return None  # the MCP endpoint comes with the MCP issue
+        """The deployment's MCP server (streamable HTTP), when it has the ``mcp`` channel."""
+        return f"{settings.KAI_PUBLIC_URL}/mcp/deployments/{obj.pk}/" if "mcp" in (obj.channels or []) else None
 
 
 class DeployRequestSerializer(KaiSerializer):

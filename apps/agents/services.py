@@ -1107,3 +1107,19 @@ def deployment_authenticate(*, deployment_id, raw_key: str) -> Deployment | None
 def deployment_record_invocation(*, deployment: Deployment) -> None:
     Deployment.objects.filter(pk=deployment.pk).update(invocation_count=F("invocation_count") + 1,
                                                        last_invoked_at=timezone.now())
+
+
+def deployment_invoke(*, deployment: Deployment, prompt: str, params: dict | None = None, channel: str = "api") -> dict:
+    """Run a deployment once for a holder of its key (``channel``: api or mcp): the agent runs
+    synchronously as the deployment's creator; the call is counted and audited."""
+    from apps.agents import runtime
+
+    result = runtime.agent_run(agent=deployment.agent, actor=deployment.created_by, prompt=prompt, params=params,
+                               source="deployment")
+    with transaction.atomic():
+        deployment_record_invocation(deployment=deployment)
+        audit_record(organization=deployment.organization, actor=deployment.created_by, action="deployment.invoke",
+                     instance=deployment, actor_type="api_key",
+                     after={"channel": channel, "agent_id": str(deployment.agent_id), "tokens": result.get("tokens"),
+                            "latency_ms": result.get("latency_ms")})
+    return result

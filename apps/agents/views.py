@@ -653,7 +653,5 @@ class DeploymentInvokeView(PublicAPIView):
             raise exceptions.AuthenticationFailed("Deployment key is invalid, or the deployment is stopped.",
                                                   code=codes.UNAUTHORIZED)
         data = validated(InvokeRequestSerializer, request)
-        result = runtime.agent_run(agent=deployment.agent, actor=deployment.created_by, prompt=data["prompt"],
-                                   params=data.get("parameters"), source="deployment")
-        services.deployment_record_invocation(deployment=deployment)
-        return Response(result)
+        return Response(services.deployment_invoke(deployment=deployment, prompt=data["prompt"],
+                                                   params=data.get("parameters"), channel="api"))

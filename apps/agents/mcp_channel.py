@@ -1,0 +1,206 @@
+"""The MCP channel of deployments (seed 003 ``channels: ["mcp"]``).
+
+A deployment with the ``mcp`` channel is also a Model Context Protocol server at
+``/mcp/deployments/{id}/`` (streamable HTTP transport, the ``mcp`` package), exposing the deployed
+agent as one tool. Clients authenticate with the deployment key (``Authorization: Bearer kdep_…``
+or ``X-Deployment-Key``); the key is checked on every HTTP request, before the MCP layer sees it.
+
+The session manager runs stateless (every POST stands alone, nothing is kept between requests),
+so any ASGI replica can answer any request. Daphne sends no ASGI lifespan events, so the
+manager's task group is started on the first request and lives as long as the process's loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any
+
+import mcp_types as types
+from channels.db import database_sync_to_async
+from django.conf import settings
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from rest_framework.exceptions import APIException
+
+logger = logging.getLogger(__name__)
+
+PATH_PREFIX = "/mcp/deployments/"
+_PATH_RE = re.compile(r"^/mcp/deployments/(?P<id>[0-9a-fA-F-]{32,36})/?$")
+SCOPE_KEY = "kai_deployment"
+
+INPUT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string", "description": "What to ask the deployed agent."},
+        "parameters": {"type": "object", "description": "Model parameters (temperature, max_tokens, …).",
+                       "additionalProperties": True},
+    },
+    "required": ["prompt"],
+    "additionalProperties": False,
+}
+
+
+def tool_name(name: str) -> str:
+    """A deployment name as an MCP tool name (``[A-Za-z0-9_-]{1,64}``)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name or "").strip("_")[:64] or "run"
+
+
+def _deployment_of(ctx) -> dict:
+    request = getattr(ctx, "request", None)
+    scope = getattr(request, "scope", None) or {}
+    info = scope.get(SCOPE_KEY)
+    if info is None:  # only reachable through DeploymentMCPApp, which always sets it
+        raise RuntimeError("MCP request without an authenticated deployment")
+    return info
+
+
+def _tool_for(info: dict) -> types.Tool:
+    description = info["description"] or f"Ask the deployed agent '{info['agent_name']}'."
+    return types.Tool(name=tool_name(info["name"]), title=info["name"], description=description,
+                      input_schema=INPUT_SCHEMA)
+
+
+async def _list_tools(ctx, params) -> types.ListToolsResult:
+    return types.ListToolsResult(tools=[_tool_for(_deployment_of(ctx))])
+
+
+def _invoke(deployment_id: str, prompt: str, parameters: dict | None) -> dict:
+    from apps.agents import services
+    from apps.agents.models import Deployment, DeploymentStatus
+
+    deployment = (Deployment.objects.select_related("organization", "agent", "created_by")
+                  .filter(pk=deployment_id, status=DeploymentStatus.RUNNING).first())
+    if deployment is None:
+        raise LookupError("The deployment was stopped.")
+    return services.deployment_invoke(deployment=deployment, prompt=prompt, params=parameters, channel="mcp")
+
+
+def _error(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
+
+
+async def _call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+    info = _deployment_of(ctx)
+    expected = tool_name(info["name"])
+    if params.name != expected:
+        return _error(f"Unknown tool {params.name!r}; this deployment serves {expected!r}.")
+    arguments = params.arguments or {}
+    prompt = arguments.get("prompt")
+    parameters = arguments.get("parameters")
+    if not isinstance(prompt, str) or not prompt.strip():
+        return _error("'prompt' must be a non-empty string.")
+    if parameters is not None and not isinstance(parameters, dict):
+        return _error("'parameters' must be an object.")
+    try:
+        result = await database_sync_to_async(_invoke)(info["id"], prompt, parameters)
+    except APIException as exc:
+        return _error(str(exc.detail))
+    except LookupError as exc:
+        return _error(str(exc))
+    structured = json.loads(json.dumps(result, default=str))
+    return types.CallToolResult(content=[types.TextContent(type="text", text=str(result.get("output") or ""))],
+                                structured_content=structured)
+
+
+def build_server() -> Server:
+    return Server("kai-deployments", version="1", on_list_tools=_list_tools, on_call_tool=_call_tool,
+                  instructions="A kAI deployment: call its tool with a prompt to run the deployed agent.")
+
+
+def _security_settings() -> TransportSecuritySettings:
+    hosts = list(settings.ALLOWED_HOSTS)
+    if not hosts or "*" in hosts:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    allowed_hosts = []
+    for host in hosts:
+        host = host.lstrip(".")
+        allowed_hosts += [host, f"{host}:*"]
+    origins = [settings.KAI_PUBLIC_URL, *getattr(settings, "CORS_ALLOWED_ORIGINS", [])]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=allowed_hosts,
+                                     allowed_origins=[o.rstrip("/") for o in origins if o])
+
+
+def _authenticate(deployment_id: str, raw_key: str) -> dict | None:
+    from apps.agents import services
+
+    deployment = services.deployment_authenticate(deployment_id=deployment_id, raw_key=raw_key)
+    if deployment is None or deployment.agent is None:
+        return None
+    return {"id": str(deployment.pk), "organization_id": str(deployment.organization_id), "name": deployment.name,
+            "channels": list(deployment.channels or []), "agent_name": deployment.agent.name,
+            "description": deployment.agent.description or deployment.agent.goal or ""}
+
+
+async def _json(send, status: int, detail: str, code: str, headers: list | None = None) -> None:
+    body = json.dumps({"detail": detail, "type": "not_authenticated" if status == 401 else "not_found",
+                       "code": code, "errors": [], "request_id": ""}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope, name: bytes) -> str:
+    for key, value in scope.get("headers") or []:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
+
+
+class DeploymentMCPApp:
+    """ASGI app for ``/mcp/deployments/{id}/``: deployment-key check, then the MCP transport."""
+
+    def __init__(self):
+        self.server = build_server()
+        self._manager: StreamableHTTPSessionManager | None = None
+        self._ready: asyncio.Event | None = None
+        self._runner: asyncio.Task | None = None
+
+    async def _session_manager(self) -> StreamableHTTPSessionManager:
+        if self._runner is None or self._runner.done():
+            manager = StreamableHTTPSessionManager(app=self.server, stateless=True, json_response=True,
+                                                   security_settings=_security_settings())
+            ready = asyncio.Event()
+
+            async def run():
+                async with manager.run():
+                    ready.set()
+                    await asyncio.Event().wait()  # until the loop closes with the process
+
+            self._manager, self._ready = manager, ready
+            self._runner = asyncio.get_running_loop().create_task(run())
+        waiter = asyncio.ensure_future(self._ready.wait())
+        done, _ = await asyncio.wait({waiter, self._runner}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            waiter.cancel()
+            raise RuntimeError("the MCP session manager did not start") from self._runner.exception()
+        return self._manager
+
+    async def __call__(self, scope, receive, send):
+        match = _PATH_RE.match(scope.get("path", ""))
+        if scope["type"] != "http" or match is None:
+            await _json(send, 404, "Not found. The MCP endpoint of a deployment is /mcp/deployments/{id}/.",
+                        "GENERAL_001")
+            return
+        authorization = _header(scope, b"authorization")
+        raw_key = authorization[7:].strip() if authorization.lower().startswith("bearer ") else \
+            _header(scope, b"x-deployment-key").strip()
+        info = await database_sync_to_async(_authenticate)(match["id"], raw_key)
+        if info is None:
+            await _json(send, 401, "Deployment key is invalid, or the deployment is stopped.", "AUTH_001",
+                        [(b"www-authenticate", b'Bearer realm="mcp"')])
+            return
+        if "mcp" not in info["channels"]:
+            await _json(send, 404, "This deployment has no MCP channel (deploy it with channels ['mcp']).",
+                        "GENERAL_001")
+            return
+        manager = await self._session_manager()
+        inner: dict[str, Any] = dict(scope)
+        inner[SCOPE_KEY] = info
+        await manager.handle_request(inner, receive, send)
+
+
+application = DeploymentMCPApp()
