@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import time
 
 import orjson
@@ -21,14 +22,65 @@ def request_state() -> dict:
     return state if state is not None else {}
 
 
+#: credentials that must never reach a log line: platform API keys, JWTs, bearer tokens, provider
+#: keys (sk-…), and ``password=…``/``secret: …`` pairs. Replaced by ``[redacted]``.
+_SECRET_PATTERNS = re.compile(
+    r"(?P<keep>\bBearer\s+|(?:password|passwd|secret|api_?key|token)[\"']?\s*[=:]\s*[\"']?)"
+    r"(?P<value>[^\s\"',;&]{4,})"
+    r"|kai_[A-Za-z0-9]{4,}_[A-Za-z0-9_\-]{8,}"
+    r"|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]+"
+    r"|\bsk-[A-Za-z0-9_\-]{8,}",
+    re.IGNORECASE,
+)
+
+
+def _replace(match: re.Match) -> str:
+    return (match.group("keep") or "") + "[redacted]"
+
+
+def scrub(text: str) -> str:
+    return _SECRET_PATTERNS.sub(_replace, text)
+
+
 class RequestContextFilter(logging.Filter):
+    """Stamps request id, organization, user and execution id on every record, and scrubs
+    credentials from its message."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         state = request_state()
+        request = record.__dict__.get("request")
+        if not state and request is not None:  # django.request logs once the request's context is gone
+            state = getattr(request, "kai_log_state", None) or {}
+            record.request_id = getattr(request, "request_id", record.request_id)
         record.organization = state.get("organization", organization_var.get())
         record.user = state.get("user", user_var.get())
         record.execution_id = execution_var.get()
+        if not getattr(record, "_kai_scrubbed", False):
+            message = record.getMessage()
+            cleaned = scrub(message)
+            if cleaned != message:
+                record.msg, record.args = cleaned, ()
+            record._kai_scrubbed = True
         return True
+
+
+class log_context:
+    """``with log_context(organization=..., execution=...)``: the log context of work outside a
+    request (Celery tasks, runs)."""
+
+    def __init__(self, *, organization=None, execution=None, user=None):
+        self._values = [(organization_var, organization), (execution_var, execution), (user_var, user)]
+        self._tokens: list = []
+
+    def __enter__(self):
+        self._tokens = [(var, var.set(str(value))) for var, value in self._values if value is not None]
+        return self
+
+    def __exit__(self, *exc):
+        for var, token in reversed(self._tokens):
+            var.reset(token)
+        return False
 
 
 class JsonFormatter(logging.Formatter):

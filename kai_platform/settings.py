@@ -378,8 +378,14 @@ LOGGING = {
             "filters": ["request_context"],
             "formatter": env_str("KAI_LOG_FORMAT", "json" if PRODUCTION else "plain"),
         },
+        # the newest lines of each organization, for GET system/logs (kai_platform.observability)
+        "organization": {
+            "class": "kai_platform.observability.OrganizationLogHandler",
+            "filters": ["request_context"],
+            "level": env_str("KAI_ORG_LOG_LEVEL", "INFO"),
+        },
     },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "root": {"handlers": ["console", "organization"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
@@ -439,15 +445,40 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
 })
 # --- end run engine
 
-# --- step-up verification, voice, MCP deployments (apps.stepup, apps.voice) -------------------
-from urllib.parse import urlsplit as _urlsplit  # noqa: E402
-
-#: how long a step-up grant (WebAuthn assertion or password re-check) keeps sensitive operations open
-KAI_STEP_UP_TTL_SECONDS = env_int("KAI_STEP_UP_TTL_SECONDS", 300)
-#: WebAuthn relying party: its id (a host name) and the origins browsers sign ceremonies for
-KAI_WEBAUTHN_RP_ID = env_str("KAI_WEBAUTHN_RP_ID", _urlsplit(KAI_PUBLIC_URL).hostname or "localhost")
-KAI_WEBAUTHN_RP_NAME = env_str("KAI_WEBAUTHN_RP_NAME", "kAI")
-KAI_WEBAUTHN_ORIGINS = env_list("KAI_WEBAUTHN_ORIGINS", [KAI_PUBLIC_URL.rstrip("/")])
-#: the espeak-ng binary voice/synthesize falls back to when no TTS provider is configured ("" = off)
-KAI_ESPEAK_BINARY = env_str("KAI_ESPEAK_BINARY", "espeak-ng")
-# --- end step-up, voice
+# --- observability and system management (apps.system, kai_platform.observability) -----------
+#: per-organization request statistics (system/performance) are kept this long in Redis
+KAI_PERF_RETENTION_MINUTES = env_int("KAI_PERF_RETENTION_MINUTES", 120)
+#: latency samples kept per organization and minute (percentiles are computed over them)
+KAI_PERF_SAMPLES_PER_MINUTE = env_int("KAI_PERF_SAMPLES_PER_MINUTE", 2000)
+#: newest log lines kept per organization for system/logs, and how long an idle list lives
+KAI_ORG_LOG_LINES = env_int("KAI_ORG_LOG_LINES", 1000)
+KAI_ORG_LOG_RETENTION_SECONDS = env_int("KAI_ORG_LOG_RETENTION_SECONDS", 7 * 24 * 3600)
+#: MetricRollup rows older than this are deleted by the rollup task
+KAI_METRIC_RETENTION_DAYS = env_int("KAI_METRIC_RETENTION_DAYS", 30)
+#: performance_alert thresholds (over the status window); alerts of one type repeat at most every cooldown
+KAI_STATUS_WINDOW_MINUTES = env_int("KAI_STATUS_WINDOW_MINUTES", 5)
+KAI_ALERT_P95_MS = env_float("KAI_ALERT_P95_MS", 2000.0)
+KAI_ALERT_ERROR_RATE = env_float("KAI_ALERT_ERROR_RATE", 0.05)
+KAI_ALERT_MIN_REQUESTS = env_int("KAI_ALERT_MIN_REQUESTS", 20)
+KAI_ALERT_FAILED_RUN_RATE = env_float("KAI_ALERT_FAILED_RUN_RATE", 0.25)
+KAI_ALERT_MIN_RUNS = env_int("KAI_ALERT_MIN_RUNS", 4)
+KAI_ALERT_QUEUE_DEPTH = env_int("KAI_ALERT_QUEUE_DEPTH", 500)
+KAI_ALERT_CPU_PERCENT = env_float("KAI_ALERT_CPU_PERCENT", 90.0)
+KAI_ALERT_MEMORY_PERCENT = env_float("KAI_ALERT_MEMORY_PERCENT", 90.0)
+KAI_ALERT_COOLDOWN_SECONDS = env_int("KAI_ALERT_COOLDOWN_SECONDS", 300)
+CELERY_BEAT_SCHEDULE.update({
+    "system-rollup-metrics": {
+        "task": "apps.system.tasks.rollup_metrics",
+        "schedule": float(env_int("KAI_METRIC_ROLLUP_SECONDS", 60)),
+        "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 120},
+    },
+    "system-publish-status": {
+        "task": "apps.system.tasks.publish_system_status",
+        "schedule": float(env_int("KAI_SYSTEM_STATUS_SECONDS", 30)),
+        "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 60},
+    },
+})
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
+    "SystemModificationTypeEnum": "apps.system.models.ModificationType",
+})
+# --- end observability

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from kai_platform.api.views import HealthView, MetricsView, SystemHealthView
+from kai_platform.api.views import HealthView, MetricsView
 
 # Each app's urls module registers its viewsets on the shared router when imported.
 API_APPS = ["apps.accounts.urls", "apps.events.urls", "apps.audit.urls", "apps.files.urls", "apps.agents.urls",
@@ -14,7 +14,7 @@ SITE_APPS = ["apps.console.site_urls"]
 
 from kai_platform.api.routers import router  # noqa: E402
 
-api_patterns = [path("system/health", SystemHealthView.as_view(), name="system-health")]
+api_patterns = []  # system/health lives in apps.system
 for module in API_APPS:
     api_patterns.append(path("", include(module)))
 api_patterns += router.urls

@@ -1,6 +1,8 @@
 """``audit_record`` — call it inside the transaction of every service write."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
 from typing import Any
 
@@ -46,6 +48,22 @@ def diff(before: dict | None, after: dict | None) -> tuple[dict | None, dict | N
     return {k: before.get(k) for k in keys}, {k: after.get(k) for k in keys}
 
 
+#: set by ``audit_as``: the action recorded instead of the service's own (model, object and diff stay)
+_action_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("kai_audit_action", default=None)
+
+
+@contextlib.contextmanager
+def audit_as(action: str):
+    """Rows recorded inside are labelled ``action`` (e.g. ``system.rollback``): a change applied
+    through another app's service keeps that service's single audit row and its diff, but says
+    why it happened."""
+    token = _action_override.set(action)
+    try:
+        yield
+    finally:
+        _action_override.reset(token)
+
+
 def audit_record(*, organization, actor, action: str, instance: models.Model | None = None,
                  model: str | None = None, object_id: str | None = None,
                  before: dict | None = None, after: dict | None = None,
@@ -57,7 +75,7 @@ def audit_record(*, organization, actor, action: str, instance: models.Model | N
         organization=organization,
         actor=actor_user,
         actor_type=actor_type or state.get("actor_type") or (ActorType.USER if actor_user else ActorType.SYSTEM),
-        action=action,
+        action=_action_override.get() or action,
         model=model or (instance._meta.label if instance is not None else ""),
         object_id=str(object_id if object_id is not None else (instance.pk if instance is not None else "")),
         before=redact(before) if before is not None else None,

@@ -14,6 +14,9 @@ from django.conf import settings
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from kai_platform.logging import request_state
+from kai_platform.observability import record_request
+
 logger = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry()
@@ -38,12 +41,19 @@ class RequestMetricsMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
 
+    """Observes every request in the route histogram, and counts the API requests of an
+    organization in Redis (``kai_platform.observability``: system/performance, metrics series)."""
+
     def __call__(self, request):
         started = time.perf_counter()
         response = self.get_response(request)
         if request.path_info != "/metrics":
+            elapsed = time.perf_counter() - started
             REQUEST_LATENCY.labels(request.method, _route_of(request), f"{response.status_code // 100}xx").observe(
-                time.perf_counter() - started)
+                elapsed)
+            organization = request_state().get("organization")
+            if organization and organization != "-":
+                record_request(organization, elapsed * 1000, response.status_code)
         return response
 
 
@@ -80,12 +90,16 @@ class PlatformCollector:
 
         redis = get_redis_connection("default")
         prefix = settings.KAI_REDIS_PREFIX
-        workers = sum(1 for _ in redis.scan_iter(f"{prefix}:workers:*"))
-        yield GaugeMetricFamily("kai_workers_alive", "Celery workers with a fresh heartbeat.", value=workers)
+        beats = worker_heartbeats(redis)
+        yield GaugeMetricFamily("kai_workers_alive", "Celery workers with a fresh heartbeat.", value=len(beats))
+        ages = GaugeMetricFamily("kai_worker_heartbeat_age_seconds", "Seconds since each live worker's last heartbeat.",
+                                 labels=["worker"])
+        for worker, age in sorted(beats.items()):
+            ages.add_metric([worker], age)
+        yield ages
         queues = GaugeMetricFamily("kai_queue_depth", "Messages waiting per Celery queue.", labels=["queue"])
-        keyprefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
-        for queue in queue_names():
-            queues.add_metric([queue], redis.llen(f"{keyprefix}{queue}"))
+        for queue, depth in queue_depths(redis).items():
+            queues.add_metric([queue], depth)
         yield queues
         now = time.time()
         sockets = 0
@@ -94,26 +108,25 @@ class PlatformCollector:
         yield GaugeMetricFamily("kai_socket_connections", "Open WebSocket connections.", value=sockets)
 
     def _llm_usage(self):
+        """Tokens and cost of every LLM call (the ``llm`` trace spans), by provider and model."""
         if not apps.is_installed("apps.crews"):
             return
-        try:
-            Usage = apps.get_model("crews", "UsageRollup")
-        except LookupError:
-            return
         from django.db.models import Sum
+        from django.db.models.fields.json import KeyTextTransform
 
-        fields = {f.name for f in Usage._meta.get_fields()}
-        label = "provider" if "provider" in fields else "model"
-        tokens = CounterMetricFamily("kai_llm_tokens", "LLM tokens used.", labels=[label])
-        cost = CounterMetricFamily("kai_llm_cost_usd", "LLM cost in USD.", labels=[label])
-        token_fields = [f for f in ("tokens_in", "tokens_out", "input_tokens", "output_tokens", "tokens")
-                        if f in fields]
-        if not token_fields or "cost" not in fields:
-            return
-        aggregates = {f: Sum(f) for f in token_fields}
-        for row in Usage.objects.values(label).annotate(cost_sum=Sum("cost"), **aggregates).order_by():
-            tokens.add_metric([str(row[label])], sum(row[f] or 0 for f in token_fields))
-            cost.add_metric([str(row[label])], float(row["cost_sum"] or 0))
+        TraceSpan = apps.get_model("crews", "TraceSpan")
+        tokens = CounterMetricFamily("kai_llm_tokens", "LLM tokens used, by provider, model and direction.",
+                                     labels=["provider", "model", "direction"])
+        cost = CounterMetricFamily("kai_llm_cost_usd", "LLM cost in USD, by provider and model.",
+                                   labels=["provider", "model"])
+        rows = (TraceSpan.objects.filter(kind="llm").annotate(provider=KeyTextTransform("provider", "attributes"))
+                .values("provider", "model").annotate(tin=Sum("tokens_in"), tout=Sum("tokens_out"), usd=Sum("cost"))
+                .order_by())
+        for row in rows:
+            labels = [row["provider"] or "unknown", row["model"] or "unknown"]
+            tokens.add_metric([*labels, "in"], row["tin"] or 0)
+            tokens.add_metric([*labels, "out"], row["tout"] or 0)
+            cost.add_metric(labels, float(row["usd"] or 0))
         yield tokens
         yield cost
 
@@ -128,3 +141,41 @@ def queue_names() -> list[str]:
 
 
 REGISTRY.register(PlatformCollector())
+
+
+#: kombu's Redis transport keeps one list per priority step beside the plain queue list
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+def queue_depths(redis=None) -> dict[str, int]:
+    """Messages waiting in each Celery queue (every priority step counted)."""
+    if redis is None:
+        from django_redis import get_redis_connection
+
+        redis = get_redis_connection("default")
+    keyprefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+    pipe = redis.pipeline(transaction=False)
+    names = queue_names()
+    for queue in names:
+        for suffix in _PRIORITY_SUFFIXES:
+            pipe.llen(f"{keyprefix}{queue}{suffix}")
+    counts = pipe.execute()
+    step = len(_PRIORITY_SUFFIXES)
+    return {queue: sum(counts[i * step:(i + 1) * step]) for i, queue in enumerate(names)}
+
+
+def worker_heartbeats(redis=None) -> dict[str, float]:
+    """Live workers (fresh heartbeat key) → seconds since their last heartbeat."""
+    if redis is None:
+        from django_redis import get_redis_connection
+
+        redis = get_redis_connection("default")
+    marker = f"{settings.KAI_REDIS_PREFIX}:workers:"
+    keys = list(redis.scan_iter(f"{marker}*"))
+    if not keys:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.ttl(key)
+    full = settings.KAI_WORKER_HEARTBEAT_SECONDS * 3
+    return {key.decode()[len(marker):]: float(max(0, full - ttl)) for key, ttl in zip(keys, pipe.execute()) if ttl >= 0}

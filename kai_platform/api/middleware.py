@@ -29,9 +29,9 @@ class RequestIDMiddleware:
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
         token = request_id_var.set(request_id)
-        state_token = request_state_var.set(
-            {"ip": request.META.get("REMOTE_ADDR", ""), "user_agent": request.META.get("HTTP_USER_AGENT", "")[:300]}
-        )
+        state = {"ip": request.META.get("REMOTE_ADDR", ""), "user_agent": request.META.get("HTTP_USER_AGENT", "")[:300]}
+        request.kai_log_state = state  # for records logged after this middleware returns (django.request)
+        state_token = request_state_var.set(state)
         try:
             response = self.get_response(request)
         finally:

@@ -1,0 +1,64 @@
+"""System management: versioned configuration changes (``SystemModification``) and the rolled-up
+metric rows behind ``GET /api/v1/metrics`` (``MetricRollup``)."""
+from django.db import models
+
+from kai_platform.tenancy.models import TenantManager, TenantModel
+
+
+class ModificationType(models.TextChoices):
+    AGENT_CONFIG = "agent_config", "Agent configuration"
+    WORKFLOW_CHANGE = "workflow_change", "Workflow definition"
+    SYSTEM_SETTING = "system_setting", "Organization settings"
+    ARCHITECTURE_CHANGE = "architecture_change", "Architecture (diagram layout and metadata)"
+
+
+class SystemModification(TenantModel):
+    """One applied change (seed 002): what it touched, the state before and after, who applied it,
+    and whether it can still be rolled back. A rollback is itself a modification (``rollback_of``)."""
+
+    type = models.CharField(max_length=32, choices=ModificationType.choices)
+    description = models.CharField(max_length=500, blank=True)
+    target_model = models.CharField(max_length=100, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    before_state = models.JSONField(default=dict, blank=True)
+    after_state = models.JSONField(default=dict, blank=True)
+    applied_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    applied_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    rollback_available = models.BooleanField(default=True)
+    rolled_back_at = models.DateTimeField(null=True, blank=True)
+    rollback_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="rollbacks")
+    impact_assessment = models.TextField(blank=True)
+
+    class Meta(TenantModel.Meta):
+        ordering = ("-applied_at", "-created_at")
+        indexes = [models.Index(fields=["organization", "-applied_at"], name="sysmod_org_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.target_model}:{self.target_id}"
+
+
+class MetricRollup(models.Model):
+    """One value of one metric for one organization (or the platform, ``organization=None``) over
+    one minute, per label set. Filled by the ``apps.system.tasks.rollup_metrics`` beat task."""
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey("accounts.Organization", null=True, blank=True, on_delete=models.CASCADE,
+                                     related_name="+")
+    name = models.CharField(max_length=100)
+    bucket = models.DateTimeField(help_text="Start of the minute (UTC).")
+    labels = models.JSONField(default=dict, blank=True)
+    label_key = models.CharField(max_length=200, blank=True, help_text="Canonical form of labels (unique key).")
+    value = models.FloatField(default=0)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ("bucket",)
+        constraints = [models.UniqueConstraint(fields=["organization", "name", "bucket", "label_key"],
+                                               name="uniq_metric_rollup", nulls_distinct=False)]
+        indexes = [models.Index(fields=["organization", "name", "bucket"], name="metric_org_name_bucket")]
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.labels or ''}@{self.bucket:%Y-%m-%d %H:%M} = {self.value}"

@@ -1,0 +1,46 @@
+from rest_framework import serializers
+
+from apps.system.models import ModificationType, SystemModification
+from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
+
+
+class SystemModificationSerializer(KaiModelSerializer):
+    """Seed 002 ``SystemModification`` plus what it touched and its rollback links."""
+
+    applied_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SystemModification
+        fields = ["id", "type", "description", "target_model", "target_id", "before_state", "after_state",
+                  "applied_by", "applied_at", "rollback_available", "rolled_back_at", "rollback_of",
+                  "impact_assessment"]
+        read_only_fields = fields
+
+    def get_applied_by(self, obj) -> str | None:
+        return str(obj.applied_by_id) if obj.applied_by_id else None
+
+
+class ModifyBodySerializer(KaiSerializer):
+    type = serializers.ChoiceField(choices=ModificationType.choices)
+    target_id = serializers.CharField(required=False, allow_blank=True, max_length=64,
+                                      help_text="The agent or workflow changed (agent_config, workflow_change).")
+    changes = JSONObjectField(max_bytes=65536, help_text="Fields to set; for settings a null value removes the key.")
+    description = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class RollbackBodySerializer(KaiSerializer):
+    modification_id = serializers.UUIDField(required=False, help_text="Default: the newest modification that "
+                                                                      "can still be rolled back.")
+    force = serializers.BooleanField(required=False, default=False,
+                                     help_text="Roll back even when the target changed since.")
+
+
+class ConfigBodySerializer(KaiSerializer):
+    settings = JSONObjectField(max_bytes=65536, help_text="Keys to set; a null value removes the key.")
+    description = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class MetricsQuerySerializer(KaiSerializer):
+    metric_name = serializers.CharField(max_length=100)
+    period = serializers.ChoiceField(choices=["15m", "1h", "6h", "24h", "7d", "30d"], default="1h")
+    aggregation = serializers.ChoiceField(choices=["sum", "avg", "max", "min"], required=False)
