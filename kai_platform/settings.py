@@ -482,3 +482,19 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
     "SystemModificationTypeEnum": "apps.system.models.ModificationType",
 })
 # --- end observability
+
+# --- approvals and outbound webhooks (apps.approvals, apps.webhooks) ---------------------------
+#: pending approvals past their deadline get their default at least this often (eta'd tasks do it on time)
+CELERY_BEAT_SCHEDULE["approvals-expire-due"] = {
+    "task": "apps.approvals.tasks.expire_due_approvals",
+    "schedule": float(env_int("KAI_APPROVAL_SWEEP_SECONDS", 30)),
+    "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 60},
+}
+#: webhook targets that may be private/loopback (hosts, IPs or CIDRs; the org's network_allowlist also applies)
+KAI_WEBHOOK_ALLOWED_HOSTS = env_list("KAI_WEBHOOK_ALLOWED_HOSTS", [])
+#: failed deliveries are retried after base × 2^(attempt-1) seconds (capped), for up to KAI_WEBHOOK_RETRY_HOURS
+KAI_WEBHOOK_BACKOFF_BASE_SECONDS = env_float("KAI_WEBHOOK_BACKOFF_BASE_SECONDS", 30.0)
+KAI_WEBHOOK_BACKOFF_MAX_SECONDS = env_float("KAI_WEBHOOK_BACKOFF_MAX_SECONDS", 3600.0)
+KAI_WEBHOOK_RETRY_HOURS = env_float("KAI_WEBHOOK_RETRY_HOURS", 24.0)
+KAI_WEBHOOK_TIMEOUT_SECONDS = env_float("KAI_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+# --- end approvals, webhooks

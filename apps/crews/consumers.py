@@ -55,6 +55,10 @@ class ExecutionLogStreamConsumer(KaiSocketConsumer):
             await self.send_message("status", {"status": event["data"].get("status"), "reason":
                                                event["data"].get("reason", ""), "execution_id": event["execution_id"]},
                                     agent_id=event.get("agent_id"))
+        elif event["type"].startswith("approval.") and event.get("execution_id") == str(self.execution.pk):
+            # {type: "approval_requested" | "approval_resolved", data: {approval_id, question, proposed, …}}
+            await self.send_message(event["type"].replace(".", "_"), {**event["data"], "event_seq": event.get("seq")},
+                                    agent_id=event.get("agent_id"))
         self._woken.set()
 
     async def _pump(self):

@@ -106,6 +106,7 @@ class ExecutionStatus(models.TextChoices):
     COMPLETED = "COMPLETED", "Completed"
     FAILED = "FAILED", "Failed"
     CANCELLED = "CANCELLED", "Cancelled"
+    WAITING_FOR_APPROVAL = "WAITING_FOR_APPROVAL", "Waiting for approval"
 
 
 TERMINAL_STATUSES = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
@@ -114,7 +115,7 @@ ACTIVE_STATUSES = frozenset({ExecutionStatus.PREPARING, ExecutionStatus.RUNNING}
 
 class Execution(TenantModel):
     kind = models.CharField(max_length=20, choices=ExecutionKind.choices)
-    status = models.CharField(max_length=10, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING,
+    status = models.CharField(max_length=24, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING,
                               editable=False)
     run_name = models.CharField(max_length=300, blank=True)
     crew = models.ForeignKey(Crew, null=True, blank=True, on_delete=models.SET_NULL, related_name="executions")
@@ -147,6 +148,9 @@ class Execution(TenantModel):
     log_seq = models.BigIntegerField(default=0, editable=False, help_text="Last sequence number handed to a log row.")
     dedupe_key = models.CharField(max_length=200, null=True, blank=True, unique=True,
                                   help_text="Callers that must not create a run twice (schedule ticks) key it.")
+    checkpoint = models.JSONField(default=dict, blank=True,
+                                  help_text="What a run parked WAITING_FOR_APPROVAL resumes from (completed "
+                                            "tasks' outputs, the pending step).")
 
     class Meta(TenantModel.Meta):
         indexes = [
@@ -182,8 +186,8 @@ class ExecutionEvent(models.Model):
     id = models.BigAutoField(primary_key=True)
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
-    from_status = models.CharField(max_length=10, blank=True)
-    to_status = models.CharField(max_length=10)
+    from_status = models.CharField(max_length=24, blank=True)
+    to_status = models.CharField(max_length=24)
     reason = models.TextField(blank=True)
     at = models.DateTimeField(db_index=True)
 

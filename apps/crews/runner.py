@@ -28,7 +28,7 @@ from apps.crews import specs
 from apps.crews.models import Execution, ExecutionKind, ExecutionStatus, Pattern, SpanKind
 from apps.crews.recorder import RunRecorder, Span
 from apps.crews.services import execution_enqueue, execution_transition
-from kai_platform.llm import LLMError
+from kai_platform.llm import LLMError, ToolCall
 from kai_platform.llm.base import count_tokens, messages_tokens
 from kai_platform.llm.pricing import cost_usd
 
@@ -48,6 +48,21 @@ class Cancelled(Exception):
 
 class RunFailed(Exception):
     """A run failed for a reason its owner can act on; the message is the execution's ``error``."""
+
+
+class AwaitingApproval(Exception):
+    """A runner stops here until a person answers: ``request`` says what to ask (apps.approvals
+    ``approval_request`` keywords), ``checkpoint`` what the run resumes from. Outer layers add to
+    the checkpoint as it propagates; ``run`` parks the execution WAITING_FOR_APPROVAL."""
+
+    def __init__(self, request: dict, checkpoint: dict | None = None):
+        super().__init__(request.get("question", "approval required"))
+        self.request = request
+        self.checkpoint = checkpoint or {}
+
+
+def tool_requires_approval(tool) -> bool:
+    return bool((getattr(tool, "configuration", None) or {}).get("requires_approval"))
 
 
 def heartbeat_seconds() -> float:
@@ -313,7 +328,10 @@ class RunContext:
         return cost
 
     # --- an agent answers a prompt ----------------------------------------------------------
-    def agent_step(self, *, profile: AgentProfile, prompt: str, parent: Span | None, label: str = "") -> StepResult:
+    def agent_step(self, *, profile: AgentProfile, prompt: str, parent: Span | None, label: str = "",
+                   resume: dict | None = None) -> StepResult:
+        """``resume``: the checkpoint of this step parked on a tool call that needed approval (its
+        messages, the pending calls and the decision); the conversation goes on from there."""
         self.check_cancel()
         span = self.recorder.span_start(SpanKind.AGENT, profile.role or profile.name, parent, agent_id=profile.agent_id,
                                         agent_key=profile.key)
@@ -324,8 +342,19 @@ class RunContext:
                        "parameters": t.parameters_schema or {"type": "object", "properties": {}}} for t in tool_rows]
         messages = [{"role": "system", "content": profile.system_prompt()}, {"role": "user", "content": prompt}]
         result = StepResult(text="")
+        first_round = 0
         try:
-            for _round in range(MAX_TOOL_ROUNDS + 1):
+            if resume:
+                messages, first_round = list(resume["messages"]), int(resume.get("round", 0)) + 1
+                decision = resume.get("decision") or {}
+                for call_data in resume.get("calls") or []:
+                    call = ToolCall(call_data["id"], call_data["name"], dict(call_data.get("arguments") or {}))
+                    if decision.get("arguments") is not None and call.id == decision.get("call_id"):
+                        call = ToolCall(call.id, call.name, dict(decision["arguments"]))
+                    result.tool_calls += 1
+                    messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
+                                     "content": self._run_tool(call, tool_rows, profile, span)})
+            for _round in range(first_round, MAX_TOOL_ROUNDS + 1):
                 text, calls, tin, tout, cost = self.llm_call(profile=profile, messages=messages,
                                                              tools=tool_specs if _round < MAX_TOOL_ROUNDS else None,
                                                              parent=span)
@@ -336,14 +365,22 @@ class RunContext:
                     result.text = text
                     break
                 messages.append({"role": "assistant", "content": text, "tool_calls": [c.as_dict() for c in calls]})
+                gated = [c for c in calls if any(t.name == c.name and tool_requires_approval(t) for t in tool_rows)]
+                if gated:
+                    call = gated[0]
+                    raise AwaitingApproval(
+                        {"source": "tool_call", "question": f"Allow {profile.role or profile.name} to call tool "
+                                                            f"{call.name!r}?",
+                         "proposed": {"tool": call.name, "arguments": call.arguments, "call_id": call.id}},
+                        {"step": {"messages": messages, "round": _round, "call_id": call.id,
+                                  "calls": [c.as_dict() for c in calls]}})
                 for call in calls:
                     result.tool_calls += 1
                     messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
                                      "content": self._run_tool(call, tool_rows, profile, span)})
-        except (Cancelled, RunFailed) as exc:
+        except (Cancelled, RunFailed, AwaitingApproval) as exc:
             span.tokens_in, span.tokens_out, span.cost = result.tokens_in, result.tokens_out, result.cost
-            self.recorder.span_end(span, status="cancelled" if isinstance(exc, Cancelled) else "error",
-                                   error=str(exc))
+            self.recorder.span_end(span, status=_span_status(exc), error=str(exc))
             raise
         span.tokens_in, span.tokens_out, span.cost = result.tokens_in, result.tokens_out, result.cost
         self.recorder.span_end(span, output=result.text[:4000], tool_calls=result.tool_calls)
@@ -379,16 +416,20 @@ class RunContext:
         return text
 
     def task_step(self, *, name: str, profile: AgentProfile, prompt: str, parent: Span | None,
-                  **attributes) -> StepResult:
+                  resume: dict | None = None, **attributes) -> StepResult:
         span = self.recorder.span_start(SpanKind.TASK, name, parent, agent_id=profile.agent_id, **attributes)
         try:
-            result = self.agent_step(profile=profile, prompt=prompt, parent=span, label=f"task {name}")
-        except (Cancelled, RunFailed) as exc:
-            self.recorder.span_end(span, status="cancelled" if isinstance(exc, Cancelled) else "error", error=str(exc))
+            result = self.agent_step(profile=profile, prompt=prompt, parent=span, label=f"task {name}", resume=resume)
+        except (Cancelled, RunFailed, AwaitingApproval) as exc:
+            self.recorder.span_end(span, status=_span_status(exc), error=str(exc))
             raise
         span.tokens_in, span.tokens_out, span.cost = result.tokens_in, result.tokens_out, result.cost
         self.recorder.span_end(span, output=result.text[:4000])
         return result
+
+
+def _span_status(exc: Exception) -> str:
+    return {Cancelled: "cancelled", AwaitingApproval: "paused"}.get(type(exc), "error")
 
 
 def _task_prompt(description: str, expected_output: str = "", context: list[tuple[str, str]] | None = None) -> str:
@@ -450,22 +491,29 @@ def run_crew(ctx: RunContext):
             agent=agent)
     ctx.recorder.log(f"crew {definition.get('name') or ''} started: {len(spec.agents)} agents, {len(spec.tasks)} tasks, "
                      f"{process} process".replace("crew  ", "crew "))
+    checkpoint = ctx.execution.checkpoint or {}
     root = ctx.recorder.span_start(SpanKind.TASK, f"crew {definition.get('name') or ctx.execution.run_name}",
-                                   process=process)
+                                   process=process, **({"resumed": True} if checkpoint else {}))
     ctx.root_span = root
-    outputs: dict[str, str] = {}
+    # a run resumed after an approval keeps what its tasks produced before it was parked
+    outputs: dict[str, str] = dict(checkpoint.get("outputs") or {})
+    paused_step = checkpoint.get("step") or {}
     manager = AgentProfile(key="manager", name="Crew Manager", role="Crew Manager",
                            goal="Coordinate the crew so the tasks are done well and in order",
                            backstory="You are an experienced manager who delegates to the right specialist.",
                            model=crew_model)
     try:
-        if process == "hierarchical":
+        if process == "hierarchical" and "plan" not in checkpoint:
             task_list = "\n".join(f"- {t.key}: {specs.interpolate(t.description, inputs)}" for t in spec.tasks)
             ctx.task_step(name="plan", profile=manager, parent=root,
                           prompt=f"Plan the delegation of these tasks to your crew:\n{task_list}")
         previous: str | None = None
         agent_keys = list(profiles)
         for index, task in enumerate(spec.tasks):
+            if task.key in outputs:
+                previous = outputs[task.key]
+                ctx.recorder.log(f"task {task.key} kept from before the approval pause", task=task.key)
+                continue
             profile = profiles.get(task.agent) if task.agent else profiles[agent_keys[index % len(agent_keys)]]
             context = [(ref, outputs[ref]) for ref in task.context] if task.context else (
                 [(spec.tasks[index - 1].key, previous)] if previous is not None else [])
@@ -473,20 +521,42 @@ def run_crew(ctx: RunContext):
                                   specs.interpolate(task.expected_output, inputs), context)
             if task.tools:
                 profile = AgentProfile(**{**profile.__dict__, "tools": list(dict.fromkeys(profile.tools + task.tools))})
-            result = ctx.task_step(name=task.key, profile=profile, prompt=prompt, parent=root, agent_key=profile.key)
+            resume = paused_step if paused_step.get("task_key") == task.key else None
+            try:
+                result = ctx.task_step(name=task.key, profile=profile, prompt=prompt, parent=root,
+                                       agent_key=profile.key, resume=resume)
+            except AwaitingApproval as exc:
+                exc.checkpoint.setdefault("step", {})["task_key"] = task.key
+                exc.checkpoint.update(outputs=dict(outputs), plan=True)
+                exc.request.setdefault("step_id", task.key)
+                exc.request.update({k: v for k, v in _approval_options(task).items() if k not in exc.request})
+                raise
+            if task.human_input:
+                raise AwaitingApproval(
+                    {"source": "crew_task", "step_id": task.key, "proposed": {"output": result.text},
+                     "question": task.approval.get("question") or f"Approve the output of task {task.key!r}?",
+                     **_approval_options(task)},
+                    {"outputs": dict(outputs), "plan": True, "pending_task": task.key})
             outputs[task.key] = previous = result.text
         final = previous or ""
         if process == "hierarchical":
             summary = "\n".join(f"{key}: {value}" for key, value in outputs.items())
             final = ctx.task_step(name="review", profile=manager, parent=root,
                                   prompt=f"Review the crew's results and give the final answer:\n{summary}").text
-    except (Cancelled, RunFailed) as exc:
-        ctx.recorder.span_end(root, status="cancelled" if isinstance(exc, Cancelled) else "error", error=str(exc))
+    except (Cancelled, RunFailed, AwaitingApproval) as exc:
+        ctx.recorder.span_end(root, status=_span_status(exc), error=str(exc))
         raise
     root.tokens_in, root.tokens_out = ctx.recorder.total_tokens_in, ctx.recorder.total_tokens_out
     root.cost = ctx.recorder.total_cost
     ctx.recorder.span_end(root, output=final[:4000], tasks=list(outputs))
     return final
+
+
+def _approval_options(task) -> dict:
+    """Who may answer a crew task's approval, by when, and what happens if nobody does."""
+    options = task.approval or {}
+    return {"assignee_role": options.get("role") or "", "assignee_user": options.get("user") or None,
+            "timeout_seconds": options.get("timeout_seconds"), "default_action": options.get("default") or "reject"}
 
 
 def _orchestration_profiles(ctx: RunContext) -> list[AgentProfile]:
@@ -610,6 +680,11 @@ def run_orchestration(ctx: RunContext):
                                   prompt=f"Combine the reports into the final answer to: {text}\n\n{reports}").text
         else:
             raise RunFailed(f"unknown pattern {pattern!r}")
+    except AwaitingApproval as exc:
+        error = RunFailed(f"{exc} — tool calls that need approval are not supported in orchestrations; "
+                          "run the agent in a crew instead")
+        ctx.recorder.span_end(root, status="error", error=str(error))
+        raise error
     except (Cancelled, RunFailed) as exc:
         ctx.recorder.span_end(root, status="cancelled" if isinstance(exc, Cancelled) else "error", error=str(exc))
         raise
@@ -640,7 +715,13 @@ def run_agent_task(ctx: RunContext):
     prompt = _task_prompt(specs.interpolate(d.get("description", ""), inputs),
                           specs.interpolate(d.get("expected_output", ""), inputs),
                           [("inputs", json.dumps(inputs, default=str))] if inputs else None)
-    return ctx.task_step(name=d.get("name") or "task", profile=profile, prompt=prompt, parent=None).text
+    return ctx.task_step(name=d.get("name") or "task", profile=profile, prompt=prompt, parent=None,
+                         resume=_paused_step(ctx)).text
+
+
+def _paused_step(ctx: RunContext) -> dict | None:
+    """The checkpoint of a one-step run parked on a tool call that needed approval."""
+    return (ctx.execution.checkpoint or {}).get("step") or None
 
 
 def _command_prompt(d: dict) -> str:
@@ -660,7 +741,7 @@ def run_agent_command(ctx: RunContext):
     profile = _single_agent(ctx)
     d = ctx.execution.definition or {}
     return ctx.task_step(name=str(d.get("action") or d.get("command") or "command"), profile=profile,
-                         prompt=_command_prompt(d), parent=None).text
+                         prompt=_command_prompt(d), parent=None, resume=_paused_step(ctx)).text
 
 
 @register_runner(ExecutionKind.AGENT_EXECUTE)
@@ -669,7 +750,8 @@ def run_agent_execute(ctx: RunContext):
     profile = _single_agent(ctx)
     d = ctx.execution.definition or {}
     started = time.monotonic()
-    step = ctx.task_step(name=str(d.get("action") or "execute"), profile=profile, prompt=_command_prompt(d), parent=None)
+    step = ctx.task_step(name=str(d.get("action") or "execute"), profile=profile, prompt=_command_prompt(d), parent=None,
+                         resume=_paused_step(ctx))
     resources = [ctx.resolve(profile.model).requested] + list(profile.tools)
     return {"success": True, "data": step.text, "error": None,
             "metadata": {"execution_time": round((time.monotonic() - started) * 1000, 2),
@@ -680,14 +762,15 @@ def run_agent_execute(ctx: RunContext):
 def run_agent_prompt(ctx: RunContext):
     profile = _single_agent(ctx)
     d = ctx.execution.definition or {}
-    return ctx.agent_step(profile=profile, prompt=d.get("prompt", ""), parent=None).text
+    return ctx.agent_step(profile=profile, prompt=d.get("prompt", ""), parent=None, resume=_paused_step(ctx)).text
 
 
 @register_runner(ExecutionKind.AGENT_TEST)
 def run_agent_test(ctx: RunContext):
     profile = _single_agent(ctx)
     started = time.monotonic()
-    step = ctx.agent_step(profile=profile, prompt=(ctx.execution.definition or {}).get("prompt", ""), parent=None)
+    step = ctx.agent_step(profile=profile, prompt=(ctx.execution.definition or {}).get("prompt", ""), parent=None,
+                          resume=_paused_step(ctx))
     return {"output": step.text, "tokens": step.tokens_in + step.tokens_out, "cost": str(step.cost),
             "latency_ms": round((time.monotonic() - started) * 1000, 2)}
 
@@ -787,6 +870,10 @@ def run(execution_id, *, worker: str) -> str:
         ctx.recorder.flush()
         status = S.COMPLETED
         execution_transition(execution_id=execution.pk, to=S.COMPLETED, reason="completed", result=result, error="")
+    except AwaitingApproval as exc:
+        ctx.recorder.log(f"waiting for approval: {exc}", **{k: v for k, v in exc.request.items()
+                                                              if k in ("source", "step_id")})
+        status = _park(ctx, exc)
     except Cancelled as exc:
         status, error = S.CANCELLED, str(exc) or "cancelled"
         ctx.recorder.log(f"cancelled: {error}", level="warning")
@@ -802,11 +889,30 @@ def run(execution_id, *, worker: str) -> str:
         _end(ctx, S.FAILED, error)
     finally:
         registry.remove(handle)
-        if ctx._stream_key:
+        if ctx._stream_key and status != S.WAITING_FOR_APPROVAL:
             stream_push(ctx._stream_key, {"done": "1", "status": str(status), "error": error[:1000]})
         _record_agent_stats(execution, time.monotonic() - started, error)
         connection.close()
     return str(status).lower()
+
+
+def _park(ctx: RunContext, pause: AwaitingApproval) -> str:
+    """RUNNING → WAITING_FOR_APPROVAL with the checkpoint, and the approval asked, in one
+    transaction; the worker then lets go of the run (a new task resumes it once answered).
+    Returns the status the run is left in."""
+    from apps.approvals.services import approval_request_for_execution
+
+    ctx.recorder.flush()
+    try:
+        if approval_request_for_execution(execution=ctx.execution, request=pause.request,
+                                          checkpoint=pause.checkpoint):
+            return S.WAITING_FOR_APPROVAL
+    except Exception as exc:
+        logger.exception("could not park execution %s for approval", ctx.execution.pk)
+        _end(ctx, S.FAILED, f"could not ask for approval: {exc}")
+        return S.FAILED
+    _end(ctx, S.CANCELLED, "cancelled before the approval was asked")  # its cancel was requested meanwhile
+    return S.CANCELLED
 
 
 def _end(ctx: RunContext, to: str, reason: str) -> None:

@@ -37,12 +37,15 @@ S = ExecutionStatus
 
 #: the statuses each status may be entered from
 ALLOWED_FROM: dict[str, frozenset] = {
-    S.PENDING: frozenset({S.PREPARING, S.RUNNING}),  # requeued after its worker was lost
+    S.PENDING: frozenset({S.PREPARING, S.RUNNING,  # requeued after its worker was lost
+                          S.WAITING_FOR_APPROVAL}),  # approved: queued again to resume
     S.PREPARING: frozenset({S.PENDING}),
     S.RUNNING: frozenset({S.PREPARING}),
     S.COMPLETED: frozenset({S.RUNNING}),
-    S.FAILED: frozenset({S.PENDING, S.PREPARING, S.RUNNING}),
-    S.CANCELLED: frozenset({S.PENDING, S.PREPARING, S.RUNNING}),
+    S.FAILED: frozenset({S.PENDING, S.PREPARING, S.RUNNING, S.WAITING_FOR_APPROVAL}),
+    S.CANCELLED: frozenset({S.PENDING, S.PREPARING, S.RUNNING, S.WAITING_FOR_APPROVAL}),
+    # parked in the database by its runner (apps.approvals); no worker holds it while it waits
+    S.WAITING_FOR_APPROVAL: frozenset({S.RUNNING}),
 }
 
 PRIORITY_NAMES = {"low": 2, "normal": 5, "high": 8}
@@ -257,9 +260,10 @@ def execution_cancel(*, execution: Execution, actor, reason: str = "cancelled by
         audit_record(organization=execution.organization, actor=actor,
                      action="execution.cancel", instance=execution, after={"cancel_requested": True,
                                                                            "reason": reason})
-        # Only a run no worker has claimed ends here; a claimed run's runner sees the flag, stops
-        # spending, records what it spent and ends CANCELLED itself (so nothing is written after).
-        execution_transition(execution_id=execution.pk, to=S.CANCELLED, reason=reason, only_from={S.PENDING})
+        # Only a run no worker holds ends here (queued, or parked waiting for approval); a claimed
+        # run's runner sees the flag, stops spending, records what it spent and ends CANCELLED itself.
+        execution_transition(execution_id=execution.pk, to=S.CANCELLED, reason=reason,
+                             only_from={S.PENDING, S.WAITING_FOR_APPROVAL})
     _mark_cancel_in_redis(execution.pk)
     execution.refresh_from_db()
     return execution

@@ -18,6 +18,8 @@ tasks.yaml::
       expected_output: A list with 10 bullet points
       agent: researcher           # required for the sequential process
       context: [other_task]       # optional: earlier tasks whose output it reads
+      human_input: true           # optional: a person approves (or edits) the output before the run goes on
+      approval: {role: admin, timeout_seconds: 3600, default: reject, question: "…"}  # optional, with human_input
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ AGENT_OPTIONAL = ("llm", "tools", "agent_id", "allow_delegation", "verbose", "ma
                   "max_execution_time", "name", "description")
 TASK_REQUIRED = ("description", "expected_output")
 TASK_OPTIONAL = ("agent", "context", "tools", "async_execution", "output_file", "output_json", "output_pydantic",
-                 "human_input", "callback", "name", "config", "markdown")
+                 "human_input", "callback", "name", "config", "markdown", "approval")
+APPROVAL_KEYS = ("role", "user", "timeout_seconds", "default", "question")
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -77,10 +80,13 @@ class TaskSpec:
     context: list[str] = field(default_factory=list)
     tools: list[str] = field(default_factory=list)
     line: int | None = None
+    human_input: bool = False
+    approval: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {"key": self.key, "description": self.description, "expected_output": self.expected_output,
-                "agent": self.agent, "context": self.context, "tools": self.tools}
+                "agent": self.agent, "context": self.context, "tools": self.tools, "human_input": self.human_input,
+                "approval": self.approval}
 
 
 @dataclass
@@ -229,10 +235,28 @@ def parse_tasks(text: str, errors: list[SpecError], agents: list[AgentSpec], *, 
             if ref not in earlier:
                 errors.append(SpecError("tasks_yaml", fields["context"][1],
                                         f"task {key!r}: context names {ref!r}, which is not an earlier task"))
+        human_input, human_line = fields.get("human_input", (False, None))
+        if not isinstance(human_input, bool):
+            errors.append(SpecError("tasks_yaml", human_line, f"task {key!r}: `human_input` must be true or false"))
+            human_input = False
+        approval, approval_line = fields.get("approval", (None, None))
+        if approval is None:
+            approval = {}
+        elif not isinstance(approval, dict) or set(approval) - set(APPROVAL_KEYS):
+            errors.append(SpecError("tasks_yaml", approval_line, f"task {key!r}: `approval` must be a mapping of "
+                                                                 f"{', '.join(APPROVAL_KEYS)}"))
+            approval = {}
+        elif approval.get("default", "reject") not in ("approve", "reject") or not (
+                approval.get("timeout_seconds") is None or (isinstance(approval["timeout_seconds"], (int, float))
+                                                            and approval["timeout_seconds"] > 0)):
+            errors.append(SpecError("tasks_yaml", approval_line, f"task {key!r}: approval `default` must be approve "
+                                                                 "or reject, `timeout_seconds` a positive number"))
+            approval = {}
         tasks.append(TaskSpec(
             key=key, description=_text(fields.get("description", (None,))[0]),
             expected_output=_text(fields.get("expected_output", (None,))[0]), agent=agent, context=context,
-            tools=_name_list(fields, "tools", "tasks_yaml", errors, "task", key), line=line))
+            tools=_name_list(fields, "tools", "tasks_yaml", errors, "task", key), line=line,
+            human_input=human_input, approval=approval))
     if not tasks and not any(e.field == "tasks_yaml" for e in errors):
         errors.append(SpecError("tasks_yaml", None, "defines no task"))
     return tasks

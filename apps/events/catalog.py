@@ -46,6 +46,7 @@ PUBLIC_NAMES: dict[str, tuple[str, ...]] = {
     "execution.cancelled": ("inference_failed", "execution_status"),
     "execution.pending": ("execution_status",),
     "execution.preparing": ("execution_status",),
+    "execution.waiting_for_approval": ("execution_status",),
     "metrics.update": ("metrics_update",),
     "system.performance_alert": ("performance_alert", "system:performance_alert"),
     "system.alert": ("system_alert",),

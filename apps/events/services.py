@@ -44,6 +44,17 @@ def serialize_event(event: Event) -> dict:
     }
 
 
+#: called with each new Event inside the publishing transaction (apps add theirs in ready()):
+#: outbound webhooks record their deliveries, approvals close when their run ends. A listener
+#: filters on ``event.type`` first (publish is hot), must not raise, and does its writes in a savepoint.
+_PUBLISH_LISTENERS: list = []
+
+
+def add_publish_listener(listener) -> None:
+    if listener not in _PUBLISH_LISTENERS:
+        _PUBLISH_LISTENERS.append(listener)
+
+
 def _id_of(obj):
     if obj is None:
         return None
@@ -67,6 +78,8 @@ def publish(organization, type: str, data: dict | None = None, *, agent=None, ex
             owner_id=_id_of(owner),
             data=data or {},
         )
+        for listener in _PUBLISH_LISTENERS:
+            listener(event)
     groups = [org_group(org_id)]
     if event.agent_id:
         groups.append(agent_group(event.agent_id))
