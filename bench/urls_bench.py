@@ -5,6 +5,7 @@ the product's routes; only DRF, authentication, tenancy, throttling and the quer
 """
 from django.http import JsonResponse
 from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
 
 from kai_platform.urls import *  # noqa: F401,F403  (handler404 & co.)
 from kai_platform.urls import urlpatterns as product_urlpatterns
@@ -14,4 +15,14 @@ def bare(request):
     return JsonResponse({})
 
 
-urlpatterns = [*product_urlpatterns, path("bench/bare", bare, name="bench-bare")]
+@csrf_exempt
+def sink(request):
+    """B12's baseline: read the request body in 64 KiB chunks and drop it."""
+    size = 0
+    while chunk := request.read(65536):
+        size += len(chunk)
+    return JsonResponse({"bytes": size})
+
+
+urlpatterns = [*product_urlpatterns, path("bench/bare", bare, name="bench-bare"),
+               path("bench/sink", sink, name="bench-sink")]
