@@ -431,6 +431,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("KAI_REAPER_SECONDS", 10)),
         "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 30},
     },
+    "workflows-sweep": {  # advance workflow runs that are due or lost an advance message
+        "task": "workflows.sweep",
+        "schedule": float(env_int("KAI_WORKFLOW_SWEEP_SECONDS", 10)),
+        "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 30},
+    },
 }
 #: a running execution stamps heartbeat_at this often; the reaper fails it once it is this old
 KAI_RUN_HEARTBEAT_SECONDS = env_float("KAI_RUN_HEARTBEAT_SECONDS", 2.0)

@@ -123,7 +123,28 @@ def execution_transition(*, execution_id, to: str, reason: str = "", only_from=N
                 severity="error" if to == S.FAILED else "info", component="runs")
         if to in TERMINAL_STATUSES:
             transaction.on_commit(partial(_signal_finished, str(execution_id), str(to)), robust=True)
+            for hook in TERMINAL_HOOKS.get(kind, ()):
+                transaction.on_commit(partial(hook, execution_id=str(execution_id), status=str(to), kind=kind,
+                                              organization_id=organization_id, agent_id=agent_id,
+                                              parent_id=parent_id), robust=True)
     return True
+
+
+#: ``kind → [hook]``: called on commit after an execution of that kind reached a terminal status, as
+#: ``hook(execution_id=, status=, kind=, organization_id=, agent_id=, parent_id=)``. Other apps plug
+#: in with ``on_execution_terminal`` (the workflows app advances its DAG); a hook must be quick
+#: (enqueue a task) and must not raise into the caller (failures are logged: ``robust``).
+TERMINAL_HOOKS: dict[str, list] = {}
+
+
+def on_execution_terminal(*kinds):
+    def decorator(fn):
+        for kind in kinds:
+            hooks = TERMINAL_HOOKS.setdefault(str(kind), [])
+            if fn not in hooks:
+                hooks.append(fn)
+        return fn
+    return decorator
 
 
 def _done_key(execution_id: str) -> str:

@@ -6,3 +6,6 @@ class WorkflowsConfig(AppConfig):
     label = "workflows"
     verbose_name = "Workflows"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from apps.workflows import hooks  # noqa: F401  (registers the run-engine hooks)

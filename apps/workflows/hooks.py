@@ -1,0 +1,33 @@
+"""The workflows app's hooks into the run engine (registered when the app is ready)."""
+from __future__ import annotations
+
+import logging
+
+from apps.crews.models import ExecutionKind
+from apps.crews.services import on_execution_terminal
+
+logger = logging.getLogger(__name__)
+
+
+@on_execution_terminal(ExecutionKind.WORKFLOW_STEP)
+def step_ended(*, execution_id, status, kind, organization_id, agent_id, parent_id) -> None:
+    """A step's execution ended: advance its run (on the default queue)."""
+    if parent_id:
+        from apps.workflows.services import _advance_later
+
+        _advance_later(parent_id)
+
+
+@on_execution_terminal(ExecutionKind.AGENT_TASK, ExecutionKind.AGENT_COMMAND, ExecutionKind.AGENT_EXECUTE)
+def agent_run_ended(*, execution_id, status, kind, organization_id, agent_id, parent_id) -> None:
+    """An agent run completed: if a workflow listens for that agent, start it (in a task)."""
+    if status != "COMPLETED" or not agent_id:
+        return
+    from django.conf import settings
+
+    from apps.workflows.models import TriggerType, Workflow
+    from apps.workflows.tasks import agent_completed
+
+    if Workflow.objects.filter(organization_id=organization_id, trigger_type=TriggerType.AGENT_COMPLETION,
+                               trigger_agent_id=agent_id, is_active=True).exists():
+        agent_completed.apply_async(args=[str(execution_id)], queue=settings.CELERY_TASK_DEFAULT_QUEUE)

@@ -1,0 +1,700 @@
+"""Writes of the workflows app: definitions and versions, starting runs, and the DAG engine.
+
+The engine is event-driven and durable: ``workflow_advance(execution_id=)`` (the Celery task
+``workflows.advance``) locks the run, settles step attempts whose execution ended, applies the
+retry policy and the error strategy, starts every step whose dependencies are met (each as an
+``Execution`` of kind ``workflow_step``, queued on commit) and ends the run when nothing is left.
+It runs whenever a step's execution reaches a terminal status (a run-engine hook), when a retry's
+backoff or a timeout falls due (countdown), and from the beat sweep; every call is idempotent.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from rest_framework import exceptions, status
+
+from apps.audit.services import audit_record, snapshot
+from apps.crews.models import TERMINAL_STATUSES, Execution, ExecutionKind, ExecutionStatus
+from apps.crews.services import execution_cancel, execution_create, execution_transition
+from apps.events.services import publish
+from apps.workflows import conditions
+from apps.workflows.definition import backoff_ms, validate_definition
+from apps.workflows.models import (
+    FAILED_STEP_STATES,
+    LIVE_STEP_STATES,
+    Phase,
+    StepRun,
+    StepState,
+    TriggerType,
+    Workflow,
+    WorkflowRun,
+    WorkflowVersion,
+)
+from kai_platform.api.errors import codes
+from kai_platform.api.errors.exceptions import Conflict, KaiAPIException
+
+logger = logging.getLogger(__name__)
+S = ExecutionStatus
+
+WORKFLOW_FIELDS = ("name", "description", "definition", "is_active")
+WEBHOOK_TOLERANCE_SECONDS = 300
+OUTPUT_CONTEXT_CHARS = 2000
+PRIORITY_NAMES = {"low": 2, "normal": 5, "high": 8}
+
+
+class WorkflowValidationFailed(KaiAPIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The workflow definition is invalid."
+    error_type = "workflow_validation_failed"
+    kai_code = codes.WORKFLOW_VALIDATION_FAILED
+
+
+def _actor_or_none(actor):
+    return actor if getattr(actor, "pk", None) and getattr(actor, "is_authenticated", False) else None
+
+
+# --- definitions -------------------------------------------------------------------------------
+
+def workflow_validate(*, organization, definition):
+    """The checked definition (``.problems`` lists each problem with its step id)."""
+    return validate_definition(definition, organization=organization)
+
+
+def _checked_or_raise(*, organization, definition) -> dict:
+    checked = workflow_validate(organization=organization, definition=definition)
+    if not checked.valid:
+        first = checked.problems[0]
+        more = f" (and {len(checked.problems) - 1} more)" if len(checked.problems) > 1 else ""
+        where = f"step {first.step_id!r}: " if first.step_id else ""
+        raise WorkflowValidationFailed(f"The workflow definition is invalid — {where}{first.message}{more}",
+                                       errors=[p.as_dict() for p in checked.problems])
+    return checked.definition
+
+
+def _trigger_columns(*, organization, definition: dict) -> dict:
+    from apps.agents.models import Agent
+
+    trigger = definition.get("trigger") or {}
+    agent = None
+    if trigger.get("type") == TriggerType.AGENT_COMPLETION and trigger.get("source_agent"):
+        agent = Agent.objects.for_org(organization).filter(agent_number=trigger["source_agent"]).first()
+    return {"trigger_type": trigger.get("type") or TriggerType.MANUAL, "trigger_agent": agent}
+
+
+def _new_secret() -> tuple[str, str]:
+    import secrets
+
+    from apps.agents.crypto import encrypt
+
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    return secret, encrypt(secret)[0]
+
+
+def workflow_create(*, organization, actor, data: dict) -> tuple[Workflow, str]:
+    """Create a workflow (version 1). Returns it and its webhook secret (shown once)."""
+    values = {k: data[k] for k in WORKFLOW_FIELDS if k in data}
+    values["definition"] = _checked_or_raise(organization=organization, definition=values.get("definition"))
+    secret, encrypted = _new_secret()
+    with transaction.atomic():
+        workflow = Workflow.objects.create(organization=organization, created_by=_actor_or_none(actor),
+                                           webhook_secret=encrypted,
+                                           **_trigger_columns(organization=organization,
+                                                              definition=values["definition"]),
+                                           **values)
+        WorkflowVersion.objects.create(organization=organization, created_by=_actor_or_none(actor),
+                                       workflow=workflow, version=1, definition=workflow.definition)
+        audit_record(organization=organization, actor=actor, action="workflow.create", instance=workflow,
+                     after=snapshot(workflow, ["id", "name", "description", "definition", "version", "is_active"]))
+        publish(organization, "workflow.created", {"workflow_id": str(workflow.pk), "name": workflow.name,
+                                                   "version": 1}, actor=actor, component="workflows")
+    return workflow, secret
+
+
+def workflow_update(*, workflow: Workflow, actor, data: dict) -> Workflow:
+    """Partial update; a changed definition becomes a new version (runs keep the one they ran)."""
+    values = {k: data[k] for k in WORKFLOW_FIELDS if k in data}
+    if "definition" in values:
+        values["definition"] = _checked_or_raise(organization=workflow.organization, definition=values["definition"])
+    with transaction.atomic():
+        workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        fields = ["id", "name", "description", "definition", "version", "is_active"]
+        before = snapshot(workflow, fields)
+        new_version = "definition" in values and values["definition"] != workflow.definition
+        for key, value in values.items():
+            setattr(workflow, key, value)
+        if new_version:
+            workflow.version += 1
+            for key, value in _trigger_columns(organization=workflow.organization,
+                                               definition=workflow.definition).items():
+                setattr(workflow, key, value)
+        workflow.save()
+        if new_version:
+            WorkflowVersion.objects.create(organization=workflow.organization, created_by=_actor_or_none(actor),
+                                           workflow=workflow, version=workflow.version,
+                                           definition=workflow.definition)
+        audit_record(organization=workflow.organization, actor=actor, action="workflow.update", instance=workflow,
+                     before=before, after=snapshot(workflow, fields))
+        publish(workflow.organization_id, "workflow.updated",
+                {"workflow_id": str(workflow.pk), "version": workflow.version, "changed_fields": sorted(values)},
+                actor=actor, component="workflows")
+    return workflow
+
+
+def workflow_delete(*, workflow: Workflow, actor) -> None:
+    """Delete the workflow; its live runs are cancelled first (their step runs stop spending)."""
+    with transaction.atomic():
+        workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        for run in WorkflowRun.objects.filter(workflow=workflow).select_related("execution").exclude(
+                execution__status__in=TERMINAL_STATUSES):
+            _stop_live_steps(run, include_fallback=True, reason="the workflow was deleted")
+            execution_transition(execution_id=run.execution_id, to=S.CANCELLED, reason="the workflow was deleted",
+                                 error="")
+        audit_record(organization=workflow.organization, actor=actor, action="workflow.delete", instance=workflow,
+                     before=snapshot(workflow, ["id", "name", "description", "definition", "version", "is_active"]))
+        publish(workflow.organization_id, "workflow.deleted", {"workflow_id": str(workflow.pk)}, actor=actor,
+                component="workflows")
+        workflow.delete()
+
+
+def workflow_rotate_webhook_secret(*, workflow: Workflow, actor) -> str:
+    secret, encrypted = _new_secret()
+    with transaction.atomic():
+        Workflow.objects.filter(pk=workflow.pk).update(webhook_secret=encrypted, updated_at=timezone.now())
+        audit_record(organization=workflow.organization, actor=actor, action="workflow.rotate_webhook_secret",
+                     instance=workflow, after={"webhook_secret": "rotated"})
+    return secret
+
+
+# --- starting runs -----------------------------------------------------------------------------
+
+def _advance_later(execution_id, *, countdown: float | None = None) -> None:
+    from apps.workflows.tasks import advance
+
+    options = {"queue": settings.CELERY_TASK_DEFAULT_QUEUE}
+    if countdown and countdown > 0:
+        options["countdown"] = countdown
+    advance.apply_async(args=[str(execution_id)], **options)
+
+
+def advance_on_commit(execution_id, *, countdown: float | None = None) -> None:
+    transaction.on_commit(partial(_advance_later, execution_id, countdown=countdown), robust=True)
+
+
+def workflow_start(*, workflow: Workflow, actor, inputs: dict | None = None, trigger_type: str = TriggerType.MANUAL,
+                   trigger_source: str = "", trigger_data: dict | None = None, priority: int | str = 5,
+                   dedupe_key: str | None = None) -> WorkflowRun:
+    """Start a run of the workflow's current version. With ``dedupe_key`` a second call with the
+    same key (a redelivered webhook, a schedule tick) returns the first run."""
+    if isinstance(priority, str):
+        priority = PRIORITY_NAMES.get(priority, 5)
+    organization = workflow.organization
+    with transaction.atomic():
+        workflow = Workflow.objects.select_related("organization").get(pk=workflow.pk)
+        if not workflow.is_active:
+            raise Conflict(f"Workflow {workflow.name!r} is not active.", code=codes.WORKFLOW_EXECUTION_FAILED,
+                           errors=[{"field": "is_active", "message": "is false"}])
+        version = WorkflowVersion.objects.get(workflow=workflow, version=workflow.version)
+        execution = execution_create(
+            organization=organization, actor=actor, kind=ExecutionKind.WORKFLOW,
+            run_name=f"{workflow.name} v{version.version}", inputs=inputs or {},
+            definition={"workflow_id": str(workflow.pk), "version": version.version, "name": workflow.name},
+            priority=priority, dedupe_key=dedupe_key, enqueue=False)
+        existing = WorkflowRun.objects.filter(execution=execution).first()
+        if existing is not None:
+            return existing
+        # the DAG engine drives this execution, not a worker: no heartbeat, so the reaper leaves it be
+        execution_transition(execution_id=execution.pk, to=S.PREPARING, reason=f"{trigger_type} trigger",
+                             worker="workflow engine", heartbeat_at=None)
+        execution_transition(execution_id=execution.pk, to=S.RUNNING, reason="workflow started", heartbeat_at=None)
+        now = timezone.now()
+        timeout_ms = version.definition.get("timeout_ms")
+        run = WorkflowRun.objects.create(
+            organization=organization, created_by=_actor_or_none(actor), workflow=workflow, workflow_version=version,
+            version=version.version, execution=execution, trigger_type=trigger_type,
+            trigger_source=(trigger_source or trigger_type)[:300], trigger_data=trigger_data or {},
+            inputs=inputs or {}, deadline_at=now + timedelta(milliseconds=timeout_ms) if timeout_ms else None)
+        Workflow.objects.filter(pk=workflow.pk).update(execution_count=F("execution_count") + 1, last_executed=now)
+        audit_record(organization=organization, actor=actor, action="workflow.execute", instance=workflow,
+                     after={"run_id": str(run.pk), "execution_id": str(execution.pk), "version": version.version,
+                            "trigger": trigger_type})
+        publish(organization, "workflow.triggered",
+                {"workflow_id": str(workflow.pk), "trigger_source": run.trigger_source,
+                 "execution_id": str(execution.pk), "run_id": str(run.pk), "version": version.version,
+                 "trigger_type": trigger_type}, execution=execution, actor=actor, component="workflows")
+        advance_on_commit(execution.pk)
+        if timeout_ms:
+            advance_on_commit(execution.pk, countdown=timeout_ms / 1000 + 0.05)
+    return run
+
+
+def workflow_run_cancel(*, run: WorkflowRun, actor, reason: str = "cancelled by user") -> WorkflowRun:
+    """Cancel a run: its live steps are cancelled (a running one stops within seconds), then the
+    run ends CANCELLED."""
+    execution = run.execution
+    if execution.is_terminal:
+        raise Conflict(f"The run already ended ({execution.status}).",
+                       errors=[{"field": "status", "message": f"is {execution.status}"}])
+    with transaction.atomic():
+        changed = Execution.objects.filter(pk=execution.pk).exclude(status__in=TERMINAL_STATUSES).update(
+            cancel_requested=True, updated_at=timezone.now())
+        if not changed:
+            raise Conflict("The run already ended.")
+        audit_record(organization=run.organization, actor=actor, action="workflow.cancel", instance=run,
+                     after={"cancel_requested": True, "reason": reason})
+    workflow_advance(execution_id=execution.pk)
+    run.refresh_from_db()
+    return run
+
+
+# --- the engine --------------------------------------------------------------------------------
+
+def _step_status(step_run: StepRun | None) -> str:
+    if step_run is None:
+        return "PENDING"
+    return {StepState.SCHEDULED: "SCHEDULED", StepState.ACTIVE: "RUNNING"}.get(step_run.state,
+                                                                                step_run.state.upper())
+
+
+def _json_or_none(value):
+    if isinstance(value, (dict, list)):
+        return value
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return None
+
+
+class _Dag:
+    """The run's steps and their attempts, as the engine reasons about them."""
+
+    def __init__(self, run: WorkflowRun, definition: dict, step_runs: list[StepRun]):
+        self.run = run
+        self.definition = definition
+        self.main = definition["steps"]
+        self.fallback = definition["error_handling"].get("fallback_steps") or []
+        self.strategy = definition["error_handling"].get("strategy") or "fail_fast"
+        self.policy = definition.get("retry_policy") or {}
+        self.max_attempts = int(self.policy.get("max_attempts") or 1)
+        self.latest: dict[tuple[bool, str], StepRun] = {}
+        for step_run in step_runs:
+            key = (step_run.fallback, step_run.step_id)
+            if key not in self.latest or step_run.attempt >= self.latest[key].attempt:
+                self.latest[key] = step_run
+
+    def latest_of(self, step: dict, fallback: bool) -> StepRun | None:
+        return self.latest.get((fallback, step["id"]))
+
+    def live(self) -> list[StepRun]:
+        return [sr for sr in self.latest.values() if sr.state in LIVE_STEP_STATES]
+
+    def done(self, step_run: StepRun | None) -> bool:
+        """Counts as finished for its dependents."""
+        if step_run is None:
+            return False
+        if step_run.state in (StepState.COMPLETED, StepState.SKIPPED):
+            return True
+        return step_run.state in FAILED_STEP_STATES and self.strategy == "continue" and not step_run.fallback
+
+    def context(self) -> dict:
+        steps = {}
+        for (fallback, step_id), sr in self.latest.items():
+            steps[step_id] = {
+                "status": _step_status(sr), "output": sr.output, "result": sr.output, "json": _json_or_none(sr.output),
+                "error": sr.error or None, "attempts": sr.attempt, "skipped": sr.state == StepState.SKIPPED,
+                "failed": sr.state in FAILED_STEP_STATES, "completed": sr.state == StepState.COMPLETED,
+                "fallback": fallback,
+            }
+        return {"inputs": self.run.inputs or {}, "steps": steps,
+                "trigger": {"type": self.run.trigger_type, "source": self.run.trigger_source,
+                            "data": self.run.trigger_data or {}}}
+
+
+def _settle(dag: _Dag, step_run: StepRun, now) -> None:
+    execution = step_run.execution
+    if execution is None:
+        step_run.state, step_run.error = StepState.FAILED, "its execution no longer exists"
+    elif execution.status == S.COMPLETED:
+        step_run.state, step_run.output, step_run.error = StepState.COMPLETED, execution.result, ""
+    elif step_run.timed_out:
+        step_run.state = StepState.TIMED_OUT
+        step = _find_step(dag, step_run)
+        step_run.error = f"timed out after {(step or {}).get('timeout_ms')} ms"
+    elif execution.status == S.CANCELLED:
+        step_run.state, step_run.error = StepState.CANCELLED, execution.error or "cancelled"
+    else:
+        step_run.state, step_run.error = StepState.FAILED, execution.error or "failed"
+    step_run.started_at = (execution.started_at or execution.created_at) if execution else step_run.started_at
+    step_run.completed_at = (execution.completed_at if execution else None) or now
+    step_run.save(update_fields=["state", "output", "error", "started_at", "completed_at", "updated_at"])
+    publish(dag.run.organization_id, "workflow.step_completed",
+            {"workflow_id": str(dag.run.workflow_id), "execution_id": str(dag.run.execution_id),
+             "run_id": str(dag.run.pk), "step_id": step_run.step_id, "attempt": step_run.attempt,
+             "status": _step_status(step_run), "result": step_run.output, "error": step_run.error or None,
+             "fallback": step_run.fallback, "step_execution_id": str(step_run.execution_id or "") or None},
+            execution=dag.run.execution_id, component="workflows",
+            severity="info" if step_run.state == StepState.COMPLETED else "warning")
+
+
+def _find_step(dag: _Dag, step_run: StepRun) -> dict | None:
+    steps = dag.fallback if step_run.fallback else dag.main
+    return next((s for s in steps if s["id"] == step_run.step_id), None)
+
+
+def _start_attempt(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step_run: StepRun | None, now) -> None:
+    """Create the attempt's execution (queued on commit) and make the step run ACTIVE."""
+    from apps.agents.models import Agent
+
+    run = dag.run
+    context = dag.context()
+    parameters = conditions.render(step.get("parameters") or {}, context)
+    if "agent_number" in step:
+        agent = Agent.objects.for_org(run.organization_id).filter(agent_number=step["agent_number"]).first()
+    else:
+        agent = Agent.objects.for_org(run.organization_id).filter(pk=step["agent_id"]).first()
+    deps = {}
+    for dep in step.get("depends_on") or []:
+        output = context["steps"].get(dep, {}).get("output")
+        if output is not None:
+            text = output if isinstance(output, str) else json.dumps(output, default=str)
+            deps[dep] = text[:OUTPUT_CONTEXT_CHARS]
+    execution = execution_create(
+        organization=run.organization, actor=None, kind=ExecutionKind.WORKFLOW_STEP,
+        run_name=f"{run.workflow.name} · {step['id']}" + (f" (attempt {attempt})" if attempt > 1 else ""),
+        agent=agent, parent=run.execution, inputs=parameters,
+        definition={"action": step["action"], "parameters": parameters, "context": deps,
+                    "step_id": step["id"], "attempt": attempt, "workflow_id": str(run.workflow_id),
+                    "run_id": str(run.pk)},
+        params=step.get("llm_params") or {}, priority=run.execution.priority, max_attempts=1)
+    if step_run is None:
+        step_run = StepRun(organization_id=run.organization_id, run=run, step_id=step["id"], fallback=fallback,
+                           attempt=attempt)
+    step_run.state = StepState.ACTIVE
+    step_run.execution = execution
+    step_run.agent = agent
+    step_run.inputs = parameters
+    step_run.started_at = now
+    step_run.save()
+    dag.latest[(fallback, step["id"])] = step_run
+    if step.get("timeout_ms"):
+        from apps.workflows.tasks import step_timeout
+
+        transaction.on_commit(partial(step_timeout.apply_async, args=[str(step_run.pk)],
+                                      countdown=step["timeout_ms"] / 1000,
+                                      queue=settings.CELERY_TASK_DEFAULT_QUEUE), robust=True)
+
+
+def _skip(dag: _Dag, step: dict, *, fallback: bool, now, reason: str) -> None:
+    step_run = StepRun.objects.create(organization_id=dag.run.organization_id, run=dag.run, step_id=step["id"],
+                                      fallback=fallback, attempt=1, state=StepState.SKIPPED, error=reason,
+                                      started_at=now, completed_at=now)
+    dag.latest[(fallback, step["id"])] = step_run
+    publish(dag.run.organization_id, "workflow.step_completed",
+            {"workflow_id": str(dag.run.workflow_id), "execution_id": str(dag.run.execution_id),
+             "run_id": str(dag.run.pk), "step_id": step["id"], "attempt": 1, "status": "SKIPPED",
+             "result": None, "error": None, "reason": reason, "fallback": fallback},
+            execution=dag.run.execution_id, component="workflows")
+
+
+def _stop_live_steps(run: WorkflowRun, *, include_fallback: bool, reason: str) -> int:
+    """Cancel live attempts (scheduled ones at once, running ones through the run engine)."""
+    live = StepRun.objects.filter(run=run, state__in=LIVE_STEP_STATES).select_related("execution")
+    if not include_fallback:
+        live = live.filter(fallback=False)
+    stopping = 0
+    for step_run in live:
+        if step_run.state == StepState.SCHEDULED:
+            step_run.state, step_run.error, step_run.completed_at = StepState.CANCELLED, reason, timezone.now()
+            step_run.save(update_fields=["state", "error", "completed_at", "updated_at"])
+            continue
+        execution = step_run.execution
+        if execution is not None and not execution.is_terminal:
+            stopping += 1
+            if not execution.cancel_requested:
+                try:
+                    execution_cancel(execution=execution, actor=None, reason=reason)
+                except Conflict:
+                    pass  # it ended meanwhile; its hook advances the run again
+    return stopping
+
+
+def _stop_and_refresh(dag: _Dag, *, include_fallback: bool, reason: str) -> None:
+    _stop_live_steps(dag.run, include_fallback=include_fallback, reason=reason)
+    for step_run in StepRun.objects.filter(run=dag.run, state=StepState.CANCELLED, execution__isnull=True):
+        key = (step_run.fallback, step_run.step_id)
+        if key in dag.latest and dag.latest[key].pk == step_run.pk:
+            dag.latest[key] = step_run
+
+
+def workflow_advance(*, execution_id) -> str:
+    """Move the run forward as far as it can go now. Idempotent; safe to call at any time."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = (WorkflowRun.objects.select_for_update(of=("self",))
+               .select_related("execution", "workflow_version", "workflow", "organization")
+               .filter(execution_id=execution_id).first())
+        if run is None:
+            return "missing"
+        if run.execution.is_terminal:
+            _stop_live_steps(run, include_fallback=True, reason=f"the workflow run ended ({run.execution.status})")
+            return f"ended ({run.execution.status})"
+        step_runs = list(StepRun.objects.filter(run=run).select_related("execution"))
+        dag = _Dag(run, run.workflow_version.definition, step_runs)
+        changed_fields = {"advanced_at"}
+        run.advanced_at = now
+
+        # 1. attempts whose execution ended
+        for step_run in step_runs:
+            if step_run.state == StepState.ACTIVE and (step_run.execution is None or step_run.execution.is_terminal):
+                _settle(dag, step_run, now)
+
+        # 2. cancel requested, deadline passed
+        if run.execution.cancel_requested and run.phase != Phase.CANCELLING:
+            run.phase, run.error = Phase.CANCELLING, "cancelled by user"
+            changed_fields |= {"phase", "error"}
+        if (run.deadline_at and now >= run.deadline_at and run.phase not in (Phase.CANCELLING, Phase.FAILING)):
+            run.phase = Phase.FAILING
+            run.error = f"the workflow timed out after {dag.definition.get('timeout_ms')} ms"
+            changed_fields |= {"phase", "error"}
+
+        # 3. failed steps: retry per policy, else apply the strategy
+        for (fallback, step_id), step_run in list(dag.latest.items()):
+            if step_run.state not in FAILED_STEP_STATES:
+                continue
+            in_phase = (run.phase == Phase.MAIN and not fallback) or (run.phase == Phase.FALLBACK and fallback)
+            if not in_phase:
+                continue
+            if step_run.attempt < dag.max_attempts:
+                delay = backoff_ms(dag.policy, step_run.attempt)
+                due = (step_run.completed_at or now) + timedelta(milliseconds=delay)
+                retry = StepRun.objects.create(organization_id=run.organization_id, run=run, step_id=step_id,
+                                               fallback=fallback, attempt=step_run.attempt + 1,
+                                               state=StepState.SCHEDULED, scheduled_for=due)
+                dag.latest[(fallback, step_id)] = retry
+                advance_on_commit(run.execution_id, countdown=max(0.0, (due - now).total_seconds()) + 0.01)
+                continue
+            if not fallback and dag.strategy == "continue":
+                continue
+            reason = f"step {step_id!r} failed" + (f" after {step_run.attempt} attempts" if step_run.attempt > 1
+                                                   else "") + f": {step_run.error}"
+            if not fallback and dag.strategy == "fallback":
+                run.phase, run.failed_step, run.error = Phase.FALLBACK, step_id, reason
+            else:
+                run.phase, run.failed_step = Phase.FAILING, step_id
+                run.error = ("fallback " if fallback else "") + reason
+            changed_fields |= {"phase", "failed_step", "error"}
+            break
+
+        # 4. stop what must stop
+        if run.phase in (Phase.FAILING, Phase.CANCELLING):
+            _stop_and_refresh(dag, include_fallback=True, reason=run.error or "the workflow run is stopping")
+        elif run.phase == Phase.FALLBACK:
+            _stop_and_refresh(dag, include_fallback=False, reason=f"fallback after {run.error}")
+
+        # 5. start what is ready
+        if run.phase in (Phase.MAIN, Phase.FALLBACK):
+            fallback = run.phase == Phase.FALLBACK
+            steps = dag.fallback if fallback else dag.main
+            for step in steps:
+                current = dag.latest_of(step, fallback)
+                if current is not None:
+                    if current.state == StepState.SCHEDULED and current.scheduled_for <= now:
+                        _start_attempt(dag, step, fallback=fallback, attempt=current.attempt, step_run=current, now=now)
+                    continue
+                deps = [dag.latest.get((fallback, d)) for d in step.get("depends_on") or []]
+                if not all(dag.done(d) for d in deps):
+                    continue
+                if step.get("condition"):
+                    try:
+                        ok = conditions.check(step["condition"], dag.context())
+                    except conditions.ConditionError as exc:  # validated on save; never expected
+                        ok = False
+                        logger.warning("condition of step %s does not parse: %s", step["id"], exc)
+                    if not ok:
+                        _skip(dag, step, fallback=fallback, now=now, reason=f"condition is false: {step['condition']}")
+                        continue
+                _start_attempt(dag, step, fallback=fallback, attempt=1, step_run=None, now=now)
+
+        run.save(update_fields=[*changed_fields, "updated_at"])
+
+        # 6. the end?
+        if dag.live():
+            return "advanced"
+        if run.phase == Phase.MAIN:
+            if all(dag.done(dag.latest_of(s, False)) for s in dag.main):
+                return _finish(dag, S.COMPLETED, now)
+            return "waiting"
+        if run.phase == Phase.FALLBACK:
+            if all(dag.latest_of(s, True) is not None and dag.latest_of(s, True).state in (
+                    StepState.COMPLETED, StepState.SKIPPED) for s in dag.fallback):
+                return _finish(dag, S.COMPLETED, now)
+            return "waiting"
+        return _finish(dag, S.CANCELLED if run.phase == Phase.CANCELLING else S.FAILED, now)
+
+
+def _finish(dag: _Dag, to: str, now) -> str:
+    run = dag.run
+    results = {}
+    for (fallback, step_id), step_run in dag.latest.items():
+        results[step_id] = step_run.output
+    failed = sorted(step_id for (fb, step_id), sr in dag.latest.items() if sr.state in FAILED_STEP_STATES)
+    summary = {"results": results, "steps": {step_id: _step_status(sr) for (fb, step_id), sr in dag.latest.items()},
+               "failed_steps": failed, "fallback_used": run.phase == Phase.FALLBACK,
+               "failed_step": run.failed_step or None}
+    error = "" if to == S.COMPLETED else (run.error or str(to).lower())
+    if not execution_transition(execution_id=run.execution_id, to=to, reason=error or "all steps finished",
+                                result=summary, error=error if to == S.FAILED else ""):
+        return "lost"
+    run.results = results
+    run.counted = to in (S.COMPLETED, S.FAILED)
+    run.save(update_fields=["results", "counted", "updated_at"])
+    if to == S.COMPLETED:
+        Workflow.objects.filter(pk=run.workflow_id).update(success_count=F("success_count") + 1)
+    elif to == S.FAILED:
+        Workflow.objects.filter(pk=run.workflow_id).update(failure_count=F("failure_count") + 1)
+    started = run.execution.started_at or run.created_at
+    duration = round((now - started).total_seconds() * 1000, 2)
+    publish(run.organization_id, "workflow.completed",
+            {"workflow_id": str(run.workflow_id), "execution_id": str(run.execution_id), "run_id": str(run.pk),
+             "success": to == S.COMPLETED, "status": str(to), "duration": duration, "results": results,
+             "error": error or None, "failed_steps": failed, "fallback_used": run.phase == Phase.FALLBACK},
+            execution=run.execution_id, component="workflows", severity="info" if to == S.COMPLETED else "warning")
+    if to == S.FAILED and dag.definition["error_handling"].get("notification_on_error"):
+        publish(run.organization_id, "workflow.error",
+                {"workflow_id": str(run.workflow_id), "execution_id": str(run.execution_id), "run_id": str(run.pk),
+                 "error": error, "failed_step": run.failed_step or None}, execution=run.execution_id,
+                component="workflows", severity="error")
+    return str(to).lower()
+
+
+def workflow_step_timeout(*, step_run_id) -> str:
+    """The step's ``timeout_ms`` passed: cancel its execution if it is still going."""
+    with transaction.atomic():
+        step_run = StepRun.objects.select_for_update(of=("self",)).select_related("execution").filter(
+            pk=step_run_id).first()
+        if step_run is None or step_run.state != StepState.ACTIVE or step_run.execution is None:
+            return "gone"
+        if step_run.execution.is_terminal:
+            return "ended"
+        step_run.timed_out = True
+        step_run.save(update_fields=["timed_out", "updated_at"])
+        try:
+            execution_cancel(execution=step_run.execution, actor=None,
+                             reason=f"step {step_run.step_id!r} timed out")
+        except Conflict:
+            return "ended"
+    return "timed_out"
+
+
+def workflow_sweep(*, stale_seconds: int = 60, limit: int = 500) -> int:
+    """Beat's safety net: advance live runs that are due (deadline passed, cancel requested) or that
+    no event advanced for a while (an advance message lost with a killed worker)."""
+    from django.db.models import Q
+
+    now = timezone.now()
+    due = (WorkflowRun.objects.filter(execution__status__in=[S.PREPARING, S.RUNNING])
+           .filter(Q(deadline_at__lte=now) | Q(execution__cancel_requested=True)
+                   | Q(advanced_at__lt=now - timedelta(seconds=stale_seconds)) | Q(advanced_at__isnull=True,
+                                                                                   created_at__lt=now - timedelta(
+                                                                                       seconds=stale_seconds)))
+           .values_list("execution_id", flat=True)[:limit])
+    count = 0
+    for execution_id in due:
+        _advance_later(execution_id)
+        count += 1
+    # runs whose retry delay fell due while their countdown message was lost
+    for execution_id in (StepRun.objects.filter(state=StepState.SCHEDULED,
+                                                scheduled_for__lt=now - timedelta(seconds=5))
+                         .values_list("run__execution_id", flat=True).distinct()[:limit]):
+        _advance_later(execution_id)
+        count += 1
+    return count
+
+
+# --- triggers ----------------------------------------------------------------------------------
+
+def _matches(conditions_: dict, data: dict) -> bool:
+    """Trigger conditions: every ``"a.b.c": expected`` pair equals the value at that path."""
+    for path, expected in (conditions_ or {}).items():
+        value = data
+        for part in str(path).split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value != expected:
+            return False
+    return True
+
+
+def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def workflow_webhook(*, token: str, body: bytes, timestamp: str | None, signature: str | None,
+                     delivery_id: str | None = None) -> WorkflowRun | None:
+    """A signed webhook delivery (``X-Kai-Timestamp``, ``X-Kai-Signature: sha256=HMAC(secret,
+    "<timestamp>.<body>")``). 404 for an unknown URL, 401 for a missing/bad/stale signature.
+    Returns the run, or None when the trigger's conditions do not match the payload."""
+    from apps.agents.crypto import decrypt
+
+    workflow = Workflow.objects.select_related("organization").filter(webhook_token=token).first()
+    if workflow is None:
+        raise exceptions.NotFound("No such webhook.")
+    if not timestamp or not signature:
+        raise exceptions.AuthenticationFailed("The delivery is not signed (X-Kai-Timestamp and X-Kai-Signature).")
+    try:
+        age = abs(time.time() - int(timestamp))
+    except ValueError:
+        raise exceptions.AuthenticationFailed("X-Kai-Timestamp is not a Unix time in seconds.")
+    expected = webhook_signature(decrypt(workflow.webhook_secret), timestamp, body)
+    if not hmac.compare_digest(expected, signature.strip()):
+        raise exceptions.AuthenticationFailed("The signature does not match.")
+    if age > WEBHOOK_TOLERANCE_SECONDS:
+        raise exceptions.AuthenticationFailed(f"The delivery is older than {WEBHOOK_TOLERANCE_SECONDS} s.")
+    if workflow.trigger_type != TriggerType.WEBHOOK:
+        raise Conflict("This workflow is not triggered by webhooks.", code=codes.WORKFLOW_EXECUTION_FAILED)
+    try:
+        payload = json.loads(body.decode() or "{}")
+    except (ValueError, UnicodeDecodeError):
+        raise exceptions.ValidationError({"body": ["Must be a JSON object."]})
+    if not isinstance(payload, dict):
+        raise exceptions.ValidationError({"body": ["Must be a JSON object."]})
+    if not _matches((workflow.definition.get("trigger") or {}).get("conditions") or {}, payload):
+        return None
+    return workflow_start(workflow=workflow, actor=None, inputs=payload, trigger_type=TriggerType.WEBHOOK,
+                          trigger_source="webhook" + (f" {delivery_id}" if delivery_id else ""),
+                          trigger_data={"delivery_id": delivery_id},
+                          dedupe_key=f"workflow-webhook:{workflow.pk}:{delivery_id}"[:200] if delivery_id else None)
+
+
+AGENT_COMPLETION_KINDS = (ExecutionKind.AGENT_TASK, ExecutionKind.AGENT_COMMAND, ExecutionKind.AGENT_EXECUTE)
+
+
+def workflow_on_agent_completion(*, execution_id) -> list[str]:
+    """Start the active agent_completion workflows whose source agent just completed a run (once
+    per workflow and run: a redelivery finds the runs by their dedupe key)."""
+    execution = Execution.objects.select_related("agent", "organization").filter(pk=execution_id).first()
+    if execution is None or execution.agent is None or execution.status != S.COMPLETED:
+        return []
+    started = []
+    data = {"agent_number": execution.agent.agent_number, "agent_id": str(execution.agent_id),
+            "execution_id": str(execution.pk), "kind": execution.kind, "status": execution.status,
+            "result": execution.result}
+    for workflow in Workflow.objects.for_org(execution.organization_id).filter(
+            trigger_type=TriggerType.AGENT_COMPLETION, trigger_agent=execution.agent, is_active=True):
+        if not _matches((workflow.definition.get("trigger") or {}).get("conditions") or {}, data):
+            continue
+        run = workflow_start(workflow=workflow, actor=None, inputs=data, trigger_type=TriggerType.AGENT_COMPLETION,
+                             trigger_source=f"agent #{execution.agent.agent_number} completed {execution.pk}",
+                             trigger_data=data, dedupe_key=f"workflow-agent:{workflow.pk}:{execution.pk}")
+        started.append(str(run.pk))
+    return started
