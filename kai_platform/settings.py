@@ -502,4 +502,9 @@ KAI_WEBHOOK_BACKOFF_BASE_SECONDS = env_float("KAI_WEBHOOK_BACKOFF_BASE_SECONDS",
 KAI_WEBHOOK_BACKOFF_MAX_SECONDS = env_float("KAI_WEBHOOK_BACKOFF_MAX_SECONDS", 3600.0)
 KAI_WEBHOOK_RETRY_HOURS = env_float("KAI_WEBHOOK_RETRY_HOURS", 24.0)
 KAI_WEBHOOK_TIMEOUT_SECONDS = env_float("KAI_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+CELERY_BEAT_SCHEDULE["webhooks-requeue-due"] = {
+    "task": "apps.webhooks.tasks.requeue_due_deliveries",
+    "schedule": float(env_int("KAI_WEBHOOK_SWEEP_SECONDS", 60)),
+    "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 120},
+}
 # --- end approvals, webhooks

@@ -6,3 +6,9 @@ class WebhooksConfig(AppConfig):
     label = "webhooks"
     verbose_name = "Outbound webhooks"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from apps.events.services import add_publish_listener
+        from apps.webhooks.services import on_event_published
+
+        add_publish_listener(on_event_published)
