@@ -4,6 +4,7 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
+os.environ.setdefault("KAI_PROCESS", "web")  # fail fast on a database outage (settings: pool timeout)
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -58,7 +58,10 @@ if env_bool("KAI_DB_POOL", True):
     _db["OPTIONS"]["pool"] = {
         "min_size": env_int("KAI_DB_POOL_MIN", 1),
         "max_size": env_int("KAI_DB_POOL_MAX", 20),
-        "timeout": env_float("KAI_DB_POOL_TIMEOUT", 10.0),
+        # how long a caller waits for a pooled connection. A web request must answer 503 GENERAL_004
+        # within 2 s when Postgres is gone (the pool only hands out connections it could open), so
+        # the ASGI/WSGI entry points mark their process KAI_PROCESS=web; workers keep a long wait.
+        "timeout": env_float("KAI_DB_POOL_TIMEOUT", 1.0 if env_str("KAI_PROCESS") == "web" else 10.0),
     }
 _db["OPTIONS"].setdefault("connect_timeout", env_int("KAI_DB_CONNECT_TIMEOUT", 5))
 _db["TEST"] = {"NAME": env_str("KAI_TEST_DB_NAME") or None}
@@ -305,6 +308,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "PREPROCESSING_HOOKS": ["kai_platform.api.schema.only_canonical_api"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "kai_platform.api.schema.error_responses"],
     "COMPONENT_SPLIT_REQUEST": True,
     "SECURITY": [{"jwtAuth": []}, {"apiKeyAuth": []}],
     "ENUM_NAME_OVERRIDES": {

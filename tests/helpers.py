@@ -37,6 +37,7 @@ def subprocess_env(**extra) -> dict:
         PYTHONPATH=str(BASE_DIR),
     )
     env.pop("PYTEST_XDIST_WORKER", None)  # the prefix above already carries the worker suffix
+    env.pop("KAI_PROCESS", None)  # set once this process imported kai_platform.asgi; children decide their own
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -15,7 +15,7 @@ MCPMessageSerializer = inline_serializer("MCPMessage", {
     "error": serializers.DictField(required=False),
     "timestamp": serializers.CharField(required=False),
     "source": serializers.DictField(required=False),
-    "target": serializers.DictField(required=False),
+    "target": serializers.DictField(required=False, allow_null=True),
 })
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -298,7 +297,7 @@ class ProviderSerializer(KaiModelSerializer):
     def get_api_key_masked(self, obj) -> str | None:
         return obj.credential.masked if obj.credential_id and obj.credential else None
 
-    @extend_schema_field(OpenApiTypes.DECIMAL)
+    @extend_schema_field(serializers.DecimalField(max_digits=20, decimal_places=6))  # rendered as a string
     def get_current_spend(self, obj):
         value = getattr(obj, "month_spend", None)
         return str(value) if value is not None else "0"

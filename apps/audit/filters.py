@@ -1,5 +1,7 @@
 import django_filters
 
+from kai_platform.api.filters import IsoDateTimeFilter
+
 from apps.audit.models import AuditEvent
 
 
@@ -11,8 +13,8 @@ class AuditEventFilter(django_filters.FilterSet):
     user_id = django_filters.UUIDFilter(field_name="actor_id")
     action = django_filters.CharFilter(field_name="action")
     object_id = django_filters.CharFilter(field_name="object_id")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent

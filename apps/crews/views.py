@@ -62,6 +62,7 @@ from apps.crews.serializers import (
     UsageSerializer,
 )
 from kai_platform.api.errors import Conflict
+from kai_platform.api.filters import IsoDateTimeFilter
 from kai_platform.api.renderers import KaiJSONRenderer, dumps
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import KaiAPIView
@@ -86,8 +87,8 @@ class ExecutionFilter(django_filters.FilterSet):
     agent = django_filters.UUIDFilter(field_name="agent_id")
     agent_id = django_filters.UUIDFilter(field_name="agent_id")
     parent_id = django_filters.UUIDFilter(field_name="parent_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     start_date = django_filters.DateFilter(field_name="created_at", lookup_expr="date__gte")
     end_date = django_filters.DateFilter(field_name="created_at", lookup_expr="date__lte")
 
@@ -700,8 +701,8 @@ class UsageView(KaiAPIView):
     @extend_schema(parameters=[OpenApiParameter("period", str, enum=list(selectors.PERIOD_DAYS))],
                    responses={200: UsageSerializer})
     def get(self, request):
-        return Response(selectors.usage_summary(organization=self.organization,
-                                                period=request.query_params.get("period")))
+        body = selectors.usage_summary(organization=self.organization, period=request.query_params.get("period"))
+        return Response(UsageSerializer(body).data)
 
 
 @extend_schema(tags=["runtime"])
@@ -718,7 +719,7 @@ class AgentUsageViewSet(TenantScopedViewSet):
         agent = self.get_object()
         body = selectors.usage_summary(organization=self.organization, period=request.query_params.get("period"),
                                        agent_id=agent.pk)
-        return Response({"agent_id": agent.pk, "agent_name": agent.name, **body})
+        return Response({"agent_id": agent.pk, "agent_name": agent.name, **UsageSerializer(body).data})
 
 
 def _live_workers() -> list[str]:

@@ -1,5 +1,7 @@
 import django_filters
 
+from kai_platform.api.filters import IsoDateTimeFilter
+
 from apps.events.models import Event
 
 
@@ -14,8 +16,8 @@ class EventFilter(django_filters.FilterSet):
     agent = django_filters.UUIDFilter(field_name="agent_id")
     execution = django_filters.UUIDFilter(field_name="execution_id")
     severity = CharInFilter(field_name="severity", lookup_expr="in")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Event

@@ -1,5 +1,7 @@
 import django_filters
 
+from kai_platform.api.filters import IsoDateTimeFilter
+
 from apps.files.models import StoredFile
 
 
@@ -10,8 +12,8 @@ class StoredFileFilter(django_filters.FilterSet):
     execution = django_filters.UUIDFilter(field_name="execution_id")
     uploaded_by = django_filters.UUIDFilter(field_name="created_by_id")
     sha256 = django_filters.CharFilter(field_name="sha256")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = StoredFile

@@ -170,7 +170,20 @@ def exception_handler(exc, context):
         extra=getattr(exc, "extra", None),
     )
     set_rollback()
+    _render_errors_as_json(context)
     return Response(body, status=exc.status_code, headers=headers)
+
+
+def _render_errors_as_json(context) -> None:
+    """An error is one JSON envelope even where the client asked for an export format
+    (``?format=ndjson``), so it is never labelled as a stream of records."""
+    from kai_platform.api.renderers import EXPORT_FORMATS, KaiJSONRenderer
+
+    request = (context or {}).get("request")
+    renderer = getattr(request, "accepted_renderer", None)
+    if request is not None and getattr(renderer, "format", None) in EXPORT_FORMATS:
+        request.accepted_renderer = KaiJSONRenderer()
+        request.accepted_media_type = "application/json"
 
 
 # --- Django-level handlers (URL resolver 404, uncaught 500, …) --------------------------------

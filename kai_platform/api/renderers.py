@@ -25,7 +25,15 @@ def _default(value):
 
 
 def dumps(data) -> bytes:
-    return orjson.dumps(data, default=_default, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS)
+    try:
+        return orjson.dumps(data, default=_default, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+        # JSON allows integers of any size (stored JSON documents may hold them); orjson does not
+        import json
+
+        return json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class KaiJSONRenderer(JSONRenderer):

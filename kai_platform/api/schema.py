@@ -31,3 +31,50 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "kai_ API key",
             "description": "Platform API key (kai_…) from auth/tokens, bound to one organization and role.",
         }
+
+
+#: statuses any operation may answer with the error envelope (DESIGN §6)
+ERROR_STATUSES = {
+    "400": "Invalid input (unknown fields are refused).",
+    "401": "Missing, invalid, expired or revoked credentials.",
+    "403": "The role or organization does not allow this.",
+    "404": "Not found (or another organization's object).",
+    "409": "Conflict with the current state.",
+    "413": "The body or upload exceeds its size limit.",
+    "415": "Unsupported media type.",
+    "422": "Well-formed but not processable.",
+    "429": "Rate limit exceeded (GENERAL_002, Retry-After).",
+    "503": "A dependency (database, Redis, broker) is unavailable (GENERAL_004).",
+}
+
+ERROR_ENVELOPE = {
+    "type": "object",
+    "description": "The one error shape of every API error.",
+    "properties": {
+        "detail": {"type": "string"},
+        "type": {"type": "string"},
+        "code": {"type": "string", "example": "GENERAL_001"},
+        "errors": {"type": "array", "items": {
+            "type": "object",
+            "properties": {"field": {"type": "string", "nullable": True}, "message": {"type": "string"}},
+            "required": ["field", "message"],
+        }},
+        "request_id": {"type": "string"},
+    },
+    "required": ["detail", "type", "code", "errors", "request_id"],
+}
+
+
+def error_responses(result, generator, request, public):
+    """Every operation documents the error envelope for the statuses the kernel answers with, so
+    clients (and schema-driven fuzzers) see errors as part of the contract."""
+    result.setdefault("components", {}).setdefault("schemas", {})["ErrorEnvelope"] = ERROR_ENVELOPE
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+    for path_item in result.get("paths", {}).values():
+        for method, operation in path_item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            responses = operation.setdefault("responses", {})
+            for status, description in ERROR_STATUSES.items():
+                responses.setdefault(status, {"description": description, "content": content})
+    return result

@@ -1,0 +1,85 @@
+"""Fuzzing: schemathesis drives every operation of ``/api-openapi.json`` in-process (WSGI) as an
+owner and as a ``user``; no answer may be a 5xx and every answer must match the schema."""
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+#: total cases over both roles; spread evenly over the operations
+TARGET_CASES = 2000
+#: routes of apps still being built in parallel: held to "no 5xx" only until they land (then drop them here)
+SCHEMA_CHECKED_LATER = ("/api/v1/auth/biometric", "/api/v1/workflows", "/api/v1/approvals", "/api/v1/webhooks",
+                        "/api/v1/quotas", "/api/v1/system", "/api/v1/voice", "/api/v1/console",
+                        "/api/v1/webhook", "/api/v1/runtime/metrics")
+#: readiness is 503 GENERAL_004 by design while a dependency (here: the Celery worker) is down
+READINESS = "/api/v1/system/health"
+
+
+def _schema():
+    import schemathesis
+
+    from kai_platform.wsgi import application
+
+    return schemathesis.openapi.from_wsgi("/api-openapi.json", application)
+
+
+def test_every_operation_as_owner_and_user(make_member):
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.specs.openapi import checks as openapi_checks
+    from schemathesis.checks import not_a_server_error
+
+    from tests.conftest import jwt_for
+
+    schema = _schema()
+    operations = [result.ok() for result in schema.get_all_operations()]
+    per_operation = max(1, math.ceil(TARGET_CASES / (2 * len(operations))))
+    owner = make_member("owner", plan="enterprise")
+    user = make_member("user", plan="enterprise")
+    all_checks = [not_a_server_error, openapi_checks.status_code_conformance,
+                  openapi_checks.content_type_conformance, openapi_checks.response_schema_conformance]
+    tokens = {}
+
+    def token_of(member):
+        if member.user.pk not in tokens:
+            tokens[member.user.pk] = jwt_for(member.user)["access_token"]
+        return tokens[member.user.pk]
+    cases = 0
+    failures: list[str] = []
+    started = time.monotonic()
+    for member in (owner, user):
+        for operation in operations:
+            @settings(max_examples=per_operation, deadline=None, database=None, derandomize=True,
+                      suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+            @given(case=operation.as_strategy())
+            def run(case):
+                nonlocal cases
+                cases += 1
+                headers = {"Authorization": f"Bearer {token_of(member)}"}
+                path = operation.path
+                checks = all_checks if not path.startswith(SCHEMA_CHECKED_LATER) else [not_a_server_error]
+                try:
+                    response = case.call(headers=headers)
+                    if path.endswith("/auth/logout") and response.status_code < 300:
+                        tokens.pop(member.user.pk)  # logout killed this access token at once, as it must
+                    if path == READINESS and response.status_code == 503:
+                        assert response.json()["code"] == "GENERAL_004", response.text
+                        checks = [c for c in checks if c is not not_a_server_error]
+                    if checks:
+                        case.validate_response(response, checks=checks)
+                except (Exception, BaseExceptionGroup) as exc:  # collected, reported together
+                    failures.append(f"{member.role} {case.method} {case.formatted_path}: {str(exc)[:1500]}")
+
+            run()
+    elapsed = time.monotonic() - started
+    import os
+
+    if os.environ.get("KAI_FUZZ_REPORT"):
+        with open(os.environ["KAI_FUZZ_REPORT"], "w") as report:
+            report.write("\n\n".join(failures))
+    print(f"fuzzing: {cases} cases over {len(operations)} operations × 2 roles in {elapsed:.1f}s")
+    assert not failures, "\n".join(failures[:40])
+    assert cases >= 2000
