@@ -208,3 +208,20 @@ def test_rotating_the_webhook_secret(member, client_for):
     workflow = make_workflow(member, definition([step("a", agent)], trigger={"type": "webhook"}))
     rotated = client_for(member).post(f"/api/v1/workflows/{workflow.pk}/webhook-secret").json()
     assert rotated["webhook_secret"] != workflow.secret and rotated["webhook_url"].endswith(workflow.webhook_token)
+
+
+def test_a_step_never_has_two_live_attempts(member):
+    from django.db import IntegrityError, transaction
+
+    from apps.workflows.models import StepRun
+    from apps.workflows.services import workflow_start
+
+    agent = make_agent(member)
+    run = workflow_start(workflow=make_workflow(member, definition([step("a", agent)])), actor=member.user)
+    StepRun.objects.create(organization=member.organization, run=run, step_id="a", attempt=1, state="active")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        StepRun.objects.create(organization=member.organization, run=run, step_id="a", attempt=2, state="scheduled")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        StepRun.objects.create(organization=member.organization, run=run, step_id="a", attempt=1, state="failed")
+    StepRun.objects.filter(run=run).update(state="failed")
+    StepRun.objects.create(organization=member.organization, run=run, step_id="a", attempt=2, state="scheduled")
