@@ -159,7 +159,14 @@ def dashboard(*, organization=None) -> dict:
         "failures": failures_last_hour(organization=organization),
         "cost_today": cost_today(organization=organization),
         "health": health(organization=organization),
+        "approvals": pending_approvals(organization=organization),
     }
+
+
+def pending_approvals(*, organization=None) -> dict:
+    from apps.approvals.selectors import pending_approvals as approvals_pending
+
+    return approvals_pending(organization=organization, limit=RECENT_FAILURES)
 
 
 def owned_organizations(user) -> list:

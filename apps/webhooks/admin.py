@@ -1,5 +1,6 @@
 """Operator console for webhooks: subscriptions (secret never shown) and deliveries, replayable."""
 from django.contrib import admin, messages
+from django.db import models
 
 from apps.webhooks import services
 from apps.webhooks.models import Webhook, WebhookDelivery
@@ -13,6 +14,7 @@ class WebhookAdmin(admin.ModelAdmin):
     list_select_related = ("organization",)
     readonly_fields = ("organization", "secret_hint", "secret_key_id", "created_by", "created_at", "updated_at")
     exclude = ("secret_encrypted",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     actions = ["send_test"]
 
     def has_add_permission(self, request):

@@ -153,6 +153,14 @@
       el("div", { className: "err", text: run.error }),
     ])) : [el("li", { className: "muted", text: "None." })]));
 
+    const approvals = data.approvals || { count: 0, latest: [] };
+    $("count-approvals").textContent = approvals.count;
+    $("approvals").replaceChildren(...(approvals.latest.length ? approvals.latest.map((a) => el("li", {}, [
+      adminLink("approvals/approval/" + a.id + "/change/", a.question),
+      el("span", { className: "muted", text: " · " + a.organization + (a.run_name ? " · " + a.run_name : "") +
+        (a.deadline ? " · due " + time(a.deadline) : "") }),
+    ])) : [el("li", { className: "muted", text: "None." })]));
+
     $("cost-today").replaceChildren(...(data.cost_today.length ? data.cost_today.map((row) => el("tr", {}, [
       el("td", {}, [adminLink("crews/usagerollup/?organization__id__exact=" + row.organization_id, row.organization)]),
       el("td", { className: "num", text: row.executions }),
