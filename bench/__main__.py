@@ -23,15 +23,13 @@ import traceback
 from bench.common import BASE_DIR, PYTHON, RESULTS_DIR, Children, Context, drop_database, log, recreate_database, with_redis_db
 from bench.results import ERROR, NOT_AVAILABLE, Row, render, write
 
-DB_NAME = "kai_bench"
+#: KAI_BENCH_DB_NAME / KAI_BENCH_REDIS_PREFIX let two people bench on one server at once
+DB_NAME = os.environ.get("KAI_BENCH_DB_NAME", "kai_bench")
+REDIS_PREFIX = os.environ.get("KAI_BENCH_REDIS_PREFIX", "kai-bench")
 
 #: rows whose feature or harness is not there yet: id → (measures, target, what it waits for)
-PENDING = {
-    "B2": ("queries per list/detail route, every route", "<= 6, constant in N",
-           "a walk over every registered list/detail route with seeded data at N and 2N"),
-    "B9": ("beat tick → run RUNNING lag, p99", "< 1 s", "the scheduler (Schedule → beat → Execution)"),
-}
-FEATURE_PATHS = {"B9": "apps/scheduler"}
+PENDING: dict[str, tuple[str, str, str]] = {}
+FEATURE_PATHS: dict[str, str] = {}
 ORDER = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B12"]
 #: B8 right after B3 (it reuses B3's daphne), the heavy multi-process ones last
 RUN_ORDER = ["B1", "B3", "B8", "B4", "B10", "B12", "B2", "B5", "B6", "B7", "B9"]
@@ -86,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"embedded services started: {', '.join(type(s).__name__ for s in services)}")
         database_url = env["DATABASE_URL"]
         env.update({
-            "KAI_DB_NAME": DB_NAME, "KAI_REDIS_PREFIX": "kai-bench", "DEBUG": "0", "KAI_LOG_LEVEL": "WARNING",
+            "KAI_DB_NAME": DB_NAME, "KAI_REDIS_PREFIX": REDIS_PREFIX, "DEBUG": "0", "KAI_LOG_LEVEL": "WARNING",
             "KAI_ACCESS_TOKEN_SECONDS": "3600", "PYTHONPATH": str(BASE_DIR), "PYTHONUNBUFFERED": "1",
         })
         if env.get("DJANGO_ENV") == "test":
@@ -107,12 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         ctx.bootstrap = json.loads(result.stdout.strip().splitlines()[-1])
         log(f"database {DB_NAME} migrated and bootstrapped in {time.monotonic() - step:.1f}s")
 
-        from bench import (b1_runner, b3_http, b4_runner, b5_socket_latency, b6_fanout, b7_socket_memory,
-                           b8_db_connections, b10_cold_start, b12_upload)
+        from bench import (b1_runner, b2_runner, b3_http, b4_runner, b5_socket_latency, b6_fanout,
+                           b7_socket_memory, b8_db_connections, b9_runner, b10_cold_start, b12_upload)
 
-        modules = {"B1": b1_runner, "B3": b3_http, "B4": b4_runner, "B5": b5_socket_latency, "B6": b6_fanout,
-                   "B7": b7_socket_memory, "B8": b8_db_connections, "B10": b10_cold_start,
-                   "B12": b12_upload}
+        modules = {"B1": b1_runner, "B2": b2_runner, "B3": b3_http, "B4": b4_runner, "B5": b5_socket_latency,
+                   "B6": b6_fanout, "B7": b7_socket_memory, "B8": b8_db_connections, "B9": b9_runner,
+                   "B10": b10_cold_start, "B12": b12_upload}
         for bench_id in wanted:
             if bench_id in PENDING:
                 rows.append(_pending_row(bench_id))
@@ -129,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += new_rows
             tables += new_tables
             log(f"{bench_id} done in {time.monotonic() - step:.1f}s")
+            print(render(new_rows, new_tables), flush=True)  # an interrupted run keeps what it measured
     except KeyboardInterrupt:
         log("interrupted: stopping every child")
         children.stop_all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import signal
 import sys
 from types import SimpleNamespace
 
@@ -28,7 +29,12 @@ def call(ctx, module: str, attributes: dict, timeout: float = 900) -> dict:
     raise RuntimeError(f"{module}.run exited {result.returncode}; see bench/results/logs/{module}.log")
 
 
+def _on_sigterm(signum, frame):
+    raise SystemExit(143)  # unwind: the benchmark's finally stops the workers it started
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     module, attributes = sys.argv[1], json.loads(sys.argv[2])
     result = importlib.import_module(f"bench.{module}").run(SimpleNamespace(**attributes))
     print(MARKER + json.dumps(result, default=str), flush=True)
