@@ -5,8 +5,9 @@ A URL may be fetched only if every address its host resolves to is public, unles
 host or a network containing the address. Checked after DNS resolution, and again on every
 redirect hop (an httpx request hook runs for each request the client sends).
 
-Residual risk, stated: the check resolves the name, then the HTTP client resolves it again to
-connect; a DNS server answering differently within that window (rebinding) is not covered.
+DNS rebinding (a name that resolves to a public address for the check and to a private one for the
+connection) is closed at connect time: the guarded client's network backend resolves the host
+itself, checks every address, and connects to the checked address, never resolving twice.
 """
 from __future__ import annotations
 
@@ -80,19 +81,12 @@ def resolve(host: str, port: int) -> list:
     return sorted({ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos}, key=str)
 
 
-def check_url(url: str, allowlist: AllowList | None = None) -> list:
-    """Raise ``BlockedAddress`` unless ``url`` is http(s) and its host may be reached.
-    Returns the resolved addresses."""
+def check_host(host: str, port: int, allowlist: AllowList | None = None) -> list:
+    """Resolve ``host`` and raise ``BlockedAddress`` unless every address may be reached."""
     allowlist = allowlist or AllowList()
-    parts = urlsplit(str(url))
-    if parts.scheme not in ("http", "https"):
-        raise BlockedAddress(f"only http and https URLs are allowed, not {parts.scheme or 'no scheme'!r}")
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
-        raise BlockedAddress("the URL has no host")
+    host = host.rstrip(".")
     if host.lower() in METADATA_HOSTS:
         raise BlockedAddress(f"{host} is a cloud metadata endpoint")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     host_allowed = allowlist.allows_host(host)
     addresses = resolve(host, port)
     for ip in addresses:
@@ -106,6 +100,42 @@ def check_url(url: str, allowlist: AllowList | None = None) -> list:
     return addresses
 
 
+def check_url(url: str, allowlist: AllowList | None = None) -> list:
+    """Raise ``BlockedAddress`` unless ``url`` is http(s) and its host may be reached.
+    Returns the resolved addresses."""
+    allowlist = allowlist or AllowList()
+    parts = urlsplit(str(url))
+    if parts.scheme not in ("http", "https"):
+        raise BlockedAddress(f"only http and https URLs are allowed, not {parts.scheme or 'no scheme'!r}")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise BlockedAddress("the URL has no host")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return check_host(host, port, allowlist)
+
+
+def _pinned_backend(allowlist: AllowList | None):
+    """An httpcore network backend that connects only to addresses ``check_host`` passed: the
+    address checked is the address connected to (no second DNS lookup to rebind)."""
+    import socket as _socket
+
+    from httpcore2._backends.sync import SyncBackend
+
+    class PinnedBackend(SyncBackend):
+        def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+            import httpcore2
+
+            last_error = None
+            for ip in check_host(host, port, allowlist):
+                try:
+                    return super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
+                except (httpcore2.ConnectError, httpcore2.ConnectTimeout, _socket.timeout) as exc:
+                    last_error = exc
+            raise last_error or BlockedAddress(f"{host} has no address")
+
+    return PinnedBackend()
+
+
 def guarded_http_client(allowlist: AllowList | None, *, timeout: float, follow_redirects: bool = True,
                         max_redirects: int = 5):
     """An ``httpx2.Client`` that checks every request it sends (redirect hops included)."""
@@ -114,10 +144,13 @@ def guarded_http_client(allowlist: AllowList | None, *, timeout: float, follow_r
     def _guard(request):
         check_url(str(request.url), allowlist)
 
+    transport = httpx2.HTTPTransport(trust_env=False)
+    transport._pool._network_backend = _pinned_backend(allowlist)  # TLS still verifies the URL's host name
     return httpx2.Client(
         timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
         event_hooks={"request": [_guard]},
         trust_env=False,
+        transport=transport,
     )
