@@ -312,3 +312,19 @@ def deliveries_requeue_due(*, limit: int = 500) -> int:
         _enqueue(pk)
     return len(due)
 
+
+
+def webhooks_rotate_secrets(*, batch_size: int = 500) -> int:
+    """Re-encrypt every webhook secret under the newest ``KAI_SECRET_KEYS`` key (after adding one)."""
+    rotated = 0
+    primary = crypto.primary_key_id()
+    while True:
+        with transaction.atomic():
+            batch = list(Webhook.objects.select_for_update(skip_locked=True).exclude(secret_key_id=primary)
+                         .order_by("pk")[:batch_size])
+            for webhook in batch:
+                webhook.secret_encrypted, webhook.secret_key_id = crypto.rotate(webhook.secret_encrypted)
+                webhook.save(update_fields=["secret_encrypted", "secret_key_id", "updated_at"])
+        rotated += len(batch)
+        if len(batch) < batch_size:
+            return rotated

@@ -110,3 +110,28 @@ def test_private_targets_are_refused_unless_allow_listed(member, client_for, set
     assert client.post("/api/v1/webhooks", body, format="json").status_code == 201
     developer = make_member("developer", organization=member.organization)
     assert_envelope(client_for(developer).post("/api/v1/webhooks", body, format="json"), 403)
+
+
+def test_secrets_rotate_under_a_new_key(member, settings):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    from apps.agents import crypto
+
+    settings.KAI_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    old_key = Fernet.generate_key().decode()
+    settings.KAI_SECRET_KEYS = [old_key]
+    crypto.reset_keys_cache()
+    try:
+        webhook, secret = _hook(member, "http://127.0.0.1:9/x")
+        settings.KAI_SECRET_KEYS = [Fernet.generate_key().decode(), old_key]
+        crypto.reset_keys_cache()
+        call_command("rotate_webhook_secrets", stdout=open("/dev/null", "w"))
+        webhook.refresh_from_db()
+        assert webhook.secret_key_id == crypto.primary_key_id()
+        settings.KAI_SECRET_KEYS = settings.KAI_SECRET_KEYS[:1]  # the old key retired
+        crypto.reset_keys_cache()
+        assert services.webhook_secret(webhook) == secret
+    finally:
+        settings.KAI_SECRET_KEYS = []
+        crypto.reset_keys_cache()
