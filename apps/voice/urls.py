@@ -1,3 +1,15 @@
-"""API routes of apps.voice (registered on the shared router)."""
+"""API routes of apps.voice (seed 002 ``voice/*`` and ``agents/{id}/voice``)."""
+from django.urls import path
 
-urlpatterns: list = []
+from apps.voice import views
+from kai_platform.api.routers import router
+
+router.register("voice/commands", views.VoiceCommandViewSet, basename="voice-command")
+
+urlpatterns = [
+    path("voice/process", views.VoiceProcessView.as_view(), name="voice-process"),
+    path("voice/settings", views.VoiceSettingsView.as_view(), name="voice-settings"),
+    path("voice/capabilities", views.VoiceCapabilitiesView.as_view(), name="voice-capabilities"),
+    path("voice/synthesize", views.VoiceSynthesizeView.as_view(), name="voice-synthesize"),
+    path("agents/<uuid:pk>/voice", views.AgentVoiceView.as_view(), name="agent-voice"),
+]

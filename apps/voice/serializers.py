@@ -1,0 +1,90 @@
+import base64
+import binascii
+
+from rest_framework import serializers
+
+from apps.voice.models import VoiceCommand
+from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
+
+AUDIO_FORMATS = ("wav", "mp3", "m4a", "webm", "ogg", "flac", "mp4", "mpeg", "mpga")
+
+
+def decode_audio(value: str) -> bytes:
+    """Base64 (or a ``data:`` URL) → bytes."""
+    if not value:
+        return b""
+    if value.startswith("data:") and "," in value[:200]:
+        value = value.split(",", 1)[1]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise serializers.ValidationError("Not valid base64.")
+
+
+class VoiceContextSerializer(KaiSerializer):
+    active_agent = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    conversation_history = serializers.ListField(child=serializers.CharField(max_length=2000), required=False,
+                                                 max_length=50)
+    user_preferences = JSONObjectField(required=False)
+
+
+class VoiceProcessSerializer(KaiSerializer):
+    audio_data = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
+                                       help_text="Base64-encoded audio (sent to the configured speech-to-text provider).")
+    audio_format = serializers.ChoiceField(choices=AUDIO_FORMATS, default="wav")
+    text_fallback = serializers.CharField(required=False, allow_blank=True, max_length=4000,
+                                          help_text="The command as text: used when there is no audio or it cannot "
+                                                    "be transcribed.")
+    language = serializers.CharField(required=False, allow_blank=True, max_length=20)
+    context = VoiceContextSerializer(required=False)
+    execute = serializers.BooleanField(default=False, help_text="Start a run of the routed agent (agents/{id}/execute "
+                                                                "semantics) when the command was understood.")
+
+    def validate_audio_data(self, value):
+        return decode_audio(value)
+
+
+class AgentVoiceSerializer(KaiSerializer):
+    """Seed 002 ``POST agents/{id}/voice`` (``VoiceCommandRequest``)."""
+
+    audio_data = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
+                                       help_text="Base64-encoded audio.")
+    audio_format = serializers.ChoiceField(choices=AUDIO_FORMATS, default="wav")
+    text_input = serializers.CharField(required=False, allow_blank=True, max_length=4000)
+    language = serializers.CharField(required=False, allow_blank=True, max_length=20)
+    context = JSONObjectField(required=False)
+    execute = serializers.BooleanField(default=True)
+
+    def validate_audio_data(self, value):
+        return decode_audio(value)
+
+
+class VoiceCommandSerializer(KaiModelSerializer):
+    target_agent_id = serializers.UUIDField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = VoiceCommand
+        fields = ["id", "input_type", "language", "detected_language", "transcribed_text", "confidence_score",
+                  "audio_bytes", "stt_provider", "intent", "routing", "understood", "target_agent_id",
+                  "response_text", "execution_id", "processing_ms", "created_by", "created_at"]
+        read_only_fields = fields
+
+
+class VoiceSettingsSerializer(KaiSerializer):
+    language = serializers.CharField(required=False, max_length=20)
+    voice_id = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    speech_rate = serializers.FloatField(required=False, min_value=0.25, max_value=4.0)
+    pitch = serializers.FloatField(required=False, min_value=0.0, max_value=2.0)
+    volume = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    wake_word_enabled = serializers.BooleanField(required=False)
+    wake_words = serializers.ListField(child=serializers.CharField(max_length=50), required=False, max_length=10)
+    noise_suppression = serializers.BooleanField(required=False)
+    auto_transcription = serializers.BooleanField(required=False)
+
+
+class SynthesizeSerializer(KaiSerializer):
+    text = serializers.CharField(max_length=4096)
+    voice = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    language = serializers.CharField(required=False, allow_blank=True, max_length=20)
+    speed = serializers.FloatField(required=False, min_value=0.25, max_value=4.0)
+    format = serializers.ChoiceField(choices=["wav", "mp3"], default="wav")
