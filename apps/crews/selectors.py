@@ -17,6 +17,7 @@ from apps.crews.models import (
     TraceSpan,
     UsageRollup,
 )
+from apps.quotas.selectors import quota_status
 
 PERIOD_DAYS = {"day": 1, "week": 7, "month": 30, "quarter": 90, "year": 365}
 
@@ -107,6 +108,7 @@ def usage_summary(*, organization, period: str | None = None, agent_id=None) -> 
         "by_agent": [{"agent_id": key, **with_tokens(value)} for key, value in by_agent.items()],
         "by_day": [{"day": key, **with_tokens(value)} for key, value in sorted(by_day.items())],
         "by_model": [{"model": key, **with_tokens(value)} for key, value in sorted(by_model.items())],
+        **({"quotas": quota_status(organization=organization)} if agent_id is None else {}),
     }
 
 

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from apps.crews.models import Crew, Execution, ExecutionKind, Orchestration, Pattern, Process, TaskDefinition
 from apps.crews.services import PRIORITY_NAMES
+from apps.quotas.serializers import QuotaStatusSerializer
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 
 OWNED = ("id", "created_at", "updated_at")
@@ -417,6 +418,8 @@ class UsageSerializer(serializers.Serializer):
     by_agent = serializers.ListField(child=serializers.DictField())
     by_day = serializers.ListField(child=serializers.DictField())
     by_model = serializers.ListField(child=serializers.DictField())
+    quotas = serializers.DictField(child=QuotaStatusSerializer(), required=False,
+                                   help_text="Plan quotas (organization usage only): quota → its window's numbers.")
 
 
 class RuntimeStatusSerializer(serializers.Serializer):

@@ -29,6 +29,7 @@ from apps.crews.models import (
     TaskDefinition,
 )
 from apps.events.services import publish
+from apps.quotas.services import quota_consume_for_execution
 from kai_platform.api.errors import Conflict
 
 logger = logging.getLogger(__name__)
@@ -249,6 +250,8 @@ def execution_create(*, organization, actor, kind: str, run_name: str = "", crew
                     raise Conflict(f"stream_id {stream_id!r} is already used.",
                                    errors=[{"field": "stream_id", "message": "already used"}])
                 raise
+        # plan quotas: over quota raises 429 GENERAL_002 and rolls this run back
+        quota_consume_for_execution(execution=execution)
         now = execution.created_at or timezone.now()
         ExecutionEvent.objects.create(organization_id=org_id, execution=execution, from_status="",
                                       to_status=S.PENDING, reason="created", at=now)

@@ -6,3 +6,16 @@ class QuotasConfig(AppConfig):
     label = "quotas"
     verbose_name = "Plan quotas"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from django.db.models.signals import post_delete, post_save
+
+        from apps.accounts.models import Organization
+        from apps.quotas import signals
+        from apps.quotas.models import QuotaOverride, QuotaPlan
+
+        post_save.connect(signals.forget_all, sender=QuotaPlan, dispatch_uid="quotas.plan.save")
+        post_delete.connect(signals.forget_all, sender=QuotaPlan, dispatch_uid="quotas.plan.delete")
+        post_save.connect(signals.forget_organization, sender=QuotaOverride, dispatch_uid="quotas.override.save")
+        post_delete.connect(signals.forget_organization, sender=QuotaOverride, dispatch_uid="quotas.override.delete")
+        post_save.connect(signals.forget_organization, sender=Organization, dispatch_uid="quotas.org.save")
