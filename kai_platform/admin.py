@@ -13,3 +13,53 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def admin_link(obj, text=None):
+    """A link to ``obj``'s change page in the admin (``-`` for None). Reads only what the row
+    already holds: pass objects fetched with ``list_select_related``."""
+    from django.urls import NoReverseMatch, reverse
+    from django.utils.html import format_html
+
+    if obj is None:
+        return "-"
+    try:
+        url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    except NoReverseMatch:
+        return str(text if text is not None else obj)
+    return format_html('<a href="{}">{}</a>', url, text if text is not None else obj)
+
+
+def id_link(model, pk, text=None):
+    """A link to the change page of ``model`` row ``pk`` without fetching it (``-`` for None)."""
+    from django.urls import reverse
+    from django.utils.html import format_html
+
+    if pk is None:
+        return "-"
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
+    return format_html('<a href="{}">{}</a>', url, text if text is not None else str(pk)[:8])
+
+
+def changelist_link(model, text, **filters):
+    """A link to ``model``'s changelist narrowed by ``filters`` (e.g. ``execution__id__exact=…``)."""
+    from urllib.parse import urlencode
+
+    from django.urls import reverse
+    from django.utils.html import format_html
+
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    return format_html('<a href="{}?{}">{}</a>', url, urlencode(filters), text)
+
+
+#: the created-at filter every changelist offers
+CREATED = ("created_at", admin.DateFieldListFilter)
+
+
+class TenantAdmin(admin.ModelAdmin):
+    """Base of tenant models' admins: organization shown, joined and filterable."""
+
+    list_select_related = ("organization",)
+    list_filter = ("organization", CREATED)
+    search_fields = ("=id", "organization__slug")
+    readonly_fields = ("id", "organization", "created_by", "created_at", "updated_at")

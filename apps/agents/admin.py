@@ -1,3 +1,5 @@
+"""Operator console for agents and what they are built from: restart agents, enable/disable
+tools, rotate credentials, revoke (stop) deployments — each through ``apps.agents.services``."""
 from django.contrib import admin, messages
 
 from apps.agents import services
@@ -17,12 +19,13 @@ from apps.agents.models import (
     Service,
     Tool,
 )
+from apps.crews.models import Execution
+from kai_platform.admin import CREATED, ReadOnlyAdmin, admin_link, changelist_link
+from kai_platform.admin import TenantAdmin as BaseTenantAdmin
 
 
-class TenantAdmin(admin.ModelAdmin):
-    list_select_related = ("organization",)
-    list_filter = ("organization",)
-    readonly_fields = ("id", "organization", "created_by", "created_at", "updated_at")
+class TenantAdmin(BaseTenantAdmin):
+    pass
 
 
 class AgentVersionInline(admin.TabularInline):
@@ -35,29 +38,51 @@ class AgentVersionInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("created_by")
+
 
 @admin.register(Agent)
 class AgentAdmin(TenantAdmin):
     list_display = ("agent_number", "name", "organization", "status", "is_active", "llm", "version", "execution_count",
-                    "last_execution", "last_heartbeat")
-    list_filter = ("organization", "status", "is_active", "agent_type")
+                    "average_execution_time", "last_execution", "last_heartbeat", "runs")
+    list_filter = ("organization", "status", "is_active", "agent_type", ("last_execution", admin.DateFieldListFilter),
+                   CREATED)
     search_fields = ("name", "role", "=id", "organization__slug")
     readonly_fields = TenantAdmin.readonly_fields + ("agent_number", "version", "execution_count",
                                                      "average_execution_time", "last_execution", "last_heartbeat")
     inlines = [AgentVersionInline]
     actions = ["restart"]
 
+    @admin.display(description="runs")
+    def runs(self, obj):
+        return changelist_link(Execution, "runs", agent__id__exact=obj.pk)
+
     @admin.action(description="Restart selected agents")
     def restart(self, request, queryset):
+        done = 0
         for agent in queryset:
             services.agent_restart(agent=agent, actor=request.user)
-        self.message_user(request, f"Restarted {queryset.count()} agent(s).", messages.SUCCESS)
+            done += 1
+        self.message_user(request, f"Restarted {done} agent(s).", messages.SUCCESS)
+
+
+@admin.register(AgentVersion)
+class AgentVersionAdmin(ReadOnlyAdmin):
+    list_display = ("agent_link", "version", "changed_fields", "organization", "created_by", "created_at")
+    list_filter = ("organization", CREATED)
+    list_select_related = ("organization", "agent", "created_by")
+    search_fields = ("=agent__id", "agent__name")
+
+    @admin.display(description="agent", ordering="agent__name")
+    def agent_link(self, obj):
+        return admin_link(obj.agent)
 
 
 @admin.register(AgentMemory)
 class AgentMemoryAdmin(TenantAdmin):
-    list_display = ("agent", "memory_type", "tags", "expires_at", "created_at")
-    list_filter = ("organization", "memory_type")
+    list_display = ("agent", "memory_type", "tags", "organization", "expires_at", "created_at")
+    list_filter = ("organization", "memory_type", ("expires_at", admin.DateFieldListFilter), CREATED)
     list_select_related = ("organization", "agent")
     search_fields = ("agent__name", "memory_type")
     raw_id_fields = ("agent",)
@@ -69,7 +94,7 @@ class CredentialAdmin(TenantAdmin):
 
     list_display = ("name", "service_name", "credential_type", "masked", "encryption_key_id", "organization",
                     "usage_count", "last_used", "expires_at")
-    list_filter = ("organization", "credential_type", "auto_rotate")
+    list_filter = ("organization", "credential_type", "auto_rotate", "encryption_key_id", CREATED)
     search_fields = ("name", "service_name", "organization__slug")
     fields = ("name", "service_name", "credential_type", "description", "expires_at", "auto_rotate", "masked",
               "encryption_key_id", "usage_count", "last_used") + TenantAdmin.readonly_fields
@@ -79,23 +104,27 @@ class CredentialAdmin(TenantAdmin):
     def has_add_permission(self, request):
         return False  # values are entered through the API, which encrypts them
 
-    @admin.action(description="Re-encrypt selected credentials under the newest key")
+    @admin.action(description="Rotate: re-encrypt selected credentials under the newest key")
     def rotate(self, request, queryset):
         from apps.agents import crypto
 
-        count = 0
+        done, unreadable = 0, []
         for credential in queryset:
-            token, key_id = crypto.rotate(credential.encrypted_value)
-            Credential.objects.filter(pk=credential.pk).update(encrypted_value=token, encryption_key_id=key_id)
-            count += 1
-        self.message_user(request, f"Re-encrypted {count} credential(s).", messages.SUCCESS)
+            try:
+                services.credential_rotate(credential=credential, actor=request.user)
+                done += 1
+            except crypto.SecretUnreadable:
+                unreadable.append(credential.name)
+        self.message_user(request, f"Re-encrypted {done} credential(s).", messages.SUCCESS)
+        if unreadable:
+            self.message_user(request, f"No configured key opens: {', '.join(unreadable)}.", messages.ERROR)
 
 
 @admin.register(Provider)
 class ProviderAdmin(TenantAdmin):
     list_display = ("name", "provider_type", "organization", "default_model", "budget_limit", "is_default", "is_active",
                     "last_validation_ok", "last_validated_at")
-    list_filter = ("organization", "provider_type", "is_active")
+    list_filter = ("organization", "provider_type", "is_active", "last_validation_ok", CREATED)
     list_select_related = ("organization", "credential")
     search_fields = ("name", "base_url", "organization__slug")
     raw_id_fields = ("credential",)
@@ -103,7 +132,7 @@ class ProviderAdmin(TenantAdmin):
 
 @admin.register(ProviderUsage)
 class ProviderUsageAdmin(TenantAdmin):
-    list_display = ("provider", "day", "calls", "input_tokens", "output_tokens", "cost")
+    list_display = ("provider", "organization", "day", "calls", "input_tokens", "output_tokens", "cost")
     list_filter = ("organization", "day")
     list_select_related = ("organization", "provider")
     date_hierarchy = "day"
@@ -119,16 +148,33 @@ class ModelConfigAdmin(TenantAdmin):
 
 @admin.register(Tool)
 class ToolAdmin(TenantAdmin):
-    list_display = ("name", "tool_type", "enabled", "organization")
-    list_filter = ("organization", "tool_type", "enabled")
+    list_display = ("name", "tool_type", "enabled", "organization", "updated_at")
+    list_filter = ("organization", "tool_type", "enabled", CREATED)
     search_fields = ("name", "description")
-    actions = ["toggle"]
+    actions = ["enable", "disable", "toggle"]
+
+    def _set_enabled(self, request, queryset, enabled: bool):
+        done = 0
+        for tool in queryset.filter(enabled=not enabled):
+            services.tool_toggle(tool=tool, actor=request.user)
+            done += 1
+        self.message_user(request, f"{'Enabled' if enabled else 'Disabled'} {done} tool(s).", messages.SUCCESS)
+
+    @admin.action(description="Enable selected tools")
+    def enable(self, request, queryset):
+        self._set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable selected tools")
+    def disable(self, request, queryset):
+        self._set_enabled(request, queryset, False)
 
     @admin.action(description="Toggle enabled")
     def toggle(self, request, queryset):
+        done = 0
         for tool in queryset:
             services.tool_toggle(tool=tool, actor=request.user)
-        self.message_user(request, f"Toggled {queryset.count()} tool(s).", messages.SUCCESS)
+            done += 1
+        self.message_user(request, f"Toggled {done} tool(s).", messages.SUCCESS)
 
 
 @admin.register(PromptTemplate)
@@ -154,30 +200,35 @@ class OrchestrationTemplateAdmin(TenantAdmin):
 
 @admin.register(Service)
 class ServiceAdmin(TenantAdmin):
-    list_display = ("name", "service_type", "status", "last_seen", "endpoint", "organization")
-    list_filter = ("organization", "service_type", "status")
+    list_display = ("name", "service_type", "status", "last_seen", "response_time_ms", "endpoint", "organization")
+    list_filter = ("organization", "service_type", "status", ("last_seen", admin.DateFieldListFilter))
     search_fields = ("name", "endpoint")
     actions = ["refresh"]
 
     @admin.action(description="Refresh liveness now")
     def refresh(self, request, queryset):
+        done = 0
         for service in queryset:
             services.service_refresh(service=service, actor=request.user)
-        self.message_user(request, f"Refreshed {queryset.count()} service(s).", messages.SUCCESS)
+            done += 1
+        self.message_user(request, f"Refreshed {done} service(s).", messages.SUCCESS)
 
 
 @admin.register(Deployment)
 class DeploymentAdmin(TenantAdmin):
-    list_display = ("name", "agent", "status", "channels", "invocation_count", "started_at", "stopped_at", "organization")
-    list_filter = ("organization", "status")
+    list_display = ("name", "agent", "status", "channels", "invocation_count", "last_invoked_at", "started_at",
+                    "stopped_at", "organization")
+    list_filter = ("organization", "status", ("started_at", admin.DateFieldListFilter))
     list_select_related = ("organization", "agent")
     search_fields = ("name", "key_prefix")
     readonly_fields = TenantAdmin.readonly_fields + ("key_prefix", "invocation_count", "last_invoked_at", "stopped_at")
     exclude = ("key_hash",)
     actions = ["stop"]
 
-    @admin.action(description="Stop (revoke) selected deployments")
+    @admin.action(description="Revoke (stop) selected deployments: their keys stop working")
     def stop(self, request, queryset):
+        done = 0
         for deployment in queryset.filter(status=DeploymentStatus.RUNNING):
             services.deployment_stop(deployment=deployment, actor=request.user)
-        self.message_user(request, "Stopped.", messages.SUCCESS)
+            done += 1
+        self.message_user(request, f"Revoked {done} deployment(s).", messages.SUCCESS)

@@ -486,6 +486,19 @@ def credentials_rotate_all(*, batch_size: int = 500, stdout=None) -> dict:
     return {"rotated": rotated, "unreadable": unreadable, "key_id": primary}
 
 
+def credential_rotate(*, credential: Credential, actor) -> Credential:
+    """Re-encrypt one credential under the newest key (the operator console's "rotate" action).
+    Raises ``crypto.SecretUnreadable`` when no configured key opens it."""
+    with transaction.atomic():
+        credential = Credential.objects.select_for_update().get(pk=credential.pk)
+        before = _credential_audit_view(credential)
+        credential.encrypted_value, credential.encryption_key_id = crypto.rotate(credential.encrypted_value)
+        credential.save(update_fields=["encrypted_value", "encryption_key_id", "updated_at"])
+        audit_record(organization=credential.organization, actor=actor, action="credential.rotate",
+                     instance=credential, before=before, after=_credential_audit_view(credential))
+    return credential
+
+
 # --- providers & models ------------------------------------------------------------------------
 
 def _check_base_url(*, organization, base_url: str) -> None:

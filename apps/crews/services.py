@@ -293,6 +293,23 @@ def execution_cancel(*, execution: Execution, actor, reason: str = "cancelled by
     return execution
 
 
+def execution_retry(*, execution: Execution, actor) -> Execution:
+    """Run an ended run again: a new run with the same frozen definition, inputs and parameters
+    (the original stays as it was). Workflow steps are retried by their workflow, not here."""
+    if not execution.is_terminal:
+        raise Conflict(f"The execution has not ended ({execution.status}).",
+                       errors=[{"field": "status", "message": f"is {execution.status}"}])
+    if execution.kind == ExecutionKind.WORKFLOW_STEP:
+        raise Conflict("A workflow step is retried by its workflow run.",
+                       errors=[{"field": "kind", "message": "is workflow_step"}])
+    return execution_create(
+        organization=execution.organization, actor=actor, kind=execution.kind,
+        run_name=f"{execution.run_name} (retry)" if execution.run_name else "retry", crew=execution.crew,
+        orchestration=execution.orchestration, agent=execution.agent, inputs=execution.inputs,
+        definition=execution.definition, params=execution.params, model=execution.model,
+        priority=execution.priority, max_attempts=execution.max_attempts)
+
+
 def _mark_cancel_in_redis(execution_id) -> None:
     from django_redis import get_redis_connection
 

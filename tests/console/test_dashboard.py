@@ -12,7 +12,7 @@ from apps.console.services import console_token_issue
 from apps.crews.models import Execution, ExecutionStatus, UsageRollup
 from apps.events.services import publish
 from kai_platform.asgi import application
-from tests.factories import UserFactory
+from tests.console.conftest import fast_user
 
 
 def _run(member, name, status=ExecutionStatus.COMPLETED, **fields):
@@ -59,7 +59,7 @@ class TestPage:
         failed = _run(b, "run-b", status=ExecutionStatus.FAILED, error="kaput")
         Execution.objects.filter(pk=failed.pk).update(completed_at=failed.created_at)
         UsageRollup.objects.create(organization=b.organization, day=_today(), model="m", cost="2.25", tokens_in=7)
-        client.force_login(UserFactory(is_staff=True))
+        client.force_login(fast_user(is_staff=True))
         data = client.get("/dashboard/data").json()
         assert {r["run_name"] for r in data["runs"]} == {"run-a", "run-b"}
         assert data["failures"]["count"] == 1 and data["failures"]["latest"][0]["error"] == "kaput"
@@ -89,12 +89,16 @@ class TestPage:
         keyprefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
         queue = f"{_prefix()}.runs"
         keys = [f"{keyprefix}{queue}", f"{keyprefix}{queue}\x06\x163", f"{keyprefix}{queue}\x06\x169"]
+        client.force_login(fast_user(is_staff=True))
+
+        def depth():
+            return {q["queue"]: q["depth"] for q in client.get("/dashboard/data").json()["health"]["queues"]}[queue]
+
+        before = depth()  # earlier tests may have left a run queued
         try:
             for key in keys:
                 redis.rpush(key, "m1", "m2")
-            client.force_login(UserFactory(is_staff=True))
-            depths = {q["queue"]: q["depth"] for q in client.get("/dashboard/data").json()["health"]["queues"]}
-            assert depths[queue] == 6
+            assert depth() - before == 6
         finally:
             redis.delete(*keys)
 
@@ -158,7 +162,7 @@ def _token(user):
 async def test_staff_socket_hears_every_organization(make_member):
     a = await database_sync_to_async(make_member)("owner")
     b = await database_sync_to_async(make_member)("owner")
-    staff = await database_sync_to_async(UserFactory)(is_staff=True)  # a member of no organization
+    staff = await database_sync_to_async(fast_user)(is_staff=True)  # a member of no organization
     socket = await _connect(await _token(staff))
     hello = await _until(socket, "connection_established")
     assert hello["data"]["scope"] == "platform"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 import urllib.request
 from pathlib import Path
 
@@ -30,9 +29,9 @@ def _browser_or_skip():
     if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
         problem = f"chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
     else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("playwright") is None:
             problem = "the playwright package is not installed (pip install -e '.[test]')"
     if problem:
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
