@@ -5,8 +5,8 @@ from datetime import UTC
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -61,6 +61,24 @@ class ScheduleViewSet(TenantScopedViewSet):
         execution = services.schedule_run_now(schedule=self.get_object(), actor=request.user)
         return Response({"execution_id": execution.pk, "status": execution.status, "schedule_id": pk},
                         status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: inline_serializer("ScheduleHistory", {
+        "schedule_id": serializers.UUIDField(),
+        "items": serializers.ListField(child=inline_serializer("ScheduleHistoryItem", {
+            "tick": serializers.CharField(allow_null=True),
+            "outcome": serializers.ChoiceField(choices=["fired", "quota_refused"]),
+            "at": serializers.DateTimeField(),
+            "execution_id": serializers.UUIDField(allow_null=True),
+            "status": serializers.CharField(allow_null=True),
+            "quota": serializers.DictField(allow_null=True),
+            "message": serializers.CharField(allow_blank=True),
+        })),
+    })})
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        """The schedule's ticks, newest first: runs it fired and ticks refused by a plan quota."""
+        schedule = self.get_object()
+        return Response({"schedule_id": schedule.pk, "items": selectors.schedule_history(schedule=schedule)})
 
     @extend_schema(parameters=[OpenApiParameter("count", OpenApiTypes.INT, description=f"1…{MAX_NEXT_RUNS} "
                                                                                        "(default 5)")],

@@ -269,3 +269,16 @@ def test_refused_scheduled_tick_is_recorded_in_the_schedules_history(member, own
     # the tick is spent: beat firing it again neither runs it nor records a second refusal
     assert schedule_fire(schedule_id=schedule.pk, now=tick + timedelta(seconds=40)).outcome == "duplicate"
     assert QuotaRefusal.objects.for_org(member.organization).count() == 1
+
+    # with room again, the next tick runs; the schedule's history shows both ticks
+    limit_org(member.organization, agent_executions_per_hour=5)
+    fired = schedule_fire(schedule_id=schedule.pk, now=tick + timedelta(days=1, seconds=30))
+    assert fired.outcome == "fired"
+    history = owner_client.get(f"/api/v1/scheduler/schedules/{schedule.pk}/history")
+    assert history.status_code == 200, history.content
+    items = history.json()["items"]
+    assert [(item["outcome"], item["tick"]) for item in items] == [("fired", fired.tick),
+                                                                   ("quota_refused", result.tick)]
+    assert items[0]["execution_id"] == fired.execution_id and items[0]["status"] == "PENDING"
+    assert items[1]["quota"]["name"] == "agent_executions" and items[1]["quota"]["limit"] == 1
+    assert "agent_executions" in items[1]["message"]
