@@ -115,6 +115,8 @@ KAI_WS_AUTH_TIMEOUT = env_float("KAI_WS_AUTH_TIMEOUT", 10.0)
 KAI_WS_RECHECK_SECONDS = env_float("KAI_WS_RECHECK_SECONDS", 15.0)
 #: how often a subscribed socket reads the event table for events the channel layer dropped
 KAI_WS_RECONCILE_SECONDS = env_float("KAI_WS_RECONCILE_SECONDS", 5.0)
+#: lifetime of the access token the dashboard mints for its console socket (it reconnects with a new one)
+KAI_CONSOLE_TOKEN_SECONDS = env_int("KAI_CONSOLE_TOKEN_SECONDS", 300)
 
 # --- applications -----------------------------------------------------------------------------
 INSTALLED_APPS = [

@@ -39,3 +39,4 @@ handler500 = "kai_platform.api.exceptions.handler500"
 admin.site.site_header = "kAI operator console"
 admin.site.site_title = "kAI"
 admin.site.index_title = "Operations"
+admin.site.site_url = "/dashboard"  # the header's "View site" link opens the live dashboard

@@ -16,7 +16,7 @@ def console_token_issue(*, user) -> dict:
     refreshed, and it grants what the user's own login grants.
     """
     token = AccessToken.for_user(user)
-    lifetime = timedelta(seconds=getattr(settings, "KAI_CONSOLE_TOKEN_SECONDS", 300))
+    lifetime = timedelta(seconds=settings.KAI_CONSOLE_TOKEN_SECONDS)
     token.set_exp(lifetime=lifetime)
     token["sid"] = f"console-{uuid.uuid4().hex}"
     token["scope"] = "console"

@@ -10,8 +10,8 @@ from kai_platform.admin import CREATED, id_link
 class ScheduleAdmin(admin.ModelAdmin):
     list_display = ("name", "organization", "cron_expression", "timezone", "target", "enabled",
                     "misfire_policy", "last_run_at", "last_run")
-    list_filter = ("enabled", "target_type", "misfire_policy", "organization", ("last_run_at", admin.DateFieldListFilter),
-                   CREATED)
+    list_filter = ("enabled", "target_type", "misfire_policy", "organization",
+                   ("last_run_at", admin.DateFieldListFilter), CREATED)
     search_fields = ("name", "=id", "cron_expression", "organization__slug")
     list_select_related = ("organization", "crew", "agent")
     readonly_fields = ("organization", "created_by", "created_at", "updated_at", "last_run_at", "last_tick_at",
