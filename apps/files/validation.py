@@ -26,10 +26,33 @@ def sanitize_filename(name: str) -> str:
     return name or "file"
 
 
+#: zip containers told apart by the member names in their first local headers (puremagic calls every
+#: zip a .docx); a plain archive stays application/zip
+_ZIP_MEMBERS = (
+    (b"word/", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    (b"xl/", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    (b"ppt/", "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+    (b"META-INF/MANIFEST.MF", "application/java-archive"),
+)
+
+
+def _zip_type(head: bytes) -> str:
+    if head.startswith(b"PK\x03\x04") and head[30:38] == b"mimetype":
+        declared = head[38:38 + 80].split(b"PK", 1)[0].strip()
+        if declared.startswith(b"application/") and declared.isascii():
+            return declared.decode()  # OpenDocument/EPUB: the stored mimetype member comes first
+    for marker, mime in _ZIP_MEMBERS:
+        if marker in head:
+            return mime
+    return "application/zip"
+
+
 def sniff_content_type(head: bytes) -> str:
     """The type of the first bytes of a file: magic numbers first (puremagic), then UTF-8 text."""
     import puremagic
 
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"):
+        return _zip_type(head)
     if head:
         try:
             return puremagic.from_string(head, mime=True) or _texty(head)
