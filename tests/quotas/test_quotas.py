@@ -282,3 +282,27 @@ def test_refused_scheduled_tick_is_recorded_in_the_schedules_history(member, own
     assert items[0]["execution_id"] == fired.execution_id and items[0]["status"] == "PENDING"
     assert items[1]["quota"]["name"] == "agent_executions" and items[1]["quota"]["limit"] == 1
     assert "agent_executions" in items[1]["message"]
+
+
+def test_staff_give_an_organization_custom_limits_in_the_admin(client, member):
+    from django.urls import reverse
+
+    from apps.audit.models import AuditEvent
+    from tests.factories import UserFactory
+
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    org = member.organization
+    assert quota_limits(organization=org)["limits"]["agent_executions"] == 500  # cached now
+    response = client.post(reverse("admin:quotas_quotaoverride_add"), {
+        "organization": str(org.pk), "agent_executions_per_hour": "7", "workflow_executions_per_day": "",
+        "voice_commands_per_hour": "", "note": "contract 42"})
+    assert response.status_code == 302, response.content[:2000]
+    override = QuotaOverride.objects.get(organization=org)
+    assert override.updated_by == staff and override.workflow_executions_per_day is None
+    resolved = quota_limits(organization=org)
+    assert resolved["limits"]["agent_executions"] == 7 and resolved["custom"] == ["agent_executions"]
+    assert resolved["limits"]["workflow_executions"] == DEFAULT_PLAN_LIMITS["standard"]["workflow_executions"]
+    assert AuditEvent.objects.filter(organization=org, action="quota_override.create").exists()
+    page = client.get(reverse("admin:quotas_quotaoverride_change", args=[override.pk]))
+    assert b"agent_executions: 0 of 7 per hour" in page.content
