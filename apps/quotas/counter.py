@@ -94,7 +94,7 @@ def consume(key: str, *, now_ms: int, window_seconds: int, limit: int, members: 
     status, used, score = int(raw[0]), int(raw[1]), raw[2]
     if isinstance(score, bytes):
         score = score.decode()
-    score_ms = float(score) if score not in ("", None, "inf") else None
+    score_ms = float(score) if score not in ("", None, "inf", "+inf") else None
     return WindowState(status, max(0, used), score_ms)
 
 
