@@ -91,6 +91,10 @@ def test_every_entry_point_is_counted_through_execution_create(member, owner_cli
                          agent=make_agent(member, name="Other"), definition={"description": "x"})
     assert_envelope(owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk)}, format="json"), 429,
                     "GENERAL_002")
+    from apps.agents.consumers import _start_command  # the agent socket's `command` message
+
+    with pytest.raises(QuotaExceeded):
+        _start_command(member.organization, member.user, make_agent(member, name="Socket"), "status", {})
     assert Execution.objects.for_org(member.organization).count() == 2
 
 
