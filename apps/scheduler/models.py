@@ -1,4 +1,4 @@
-"""Schedules: a cron expression in a time zone that starts a run of a crew or an agent task.
+"""Schedules: a cron expression in a time zone that starts a run of a crew, an agent task or a workflow.
 
 ``Schedule`` is the source of truth; ``apps.scheduler.services`` keeps its
 ``django_celery_beat.PeriodicTask`` in step in the same transaction (DESIGN §10).
@@ -13,7 +13,7 @@ from kai_platform.tenancy.models import TenantModel
 class TargetType(models.TextChoices):
     CREW = "crew", "Crew"
     AGENT_TASK = "agent_task", "Agent task"
-    WORKFLOW = "workflow", "Workflow (not available yet)"
+    WORKFLOW = "workflow", "Workflow"
 
 
 class MisfirePolicy(models.TextChoices):
@@ -31,6 +31,8 @@ class Schedule(TenantModel):
     crew = models.ForeignKey("crews.Crew", null=True, blank=True, on_delete=models.SET_NULL, related_name="schedules")
     agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="schedules")
+    workflow = models.ForeignKey("workflows.Workflow", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="schedules")
     inputs = models.JSONField(default=dict, blank=True)
     task = models.JSONField(default=dict, blank=True, help_text="agent_task: {description, expected_output}.")
     enabled = models.BooleanField(default=True)

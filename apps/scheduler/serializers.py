@@ -21,8 +21,7 @@ class LastExecutionSerializer(serializers.ModelSerializer):
 class ScheduleSerializer(KaiModelSerializer):
     crew_id = serializers.UUIDField(required=False, allow_null=True, help_text="target_type crew.")
     agent_id = serializers.UUIDField(required=False, allow_null=True, help_text="target_type agent_task.")
-    workflow_id = serializers.UUIDField(required=False, allow_null=True, write_only=True,
-                                        help_text="Not available yet (refused).")
+    workflow_id = serializers.UUIDField(required=False, allow_null=True, help_text="target_type workflow.")
     target_type = serializers.ChoiceField(choices=TargetType.choices, required=False)
     timezone = serializers.CharField(required=False, max_length=64)
     misfire_policy = serializers.ChoiceField(choices=MisfirePolicy.choices, required=False,
@@ -51,6 +50,7 @@ class ScheduleSerializer(KaiModelSerializer):
         data = super().to_representation(instance)
         data["crew_id"] = str(instance.crew_id) if instance.crew_id else None
         data["agent_id"] = str(instance.agent_id) if instance.agent_id else None
+        data["workflow_id"] = str(instance.workflow_id) if instance.workflow_id else None
         return data
 
     def service_data(self) -> dict:

@@ -55,7 +55,7 @@ def test_register_store_query_and_state_over_http(member, client_for):
     (request("no.such.method"), -32601),
     (request("memory.query", {"agent_number": 999}), -32004),
     (request("memory.query", {"agent_number": "one"}), -32602),
-    (request("workflow.execute", {"workflow_id": "w"}), -32005),
+    (request("workflow.execute", {"workflow_id": "w"}), -32004),
     ({"version": "1.0", "type": "request", "method": "system.get_state"}, -32600),
 ])
 def test_mcp_errors_are_mcp_error_messages(owner_client, message, code):

@@ -101,11 +101,11 @@ def test_another_organizations_crew_or_agent_is_a_400(owner_client, make_member)
     assert [e["field"] for e in assert_envelope(response, 400)["errors"]] == ["agent_id"]
 
 
-def test_workflow_targets_are_refused_for_now(owner_client):
+def test_a_workflow_schedule_needs_workflow_id(owner_client):
     response = owner_client.post(URL, {"name": "x", "cron_expression": "0 9 * * *", "target_type": "workflow"},
                                  format="json")
     body = assert_envelope(response, 400)
-    assert body["errors"][0]["field"] == "target_type" and "not available" in body["errors"][0]["message"]
+    assert body["errors"][0]["field"] == "workflow_id" and "needs workflow_id" in body["errors"][0]["message"]
 
 
 def test_missing_target_and_unknown_fields(owner_client, crew):

@@ -68,13 +68,28 @@ def steps_of(run):
     return list(StepRun.objects.filter(run=run).select_related("execution").order_by("created_at", "attempt"))
 
 
+class SharedWorker:
+    """The module's worker; a test may kill it and put another in its place (``replace``)."""
+
+    def __init__(self, *args: str):
+        self.args = args
+        self.worker = WorkerProcess(*args)
+
+    def replace(self, *args: str) -> WorkerProcess:
+        self.worker = WorkerProcess(*args)
+        return self.worker
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+
 @pytest.fixture(scope="module")
 def wf_worker(django_db_setup, django_db_blocker):
     """One real Celery worker (threads pool, default + runs queues) for every test of a module."""
     with django_db_blocker.unblock():
-        worker = WorkerProcess("--concurrency", "8", "-n", "wf@%h")
+        shared = SharedWorker("--concurrency", "8", "-n", "wf@%h")
     try:
-        worker.wait_alive(timeout=120)
-        yield worker
+        shared.worker.wait_alive(timeout=120)
+        yield shared
     finally:
-        worker.stop()
+        shared.stop()

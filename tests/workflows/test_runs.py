@@ -7,12 +7,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import signal
 import time
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from apps.agents.models import Agent
+from apps.crews import runner
 from apps.crews.models import Execution, TraceSpan
 from apps.events.models import Event
 from apps.workflows.models import StepRun, Workflow, WorkflowRun
@@ -248,7 +251,7 @@ def test_webhook_trigger_checks_the_signature(setup, api_client):
                                     **tampered), 401)
     stale = _sign(workflow.secret, body, timestamp=int(time.time()) - 3600)
     assert_envelope(api_client.post(url, body, content_type="application/json", **stale), 401)
-    assert_envelope(api_client.post(f"/api/v1/workflow-hooks/nope", body, content_type="application/json",
+    assert_envelope(api_client.post("/api/v1/workflow-hooks/nope", body, content_type="application/json",
                                     **_sign(workflow.secret, body)), 404)
     assert not WorkflowRun.objects.exists()
 
@@ -280,3 +283,36 @@ def test_an_agent_completion_starts_the_workflow_listening_for_it(setup):
     run = wait_run(run.pk)
     assert run.execution.status == "COMPLETED" and run.trigger_type == "agent_completion"
     assert run.inputs["execution_id"] == task["task_id"] and run.inputs["agent_number"] == source.agent_number
+
+
+def test_a_step_whose_worker_is_killed_is_retried_and_the_run_completes(setup, wf_worker):
+    """SIGKILL the worker in the middle of a step: the reaper fails the lost attempt ("worker lost"),
+    the retry policy runs the step again on a new worker, the run completes, and the two attempts
+    never overlap. (The killed worker is the module's; the new one takes its place.)"""
+    member, client, good, _ = setup
+    workflow = make_workflow(member, definition(
+        [step("slow", good, action="tell " + " ".join(["more"] * 30), llm_params={"tokens_per_s": 12}),
+         step("after", good, depends_on=["slow"])],
+        error_handling={"strategy": "retry"},
+        retry_policy={"max_attempts": 2, "backoff_strategy": "fixed", "delay_ms": 0}))
+    run_id = execute(client, workflow)["run_id"]
+    first = wait_for(lambda: Execution.objects.filter(step_run__run_id=run_id, tokens_out__gt=0).first(), 30,
+                     message="the step to stream")
+    wf_worker.worker.stop(sig=signal.SIGKILL)
+    assert Execution.objects.get(pk=first.pk).status == "RUNNING"  # nobody knows yet
+    frozen = Execution.objects.get(pk=first.pk).tokens_out
+
+    # the reaper, 61 s later for this run (its heartbeat stopped with the worker)
+    Execution.objects.filter(pk=first.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=61))
+    assert runner.reap_stale()["failed"] == 1
+    wf_worker.replace("--concurrency", "8", "-n", "survivor@%h")
+
+    run = wait_run(run_id, timeout=120)  # the new worker boots first
+    assert run.execution.status == "COMPLETED", run.error
+    attempts = by_step(run)["slow"]
+    assert [(s.attempt, s.state) for s in attempts] == [(1, "failed"), (2, "completed")]
+    assert attempts[0].error.startswith("worker lost") and attempts[0].execution.tokens_out == frozen
+    assert attempts[0].execution.worker.startswith("wf@") and attempts[1].execution.worker.startswith("survivor@")
+    # never twice at once: the retry started after the lost attempt had ended
+    assert attempts[1].execution.started_at >= attempts[0].execution.completed_at
+    assert [s.state for s in by_step(run)["after"]] == ["completed"]
