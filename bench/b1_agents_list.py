@@ -1,5 +1,5 @@
-"""B1: GET /api/v1/agents?limit=100 with 100 agents, beside a raw SQL select of the same rows,
-measured in the same run. Prints query count, median times and the ratio.
+"""B1: GET /api/v1/agents?limit=100 with 100 agents, beside a raw SQL select of the same rows
+rendered with orjson (the issue's baseline), measured in the same run. Prints query count, median times and the ratio.
 
     DATABASE_URL=… REDIS_URL=… .venv/bin/python bench/b1_agents_list.py [--runs 100]
 
@@ -62,13 +62,18 @@ def main() -> int:
             assert response.status_code == 200 and len(response.json()["items"]) == args.agents, response.content[:300]
             return elapsed
 
+        import orjson
+
         def raw_once():
+            """The issue's baseline: the raw SQL fetch of the same rows + orjson of them."""
             started = time.perf_counter()
             with connection.cursor() as cursor:
                 cursor.execute(sql, [organization.pk, args.agents])
-                rows = cursor.fetchall()
+                names = [c.name for c in cursor.description]
+                rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+            body = orjson.dumps({"items": rows}, default=str)
             elapsed = time.perf_counter() - started
-            assert len(rows) == args.agents
+            assert len(rows) == args.agents and body
             return elapsed
 
         for _ in range(10):  # warm-up: connections, caches, code paths
@@ -92,7 +97,7 @@ def main() -> int:
         for q in queries:
             print(f"    {q[:110]}")
         print(f"  API                 : {api_ms:8.3f} ms")
-        print(f"  raw SQL select      : {raw_ms:8.3f} ms")
+        print(f"  raw SQL select      : {raw_ms:8.3f} ms   (fetch + orjson of the rows)")
         print(f"  ratio API / raw     : {api_ms / raw_ms:8.2f}x   (target <= 2.5x, <= 6 queries)")
         if os.environ.get("B1_PROFILE"):
             import cProfile

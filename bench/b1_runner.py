@@ -22,7 +22,7 @@ def _row_from(data: dict) -> Row:
     return Row(
         id="B1", measures=MEASURES, target=f"<= {TARGET}x",
         figure=round(api_ms, 3), figure_text=f"{api_ms:.2f} ms median",
-        baseline=round(raw_ms, 3), baseline_text=f"{raw_ms:.2f} ms raw SQL select",
+        baseline=round(raw_ms, 3), baseline_text=f"{raw_ms:.2f} ms raw SQL + orjson",
         ratio=round(ratio, 3), ratio_text=f"{ratio:.2f}x", status=verdict(ratio <= TARGET),
         note=(f"{queries} queries per request; " if queries is not None else "")
         + "in-process test client (no HTTP), interleaved with the raw select; by bench/b1_agents_list.py",

@@ -6,3 +6,8 @@ class AccountsConfig(AppConfig):
     label = "accounts"
     verbose_name = "Accounts & organizations"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from kai_platform.tenancy import authcache
+
+        authcache.connect_signals()  # cached credentials are re-read after any change of these rows

@@ -39,6 +39,7 @@ from apps.audit.services import audit_record
 from apps.stepup.errors import StepUpFailed
 from apps.stepup.models import WebAuthnCredential
 from kai_platform.api.errors import Conflict, RateLimited, codes
+from kai_platform.tenancy import authcache
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ def _preferences_mark_biometric(user) -> None:
     current = User.objects.filter(pk=user.pk).values_list("preferences", flat=True).first() or {}
     if bool(current.get("biometric_enabled")) != enabled:
         User.objects.filter(pk=user.pk).update(preferences={**current, "biometric_enabled": enabled})
+        authcache.bump_user(user.pk)  # update() sends no signal: cached credentials must re-read the user
 
 
 def authenticator_delete(*, credential: WebAuthnCredential, actor, organization) -> None:

@@ -56,6 +56,7 @@ def rollup_minute(minute: int) -> list[MetricRollup]:
     bucket = datetime.datetime.fromtimestamp(minute, tz=datetime.timezone.utc)
     end = bucket + datetime.timedelta(minutes=1)
     rows: list[MetricRollup] = []
+    observability.flush()  # this process's buffered samples first
     try:
         members = observability._redis().smembers(f"{settings.KAI_REDIS_PREFIX}:perf:active:{minute}")
     except Exception:

@@ -2,7 +2,8 @@
 django-ratelimit's core so every process shares one count.
 
 The subject is the request's organization when the credential names one, otherwise the client
-IP. ``X-RateLimit-Limit`` is the hard cap; past the soft limit responses carry
+IP. A count is one Redis round trip (SET NX + INCR pipelined); the JWT authentication adds it to
+its own pipeline (kai_platform.tenancy.authcache), so a cached credential costs one round trip in all. ``X-RateLimit-Limit`` is the hard cap; past the soft limit responses carry
 ``X-RateLimit-Warning``; past the hard cap the answer is 429 ``GENERAL_002`` with ``Retry-After``.
 """
 from __future__ import annotations
@@ -11,7 +12,8 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django_ratelimit.core import get_usage
+from django.core.cache import caches
+from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
 from rest_framework.throttling import BaseThrottle
 
 from kai_platform.api.errors import RateLimited
@@ -63,20 +65,58 @@ def client_ip(request) -> str:
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
-def count_request(request, *, subject: str, subject_type: str, plan: str) -> RateUsage | None:
-    """Count one request against ``subject``; None when rate limiting is disabled."""
-    soft, hard = PLAN_RATE_LIMITS.get(plan, PLAN_RATE_LIMITS[ANONYMOUS_PLAN])
-    window = settings.KAI_RATE_WINDOW_SECONDS
-    usage = get_usage(
-        request, group=GROUP, key=lambda group, req: f"{subject_type}:{subject}",
-        rate=f"{hard}/{window}s", increment=True,
-    )
-    if usage is None:
+@dataclass(frozen=True)
+class Counter:
+    """One subject's counter in the current window: the Redis key and what its count means.
+    Keys are django-ratelimit's (same group, rate and window), so both count the same thing."""
+
+    key: str
+    period: int
+    window: int  # epoch seconds when the window ends
+    subject_type: str
+    soft: int
+    hard: int
+
+    def queue(self, pipe) -> None:
+        """Add the increment to a Redis pipeline: two commands, one round trip with the rest."""
+        pipe.set(self.key, 0, ex=self.period + EXPIRATION_FUDGE, nx=True)
+        pipe.incr(self.key)
+
+    def usage(self, count: int) -> RateUsage:
+        return RateUsage(subject_type=self.subject_type, soft=self.soft, limit=self.hard, count=int(count),
+                         reset=int(time.time()) + max(0, self.window - int(time.time())))
+
+
+def counter_for(*, subject: str, subject_type: str, plan: str) -> Counter | None:
+    """The counter of ``subject`` in the current window; None when rate limiting is disabled."""
+    if not getattr(settings, "RATELIMIT_ENABLE", True):
         return None
-    return RateUsage(
-        subject_type=subject_type, soft=soft, limit=hard, count=usage["count"],
-        reset=int(time.time()) + max(0, usage["time_left"]),
-    )
+    soft, hard = PLAN_RATE_LIMITS.get(plan, PLAN_RATE_LIMITS[ANONYMOUS_PLAN])
+    period = settings.KAI_RATE_WINDOW_SECONDS
+    rate = f"{hard}/{period}s"
+    value = f"{subject_type}:{subject}"
+    window = _get_window(value, period)
+    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    key = cache.make_key(_make_cache_key(GROUP, window, rate, value, ""))
+    return Counter(key=key, period=period, window=window, subject_type=subject_type, soft=soft, hard=hard)
+
+
+def redis_client():
+    from django_redis import get_redis_connection
+
+    return get_redis_connection(getattr(settings, "RATELIMIT_USE_CACHE", "default"))
+
+
+def count_request(request, *, subject: str, subject_type: str, plan: str) -> RateUsage | None:
+    """Count one request against ``subject`` (one Redis round trip); None when rate limiting is
+    disabled. Redis errors propagate (the dependency handler answers 503)."""
+    counter = counter_for(subject=subject, subject_type=subject_type, plan=plan)
+    if counter is None:
+        return None
+    pipe = redis_client().pipeline(transaction=False)
+    counter.queue(pipe)
+    _, count = pipe.execute()
+    return counter.usage(count)
 
 
 def remember(request, usage: RateUsage | None) -> None:

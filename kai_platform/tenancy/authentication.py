@@ -13,6 +13,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from kai_platform.api.errors import codes
 from kai_platform.logging import request_state
+from kai_platform.tenancy import authcache
 from kai_platform.tenancy.context import AuthContext
 
 API_KEY_PREFIX = "kai_"
@@ -69,7 +70,9 @@ def authenticate_credential(raw: str, *, organization_ref: str | None = None):
     return _authenticate_jwt(raw, organization_ref)
 
 
-def _authenticate_jwt(raw: str, organization_ref: str | None):
+def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
+    """A JWT → ``(user, AuthContext)``. With ``request`` (REST, not sockets) the organization's
+    rate-limit count rides in the same Redis round trip as the revocation check (authcache)."""
     try:
         token = AccessToken(raw)
     except TokenError as exc:
@@ -79,15 +82,43 @@ def _authenticate_jwt(raw: str, organization_ref: str | None):
             code=codes.TOKEN_EXPIRED if expired else codes.UNAUTHORIZED,
         )
     jti = token.get("jti")
-    if not jti or is_access_token_revoked(jti):
+    if not jti:
         raise exceptions.AuthenticationFailed(_("Access token has been revoked."), code=codes.UNAUTHORIZED)
-    from apps.accounts import selectors
+    user_id = str(token.get("user_id") or "")
+    entry = authcache.lookup(user_id, organization_ref)
+    counter = None
+    if request is not None and entry is not None and entry.org_id is not None:
+        from kai_platform.api import ratelimit
 
-    user, membership = selectors.user_and_membership(user_id=token.get("user_id"), organization_ref=organization_ref)
+        counter = ratelimit.counter_for(subject=entry.org_id, subject_type="organization", plan=entry.org_plan)
+    probe = authcache.probe(revoked_key=cache.make_key(revoked_jti_key(jti)), user_id=user_id,
+                            org_id=entry.org_id if entry is not None else None, counter=counter)
+    if probe.revoked:
+        raise exceptions.AuthenticationFailed(_("Access token has been revoked."), code=codes.UNAUTHORIZED)
+    if entry is not None and entry.versions == (probe.user_version, probe.org_version):
+        user, membership = entry.materialize()
+    else:
+        from apps.accounts import selectors
+
+        user, membership = selectors.user_and_membership(user_id=user_id, organization_ref=organization_ref)
+        if user is not None:
+            org_id = str(membership.organization_id) if membership is not None else None
+            if org_id is None:
+                org_version = None
+            elif entry is not None and entry.org_id == org_id:
+                org_version = probe.org_version
+            else:
+                org_version = authcache.org_version(org_id)
+            authcache.store(user_id, organization_ref, (probe.user_version, org_version), user, membership)
     if user is None:
         raise exceptions.AuthenticationFailed(_("User not found or inactive."), code=codes.UNAUTHORIZED)
     if membership is None and organization_ref:
         raise OrganizationHeaderError()
+    if counter is not None and probe.count is not None and membership is not None \
+            and str(membership.organization_id) == entry.org_id:
+        from kai_platform.api import ratelimit
+
+        ratelimit.remember(request, counter.usage(probe.count))
     ctx = AuthContext(
         kind="jwt",
         organization=membership.organization if membership else None,
@@ -138,7 +169,7 @@ class JWTAuthentication(_BearerAuthentication):
         raw = _bearer(request)
         if raw is None or raw.startswith(API_KEY_PREFIX):
             return None
-        return _authenticate_jwt(raw, request.META.get(ORG_HEADER))
+        return _authenticate_jwt(raw, request.META.get(ORG_HEADER), request)
 
 
 class ApiKeyAuthentication(_BearerAuthentication):

@@ -1,0 +1,185 @@
+"""Who a JWT acts as, cached per process and re-validated on every request in one Redis round trip.
+
+Authenticating a JWT used to cost one Redis GET (revocation), one SQL query (user + membership +
+organization) and two Redis commands for the rate limit: four round trips before the view ran,
+most of an authenticated request's time (B3 in bench/). Now:
+
+* ``probe`` sends ONE pipeline: ``EXISTS`` the token's revocation key, ``MGET`` the user's and the
+  organization's *authorization versions*, and (when the organization is known from the cache) the
+  organization's rate-limit increment.
+* The user/membership/organization rows live in a small per-process cache keyed by
+  ``(user id, X-Organization)``. An entry is used only while both versions it was read under are
+  still the current ones, and never longer than ``KAI_AUTH_CACHE_SECONDS``.
+* Every save/delete of a User, Membership or Organization bumps the version (at once, and again
+  after the transaction commits, so no request can cache the old row under the new version).
+  Code that changes these rows with ``QuerySet.update()`` must call ``bump_user``/``bump_org``.
+
+So a logout (revocation key), a role change, a removed member or a deactivated organization take
+effect on the very next request, in every process. Each request gets fresh model instances built
+from the cached rows (views may change them without touching the cache).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+
+#: entries kept per process at most (the whole cache is dropped past it: cheap and bounded)
+MAX_ENTRIES = 10_000
+VERSION_TTL = 24 * 3600
+
+_entries: dict[tuple[str, str | None], "_Entry"] = {}
+
+
+def _ttl() -> float:
+    return float(getattr(settings, "KAI_AUTH_CACHE_SECONDS", 5.0))
+
+
+def user_version_key(user_id) -> str:
+    return cache.make_key(f"authz:user:{user_id}")
+
+
+def org_version_key(org_id) -> str:
+    return cache.make_key(f"authz:org:{org_id}")
+
+
+def _redis():
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+# --- invalidation ------------------------------------------------------------------------------
+
+def _bump(keys: list[str]) -> None:
+    pipe = _redis().pipeline(transaction=False)
+    for key in keys:
+        pipe.incr(key)
+        pipe.expire(key, VERSION_TTL)
+    pipe.execute()
+
+
+def _bump_now_and_after_commit(keys: list[str]) -> None:
+    _bump(keys)
+    transaction.on_commit(lambda: _bump(keys), robust=True)
+
+
+def bump_user(user_id) -> None:
+    """The user's rows or memberships changed: cached credentials of that user are re-read."""
+    _bump_now_and_after_commit([user_version_key(user_id)])
+
+
+def bump_org(org_id) -> None:
+    """The organization changed (plan, settings, active): its members' cached credentials are re-read."""
+    _bump_now_and_after_commit([org_version_key(org_id)])
+
+
+def _on_user_change(sender, instance, **kwargs):
+    bump_user(instance.pk)
+
+
+def _on_membership_change(sender, instance, **kwargs):
+    bump_user(instance.user_id)
+
+
+def _on_org_change(sender, instance, **kwargs):
+    bump_org(instance.pk)
+
+
+def connect_signals() -> None:
+    """Called from the accounts app's ready(): every process that writes these rows bumps."""
+    from django.db.models.signals import post_delete, post_save
+
+    from apps.accounts.models import Membership, Organization, User
+
+    for model, receiver in ((User, _on_user_change), (Membership, _on_membership_change),
+                            (Organization, _on_org_change)):
+        post_save.connect(receiver, sender=model, dispatch_uid=f"authcache-save-{model.__name__}")
+        post_delete.connect(receiver, sender=model, dispatch_uid=f"authcache-delete-{model.__name__}")
+
+
+# --- the cache -----------------------------------------------------------------------------------
+
+def _row(instance) -> tuple:
+    return tuple(getattr(instance, f.attname) for f in instance._meta.concrete_fields)
+
+
+def _build(model, row: tuple):
+    values = [copy.deepcopy(v) if isinstance(v, (dict, list)) else v for v in row]
+    return model.from_db("default", [f.attname for f in model._meta.concrete_fields], values)
+
+
+@dataclass
+class _Entry:
+    versions: tuple
+    expires: float
+    org_id: str | None
+    org_plan: str | None
+    user_row: tuple
+    membership_row: tuple | None
+    org_row: tuple | None
+
+    def materialize(self):
+        from apps.accounts.models import Membership, Organization, User
+
+        user = _build(User, self.user_row)
+        if self.membership_row is None:
+            return user, None
+        membership = _build(Membership, self.membership_row)
+        membership.user = user
+        membership.organization = _build(Organization, self.org_row)
+        return user, membership
+
+
+def lookup(user_id: str, organization_ref: str | None) -> _Entry | None:
+    entry = _entries.get((user_id, organization_ref))
+    if entry is None or entry.expires < time.monotonic():
+        return None
+    return entry
+
+
+def store(user_id: str, organization_ref: str | None, versions: tuple, user, membership) -> None:
+    if len(_entries) >= MAX_ENTRIES:
+        _entries.clear()
+    org = membership.organization if membership is not None else None
+    _entries[(user_id, organization_ref)] = _Entry(
+        versions=versions, expires=time.monotonic() + _ttl(), org_id=str(org.pk) if org is not None else None,
+        org_plan=org.plan if org is not None else None, user_row=_row(user), membership_row=_row(membership) if membership is not None else None,
+        org_row=_row(org) if org is not None else None)
+
+
+def clear() -> None:
+    _entries.clear()
+
+
+# --- the one round trip ------------------------------------------------------------------------
+
+@dataclass
+class Probe:
+    revoked: bool
+    user_version: bytes | None
+    org_version: bytes | None
+    count: int | None  # the rate-limit count after this request's increment, when one was queued
+
+
+def probe(*, revoked_key: str, user_id: str, org_id: str | None, counter=None) -> Probe:
+    """One pipeline: revocation, the authorization versions, and the rate-limit increment."""
+    keys = [user_version_key(user_id)] + ([org_version_key(org_id)] if org_id else [])
+    pipe = _redis().pipeline(transaction=False)
+    pipe.exists(revoked_key)
+    pipe.mget(keys)
+    if counter is not None:
+        counter.queue(pipe)
+    results = pipe.execute()
+    versions = results[1]
+    return Probe(revoked=bool(results[0]), user_version=versions[0],
+                 org_version=versions[1] if org_id else None,
+                 count=results[-1] if counter is not None else None)
+
+
+def org_version(org_id: str) -> bytes | None:
+    return _redis().get(org_version_key(org_id))
