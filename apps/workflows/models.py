@@ -83,7 +83,7 @@ class Phase(models.TextChoices):
 
 class WorkflowRun(TenantModel):
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs")
-    workflow_version = models.ForeignKey(WorkflowVersion, on_delete=models.PROTECT, related_name="runs")
+    workflow_version = models.ForeignKey(WorkflowVersion, on_delete=models.CASCADE, related_name="runs")
     version = models.PositiveIntegerField()
     execution = models.OneToOneField("crews.Execution", on_delete=models.CASCADE, related_name="workflow_run")
     trigger_type = models.CharField(max_length=20, choices=TriggerType.choices, default=TriggerType.MANUAL)

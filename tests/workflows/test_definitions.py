@@ -225,3 +225,20 @@ def test_a_step_never_has_two_live_attempts(member):
         StepRun.objects.create(organization=member.organization, run=run, step_id="a", attempt=1, state="failed")
     StepRun.objects.filter(run=run).update(state="failed")
     StepRun.objects.create(organization=member.organization, run=run, step_id="a", attempt=2, state="scheduled")
+
+
+def test_deleting_a_workflow_or_its_organization_takes_its_runs(member, client_for):
+    from apps.accounts.models import Organization
+    from apps.workflows.models import WorkflowRun
+    from apps.workflows.services import workflow_start
+
+    agent = make_agent(member)
+    workflow = make_workflow(member, definition([step("a", agent)]))
+    run = workflow_start(workflow=workflow, actor=member.user)
+    assert client_for(member).delete(f"/api/v1/workflows/{workflow.pk}").status_code == 204
+    assert not WorkflowRun.objects.filter(pk=run.pk).exists()
+    run.execution.refresh_from_db()
+    assert run.execution.status == "CANCELLED"  # a live run is cancelled, not orphaned
+    other = make_workflow(member, definition([step("a", agent)]), name="Other")
+    workflow_start(workflow=other, actor=member.user)
+    Organization.objects.filter(pk=member.organization.pk).delete()
