@@ -84,20 +84,20 @@ def test_dashboard_shows_a_run_going_from_pending_to_completed_without_reload(ma
             page.click("input[type=submit]")
             page.wait_for_url(f"{server.url}/admin/")
             page.goto(f"{server.url}/dashboard")
-            page.wait_for_selector("#socket-state[data-state=live]", timeout=15_000)
+            page.wait_for_selector("#socket-state[data-state=live]", timeout=30_000)
             page.evaluate("window.__loadedOnce = true")
             page.screenshot(path=str(ARTIFACTS / "1-dashboard-live.png"), full_page=True)
 
             # a run started through the API appears (no worker yet: it waits PENDING) …
             execution_id = _start_run(server, token, str(crew.pk))
             row = f'#runs tr[data-run-id="{execution_id}"]'
-            page.wait_for_selector(f'{row}[data-status="PENDING"]', timeout=15_000)
+            page.wait_for_selector(f'{row}[data-status="PENDING"]', timeout=30_000)
             assert owner.organization.slug in page.inner_text(row)
             page.screenshot(path=str(ARTIFACTS / "2-run-pending.png"), full_page=True)
 
             # … and turns COMPLETED once a worker picks it up, without a reload
             worker = WorkerProcess()
-            page.wait_for_selector(f'{row}[data-status="COMPLETED"]', timeout=45_000)
+            page.wait_for_selector(f'{row}[data-status="COMPLETED"]', timeout=60_000)
             assert page.evaluate("window.__loadedOnce") is True, "the page was reloaded"
             assert page.inner_text(f"{row} [data-field=status]") == "COMPLETED"
             assert page.evaluate("window.kaiConsole.events") >= 2  # PENDING … COMPLETED over the socket
