@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from apps.crews.models import ACTIVE_STATUSES, Execution, ExecutionStatus, UsageRollup
+from apps.crews.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Execution, ExecutionStatus, UsageRollup
 
 RECENT_RUNS = 25
 RECENT_FAILURES = 10
@@ -47,7 +47,7 @@ def _run_queryset(organization):
 
 def recent_runs(*, organization=None, limit: int = RECENT_RUNS) -> list[dict]:
     """Runs still going first, then the most recent ones, newest first."""
-    active = list(_run_queryset(organization).filter(status__in=[ExecutionStatus.PENDING, *ACTIVE_STATUSES])
+    active = list(_run_queryset(organization).exclude(status__in=TERMINAL_STATUSES)  # waiting for approval too
                   .order_by("-created_at")[:limit])
     seen = {run.pk for run in active}
     recent = [run for run in _run_queryset(organization).order_by("-created_at")[:limit] if run.pk not in seen]
