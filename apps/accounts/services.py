@@ -22,7 +22,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from apps.accounts import selectors
 from apps.accounts.models import ApiKey, MagicLink, Membership, Organization, Plan, User, default_preferences
-from apps.audit.services import audit_record, snapshot
+from apps.audit.services import audit_covered, audit_record, snapshot
 from apps.events.services import publish
 from kai_platform.api.errors import Conflict, codes
 from kai_platform.tenancy.authentication import API_KEY_PREFIX, revoke_access_token
@@ -67,9 +67,12 @@ def user_register(*, email: str, password: str, org_name: str, full_name: str = 
     try:
         with transaction.atomic():
             user = User.objects.create_user(email=email, password=password, full_name=full_name)
-            organization = organization_create(name=org_name, owner=user)
+            with audit_covered():  # one row for the whole registration
+                organization = organization_create(name=org_name, owner=user)
             audit_record(organization=organization, actor=user, action="user.register", instance=user,
-                         after=snapshot(user, ["id", "email", "full_name"]))
+                         after={**snapshot(user, ["id", "email", "full_name"]),
+                                "organization": {"id": str(organization.pk), "name": organization.name,
+                                                 "slug": organization.slug}, "role": Role.OWNER.value})
     except IntegrityError:
         raise Conflict("An account with this email already exists.",
                        errors=[{"field": "email", "message": "already registered"}])

@@ -40,7 +40,7 @@ from apps.agents.models import (
     Tool,
     ToolType,
 )
-from apps.audit.services import audit_record, snapshot
+from apps.audit.services import audit_covered, audit_record, snapshot
 from apps.events.services import publish
 from kai_platform.api.errors import Conflict
 
@@ -886,10 +886,11 @@ def template_delete(*, instance, actor) -> None:
 def agent_template_use(*, template: AgentTemplate, actor, name: str | None = None, description: str | None = None) -> Agent:
     data = {"name": name or template.name, "config_yaml": template.config_yaml, "agent_type": template.agent_type,
             "description": description if description is not None else template.description}
-    agent = agent_create(organization=template.organization, actor=actor, data=data)
     with transaction.atomic():
-        audit_record(organization=template.organization, actor=actor, action="agent_template.use", instance=template,
-                     after={"agent_id": str(agent.pk)})
+        with audit_covered():  # one row: the agent made from the template
+            agent = agent_create(organization=template.organization, actor=actor, data=data)
+        audit_record(organization=template.organization, actor=actor, action="agent_template.use", instance=agent,
+                     after={**snapshot(agent), "template_id": str(template.pk)})
     return agent
 
 

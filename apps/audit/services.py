@@ -64,10 +64,27 @@ def audit_as(action: str):
         _action_override.reset(token)
 
 
+_covered: contextvars.ContextVar[bool] = contextvars.ContextVar("kai_audit_covered", default=False)
+
+
+@contextlib.contextmanager
+def audit_covered():
+    """Inside, ``audit_record`` writes nothing: the caller records the one row that covers these
+    writes (registering records ``user.register``, not also the organization and membership it
+    makes; a schedule's run-now records ``schedule.run_now``, not also the run it creates)."""
+    token = _covered.set(True)
+    try:
+        yield
+    finally:
+        _covered.reset(token)
+
+
 def audit_record(*, organization, actor, action: str, instance: models.Model | None = None,
                  model: str | None = None, object_id: str | None = None,
                  before: dict | None = None, after: dict | None = None,
-                 actor_type: str | None = None) -> AuditEvent:
+                 actor_type: str | None = None) -> AuditEvent | None:
+    if _covered.get():
+        return None
     state = request_state()
     before, after = diff(before, after)  # a change records only the fields that changed
     actor_user = actor if getattr(actor, "is_authenticated", False) else None
