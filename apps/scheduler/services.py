@@ -24,16 +24,14 @@ from apps.audit.services import audit_covered, audit_record, snapshot
 from apps.crews.models import Execution, ExecutionKind
 from apps.crews.services import execution_create
 from apps.events.services import publish
-from apps.quotas.errors import QuotaExceeded
-from apps.quotas.services import quota_refusal_record
 from apps.scheduler import cron
 from apps.scheduler.models import MisfirePolicy, Schedule, TargetType
 
 logger = logging.getLogger(__name__)
 
 FIRE_TASK = "scheduler.fire"
-SCHEDULE_FIELDS = ("name", "description", "cron_expression", "timezone", "target_type", "crew", "agent", "inputs",
-                   "task", "enabled", "misfire_policy")
+SCHEDULE_FIELDS = ("name", "description", "cron_expression", "timezone", "target_type", "crew", "agent", "workflow",
+                   "inputs", "task", "enabled", "misfire_policy")
 
 
 def misfire_grace() -> timedelta:
@@ -55,6 +53,7 @@ def _resolve_target(*, organization, values: dict, current: Schedule | None) -> 
     """Check cron, time zone and target of the merged values; 400 naming the field."""
     from apps.agents.models import Agent
     from apps.crews.models import Crew
+    from apps.workflows.models import Workflow
 
     errors: dict[str, list[str]] = {}
     expression = values.get("cron_expression", current.cron_expression if current else None)
@@ -71,13 +70,11 @@ def _resolve_target(*, organization, values: dict, current: Schedule | None) -> 
 
     # Target: explicit target_type, else inferred from the id given.
     if "target_type" not in values and current is None:
-        values["target_type"] = TargetType.AGENT_TASK if values.get("agent") and not values.get("crew") \
-            else TargetType.CREW
+        values["target_type"] = (TargetType.WORKFLOW if values.get("workflow") and not values.get("crew") else
+                                 TargetType.AGENT_TASK if values.get("agent") and not values.get("crew")
+                                 else TargetType.CREW)
     target_type = values.get("target_type", current.target_type if current else TargetType.CREW)
-    if target_type == TargetType.WORKFLOW or values.pop("workflow", None):
-        errors["target_type"] = ["Workflow targets are not available yet (the workflows app is not installed); "
-                                 "schedule a crew or an agent_task."]
-    for field, model in (("crew", Crew), ("agent", Agent)):
+    for field, model in (("crew", Crew), ("agent", Agent), ("workflow", Workflow)):
         if values.get(field) is not None:
             pk = values[field].pk if isinstance(values[field], model) else values[field]
             obj = model.objects.for_org(organization).filter(pk=pk).first()
@@ -88,8 +85,16 @@ def _resolve_target(*, organization, values: dict, current: Schedule | None) -> 
     if not errors:
         crew = values.get("crew", current.crew if current else None)
         agent = values.get("agent", current.agent if current else None)
+        workflow = values.get("workflow", current.workflow if current else None)
         task = values.get("task", current.task if current else {}) or {}
-        if target_type == TargetType.CREW:
+        if target_type != TargetType.WORKFLOW:
+            values["workflow"] = None
+        if target_type == TargetType.WORKFLOW:
+            if workflow is None:
+                errors["workflow_id"] = ["A workflow schedule needs workflow_id."]
+            values["crew"] = None
+            values["agent"] = None
+        elif target_type == TargetType.CREW:
             if crew is None:
                 errors["crew_id"] = ["A crew schedule needs crew_id."]
             values["agent"] = None
@@ -140,7 +145,7 @@ def _event_data(schedule: Schedule, **extra) -> dict:
 
 def schedule_create(*, organization, actor, data: dict) -> Schedule:
     values = _resolve_target(organization=organization,
-                             values={k: data[k] for k in (*SCHEDULE_FIELDS, "workflow") if k in data}, current=None)
+                             values={k: data[k] for k in SCHEDULE_FIELDS if k in data}, current=None)
     with transaction.atomic():
         schedule = Schedule.objects.create(organization_id=getattr(organization, "pk", organization),
                                            created_by=_actor_or_none(actor), **values)
@@ -152,7 +157,7 @@ def schedule_create(*, organization, actor, data: dict) -> Schedule:
 
 
 def schedule_update(*, schedule: Schedule, actor, data: dict) -> Schedule:
-    values = {k: data[k] for k in (*SCHEDULE_FIELDS, "workflow") if k in data}
+    values = {k: data[k] for k in SCHEDULE_FIELDS if k in data}
     with transaction.atomic():
         schedule = Schedule.objects.select_for_update(of=("self",)).select_related("periodic_task").get(pk=schedule.pk)
         values = _resolve_target(organization=schedule.organization_id, values=values, current=schedule)
@@ -198,6 +203,15 @@ def schedule_delete(*, schedule: Schedule, actor) -> None:
 # --- runs --------------------------------------------------------------------------------------
 
 def _start_run(schedule: Schedule, *, actor, run_name: str, dedupe_key: str | None) -> Execution | None:
+    if schedule.target_type == TargetType.WORKFLOW:
+        workflow = schedule.workflow
+        if workflow is None or not workflow.is_active:
+            return None
+        from apps.workflows.services import workflow_start
+
+        run = workflow_start(workflow=workflow, actor=actor, inputs=schedule.inputs, trigger_type="schedule",
+                             trigger_source=f"schedule {schedule.pk}: {run_name}", dedupe_key=dedupe_key)
+        return run.execution
     if schedule.target_type == TargetType.CREW and schedule.crew is not None:
         crew = schedule.crew
         definition = {"name": crew.name, "agents_yaml": crew.agents_yaml, "tasks_yaml": crew.tasks_yaml,
@@ -219,14 +233,14 @@ def schedule_run_now(*, schedule: Schedule, actor) -> Execution:
     """A run now, outside the cron ticks (not deduplicated)."""
     now = timezone.now()
     with transaction.atomic():
-        schedule = Schedule.objects.select_for_update(of=("self",)).select_related("organization", "crew", "agent").get(pk=schedule.pk)
-        if schedule.target_type == TargetType.WORKFLOW:
-            raise exceptions.ValidationError({"target_type": ["Workflow targets are not available yet."]})
+        schedule = (Schedule.objects.select_for_update(of=("self",))
+                    .select_related("organization", "crew", "agent", "workflow").get(pk=schedule.pk))
         with audit_covered():  # the schedule.run_now row below names the run it starts
             execution = _start_run(schedule, actor=actor, dedupe_key=None,
                                    run_name=f"{schedule.name} (run now {cron.tick_key(now)})")
         if execution is None:
-            field = "crew_id" if schedule.target_type == TargetType.CREW else "agent_id"
+            field = {TargetType.CREW: "crew_id", TargetType.WORKFLOW: "workflow_id"}.get(schedule.target_type,
+                                                                                       "agent_id")
             raise exceptions.ValidationError({field: ["The schedule's target no longer exists."]})
         schedule.last_run_at = now
         schedule.last_execution = execution
@@ -241,7 +255,7 @@ def schedule_run_now(*, schedule: Schedule, actor) -> Execution:
 
 @dataclass
 class FireResult:
-    outcome: str  # fired | duplicate | disabled | missing | misfire_skipped | no_target | no_tick | quota_refused
+    outcome: str  # fired | duplicate | disabled | missing | misfire_skipped | no_target | no_tick
     execution_id: str | None = None
     tick: str | None = None
 
@@ -255,8 +269,8 @@ def schedule_fire(*, schedule_id, now: datetime | None = None) -> FireResult:
     nothing (an orphaned PeriodicTask is removed)."""
     now = now or timezone.now()
     with transaction.atomic():
-        schedule = (Schedule.objects.select_for_update(of=("self",)).select_related("organization", "crew", "agent")
-                    .filter(pk=schedule_id).first())
+        schedule = (Schedule.objects.select_for_update(of=("self",))
+                    .select_related("organization", "crew", "agent", "workflow").filter(pk=schedule_id).first())
         if schedule is None:
             PeriodicTask.objects.filter(name=f"kai-schedule:{schedule_id}").delete()
             return FireResult("missing")
@@ -281,18 +295,8 @@ def schedule_fire(*, schedule_id, now: datetime | None = None) -> FireResult:
                     _event_data(schedule, tick=key, policy=schedule.misfire_policy), component="scheduler",
                     severity="warning")
             return FireResult("misfire_skipped", None, key)
-        try:
-            execution = _start_run(schedule, actor=None, dedupe_key=dedupe_key,
-                                   run_name=f"{schedule.name} @ {tick.isoformat()}")
-        except QuotaExceeded as refused:  # the tick is spent, refused: kept in the schedule's history
-            schedule.last_tick_at = tick
-            schedule.save(update_fields=["last_tick_at", "updated_at"])
-            quota_refusal_record(organization=schedule.organization_id, error=refused, source="schedule",
-                                 source_id=schedule.pk, detail={"tick": key, "schedule_name": schedule.name})
-            publish(schedule.organization_id, "schedule.failed",
-                    _event_data(schedule, tick=key, reason="quota_exceeded", message=str(refused.detail),
-                                quota=refused.quota), component="scheduler", severity="warning")
-            return FireResult("quota_refused", None, key)
+        execution = _start_run(schedule, actor=None, dedupe_key=dedupe_key,
+                               run_name=f"{schedule.name} @ {tick.isoformat()}")
         if execution is None:
             publish(schedule.organization_id, "schedule.failed",
                     _event_data(schedule, tick=key, reason="the schedule's target no longer exists"),
