@@ -43,6 +43,10 @@ MATRIX = [
     ("post", "/api/v1/agent-generation/generate", {"description": "a research agent"}, HUMAN_ROLES, 200),
     ("post", "/api/v1/task-generation/generate", {"description": "a task for triage"}, HUMAN_ROLES, 200),
     ("post", "/api/v1/crew-generation/generate", {"description": "a crew for support"}, HUMAN_ROLES, 200),
+    # workflows app
+    ("get", "/api/v1/workflows", None, ALL_ROLES, 200),
+    ("post", "/api/v1/workflows/validate", {"steps": []}, ALL_ROLES, 200),
+    ("get", "/api/v1/workflow-runs", None, ALL_ROLES, 200),
     # approvals and outbound webhooks
     ("get", "/api/v1/approvals", None, ALL_ROLES, 200),
     ("get", "/api/v1/webhooks", None, ALL_ROLES, 200),
