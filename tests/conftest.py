@@ -124,3 +124,9 @@ def celery_worker_process(transactional_db):
         yield worker
     finally:
         worker.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first: with pytest-xdist's load distribution they then start at the beginning on
+    every worker instead of one of them (a 3-minute two-beat test, say) ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
