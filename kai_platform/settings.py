@@ -495,6 +495,19 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
 })
 # --- end observability
 
+# --- step-up verification, voice, MCP deployments (apps.stepup, apps.voice) -------------------
+from urllib.parse import urlsplit as _urlsplit  # noqa: E402
+
+#: how long a step-up grant (WebAuthn assertion or password re-check) keeps sensitive operations open
+KAI_STEP_UP_TTL_SECONDS = env_int("KAI_STEP_UP_TTL_SECONDS", 300)
+#: WebAuthn relying party: its id (a host name) and the origins browsers sign ceremonies for
+KAI_WEBAUTHN_RP_ID = env_str("KAI_WEBAUTHN_RP_ID", _urlsplit(KAI_PUBLIC_URL).hostname or "localhost")
+KAI_WEBAUTHN_RP_NAME = env_str("KAI_WEBAUTHN_RP_NAME", "kAI")
+KAI_WEBAUTHN_ORIGINS = env_list("KAI_WEBAUTHN_ORIGINS", [KAI_PUBLIC_URL.rstrip("/")])
+#: the espeak-ng binary voice/synthesize falls back to when no TTS provider is configured ("" = off)
+KAI_ESPEAK_BINARY = env_str("KAI_ESPEAK_BINARY", "espeak-ng")
+# --- end step-up, voice
+
 # --- approvals and outbound webhooks (apps.approvals, apps.webhooks) ---------------------------
 #: pending approvals past their deadline get their default at least this often (eta'd tasks do it on time)
 CELERY_BEAT_SCHEDULE["approvals-expire-due"] = {
