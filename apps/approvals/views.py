@@ -45,6 +45,7 @@ class ApprovalViewSet(TenantScopedViewSet):
     def scope_queryset(self, queryset):
         return selectors.approvals_for_list(queryset=queryset)
 
+    @extend_schema(exclude=True)
     def create(self, request, *args, **kwargs):
         raise exceptions.MethodNotAllowed("POST", detail="Approvals are asked by runs, not created over the API.")
 

@@ -98,6 +98,7 @@ class WebhookDeliveryViewSet(TenantScopedViewSet):
     def scope_queryset(self, queryset):
         return selectors.deliveries_for_list(queryset=queryset)
 
+    @extend_schema(exclude=True)
     def create(self, request, *args, **kwargs):
         raise exceptions.MethodNotAllowed("POST", detail="Deliveries are made by events; use webhooks/{id}/test.")
 
