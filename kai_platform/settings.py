@@ -36,6 +36,11 @@ ALLOWED_HOSTS = env_list(
 )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+# browsers on those origins may call the API with a bearer token (django-cors-headers); nothing else
+CORS_URLS_REGEX = r"^/(api/|api-openapi\.json)"
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-organization", "x-request-id")
+CORS_EXPOSE_HEADERS = ("x-request-id", "api-version", "x-ratelimit-limit", "x-ratelimit-remaining",
+                       "x-ratelimit-reset", "x-ratelimit-type", "x-ratelimit-warning", "retry-after")
 
 # --- services ---------------------------------------------------------------------------------
 if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
@@ -127,6 +132,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "rest_framework_simplejwt",
     "rest_framework_simplejwt.token_blacklist",
@@ -156,6 +162,7 @@ MIDDLEWARE = [
     "kai_platform.api.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "kai_platform.api.middleware.ApiPathMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
