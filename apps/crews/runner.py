@@ -852,6 +852,7 @@ def run(execution_id, *, worker: str) -> str:
         return "lost"
     handle = registry.add(execution.pk)
     ctx = RunContext(execution, handle)
+    _restore_usage_keys(ctx)
     runner = RUNNERS.get(execution.kind)
     started = time.monotonic()
     status, error = S.FAILED, ""
@@ -896,6 +897,13 @@ def run(execution_id, *, worker: str) -> str:
     return str(status).lower()
 
 
+def _restore_usage_keys(ctx: RunContext) -> None:
+    from datetime import date
+
+    for agent, model, day in (ctx.execution.checkpoint or {}).get("usage_keys") or []:
+        ctx.recorder._counted_usage_keys.add((agent, model, date.fromisoformat(day)))
+
+
 def _park(ctx: RunContext, pause: AwaitingApproval) -> str:
     """RUNNING → WAITING_FOR_APPROVAL with the checkpoint, and the approval asked, in one
     transaction; the worker then lets go of the run (a new task resumes it once answered).
@@ -903,6 +911,9 @@ def _park(ctx: RunContext, pause: AwaitingApproval) -> str:
     from apps.approvals.services import approval_request_for_execution
 
     ctx.recorder.flush()
+    # the usage rollup counted this run once per agent/model/day already; the resumed run must not again
+    pause.checkpoint["usage_keys"] = [[agent, model, day.isoformat()]
+                                      for agent, model, day in ctx.recorder._counted_usage_keys]
     try:
         if approval_request_for_execution(execution=ctx.execution, request=pause.request,
                                           checkpoint=pause.checkpoint):

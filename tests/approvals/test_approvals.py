@@ -8,7 +8,7 @@ from apps.approvals import services
 from apps.approvals.models import Approval
 from apps.crews import runner
 from apps.crews import services as crew_services
-from apps.crews.models import Execution, ExecutionKind, TraceSpan
+from apps.crews.models import Execution, ExecutionKind, TraceSpan, UsageRollup
 from apps.crews.specs import parse_crew
 from tests.crews.conftest import make_agent
 from tests.helpers import assert_envelope
@@ -58,6 +58,8 @@ def test_a_tool_that_requires_approval_parks_the_run_and_runs_with_the_edited_ar
     assert tool.attributes["arguments"] == {"expression": "6*8"}
     # the model's first call (the one that asked for the tool) is not repeated: 2 LLM calls in all
     assert TraceSpan.objects.filter(execution=execution, kind="llm").count() == 2
+    rollup = UsageRollup.objects.for_org(member.organization).get()
+    assert (rollup.executions, rollup.llm_calls) == (1, 2)  # one run, even across the pause
 
 
 def test_cancelling_a_parked_run_ends_it_and_closes_its_approval(member, client_for):
