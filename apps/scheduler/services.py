@@ -24,6 +24,8 @@ from apps.audit.services import audit_covered, audit_record, snapshot
 from apps.crews.models import Execution, ExecutionKind
 from apps.crews.services import execution_create
 from apps.events.services import publish
+from apps.quotas.errors import QuotaExceeded
+from apps.quotas.services import quota_refusal_record
 from apps.scheduler import cron
 from apps.scheduler.models import MisfirePolicy, Schedule, TargetType
 
@@ -255,7 +257,7 @@ def schedule_run_now(*, schedule: Schedule, actor) -> Execution:
 
 @dataclass
 class FireResult:
-    outcome: str  # fired | duplicate | disabled | missing | misfire_skipped | no_target | no_tick
+    outcome: str  # fired | duplicate | disabled | missing | misfire_skipped | no_target | no_tick | quota_refused
     execution_id: str | None = None
     tick: str | None = None
 
@@ -295,8 +297,18 @@ def schedule_fire(*, schedule_id, now: datetime | None = None) -> FireResult:
                     _event_data(schedule, tick=key, policy=schedule.misfire_policy), component="scheduler",
                     severity="warning")
             return FireResult("misfire_skipped", None, key)
-        execution = _start_run(schedule, actor=None, dedupe_key=dedupe_key,
-                               run_name=f"{schedule.name} @ {tick.isoformat()}")
+        try:
+            execution = _start_run(schedule, actor=None, dedupe_key=dedupe_key,
+                                   run_name=f"{schedule.name} @ {tick.isoformat()}")
+        except QuotaExceeded as refused:  # the tick is spent, refused: kept in the schedule's history
+            schedule.last_tick_at = tick
+            schedule.save(update_fields=["last_tick_at", "updated_at"])
+            quota_refusal_record(organization=schedule.organization_id, error=refused, source="schedule",
+                                 source_id=schedule.pk, detail={"tick": key, "schedule_name": schedule.name})
+            publish(schedule.organization_id, "schedule.failed",
+                    _event_data(schedule, tick=key, reason="quota_exceeded", message=str(refused.detail),
+                                quota=refused.quota), component="scheduler", severity="warning")
+            return FireResult("quota_refused", None, key)
         if execution is None:
             publish(schedule.organization_id, "schedule.failed",
                     _event_data(schedule, tick=key, reason="the schedule's target no longer exists"),
