@@ -72,6 +72,7 @@ def test_cancelling_a_parked_run_ends_it_and_closes_its_approval(member, client_
     assert_envelope(client_for(member).post(f"/api/v1/approvals/{approval.pk}/approve", {}, format="json"), 409)
 
 
+@pytest.mark.django_db
 def test_approve_route_rules(make_member, client_for):
     owner = make_member("owner")
     agent_member = make_member("agent", organization=owner.organization)
@@ -107,6 +108,7 @@ def test_approve_route_rules(make_member, client_for):
     assert Execution.objects.get(pk=execution.pk).status == "PENDING"
 
 
+@pytest.mark.django_db
 def test_crew_yaml_human_input_and_approval_are_validated():
     agents = "a:\n  role: r\n  goal: g\n  backstory: b\n"
     ok = parse_crew(agents, "t:\n  description: d\n  expected_output: o\n  agent: a\n  human_input: true\n"

@@ -67,8 +67,9 @@ def _llm_spans(pk, task_name=None):
     return spans.filter(kind="task", name=task_name).count()
 
 
-def test_approve_with_edit_resumes_without_rerunning_reject_fails_and_roles_are_enforced(
+def test_approve_with_edit_resumes_without_rerunning_reject_fails_roles_are_enforced_and_deadlines_apply(
         celery_worker_process, make_member, client_for):
+    """One worker for every path (a worker start and a database flush cost more than the paths)."""
     developer = make_member("developer")
     org = developer.organization
     plain_user = make_member("user", organization=org)
@@ -109,6 +110,10 @@ def test_approve_with_edit_resumes_without_rerunning_reject_fails_and_roles_are_
                                     {"feedback": "off-brand"}, format="json")
     assert reject.status_code == 200 and reject.json()["status"] == "rejected"
 
+    # nobody answers these two: their deadline (1 s) applies the default
+    approve_by_default = _start(client, "{timeout_seconds: 1, default: approve}", "bees")
+    reject_by_default = _start(client, "{timeout_seconds: 1}", "ants")  # default: reject
+
     done = wait_for(lambda: _ended(edited_run), 30, message="the approved run to end")
     assert done.status == "COMPLETED", done.error
     assert "Context from draft_task: EDITED-TAGLINE-42" in done.result
@@ -127,13 +132,6 @@ def test_approve_with_edit_resumes_without_rerunning_reject_fails_and_roles_are_
     events = list(Event.objects.filter(execution_id=edited_run, type__startswith="approval.")
                   .values_list("type", flat=True))
     assert events == ["approval.requested", "approval.resolved"]
-    assert client.get("/api/v1/approvals", {"pending": "true"}).json()["total"] == 0
-
-
-def test_deadline_applies_the_default(celery_worker_process, member, client_for):
-    client = client_for(member)
-    approve_by_default = _start(client, "{timeout_seconds: 1, default: approve}", "bees")
-    reject_by_default = _start(client, "{timeout_seconds: 1}", "ants")  # default: reject
 
     approved = wait_for(lambda: _ended(approve_by_default), 30, message="the deadline to approve")
     assert approved.status == "COMPLETED", approved.error
@@ -144,3 +142,4 @@ def test_deadline_applies_the_default(celery_worker_process, member, client_for)
     rejected = wait_for(lambda: _ended(reject_by_default), 30, message="the deadline to reject")
     assert rejected.status == "FAILED" and "deadline" in rejected.error
     assert Approval.objects.get(execution_id=reject_by_default).status == "rejected"
+    assert client.get("/api/v1/approvals", {"pending": "true"}).json()["total"] == 0
