@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 #: total cases over both roles; spread evenly over the operations
 TARGET_CASES = 2000
