@@ -154,9 +154,11 @@ def workflow_delete(*, workflow: Workflow, actor) -> None:
     """Delete the workflow; its live runs are cancelled first (their step runs stop spending)."""
     with transaction.atomic():
         workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
-        for run in WorkflowRun.objects.filter(workflow=workflow).select_related("execution").exclude(
-                execution__status__in=TERMINAL_STATUSES):
+        live_runs = list(WorkflowRun.objects.filter(workflow=workflow).select_related("execution").exclude(
+            execution__status__in=TERMINAL_STATUSES))
+        for run in live_runs:  # every step flagged before any event is published (lock order)
             _stop_live_steps(run, include_fallback=True, reason="the workflow was deleted")
+        for run in live_runs:
             execution_transition(execution_id=run.execution_id, to=S.CANCELLED, reason="the workflow was deleted",
                                  error="")
         audit_record(organization=workflow.organization, actor=actor, action="workflow.delete", instance=workflow,
@@ -288,6 +290,9 @@ class _Dag:
         self.policy = definition.get("retry_policy") or {}
         self.max_attempts = int(self.policy.get("max_attempts") or 1)
         self.latest: dict[tuple[bool, str], StepRun] = {}
+        #: events published at the end of the advance: taking the organization's event lock only after
+        #: every execution row this advance locks keeps the lock order of the run engine (row, then events)
+        self.events: list[tuple[str, dict, str]] = []
         for step_run in step_runs:
             key = (step_run.fallback, step_run.step_id)
             if key not in self.latest or step_run.attempt >= self.latest[key].attempt:
@@ -338,13 +343,12 @@ def _settle(dag: _Dag, step_run: StepRun, now) -> None:
     step_run.started_at = (execution.started_at or execution.created_at) if execution else step_run.started_at
     step_run.completed_at = (execution.completed_at if execution else None) or now
     step_run.save(update_fields=["state", "output", "error", "started_at", "completed_at", "updated_at"])
-    publish(dag.run.organization_id, "workflow.step_completed",
-            {"workflow_id": str(dag.run.workflow_id), "execution_id": str(dag.run.execution_id),
-             "run_id": str(dag.run.pk), "step_id": step_run.step_id, "attempt": step_run.attempt,
-             "status": _step_status(step_run), "result": step_run.output, "error": step_run.error or None,
-             "fallback": step_run.fallback, "step_execution_id": str(step_run.execution_id or "") or None},
-            execution=dag.run.execution_id, component="workflows",
-            severity="info" if step_run.state == StepState.COMPLETED else "warning")
+    dag.events.append(("workflow.step_completed",
+                       {"workflow_id": str(dag.run.workflow_id), "execution_id": str(dag.run.execution_id),
+                        "run_id": str(dag.run.pk), "step_id": step_run.step_id, "attempt": step_run.attempt,
+                        "status": _step_status(step_run), "result": step_run.output, "error": step_run.error or None,
+                        "fallback": step_run.fallback, "step_execution_id": str(step_run.execution_id or "") or None},
+                       "info" if step_run.state == StepState.COMPLETED else "warning"))
 
 
 def _find_step(dag: _Dag, step_run: StepRun) -> dict | None:
@@ -400,11 +404,10 @@ def _skip(dag: _Dag, step: dict, *, fallback: bool, now, reason: str) -> None:
                                       fallback=fallback, attempt=1, state=StepState.SKIPPED, error=reason,
                                       started_at=now, completed_at=now)
     dag.latest[(fallback, step["id"])] = step_run
-    publish(dag.run.organization_id, "workflow.step_completed",
-            {"workflow_id": str(dag.run.workflow_id), "execution_id": str(dag.run.execution_id),
-             "run_id": str(dag.run.pk), "step_id": step["id"], "attempt": 1, "status": "SKIPPED",
-             "result": None, "error": None, "reason": reason, "fallback": fallback},
-            execution=dag.run.execution_id, component="workflows")
+    dag.events.append(("workflow.step_completed",
+                       {"workflow_id": str(dag.run.workflow_id), "execution_id": str(dag.run.execution_id),
+                        "run_id": str(dag.run.pk), "step_id": step["id"], "attempt": 1, "status": "SKIPPED",
+                        "result": None, "error": None, "reason": reason, "fallback": fallback}, "info"))
 
 
 def _stop_live_steps(run: WorkflowRun, *, include_fallback: bool, reason: str) -> int:
@@ -412,21 +415,23 @@ def _stop_live_steps(run: WorkflowRun, *, include_fallback: bool, reason: str) -
     live = StepRun.objects.filter(run=run, state__in=LIVE_STEP_STATES).select_related("execution")
     if not include_fallback:
         live = live.filter(fallback=False)
-    stopping = 0
+    running = []
     for step_run in live:
         if step_run.state == StepState.SCHEDULED:
             step_run.state, step_run.error, step_run.completed_at = StepState.CANCELLED, reason, timezone.now()
             step_run.save(update_fields=["state", "error", "completed_at", "updated_at"])
-            continue
-        execution = step_run.execution
-        if execution is not None and not execution.is_terminal:
-            stopping += 1
-            if not execution.cancel_requested:
-                try:
-                    execution_cancel(execution=execution, actor=None, reason=reason)
-                except Conflict:
-                    pass  # it ended meanwhile; its hook advances the run again
-    return stopping
+        elif step_run.execution_id:
+            running.append(step_run.execution_id)
+    if not running:
+        return 0
+    # One statement flags them all (a running runner sees the flag within its heartbeat and ends its
+    # run CANCELLED, which advances the run again); then the ones no worker claimed yet end at once.
+    flagged = list(Execution.objects.filter(pk__in=running, cancel_requested=False)
+                   .exclude(status__in=TERMINAL_STATUSES).order_by("pk").values_list("pk", flat=True))
+    Execution.objects.filter(pk__in=flagged).update(cancel_requested=True, updated_at=timezone.now())
+    for execution_id in flagged:
+        execution_transition(execution_id=execution_id, to=S.CANCELLED, reason=reason, only_from={S.PENDING})
+    return len(running)
 
 
 def _stop_and_refresh(dag: _Dag, *, include_fallback: bool, reason: str) -> None:
@@ -527,6 +532,9 @@ def workflow_advance(*, execution_id) -> str:
                 _start_attempt(dag, step, fallback=fallback, attempt=1, step_run=None, now=now)
 
         run.save(update_fields=[*changed_fields, "updated_at"])
+        for event_type, data, severity in dag.events:
+            publish(run.organization_id, event_type, data, execution=run.execution_id, component="workflows",
+                    severity=severity)
 
         # 6. the end?
         if dag.live():
