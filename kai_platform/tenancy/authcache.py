@@ -28,8 +28,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
-#: entries kept per process at most (the whole cache is dropped past it: cheap and bounded)
-MAX_ENTRIES = 10_000
+#: entries kept per process at most: past it expired ones are swept (and all, if none had expired)
+MAX_ENTRIES = 2_000
 VERSION_TTL = 24 * 3600
 
 _entries: dict[tuple[str, str | None], "_Entry"] = {}
@@ -144,7 +144,11 @@ def lookup(user_id: str, organization_ref: str | None) -> _Entry | None:
 
 def store(user_id: str, organization_ref: str | None, versions: tuple, user, membership) -> None:
     if len(_entries) >= MAX_ENTRIES:
-        _entries.clear()
+        now = time.monotonic()
+        for key in [k for k, e in list(_entries.items()) if e.expires < now]:
+            _entries.pop(key, None)
+        if len(_entries) >= MAX_ENTRIES:
+            _entries.clear()
     org = membership.organization if membership is not None else None
     _entries[(user_id, organization_ref)] = _Entry(
         versions=versions, expires=time.monotonic() + _ttl(), org_id=str(org.pk) if org is not None else None,
