@@ -658,10 +658,18 @@ def model_config_delete(*, config: ModelConfig, actor) -> None:
 
 # --- tools -------------------------------------------------------------------------------------
 
+#: configuration keys every tool takes beside its own schema's; the run engine reads them
+#: (``requires_approval``: a person approves each call first — apps.approvals)
+PLATFORM_TOOL_KEYS = {"requires_approval": bool}
+
+
 def _validate_tool_configuration(*, config_schema: dict, configuration: dict) -> None:
     from apps.agents.tools.base import schema_errors
 
-    errors = schema_errors(config_schema, configuration)
+    own = {key: value for key, value in configuration.items() if key not in PLATFORM_TOOL_KEYS}
+    errors = schema_errors(config_schema, own)
+    errors += [f"$.{key}: must be a {kind.__name__}" for key, kind in PLATFORM_TOOL_KEYS.items()
+               if key in configuration and not isinstance(configuration[key], kind)]
     if errors:
         raise exceptions.ValidationError({"configuration": errors})
 

@@ -20,11 +20,16 @@ TASKS = ('sum_task:\n  description: "Compute\\n/tool calculator {\\"expression\\
          '  expected_output: A number\n  agent: calc\n')
 
 
-def _gate_calculator(member):
+def _gate_calculator(member, client_for):
     from apps.agents.models import Tool
 
     tool = Tool.objects.for_org(member.organization).get(name="calculator")
-    Tool.objects.filter(pk=tool.pk).update(configuration={**tool.configuration, "requires_approval": True})
+    client = client_for(member)
+    bad = client.patch(f"/api/v1/tools/{tool.pk}", {"configuration": {"requires_approval": "yes"}}, format="json")
+    assert_envelope(bad, 400)
+    response = client.patch(f"/api/v1/tools/{tool.pk}", {"configuration": {"requires_approval": True}},
+                            format="json")
+    assert response.status_code == 200, response.content
 
 
 def _crew_run(member, tasks=TASKS):
@@ -34,8 +39,8 @@ def _crew_run(member, tasks=TASKS):
     return execution
 
 
-def test_a_tool_that_requires_approval_parks_the_run_and_runs_with_the_edited_arguments(member):
-    _gate_calculator(member)
+def test_a_tool_that_requires_approval_parks_the_run_and_runs_with_the_edited_arguments(member, client_for):
+    _gate_calculator(member, client_for)
     execution = _crew_run(member)
     assert runner.run(execution.pk, worker="w") == "waiting_for_approval"
     execution.refresh_from_db()
