@@ -329,6 +329,11 @@ SPECTACULAR_SETTINGS = {
 # --- rate limits (DESIGN §14) -----------------------------------------------------------------
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_ENABLE = env_bool("KAI_RATELIMIT_ENABLE", True)
+#: how long a process may reuse a credential's user/membership/organization rows; the authorization
+#: versions in Redis are checked on every request anyway (kai_platform/tenancy/authcache.py)
+KAI_AUTH_CACHE_SECONDS = env_float("KAI_AUTH_CACHE_SECONDS", 5.0)
+#: request statistics and organization log lines are written to Redis this often (observability)
+KAI_PERF_FLUSH_SECONDS = env_float("KAI_PERF_FLUSH_SECONDS", 1.0)
 KAI_RATE_WINDOW_SECONDS = 60
 
 #: bearer token Prometheus sends to /metrics (required in production)
