@@ -269,7 +269,8 @@ def _resume_or_fail_execution(approval: Approval) -> None:
     from apps.crews.models import Execution, ExecutionStatus
     from apps.crews.services import execution_enqueue, execution_transition
 
-    execution = Execution.objects.filter(pk=approval.execution_id).only("pk", "checkpoint", "priority").first()
+    execution = (Execution.objects.filter(pk=approval.execution_id)
+                 .only("pk", "checkpoint", "priority", "max_attempts").first())
     if execution is None:
         return
     waiting = {ExecutionStatus.WAITING_FOR_APPROVAL}
@@ -297,7 +298,9 @@ def _resume_or_fail_execution(approval: Approval) -> None:
                             "arguments": arguments if isinstance(arguments, dict) else None}
         checkpoint["step"] = step
     if execution_transition(execution_id=execution.pk, to=ExecutionStatus.PENDING, only_from=waiting,
-                            reason=f"approved by {who}; resuming", checkpoint=checkpoint, worker=""):
+                            reason=f"approved by {who}; resuming", checkpoint=checkpoint, worker="",
+                            # the resume's claim is one more attempt: it keeps the run's retry budget
+                            max_attempts=execution.max_attempts + 1):
         transaction.on_commit(partial(execution_enqueue, execution_id=execution.pk, priority=execution.priority))
 
 
