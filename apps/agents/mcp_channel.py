@@ -2,8 +2,9 @@
 
 A deployment with the ``mcp`` channel is also a Model Context Protocol server at
 ``/mcp/deployments/{id}/`` (streamable HTTP transport, the ``mcp`` package), exposing the deployed
-agent as one tool. Clients authenticate with the deployment key (``Authorization: Bearer kdep_…``
-or ``X-Deployment-Key``); the key is checked on every HTTP request, before the MCP layer sees it.
+agent (run synchronously) or orchestration (run on a worker, awaited) as one tool. Clients
+authenticate with the deployment key (``Authorization: Bearer kdep_…`` or ``X-Deployment-Key``);
+the key is checked on every HTTP request, before the MCP layer sees it.
 
 The session manager runs stateless (every POST stands alone, nothing is kept between requests),
 so any ASGI replica can answer any request. Daphne sends no ASGI lifespan events, so the
@@ -34,7 +35,7 @@ SCOPE_KEY = "kai_deployment"
 INPUT_SCHEMA = {
     "type": "object",
     "properties": {
-        "prompt": {"type": "string", "description": "What to ask the deployed agent."},
+        "prompt": {"type": "string", "description": "What to ask the deployed agent or orchestration."},
         "parameters": {"type": "object", "description": "Model parameters (temperature, max_tokens, …).",
                        "additionalProperties": True},
     },
@@ -58,7 +59,7 @@ def _deployment_of(ctx) -> dict:
 
 
 def _tool_for(info: dict) -> types.Tool:
-    description = info["description"] or f"Ask the deployed agent '{info['agent_name']}'."
+    description = info["description"] or f"Ask the deployed {info['kind']} '{info['target_name']}'."
     return types.Tool(name=tool_name(info["name"]), title=info["name"], description=description,
                       input_schema=INPUT_SCHEMA)
 
@@ -101,6 +102,10 @@ async def _call_tool(ctx, params: types.CallToolRequestParams) -> types.CallTool
     except LookupError as exc:
         return _error(str(exc))
     structured = json.loads(json.dumps(result, default=str))
+    if result.get("status") not in (None, "COMPLETED"):  # a deployed orchestration's run that failed or goes on
+        text = result.get("error") or f"The run is {result['status']} (execution {result.get('execution_id')})."
+        return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
+                                    structured_content=structured, is_error=True)
     return types.CallToolResult(content=[types.TextContent(type="text", text=str(result.get("output") or ""))],
                                 structured_content=structured)
 
@@ -127,11 +132,23 @@ def _authenticate(deployment_id: str, raw_key: str) -> dict | None:
     from apps.agents import services
 
     deployment = services.deployment_authenticate(deployment_id=deployment_id, raw_key=raw_key)
-    if deployment is None or deployment.agent is None:
+    if deployment is None:
         return None
+    if deployment.agent is not None:
+        kind, target_name = "agent", deployment.agent.name
+        description = deployment.agent.description or deployment.agent.goal or ""
+    else:
+        from apps.crews.models import Orchestration
+
+        orchestration = Orchestration.objects.for_org(deployment.organization_id).filter(
+            pk=deployment.orchestration_id).first()
+        if orchestration is None:
+            return None
+        kind, target_name = "orchestration", orchestration.name
+        description = orchestration.description or ""
     return {"id": str(deployment.pk), "organization_id": str(deployment.organization_id), "name": deployment.name,
-            "channels": list(deployment.channels or []), "agent_name": deployment.agent.name,
-            "description": deployment.agent.description or deployment.agent.goal or ""}
+            "channels": list(deployment.channels or []), "kind": kind, "target_name": target_name,
+            "description": description}
 
 
 async def _json(send, status: int, detail: str, code: str, headers: list | None = None) -> None:

@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import string
+import time
 import uuid
 from datetime import timedelta
 
@@ -1078,21 +1079,30 @@ def _digest(secret: str) -> str:
 
 def deployment_create(*, organization, actor, agent: Agent | None, name: str | None, channels: list[str],
                       orchestration_id=None) -> tuple[Deployment, str]:
+    """Deploy an agent, or (``agent=None``) the organization's orchestration ``orchestration_id``."""
+    orchestration = None
     if agent is None:
-        raise exceptions.ValidationError({"orchestration_id": [
-            "Deploying orchestrations needs the run engine, which this platform does not have yet; deploy an agent."]})
+        from apps.crews.models import Orchestration
+
+        orchestration = Orchestration.objects.for_org(organization).filter(pk=orchestration_id).first() \
+            if orchestration_id else None
+        if orchestration is None:
+            raise exceptions.NotFound("No such orchestration.")
+    deployed = agent or orchestration
     prefix = "".join(secrets.choice(_ALPHABET) for _ in range(12))
     secret = "".join(secrets.choice(_ALPHABET) for _ in range(40))
     raw = f"{DEPLOYMENT_KEY_PREFIX}{prefix}_{secret}"
     with transaction.atomic():
         deployment = Deployment.objects.create(
             organization=organization, created_by=actor if getattr(actor, "pk", None) else None, agent=agent,
-            orchestration_id=orchestration_id, name=name or agent.name, channels=channels, key_prefix=prefix,
-            key_hash=_digest(raw))
+            orchestration_id=orchestration.pk if orchestration else orchestration_id, name=name or deployed.name,
+            channels=channels, key_prefix=prefix, key_hash=_digest(raw))
         audit_record(organization=organization, actor=actor, action="deployment.create", instance=deployment,
                      after=snapshot(deployment))
-        publish(organization, "deployment.started", {"deployment_id": str(deployment.pk), "agent_id": str(agent.pk)},
-                agent=agent, actor=actor, owner=agent.created_by, component="deployments")
+        publish(organization, "deployment.started",
+                {"deployment_id": str(deployment.pk), "agent_id": str(agent.pk) if agent else None,
+                 "orchestration_id": str(orchestration.pk) if orchestration else None},
+                agent=agent, actor=actor, owner=deployed.created_by, component="deployments")
     return deployment, raw
 
 
@@ -1136,12 +1146,43 @@ def deployment_invoke(*, deployment: Deployment, prompt: str, params: dict | Non
     synchronously as the deployment's creator; the call is counted and audited."""
     from apps.agents import runtime
 
-    result = runtime.agent_run(agent=deployment.agent, actor=deployment.created_by, prompt=prompt, params=params,
-                               source="deployment")
+    if deployment.agent_id is None:
+        result = _deployment_run_orchestration(deployment=deployment, prompt=prompt, params=params)
+    else:
+        result = runtime.agent_run(agent=deployment.agent, actor=deployment.created_by, prompt=prompt, params=params,
+                                   source="deployment")
     with transaction.atomic():
         deployment_record_invocation(deployment=deployment)
         audit_record(organization=deployment.organization, actor=deployment.created_by, action="deployment.invoke",
                      instance=deployment, actor_type="api_key",
-                     after={"channel": channel, "agent_id": str(deployment.agent_id), "tokens": result.get("tokens"),
+                     after={"channel": channel, "agent_id": str(deployment.agent_id) if deployment.agent_id else None,
+                            "orchestration_id": str(deployment.orchestration_id) if deployment.orchestration_id else None,
+                            "execution_id": result.get("execution_id"), "tokens": result.get("tokens"),
                             "latency_ms": result.get("latency_ms")})
     return result
+
+
+#: how long an invocation of a deployed orchestration waits for its run (on a worker)
+DEPLOYMENT_RUN_WAIT_SECONDS = 120.0
+
+
+def _deployment_run_orchestration(*, deployment: Deployment, prompt: str, params: dict | None) -> dict:
+    """Start the deployed orchestration's run (``inputs: {prompt}``) and wait for it; a run still
+    going after the wait is answered with its execution id and status."""
+    from apps.crews import services as crews_services
+    from apps.crews.models import ExecutionStatus, Orchestration
+
+    orchestration = Orchestration.objects.for_org(deployment.organization_id).filter(
+        pk=deployment.orchestration_id).first()
+    if orchestration is None:
+        raise exceptions.NotFound("The deployed orchestration no longer exists.")
+    started = time.perf_counter()
+    execution = crews_services.orchestration_start(orchestration=orchestration, actor=deployment.created_by,
+                                                   inputs={"prompt": prompt}, params=params)
+    execution = crews_services.wait_for_terminal(execution_id=execution.pk, timeout=DEPLOYMENT_RUN_WAIT_SECONDS)
+    result = execution.result if isinstance(execution.result, dict) else {}
+    return {"output": result.get("output") if execution.status == ExecutionStatus.COMPLETED else None,
+            "execution_id": str(execution.pk), "status": execution.status, "error": execution.error or "",
+            "outputs": result.get("outputs") or {}, "agents_executed": result.get("agents_executed") or [],
+            "cost": execution.cost, "trace_id": execution.trace_id,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2)}

@@ -96,3 +96,34 @@ def test_mcp_endpoint_needs_the_deployments_own_key(transactional_db, make_membe
         # stopping the deployment revokes the key at once
         deployment_stop(deployment=Deployment.objects.get(pk=ann_dep.pk), actor=ann.user)
         assert post(ann_dep, ann_key).status_code == 401
+
+
+def test_a_deployed_orchestration_is_a_tool_whose_run_goes_to_the_worker(
+        transactional_db, make_member, live_server_process, celery_worker_process):
+    from apps.crews.models import Execution
+    from apps.crews.services import orchestration_create
+
+    owner = make_member("owner")
+    researcher = agent_create(organization=owner.organization, actor=owner.user, data={"name": "Researcher"})
+    writer = agent_create(organization=owner.organization, actor=owner.user, data={"name": "Writer"})
+    orchestration = orchestration_create(organization=owner.organization, actor=owner.user, data={
+        "name": "Brief Writer", "description": "Researches, then writes a brief.", "pattern": "sequential",
+        "agent_ids": [researcher.pk, writer.pk]})
+    deployment, key = deployment_create(organization=owner.organization, actor=owner.user, agent=None, name=None,
+                                        channels=["mcp"], orchestration_id=orchestration.pk)
+    assert deployment.name == "Brief Writer" and deployment.agent_id is None
+
+    async def calls(session):
+        tools = await session.list_tools()
+        return tools, await session.call_tool("Brief_Writer", {"prompt": "A brief on tides"})
+
+    tools, result = anyio.run(_session_calls, f"{live_server_process.url}/mcp/deployments/{deployment.pk}/", key,
+                              calls)
+    assert [(t.name, t.description) for t in tools.tools] == [("Brief_Writer", "Researches, then writes a brief.")]
+    assert result.is_error is False, result.content
+    structured = result.structured_content
+    assert structured["status"] == "COMPLETED" and result.content[0].text == structured["output"]
+    execution = Execution.objects.get(pk=structured["execution_id"])
+    assert execution.orchestration_id == orchestration.pk and execution.inputs == {"prompt": "A brief on tides"}
+    audit = AuditEvent.objects.get(organization=owner.organization, action="deployment.invoke")
+    assert audit.after["orchestration_id"] == str(orchestration.pk) and audit.after["channel"] == "mcp"
