@@ -242,3 +242,39 @@ def test_deleting_a_workflow_or_its_organization_takes_its_runs(member, client_f
     other = make_workflow(member, definition([step("a", agent)]), name="Other")
     workflow_start(workflow=other, actor=member.user)
     Organization.objects.filter(pk=member.organization.pk).delete()
+
+
+def test_lists_run_a_constant_number_of_queries(member, client_for, django_assert_max_num_queries):
+    from apps.workflows.models import StepRun
+    from apps.workflows.services import workflow_start
+
+    agent = make_agent(member)
+    client = client_for(member)
+
+    def add_runs(count):
+        for index in range(count):
+            workflow = make_workflow(member, definition([step("a", agent), step("b", agent, depends_on=["a"])]),
+                                     name=f"W{index}")
+            run = workflow_start(workflow=workflow, actor=member.user)
+            for step_id in ("a", "b"):
+                StepRun.objects.create(organization=member.organization, run=run, step_id=step_id, state="completed")
+        return run
+
+    add_runs(2)
+    for url in ("/api/v1/workflows", "/api/v1/workflow-runs"):
+        client.get(url)  # warm-up: the credential's first use writes its last-used mark
+    counts = {}
+    for size in ("small", "large"):
+        for url in ("/api/v1/workflows", "/api/v1/workflow-runs"):
+            from django.db import connection
+            from django.test.utils import CaptureQueriesContext
+
+            with CaptureQueriesContext(connection) as captured:
+                assert client.get(url).status_code == 200
+            counts[(size, url)] = len(captured)
+        if size == "small":
+            last = add_runs(6)
+    for url in ("/api/v1/workflows", "/api/v1/workflow-runs"):
+        assert counts[("large", url)] == counts[("small", url)], (url, counts)
+    with django_assert_max_num_queries(counts[("small", "/api/v1/workflow-runs")] + 2):
+        assert len(client.get(f"/api/v1/workflow-runs/{last.pk}").json()["steps"]) == 2
