@@ -148,8 +148,10 @@ class CredentialSerializer(KaiModelSerializer):
     credential_data = CredentialDataSerializer(write_only=True, required=False)
     metadata = CredentialMetadataSerializer(required=False)
     masked_value = serializers.CharField(source="masked", read_only=True)
-    biometric_verification = serializers.JSONField(write_only=True, required=False,
-                                                   help_text="Accepted for seed compatibility; step-up is not verified here.")
+    biometric_verification = serializers.JSONField(
+        write_only=True, required=False,
+        help_text="Seed 002 BiometricCredential (or a WebAuthn assertion) answering this session's "
+                  "auth/biometric/verify challenge: the step-up for this call where the organization requires it.")
 
     class Meta:
         model = Credential

@@ -54,6 +54,25 @@ def step_up_state(request) -> dict:
             "grant": grant, "methods": methods}
 
 
+def inline_assertion(request) -> dict | None:
+    """A WebAuthn assertion sent inside the request body as ``biometric_verification`` — either
+    the standard PublicKeyCredential JSON or seed 002's ``BiometricCredential`` (``credential_id,
+    challenge_response`` = the signature, ``authenticator_data, client_data_json``) — answering
+    this session's pending ``auth/biometric/verify`` challenge."""
+    data = getattr(request, "data", None)
+    value = data.get("biometric_verification") if isinstance(data, dict) else None
+    if not isinstance(value, dict):
+        return None
+    if isinstance(value.get("response"), dict):
+        return value
+    if not all(isinstance(value.get(k), str) for k in ("credential_id", "challenge_response", "authenticator_data",
+                                                       "client_data_json")):
+        return None
+    return {"id": value["credential_id"], "rawId": value["credential_id"], "type": "public-key",
+            "response": {"clientDataJSON": value["client_data_json"], "authenticatorData": value["authenticator_data"],
+                         "signature": value["challenge_response"]}}
+
+
 def check_step_up(request) -> None:
     """Raise 403 ``AUTH_002`` unless the organization does not ask for step-up, or this session
     holds a fresh grant of an acceptable method."""
@@ -63,6 +82,11 @@ def check_step_up(request) -> None:
     methods = acceptable_methods(user=request.user, organization=ctx.organization)
     grant = services.grant_get(user_id=request.user.pk, session_id=ctx.session_id)
     if grant and grant.get("method") in methods:
+        return
+    inline = inline_assertion(request)
+    if inline is not None:  # seed 002 StoreCredentialRequest.biometric_verification: step up in the same call
+        services.authentication_verify(user=request.user, session_id=ctx.session_id,
+                                       organization=ctx.organization, credential=inline)
         return
     if grant:
         detail = (f"This operation needs a fresh step-up verification by {' or '.join(methods)}; "

@@ -174,3 +174,23 @@ def test_authenticators_are_the_users_own(make_member, client_for):
     assert_envelope(bob_client.post(f"{B}/auth/biometric/verify", {}, format="json"), 400, "GENERAL_001")
     assert ann_client.delete(f"{B}/auth/biometric/credentials/{ann_key['id']}").status_code == 204
     assert not WebAuthnCredential.objects.filter(user=ann.user).exists()
+
+
+def test_seed_inline_biometric_verification_on_credential_store(member, client_for):
+    client = client_for(member)
+    authenticator = _authenticator()
+    assert _register(client, authenticator).status_code == 201
+    _require_step_up(member)
+    body = {"service_name": "slack", "credential_type": "api_key", "credential_data": {"value": "xoxb-1"}}
+    assert_envelope(client.post(f"{B}/credentials", body, format="json"), 403, "AUTH_002")
+    options = client.post(f"{B}/auth/biometric/verify", {}, format="json").json()["public_key"]
+    assertion = authenticator.get(options)
+    seed_form = {"credential_id": assertion["id"], "challenge_response": assertion["response"]["signature"],
+                 "authenticator_data": assertion["response"]["authenticatorData"],
+                 "client_data_json": assertion["response"]["clientDataJSON"]}
+    stored = client.post(f"{B}/credentials", {**body, "biometric_verification": seed_form}, format="json")
+    assert stored.status_code == 201, stored.content
+    # the same assertion cannot be replayed (its challenge was used)
+    again = client_for(member).post(f"{B}/credentials", {**body, "service_name": "jira",
+                                                         "biometric_verification": seed_form}, format="json")
+    assert_envelope(again, 403, "AUTH_002")
