@@ -278,3 +278,28 @@ def test_lists_run_a_constant_number_of_queries(member, client_for, django_asser
         assert counts[("large", url)] == counts[("small", url)], (url, counts)
     with django_assert_max_num_queries(counts[("small", "/api/v1/workflow-runs")] + 2):
         assert len(client.get(f"/api/v1/workflow-runs/{last.pk}").json()["steps"]) == 2
+
+
+def test_the_sweep_finds_an_overdue_run_and_advance_times_it_out(member):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.workflows.models import StepRun, WorkflowRun
+    from apps.workflows.services import workflow_advance, workflow_start, workflow_sweep
+
+    agent = make_agent(member)
+    run = workflow_start(workflow=make_workflow(member, definition([step("a", agent)], timeout_ms=60000)),
+                         actor=member.user)
+    assert workflow_advance(execution_id=run.execution_id) == "advanced"  # no worker: a stays PENDING
+    assert workflow_sweep() == 0
+    WorkflowRun.objects.filter(pk=run.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))
+    assert workflow_sweep() == 1
+    workflow_advance(execution_id=run.execution_id)  # fails the run's live step (never claimed: ends at once)
+    assert workflow_advance(execution_id=run.execution_id) == "failed"
+    run.refresh_from_db()
+    run.execution.refresh_from_db()
+    assert run.execution.status == "FAILED" and run.error == "the workflow timed out after 60000 ms"
+    a = StepRun.objects.get(run=run)
+    assert a.state == "cancelled" and a.execution.status == "CANCELLED"
+    assert workflow_advance(execution_id=run.execution_id) == "ended (FAILED)"  # idempotent

@@ -205,7 +205,14 @@ def test_a_false_condition_skips_its_branch(setup):
         step("careful", good, depends_on=["a"], condition="inputs.mode == 'slow' && steps.a.completed"),
         step("join", good, depends_on=["fast", "careful"]),
     ]))
-    run = wait_run(execute(client, workflow, input_data={"mode": "slow"})["run_id"])
+    response = client.post(f"/api/v1/workflows/{workflow.pk}/execute",
+                           {"input_data": {"mode": "slow"}, "wait_for_completion": True, "timeout_ms": 120000},
+                           format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "COMPLETED" and {s["step_id"]: s["status"] for s in body["steps"]} == {
+        "a": "COMPLETED", "fast": "SKIPPED", "careful": "COMPLETED", "join": "COMPLETED"}
+    run = wait_run(body["run_id"])
     assert run.execution.status == "COMPLETED"
     steps = by_step(run)
     assert steps["fast"][0].state == "skipped" and steps["fast"][0].execution_id is None
