@@ -1,3 +1,5 @@
+from importlib import import_module
+
 from django.apps import AppConfig
 
 
@@ -8,4 +10,4 @@ class WorkflowsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from apps.workflows import hooks  # noqa: F401  (registers the run-engine hooks)
+        import_module("apps.workflows.hooks")  # registers the run-engine hooks
