@@ -40,6 +40,17 @@ MATRIX = [
     ("get", "/api/v1/usage", None, ALL_ROLES, 200),
     ("get", "/api/v1/runtime/status", None, ALL_ROLES, 200),
     ("get", "/api/v1/runtime/agents", None, ALL_ROLES, 200),
+    # system management and observability (apps.system)
+    ("get", "/api/v1/system/architecture", None, ALL_ROLES, 200),
+    ("get", "/api/v1/system/config", None, ALL_ROLES, 200),
+    ("put", "/api/v1/system/config", {"settings": {"theme": "dark"}}, ADMIN_ROLES, 200),
+    ("post", "/api/v1/system/modify", {"type": "system_setting", "changes": {"theme": "dark"}}, ADMIN_ROLES, 201),
+    ("post", "/api/v1/system/rollback", {}, ADMIN_ROLES, 404),  # allowed, but nothing to roll back yet
+    ("get", "/api/v1/system/modifications", None, ALL_ROLES, 200),
+    ("get", "/api/v1/system/performance", None, ALL_ROLES, 200),
+    ("get", "/api/v1/system/logs", None, ADMIN_ROLES | {Role.DEVELOPER}, 200),
+    ("get", "/api/v1/metrics", {"metric_name": "api_requests"}, ALL_ROLES, 200),
+    ("get", "/api/v1/runtime/metrics", None, ALL_ROLES, 200),
     ("post", "/api/v1/agent-generation/generate", {"description": "a research agent"}, HUMAN_ROLES, 200),
     ("post", "/api/v1/task-generation/generate", {"description": "a task for triage"}, HUMAN_ROLES, 200),
     ("post", "/api/v1/crew-generation/generate", {"description": "a crew for support"}, HUMAN_ROLES, 200),
