@@ -158,7 +158,7 @@ def test_retry_succeeds_on_attempt_3_with_linear_backoff(setup):
     member, client, good, bad = setup
     workflow = make_workflow(member, definition(
         [step("flaky", bad)], error_handling={"strategy": "retry"},
-        retry_policy={"max_attempts": 3, "backoff_strategy": "linear", "delay_ms": 700}))
+        retry_policy={"max_attempts": 3, "backoff_strategy": "linear", "delay_ms": 1000}))
     run_id = execute(client, workflow)["run_id"]
     wait_for(lambda: StepRun.objects.filter(run_id=run_id, step_id="flaky", attempt=2, state="failed").exists(), 20,
              message="the second attempt to fail")
@@ -167,8 +167,8 @@ def test_retry_succeeds_on_attempt_3_with_linear_backoff(setup):
     assert run.execution.status == "COMPLETED", run.error
     first, second, third = by_step(run)["flaky"]
     assert [s.state for s in (first, second, third)] == ["failed", "failed", "completed"]
-    assert second.scheduled_for == first.completed_at + timedelta(milliseconds=700)    # 700 × 1
-    assert third.scheduled_for == second.completed_at + timedelta(milliseconds=1400)   # 700 × 2
+    assert second.scheduled_for == first.completed_at + timedelta(milliseconds=1000)   # 1000 × 1
+    assert third.scheduled_for == second.completed_at + timedelta(milliseconds=2000)   # 1000 × 2
     for attempt in (second, third):
         assert attempt.execution.created_at >= attempt.scheduled_for
         assert attempt.execution.created_at - attempt.scheduled_for < timedelta(seconds=5)
@@ -298,7 +298,7 @@ def test_a_step_whose_worker_is_killed_is_retried_and_the_run_completes(setup, w
     never overlap. (The killed worker is the module's; the new one takes its place.)"""
     member, client, good, _ = setup
     workflow = make_workflow(member, definition(
-        [step("slow", good, action="tell " + " ".join(["more"] * 30), llm_params={"tokens_per_s": 12}),
+        [step("slow", good, action="tell " + " ".join(["more"] * 40), llm_params={"tokens_per_s": 8}),
          step("after", good, depends_on=["slow"])],
         error_handling={"strategy": "retry"},
         retry_policy={"max_attempts": 2, "backoff_strategy": "fixed", "delay_ms": 0}))
