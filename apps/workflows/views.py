@@ -9,6 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.crews.services import wait_for_terminal
+from apps.stepup.permissions import RequiresStepUp
 from apps.workflows import selectors, services
 from apps.workflows.models import Workflow, WorkflowRun
 from apps.workflows.serializers import (
@@ -25,6 +26,7 @@ from apps.workflows.serializers import (
 )
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import PublicAPIView
+from kai_platform.tenancy.permissions import IsOrganizationMember
 from kai_platform.tenancy.roles import HUMAN_ROLES
 from kai_platform.tenancy.viewsets import TenantScopedViewSet
 
@@ -36,10 +38,14 @@ def _started_body(run: WorkflowRun) -> dict:
 
 @extend_schema(tags=["workflows"])
 class WorkflowViewSet(TenantScopedViewSet):
-    """DAG workflows (seed 002). PUT takes partial bodies; a changed definition is a new version."""
+    """DAG workflows (seed 002). PUT takes partial bodies; a changed definition is a new version.
+    Creating, changing or deleting a workflow (and rotating its webhook secret) is a seed 002
+    sensitive operation: it needs a step-up grant when the organization sets ``require_step_up``."""
 
     model = Workflow
     serializer_class = WorkflowSerializer
+    permission_classes = [IsOrganizationMember, RequiresStepUp]
+    step_up_actions = {"create", "update", "partial_update", "destroy", "webhook_secret"}
     filterset_fields = ["is_active", "trigger_type"]
     action_roles = {name: HUMAN_ROLES for name in ("create", "update", "partial_update", "destroy",
                                                    "webhook_secret")}

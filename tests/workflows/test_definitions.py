@@ -303,3 +303,17 @@ def test_the_sweep_finds_an_overdue_run_and_advance_times_it_out(member):
     a = StepRun.objects.get(run=run)
     assert a.state == "cancelled" and a.execution.status == "CANCELLED"
     assert workflow_advance(execution_id=run.execution_id) == "ended (FAILED)"  # idempotent
+
+
+def test_changing_workflows_needs_step_up_when_the_organization_asks_for_it(member, client_for):
+    agent = make_agent(member)
+    workflow = make_workflow(member, definition([step("a", agent)]))
+    member.organization.settings = {"require_step_up": True}
+    member.organization.save()
+    client = client_for(member)
+    body = {"name": "x", "definition": definition([step("a", agent)])}
+    assert_envelope(client.post("/api/v1/workflows", body, format="json"), 403, "AUTH_002")
+    assert_envelope(client.put(f"/api/v1/workflows/{workflow.pk}", {"name": "y"}, format="json"), 403, "AUTH_002")
+    assert_envelope(client.delete(f"/api/v1/workflows/{workflow.pk}"), 403, "AUTH_002")
+    assert client.get(f"/api/v1/workflows/{workflow.pk}").status_code == 200  # reading and running stay open
+    assert client.post(f"/api/v1/workflows/{workflow.pk}/execute", {}, format="json").status_code == 202
