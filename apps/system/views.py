@@ -20,11 +20,13 @@ from apps.system.serializers import (
     RollbackBodySerializer,
     SystemModificationSerializer,
 )
+from apps.stepup.permissions import RequiresStepUp
 from apps.system.tasks import METRICS
 from kai_platform.api.renderers import KaiJSONRenderer, dumps
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import KaiAPIView
 from kai_platform.api.views import SystemHealthView as ReadinessView
+from kai_platform.tenancy.permissions import IsOrganizationMember
 from kai_platform.tenancy.roles import ADMIN_ROLES, ALL_ROLES, Role
 from kai_platform.tenancy.viewsets import READ_ONLY, TenantScopedViewSet
 
@@ -92,6 +94,7 @@ class SystemConfigView(KaiAPIView):
     """The organization's settings. PUT merges keys (null removes one) as a versioned
     ``system_setting`` modification that ``system/rollback`` can undo; owners and admins only."""
 
+    permission_classes = [IsOrganizationMember, RequiresStepUp]  # seed 002: a sensitive operation
     action_roles = {"get": ALL_ROLES, "put": ADMIN_ROLES}
 
     def _body(self):
@@ -118,6 +121,7 @@ class ModifyView(KaiAPIView):
     """Apply a change (agent configuration, workflow definition, organization settings or
     architecture metadata) and record it as a ``SystemModification``; owners and admins only."""
 
+    permission_classes = [IsOrganizationMember, RequiresStepUp]  # seed 002: a sensitive operation
     action_roles = {"post": ADMIN_ROLES}
 
     @extend_schema(request=ModifyBodySerializer, responses={201: SystemModificationSerializer})
@@ -134,6 +138,7 @@ class RollbackView(KaiAPIView):
     """Restore the state before a modification (default: the newest one still reversible). 409 when
     the target changed since (``force`` overrides). Answers the rollback's own modification."""
 
+    permission_classes = [IsOrganizationMember, RequiresStepUp]  # seed 002: a sensitive operation
     action_roles = {"post": ADMIN_ROLES}
 
     @extend_schema(request=RollbackBodySerializer, responses={200: SystemModificationSerializer})

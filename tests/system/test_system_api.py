@@ -327,3 +327,29 @@ def test_system_health_adds_seed_002_fields(member, owner_client):
     body = response.json()
     assert {"status", "checks", "uptime", "version", "agents", "resources", "external_services"} <= set(body)
     assert body["agents"]["total"] == 1 and "cpu_usage" in body["resources"]
+
+
+def test_system_changes_need_a_step_up_grant_when_the_organization_requires_it(member, owner_client):
+    """Seed 002 lists system modifications among the sensitive operations: with ``require_step_up``
+    on, config/modify/rollback answer 403 AUTH_002 until the session re-checks its password — so
+    step-up cannot be switched off through ``PUT system/config`` without a grant either."""
+    from apps.accounts.services import organization_settings_update
+    from tests.factories import PASSWORD
+    from tests.helpers import assert_envelope
+
+    organization_settings_update(organization=member.organization, actor=member.user,
+                                 changes={"require_step_up": True})
+    off = {"settings": {"require_step_up": False}}
+    assert_envelope(owner_client.put("/api/v1/system/config", off, format="json"), 403, "AUTH_002")
+    assert_envelope(owner_client.post("/api/v1/system/modify", {"type": "system_setting", "changes": {"x": 1}},
+                                      format="json"), 403, "AUTH_002")
+    assert_envelope(owner_client.post("/api/v1/system/rollback", {}, format="json"), 403, "AUTH_002")
+    assert owner_client.get("/api/v1/system/config").status_code == 200  # reading stays open
+    member.organization.refresh_from_db()
+    assert member.organization.settings["require_step_up"] is True
+
+    granted = owner_client.post("/api/v1/auth/step-up/password", {"password": PASSWORD}, format="json")
+    assert granted.status_code == 200, granted.content
+    assert owner_client.put("/api/v1/system/config", off, format="json").status_code == 200
+    member.organization.refresh_from_db()
+    assert member.organization.settings["require_step_up"] is False
