@@ -755,16 +755,10 @@ def _secret_values(data, found: set) -> set:
 #: audit gaps found by this sweep in apps owned by other work, reported and kept visible: a
 #: strict xfail turns into a failure as soon as the gap is fixed, so the entry gets removed.
 KNOWN_GAPS = {
-    ("webhook-detail", "patch"): "webhooks: a description change is missing from the audit diff "
-                                 "(_audit_fields omits description)",
-    ("webhook-detail", "put"): "webhooks: a description change is missing from the audit diff "
-                               "(_audit_fields omits description)",
     ("workflow-execute", "post"): "workflows: starting a run writes two rows (workflow.execute and the "
                                   "execution.create of its run)",
     ("workflow-webhook", "post"): "workflows: a webhook-triggered run writes two rows (workflow.execute and "
                                   "the execution.create of its run)",
-    ("agent-voice", "post"): "voice: a voice command routed to an agent writes two rows (voice_command.create and "
-                             "the execution.create of the run it queues)",
 }
 
 

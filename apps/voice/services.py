@@ -12,7 +12,7 @@ from django.db import transaction
 from rest_framework import exceptions
 
 from apps.agents.models import Agent
-from apps.audit.services import audit_record, snapshot
+from apps.audit.services import audit_covered, audit_record, snapshot
 from apps.events.services import publish
 from apps.voice import intents, providers
 from apps.voice.models import InputType, VoiceCommand, VoiceSettings
@@ -59,13 +59,14 @@ def _start_execution(*, organization, actor, agent: Agent, parsed: intents.Parse
     from apps.crews.models import ExecutionKind
 
     crews_services.agent_check_runnable(agent=agent)
-    return crews_services.execution_create(
-        organization=organization, actor=actor, kind=ExecutionKind.AGENT_EXECUTE, agent=agent,
-        run_name=f"{agent.name} - voice: {parsed.action}",
-        definition={"action": parsed.action, "parameters": {**parsed.entities, "utterance": text},
-                    "context": context, "user_id": str(actor.pk), "request_id": request_id_var.get().strip("-"),
-                    "voice_input": True},
-    )
+    with audit_covered():  # the command's own row (voice_command.create) names the run it started
+        return crews_services.execution_create(
+            organization=organization, actor=actor, kind=ExecutionKind.AGENT_EXECUTE, agent=agent,
+            run_name=f"{agent.name} - voice: {parsed.action}",
+            definition={"action": parsed.action, "parameters": {**parsed.entities, "utterance": text},
+                        "context": context, "user_id": str(actor.pk), "request_id": request_id_var.get().strip("-"),
+                        "voice_input": True},
+        )
 
 
 def voice_process(*, organization, actor, text_fallback: str = "", audio: bytes | None = None,

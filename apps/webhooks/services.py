@@ -96,7 +96,7 @@ def _check_events(events) -> list[str]:
 # --- subscriptions -----------------------------------------------------------------------------
 
 def _audit_fields(webhook: Webhook) -> dict:
-    return snapshot(webhook, ["id", "name", "url", "events", "is_active", "secret_key_id"])
+    return snapshot(webhook, ["id", "name", "description", "url", "events", "is_active", "secret_key_id"])
 
 
 def webhook_create(*, organization, actor, data: dict) -> tuple[Webhook, str]:
