@@ -755,10 +755,6 @@ def _secret_values(data, found: set) -> set:
 #: audit gaps found by this sweep in apps owned by other work, reported and kept visible: a
 #: strict xfail turns into a failure as soon as the gap is fixed, so the entry gets removed.
 KNOWN_GAPS = {
-    ("workflow-execute", "post"): "workflows: starting a run writes two rows (workflow.execute and the "
-                                  "execution.create of its run)",
-    ("workflow-webhook", "post"): "workflows: a webhook-triggered run writes two rows (workflow.execute and "
-                                  "the execution.create of its run)",
 }
 
 

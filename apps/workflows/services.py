@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework import exceptions, status
 
-from apps.audit.services import audit_record, snapshot
+from apps.audit.services import audit_covered, audit_record, snapshot
 from apps.crews.models import TERMINAL_STATUSES, Execution, ExecutionKind, ExecutionStatus
 from apps.crews.services import execution_cancel, execution_create, execution_transition
 from apps.events.services import publish
@@ -206,11 +206,12 @@ def workflow_start(*, workflow: Workflow, actor, inputs: dict | None = None, tri
             raise Conflict(f"Workflow {workflow.name!r} is not active.", code=codes.WORKFLOW_EXECUTION_FAILED,
                            errors=[{"field": "is_active", "message": "is false"}])
         version = WorkflowVersion.objects.get(workflow=workflow, version=workflow.version)
-        execution = execution_create(
-            organization=organization, actor=actor, kind=ExecutionKind.WORKFLOW,
-            run_name=f"{workflow.name} v{version.version}", inputs=inputs or {},
-            definition={"workflow_id": str(workflow.pk), "version": version.version, "name": workflow.name},
-            priority=priority, dedupe_key=dedupe_key, enqueue=False)
+        with audit_covered():  # the workflow.execute row below names this run
+            execution = execution_create(
+                organization=organization, actor=actor, kind=ExecutionKind.WORKFLOW,
+                run_name=f"{workflow.name} v{version.version}", inputs=inputs or {},
+                definition={"workflow_id": str(workflow.pk), "version": version.version, "name": workflow.name},
+                priority=priority, dedupe_key=dedupe_key, enqueue=False)
         existing = WorkflowRun.objects.filter(execution=execution).first()
         if existing is not None:
             return existing
