@@ -258,3 +258,37 @@ def _register_scheduler_factories():
 
 
 _register_scheduler_factories()
+
+
+# --- workflows app factories -------------------------------------------------------------------
+def _register_workflow_factories():
+    from django.apps import apps
+
+    if not apps.is_installed("apps.workflows"):
+        return
+    from apps.agents.models import Agent
+    from apps.workflows.models import Workflow, WorkflowRun, WorkflowVersion
+    from apps.workflows.services import workflow_create, workflow_start
+
+    def workflow(*, organization, user):
+        agent = make_tenant_object(Agent, organization, user)
+        definition = {"trigger": {"type": "manual", "conditions": {}},
+                      "steps": [{"id": "only", "agent_number": agent.agent_number, "action": "answer",
+                                 "parameters": {}}],
+                      "error_handling": {"strategy": "fail_fast", "notification_on_error": False}}
+        created, _secret = workflow_create(organization=organization, actor=user,
+                                           data={"name": f"Flow {uuid.uuid4().hex[:8]}", "definition": definition})
+        return created
+
+    def workflow_version(*, organization, user):
+        return workflow(organization=organization, user=user).versions.get()
+
+    def workflow_run(*, organization, user):
+        return workflow_start(workflow=workflow(organization=organization, user=user), actor=user)
+
+    TENANT_FACTORIES.setdefault(Workflow, workflow)
+    TENANT_FACTORIES.setdefault(WorkflowVersion, workflow_version)
+    TENANT_FACTORIES.setdefault(WorkflowRun, workflow_run)
+
+
+_register_workflow_factories()
