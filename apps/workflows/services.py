@@ -648,6 +648,27 @@ def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
+def workflows_rotate_secrets(*, batch_size: int = 500) -> int:
+    """Re-encrypt every workflow's webhook secret under the newest ``KAI_SECRET_KEYS`` key (part of
+    ``rotate_secrets``). Raises ``SecretUnreadable`` when a secret opens under no configured key."""
+    from apps.agents import crypto
+
+    rotated, last_pk = 0, None
+    while True:
+        with transaction.atomic():
+            queryset = Workflow.objects.select_for_update().exclude(webhook_secret="").order_by("pk")
+            if last_pk is not None:
+                queryset = queryset.filter(pk__gt=last_pk)
+            batch = list(queryset.only("pk", "webhook_secret")[:batch_size])
+            for workflow in batch:
+                token, _key_id = crypto.rotate(workflow.webhook_secret)
+                Workflow.objects.filter(pk=workflow.pk).update(webhook_secret=token)
+        rotated += len(batch)
+        if len(batch) < batch_size:
+            return rotated
+        last_pk = batch[-1].pk
+
+
 def workflow_webhook(*, token: str, body: bytes, timestamp: str | None, signature: str | None,
                      delivery_id: str | None = None) -> WorkflowRun | None:
     """A signed webhook delivery (``X-Kai-Timestamp``, ``X-Kai-Signature: sha256=HMAC(secret,

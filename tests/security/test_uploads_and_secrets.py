@@ -128,16 +128,22 @@ def test_the_openapi_document_carries_no_secret_looking_examples(api_client):
     assert not found, found
 
 
-def test_rotation_re_encrypts_every_credential_of_every_organization(make_member, settings):
+def test_rotation_re_encrypts_every_stored_secret_of_every_organization(make_member, settings):
+    """Credentials, outbound webhook secrets and workflow webhook secrets: after ``rotate_secrets``
+    the old key can be retired and every one of them still opens."""
     from cryptography.fernet import Fernet
     from django.core.management import call_command
 
     from apps.agents import crypto
     from apps.agents.models import Credential
     from apps.agents.services import credential_create
+    from apps.webhooks.services import webhook_create, webhook_secret
+    from apps.workflows.models import Workflow
+    from tests.factories import make_tenant_object
 
+    settings.KAI_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
     old = crypto._keys()[0]
-    values = {}
+    values, hooks, flows = {}, {}, []
     for _ in range(3):
         member = make_member()
         for i in range(4):
@@ -145,6 +151,11 @@ def test_rotation_re_encrypts_every_credential_of_every_organization(make_member
             credential = credential_create(organization=member.organization, actor=member.user, name=f"k{i}",
                                            service_name="openai", value=value)
             values[credential.pk] = value
+        webhook, secret = webhook_create(organization=member.organization, actor=member.user,
+                                         data={"url": "http://127.0.0.1:9/hook", "events": ["execution.failed"]})
+        hooks[webhook.pk] = secret
+        flows.append(make_tenant_object(Workflow, member.organization, member.user).pk)
+    flow_secrets = {pk: crypto.decrypt(Workflow.objects.get(pk=pk).webhook_secret) for pk in flows}
     new = Fernet.generate_key().decode()
     settings.KAI_SECRET_KEYS = [new, old]
     crypto.reset_keys_cache()
@@ -157,6 +168,13 @@ def test_rotation_re_encrypts_every_credential_of_every_organization(make_member
         for credential in rotated:
             assert credential.encryption_key_id == crypto.key_id(new)
             assert json.loads(crypto.decrypt(credential.encrypted_value))["value"] == values[credential.pk]
+        from apps.webhooks.models import Webhook
+
+        for webhook in Webhook.objects.filter(pk__in=hooks):
+            assert webhook.secret_key_id == crypto.key_id(new) and webhook_secret(webhook) == hooks[webhook.pk]
+        for workflow in Workflow.objects.filter(pk__in=flows):
+            assert crypto.decrypt(workflow.webhook_secret) == flow_secrets[workflow.pk]
+        assert len(hooks) == len(flows) == 3
     finally:
         settings.KAI_SECRET_KEYS = []
         crypto.reset_keys_cache()

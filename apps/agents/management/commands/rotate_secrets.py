@@ -1,15 +1,17 @@
-"""Re-encrypt every stored credential under the newest key of KAI_SECRET_KEYS.
+"""Re-encrypt every stored secret under the newest key of KAI_SECRET_KEYS: provider and tool
+credentials, outbound webhook signing secrets and workflow webhook secrets.
 
 Rotation: put a new key first in KAI_SECRET_KEYS (keep the old ones after it), restart, run this
 command, then drop the old keys. Exits non-zero if any value decrypts under no configured key.
 """
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.agents import services
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt every credential under the newest secret key."
+    help = "Re-encrypt every stored secret (credentials, webhook and workflow secrets) under the newest key."
 
     def add_arguments(self, parser):
         parser.add_argument("--batch-size", type=int, default=500)
@@ -17,5 +19,13 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         result = services.credentials_rotate_all(batch_size=options["batch_size"])
         self.stdout.write(f"[kai] rotated {result['rotated']} credential(s) to key {result['key_id']}")
+        if apps.is_installed("apps.webhooks"):
+            from apps.webhooks.services import webhooks_rotate_secrets
+
+            self.stdout.write(f"[kai] rotated {webhooks_rotate_secrets()} webhook secret(s)")
+        if apps.is_installed("apps.workflows"):
+            from apps.workflows.services import workflows_rotate_secrets
+
+            self.stdout.write(f"[kai] rotated {workflows_rotate_secrets()} workflow webhook secret(s)")
         if result["unreadable"]:
             raise CommandError(f"{result['unreadable']} credential(s) decrypt under no configured key (see the log)")
