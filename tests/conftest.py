@@ -130,3 +130,16 @@ def pytest_collection_modifyitems(config, items):
     """Slow tests first: with pytest-xdist's load distribution they then start at the beginning on
     every worker instead of one of them (a 3-minute two-beat test, say) ending the run alone."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """Each test gets a channel-layer instance of its own. channels-redis keeps receive state on the
+    instance (an asyncio lock taken while a consumer waits for a message); a test whose event loop
+    ends while a consumer is mid-receive would leave that lock held and bound to a dead loop, and the
+    next socket test in the same process fails with "bound to a different event loop" or hangs."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.pop("default", None)
+    yield
+    channel_layers.backends.pop("default", None)
