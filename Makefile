@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PYTEST_ARGS ?= -n 2
+# 3 xdist workers on 2 cores: many tests wait on real workers, servers and beat ticks (idle CPU),
+# so a third worker fills it; -n 2 left a core idle for minutes and ran ~10 min.
+PYTEST_ARGS ?= -n 3
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS ?=

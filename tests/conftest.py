@@ -65,10 +65,17 @@ class Member:
 
 
 @pytest.fixture
-def make_member(db):
+def user_factory():
+    """How ``make_member`` makes users; a test folder may override it (the console tests skip
+    password hashing where nobody signs in with a password)."""
+    return UserFactory
+
+
+@pytest.fixture
+def make_member(db, user_factory):
     def _make(role="owner", organization=None, user=None, plan=None) -> Member:
         organization = organization or OrganizationFactory(**({"plan": plan} if plan else {}))
-        user = user or UserFactory()
+        user = user or user_factory()
         membership = MembershipFactory(user=user, organization=organization, role=role)
         return Member(user=user, organization=organization, membership=membership)
     return _make

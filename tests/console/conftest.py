@@ -6,9 +6,6 @@ import uuid
 
 import pytest
 
-from tests.conftest import Member
-from tests.factories import MembershipFactory, OrganizationFactory
-
 
 def fast_user(**extra):
     from apps.accounts.models import User
@@ -17,15 +14,5 @@ def fast_user(**extra):
 
 
 @pytest.fixture
-def make_member(db):
-    def _make(role="owner", organization=None, user=None, plan=None) -> Member:
-        organization = organization or OrganizationFactory(**({"plan": plan} if plan else {}))
-        user = user or fast_user()
-        membership = MembershipFactory(user=user, organization=organization, role=role)
-        return Member(user=user, organization=organization, membership=membership)
-    return _make
-
-
-@pytest.fixture
-def member(make_member) -> Member:
-    return make_member("owner")
+def user_factory():
+    return fast_user
