@@ -41,7 +41,10 @@ ALLOWED_FROM: dict[str, frozenset] = {
     S.PENDING: frozenset({S.PREPARING, S.RUNNING,  # requeued after its worker was lost
                           S.WAITING_FOR_APPROVAL}),  # approved: queued again to resume
     S.PREPARING: frozenset({S.PENDING}),
-    S.RUNNING: frozenset({S.PREPARING}),
+    S.RUNNING: frozenset({S.PREPARING,
+                          # answered and resumed in place, no worker claims it: a workflow run and its
+                          # approval step (apps.workflows); crews resume through PENDING instead
+                          S.WAITING_FOR_APPROVAL}),
     S.COMPLETED: frozenset({S.RUNNING}),
     S.FAILED: frozenset({S.PENDING, S.PREPARING, S.RUNNING, S.WAITING_FOR_APPROVAL}),
     S.CANCELLED: frozenset({S.PENDING, S.PREPARING, S.RUNNING, S.WAITING_FOR_APPROVAL}),
