@@ -8,8 +8,9 @@ passes. What an answer does to the run is up to the source's resolution handler 
 - ``crew_task`` / ``tool_call`` (built in): approve → the parked execution goes back to PENDING
   with the decision folded into its checkpoint and is queued (a new Celery task resumes it; no
   completed task runs again); reject → the execution ends FAILED.
-- ``workflow_step``: the workflows app registers its own handler (approve → continue, reject →
-  the step's fallback or fail).
+- ``workflow_step``: the workflows app registers its own handler (approve → the step completes
+  with the approved or edited value as its output and the DAG goes on; reject → the step fails and
+  the workflow's error strategy applies). Its events go on the workflow run's stream.
 """
 from __future__ import annotations
 
@@ -94,6 +95,12 @@ def _find_user(organization, value):
     return membership.user
 
 
+def approval_assignee(*, organization, value):
+    """The member ``value`` (a user, an id or an email) names; ``ValueError`` when it names no
+    member of ``organization`` (None when not given). For sources that check an assignee ahead."""
+    return _find_user(getattr(organization, "pk", organization), value)
+
+
 def _event_data(approval: Approval, **extra) -> dict:
     return {"approval_id": str(approval.pk), "source": approval.source, "status": approval.status,
             "execution_id": str(approval.execution_id) if approval.execution_id else None,
@@ -135,11 +142,19 @@ def approval_request(*, organization, question: str, source: str = ApprovalSourc
         audit_record(organization=approval.organization, actor=actor, action="approval.request", instance=approval,
                      after=snapshot(approval, ["id", "source", "execution", "step_id", "assignee_role",
                                                "assignee_user", "deadline", "default_action"]))
-        publish(org_id, "approval.requested", _event_data(approval), execution=execution,
+        publish(org_id, "approval.requested", _event_data(approval), execution=_stream_of(source, execution),
                 agent=getattr(execution, "agent_id", None), actor=actor, component="approvals", severity="warning")
         if deadline is not None:
             transaction.on_commit(partial(_schedule_expiry, approval.pk, deadline), robust=True)
     return approval
+
+
+def _stream_of(source, execution):
+    """The run whose stream carries an approval's events: a workflow step's are its workflow run's
+    (the run a person follows); any other source's, its own execution's."""
+    if source == ApprovalSource.WORKFLOW_STEP and getattr(execution, "parent_id", None):
+        return execution.parent_id
+    return execution
 
 
 def _schedule_expiry(approval_id, deadline) -> None:
@@ -185,7 +200,9 @@ def approval_resolve(*, approval: Approval, actor, role: str | None, approve: bo
 def _resolve(*, approval_id, actor, approve: bool, value=_UNSET, feedback: str = "", timed_out: bool = False,
              only_if_due: bool = False) -> Approval | None:
     now = timezone.now()
-    execution_id = Approval.objects.filter(pk=approval_id).values_list("execution_id", flat=True).first()
+    execution_id, stream_id = (Approval.objects.filter(pk=approval_id)
+                               .values_list("execution_id", "execution__parent_id", "source").first()
+                               or (None, None, None))[:2]
     with transaction.atomic():
         if execution_id:
             # the run's row first, as cancel and the transition service lock it: one lock order, no deadlock
@@ -219,7 +236,8 @@ def _resolve(*, approval_id, actor, approve: bool, value=_UNSET, feedback: str =
                 _event_data(approval, edited_value=approval.edited_value, feedback=approval.feedback,
                             timed_out=timed_out, resolved_by=str(approval.resolved_by_id)
                             if approval.resolved_by_id else None),
-                execution=approval.execution_id, actor=approval.resolved_by, component="approvals")
+                execution=stream_id if approval.source == ApprovalSource.WORKFLOW_STEP and stream_id
+                else approval.execution_id, actor=approval.resolved_by, component="approvals")
         handler = _HANDLERS.get(approval.source)
         if handler is None:
             logger.warning("no resolution handler for approvals of source %r (approval %s)", approval.source,

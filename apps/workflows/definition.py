@@ -3,7 +3,8 @@
 ``validate_definition`` answers every problem at once, each as ``{field, message, step_id}``:
 schema violations, duplicate step ids, unknown ``depends_on``, cycles (named step by step),
 steps whose agent is missing or not of the organization, and conditions or ``{{ }}`` templates
-that do not parse or read a step that is not among the step's dependencies.
+that do not parse or read a step that is not among the step's dependencies, and approval steps
+(``type: approval``, no agent) without a question or with two assignees or two deadlines.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from jsonschema import Draft202012Validator
 
 from apps.workflows import conditions
+from kai_platform.tenancy.roles import Role
 
 TRIGGER_TYPES = ("manual", "schedule", "webhook", "agent_completion", "voice_command")
 STRATEGIES = ("fail_fast", "continue", "retry", "fallback")
@@ -21,13 +23,18 @@ MAX_STEPS = 200
 MAX_ATTEMPTS = 10
 MAX_DELAY_MS = 3_600_000
 MAX_TIMEOUT_MS = 7 * 24 * 3_600_000
+MAX_APPROVAL_SECONDS = 90 * 24 * 3600
+STEP_TYPES = ("agent", "approval")
+APPROVAL_DEFAULTS = ("approve", "reject")
+STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$"
 
-STEP_SCHEMA = {
+AGENT_STEP_SCHEMA = {
     "type": "object",
     "required": ["id", "action"],
     "additionalProperties": False,
     "properties": {
-        "id": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$"},
+        "id": {"type": "string", "pattern": STEP_ID_PATTERN},
+        "type": {"enum": list(STEP_TYPES)},
         "name": {"type": "string", "maxLength": 200},
         "agent_number": {"type": "integer", "minimum": 1},
         "agent_id": {"type": "string", "format": "uuid"},
@@ -41,6 +48,35 @@ STEP_SCHEMA = {
     },
     "oneOf": [{"required": ["agent_number"], "not": {"required": ["agent_id"]}},
               {"required": ["agent_id"], "not": {"required": ["agent_number"]}}],
+}
+
+#: ``type: approval``: a person answers (apps.approvals); no agent, no LLM call
+APPROVAL_STEP_SCHEMA = {
+    "type": "object",
+    "required": ["id", "type"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "string", "pattern": STEP_ID_PATTERN},
+        "type": {"const": "approval"},
+        "name": {"type": "string", "maxLength": 200},
+        "question": {"type": "string", "minLength": 1, "maxLength": 4000},
+        "message": {"type": "string", "minLength": 1, "maxLength": 4000},
+        "proposed": {"description": "What the person approves or edits (templates allowed); by default the "
+                                    "output of its dependency (an object of them when there are several)."},
+        "assignee_role": {"enum": [r.value for r in Role if r != Role.AGENT]},
+        "assignee_user": {"type": "string", "minLength": 1, "maxLength": 254},
+        "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_APPROVAL_SECONDS},
+        "deadline": {"type": "string", "minLength": 1, "maxLength": 64},
+        "default_action": {"enum": list(APPROVAL_DEFAULTS)},
+        "depends_on": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+        "condition": {"type": "string", "maxLength": conditions.MAX_LENGTH},
+    },
+}
+
+STEP_SCHEMA = {
+    "if": {"type": "object", "required": ["type"], "properties": {"type": {"const": "approval"}}},
+    "then": APPROVAL_STEP_SCHEMA,
+    "else": AGENT_STEP_SCHEMA,
 }
 
 DEFINITION_SCHEMA = {
@@ -122,7 +158,10 @@ def normalize(definition: dict) -> dict:
 
     def step(s):
         s = dict(s)
-        s.setdefault("parameters", {})
+        if is_approval(s):
+            s.setdefault("default_action", "reject")
+        else:
+            s.setdefault("parameters", {})
         s.setdefault("depends_on", [])
         return s
     d["steps"] = [step(s) for s in d["steps"]]
@@ -141,6 +180,32 @@ def backoff_ms(policy: dict, failed_attempt: int) -> int:
     else:
         value = delay * (2 ** (failed_attempt - 1))
     return min(value, MAX_DELAY_MS)
+
+
+def is_approval(step: dict) -> bool:
+    """A ``type: approval`` step: a person answers it (no agent runs)."""
+    return step.get("type") == "approval"
+
+
+def approval_question(step: dict) -> str:
+    return step.get("question") or step.get("message") or ""
+
+
+def approval_deadline(step: dict):
+    """The step's absolute ``deadline`` as an aware datetime (None when absent or unreadable)."""
+    from datetime import timezone as tz
+
+    from django.utils import timezone
+    from django.utils.dateparse import parse_datetime
+
+    raw = step.get("deadline")
+    try:
+        value = parse_datetime(raw) if isinstance(raw, str) else None
+    except ValueError:
+        value = None
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, tz.utc)
+    return value
 
 
 def agent_key(step: dict) -> str:
@@ -255,8 +320,9 @@ def _check_graph(steps: list[dict], *, where: str, visible: set[str], problems: 
         expressions = []
         if step.get("condition") is not None:
             expressions.append((f"{where}[{index}].condition", step["condition"]))
-        for text in conditions.template_expressions(step.get("parameters") or {}):
-            expressions.append((f"{where}[{index}].parameters", text))
+        for key in ("parameters", "proposed", "question", "message"):
+            for text in conditions.template_expressions(step.get(key)):
+                expressions.append((f"{where}[{index}].{key}", text))
         for field_name, text in expressions:
             try:
                 tree = conditions.parse(text)
@@ -293,10 +359,13 @@ def validate_definition(definition, *, organization) -> Checked:
     if trigger["type"] == "agent_completion" and "source_agent" not in trigger:
         problems.append(Problem("definition.trigger.source_agent",
                                 "an agent_completion trigger names its source_agent (agent_number)"))
-    agents = _resolve_agents(organization, [*steps, *fallback],
+    agents = _resolve_agents(organization, [s for s in (*steps, *fallback) if not is_approval(s)],
                              extra_numbers=[trigger["source_agent"]] if "source_agent" in trigger else [])
     for where, step_list in (("definition.steps", steps), ("definition.error_handling.fallback_steps", fallback)):
         for index, step in enumerate(step_list):
+            if is_approval(step):
+                _check_approval(step, where=f"{where}[{index}]", organization=organization, problems=problems)
+                continue
             if agent_key(step) not in agents:
                 if "agent_number" in step:
                     problems.append(Problem(f"{where}[{index}].agent_number",
@@ -309,6 +378,29 @@ def validate_definition(definition, *, organization) -> Checked:
         problems.append(Problem("definition.trigger.source_agent",
                                 f"no agent number {trigger['source_agent']} in this organization"))
     return Checked(definition=d, problems=problems, agents=agents)
+
+
+def _check_approval(step: dict, *, where: str, organization, problems: list[Problem]) -> None:
+    """What the schema cannot say about an approval step: one question, one assignee, one deadline."""
+    sid = step["id"]
+    if "question" in step and "message" in step:
+        problems.append(Problem(f"{where}.message", "give the question as `question` or `message`, not both", sid))
+    elif not approval_question(step):
+        problems.append(Problem(f"{where}.question", "an approval step asks a `question` (or `message`)", sid))
+    if "assignee_role" in step and "assignee_user" in step:
+        problems.append(Problem(f"{where}.assignee_user", "name either `assignee_role` or `assignee_user`, not both",
+                                sid))
+    elif "assignee_user" in step:
+        from apps.approvals.services import approval_assignee
+
+        try:
+            approval_assignee(organization=organization, value=step["assignee_user"])
+        except ValueError as exc:
+            problems.append(Problem(f"{where}.assignee_user", str(exc), sid))
+    if "timeout_seconds" in step and "deadline" in step:
+        problems.append(Problem(f"{where}.deadline", "give either `timeout_seconds` or `deadline`, not both", sid))
+    elif "deadline" in step and approval_deadline(step) is None:
+        problems.append(Problem(f"{where}.deadline", f"{step['deadline']!r} is not an ISO 8601 date-time", sid))
 
 
 def _resolve_agents(organization, steps: list[dict], *, extra_numbers=()) -> dict:

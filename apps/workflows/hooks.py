@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 
+from apps.approvals.models import ApprovalSource
+from apps.approvals.services import register_resolution_handler
 from apps.crews.models import ExecutionKind
 from apps.crews.services import on_execution_terminal
 
@@ -16,6 +18,24 @@ def step_ended(*, execution_id, status, kind, organization_id, agent_id, parent_
         from apps.workflows.services import _advance_later
 
         _advance_later(parent_id)
+
+
+@on_execution_terminal(ExecutionKind.WORKFLOW)
+def run_ended(*, execution_id, status, kind, organization_id, agent_id, parent_id) -> None:
+    """A run cancelled from outside the engine (``executions/{id}/cancel`` ends a run parked
+    WAITING_FOR_APPROVAL at once): advance it so its live steps stop and their approvals close."""
+    if status == "CANCELLED":
+        from apps.workflows.services import _advance_later
+
+        _advance_later(execution_id)
+
+
+@register_resolution_handler(ApprovalSource.WORKFLOW_STEP)
+def approval_answered(approval) -> None:
+    """A person (or the deadline's default) answered an approval step: end its execution."""
+    from apps.workflows.services import approval_answered as answered
+
+    answered(approval)
 
 
 @on_execution_terminal(ExecutionKind.AGENT_TASK, ExecutionKind.AGENT_COMMAND, ExecutionKind.AGENT_EXECUTE)

@@ -28,7 +28,13 @@ from apps.crews.models import TERMINAL_STATUSES, Execution, ExecutionKind, Execu
 from apps.crews.services import execution_cancel, execution_create, execution_transition
 from apps.events.services import publish
 from apps.workflows import conditions
-from apps.workflows.definition import backoff_ms, validate_definition
+from apps.workflows.definition import (
+    approval_deadline,
+    approval_question,
+    backoff_ms,
+    is_approval,
+    validate_definition,
+)
 from apps.workflows.models import (
     FAILED_STEP_STATES,
     LIVE_STEP_STATES,
@@ -264,6 +270,9 @@ def workflow_run_cancel(*, run: WorkflowRun, actor, reason: str = "cancelled by 
 def _step_status(step_run: StepRun | None) -> str:
     if step_run is None:
         return "PENDING"
+    if (step_run.state == StepState.ACTIVE and step_run.execution_id and step_run.execution is not None
+            and step_run.execution.status == S.WAITING_FOR_APPROVAL):
+        return str(S.WAITING_FOR_APPROVAL)
     return {StepState.SCHEDULED: "SCHEDULED", StepState.ACTIVE: "RUNNING"}.get(step_run.state,
                                                                                 step_run.state.upper())
 
@@ -361,6 +370,8 @@ def _start_attempt(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step_
     """Create the attempt's execution (queued on commit) and make the step run ACTIVE."""
     from apps.agents.models import Agent
 
+    if is_approval(step):
+        return _start_approval(dag, step, fallback=fallback, attempt=attempt, step_run=step_run, now=now)
     run = dag.run
     context = dag.context()
     parameters = conditions.render(step.get("parameters") or {}, context)
@@ -400,6 +411,112 @@ def _start_attempt(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step_
                                       queue=settings.CELERY_TASK_DEFAULT_QUEUE), robust=True)
 
 
+def _default_proposed(step: dict, context: dict):
+    """An approval step without ``proposed`` proposes its dependency's output (an object of the
+    outputs when it has several, null when none)."""
+    deps = list(step.get("depends_on") or [])
+    outputs = {dep: context["steps"].get(dep, {}).get("output") for dep in deps}
+    if len(deps) == 1:
+        return outputs[deps[0]]
+    return outputs or None
+
+
+def _start_approval(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step_run: StepRun | None, now) -> None:
+    """An approval step: its execution goes PENDING → PREPARING → RUNNING → WAITING_FOR_APPROVAL at
+    once (no worker ever claims it) and a person is asked; the answer ends it (``approval_answered``)."""
+    from apps.approvals.models import ApprovalSource
+    from apps.approvals.services import approval_request_for_execution
+
+    run = dag.run
+    context = dag.context()
+    question = conditions.render(approval_question(step), context)
+    question = question if isinstance(question, str) else json.dumps(question, default=str)
+    proposed = conditions.render(step["proposed"], context) if "proposed" in step else _default_proposed(step, context)
+    inputs = {"question": question, "proposed": proposed}
+    execution = execution_create(
+        organization=run.organization, actor=None, kind=ExecutionKind.WORKFLOW_STEP,
+        run_name=f"{run.workflow.name} · {step['id']} (approval)", parent=run.execution, inputs=inputs,
+        definition={"type": "approval", "question": question, "step_id": step["id"], "attempt": attempt,
+                    "workflow_id": str(run.workflow_id), "run_id": str(run.pk)},
+        priority=run.execution.priority, max_attempts=1, enqueue=False)
+    if step_run is None:
+        step_run = StepRun(organization_id=run.organization_id, run=run, step_id=step["id"], fallback=fallback,
+                           attempt=attempt)
+    step_run.state, step_run.execution, step_run.agent = StepState.ACTIVE, execution, None
+    step_run.inputs, step_run.started_at = inputs, now
+    step_run.save()
+    dag.latest[(fallback, step["id"])] = step_run
+    execution_transition(execution_id=execution.pk, to=S.PREPARING, reason="approval step",
+                         worker="workflow engine", heartbeat_at=None)
+    execution_transition(execution_id=execution.pk, to=S.RUNNING, reason="asking for approval", heartbeat_at=None)
+    request = {"question": question, "source": ApprovalSource.WORKFLOW_STEP, "proposed": proposed,
+               "workflow_run": run.pk, "step_id": step["id"], "default_action": step.get("default_action") or "reject",
+               "assignee_role": step.get("assignee_role") or "", "assignee_user": step.get("assignee_user"),
+               "timeout_seconds": step.get("timeout_seconds"), "deadline": approval_deadline(step)}
+    try:
+        with transaction.atomic():
+            asked = approval_request_for_execution(execution=execution, request=request,
+                                                   checkpoint={"step_id": step["id"], "run_id": str(run.pk)})
+    except ValueError as exc:  # its assignee left the organization since the workflow was saved
+        execution_transition(execution_id=execution.pk, to=S.FAILED, reason=f"could not ask for approval: {exc}",
+                             error=f"could not ask for approval: {exc}")
+        return
+    if not asked:
+        execution_transition(execution_id=execution.pk, to=S.CANCELLED, reason="cancelled before it was asked")
+
+
+def approval_answered(approval) -> None:
+    """The ``workflow_step`` resolution handler (inside the answering transaction): approve → the
+    step's execution COMPLETED with the edited (or proposed) value as its output; reject, or a
+    deadline whose default is reject → FAILED with the feedback. Either way its terminal hook
+    advances the run on commit, where the usual strategy applies."""
+    from apps.approvals.models import ApprovalStatus
+
+    if not approval.execution_id:
+        return
+    execution = (Execution.objects.filter(pk=approval.execution_id, status=S.WAITING_FOR_APPROVAL)
+                 .only("pk", "started_at", "inputs").first())
+    if execution is None:  # it ended meanwhile (cancelled, the run failed)
+        return
+    who = "the deadline's default" if approval.timed_out else (
+        approval.resolved_by.email if approval.resolved_by_id and approval.resolved_by else "a reviewer")
+    waiting = {S.WAITING_FOR_APPROVAL}
+    if approval.status == ApprovalStatus.APPROVED:
+        output = approval.edited_value if approval.edited_value is not None else (execution.inputs or {}).get(
+            "proposed")
+        if execution_transition(execution_id=execution.pk, to=S.RUNNING, only_from=waiting, heartbeat_at=None,
+                                started_at=execution.started_at, reason=f"approved by {who}"):
+            execution_transition(execution_id=execution.pk, to=S.COMPLETED, result=output, error="",
+                                 reason=f"approved by {who}" + (" (edited)" if approval.edited_value is not None
+                                                                else ""))
+        return
+    reason = f"approval rejected by {who}"
+    if approval.feedback:
+        reason += f": {approval.feedback}"
+    execution_transition(execution_id=execution.pk, to=S.FAILED, only_from=waiting, reason=reason, error=reason)
+
+
+def _sync_waiting(dag: _Dag) -> None:
+    """The run shows WAITING_FOR_APPROVAL while all it has live are approval steps waiting for an
+    answer (no slot of the concurrency cap, nothing to sweep), and RUNNING otherwise."""
+    run = dag.run
+    live = [sr.execution_id for sr in dag.live() if sr.state == StepState.ACTIVE and sr.execution_id]
+    waiting = bool(live) and len(live) == len(dag.live()) and Execution.objects.filter(
+        pk__in=live, status=S.WAITING_FOR_APPROVAL).count() == len(live)
+    status = run.execution.status
+    if waiting and status == S.RUNNING:
+        steps = sorted(sr.step_id for sr in dag.live())
+        if execution_transition(execution_id=run.execution_id, to=S.WAITING_FOR_APPROVAL, only_from={S.RUNNING},
+                                unless_cancel_requested=True, heartbeat_at=None,
+                                reason="waiting for approval: " + ", ".join(steps)):
+            run.execution.status = S.WAITING_FOR_APPROVAL
+    elif not waiting and status == S.WAITING_FOR_APPROVAL:
+        if execution_transition(execution_id=run.execution_id, to=S.RUNNING, only_from={S.WAITING_FOR_APPROVAL},
+                                heartbeat_at=None, started_at=run.execution.started_at,
+                                reason="approval answered; running"):
+            run.execution.status = S.RUNNING
+
+
 def _skip(dag: _Dag, step: dict, *, fallback: bool, now, reason: str) -> None:
     step_run = StepRun.objects.create(organization_id=dag.run.organization_id, run=dag.run, step_id=step["id"],
                                       fallback=fallback, attempt=1, state=StepState.SKIPPED, error=reason,
@@ -431,7 +548,8 @@ def _stop_live_steps(run: WorkflowRun, *, include_fallback: bool, reason: str) -
                    .exclude(status__in=TERMINAL_STATUSES).order_by("pk").values_list("pk", flat=True))
     Execution.objects.filter(pk__in=flagged).update(cancel_requested=True, updated_at=timezone.now())
     for execution_id in flagged:
-        execution_transition(execution_id=execution_id, to=S.CANCELLED, reason=reason, only_from={S.PENDING})
+        execution_transition(execution_id=execution_id, to=S.CANCELLED, reason=reason,
+                             only_from={S.PENDING, S.WAITING_FOR_APPROVAL})  # no worker holds these
     return len(running)
 
 
@@ -481,7 +599,7 @@ def workflow_advance(*, execution_id) -> str:
             in_phase = (run.phase == Phase.MAIN and not fallback) or (run.phase == Phase.FALLBACK and fallback)
             if not in_phase:
                 continue
-            if step_run.attempt < dag.max_attempts:
+            if step_run.attempt < dag.max_attempts and not is_approval(_find_step(dag, step_run) or {}):
                 delay = backoff_ms(dag.policy, step_run.attempt)
                 due = (step_run.completed_at or now) + timedelta(milliseconds=delay)
                 retry = StepRun.objects.create(organization_id=run.organization_id, run=run, step_id=step_id,
@@ -532,6 +650,8 @@ def workflow_advance(*, execution_id) -> str:
                         continue
                 _start_attempt(dag, step, fallback=fallback, attempt=1, step_run=None, now=now)
 
+        if run.phase in (Phase.MAIN, Phase.FALLBACK):
+            _sync_waiting(dag)
         run.save(update_fields=[*changed_fields, "updated_at"])
         for event_type, data, severity in dag.events:
             publish(run.organization_id, event_type, data, execution=run.execution_id, component="workflows",
@@ -612,7 +732,7 @@ def workflow_sweep(*, stale_seconds: int = 60, limit: int = 500) -> int:
     from django.db.models import Q
 
     now = timezone.now()
-    due = (WorkflowRun.objects.filter(execution__status__in=[S.PREPARING, S.RUNNING])
+    due = (WorkflowRun.objects.filter(execution__status__in=[S.PREPARING, S.RUNNING, S.WAITING_FOR_APPROVAL])
            .filter(Q(deadline_at__lte=now) | Q(execution__cancel_requested=True)
                    | Q(advanced_at__lt=now - timedelta(seconds=stale_seconds)) | Q(advanced_at__isnull=True,
                                                                                    created_at__lt=now - timedelta(
