@@ -92,14 +92,19 @@ CACHES = {
     }
 }
 
+# Options for every asyncio Redis client (the channel layer, socket stream relays). No socket
+# timeout: with one set, redis-py sends each command through asyncio.wait_for, which on Python
+# 3.11 swallows a cancellation that races the send (gh-86296) -- a disconnected socket's
+# channel-layer receive then kept polling Redis forever instead of stopping. channels-redis and
+# the relays block in bounded 5 s reads anyway; keepalive and a health check find dead peers.
+ASYNC_REDIS_OPTIONS = {"socket_timeout": None, "socket_keepalive": True, "health_check_interval": 30}
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            # channels-redis blocks on Redis in 5 s reads: the client's socket timeout must be longer
-            # (redis-py's 5 s default dropped idle sockets), and mass disconnects need connections.
-            "hosts": [{"address": REDIS_URL,
-                       "socket_timeout": env_float("KAI_CHANNEL_SOCKET_TIMEOUT", 30.0),
+            # Mass disconnects need connections; ASYNC_REDIS_OPTIONS says why there is no socket timeout.
+            "hosts": [{"address": REDIS_URL, **ASYNC_REDIS_OPTIONS,
                        "max_connections": env_int("KAI_CHANNEL_MAX_CONNECTIONS", 10_000)}],
             "prefix": f"{KAI_REDIS_PREFIX}:asgi",
             "capacity": env_int("KAI_CHANNEL_CAPACITY", 1000),

@@ -134,7 +134,7 @@ class AgentSocketConsumer(KaiSocketConsumer):
         from apps.crews.runner import stream_key
 
         if self._redis is None:
-            self._redis = aioredis.Redis.from_url(settings.REDIS_URL)
+            self._redis = aioredis.Redis.from_url(settings.REDIS_URL, **settings.ASYNC_REDIS_OPTIONS)
         key, last_id, status = stream_key(stream_id), "0-0", None
         deadline = asyncio.get_running_loop().time() + 3600
         try:
