@@ -3,7 +3,10 @@ same run.
 
 Two fresh daphnes, each started with ``ulimit -n`` raised to the hard limit: the product
 (``/api/v1/ws``, per-IP cap raised for the bench) and ``bench.asgi_sockets`` (``/idle``: a raw ASGI
-app that accepts and waits). For each: RSS of the daphne process (``/proc/<pid>/status`` VmRSS)
+app that accepts and waits), plus a third, informative column on a third fresh daphne:
+``/idle-channels``, the smallest Channels ``AsyncWebsocketConsumer`` (no auth, a channel-layer
+channel on the product's channels-redis layer, no group) — what Channels' own machinery costs per
+socket before the product adds anything. For each: RSS of the daphne process (``/proc/<pid>/status`` VmRSS)
 after a warm-up of 50 sockets opened and closed, then after K idle sockets are open (hub sockets
 authenticated with ``?token=`` JWTs, K/5 bench admins since the product allows 5 per user, each
 waited for until ``connection_established``; not subscribed); (after − before) / K. The client is a
@@ -32,16 +35,19 @@ def run(ctx):
     stop_servers(ctx)  # B5/B6's daphnes, if still up
     product = wsc.start_daphne(ctx, "daphne-b7-product", wsc.PRODUCT_APP, wsc.product_env(sockets))
     bare = wsc.start_daphne(ctx, "daphne-b7-bare", wsc.BARE_APP)
+    channels = wsc.start_daphne(ctx, "daphne-b7-channels", wsc.BARE_APP)
     try:
         log(f"B7: RSS of daphne before/after {sockets} idle sockets, hub vs bare ASGI")
         data = child.call(ctx, "b7_socket_memory", {
             "product_port": product.port, "product_pid": product.pid, "bare_port": bare.port, "bare_pid": bare.pid,
+            "channels_port": channels.port, "channels_pid": channels.pid,
             "sockets": sockets, "organization_id": ctx.bootstrap["organization_id"],
             "owner_id": ctx.bootstrap["user_id"],
         })
     finally:
         ctx.children.stop(product.process)
         ctx.children.stop(bare.process)
+        ctx.children.stop(channels.process)
     per_product, per_bare = data["product_kib_per_socket"], data["bare_kib_per_socket"]
     ratio = per_product / per_bare if per_bare > 0 else float("inf")
     k = data["sockets"]
@@ -52,6 +58,8 @@ def run(ctx):
         ratio=round(ratio, 2), ratio_text=f"{ratio:.2f}x", status=verdict(ratio <= 1.5),
         note=(f"daphne RSS +{data['product_delta_mib']:.0f} MiB (from {data['product_before_mib']:.0f}) for {k:,} hub "
               f"sockets vs +{data['bare_delta_mib']:.0f} MiB (from {data['bare_before_mib']:.0f}) bare; "
+              f"bare Channels consumer {data['channels_kib_per_socket']:.1f} KiB/socket "
+              f"({data['channels_kib_per_socket'] / per_bare:.2f}x bare ASGI); "
               f"connect {data['product_connect_s']:.0f} s vs {data['bare_connect_s']:.0f} s"
               + (f"; only {k:,} of {data['wanted']:,} sockets: {data['limit_reason']}" if k < data["wanted"] else "")),
         details=data,
@@ -67,8 +75,10 @@ async def _measure(ns) -> dict:
     tokens = await asyncio.to_thread(wsc.make_socket_users, ns.organization_id, ns.owner_id, users, "b7")
     hub_url = f"ws://127.0.0.1:{ns.product_port}{wsc.HUB_PATH}"
     bare_url = f"ws://127.0.0.1:{ns.bare_port}/idle"
+    channels_url = f"ws://127.0.0.1:{ns.channels_port}/idle-channels"
     fleets = {
         "bare": (ns.bare_pid, lambda i: wsc.connect(bare_url)),
+        "channels": (ns.channels_pid, lambda i: wsc.connect(channels_url)),
         "product": (ns.product_pid, lambda i: wsc.open_hub(hub_url, tokens[i // 5])),
     }
     result = {"wanted": wanted, "sockets": sockets, "users": users, "limit_reason": reason}

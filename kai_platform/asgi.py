@@ -11,7 +11,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from apps.agents import mcp_channel  # noqa: E402
 from kai_platform.api.asgi_limits import BodyLimitMiddleware  # noqa: E402
+from kai_platform.realtime.contexts import share_cache_clients  # noqa: E402
 from kai_platform.realtime.routing import websocket_urlpatterns  # noqa: E402
+
+share_cache_clients()  # in the root context every connection inherits: one Redis client, not one per socket
 
 
 class PathPrefixDispatch:

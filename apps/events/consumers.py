@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from types import MappingProxyType
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -25,6 +26,7 @@ from kai_platform.tenancy.roles import Role
 
 REPLAY_BATCH = 500
 SEEN_WINDOW = 20_000
+DEFAULT_CONFIG = MappingProxyType({"metrics_interval": 5000, "buffer_size": 100, "compression": False})
 
 
 class SeenSeqs:
@@ -47,17 +49,24 @@ class SeenSeqs:
 
 
 class HubConsumer(KaiSocketConsumer):
+    # Subscription state starts as these shared, never-mutated class defaults; a socket gets its
+    # own sets/config/seen window/reconcile signal when it first subscribes, configures or receives
+    # (an idle socket carries none of them: bench B7).
+    events: frozenset | set = frozenset()
+    agents: frozenset | set = frozenset()
+    severity: frozenset | set = frozenset()
+    components: frozenset | set = frozenset()
+    config = DEFAULT_CONFIG
+    seen: SeenSeqs | None = None
+    watermark: int | None = None  # highest seq confirmed from the table
+    _last_metrics_at = 0.0
+    _reconcile_soon: asyncio.Event | None = None
+    _resume_from: int | None = None
+
     async def on_authenticated(self):
-        self.events: set[str] = set()
-        self.agents: set[str] = set()
-        self.severity: set[str] = set()
-        self.components: set[str] = set()
-        self.config = {"metrics_interval": 5000, "buffer_size": 100, "compression": False}
-        self.seen = SeenSeqs()
-        self.watermark: int | None = None  # highest seq confirmed from the table
-        self._last_metrics_at = 0.0
-        self._reconcile_soon = asyncio.Event()
-        self._resume_from = _as_int(self.query.get("last_event_id"))
+        resume = _as_int(self.query.get("last_event_id"))
+        if resume is not None:
+            self._resume_from = resume
         await self.join_groups()
         await self.send_envelope("connection_established", {
             "client_id": self.client_id,
@@ -114,8 +123,10 @@ class HubConsumer(KaiSocketConsumer):
         filters = data.get("filters") or {}
         if not isinstance(agents, list) or not isinstance(filters, dict):
             return await self._subscription_error("INVALID_MESSAGE_FORMAT", "'agents' is a list, 'filters' an object.")
-        self.events |= names
-        self.agents |= {str(a) for a in agents}
+        if self._reconcile_soon is None:
+            self._reconcile_soon = asyncio.Event()
+        self.events = {*self.events, *names}
+        self.agents = {*self.agents, *(str(a) for a in agents)}
         if "severity" in filters:
             self.severity = {str(s) for s in filters.get("severity") or []}
         if "components" in filters:
@@ -137,10 +148,9 @@ class HubConsumer(KaiSocketConsumer):
             self._spawn(self._reconcile_loop())
 
     async def on_unsubscribe(self, data, message):
-        for name in data.get("events") or []:
-            self.events.discard(catalog.normalize_subscription(name) or name)
-        for agent in data.get("agents") or []:
-            self.agents.discard(str(agent))
+        self.events = set(self.events) - {catalog.normalize_subscription(name) or name
+                                          for name in data.get("events") or []}
+        self.agents = set(self.agents) - {str(agent) for agent in data.get("agents") or []}
         await self.send_envelope("subscription_confirmed", {
             "events": sorted(self.events), "agents": sorted(self.agents),
             "status": "active" if self.events else "inactive",
@@ -188,6 +198,8 @@ class HubConsumer(KaiSocketConsumer):
         })
 
     async def on_configure(self, data, message):
+        if self.config is DEFAULT_CONFIG:
+            self.config = dict(DEFAULT_CONFIG)
         errors = {}
         if "metrics_interval" in data:
             value = data["metrics_interval"]
@@ -240,7 +252,11 @@ class HubConsumer(KaiSocketConsumer):
 
     async def _deliver(self, event: dict):
         names = self._wanted(event)
-        if not names or not self.seen.add(event["seq"]):
+        if not names:
+            return
+        if self.seen is None:
+            self.seen = SeenSeqs()
+        if not self.seen.add(event["seq"]):
             return
         if "metrics_update" in names and len(names) == 1:
             now = time.monotonic()

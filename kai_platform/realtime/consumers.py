@@ -42,33 +42,39 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
     #: refuse credentials not bound to an organization (the console socket lets staff in without one)
     requires_organization = True
 
+    # Per-socket state starts as these class-level defaults, so an idle socket's ``__dict__`` holds
+    # only what it changed (bench B7: memory per idle socket); containers are made on first use.
+    user = None
+    auth = None
+    organization = None
+    _tasks: list | None = None  # background tasks of this socket (``_spawn``)
+    _message_times: collections.deque | None = None  # the message-rate window, from the first message
+    _rate_warned = False
+    _limits_held = False
+    _closing = False
+    _auth_timer: asyncio.TimerHandle | None = None  # the authentication window of a socket without ?token=
+
     # --- lifecycle ------------------------------------------------------------------------
     async def connect(self):
         self.client_id = f"client_{uuid.uuid4().hex[:12]}"
-        self.user = None
-        self.auth = None
-        self.organization = None
         self.connected_at = time.monotonic()
         self.query = {k: v[-1] for k, v in parse_qs(self.scope.get("query_string", b"").decode()).items()}
         self.ip = (self.scope.get("client") or ["unknown"])[0]
-        self._tasks: list[asyncio.Task] = []
-        self._message_times: collections.deque = collections.deque()
-        self._rate_warned = False
-        self._limits_held = False
-        self._closing = False
         if not self._origin_allowed():
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
         await self.accept()
-        token = self.query.get("token")
+        token = self.query.pop("token", None)
         if token:
             await self._authenticate(token)
         else:
-            self._spawn(self._auth_deadline())
+            self._auth_timer = asyncio.get_running_loop().call_later(
+                settings.KAI_WS_AUTH_TIMEOUT, self._auth_window_over)
 
     async def disconnect(self, code):
         self._closing = True
-        for task in self._tasks:
+        self._cancel_auth_timer()
+        for task in self._tasks or ():
             task.cancel()
         await self._release_lease()
         await self.on_disconnect(code)
@@ -87,10 +93,15 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         host, _port = split_domain_port(parsed.netloc)
         return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
 
-    async def _auth_deadline(self):
-        await asyncio.sleep(settings.KAI_WS_AUTH_TIMEOUT)
-        if self.user is None:
-            await self.refuse("AUTHENTICATION_FAILED", "No credential within the authentication window.")
+    def _auth_window_over(self):
+        self._auth_timer = None
+        if self.user is None and not self._closing:
+            self._spawn(self.refuse("AUTHENTICATION_FAILED", "No credential within the authentication window."))
+
+    def _cancel_auth_timer(self):
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
 
     async def _authenticate(self, raw_token: str) -> bool:
         try:
@@ -110,6 +121,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
                               f"At most {limit} concurrent connections per {refused}.", retry_after=30)
             return False
         self._limits_held = True
+        self._cancel_auth_timer()
         self.user, self.auth, self.organization = user, auth, auth.organization
         self._spawn(self._watch_credential())
         await self.on_authenticated()
@@ -183,6 +195,8 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         limit = settings.KAI_WS_MESSAGES_PER_MINUTE
         now = time.monotonic()
         times = self._message_times
+        if times is None:
+            times = self._message_times = collections.deque()
         while times and now - times[0] > 60:
             times.popleft()
         times.append(now)
@@ -217,6 +231,10 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         await self.send_envelope("connection_error", {"error_code": error_code, "error_message": message, **data})
 
     def _spawn(self, coroutine) -> None:
+        if self._tasks is None:
+            self._tasks = []
+        else:
+            self._tasks = [task for task in self._tasks if not task.done()]
         self._tasks.append(asyncio.ensure_future(coroutine))
 
     # --- for subclasses -------------------------------------------------------------------

@@ -1,0 +1,24 @@
+"""One set of cache clients per ASGI process, not one per open socket.
+
+Django keeps its cache connections in an asgiref ``Local``: per thread in sync code, per *context*
+in async code, and ``sync_to_async`` copies what a call set in its context back to the caller. A
+socket is one asyncio task (one context) for its whole life, so the first sync call of a socket
+that touched the cache (authentication, the connection limits) built a Redis client of its own
+and the socket's context kept it until the socket closed: ~15 KiB per open socket (bench B7), and
+a client built and dropped per HTTP request.
+
+``share_cache_clients()``, called once while the ASGI application is imported (before the server
+starts accepting, so every connection's context is a copy of the one it ran in), opens the
+configured caches in that root context. Every socket and request then finds them already there and
+uses the same clients: redis-py clients are thread-safe and pooled, and asgiref's ``Local`` is
+copy-on-write, so code that opens some other alias still gets a dict of its own.
+"""
+from __future__ import annotations
+
+
+def share_cache_clients() -> None:
+    from django.conf import settings
+    from django.core.cache import caches
+
+    for alias in settings.CACHES:
+        caches[alias]
