@@ -182,12 +182,14 @@ def _start(orchestration, user, role, inputs):
 def _lines_after(execution_id, after: int, limit: int = 500):
     from apps.crews.models import TERMINAL_STATUSES, Execution, ExecutionLog
 
+    # the status first: a run's last log lines commit with (or before) its end, so once the status
+    # read says it ended, the lines read next hold them all ("complete" never skips a line)
+    execution = Execution.objects.only("status", "result", "error").get(pk=execution_id)
+    status = {"status": execution.status, "terminal": execution.status in TERMINAL_STATUSES,
+              "result": execution.result, "error": execution.error or None, "execution_id": str(execution_id)}
     lines = [
         {"seq": row.seq, "level": row.level, "message": row.message, "data": row.data,
          "created_at": row.created_at.isoformat().replace("+00:00", "Z")}
         for row in ExecutionLog.objects.filter(execution_id=execution_id, seq__gt=after).order_by("seq")[:limit]
     ]
-    execution = Execution.objects.only("status", "result", "error").get(pk=execution_id)
-    status = {"status": execution.status, "terminal": execution.status in TERMINAL_STATUSES,
-              "result": execution.result, "error": execution.error or None, "execution_id": str(execution_id)}
     return lines, status

@@ -4,7 +4,9 @@ The runner adds entries in memory; ``maybe_flush`` writes them every ``FLUSH_SEC
 ``FLUSH_ENTRIES`` entries in one short transaction, then hands the connection back to the pool —
 never one transaction per token, and no connection held while the provider is waited on.
 A flush records nothing once the execution has ended (the UPDATE is conditional on an active
-status), so a cancelled or reaped run never gains tokens afterwards.
+status), so a cancelled or reaped run never gains tokens afterwards. The run's last batch is
+written in the transaction that ends it. The shared counters (usage rollup, provider usage) are
+written after the batch commits, one short statement each (see ``flush``).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -57,6 +60,7 @@ class RunRecorder:
         self._tokens_out = 0
         self._cost = Decimal(0)
         self._usage: dict[tuple, list] = {}
+        self._provider_calls: list[tuple] = []  # (provider, tokens in, tokens out, cost) per call
         self._counted_usage_keys: set[tuple] = set()
         self._last_flush = time.monotonic()
         self.ended = False  # the execution left PREPARING/RUNNING: nothing more is recorded
@@ -98,8 +102,10 @@ class RunRecorder:
             self.total_tokens_out += tokens_out
             self.total_cost += Decimal(cost)
 
-    def usage(self, *, agent_id, agent_name: str, model: str, tokens_in: int, tokens_out: int, cost) -> None:
-        """One finished LLM call, for the per-organization/agent/day/model rollup."""
+    def usage(self, *, agent_id, agent_name: str, model: str, tokens_in: int, tokens_out: int, cost,
+              provider=None) -> None:
+        """One finished LLM call, for the per-organization/agent/day/model rollup and, when a
+        configured provider served it, that provider's usage of the day (agents app)."""
         key = (str(agent_id) if agent_id else None, (agent_name or "")[:200], model[:200], timezone.now().date())
         with self._lock:
             entry = self._usage.setdefault(key, [0, 0, 0, Decimal(0)])
@@ -108,10 +114,12 @@ class RunRecorder:
             entry[2] += tokens_out
             entry[3] += Decimal(cost)
             self.llm_calls += 1
+            if provider is not None:
+                self._provider_calls.append((provider, tokens_in, tokens_out, cost))
 
     # --- writing ----------------------------------------------------------------------------
     def pending(self) -> int:
-        return len(self._logs) + len(self._spans) + len(self._usage)
+        return len(self._logs) + len(self._spans) + len(self._usage) + len(self._provider_calls)
 
     def maybe_flush(self) -> None:
         if self.pending() >= FLUSH_ENTRIES or (time.monotonic() - self._last_flush >= FLUSH_SECONDS and (
@@ -119,45 +127,71 @@ class RunRecorder:
             self.flush()
 
     def flush(self) -> bool:
-        """Write what was collected; False when the execution has ended (nothing was written)."""
+        """Write what was collected; False when the execution has ended (then nothing of the run
+        is written, but the providers' usage: that money was spent either way). Inside the
+        caller's transaction (the run's last batch goes with its end) it makes no savepoint.
+
+        The shared counters — the usage rollup of the organization/agent/model/day and the
+        provider's usage of the day — are rows every run of the organization updates: they are
+        written once the batch has committed, each in a statement of its own, so that no
+        transaction holds those rows while it does anything else."""
         with self._lock:
             logs, self._logs = self._logs, []
             spans, self._spans = self._spans, []
             usage, self._usage = self._usage, {}
+            providers, self._provider_calls = self._provider_calls, []
             tokens_in, tokens_out, cost = self._tokens_in, self._tokens_out, self._cost
             self._tokens_in = self._tokens_out = 0
             self._cost = Decimal(0)
             self._last_flush = time.monotonic()
         if self.ended:
+            if providers:
+                self._write_counters({}, providers)
             return False
-        if not (logs or spans or usage or tokens_in or tokens_out or cost):
+        if not (logs or spans or usage or providers or tokens_in or tokens_out or cost):
             return True
+        written = True
         try:
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "UPDATE crews_execution SET log_seq = log_seq + %s, tokens_in = tokens_in + %s, "
-                        "tokens_out = tokens_out + %s, cost = cost + %s "
-                        "WHERE id = %s AND status IN ('PREPARING', 'RUNNING') RETURNING log_seq",
-                        [len(logs), tokens_in, tokens_out, cost, self.execution_id])
-                    row = cursor.fetchone()
-                if row is None:
-                    self.ended = True
-                    return False
-                first = row[0] - len(logs) + 1
-                if logs:
-                    ExecutionLog.objects.bulk_create([
-                        ExecutionLog(organization_id=self.organization_id, execution_id=self.execution_id,
-                                     seq=first + i, level=level, message=message, data=data, created_at=at)
-                        for i, (level, message, data, at) in enumerate(logs)])
-                if spans:
-                    TraceSpan.objects.bulk_create(spans)
-                if usage:
-                    self._write_usage(usage)
+            with transaction.atomic(savepoint=False):
+                if logs or spans or usage or tokens_in or tokens_out or cost:
+                    with connection.cursor() as cursor:
+                        cursor.execute(
+                            "UPDATE crews_execution SET log_seq = log_seq + %s, tokens_in = tokens_in + %s, "
+                            "tokens_out = tokens_out + %s, cost = cost + %s "
+                            "WHERE id = %s AND status IN ('PREPARING', 'RUNNING') RETURNING log_seq",
+                            [len(logs), tokens_in, tokens_out, cost, self.execution_id])
+                        row = cursor.fetchone()
+                    if row is None:
+                        self.ended, written = True, False
+                        usage = {}
+                    else:
+                        first = row[0] - len(logs) + 1
+                        if logs:
+                            ExecutionLog.objects.bulk_create([
+                                ExecutionLog(organization_id=self.organization_id, execution_id=self.execution_id,
+                                             seq=first + i, level=level, message=message, data=data, created_at=at)
+                                for i, (level, message, data, at) in enumerate(logs)])
+                        if spans:
+                            TraceSpan.objects.bulk_create(spans)
+                if usage or providers:
+                    transaction.on_commit(partial(self._write_counters, usage, providers), robust=True)
         finally:
             if not connection.in_atomic_block:
                 connection.close()  # back to the pool until the next batch
-        return True
+        return written
+
+    def _write_counters(self, usage: dict, providers: list) -> None:
+        """Each in autocommit when the caller is in none: a row lock held for one statement."""
+        from apps.agents.services import provider_record_usage
+
+        try:
+            if usage:
+                self._write_usage(usage)
+            for provider, tokens_in, tokens_out, cost in providers:
+                provider_record_usage(provider=provider, input_tokens=tokens_in, output_tokens=tokens_out, cost=cost)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()
 
     def _write_usage(self, usage: dict) -> None:
         now = timezone.now()

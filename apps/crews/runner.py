@@ -13,7 +13,6 @@ import logging
 import random
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,7 +26,7 @@ from apps.crews import llm as llm_layer
 from apps.crews import specs
 from apps.crews.models import Execution, ExecutionKind, ExecutionStatus, Pattern, SpanKind
 from apps.crews.recorder import RunRecorder, Span
-from apps.crews.services import execution_enqueue, execution_transition
+from apps.crews.services import execution_claim, execution_enqueue, execution_transition
 from kai_platform.llm import LLMError, ToolCall
 from kai_platform.llm.base import count_tokens, messages_tokens
 from kai_platform.llm.pricing import cost_usd
@@ -38,7 +37,6 @@ S = ExecutionStatus
 #: running executions at once per organization plan (``settings.max_concurrent_runs`` overrides)
 PLAN_CONCURRENCY = {"free": 2, "standard": 5, "pro": 20, "enterprise": 100}
 MAX_TOOL_ROUNDS = 5
-_LOCK_NAMESPACE = 0x6B43  # advisory locks of the run engine
 LLM_PARAM_KEYS = ("temperature", "max_tokens", "top_p", "latency_ms", "tokens_per_s", "stop")
 
 
@@ -318,13 +316,7 @@ class RunContext:
         self.recorder.tokens(tokens_in=tokens_in, cost=cost)
         self.recorder.span_end(span, status=status, **attributes)
         self.recorder.usage(agent_id=profile.agent_id, agent_name=profile.name, model=resolved.requested,
-                            tokens_in=tokens_in, tokens_out=tokens_out, cost=cost)
-        try:
-            llm_layer.record_provider_usage(resolved=resolved, input_tokens=tokens_in, output_tokens=tokens_out,
-                                            cost=cost)
-        finally:
-            if not connection.in_atomic_block:
-                connection.close()
+                            tokens_in=tokens_in, tokens_out=tokens_out, cost=cost, provider=resolved.provider)
         return cost
 
     # --- an agent answers a prompt ----------------------------------------------------------
@@ -807,41 +799,40 @@ def concurrency_cap(organization) -> int:
     return PLAN_CONCURRENCY.get(organization.plan, PLAN_CONCURRENCY["standard"])
 
 
-def _org_lock_key(organization_id) -> int:
-    value = organization_id if isinstance(organization_id, uuid.UUID) else uuid.UUID(str(organization_id))
-    return (value.int & 0x7FFFFFFF) - (1 << 30)
-
-
-def claim(execution: Execution, *, worker: str) -> str:
-    """PENDING → PREPARING unless the organization is at its cap. Returns "claimed", "over_cap" or "lost"."""
-    with transaction.atomic():
-        if execution.parent_id is None:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
-                               [_LOCK_NAMESPACE, _org_lock_key(execution.organization_id)])
-            running = (Execution.objects.for_org(execution.organization_id)
-                       .filter(status__in=[S.PREPARING, S.RUNNING], parent__isnull=True).count())
-            if running >= concurrency_cap(execution.organization):
-                return "over_cap"
-        ok = execution_transition(execution_id=execution.pk, to=S.PREPARING, reason=f"claimed by {worker}",
-                                  only_from={S.PENDING}, worker=worker[:200], attempts=execution.attempts + 1,
-                                  heartbeat_at=timezone.now())
-    return "claimed" if ok else "lost"
+def claim(execution: Execution, *, worker: str, start: bool = False) -> str:
+    """PENDING → PREPARING (→ RUNNING with ``start``) unless the organization is at its cap (a
+    top-level run only). Returns "claimed", "over_cap" or "lost"."""
+    cap = None
+    if execution.parent_id is None:
+        cap = (execution.organization_id, concurrency_cap(execution.organization))
+    outcome, _ = execution_claim(execution_id=execution.pk, worker=worker, attempts=execution.attempts + 1,
+                                 start=start, cap=cap)
+    return outcome
 
 
 def run(execution_id, *, worker: str) -> str:
     """Run one execution to its end. Idempotent: a run that ended or that another worker claimed
-    returns at once. Returns what happened (for logs and tests)."""
+    returns at once. Returns what happened (for logs and tests). Every log line of the run names
+    its organization and execution."""
+    from kai_platform.logging import log_context
+
     execution = (Execution.objects.select_related("organization", "agent", "created_by")
                  .filter(pk=execution_id).first())
     if execution is None:
         return "missing"
+    with log_context(organization=execution.organization_id, execution=execution.pk):
+        return _run(execution, worker=worker)
+
+
+def _run(execution: Execution, *, worker: str) -> str:
     if execution.status != S.PENDING:
         return f"skipped ({execution.status})"
     if execution.cancel_requested:
         execution_transition(execution_id=execution.pk, to=S.CANCELLED, reason="cancelled before it started")
         return "cancelled"
-    outcome = claim(execution, worker=worker)
+    runner = RUNNERS.get(execution.kind)
+    # PENDING → PREPARING → RUNNING in one statement (a kind with no runner stops at PREPARING and fails)
+    outcome = claim(execution, worker=worker, start=runner is not None)
     if outcome == "over_cap":
         delay = round(1.0 + random.random() * 2.0, 2)
         # still waiting, not forgotten (``requeue_forgotten`` leaves it alone)
@@ -849,28 +840,29 @@ def run(execution_id, *, worker: str) -> str:
         execution_enqueue(execution_id=execution.pk, priority=execution.priority, countdown=delay)
         return "over_cap"
     if outcome != "claimed":
+        # a run whose cancel was requested is never claimed: it ends here, never having started
+        if (Execution.objects.filter(pk=execution.pk, status=S.PENDING, cancel_requested=True).exists()
+                and execution_transition(execution_id=execution.pk, to=S.CANCELLED,
+                                         reason="cancelled before it started", only_from={S.PENDING})):
+            return "cancelled"
         return "lost"
+    connection.close()  # back to the pool while the runner works
     handle = registry.add(execution.pk)
     ctx = RunContext(execution, handle)
     _restore_usage_keys(ctx)
-    runner = RUNNERS.get(execution.kind)
     started = time.monotonic()
     status, error = S.FAILED, ""
     try:
         if runner is None:
             raise RunFailed(f"no runner is installed for runs of kind {execution.kind!r}")
-        if not execution_transition(execution_id=execution.pk, to=S.RUNNING, reason="started",
-                                    only_from={S.PREPARING}, unless_cancel_requested=True):
-            if Execution.objects.filter(pk=execution.pk, status=S.PREPARING, cancel_requested=True).exists():
-                raise Cancelled("cancelled before it started")
-            return "lost"
-        connection.close()
         result = runner(ctx)
         ctx.recorder.log("completed", tokens=ctx.recorder.total_tokens_in + ctx.recorder.total_tokens_out,
                          cost=str(ctx.recorder.total_cost))
-        ctx.recorder.flush()
         status = S.COMPLETED
-        execution_transition(execution_id=execution.pk, to=S.COMPLETED, reason="completed", result=result, error="")
+        with transaction.atomic():  # the last batch and the end: one transaction, the event last
+            ctx.recorder.flush()
+            execution_transition(execution_id=execution.pk, to=S.COMPLETED, reason="completed", result=result,
+                                 error="")
     except AwaitingApproval as exc:
         ctx.recorder.log(f"waiting for approval: {exc}", **{k: v for k, v in exc.request.items()
                                                               if k in ("source", "step_id")})
@@ -928,9 +920,13 @@ def _park(ctx: RunContext, pause: AwaitingApproval) -> str:
 
 def _end(ctx: RunContext, to: str, reason: str) -> None:
     try:
-        ctx.recorder.flush()
+        with transaction.atomic():  # the last batch and the end in one transaction, the event last
+            ctx.recorder.flush()
+            execution_transition(execution_id=ctx.execution.pk, to=to, reason=reason,
+                                 error=reason if to == S.FAILED else "")
+        return
     except Exception:
-        logger.exception("final flush of %s failed", ctx.execution.pk)
+        logger.exception("final flush or end of %s failed; ending it without its last batch", ctx.execution.pk)
     execution_transition(execution_id=ctx.execution.pk, to=to, reason=reason, error=reason if to == S.FAILED else "")
 
 

@@ -31,6 +31,7 @@ from apps.crews.models import (
 from apps.events.services import publish
 from apps.quotas.services import quota_consume_for_execution
 from kai_platform.api.errors import Conflict
+from kai_platform.tenancy.locks import organization_lock_key
 
 logger = logging.getLogger(__name__)
 
@@ -66,17 +67,123 @@ def _actor_or_none(actor):
 # --- the transition service --------------------------------------------------------------------
 
 _TRANSITION_SQL = """
-WITH old AS (
+WITH {running}old AS (
     SELECT id, status FROM crews_execution WHERE id = %s AND status = ANY(%s){extra} FOR UPDATE
 ), upd AS (
     UPDATE crews_execution e SET {sets} FROM old WHERE e.id = old.id
     RETURNING old.status AS from_status, e.organization_id, e.kind, e.agent_id, e.parent_id
-), event AS (
+), steps (ord, from_status, to_status, reason) AS (
+    VALUES {steps}
+), history AS (
     INSERT INTO crews_executionevent (organization_id, execution_id, from_status, to_status, reason, at)
-    SELECT organization_id, %s, from_status, %s, %s, %s FROM upd
-)
-SELECT from_status, organization_id, kind, agent_id, parent_id FROM upd
+    SELECT upd.organization_id, %s, COALESCE(steps.from_status, upd.from_status), steps.to_status, steps.reason, %s
+    FROM upd, steps ORDER BY steps.ord
+), {events}
+SELECT {running_n}, upd.from_status, upd.organization_id, upd.kind, upd.agent_id, upd.parent_id,
+       kai_event.id, kai_event.created_at, kai_event.type
+FROM {running_from} LEFT JOIN kai_event ON true ORDER BY kai_event.id
 """
+
+_STEP_EVENT_VALUES = {
+    "type": "'execution.' || lower(steps.to_status)",
+    "severity": "CASE WHEN steps.to_status = 'FAILED' THEN 'error' ELSE 'info' END",
+    "component": "'runs'",
+    "agent_id": "upd.agent_id",
+    "execution_id": "%s::uuid",
+    # the same keys, in the same order, as ``_event_data``
+    "data": ("jsonb_build_object('execution_id', %s::text, 'kind', upd.kind, "
+             "'from', COALESCE(steps.from_status, upd.from_status), 'to', steps.to_status, "
+             "'status', steps.to_status, 'reason', steps.reason, 'agent_id', upd.agent_id::text) || "
+             "CASE WHEN upd.parent_id IS NULL THEN '{}'::jsonb "
+             "ELSE jsonb_build_object('parent_id', upd.parent_id::text) END"),
+    "created_at": "%s",
+}
+
+
+def _event_data(execution_id, kind, from_status, to, reason, agent_id, parent_id) -> dict:
+    data = {"execution_id": str(execution_id), "kind": kind, "from": from_status, "to": str(to),
+            "status": str(to), "reason": reason, "agent_id": str(agent_id) if agent_id else None}
+    if parent_id:
+        data["parent_id"] = str(parent_id)
+    return data
+
+
+def _transition(*, execution_id, path: list[tuple[str, str]], allowed, unless_cancel_requested: bool = False,
+                cap: tuple | None = None, fields: dict) -> tuple[bool, int | None]:
+    """The one statement of a status change: lock the row (``FOR UPDATE``, re-checked after any
+    wait), update it to the last status of ``path`` (``[(status, reason), …]``), write one
+    ``ExecutionEvent`` and one ``execution.<status>`` event per step (ids in path order), then
+    publish. ``cap`` = ``(organization_id, limit)``: the organization's concurrency lock is taken
+    first (an earlier statement of the same round trip, so the count below sees every claim
+    committed before it) and the row moves only while fewer than ``limit`` top-level runs of the
+    organization are PREPARING/RUNNING. Returns (changed, that count or None)."""
+    from apps.events.services import event_insert_ctes, published
+
+    to = path[-1][0]
+    now = timezone.now()
+    updates = {**fields, "status": to, "updated_at": now}
+    if to == S.RUNNING:
+        updates.setdefault("started_at", now)
+        updates.setdefault("heartbeat_at", now)
+    if to in TERMINAL_STATUSES:
+        updates.setdefault("completed_at", now)
+    if to == S.PENDING:
+        updates.setdefault("heartbeat_at", None)
+    sets, set_params = [], []
+    for name, value in updates.items():
+        model_field = Execution._meta.get_field(name)
+        sets.append(f'"{model_field.column}" = %s')
+        set_params.append(model_field.get_db_prep_save(value, connection))
+    extra = " AND NOT cancel_requested" if unless_cancel_requested else ""
+    running, running_n, running_from, params = "", "NULL::bigint", "upd", []
+    prefix, prefix_params = "", []
+    if cap is not None:
+        organization_id, limit = cap
+        prefix = "SELECT pg_advisory_xact_lock(%s, %s);\n"
+        prefix_params = [CLAIM_LOCK_NAMESPACE, organization_lock_key(organization_id)]
+        running = ("running AS (SELECT count(*) AS n FROM crews_execution WHERE organization_id = %s "
+                   "AND status IN ('PREPARING', 'RUNNING') AND parent_id IS NULL), ")
+        params.append(organization_id)
+        extra += " AND (SELECT n FROM running) < %s"
+        running_n, running_from = "running.n", "running LEFT JOIN upd ON true"
+    steps_sql, step_params = [], []
+    for index, (status, reason) in enumerate(path):
+        steps_sql.append(f"({index}, {'%s' if index else 'NULL'}::text, %s::text, %s::text)")
+        step_params += ([str(path[index - 1][0])] if index else []) + [str(status), reason[:4000]]
+    sql = _TRANSITION_SQL.format(
+        running=running, extra=extra, sets=", ".join(sets), steps=", ".join(steps_sql),
+        events=event_insert_ctes(source="upd, steps", values=_STEP_EVENT_VALUES, order_by="steps.ord"),
+        running_n=running_n, running_from=running_from)
+    params += [execution_id, [str(status) for status in allowed]]
+    if cap is not None:
+        params.append(cap[1])
+    params += [*set_params, *step_params, execution_id, now, execution_id, execution_id, now]
+    with transaction.atomic(savepoint=False):
+        with connection.cursor() as cursor:
+            cursor.execute(prefix + sql, prefix_params + params)
+            if prefix:
+                cursor.nextset()
+            rows = cursor.fetchall()
+        if not rows or rows[0][1] is None:
+            return False, rows[0][0] if rows else None
+        count, from_status, organization_id, kind, agent_id, parent_id = rows[0][:6]
+        events = [(pk, created_at) for *_, pk, created_at, _type in rows]
+        if len(events) != len(path):
+            raise RuntimeError(f"transition of {execution_id} published {len(events)} events for {len(path)} steps")
+        previous = from_status
+        for (status, reason), (pk, created_at) in zip(path, events):
+            published(pk=pk, created_at=created_at, organization=organization_id, type=f"execution.{status.lower()}",
+                      data=_event_data(execution_id, kind, previous, status, reason, agent_id, parent_id),
+                      agent=agent_id, execution=execution_id, severity="error" if status == S.FAILED else "info",
+                      component="runs")
+            previous = status
+        if to in TERMINAL_STATUSES:
+            transaction.on_commit(partial(_signal_finished, str(execution_id), str(to)), robust=True)
+            for hook in TERMINAL_HOOKS.get(kind, ()):
+                transaction.on_commit(partial(hook, execution_id=str(execution_id), status=str(to), kind=kind,
+                                              organization_id=organization_id, agent_id=agent_id,
+                                              parent_id=parent_id), robust=True)
+    return True, count
 
 
 def execution_transition(*, execution_id, to: str, reason: str = "", only_from=None,
@@ -87,51 +194,43 @@ def execution_transition(*, execution_id, to: str, reason: str = "", only_from=N
     ``only_from`` narrows the allowed statuses further (never widens them);
     ``unless_cancel_requested`` also refuses a run whose cancel was requested.
 
-    One statement locks the row (``FOR UPDATE``, re-checked after any wait), updates it and writes
-    the ``ExecutionEvent``; the ``execution.<status>`` event is published in the same transaction."""
+    One statement locks the row (``FOR UPDATE``, re-checked after any wait), updates it, writes
+    the ``ExecutionEvent`` and inserts the ``execution.<status>`` event (under the organization's
+    event lock); the event's listeners run and its delivery is queued in the same transaction."""
     to = ExecutionStatus(to)
     if "status" in fields:
         raise ValueError("pass the new status as `to`")
     allowed = ALLOWED_FROM[to] if only_from is None else ALLOWED_FROM[to] & frozenset(only_from)
     if not allowed:
         return False
-    now = timezone.now()
-    updates = {**fields, "status": to, "updated_at": now}
-    if to == S.RUNNING:
-        updates.setdefault("started_at", now)
-        updates.setdefault("heartbeat_at", now)
-    if to in TERMINAL_STATUSES:
-        updates.setdefault("completed_at", now)
-    if to == S.PENDING:
-        updates.setdefault("heartbeat_at", None)
-    sets, params = [], []
-    for name, value in updates.items():
-        model_field = Execution._meta.get_field(name)
-        sets.append(f'"{model_field.column}" = %s')
-        params.append(model_field.get_db_prep_save(value, connection))
-    sql = _TRANSITION_SQL.format(extra=" AND NOT cancel_requested" if unless_cancel_requested else "",
-                                 sets=", ".join(sets))
-    with transaction.atomic(savepoint=False):
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [execution_id, [str(status) for status in allowed], *params,
-                                 execution_id, str(to), reason[:4000], now])
-            row = cursor.fetchone()
-        if row is None:
-            return False
-        from_status, organization_id, kind, agent_id, parent_id = row
-        data = {"execution_id": str(execution_id), "kind": kind, "from": from_status, "to": str(to),
-                "status": str(to), "reason": reason, "agent_id": str(agent_id) if agent_id else None}
-        if parent_id:
-            data["parent_id"] = str(parent_id)
-        publish(organization_id, f"execution.{to.lower()}", data, agent=agent_id, execution=execution_id,
-                severity="error" if to == S.FAILED else "info", component="runs")
-        if to in TERMINAL_STATUSES:
-            transaction.on_commit(partial(_signal_finished, str(execution_id), str(to)), robust=True)
-            for hook in TERMINAL_HOOKS.get(kind, ()):
-                transaction.on_commit(partial(hook, execution_id=str(execution_id), status=str(to), kind=kind,
-                                              organization_id=organization_id, agent_id=agent_id,
-                                              parent_id=parent_id), robust=True)
-    return True
+    changed, _ = _transition(execution_id=execution_id, path=[(to, reason)], allowed=allowed,
+                             unless_cancel_requested=unless_cancel_requested, fields=fields)
+    return changed
+
+
+#: advisory lock namespace of the per-organization concurrency cap (claims)
+CLAIM_LOCK_NAMESPACE = 0x6B43
+
+
+def execution_claim(*, execution_id, worker: str, attempts: int, start: bool = True,
+                    cap: tuple | None = None) -> tuple[str, int | None]:
+    """PENDING → PREPARING (→ RUNNING with ``start``) for the worker that will run it: ONE
+    statement, both steps recorded and published in order (``execution.preparing`` then
+    ``execution.running``, as if the run had been PREPARING for no time). A run whose cancel was
+    requested is not claimed. ``cap`` = ``(organization_id, limit)``: taken only while fewer than
+    ``limit`` top-level runs of the organization are PREPARING/RUNNING, under the organization's
+    claim lock. Returns ("claimed" | "over_cap" | "lost", the count it saw or None)."""
+    reason = f"claimed by {worker}"
+    path = [(S.PREPARING, reason)] + ([(S.RUNNING, "started")] if start else [])
+    changed, running = _transition(execution_id=execution_id, path=path, allowed={S.PENDING},
+                                   unless_cancel_requested=True, cap=cap,
+                                   fields={"worker": worker[:200], "attempts": attempts,
+                                           "heartbeat_at": timezone.now()})
+    if changed:
+        return "claimed", running
+    if cap is not None and running is not None and running >= cap[1]:
+        return "over_cap", running
+    return "lost", running
 
 
 #: ``kind → [hook]``: called on commit after an execution of that kind reached a terminal status, as

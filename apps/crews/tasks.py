@@ -19,13 +19,9 @@ def _worker_name(task) -> str:
              ignore_result=True)
 def run_execution(self, execution_id: str) -> str:
     """Run one execution (any kind) to its end; a second delivery of the message is a no-op."""
-    from apps.crews.models import Execution
     from apps.crews.runner import run
-    from kai_platform.logging import log_context
 
-    organization_id = Execution.objects.filter(pk=execution_id).values_list("organization_id", flat=True).first()
-    with log_context(organization=organization_id, execution=execution_id):  # every log line of the run says so
-        return run(execution_id, worker=_worker_name(self))
+    return run(execution_id, worker=_worker_name(self))  # its log lines name the organization and the run
 
 
 @shared_task(name="apps.crews.tasks.reap_stale_executions", ignore_result=True)

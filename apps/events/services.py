@@ -83,14 +83,72 @@ def publish(organization, type: str, data: dict | None = None, *, agent=None, ex
     # more round trips, and a failed insert fails the caller's transaction either way).
     with transaction.atomic(savepoint=False):
         _insert_locked(event)
-        for listener in _PUBLISH_LISTENERS:
-            listener(event)
-    groups = [org_group(org_id)]
+        _after_insert(event)
+    return event
+
+
+def _after_insert(event: Event) -> None:
+    """What follows the insert of every event, inside its transaction: the listeners, and the
+    delivery to sockets queued for the commit."""
+    for listener in _PUBLISH_LISTENERS:
+        listener(event)
+    groups = [org_group(event.organization_id)]
     if event.agent_id:
         groups.append(agent_group(event.agent_id))
     if event.execution_id:
         groups.append(execution_group(event.execution_id))
     transaction.on_commit(partial(_deliver, serialize_event(event), groups), robust=True)
+
+
+# --- events inserted by another app's statement ----------------------------------------------------
+#
+# A status change that publishes is one statement (apps.crews: the row's UPDATE, its history row and
+# its events). These two halves are ``publish`` split around that statement: ``event_insert_ctes``
+# is the locked insert as CTE items of the caller's statement, ``published`` the rest of ``publish``
+# (listeners, delivery on commit) once the statement returned the ids. Same lock, same order
+# guarantee: the lock is taken before ``nextval`` draws an id and held until the caller commits.
+
+#: the columns ``event_insert_ctes`` fills, in order (``actor_id``/``owner_id`` stay NULL)
+EVENT_INSERT_COLUMNS = ("organization_id", "type", "severity", "component", "agent_id", "execution_id", "data",
+                        "created_at")
+
+
+def organization_lock_key_sql(column: str) -> str:
+    """SQL of ``locks.organization_lock_key`` of a uuid column: its low 31 bits, minus 2**30."""
+    return (f"((('x' || right(replace({column}::text, '-', ''), 8))::bit(32)::int & 2147483647) - 1073741824)")
+
+
+def event_insert_ctes(*, source: str, values: dict[str, str], order_by: str = "") -> str:
+    """Two CTE items for a statement that already defines ``source`` (with an ``organization_id``
+    column): ``kai_lock`` takes the event lock of the organization of ``source``'s rows, then
+    ``kai_event`` inserts one event per row of ``source`` — ``values`` maps every column of
+    ``EVENT_INSERT_COLUMNS`` but ``organization_id`` to an SQL expression over ``source`` (and the
+    tables the caller adds to ``source``'s FROM list, e.g. ``"upd, steps"``; %s placeholders in
+    textual order) — RETURNING ``id, created_at, type``. ``order_by`` orders the inserted rows, so
+    their ids follow it. Every row of ``source`` must belong to one organization."""
+    first = source.split(",")[0].strip()
+    table = Event._meta.db_table
+    columns = ", ".join(("id",) + EVENT_INSERT_COLUMNS)
+    # the id is drawn in the SELECT list: PostgreSQL evaluates volatile output expressions after the
+    # sort, so ids follow ``order_by``; and after the join with kai_lock, so after the lock
+    expressions = ", ".join([f"nextval(pg_get_serial_sequence('{table}', 'id'))", f"{first}.organization_id"]
+                            + [values[c] for c in EVENT_INSERT_COLUMNS[1:]])
+    return (f"kai_lock AS (SELECT pg_advisory_xact_lock({locks.EVENTS}, "
+            f"{organization_lock_key_sql(first + '.organization_id')}) AS locked FROM {first} LIMIT 1), "
+            f"kai_event AS (INSERT INTO {table} ({columns}) SELECT {expressions} "
+            f"FROM {source}, kai_lock{(' ORDER BY ' + order_by) if order_by else ''} "
+            f"RETURNING id, created_at, type)")
+
+
+def published(*, pk: int, created_at, organization, type: str, data: dict | None = None, agent=None,
+              execution=None, severity: str = "info", component: str = "") -> Event:
+    """The rest of ``publish`` for an event a statement made with ``event_insert_ctes``: call it
+    inside that statement's transaction, in id order when it made several."""
+    event = Event(pk=pk, created_at=created_at, organization_id=_id_of(organization), type=type, severity=severity,
+                  component=component, agent_id=_id_of(agent), execution_id=_id_of(execution), data=data or {})
+    event._state.adding = False
+    event._state.db = router.db_for_write(Event)
+    _after_insert(event)
     return event
 
 

@@ -78,6 +78,77 @@ def test_only_the_transition_service_writes_execution_status():
     assert text.count('"status": to') == 1  # the one conditional UPDATE
 
 
+def test_a_claim_is_one_statement_recording_and_publishing_both_steps_in_order(member):
+    agent = make_agent(member)
+    execution = services.execution_create(organization=member.organization, actor=member.user,
+                                          kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
+    outcome, running = services.execution_claim(execution_id=execution.pk, worker="w@h", attempts=1,
+                                                cap=(member.organization.pk, 5))
+    assert (outcome, running) == ("claimed", 0)
+    execution.refresh_from_db()
+    assert execution.status == "RUNNING" and execution.worker == "w@h" and execution.attempts == 1
+    assert execution.started_at and execution.heartbeat_at
+    history = list(ExecutionEvent.objects.filter(execution=execution).order_by("id")
+                   .values_list("from_status", "to_status", "reason"))
+    assert history == [("", "PENDING", "created"), ("PENDING", "PREPARING", "claimed by w@h"),
+                       ("PREPARING", "RUNNING", "started")]
+    published = list(Event.objects.filter(execution_id=execution.pk).order_by("id").values_list("type", "data"))
+    assert [t for t, _ in published] == ["execution.pending", "execution.preparing", "execution.running"]
+    assert published[1][1] == {"execution_id": str(execution.pk), "kind": "agent_task", "from": "PENDING",
+                               "to": "PREPARING", "status": "PREPARING", "reason": "claimed by w@h",
+                               "agent_id": str(agent.pk)}
+    assert published[2][1]["from"] == "PREPARING" and published[2][1]["to"] == "RUNNING"
+    # a second claim of the same run loses cleanly and publishes nothing
+    assert services.execution_claim(execution_id=execution.pk, worker="x", attempts=1)[0] == "lost"
+    assert Event.objects.filter(execution_id=execution.pk).count() == 3
+
+
+def test_a_claim_over_the_cap_leaves_the_run_pending_and_untouched(member):
+    agent = make_agent(member)
+    first, second = (services.execution_create(organization=member.organization, actor=member.user,
+                                               kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
+                     for _ in range(2))
+    cap = (member.organization.pk, 1)
+    assert services.execution_claim(execution_id=first.pk, worker="w", attempts=1, cap=cap) == ("claimed", 0)
+    assert services.execution_claim(execution_id=second.pk, worker="w", attempts=1, cap=cap) == ("over_cap", 1)
+    second.refresh_from_db()
+    assert second.status == "PENDING" and second.worker == "" and second.attempts == 0
+    assert list(Event.objects.filter(execution_id=second.pk).values_list("type", flat=True)) == ["execution.pending"]
+    # once the first ended there is room again
+    services.execution_transition(execution_id=first.pk, to="COMPLETED")
+    assert services.execution_claim(execution_id=second.pk, worker="w", attempts=1, cap=cap)[0] == "claimed"
+
+
+def test_a_run_whose_cancel_was_requested_is_never_claimed(member):
+    agent = make_agent(member)
+    execution = services.execution_create(organization=member.organization, actor=member.user,
+                                          kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
+    Execution.objects.filter(pk=execution.pk).update(cancel_requested=True)
+    assert services.execution_claim(execution_id=execution.pk, worker="w", attempts=1)[0] == "lost"
+    assert runner.run(execution.pk, worker="w") == "cancelled"
+    execution.refresh_from_db()
+    assert execution.status == "CANCELLED" and execution.started_at is None
+
+
+def test_a_run_ends_with_its_last_batch_in_the_same_transaction(member):
+    """Logs, spans and the end commit together; the shared counters (usage rollup, provider usage)
+    are written after, in statements of their own."""
+    from apps.agents.models import ProviderUsage
+    from apps.crews.models import ExecutionLog, UsageRollup
+
+    agent = make_agent(member, llm="builtin")
+    outcome, execution = _run(member, agent)
+    assert outcome == "completed"
+    logs = list(ExecutionLog.objects.filter(execution=execution).order_by("seq").values_list("seq", "message"))
+    assert [seq for seq, _ in logs] == list(range(1, len(logs) + 1)) and logs[-1][1] == "completed"
+    assert execution.log_seq == len(logs) and execution.tokens_out > 0
+    assert TraceSpan.objects.filter(execution=execution, kind="llm").count() == 1
+    rollup = UsageRollup.objects.get(organization=member.organization, agent_id=agent.pk)
+    assert rollup.executions == 1 and rollup.llm_calls == 1 and rollup.tokens_out == execution.tokens_out
+    usage = ProviderUsage.objects.get(organization=member.organization)
+    assert usage.calls == 1 and usage.output_tokens == execution.tokens_out
+
+
 # --- the runner --------------------------------------------------------------------------------
 
 def test_a_run_is_idempotent_and_a_second_delivery_is_a_no_op(member):

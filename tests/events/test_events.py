@@ -180,3 +180,97 @@ def test_catch_up_by_seq_never_skips_with_concurrent_writers(make_member):
     assert len(published) == 2 * per_writer
     assert len(seen) == len(set(seen)), "duplicated"
     assert sorted(seen) == sorted(published), f"lost {set(published) - set(seen)}"
+
+
+def test_the_lock_key_in_sql_is_the_lock_key_in_python():
+    import uuid
+
+    from django.db import connection
+
+    from apps.events.services import organization_lock_key_sql
+    from kai_platform.tenancy.locks import organization_lock_key
+
+    ids = [uuid.uuid4() for _ in range(50)] + [uuid.UUID(int=0), uuid.UUID(int=2**128 - 1),
+                                                uuid.UUID("00000000-0000-0000-0000-00007fffffff"),
+                                                uuid.UUID("00000000-0000-0000-0000-000080000000")]
+    with connection.cursor() as cursor:
+        for value in ids:
+            cursor.execute(f"SELECT {organization_lock_key_sql('%s::uuid')}", [str(value)])
+            assert cursor.fetchone()[0] == organization_lock_key(value), value
+
+
+@pytest.mark.django_db(transaction=True)
+def test_catch_up_never_skips_events_of_status_changes(make_member):
+    """Events a run's status change inserts in its own statement (apps.crews) and events of
+    ``publish`` interleave in one organization while a reader pages with after=<last seq>:
+    every event is read exactly once, in id order."""
+    from apps.crews import services as runs
+    from apps.crews.models import ExecutionKind
+
+    member = make_member()
+    org = member.organization
+    rounds = 25
+    executions = [runs.execution_create(organization=org, actor=member.user, kind=ExecutionKind.AGENT_TASK,
+                                        enqueue=False) for _ in range(rounds)]
+    done = threading.Event()
+    published: list[int] = []
+    lock = threading.Lock()
+
+    def publisher():
+        rng = random.Random(1)
+        try:
+            for i in range(rounds * 2):
+                with transaction.atomic():
+                    event = publish(org, "race", {"i": i})
+                    time.sleep(rng.uniform(0, 0.01))
+                with lock:
+                    published.append(event.pk)
+        finally:
+            connections.close_all()
+
+    def mover():
+        rng = random.Random(2)
+        try:
+            for execution in executions:
+                with transaction.atomic():
+                    assert runs.execution_claim(execution_id=execution.pk, worker="w", attempts=1)[0] == "claimed"
+                    time.sleep(rng.uniform(0, 0.01))
+                with transaction.atomic():
+                    assert runs.execution_transition(execution_id=execution.pk, to="COMPLETED")
+                    time.sleep(rng.uniform(0, 0.01))
+        finally:
+            connections.close_all()
+
+    seen: list[int] = []
+    first = Event.objects.for_org(org).order_by("-id").values_list("id", flat=True).first()
+
+    def reader():
+        last = first
+        try:
+            while True:
+                finished = done.is_set()
+                batch = list(Event.objects.for_org(org).filter(id__gt=last).order_by("id")
+                             .values_list("id", flat=True))
+                if batch:
+                    seen.extend(batch)
+                    last = batch[-1]
+                elif finished:
+                    return
+                time.sleep(0.001)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=publisher), threading.Thread(target=mover)]
+    read = threading.Thread(target=reader)
+    read.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    read.join()
+    moved = list(Event.objects.for_org(org).filter(id__gt=first, type__startswith="execution.")
+                 .values_list("id", flat=True))
+    assert len(published) == rounds * 2 and len(moved) == rounds * 3
+    assert len(seen) == len(set(seen)), "duplicated"
+    assert sorted(seen) == sorted([*published, *moved]), f"lost {set(published) | set(moved) - set(seen)}"
