@@ -1,10 +1,19 @@
 """Shared fixtures: members with roles, authenticated API clients, a real Celery worker."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pytest
+from django.conf import settings
 from rest_framework.test import APIClient
+
+# Tests hash passwords with MD5: PBKDF2's million rounds cost ~0.25 s of CPU per user made or signed
+# in, minutes of every run. PBKDF2 stays in the list so hashes made by a process started without
+# this (a live server, a worker) still verify; production keeps PBKDF2 only (settings.py).
+TEST_PASSWORD_HASHERS = "django.contrib.auth.hashers.MD5PasswordHasher,django.contrib.auth.hashers.PBKDF2PasswordHasher"
+os.environ.setdefault("KAI_PASSWORD_HASHERS", TEST_PASSWORD_HASHERS)  # inherited by subprocesses
+settings.PASSWORD_HASHERS = os.environ["KAI_PASSWORD_HASHERS"].split(",")
 
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 from tests.helpers import WorkerProcess
