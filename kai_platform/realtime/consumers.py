@@ -4,7 +4,7 @@ It owns authentication (``?token=`` or a first ``{"type": "auth", "token": …}`
 ``KAI_WS_AUTH_TIMEOUT`` seconds, JWT or platform API key, the same check as REST), the Origin
 check, connection limits per user and per IP (Redis, all processes), the message size cap, the
 per-connection message rate limit, and closing the socket when its credential expires or is
-revoked. Subclasses implement ``on_authenticated``, ``handle_message`` and ``on_event``.
+revoked (one process-wide watcher re-checks every socket in a batch: ``watch.py``). Subclasses implement ``on_authenticated``, ``handle_message`` and ``on_event``.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
 
-from kai_platform.realtime import limits
-from kai_platform.tenancy.authentication import authenticate_credential, credential_still_valid
+from kai_platform.realtime import limits, watch
+from kai_platform.tenancy.authentication import authenticate_credential
 
 logger = logging.getLogger("kai.realtime")
 
@@ -123,28 +123,15 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         self._limits_held = True
         self._cancel_auth_timer()
         self.user, self.auth, self.organization = user, auth, auth.organization
-        self._spawn(self._watch_credential())
+        watch.add(self)  # re-checked with every socket of the process (kai_platform/realtime/watch.py)
         await self.on_authenticated()
         return True
 
-    async def _watch_credential(self):
-        """Close the socket once its credential expires or is revoked; keep the lease fresh."""
-        interval = settings.KAI_WS_RECHECK_SECONDS
-        while not self._closing:
-            wait = interval
-            if self.auth.expires_at is not None:
-                until_expiry = (self.auth.expires_at - datetime.now(timezone.utc)).total_seconds()
-                wait = max(0.0, min(interval, until_expiry))
-            await asyncio.sleep(wait)
-            try:
-                valid = await database_sync_to_async(credential_still_valid)(self.auth)
-                await limits.refresh(self.user.pk, self.ip, self.channel_name)
-            except Exception:
-                logger.warning("credential re-check failed; will retry", exc_info=True)
-                continue
-            if not valid:
-                await self.refuse("AUTHENTICATION_FAILED", "The credential has expired or was revoked.")
-                return
+    def credential_lapsed(self) -> None:
+        """The credential expired or was revoked (called by the process's credential watcher)."""
+        if not self._closing:
+            self._closing = True  # once: the expiry timer and a re-check may both fire
+            self._spawn(self.refuse("AUTHENTICATION_FAILED", "The credential has expired or was revoked."))
 
     async def refuse(self, error_code: str, message: str, *, close_code: int = CLOSE_POLICY, retry_after=None):
         data = {"error_code": error_code, "error_message": message, "close_code": close_code}
@@ -158,6 +145,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
             await self.close(code=close_code)
 
     async def _release_lease(self):
+        watch.discard(self)
         if self._limits_held:
             self._limits_held = False
             try:

@@ -60,14 +60,21 @@ def _release(user_id, ip, member: str) -> None:
     pipe.execute()
 
 
-def _refresh(user_id, ip, member: str) -> None:
+def refresh_many(leases) -> None:
+    """Keep the leases of open sockets, ``(user_id, ip, member)`` each, alive: one pipeline, one
+    ``ZADD XX`` per key (sync; the credential watcher calls it once per interval for a process)."""
     expiry = time.time() + LEASE_SECONDS
-    pipe = _redis().pipeline()
-    for key in _keys(user_id, ip):
-        pipe.zadd(key, {member: expiry}, xx=True)
+    members: dict[str, dict[str, float]] = {}
+    for user_id, ip, member in leases:
+        for key in _keys(user_id, ip):
+            members.setdefault(key, {})[member] = expiry
+    if not members:
+        return
+    pipe = _redis().pipeline(transaction=False)
+    for key, mapping in members.items():
+        pipe.zadd(key, mapping, xx=True)
     pipe.execute()
 
 
 acquire = sync_to_async(_acquire, thread_sensitive=False)
 release = sync_to_async(_release, thread_sensitive=False)
-refresh = sync_to_async(_refresh, thread_sensitive=False)

@@ -1,0 +1,147 @@
+"""Credential re-checks and connection-lease refreshes for every open socket of a process, in one loop.
+
+An authenticated socket registers here (``add``) and leaves when it closes (``discard``). Instead
+of a task per socket sleeping and re-checking its own credential, one timer per process ticks every
+``KAI_WS_RECHECK_SECONDS`` and checks every registered socket in one batch: the revocation keys of
+all JWTs in one Redis ``MGET`` (the keys ``credential_still_valid`` reads), the API keys still valid
+in one SQL query, and every socket's per-user/per-IP lease refreshed in one Redis pipeline. Sockets
+whose credential was revoked are closed (``AUTHENTICATION_FAILED``, 1008) — within one interval,
+as before. A credential with an expiry gets a ``loop.call_at`` timer of its own, so the socket still
+closes at the instant it expires, not at the next tick. An idle socket thus costs a registry entry
+and at most one timer handle (bench B7), and the checks cost one round trip per interval, not one
+per socket.
+
+One watcher per process: the process's event loop is the one the sockets run on (a new loop —
+each async test has its own — starts a fresh registry).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from kai_platform.realtime import limits
+
+logger = logging.getLogger("kai.realtime")
+
+
+class _Watcher:
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.sockets: dict = {}  # consumer -> its expiry timer (or None); insertion-ordered
+        self.tick: asyncio.TimerHandle | None = None
+        self.checking = False
+
+    # --- registry -------------------------------------------------------------------------
+    def add(self, consumer) -> None:
+        timer = None
+        expires_at = consumer.auth.expires_at
+        if expires_at is not None:
+            delay = (expires_at - datetime.now(timezone.utc)).total_seconds()
+            timer = self.loop.call_later(max(0.0, delay), consumer.credential_lapsed)
+        self.sockets[consumer] = timer
+        self._schedule()
+
+    def discard(self, consumer) -> None:
+        timer = self.sockets.pop(consumer, None)
+        if timer is not None:
+            timer.cancel()
+        if not self.sockets and self.tick is not None:
+            self.tick.cancel()
+            self.tick = None
+
+    # --- the tick -------------------------------------------------------------------------
+    def _schedule(self) -> None:
+        """Next tick one interval from now — or sooner, if the interval setting shrank."""
+        if self.checking or not self.sockets:
+            return
+        at = self.loop.time() + settings.KAI_WS_RECHECK_SECONDS
+        if self.tick is not None:
+            if self.tick.when() <= at:
+                return
+            self.tick.cancel()
+        self.tick = self.loop.call_at(at, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self.tick = None
+        self.checking = True
+        self.loop.create_task(self._check())
+
+    async def _check(self) -> None:
+        try:
+            batch = [consumer for consumer in self.sockets if not consumer._closing]
+            if batch:
+                try:
+                    valid = await database_sync_to_async(_check_batch)(
+                        [_entry(consumer) for consumer in batch])
+                except Exception:
+                    logger.warning("credential re-check failed; will retry", exc_info=True)
+                else:
+                    for consumer, ok in zip(batch, valid):
+                        if not ok:
+                            consumer.credential_lapsed()
+        finally:
+            self.checking = False
+            self._schedule()
+
+
+def _entry(consumer) -> tuple:
+    auth = consumer.auth
+    credential = auth.claims.get("jti", "") if auth.kind == "jwt" else auth.api_key.pk
+    return auth.kind, credential, auth.expires_at, consumer.user.pk, consumer.ip, consumer.channel_name
+
+
+def _check_batch(entries: list[tuple]) -> list[bool]:
+    """``credential_still_valid`` for many credentials at once, plus the lease refresh."""
+    from django.core.cache import cache
+
+    from apps.accounts.models import ApiKey
+    from kai_platform.tenancy.authentication import revoked_jti_key
+
+    now = datetime.now(timezone.utc)
+    jtis = {credential for kind, credential, *_ in entries if kind == "jwt"}
+    revoked = set()
+    if jtis:
+        keys = {revoked_jti_key(jti): jti for jti in jtis}
+        revoked = {keys[key] for key in cache.get_many(list(keys))}
+    key_ids = {credential for kind, credential, *_ in entries if kind != "jwt"}
+    live_keys = set(ApiKey.objects.filter(pk__in=key_ids, revoked_at__isnull=True)
+                    .values_list("pk", flat=True)) if key_ids else set()
+    valid = []
+    for kind, credential, expires_at, *_ in entries:
+        if expires_at is not None and expires_at <= now:
+            valid.append(False)
+        elif kind == "jwt":
+            valid.append(credential not in revoked)
+        else:
+            valid.append(credential in live_keys)
+    limits.refresh_many([(user_id, ip, member) for (*_, user_id, ip, member), ok in zip(entries, valid) if ok])
+    return valid
+
+
+_watcher: _Watcher | None = None
+
+
+def _current() -> _Watcher:
+    global _watcher
+    loop = asyncio.get_running_loop()
+    if _watcher is None or _watcher.loop is not loop:
+        _watcher = _Watcher(loop)
+    return _watcher
+
+
+def add(consumer) -> None:
+    _current().add(consumer)
+
+
+def discard(consumer) -> None:
+    if _watcher is not None:
+        _watcher.discard(consumer)
+
+
+def watched_count() -> int:
+    """Sockets this process is watching (for tests and diagnostics)."""
+    return len(_watcher.sockets) if _watcher is not None else 0
