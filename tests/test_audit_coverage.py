@@ -594,10 +594,32 @@ def _register_authenticator(ctx, authenticator):
     return {"name": "key", "credential": authenticator.create(options["public_key"])}
 
 
+def _no_backup_code(row, response):
+    codes = response.json().get("backup_codes") or []
+    stored = json.dumps([row.before, row.after])
+    assert not any(c in stored or c.replace("-", "") in stored for c in codes), "a backup code reached the audit row"
+
+
 @recipe("auth-biometric-setup", "post")
 def _biometric_setup(ctx):
+    def check(row, response):
+        assert len(response.json()["backup_codes"]) == 10 and row.after["backup_codes_issued"] == 10
+        _no_backup_code(row, response)
     return Call(ctx.url("auth-biometric-setup"), _register_authenticator(ctx, _authenticator()), kind="create",
-                action="stepup.authenticator.create")
+                action="stepup.authenticator.create", check=check)
+
+
+@recipe("auth-biometric-backup-codes", "post")
+def _biometric_backup_codes(ctx):
+    authenticator = _authenticator()
+    ctx.client.post(ctx.url("auth-biometric-setup"), _register_authenticator(ctx, authenticator), format="json")
+    options = ctx.client.post(ctx.url("auth-biometric-verify"), {}, format="json").json()
+    ctx.client.post(ctx.url("auth-biometric-verify"), {"credential": authenticator.get(options["public_key"])},
+                    format="json")
+    def check(row, response):
+        assert len(response.json()["backup_codes"]) == 10 and row.after["backup_codes_generated_at"]
+        _no_backup_code(row, response)
+    return Call(ctx.url("auth-biometric-backup-codes"), {}, action="stepup.backup_codes.regenerate", check=check)
 
 
 @recipe("auth-biometric-verify", "post")

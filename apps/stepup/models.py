@@ -33,3 +33,25 @@ class WebAuthnCredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or 'authenticator'} of {self.user_id}"
+
+
+class BackupCode(models.Model):
+    """One single-use recovery code of a user (seed 002 ``BiometricSetupResponse.backup_codes``).
+
+    Only a keyed digest is stored (``apps.stepup.services.backup_code_digest``: HMAC-SHA256 under
+    a key derived from ``SECRET_KEY``, over the user id and the normalized code); the codes
+    themselves are shown once, when issued. A code is spent by one conditional UPDATE
+    (``used_at IS NULL`` → now), so it works exactly once however many requests race for it."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stepup_backup_codes")
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("id",)
+        constraints = [models.UniqueConstraint(fields=("user", "digest"), name="stepup_backup_code_user_digest")]
+        verbose_name = "step-up backup code"
+
+    def __str__(self) -> str:
+        return f"backup code {self.pk} of {self.user_id}{' (used)' if self.used_at else ''}"

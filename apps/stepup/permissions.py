@@ -3,7 +3,7 @@ modifications, agent configuration changes, workflow creation/modification).
 
 When the request's organization sets ``require_step_up`` (``config/system``), such an operation
 needs a fresh step-up grant of the requesting session, else 403 ``AUTH_002``. A WebAuthn grant
-always counts; a password re-check grant counts for users with no registered authenticator,
+always counts, and so does a backup code's; a password re-check grant counts for users with no registered authenticator,
 unless the organization also sets ``step_up_password_fallback: false``.
 
 Three ways to apply it:
@@ -34,9 +34,10 @@ def password_fallback_allowed(organization) -> bool:
 
 
 def acceptable_methods(*, user, organization) -> list[str]:
-    """The grant methods that open sensitive operations for this user in this organization."""
+    """The grant methods that open sensitive operations for this user in this organization: with
+    an authenticator, an assertion or one of the backup codes its registration issued."""
     if WebAuthnCredential.objects.filter(user=user).exists():
-        return [services.METHOD_WEBAUTHN]
+        return [services.METHOD_WEBAUTHN, services.METHOD_BACKUP_CODE]
     if password_fallback_allowed(organization):
         return [services.METHOD_WEBAUTHN, services.METHOD_PASSWORD]
     return [services.METHOD_WEBAUTHN]
@@ -73,11 +74,16 @@ def inline_assertion(request) -> dict | None:
                          "signature": value["challenge_response"]}}
 
 
-def check_step_up(request) -> None:
+def check_step_up(request, *, always: bool = False) -> None:
     """Raise 403 ``AUTH_002`` unless the organization does not ask for step-up, or this session
-    holds a fresh grant of an acceptable method."""
+    holds a fresh grant of an acceptable method. ``always``: a grant is needed whatever the
+    organization's setting (regenerating backup codes)."""
     ctx = get_auth_context(request)
-    if ctx is None or not organization_requires_step_up(ctx.organization):
+    if ctx is None:
+        if always:
+            raise StepUpRequired("This operation needs a fresh step-up verification.")
+        return
+    if not always and not organization_requires_step_up(ctx.organization):
         return
     methods = acceptable_methods(user=request.user, organization=ctx.organization)
     grant = services.grant_get(user_id=request.user.pk, session_id=ctx.session_id)
@@ -93,8 +99,10 @@ def check_step_up(request) -> None:
                   f"this session's grant is by {grant.get('method')}.")
     else:
         detail = "This operation needs a fresh step-up verification."
-    routes = {services.METHOD_WEBAUTHN: "auth/biometric/verify", services.METHOD_PASSWORD: "auth/step-up/password"}
-    raise StepUpRequired(detail, extra={"step_up": {"methods": methods, "verify": [routes[m] for m in methods]}})
+    routes = {services.METHOD_WEBAUTHN: "auth/biometric/verify", services.METHOD_BACKUP_CODE: "auth/biometric/verify",
+              services.METHOD_PASSWORD: "auth/step-up/password"}
+    verify = list(dict.fromkeys(routes[m] for m in methods))
+    raise StepUpRequired(detail, extra={"step_up": {"methods": methods, "verify": verify}})
 
 
 class RequiresStepUp(permissions.BasePermission):

@@ -15,7 +15,15 @@ class SetupRequestSerializer(KaiSerializer):
 class VerifyRequestSerializer(KaiSerializer):
     credential = JSONObjectField(required=False, max_bytes=32768,
                                  help_text="The PublicKeyCredential from navigator.credentials.get(), JSON form. "
-                                           "Omit it to get the authentication options.")
+                                           "Omit it (and backup_code) to get the authentication options.")
+    backup_code = serializers.CharField(required=False, max_length=64, trim_whitespace=True,
+                                        help_text="One of your unused backup codes (xxxxx-xxxxx), instead of an "
+                                                  "assertion; it is spent by this call.")
+
+    def validate(self, attrs):
+        if attrs.get("credential") and attrs.get("backup_code"):
+            raise serializers.ValidationError({"backup_code": ["Send either credential or backup_code, not both."]})
+        return attrs
 
 
 class PasswordRequestSerializer(KaiSerializer):
@@ -57,7 +65,23 @@ class AuthenticatorSerializer(KaiModelSerializer):
 
 class SetupResponseSerializer(AuthenticatorSerializer):
     success = serializers.BooleanField(default=True)
+    backup_codes = serializers.ListField(
+        child=serializers.CharField(), read_only=True,
+        help_text="Ten single-use recovery codes when this is your first authenticator (shown only now; "
+                  "store them safely), else empty.")
 
     class Meta(AuthenticatorSerializer.Meta):
-        fields = ["success", *AuthenticatorSerializer.Meta.fields]
+        fields = ["success", *AuthenticatorSerializer.Meta.fields, "backup_codes"]
         read_only_fields = fields
+
+
+class BackupCodesStateSerializer(serializers.Serializer):
+    remaining = serializers.IntegerField(help_text="Unused backup codes.")
+    total = serializers.IntegerField(help_text="Codes in the current set (used or not).")
+    generated_at = serializers.DateTimeField(allow_null=True)
+
+
+class BackupCodesIssuedSerializer(BackupCodesStateSerializer):
+    success = serializers.BooleanField()
+    backup_codes = serializers.ListField(child=serializers.CharField(),
+                                         help_text="The new codes (shown only now); all earlier codes stopped working.")

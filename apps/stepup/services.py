@@ -5,18 +5,30 @@ A grant is bound to the user and to the session that earned it (the JWT ``sid``,
 refresh rotation; ``key:<id>`` for an API key) and lives ``KAI_STEP_UP_TTL_SECONDS`` in Redis, so
 every web process sees it. Ceremony challenges are single use: the first verification that
 deletes the stored challenge wins, a replay finds nothing.
+
+Backup codes (seed 002 ``BiometricSetupResponse.backup_codes``): registering a user's first
+authenticator issues ten single-use recovery codes, shown once. Only a keyed digest of each is
+stored — HMAC-SHA256 under a key derived from ``SECRET_KEY`` (``salted_hmac``), over the user id
+and the normalized code. A fast keyed hash, not a slow password hash, on purpose: the codes are
+50 random bits each from ``secrets`` (not something a person chose), so a slow hash adds nothing
+against guessing while a verification would cost ten slow hashes; the key keeps a copy of the
+table alone useless for an offline search, and online guessing is capped (five wrong codes per
+15 minutes → 429). Spending a code is one conditional UPDATE, so it works exactly once.
 """
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Max, Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from rest_framework import exceptions
 from webauthn import (
     generate_authentication_options,
@@ -37,7 +49,7 @@ from webauthn.helpers.structs import (
 
 from apps.audit.services import audit_record
 from apps.stepup.errors import StepUpFailed
-from apps.stepup.models import WebAuthnCredential
+from apps.stepup.models import BackupCode, WebAuthnCredential
 from kai_platform.api.errors import Conflict, RateLimited, codes
 from kai_platform.tenancy import authcache
 
@@ -45,9 +57,16 @@ logger = logging.getLogger(__name__)
 
 METHOD_WEBAUTHN = "webauthn"
 METHOD_PASSWORD = "password"
+METHOD_BACKUP_CODE = "backup_code"
 CHALLENGE_TTL_SECONDS = 300
 PASSWORD_FAILURES_ALLOWED = 5
 PASSWORD_FAILURE_WINDOW_SECONDS = 900
+BACKUP_CODE_COUNT = 10
+#: Crockford's base32 (no i, l, o, u): 10 characters = 50 random bits, shown as ``xxxxx-xxxxx``
+BACKUP_CODE_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+BACKUP_CODE_LENGTH = 10
+BACKUP_CODE_FAILURES_ALLOWED = 5
+BACKUP_CODE_FAILURE_WINDOW_SECONDS = 900
 
 
 def _key(kind: str, user_id, session_id: str) -> str:
@@ -112,9 +131,11 @@ def _descriptor(credential: WebAuthnCredential) -> PublicKeyCredentialDescriptor
                                          transports=transports or None)
 
 
-def registration_verify(*, user, session_id: str, organization, credential: dict, name: str = "") -> WebAuthnCredential:
+def registration_verify(*, user, session_id: str, organization, credential: dict,
+                        name: str = "") -> tuple[WebAuthnCredential, list[str]]:
     """Verify the attestation answering this session's pending registration challenge and store
-    the authenticator."""
+    the authenticator. Returns it and, when it is the user's first authenticator, the ten new
+    backup codes (in clear, the only time they exist; otherwise an empty list)."""
     challenge = _take_challenge("reg", user.pk, session_id)
     try:
         verified = verify_registration_response(
@@ -126,6 +147,8 @@ def registration_verify(*, user, session_id: str, organization, credential: dict
     transports = [str(t) for t in ((credential.get("response") or {}).get("transports") or []) if isinstance(t, str)]
     try:
         with transaction.atomic():
+            _lock_user(user)  # one registration of a user at a time: exactly one of them is the first
+            first = not WebAuthnCredential.objects.filter(user=user).exists()
             stored = WebAuthnCredential.objects.create(
                 user=user, name=(name or "").strip()[:100] or f"authenticator {timezone.now():%Y-%m-%d}",
                 credential_id=bytes_to_base64url(verified.credential_id),
@@ -134,12 +157,20 @@ def registration_verify(*, user, session_id: str, organization, credential: dict
                 device_type=str(getattr(verified.credential_device_type, "value", verified.credential_device_type) or ""),
                 backed_up=bool(verified.credential_backed_up),
             )
-            _audit(organization, user, "stepup.authenticator.create", stored, after=_view(stored))
+            codes = _backup_codes_replace(user) if first else []
+            _audit(organization, user, "stepup.authenticator.create", stored,
+                   after={**_view(stored), "backup_codes_issued": len(codes)})
     except IntegrityError:
         raise Conflict("This authenticator is already registered.",
                        errors=[{"field": "credential", "message": "already registered"}])
     _preferences_mark_biometric(user)
-    return stored
+    return stored, codes
+
+
+def _lock_user(user) -> None:
+    """Row lock on the user for the rest of the transaction (serializes changes to their
+    authenticators and backup codes)."""
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
 
 
 def _preferences_mark_biometric(user) -> None:
@@ -153,10 +184,99 @@ def _preferences_mark_biometric(user) -> None:
 
 
 def authenticator_delete(*, credential: WebAuthnCredential, actor, organization) -> None:
+    """Remove an authenticator; removing the user's last one also removes their backup codes
+    (they recover access to authenticators; registering a first one again issues new ones)."""
     with transaction.atomic():
-        _audit(organization, actor, "stepup.authenticator.delete", credential, before=_view(credential))
+        _lock_user(credential.user)
+        last = not WebAuthnCredential.objects.filter(user_id=credential.user_id).exclude(pk=credential.pk).exists()
+        revoked = BackupCode.objects.filter(user_id=credential.user_id).delete()[0] if last else 0
+        _audit(organization, actor, "stepup.authenticator.delete", credential,
+               before={**_view(credential), "backup_codes_revoked": revoked})
         credential.delete()
     _preferences_mark_biometric(actor)
+
+
+# --- backup codes -----------------------------------------------------------------------------
+
+_CONFUSABLE = str.maketrans({"i": "1", "l": "1", "o": "0", "-": None, " ": None, "\t": None})
+
+
+def backup_code_normalize(code: str) -> str:
+    """What a person typed → the canonical code: case, dashes and spaces do not matter, and the
+    letters Crockford's alphabet leaves out read as the digits they resemble."""
+    return str(code or "").lower().translate(_CONFUSABLE)
+
+
+def backup_code_digest(user_id, code: str, secret: str | None = None) -> str:
+    """The stored form of a code: HMAC-SHA256 keyed from ``secret`` (default ``SECRET_KEY``)."""
+    return salted_hmac("kai.stepup.backup_code", f"{user_id}:{backup_code_normalize(code)}",
+                       secret=secret, algorithm="sha256").hexdigest()
+
+
+def _backup_code_new() -> str:
+    raw = "".join(secrets.choice(BACKUP_CODE_ALPHABET) for _ in range(BACKUP_CODE_LENGTH))
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def _backup_codes_replace(user) -> list[str]:
+    """Replace all of the user's codes by ten new ones (inside the caller's transaction)."""
+    codes: list[str] = []
+    while len(codes) < BACKUP_CODE_COUNT:
+        code = _backup_code_new()
+        if code not in codes:
+            codes.append(code)
+    BackupCode.objects.filter(user=user).delete()
+    BackupCode.objects.bulk_create([BackupCode(user=user, digest=backup_code_digest(user.pk, c)) for c in codes])
+    return codes
+
+
+def backup_codes_regenerate(*, user, organization) -> list[str]:
+    """New backup codes for a user with an authenticator; every earlier code stops working.
+    The caller checks the step-up grant first. Returns the codes in clear (shown once)."""
+    with transaction.atomic():
+        _lock_user(user)
+        if not WebAuthnCredential.objects.filter(user=user).exists():
+            raise exceptions.ValidationError({"backup_codes": [
+                "Backup codes recover access to your authenticators: register one with auth/biometric/setup first."]})
+        old = BackupCode.objects.filter(user=user).aggregate(
+            unused=Count("id", filter=Q(used_at__isnull=True)), generated_at=Max("created_at"))
+        codes = _backup_codes_replace(user)
+        _audit(organization, user, "stepup.backup_codes.regenerate", user,
+               before={"backup_codes_unused": old["unused"], "backup_codes_generated_at": _iso(old["generated_at"])},
+               after={"backup_codes_unused": len(codes), "backup_codes_generated_at": _iso(timezone.now())})
+    return codes
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _code_failures_key(user_id) -> str:
+    return f"stepup:codefail:{user_id}"
+
+
+def backup_code_verify(*, user, session_id: str, organization, code: str) -> dict:
+    """Spend one of the user's unused backup codes; returns the grant (method ``backup_code``).
+    The code is marked used by one conditional UPDATE, so of any number of concurrent uses
+    exactly one succeeds. Five wrong or spent codes in 15 minutes lock this for the rest of the
+    window (429)."""
+    failures_key = _code_failures_key(user.pk)
+    if (cache.get(failures_key) or 0) >= BACKUP_CODE_FAILURES_ALLOWED:
+        raise RateLimited("Too many wrong backup codes; try again later.",
+                          retry_after=BACKUP_CODE_FAILURE_WINDOW_SECONDS)
+    keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]  # codes survive a key rotation
+    digests = [backup_code_digest(user.pk, code, secret) for secret in keys]
+    with transaction.atomic():
+        spent = BackupCode.objects.filter(user=user, digest__in=digests, used_at__isnull=True).update(
+            used_at=timezone.now())
+        if spent:
+            remaining = BackupCode.objects.filter(user=user, used_at__isnull=True).count()
+            return grant_issue(user=user, session_id=session_id, method=METHOD_BACKUP_CODE,
+                               organization=organization, detail={"backup_codes_remaining": remaining})
+    if cache.add(failures_key, 1, timeout=BACKUP_CODE_FAILURE_WINDOW_SECONDS) is False:
+        cache.incr(failures_key)
+    _audit(organization, user, "stepup.backup_code.failed", user, after={"session_id": session_id})
+    raise StepUpFailed("This backup code is wrong or has already been used.")
 
 
 # --- assertion → grant ------------------------------------------------------------------------

@@ -7,11 +7,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from apps.stepup import services
+from apps.stepup import selectors, services
 from apps.stepup.models import WebAuthnCredential
 from apps.stepup.permissions import check_step_up, step_up_state
 from apps.stepup.serializers import (
     AuthenticatorSerializer,
+    BackupCodesIssuedSerializer,
+    BackupCodesStateSerializer,
     GrantResponseSerializer,
     OptionsResponseSerializer,
     PasswordRequestSerializer,
@@ -41,7 +43,8 @@ def _options(public_key: dict) -> dict:
 class BiometricSetupView(_StepUpView):
     """Register a WebAuthn authenticator (a user may have several). Two calls: without
     ``credential`` → the registration options for ``navigator.credentials.create()``; with the
-    resulting ``credential`` → verified and stored (201)."""
+    resulting ``credential`` → verified and stored (201); the first authenticator also gets ten
+    single-use ``backup_codes`` (shown once; later registrations answer an empty list)."""
 
     @extend_schema(request=SetupRequestSerializer,
                    responses={200: OptionsResponseSerializer, 201: SetupResponseSerializer})
@@ -49,21 +52,27 @@ class BiometricSetupView(_StepUpView):
         data = validated(SetupRequestSerializer, request)
         if not data.get("credential"):
             return Response(_options(services.registration_options(user=request.user, session_id=self.session_id)))
-        stored = services.registration_verify(user=request.user, session_id=self.session_id,
-                                              organization=self.organization, credential=data["credential"],
-                                              name=data.get("name", ""))
-        return Response({"success": True, **AuthenticatorSerializer(stored).data}, status=status.HTTP_201_CREATED)
+        stored, codes = services.registration_verify(user=request.user, session_id=self.session_id,
+                                                     organization=self.organization, credential=data["credential"],
+                                                     name=data.get("name", ""))
+        return Response({"success": True, **AuthenticatorSerializer(stored).data, "backup_codes": codes},
+                        status=status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=["auth"])
 class BiometricVerifyView(_StepUpView):
     """Step up with an authenticator. Without ``credential`` → the authentication options for
-    ``navigator.credentials.get()``; with the resulting assertion → a grant for this session."""
+    ``navigator.credentials.get()``; with the resulting assertion → a grant for this session.
+    With ``backup_code`` instead → that code is spent and earns the same grant (``backup_code``)."""
 
     @extend_schema(request=VerifyRequestSerializer,
                    responses={200: GrantResponseSerializer})
     def post(self, request):
         data = validated(VerifyRequestSerializer, request)
+        if data.get("backup_code"):
+            grant = services.backup_code_verify(user=request.user, session_id=self.session_id,
+                                                organization=self.organization, code=data["backup_code"])
+            return Response({"success": True, "step_up": grant})
         if not data.get("credential"):
             return Response(_options(services.authentication_options(user=request.user, session_id=self.session_id)))
         grant = services.authentication_verify(user=request.user, session_id=self.session_id,
@@ -91,6 +100,22 @@ class BiometricCredentialDetailView(_StepUpView):
         check_step_up(request)
         services.authenticator_delete(credential=credential, actor=request.user, organization=self.organization)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=["auth"])
+class BackupCodesView(_StepUpView):
+    """GET: how many of your backup codes are left (never the codes). POST: replace them all by
+    ten new ones — needs a fresh step-up grant of this session whatever the organization's setting."""
+
+    @extend_schema(responses={200: BackupCodesStateSerializer})
+    def get(self, request):
+        return Response(selectors.backup_codes_state(user=request.user))
+
+    @extend_schema(request=None, responses={200: BackupCodesIssuedSerializer})
+    def post(self, request):
+        check_step_up(request, always=True)
+        codes = services.backup_codes_regenerate(user=request.user, organization=self.organization)
+        return Response({"success": True, "backup_codes": codes, **selectors.backup_codes_state(user=request.user)})
 
 
 @extend_schema(tags=["auth"])

@@ -121,11 +121,12 @@ def test_sensitive_operations_need_a_fresh_grant_when_the_organization_requires_
     other_session = client_for(member)
     assert_envelope(other_session.patch(f"{B}/agents/{agent.pk}", {"goal": "z"}, format="json"), 403, "AUTH_002")
 
-    # once the user has an authenticator, a password grant no longer counts: WebAuthn only
+    # once the user has an authenticator, a password grant no longer counts: WebAuthn (or one of the
+    # backup codes its registration issued) only
     authenticator = _authenticator()
     assert _register(client, authenticator).status_code == 201
     body = assert_envelope(client.patch(f"{B}/agents/{agent.pk}", {"goal": "w"}, format="json"), 403, "AUTH_002")
-    assert body["step_up"]["methods"] == ["webauthn"]
+    assert body["step_up"]["methods"] == ["webauthn", "backup_code"]
     assert _assert(client, authenticator).status_code == 200
     assert client.delete(f"{B}/credentials/{credential.pk}").status_code == 204
 
