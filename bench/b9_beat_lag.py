@@ -93,7 +93,7 @@ def run(ctx=None) -> dict:
                 raise RuntimeError(f"beat exited {beat.returncode}; see {log_dir}/b9-beat.log")
             rows = list(Execution.objects.filter(organization=organization, started_at__isnull=False,
                                                  dedupe_key__startswith="schedule:")
-                        .values_list("dedupe_key", "started_at"))
+                        .values_list("dedupe_key", "started_at", "created_at"))
             seen = [r for r in rows if r[0].split(":", 2)[2] in wanted]
             if len(seen) >= len(wanted) * len(schedules):
                 break
@@ -109,8 +109,8 @@ def run(ctx=None) -> dict:
                 os.killpg(beat.pid, signal.SIGKILL)
         _stop_workers(workers)
 
-    lags, per_tick = [], {}
-    for key, started_at in rows:
+    lags, per_tick, fired, queued = [], {}, [], []
+    for key, started_at, created_at in rows:
         tick = key.split(":", 2)[2]
         if tick not in wanted:
             continue
@@ -118,6 +118,8 @@ def run(ctx=None) -> dict:
         lag = (started_at - tick_at).total_seconds() * 1000
         lags.append(lag)
         per_tick.setdefault(tick, []).append(lag)
+        fired.append((created_at - tick_at).total_seconds() * 1000)  # tick → the fire created the run
+        queued.append((started_at - created_at).total_seconds() * 1000)  # the run created → RUNNING
     expected = len(wanted) * len(schedules)
     result = {
         "schedules": len(schedules), "ticks": sorted(wanted), "expected_runs": expected, "measured_runs": len(lags),
@@ -126,12 +128,20 @@ def run(ctx=None) -> dict:
         "lag_p99_ms": round(_percentile(lags, 0.99), 1) if lags else None,
         "lag_min_ms": round(min(lags), 1) if lags else None,
         "per_tick_max_ms": {t: round(max(v), 1) for t, v in sorted(per_tick.items())},
+        # where the lag goes: tick → run created (beat + the fire task), run created → RUNNING (queue + claim)
+        "tick_to_created_p50_ms": round(statistics.median(fired), 1) if fired else None,
+        "tick_to_created_max_ms": round(max(fired), 1) if fired else None,
+        "created_to_running_p50_ms": round(statistics.median(queued), 1) if queued else None,
+        "created_to_running_max_ms": round(max(queued), 1) if queued else None,
     }
     print(f"B9 beat tick → RUNNING, {len(schedules)} every-minute schedules, ticks {sorted(wanted)}")
     print(f"  runs RUNNING          : {len(lags)}/{expected}")
     if lags:
         print(f"  lag p50 / p99 / min   : {result['lag_p50_ms']:.0f} / {result['lag_p99_ms']:.0f} / "
               f"{result['lag_min_ms']:.0f} ms   (target p99 < {TARGET_MS:.0f} ms)")
+        print(f"  tick → run created    : p50 {result['tick_to_created_p50_ms']:.0f} / max "
+              f"{result['tick_to_created_max_ms']:.0f} ms;  created → RUNNING: p50 "
+              f"{result['created_to_running_p50_ms']:.0f} / max {result['created_to_running_max_ms']:.0f} ms")
     try:
         Organization.objects.filter(pk=organization.pk).delete()
         user.delete()

@@ -28,7 +28,7 @@ from apps.crews.models import (
     Pattern,
     TaskDefinition,
 )
-from apps.events.services import publish
+from apps.events.services import publish, publish_many
 from apps.quotas.services import quota_consume_for_execution
 from kai_platform.api.errors import Conflict
 from kai_platform.tenancy.locks import organization_lock_key
@@ -320,12 +320,19 @@ def agent_check_runnable(*, agent) -> None:
 def execution_create(*, organization, actor, kind: str, run_name: str = "", crew=None, orchestration=None, agent=None,
                      parent=None, inputs: dict | None = None, definition: dict | None = None,
                      params: dict | None = None, model: str = "", priority: int = 5, max_attempts: int = 1,
-                     stream_id: str = "", dedupe_key: str | None = None, enqueue: bool = True) -> Execution:
+                     stream_id: str = "", dedupe_key: str | None = None, enqueue: bool = True,
+                     execution_id=None, also_publish=None) -> Execution:
     """Create a PENDING run and queue it once the transaction commits. With ``dedupe_key``, a second
-    call with the same key returns the first run instead of creating another."""
+    call with the same key returns the first run instead of creating another.
+
+    ``execution_id`` gives the new run its id (the caller may have written it elsewhere in the
+    same transaction); ``also_publish(execution) -> [publish kwargs]`` returns events of the caller
+    published in the same statement as ``execution.pending`` (after it): the organization's event
+    lock is then taken once, at the end of the caller's work."""
     ExecutionKind(kind)
     org_id = getattr(organization, "pk", organization)
     execution = Execution(
+        **({"id": execution_id} if execution_id else {}),
         organization_id=org_id, created_by=_actor_or_none(actor), kind=kind, run_name=run_name[:300], crew=crew,
         orchestration=orchestration, agent=agent, parent=parent, inputs=inputs or {}, definition=definition or {},
         params=params or {}, model=model or "", priority=max(0, min(9, int(priority))),
@@ -360,11 +367,12 @@ def execution_create(*, organization, actor, kind: str, run_name: str = "", crew
         audit_record(organization=organization, actor=actor, action="execution.create", instance=execution,
                      after=snapshot(execution, ["id", "kind", "run_name", "crew", "orchestration", "agent", "parent",
                                                 "model", "priority", "dedupe_key"]))
-        publish(org_id, "execution.pending",
-                {"execution_id": str(execution.pk), "kind": kind, "from": "", "to": S.PENDING, "status": S.PENDING,
-                 "reason": "created", "run_name": execution.run_name,
-                 "agent_id": str(agent.pk) if agent is not None else None},
-                agent=agent, execution=execution, actor=actor, component="runs")
+        pending = {"organization": org_id, "type": "execution.pending",
+                   "data": {"execution_id": str(execution.pk), "kind": kind, "from": "", "to": S.PENDING,
+                            "status": S.PENDING, "reason": "created", "run_name": execution.run_name,
+                            "agent_id": str(agent.pk) if agent is not None else None},
+                   "agent": agent, "execution": execution, "actor": actor, "component": "runs"}
+        publish_many([pending, *(also_publish(execution) if also_publish else [])])
         if enqueue:
             transaction.on_commit(partial(execution_enqueue, execution_id=execution.pk, priority=execution.priority))
     return execution

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -204,7 +205,11 @@ def schedule_delete(*, schedule: Schedule, actor) -> None:
 
 # --- runs --------------------------------------------------------------------------------------
 
-def _start_run(schedule: Schedule, *, actor, run_name: str, dedupe_key: str | None) -> Execution | None:
+def _start_run(schedule: Schedule, *, actor, run_name: str, dedupe_key: str | None, execution_id=None,
+               also_publish=None) -> Execution | None:
+    """The run of a tick (or of run-now). ``execution_id``/``also_publish`` go to ``execution_create``
+    (crew and agent-task targets; a workflow run ignores them)."""
+    options = {"execution_id": execution_id, "also_publish": also_publish}
     if schedule.target_type == TargetType.WORKFLOW:
         workflow = schedule.workflow
         if workflow is None or not workflow.is_active:
@@ -220,14 +225,14 @@ def _start_run(schedule: Schedule, *, actor, run_name: str, dedupe_key: str | No
                       "process": crew.process, "model": crew.model}
         return execution_create(organization=schedule.organization, actor=actor, kind=ExecutionKind.CREW,
                                 crew=crew, run_name=run_name, inputs=schedule.inputs, definition=definition,
-                                model=crew.model, dedupe_key=dedupe_key)
+                                model=crew.model, dedupe_key=dedupe_key, **options)
     if schedule.target_type == TargetType.AGENT_TASK and schedule.agent is not None:
         task = schedule.task or {}
         definition = {"name": schedule.name, "description": str(task.get("description") or ""),
                       "expected_output": str(task.get("expected_output") or "")}
         return execution_create(organization=schedule.organization, actor=actor, kind=ExecutionKind.AGENT_TASK,
                                 agent=schedule.agent, run_name=run_name, inputs=schedule.inputs,
-                                definition=definition, dedupe_key=dedupe_key)
+                                definition=definition, dedupe_key=dedupe_key, **options)
     return None
 
 
@@ -297,12 +302,28 @@ def schedule_fire(*, schedule_id, now: datetime | None = None) -> FireResult:
                     _event_data(schedule, tick=key, policy=schedule.misfire_policy), component="scheduler",
                     severity="warning")
             return FireResult("misfire_skipped", None, key)
+        # A burst of ticks of one organization (every schedule on the same minute) serializes on its
+        # event lock, held from the first event to the commit: so the schedule is written first and
+        # both events (execution.pending, schedule.fired) go in one statement at the very end.
+        inline = schedule.target_type != TargetType.WORKFLOW
+        previous = (schedule.last_run_at, schedule.last_tick_at, schedule.last_execution_id)
+        execution_id = uuid.uuid4()
+        if inline:  # the run's row follows in this transaction (the foreign key is checked at commit)
+            schedule.last_run_at, schedule.last_tick_at, schedule.last_execution_id = now, tick, execution_id
+            schedule.save(update_fields=["last_run_at", "last_tick_at", "last_execution", "updated_at"])
+
+        def fired(execution):
+            return [{"organization": schedule.organization_id, "type": "schedule.fired", "execution": execution,
+                     "data": _event_data(schedule, execution_id=str(execution.pk), trigger="cron", tick=key,
+                                         missed=missed), "component": "scheduler"}]
+
         try:
-            execution = _start_run(schedule, actor=None, dedupe_key=dedupe_key,
-                                   run_name=f"{schedule.name} @ {tick.isoformat()}")
+            execution = _start_run(schedule, actor=None, dedupe_key=dedupe_key, execution_id=execution_id,
+                                   also_publish=fired, run_name=f"{schedule.name} @ {tick.isoformat()}")
         except QuotaExceeded as refused:  # the tick is spent, refused: kept in the schedule's history
+            schedule.last_run_at, schedule.last_execution_id = previous[0], previous[2]
             schedule.last_tick_at = tick
-            schedule.save(update_fields=["last_tick_at", "updated_at"])
+            schedule.save(update_fields=["last_run_at", "last_tick_at", "last_execution", "updated_at"])
             quota_refusal_record(organization=schedule.organization_id, error=refused, source="schedule",
                                  source_id=schedule.pk, detail={"tick": key, "schedule_name": schedule.name})
             publish(schedule.organization_id, "schedule.failed",
@@ -310,15 +331,17 @@ def schedule_fire(*, schedule_id, now: datetime | None = None) -> FireResult:
                                 quota=refused.quota), component="scheduler", severity="warning")
             return FireResult("quota_refused", None, key)
         if execution is None:
+            if inline:
+                schedule.last_run_at, schedule.last_tick_at, schedule.last_execution_id = previous
+                schedule.save(update_fields=["last_run_at", "last_tick_at", "last_execution", "updated_at"])
             publish(schedule.organization_id, "schedule.failed",
                     _event_data(schedule, tick=key, reason="the schedule's target no longer exists"),
                     component="scheduler", severity="error")
             return FireResult("no_target", None, key)
-        schedule.last_run_at = now
-        schedule.last_tick_at = tick
-        schedule.last_execution = execution
-        schedule.save(update_fields=["last_run_at", "last_tick_at", "last_execution", "updated_at"])
-        publish(schedule.organization_id, "schedule.fired",
-                _event_data(schedule, execution_id=str(execution.pk), trigger="cron", tick=key, missed=missed),
-                execution=execution, component="scheduler")
+        if not inline or execution.pk != execution_id:  # a workflow run; or a run that existed already
+            schedule.last_run_at, schedule.last_tick_at, schedule.last_execution = now, tick, execution
+            schedule.save(update_fields=["last_run_at", "last_tick_at", "last_execution", "updated_at"])
+            publish(schedule.organization_id, "schedule.fired",
+                    _event_data(schedule, execution_id=str(execution.pk), trigger="cron", tick=key, missed=missed),
+                    execution=execution, component="scheduler")
     return FireResult("fired", str(execution.pk), key)

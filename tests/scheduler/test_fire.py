@@ -117,3 +117,20 @@ def test_concurrent_fires_of_one_tick_create_one_execution(make_schedule):
     assert sorted(r.outcome for r in results) == ["duplicate", "duplicate", "duplicate", "fired"]
     assert len({r.execution_id for r in results}) == 1
     assert Execution.objects.filter(dedupe_key__startswith=f"schedule:{schedule.pk}:").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fire_commits_its_run_and_both_events_in_one_statement_at_the_end(make_schedule, agent):
+    """The schedule is written before the run (its last_execution is checked at commit) and the
+    run's execution.pending and schedule.fired are inserted together, in that order."""
+    schedule = make_schedule(target_type="agent_task", crew=None, agent=agent.pk,
+                             task={"description": "Sum up {topic}", "expected_output": "One line"})
+    result = tasks.fire(str(schedule.pk), now=utc(2026, 5, 1, 9, 0, 3).isoformat())
+    assert result["outcome"] == "fired"
+    schedule.refresh_from_db()
+    assert str(schedule.last_execution_id) == result["execution_id"]
+    assert schedule.last_tick_at == utc(2026, 5, 1, 9, 0) and schedule.last_run_at == utc(2026, 5, 1, 9, 0, 3)
+    events = list(Event.objects.filter(execution_id=result["execution_id"]).order_by("id").values_list("id", "type"))
+    assert [t for _, t in events] == ["execution.pending", "schedule.fired"]
+    assert events[1][0] == events[0][0] + 1
+    assert tasks.fire(str(schedule.pk), now=utc(2026, 5, 1, 9, 0, 30).isoformat())["outcome"] == "duplicate"
