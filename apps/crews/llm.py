@@ -102,18 +102,25 @@ def breaker_state(provider_key: str) -> dict:
     return {"state": "closed", "failures": failures, "retry_at": None}
 
 
-def breaker_allow(provider_key: str) -> None:
+def breaker_allow(provider_key: str) -> int | None:
+    """Raise CircuitOpen while the provider's breaker is open; else return its failure count (None
+    when Redis could not say), which ``breaker_success`` uses to skip a reset there is no need for."""
     try:
-        open_until = _redis().get(_cb_key(provider_key, "open_until"))
+        open_until, failures = _redis().mget(_cb_key(provider_key, "open_until"), _cb_key(provider_key, "failures"))
     except Exception:
-        return  # Redis down: do not block runs on the breaker
+        return None  # Redis down: do not block runs on the breaker
     if open_until and float(open_until) > time.time():
         wait = int(float(open_until) - time.time()) + 1
         raise CircuitOpen(f"the circuit breaker of provider {provider_key} is open after repeated failures; "
                           f"retry in {wait} s")
+    return int(failures or 0)
 
 
-def breaker_success(provider_key: str) -> None:
+def breaker_success(provider_key: str, failures: int | None = None) -> None:
+    """A call succeeded: the failures count again from zero. ``failures`` = what ``breaker_allow``
+    saw before the call; 0 skips the write (the usual case: one Redis round trip less per call)."""
+    if failures == 0:
+        return
     try:
         _redis().delete(_cb_key(provider_key, "failures"))
     except Exception:

@@ -257,7 +257,7 @@ class RunContext:
             except llm_layer.BudgetExceeded as exc:
                 raise RunFailed(str(exc))
         try:
-            llm_layer.breaker_allow(resolved.provider_key)
+            failures = llm_layer.breaker_allow(resolved.provider_key)
         except llm_layer.CircuitOpen as exc:
             raise RunFailed(str(exc))
         span = self.recorder.span_start(SpanKind.LLM, resolved.model, parent, agent_id=profile.agent_id,
@@ -301,7 +301,7 @@ class RunContext:
         if cancelled:
             self._finish_llm_span(span, resolved, profile, estimated_in, counted_out, status="cancelled")
             raise Cancelled(self.handle.cancel_reason or "cancelled")
-        llm_layer.breaker_success(resolved.provider_key)
+        llm_layer.breaker_success(resolved.provider_key, failures)
         tokens_in = usage.input_tokens if usage and usage.input_tokens else estimated_in
         tokens_out = usage.output_tokens if usage and (usage.output_tokens or not counted_out) else counted_out
         self.recorder.tokens(tokens_out=tokens_out - counted_out)  # the provider's count is the truth
@@ -816,7 +816,7 @@ def run(execution_id, *, worker: str) -> str:
     its organization and execution."""
     from kai_platform.logging import log_context
 
-    execution = (Execution.objects.select_related("organization", "agent", "created_by")
+    execution = (Execution.objects.select_related("organization", "agent")  # created_by: only tools need it
                  .filter(pk=execution_id).first())
     if execution is None:
         return "missing"
