@@ -285,7 +285,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["kai_platform.api.ratelimit.PlanRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "kai_platform.api.pagination.KaiPagination",
     "PAGE_SIZE": 20,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["kai_platform.api.filters.KaiFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["kai_platform.api.renderers.KaiJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "kai_platform.api.parsers.KaiJSONParser",

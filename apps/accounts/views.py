@@ -31,6 +31,7 @@ from apps.accounts.serializers import (
 )
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import KaiAPIView, PublicAPIView
+from kai_platform.tenancy import authcache
 from kai_platform.tenancy.permissions import IsAuthenticated
 from kai_platform.tenancy.roles import ADMIN_ROLES, ALL_ROLES
 from kai_platform.tenancy.viewsets import NO_UPDATE, TenantScopedViewSet
@@ -133,7 +134,7 @@ class MeView(KaiAPIView):
         data = UserSerializer(user).data
         data["memberships"] = [
             {"organization": OrganizationSerializer(m.organization).data, "role": m.role, "created_at": m.created_at}
-            for m in selectors.memberships_of(user=user)
+            for m in authcache.memberships_of(user=user, handle=request.auth.cache, read=selectors.memberships_of)
         ]
         data["organization"] = OrganizationSerializer(request.auth.organization).data if request.auth.organization else None
         data["role"] = request.auth.role

@@ -114,13 +114,14 @@ class AgentViewSet(TenantScopedViewSet):
     LIST_FIELDS = [name for name in AgentSerializer.Meta.fields if name != "model"]
 
     def list(self, request, *args, **kwargs):
-        """One query for the page and the total (a window count); a second only past the end."""
+        """One query for the page and the total (a window count); a second only past the end
+        (an empty first page has total 0)."""
         paginator = self.paginator
         queryset = self.filter_queryset(self.get_queryset())
         limit, offset = paginator.get_limit(request), paginator.get_offset(request)
         rows = selectors.agent_rows_with_total(queryset=queryset, fields=self.LIST_FIELDS, offset=offset, limit=limit)
         paginator.limit, paginator.offset, paginator.request = limit, offset, request
-        paginator.count = rows[0].pop("_total") if rows else queryset.count()
+        paginator.count = rows[0].pop("_total") if rows else (queryset.count() if offset else 0)
         for row in rows[1:]:
             del row["_total"]
         return paginator.get_paginated_response(rows)

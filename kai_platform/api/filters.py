@@ -6,6 +6,7 @@ import datetime
 import django_filters
 from django.core.exceptions import ValidationError
 from django_filters.fields import IsoDateTimeField
+from django_filters.rest_framework import DjangoFilterBackend
 
 
 class UTCIsoDateTimeField(IsoDateTimeField):
@@ -24,3 +25,69 @@ class UTCIsoDateTimeField(IsoDateTimeField):
 
 class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UTCIsoDateTimeField
+
+
+class KaiFilterBackend(DjangoFilterBackend):
+    """django-filter's DRF backend, minus the work a request that filters on nothing does not need
+    (the hottest lists are read unfiltered; B1/B3 in bench/):
+
+    * the ``AutoFilterSet`` of a view's ``filterset_fields`` is made once per view class and model,
+      not once per request;
+    * when no query parameter names one of the filterset's filters, the queryset is returned as it
+      is, without building the filterset and its form -- for filtersets where that is provably what
+      django-filter would do: stock FilterSet methods and form, no required filter, and filters
+      whose ``filter`` is django-filter's own (each returns the queryset unchanged for an empty
+      value) or a ``method=`` (the same).
+    """
+
+    _auto_classes: dict = {}
+    _skippable: dict = {}
+
+    def get_filterset_class(self, view, queryset=None):
+        filterset_fields = getattr(view, "filterset_fields", None)
+        if getattr(view, "filterset_class", None) or not filterset_fields or queryset is None:
+            return super().get_filterset_class(view, queryset)
+        key = (type(view), queryset.model, repr(filterset_fields))
+        cls = self._auto_classes.get(key)
+        if cls is None:
+            cls = self._auto_classes[key] = super().get_filterset_class(view, queryset)
+        return cls
+
+    def filter_queryset(self, request, queryset, view):
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is None:
+            return queryset
+        names = self._skippable.get(filterset_class, _UNKNOWN)
+        if names is _UNKNOWN:
+            names = self._skippable[filterset_class] = _filter_names_if_skippable(filterset_class)
+        if names is not None and not any(key.startswith(names) for key in request.query_params):
+            return queryset
+        return super().filter_queryset(request, queryset, view)
+
+
+_UNKNOWN = object()
+_FILTERSET_METHODS = ("__init__", "is_valid", "errors", "filter_queryset", "qs", "get_form_class", "form")
+
+
+def _stock(function) -> bool:
+    return getattr(function, "__module__", "").split(".")[0] == "django_filters"
+
+
+def _filter_names_if_skippable(filterset_class) -> tuple | None:
+    """The filter names (form data keys start with them) when an unfiltered request may skip the
+    filterset; None when it may not."""
+    from django import forms
+
+    for klass in filterset_class.__mro__:
+        if klass.__module__.split(".")[0] in ("django_filters", "builtins"):
+            continue
+        if any(name in klass.__dict__ for name in _FILTERSET_METHODS):
+            return None
+    if filterset_class._meta.form is not forms.Form:
+        return None
+    for filter_ in filterset_class.base_filters.values():
+        if filter_.extra.get("required") or getattr(filter_, "required", False):
+            return None
+        if getattr(filter_, "method", None) is None and not _stock(type(filter_).filter):
+            return None
+    return tuple(filterset_class.base_filters)

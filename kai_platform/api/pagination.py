@@ -1,4 +1,10 @@
-"""One pagination shape: ``?limit=&offset=`` → ``{items, total, limit, offset, has_more}``."""
+"""One pagination shape: ``?limit=&offset=`` → ``{items, total, limit, offset, has_more}``.
+
+A page is read as ``limit + 1`` rows: when that many do not come back the total is known
+(``offset`` + the rows), so a list that fits its page costs one query instead of COUNT + SELECT;
+only a page with more after it (or past the end) counts.
+"""
+from django.db.models import QuerySet
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
@@ -24,6 +30,22 @@ class KaiPagination(LimitOffsetPagination):
             return max(0, int(request.query_params.get(self.offset_query_param, 0)))
         except (TypeError, ValueError):
             return 0
+
+    def paginate_queryset(self, queryset, request, view=None):
+        if not isinstance(queryset, QuerySet):
+            return super().paginate_queryset(queryset, request, view)
+        self.request = request
+        self.limit = self.get_limit(request)
+        self.offset = self.get_offset(request)
+        rows = list(queryset[self.offset:self.offset + self.limit + 1])
+        if len(rows) > self.limit:
+            del rows[self.limit:]
+            self.count = max(queryset.count(), self.offset + len(rows) + 1)
+        elif rows or self.offset == 0:
+            self.count = self.offset + len(rows)
+        else:
+            self.count = queryset.count()
+        return rows
 
     def get_paginated_response(self, data):
         return Response(self.page_envelope(data))

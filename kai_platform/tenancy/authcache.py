@@ -113,6 +113,21 @@ def _build(model, row: tuple):
     return model.from_db("default", [f.attname for f in model._meta.concrete_fields], values)
 
 
+@dataclass(frozen=True)
+class _Memberships:
+    """All of a user's memberships with their organizations (``auth/me``), valid while the user's
+    version and every one of those organizations' versions are the ones they were read under."""
+
+    user_version: bytes | None
+    org_ids: tuple
+    org_versions: tuple
+    rows: tuple  # ((membership row, organization row), ...)
+
+
+#: a user in more organizations than this has the ``auth/me`` memberships read from the database
+MAX_CACHED_MEMBERSHIPS = 20
+
+
 @dataclass
 class _Entry:
     versions: tuple
@@ -122,6 +137,7 @@ class _Entry:
     user_row: tuple
     membership_row: tuple | None
     org_row: tuple | None
+    memberships: _Memberships | None = None
 
     def materialize(self):
         from apps.accounts.models import Membership, Organization, User
@@ -168,11 +184,15 @@ class Probe:
     user_version: bytes | None
     org_version: bytes | None
     count: int | None  # the rate-limit count after this request's increment, when one was queued
+    member_org_versions: tuple = ()  # the versions of ``member_org_ids``, in their order
 
 
-def probe(*, revoked_key: str, user_id: str, org_id: str | None, counter=None) -> Probe:
-    """One pipeline: revocation, the authorization versions, and the rate-limit increment."""
+def probe(*, revoked_key: str, user_id: str, org_id: str | None, counter=None,
+          member_org_ids: tuple = ()) -> Probe:
+    """One pipeline: revocation, the authorization versions (the user's, the organization's and
+    those of the organizations of cached ``auth/me`` memberships), and the rate-limit increment."""
     keys = [user_version_key(user_id)] + ([org_version_key(org_id)] if org_id else [])
+    keys += [org_version_key(member_org) for member_org in member_org_ids]
     pipe = _redis().pipeline(transaction=False)
     pipe.exists(revoked_key)
     pipe.mget(keys)
@@ -180,9 +200,59 @@ def probe(*, revoked_key: str, user_id: str, org_id: str | None, counter=None) -
         counter.queue(pipe)
     results = pipe.execute()
     versions = results[1]
+    first_member = 2 if org_id else 1
     return Probe(revoked=bool(results[0]), user_version=versions[0],
                  org_version=versions[1] if org_id else None,
-                 count=results[-1] if counter is not None else None)
+                 count=results[-1] if counter is not None else None,
+                 member_org_versions=tuple(versions[first_member:]))
+
+
+# --- auth/me memberships -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Handle:
+    """What a request's authentication learnt about its cache entry (``AuthContext.cache``)."""
+
+    key: tuple
+    user_version: bytes | None  # read before any row this request reads
+    memberships: _Memberships | None  # still valid at this request's probe
+
+
+def handle_for(key: tuple, entry: _Entry | None, probe_result: Probe) -> Handle:
+    cached = entry.memberships if entry is not None else None
+    if cached is not None and (cached.user_version != probe_result.user_version
+                               or cached.org_versions != probe_result.member_org_versions):
+        cached = None
+    return Handle(key=key, user_version=probe_result.user_version, memberships=cached)
+
+
+def member_org_ids(entry: _Entry | None) -> tuple:
+    return entry.memberships.org_ids if entry is not None and entry.memberships is not None else ()
+
+
+def memberships_of(*, user, handle: Handle | None, read) -> list:
+    """The user's memberships (organization selected), as ``read(user=user)`` returns them
+    (``accounts.selectors.memberships_of``): from the cache entry when this request's probe found
+    them current, else read (then cached on the entry for the next requests)."""
+    from apps.accounts.models import Membership, Organization
+
+    if handle is not None and handle.memberships is not None:
+        out = []
+        for membership_row, org_row in handle.memberships.rows:
+            membership = _build(Membership, membership_row)
+            membership.organization = _build(Organization, org_row)
+            out.append(membership)
+        return out
+    memberships = read(user=user)
+    if handle is not None and 0 < len(memberships) <= MAX_CACHED_MEMBERSHIPS:
+        entry = _entries.get(handle.key)
+        if entry is not None and entry.versions[0] == handle.user_version:
+            org_ids = tuple(str(m.organization_id) for m in memberships)
+            versions = tuple(_redis().mget([org_version_key(org_id) for org_id in org_ids]))
+            entry.memberships = _Memberships(
+                user_version=handle.user_version, org_ids=org_ids, org_versions=versions,
+                rows=tuple((_row(m), _row(m.organization)) for m in memberships))
+    return memberships
 
 
 def org_version(org_id: str) -> bytes | None:

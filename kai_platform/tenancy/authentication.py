@@ -2,10 +2,12 @@
 platform API key (``kai_…``); the organization comes from the credential, never from the body."""
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timezone
 
 from django.core.cache import cache
+from django.core.signals import setting_changed
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.exceptions import TokenError
@@ -70,9 +72,19 @@ def authenticate_credential(raw: str, *, organization_ref: str | None = None):
     return _authenticate_jwt(raw, organization_ref)
 
 
-def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
-    """A JWT → ``(user, AuthContext)``. With ``request`` (REST, not sockets) the organization's
-    rate-limit count rides in the same Redis round trip as the revocation check (authcache)."""
+#: raw access token -> its verified claims, per process. A token's signature and claims never
+#: change, so a token seen before is not decoded and verified again (HMAC + JSON + claim checks);
+#: only its expiry is re-checked on every use (revocation is the Redis probe's job, as before).
+_verified: dict[str, dict] = {}
+_VERIFIED_MAX = 10_000
+
+
+def _access_claims(raw: str) -> dict:
+    claims = _verified.get(raw)
+    if claims is not None:
+        if claims["exp"] > time.time():
+            return claims
+        _verified.pop(raw, None)  # expired: simplejwt's own check below answers it
     try:
         token = AccessToken(raw)
     except TokenError as exc:
@@ -81,6 +93,26 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
             _("Access token has expired.") if expired else _("Access token is invalid."),
             code=codes.TOKEN_EXPIRED if expired else codes.UNAUTHORIZED,
         )
+    claims = dict(token.payload)
+    if isinstance(claims.get("exp"), (int, float)):
+        if len(_verified) >= _VERIFIED_MAX:
+            _verified.clear()
+        _verified[raw] = claims
+    return claims
+
+
+def _forget_verified(*, setting, **kwargs):
+    if setting in ("SIMPLE_JWT", "SECRET_KEY"):
+        _verified.clear()
+
+
+setting_changed.connect(_forget_verified, dispatch_uid="kai-jwt-verified-cache")
+
+
+def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
+    """A JWT → ``(user, AuthContext)``. With ``request`` (REST, not sockets) the organization's
+    rate-limit count rides in the same Redis round trip as the revocation check (authcache)."""
+    token = _access_claims(raw)
     jti = token.get("jti")
     if not jti:
         raise exceptions.AuthenticationFailed(_("Access token has been revoked."), code=codes.UNAUTHORIZED)
@@ -92,12 +124,16 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
 
         counter = ratelimit.counter_for(subject=entry.org_id, subject_type="organization", plan=entry.org_plan)
     probe = authcache.probe(revoked_key=cache.make_key(revoked_jti_key(jti)), user_id=user_id,
-                            org_id=entry.org_id if entry is not None else None, counter=counter)
+                            org_id=entry.org_id if entry is not None else None, counter=counter,
+                            member_org_ids=authcache.member_org_ids(entry))
     if probe.revoked:
         raise exceptions.AuthenticationFailed(_("Access token has been revoked."), code=codes.UNAUTHORIZED)
+    cache_key = (user_id, organization_ref)
     if entry is not None and entry.versions == (probe.user_version, probe.org_version):
         user, membership = entry.materialize()
+        handle = authcache.handle_for(cache_key, entry, probe)
     else:
+        handle = authcache.handle_for(cache_key, None, probe)
         from apps.accounts import selectors
 
         user, membership = selectors.user_and_membership(user_id=user_id, organization_ref=organization_ref)
@@ -126,7 +162,8 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
         membership=membership,
         session_id=str(token.get("sid") or jti),
         expires_at=datetime.fromtimestamp(token["exp"], tz=timezone.utc),
-        claims=dict(token.payload),
+        claims=dict(token),
+        cache=handle,
     )
     _note_actor(user, ctx, "user")
     return user, ctx

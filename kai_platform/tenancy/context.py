@@ -16,6 +16,8 @@ class AuthContext:
     membership: Any = None
     api_key: Any = None
     claims: dict = field(default_factory=dict)
+    #: JWTs: what authentication learnt about the per-process credential cache (authcache.Handle)
+    cache: Any = field(default=None, repr=False, compare=False)
 
 
 def get_auth_context(request) -> AuthContext | None:
