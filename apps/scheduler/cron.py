@@ -65,10 +65,15 @@ def _local_naive(moment: datetime, tz: ZoneInfo) -> datetime:
     return moment.astimezone(tz).replace(tzinfo=None)
 
 
+# ``_localize`` never decreases as the local time grows (a gap folds into its end, a repeated hour
+# takes its first occurrence), so a tick whose local time is at or before ``now``'s local time is
+# never after ``now``, and one after it can only be at or before ``now`` inside a repeated hour.
+# Both searches start at ``now``'s local time: a few cron steps, never a day of them.
+
 def next_ticks(expression: str, tz_name: str, *, now: datetime, count: int) -> list[datetime]:
     """The next ``count`` ticks strictly after ``now``, as aware datetimes in the schedule's zone."""
     tz = ZoneInfo(tz_name)
-    iterator = croniter(expression, _local_naive(now, tz) - timedelta(days=1))
+    iterator = croniter(expression, _local_naive(now, tz) - timedelta(minutes=1))
     out: list[datetime] = []
     guard = 0
     while len(out) < count and guard < count * 10 + 2000:
@@ -81,14 +86,22 @@ def next_ticks(expression: str, tz_name: str, *, now: datetime, count: int) -> l
 
 
 def latest_tick(expression: str, tz_name: str, *, now: datetime) -> datetime | None:
-    """The latest tick at or before ``now`` (aware, in the schedule's zone)."""
+    """The latest tick at or before ``now`` (aware, in the schedule's zone): the latest tick whose
+    local time is at or before ``now``'s, then — in a repeated hour — the later ones that still
+    fall at or before ``now``."""
     tz = ZoneInfo(tz_name)
-    iterator = croniter(expression, _local_naive(now, tz) + timedelta(days=1))
+    start = _local_naive(now, tz).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    try:
+        naive = croniter(expression, start).get_prev(datetime)
+    except Exception:  # croniter gives up on expressions with no tick in its search window
+        return None
+    forward = croniter(expression, naive)
     for _ in range(5000):
-        tick = _localize(iterator.get_prev(datetime), tz)
-        if tick <= now:
-            return tick
-    return None
+        following = forward.get_next(datetime)
+        if _localize(following, tz) > now:
+            break
+        naive = following
+    return _localize(naive, tz)
 
 
 def tick_key(tick: datetime) -> str:
