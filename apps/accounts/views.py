@@ -174,7 +174,7 @@ class ApiKeyViewSet(TenantScopedViewSet):
     def scope_queryset(self, queryset):
         if self.role not in ADMIN_ROLES:
             queryset = queryset.filter(created_by=self.request.user)
-        return queryset.select_related("created_by")
+        return queryset
 
     @extend_schema(responses={201: ApiKeyCreatedSerializer})
     def create(self, request, *args, **kwargs):
