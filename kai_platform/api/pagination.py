@@ -9,6 +9,8 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 MAX_LIMIT = 100
+# OFFSET is a bigint in PostgreSQL: a larger one (offset + limit + 1 included) is a 500, not a page.
+MAX_OFFSET = 2**62
 
 
 class KaiPagination(LimitOffsetPagination):
@@ -27,7 +29,7 @@ class KaiPagination(LimitOffsetPagination):
 
     def get_offset(self, request):
         try:
-            return max(0, int(request.query_params.get(self.offset_query_param, 0)))
+            return min(max(0, int(request.query_params.get(self.offset_query_param, 0))), MAX_OFFSET)
         except (TypeError, ValueError):
             return 0
 

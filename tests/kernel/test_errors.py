@@ -115,3 +115,11 @@ def test_pagination_shape_and_limit_cap(make_member, client_for):
     capped = client.get("/api/v1/auth/tokens?limit=100000").json()
     assert capped["limit"] == 100
     assert client.get("/api/v1/auth/tokens?limit=2").json()["has_more"] is True
+
+
+def test_an_offset_past_any_table_is_an_empty_page_not_a_500(make_member, client_for):
+    client = client_for(make_member())
+    client.post("/api/v1/auth/tokens", {"name": "k"}, format="json")
+    page = client.get("/api/v1/auth/tokens?offset=2465723699336835292463104").json()
+    assert (page["items"], page["total"], page["has_more"]) == ([], 1, False)
+    assert page["offset"] == 2**62
