@@ -20,6 +20,7 @@ from django.utils import timezone
 from apps.events.consumers import HubConsumer, _events_after, _latest_seq
 from apps.events.models import Event
 from apps.events.services import serialize_event
+from kai_platform.realtime import relay
 from kai_platform.realtime.groups import org_group
 from kai_platform.tenancy.roles import Role
 
@@ -74,11 +75,11 @@ class ConsoleConsumer(HubConsumer):
         else:
             self.groups_joined = [org_group(self.organization.pk)]
         for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+            await relay.join(group, self)
 
     async def on_disconnect(self, code):
         for group in getattr(self, "groups_joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await relay.leave(group, self)
 
     async def send_envelope(self, type_: str, data: dict, **extra) -> None:
         if type_ == "connection_established":

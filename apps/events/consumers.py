@@ -20,6 +20,7 @@ from apps.events import catalog
 from apps.events.models import Event
 from apps.events.services import serialize_event
 from kai_platform.realtime.commands import CommandError, command_names, get_command
+from kai_platform.realtime import relay
 from kai_platform.realtime.consumers import KaiSocketConsumer, now_iso
 from kai_platform.realtime.groups import org_group
 from kai_platform.tenancy.roles import Role
@@ -49,6 +50,8 @@ class SeenSeqs:
 
 
 class HubConsumer(KaiSocketConsumer):
+    per_socket_channel = False  # organization events come through the process's relay (realtime/relay.py)
+
     # Subscription state starts as these shared, never-mutated class defaults; a socket gets its
     # own sets/config/seen window/reconcile signal when it first subscribes, configures or receives
     # (an idle socket carries none of them: bench B7).
@@ -79,11 +82,11 @@ class HubConsumer(KaiSocketConsumer):
 
     async def join_groups(self):
         self.group = org_group(self.organization.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await relay.join(self.group, self)
 
     async def on_disconnect(self, code):
         if getattr(self, "group", None):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await relay.leave(self.group, self)
 
     # --- client messages ------------------------------------------------------------------
     async def handle_message(self, message: dict):

@@ -4,7 +4,8 @@ It owns authentication (``?token=`` or a first ``{"type": "auth", "token": …}`
 ``KAI_WS_AUTH_TIMEOUT`` seconds, JWT or platform API key, the same check as REST), the Origin
 check, connection limits per user and per IP (Redis, all processes), the message size cap, the
 per-connection message rate limit, and closing the socket when its credential expires or is
-revoked (one process-wide watcher re-checks every socket in a batch: ``watch.py``). Subclasses implement ``on_authenticated``, ``handle_message`` and ``on_event``.
+revoked (one process-wide watcher re-checks every socket in a batch: ``watch.py``). Subclasses
+implement ``on_authenticated``, ``handle_message`` and ``on_event``.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from urllib.parse import parse_qs
 
 import orjson
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
@@ -41,6 +44,9 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
     server_version = "1.0.0"
     #: refuse credentials not bound to an organization (the console socket lets staff in without one)
     requires_organization = True
+    #: False: the socket gets no channel-layer channel of its own; it joins organization groups
+    #: through the process's relay (``relay.join``) and receives their events via ``relay_message``
+    per_socket_channel = True
 
     # Per-socket state starts as these class-level defaults, so an idle socket's ``__dict__`` holds
     # only what it changed (bench B7: memory per idle socket); containers are made on first use.
@@ -53,8 +59,39 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
     _limits_held = False
     _closing = False
     _auth_timer: asyncio.TimerHandle | None = None  # the authentication window of a socket without ?token=
+    _dispatch_lock: asyncio.Lock | None = None  # one message at a time: client messages and relayed events
 
     # --- lifecycle ------------------------------------------------------------------------
+    async def __call__(self, scope, receive, send):
+        if self.per_socket_channel:
+            return await super().__call__(scope, receive, send)
+        # Channels' AsyncConsumer.__call__ without a channel of the socket's own (relay.py)
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            await await_many_dispatch([receive], self.dispatch)
+        except StopConsumer:
+            pass
+
+    async def dispatch(self, message):
+        if self._dispatch_lock is None:
+            self._dispatch_lock = asyncio.Lock()
+        async with self._dispatch_lock:
+            await super().dispatch(message)
+
+    def relay_message(self, message) -> None:
+        """A channel-layer message of one of this socket's groups, from the process's relay."""
+        if not self._closing:
+            self._spawn(self._dispatch_relayed(message))
+
+    async def _dispatch_relayed(self, message):
+        if self._dispatch_lock is None:
+            self._dispatch_lock = asyncio.Lock()
+        async with self._dispatch_lock:
+            if not self._closing:
+                await super().dispatch(message)
+
     async def connect(self):
         self.client_id = f"client_{uuid.uuid4().hex[:12]}"
         self.connected_at = time.monotonic()
@@ -114,7 +151,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         if auth.organization is None and self.requires_organization:
             await self.refuse("PERMISSION_DENIED", "The credential is not bound to an organization.")
             return False
-        refused = await limits.acquire(user.pk, self.ip, self.channel_name)
+        refused = await limits.acquire(user.pk, self.ip, self.client_id)
         if refused:
             limit = settings.KAI_WS_MAX_PER_USER if refused == "user" else settings.KAI_WS_MAX_PER_IP
             await self.refuse("CONNECTION_LIMIT_EXCEEDED",
@@ -149,7 +186,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         if self._limits_held:
             self._limits_held = False
             try:
-                await limits.release(self.user.pk, self.ip, self.channel_name)
+                await limits.release(self.user.pk, self.ip, self.client_id)
             except Exception:  # Redis down: the lease expires by itself
                 logger.warning("could not release socket lease", exc_info=True)
 

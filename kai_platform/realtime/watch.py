@@ -91,7 +91,7 @@ class _Watcher:
 def _entry(consumer) -> tuple:
     auth = consumer.auth
     credential = auth.claims.get("jti", "") if auth.kind == "jwt" else auth.api_key.pk
-    return auth.kind, credential, auth.expires_at, consumer.user.pk, consumer.ip, consumer.channel_name
+    return auth.kind, credential, auth.expires_at, consumer.user.pk, consumer.ip, consumer.client_id
 
 
 def _check_batch(entries: list[tuple]) -> list[bool]:
