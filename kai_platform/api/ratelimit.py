@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import caches
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
 from rest_framework.throttling import BaseThrottle
 
+from kai_platform.api import sharedcache
 from kai_platform.api.errors import RateLimited
 
 #: plan → (soft, hard) requests per minute
@@ -96,15 +96,13 @@ def counter_for(*, subject: str, subject_type: str, plan: str) -> Counter | None
     rate = f"{hard}/{period}s"
     value = f"{subject_type}:{subject}"
     window = _get_window(value, period)
-    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    cache = sharedcache.backend(getattr(settings, "RATELIMIT_USE_CACHE", "default"))
     key = cache.make_key(_make_cache_key(GROUP, window, rate, value, ""))
     return Counter(key=key, period=period, window=window, subject_type=subject_type, soft=soft, hard=hard)
 
 
 def redis_client():
-    from django_redis import get_redis_connection
-
-    return get_redis_connection(getattr(settings, "RATELIMIT_USE_CACHE", "default"))
+    return sharedcache.redis(getattr(settings, "RATELIMIT_USE_CACHE", "default"))
 
 
 def count_request(request, *, subject: str, subject_type: str, plan: str) -> RateUsage | None:

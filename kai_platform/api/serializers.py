@@ -12,15 +12,20 @@ bench/), with output identical to DRF's:
 * the *read plan*: ``to_representation`` reads a plain attribute with ``getattr`` instead of DRF's
   generic ``get_attribute`` (which handles dict instances, dotted sources, callables and missing
   attributes); anything else, or any surprise (a callable value, an exception), takes DRF's path.
+  Stock fields whose representation is a builtin (``str`` of a CharField/UUIDField, ``int``, the
+  value of a JSONField) are represented by it directly. When every readable field of a class is a
+  stock field that depends on nothing but its own arguments, the class's plan is built once and
+  shared: representing an object then builds no fields at all (``serializer.fields`` is still
+  built, DRF's way, for whoever asks for it).
 """
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
 
-from rest_framework import serializers
+from rest_framework import fields, serializers
 from rest_framework.fields import Field, SkipField
-from rest_framework.relations import PKOnlyObject
+from rest_framework.relations import ManyRelatedField, PKOnlyObject, RelatedField
 from rest_framework.utils import model_meta
 
 
@@ -116,11 +121,11 @@ class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             return super().to_representation(instance)
         plan = self.__dict__.get("_kai_read_plan")
         if plan is None:
-            plan = self.__dict__["_kai_read_plan"] = [
-                (field.field_name, field, field.to_representation,
-                 field.source_attrs[0] if len(field.source_attrs) == 1
-                 and type(field).get_attribute is Field.get_attribute else None)
-                for field in self._readable_fields]
+            if "fields" not in self.__dict__:  # nobody needed this instance's own fields yet
+                plan = _class_read_plan(type(self))
+            if plan is None:
+                plan = _read_plan(self._readable_fields)
+            self.__dict__["_kai_read_plan"] = plan
         ret = {}
         for name, field, represent, attr in plan:
             value = _SLOW
@@ -139,9 +144,89 @@ class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
                     continue
             if value is None or (isinstance(value, PKOnlyObject) and value.pk is None):
                 ret[name] = None
+            elif represent is None:
+                ret[name] = value
             else:
                 ret[name] = represent(value)
         return ret
+
+
+# --- the read plan ---------------------------------------------------------------------------------
+
+def _bool(represent):
+    return lambda value: value if value.__class__ is bool else represent(value)
+
+
+def _representer(field):
+    """``field.to_representation``, or what it provably comes down to for DRF's stock fields (None:
+    the value itself)."""
+    method = type(field).to_representation
+    if method is fields.CharField.to_representation:
+        return str
+    if method is fields.IntegerField.to_representation:
+        return int
+    if method is fields.UUIDField.to_representation and field.uuid_format == "hex_verbose":
+        return str
+    if method is fields.JSONField.to_representation and not field.binary:
+        return None
+    if method is fields.ReadOnlyField.to_representation:
+        return None
+    if method is fields.BooleanField.to_representation:
+        return _bool(field.to_representation)
+    return field.to_representation
+
+
+def _read_plan(readable_fields) -> list:
+    """``[(name, field, representer, attribute or None)]``: a plain attribute is read with getattr,
+    anything else (dotted or ``*`` sources, relations, method fields) through the field."""
+    return [(field.field_name, field, _representer(field),
+             field.source_attrs[0] if len(field.source_attrs) == 1
+             and type(field).get_attribute is Field.get_attribute else None)
+            for field in readable_fields]
+
+
+#: overriding one of these makes a serializer's fields its own (context, arguments): no class plan
+_INSTANCE_FIELD_METHODS = ("__init__", "get_fields", "fields", "_readable_fields")
+_class_plans: dict[type, list | None] = {}
+
+
+def _shareable(field) -> bool:
+    """May one instance of this field represent values for every serializer of its class, in any
+    thread? Stock DRF fields whose representation reads only their own arguments."""
+    if isinstance(field, (serializers.BaseSerializer, RelatedField, ManyRelatedField, fields.SerializerMethodField,
+                          fields.HiddenField, fields.FileField)):
+        return False
+    if type(field).get_attribute is not Field.get_attribute or field.source == "*":
+        return False
+    if getattr(field.default, "requires_context", False):
+        return False
+    if getattr(type(field).to_representation, "__module__", None) != "rest_framework.fields":
+        return False
+    child = getattr(field, "child", None)
+    return child is None or (_shareable(child) if isinstance(child, Field) else False)
+
+
+def _class_read_plan(cls) -> list | None:
+    """The read plan of a serializer class whose fields are all shareable, built once: its
+    instances then represent objects without building fields of their own."""
+    try:
+        return _class_plans[cls]
+    except KeyError:
+        pass
+    plan = None
+    for klass in cls.__mro__:
+        if klass is KaiModelSerializer:
+            try:
+                readable = list(cls()._readable_fields)
+            except Exception:  # needs arguments or context: per-instance fields
+                readable = None
+            if readable is not None and all(_shareable(field) for field in readable):
+                plan = _read_plan(readable)
+            break
+        if any(name in klass.__dict__ for name in _INSTANCE_FIELD_METHODS):
+            break
+    _class_plans[cls] = plan
+    return plan
 
 
 class JSONObjectField(serializers.JSONField):

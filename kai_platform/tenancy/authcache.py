@@ -25,8 +25,9 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
+
+from kai_platform.api import sharedcache
 
 #: entries kept per process at most: past it expired ones are swept (and all, if none had expired)
 MAX_ENTRIES = 2_000
@@ -40,17 +41,15 @@ def _ttl() -> float:
 
 
 def user_version_key(user_id) -> str:
-    return cache.make_key(f"authz:user:{user_id}")
+    return sharedcache.backend().make_key(f"authz:user:{user_id}")
 
 
 def org_version_key(org_id) -> str:
-    return cache.make_key(f"authz:org:{org_id}")
+    return sharedcache.backend().make_key(f"authz:org:{org_id}")
 
 
 def _redis():
-    from django_redis import get_redis_connection
-
-    return get_redis_connection("default")
+    return sharedcache.redis()
 
 
 # --- invalidation ------------------------------------------------------------------------------

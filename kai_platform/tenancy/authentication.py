@@ -13,6 +13,7 @@ from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
+from kai_platform.api import sharedcache
 from kai_platform.api.errors import codes
 from kai_platform.logging import request_state
 from kai_platform.tenancy import authcache
@@ -123,7 +124,7 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
         from kai_platform.api import ratelimit
 
         counter = ratelimit.counter_for(subject=entry.org_id, subject_type="organization", plan=entry.org_plan)
-    probe = authcache.probe(revoked_key=cache.make_key(revoked_jti_key(jti)), user_id=user_id,
+    probe = authcache.probe(revoked_key=sharedcache.backend().make_key(revoked_jti_key(jti)), user_id=user_id,
                             org_id=entry.org_id if entry is not None else None, counter=counter,
                             member_org_ids=authcache.member_org_ids(entry))
     if probe.revoked:
