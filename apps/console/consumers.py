@@ -73,7 +73,7 @@ class ConsoleConsumer(HubConsumer):
         if self.scope_kind == "platform":
             self.groups_joined = [org_group(pk) for pk in await database_sync_to_async(_organization_ids)()]
         else:
-            self.groups_joined = [org_group(self.organization.pk)]
+            self.groups_joined = [org_group(self.identity.organization_id)]
         for group in self.groups_joined:
             await relay.join(group, self)
 
@@ -84,7 +84,7 @@ class ConsoleConsumer(HubConsumer):
     async def send_envelope(self, type_: str, data: dict, **extra) -> None:
         if type_ == "connection_established":
             data = {**data, "scope": self.scope_kind,
-                    "organization_id": str(self.organization.pk) if self.scope_kind == "organization" else None}
+                    "organization_id": str(self.identity.organization_id) if self.scope_kind == "organization" else None}
         await super().send_envelope(type_, data, **extra)
 
     async def handle_message(self, message: dict):
@@ -95,7 +95,7 @@ class ConsoleConsumer(HubConsumer):
 
     def _wanted(self, event: dict) -> list[str]:
         names = super()._wanted(event)
-        if names and self.scope_kind == "organization" and event.get("organization_id") != str(self.organization.pk):
+        if names and self.scope_kind == "organization" and event.get("organization_id") != str(self.identity.organization_id):
             return []
         return names
 
@@ -105,12 +105,12 @@ class ConsoleConsumer(HubConsumer):
             latest = _platform_latest_seq()
             self._floor = latest if getattr(self, "_floor", None) is None else self._floor
             return latest
-        return _latest_seq(self.organization.pk)
+        return _latest_seq(self.identity.organization_id)
 
     def table_events_after(self, after: int, limit: int) -> list[dict]:
         if self.scope_kind == "platform":
             return _platform_events_after(after, limit)
-        return _events_after(self.organization.pk, after, limit)
+        return _events_after(self.identity.organization_id, after, limit)
 
     async def _replay(self, *, after: int):
         if self.scope_kind == "platform":

@@ -51,6 +51,7 @@ class SeenSeqs:
 
 class HubConsumer(KaiSocketConsumer):
     per_socket_channel = False  # organization events come through the process's relay (realtime/relay.py)
+    keeps_identity_rows = False  # ids are enough; a command loads the rows (identity_rows)
 
     # Subscription state starts as these shared, never-mutated class defaults; a socket gets its
     # own sets/config/seen window/reconcile signal when it first subscribes, configures or receives
@@ -73,15 +74,15 @@ class HubConsumer(KaiSocketConsumer):
         await self.join_groups()
         await self.send_envelope("connection_established", {
             "client_id": self.client_id,
-            "session_id": self.auth.session_id,
+            "session_id": self.identity.session_id,
             "server_version": self.server_version,
             "pooled": True,
-            "organization_id": str(self.organization.pk) if self.organization is not None else None,
+            "organization_id": str(self.identity.organization_id) if self.identity.organization_id else None,
             "commands": command_names(),
         })
 
     async def join_groups(self):
-        self.group = org_group(self.organization.pk)
+        self.group = org_group(self.identity.organization_id)
         await relay.join(self.group, self)
 
     async def on_disconnect(self, code):
@@ -183,12 +184,15 @@ class HubConsumer(KaiSocketConsumer):
         command = get_command(name) if isinstance(name, str) else None
         if command is None:
             return await fail("UNSUPPORTED_COMMAND", f"Unknown command {name!r}; available: {', '.join(command_names())}")
-        if self.auth.role not in command.roles:
-            return await fail("PERMISSION_DENIED", f"Role '{self.auth.role}' may not '{name}'.")
+        if self.identity.role not in command.roles:
+            return await fail("PERMISSION_DENIED", f"Role '{self.identity.role}' may not '{name}'.")
         parameters = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
+        user, auth = await self.identity_rows()
+        if user is None:
+            return
         try:
             result = await database_sync_to_async(command.handler)(
-                user=self.user, auth=self.auth, agent_id=agent_id, parameters=parameters)
+                user=user, auth=auth, agent_id=agent_id, parameters=parameters)
         except CommandError as exc:
             return await fail(exc.error_code, exc.message)
         await self.send_envelope("command_result", {
@@ -247,8 +251,8 @@ class HubConsumer(KaiSocketConsumer):
             return []
         if self.components and event.get("component") not in self.components:
             return []
-        if self.auth.role == Role.USER:
-            me = str(self.user.pk)
+        if self.identity.role == Role.USER:
+            me = str(self.identity.user_id)
             if event.get("actor_id") != me and event.get("owner_id") != me:
                 return []
         return names
@@ -284,10 +288,10 @@ class HubConsumer(KaiSocketConsumer):
 
     # the event table this socket reads (one organization; the console socket widens it)
     def table_latest_seq(self) -> int:
-        return _latest_seq(self.organization.pk)
+        return _latest_seq(self.identity.organization_id)
 
     def table_events_after(self, after: int, limit: int) -> list[dict]:
-        return _events_after(self.organization.pk, after, limit)
+        return _events_after(self.identity.organization_id, after, limit)
 
     async def _reconcile_loop(self):
         interval = settings.KAI_WS_RECONCILE_SECONDS

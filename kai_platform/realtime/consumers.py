@@ -21,7 +21,6 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
@@ -36,6 +35,21 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 
 
+class SocketIdentity:
+    """What an authenticated socket keeps of its credential: ids, role, expiry — no model rows."""
+
+    __slots__ = ("user_id", "organization_id", "role", "kind", "session_id", "credential", "expires_at")
+
+    def __init__(self, user, auth):
+        self.user_id = user.pk
+        self.organization_id = auth.organization.pk if auth.organization is not None else None
+        self.role = auth.role
+        self.kind = auth.kind
+        self.session_id = auth.session_id
+        self.credential = auth.claims.get("jti", "") if auth.kind == "jwt" else auth.api_key.pk
+        self.expires_at = auth.expires_at
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -47,12 +61,18 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
     #: False: the socket gets no channel-layer channel of its own; it joins organization groups
     #: through the process's relay (``relay.join``) and receives their events via ``relay_message``
     per_socket_channel = True
+    #: False: once ``on_authenticated`` has run, the socket keeps only ``self.identity`` (ids, role,
+    #: expiry) and its credential, not the user/membership/organization rows; a handler that acts as
+    #: the user gets fresh rows from ``await self.identity_rows()`` (the credential checked again)
+    keeps_identity_rows = True
 
     # Per-socket state starts as these class-level defaults, so an idle socket's ``__dict__`` holds
     # only what it changed (bench B7: memory per idle socket); containers are made on first use.
+    identity: SocketIdentity | None = None  # set once authenticated
     user = None
     auth = None
     organization = None
+    _credential: str | None = None  # the raw credential, kept instead of the rows (keeps_identity_rows False)
     _tasks: list | None = None  # background tasks of this socket (``_spawn``)
     _message_times: collections.deque | None = None  # the message-rate window, from the first message
     _rate_warned = False
@@ -65,12 +85,14 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
     async def __call__(self, scope, receive, send):
         if self.per_socket_channel:
             return await super().__call__(scope, receive, send)
-        # Channels' AsyncConsumer.__call__ without a channel of the socket's own (relay.py)
+        # Channels' AsyncConsumer.__call__ without a channel of the socket's own (relay.py). With one
+        # source of messages, await_many_dispatch's extra task and asyncio.wait per message are not needed.
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
         try:
-            await await_many_dispatch([receive], self.dispatch)
+            while True:
+                await self.dispatch(await receive())
         except StopConsumer:
             pass
 
@@ -132,7 +154,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
 
     def _auth_window_over(self):
         self._auth_timer = None
-        if self.user is None and not self._closing:
+        if self.identity is None and not self._closing:
             self._spawn(self.refuse("AUTHENTICATION_FAILED", "No credential within the authentication window."))
 
     def _cancel_auth_timer(self):
@@ -159,10 +181,27 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
             return False
         self._limits_held = True
         self._cancel_auth_timer()
+        self.identity = SocketIdentity(user, auth)
         self.user, self.auth, self.organization = user, auth, auth.organization
         watch.add(self)  # re-checked with every socket of the process (kai_platform/realtime/watch.py)
         await self.on_authenticated()
+        if not self.keeps_identity_rows:
+            self._credential = raw_token
+            del self.user, self.auth, self.organization  # back to the class defaults (None)
         return True
+
+    async def identity_rows(self):
+        """``(user, auth)`` of the socket's credential, for a handler that acts as the user; with
+        ``keeps_identity_rows`` False they are loaded again (the credential checked again: a revoked or
+        expired one closes the socket and gives ``(None, None)``)."""
+        if self._credential is None:
+            return self.user, self.auth
+        try:
+            return await database_sync_to_async(authenticate_credential)(
+                self._credential, organization_ref=self.query.get("organization"))
+        except (exceptions.AuthenticationFailed, exceptions.PermissionDenied):
+            self.credential_lapsed()
+            return None, None
 
     def credential_lapsed(self) -> None:
         """The credential expired or was revoked (called by the process's credential watcher)."""
@@ -186,7 +225,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         if self._limits_held:
             self._limits_held = False
             try:
-                await limits.release(self.user.pk, self.ip, self.client_id)
+                await limits.release(self.identity.user_id, self.ip, self.client_id)
             except Exception:  # Redis down: the lease expires by itself
                 logger.warning("could not release socket lease", exc_info=True)
 
@@ -208,7 +247,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         except (orjson.JSONDecodeError, ValueError) as exc:
             await self.send_error("INVALID_MESSAGE_FORMAT", f"Malformed message: {exc}")
             return
-        if self.user is None:
+        if self.identity is None:
             if message["type"] == "auth" and isinstance(message.get("token"), str):
                 await self._authenticate(message["token"])
             else:

@@ -38,7 +38,7 @@ class _Watcher:
     # --- registry -------------------------------------------------------------------------
     def add(self, consumer) -> None:
         timer = None
-        expires_at = consumer.auth.expires_at
+        expires_at = consumer.identity.expires_at
         if expires_at is not None:
             delay = (expires_at - datetime.now(timezone.utc)).total_seconds()
             timer = self.loop.call_later(max(0.0, delay), consumer.credential_lapsed)
@@ -89,9 +89,9 @@ class _Watcher:
 
 
 def _entry(consumer) -> tuple:
-    auth = consumer.auth
-    credential = auth.claims.get("jti", "") if auth.kind == "jwt" else auth.api_key.pk
-    return auth.kind, credential, auth.expires_at, consumer.user.pk, consumer.ip, consumer.client_id
+    identity = consumer.identity
+    return (identity.kind, identity.credential, identity.expires_at, identity.user_id, consumer.ip,
+            consumer.client_id)
 
 
 def _check_batch(entries: list[tuple]) -> list[bool]:

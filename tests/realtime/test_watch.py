@@ -94,6 +94,37 @@ async def test_an_expiring_token_closes_at_its_expiry_not_at_the_next_tick(amemb
     assert watch.watched_count() == 0
 
 
+async def test_a_hub_command_acts_with_fresh_rows_and_a_revoked_token_runs_nothing(amember, settings, monkeypatch):
+    """The hub keeps ids, not the user's rows: a command loads them again with the credential, so a
+    command sent after the token was revoked (before the next re-check) is not run; the socket closes."""
+    settings.KAI_WS_RECHECK_SECONDS = 60
+    from apps.accounts.services import auth_issue_tokens, auth_logout
+    from kai_platform.realtime import commands
+    from kai_platform.tenancy.roles import HUMAN_ROLES
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    calls = []
+    monkeypatch.setattr(commands, "_REGISTRY", {})
+
+    @commands.register_command("restart", roles=HUMAN_ROLES)
+    def restart(*, user, auth, agent_id, parameters):
+        calls.append((str(user.pk), auth.role, str(auth.organization.pk)))
+        return {"status": "restarting"}
+
+    tokens = await database_sync_to_async(auth_issue_tokens)(user=amember.user)
+    socket, _ = await hello(tokens["access_token"])
+    await socket.send_json_to({"type": "command", "data": {"agent_id": "a1", "command": "restart"}})
+    assert (await receive(socket))["type"] == "command_result"
+    assert calls == [(str(amember.user.pk), amember.role, str(amember.organization.pk))]
+    claims = dict(AccessToken(tokens["access_token"]).payload)
+    await database_sync_to_async(auth_logout)(user=amember.user, access_claims=claims, refresh_token=None)
+    await socket.send_json_to({"type": "command", "data": {"agent_id": "a1", "command": "restart"}})
+    message = await receive(socket)
+    assert message["type"] == "connection_error" and message["data"]["error_code"] == "AUTHENTICATION_FAILED"
+    await expect_closed(socket, 1008)
+    assert len(calls) == 1
+
+
 @pytest.fixture
 def amember(make_member):
     return make_member()
