@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import nullcontext
 from functools import partial
 
 from django.conf import settings
@@ -117,7 +118,7 @@ def _transition(*, execution_id, path: list[tuple[str, str]], allowed, unless_ca
     first (an earlier statement of the same round trip, so the count below sees every claim
     committed before it) and the row moves only while fewer than ``limit`` top-level runs of the
     organization are PREPARING/RUNNING. Returns (changed, that count or None)."""
-    from apps.events.services import event_insert_ctes, published
+    from apps.events.services import event_insert_ctes, listeners_want, published
 
     to = path[-1][0]
     now = timezone.now()
@@ -158,7 +159,13 @@ def _transition(*, execution_id, path: list[tuple[str, str]], allowed, unless_ca
     if cap is not None:
         params.append(cap[1])
     params += [*set_params, *step_params, execution_id, now, execution_id, execution_id, now]
-    with transaction.atomic(savepoint=False):
+    types = {f"execution.{status.lower()}" for status, _ in path}
+    # Outside any transaction, and with no listener for these events, the statement(s) run in
+    # autocommit: one round trip is one transaction, committed by the server as soon as it ran, so
+    # the organization's locks are never held while this thread waits for its turn to run Python.
+    # Otherwise the listeners run inside the transaction, before it commits.
+    own = connection.in_atomic_block or listeners_want(types)
+    with transaction.atomic(savepoint=False) if own else nullcontext():
         with connection.cursor() as cursor:
             cursor.execute(prefix + sql, prefix_params + params)
             if prefix:

@@ -50,12 +50,26 @@ def serialize_event(event: Event) -> dict:
 #: called with each new Event inside the publishing transaction (apps add theirs in ready()):
 #: outbound webhooks record their deliveries, approvals close when their run ends. A listener
 #: filters on ``event.type`` first (publish is hot), must not raise, and does its writes in a savepoint.
-_PUBLISH_LISTENERS: list = []
+#: Items are ``(listener, types)``; ``types`` None means every event.
+_PUBLISH_LISTENERS: list[tuple] = []
 
 
-def add_publish_listener(listener) -> None:
-    if listener not in _PUBLISH_LISTENERS:
-        _PUBLISH_LISTENERS.append(listener)
+def add_publish_listener(listener, types=None) -> None:
+    """Register ``listener(event)``. With ``types`` (event types) it is called for those only —
+    and a status change whose events no listener wants commits in the same round trip as its
+    statement (apps.crews: a run's claim), the organization's event lock never waiting on Python.
+    Without ``types`` it is called for every event."""
+    wanted = frozenset(types) if types is not None else None
+    for index, (known, _) in enumerate(_PUBLISH_LISTENERS):
+        if known is listener:
+            _PUBLISH_LISTENERS[index] = (listener, wanted)
+            return
+    _PUBLISH_LISTENERS.append((listener, wanted))
+
+
+def listeners_want(types) -> bool:
+    """Whether some listener is called for an event of one of ``types``."""
+    return any(wanted is None or not wanted.isdisjoint(types) for _, wanted in _PUBLISH_LISTENERS)
 
 
 def _id_of(obj):
@@ -111,8 +125,9 @@ def publish_many(events: list[dict]) -> list[Event]:
 def _after_insert(event: Event) -> None:
     """What follows the insert of every event, inside its transaction: the listeners, and the
     delivery to sockets queued for the commit."""
-    for listener in _PUBLISH_LISTENERS:
-        listener(event)
+    for listener, wanted in _PUBLISH_LISTENERS:
+        if wanted is None or event.type in wanted:
+            listener(event)
     groups = [org_group(event.organization_id)]
     if event.agent_id:
         groups.append(agent_group(event.agent_id))

@@ -9,6 +9,7 @@ class WebhooksConfig(AppConfig):
 
     def ready(self):
         from apps.events.services import add_publish_listener
+        from apps.webhooks.models import WEBHOOK_EVENTS
         from apps.webhooks.services import on_event_published
 
-        add_publish_listener(on_event_published)
+        add_publish_listener(on_event_published, types=WEBHOOK_EVENTS)

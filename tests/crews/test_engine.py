@@ -103,6 +103,37 @@ def test_a_claim_is_one_statement_recording_and_publishing_both_steps_in_order(m
     assert Event.objects.filter(execution_id=execution.pk).count() == 3
 
 
+def test_a_claim_commits_in_its_round_trip_unless_a_listener_wants_its_events(member, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.events import services as events
+
+    agent = make_agent(member)
+    first, second = (services.execution_create(organization=member.organization, actor=member.user,
+                                               kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
+                     for _ in range(2))
+    seen = []
+
+    def listener(event):
+        seen.append((event.type, connection.in_atomic_block))
+
+    # only listeners of other events: one round trip, no BEGIN/COMMIT of the client's
+    monkeypatch.setattr(events, "_PUBLISH_LISTENERS", [(listener, frozenset({"execution.completed"}))])
+    with CaptureQueriesContext(connection) as queries:
+        assert services.execution_claim(execution_id=first.pk, worker="w", attempts=1,
+                                        cap=(member.organization.pk, 10))[0] == "claimed"
+    assert len(queries.captured_queries) == 1 and seen == []
+    # a listener of execution.running: it runs inside the claim's transaction
+    events.add_publish_listener(listener, types=["execution.running"])
+    assert services.execution_claim(execution_id=second.pk, worker="w", attempts=1)[0] == "claimed"
+    assert seen == [("execution.running", True)]
+    # and one registered without types is called for every event, inside the transaction too
+    events.add_publish_listener(listener)
+    assert services.execution_transition(execution_id=second.pk, to="COMPLETED")
+    assert seen[-1] == ("execution.completed", True)
+
+
 def test_a_claim_over_the_cap_leaves_the_run_pending_and_untouched(member):
     agent = make_agent(member)
     first, second = (services.execution_create(organization=member.organization, actor=member.user,
