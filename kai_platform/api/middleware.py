@@ -43,10 +43,13 @@ class RequestIDMiddleware:
 
 class ApiPathMiddleware:
     """For API paths: accept an optional trailing slash, refuse oversize bodies early (413),
-    and stamp ``API-Version``."""
+    and stamp ``API-Version``. Loading it installs the resolved-path cache (api/urlcache.py)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
+        from kai_platform.api import urlcache
+
+        urlcache.install()
 
     def __call__(self, request):
         path = request.path_info
