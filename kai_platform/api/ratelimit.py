@@ -77,9 +77,13 @@ class Counter:
     soft: int
     hard: int
 
+    @property
+    def ttl(self) -> int:
+        return self.period + EXPIRATION_FUDGE
+
     def queue(self, pipe) -> None:
         """Add the increment to a Redis pipeline: two commands, one round trip with the rest."""
-        pipe.set(self.key, 0, ex=self.period + EXPIRATION_FUDGE, nx=True)
+        pipe.set(self.key, 0, ex=self.ttl, nx=True)
         pipe.incr(self.key)
 
     def usage(self, count: int) -> RateUsage:

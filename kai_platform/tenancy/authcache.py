@@ -4,9 +4,9 @@ Authenticating a JWT used to cost one Redis GET (revocation), one SQL query (use
 organization) and two Redis commands for the rate limit: four round trips before the view ran,
 most of an authenticated request's time (B3 in bench/). Now:
 
-* ``probe`` sends ONE pipeline: ``EXISTS`` the token's revocation key, ``MGET`` the user's and the
-  organization's *authorization versions*, and (when the organization is known from the cache) the
-  organization's rate-limit increment.
+* ``probe`` sends ONE command (a server-side script): ``EXISTS`` the token's revocation key,
+  ``MGET`` the user's and the organization's *authorization versions*, and (when the organization
+  is known from the cache) the organization's rate-limit increment.
 * The user/membership/organization rows live in a small per-process cache keyed by
   ``(user id, X-Organization)``. An entry is used only while both versions it was read under are
   still the current ones, and never longer than ``KAI_AUTH_CACHE_SECONDS``.
@@ -21,11 +21,13 @@ from the cached rows (views may change them without touching the cache).
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
+from redis.exceptions import NoScriptError
 
 from kai_platform.api import sharedcache
 
@@ -186,23 +188,43 @@ class Probe:
     member_org_versions: tuple = ()  # the versions of ``member_org_ids``, in their order
 
 
+#: the probe as one Redis command: KEYS = revoked key, the N version keys[, the rate-limit counter];
+#: ARGV = N[, the counter's expiry]. Answers {revoked 0/1, {versions...}[, count]}.
+PROBE_SCRIPT = """
+local n = tonumber(ARGV[1])
+local out = {redis.call('EXISTS', KEYS[1]), redis.call('MGET', unpack(KEYS, 2, 1 + n))}
+if #KEYS > 1 + n then
+  local counter = KEYS[#KEYS]
+  redis.call('SET', counter, 0, 'EX', ARGV[2], 'NX')
+  out[3] = redis.call('INCR', counter)
+end
+return out
+"""
+PROBE_SHA = hashlib.sha1(PROBE_SCRIPT.encode()).hexdigest()
+
+
 def probe(*, revoked_key: str, user_id: str, org_id: str | None, counter=None,
           member_org_ids: tuple = ()) -> Probe:
-    """One pipeline: revocation, the authorization versions (the user's, the organization's and
-    those of the organizations of cached ``auth/me`` memberships), and the rate-limit increment."""
-    keys = [user_version_key(user_id)] + ([org_version_key(org_id)] if org_id else [])
-    keys += [org_version_key(member_org) for member_org in member_org_ids]
-    pipe = _redis().pipeline(transaction=False)
-    pipe.exists(revoked_key)
-    pipe.mget(keys)
+    """One round trip (one server-side script, the cheapest way for both ends): revocation, the
+    authorization versions (the user's, the organization's and those of the organizations of
+    cached ``auth/me`` memberships), and the rate-limit increment."""
+    versions_keys = [user_version_key(user_id)] + ([org_version_key(org_id)] if org_id else [])
+    versions_keys += [org_version_key(member_org) for member_org in member_org_ids]
+    keys = [revoked_key, *versions_keys]
+    args = [len(versions_keys)]
     if counter is not None:
-        counter.queue(pipe)
-    results = pipe.execute()
+        keys.append(counter.key)
+        args.append(counter.ttl)
+    redis = _redis()
+    try:
+        results = redis.execute_command("EVALSHA", PROBE_SHA, len(keys), *keys, *args)
+    except NoScriptError:  # a Redis that has not seen the script yet (or flushed its scripts)
+        results = redis.execute_command("EVAL", PROBE_SCRIPT, len(keys), *keys, *args)
     versions = results[1]
     first_member = 2 if org_id else 1
     return Probe(revoked=bool(results[0]), user_version=versions[0],
                  org_version=versions[1] if org_id else None,
-                 count=results[-1] if counter is not None else None,
+                 count=int(results[2]) if counter is not None else None,
                  member_org_versions=tuple(versions[first_member:]))
 
 

@@ -121,3 +121,11 @@ def test_a_tampered_token_is_refused_even_after_the_real_one_was_seen(member, cl
     forged = APIClient()
     forged.credentials(HTTP_AUTHORIZATION=f"Bearer {header}.{payload}.{flipped}")
     assert_envelope(forged.get("/api/v1/auth/me"), 401)
+
+
+def test_the_probe_loads_its_script_when_redis_does_not_know_it(member, client_for, monkeypatch):
+    monkeypatch.setattr(authcache, "PROBE_SHA", "0" * 40)  # EVALSHA answers NOSCRIPT: the probe sends EVAL
+    client = client_for(member)
+    assert _me(client)["role"] == "owner"
+    response = client.get("/api/v1/auth/tokens")
+    assert response.status_code == 200 and int(response["X-RateLimit-Remaining"]) < int(response["X-RateLimit-Limit"])
