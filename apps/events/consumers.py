@@ -16,7 +16,7 @@ from types import MappingProxyType
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from apps.events import catalog
+from apps.events import catalog, client_events
 from apps.events.models import Event
 from apps.events.services import serialize_event
 from kai_platform.realtime.commands import CommandError, command_names, get_command
@@ -100,6 +100,7 @@ class HubConsumer(KaiSocketConsumer):
             "disconnect": self.on_client_disconnect,
             "agent:subscribe": self.on_agent_subscribe,
             "agent:unsubscribe": self.on_agent_unsubscribe,
+            **dict.fromkeys(client_events.NAMES, self.on_client_event),
         }.get(message["type"])
         if handler is None:
             await self.send_error("INVALID_MESSAGE_FORMAT", f"Unknown message type '{message['type']}'.")
@@ -167,6 +168,26 @@ class HubConsumer(KaiSocketConsumer):
     async def on_agent_unsubscribe(self, data, message):
         agent_id = message.get("agent_id") or data.get("agent_id")
         await self.on_unsubscribe({"agents": [agent_id] if agent_id else []}, message)
+
+    async def on_client_event(self, data, message):
+        """Seed 002 client events (``workflow:execute``, ``system:modify``…): the REST route's checks
+        and service (``client_events.py``) with the credential loaded again; the answer is a message
+        of the same type, or ``connection_error`` carrying the REST envelope's code and status."""
+        name = message["type"]
+        request_id = data.get("request_id") or message.get("request_id")
+        user, auth = await self.identity_rows()
+        if user is None:
+            return
+        ok, body = await database_sync_to_async(client_events.run)(name, user=user, auth=auth, data=data)
+        if not ok:
+            await self.send_error(body.pop("error_code"), body.pop("error_message"),
+                                  event=name, request_id=request_id, **body)
+            return
+        if name == "system:subscribe_architecture":
+            await self.on_subscribe({"events": ["system:architecture_updated"]}, message)
+            await self.send_envelope("system:architecture", {"architecture": body, "request_id": request_id})
+            return
+        await self.send_envelope(name, {**body, "request_id": request_id})
 
     async def _subscription_error(self, code, message, **extra):
         await self.send_envelope("subscription_error", {"error_code": code, "error_message": message, **extra})
