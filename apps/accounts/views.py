@@ -170,6 +170,8 @@ class ApiKeyViewSet(TenantScopedViewSet):
     serializer_class = ApiKeySerializer
     http_method_names = NO_UPDATE
     filterset_fields = ["role"]
+    list_as_rows = True  # B3's list: the page as plain rows, same JSON (kai_platform/tenancy/viewsets.py)
+    list_row_properties = {"is_active": ("revoked_at", "expires_at")}
 
     def scope_queryset(self, queryset):
         if self.role not in ADMIN_ROLES:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 
+from django.utils import timezone
 from rest_framework import fields, serializers
 from rest_framework.fields import Field, SkipField
 from rest_framework.relations import ManyRelatedField, PKOnlyObject, RelatedField
@@ -258,3 +259,106 @@ def validated(serializer_class, request, *, data=None, **context) -> dict:
                                   context={"request": request, **context})
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+# --- list pages as plain rows ------------------------------------------------------------------------
+
+class RowPlan:
+    """A list page of a serializer read as plain rows: ``values_list(*columns)`` and a dict per row
+    with the serializer's keys in its order, each value represented as the serializer's field would
+    (``str`` of a UUID, the row's own str/int/bool/JSON...). No model instances, no per-field calls.
+
+    A UTC datetime is left to the renderer: orjson writes it exactly as DRF's ISO 8601
+    ``DateTimeField`` does (``…Z``), so the JSON is the same bytes (``response.data`` holds the
+    datetime). Model properties the serializer shows are computed by the property itself, on an
+    object carrying just the columns it reads (``properties``: name -> columns).
+    """
+
+    def __init__(self, columns: list[str], entries: list[tuple], datetimes: list[int]):
+        self.columns = columns
+        self._entries = entries  # (name, column index | (fget, dependency indexes), representer | None)
+        self._datetimes = datetimes  # entries whose representer is a DateTimeField's
+
+    def rows(self, tuples) -> list[dict]:
+        entries = self._entries
+        if self._datetimes and timezone.get_current_timezone_name() != "UTC":
+            entries = [entry if index not in self._datetimes else entry[:2] + (entry[3],)
+                       for index, entry in enumerate(self._entries)]
+        out = []
+        for values in tuples:
+            row = {}
+            for entry in entries:
+                name, source, represent = entry[0], entry[1], entry[2]
+                if source.__class__ is int:
+                    value = values[source]
+                else:
+                    fget, indexes = source
+                    value = fget(_Columns(values, indexes))
+                row[name] = None if value is None else value if represent is None else represent(value)
+            out.append(row)
+        return out
+
+
+class _Columns:
+    """What a model property sees of a row: the columns it was declared to read."""
+
+    __slots__ = ("_values", "_indexes")
+
+    def __init__(self, values, indexes: dict):
+        self._values, self._indexes = values, indexes
+
+    def __getattr__(self, name):
+        try:
+            return self._values[self._indexes[name]]
+        except KeyError:
+            raise AttributeError(f"{name!r} is not among the columns declared for this property") from None
+
+
+def row_plan(serializer_class, model, properties: dict | None = None) -> RowPlan | None:
+    """The ``RowPlan`` of ``serializer_class`` over ``model``, or None when a readable field is
+    neither a concrete column (read as the field reads it) nor one of ``properties``, or when the
+    serializer's fields are not the stock, context-free ones its class read plan requires."""
+    from django.conf import settings
+    from rest_framework.settings import api_settings
+
+    properties = properties or {}
+    plan = _class_read_plan(serializer_class)
+    if plan is None:
+        return None
+    concrete = {}
+    for model_field in model._meta.concrete_fields:
+        concrete[model_field.attname] = model_field.attname
+        concrete.setdefault(model_field.name, model_field.attname)
+    columns: list[str] = []
+
+    def column(attname: str) -> int:
+        if attname not in columns:
+            columns.append(attname)
+        return columns.index(attname)
+
+    entries, datetimes = [], []
+    for name, field, represent, attr in plan:
+        if attr is None:
+            return None
+        datetime_field = type(field).to_representation is fields.DateTimeField.to_representation
+        if datetime_field and not (settings.USE_TZ and not hasattr(field, "timezone")
+                                   and str(getattr(field, "format", api_settings.DATETIME_FORMAT)).lower()
+                                   == api_settings.DATETIME_FORMAT.lower() == "iso-8601"):
+            return None
+        if attr in properties:
+            prop = getattr(model, attr, None)
+            unknown = [dependency for dependency in properties[attr] if dependency not in concrete]
+            if not isinstance(prop, property) or unknown:
+                raise ValueError(f"{model.__name__}.{attr} must be a property reading only columns of "
+                                 f"{model.__name__} (unknown: {unknown})")
+            source = (prop.fget, {dependency: column(concrete[dependency]) for dependency in properties[attr]})
+        elif attr in concrete:
+            source = column(concrete[attr])
+        else:
+            return None
+        if datetime_field:
+            datetimes.append(len(entries))
+            entries.append((name, source, None, represent))
+        else:
+            entries.append((name, source, represent, represent))
+    return RowPlan(columns, entries, datetimes)
