@@ -8,7 +8,8 @@ class ApprovalsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from apps.approvals.services import on_event_published
+        from apps.approvals.services import RUN_END_EVENTS, on_event_published
         from apps.events.services import add_publish_listener
 
-        add_publish_listener(on_event_published)
+        # declared types: a run's claim (no such event) then commits in one round trip (apps.crews)
+        add_publish_listener(on_event_published, types=RUN_END_EVENTS)

@@ -270,9 +270,13 @@ def approvals_cancel_for_execution(*, execution_id) -> int:
         feedback="the run ended before an answer")
 
 
+#: the events ``on_event_published`` acts on (declared to the publisher: others never call it)
+RUN_END_EVENTS = ("execution.cancelled", "execution.failed")
+
+
 def on_event_published(event) -> None:
     """Publish listener: when a run ends (cancelled, failed) its pending approvals are cancelled."""
-    if event.execution_id and event.type in ("execution.cancelled", "execution.failed"):
+    if event.execution_id and event.type in RUN_END_EVENTS:
         with transaction.atomic():
             approvals_cancel_for_execution(execution_id=event.execution_id)
 
