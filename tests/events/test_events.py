@@ -1,11 +1,11 @@
 """The sequenced event log: publish, delivery after commit, catch-up, export, visibility."""
+import functools
 import json
 import random
 import threading
 import time
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connections, transaction
 
@@ -127,6 +127,24 @@ def test_other_organizations_events_are_invisible(make_member, client_for):
     assert client_for(b).get(f"/api/v1/events/{event.pk}").status_code == 404
 
 
+def _page_by_seq(org, *, after, done, seen):
+    """A catch-up reader (in a thread): page with id > last seen until ``done`` and nothing new."""
+    last = after
+    try:
+        while True:
+            finished = done.is_set()
+            batch = list(Event.objects.for_org(org).filter(id__gt=last).order_by("id")
+                         .values_list("id", flat=True))
+            if batch:
+                seen.extend(batch)
+                last = batch[-1]
+            elif finished:
+                return
+            time.sleep(0.001)
+    finally:
+        connections.close_all()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_catch_up_by_seq_never_skips_with_concurrent_writers(make_member):
     """Two writers whose transactions interleave (draw id, sleep, commit) while a reader pages
@@ -151,22 +169,7 @@ def test_catch_up_by_seq_never_skips_with_concurrent_writers(make_member):
             connections.close_all()
 
     seen: list[int] = []
-
-    def reader():
-        last = 0
-        try:
-            while True:
-                finished = done.is_set()
-                batch = list(Event.objects.for_org(org).filter(id__gt=last).order_by("id")
-                             .values_list("id", flat=True))
-                if batch:
-                    seen.extend(batch)
-                    last = batch[-1]
-                elif finished:
-                    return
-                time.sleep(0.001)
-        finally:
-            connections.close_all()
+    reader = functools.partial(_page_by_seq, org, after=0, done=done, seen=seen)
 
     writers = [threading.Thread(target=writer, args=(s,)) for s in (1, 2)]
     read = threading.Thread(target=reader)
@@ -244,21 +247,7 @@ def test_catch_up_never_skips_events_of_status_changes(make_member):
     seen: list[int] = []
     first = Event.objects.for_org(org).order_by("-id").values_list("id", flat=True).first()
 
-    def reader():
-        last = first
-        try:
-            while True:
-                finished = done.is_set()
-                batch = list(Event.objects.for_org(org).filter(id__gt=last).order_by("id")
-                             .values_list("id", flat=True))
-                if batch:
-                    seen.extend(batch)
-                    last = batch[-1]
-                elif finished:
-                    return
-                time.sleep(0.001)
-        finally:
-            connections.close_all()
+    reader = functools.partial(_page_by_seq, org, after=first, done=done, seen=seen)
 
     threads = [threading.Thread(target=publisher), threading.Thread(target=mover)]
     read = threading.Thread(target=reader)
