@@ -24,15 +24,6 @@ def agent_rows(*, queryset, fields: list[str]):
     return queryset.values(*fields)
 
 
-def agent_rows_with_total(*, queryset, fields: list[str], offset: int, limit: int) -> list[dict]:
-    """A page of ``agent_rows`` and, on each row, ``_total``: the count of the whole filtered
-    list, from the same query (``COUNT(*) OVER ()``)."""
-    from django.db.models import Count, Window
-
-    annotated = queryset.annotate(_total=Window(Count("*")))
-    return list(annotated.values(*fields, "_total")[offset:offset + limit])
-
-
 def network_allowlist(*, organization) -> AllowList:
     org_settings = getattr(organization, "settings", None) or {}
     return AllowList.from_entries(settings.KAI_NETWORK_ALLOWLIST, org_settings.get("network_allowlist") or [])

@@ -9,8 +9,8 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import exceptions, serializers as drf_serializers, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -76,7 +76,7 @@ from kai_platform.api.errors import codes
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import KaiAPIView, PublicAPIView
 from kai_platform.tenancy.permissions import IsOrganizationMember
-from kai_platform.tenancy.roles import ADMIN_ROLES, ALL_ROLES, HUMAN_ROLES, Role
+from kai_platform.tenancy.roles import ADMIN_ROLES, HUMAN_ROLES, Role
 from kai_platform.tenancy.viewsets import TenantScopedViewSet
 
 #: may define agents' building blocks (providers, secrets, tools, models, deployments)
@@ -114,17 +114,11 @@ class AgentViewSet(TenantScopedViewSet):
     LIST_FIELDS = [name for name in AgentSerializer.Meta.fields if name != "model"]
 
     def list(self, request, *args, **kwargs):
-        """One query for the page and the total (a window count); a second only past the end
-        (an empty first page has total 0)."""
-        paginator = self.paginator
+        """The page as plain rows (``agent_rows``), read as ``limit + 1`` rows by the pagination:
+        one query when the list fits its page, a COUNT only when there is more."""
         queryset = self.filter_queryset(self.get_queryset())
-        limit, offset = paginator.get_limit(request), paginator.get_offset(request)
-        rows = selectors.agent_rows_with_total(queryset=queryset, fields=self.LIST_FIELDS, offset=offset, limit=limit)
-        paginator.limit, paginator.offset, paginator.request = limit, offset, request
-        paginator.count = rows[0].pop("_total") if rows else (queryset.count() if offset else 0)
-        for row in rows[1:]:
-            del row["_total"]
-        return paginator.get_paginated_response(rows)
+        page = self.paginate_queryset(selectors.agent_rows(queryset=queryset, fields=self.LIST_FIELDS))
+        return self.get_paginated_response(page)
 
     def perform_create(self, serializer):
         serializer.instance = services.agent_create(organization=self.organization, actor=self.request.user,
