@@ -287,6 +287,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_FILTER_BACKENDS": ["kai_platform.api.filters.KaiFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["kai_platform.api.renderers.KaiJSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "kai_platform.api.renderers.KaiContentNegotiation",
     "DEFAULT_PARSER_CLASSES": [
         "kai_platform.api.parsers.KaiJSONParser",
         "rest_framework.parsers.FormParser",

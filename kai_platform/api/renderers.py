@@ -5,6 +5,7 @@ import decimal
 import uuid
 
 import orjson
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 
 
@@ -73,3 +74,16 @@ def stream_json_lines(rows, *, renderer, filename: str):
     response = StreamingHttpResponse((dumps(row) + b"\n" for row in rows), content_type=renderer.media_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}.{renderer.format}"'
     return response
+
+
+class KaiContentNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation, answered at once in the common case: one renderer, no ``?format=`` and
+    no ``Accept`` header (or ``*/*``) -- then DRF's answer is always that renderer and its media
+    type. Anything else (several renderers, a format, a real Accept list, a 406) is DRF's."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        if len(renderers) == 1 and not format_suffix:
+            accept = request.META.get("HTTP_ACCEPT")
+            if (not accept or accept == "*/*") and self.settings.URL_FORMAT_OVERRIDE not in request.query_params:
+                return renderers[0], renderers[0].media_type
+        return super().select_renderer(request, renderers, format_suffix)
