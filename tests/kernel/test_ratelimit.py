@@ -1,13 +1,21 @@
 """Rate limits per organization plan, counted in Redis (DESIGN §6, §14)."""
 import subprocess
 import sys
+import time
 
 import pytest
+import time_machine
 
 from kai_platform.api.errors import codes
 from tests.helpers import BASE_DIR, assert_envelope, subprocess_env
 
 pytestmark = pytest.mark.django_db
+
+
+def one_window():
+    """Clock frozen for a test that counts up to a limit: requests that straddled a fixed
+    window's rollover (a slow machine takes seconds for 121 of them) would start a new count."""
+    return time_machine.travel(time.time(), tick=False)
 
 
 def test_headers_on_every_api_response(owner_client, api_client):
@@ -26,14 +34,15 @@ def test_free_plan_soft_warning_then_hard_429(make_member, client_for):
     member = make_member(plan="free")  # 60 soft / 120 hard
     client = client_for(member)
     statuses, warned_at = [], None
-    for n in range(1, 122):
-        response = client.get("/api/v1/auth/session")
-        statuses.append(response.status_code)
-        if warned_at is None and "X-RateLimit-Warning" in response:
-            warned_at = n
+    with one_window():
+        for n in range(1, 122):
+            response = client.get("/api/v1/auth/session")
+            statuses.append(response.status_code)
+            if warned_at is None and "X-RateLimit-Warning" in response:
+                warned_at = n
+        last = client.get("/api/v1/auth/session")
     assert warned_at == 61
     assert statuses[:120] == [200] * 120
-    last = client.get("/api/v1/auth/session")
     body = assert_envelope(last, 429, codes.RATE_LIMIT_EXCEEDED)
     assert body["type"] == "rate_limited"
     assert 1 <= int(last["Retry-After"]) <= 60
@@ -43,9 +52,10 @@ def test_free_plan_soft_warning_then_hard_429(make_member, client_for):
 def test_organizations_are_counted_separately(make_member, client_for):
     a, b = make_member(plan="free"), make_member(plan="free")
     client_a = client_for(a)
-    for _ in range(121):
-        client_a.get("/api/v1/auth/session")
-    assert client_a.get("/api/v1/auth/session").status_code == 429
+    with one_window():
+        for _ in range(121):
+            client_a.get("/api/v1/auth/session")
+        assert client_a.get("/api/v1/auth/session").status_code == 429
     assert client_for(b).get("/api/v1/auth/session").status_code == 200
 
 
