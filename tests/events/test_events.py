@@ -127,22 +127,37 @@ def test_other_organizations_events_are_invisible(make_member, client_for):
     assert client_for(b).get(f"/api/v1/events/{event.pk}").status_code == 404
 
 
-def _page_by_seq(org, *, after, done, seen):
-    """A catch-up reader (in a thread): page with id > last seen until ``done`` and nothing new."""
-    last = after
-    try:
-        while True:
-            finished = done.is_set()
-            batch = list(Event.objects.for_org(org).filter(id__gt=last).order_by("id")
-                         .values_list("id", flat=True))
-            if batch:
-                seen.extend(batch)
-                last = batch[-1]
-            elif finished:
-                return
-            time.sleep(0.001)
-    finally:
-        connections.close_all()
+def _read_by_seq_while(org, *, after, writers) -> list[int]:
+    """Run ``writers`` (thread targets) while a catch-up reader pages with id > last seen; the
+    reader stops once they have ended and nothing new is left. Returns the ids it read, in order."""
+    done, seen = threading.Event(), []
+
+    def reader():
+        last = after
+        try:
+            while True:
+                finished = done.is_set()
+                batch = list(Event.objects.for_org(org).filter(id__gt=last).order_by("id")
+                             .values_list("id", flat=True))
+                if batch:
+                    seen.extend(batch)
+                    last = batch[-1]
+                elif finished:
+                    return
+                time.sleep(0.001)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=target) for target in writers]
+    read = threading.Thread(target=reader)
+    read.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    read.join()
+    return seen
 
 
 @pytest.mark.django_db(transaction=True)
@@ -152,7 +167,6 @@ def test_catch_up_by_seq_never_skips_with_concurrent_writers(make_member):
     member = make_member()
     org = member.organization
     per_writer = 40
-    done = threading.Event()
     published: list[int] = []
     lock = threading.Lock()
 
@@ -168,18 +182,7 @@ def test_catch_up_by_seq_never_skips_with_concurrent_writers(make_member):
         finally:
             connections.close_all()
 
-    seen: list[int] = []
-    reader = functools.partial(_page_by_seq, org, after=0, done=done, seen=seen)
-
-    writers = [threading.Thread(target=writer, args=(s,)) for s in (1, 2)]
-    read = threading.Thread(target=reader)
-    read.start()
-    for w in writers:
-        w.start()
-    for w in writers:
-        w.join()
-    done.set()
-    read.join()
+    seen = _read_by_seq_while(org, after=0, writers=[functools.partial(writer, 1), functools.partial(writer, 2)])
     assert len(published) == 2 * per_writer
     assert len(seen) == len(set(seen)), "duplicated"
     assert sorted(seen) == sorted(published), f"lost {set(published) - set(seen)}"
@@ -215,7 +218,6 @@ def test_catch_up_never_skips_events_of_status_changes(make_member):
     rounds = 25
     executions = [runs.execution_create(organization=org, actor=member.user, kind=ExecutionKind.AGENT_TASK,
                                         enqueue=False) for _ in range(rounds)]
-    done = threading.Event()
     published: list[int] = []
     lock = threading.Lock()
 
@@ -244,20 +246,8 @@ def test_catch_up_never_skips_events_of_status_changes(make_member):
         finally:
             connections.close_all()
 
-    seen: list[int] = []
     first = Event.objects.for_org(org).order_by("-id").values_list("id", flat=True).first()
-
-    reader = functools.partial(_page_by_seq, org, after=first, done=done, seen=seen)
-
-    threads = [threading.Thread(target=publisher), threading.Thread(target=mover)]
-    read = threading.Thread(target=reader)
-    read.start()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    done.set()
-    read.join()
+    seen = _read_by_seq_while(org, after=first, writers=[publisher, mover])
     moved = list(Event.objects.for_org(org).filter(id__gt=first, type__startswith="execution.")
                  .values_list("id", flat=True))
     assert len(published) == rounds * 2 and len(moved) == rounds * 3
