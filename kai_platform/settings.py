@@ -12,7 +12,8 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from kai_platform.env import env_bool, env_float, env_int, env_list, env_str, parse_database_url
+from kai_platform.env import (async_redis_options, env_bool, env_float, env_int, env_list, env_str,
+                              parse_database_url)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -92,12 +93,9 @@ CACHES = {
     }
 }
 
-# Options for every asyncio Redis client (the channel layer, socket stream relays). No socket
-# timeout: with one set, redis-py sends each command through asyncio.wait_for, which on Python
-# 3.11 swallows a cancellation that races the send (gh-86296) -- a disconnected socket's
-# channel-layer receive then kept polling Redis forever instead of stopping. channels-redis and
-# the relays block in bounded 5 s reads anyway; keepalive and a health check find dead peers.
-ASYNC_REDIS_OPTIONS = {"socket_timeout": None, "socket_keepalive": True, "health_check_interval": 30}
+# Options for every asyncio Redis client (the channel layer, socket stream relays): env.async_redis_options
+# says why there is no socket timeout.
+ASYNC_REDIS_OPTIONS = async_redis_options(REDIS_URL)
 
 CHANNEL_LAYERS = {
     "default": {
