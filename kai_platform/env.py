@@ -65,7 +65,7 @@ def parse_database_url(url: str) -> dict:
     host = query.pop("host", None) or (unquote(parsed.hostname) if parsed.hostname else "")
     port = query.pop("port", None) or parsed.port or ""
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "kai_platform.db.postgresql",  # Django's, with the busy-aware pool (kai_platform.db.pool)
         "NAME": unquote(parsed.path.lstrip("/")) or "postgres",
         "USER": unquote(parsed.username or ""),
         "PASSWORD": unquote(parsed.password or ""),

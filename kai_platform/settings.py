@@ -68,6 +68,9 @@ if env_bool("KAI_DB_POOL", True):
         # within 2 s when Postgres is gone (the pool only hands out connections it could open), so
         # the ASGI/WSGI entry points mark their process KAI_PROCESS=web; workers keep a long wait.
         "timeout": env_float("KAI_DB_POOL_TIMEOUT", 1.0 if env_str("KAI_PROCESS") == "web" else 10.0),
+        # ... while the database answers, a caller queued behind other requests waits this long for
+        # its turn instead (kai_platform.db.pool): a busy pool is not an outage
+        "busy_timeout": env_float("KAI_DB_POOL_BUSY_TIMEOUT", 10.0),
     }
 _db["OPTIONS"].setdefault("connect_timeout", env_int("KAI_DB_CONNECT_TIMEOUT", 5))
 _db["TEST"] = {"NAME": env_str("KAI_TEST_DB_NAME") or None}
