@@ -164,15 +164,20 @@ def _enqueue(delivery_id, countdown: float | None = None) -> None:
 
 def on_event_published(event) -> None:
     """Publish listener: record one delivery per subscribed active webhook, sent once committed.
-    Never raises into the publisher (its run must not fail because a webhook did)."""
+    Never raises into the publisher (its run must not fail because a webhook did).
+
+    It runs inside the publisher's transaction, under the organization's event lock, for every
+    run's end: the usual answer (no webhook wants it) is one read and no savepoint. A plain read
+    fails only with its connection, which fails the publisher's transaction anyway; the writes
+    get a savepoint of their own."""
     if event.type not in WEBHOOK_EVENTS:
         return
     try:
+        hooks = list(Webhook.objects.for_org(event.organization_id)
+                     .filter(is_active=True, events__contains=[event.type]).values_list("pk", flat=True))
+        if not hooks:
+            return
         with transaction.atomic():
-            hooks = list(Webhook.objects.for_org(event.organization_id)
-                         .filter(is_active=True, events__contains=[event.type]).values_list("pk", flat=True))
-            if not hooks:
-                return
             payload = event_payload(event)
             deliveries = WebhookDelivery.objects.bulk_create(
                 [WebhookDelivery(organization_id=event.organization_id, webhook_id=pk, event_id=event.pk,

@@ -57,6 +57,30 @@ def test_secret_is_encrypted_at_rest_and_deliveries_follow_their_events_transact
     assert deliveries[0].payload["data"] == {"x": 2} and deliveries[0].payload["event_id"] == event.pk
 
 
+def test_an_event_no_webhook_wants_costs_one_read_inside_the_publishers_lock(member, settings):
+    """The listener runs under the organization's event lock for every run's end: no savepoint
+    round trips unless it writes deliveries."""
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.events.models import Event
+
+    settings.KAI_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    webhook, _ = _hook(member, "http://127.0.0.1:9/x", events=("execution.failed",))
+    event = Event.objects.create(organization=member.organization, type="execution.completed", data={})
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as queries:
+            services.on_event_published(event)
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["SELECT"]
+    assert not WebhookDelivery.objects.filter(webhook=webhook).exists()
+    # a subscribed event still records its delivery inside a savepoint of its own
+    event = Event.objects.create(organization=member.organization, type="execution.failed", data={})
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as queries:
+            services.on_event_published(event)
+    assert [q["sql"].split()[0] for q in queries.captured_queries][:2] == ["SELECT", "SAVEPOINT"]
+    assert WebhookDelivery.objects.get(webhook=webhook).event_id == event.pk
+
+
 def test_failed_attempts_retry_then_give_up_and_refused_targets_do_not_retry(member, settings):
     settings.KAI_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
     receiver = Receiver(fail_first={"webhook.test"})
