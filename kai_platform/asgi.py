@@ -1,11 +1,12 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels (kai_platform.realtime)."""
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
 os.environ.setdefault("KAI_PROCESS", "web")  # fail fast on a database outage (settings: pool timeout)
-django_asgi_app = get_asgi_application()
+
+from kai_platform.api.asgi_handler import get_asgi_application  # noqa: E402
+
+django_asgi_app = get_asgi_application()  # Django's handler, the request in one hop to its thread
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
