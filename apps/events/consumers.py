@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 from types import MappingProxyType
 
@@ -24,6 +25,8 @@ from kai_platform.realtime import relay
 from kai_platform.realtime.consumers import KaiSocketConsumer, now_iso
 from kai_platform.realtime.groups import org_group
 from kai_platform.tenancy.roles import Role
+
+logger = logging.getLogger(__name__)
 
 REPLAY_BATCH = 500
 SEEN_WINDOW = 20_000
@@ -324,7 +327,10 @@ class HubConsumer(KaiSocketConsumer):
                 pass
             self._reconcile_soon.clear()
             if self.events and self.watermark is not None:
-                await self._replay(after=self.watermark)
+                try:
+                    await self._replay(after=self.watermark)
+                except Exception:  # a database hiccup must not end this socket's catch-up for good
+                    logger.warning("reconcile of a hub socket failed; retrying in %ss", interval, exc_info=True)
 
 
 def _as_int(value):

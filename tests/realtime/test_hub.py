@@ -355,6 +355,32 @@ async def test_events_the_channel_layer_dropped_arrive_from_the_table(amember, s
     await communicator.disconnect()
 
 
+async def test_a_failed_reconcile_does_not_end_the_catch_up(amember, settings, monkeypatch):
+    """The table read of a reconcile fails once (the database was briefly unavailable): the next
+    round still delivers what the channel layer dropped."""
+    settings.KAI_WS_RECONCILE_SECONDS = 0.3
+    from django.db import DatabaseError
+
+    from apps.events import consumers, services
+
+    communicator, _ = await hello(await token_for(amember))
+    await subscribe(communicator, events=["note.added"])
+    monkeypatch.setattr(services, "_deliver", lambda payload, groups: None)  # the layer loses everything
+    original, failures = consumers.HubConsumer.table_events_after, []
+
+    def flaky(self, after, limit):
+        if not failures:
+            failures.append(after)
+            raise DatabaseError("couldn't get a connection after 1.00 sec")
+        return original(self, after, limit)
+
+    monkeypatch.setattr(consumers.HubConsumer, "table_events_after", flaky)
+    dropped = [await emit(amember.organization, "note.added", {"i": i}) for i in range(3)]
+    got = [await receive(communicator, timeout=5) for _ in range(3)]
+    assert failures and [m["seq"] for m in got] == dropped
+    await communicator.disconnect()
+
+
 async def test_commands_are_role_checked_and_dispatched(make_member, monkeypatch):
     from kai_platform.realtime import commands
     from kai_platform.tenancy.roles import HUMAN_ROLES
