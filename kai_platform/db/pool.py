@@ -7,6 +7,10 @@ that were only queued behind other requests on a healthy database: under 200 con
 database was fine. Here the timeout keeps its meaning for an unreachable database, and a caller
 keeps waiting (up to ``busy_timeout``) while the database answered the pool's last connection
 attempt — it is waiting for its turn, not for a dead server.
+
+psycopg_pool cannot extend a wait, so a caller past the short timeout waits in 250 ms slices and
+re-joins the queue each time (order among such long waiters is approximate). Reachability is
+read off the pool's private ``_connect`` (tests/kernel/test_db_pool.py fails if that changes).
 """
 from __future__ import annotations
 
