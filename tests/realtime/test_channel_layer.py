@@ -13,6 +13,7 @@ import random
 import pytest
 from channels.layers import get_channel_layer
 
+
 @pytest.mark.asyncio
 async def test_a_cancelled_receive_always_ends():
     layer = get_channel_layer()
