@@ -15,6 +15,8 @@ copy-on-write, so code that opens some other alias still gets a dict of its own.
 """
 from __future__ import annotations
 
+import asyncio
+
 
 def share_cache_clients() -> None:
     from django.conf import settings
@@ -22,3 +24,19 @@ def share_cache_clients() -> None:
 
     for alias in settings.CACHES:
         caches[alias]
+
+
+class PerLoop:
+    """One instance of ``factory(loop)`` per process and event loop (the relay, the credential
+    watcher): made on first use and made again when the running loop changes (tests run one loop
+    per test). ``instance`` is the current one, or None before first use."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self.instance = None
+
+    def current(self):
+        loop = asyncio.get_running_loop()
+        if self.instance is None or self.instance.loop is not loop:
+            self.instance = self._factory(loop)
+        return self.instance

@@ -22,6 +22,7 @@ import logging
 
 from channels.layers import get_channel_layer
 
+from kai_platform.realtime.contexts import PerLoop
 from kai_platform.realtime.groups import org_group
 
 logger = logging.getLogger("kai.realtime")
@@ -130,31 +131,24 @@ class _Relay:
                 consumer.relay_message(message)
 
 
-_relay: _Relay | None = None
-
-
-def _current() -> _Relay:
-    global _relay
-    loop = asyncio.get_running_loop()
-    if _relay is None or _relay.loop is not loop:
-        _relay = _Relay(loop)
-    return _relay
+_relay = PerLoop(_Relay)
 
 
 async def join(group: str, consumer) -> None:
-    await _current().join(group, consumer)
+    await _relay.current().join(group, consumer)
 
 
 async def leave(group: str, consumer) -> None:
-    if _relay is not None and _relay.loop is asyncio.get_running_loop():
-        await _relay.leave(group, consumer)
+    relay = _relay.instance
+    if relay is not None and relay.loop is asyncio.get_running_loop():
+        await relay.leave(group, consumer)
 
 
 def local_members(group: str) -> int:
     """Sockets of this process in ``group`` (for tests and diagnostics)."""
-    return len(_relay.members.get(group, ())) if _relay is not None else 0
+    return len(_relay.instance.members.get(group, ())) if _relay.instance is not None else 0
 
 
 def channel() -> str | None:
     """The process's channel while it is in at least one group (for tests and diagnostics)."""
-    return _relay.channel if _relay is not None else None
+    return _relay.instance.channel if _relay.instance is not None else None

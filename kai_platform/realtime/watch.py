@@ -24,6 +24,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from kai_platform.realtime import limits
+from kai_platform.realtime.contexts import PerLoop
 
 logger = logging.getLogger("kai.realtime")
 
@@ -122,26 +123,18 @@ def _check_batch(entries: list[tuple]) -> list[bool]:
     return valid
 
 
-_watcher: _Watcher | None = None
-
-
-def _current() -> _Watcher:
-    global _watcher
-    loop = asyncio.get_running_loop()
-    if _watcher is None or _watcher.loop is not loop:
-        _watcher = _Watcher(loop)
-    return _watcher
+_watcher = PerLoop(_Watcher)
 
 
 def add(consumer) -> None:
-    _current().add(consumer)
+    _watcher.current().add(consumer)
 
 
 def discard(consumer) -> None:
-    if _watcher is not None:
-        _watcher.discard(consumer)
+    if _watcher.instance is not None:
+        _watcher.instance.discard(consumer)
 
 
 def watched_count() -> int:
     """Sockets this process is watching (for tests and diagnostics)."""
-    return len(_watcher.sockets) if _watcher is not None else 0
+    return len(_watcher.instance.sockets) if _watcher.instance is not None else 0
