@@ -32,7 +32,7 @@ TARGET = "report (vs bare Celery chain/group)"
 
 
 def _measure_workflow(workflow, timeout: float = 120.0) -> float:
-    from apps.crews.services import wait_for_terminal
+    from apps.runs.services import wait_for_terminal
     from apps.workflows.services import workflow_start
 
     started = time.perf_counter()
@@ -49,7 +49,7 @@ def _measure_bare(steps: int, linear: bool) -> float:
     from django.conf import settings
     from django_redis import get_redis_connection
 
-    from apps.crews.tasks import noop
+    from apps.runs.tasks import noop
 
     redis = get_redis_connection("default")
     key = f"{settings.KAI_REDIS_PREFIX}:bench:b11:{uuid.uuid4().hex}"

@@ -95,7 +95,7 @@ def _bare_celery(noops: int) -> float:
     from django.conf import settings
     from django_redis import get_redis_connection
 
-    from apps.crews.tasks import noop
+    from apps.runs.tasks import noop
 
     redis = get_redis_connection("default")
     key = f"{settings.KAI_REDIS_PREFIX}:bench:b4:noop:{uuid.uuid4().hex}"
@@ -111,7 +111,7 @@ def _bare_celery(noops: int) -> float:
 
 def _latencies(accepted) -> list[float]:
     """Milliseconds from the API's 202 to the run's RUNNING transition (``started_at``)."""
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
 
     started = dict(Execution.objects.filter(pk__in=[pk for pk, _ in accepted]).values_list("pk", "started_at"))
     return [(started[uuid.UUID(pk)].timestamp() - at) * 1000 for pk, at in accepted if started.get(uuid.UUID(pk))]
@@ -134,7 +134,7 @@ def run(ctx=None) -> dict:
     from apps.accounts.models import Membership, Organization, User
     from apps.accounts.services import auth_issue_tokens
     from apps.agents.services import agent_create
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
     from kai_platform.api import ratelimit
 
     ratelimit.PLAN_RATE_LIMITS["enterprise"] = (10**9, 10**9)  # measure the engine, not the rate limiter

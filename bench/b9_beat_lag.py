@@ -59,7 +59,7 @@ def run(ctx=None) -> dict:
 
     from apps.accounts.models import Membership, Organization, User
     from apps.agents.services import agent_create
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
     from apps.scheduler.services import schedule_create
 
     suffix = uuid.uuid4().hex[:8]

@@ -31,12 +31,17 @@ def admin_link(obj, text=None):
 
 
 def id_link(model, pk, text=None):
-    """A link to the change page of ``model`` row ``pk`` without fetching it (``-`` for None)."""
+    """A link to the change page of ``model`` (a class, or ``"app_label.Model"`` so lower layers
+    link to higher ones without importing them) row ``pk`` without fetching it (``-`` for None)."""
     from django.urls import reverse
     from django.utils.html import format_html
 
     if pk is None:
         return "-"
+    if isinstance(model, str):
+        from django.apps import apps
+
+        model = apps.get_model(model)
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
     return format_html('<a href="{}">{}</a>', url, text if text is not None else str(pk)[:8])
 

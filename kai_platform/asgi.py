@@ -10,10 +10,9 @@ django_asgi_app = get_asgi_application()  # Django's handler, the request in one
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from apps.agents import mcp_channel  # noqa: E402
 from kai_platform.api.asgi_limits import BodyLimitMiddleware  # noqa: E402
 from kai_platform.realtime.contexts import share_cache_clients  # noqa: E402
-from kai_platform.realtime.routing import websocket_urlpatterns  # noqa: E402
+from kai_platform.realtime.routing import http_prefix_apps, websocket_urlpatterns  # noqa: E402
 
 share_cache_clients()  # in the root context every connection inherits: one Redis client, not one per socket
 
@@ -57,8 +56,7 @@ def _stream_multipart_bodies_under_daphne() -> None:
 _stream_multipart_bodies_under_daphne()
 
 application = ProtocolTypeRouter({
-    # MCP deployments (/mcp/deployments/{id}/) are served by the mcp package's transport, not Django
-    "http": PathPrefixDispatch(BodyLimitMiddleware(django_asgi_app),
-                               {mcp_channel.PATH_PREFIX: mcp_channel.application}),
-    "websocket": URLRouter(websocket_urlpatterns),
+    # apps serve some prefixes themselves (MCP deployments: the mcp package's transport, not Django)
+    "http": PathPrefixDispatch(BodyLimitMiddleware(django_asgi_app), http_prefix_apps()),
+    "websocket": URLRouter(websocket_urlpatterns()),
 })

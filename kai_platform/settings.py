@@ -151,6 +151,7 @@ INSTALLED_APPS = [
     "apps.events",
     "apps.files",
     "apps.agents",
+    "apps.runs",
     "apps.crews",
     "apps.scheduler",
     "apps.workflows",
@@ -440,7 +441,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
     "ProviderTypeEnum": "kai_platform.llm.PROVIDER_TYPES",
 })
 
-# --- the run engine (apps.crews) --------------------------------------------------------------
+# --- the run engine (apps.runs) ---------------------------------------------------------------
 from kombu import Queue  # noqa: E402
 
 #: runs (I/O-bound, threads pool, high concurrency) have their own queue beside the default one;
@@ -449,11 +450,12 @@ KAI_RUNS_QUEUE = f"{KAI_REDIS_PREFIX}.runs"
 CELERY_TASK_QUEUES = (Queue(CELERY_TASK_DEFAULT_QUEUE, routing_key=CELERY_TASK_DEFAULT_QUEUE),
                       Queue(KAI_RUNS_QUEUE, routing_key=KAI_RUNS_QUEUE))  # own keys: no message lands in both
 CELERY_TASK_ROUTES = {
-    "apps.crews.tasks.run_execution": {"queue": KAI_RUNS_QUEUE},
+    "runs.run_execution": {"queue": KAI_RUNS_QUEUE},
+    "apps.crews.tasks.run_execution": {"queue": KAI_RUNS_QUEUE},  # its name before apps.runs
 }
 CELERY_BEAT_SCHEDULE = {
     "crews-reap-stale-executions": {
-        "task": "apps.crews.tasks.reap_stale_executions",
+        "task": "runs.reap_stale_executions",
         "schedule": float(env_int("KAI_REAPER_SECONDS", 10)),
         "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 30},
     },
@@ -470,8 +472,8 @@ KAI_RUN_STALE_SECONDS = env_int("KAI_RUN_STALE_SECONDS", 60)
 KAI_CIRCUIT_FAILURES = env_int("KAI_CIRCUIT_FAILURES", 5)
 KAI_CIRCUIT_COOLDOWN_SECONDS = env_int("KAI_CIRCUIT_COOLDOWN_SECONDS", 30)
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
-    "ExecutionStatusEnum": "apps.crews.models.ExecutionStatus",
-    "ExecutionKindEnum": "apps.crews.models.ExecutionKind",
+    "ExecutionStatusEnum": "apps.runs.models.ExecutionStatus",
+    "ExecutionKindEnum": "apps.runs.models.ExecutionKind",
     "OrchestrationStatusEnum": "apps.crews.models.OrchestrationStatus",
 })
 # --- end run engine

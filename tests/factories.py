@@ -212,6 +212,8 @@ def _register_crews_factories():
         return
     from apps.crews import models as crew_models
     from apps.crews import services as crew_services
+    from apps.runs import models as run_models
+    from apps.runs import services as run_services
 
     agents_yaml = "researcher:\n  role: Researcher\n  goal: Find facts\n  backstory: Curious.\n"
     tasks_yaml = "research_task:\n  description: Research\n  expected_output: Facts\n  agent: researcher\n"
@@ -221,8 +223,8 @@ def _register_crews_factories():
             "name": f"Crew {uuid.uuid4().hex[:8]}", "agents_yaml": agents_yaml, "tasks_yaml": tasks_yaml})
 
     def execution(*, organization, user):
-        return crew_services.execution_create(
-            organization=organization, actor=user, kind=crew_models.ExecutionKind.CREW, run_name="factory run",
+        return run_services.execution_create(
+            organization=organization, actor=user, kind=run_models.ExecutionKind.CREW, run_name="factory run",
             definition={"agents_yaml": agents_yaml, "tasks_yaml": tasks_yaml, "process": "sequential"},
             enqueue=False)
 
@@ -231,7 +233,7 @@ def _register_crews_factories():
             "name": f"Orchestration {uuid.uuid4().hex[:8]}", "pattern": "sequential"})
 
     TENANT_FACTORIES.setdefault(crew_models.Crew, crew)
-    TENANT_FACTORIES.setdefault(crew_models.Execution, execution)
+    TENANT_FACTORIES.setdefault(run_models.Execution, execution)
     TENANT_FACTORIES.setdefault(crew_models.Orchestration, orchestration)
 
 

@@ -448,7 +448,7 @@ recipe("execution-list", "post")(_run("execution-list", {"agents_yaml": CREW_AGE
 
 @recipe("execution-cancel", "post")
 def _execution_cancel(ctx):
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
 
     execution = ctx.obj(Execution)
     return Call(ctx.url("execution-cancel", pk=execution.pk), {}, action="execution.cancel",

@@ -22,8 +22,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from apps.accounts import selectors
 from apps.accounts.models import ApiKey, MagicLink, Membership, Organization, Plan, User, default_preferences
-from apps.audit.services import audit_covered, audit_record, snapshot
-from apps.events.services import publish
+from kai_platform.ports import audit_covered, audit_record, publish, snapshot  # audit, events: DESIGN §15
 from kai_platform.api.errors import Conflict, codes
 from kai_platform.tenancy.authentication import API_KEY_PREFIX, revoke_access_token
 from kai_platform.tenancy.roles import ROLE_RANK, Role, role_at_most

@@ -209,7 +209,7 @@ class SystemConfigView(KaiAPIView):
 
     @extend_schema(request=SettingsBodySerializer, responses={200: SystemConfigSerializer})
     def post(self, request):
-        from apps.stepup.permissions import check_step_up
+        from kai_platform.ports import check_step_up
 
         check_step_up(request)  # a system modification: once required, turning step-up off needs it too
         data = validated(SettingsBodySerializer, request)

@@ -19,7 +19,7 @@ from apps.agents.models import (
     Service,
     Tool,
 )
-from apps.crews.models import Execution
+from apps.runs.models import Execution
 from kai_platform.admin import CREATED, ReadOnlyAdmin, admin_link, changelist_link
 from kai_platform.admin import TenantAdmin as BaseTenantAdmin
 

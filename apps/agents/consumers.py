@@ -131,7 +131,7 @@ class AgentSocketConsumer(KaiSocketConsumer):
         """Forward a run's Redis stream as ``stream_chunk`` messages, from its first entry."""
         import redis.asyncio as aioredis
 
-        from apps.crews.runner import stream_key
+        from apps.runs.runner import stream_key
 
         if self._redis is None:
             self._redis = aioredis.Redis.from_url(settings.REDIS_URL, **settings.ASYNC_REDIS_OPTIONS)
@@ -173,7 +173,7 @@ def _agent_of(organization, agent_id):
 
 
 def _stream_of(execution_id) -> str:
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
 
     return Execution.objects.filter(pk=execution_id).values_list("stream_id", flat=True).first() or ""
 
@@ -188,20 +188,19 @@ def _heartbeat(agent) -> None:
 
 
 def _start_command(organization, user, agent, command: str, params: dict):
-    from apps.crews import services
-    from apps.crews.models import ExecutionKind
+    from apps.agents.calls import agent_call_start
+    from apps.runs.models import ExecutionKind
 
-    services.agent_check_runnable(agent=agent)
     stream_id = uuid.uuid4().hex
-    execution = services.execution_create(
-        organization=organization, actor=user, kind=ExecutionKind.AGENT_COMMAND, agent=agent,
+    execution = agent_call_start(
+        actor=user, kind=ExecutionKind.AGENT_COMMAND, agent=agent,
         run_name=f"{agent.name} - {command}"[:300], definition={"command": command, "params": params},
         stream_id=stream_id, priority=8)
     return execution.pk, stream_id
 
 
 def _result_of(execution_id) -> dict:
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
 
     execution = Execution.objects.get(pk=execution_id)
     return {"status": execution.status, "result": execution.result, "error": execution.error or None}
@@ -251,8 +250,8 @@ def _start(*, user, auth, agent_id, parameters):
 @register_command("stop", roles=HUMAN_ROLES)
 def _stop(*, user, auth, agent_id, parameters):
     """Stop processing: the agent goes idle and, unless ``graceful``, its running runs are cancelled."""
-    from apps.crews.models import TERMINAL_STATUSES, Execution
-    from apps.crews.services import execution_cancel
+    from apps.runs.models import TERMINAL_STATUSES, Execution
+    from apps.runs.services import execution_cancel
 
     agent = _agent_for_command(auth, agent_id)
     cancelled = []

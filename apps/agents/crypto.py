@@ -18,6 +18,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 _lock = threading.Lock()
 
+#: ``what → rotate() -> count``: other apps' stored secrets that ``rotate_secrets`` re-encrypts too
+#: (each registers in its ``AppConfig.ready``; e.g. "webhook secret(s)")
+SECRET_ROTATORS: dict = {}
+
 
 class SecretUnreadable(Exception):
     """A stored value does not decrypt under any configured key."""

@@ -192,29 +192,6 @@ def agent_send_message(*, params, request, user, auth):
     return {"delivered": True, "to_agent": agent.agent_number, "agent_id": str(agent.pk), "event_seq": event.pk}
 
 
-@method("workflow.execute", roles=HUMAN_ROLES | {"agent"})
-def workflow_execute(*, params, request, user, auth):
-    """Start a run of one of the organization's workflows: ``{workflow_id, input_data?, priority?}``
-    → ``{run_id, execution_id, workflow_id, version, status}`` (the run goes on in the background)."""
-    from apps.workflows.models import Workflow
-    from apps.workflows.services import workflow_start
-
-    workflow_id, input_data = params.get("workflow_id"), params.get("input_data") or {}
-    priority = params.get("priority") or "normal"
-    if not isinstance(input_data, dict) or priority not in ("low", "normal", "high"):
-        raise MCPError(INVALID_PARAMS, "input_data is an object; priority is low, normal or high.")
-    try:
-        workflow = Workflow.objects.for_org(auth.organization).filter(pk=uuid.UUID(str(workflow_id))).first()
-    except ValueError:
-        workflow = None
-    if workflow is None:
-        raise MCPError(NOT_FOUND, f"No workflow {workflow_id!r} in this organization.")
-    run = workflow_start(workflow=workflow, actor=user, inputs=input_data, trigger_type="manual",
-                         trigger_source=f"mcp:{request.get('id') or ''}", priority=priority)
-    return {"run_id": str(run.pk), "execution_id": str(run.execution_id), "workflow_id": str(workflow.pk),
-            "version": run.version, "status": run.execution.status}
-
-
 @method("system.get_state")
 def system_get_state(*, params, request, user, auth):
     from django.db.models import Count
@@ -234,8 +211,8 @@ def system_get_state(*, params, request, user, auth):
         state["workflows"] = ({"available": False} if not apps.is_installed("apps.workflows") else
                               {"available": True, "total": apps.get_model("workflows", "Workflow").objects.for_org(
                                   auth.organization).count()})
-    if params.get("include_performance", False) and apps.is_installed("apps.crews"):
-        Execution = apps.get_model("crews", "Execution")
+    if params.get("include_performance", False) and apps.is_installed("apps.runs"):
+        Execution = apps.get_model("runs", "Execution")
         state["performance"] = {"runs_by_status": {
             row["status"]: row["n"] for row in Execution.objects.for_org(auth.organization)
             .values("status").annotate(n=Count("id")).order_by()}}

@@ -76,7 +76,8 @@ def _invoke(deployment_id: str, prompt: str, parameters: dict | None) -> dict:
                   .filter(pk=deployment_id, status=DeploymentStatus.RUNNING).first())
     if deployment is None:
         raise LookupError("The deployment was stopped.")
-    return services.deployment_invoke(deployment=deployment, prompt=prompt, params=parameters, channel="mcp")
+    _status, body = services.deployment_invoke(deployment=deployment, prompt=prompt, params=parameters, channel="mcp")
+    return body
 
 
 def _error(message: str) -> types.CallToolResult:
@@ -138,10 +139,10 @@ def _authenticate(deployment_id: str, raw_key: str) -> dict | None:
         kind, target_name = "agent", deployment.agent.name
         description = deployment.agent.description or deployment.agent.goal or ""
     else:
-        from apps.crews.models import Orchestration
+        from apps.agents import orchestrations
 
-        orchestration = Orchestration.objects.for_org(deployment.organization_id).filter(
-            pk=deployment.orchestration_id).first()
+        orchestration = orchestrations.orchestration_get(organization=deployment.organization_id,
+                                                         orchestration_id=deployment.orchestration_id)
         if orchestration is None:
             return None
         kind, target_name = "orchestration", orchestration.name

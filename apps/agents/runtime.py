@@ -1,20 +1,18 @@
-"""Running prompts through the LLM layer for an organization: model resolution (DESIGN §14
-"default model"), budgets checked before any provider call, keys decrypted only for the call,
-usage and cost recorded, provider errors turned into error envelopes."""
+"""The agents app's side of the LLM layer: model resolution (DESIGN §14 "default model"), the
+client of a resolved model (keys decrypted only for it), provider validation. Agents themselves
+are called only through runs (``apps.agents.calls``), never from here."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from django.conf import settings
 from rest_framework import exceptions
 
 from apps.agents import selectors, services
-from apps.agents.errors import AgentDisabled, BudgetExceeded, ProviderRejected, ProviderTimeout, ProviderUnavailable
-from apps.agents.models import AgentStatus, ModelConfig, Provider
+from apps.agents.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
+from apps.agents.models import ModelConfig, Provider
 from kai_platform.api.errors import Unprocessable, codes
 from kai_platform.llm import (
     LLMAuthError,
@@ -99,17 +97,6 @@ def _fallback(organization, requested: str, reason: str) -> ResolvedModel:
                         code=codes.AGENT_CONFIG_INVALID, errors=[{"field": "llm", "message": reason}])
 
 
-def check_budget(*, provider: Provider | None) -> None:
-    if provider is None or provider.budget_limit is None:
-        return
-    spent = selectors.provider_month_spend(provider=provider)
-    if spent >= provider.budget_limit:
-        raise BudgetExceeded(
-            f"Provider '{provider.name}' has spent ${spent:.4f} of its ${provider.budget_limit:.4f} monthly budget; "
-            "raise budget_limit or wait for next month.",
-            extra={"budget_limit": str(provider.budget_limit), "current_spend": str(spent)})
-
-
 def client_for(*, organization, resolved: ResolvedModel, timeout: float | None = None):
     provider = resolved.provider
     api_key = None
@@ -145,104 +132,6 @@ def raise_for_llm_error(exc: LLMError, resolved_label: str, timeout: float):
     if isinstance(exc, LLMBadRequest):
         raise ProviderRejected(f"Provider '{resolved_label}': {exc.message}") from exc
     raise ProviderUnavailable(f"Provider '{resolved_label}' failed: {exc.message}") from exc
-
-
-def llm_complete(*, organization, resolved: ResolvedModel, messages: list[dict], tools=None, params=None):
-    """One provider call: budget first, then the call, then usage. → (Completion, cost)."""
-    check_budget(provider=resolved.provider)
-    client = client_for(organization=organization, resolved=resolved)
-    try:
-        completion = client.complete(messages, tools=tools, params=params)
-    except LLMError as exc:
-        raise_for_llm_error(exc, resolved.label, client.timeout)
-    price_override = resolved.parameters.get("pricing") if isinstance(resolved.parameters.get("pricing"), dict) else None
-    cost = cost_usd(resolved.model, completion.usage.input_tokens, completion.usage.output_tokens, price_override)
-    if resolved.provider is not None:
-        services.provider_record_usage(provider=resolved.provider, input_tokens=completion.usage.input_tokens,
-                                       output_tokens=completion.usage.output_tokens, cost=cost)
-    return completion, cost
-
-
-def agent_system_prompt(agent) -> str:
-    parts = []
-    if agent.role:
-        parts.append(f"You are {agent.role}.")
-    if agent.goal:
-        parts.append(f"Your goal: {agent.goal}")
-    if agent.backstory:
-        parts.append(agent.backstory)
-    extra = (agent.config or {}).get("system_prompt")
-    if isinstance(extra, str) and extra:
-        parts.append(extra)
-    return "\n".join(parts)
-
-
-def agent_run(*, agent, actor, prompt: str, params: dict | None = None, max_tool_rounds: int = 4,
-              source: str = "test") -> dict:
-    """Run one prompt through the agent's model synchronously, calling its tools when the model
-    asks (at most ``max_tool_rounds`` rounds). → {output, tokens, cost, latency_ms, …}."""
-    from apps.agents.tools import ToolContext, ToolError, run_tool
-    from apps.events.services import publish
-
-    if not agent.is_active or agent.status == AgentStatus.DISABLED:
-        raise AgentDisabled(f"Agent #{agent.agent_number} '{agent.name}' is disabled.")
-    organization = agent.organization
-    resolved = model_resolve(organization=organization, name=agent.llm)
-    tools = {t.name: t for t in selectors.tools_for_agent(agent=agent)}
-    specs = [{"name": t.name, "description": t.description, "parameters": t.parameters_schema or
-              {"type": "object", "properties": {}}} for t in tools.values()] or None
-    messages = []
-    system = agent_system_prompt(agent)
-    if system:
-        messages.append({"role": "system", "content": system})
-    messages.append({"role": "user", "content": prompt})
-    started = time.perf_counter()
-    input_tokens = output_tokens = 0
-    cost = Decimal(0)
-    calls_made = []
-    output = ""
-    try:
-        for round_number in range(max_tool_rounds + 1):
-            completion, call_cost = llm_complete(organization=organization, resolved=resolved, messages=messages,
-                                                 tools=specs if round_number < max_tool_rounds else None,
-                                                 params=params)
-            input_tokens += completion.usage.input_tokens
-            output_tokens += completion.usage.output_tokens
-            cost += call_cost
-            output = completion.text
-            if not completion.tool_calls:
-                break
-            messages.append({"role": "assistant", "content": completion.text,
-                             "tool_calls": [c.as_dict() for c in completion.tool_calls]})
-            for call in completion.tool_calls:
-                tool = tools.get(call.name)
-                try:
-                    if tool is None:
-                        raise ToolError(f"tool {call.name!r} is not available to this agent")
-                    result = run_tool(tool, call.arguments, ToolContext(organization=organization, agent=agent, actor=actor))
-                    content, ok = json.dumps(result, default=str), True
-                except ToolError as exc:
-                    content, ok = f"error: {exc}", False
-                calls_made.append({"name": call.name, "arguments": call.arguments, "ok": ok, "result": content[:2000]})
-                messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})
-    except exceptions.APIException as exc:
-        seconds = time.perf_counter() - started
-        services.agent_record_execution(agent=agent, seconds=seconds, error=str(exc.detail))
-        publish(organization, "agent.error", {"agent_id": str(agent.pk), "source": source, "error": str(exc.detail)},
-                agent=agent, actor=actor, owner=agent.created_by, severity="error", component="agents")
-        raise
-    latency_ms = round((time.perf_counter() - started) * 1000, 2)
-    services.agent_record_execution(agent=agent, seconds=latency_ms / 1000)
-    tokens = {"input": input_tokens, "output": output_tokens, "total": input_tokens + output_tokens}
-    publish(organization, f"agent.{source}_completed",
-            {"agent_id": str(agent.pk), "model": resolved.model, "provider": resolved.label, "tokens": tokens,
-             "cost": str(cost), "latency_ms": latency_ms}, agent=agent, actor=actor, owner=agent.created_by,
-            component="agents")
-    body = {"output": output, "tokens": tokens, "cost": cost, "latency_ms": latency_ms, "model": resolved.model,
-            "provider": resolved.label, "provider_type": resolved.provider_type, "tool_calls": calls_made}
-    if resolved.note:
-        body["note"] = resolved.note
-    return body
 
 
 VALIDATE_TIMEOUT_SECONDS = 10.0

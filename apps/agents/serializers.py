@@ -102,6 +102,7 @@ class AgentTestResponseSerializer(KaiSerializer):
     provider_type = serializers.CharField()
     tool_calls = serializers.ListField(child=serializers.DictField())
     note = serializers.CharField(required=False)
+    execution_id = serializers.UUIDField(help_text="The run that answered (logs, trace, usage).")
 
 
 class MemorySerializer(KaiModelSerializer):

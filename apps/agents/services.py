@@ -20,7 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework import exceptions
 
-from apps.agents import crypto, selectors
+from apps.agents import crypto, orchestrations, selectors
 from apps.agents.models import (
     AGENT_CONFIG_FIELDS,
     Agent,
@@ -904,24 +904,17 @@ def agent_template_use(*, template: AgentTemplate, actor, name: str | None = Non
 
 
 def orchestration_template_use(*, template: OrchestrationTemplate, actor, name: str | None = None) -> dict:
-    """Create the orchestration when the run engine's crews app offers ``orchestration_create``;
-    until then, answer with the configuration a client can create it from later."""
-    from django.apps import apps
-
+    """Create the orchestration when the crews app is installed (it provides orchestrations);
+    otherwise answer with the configuration a client can create it from later."""
     config = parse_yaml_mapping(template.config_yaml, field="config_yaml")
     body = {"name": name or template.name, "pattern": template.pattern, "config_yaml": template.config_yaml,
             "config": config, "description": template.description}
-    if apps.is_installed("apps.crews"):
-        try:
-            from apps.crews.services import orchestration_create
-        except ImportError:
-            orchestration_create = None
-        if orchestration_create is not None:
-            orchestration = orchestration_create(organization=template.organization, actor=actor, data={
-                "name": body["name"], "pattern": template.pattern, "config_yaml": template.config_yaml,
-                "description": template.description})
-            return {"created": True, "template_id": template.pk, "orchestration_id": orchestration.pk,
-                    "orchestration": body}
+    if orchestrations.available():
+        orchestration = orchestrations.orchestration_create(organization=template.organization, actor=actor, data={
+            "name": body["name"], "pattern": template.pattern, "config_yaml": template.config_yaml,
+            "description": template.description})
+        return {"created": True, "template_id": template.pk, "orchestration_id": orchestration.pk,
+                "orchestration": body}
     return {"created": False, "template_id": template.pk, "orchestration_id": None, "orchestration": body,
             "detail": "Orchestrations are not available on this platform yet; create one from `orchestration` later."}
 
@@ -1082,10 +1075,7 @@ def deployment_create(*, organization, actor, agent: Agent | None, name: str | N
     """Deploy an agent, or (``agent=None``) the organization's orchestration ``orchestration_id``."""
     orchestration = None
     if agent is None:
-        from apps.crews.models import Orchestration
-
-        orchestration = Orchestration.objects.for_org(organization).filter(pk=orchestration_id).first() \
-            if orchestration_id else None
+        orchestration = orchestrations.orchestration_get(organization=organization, orchestration_id=orchestration_id)
         if orchestration is None:
             raise exceptions.NotFound("No such orchestration.")
     deployed = agent or orchestration
@@ -1141,16 +1131,19 @@ def deployment_record_invocation(*, deployment: Deployment) -> None:
                                                        last_invoked_at=timezone.now())
 
 
-def deployment_invoke(*, deployment: Deployment, prompt: str, params: dict | None = None, channel: str = "api") -> dict:
-    """Run a deployment once for a holder of its key (``channel``: api or mcp): the agent runs
-    synchronously as the deployment's creator; the call is counted and audited."""
-    from apps.agents import runtime
+def deployment_invoke(*, deployment: Deployment, prompt: str, params: dict | None = None,
+                      channel: str = "api") -> tuple[int, dict]:
+    """Run a deployment once for a holder of its key (``channel``: api or mcp), as the deployment's
+    creator: a run on a worker, waited for (``apps.agents.calls``); the call is counted and audited.
+    Returns (HTTP status, body): 200 with the answer, 202 with the ``execution_id`` while it runs."""
+    from apps.agents import calls
 
     if deployment.agent_id is None:
-        result = _deployment_run_orchestration(deployment=deployment, prompt=prompt, params=params)
+        status_code, result = _deployment_run_orchestration(deployment=deployment, prompt=prompt, params=params)
     else:
-        result = runtime.agent_run(agent=deployment.agent, actor=deployment.created_by, prompt=prompt, params=params,
-                                   source="deployment")
+        status_code, result = calls.agent_call(agent=deployment.agent, actor=deployment.created_by, prompt=prompt,
+                                               params=params, source="deployment",
+                                               run_name=f"deployment {deployment.name} ({channel})")
     with transaction.atomic():
         deployment_record_invocation(deployment=deployment)
         audit_record(organization=deployment.organization, actor=deployment.created_by, action="deployment.invoke",
@@ -1159,30 +1152,31 @@ def deployment_invoke(*, deployment: Deployment, prompt: str, params: dict | Non
                             "orchestration_id": str(deployment.orchestration_id) if deployment.orchestration_id else None,
                             "execution_id": result.get("execution_id"), "tokens": result.get("tokens"),
                             "latency_ms": result.get("latency_ms")})
-    return result
+    return status_code, result
 
 
 #: how long an invocation of a deployed orchestration waits for its run (on a worker)
 DEPLOYMENT_RUN_WAIT_SECONDS = 120.0
 
 
-def _deployment_run_orchestration(*, deployment: Deployment, prompt: str, params: dict | None) -> dict:
+def _deployment_run_orchestration(*, deployment: Deployment, prompt: str, params: dict | None) -> tuple[int, dict]:
     """Start the deployed orchestration's run (``inputs: {prompt}``) and wait for it; a run still
-    going after the wait is answered with its execution id and status."""
-    from apps.crews import services as crews_services
-    from apps.crews.models import ExecutionStatus, Orchestration
+    going after the wait is answered 202 with its execution id and status."""
+    from apps.runs.models import ExecutionStatus
+    from apps.runs.services import wait_for_terminal
 
-    orchestration = Orchestration.objects.for_org(deployment.organization_id).filter(
-        pk=deployment.orchestration_id).first()
+    orchestration = orchestrations.orchestration_get(organization=deployment.organization_id,
+                                                     orchestration_id=deployment.orchestration_id)
     if orchestration is None:
         raise exceptions.NotFound("The deployed orchestration no longer exists.")
     started = time.perf_counter()
-    execution = crews_services.orchestration_start(orchestration=orchestration, actor=deployment.created_by,
+    execution = orchestrations.orchestration_start(orchestration=orchestration, actor=deployment.created_by,
                                                    inputs={"prompt": prompt}, params=params)
-    execution = crews_services.wait_for_terminal(execution_id=execution.pk, timeout=DEPLOYMENT_RUN_WAIT_SECONDS)
+    execution = wait_for_terminal(execution_id=execution.pk, timeout=DEPLOYMENT_RUN_WAIT_SECONDS)
     result = execution.result if isinstance(execution.result, dict) else {}
-    return {"output": result.get("output") if execution.status == ExecutionStatus.COMPLETED else None,
-            "execution_id": str(execution.pk), "status": execution.status, "error": execution.error or "",
-            "outputs": result.get("outputs") or {}, "agents_executed": result.get("agents_executed") or [],
-            "cost": execution.cost, "trace_id": execution.trace_id,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    return (200 if execution.is_terminal else 202), {
+        "output": result.get("output") if execution.status == ExecutionStatus.COMPLETED else None,
+        "execution_id": str(execution.pk), "status": execution.status, "error": execution.error or "",
+        "outputs": result.get("outputs") or {}, "agents_executed": result.get("agents_executed") or [],
+        "cost": execution.cost, "trace_id": execution.trace_id,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2)}

@@ -14,7 +14,7 @@ from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.agents import runtime, selectors, services
+from apps.agents import calls, runtime, selectors, services
 from apps.agents.models import (
     Agent,
     AgentStatus,
@@ -220,10 +220,13 @@ class AgentViewSet(TenantScopedViewSet):
     @extend_schema(request=AgentTestRequestSerializer, responses={200: AgentTestResponseSerializer})
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
+        """Run one prompt through the agent (a run on a worker, waited for): the answer and its
+        ``execution_id``; 202 with the ``execution_id`` when the run outlasts the wait."""
         agent = self.get_object()
         data = validated(AgentTestRequestSerializer, request)
-        return Response(runtime.agent_run(agent=agent, actor=request.user, prompt=data["prompt"],
-                                          params=data.get("parameters"), source="test"))
+        status_code, body = calls.agent_call(agent=agent, actor=request.user, prompt=data["prompt"],
+                                             params=data.get("parameters"), source="test")
+        return Response(body, status=status_code)
 
 
 # --- secrets -----------------------------------------------------------------------------------
@@ -648,5 +651,6 @@ class DeploymentInvokeView(PublicAPIView):
             raise exceptions.AuthenticationFailed("Deployment key is invalid, or the deployment is stopped.",
                                                   code=codes.UNAUTHORIZED)
         data = validated(InvokeRequestSerializer, request)
-        return Response(services.deployment_invoke(deployment=deployment, prompt=data["prompt"],
-                                                   params=data.get("parameters"), channel="api"))
+        status_code, body = services.deployment_invoke(deployment=deployment, prompt=data["prompt"],
+                                                       params=data.get("parameters"), channel="api")
+        return Response(body, status=status_code)

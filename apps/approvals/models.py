@@ -28,7 +28,7 @@ class DefaultAction(models.TextChoices):
 
 class Approval(TenantModel):
     source = models.CharField(max_length=20, choices=ApprovalSource.choices, default=ApprovalSource.CREW_TASK)
-    execution = models.ForeignKey("crews.Execution", null=True, blank=True, on_delete=models.CASCADE,
+    execution = models.ForeignKey("runs.Execution", null=True, blank=True, on_delete=models.CASCADE,
                                   related_name="approvals")
     workflow_run_id = models.UUIDField(null=True, blank=True, db_index=True,
                                        help_text="The workflow run an approval step belongs to.")

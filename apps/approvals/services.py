@@ -167,8 +167,8 @@ def _schedule_expiry(approval_id, deadline) -> None:
 def approval_request_for_execution(*, execution, request: dict, checkpoint: dict) -> bool:
     """Park a RUNNING execution WAITING_FOR_APPROVAL with its checkpoint, and ask (one transaction).
     False when the run may not park (its cancel was requested, or it was ended elsewhere)."""
-    from apps.crews.models import ExecutionStatus
-    from apps.crews.services import execution_transition
+    from apps.runs.models import ExecutionStatus
+    from apps.runs.services import execution_transition
 
     question = request.get("question") or "Approval required"
     with transaction.atomic():
@@ -206,7 +206,7 @@ def _resolve(*, approval_id, actor, approve: bool, value=_UNSET, feedback: str =
     with transaction.atomic():
         if execution_id:
             # the run's row first, as cancel and the transition service lock it: one lock order, no deadlock
-            from apps.crews.models import Execution
+            from apps.runs.models import Execution
 
             list(Execution.objects.select_for_update().filter(pk=execution_id).values_list("pk"))
         approval = (Approval.objects.select_for_update(of=("self",)).select_related("organization")
@@ -288,8 +288,8 @@ def _value_text(value) -> str:
 
 
 def _resume_or_fail_execution(approval: Approval) -> None:
-    from apps.crews.models import Execution, ExecutionStatus
-    from apps.crews.services import execution_enqueue, execution_transition
+    from apps.runs.models import Execution, ExecutionStatus
+    from apps.runs.services import execution_enqueue, execution_transition
 
     execution = (Execution.objects.filter(pk=approval.execution_id)
                  .only("pk", "checkpoint", "priority", "max_attempts").first())

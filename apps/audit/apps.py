@@ -6,3 +6,11 @@ class AuditConfig(AppConfig):
     label = "audit"
     verbose_name = "Audit trail"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from apps.audit import services
+        from kai_platform import ports
+
+        ports.provide("audit_record", services.audit_record)
+        ports.provide("audit_covered", services.audit_covered)
+        ports.provide("snapshot", services.snapshot)

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from apps.crews.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Execution, ExecutionStatus, UsageRollup
+from apps.runs.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Execution, ExecutionStatus, UsageRollup
 
 RECENT_RUNS = 25
 RECENT_FAILURES = 10

@@ -151,7 +151,7 @@ def _valid_uuid(value) -> bool:
 
 
 def _execution_of(organization, execution_id):
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
 
     if not _valid_uuid(execution_id):
         return None
@@ -180,7 +180,7 @@ def _start(orchestration, user, role, inputs):
 
 
 def _lines_after(execution_id, after: int, limit: int = 500):
-    from apps.crews.models import TERMINAL_STATUSES, Execution, ExecutionLog
+    from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionLog
 
     # the status first: a run's last log lines commit with (or before) its end, so once the status
     # read says it ended, the lines read next hold them all ("complete" never skips a line)

@@ -19,7 +19,7 @@ import jsonschema
 from django.db import connection
 from rest_framework import status
 
-from apps.crews import llm as llm_layer
+from apps.runs import llm as llm_layer
 from apps.crews import specs
 from kai_platform.api.errors import Unprocessable, codes
 from kai_platform.api.errors.exceptions import KaiAPIException, ServiceUnavailable

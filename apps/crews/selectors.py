@@ -8,15 +8,7 @@ from decimal import Decimal
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from apps.crews.models import (
-    ACTIVE_STATUSES,
-    Execution,
-    ExecutionEvent,
-    ExecutionLog,
-    ExecutionStatus,
-    TraceSpan,
-    UsageRollup,
-)
+from apps.runs.models import ACTIVE_STATUSES, Execution, ExecutionEvent, ExecutionLog, ExecutionStatus, TraceSpan, UsageRollup
 from apps.quotas.selectors import quota_status
 
 PERIOD_DAYS = {"day": 1, "week": 7, "month": 30, "quarter": 90, "year": 365}
@@ -127,7 +119,7 @@ def runtime_status(*, organization) -> dict:
 
 
 def agent_month_costs(*, organization, agent_ids) -> dict:
-    from apps.crews.llm import month_start
+    from apps.runs.llm import month_start
 
     rows = (UsageRollup.objects.for_org(organization).filter(agent_id__in=list(agent_ids), day__gte=month_start())
             .values("agent_id").annotate(total=Sum("cost")))

@@ -4,8 +4,9 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.crews.models import Crew, Execution, ExecutionKind, Orchestration, Pattern, Process, TaskDefinition
-from apps.crews.services import PRIORITY_NAMES
+from apps.crews.models import Crew, Orchestration, Pattern, Process, TaskDefinition
+from apps.runs.models import Execution, ExecutionKind
+from apps.runs.services import PRIORITY_NAMES
 from apps.quotas.serializers import QuotaStatusSerializer
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 

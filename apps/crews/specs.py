@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from apps.runs.prompts import interpolate  # noqa: F401 (crews read placeholders with it)
+
 AGENT_REQUIRED = ("role", "goal", "backstory")
 AGENT_OPTIONAL = ("llm", "tools", "agent_id", "allow_delegation", "verbose", "max_iter", "memory", "cache",
                   "max_rpm", "function_calling_llm", "system_template", "prompt_template", "response_template",
@@ -271,13 +273,6 @@ def parse_crew(agents_yaml: str, tasks_yaml: str, process: str = "sequential") -
     texts = [a.role + a.goal + a.backstory for a in agents] + [t.description + t.expected_output for t in tasks]
     placeholders = sorted({m for text in texts for m in _PLACEHOLDER_RE.findall(text)})
     return CrewSpec(agents=agents, tasks=tasks, errors=errors, placeholders=placeholders)
-
-
-def interpolate(text: str, inputs: dict) -> str:
-    """CrewAI's ``{name}`` placeholders, filled from the run's inputs (unknown ones stay as written)."""
-    if not inputs:
-        return text
-    return _PLACEHOLDER_RE.sub(lambda m: str(inputs[m.group(1)]) if m.group(1) in inputs else m.group(0), text)
 
 
 def dump_yaml(mapping: dict) -> str:

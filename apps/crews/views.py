@@ -15,17 +15,12 @@ from rest_framework.decorators import action
 from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 
+from apps.agents import calls
 from apps.agents.models import Agent
 from apps.crews import generation, selectors, services, specs
-from apps.crews.models import (
-    ACTIVE_STATUSES,
-    Crew,
-    Execution,
-    ExecutionKind,
-    ExecutionStatus,
-    Orchestration,
-    TaskDefinition,
-)
+from apps.crews.models import Crew, Orchestration, TaskDefinition
+from apps.runs import services as run_services
+from apps.runs.models import ACTIVE_STATUSES, Execution, ExecutionKind, ExecutionStatus
 from apps.crews.serializers import (
     SPAN_FIELDS,
     AgentCommandAcceptedSerializer,
@@ -217,7 +212,7 @@ class OrchestrationViewSet(TenantScopedViewSet):
         execution = services.orchestration_start(orchestration=orchestration, actor=request.user, inputs=inputs,
                                                  params=data["params"], priority=data["priority"])
         if data["wait_for_completion"]:
-            execution = services.wait_for_terminal(execution_id=execution.pk, timeout=data["timeout_ms"] / 1000)
+            execution = run_services.wait_for_terminal(execution_id=execution.pk, timeout=data["timeout_ms"] / 1000)
         if not execution.is_terminal:
             return Response(_created_body(execution, "Orchestration started"), status=status.HTTP_202_ACCEPTED)
         result = execution.result if isinstance(execution.result, dict) else {}
@@ -267,8 +262,8 @@ class ExecutionViewSet(TenantScopedViewSet):
             return Response(_created_body(execution), status=status.HTTP_202_ACCEPTED)
         if data.get("agent_id"):
             agent = _get_or_400(Agent, org, data["agent_id"], "agent_id")
-            execution = services.execution_create(
-                organization=org, actor=request.user, kind=ExecutionKind.AGENT_TASK, agent=agent,
+            execution = calls.agent_call_start(
+                actor=request.user, kind=ExecutionKind.AGENT_TASK, agent=agent,
                 run_name=data.get("run_name") or f"{agent.name} - {data['description'][:60]}",
                 definition={"description": data["description"], "expected_output": data.get("expected_output", "")},
                 model=data.get("model") or "", max_attempts=data["max_attempts"], **common)
@@ -288,7 +283,7 @@ class ExecutionViewSet(TenantScopedViewSet):
         run_name = data.get("run_name") or generated_run_name(
             agents_yaml=definition["agents_yaml"], tasks_yaml=definition["tasks_yaml"],
             crew_name=crew.name if crew else "")
-        execution = services.execution_create(organization=org, actor=request.user, kind=ExecutionKind.CREW, crew=crew,
+        execution = run_services.execution_create(organization=org, actor=request.user, kind=ExecutionKind.CREW, crew=crew,
                                               run_name=run_name, definition=definition, model=definition["model"],
                                               max_attempts=data["max_attempts"], **common)
         return Response(_created_body(execution), status=status.HTTP_202_ACCEPTED)
@@ -310,7 +305,7 @@ class ExecutionViewSet(TenantScopedViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel: a PENDING run ends at once; a running one stops before its next token (within seconds)."""
-        execution = services.execution_cancel(execution=self.get_object(), actor=request.user)
+        execution = run_services.execution_cancel(execution=self.get_object(), actor=request.user)
         return Response(ExecutionSerializer(execution).data)
 
 
@@ -490,10 +485,9 @@ class AgentRunViewSet(TenantScopedViewSet):
     def task(self, request, pk=None):
         """Queue a task for the agent; its status is at ``tasks/{task_id}/status``."""
         agent = self.get_object()
-        services.agent_check_runnable(agent=agent)
         data = validated(AgentTaskSerializer, request)
-        execution = services.execution_create(
-            organization=self.organization, actor=request.user, kind=ExecutionKind.AGENT_TASK, agent=agent,
+        execution = calls.agent_call_start(
+            actor=request.user, kind=ExecutionKind.AGENT_TASK, agent=agent,
             run_name=f"{agent.name} - {data.get('name') or data['description'][:60]}",
             definition={"name": data.get("name") or "task", "description": data["description"],
                         "expected_output": data["expected_output"]},
@@ -506,11 +500,10 @@ class AgentRunViewSet(TenantScopedViewSet):
         """Send the agent a command (seed 000 ``{command, params}``); it runs on a worker. Its output
         streams under ``stream_id`` and the result is the execution's."""
         agent = self.get_object()
-        services.agent_check_runnable(agent=agent)
         data = validated(AgentCommandSerializer, request)
         stream_id = uuid.uuid4().hex
-        execution = services.execution_create(
-            organization=self.organization, actor=request.user, kind=ExecutionKind.AGENT_COMMAND, agent=agent,
+        execution = calls.agent_call_start(
+            actor=request.user, kind=ExecutionKind.AGENT_COMMAND, agent=agent,
             run_name=f"{agent.name} - {data['command']}", definition={"command": data["command"],
                                                                       "params": data["params"]},
             params=data["llm_params"], model=data.get("model") or "", priority=data["priority"], stream_id=stream_id)
@@ -523,19 +516,18 @@ class AgentRunViewSet(TenantScopedViewSet):
         """Seed 002: run an ``AgentCommand``; with ``wait_for_completion`` the ``AgentResponse`` comes back
         in ``data.result`` (else poll ``executions/{execution_id}``)."""
         agent = self.get_object()
-        services.agent_check_runnable(agent=agent)
         data = validated(AgentExecuteSerializer, request)
         command = data["command"]
-        execution = services.execution_create(
-            organization=self.organization, actor=request.user, kind=ExecutionKind.AGENT_EXECUTE, agent=agent,
+        execution = calls.agent_call_start(
+            actor=request.user, kind=ExecutionKind.AGENT_EXECUTE, agent=agent,
             run_name=f"{agent.name} - {command['action']}",
             definition={"action": command["action"], "parameters": command["parameters"],
                         "context": command["context"], "user_id": command.get("user_id") or str(request.user.pk),
                         "request_id": command.get("request_id") or getattr(request, "request_id", ""),
                         "voice_input": command["voice_input"]},
-            params=data["params"], priority=services.PRIORITY_NAMES[command["priority"]])
+            params=data["params"], priority=run_services.PRIORITY_NAMES[command["priority"]])
         if data["wait_for_completion"]:
-            execution = services.wait_for_terminal(execution_id=execution.pk, timeout=data["timeout_ms"] / 1000)
+            execution = run_services.wait_for_terminal(execution_id=execution.pk, timeout=data["timeout_ms"] / 1000)
         body = {"execution_id": execution.pk, "status": execution.status}
         if execution.status == ExecutionStatus.COMPLETED and isinstance(execution.result, dict):
             body["result"] = execution.result
@@ -556,13 +548,12 @@ class AgentRunViewSet(TenantScopedViewSet):
         one ``stream_chunk`` per token (``{type, stream_id, chunk, done}``) and a final ``done: true``.
         The same chunks are readable by ``stream_id`` from the agent's socket."""
         agent = self.get_object()
-        services.agent_check_runnable(agent=agent)
         data = validated(StreamPromptSerializer, request)
         stream_id = data.get("stream_id") or uuid.uuid4().hex
         if data.get("stream_id"):
             _claim_stream_id(stream_id)
-        execution = services.execution_create(
-            organization=self.organization, actor=request.user, kind=ExecutionKind.AGENT_PROMPT, agent=agent,
+        execution = calls.agent_call_start(
+            actor=request.user, kind=ExecutionKind.AGENT_PROMPT, agent=agent,
             run_name=f"{agent.name} - prompt", definition={"prompt": data["prompt"]}, params=data["params"],
             model=data.get("model") or "", priority=8, stream_id=stream_id)
         if not data["stream"]:
@@ -581,7 +572,7 @@ def _claim_stream_id(stream_id: str) -> None:
     """A client-chosen stream id names one run only (it keys the run's Redis stream)."""
     from django_redis import get_redis_connection
 
-    from apps.crews.runner import stream_key
+    from apps.runs.runner import stream_key
 
     if Execution.objects.filter(stream_id=stream_id).exists():
         raise Conflict(f"stream_id {stream_id!r} is already used; omit it to get a fresh one.",
@@ -604,7 +595,7 @@ def sse_events(*, execution_id: str, stream_id: str):
     from django.db import connection
     from django_redis import get_redis_connection
 
-    from apps.crews.runner import stream_key
+    from apps.runs.runner import stream_key
 
     connection.close()  # the stream may last minutes: no database connection held meanwhile
     yield _sse({"type": "start", "stream_id": stream_id, "execution_id": execution_id}, event="start")
@@ -743,7 +734,7 @@ def _queue_depths() -> dict:
         with app.connection_for_read() as conn:
             client = conn.default_channel.client
             prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
-            for queue in (settings.CELERY_TASK_DEFAULT_QUEUE, services.runs_queue()):
+            for queue in (settings.CELERY_TASK_DEFAULT_QUEUE, run_services.runs_queue()):
                 total = 0
                 for step in ("", "\x06\x163", "\x06\x166", "\x06\x169"):
                     total += client.llen(f"{prefix}{queue}{step}")
@@ -760,8 +751,8 @@ class RuntimeStatusView(KaiAPIView):
     @extend_schema(responses={200: RuntimeStatusSerializer})
     def get(self, request):
         from apps.agents.models import Provider
-        from apps.crews import llm as llm_layer
-        from apps.crews.runner import concurrency_cap
+        from apps.runs import llm as llm_layer
+        from apps.runs.runner import concurrency_cap
 
         org = self.organization
         data = selectors.runtime_status(organization=org)
@@ -794,7 +785,7 @@ class RuntimeAgentViewSet(TenantScopedViewSet):
         from django.db.models import Count
 
         from apps.agents.selectors import heartbeats
-        from apps.crews import llm as llm_layer
+        from apps.runs import llm as llm_layer
 
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         ids = [a.pk for a in page]

@@ -19,12 +19,8 @@ class EventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="agent")
     def agent(self, obj):
-        from apps.agents.models import Agent
-
-        return id_link(Agent, obj.agent_id)
+        return id_link("agents.Agent", obj.agent_id)
 
     @admin.display(description="execution")
     def execution(self, obj):
-        from apps.crews.models import Execution
-
-        return id_link(Execution, obj.execution_id)
+        return id_link("runs.Execution", obj.execution_id)

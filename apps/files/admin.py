@@ -24,6 +24,4 @@ class StoredFileAdmin(admin.ModelAdmin):
 
     @admin.display(description="execution")
     def execution(self, obj):
-        from apps.crews.models import Execution
-
-        return id_link(Execution, obj.execution_id)
+        return id_link("runs.Execution", obj.execution_id)

@@ -65,6 +65,15 @@ def ms_to_datetime(value_ms: float | None) -> datetime | None:
     return datetime.fromtimestamp(value_ms / 1000, tz=dt_timezone.utc)
 
 
+#: ``source → fn(*, organization_id, where: Q, since) -> [(pk, created_at)]``: the rows an app counts
+#: for quotas of that source; the runs app provides "executions" (``RunsConfig.ready``).
+_ROW_SOURCES: dict = {}
+
+
+def register_row_source(source: str, fn) -> None:
+    _ROW_SOURCES[source] = fn
+
+
 def db_entries(*, organization_id, spec: QuotaSpec, since_ms: int, exclude: set[str] = frozenset()) -> list[tuple[int, str]]:
     """What the database says was counted in the window: ``(score_ms, member)`` oldest first."""
     since = ms_to_datetime(since_ms)
@@ -72,10 +81,8 @@ def db_entries(*, organization_id, spec: QuotaSpec, since_ms: int, exclude: set[
     if spec.source == "executions":
         from apps.quotas.services import execution_filter
 
-        from apps.crews.models import Execution
-
-        rows = (Execution.objects.for_org(organization_id).filter(execution_filter(spec.name), created_at__gt=since)
-                .values_list("pk", "created_at"))
+        rows = _ROW_SOURCES["executions"](organization_id=organization_id, where=execution_filter(spec.name),
+                                          since=since)
         for pk, created_at in rows:
             member = str(pk)
             if member not in exclude:

@@ -39,7 +39,7 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="last run")
     def last_run(self, obj):
-        from apps.crews.models import Execution
+        from apps.runs.models import Execution
 
         return id_link(Execution, obj.last_execution_id)
 

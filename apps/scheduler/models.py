@@ -39,7 +39,7 @@ class Schedule(TenantModel):
     misfire_policy = models.CharField(max_length=10, choices=MisfirePolicy.choices, default=MisfirePolicy.RUN_ONCE)
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_tick_at = models.DateTimeField(null=True, blank=True, help_text="The tick of the last fired run.")
-    last_execution = models.ForeignKey("crews.Execution", null=True, blank=True, on_delete=models.SET_NULL,
+    last_execution = models.ForeignKey("runs.Execution", null=True, blank=True, on_delete=models.SET_NULL,
                                        related_name="+")
     periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", null=True, blank=True,
                                          on_delete=models.SET_NULL, related_name="kai_schedule", editable=False)

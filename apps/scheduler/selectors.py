@@ -21,7 +21,7 @@ HISTORY_LIMIT = 100
 def schedule_history(*, schedule: Schedule, limit: int = HISTORY_LIMIT) -> list[dict]:
     """The schedule's cron ticks, newest first: each run it fired (with the run's status) and each
     tick a plan quota refused (with the quota's numbers at the time)."""
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
     from apps.quotas.selectors import quota_refusals
 
     prefix = f"schedule:{schedule.pk}:"

@@ -5,7 +5,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.crews.models import Execution
+from apps.runs.models import Execution
 from apps.scheduler import cron
 from apps.scheduler.models import MisfirePolicy, Schedule, TargetType
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer

@@ -6,3 +6,6 @@ class SystemConfig(AppConfig):
     label = "system"
     verbose_name = "System management"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from apps.system import client_events  # noqa: F401 (registers its hub client events)

@@ -17,7 +17,7 @@ class _Figures:
 
 def organization_registry(organization) -> tuple[CollectorRegistry, dict]:
     from apps.agents.models import Agent
-    from apps.crews.models import TraceSpan
+    from apps.runs.models import TraceSpan
     from apps.system import selectors
     from kai_platform.observability import window_stats
 

@@ -184,7 +184,7 @@ def mermaid_diagram(arch: dict) -> str:
 # --- performance -------------------------------------------------------------------------------
 
 def run_stats(*, organization, since) -> dict:
-    Execution = django_apps.get_model("crews", "Execution")
+    Execution = django_apps.get_model("runs", "Execution")
     rows = Execution.objects.for_org(organization)
     finished = rows.filter(completed_at__gte=since) if _has_field(Execution, "completed_at") else rows.none()
     counts = finished.aggregate(
@@ -309,7 +309,7 @@ def _round(value: float) -> float:
 
 
 def run_counts_by_status(*, organization) -> dict:
-    Execution = django_apps.get_model("crews", "Execution")
+    Execution = django_apps.get_model("runs", "Execution")
     return {row["status"]: row["n"] for row in
             Execution.objects.for_org(organization).values("status").annotate(n=Count("id")).order_by()}
 

@@ -71,8 +71,8 @@ def rollup_minute(minute: int) -> list[MetricRollup]:
             value = observability.percentile(stats["latencies"], q)
             if value is not None:
                 rows.append(_row(org_id, f"api_latency_p{q}_ms", bucket, value))
-    if django_apps.is_installed("apps.crews"):
-        Execution = django_apps.get_model("crews", "Execution")
+    if django_apps.is_installed("apps.runs"):
+        Execution = django_apps.get_model("runs", "Execution")
         for row in (Execution.objects.filter(created_at__gte=bucket, created_at__lt=end)
                     .values("organization_id").annotate(n=Count("id")).order_by()):
             rows.append(_row(row["organization_id"], "runs_started", bucket, row["n"]))
@@ -80,7 +80,7 @@ def rollup_minute(minute: int) -> list[MetricRollup]:
         for row in (Execution.objects.filter(completed_at__gte=bucket, completed_at__lt=end, status__in=list(names))
                     .values("organization_id", "status").annotate(n=Count("id")).order_by()):
             rows.append(_row(row["organization_id"], names[row["status"]], bucket, row["n"]))
-        TraceSpan = django_apps.get_model("crews", "TraceSpan")
+        TraceSpan = django_apps.get_model("runs", "TraceSpan")
         spans = (TraceSpan.objects.filter(kind="llm", ended_at__gte=bucket, ended_at__lt=end)
                  .annotate(provider=KeyTextTransform("provider", "attributes"))
                  .values("organization_id", "provider", "model")
@@ -135,8 +135,8 @@ def rollup_metrics(lookback_minutes: int = ROLLUP_LOOKBACK_MINUTES) -> dict:
 
 def _active_organizations(minutes: int) -> set[str]:
     active = observability.active_organizations(minutes)
-    if django_apps.is_installed("apps.crews"):
-        Execution = django_apps.get_model("crews", "Execution")
+    if django_apps.is_installed("apps.runs"):
+        Execution = django_apps.get_model("runs", "Execution")
         since = timezone.now() - datetime.timedelta(minutes=minutes)
         running = Execution.objects.filter(status__in=["PENDING", "PREPARING", "RUNNING"]).values_list(
             "organization_id", flat=True).distinct()

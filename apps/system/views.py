@@ -57,7 +57,7 @@ class SystemHealthView(ReadinessView):
         resources = selectors.resources()
         external = []
         try:
-            from apps.crews import llm as llm_layer
+            from apps.runs import llm as llm_layer
 
             for provider in Provider.objects.for_org(organization).filter(is_active=True)[:50]:
                 breaker = llm_layer.breaker_state(str(provider.pk))

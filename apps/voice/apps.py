@@ -6,3 +6,6 @@ class VoiceConfig(AppConfig):
     label = "voice"
     verbose_name = "Voice"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from apps.voice import client_events  # noqa: F401 (registers its hub client events)

@@ -55,13 +55,12 @@ def _agent_refs(organization) -> tuple[list[intents.AgentRef], dict[str, Agent]]
 
 
 def _start_execution(*, organization, actor, agent: Agent, parsed: intents.ParsedCommand, text: str, context: dict):
-    from apps.crews import services as crews_services
-    from apps.crews.models import ExecutionKind
+    from apps.agents.calls import agent_call_start
+    from apps.runs.models import ExecutionKind
 
-    crews_services.agent_check_runnable(agent=agent)
     with audit_covered():  # the command's own row (voice_command.create) names the run it started
-        return crews_services.execution_create(
-            organization=organization, actor=actor, kind=ExecutionKind.AGENT_EXECUTE, agent=agent,
+        return agent_call_start(
+            actor=actor, kind=ExecutionKind.AGENT_EXECUTE, agent=agent,
             run_name=f"{agent.name} - voice: {parsed.action}",
             definition={"action": parsed.action, "parameters": {**parsed.entities, "utterance": text},
                         "context": context, "user_id": str(actor.pk), "request_id": request_id_var.get().strip("-"),

@@ -13,3 +13,7 @@ class WebhooksConfig(AppConfig):
         from apps.webhooks.services import on_event_published
 
         add_publish_listener(on_event_published, types=WEBHOOK_EVENTS)
+        from apps.agents.crypto import SECRET_ROTATORS
+        from apps.webhooks.services import webhooks_rotate_secrets
+
+        SECRET_ROTATORS["webhook secret(s)"] = webhooks_rotate_secrets

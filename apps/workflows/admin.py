@@ -1,7 +1,7 @@
 """Operator console for workflows: definitions with their versions, runs with their step runs, cancel."""
 from django.contrib import admin, messages
 
-from apps.crews.models import TERMINAL_STATUSES
+from apps.runs.models import TERMINAL_STATUSES
 from apps.workflows import services
 from apps.workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
 from kai_platform.admin import ReadOnlyAdmin

@@ -11,3 +11,9 @@ class WorkflowsConfig(AppConfig):
 
     def ready(self):
         import_module("apps.workflows.hooks")  # registers the run-engine hooks
+        import_module("apps.workflows.client_events")  # and its hub client events
+        import_module("apps.workflows.mcp_methods")  # and its MCP socket methods
+        from apps.agents.crypto import SECRET_ROTATORS
+        from apps.workflows.services import workflows_rotate_secrets
+
+        SECRET_ROTATORS["workflow webhook secret(s)"] = workflows_rotate_secrets

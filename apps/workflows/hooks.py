@@ -5,8 +5,8 @@ import logging
 
 from apps.approvals.models import ApprovalSource
 from apps.approvals.services import register_resolution_handler
-from apps.crews.models import ExecutionKind
-from apps.crews.services import on_execution_terminal
+from apps.runs.models import ExecutionKind
+from apps.runs.registry import on_execution_terminal
 
 logger = logging.getLogger(__name__)
 

@@ -85,7 +85,7 @@ class WorkflowRun(TenantModel):
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs")
     workflow_version = models.ForeignKey(WorkflowVersion, on_delete=models.CASCADE, related_name="runs")
     version = models.PositiveIntegerField()
-    execution = models.OneToOneField("crews.Execution", on_delete=models.CASCADE, related_name="workflow_run")
+    execution = models.OneToOneField("runs.Execution", on_delete=models.CASCADE, related_name="workflow_run")
     trigger_type = models.CharField(max_length=20, choices=TriggerType.choices, default=TriggerType.MANUAL)
     trigger_source = models.CharField(max_length=300, blank=True)
     trigger_data = models.JSONField(default=dict, blank=True)
@@ -128,7 +128,7 @@ class StepRun(TenantModel):
     fallback = models.BooleanField(default=False, help_text="A step of error_handling.fallback_steps.")
     attempt = models.PositiveSmallIntegerField(default=1)
     state = models.CharField(max_length=10, choices=StepState.choices, default=StepState.ACTIVE)
-    execution = models.OneToOneField("crews.Execution", null=True, blank=True, on_delete=models.SET_NULL,
+    execution = models.OneToOneField("runs.Execution", null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="step_run")
     agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     inputs = models.JSONField(default=dict, blank=True, help_text="The parameters, templates filled in.")

@@ -24,8 +24,8 @@ from django.utils import timezone
 from rest_framework import exceptions, status
 
 from apps.audit.services import audit_covered, audit_record, snapshot
-from apps.crews.models import TERMINAL_STATUSES, Execution, ExecutionKind, ExecutionStatus
-from apps.crews.services import execution_cancel, execution_create, execution_transition
+from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionKind, ExecutionStatus
+from apps.runs.services import execution_cancel, execution_create, execution_transition
 from apps.events.services import publish
 from apps.workflows import conditions
 from apps.workflows.definition import (

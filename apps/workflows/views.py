@@ -8,7 +8,7 @@ from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.crews.services import wait_for_terminal
+from apps.runs.services import wait_for_terminal
 from apps.stepup.permissions import RequiresStepUp
 from apps.workflows import selectors, services
 from apps.workflows.models import Workflow, WorkflowRun

@@ -75,11 +75,11 @@ class PlatformCollector:
             logger.warning("metrics source %s failed", producer.__name__, exc_info=True)
 
     def _runs(self):
-        if not apps.is_installed("apps.crews"):
+        if not apps.is_installed("apps.runs"):
             return
         from django.db.models import Count
 
-        Execution = apps.get_model("crews", "Execution")
+        Execution = apps.get_model("runs", "Execution")
         family = GaugeMetricFamily("kai_runs", "Executions by status.", labels=["status"])
         for row in Execution.objects.values("status").annotate(n=Count("id")).order_by():
             family.add_metric([row["status"]], row["n"])
@@ -109,12 +109,12 @@ class PlatformCollector:
 
     def _llm_usage(self):
         """Tokens and cost of every LLM call (the ``llm`` trace spans), by provider and model."""
-        if not apps.is_installed("apps.crews"):
+        if not apps.is_installed("apps.runs"):
             return
         from django.db.models import Sum
         from django.db.models.fields.json import KeyTextTransform
 
-        TraceSpan = apps.get_model("crews", "TraceSpan")
+        TraceSpan = apps.get_model("runs", "TraceSpan")
         tokens = CounterMetricFamily("kai_llm_tokens", "LLM tokens used, by provider, model and direction.",
                                      labels=["provider", "model", "direction"])
         cost = CounterMetricFamily("kai_llm_cost_usd", "LLM cost in USD, by provider and model.",

@@ -1,18 +1,34 @@
-"""WebSocket routes of every app, in one list (DESIGN §9). Like the REST API, each is served
-under /api/v1/ and /api/."""
+"""WebSocket routes (and ASGI apps served beside Django under a path prefix), registered by the
+apps that own them in their ``AppConfig.ready``: the kernel imports no app. Like the REST API,
+each socket is served under /api/v1/ and /api/.
+
+Registration is lazy (a loader returns the consumer's ASGI app) so processes that serve no
+sockets, Celery workers, never import consumers.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
 from django.urls import re_path
 
-from apps.agents.consumers import AgentSocketConsumer, MCPConsumer
-from apps.console.consumers import ConsoleConsumer
-from apps.crews.consumers import ExecutionLogStreamConsumer, OrchestrationStreamConsumer
-from apps.events.consumers import HubConsumer
+_websocket_routes: list[tuple[str, Callable]] = []
+_http_prefixes: dict[str, Callable] = {}
 
-websocket_urlpatterns: list = [
-    re_path(r"^api/(?:v1/)?ws/?$", HubConsumer.as_asgi()),
-    re_path(r"^api/(?:v1/)?ws/console/?$", ConsoleConsumer.as_asgi()),
-    re_path(r"^(?:api/(?:v1/)?)?ws/agents/(?P<agent_id>[^/]+)/?$", AgentSocketConsumer.as_asgi()),
-    re_path(r"^(?:api/(?:v1/)?)?ws/mcp/?$", MCPConsumer.as_asgi()),
-    re_path(r"^api/(?:v1/)?execution-logs/(?P<execution_id>[^/]+)/stream/?$", ExecutionLogStreamConsumer.as_asgi()),
-    re_path(r"^api/(?:v1/)?orchestrations/(?P<orchestration_id>[^/]+)/stream/?$",
-            OrchestrationStreamConsumer.as_asgi()),
-]
+
+def add_websocket_route(pattern: str, loader: Callable) -> None:
+    """Serve sockets whose path matches ``pattern`` with ``loader()`` (an ASGI app, e.g. ``Consumer.as_asgi()``)."""
+    if pattern not in (p for p, _ in _websocket_routes):
+        _websocket_routes.append((pattern, loader))
+
+
+def add_http_prefix(prefix: str, loader: Callable) -> None:
+    """Serve HTTP requests under ``prefix`` with ``loader()`` instead of Django."""
+    _http_prefixes[prefix] = loader
+
+
+def websocket_urlpatterns() -> list:
+    return [re_path(pattern, loader()) for pattern, loader in _websocket_routes]
+
+
+def http_prefix_apps() -> dict:
+    return {prefix: loader() for prefix, loader in _http_prefixes.items()}

@@ -100,7 +100,7 @@ def test_mcp_endpoint_needs_the_deployments_own_key(transactional_db, make_membe
 
 def test_a_deployed_orchestration_is_a_tool_whose_run_goes_to_the_worker(
         transactional_db, make_member, live_server_process, celery_worker_process):
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
     from apps.crews.services import orchestration_create
 
     owner = make_member("owner")

@@ -6,9 +6,9 @@ import pytest
 
 from apps.approvals import services
 from apps.approvals.models import Approval
-from apps.crews import runner
-from apps.crews import services as crew_services
-from apps.crews.models import Execution, ExecutionKind, TraceSpan, UsageRollup
+from apps.runs import runner
+from apps.runs import services as crew_services
+from apps.runs.models import Execution, ExecutionKind, TraceSpan, UsageRollup
 from apps.crews.specs import parse_crew
 from tests.crews.conftest import make_agent
 from tests.helpers import assert_envelope

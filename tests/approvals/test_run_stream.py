@@ -19,11 +19,11 @@ TASKS = ("draft:\n  description: Draft it\n  expected_output: A line\n  agent: w
 
 @database_sync_to_async
 def setup(make_member):
-    from apps.crews import services
-    from apps.crews.models import ExecutionKind
+    from apps.runs import services as run_services
+    from apps.runs.models import ExecutionKind
 
     member = make_member()
-    execution = services.execution_create(
+    execution = run_services.execution_create(
         organization=member.organization, actor=member.user, kind=ExecutionKind.CREW, enqueue=False,
         definition={"name": "c", "agents_yaml": AGENTS, "tasks_yaml": TASKS, "process": "sequential"})
     return member, execution, jwt_for(member.user)["access_token"]
@@ -31,7 +31,7 @@ def setup(make_member):
 
 @database_sync_to_async
 def run(execution):
-    from apps.crews import runner
+    from apps.runs import runner
 
     return runner.run(execution.pk, worker="stream-test")
 

@@ -45,7 +45,7 @@ def _seed(model, member):
     if model is MagicLink:
         return MagicLink.objects.create(user=user, token_hash=uuid.uuid4().hex, expires_at=_now())
     from apps.audit.models import AuditEvent
-    from apps.crews.models import Execution, ExecutionEvent, ExecutionLog, TraceSpan
+    from apps.runs.models import Execution, ExecutionEvent, ExecutionLog, TraceSpan
     from apps.events.models import Event
 
     if model is Event:
@@ -152,10 +152,10 @@ def test_changelist_query_count_does_not_grow_with_rows(staff_client, member, mo
 
 
 def test_execution_change_page_shows_status_history_and_spans(staff_client, member):
-    from apps.crews.models import TraceSpan
+    from apps.runs.models import TraceSpan
 
     span = _seed(TraceSpan, member)
-    response = staff_client.get(reverse("admin:crews_execution_change", args=[span.execution_id]))
+    response = staff_client.get(reverse("admin:runs_execution_change", args=[span.execution_id]))
     assert response.status_code == 200
     html = response.content.decode()
     assert "call" in html and "all log lines" in html and "Trace spans" in html
@@ -175,8 +175,8 @@ def _audited(action, instance) -> bool:
 
 
 def test_cancel_and_retry_executions(staff_client, member):
-    from apps.crews.models import Execution, ExecutionStatus
-    from apps.crews.services import execution_create
+    from apps.runs.models import Execution, ExecutionStatus
+    from apps.runs.services import execution_create
 
     pending = execution_create(organization=member.organization, actor=member.user, kind="agent_task",
                                run_name="to cancel", definition={"task": {"description": "d"}}, enqueue=False)
@@ -214,7 +214,7 @@ def test_restart_agent_and_enable_disable_tools(staff_client, member):
 
 
 def test_schedules_enable_disable_and_run_now(staff_client, member):
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
     from apps.scheduler.models import Schedule
 
     schedule = make_tenant_object(Schedule, member.organization, member.user)

@@ -55,7 +55,7 @@ def test_dashboard_shows_a_run_going_from_pending_to_completed_without_reload(ma
     from playwright.sync_api import sync_playwright
 
     from apps.accounts.models import User
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
     from tests.crews.conftest import make_crew
 
     owner = make_member("owner")

@@ -2,7 +2,8 @@
 PENDING because nothing consumes the queue in these tests)."""
 import pytest
 
-from apps.crews.models import Crew, Execution, ExecutionEvent, TaskDefinition
+from apps.crews.models import Crew, TaskDefinition
+from apps.runs.models import Execution, ExecutionEvent
 from tests.crews.conftest import AGENTS_YAML, TASKS_YAML, make_agent, make_crew
 from tests.helpers import assert_envelope
 

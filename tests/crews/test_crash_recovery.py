@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django_redis import get_redis_connection
 
-from apps.crews.models import ACTIVE_STATUSES, Execution
+from apps.runs.models import ACTIVE_STATUSES, Execution
 from tests.crews.conftest import make_agent, queues, wait_for
 from tests.helpers import WorkerProcess
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from apps.crews import runner, services
-from apps.crews.models import Execution, ExecutionEvent, ExecutionKind, TraceSpan
+from apps.runs import runner, services
+from apps.runs.models import Execution, ExecutionEvent, ExecutionKind, TraceSpan
 from apps.events.models import Event
 from tests.crews.conftest import make_agent
 
@@ -72,9 +72,9 @@ def test_only_the_transition_service_writes_execution_status():
                 receiver = ast.unparse(node.func.value)
                 if "status" in keywords and "Execution" in receiver and "ExecutionEvent" not in receiver:
                     offenders.append(f"{path}:{node.lineno}")
-    allowed = {str(root / "crews" / "services.py")}
+    allowed = {str(root / "runs" / "services.py")}
     assert [o for o in offenders if o.rsplit(":", 1)[0] not in allowed] == []
-    text = (root / "crews" / "services.py").read_text()
+    text = (root / "runs" / "services.py").read_text()
     assert text.count('"status": to') == 1  # the one conditional UPDATE
 
 
@@ -165,7 +165,7 @@ def test_a_run_ends_with_its_last_batch_in_the_same_transaction(member):
     """Logs, spans and the end commit together; the shared counters (usage rollup, provider usage)
     are written after, in statements of their own."""
     from apps.agents.models import ProviderUsage
-    from apps.crews.models import ExecutionLog, UsageRollup
+    from apps.runs.models import ExecutionLog, UsageRollup
 
     agent = make_agent(member, llm="builtin")
     outcome, execution = _run(member, agent)
@@ -224,7 +224,7 @@ def test_agent_and_organization_budgets(member):
 
 
 def test_provider_errors_open_its_circuit_breaker(member, monkeypatch, settings):
-    from apps.crews import llm as llm_layer
+    from apps.runs import llm as llm_layer
     from kai_platform.llm import LLMConnectionError
     from kai_platform.llm.builtin import BuiltinClient
 

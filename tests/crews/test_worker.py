@@ -8,7 +8,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from apps.crews.models import ACTIVE_STATUSES, Execution, ExecutionEvent, ExecutionLog, TraceSpan, UsageRollup
+from apps.runs.models import ACTIVE_STATUSES, Execution, ExecutionEvent, ExecutionLog, TraceSpan, UsageRollup
 from tests.crews.conftest import AGENTS_YAML, TASKS_YAML, make_agent, make_crew, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -210,8 +210,8 @@ def test_catch_up_never_skips_events_of_status_changes(make_member):
     """Events a run's status change inserts in its own statement (apps.crews) and events of
     ``publish`` interleave in one organization while a reader pages with after=<last seq>:
     every event is read exactly once, in id order."""
-    from apps.crews import services as runs
-    from apps.crews.models import ExecutionKind
+    from apps.runs import services as runs
+    from apps.runs.models import ExecutionKind
 
     member = make_member()
     org = member.organization

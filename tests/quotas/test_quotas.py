@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 from django_redis import get_redis_connection
 
-from apps.crews.models import Execution, ExecutionKind
+from apps.runs.models import Execution, ExecutionKind
 from apps.events.models import Event
 from apps.quotas.errors import QuotaExceeded
 from apps.quotas.models import QuotaOverride, QuotaPlan, QuotaRefusal, QuotaUsage
@@ -79,7 +79,7 @@ def test_n_plus_one_is_refused_until_the_window_slides(member, client_for, start
 
 def test_every_entry_point_is_counted_through_execution_create(member, owner_client):
     """REST (executions, agents/{id}/task), the run engine's own callers: one window."""
-    from apps.crews.services import execution_create
+    from apps.runs.services import execution_create
 
     limit_org(member.organization, agent_executions_per_hour=2)
     crew = make_crew(member)
@@ -99,7 +99,7 @@ def test_every_entry_point_is_counted_through_execution_create(member, owner_cli
 
 
 def test_workflow_runs_have_their_own_daily_quota_and_steps_are_not_runs(member):
-    from apps.crews.services import execution_create
+    from apps.runs.services import execution_create
 
     limit_org(member.organization, workflow_executions_per_day=1, agent_executions_per_hour=5)
     run = execution_create(organization=member.organization, actor=None, kind=ExecutionKind.WORKFLOW,
@@ -161,7 +161,7 @@ def test_redis_losing_its_keys_rebuilds_the_counts_from_the_database(member, cli
 def test_without_redis_the_database_decides(member, monkeypatch):
     import redis
 
-    from apps.crews.services import execution_create
+    from apps.runs.services import execution_create
     from apps.quotas import counter
 
     limit_org(member.organization, agent_executions_per_hour=1)
@@ -200,7 +200,7 @@ def test_usage_shows_each_quota_and_the_overview_route(member, owner_client, sta
 
 
 def test_quota_warning_once_per_window_at_80_percent(member):
-    from apps.crews.services import execution_create
+    from apps.runs.services import execution_create
 
     limit_org(member.organization, agent_executions_per_hour=5)
     agent = make_agent(member)
@@ -245,7 +245,7 @@ def test_limits_come_from_the_plan_row_then_the_override(member):
 
 
 def test_refused_scheduled_tick_is_recorded_in_the_schedules_history(member, owner_client):
-    from apps.crews.services import execution_create
+    from apps.runs.services import execution_create
     from apps.scheduler.services import schedule_create, schedule_fire
 
     crew = make_crew(member)

@@ -33,7 +33,7 @@ def _agent(member):
 
 
 async def test_workflow_execute_then_stop(make_member):
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
     from apps.workflows.models import WorkflowRun
 
     owner = await database_sync_to_async(make_member)()
@@ -90,7 +90,7 @@ async def test_another_organizations_ids_are_not_found_like_rest(make_member, cl
 
 
 async def test_agent_execute_creates_an_execution_and_validates(make_member):
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
 
     owner = await database_sync_to_async(make_member)()
     agent = await database_sync_to_async(_agent)(owner)

@@ -37,8 +37,8 @@ def setup(make_member):
 
 @database_sync_to_async
 def start_task(member, agent):
-    from apps.crews import services
-    from apps.crews.models import ExecutionKind
+    from apps.runs import services
+    from apps.runs.models import ExecutionKind
 
     return services.execution_create(
         organization=member.organization, actor=member.user, kind=ExecutionKind.AGENT_TASK, agent=agent,

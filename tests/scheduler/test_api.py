@@ -4,7 +4,7 @@ import json
 import pytest
 from django_celery_beat.models import PeriodicTask
 
-from apps.crews.models import Execution
+from apps.runs.models import Execution
 from apps.scheduler.models import Schedule
 from tests.crews.conftest import make_agent, make_crew
 from tests.helpers import assert_envelope

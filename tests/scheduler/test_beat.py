@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.crews.models import Execution
+from apps.runs.models import Execution
 from tests.helpers import BASE_DIR, WorkerProcess, subprocess_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from apps.crews.models import Execution
+from apps.runs.models import Execution
 from apps.events.models import Event
 from apps.scheduler import tasks
 from apps.scheduler.models import Schedule

@@ -69,7 +69,7 @@ def _outage(server, token, proxy: TCPProxy, name: str) -> dict:
 
 
 def test_postgres_and_redis_outages_are_503_fast_recover_and_lose_no_run(make_member):
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
     from tests.conftest import jwt_for
 
     (pg_host, pg_port), (rd_host, rd_port) = _targets()

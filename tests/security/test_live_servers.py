@@ -72,7 +72,7 @@ def test_rate_limit_tiers_hold_across_two_server_processes(make_member):
 
 
 def test_killing_the_web_process_loses_no_accepted_run(make_member):
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
     from tests.conftest import jwt_for
 
     member = make_member(plan="enterprise")

@@ -297,7 +297,7 @@ def test_runtime_metrics_is_the_organizations_prometheus_text(member, owner_clie
 def _llm_span(member, *, provider, model, tokens_in, tokens_out):
     from django.utils import timezone
 
-    from apps.crews.models import Execution, TraceSpan
+    from apps.runs.models import Execution, TraceSpan
 
     execution = make_tenant_object(Execution, member.organization, member.user)
     return TraceSpan.objects.create(organization=member.organization, execution=execution, trace_id="t" * 32,

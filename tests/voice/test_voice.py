@@ -11,7 +11,7 @@ import pytest
 from apps.accounts.services import organization_settings_update
 from apps.agents.services import agent_create, provider_create
 from apps.audit.models import AuditEvent
-from apps.crews.models import Execution
+from apps.runs.models import Execution
 from apps.events.models import Event
 from apps.voice.models import VoiceCommand
 from tests.helpers import assert_envelope

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from apps.approvals.models import Approval
-from apps.crews.models import Execution, ExecutionEvent, TraceSpan
+from apps.runs.models import Execution, ExecutionEvent, TraceSpan
 from apps.events.models import Event
 from apps.workflows.models import StepRun, WorkflowRun
 from tests.helpers import assert_envelope

@@ -15,8 +15,8 @@ import pytest
 from django.utils import timezone
 
 from apps.agents.models import Agent
-from apps.crews import runner
-from apps.crews.models import Execution, TraceSpan
+from apps.runs import runner
+from apps.runs.models import Execution, TraceSpan
 from apps.events.models import Event
 from apps.workflows.models import StepRun, Workflow, WorkflowRun
 from tests.helpers import assert_envelope

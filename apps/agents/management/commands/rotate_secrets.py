@@ -4,10 +4,9 @@ credentials, outbound webhook signing secrets and workflow webhook secrets.
 Rotation: put a new key first in KAI_SECRET_KEYS (keep the old ones after it), restart, run this
 command, then drop the old keys. Exits non-zero if any value decrypts under no configured key.
 """
-from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.agents import services
+from apps.agents import crypto, services
 
 
 class Command(BaseCommand):
@@ -19,13 +18,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         result = services.credentials_rotate_all(batch_size=options["batch_size"])
         self.stdout.write(f"[kai] rotated {result['rotated']} credential(s) to key {result['key_id']}")
-        if apps.is_installed("apps.webhooks"):
-            from apps.webhooks.services import webhooks_rotate_secrets
-
-            self.stdout.write(f"[kai] rotated {webhooks_rotate_secrets()} webhook secret(s)")
-        if apps.is_installed("apps.workflows"):
-            from apps.workflows.services import workflows_rotate_secrets
-
-            self.stdout.write(f"[kai] rotated {workflows_rotate_secrets()} workflow webhook secret(s)")
+        for what, rotate in crypto.SECRET_ROTATORS.items():  # other apps' secrets (registered in their ready)
+            self.stdout.write(f"[kai] rotated {rotate()} {what}")
         if result["unreadable"]:
             raise CommandError(f"{result['unreadable']} credential(s) decrypt under no configured key (see the log)")

@@ -1,7 +1,6 @@
-"""The run engine's adapter to the LLM layer and the agents app: which client serves a model name
-(the agents app's ``model_resolve``/``client_for``, DESIGN §14), budgets checked before each call
-(provider, agent and organization monthly limits), and a circuit breaker per provider (Redis,
-shared by every worker).
+"""The run engine's LLM call rules: which client serves a model name (the ``model_resolve``
+service the agents app provides, DESIGN §14), budgets checked before each call (provider, agent
+and organization monthly limits), and a circuit breaker per provider (Redis, shared by every worker).
 """
 from __future__ import annotations
 
@@ -37,27 +36,21 @@ class ResolvedModel:
     note: str = ""
 
     @property
+    def label(self) -> str:
+        """How answers name the provider: its name, else its type."""
+        return getattr(self.provider, "name", None) or self.provider_type
+
+    @property
     def pricing_model(self) -> str:
         return "builtin" if self.provider_type == "builtin" else self.model
 
 
 def resolve_model(*, organization, model_name: str | None) -> ResolvedModel:
-    """The agents app's resolution (``apps.agents.runtime.model_resolve``) and client, as one object."""
-    from rest_framework.exceptions import APIException
+    """The client and pricing that serve ``model_name`` for the organization (the ``model_resolve``
+    service); raises ModelUnavailable when no provider serves it."""
+    from apps.runs.registry import service
 
-    from apps.agents.runtime import client_for, model_resolve
-
-    try:
-        resolved = model_resolve(organization=organization, name=model_name)
-    except APIException as exc:
-        raise ModelUnavailable(str(exc.detail))
-    client = client_for(organization=organization, resolved=resolved)
-    pricing = resolved.parameters.get("pricing") if isinstance(resolved.parameters.get("pricing"), dict) else None
-    provider = resolved.provider
-    return ResolvedModel(client=client, requested=resolved.requested or resolved.model, model=resolved.model,
-                         provider_type=resolved.provider_type,
-                         provider_key=str(provider.pk) if provider is not None else BUILTIN_KEY, provider=provider,
-                         pricing_override=pricing, note=resolved.note)
+    return service("model_resolve")(organization, model_name)
 
 
 # --- circuit breaker ---------------------------------------------------------------------------
@@ -153,9 +146,9 @@ def provider_budget(provider) -> tuple[Decimal | None, Decimal]:
     """(limit, spent this month) of a provider — the agents app's usage table."""
     if provider is None or provider.budget_limit is None:
         return None, Decimal(0)
-    from apps.agents.selectors import provider_month_spend
+    from apps.runs.registry import service
 
-    return provider.budget_limit, provider_month_spend(provider=provider)
+    return provider.budget_limit, service("provider_month_spend")(provider)
 
 
 def agent_budget_limit(agent) -> Decimal | None:
@@ -165,7 +158,7 @@ def agent_budget_limit(agent) -> Decimal | None:
 
 
 def agent_month_spend(*, organization_id, agent_id) -> Decimal:
-    from apps.crews.models import UsageRollup
+    from apps.runs.models import UsageRollup
 
     total = UsageRollup.objects.for_org(organization_id).filter(agent_id=agent_id, day__gte=month_start()).aggregate(
         total=Sum("cost"))["total"]
@@ -178,7 +171,7 @@ def organization_budget_limit(organization) -> Decimal | None:
 
 
 def organization_month_spend(*, organization_id) -> Decimal:
-    from apps.crews.models import UsageRollup
+    from apps.runs.models import UsageRollup
 
     total = UsageRollup.objects.for_org(organization_id).filter(day__gte=month_start()).aggregate(
         total=Sum("cost"))["total"]
@@ -187,9 +180,15 @@ def organization_month_spend(*, organization_id) -> Decimal:
 
 def check_budgets(*, organization, resolved: ResolvedModel, agent=None) -> None:
     """Before an LLM call: the provider's, the agent's and the organization's monthly budgets."""
-    limit, spent = provider_budget(resolved.provider)
+    check_budgets_for(organization=organization, provider=resolved.provider, agent=agent)
+
+
+def check_budgets_for(*, organization, provider, agent=None) -> None:
+    """The three budgets of a call served by ``provider`` (None: builtin) for ``agent``; raises
+    BudgetExceeded naming the one that is spent. Also what callers check before queuing a run."""
+    limit, spent = provider_budget(provider)
     if limit is not None and spent >= limit:
-        raise BudgetExceeded(f"budget exceeded: provider {resolved.provider.name!r} spent ${spent:.4f} of its "
+        raise BudgetExceeded(f"budget exceeded: provider {provider.name!r} spent ${spent:.4f} of its "
                              f"${limit:.4f} monthly budget")
     agent_limit = agent_budget_limit(agent) if agent is not None else None
     if agent_limit is not None:
@@ -214,6 +213,6 @@ def budgets_configured(*, organization, resolved: ResolvedModel, agent=None) -> 
 def record_provider_usage(*, resolved: ResolvedModel, input_tokens: int, output_tokens: int, cost) -> None:
     if resolved.provider is None:
         return
-    from apps.agents.services import provider_record_usage
+    from apps.runs.registry import service
 
-    provider_record_usage(provider=resolved.provider, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
+    service("provider_record_usage")(resolved.provider, input_tokens, output_tokens, cost)

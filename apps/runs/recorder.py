@@ -21,7 +21,7 @@ from functools import partial
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.crews.models import ExecutionLog, TraceSpan
+from apps.runs.models import ExecutionLog, TraceSpan
 
 FLUSH_SECONDS = 0.5
 FLUSH_ENTRIES = 50
@@ -182,13 +182,13 @@ class RunRecorder:
 
     def _write_counters(self, usage: dict, providers: list) -> None:
         """Each in autocommit when the caller is in none: a row lock held for one statement."""
-        from apps.agents.services import provider_record_usage
+        from apps.runs.registry import service
 
         try:
             if usage:
                 self._write_usage(usage)
             for provider, tokens_in, tokens_out, cost in providers:
-                provider_record_usage(provider=provider, input_tokens=tokens_in, output_tokens=tokens_out, cost=cost)
+                service("provider_record_usage")(provider, tokens_in, tokens_out, cost)
         finally:
             if not connection.in_atomic_block:
                 connection.close()

@@ -1,0 +1,106 @@
+"""The one way to call an agent: every entry point (REST test / task / command / execute /
+stream-prompt, deployments over the API and MCP, voice, socket commands) starts an Execution here
+and the run engine's worker answers it (``apps.agents.runs``). Nothing here calls a model.
+
+``agent_call_start`` refuses what would fail anyway before a run is queued (a disabled agent, a
+model no provider serves, a spent budget), with the same error on every path; ``agent_call`` also
+waits for the run and turns its end into the answer of a synchronous API (or a 202 with the
+``execution_id`` when the wait timed out).
+"""
+from __future__ import annotations
+
+from django.conf import settings
+
+from apps.agents.errors import AgentDisabled, BudgetExceeded, ProviderRejected, ProviderTimeout, ProviderUnavailable
+from apps.runs import llm as llm_layer
+from apps.runs.models import Execution, ExecutionKind, ExecutionStatus
+from apps.runs.services import execution_create, wait_for_terminal
+from kai_platform.api.errors import Conflict, Unprocessable, codes
+
+#: the kinds of run that are one agent answering (the agents app registers their runners)
+AGENT_KINDS = frozenset({ExecutionKind.AGENT_TASK, ExecutionKind.AGENT_COMMAND, ExecutionKind.AGENT_EXECUTE,
+                         ExecutionKind.AGENT_PROMPT, ExecutionKind.AGENT_TEST})
+
+
+def agent_check_runnable(*, agent) -> None:
+    """A disabled agent takes no new runs (AGENT_005)."""
+    if not agent.is_active or agent.status == "disabled":
+        raise AgentDisabled(f"Agent {agent.name!r} is disabled.", errors=[{"field": "agent", "message": "disabled"}])
+
+
+def agent_check_budgets(*, agent, model: str = "") -> None:
+    """The provider's, the agent's and the organization's monthly budgets, as the engine checks them
+    before each model call (same message), without calling anything: refused before a run is queued."""
+    from apps.agents.runtime import model_resolve
+
+    organization = agent.organization
+    resolved = model_resolve(organization=organization, name=model or agent.llm)  # unknown model → 422 AGENT_004
+    try:
+        llm_layer.check_budgets_for(organization=organization, provider=resolved.provider, agent=agent)
+    except llm_layer.BudgetExceeded as exc:
+        raise BudgetExceeded(str(exc)) from None
+
+
+def agent_call_start(*, agent, actor, kind: str, definition: dict, run_name: str = "", inputs: dict | None = None,
+                     params: dict | None = None, model: str = "", priority: int = 5, stream_id: str = "",
+                     **create) -> Execution:
+    """Check the agent may run, then create its PENDING run (queued on commit)."""
+    if kind not in AGENT_KINDS:
+        raise ValueError(f"{kind!r} is not a kind of agent run")
+    agent_check_runnable(agent=agent)
+    agent_check_budgets(agent=agent, model=model)
+    return execution_create(organization=agent.organization, actor=actor, kind=kind, agent=agent,
+                            run_name=(run_name or f"{agent.name} - {kind}")[:300], definition=definition,
+                            inputs=inputs, params=params, model=model, priority=priority, stream_id=stream_id,
+                            **create)
+
+
+def sync_wait_seconds() -> float:
+    return float(getattr(settings, "KAI_SYNC_RUN_WAIT_SECONDS", 120))
+
+
+def agent_call(*, agent, actor, prompt: str, params: dict | None = None, source: str = "test",
+               timeout: float | None = None, run_name: str = "") -> tuple[int, dict]:
+    """A synchronous prompt (``agents/{id}/test``, deployments): start the run, wait for it.
+    Returns (HTTP status, body): 200 with the answer and its ``execution_id``; 202 with the
+    ``execution_id`` and status when the run is still going after ``timeout``; a failed run raises
+    the error its failure names (the same envelope the API gives for it everywhere)."""
+    execution = agent_call_start(agent=agent, actor=actor, kind=ExecutionKind.AGENT_TEST,
+                                 definition={"prompt": prompt, "source": source}, params=params, priority=8,
+                                 run_name=run_name or f"{agent.name} - {source}")
+    execution = wait_for_terminal(execution_id=execution.pk, timeout=sync_wait_seconds() if timeout is None else timeout)
+    return answer_of(execution)
+
+
+def answer_of(execution: Execution) -> tuple[int, dict]:
+    """The synchronous answer of an agent run (see ``agent_call``)."""
+    if not execution.is_terminal:
+        return 202, {"execution_id": str(execution.pk), "status": execution.status}
+    if execution.status == ExecutionStatus.COMPLETED:
+        body = dict(execution.result) if isinstance(execution.result, dict) else {"output": execution.result}
+        body["execution_id"] = str(execution.pk)
+        return 200, body
+    raise_for_failed_run(execution)
+
+
+def raise_for_failed_run(execution: Execution):
+    """The API error of an ended run that did not complete (the engine's ``error_info`` says why)."""
+    info = (execution.result or {}).get("error_info") if isinstance(execution.result, dict) else None
+    info = info or {}
+    kind, detail = info.get("type") or "", execution.error or execution.status.lower()
+    extra = {"execution_id": str(execution.pk), "status": execution.status}
+    if execution.status == ExecutionStatus.CANCELLED:
+        raise Conflict(f"The run was cancelled: {detail}", extra=extra)
+    if kind == "budget_exceeded":
+        raise BudgetExceeded(detail, extra=extra)
+    provider = info.get("provider") or "the provider"
+    if kind == "provider_timeout":
+        raise ProviderTimeout(f"Provider '{provider}' did not answer within {info.get('timeout', 0):g} s.",
+                              extra=extra)
+    if kind in ("provider_connection", "provider_provider", "circuit_open"):
+        raise ProviderUnavailable(f"Provider '{provider}' failed: {detail}", extra=extra)
+    if kind.startswith("provider_"):
+        raise ProviderRejected(f"Provider '{provider}': {detail}", extra=extra)
+    if kind == "model_unavailable":
+        raise Unprocessable(detail, code=codes.AGENT_CONFIG_INVALID, errors=[{"field": "llm", "message": detail}])
+    raise Unprocessable(f"The run failed: {detail}", code=codes.AGENT_EXECUTION_FAILED, extra=extra)

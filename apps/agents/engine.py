@@ -1,0 +1,70 @@
+"""What the agents app provides to the run engine (``apps.runs.registry`` services): model
+resolution and clients, tools, provider spend and usage, the agents of a run and their counters.
+Registered by ``AgentsConfig.ready``; the engine never imports this app."""
+from __future__ import annotations
+
+from rest_framework.exceptions import APIException
+
+from apps.runs import llm as llm_layer
+from apps.runs.registry import provide
+
+
+@provide("model_resolve")
+def model_resolve(organization, model_name):
+    from apps.agents.runtime import client_for
+    from apps.agents.runtime import model_resolve as resolve
+
+    try:
+        resolved = resolve(organization=organization, name=model_name)
+        client = client_for(organization=organization, resolved=resolved)
+    except APIException as exc:
+        raise llm_layer.ModelUnavailable(str(exc.detail))
+    pricing = resolved.parameters.get("pricing") if isinstance(resolved.parameters.get("pricing"), dict) else None
+    provider = resolved.provider
+    return llm_layer.ResolvedModel(
+        client=client, requested=resolved.requested or resolved.model, model=resolved.model,
+        provider_type=resolved.provider_type,
+        provider_key=str(provider.pk) if provider is not None else llm_layer.BUILTIN_KEY, provider=provider,
+        pricing_override=pricing, note=resolved.note)
+
+
+@provide("tools_load")
+def tools_load(organization, names):
+    from apps.agents.models import Tool
+
+    return list(Tool.objects.for_org(organization).filter(name__in=list(names), enabled=True))
+
+
+@provide("tool_run")
+def tool_run(tool, arguments, *, organization, agent, actor):
+    from apps.agents.tools.base import ToolContext, run_tool
+
+    return run_tool(tool, arguments, ToolContext(organization=organization, agent=agent, actor=actor))
+
+
+@provide("provider_month_spend")
+def provider_month_spend(provider):
+    from apps.agents.selectors import provider_month_spend as spend
+
+    return spend(provider=provider)
+
+
+@provide("provider_record_usage")
+def provider_record_usage(provider, input_tokens, output_tokens, cost):
+    from apps.agents.services import provider_record_usage as record
+
+    record(provider=provider, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
+
+
+@provide("agents_load")
+def agents_load(organization, ids):
+    from apps.agents.models import Agent
+
+    return {str(a.pk): a for a in Agent.objects.for_org(organization).filter(pk__in=list(ids))}
+
+
+@provide("agent_record_run")
+def agent_record_run(agent, seconds, error):
+    from apps.agents.services import agent_record_execution
+
+    agent_record_execution(agent=agent, seconds=seconds, error=error)

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class RunsConfig(AppConfig):
+    name = "apps.runs"
+    label = "runs"
+    verbose_name = "Runs"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from apps.quotas.selectors import register_row_source
+        from apps.runs.selectors import executions_created_since
+
+        register_row_source("executions", executions_created_since)

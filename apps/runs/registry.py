@@ -1,0 +1,87 @@
+"""How features plug into the run engine without the engine importing them.
+
+Three registries, filled from the features' ``AppConfig.ready``:
+
+- **run kinds**: ``register_runner(kind)`` — the function that runs an execution of that kind
+  (``runner(ctx: RunContext) -> result``). crews registers ``crew`` and ``orchestration``, agents
+  the one-agent kinds, workflows ``workflow``.
+- **terminal hooks**: ``on_execution_terminal(*kinds)`` — called on commit after a run of one of
+  those kinds ended, as ``hook(execution_id=, status=, kind=, organization_id=, agent_id=,
+  parent_id=)``; quick (enqueue a task) and never raising into the engine.
+- **services**: ``provide(name)`` — the one implementation of something the engine needs from a
+  feature (model resolution, tools, a parked run's approval, ...); ``SERVICES`` names them all.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+Runner = Callable[..., object]
+
+RUNNERS: dict[str, Runner] = {}
+TERMINAL_HOOKS: dict[str, list[Callable]] = {}
+
+#: what the engine asks of the features, and the contract of each
+SERVICES = {
+    "model_resolve": "(organization, model_name) -> apps.runs.llm.ResolvedModel; raises "
+                     "apps.runs.llm.ModelUnavailable when no provider serves the model",
+    "tools_load": "(organization, names) -> enabled tool rows of those names (any order)",
+    "tool_run": "(tool, arguments, *, organization, agent, actor) -> the tool's output",
+    "provider_month_spend": "(provider) -> Decimal spent by the provider this month",
+    "provider_record_usage": "(provider, input_tokens, output_tokens, cost) -> None",
+    "agents_load": "(organization, ids) -> {str(id): agent} of the organization",
+    "agent_record_run": "(agent, seconds, error) -> None: the agent's run counters",
+    "approval_park": "(execution, request, checkpoint) -> bool: ask the approval and park the run "
+                     "WAITING_FOR_APPROVAL (False when its cancel was requested meanwhile)",
+}
+_services: dict[str, Callable] = {}
+
+
+def register_runner(kind: str):
+    """Decorator: ``fn`` runs executions of ``kind`` (one runner per kind; the last one wins)."""
+    def decorator(fn: Runner) -> Runner:
+        RUNNERS[str(kind)] = fn
+        return fn
+    return decorator
+
+
+def runner_for(kind: str) -> Runner | None:
+    return RUNNERS.get(str(kind))
+
+
+def on_execution_terminal(*kinds):
+    """Decorator: ``fn`` is called on commit after a run of one of ``kinds`` ended."""
+    def decorator(fn):
+        for kind in kinds:
+            hooks = TERMINAL_HOOKS.setdefault(str(kind), [])
+            if fn not in hooks:
+                hooks.append(fn)
+        return fn
+    return decorator
+
+
+def terminal_hooks(kind: str) -> list[Callable]:
+    return TERMINAL_HOOKS.get(str(kind), [])
+
+
+def provide(name: str):
+    """Decorator: ``fn`` is the implementation of the engine service ``name`` (see ``SERVICES``)."""
+    if name not in SERVICES:
+        raise ValueError(f"unknown run engine service {name!r}; known: {', '.join(SERVICES)}")
+
+    def decorator(fn):
+        _services[name] = fn
+        return fn
+    return decorator
+
+
+def service(name: str) -> Callable:
+    """The implementation of ``name``; a RuntimeError says which app should have provided it."""
+    try:
+        return _services[name]
+    except KeyError:
+        raise RuntimeError(f"no app provides the run engine service {name!r} ({SERVICES.get(name, '?')}); "
+                           "is the app that registers it installed?") from None
+
+
+def has_service(name: str) -> bool:
+    return name in _services

@@ -1,0 +1,49 @@
+"""Ports: services the lower layers (the kernel, accounts) call and higher layers implement —
+audit rows, events, step-up checks. Each implementation is registered by its app in
+``AppConfig.ready`` (audit, events, stepup), so nothing below imports the app above it (DESIGN §15)."""
+from __future__ import annotations
+
+from typing import Callable
+
+#: port → what it does; ``provide`` refuses any other name
+PORTS = {
+    "audit_record": "apps.audit.services.audit_record: one audit row for a write",
+    "audit_covered": "apps.audit.services.audit_covered: a context in which audit_record writes nothing",
+    "snapshot": "apps.audit.services.snapshot: a JSON-safe dict of a model instance",
+    "publish": "apps.events.services.publish: record an event, deliver it after commit",
+    "check_step_up": "apps.stepup.permissions.check_step_up: refuse a request without a fresh step-up",
+}
+_implementations: dict[str, Callable] = {}
+
+
+def provide(name: str, implementation: Callable) -> None:
+    if name not in PORTS:
+        raise ValueError(f"unknown port {name!r}")
+    _implementations[name] = implementation
+
+
+def _port(name: str) -> Callable:
+    try:
+        return _implementations[name]
+    except KeyError:
+        raise RuntimeError(f"nothing provides the port {name!r} ({PORTS[name]}); is its app installed?") from None
+
+
+def audit_record(**kwargs):
+    return _port("audit_record")(**kwargs)
+
+
+def audit_covered():
+    return _port("audit_covered")()
+
+
+def snapshot(instance, fields=None) -> dict:
+    return _port("snapshot")(instance, fields)
+
+
+def publish(organization, type: str, data: dict | None = None, **kwargs):
+    return _port("publish")(organization, type, data, **kwargs)
+
+
+def check_step_up(request) -> None:
+    return _port("check_step_up")(request)
