@@ -468,6 +468,9 @@ CELERY_BEAT_SCHEDULE = {
 #: a running execution stamps heartbeat_at this often; the reaper fails it once it is this old
 KAI_RUN_HEARTBEAT_SECONDS = env_float("KAI_RUN_HEARTBEAT_SECONDS", 2.0)
 KAI_RUN_STALE_SECONDS = env_int("KAI_RUN_STALE_SECONDS", 60)
+#: how long a synchronous agent call (agents/{id}/test, deployments/{id}/invoke) waits for its run
+#: before answering 202 with the execution_id
+KAI_SYNC_RUN_WAIT_SECONDS = env_float("KAI_SYNC_RUN_WAIT_SECONDS", 120.0)
 #: consecutive provider failures that open its circuit breaker, and for how long
 KAI_CIRCUIT_FAILURES = env_int("KAI_CIRCUIT_FAILURES", 5)
 KAI_CIRCUIT_COOLDOWN_SECONDS = env_int("KAI_CIRCUIT_COOLDOWN_SECONDS", 30)

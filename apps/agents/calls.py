@@ -9,6 +9,8 @@ waits for the run and turns its end into the answer of a synchronous API (or a 2
 """
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 
 from apps.agents.errors import AgentDisabled, BudgetExceeded, ProviderRejected, ProviderTimeout, ProviderUnavailable
@@ -78,6 +80,8 @@ def answer_of(execution: Execution) -> tuple[int, dict]:
         return 202, {"execution_id": str(execution.pk), "status": execution.status}
     if execution.status == ExecutionStatus.COMPLETED:
         body = dict(execution.result) if isinstance(execution.result, dict) else {"output": execution.result}
+        if isinstance(body.get("cost"), str):
+            body["cost"] = Decimal(body["cost"])  # rendered as every other money amount of the API
         body["execution_id"] = str(execution.pk)
         return 200, body
     raise_for_failed_run(execution)

@@ -80,7 +80,7 @@ def quota_consume(*, organization, quota: str, amount: int = 1, source: str = ""
     (hub name ``quota_warning``) once per window at 80 % of the limit.
 
     - ``agent_executions`` / ``workflow_executions`` count ``Execution`` rows and are consumed by
-      ``apps.crews.services.execution_create`` itself: callers need not (and a second call with
+      ``apps.runs.services.execution_create`` itself: callers need not (and a second call with
       ``ref=<execution id>`` counts nothing). Without ``ref`` it only checks for room (refuse
       early, before building a run) and counts nothing.
     - ``voice_commands`` (and any ledger quota): the call writes a ``QuotaUsage`` row — the

@@ -8,7 +8,11 @@ class RunsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from celery.signals import worker_init
+
         from apps.quotas.selectors import register_row_source
         from apps.runs.selectors import executions_created_since
+        from kai_platform.llm import preload_clients
 
         register_row_source("executions", executions_created_since)
+        worker_init.connect(lambda **kwargs: preload_clients(), weak=False)  # workers run the model calls

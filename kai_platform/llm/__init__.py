@@ -24,6 +24,18 @@ OPENAI_COMPATIBLE = ("openai", "azure", "ollama", "vllm", "deepseek", "databrick
 PROVIDER_TYPES = ("builtin", *OPENAI_COMPATIBLE, "anthropic")
 
 
+def preload_clients() -> None:
+    """Import the provider SDKs now (seconds of imports), so a worker's first model call does not
+    spend its timeout on them."""
+    from kai_platform.llm import anthropic_client, openai_compat  # noqa: F401
+
+    for sdk in ("openai", "anthropic", "httpx"):
+        try:
+            __import__(sdk)
+        except ImportError:
+            pass
+
+
 def get_client(provider_type: str, **kwargs) -> LLMClient:
     if provider_type == "builtin":
         from kai_platform.llm.builtin import BuiltinClient

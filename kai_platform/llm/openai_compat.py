@@ -6,6 +6,8 @@ import json
 import time
 from typing import Iterator
 
+import openai  # here, not at the first call: a client's first call must not spend its timeout importing
+
 from kai_platform.llm.base import (
     Chunk,
     LLMAuthError,
@@ -93,8 +95,6 @@ class OpenAICompatibleClient(LLMClient):
         return url
 
     def _sdk_client(self):
-        import openai
-
         try:
             check_url(self.endpoint, self.allowlist)
         except BlockedAddress as exc:

@@ -147,7 +147,7 @@ def test_memory_typed_tagged_ttl_and_queries(owner_client):
     assert_envelope(owner_client.get(url, {"since": "yesterday"}), 400)
 
 
-def test_test_runs_one_prompt_on_builtin(owner_client, member):
+def test_test_runs_one_prompt_on_builtin(owner_client, member, celery_worker_process):
     agent = _create(owner_client, llm="builtin", tools=[])
     response = owner_client.post(f"/api/v1/agents/{agent['id']}/test", {"prompt": "hello world"}, format="json")
     assert response.status_code == 200, response.content
@@ -159,7 +159,7 @@ def test_test_runs_one_prompt_on_builtin(owner_client, member):
     assert refreshed["execution_count"] == 1 and refreshed["last_execution"] is not None
 
 
-def test_test_calls_the_agents_tools(owner_client):
+def test_test_calls_the_agents_tools(owner_client, celery_worker_process):
     agent = _create(owner_client, llm="builtin", tools=["calculator"])
     body = owner_client.post(f"/api/v1/agents/{agent['id']}/test",
                              {"prompt": '/tool calculator {"expression": "6*7"}'}, format="json").json()
@@ -167,7 +167,7 @@ def test_test_calls_the_agents_tools(owner_client):
     assert '"result": 42' in body["output"]
 
 
-def test_unconfigured_model_falls_back_to_builtin_in_embedded_mode(owner_client):
+def test_unconfigured_model_falls_back_to_builtin_in_embedded_mode(owner_client, celery_worker_process):
     agent = _create(owner_client, llm="gpt-4", tools=[])
     body = owner_client.post(f"/api/v1/agents/{agent['id']}/test", {"prompt": "hi"}, format="json").json()
     assert body["provider_type"] == "builtin" and "gpt-4" in body["note"]

@@ -36,7 +36,8 @@ async def _session_calls(url: str, key: str | None, calls):
                 return await calls(session)
 
 
-def test_mcp_client_lists_and_calls_the_deployed_agent(transactional_db, make_member, live_server_process):
+def test_mcp_client_lists_and_calls_the_deployed_agent(transactional_db, make_member, live_server_process,
+                                                      celery_worker_process):
     owner = make_member("owner")
     agent = agent_create(organization=owner.organization, actor=owner.user,
                          data={"name": "Support Bot", "goal": "Answer support questions"})

@@ -75,7 +75,8 @@ def test_provider_key_is_encrypted_and_masked(owner_client, llm_server, allow_lo
     assert "sk-local-secret-1234" not in listed
 
 
-def test_agent_test_through_openai_compatible_provider(owner_client, llm_server, allow_loopback, member):
+def test_agent_test_through_openai_compatible_provider(owner_client, llm_server, allow_loopback, member,
+                                                      celery_worker_process):
     provider = _provider(owner_client, llm_server)
     agent = _agent(owner_client)
     response = owner_client.post(f"/api/v1/agents/{agent['id']}/test", {"prompt": "write"}, format="json")
@@ -90,7 +91,7 @@ def test_agent_test_through_openai_compatible_provider(owner_client, llm_server,
     assert Credential.objects.get(pk=provider["credential"]).usage_count == 1
 
 
-def test_tool_calls_through_the_real_sdk(owner_client, llm_server, allow_loopback):
+def test_tool_calls_through_the_real_sdk(owner_client, llm_server, allow_loopback, celery_worker_process):
     llm_server.mode = "tool_call"
     _provider(owner_client, llm_server)
     agent = _agent(owner_client, tools=["calculator"])
@@ -112,7 +113,8 @@ def test_spent_budget_stops_before_any_provider_call(owner_client, llm_server, a
     assert llm_server.requests == []
 
 
-def test_provider_timeout_answers_an_envelope_within_the_timeout(owner_client, llm_server, allow_loopback):
+def test_provider_timeout_answers_an_envelope_within_the_timeout(owner_client, llm_server, allow_loopback,
+                                                                celery_worker_process):
     llm_server.mode, llm_server.delay = "slow", 6
     _provider(owner_client, llm_server, timeout_seconds=1)
     agent = _agent(owner_client)
@@ -160,7 +162,7 @@ def test_private_base_url_is_refused_unless_allow_listed(owner_client, member):
                                                    "base_url": "http://localhost:11434/v1"}, format="json").status_code == 201
 
 
-def test_models_create_list_get_by_name(owner_client, llm_server, allow_loopback):
+def test_models_create_list_get_by_name(owner_client, llm_server, allow_loopback, celery_worker_process):
     provider = _provider(owner_client, llm_server)
     created = owner_client.post("/api/v1/models", {"name": "custom-gpt-4", "provider": "local", "model": "gpt-4o-mini",
                                                    "parameters": {"temperature": 0.7, "max_tokens": 2000}}, format="json")

@@ -48,7 +48,7 @@ def test_create_endpoint_service_and_refresh_probes_it(owner_client, member, llm
                                       format="json"), 400)
 
 
-def test_deploy_invoke_and_stop_revokes(owner_client):
+def test_deploy_invoke_and_stop_revokes(owner_client, celery_worker_process):
     agent = _agent(owner_client)
     deployed = owner_client.post("/api/v1/deploy", {"agent_id": agent["id"], "channels": ["api"]}, format="json")
     assert deployed.status_code == 201, deployed.content

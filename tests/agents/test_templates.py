@@ -40,7 +40,7 @@ def test_official_templates_are_shipped_read_only_and_filterable(owner_client):
     assert owner_client.get("/api/v1/templates?is_official=true").json()["total"] >= 2
 
 
-def test_use_agent_template_creates_the_agent(owner_client):
+def test_use_agent_template_creates_the_agent(owner_client, celery_worker_process):
     template = owner_client.get("/api/v1/templates/agents?category=analysis").json()["items"][0]
     created = owner_client.post(f"/api/v1/templates/agents/{template['id']}/use", {"name": "My analyst"}, format="json")
     assert created.status_code == 201, created.content
