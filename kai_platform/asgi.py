@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from apps.agents import mcp_channel  # noqa: E402
 from kai_platform.api.asgi_limits import BodyLimitMiddleware  # noqa: E402
+from kai_platform.clientaddr import TrustedProxyMiddleware  # noqa: E402
 from kai_platform.realtime.contexts import share_cache_clients  # noqa: E402
 from kai_platform.realtime.routing import websocket_urlpatterns  # noqa: E402
 
@@ -56,9 +57,10 @@ def _stream_multipart_bodies_under_daphne() -> None:
 
 _stream_multipart_bodies_under_daphne()
 
-application = ProtocolTypeRouter({
+# the client address and scheme, from forwarded headers of trusted proxies only (KAI_TRUSTED_PROXIES)
+application = TrustedProxyMiddleware(ProtocolTypeRouter({
     # MCP deployments (/mcp/deployments/{id}/) are served by the mcp package's transport, not Django
     "http": PathPrefixDispatch(BodyLimitMiddleware(django_asgi_app),
                                {mcp_channel.PATH_PREFIX: mcp_channel.application}),
     "websocket": URLRouter(websocket_urlpatterns),
-})
+}))
