@@ -22,7 +22,8 @@ from django.utils.text import slugify
 from rest_framework import exceptions
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.tokens import RefreshToken, Token
+from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from apps.accounts import selectors, throttle
 from apps.accounts.models import ApiKey, MagicLink, Membership, Organization, Plan, User, default_preferences
@@ -115,10 +116,18 @@ def _token_pair(refresh: RefreshToken, user: User) -> dict:
     }
 
 
+def _new_refresh(user: User, session_id: str) -> RefreshToken:
+    """``RefreshToken.for_user`` with the session id (``sid``, kept through rotation) in the token
+    before it is stored as outstanding, so a stored token tells its session."""
+    refresh = Token.for_user.__func__(RefreshToken, user)  # the token alone, not yet outstanding
+    refresh["sid"] = session_id
+    OutstandingToken.objects.create(user=user, jti=refresh["jti"], token=str(refresh),
+                                    created_at=refresh.current_time, expires_at=datetime_from_epoch(refresh["exp"]))
+    return refresh
+
+
 def auth_issue_tokens(*, user: User) -> dict:
-    refresh = RefreshToken.for_user(user)
-    refresh["sid"] = uuid.uuid4().hex  # the session: kept through refresh rotation
-    return _token_pair(refresh, user)
+    return _token_pair(_new_refresh(user, uuid.uuid4().hex), user)
 
 
 def auth_login(*, email: str, password: str, address: str) -> tuple[User, dict]:
@@ -174,9 +183,7 @@ def auth_refresh(*, refresh_token: str, address: str) -> dict:
     except _BadRefresh:
         throttle.failed_address(throttle.BAD_TOKEN, address=address)
         raise
-    refresh = RefreshToken.for_user(user)
-    refresh["sid"] = old.get("sid") or uuid.uuid4().hex
-    return _token_pair(refresh, user)
+    return _token_pair(_new_refresh(user, old.get("sid") or uuid.uuid4().hex), user)
 
 
 def auth_logout(*, user: User, access_claims: dict | None, refresh_token: str | None) -> None:
