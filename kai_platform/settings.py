@@ -323,6 +323,8 @@ PASSWORD_RESET_TIMEOUT = env_int("KAI_PASSWORD_RESET_SECONDS", 3600)
 KAI_TRUSTED_PROXIES = env_cidrs("KAI_TRUSTED_PROXIES")
 #: failures per account (and per account + address) before a lock; locks double up to the max
 KAI_AUTH_FAILURES_ALLOWED = env_int("KAI_AUTH_FAILURES_ALLOWED", 5)
+#: failures per address of attempts that name no account (API keys, refresh tokens, links)
+KAI_AUTH_ADDRESS_FAILURES_ALLOWED = env_int("KAI_AUTH_ADDRESS_FAILURES_ALLOWED", 20)
 KAI_AUTH_LOCK_SECONDS = env_int("KAI_AUTH_LOCK_SECONDS", 60)
 KAI_AUTH_LOCK_MAX_SECONDS = env_int("KAI_AUTH_LOCK_MAX_SECONDS", 900)
 

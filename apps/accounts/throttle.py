@@ -26,7 +26,7 @@ MAIL = Policy("mail")
 #: the step-up password re-check (counted per user id)
 STEP_UP = Policy("stepup")
 #: refresh tokens and sign-in/reset links that do not verify, per address (no account is known)
-BAD_TOKEN = Policy("token", allowed=20)
+BAD_TOKEN = Policy("token", allowed_setting="KAI_AUTH_ADDRESS_FAILURES_ALLOWED")
 
 _LOCKED_DETAIL = "Too many attempts for this account; try again later."
 

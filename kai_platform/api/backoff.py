@@ -51,7 +51,7 @@ class Policy:
     """One kind of attempt (``name``) and how many failures it allows before a lock."""
 
     name: str
-    allowed: int | None = None  # None: settings.KAI_AUTH_FAILURES_ALLOWED
+    allowed_setting: str = "KAI_AUTH_FAILURES_ALLOWED"  # the setting that holds how many are allowed
 
     def _keys(self, subject: str) -> tuple[str, str]:
         digest = hashlib.sha256(f"{self.name}\0{subject}".encode()).hexdigest()[:32]
@@ -60,7 +60,7 @@ class Policy:
 
     @property
     def threshold(self) -> int:
-        return int(self.allowed or settings.KAI_AUTH_FAILURES_ALLOWED)
+        return int(getattr(settings, self.allowed_setting))
 
 
 def locked_for(checks: list[tuple[Policy, str]]) -> int:

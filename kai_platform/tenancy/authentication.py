@@ -23,7 +23,7 @@ from kai_platform.tenancy.context import AuthContext
 
 API_KEY_PREFIX = "kai_"
 #: failed API-key lookups per client address: a brake on guessing keys (docs/security.md)
-API_KEY_GUESSES = backoff.Policy("apikey", allowed=20)
+API_KEY_GUESSES = backoff.Policy("apikey", allowed_setting="KAI_AUTH_ADDRESS_FAILURES_ALLOWED")
 logger = logging.getLogger("kai.security")
 ORG_HEADER = "HTTP_X_ORGANIZATION"
 

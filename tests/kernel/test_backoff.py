@@ -6,11 +6,12 @@ import pytest
 from kai_platform.api import backoff
 from kai_platform.api.errors import RateLimited
 
-POLICY = backoff.Policy("test", allowed=3)
+POLICY = backoff.Policy("test")
 
 
 @pytest.fixture(autouse=True)
 def _lock_times(settings):
+    settings.KAI_AUTH_FAILURES_ALLOWED = 3
     settings.KAI_AUTH_LOCK_SECONDS = 60
     settings.KAI_AUTH_LOCK_MAX_SECONDS = 900
 
@@ -36,7 +37,7 @@ def test_while_locked_every_attempt_is_refused_with_retry_after_and_others_are_n
         backoff.refuse_if_locked([(POLICY, "bob"), (POLICY, "ann")], "locked")
     assert 55 <= refused.value.retry_after <= 60
     backoff.refuse_if_locked([(POLICY, "bob")], "locked")  # another subject: no lock
-    assert backoff.locked_for([(backoff.Policy("other", allowed=3), "ann")]) == 0  # another policy: none
+    assert backoff.locked_for([(backoff.Policy("other"), "ann")]) == 0  # another policy: none
 
 
 def test_a_success_forgets_failures_and_lock():
