@@ -83,7 +83,7 @@ def _announce(policy: Policy, *, user: User | None, address: str, seconds: int, 
     with transaction.atomic():
         for membership in user.memberships.select_related("organization"):
             organization = membership.organization
-            audit_record(organization=organization, actor=None, action="auth.lock", model="accounts.user",
-                         object_id=str(user.pk), after=data, actor_type="system")
+            audit_record(organization=organization, actor=None, action="auth.lock", instance=user, after=data,
+                         actor_type="system")
             publish(organization, "auth.account_locked", data, owner=user.pk, severity="warning",
                     component="accounts")

@@ -114,3 +114,22 @@ def test_an_unknown_email_is_answered_like_a_wrong_password(untrusted, make_memb
             strip = lambda r: {k: v for k, v in r.json().items() if k != "request_id"}  # noqa: E731
             assert strip(known) == strip(unknown)
             assert ("Retry-After" in known.headers) == ("Retry-After" in unknown.headers)
+
+
+async def _socket_answers(server, keys):
+    answers = []
+    for key in keys:
+        async with websockets.connect(f"{server.ws_url}/api/v1/ws?token={key}") as socket:
+            message = json.loads(await asyncio.wait_for(socket.recv(), 10))
+            answers.append(message["data"].get("error_code") if message["type"] == "connection_error" else "ok")
+    return answers
+
+
+def test_guessing_api_keys_over_sockets_locks_the_address_for_every_key(untrusted, make_member):
+    from apps.accounts.services import api_key_create
+
+    member = make_member("owner")
+    _, good = api_key_create(organization=member.organization, created_by=member.user, creator_role="owner",
+                             name="socket key")
+    answers = asyncio.run(_socket_answers(untrusted, ["kai_abcdefghij_" + "x" * 40] * 20 + [good]))
+    assert answers == ["AUTHENTICATION_FAILED"] * 20 + ["RATE_LIMIT_EXCEEDED"]
