@@ -11,6 +11,7 @@ django_asgi_app = get_asgi_application()  # Django's handler, the request in one
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from kai_platform.api.asgi_limits import BodyLimitMiddleware  # noqa: E402
+from kai_platform.clientaddr import TrustedProxyMiddleware  # noqa: E402
 from kai_platform.realtime.contexts import share_cache_clients  # noqa: E402
 from kai_platform.realtime.routing import http_prefix_apps, websocket_urlpatterns  # noqa: E402
 
@@ -55,8 +56,9 @@ def _stream_multipart_bodies_under_daphne() -> None:
 
 _stream_multipart_bodies_under_daphne()
 
-application = ProtocolTypeRouter({
+# the client address and scheme, from forwarded headers of trusted proxies only (KAI_TRUSTED_PROXIES)
+application = TrustedProxyMiddleware(ProtocolTypeRouter({
     # apps serve some prefixes themselves (MCP deployments: the mcp package's transport, not Django)
     "http": PathPrefixDispatch(BodyLimitMiddleware(django_asgi_app), http_prefix_apps()),
     "websocket": URLRouter(websocket_urlpatterns()),
-})
+}))

@@ -53,6 +53,19 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_cidrs(name: str) -> list[str]:
+    """A comma-separated list of networks (``10.0.0.0/8``, ``::1/128``, a bare address = one host)."""
+    import ipaddress
+
+    networks = []
+    for item in env_list(name):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not a network (CIDR) or an address") from exc
+    return networks
+
+
 def parse_database_url(url: str) -> dict:
     """postgres://user:pass@host:port/name?opt=v → Django DATABASES entry.
 

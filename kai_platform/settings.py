@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from kai_platform.env import (async_redis_options, env_bool, env_float, env_int, env_list, env_str,
+from kai_platform.env import (async_redis_options, env_bool, env_cidrs, env_float, env_int, env_list, env_str,
                               parse_database_url)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -317,6 +317,17 @@ SIMPLE_JWT = {
     "USER_ID_CLAIM": "user_id",
 }
 MAGIC_LINK_LIFETIME = timedelta(minutes=15)
+PASSWORD_RESET_TIMEOUT = env_int("KAI_PASSWORD_RESET_SECONDS", 3600)
+
+# --- sign-in abuse (docs/security.md) -----------------------------------------------------------
+#: reverse proxies whose X-Forwarded-For/-Proto and Forwarded headers are believed; empty: none
+KAI_TRUSTED_PROXIES = env_cidrs("KAI_TRUSTED_PROXIES")
+#: failures per account (and per account + address) before a lock; locks double up to the max
+KAI_AUTH_FAILURES_ALLOWED = env_int("KAI_AUTH_FAILURES_ALLOWED", 5)
+#: failures per address of attempts that name no account (API keys, refresh tokens, links)
+KAI_AUTH_ADDRESS_FAILURES_ALLOWED = env_int("KAI_AUTH_ADDRESS_FAILURES_ALLOWED", 20)
+KAI_AUTH_LOCK_SECONDS = env_int("KAI_AUTH_LOCK_SECONDS", 60)
+KAI_AUTH_LOCK_MAX_SECONDS = env_int("KAI_AUTH_LOCK_MAX_SECONDS", 900)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "kAI platform API",

@@ -115,6 +115,7 @@ NOT_AUDITED = {
     ("auth-logout", "post"): "revokes the caller's own tokens (token bookkeeping)",
     ("auth-magic-link", "post"): "sends a one-time sign-in link; stores only the single-use token",
     ("auth-verify-magic", "post"): "signs in with a magic link (consumes the single-use token)",
+    ("auth-password-reset", "post"): "mails a reset token; stores nothing (the token is derived, not kept)",
     ("crew-debug", "post"): "validates YAML, stores nothing",
     ("workflow-validate", "post"): "validates a workflow definition, stores nothing",
     ("voice-synthesize", "post"): "turns text into speech audio, stores nothing",
@@ -159,6 +160,22 @@ def _register(ctx):
         assert row.after.get("email") == email and "password" not in json.dumps(row.after)
     return Call(ctx.url("auth-register"), {"email": email, "password": PASSWORD, "org_name": "Audit Co"},
                 kind="create", action="user.register", check=check)
+
+
+@recipe("auth-password", "post")
+def _password_change(ctx):
+    return Call(ctx.url("auth-password"), {"current_password": PASSWORD, "new_password": "Another-" + SECRET},
+                action="user.password_change", check=lambda row, r: row.after == {"sessions_revoked": 0})
+
+
+@recipe("auth-password-reset-confirm", "post")
+def _password_reset_confirm(ctx):
+    from apps.accounts.services import _reset_token
+
+    ctx.client.credentials()  # anonymous: the token is the credential
+    return Call(ctx.url("auth-password-reset-confirm"), {"token": _reset_token(ctx.user),
+                                                         "new_password": "Another-" + SECRET},
+                action="user.password_reset", check=lambda row, r: "sessions_revoked" in row.after)
 
 
 def _preferences(method):

@@ -94,6 +94,25 @@ class VerifyMagicSerializer(KaiSerializer):
     token = serializers.CharField(max_length=256)
 
 
+class PasswordChangeSerializer(KaiSerializer):
+    current_password = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
+    new_password = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
+
+
+class PasswordChangedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    sessions_revoked = serializers.IntegerField(help_text="Other sessions whose refresh tokens were revoked.")
+
+
+class PasswordResetRequestSerializer(KaiSerializer):
+    email = serializers.EmailField(max_length=254)
+
+
+class PasswordResetConfirmSerializer(KaiSerializer):
+    token = serializers.CharField(max_length=256)
+    new_password = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
+
+
 class SessionSerializer(serializers.Serializer):
     user = UserSerializer()
     organization = OrganizationSerializer(allow_null=True)

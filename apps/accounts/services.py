@@ -8,19 +8,24 @@ import string
 import uuid
 from datetime import datetime, timedelta, timezone as dt_timezone
 
+import jwt
 from django.conf import settings
 from django.contrib.auth import password_validation
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.tokens import default_token_generator
 from django.core import mail
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from django.utils.text import slugify
 from rest_framework import exceptions
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.tokens import RefreshToken, Token
+from rest_framework_simplejwt.utils import datetime_from_epoch
 
-from apps.accounts import selectors
+from apps.accounts import selectors, throttle
 from apps.accounts.models import ApiKey, MagicLink, Membership, Organization, Plan, User, default_preferences
 from kai_platform.ports import audit_covered, audit_record, publish, snapshot  # audit, events: DESIGN §15
 from kai_platform.api.errors import Conflict, codes
@@ -110,20 +115,38 @@ def _token_pair(refresh: RefreshToken, user: User) -> dict:
     }
 
 
+def _new_refresh(user: User, session_id: str) -> RefreshToken:
+    """``RefreshToken.for_user`` with the session id (``sid``, kept through rotation) in the token
+    before it is stored as outstanding, so a stored token tells its session."""
+    refresh = Token.for_user.__func__(RefreshToken, user)  # the token alone, not yet outstanding
+    refresh["sid"] = session_id
+    OutstandingToken.objects.create(user=user, jti=refresh["jti"], token=str(refresh),
+                                    created_at=refresh.current_time, expires_at=datetime_from_epoch(refresh["exp"]))
+    return refresh
+
+
 def auth_issue_tokens(*, user: User) -> dict:
-    refresh = RefreshToken.for_user(user)
-    refresh["sid"] = uuid.uuid4().hex  # the session: kept through refresh rotation
-    return _token_pair(refresh, user)
+    return _token_pair(_new_refresh(user, uuid.uuid4().hex), user)
 
 
-def auth_login(*, email: str, password: str) -> tuple[User, dict]:
-    user = User.objects.filter(email__iexact=(email or "").strip(), is_active=True).first()
+def auth_login(*, email: str, password: str, address: str) -> tuple[User, dict]:
+    """Sign in with a password. Failures are counted per account and per account + address
+    (apps.accounts.throttle); while either is locked every attempt answers 429."""
+    account = throttle.normalize(email)
+    throttle.guard(throttle.PASSWORD, account=account, address=address)
+    user = User.objects.filter(email__iexact=account, is_active=True).first()
     if user is None:
-        User().set_password(password)  # same work as a real check, so timing does not reveal accounts
+        make_password(password)  # same work as a real check, so timing does not reveal accounts
+    if user is None or not user.check_password(password):
+        throttle.failed(throttle.PASSWORD, account=account, address=address, user=user)
         raise exceptions.AuthenticationFailed("Invalid email or password.", code=codes.INVALID_CREDENTIALS)
-    if not user.check_password(password):
-        raise exceptions.AuthenticationFailed("Invalid email or password.", code=codes.INVALID_CREDENTIALS)
+    throttle.succeeded(throttle.PASSWORD, account=account, address=address)
     return user, auth_issue_tokens(user=user)
+
+
+class _BadRefresh(exceptions.AuthenticationFailed):
+    """A refresh token this server never issued (forged or mangled), as opposed to a used or
+    expired one: only these count as guesses."""
 
 
 def _consume_refresh(raw: str) -> tuple[RefreshToken, User]:
@@ -132,12 +155,15 @@ def _consume_refresh(raw: str) -> tuple[RefreshToken, User]:
         token = RefreshToken(raw)
     except TokenError as exc:
         expired = "expired" in str(exc).lower()
-        raise exceptions.AuthenticationFailed(
+        failure = exceptions.AuthenticationFailed if expired or "blacklisted" in str(exc).lower() else _BadRefresh
+        raise failure(
             "Refresh token has expired." if expired else "Refresh token is invalid or has already been used.",
             code=codes.TOKEN_EXPIRED if expired else codes.UNAUTHORIZED,
         )
     outstanding = OutstandingToken.objects.filter(jti=token["jti"]).select_related("user").first()
-    if outstanding is None or outstanding.user is None or not outstanding.user.is_active:
+    if outstanding is None:
+        raise _BadRefresh("Refresh token is invalid.", code=codes.UNAUTHORIZED)
+    if outstanding.user is None or not outstanding.user.is_active:
         raise exceptions.AuthenticationFailed("Refresh token is invalid.", code=codes.UNAUTHORIZED)
     try:
         with transaction.atomic():
@@ -147,11 +173,16 @@ def _consume_refresh(raw: str) -> tuple[RefreshToken, User]:
     return token, outstanding.user
 
 
-def auth_refresh(*, refresh_token: str) -> dict:
-    old, user = _consume_refresh(refresh_token)
-    refresh = RefreshToken.for_user(user)
-    refresh["sid"] = old.get("sid") or uuid.uuid4().hex
-    return _token_pair(refresh, user)
+def auth_refresh(*, refresh_token: str, address: str) -> dict:
+    """A new token pair for a refresh token (used once). Tokens this server never issued are
+    counted per address (a replayed or expired one is an honest client's race, not a guess)."""
+    throttle.guard_address(throttle.BAD_TOKEN, address=address)
+    try:
+        old, user = _consume_refresh(refresh_token)
+    except _BadRefresh:
+        throttle.failed_address(throttle.BAD_TOKEN, address=address)
+        raise
+    return _token_pair(_new_refresh(user, old.get("sid") or uuid.uuid4().hex), user)
 
 
 def auth_logout(*, user: User, access_claims: dict | None, refresh_token: str | None) -> None:
@@ -174,10 +205,13 @@ def auth_logout(*, user: User, access_claims: dict | None, refresh_token: str | 
 
 # --- magic links ------------------------------------------------------------------------------
 
-def magic_link_request(*, email: str) -> None:
+def magic_link_request(*, email: str, address: str) -> None:
     """Email a single-use sign-in link if the address belongs to an active user (and say nothing
-    either way to the caller)."""
-    user = User.objects.filter(email__iexact=(email or "").strip(), is_active=True).first()
+    either way to the caller). Every request counts towards the account's mail lock."""
+    account = throttle.normalize(email)
+    throttle.guard(throttle.MAIL, account=account, address=address)
+    user = User.objects.filter(email__iexact=account, is_active=True).first()
+    throttle.failed(throttle.MAIL, account=account, address=address, user=user)
     if user is None:
         return
     token = secrets.token_urlsafe(32)
@@ -194,7 +228,8 @@ def magic_link_request(*, email: str) -> None:
     )
 
 
-def magic_link_verify(*, token: str) -> tuple[User, dict]:
+def magic_link_verify(*, token: str, address: str) -> tuple[User, dict]:
+    throttle.guard_address(throttle.BAD_TOKEN, address=address)
     now = timezone.now()
     with transaction.atomic():
         link = (
@@ -202,12 +237,114 @@ def magic_link_verify(*, token: str) -> tuple[User, dict]:
             .filter(token_hash=_digest(token or ""), used_at__isnull=True, expires_at__gt=now, user__is_active=True)
             .first()
         )
-        if link is None:
-            raise exceptions.AuthenticationFailed("This sign-in link is invalid, expired or already used.",
-                                                  code=codes.INVALID_CREDENTIALS)
-        link.used_at = now
-        link.save(update_fields=["used_at"])
+        if link is not None:
+            link.used_at = now
+            link.save(update_fields=["used_at"])
+    if link is None:
+        throttle.failed_address(throttle.BAD_TOKEN, address=address)
+        raise exceptions.AuthenticationFailed("This sign-in link is invalid, expired or already used.",
+                                              code=codes.INVALID_CREDENTIALS)
+    throttle.succeeded(throttle.MAIL, account=throttle.normalize(link.user.email), address=address)
     return link.user, auth_issue_tokens(user=link.user)
+
+
+# --- passwords --------------------------------------------------------------------------------
+
+def _validate_new_password(password: str, user: User, field: str) -> None:
+    """Django's validators (settings.AUTH_PASSWORD_VALIDATORS: length, similarity, common list, numeric)."""
+    try:
+        password_validation.validate_password(password, user=user)
+    except DjangoValidationError as exc:
+        raise exceptions.ValidationError({field: list(exc.messages)})
+
+
+def _session_of(raw_refresh: str) -> str | None:
+    """The session (``sid``) a stored refresh token belongs to (it was verified when issued)."""
+    try:
+        return jwt.decode(raw_refresh, options={"verify_signature": False}).get("sid")
+    except jwt.PyJWTError:
+        return None
+
+
+def refresh_tokens_revoke(*, user: User, keep_session: str | None = None) -> int:
+    """Blacklist the user's live refresh tokens except those of ``keep_session``; how many."""
+    live = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True)
+    doomed = [token for token in live if keep_session is None or _session_of(token.token) != keep_session]
+    BlacklistedToken.objects.bulk_create([BlacklistedToken(token=token) for token in doomed], ignore_conflicts=True)
+    return len(doomed)
+
+
+def _password_set(*, user: User, password: str, action: str, keep_session: str | None) -> int:
+    _validate_new_password(password, user, "new_password")
+    with transaction.atomic():
+        user.set_password(password)
+        user.save(update_fields=["password", "updated_at"])
+        revoked = refresh_tokens_revoke(user=user, keep_session=keep_session)
+        for membership in user.memberships.select_related("organization"):
+            audit_record(organization=membership.organization, actor=user, action=action, instance=user,
+                         after={"sessions_revoked": revoked})
+    return revoked
+
+
+def user_password_change(*, user: User, current_password: str, new_password: str, session_id: str | None,
+                         address: str) -> int:
+    """Change the password after re-checking the current one (counted like a sign-in); the
+    user's other sessions lose their refresh tokens. Returns how many were revoked."""
+    account = throttle.normalize(user.email)
+    throttle.guard(throttle.PASSWORD, account=account, address=address)
+    if not user.check_password(current_password):
+        throttle.failed(throttle.PASSWORD, account=account, address=address, user=user)
+        raise exceptions.ValidationError({"current_password": ["The current password is wrong."]})
+    throttle.succeeded(throttle.PASSWORD, account=account, address=address)
+    return _password_set(user=user, password=new_password, action="user.password_change", keep_session=session_id)
+
+
+def _reset_token(user: User) -> str:
+    return f"{urlsafe_base64_encode(str(user.pk).encode())}.{default_token_generator.make_token(user)}"
+
+
+def _user_of_reset_token(token: str) -> User | None:
+    uid, _, secret = (token or "").partition(".")
+    try:
+        user = User.objects.filter(pk=urlsafe_base64_decode(uid).decode(), is_active=True).first()
+    except (ValueError, DjangoValidationError):
+        return None
+    return user if user is not None and default_token_generator.check_token(user, secret) else None
+
+
+def user_password_reset_request(*, email: str, address: str) -> None:
+    """Email a reset token if the address belongs to an active user with a password (say nothing
+    either way). Counted with the sign-in link requests of the account."""
+    account = throttle.normalize(email)
+    throttle.guard(throttle.MAIL, account=account, address=address)
+    user = User.objects.filter(email__iexact=account, is_active=True).first()
+    throttle.failed(throttle.MAIL, account=account, address=address, user=user)
+    if user is None or not user.has_usable_password():
+        return
+    token = _reset_token(user)
+    hours = max(1, settings.PASSWORD_RESET_TIMEOUT // 3600)
+    mail.send_mail(
+        subject="Reset your kAI password",
+        message=(f"To choose a new password, POST {{\"token\": \"{token}\", \"new_password\": \"...\"}} to "
+                 f"{settings.KAI_PUBLIC_URL}/api/v1/auth/password-reset/confirm\n\n"
+                 f"The token works once and expires within {hours} hour(s). "
+                 "If you did not ask for it, ignore this message."),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[user.email],
+    )
+
+
+def user_password_reset_confirm(*, token: str, new_password: str, address: str) -> User:
+    """Set a new password with a reset token (single use: the token depends on the old hash);
+    every session of the user loses its refresh tokens, and the account's sign-in lock is lifted."""
+    throttle.guard_address(throttle.BAD_TOKEN, address=address)
+    user = _user_of_reset_token(token)
+    if user is None:
+        throttle.failed_address(throttle.BAD_TOKEN, address=address)
+        raise exceptions.ValidationError({"token": ["This reset token is invalid, expired or already used."]})
+    _password_set(user=user, password=new_password, action="user.password_reset", keep_session=None)
+    throttle.succeeded(throttle.PASSWORD, account=throttle.normalize(user.email), address=address)
+    return user
 
 
 # --- API keys ---------------------------------------------------------------------------------

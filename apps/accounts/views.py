@@ -17,6 +17,10 @@ from apps.accounts.serializers import (
     MagicLinkRequestSerializer,
     MeSerializer,
     OrganizationSerializer,
+    PasswordChangedSerializer,
+    PasswordChangeSerializer,
+    PasswordResetConfirmSerializer,
+    PasswordResetRequestSerializer,
     PreferencesSerializer,
     RefreshSerializer,
     RegisterResponseSerializer,
@@ -31,6 +35,7 @@ from apps.accounts.serializers import (
 )
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import KaiAPIView, PublicAPIView
+from kai_platform.clientaddr import client_address
 from kai_platform.tenancy import authcache
 from kai_platform.tenancy.permissions import IsAuthenticated
 from kai_platform.tenancy.roles import ADMIN_ROLES, ALL_ROLES
@@ -57,7 +62,8 @@ class LoginView(PublicAPIView):
     @extend_schema(request=LoginSerializer, responses={200: LoginResponseSerializer})
     def post(self, request):
         data = validated(LoginSerializer, request)
-        user, tokens = services.auth_login(email=data["email"], password=data["password"])
+        user, tokens = services.auth_login(email=data["email"], password=data["password"],
+                                           address=client_address(request))
         return Response({**tokens, "user": UserSerializer(user).data})
 
 
@@ -66,7 +72,8 @@ class RefreshView(PublicAPIView):
     @extend_schema(request=RefreshSerializer, responses={200: TokenPairSerializer})
     def post(self, request):
         data = validated(RefreshSerializer, request)
-        return Response(services.auth_refresh(refresh_token=data["refresh_token"]))
+        return Response(services.auth_refresh(refresh_token=data["refresh_token"],
+                                                     address=client_address(request)))
 
 
 @extend_schema(tags=["auth"])
@@ -86,7 +93,7 @@ class MagicLinkView(PublicAPIView):
     @extend_schema(request=MagicLinkRequestSerializer, responses={202: DetailSerializer})
     def post(self, request):
         data = validated(MagicLinkRequestSerializer, request)
-        services.magic_link_request(email=data["email"])
+        services.magic_link_request(email=data["email"], address=client_address(request))
         return Response({"detail": "If the address belongs to an account, a sign-in link has been sent."},
                         status=status.HTTP_202_ACCEPTED)
 
@@ -96,15 +103,51 @@ class VerifyMagicView(PublicAPIView):
     @extend_schema(request=VerifyMagicSerializer, responses={200: LoginResponseSerializer})
     def post(self, request):
         data = validated(VerifyMagicSerializer, request)
-        user, tokens = services.magic_link_verify(token=data["token"])
+        user, tokens = services.magic_link_verify(token=data["token"], address=client_address(request))
         return Response({**tokens, "user": UserSerializer(user).data})
 
     @extend_schema(parameters=[OpenApiParameter("token", str, required=True)],
                    responses={200: LoginResponseSerializer})
     def get(self, request):
         data = validated(VerifyMagicSerializer, request, data={"token": request.query_params.get("token", "")})
-        user, tokens = services.magic_link_verify(token=data["token"])
+        user, tokens = services.magic_link_verify(token=data["token"], address=client_address(request))
         return Response({**tokens, "user": UserSerializer(user).data})
+
+
+@extend_schema(tags=["auth"])
+class PasswordChangeView(KaiAPIView):
+    """Change the password (the current one is re-checked); the other sessions are signed out."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=PasswordChangeSerializer, responses={200: PasswordChangedSerializer})
+    def post(self, request):
+        data = validated(PasswordChangeSerializer, request)
+        session_id = request.auth.session_id if request.auth.kind == "jwt" else None
+        revoked = services.user_password_change(user=request.user, current_password=data["current_password"],
+                                                new_password=data["new_password"], session_id=session_id,
+                                                address=client_address(request))
+        return Response({"detail": "Password changed.", "sessions_revoked": revoked})
+
+
+@extend_schema(tags=["auth"])
+class PasswordResetView(PublicAPIView):
+    @extend_schema(request=PasswordResetRequestSerializer, responses={202: DetailSerializer})
+    def post(self, request):
+        data = validated(PasswordResetRequestSerializer, request)
+        services.user_password_reset_request(email=data["email"], address=client_address(request))
+        return Response({"detail": "If the address belongs to an account, a reset token has been sent."},
+                        status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(tags=["auth"])
+class PasswordResetConfirmView(PublicAPIView):
+    @extend_schema(request=PasswordResetConfirmSerializer, responses={200: DetailSerializer})
+    def post(self, request):
+        data = validated(PasswordResetConfirmSerializer, request)
+        services.user_password_reset_confirm(token=data["token"], new_password=data["new_password"],
+                                             address=client_address(request))
+        return Response({"detail": "Password changed; every session was signed out."})
 
 
 @extend_schema(tags=["auth"])

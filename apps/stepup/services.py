@@ -47,6 +47,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from apps.accounts import throttle
 from apps.audit.services import audit_record
 from apps.stepup.errors import StepUpFailed
 from apps.stepup.models import BackupCode, WebAuthnCredential
@@ -59,8 +60,6 @@ METHOD_WEBAUTHN = "webauthn"
 METHOD_PASSWORD = "password"
 METHOD_BACKUP_CODE = "backup_code"
 CHALLENGE_TTL_SECONDS = 300
-PASSWORD_FAILURES_ALLOWED = 5
-PASSWORD_FAILURE_WINDOW_SECONDS = 900
 BACKUP_CODE_COUNT = 10
 #: Crockford's base32 (no i, l, o, u): 10 characters = 50 random bits, shown as ``xxxxx-xxxxx``
 BACKUP_CODE_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -323,23 +322,17 @@ def authentication_verify(*, user, session_id: str, organization, credential: di
     return grant
 
 
-def _failures_key(user_id) -> str:
-    return f"stepup:pwfail:{user_id}"
-
-
-def password_verify(*, user, session_id: str, organization, password: str) -> dict:
-    """Re-check the account password; returns the grant. Five wrong answers in 15 minutes lock
-    this route for the rest of the window (429)."""
-    failures_key = _failures_key(user.pk)
-    failures = cache.get(failures_key) or 0
-    if failures >= PASSWORD_FAILURES_ALLOWED:
-        raise RateLimited("Too many wrong passwords; try again later.", retry_after=PASSWORD_FAILURE_WINDOW_SECONDS)
+def password_verify(*, user, session_id: str, organization, password: str, address: str) -> dict:
+    """Re-check the account password; returns the grant. Wrong answers are counted per account
+    and per account + address; past the limit every re-check answers 429 for an escalating time
+    (apps.accounts.throttle)."""
+    account = throttle.normalize(user.email)
+    throttle.guard(throttle.STEP_UP, account=account, address=address)
     if not user.has_usable_password() or not user.check_password(password or ""):
-        if cache.add(failures_key, 1, timeout=PASSWORD_FAILURE_WINDOW_SECONDS) is False:
-            cache.incr(failures_key)
         _audit(organization, user, "stepup.password.failed", user, after={"session_id": session_id})
+        throttle.failed(throttle.STEP_UP, account=account, address=address, user=user)
         raise StepUpFailed("The password is wrong.", code=codes.INVALID_CREDENTIALS)
-    cache.delete(failures_key)
+    throttle.succeeded(throttle.STEP_UP, account=account, address=address)
     with transaction.atomic():
         return grant_issue(user=user, session_id=session_id, method=METHOD_PASSWORD, organization=organization)
 

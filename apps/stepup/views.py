@@ -24,6 +24,7 @@ from apps.stepup.serializers import (
 )
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import KaiAPIView
+from kai_platform.clientaddr import client_address
 from kai_platform.tenancy.permissions import IsAuthenticated
 
 
@@ -127,7 +128,8 @@ class StepUpPasswordView(_StepUpView):
     def post(self, request):
         data = validated(PasswordRequestSerializer, request)
         grant = services.password_verify(user=request.user, session_id=self.session_id,
-                                         organization=self.organization, password=data["password"])
+                                         organization=self.organization, password=data["password"],
+                                         address=client_address(request))
         return Response({"success": True, "step_up": grant})
 
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.http import JsonResponse
 
 from kai_platform.api.exceptions import DEPENDENCY_ERRORS, envelope
+from kai_platform.clientaddr import UNKNOWN, client_address
 from kai_platform.logging import request_id_var, request_state_var
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -29,7 +30,8 @@ class RequestIDMiddleware:
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
         token = request_id_var.set(request_id)
-        state = {"ip": request.META.get("REMOTE_ADDR", ""), "user_agent": request.META.get("HTTP_USER_AGENT", "")[:300]}
+        ip = client_address(request)
+        state = {"ip": "" if ip == UNKNOWN else ip, "user_agent": request.META.get("HTTP_USER_AGENT", "")[:300]}
         request.kai_log_state = state  # for records logged after this middleware returns (django.request)
         state_token = request_state_var.set(state)
         try:

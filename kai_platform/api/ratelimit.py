@@ -17,6 +17,7 @@ from rest_framework.throttling import BaseThrottle
 
 from kai_platform.api import sharedcache
 from kai_platform.api.errors import RateLimited
+from kai_platform.clientaddr import client_address
 
 #: plan → (soft, hard) requests per minute
 PLAN_RATE_LIMITS: dict[str, tuple[int, int]] = {
@@ -61,8 +62,7 @@ class RateUsage:
         return headers
 
 
-def client_ip(request) -> str:
-    return request.META.get("REMOTE_ADDR") or "unknown"
+client_ip = client_address  # the one reading of the client address (kai_platform.clientaddr)
 
 
 @dataclass(frozen=True)

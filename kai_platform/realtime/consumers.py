@@ -25,6 +25,8 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
 
+from kai_platform.api.errors import RateLimited
+from kai_platform.clientaddr import scope_address
 from kai_platform.realtime import limits, watch
 from kai_platform.tenancy.authentication import authenticate_credential
 
@@ -118,7 +120,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         self.client_id = f"client_{uuid.uuid4().hex[:12]}"
         self.connected_at = time.monotonic()
         self.query = {k: v[-1] for k, v in parse_qs(self.scope.get("query_string", b"").decode()).items()}
-        self.ip = (self.scope.get("client") or ["unknown"])[0]
+        self.ip = scope_address(self.scope)
         if not self._origin_allowed():
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
@@ -165,10 +167,13 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
     async def _authenticate(self, raw_token: str) -> bool:
         try:
             user, auth = await database_sync_to_async(authenticate_credential)(
-                raw_token, organization_ref=self.query.get("organization")
+                raw_token, organization_ref=self.query.get("organization"), address=self.ip
             )
         except (exceptions.AuthenticationFailed, exceptions.PermissionDenied) as exc:
             await self.refuse("AUTHENTICATION_FAILED", str(exc.detail))
+            return False
+        except RateLimited as exc:
+            await self.refuse("RATE_LIMIT_EXCEEDED", str(exc.detail), retry_after=exc.retry_after)
             return False
         if auth.organization is None and self.requires_organization:
             await self.refuse("PERMISSION_DENIED", "The credential is not bound to an organization.")

@@ -2,6 +2,7 @@
 platform API key (``kai_…``); the organization comes from the credential, never from the body."""
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from datetime import datetime, timezone
@@ -13,13 +14,17 @@ from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
-from kai_platform.api import sharedcache
+from kai_platform.api import backoff, sharedcache
 from kai_platform.api.errors import codes
+from kai_platform.clientaddr import client_address
 from kai_platform.logging import request_state
 from kai_platform.tenancy import authcache
 from kai_platform.tenancy.context import AuthContext
 
 API_KEY_PREFIX = "kai_"
+#: failed API-key lookups per client address: a brake on guessing keys (docs/security.md)
+API_KEY_GUESSES = backoff.Policy("apikey", allowed_setting="KAI_AUTH_ADDRESS_FAILURES_ALLOWED")
+logger = logging.getLogger("kai.security")
 ORG_HEADER = "HTTP_X_ORGANIZATION"
 
 
@@ -62,14 +67,15 @@ class _BearerAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
-def authenticate_credential(raw: str, *, organization_ref: str | None = None):
+def authenticate_credential(raw: str, *, organization_ref: str | None = None, address: str | None = None):
     """A bearer credential (JWT access token or ``kai_…`` API key) → ``(user, AuthContext)``.
 
     The one implementation behind the REST authentication classes and the sockets. Raises
-    ``AuthenticationFailed`` (bad/expired/revoked) or ``PermissionDenied`` (organization).
+    ``AuthenticationFailed`` (bad/expired/revoked) or ``PermissionDenied`` (organization);
+    ``RateLimited`` while ``address`` is locked for guessing API keys.
     """
     if raw.startswith(API_KEY_PREFIX):
-        return _authenticate_api_key(raw, organization_ref)
+        return _authenticate_api_key(raw, organization_ref, address)
     return _authenticate_jwt(raw, organization_ref)
 
 
@@ -170,11 +176,16 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
     return user, ctx
 
 
-def _authenticate_api_key(raw: str, organization_ref: str | None):
+def _authenticate_api_key(raw: str, organization_ref: str | None, address: str | None = None):
     from apps.accounts import services
 
+    if address:
+        backoff.refuse_if_locked([(API_KEY_GUESSES, address)], "Too many invalid API keys from this address; "
+                                                               "try again later.")
     api_key = services.api_key_authenticate(raw_key=raw)
     if api_key is None:
+        if address and backoff.record_failure(API_KEY_GUESSES, address):
+            logger.warning("address lock: API-key guessing from %s", address)
         raise exceptions.AuthenticationFailed(_("API key is invalid, expired or revoked."), code=codes.UNAUTHORIZED)
     if organization_ref and not _matches_org(api_key.organization, organization_ref):
         raise OrganizationHeaderError(_("This API key is bound to another organization."))
@@ -215,7 +226,7 @@ class ApiKeyAuthentication(_BearerAuthentication):
         raw = _bearer(request)
         if raw is None or not raw.startswith(API_KEY_PREFIX):
             return None
-        return _authenticate_api_key(raw, request.META.get(ORG_HEADER))
+        return _authenticate_api_key(raw, request.META.get(ORG_HEADER), client_address(request))
 
 
 def _matches_org(organization, ref: str) -> bool:
