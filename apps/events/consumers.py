@@ -256,7 +256,7 @@ class HubConsumer(KaiSocketConsumer):
 
     async def on_client_disconnect(self, data, message):
         self._closing = True
-        await self.close(code=1000)
+        await self.close(code=1000, reason="NORMAL_CLOSURE: the client asked to disconnect.")
 
     # --- delivery -------------------------------------------------------------------------
     async def on_event(self, event: dict):

@@ -26,11 +26,13 @@ from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
 
 from kai_platform.realtime import limits, watch
+from kai_platform.server import drain
 from kai_platform.tenancy.authentication import authenticate_credential
 
 logger = logging.getLogger("kai.realtime")
 
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 
@@ -48,6 +50,11 @@ class SocketIdentity:
         self.session_id = auth.session_id
         self.credential = auth.claims.get("jti", "") if auth.kind == "jwt" else auth.api_key.pk
         self.expires_at = auth.expires_at
+
+
+def close_reason(error_code: str, message: str) -> str:
+    """A close frame's reason: the error code first, then the message, within 123 bytes of UTF-8."""
+    return f"{error_code}: {message}".encode()[:123].decode("utf-8", "ignore")
 
 
 def now_iso() -> str:
@@ -119,10 +126,10 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         self.connected_at = time.monotonic()
         self.query = {k: v[-1] for k, v in parse_qs(self.scope.get("query_string", b"").decode()).items()}
         self.ip = (self.scope.get("client") or ["unknown"])[0]
+        await self.accept()  # a refusal is a close frame with a code and reason, not a bare HTTP 403
         if not self._origin_allowed():
-            await self.close()  # before accept: the handshake is refused (HTTP 403)
+            await self.refuse("PERMISSION_DENIED", "This Origin may not open sockets here.")
             return
-        await self.accept()
         token = self.query.pop("token", None)
         if token:
             await self._authenticate(token)
@@ -218,7 +225,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         finally:
             self._closing = True
             await self._release_lease()
-            await self.close(code=close_code)
+            await self.close(code=close_code, reason=close_reason(error_code, message))
 
     async def _release_lease(self):
         watch.discard(self)
@@ -285,6 +292,14 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
             "reset_time": reset.isoformat().replace("+00:00", "Z"), "recommended_action": action,
         })
 
+    async def warn_disconnect(self, reason: str, seconds: float, *, close_code: int = CLOSE_GOING_AWAY) -> None:
+        """Seed 004's ``disconnect_warning``: the server closes this socket in ``seconds``."""
+        await self.send_envelope("disconnect_warning", {
+            "reason": reason, "seconds_left": round(seconds, 1), "close_code": close_code,
+            "reconnect": reason != "token_expiry",
+            "disconnect_at": datetime.fromtimestamp(time.time() + seconds, timezone.utc).isoformat().replace("+00:00", "Z"),
+        })
+
     # --- sending --------------------------------------------------------------------------
     async def send_envelope(self, type_: str, data: dict, **extra) -> None:
         payload = {"type": type_, "timestamp": now_iso(), "data": data}
@@ -317,3 +332,20 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
 
     async def on_event(self, event: dict):
         return None
+
+
+async def _warn_for_shutdown(seconds: float) -> int:
+    """The server's shutdown drain (kai_platform/server/drain.py): warn every socket of the process."""
+    warned = 0
+    for consumer in watch.sockets():
+        if consumer._closing:
+            continue
+        try:
+            await consumer.warn_disconnect("server_shutdown", seconds)
+            warned += 1
+        except Exception:  # the socket went away meanwhile
+            logger.debug("could not warn a socket of the shutdown", exc_info=True)
+    return warned
+
+
+drain.register(_warn_for_shutdown)

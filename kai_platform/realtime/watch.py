@@ -138,3 +138,8 @@ def discard(consumer) -> None:
 def watched_count() -> int:
     """Sockets this process is watching (for tests and diagnostics)."""
     return len(_watcher.instance.sockets) if _watcher.instance is not None else 0
+
+
+def sockets() -> list:
+    """The authenticated sockets of this process (the shutdown drain warns them)."""
+    return list(_watcher.instance.sockets) if _watcher.instance is not None else []
