@@ -186,6 +186,9 @@ def agent_run(*, agent, actor, prompt: str, params: dict | None = None, max_tool
 
     if not agent.is_active or agent.status == AgentStatus.DISABLED:
         raise AgentDisabled(f"Agent #{agent.agent_number} '{agent.name}' is disabled.")
+    from apps.system.selectors import ensure_no_maintenance
+
+    ensure_no_maintenance()  # 503 + Retry-After while the platform is under maintenance, like new runs
     organization = agent.organization
     resolved = model_resolve(organization=organization, name=agent.llm)
     tools = {t.name: t for t in selectors.tools_for_agent(agent=agent)}

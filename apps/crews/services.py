@@ -337,6 +337,10 @@ def execution_create(*, organization, actor, kind: str, run_name: str = "", crew
     published in the same statement as ``execution.pending`` (after it): the organization's event
     lock is then taken once, at the end of the caller's work."""
     ExecutionKind(kind)
+    if parent is None:  # maintenance refuses new runs (503 + Retry-After); a running run's steps go on
+        from apps.system.selectors import ensure_no_maintenance
+
+        ensure_no_maintenance()
     org_id = getattr(organization, "pk", organization)
     execution = Execution(
         **({"id": execution_id} if execution_id else {}),
