@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels (kai_platform.realtime)."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels (kai_platform.realtime),
+socket.io (``/socket.io/``, seed 002 clients) through python-socketio (``apps.events.sio``)."""
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
@@ -11,6 +12,7 @@ django_asgi_app = get_asgi_application()  # Django's handler, the request in one
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from apps.agents import mcp_channel  # noqa: E402
+from apps.events import sio  # noqa: E402  (socket.io for seed 002 clients)
 from kai_platform.api.asgi_limits import BodyLimitMiddleware  # noqa: E402
 from kai_platform.realtime.contexts import share_cache_clients  # noqa: E402
 from kai_platform.realtime.routing import websocket_urlpatterns  # noqa: E402
@@ -59,6 +61,6 @@ _stream_multipart_bodies_under_daphne()
 application = ProtocolTypeRouter({
     # MCP deployments (/mcp/deployments/{id}/) are served by the mcp package's transport, not Django
     "http": PathPrefixDispatch(BodyLimitMiddleware(django_asgi_app),
-                               {mcp_channel.PATH_PREFIX: mcp_channel.application}),
-    "websocket": URLRouter(websocket_urlpatterns),
+                               {mcp_channel.PATH_PREFIX: mcp_channel.application, sio.PATH_PREFIX: sio.application}),
+    "websocket": PathPrefixDispatch(URLRouter(websocket_urlpatterns), {sio.PATH_PREFIX: sio.application}),
 })
