@@ -12,7 +12,7 @@ APP = "bench.asgi_bench:application"
 
 def command(server: str, host: str, port: int) -> list[str]:
     if server == "daphne":  # the product's server (kai up): -v 0 turns the access log off
-        return [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), "-v", "0", APP]
+        return [PYTHON, "-m", "kai_platform.server", "-b", host, "-p", str(port), "-v", "0", APP]
     if server == "uvicorn":  # uvicorn[standard]: uvloop + httptools
         return [PYTHON, "-m", "uvicorn", APP, "--host", host, "--port", str(port), "--workers", "1",
                 "--no-access-log", "--log-level", "warning", "--lifespan", "off"]

@@ -45,7 +45,7 @@ def start_daphne(ctx: Context, name: str, app: str, extra_env: dict | None = Non
     env = {**ctx.env, **(extra_env or {})}
     # exec keeps the pid: the RSS read from /proc/<pid> is daphne's own
     argv = ["bash", "-c", 'ulimit -n "$(ulimit -Hn)" && exec "$@"', "bash",
-            PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", app]
+            PYTHON, "-m", "kai_platform.server", "-b", "127.0.0.1", "-p", str(port), "-v", "0", app]
     process = ctx.children.start(name, argv, env, log_path=ctx.log_dir / f"{name}-{port}.log")
     if not wait_http(f"http://127.0.0.1:{port}/health", timeout, process):
         ctx.children.stop(process)

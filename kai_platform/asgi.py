@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels (kai_platform.realtime)."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels (kai_platform.realtime),
+socket.io (``/socket.io/``, seed 002 clients) through python-socketio (``apps.events.sio``)."""
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
@@ -13,13 +14,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from kai_platform.api.asgi_limits import BodyLimitMiddleware  # noqa: E402
 from kai_platform.clientaddr import TrustedProxyMiddleware  # noqa: E402
 from kai_platform.realtime.contexts import share_cache_clients  # noqa: E402
-from kai_platform.realtime.routing import http_prefix_apps, websocket_urlpatterns  # noqa: E402
+from kai_platform.realtime.routing import http_prefix_apps, websocket_prefix_apps, websocket_urlpatterns  # noqa: E402
 
 share_cache_clients()  # in the root context every connection inherits: one Redis client, not one per socket
 
 
 class PathPrefixDispatch:
-    """HTTP requests under one of ``prefixes`` go to that ASGI app, the rest to ``default``."""
+    """Connections whose path starts with one of ``prefixes`` go to that ASGI app, the rest to ``default``."""
 
     def __init__(self, default, prefixes: dict):
         self.default, self.prefixes = default, prefixes
@@ -30,7 +31,6 @@ class PathPrefixDispatch:
             if path.startswith(prefix):
                 return await app(scope, receive, send)
         return await self.default(scope, receive, send)
-
 
 
 def _stream_multipart_bodies_under_daphne() -> None:
@@ -58,7 +58,7 @@ _stream_multipart_bodies_under_daphne()
 
 # the client address and scheme, from forwarded headers of trusted proxies only (KAI_TRUSTED_PROXIES)
 application = TrustedProxyMiddleware(ProtocolTypeRouter({
-    # apps serve some prefixes themselves (MCP deployments: the mcp package's transport, not Django)
+    # apps serve some prefixes themselves (MCP deployments: the mcp package's transport; socket.io)
     "http": PathPrefixDispatch(BodyLimitMiddleware(django_asgi_app), http_prefix_apps()),
-    "websocket": URLRouter(websocket_urlpatterns()),
+    "websocket": PathPrefixDispatch(URLRouter(websocket_urlpatterns()), websocket_prefix_apps()),
 }))

@@ -174,7 +174,7 @@ def cmd_up(args) -> int:
         _manage("bootstrap")
         host = os.environ.get("KAI_HOST", "127.0.0.1")
         port = os.environ.get("KAI_PORT", "8000")
-        supervisor.start("web", [PYTHON, "-m", "daphne", "-b", host, "-p", port,
+        supervisor.start("web", [PYTHON, "-m", "kai_platform.server", "-b", host, "-p", port,
                                  "kai_platform.asgi:application"])
         prefix = os.environ.get("KAI_REDIS_PREFIX", "kai")
         supervisor.start("worker", worker_command(["-Q", f"{prefix}.default", "-n", "default@%h"]))

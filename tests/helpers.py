@@ -97,9 +97,10 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
-        extra = {"KAI_REDIS_PREFIX": settings.KAI_REDIS_PREFIX + prefix_suffix, **env}
+        # no shutdown drain unless a test asks (kai_platform/server/drain.py): stop() stays quick
+        extra = {"KAI_REDIS_PREFIX": settings.KAI_REDIS_PREFIX + prefix_suffix, "KAI_WS_DRAIN_SECONDS": "0", **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "kai_platform.asgi:application"],
+            [sys.executable, "-m", "kai_platform.server", "-b", "127.0.0.1", "-p", str(self.port), "kai_platform.asgi:application"],
             cwd=BASE_DIR, env=subprocess_env(**extra), start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

@@ -47,6 +47,9 @@ class AgentSocketConsumer(KaiSocketConsumer):
         if getattr(self, "_redis", None) is not None:
             await self._redis.aclose()
 
+    async def warn_disconnect(self, reason: str, seconds: float, **kwargs) -> None:
+        await self.send_flat("disconnect_warning", reason=reason, seconds_left=round(seconds, 1))
+
     async def send_flat(self, type_: str, **fields):
         import orjson
 
@@ -297,6 +300,11 @@ class MCPConsumer(KaiSocketConsumer):
         await self.send(text_data=_mcp_json({"id": self.client_id, "version": "1.0", "type": "notification",
                                              "method": "connection.ready", "params": {"session_id": self.auth.session_id},
                                              "timestamp": now_iso()}))
+
+    async def warn_disconnect(self, reason: str, seconds: float, **kwargs) -> None:
+        await self.send(text_data=_mcp_json({"id": f"{self.client_id}-closing", "version": "1.0", "type": "notification",
+                                             "method": "connection.closing", "params": {"reason": reason,
+                                             "seconds_left": round(seconds, 1)}, "timestamp": now_iso()}))
 
     async def on_disconnect(self, code):
         for group in getattr(self, "joined", ()):

@@ -160,7 +160,27 @@ def dashboard(*, organization=None) -> dict:
         "cost_today": cost_today(organization=organization),
         "health": health(organization=organization),
         "approvals": pending_approvals(organization=organization),
+        "maintenance": maintenance(),
+        "sockets": open_sockets(organization=organization),
     }
+
+
+def maintenance() -> dict:
+    from apps.system.selectors import maintenance_state
+    from apps.system.services import maintenance_payload
+
+    return maintenance_payload(maintenance_state())
+
+
+def open_sockets(*, organization=None) -> dict:
+    """Open sockets of every server process (Redis), with the client's fingerprint and version."""
+    from kai_platform.realtime import limits
+
+    try:
+        rows = limits.open_sockets(organization_id=organization.pk if organization is not None else None, limit=100)
+    except Exception as exc:  # Redis down: the health panel says so too
+        return {"count": 0, "items": [], "error": f"{type(exc).__name__}: {exc}"[:200]}
+    return {"count": len(rows), "items": rows}
 
 
 def pending_approvals(*, organization=None) -> dict:

@@ -71,7 +71,7 @@ class ExecutionLogStreamConsumer(KaiSocketConsumer):
             if status["terminal"] and not lines:
                 await self.send_message("complete", status)
                 self._closing = True
-                await self.close(code=1000)
+                await self.close(code=1000, reason="NORMAL_CLOSURE: the run is over.")
                 return
             if not lines:
                 try:

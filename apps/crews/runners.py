@@ -43,6 +43,7 @@ def run_crew(ctx: RunContext):
             goal=specs.interpolate(a.goal, inputs), backstory=specs.interpolate(a.backstory, inputs),
             model=a.llm or (agent.llm if agent else "") or crew_model, tools=a.tools or list(getattr(agent, "tools", []) or []),
             agent=agent)
+    ctx.total_steps = len(spec.tasks) + (2 if process == "hierarchical" else 0)
     ctx.recorder.log(f"crew {definition.get('name') or ''} started: {len(spec.agents)} agents, {len(spec.tasks)} tasks, "
                      f"{process} process".replace("crew  ", "crew "))
     checkpoint = ctx.execution.checkpoint or {}
@@ -172,6 +173,12 @@ def _route(router_output: str, workers: list[AgentProfile], config: dict, text: 
     return scored[0]
 
 
+#: how many agent steps an orchestration of each pattern takes, from its profiles (default: one each)
+ORCHESTRATION_STEPS = {Pattern.ROUTER: lambda profiles: 2,
+                       Pattern.SUPERVISOR_WORKER: lambda profiles: len(profiles) + 1,
+                       Pattern.HIERARCHICAL: lambda profiles: len(profiles) + 1}
+
+
 @register_runner(ExecutionKind.ORCHESTRATION)
 def run_orchestration(ctx: RunContext):
     definition = ctx.execution.definition or {}
@@ -181,6 +188,7 @@ def run_orchestration(ctx: RunContext):
     text = _input_text(ctx.execution.inputs or {})
     root = ctx.recorder.span_start(SpanKind.TASK, f"orchestration {definition.get('name', '')} ({pattern})",
                                    pattern=pattern)
+    ctx.total_steps = ORCHESTRATION_STEPS.get(pattern, len)(profiles)
     ctx.recorder.log(f"orchestration started: {pattern} over {len(profiles)} agents")
     outputs: dict[str, str] = {}
     try:

@@ -28,6 +28,9 @@ PLATFORM_EVENTS = frozenset({"approval_requested", "approval_resolved", "quota_w
 #: short names the seed's own examples use
 SUBSCRIPTION_ALIASES = {"metrics": "metrics_update", "system_alerts": "system_alert"}
 
+#: platform-wide notices every member receives, whatever their role's visibility rule
+BROADCAST_TYPES = frozenset({"system.alert", "system.maintenance"})
+
 SUPPORTED_EVENTS = SEED_004_EVENTS | SEED_002_EVENTS | PLATFORM_EVENTS
 _INTERNAL_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 
@@ -50,6 +53,7 @@ PUBLIC_NAMES: dict[str, tuple[str, ...]] = {
     "metrics.update": ("metrics_update",),
     "system.performance_alert": ("performance_alert", "system:performance_alert"),
     "system.alert": ("system_alert",),
+    "system.maintenance": ("maintenance_mode",),
     "system.status": ("system_status", "system:health_changed"),
     "system.architecture_updated": ("system:architecture_updated",),
     "workflow.triggered": ("workflow:triggered",),
@@ -91,3 +95,13 @@ def shape(name: str, event: dict) -> dict:
         if name.startswith("inference_"):
             data.setdefault("inference_id", event["execution_id"])
     return data
+
+
+def visible_to(event: dict, *, role: str, user_id) -> bool:
+    """Members with role ``user`` see only events they caused or own, and the platform's broadcasts."""
+    from kai_platform.tenancy.roles import Role
+
+    if role != Role.USER or event["type"] in BROADCAST_TYPES:
+        return True
+    me = str(user_id)
+    return event.get("actor_id") == me or event.get("owner_id") == me

@@ -21,10 +21,9 @@ from apps.events import catalog, client_events
 from apps.events.models import Event
 from apps.events.services import serialize_event
 from kai_platform.realtime.commands import CommandError, command_names, get_command
-from kai_platform.realtime import relay
-from kai_platform.realtime.consumers import KaiSocketConsumer, now_iso
+from kai_platform.realtime import limits, relay
+from kai_platform.realtime.consumers import CLOSE_GOING_AWAY, KaiSocketConsumer, now_iso
 from kai_platform.realtime.groups import org_group
-from kai_platform.tenancy.roles import Role
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +102,8 @@ class HubConsumer(KaiSocketConsumer):
             "disconnect": self.on_client_disconnect,
             "agent:subscribe": self.on_agent_subscribe,
             "agent:unsubscribe": self.on_agent_unsubscribe,
+            "connection_pool_info": self.on_pool_info,
+            "get_pool_info": self.on_pool_info,
             **dict.fromkeys(client_events.NAMES, self.on_client_event),
         }.get(message["type"])
         if handler is None:
@@ -147,6 +148,7 @@ class HubConsumer(KaiSocketConsumer):
             "filters": {"severity": sorted(self.severity), "components": sorted(self.components)},
             "status": "active",
         })
+        await self.on_pool_info(data, message)
         if resume is not None:
             await self._replay(after=resume)
         elif self.watermark is None:
@@ -162,6 +164,18 @@ class HubConsumer(KaiSocketConsumer):
         await self.send_envelope("subscription_confirmed", {
             "events": sorted(self.events), "agents": sorted(self.agents),
             "status": "active" if self.events else "inactive",
+        })
+
+    async def on_pool_info(self, data, message):
+        """Seed 004's ``connection_pool_info``: the user's sockets across every process against the cap."""
+        active = await limits.connections_of(self.identity.user_id)
+        cap = settings.KAI_WS_MAX_PER_USER
+        await self.send_envelope("connection_pool_info", {
+            "pool_id": f"pool_{str(self.identity.user_id).replace('-', '')[:12]}",
+            "active_connections": active, "max_connections": cap,
+            "pool_utilization": round(active / cap, 2) if cap else 0.0,
+            "connections_per_minute": settings.KAI_WS_CONNECTS_PER_MINUTE,
+            "client_id": self.client_id,
         })
 
     async def on_agent_subscribe(self, data, message):
@@ -256,14 +270,38 @@ class HubConsumer(KaiSocketConsumer):
 
     async def on_client_disconnect(self, data, message):
         self._closing = True
-        await self.close(code=1000)
+        await self.close(code=1000, reason="NORMAL_CLOSURE: the client asked to disconnect.")
 
     # --- delivery -------------------------------------------------------------------------
     async def on_event(self, event: dict):
+        if event["type"] == "system.maintenance":
+            await self._on_maintenance(event)
         if not self.events:
             return
         await self._deliver(event)
         self._reconcile_soon.set()
+
+    async def _on_maintenance(self, event: dict):
+        """Every hub socket hears maintenance, subscribed or not; with ``disconnect_seconds`` the
+        socket is warned (``disconnect_warning``) and closed 1001 that many seconds later."""
+        data = event.get("data") or {}
+        if data == getattr(self, "_maintenance", None):
+            return  # the console hears one copy per organization
+        self._maintenance = data
+        if self.seen is None:
+            self.seen = SeenSeqs()
+        if not catalog.delivery_names(event["type"], self.events) and self.seen.add(event["seq"]):
+            await self.send_envelope("maintenance_mode", catalog.shape("maintenance_mode", event), seq=event["seq"])
+        seconds = data.get("disconnect_seconds")
+        if data.get("enabled") and isinstance(seconds, (int, float)) and not self._closing:
+            await self.warn_disconnect("maintenance", float(seconds))
+            self._spawn(self._close_later(float(seconds), "MAINTENANCE: the platform is under maintenance."))
+
+    async def _close_later(self, seconds: float, reason: str):
+        await asyncio.sleep(seconds)
+        if not self._closing:
+            self._closing = True
+            await self.close(code=CLOSE_GOING_AWAY, reason=reason)
 
     def _wanted(self, event: dict) -> list[str]:
         names = catalog.delivery_names(event["type"], self.events)
@@ -275,10 +313,8 @@ class HubConsumer(KaiSocketConsumer):
             return []
         if self.components and event.get("component") not in self.components:
             return []
-        if self.identity.role == Role.USER:
-            me = str(self.identity.user_id)
-            if event.get("actor_id") != me and event.get("owner_id") != me:
-                return []
+        if not catalog.visible_to(event, role=self.identity.role, user_id=self.identity.user_id):
+            return []
         return names
 
     async def _deliver(self, event: dict):

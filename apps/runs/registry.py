@@ -30,6 +30,8 @@ SERVICES = {
     "provider_record_usage": "(provider, input_tokens, output_tokens, cost) -> None",
     "agents_load": "(organization, ids) -> {str(id): agent} of the organization",
     "agent_record_run": "(agent, seconds, error) -> None: the agent's run counters",
+    "runs_admission": "() -> None: raises an API error (503 + Retry-After under maintenance) when "
+                      "new top-level runs are refused",
     "approval_park": "(execution, request, checkpoint) -> bool: ask the approval and park the run "
                      "WAITING_FOR_APPROVAL (False when its cancel was requested meanwhile)",
 }

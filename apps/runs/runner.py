@@ -219,11 +219,43 @@ class RunContext:
         self._stream_key = (f"{settings.KAI_REDIS_PREFIX}:stream:{execution.stream_id}"
                             if execution.stream_id else None)
         self._tools_cache: dict[str, object] = {}
+        #: steps the run is expected to take (a kind's runner sets it before its steps) and done so far
+        self.total_steps = 1
+        self.steps_done = 0
+        self._progress_lock = threading.Lock()
+        self._started = time.monotonic()
 
     # --- cancel -----------------------------------------------------------------------------
     def check_cancel(self) -> None:
         if self.handle.cancel_event.is_set():
             raise Cancelled(self.handle.cancel_reason or "cancelled")
+
+    def step_done(self, *, profile: AgentProfile, label: str) -> None:
+        """Seed 004's ``inference_progress`` (``execution.progress``): step i of n, tokens so far."""
+        with self._progress_lock:
+            self.steps_done += 1
+            done = self.steps_done
+        if self.total_steps <= 1:
+            return  # a one-step run: execution.running and execution.completed say it all
+        total = max(self.total_steps, done)
+        elapsed = time.monotonic() - self._started
+        tokens_in, tokens_out = self.recorder.total_tokens_in, self.recorder.total_tokens_out
+        from apps.events.services import publish
+
+        try:
+            with transaction.atomic():
+                publish(self.execution.organization_id, "execution.progress", {
+                    "progress": round(done / total, 4), "step": done, "total_steps": total,
+                    "stage": label or profile.role or profile.name, "agent": profile.key,
+                    "estimated_remaining": round(elapsed / done * (total - done), 1),
+                    "tokens": tokens_in + tokens_out, "tokens_in": tokens_in, "tokens_out": tokens_out,
+                }, agent=profile.agent_id or self.execution.agent_id, execution=self.execution.pk,
+                   owner=self.execution.created_by_id, component="runs")
+        except Exception:  # progress is informative: a failed insert must not fail the run
+            logger.warning("could not publish the progress of run %s", self.execution.pk, exc_info=True)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()
 
     # --- streaming to clients ---------------------------------------------------------------
     def stream_chunk(self, text: str, **extra) -> None:
@@ -388,6 +420,7 @@ class RunContext:
         if profile.agent_id and str(profile.agent_id) not in self.agents_executed:
             self.agents_executed.append(str(profile.agent_id))
         self.recorder.maybe_flush()
+        self.step_done(profile=profile, label=label)
         return result
 
     def _tool_message(self, call, tool_rows, profile: AgentProfile, parent: Span, result: StepResult) -> dict:

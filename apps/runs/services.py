@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record, snapshot
 from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionEvent, ExecutionKind, ExecutionStatus
-from apps.runs.registry import terminal_hooks
+from apps.runs.registry import has_service, service, terminal_hooks
 from apps.events.services import publish_many
 from apps.quotas.services import quota_consume_for_execution
 from kai_platform.api.errors import Conflict
@@ -298,6 +298,8 @@ def execution_create(*, organization, actor, kind: str, run_name: str = "", crew
     published in the same statement as ``execution.pending`` (after it): the organization's event
     lock is then taken once, at the end of the caller's work."""
     ExecutionKind(kind)
+    if parent is None and has_service("runs_admission"):  # maintenance refuses new runs; a run's steps go on
+        service("runs_admission")()
     org_id = getattr(organization, "pk", organization)
     execution = Execution(
         **({"id": execution_id} if execution_id else {}),

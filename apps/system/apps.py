@@ -8,4 +8,8 @@ class SystemConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from apps.runs.registry import provide
         from apps.system import client_events  # noqa: F401 (registers its hub client events)
+        from apps.system.selectors import ensure_no_maintenance
+
+        provide("runs_admission")(ensure_no_maintenance)

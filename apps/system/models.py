@@ -62,3 +62,65 @@ class MetricRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}{self.labels or ''}@{self.bucket:%Y-%m-%d %H:%M} = {self.value}"
+
+
+class Maintenance(models.Model):
+    """The platform's maintenance mode, one row (``pk=1``): while active, new runs answer 503
+    ``GENERAL_004`` with ``Retry-After``, and sockets hear ``maintenance_mode``. Platform-wide,
+    not tenant data; set through ``services.maintenance_set``."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    enabled = models.BooleanField(default=False)
+    message = models.CharField(max_length=500, blank=True)
+    until = models.DateTimeField(null=True, blank=True, help_text="Expected end; maintenance ends by itself then.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    updated_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "maintenance"
+
+    def __str__(self) -> str:
+        return "maintenance on" if self.enabled else "maintenance off"
+
+
+class AlertSeverity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+    CRITICAL = "critical", "Critical"
+
+
+class AlertStatus(models.TextChoices):
+    INVESTIGATING = "investigating", "Investigating"
+    IDENTIFIED = "identified", "Identified"
+    MONITORING = "monitoring", "Monitoring"
+    RESOLVED = "resolved", "Resolved"
+    INFORMATIONAL = "informational", "Informational"
+
+
+class SystemAlert(models.Model):
+    """An operator broadcast (seed 004 ``system_alert``) to every organization's members.
+    Platform-wide, not tenant data; written by ``services.system_alert_broadcast``."""
+
+    id = models.BigAutoField(primary_key=True)
+    severity = models.CharField(max_length=16, choices=AlertSeverity.choices, default=AlertSeverity.WARNING)
+    type = models.CharField(max_length=64, default="operator_notice")
+    message = models.CharField(max_length=1000)
+    affected_components = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=AlertStatus.choices, default=AlertStatus.INVESTIGATING)
+    estimated_resolution = models.DateTimeField(null=True, blank=True)
+    organizations_reached = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"[{self.severity}] {self.message[:60]}"
+
+    @property
+    def alert_id(self) -> str:
+        return f"alert_{self.pk}"

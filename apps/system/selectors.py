@@ -314,3 +314,44 @@ def run_counts_by_status(*, organization) -> dict:
             Execution.objects.for_org(organization).values("status").annotate(n=Count("id")).order_by()}
 
 
+
+
+# --- maintenance mode and operator alerts ---------------------------------------------------------
+
+class MaintenanceState:
+    """Whether maintenance is on now (``until`` past ends it), its message, and the ``Retry-After``."""
+
+    def __init__(self, row=None):
+        now = timezone.now()
+        self.enabled = bool(row and row.enabled)
+        self.message = row.message if row else ""
+        self.until = row.until if row else None
+        self.started_at = row.started_at if row else None
+        self.active = self.enabled and (self.until is None or self.until > now)
+        self.retry_after = max(1, math.ceil((self.until - now).total_seconds())) if self.active and self.until else 60
+
+
+def maintenance_state() -> MaintenanceState:
+    from apps.system.models import Maintenance
+
+    return MaintenanceState(Maintenance.objects.filter(pk=1).first())
+
+
+def ensure_no_maintenance() -> None:
+    """Raise 503 ``GENERAL_004`` with ``Retry-After`` while maintenance is on (new runs call this)."""
+    from kai_platform.api.errors.exceptions import ServiceUnavailable
+
+    state = maintenance_state()
+    if state.active:
+        exc = ServiceUnavailable(
+            f"The platform is under maintenance{': ' + state.message if state.message else ''}; new runs are "
+            f"refused until it ends.", extra={"maintenance": True,
+                                              "until": state.until.isoformat() if state.until else None})
+        exc.retry_after = state.retry_after
+        raise exc
+
+
+def recent_alerts(*, limit: int = 50):
+    from apps.system.models import SystemAlert
+
+    return list(SystemAlert.objects.select_related("created_by").order_by("-created_at")[:limit])

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from apps.system.models import ModificationType, SystemModification
+from apps.system.models import AlertSeverity, AlertStatus, ModificationType, SystemModification
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 
 
@@ -44,3 +44,55 @@ class MetricsQuerySerializer(KaiSerializer):
     metric_name = serializers.CharField(max_length=100)
     period = serializers.ChoiceField(choices=["15m", "1h", "6h", "24h", "7d", "30d"], default="1h")
     aggregation = serializers.ChoiceField(choices=["sum", "avg", "max", "min"], required=False)
+
+
+class SystemAlertBodySerializer(KaiSerializer):
+    """``POST system/alerts``: seed 004's ``system_alert`` fields."""
+
+    severity = serializers.ChoiceField(choices=AlertSeverity.choices, default=AlertSeverity.WARNING)
+    type = serializers.RegexField(r"^[a-z][a-z0-9_]{0,63}$", required=False, default="operator_notice",
+                                  help_text="What happened, snake_case (e.g. service_unavailable).")
+    message = serializers.CharField(max_length=1000)
+    affected_components = serializers.ListField(child=serializers.CharField(max_length=64), max_length=50,
+                                                required=False, default=list)
+    status = serializers.ChoiceField(choices=AlertStatus.choices, default=AlertStatus.INVESTIGATING)
+    estimated_resolution = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class SystemAlertSerializer(KaiSerializer):
+    alert_id = serializers.CharField()
+    severity = serializers.CharField()
+    type = serializers.CharField()
+    message = serializers.CharField()
+    affected_components = serializers.ListField(child=serializers.CharField())
+    status = serializers.CharField()
+    estimated_resolution = serializers.DateTimeField(allow_null=True)
+    organizations_reached = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class MaintenanceBodySerializer(KaiSerializer):
+    """``POST system/maintenance``."""
+
+    enabled = serializers.BooleanField()
+    message = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    until = serializers.DateTimeField(required=False, allow_null=True, default=None,
+                                      help_text="Expected end; maintenance ends by itself then.")
+    disconnect_seconds = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0,
+                                                  max_value=3600, help_text="Warn hub sockets and close them "
+                                                  "(1001) this many seconds later.")
+
+    def validate_until(self, value):
+        from django.utils import timezone
+
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("must be in the future")
+        return value
+
+
+class MaintenanceSerializer(KaiSerializer):
+    enabled = serializers.BooleanField()
+    message = serializers.CharField()
+    until = serializers.DateTimeField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    retry_after = serializers.IntegerField(allow_null=True)

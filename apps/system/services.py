@@ -268,3 +268,97 @@ def _publish_change(organization, modification: SystemModification, actor) -> No
         "target_model": modification.target_model, "target_id": modification.target_id,
         "rollback_of": str(modification.rollback_of_id) if modification.rollback_of_id else None,
     }]}, actor=actor, component="system")
+
+
+# --- operator broadcasts: system alerts and maintenance mode (seed 004) ----------------------
+
+def _broadcast(type_: str, data: dict, *, severity: str = "info") -> int:
+    """``publish`` one event to every active organization (their members' sockets hear it)."""
+    from apps.accounts.models import Organization
+
+    reached = 0
+    for organization in Organization.objects.filter(is_active=True).only("id").iterator():
+        publish(organization, type_, data, component="system", severity=severity)
+        reached += 1
+    return reached
+
+
+def alert_payload(alert) -> dict:
+    """Seed 004's ``system_alert`` data."""
+    return {
+        "alert_id": alert.alert_id, "severity": alert.severity, "type": alert.type, "message": alert.message,
+        "affected_components": list(alert.affected_components or []), "status": alert.status,
+        "estimated_resolution": alert.estimated_resolution.isoformat().replace("+00:00", "Z")
+        if alert.estimated_resolution else None,
+    }
+
+
+def _alert_severity(severity: str) -> str:
+    return {"info": "info", "warning": "warning", "error": "error", "critical": "critical"}.get(severity, "warning")
+
+
+@transaction.atomic
+def system_alert_broadcast(*, actor, severity: str, message: str, type: str = "operator_notice",
+                           affected_components=(), status: str = "investigating", estimated_resolution=None):
+    """Record an operator alert and send it to every organization as ``system.alert``."""
+    from apps.audit.services import audit_record
+    from apps.system.models import SystemAlert
+
+    alert = SystemAlert.objects.create(
+        severity=severity, message=message, type=type or "operator_notice",
+        affected_components=list(affected_components or []), status=status,
+        estimated_resolution=estimated_resolution, created_by=actor if getattr(actor, "pk", None) else None)
+    alert.organizations_reached = _broadcast("system.alert", alert_payload(alert), severity=_alert_severity(severity))
+    alert.save(update_fields=["organizations_reached"])
+    audit_record(organization=None, actor=actor, action="system.alert", instance=alert, after=alert_payload(alert))
+    return alert
+
+
+@transaction.atomic
+def system_alert_update(*, actor, alert, status: str):
+    """A new status of an alert (e.g. ``resolved``), announced like the alert itself."""
+    from apps.audit.services import audit_record
+
+    before = alert.status
+    alert.status = status
+    alert.save(update_fields=["status", "updated_at"])
+    _broadcast("system.alert", alert_payload(alert), severity="info" if status == "resolved" else _alert_severity(alert.severity))
+    audit_record(organization=None, actor=actor, action="system.alert.update", instance=alert,
+                 before={"status": before}, after={"status": status})
+    return alert
+
+
+def maintenance_payload(state) -> dict:
+    """Seed 004's ``maintenance_mode`` data (also ``GET system/maintenance``)."""
+    return {
+        "enabled": state.active, "message": state.message,
+        "until": state.until.isoformat().replace("+00:00", "Z") if state.until else None,
+        "started_at": state.started_at.isoformat().replace("+00:00", "Z") if state.started_at else None,
+        "retry_after": state.retry_after if state.active else None,
+    }
+
+
+@transaction.atomic
+def maintenance_set(*, actor, enabled: bool, message: str = "", until=None, disconnect_seconds=None):
+    """Turn maintenance on or off. While on, new runs are refused (``selectors.ensure_no_maintenance``);
+    every organization hears ``system.maintenance`` (hub ``maintenance_mode``). With
+    ``disconnect_seconds``, hub sockets are warned and closed (1001) that many seconds later."""
+    from apps.audit.services import audit_record
+    from apps.system import selectors
+    from apps.system.models import Maintenance
+
+    row, _ = Maintenance.objects.select_for_update().get_or_create(pk=1)
+    before = {"enabled": row.enabled, "message": row.message, "until": _json_safe(row.until)}
+    if enabled and not (row.enabled and (row.until is None or row.until > timezone.now())):
+        row.started_at = timezone.now()
+    row.enabled, row.message, row.until = bool(enabled), message or "", until if enabled else None
+    row.updated_by = actor if getattr(actor, "pk", None) else None
+    row.save()
+    state = selectors.maintenance_state()
+    data = maintenance_payload(state)
+    if enabled and disconnect_seconds is not None:
+        data["disconnect_seconds"] = disconnect_seconds
+    _broadcast("system.maintenance", data, severity="warning" if enabled else "info")
+    audit_record(organization=None, actor=actor, action="system.maintenance", instance=row, before=before,
+                 after={"enabled": row.enabled, "message": row.message, "until": _json_safe(row.until)})
+    return state

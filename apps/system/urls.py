@@ -1,7 +1,7 @@
 """API routes of apps.system (registered on the shared router)."""
 from django.urls import path
 
-from apps.system import views
+from apps.system import operator_views, views
 from kai_platform.api.routers import router
 
 router.register("system/modifications", views.ModificationViewSet, basename="system-modification")
@@ -11,6 +11,8 @@ urlpatterns = [
     path("system/architecture", views.ArchitectureView.as_view(), name="system-architecture"),
     path("system/config", views.SystemConfigView.as_view(), name="system-config"),
     path("system/modify", views.ModifyView.as_view(), name="system-modify"),
+    path("system/alerts", operator_views.SystemAlertsView.as_view(), name="system-alerts"),
+    path("system/maintenance", operator_views.MaintenanceView.as_view(), name="system-maintenance"),
     path("system/rollback", views.RollbackView.as_view(), name="system-rollback"),
     path("system/performance", views.PerformanceView.as_view(), name="system-performance"),
     path("system/logs", views.LogsView.as_view(), name="system-logs"),

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from kai_platform.api.errors import codes
-from kai_platform.api.errors.exceptions import KaiAPIException, PayloadTooLarge, RateLimited, ServiceUnavailable
+from kai_platform.api.errors.exceptions import KaiAPIException, PayloadTooLarge, ServiceUnavailable
 from kai_platform.logging import request_id_var
 
 logger = logging.getLogger("kai.api")
@@ -138,8 +138,8 @@ def exception_handler(exc, context):
         headers["WWW-Authenticate"] = exc.auth_header
     if isinstance(exc, drf.Throttled) and exc.wait is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
-    if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, KaiAPIException) and getattr(exc, "retry_after", None) is not None:
+        headers["Retry-After"] = str(exc.retry_after)  # 429, and 503 during maintenance
 
     if isinstance(exc, drf.ValidationError) or isinstance(exc.detail, (dict, list)):
         errors = flatten_errors(exc.detail)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
+import socket
 import time
 import uuid
 from datetime import datetime, timezone
@@ -28,11 +30,18 @@ from rest_framework import exceptions
 from kai_platform.api.errors import RateLimited
 from kai_platform.clientaddr import scope_address
 from kai_platform.realtime import limits, watch
+from kai_platform.server import drain
 from kai_platform.tenancy.authentication import authenticate_credential
 
 logger = logging.getLogger("kai.realtime")
 
+SERVER_ID = f"{socket.gethostname()}:{os.getpid()}"
+#: what a client should do on each ``disconnect_warning`` reason
+ACTIONS = {"token_expiry": "Refresh the access token and reconnect with it.",
+           "server_shutdown": "Reconnect (another server process takes the connection).",
+           "maintenance": "Reconnect after the maintenance window."}
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 
@@ -50,6 +59,25 @@ class SocketIdentity:
         self.session_id = auth.session_id
         self.credential = auth.claims.get("jti", "") if auth.kind == "jwt" else auth.api_key.pk
         self.expires_at = auth.expires_at
+
+
+def origin_allowed(origin: bytes | str | None) -> bool:
+    """A browser's ``Origin`` must be an allowed host (``ALLOWED_HOSTS``, ``CORS_ALLOWED_ORIGINS``);
+    no ``Origin`` (non-browser clients) passes: they authenticate with a token (DESIGN §14)."""
+    if not origin:
+        return True
+    from urllib.parse import urlparse
+
+    parsed = urlparse(origin.decode("latin-1") if isinstance(origin, bytes) else origin)
+    if parsed.netloc and f"{parsed.scheme}://{parsed.netloc}" in settings.CORS_ALLOWED_ORIGINS:
+        return True
+    host, _port = split_domain_port(parsed.netloc)
+    return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+
+
+def close_reason(error_code: str, message: str) -> str:
+    """A close frame's reason: the error code first, then the message, within 123 bytes of UTF-8."""
+    return f"{error_code}: {message}".encode()[:123].decode("utf-8", "ignore")
 
 
 def now_iso() -> str:
@@ -121,10 +149,10 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         self.connected_at = time.monotonic()
         self.query = {k: v[-1] for k, v in parse_qs(self.scope.get("query_string", b"").decode()).items()}
         self.ip = scope_address(self.scope)
+        await self.accept()  # a refusal is a close frame with a code and reason, not a bare HTTP 403
         if not self._origin_allowed():
-            await self.close()  # before accept: the handshake is refused (HTTP 403)
+            await self.refuse("PERMISSION_DENIED", "This Origin may not open sockets here.")
             return
-        await self.accept()
         token = self.query.pop("token", None)
         if token:
             await self._authenticate(token)
@@ -142,17 +170,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
 
     # --- authentication -------------------------------------------------------------------
     def _origin_allowed(self) -> bool:
-        headers = dict(self.scope.get("headers") or [])
-        origin = headers.get(b"origin")
-        if not origin:
-            return True  # non-browser clients authenticate with a token (DESIGN §14)
-        from urllib.parse import urlparse
-
-        parsed = urlparse(origin.decode("latin-1"))
-        if parsed.netloc and f"{parsed.scheme}://{parsed.netloc}" in settings.CORS_ALLOWED_ORIGINS:
-            return True
-        host, _port = split_domain_port(parsed.netloc)
-        return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+        return origin_allowed(dict(self.scope.get("headers") or []).get(b"origin"))
 
     def _auth_window_over(self):
         self._auth_timer = None
@@ -178,11 +196,9 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         if auth.organization is None and self.requires_organization:
             await self.refuse("PERMISSION_DENIED", "The credential is not bound to an organization.")
             return False
-        refused = await limits.acquire(user.pk, self.ip, self.client_id)
+        refused = await limits.acquire(user.pk, self.ip, self.client_id, self._lease_info(user, auth))
         if refused:
-            limit = settings.KAI_WS_MAX_PER_USER if refused == "user" else settings.KAI_WS_MAX_PER_IP
-            await self.refuse("CONNECTION_LIMIT_EXCEEDED",
-                              f"At most {limit} concurrent connections per {refused}.", retry_after=30)
+            await self._refuse_limit(refused)
             return False
         self._limits_held = True
         self._cancel_auth_timer()
@@ -194,6 +210,27 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
             self._credential = raw_token
             del self.user, self.auth, self.organization  # back to the class defaults (None)
         return True
+
+    def _lease_info(self, user, auth) -> dict:
+        """What the operator console lists for this socket (``limits.open_sockets``)."""
+        headers = dict(self.scope.get("headers") or [])
+        return {
+            "user": user.email, "organization_id": str(auth.organization.pk) if auth.organization else "",
+            "path": self.scope.get("path", ""), "socket": type(self).__name__, "server": SERVER_ID,
+            "client_fingerprint": headers.get(b"x-client-fingerprint", b"").decode("latin-1")[:200]
+            or self.query.get("client_fingerprint", "")[:200],
+            "client_version": headers.get(b"x-client-version", b"").decode("latin-1")[:100]
+            or self.query.get("client_version", "")[:100],
+        }
+
+    async def _refuse_limit(self, refused: str) -> None:
+        if refused in ("user", "ip"):
+            limit = settings.KAI_WS_MAX_PER_USER if refused == "user" else settings.KAI_WS_MAX_PER_IP
+            await self.refuse("CONNECTION_LIMIT_EXCEEDED",
+                              f"At most {limit} concurrent connections per {refused}.", retry_after=30)
+        else:
+            await self.refuse("RATE_LIMIT_EXCEEDED", f"At most {settings.KAI_WS_CONNECTS_PER_MINUTE} new "
+                              f"connections a minute per {refused.split('_')[0]}.", retry_after=60)
 
     async def identity_rows(self):
         """``(user, auth)`` of the socket's credential, for a handler that acts as the user; with
@@ -207,6 +244,12 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         except (exceptions.AuthenticationFailed, exceptions.PermissionDenied):
             self.credential_lapsed()
             return None, None
+
+    def credential_expiring(self, expires_at) -> None:
+        """The credential expires soon (the watcher's warning timer): ``disconnect_warning``."""
+        if not self._closing:
+            seconds = max(0.0, (expires_at - datetime.now(timezone.utc)).total_seconds())
+            self._spawn(self.warn_disconnect("token_expiry", seconds, close_code=CLOSE_POLICY))
 
     def credential_lapsed(self) -> None:
         """The credential expired or was revoked (called by the process's credential watcher)."""
@@ -223,7 +266,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         finally:
             self._closing = True
             await self._release_lease()
-            await self.close(code=close_code)
+            await self.close(code=close_code, reason=close_reason(error_code, message))
 
     async def _release_lease(self):
         watch.discard(self)
@@ -290,6 +333,14 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
             "reset_time": reset.isoformat().replace("+00:00", "Z"), "recommended_action": action,
         })
 
+    async def warn_disconnect(self, reason: str, seconds: float, *, close_code: int = CLOSE_GOING_AWAY) -> None:
+        """Seed 004's ``disconnect_warning``: the server closes this socket in ``seconds``."""
+        await self.send_envelope("disconnect_warning", {
+            "reason": reason, "seconds_left": round(seconds, 1), "close_code": close_code,
+            "recommended_action": ACTIONS.get(reason, "Reconnect after the close."),
+            "disconnect_at": datetime.fromtimestamp(time.time() + seconds, timezone.utc).isoformat().replace("+00:00", "Z"),
+        })
+
     # --- sending --------------------------------------------------------------------------
     async def send_envelope(self, type_: str, data: dict, **extra) -> None:
         payload = {"type": type_, "timestamp": now_iso(), "data": data}
@@ -322,3 +373,20 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
 
     async def on_event(self, event: dict):
         return None
+
+
+async def _warn_for_shutdown(seconds: float) -> int:
+    """The server's shutdown drain (kai_platform/server/drain.py): warn every socket of the process."""
+    warned = 0
+    for consumer in watch.sockets():
+        if consumer._closing:
+            continue
+        try:
+            await consumer.warn_disconnect("server_shutdown", seconds)
+            warned += 1
+        except Exception:  # the socket went away meanwhile
+            logger.debug("could not warn a socket of the shutdown", exc_info=True)
+    return warned
+
+
+drain.register(_warn_for_shutdown)

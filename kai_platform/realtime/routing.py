@@ -13,6 +13,7 @@ from django.urls import re_path
 
 _websocket_routes: list[tuple[str, Callable]] = []
 _http_prefixes: dict[str, Callable] = {}
+_websocket_prefixes: dict[str, Callable] = {}
 
 
 def add_websocket_route(pattern: str, loader: Callable) -> None:
@@ -30,5 +31,14 @@ def websocket_urlpatterns() -> list:
     return [re_path(pattern, loader()) for pattern, loader in _websocket_routes]
 
 
+def add_websocket_prefix(prefix: str, loader: Callable) -> None:
+    """Serve WebSocket connections under ``prefix`` with ``loader()`` instead of the Channels routes."""
+    _websocket_prefixes[prefix] = loader
+
+
 def http_prefix_apps() -> dict:
     return {prefix: loader() for prefix, loader in _http_prefixes.items()}
+
+
+def websocket_prefix_apps() -> dict:
+    return {prefix: loader() for prefix, loader in _websocket_prefixes.items()}

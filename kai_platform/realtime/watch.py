@@ -7,7 +7,8 @@ all JWTs in one Redis ``MGET`` (the keys ``credential_still_valid`` reads), the 
 in one SQL query, and every socket's per-user/per-IP lease refreshed in one Redis pipeline. Sockets
 whose credential was revoked are closed (``AUTHENTICATION_FAILED``, 1008) — within one interval,
 as before. A credential with an expiry gets a ``loop.call_at`` timer of its own, so the socket still
-closes at the instant it expires, not at the next tick. An idle socket thus costs a registry entry
+closes at the instant it expires, not at the next tick (and one ``KAI_WS_EXPIRY_WARNING_SECONDS``
+before, for seed 004's ``disconnect_warning``). An idle socket thus costs a registry entry
 and at most one timer handle (bench B7), and the checks cost one round trip per interval, not one
 per socket.
 
@@ -32,23 +33,24 @@ logger = logging.getLogger("kai.realtime")
 class _Watcher:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
-        self.sockets: dict = {}  # consumer -> its expiry timer (or None); insertion-ordered
+        self.sockets: dict = {}  # consumer -> its expiry and warning timers (or None); insertion-ordered
         self.tick: asyncio.TimerHandle | None = None
         self.checking = False
 
     # --- registry -------------------------------------------------------------------------
     def add(self, consumer) -> None:
-        timer = None
+        timers = None
         expires_at = consumer.identity.expires_at
         if expires_at is not None:
-            delay = (expires_at - datetime.now(timezone.utc)).total_seconds()
-            timer = self.loop.call_later(max(0.0, delay), consumer.credential_lapsed)
-        self.sockets[consumer] = timer
+            delay = max(0.0, (expires_at - datetime.now(timezone.utc)).total_seconds())
+            warn_in = max(0.0, delay - settings.KAI_WS_EXPIRY_WARNING_SECONDS)
+            timers = (self.loop.call_later(delay, consumer.credential_lapsed),
+                      self.loop.call_later(warn_in, consumer.credential_expiring, expires_at))
+        self.sockets[consumer] = timers
         self._schedule()
 
     def discard(self, consumer) -> None:
-        timer = self.sockets.pop(consumer, None)
-        if timer is not None:
+        for timer in self.sockets.pop(consumer, None) or ():
             timer.cancel()
         if not self.sockets and self.tick is not None:
             self.tick.cancel()
@@ -138,3 +140,8 @@ def discard(consumer) -> None:
 def watched_count() -> int:
     """Sockets this process is watching (for tests and diagnostics)."""
     return len(_watcher.instance.sockets) if _watcher.instance is not None else 0
+
+
+def sockets() -> list:
+    """The authenticated sockets of this process (the shutdown drain warns them)."""
+    return list(_watcher.instance.sockets) if _watcher.instance is not None else []

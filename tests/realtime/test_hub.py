@@ -118,8 +118,10 @@ async def test_a_message_before_auth_closes(amember):
 
 async def test_origin_is_checked(amember):
     token = await token_for(amember)
-    _, refused = await connect(token, origin="https://evil.example", expect=False)
-    assert refused is False
+    refused, _ = await connect(token, origin="https://evil.example")
+    message = await receive(refused)  # accepted, then closed with 1008 and a reason (not a bare 403)
+    assert message["data"]["error_code"] == "PERMISSION_DENIED", message
+    await expect_closed(refused, 1008)
     allowed, _ = await hello(token, origin="http://localhost:3000")
     await allowed.disconnect()
 

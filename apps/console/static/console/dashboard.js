@@ -176,9 +176,29 @@
       el("td", { text: w.name, className: w.healthy ? "" : "unhealthy" }),
       el("td", { className: "num", text: w.last_seen_seconds == null ? "?" : w.last_seen_seconds + " s ago" }),
     ])) : [el("tr", {}, [el("td", { className: "unhealthy", colspan: "2", text: "No live worker." })])]));
+    const sockets = data.sockets || { count: 0, items: [] };
+    $("count-sockets").textContent = sockets.count;
+    $("sockets").replaceChildren(...(sockets.items.length ? sockets.items.map((row) => el("tr", {}, [
+      el("td", { text: row.socket + " " + row.path }),
+      el("td", { text: row.user }),
+      el("td", { text: row.client_fingerprint || "–" }),
+      el("td", { text: row.client_version || "–" }),
+      el("td", { text: row.ip }),
+      el("td", { text: time(new Date(parseFloat(row.connected_at) * 1000).toISOString()) }),
+    ])) : [el("tr", {}, [el("td", { className: "muted", colspan: "6", text: sockets.error || "None." })])]));
+    renderMaintenance(data.maintenance);
     const redisError = $("redis-error");
     redisError.hidden = !data.health.redis_error;
     redisError.textContent = data.health.redis_error ? "Redis: " + data.health.redis_error : "";
+  }
+
+  function renderMaintenance(m) {
+    const banner = $("maintenance");
+    banner.hidden = !(m && m.enabled);
+    if (m && m.enabled) {
+      $("maintenance-message").textContent = m.message || "new runs are refused";
+      $("maintenance-until").textContent = m.until ? "(until " + time(m.until) + ")" : "";
+    }
   }
 
   let panelTimer = null;
@@ -225,6 +245,8 @@
         if (typeof message.seq === "number") state.lastSeq = Math.max(state.lastSeq || 0, message.seq);
         state.events += 1;
         onExecutionStatus(message);
+      } else if (message.type === "maintenance_mode") {
+        renderMaintenance(message.data);
       } else if (message.type === "connection_error") {
         console.warn("console socket:", message.data && message.data.error_message);
       }

@@ -1,0 +1,250 @@
+"""socket.io for seed 002 clients: ``io(url, {auth: {token}})`` on ``/socket.io/``.
+
+python-socketio's ASGI app, served beside Channels (``kai_platform/asgi.py``). A client is
+authenticated by its ``auth.token`` (or ``?token=``; JWT or platform API key, the same check as
+REST and the sockets), then hears ``authenticated`` (its user) — or ``unauthorized`` (a message)
+and is disconnected. Limits, Origin rules, credential re-checks and the shutdown drain are the
+sockets' own (``kai_platform/realtime``): a session is registered with the same connection leases,
+credential watcher and relay.
+
+Events come from the same event log as the hub socket: each web process's relay hands the
+organization's events to its local sessions, which emit the seed 002 names
+(``agent:status_changed``, ``workflow:completed``…) with ``catalog.shape``'s payload — so a client
+hears them whichever web process it is connected to. Sessions are kept by a Redis client manager
+(``AsyncRedisManager``), so ``emit``/``disconnect`` of a session reach it from any process. Client
+events (``agent:execute``, ``workflow:execute``…) run through the hub's adapters
+(``client_events.run``: the REST route's permission checks, serializer and service); the answer is
+the acknowledgement and an event of the same name, an error is ``error {error_code, status…}``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from urllib.parse import parse_qs
+
+import socketio
+from channels.db import database_sync_to_async
+from django.conf import settings
+from rest_framework import exceptions
+
+from apps.events import catalog, client_events
+from kai_platform.realtime import limits, relay, watch
+from kai_platform.realtime.consumers import SERVER_ID, SocketIdentity, origin_allowed
+from kai_platform.realtime.groups import org_group
+from kai_platform.tenancy.authentication import authenticate_credential
+
+logger = logging.getLogger("kai.realtime")
+
+#: internal event type → the seed 002 names it is emitted as
+SEED_002_NAMES = {kind: tuple(n for n in names if n in catalog.SEED_002_EVENTS)
+                  for kind, names in catalog.PUBLIC_NAMES.items()}
+#: seed 002's positional arguments of each client event, by name (``workflow:execute(workflow_id, data?)``)
+POSITIONAL = {"workflow:execute": ("workflow_id", "data"), "workflow:stop": ("execution_id",),
+              "agent:subscribe": ("agent_id",), "agent:unsubscribe": ("agent_id",)}
+
+
+def _manager():
+    return socketio.AsyncRedisManager(settings.REDIS_URL, channel=f"{settings.KAI_REDIS_PREFIX}:socketio")
+
+
+def _cors_origins(origin, environ) -> bool:
+    return origin_allowed(origin)
+
+
+sio = socketio.AsyncServer(async_mode="asgi", client_manager=_manager(), always_connect=True,
+                           cors_allowed_origins=_cors_origins, logger=False, engineio_logger=False,
+                           max_http_buffer_size=settings.KAI_WS_MAX_MESSAGE_BYTES)
+application = socketio.ASGIApp(sio, socketio_path="socket.io")
+PATH_PREFIX = "/socket.io/"
+
+_sessions: dict[str, "Session"] = {}
+
+
+class Session:
+    """One socket.io client, shaped like a socket consumer for the relay and the credential watcher."""
+
+    def __init__(self, sid: str, ip: str, scope: dict):
+        self.sid, self.ip, self.scope = sid, ip, scope
+        self.client_id = f"sio_{uuid.uuid4().hex[:12]}"
+        self.identity: SocketIdentity | None = None
+        self.credential: str | None = None
+        self.agents: set[str] = set()
+        self.seen: set[int] = set()
+        self.group: str | None = None
+        self._closing = False
+        self._limits_held = False
+
+    # --- from the relay: the organization's events ------------------------------------------
+    def relay_message(self, message) -> None:
+        if not self._closing:
+            asyncio.ensure_future(self.deliver(message["event"]))
+
+    async def deliver(self, event: dict) -> None:
+        names = SEED_002_NAMES.get(event["type"])
+        if not names or event["seq"] in self.seen:
+            return
+        if self.agents and event.get("agent_id") and event["agent_id"] not in self.agents:
+            return
+        if not catalog.visible_to(event, role=self.identity.role, user_id=self.identity.user_id):
+            return
+        self.seen.add(event["seq"])
+        for name in names:
+            await emit(name, {**catalog.shape(name, event), "seq": event["seq"]}, self.sid)
+
+    # --- from the credential watcher and the shutdown drain -----------------------------------
+    def credential_lapsed(self) -> None:
+        if not self._closing:
+            asyncio.ensure_future(refuse(self, "The credential has expired or was revoked."))
+
+    def credential_expiring(self, expires_at) -> None:
+        from datetime import datetime, timezone
+
+        seconds = max(0.0, (expires_at - datetime.now(timezone.utc)).total_seconds())
+        asyncio.ensure_future(self.warn_disconnect("token_expiry", seconds))
+
+    async def warn_disconnect(self, reason: str, seconds: float, **kwargs) -> None:
+        await emit("disconnect_warning", {"reason": reason, "seconds_left": round(seconds, 1)}, self.sid)
+
+    async def release(self) -> None:
+        self._closing = True
+        watch.discard(self)
+        if self.group:
+            await relay.leave(self.group, self)
+        if self._limits_held:
+            self._limits_held = False
+            try:
+                await limits.release(self.identity.user_id, self.ip, self.client_id)
+            except Exception:  # Redis down: the lease expires by itself
+                logger.warning("could not release a socket.io lease", exc_info=True)
+
+
+async def emit(name: str, data, sid: str) -> None:
+    """To a session of this process, straight (not through Redis): it keeps order with a disconnect."""
+    await sio.emit(name, data, to=sid, ignore_queue=True)
+
+
+async def refuse(session: Session, message: str) -> None:
+    """Seed 002's ``unauthorized`` (a message), then the server disconnects the client."""
+    await session.release()
+    await emit("unauthorized", message, session.sid)
+    await sio.disconnect(session.sid, ignore_queue=True)
+
+
+# --- connection ------------------------------------------------------------------------------------
+
+@sio.event
+async def connect(sid, environ, auth):
+    scope = environ.get("asgi.scope") or {}
+    session = _sessions[sid] = Session(sid, (scope.get("client") or ["unknown"])[0], scope)
+    query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    token = (auth or {}).get("token") if isinstance(auth, dict) else None
+    token = token or query.get("token")
+    if not isinstance(token, str) or not token:
+        await refuse(session, "Authenticate with io(url, {auth: {token}}).")
+        return
+    try:
+        user, credential = await database_sync_to_async(authenticate_credential)(
+            token, organization_ref=(auth or {}).get("organization") or query.get("organization"))
+    except (exceptions.AuthenticationFailed, exceptions.PermissionDenied) as exc:
+        await refuse(session, str(exc.detail))
+        return
+    if credential.organization is None:
+        await refuse(session, "The credential is not bound to an organization.")
+        return
+    refused = await limits.acquire(user.pk, session.ip, session.client_id, _lease_info(session, user, credential))
+    if refused:
+        await refuse(session, f"Connection limit exceeded ({refused.replace('_', ' ')}); retry later.")
+        return
+    session._limits_held = True
+    session.identity, session.credential = SocketIdentity(user, credential), token
+    watch.add(session)
+    session.group = org_group(credential.organization.pk)
+    await relay.join(session.group, session)
+    await emit("authenticated", await database_sync_to_async(_user_payload)(user, credential), sid)
+    resume = (auth or {}).get("last_event_id") if isinstance(auth, dict) else None
+    if isinstance(resume, int):
+        await _replay(session, resume)
+
+
+def _lease_info(session: Session, user, credential) -> dict:
+    headers = dict(session.scope.get("headers") or [])
+    return {"user": user.email, "organization_id": str(credential.organization.pk), "path": PATH_PREFIX,
+            "socket": "socket.io", "server": SERVER_ID,
+            "client_fingerprint": headers.get(b"x-client-fingerprint", b"").decode("latin-1")[:200],
+            "client_version": headers.get(b"x-client-version", b"").decode("latin-1")[:100]}
+
+
+def _user_payload(user, credential) -> dict:
+    from apps.accounts.serializers import UserSerializer
+
+    return {**UserSerializer(user).data, "organization_id": str(credential.organization.pk), "role": credential.role}
+
+
+async def _replay(session: Session, after: int) -> None:
+    """``auth.last_event_id``: the events missed since, from the event table, before live ones."""
+    from apps.events.consumers import REPLAY_BATCH, _events_after
+
+    while True:
+        batch = await database_sync_to_async(_events_after)(session.identity.organization_id, after, REPLAY_BATCH)
+        for event in batch:
+            await session.deliver(event)
+        if len(batch) < REPLAY_BATCH:
+            return
+        after = batch[-1]["seq"]
+
+
+@sio.event
+async def disconnect(sid, *args):
+    session = _sessions.pop(sid, None)
+    if session is not None and not session._closing:
+        await session.release()
+
+
+# --- client events ---------------------------------------------------------------------------------
+
+def _as_data(name: str, args: tuple) -> dict:
+    """Seed 002's arguments → the adapters' ``data``: an object as is, positional values by name."""
+    if len(args) == 1 and isinstance(args[0], dict) and name not in ("workflow:execute",):
+        return dict(args[0])
+    names = POSITIONAL.get(name, ())
+    data = {key: value for key, value in zip(names, args) if value is not None}
+    if name == "workflow:execute" and args and isinstance(args[0], dict):
+        data = dict(args[0])
+    return data
+
+
+async def _client_event(name: str, sid: str, args: tuple):
+    session = _sessions.get(sid)
+    if session is None or session.identity is None:
+        return {"error_code": "AUTH_001", "error_message": "Not authenticated.", "status": 401}
+    data = _as_data(name, args)
+    if name in ("agent:subscribe", "agent:unsubscribe"):
+        agent_id = str(data.get("agent_id") or "")
+        (session.agents.add if name == "agent:subscribe" else session.agents.discard)(agent_id)
+        answer = {"agents": sorted(session.agents)}
+        await emit(name, answer, sid)
+        return answer
+    try:
+        user, credential = await database_sync_to_async(authenticate_credential)(session.credential)
+    except (exceptions.AuthenticationFailed, exceptions.PermissionDenied):
+        session.credential_lapsed()
+        return {"error_code": "AUTH_001", "error_message": "The credential has expired or was revoked.", "status": 401}
+    ok, body = await database_sync_to_async(client_events.run)(name, user=user, auth=credential, data=data)
+    if not ok:
+        await emit("error", {"event": name, **body}, sid)
+        return body
+    await emit(name, body, sid)
+    return body
+
+
+def _register(name: str) -> None:
+    async def handler(sid, *args):
+        return await _client_event(name, sid, args)
+
+    sio.on(name, handler)
+
+
+for _name in (*client_events.NAMES, "agent:subscribe", "agent:unsubscribe"):
+    _register(_name)
+

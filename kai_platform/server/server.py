@@ -1,0 +1,51 @@
+"""daphne's ``Server`` with the platform's WebSocket protocol and shutdown drain."""
+from __future__ import annotations
+
+import asyncio  # isort:skip
+import daphne.server  # isort:skip  (installs the asyncio reactor before anything imports Twisted)
+
+import logging
+
+from daphne.cli import CommandLineInterface
+from twisted.internet import defer
+
+from kai_platform.server import drain
+from kai_platform.server.protocol import CLOSE_GOING_AWAY, KaiWebSocketProtocol
+
+logger = logging.getLogger("kai.server")
+
+
+class KaiServer(daphne.server.Server):
+    @property
+    def ws_factory(self):
+        return self._ws_factory
+
+    @ws_factory.setter
+    def ws_factory(self, factory):
+        # daphne's run() builds the factory inline; its protocols are made from ``factory.protocol``
+        factory.protocol = KaiWebSocketProtocol
+        self._ws_factory = factory
+
+    def listen_success(self, port):
+        self.__dict__.setdefault("ports", []).append(port)
+        return super().listen_success(port)
+
+    def kill_all_applications(self):
+        """Before daphne cancels every application: the drain (``drain.py``)."""
+        finished = defer.Deferred.fromFuture(asyncio.ensure_future(self._drain()))
+        finished.addErrback(lambda failure: logger.warning("drain failed: %s", failure.getErrorMessage()))
+        finished.addCallback(lambda _: super(KaiServer, self).kill_all_applications())
+        return finished
+
+    async def _drain(self) -> None:
+        for port in self.__dict__.get("ports", []):
+            port.stopListening()
+        seconds = drain.drain_seconds()
+        if seconds and await drain.warn_sockets(seconds):
+            await asyncio.sleep(seconds)
+        sockets = [p for p in self.connections if isinstance(p, KaiWebSocketProtocol)]
+        await drain.close_all(sockets, code=CLOSE_GOING_AWAY, reason="SERVER_SHUTDOWN")
+
+
+class KaiCommandLineInterface(CommandLineInterface):
+    server_class = KaiServer
