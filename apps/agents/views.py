@@ -230,8 +230,8 @@ class AgentViewSet(TenantScopedViewSet):
 
 @extend_schema(tags=["secrets"])
 class CredentialViewSet(TenantScopedViewSet):
-    """Seed 002 credentials: encrypted at rest, masked in every answer; ``{id}/value`` (owner/admin)
-    returns the clear value and is audited."""
+    """Seed 002 credentials: encrypted at rest, masked in every answer; ``{id}/value`` (owner/admin,
+    after a fresh step-up) returns the clear value and is audited."""
 
     model = Credential
     serializer_class = CredentialSerializer
@@ -242,6 +242,8 @@ class CredentialViewSet(TenantScopedViewSet):
     #: seed 002 credential management (store, retrieve, change, delete, backup) needs step-up where asked for
     permission_classes = [IsOrganizationMember, RequiresStepUp]
     step_up_actions = {*WRITE_ACTIONS, "value", "backup", "restore"}
+    #: answers stored secrets (one in clear, or all of them sealed): a fresh grant whatever the setting
+    step_up_always_actions = {"value", "backup"}
 
     def perform_create(self, serializer):
         attrs = serializer.validated_data
