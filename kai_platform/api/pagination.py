@@ -1,4 +1,6 @@
 """One pagination shape: ``?limit=&offset=`` → ``{items, total, limit, offset, has_more}``.
+``?page=`` (1-based, seed 003) is the other way to say where a page starts: offset =
+(page - 1) × limit; an explicit ``offset`` wins.
 
 A page is read as ``limit + 1`` rows: when that many do not come back the total is known
 (``offset`` + the rows), so a list that fits its page costs one query instead of COUNT + SELECT;
@@ -27,11 +29,24 @@ class KaiPagination(LimitOffsetPagination):
             return self.default_limit
         return max(1, min(value, self.max_limit))
 
+    page_query_param = "page"
+
     def get_offset(self, request):
+        params = request.query_params
         try:
-            return min(max(0, int(request.query_params.get(self.offset_query_param, 0))), MAX_OFFSET)
-        except (TypeError, ValueError):
+            if self.offset_query_param not in params and self.page_query_param in params:
+                page = max(1, int(params[self.page_query_param]))
+                return min((page - 1) * self.get_limit(request), MAX_OFFSET)
+            return min(max(0, int(params.get(self.offset_query_param, 0))), MAX_OFFSET)
+        except (TypeError, ValueError, OverflowError):
             return 0
+
+    def get_schema_operation_parameters(self, view):
+        return [*super().get_schema_operation_parameters(view), {
+            "name": self.page_query_param, "required": False, "in": "query",
+            "description": "1-based page number (offset = (page - 1) × limit); ignored when offset is given.",
+            "schema": {"type": "integer", "minimum": 1},
+        }]
 
     def paginate_queryset(self, queryset, request, view=None):
         if not isinstance(queryset, QuerySet):

@@ -1,5 +1,5 @@
 """drf-spectacular hooks and security schemes."""
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 
 
 def only_canonical_api(endpoints):
@@ -78,3 +78,20 @@ def error_responses(result, generator, request, public):
             for status, description in ERROR_STATUSES.items():
                 responses.setdefault(status, {"description": description, "content": content})
     return result
+
+
+def requires_one_of(*fields: str):
+    """Class decorator for a serializer whose body needs at least one of ``fields`` (checked in its
+    ``validate``): the OpenAPI schema says so too (``anyOf`` of ``required``), so a client
+    generated from it never builds a body the view refuses."""
+    def decorate(serializer_class):
+        def map_serializer(self, auto_schema, direction):
+            schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+            if direction == "request":
+                schema["anyOf"] = [{"required": [name]} for name in fields]
+            return schema
+
+        type(f"{serializer_class.__name__}OneOfSchema", (OpenApiSerializerExtension,),
+             {"target_class": serializer_class, "map_serializer": map_serializer})
+        return serializer_class
+    return decorate

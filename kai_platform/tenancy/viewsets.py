@@ -9,10 +9,29 @@ decorate the queryset in ``scope_queryset`` (select_related, visibility by role)
 from __future__ import annotations
 
 from django.db import transaction
+from django.http import Http404
 from rest_framework import viewsets
 from rest_framework.response import Response
 
 from kai_platform.tenancy.context import get_auth_context, get_organization
+
+
+def raise_not_found(model):
+    """404 for a missing (or another organization's) object, with the model's seed error code
+    (``not_found_code``, e.g. ``AGENT_001``) when it declares one."""
+    from kai_platform.api.errors import NotFound, codes
+
+    name = model._meta.verbose_name
+    raise NotFound(f"No {name} with this id in your organization.",
+                   code=getattr(model, "not_found_code", None) or codes.VALIDATION_ERROR)
+
+
+def get_or_404(queryset, **lookup):
+    """``queryset.get(**lookup)`` or the model's 404 (see ``raise_not_found``)."""
+    obj = queryset.filter(**lookup).first()
+    if obj is None:
+        raise_not_found(queryset.model)
+    return obj
 
 
 class OrganizationContextMixin:
@@ -57,6 +76,12 @@ class TenantScopedViewSetMixin(OrganizationContextMixin):
     def scope_queryset(self, queryset):
         """Narrow/decorate the organization's queryset (never widen it)."""
         return queryset
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except Http404:
+            raise_not_found(self.get_model())
 
     # Writes: subclasses call their app's services; the defaults stamp owner and organization.
     def perform_create(self, serializer):
