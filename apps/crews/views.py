@@ -486,6 +486,12 @@ class AgentRunViewSet(TenantScopedViewSet):
     http_method_names = ["post", "options"]
     renderer_classes = [KaiJSONRenderer, EventStreamRenderer]
 
+    def get_renderers(self):
+        """Only stream-prompt answers server-sent events; the other runs answer JSON."""
+        if getattr(self, "action", None) != "stream_prompt":
+            return [KaiJSONRenderer()]
+        return super().get_renderers()
+
     @extend_schema(tags=["agents"], request=AgentTaskSerializer, responses={202: AgentTaskAcceptedSerializer})
     def task(self, request, pk=None):
         """Queue a task for the agent; its status is at ``tasks/{task_id}/status``."""

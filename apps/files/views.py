@@ -47,6 +47,7 @@ class FileViewSet(TenantScopedViewSet):
     serializer_class = StoredFileSerializer
     http_method_names = NO_UPDATE
     filterset_class = StoredFileFilter
+    parser_classes = [MultiPartParser]
 
     def initialize_request(self, request, *args, **kwargs):
         # Size caps are enforced while the multipart body streams (before DRF parses it).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
 from rest_framework.response import Response
 
@@ -181,7 +181,7 @@ class VoiceTrainView(KaiAPIView):
                                      phrases=data["phrases"])
         return Response(self._body(added=added), status=201)
 
-    @extend_schema(parameters=[OpenApiParameter("intent", str, required=True)], responses={204: None})
+    @extend_schema(parameters=[TrainDeleteSerializer], responses={204: None})
     def delete(self, request):
         data = validated(TrainDeleteSerializer, request, data=request.query_params)
         services.voice_untrain(organization=self.organization, actor=request.user, intent=data["intent"])

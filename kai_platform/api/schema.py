@@ -80,18 +80,30 @@ def error_responses(result, generator, request, public):
     return result
 
 
-def requires_one_of(*fields: str):
-    """Class decorator for a serializer whose body needs at least one of ``fields`` (checked in its
-    ``validate``): the OpenAPI schema says so too (``anyOf`` of ``required``), so a client
-    generated from it never builds a body the view refuses."""
-    def decorate(serializer_class):
-        def map_serializer(self, auto_schema, direction):
-            schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-            if direction == "request":
-                schema["anyOf"] = [{"required": [name]} for name in fields]
-            return schema
 
-        type(f"{serializer_class.__name__}OneOfSchema", (OpenApiSerializerExtension,),
-             {"target_class": serializer_class, "map_serializer": map_serializer})
+class StrictSerializerSchema(OpenApiSerializerExtension):
+    """Request bodies of the strict serializers (``StrictFieldsMixin``: unknown fields are a 400)
+    say so (``additionalProperties: false``), and a body that needs one of several fields
+    (``schema_requires_one_of``, set by ``requires_one_of``) says which."""
+
+    target_class = "kai_platform.api.serializers.StrictFieldsMixin"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["additionalProperties"] = False
+            one_of = getattr(self.target, "schema_requires_one_of", ())
+            if one_of:
+                schema["anyOf"] = [{"required": [name]} for name in one_of]
+        return schema
+
+
+def requires_one_of(*fields: str):
+    """Class decorator for a strict serializer whose body needs at least one of ``fields``
+    (checked in its ``validate``): the OpenAPI schema says so too, so a client generated from it
+    never builds a body the view refuses."""
+    def decorate(serializer_class):
+        serializer_class.schema_requires_one_of = fields
         return serializer_class
     return decorate
