@@ -28,6 +28,7 @@ from apps.agents.models import (
     Service,
     Tool,
 )
+from kai_platform.api.schema import requires_one_of
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 from kai_platform.llm import PROVIDER_TYPES
 
@@ -197,7 +198,7 @@ class CredentialSerializer(KaiModelSerializer):
     credential_data = CredentialDataSerializer(write_only=True, required=False)
     metadata = CredentialMetadataSerializer(required=False)
     masked_value = serializers.CharField(source="masked", read_only=True)
-    biometric_verification = serializers.JSONField(
+    biometric_verification = JSONObjectField(
         write_only=True, required=False,
         help_text="Seed 002 BiometricCredential (or a WebAuthn assertion) answering this session's "
                   "auth/biometric/verify challenge: the step-up for this call where the organization requires it.")
@@ -270,7 +271,7 @@ class CredentialValueSerializer(KaiSerializer):
 class CredentialVerifyRequestSerializer(KaiSerializer):
     credential_id = serializers.UUIDField()
     value = serializers.CharField(required=False, trim_whitespace=False, help_text="Check that this is the stored value.")
-    biometric_verification = serializers.JSONField(required=False)
+    biometric_verification = JSONObjectField(required=False)
 
 
 class CredentialVerifyResponseSerializer(KaiSerializer):
@@ -588,9 +589,10 @@ class DeploymentSerializer(KaiModelSerializer):
         return f"{settings.KAI_PUBLIC_URL}/mcp/deployments/{obj.pk}/" if "mcp" in (obj.channels or []) else None
 
 
+@requires_one_of("agent_id", "orchestration_id")
 class DeployRequestSerializer(KaiSerializer):
-    agent_id = serializers.UUIDField(required=False, allow_null=True)
-    orchestration_id = serializers.UUIDField(required=False, allow_null=True)
+    agent_id = serializers.UUIDField(required=False)
+    orchestration_id = serializers.UUIDField(required=False)
     name = serializers.CharField(required=False, max_length=200)
     channels = serializers.ListField(child=serializers.ChoiceField(choices=["api", "mcp"]), required=False,
                                      default=["api"])

@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from apps.system.models import ModificationType, SystemModification
 from kai_platform.api.schema import requires_one_of
-from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
+from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer, NonEmptyJSONObjectField
 
 
 class SystemModificationSerializer(KaiModelSerializer):
@@ -29,9 +29,9 @@ class ModifyBodySerializer(KaiSerializer):
     type = serializers.ChoiceField(choices=ModificationType.choices)
     target_id = serializers.CharField(required=False, allow_blank=True, max_length=64,
                                       help_text="The agent or workflow changed (agent_config, workflow_change).")
-    changes = JSONObjectField(required=False, max_bytes=65536,
-                              help_text="Fields to set; for settings a null value removes the key.")
-    after_state = JSONObjectField(required=False, max_bytes=65536, help_text="Seed 002's name for `changes`.")
+    changes = NonEmptyJSONObjectField(required=False, max_bytes=65536,
+                                      help_text="Fields to set; for settings a null value removes the key.")
+    after_state = NonEmptyJSONObjectField(required=False, max_bytes=65536, help_text="Seed 002's name for `changes`.")
     description = serializers.CharField(required=False, allow_blank=True, max_length=500)
     id = serializers.CharField(read_only=True)
     before_state = serializers.JSONField(read_only=True)

@@ -310,6 +310,19 @@ class JSONObjectField(serializers.JSONField):
         return value
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True, "minProperties": 1})
+class NonEmptyJSONObjectField(JSONObjectField):
+    """A JSON object with at least one key."""
+
+    default_error_messages = {"empty": "Give at least one field."}
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not value:
+            self.fail("empty")
+        return value
+
+
 def validated(serializer_class, request, *, data=None, **context) -> dict:
     """Validate the request body (or ``data``) with ``serializer_class``; 400 envelope on error."""
     serializer = serializer_class(data=request.data if data is None else data,

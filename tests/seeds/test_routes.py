@@ -47,9 +47,11 @@ def test_page_beside_offset_on_lists(member, client_for):
     second = client.get(f"{B}/agents?page=2&limit=1").json()
     assert [a["id"] for a in second["items"]] == [ordered[1]] and second["offset"] == 1
     assert client.get(f"{B}/agents?page=2&limit=2").json()["offset"] == 2
-    # an explicit offset wins; page below 1 is the first page
+    # an explicit offset wins; what is not an integer in range is refused, as the schema says
     assert client.get(f"{B}/agents?page=3&offset=0&limit=1").json()["offset"] == 0
-    assert client.get(f"{B}/agents?page=0&limit=1").json()["offset"] == 0
+    for bad in ("page=0", "page=x", "limit=0", "limit=", "offset=-1", "offset=1.5"):
+        assert_envelope(client.get(f"{B}/agents?{bad}"), 400, "GENERAL_001")
+    assert client.get(f"{B}/agents?limit=500").json()["limit"] == 100  # capped
     # any list, e.g. the audit log
     assert client.get(f"{B}/audit?page=2&limit=1").json()["offset"] == 1
 
