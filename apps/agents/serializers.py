@@ -188,14 +188,14 @@ class CredentialMetadataSerializer(KaiSerializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     auto_rotate = serializers.BooleanField(required=False)
-    last_used = serializers.DateTimeField(read_only=True)
+    last_used = serializers.DateTimeField(read_only=True, allow_null=True)
     usage_count = serializers.IntegerField(read_only=True)
 
 
 class CredentialSerializer(KaiModelSerializer):
     """Seed 002 credentials. The value is write-only; answers show ``masked_value`` only."""
 
-    credential_data = CredentialDataSerializer(write_only=True, required=False)
+    credential_data = CredentialDataSerializer(write_only=True, required=True)  # PUT/PATCH are partial
     metadata = CredentialMetadataSerializer(required=False)
     masked_value = serializers.CharField(source="masked", read_only=True)
     biometric_verification = JSONObjectField(
@@ -542,6 +542,7 @@ class ServiceSerializer(KaiModelSerializer):
         return data
 
 
+@requires_one_of("agent_id", "service_id")
 class HeartbeatSerializer(KaiSerializer):
     agent_id = serializers.CharField(required=False, help_text="Agent id, number or name (seed 000: 'kai-001').")
     service_id = serializers.UUIDField(required=False)

@@ -831,6 +831,6 @@ class RuntimeAgentViewSet(TenantScopedViewSet):
                 "provider": (provider.name if provider else (resolved.provider_type if resolved else None)),
                 "budget_used": used, "budget_limit": limit,
             })
-        return self.get_paginated_response(items)
+        return self.get_paginated_response(RuntimeAgentSerializer(items, many=True).data)  # decimals as the schema says
 
 

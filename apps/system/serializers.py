@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from apps.system.models import ModificationType, SystemModification
+from apps.system.tasks import METRICS
 from kai_platform.api.schema import requires_one_of
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer, NonEmptyJSONObjectField
 
@@ -57,11 +58,11 @@ class RollbackBodySerializer(KaiSerializer):
 
 
 class ConfigBodySerializer(KaiSerializer):
-    settings = JSONObjectField(max_bytes=65536, help_text="Keys to set; a null value removes the key.")
+    settings = NonEmptyJSONObjectField(max_bytes=65536, help_text="Keys to set; a null value removes the key.")
     description = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
 class MetricsQuerySerializer(KaiSerializer):
-    metric_name = serializers.CharField(max_length=100)
+    metric_name = serializers.ChoiceField(choices=list(METRICS))
     period = serializers.ChoiceField(choices=["15m", "1h", "6h", "24h", "7d", "30d"], default="1h")
     aggregation = serializers.ChoiceField(choices=["sum", "avg", "max", "min"], required=False)
