@@ -294,11 +294,9 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["kai_platform.api.filters.KaiFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["kai_platform.api.renderers.KaiJSONRenderer"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "kai_platform.api.renderers.KaiContentNegotiation",
-    "DEFAULT_PARSER_CLASSES": [
-        "kai_platform.api.parsers.KaiJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON bodies only; the upload routes name their multipart parser (so the OpenAPI document
+    # offers each route exactly the body types it reads)
+    "DEFAULT_PARSER_CLASSES": ["kai_platform.api.parsers.KaiJSONParser"],
     "EXCEPTION_HANDLER": "kai_platform.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

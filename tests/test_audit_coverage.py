@@ -278,6 +278,16 @@ recipe("file-list", "post")(_upload("file-list"))
 recipe("file-upload", "post")(_upload("file-upload"))
 
 
+@recipe("agent-upload", "post")
+def _agent_upload(ctx):
+    import io
+
+    buffer = io.BytesIO(b"hello audit\n")
+    buffer.name = "note.txt"
+    return Call(ctx.url("agent-upload", pk=ctx.agent().pk), {"file": buffer}, format="multipart", kind="create",
+                action="file.create")
+
+
 @recipe("agent-list", "post")
 def _agent_create(ctx):
     return Call(ctx.url("agent-list"), {"name": "Scout", "role": "Researcher", "goal": "Find"}, kind="create",
@@ -324,6 +334,7 @@ recipe("credential-detail", "put")(_credential_patch)
 @recipe("credential-backup", "post")
 def _credential_backup(ctx):
     _credential(ctx)
+    ctx.client.post(ctx.url("auth-step-up-password"), {"password": PASSWORD}, format="json")  # always needed
     return Call(ctx.url("credential-backup"), {"passphrase": "correct horse battery " + SECRET},
                 action="credential.backup")
 
@@ -700,6 +711,21 @@ recipe("voice-process", "post")(lambda ctx: Call(ctx.url("voice-process"), {"tex
 for _method in ("post", "put", "patch"):
     recipe("voice-settings", _method)(lambda ctx: Call(ctx.url("voice-settings"), {"language": "de-DE"},
                                                        action="voice_settings.update"))
+
+
+recipe("voice-train", "post")(lambda ctx: Call(ctx.url("voice-train"), {"intent": "book_flight",
+                                                                        "phrases": ["fly me to"]},
+                                               action="voice.train", object_id="book_flight",
+                                               after={"added": ["fly me to"]}))
+
+
+@recipe("voice-train", "delete")
+def _voice_untrain(ctx):
+    from apps.voice.services import voice_train
+
+    voice_train(organization=ctx.org, actor=ctx.user, intent="book_flight", phrases=["fly me to"])
+    return Call(ctx.url("voice-train") + "?intent=book_flight", action="voice.untrain", kind="delete",
+                object_id="book_flight")
 
 
 @recipe("agent-voice", "post")

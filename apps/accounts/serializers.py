@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from apps.accounts.models import ApiKey, Membership, Organization, User
+from kai_platform.api.schema import requires_one_of
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 from kai_platform.tenancy.roles import Role
 
@@ -75,6 +76,7 @@ class LoginSerializer(KaiSerializer):
     password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
 
 
+@requires_one_of("refresh_token", "refresh")
 class RefreshSerializer(KaiSerializer):
     refresh_token = serializers.CharField(required=False, max_length=2048)
     refresh = serializers.CharField(required=False, max_length=2048, help_text="Alias of refresh_token.")
@@ -84,6 +86,12 @@ class RefreshSerializer(KaiSerializer):
         if not token and self.context.get("require_token", True):
             raise serializers.ValidationError({"refresh_token": ["This field is required."]})
         return {"refresh_token": token}
+
+
+class LogoutSerializer(RefreshSerializer):
+    """``auth/logout``: the refresh token to revoke too, when the client has one."""
+
+    schema_requires_one_of = ()
 
 
 class MagicLinkRequestSerializer(KaiSerializer):

@@ -14,6 +14,7 @@ from apps.accounts.serializers import (
     ApiKeySerializer,
     LoginResponseSerializer,
     LoginSerializer,
+    LogoutSerializer,
     MagicLinkRequestSerializer,
     MeSerializer,
     OrganizationSerializer,
@@ -80,9 +81,9 @@ class RefreshView(PublicAPIView):
 class LogoutView(KaiAPIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(request=RefreshSerializer, responses={200: DetailSerializer})
+    @extend_schema(request=LogoutSerializer, responses={200: DetailSerializer})
     def post(self, request):
-        data = validated(RefreshSerializer, request, require_token=False)
+        data = validated(LogoutSerializer, request, require_token=False)
         claims = request.auth.claims if request.auth.kind == "jwt" else None
         services.auth_logout(user=request.user, access_claims=claims, refresh_token=data["refresh_token"])
         return Response({"detail": "Logged out."})
@@ -106,8 +107,7 @@ class VerifyMagicView(PublicAPIView):
         user, tokens = services.magic_link_verify(token=data["token"], address=client_address(request))
         return Response({**tokens, "user": UserSerializer(user).data})
 
-    @extend_schema(parameters=[OpenApiParameter("token", str, required=True)],
-                   responses={200: LoginResponseSerializer})
+    @extend_schema(parameters=[VerifyMagicSerializer], responses={200: LoginResponseSerializer})
     def get(self, request):
         data = validated(VerifyMagicSerializer, request, data={"token": request.query_params.get("token", "")})
         user, tokens = services.magic_link_verify(token=data["token"], address=client_address(request))

@@ -60,6 +60,8 @@ class AgentSocketConsumer(KaiSocketConsumer):
         kind, data = event["type"], event.get("data") or {}
         if kind == "agent.status_changed":
             await self.send_flat("status_update", status=data.get("new_status"), seq=event["seq"])
+        elif kind == "agent.restarted":  # a restart shows even when the status stays what it was
+            await self.send_flat("status_update", status=data.get("status"), restarted=True, seq=event["seq"])
         elif kind in {"agent.log", "agent.message"}:
             await self.send_flat("log", message=str(data.get("message", data)), level=LOG_LEVELS.get(
                 event.get("severity"), "info"), seq=event["seq"])

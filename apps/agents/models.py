@@ -8,6 +8,7 @@ from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.utils import timezone
 
+from kai_platform.api.errors import codes
 from kai_platform.llm import PROVIDER_TYPES
 from kai_platform.tenancy.models import TenantModel
 
@@ -50,6 +51,9 @@ class Agent(TenantModel):
     average_execution_time = models.FloatField(default=0.0, editable=False, help_text="Seconds.")
     last_execution = models.DateTimeField(null=True, blank=True, editable=False)
     last_heartbeat = models.DateTimeField(null=True, blank=True, editable=False)
+
+    #: seed 002 code of the 404 for an unknown one
+    not_found_code = codes.AGENT_NOT_FOUND
 
     class Meta(TenantModel.Meta):
         constraints = [models.UniqueConstraint(fields=["organization", "agent_number"], name="uniq_agent_number")]
@@ -212,7 +216,11 @@ class PromptTemplate(TenantModel):
     is_official = models.BooleanField(default=False, editable=False)
 
     class Meta(TenantModel.Meta):
-        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="uniq_prompt_template_name")]
+        # an organization's own template may share a builtin's name (seed 001 creates "Research Agent Template")
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], condition=models.Q(is_official=False),
+                                               name="uniq_prompt_template_name"),
+                       models.UniqueConstraint(fields=["organization", "name"], condition=models.Q(is_official=True),
+                                               name="uniq_official_prompt_template_name")]
 
 
 class AgentTemplate(TenantModel):

@@ -1,10 +1,13 @@
 """Serializers of the agents app. Server-owned fields are read-only; unknown body fields are refused."""
 from __future__ import annotations
 
+import json
 import uuid
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
+
 from rest_framework import serializers
 
 from apps.agents import services
@@ -25,6 +28,7 @@ from apps.agents.models import (
     Service,
     Tool,
 )
+from kai_platform.api.schema import requires_one_of
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 from kai_platform.llm import PROVIDER_TYPES
 
@@ -87,9 +91,55 @@ class AgentStatusSerializer(KaiSerializer):
     detail = serializers.DictField(help_text="Seed 002 AgentStatus: state, last_error, health_score, resource_usage.")
 
 
-class AgentTestRequestSerializer(KaiSerializer):
+class AgentTestPromptSerializer(KaiSerializer):
     prompt = serializers.CharField(max_length=100_000)
     parameters = JSONObjectField(required=False, help_text="temperature, max_tokens, … for this call.")
+
+
+#: keys of a free input object whose text is the prompt, in this order
+_PROMPT_KEYS = ("prompt", "input", "query", "question", "message", "text", "task")
+#: names of server-owned fields: refused at the top of a free input object, where they would read as an
+#: attempt to set them (inside ``{input_data: {...}}`` any key goes)
+_RESERVED_KEYS = frozenset({"id", "organization", "organization_id", "created_by", "created_at", "updated_at",
+                            "status", "execution_count", "average_execution_time", "last_execution"})
+
+
+class AgentTestRequestSerializer(serializers.Serializer):
+    """``agents/{id}/test``: ``{prompt, parameters}``, or any other non-empty JSON object (seed
+    003's ``input_data``). Validated data always has ``prompt``; ``input`` is the free object."""
+
+    def to_internal_value(self, data):
+        strict = AgentTestPromptSerializer(data=data)
+        if strict.is_valid():
+            return dict(strict.validated_data)
+        if not isinstance(data, dict) or not data:
+            raise serializers.ValidationError({"non_field_errors": ["Send {prompt} or a non-empty JSON object."]})
+        wrapped = set(data) == {"input_data"} and isinstance(data["input_data"], dict)
+        free = data["input_data"] if wrapped else data
+        reserved = sorted(_RESERVED_KEYS.intersection(data)) if not wrapped else []
+        if reserved:
+            raise serializers.ValidationError({key: ["A server-owned field; to pass it as input, wrap the object: "
+                                                     "{input_data: {...}}."] for key in reserved})
+        prompt = next((free[k] for k in _PROMPT_KEYS if isinstance(free.get(k), str) and free[k].strip()), None)
+        if prompt is None:
+            prompt = json.dumps(free, ensure_ascii=False, sort_keys=True, default=str)
+        if len(prompt) > 100_000:
+            raise serializers.ValidationError({"non_field_errors": ["The input is over 100,000 characters."]})
+        return {"prompt": prompt, "input": free}
+
+
+class AgentTestRequestSchema(OpenApiSerializerExtension):
+    """The request of ``agents/{id}/test`` in the OpenAPI document: either shape."""
+
+    target_class = AgentTestRequestSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        prompt = auto_schema.resolve_serializer(AgentTestPromptSerializer, direction).ref
+        return {"anyOf": [prompt, {
+            "type": "object", "minProperties": 1, "additionalProperties": True,
+            "not": {"anyOf": [{"required": [key]} for key in sorted(_RESERVED_KEYS)]},
+            "description": "Seed 003's free input object (`agent.run(**input_data)`): its `prompt`/`input`/`query`/"
+                           "`question`/`message`/`text`/`task` text is the prompt, else the whole object as JSON."}]}
 
 
 class AgentTestResponseSerializer(KaiSerializer):
@@ -139,17 +189,17 @@ class CredentialMetadataSerializer(KaiSerializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     auto_rotate = serializers.BooleanField(required=False)
-    last_used = serializers.DateTimeField(read_only=True)
+    last_used = serializers.DateTimeField(read_only=True, allow_null=True)
     usage_count = serializers.IntegerField(read_only=True)
 
 
 class CredentialSerializer(KaiModelSerializer):
     """Seed 002 credentials. The value is write-only; answers show ``masked_value`` only."""
 
-    credential_data = CredentialDataSerializer(write_only=True, required=False)
+    credential_data = CredentialDataSerializer(write_only=True, required=True)  # PUT/PATCH are partial
     metadata = CredentialMetadataSerializer(required=False)
     masked_value = serializers.CharField(source="masked", read_only=True)
-    biometric_verification = serializers.JSONField(
+    biometric_verification = JSONObjectField(
         write_only=True, required=False,
         help_text="Seed 002 BiometricCredential (or a WebAuthn assertion) answering this session's "
                   "auth/biometric/verify challenge: the step-up for this call where the organization requires it.")
@@ -222,7 +272,7 @@ class CredentialValueSerializer(KaiSerializer):
 class CredentialVerifyRequestSerializer(KaiSerializer):
     credential_id = serializers.UUIDField()
     value = serializers.CharField(required=False, trim_whitespace=False, help_text="Check that this is the stored value.")
-    biometric_verification = serializers.JSONField(required=False)
+    biometric_verification = JSONObjectField(required=False)
 
 
 class CredentialVerifyResponseSerializer(KaiSerializer):
@@ -493,6 +543,7 @@ class ServiceSerializer(KaiModelSerializer):
         return data
 
 
+@requires_one_of("agent_id", "service_id")
 class HeartbeatSerializer(KaiSerializer):
     agent_id = serializers.CharField(required=False, help_text="Agent id, number or name (seed 000: 'kai-001').")
     service_id = serializers.UUIDField(required=False)
@@ -540,9 +591,10 @@ class DeploymentSerializer(KaiModelSerializer):
         return f"{settings.KAI_PUBLIC_URL}/mcp/deployments/{obj.pk}/" if "mcp" in (obj.channels or []) else None
 
 
+@requires_one_of("agent_id", "orchestration_id")
 class DeployRequestSerializer(KaiSerializer):
-    agent_id = serializers.UUIDField(required=False, allow_null=True)
-    orchestration_id = serializers.UUIDField(required=False, allow_null=True)
+    agent_id = serializers.UUIDField(required=False)
+    orchestration_id = serializers.UUIDField(required=False)
     name = serializers.CharField(required=False, max_length=200)
     channels = serializers.ListField(child=serializers.ChoiceField(choices=["api", "mcp"]), required=False,
                                      default=["api"])
@@ -557,9 +609,11 @@ class DeployResponseSerializer(DeploymentSerializer):
     deployment_id = serializers.UUIDField(source="id", read_only=True)
     key = serializers.CharField(read_only=True, help_text="The deployment key, shown once.")
     cli_command = serializers.CharField(read_only=True)
+    mcp_command = serializers.CharField(read_only=True, allow_null=True,
+                                        help_text="Adds the deployment's MCP server to Claude Code (mcp channel only).")
 
     class Meta(DeploymentSerializer.Meta):
-        fields = ["deployment_id", *DeploymentSerializer.Meta.fields, "key", "cli_command"]
+        fields = ["deployment_id", *DeploymentSerializer.Meta.fields, "key", "cli_command", "mcp_command"]
         read_only_fields = fields
 
 

@@ -238,7 +238,8 @@ def agent_restart(*, agent: Agent, actor) -> Agent:
         agent.save(update_fields=["status", "last_error", "updated_at"])
         audit_record(organization=agent.organization, actor=actor, action="agent.restart", instance=agent,
                      before=before, after=snapshot(agent, ["status", "last_error"]))
-        publish(agent.organization_id, "agent.restarted", {"agent_id": str(agent.pk), "old_status": old_status},
+        publish(agent.organization_id, "agent.restarted",
+                {"agent_id": str(agent.pk), "old_status": old_status, "status": agent.status},
                 agent=agent, actor=actor, owner=agent.created_by, component="agents")
         if agent.status != old_status:
             _publish_status(agent, old_status, actor)
@@ -785,7 +786,7 @@ def organization_install_builtins(*, organization) -> dict:
                 for t in official.ORCHESTRATION_TEMPLATES if t["key"] not in have]
         OrchestrationTemplate.objects.bulk_create(rows)
         created["orchestration_templates"] = len(rows)
-        have = set(PromptTemplate.objects.for_org(organization).values_list("name", flat=True))
+        have = set(PromptTemplate.objects.for_org(organization).filter(is_official=True).values_list("name", flat=True))
         rows = [PromptTemplate(organization=organization, is_official=True, **t)
                 for t in official.PROMPT_TEMPLATES if t["name"] not in have]
         PromptTemplate.objects.bulk_create(rows)

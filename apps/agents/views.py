@@ -8,6 +8,7 @@ from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.text import slugify
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
@@ -70,14 +71,14 @@ from apps.agents.serializers import (
     UseTemplateSerializer,
 )
 from apps.events.selectors import visible_events
-from apps.stepup.permissions import RequiresStepUp
+from apps.stepup.permissions import RequiresStepUp, check_step_up
 from apps.events.serializers import EventSerializer
 from kai_platform.api.errors import codes
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import KaiAPIView, PublicAPIView
 from kai_platform.tenancy.permissions import IsOrganizationMember
 from kai_platform.tenancy.roles import ADMIN_ROLES, HUMAN_ROLES, Role
-from kai_platform.tenancy.viewsets import TenantScopedViewSet
+from kai_platform.tenancy.viewsets import TenantScopedViewSet, get_or_404
 
 #: may define agents' building blocks (providers, secrets, tools, models, deployments)
 BUILDER_ROLES = frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER})
@@ -233,8 +234,8 @@ class AgentViewSet(TenantScopedViewSet):
 
 @extend_schema(tags=["secrets"])
 class CredentialViewSet(TenantScopedViewSet):
-    """Seed 002 credentials: encrypted at rest, masked in every answer; ``{id}/value`` (owner/admin)
-    returns the clear value and is audited."""
+    """Seed 002 credentials: encrypted at rest, masked in every answer; ``{id}/value`` (owner/admin,
+    after a fresh step-up) returns the clear value and is audited."""
 
     model = Credential
     serializer_class = CredentialSerializer
@@ -245,6 +246,9 @@ class CredentialViewSet(TenantScopedViewSet):
     #: seed 002 credential management (store, retrieve, change, delete, backup) needs step-up where asked for
     permission_classes = [IsOrganizationMember, RequiresStepUp]
     step_up_actions = {*WRITE_ACTIONS, "value", "backup", "restore"}
+    #: answers stored secrets sealed: a fresh grant whatever the setting (``value`` checks it once the
+    #: credential is found, so another organization's id stays a 404)
+    step_up_always_actions = {"backup"}
 
     def perform_create(self, serializer):
         attrs = serializer.validated_data
@@ -266,6 +270,7 @@ class CredentialViewSet(TenantScopedViewSet):
     @action(detail=True, methods=["get"])
     def value(self, request, pk=None):
         credential = self.get_object()
+        check_step_up(request, always=True)  # a stored secret in clear: a fresh grant, whatever the setting
         secret = services.credential_reveal(credential=credential, actor=request.user)
         return Response({"id": credential.pk, "name": credential.name, "service_name": credential.service_name,
                          "credential_type": credential.credential_type, "value": secret["value"],
@@ -622,16 +627,17 @@ class DeployView(KaiAPIView):
         data = validated(DeployRequestSerializer, request)
         agent = None
         if data.get("agent_id"):
-            agent = Agent.objects.for_org(self.organization).filter(pk=data["agent_id"]).first()
-            if agent is None:
-                raise exceptions.NotFound("No such agent.")
+            agent = get_or_404(Agent.objects.for_org(self.organization), pk=data["agent_id"])
         deployment, raw = services.deployment_create(
             organization=self.organization, actor=request.user, agent=agent, name=data.get("name"),
             channels=data.get("channels") or ["api"], orchestration_id=data.get("orchestration_id"))
         body = DeploymentSerializer(deployment).data
         body.update({"deployment_id": deployment.pk, "key": raw,
                      "cli_command": f"curl -X POST {body['api_url']} -H 'Authorization: Bearer {raw}' "
-                                    "-H 'Content-Type: application/json' -d '{\"prompt\": \"…\"}'"})
+                                    "-H 'Content-Type: application/json' -d '{\"prompt\": \"…\"}'",
+                     "mcp_command": (f"claude mcp add --transport http {slugify(deployment.name) or 'kai'} "
+                                     f"{body['mcp_url']} --header 'Authorization: Bearer {raw}'")
+                     if body["mcp_url"] else None})
         return Response(body, status=status.HTTP_201_CREATED)
 
 

@@ -12,7 +12,7 @@ from apps.approvals.models import Approval, ApprovalSource, ApprovalStatus
 from apps.approvals.serializers import ApprovalSerializer, ApproveSerializer, RejectSerializer
 from kai_platform.api.serializers import validated
 from kai_platform.tenancy.roles import HUMAN_ROLES
-from kai_platform.tenancy.viewsets import TenantScopedViewSet
+from kai_platform.tenancy.viewsets import TenantScopedViewSet, not_offered
 
 
 class ApprovalFilter(django_filters.FilterSet):
@@ -45,7 +45,7 @@ class ApprovalViewSet(TenantScopedViewSet):
     def scope_queryset(self, queryset):
         return selectors.approvals_for_list(queryset=queryset)
 
-    @extend_schema(exclude=True)
+    @not_offered
     def create(self, request, *args, **kwargs):
         raise exceptions.MethodNotAllowed("POST", detail="Approvals are asked by runs, not created over the API.")
 

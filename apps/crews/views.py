@@ -481,6 +481,12 @@ class AgentRunViewSet(TenantScopedViewSet):
     http_method_names = ["post", "options"]
     renderer_classes = [KaiJSONRenderer, EventStreamRenderer]
 
+    def get_renderers(self):
+        """Only stream-prompt answers server-sent events; the other runs answer JSON."""
+        if getattr(self, "action", None) != "stream_prompt":
+            return [KaiJSONRenderer()]
+        return super().get_renderers()
+
     @extend_schema(tags=["agents"], request=AgentTaskSerializer, responses={202: AgentTaskAcceptedSerializer})
     def task(self, request, pk=None):
         """Queue a task for the agent; its status is at ``tasks/{task_id}/status``."""
@@ -816,6 +822,6 @@ class RuntimeAgentViewSet(TenantScopedViewSet):
                 "provider": (provider.name if provider else (resolved.provider_type if resolved else None)),
                 "budget_used": used, "budget_limit": limit,
             })
-        return self.get_paginated_response(items)
+        return self.get_paginated_response(RuntimeAgentSerializer(items, many=True).data)  # decimals as the schema says
 
 

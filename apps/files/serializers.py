@@ -18,12 +18,15 @@ class StoredFileSerializer(KaiModelSerializer):
         return f"/api/v1/files/{obj.pk}/download"
 
 
-class UploadSerializer(KaiSerializer):
+class AgentUploadSerializer(KaiSerializer):
     file = serializers.ListField(child=serializers.FileField(allow_empty_file=True), min_length=1, max_length=20,
                                  help_text="One or more files (repeat the multipart field `file`).")
-    agent_id = serializers.UUIDField(required=False)
     execution_id = serializers.UUIDField(required=False)
     metadata = JSONObjectField(required=False, max_bytes=8192)
+
+
+class UploadSerializer(AgentUploadSerializer):
+    agent_id = serializers.UUIDField(required=False)
 
 
 class UploadResponseSerializer(serializers.Serializer):

@@ -5,12 +5,37 @@ from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
+from apps.agents.models import Agent
 from apps.files import selectors, services
 from apps.files.filters import StoredFileFilter
 from apps.files.models import StoredFile
-from apps.files.serializers import StoredFileSerializer, UploadResponseSerializer, UploadSerializer
+from apps.files.serializers import (
+    AgentUploadSerializer,
+    StoredFileSerializer,
+    UploadResponseSerializer,
+    UploadSerializer,
+)
 from apps.files.uploads import CappedUploadHandler
-from kai_platform.tenancy.viewsets import NO_UPDATE, TenantScopedViewSet
+from kai_platform.api.views import KaiAPIView
+from kai_platform.tenancy.viewsets import NO_UPDATE, TenantScopedViewSet, get_or_404
+
+
+def _store_uploads(request, serializer_class, *, organization, agent_id=None) -> Response:
+    """Store every multipart ``file`` of the request; 201 with the stored files and their total size."""
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    values = serializer.validated_data
+    stored = [
+        services.file_store(
+            organization=organization, user=request.user, upload=upload,
+            declared_content_type=getattr(upload, "content_type", "") or "",
+            agent_id=agent_id or values.get("agent_id"), execution_id=values.get("execution_id"),
+            metadata=values.get("metadata"),
+        )
+        for upload in values["file"]
+    ]
+    return Response({"files": StoredFileSerializer(stored, many=True).data,
+                     "total_size": sum(f.size for f in stored)}, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=["files"])
@@ -22,6 +47,7 @@ class FileViewSet(TenantScopedViewSet):
     serializer_class = StoredFileSerializer
     http_method_names = NO_UPDATE
     filterset_class = StoredFileFilter
+    parser_classes = [MultiPartParser]
 
     def initialize_request(self, request, *args, **kwargs):
         # Size caps are enforced while the multipart body streams (before DRF parses it).
@@ -34,20 +60,7 @@ class FileViewSet(TenantScopedViewSet):
     @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={201: UploadResponseSerializer})
     @action(detail=False, methods=["post"], url_path="upload", parser_classes=[MultiPartParser])
     def upload(self, request):
-        serializer = UploadSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        values = serializer.validated_data
-        stored = [
-            services.file_store(
-                organization=self.organization, user=request.user, upload=upload,
-                declared_content_type=getattr(upload, "content_type", "") or "",
-                agent_id=values.get("agent_id"), execution_id=values.get("execution_id"),
-                metadata=values.get("metadata"),
-            )
-            for upload in values["file"]
-        ]
-        return Response({"files": StoredFileSerializer(stored, many=True).data,
-                         "total_size": sum(f.size for f in stored)}, status=status.HTTP_201_CREATED)
+        return _store_uploads(request, UploadSerializer, organization=self.organization)
 
     @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={201: UploadResponseSerializer})
     def create(self, request, *args, **kwargs):
@@ -66,3 +79,20 @@ class FileViewSet(TenantScopedViewSet):
 
     def perform_destroy(self, instance):
         services.file_delete(stored=instance, actor=self.request.user)
+
+
+@extend_schema(tags=["files"])
+class AgentUploadView(KaiAPIView):
+    """Seed 000 ``POST agents/{id}/upload``: files for one agent (multipart ``file``, repeatable),
+    stored like ``files/upload`` and linked to the agent (``files?agent_id=`` lists them)."""
+
+    parser_classes = [MultiPartParser]
+
+    def initialize_request(self, request, *args, **kwargs):
+        request.upload_handlers = [CappedUploadHandler(request)]  # size caps while the body streams
+        return super().initialize_request(request, *args, **kwargs)
+
+    @extend_schema(request={"multipart/form-data": AgentUploadSerializer}, responses={201: UploadResponseSerializer})
+    def post(self, request, pk):
+        agent = get_or_404(Agent.objects.for_org(self.organization), pk=pk)
+        return _store_uploads(request, AgentUploadSerializer, organization=self.organization, agent_id=agent.pk)

@@ -6,6 +6,10 @@ needs a fresh step-up grant of the requesting session, else 403 ``AUTH_002``. A 
 always counts, and so does a backup code's; a password re-check grant counts for users with no registered authenticator,
 unless the organization also sets ``step_up_password_fallback: false``.
 
+Routes that answer a stored secret in clear (or all of them, as a backup) need a grant whatever
+the organization's setting: ``step_up_always_actions`` on the view, or ``check_step_up(request,
+always=True)``.
+
 Three ways to apply it:
 
 * ``permission_classes = [*api_settings.DEFAULT_PERMISSION_CLASSES, RequiresStepUp]`` with
@@ -107,14 +111,18 @@ def check_step_up(request, *, always: bool = False) -> None:
 
 class RequiresStepUp(permissions.BasePermission):
     """Step-up for the view's ``step_up_actions`` (action names, or HTTP method names for plain
-    API views; ``"*"`` = all); without that attribute, for every unsafe method."""
+    API views; ``"*"`` = all); without that attribute, for every unsafe method. The view's
+    ``step_up_always_actions`` need a grant even where the organization does not ask for step-up."""
 
     def has_permission(self, request, view):
+        action = getattr(view, "action", None) or request.method.lower()
+        if action in getattr(view, "step_up_always_actions", ()):
+            check_step_up(request, always=True)
+            return True
         actions = getattr(view, "step_up_actions", None)
         if actions is None:
             needed = request.method not in permissions.SAFE_METHODS
         else:
-            action = getattr(view, "action", None) or request.method.lower()
             needed = "*" in actions or action in actions
         if needed:
             check_step_up(request)

@@ -3,7 +3,7 @@ earn a grant, the grant's state. Every route acts for the requesting user and se
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -85,7 +85,8 @@ class BiometricVerifyView(_StepUpView):
 class BiometricCredentialListView(_StepUpView):
     """The requesting user's registered authenticators."""
 
-    @extend_schema(responses={200: AuthenticatorSerializer(many=True)})
+    @extend_schema(responses={200: inline_serializer("AuthenticatorList", {
+        "items": AuthenticatorSerializer(many=True)})})
     def get(self, request):
         rows = WebAuthnCredential.objects.filter(user=request.user).order_by("created_at")
         return Response({"items": AuthenticatorSerializer(rows, many=True).data})

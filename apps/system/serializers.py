@@ -1,7 +1,9 @@
 from rest_framework import serializers
 
 from apps.system.models import AlertSeverity, AlertStatus, ModificationType, SystemModification
-from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
+from apps.system.tasks import METRICS
+from kai_platform.api.schema import requires_one_of
+from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer, NonEmptyJSONObjectField
 
 
 class SystemModificationSerializer(KaiModelSerializer):
@@ -20,12 +22,32 @@ class SystemModificationSerializer(KaiModelSerializer):
         return str(obj.applied_by_id) if obj.applied_by_id else None
 
 
+@requires_one_of("changes", "after_state")
 class ModifyBodySerializer(KaiSerializer):
+    """``{type, target_id?, changes, description?}``, or seed 002's ``SystemModification`` with
+    ``after_state`` for ``changes`` (its server-owned fields are ignored)."""
+
     type = serializers.ChoiceField(choices=ModificationType.choices)
     target_id = serializers.CharField(required=False, allow_blank=True, max_length=64,
                                       help_text="The agent or workflow changed (agent_config, workflow_change).")
-    changes = JSONObjectField(max_bytes=65536, help_text="Fields to set; for settings a null value removes the key.")
+    changes = NonEmptyJSONObjectField(required=False, max_bytes=65536,
+                                      help_text="Fields to set; for settings a null value removes the key.")
+    after_state = NonEmptyJSONObjectField(required=False, max_bytes=65536, help_text="Seed 002's name for `changes`.")
     description = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    id = serializers.CharField(read_only=True)
+    before_state = serializers.JSONField(read_only=True)
+    applied_by = serializers.CharField(read_only=True)
+    applied_at = serializers.CharField(read_only=True)
+    rollback_available = serializers.BooleanField(read_only=True)
+    impact_assessment = serializers.CharField(read_only=True)
+
+    def validate(self, attrs):
+        after_state = attrs.pop("after_state", None)
+        if "changes" not in attrs:
+            if after_state is None:
+                raise serializers.ValidationError({"changes": ["Send changes (or after_state)."]})
+            attrs["changes"] = after_state
+        return attrs
 
 
 class RollbackBodySerializer(KaiSerializer):
@@ -36,12 +58,12 @@ class RollbackBodySerializer(KaiSerializer):
 
 
 class ConfigBodySerializer(KaiSerializer):
-    settings = JSONObjectField(max_bytes=65536, help_text="Keys to set; a null value removes the key.")
+    settings = NonEmptyJSONObjectField(max_bytes=65536, help_text="Keys to set; a null value removes the key.")
     description = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
 class MetricsQuerySerializer(KaiSerializer):
-    metric_name = serializers.CharField(max_length=100)
+    metric_name = serializers.ChoiceField(choices=list(METRICS))
     period = serializers.ChoiceField(choices=["15m", "1h", "6h", "24h", "7d", "30d"], default="1h")
     aggregation = serializers.ChoiceField(choices=["sum", "avg", "max", "min"], required=False)
 

@@ -248,7 +248,7 @@ class RuntimeMetricsView(KaiAPIView):
 
     renderer_classes = [PrometheusTextRenderer, KaiJSONRenderer]
 
-    @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
+    @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT})
     def get(self, request):
         from prometheus_client import generate_latest
 

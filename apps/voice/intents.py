@@ -73,24 +73,29 @@ def _normalize(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
-def _actions(text: str) -> list[tuple[str, float]]:
+def _actions(text: str, trained: dict[str, list[str]] | None = None) -> list[tuple[str, float]]:
     """Candidate actions with a score: a phrase at the start of the text (or of a clause after a
-    comma/"to"/"please") scores higher than one further in."""
+    comma/"to"/"please") scores higher than one further in; a phrase the organization trained
+    (``voice/train``) scores above a built-in one."""
     norm = _normalize(text)
     clauses = [norm] + [_normalize(c) for c in re.split(r",|\bto\b|\bplease\b|\band\b", text.lower())[1:]]
     found: dict[str, float] = {}
-    for action, phrases in ACTIONS.items():
-        for phrase in phrases:
-            for index, clause in enumerate(clauses):
-                if clause == phrase or clause.startswith(phrase + " "):
-                    score = 0.9 if index == 0 else 0.8
-                    found[action] = max(found.get(action, 0.0), score)
-            if re.search(rf"\b{re.escape(phrase)}\b", norm):
-                found[action] = max(found.get(action, 0.0), 0.5)
+    sources = [(ACTIONS, 0.0)] + ([(trained, 0.05)] if trained else [])
+    for table, bonus in sources:
+        for action, phrases in table.items():
+            for phrase in phrases:
+                for index, clause in enumerate(clauses):
+                    if clause == phrase or clause.startswith(phrase + " "):
+                        score = (0.9 if index == 0 else 0.8) + bonus
+                        found[action] = max(found.get(action, 0.0), score)
+                if re.search(rf"\b{re.escape(phrase)}\b", norm):
+                    found[action] = max(found.get(action, 0.0), 0.5 + bonus)
     # the generic "ask" words only win when nothing more specific was said
     if len(found) > 1 and "ask" in found:
         found["ask"] = min(found["ask"], 0.45)
-    return sorted(found.items(), key=lambda item: (-item[1], list(ACTIONS).index(item[0])))
+    order = list(ACTIONS)
+    return sorted(found.items(), key=lambda item: (-item[1], order.index(item[0]) if item[0] in order else len(order),
+                                                   item[0]))
 
 
 def _entities(text: str, mentioned_numbers: list[int]) -> dict:
@@ -119,11 +124,18 @@ def _mentions_name(norm_text: str, name: str) -> bool:
     return bool(norm_name) and re.search(rf"(?:^| ){re.escape(norm_name)}(?: |$)", norm_text) is not None
 
 
-def parse(text: str, agents: list[AgentRef], *, active_agent: int | None = None) -> ParsedCommand:
+def normalize_phrase(text: str) -> str:
+    """How a training phrase is stored and matched: lower case, words only."""
+    return _normalize(text)
+
+
+def parse(text: str, agents: list[AgentRef], *, active_agent: int | None = None,
+          trained: dict[str, list[str]] | None = None) -> ParsedCommand:
+    """``trained``: the organization's own phrases by intent (``voice/train``)."""
     text = (text or "").strip()
     norm = _normalize(text)
     numbers = [int(a or b) for a, b in _AGENT_NUMBER.findall(text.lower())]
-    candidates = _actions(text)
+    candidates = _actions(text, trained)
     action, confidence = candidates[0] if candidates else ("unknown", 0.0)
     parsed = ParsedCommand(action=action, confidence=confidence, entities=_entities(text, numbers),
                            alternatives=[{"action": a, "entities": {}, "confidence": round(s, 3)}

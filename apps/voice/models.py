@@ -47,3 +47,19 @@ class VoiceSettings(TenantModel):
     class Meta(TenantModel.Meta):
         verbose_name_plural = "voice settings"
         constraints = [models.UniqueConstraint(fields=["organization", "user"], name="uniq_voice_settings_member")]
+
+
+class TrainingPhrase(TenantModel):
+    """A phrase the organization taught its intent router (seed 002 ``voice/train``): a command
+    starting with it (or containing it) parses as ``intent``."""
+
+    intent = models.CharField(max_length=50)
+    phrase = models.CharField(max_length=200, help_text="Normalized: lower case, words only.")
+
+    class Meta(TenantModel.Meta):
+        constraints = [models.UniqueConstraint(fields=["organization", "intent", "phrase"],
+                                               name="uniq_voice_training_phrase")]
+        indexes = [models.Index(fields=["organization", "intent"], name="voice_train_org_intent")]
+
+    def __str__(self) -> str:
+        return f"{self.intent}: {self.phrase}"

@@ -105,7 +105,7 @@ def capabilities(organization) -> dict:
         "intent_parsing": True,
         "agent_routing": True,
         "wake_word": False,
-        "training": False,
+        "training": True,
         "max_audio_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
     }
 

@@ -88,3 +88,35 @@ class SynthesizeSerializer(KaiSerializer):
     language = serializers.CharField(required=False, allow_blank=True, max_length=20)
     speed = serializers.FloatField(required=False, min_value=0.25, max_value=4.0)
     format = serializers.ChoiceField(choices=["wav", "mp3"], default="wav")
+
+
+class TrainSerializer(KaiSerializer):
+    """Seed 002 ``POST voice/train``: phrases that mean ``intent`` for this organization."""
+
+    intent = serializers.RegexField(r"^[a-z][a-z0-9_]{0,49}$", max_length=50,
+                                    help_text="An action name: a built-in one (search, execute, …) or your own, "
+                                              "in lower case with underscores.")
+    phrases = serializers.ListField(child=serializers.CharField(max_length=200), min_length=1, max_length=100)
+
+    def validate_phrases(self, value):
+        from apps.voice.intents import normalize_phrase
+
+        cleaned = list(dict.fromkeys(p for p in (normalize_phrase(v) for v in value) if p))
+        if not cleaned:
+            raise serializers.ValidationError("Give at least one phrase with a word in it.")
+        return cleaned
+
+
+class TrainDeleteSerializer(KaiSerializer):
+    intent = serializers.CharField(max_length=50)
+
+
+class TrainedIntentSerializer(serializers.Serializer):
+    intent = serializers.CharField()
+    phrases = serializers.ListField(child=serializers.CharField())
+
+
+class TrainResponseSerializer(serializers.Serializer):
+    intents = TrainedIntentSerializer(many=True)
+    total_phrases = serializers.IntegerField()
+    added = serializers.IntegerField(required=False)

@@ -14,9 +14,10 @@ from rest_framework import exceptions
 from apps.agents.models import Agent
 from apps.audit.services import audit_covered, audit_record, snapshot
 from apps.events.services import publish
-from apps.voice import intents, providers
-from apps.voice.models import InputType, VoiceCommand, VoiceSettings
+from apps.voice import intents, providers, selectors
+from apps.voice.models import InputType, TrainingPhrase, VoiceCommand, VoiceSettings
 from kai_platform.logging import request_id_var
+from kai_platform.tenancy import locks
 
 DEFAULT_SETTINGS = {
     "language": "en-US",
@@ -109,7 +110,8 @@ def voice_process(*, organization, actor, text_fallback: str = "", audio: bytes 
             intents.AgentRef(str(agent.pk), agent.agent_number, agent.name, agent.role or "")]
         by_id.setdefault(str(agent.pk), agent)
         context["active_agent"] = agent.agent_number
-    parsed = intents.parse(text, refs, active_agent=context.get("active_agent"))
+    parsed = intents.parse(text, refs, active_agent=context.get("active_agent"),
+                           trained=selectors.trained_phrases(organization=organization))
     _processing(organization, actor, "routing", command_id, progress=0.7,
                 target_agent=parsed.target.agent_number if parsed.target else None)
 
@@ -140,6 +142,41 @@ def voice_process(*, organization, actor, text_fallback: str = "", audio: bytes 
                 agent=target, actor=actor, owner=actor, component="voice")
     command.suggestions, command.requires_followup, command.note = suggestions, followup, note
     return command
+
+
+# --- training ---------------------------------------------------------------------------------
+
+#: most phrases one organization may teach (every command is matched against all of them)
+MAX_TRAINING_PHRASES = 2000
+
+
+def voice_train(*, organization, actor, intent: str, phrases: list[str]) -> int:
+    """Add normalized ``phrases`` for ``intent`` to the organization's intent router; the next
+    command uses them. Returns how many were new (a phrase taught twice is kept once)."""
+    with transaction.atomic():
+        locks.organization_xact_lock(locks.VOICE_TRAINING, organization.pk)
+        existing = set(TrainingPhrase.objects.for_org(organization).filter(intent=intent, phrase__in=phrases)
+                       .values_list("phrase", flat=True))
+        new = [p for p in phrases if p not in existing]
+        total = TrainingPhrase.objects.for_org(organization).count()
+        if total + len(new) > MAX_TRAINING_PHRASES:
+            raise exceptions.ValidationError(
+                {"phrases": [f"An organization may keep {MAX_TRAINING_PHRASES} training phrases; it has {total}."]})
+        TrainingPhrase.objects.bulk_create([TrainingPhrase(organization=organization, created_by=actor, intent=intent,
+                                                           phrase=p) for p in new])
+        audit_record(organization=organization, actor=actor, action="voice.train", model="voice.TrainingPhrase",
+                     object_id=intent, after={"intent": intent, "added": new})
+    return len(new)
+
+
+def voice_untrain(*, organization, actor, intent: str) -> int:
+    """Forget every phrase taught for ``intent``; returns how many were removed."""
+    with transaction.atomic():
+        deleted, _ = TrainingPhrase.objects.for_org(organization).filter(intent=intent).delete()
+        if deleted:
+            audit_record(organization=organization, actor=actor, action="voice.untrain", model="voice.TrainingPhrase",
+                         object_id=intent, before={"intent": intent, "phrases": deleted})
+    return deleted
 
 
 # --- settings ---------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
@@ -16,14 +15,17 @@ from apps.voice.models import VoiceCommand
 from apps.voice.serializers import (
     AgentVoiceSerializer,
     SynthesizeSerializer,
+    TrainDeleteSerializer,
+    TrainResponseSerializer,
+    TrainSerializer,
     VoiceCommandSerializer,
     VoiceProcessSerializer,
     VoiceSettingsSerializer,
 )
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import KaiAPIView
-from kai_platform.tenancy.roles import ADMIN_ROLES
-from kai_platform.tenancy.viewsets import READ_ONLY, TenantScopedViewSet
+from kai_platform.tenancy.roles import ADMIN_ROLES, BUILDER_ROLES
+from kai_platform.tenancy.viewsets import READ_ONLY, TenantScopedViewSet, get_or_404
 
 VoiceProcessResponse = inline_serializer("VoiceProcessResponse", {
     "success": drf_serializers.BooleanField(),
@@ -75,7 +77,7 @@ class AgentVoiceView(KaiAPIView):
 
     @extend_schema(request=AgentVoiceSerializer, responses={200: VoiceProcessResponse})
     def post(self, request, pk):
-        agent = get_object_or_404(Agent.objects.for_org(self.organization), pk=pk)
+        agent = get_or_404(Agent.objects.for_org(self.organization), pk=pk)
         data = validated(AgentVoiceSerializer, request)
         language = data.get("language") or services.voice_settings_get(
             organization=self.organization, user=request.user)["language"]
@@ -152,3 +154,35 @@ class VoiceSynthesizeView(KaiAPIView):
         response["X-Voice-Engine"] = engine
         response["Content-Disposition"] = f'inline; filename="speech.{data["format"]}"'
         return response
+
+
+@extend_schema(tags=["voice"])
+class VoiceTrainView(KaiAPIView):
+    """Seed 002 ``voice/train``: POST ``{intent, phrases[]}`` teaches the organization's intent
+    router (``voice/process`` uses the phrases at once: a command starting with one parses as
+    that intent, ahead of the built-in verbs); GET lists what was taught; DELETE ``?intent=``
+    forgets one intent's phrases. Teaching and forgetting need owner, admin or developer."""
+
+    action_roles = {"post": BUILDER_ROLES, "delete": BUILDER_ROLES}
+
+    def _body(self, **extra) -> dict:
+        trained = selectors.trained_phrases(organization=self.organization)
+        return {"intents": [{"intent": k, "phrases": v} for k, v in trained.items()],
+                "total_phrases": sum(len(v) for v in trained.values()), **extra}
+
+    @extend_schema(responses={200: TrainResponseSerializer})
+    def get(self, request):
+        return Response(self._body())
+
+    @extend_schema(request=TrainSerializer, responses={201: TrainResponseSerializer})
+    def post(self, request):
+        data = validated(TrainSerializer, request)
+        added = services.voice_train(organization=self.organization, actor=request.user, intent=data["intent"],
+                                     phrases=data["phrases"])
+        return Response(self._body(added=added), status=201)
+
+    @extend_schema(parameters=[TrainDeleteSerializer], responses={204: None})
+    def delete(self, request):
+        data = validated(TrainDeleteSerializer, request, data=request.query_params)
+        services.voice_untrain(organization=self.organization, actor=request.user, intent=data["intent"])
+        return Response(status=204)

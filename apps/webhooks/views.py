@@ -11,7 +11,7 @@ from apps.webhooks import selectors, services
 from apps.webhooks.models import DeliveryStatus, Webhook, WebhookDelivery
 from apps.webhooks.serializers import WebhookDeliverySerializer, WebhookSerializer
 from kai_platform.tenancy.roles import ADMIN_ROLES
-from kai_platform.tenancy.viewsets import TenantScopedViewSet
+from kai_platform.tenancy.viewsets import TenantScopedViewSet, not_offered
 
 #: webhooks send the organization's data out: only owners/admins manage them
 WRITE_ACTIONS = ("create", "update", "partial_update", "destroy", "test")
@@ -98,7 +98,7 @@ class WebhookDeliveryViewSet(TenantScopedViewSet):
     def scope_queryset(self, queryset):
         return selectors.deliveries_for_list(queryset=queryset)
 
-    @extend_schema(exclude=True)
+    @not_offered
     def create(self, request, *args, **kwargs):
         raise exceptions.MethodNotAllowed("POST", detail="Deliveries are made by events; use webhooks/{id}/test.")
 

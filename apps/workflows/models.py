@@ -12,6 +12,7 @@ import secrets
 
 from django.db import models
 
+from kai_platform.api.errors import codes
 from kai_platform.tenancy.models import TenantModel
 
 
@@ -44,6 +45,9 @@ class Workflow(TenantModel):
     execution_count = models.PositiveIntegerField(default=0, editable=False)
     success_count = models.PositiveIntegerField(default=0, editable=False)
     failure_count = models.PositiveIntegerField(default=0, editable=False)
+
+    #: seed 002 code of the 404 for an unknown one
+    not_found_code = codes.WORKFLOW_NOT_FOUND
 
     class Meta(TenantModel.Meta):
         indexes = [models.Index(fields=["organization", "-created_at"], name="workflow_org_created"),

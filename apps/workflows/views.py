@@ -28,7 +28,7 @@ from kai_platform.api.serializers import validated
 from kai_platform.api.views import PublicAPIView
 from kai_platform.tenancy.permissions import IsOrganizationMember
 from kai_platform.tenancy.roles import HUMAN_ROLES
-from kai_platform.tenancy.viewsets import TenantScopedViewSet
+from kai_platform.tenancy.viewsets import TenantScopedViewSet, not_offered
 
 
 def _started_body(run: WorkflowRun) -> dict:
@@ -159,7 +159,7 @@ class WorkflowRunViewSet(TenantScopedViewSet):
     def get_serializer_class(self):
         return WorkflowRunSerializer if self.action == "list" else WorkflowRunDetailSerializer
 
-    @extend_schema(exclude=True)
+    @not_offered
     def create(self, request, *args, **kwargs):
         raise exceptions.MethodNotAllowed("POST", detail="Start runs with POST workflows/{id}/execute.")
 

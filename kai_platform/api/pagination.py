@@ -1,10 +1,14 @@
 """One pagination shape: ``?limit=&offset=`` → ``{items, total, limit, offset, has_more}``.
+``?page=`` (1-based, seed 003) is the other way to say where a page starts: offset =
+(page - 1) × limit; an explicit ``offset`` wins. A limit over 100 is capped; a value that
+is not an integer in range is a 400.
 
 A page is read as ``limit + 1`` rows: when that many do not come back the total is known
 (``offset`` + the rows), so a list that fits its page costs one query instead of COUNT + SELECT;
 only a page with more after it (or past the end) counts.
 """
 from django.db.models import QuerySet
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
@@ -17,21 +21,40 @@ class KaiPagination(LimitOffsetPagination):
     default_limit = 20
     max_limit = MAX_LIMIT
 
-    def get_limit(self, request):
-        raw = request.query_params.get(self.limit_query_param)
+    def _integer(self, request, name: str, minimum: int):
+        """The query parameter as an integer ≥ ``minimum``; absent → None; anything else → 400."""
+        raw = request.query_params.get(name)
         if raw is None:
-            return self.default_limit
+            return None
         try:
             value = int(raw)
         except (TypeError, ValueError):
-            return self.default_limit
-        return max(1, min(value, self.max_limit))
+            value = None
+        if value is None or value < minimum:
+            raise ValidationError({name: [f"Must be an integer ≥ {minimum}."]})
+        return value
+
+    def get_limit(self, request):
+        value = self._integer(request, self.limit_query_param, 1)
+        return self.default_limit if value is None else min(value, self.max_limit)
+
+    page_query_param = "page"
 
     def get_offset(self, request):
-        try:
-            return min(max(0, int(request.query_params.get(self.offset_query_param, 0))), MAX_OFFSET)
-        except (TypeError, ValueError):
-            return 0
+        offset = self._integer(request, self.offset_query_param, 0)
+        if offset is not None:
+            return min(offset, MAX_OFFSET)
+        page = self._integer(request, self.page_query_param, 1)
+        return 0 if page is None else min((page - 1) * self.get_limit(request), MAX_OFFSET)
+
+    def get_schema_operation_parameters(self, view):
+        limit, offset = super().get_schema_operation_parameters(view)
+        limit["schema"]["minimum"], offset["schema"]["minimum"] = 1, 0
+        return [limit, offset, {
+            "name": self.page_query_param, "required": False, "in": "query",
+            "description": "1-based page number (offset = (page - 1) × limit); ignored when offset is given.",
+            "schema": {"type": "integer", "minimum": 1},
+        }]
 
     def paginate_queryset(self, queryset, request, view=None):
         if not isinstance(queryset, QuerySet):

@@ -1,5 +1,5 @@
 """drf-spectacular hooks and security schemes."""
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 
 
 def only_canonical_api(endpoints):
@@ -78,3 +78,32 @@ def error_responses(result, generator, request, public):
             for status, description in ERROR_STATUSES.items():
                 responses.setdefault(status, {"description": description, "content": content})
     return result
+
+
+
+class StrictSerializerSchema(OpenApiSerializerExtension):
+    """Request bodies of the strict serializers (``StrictFieldsMixin``: unknown fields are a 400)
+    say so (``additionalProperties: false``), and a body that needs one of several fields
+    (``schema_requires_one_of``, set by ``requires_one_of``) says which."""
+
+    target_class = "kai_platform.api.serializers.StrictFieldsMixin"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["additionalProperties"] = False
+            one_of = getattr(self.target, "schema_requires_one_of", ())
+            if one_of:
+                schema["anyOf"] = [{"required": [name]} for name in one_of]
+        return schema
+
+
+def requires_one_of(*fields: str):
+    """Class decorator for a strict serializer whose body needs at least one of ``fields``
+    (checked in its ``validate``): the OpenAPI schema says so too, so a client generated from it
+    never builds a body the view refuses."""
+    def decorate(serializer_class):
+        serializer_class.schema_requires_one_of = fields
+        return serializer_class
+    return decorate

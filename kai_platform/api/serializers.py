@@ -24,19 +24,75 @@ import copy
 from collections.abc import Mapping
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import fields, serializers
 from rest_framework.fields import Field, SkipField
 from rest_framework.relations import ManyRelatedField, PKOnlyObject, RelatedField
 from rest_framework.utils import model_meta
 
 
+#: the JSON types each field kind takes, as the OpenAPI document states them (DRF alone would
+#: coerce 0 to "0", "1" to True, "5" to 5)
+_JSON_TYPES = (
+    (fields.BooleanField, (bool,), "a boolean"),
+    (fields.CharField, (str,), "a string"),
+    (fields.IntegerField, (int,), "an integer"),
+    (fields.FloatField, (int, float), "a number"),
+    (fields.UUIDField, (str,), "a string"),
+    (fields.DateTimeField, (str,), "a string"),
+    (fields.DateField, (str,), "a string"),
+    (fields.ListField, (list,), "an array"),
+    (fields.DictField, (dict,), "an object"),
+)
+
+
+def _type_error(field, value) -> str | None:
+    if value is None:
+        return None  # null is the field's own rule (allow_null)
+    for kind, types, name in _JSON_TYPES:
+        if isinstance(field, kind):
+            if isinstance(value, bool) and bool not in types:
+                return f"Incorrect type: expected {name}."
+            if not isinstance(value, types):
+                return f"Incorrect type: expected {name}."
+            if isinstance(field, fields.ListField) and field.child is not None:
+                for item in value:
+                    if (error := _type_error(field.child, item)) is not None:
+                        return error.replace("expected", "expected items of")
+            return None
+    return None
+
+
 class StrictFieldsMixin:
+    """Refuses unknown fields and, in JSON bodies, values of another type than the field's."""
+
     def to_internal_value(self, data):
         if isinstance(data, dict):
             known = set(self.fields.keys())
             unknown = sorted(str(key) for key in data.keys() if key not in known)
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+            form = hasattr(data, "getlist")  # multipart/query strings: every value is text
+            errors = {}
+            for key, value in data.items():
+                field = self.fields[key]
+                if field.read_only:
+                    continue
+                if form:
+                    if value == "" and not getattr(field, "allow_blank", False) and not isinstance(field, fields.FileField):
+                        errors[key] = ["This field may not be blank."]
+                elif (error := _type_error(field, value)) is not None:
+                    errors[key] = [error]
+            if errors:  # reported beside the other fields' errors
+                clean = data.copy()
+                for key in errors:
+                    clean.pop(key)
+                try:
+                    super().to_internal_value(clean)
+                except serializers.ValidationError as exc:
+                    if isinstance(exc.detail, dict):
+                        errors = {**exc.detail, **errors}
+                raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
 
 
@@ -230,6 +286,7 @@ def _class_read_plan(cls) -> list | None:
     return plan
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
 class JSONObjectField(serializers.JSONField):
     """A JSON object (dict), size-capped."""
 
@@ -250,6 +307,19 @@ class JSONObjectField(serializers.JSONField):
 
         if len(dumps(value)) > self.max_bytes:
             self.fail("too_large", max_bytes=self.max_bytes)
+        return value
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True, "minProperties": 1})
+class NonEmptyJSONObjectField(JSONObjectField):
+    """A JSON object with at least one key."""
+
+    default_error_messages = {"empty": "Give at least one field."}
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not value:
+            self.fail("empty")
         return value
 
 

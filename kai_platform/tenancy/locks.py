@@ -11,6 +11,7 @@ from django.db import connection
 #: lock namespaces (the first key of the two-key advisory lock)
 EVENTS = 0x6B41
 FILES = 0x6B46
+VOICE_TRAINING = 0x6B56
 
 
 def organization_lock_key(organization_id) -> int:

@@ -15,6 +15,8 @@ ROLE_RANK = {Role.AGENT: 1, Role.USER: 2, Role.DEVELOPER: 3, Role.ADMIN: 4, Role
 ALL_ROLES = frozenset(Role)
 #: everyone but the machine identity: may create and restart agents (seed 000)
 HUMAN_ROLES = frozenset(ALL_ROLES - {Role.AGENT})
+#: may build: agents' configuration, credentials, tools, voice training
+BUILDER_ROLES = frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER})
 #: may edit system configuration, manage members and see every member's keys
 ADMIN_ROLES = frozenset({Role.OWNER, Role.ADMIN})
 

@@ -9,13 +9,55 @@ decorate the queryset in ``scope_queryset`` (select_related, visibility by role)
 from __future__ import annotations
 
 from django.db import transaction
+from django.http import Http404
 from rest_framework import viewsets
 from rest_framework.response import Response
 
 from kai_platform.tenancy.context import get_auth_context, get_organization
 
 
+def raise_not_found(model):
+    """404 for a missing (or another organization's) object, with the model's seed error code
+    (``not_found_code``, e.g. ``AGENT_001``) when it declares one."""
+    from kai_platform.api.errors import NotFound, codes
+
+    name = model._meta.verbose_name
+    raise NotFound(f"No {name} with this id in your organization.",
+                   code=getattr(model, "not_found_code", None) or codes.VALIDATION_ERROR)
+
+
+def not_offered(handler):
+    """Marks a viewset method the API does not offer (e.g. ``create`` on a list whose rows are
+    made elsewhere): it stays to answer 405 with a helpful detail, but the ``Allow`` header and
+    the OpenAPI document leave its HTTP method out."""
+    from drf_spectacular.utils import extend_schema
+
+    handler.kai_not_offered = True
+    return extend_schema(exclude=True)(handler)
+
+
+def get_or_404(queryset, **lookup):
+    """``queryset.get(**lookup)`` or the model's 404 (see ``raise_not_found``)."""
+    obj = queryset.filter(**lookup).first()
+    if obj is None:
+        raise_not_found(queryset.model)
+    return obj
+
+
 class OrganizationContextMixin:
+    """Every API view's base: the request's organization and role, and errors always in the JSON
+    envelope, whatever other format (SSE, Prometheus text, NDJSON) the route also answers."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        renderer = getattr(response, "accepted_renderer", None)
+        if response.status_code >= 400 and renderer is not None and renderer.media_type != "application/json":
+            from kai_platform.api.renderers import KaiJSONRenderer
+
+            response.accepted_renderer = KaiJSONRenderer()
+            response.accepted_media_type = "application/json"
+        return response
+
     @property
     def organization(self):
         return get_organization(self.request)
@@ -57,6 +99,19 @@ class TenantScopedViewSetMixin(OrganizationContextMixin):
     def scope_queryset(self, queryset):
         """Narrow/decorate the organization's queryset (never widen it)."""
         return queryset
+
+    @property
+    def allowed_methods(self):
+        actions = getattr(self, "action_map", None) or {}
+        hidden = {method.upper() for method, name in actions.items()
+                  if getattr(getattr(self, name, None), "kai_not_offered", False)}
+        return [method for method in super().allowed_methods if method not in hidden]
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except Http404:
+            raise_not_found(self.get_model())
 
     # Writes: subclasses call their app's services; the defaults stamp owner and organization.
     def perform_create(self, serializer):

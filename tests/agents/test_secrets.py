@@ -1,5 +1,6 @@
-"""Credentials: encrypted at rest (MultiFernet), masked everywhere, clear only for owner/admin,
-never in audit rows, events or logs; rotation re-encrypts under the newest key."""
+"""Credentials: encrypted at rest (MultiFernet), masked everywhere, clear only for owner/admin
+after a fresh step-up (whatever the organization's setting), never in audit rows, events or logs;
+rotation re-encrypts under the newest key."""
 import json
 import logging
 
@@ -11,6 +12,7 @@ from apps.agents import crypto
 from apps.agents.models import Credential
 from apps.audit.models import AuditEvent
 from apps.events.models import Event
+from tests.factories import PASSWORD
 from tests.helpers import assert_envelope
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +25,12 @@ def _store(client, **extra):
     response = client.post("/api/v1/credentials", body, format="json")
     assert response.status_code == 201, response.content
     return response.json()
+
+
+def _step_up(client):
+    response = client.post("/api/v1/auth/step-up/password", {"password": PASSWORD}, format="json")
+    assert response.status_code == 200, response.content
+    return client
 
 
 def test_value_is_encrypted_masked_and_absent_from_audit_events_and_logs(owner_client, caplog):
@@ -44,7 +52,11 @@ def test_value_is_encrypted_masked_and_absent_from_audit_events_and_logs(owner_c
 def test_clear_value_needs_owner_or_admin(make_member, client_for, role, status):
     owner = make_member()
     body = _store(client_for(owner))
-    response = client_for(make_member(role, organization=owner.organization)).get(f"/api/v1/credentials/{body['id']}/value")
+    client = client_for(make_member(role, organization=owner.organization))
+    if status == 200:  # the step-up is always needed for the clear value
+        assert_envelope(client.get(f"/api/v1/credentials/{body['id']}/value"), 403, "AUTH_002")
+        _step_up(client)
+    response = client.get(f"/api/v1/credentials/{body['id']}/value")
     assert response.status_code == status
     if status == 200:
         assert response.json()["value"] == SECRET
@@ -113,7 +125,9 @@ def test_backup_and_restore(make_member, client_for):
     owner = make_member()
     client = client_for(owner)
     _store(client, name="one")
-    backup = client.post("/api/v1/credentials/backup", {"passphrase": "correct horse battery"}, format="json").json()
+    assert_envelope(client.post("/api/v1/credentials/backup", {"passphrase": "correct horse battery"}, format="json"),
+                    403, "AUTH_002")
+    backup = _step_up(client).post("/api/v1/credentials/backup", {"passphrase": "correct horse battery"}, format="json").json()
     assert backup["count"] == 1 and SECRET not in backup["backup"]
     other = client_for(make_member())
     bad = other.post("/api/v1/credentials/restore", {"backup": backup["backup"], "kdf": backup["kdf"],
@@ -123,6 +137,6 @@ def test_backup_and_restore(make_member, client_for):
                                                           "passphrase": "correct horse battery"}, format="json").json()
     assert restored == {"created": 1, "updated": 0, "skipped": 0}
     credential_id = other.get("/api/v1/credentials").json()["items"][0]["id"]
-    assert other.get(f"/api/v1/credentials/{credential_id}/value").json()["value"] == SECRET
+    assert _step_up(other).get(f"/api/v1/credentials/{credential_id}/value").json()["value"] == SECRET
     developer = client_for(make_member("developer", organization=owner.organization))
     assert_envelope(developer.post("/api/v1/credentials/backup", {"passphrase": "correct horse battery"}, format="json"), 403)

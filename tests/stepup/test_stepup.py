@@ -195,3 +195,28 @@ def test_seed_inline_biometric_verification_on_credential_store(member, client_f
     again = client_for(member).post(f"{B}/credentials", {**body, "service_name": "jira",
                                                          "biometric_verification": seed_form}, format="json")
     assert_envelope(again, 403, "AUTH_002")
+
+
+def test_stored_secrets_need_a_fresh_grant_whatever_the_organization_setting(member, client_for):
+    client = client_for(member)
+    credential = credential_create(organization=member.organization, actor=member.user, name="gh",
+                                   service_name="github", value="ghp_secret_value")
+    assert not (member.organization.settings or {}).get("require_step_up")
+    body = assert_envelope(client.get(f"{B}/credentials/{credential.pk}/value"), 403, "AUTH_002")
+    assert body["step_up"] == {"methods": ["webauthn", "password"],
+                               "verify": ["auth/biometric/verify", "auth/step-up/password"]}
+    assert "ghp_secret_value" not in str(body)
+    assert_envelope(client.post(f"{B}/credentials/backup", {"passphrase": "correct horse battery"}, format="json"),
+                    403, "AUTH_002")
+    # other credential operations stay open where the organization does not ask for step-up
+    assert client.get(f"{B}/credentials/{credential.pk}").json()["masked_value"].endswith("alue")
+    assert client.post(f"{B}/auth/step-up/password", {"password": PASSWORD}, format="json").status_code == 200
+    assert client.get(f"{B}/credentials/{credential.pk}/value").json()["value"] == "ghp_secret_value"
+    # with an authenticator, the password grant no longer opens the secret
+    authenticator = _authenticator()
+    assert _register(client, authenticator).status_code == 201
+    assert client.delete(f"{B}/auth/step-up").status_code == 204
+    assert client.post(f"{B}/auth/step-up/password", {"password": PASSWORD}, format="json").status_code == 200
+    assert_envelope(client.get(f"{B}/credentials/{credential.pk}/value"), 403, "AUTH_002")
+    assert _assert(client, authenticator).status_code == 200
+    assert client.get(f"{B}/credentials/{credential.pk}/value").json()["value"] == "ghp_secret_value"

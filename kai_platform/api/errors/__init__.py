@@ -1,6 +1,7 @@
 from kai_platform.api.errors import codes
 from kai_platform.api.errors.exceptions import (
     Conflict,
+    NotFound,
     PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
@@ -8,4 +9,4 @@ from kai_platform.api.errors.exceptions import (
     Unprocessable,
 )
 
-__all__ = ["codes", "Conflict", "PayloadTooLarge", "RateLimited", "ServiceUnavailable", "StepUpRequired", "Unprocessable"]
+__all__ = ["codes", "Conflict", "NotFound", "PayloadTooLarge", "RateLimited", "ServiceUnavailable", "StepUpRequired", "Unprocessable"]

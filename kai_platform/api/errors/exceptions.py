@@ -20,6 +20,12 @@ class KaiAPIException(APIException):
         self.extra = extra or {}
 
 
+class NotFound(KaiAPIException):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_detail = "Not found."
+    error_type = "not_found"
+
+
 class Conflict(KaiAPIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state."
