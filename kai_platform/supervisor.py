@@ -17,6 +17,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kai_platform.drain import drain_seconds
+
 #: first restart delay; doubled on every death up to ``BACKOFF_MAX``
 BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
@@ -25,14 +27,6 @@ STABLE_SECONDS = 30.0
 #: this many deaths inside ``FLAP_WINDOW`` seconds and a child is reported as flapping
 FLAP_DEATHS = 5
 FLAP_WINDOW = 60.0
-
-
-def drain_seconds() -> float:
-    """How long in-flight work may take to finish after SIGTERM (``KAI_DRAIN_SECONDS``)."""
-    try:
-        return max(0.0, float(os.environ.get("KAI_DRAIN_SECONDS", "30")))
-    except ValueError:
-        return 30.0
 
 
 def read_state(path: str | os.PathLike | None = None) -> dict | None:

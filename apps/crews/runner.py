@@ -78,6 +78,8 @@ class RunHandle:
     execution_id: str
     cancel_event: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
+    #: stopped by its worker's shutdown, not by a person: it goes back to PENDING, not CANCELLED
+    requeue: bool = False
 
     def cancel(self, reason: str) -> None:
         if not self.cancel_event.is_set():
@@ -109,6 +111,19 @@ class InFlightRegistry:
     def ids(self) -> list[str]:
         with self._lock:
             return list(self._runs)
+
+    def drain(self, deadline: float) -> None:
+        """The worker is stopping: let the runs in flight finish until ``deadline`` (monotonic),
+        then stop the rest at their next token or step; they go back to PENDING and the queue."""
+        while self.ids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with self._lock:
+            handles = list(self._runs.values())
+        for handle in handles:
+            handle.requeue = True
+            handle.cancel("its worker is shutting down")
+        if handles:
+            logger.warning("drain time over: %d run(s) go back to the queue", len(handles))
 
     def _loop(self) -> None:
         while True:
@@ -825,8 +840,13 @@ def run(execution_id, *, worker: str) -> str:
 
 
 def _run(execution: Execution, *, worker: str) -> str:
+    from kai_platform import drain
+
     if execution.status != S.PENDING:
         return f"skipped ({execution.status})"
+    if drain.is_draining():  # a message taken just before the shutdown: leave it to another worker
+        execution_enqueue(execution_id=execution.pk, priority=execution.priority)
+        return "draining"
     if execution.cancel_requested:
         execution_transition(execution_id=execution.pk, to=S.CANCELLED, reason="cancelled before it started")
         return "cancelled"
@@ -868,9 +888,12 @@ def _run(execution: Execution, *, worker: str) -> str:
                                                               if k in ("source", "step_id")})
         status = _park(ctx, exc)
     except Cancelled as exc:
-        status, error = S.CANCELLED, str(exc) or "cancelled"
-        ctx.recorder.log(f"cancelled: {error}", level="warning")
-        _end(ctx, S.CANCELLED, error)
+        if handle.requeue:
+            status = _requeue(ctx)
+        else:
+            status, error = S.CANCELLED, str(exc) or "cancelled"
+            ctx.recorder.log(f"cancelled: {error}", level="warning")
+            _end(ctx, S.CANCELLED, error)
     except RunFailed as exc:
         error = str(exc)
         ctx.recorder.log(f"failed: {error}", level="error")
@@ -882,7 +905,7 @@ def _run(execution: Execution, *, worker: str) -> str:
         _end(ctx, S.FAILED, error)
     finally:
         registry.remove(handle)
-        if ctx._stream_key and status != S.WAITING_FOR_APPROVAL:
+        if ctx._stream_key and status not in (S.WAITING_FOR_APPROVAL, S.PENDING):
             stream_push(ctx._stream_key, {"done": "1", "status": str(status), "error": error[:1000]})
         _record_agent_stats(execution, time.monotonic() - started, error)
         connection.close()
@@ -916,6 +939,23 @@ def _park(ctx: RunContext, pause: AwaitingApproval) -> str:
         return S.FAILED
     _end(ctx, S.CANCELLED, "cancelled before the approval was asked")  # its cancel was requested meanwhile
     return S.CANCELLED
+
+
+def _requeue(ctx: RunContext) -> str:
+    """RUNNING → PENDING (its worker is shutting down) with what it spent recorded, queued again on
+    commit; a run that ended meanwhile (a cancel won the race) is left as it is."""
+    reason = "its worker shut down before it finished; requeued"
+    ctx.recorder.log(reason, level="warning")
+    checkpoint = {**(ctx.execution.checkpoint or {}),
+                  "usage_keys": [[agent, model, day.isoformat()]
+                                 for agent, model, day in ctx.recorder._counted_usage_keys]}
+    with transaction.atomic():
+        ctx.recorder.flush()
+        if execution_transition(execution_id=ctx.execution.pk, to=S.PENDING, reason=reason, worker="",
+                                checkpoint=checkpoint, only_from={S.PREPARING, S.RUNNING}):
+            transaction.on_commit(partial_enqueue(ctx.execution.pk, ctx.execution.priority))
+            return S.PENDING
+    return Execution.objects.filter(pk=ctx.execution.pk).values_list("status", flat=True).first() or S.PENDING
 
 
 def _end(ctx: RunContext, to: str, reason: str) -> None:
