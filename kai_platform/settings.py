@@ -217,12 +217,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+#: the embedded footprint's state (pgdata, redis, media, secret.keys): what a backup covers
+VAR_DIR = Path(env_str("KAI_VAR_DIR", str(BASE_DIR / "var")))
 STATIC_ROOT = Path(env_str("KAI_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = not PRODUCTION
 if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves from finders; the folder must exist
-MEDIA_ROOT = Path(env_str("KAI_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+MEDIA_ROOT = Path(env_str("KAI_MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -424,7 +426,7 @@ LOGGING = {
 KAI_SECRET_KEYS = env_list("KAI_SECRET_KEYS", [])
 if PRODUCTION and not KAI_SECRET_KEYS:
     raise ImproperlyConfigured("production needs KAI_SECRET_KEYS (comma-separated Fernet keys, newest first)")
-KAI_SECRET_KEYS_FILE = Path(env_str("KAI_SECRET_KEYS_FILE", str(BASE_DIR / "var" / "secret.keys")))
+KAI_SECRET_KEYS_FILE = Path(env_str("KAI_SECRET_KEYS_FILE", str(VAR_DIR / "secret.keys")))
 #: what a model with no configured provider runs on: "builtin" (embedded default) or "" (fail the run)
 KAI_LLM_FALLBACK = env_str("KAI_LLM_FALLBACK", "" if PRODUCTION else "builtin")
 #: seconds a provider call may take before it fails with an error envelope (per-provider override)
