@@ -161,6 +161,7 @@ INSTALLED_APPS = [
     "apps.voice",
     "apps.stepup",
     "apps.console",
+    "apps.retention",
 ]
 
 MIDDLEWARE = [
@@ -464,7 +465,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("KAI_WORKFLOW_SWEEP_SECONDS", 10)),
         "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 30},
     },
+    "retention-prune": {  # apps.retention: each organization's data past its policy, in batches
+        "task": "apps.retention.tasks.prune_all",
+        "schedule": float(env_int("KAI_RETENTION_SECONDS", 3600)),
+        "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 600},
+    },
 }
+#: audit rows are never kept fewer days than this, whatever an organization's policy says
+KAI_AUDIT_MIN_DAYS = env_int("KAI_AUDIT_MIN_DAYS", 90)
+#: seconds a prune sleeps between batches (gives live traffic the database between statements)
+KAI_RETENTION_PAUSE_SECONDS = env_float("KAI_RETENTION_PAUSE_SECONDS", 0.0)
 #: a running execution stamps heartbeat_at this often; the reaper fails it once it is this old
 KAI_RUN_HEARTBEAT_SECONDS = env_float("KAI_RUN_HEARTBEAT_SECONDS", 2.0)
 KAI_RUN_STALE_SECONDS = env_int("KAI_RUN_STALE_SECONDS", 60)
