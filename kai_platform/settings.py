@@ -474,7 +474,7 @@ CELERY_BEAT_SCHEDULE = {
 #: audit rows are never kept fewer days than this, whatever an organization's policy says
 KAI_AUDIT_MIN_DAYS = env_int("KAI_AUDIT_MIN_DAYS", 90)
 #: seconds a prune sleeps between batches (gives live traffic the database between statements)
-KAI_RETENTION_PAUSE_SECONDS = env_float("KAI_RETENTION_PAUSE_SECONDS", 0.0)
+KAI_RETENTION_PAUSE_SECONDS = env_float("KAI_RETENTION_PAUSE_SECONDS", 0.1)
 #: a running execution stamps heartbeat_at this often; the reaper fails it once it is this old
 KAI_RUN_HEARTBEAT_SECONDS = env_float("KAI_RUN_HEARTBEAT_SECONDS", 2.0)
 KAI_RUN_STALE_SECONDS = env_int("KAI_RUN_STALE_SECONDS", 60)
