@@ -27,6 +27,7 @@ from apps.crews import specs
 from apps.crews.models import Execution, ExecutionKind, ExecutionStatus, Pattern, SpanKind
 from apps.crews.recorder import RunRecorder, Span
 from apps.crews.services import execution_claim, execution_enqueue, execution_transition
+from kai_platform import telemetry
 from kai_platform.llm import LLMError, ToolCall
 from kai_platform.llm.base import count_tokens, messages_tokens
 from kai_platform.llm.pricing import cost_usd
@@ -277,7 +278,8 @@ class RunContext:
             raise RunFailed(str(exc))
         span = self.recorder.span_start(SpanKind.LLM, resolved.model, parent, agent_id=profile.agent_id,
                                         model=resolved.model, provider=resolved.provider_type,
-                                        requested_model=resolved.requested)
+                                        requested_model=resolved.requested,
+                                        content={"prompt": messages} if telemetry.capture_content() else None)
         if not connection.in_atomic_block:
             connection.close()  # never hold a connection while the provider thinks
         parts: list[str] = []
@@ -320,6 +322,8 @@ class RunContext:
         tokens_in = usage.input_tokens if usage and usage.input_tokens else estimated_in
         tokens_out = usage.output_tokens if usage and (usage.output_tokens or not counted_out) else counted_out
         self.recorder.tokens(tokens_out=tokens_out - counted_out)  # the provider's count is the truth
+        if telemetry.capture_content():
+            span.content["completion"] = "".join(parts)
         cost = self._finish_llm_span(span, resolved, profile, tokens_in, tokens_out, counted=True,
                                      tool_calls=[c.name for c in calls])
         return "".join(parts), calls, tokens_in, tokens_out, cost
@@ -869,6 +873,10 @@ def _run(execution: Execution, *, worker: str) -> str:
     connection.close()  # back to the pool while the runner works
     handle = registry.add(execution.pk)
     ctx = RunContext(execution, handle)
+    ctx.recorder.otel_root = telemetry.start_run_span(
+        name=f"run {execution.kind}", trace_id=execution.trace_id, organization_id=execution.organization_id,
+        execution_id=execution.pk, kind=execution.kind)
+    active = telemetry.activate(ctx.recorder.otel_root)  # database and Redis calls of the run go under it
     _restore_usage_keys(ctx)
     started = time.monotonic()
     status, error = S.FAILED, ""
@@ -904,6 +912,9 @@ def _run(execution: Execution, *, worker: str) -> str:
         ctx.recorder.log(f"failed: {error}", level="error")
         _end(ctx, S.FAILED, error)
     finally:
+        telemetry.deactivate(active)
+        telemetry.end_span(ctx.recorder.otel_root, status="error" if status == S.FAILED else "ok", error=error,
+                           cost=ctx.recorder.total_cost)
         registry.remove(handle)
         if ctx._stream_key and status not in (S.WAITING_FOR_APPROVAL, S.PENDING):
             stream_push(ctx._stream_key, {"done": "1", "status": str(status), "error": error[:1000]})
