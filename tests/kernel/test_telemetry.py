@@ -20,8 +20,6 @@ from tests.conftest import jwt_for
 from tests.crews.conftest import wait_for
 from tests.helpers import LiveServer, WorkerProcess, free_port, subprocess_env
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
 
 class OtlpReceiver:
     """``POST /v1/traces`` (OTLP/HTTP protobuf): keeps every span as a dict."""
@@ -70,10 +68,9 @@ def _value(value):
     return getattr(value, kind) if kind else None
 
 
-def _run_traced(member, agent, capture: str) -> tuple[OtlpReceiver, str]:
+def _run_traced(member, agent) -> tuple[OtlpReceiver, str]:
     receiver = OtlpReceiver()
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200",
-           "KAI_OTEL_CAPTURE_CONTENT": capture}
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
     server = worker = None
     try:
         server = LiveServer(**env)
@@ -98,12 +95,14 @@ def _run_traced(member, agent, capture: str) -> tuple[OtlpReceiver, str]:
         receiver.stop()
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
 def test_one_trace_from_the_request_through_the_worker_with_genai_spans(make_member):
     from tests.crews.conftest import make_agent
 
     member = make_member()
     agent = make_agent(member, tools=["calculator"])
-    receiver, trace_id = _run_traced(member, agent, capture="false")
+    receiver, trace_id = _run_traced(member, agent)
     spans = [s for s in receiver.spans if s["trace_id"] == trace_id]
     services = {s["service"] for s in spans}
     assert {"kai-web", "kai-worker"} <= services, services
@@ -132,13 +131,34 @@ def test_one_trace_from_the_request_through_the_worker_with_genai_spans(make_mem
     assert tools and tools[0]["attributes"]["gen_ai.tool.name"] == "calculator"
 
 
-def test_prompt_and_completion_text_only_when_asked_for(make_member):
-    from tests.crews.conftest import make_agent
+@pytest.mark.parametrize("capture", ["true", "false"])
+def test_prompt_and_completion_text_only_when_asked_for(monkeypatch, capture):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    member = make_member()
-    receiver, trace_id = _run_traced(member, make_agent(member), capture="true")
-    chat = next(s for s in receiver.spans if s["trace_id"] == trace_id and s["name"].startswith("chat "))
-    assert "6*7" in chat["attributes"]["gen_ai.prompt"] and chat["attributes"]["gen_ai.completion"]
+    from kai_platform import telemetry
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(telemetry, "_tracer", provider.get_tracer("test"))
+    monkeypatch.setenv("KAI_OTEL_CAPTURE_CONTENT", capture)
+    root = telemetry.start_run_span(name="run agent_task", trace_id="ab" * 16, organization_id="org-1",
+                                    execution_id="run-1", kind="agent_task")
+    chat = telemetry.start_span(name="gpt-x", parent=root, kind="llm", organization_id="org-1", model="gpt-x",
+                                system="openai", content={"prompt": [{"role": "user", "content": "6*7?"}]})
+    telemetry.end_span(chat, status="ok", tokens_in=5, tokens_out=2, cost=0.001, model="gpt-x",
+                       content={"completion": "42"})
+    telemetry.end_span(root, status="ok")
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    attributes = dict(spans["chat gpt-x"].attributes)
+    assert format(spans["chat gpt-x"].context.trace_id, "032x") == "ab" * 16  # the execution's trace id
+    assert attributes["gen_ai.system"] == "openai" and attributes["gen_ai.usage.output_tokens"] == 2
+    if capture == "true":
+        assert "6*7?" in attributes["gen_ai.prompt"] and attributes["gen_ai.completion"] == "42"
+    else:
+        assert "gen_ai.prompt" not in attributes and "gen_ai.completion" not in attributes
 
 
 def test_off_without_an_endpoint(monkeypatch):
