@@ -127,6 +127,8 @@ def _versions(pg_full: str, dump_tool: str) -> dict:
 def _migrations() -> dict:
     """The newest applied migration of each app: what the restored code must at least know."""
     with _connect() as conn:
+        if not conn.execute("SELECT to_regclass('django_migrations')").fetchone()[0]:
+            return {}  # a database never migrated
         rows = conn.execute("SELECT app, max(name) FROM django_migrations GROUP BY app ORDER BY app").fetchall()
     return dict(rows)
 

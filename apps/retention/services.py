@@ -7,7 +7,8 @@ from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.core.cache import cache
+from django.db import models, transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record, snapshot
@@ -23,8 +24,9 @@ PLAN_DAYS = {"free": 30, "standard": 30, "pro": 90, "enterprise": 365}
 YEAR = 365
 #: with ``keep: failed_only`` a completed run stays this long (its caller can still read the result)
 COMPLETED_GRACE = timedelta(days=1)
-#: advisory lock namespace: one prune per organization at a time
-PRUNE_LOCK_NAMESPACE = 0x6B52
+#: one prune per organization at a time (a Redis lock: a prune commits batch by batch, so no
+#: transaction-scoped database lock would cover it); expires in case a worker dies mid-prune
+PRUNE_LOCK_SECONDS = 3600
 
 
 def audit_min_days() -> int:
@@ -118,10 +120,9 @@ def retention_prune(*, organization, now=None, pause: float = 0.0) -> RetentionR
     cutoffs = {kind: (now - timedelta(days=policy[kind])).isoformat() for kind in KINDS}
     counts: Counter = Counter()
     started = time.monotonic()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [PRUNE_LOCK_NAMESPACE, str(organization.pk)])
-        if not cursor.fetchone()[0]:
-            return None
+    lock_key = f"retention:prune:{organization.pk}"
+    if not cache.add(lock_key, 1, PRUNE_LOCK_SECONDS):
+        return None
     try:
         _prune_files(organization, policy, now, counts, pause)
         pruning.delete_where(Execution, _finished_runs(organization, policy, now), counts, order="created_at",
@@ -139,8 +140,7 @@ def retention_prune(*, organization, now=None, pause: float = 0.0) -> RetentionR
         pruning.delete_where(RetentionRun, models.Q(organization=organization, created_at__lt=day("audit_days")),
                              counts, order="created_at", pause=pause)
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [PRUNE_LOCK_NAMESPACE, str(organization.pk)])
+        cache.delete(lock_key)
     if not counts:
         return None
     with transaction.atomic():
