@@ -5,6 +5,10 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
 os.environ.setdefault("KAI_PROCESS", "web")  # fail fast on a database outage (settings: pool timeout)
 
+from kai_platform import telemetry  # noqa: E402
+
+telemetry.setup("kai-web")  # before Django loads its middleware: the instrumentation adds its own
+
 from kai_platform.api.asgi_handler import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()  # Django's handler, the request in one hop to its thread

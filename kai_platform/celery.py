@@ -7,7 +7,7 @@ import socket
 import threading
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import beat_init, worker_init, worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
 
@@ -53,3 +53,29 @@ def _start_heartbeat(sender=None, **kwargs):
 @worker_shutdown.connect
 def _stop_heartbeat(**kwargs):
     _stop.set()
+
+
+@worker_shutting_down.connect
+def _begin_drain(sig=None, how=None, **kwargs):
+    """Warm shutdown (SIGTERM): the worker stops consuming; the runs it holds get the drain time
+    to finish (``kai_platform.drain``). A cold shutdown (a second signal) skips it."""
+    if how == "Warm":
+        from kai_platform import drain
+
+        drain.begin(f"worker {sig or 'shutdown'}")
+
+
+@worker_init.connect
+@worker_process_init.connect
+def _start_tracing(**kwargs):
+    """OpenTelemetry in the worker (and each prefork child), when configured (kai_platform.telemetry)."""
+    from kai_platform import telemetry
+
+    telemetry.setup("kai-worker")
+
+
+@beat_init.connect
+def _start_beat_tracing(**kwargs):
+    from kai_platform import telemetry
+
+    telemetry.setup("kai-beat")

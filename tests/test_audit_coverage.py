@@ -230,6 +230,13 @@ def _system_maintenance(ctx):
 PLATFORM_ROUTES = {"system-alerts", "system-maintenance"}
 
 
+@recipe("retention-policy", "put")
+@recipe("retention-policy", "patch")
+def _retention_policy(ctx):
+    return Call(ctx.url("retention-policy"), {"events_days": 12}, action="retention.update",
+                check=lambda row, r: row.model == "retention.RetentionPolicy" and row.after["events_days"] == 12)
+
+
 @recipe("system-modify", "post")
 def _system_modify(ctx):
     agent = ctx.agent()

@@ -147,8 +147,10 @@ def health(*, organization=None) -> dict:
         depths, alive, error = [], [], f"{type(exc).__name__}: {exc}"[:200]
     if organization is not None:
         alive = [{**w, "name": f"worker {i + 1}"} for i, w in enumerate(alive)]
+    from kai_platform.supervisor import processes
+
     return {"queues": depths, "workers": alive, "workers_healthy": sum(1 for w in alive if w["healthy"]),
-            "redis_error": error}
+            "redis_error": error, "processes": processes()}
 
 
 def dashboard(*, organization=None) -> dict:

@@ -11,8 +11,11 @@ class RunsConfig(AppConfig):
         from celery.signals import worker_init
 
         from apps.quotas.selectors import register_row_source
+        from apps.runs.runner import registry
         from apps.runs.selectors import executions_created_since
+        from kai_platform.drain import on_drain
         from kai_platform.llm import preload_clients
 
         register_row_source("executions", executions_created_since)
         worker_init.connect(lambda **kwargs: preload_clients(), weak=False)  # workers run the model calls
+        on_drain(registry.drain)  # SIGTERM: in-flight runs finish in the drain time or are requeued

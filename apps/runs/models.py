@@ -15,7 +15,10 @@ from kai_platform.tenancy.models import TenantModel
 
 
 def new_trace_id() -> str:
-    return uuid.uuid4().hex
+    """The OpenTelemetry trace being recorded (the API request that creates the run), else a new id."""
+    from kai_platform.telemetry import current_trace_id
+
+    return current_trace_id() or uuid.uuid4().hex
 
 
 class ExecutionKind(models.TextChoices):

@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.runs.models import ExecutionLog, TraceSpan
+from kai_platform import telemetry
 
 FLUSH_SECONDS = 0.5
 FLUSH_ENTRIES = 50
@@ -46,6 +47,9 @@ class Span:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: Decimal = Decimal(0)
+    #: its OpenTelemetry span (kai_platform.telemetry), and prompt/completion text for it (never stored)
+    otel: object = None
+    content: dict = field(default_factory=dict)
 
 
 class RunRecorder:
@@ -69,6 +73,7 @@ class RunRecorder:
         self.total_tokens_out = 0
         self.total_cost = Decimal(0)
         self.llm_calls = 0
+        self.otel_root = None  # the run's OpenTelemetry span, parent of spans without one
 
     # --- collecting -------------------------------------------------------------------------
     def log(self, message: str, level: str = "info", **data) -> None:
@@ -76,9 +81,13 @@ class RunRecorder:
             self._logs.append((level, message[:MAX_LOG_CHARS], data, timezone.now()))
 
     def span_start(self, kind: str, name: str, parent: Span | None = None, *, agent_id=None, model: str = "",
-                   **attributes) -> Span:
-        return Span(span_id=new_span_id(), kind=kind, name=name[:300], parent_span_id=parent.span_id if parent else "",
+                   content: dict | None = None, **attributes) -> Span:
+        span = Span(span_id=new_span_id(), kind=kind, name=name[:300], parent_span_id=parent.span_id if parent else "",
                     agent_id=str(agent_id) if agent_id else None, model=model, attributes=attributes)
+        span.otel = telemetry.start_span(name=span.name, parent=parent.otel if parent else self.otel_root,
+                                         kind=str(kind), organization_id=self.organization_id, model=model,
+                                         system=attributes.get("provider", ""), content=content)
+        return span
 
     def span_end(self, span: Span, *, status: str = "ok", **attributes) -> None:
         span.attributes.update(attributes)
@@ -89,6 +98,9 @@ class RunRecorder:
             agent_id=span.agent_id, model=span.model, started_at=span.started_at, ended_at=ended,
             duration_ms=round((time.monotonic() - span.started_mono) * 1000, 3), tokens_in=span.tokens_in,
             tokens_out=span.tokens_out, cost=span.cost, attributes=span.attributes)
+        telemetry.end_span(span.otel, status=status, tokens_in=span.tokens_in, tokens_out=span.tokens_out,
+                           cost=span.cost if span.kind == "llm" else None, model=span.model,
+                           error=str(attributes.get("error", "")), content=span.content)
         with self._lock:
             self._spans.append(row)
 

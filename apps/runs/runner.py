@@ -27,6 +27,7 @@ from apps.runs.models import Execution, ExecutionStatus, SpanKind
 from apps.runs.prompts import interpolate, task_prompt  # noqa: F401 (part of the engine's API)
 from apps.runs.recorder import RunRecorder, Span
 from apps.runs.services import execution_claim, execution_enqueue, execution_transition
+from kai_platform import telemetry
 from kai_platform.llm import LLMError, ToolCall
 from kai_platform.llm.base import count_tokens, messages_tokens
 from kai_platform.llm.pricing import cost_usd
@@ -83,6 +84,8 @@ class RunHandle:
     execution_id: str
     cancel_event: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
+    #: stopped by its worker's shutdown, not by a person: it goes back to PENDING, not CANCELLED
+    requeue: bool = False
 
     def cancel(self, reason: str) -> None:
         if not self.cancel_event.is_set():
@@ -114,6 +117,19 @@ class InFlightRegistry:
     def ids(self) -> list[str]:
         with self._lock:
             return list(self._runs)
+
+    def drain(self, deadline: float) -> None:
+        """The worker is stopping: let the runs in flight finish until ``deadline`` (monotonic),
+        then stop the rest at their next token or step; they go back to PENDING and the queue."""
+        while self.ids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with self._lock:
+            handles = list(self._runs.values())
+        for handle in handles:
+            handle.requeue = True
+            handle.cancel("its worker is shutting down")
+        if handles:
+            logger.warning("drain time over: %d run(s) go back to the queue", len(handles))
 
     def _loop(self) -> None:
         while True:
@@ -303,7 +319,8 @@ class RunContext:
             raise RunFailed(str(exc), type="circuit_open", provider=resolved.label)
         span = self.recorder.span_start(SpanKind.LLM, resolved.model, parent, agent_id=profile.agent_id,
                                         model=resolved.model, provider=resolved.provider_type,
-                                        requested_model=resolved.requested)
+                                        requested_model=resolved.requested,
+                                        content={"prompt": messages} if telemetry.capture_content() else None)
         if not connection.in_atomic_block:
             connection.close()  # never hold a connection while the provider thinks
         parts: list[str] = []
@@ -348,6 +365,8 @@ class RunContext:
         tokens_in = usage.input_tokens if usage and usage.input_tokens else estimated_in
         tokens_out = usage.output_tokens if usage and (usage.output_tokens or not counted_out) else counted_out
         self.recorder.tokens(tokens_out=tokens_out - counted_out)  # the provider's count is the truth
+        if telemetry.capture_content():
+            span.content["completion"] = "".join(parts)
         cost = self._finish_llm_span(span, resolved, profile, tokens_in, tokens_out, counted=True,
                                      tool_calls=[c.name for c in calls])
         return "".join(parts), calls, tokens_in, tokens_out, cost
@@ -550,8 +569,13 @@ def run(execution_id, *, worker: str) -> str:
 
 
 def _run(execution: Execution, *, worker: str) -> str:
+    from kai_platform import drain
+
     if execution.status != S.PENDING:
         return f"skipped ({execution.status})"
+    if drain.is_draining():  # a message taken just before the shutdown: leave it to another worker
+        execution_enqueue(execution_id=execution.pk, priority=execution.priority)
+        return "draining"
     if execution.cancel_requested:
         execution_transition(execution_id=execution.pk, to=S.CANCELLED, reason="cancelled before it started")
         return "cancelled"
@@ -574,6 +598,10 @@ def _run(execution: Execution, *, worker: str) -> str:
     connection.close()  # back to the pool while the runner works
     handle = registry.add(execution.pk)
     ctx = RunContext(execution, handle)
+    ctx.recorder.otel_root = telemetry.start_run_span(
+        name=f"run {execution.kind}", trace_id=execution.trace_id, organization_id=execution.organization_id,
+        execution_id=execution.pk, kind=execution.kind)
+    active = telemetry.activate(ctx.recorder.otel_root)  # database and Redis calls of the run go under it
     _restore_usage_keys(ctx)
     started = time.monotonic()
     status, error = S.FAILED, ""
@@ -595,10 +623,13 @@ def _run(execution: Execution, *, worker: str) -> str:
         _record_agent_stats(execution, time.monotonic() - started, "")
         status = _park(ctx, exc)
     except Cancelled as exc:
-        status, error = S.CANCELLED, str(exc) or "cancelled"
-        ctx.recorder.log(f"cancelled: {error}", level="warning")
-        _record_agent_stats(execution, time.monotonic() - started, error)
-        _end(ctx, S.CANCELLED, error)
+        if handle.requeue:
+            status = _requeue(ctx)
+        else:
+            status, error = S.CANCELLED, str(exc) or "cancelled"
+            ctx.recorder.log(f"cancelled: {error}", level="warning")
+            _record_agent_stats(execution, time.monotonic() - started, error)
+            _end(ctx, S.CANCELLED, error)
     except RunFailed as exc:
         error = str(exc)
         ctx.recorder.log(f"failed: {error}", level="error")
@@ -611,8 +642,11 @@ def _run(execution: Execution, *, worker: str) -> str:
         _record_agent_stats(execution, time.monotonic() - started, error)
         _end(ctx, S.FAILED, error)
     finally:
+        telemetry.deactivate(active)
+        telemetry.end_span(ctx.recorder.otel_root, status="error" if status == S.FAILED else "ok", error=error,
+                           cost=ctx.recorder.total_cost)
         registry.remove(handle)
-        if ctx._stream_key and status != S.WAITING_FOR_APPROVAL:
+        if ctx._stream_key and status not in (S.WAITING_FOR_APPROVAL, S.PENDING):
             stream_push(ctx._stream_key, {"done": "1", "status": str(status), "error": error[:1000]})
         connection.close()
     return str(status).lower()
@@ -642,6 +676,23 @@ def _park(ctx: RunContext, pause: AwaitingApproval) -> str:
         return S.FAILED
     _end(ctx, S.CANCELLED, "cancelled before the approval was asked")  # its cancel was requested meanwhile
     return S.CANCELLED
+
+
+def _requeue(ctx: RunContext) -> str:
+    """RUNNING → PENDING (its worker is shutting down) with what it spent recorded, queued again on
+    commit; a run that ended meanwhile (a cancel won the race) is left as it is."""
+    reason = "its worker shut down before it finished; requeued"
+    ctx.recorder.log(reason, level="warning")
+    checkpoint = {**(ctx.execution.checkpoint or {}),
+                  "usage_keys": [[agent, model, day.isoformat()]
+                                 for agent, model, day in ctx.recorder._counted_usage_keys]}
+    with transaction.atomic():
+        ctx.recorder.flush()
+        if execution_transition(execution_id=ctx.execution.pk, to=S.PENDING, reason=reason, worker="",
+                                checkpoint=checkpoint, only_from={S.PREPARING, S.RUNNING}):
+            transaction.on_commit(partial_enqueue(ctx.execution.pk, ctx.execution.priority))
+            return S.PENDING
+    return Execution.objects.filter(pk=ctx.execution.pk).values_list("status", flat=True).first() or S.PENDING
 
 
 def _end(ctx: RunContext, to: str, reason: str, info: dict | None = None) -> None:

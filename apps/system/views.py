@@ -26,6 +26,7 @@ from kai_platform.api.renderers import KaiJSONRenderer, dumps
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import KaiAPIView
 from kai_platform.api.views import SystemHealthView as ReadinessView
+from kai_platform.supervisor import processes as supervised_processes
 from kai_platform.tenancy.permissions import IsOrganizationMember
 from kai_platform.tenancy.roles import ADMIN_ROLES, ALL_ROLES, Role
 from kai_platform.tenancy.viewsets import READ_ONLY, TenantScopedViewSet
@@ -67,7 +68,9 @@ class SystemHealthView(ReadinessView):
         except Exception:  # the health answer must not fail on an optional part
             pass
         overall = body.get("status", "unhealthy")
-        if overall == "healthy" and (states.get("error") or any(s["status"] == "offline" for s in external)):
+        processes = supervised_processes()
+        if overall == "healthy" and (states.get("error") or any(s["status"] == "offline" for s in external)
+                                     or (processes and processes["status"] != "ok")):
             overall = "degraded"
         body.update({
             "status": overall, "uptime": round(time.time() - STARTED_AT, 1), "version": VERSION,
@@ -75,6 +78,7 @@ class SystemHealthView(ReadinessView):
                        "active": sum(n for s, n in states.items() if s in ("active", "executing", "idle"))},
             "resources": {**resources, "network_latency": body.get("checks", {}).get("redis", {}).get("latency_ms")},
             "external_services": external,
+            "processes": processes,
         })
         return response
 

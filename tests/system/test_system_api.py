@@ -2,6 +2,7 @@
 a Mermaid diagram, performance, logs, metric rollups and series, runtime/metrics, hub events."""
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -353,3 +354,18 @@ def test_system_changes_need_a_step_up_grant_when_the_organization_requires_it(m
     assert owner_client.put("/api/v1/system/config", off, format="json").status_code == 200
     member.organization.refresh_from_db()
     assert member.organization.settings["require_step_up"] is False
+
+
+def test_system_health_reports_a_flapping_child_of_the_make_run_supervisor(member, owner_client, tmp_path,
+                                                                           monkeypatch):
+    state = tmp_path / "supervisor.json"
+    state.write_text(json.dumps({"updated_at": 1.0, "children": {
+        "web": {"status": "running", "pid": 11, "restarts": 0, "deaths_last_minute": 0},
+        "beat": {"status": "flapping", "pid": 12, "restarts": 6, "deaths_last_minute": 6, "last_exit_code": 1}}}))
+    monkeypatch.setenv("KAI_SUPERVISOR_STATE", str(state))
+    body = owner_client.get("/api/v1/system/health").json()
+    assert body["processes"]["status"] == "degraded" and body["processes"]["flapping"] == ["beat"]
+    assert body["processes"]["children"]["beat"]["restarts"] == 6
+    assert body["status"] in ("degraded", "unhealthy")  # unhealthy only when a readiness check is down
+    monkeypatch.delenv("KAI_SUPERVISOR_STATE")
+    assert owner_client.get("/api/v1/system/health").json()["processes"] is None

@@ -187,6 +187,12 @@
       el("td", { text: time(new Date(parseFloat(row.connected_at) * 1000).toISOString()) }),
     ])) : [el("tr", {}, [el("td", { className: "muted", colspan: "6", text: sockets.error || "None." })])]));
     renderMaintenance(data.maintenance);
+    const procs = data.health.processes;  // null when no `make run` supervisor runs this platform
+    $("processes").replaceChildren(...(procs ? Object.entries(procs.children).map(([name, p]) => el("tr", {}, [
+      el("td", { text: name, className: p.status === "running" ? "" : "unhealthy" }),
+      el("td", { text: p.status + (p.deaths_last_minute ? " (" + p.deaths_last_minute + " deaths in the last minute)" : "") }),
+      el("td", { className: "num", text: p.restarts }),
+    ])) : [el("tr", {}, [el("td", { className: "muted", colspan: "3", text: "Not supervised by make run." })])]));
     const redisError = $("redis-error");
     redisError.hidden = !data.health.redis_error;
     redisError.textContent = data.health.redis_error ? "Redis: " + data.health.redis_error : "";
