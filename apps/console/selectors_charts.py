@@ -196,6 +196,7 @@ def platform_series(*, grid: Grid) -> dict:
 _CLASSES = [
     (re.compile(r"^internal error: ([A-Za-z_][\w.]*)"), None),
     (re.compile(r"failed \(([a-z_]+)\)"), "llm_{}"),
+    (re.compile(r"\b(agent|tool|provider|model) .*\bis (disabled|inactive)\b", re.I), "{}_disabled"),
     (re.compile(r"budget", re.I), "budget_exceeded"),
     (re.compile(r"circuit", re.I), "circuit_open"),
     (re.compile(r"timed? ?out|timeout|deadline", re.I), "timeout"),

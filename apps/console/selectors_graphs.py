@@ -60,7 +60,7 @@ def workflow_graph(*, organization, workflow_id) -> dict | None:
                          "organization_id": workflow.organization_id, "description": workflow.description},
             "graph": definition_graph(workflow.definition),
             "runs": [{"execution_id": str(r.execution_id), "status": r.execution.status, "version": r.version,
-                      "created_at": r.created_at.isoformat(), "trigger_type": r.trigger_type} for r in runs]}
+                      "created_at": r.created_at, "trigger_type": r.trigger_type} for r in runs]}
 
 
 def workflow_run_graph(*, execution) -> dict | None:
@@ -139,4 +139,4 @@ def crew_graph(*, organization, crew_id) -> dict | None:
                      "organization_id": crew.organization_id, "errors": [e.message for e in spec.errors]},
             "graph": {"nodes": nodes, "edges": edges},
             "runs": [{"execution_id": str(r["id"]), "status": r["status"], "run_name": r["run_name"],
-                      "created_at": r["created_at"].isoformat()} for r in runs]}
+                      "created_at": r["created_at"]} for r in runs]}

@@ -123,13 +123,13 @@ def _approvals(execution, origin) -> list[dict]:
              "at_ms": _ms(a.created_at, origin), "resolved_ms": _ms(a.resolved_at, origin)} for a in rows[:100]]
 
 
-def _children(execution) -> list[dict]:
+def _children(execution, origin) -> list[dict]:
     rows = (run_model("Execution").objects.filter(parent=execution).order_by("created_at")
             .values("id", "run_name", "kind", "status", "tokens_in", "tokens_out", "cost", "started_at",
                     "completed_at")[:500])
     return [{**row, "id": str(row["id"]), "cost": str(row["cost"]),
-             "started_at": row["started_at"].isoformat() if row["started_at"] else None,
-             "completed_at": row["completed_at"].isoformat() if row["completed_at"] else None} for row in rows]
+             "start_ms": _ms(row["started_at"], origin), "end_ms": _ms(row["completed_at"], origin)}
+            for row in rows]
 
 
 def run_trace(*, execution) -> dict:
@@ -149,7 +149,7 @@ def run_trace(*, execution) -> dict:
     return {
         "run": run_header(execution), "origin": origin.isoformat(), "total_ms": round(total, 3),
         "spans": spans, "logs": _log_rows(execution, origin, spans), "events": _events(execution, origin),
-        "approvals": _approvals(execution, origin), "children": _children(execution),
+        "approvals": _approvals(execution, origin), "children": _children(execution, origin),
         "workflow": workflow_run_graph(execution=execution) if workflow_model("WorkflowRun") else None,
         "generated_at": timezone.now().isoformat(),
     }

@@ -123,6 +123,7 @@ def test_who_may_read_and_bad_windows(client, make_member):
     ("monthly budget of 5 USD exceeded", "budget_exceeded"),
     ("lost with its worker after 3 attempts", "worker_lost"),
     ("step timed out", "timeout"),
+    ("agent 'Broken' is disabled", "agent_disabled"),
     ("something odd", "other"),
 ])
 def test_error_classes(error, expected):

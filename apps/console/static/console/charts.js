@@ -27,7 +27,7 @@
 
   function options(target, series, extra) {
     return Object.assign({
-      width: width(target), height: 180, legend: { live: true },
+      width: width(target), height: 180, legend: { live: false },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true } },
       series: [{}].concat(series),

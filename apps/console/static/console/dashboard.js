@@ -71,7 +71,7 @@
     const name = run.run_name || run.id.slice(0, 8);
     const tr = el("tr", { "data-run-id": run.id, "data-status": run.status }, [
       el("td", { className: "name" }, [el("a", { href: runPage(run.id), text: name })]),
-      el("td", {}, [adminLink("accounts/organization/" + run.organization_id + "/change/", run.organization)]),
+      el("td", { className: "wrap" }, [adminLink("accounts/organization/" + run.organization_id + "/change/", run.organization)]),
       el("td", { text: run.kind }),
       el("td", { text: run.agent, className: "wide-only" }),
       el("td", {}, [statusBadge(run.status)]),
@@ -167,7 +167,7 @@
     ])) : [el("li", { className: "muted", text: "None." })]));
 
     $("cost-today").replaceChildren(...(data.cost_today.length ? data.cost_today.map((row) => el("tr", {}, [
-      el("td", {}, [adminLink("crews/usagerollup/?organization__id__exact=" + row.organization_id, row.organization)]),
+      el("td", { className: "wrap" }, [adminLink("crews/usagerollup/?organization__id__exact=" + row.organization_id, row.organization)]),
       el("td", { className: "num", text: row.executions }),
       el("td", { className: "num", text: row.llm_calls }),
       el("td", { className: "num", text: row.tokens }),

@@ -23,7 +23,12 @@
     for (const child of children || []) if (child) node.appendChild(child);
     return node;
   }
-  function ms(v) { return v == null ? "–" : v < 1000 ? Math.round(v) + " ms" : (v / 1000).toFixed(2) + " s"; }
+  function ms(v) {
+    if (v == null) return "–";
+    const a = Math.abs(v), sign = v < 0 ? "−" : "";
+    return sign + (a < 1000 ? Math.round(a) + " ms" : (a / 1000).toFixed(2) + " s");
+  }
+  function at(v) { return (v != null && v >= 0 ? "+" : "") + ms(v); }
   function money(v) { const n = Number(v || 0); return "$" + (n === 0 ? "0" : n.toFixed(n < 0.01 ? 6 : 4)); }
   function when(iso) { return iso ? new Date(iso).toLocaleString([], { hour12: false }) : "–"; }
   function url(name, id) { return config.urls[name].replace(ZERO, id); }
@@ -65,7 +70,7 @@
   function detail(span) {
     const a = span.attributes || {};
     const box = el("div", { className: "wf-detail", "data-detail-for": span.span_id });
-    const fields = [["Kind", span.kind], ["Status", span.status], ["Start", "+" + ms(span.start_ms)],
+    const fields = [["Kind", span.kind], ["Status", span.status], ["Start", at(span.start_ms)],
                     ["Latency", ms(span.duration_ms)]];
     if (span.kind === "llm") fields.push(["Model", span.model], ["Provider", a.provider || "–"],
                                          ["Tokens in / out", `${span.tokens_in} / ${span.tokens_out}`],
@@ -83,11 +88,11 @@
     return box;
   }
 
-  function logList(lines) {
+  function logList(lines, depth) {
     if (!lines || !lines.length) return null;
-    return el("ul", { className: "wf-logs" }, lines.map((l) => el("li", {
+    return el("ul", { className: "wf-logs", style: `padding-left:${(depth || 0) * 14 + 8}px` }, lines.map((l) => el("li", {
       className: "level-" + l.level, "data-seq": l.seq,
-      text: `+${ms(l.at_ms)}  ${l.level.toUpperCase()}  ${l.message}`,
+      text: `${at(l.at_ms)}  ${l.level.toUpperCase()}  ${l.message}`,
     })));
   }
 
@@ -122,7 +127,7 @@
         el("div", { className: "wf-track" }, [bar(span.start_ms, span.duration_ms, total,
           `wf-bar kind-${span.kind} status-${span.status}`)]),
         state.open.has(span.span_id) ? detail(span) : null,
-        logList(logs.get(span.span_id)),
+        logList(logs.get(span.span_id), span.depth + 1),
       ]);
       row.addEventListener("click", (event) => {
         if (event.target.closest(".wf-detail")) return;
@@ -130,6 +135,16 @@
         renderWaterfall(state.trace);
       });
       rows.push(row);
+    }
+    for (const child of trace.children) {  // a workflow's steps (each attempt), to scale
+      if (child.start_ms == null) continue;
+      rows.push(el("div", { className: "wf-row", "data-kind": "step", "data-run-id": child.id }, [
+        el("div", { className: "wf-name" }, [el("span", { className: "kind", text: "step" }),
+          el("a", { href: url("run_page", child.id), text: child.run_name || child.id.slice(0, 8) }),
+          el("span", { className: "wf-meta", text: `${child.status} · ${child.tokens_in + child.tokens_out} tok · ` +
+            ms(child.end_ms == null ? null : child.end_ms - child.start_ms) })]),
+        el("div", { className: "wf-track" }, [bar(child.start_ms, (child.end_ms == null ? total : child.end_ms) -
+          child.start_ms, total, "wf-bar kind-task status-" + (child.status === "FAILED" ? "error" : "ok"))])]));
     }
     for (const approval of trace.approvals) {
       rows.push(el("div", { className: "wf-row", "data-kind": "approval" }, [
@@ -150,7 +165,7 @@
   // --- lists and the workflow graph --------------------------------------------------------------
   function renderLists(trace) {
     $("run-events").replaceChildren(...trace.events.map((e) => el("li", { "data-to": e.to }, [
-      el("span", { text: `+${ms(e.at_ms)} ${e.from || "∅"} → ${e.to}` }),
+      el("span", { text: `${at(e.at_ms)} ${e.from || "∅"} → ${e.to}` }),
       e.reason ? el("div", { className: "muted small", text: e.reason }) : null])));
     $("run-approvals").replaceChildren(...(trace.approvals.length ? trace.approvals.map((a) => el("li", {}, [
       el("span", { text: a.question }), el("span", { className: "muted", text: " · " + a.status })]))
