@@ -45,12 +45,12 @@ def definition_graph(definition: dict) -> dict:
     return {"nodes": nodes, "edges": edges}
 
 
-def workflow_graph(*, organization, workflow_id) -> dict | None:
+def workflow_graph(*, organization, pk) -> dict | None:
     Workflow = workflow_model("Workflow")
     if Workflow is None:
         return None
     rows = Workflow.objects.all() if organization is None else Workflow.objects.for_org(organization)
-    workflow = rows.select_related("organization").filter(pk=workflow_id).first()
+    workflow = rows.select_related("organization").filter(pk=pk).first()
     if workflow is None:
         return None
     runs = (workflow_model("WorkflowRun").objects.filter(workflow=workflow).select_related("execution")
@@ -105,14 +105,14 @@ def workflow_run_graph(*, execution) -> dict | None:
             "graph": graph}
 
 
-def crew_graph(*, organization, crew_id) -> dict | None:
+def crew_graph(*, organization, pk) -> dict | None:
     """A crew's agents and tasks: ``performs`` edges from an agent to its tasks, ``context`` edges
     from a task to the tasks that read its output, ``next`` edges in the order a sequential crew runs."""
     from apps.crews.specs import parse_crew
 
     Crew = run_model("Crew")
     rows = Crew.objects.all() if organization is None else Crew.objects.for_org(organization)
-    crew = rows.select_related("organization").filter(pk=crew_id).first()
+    crew = rows.select_related("organization").filter(pk=pk).first()
     if crew is None:
         return None
     spec = parse_crew(crew.agents_yaml, crew.tasks_yaml, crew.process)

@@ -16,8 +16,8 @@ urlpatterns: list = [
          name="console-run-cancel"),
     path("dashboard/run/<uuid:execution_id>/replay", views_pages.RunActionView.as_view(), {"action": "replay"},
          name="console-run-replay"),
-    path("dashboard/workflows/<uuid:workflow_id>", views_pages.WorkflowPageView.as_view(), name="console-workflow"),
-    path("dashboard/crews/<uuid:crew_id>", views_pages.CrewPageView.as_view(), name="console-crew"),
+    path("dashboard/workflows/<uuid:pk>", views_pages.GraphPageView.as_view(kind="workflow"), name="console-workflow"),
+    path("dashboard/crews/<uuid:pk>", views_pages.GraphPageView.as_view(kind="crew"), name="console-crew"),
     path("dashboard/login", views.ConsoleLoginView.as_view(), name="console-login"),
     path("dashboard/logout", views.ConsoleLogoutView.as_view(), name="console-logout"),
 ]

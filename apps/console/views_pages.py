@@ -87,20 +87,15 @@ class RunActionView(RunMixin, ConsoleView):
         return redirect(f"{reverse('console-run-page', args=[target])}?message={message}")
 
 
-class WorkflowPageView(ConsoleView):
-    def get(self, request, workflow_id):
-        data = selectors_graphs.workflow_graph(organization=None, workflow_id=workflow_id)
-        if data is None or not _allowed(self.scope, data["workflow"]["organization_id"]):
-            raise Http404("No such workflow in this scope.")
-        return render(request, "console/graph.html", {"title": f"Workflow {data['workflow']['name']}",
-                                                      "data": data, "config": {"urls": _urls(), "kind": "workflow"}})
+class GraphPageView(ConsoleView):
+    """A workflow's DAG or a crew's agents and tasks, with its recent runs."""
 
+    kind = "workflow"  # or "crew"
 
-class CrewPageView(ConsoleView):
-    def get(self, request, crew_id):
-        data = selectors_graphs.crew_graph(organization=None, crew_id=crew_id)
-        if data is None or not _allowed(self.scope, data["crew"]["organization_id"]):
-            raise Http404("No such crew in this scope.")
-        return render(request, "console/graph.html", {"title": f"Crew {data['crew']['name']}",
-                                                      "data": data, "config": {"urls": _urls(), "kind": "crew"}})
-
+    def get(self, request, pk):
+        read = selectors_graphs.workflow_graph if self.kind == "workflow" else selectors_graphs.crew_graph
+        data = read(organization=None, pk=pk)
+        if data is None or not _allowed(self.scope, data[self.kind]["organization_id"]):
+            raise Http404(f"No such {self.kind} in this scope.")
+        return render(request, "console/graph.html", {"title": f"{self.kind.title()} {data[self.kind]['name']}",
+                                                      "data": data, "config": {"urls": _urls(), "kind": self.kind}})
