@@ -51,7 +51,7 @@ def run_header(execution) -> dict:
         "attempts": execution.attempts, "max_attempts": execution.max_attempts,
         "cancel_requested": execution.cancel_requested, "parent_id": str(execution.parent_id or "") or None,
         "crew_id": str(execution.crew_id) if execution.crew_id else None,
-        "error": execution.error or "",
+        "error": execution.error or "", "cost_decimal": execution.cost,
         "terminal": execution.status in TERMINAL,
         "can_cancel": execution.status not in TERMINAL,
         "can_retry": execution.status in TERMINAL and execution.kind != "workflow_step",
@@ -127,7 +127,7 @@ def _children(execution, origin) -> list[dict]:
     rows = (run_model("Execution").objects.filter(parent=execution).order_by("created_at")
             .values("id", "run_name", "kind", "status", "tokens_in", "tokens_out", "cost", "started_at",
                     "completed_at")[:500])
-    return [{**row, "id": str(row["id"]), "cost": str(row["cost"]),
+    return [{**row, "id": str(row["id"]), "cost": str(row["cost"]), "cost_decimal": row["cost"],
              "start_ms": _ms(row["started_at"], origin), "end_ms": _ms(row["completed_at"], origin)}
             for row in rows]
 
@@ -143,13 +143,20 @@ def run_trace(*, execution) -> dict:
         if origin_shift < 0:  # a resumed run's spans may start before its latest start
             origin = origin + timezone.timedelta(milliseconds=origin_shift)
             spans = _span_rows(execution, origin)
+    children = _children(execution, origin)
+    header = run_header(execution)
+    if children:  # a workflow's model use is its steps'
+        header["steps_tokens"] = sum(c["tokens_in"] + c["tokens_out"] for c in children)
+        header["steps_cost"] = str(sum((c["cost_decimal"] for c in children), header["cost_decimal"]))
+    for row in [header, *children]:
+        row.pop("cost_decimal", None)
     end = execution.completed_at or timezone.now()
     ends = [s["end_ms"] for s in spans if s["end_ms"] is not None]
     total = max([_ms(end, origin) or 0.0, *ends]) or 1.0
     return {
-        "run": run_header(execution), "origin": origin.isoformat(), "total_ms": round(total, 3),
+        "run": header, "origin": origin.isoformat(), "total_ms": round(total, 3),
         "spans": spans, "logs": _log_rows(execution, origin, spans), "events": _events(execution, origin),
-        "approvals": _approvals(execution, origin), "children": _children(execution, origin),
+        "approvals": _approvals(execution, origin), "children": children,
         "workflow": workflow_run_graph(execution=execution) if workflow_model("WorkflowRun") else None,
         "generated_at": timezone.now().isoformat(),
     }

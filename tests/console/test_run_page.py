@@ -122,11 +122,14 @@ def test_workflow_graph_and_run_states(client, make_member):
     run = WorkflowRun.objects.create(organization=owner.organization, workflow=flow, version=1, execution=execution,
                                      workflow_version=WorkflowVersion.objects.get(workflow=flow, version=1))
     step_exec = Execution.objects.create(organization=owner.organization, kind="workflow_step", parent=execution,
-                                         status="COMPLETED")
+                                         status="COMPLETED", tokens_in=5, tokens_out=2, cost="0.25")
     StepRun.objects.create(organization=owner.organization, run=run, step_id="a", state="completed",
                            execution=step_exec)
     StepRun.objects.create(organization=owner.organization, run=run, step_id="b", state="failed", attempt=2)
-    graph = client.get(f"/dashboard/run/{execution.pk}/trace").json()["workflow"]["graph"]
+    trace = client.get(f"/dashboard/run/{execution.pk}/trace").json()
+    assert (trace["run"]["steps_tokens"], trace["run"]["steps_cost"]) == (7, "0.250000")
+    assert [c["id"] for c in trace["children"]] == [str(step_exec.pk)]
+    graph = trace["workflow"]["graph"]
     assert {n["id"]: (n["state"], n["attempts"]) for n in graph["nodes"]} == {
         "a": ("completed", 1), "b": ("failed", 2), "c": ("not_run", 0)}
     assert graph["nodes"][0]["execution_id"] == str(step_exec.pk)

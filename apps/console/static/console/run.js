@@ -46,6 +46,8 @@
       ["Worker", run.worker || "–"], ["Model", run.model || "–"], ["Trace id", run.trace_id],
     ];
     const parts = facts.map(([k, v]) => el("div", {}, [el("dt", { text: k }), el("dd", { text: v, "data-fact": k })]));
+    if (run.steps_tokens != null) parts.push(el("div", {}, [el("dt", { text: "With its steps" }),
+      el("dd", { text: `${run.steps_tokens} tokens · ${money(run.steps_cost)}`, "data-fact": "steps" })]));
     if (run.parent_id) parts.push(el("div", {}, [el("dt", { text: "Parent run" }),
       el("dd", {}, [el("a", { href: url("run_page", run.parent_id), text: run.parent_id.slice(0, 8) })])]));
     if (run.crew_id) parts.push(el("div", {}, [el("dt", { text: "Crew" }),
