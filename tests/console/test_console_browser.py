@@ -106,7 +106,9 @@ def test_charts_waterfall_and_workflow_graph(make_member, celery_worker_process,
             page.wait_for_url(f"{server.url}/dashboard")
 
             started = datetime.datetime.now(datetime.timezone.utc)
-            crew_run = _api(server, token, "POST", "executions", {"crew_id": str(crew.pk), "inputs": {"topic": "charts"}})
+            crew_run = _api(server, token, "POST", "executions", {"crew_id": str(crew.pk), "inputs": {"topic": "charts"},
+                                                                  "params": {"latency_ms": 1500}})
+            _check_live_waterfall(page, server, crew_run["execution_id"])
             wf_run = _api(server, token, "POST", f"workflows/{flow.pk}/execute", {"inputs": {}})
             _check_live_workflow_graph(page, server, wf_run)
             _wait(lambda: Execution.objects.get(pk=crew_run["execution_id"]).is_terminal, 60, "the crew run")
@@ -114,6 +116,7 @@ def test_charts_waterfall_and_workflow_graph(make_member, celery_worker_process,
             _check_charts_are_live(page, server, token, crew)
             _check_waterfall(page, server, token, crew_run["execution_id"])
             _check_final_workflow_graph(page, server, token, wf_run)
+            _check_workflow_definition(page, server, flow)
             page.goto(f"{server.url}/dashboard/crews/{crew.pk}")
             page.wait_for_selector("#graph g.edge.context")
             assert page.locator("#graph g.edge.context").count() == 2
@@ -124,6 +127,32 @@ def test_charts_waterfall_and_workflow_graph(make_member, celery_worker_process,
             browser.close()
     finally:
         server.stop()
+
+
+def _check_live_waterfall(page, server, execution_id):
+    """A running crew's model calls appear on its page while it runs (1.5 s each), then it ends."""
+    page.goto(f"{server.url}/dashboard/run/{execution_id}")
+    page.evaluate("window.__loadedOnce = true")
+    page.wait_for_function("""() => document.querySelectorAll('#waterfall .wf-row[data-kind="llm"]').length >= 1
+        && document.getElementById('run-header').dataset.status === 'RUNNING'""", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "run-waterfall-live.png"), full_page=True)
+    page.wait_for_selector("#run-header[data-status=COMPLETED]", timeout=60_000)
+    assert page.locator('#waterfall .wf-row[data-kind="llm"]').count() == 3
+    assert page.evaluate("window.__loadedOnce") is True
+
+
+def _check_workflow_definition(page, server, flow):
+    """The workflow's own page draws its DAG from the definition: steps, dependencies, conditions."""
+    page.goto(f"{server.url}/dashboard/workflows/{flow.pk}")
+    page.wait_for_selector("#graph g.node")
+    assert sorted(page.eval_on_selector_all("#graph g.node", "ns => ns.map(n => n.dataset.stepId)")) == [
+        "a", "b", "broken", "c"]
+    edges = page.eval_on_selector_all("#graph g.edge", "es => es.map(e => [e.dataset.source, e.dataset.target, "
+                                      "e.querySelector('text') ? e.querySelector('text').textContent : ''])")
+    assert sorted(edges) == [["a", "b", ""], ["a", "broken", ""], ["b", "c", "steps.a.failed"]]
+    assert page.locator("#graph g.node[data-state]").count() == 0  # a definition has no state
+    _assert_fits(page)
+    page.screenshot(path=str(ARTIFACTS / "workflow-graph.png"), full_page=True)
 
 
 def _check_live_workflow_graph(page, server, wf_run):

@@ -158,8 +158,16 @@ def test_crew_graph_draws_context_links(client, make_member):
     assert client.get(f"/dashboard/crews/{crew.pk}").status_code == 404
 
 
-def test_admin_change_page_links_to_the_run_page(client, make_member):
-    run = _traced_run(make_member("owner"))
+def test_admin_change_pages_link_to_the_console(client, make_member):
+    from tests.crews.conftest import make_crew
+    from tests.workflows.conftest import definition, make_agent, make_workflow, step
+
+    owner = make_member("owner")
+    run = _traced_run(owner)
+    crew = make_crew(owner)
+    flow = make_workflow(owner, definition([step("a", make_agent(owner))]))
     client.force_login(fast_user(is_staff=True, is_superuser=True))
-    html = client.get(f"/admin/crews/execution/{run.pk}/change/").content.decode()
-    assert f'href="/dashboard/run/{run.pk}"' in html
+    for admin_path, console_path in ((f"crews/execution/{run.pk}", f"run/{run.pk}"), (f"crews/crew/{crew.pk}",
+                                     f"crews/{crew.pk}"), (f"workflows/workflow/{flow.pk}", f"workflows/{flow.pk}")):
+        html = client.get(f"/admin/{admin_path}/change/").content.decode()
+        assert f'href="/dashboard/{console_path}"' in html, admin_path
