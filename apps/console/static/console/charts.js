@@ -21,8 +21,9 @@
 
   function width(el) { return Math.max(240, el.clientWidth - 4); }
 
-  function barsPath() {
-    return uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.8, 40] }) : undefined;
+  /** Bars narrower for each later series, so completed, failed and cancelled of one bucket all show. */
+  function barsPath(share) {
+    return uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [share, 40] }) : undefined;
   }
 
   function options(target, series, extra) {
@@ -61,10 +62,10 @@
     state.data = data;
     const per = data.bucket_seconds >= 3600 ? "hour" : data.bucket_seconds >= 900 ? "15 min" : "minute";
     document.querySelectorAll("[data-per]").forEach((el) => { el.textContent = per; });
-    const bars = barsPath();
     const runColors = { started: "#6b7280", completed: "#0f7b3e", failed: "#b42318", cancelled: "#8a6d00" };
+    const share = { completed: 0.9, failed: 0.6, cancelled: 0.3 };
     draw("runs", Object.keys(runColors).map((k) => line(k, runColors[k], count,
-      k === "started" ? {} : { fill: runColors[k] + "33", paths: bars, points: { show: false } })),
+      k === "started" ? {} : { fill: runColors[k] + "55", paths: barsPath(share[k]), points: { show: false } })),
       Object.keys(runColors).map((k) => data.runs[k]));
     draw("duration", [line("p50", "#1d4ed8", ms, { spanGaps: true }), line("p95", "#b42318", ms, { spanGaps: true })],
       [data.duration_ms.p50, data.duration_ms.p95]);
