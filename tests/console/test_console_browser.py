@@ -107,7 +107,7 @@ def test_charts_waterfall_and_workflow_graph(make_member, celery_worker_process,
 
             started = datetime.datetime.now(datetime.timezone.utc)
             crew_run = _api(server, token, "POST", "executions", {"crew_id": str(crew.pk), "inputs": {"topic": "charts"},
-                                                                  "params": {"latency_ms": 1500}})
+                                                                  "params": {"latency_ms": 2000}})
             _check_live_waterfall(page, server, crew_run["execution_id"])
             wf_run = _api(server, token, "POST", f"workflows/{flow.pk}/execute", {"inputs": {}})
             _check_live_workflow_graph(page, server, wf_run)
@@ -130,7 +130,7 @@ def test_charts_waterfall_and_workflow_graph(make_member, celery_worker_process,
 
 
 def _check_live_waterfall(page, server, execution_id):
-    """A running crew's model calls appear on its page while it runs (1.5 s each), then it ends."""
+    """A running crew's model calls appear on its page while it runs (2 s each), then it ends."""
     page.goto(f"{server.url}/dashboard/run/{execution_id}")
     page.evaluate("window.__loadedOnce = true")
     page.wait_for_function("""() => document.querySelectorAll('#waterfall .wf-row[data-kind="llm"]').length >= 1
