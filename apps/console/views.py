@@ -86,6 +86,8 @@ class DashboardView(ConsoleView):
                 "token_url": reverse("console-token"),
                 "data_url": reverse("console-data"),
                 "run_url": reverse("console-run", args=["00000000-0000-0000-0000-000000000000"]),
+                "run_page_url": reverse("console-run-page", args=["00000000-0000-0000-0000-000000000000"]),
+                "charts_url": reverse("console-charts"),
                 "admin_url": reverse("admin:index") if request.user.is_staff else None,
                 "query": request.GET.urlencode(),
             },

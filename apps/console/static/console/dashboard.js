@@ -58,6 +58,10 @@
     badge.textContent = label || name;
   }
 
+  function runPage(id) {
+    return config.run_page_url.replace("00000000-0000-0000-0000-000000000000", id);
+  }
+
   // --- runs table ------------------------------------------------------------------------------
   function statusBadge(status) {
     return el("span", { className: "status status-" + status, "data-field": "status", text: status });
@@ -66,12 +70,12 @@
   function runRow(run) {
     const name = run.run_name || run.id.slice(0, 8);
     const tr = el("tr", { "data-run-id": run.id, "data-status": run.status }, [
-      el("td", {}, [adminLink("crews/execution/" + run.id + "/change/", name)]),
-      el("td", {}, [adminLink("accounts/organization/" + run.organization_id + "/change/", run.organization)]),
+      el("td", { className: "name" }, [el("a", { href: runPage(run.id), text: name })]),
+      el("td", { className: "wrap" }, [adminLink("accounts/organization/" + run.organization_id + "/change/", run.organization)]),
       el("td", { text: run.kind }),
-      el("td", { text: run.agent }),
+      el("td", { text: run.agent, className: "wide-only" }),
       el("td", {}, [statusBadge(run.status)]),
-      el("td", { text: run.worker, "data-field": "worker" }),
+      el("td", { text: run.worker, "data-field": "worker", className: "wide-only" }),
       el("td", { text: time(run.started_at || run.created_at), "data-field": "started" }),
       el("td", { className: "num", text: duration(run.duration_ms), "data-field": "duration" }),
       el("td", { className: "num", text: run.tokens, "data-field": "tokens" }),
@@ -137,6 +141,7 @@
       if (run) upsertRun(run, !row);
     }
     if (TERMINAL.has(status) || !row) schedulePanels(1000);
+    if (TERMINAL.has(status)) window.dispatchEvent(new CustomEvent("kai:run-ended", { detail: { id, status } }));
   }
 
   // --- panels ----------------------------------------------------------------------------------
@@ -148,7 +153,7 @@
     $("count-queued").textContent = data.health.queues.reduce((sum, q) => sum + q.depth, 0);
 
     $("failures").replaceChildren(...(data.failures.latest.length ? data.failures.latest.map((run) => el("li", {}, [
-      adminLink("crews/execution/" + run.id + "/change/", run.run_name || run.id.slice(0, 8)),
+      el("a", { href: runPage(run.id), text: run.run_name || run.id.slice(0, 8) }),
       el("span", { className: "muted", text: " · " + run.organization + " · " + time(run.completed_at) }),
       el("div", { className: "err", text: run.error }),
     ])) : [el("li", { className: "muted", text: "None." })]));
@@ -162,7 +167,7 @@
     ])) : [el("li", { className: "muted", text: "None." })]));
 
     $("cost-today").replaceChildren(...(data.cost_today.length ? data.cost_today.map((row) => el("tr", {}, [
-      el("td", {}, [adminLink("crews/usagerollup/?organization__id__exact=" + row.organization_id, row.organization)]),
+      el("td", { className: "wrap" }, [adminLink("crews/usagerollup/?organization__id__exact=" + row.organization_id, row.organization)]),
       el("td", { className: "num", text: row.executions }),
       el("td", { className: "num", text: row.llm_calls }),
       el("td", { className: "num", text: row.tokens }),
