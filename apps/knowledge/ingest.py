@@ -76,7 +76,7 @@ def load(document: Document) -> Extracted:
 
 def _claim(document_id, version: int) -> Document | None:
     with transaction.atomic():
-        document = (Document.objects.select_for_update().select_related("knowledge_base", "organization", "file")
+        document = (Document.objects.select_for_update(of=("self",)).select_related("knowledge_base", "organization", "file")
                     .filter(pk=document_id).first())
         if document is None or document.version != version or document.status == S.READY:
             return None
@@ -118,7 +118,8 @@ def document_ingest(*, document_id, version: int) -> str:
                             new_bytes=document.bytes)
         embed = embedders.embedder_for(kb)
         _progress(document, 0, len(pieces))
-        connection.close()  # no connection held while a provider embeds
+        if not connection.in_atomic_block:
+            connection.close()  # no connection held while a provider embeds
         vectors = embedders.embed_batched(embed, [p.text for p in pieces],
                                           on_batch=lambda done, total: _progress(document, done, total))
     except (IngestError, ExtractionError, limits.LimitExceeded, embedders.EmbeddingUnavailable) as exc:

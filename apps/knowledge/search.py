@@ -1,5 +1,5 @@
 """Search of a knowledge base: by vector (pgvector cosine distance, HNSW), by text (PostgreSQL
-full text, ``ts_rank_cd``) or hybrid — reciprocal-rank fusion of the two rankings,
+full text, ``ts_rank_cd`` over any of the query's words) or hybrid — reciprocal-rank fusion of the two rankings,
 score = Σ 1 / (RRF_K + rank). One SQL statement per search (``search_sql`` builds it; the bench
 runs the same text raw)."""
 from __future__ import annotations
@@ -69,7 +69,7 @@ def search_sql(*, mode: str, organization_id, knowledge_base_ids, vector: list[f
     if mode in ("hybrid", "text"):
         legs.append(f"""txt AS (SELECT c.id, ts_rank_cd(c.search_vector, q.tsq) AS score,
             row_number() OVER (ORDER BY ts_rank_cd(c.search_vector, q.tsq) DESC, c.id) AS rank
-            FROM knowledge_chunk c, (SELECT websearch_to_tsquery(%s::regconfig, %s) AS tsq) q
+            FROM knowledge_chunk c, (SELECT replace(plainto_tsquery(%s::regconfig, %s)::text, '&', '|')::tsquery AS tsq) q
             WHERE {where} AND c.search_vector @@ q.tsq
             ORDER BY ts_rank_cd(c.search_vector, q.tsq) DESC, c.id LIMIT %s)""")
         params += [language, query, *wparams, candidates]
