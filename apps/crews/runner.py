@@ -208,6 +208,7 @@ class RunContext:
         self._stream_key = (f"{settings.KAI_REDIS_PREFIX}:stream:{execution.stream_id}"
                             if execution.stream_id else None)
         self._tools_cache: dict[str, object] = {}
+        self.citations: list[dict] = []  # what tools cited (knowledge chunks): kept in the result
 
     # --- cancel -----------------------------------------------------------------------------
     def check_cancel(self) -> None:
@@ -394,7 +395,8 @@ class RunContext:
             if tool is None:
                 raise ToolError(f"tool {call.name!r} is not available to this agent")
             output = run_tool(tool, call.arguments, ToolContext(organization=self.organization, agent=profile.agent,
-                                                                actor=self.execution.created_by))
+                                                                actor=self.execution.created_by,
+                                                                citations=self.citations))
             text = output if isinstance(output, str) else json.dumps(output, default=str)
             self.recorder.span_end(span, output=text[:2000])
             self.recorder.log(f"tool {call.name} returned", tool=call.name, output=text[:2000])
@@ -727,8 +729,25 @@ def _command_prompt(d: dict) -> str:
     return prompt
 
 
-@register_runner(ExecutionKind.AGENT_COMMAND)
+#: workflow step types other apps add (``definition.type`` → runner); agent steps have none
+STEP_RUNNERS: dict[str, Runner] = {}
+
+
+def register_step_runner(step_type: str):
+    """Other apps run a workflow step type of theirs (the knowledge app registers ``knowledge``)."""
+    def decorator(fn: Runner) -> Runner:
+        STEP_RUNNERS[step_type] = fn
+        return fn
+    return decorator
+
+
 @register_runner(ExecutionKind.WORKFLOW_STEP)
+def run_workflow_step(ctx: RunContext):
+    step_runner = STEP_RUNNERS.get((ctx.execution.definition or {}).get("type"))
+    return step_runner(ctx) if step_runner else run_agent_command(ctx)
+
+
+@register_runner(ExecutionKind.AGENT_COMMAND)
 def run_agent_command(ctx: RunContext):
     profile = _single_agent(ctx)
     d = ctx.execution.definition or {}
@@ -855,7 +874,9 @@ def _run(execution: Execution, *, worker: str) -> str:
     try:
         if runner is None:
             raise RunFailed(f"no runner is installed for runs of kind {execution.kind!r}")
-        result = runner(ctx)
+        from apps.agents.tools.base import with_citations
+
+        result = with_citations(runner(ctx), ctx.citations)
         ctx.recorder.log("completed", tokens=ctx.recorder.total_tokens_in + ctx.recorder.total_tokens_out,
                          cost=str(ctx.recorder.total_cost))
         status = S.COMPLETED

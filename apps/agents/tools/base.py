@@ -16,6 +16,19 @@ class ToolContext:
     agent: Any = None
     actor: Any = None
     configuration: dict = field(default_factory=dict)
+    #: sources a tool drew on (``{"chunk_id", …}``); a run keeps them in its result (``with_citations``)
+    citations: list = field(default_factory=list)
+
+
+def with_citations(result, citations: list):
+    """A run's result with the citations its tools collected (each chunk once): added to a dict
+    result, or ``{"output": <result>, "citations": […]}`` around any other; unchanged without any."""
+    if not citations:
+        return result
+    unique = list({c.get("chunk_id") or repr(c): c for c in citations}.values())
+    if isinstance(result, dict):
+        return {**result, "citations": unique}
+    return {"output": result, "citations": unique}
 
 
 @dataclass(frozen=True)
