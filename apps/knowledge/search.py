@@ -1,5 +1,6 @@
 """Search of a knowledge base: by vector (pgvector cosine distance, HNSW), by text (PostgreSQL
-full text, ``ts_rank_cd`` over any of the query's words) or hybrid — reciprocal-rank fusion of the two rankings,
+full text, ``ts_rank_cd``: chunks with every query word — web-search syntax, quotes and ``-`` —
+else with any of them) or hybrid — reciprocal-rank fusion of the two rankings,
 score = Σ 1 / (RRF_K + rank). One SQL statement per search (``search_sql`` builds it; the bench
 runs the same text raw)."""
 from __future__ import annotations
@@ -17,6 +18,9 @@ RRF_K = 60
 #: candidates each ranking contributes to the fusion, per result wanted
 CANDIDATES_PER_RESULT = 4
 MIN_CANDIDATES = 40
+#: chunks the text ranking scores at most (of those with every query word; of those with any word
+#: when none has all): a bound on ``ts_rank_cd`` work for queries of very common words
+TEXT_RANK_CAP = 1000
 
 
 @dataclass
@@ -67,15 +71,19 @@ def search_sql(*, mode: str, organization_id, knowledge_base_ids, vector: list[f
         literal = vector_literal(vector)
         params += [literal, literal, *wparams, literal, candidates]
     if mode in ("hybrid", "text"):
-        legs.append(f"""txt AS (SELECT c.id, ts_rank_cd(c.search_vector, q.tsq) AS score,
-            row_number() OVER (ORDER BY ts_rank_cd(c.search_vector, q.tsq) DESC, c.id) AS rank
-            FROM knowledge_chunk c, (SELECT replace(plainto_tsquery(%s::regconfig, %s)::text, '&', '|')::tsquery AS tsq) q
-            WHERE {where} AND c.search_vector @@ q.tsq
-            ORDER BY ts_rank_cd(c.search_vector, q.tsq) DESC, c.id LIMIT %s)""")
-        params += [language, query, *wparams, candidates]
+        legs.append(f"""tsq AS (SELECT CASE WHEN EXISTS (SELECT 1 FROM knowledge_chunk c WHERE {where}
+                AND c.search_vector @@ a.every) THEN a.every ELSE a.anyword END AS q
+            FROM (SELECT websearch_to_tsquery(%s::regconfig, %s) AS every,
+                         replace(plainto_tsquery(%s::regconfig, %s)::text, '&', '|')::tsquery AS anyword) a)""")
+        legs.append(f"""txt AS (SELECT m.id, ts_rank_cd(m.search_vector, tsq.q) AS score,
+            row_number() OVER (ORDER BY ts_rank_cd(m.search_vector, tsq.q) DESC, m.id) AS rank
+            FROM (SELECT c.id, c.search_vector FROM knowledge_chunk c, tsq WHERE {where}
+                  AND c.search_vector @@ tsq.q LIMIT {TEXT_RANK_CAP}) m, tsq
+            ORDER BY ts_rank_cd(m.search_vector, tsq.q) DESC, m.id LIMIT %s)""")
+        params += [*wparams, language, query, language, query, *wparams, candidates]
     if not legs:
         return "", []
-    names = [leg.split(" ", 1)[0] for leg in legs]
+    names = [leg.split(" ", 1)[0] for leg in legs if not leg.startswith("tsq ")]
     if mode == "hybrid":
         union = " UNION ALL ".join(f"SELECT id, rank FROM {n}" for n in names)
         ranked = f"SELECT id, sum(1.0 / ({RRF_K} + rank)) AS score FROM ({union}) u GROUP BY id"
