@@ -294,3 +294,37 @@ def _register_workflow_factories():
 
 
 _register_workflow_factories()
+
+
+# --- knowledge app factories -------------------------------------------------------------------
+def _register_knowledge_factories():
+    from django.apps import apps
+
+    if not apps.is_installed("apps.knowledge"):
+        return
+    from apps.knowledge import graph, services
+    from apps.knowledge.models import Document, Entity, KnowledgeBase, Relationship
+
+    def knowledge_base(*, organization, user):
+        return services.knowledge_base_create(organization=organization, actor=user,
+                                              data={"name": f"KB {uuid.uuid4().hex[:8]}"})
+
+    def document(*, organization, user):
+        return services.document_create_text(knowledge_base=knowledge_base(organization=organization, user=user),
+                                             actor=user, name="notes.txt", text="Otters hold stones.")
+
+    def entity(*, organization, user):
+        return graph.entity_create(organization=organization, actor=user, data={"type": "concept", "label": "Otter"})
+
+    def relationship(*, organization, user):
+        a, b = entity(organization=organization, user=user), entity(organization=organization, user=user)
+        return graph.relationship_create(organization=organization, actor=user,
+                                         data={"source_id": a.pk, "target_id": b.pk, "type": "related_to"})
+
+    TENANT_FACTORIES.setdefault(KnowledgeBase, knowledge_base)
+    TENANT_FACTORIES.setdefault(Document, document)
+    TENANT_FACTORIES.setdefault(Entity, entity)
+    TENANT_FACTORIES.setdefault(Relationship, relationship)
+
+
+_register_knowledge_factories()

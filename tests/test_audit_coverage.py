@@ -132,6 +132,7 @@ NOT_AUDITED = {
     ("mcp-messages", "post"): "protocol messages; each method that writes goes through its app's audited service",
     ("deployment-invoke", "post"): "invokes a deployment with its own key; recorded as an execution",
     ("service-refresh", "post"): "probes a registered service's endpoint; records only its last health status",
+    ("knowledge-base-search", "post"): "searches a knowledge base, stores nothing",
 }
 
 
@@ -743,6 +744,77 @@ def _agent_voice(ctx):
 
 
 # --- the sweep ---------------------------------------------------------------------------------
+
+# --- knowledge -------------------------------------------------------------------------------------
+
+def _knowledge_document(ctx):
+    from apps.knowledge.models import Document
+
+    return ctx.obj(Document)
+
+
+@recipe("knowledge-document-list", "post")
+def _knowledge_document_create(ctx):
+    from apps.knowledge.models import KnowledgeBase
+
+    kb = ctx.obj(KnowledgeBase)
+    return Call(ctx.url("knowledge-document-list", knowledge_base_id=kb.pk), {"name": "n.txt", "text": "Otters."},
+                kind="create", action="document.create")
+
+
+@recipe("knowledge-document-detail", "patch")
+def _knowledge_document_update(ctx):
+    doc = _knowledge_document(ctx)
+    return Call(ctx.url("knowledge-document-detail", knowledge_base_id=doc.knowledge_base_id, pk=doc.pk),
+                {"name": "renamed.txt"}, after={"name": "renamed.txt"}, object_id=str(doc.pk),
+                action="document.update")
+
+
+@recipe("knowledge-document-detail", "delete")
+def _knowledge_document_delete(ctx):
+    doc = _knowledge_document(ctx)
+    return Call(ctx.url("knowledge-document-detail", knowledge_base_id=doc.knowledge_base_id, pk=doc.pk),
+                kind="delete", object_id=str(doc.pk), action="document.delete")
+
+
+@recipe("knowledge-document-reingest", "post")
+def _knowledge_document_reingest(ctx):
+    doc = _knowledge_document(ctx)
+    return Call(ctx.url("knowledge-document-reingest", knowledge_base_id=doc.knowledge_base_id, pk=doc.pk),
+                object_id=str(doc.pk), action="document.reingest", after={"version": 2})
+
+
+@recipe("knowledge-relationship-list", "post")
+def _knowledge_relationship_create(ctx):
+    from apps.knowledge.models import Entity
+
+    a, b = ctx.obj(Entity), ctx.obj(Entity)
+    return Call(ctx.url("knowledge-relationship-list"), {"source_id": str(a.pk), "target_id": str(b.pk),
+                                                         "type": "related_to"}, kind="create",
+                action="relationship.create")
+
+
+def _knowledge_relationship_update(ctx):
+    from apps.knowledge.models import Relationship
+
+    rel = ctx.obj(Relationship)
+    return Call(ctx.url("knowledge-relationship-detail", pk=rel.pk), {"type": "part_of"}, after={"type": "part_of"},
+                object_id=str(rel.pk), action="relationship.update")
+
+
+def _knowledge_entity_update(ctx):
+    from apps.knowledge.models import Entity
+
+    entity = ctx.obj(Entity)
+    return Call(ctx.url("knowledge-entity-detail", pk=entity.pk), {"label": "Sea otter"}, after={"label": "Sea otter"},
+                object_id=str(entity.pk), action="entity.update")
+
+
+recipe("knowledge-entity-detail", "put")(_knowledge_entity_update)
+recipe("knowledge-entity-detail", "patch")(_knowledge_entity_update)
+recipe("knowledge-relationship-detail", "put")(_knowledge_relationship_update)
+recipe("knowledge-relationship-detail", "patch")(_knowledge_relationship_update)
+
 
 def _generic(route: Route, method: str, action: str, ctx: Ctx) -> Call | None:
     model = tenant_model_of(route.view)

@@ -68,6 +68,13 @@ MATRIX = [
     ("post", "/api/v1/voice/process", {"text_fallback": "status of agent 1"}, ALL_ROLES, 200),
     ("get", "/api/v1/voice/commands", None, ALL_ROLES, 200),
     ("get", "/api/v1/auth/step-up", None, ALL_ROLES, 200),
+    # knowledge (apps.knowledge): users read and search, developers and up write
+    ("get", "/api/v1/knowledge-bases", None, ALL_ROLES, 200),
+    ("post", "/api/v1/knowledge-bases", {"name": "kb"}, ADMIN_ROLES | {Role.DEVELOPER}, 201),
+    ("get", "/api/v1/knowledge-graph/entities", None, ALL_ROLES, 200),
+    ("post", "/api/v1/knowledge-graph/entities", {"type": "concept", "label": "Otter"}, ADMIN_ROLES | {Role.DEVELOPER},
+     201),
+    ("get", "/api/v1/knowledge-graph/relationships", None, ALL_ROLES, 200),
 ]
 
 

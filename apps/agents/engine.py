@@ -36,10 +36,11 @@ def tools_load(organization, names):
 
 
 @provide("tool_run")
-def tool_run(tool, arguments, *, organization, agent, actor):
+def tool_run(tool, arguments, *, organization, agent, actor, citations=None):
     from apps.agents.tools.base import ToolContext, run_tool
 
-    return run_tool(tool, arguments, ToolContext(organization=organization, agent=agent, actor=actor))
+    return run_tool(tool, arguments, ToolContext(organization=organization, agent=agent, actor=actor,
+                                                 citations=citations if citations is not None else []))
 
 
 @provide("provider_month_spend")

@@ -7,7 +7,7 @@ import json
 import time
 
 from apps.runs.models import ExecutionKind
-from apps.runs.registry import register_runner
+from apps.runs.registry import register_runner, step_runner_for
 from apps.runs.prompts import interpolate, task_prompt
 from apps.runs.runner import AgentProfile, RunContext, RunFailed
 
@@ -52,8 +52,14 @@ def _command_prompt(d: dict) -> str:
     return prompt
 
 
-@register_runner(ExecutionKind.AGENT_COMMAND)
 @register_runner(ExecutionKind.WORKFLOW_STEP)
+def run_workflow_step(ctx: RunContext):
+    """An agent step, or a step type another app registered (``register_step_runner``)."""
+    step_runner = step_runner_for((ctx.execution.definition or {}).get("type"))
+    return step_runner(ctx) if step_runner else run_agent_command(ctx)
+
+
+@register_runner(ExecutionKind.AGENT_COMMAND)
 def run_agent_command(ctx: RunContext):
     profile = _single_agent(ctx)
     d = ctx.execution.definition or {}

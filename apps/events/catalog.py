@@ -65,6 +65,12 @@ PUBLIC_NAMES: dict[str, tuple[str, ...]] = {
     "approval.requested": ("approval_requested",),
     "approval.resolved": ("approval_resolved",),
     "quota.warning": ("quota_warning",),
+    "knowledge.entity.created": ("entity_created",),
+    "knowledge.entity.updated": ("entity_updated",),
+    "knowledge.entity.deleted": ("entity_deleted",),
+    "knowledge.relationship.created": ("relationship_created",),
+    "knowledge.relationship.updated": ("relationship_updated",),
+    "knowledge.relationship.deleted": ("relationship_deleted",),
 }
 
 

@@ -25,7 +25,8 @@ SERVICES = {
     "model_resolve": "(organization, model_name) -> apps.runs.llm.ResolvedModel; raises "
                      "apps.runs.llm.ModelUnavailable when no provider serves the model",
     "tools_load": "(organization, names) -> enabled tool rows of those names (any order)",
-    "tool_run": "(tool, arguments, *, organization, agent, actor) -> the tool's output",
+    "tool_run": "(tool, arguments, *, organization, agent, actor, citations) -> the tool's output; "
+                "sources it drew on are appended to ``citations`` (a list the run keeps in its result)",
     "provider_month_spend": "(provider) -> Decimal spent by the provider this month",
     "provider_record_usage": "(provider, input_tokens, output_tokens, cost) -> None",
     "agents_load": "(organization, ids) -> {str(id): agent} of the organization",
@@ -48,6 +49,22 @@ def register_runner(kind: str):
 
 def runner_for(kind: str) -> Runner | None:
     return RUNNERS.get(str(kind))
+
+
+#: workflow step types other apps add (``definition.type`` → runner); agent steps have none
+STEP_RUNNERS: dict[str, Runner] = {}
+
+
+def register_step_runner(step_type: str):
+    """Decorator: ``fn`` runs workflow steps of ``step_type`` (the knowledge app registers ``knowledge``)."""
+    def decorator(fn: Runner) -> Runner:
+        STEP_RUNNERS[step_type] = fn
+        return fn
+    return decorator
+
+
+def step_runner_for(step_type) -> Runner | None:
+    return STEP_RUNNERS.get(step_type)
 
 
 def on_execution_terminal(*kinds):

@@ -240,6 +240,7 @@ class RunContext:
         self.steps_done = 0
         self._progress_lock = threading.Lock()
         self._started = time.monotonic()
+        self.citations: list[dict] = []  # what tools cited (knowledge chunks): kept in the result
 
     # --- cancel -----------------------------------------------------------------------------
     def check_cancel(self) -> None:
@@ -458,7 +459,8 @@ class RunContext:
             if tool is None:
                 raise RunFailed(f"tool {call.name!r} is not available to this agent")
             output = plugins.service("tool_run")(tool, call.arguments, organization=self.organization,
-                                                  agent=profile.agent, actor=self.execution.created_by)
+                                                  agent=profile.agent, actor=self.execution.created_by,
+                                                  citations=self.citations)
             text = output if isinstance(output, str) else json.dumps(output, default=str)
             self.recorder.span_end(span, output=text[:2000])
             self.recorder.log(f"tool {call.name} returned", tool=call.name, output=text[:2000])
@@ -608,7 +610,7 @@ def _run(execution: Execution, *, worker: str) -> str:
     try:
         if runner is None:
             raise RunFailed(f"no runner is installed for runs of kind {execution.kind!r}")
-        result = runner(ctx)
+        result = with_citations(runner(ctx), ctx.citations)
         ctx.recorder.log("completed", tokens=ctx.recorder.total_tokens_in + ctx.recorder.total_tokens_out,
                          cost=str(ctx.recorder.total_cost))
         status = S.COMPLETED
@@ -650,6 +652,17 @@ def _run(execution: Execution, *, worker: str) -> str:
             stream_push(ctx._stream_key, {"done": "1", "status": str(status), "error": error[:1000]})
         connection.close()
     return str(status).lower()
+
+
+def with_citations(result, citations: list):
+    """A run's result with the citations its tools collected (each chunk once): added to a dict
+    result, or ``{"output": <result>, "citations": […]}`` around any other; unchanged without any."""
+    if not citations:
+        return result
+    unique = list({c.get("chunk_id") or repr(c): c for c in citations}.values())
+    if isinstance(result, dict):
+        return {**result, "citations": unique}
+    return {"output": result, "citations": unique}
 
 
 def _restore_usage_keys(ctx: RunContext) -> None:

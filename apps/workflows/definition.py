@@ -117,6 +117,39 @@ DEFINITION_SCHEMA = {
 _VALIDATOR = Draft202012Validator(DEFINITION_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
+@dataclass(frozen=True)
+class StepType:
+    """A step type another app adds (no agent): its JSON schema, the fields that may hold
+    ``{{ }}`` templates (rendered when the step starts), and what its execution's definition holds."""
+
+    name: str
+    schema: dict
+    template_keys: tuple = ()
+
+
+#: step types registered by other apps (``register_step_type``); their executions run on a worker
+#: through the run engine's step runners (``apps.crews.runner.register_step_runner``)
+EXTRA_STEP_TYPES: dict[str, StepType] = {}
+
+
+def register_step_type(step_type: StepType) -> None:
+    """Add a step type: STEP_SCHEMA gains a branch for it (in place: the definition schema holds
+    it twice) and the validator is rebuilt."""
+    global _VALIDATOR
+    if step_type.name in EXTRA_STEP_TYPES or step_type.name in STEP_TYPES:
+        return
+    EXTRA_STEP_TYPES[step_type.name] = step_type
+    rest = dict(STEP_SCHEMA)
+    STEP_SCHEMA.clear()
+    STEP_SCHEMA.update({"if": {"type": "object", "required": ["type"], "properties": {"type": {"const": step_type.name}}},
+                        "then": step_type.schema, "else": rest})
+    _VALIDATOR = Draft202012Validator(DEFINITION_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def extra_step_type(step: dict) -> StepType | None:
+    return EXTRA_STEP_TYPES.get(step.get("type")) if isinstance(step, dict) else None
+
+
 @dataclass
 class Problem:
     field: str
@@ -160,7 +193,7 @@ def normalize(definition: dict) -> dict:
         s = dict(s)
         if is_approval(s):
             s.setdefault("default_action", "reject")
-        else:
+        elif not extra_step_type(s):
             s.setdefault("parameters", {})
         s.setdefault("depends_on", [])
         return s
@@ -320,7 +353,8 @@ def _check_graph(steps: list[dict], *, where: str, visible: set[str], problems: 
         expressions = []
         if step.get("condition") is not None:
             expressions.append((f"{where}[{index}].condition", step["condition"]))
-        for key in ("parameters", "proposed", "question", "message"):
+        extra = extra_step_type(step)
+        for key in ("parameters", "proposed", "question", "message", *(extra.template_keys if extra else ())):
             for text in conditions.template_expressions(step.get(key)):
                 expressions.append((f"{where}[{index}].{key}", text))
         for field_name, text in expressions:
@@ -359,12 +393,15 @@ def validate_definition(definition, *, organization) -> Checked:
     if trigger["type"] == "agent_completion" and "source_agent" not in trigger:
         problems.append(Problem("definition.trigger.source_agent",
                                 "an agent_completion trigger names its source_agent (agent_number)"))
-    agents = _resolve_agents(organization, [s for s in (*steps, *fallback) if not is_approval(s)],
+    agents = _resolve_agents(organization, [s for s in (*steps, *fallback)
+                                            if not is_approval(s) and not extra_step_type(s)],
                              extra_numbers=[trigger["source_agent"]] if "source_agent" in trigger else [])
     for where, step_list in (("definition.steps", steps), ("definition.error_handling.fallback_steps", fallback)):
         for index, step in enumerate(step_list):
             if is_approval(step):
                 _check_approval(step, where=f"{where}[{index}]", organization=organization, problems=problems)
+                continue
+            if extra_step_type(step):
                 continue
             if agent_key(step) not in agents:
                 if "agent_number" in step:

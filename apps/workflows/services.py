@@ -32,6 +32,7 @@ from apps.workflows.definition import (
     approval_deadline,
     approval_question,
     backoff_ms,
+    extra_step_type,
     is_approval,
     validate_definition,
 )
@@ -374,6 +375,14 @@ def _start_attempt(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step_
         return _start_approval(dag, step, fallback=fallback, attempt=attempt, step_run=step_run, now=now)
     run = dag.run
     context = dag.context()
+    extra = extra_step_type(step)
+    if extra is not None:  # another app's step type: no agent; its fields rendered into the definition
+        fields = {k: conditions.render(step[k], context) for k in extra.template_keys if k in step}
+        definition = {**{k: v for k, v in step.items() if k not in ("depends_on", "condition")}, **fields,
+                      "type": extra.name, "step_id": step["id"], "attempt": attempt,
+                      "workflow_id": str(run.workflow_id), "run_id": str(run.pk)}
+        return _start_execution(dag, step, fallback=fallback, attempt=attempt, step_run=step_run, now=now, agent=None,
+                                inputs=fields, definition=definition)
     parameters = conditions.render(step.get("parameters") or {}, context)
     if "agent_number" in step:
         agent = Agent.objects.for_org(run.organization_id).filter(agent_number=step["agent_number"]).first()
@@ -385,13 +394,21 @@ def _start_attempt(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step_
         if output is not None:
             text = output if isinstance(output, str) else json.dumps(output, default=str)
             deps[dep] = text[:OUTPUT_CONTEXT_CHARS]
+    return _start_execution(dag, step, fallback=fallback, attempt=attempt, step_run=step_run, now=now, agent=agent,
+                            inputs=parameters,
+                            definition={"action": step["action"], "parameters": parameters, "context": deps,
+                                        "step_id": step["id"], "attempt": attempt, "workflow_id": str(run.workflow_id),
+                                        "run_id": str(run.pk)})
+
+
+def _start_execution(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step_run: StepRun | None, now, agent,
+                     inputs, definition: dict) -> None:
+    """The attempt's execution (queued on commit), the step run ACTIVE, its timeout armed."""
+    run = dag.run
     execution = execution_create(
         organization=run.organization, actor=None, kind=ExecutionKind.WORKFLOW_STEP,
         run_name=f"{run.workflow.name} · {step['id']}" + (f" (attempt {attempt})" if attempt > 1 else ""),
-        agent=agent, parent=run.execution, inputs=parameters,
-        definition={"action": step["action"], "parameters": parameters, "context": deps,
-                    "step_id": step["id"], "attempt": attempt, "workflow_id": str(run.workflow_id),
-                    "run_id": str(run.pk)},
+        agent=agent, parent=run.execution, inputs=inputs, definition=definition,
         params=step.get("llm_params") or {}, priority=run.execution.priority, max_attempts=1)
     if step_run is None:
         step_run = StepRun(organization_id=run.organization_id, run=run, step_id=step["id"], fallback=fallback,
@@ -399,7 +416,7 @@ def _start_attempt(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step_
     step_run.state = StepState.ACTIVE
     step_run.execution = execution
     step_run.agent = agent
-    step_run.inputs = parameters
+    step_run.inputs = inputs
     step_run.started_at = now
     step_run.save()
     dag.latest[(fallback, step["id"])] = step_run

@@ -7,7 +7,8 @@ from kai_platform.llm.netguard import AllowList, BlockedAddress, check_url
 from tests.helpers import assert_envelope
 
 pytestmark = pytest.mark.django_db
-BUILTINS = {"calculator", "current_time", "file_reader", "memory_store", "memory_query", "http_request"}
+BUILTINS = {"calculator", "current_time", "file_reader", "memory_store", "memory_query", "http_request",
+            "knowledge_search", "knowledge_base_tool"}  # the last two: apps.knowledge
 
 
 def test_builtins_listed_toggled_and_schema(owner_client):

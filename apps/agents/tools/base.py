@@ -16,6 +16,8 @@ class ToolContext:
     agent: Any = None
     actor: Any = None
     configuration: dict = field(default_factory=dict)
+    #: sources a tool drew on (``{"chunk_id", …}``); a run keeps them in its result
+    citations: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,111 @@
+"""Serializers of the knowledge app."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from apps.knowledge.models import LANGUAGES, Document, Entity, KnowledgeBase, Relationship
+from apps.knowledge.search import MAX_TOP_K, MODES
+from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
+
+
+class KnowledgeBaseSerializer(KaiModelSerializer):
+    metadata = JSONObjectField(required=False, max_bytes=16384)
+    chunk_size = serializers.IntegerField(required=False, min_value=20, max_value=4000)
+    chunk_overlap = serializers.IntegerField(required=False, min_value=0, max_value=1000)
+    language = serializers.ChoiceField(choices=LANGUAGES, required=False)
+    document_count = serializers.IntegerField(read_only=True, required=False)
+    chunk_count = serializers.IntegerField(read_only=True, required=False)
+    total_bytes = serializers.IntegerField(read_only=True, required=False)
+
+    class Meta:
+        model = KnowledgeBase
+        fields = ["id", "name", "description", "embedding_model", "chunk_size", "chunk_overlap", "language",
+                  "metadata", "document_count", "chunk_count", "total_bytes", "created_at", "updated_at"]
+        read_only_fields = ["id", "document_count", "chunk_count", "total_bytes", "created_at", "updated_at"]
+        extra_kwargs = {"name": {"required": True}}
+
+
+class DocumentSerializer(KaiModelSerializer):
+    knowledge_base_id = serializers.UUIDField(read_only=True)
+    file_id = serializers.UUIDField(read_only=True, allow_null=True)
+    metadata = JSONObjectField(required=False, max_bytes=16384)
+
+    class Meta:
+        model = Document
+        fields = ["id", "knowledge_base_id", "name", "source_type", "source_url", "file_id", "content_type", "bytes",
+                  "sha256", "metadata", "status", "error", "chunk_count", "token_count", "page_count", "version",
+                  "ingested_at", "created_at", "updated_at"]
+        read_only_fields = [f for f in fields if f not in ("name", "metadata")]
+
+
+class DocumentCreateSerializer(KaiSerializer):
+    """One of: multipart ``file``; JSON ``text`` (with ``name``); JSON ``url``."""
+
+    file = serializers.FileField(required=False, allow_empty_file=False)
+    text = serializers.CharField(required=False, allow_blank=False, trim_whitespace=False)
+    url = serializers.URLField(required=False, max_length=2000)
+    name = serializers.CharField(required=False, max_length=255)
+    metadata = JSONObjectField(required=False, max_bytes=16384)
+
+    def validate(self, attrs):
+        given = [k for k in ("file", "text", "url") if attrs.get(k)]
+        if len(given) != 1:
+            raise serializers.ValidationError({"non_field_errors": [
+                "Give exactly one of `file` (multipart), `text` (with `name`) or `url`."]})
+        if "text" in given and not attrs.get("name"):
+            raise serializers.ValidationError({"name": ["A text document needs a name."]})
+        return attrs
+
+
+class SearchFiltersSerializer(KaiSerializer):
+    document_id = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
+    metadata = JSONObjectField(required=False, max_bytes=4096)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and isinstance(data.get("document_id"), str):
+            data = {**data, "document_id": [data["document_id"]]}
+        return super().to_internal_value(data)
+
+
+class SearchSerializer(KaiSerializer):
+    query = serializers.CharField(max_length=4000)
+    top_k = serializers.IntegerField(required=False, default=5, min_value=1, max_value=MAX_TOP_K)
+    mode = serializers.ChoiceField(choices=MODES, required=False, default="hybrid")
+    filters = SearchFiltersSerializer(required=False)
+
+
+class SearchHitSerializer(serializers.Serializer):
+    chunk_id = serializers.UUIDField()
+    document_id = serializers.UUIDField()
+    document_name = serializers.CharField()
+    text = serializers.CharField()
+    score = serializers.FloatField()
+    position = serializers.IntegerField()
+    metadata = serializers.DictField()
+
+
+class SearchResultSerializer(serializers.Serializer):
+    items = SearchHitSerializer(many=True)
+
+
+class EntitySerializer(KaiModelSerializer):
+    properties = JSONObjectField(required=False, max_bytes=32768)
+    document_id = serializers.UUIDField(required=False, allow_null=True)
+
+    class Meta:
+        model = Entity
+        fields = ["id", "type", "label", "properties", "document_id", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {"type": {"required": True}, "label": {"required": True}}
+
+
+class RelationshipSerializer(KaiModelSerializer):
+    source_id = serializers.UUIDField()
+    target_id = serializers.UUIDField()
+    properties = JSONObjectField(required=False, max_bytes=32768)
+
+    class Meta:
+        model = Relationship
+        fields = ["id", "source_id", "target_id", "type", "properties", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {"type": {"required": True}}

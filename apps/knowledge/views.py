@@ -1,0 +1,217 @@
+"""Thin views over the knowledge services and selectors."""
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.knowledge import graph, search, selectors, services
+from apps.knowledge.models import Document, Entity, KnowledgeBase, Relationship
+from apps.knowledge.serializers import (
+    DocumentCreateSerializer,
+    DocumentSerializer,
+    EntitySerializer,
+    KnowledgeBaseSerializer,
+    RelationshipSerializer,
+    SearchResultSerializer,
+    SearchSerializer,
+)
+from kai_platform.api.parsers import KaiJSONParser
+from kai_platform.tenancy.permissions import IsOrganizationMember
+from kai_platform.tenancy.roles import Role
+from kai_platform.tenancy.viewsets import OrganizationContextMixin, TenantScopedViewSet
+
+#: ``user`` reads and searches; developers and up write
+WRITERS = frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER})
+WRITES = ("create", "update", "partial_update", "destroy", "reingest")
+
+
+@extend_schema(tags=["knowledge"])
+class KnowledgeBaseViewSet(TenantScopedViewSet):
+    """Knowledge bases: documents cut into chunks with full-text and vector indexes;
+    ``{id}/search`` finds chunks (hybrid, vector or text)."""
+
+    model = KnowledgeBase
+    serializer_class = KnowledgeBaseSerializer
+    action_roles = {name: WRITERS for name in WRITES}
+
+    def scope_queryset(self, queryset):
+        return selectors.knowledge_bases_with_counts(queryset=queryset)
+
+    def _body(self, kb) -> dict:
+        return KnowledgeBaseSerializer(self.get_queryset().get(pk=kb.pk)).data
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        kb = services.knowledge_base_create(organization=self.organization, actor=request.user,
+                                            data=dict(serializer.validated_data))
+        return Response(self._body(kb), status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        kb = self.get_object()
+        serializer = self.get_serializer(kb, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        kb = services.knowledge_base_update(knowledge_base=kb, actor=request.user, data=dict(serializer.validated_data))
+        return Response(self._body(kb))
+
+    def perform_destroy(self, instance):
+        services.knowledge_base_delete(knowledge_base=instance, actor=self.request.user)
+
+    @extend_schema(request=SearchSerializer, responses={200: SearchResultSerializer})
+    @action(detail=True, methods=["post"])
+    def search(self, request, pk=None):
+        """The chunks that best answer ``query`` (``top_k`` ≤ 50; ``mode`` hybrid | vector | text;
+        ``filters``: ``document_id`` (one or a list) and ``metadata`` (contained in the document's or
+        chunk's metadata))."""
+        kb = self.get_object()
+        serializer = SearchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = serializer.validated_data
+        filters = values.get("filters") or {}
+        try:
+            hits = search.search(knowledge_bases=[kb], query=values["query"], top_k=values["top_k"],
+                                 mode=values["mode"], document_ids=filters.get("document_id"),
+                                 metadata=filters.get("metadata"))
+        except search.embedders.EmbeddingUnavailable as exc:
+            raise exceptions.ValidationError({"query": [str(exc)]})
+        return Response({"items": [h.as_dict() for h in hits]})
+
+
+@extend_schema(tags=["knowledge"])
+class DocumentViewSet(TenantScopedViewSet):
+    """A knowledge base's documents: POST multipart ``file``, or JSON ``{text, name}`` or ``{url}``;
+    ingestion runs on a worker (``status`` PENDING → PROCESSING → READY | FAILED with ``error``)."""
+
+    model = Document
+    serializer_class = DocumentSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    parser_classes = [KaiJSONParser, MultiPartParser, FormParser]
+    action_roles = {name: WRITERS for name in WRITES}
+    filterset_fields = ["status", "source_type"]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication and roles first
+        if getattr(self, "swagger_fake_view", False):
+            return
+        self.knowledge_base = selectors.knowledge_base_of(organization=self.organization,
+                                                          pk=kwargs.get("knowledge_base_id"))
+        if self.knowledge_base is None:
+            raise exceptions.NotFound("No such knowledge base.")
+
+    def scope_queryset(self, queryset):
+        return queryset.filter(knowledge_base_id=self.kwargs.get("knowledge_base_id"))
+
+    @extend_schema(request={"multipart/form-data": DocumentCreateSerializer,
+                            "application/json": DocumentCreateSerializer}, responses={202: DocumentSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = DocumentCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = serializer.validated_data
+        common = {"knowledge_base": self.knowledge_base, "actor": request.user, "metadata": values.get("metadata")}
+        if values.get("file"):
+            document = services.document_create_file(upload=values["file"], name=values.get("name", ""), **common)
+        elif values.get("text"):
+            document = services.document_create_text(text=values["text"], name=values["name"], **common)
+        else:
+            document = services.document_create_url(url=values["url"], name=values.get("name", ""), **common)
+        return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
+
+    def update(self, request, *args, **kwargs):
+        document = self.get_object()
+        serializer = self.get_serializer(document, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        document = services.document_update(document=document, actor=request.user, data=dict(serializer.validated_data))
+        return Response(DocumentSerializer(document).data)
+
+    def perform_destroy(self, instance):
+        services.document_delete(document=instance, actor=self.request.user)
+
+    @extend_schema(request=None, responses={202: DocumentSerializer})
+    @action(detail=True, methods=["post"])
+    def reingest(self, request, *args, **kwargs):
+        """Extract, chunk and embed the document again (a URL is fetched again)."""
+        document = services.document_reingest(document=self.get_object(), actor=request.user)
+        return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(tags=["knowledge"])
+class EntityViewSet(TenantScopedViewSet):
+    """Knowledge-graph entities (``type``, ``label``, ``properties``)."""
+
+    model = Entity
+    serializer_class = EntitySerializer
+    action_roles = {name: WRITERS for name in WRITES}
+    filterset_fields = ["type"]
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        entity = graph.entity_create(organization=self.organization, actor=request.user,
+                                     data=dict(serializer.validated_data))
+        return Response(EntitySerializer(entity).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        serializer = self.get_serializer(self.get_object(), data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        entity = graph.entity_update(entity=self.get_object(), actor=request.user, data=dict(serializer.validated_data))
+        return Response(EntitySerializer(entity).data)
+
+    def perform_destroy(self, instance):
+        graph.entity_delete(entity=instance, actor=self.request.user)
+
+
+@extend_schema(tags=["knowledge"])
+class RelationshipViewSet(TenantScopedViewSet):
+    """Knowledge-graph relationships: a typed edge ``source_id`` → ``target_id`` with ``properties``."""
+
+    model = Relationship
+    serializer_class = RelationshipSerializer
+    action_roles = {name: WRITERS for name in WRITES}
+    filterset_fields = ["type", "source_id", "target_id"]
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        rel = graph.relationship_create(organization=self.organization, actor=request.user,
+                                        data=dict(serializer.validated_data))
+        return Response(RelationshipSerializer(rel).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        serializer = self.get_serializer(self.get_object(), data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        rel = graph.relationship_update(relationship=self.get_object(), actor=request.user,
+                                        data=dict(serializer.validated_data))
+        return Response(RelationshipSerializer(rel).data)
+
+    def perform_destroy(self, instance):
+        graph.relationship_delete(relationship=instance, actor=self.request.user)
+
+
+@extend_schema(tags=["knowledge"], parameters=[
+    OpenApiParameter("entity_id", str, required=True), OpenApiParameter("depth", int, description="1–3 (default 1)")])
+class NeighbourhoodView(OrganizationContextMixin, APIView):
+    """The entities within ``depth`` hops of ``entity_id`` (either direction) and the
+    relationships among them; each entity carries its ``depth``."""
+
+    permission_classes = [IsOrganizationMember]
+
+    def get(self, request):
+        try:
+            depth = int(request.query_params.get("depth") or 1)
+        except ValueError:
+            depth = -1
+        if not 1 <= depth <= graph.MAX_DEPTH:
+            raise exceptions.ValidationError({"depth": [f"An integer from 1 to {graph.MAX_DEPTH}."]})
+        entity_id = request.query_params.get("entity_id") or ""
+        entity = selectors.entity_of(organization=self.organization, pk=entity_id)
+        if entity is None:
+            raise exceptions.NotFound("No such entity.")
+        found = graph.neighbourhood(organization=self.organization, entity=entity, depth=depth)
+        entities = [{**EntitySerializer(e).data, "depth": found["depths"][str(e.pk)]} for e in found["entities"]]
+        entities.sort(key=lambda e: (e["depth"], e["label"]))
+        return Response({"entity_id": str(entity.pk), "depth": depth, "entities": entities,
+                         "relationships": RelationshipSerializer(found["relationships"], many=True).data})

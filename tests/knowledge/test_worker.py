@@ -1,0 +1,67 @@
+"""Through a real Celery worker: a document is ingested, an agent (builtin provider) answers from
+it with the chunk ids in its run's result, and a workflow's ``knowledge`` step hands chunks to the
+agent step after it."""
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from apps.crews.models import Execution
+from apps.knowledge.models import Chunk, Document
+from tests.workflows.conftest import definition, make_agent, make_workflow, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+B = "/api/v1/knowledge-bases"
+FACT = ("The lighthouse keeper's cat is named Marmalade. Marmalade sleeps on the lens room stairs and eats sardines "
+        "every Tuesday.")
+
+
+def _ready(doc_id):
+    doc = Document.objects.get(pk=doc_id)
+    return doc if doc.status in ("READY", "FAILED") else None
+
+
+def test_an_agent_answers_from_its_document_and_a_workflow_step_hands_chunks_on(celery_worker_process, member,
+                                                                                  client_for):
+    client = client_for(member)
+    kb = client.post(B, {"name": "Lighthouse", "chunk_size": 20, "chunk_overlap": 4}, format="json").json()
+    upload = SimpleUploadedFile("keeper.md", ("# Keeper notes\n\n" + FACT).encode(), content_type="text/markdown")
+    doc = client.post(f"{B}/{kb['id']}/documents", {"file": upload}, format="multipart").json()
+    ingested = wait_for(lambda: _ready(doc["id"]), 30, message="the worker to ingest the document")
+    assert ingested.status == "READY", ingested.error
+    chunk_ids = set(Chunk.objects.filter(document_id=doc["id"]).values_list("id", flat=True))
+    assert len(chunk_ids) >= 2
+
+    agent = make_agent(member, name="Keeper", tools=["knowledge_search"],
+                       config={"knowledge_base_ids": [kb["id"]]})
+    ask = '/tool knowledge_search {"query": "what is the cat called", "top_k": 2}'
+    started = client.post(f"/api/v1/agents/{agent.pk}/task", {"description": ask, "expected_output": "a name"},
+                          format="json")
+    assert started.status_code == 202, started.content
+    run_id = started.json().get("task_id") or started.json().get("execution_id") or started.json()["id"]
+    run = wait_for(lambda: Execution.objects.filter(pk=run_id, status__in=["COMPLETED", "FAILED"]).first(), 30,
+                   message="the agent run")
+    assert run.status == "COMPLETED", run.error
+    assert "Marmalade" in run.result["output"]  # the builtin model answers with what the tool returned
+    cited = {c["chunk_id"] for c in run.result["citations"]}
+    assert cited and cited <= {str(i) for i in chunk_ids}
+    assert all(c["document_id"] == doc["id"] for c in run.result["citations"])
+
+    flow = make_workflow(member, definition([
+        {"id": "lookup", "type": "knowledge", "query": "{{ inputs.question }}", "knowledge_base_ids": [kb["id"]],
+         "top_k": 1, "mode": "hybrid"},
+        {"id": "answer", "agent_number": agent.agent_number, "action": "answer from the context",
+         "depends_on": ["lookup"]},
+    ]))
+    started = client.post(f"/api/v1/workflows/{flow.pk}/execute", {"inputs": {"question": "when are sardines eaten"}},
+                          format="json")
+    assert started.status_code in (200, 201, 202), started.content
+    steps = lambda: {e.definition.get("step_id"): e for e in Execution.objects.filter(  # noqa: E731
+        kind="workflow_step", status="COMPLETED")}
+    done = wait_for(lambda: (s := steps()) and "answer" in s and s, 40, message="both workflow steps")
+    lookup = done["lookup"].result
+    assert lookup["query"] == "when are sardines eaten" and len(lookup["chunks"]) == 1
+    assert "sardines" in lookup["chunks"][0]["text"]
+    assert lookup["citations"][0]["chunk_id"] == lookup["chunks"][0]["chunk_id"]
+    answer = done["answer"]
+    assert "sardines" in json.dumps(answer.definition["context"]["lookup"])  # handed to the next step
