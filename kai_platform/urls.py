@@ -8,9 +8,10 @@ from kai_platform.api.views import HealthView, MetricsView
 # Each app's urls module registers its viewsets on the shared router when imported.
 API_APPS = ["apps.accounts.urls", "apps.events.urls", "apps.audit.urls", "apps.files.urls", "apps.agents.urls",
             "apps.crews.urls", "apps.scheduler.urls", "apps.workflows.urls", "apps.approvals.urls",
-            "apps.webhooks.urls", "apps.quotas.urls", "apps.system.urls", "apps.voice.urls", "apps.stepup.urls"]
+            "apps.webhooks.urls", "apps.quotas.urls", "apps.system.urls", "apps.voice.urls", "apps.stepup.urls",
+            "apps.sso.urls"]
 # Pages and protocols outside /api (dashboard, MCP deployments): each module's urlpatterns mount at /.
-SITE_APPS = ["apps.console.site_urls"]
+SITE_APPS = ["apps.console.site_urls", "apps.sso.site_urls"]
 
 from kai_platform.api.routers import router  # noqa: E402
 

@@ -20,7 +20,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from apps.accounts import selectors
+from apps.accounts import hooks, selectors
 from apps.accounts.models import ApiKey, MagicLink, Membership, Organization, Plan, User, default_preferences
 from apps.audit.services import audit_covered, audit_record, snapshot
 from apps.events.services import publish
@@ -117,13 +117,14 @@ def auth_issue_tokens(*, user: User) -> dict:
     return _token_pair(refresh, user)
 
 
-def auth_login(*, email: str, password: str) -> tuple[User, dict]:
+def auth_login(*, email: str, password: str, step_up_code: str | None = None) -> tuple[User, dict]:
     user = User.objects.filter(email__iexact=(email or "").strip(), is_active=True).first()
     if user is None:
         User().set_password(password)  # same work as a real check, so timing does not reveal accounts
         raise exceptions.AuthenticationFailed("Invalid email or password.", code=codes.INVALID_CREDENTIALS)
     if not user.check_password(password):
         raise exceptions.AuthenticationFailed("Invalid email or password.", code=codes.INVALID_CREDENTIALS)
+    hooks.run_password_login_checks(user=user, step_up_code=step_up_code)  # e.g. an organization that signs in only through SSO
     return user, auth_issue_tokens(user=user)
 
 
@@ -173,6 +174,22 @@ def auth_logout(*, user: User, access_claims: dict | None, refresh_token: str | 
         revoke_access_token(access_claims["jti"], expires_at)
 
 
+def user_sessions_revoke(*, user: User) -> int:
+    """Sign the user out everywhere: every refresh token blacklisted, every API key they made
+    revoked, cached credentials re-read (an inactive user then fails on the next request, and the
+    socket watcher closes their sockets). Returns how many refresh tokens were blacklisted."""
+    from kai_platform.tenancy import authcache
+
+    with transaction.atomic():
+        live = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now()).exclude(
+            blacklistedtoken__isnull=False)
+        tokens = list(live)
+        BlacklistedToken.objects.bulk_create([BlacklistedToken(token=t) for t in tokens], ignore_conflicts=True)
+        ApiKey.objects.filter(created_by=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        authcache.bump_user(user.pk)
+    return len(tokens)
+
+
 # --- magic links ------------------------------------------------------------------------------
 
 def magic_link_request(*, email: str) -> None:
@@ -208,6 +225,7 @@ def magic_link_verify(*, token: str) -> tuple[User, dict]:
                                                   code=codes.INVALID_CREDENTIALS)
         link.used_at = now
         link.save(update_fields=["used_at"])
+    hooks.run_password_login_checks(user=link.user)
     return link.user, auth_issue_tokens(user=link.user)
 
 

@@ -57,7 +57,8 @@ class LoginView(PublicAPIView):
     @extend_schema(request=LoginSerializer, responses={200: LoginResponseSerializer})
     def post(self, request):
         data = validated(LoginSerializer, request)
-        user, tokens = services.auth_login(email=data["email"], password=data["password"])
+        user, tokens = services.auth_login(email=data["email"], password=data["password"],
+                                           step_up_code=data.get("step_up_code"))
         return Response({**tokens, "user": UserSerializer(user).data})
 
 
