@@ -17,7 +17,7 @@ logger = logging.getLogger("kai.sso")
 _PREFIX = "kai-"
 
 
-def _connection_for(provider_id: str | None) -> SSOConnection | None:
+def connection_for(provider_id: str | None) -> SSOConnection | None:
     if not provider_id or not provider_id.startswith(_PREFIX):
         return None
     try:
@@ -49,11 +49,11 @@ def app_for(connection: SSOConnection) -> SocialApp:
 
 class SSOSocialAccountAdapter(DefaultSocialAccountAdapter):
     def list_apps(self, request, provider=None, client_id=None):
-        connection = _connection_for(client_id if provider == "saml" else provider)
+        connection = connection_for(client_id if provider == "saml" else provider)
         return [app_for(connection)] if connection is not None else []
 
     def pre_social_login(self, request, sociallogin):
-        connection = _connection_for(sociallogin.account.provider)
+        connection = connection_for(sociallogin.account.provider)
         state = sociallogin.state or {}
         data = state.get("data") or {}
         if connection is None:
@@ -65,7 +65,8 @@ class SSOSocialAccountAdapter(DefaultSocialAccountAdapter):
                                                                    "started here (replayed or unsolicited)."))
         try:
             user, _membership = signin.login_finish(connection=connection, subject=str(sociallogin.account.uid),
-                                                    extra=sociallogin.account.extra_data or {}, data=data)
+                                                    extra=sociallogin.account.extra_data or {}, data=data,
+                                                    mapped_email=getattr(sociallogin.user, "email", "") or "")
         except signin.SignInRefused as exc:
             signin.login_refused_audit(connection, str(exc))
             raise ImmediateHttpResponse(signin.error_response(exc.status, str(exc)))
@@ -78,7 +79,7 @@ class SSOSocialAccountAdapter(DefaultSocialAccountAdapter):
             reason = "the answer matches no sign-in started here (state missing, already used or expired)"
         reason = reason or str(error or "authentication failed")
         logger.info("SSO sign-in failed: %s", reason)
-        connection = _connection_for(getattr(getattr(provider, "app", None), "provider_id", None))
+        connection = connection_for(getattr(getattr(provider, "app", None), "provider_id", None))
         if connection is not None:
             signin.login_refused_audit(connection, reason)
         raise ImmediateHttpResponse(signin.error_response(401, f"Single sign-on failed: {reason}",

@@ -36,7 +36,7 @@ def provider_settings(connection: SSOConnection) -> dict:
         "idp": idp,
         "attribute_mapping": {
             "uid": ["urn:oasis:names:tc:SAML:attribute:subject-id", "uid"],
-            "email": ["urn:oid:0.9.2342.19200300.100.1.3", "email", "mail",
+            "email": ["urn:oid:0.9.2342.19200300.100.1.3", "urn:oid:1.2.840.113549.1.9.1", "email", "mail",
                       "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"],
             "first_name": ["givenName", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"],
             "last_name": ["sn", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname"],
@@ -51,3 +51,21 @@ def provider_settings(connection: SSOConnection) -> dict:
             "allow_single_label_domains": True,
         },
     }
+
+
+def finish_acs(request, organization_slug):
+    """allauth's ACS finish, with a SAML response that matches no pending request (replayed, or
+    sent unasked) answered and audited like every refused sign-in instead of a bare 403."""
+    from allauth.socialaccount.providers.saml import views
+    from django.core.exceptions import PermissionDenied
+
+    from apps.sso import adapter, signin
+
+    try:
+        return views.finish_acs(request, organization_slug=organization_slug)
+    except PermissionDenied:
+        connection = adapter.connection_for(organization_slug)
+        reason = "the SAML response matches no sign-in started here (replayed or unsolicited)"
+        if connection is not None:
+            signin.login_refused_audit(connection, reason)
+        return signin.error_response(401, f"Single sign-on failed: {reason}.")

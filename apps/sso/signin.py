@@ -151,7 +151,8 @@ def _sync_membership(connection, user, role: str) -> Membership:
     return membership
 
 
-def login_finish(*, connection: SSOConnection, subject: str, extra: dict, data: dict) -> tuple[User, Membership]:
+def login_finish(*, connection: SSOConnection, subject: str, extra: dict, data: dict,
+                 mapped_email: str = "") -> tuple[User, Membership]:
     """Checks the answer, then links or creates the user and the membership (role from claims)."""
     if not connection.is_active:
         raise SignInRefused("This SSO connection is disabled.")
@@ -161,6 +162,7 @@ def login_finish(*, connection: SSOConnection, subject: str, extra: dict, data: 
             raise SignInRefused("The identity provider has not verified this email address.")
     else:
         claims = _saml_claims(extra)
+        claims.setdefault("email", mapped_email)  # from the provider's attribute mapping (SAML OIDs)
     email = str(claims.get("email") or claims.get("emailaddress") or claims.get("mail") or "").strip().lower()
     if not email or "@" not in email:
         raise SignInRefused("The identity provider sent no email address.")
