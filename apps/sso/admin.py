@@ -37,3 +37,17 @@ class ScimTokenAdmin(admin.ModelAdmin):
 
 admin.site.register(ScimUser, list_display=("user", "organization", "external_id", "active", "role"))
 admin.site.register(ScimGroup, list_display=("display_name", "organization", "external_id"))
+
+
+def _hide_allauth_models() -> None:
+    """allauth's own tables stay unused here (connections configure it per request; identities
+    live in SSOIdentity): keep them out of the console so nobody configures SSO there."""
+    from allauth.account.models import EmailAddress
+    from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
+
+    for model in (EmailAddress, SocialAccount, SocialApp, SocialToken):
+        if admin.site.is_registered(model):
+            admin.site.unregister(model)
+
+
+_hide_allauth_models()
