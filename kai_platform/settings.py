@@ -168,6 +168,13 @@ INSTALLED_APPS = [
     "apps.stepup",
     "apps.console",
     "apps.retention",
+    # single sign-on (apps.sso): django-allauth's OpenID Connect and SAML 2.0 providers
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.saml",
+    "apps.sso",
 ]
 
 MIDDLEWARE = [
@@ -184,6 +191,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "kai_platform.api.middleware.RateLimitHeadersMiddleware",
+    "allauth.account.middleware.AccountMiddleware",  # required by allauth (apps.sso)
 ]
 
 ROOT_URLCONF = "kai_platform.urls"
@@ -557,6 +565,14 @@ KAI_WEBAUTHN_ORIGINS = env_list("KAI_WEBAUTHN_ORIGINS", [KAI_PUBLIC_URL.rstrip("
 #: the espeak-ng binary voice/synthesize falls back to when no TTS provider is configured ("" = off)
 KAI_ESPEAK_BINARY = env_str("KAI_ESPEAK_BINARY", "espeak-ng")
 # --- end step-up, voice
+
+# --- single sign-on (apps.sso): allauth configured per request from SSOConnection rows --------
+SOCIALACCOUNT_ADAPTER = "apps.sso.adapter.SSOSocialAccountAdapter"
+SOCIALACCOUNT_ONLY = False
+SOCIALACCOUNT_REQUESTS_TIMEOUT = env_int("KAI_SSO_HTTP_TIMEOUT", 10)
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
 
 # --- approvals and outbound webhooks (apps.approvals, apps.webhooks) ---------------------------
 #: pending approvals past their deadline get their default at least this often (eta'd tasks do it on time)

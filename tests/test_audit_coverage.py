@@ -133,6 +133,7 @@ NOT_AUDITED = {
     ("deployment-invoke", "post"): "invokes a deployment with its own key; recorded as an execution",
     ("service-refresh", "post"): "probes a registered service's endpoint; records only its last health status",
     ("knowledge-base-search", "post"): "searches a knowledge base, stores nothing",
+    ("auth-sso-exchange", "post"): "exchanges a one-time SSO code for tokens (the sign-in is audited as sso.login)",
 }
 
 
@@ -618,6 +619,38 @@ def _webhook(ctx):
     webhook, _ = webhook_create(organization=ctx.org, actor=ctx.user, data={
         "name": "ops", "url": "http://127.0.0.1:9/hook", "events": ["execution.completed"]})
     return webhook
+
+
+def _sso_connection(ctx, **data):
+    from apps.sso.services import connection_create
+
+    return connection_create(organization=ctx.org, actor=ctx.user, data={
+        "protocol": "oidc", "issuer_url": "https://idp.example.com", "client_id": "kai", "client_secret": SECRET,
+        **data})
+
+
+@recipe("sso-connection-list", "post")
+def _sso_connection_create(ctx):
+    return Call(ctx.url("sso-connection-list"), {"protocol": "oidc", "issuer_url": "https://idp.example.com",
+                                                 "client_id": "kai", "client_secret": SECRET,
+                                                 "allowed_domains": ["example.com"]},
+                kind="create", action="sso.connection.create", after={"client_id": "kai"})
+
+
+@recipe("sso-connection-verify-domains", "post")
+def _sso_verify_domains(ctx):
+    connection = _sso_connection(ctx)  # no domains listed: nothing to look up in DNS
+    return Call(ctx.url("sso-connection-verify-domains", pk=connection.pk), {}, action="sso.domain.verify",
+                object_id=str(connection.pk))
+
+
+@recipe("scim-token-detail", "delete")
+def _scim_token_revoke(ctx):
+    from apps.sso.scim import token_create
+
+    token, _ = token_create(organization=ctx.org, actor=ctx.user, name="idp")
+    return Call(ctx.url("scim-token-detail", pk=token.pk), action="scim.token.revoke", object_id=str(token.pk),
+                check=lambda row, r: row.after is not None)
 
 
 @recipe("webhook-list", "post")

@@ -74,6 +74,9 @@ class RegisterSerializer(KaiSerializer):
 class LoginSerializer(KaiSerializer):
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
+    step_up_code = serializers.CharField(required=False, max_length=64, write_only=True,
+                                         help_text="A step-up backup code: an owner's break-glass sign-in "
+                                                   "into an organization that enforces SSO.")
 
 
 @requires_one_of("refresh_token", "refresh")

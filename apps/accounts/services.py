@@ -25,7 +25,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken, Token
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
-from apps.accounts import selectors, throttle
+from apps.accounts import hooks, selectors, throttle
 from apps.accounts.models import ApiKey, MagicLink, Membership, Organization, Plan, User, default_preferences
 from kai_platform.ports import audit_covered, audit_record, publish, snapshot  # audit, events: DESIGN §15
 from kai_platform.api.errors import Conflict, codes
@@ -129,7 +129,7 @@ def auth_issue_tokens(*, user: User) -> dict:
     return _token_pair(_new_refresh(user, uuid.uuid4().hex), user)
 
 
-def auth_login(*, email: str, password: str, address: str) -> tuple[User, dict]:
+def auth_login(*, email: str, password: str, address: str, step_up_code: str | None = None) -> tuple[User, dict]:
     """Sign in with a password. Failures are counted per account and per account + address
     (apps.accounts.throttle); while either is locked every attempt answers 429."""
     account = throttle.normalize(email)
@@ -140,6 +140,7 @@ def auth_login(*, email: str, password: str, address: str) -> tuple[User, dict]:
     if user is None or not user.check_password(password):
         throttle.failed(throttle.PASSWORD, account=account, address=address, user=user)
         raise exceptions.AuthenticationFailed("Invalid email or password.", code=codes.INVALID_CREDENTIALS)
+    hooks.run_password_login_checks(user=user, step_up_code=step_up_code)  # e.g. an organization that signs in only through SSO
     throttle.succeeded(throttle.PASSWORD, account=account, address=address)
     return user, auth_issue_tokens(user=user)
 
@@ -203,6 +204,22 @@ def auth_logout(*, user: User, access_claims: dict | None, refresh_token: str | 
         revoke_access_token(access_claims["jti"], expires_at)
 
 
+def user_sessions_revoke(*, user: User) -> int:
+    """Sign the user out everywhere: every refresh token blacklisted, every API key they made
+    revoked, cached credentials re-read (an inactive user then fails on the next request, and the
+    socket watcher closes their sockets). Returns how many refresh tokens were blacklisted."""
+    from kai_platform.tenancy import authcache
+
+    with transaction.atomic():
+        live = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now()).exclude(
+            blacklistedtoken__isnull=False)
+        tokens = list(live)
+        BlacklistedToken.objects.bulk_create([BlacklistedToken(token=t) for t in tokens], ignore_conflicts=True)
+        ApiKey.objects.filter(created_by=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        authcache.bump_user(user.pk)
+    return len(tokens)
+
+
 # --- magic links ------------------------------------------------------------------------------
 
 def magic_link_request(*, email: str, address: str) -> None:
@@ -245,6 +262,7 @@ def magic_link_verify(*, token: str, address: str) -> tuple[User, dict]:
         raise exceptions.AuthenticationFailed("This sign-in link is invalid, expired or already used.",
                                               code=codes.INVALID_CREDENTIALS)
     throttle.succeeded(throttle.MAIL, account=throttle.normalize(link.user.email), address=address)
+    hooks.run_password_login_checks(user=link.user)
     return link.user, auth_issue_tokens(user=link.user)
 
 

@@ -64,7 +64,7 @@ class LoginView(PublicAPIView):
     def post(self, request):
         data = validated(LoginSerializer, request)
         user, tokens = services.auth_login(email=data["email"], password=data["password"],
-                                           address=client_address(request))
+                                           address=client_address(request), step_up_code=data.get("step_up_code"))
         return Response({**tokens, "user": UserSerializer(user).data})
 
 

@@ -93,8 +93,8 @@ class _Watcher:
 
 def _entry(consumer) -> tuple:
     identity = consumer.identity
-    return (identity.kind, identity.credential, identity.expires_at, identity.user_id, consumer.ip,
-            consumer.client_id)
+    return (identity.kind, identity.credential, identity.expires_at, identity.organization_id, identity.user_id,
+            consumer.ip, consumer.client_id)
 
 
 def _check_batch(entries: list[tuple]) -> list[bool]:
@@ -113,16 +113,33 @@ def _check_batch(entries: list[tuple]) -> list[bool]:
     key_ids = {credential for kind, credential, *_ in entries if kind != "jwt"}
     live_keys = set(ApiKey.objects.filter(pk__in=key_ids, revoked_at__isnull=True)
                     .values_list("pk", flat=True)) if key_ids else set()
+    members = _live_members(entries)
     valid = []
-    for kind, credential, expires_at, *_ in entries:
+    for kind, credential, expires_at, org_id, user_id, *_ in entries:
         if expires_at is not None and expires_at <= now:
             valid.append(False)
         elif kind == "jwt":
-            valid.append(credential not in revoked)
+            valid.append(credential not in revoked and (user_id, org_id) in members)
         else:
             valid.append(credential in live_keys)
     limits.refresh_many([(user_id, ip, member) for (*_, user_id, ip, member), ok in zip(entries, valid) if ok])
     return valid
+
+
+def _live_members(entries: list[tuple]) -> set:
+    """``(user id, organization id)`` of the JWT sockets whose user is still active and still a
+    member (``(user id, None)`` for sockets without an organization): a user deactivated or removed
+    (SCIM, an admin) loses their sockets within one interval, like a revoked token."""
+    from apps.accounts.models import Membership, User
+
+    user_ids = {user_id for kind, _c, _e, _o, user_id, *_ in entries if kind == "jwt"}
+    if not user_ids:
+        return set()
+    live = set(Membership.objects.filter(user_id__in=user_ids, user__is_active=True)
+               .values_list("user_id", "organization_id"))
+    if any(org_id is None for kind, _c, _e, org_id, *_ in entries if kind == "jwt"):
+        live |= {(pk, None) for pk in User.objects.filter(pk__in=user_ids, is_active=True).values_list("pk", flat=True)}
+    return live
 
 
 _watcher = PerLoop(_Watcher)
