@@ -41,7 +41,7 @@ def _seed(rows: int) -> dict:
 
     from apps.accounts.models import Organization
     from apps.accounts.services import user_register
-    from apps.crews.models import Execution, ExecutionLog, ExecutionStatus, TraceSpan
+    from apps.runs.models import Execution, ExecutionLog, ExecutionStatus, TraceSpan
     from apps.events.models import Event
 
     suffix = os.urandom(3).hex()

@@ -35,7 +35,7 @@ def run_cancel(*, execution, actor):
 
         workflow_run_cancel(run=run, actor=actor, reason="cancelled from the console")
         return execution
-    from apps.crews.services import execution_cancel
+    from apps.runs.services import execution_cancel
 
     return execution_cancel(execution=execution, actor=actor, reason="cancelled from the console")
 
@@ -55,6 +55,6 @@ def run_replay(*, execution, actor):
         if not execution.is_terminal:
             raise Conflict(f"The run has not ended ({execution.status}).")
         return workflow_start(workflow=run.workflow, actor=actor, inputs=run.inputs).execution
-    from apps.crews.services import execution_retry
+    from apps.runs.services import execution_retry
 
     return execution_retry(execution=execution, actor=actor)

@@ -71,7 +71,7 @@ def retention_policy_update(*, organization, actor, data: dict) -> RetentionPoli
 # --- the prune ----------------------------------------------------------------------------------
 
 def _finished_runs(organization, policy: dict, now) -> models.Q:
-    from apps.crews.models import ExecutionStatus as S
+    from apps.runs.models import ExecutionStatus as S
 
     cutoff = now - timedelta(days=policy["executions_days"])
     old = models.Q(status__in=[S.COMPLETED, S.FAILED, S.CANCELLED], completed_at__lt=cutoff)
@@ -84,7 +84,7 @@ def _prune_files(organization, policy: dict, now, counts: Counter, pause: float)
     """Files attached to runs that finished before the files cutoff (or whose run is gone)."""
     from django.core.files.storage import default_storage
 
-    from apps.crews.models import TERMINAL_STATUSES, Execution
+    from apps.runs.models import TERMINAL_STATUSES, Execution
     from apps.files.models import StoredFile
 
     cutoff = now - timedelta(days=policy["files_days"])
@@ -111,7 +111,7 @@ def retention_prune(*, organization, now=None, pause: float = 0.0) -> RetentionR
     ``RetentionRun`` and an audit row) when anything went. None when another prune of this
     organization is running or nothing was due."""
     from apps.audit.models import AuditEvent
-    from apps.crews.models import Execution, UsageRollup
+    from apps.runs.models import Execution, UsageRollup
     from apps.events.models import Event
     from apps.webhooks.models import WebhookDelivery
 

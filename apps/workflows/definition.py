@@ -128,7 +128,7 @@ class StepType:
 
 
 #: step types registered by other apps (``register_step_type``); their executions run on a worker
-#: through the run engine's step runners (``apps.crews.runner.register_step_runner``)
+#: through the run engine's step runners (``apps.runs.registry.register_step_runner``)
 EXTRA_STEP_TYPES: dict[str, StepType] = {}
 
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from apps.crews.models import Execution, TraceSpan
+from apps.runs.models import Execution, TraceSpan
 from apps.system.tasks import _save, rollup_minute
 from tests.console.conftest import fast_user
 

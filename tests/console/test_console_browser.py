@@ -82,7 +82,7 @@ def test_charts_waterfall_and_workflow_graph(make_member, celery_worker_process,
     _browser_or_skip()
     from playwright.sync_api import sync_playwright
 
-    from apps.crews.models import Execution
+    from apps.runs.models import Execution
 
     owner, crew, flow, staff = _setup(make_member)
     token = jwt_for(owner.user)["access_token"]

@@ -9,7 +9,7 @@ import json
 import pytest
 from django.utils import timezone
 
-from apps.crews.models import Execution, ExecutionLog, TraceSpan
+from apps.runs.models import Execution, ExecutionLog, TraceSpan
 from tests.console.conftest import fast_user
 
 pytestmark = pytest.mark.django_db

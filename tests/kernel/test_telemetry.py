@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from apps.crews.models import Execution
+from apps.runs.models import Execution
 from tests.conftest import jwt_for
 from tests.crews.conftest import wait_for
 from tests.helpers import LiveServer, WorkerProcess, free_port, subprocess_env

@@ -6,7 +6,7 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from apps.crews.models import Execution
+from apps.runs.models import Execution
 from apps.knowledge.models import Chunk, Document
 from tests.workflows.conftest import definition, make_agent, make_workflow, wait_for
 

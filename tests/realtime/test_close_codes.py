@@ -9,7 +9,8 @@ import pytest
 import websockets
 
 from apps.agents.models import Agent
-from apps.crews.models import Execution, Orchestration
+from apps.crews.models import Orchestration
+from apps.runs.models import Execution
 from tests.conftest import jwt_for
 from tests.factories import make_tenant_object
 from tests.helpers import LiveServer

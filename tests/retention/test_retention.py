@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
-from apps.crews.models import Execution, ExecutionEvent, ExecutionLog, TraceSpan, UsageRollup
+from apps.runs.models import Execution, ExecutionEvent, ExecutionLog, TraceSpan, UsageRollup
 from apps.events.models import Event
 from apps.files.models import StoredFile
 from apps.retention import pruning

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from apps.agents.services import agent_create
-from apps.crews.models import Execution
+from apps.runs.models import Execution
 from apps.workflows.models import Workflow
 from tests.helpers import assert_envelope
 

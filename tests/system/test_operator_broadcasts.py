@@ -8,7 +8,7 @@ import pytest
 
 from apps.accounts.models import User
 from apps.crews import runner
-from apps.crews.models import ExecutionKind
+from apps.runs.models import ExecutionKind
 from apps.events import catalog
 from apps.events.models import Event
 from apps.system.models import Maintenance, SystemAlert
