@@ -65,7 +65,7 @@ def cold_start(ctx: Context) -> Row:
         baseline_text=f"target {START_TARGET:.0f} s", ratio=round(elapsed / START_TARGET, 3),
         ratio_text=f"{elapsed / START_TARGET:.2f}x", status=verdict(elapsed < START_TARGET),
         note=(f"Ctrl-C → exit in {stop_seconds:.1f} s (code {code})" if stopped
-              else f"did not exit within 40 s of SIGINT; killed") + "; venv creation/pip install not included",
+              else "did not exit within 40 s of SIGINT; killed") + "; venv creation/pip install not included",
         details={"stop_seconds": stop_seconds, "exit_code": code, "database": db},
     )
 

@@ -136,7 +136,7 @@ class AgentSocketConsumer(KaiSocketConsumer):
         """Forward a run's Redis stream as ``stream_chunk`` messages, from its first entry."""
         import redis.asyncio as aioredis
 
-        from apps.runs.runner import stream_key
+        from apps.runs.streams import stream_key
 
         if self._redis is None:
             self._redis = aioredis.Redis.from_url(settings.REDIS_URL, **settings.ASYNC_REDIS_OPTIONS)

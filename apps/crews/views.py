@@ -578,7 +578,7 @@ def _claim_stream_id(stream_id: str) -> None:
     """A client-chosen stream id names one run only (it keys the run's Redis stream)."""
     from django_redis import get_redis_connection
 
-    from apps.runs.runner import stream_key
+    from apps.runs.streams import stream_key
 
     if Execution.objects.filter(stream_id=stream_id).exists():
         raise Conflict(f"stream_id {stream_id!r} is already used; omit it to get a fresh one.",
@@ -601,7 +601,7 @@ def sse_events(*, execution_id: str, stream_id: str):
     from django.db import connection
     from django_redis import get_redis_connection
 
-    from apps.runs.runner import stream_key
+    from apps.runs.streams import stream_key
 
     connection.close()  # the stream may last minutes: no database connection held meanwhile
     yield _sse({"type": "start", "stream_id": stream_id, "execution_id": execution_id}, event="start")

@@ -11,7 +11,7 @@ class RunsConfig(AppConfig):
         from celery.signals import worker_init
 
         from apps.quotas.selectors import register_row_source
-        from apps.runs.runner import registry
+        from apps.runs.inflight import registry
         from apps.runs.selectors import executions_created_since
         from kai_platform.drain import on_drain
         from kai_platform.llm import preload_clients

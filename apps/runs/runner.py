@@ -26,7 +26,10 @@ from apps.runs import registry as plugins
 from apps.runs.models import Execution, ExecutionStatus, SpanKind
 from apps.runs.prompts import interpolate, task_prompt  # noqa: F401 (part of the engine's API)
 from apps.runs.recorder import RunRecorder, Span
+from apps.runs.inflight import RunHandle, registry  # noqa: F401 (registry: part of the engine's API)
+from apps.runs.reaper import partial_enqueue, reap_stale, requeue_forgotten  # noqa: F401 (the same)
 from apps.runs.services import execution_claim, execution_enqueue, execution_transition
+from apps.runs.streams import stream_key, stream_push  # noqa: F401 (the same)
 from kai_platform import telemetry
 from kai_platform.llm import LLMError, ToolCall
 from kai_platform.llm.base import count_tokens, messages_tokens
@@ -67,109 +70,6 @@ class AwaitingApproval(Exception):
 
 def tool_requires_approval(tool) -> bool:
     return bool((getattr(tool, "configuration", None) or {}).get("requires_approval"))
-
-
-def heartbeat_seconds() -> float:
-    return float(getattr(settings, "KAI_RUN_HEARTBEAT_SECONDS", 2))
-
-
-def stale_seconds() -> float:
-    return float(getattr(settings, "KAI_RUN_STALE_SECONDS", 60))
-
-
-# --- in-flight registry and the heartbeat thread -----------------------------------------------
-
-@dataclass
-class RunHandle:
-    execution_id: str
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    cancel_reason: str = ""
-    #: stopped by its worker's shutdown, not by a person: it goes back to PENDING, not CANCELLED
-    requeue: bool = False
-
-    def cancel(self, reason: str) -> None:
-        if not self.cancel_event.is_set():
-            self.cancel_reason = reason
-            self.cancel_event.set()
-
-
-class InFlightRegistry:
-    """The executions this worker process is running, and the thread that heartbeats them."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._runs: dict[str, RunHandle] = {}
-        self._thread: threading.Thread | None = None
-
-    def add(self, execution_id) -> RunHandle:
-        handle = RunHandle(str(execution_id))
-        with self._lock:
-            self._runs[handle.execution_id] = handle
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="kai-run-heartbeat", daemon=True)
-                self._thread.start()
-        return handle
-
-    def remove(self, handle: RunHandle) -> None:
-        with self._lock:
-            self._runs.pop(handle.execution_id, None)
-
-    def ids(self) -> list[str]:
-        with self._lock:
-            return list(self._runs)
-
-    def drain(self, deadline: float) -> None:
-        """The worker is stopping: let the runs in flight finish until ``deadline`` (monotonic),
-        then stop the rest at their next token or step; they go back to PENDING and the queue."""
-        while self.ids() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        with self._lock:
-            handles = list(self._runs.values())
-        for handle in handles:
-            handle.requeue = True
-            handle.cancel("its worker is shutting down")
-        if handles:
-            logger.warning("drain time over: %d run(s) go back to the queue", len(handles))
-
-    def _loop(self) -> None:
-        while True:
-            time.sleep(heartbeat_seconds())
-            try:
-                self.beat()
-            except Exception:
-                logger.warning("run heartbeat failed; retrying", exc_info=True)
-                try:
-                    connection.close()
-                except Exception:
-                    pass
-
-    def beat(self) -> None:
-        ids = self.ids()
-        if not ids:
-            return
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE crews_execution SET heartbeat_at = now() WHERE id = ANY(%s::uuid[]) "
-                    "AND status IN ('PREPARING', 'RUNNING') RETURNING id, cancel_requested",
-                    [ids])
-                rows = cursor.fetchall()
-        finally:
-            connection.close()
-        alive = set()
-        with self._lock:
-            for execution_id, cancel_requested in rows:
-                alive.add(str(execution_id))
-                handle = self._runs.get(str(execution_id))
-                if handle and cancel_requested:
-                    handle.cancel("cancelled by user")
-            for execution_id in ids:
-                handle = self._runs.get(execution_id)
-                if handle and execution_id not in alive:
-                    handle.cancel("the execution was ended elsewhere")
-
-
-registry = InFlightRegistry()
 
 
 # --- the profile of an agent as a run sees it --------------------------------------------------
@@ -513,29 +413,6 @@ def platform_agents(ctx: RunContext, ids) -> dict[str, object]:
     return found
 
 
-# --- streams to HTTP (SSE) and sockets ---------------------------------------------------------
-
-STREAM_MAXLEN = 20000
-STREAM_TTL = 3600
-
-
-def stream_push(key: str, fields: dict) -> None:
-    from django_redis import get_redis_connection
-
-    try:
-        redis = get_redis_connection("default")
-        pipe = redis.pipeline(transaction=False)
-        pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
-        pipe.expire(key, STREAM_TTL)
-        pipe.execute()
-    except Exception:
-        logger.warning("stream push to %s failed", key, exc_info=True)
-
-
-def stream_key(stream_id: str) -> str:
-    return f"{settings.KAI_REDIS_PREFIX}:stream:{stream_id}"
-
-
 # --- claiming and running one execution --------------------------------------------------------
 
 def concurrency_cap(organization) -> int:
@@ -731,52 +608,3 @@ def _record_agent_stats(execution: Execution, seconds: float, error: str) -> Non
         logger.warning("could not record the run in the agent's counters", exc_info=True)
 
 
-# --- the reaper --------------------------------------------------------------------------------
-
-def reap_stale(*, now=None, limit: int = 500) -> dict:
-    """Runs whose heartbeat is older than ``KAI_RUN_STALE_SECONDS``: FAILED "worker lost", or back to
-    PENDING (and queued) while attempts remain; a cancel-requested one ends CANCELLED."""
-    from datetime import timedelta
-
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=stale_seconds())
-    stale = list(Execution.objects.filter(status__in=[S.PREPARING, S.RUNNING], heartbeat_at__lt=cutoff)
-                 .values("pk", "attempts", "max_attempts", "cancel_requested", "worker", "priority",
-                         "heartbeat_at")[:limit])
-    counts = {"failed": 0, "requeued": 0, "cancelled": 0}
-    for row in stale:
-        age = int((now - row["heartbeat_at"]).total_seconds())
-        lost = f"worker lost: no heartbeat from {row['worker'] or 'its worker'} for {age} s"
-        if row["cancel_requested"]:
-            if execution_transition(execution_id=row["pk"], to=S.CANCELLED, reason=f"cancelled ({lost})",
-                                    only_from={S.PREPARING, S.RUNNING}):
-                counts["cancelled"] += 1
-        elif row["attempts"] < row["max_attempts"]:
-            with transaction.atomic():
-                if execution_transition(execution_id=row["pk"], to=S.PENDING, worker="",
-                                        reason=f"{lost}; requeued (attempt {row['attempts'] + 1} of "
-                                               f"{row['max_attempts']})"):
-                    transaction.on_commit(partial_enqueue(row["pk"], row["priority"]))
-                    counts["requeued"] += 1
-        elif execution_transition(execution_id=row["pk"], to=S.FAILED, reason=lost, error=lost,
-                                  only_from={S.PREPARING, S.RUNNING}):
-            counts["failed"] += 1
-    return counts
-
-
-def partial_enqueue(execution_id, priority):
-    return lambda: execution_enqueue(execution_id=execution_id, priority=priority)
-
-
-def requeue_forgotten(*, older_than_seconds: int = 300, limit: int = 200) -> int:
-    """PENDING runs whose queue message was lost with a killed worker's prefetch: queue them again
-    (claiming is conditional, so a duplicate message is harmless)."""
-    from datetime import timedelta
-
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    rows = list(Execution.objects.filter(status=S.PENDING, updated_at__lt=cutoff, cancel_requested=False)
-                .values_list("pk", "priority")[:limit])
-    for pk, priority in rows:
-        Execution.objects.filter(pk=pk, status=S.PENDING).update(updated_at=timezone.now())
-        execution_enqueue(execution_id=pk, priority=priority)
-    return len(rows)

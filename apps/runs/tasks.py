@@ -36,7 +36,7 @@ def _run_execution(self, execution_id: str) -> str:
 def _reap_stale_executions() -> dict:
     """Beat, every few seconds: runs whose worker stopped heartbeating end FAILED ("worker lost")
     or go back to the queue per their retry policy; PENDING runs whose message was lost are re-queued."""
-    from apps.runs.runner import reap_stale, requeue_forgotten
+    from apps.runs.reaper import reap_stale, requeue_forgotten
 
     counts = reap_stale()
     counts["requeued_forgotten"] = requeue_forgotten()

@@ -3,7 +3,7 @@ from rest_framework import serializers
 from apps.system.models import AlertSeverity, AlertStatus, ModificationType, SystemModification
 from apps.system.tasks import METRICS
 from kai_platform.api.schema import requires_one_of
-from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer, NonEmptyJSONObjectField
+from kai_platform.api.serializers import KaiModelSerializer, KaiSerializer, NonEmptyJSONObjectField
 
 
 class SystemModificationSerializer(KaiModelSerializer):

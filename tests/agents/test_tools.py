@@ -36,7 +36,7 @@ def test_seed_001_custom_tool(owner_client):
             "configuration": {"api_endpoint": "https://api.example.com", "parameters": {}}, "enabled": True}
     created = owner_client.post("/api/v1/tools", body, format="json")
     assert created.status_code == 201, created.content
-    assert owner_client.get(f"/api/v1/tools/configurations/Custom Search Tool/schema").status_code == 200
+    assert owner_client.get("/api/v1/tools/configurations/Custom Search Tool/schema").status_code == 200
     missing = assert_envelope(owner_client.post("/api/v1/tools", {"name": "x", "configuration": {}}, format="json"), 400)
     assert "api_endpoint" in missing["errors"][0]["message"]
     private = assert_envelope(owner_client.post("/api/v1/tools", {"name": "y", "configuration": {
@@ -93,7 +93,7 @@ def test_http_request_refuses_loopback_then_follows_the_allow_list(member, llm_s
     tool = _tool(member, "http_request")
     with pytest.raises(ToolError, match="refused"):
         run_tool(tool, {"url": f"{llm_server.url}/hello"}, ctx)
-    member.organization.settings = {"network_allowlist": [f"127.0.0.1"]}
+    member.organization.settings = {"network_allowlist": ["127.0.0.1"]}
     member.organization.save()
     result = run_tool(tool, {"url": f"{llm_server.url}/hello"}, ToolContext(organization=member.organization))
     assert result["status"] == 200 and '"/hello"' in result["body"]

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from apps.runs.models import ACTIVE_STATUSES, Execution, ExecutionEvent, ExecutionLog, TraceSpan, UsageRollup
-from tests.crews.conftest import AGENTS_YAML, TASKS_YAML, make_agent, make_crew, wait_for
+from tests.crews.conftest import AGENTS_YAML, make_agent, make_crew, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -100,7 +100,7 @@ def test_sigkill_of_each_child_is_survived(tmp_path):
             restart_seconds[name] = round(time.monotonic() - killed, 2)
         print(f"\nrestart time after SIGKILL (to ready): {restart_seconds}")
         assert restart_seconds["web"] < 5, restart_seconds
-        assert f"web (pid" in up.tail(400) and "exited with -9; restarting in 1s" in up.tail(400)
+        assert "web (pid" in up.tail(400) and "exited with -9; restarting in 1s" in up.tail(400)
 
         # /health failed only while the web was down (one window, shorter than its restart)
         probe.stop_event.set()

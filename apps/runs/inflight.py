@@ -1,0 +1,110 @@
+"""The executions a worker process is running, and the one thread that heartbeats them all: a
+single UPDATE every few seconds stamps ``heartbeat_at`` and reads back ``cancel_requested``."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connection
+
+logger = logging.getLogger(__name__)
+
+
+def heartbeat_seconds() -> float:
+    return float(getattr(settings, "KAI_RUN_HEARTBEAT_SECONDS", 2))
+
+
+@dataclass
+class RunHandle:
+    execution_id: str
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = ""
+    #: stopped by its worker's shutdown, not by a person: it goes back to PENDING, not CANCELLED
+    requeue: bool = False
+
+    def cancel(self, reason: str) -> None:
+        if not self.cancel_event.is_set():
+            self.cancel_reason = reason
+            self.cancel_event.set()
+
+
+class InFlightRegistry:
+    """The executions this worker process is running, and the thread that heartbeats them."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._runs: dict[str, RunHandle] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, execution_id) -> RunHandle:
+        handle = RunHandle(str(execution_id))
+        with self._lock:
+            self._runs[handle.execution_id] = handle
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="kai-run-heartbeat", daemon=True)
+                self._thread.start()
+        return handle
+
+    def remove(self, handle: RunHandle) -> None:
+        with self._lock:
+            self._runs.pop(handle.execution_id, None)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._runs)
+
+    def drain(self, deadline: float) -> None:
+        """The worker is stopping: let the runs in flight finish until ``deadline`` (monotonic),
+        then stop the rest at their next token or step; they go back to PENDING and the queue."""
+        while self.ids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with self._lock:
+            handles = list(self._runs.values())
+        for handle in handles:
+            handle.requeue = True
+            handle.cancel("its worker is shutting down")
+        if handles:
+            logger.warning("drain time over: %d run(s) go back to the queue", len(handles))
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(heartbeat_seconds())
+            try:
+                self.beat()
+            except Exception:
+                logger.warning("run heartbeat failed; retrying", exc_info=True)
+                try:
+                    connection.close()
+                except Exception:
+                    pass
+
+    def beat(self) -> None:
+        ids = self.ids()
+        if not ids:
+            return
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE crews_execution SET heartbeat_at = now() WHERE id = ANY(%s::uuid[]) "
+                    "AND status IN ('PREPARING', 'RUNNING') RETURNING id, cancel_requested",
+                    [ids])
+                rows = cursor.fetchall()
+        finally:
+            connection.close()
+        alive = set()
+        with self._lock:
+            for execution_id, cancel_requested in rows:
+                alive.add(str(execution_id))
+                handle = self._runs.get(str(execution_id))
+                if handle and cancel_requested:
+                    handle.cancel("cancelled by user")
+            for execution_id in ids:
+                handle = self._runs.get(execution_id)
+                if handle and execution_id not in alive:
+                    handle.cancel("the execution was ended elsewhere")
+
+
+registry = InFlightRegistry()
