@@ -107,7 +107,6 @@ def test_sigkill_of_each_child_is_survived(tmp_path):
         assert restart_seconds["web"] < 5, restart_seconds
         assert f"web (pid" in up.tail(400) and "exited with -9; restarting in 1s" in up.tail(400)
 
-
         status, health = call("GET", f"{up.base}/api/v1/system/health", token=token)
         assert status in (200, 503), health
         children = (health.get("processes") or {}).get("children", {})
