@@ -23,4 +23,4 @@ EXPOSE 8000
 # the web role's check; docker-compose.yml gives the workers one of their own
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=5 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=3)"
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "kai_platform.asgi:application"]
+CMD ["python", "-m", "kai_platform.server", "-b", "0.0.0.0", "-p", "8000", "kai_platform.asgi:application"]

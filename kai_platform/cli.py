@@ -128,15 +128,16 @@ def cmd_up(args) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     code = 0
+    listener = None
     try:
         check_services()
         _ensure_database_exists()
         _manage("migrate", "--noinput", "-v", "0")
         _manage("bootstrap")
         host = os.environ.get("KAI_HOST", "127.0.0.1")
-        port = os.environ.get("KAI_PORT", "8000")
-        supervisor.start("web", [PYTHON, "-m", "kai_platform.server", "-b", host, "-p", port,
-                                 "kai_platform.asgi:application"])
+        listener = _listen(host, int(port))
+        supervisor.start("web", [PYTHON, "-m", "kai_platform.server", "--fd", str(listener.fileno()),
+                                 "kai_platform.asgi:application"], pass_fds=(listener.fileno(),))
         prefix = os.environ.get("KAI_REDIS_PREFIX", "kai")
         supervisor.start("worker", worker_command(["-Q", f"{prefix}.default", "-n", "default@%h"]))
         supervisor.start("runs-worker", runs_worker_command())
@@ -156,10 +157,23 @@ def cmd_up(args) -> int:
         _log(f"start-up step failed: {' '.join(map(str, exc.cmd))}")
         code = exc.returncode or 1
     finally:
+        if listener is not None:
+            listener.close()  # from now on only the draining web holds the port, until it stops
         supervisor.stop()
         for service in reversed(services):
             service.stop()
     return code
+
+
+def _listen(host: str, port: int):
+    """The web's listening socket, owned by the supervisor and handed to each daphne it starts: while
+    a killed web is restarted, new connections wait in the socket's backlog instead of being refused."""
+    import socket
+
+    # daphne adopts an inherited socket as AF_INET only (Twisted's fd endpoint)
+    listener = socket.create_server((host, port), family=socket.AF_INET, backlog=2048)
+    listener.set_inheritable(True)
+    return listener
 
 
 def _wait_http(url: str, timeout: float) -> bool:

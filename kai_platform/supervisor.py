@@ -44,6 +44,7 @@ def read_state(path: str | os.PathLike | None = None) -> dict | None:
 class Child:
     name: str
     argv: list[str]
+    pass_fds: tuple = ()
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -81,13 +82,16 @@ class Supervisor:
             self._env["KAI_SUPERVISOR_STATE"] = str(state_path)
 
     # --- starting and restarting ------------------------------------------------------------
-    def start(self, name: str, argv: list[str]) -> None:
-        child = Child(name, argv, backoff=self.backoff_start)
+    def start(self, name: str, argv: list[str], pass_fds: tuple = ()) -> None:
+        """Start ``argv`` as child ``name``; ``pass_fds`` (e.g. a listening socket) are inherited
+        by it and by every restart of it."""
+        child = Child(name, argv, pass_fds=tuple(pass_fds), backoff=self.backoff_start)
         self.children.append(child)
         self._spawn(child)
 
     def _spawn(self, child: Child) -> None:
-        child.process = subprocess.Popen(child.argv, cwd=self.cwd, env=self._env, start_new_session=True)
+        child.process = subprocess.Popen(child.argv, cwd=self.cwd, env=self._env, start_new_session=True,
+                                         pass_fds=child.pass_fds)
         child.started_at = time.monotonic()
         child.restart_at = None
         self._log(f"started {child.name} (pid {child.process.pid})")

@@ -1,6 +1,6 @@
 """``make run`` stays up: SIGKILL of each child in turn (what the OOM killer does) while runs are
-being created and streamed — the supervisor restarts it, ``/health`` keeps answering (the web
-back within 5 s), the readiness answer names the restarts, and every run ends."""
+being created and streamed — the supervisor restarts it, ``/health`` answers every request (the
+web back within 5 s), the readiness answer names the restarts, and every run ends."""
 from __future__ import annotations
 
 import os
@@ -29,7 +29,7 @@ class HealthProbe(threading.Thread):
         while not self.stop_event.is_set():
             at = time.monotonic()
             try:
-                status, _ = call("GET", f"{self.base}/health", timeout=2)
+                status, _ = call("GET", f"{self.base}/health", timeout=10)
             except Exception:
                 status = None
             self.checks += 1
@@ -99,15 +99,13 @@ def test_sigkill_of_each_child_is_survived(tmp_path):
             _ready(up, name, new)
             restart_seconds[name] = round(time.monotonic() - killed, 2)
         print(f"\nrestart time after SIGKILL (to ready): {restart_seconds}")
+        # /health answered throughout: while the web restarts, connections wait in the listening
+        # socket's backlog (the supervisor holds the socket) instead of being refused
+        probe.stop_event.set()
+        probe.join(15)
+        assert probe.failures == [] and probe.checks > 50, (probe.failures, probe.checks)
         assert restart_seconds["web"] < 5, restart_seconds
         assert "web (pid" in up.tail(400) and "exited with -9; restarting in 1s" in up.tail(400)
-
-        # /health failed only while the web was down (one window, shorter than its restart)
-        probe.stop_event.set()
-        probe.join(5)
-        if probe.failures:
-            assert probe.failures[-1] - probe.failures[0] < restart_seconds["web"], probe.failures
-        assert probe.checks > 50
 
         status, health = call("GET", f"{up.base}/api/v1/system/health", token=token)
         assert status in (200, 503), health

@@ -145,3 +145,18 @@ def test_beat_task_prunes_every_organization_on_a_real_worker(make_member, celer
     assert not _exists(old[0])["run"] and _exists(old[1])["run"]
     counts = Counter(RetentionRun.objects.get(organization=owners[0].organization).counts)
     assert counts["crews.execution"] == 2 and counts["crews.tracespan"] == 2
+
+
+@pytest.mark.django_db
+def test_a_second_prune_of_the_same_organization_waits_for_the_first(make_member):
+    from django.core.cache import cache
+
+    owner = make_member(plan="standard")
+    old = _seed(owner, days_ago=40)
+    cache.add(f"retention:prune:{owner.organization.pk}", 1, 60)  # a prune already under way
+    try:
+        assert retention_prune(organization=owner.organization) is None
+        assert _exists(old)["run"]
+    finally:
+        cache.delete(f"retention:prune:{owner.organization.pk}")
+    assert retention_prune(organization=owner.organization).counts["crews.execution"] == 2
