@@ -1,5 +1,5 @@
 """Re-encrypt every stored secret under the newest key of KAI_SECRET_KEYS: provider and tool
-credentials, outbound webhook signing secrets and workflow webhook secrets.
+credentials, outbound webhook signing secrets, workflow webhook secrets and SSO client secrets.
 
 Rotation: put a new key first in KAI_SECRET_KEYS (keep the old ones after it), restart, run this
 command, then drop the old keys. Exits non-zero if any value decrypts under no configured key.
@@ -27,5 +27,9 @@ class Command(BaseCommand):
             from apps.workflows.services import workflows_rotate_secrets
 
             self.stdout.write(f"[kai] rotated {workflows_rotate_secrets()} workflow webhook secret(s)")
+        if apps.is_installed("apps.sso"):
+            from apps.sso.services import connections_rotate_secrets
+
+            self.stdout.write(f"[kai] rotated {connections_rotate_secrets()} SSO client secret(s)")
         if result["unreadable"]:
             raise CommandError(f"{result['unreadable']} credential(s) decrypt under no configured key (see the log)")
