@@ -56,6 +56,33 @@ def _stream_multipart_bodies_under_daphne() -> None:
 
 _stream_multipart_bodies_under_daphne()
 
+
+def _send_policy_close_codes_under_daphne() -> None:
+    """Daphne closes a socket through autobahn's ``sendClose``, which accepts only 1000 and
+    3000-4999 from an application and raises on 1008/1009/1011 (DESIGN §15's close codes, which
+    RFC 6455 §7.4.1 lets a server send): the close then never left the server and a revoked
+    socket stayed open. Such codes go straight to ``sendCloseFrame``, the frame writer
+    ``sendClose`` itself ends in."""
+    try:
+        from daphne.ws_protocol import WebSocketProtocol
+    except ImportError:  # another ASGI server
+        return
+    if getattr(WebSocketProtocol.serverClose, "kai_policy_codes", False):
+        return
+    original = WebSocketProtocol.serverClose
+
+    def serverClose(self, code=None):
+        if code is not None and 1000 < code < 3000 and self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=code, reasonUtf8=None, isReply=False)
+        else:
+            original(self, code=code)
+
+    serverClose.kai_policy_codes = True
+    WebSocketProtocol.serverClose = serverClose
+
+
+_send_policy_close_codes_under_daphne()
+
 application = ProtocolTypeRouter({
     # MCP deployments (/mcp/deployments/{id}/) are served by the mcp package's transport, not Django
     "http": PathPrefixDispatch(BodyLimitMiddleware(django_asgi_app),
