@@ -149,7 +149,27 @@ def _register_app_factories():
         TENANT_FACTORIES.setdefault(StoredFile, _stored_file)
 
 
+def _sso_connection(*, organization, user):
+    """An organization has at most one SSO connection: sweeps that ask for several get that one."""
+    from apps.sso.models import SSOConnection
+    from apps.sso.services import connection_create
+
+    existing = SSOConnection.objects.for_org(organization).first()
+    return existing or connection_create(organization=organization, actor=user, data={
+        "protocol": "oidc", "issuer_url": "https://idp.example.com", "client_id": "kai", "client_secret": "secret"})
+
+
+def _register_app_factories_sso():
+    from django.apps import apps
+
+    if apps.is_installed("apps.sso"):
+        from apps.sso.models import SSOConnection
+
+        TENANT_FACTORIES.setdefault(SSOConnection, _sso_connection)
+
+
 _register_app_factories()
+_register_app_factories_sso()
 
 
 # --- agents app factories ----------------------------------------------------------------------

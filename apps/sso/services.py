@@ -130,3 +130,20 @@ def connection_confirm_domains(*, connection: SSOConnection, actor) -> SSOConnec
         audit_record(organization=connection.organization, actor=actor, action="sso.domain.confirm",
                      instance=connection, **dict(zip(("before", "after"), diff(before, snapshot(connection)))))
     return connection
+
+
+def connections_rotate_secrets(*, batch_size: int = 500) -> int:
+    """Re-encrypt every SSO client secret under the newest ``KAI_SECRET_KEYS`` key (``rotate_secrets``)."""
+    rotated = 0
+    primary = crypto.primary_key_id()
+    while True:
+        with transaction.atomic():
+            batch = list(SSOConnection.objects.select_for_update(skip_locked=True).exclude(secret_key_id=primary)
+                         .exclude(client_secret_encrypted="").order_by("pk")[:batch_size])
+            for connection in batch:
+                connection.client_secret_encrypted, connection.secret_key_id = crypto.rotate(
+                    connection.client_secret_encrypted)
+                connection.save(update_fields=["client_secret_encrypted", "secret_key_id", "updated_at"])
+        rotated += len(batch)
+        if len(batch) < batch_size:
+            return rotated

@@ -69,8 +69,9 @@ def oidc_idp(tmp_path_factory):
     process.wait(10)
 
 
-@pytest.fixture
-def kai_server(transactional_db):
+@pytest.fixture(scope="module")
+def kai_server(django_db_setup):
+    """One real daphne per module: it keeps no state of its own (tests flush the database)."""
     server = LiveServer()
     yield server
     server.stop()

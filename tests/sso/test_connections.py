@@ -31,7 +31,7 @@ def test_owner_manages_the_connection_secret_stays_encrypted(owner_client, membe
     assert client_secret(stored) == "s3cret-value-1234"
     assert owner_client.post("/api/v1/sso/connections", BODY, format="json").status_code == 409
     listed = owner_client.get("/api/v1/sso/connections").json()
-    assert [c["id"] for c in listed["results"]] == [body["id"]]
+    assert [c["id"] for c in listed["items"]] == [body["id"]]
 
     updated = owner_client.put(f"/api/v1/sso/connections/{body['id']}", {"enforced": True, "name": "Keycloak"},
                                format="json")
@@ -145,3 +145,27 @@ def test_staff_confirm_domains_in_the_admin(member, client):
     assert response.status_code == 302
     connection.refresh_from_db()
     assert connection.domains_confirmed_by_staff and connection.domains_verified
+
+
+def test_rotate_secrets_re_encrypts_sso_client_secrets(owner_client, settings):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    from apps.agents import crypto
+    from apps.sso.services import client_secret
+
+    old = crypto._keys()[0]
+    body = owner_client.post("/api/v1/sso/connections", BODY, format="json").json()
+    new = Fernet.generate_key().decode()
+    settings.KAI_SECRET_KEYS = [new, old]
+    crypto.reset_keys_cache()
+    try:
+        call_command("rotate_secrets")
+        stored = SSOConnection.objects.get(pk=body["id"])
+        assert stored.secret_key_id == crypto.key_id(new)
+        settings.KAI_SECRET_KEYS = [new]
+        crypto.reset_keys_cache()
+        assert client_secret(stored) == "s3cret-value-1234"
+    finally:
+        settings.KAI_SECRET_KEYS = []
+        crypto.reset_keys_cache()

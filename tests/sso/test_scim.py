@@ -170,12 +170,13 @@ async def test_deprovisioned_user_loses_tokens_keys_and_sockets_at_once(quick_se
             assert (await http.get(f"{base}/auth/me", headers={"Authorization": f"Bearer {key}"})).status_code == 401
             refresh = await http.post(f"{base}/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
             assert refresh.status_code == 401
-            # the watcher revokes the socket within one interval (0.5 s here). Its close frame (1008)
-            # is not asserted: daphne/autobahn refuse application close codes other than 1000 and
-            # 3000-4999 (a platform-wide defect of KaiSocketConsumer.refuse, reported separately).
+            # the watcher revokes the socket within one interval (0.5 s here): error, then close 1008
             message = json.loads(await asyncio.wait_for(socket.recv(), 10))
             assert message["type"] == "connection_error"
-            assert message["data"]["error_code"] == "AUTHENTICATION_FAILED" and message["data"]["close_code"] == 1008
+            assert message["data"]["error_code"] == "AUTHENTICATION_FAILED"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(socket.recv(), 10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
     assert not await database_sync_to_async(
         ScimUser.objects.filter(user=user, active=True).exists)()
     assert await database_sync_to_async(SSOConnection.objects.count)() == 1

@@ -1,5 +1,5 @@
 """Re-encrypt every stored secret under the newest key of KAI_SECRET_KEYS: provider and tool
-credentials, outbound webhook signing secrets and workflow webhook secrets.
+credentials, outbound webhook signing secrets, workflow webhook secrets and SSO client secrets.
 
 Rotation: put a new key first in KAI_SECRET_KEYS (keep the old ones after it), restart, run this
 command, then drop the old keys. Exits non-zero if any value decrypts under no configured key.
