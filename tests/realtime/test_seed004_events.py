@@ -143,7 +143,7 @@ async def test_pool_info_on_request_and_on_subscription(server, people):
     url = f"{server.ws_url}/api/v1/ws?token={people['owner_token']}"
     async with websockets.connect(url) as first, websockets.connect(url) as second:
         await next_of(second, "connection_established")
-        await first.send(json.dumps({"type": "subscribe", "data": {"events": ["agent_status"]}}))
+        await first.send(json.dumps({"type": "subscribe", "data": {"events": ["agent_status", "connection_pool_info"]}}))
         info = (await next_of(first, "connection_pool_info"))["data"]
         assert info["active_connections"] == 2 and info["max_connections"] == 5
         assert info["pool_utilization"] == 0.4 and info["pool_id"].startswith("pool_")
