@@ -14,7 +14,7 @@ from apps.accounts.models import User
 from tests.conftest import jwt_for
 from tests.helpers import LiveServer
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio, pytest.mark.slow]  # real servers
 
 ENV = {"KAI_WS_CONNECTS_PER_MINUTE": "4", "KAI_WS_EXPIRY_WARNING_SECONDS": "895", "KAI_WS_DRAIN_SECONDS": "0"}
 
