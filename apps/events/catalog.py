@@ -13,7 +13,7 @@ SEED_004_EVENTS = frozenset({
     "agent_status", "agent_created", "agent_deleted", "agent_updated",
     "inference_started", "inference_progress", "inference_completed", "inference_failed",
     "metrics_update", "performance_alert",
-    "system_alert", "system_status", "maintenance_mode",
+    "system_alert", "system_status", "maintenance_mode", "connection_pool_info",
     "entity_created", "entity_updated", "entity_deleted",
     "relationship_created", "relationship_updated", "relationship_deleted",
 })

@@ -148,7 +148,8 @@ class HubConsumer(KaiSocketConsumer):
             "filters": {"severity": sorted(self.severity), "components": sorted(self.components)},
             "status": "active",
         })
-        await self.on_pool_info(data, message)
+        if "connection_pool_info" in names:  # subscribing to it: the current figures at once
+            await self.on_pool_info(data, message)
         if resume is not None:
             await self._replay(after=resume)
         elif self.watermark is None:

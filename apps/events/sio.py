@@ -19,7 +19,8 @@ the acknowledgement and an event of the same name, an error is ``error {error_co
 from __future__ import annotations
 
 import asyncio
-import logging
+import collections
+import time
 import uuid
 from urllib.parse import parse_qs
 
@@ -29,12 +30,11 @@ from django.conf import settings
 from rest_framework import exceptions
 
 from apps.events import catalog, client_events
+from apps.events.consumers import REPLAY_BATCH, SeenSeqs, _events_after
 from kai_platform.realtime import limits, relay, watch
 from kai_platform.realtime.consumers import SERVER_ID, SocketIdentity, origin_allowed
 from kai_platform.realtime.groups import org_group
 from kai_platform.tenancy.authentication import authenticate_credential
-
-logger = logging.getLogger("kai.realtime")
 
 #: internal event type → the seed 002 names it is emitted as
 SEED_002_NAMES = {kind: tuple(n for n in names if n in catalog.SEED_002_EVENTS)
@@ -70,10 +70,19 @@ class Session:
         self.identity: SocketIdentity | None = None
         self.credential: str | None = None
         self.agents: set[str] = set()
-        self.seen: set[int] = set()
+        self.seen = SeenSeqs()  # bounded, like the hub's
+        self.message_times: collections.deque = collections.deque()
         self.group: str | None = None
         self._closing = False
         self._limits_held = False
+
+    def within_rate(self) -> bool:
+        """The sockets' message rate (``KAI_WS_MESSAGES_PER_MINUTE``) over the client's events."""
+        now = time.monotonic()
+        while self.message_times and now - self.message_times[0] > 60:
+            self.message_times.popleft()
+        self.message_times.append(now)
+        return len(self.message_times) <= settings.KAI_WS_MESSAGES_PER_MINUTE
 
     # --- from the relay: the organization's events ------------------------------------------
     def relay_message(self, message) -> None:
@@ -82,13 +91,14 @@ class Session:
 
     async def deliver(self, event: dict) -> None:
         names = SEED_002_NAMES.get(event["type"])
-        if not names or event["seq"] in self.seen:
+        if not names:
             return
         if self.agents and event.get("agent_id") and event["agent_id"] not in self.agents:
             return
         if not catalog.visible_to(event, role=self.identity.role, user_id=self.identity.user_id):
             return
-        self.seen.add(event["seq"])
+        if not self.seen.add(event["seq"]):
+            return
         for name in names:
             await emit(name, {**catalog.shape(name, event), "seq": event["seq"]}, self.sid)
 
@@ -108,15 +118,9 @@ class Session:
 
     async def release(self) -> None:
         self._closing = True
-        watch.discard(self)
         if self.group:
             await relay.leave(self.group, self)
-        if self._limits_held:
-            self._limits_held = False
-            try:
-                await limits.release(self.identity.user_id, self.ip, self.client_id)
-            except Exception:  # Redis down: the lease expires by itself
-                logger.warning("could not release a socket.io lease", exc_info=True)
+        await limits.release_lease(self)
 
 
 async def emit(name: str, data, sid: str) -> None:
@@ -183,8 +187,6 @@ def _user_payload(user, credential) -> dict:
 
 async def _replay(session: Session, after: int) -> None:
     """``auth.last_event_id``: the events missed since, from the event table, before live ones."""
-    from apps.events.consumers import REPLAY_BATCH, _events_after
-
     while True:
         batch = await database_sync_to_async(_events_after)(session.identity.organization_id, after, REPLAY_BATCH)
         for event in batch:
@@ -218,6 +220,12 @@ async def _client_event(name: str, sid: str, args: tuple):
     session = _sessions.get(sid)
     if session is None or session.identity is None:
         return {"error_code": "AUTH_001", "error_message": "Not authenticated.", "status": 401}
+    if not session.within_rate():
+        limit = settings.KAI_WS_MESSAGES_PER_MINUTE
+        refusal = {"event": name, "error_code": "RATE_LIMIT_EXCEEDED", "status": 429, "retry_after": 60,
+                   "error_message": f"More than {limit} client events a minute; this one was dropped."}
+        await emit("error", refusal, sid)
+        return refusal
     data = _as_data(name, args)
     if name in ("agent:subscribe", "agent:unsubscribe"):
         agent_id = str(data.get("agent_id") or "")

@@ -35,6 +35,7 @@ class SystemAlertAdmin(admin.ModelAdmin):
     list_display = ("created_at", "severity", "type", "message", "status", "organizations_reached", "created_by")
     list_filter = ("severity", "status")
     search_fields = ("message", "type")
+    list_select_related = ("created_by",)
     fields = ("severity", "type", "message", "affected_components", "status", "estimated_resolution")
     actions = ("announce_resolved", "announce_monitoring")
 
@@ -67,6 +68,7 @@ class MaintenanceAdmin(admin.ModelAdmin):
     """Saving turns maintenance on or off through ``services.maintenance_set`` (audited, announced)."""
 
     list_display = ("__str__", "message", "until", "started_at", "updated_by", "updated_at")
+    list_select_related = ("updated_by",)
     fields = ("enabled", "message", "until")
 
     def has_delete_permission(self, request, obj=None):

@@ -65,11 +65,11 @@ class MetricRollup(models.Model):
 
 
 class Maintenance(models.Model):
-    """The platform's maintenance mode, one row (``pk=1``): while active, new runs answer 503
+    """The platform's maintenance mode, one row (``scope="platform"``): while active, new runs answer 503
     ``GENERAL_004`` with ``Retry-After``, and sockets hear ``maintenance_mode``. Platform-wide,
     not tenant data; set through ``services.maintenance_set``."""
 
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    scope = models.CharField(max_length=32, unique=True, default="platform", editable=False)
     enabled = models.BooleanField(default=False)
     message = models.CharField(max_length=500, blank=True)
     until = models.DateTimeField(null=True, blank=True, help_text="Expected end; maintenance ends by itself then.")

@@ -334,7 +334,7 @@ class MaintenanceState:
 def maintenance_state() -> MaintenanceState:
     from apps.system.models import Maintenance
 
-    return MaintenanceState(Maintenance.objects.filter(pk=1).first())
+    return MaintenanceState(Maintenance.objects.filter(scope="platform").first())
 
 
 def ensure_no_maintenance() -> None:

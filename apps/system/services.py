@@ -347,7 +347,7 @@ def maintenance_set(*, actor, enabled: bool, message: str = "", until=None, disc
     from apps.system import selectors
     from apps.system.models import Maintenance
 
-    row, _ = Maintenance.objects.select_for_update().get_or_create(pk=1)
+    row, _ = Maintenance.objects.select_for_update().get_or_create(scope="platform")
     before = {"enabled": row.enabled, "message": row.message, "until": _json_safe(row.until)}
     if enabled and not (row.enabled and (row.until is None or row.until > timezone.now())):
         row.started_at = timezone.now()

@@ -269,13 +269,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
             await self.close(code=close_code, reason=close_reason(error_code, message))
 
     async def _release_lease(self):
-        watch.discard(self)
-        if self._limits_held:
-            self._limits_held = False
-            try:
-                await limits.release(self.identity.user_id, self.ip, self.client_id)
-            except Exception:  # Redis down: the lease expires by itself
-                logger.warning("could not release socket lease", exc_info=True)
+        await limits.release_lease(self)
 
     # --- receiving ------------------------------------------------------------------------
     async def receive(self, text_data=None, bytes_data=None):

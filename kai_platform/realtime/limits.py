@@ -10,6 +10,7 @@ scored like the leases.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from asgiref.sync import sync_to_async
@@ -49,6 +50,7 @@ return 0
 REFUSALS = {0: None, 1: "user", 2: "ip", 3: "user_rate", 4: "ip_rate"}
 
 LEASE_SECONDS = 120
+logger = logging.getLogger("kai.realtime")
 
 
 def _redis():
@@ -135,6 +137,19 @@ def refresh_many(leases) -> None:
     for member in index:
         pipe.expire(_info_key(member), LEASE_SECONDS)
     pipe.execute()
+
+
+async def release_lease(consumer) -> None:
+    """Release an open socket's lease once (``consumer._limits_held``); watched sockets leave the watcher."""
+    from kai_platform.realtime import watch
+
+    watch.discard(consumer)
+    if consumer._limits_held:
+        consumer._limits_held = False
+        try:
+            await release(consumer.identity.user_id, consumer.ip, consumer.client_id)
+        except Exception:  # Redis down: the lease expires by itself
+            logger.warning("could not release socket lease", exc_info=True)
 
 
 acquire = sync_to_async(_acquire, thread_sensitive=False)

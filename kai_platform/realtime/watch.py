@@ -43,9 +43,10 @@ class _Watcher:
         expires_at = consumer.identity.expires_at
         if expires_at is not None:
             delay = max(0.0, (expires_at - datetime.now(timezone.utc)).total_seconds())
-            warn_in = max(0.0, delay - settings.KAI_WS_EXPIRY_WARNING_SECONDS)
-            timers = (self.loop.call_later(delay, consumer.credential_lapsed),
-                      self.loop.call_later(warn_in, consumer.credential_expiring, expires_at))
+            timers = (self.loop.call_later(delay, consumer.credential_lapsed),)
+            warn_in = delay - settings.KAI_WS_EXPIRY_WARNING_SECONDS
+            if warn_in > 0:  # a credential with less time left than the warning window gets no warning
+                timers += (self.loop.call_later(warn_in, consumer.credential_expiring, expires_at),)
         self.sockets[consumer] = timers
         self._schedule()
 

@@ -15,7 +15,7 @@ from tests.conftest import jwt_for
 from tests.factories import make_tenant_object
 from tests.helpers import LiveServer
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio, pytest.mark.slow]  # real servers
 
 LIMITS = {"KAI_WS_MAX_PER_USER": "2", "KAI_WS_MESSAGES_PER_MINUTE": "6", "KAI_WS_AUTH_TIMEOUT": "2",
           "KAI_WS_DRAIN_SECONDS": "1"}

@@ -14,9 +14,9 @@ from apps.accounts.models import User
 from tests.conftest import jwt_for
 from tests.helpers import LiveServer
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio, pytest.mark.slow]  # real servers
 
-ENV = {"KAI_WS_CONNECTS_PER_MINUTE": "4", "KAI_WS_EXPIRY_WARNING_SECONDS": "3600", "KAI_WS_DRAIN_SECONDS": "0"}
+ENV = {"KAI_WS_CONNECTS_PER_MINUTE": "4", "KAI_WS_EXPIRY_WARNING_SECONDS": "895", "KAI_WS_DRAIN_SECONDS": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,8 @@ async def test_maintenance_refuses_runs_and_tells_sockets(server, people):
         notice = (await next_of(socket, "maintenance_mode"))["data"]
         assert notice["enabled"] is True and notice["message"] == "Database upgrade"
         warning = (await next_of(socket, "disconnect_warning"))["data"]
+        if warning["reason"] == "token_expiry":  # this module's servers warn ~5 s after a token is made
+            warning = (await next_of(socket, "disconnect_warning"))["data"]
         assert warning["reason"] == "maintenance" and warning["seconds_left"] == 1.0
         code, reason, _ = await closed(socket)
         assert code == 1001 and reason.startswith("MAINTENANCE")
@@ -134,14 +136,14 @@ async def test_token_expiry_is_warned_before_the_close(server, people):
     async with websockets.connect(f"{server.ws_url}/api/v1/ws?token={people['owner_token']}") as socket:
         warning = (await next_of(socket, "disconnect_warning"))["data"]
     assert warning["reason"] == "token_expiry" and warning["close_code"] == 1008
-    assert 0 < warning["seconds_left"] <= 15 * 60 and "Refresh" in warning["recommended_action"]
+    assert 880 < warning["seconds_left"] <= 895 and "Refresh" in warning["recommended_action"]
 
 
 async def test_pool_info_on_request_and_on_subscription(server, people):
     url = f"{server.ws_url}/api/v1/ws?token={people['owner_token']}"
     async with websockets.connect(url) as first, websockets.connect(url) as second:
         await next_of(second, "connection_established")
-        await first.send(json.dumps({"type": "subscribe", "data": {"events": ["agent_status"]}}))
+        await first.send(json.dumps({"type": "subscribe", "data": {"events": ["agent_status", "connection_pool_info"]}}))
         info = (await next_of(first, "connection_pool_info"))["data"]
         assert info["active_connections"] == 2 and info["max_connections"] == 5
         assert info["pool_utilization"] == 0.4 and info["pool_id"].startswith("pool_")

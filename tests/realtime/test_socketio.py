@@ -88,7 +88,7 @@ async def node():
 @pytest.fixture(scope="module")
 def servers(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        first, second = LiveServer(), LiveServer()
+        first, second = LiveServer(KAI_WS_MESSAGES_PER_MINUTE="5"), LiveServer(KAI_WS_MESSAGES_PER_MINUTE="5")
     yield first, second
     from concurrent.futures import ThreadPoolExecutor
 
@@ -143,3 +143,7 @@ async def test_long_polling_and_positional_arguments(servers, node, make_member)
     assert (await node.wait("p", "agent:subscribe", ack=True))[0] == {"agents": ["agent-7"]}
     await node.send(op="emit", name="p", event="workflow:execute", args=[str(uuid.uuid4()), {"x": 1}], ack=True)
     assert (await node.wait("p", "workflow:execute", ack=True))[0]["status"] == 404
+    for _ in range(4):  # 5 client events a minute on these servers: the 6th is dropped
+        await node.send(op="emit", name="p", event="agent:unsubscribe", args=["agent-7"], ack=True)
+    answers = [(await node.wait("p", "agent:unsubscribe", ack=True))[0] for _ in range(4)]
+    assert answers[:3] == [{"agents": []}] * 3 and answers[3]["error_code"] == "RATE_LIMIT_EXCEEDED"
