@@ -96,14 +96,25 @@ def search_sql(*, mode: str, organization_id, knowledge_base_ids, vector: list[f
     return sql, params + [top_k]
 
 
+#: pgvector's default ``hnsw.ef_search``
+DEFAULT_EF_SEARCH = 40
+
+
 def ef_search(top_k: int) -> int:
-    """HNSW candidate list for a search: enough for the fusion's candidates, bounded."""
-    return min(1000, max(MIN_CANDIDATES, top_k * CANDIDATES_PER_RESULT) * 2)
+    """HNSW candidate list for a search: at least the candidates the fusion takes, bounded."""
+    return min(1000, max(MIN_CANDIDATES, top_k * CANDIDATES_PER_RESULT))
 
 
 def run_sql(sql: str, params: list, *, top_k: int) -> list[tuple]:
+    """The statement; in a transaction with ``SET LOCAL hnsw.ef_search`` only when the default
+    candidate list is too short for ``top_k`` (two round trips saved on the usual search)."""
+    ef = ef_search(top_k)
+    if ef <= DEFAULT_EF_SEARCH:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search(top_k))}")
+        cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
         cursor.execute(sql, params)
         return cursor.fetchall()
 

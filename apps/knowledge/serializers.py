@@ -109,3 +109,17 @@ class RelationshipSerializer(KaiModelSerializer):
         fields = ["id", "source_id", "target_id", "type", "properties", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
         extra_kwargs = {"type": {"required": True}}
+
+
+class NeighbourEntitySerializer(EntitySerializer):
+    depth = serializers.IntegerField(read_only=True)
+
+    class Meta(EntitySerializer.Meta):
+        fields = [*EntitySerializer.Meta.fields, "depth"]
+
+
+class NeighbourhoodSerializer(serializers.Serializer):
+    entity_id = serializers.UUIDField()
+    depth = serializers.IntegerField()
+    entities = NeighbourEntitySerializer(many=True)
+    relationships = RelationshipSerializer(many=True)

@@ -82,11 +82,19 @@ def knowledge_base_update(*, knowledge_base: KnowledgeBase, actor, data: dict) -
 
 
 def knowledge_base_delete(*, knowledge_base: KnowledgeBase, actor) -> None:
-    """The base, its documents and their chunks (cascade) in one transaction."""
+    """The base, its documents and their chunks (cascade) and its uploaded files, in one transaction."""
+    from apps.files.models import StoredFile
+    from apps.files.services import file_delete
+
     with transaction.atomic():
         audit_record(organization=knowledge_base.organization, actor=actor, action="knowledge_base.delete",
                      instance=knowledge_base, before=snapshot(knowledge_base))
+        file_ids = list(Document.objects.for_org(knowledge_base.organization).filter(
+            knowledge_base=knowledge_base, file__isnull=False).values_list("file_id", flat=True))
         knowledge_base.delete()
+        with audit_covered():  # the base's row covers its files
+            for stored in StoredFile.objects.for_org(knowledge_base.organization).filter(pk__in=file_ids):
+                file_delete(stored=stored, actor=actor)
 
 
 # --- documents ---------------------------------------------------------------------------------

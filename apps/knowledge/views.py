@@ -15,6 +15,7 @@ from apps.knowledge.serializers import (
     DocumentSerializer,
     EntitySerializer,
     KnowledgeBaseSerializer,
+    NeighbourhoodSerializer,
     RelationshipSerializer,
     SearchResultSerializer,
     SearchSerializer,
@@ -199,6 +200,7 @@ class NeighbourhoodView(OrganizationContextMixin, APIView):
 
     permission_classes = [IsOrganizationMember]
 
+    @extend_schema(responses={200: NeighbourhoodSerializer})
     def get(self, request):
         try:
             depth = int(request.query_params.get("depth") or 1)

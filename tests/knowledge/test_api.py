@@ -4,6 +4,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.events.models import Event
+from apps.files.models import StoredFile
 from apps.knowledge import services
 from apps.knowledge.ingest import document_ingest
 from apps.knowledge.models import Chunk, Document
@@ -137,8 +138,12 @@ def test_deleting_a_document_or_a_base_removes_its_chunks(owner_client):
     assert owner_client.delete(f"{B}/{kb['id']}/documents/{one['id']}").status_code == 204
     assert not Chunk.objects.filter(document_id=one["id"]).exists()
     assert Chunk.objects.filter(document_id=two["id"]).exists()
+    upload = owner_client.post(f"{B}/{kb['id']}/documents", {"file": SimpleUploadedFile("u.txt", b"Uploaded.")},
+                               format="multipart").json()
+    file_id = Document.objects.get(pk=upload["id"]).file_id
     assert owner_client.delete(f"{B}/{kb['id']}").status_code == 204
     assert not Chunk.objects.filter(knowledge_base_id=kb["id"]).exists()
+    assert not StoredFile.objects.filter(pk=file_id).exists()  # its uploads go with it
 
 
 def test_plan_limits_refuse_documents_chunks_and_bytes(owner_client, member):

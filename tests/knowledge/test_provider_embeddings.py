@@ -70,7 +70,7 @@ def test_documents_and_queries_are_embedded_by_the_provider(server, member, owne
     kb = owner_client.post("/api/v1/knowledge-bases", {"name": "P", "embedding_model": "embed-small",
                                                        "chunk_size": 20, "chunk_overlap": 2}, format="json").json()
     assert kb["embedding_model"] == "embed-small", kb
-    text = " ".join(f"Paragraph {i} talks about lighthouse number {i}." for i in range(200))
+    text = " ".join(f"Paragraph {i} talks about lighthouse number {i}." for i in range(140))
     doc = services.document_create_text(knowledge_base=KnowledgeBase.objects.get(pk=kb["id"]),
                                         actor=member.user, name="many.txt", text=text)
     assert document_ingest(document_id=doc.pk, version=doc.version) == "ready"
