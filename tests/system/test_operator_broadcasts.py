@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from apps.accounts.models import User
-from apps.crews import runner
+from apps.runs import runner
 from apps.runs.models import ExecutionKind
 from apps.events import catalog
 from apps.events.models import Event
@@ -66,18 +66,18 @@ def test_admin_add_broadcasts_and_actions_announce(client, staff, member):
 
 
 def test_maintenance_refuses_new_runs_only(staff, member):
-    from apps.crews import services as crews
+    from apps.runs import services as runs
     from apps.system import services
 
     agent = make_agent(member)
-    parent = crews.execution_create(organization=member.organization, actor=member.user,
+    parent = runs.execution_create(organization=member.organization, actor=member.user,
                                     kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
     services.maintenance_set(actor=staff, enabled=True, message="upgrade")
     with pytest.raises(Exception) as refused:
-        crews.execution_create(organization=member.organization, actor=member.user,
+        runs.execution_create(organization=member.organization, actor=member.user,
                                kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
     assert refused.value.status_code == 503 and refused.value.retry_after == 60
-    child = crews.execution_create(organization=member.organization, actor=member.user, parent=parent,
+    child = runs.execution_create(organization=member.organization, actor=member.user, parent=parent,
                                    kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
     assert child.parent_id == parent.pk  # a running run's steps go on
     event = Event.objects.for_org(member.organization).filter(type="system.maintenance").get()
@@ -87,9 +87,9 @@ def test_maintenance_refuses_new_runs_only(staff, member):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_crew_run_publishes_progress_step_by_step(member):
-    from apps.crews import services as crews
+    from apps.runs import services as runs
 
-    execution = crews.execution_create(
+    execution = runs.execution_create(
         organization=member.organization, actor=member.user, kind=ExecutionKind.CREW, enqueue=False,
         definition={"agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML, "process": "sequential"},
         inputs={"topic": "AI"})
