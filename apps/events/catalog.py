@@ -90,4 +90,6 @@ def shape(name: str, event: dict) -> dict:
         data.setdefault("execution_id", event["execution_id"])
         if name.startswith("inference_"):
             data.setdefault("inference_id", event["execution_id"])
-    return data
+    from apps.events import seed_payloads
+
+    return seed_payloads.shape(name, data, event)
