@@ -49,7 +49,7 @@ def test_page_beside_offset_on_lists(member, client_for):
     assert client.get(f"{B}/agents?page=2&limit=2").json()["offset"] == 2
     # an explicit offset wins; what is not an integer in range is refused, as the schema says
     assert client.get(f"{B}/agents?page=3&offset=0&limit=1").json()["offset"] == 0
-    for bad in ("page=0", "page=x", "limit=0", "limit=", "offset=-1", "offset=1.5"):
+    for bad in ("page=0", "page=x", "limit=0", "limit=", "offset=-1", "offset=1.5", "offset=0&page=0"):
         assert_envelope(client.get(f"{B}/agents?{bad}"), 400, "GENERAL_001")
     assert client.get(f"{B}/agents?limit=500").json()["limit"] == 100  # capped
     # any list, e.g. the audit log
