@@ -154,3 +154,10 @@ def test_a_new_organization_creates_a_template_named_like_a_builtin(owner_client
     names = [t["name"] for t in owner_client.get(f"{B}/templates?limit=100").json()["items"]]
     assert names.count("Research Agent Template") == 2
     assert_envelope(owner_client.post(f"{B}/templates", body, format="json"), 409)  # its own names stay unique
+
+
+def test_query_values_outside_the_documented_enum_are_refused(owner_client):
+    assert_envelope(owner_client.get(f"{B}/usage?period=decade"), 400, "GENERAL_001")
+    assert owner_client.get(f"{B}/usage?period=month").status_code == 200
+    assert_envelope(owner_client.get(f"{B}/metrics?metric_name=nope"), 400, "GENERAL_001")
+    assert "metrics" in owner_client.get(f"{B}/metrics").json()  # no metric_name: the catalog
