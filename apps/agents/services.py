@@ -155,7 +155,8 @@ def _config_snapshot(agent: Agent) -> dict:
 
 # --- agents ------------------------------------------------------------------------------------
 
-def agent_create(*, organization, actor, data: dict) -> Agent:
+def agent_create(*, organization, actor, data: dict, template: str | None = None) -> Agent:
+    """``template``: the template it was made from (named in the ``agent.created`` event)."""
     values = _agent_values(organization=organization, data=data)
     if not values.get("name"):
         raise exceptions.ValidationError({"name": ["This field is required."]})
@@ -172,9 +173,10 @@ def agent_create(*, organization, actor, data: dict) -> Agent:
                                     changed_fields=list(values))
         audit_record(organization=organization, actor=actor, action="agent.create", instance=agent,
                      after=snapshot(agent))
-        publish(organization, "agent.created", {"agent_id": str(agent.pk), "agent_number": agent.agent_number,
-                                                "name": agent.name}, agent=agent, actor=actor, owner=agent.created_by,
-                component="agents")
+        publish(organization, "agent.created", {
+            "agent_id": str(agent.pk), "agent_number": agent.agent_number, "name": agent.name,
+            "template": template, "created_by": str(actor.pk) if getattr(actor, "pk", None) else None,
+            "status": agent.status}, agent=agent, actor=actor, owner=agent.created_by, component="agents")
     return agent
 
 
@@ -207,22 +209,28 @@ def agent_update(*, agent: Agent, actor, data: dict) -> Agent:
                                                              "changed_fields": changed},
                     agent=agent, actor=actor, owner=agent.created_by, component="agents")
         if agent.status != old_status:
-            _publish_status(agent, old_status, actor)
+            _publish_status(agent, old_status, actor, reason="updated_by_user")
     return agent
 
 
-def _publish_status(agent: Agent, old_status: str, actor) -> None:
+def _publish_status(agent: Agent, old_status: str, actor, *, reason: str) -> None:
+    """``agent.status_changed`` with seed 004's fields (``reason``, ``last_inference``,
+    ``inference_count``) and what seed 002's ``AgentStatus`` objects are built from."""
     publish(agent.organization_id, "agent.status_changed",
             {"agent_id": str(agent.pk), "agent_number": agent.agent_number, "old_status": old_status,
-             "new_status": agent.status, "timestamp": timezone.now().isoformat()},
+             "new_status": agent.status, "timestamp": timezone.now().isoformat(), "reason": reason,
+             "last_inference": agent.last_execution.isoformat() if agent.last_execution else None,
+             "inference_count": agent.execution_count, "last_error": agent.last_error or None},
             agent=agent, actor=actor, owner=agent.created_by, component="agents")
 
 
-def agent_delete(*, agent: Agent, actor) -> None:
+def agent_delete(*, agent: Agent, actor, reason: str = "user_request") -> None:
     with transaction.atomic():
         audit_record(organization=agent.organization, actor=actor, action="agent.delete", instance=agent,
                      before=snapshot(agent))
-        publish(agent.organization_id, "agent.deleted", {"agent_id": str(agent.pk), "agent_number": agent.agent_number},
+        publish(agent.organization_id, "agent.deleted", {
+            "agent_id": str(agent.pk), "agent_number": agent.agent_number, "name": agent.name,
+            "deleted_by": str(actor.pk) if getattr(actor, "pk", None) else None, "reason": reason},
                 agent=agent, actor=actor, owner=agent.created_by, component="agents")
         agent.delete()
 
@@ -242,7 +250,7 @@ def agent_restart(*, agent: Agent, actor) -> Agent:
                 {"agent_id": str(agent.pk), "old_status": old_status, "status": agent.status},
                 agent=agent, actor=actor, owner=agent.created_by, component="agents")
         if agent.status != old_status:
-            _publish_status(agent, old_status, actor)
+            _publish_status(agent, old_status, actor, reason="restarted_by_user")
     return agent
 
 
@@ -898,7 +906,8 @@ def agent_template_use(*, template: AgentTemplate, actor, name: str | None = Non
             "description": description if description is not None else template.description}
     with transaction.atomic():
         with audit_covered():  # one row: the agent made from the template
-            agent = agent_create(organization=template.organization, actor=actor, data=data)
+            agent = agent_create(organization=template.organization, actor=actor, data=data,
+                                 template=template.official_key or str(template.pk))
         audit_record(organization=template.organization, actor=actor, action="agent_template.use", instance=agent,
                      after={**snapshot(agent), "template_id": str(template.pk)})
     return agent

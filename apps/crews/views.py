@@ -691,6 +691,14 @@ class CrewGenerationView(_GenerationView):
 
 # --- usage & runtime ---------------------------------------------------------------------------
 
+def _usage_period(request) -> str | None:
+    """``?period=``: one of the documented periods (absent: the default)."""
+    period = request.query_params.get("period")
+    if period is not None and period not in selectors.PERIOD_DAYS:
+        raise exceptions.ValidationError({"period": [f"One of: {', '.join(selectors.PERIOD_DAYS)}."]})
+    return period
+
+
 @extend_schema(tags=["runtime"])
 class UsageView(KaiAPIView):
     """Organization usage (seed 003): totals, by agent, by day and by model over ``?period=``."""
@@ -698,7 +706,7 @@ class UsageView(KaiAPIView):
     @extend_schema(parameters=[OpenApiParameter("period", str, enum=list(selectors.PERIOD_DAYS))],
                    responses={200: UsageSerializer})
     def get(self, request):
-        body = selectors.usage_summary(organization=self.organization, period=request.query_params.get("period"))
+        body = selectors.usage_summary(organization=self.organization, period=_usage_period(request))
         return Response(UsageSerializer(body).data)
 
 
@@ -714,7 +722,7 @@ class AgentUsageViewSet(TenantScopedViewSet):
                    responses={200: UsageSerializer})
     def retrieve(self, request, *args, **kwargs):
         agent = self.get_object()
-        body = selectors.usage_summary(organization=self.organization, period=request.query_params.get("period"),
+        body = selectors.usage_summary(organization=self.organization, period=_usage_period(request),
                                        agent_id=agent.pk)
         return Response({"agent_id": agent.pk, "agent_name": agent.name, **UsageSerializer(body).data})
 

@@ -100,7 +100,9 @@ def shape(name: str, event: dict) -> dict:
         data.setdefault("execution_id", event["execution_id"])
         if name.startswith("inference_"):
             data.setdefault("inference_id", event["execution_id"])
-    return data
+    from apps.events import seed_payloads
+
+    return seed_payloads.shape(name, data, event)
 
 
 def visible_to(event: dict, *, role: str, user_id) -> bool:

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from apps.events import catalog, client_events
+from apps.events import catalog, client_events, seed_payloads
 from apps.events.models import Event
 from apps.events.services import serialize_event
 from kai_platform.realtime.commands import CommandError, command_names, get_command
@@ -331,6 +331,7 @@ class HubConsumer(KaiSocketConsumer):
             if (now - self._last_metrics_at) * 1000 < self.config["metrics_interval"]:
                 return
             self._last_metrics_at = now
+        event = await seed_payloads.prepare(event, names)  # what the run names' seed fields need
         for name in names:
             await self.send_envelope(name, catalog.shape(name, event), seq=event["seq"])
 

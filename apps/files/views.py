@@ -66,7 +66,7 @@ class FileViewSet(TenantScopedViewSet):
     def create(self, request, *args, **kwargs):
         return self.upload(request)
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(responses={(200, "*/*"): bytes})  # the stored file's own (sniffed) content type
     @action(detail=True, methods=["get"], url_path="download")
     def download(self, request, pk=None):
         stored = self.get_object()

@@ -355,3 +355,37 @@ def recent_alerts(*, limit: int = 50):
     from apps.system.models import SystemAlert
 
     return list(SystemAlert.objects.select_related("created_by").order_by("-created_at")[:limit])
+
+
+def seed_metrics(*, organization, perf: dict, minutes: int) -> dict:
+    """Seed 004 ``metrics_update`` layout: ``system{cpu_usage, memory_usage, active_agents,
+    queue_length}`` and ``agents{id: {status, inference_rate, avg_response_time, success_rate,
+    current_load}}`` (runs per minute and success over the window; load = running runs)."""
+    from datetime import timedelta
+
+    from django.db.models import Count, Q
+    from django.utils import timezone
+
+    from apps.agents.models import Agent
+    from apps.runs.models import Execution
+
+    since = timezone.now() - timedelta(minutes=minutes)
+    runs = {row["agent_id"]: row for row in Execution.objects.for_org(organization).filter(
+        agent__isnull=False, created_at__gte=since).values("agent_id").annotate(
+        total=Count("id"), done=Count("id", filter=Q(status="COMPLETED")),
+        failed=Count("id", filter=Q(status__in=["FAILED", "CANCELLED"])),
+        running=Count("id", filter=Q(status="RUNNING")))}
+    agents = {}
+    for agent_id, status, average in Agent.objects.for_org(organization).values_list(
+            "id", "status", "average_execution_time")[:500]:
+        row = runs.get(agent_id) or {"total": 0, "done": 0, "failed": 0, "running": 0}
+        finished = row["done"] + row["failed"]
+        agents[str(agent_id)] = {"status": status, "inference_rate": round(row["total"] / max(minutes, 1), 3),
+                                 "avg_response_time": round(average or 0.0, 3),
+                                 "success_rate": round(row["done"] / finished, 3) if finished else 1.0,
+                                 "current_load": row["running"]}
+    resources = perf.get("resources") or {}
+    return {"system": {"cpu_usage": resources.get("cpu_usage"), "memory_usage": resources.get("memory_usage"),
+                       "active_agents": sum(1 for a in agents.values() if a["status"] == "executing"),
+                       "queue_length": sum(v for v in (perf.get("queues") or {}).values() if isinstance(v, int))},
+            "agents": agents}

@@ -63,7 +63,8 @@ class ConfigBodySerializer(KaiSerializer):
 
 
 class MetricsQuerySerializer(KaiSerializer):
-    metric_name = serializers.ChoiceField(choices=list(METRICS))
+    metric_name = serializers.ChoiceField(choices=list(METRICS), required=False,
+                                          help_text="Omitted: the catalog of metric names.")
     period = serializers.ChoiceField(choices=["15m", "1h", "6h", "24h", "7d", "30d"], default="1h")
     aggregation = serializers.ChoiceField(choices=["sum", "avg", "max", "min"], required=False)
 

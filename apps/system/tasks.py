@@ -209,14 +209,22 @@ def publish_system_status() -> dict:
         publish(organization, "metrics.update", {
             "window_minutes": minutes, "requests": perf["requests"], "runs": perf["runs"], "queues": perf["queues"],
             "workers": perf["workers"]["count"], "resources": perf["resources"], "status": status,
+            **selectors.seed_metrics(organization=organization, perf=perf, minutes=minutes),
         }, component="system")
         counts["organizations"] += 1
         status_key = f"{prefix}:system:status:{organization.pk}"
         previous = redis.get(status_key)
         previous = previous.decode() if previous else None
         if previous != status:
+            components = {"database": "healthy", "redis": "healthy",
+                          "workers": "healthy" if perf["workers"]["count"] else "unhealthy",
+                          "runs": "degraded" if alerts else "healthy"}
             publish(organization, "system.status", {
-                "status": status, "previous_status": previous, "alerts": [a["alert_type"] for a in alerts],
+                "status": status, "previous_status": previous, "old_status": previous, "new_status": status,
+                "reason": alerts[0]["alert_type"] if alerts else "recovered", "components": components,
+                "old_health": {"status": previous} if previous else None,
+                "new_health": {"status": status, "resources": perf["resources"], "components": components},
+                "alerts": [a["alert_type"] for a in alerts],
                 "workers": perf["workers"]["count"], "queues": perf["queues"], "resources": perf["resources"],
             }, component="system", severity="info" if status == "healthy" else "warning")
             redis.set(status_key, status, ex=600)

@@ -42,9 +42,9 @@ class KaiPagination(LimitOffsetPagination):
 
     def get_offset(self, request):
         offset = self._integer(request, self.offset_query_param, 0)
+        page = self._integer(request, self.page_query_param, 1)  # checked even where offset wins
         if offset is not None:
             return min(offset, MAX_OFFSET)
-        page = self._integer(request, self.page_query_param, 1)
         return 0 if page is None else min((page - 1) * self.get_limit(request), MAX_OFFSET)
 
     def get_schema_operation_parameters(self, view):

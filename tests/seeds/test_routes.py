@@ -49,7 +49,7 @@ def test_page_beside_offset_on_lists(member, client_for):
     assert client.get(f"{B}/agents?page=2&limit=2").json()["offset"] == 2
     # an explicit offset wins; what is not an integer in range is refused, as the schema says
     assert client.get(f"{B}/agents?page=3&offset=0&limit=1").json()["offset"] == 0
-    for bad in ("page=0", "page=x", "limit=0", "limit=", "offset=-1", "offset=1.5"):
+    for bad in ("page=0", "page=x", "limit=0", "limit=", "offset=-1", "offset=1.5", "offset=0&page=0"):
         assert_envelope(client.get(f"{B}/agents?{bad}"), 400, "GENERAL_001")
     assert client.get(f"{B}/agents?limit=500").json()["limit"] == 100  # capped
     # any list, e.g. the audit log
@@ -154,3 +154,10 @@ def test_a_new_organization_creates_a_template_named_like_a_builtin(owner_client
     names = [t["name"] for t in owner_client.get(f"{B}/templates?limit=100").json()["items"]]
     assert names.count("Research Agent Template") == 2
     assert_envelope(owner_client.post(f"{B}/templates", body, format="json"), 409)  # its own names stay unique
+
+
+def test_query_values_outside_the_documented_enum_are_refused(owner_client):
+    assert_envelope(owner_client.get(f"{B}/usage?period=decade"), 400, "GENERAL_001")
+    assert owner_client.get(f"{B}/usage?period=month").status_code == 200
+    assert_envelope(owner_client.get(f"{B}/metrics?metric_name=nope"), 400, "GENERAL_001")
+    assert "metrics" in owner_client.get(f"{B}/metrics").json()  # no metric_name: the catalog
