@@ -17,7 +17,10 @@ LAYERS = [
     {"accounts"},
     {"files", "audit", "events", "quotas", "stepup"},
     {"runs"},
-    {"agents", "crews", "workflows", "approvals", "knowledge", "voice", "scheduler", "webhooks"},
+    # sso: a sign-in feature plugged into accounts (accounts.hooks), encrypts its secrets with agents'
+    # crypto; retention: prunes runs, events, audit, files and webhook deliveries by a tenant policy
+    {"agents", "crews", "workflows", "approvals", "knowledge", "voice", "scheduler", "webhooks", "sso",
+     "retention"},
     {"system", "console"},
 ]
 LAYER_OF = {app: index for index, apps in enumerate(LAYERS) for app in apps}

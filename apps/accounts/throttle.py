@@ -13,9 +13,8 @@ import logging
 from django.db import transaction
 
 from apps.accounts.models import User
-from apps.audit.services import audit_record
-from apps.events.services import publish
 from kai_platform.api.backoff import Policy, record_failure, refuse_if_locked, reset
+from kai_platform.ports import audit_record, publish  # audit, events sit above accounts: DESIGN §15
 
 logger = logging.getLogger("kai.security")
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.agents import mcp_views, views
+from apps.agents import mcp_views, upload_views, views
 from kai_platform.api.routers import router
 
 router.register("agents", views.AgentViewSet, basename="agent")
@@ -21,5 +21,6 @@ urlpatterns = [
     path("tools/configurations/<str:tool_name>/schema", views.ToolConfigurationSchemaView.as_view(),
          name="tool-configuration-schema"),
     path("mcp", mcp_views.MCPMessageView.as_view(), name="mcp-messages"),
+    path("agents/<uuid:pk>/upload", upload_views.AgentUploadView.as_view(), name="agent-upload"),
     path("deployments/<uuid:pk>/invoke", views.DeploymentInvokeView.as_view(), name="deployment-invoke"),
 ]

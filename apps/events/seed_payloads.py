@@ -19,6 +19,8 @@ _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 512
 #: seed 002 AgentStatus.state for each agent status
 _STATE = {"executing": "executing", "error": "error", "disabled": "disabled"}
+#: registered by apps.runs (``register_execution_summary``)
+_execution_summary = None
 
 
 async def prepare(event: dict, names: list[str]) -> dict:
@@ -36,37 +38,16 @@ async def prepare(event: dict, names: list[str]) -> dict:
     return {**event, "_execution": summary}
 
 
-def execution_summary(execution_id) -> dict:
-    from apps.runs.models import Execution
+def register_execution_summary(summary) -> None:
+    """``summary(execution_id) -> dict`` (empty for an unknown run): the runs app registers it in its
+    ``AppConfig.ready`` (runs sits above events, DESIGN §15)."""
+    global _execution_summary
+    _execution_summary = summary
 
-    run = (Execution.objects.select_related("agent").filter(pk=execution_id)
-           .only("kind", "status", "definition", "inputs", "run_name", "priority", "result", "error", "started_at",
-                 "completed_at", "tokens_in", "tokens_out", "cost", "agent__average_execution_time").first())
-    if run is None:
-        return {}
-    definition, inputs = run.definition or {}, run.inputs or {}
-    query = next((v for v in (definition.get("prompt"), definition.get("description"), definition.get("command"),
-                              inputs.get("task"), inputs.get("input"), inputs.get("query"), run.run_name)
-                  if isinstance(v, str) and v), "")
-    seconds = (run.completed_at - run.started_at).total_seconds() if run.completed_at and run.started_at else None
-    result = run.result if isinstance(run.result, dict) else {}
-    output = result.get("output") if isinstance(result.get("output"), str) else None
-    return {
-        "query": query[:2000], "priority": "high" if run.priority >= 7 else "low" if run.priority <= 3 else "normal",
-        "estimated_duration": round(run.agent.average_execution_time, 3) if run.agent and
-        run.agent.average_execution_time else None,
-        "processing_time": round(seconds, 3) if seconds is not None else None,
-        "result_summary": {"output": (output or "")[:500], "tokens": run.tokens_in + run.tokens_out,
-                           "cost": str(run.cost)},
-        "command": {"action": definition.get("action") or definition.get("command") or run.kind,
-                    "parameters": definition.get("parameters") or definition.get("params") or inputs,
-                    "context": definition.get("context") or {}, "priority": "high" if run.priority >= 7 else
-                    "low" if run.priority <= 3 else "normal", "voice_input": bool(definition.get("voice_input"))},
-        "result": result if "success" in result else {
-            "success": run.status == "COMPLETED", "data": result or None, "error": run.error or None,
-            "metadata": {"execution_time": round(seconds * 1000) if seconds is not None else 0}},
-        "duration": round(seconds * 1000) if seconds is not None else None,
-    }
+
+def execution_summary(execution_id) -> dict:
+    """What the seed run events need from their execution; empty while no runs app registered."""
+    return _execution_summary(execution_id) if _execution_summary else {}
 
 
 def _agent_status(status: str | None, data: dict) -> dict:

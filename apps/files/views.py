@@ -5,22 +5,19 @@ from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from apps.agents.models import Agent
 from apps.files import selectors, services
 from apps.files.filters import StoredFileFilter
 from apps.files.models import StoredFile
 from apps.files.serializers import (
-    AgentUploadSerializer,
     StoredFileSerializer,
     UploadResponseSerializer,
     UploadSerializer,
 )
 from apps.files.uploads import CappedUploadHandler
-from kai_platform.api.views import KaiAPIView
-from kai_platform.tenancy.viewsets import NO_UPDATE, TenantScopedViewSet, get_or_404
+from kai_platform.tenancy.viewsets import NO_UPDATE, TenantScopedViewSet
 
 
-def _store_uploads(request, serializer_class, *, organization, agent_id=None) -> Response:
+def store_uploads(request, serializer_class, *, organization, agent_id=None) -> Response:
     """Store every multipart ``file`` of the request; 201 with the stored files and their total size."""
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
@@ -60,7 +57,7 @@ class FileViewSet(TenantScopedViewSet):
     @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={201: UploadResponseSerializer})
     @action(detail=False, methods=["post"], url_path="upload", parser_classes=[MultiPartParser])
     def upload(self, request):
-        return _store_uploads(request, UploadSerializer, organization=self.organization)
+        return store_uploads(request, UploadSerializer, organization=self.organization)
 
     @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={201: UploadResponseSerializer})
     def create(self, request, *args, **kwargs):
@@ -79,20 +76,3 @@ class FileViewSet(TenantScopedViewSet):
 
     def perform_destroy(self, instance):
         services.file_delete(stored=instance, actor=self.request.user)
-
-
-@extend_schema(tags=["files"])
-class AgentUploadView(KaiAPIView):
-    """Seed 000 ``POST agents/{id}/upload``: files for one agent (multipart ``file``, repeatable),
-    stored like ``files/upload`` and linked to the agent (``files?agent_id=`` lists them)."""
-
-    parser_classes = [MultiPartParser]
-
-    def initialize_request(self, request, *args, **kwargs):
-        request.upload_handlers = [CappedUploadHandler(request)]  # size caps while the body streams
-        return super().initialize_request(request, *args, **kwargs)
-
-    @extend_schema(request={"multipart/form-data": AgentUploadSerializer}, responses={201: UploadResponseSerializer})
-    def post(self, request, pk):
-        agent = get_or_404(Agent.objects.for_org(self.organization), pk=pk)
-        return _store_uploads(request, AgentUploadSerializer, organization=self.organization, agent_id=agent.pk)
