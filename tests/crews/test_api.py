@@ -220,7 +220,8 @@ def test_runtime_status_and_agents(owner_client, member):
     agents = owner_client.get("/api/v1/runtime/agents").json()
     [row] = agents["items"]
     assert row["id"] == str(agent.pk) and row["circuit_breaker_state"] == "closed"
-    assert row["budget_limit"] == 5.0 and row["budget_used"] == 0
+    # money is a decimal string, as the schema's RuntimeAgent says (DRF DecimalField, 6 places)
+    assert row["budget_limit"] == "5.000000" and row["budget_used"] == "0.000000"
 
 
 def test_usage_shape(owner_client, member):
