@@ -16,7 +16,11 @@ def test_discover_registers_agents_tools_providers_and_endpoints(owner_client, m
     member.organization.settings = {"service_endpoints": [{"name": "search", "url": "https://search.example.com"}]}
     member.organization.save()
     counts = owner_client.post("/api/v1/services/discover").json()
-    assert counts["agents"] == 1 and counts["tools"] == 6 and counts["providers"] == 1 and counts["endpoints"] == 1
+    # the 8 builtin tools: calculator, current_time, file_reader, memory_store, memory_query, http_request and the
+    # knowledge app's knowledge_search / knowledge_base_tool
+    assert counts["agents"] == 1 and counts["tools"] == 8 and counts["providers"] == 1 and counts["endpoints"] == 1
+    tools = {s["name"] for s in owner_client.get("/api/v1/services?service_type=tool&page_size=50").json()["items"]}
+    assert {"calculator", "http_request", "knowledge_search", "knowledge_base_tool"} <= tools
     again = owner_client.post("/api/v1/services/discover").json()
     assert again["created"] == 0  # idempotent
     services = owner_client.get("/api/v1/services?service_type=agent").json()["items"]
