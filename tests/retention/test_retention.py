@@ -114,9 +114,9 @@ def test_prune_removes_only_what_is_past_the_policy_in_small_statements(make_mem
     assert max(batch_sizes) == 1 and len(deletes) == len(batch_sizes)  # one statement per batch of ≤ BATCH rows
     assert _exists(old) == {k: k in ("audit", "usage") for k in _exists(old)}  # those two: 365 days
     assert all(_exists(recent).values()) and all(_exists(elsewhere).values())
-    assert run.counts["crews.execution"] == 2 and run.counts["crews.executionlog"] == 2
+    assert run.counts["runs.execution"] == 2 and run.counts["runs.executionlog"] == 2
     assert run.counts["events.event"] == 1 and run.counts["files.storedfile"] == 1
-    assert run.counts["webhooks.webhookdelivery"] == 1 and "crews.usagerollup" not in run.counts
+    assert run.counts["webhooks.webhookdelivery"] == 1 and "runs.usagerollup" not in run.counts
     audit = AuditEvent.objects.get(organization=owner.organization, action="retention.prune")
     assert audit.after["counts"] == run.counts
     assert retention_prune(organization=owner.organization) is None  # nothing more to do
@@ -144,7 +144,7 @@ def test_beat_task_prunes_every_organization_on_a_real_worker(make_member, celer
              message="the prune of the free organization")
     assert not _exists(old[0])["run"] and _exists(old[1])["run"]
     counts = Counter(RetentionRun.objects.get(organization=owners[0].organization).counts)
-    assert counts["crews.execution"] == 2 and counts["crews.tracespan"] == 2
+    assert counts["runs.execution"] == 2 and counts["runs.tracespan"] == 2
 
 
 @pytest.mark.django_db
@@ -159,4 +159,4 @@ def test_a_second_prune_of_the_same_organization_waits_for_the_first(make_member
         assert _exists(old)["run"]
     finally:
         cache.delete(f"retention:prune:{owner.organization.pk}")
-    assert retention_prune(organization=owner.organization).counts["crews.execution"] == 2
+    assert retention_prune(organization=owner.organization).counts["runs.execution"] == 2
