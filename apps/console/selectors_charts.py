@@ -16,7 +16,8 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from apps.console.sources import TERMINAL, metric_model, run_model
+from apps.console.sources import TERMINAL, metric_model
+from apps.runs.models import Execution, TraceSpan
 
 #: window → (span in seconds, bucket width in seconds); the widths of ``GET /api/v1/metrics``
 WINDOWS = {"1h": (3600, 60), "24h": (86400, 900), "7d": (7 * 86400, 3600)}
@@ -118,7 +119,6 @@ def run_series(*, organization, grid: Grid, settled: list[tuple]) -> dict:
         i = grid.index(bucket)
         if i is not None and name in RUN_METRICS:
             series[RUN_METRICS[name]][i] += int(value)
-    Execution = run_model("Execution")
     live = _scoped(Execution.objects.all(), organization)
     for row in (live.filter(created_at__gte=max(grid.tail, grid.since)).annotate(minute=TruncMinute("created_at"))
                 .values("minute").annotate(n=Count("id")).order_by()):
@@ -136,7 +136,6 @@ def run_series(*, organization, grid: Grid, settled: list[tuple]) -> dict:
 
 def duration_series(*, organization, grid: Grid) -> dict:
     """p50 and p95 duration (ms) of the runs that completed in each bucket (None: no run)."""
-    Execution = run_model("Execution")
     rows = (_scoped(Execution.objects.all(), organization)
             .filter(status="COMPLETED", completed_at__gte=grid.since, started_at__isnull=False)
             .annotate(slot=_slot("completed_at", grid.width),
@@ -160,7 +159,7 @@ def usage_series(*, organization, grid: Grid, settled: list[tuple]) -> dict:
         if i is not None and name in USAGE_METRICS:
             target = cost if name == "llm_cost_usd" else tokens
             target[str(org)][i] += value
-    spans = (_scoped(run_model("TraceSpan").objects.all(), organization)
+    spans = (_scoped(TraceSpan.objects.all(), organization)
              .filter(kind="llm", ended_at__gte=max(grid.tail, grid.since)).annotate(minute=TruncMinute("ended_at"))
              .values("organization_id", "minute").annotate(t=Sum("tokens_in") + Sum("tokens_out"), usd=Sum("cost"))
              .order_by())
@@ -252,7 +251,6 @@ def error_class(error: str) -> str:
 
 def failure_classes(*, organization, grid: Grid) -> list[dict]:
     """Failed runs of the window grouped by error class, most frequent first."""
-    Execution = run_model("Execution")
     rows = (_scoped(Execution.objects.all(), organization).filter(status="FAILED", completed_at__gte=grid.since)
             .order_by("-completed_at").values_list("id", "error", "completed_at")[:FAILURE_SAMPLE])
     counts: Counter = Counter()

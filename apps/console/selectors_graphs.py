@@ -4,7 +4,9 @@ agents and tasks with their ``context`` links. Graphs are ``{nodes, edges}``; th
 out (dagre) and draws them."""
 from __future__ import annotations
 
-from apps.console.sources import TERMINAL, run_model, workflow_model
+from apps.console.sources import TERMINAL, workflow_model
+from apps.crews.models import Crew
+from apps.runs.models import Execution
 
 ON_FAILURE = "__on_failure__"
 
@@ -110,7 +112,6 @@ def crew_graph(*, organization, pk) -> dict | None:
     from a task to the tasks that read its output, ``next`` edges in the order a sequential crew runs."""
     from apps.crews.specs import parse_crew
 
-    Crew = run_model("Crew")
     rows = Crew.objects.all() if organization is None else Crew.objects.for_org(organization)
     crew = rows.select_related("organization").filter(pk=pk).first()
     if crew is None:
@@ -132,7 +133,7 @@ def crew_graph(*, organization, pk) -> dict | None:
         if previous is not None and crew.process == "sequential" and previous not in task.context:
             edges.append({"source": f"task:{previous}", "target": f"task:{task.key}", "kind": "next", "label": ""})
         previous = task.key
-    runs = (run_model("Execution").objects.filter(crew=crew).order_by("-created_at")
+    runs = (Execution.objects.filter(crew=crew).order_by("-created_at")
             .values("id", "status", "created_at", "run_name")[:20])
     return {"crew": {"id": str(crew.pk), "name": crew.name, "process": crew.process,
                      "organization": crew.organization.slug,

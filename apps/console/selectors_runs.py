@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from apps.console.sources import TERMINAL, run_model, workflow_model
+from apps.console.sources import TERMINAL, workflow_model
+from apps.runs.models import Execution, ExecutionEvent, ExecutionLog, TraceSpan
 
 MAX_SPANS = 2000
 MAX_LOGS = 1000
@@ -29,7 +30,7 @@ def clean(value):
 
 def scoped_execution(*, organization, execution_id):
     """The run if it is in scope (``organization=None``: any), else None."""
-    rows = run_model("Execution").objects.select_related("organization", "agent", "created_by")
+    rows = Execution.objects.select_related("organization", "agent", "created_by")
     if organization is not None:
         rows = rows.filter(organization=organization)
     return rows.filter(pk=execution_id).first()
@@ -59,7 +60,7 @@ def run_header(execution) -> dict:
 
 
 def _span_rows(execution, origin) -> list[dict]:
-    spans = list(run_model("TraceSpan").objects.filter(execution=execution).order_by("started_at", "id")[:MAX_SPANS])
+    spans = list(TraceSpan.objects.filter(execution=execution).order_by("started_at", "id")[:MAX_SPANS])
     nodes = {}
     for span in spans:
         nodes[span.span_id] = {
@@ -102,7 +103,7 @@ def _place_log(log: dict, spans: list[dict]) -> str | None:
 
 
 def _log_rows(execution, origin, spans) -> list[dict]:
-    logs = run_model("ExecutionLog").objects.filter(execution=execution).order_by("-seq")[:MAX_LOGS]
+    logs = ExecutionLog.objects.filter(execution=execution).order_by("-seq")[:MAX_LOGS]
     rows = [{"seq": log.seq, "level": log.level, "message": clean(log.message), "data": clean(log.data or {}),
              "at_ms": _ms(log.created_at, origin)} for log in reversed(list(logs))]
     for row in rows:
@@ -112,7 +113,7 @@ def _log_rows(execution, origin, spans) -> list[dict]:
 
 def _events(execution, origin) -> list[dict]:
     return [{"from": e.from_status, "to": e.to_status, "reason": e.reason, "at_ms": _ms(e.at, origin)}
-            for e in run_model("ExecutionEvent").objects.filter(execution=execution).order_by("id")[:500]]
+            for e in ExecutionEvent.objects.filter(execution=execution).order_by("id")[:500]]
 
 
 def _approvals(execution, origin) -> list[dict]:
@@ -124,7 +125,7 @@ def _approvals(execution, origin) -> list[dict]:
 
 
 def _children(execution, origin) -> list[dict]:
-    rows = (run_model("Execution").objects.filter(parent=execution).order_by("created_at")
+    rows = (Execution.objects.filter(parent=execution).order_by("created_at")
             .values("id", "run_name", "kind", "status", "tokens_in", "tokens_out", "cost", "started_at",
                     "completed_at")[:500])
     return [{**row, "id": str(row["id"]), "cost": str(row["cost"]), "cost_decimal": row["cost"],

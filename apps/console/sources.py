@@ -1,22 +1,10 @@
-"""Where the console's data lives: the run engine's models, looked up by name in one place so the
-console follows them when they move between apps (``crews`` today, ``runs`` later)."""
+"""Where the console's optional data lives: the workflow models and the metric rollups, looked up
+by name (the console works without them). The run engine's models are imported from apps.runs."""
 from __future__ import annotations
 
 from django.apps import apps as django_apps
 
-#: app labels that may hold the run engine's models, newest home first
-RUN_APPS = ("runs", "crews")
-
-
-def run_model(name: str):
-    """The run engine's model ``name`` (``Execution``, ``TraceSpan``, ``ExecutionLog``, ``ExecutionEvent``,
-    ``UsageRollup``, ``Crew``) from whichever app holds it."""
-    for label in RUN_APPS:
-        try:
-            return django_apps.get_model(label, name)
-        except LookupError:
-            continue
-    raise LookupError(f"no installed app holds the run model {name!r}")
+from apps.runs.models import TERMINAL_STATUSES
 
 
 def workflow_model(name: str):
@@ -31,4 +19,4 @@ def metric_model():
     return django_apps.get_model("system", "MetricRollup")
 
 
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+TERMINAL = tuple(sorted(TERMINAL_STATUSES))

@@ -167,7 +167,7 @@ def test_admin_change_pages_link_to_the_console(client, make_member):
     crew = make_crew(owner)
     flow = make_workflow(owner, definition([step("a", make_agent(owner))]))
     client.force_login(fast_user(is_staff=True, is_superuser=True))
-    for admin_path, console_path in ((f"crews/execution/{run.pk}", f"run/{run.pk}"), (f"crews/crew/{crew.pk}",
+    for admin_path, console_path in ((f"runs/execution/{run.pk}", f"run/{run.pk}"), (f"crews/crew/{crew.pk}",
                                      f"crews/{crew.pk}"), (f"workflows/workflow/{flow.pk}", f"workflows/{flow.pk}")):
         html = client.get(f"/admin/{admin_path}/change/").content.decode()
         assert f'href="/dashboard/{console_path}"' in html, admin_path
