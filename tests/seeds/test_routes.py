@@ -88,7 +88,8 @@ def test_voice_training_is_used_by_the_next_command(member, client_for, make_mem
     assert client.get(f"{B}/voice/train").json()["total_phrases"] == 0
 
 
-def test_agent_test_takes_the_seed_003_free_input(member, client_for):
+def test_agent_test_takes_the_seed_003_free_input(celery_worker_process, member, client_for):
+    """agents/{id}/test runs on a worker (issue 21: no model call in the web process), so a real one runs here."""
     from apps.agents.serializers import AgentTestRequestSerializer
 
     def parse(body):
