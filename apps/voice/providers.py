@@ -200,5 +200,9 @@ def synthesize(organization, *, text: str, voice: str = "", language: str = "", 
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise VoiceUnavailable(f"espeak-ng failed: {exc}") from exc
     if done.returncode != 0 or not done.stdout.startswith(b"RIFF"):
-        raise VoiceUnavailable(f"espeak-ng failed: {done.stderr.decode(errors='replace')[:200]}")
+        stderr = done.stderr.decode(errors="replace")
+        if "voice does not exist" in stderr:  # the caller named a voice/language espeak-ng lacks: their input
+            field = "voice" if voice else "language"
+            raise exceptions.ValidationError({field: [f"espeak-ng has no voice '{(voice or language)[:100]}'."]})
+        raise VoiceUnavailable(f"espeak-ng failed: {stderr[:200]}")
     return done.stdout, "audio/wav", "espeak-ng"
