@@ -290,11 +290,19 @@ class BackupRequestSerializer(KaiSerializer):
 
 
 class BackupKdfSerializer(KaiSerializer):
-    name = serializers.CharField()
-    n = serializers.IntegerField()
-    r = serializers.IntegerField()
-    p = serializers.IntegerField()
-    salt = serializers.CharField()
+    """The scrypt parameters a backup was sealed with; a restore takes only costs the server can pay
+    (``n`` a power of two up to 2**17: 128 MiB at r=8)."""
+
+    name = serializers.ChoiceField(choices=["scrypt"])
+    n = serializers.IntegerField(min_value=2, max_value=2 ** 17)
+    r = serializers.IntegerField(min_value=1, max_value=64)
+    p = serializers.IntegerField(min_value=1, max_value=16)
+    salt = serializers.CharField(max_length=200)
+
+    def validate_n(self, value):
+        if value & (value - 1):
+            raise serializers.ValidationError("Must be a power of two.")
+        return value
 
 
 class BackupResponseSerializer(KaiSerializer):
