@@ -35,6 +35,8 @@ SEMANTIC_400 = {
     # ends must be entities of this organization; an OIDC connection needs its issuer and client, SAML its metadata
     "POST /api/v1/auth/password", "POST /api/v1/auth/password-reset/confirm",
     "POST /api/v1/knowledge-graph/relationships", "POST /api/v1/sso/connections",
+    # which voices/languages exist depends on the installed speech engine (espeak-ng here): an unknown one is a 400
+    "POST /api/v1/voice/synthesize",
 }
 #: 503 by design while what it needs is absent here (no worker for readiness; no TTS engine)
 UNAVAILABLE_BY_DESIGN = {"GET /api/v1/system/health": "GENERAL_004", "POST /api/v1/voice/synthesize": "VOICE_003"}
