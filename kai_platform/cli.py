@@ -143,7 +143,9 @@ def cmd_up(args) -> int:
         supervisor.start("runs-worker", runs_worker_command())
         supervisor.start("beat", beat_command())
         base = f"http://{host}:{port}"
-        if _wait_http(f"{base}/health", timeout=60):
+        # ready = the web answers and both workers consume their queues: a run posted at once is taken
+        # by this host's workers too (not only by another host's, already running)
+        if _wait_http(f"{base}/health", timeout=60) and _wait_workers(supervisor, ("worker", "runs-worker"), 60):
             _log(f"ready in {time.monotonic() - started_at:.1f}s")
         _log(f"web       {base}/")
         _log(f"health    {base}/health")
@@ -189,6 +191,33 @@ def _wait_http(url: str, timeout: float) -> bool:
             time.sleep(0.25)
     _log(f"{url} did not answer within {timeout:.0f}s")
     return False
+
+
+def _wait_workers(supervisor, names: tuple[str, ...], timeout: float) -> bool:
+    """Wait until each named worker child wrote its heartbeat key (``kai_platform.celery``: written
+    on ``worker_ready``, i.e. once it consumes), keyed by its pid."""
+    import redis
+
+    if not os.environ.get("REDIS_URL"):
+        return True
+    prefix = os.environ.get("KAI_REDIS_PREFIX", "kai")
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    deadline = time.monotonic() + timeout
+    waiting = {child.name: child for child in supervisor.children if child.name in names}
+    while waiting and time.monotonic() < deadline:
+        for name, child in list(waiting.items()):
+            pid = child.process.pid if child.process else None
+            try:
+                if pid and next(iter(client.scan_iter(f"{prefix}:workers:*:{pid}", count=1000)), None):
+                    del waiting[name]
+            except redis.RedisError:
+                pass
+        if waiting:
+            time.sleep(0.25)
+    client.close()
+    if waiting:
+        _log(f"{', '.join(sorted(waiting))} not ready within {timeout:.0f}s")
+    return not waiting
 
 
 def cmd_test(args) -> int:
