@@ -2,9 +2,8 @@
 services, registered by its ``AppConfig.ready``."""
 from __future__ import annotations
 
-from rest_framework import exceptions
-
 from apps.events.client_events import register, require, uuid_or_404
+from kai_platform.tenancy.viewsets import raise_not_found
 
 
 def _views():
@@ -25,7 +24,7 @@ def _agent_execute(*, user, auth, data, request):
 
     agent = Agent.objects.for_org(auth.organization).filter(pk=uuid_or_404(require(data, "agent_id"))).first()
     if agent is None:
-        raise exceptions.NotFound()
+        raise_not_found(Agent)  # the REST view's 404: AGENT_001 and its detail
     body = {key: data[key] for key in ("command", "params") if key in data}
     serializer = AgentExecuteSerializer(data=body, context={"request": request})
     serializer.is_valid(raise_exception=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import exceptions
 
 from apps.events.client_events import register, require, uuid_or_404
+from kai_platform.tenancy.viewsets import raise_not_found
 
 
 def _views():
@@ -24,7 +25,7 @@ def _workflow_execute(*, user, auth, data, request):
     workflow_id = uuid_or_404(require(data, "workflow_id"))
     workflow = Workflow.objects.for_org(auth.organization).filter(pk=workflow_id).first()
     if workflow is None:
-        raise exceptions.NotFound()
+        raise_not_found(Workflow)  # the REST view's 404: WORKFLOW_001 and its detail
     body = {key: data[key] for key in ("inputs", "input_data", "priority") if key in data}
     if "inputs" not in body and "data" in data:  # seed 002 ``workflow:execute(workflow_id, data?)``
         body["inputs"] = data["data"]
@@ -51,7 +52,7 @@ def _workflow_stop(*, user, auth, data, request):
     else:
         raise exceptions.ValidationError({"execution_id": ["This field is required."]})
     if run is None:
-        raise exceptions.NotFound()
+        raise_not_found(WorkflowRun)
     run = services.workflow_run_cancel(run=run, actor=user)
     run.execution.refresh_from_db(fields=["status", "cancel_requested"])
     return {"success": True, "run_id": run.pk, "execution_id": run.execution_id, "workflow_id": run.workflow_id,
