@@ -134,9 +134,13 @@ async def test_subscribe_and_receive_with_seq_and_seed_names(amember):
                      {"old_status": "idle", "new_status": "active"}, agent="11111111-1111-1111-1111-111111111111")
     got = [await receive(communicator), await receive(communicator)]
     assert {m["type"] for m in got} == {"agent_status", "agent:status_changed"}
+    by_name = {m["type"]: m for m in got}
     for message in got:
-        assert message["seq"] == seq and message["data"]["new_status"] == "active"
-        assert message["data"]["agent_id"] == "11111111-1111-1111-1111-111111111111"
+        assert message["seq"] == seq and message["data"]["agent_id"] == "11111111-1111-1111-1111-111111111111"
+    # seed 004 carries status strings; seed 002's agent:status_changed carries AgentStatus objects
+    assert by_name["agent_status"]["data"]["new_status"] == "active"
+    status_object = by_name["agent:status_changed"]["data"]["new_status"]
+    assert set(status_object) >= {"state", "health_score", "resource_usage"} and status_object["state"] == "idle"
     await communicator.disconnect()
 
 
