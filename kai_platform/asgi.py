@@ -1,5 +1,5 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels (kai_platform.realtime),
-socket.io (``/socket.io/``, seed 002 clients) through python-socketio (``apps.events.sio``)."""
+socket.io (``/socket.io/``, docs/realtime.md) through python-socketio (``apps.events.sio``)."""
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")

@@ -40,7 +40,7 @@ async def prepare(event: dict, names: list[str]) -> dict:
 
 def register_execution_summary(summary) -> None:
     """``summary(execution_id) -> dict`` (empty for an unknown run): the runs app registers it in its
-    ``AppConfig.ready`` (runs sits above events, DESIGN §15)."""
+    ``AppConfig.ready`` (runs sits above events, docs/architecture.md)."""
     global _execution_summary
     _execution_summary = summary
 

@@ -1,4 +1,4 @@
-"""``publish`` — the only way an event enters the system (DESIGN §9).
+"""``publish`` — the only way an event enters the system (docs/events.md).
 
 The row is written in the caller's transaction, and sent to the channel groups
 ``org.<id>``, ``agent.<id>``, ``execution.<id>`` once that transaction commits.
