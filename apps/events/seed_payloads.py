@@ -1,4 +1,4 @@
-"""The ``data`` of hub messages in the seeds' own shapes (issue 20 item 4).
+"""The ``data`` of hub messages in the seeds' own shapes (docs/realtime.md).
 
 One internal event can be delivered under a seed 004 name and a seed 002 name whose payloads
 differ (``agent_status`` carries status strings, ``agent:status_changed`` ``AgentStatus``
