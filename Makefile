@@ -7,9 +7,10 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?= -n 3
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+DOCS_STAMP := $(VENV)/.docs-installed
 BENCH_ARGS ?=
 
-.PHONY: run test bench venv clean
+.PHONY: run test bench docs venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,14 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 # B1-B10 of the benchmarks issue; BENCH_ARGS="--with-test" also times make test (minutes).
 bench: $(BENCH_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+# The documentation site (mkdocs.yml, docs/) into var/site; --strict fails on a warning (broken link, page not in nav).
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

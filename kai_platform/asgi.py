@@ -1,5 +1,5 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels (kai_platform.realtime),
-socket.io (``/socket.io/``, seed 002 clients) through python-socketio (``apps.events.sio``)."""
+socket.io (``/socket.io/``, docs/realtime.md) through python-socketio (``apps.events.sio``)."""
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
@@ -39,8 +39,7 @@ class PathPrefixDispatch:
 
 def _stream_multipart_bodies_under_daphne() -> None:
     """Twisted parses every multipart/form-data POST into ``request.args`` before daphne hands the
-    body on — the whole body in memory several times over (a 50 MB upload cost ~600 MB of RSS,
-    bench B12). Daphne never reads ``args``; Django parses the body itself, streaming. Twisted's
+    body on — the whole body in memory several times over (bench B12, docs/files.md). Daphne never reads ``args``; Django parses the body itself, streaming. Twisted's
     documented ``parsePOSTFormSubmission=False`` turns its parsing off for daphne's requests."""
     try:
         from daphne.http_protocol import WebRequest

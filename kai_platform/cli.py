@@ -87,7 +87,7 @@ def worker_command(extra: list[str] | None = None) -> list[str]:
 
 
 def runs_worker_command(extra: list[str] | None = None) -> list[str]:
-    """The worker of the run queue (DESIGN §7): runs wait on LLM providers, so it uses the threads
+    """The worker of the run queue (docs/runs.md): runs wait on LLM providers, so it uses the threads
     pool with high concurrency (``KAI_RUNS_CONCURRENCY``, default 100); CPU-bound work stays on
     the prefork worker of the default queue."""
     prefix = os.environ.get("KAI_REDIS_PREFIX", "kai")

@@ -47,8 +47,8 @@ def perf_key(org_id: str, minute: int) -> str:
 class _Batcher:
     """Request samples and log lines are buffered per process and written to Redis by one
     background thread every ``KAI_PERF_FLUSH_SECONDS`` (default 1 s) in ONE pipeline, instead of
-    a pipelined round trip per request and per log line on the request's own thread (bench B1/B3:
-    that round trip was a fifth of an authenticated request). Readers flush their own process's
+    a pipelined round trip per request and per log line on the request's own thread (bench B1/B3,
+    docs/benchmarks.md). Readers flush their own process's
     buffer first, so a process always reads what it wrote; other processes' samples show up
     within the flush interval. Best effort: a sample lost on a crash or while Redis is down is
     only a statistic."""

@@ -1,6 +1,6 @@
 """Ports: services the lower layers (the kernel, accounts) call and higher layers implement —
 audit rows, events, step-up checks. Each implementation is registered by its app in
-``AppConfig.ready`` (audit, events, stepup), so nothing below imports the app above it (DESIGN §15)."""
+``AppConfig.ready`` (audit, events, stepup), so nothing below imports the app above it (docs/architecture.md)."""
 from __future__ import annotations
 
 from typing import Callable

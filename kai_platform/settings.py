@@ -114,14 +114,14 @@ CHANNEL_LAYERS = {
     }
 }
 
-# WebSocket limits (seed 004): per-connection message size and rate, connections per user/IP
+# WebSocket limits (docs/realtime.md): per-connection message size and rate, connections per user/IP
 # across all processes, the first-message authentication window, and how often an open socket
 # re-checks its credential (it is closed within this many seconds of expiry or revocation).
 KAI_WS_MAX_MESSAGE_BYTES = env_int("KAI_WS_MAX_MESSAGE_BYTES", 64 * 1024)
 KAI_WS_MESSAGES_PER_MINUTE = env_int("KAI_WS_MESSAGES_PER_MINUTE", 100)
 KAI_WS_MAX_PER_USER = env_int("KAI_WS_MAX_PER_USER", 5)
 KAI_WS_MAX_PER_IP = env_int("KAI_WS_MAX_PER_IP", 20)
-#: seed 004's connection rate, per user and per IP (tests open many sockets from 127.0.0.1: no cap there)
+#: the connection rate (docs/realtime.md), per user and per IP (tests open many sockets from 127.0.0.1: no cap there)
 KAI_WS_CONNECTS_PER_MINUTE = env_int("KAI_WS_CONNECTS_PER_MINUTE", 100_000 if DJANGO_ENV == "test" else 10)
 #: a socket whose credential expires gets ``disconnect_warning`` this many seconds before
 KAI_WS_EXPIRY_WARNING_SECONDS = env_float("KAI_WS_EXPIRY_WARNING_SECONDS", 60.0)
@@ -359,7 +359,7 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# --- rate limits (DESIGN §14) -----------------------------------------------------------------
+# --- rate limits (docs/api.md) ------------------------------------------------------------------
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_ENABLE = env_bool("KAI_RATELIMIT_ENABLE", True)
 #: how long a process may reuse a credential's user/membership/organization rows; the authorization

@@ -1,4 +1,4 @@
-"""Routes: the API under /api/v1/ (canonical) and /api/ (seeds 000, 002, 003), docs, health, admin."""
+"""Routes: the API under /api/v1/ (canonical) and /api/ (docs/api.md), docs, health, admin."""
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView

@@ -15,7 +15,7 @@ from django.db import transaction
 from apps.accounts.models import User
 from kai_platform.api.backoff import Policy, record_failure, refuse_if_locked, reset
 
-# audit and events sit above accounts (DESIGN §15): reached through their ports
+# audit and events sit above accounts (docs/architecture.md): reached through their ports
 from kai_platform.ports import audit_record, publish
 
 logger = logging.getLogger("kai.security")

@@ -1,4 +1,4 @@
-"""The agent socket ``/ws/agents/{agent_id}`` — seed 000's protocol.
+"""The agent socket ``/ws/agents/{agent_id}`` — its protocol: docs/sockets.md.
 
 Server → client (flat messages, as the seed prints them): ``status_update {status}``,
 ``log {message, level}``, ``stream_chunk {stream_id, chunk, done}`` and, for a command,
@@ -217,7 +217,7 @@ def _store_upload(organization, user, agent, filename: str, content: bytes):
     return file_store_bytes(organization=organization, user=user, content=content, name=filename, agent_id=agent.pk)
 
 
-# --- hub commands (seed 004 ``command``): the same services and role rules as the REST routes ------
+# --- hub commands (``command``, docs/sockets.md): the same services and role rules as the REST routes ------
 
 from kai_platform.realtime.commands import CommandError, register_command  # noqa: E402
 
@@ -291,7 +291,7 @@ def _get_status(*, user, auth, agent_id, parameters):
     return _status_body(_agent_for_command(auth, agent_id))
 
 
-# --- /ws/mcp: seed 002 MCP messages over a socket --------------------------------------------------
+# --- /ws/mcp: MCP messages over a socket (docs/sockets.md) ----------------------------------------
 
 class MCPConsumer(KaiSocketConsumer):
     """Each request gets its response (same ``id``). A socket whose requests name a source agent

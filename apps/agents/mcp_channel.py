@@ -1,4 +1,4 @@
-"""The MCP channel of deployments (seed 003 ``channels: ["mcp"]``).
+"""The MCP channel of deployments (``channels: ["mcp"]``, docs/agents.md).
 
 A deployment with the ``mcp`` channel is also a Model Context Protocol server at
 ``/mcp/deployments/{id}/`` (streamable HTTP transport, the ``mcp`` package), exposing the deployed

@@ -52,7 +52,7 @@ class Agent(TenantModel):
     last_execution = models.DateTimeField(null=True, blank=True, editable=False)
     last_heartbeat = models.DateTimeField(null=True, blank=True, editable=False)
 
-    #: seed 002 code of the 404 for an unknown one
+    #: the error code of the 404 for an unknown one (docs/api.md)
     not_found_code = codes.AGENT_NOT_FOUND
 
     class Meta(TenantModel.Meta):
@@ -167,7 +167,7 @@ class ProviderUsage(TenantModel):
 
 
 class ModelConfig(TenantModel):
-    """A named model configuration (seed 001 ``models``): provider + provider model id + parameters."""
+    """A named model configuration (``models``, docs/agents.md): provider + provider model id + parameters."""
 
     name = models.CharField(max_length=200)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.CASCADE, related_name="models")
@@ -216,7 +216,7 @@ class PromptTemplate(TenantModel):
     is_official = models.BooleanField(default=False, editable=False)
 
     class Meta(TenantModel.Meta):
-        # an organization's own template may share a builtin's name (seed 001 creates "Research Agent Template")
+        # an organization's own template may share a builtin's name (e.g. its own "Research Agent Template")
         constraints = [models.UniqueConstraint(fields=["organization", "name"], condition=models.Q(is_official=False),
                                                name="uniq_prompt_template_name"),
                        models.UniqueConstraint(fields=["organization", "name"], condition=models.Q(is_official=True),
@@ -264,7 +264,7 @@ class ServiceStatus(models.TextChoices):
 
 
 class Service(TenantModel):
-    """An entry of the services registry (seed 000): a running agent, a tool, a provider or an endpoint."""
+    """An entry of the services registry: a running agent, a tool, a provider or an endpoint."""
 
     name = models.CharField(max_length=200)
     service_type = models.CharField(max_length=20, choices=ServiceType.choices, default=ServiceType.ENDPOINT)

@@ -1,4 +1,4 @@
-"""The agents app's side of the LLM layer: model resolution (DESIGN §14 "default model"), the
+"""The agents app's side of the LLM layer: model resolution (docs/decisions.md, "default model"), the
 client of a resolved model (keys decrypted only for it), provider validation. Agents themselves
 are called only through runs (``apps.agents.calls``), never from here."""
 from __future__ import annotations

@@ -122,7 +122,7 @@ def agent_api_calls_last_minute(*, agent) -> int:
 
 
 def agent_by_ref(*, organization, ref) -> Agent | None:
-    """An agent by id, agent_number or name (seed 000 heartbeats name agents like ``kai-001``)."""
+    """An agent by id, agent_number or name (heartbeats name agents like ``kai-001``)."""
     queryset = Agent.objects.for_org(organization)
     text = str(ref)
     try:

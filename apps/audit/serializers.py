@@ -5,7 +5,7 @@ from kai_platform.api.serializers import KaiModelSerializer
 
 
 class AuditEventSerializer(KaiModelSerializer):
-    """DESIGN §14: ``{id, action, model, object_id, actor, before, after, request_id, created_at}``."""
+    """docs/decisions.md: ``{id, action, model, object_id, actor, before, after, request_id, created_at}``."""
 
     actor = serializers.SerializerMethodField()
     operation_type = serializers.SerializerMethodField()

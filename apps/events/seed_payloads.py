@@ -1,4 +1,4 @@
-"""The ``data`` of hub messages in the seeds' own shapes (issue 20 item 4).
+"""The ``data`` of hub messages in the seeds' own shapes (docs/realtime.md).
 
 One internal event can be delivered under a seed 004 name and a seed 002 name whose payloads
 differ (``agent_status`` carries status strings, ``agent:status_changed`` ``AgentStatus``
@@ -40,7 +40,7 @@ async def prepare(event: dict, names: list[str]) -> dict:
 
 def register_execution_summary(summary) -> None:
     """``summary(execution_id) -> dict`` (empty for an unknown run): the runs app registers it in its
-    ``AppConfig.ready`` (runs sits above events, DESIGN §15)."""
+    ``AppConfig.ready`` (runs sits above events, docs/architecture.md)."""
     global _execution_summary
     _execution_summary = summary
 

@@ -1,4 +1,4 @@
-"""``publish`` — the only way an event enters the system (DESIGN §9).
+"""``publish`` — the only way an event enters the system (docs/events.md).
 
 The row is written in the caller's transaction, and sent to the channel groups
 ``org.<id>``, ``agent.<id>``, ``execution.<id>`` once that transaction commits.
@@ -235,8 +235,8 @@ class _ChannelSender:
     """One event loop thread per process that sends to the channel layer in order.
 
     ``async_to_sync`` per send would start a fresh event loop each time, and channels-redis keeps
-    its connections per loop, so every event would open new Redis connections (most of a run's
-    CPU in the B4 benchmark). Here the loop, and so its connections, live as long as the process.
+    its connections per loop, so every event would open new Redis connections (docs/benchmarks.md,
+    B4). Here the loop, and so its connections, live as long as the process.
     """
 
     def __init__(self):

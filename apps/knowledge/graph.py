@@ -1,5 +1,5 @@
 """The organization's knowledge graph: writes of entities and relationships (each audited and
-published as seed 004's ``entity_*`` / ``relationship_*`` events) and the neighbourhood read."""
+published as the hub's ``entity_*`` / ``relationship_*`` events, docs/knowledge.md) and the neighbourhood read."""
 from __future__ import annotations
 
 from django.db import connection, transaction

@@ -1,4 +1,4 @@
-"""The builtin agent tool ``knowledge_search`` (alias ``knowledge_base_tool``, seed 001): searches
+"""The builtin agent tool ``knowledge_search`` (alias ``knowledge_base_tool``): searches
 the knowledge bases bound to the agent — ``knowledge_base_ids`` in the agent's ``config``, else in
 the tool's configuration — and cites every chunk it returns (the run keeps the chunk ids)."""
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The plan quotas: what is counted, over which sliding window, and each plan's default limits.
 
 The limits in force live in the database (``QuotaPlan`` rows, seeded from ``DEFAULT_PLAN_LIMITS``
-and editable by staff; ``QuotaOverride`` per organization). The figures below are seed 002's
-"Rate Limit Tiers" for free/pro/enterprise; ``standard`` (the default plan, DESIGN §14) sits
-between free and pro.
+and editable by staff; ``QuotaOverride`` per organization). The figures below are the
+API documents' "Rate Limit Tiers" for free/pro/enterprise (docs/quotas.md); ``standard`` (the
+default plan, docs/decisions.md) sits between free and pro.
 """
 from __future__ import annotations
 

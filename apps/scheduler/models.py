@@ -1,7 +1,7 @@
 """Schedules: a cron expression in a time zone that starts a run of a crew, an agent task or a workflow.
 
 ``Schedule`` is the source of truth; ``apps.scheduler.services`` keeps its
-``django_celery_beat.PeriodicTask`` in step in the same transaction (DESIGN §10).
+``django_celery_beat.PeriodicTask`` in step in the same transaction (docs/scheduler.md).
 """
 from __future__ import annotations
 

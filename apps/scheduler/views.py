@@ -22,7 +22,7 @@ MAX_NEXT_RUNS = 50
 
 @extend_schema(tags=["scheduler"])
 class ScheduleViewSet(TenantScopedViewSet):
-    """Schedules (seed 001 ``scheduler/schedules``): a cron expression in a time zone that starts a
+    """Schedules (``scheduler/schedules``, docs/scheduler.md): a cron expression in a time zone that starts a
     crew or an agent task. PUT takes partial bodies."""
 
     model = Schedule

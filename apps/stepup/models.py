@@ -36,7 +36,7 @@ class WebAuthnCredential(models.Model):
 
 
 class BackupCode(models.Model):
-    """One single-use recovery code of a user (seed 002 ``BiometricSetupResponse.backup_codes``).
+    """One single-use recovery code of a user (``BiometricSetupResponse.backup_codes``, docs/stepup.md).
 
     Only a keyed digest is stored (``apps.stepup.services.backup_code_digest``: HMAC-SHA256 under
     a key derived from ``SECRET_KEY``, over the user id and the normalized code); the codes

@@ -1,4 +1,4 @@
-"""Guarding seed 002's sensitive operations (credential store/retrieve/delete, system
+"""Guarding the sensitive operations of docs/stepup.md (credential store/retrieve/delete, system
 modifications, agent configuration changes, workflow creation/modification).
 
 When the request's organization sets ``require_step_up`` (``config/system``), such an operation
@@ -61,7 +61,7 @@ def step_up_state(request) -> dict:
 
 def inline_assertion(request) -> dict | None:
     """A WebAuthn assertion sent inside the request body as ``biometric_verification`` — either
-    the standard PublicKeyCredential JSON or seed 002's ``BiometricCredential`` (``credential_id,
+    the standard PublicKeyCredential JSON or the ``BiometricCredential`` of docs/stepup.md (``credential_id,
     challenge_response`` = the signature, ``authenticator_data, client_data_json``) — answering
     this session's pending ``auth/biometric/verify`` challenge."""
     data = getattr(request, "data", None)

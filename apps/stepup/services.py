@@ -6,7 +6,7 @@ refresh rotation; ``key:<id>`` for an API key) and lives ``KAI_STEP_UP_TTL_SECON
 every web process sees it. Ceremony challenges are single use: the first verification that
 deletes the stored challenge wins, a replay finds nothing.
 
-Backup codes (seed 002 ``BiometricSetupResponse.backup_codes``): registering a user's first
+Backup codes (``BiometricSetupResponse.backup_codes``, docs/stepup.md): registering a user's first
 authenticator issues ten single-use recovery codes, shown once. Only a keyed digest of each is
 stored — HMAC-SHA256 under a key derived from ``SECRET_KEY`` (``salted_hmac``), over the user id
 and the normalized code. A fast keyed hash, not a slow password hash, on purpose: the codes are
@@ -173,7 +173,7 @@ def _lock_user(user) -> None:
 
 
 def _preferences_mark_biometric(user) -> None:
-    """Keep seed 002's ``preferences.biometric_enabled`` in step with having an authenticator."""
+    """Keep ``preferences.biometric_enabled`` (docs/accounts.md) in step with having an authenticator."""
     enabled = WebAuthnCredential.objects.filter(user=user).exists()
     User = get_user_model()
     current = User.objects.filter(pk=user.pk).values_list("preferences", flat=True).first() or {}

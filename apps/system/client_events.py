@@ -13,8 +13,8 @@ def _views():
 
 @register("system:modify", view=lambda: _views().ModifyView, action=None, method="POST")
 def _system_modify(*, user, auth, data, request):
-    """``POST system/modify``: ``{type, target_id?, changes, description?}``; seed 002's
-    ``SystemModification`` shape is accepted too (``after_state`` = the changes)."""
+    """``POST system/modify``: ``{type, target_id?, changes, description?}``; the
+    ``SystemModification`` shape (docs/observability.md) is accepted too (``after_state`` = the changes)."""
     from apps.system import services
     from apps.system.serializers import ModifyBodySerializer, SystemModificationSerializer
 

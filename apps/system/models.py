@@ -13,7 +13,7 @@ class ModificationType(models.TextChoices):
 
 
 class SystemModification(TenantModel):
-    """One applied change (seed 002): what it touched, the state before and after, who applied it,
+    """One applied change (docs/observability.md): what it touched, the state before and after, who applied it,
     and whether it can still be rolled back. A rollback is itself a modification (``rollback_of``)."""
 
     type = models.CharField(max_length=32, choices=ModificationType.choices)
@@ -100,7 +100,7 @@ class AlertStatus(models.TextChoices):
 
 
 class SystemAlert(models.Model):
-    """An operator broadcast (seed 004 ``system_alert``) to every organization's members.
+    """An operator broadcast (``system_alert``, docs/realtime.md) to every organization's members.
     Platform-wide, not tenant data; written by ``services.system_alert_broadcast``."""
 
     id = models.BigAutoField(primary_key=True)

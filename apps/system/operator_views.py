@@ -1,4 +1,4 @@
-"""Operator broadcasts of the platform (seed 004): ``system/alerts`` and ``system/maintenance``.
+"""Operator broadcasts of the platform (docs/realtime.md): ``system/alerts`` and ``system/maintenance``.
 Writing them takes a staff user (the platform's operators); reading maintenance takes any credential."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reads of apps.system: the organization's architecture (seed 002 ``SystemArchitecture`` with a
+"""Reads of apps.system: the organization's architecture (``SystemArchitecture``, docs/observability.md, with a
 Mermaid flowchart), performance over a window, metric time series, health resources."""
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def architecture(*, organization) -> dict:
 
 def _workflow_definitions(organization, by_id, by_number, connections) -> list[dict]:
     """DAG workflows of apps.workflows, when that app has a ``Workflow`` model with a JSON
-    ``definition`` of ``steps`` (seed 002: id, agent_number|agent_id, action, depends_on)."""
+    ``definition`` of ``steps`` (docs/workflows.md: id, agent_number|agent_id, action, depends_on)."""
     model = workflow_model()
     if model is None:
         return []
@@ -256,7 +256,7 @@ def performance(*, organization, minutes: int) -> dict:
 
 
 def resources() -> dict:
-    """This host's resources (seed 002 ``SystemHealth.resources``), in percent."""
+    """This host's resources (``SystemHealth.resources``, docs/observability.md), in percent."""
     import psutil
 
     try:

@@ -24,7 +24,7 @@ class SystemModificationSerializer(KaiModelSerializer):
 
 @requires_one_of("changes", "after_state")
 class ModifyBodySerializer(KaiSerializer):
-    """``{type, target_id?, changes, description?}``, or seed 002's ``SystemModification`` with
+    """``{type, target_id?, changes, description?}``, or the ``SystemModification`` of docs/observability.md with
     ``after_state`` for ``changes`` (its server-owned fields are ignored)."""
 
     type = serializers.ChoiceField(choices=ModificationType.choices)
@@ -70,7 +70,7 @@ class MetricsQuerySerializer(KaiSerializer):
 
 
 class SystemAlertBodySerializer(KaiSerializer):
-    """``POST system/alerts``: seed 004's ``system_alert`` fields."""
+    """``POST system/alerts``: the ``system_alert`` fields (docs/realtime.md)."""
 
     severity = serializers.ChoiceField(choices=AlertSeverity.choices, default=AlertSeverity.WARNING)
     type = serializers.RegexField(r"^[a-z][a-z0-9_]{0,63}$", required=False, default="operator_notice",

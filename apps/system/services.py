@@ -270,7 +270,7 @@ def _publish_change(organization, modification: SystemModification, actor) -> No
     }]}, actor=actor, component="system")
 
 
-# --- operator broadcasts: system alerts and maintenance mode (seed 004) ----------------------
+# --- operator broadcasts: system alerts and maintenance mode (docs/realtime.md) ----------------
 
 def _broadcast(type_: str, data: dict, *, severity: str = "info") -> int:
     """``publish`` one event to every active organization (their members' sockets hear it)."""

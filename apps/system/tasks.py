@@ -146,7 +146,7 @@ def _active_organizations(minutes: int) -> set[str]:
 
 
 def evaluate_alerts(perf: dict) -> list[dict]:
-    """``performance_alert`` payloads (seed 002 shape) for the thresholds ``perf`` crosses."""
+    """``performance_alert`` payloads (docs/observability.md) for the thresholds ``perf`` crosses."""
     alerts = []
 
     def add(alert_type, value, threshold, **details):

@@ -1,4 +1,4 @@
-"""System management (seed 002) and observability routes of the organization."""
+"""System management and observability routes (docs/observability.md) of the organization."""
 from __future__ import annotations
 
 import time
@@ -44,7 +44,7 @@ except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare 
 @extend_schema(tags=["system"])
 class SystemHealthView(ReadinessView):
     """Readiness (database, Redis, broker, workers, with latencies; 503 ``GENERAL_004`` naming
-    what is down) plus seed 002's ``SystemHealth``: uptime, version, the organization's agents by
+    what is down) plus ``SystemHealth`` (docs/observability.md): uptime, version, the organization's agents by
     state, host resources and external services (its LLM providers' circuit breakers)."""
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})

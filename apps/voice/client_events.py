@@ -13,7 +13,7 @@ def _views():
 
 @register("voice:command", view=lambda: _views().VoiceProcessView, action=None, method="POST")
 def _voice_command(*, user, auth, data, request):
-    """``POST voice/process`` (seed 002 ``VoiceProcessingRequest``)."""
+    """``POST voice/process`` (``VoiceProcessingRequest``, docs/voice.md)."""
     from apps.voice import services
     from apps.voice.serializers import VoiceProcessSerializer
     from apps.voice.views import _process_body

@@ -1,5 +1,5 @@
-"""Intent parsing and agent routing of a voice command's transcript (seed 002 ``VoiceIntent``,
-``AgentRouting``). Deterministic rules, no model call: the action comes from the command's verb,
+"""Intent parsing and agent routing of a voice command's transcript (``VoiceIntent``,
+``AgentRouting``: docs/voice.md). Deterministic rules, no model call: the action comes from the command's verb,
 entities from what the text names (agent numbers, numbers, times, e-mail addresses, URLs, quoted
 text), and the target agent from an explicit mention (``agent 3``, ``#3``, its name), then its
 role, then the client's ``context.active_agent``."""

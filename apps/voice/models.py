@@ -1,4 +1,4 @@
-"""Voice commands (seed 002 ``voice/*``): each processed command with its transcript, parsed
+"""Voice commands (``voice/*``, docs/voice.md): each processed command with its transcript, parsed
 intent and agent routing, and each member's voice settings."""
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class VoiceCommand(TenantModel):
 
 
 class VoiceSettings(TenantModel):
-    """One member's voice settings in one organization (seed 002 ``VoiceSettings``)."""
+    """One member's voice settings in one organization (``VoiceSettings``, docs/voice.md)."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="voice_settings")
     settings = models.JSONField(default=dict, blank=True)
@@ -50,7 +50,7 @@ class VoiceSettings(TenantModel):
 
 
 class TrainingPhrase(TenantModel):
-    """A phrase the organization taught its intent router (seed 002 ``voice/train``): a command
+    """A phrase the organization taught its intent router (``voice/train``, docs/voice.md): a command
     starting with it (or containing it) parses as ``intent``."""
 
     intent = models.CharField(max_length=50)

@@ -1,4 +1,4 @@
-"""API routes of apps.voice (seed 002 ``voice/*`` and ``agents/{id}/voice``)."""
+"""API routes of apps.voice (``voice/*`` and ``agents/{id}/voice``: docs/voice.md)."""
 from django.urls import path
 
 from apps.voice import views

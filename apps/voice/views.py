@@ -108,7 +108,7 @@ class VoiceCommandViewSet(TenantScopedViewSet):
 
 @extend_schema(tags=["voice"])
 class VoiceSettingsView(KaiAPIView):
-    """The requesting member's voice settings (seed 002 ``VoiceSettings``); POST/PUT/PATCH merge."""
+    """The requesting member's voice settings (``VoiceSettings``, docs/voice.md); POST/PUT/PATCH merge."""
 
     @extend_schema(responses={200: VoiceSettingsSerializer})
     def get(self, request):

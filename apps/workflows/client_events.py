@@ -40,7 +40,8 @@ def _workflow_execute(*, user, auth, data, request):
 
 @register("workflow:stop", view=lambda: _views().WorkflowRunViewSet, action="cancel", method="POST")
 def _workflow_stop(*, user, auth, data, request):
-    """``POST workflow-runs/{id}/cancel``; seed 002 names the run by ``execution_id`` (``run_id`` works too)."""
+    """``POST workflow-runs/{id}/cancel``; the socket event (docs/sockets.md) names the run by
+    ``execution_id`` (``run_id`` works too)."""
     from apps.workflows import services
     from apps.workflows.models import WorkflowRun
 

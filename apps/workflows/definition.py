@@ -1,4 +1,4 @@
-"""Workflow definitions (seed 002 ``WorkflowDefinition``): JSON schema, defaults, DAG checks.
+"""Workflow definitions (``WorkflowDefinition``, docs/workflows.md): JSON schema, defaults, DAG checks.
 
 ``validate_definition`` answers every problem at once, each as ``{field, message, step_id}``:
 schema violations, duplicate step ids, unknown ``depends_on``, cycles (named step by step),
@@ -172,7 +172,7 @@ class Checked:
 
 
 def normalize(definition: dict) -> dict:
-    """The definition with seed 002's defaults filled in (call on a schema-valid definition)."""
+    """The definition with the defaults of docs/workflows.md filled in (call on a schema-valid definition)."""
     d = dict(definition)
     trigger = dict(d.get("trigger") or {"type": "manual"})
     trigger.setdefault("conditions", {})

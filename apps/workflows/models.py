@@ -1,4 +1,4 @@
-"""Workflows (seed 002): DAG definitions, their versions, runs and step runs.
+"""Workflows (docs/workflows.md): DAG definitions, their versions, runs and step runs.
 
 A run is an ``Execution`` of kind ``workflow`` (its status, cancel flag and events are the run
 engine's) plus a ``WorkflowRun`` holding what only a DAG has: the version it runs, its trigger,
@@ -46,7 +46,7 @@ class Workflow(TenantModel):
     success_count = models.PositiveIntegerField(default=0, editable=False)
     failure_count = models.PositiveIntegerField(default=0, editable=False)
 
-    #: seed 002 code of the 404 for an unknown one
+    #: the error code of the 404 for an unknown one (docs/api.md)
     not_found_code = codes.WORKFLOW_NOT_FOUND
 
     class Meta(TenantModel.Meta):

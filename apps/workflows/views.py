@@ -38,9 +38,9 @@ def _started_body(run: WorkflowRun) -> dict:
 
 @extend_schema(tags=["workflows"])
 class WorkflowViewSet(TenantScopedViewSet):
-    """DAG workflows (seed 002). PUT takes partial bodies; a changed definition is a new version.
-    Creating, changing or deleting a workflow (and rotating its webhook secret) is a seed 002
-    sensitive operation: it needs a step-up grant when the organization sets ``require_step_up``."""
+    """DAG workflows (docs/workflows.md). PUT takes partial bodies; a changed definition is a new version.
+    Creating, changing or deleting a workflow (and rotating its webhook secret) is a
+    sensitive operation (docs/stepup.md): it needs a step-up grant when the organization sets ``require_step_up``."""
 
     model = Workflow
     serializer_class = WorkflowSerializer

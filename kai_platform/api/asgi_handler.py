@@ -1,15 +1,11 @@
 """Django's ASGI handler with the whole request — middleware chain, URL resolution and view — run
 in ONE hop to the request's thread.
 
-Django's own ``ASGIHandler`` builds an async middleware chain. Every middleware of this project is
-synchronous (Django's own, WhiteNoise, CORS, ours) and so are the DRF views, so each request went
-event loop → thread (the sync middlewares) → event loop (``async_to_sync`` back into the async
-``_get_response_async``) → the same thread again (``sync_to_async`` of the view, through asgiref's
-``CurrentThreadExecutor``) and back twice: three crossings, each a GIL hand-off and a wake-up.
-Built synchronously, as Django builds it under WSGI, the chain runs once in the request's
-thread: measured on daphne (B3), the bare view answers ~29% more requests per second, the
-authenticated list ~13% and ``auth/me`` ~24%. Async views would still work (Django adapts them
-inside the thread) — the project has none; WebSockets do not come through here.
+Every middleware of this project and every DRF view is synchronous, so the chain is built
+synchronously, as Django builds it under WSGI, and runs once in the request's thread instead of
+crossing between the event loop and that thread three times (why and what it gained:
+docs/benchmarks.md). Async views would still work (Django adapts them inside the thread) — the
+project has none; WebSockets do not come through here.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one error envelope (DESIGN §6):
+"""The one error envelope (docs/api.md):
 
 ``{"detail": str, "type": str, "code": "AUTH_001…GENERAL_004", "errors": [{"field", "message"}],
 "request_id": str}`` with the right HTTP status, for DRF errors, Django errors (404/500 from the

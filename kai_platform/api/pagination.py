@@ -1,5 +1,5 @@
 """One pagination shape: ``?limit=&offset=`` → ``{items, total, limit, offset, has_more}``.
-``?page=`` (1-based, seed 003) is the other way to say where a page starts: offset =
+``?page=`` (1-based, docs/decisions.md) is the other way to say where a page starts: offset =
 (page - 1) × limit; an explicit ``offset`` wins. A limit over 100 is capped; a value that
 is not an integer in range is a 400.
 

@@ -1,4 +1,4 @@
-"""Request rate limits per organization plan (DESIGN §6, §14), counted in Redis through
+"""Request rate limits per organization plan (docs/api.md), counted in Redis through
 django-ratelimit's core so every process shares one count.
 
 The subject is the request's organization when the credential names one, otherwise the client

@@ -1,4 +1,4 @@
-"""JSON rendered with orjson (DESIGN §2), and NDJSON for event/audit exports."""
+"""JSON rendered with orjson, and NDJSON for event/audit exports."""
 from __future__ import annotations
 
 import decimal

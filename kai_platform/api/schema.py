@@ -33,7 +33,7 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
         }
 
 
-#: statuses any operation may answer with the error envelope (DESIGN §6)
+#: statuses any operation may answer with the error envelope (docs/api.md)
 ERROR_STATUSES = {
     "400": "Invalid input (unknown fields are refused).",
     "401": "Missing, invalid, expired or revoked credentials.",

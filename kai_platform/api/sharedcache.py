@@ -2,8 +2,7 @@
 
 Django keeps cache backends per async context (``caches`` is an asgiref ``Local``), so under ASGI,
 where every request runs in a context of its own, the first ``cache`` use of each request builds a
-fresh ``RedisCache``, django-redis client and redis-py client (~0.1 ms of CPU, a redis-py client
-alone fills a table of ~170 response callbacks). The authentication probe and the rate-limit
+fresh ``RedisCache``, django-redis client and redis-py client. The authentication probe and the rate-limit
 counter use this process-wide backend instead: making keys is pure and a redis-py client is
 thread-safe over its connection pool, which django-redis shares per process anyway.
 """

@@ -1,10 +1,8 @@
 """Resolved paths, remembered per process.
 
-Django resolves every request by walking the URL conf in order, and the API's routes are many:
-``/api/v1/auth/tokens`` is found after trying some 300 patterns of the apps' URL modules (and
-collecting each miss in the match's ``tried`` list), ~0.15 ms of CPU on every API request -- five
-times what a short path costs. Resolution is a pure function of the path for a given URL conf, so
-the root resolver keeps the last ``MAX_PATHS`` successful resolutions and hands out a copy of the
+Django resolves every request by walking the URL conf in order, and the API's routes are many
+(docs/benchmarks.md has the cost). Resolution is a pure function of the path for a given URL conf,
+so the root resolver keeps the last ``MAX_PATHS`` successful resolutions and hands out a copy of the
 match (misses -- 404s -- are not kept and resolve as before).
 
 Installed on the root resolver of ``ROOT_URLCONF`` by the API middleware when the handler loads;

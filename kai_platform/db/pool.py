@@ -1,10 +1,9 @@
 """A psycopg pool whose short timeout is for a database it cannot reach, not for a busy pool.
 
 A web process must answer 503 ``GENERAL_004`` within 2 s when PostgreSQL is gone, so its pool
-timeout is short (1 s). With psycopg_pool's one timeout, the same second also cut off requests
-that were only queued behind other requests on a healthy database: under 200 concurrent requests
-(bench B8) a cold pool grows one connection at a time and some requests answered 503 while the
-database was fine. Here the timeout keeps its meaning for an unreachable database, and a caller
+timeout is short (1 s). With psycopg_pool's one timeout, the same second would also cut off
+requests only queued behind others on a healthy database (a cold pool grows one connection at a
+time; bench B8, docs/benchmarks.md). Here the timeout keeps its meaning for an unreachable database, and a caller
 keeps waiting (up to ``busy_timeout``) while the database answered the pool's last connection
 attempt — it is waiting for its turn, not for a dead server.
 

@@ -1,4 +1,4 @@
-"""LLM provider clients behind one streaming interface (DESIGN §8).
+"""LLM provider clients behind one streaming interface (docs/agents.md).
 
 ``get_client(provider_type, model=…, api_key=…, base_url=…, timeout=…, allowlist=…, options=…)``
 returns an ``LLMClient``; ``client.stream(messages, tools, params)`` yields ``Chunk``s and ends with

@@ -1,4 +1,4 @@
-"""Socket commands (seed 004 ``command``: start, stop, restart, update_config, get_status).
+"""Socket commands (``command``, docs/sockets.md: start, stop, restart, update_config, get_status).
 
 Apps register a handler per command name; the hub checks the role the same way the REST
 route does and calls the handler in a thread. A handler takes ``(*, user, auth, agent_id,

@@ -1,4 +1,4 @@
-"""The one socket base consumer (DESIGN §9): every WebSocket endpoint builds on it.
+"""The one socket base consumer (docs/sockets.md): every WebSocket endpoint builds on it.
 
 It owns authentication (``?token=`` or a first ``{"type": "auth", "token": …}`` message within
 ``KAI_WS_AUTH_TIMEOUT`` seconds, JWT or platform API key, the same check as REST), the Origin
@@ -63,7 +63,7 @@ class SocketIdentity:
 
 def origin_allowed(origin: bytes | str | None) -> bool:
     """A browser's ``Origin`` must be an allowed host (``ALLOWED_HOSTS``, ``CORS_ALLOWED_ORIGINS``);
-    no ``Origin`` (non-browser clients) passes: they authenticate with a token (DESIGN §14)."""
+    no ``Origin`` (non-browser clients) passes: they authenticate with a token (docs/decisions.md)."""
     if not origin:
         return True
     from urllib.parse import urlparse

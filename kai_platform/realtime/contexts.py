@@ -3,9 +3,9 @@
 Django keeps its cache connections in an asgiref ``Local``: per thread in sync code, per *context*
 in async code, and ``sync_to_async`` copies what a call set in its context back to the caller. A
 socket is one asyncio task (one context) for its whole life, so the first sync call of a socket
-that touched the cache (authentication, the connection limits) built a Redis client of its own
-and the socket's context kept it until the socket closed: ~15 KiB per open socket (bench B7), and
-a client built and dropped per HTTP request.
+that touched the cache (authentication, the connection limits) would build a Redis client of its
+own and keep it until the socket closed (bench B7, docs/benchmarks.md), and an HTTP request would
+build and drop one.
 
 ``share_cache_clients()``, called once while the ASGI application is imported (before the server
 starts accepting, so every connection's context is a copy of the one it ran in), opens the

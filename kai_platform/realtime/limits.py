@@ -98,7 +98,7 @@ def _release(user_id, ip, member: str) -> None:
 
 
 def user_connections(user_id) -> int:
-    """Open sockets of a user across every process (seed 004's ``connection_pool_info``)."""
+    """Open sockets of a user across every process (``connection_pool_info``, docs/realtime.md)."""
     key = _keys(user_id, "-")[0]
     return int(_redis().zcount(key, time.time(), "+inf"))
 

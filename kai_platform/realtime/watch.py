@@ -8,7 +8,7 @@ in one SQL query, and every socket's per-user/per-IP lease refreshed in one Redi
 whose credential was revoked are closed (``AUTHENTICATION_FAILED``, 1008) — within one interval,
 as before. A credential with an expiry gets a ``loop.call_at`` timer of its own, so the socket still
 closes at the instant it expires, not at the next tick (and one ``KAI_WS_EXPIRY_WARNING_SECONDS``
-before, for seed 004's ``disconnect_warning``). An idle socket thus costs a registry entry
+before, for ``disconnect_warning``, docs/realtime.md). An idle socket thus costs a registry entry
 and at most one timer handle (bench B7), and the checks cost one round trip per interval, not one
 per socket.
 

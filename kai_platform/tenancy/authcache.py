@@ -1,8 +1,8 @@
 """Who a JWT acts as, cached per process and re-validated on every request in one Redis round trip.
 
-Authenticating a JWT used to cost one Redis GET (revocation), one SQL query (user + membership +
-organization) and two Redis commands for the rate limit: four round trips before the view ran,
-most of an authenticated request's time (B3 in bench/). Now:
+Authenticating a JWT needs the token's revocation, the user, membership and organization rows, and
+the rate-limit count; done naively that is four round trips before the view runs (bench B3,
+docs/benchmarks.md). Instead:
 
 * ``probe`` sends ONE command (a server-side script): ``EXISTS`` the token's revocation key,
   ``MGET`` the user's and the organization's *authorization versions*, and (when the organization

@@ -1,4 +1,4 @@
-"""Membership roles and the permission matrix of seed 000 (DESIGN §5)."""
+"""Membership roles and their permission matrix (docs/accounts.md)."""
 from django.db import models
 
 
@@ -13,7 +13,7 @@ class Role(models.TextChoices):
 ROLE_RANK = {Role.AGENT: 1, Role.USER: 2, Role.DEVELOPER: 3, Role.ADMIN: 4, Role.OWNER: 5}
 
 ALL_ROLES = frozenset(Role)
-#: everyone but the machine identity: may create and restart agents (seed 000)
+#: everyone but the machine identity: may create and restart agents
 HUMAN_ROLES = frozenset(ALL_ROLES - {Role.AGENT})
 #: may build: agents' configuration, credentials, tools, voice training
 BUILDER_ROLES = frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER})

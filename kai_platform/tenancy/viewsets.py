@@ -128,7 +128,7 @@ class TenantScopedViewSetMixin(OrganizationContextMixin):
 
 
 class TenantScopedViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
-    """Full CRUD over one tenant model; PUT accepts partial bodies (DESIGN §14). Narrow the verbs
+    """Full CRUD over one tenant model; PUT accepts partial bodies (docs/decisions.md). Narrow the verbs
     with ``http_method_names`` (e.g. ``READ_ONLY``).
 
     ``list_as_rows = True`` reads list pages as plain rows (``api.serializers.RowPlan``: the same
