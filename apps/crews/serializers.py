@@ -53,6 +53,9 @@ class CrewDebugSerializer(KaiSerializer):
     tasks_yaml = serializers.CharField(allow_blank=True, trim_whitespace=False)
     process = serializers.ChoiceField(choices=Process.choices, default=Process.SEQUENTIAL)
     model = serializers.CharField(required=False, allow_blank=True)
+    config = JSONObjectField(required=False, help_text="Crew-level keys: planning, manager_llm, manager_agent, memory.")
+    inputs = JSONObjectField(required=False, help_text="The run's inputs: every placeholder they leave unfilled is "
+                                                       "an error (without them, every placeholder is listed).")
 
 
 class SpecErrorSerializer(serializers.Serializer):
@@ -67,6 +70,8 @@ class CrewDebugResultSerializer(serializers.Serializer):
     agents = serializers.ListField(child=serializers.DictField())
     tasks = serializers.ListField(child=serializers.DictField())
     placeholders = serializers.ListField(child=serializers.CharField())
+    missing_inputs = serializers.ListField(child=serializers.CharField(),
+                                           help_text="Placeholders the given inputs leave unfilled.")
 
 
 class CrewImportSerializer(KaiSerializer):
@@ -172,6 +177,8 @@ class ExecutionCreateSerializer(KaiSerializer):
     agents_yaml = serializers.CharField(required=False, trim_whitespace=False)
     tasks_yaml = serializers.CharField(required=False, trim_whitespace=False)
     process = serializers.ChoiceField(choices=Process.choices, required=False)
+    config = JSONObjectField(required=False, help_text="An inline crew's crew-level keys: planning, manager_llm, "
+                                                       "manager_agent, memory (docs/crewai.md).")
     description = serializers.CharField(required=False, help_text="With agent_id: the task the agent runs.")
     expected_output = serializers.CharField(required=False, allow_blank=True)
     inputs = JSONObjectField(required=False, default=dict)

@@ -59,10 +59,17 @@ class CrewViewSet(TenantScopedViewSet):
         """Validate agents_yaml and tasks_yaml: every problem with its line (200 either way)."""
         data = validated(CrewDebugSerializer, request)
         spec = services.crew_validate(agents_yaml=data["agents_yaml"], tasks_yaml=data["tasks_yaml"],
-                                      process=data["process"])
-        return Response({"valid": spec.valid, "errors": [e.as_dict() for e in spec.errors],
-                         "agents": [a.as_dict() for a in spec.agents], "tasks": [t.as_dict() for t in spec.tasks],
-                         "placeholders": spec.placeholders})
+                                      process=data["process"], config=data.get("config"))
+        errors = [e.as_dict() for e in spec.errors]
+        if spec.valid:
+            problems = services.crew_organization_problems(organization=self.organization, spec=spec)
+            errors += [{"field": f, "line": None, "message": m} for f, messages in problems.items() for m in messages]
+        missing = spec.missing_inputs(data["inputs"]) if data.get("inputs") is not None else spec.placeholders
+        if data.get("inputs") is not None and missing:
+            errors.append({"field": "inputs", "line": None, "message": services.missing_inputs_message(missing)})
+        return Response({"valid": not errors, "errors": errors, "agents": [a.as_dict() for a in spec.agents],
+                         "tasks": [t.as_dict() for t in spec.tasks], "placeholders": spec.placeholders,
+                         "missing_inputs": missing})
 
     @extend_schema(request=CrewImportSerializer, responses={201: CrewSerializer})
     @action(detail=False, methods=["post"], url_path="import")

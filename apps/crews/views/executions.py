@@ -100,6 +100,7 @@ class ExecutionViewSet(TenantScopedViewSet):
             return Response(created_body(execution), status=status.HTTP_202_ACCEPTED)
         if data.get("agent_id"):
             agent = _get_or_400(Agent, org, data["agent_id"], "agent_id")
+            services.check_inputs(texts=(data["description"], data.get("expected_output", "")), inputs=data["inputs"])
             execution = calls.agent_call_start(
                 actor=request.user, kind=ExecutionKind.AGENT_TASK, agent=agent,
                 run_name=data.get("run_name") or f"{agent.name} - {data['description'][:60]}",
@@ -110,14 +111,15 @@ class ExecutionViewSet(TenantScopedViewSet):
         if data.get("crew_id"):
             crew = _get_or_400(Crew, org, data["crew_id"], "crew_id")
             definition = {"name": crew.name, "agents_yaml": crew.agents_yaml, "tasks_yaml": crew.tasks_yaml,
-                          "process": data.get("process") or crew.process, "model": data.get("model") or crew.model}
+                          "process": data.get("process") or crew.process, "model": data.get("model") or crew.model,
+                          "config": crew.config or {}}
         else:
             definition = {"name": data.get("run_name") or "", "agents_yaml": data["agents_yaml"],
                           "tasks_yaml": data["tasks_yaml"], "process": data.get("process") or "sequential",
-                          "model": data.get("model") or ""}
-        spec = services.crew_validate(agents_yaml=definition["agents_yaml"], tasks_yaml=definition["tasks_yaml"],
-                                      process=definition["process"])
-        services._raise_spec_errors(spec)
+                          "model": data.get("model") or "", "config": data.get("config") or {}}
+        services.crew_check(organization=org, agents_yaml=definition["agents_yaml"],
+                            tasks_yaml=definition["tasks_yaml"], process=definition["process"],
+                            config=definition["config"], inputs=data["inputs"])
         run_name = data.get("run_name") or generated_run_name(
             agents_yaml=definition["agents_yaml"], tasks_yaml=definition["tasks_yaml"],
             crew_name=crew.name if crew else "")

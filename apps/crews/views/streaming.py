@@ -23,6 +23,7 @@ from apps.crews.serializers import (
     AgentTaskSerializer,
     StreamPromptSerializer,
 )
+from apps.crews import services
 from apps.runs import services as run_services
 from apps.runs.models import Execution, ExecutionKind, ExecutionStatus
 from kai_platform.api.errors import Conflict
@@ -63,6 +64,7 @@ class AgentRunViewSet(TenantScopedViewSet):
         """Queue a task for the agent; its status is at ``tasks/{task_id}/status``."""
         agent = self.get_object()
         data = validated(AgentTaskSerializer, request)
+        services.check_inputs(texts=(data["description"], data["expected_output"]), inputs=data["inputs"])
         execution = calls.agent_call_start(
             actor=request.user, kind=ExecutionKind.AGENT_TASK, agent=agent,
             run_name=f"{agent.name} - {data.get('name') or data['description'][:60]}",
