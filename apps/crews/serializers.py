@@ -5,10 +5,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.crews.models import Crew, Orchestration, Pattern, Process, TaskDefinition
+from apps.quotas.serializers import QuotaStatusSerializer
 from apps.runs.models import Execution, ExecutionKind
 from apps.runs.services import PRIORITY_NAMES
-from apps.quotas.serializers import QuotaStatusSerializer
-from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
+from kai_platform.api.serializers import (
+    JSONObjectField,
+    KaiModelSerializer,
+    KaiSerializer,
+)
 
 OWNED = ("id", "created_at", "updated_at")
 
@@ -83,6 +87,31 @@ class CrewImportSerializer(KaiSerializer):
     process = serializers.ChoiceField(choices=Process.choices, required=False)
     model = serializers.CharField(required=False, allow_blank=True)
     verbose = serializers.BooleanField(required=False)
+
+
+class CrewProjectImportSerializer(KaiSerializer):
+    file = serializers.FileField(help_text="A CrewAI project as a zip: the project folder (config/agents.yaml, "
+                                           "config/tasks.yaml, crew.py) or just agents.yaml + tasks.yaml, with an "
+                                           "optional crew.yaml / crew.jsonc.")
+    name = serializers.CharField(required=False, max_length=200, help_text="Else crew.yaml's name.")
+    model = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    allow_missing_tools = serializers.BooleanField(required=False, default=False,
+                                                   help_text="Leave out tools the organization lacks (listed in "
+                                                             "the report) instead of refusing the project.")
+
+
+class ImportReportSerializer(serializers.Serializer):
+    files = serializers.ListField(child=serializers.CharField(), help_text="The project files read.")
+    mapped = serializers.ListField(child=serializers.CharField())
+    defaulted = serializers.ListField(child=serializers.CharField())
+    missing_tools = serializers.ListField(child=serializers.CharField())
+
+
+class CrewImportResultSerializer(CrewSerializer):
+    report = ImportReportSerializer(read_only=True)
+
+    class Meta(CrewSerializer.Meta):
+        fields = CrewSerializer.Meta.fields + ["report"]
 
 
 class CrewExportSerializer(serializers.Serializer):

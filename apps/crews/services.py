@@ -166,6 +166,64 @@ def crew_import(*, organization, actor, data: dict) -> Crew:
     return crew_create(organization=organization, actor=actor, data=values)
 
 
+def _project_or_400(call, *args, **kwargs):
+    from apps.crews.projects import ProjectError
+
+    try:
+        return call(*args, **kwargs)
+    except ProjectError as exc:
+        detail: dict[str, list[str]] = {}
+        for error in exc.errors:
+            detail.setdefault(error["field"], []).append(error["message"])
+        raise exceptions.ValidationError(detail)
+
+
+def crew_import_project(*, organization, actor, archive: bytes, name: str = "", model: str | None = None,
+                        allow_missing_tools: bool = False) -> tuple[Crew, dict]:
+    """A crew from a CrewAI project zip, and the report of what was mapped and defaulted. Anything
+    refused (a key, Python code crew.py needs run, a tool the organization lacks) is a 400 naming it."""
+    from apps.crews import projects
+
+    project = _project_or_400(projects.read_project, archive)
+    report = project.report
+    errors: list[specs.SpecError] = []
+    specs.crew_settings(project.crew, errors, field_name="crew", strict=True)
+    fields = projects.project_fields(project)
+    spec = crew_validate(agents_yaml=fields["agents_yaml"], tasks_yaml=fields["tasks_yaml"],
+                         process=fields.get("process") or "sequential", config=fields.get("config"))
+    _raise_spec_errors(specs.CrewSpec(agents=[], tasks=[], errors=errors + spec.errors))
+    missing = crew_missing_tools(organization=organization, spec=spec)
+    report.missing_tools = missing
+    if missing and not allow_missing_tools:
+        raise exceptions.ValidationError({"tools": [
+            f"The project names tools this organization lacks: {', '.join(missing)}. Add them under /api/v1/tools, "
+            "or import with allow_missing_tools=true to leave them out."]})
+    if missing:
+        projects.drop_tools(project, missing)
+        fields = projects.project_fields(project)
+    if name:
+        fields["name"] = name
+    elif not fields.get("name"):
+        fields["name"] = "Imported crew"
+        report.defaulted.append("crew: name 'Imported crew' (give `name`, or name it in crew.yaml)")
+    if model is not None:
+        fields["model"] = model
+    for agent in spec.agents:
+        if not agent.llm:
+            report.defaulted.append(f"agent {agent.key}: llm → the crew's model, else the organization default")
+    report.mapped.insert(0, f"{len(spec.agents)} agents, {len(project.tasks)} tasks")
+    crew = crew_create(organization=organization, actor=actor, data=fields)
+    return crew, report.as_dict()
+
+
+def crew_export_archive(*, crew: Crew) -> bytes:
+    from apps.crews import projects
+
+    return projects.write_project(name=crew.name, description=crew.description, process=crew.process,
+                                  model=crew.model, verbose=crew.verbose, config=crew.config,
+                                  agents_yaml=crew.agents_yaml, tasks_yaml=crew.tasks_yaml)
+
+
 # --- orchestrations ----------------------------------------------------------------------------
 
 ORCHESTRATION_FIELDS = ("name", "description", "pattern", "config_yaml", "agent_ids", "status")

@@ -1,18 +1,25 @@
 """Crew, task-definition, orchestration and generation views (CrewAI YAML, seed 001/003)."""
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
 from rest_framework.decorators import action
+from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 
 from apps.crews import generation, services
 from apps.crews.models import Crew, Orchestration, TaskDefinition
+from apps.crews.projects import MAX_ARCHIVE_BYTES, slug
 from apps.crews.serializers import (
     CrewDebugResultSerializer,
     CrewDebugSerializer,
     CrewExportSerializer,
+    CrewImportResultSerializer,
     CrewImportSerializer,
+    CrewProjectImportSerializer,
     CrewSerializer,
     ExecutionCreatedSerializer,
     GeneratedAgentSerializer,
@@ -26,6 +33,8 @@ from apps.crews.serializers import (
 )
 from apps.crews.views.executions import created_body
 from apps.runs import services as run_services
+from kai_platform.api.parsers import KaiJSONParser
+from kai_platform.api.renderers import KaiJSONRenderer
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import KaiAPIView
 from kai_platform.tenancy.roles import HUMAN_ROLES
@@ -33,6 +42,17 @@ from kai_platform.tenancy.viewsets import TenantScopedViewSet
 
 WRITE_ACTIONS = ("create", "update", "partial_update", "destroy")
 HUMAN_WRITES = {name: HUMAN_ROLES for name in WRITE_ACTIONS}
+class ZipRenderer(BaseRenderer):
+    """``application/zip``: the export writes its archive itself; this renderer only lets clients ask for it."""
+
+    media_type = "application/zip"
+    format = "zip"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, bytes) else KaiJSONRenderer().render(data)
+
+
 @extend_schema(tags=["crews"])
 class CrewViewSet(TenantScopedViewSet):
     """Crews: agents and tasks in CrewAI's YAML format (seed 001). PUT takes partial bodies."""
@@ -71,19 +91,50 @@ class CrewViewSet(TenantScopedViewSet):
                          "tasks": [t.as_dict() for t in spec.tasks], "placeholders": spec.placeholders,
                          "missing_inputs": missing})
 
-    @extend_schema(request=CrewImportSerializer, responses={201: CrewSerializer})
-    @action(detail=False, methods=["post"], url_path="import")
+    @extend_schema(request={"application/json": CrewImportSerializer,
+                            "multipart/form-data": CrewProjectImportSerializer},
+                   responses={201: CrewImportResultSerializer})
+    @action(detail=False, methods=["post"], url_path="import", parser_classes=[KaiJSONParser, MultiPartParser])
     def import_crew(self, request):
-        """Create a crew from CrewAI YAML: ``crew_yaml`` (the export document) or agents_yaml + tasks_yaml."""
-        data = validated(CrewImportSerializer, request)
-        crew = services.crew_import(organization=self.organization, actor=request.user, data=data)
-        return Response(CrewSerializer(crew).data, status=status.HTTP_201_CREATED)
+        """Create a crew from a CrewAI project: a zip (multipart ``file``: the project folder, or
+        agents.yaml + tasks.yaml with an optional crew.yaml / crew.jsonc; crew.py is read, never
+        run), or JSON YAML (``crew_yaml``, the export document, or agents_yaml + tasks_yaml). The
+        answer is the crew with a report of what was mapped and defaulted; anything refused is a
+        400 naming it."""
+        if request.content_type.startswith("multipart/"):
+            data = validated(CrewProjectImportSerializer, request)
+            upload = data["file"]
+            if upload.size > MAX_ARCHIVE_BYTES:
+                raise exceptions.ValidationError({"file": [f"The archive is over {MAX_ARCHIVE_BYTES // 2**20} MB."]})
+            crew, report = services.crew_import_project(
+                organization=self.organization, actor=request.user, archive=upload.read(), name=data.get("name", ""),
+                model=data.get("model"), allow_missing_tools=data["allow_missing_tools"])
+        else:
+            data = validated(CrewImportSerializer, request)
+            crew = services.crew_import(organization=self.organization, actor=request.user, data=data)
+            report = {"files": [], "mapped": [], "defaulted": [], "missing_tools": []}
+        return Response({**CrewSerializer(crew).data, "report": report}, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: CrewExportSerializer})
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses={(200, "application/zip"): OpenApiResponse(
+                                  response=OpenApiTypes.BINARY, description="The CrewAI project folder, zipped."),
+                              (200, "application/json"): CrewExportSerializer})
+    @action(detail=True, methods=["get"], renderer_classes=[ZipRenderer, KaiJSONRenderer])
     def export(self, request, pk=None):
-        """The crew as CrewAI's agents.yaml and tasks.yaml, and as one document for crews/import."""
-        return Response(services.crew_export(crew=self.get_object()))
+        """The crew as a CrewAI project (zip: ``<name>/config/agents.yaml``, ``config/tasks.yaml``,
+        ``crew.yaml``; what crews/import reads back); ``Accept: application/json`` answers the
+        files as one JSON document instead."""
+        crew = self.get_object()
+        if isinstance(request.accepted_renderer, ZipRenderer):
+            response = HttpResponse(services.crew_export_archive(crew=crew), content_type="application/zip")
+            response["Content-Disposition"] = f'attachment; filename="{slug(crew.name)}.zip"'
+            return response
+        return Response(services.crew_export(crew=crew))
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        """Errors of the zip route answer JSON (the error envelope), never a zip."""
+        if isinstance(getattr(request, "accepted_renderer", None), ZipRenderer) and response.status_code >= 400:
+            request.accepted_renderer, request.accepted_media_type = KaiJSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
 
 
 # --- task definitions --------------------------------------------------------------------------

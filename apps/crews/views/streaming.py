@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from apps.agents import calls
 from apps.agents.models import Agent
+from apps.crews import services
 from apps.crews.serializers import (
     AgentCommandAcceptedSerializer,
     AgentCommandSerializer,
@@ -23,7 +24,6 @@ from apps.crews.serializers import (
     AgentTaskSerializer,
     StreamPromptSerializer,
 )
-from apps.crews import services
 from apps.runs import services as run_services
 from apps.runs.models import Execution, ExecutionKind, ExecutionStatus
 from kai_platform.api.errors import Conflict
