@@ -124,7 +124,7 @@ def _find(files: dict[str, bytes], basenames: tuple[str, ...], what: str) -> str
 
 # --- crew.yaml / crew.jsonc ------------------------------------------------------------------------
 
-_JSONC_TOKENS = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/|,(?=\s*[}\]])', re.S)
+_JSONC_TOKENS = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/|,(?=\s*[}\]])', re.DOTALL)
 
 
 def parse_jsonc(text: str) -> object:
