@@ -250,3 +250,13 @@ def test_export_writes_the_layout_the_import_reads_back():
     assert project.crew == {"name": "My Crew", "description": "d", "process": "hierarchical", "verbose": False,
                             "model": "builtin", "planning": True, "manager_llm": "builtin"}
     assert project.report.files == ["my_crew/crew.yaml", "my_crew/config/agents.yaml", "my_crew/config/tasks.yaml"]
+
+
+def test_docs_crewai_has_a_row_for_every_key_with_its_status():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "crewai.md").read_text()
+    for row in keys.table():
+        status = "honoured" if row["honoured"] else "refused"
+        assert any(line.startswith(f"| `{row['key']}` | {status}") and row["doc"].replace("|", "/") in line
+                   for line in text.splitlines()), row["key"]
