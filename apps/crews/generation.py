@@ -19,8 +19,8 @@ import jsonschema
 from django.db import connection
 from rest_framework import status
 
-from apps.runs import llm as llm_layer
 from apps.crews import specs
+from apps.runs import llm as llm_layer
 from kai_platform.api.errors import Unprocessable, codes
 from kai_platform.api.errors.exceptions import KaiAPIException, ServiceUnavailable
 from kai_platform.llm import LLMError

@@ -5,10 +5,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.crews.models import Crew, Orchestration, Pattern, Process, TaskDefinition
+from apps.quotas.serializers import QuotaStatusSerializer
 from apps.runs.models import Execution, ExecutionKind
 from apps.runs.services import PRIORITY_NAMES
-from apps.quotas.serializers import QuotaStatusSerializer
-from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
+from kai_platform.api.serializers import (
+    JSONObjectField,
+    KaiModelSerializer,
+    KaiSerializer,
+)
 
 OWNED = ("id", "created_at", "updated_at")
 
@@ -53,6 +57,9 @@ class CrewDebugSerializer(KaiSerializer):
     tasks_yaml = serializers.CharField(allow_blank=True, trim_whitespace=False)
     process = serializers.ChoiceField(choices=Process.choices, default=Process.SEQUENTIAL)
     model = serializers.CharField(required=False, allow_blank=True)
+    config = JSONObjectField(required=False, help_text="Crew-level keys: planning, manager_llm, manager_agent, memory.")
+    inputs = JSONObjectField(required=False, help_text="The run's inputs: every placeholder they leave unfilled is "
+                                                       "an error (without them, every placeholder is listed).")
 
 
 class SpecErrorSerializer(serializers.Serializer):
@@ -67,6 +74,8 @@ class CrewDebugResultSerializer(serializers.Serializer):
     agents = serializers.ListField(child=serializers.DictField())
     tasks = serializers.ListField(child=serializers.DictField())
     placeholders = serializers.ListField(child=serializers.CharField())
+    missing_inputs = serializers.ListField(child=serializers.CharField(),
+                                           help_text="Placeholders the given inputs leave unfilled.")
 
 
 class CrewImportSerializer(KaiSerializer):
@@ -78,6 +87,31 @@ class CrewImportSerializer(KaiSerializer):
     process = serializers.ChoiceField(choices=Process.choices, required=False)
     model = serializers.CharField(required=False, allow_blank=True)
     verbose = serializers.BooleanField(required=False)
+
+
+class CrewProjectImportSerializer(KaiSerializer):
+    file = serializers.FileField(help_text="A CrewAI project as a zip: the project folder (config/agents.yaml, "
+                                           "config/tasks.yaml, crew.py) or just agents.yaml + tasks.yaml, with an "
+                                           "optional crew.yaml / crew.jsonc.")
+    name = serializers.CharField(required=False, max_length=200, help_text="Else crew.yaml's name.")
+    model = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    allow_missing_tools = serializers.BooleanField(required=False, default=False,
+                                                   help_text="Leave out tools the organization lacks (listed in "
+                                                             "the report) instead of refusing the project.")
+
+
+class ImportReportSerializer(serializers.Serializer):
+    files = serializers.ListField(child=serializers.CharField(), help_text="The project files read.")
+    mapped = serializers.ListField(child=serializers.CharField())
+    defaulted = serializers.ListField(child=serializers.CharField())
+    missing_tools = serializers.ListField(child=serializers.CharField())
+
+
+class CrewImportResultSerializer(CrewSerializer):
+    report = ImportReportSerializer(read_only=True)
+
+    class Meta(CrewSerializer.Meta):
+        fields = CrewSerializer.Meta.fields + ["report"]
 
 
 class CrewExportSerializer(serializers.Serializer):
@@ -172,6 +206,8 @@ class ExecutionCreateSerializer(KaiSerializer):
     agents_yaml = serializers.CharField(required=False, trim_whitespace=False)
     tasks_yaml = serializers.CharField(required=False, trim_whitespace=False)
     process = serializers.ChoiceField(choices=Process.choices, required=False)
+    config = JSONObjectField(required=False, help_text="An inline crew's crew-level keys: planning, manager_llm, "
+                                                       "manager_agent, memory (docs/crewai.md).")
     description = serializers.CharField(required=False, help_text="With agent_id: the task the agent runs.")
     expected_output = serializers.CharField(required=False, allow_blank=True)
     inputs = JSONObjectField(required=False, default=dict)

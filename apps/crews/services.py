@@ -24,8 +24,9 @@ def _actor_or_none(actor):
 CREW_FIELDS = ("name", "description", "agents_yaml", "tasks_yaml", "model", "process", "verbose", "config")
 
 
-def crew_validate(*, agents_yaml: str, tasks_yaml: str, process: str = "sequential") -> specs.CrewSpec:
-    return specs.parse_crew(agents_yaml, tasks_yaml, process)
+def crew_validate(*, agents_yaml: str, tasks_yaml: str, process: str = "sequential",
+                  config: dict | None = None) -> specs.CrewSpec:
+    return specs.parse_crew(agents_yaml, tasks_yaml, process, config)
 
 
 def _raise_spec_errors(spec: specs.CrewSpec) -> None:
@@ -36,11 +37,70 @@ def _raise_spec_errors(spec: specs.CrewSpec) -> None:
         raise exceptions.ValidationError(detail)
 
 
+def crew_missing_tools(*, organization, spec: specs.CrewSpec) -> list[str]:
+    from apps.agents.selectors import tool_names
+
+    known = tool_names(organization=organization)
+    return [name for name in spec.tool_names if name not in known]
+
+
+def crew_organization_problems(*, organization, spec: specs.CrewSpec) -> dict[str, list[str]]:
+    """What the crew names that the organization lacks: tools, knowledge bases (``knowledge_sources``)
+    and webhook subscriptions (``callback``), by the field that names them."""
+    from apps.knowledge.models import KnowledgeBase
+    from apps.webhooks.models import Webhook
+
+    problems: dict[str, list[str]] = {}
+    if missing := crew_missing_tools(organization=organization, spec=spec):
+        problems.setdefault("agents_yaml", []).append(
+            f"tools this organization lacks: {', '.join(missing)} (add them under /api/v1/tools first)")
+    if spec.knowledge_sources:
+        known = set(KnowledgeBase.objects.for_org(organization).filter(name__in=spec.knowledge_sources)
+                    .values_list("name", flat=True))
+        if missing := [n for n in spec.knowledge_sources if n not in known]:
+            problems.setdefault("agents_yaml", []).append(
+                f"`knowledge_sources` name knowledge bases this organization lacks: {', '.join(missing)}")
+    if spec.callbacks:
+        known = set(Webhook.objects.for_org(organization).filter(name__in=spec.callbacks, is_active=True)
+                    .values_list("name", flat=True))
+        if missing := [n for n in spec.callbacks if n not in known]:
+            problems.setdefault("tasks_yaml", []).append(
+                f"`callback` names no active webhook subscription of this organization: {', '.join(missing)}")
+    return problems
+
+
+def crew_check(*, organization, agents_yaml: str, tasks_yaml: str, process: str = "sequential",
+               config: dict | None = None, inputs: dict | None = None) -> specs.CrewSpec:
+    """The crew's spec, or a 400 naming every problem: YAML, refused keys, what the organization
+    lacks and (with ``inputs``) every placeholder the inputs leave unfilled."""
+    spec = crew_validate(agents_yaml=agents_yaml, tasks_yaml=tasks_yaml, process=process, config=config)
+    _raise_spec_errors(spec)
+    problems = crew_organization_problems(organization=organization, spec=spec)
+    if inputs is not None and (missing := spec.missing_inputs(inputs)):
+        problems["inputs"] = [missing_inputs_message(missing)]
+    if problems:
+        raise exceptions.ValidationError(problems)
+    return spec
+
+
+def missing_inputs_message(missing: list[str]) -> str:
+    names = ", ".join("{" + name + "}" for name in missing)
+    return (f"Missing input{'s' if len(missing) > 1 else ''} for the placeholder{'s' if len(missing) > 1 else ''} "
+            f"{names}: give {'them' if len(missing) > 1 else 'it'} in `inputs` (write {{{{ and }}}} for literal "
+            "braces).")
+
+
+def check_inputs(*, texts, inputs: dict | None) -> None:
+    """A 400 naming every ``{placeholder}`` of ``texts`` the inputs leave unfilled."""
+    if missing := specs.missing_inputs(texts, inputs or {}):
+        raise exceptions.ValidationError({"inputs": [missing_inputs_message(missing)]})
+
+
 def crew_create(*, organization, actor, data: dict) -> Crew:
     values = {key: data[key] for key in CREW_FIELDS if key in data}
-    _raise_spec_errors(crew_validate(agents_yaml=values.get("agents_yaml", ""),
-                                     tasks_yaml=values.get("tasks_yaml", ""),
-                                     process=values.get("process") or "sequential"))
+    crew_check(organization=organization, agents_yaml=values.get("agents_yaml", ""),
+               tasks_yaml=values.get("tasks_yaml", ""), process=values.get("process") or "sequential",
+               config=values.get("config"))
     with transaction.atomic():
         crew = Crew.objects.create(organization=organization, created_by=_actor_or_none(actor), **values)
         audit_record(organization=organization, actor=actor, action="crew.create", instance=crew, after=snapshot(crew))
@@ -51,10 +111,10 @@ def crew_create(*, organization, actor, data: dict) -> Crew:
 
 def crew_update(*, crew: Crew, actor, data: dict) -> Crew:
     values = {key: data[key] for key in CREW_FIELDS if key in data}
-    if {"agents_yaml", "tasks_yaml", "process"} & set(values):
-        _raise_spec_errors(crew_validate(agents_yaml=values.get("agents_yaml", crew.agents_yaml),
-                                         tasks_yaml=values.get("tasks_yaml", crew.tasks_yaml),
-                                         process=values.get("process", crew.process)))
+    if {"agents_yaml", "tasks_yaml", "process", "config"} & set(values):
+        crew_check(organization=crew.organization_id, agents_yaml=values.get("agents_yaml", crew.agents_yaml),
+                   tasks_yaml=values.get("tasks_yaml", crew.tasks_yaml), process=values.get("process", crew.process),
+                   config=values.get("config", crew.config))
     with transaction.atomic():
         crew = Crew.objects.select_for_update().get(pk=crew.pk)
         before = snapshot(crew)
@@ -104,6 +164,64 @@ def crew_import(*, organization, actor, data: dict) -> Crew:
     if not values.get("name"):
         raise exceptions.ValidationError({"name": ["This field is required (in the body or in crew_yaml)."]})
     return crew_create(organization=organization, actor=actor, data=values)
+
+
+def _project_or_400(call, *args, **kwargs):
+    from apps.crews.projects import ProjectError
+
+    try:
+        return call(*args, **kwargs)
+    except ProjectError as exc:
+        detail: dict[str, list[str]] = {}
+        for error in exc.errors:
+            detail.setdefault(error["field"], []).append(error["message"])
+        raise exceptions.ValidationError(detail)
+
+
+def crew_import_project(*, organization, actor, archive: bytes, name: str = "", model: str | None = None,
+                        allow_missing_tools: bool = False) -> tuple[Crew, dict]:
+    """A crew from a CrewAI project zip, and the report of what was mapped and defaulted. Anything
+    refused (a key, Python code crew.py needs run, a tool the organization lacks) is a 400 naming it."""
+    from apps.crews import projects
+
+    project = _project_or_400(projects.read_project, archive)
+    report = project.report
+    errors: list[specs.SpecError] = []
+    specs.crew_settings(project.crew, errors, field_name="crew", strict=True)
+    fields = projects.project_fields(project)
+    spec = crew_validate(agents_yaml=fields["agents_yaml"], tasks_yaml=fields["tasks_yaml"],
+                         process=fields.get("process") or "sequential", config=fields.get("config"))
+    _raise_spec_errors(specs.CrewSpec(agents=[], tasks=[], errors=errors + spec.errors))
+    missing = crew_missing_tools(organization=organization, spec=spec)
+    report.missing_tools = missing
+    if missing and not allow_missing_tools:
+        raise exceptions.ValidationError({"tools": [
+            f"The project names tools this organization lacks: {', '.join(missing)}. Add them under /api/v1/tools, "
+            "or import with allow_missing_tools=true to leave them out."]})
+    if missing:
+        projects.drop_tools(project, missing)
+        fields = projects.project_fields(project)
+    if name:
+        fields["name"] = name
+    elif not fields.get("name"):
+        fields["name"] = "Imported crew"
+        report.defaulted.append("crew: name 'Imported crew' (give `name`, or name it in crew.yaml)")
+    if model is not None:
+        fields["model"] = model
+    for agent in spec.agents:
+        if not agent.llm:
+            report.defaulted.append(f"agent {agent.key}: llm → the crew's model, else the organization default")
+    report.mapped.insert(0, f"{len(spec.agents)} agents, {len(project.tasks)} tasks")
+    crew = crew_create(organization=organization, actor=actor, data=fields)
+    return crew, report.as_dict()
+
+
+def crew_export_archive(*, crew: Crew) -> bytes:
+    from apps.crews import projects
+
+    return projects.write_project(name=crew.name, description=crew.description, process=crew.process,
+                                  model=crew.model, verbose=crew.verbose, config=crew.config,
+                                  agents_yaml=crew.agents_yaml, tasks_yaml=crew.tasks_yaml)
 
 
 # --- orchestrations ----------------------------------------------------------------------------

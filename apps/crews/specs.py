@@ -1,5 +1,5 @@
-"""CrewAI's YAML format: parse ``agents_yaml`` / ``tasks_yaml``, report every problem with its line,
-and turn a valid pair into the ordered plan the runner executes.
+"""CrewAI's YAML format: parse ``agents_yaml`` / ``tasks_yaml`` (and the crew's settings), report
+every problem with its line, and turn a valid pair into the ordered plan the runner executes.
 
 agents.yaml::
 
@@ -20,6 +20,9 @@ tasks.yaml::
       context: [other_task]       # optional: earlier tasks whose output it reads
       human_input: true           # optional: a person approves (or edits) the output before the run goes on
       approval: {role: admin, timeout_seconds: 3600, default: reject, question: "…"}  # optional, with human_input
+
+Every other CrewAI key is in ``apps.crews.keys``: honoured ones parse into the dataclasses below
+(same names as CrewAI's attributes), refused ones are errors naming the key and why.
 """
 from __future__ import annotations
 
@@ -29,23 +32,19 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from apps.runs.prompts import interpolate  # noqa: F401 (crews read placeholders with it)
+from apps.crews.keys import AGENT_KEYS, CREW_KEYS, TASK_KEYS, Key
+from apps.runs.prompts import interpolate, missing_inputs, placeholders_of  # noqa: F401 (crews read inputs with them)
 
 AGENT_REQUIRED = ("role", "goal", "backstory")
-AGENT_OPTIONAL = ("llm", "tools", "agent_id", "allow_delegation", "verbose", "max_iter", "memory", "cache",
-                  "max_rpm", "function_calling_llm", "system_template", "prompt_template", "response_template",
-                  "max_execution_time", "name", "description")
 TASK_REQUIRED = ("description", "expected_output")
-TASK_OPTIONAL = ("agent", "context", "tools", "async_execution", "output_file", "output_json", "output_pydantic",
-                 "human_input", "callback", "name", "config", "markdown", "approval")
 APPROVAL_KEYS = ("role", "user", "timeout_seconds", "default", "question")
+GUARDRAIL_BUILTINS = ("json_schema", "regex", "max_words", "not_contains")
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass
 class SpecError:
-    field: str  # "agents_yaml" | "tasks_yaml"
+    field: str  # "agents_yaml" | "tasks_yaml" | "config" | "inputs"
     line: int | None
     message: str
 
@@ -67,10 +66,33 @@ class AgentSpec:
     tools: list[str] = field(default_factory=list)
     agent_id: str | None = None
     line: int | None = None
+    name: str = ""
+    description: str = ""
+    max_iter: int = 25
+    max_rpm: int | None = None
+    max_execution_time: int | None = None  # seconds
+    max_retry_limit: int = 2
+    allow_delegation: bool = False
+    verbose: bool = False
+    memory: bool = False
+    respect_context_window: bool = False
+    function_calling_llm: str = ""
+    system_template: str = ""
+    prompt_template: str = ""
+    response_template: str = ""
+    reasoning: bool = False
+    max_reasoning_attempts: int | None = None
+    inject_date: bool = False
+    date_format: str = "%Y-%m-%d"
+    knowledge_sources: list[str] = field(default_factory=list)  # knowledge base names
+    multimodal: bool = False
+    code_execution_mode: str = "safe"
 
     def as_dict(self) -> dict:
         return {"key": self.key, "role": self.role, "goal": self.goal, "backstory": self.backstory, "llm": self.llm,
-                "tools": self.tools, "agent_id": self.agent_id}
+                "tools": self.tools, "agent_id": self.agent_id, "max_iter": self.max_iter, "max_rpm": self.max_rpm,
+                "max_execution_time": self.max_execution_time, "allow_delegation": self.allow_delegation,
+                "verbose": self.verbose, "knowledge_sources": self.knowledge_sources}
 
 
 @dataclass
@@ -84,11 +106,27 @@ class TaskSpec:
     line: int | None = None
     human_input: bool = False
     approval: dict = field(default_factory=dict)
+    name: str = ""
+    async_execution: bool = False
+    output_json: str | None = None  # name of an organization JSON Schema
+    output_pydantic: str | None = None  # same, CrewAI's pydantic model by name
+    output_schema: dict | None = None  # inline JSON Schema
+    output_file: str = ""
+    create_directory: bool = True
+    markdown: bool = False
+    guardrail: str = ""
+    guardrail_max_retries: int = 3
+    callback: str = ""  # name of an outbound webhook subscription
+    config: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {"key": self.key, "description": self.description, "expected_output": self.expected_output,
                 "agent": self.agent, "context": self.context, "tools": self.tools, "human_input": self.human_input,
-                "approval": self.approval}
+                "approval": self.approval, "async_execution": self.async_execution, "output_json": self.output_json,
+                "output_pydantic": self.output_pydantic, "output_schema": self.output_schema,
+                "output_file": self.output_file, "create_directory": self.create_directory,
+                "markdown": self.markdown, "guardrail": self.guardrail,
+                "guardrail_max_retries": self.guardrail_max_retries, "callback": self.callback}
 
 
 @dataclass
@@ -97,10 +135,39 @@ class CrewSpec:
     tasks: list[TaskSpec]
     errors: list[SpecError]
     placeholders: list[str] = field(default_factory=list)
+    process: str = "sequential"
+    planning: bool = False
+    manager_llm: str = ""
+    manager_agent: str | None = None  # key of an agent in agents.yaml
+    memory: bool = False
 
     @property
     def valid(self) -> bool:
         return not self.errors
+
+    def texts(self) -> list[str]:
+        """Every text whose ``{name}`` placeholders the run's inputs fill."""
+        return ([t for a in self.agents for t in (a.role, a.goal, a.backstory)]
+                + [t for task in self.tasks for t in (task.description, task.expected_output, task.output_file)])
+
+    def missing_inputs(self, inputs: dict | None) -> list[str]:
+        return missing_inputs(self.texts(), inputs or {})
+
+    @property
+    def knowledge_sources(self) -> list[str]:
+        return sorted({name for a in self.agents for name in a.knowledge_sources})
+
+    @property
+    def tool_names(self) -> list[str]:
+        return sorted({name for a in self.agents for name in a.tools} | {n for t in self.tasks for n in t.tools})
+
+    @property
+    def schema_names(self) -> list[str]:
+        return sorted({n for t in self.tasks for n in (t.output_json, t.output_pydantic) if n})
+
+    @property
+    def callbacks(self) -> list[str]:
+        return sorted({t.callback for t in self.tasks if t.callback})
 
 
 def _line(node) -> int | None:
@@ -165,17 +232,93 @@ def _text(value) -> str:
     return value.strip() if isinstance(value, str) else ("" if value is None else str(value).strip())
 
 
-def _name_list(fields, name, field_name, errors, what, key) -> list[str]:
-    value, line = fields.get(name, (None, None))
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
-        errors.append(SpecError(field_name, line, f"{what} {key!r}: `{name}` must be a list of names"))
-        return []
-    return [item.strip() for item in value]
+# --- values by shape ---------------------------------------------------------------------------
 
+def _shape_error(shape: str, value):
+    """(value in the spec's form, None) or (None, what is wrong)."""
+    if shape == "text":
+        if isinstance(value, (dict, list)):
+            return None, "must be text"
+        return _text(value), None
+    if shape == "bool":
+        return (value, None) if isinstance(value, bool) else (None, "must be true or false")
+    if shape in ("posint", "count"):
+        low = 1 if shape == "posint" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            return None, f"must be an integer ≥ {low}"
+        return value, None
+    if shape == "names":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+            return None, "must be a list of names"
+        return [item.strip() for item in value], None
+    if shape == "mapping":
+        return (value, None) if isinstance(value, dict) else (None, "must be a mapping")
+    if shape == "schema":
+        return _schema_error(value)
+    if shape == "model":
+        if isinstance(value, dict):
+            value = value.get("model")
+        if not isinstance(value, str) or not value.strip():
+            return None, "must be a model name (or a mapping with `model`)"
+        return value.strip(), None
+    raise ValueError(shape)
+
+
+def _schema_error(value):
+    import jsonschema
+
+    if not isinstance(value, dict):
+        return None, "must be a JSON Schema object"
+    try:
+        jsonschema.validators.validator_for(value).check_schema(value)
+    except jsonschema.SchemaError as exc:
+        return None, f"is not a valid JSON Schema: {exc.message}"
+    return value, None
+
+
+def read_keys(fields: dict, known: dict[str, Key], skip: tuple, report) -> dict:
+    """Values of ``fields`` ({key: (value, line)}) checked against the key table. ``report(line,
+    message)`` receives each unknown key, refused key and bad value; the result holds good values."""
+    values = {}
+    for name, (value, line) in fields.items():
+        if name in skip:
+            continue
+        key = known.get(name)
+        if key is None:
+            report(line, f"unknown field {name!r} (not a CrewAI key this platform knows; see docs/crewai.md)")
+            continue
+        if value is None:
+            continue
+        if not key.honoured and value not in key.accepts:
+            report(line, key.refusal())
+            continue
+        checked, problem = _shape_error(key.shape, value)
+        if problem:
+            report(line, f"`{name}` {problem}")
+            continue
+        values[name] = checked
+    return values
+
+
+def _guardrail_error(text: str) -> str | None:
+    kind, sep, arg = text.partition(":")
+    if not sep or kind not in GUARDRAIL_BUILTINS:
+        return None  # a sentence, checked by a model
+    if not arg.strip():
+        return f"`guardrail` {kind}: needs a value after the colon"
+    if kind == "regex":
+        try:
+            re.compile(arg)
+        except re.error as exc:
+            return f"`guardrail` regex is invalid: {exc}"
+    if kind == "max_words" and not (arg.strip().isdigit() and int(arg) > 0):
+        return "`guardrail` max_words: needs a positive integer"
+    return None
+
+
+# --- agents, tasks, the crew -------------------------------------------------------------------
 
 def parse_agents(text: str, errors: list[SpecError]) -> list[AgentSpec]:
     node = _compose(text, "agents_yaml", errors)
@@ -186,26 +329,53 @@ def parse_agents(text: str, errors: list[SpecError]) -> list[AgentSpec]:
         missing = [name for name in AGENT_REQUIRED if not _text(fields.get(name, (None,))[0])]
         if missing:
             errors.append(SpecError("agents_yaml", line, f"agent {key!r} is missing {', '.join(missing)}"))
-        for name, (_, fline) in fields.items():
-            if name not in AGENT_REQUIRED and name not in AGENT_OPTIONAL:
-                errors.append(SpecError("agents_yaml", fline, f"agent {key!r}: unknown field {name!r}"))
-        agent_id = _text(fields.get("agent_id", (None,))[0]) or None
+
+        def report(fline, message, key=key):
+            errors.append(SpecError("agents_yaml", fline, f"agent {key!r}: {message}"))
+
+        values = read_keys(fields, AGENT_KEYS, (), report)
+        agent_id = values.pop("agent_id", None) or None
         if agent_id:
             try:
                 agent_id = str(uuid.UUID(agent_id))
             except ValueError:
-                errors.append(SpecError("agents_yaml", fields["agent_id"][1], f"agent {key!r}: agent_id is not a UUID"))
+                report(fields["agent_id"][1], "agent_id is not a UUID")
                 agent_id = None
-        llm = fields.get("llm", (None,))[0]
-        if isinstance(llm, dict):
-            llm = llm.get("model") or ""
-        agents.append(AgentSpec(
-            key=key, role=_text(fields.get("role", (None,))[0]), goal=_text(fields.get("goal", (None,))[0]),
-            backstory=_text(fields.get("backstory", (None,))[0]), llm=_text(llm),
-            tools=_name_list(fields, "tools", "agents_yaml", errors, "agent", key), agent_id=agent_id, line=line))
+        for name in AGENT_REQUIRED:
+            values[name] = values.get(name, "")
+        values.pop("cache", None)
+        values.pop("use_system_prompt", None)
+        values.pop("allow_code_execution", None)
+        agents.append(AgentSpec(key=key, agent_id=agent_id, line=line, **values))
     if not agents and not any(e.field == "agents_yaml" for e in errors):
         errors.append(SpecError("agents_yaml", None, "defines no agent"))
     return agents
+
+
+def _task_fields(fields: dict, report) -> dict:
+    """CrewAI's ``config``: its keys count as the task's own (the task's explicit keys win)."""
+    config, config_line = fields.get("config", (None, None))
+    if isinstance(config, dict):
+        for name, value in config.items():
+            if name == "config":
+                report(config_line, "`config` cannot nest another `config`")
+            elif str(name) not in fields:
+                fields = {**fields, str(name): (value, config_line)}
+    return fields
+
+
+def _approval(value, line, report) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or set(value) - set(APPROVAL_KEYS):
+        report(line, f"`approval` must be a mapping of {', '.join(APPROVAL_KEYS)}")
+        return {}
+    timeout = value.get("timeout_seconds")
+    if value.get("default", "reject") not in ("approve", "reject") or not (
+            timeout is None or (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0)):
+        report(line, "approval `default` must be approve or reject, `timeout_seconds` a positive number")
+        return {}
+    return value
 
 
 def parse_tasks(text: str, errors: list[SpecError], agents: list[AgentSpec], *, agents_parsed: bool,
@@ -216,14 +386,17 @@ def parse_tasks(text: str, errors: list[SpecError], agents: list[AgentSpec], *, 
     agent_keys = {a.key for a in agents}
     tasks: list[TaskSpec] = []
     for key, line, fields in _entries(node, "tasks_yaml", errors, "task"):
+        def report(fline, message, key=key):
+            errors.append(SpecError("tasks_yaml", fline, f"task {key!r}: {message}"))
+
+        fields = _task_fields(fields, report)
         missing = [name for name in TASK_REQUIRED if not _text(fields.get(name, (None,))[0])]
         if missing:
             errors.append(SpecError("tasks_yaml", line, f"task {key!r} is missing {', '.join(missing)}"))
-        for name, (_, fline) in fields.items():
-            if name not in TASK_REQUIRED and name not in TASK_OPTIONAL:
-                errors.append(SpecError("tasks_yaml", fline, f"task {key!r}: unknown field {name!r}"))
-        agent_value, agent_line = fields.get("agent", (None, None))
-        agent = _text(agent_value) or None
+        values = read_keys(fields, TASK_KEYS, ("approval", "human_input"), report)
+        values.pop("converter_cls", None)
+        agent = values.pop("agent", "") or None
+        agent_line = fields.get("agent", (None, None))[1]
         if agent is None and process != "hierarchical":
             errors.append(SpecError("tasks_yaml", line, f"task {key!r} names no agent (required by the sequential "
                                                         "process)"))
@@ -231,48 +404,71 @@ def parse_tasks(text: str, errors: list[SpecError], agents: list[AgentSpec], *, 
             known = ", ".join(sorted(agent_keys)) or "none"
             errors.append(SpecError("tasks_yaml", agent_line or line,
                                     f"task {key!r} names unknown agent {agent!r} (agents: {known})"))
-        context = _name_list(fields, "context", "tasks_yaml", errors, "task", key)
         earlier = {t.key for t in tasks}
-        for ref in context:
+        for ref in values.get("context", []):
             if ref not in earlier:
-                errors.append(SpecError("tasks_yaml", fields["context"][1],
-                                        f"task {key!r}: context names {ref!r}, which is not an earlier task"))
+                report(fields["context"][1], f"context names {ref!r}, which is not an earlier task")
         human_input, human_line = fields.get("human_input", (False, None))
         if not isinstance(human_input, bool):
-            errors.append(SpecError("tasks_yaml", human_line, f"task {key!r}: `human_input` must be true or false"))
+            report(human_line, "`human_input` must be true or false")
             human_input = False
-        approval, approval_line = fields.get("approval", (None, None))
-        if approval is None:
-            approval = {}
-        elif not isinstance(approval, dict) or set(approval) - set(APPROVAL_KEYS):
-            errors.append(SpecError("tasks_yaml", approval_line, f"task {key!r}: `approval` must be a mapping of "
-                                                                 f"{', '.join(APPROVAL_KEYS)}"))
-            approval = {}
-        elif approval.get("default", "reject") not in ("approve", "reject") or not (
-                approval.get("timeout_seconds") is None or (isinstance(approval["timeout_seconds"], (int, float))
-                                                            and approval["timeout_seconds"] > 0)):
-            errors.append(SpecError("tasks_yaml", approval_line, f"task {key!r}: approval `default` must be approve "
-                                                                 "or reject, `timeout_seconds` a positive number"))
-            approval = {}
-        tasks.append(TaskSpec(
-            key=key, description=_text(fields.get("description", (None,))[0]),
-            expected_output=_text(fields.get("expected_output", (None,))[0]), agent=agent, context=context,
-            tools=_name_list(fields, "tools", "tasks_yaml", errors, "task", key), line=line,
-            human_input=human_input, approval=approval))
+        if values.get("guardrail") and (problem := _guardrail_error(values["guardrail"])):
+            report(fields["guardrail"][1], problem)
+        if sum(1 for name in ("output_json", "output_pydantic", "output_schema") if values.get(name)) > 1:
+            report(line, "give one of `output_json`, `output_pydantic` and `output_schema`")
+        for name in TASK_REQUIRED:
+            values[name] = values.get(name, "")
+        tasks.append(TaskSpec(key=key, agent=agent, line=line, human_input=human_input,
+                              approval=_approval(fields.get("approval", (None,))[0], fields.get("approval", (0, None))[1],
+                                                 report), **values))
     if not tasks and not any(e.field == "tasks_yaml" for e in errors):
         errors.append(SpecError("tasks_yaml", None, "defines no task"))
     return tasks
 
 
-def parse_crew(agents_yaml: str, tasks_yaml: str, process: str = "sequential") -> CrewSpec:
+def crew_settings(settings: dict | None, errors: list[SpecError], *, field_name: str = "config",
+                  strict: bool = False) -> dict:
+    """The crew-level CrewAI keys (process, planning, manager_llm, manager_agent, memory, …) of a
+    crew's ``config`` (or of crew.yaml / crew.jsonc with ``strict``: there an unknown key is refused)."""
+    fields = {str(k): (v, None) for k, v in (settings or {}).items()
+              if strict or str(k) in CREW_KEYS}
+
+    def report(_line, message):
+        errors.append(SpecError(field_name, None, f"crew: {message}"))
+
+    values = read_keys(fields, CREW_KEYS, (), report)
+    if values.get("process") not in (None, "sequential", "hierarchical"):
+        report(None, "`process` must be sequential or hierarchical")
+        values.pop("process")
+    return values
+
+
+def parse_crew(agents_yaml: str, tasks_yaml: str, process: str = "sequential",
+               settings: dict | None = None) -> CrewSpec:
+    """The crew's plan; ``settings`` are its crew-level keys (``Crew.config``: planning,
+    manager_llm, manager_agent, memory)."""
     errors: list[SpecError] = []
+    crew = crew_settings(settings, errors)
     agents = parse_agents(agents_yaml, errors)
     agents_parsed = not any(e.field == "agents_yaml" and e.message.startswith(("YAML syntax", "is empty", "must be"))
                             for e in errors)
     tasks = parse_tasks(tasks_yaml, errors, agents, agents_parsed=agents_parsed, process=process)
-    texts = [a.role + a.goal + a.backstory for a in agents] + [t.description + t.expected_output for t in tasks]
-    placeholders = sorted({m for text in texts for m in _PLACEHOLDER_RE.findall(text)})
-    return CrewSpec(agents=agents, tasks=tasks, errors=errors, placeholders=placeholders)
+    manager_agent = crew.get("manager_agent") or None
+    if manager_agent and agents_parsed and manager_agent not in {a.key for a in agents}:
+        errors.append(SpecError("config", None, f"crew: `manager_agent` names unknown agent {manager_agent!r}"))
+    if (manager_agent or crew.get("manager_llm")) and process != "hierarchical":
+        errors.append(SpecError("config", None, "crew: `manager_llm` / `manager_agent` need the hierarchical process"))
+    spec = CrewSpec(agents=agents, tasks=tasks, errors=errors, process=process, planning=crew.get("planning", False),
+                    manager_llm=crew.get("manager_llm", ""), manager_agent=manager_agent,
+                    memory=crew.get("memory", False))
+    spec.placeholders = sorted({name for text in spec.texts() for name in placeholders_of(text)})
+    return spec
+
+
+def parse_definition(definition: dict) -> CrewSpec:
+    """The spec of a crew execution's ``definition`` (what the run engine stored at create)."""
+    return parse_crew(definition.get("agents_yaml", ""), definition.get("tasks_yaml", ""),
+                      definition.get("process") or "sequential", definition.get("config") or {})
 
 
 def dump_yaml(mapping: dict) -> str:
@@ -295,6 +491,9 @@ def parse_combined(text: str) -> tuple[dict | None, list[dict]]:
     if errors:
         return None, errors
     fields = {key: data[key] for key in ("name", "description", "process", "model", "verbose") if key in data}
+    config = {key: data[key] for key in ("planning", "manager_llm", "manager_agent", "memory") if key in data}
+    if config:
+        fields["config"] = config
     fields["agents_yaml"] = dump_yaml(data["agents"])
     fields["tasks_yaml"] = dump_yaml(data["tasks"])
     return fields, []

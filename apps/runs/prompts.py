@@ -3,14 +3,31 @@ from __future__ import annotations
 
 import re
 
-_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: ``{{`` and ``}}`` are literal braces; ``{name}`` is a placeholder
+_TOKEN_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def interpolate(text: str, inputs: dict) -> str:
-    """CrewAI's ``{name}`` placeholders, filled from the run's inputs (unknown ones stay as written)."""
-    if not inputs:
-        return text
-    return _PLACEHOLDER_RE.sub(lambda m: str(inputs[m.group(1)]) if m.group(1) in inputs else m.group(0), text)
+    """CrewAI's ``{name}`` placeholders, filled from the run's inputs (``{{``/``}}`` give literal
+    braces; an unknown placeholder stays as written — runs refuse missing inputs at create)."""
+    def fill(match):
+        name = match.group(1)
+        if name is None:
+            return match.group(0)[0]
+        return str(inputs[name]) if inputs and name in inputs else match.group(0)
+
+    return _TOKEN_RE.sub(fill, text) if text else text
+
+
+def placeholders_of(text: str) -> list[str]:
+    """The ``{name}`` placeholders of ``text`` in order of first use (escaped braces skipped)."""
+    names = [m.group(1) for m in _TOKEN_RE.finditer(text or "") if m.group(1)]
+    return list(dict.fromkeys(names))
+
+
+def missing_inputs(texts, inputs: dict) -> list[str]:
+    """Placeholders of ``texts`` the inputs do not fill, sorted."""
+    return sorted({name for text in texts for name in placeholders_of(text) if name not in (inputs or {})})
 
 
 def task_prompt(description: str, expected_output: str = "", context: list[tuple[str, str]] | None = None) -> str:

@@ -222,7 +222,7 @@ def _start_run(schedule: Schedule, *, actor, run_name: str, dedupe_key: str | No
     if schedule.target_type == TargetType.CREW and schedule.crew is not None:
         crew = schedule.crew
         definition = {"name": crew.name, "agents_yaml": crew.agents_yaml, "tasks_yaml": crew.tasks_yaml,
-                      "process": crew.process, "model": crew.model}
+                      "process": crew.process, "model": crew.model, "config": crew.config or {}}
         return execution_create(organization=schedule.organization, actor=actor, kind=ExecutionKind.CREW,
                                 crew=crew, run_name=run_name, inputs=schedule.inputs, definition=definition,
                                 model=crew.model, dedupe_key=dedupe_key, **options)

@@ -51,7 +51,7 @@ def test_crews_debug_reports_every_error_with_its_line(owner_client):
 
 def test_crew_export_then_import_round_trips(owner_client, member):
     crew = make_crew(member, description="d", model="builtin")
-    exported = owner_client.get(f"/api/v1/crews/{crew.pk}/export").json()
+    exported = owner_client.get(f"/api/v1/crews/{crew.pk}/export", HTTP_ACCEPT="application/json").json()
     assert exported["files"]["agents.yaml"] == AGENTS_YAML
     imported = owner_client.post("/api/v1/crews/import", {"crew_yaml": exported["crew_yaml"], "name": "Copy"},
                                  format="json")
@@ -165,7 +165,7 @@ def test_execution_create_validates_its_target(owner_client, member, make_member
 def test_execution_list_filters_and_history(owner_client, member):
     crew = make_crew(member)
     agent = make_agent(member)
-    first = owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk)}, format="json").json()
+    first = owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json").json()
     owner_client.post("/api/v1/executions", {"agent_id": str(agent.pk), "description": "Do it"}, format="json")
     assert owner_client.get("/api/v1/executions").json()["total"] == 2
     assert owner_client.get("/api/v1/executions", {"kind": "crew"}).json()["total"] == 1
@@ -187,7 +187,7 @@ def test_generate_name(owner_client):
 
 def test_cancelling_a_pending_execution_ends_it_at_once_and_twice_is_a_conflict(owner_client, member):
     crew = make_crew(member)
-    execution_id = owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk)}, format="json").json()[
+    execution_id = owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json").json()[
         "execution_id"]
     response = owner_client.post(f"/api/v1/executions/{execution_id}/cancel")
     assert response.status_code == 200 and response.json()["status"] == "CANCELLED"
@@ -199,7 +199,7 @@ def test_cancelling_a_pending_execution_ends_it_at_once_and_twice_is_a_conflict(
 
 def test_logs_traces_and_status_of_a_run_that_has_not_started(owner_client, member):
     crew = make_crew(member)
-    execution_id = owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk)}, format="json").json()[
+    execution_id = owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json").json()[
         "execution_id"]
     logs = owner_client.get(f"/api/v1/execution-logs/{execution_id}").json()
     assert logs["items"] == [] and logs["status"] == "PENDING" and logs["last_seq"] == 0

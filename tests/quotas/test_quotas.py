@@ -83,13 +83,13 @@ def test_every_entry_point_is_counted_through_execution_create(member, owner_cli
 
     limit_org(member.organization, agent_executions_per_hour=2)
     crew = make_crew(member)
-    assert owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk)}, format="json").status_code in (200, 201, 202)
+    assert owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json").status_code in (200, 201, 202)
     execution_create(organization=member.organization, actor=None, kind=ExecutionKind.AGENT_COMMAND,
                      agent=make_agent(member), definition={"command": "status"})
     with pytest.raises(QuotaExceeded):
         execution_create(organization=member.organization, actor=None, kind=ExecutionKind.AGENT_TASK,
                          agent=make_agent(member, name="Other"), definition={"description": "x"})
-    assert_envelope(owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk)}, format="json"), 429,
+    assert_envelope(owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json"), 429,
                     "GENERAL_002")
     from apps.agents.consumers import _start_command  # the agent socket's `command` message
 
