@@ -37,7 +37,8 @@ AGENT_OPTIONAL = ("llm", "tools", "agent_id", "allow_delegation", "verbose", "ma
                   "max_execution_time", "name", "description")
 TASK_REQUIRED = ("description", "expected_output")
 TASK_OPTIONAL = ("agent", "context", "tools", "async_execution", "output_file", "output_json", "output_pydantic",
-                 "human_input", "callback", "name", "config", "markdown", "approval")
+                 "human_input", "callback", "name", "config", "markdown", "approval", "output_schema",
+                 "create_directory", "guardrail", "guardrail_max_retries")
 APPROVAL_KEYS = ("role", "user", "timeout_seconds", "default", "question")
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -67,6 +68,10 @@ class AgentSpec:
     tools: list[str] = field(default_factory=list)
     agent_id: str | None = None
     line: int | None = None
+    max_iter: int | None = None
+    max_rpm: int | None = None
+    max_execution_time: float | None = None
+    allow_delegation: bool = False
 
     def as_dict(self) -> dict:
         return {"key": self.key, "role": self.role, "goal": self.goal, "backstory": self.backstory, "llm": self.llm,
@@ -84,6 +89,16 @@ class TaskSpec:
     line: int | None = None
     human_input: bool = False
     approval: dict = field(default_factory=dict)
+    async_execution: bool = False
+    output_json: str | None = None
+    output_pydantic: str | None = None
+    output_schema: dict | None = None
+    output_file: str | None = None
+    create_directory: bool = True
+    markdown: bool = False
+    guardrail: str | None = None
+    guardrail_max_retries: int = 3
+    callback: str | None = None
 
     def as_dict(self) -> dict:
         return {"key": self.key, "description": self.description, "expected_output": self.expected_output,
@@ -177,6 +192,31 @@ def _name_list(fields, name, field_name, errors, what, key) -> list[str]:
     return [item.strip() for item in value]
 
 
+#: run-model keys: name → (accepted types, what the error says)
+AGENT_RUN_SETTINGS = {"max_iter": (int, "a whole number"), "max_rpm": (int, "a whole number"),
+                      "max_execution_time": ((int, float), "a number of seconds"), "allow_delegation": (bool, "true or false")}
+TASK_RUN_SETTINGS = {"async_execution": (bool, "true or false"), "output_json": (str, "a schema name"),
+                     "output_pydantic": (str, "a schema name"), "output_schema": (dict, "a JSON Schema mapping"),
+                     "output_file": (str, "a path"), "create_directory": (bool, "true or false"),
+                     "markdown": (bool, "true or false"), "guardrail": (str, "a sentence or a builtin check"),
+                     "guardrail_max_retries": (int, "a whole number"), "callback": (str, "a webhook name or id")}
+
+
+def _run_settings(fields, wanted: dict, field_name: str, errors: list[SpecError], who: str) -> dict:
+    """The run-model keys present in ``fields``, type-checked (a wrong type is an error naming the key)."""
+    values = {}
+    for name, (types, expected) in wanted.items():
+        value, line = fields.get(name, (None, None))
+        if value is None:
+            continue
+        if not isinstance(value, types) or (types is int and isinstance(value, bool)) or (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0):
+            errors.append(SpecError(field_name, line, f"{who}: `{name}` must be {expected}"))
+            continue
+        values[name] = value.strip() if isinstance(value, str) else value
+    return values
+
+
 def parse_agents(text: str, errors: list[SpecError]) -> list[AgentSpec]:
     node = _compose(text, "agents_yaml", errors)
     if node is None:
@@ -202,7 +242,8 @@ def parse_agents(text: str, errors: list[SpecError]) -> list[AgentSpec]:
         agents.append(AgentSpec(
             key=key, role=_text(fields.get("role", (None,))[0]), goal=_text(fields.get("goal", (None,))[0]),
             backstory=_text(fields.get("backstory", (None,))[0]), llm=_text(llm),
-            tools=_name_list(fields, "tools", "agents_yaml", errors, "agent", key), agent_id=agent_id, line=line))
+            tools=_name_list(fields, "tools", "agents_yaml", errors, "agent", key), agent_id=agent_id, line=line,
+            **_run_settings(fields, AGENT_RUN_SETTINGS, "agents_yaml", errors, f"agent {key!r}")))
     if not agents and not any(e.field == "agents_yaml" for e in errors):
         errors.append(SpecError("agents_yaml", None, "defines no agent"))
     return agents
@@ -258,7 +299,8 @@ def parse_tasks(text: str, errors: list[SpecError], agents: list[AgentSpec], *, 
             key=key, description=_text(fields.get("description", (None,))[0]),
             expected_output=_text(fields.get("expected_output", (None,))[0]), agent=agent, context=context,
             tools=_name_list(fields, "tools", "tasks_yaml", errors, "task", key), line=line,
-            human_input=human_input, approval=approval))
+            human_input=human_input, approval=approval,
+            **_run_settings(fields, TASK_RUN_SETTINGS, "tasks_yaml", errors, f"task {key!r}")))
     if not tasks and not any(e.field == "tasks_yaml" for e in errors):
         errors.append(SpecError("tasks_yaml", None, "defines no task"))
     return tasks
