@@ -104,7 +104,8 @@ def _run_tasks(crew: CrewRun, spec, paused_step: dict) -> str:
     """Every task in order; returns the last task's raw output."""
     ctx = crew.ctx
     agent_keys = list(crew.profiles)
-    previous: str | None = None
+    previous: str | None = None  # the last task that ran in order
+    pending: list[str] = []  # async tasks started since then
     for index, task in enumerate(spec.tasks):
         if task.key in crew.outcomes:
             previous = task.key
@@ -116,12 +117,16 @@ def _run_tasks(crew: CrewRun, spec, paused_step: dict) -> str:
             profile = crew.profiles.get(task.agent) if task.agent else crew.profiles[agent_keys[index % len(agent_keys)]]
         if task.tools:
             profile = AgentProfile(**{**profile.__dict__, "tools": list(dict.fromkeys(profile.tools + task.tools))})
-        refs = task.context if task.context else ([previous] if previous is not None else [])
+        asynchronous = bool(getattr(task, "async_execution", False))
+        # without `context`, CrewAI's rule: an async task reads the last in-order task's output, an
+        # in-order task the async tasks started before it (waiting for them), else the last one's
+        refs = task.context or (pending if pending and not asynchronous else [previous] if previous else [])
         context = [(ref, done.context_text()) for ref in refs if (done := crew.outcome(ref)) is not None]
-        previous = task.key
-        if getattr(task, "async_execution", False):
+        if asynchronous:
             crew.submit(task, profile, context)
+            pending.append(task.key)
             continue
+        previous, pending = task.key, []
         resume = paused_step if paused_step.get("task_key") == task.key else None
         try:
             outcome = crew.execute(task, profile, context, resume)
@@ -142,7 +147,7 @@ def _run_tasks(crew: CrewRun, spec, paused_step: dict) -> str:
                 {"outputs": _saved(crew, without=task.key), "plan": True, "crew_plan": crew.plan,
                  "pending_task": task.key})
     crew.join()
-    last = crew.outcome(previous) if previous else None
+    last = crew.outcome(spec.tasks[-1].key)
     return last.raw if last else ""
 
 
@@ -159,13 +164,13 @@ def _join_quietly(crew: CrewRun) -> None:
 
 def _crew_result(crew: CrewRun, spec, final: str):
     """The raw final answer (seed 001's ``result`` string), or — when a task has structured output
-    or an output file — ``{output, json_output, tasks_output}`` like CrewAI's CrewOutput."""
+    or an output file — ``{output, json_output (the last task's), tasks_output, files}`` like
+    CrewAI's CrewOutput."""
     rich = any(crew.schemas.get(t.key) or getattr(t, "output_file", None) for t in spec.tasks)
     if not rich:
         return final
     ordered = [crew.outcomes[t.key] for t in spec.tasks if t.key in crew.outcomes]
-    last_json = next((o.json_output for o in reversed(ordered) if o.json_output is not None), None)
-    return {"output": final, "json_output": last_json, "tasks_output": [o.as_dict() for o in ordered],
+    return {"output": final, "json_output": ordered[-1].json_output if ordered else None, "tasks_output": [o.as_dict() for o in ordered],
             "files": [o.file for o in ordered if o.file]}
 
 

@@ -272,7 +272,8 @@ class ExecutionViewSet(TenantScopedViewSet):
         if data.get("crew_id"):
             crew = _get_or_400(Crew, org, data["crew_id"], "crew_id")
             definition = {"name": crew.name, "agents_yaml": crew.agents_yaml, "tasks_yaml": crew.tasks_yaml,
-                          "process": data.get("process") or crew.process, "model": data.get("model") or crew.model}
+                          "process": data.get("process") or crew.process, "model": data.get("model") or crew.model,
+                          "config": crew.config or {}}
         else:
             definition = {"name": data.get("run_name") or "", "agents_yaml": data["agents_yaml"],
                           "tasks_yaml": data["tasks_yaml"], "process": data.get("process") or "sequential",
