@@ -39,3 +39,27 @@ def callback_webhook(member, name="crew-results"):
     webhook, _ = webhook_create(organization=member.organization, actor=member.user, data={
         "name": name, "url": "https://93.184.216.34/hook", "events": ["execution.completed"]})
     return webhook
+
+
+#: the schemas whose first-try valid rate is measured: shapes CrewAI projects' pydantic models take
+RATE_SCHEMAS = {
+    "flat": MARKET_SIZE_SCHEMA,
+    "list": {"type": "object", "properties": {"competitors": {"type": "array", "minItems": 2,
+                                                              "items": {"type": "string"}}},
+             "required": ["competitors"]},
+    "nested": {"type": "object", "properties": {"items": {"type": "array", "items": {
+        "type": "object", "properties": {"name": {"type": "string"}, "score": {"type": "number", "maximum": 10}},
+        "required": ["name", "score"]}}}, "required": ["items"]},
+    "enum_bounds": {"type": "object", "properties": {"sentiment": {"enum": ["positive", "negative"]},
+                                                     "confidence": {"type": "integer", "minimum": 1, "maximum": 5}},
+                    "required": ["sentiment", "confidence"], "additionalProperties": False},
+    "pydantic_refs": {"$defs": {"Source": {"type": "object", "properties": {"url": {"type": "string",
+                                                                                    "format": "uri"}},
+                                           "required": ["url"]}},
+                      "type": "object", "properties": {"title": {"type": "string", "minLength": 3},
+                                                       "sources": {"type": "array",
+                                                                   "items": {"$ref": "#/$defs/Source"}}},
+                      "required": ["title", "sources"]},
+    "pattern": {"type": "object", "properties": {"ticket": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$"}},
+                "required": ["ticket"]},
+}

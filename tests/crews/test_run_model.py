@@ -65,7 +65,7 @@ def test_structured_async_file_markdown_callback_and_planning(runs_worker, membe
         assert handle.read().decode() == report
     assert client.get(f"/api/v1/files/{stored.pk}").json()["name"] == "report.md"
     # the callback: one crew.task_completed delivery to the named webhook
-    delivery = WebhookDelivery.objects.get(webhook=webhook)
+    delivery = WebhookDelivery.objects.get(webhook=webhook, event_type="crew.task_completed")
     assert delivery.event_type == "crew.task_completed" and delivery.payload["data"]["task"] == "report_task"
     assert delivery.payload["execution_id"] == str(execution.pk)
 

@@ -9,36 +9,12 @@ import pytest
 
 from apps.runs.models import Execution
 from tests.crews.conftest import make_crew, wait_for
-from tests.crews.crewai_projects import MARKET_SIZE_SCHEMA, market_schema
+from tests.crews.crewai_projects import MARKET_SIZE_SCHEMA, RATE_SCHEMAS, market_schema
 from tests.crews.scripted_llm import ScriptedLLMServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 AGENTS = "analyst:\n  role: Analyst\n  goal: Answer precisely\n  backstory: Exact.\n"
-
-#: the schemas whose first-try valid rate is measured: shapes CrewAI projects' pydantic models take
-RATE_SCHEMAS = {
-    "flat": MARKET_SIZE_SCHEMA,
-    "list": {"type": "object", "properties": {"competitors": {"type": "array", "minItems": 2,
-                                                              "items": {"type": "string"}}},
-             "required": ["competitors"]},
-    "nested": {"type": "object", "properties": {"items": {"type": "array", "items": {
-        "type": "object", "properties": {"name": {"type": "string"}, "score": {"type": "number", "maximum": 10}},
-        "required": ["name", "score"]}}}, "required": ["items"]},
-    "enum_bounds": {"type": "object", "properties": {"sentiment": {"enum": ["positive", "negative"]},
-                                                     "confidence": {"type": "integer", "minimum": 1, "maximum": 5}},
-                    "required": ["sentiment", "confidence"], "additionalProperties": False},
-    "pydantic_refs": {"$defs": {"Source": {"type": "object", "properties": {"url": {"type": "string",
-                                                                                    "format": "uri"}},
-                                           "required": ["url"]}},
-                      "type": "object", "properties": {"title": {"type": "string", "minLength": 3},
-                                                       "sources": {"type": "array",
-                                                                   "items": {"$ref": "#/$defs/Source"}}},
-                      "required": ["title", "sources"]},
-    "pattern": {"type": "object", "properties": {"ticket": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$"}},
-                "required": ["ticket"]},
-}
-
 
 @pytest.fixture(scope="module")
 def llm_server():
