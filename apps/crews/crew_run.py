@@ -13,6 +13,7 @@ from django.db import connection
 
 from apps.crews import delegation, guardrails, outputs, structured
 from apps.crews.limits import Deadline, RateLimiter
+from apps.runs.prompts import interpolate
 from apps.runs.runner import (
     AgentProfile,
     AwaitingApproval,
@@ -23,7 +24,6 @@ from apps.runs.runner import (
     StepResult,
     task_prompt,
 )
-from apps.runs.prompts import interpolate
 
 MARKDOWN = ("Your final answer MUST be formatted in Markdown syntax: use # or ## for headers, "
             "**text** for bold, *text* for italic, - or * for lists, and ``` for code blocks.")

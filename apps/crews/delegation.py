@@ -3,7 +3,7 @@
 ``ask_question_to_coworker`` asks one a question. Served in process (``LocalTool``)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from apps.runs.runner import AgentProfile, LocalTool
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from apps.crews import structured
 from apps.runs.runner import RunFailed
@@ -35,7 +35,7 @@ def builtin_check(guardrail: str, organization) -> Callable[[str], Verdict]:
         return lambda text: _schema_verdict(schema, text)
     if kind == "regex":
         try:
-            pattern = re.compile(argument, re.S)
+            pattern = re.compile(argument, re.DOTALL)
         except re.error as exc:
             raise RunFailed(f"guardrail {guardrail!r} is not a valid regular expression: {exc}", type="guardrail")
         return lambda text: Verdict(bool(pattern.search(text)),

@@ -22,7 +22,6 @@ from apps.runs.runner import (
     StepResult,
     platform_agents,
     span_status,
-    task_prompt,
 )
 
 

@@ -11,7 +11,7 @@ import jsonschema
 
 from apps.runs.runner import RunFailed
 
-_FENCE_RE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+_FENCE_RE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from apps.crews.delegation import ASK, DELEGATE, coworker_tools, find_coworker
 from apps.crews.limits import Deadline, RateLimiter
 from apps.runs.runner import AgentProfile, RunFailed
 from kai_platform.llm import get_client
+from kai_platform.llm.netguard import AllowList
 from kai_platform.llm.structured import instance_of
 from tests.agents.llm_server import LLMServer
 from tests.crews.crewai_projects import RATE_SCHEMAS
@@ -106,17 +107,33 @@ def test_openai_and_anthropic_clients_ask_for_the_schema(llm_server):
     schema = RATE_SCHEMAS["flat"]
     fmt = {"response_format": {"name": "market size!", "schema": schema}}
     client = get_client("openai", model="m", api_key="k", base_url=f"{llm_server.url}/v1", timeout=5,
-                        allowlist=["127.0.0.1"])
+                        allowlist=AllowList.from_entries(["127.0.0.1"]))
     client.complete([{"role": "user", "content": "hi"}], params=fmt)
     assert llm_server.requests[-1]["body"]["response_format"] == {
         "type": "json_schema", "json_schema": {"name": "market_size_", "schema": schema}}
     deepseek = get_client("deepseek", model="m", api_key="k", base_url=f"{llm_server.url}/v1", timeout=5,
-                          allowlist=["127.0.0.1"])
+                          allowlist=AllowList.from_entries(["127.0.0.1"]))
     deepseek.complete([{"role": "user", "content": "hi"}], params=fmt)
     assert llm_server.requests[-1]["body"]["response_format"] == {"type": "json_object"}
     anthropic = get_client("anthropic", model="claude", api_key="k", base_url=llm_server.url, timeout=5,
-                           allowlist=["127.0.0.1"])
+                           allowlist=AllowList.from_entries(["127.0.0.1"]))
     anthropic.complete([{"role": "user", "content": "hi"}], params=fmt)
     body = llm_server.requests[-1]["body"]
     assert body["tool_choice"] == {"type": "tool", "name": "structured_answer"}
     assert body["tools"][-1]["input_schema"] == schema
+
+
+def test_run_settings_are_parsed_and_a_wrong_type_is_an_error_naming_the_key():
+    from apps.crews import specs
+
+    agents = "w:\n  role: W\n  goal: G\n  backstory: B\n  max_iter: many\n  allow_delegation: true\n  max_rpm: 10\n"
+    tasks = ("t:\n  description: D\n  expected_output: E\n  agent: w\n  async_execution: yes\n"
+             "  output_schema: {type: object}\n  guardrail_max_retries: -1\n  output_file: out/a.md\n")
+    spec = specs.parse_crew(agents, tasks)
+    messages = [e.as_envelope_error()["message"] for e in spec.errors]
+    assert messages == ["line 5: agent 'w': `max_iter` must be a whole number",
+                        "line 8: task 't': `guardrail_max_retries` must be a whole number"]
+    agent, task = spec.agents[0], spec.tasks[0]
+    assert (agent.max_iter, agent.allow_delegation, agent.max_rpm) == (None, True, 10)
+    assert task.async_execution is True and task.output_schema == {"type": "object"}
+    assert task.output_file == "out/a.md" and task.guardrail_max_retries == 3 and task.create_directory is True
