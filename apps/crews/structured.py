@@ -7,9 +7,8 @@ import json
 import re
 from dataclasses import dataclass
 
-import jsonschema
-
 from apps.runs.runner import RunFailed
+from apps.schemas.documents import schema_problem, validator_class
 
 _FENCE_RE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
@@ -31,6 +30,10 @@ def task_schema(organization, task) -> OutputSchema | None:
     """The schema a task's answer must match, or None; a name the organization lacks fails the run."""
     inline = getattr(task, "output_schema", None)
     if isinstance(inline, dict) and inline:
+        problem = schema_problem(inline)
+        if problem:
+            raise RunFailed(f"task {task.key!r}: output_schema is not a valid JSON Schema: {problem}",
+                            type="schema_invalid")
         return OutputSchema("inline", inline)
     reference = getattr(task, "output_json", None) or getattr(task, "output_pydantic", None)
     if not reference:
@@ -69,6 +72,5 @@ def check(schema: OutputSchema, text: str) -> tuple[object, list[str]]:
     value, problem = parse_json(text)
     if problem:
         return None, [problem]
-    validator_class = jsonschema.validators.validator_for(schema.schema)
-    errors = sorted(validator_class(schema.schema).iter_errors(value), key=lambda e: list(e.path))
+    errors = sorted(validator_class(schema.schema)(schema.schema).iter_errors(value), key=lambda e: list(e.path))
     return value, [f"{'/'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in errors[:10]]

@@ -2,25 +2,20 @@
 is kept; a changed document is a new version (the old ones stay readable)."""
 from __future__ import annotations
 
-import jsonschema
 from django.db import IntegrityError, transaction
 
 from apps.audit.services import audit_record, snapshot
+from apps.schemas.documents import schema_problem
 from apps.schemas.models import JsonSchema, JsonSchemaVersion
 from kai_platform.api.errors.exceptions import Conflict, Unprocessable
 
 
 def schema_check(document) -> None:
     """Refuse (422) anything that is not a valid JSON Schema object."""
-    if not isinstance(document, dict):
-        raise Unprocessable("The schema must be a JSON object.", errors=[{"field": "schema", "message": "not an object"}])
-    validator = jsonschema.validators.validator_for(document)
-    try:
-        validator.check_schema(document)
-    except jsonschema.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.path) or "(root)"
-        raise Unprocessable(f"The schema is not a valid JSON Schema: {exc.message} at {where}.",
-                            errors=[{"field": "schema", "message": exc.message}])
+    problem = schema_problem(document)
+    if problem:
+        raise Unprocessable(f"The schema is not a valid JSON Schema: {problem}.",
+                            errors=[{"field": "schema", "message": problem}])
 
 
 def _version(row: JsonSchema) -> None:

@@ -41,6 +41,9 @@ def test_invalid_documents_and_duplicate_names_are_refused_in_the_envelope(membe
     bad = client.post("/api/v1/schemas", {"name": "bad", "schema": {"type": "objekt"}}, format="json")
     assert bad.status_code == 422 and "not a valid JSON Schema" in bad.json()["detail"]
     assert client.post("/api/v1/schemas", {"name": "bad", "schema": [1]}, format="json").status_code in (400, 422)
+    for document in ({"$schema": 5}, {"$schema": "https://example.com/unknown"}, {"properties": []}):
+        refused = client.post("/api/v1/schemas", {"name": "bad", "schema": document}, format="json")
+        assert refused.status_code == 422, (document, refused.content)
     assert client.post("/api/v1/schemas", {"name": "has space", "schema": V1}, format="json").status_code == 400
     assert client.post("/api/v1/schemas", {"name": "ok", "schema": V1}, format="json").status_code == 201
     duplicate = client.post("/api/v1/schemas", {"name": "ok", "schema": V1}, format="json")
