@@ -161,6 +161,7 @@ INSTALLED_APPS = [
     "apps.workflows",
     "apps.approvals",
     "apps.webhooks",
+    "apps.schemas",
     "apps.knowledge",
     "apps.quotas",
     "apps.system",

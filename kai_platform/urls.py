@@ -9,7 +9,7 @@ from kai_platform.api.views import HealthView, MetricsView
 API_APPS = ["apps.accounts.urls", "apps.events.urls", "apps.audit.urls", "apps.files.urls", "apps.agents.urls",
             "apps.crews.urls", "apps.scheduler.urls", "apps.workflows.urls", "apps.approvals.urls",
             "apps.webhooks.urls", "apps.quotas.urls", "apps.system.urls", "apps.voice.urls", "apps.stepup.urls",
-            "apps.retention.urls", "apps.knowledge.urls", "apps.sso.urls"]
+            "apps.retention.urls", "apps.knowledge.urls", "apps.sso.urls", "apps.schemas.urls"]
 # Pages and protocols outside /api (dashboard, MCP deployments): each module's urlpatterns mount at /.
 SITE_APPS = ["apps.console.site_urls", "apps.sso.site_urls"]
 

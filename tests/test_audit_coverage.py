@@ -653,6 +653,28 @@ def _scim_token_revoke(ctx):
                 check=lambda row, r: row.after is not None)
 
 
+@recipe("json-schema-list", "post")
+def _json_schema_create(ctx):
+    return Call(ctx.url("json-schema-list"), {"name": "report", "schema": {"type": "object"}}, kind="create",
+                action="json_schema.create", after={"name": "report"})
+
+
+def _json_schema(ctx):
+    from apps.schemas.services import json_schema_create
+
+    return json_schema_create(organization=ctx.org, actor=ctx.user, data={"name": f"s{uuid.uuid4().hex[:6]}",
+                                                                          "schema": {"type": "object"}})
+
+
+for _method in ("put", "patch"):
+    recipe("json-schema-detail", _method)(lambda ctx: (lambda row: Call(
+        ctx.url("json-schema-detail", pk=row.pk), {"schema": {"type": "array"}}, action="json_schema.update",
+        after={"version": 2}, object_id=str(row.pk)))(_json_schema(ctx)))
+recipe("json-schema-detail", "delete")(lambda ctx: (lambda row: Call(
+    ctx.url("json-schema-detail", pk=row.pk), kind="delete", action="json_schema.delete",
+    object_id=str(row.pk)))(_json_schema(ctx)))
+
+
 @recipe("webhook-list", "post")
 def _webhook_create(ctx):
     return Call(ctx.url("webhook-list"), {"name": "ops", "url": "http://127.0.0.1:9/hook",

@@ -20,7 +20,7 @@ LAYERS = [
     # sso: a sign-in feature plugged into accounts (accounts.hooks), encrypts its secrets with agents'
     # crypto; retention: prunes runs, events, audit, files and webhook deliveries by a tenant policy
     {"agents", "crews", "workflows", "approvals", "knowledge", "voice", "scheduler", "webhooks", "sso",
-     "retention"},
+     "retention", "schemas"},
     {"system", "console"},
 ]
 LAYER_OF = {app: index for index, apps in enumerate(LAYERS) for app in apps}

@@ -64,6 +64,9 @@ MATRIX = [
     ("post", "/api/v1/webhooks", {"url": "https://93.184.216.34/hook", "events": ["execution.failed"]},
      ADMIN_ROLES, 201),
     ("get", "/api/v1/webhook-deliveries", None, ALL_ROLES, 200),
+    # JSON Schemas for structured output (apps.schemas)
+    ("get", "/api/v1/schemas", None, ALL_ROLES, 200),
+    ("post", "/api/v1/schemas", {"name": "s", "schema": {"type": "object"}}, HUMAN_ROLES, 201),
     # voice and step-up: every member (a machine identity too) speaks commands and reads its step-up state
     ("post", "/api/v1/voice/process", {"text_fallback": "status of agent 1"}, ALL_ROLES, 200),
     ("get", "/api/v1/voice/commands", None, ALL_ROLES, 200),

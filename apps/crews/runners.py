@@ -9,6 +9,7 @@ from typing import Callable
 from django.db import connection
 
 from apps.crews import specs
+from apps.crews.crew_run import CrewRun, CrewSettings, TaskOutcome
 from apps.crews.models import Pattern
 from apps.runs.models import ExecutionKind, SpanKind
 from apps.runs.registry import register_runner
@@ -21,7 +22,6 @@ from apps.runs.runner import (
     StepResult,
     platform_agents,
     span_status,
-    task_prompt,
 )
 
 
@@ -29,11 +29,46 @@ from apps.runs.runner import (
 def run_crew(ctx: RunContext):
     definition = ctx.execution.definition or {}
     process = definition.get("process") or "sequential"
-    spec = specs.parse_crew(definition.get("agents_yaml", ""), definition.get("tasks_yaml", ""), process)
+    spec = specs.parse_crew(definition.get("agents_yaml", ""), definition.get("tasks_yaml", ""), process,
+                            definition.get("config") if isinstance(definition.get("config"), dict) else {})
     if spec.errors:
         raise RunFailed("the crew's YAML is invalid: " + "; ".join(e.as_envelope_error()["message"] for e in spec.errors))
     inputs = ctx.execution.inputs or {}
-    crew_model = definition.get("model") or ""
+    crew = CrewRun(ctx=ctx, spec=spec, profiles=_crew_profiles(ctx, spec, inputs, definition.get("model") or ""),
+                   settings=CrewSettings.of(spec, definition), inputs=inputs)
+    crew.check_callbacks()
+    hierarchical = crew.manager is not None
+    ctx.total_steps = len(spec.tasks) + (2 if hierarchical else 0) + (1 if crew.settings.planning else 0)
+    ctx.recorder.log(f"crew {definition.get('name') or ''} started: {len(spec.agents)} agents, {len(spec.tasks)} tasks, "
+                     f"{process} process".replace("crew  ", "crew "))
+    checkpoint = ctx.execution.checkpoint or {}
+    root = ctx.recorder.span_start(SpanKind.TASK, f"crew {definition.get('name') or ctx.execution.run_name}",
+                                   process=process, **({"resumed": True} if checkpoint else {}))
+    ctx.root_span = root
+    # a run resumed after an approval keeps what its tasks produced before it was parked
+    crew.outcomes = {key: TaskOutcome(**value) if isinstance(value, dict) else TaskOutcome(key, "", value)
+                     for key, value in (checkpoint.get("outputs") or {}).items()}
+    crew.plan = checkpoint.get("crew_plan") or ""
+    try:
+        if "plan" not in checkpoint:
+            _plan(crew, spec)
+        final = _run_tasks(crew, spec, checkpoint.get("step") or {})
+        if hierarchical:
+            summary = "\n".join(f"{key}: {value.raw}" for key, value in crew.outcomes.items())
+            final = ctx.task_step(name="review", profile=crew.manager, parent=root,
+                                  prompt=f"Review the crew's results and give the final answer:\n{summary}").text
+    except (Cancelled, RunFailed, AwaitingApproval) as exc:
+        crew.failed.set()
+        _join_quietly(crew)
+        ctx.recorder.span_end(root, status=span_status(exc), error=str(exc))
+        raise
+    root.tokens_in, root.tokens_out = ctx.recorder.total_tokens_in, ctx.recorder.total_tokens_out
+    root.cost = ctx.recorder.total_cost
+    ctx.recorder.span_end(root, output=final[:4000], tasks=list(crew.outcomes))
+    return _crew_result(crew, spec, final)
+
+
+def _crew_profiles(ctx: RunContext, spec, inputs: dict, crew_model: str) -> dict[str, AgentProfile]:
     bound = platform_agents(ctx, [a.agent_id for a in spec.agents])
     profiles = {}
     for a in spec.agents:
@@ -43,68 +78,100 @@ def run_crew(ctx: RunContext):
             goal=specs.interpolate(a.goal, inputs), backstory=specs.interpolate(a.backstory, inputs),
             model=a.llm or (agent.llm if agent else "") or crew_model, tools=a.tools or list(getattr(agent, "tools", []) or []),
             agent=agent)
-    ctx.total_steps = len(spec.tasks) + (2 if process == "hierarchical" else 0)
-    ctx.recorder.log(f"crew {definition.get('name') or ''} started: {len(spec.agents)} agents, {len(spec.tasks)} tasks, "
-                     f"{process} process".replace("crew  ", "crew "))
-    checkpoint = ctx.execution.checkpoint or {}
-    root = ctx.recorder.span_start(SpanKind.TASK, f"crew {definition.get('name') or ctx.execution.run_name}",
-                                   process=process, **({"resumed": True} if checkpoint else {}))
-    ctx.root_span = root
-    # a run resumed after an approval keeps what its tasks produced before it was parked
-    outputs: dict[str, str] = dict(checkpoint.get("outputs") or {})
-    paused_step = checkpoint.get("step") or {}
-    manager = AgentProfile(key="manager", name="Crew Manager", role="Crew Manager",
-                           goal="Coordinate the crew so the tasks are done well and in order",
-                           backstory="You are an experienced manager who delegates to the right specialist.",
-                           model=crew_model)
+    return profiles
+
+
+def _plan(crew: CrewRun, spec) -> None:
+    """The hierarchical manager's delegation plan, and with ``planning: true`` the crew's plan
+    (CrewAI's planner), which is added to every task's description."""
+    ctx, inputs = crew.ctx, crew.inputs
+    task_list = "\n".join(f"- {t.key}: {specs.interpolate(t.description, inputs)}" for t in spec.tasks)
+    if crew.manager is not None:
+        ctx.task_step(name="plan", profile=crew.manager, parent=ctx.root_span,
+                      prompt=f"Plan the delegation of these tasks to your crew:\n{task_list}")
+    if crew.settings.planning:
+        planner = AgentProfile(key="planner", name="Task Execution Planner", role="Task Execution Planner",
+                               goal="Your goal is to create an extremely detailed, step-by-step plan based on the "
+                                    "tasks and tools available to each agent so that they can perform the tasks "
+                                    "in an exemplary manner",
+                               backstory="Planner agent for crew planning",
+                               model=crew.settings.planning_llm or ctx.default_model)
+        crew.plan = ctx.task_step(name="planning", profile=planner, parent=ctx.root_span,
+                                  prompt=f"Create a step-by-step plan for these tasks:\n{task_list}").text
+
+
+def _run_tasks(crew: CrewRun, spec, paused_step: dict) -> str:
+    """Every task in order; returns the last task's raw output."""
+    ctx = crew.ctx
+    agent_keys = list(crew.profiles)
+    previous: str | None = None  # the last task that ran in order
+    pending: list[str] = []  # async tasks started since then
+    for index, task in enumerate(spec.tasks):
+        if task.key in crew.outcomes:
+            previous = task.key
+            ctx.recorder.log(f"task {task.key} kept from before the approval pause", task=task.key)
+            continue
+        if crew.manager is not None:
+            profile = crew.manager
+        else:
+            profile = crew.profiles.get(task.agent) if task.agent else crew.profiles[agent_keys[index % len(agent_keys)]]
+        if task.tools:
+            profile = AgentProfile(**{**profile.__dict__, "tools": list(dict.fromkeys(profile.tools + task.tools))})
+        asynchronous = bool(getattr(task, "async_execution", False))
+        # without `context`, CrewAI's rule: an async task reads the last in-order task's output, an
+        # in-order task the async tasks started before it (waiting for them), else the last one's
+        refs = task.context or (pending if pending and not asynchronous else [previous] if previous else [])
+        context = [(ref, done.context_text()) for ref in refs if (done := crew.outcome(ref)) is not None]
+        if asynchronous:
+            crew.submit(task, profile, context)
+            pending.append(task.key)
+            continue
+        previous, pending = task.key, []
+        resume = paused_step if paused_step.get("task_key") == task.key else None
+        try:
+            outcome = crew.execute(task, profile, context, resume)
+        except AwaitingApproval as exc:
+            crew.join()
+            exc.checkpoint.setdefault("step", {})["task_key"] = task.key
+            exc.checkpoint.update(outputs=_saved(crew), plan=True, crew_plan=crew.plan)
+            exc.request.setdefault("step_id", task.key)
+            exc.request.update({k: v for k, v in _approval_options(task).items() if k not in exc.request})
+            raise
+        crew.outcomes[task.key] = outcome
+        if task.human_input:
+            crew.join()
+            raise AwaitingApproval(
+                {"source": "crew_task", "step_id": task.key, "proposed": {"output": outcome.raw},
+                 "question": task.approval.get("question") or f"Approve the output of task {task.key!r}?",
+                 **_approval_options(task)},
+                {"outputs": _saved(crew, without=task.key), "plan": True, "crew_plan": crew.plan,
+                 "pending_task": task.key})
+    crew.join()
+    last = crew.outcome(spec.tasks[-1].key)
+    return last.raw if last else ""
+
+
+def _saved(crew: CrewRun, without: str | None = None) -> dict:
+    return {key: outcome.__dict__ for key, outcome in crew.outcomes.items() if key != without}
+
+
+def _join_quietly(crew: CrewRun) -> None:
     try:
-        if process == "hierarchical" and "plan" not in checkpoint:
-            task_list = "\n".join(f"- {t.key}: {specs.interpolate(t.description, inputs)}" for t in spec.tasks)
-            ctx.task_step(name="plan", profile=manager, parent=root,
-                          prompt=f"Plan the delegation of these tasks to your crew:\n{task_list}")
-        previous: str | None = None
-        agent_keys = list(profiles)
-        for index, task in enumerate(spec.tasks):
-            if task.key in outputs:
-                previous = outputs[task.key]
-                ctx.recorder.log(f"task {task.key} kept from before the approval pause", task=task.key)
-                continue
-            profile = profiles.get(task.agent) if task.agent else profiles[agent_keys[index % len(agent_keys)]]
-            context = [(ref, outputs[ref]) for ref in task.context] if task.context else (
-                [(spec.tasks[index - 1].key, previous)] if previous is not None else [])
-            prompt = task_prompt(specs.interpolate(task.description, inputs),
-                                  specs.interpolate(task.expected_output, inputs), context)
-            if task.tools:
-                profile = AgentProfile(**{**profile.__dict__, "tools": list(dict.fromkeys(profile.tools + task.tools))})
-            resume = paused_step if paused_step.get("task_key") == task.key else None
-            try:
-                result = ctx.task_step(name=task.key, profile=profile, prompt=prompt, parent=root,
-                                       agent_key=profile.key, resume=resume)
-            except AwaitingApproval as exc:
-                exc.checkpoint.setdefault("step", {})["task_key"] = task.key
-                exc.checkpoint.update(outputs=dict(outputs), plan=True)
-                exc.request.setdefault("step_id", task.key)
-                exc.request.update({k: v for k, v in _approval_options(task).items() if k not in exc.request})
-                raise
-            if task.human_input:
-                raise AwaitingApproval(
-                    {"source": "crew_task", "step_id": task.key, "proposed": {"output": result.text},
-                     "question": task.approval.get("question") or f"Approve the output of task {task.key!r}?",
-                     **_approval_options(task)},
-                    {"outputs": dict(outputs), "plan": True, "pending_task": task.key})
-            outputs[task.key] = previous = result.text
-        final = previous or ""
-        if process == "hierarchical":
-            summary = "\n".join(f"{key}: {value}" for key, value in outputs.items())
-            final = ctx.task_step(name="review", profile=manager, parent=root,
-                                  prompt=f"Review the crew's results and give the final answer:\n{summary}").text
-    except (Cancelled, RunFailed, AwaitingApproval) as exc:
-        ctx.recorder.span_end(root, status=span_status(exc), error=str(exc))
-        raise
-    root.tokens_in, root.tokens_out = ctx.recorder.total_tokens_in, ctx.recorder.total_tokens_out
-    root.cost = ctx.recorder.total_cost
-    ctx.recorder.span_end(root, output=final[:4000], tasks=list(outputs))
-    return final
+        crew.join()
+    except (Cancelled, RunFailed):
+        pass
+
+
+def _crew_result(crew: CrewRun, spec, final: str):
+    """The raw final answer (seed 001's ``result`` string), or — when a task has structured output
+    or an output file — ``{output, json_output (the last task's), tasks_output, files}`` like
+    CrewAI's CrewOutput."""
+    rich = any(crew.schemas.get(t.key) or getattr(t, "output_file", None) for t in spec.tasks)
+    if not rich:
+        return final
+    ordered = [crew.outcomes[t.key] for t in spec.tasks if t.key in crew.outcomes]
+    return {"output": final, "json_output": ordered[-1].json_output if ordered else None, "tasks_output": [o.as_dict() for o in ordered],
+            "files": [o.file for o in ordered if o.file]}
 
 
 def _approval_options(task) -> dict:

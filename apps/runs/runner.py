@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Callable
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -106,6 +107,25 @@ class AgentProfile:
         return cls(key=str(agent.pk), name=agent.name, role=agent.role or agent.name, goal=agent.goal,
                    backstory=agent.backstory, model=agent.llm, tools=list(agent.tools or []), agent=agent,
                    instructions=extra if isinstance(extra, str) else "")
+
+
+@dataclass
+class LocalTool:
+    """A tool a kind's runner serves in process (not a registered tool row): its model-facing spec
+    ``{name, description, parameters}`` and ``run(arguments) -> str``."""
+    spec: dict
+    run: Callable[[dict], str]
+
+
+@dataclass
+class StepOptions:
+    """What a kind's runner may set for one agent step: extra model ``params`` (e.g. a
+    ``response_format``), the tool rounds before a final answer is forced, in-process tools, and a
+    hook called before each model call (rate limits, deadlines; it raises to stop the step)."""
+    params: dict = field(default_factory=dict)
+    max_rounds: int = MAX_TOOL_ROUNDS
+    local_tools: dict[str, LocalTool] = field(default_factory=dict)
+    before_call: Callable[[], None] | None = None
 
 
 @dataclass
@@ -205,7 +225,8 @@ class RunContext:
         return [self._tools_cache[n] for n in names if n in self._tools_cache]
 
     # --- one LLM call -----------------------------------------------------------------------
-    def llm_call(self, *, profile: AgentProfile, messages: list[dict], tools: list[dict] | None, parent: Span | None):
+    def llm_call(self, *, profile: AgentProfile, messages: list[dict], tools: list[dict] | None, parent: Span | None,
+                 params: dict | None = None):
         resolved = self.resolve(profile.model)
         self.check_cancel()
         if llm_layer.budgets_configured(organization=self.organization, resolved=resolved, agent=profile.agent):
@@ -230,7 +251,7 @@ class RunContext:
         counted_out = 0
         estimated_in = messages_tokens(messages)
         cancelled = False
-        stream = resolved.client.stream(messages, tools or None, dict(self.params))
+        stream = resolved.client.stream(messages, tools or None, {**self.params, **(params or {})})
         try:
             for chunk in stream:
                 if self.handle.cancel_event.is_set():
@@ -284,9 +305,10 @@ class RunContext:
 
     # --- an agent answers a prompt ----------------------------------------------------------
     def agent_step(self, *, profile: AgentProfile, prompt: str, parent: Span | None, label: str = "",
-                   resume: dict | None = None) -> StepResult:
+                   resume: dict | None = None, options: StepOptions | None = None) -> StepResult:
         """``resume``: the checkpoint of this step parked on a tool call that needed approval (its
         messages, the pending calls and the decision); the conversation goes on from there."""
+        options = options or StepOptions()
         self.check_cancel()
         span = self.recorder.span_start(SpanKind.AGENT, profile.role or profile.name, parent, agent_id=profile.agent_id,
                                         agent_key=profile.key)
@@ -295,6 +317,7 @@ class RunContext:
         tool_rows = self.tool_rows(profile.tools)
         tool_specs = [{"name": t.name, "description": t.description or t.name,
                        "parameters": t.parameters_schema or {"type": "object", "properties": {}}} for t in tool_rows]
+        tool_specs += [local.spec for local in options.local_tools.values()]
         messages = [{"role": "system", "content": profile.system_prompt()}, {"role": "user", "content": prompt}]
         result = StepResult(text="")
         first_round = 0
@@ -306,11 +329,13 @@ class RunContext:
                     call = ToolCall(call_data["id"], call_data["name"], dict(call_data.get("arguments") or {}))
                     if decision.get("arguments") is not None and call.id == decision.get("call_id"):
                         call = ToolCall(call.id, call.name, dict(decision["arguments"]))
-                    messages.append(self._tool_message(call, tool_rows, profile, span, result))
-            for _round in range(first_round, MAX_TOOL_ROUNDS + 1):
+                    messages.append(self._tool_message(call, tool_rows, profile, span, result, options))
+            for _round in range(first_round, options.max_rounds + 1):
+                if options.before_call:
+                    options.before_call()
                 text, calls, tin, tout, cost = self.llm_call(profile=profile, messages=messages,
-                                                             tools=tool_specs if _round < MAX_TOOL_ROUNDS else None,
-                                                             parent=span)
+                                                             tools=tool_specs if _round < options.max_rounds else None,
+                                                             parent=span, params=options.params)
                 result.tokens_in += tin
                 result.tokens_out += tout
                 result.cost += cost
@@ -328,7 +353,7 @@ class RunContext:
                         {"step": {"messages": messages, "round": _round, "call_id": call.id,
                                   "calls": [c.as_dict() for c in calls]}})
                 for call in calls:
-                    messages.append(self._tool_message(call, tool_rows, profile, span, result))
+                    messages.append(self._tool_message(call, tool_rows, profile, span, result, options))
         except (Cancelled, RunFailed, AwaitingApproval) as exc:
             span.tokens_in, span.tokens_out, span.cost = result.tokens_in, result.tokens_out, result.cost
             self.recorder.span_end(span, status=span_status(exc), error=str(exc))
@@ -343,24 +368,27 @@ class RunContext:
         self.step_done(profile=profile, label=label)
         return result
 
-    def _tool_message(self, call, tool_rows, profile: AgentProfile, parent: Span, result: StepResult) -> dict:
+    def _tool_message(self, call, tool_rows, profile: AgentProfile, parent: Span, result: StepResult,
+                      options: StepOptions | None = None) -> dict:
         """Run one tool call the model asked for; its answer as the next message of the conversation."""
-        text, ok = self._run_tool(call, tool_rows, profile, parent)
+        text, ok = self._run_tool(call, tool_rows, profile, parent, (options.local_tools if options else None) or {})
         result.tool_calls += 1
         result.calls.append({"name": call.name, "arguments": call.arguments, "ok": ok, "result": text[:2000]})
         return {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": text}
 
-    def _run_tool(self, call, tool_rows, profile: AgentProfile, parent: Span) -> tuple[str, bool]:
+    def _run_tool(self, call, tool_rows, profile: AgentProfile, parent: Span,
+                  local_tools: dict[str, LocalTool] | None = None) -> tuple[str, bool]:
         self.check_cancel()
         span = self.recorder.span_start(SpanKind.TOOL, call.name, parent, agent_id=profile.agent_id,
                                         arguments=call.arguments)
         tool = next((t for t in tool_rows if t.name == call.name), None)
+        local = (local_tools or {}).get(call.name) if tool is None else None
         try:
-            if tool is None:
+            if tool is None and local is None:
                 raise RunFailed(f"tool {call.name!r} is not available to this agent")
-            output = plugins.service("tool_run")(tool, call.arguments, organization=self.organization,
-                                                  agent=profile.agent, actor=self.execution.created_by,
-                                                  citations=self.citations)
+            output = local.run(call.arguments) if local is not None else plugins.service("tool_run")(
+                tool, call.arguments, organization=self.organization, agent=profile.agent,
+                actor=self.execution.created_by, citations=self.citations)
             text = output if isinstance(output, str) else json.dumps(output, default=str)
             self.recorder.span_end(span, output=text[:2000])
             self.recorder.log(f"tool {call.name} returned", tool=call.name, output=text[:2000])
@@ -375,10 +403,11 @@ class RunContext:
         return text, ok
 
     def task_step(self, *, name: str, profile: AgentProfile, prompt: str, parent: Span | None,
-                  resume: dict | None = None, **attributes) -> StepResult:
+                  resume: dict | None = None, options: StepOptions | None = None, **attributes) -> StepResult:
         span = self.recorder.span_start(SpanKind.TASK, name, parent, agent_id=profile.agent_id, **attributes)
         try:
-            result = self.agent_step(profile=profile, prompt=prompt, parent=span, label=f"task {name}", resume=resume)
+            result = self.agent_step(profile=profile, prompt=prompt, parent=span, label=f"task {name}", resume=resume,
+                                     options=options)
         except (Cancelled, RunFailed, AwaitingApproval) as exc:
             self.recorder.span_end(span, status=span_status(exc), error=str(exc))
             raise

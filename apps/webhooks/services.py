@@ -333,3 +333,23 @@ def webhooks_rotate_secrets(*, batch_size: int = 500) -> int:
         rotated += len(batch)
         if len(batch) < batch_size:
             return rotated
+
+
+def webhook_deliver(*, organization, reference: str, event_type: str, data: dict, execution_id=None,
+                    agent_id=None) -> WebhookDelivery | None:
+    """Send ``data`` to one subscription named by id or name (a crew task's ``callback``), sent on
+    commit like every delivery. None when the organization has no active webhook by that reference."""
+    from apps.webhooks.selectors import webhook_by_reference
+
+    webhook = webhook_by_reference(organization=organization, reference=reference)
+    if webhook is None:
+        return None
+    payload = {"event_id": None, "type": event_type,
+               "created_at": timezone.now().isoformat().replace("+00:00", "Z"),
+               "organization_id": str(webhook.organization_id), "agent_id": str(agent_id) if agent_id else None,
+               "execution_id": str(execution_id) if execution_id else None, "data": data}
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.create(organization_id=webhook.organization_id, webhook=webhook,
+                                                  event_type=event_type, payload=payload)
+        transaction.on_commit(partial(_enqueue, delivery.pk))
+    return delivery

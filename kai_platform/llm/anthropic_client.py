@@ -5,6 +5,7 @@ import json
 import time
 from typing import Iterator
 
+from kai_platform.llm import structured
 from kai_platform.llm.base import (
     Chunk,
     LLMAuthError,
@@ -95,6 +96,10 @@ class AnthropicClient(LLMClient):
             kwargs["tools"] = [{"name": t["name"], "description": t.get("description", ""),
                                 "input_schema": t.get("parameters") or {"type": "object", "properties": {}}}
                                for t in tools]
+        fmt = structured.response_format(params)
+        if fmt is not None:  # a forced call of the answer tool (any tool when the agent has its own)
+            kwargs["tools"] = kwargs.get("tools", []) + [structured.anthropic_answer_tool(fmt)]
+            kwargs["tool_choice"] = {"type": "any"} if tools else {"type": "tool", "name": structured.ANSWER_TOOL}
         client = self._sdk_client()
         deadline = time.monotonic() + self.timeout
         input_tokens = output_tokens = 0
@@ -118,7 +123,10 @@ class AnthropicClient(LLMClient):
                     elif kind == "content_block_stop" and event.index in blocks:
                         block = blocks.pop(event.index)
                         arguments = json.loads(block["json"]) if block["json"] else {}
-                        yield Chunk(kind="tool_call", tool_call=ToolCall(block["id"], block["name"], arguments))
+                        if fmt is not None and block["name"] == structured.ANSWER_TOOL:
+                            yield Chunk(kind="text", text=structured.anthropic_answer(fmt, arguments))
+                        else:
+                            yield Chunk(kind="tool_call", tool_call=ToolCall(block["id"], block["name"], arguments))
                     elif kind == "message_delta" and getattr(event, "usage", None):
                         output_tokens = event.usage.output_tokens or output_tokens
         except LLMError:

@@ -6,6 +6,8 @@ After a tool result: ``"Tool <name> returned: <content>"``.
 Tool calls: when tools are offered and the last user message has a line
 ``/tool <name> <json arguments>``, the reply is that tool call instead of text; ``params``
 may also name calls directly: ``{"tool_calls": [{"name": …, "arguments": {…}}]}``.
+Structured answers: with ``params["response_format"]`` (``kai_platform.llm.structured``) the reply
+is a deterministic JSON instance of the schema.
 Load modelling: ``latency_ms`` (before the first token) and ``tokens_per_s`` (pace of the rest).
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import time
 from typing import Iterator
 
+from kai_platform.llm import structured
 from kai_platform.llm.base import Chunk, LLMBadRequest, LLMClient, ToolCall, Usage, count_tokens, messages_tokens
 
 _DIRECTIVE = re.compile(r"^/tool\s+([A-Za-z0-9_.\-]+)\s*(.*)$", re.M)
@@ -73,9 +76,14 @@ class BuiltinClient(LLMClient):
             out = sum(count_tokens(json.dumps(c.arguments)) + 1 for c in calls)
             yield Chunk(kind="usage", usage=Usage(input_tokens, out))
             return
-        words = self._reply(messages).split(" ")
+        fmt = structured.response_format(params)
+        if fmt is not None:
+            reply = json.dumps(structured.instance_of(fmt["schema"]), ensure_ascii=False)
+        else:
+            reply = self._reply(messages)
+        words = reply.split(" ")
         max_tokens = params.get("max_tokens")
-        if max_tokens:
+        if max_tokens and fmt is None:
             words = words[: max(1, int(max_tokens))]
         emitted = 0
         for index, word in enumerate(words):

@@ -8,6 +8,7 @@ from typing import Iterator
 
 import openai  # here, not at the first call: a client's first call must not spend its timeout importing
 
+from kai_platform.llm import structured
 from kai_platform.llm.base import (
     Chunk,
     LLMAuthError,
@@ -116,6 +117,9 @@ class OpenAICompatibleClient(LLMClient):
             kwargs["tools"] = [{"type": "function", "function": {
                 "name": t["name"], "description": t.get("description", ""),
                 "parameters": t.get("parameters") or {"type": "object", "properties": {}}}} for t in tools]
+        fmt = structured.response_format(params)
+        if fmt is not None:
+            kwargs["response_format"] = structured.openai_response_format(fmt, self.provider_type)
         client = self._sdk_client()
         deadline = time.monotonic() + self.timeout
         usage = None
