@@ -170,30 +170,25 @@ def _yaml_mapping(files, name: str, field_name: str) -> tuple[dict, str]:
 
 # --- the project -----------------------------------------------------------------------------------
 
+def _definitions(files, crew: dict, what: str, report: Report) -> tuple[dict, str]:
+    """``agents`` / ``tasks``: the YAML file (and its text), else the crew file's mapping."""
+    name = _find(files, (f"{what}.yaml", f"{what}.yml"), f"{what}.yaml")
+    if name:
+        report.files.append(name)
+        return _yaml_mapping(files, name, f"{what}_yaml")
+    if isinstance(crew.get(what), dict):
+        return crew[what], ""
+    _fail(f"the archive has no {what}.yaml (CrewAI's config/{what}.yaml) and crew.yaml / crew.jsonc names no "
+          f"`{what}`", f"{what}_yaml")
+
+
 def read_project(data: bytes) -> Project:
     """The CrewAI project in ``data`` (a zip) as agents, tasks, crew keys and a report."""
     files = read_archive(data)
     report = Report()
     crew = _crew_file(files, report)
-    agents_name = _find(files, ("agents.yaml", "agents.yml"), "agents.yaml")
-    tasks_name = _find(files, ("tasks.yaml", "tasks.yml"), "tasks.yaml")
-    agents_text = tasks_text = ""
-    if agents_name:
-        agents, agents_text = _yaml_mapping(files, agents_name, "agents_yaml")
-        report.files.append(agents_name)
-    elif isinstance(crew.get("agents"), dict):
-        agents = crew["agents"]
-    else:
-        _fail("the archive has no agents.yaml (CrewAI's config/agents.yaml) and crew.yaml / crew.jsonc names no "
-              "`agents`", "agents_yaml")
-    if tasks_name:
-        tasks, tasks_text = _yaml_mapping(files, tasks_name, "tasks_yaml")
-        report.files.append(tasks_name)
-    elif isinstance(crew.get("tasks"), dict):
-        tasks = crew["tasks"]
-    else:
-        _fail("the archive has no tasks.yaml (CrewAI's config/tasks.yaml) and crew.yaml / crew.jsonc names no "
-              "`tasks`", "tasks_yaml")
+    agents, agents_text = _definitions(files, crew, "agents", report)
+    tasks, tasks_text = _definitions(files, crew, "tasks", report)
     crew = {k: v for k, v in crew.items() if k not in ("agents", "tasks")}
     project = Project(agents=agents, tasks=tasks, crew=crew, report=report, agents_text=agents_text,
                       tasks_text=tasks_text)
