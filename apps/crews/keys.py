@@ -40,7 +40,7 @@ AGENT_KEYS: dict[str, Key] = {k.name: k for k in (
     _h("llm", "model", "the model (`provider/model` or a mapping with `model`); else the crew's, else the "
                        "organization default"),
     _h("tools", "names", "the organization's tools by name; a name the organization lacks is refused"),
-    _h("max_iter", "posint", "caps the model/tool iterations of one task (CrewAI default 25)"),
+    _h("max_iter", "count", "caps the tool rounds of one task (CrewAI default 25; 0 answers at once)"),
     _h("max_rpm", "posint", "caps the agent's model calls per minute; calls over it wait"),
     _h("max_execution_time", "posint", "seconds one task of this agent may take; over it the task fails"),
     _h("allow_delegation", "bool", "gives the agent CrewAI's delegate-work / ask-question tools over its coworkers"),

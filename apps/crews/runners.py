@@ -29,8 +29,7 @@ from apps.runs.runner import (
 def run_crew(ctx: RunContext):
     definition = ctx.execution.definition or {}
     process = definition.get("process") or "sequential"
-    spec = specs.parse_crew(definition.get("agents_yaml", ""), definition.get("tasks_yaml", ""), process,
-                            definition.get("config") if isinstance(definition.get("config"), dict) else {})
+    spec = specs.parse_definition(definition)
     if spec.errors:
         raise RunFailed("the crew's YAML is invalid: " + "; ".join(e.as_envelope_error()["message"] for e in spec.errors))
     inputs = ctx.execution.inputs or {}

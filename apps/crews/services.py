@@ -48,7 +48,8 @@ def crew_organization_problems(*, organization, spec: specs.CrewSpec) -> dict[st
     """What the crew names that the organization lacks: tools, knowledge bases (``knowledge_sources``)
     and webhook subscriptions (``callback``), by the field that names them."""
     from apps.knowledge.models import KnowledgeBase
-    from apps.webhooks.models import Webhook
+    from apps.schemas.selectors import schema_document
+    from apps.webhooks.selectors import webhook_by_reference
 
     problems: dict[str, list[str]] = {}
     if missing := crew_missing_tools(organization=organization, spec=spec):
@@ -60,10 +61,14 @@ def crew_organization_problems(*, organization, spec: specs.CrewSpec) -> dict[st
         if missing := [n for n in spec.knowledge_sources if n not in known]:
             problems.setdefault("agents_yaml", []).append(
                 f"`knowledge_sources` name knowledge bases this organization lacks: {', '.join(missing)}")
-    if spec.callbacks:
-        known = set(Webhook.objects.for_org(organization).filter(name__in=spec.callbacks, is_active=True)
-                    .values_list("name", flat=True))
-        if missing := [n for n in spec.callbacks if n not in known]:
+    refs = sorted({ref for task in spec.tasks for ref in (task.output_json, task.output_pydantic) if ref})
+    if missing := [ref for ref in refs if schema_document(organization=organization, reference=ref) is None]:
+        problems.setdefault("tasks_yaml", []).append(
+            f"`output_json`/`output_pydantic` name JSON Schemas this organization lacks: {', '.join(missing)} "
+            "(add them under /api/v1/schemas first, or give the schema inline as `output_schema`)")
+    if spec.callbacks:  # by name or id, as the run resolves it
+        missing = [n for n in spec.callbacks if webhook_by_reference(organization=organization, reference=n) is None]
+        if missing:
             problems.setdefault("tasks_yaml", []).append(
                 f"`callback` names no active webhook subscription of this organization: {', '.join(missing)}")
     return problems

@@ -68,11 +68,11 @@ def test_refused_keys_parse_at_the_value_that_asks_for_nothing_missing():
 
 
 def test_unknown_keys_bad_values_and_task_config_are_reported_by_name():
-    agents = AGENT + "  max_iter: 0\n  favourite: tea\n"
+    agents = AGENT + "  max_iter: -1\n  favourite: tea\n"
     tasks = TASK + "  config: {markdown: true, output_file: 'out/{topic}.md', colour: red}\n  guardrail: \"max_words:x\"\n"
     spec = specs.parse_crew(agents, tasks)
     messages = [e.as_envelope_error()["message"] for e in spec.errors]
-    assert "line 5: agent 'a': `max_iter` must be an integer ≥ 1" in messages
+    assert "line 5: agent 'a': `max_iter` must be an integer ≥ 0" in messages
     assert any(m.startswith("line 6: agent 'a': unknown field 'favourite'") for m in messages)
     assert any(m.startswith("line 5: task 't': unknown field 'colour'") for m in messages)
     assert "line 6: task 't': `guardrail` max_words: needs a positive integer" in messages

@@ -5,6 +5,7 @@ planning, guardrails that fail the run, delegation and the hierarchical manager,
 from __future__ import annotations
 
 import pytest
+from rest_framework.exceptions import ValidationError
 
 from apps.runs.models import Execution, TraceSpan
 from tests.crews.conftest import make_crew, wait_for
@@ -17,6 +18,18 @@ def _start(client, crew, inputs, **extra) -> str:
     response = client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": inputs, **extra}, format="json")
     assert response.status_code == 202, response.content
     return response.json()["execution_id"]
+
+
+def _start_unchecked(crew, member) -> str:
+    """A run queued the way the engine queues it (a schedule, a run created before a change), without
+    the API's create-time checks."""
+    from apps.runs.models import ExecutionKind
+    from apps.runs.services import execution_create
+
+    definition = {"name": crew.name, "agents_yaml": crew.agents_yaml, "tasks_yaml": crew.tasks_yaml,
+                  "process": crew.process, "model": crew.model, "config": crew.config or {}}
+    return str(execution_create(organization=member.organization, actor=member.user, kind=ExecutionKind.CREW,
+                                crew=crew, definition=definition, inputs={"topic": "x"}).pk)
 
 
 def _ended(pk, timeout=90) -> Execution:
@@ -74,12 +87,26 @@ def test_guardrail_failure_retries_then_fails_naming_it_and_missing_references_f
         runs_worker, member, client_for):
     client = client_for(member)
     strict = _start(client, project_crew(member, "strict_editor"), {"topic": "tides"})
+    with pytest.raises(ValidationError, match="JSON Schemas this organization lacks: nowhere"):
+        make_crew(member, name="needs schema", tasks_yaml=(
+            "t:\n  description: d\n  expected_output: e\n  agent: writer\n  output_json: nowhere\n"))
+    # a schema deleted after the crew was saved fails the run before any model call
+    doomed = market_schema(member)
     missing_schema = make_crew(member, name="needs schema", tasks_yaml=(
-        "t:\n  description: d\n  expected_output: e\n  agent: writer\n  output_json: nowhere\n"))
-    no_schema = _start(client, missing_schema, {"topic": "x"})
-    missing_hook = make_crew(member, name="needs hook", tasks_yaml=(
-        "t:\n  description: d\n  expected_output: e\n  agent: writer\n  callback: nobody\n"))
-    no_hook = _start(client, missing_hook, {"topic": "x"})
+        "t:\n  description: d\n  expected_output: e\n  agent: writer\n  output_json: market_size\n"))
+    doomed.delete()
+    hook_yaml = "t:\n  description: d\n  expected_output: e\n  agent: writer\n  callback: {}\n"
+    with pytest.raises(ValidationError, match="no active webhook subscription of this organization: nobody"):
+        make_crew(member, name="needs hook", tasks_yaml=hook_yaml.format("nobody"))
+    # a subscription switched off after the crew was saved: the run is refused at create, naming it
+    gone = callback_webhook(member, name="gone-later")
+    missing_hook = make_crew(member, name="needs hook", tasks_yaml=hook_yaml.format(gone.pk))
+    gone.is_active = False
+    gone.save(update_fields=["is_active"])
+    refused = client.post("/api/v1/executions", {"crew_id": str(missing_hook.pk), "inputs": {"topic": "x"}},
+                          format="json")
+    assert refused.status_code == 400 and f"no active webhook subscription of this organization: {gone.pk}" in \
+        refused.json()["errors"][0]["message"]
 
     execution = _ended(strict)
     assert execution.status == "FAILED"
@@ -94,10 +121,10 @@ def test_guardrail_failure_retries_then_fails_naming_it_and_missing_references_f
     logs = list(execution.logs.filter(level="warning").values_list("message", flat=True))
     assert sum("refused attempt" in m for m in logs) == 3
 
-    for pk, words in ((no_schema, "names JSON Schema 'nowhere'"), (no_hook, "callback names webhook 'nobody'")):
-        failed = _ended(pk)
-        assert failed.status == "FAILED" and words in failed.error
-        assert _spans(pk, "llm") == []
+    no_schema = _start_unchecked(missing_schema, member)
+    failed = _ended(no_schema)
+    assert failed.status == "FAILED" and "names JSON Schema 'market_size'" in failed.error
+    assert _spans(no_schema, "llm") == []
 
 
 def test_hierarchical_manager_delegates_through_coworker_tools(runs_worker, member, client_for):

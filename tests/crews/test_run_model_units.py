@@ -131,9 +131,9 @@ def test_run_settings_are_parsed_and_a_wrong_type_is_an_error_naming_the_key():
              "  output_schema: {type: object}\n  guardrail_max_retries: -1\n  output_file: out/a.md\n")
     spec = specs.parse_crew(agents, tasks)
     messages = [e.as_envelope_error()["message"] for e in spec.errors]
-    assert messages == ["line 5: agent 'w': `max_iter` must be a whole number",
-                        "line 8: task 't': `guardrail_max_retries` must be a whole number"]
+    assert messages == ["line 5: agent 'w': `max_iter` must be an integer ≥ 0",
+                        "line 7: task 't': `guardrail_max_retries` must be an integer ≥ 0"]
     agent, task = spec.agents[0], spec.tasks[0]
-    assert (agent.max_iter, agent.allow_delegation, agent.max_rpm) == (None, True, 10)
+    assert (agent.max_iter, agent.allow_delegation, agent.max_rpm) == (25, True, 10)  # CrewAI's default max_iter
     assert task.async_execution is True and task.output_schema == {"type": "object"}
     assert task.output_file == "out/a.md" and task.guardrail_max_retries == 3 and task.create_directory is True
