@@ -137,3 +137,39 @@ def test_run_settings_are_parsed_and_a_wrong_type_is_an_error_naming_the_key():
     assert (agent.max_iter, agent.allow_delegation, agent.max_rpm) == (25, True, 10)  # CrewAI's default max_iter
     assert task.async_execution is True and task.output_schema == {"type": "object"}
     assert task.output_file == "out/a.md" and task.guardrail_max_retries == 3 and task.create_directory is True
+
+
+def test_anthropic_forced_answer_tool_call_becomes_the_json_text(monkeypatch):
+    """The stream of a forced ``structured_answer`` call (Anthropic's event shapes) yields the JSON
+    text of its input, not a tool call; another tool's call stays a tool call."""
+    from types import SimpleNamespace as NS
+
+    from kai_platform.llm.anthropic_client import AnthropicClient
+
+    def events(name):
+        usage = NS(input_tokens=3, output_tokens=1)
+        return [NS(type="message_start", message=NS(usage=usage)),
+                NS(type="content_block_start", index=0, content_block=NS(type="tool_use", id="tu_1", name=name)),
+                NS(type="content_block_delta", index=0, delta=NS(type="input_json_delta", partial_json='{"market": ')),
+                NS(type="content_block_delta", index=0, delta=NS(type="input_json_delta", partial_json='"tides"}')),
+                NS(type="content_block_stop", index=0),
+                NS(type="message_delta", usage=NS(output_tokens=7))]
+
+    class FakeSDK:
+        def __init__(self, name):
+            self.messages = NS(create=lambda **kwargs: iter(events(name)))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    client = AnthropicClient(model="claude", api_key="k")
+    fmt = {"response_format": {"name": "m", "schema": {"type": "object", "properties": {"market": {"type": "string"}}}}}
+    monkeypatch.setattr(client, "_sdk_client", lambda: FakeSDK("structured_answer"))
+    answer = client.complete([{"role": "user", "content": "hi"}], params=fmt)
+    assert json.loads(answer.text) == {"market": "tides"} and answer.tool_calls == []
+    monkeypatch.setattr(client, "_sdk_client", lambda: FakeSDK("calculator"))
+    other = client.complete([{"role": "user", "content": "hi"}], tools=[{"name": "calculator"}], params=fmt)
+    assert other.text == "" and [c.name for c in other.tool_calls] == ["calculator"]
