@@ -29,11 +29,13 @@ TASKS = ["research_task", "analysis_task", "report_task"]
 
 
 class CountingLLM:
-    """OpenAI chat completions (SSE): waits ``delay`` s, then streams an answer derived from the
-    request word by word; ``started`` counts requests, ``completed`` answers fully delivered."""
+    """OpenAI chat completions (SSE): streams an answer derived from the request word by word
+    (request number ``hold`` first waits for ``release``); ``started`` counts requests,
+    ``completed`` answers fully delivered."""
 
     def __init__(self):
-        self.delay = 0.0
+        self.hold = 0
+        self.release = threading.Event()
         self.started = 0
         self.completed = 0
         self.lock = threading.Lock()
@@ -49,7 +51,9 @@ class CountingLLM:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 with llm.lock:
                     llm.started += 1
-                time.sleep(llm.delay)
+                    held = llm.started == llm.hold
+                if held:
+                    llm.release.wait(120)
                 digest = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()
                 words = [f"finding-{digest[i:i + 6]}" for i in range(0, 36, 6)]
                 base = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
@@ -79,10 +83,11 @@ class CountingLLM:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def reset(self, delay: float = 0.0):
+    def reset(self, hold: int = 0):
         with self.lock:
             self.started = self.completed = 0
-            self.delay = delay
+            self.hold = hold
+            self.release = threading.Event()
 
 
 @pytest.fixture(scope="module")
@@ -138,17 +143,18 @@ def test_sigkill_mid_crew_resumes_on_another_worker_without_repeating_a_complete
         assert baseline.status == "COMPLETED", baseline.error
         assert counting_llm.completed == len(TASKS) and baseline.max_attempts == 3
 
-        counting_llm.reset(delay=2.0)
+        counting_llm.reset(hold=2)  # the provider holds the second call until the worker is dead
         execution_id = _start_crew(client)
-        # the first task's call is in the log and the second one is at the provider: kill the worker
         wait_for(lambda: ExecutionStep.objects.filter(execution_id=execution_id, kind="llm").count() == 1
                  and counting_llm.started == 2, 60, interval=0.02, message="the second task's model call")
         survivor = WorkerProcess("-Q", queues(), "-n", "survivor@%h", "--concurrency", "4")
         beat = BeatProcess(tmp_path)
         _announced("survivor@")
-        assert counting_llm.started == 2 and counting_llm.completed == 1  # the second call is still waited on
+        # the first task's call is in the log and the second one is at the provider: kill the worker
+        assert counting_llm.started == 2 and counting_llm.completed == 1
         doomed.stop(sig=signal.SIGKILL)
         killed = time.monotonic()
+        counting_llm.release.set()  # its answer now goes to a dead peer
 
         resumed = wait_for(lambda: (e := Execution.objects.get(pk=execution_id)).worker.startswith("survivor@")
                            and e, 90, interval=0.1, message="the survivor to resume the run")
