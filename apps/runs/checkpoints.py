@@ -3,11 +3,12 @@ to its step log (``ExecutionStep``) when it completes, in the transaction that r
 spent. A run resumed on another worker (its worker was lost) or replayed answers those steps from
 the log instead of calling the provider or the tool again.
 
-A step's key is ``kind:hash(request):occurrence`` — the hash of what was asked (model, messages,
-tools, parameters; a tool's name and arguments; a task's name, agent and prompt) and how many
-times this run asked the same thing before. A rerun asks the same things, so it finds the same
-keys whichever order concurrent branches reach them in; two identical requests are
-interchangeable answers.
+A step's key is ``kind:hash(task, request):occurrence`` — the hash of the task it belongs to and
+what was asked (model, messages, tools, parameters; a tool's name and arguments; a task's name,
+agent and prompt) and how many times that task asked the same thing before. Calls within a task
+are sequential, so a rerun finds the same keys whichever order concurrent tasks reach them in,
+and a task answered whole from the log shifts no other task's occurrences (a side-effecting tool
+called with the same arguments by two tasks is not taken for done in the second).
 """
 from __future__ import annotations
 
@@ -76,9 +77,11 @@ class StepLog:
 
     # --- keys, answers, writes ------------------------------------------------------------
     def key(self, kind: str, payload) -> str | None:
+        """The key of the next ``kind`` step asking ``payload`` in the current step (task)."""
         if not self.enabled:
             return None
-        digest = request_hash(payload)
+        step = getattr(self._local, "step", None) or ""
+        digest = request_hash({"step": step, "request": payload})
         with self._lock:
             occurrence = self._seen[(kind, digest)]
             self._seen[(kind, digest)] += 1

@@ -1,11 +1,12 @@
-"""The reaper (beat): runs whose worker stopped heartbeating end or go back to the queue; PENDING
-runs whose queue message was lost are queued again."""
+"""The reaper (beat): runs whose worker is lost (stopped heartbeating, or its liveness key
+expired) end or go back to the queue; PENDING runs whose queue message was lost are queued again."""
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.runs.inflight import alive_key, alive_seconds
 from apps.runs.models import Execution, ExecutionStatus
 from apps.runs.services import execution_enqueue, execution_transition
 
@@ -16,46 +17,38 @@ def stale_seconds() -> float:
     return float(getattr(settings, "KAI_RUN_STALE_SECONDS", 60))
 
 
-def lost_after_seconds() -> float:
-    """A run whose worker's liveness key is gone is lost once its own heartbeat is this old."""
-    return max(3 * float(getattr(settings, "KAI_RUN_HEARTBEAT_SECONDS", 2)), 5.0)
-
-
-def live_workers() -> set[str] | None:
-    """Node names (``runs-a@host``) of the workers whose liveness key (``kai_platform.celery``) is
-    alive; None when Redis cannot say (then only the heartbeat age counts)."""
+def alive_workers(workers: set[str]) -> set[str] | None:
+    """Which of ``workers`` (``Execution.worker`` names) still hold a liveness key (set by their
+    process's heartbeat, ``apps.runs.inflight``); None when Redis cannot say."""
     from django_redis import get_redis_connection
 
-    marker = f"{settings.KAI_REDIS_PREFIX}:workers:"
+    names = sorted(workers)
+    if not names:
+        return set()
     try:
-        keys = get_redis_connection("default").scan_iter(f"{marker}*", count=1000)
-        return {(k.decode() if isinstance(k, bytes) else k)[len(marker):].rsplit(":", 1)[0] for k in keys}
+        values = get_redis_connection("default").mget([alive_key(w) for w in names])
     except Exception:
         return None
-
-
-def worker_node(worker: str) -> str:
-    """``runs-a@host (pid 12)`` → ``runs-a@host``."""
-    return worker.rsplit(" (pid ", 1)[0].strip()
+    return {name for name, value in zip(names, values) if value is not None}
 
 
 def reap_stale(*, now=None, limit: int = 500) -> dict:
-    """Runs whose worker is lost: their heartbeat is older than ``KAI_RUN_STALE_SECONDS``, or older
-    than a few heartbeats while their worker's liveness key is gone (a killed worker is noticed
-    within seconds of its key expiring). They end FAILED "worker lost", or go back to PENDING
-    (and the queue) while attempts remain — a checkpointed run then resumes from its step log; a
-    cancel-requested one ends CANCELLED."""
+    """Runs whose worker is lost: their heartbeat is older than ``KAI_RUN_STALE_SECONDS``, or as
+    old as the liveness key's lifetime while their worker's key is gone (a killed worker is
+    noticed as soon as its key expires; a live one refreshes both). They end FAILED "worker lost",
+    or go back to PENDING (and the queue) while attempts remain — a checkpointed run then resumes
+    from its step log; a cancel-requested one ends CANCELLED."""
     from datetime import timedelta
 
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=stale_seconds())
-    early = now - timedelta(seconds=min(lost_after_seconds(), stale_seconds()))
+    early = now - timedelta(seconds=min(alive_seconds(), stale_seconds()))
     rows = list(Execution.objects.filter(status__in=[S.PREPARING, S.RUNNING], heartbeat_at__lt=early)
                 .values("pk", "attempts", "max_attempts", "cancel_requested", "worker", "priority",
                         "heartbeat_at")[:limit])
-    live = live_workers() if any(r["heartbeat_at"] >= cutoff for r in rows) else set()
+    alive = alive_workers({r["worker"] for r in rows if r["heartbeat_at"] >= cutoff and r["worker"]})
     stale = [r for r in rows if r["heartbeat_at"] < cutoff
-             or (live is not None and r["worker"] and worker_node(r["worker"]) not in live)]
+             or (alive is not None and r["worker"] and r["worker"] not in alive)]
     counts = {"failed": 0, "requeued": 0, "cancelled": 0}
     for row in stale:
         outcome = _reap(row, now)

@@ -540,7 +540,7 @@ def _run(execution: Execution, *, worker: str) -> str:
             return "cancelled"
         return "lost"
     connection.close()  # back to the pool while the runner works
-    handle = registry.add(execution.pk)
+    handle = registry.add(execution.pk, worker=worker)
     ctx = RunContext(execution, handle)
     ctx.recorder.otel_root = telemetry.start_run_span(
         name=f"run {execution.kind}", trace_id=execution.trace_id, organization_id=execution.organization_id,
