@@ -147,7 +147,7 @@ class RunContext:
         if self.steps.enabled and execution.attempts:
             # a resumed run's totals go on from what its earlier attempts spent (already counted)
             self.recorder.total_tokens_in, self.recorder.total_tokens_out = execution.tokens_in, execution.tokens_out
-            self.recorder.total_cost = Decimal(execution.cost or 0)
+            self.recorder.total_cost = Decimal(execution.cost if execution.cost is not None else 0)
 
     # --- cancel -----------------------------------------------------------------------------
     def check_cancel(self) -> None:
