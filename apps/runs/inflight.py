@@ -37,6 +37,8 @@ class RunHandle:
     cancel_reason: str = ""
     #: stopped by its worker's shutdown, not by a person: it goes back to PENDING, not CANCELLED
     requeue: bool = False
+    #: the run is no longer this process's (ended, or requeued and claimed elsewhere): stop, write nothing
+    lost: bool = False
 
     def cancel(self, reason: str) -> None:
         if not self.cancel_event.is_set():
@@ -102,13 +104,16 @@ class InFlightRegistry:
             return
         with self._lock:
             workers = {h.worker for h in self._runs.values() if h.worker}
+            anonymous = any(not h.worker for h in self._runs.values())
         self._mark_alive(workers)  # before the UPDATE: a slow database never makes a live worker look dead
         try:
             with connection.cursor() as cursor:
+                # only runs still held by this process's workers: one the reaper gave to another is not ours
                 cursor.execute(
                     "UPDATE crews_execution SET heartbeat_at = now() WHERE id = ANY(%s::uuid[]) "
-                    "AND status IN ('PREPARING', 'RUNNING') RETURNING id, cancel_requested",
-                    [ids])
+                    "AND status IN ('PREPARING', 'RUNNING') AND (worker = ANY(%s) OR %s) "
+                    "RETURNING id, cancel_requested",
+                    [ids, sorted(workers), anonymous])
                 rows = cursor.fetchall()
         finally:
             connection.close()
@@ -122,6 +127,7 @@ class InFlightRegistry:
             for execution_id in ids:
                 handle = self._runs.get(execution_id)
                 if handle and execution_id not in alive:
+                    handle.lost = True
                     handle.cancel("the execution was ended elsewhere")
 
     @staticmethod

@@ -540,7 +540,7 @@ def _run(execution: Execution, *, worker: str) -> str:
             return "cancelled"
         return "lost"
     connection.close()  # back to the pool while the runner works
-    handle = registry.add(execution.pk, worker=worker)
+    handle = registry.add(execution.pk, worker=worker[:200])  # as the claim recorded it
     ctx = RunContext(execution, handle)
     ctx.recorder.otel_root = telemetry.start_run_span(
         name=f"run {execution.kind}", trace_id=execution.trace_id, organization_id=execution.organization_id,
@@ -567,7 +567,11 @@ def _run(execution: Execution, *, worker: str) -> str:
         _record_agent_stats(execution, time.monotonic() - started, "")
         status = _park(ctx, exc)
     except Cancelled as exc:
-        if handle.requeue:
+        if handle.lost:  # ended, or requeued by the reaper and now another worker's: leave it as it is
+            ctx.recorder.ended = True
+            status = S.PENDING
+            logger.warning("run %s is no longer this worker's (%s); stopped", execution.pk, exc)
+        elif handle.requeue:
             status = _requeue(ctx)
         else:
             status, error = S.CANCELLED, str(exc) or "cancelled"

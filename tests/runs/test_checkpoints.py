@@ -106,3 +106,28 @@ def test_kinds_that_do_not_checkpoint_write_no_step_and_keep_one_attempt(member)
 def test_request_hash_ignores_key_order_and_sees_every_value():
     assert request_hash({"a": 1, "b": [1, 2]}) == request_hash({"b": [1, 2], "a": 1})
     assert request_hash({"a": 1, "b": [1, 2]}) != request_hash({"a": 1, "b": [2, 1]})
+
+
+def test_a_run_the_reaper_gave_to_another_worker_stops_on_its_old_worker_without_writing(member):
+    """A worker wrongly taken for dead (its liveness key expired while it was starved) finds at its
+    next heartbeat that the run is another worker's: it stops it and leaves it alone."""
+    from django.conf import settings
+    from django_redis import get_redis_connection
+
+    from apps.runs.inflight import alive_key, registry as inflight
+
+    agent = make_agent(member)
+    execution = services.execution_create(organization=member.organization, actor=member.user,
+                                          kind=ExecutionKind.AGENT_TASK, agent=agent,
+                                          definition={"description": "hi"}, enqueue=False)
+    services.execution_transition(execution_id=execution.pk, to="PREPARING", worker="new@host (pid 2)", attempts=2)
+    services.execution_transition(execution_id=execution.pk, to="RUNNING")
+    stale = inflight.add(execution.pk, worker="old@host (pid 1)")  # the old worker still thinks it holds it
+    try:
+        inflight.beat()
+        assert stale.lost and stale.cancel_event.is_set()
+        assert get_redis_connection("default").get(alive_key("old@host (pid 1)")) is not None
+        assert alive_key("x").startswith(f"{settings.KAI_REDIS_PREFIX}:runs:alive:")
+        assert Execution.objects.get(pk=execution.pk).status == "RUNNING"  # the new worker's run goes on
+    finally:
+        inflight.remove(stale)
