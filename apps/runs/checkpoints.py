@@ -20,7 +20,12 @@ from collections import Counter
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.runs.models import Execution, ExecutionKind, ExecutionStep, StepKind, TERMINAL_STATUSES
+from apps.runs.models import (
+    TERMINAL_STATUSES,
+    Execution,
+    ExecutionKind,
+    ExecutionStep,
+)
 
 #: kinds whose runs checkpoint their steps and get recovery attempts when their worker is lost
 CHECKPOINTED_KINDS = frozenset({ExecutionKind.CREW, ExecutionKind.ORCHESTRATION})
@@ -162,6 +167,3 @@ def copy_steps(rows: list[ExecutionStep], *, to: Execution) -> int:
         for row in rows], ignore_conflicts=True)
     return len(rows)
 
-
-__all__ = ["CHECKPOINTED_KINDS", "StepKind", "StepLog", "ReplayError", "default_max_attempts", "replay_plan",
-           "copy_steps", "recorded_steps", "checkpointed"]

@@ -22,8 +22,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.runs import llm as llm_layer
-from apps.runs.checkpoints import StepKind, StepLog
 from apps.runs import registry as plugins
+from apps.runs.checkpoints import StepKind, StepLog
 from apps.runs.models import Execution, ExecutionStatus, SpanKind
 from apps.runs.prompts import interpolate, task_prompt  # noqa: F401 (part of the engine's API)
 from apps.runs.recorder import RunRecorder, Span

@@ -114,7 +114,8 @@ def test_a_run_the_reaper_gave_to_another_worker_stops_on_its_old_worker_without
     from django.conf import settings
     from django_redis import get_redis_connection
 
-    from apps.runs.inflight import alive_key, registry as inflight
+    from apps.runs.inflight import alive_key
+    from apps.runs.inflight import registry as inflight
 
     agent = make_agent(member)
     execution = services.execution_create(organization=member.organization, actor=member.user,

@@ -132,7 +132,7 @@ def _announced(name: str) -> None:
 
 def test_sigkill_mid_crew_resumes_on_another_worker_without_repeating_a_completed_model_call(
         org, counting_llm, tmp_path):
-    member, client = org
+    _, client = org
     doomed = WorkerProcess("-Q", queues(), "-n", "doomed@%h", "--concurrency", "1")
     survivor = beat = None
     try:
@@ -184,7 +184,7 @@ def test_sigkill_mid_crew_resumes_on_another_worker_without_repeating_a_complete
 
 
 def test_replay_reuses_the_outputs_before_from_step(org, counting_llm, make_member, client_for):
-    member, client = org
+    _, client = org
     worker = WorkerProcess("-Q", queues(), "-n", "replay@%h")
     try:
         _announced("replay@")
@@ -218,7 +218,7 @@ def test_replay_reuses_the_outputs_before_from_step(org, counting_llm, make_memb
 
 
 def test_replay_refuses_a_run_that_has_not_ended(org):
-    member, client = org
+    _, client = org
     execution_id = _start_crew(client)  # no worker: it stays PENDING
     response = client.post(f"/api/v1/executions/{execution_id}/replay", {"from_step": "research_task"},
                            format="json")
