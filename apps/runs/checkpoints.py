@@ -20,12 +20,7 @@ from collections import Counter
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.runs.models import (
-    TERMINAL_STATUSES,
-    Execution,
-    ExecutionKind,
-    ExecutionStep,
-)
+from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionKind, ExecutionStep
 
 #: kinds whose runs checkpoint their steps and get recovery attempts when their worker is lost
 CHECKPOINTED_KINDS = frozenset({ExecutionKind.CREW, ExecutionKind.ORCHESTRATION})

@@ -23,8 +23,8 @@ from django.utils import timezone
 
 from apps.runs import llm as llm_layer
 from apps.runs import registry as plugins
-from apps.runs.checkpoints import StepKind, StepLog
-from apps.runs.models import Execution, ExecutionStatus, SpanKind
+from apps.runs.checkpoints import StepLog
+from apps.runs.models import Execution, ExecutionStatus, SpanKind, StepKind
 from apps.runs.prompts import interpolate, task_prompt  # noqa: F401 (part of the engine's API)
 from apps.runs.recorder import RunRecorder, Span
 from apps.runs.inflight import RunHandle, registry  # noqa: F401 (registry: part of the engine's API)
