@@ -482,7 +482,7 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "crews-reap-stale-executions": {
         "task": "runs.reap_stale_executions",
-        "schedule": float(env_int("KAI_REAPER_SECONDS", 10)),
+        "schedule": float(env_int("KAI_REAPER_SECONDS", 5)),
         "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 30},
     },
     "workflows-sweep": {  # advance workflow runs that are due or lost an advance message

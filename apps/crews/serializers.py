@@ -186,6 +186,8 @@ class ExecutionSerializer(KaiModelSerializer):
     orchestration_id = serializers.UUIDField(read_only=True, allow_null=True)
     agent_id = serializers.UUIDField(read_only=True, allow_null=True)
     parent_id = serializers.UUIDField(read_only=True, allow_null=True)
+    replayed_from = serializers.UUIDField(source="replayed_from_id", read_only=True, allow_null=True,
+                                          help_text="The run this one replays (POST executions/{id}/replay).")
     total_tokens = serializers.IntegerField(read_only=True)
     duration_ms = serializers.FloatField(read_only=True, allow_null=True)
     result = serializers.JSONField(read_only=True, allow_null=True)
@@ -193,7 +195,7 @@ class ExecutionSerializer(KaiModelSerializer):
     class Meta:
         model = Execution
         fields = ["id", "execution_id", "kind", "status", "run_name", "crew_id", "orchestration_id", "agent_id",
-                  "parent_id", "inputs", "model", "params", "result", "error", "trace_id", "stream_id", "priority",
+                  "parent_id", "replayed_from", "inputs", "model", "params", "result", "error", "trace_id", "stream_id", "priority",
                   "cancel_requested", "attempts", "max_attempts", "worker", "tokens_in", "tokens_out", "total_tokens",
                   "cost", "created_at", "started_at", "completed_at", "heartbeat_at", "updated_at", "duration_ms"]
         read_only_fields = fields
@@ -217,7 +219,9 @@ class ExecutionCreateSerializer(KaiSerializer):
                              help_text="LLM parameters: temperature, max_tokens, top_p, stop; the builtin provider "
                                        "also takes latency_ms and tokens_per_s.")
     priority = PriorityField(required=False, default=5)
-    max_attempts = serializers.IntegerField(required=False, default=1, min_value=1, max_value=5)
+    max_attempts = serializers.IntegerField(
+        required=False, default=None, allow_null=True, min_value=1, max_value=5,
+        help_text="Tries when the run's worker is lost; default 3 for crews (they checkpoint their steps), 1 else.")
 
     def validate(self, attrs):
         targets = [k for k in ("crew_id", "orchestration_id", "agent_id") if attrs.get(k)]

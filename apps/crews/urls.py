@@ -2,7 +2,7 @@
 (an agent task run) never clashes with the task-definition routes under ``tasks``."""
 from django.urls import path
 
-from apps.crews import views
+from apps.crews import replay, views
 from kai_platform.api.routers import router
 
 router.register("crews", views.CrewViewSet, basename="crew")
@@ -15,6 +15,8 @@ router.register("traces", views.TraceViewSet, basename="trace")
 _agent_runs = views.AgentRunViewSet
 
 urlpatterns = [
+    path("executions/<str:pk>/replay", replay.ExecutionReplayViewSet.as_view({"post": "replay"}),
+         name="execution-replay"),
     path("tasks/<str:pk>/status", views.TaskStatusViewSet.as_view({"get": "retrieve"}), name="task-status"),
     path("execution-logs/<str:pk>", views.ExecutionLogViewSet.as_view({"get": "retrieve"}),
          name="execution-log-detail"),

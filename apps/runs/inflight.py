@@ -1,5 +1,8 @@
 """The executions a worker process is running, and the one thread that heartbeats them all: a
-single UPDATE every few seconds stamps ``heartbeat_at`` and reads back ``cancel_requested``."""
+single UPDATE every few seconds stamps ``heartbeat_at`` and reads back ``cancel_requested``, and
+a short-lived Redis key per worker says the process holding them is alive (``alive_key``: the
+reaper requeues the runs of a worker whose key expired without waiting for their heartbeat to
+grow stale)."""
 from __future__ import annotations
 
 import logging
@@ -17,13 +20,25 @@ def heartbeat_seconds() -> float:
     return float(getattr(settings, "KAI_RUN_HEARTBEAT_SECONDS", 2))
 
 
+def alive_seconds() -> float:
+    """How long a worker's liveness key outlives its last heartbeat."""
+    return max(5 * heartbeat_seconds(), 10.0)
+
+
+def alive_key(worker: str) -> str:
+    return f"{settings.KAI_REDIS_PREFIX}:runs:alive:{worker}"
+
+
 @dataclass
 class RunHandle:
     execution_id: str
+    worker: str = ""  # the name the run records (``Execution.worker``)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
     #: stopped by its worker's shutdown, not by a person: it goes back to PENDING, not CANCELLED
     requeue: bool = False
+    #: the run is no longer this process's (ended, or requeued and claimed elsewhere): stop, write nothing
+    lost: bool = False
 
     def cancel(self, reason: str) -> None:
         if not self.cancel_event.is_set():
@@ -39,8 +54,10 @@ class InFlightRegistry:
         self._runs: dict[str, RunHandle] = {}
         self._thread: threading.Thread | None = None
 
-    def add(self, execution_id) -> RunHandle:
-        handle = RunHandle(str(execution_id))
+    def add(self, execution_id, worker: str = "") -> RunHandle:
+        handle = RunHandle(str(execution_id), worker=worker)
+        if worker:
+            self._mark_alive({worker})
         with self._lock:
             self._runs[handle.execution_id] = handle
             if self._thread is None or not self._thread.is_alive():
@@ -85,12 +102,18 @@ class InFlightRegistry:
         ids = self.ids()
         if not ids:
             return
+        with self._lock:
+            workers = {h.worker for h in self._runs.values() if h.worker}
+            anonymous = any(not h.worker for h in self._runs.values())
+        self._mark_alive(workers)  # before the UPDATE: a slow database never makes a live worker look dead
         try:
             with connection.cursor() as cursor:
+                # only runs still held by this process's workers: one the reaper gave to another is not ours
                 cursor.execute(
                     "UPDATE crews_execution SET heartbeat_at = now() WHERE id = ANY(%s::uuid[]) "
-                    "AND status IN ('PREPARING', 'RUNNING') RETURNING id, cancel_requested",
-                    [ids])
+                    "AND status IN ('PREPARING', 'RUNNING') AND (worker = ANY(%s) OR %s) "
+                    "RETURNING id, cancel_requested",
+                    [ids, sorted(workers), anonymous])
                 rows = cursor.fetchall()
         finally:
             connection.close()
@@ -104,7 +127,22 @@ class InFlightRegistry:
             for execution_id in ids:
                 handle = self._runs.get(execution_id)
                 if handle and execution_id not in alive:
+                    handle.lost = True
                     handle.cancel("the execution was ended elsewhere")
+
+    @staticmethod
+    def _mark_alive(workers: set[str]) -> None:
+        if not workers:
+            return
+        try:
+            from django_redis import get_redis_connection
+
+            pipe = get_redis_connection("default").pipeline(transaction=False)
+            for worker in workers:
+                pipe.set(alive_key(worker), 1, px=int(alive_seconds() * 1000))
+            pipe.execute()
+        except Exception:  # Redis down: the reaper then goes by the heartbeat's age alone
+            logger.warning("could not mark worker alive in Redis", exc_info=True)
 
 
 registry = InFlightRegistry()

@@ -85,6 +85,8 @@ class Execution(TenantModel):
     checkpoint = models.JSONField(default=dict, blank=True,
                                   help_text="What a run parked WAITING_FOR_APPROVAL resumes from (completed "
                                             "tasks' outputs, the pending step).")
+    replayed_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays",
+                                      help_text="The run whose steps before ``from_step`` this run reused.")
 
     class Meta(TenantModel.Meta):
         db_table = "crews_execution"
@@ -113,6 +115,35 @@ class Execution(TenantModel):
         if self.started_at and self.completed_at:
             return round((self.completed_at - self.started_at).total_seconds() * 1000, 2)
         return None
+
+
+class StepKind(models.TextChoices):
+    LLM = "llm", "Model call"
+    TOOL = "tool", "Tool call"
+    TASK = "task", "Task"
+
+
+class ExecutionStep(models.Model):
+    """One completed step of a run (a model call, a tool call, a whole task): the durable step log
+    a run resumed on another worker, or replayed, answers from (``apps.runs.checkpoints``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="steps")
+    key = models.CharField(max_length=120, help_text="kind:request hash:occurrence — the same call of a rerun has it.")
+    kind = models.CharField(max_length=10, choices=StepKind.choices)
+    step = models.CharField(max_length=300, blank=True, help_text="The task (or step) of the run it belongs to.")
+    step_index = models.PositiveIntegerField(default=0, help_text="Order in which the run started that step.")
+    response = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "crews_executionstep"
+        ordering = ("execution", "id")
+        constraints = [models.UniqueConstraint(fields=["execution", "key"], name="uniq_execution_step_key")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.step} {self.key[:24]}"
 
 
 class ExecutionEvent(models.Model):

@@ -1,11 +1,12 @@
-"""The reaper (beat): runs whose worker stopped heartbeating end or go back to the queue; PENDING
-runs whose queue message was lost are queued again."""
+"""The reaper (beat): runs whose worker is lost (stopped heartbeating, or its liveness key
+expired) end or go back to the queue; PENDING runs whose queue message was lost are queued again."""
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.runs.inflight import alive_key, alive_seconds
 from apps.runs.models import Execution, ExecutionStatus
 from apps.runs.services import execution_enqueue, execution_transition
 
@@ -16,35 +17,64 @@ def stale_seconds() -> float:
     return float(getattr(settings, "KAI_RUN_STALE_SECONDS", 60))
 
 
+def alive_workers(workers: set[str]) -> set[str] | None:
+    """Which of ``workers`` (``Execution.worker`` names) still hold a liveness key (set by their
+    process's heartbeat, ``apps.runs.inflight``); None when Redis cannot say."""
+    from django_redis import get_redis_connection
+
+    names = sorted(workers)
+    if not names:
+        return set()
+    try:
+        values = get_redis_connection("default").mget([alive_key(w) for w in names])
+    except Exception:
+        return None
+    return {name for name, value in zip(names, values) if value is not None}
+
+
 def reap_stale(*, now=None, limit: int = 500) -> dict:
-    """Runs whose heartbeat is older than ``KAI_RUN_STALE_SECONDS``: FAILED "worker lost", or back to
-    PENDING (and queued) while attempts remain; a cancel-requested one ends CANCELLED."""
+    """Runs whose worker is lost: their heartbeat is older than ``KAI_RUN_STALE_SECONDS``, or as
+    old as the liveness key's lifetime while their worker's key is gone (a killed worker is
+    noticed as soon as its key expires; a live one refreshes both). They end FAILED "worker lost",
+    or go back to PENDING (and the queue) while attempts remain — a checkpointed run then resumes
+    from its step log; a cancel-requested one ends CANCELLED."""
     from datetime import timedelta
 
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=stale_seconds())
-    stale = list(Execution.objects.filter(status__in=[S.PREPARING, S.RUNNING], heartbeat_at__lt=cutoff)
-                 .values("pk", "attempts", "max_attempts", "cancel_requested", "worker", "priority",
-                         "heartbeat_at")[:limit])
+    early = now - timedelta(seconds=min(alive_seconds(), stale_seconds()))
+    rows = list(Execution.objects.filter(status__in=[S.PREPARING, S.RUNNING], heartbeat_at__lt=early)
+                .values("pk", "attempts", "max_attempts", "cancel_requested", "worker", "priority",
+                        "heartbeat_at")[:limit])
+    alive = alive_workers({r["worker"] for r in rows if r["heartbeat_at"] >= cutoff and r["worker"]})
+    stale = [r for r in rows if r["heartbeat_at"] < cutoff
+             or (alive is not None and r["worker"] and r["worker"] not in alive)]
     counts = {"failed": 0, "requeued": 0, "cancelled": 0}
     for row in stale:
-        age = int((now - row["heartbeat_at"]).total_seconds())
-        lost = f"worker lost: no heartbeat from {row['worker'] or 'its worker'} for {age} s"
-        if row["cancel_requested"]:
-            if execution_transition(execution_id=row["pk"], to=S.CANCELLED, reason=f"cancelled ({lost})",
-                                    only_from={S.PREPARING, S.RUNNING}):
-                counts["cancelled"] += 1
-        elif row["attempts"] < row["max_attempts"]:
-            with transaction.atomic():
-                if execution_transition(execution_id=row["pk"], to=S.PENDING, worker="",
-                                        reason=f"{lost}; requeued (attempt {row['attempts'] + 1} of "
-                                               f"{row['max_attempts']})"):
-                    transaction.on_commit(partial_enqueue(row["pk"], row["priority"]))
-                    counts["requeued"] += 1
-        elif execution_transition(execution_id=row["pk"], to=S.FAILED, reason=lost, error=lost,
-                                  only_from={S.PREPARING, S.RUNNING}):
-            counts["failed"] += 1
+        outcome = _reap(row, now)
+        if outcome:
+            counts[outcome] += 1
     return counts
+
+
+def _reap(row: dict, now) -> str | None:
+    age = int((now - row["heartbeat_at"]).total_seconds())
+    lost = f"worker lost: no heartbeat from {row['worker'] or 'its worker'} for {age} s"
+    if row["cancel_requested"]:
+        if execution_transition(execution_id=row["pk"], to=S.CANCELLED, reason=f"cancelled ({lost})",
+                                only_from={S.PREPARING, S.RUNNING}):
+            return "cancelled"
+    elif row["attempts"] < row["max_attempts"]:
+        with transaction.atomic():
+            if execution_transition(execution_id=row["pk"], to=S.PENDING, worker="",
+                                    reason=f"{lost}; requeued (attempt {row['attempts'] + 1} of "
+                                           f"{row['max_attempts']})", only_from={S.PREPARING, S.RUNNING}):
+                transaction.on_commit(partial_enqueue(row["pk"], row["priority"]))
+                return "requeued"
+    elif execution_transition(execution_id=row["pk"], to=S.FAILED, reason=lost, error=lost,
+                              only_from={S.PREPARING, S.RUNNING}):
+        return "failed"
+    return None
 
 
 def partial_enqueue(execution_id, priority):

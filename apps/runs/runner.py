@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from apps.runs import llm as llm_layer
 from apps.runs import registry as plugins
-from apps.runs.models import Execution, ExecutionStatus, SpanKind
+from apps.runs.checkpoints import StepLog
+from apps.runs.models import Execution, ExecutionStatus, SpanKind, StepKind
 from apps.runs.prompts import interpolate, task_prompt  # noqa: F401 (part of the engine's API)
 from apps.runs.recorder import RunRecorder, Span
 from apps.runs.inflight import RunHandle, registry  # noqa: F401 (registry: part of the engine's API)
@@ -161,6 +162,12 @@ class RunContext:
         self._progress_lock = threading.Lock()
         self._started = time.monotonic()
         self.citations: list[dict] = []  # what tools cited (knowledge chunks): kept in the result
+        #: the durable step log: completed calls of earlier attempts are answered from it
+        self.steps = StepLog(execution)
+        if self.steps.enabled and execution.attempts:
+            # a resumed run's totals go on from what its earlier attempts spent (already counted)
+            self.recorder.total_tokens_in, self.recorder.total_tokens_out = execution.tokens_in, execution.tokens_out
+            self.recorder.total_cost = Decimal(execution.cost if execution.cost is not None else 0)
 
     # --- cancel -----------------------------------------------------------------------------
     def check_cancel(self) -> None:
@@ -229,6 +236,12 @@ class RunContext:
                  params: dict | None = None):
         resolved = self.resolve(profile.model)
         self.check_cancel()
+        key = self.steps.key(StepKind.LLM, {"model": resolved.requested, "served_by": resolved.model,
+                                            "messages": messages, "tools": tools or None,
+                                            "params": {**self.params, **(params or {})}})
+        done = self.steps.answer(key)
+        if done is not None:
+            return self._llm_from_log(done, resolved, profile, parent)
         if llm_layer.budgets_configured(organization=self.organization, resolved=resolved, agent=profile.agent):
             self.recorder.flush()  # the check must see what this run already spent
             try:
@@ -291,7 +304,21 @@ class RunContext:
             span.content["completion"] = "".join(parts)
         cost = self._finish_llm_span(span, resolved, profile, tokens_in, tokens_out, counted=True,
                                      tool_calls=[c.name for c in calls])
+        self.steps.record(key, StepKind.LLM, {"text": "".join(parts), "calls": [c.as_dict() for c in calls],
+                                              "tokens_in": tokens_in, "tokens_out": tokens_out, "cost": str(cost)},
+                          self.recorder)
         return "".join(parts), calls, tokens_in, tokens_out, cost
+
+    def _llm_from_log(self, done: dict, resolved, profile: AgentProfile, parent: Span | None):
+        """A model call an earlier attempt completed: its answer, with no provider call and
+        nothing spent again (the earlier attempt counted it)."""
+        span = self.recorder.span_start(SpanKind.LLM, resolved.model, parent, agent_id=profile.agent_id,
+                                        model=resolved.model, provider=resolved.provider_type,
+                                        requested_model=resolved.requested)
+        calls = [ToolCall(c["id"], c["name"], dict(c.get("arguments") or {})) for c in done.get("calls") or []]
+        self.recorder.span_end(span, from_checkpoint=True, tool_calls=[c.name for c in calls])
+        return (done.get("text") or "", calls, int(done.get("tokens_in") or 0), int(done.get("tokens_out") or 0),
+                Decimal(done.get("cost") or 0))
 
     def _finish_llm_span(self, span: Span, resolved, profile: AgentProfile, tokens_in: int, tokens_out: int, *,
                          status: str = "ok", counted: bool = False, **attributes) -> Decimal:
@@ -379,6 +406,17 @@ class RunContext:
     def _run_tool(self, call, tool_rows, profile: AgentProfile, parent: Span,
                   local_tools: dict[str, LocalTool] | None = None) -> tuple[str, bool]:
         self.check_cancel()
+        key = self.steps.key(StepKind.TOOL, {"name": call.name, "arguments": call.arguments})
+        done = self.steps.answer(key)
+        if done is not None:
+            self.recorder.log(f"tool {call.name} answered from the run's checkpoint", tool=call.name)
+            return done.get("text") or "", bool(done.get("ok"))
+        text, ok = self._call_tool(call, tool_rows, profile, parent, local_tools)
+        self.steps.record(key, StepKind.TOOL, {"text": text, "ok": ok}, self.recorder)
+        return text, ok
+
+    def _call_tool(self, call, tool_rows, profile: AgentProfile, parent: Span,
+                   local_tools: dict[str, LocalTool] | None) -> tuple[str, bool]:
         span = self.recorder.span_start(SpanKind.TOOL, call.name, parent, agent_id=profile.agent_id,
                                         arguments=call.arguments)
         tool = next((t for t in tool_rows if t.name == call.name), None)
@@ -404,15 +442,44 @@ class RunContext:
 
     def task_step(self, *, name: str, profile: AgentProfile, prompt: str, parent: Span | None,
                   resume: dict | None = None, options: StepOptions | None = None, **attributes) -> StepResult:
-        span = self.recorder.span_start(SpanKind.TASK, name, parent, agent_id=profile.agent_id, **attributes)
+        """One task of a run; a task an earlier attempt (or the replayed run) completed is answered
+        whole from the step log."""
+        outer = self.steps.enter(name)
         try:
-            result = self.agent_step(profile=profile, prompt=prompt, parent=span, label=f"task {name}", resume=resume,
-                                     options=options)
-        except (Cancelled, RunFailed, AwaitingApproval) as exc:
-            self.recorder.span_end(span, status=span_status(exc), error=str(exc))
-            raise
-        span.tokens_in, span.tokens_out, span.cost = result.tokens_in, result.tokens_out, result.cost
-        self.recorder.span_end(span, output=result.text[:4000])
+            key = None if resume else self.steps.key(StepKind.TASK, {"name": name, "agent": profile.key,
+                                                                      "model": profile.model, "prompt": prompt,
+                                                                      "params": options.params if options else None})
+            done = self.steps.answer(key)
+            if done is not None:
+                return self._task_from_log(done, name=name, profile=profile, parent=parent, **attributes)
+            span = self.recorder.span_start(SpanKind.TASK, name, parent, agent_id=profile.agent_id, **attributes)
+            try:
+                result = self.agent_step(profile=profile, prompt=prompt, parent=span, label=f"task {name}",
+                                         resume=resume, options=options)
+            except (Cancelled, RunFailed, AwaitingApproval) as exc:
+                self.recorder.span_end(span, status=span_status(exc), error=str(exc))
+                raise
+            span.tokens_in, span.tokens_out, span.cost = result.tokens_in, result.tokens_out, result.cost
+            self.recorder.span_end(span, output=result.text[:4000])
+            self.steps.record(key, StepKind.TASK, {"text": result.text, "tokens_in": result.tokens_in,
+                                                   "tokens_out": result.tokens_out, "cost": str(result.cost),
+                                                   "tool_calls": result.tool_calls, "calls": result.calls},
+                              self.recorder)
+            return result
+        finally:
+            self.steps.leave(outer)
+
+    def _task_from_log(self, done: dict, *, name: str, profile: AgentProfile, parent: Span | None,
+                       **attributes) -> StepResult:
+        result = StepResult(text=done.get("text") or "", tokens_in=int(done.get("tokens_in") or 0),
+                            tokens_out=int(done.get("tokens_out") or 0), cost=Decimal(done.get("cost") or 0),
+                            tool_calls=int(done.get("tool_calls") or 0), calls=list(done.get("calls") or []))
+        span = self.recorder.span_start(SpanKind.TASK, name, parent, agent_id=profile.agent_id, **attributes)
+        self.recorder.span_end(span, output=result.text[:4000], from_checkpoint=True)
+        self.recorder.log(f"task {name} answered from the run's checkpoint", task=name, agent=profile.key)
+        if profile.agent_id and str(profile.agent_id) not in self.agents_executed:
+            self.agents_executed.append(str(profile.agent_id))
+        self.step_done(profile=profile, label=f"task {name}")
         return result
 
 
@@ -504,7 +571,7 @@ def _run(execution: Execution, *, worker: str) -> str:
             return "cancelled"
         return "lost"
     connection.close()  # back to the pool while the runner works
-    handle = registry.add(execution.pk)
+    handle = registry.add(execution.pk, worker=worker[:200])  # as the claim recorded it
     ctx = RunContext(execution, handle)
     ctx.recorder.otel_root = telemetry.start_run_span(
         name=f"run {execution.kind}", trace_id=execution.trace_id, organization_id=execution.organization_id,
@@ -531,7 +598,11 @@ def _run(execution: Execution, *, worker: str) -> str:
         _record_agent_stats(execution, time.monotonic() - started, "")
         status = _park(ctx, exc)
     except Cancelled as exc:
-        if handle.requeue:
+        if handle.lost:  # ended, or requeued by the reaper and now another worker's: leave it as it is
+            ctx.recorder.ended = True
+            status = S.PENDING
+            logger.warning("run %s is no longer this worker's (%s); stopped", execution.pk, exc)
+        elif handle.requeue:
             status = _requeue(ctx)
         else:
             status, error = S.CANCELLED, str(exc) or "cancelled"

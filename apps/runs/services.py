@@ -287,7 +287,7 @@ def execution_enqueue(*, execution_id, priority: int = 5, countdown: float | Non
 
 def execution_create(*, organization, actor, kind: str, run_name: str = "", crew=None, orchestration=None, agent=None,
                      parent=None, inputs: dict | None = None, definition: dict | None = None,
-                     params: dict | None = None, model: str = "", priority: int = 5, max_attempts: int = 1,
+                     params: dict | None = None, model: str = "", priority: int = 5, max_attempts: int | None = None,
                      stream_id: str = "", dedupe_key: str | None = None, enqueue: bool = True,
                      execution_id=None, also_publish=None) -> Execution:
     """Create a PENDING run and queue it once the transaction commits. With ``dedupe_key``, a second
@@ -296,8 +296,13 @@ def execution_create(*, organization, actor, kind: str, run_name: str = "", crew
     ``execution_id`` gives the new run its id (the caller may have written it elsewhere in the
     same transaction); ``also_publish(execution) -> [publish kwargs]`` returns events of the caller
     published in the same statement as ``execution.pending`` (after it): the organization's event
-    lock is then taken once, at the end of the caller's work."""
+    lock is then taken once, at the end of the caller's work. ``max_attempts`` defaults by kind
+    (``apps.runs.checkpoints.default_max_attempts``: 3 for kinds that checkpoint their steps)."""
     ExecutionKind(kind)
+    if max_attempts is None:
+        from apps.runs.checkpoints import default_max_attempts
+
+        max_attempts = default_max_attempts(kind)
     if parent is None and has_service("runs_admission"):  # maintenance refuses new runs; a run's steps go on
         service("runs_admission")()
     org_id = getattr(organization, "pk", organization)
@@ -388,6 +393,34 @@ def execution_retry(*, execution: Execution, actor) -> Execution:
         orchestration=execution.orchestration, agent=execution.agent, inputs=execution.inputs,
         definition=execution.definition, params=execution.params, model=execution.model,
         priority=execution.priority, max_attempts=execution.max_attempts)
+
+
+def execution_replay(*, execution: Execution, actor, from_step: str) -> Execution:
+    """A new run of an ended run's definition that reuses the outputs of the steps it started
+    before ``from_step`` (its step log) and runs ``from_step`` and what follows again; the new run
+    names its source in ``replayed_from``. Raises ValidationError naming the valid steps."""
+    from rest_framework.exceptions import ValidationError
+
+    from apps.runs.checkpoints import ReplayError, copy_steps, replay_plan
+
+    try:
+        reused = replay_plan(execution, from_step)
+    except ReplayError as exc:
+        if exc.conflict:
+            raise Conflict(str(exc), errors=[{"field": exc.field, "message": str(exc)}])
+        raise ValidationError({exc.field: [str(exc)]})
+    with transaction.atomic():
+        replay = execution_create(
+            organization=execution.organization, actor=actor, kind=execution.kind,
+            run_name=f"{execution.run_name} (replay from {from_step})"[:300], crew=execution.crew,
+            orchestration=execution.orchestration, agent=execution.agent, inputs=execution.inputs,
+            definition=execution.definition, params=execution.params, model=execution.model,
+            priority=execution.priority, max_attempts=execution.max_attempts, enqueue=False)
+        Execution.objects.filter(pk=replay.pk).update(replayed_from=execution)
+        replay.replayed_from = execution
+        copy_steps(reused, to=replay)
+        transaction.on_commit(partial(execution_enqueue, execution_id=replay.pk, priority=replay.priority))
+    return replay
 
 
 def _mark_cancel_in_redis(execution_id) -> None:

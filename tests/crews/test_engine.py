@@ -6,7 +6,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.utils import timezone
+from django_redis import get_redis_connection
 
 from apps.runs import runner, services
 from apps.runs.models import Execution, ExecutionEvent, ExecutionKind, TraceSpan
@@ -283,10 +285,18 @@ def test_reaper_fails_runs_whose_heartbeat_is_stale_and_requeues_per_policy(memb
     retried = _stale(member, agent, max_attempts=2)
     cancelled = _stale(member, agent)
     Execution.objects.filter(pk=cancelled.pk).update(cancel_requested=True)
+    # 30 s without a heartbeat: not yet stale while its worker's liveness key is there...
     fresh = _stale(member, agent)
-    Execution.objects.filter(pk=fresh.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=30))
+    Execution.objects.filter(pk=fresh.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=30),
+                                                 worker="alive@host (pid 7)")
+    get_redis_connection("default").set(f"{django_settings.KAI_REDIS_PREFIX}:runs:alive:alive@host (pid 7)", 1,
+                                        ex=60)
+    # ... lost at once when its worker's key is gone (a killed worker is not waited for)
+    early = _stale(member, agent)
+    Execution.objects.filter(pk=early.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
     counts = runner.reap_stale()
-    assert counts == {"failed": 1, "requeued": 1, "cancelled": 1}
+    assert counts == {"failed": 2, "requeued": 1, "cancelled": 1}
+    assert Execution.objects.get(pk=early.pk).error.startswith("worker lost: no heartbeat from gone@host for 2")
     lost.refresh_from_db()
     assert lost.status == "FAILED" and lost.error.startswith("worker lost: no heartbeat from gone@host for 6")
     retried.refresh_from_db()
