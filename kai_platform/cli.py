@@ -91,7 +91,7 @@ def runs_worker_command(extra: list[str] | None = None) -> list[str]:
     pool with high concurrency (``KAI_RUNS_CONCURRENCY``, default 100); CPU-bound work stays on
     the prefork worker of the default queue."""
     prefix = os.environ.get("KAI_REDIS_PREFIX", "kai")
-    concurrency = os.environ.get("KAI_RUNS_CONCURRENCY", "100")
+    concurrency = os.environ.get("KAI_RUNS_CONCURRENCY", "2000")
     return [PYTHON, "-m", "celery", "-A", "kai_platform", "worker", "--loglevel", "INFO", "--pool", "threads",
             "--concurrency", concurrency, "--without-mingle", "--without-gossip", "-Q", f"{prefix}.runs",
             "-n", "runs@%h", *(extra or [])]

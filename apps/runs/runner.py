@@ -230,7 +230,8 @@ class RunContext:
         counted_out = 0
         estimated_in = messages_tokens(messages)
         cancelled = False
-        stream = resolved.client.stream(messages, tools or None, dict(self.params))
+        params = {**self.params, "cancel": self.handle.cancel_event}  # the client ends its call on cancel
+        stream = resolved.client.stream(messages, tools or None, params)
         try:
             for chunk in stream:
                 if self.handle.cancel_event.is_set():
@@ -259,7 +260,7 @@ class RunContext:
             close = getattr(stream, "close", None)
             if close:
                 close()
-        if cancelled:
+        if cancelled or self.handle.cancel_event.is_set():  # the client may end its call early on cancel
             self._finish_llm_span(span, resolved, profile, estimated_in, counted_out, status="cancelled")
             raise Cancelled(self.handle.cancel_reason or "cancelled")
         llm_layer.breaker_success(resolved.provider_key, failures)

@@ -7,12 +7,14 @@ Tool calls: when tools are offered and the last user message has a line
 ``/tool <name> <json arguments>``, the reply is that tool call instead of text; ``params``
 may also name calls directly: ``{"tool_calls": [{"name": …, "arguments": {…}}]}``.
 Load modelling: ``latency_ms`` (before the first token) and ``tokens_per_s`` (pace of the rest).
+Cancel: with ``params["cancel"]`` (a ``threading.Event``) set, the call ends at once, mid-wait too.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+import threading
 import time
 from typing import Iterator
 
@@ -62,9 +64,10 @@ class BuiltinClient(LLMClient):
         params = {**self.options, **(params or {})}
         latency_ms = float(params.get("latency_ms") or 0)
         tokens_per_s = float(params.get("tokens_per_s") or 0)
+        cancel = params.get("cancel") or threading.Event()
         deadline = time.monotonic() + self.timeout
-        if latency_ms:
-            time.sleep(min(latency_ms / 1000, max(0.0, deadline - time.monotonic())))
+        if latency_ms and cancel.wait(min(latency_ms / 1000, max(0.0, deadline - time.monotonic()))):
+            return
         input_tokens = messages_tokens(messages)
         calls = self._planned_tool_calls(messages, tools, params)
         if calls:
@@ -79,8 +82,8 @@ class BuiltinClient(LLMClient):
             words = words[: max(1, int(max_tokens))]
         emitted = 0
         for index, word in enumerate(words):
-            if tokens_per_s:
-                time.sleep(1.0 / tokens_per_s)
+            if tokens_per_s and cancel.wait(1.0 / tokens_per_s):
+                return
             piece = word if index == len(words) - 1 else word + " "
             emitted += count_tokens(piece)
             yield Chunk(kind="text", text=piece)
