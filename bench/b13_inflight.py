@@ -118,7 +118,6 @@ class Sampler(threading.Thread):
 
     def run(self):
         import psycopg
-
         from django.db import connection
 
         params = connection.get_connection_params()

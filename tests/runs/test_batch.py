@@ -7,9 +7,11 @@ from django.core.management import call_command
 
 from apps.audit.models import AuditEvent
 from apps.runs.models import Execution, ExecutionEvent
-from tests.crews.conftest import make_agent, runs_worker, wait_for  # noqa: F401 (runs_worker: a fixture)
+from tests.crews import conftest as crews_conftest
+from tests.crews.conftest import make_agent, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
+runs_worker = crews_conftest.runs_worker  # the real worker fixture of the run-engine tests
 
 URL = "/api/v1/executions/batch"
 
