@@ -144,21 +144,13 @@ def run(ctx=None) -> dict:
     from django.db import connection
     from rest_framework.test import APIClient
 
-    from apps.accounts.models import Membership, Organization, User
     from apps.accounts.services import auth_issue_tokens
-    from apps.agents.services import agent_create
     from apps.runs.models import Execution
     from kai_platform.api import ratelimit
     from kai_platform.celery import app
 
     ratelimit.PLAN_RATE_LIMITS["enterprise"] = (10**9, 10**9)
-    suffix = uuid.uuid4().hex[:8]
-    organization = Organization.objects.create(name=f"bench-b13-{suffix}", slug=f"bench-b13-{suffix}",
-                                               plan="enterprise", settings={"max_concurrent_runs": 100000})
-    user = User.objects.create_user(email=f"bench-b13-{suffix}@example.com", password=uuid.uuid4().hex)
-    Membership.objects.create(user=user, organization=organization, role="owner")
-    agent = agent_create(organization=organization, actor=user,
-                         data={"name": "B13", "role": "Waiter", "goal": "Wait", "llm": "builtin"})
+    organization, user, agent = make_tenant("b13")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {auth_issue_tokens(user=user)['access_token']}")
     worker, env, worker_name = _start_runs_worker()
@@ -233,9 +225,31 @@ def run(ctx=None) -> dict:
         return result
     finally:
         _stop(worker)
-        Execution.objects.filter(organization=organization).delete()
-        Organization.objects.filter(pk=organization.pk).delete()
-        user.delete()
+        drop_tenant(organization, user)
+
+
+def make_tenant(tag: str):
+    """An enterprise organization (no concurrency cap in the way), its owner and a builtin agent."""
+    from apps.accounts.models import Membership, Organization, User
+    from apps.agents.services import agent_create
+
+    suffix = uuid.uuid4().hex[:8]
+    organization = Organization.objects.create(name=f"bench-{tag}-{suffix}", slug=f"bench-{tag}-{suffix}",
+                                               plan="enterprise", settings={"max_concurrent_runs": 100000})
+    user = User.objects.create_user(email=f"bench-{tag}-{suffix}@example.com", password=uuid.uuid4().hex)
+    Membership.objects.create(user=user, organization=organization, role="owner")
+    agent = agent_create(organization=organization, actor=user,
+                         data={"name": tag.upper(), "role": "Waiter", "goal": "Answer", "llm": "builtin"})
+    return organization, user, agent
+
+
+def drop_tenant(organization, user) -> None:
+    from apps.accounts.models import Organization
+    from apps.runs.models import Execution
+
+    Execution.objects.filter(organization=organization).delete()
+    Organization.objects.filter(pk=organization.pk).delete()
+    user.delete()
 
 
 def _default_concurrency() -> int:
@@ -245,11 +259,12 @@ def _default_concurrency() -> int:
     return int(args[args.index("--concurrency") + 1])
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for key, value in DEFAULTS.items():
+def main(argv=None, *, doc: str = __doc__, defaults: dict = DEFAULTS, entry=None) -> int:
+    """The command line of a standalone bench script: ``--<key> N`` for each of its defaults."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for key, value in defaults.items():
         parser.add_argument(f"--{key}", type=int, default=value)
-    run(parser.parse_args())
+    (entry or run)(parser.parse_args(argv))
     return 0
 
 

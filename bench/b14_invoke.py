@@ -1,6 +1,6 @@
 """B14: ``POST /api/v1/deployments/{id}/invoke`` p50 over a direct in-process builtin model call.
 
-    DATABASE_URL=… REDIS_URL=… KAI_DB_NAME=<migrated db> .venv/bin/python bench/b14_invoke.py [--calls 50]
+    DATABASE_URL=… REDIS_URL=… KAI_DB_NAME=<migrated db> .venv/bin/python -m bench.b14_invoke [--calls 50]
     .venv/bin/python -m bench B14
 
 The invoke is the whole synchronous path a deployment's caller gets: key check, an Execution
@@ -12,13 +12,19 @@ client in this process (no HTTP server: its cost is B3's). Target: p50 overhead 
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
-import uuid
 
-from bench.b13_inflight import BASE_DIR, _setup_django, _start_runs_worker, _stop
+from bench.b13_inflight import (
+    BASE_DIR,
+    _setup_django,
+    _start_runs_worker,
+    _stop,
+    drop_tenant,
+    make_tenant,
+)
+from bench.b13_inflight import main as b13_main
 
 sys.path.insert(0, str(BASE_DIR))
 
@@ -36,18 +42,11 @@ def run(ctx=None) -> dict:
     from django.db import connection
     from rest_framework.test import APIClient
 
-    from apps.accounts.models import Membership, Organization, User
-    from apps.agents.services import agent_create, deployment_create
+    from apps.agents.services import deployment_create
     from apps.runs.models import Execution
     from kai_platform.llm import get_client
 
-    suffix = uuid.uuid4().hex[:8]
-    organization = Organization.objects.create(name=f"bench-b14-{suffix}", slug=f"bench-b14-{suffix}",
-                                               plan="enterprise", settings={"max_concurrent_runs": 100000})
-    user = User.objects.create_user(email=f"bench-b14-{suffix}@example.com", password=uuid.uuid4().hex)
-    Membership.objects.create(user=user, organization=organization, role="owner")
-    agent = agent_create(organization=organization, actor=user,
-                         data={"name": "B14", "role": "Summariser", "goal": "Summarise", "llm": "builtin"})
+    organization, user, agent = make_tenant("b14")
     deployment, key = deployment_create(organization=organization, actor=user, agent=agent, name="b14",
                                         channels=["api"])
     worker, _env, _name = _start_runs_worker()
@@ -66,7 +65,7 @@ def run(ctx=None) -> dict:
             return elapsed
 
         model = get_client("builtin", model="builtin")
-        messages = [{"role": "system", "content": "You are Summariser."}, {"role": "user", "content": PROMPT}]
+        messages = [{"role": "system", "content": "You are Waiter."}, {"role": "user", "content": PROMPT}]
 
         def direct() -> float:
             started = time.perf_counter()
@@ -93,17 +92,8 @@ def run(ctx=None) -> dict:
         return result
     finally:
         _stop(worker)
-        Execution.objects.filter(organization=organization).delete()
-        Organization.objects.filter(pk=organization.pk).delete()
-        user.delete()
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=DEFAULTS["calls"])
-    run(parser.parse_args())
-    return 0
+        drop_tenant(organization, user)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(b13_main(doc=__doc__, defaults=DEFAULTS, entry=run))
