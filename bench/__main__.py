@@ -1,7 +1,9 @@
 """``make bench``: start what the benchmarks need, run them, print the table, write
 bench/results/latest.json.
 
-    .venv/bin/python -m bench [--quick] [--with-test] [--only B1,B3,B8,B10] [--duration S]
+    .venv/bin/python -m bench [--quick] [--with-test] [--only B1,B3,B8,B10] [--duration S] [B13 ...]
+
+Ids given as arguments (``python -m bench B13``) run only those rows, like ``--only``.
 
 PostgreSQL and Redis come from DATABASE_URL / REDIS_URL, or are the embedded ones
 (kai_platform.embedded) when those are unset, stopped again at the end. The runner uses its own
@@ -30,9 +32,11 @@ REDIS_PREFIX = os.environ.get("KAI_BENCH_REDIS_PREFIX", "kai-bench")
 #: rows whose feature or harness is not there yet: id → (measures, target, what it waits for)
 PENDING: dict[str, tuple[str, str, str]] = {}
 FEATURE_PATHS: dict[str, str] = {}
-ORDER = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "B15", "B16", "B17"]
+ORDER = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "B13", "B14", "B15", "B16",
+         "B17"]
 #: B8 right after B3 (it reuses B3's daphne), the heavy multi-process ones last
-RUN_ORDER = ["B1", "B3", "B8", "B4", "B11", "B10", "B12", "B16", "B15", "B2", "B5", "B6", "B7", "B9", "B17"]
+RUN_ORDER = ["B1", "B3", "B8", "B4", "B14", "B11", "B10", "B12", "B16", "B15", "B2", "B5", "B6", "B7", "B9", "B17",
+             "B13"]
 
 
 def _pending_row(bench_id: str) -> Row:
@@ -58,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds of load per route and server (default 10, quick 3)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--keep-db", action="store_true", help=f"keep the {DB_NAME} database at the end")
+    parser.add_argument("ids", nargs="*", help="row ids to run alone (the same as --only)")
     args = parser.parse_args(argv)
-    only = {x.strip().upper() for x in args.only.split(",") if x.strip()}
+    only = {x.strip().upper() for x in [*args.only.split(","), *args.ids] if x.strip()}
     wanted = [b for b in RUN_ORDER if not only or b in only]
 
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -107,11 +112,12 @@ def main(argv: list[str] | None = None) -> int:
 
         from bench import (b1_runner, b2_runner, b3_http, b4_runner, b5_socket_latency, b6_fanout,
                            b7_socket_memory, b8_db_connections, b9_runner, b10_cold_start, b11_workflows,
-                           b12_upload, b15_knowledge_search, b16_ingestion, b17_retention)
+                           b12_upload, b13_runner, b14_runner, b15_knowledge_search, b16_ingestion, b17_retention)
 
         modules = {"B1": b1_runner, "B2": b2_runner, "B3": b3_http, "B4": b4_runner, "B5": b5_socket_latency,
                    "B6": b6_fanout, "B7": b7_socket_memory, "B8": b8_db_connections, "B9": b9_runner,
-                   "B10": b10_cold_start, "B11": b11_workflows, "B12": b12_upload,
+                   "B10": b10_cold_start, "B11": b11_workflows, "B12": b12_upload, "B13": b13_runner,
+                   "B14": b14_runner,
                    "B15": b15_knowledge_search, "B16": b16_ingestion, "B17": b17_retention}
         for bench_id in wanted:
             if bench_id in PENDING:

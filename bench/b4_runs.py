@@ -4,6 +4,7 @@ RUNNING latency of each run (p50/p95).
 
     DATABASE_URL=… REDIS_URL=… .venv/bin/python bench/b4_runs.py [--workers 2] [--concurrency 32]
                                                                  [--runs 400] [--noops 2000] [--clients 8]
+                                                                 [--batch 50]
 
 A run here is the smallest real one: ``POST /api/v1/executions`` for one agent with the builtin
 provider (no latency), which goes PENDING → PREPARING → RUNNING → COMPLETED through the transition
@@ -32,7 +33,9 @@ sys.path.insert(0, str(BASE_DIR))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
 
 #: 8 threads per worker saturate 2 cores; more only hold more PostgreSQL connections on a shared server
-DEFAULTS = {"workers": 2, "concurrency": 8, "runs": 400, "noops": 2000, "clients": 8, "latency_samples": 50}
+#: ``batch`` > 1: the burst is created through POST /api/v1/executions/batch, that many runs a request
+DEFAULTS = {"workers": 2, "concurrency": 8, "runs": 400, "noops": 2000, "clients": 8, "latency_samples": 50,
+            "batch": 0}
 
 
 def _setup_django():
@@ -154,6 +157,15 @@ def run(ctx=None) -> dict:
         def create(count: int, out: list):
             client = APIClient()
             client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+            if opts["batch"] > 1:  # POST /executions/batch: the fixed cost of a request shared by its items
+                for start in range(0, count, opts["batch"]):
+                    items = [body] * min(opts["batch"], count - start)
+                    response = client.post("/api/v1/executions/batch", {"executions": items}, format="json")
+                    accepted = time.time()
+                    assert response.status_code == 200 and response.json()["failed"] == 0, response.content[:300]
+                    out.extend((r["execution"]["execution_id"], accepted) for r in response.json()["results"])
+                connection.close()
+                return
             for _ in range(count):
                 response = client.post("/api/v1/executions", body, format="json")
                 accepted = time.time()
@@ -201,7 +213,7 @@ def run(ctx=None) -> dict:
             time.sleep(0.02)
         latencies = _latencies(light)
         result = {
-            "workers": opts["workers"], "concurrency": opts["concurrency"], "runs": len(ids),
+            "batch": opts["batch"], "workers": opts["workers"], "concurrency": opts["concurrency"], "runs": len(ids),
             "completed": statuses.count("COMPLETED"), "runs_per_s": round(run_rate, 1),
             "api_accepts_per_s": round(len(ids) / api_seconds, 1), "noop_tasks_per_s": round(noop_rate, 1),
             "ratio": round(run_rate / noop_rate, 3),
@@ -209,7 +221,8 @@ def run(ctx=None) -> dict:
             "accept_to_running_p95_ms": round(_percentile(latencies, 0.95), 1),
             "saturated_accept_to_running_p50_ms": round(statistics.median(saturated), 1),
         }
-        print(f"B4 runs over the API → COMPLETED, {opts['workers']} workers × {opts['concurrency']} threads")
+        via = f"POST /executions/batch × {opts['batch']}" if opts["batch"] > 1 else "POST /executions"
+        print(f"B4 runs over the API ({via}) → COMPLETED, {opts['workers']} workers × {opts['concurrency']} threads")
         print(f"  runs completed         : {result['completed']}/{result['runs']}")
         print(f"  runs/s (API → COMPLETED): {result['runs_per_s']:8.1f}   (API accepts/s {result['api_accepts_per_s']})")
         print(f"  bare Celery no-op/s    : {result['noop_tasks_per_s']:8.1f}")

@@ -88,11 +88,12 @@ def worker_command(extra: list[str] | None = None) -> list[str]:
 
 def runs_worker_command(extra: list[str] | None = None) -> list[str]:
     """The worker of the run queue (docs/runs.md): runs wait on LLM providers, so it uses the threads
-    pool with high concurrency (``KAI_RUNS_CONCURRENCY``, default 100); CPU-bound work stays on
-    the prefork worker of the default queue."""
+    pool with high concurrency (``KAI_RUNS_CONCURRENCY``, default 2000); CPU-bound work stays on
+    the prefork worker of the default queue. ``KAI_PROCESS=runs-worker`` gives it its pool settings
+    (a run waits its turn for a connection; it holds none while its model thinks)."""
     prefix = os.environ.get("KAI_REDIS_PREFIX", "kai")
-    concurrency = os.environ.get("KAI_RUNS_CONCURRENCY", "100")
-    return [PYTHON, "-m", "celery", "-A", "kai_platform", "worker", "--loglevel", "INFO", "--pool", "threads",
+    concurrency = os.environ.get("KAI_RUNS_CONCURRENCY", "2000")
+    return ["env", "KAI_PROCESS=runs-worker", PYTHON, "-m", "celery", "-A", "kai_platform", "worker", "--loglevel", "INFO", "--pool", "threads",
             "--concurrency", concurrency, "--without-mingle", "--without-gossip", "-Q", f"{prefix}.runs",
             "-n", "runs@%h", *(extra or [])]
 

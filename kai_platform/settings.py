@@ -67,7 +67,10 @@ if env_bool("KAI_DB_POOL", True):
         # how long a caller waits for a pooled connection. A web request must answer 503 GENERAL_004
         # within 2 s when Postgres is gone (the pool only hands out connections it could open), so
         # the ASGI/WSGI entry points mark their process KAI_PROCESS=web; workers keep a long wait.
-        "timeout": env_float("KAI_DB_POOL_TIMEOUT", 1.0 if env_str("KAI_PROCESS") == "web" else 10.0),
+        # The runs worker (thousands of threads, docs/runs.md) waits longer: a burst of runs queues
+        # for the pool at their start and end, and a queued run holds no connection.
+        "timeout": env_float("KAI_DB_POOL_TIMEOUT",
+                             {"web": 1.0, "runs-worker": 120.0}.get(env_str("KAI_PROCESS"), 10.0)),
         # ... while the database answers, a caller queued behind other requests waits this long for
         # its turn instead (kai_platform.db.pool): a busy pool is not an outage
         "busy_timeout": env_float("KAI_DB_POOL_BUSY_TIMEOUT", 10.0),

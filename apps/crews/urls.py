@@ -3,6 +3,7 @@
 from django.urls import path
 
 from apps.crews import replay, views
+from apps.crews.execution_batch import ExecutionBatchView
 from kai_platform.api.routers import router
 
 router.register("crews", views.CrewViewSet, basename="crew")
@@ -17,6 +18,7 @@ _agent_runs = views.AgentRunViewSet
 urlpatterns = [
     path("executions/<str:pk>/replay", replay.ExecutionReplayViewSet.as_view({"post": "replay"}),
          name="execution-replay"),
+    path("executions/batch", ExecutionBatchView.as_view(), name="execution-batch"),
     path("tasks/<str:pk>/status", views.TaskStatusViewSet.as_view({"get": "retrieve"}), name="task-status"),
     path("execution-logs/<str:pk>", views.ExecutionLogViewSet.as_view({"get": "retrieve"}),
          name="execution-log-detail"),

@@ -264,7 +264,9 @@ class RunContext:
         counted_out = 0
         estimated_in = messages_tokens(messages)
         cancelled = False
-        stream = resolved.client.stream(messages, tools or None, {**self.params, **(params or {})})
+        # the client ends its call on cancel
+        stream = resolved.client.stream(messages, tools or None,
+                                        {**self.params, **(params or {}), "cancel": self.handle.cancel_event})
         try:
             for chunk in stream:
                 if self.handle.cancel_event.is_set():
@@ -293,7 +295,7 @@ class RunContext:
             close = getattr(stream, "close", None)
             if close:
                 close()
-        if cancelled:
+        if cancelled or self.handle.cancel_event.is_set():  # the client may end its call early on cancel
             self._finish_llm_span(span, resolved, profile, estimated_in, counted_out, status="cancelled")
             raise Cancelled(self.handle.cancel_reason or "cancelled")
         llm_layer.breaker_success(resolved.provider_key, failures)

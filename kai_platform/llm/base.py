@@ -114,7 +114,9 @@ class LLMClient(ABC):
     @abstractmethod
     def stream(self, messages: list[dict], tools: list[dict] | None = None,
                params: dict | None = None) -> Iterator[Chunk]:
-        """Yield text/tool_call chunks, then exactly one usage chunk."""
+        """Yield text/tool_call chunks, then exactly one usage chunk. ``params["cancel"]`` (a
+        ``threading.Event``, set by the run engine when the run is cancelled) ends the call early:
+        a client stops at once where it can (the builtin one also mid-wait), or at its next chunk."""
 
     def complete(self, messages: list[dict], tools: list[dict] | None = None,
                  params: dict | None = None) -> Completion:

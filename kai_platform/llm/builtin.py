@@ -9,12 +9,14 @@ may also name calls directly: ``{"tool_calls": [{"name": …, "arguments": {…}
 Structured answers: with ``params["response_format"]`` (``kai_platform.llm.structured``) the reply
 is a deterministic JSON instance of the schema.
 Load modelling: ``latency_ms`` (before the first token) and ``tokens_per_s`` (pace of the rest).
+Cancel: with ``params["cancel"]`` (a ``threading.Event``) set, the call ends at once, mid-wait too.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+import threading
 import time
 from typing import Iterator
 
@@ -65,9 +67,10 @@ class BuiltinClient(LLMClient):
         params = {**self.options, **(params or {})}
         latency_ms = float(params.get("latency_ms") or 0)
         tokens_per_s = float(params.get("tokens_per_s") or 0)
+        cancel = params.get("cancel") or threading.Event()
         deadline = time.monotonic() + self.timeout
-        if latency_ms:
-            time.sleep(min(latency_ms / 1000, max(0.0, deadline - time.monotonic())))
+        if latency_ms and cancel.wait(min(latency_ms / 1000, max(0.0, deadline - time.monotonic()))):
+            return
         input_tokens = messages_tokens(messages)
         calls = self._planned_tool_calls(messages, tools, params)
         if calls:
@@ -87,8 +90,8 @@ class BuiltinClient(LLMClient):
             words = words[: max(1, int(max_tokens))]
         emitted = 0
         for index, word in enumerate(words):
-            if tokens_per_s:
-                time.sleep(1.0 / tokens_per_s)
+            if tokens_per_s and cancel.wait(1.0 / tokens_per_s):
+                return
             piece = word if index == len(words) - 1 else word + " "
             emitted += count_tokens(piece)
             yield Chunk(kind="text", text=piece)

@@ -1,0 +1,94 @@
+"""``POST /api/v1/executions/batch``: up to 500 runs in one request and one transaction.
+
+Each item is answered exactly as ``POST /api/v1/executions`` would answer it alone (the same view
+code, in its own savepoint): 202 with the created run, or its error envelope. The runs that were
+created commit together and are queued once the transaction commits.
+"""
+from __future__ import annotations
+
+import copy
+
+from django.db import transaction
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+
+from apps.crews.serializers import ExecutionCreatedSerializer, ExecutionCreateSerializer
+from apps.crews.views import ExecutionViewSet
+from kai_platform.api.exceptions import exception_handler
+from kai_platform.api.serializers import KaiSerializer, validated
+from kai_platform.api.views import KaiAPIView
+
+#: the most runs one batch may create
+MAX_BATCH = 500
+
+
+class ExecutionBatchSerializer(KaiSerializer):
+    """What the view validates: the list itself; each item is validated as POST /executions does."""
+
+    executions = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=MAX_BATCH,
+                                       help_text=f"1 to {MAX_BATCH} bodies of POST /api/v1/executions.")
+
+
+class ExecutionBatchRequestSerializer(KaiSerializer):
+    """The documented request: each item is a POST /api/v1/executions body."""
+
+    executions = serializers.ListField(child=ExecutionCreateSerializer(), min_length=1, max_length=MAX_BATCH,
+                                       help_text=f"1 to {MAX_BATCH} bodies of POST /api/v1/executions.")
+
+
+@extend_schema_field({"$ref": "#/components/schemas/ErrorEnvelope"})
+class ErrorEnvelopeField(serializers.JSONField):
+    pass
+
+
+class ExecutionBatchItemSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The item's position in the request's list.")
+    status = serializers.IntegerField(help_text="What POST /api/v1/executions would have answered (202 or an error).")
+    execution = ExecutionCreatedSerializer(required=False, help_text="With status 202: the PENDING run.")
+    error = ErrorEnvelopeField(required=False, help_text="Otherwise: the error envelope.")
+
+
+class ExecutionBatchResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    results = ExecutionBatchItemSerializer(many=True)
+
+
+def _item_request(request, body):
+    """The batch's request as a request whose body is one item (same user, organization, role)."""
+    item = copy.copy(request)
+    item._full_data = body
+    return item
+
+
+class ExecutionBatchView(KaiAPIView):
+    """Start many runs at once (one transaction, one answer per item, in order)."""
+
+    @extend_schema(tags=["executions"], operation_id="executions_batch_create",
+                   request=ExecutionBatchRequestSerializer, responses={200: ExecutionBatchResultSerializer})
+    def post(self, request):
+        """Create up to 500 runs in one transaction. Each item is answered as ``POST
+        /api/v1/executions`` would answer it (202 and the PENDING run, or its error envelope); an
+        item's error leaves the others created. More than 500 items (or none) is a 400."""
+        items = validated(ExecutionBatchSerializer, request)["executions"]
+        single = ExecutionViewSet(request=request, format_kwarg=None, args=(), kwargs={}, action="create")
+        results = []
+        with transaction.atomic():
+            for index, body in enumerate(items):
+                results.append({"index": index, **self._one(single, request, body)})
+        created = sum(1 for r in results if r["status"] < 400)
+        return Response({"created": created, "failed": len(results) - created, "results": results})
+
+    @staticmethod
+    def _one(single, request, body) -> dict:
+        item_request = _item_request(request, body)
+        single.request = item_request
+        try:
+            with transaction.atomic():
+                response = single.create(item_request)
+        except APIException as exc:
+            response = exception_handler(exc, {"request": item_request, "view": single})
+            return {"status": response.status_code, "error": response.data}
+        return {"status": response.status_code, "execution": response.data}
