@@ -11,7 +11,7 @@ organization) are seeded in SQL by bench/b17_data.py; the prune is the product's
 
 The machine is shared, so the baseline is measured in the same minutes as the prune: load slices
 alternate quiet (the prune child stopped with SIGSTOP) and busy (SIGCONT), ``KAI_B17_PAIRS``
-pairs (default 4; quick 2) of ``--duration`` seconds each. The figure is the mean of the busy
+pairs (default 6; quick 2) of ``--duration`` seconds each. The figure is the mean of the busy
 slices' p99 over the mean of the quiet slices' p99; PASS when ≤ 1.2× and the prune was running
 through every busy slice. ``KAI_B17_ROWS`` scales the rows (default 1,000,000).
 """
@@ -23,8 +23,8 @@ import signal
 import statistics
 import time
 
-from bench import servers as srv
 from bench import child
+from bench import servers as srv
 from bench.common import PYTHON, Context, log
 from bench.load import run_load
 from bench.results import INVALID, Row, verdict
@@ -52,25 +52,28 @@ def _result(path) -> dict:
     return {}
 
 
-def _slices(ctx: Context, url: str, headers: dict, connections: int, pruner, pairs: int) -> tuple[list, list]:
-    """Alternate quiet (prune stopped) and busy (prune running) load slices."""
-    quiet, busy = [], []
+def _slices(ctx: Context, url: str, headers: dict, connections: int, pruner, pairs: int) -> tuple[list, list, float]:
+    """Alternate quiet (prune stopped) and busy (prune running) load slices; also the seconds the
+    prune was stopped."""
+    quiet, busy, stopped = [], [], 0.0
     for _ in range(pairs):
         os.kill(pruner.pid, signal.SIGSTOP)
+        since = time.monotonic()
         try:
             quiet.append(run_load(url, headers, connections, ctx.duration))
         finally:
             os.kill(pruner.pid, signal.SIGCONT)
+            stopped += time.monotonic() - since
         result = run_load(url, headers, connections, ctx.duration)
         if pruner.poll() is not None:  # ended during the slice: not a slice of pruning
             break
         busy.append(result)
-    return quiet, busy
+    return quiet, busy, stopped
 
 
 def run(ctx: Context) -> tuple[list[Row], list]:
     rows = int(os.environ.get("KAI_B17_ROWS", "100000" if ctx.quick else "1000000"))
-    pairs = int(os.environ.get("KAI_B17_PAIRS", "2" if ctx.quick else "4"))
+    pairs = int(os.environ.get("KAI_B17_PAIRS", "2" if ctx.quick else "6"))
     log(f"B17: seeding {rows:,} expired rows")
     seeded = child.call(ctx, "b17_data", {"phase": "seed", "rows": rows})
     server = srv.start(ctx, "daphne")
@@ -85,7 +88,7 @@ def run(ctx: Context) -> tuple[list[Row], list]:
         pruner = ctx.children.start("b17-prune", [PYTHON, "-m", "bench.child", "b17_data", json.dumps(
             {"phase": "prune", "organization_id": seeded["organization_id"]})], ctx.env, log_path=prune_log)
         _wait_for_marker(prune_log, pruner)
-        quiet, busy = _slices(ctx, url, headers, connections, pruner, pairs)
+        quiet, busy, stopped = _slices(ctx, url, headers, connections, pruner, pairs)
         still_pruning = len(busy) == pairs
         pruner.wait(timeout=1800)
     finally:
@@ -100,8 +103,10 @@ def run(ctx: Context) -> tuple[list[Row], list]:
     busy_p99 = statistics.fmean(r.p99_ms for r in busy)
     ratio = busy_p99 / quiet_p99
     pair_ratios = [round(b.p99_ms / q.p99_ms, 2) for q, b in zip(quiet, busy)]
+    running = (pruned.get("seconds") or 0) - stopped
     note = (f"{seeded['counts']['total']:,} rows seeded; prune deleted {pruned.get('deleted', 0):,} in "
-            f"{pruned.get('seconds')} s ({pruned.get('rows_per_s', 0):,} rows/s; {pruned.get('settings')}; "
+            f"{running:.0f} s running ({pruned.get('deleted', 0) / max(running, 1):,.0f} rows/s; "
+            f"+{stopped:.0f} s stopped for the quiet slices; {pruned.get('settings')}; "
             f"{pruned.get('stats')}); {len(quiet)} quiet / {len(busy)} busy slices of {ctx.duration:.0f} s "
             f"interleaved, pair ratios {pair_ratios}; {connections} connections, {busy[0].tool}; "
             + ("the prune ran through every busy slice" if still_pruning else "the prune ended before the last slice"))

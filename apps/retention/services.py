@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import models, transaction
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 
 from apps.audit.services import audit_record, snapshot
 from apps.retention import pruning
 from apps.retention.models import KINDS, Keep, RetentionPolicy, RetentionRun
-from rest_framework.exceptions import ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +83,8 @@ def _prune_files(organization, policy: dict, now, pruner: pruning.Pruner) -> Non
     """Files attached to runs that finished before the files cutoff (or whose run is gone)."""
     from django.core.files.storage import default_storage
 
-    from apps.runs.models import TERMINAL_STATUSES, Execution
     from apps.files.models import StoredFile
+    from apps.runs.models import TERMINAL_STATUSES, Execution
 
     cutoff = now - timedelta(days=policy["files_days"])
     finished = Execution.objects.for_org(organization).filter(status__in=TERMINAL_STATUSES, completed_at__lt=cutoff)
@@ -107,13 +106,15 @@ def _prune_files(organization, policy: dict, now, pruner: pruning.Pruner) -> Non
 
 def _prune_all_kinds(organization, policy: dict, now, pruner: pruning.Pruner) -> None:
     from apps.audit.models import AuditEvent
-    from apps.runs.models import Execution, UsageRollup
     from apps.events.models import Event
+    from apps.runs.models import Execution, UsageRollup
     from apps.webhooks.models import WebhookDelivery
+
+    def day(kind: str):
+        return now - timedelta(days=policy[kind])
 
     _prune_files(organization, policy, now, pruner)
     pruner.delete_where(Execution, _finished_runs(organization, policy, now), order="created_at")
-    day = lambda kind: now - timedelta(days=policy[kind])  # noqa: E731
     org = models.Q(organization=organization)
     pruner.delete_where(Event, org & models.Q(created_at__lt=day("events_days")), order="id")
     pruner.delete_where(UsageRollup, org & models.Q(day__lt=day("usage_days").date()))
@@ -143,6 +144,7 @@ def retention_prune(*, organization, now=None, pause: float = 0.0, duty: float =
             _prune_all_kinds(organization, policy, now, pruner)
     finally:
         cache.delete(lock_key)
+    counts = +counts  # the tables a prune looked at but found nothing in are not news
     if not counts:
         return None
     with transaction.atomic():
