@@ -3,7 +3,8 @@
 - ``phase="seed"``: an organization (free plan: 30 days) with ``rows`` rows past its retention —
   finished runs, each with logs and spans, and events — cloned in SQL from one row of each made
   by the product's services and models (a bulk INSERT … SELECT per table).
-- ``phase="prune"``: ``apps.retention.services.retention_prune`` of that organization, timed.
+- ``phase="prune"``: ``apps.retention.services.retention_prune`` of that organization with the
+  product's pacing settings, timed (prints a marker when it starts, for the runner's slices).
 """
 from __future__ import annotations
 
@@ -80,16 +81,25 @@ def _seed(rows: int) -> dict:
     return {"organization_id": str(org.pk), "counts": counts, "seed_seconds": round(time.monotonic() - started, 1)}
 
 
-def _prune(organization_id: str, pause: float) -> dict:
+def _prune(organization_id: str) -> dict:
+    """The product's prune with the product's pacing settings (environment or defaults)."""
+    from django.conf import settings
+
     from apps.accounts.models import Organization
+    from apps.audit.models import AuditEvent
     from apps.retention.services import retention_prune
 
+    pace = {"pause": settings.KAI_RETENTION_PAUSE_SECONDS, "duty": settings.KAI_RETENTION_DUTY,
+            "niceness": settings.KAI_RETENTION_NICE}
+    organization = Organization.objects.get(pk=organization_id)
+    print("B17-PRUNE-STARTED", flush=True)
     started = time.monotonic()
-    run = retention_prune(organization=Organization.objects.get(pk=organization_id), pause=pause)
+    run = retention_prune(organization=organization, **pace)
     seconds = time.monotonic() - started
     deleted = sum((run.counts if run else {}).values())
+    audit = AuditEvent.objects.filter(organization=organization, action="retention.prune").order_by("-id").first()
     return {"deleted": deleted, "seconds": round(seconds, 2), "rows_per_s": round(deleted / seconds) if seconds else 0,
-            "counts": run.counts if run else {}}
+            "counts": run.counts if run else {}, "settings": pace, "stats": audit.after.get("pace") if audit else None}
 
 
 def run(ctx) -> dict:
@@ -99,4 +109,4 @@ def run(ctx) -> dict:
     django.setup()
     if ctx.phase == "seed":
         return _seed(int(ctx.rows))
-    return _prune(ctx.organization_id, float(getattr(ctx, "pause", 0.0)))
+    return _prune(ctx.organization_id)

@@ -25,6 +25,14 @@ from pathlib import Path
 
 FORMAT = 1
 DUMP, MEDIA, KEYS, MANIFEST = "database.dump", "media.tar", "secret.keys", "manifest.json"
+#: gzip level of the dump (pg_dump's default is 6): level 1 writes most of the time saved at a
+#: slightly larger file (figures in docs/operations.md)
+COMPRESS = 1
+
+
+def restore_jobs() -> int:
+    """Parallel pg_restore jobs (tables loaded and indexes built side by side): the cores, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 class BackupError(Exception):
@@ -148,7 +156,7 @@ def backup(*, to: Path, log=print) -> dict:
     pg_dump = find_tool("pg_dump", major)
     db = _db()
     log(f"dumping database {db['NAME']} (PostgreSQL {full}) with {pg_dump}")
-    subprocess.run([pg_dump, "--format=custom", "--compress=6", "--file", str(to / DUMP)],
+    subprocess.run([pg_dump, "--format=custom", f"--compress={COMPRESS}", "--file", str(to / DUMP)],
                    env=_pg_env(db), check=True)
     files = {DUMP: to / DUMP}
     media_count = 0
@@ -225,8 +233,8 @@ def restore(*, source: Path, log=print) -> dict:
     major, full = server_version()
     pg_restore = find_tool("pg_restore", major)
     log(f"restoring into database {_db()['NAME']} (PostgreSQL {full}) with {pg_restore}")
-    subprocess.run([pg_restore, "--exit-on-error", "--no-owner", "--no-privileges", "--dbname", _db()["NAME"],
-                    str(source / DUMP)], env=_pg_env(_db()), check=True)
+    subprocess.run([pg_restore, "--exit-on-error", "--no-owner", "--no-privileges", f"--jobs={restore_jobs()}",
+                    "--dbname", _db()["NAME"], str(source / DUMP)], env=_pg_env(_db()), check=True)
     if MEDIA in manifest["files"]:
         media_root.mkdir(parents=True, exist_ok=True)
         with tarfile.open(source / MEDIA) as tar:

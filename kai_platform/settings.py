@@ -503,6 +503,10 @@ CELERY_BEAT_SCHEDULE = {
 KAI_AUDIT_MIN_DAYS = env_int("KAI_AUDIT_MIN_DAYS", 90)
 #: seconds a prune sleeps between batches (gives live traffic the database between statements)
 KAI_RETENTION_PAUSE_SECONDS = env_float("KAI_RETENTION_PAUSE_SECONDS", 0.1)
+#: share of wall time a prune may work: it rests (1 - duty) / duty times as long as each statement took
+KAI_RETENTION_DUTY = env_float("KAI_RETENTION_DUTY", 0.5)
+#: CPU niceness of a prune's thread and (database on this host) its PostgreSQL backend; 0: unchanged
+KAI_RETENTION_NICE = env_int("KAI_RETENTION_NICE", 10)
 #: a running execution stamps heartbeat_at this often; the reaper fails it once it is this old
 KAI_RUN_HEARTBEAT_SECONDS = env_float("KAI_RUN_HEARTBEAT_SECONDS", 2.0)
 KAI_RUN_STALE_SECONDS = env_int("KAI_RUN_STALE_SECONDS", 60)

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import models, transaction
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 
 from apps.audit.services import audit_record, snapshot
 from apps.retention import pruning
 from apps.retention.models import KINDS, Keep, RetentionPolicy, RetentionRun
-from rest_framework.exceptions import ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +79,12 @@ def _finished_runs(organization, policy: dict, now) -> models.Q:
     return models.Q(organization=organization, parent__isnull=True) & old
 
 
-def _prune_files(organization, policy: dict, now, counts: Counter, pause: float) -> None:
+def _prune_files(organization, policy: dict, now, pruner: pruning.Pruner) -> None:
     """Files attached to runs that finished before the files cutoff (or whose run is gone)."""
     from django.core.files.storage import default_storage
 
-    from apps.runs.models import TERMINAL_STATUSES, Execution
     from apps.files.models import StoredFile
+    from apps.runs.models import TERMINAL_STATUSES, Execution
 
     cutoff = now - timedelta(days=policy["files_days"])
     finished = Execution.objects.for_org(organization).filter(status__in=TERMINAL_STATUSES, completed_at__lt=cutoff)
@@ -94,53 +93,58 @@ def _prune_files(organization, policy: dict, now, counts: Counter, pause: float)
               & (models.Q(execution_id__in=finished.values("pk")) | (orphaned & models.Q(created_at__lt=cutoff))))
     while True:
         rows = list(StoredFile.objects.for_org(organization).filter(lookup).values_list("pk", "storage_key")
-                    [:pruning.BATCH])
+                    [:pruner.batch])
         if not rows:
             return
-        pruning.delete_pks(StoredFile, [pk for pk, _ in rows], counts)
+        pruner.delete_pks(StoredFile, [pk for pk, _ in rows])
         for _, key in rows:
             try:
                 default_storage.delete(key)
             except Exception:
                 logger.warning("retention: could not delete stored object %s", key, exc_info=True)
-        pruning._pause(pause)
 
 
-def retention_prune(*, organization, now=None, pause: float = 0.0) -> RetentionRun | None:
-    """Delete what the organization's policy no longer keeps, in batches; record the counts (a
-    ``RetentionRun`` and an audit row) when anything went. None when another prune of this
-    organization is running or nothing was due."""
+def _prune_all_kinds(organization, policy: dict, now, pruner: pruning.Pruner) -> None:
     from apps.audit.models import AuditEvent
-    from apps.runs.models import Execution, UsageRollup
     from apps.events.models import Event
+    from apps.runs.models import Execution, UsageRollup
     from apps.webhooks.models import WebhookDelivery
 
+    def day(kind: str):
+        return now - timedelta(days=policy[kind])
+
+    _prune_files(organization, policy, now, pruner)
+    pruner.delete_where(Execution, _finished_runs(organization, policy, now), order="created_at")
+    org = models.Q(organization=organization)
+    pruner.delete_where(Event, org & models.Q(created_at__lt=day("events_days")), order="id")
+    pruner.delete_where(UsageRollup, org & models.Q(day__lt=day("usage_days").date()))
+    pruner.delete_where(WebhookDelivery, org & models.Q(created_at__lt=day("webhook_deliveries_days")),
+                        order="created_at")
+    pruner.delete_where(AuditEvent, org & models.Q(created_at__lt=day("audit_days")), order="id")
+    pruner.delete_where(RetentionRun, org & models.Q(created_at__lt=day("audit_days")), order="created_at")
+
+
+def retention_prune(*, organization, now=None, pause: float = 0.0, duty: float = 1.0,
+                    niceness: int = 0) -> RetentionRun | None:
+    """Delete what the organization's policy no longer keeps, in batches (``pause``/``duty``: how
+    it rests between statements, ``niceness``: its CPU priority; see ``pruning``); record the
+    counts (a ``RetentionRun`` and an audit row) when anything went. None when another prune of
+    this organization is running or nothing was due."""
     now = now or timezone.now()
     policy = effective_policy(organization=organization)
     cutoffs = {kind: (now - timedelta(days=policy[kind])).isoformat() for kind in KINDS}
-    counts: Counter = Counter()
+    pruner = pruning.Pruner(pause=pause, duty=duty)
+    counts = pruner.counts
     started = time.monotonic()
     lock_key = f"retention:prune:{organization.pk}"
     if not cache.add(lock_key, 1, PRUNE_LOCK_SECONDS):
         return None
     try:
-        _prune_files(organization, policy, now, counts, pause)
-        pruning.delete_where(Execution, _finished_runs(organization, policy, now), counts, order="created_at",
-                             pause=pause)
-        day = lambda kind: now - timedelta(days=policy[kind])  # noqa: E731
-        pruning.delete_where(Event, models.Q(organization=organization, created_at__lt=day("events_days")),
-                             counts, order="id", pause=pause)
-        pruning.delete_where(UsageRollup, models.Q(organization=organization, day__lt=day("usage_days").date()),
-                             counts, pause=pause)
-        pruning.delete_where(WebhookDelivery, models.Q(organization=organization,
-                                                       created_at__lt=day("webhook_deliveries_days")),
-                             counts, order="created_at", pause=pause)
-        pruning.delete_where(AuditEvent, models.Q(organization=organization, created_at__lt=day("audit_days")),
-                             counts, order="id", pause=pause)
-        pruning.delete_where(RetentionRun, models.Q(organization=organization, created_at__lt=day("audit_days")),
-                             counts, order="created_at", pause=pause)
+        with pruning.lowered_priority(niceness):
+            _prune_all_kinds(organization, policy, now, pruner)
     finally:
         cache.delete(lock_key)
+    counts = +counts  # the tables a prune looked at but found nothing in are not news
     if not counts:
         return None
     with transaction.atomic():
@@ -148,6 +152,6 @@ def retention_prune(*, organization, now=None, pause: float = 0.0) -> RetentionR
                                           counts=dict(counts), cutoffs=cutoffs,
                                           seconds=round(time.monotonic() - started, 3))
         audit_record(organization=organization, actor=None, action="retention.prune", instance=run,
-                     after={"counts": dict(counts), "cutoffs": cutoffs})
-    logger.info("retention: organization %s pruned %s", organization.pk, dict(counts))
+                     after={"counts": dict(counts), "cutoffs": cutoffs, "pace": pruner.stats()})
+    logger.info("retention: organization %s pruned %s (%s)", organization.pk, dict(counts), pruner.stats())
     return run

@@ -31,5 +31,6 @@ def prune_organization(organization_id: str) -> dict:
     organization = Organization.objects.filter(pk=organization_id).first()
     if organization is None:
         return {}
-    run = retention_prune(organization=organization, pause=settings.KAI_RETENTION_PAUSE_SECONDS)
+    run = retention_prune(organization=organization, pause=settings.KAI_RETENTION_PAUSE_SECONDS,
+                          duty=settings.KAI_RETENTION_DUTY, niceness=settings.KAI_RETENTION_NICE)
     return run.counts if run else {}

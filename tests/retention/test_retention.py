@@ -92,6 +92,19 @@ def test_policy_api_plan_defaults_owner_only_and_audit_floor(make_member, client
     assert client_for(free).get("/api/v1/retention").json()["executions_days"] == 30
 
 
+def _record_statements(monkeypatch) -> list[int]:
+    """The rows each of the pruner's DELETE statements removed, in order."""
+    rows: list[int] = []
+    real_execute = pruning.Pruner._execute
+
+    def recording(self, sql, params):
+        rows.append(real_execute(self, sql, params))
+        return rows[-1]
+
+    monkeypatch.setattr(pruning.Pruner, "_execute", recording)
+    return rows
+
+
 @pytest.mark.django_db
 def test_prune_removes_only_what_is_past_the_policy_in_small_statements(make_member, monkeypatch):
     owner = make_member(plan="standard")
@@ -99,19 +112,13 @@ def test_prune_removes_only_what_is_past_the_policy_in_small_statements(make_mem
     old = _seed(owner, days_ago=40)
     recent = _seed(owner, days_ago=5)
     elsewhere = _seed(other, days_ago=40)
-    batch_sizes = []
-    real_delete_pks = pruning.delete_pks
-
-    def recording(model, pks, counts, **kwargs):
-        batch_sizes.append(len(pks))
-        return real_delete_pks(model, pks, counts, **kwargs)
-
-    monkeypatch.setattr(pruning, "delete_pks", recording)
+    statements = _record_statements(monkeypatch)
     monkeypatch.setattr(pruning, "BATCH", 1)
     with CaptureQueriesContext(connection) as queries:
         run = retention_prune(organization=owner.organization)
     deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("DELETE")]
-    assert max(batch_sizes) == 1 and len(deletes) == len(batch_sizes)  # one statement per batch of ≤ BATCH rows
+    assert max(statements) == 1 and len(deletes) == len(statements)  # every DELETE: ≤ BATCH rows
+    assert sum(statements) == sum(run.counts.values())
     assert _exists(old) == {k: k in ("audit", "usage") for k in _exists(old)}  # those two: 365 days
     assert all(_exists(recent).values()) and all(_exists(elsewhere).values())
     assert run.counts["runs.execution"] == 2 and run.counts["runs.executionlog"] == 2
@@ -160,3 +167,55 @@ def test_a_second_prune_of_the_same_organization_waits_for_the_first(make_member
     finally:
         cache.delete(f"retention:prune:{owner.organization.pk}")
     assert retention_prune(organization=owner.organization).counts["runs.execution"] == 2
+
+
+@pytest.mark.django_db
+def test_dependents_go_by_their_foreign_key_in_statements_of_at_most_batch_rows(make_member, monkeypatch):
+    owner = make_member(plan="standard")
+    old, recent = _seed(owner, days_ago=40), _seed(owner, days_ago=5)
+    at = timezone.now() - timedelta(days=40)
+    org = owner.organization
+    ExecutionLog.objects.bulk_create([ExecutionLog(organization=org, execution_id=pk, seq=seq, message="x",
+                                                   created_at=at)
+                                      for pk in (old["run"], old["child"]) for seq in range(2, 40)])
+    ExecutionLog.objects.bulk_create([ExecutionLog(organization=org, execution_id=recent["run"], seq=seq,
+                                                   message="x", created_at=timezone.now()) for seq in range(2, 40)])
+    statements = _record_statements(monkeypatch)
+    monkeypatch.setattr(pruning, "BATCH", 10)
+    with CaptureQueriesContext(connection) as queries:
+        run = retention_prune(organization=org)
+    log_deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('DELETE FROM "crews_executionlog"')]
+    assert all("ctid = ANY(ARRAY(SELECT ctid" in sql and "LIMIT" in sql for sql in log_deletes)
+    assert max(statements) == 10 and run.counts["runs.executionlog"] == 2 * 39
+    assert not ExecutionLog.objects.filter(execution_id__in=[old["run"], old["child"]]).exists()
+    assert ExecutionLog.objects.filter(execution_id=recent["run"]).count() == 39
+
+
+def test_the_duty_cycle_rests_in_proportion_to_the_work(monkeypatch):
+    slept = []
+    monkeypatch.setattr(pruning.time, "sleep", slept.append)
+    pruner = pruning.Pruner(duty=0.25, pause=0.01)
+    pruner._since -= 0.2  # 0.2 s of work since the last rest
+    pruner.rest()
+    assert slept[0] == pytest.approx(0.6, rel=0.05)  # three times the work at a 25% duty
+    pruner.rest()  # next to no work: the least pause
+    assert slept[1] == pytest.approx(0.01, abs=0.005)
+    assert pruner.stats()["rested_seconds"] == pytest.approx(0.61, rel=0.05)
+    assert pruning.Pruner(duty=1.0).duty == 1.0 and pruning.Pruner(duty=0).duty > 0
+
+
+@pytest.mark.django_db
+def test_a_prune_runs_its_thread_and_local_backend_at_a_lower_priority_and_gives_it_back():
+    import os
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    if not pruning._is_local_postgres(backend) or not pruning._may_raise_priority():
+        pytest.skip("the database server is not a process this test may renice")
+    before = os.getpriority(os.PRIO_PROCESS, backend), os.getpriority(os.PRIO_PROCESS, 0)
+    with pruning.lowered_priority(max(before) + 5) as lowered:
+        assert lowered.backend == backend
+        assert os.getpriority(os.PRIO_PROCESS, backend) == max(before) + 5
+        assert os.getpriority(os.PRIO_PROCESS, 0) == max(before) + 5
+    assert (os.getpriority(os.PRIO_PROCESS, backend), os.getpriority(os.PRIO_PROCESS, 0)) == before
