@@ -116,8 +116,8 @@ def run(ctx: Context) -> tuple[list[Row], list]:
         f"first {first / mb:.1f} MB, then {steady / mb:.1f} MB")
     note = (f"daphne: upload runs {[round(u['mb_per_s'], 1) for u in uploads]} MB/s, RSS growth "
             f"{[round(u['rss_growth'] / mb, 1) for u in uploads]} MB (fresh process, then repeats); bare sink "
-            f"{[round(s['rss_growth'] / mb, 1) for s in sinks]} MB — daphne spools the body to a temp file, then "
-            "queues all of it for the app at once; the memory is reused by the next requests")
+            f"{[round(s['rss_growth'] / mb, 1) for s in sinks]} MB — Twisted spools the body to a temp file; the "
+            "server hands it to the app a chunk per receive() (kai_platform/server/body.py)")
     if other:
         note += (f"; uvicorn (reads as the app consumes): upload RSS growth "
                  f"{[round(o['rss_growth'] / mb, 1) for o in other]} MB, "
