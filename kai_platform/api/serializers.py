@@ -24,6 +24,7 @@ import copy
 from collections.abc import Mapping
 
 from django.utils import timezone
+from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import fields, serializers
 from rest_framework.fields import Field, SkipField
@@ -84,9 +85,10 @@ class StrictFieldsMixin:
                 elif (error := _type_error(field, value)) is not None:
                     errors[key] = [error]
             if errors:  # reported beside the other fields' errors
-                clean = data.copy()
-                for key in errors:
-                    clean.pop(key)
+                if form:  # a shallow copy: a QueryDict's copy() deep-copies uploaded files (unpicklable)
+                    clean = MultiValueDict({key: values for key, values in data.lists() if key not in errors})
+                else:
+                    clean = {key: value for key, value in data.items() if key not in errors}
                 try:
                     super().to_internal_value(clean)
                 except serializers.ValidationError as exc:
