@@ -29,10 +29,10 @@ MARK = "knowledge_extraction"
 
 INSTRUCTIONS = (
     "Extract the entities (people, organizations, places, things, concepts) and the relationships "
-    "between them from the document below. Answer with ONE JSON object and nothing else:\n"
-    '{"entities": [{"key": "e1", "type": "person", "label": "Ada Lovelace", "properties": {}}], '
-    '"relationships": [{"source": "e1", "target": "e2", "type": "worked_with", "properties": {}}]}\n'
-    "source and target are keys of entities in the same answer.\n\nDocument {name}:\n{text}")
+    "between them from the document below. Answer with one JSON object and nothing else, with two "
+    'lists: "entities" (objects with "key", "type", "label", "properties") and "relationships" '
+    '(objects with "source", "target", "type", "properties", where source and target are keys of '
+    "the entities).\n\nDocument {name}:\n{text}")
 
 
 def requires_review(organization) -> bool:
@@ -58,7 +58,7 @@ def extraction_start(*, organization, actor, document: Document, agent) -> Execu
         organization=organization, actor=actor, kind=ExecutionKind.AGENT_TASK, agent=agent,
         run_name=f"Extract entities: {document.name}"[:300],
         definition={"name": "knowledge extraction", "description": description,
-                    "expected_output": "one JSON object with entities and relationships",
+                    "expected_output": "one JSON object: entities and relationships",
                     MARK: {"document_id": str(document.pk), "review": requires_review(organization)}})
 
 

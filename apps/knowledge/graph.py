@@ -112,30 +112,6 @@ def row_delete(kind: Kind, *, row, actor) -> None:
         _publish(row.organization_id, kind.name, "deleted", data, actor)
 
 
-def entity_create(*, organization, actor, data: dict) -> Entity:
-    return row_create(ENTITY, organization=organization, actor=actor, data=data)
-
-
-def entity_update(*, entity: Entity, actor, data: dict) -> Entity:
-    return row_update(ENTITY, row=entity, actor=actor, data=data)
-
-
-def entity_delete(*, entity: Entity, actor) -> None:
-    row_delete(ENTITY, row=entity, actor=actor)
-
-
-def relationship_create(*, organization, actor, data: dict) -> Relationship:
-    return row_create(RELATIONSHIP, organization=organization, actor=actor, data=data)
-
-
-def relationship_update(*, relationship: Relationship, actor, data: dict) -> Relationship:
-    return row_update(RELATIONSHIP, row=relationship, actor=actor, data=data)
-
-
-def relationship_delete(*, relationship: Relationship, actor) -> None:
-    row_delete(RELATIONSHIP, row=relationship, actor=actor)
-
-
 _NEIGHBOURHOOD_SQL = """
 WITH RECURSIVE walk(entity_id, depth) AS (
     SELECT %(start)s::uuid, 0

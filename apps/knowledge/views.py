@@ -143,57 +143,48 @@ class DocumentViewSet(TenantScopedViewSet):
         return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
 
 
+class GraphRowViewSet(TenantScopedViewSet):
+    """The writes of a graph row kind (``kind``), through ``graph.row_*``: audited, seed 004 events."""
+
+    kind: graph.Kind
+    action_roles = {name: WRITERS for name in WRITES}
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        row = graph.row_create(self.kind, organization=self.organization, actor=request.user,
+                               data=dict(serializer.validated_data))
+        return Response(self.get_serializer(row).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        serializer = self.get_serializer(self.get_object(), data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        row = graph.row_update(self.kind, row=self.get_object(), actor=request.user,
+                               data=dict(serializer.validated_data))
+        return Response(self.get_serializer(row).data)
+
+    def perform_destroy(self, instance):
+        graph.row_delete(self.kind, row=instance, actor=self.request.user)
+
+
 @extend_schema(tags=["knowledge"])
-class EntityViewSet(TenantScopedViewSet):
+class EntityViewSet(GraphRowViewSet):
     """Knowledge-graph entities (``type``, ``label``, ``properties``)."""
 
     model = Entity
+    kind = graph.ENTITY
     serializer_class = EntitySerializer
-    action_roles = {name: WRITERS for name in WRITES}
     filterset_fields = ["type"]
-
-    def create(self, request, *args, **kwargs):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        entity = graph.entity_create(organization=self.organization, actor=request.user,
-                                     data=dict(serializer.validated_data))
-        return Response(EntitySerializer(entity).data, status=status.HTTP_201_CREATED)
-
-    def update(self, request, *args, **kwargs):
-        serializer = self.get_serializer(self.get_object(), data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        entity = graph.entity_update(entity=self.get_object(), actor=request.user, data=dict(serializer.validated_data))
-        return Response(EntitySerializer(entity).data)
-
-    def perform_destroy(self, instance):
-        graph.entity_delete(entity=instance, actor=self.request.user)
 
 
 @extend_schema(tags=["knowledge"])
-class RelationshipViewSet(TenantScopedViewSet):
+class RelationshipViewSet(GraphRowViewSet):
     """Knowledge-graph relationships: a typed edge ``source_id`` → ``target_id`` with ``properties``."""
 
     model = Relationship
+    kind = graph.RELATIONSHIP
     serializer_class = RelationshipSerializer
-    action_roles = {name: WRITERS for name in WRITES}
     filterset_fields = ["type", "source_id", "target_id"]
-
-    def create(self, request, *args, **kwargs):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        rel = graph.relationship_create(organization=self.organization, actor=request.user,
-                                        data=dict(serializer.validated_data))
-        return Response(RelationshipSerializer(rel).data, status=status.HTTP_201_CREATED)
-
-    def update(self, request, *args, **kwargs):
-        serializer = self.get_serializer(self.get_object(), data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        rel = graph.relationship_update(relationship=self.get_object(), actor=request.user,
-                                        data=dict(serializer.validated_data))
-        return Response(RelationshipSerializer(rel).data)
-
-    def perform_destroy(self, instance):
-        graph.relationship_delete(relationship=instance, actor=self.request.user)
 
 
 @extend_schema(tags=["knowledge"], parameters=[

@@ -229,7 +229,8 @@ async def test_a_server_fault_closes_1011(world, name):
                     ).status_code == 200
         forwarder.kill()  # the database goes away
         forwarder.wait()
-        async with websockets.connect(url(server, socket_paths(world)[name], world["token"]),
+        # a credential the server has not seen (nothing cached): it must be read from the database
+        async with websockets.connect(url(server, socket_paths(world)[name], world["user_token"]),
                                       open_timeout=30) as socket:
             code, reason, _ = await closed_with(socket, timeout=30)
     finally:

@@ -248,3 +248,4 @@ def test_a_blank_field_beside_a_file_is_a_400_not_a_500(owner_client):
     response = upload(owner_client, ("a.png", PNG), agent_id="", execution_id="e3e70682-c209-1cac-a29f-6fbed82c07cd")
     assert_envelope(response, 400, code="GENERAL_001")
     assert not StoredFile.objects.exists()
+

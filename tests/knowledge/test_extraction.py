@@ -90,3 +90,23 @@ def test_refusals(member, client_for, make_member):
     foreign = _document(other)
     assert_envelope(client.post(X, {"document_id": str(foreign.pk), "agent_id": str(agent.pk)}, format="json"), 404)
     assert client.get(f"{X}/{json.loads(json.dumps(str(agent.pk)))}").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_the_extraction_and_the_graph_gets_it(celery_worker_process, member, client_for):
+    """The whole path on a worker with the offline builtin model, which answers with the prompt it was
+    given: a document that is itself the answer comes back as the proposal and is written."""
+    from tests.workflows.conftest import wait_for
+
+    client = client_for(member)
+    document = _document(member)
+    Document.objects.filter(pk=document.pk).update(text=ANSWER.split("\n", 1)[1])
+    agent = make_agent(member, name="Reader")
+    run_id = client.post(X, {"document_id": str(document.pk), "agent_id": str(agent.pk)}, format="json").json()[
+        "execution_id"]
+    wait_for(lambda: Relationship.objects.for_org(member.organization).exists(), 45,
+             message="the extraction run and its apply task")
+    assert Execution.objects.get(pk=run_id).status == "COMPLETED"
+    assert sorted(Entity.objects.for_org(member.organization).values_list("label", flat=True)) == ["Keeper",
+                                                                                                   "Marmalade"]
+    assert client.get(f"{X}/{run_id}").json()["applied"] is True
