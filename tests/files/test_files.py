@@ -249,3 +249,9 @@ def test_a_blank_field_beside_a_file_is_a_400_not_a_500(owner_client):
     assert_envelope(response, 400, code="GENERAL_001")
     assert not StoredFile.objects.exists()
 
+
+
+def test_nul_in_the_metadata_field_is_a_400(owner_client):
+    """U+0000 in a multipart form's JSON field reached PostgreSQL as a 500 (schemathesis)."""
+    assert_envelope(upload(owner_client, ("a.png", PNG), metadata='{"k": "x\\u0000"}'), 400, code="GENERAL_001")
+    assert upload(owner_client, ("a.png", PNG), metadata='{"k": "a \\\\u0000 text"}').status_code == 201
