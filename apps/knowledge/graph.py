@@ -3,7 +3,7 @@ published as seed 004's ``entity_*`` / ``relationship_*`` events) and the neighb
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from django.db import connection, transaction
 from django.db.models import Q
