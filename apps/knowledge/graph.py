@@ -2,8 +2,8 @@
 published as seed 004's ``entity_*`` / ``relationship_*`` events) and the neighbourhood read."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import Q
