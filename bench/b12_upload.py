@@ -36,7 +36,7 @@ def _body(block: bytes, head: bytes = b"", tail: bytes = b""):
     yield tail
 
 
-def _post(port: int, path: str, headers: dict, body, length: int) -> tuple[int, bytes, float]:
+def post_streamed(port: int, path: str, headers: dict, body, length: int) -> tuple[int, bytes, float]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     started = time.perf_counter()
     conn.putrequest("POST", path)
@@ -83,7 +83,7 @@ def _measure(server, path: str, headers: dict, block: bytes, multipart: bool) ->
     sampler = RssSampler(server.process.pid)
     before = sampler.rss()
     with sampler:
-        status, payload, elapsed = _post(server.port, path, headers, _body(block, head, tail), length)
+        status, payload, elapsed = post_streamed(server.port, path, headers, _body(block, head, tail), length)
     return {"status": status, "payload": payload, "seconds": elapsed, "mb_per_s": SIZE / elapsed / 2**20,
             "rss_before": before, "rss_peak": sampler.peak, "rss_growth": max(0, sampler.peak - before)}
 
@@ -116,8 +116,8 @@ def run(ctx: Context) -> tuple[list[Row], list]:
         f"first {first / mb:.1f} MB, then {steady / mb:.1f} MB")
     note = (f"daphne: upload runs {[round(u['mb_per_s'], 1) for u in uploads]} MB/s, RSS growth "
             f"{[round(u['rss_growth'] / mb, 1) for u in uploads]} MB (fresh process, then repeats); bare sink "
-            f"{[round(s['rss_growth'] / mb, 1) for s in sinks]} MB — daphne spools the body to a temp file, then "
-            "queues all of it for the app at once; the memory is reused by the next requests")
+            f"{[round(s['rss_growth'] / mb, 1) for s in sinks]} MB — Twisted spools the body to a temp file; the "
+            "server hands it to the app a chunk per receive() (kai_platform/server/body.py)")
     if other:
         note += (f"; uvicorn (reads as the app consumes): upload RSS growth "
                  f"{[round(o['rss_growth'] / mb, 1) for o in other]} MB, "

@@ -334,12 +334,13 @@ def _register_knowledge_factories():
                                              actor=user, name="notes.txt", text="Otters hold stones.")
 
     def entity(*, organization, user):
-        return graph.entity_create(organization=organization, actor=user, data={"type": "concept", "label": "Otter"})
+        return graph.row_create(graph.ENTITY, organization=organization, actor=user,
+                                data={"type": "concept", "label": "Otter"})
 
     def relationship(*, organization, user):
         a, b = entity(organization=organization, user=user), entity(organization=organization, user=user)
-        return graph.relationship_create(organization=organization, actor=user,
-                                         data={"source_id": a.pk, "target_id": b.pk, "type": "related_to"})
+        return graph.row_create(graph.RELATIONSHIP, organization=organization, actor=user,
+                                data={"source_id": a.pk, "target_id": b.pk, "type": "related_to"})
 
     TENANT_FACTORIES.setdefault(KnowledgeBase, knowledge_base)
     TENANT_FACTORIES.setdefault(Document, document)

@@ -839,6 +839,33 @@ def _knowledge_document_reingest(ctx):
                 object_id=str(doc.pk), action="document.reingest", after={"version": 2})
 
 
+def _ready_document(ctx):
+    from apps.knowledge.models import Document
+
+    doc = _knowledge_document(ctx)
+    Document.objects.filter(pk=doc.pk).update(status="READY")
+    return Document.objects.get(pk=doc.pk)
+
+
+@recipe("knowledge-extractions", "post")
+def _knowledge_extraction_start(ctx):
+    doc, agent = _ready_document(ctx), ctx.agent()
+    return Call(ctx.url("knowledge-extractions"), {"document_id": str(doc.pk), "agent_id": str(agent.pk)},
+                kind="create", action="execution.create")
+
+
+@recipe("knowledge-extraction-apply", "post")
+def _knowledge_extraction_apply(ctx):
+    from apps.knowledge.extraction import extraction_start
+    from apps.runs.models import Execution
+
+    run = extraction_start(organization=ctx.org, actor=ctx.user, document=_ready_document(ctx), agent=ctx.agent())
+    Execution.objects.filter(pk=run.pk).update(status="COMPLETED", result='{"entities": []}')
+    body = {"entities": [{"key": "o", "type": "animal", "label": "Otter"}], "relationships": []}
+    return Call(ctx.url("knowledge-extraction-apply", execution_id=run.pk), body, kind="create",
+                action="entity.create", after={"label": "Otter"})
+
+
 @recipe("knowledge-relationship-list", "post")
 def _knowledge_relationship_create(ctx):
     from apps.knowledge.models import Entity

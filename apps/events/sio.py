@@ -2,8 +2,10 @@
 
 python-socketio's ASGI app, served beside Channels (``kai_platform/asgi.py``). A client is
 authenticated by its ``auth.token`` (or ``?token=``; JWT or platform API key, the same check as
-REST and the sockets), then hears ``authenticated`` (its user) — or ``unauthorized`` (a message)
-and is disconnected. Limits, Origin rules, credential re-checks and the shutdown drain are the
+REST and the sockets), then hears ``authenticated`` (its user). A refused connection (no or a bad
+credential, a connection limit) is socket.io's own refusal: the client's ``connect_error`` with the
+message and seed 002's error body as ``err.data`` (``Refused``); a credential that lapses later gets
+seed 002's ``unauthorized`` (a message) and is disconnected. Limits, Origin rules, credential re-checks and the shutdown drain are the
 sockets' own (``kai_platform/realtime``): a session is registered with the same connection leases,
 credential watcher and relay.
 
@@ -52,7 +54,7 @@ def _cors_origins(origin, environ) -> bool:
     return origin_allowed(origin)
 
 
-sio = socketio.AsyncServer(async_mode="asgi", client_manager=_manager(), always_connect=True,
+sio = socketio.AsyncServer(async_mode="asgi", client_manager=_manager(),
                            cors_allowed_origins=_cors_origins, logger=False, engineio_logger=False,
                            max_http_buffer_size=settings.KAI_WS_MAX_MESSAGE_BYTES)
 application = socketio.ASGIApp(sio, socketio_path="socket.io")
@@ -137,37 +139,61 @@ async def refuse(session: Session, message: str) -> None:
 
 # --- connection ------------------------------------------------------------------------------------
 
+class Refused(socketio.exceptions.ConnectionRefusedError):
+    """A refused connection: the client's ``connect_error`` has ``err.message`` and, as ``err.data``,
+    seed 002's error body (``{success: false, error: {code, message, details, timestamp}}``)."""
+
+    def __init__(self, code: str, message: str, **details):
+        from datetime import datetime, timezone
+
+        super().__init__(message, {"success": False, "error": {
+            "code": code, "message": message, "details": details,
+            "timestamp": datetime.now(timezone.utc).isoformat()}})
+
+
 @sio.event
 async def connect(sid, environ, auth):
+    """Admit or refuse (``Refused``: the client's ``connect_error``); an admitted client then hears
+    ``authenticated`` (``_welcome``, once socket.io has accepted the connection)."""
     scope = environ.get("asgi.scope") or {}
-    session = _sessions[sid] = Session(sid, (scope.get("client") or ["unknown"])[0], scope)
+    session = Session(sid, (scope.get("client") or ["unknown"])[0], scope)
     query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-    token = (auth or {}).get("token") if isinstance(auth, dict) else None
-    token = token or query.get("token")
+    auth = auth if isinstance(auth, dict) else {}
+    token = auth.get("token") or query.get("token")
     if not isinstance(token, str) or not token:
-        await refuse(session, "Authenticate with io(url, {auth: {token}}).")
-        return
+        raise Refused("AUTH_001", "Authenticate with io(url, {auth: {token}}).")
     try:
         user, credential = await database_sync_to_async(authenticate_credential)(
-            token, organization_ref=(auth or {}).get("organization") or query.get("organization"))
+            token, organization_ref=auth.get("organization") or query.get("organization"))
     except (exceptions.AuthenticationFailed, exceptions.PermissionDenied) as exc:
-        await refuse(session, str(exc.detail))
-        return
+        raise Refused("AUTH_001", str(exc.detail)) from None
     if credential.organization is None:
-        await refuse(session, "The credential is not bound to an organization.")
-        return
+        raise Refused("AUTH_001", "The credential is not bound to an organization.")
     refused = await limits.acquire(user.pk, session.ip, session.client_id, _lease_info(session, user, credential))
     if refused:
-        await refuse(session, f"Connection limit exceeded ({refused.replace('_', ' ')}); retry later.")
-        return
+        details = {"limit": refused, **({"retry_after": 60} if refused.endswith("_rate") else {})}
+        raise Refused("GENERAL_002", f"Connection limit exceeded ({refused.replace('_', ' ')}); retry later.",
+                      **details)
     session._limits_held = True
     session.identity, session.credential = SocketIdentity(user, credential), token
+    _sessions[sid] = session
     watch.add(session)
+    resume = auth.get("last_event_id")
+    asyncio.ensure_future(_welcome(session, user, credential, resume if isinstance(resume, int) else None))
+
+
+async def _welcome(session: Session, user, credential, resume: int | None) -> None:
+    """After socket.io sent the client its CONNECT: ``authenticated``, the missed events, then live ones."""
+    for _ in range(200):  # socket.io registers the session once ``connect`` has returned
+        if sio.manager.is_connected(session.sid, "/") or session._closing:
+            break
+        await asyncio.sleep(0.01)
+    if session._closing:
+        return
     session.group = org_group(credential.organization.pk)
     await relay.join(session.group, session)
-    await emit("authenticated", await database_sync_to_async(_user_payload)(user, credential), sid)
-    resume = (auth or {}).get("last_event_id") if isinstance(auth, dict) else None
-    if isinstance(resume, int):
+    await emit("authenticated", await database_sync_to_async(_user_payload)(user, credential), session.sid)
+    if resume is not None:
         await _replay(session, resume)
 
 

@@ -114,8 +114,21 @@ class DocumentAdmin(admin.ModelAdmin):
             services.document_delete(document=document, actor=request.user)
 
 
+class GraphRowAdmin(admin.ModelAdmin):
+    """Deletes through ``graph.row_delete`` (audit rows, seed 004 events, an entity's edges)."""
+
+    kind: graph.Kind
+
+    def delete_model(self, request, obj):
+        graph.row_delete(self.kind, row=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for row in queryset:
+            graph.row_delete(self.kind, row=row, actor=request.user)
+
+
 @admin.register(Entity)
-class EntityAdmin(admin.ModelAdmin):
+class EntityAdmin(GraphRowAdmin):
     list_display = ("label", "type", "organization", "created_at")
     list_filter = ("type", "organization")
     search_fields = ("=id", "label", "type")
@@ -125,16 +138,11 @@ class EntityAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    def delete_model(self, request, obj):
-        graph.entity_delete(entity=obj, actor=request.user)
-
-    def delete_queryset(self, request, queryset):
-        for entity in queryset:
-            graph.entity_delete(entity=entity, actor=request.user)
+    kind = graph.ENTITY
 
 
 @admin.register(Relationship)
-class RelationshipAdmin(admin.ModelAdmin):
+class RelationshipAdmin(GraphRowAdmin):
     list_display = ("type", "source", "target", "organization", "created_at")
     list_filter = ("type", "organization")
     search_fields = ("=id", "type", "source__label", "target__label")
@@ -144,9 +152,4 @@ class RelationshipAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    def delete_model(self, request, obj):
-        graph.relationship_delete(relationship=obj, actor=request.user)
-
-    def delete_queryset(self, request, queryset):
-        for rel in queryset:
-            graph.relationship_delete(relationship=rel, actor=request.user)
+    kind = graph.RELATIONSHIP

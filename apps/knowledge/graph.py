@@ -2,7 +2,11 @@
 published as the hub's ``entity_*`` / ``relationship_*`` events, docs/knowledge.md) and the neighbourhood read."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from django.db import connection, transaction
+from django.db.models import Q
 from rest_framework import exceptions
 
 from apps.audit.services import audit_record, snapshot
@@ -42,46 +46,6 @@ def _check_document(organization, document_id) -> None:
         raise exceptions.ValidationError({"document_id": [f"No document {document_id} in this organization."]})
 
 
-def entity_create(*, organization, actor, data: dict) -> Entity:
-    values = {k: data[k] for k in ENTITY_FIELDS if k in data}
-    _check_document(organization, values.get("document_id"))
-    with transaction.atomic():
-        entity = Entity.objects.create(organization=organization, created_by=_user(actor), **values)
-        audit_record(organization=organization, actor=actor, action="entity.create", instance=entity,
-                     after=snapshot(entity))
-        _publish(organization.pk, "entity", "created", _entity_data(entity, actor), actor)
-    return entity
-
-
-def entity_update(*, entity: Entity, actor, data: dict) -> Entity:
-    values = {k: data[k] for k in ENTITY_FIELDS if k in data}
-    _check_document(entity.organization, values.get("document_id"))
-    with transaction.atomic():
-        entity = Entity.objects.select_for_update().get(pk=entity.pk)
-        before = snapshot(entity)
-        for key, value in values.items():
-            setattr(entity, key, value)
-        entity.save()
-        audit_record(organization=entity.organization, actor=actor, action="entity.update", instance=entity,
-                     before=before, after=snapshot(entity))
-        _publish(entity.organization_id, "entity", "updated", _entity_data(entity, actor), actor)
-    return entity
-
-
-def entity_delete(*, entity: Entity, actor) -> None:
-    """The entity and its relationships; one ``relationship_deleted`` per edge, then ``entity_deleted``."""
-    with transaction.atomic():
-        audit_record(organization=entity.organization, actor=actor, action="entity.delete", instance=entity,
-                     before=snapshot(entity))
-        edges = list(Relationship.objects.for_org(entity.organization)
-                     .filter(source=entity) | Relationship.objects.for_org(entity.organization).filter(target=entity))
-        for rel in edges:
-            _publish(entity.organization_id, "relationship", "deleted", _relationship_data(rel, actor), actor)
-        data = _entity_data(entity, actor)
-        entity.delete()
-        _publish(entity.organization_id, "entity", "deleted", data, actor)
-
-
 def _entities_of(organization, values: dict) -> None:
     ids = {str(values[k]) for k in ("source_id", "target_id") if k in values}
     found = {str(pk) for pk in Entity.objects.for_org(organization).filter(pk__in=ids).values_list("pk", flat=True)}
@@ -90,39 +54,62 @@ def _entities_of(organization, values: dict) -> None:
             raise exceptions.ValidationError({key: [f"No entity {values[key]} in this organization."]})
 
 
-def relationship_create(*, organization, actor, data: dict) -> Relationship:
-    values = {k: data[k] for k in RELATIONSHIP_FIELDS if k in data}
-    _entities_of(organization, values)
-    with transaction.atomic():
-        rel = Relationship.objects.create(organization=organization, created_by=_user(actor), **values)
-        audit_record(organization=organization, actor=actor, action="relationship.create", instance=rel,
-                     after=snapshot(rel))
-        _publish(organization.pk, "relationship", "created", _relationship_data(rel, actor), actor)
-    return rel
+@dataclass(frozen=True)
+class Kind:
+    """What differs between the two kinds of graph rows; the writes below are the same for both."""
+
+    name: str  # "entity" | "relationship": the audit action and the event names (``knowledge.<name>.<action>``)
+    model: type
+    fields: tuple
+    check: Callable  # (organization, values) -> None, raises a ValidationError
+    event_data: Callable  # (row, actor) -> the seed 004 event's data
 
 
-def relationship_update(*, relationship: Relationship, actor, data: dict) -> Relationship:
-    values = {k: data[k] for k in RELATIONSHIP_FIELDS if k in data}
-    _entities_of(relationship.organization, values)
+ENTITY = Kind("entity", Entity, ENTITY_FIELDS, lambda org, values: _check_document(org, values.get("document_id")),
+              _entity_data)
+RELATIONSHIP = Kind("relationship", Relationship, RELATIONSHIP_FIELDS, _entities_of, _relationship_data)
+
+
+def _write(kind: Kind, organization, row, action: str, actor, before=None) -> None:
+    audit_record(organization=organization, actor=actor, action=f"{kind.name}.{action}", instance=row,
+                 before=before, after=snapshot(row) if action != "delete" else None)
+
+
+def row_create(kind: Kind, *, organization, actor, data: dict):
+    values = {k: data[k] for k in kind.fields if k in data}
+    kind.check(organization, values)
     with transaction.atomic():
-        rel = Relationship.objects.select_for_update().get(pk=relationship.pk)
-        before = snapshot(rel)
+        row = kind.model.objects.create(organization=organization, created_by=_user(actor), **values)
+        _write(kind, organization, row, "create", actor)
+        _publish(organization.pk, kind.name, "created", kind.event_data(row, actor), actor)
+    return row
+
+
+def row_update(kind: Kind, *, row, actor, data: dict):
+    values = {k: data[k] for k in kind.fields if k in data}
+    kind.check(row.organization, values)
+    with transaction.atomic():
+        row = kind.model.objects.select_for_update().get(pk=row.pk)
+        before = snapshot(row)
         for key, value in values.items():
-            setattr(rel, key, value)
-        rel.save()
-        audit_record(organization=rel.organization, actor=actor, action="relationship.update", instance=rel,
-                     before=before, after=snapshot(rel))
-        _publish(rel.organization_id, "relationship", "updated", _relationship_data(rel, actor), actor)
-    return rel
+            setattr(row, key, value)
+        row.save()
+        _write(kind, row.organization, row, "update", actor, before=before)
+        _publish(row.organization_id, kind.name, "updated", kind.event_data(row, actor), actor)
+    return row
 
 
-def relationship_delete(*, relationship: Relationship, actor) -> None:
+def row_delete(kind: Kind, *, row, actor) -> None:
+    """The row; an entity's relationships go with it (one ``relationship_deleted`` each, first)."""
     with transaction.atomic():
-        audit_record(organization=relationship.organization, actor=actor, action="relationship.delete",
-                     instance=relationship, before=snapshot(relationship))
-        data = _relationship_data(relationship, actor)
-        relationship.delete()
-        _publish(relationship.organization_id, "relationship", "deleted", data, actor)
+        _write(kind, row.organization, row, "delete", actor, before=snapshot(row))
+        if kind is ENTITY:
+            edges = Relationship.objects.for_org(row.organization).filter(Q(source=row) | Q(target=row))
+            for rel in edges:
+                _publish(row.organization_id, "relationship", "deleted", _relationship_data(rel, actor), actor)
+        data = kind.event_data(row, actor)
+        row.delete()
+        _publish(row.organization_id, kind.name, "deleted", data, actor)
 
 
 _NEIGHBOURHOOD_SQL = """

@@ -123,3 +123,27 @@ class NeighbourhoodSerializer(serializers.Serializer):
     depth = serializers.IntegerField()
     entities = NeighbourEntitySerializer(many=True)
     relationships = RelationshipSerializer(many=True)
+
+
+class ExtractionStartSerializer(KaiSerializer):
+    document_id = serializers.UUIDField(help_text="A READY document of the organization.")
+    agent_id = serializers.UUIDField(help_text="The agent that reads it (its model answers).")
+
+
+class ExtractionApplySerializer(KaiSerializer):
+    """A reviewer's (edited) proposal; without a body the run's own proposal is applied."""
+
+    entities = serializers.ListField(child=JSONObjectField(), required=False, max_length=200,
+                                     help_text="[{key, type, label, properties}]")
+    relationships = serializers.ListField(child=JSONObjectField(), required=False, max_length=400,
+                                          help_text="[{source, target, type, properties}] (entity keys)")
+
+
+class ExtractionSerializer(serializers.Serializer):
+    execution_id = serializers.UUIDField()
+    status = serializers.CharField()
+    document_id = serializers.UUIDField()
+    review = serializers.BooleanField(help_text="The proposal waits for apply (the organization's setting).")
+    proposal = JSONObjectField(allow_null=True, help_text="{entities, relationships} once the run completed.")
+    applied = serializers.BooleanField()
+    created = JSONObjectField(allow_null=True, help_text="{entities: [ids], relationships: [ids]} once applied.")

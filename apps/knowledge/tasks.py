@@ -10,3 +10,16 @@ def ingest_document(document_id: str, version: int) -> str:
     from apps.knowledge.ingest import document_ingest
 
     return document_ingest(document_id=document_id, version=int(version))
+
+
+@shared_task(name="apps.knowledge.tasks.apply_extraction", acks_late=True, ignore_result=True)
+def apply_extraction(execution_id: str) -> None:
+    """Write a completed, unreviewed extraction's proposal (idempotent: an applied one is left as it is)."""
+    from apps.knowledge.extraction import MARK, extraction_apply_run
+    from apps.runs.models import Execution
+
+    run = Execution.objects.filter(pk=execution_id).first()
+    mark = (run.definition or {}).get(MARK) if run else None
+    if not mark or mark.get("applied") or mark.get("review"):  # a reviewed one waits for its apply route
+        return
+    extraction_apply_run(run=run, actor=run.created_by)

@@ -12,4 +12,9 @@ router.register("knowledge-graph/relationships", views.RelationshipViewSet, base
 
 urlpatterns = [
     path("knowledge-graph/neighbourhood", views.NeighbourhoodView.as_view(), name="knowledge-neighbourhood"),
+    path("knowledge-graph/extractions", views.ExtractionView.as_view(), name="knowledge-extractions"),
+    path("knowledge-graph/extractions/<uuid:execution_id>", views.ExtractionDetailView.as_view(),
+         name="knowledge-extraction"),
+    path("knowledge-graph/extractions/<uuid:execution_id>/apply", views.ExtractionApplyView.as_view(),
+         name="knowledge-extraction-apply"),
 ]

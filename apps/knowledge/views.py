@@ -8,18 +8,22 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.knowledge import graph, search, selectors, services
+from apps.knowledge import extraction, graph, search, selectors, services
 from apps.knowledge.models import Document, Entity, KnowledgeBase, Relationship
 from apps.knowledge.serializers import (
     DocumentCreateSerializer,
     DocumentSerializer,
     EntitySerializer,
+    ExtractionApplySerializer,
+    ExtractionSerializer,
+    ExtractionStartSerializer,
     KnowledgeBaseSerializer,
     NeighbourhoodSerializer,
     RelationshipSerializer,
     SearchResultSerializer,
     SearchSerializer,
 )
+from apps.runs.registry import service
 from kai_platform.api.parsers import KaiJSONParser
 from kai_platform.tenancy.permissions import IsOrganizationMember
 from kai_platform.tenancy.roles import Role
@@ -139,57 +143,48 @@ class DocumentViewSet(TenantScopedViewSet):
         return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
 
 
+class GraphRowViewSet(TenantScopedViewSet):
+    """The writes of a graph row kind (``kind``), through ``graph.row_*``: audited, seed 004 events."""
+
+    kind: graph.Kind
+    action_roles = {name: WRITERS for name in WRITES}
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        row = graph.row_create(self.kind, organization=self.organization, actor=request.user,
+                               data=dict(serializer.validated_data))
+        return Response(self.get_serializer(row).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        serializer = self.get_serializer(self.get_object(), data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        row = graph.row_update(self.kind, row=self.get_object(), actor=request.user,
+                               data=dict(serializer.validated_data))
+        return Response(self.get_serializer(row).data)
+
+    def perform_destroy(self, instance):
+        graph.row_delete(self.kind, row=instance, actor=self.request.user)
+
+
 @extend_schema(tags=["knowledge"])
-class EntityViewSet(TenantScopedViewSet):
+class EntityViewSet(GraphRowViewSet):
     """Knowledge-graph entities (``type``, ``label``, ``properties``)."""
 
     model = Entity
+    kind = graph.ENTITY
     serializer_class = EntitySerializer
-    action_roles = {name: WRITERS for name in WRITES}
     filterset_fields = ["type"]
-
-    def create(self, request, *args, **kwargs):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        entity = graph.entity_create(organization=self.organization, actor=request.user,
-                                     data=dict(serializer.validated_data))
-        return Response(EntitySerializer(entity).data, status=status.HTTP_201_CREATED)
-
-    def update(self, request, *args, **kwargs):
-        serializer = self.get_serializer(self.get_object(), data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        entity = graph.entity_update(entity=self.get_object(), actor=request.user, data=dict(serializer.validated_data))
-        return Response(EntitySerializer(entity).data)
-
-    def perform_destroy(self, instance):
-        graph.entity_delete(entity=instance, actor=self.request.user)
 
 
 @extend_schema(tags=["knowledge"])
-class RelationshipViewSet(TenantScopedViewSet):
+class RelationshipViewSet(GraphRowViewSet):
     """Knowledge-graph relationships: a typed edge ``source_id`` → ``target_id`` with ``properties``."""
 
     model = Relationship
+    kind = graph.RELATIONSHIP
     serializer_class = RelationshipSerializer
-    action_roles = {name: WRITERS for name in WRITES}
     filterset_fields = ["type", "source_id", "target_id"]
-
-    def create(self, request, *args, **kwargs):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        rel = graph.relationship_create(organization=self.organization, actor=request.user,
-                                        data=dict(serializer.validated_data))
-        return Response(RelationshipSerializer(rel).data, status=status.HTTP_201_CREATED)
-
-    def update(self, request, *args, **kwargs):
-        serializer = self.get_serializer(self.get_object(), data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        rel = graph.relationship_update(relationship=self.get_object(), actor=request.user,
-                                        data=dict(serializer.validated_data))
-        return Response(RelationshipSerializer(rel).data)
-
-    def perform_destroy(self, instance):
-        graph.relationship_delete(relationship=instance, actor=self.request.user)
 
 
 @extend_schema(tags=["knowledge"], parameters=[
@@ -217,3 +212,71 @@ class NeighbourhoodView(OrganizationContextMixin, APIView):
         entities.sort(key=lambda e: (e["depth"], e["label"]))
         return Response({"entity_id": str(entity.pk), "depth": depth, "entities": entities,
                          "relationships": RelationshipSerializer(found["relationships"], many=True).data})
+
+
+def _extraction_body(run) -> dict:
+    mark = run.definition[extraction.MARK]
+    proposal = None
+    if run.status == "COMPLETED":
+        result = run.result
+        try:
+            proposal = extraction.proposal_parse(result.get("output") if isinstance(result, dict) else result)
+        except exceptions.ValidationError:
+            proposal = None
+    return {"execution_id": str(run.pk), "status": run.status, "document_id": mark["document_id"],
+            "review": bool(mark.get("review")), "proposal": proposal, "applied": bool(mark.get("applied")),
+            "created": mark.get("created")}
+
+
+@extend_schema(tags=["knowledge"])
+class ExtractionView(OrganizationContextMixin, APIView):
+    """Extract entities and relationships from a document with an agent: a run on a worker (202);
+    its proposal is written when it completes, or on ``{execution_id}/apply`` when the organization
+    reviews extractions (setting ``knowledge_extraction_review``)."""
+
+    permission_classes = [IsOrganizationMember]
+    action_roles = {"post": WRITERS}
+    parser_classes = [KaiJSONParser]
+
+    @extend_schema(request=ExtractionStartSerializer, responses={202: ExtractionSerializer})
+    def post(self, request):
+        serializer = ExtractionStartSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = serializer.validated_data
+        document = Document.objects.for_org(self.organization).filter(pk=values["document_id"]).first()
+        agent = service("agents_load")(self.organization, [values["agent_id"]]).get(str(values["agent_id"]))
+        if document is None or agent is None:
+            raise exceptions.NotFound("No such document." if document is None else "No such agent.")
+        run = extraction.extraction_start(organization=self.organization, actor=request.user, document=document,
+                                          agent=agent)
+        return Response(_extraction_body(run), status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(tags=["knowledge"])
+class ExtractionDetailView(OrganizationContextMixin, APIView):
+    """An extraction run: its status and, once it completed, its proposal."""
+
+    permission_classes = [IsOrganizationMember]
+
+    @extend_schema(responses={200: ExtractionSerializer})
+    def get(self, request, execution_id):
+        return Response(_extraction_body(extraction.extraction_of(organization=self.organization,
+                                                                  execution_id=execution_id)))
+
+
+@extend_schema(tags=["knowledge"])
+class ExtractionApplyView(OrganizationContextMixin, APIView):
+    """Write a completed extraction's proposal — the run's own, or the reviewer's edited one — once."""
+
+    permission_classes = [IsOrganizationMember]
+    action_roles = {"post": WRITERS}
+    parser_classes = [KaiJSONParser]
+
+    @extend_schema(request=ExtractionApplySerializer, responses={200: ExtractionSerializer})
+    def post(self, request, execution_id):
+        serializer = ExtractionApplySerializer(data=request.data or {})
+        serializer.is_valid(raise_exception=True)
+        run = extraction.extraction_of(organization=self.organization, execution_id=execution_id)
+        extraction.extraction_apply_run(run=run, actor=request.user, proposal=dict(serializer.validated_data) or None)
+        run.refresh_from_db()
+        return Response(_extraction_body(run))

@@ -7,6 +7,7 @@ import django_filters
 from django.core.exceptions import ValidationError
 from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import exceptions
 
 
 class UTCIsoDateTimeField(IsoDateTimeField):
@@ -62,7 +63,31 @@ class KaiFilterBackend(DjangoFilterBackend):
             names = self._skippable[filterset_class] = _filter_names_if_skippable(filterset_class)
         if names is not None and not any(key.startswith(names) for key in request.query_params):
             return queryset
+        _check_booleans(filterset_class, request.query_params)
         return super().filter_queryset(request, queryset, view)
+
+
+#: what django-filter's BooleanWidget reads as a boolean; anything else it silently ignores
+_BOOLEANS = frozenset({"true", "false", "1", "0"})
+
+
+#: filters of a typed value (an id, a date, a number): the OpenAPI document gives them a format
+_TYPED = (django_filters.UUIDFilter, django_filters.ModelChoiceFilter, django_filters.DateFilter,
+          django_filters.DateTimeFilter, django_filters.NumberFilter)
+
+
+def _check_booleans(filterset_class, params) -> None:
+    """What django-filter would silently ignore is a 400, not an unfiltered list: a boolean filter given
+    something that is not a boolean, a typed filter given an empty value."""
+    errors = {}
+    for name, filter_ in filterset_class.base_filters.items():
+        values = [str(value) for value in params.getlist(name)] if name in params else []
+        if isinstance(filter_, django_filters.BooleanFilter) and any(v.lower() not in _BOOLEANS for v in values):
+            errors[name] = ["Must be true or false."]
+        elif isinstance(filter_, _TYPED) and any(not v.strip() for v in values):
+            errors[name] = ["May not be empty (leave the parameter out to not filter)."]
+    if errors:
+        raise exceptions.ValidationError(errors)
 
 
 _UNKNOWN = object()

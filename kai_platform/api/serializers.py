@@ -24,6 +24,7 @@ import copy
 from collections.abc import Mapping
 
 from django.utils import timezone
+from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import fields, serializers
 from rest_framework.fields import Field, SkipField
@@ -84,9 +85,10 @@ class StrictFieldsMixin:
                 elif (error := _type_error(field, value)) is not None:
                     errors[key] = [error]
             if errors:  # reported beside the other fields' errors
-                clean = data.copy()
-                for key in errors:
-                    clean.pop(key)
+                if form:  # a shallow copy: a QueryDict's copy() deep-copies uploaded files (unpicklable)
+                    clean = MultiValueDict({key: values for key, values in data.lists() if key not in errors})
+                else:
+                    clean = {key: value for key, value in data.items() if key not in errors}
                 try:
                     super().to_internal_value(clean)
                 except serializers.ValidationError as exc:
@@ -286,6 +288,15 @@ def _class_read_plan(cls) -> list | None:
     return plan
 
 
+def _holds_nul(value) -> bool:
+    """U+0000 in a string or key: PostgreSQL text and jsonb cannot hold it."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return isinstance(value, list) and any(_holds_nul(v) for v in value)
+
+
 @extend_schema_field({"type": "object", "additionalProperties": True})
 class JSONObjectField(serializers.JSONField):
     """A JSON object (dict), size-capped."""
@@ -293,6 +304,7 @@ class JSONObjectField(serializers.JSONField):
     default_error_messages = {
         "not_object": "Must be a JSON object.",
         "too_large": "Must serialize to at most {max_bytes} bytes.",
+        "nul": "The NUL character (\\u0000) is not allowed in strings or keys.",
     }
 
     def __init__(self, *args, max_bytes: int = 65536, **kwargs):
@@ -305,8 +317,11 @@ class JSONObjectField(serializers.JSONField):
             self.fail("not_object")
         from kai_platform.api.renderers import dumps
 
-        if len(dumps(value)) > self.max_bytes:
+        encoded = dumps(value)
+        if len(encoded) > self.max_bytes:
             self.fail("too_large", max_bytes=self.max_bytes)
+        if b"\\u0000" in encoded and _holds_nul(value):  # a form field's JSON (the parser refuses JSON bodies')
+            self.fail("nul")
         return value
 
 

@@ -5,11 +5,12 @@ import asyncio  # isort:skip
 import daphne.server  # isort:skip  (installs the asyncio reactor before anything imports Twisted)
 
 import logging
+from functools import partial
 
 from daphne.cli import CommandLineInterface
 from twisted.internet import defer
 
-from kai_platform.server import drain
+from kai_platform.server import body, drain
 from kai_platform.server.protocol import CLOSE_GOING_AWAY, KaiWebSocketProtocol
 
 logger = logging.getLogger("kai.server")
@@ -25,6 +26,23 @@ class KaiServer(daphne.server.Server):
         # daphne's run() builds the factory inline; its protocols are made from ``factory.protocol``
         factory.protocol = KaiWebSocketProtocol
         self._ws_factory = factory
+
+    def create_application(self, protocol, scope):
+        """daphne's, with an HTTP body read from its spool file as the application asks (``body.py``)."""
+        streamed = body.take_body(protocol) if scope.get("type") == "http" else None
+        if streamed is None:
+            return super().create_application(protocol, scope)
+        assert "application_instance" not in self.connections[protocol]
+        scope.setdefault("asgi", {"version": "3.0"})
+        instance = self.application(scope=scope, receive=streamed.receive,
+                                    send=partial(self.handle_reply, protocol))
+        if protocol not in self.connections:
+            streamed.close()
+            return None
+        future = asyncio.ensure_future(instance)
+        future.add_done_callback(lambda _: streamed.close())  # a body the application never read
+        self.connections[protocol]["application_instance"] = future
+        return streamed.queue
 
     def listen_success(self, port):
         self.__dict__.setdefault("ports", []).append(port)

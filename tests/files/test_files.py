@@ -240,3 +240,18 @@ def test_a_real_server_streams_a_large_upload_instead_of_parsing_it_in_memory(ma
     assert stored.size == size and stored.sha256 == hashlib.sha256(block * (size // len(block))).hexdigest()
     growth = peak[0] - before
     assert growth < 2 * size, f"the web process grew by {growth / 2**20:.0f} MB for a {size / 2**20:.0f} MB upload"
+
+
+def test_a_blank_field_beside_a_file_is_a_400_not_a_500(owner_client):
+    """A form field error is reported beside the file's: the form is copied without deep-copying
+    the uploaded file (schemathesis found the 500)."""
+    response = upload(owner_client, ("a.png", PNG), agent_id="", execution_id="e3e70682-c209-1cac-a29f-6fbed82c07cd")
+    assert_envelope(response, 400, code="GENERAL_001")
+    assert not StoredFile.objects.exists()
+
+
+
+def test_nul_in_the_metadata_field_is_a_400(owner_client):
+    """U+0000 in a multipart form's JSON field reached PostgreSQL as a 500 (schemathesis)."""
+    assert_envelope(upload(owner_client, ("a.png", PNG), metadata='{"k": "x\\u0000"}'), 400, code="GENERAL_001")
+    assert upload(owner_client, ("a.png", PNG), metadata='{"k": "a \\\\u0000 text"}').status_code == 201

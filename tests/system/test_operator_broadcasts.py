@@ -1,5 +1,5 @@
 """Operator broadcasts (system alerts, maintenance) and a run's progress events: permissions,
-validation, the admin and the runner, in-process (the wire is in tests/realtime/test_seed004_events.py)."""
+validation, the admin and the runner, in-process (the wire is in tests/conformance/test_seed004_events.py)."""
 from __future__ import annotations
 
 import uuid

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import pytest
 import websockets
@@ -184,3 +186,54 @@ async def test_shutdown_warns_then_closes_1001(world):
     warning = next(m for m in hub_messages if m["type"] == "disconnect_warning")
     assert warning["data"]["reason"] == "server_shutdown" and warning["data"]["seconds_left"] == 1.0
     assert any(m["type"] == "disconnect_warning" for m in agent_messages)
+
+
+#: a TCP forwarder in a process of its own (127.0.0.1:<printed port> → argv host:port); killing it cuts every connection
+FORWARDER = """
+import asyncio, sys
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+async def client(reader, writer):
+    up_reader, up_writer = await asyncio.open_connection(sys.argv[1], int(sys.argv[2]))
+    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+async def main():
+    server = await asyncio.start_server(client, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("name", ["hub", "agent", "run"])
+async def test_a_server_fault_closes_1011(world, name):
+    """The database goes away under a running server: a socket whose credential must be read from it
+    is closed 1011 INTERNAL_ERROR (a fault of the server, not of the client's credential)."""
+    import httpx
+    from django.db import connection
+
+    database = connection.settings_dict
+    forwarder = subprocess.Popen([sys.executable, "-c", FORWARDER, database["HOST"] or "127.0.0.1",
+                                  str(database["PORT"] or 5432)], stdout=subprocess.PIPE, text=True)
+    port = int(forwarder.stdout.readline())
+    server = await asyncio.to_thread(
+        LiveServer, **LIMITS, KAI_DB_POOL_TIMEOUT="1",
+        DATABASE_URL=f"postgres://{database['USER']}@127.0.0.1:{port}/{database['NAME']}")
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:  # the pool holds connections
+            assert (await client.get("/api/v1/agents", headers={"Authorization": f"Bearer {world['token']}"})
+                    ).status_code == 200
+        forwarder.kill()  # the database goes away
+        forwarder.wait()
+        # a credential the server has not seen (nothing cached): it must be read from the database
+        async with websockets.connect(url(server, socket_paths(world)[name], world["user_token"]),
+                                      open_timeout=30) as socket:
+            code, reason, _ = await closed_with(socket, timeout=30)
+    finally:
+        forwarder.kill()
+        await asyncio.to_thread(server.stop)
+    assert (code, reason) == (1011, "INTERNAL_ERROR")

@@ -88,7 +88,7 @@ async def node():
 @pytest.fixture(scope="module")
 def servers(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        first, second = LiveServer(KAI_WS_MESSAGES_PER_MINUTE="5"), LiveServer(KAI_WS_MESSAGES_PER_MINUTE="5")
+        first, second = (LiveServer(KAI_WS_MESSAGES_PER_MINUTE="5", KAI_WS_MAX_PER_USER="2") for _ in range(2))
     yield first, second
     from concurrent.futures import ThreadPoolExecutor
 
@@ -102,10 +102,6 @@ async def test_seed002_socketio_across_two_processes(servers, node, make_member)
     plain = await database_sync_to_async(make_member)("user", organization=owner.organization)
     token = (await database_sync_to_async(jwt_for)(owner.user))["access_token"]
     plain_token = (await database_sync_to_async(jwt_for)(plain.user))["access_token"]
-
-    await node.send(op="connect", name="bad", url=first.url, auth={"token": "not-a-token"})
-    assert isinstance((await node.wait("bad", "unauthorized"))[0], str)
-    assert await node.wait("bad", "disconnect") == ["io server disconnect"]
 
     await node.send(op="connect", name="x", url=first.url, auth={"token": token})
     user = (await node.wait("x", "authenticated"))[0]
@@ -147,3 +143,34 @@ async def test_long_polling_and_positional_arguments(servers, node, make_member)
         await node.send(op="emit", name="p", event="agent:unsubscribe", args=["agent-7"], ack=True)
     answers = [(await node.wait("p", "agent:unsubscribe", ack=True))[0] for _ in range(4)]
     assert answers[:3] == [{"agents": []}] * 3 and answers[3]["error_code"] == "RATE_LIMIT_EXCEEDED"
+
+
+async def test_refusals_are_connect_errors_with_the_seed_error_body(servers, node, make_member):
+    """What a socket.io client sees when it is refused: ``connect_error`` (never ``connect``), its
+    ``err.data`` seed 002's error body, and no automatic reconnection (``socket.active`` false)."""
+    first, _ = servers
+    owner = await database_sync_to_async(make_member)("owner")
+    token = (await database_sync_to_async(jwt_for)(owner.user))["access_token"]
+
+    async def refused(name, **connect):
+        await node.send(op="connect", name=name, url=first.url, **connect)
+        message, data, active = await node.wait(name, "connect_error")
+        assert active is False and isinstance(message, str) and message == data["error"]["message"]
+        assert data["success"] is False and data["error"]["timestamp"]
+        return data["error"]
+
+    assert (await refused("none", auth={}))["code"] == "AUTH_001"
+    assert (await refused("bad", auth={"token": "not-a-token"}))["code"] == "AUTH_001"
+    assert (await refused("polling", auth={"token": "x"}, transports=["polling"]))["code"] == "AUTH_001"
+    for name in ("a", "b"):  # KAI_WS_MAX_PER_USER=2 on these servers
+        await node.send(op="connect", name=name, url=first.url, auth={"token": token})
+        await node.wait(name, "authenticated")
+    limit = await refused("c", auth={"token": token})
+    assert limit["code"] == "GENERAL_002" and limit["details"] == {"limit": "user"}
+    await node.send(op="close", name="a")
+    await node.wait("a", "disconnect")
+    await asyncio.sleep(0.5)  # the lease is released when the server sees the disconnect
+    await node.send(op="connect", name="d", url=first.url, auth={"token": token})
+    await node.wait("d", "authenticated")
+    assert not [line for line in node.heard if line.get("event") == "connect"
+                and line["name"] in ("none", "bad", "polling", "c")]
