@@ -16,7 +16,7 @@ os.environ.setdefault("KAI_PASSWORD_HASHERS", TEST_PASSWORD_HASHERS)  # inherite
 settings.PASSWORD_HASHERS = os.environ["KAI_PASSWORD_HASHERS"].split(",")
 
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
-from tests.helpers import WorkerProcess
+from tests.helpers import SharedWorker
 
 
 @pytest.fixture(scope="session")
@@ -131,15 +131,36 @@ def owner_client(member, client_for) -> APIClient:
     return client_for(member)
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db):
-    """A real Celery worker (threads pool) on this test's database and Redis prefix."""
-    worker = WorkerProcess()
-    try:
-        worker.wait_alive()
-        yield worker
-    finally:
+@pytest.fixture(scope="session")
+def _shared_worker(django_db_setup, django_db_blocker):
+    """The xdist worker's one Celery worker, started when a test first asks for it (see
+    ``SharedWorker``); stopped before the test database is dropped."""
+    holder: list[SharedWorker] = []
+    yield holder
+    for worker in holder:
         worker.stop()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, _shared_worker):
+    """A real Celery worker (threads pool, default + runs queues) on this test's database and
+    Redis prefix: the xdist worker's shared one, resumed for this test and paused (idle, not
+    consuming) before the test's tables are flushed. A test that stops or kills it gets a new
+    one next time."""
+    if _shared_worker and not _shared_worker[0].alive():
+        _shared_worker.pop().stop()
+    if not _shared_worker:
+        _shared_worker.append(SharedWorker())
+    worker = _shared_worker[0]
+    worker.resume()
+    yield worker
+    if worker.alive():
+        try:
+            worker.pause()
+        except Exception:
+            _shared_worker.remove(worker)
+            worker.stop()
+            raise
 
 
 def pytest_collection_modifyitems(config, items):
