@@ -16,7 +16,7 @@ os.environ.setdefault("KAI_PASSWORD_HASHERS", TEST_PASSWORD_HASHERS)  # inherite
 settings.PASSWORD_HASHERS = os.environ["KAI_PASSWORD_HASHERS"].split(",")
 
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
-from tests.helpers import SharedWorker
+from tests.helpers import LiveServer, SharedWorker
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +129,16 @@ def client_for():
 @pytest.fixture
 def owner_client(member, client_for) -> APIClient:
     return client_for(member)
+
+
+@pytest.fixture(scope="session")
+def shared_live_server(django_db_setup, django_db_blocker):
+    """One real daphne with default settings per xdist worker, for every test that needs a server
+    but no settings of its own: it keeps no state of its own (tests flush the database)."""
+    with django_db_blocker.unblock():
+        server = LiveServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
