@@ -30,6 +30,29 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
         connection.close_pool()
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(request, django_test_environment, django_db_blocker, django_db_modify_db_settings):
+    """pytest-django's, except that the test database starts as a copy of the migrated template
+    (``tests.launcher.migrated_template``: made once for all xdist workers and kept between runs),
+    so each xdist worker's ``migrate`` has nothing left to do instead of every migration.
+    (No test uses serialized rollback: nothing is serialized.)"""
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    from tests.launcher import clone_database, drop_database, migrated_template
+
+    verbosity = request.config.option.verbose
+    with django_db_blocker.unblock():
+        name = connection.settings_dict["TEST"].get("NAME") or f"test_{connection.settings_dict['NAME']}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+        drop_database(name)
+        clone_database(migrated_template({**env, "DJANGO_ENV": "test"}), name)
+        db_cfg = setup_databases(verbosity=verbosity, interactive=False, keepdb=True, serialized_aliases=set())
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(db_cfg, verbosity=verbosity)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_connection_pools_before_teardown(django_db_setup, django_db_blocker):
     """Idle pooled connections (threads return theirs to the pool) would keep the test
