@@ -10,7 +10,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 DOCS_STAMP := $(VENV)/.docs-installed
 BENCH_ARGS ?=
 
-.PHONY: run test bench docs venv clean
+.PHONY: run test bench docs venv clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,14 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m kai_platform.cli up
 
-test: $(STAMP)
-	$(PY) -m kai_platform.cli test $(PYTEST_ARGS)
+# What the tests need from the system (chromium, espeak-ng, node + npm ci, xmlsec1), installed
+# when missing and possible (the installer .ci/run uses too); otherwise it says what is missing.
+system-deps:
+	@bash .ci/system-deps.sh
+
+# --durations: every run's log names its slowest tests (docs/testing.md)
+test: system-deps $(STAMP)
+	$(PY) -m kai_platform.cli test --durations=25 $(PYTEST_ARGS)
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,bench]'

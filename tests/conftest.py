@@ -16,7 +16,7 @@ os.environ.setdefault("KAI_PASSWORD_HASHERS", TEST_PASSWORD_HASHERS)  # inherite
 settings.PASSWORD_HASHERS = os.environ["KAI_PASSWORD_HASHERS"].split(",")
 
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
-from tests.helpers import WorkerProcess
+from tests.helpers import LiveServer, SharedWorker
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +28,29 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
 
     for connection in connections.all():
         connection.close_pool()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(request, django_test_environment, django_db_blocker, django_db_modify_db_settings):
+    """pytest-django's, except that the test database starts as a copy of the migrated template
+    (``tests.launcher.migrated_template``: made once for all xdist workers and kept between runs),
+    so each xdist worker's ``migrate`` has nothing left to do instead of every migration.
+    (No test uses serialized rollback: nothing is serialized.)"""
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    from tests.launcher import clone_database, drop_database, migrated_template
+
+    verbosity = request.config.option.verbose
+    with django_db_blocker.unblock():
+        name = connection.settings_dict["TEST"].get("NAME") or f"test_{connection.settings_dict['NAME']}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+        drop_database(name)
+        clone_database(migrated_template({**env, "DJANGO_ENV": "test"}), name)
+        db_cfg = setup_databases(verbosity=verbosity, interactive=False, keepdb=True, serialized_aliases=set())
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(db_cfg, verbosity=verbosity)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -131,15 +154,46 @@ def owner_client(member, client_for) -> APIClient:
     return client_for(member)
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db):
-    """A real Celery worker (threads pool) on this test's database and Redis prefix."""
-    worker = WorkerProcess()
-    try:
-        worker.wait_alive()
-        yield worker
-    finally:
+@pytest.fixture(scope="session")
+def shared_live_server(django_db_setup, django_db_blocker):
+    """One real daphne with default settings per xdist worker, for every test that needs a server
+    but no settings of its own: it keeps no state of its own (tests flush the database)."""
+    with django_db_blocker.unblock():
+        server = LiveServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _shared_worker(django_db_setup, django_db_blocker):
+    """The xdist worker's one Celery worker, started when a test first asks for it (see
+    ``SharedWorker``); stopped before the test database is dropped."""
+    holder: list[SharedWorker] = []
+    yield holder
+    for worker in holder:
         worker.stop()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, _shared_worker):
+    """A real Celery worker (threads pool, default + runs queues) on this test's database and
+    Redis prefix: the xdist worker's shared one, resumed for this test and paused (idle, not
+    consuming) before the test's tables are flushed. A test that stops or kills it gets a new
+    one next time."""
+    if _shared_worker and not _shared_worker[0].alive():
+        _shared_worker.pop().stop()
+    if not _shared_worker:
+        _shared_worker.append(SharedWorker())
+    worker = _shared_worker[0]
+    worker.resume()
+    yield worker
+    if worker.alive():
+        try:
+            worker.pause()
+        except Exception:
+            _shared_worker.remove(worker)
+            worker.stop()
+            raise
 
 
 def pytest_collection_modifyitems(config, items):

@@ -79,6 +79,97 @@ class WorkerProcess:
 
 
 
+class SharedWorker:
+    """One real Celery worker (threads pool, default + runs queues) for every test of an xdist
+    worker that asks for one: starting a worker costs seconds of imports, stopping it a warm
+    shutdown. Between those tests it is paused so tests without a worker see none: it stops
+    consuming both queues (control ``cancel_consumer``, acknowledged), its heartbeat key goes and
+    the process is frozen (SIGSTOP), so nothing it does overlaps another test's flush."""
+
+    def __init__(self, concurrency: int = 8):
+        from django.conf import settings
+
+        self.name = f"shared-{settings.KAI_REDIS_PREFIX}@%h"
+        self.queues = (settings.CELERY_TASK_DEFAULT_QUEUE, settings.KAI_RUNS_QUEUE)
+        self.worker = WorkerProcess("--concurrency", str(concurrency), "-n", self.name)
+        self.worker.wait_alive(timeout=120)  # a loaded machine imports Django and Celery slowly
+        self.node = self._node_name()
+        self.heartbeat = self._heartbeat()
+        self.paused = False
+
+    @property
+    def process(self):
+        return self.worker.process
+
+    def _node_name(self) -> str:
+        import socket
+
+        return self.name.replace("%h", socket.gethostname())
+
+    def _heartbeat(self) -> tuple[str, str]:
+        from django.conf import settings
+        from django_redis import get_redis_connection
+
+        redis = get_redis_connection("default")
+        key = next(iter(redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:workers:*:{self.process.pid}")))
+        return key, redis.get(key)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def _control(self, command: str, queue: str) -> None:
+        from kai_platform.celery import app
+
+        replies = app.control.broadcast(command, arguments={"queue": queue}, destination=[self.node],
+                                        reply=True, limit=1, timeout=30)
+        if not replies:
+            raise TimeoutError(f"worker {self.node} did not answer {command}")
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Until the worker holds no task (running or reserved) — twice in a row, a task that ends
+        may queue another."""
+        from kai_platform.celery import app
+
+        inspect = app.control.inspect(destination=[self.node], limit=1, timeout=10)
+        deadline, quiet = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline and quiet < 2:
+            active, reserved = inspect.active() or {}, inspect.reserved() or {}
+            busy = any(active.values()) or any(reserved.values()) or not active
+            quiet = 0 if busy else quiet + 1
+            if busy:
+                time.sleep(0.05)
+        if quiet < 2:
+            raise TimeoutError(f"worker {self.node} still busy after {timeout} s")
+
+    def pause(self) -> None:
+        from django_redis import get_redis_connection
+
+        self.wait_idle()
+        for queue in self.queues:
+            self._control("cancel_consumer", queue)
+        os.kill(self.process.pid, signal.SIGSTOP)
+        get_redis_connection("default").delete(self.heartbeat[0])
+        self.paused = True
+
+    def resume(self) -> None:
+        from django.conf import settings
+        from django_redis import get_redis_connection
+
+        if not self.paused:
+            return
+        # announced again at once (the worker's own loop refreshes it within its interval)
+        get_redis_connection("default").set(*self.heartbeat, ex=settings.KAI_WORKER_HEARTBEAT_SECONDS * 3)
+        os.kill(self.process.pid, signal.SIGCONT)
+        for queue in self.queues:
+            self._control("add_consumer", queue)
+        self.paused = False
+
+    def stop(self) -> None:
+        if self.paused:
+            os.killpg(self.process.pid, signal.SIGCONT)
+        self.worker.stop()
+
+
 def free_port() -> int:
     import socket
 

@@ -34,6 +34,28 @@ def preload_clients() -> None:
             __import__(sdk)
         except ImportError:
             pass
+    _warm_openai_call()
+
+
+def _warm_openai_call() -> None:
+    """One streamed chat completion through the SDK, answered in-process (no network): the SDK
+    imports its resources, streaming helpers and transport lazily on a client's first call —
+    about a second, several under load, that a provider's timeout would otherwise pay."""
+    import httpx2
+    import openai
+
+    from kai_platform.llm.netguard import guarded_http_client
+
+    guarded_http_client(None, timeout=1.0).close()  # its connection pool's modules
+    sse = (b'data: {"id":"w","object":"chat.completion.chunk","created":0,"model":"m","choices":'
+           b'[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+    transport = httpx2.MockTransport(lambda request: httpx2.Response(
+        200, content=sse, headers={"content-type": "text/event-stream"}))
+    with openai.OpenAI(base_url="http://warm-up.invalid/v1", api_key="unused", max_retries=0,
+                       http_client=httpx2.Client(transport=transport)) as client:
+        for _ in client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}],
+                                                stream=True, stream_options={"include_usage": True}):
+            pass
 
 
 def get_client(provider_type: str, **kwargs) -> LLMClient:

@@ -11,20 +11,14 @@ from mcp.client.streamable_http import streamable_http_client
 from apps.agents.models import Deployment
 from apps.agents.services import agent_create, deployment_create, deployment_stop
 from apps.audit.models import AuditEvent
-from tests.helpers import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module")
-def live_server_process(django_db_setup, django_db_blocker):
-    """One daphne for the module (it reads the same test database every test writes to)."""
-    with django_db_blocker.unblock():
-        server = LiveServer()
-    try:
-        yield server
-    finally:
-        server.stop()
+def live_server_process(shared_live_server):
+    """A real daphne (the xdist worker's shared one: it reads the same test database every test writes to)."""
+    return shared_live_server
 
 
 async def _session_calls(url: str, key: str | None, calls):

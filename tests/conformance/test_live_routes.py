@@ -13,16 +13,13 @@ from channels.db import database_sync_to_async
 from apps.agents.services import agent_create
 from apps.files.models import StoredFile
 from tests.conftest import jwt_for
-from tests.helpers import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module")
-def server():
-    server = LiveServer()
-    yield server
-    server.stop()
+def server(shared_live_server):
+    return shared_live_server
 
 
 def _setup(make_member):

@@ -33,10 +33,8 @@ def deaf_server():
 
 
 @pytest.fixture
-def server():
-    server = LiveServer()
-    yield server
-    server.stop()
+def server(shared_live_server):
+    return shared_live_server
 
 
 @database_sync_to_async

@@ -9,7 +9,7 @@ import time
 import pytest
 from django.conf import settings
 
-from tests.helpers import BASE_DIR, WorkerProcess, subprocess_env
+from tests.helpers import BASE_DIR, subprocess_env
 
 AGENTS_YAML = """\
 researcher:
@@ -74,14 +74,9 @@ def wait_for(predicate, timeout: float, interval: float = 0.1, message: str = "c
 
 
 @pytest.fixture
-def runs_worker(transactional_db):
-    """A real Celery worker (threads pool) consuming the default and the runs queues."""
-    worker = WorkerProcess("-Q", queues(), "-n", "runs-a@%h")
-    try:
-        worker.wait_alive(timeout=120)  # a loaded CI machine imports Django and Celery slowly
-        yield worker
-    finally:
-        worker.stop()
+def runs_worker(celery_worker_process):
+    """A real Celery worker (threads pool) consuming the default and the runs queues: the shared one."""
+    return celery_worker_process
 
 
 class BeatProcess:

@@ -12,7 +12,7 @@ from django.db import connection
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from kai_platform.db.pool import BusyAwareConnectionPool
-from tests.security.tcp_proxy import TCPProxy
+from tests.security.tcp_proxy import TCPProxy, postgres_upstream
 
 
 def _params(**override) -> dict:
@@ -131,6 +131,6 @@ def test_django_uses_the_busy_aware_pool_with_the_settings_timeouts(settings):
     assert pool.busy_timeout == max(options["busy_timeout"], options["timeout"])
 
 
-def _target() -> tuple[str, int]:
+def _target() -> tuple:
     params = connection.get_connection_params()
-    return params.get("host") or "127.0.0.1", int(params.get("port") or 5432)
+    return postgres_upstream(params.get("host"), params.get("port"))

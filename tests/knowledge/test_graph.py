@@ -11,7 +11,7 @@ import websockets
 from channels.db import database_sync_to_async
 
 from tests.conftest import jwt_for
-from tests.helpers import LiveServer, assert_envelope
+from tests.helpers import assert_envelope
 
 G = "/api/v1/knowledge-graph"
 SEED_EVENTS = ["entity_created", "entity_updated", "entity_deleted",
@@ -64,10 +64,8 @@ def test_relationships_stay_inside_the_organization(make_member, client_for):
 
 
 @pytest.fixture
-def server():
-    server = LiveServer()
-    yield server
-    server.stop()
+def server(shared_live_server):
+    return shared_live_server
 
 
 async def _next(socket, wanted: set, timeout=15.0):

@@ -6,21 +6,17 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 
 from kai_platform.asgi import application
 from tests.conftest import jwt_for
-from tests.helpers import WorkerProcess
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture
-def runs_worker(transactional_db):
-    worker = WorkerProcess("-Q", f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.KAI_REDIS_PREFIX}.runs")
-    worker.wait_alive()
-    yield worker
-    worker.stop()
+def runs_worker(celery_worker_process):
+    """The shared real worker (default + runs queues)."""
+    return celery_worker_process
 
 
 @database_sync_to_async

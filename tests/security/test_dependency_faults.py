@@ -5,13 +5,13 @@ lost (a worker started afterwards completes it)."""
 from __future__ import annotations
 
 import time
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlencode, urlparse
 
 import pytest
 import requests
 
 from tests.helpers import LiveServer, WorkerProcess, subprocess_env
-from tests.security.tcp_proxy import TCPProxy
+from tests.security.tcp_proxy import TCPProxy, postgres_upstream
 from tests.test_permissions import CREW_AGENTS, CREW_TASKS
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -21,12 +21,16 @@ RECOVER_WITHIN = 30.0
 
 
 def _proxied_urls(pg: TCPProxy, redis: TCPProxy) -> dict:
+    """DATABASE_URL and REDIS_URL through the proxies (TCP on 127.0.0.1, whatever the services
+    listen on: the embedded ones use Unix sockets)."""
     import os
 
     db, rd = urlparse(os.environ["DATABASE_URL"]), urlparse(os.environ["REDIS_URL"])
+    query = urlencode([(k, v) for k, v in parse_qsl(db.query) if k not in ("host", "port")])
+    redis_db = dict(parse_qsl(rd.query)).get("db", "0") if rd.scheme == "unix" else rd.path.lstrip("/") or "0"
     return {
-        "DATABASE_URL": db._replace(netloc=f"{db.username or 'postgres'}@127.0.0.1:{pg.port}").geturl(),
-        "REDIS_URL": rd._replace(netloc=f"127.0.0.1:{redis.port}").geturl(),
+        "DATABASE_URL": db._replace(netloc=f"{db.username or 'postgres'}@127.0.0.1:{pg.port}", query=query).geturl(),
+        "REDIS_URL": f"redis://127.0.0.1:{redis.port}/{redis_db}",
     }
 
 
@@ -34,7 +38,9 @@ def _targets():
     import os
 
     db, rd = urlparse(os.environ["DATABASE_URL"]), urlparse(os.environ["REDIS_URL"])
-    return (db.hostname, db.port or 5432), (rd.hostname, rd.port or 6379)
+    query = dict(parse_qsl(db.query))
+    pg = postgres_upstream(query.get("host") or db.hostname, query.get("port") or db.port)
+    return pg, ((rd.path,) if rd.scheme == "unix" else (rd.hostname, rd.port or 6379))
 
 
 def _get(server, token, path="/api/v1/crews"):
@@ -72,8 +78,8 @@ def test_postgres_and_redis_outages_are_503_fast_recover_and_lose_no_run(make_me
     from apps.runs.models import Execution
     from tests.conftest import jwt_for
 
-    (pg_host, pg_port), (rd_host, rd_port) = _targets()
-    pg, redis = TCPProxy(pg_host, pg_port), TCPProxy(rd_host, rd_port)
+    pg_target, redis_target = _targets()
+    pg, redis = TCPProxy(*pg_target), TCPProxy(*redis_target)
     pg.start()
     redis.start()
     member = make_member(plan="enterprise")

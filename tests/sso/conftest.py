@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx2 as httpx
 import pytest
 
-from tests.helpers import BASE_DIR, LiveServer, free_port, subprocess_env
+from tests.helpers import BASE_DIR, free_port, subprocess_env
 
 CLIENT_ID = "kai-platform"
 CLIENT_SECRET = "idp-client-secret-0123456789"
@@ -70,11 +70,9 @@ def oidc_idp(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def kai_server(django_db_setup):
-    """One real daphne per module: it keeps no state of its own (tests flush the database)."""
-    server = LiveServer()
-    yield server
-    server.stop()
+def kai_server(shared_live_server):
+    """A real daphne: the xdist worker's shared one (it keeps no state of its own)."""
+    return shared_live_server
 
 
 def idp_sign_in(client: httpx.Client, page: httpx.Response, username: str, password: str) -> httpx.Response:
