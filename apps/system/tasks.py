@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from apps.system.models import MetricRollup
 from kai_platform import observability
+from kai_platform.api import sharedcache
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def rollup_minute(minute: int) -> list[MetricRollup]:
     rows: list[MetricRollup] = []
     observability.flush()  # this process's buffered samples first
     try:
-        members = observability._redis().smembers(f"{settings.KAI_REDIS_PREFIX}:perf:active:{minute}")
+        members = sharedcache.redis().smembers(f"{settings.KAI_REDIS_PREFIX}:perf:active:{minute}")
     except Exception:
         members = set()
     for raw in members:
@@ -199,7 +200,7 @@ def publish_system_status() -> dict:
     from apps.system import selectors
 
     minutes = settings.KAI_STATUS_WINDOW_MINUTES
-    redis = observability._redis()
+    redis = sharedcache.redis()
     prefix = settings.KAI_REDIS_PREFIX
     counts = {"organizations": 0, "alerts": 0, "status": 0}
     for organization in Organization.objects.filter(pk__in=list(_active_organizations(minutes))):

@@ -14,6 +14,7 @@ from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
+from kai_platform import ports
 from kai_platform.api import backoff, sharedcache
 from kai_platform.api.errors import codes
 from kai_platform.clientaddr import client_address
@@ -141,9 +142,7 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
         handle = authcache.handle_for(cache_key, entry, probe)
     else:
         handle = authcache.handle_for(cache_key, None, probe)
-        from apps.accounts import selectors
-
-        user, membership = selectors.user_and_membership(user_id=user_id, organization_ref=organization_ref)
+        user, membership = ports.user_and_membership(user_id=user_id, organization_ref=organization_ref)
         if user is not None:
             org_id = str(membership.organization_id) if membership is not None else None
             if org_id is None:
@@ -177,12 +176,10 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
 
 
 def _authenticate_api_key(raw: str, organization_ref: str | None, address: str | None = None):
-    from apps.accounts import services
-
     if address:
         backoff.refuse_if_locked([(API_KEY_GUESSES, address)], "Too many invalid API keys from this address; "
                                                                "try again later.")
-    api_key = services.api_key_authenticate(raw_key=raw)
+    api_key = ports.api_key_authenticate(raw_key=raw)
     if api_key is None:
         if address and backoff.record_failure(API_KEY_GUESSES, address):
             logger.warning("address lock: API-key guessing from %s", address)
@@ -208,9 +205,7 @@ def credential_still_valid(ctx: AuthContext) -> bool:
         return False
     if ctx.kind == "jwt":
         return not is_access_token_revoked(ctx.claims.get("jti", ""))
-    from apps.accounts.models import ApiKey
-
-    return ApiKey.objects.filter(pk=ctx.api_key.pk, revoked_at__isnull=True).exists()
+    return ctx.api_key.pk in ports.live_api_key_ids(key_ids={ctx.api_key.pk})
 
 
 class JWTAuthentication(_BearerAuthentication):
