@@ -375,99 +375,112 @@ def workflow_advance(*, execution_id) -> str:
         dag = _Dag(run, run.workflow_version.definition, step_runs)
         changed_fields = {"advanced_at"}
         run.advanced_at = now
-
         # 1. attempts whose execution ended
         for step_run in step_runs:
             if step_run.state == StepState.ACTIVE and (step_run.execution is None or step_run.execution.is_terminal):
                 _settle(dag, step_run, now)
-
-        # 2. cancel requested, deadline passed
-        if run.execution.cancel_requested and run.phase != Phase.CANCELLING:
-            run.phase, run.error = Phase.CANCELLING, "cancelled by user"
-            changed_fields |= {"phase", "error"}
-        if (run.deadline_at and now >= run.deadline_at and run.phase not in (Phase.CANCELLING, Phase.FAILING)):
-            run.phase = Phase.FAILING
-            run.error = f"the workflow timed out after {dag.definition.get('timeout_ms')} ms"
-            changed_fields |= {"phase", "error"}
-
-        # 3. failed steps: retry per policy, else apply the strategy
-        for (fallback, step_id), step_run in list(dag.latest.items()):
-            if step_run.state not in FAILED_STEP_STATES:
-                continue
-            in_phase = (run.phase == Phase.MAIN and not fallback) or (run.phase == Phase.FALLBACK and fallback)
-            if not in_phase:
-                continue
-            if step_run.attempt < dag.max_attempts and not is_approval(_find_step(dag, step_run) or {}):
-                delay = backoff_ms(dag.policy, step_run.attempt)
-                due = (step_run.completed_at or now) + timedelta(milliseconds=delay)
-                retry = StepRun.objects.create(organization_id=run.organization_id, run=run, step_id=step_id,
-                                               fallback=fallback, attempt=step_run.attempt + 1,
-                                               state=StepState.SCHEDULED, scheduled_for=due)
-                dag.latest[(fallback, step_id)] = retry
-                advance_on_commit(run.execution_id, countdown=max(0.0, (due - now).total_seconds()) + 0.01)
-                continue
-            if not fallback and dag.strategy == "continue":
-                continue
-            reason = f"step {step_id!r} failed" + (f" after {step_run.attempt} attempts" if step_run.attempt > 1
-                                                   else "") + f": {step_run.error}"
-            if not fallback and dag.strategy == "fallback":
-                run.phase, run.failed_step, run.error = Phase.FALLBACK, step_id, reason
-            else:
-                run.phase, run.failed_step = Phase.FAILING, step_id
-                run.error = ("fallback " if fallback else "") + reason
-            changed_fields |= {"phase", "failed_step", "error"}
-            break
-
+        changed_fields |= _cancel_or_time_out(dag, now)  # 2.
+        changed_fields |= _retry_or_fail(dag, now)  # 3.
         # 4. stop what must stop
         if run.phase in (Phase.FAILING, Phase.CANCELLING):
             _stop_and_refresh(dag, include_fallback=True, reason=run.error or "the workflow run is stopping")
         elif run.phase == Phase.FALLBACK:
             _stop_and_refresh(dag, include_fallback=False, reason=f"fallback after {run.error}")
-
-        # 5. start what is ready
         if run.phase in (Phase.MAIN, Phase.FALLBACK):
-            fallback = run.phase == Phase.FALLBACK
-            steps = dag.fallback if fallback else dag.main
-            for step in steps:
-                current = dag.latest_of(step, fallback)
-                if current is not None:
-                    if current.state == StepState.SCHEDULED and current.scheduled_for <= now:
-                        _start_attempt(dag, step, fallback=fallback, attempt=current.attempt, step_run=current, now=now)
-                    continue
-                deps = [dag.latest.get((fallback, d)) for d in step.get("depends_on") or []]
-                if not all(dag.done(d) for d in deps):
-                    continue
-                if step.get("condition"):
-                    try:
-                        ok = conditions.check(step["condition"], dag.context())
-                    except conditions.ConditionError as exc:  # validated on save; never expected
-                        ok = False
-                        logger.warning("condition of step %s does not parse: %s", step["id"], exc)
-                    if not ok:
-                        _skip(dag, step, fallback=fallback, now=now, reason=f"condition is false: {step['condition']}")
-                        continue
-                _start_attempt(dag, step, fallback=fallback, attempt=1, step_run=None, now=now)
-
-        if run.phase in (Phase.MAIN, Phase.FALLBACK):
+            _start_ready(dag, now)  # 5.
             _sync_waiting(dag)
         run.save(update_fields=[*changed_fields, "updated_at"])
         for event_type, data, severity in dag.events:
             publish(run.organization_id, event_type, data, execution=run.execution_id, component="workflows",
                     severity=severity)
+        return _end_or_wait(dag, now)  # 6.
 
-        # 6. the end?
-        if dag.live():
-            return "advanced"
-        if run.phase == Phase.MAIN:
-            if all(dag.done(dag.latest_of(s, False)) for s in dag.main):
-                return _finish(dag, S.COMPLETED, now)
-            return "waiting"
-        if run.phase == Phase.FALLBACK:
-            if all(dag.latest_of(s, True) is not None and dag.latest_of(s, True).state in (
-                    StepState.COMPLETED, StepState.SKIPPED) for s in dag.fallback):
-                return _finish(dag, S.COMPLETED, now)
-            return "waiting"
-        return _finish(dag, S.CANCELLED if run.phase == Phase.CANCELLING else S.FAILED, now)
+
+def _cancel_or_time_out(dag: _Dag, now) -> set:
+    """A cancel was requested or the run's deadline passed: the phase to enter. Answers the changed fields."""
+    run, changed = dag.run, set()
+    if run.execution.cancel_requested and run.phase != Phase.CANCELLING:
+        run.phase, run.error = Phase.CANCELLING, "cancelled by user"
+        changed |= {"phase", "error"}
+    if run.deadline_at and now >= run.deadline_at and run.phase not in (Phase.CANCELLING, Phase.FAILING):
+        run.phase = Phase.FAILING
+        run.error = f"the workflow timed out after {dag.definition.get('timeout_ms')} ms"
+        changed |= {"phase", "error"}
+    return changed
+
+
+def _retry_or_fail(dag: _Dag, now) -> set:
+    """Failed steps of the current phase: a retry per the policy, else the error strategy (continue,
+    fallback, fail). Answers the changed fields of the run."""
+    run = dag.run
+    for (fallback, step_id), step_run in list(dag.latest.items()):
+        if step_run.state not in FAILED_STEP_STATES:
+            continue
+        in_phase = (run.phase == Phase.MAIN and not fallback) or (run.phase == Phase.FALLBACK and fallback)
+        if not in_phase:
+            continue
+        if step_run.attempt < dag.max_attempts and not is_approval(_find_step(dag, step_run) or {}):
+            delay = backoff_ms(dag.policy, step_run.attempt)
+            due = (step_run.completed_at or now) + timedelta(milliseconds=delay)
+            retry = StepRun.objects.create(organization_id=run.organization_id, run=run, step_id=step_id,
+                                           fallback=fallback, attempt=step_run.attempt + 1,
+                                           state=StepState.SCHEDULED, scheduled_for=due)
+            dag.latest[(fallback, step_id)] = retry
+            advance_on_commit(run.execution_id, countdown=max(0.0, (due - now).total_seconds()) + 0.01)
+            continue
+        if not fallback and dag.strategy == "continue":
+            continue
+        reason = f"step {step_id!r} failed" + (f" after {step_run.attempt} attempts" if step_run.attempt > 1
+                                               else "") + f": {step_run.error}"
+        if not fallback and dag.strategy == "fallback":
+            run.phase, run.failed_step, run.error = Phase.FALLBACK, step_id, reason
+        else:
+            run.phase, run.failed_step = Phase.FAILING, step_id
+            run.error = ("fallback " if fallback else "") + reason
+        return {"phase", "failed_step", "error"}
+    return set()
+
+
+def _start_ready(dag: _Dag, now) -> None:
+    """Start every step of the current phase whose dependencies are done (a retry once it is due);
+    a step whose condition is false is skipped."""
+    fallback = dag.run.phase == Phase.FALLBACK
+    for step in dag.fallback if fallback else dag.main:
+        current = dag.latest_of(step, fallback)
+        if current is not None:
+            if current.state == StepState.SCHEDULED and current.scheduled_for <= now:
+                _start_attempt(dag, step, fallback=fallback, attempt=current.attempt, step_run=current, now=now)
+            continue
+        deps = [dag.latest.get((fallback, d)) for d in step.get("depends_on") or []]
+        if not all(dag.done(d) for d in deps):
+            continue
+        if step.get("condition"):
+            try:
+                ok = conditions.check(step["condition"], dag.context())
+            except conditions.ConditionError as exc:  # validated on save; never expected
+                ok = False
+                logger.warning("condition of step %s does not parse: %s", step["id"], exc)
+            if not ok:
+                _skip(dag, step, fallback=fallback, now=now, reason=f"condition is false: {step['condition']}")
+                continue
+        _start_attempt(dag, step, fallback=fallback, attempt=1, step_run=None, now=now)
+
+
+def _end_or_wait(dag: _Dag, now) -> str:
+    """Finish the run when nothing is live and its phase is settled; else say what it waits for."""
+    run = dag.run
+    if dag.live():
+        return "advanced"
+    if run.phase == Phase.MAIN:
+        if all(dag.done(dag.latest_of(s, False)) for s in dag.main):
+            return _finish(dag, S.COMPLETED, now)
+        return "waiting"
+    if run.phase == Phase.FALLBACK:
+        if all(dag.latest_of(s, True) is not None and dag.latest_of(s, True).state in (
+                StepState.COMPLETED, StepState.SKIPPED) for s in dag.fallback):
+            return _finish(dag, S.COMPLETED, now)
+        return "waiting"
+    return _finish(dag, S.CANCELLED if run.phase == Phase.CANCELLING else S.FAILED, now)
 
 
 def _finish(dag: _Dag, to: str, now) -> str:
