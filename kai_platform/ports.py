@@ -4,7 +4,7 @@ identities, audit rows, events, step-up checks. Each implementation is registere
 (docs/architecture.md: the layers)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 #: port → what it does; ``provide`` refuses any other name
 PORTS = {

@@ -12,8 +12,16 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from kai_platform.env import (async_redis_options, env_bool, env_cidrs, env_float, env_int, env_list, env_str,
-                              parse_database_url)
+from kai_platform.env import (
+    async_redis_options,
+    env_bool,
+    env_cidrs,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -65,7 +65,7 @@ class KaiUp:
     def state_path(self) -> Path:
         return self.var_dir / "run" / f"supervisor-{self.port}.json"
 
-    def start(self, timeout: float = 90) -> "KaiUp":
+    def start(self, timeout: float = 90) -> KaiUp:
         self.process = subprocess.Popen([sys.executable, "-m", "kai_platform.cli", "up"], cwd=BASE_DIR, env=self.env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._read, daemon=True).start()

@@ -20,8 +20,7 @@ class CrewsConfig(AppConfig):
         add_websocket_route(r"^api/(?:v1/)?orchestrations/(?P<orchestration_id>[^/]+)/stream/?$",
                             lambda: consumers().OrchestrationStreamConsumer.as_asgi())
         from apps.agents import orchestrations
-        from apps.crews import client_events, runners  # noqa: F401 (hub client events, crew/orchestration runs)
-        from apps.crews import services
+        from apps.crews import client_events, runners, services  # noqa: F401 (hub client events, crew/orchestration runs)
         from apps.crews.models import Orchestration
 
         orchestrations.provide(

@@ -19,8 +19,8 @@ import jsonschema
 from django.db import connection
 from rest_framework import status
 
-from apps.runs import llm as llm_layer
 from apps.crews import specs
+from apps.runs import llm as llm_layer
 from kai_platform.api.errors import Unprocessable, codes
 from kai_platform.api.errors.exceptions import KaiAPIException, ServiceUnavailable
 from kai_platform.llm import LLMError
@@ -212,7 +212,7 @@ def generate(*, organization, kind: str, description: str, model: str = "", proc
     ]
     drafter = drafter or DRAFTS[kind]
     problems: list[str] = []
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    for _attempt in range(1, MAX_ATTEMPTS + 1):
         params = {}
         if resolved.provider_type == "builtin":
             draft = drafter(description, available, process) if kind == "crew" else drafter(description, available)

@@ -8,8 +8,16 @@ from decimal import Decimal
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from apps.runs.models import ACTIVE_STATUSES, Execution, ExecutionEvent, ExecutionLog, ExecutionStatus, TraceSpan, UsageRollup
 from apps.quotas.selectors import quota_status
+from apps.runs.models import (
+    ACTIVE_STATUSES,
+    Execution,
+    ExecutionEvent,
+    ExecutionLog,
+    ExecutionStatus,
+    TraceSpan,
+    UsageRollup,
+)
 
 PERIOD_DAYS = {"day": 1, "week": 7, "month": 30, "quarter": 90, "year": 365}
 

@@ -5,9 +5,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.crews.models import Crew, Orchestration, Pattern, Process, TaskDefinition
+from apps.quotas.serializers import QuotaStatusSerializer
 from apps.runs.models import Execution, ExecutionKind
 from apps.runs.services import PRIORITY_NAMES
-from apps.quotas.serializers import QuotaStatusSerializer
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 
 OWNED = ("id", "created_at", "updated_at")

@@ -19,8 +19,6 @@ from apps.agents import calls
 from apps.agents.models import Agent
 from apps.crews import generation, selectors, services, specs
 from apps.crews.models import Crew, Orchestration, TaskDefinition
-from apps.runs import services as run_services
-from apps.runs.models import ACTIVE_STATUSES, Execution, ExecutionKind, ExecutionStatus
 from apps.crews.serializers import (
     SPAN_FIELDS,
     AgentCommandAcceptedSerializer,
@@ -56,6 +54,8 @@ from apps.crews.serializers import (
     TraceSerializer,
     UsageSerializer,
 )
+from apps.runs import services as run_services
+from apps.runs.models import ACTIVE_STATUSES, Execution, ExecutionKind, ExecutionStatus
 from kai_platform.api.errors import Conflict
 from kai_platform.api.filters import IsoDateTimeFilter
 from kai_platform.api.renderers import KaiJSONRenderer, dumps

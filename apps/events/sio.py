@@ -22,6 +22,7 @@ import asyncio
 import collections
 import time
 import uuid
+from datetime import UTC
 from urllib.parse import parse_qs
 
 import socketio
@@ -58,7 +59,7 @@ sio = socketio.AsyncServer(async_mode="asgi", client_manager=_manager(), always_
 application = socketio.ASGIApp(sio, socketio_path="socket.io")
 PATH_PREFIX = "/socket.io/"
 
-_sessions: dict[str, "Session"] = {}
+_sessions: dict[str, Session] = {}
 
 
 class Session:
@@ -108,9 +109,9 @@ class Session:
             asyncio.ensure_future(refuse(self, "The credential has expired or was revoked."))
 
     def credential_expiring(self, expires_at) -> None:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        seconds = max(0.0, (expires_at - datetime.now(timezone.utc)).total_seconds())
+        seconds = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
         asyncio.ensure_future(self.warn_disconnect("token_expiry", seconds))
 
     async def warn_disconnect(self, reason: str, seconds: float, **kwargs) -> None:

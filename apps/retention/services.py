@@ -10,11 +10,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import models, transaction
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 
 from apps.audit.services import audit_record, snapshot
 from apps.retention import pruning
 from apps.retention.models import KINDS, Keep, RetentionPolicy, RetentionRun
-from rest_framework.exceptions import ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +84,8 @@ def _prune_files(organization, policy: dict, now, counts: Counter, pause: float)
     """Files attached to runs that finished before the files cutoff (or whose run is gone)."""
     from django.core.files.storage import default_storage
 
-    from apps.runs.models import TERMINAL_STATUSES, Execution
     from apps.files.models import StoredFile
+    from apps.runs.models import TERMINAL_STATUSES, Execution
 
     cutoff = now - timedelta(days=policy["files_days"])
     finished = Execution.objects.for_org(organization).filter(status__in=TERMINAL_STATUSES, completed_at__lt=cutoff)
@@ -111,8 +111,8 @@ def retention_prune(*, organization, now=None, pause: float = 0.0) -> RetentionR
     ``RetentionRun`` and an audit row) when anything went. None when another prune of this
     organization is running or nothing was due."""
     from apps.audit.models import AuditEvent
-    from apps.runs.models import Execution, UsageRollup
     from apps.events.models import Event
+    from apps.runs.models import Execution, UsageRollup
     from apps.webhooks.models import WebhookDelivery
 
     now = now or timezone.now()

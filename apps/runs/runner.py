@@ -23,11 +23,11 @@ from django.utils import timezone
 
 from apps.runs import llm as llm_layer
 from apps.runs import registry as plugins
+from apps.runs.inflight import RunHandle, registry  # noqa: F401 (registry: part of the engine's API)
 from apps.runs.models import Execution, ExecutionStatus, SpanKind
 from apps.runs.prompts import interpolate, task_prompt  # noqa: F401 (part of the engine's API)
-from apps.runs.recorder import RunRecorder, Span
-from apps.runs.inflight import RunHandle, registry  # noqa: F401 (registry: part of the engine's API)
 from apps.runs.reaper import partial_enqueue, reap_stale, requeue_forgotten  # noqa: F401 (the same)
+from apps.runs.recorder import RunRecorder, Span
 from apps.runs.services import execution_claim, execution_enqueue, execution_transition
 from apps.runs.streams import stream_key, stream_push  # noqa: F401 (the same)
 from kai_platform import telemetry
@@ -101,7 +101,7 @@ class AgentProfile:
         return "\n".join(parts)
 
     @classmethod
-    def of_agent(cls, agent) -> "AgentProfile":
+    def of_agent(cls, agent) -> AgentProfile:
         extra = (agent.config or {}).get("system_prompt") if isinstance(agent.config, dict) else None
         return cls(key=str(agent.pk), name=agent.name, role=agent.role or agent.name, goal=agent.goal,
                    backstory=agent.backstory, model=agent.llm, tools=list(agent.tools or []), agent=agent,

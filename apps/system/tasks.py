@@ -54,7 +54,7 @@ def _row(org_id, name: str, bucket, value, labels: dict | None = None) -> Metric
 
 def rollup_minute(minute: int) -> list[MetricRollup]:
     """The rows of one finished minute (epoch seconds, aligned), from Redis and the database."""
-    bucket = datetime.datetime.fromtimestamp(minute, tz=datetime.timezone.utc)
+    bucket = datetime.datetime.fromtimestamp(minute, tz=datetime.UTC)
     end = bucket + datetime.timedelta(minutes=1)
     rows: list[MetricRollup] = []
     observability.flush()  # this process's buffered samples first
@@ -118,7 +118,7 @@ def rollup_metrics(lookback_minutes: int = ROLLUP_LOOKBACK_MINUTES) -> dict:
     written = 0
     for i in range(1, lookback_minutes + 1):
         written += _save(rollup_minute(current - 60 * i))
-    last = datetime.datetime.fromtimestamp(current - 60, tz=datetime.timezone.utc)
+    last = datetime.datetime.fromtimestamp(current - 60, tz=datetime.UTC)
     platform: list[MetricRollup] = []
     try:
         platform += [_row(None, "queue_depth", last, depth, {"queue": queue}) for queue, depth in queue_depths().items()]

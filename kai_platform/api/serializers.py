@@ -30,7 +30,6 @@ from rest_framework.fields import Field, SkipField
 from rest_framework.relations import ManyRelatedField, PKOnlyObject, RelatedField
 from rest_framework.utils import model_meta
 
-
 #: the JSON types each field kind takes, as the OpenAPI document states them (DRF alone would
 #: coerce 0 to "0", "1" to True, "5" to 5)
 _JSON_TYPES = (

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 

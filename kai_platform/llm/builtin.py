@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from kai_platform.llm.base import Chunk, LLMBadRequest, LLMClient, ToolCall, Usage, count_tokens, messages_tokens
 

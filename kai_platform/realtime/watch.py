@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -45,7 +45,7 @@ class _Watcher:
         timers = None
         expires_at = consumer.identity.expires_at
         if expires_at is not None:
-            delay = max(0.0, (expires_at - datetime.now(timezone.utc)).total_seconds())
+            delay = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
             timers = (self.loop.call_later(delay, consumer.credential_lapsed),)
             warn_in = delay - settings.KAI_WS_EXPIRY_WARNING_SECONDS
             if warn_in > 0:  # a credential with less time left than the warning window gets no warning
@@ -103,7 +103,7 @@ def _entry(consumer) -> tuple:
 
 def _check_batch(entries: list[tuple]) -> list[bool]:
     """``credential_still_valid`` for many credentials at once, plus the lease refresh."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     jtis = {credential for kind, credential, *_ in entries if kind == "jwt"}
     revoked = set()
     if jtis:

@@ -37,7 +37,7 @@ from kai_platform.api import sharedcache
 MAX_ENTRIES = 2_000
 VERSION_TTL = 24 * 3600
 
-_entries: dict[tuple[str, str | None], "_Entry"] = {}
+_entries: dict[tuple[str, str | None], _Entry] = {}
 
 
 def _ttl() -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.core.cache import cache
 from django.core.signals import setting_changed
@@ -50,7 +50,7 @@ def revoked_jti_key(jti: str) -> str:
 
 def revoke_access_token(jti: str, expires_at: datetime) -> None:
     """Make an access token unusable at once, in every process (shared Redis)."""
-    ttl = int((expires_at - datetime.now(timezone.utc)).total_seconds()) + 1
+    ttl = int((expires_at - datetime.now(UTC)).total_seconds()) + 1
     if ttl > 0:
         cache.set(revoked_jti_key(jti), 1, timeout=ttl)
 
@@ -167,7 +167,7 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
         role=membership.role if membership else None,
         membership=membership,
         session_id=str(token.get("sid") or jti),
-        expires_at=datetime.fromtimestamp(token["exp"], tz=timezone.utc),
+        expires_at=datetime.fromtimestamp(token["exp"], tz=UTC),
         claims=dict(token),
         cache=handle,
     )
@@ -200,7 +200,7 @@ def _authenticate_api_key(raw: str, organization_ref: str | None, address: str |
 
 def credential_still_valid(ctx: AuthContext) -> bool:
     """For long-lived connections: has the credential expired or been revoked since?"""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if ctx.expires_at is not None and ctx.expires_at <= now:
         return False
     if ctx.kind == "jwt":

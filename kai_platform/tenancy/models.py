@@ -12,7 +12,7 @@ from django.db import models
 
 
 class TenantQuerySet(models.QuerySet):
-    def for_org(self, organization) -> "TenantQuerySet":
+    def for_org(self, organization) -> TenantQuerySet:
         if organization is None:
             return self.none()
         org_id = organization if isinstance(organization, (uuid.UUID, str)) else organization.pk

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from apps.events.models import Event
 from apps.runs import runner, services
 from apps.runs.models import Execution, ExecutionEvent, ExecutionKind, TraceSpan
-from apps.events.models import Event
 from tests.crews.conftest import make_agent
 
 pytestmark = pytest.mark.django_db(transaction=True)

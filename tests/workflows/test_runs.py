@@ -15,9 +15,9 @@ import pytest
 from django.utils import timezone
 
 from apps.agents.models import Agent
+from apps.events.models import Event
 from apps.runs import runner
 from apps.runs.models import Execution, TraceSpan
-from apps.events.models import Event
 from apps.workflows.models import StepRun, Workflow, WorkflowRun
 from tests.helpers import assert_envelope
 from tests.workflows.conftest import definition, make_agent, make_workflow, step, steps_of, wait_for, wait_run
