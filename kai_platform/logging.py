@@ -98,3 +98,30 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(payload, default=str).decode()
+
+
+def logging_config(*, level: str, fmt: str, organization_level: str) -> dict:
+    """The LOGGING setting: console lines (``json`` or ``plain``) with the request context, and the
+    newest lines of each organization for GET system/logs (kai_platform.observability)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_context": {"()": "kai_platform.logging.RequestContextFilter"}},
+        "formatters": {
+            "json": {"()": "kai_platform.logging.JsonFormatter"},
+            "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        },
+        "handlers": {
+            "console": {"class": "logging.StreamHandler", "filters": ["request_context"], "formatter": fmt},
+            "organization": {
+                "class": "kai_platform.observability.OrganizationLogHandler",
+                "filters": ["request_context"],
+                "level": organization_level,
+            },
+        },
+        "root": {"handlers": ["console", "organization"], "level": level},
+        "loggers": {
+            "django.db.backends": {"level": "WARNING"},
+            "pgserver": {"level": "WARNING"},
+        },
+    }

@@ -12,16 +12,9 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from kai_platform.env import (
-    async_redis_options,
-    env_bool,
-    env_cidrs,
-    env_float,
-    env_int,
-    env_list,
-    env_str,
-    parse_database_url,
-)
+from kai_platform import env
+from kai_platform.env import env_bool, env_float, env_int, env_list, env_str
+from kai_platform.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -63,7 +56,7 @@ if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
 DATABASE_URL = os.environ["DATABASE_URL"]
 REDIS_URL = os.environ["REDIS_URL"]
 
-_db = parse_database_url(DATABASE_URL)
+_db = env.parse_database_url(DATABASE_URL)
 if env_str("KAI_DB_NAME"):
     _db["NAME"] = env_str("KAI_DB_NAME")
 _db["CONN_MAX_AGE"] = 0
@@ -106,7 +99,7 @@ CACHES = {
 
 # Options for every asyncio Redis client (the channel layer, socket stream relays): env.async_redis_options
 # says why there is no socket timeout.
-ASYNC_REDIS_OPTIONS = async_redis_options(REDIS_URL)
+ASYNC_REDIS_OPTIONS = env.async_redis_options(REDIS_URL)
 
 CHANNEL_LAYERS = {
     "default": {
@@ -343,7 +336,7 @@ PASSWORD_RESET_TIMEOUT = env_int("KAI_PASSWORD_RESET_SECONDS", 3600)
 
 # --- sign-in abuse (docs/security.md) -----------------------------------------------------------
 #: reverse proxies whose X-Forwarded-For/-Proto and Forwarded headers are believed; empty: none
-KAI_TRUSTED_PROXIES = env_cidrs("KAI_TRUSTED_PROXIES")
+KAI_TRUSTED_PROXIES = env.env_cidrs("KAI_TRUSTED_PROXIES")
 #: failures per account (and per account + address) before a lock; locks double up to the max
 KAI_AUTH_FAILURES_ALLOWED = env_int("KAI_AUTH_FAILURES_ALLOWED", 5)
 #: failures per address of attempts that name no account (API keys, refresh tokens, links)
@@ -424,33 +417,8 @@ if PRODUCTION:
 
 # --- logging ----------------------------------------------------------------------------------
 LOG_LEVEL = env_str("KAI_LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "kai_platform.logging.RequestContextFilter"}},
-    "formatters": {
-        "json": {"()": "kai_platform.logging.JsonFormatter"},
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
-    },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "filters": ["request_context"],
-            "formatter": env_str("KAI_LOG_FORMAT", "json" if PRODUCTION else "plain"),
-        },
-        # the newest lines of each organization, for GET system/logs (kai_platform.observability)
-        "organization": {
-            "class": "kai_platform.observability.OrganizationLogHandler",
-            "filters": ["request_context"],
-            "level": env_str("KAI_ORG_LOG_LEVEL", "INFO"),
-        },
-    },
-    "root": {"handlers": ["console", "organization"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "pgserver": {"level": "WARNING"},
-    },
-}
+LOGGING = logging_config(level=LOG_LEVEL, fmt=env_str("KAI_LOG_FORMAT", "json" if PRODUCTION else "plain"),
+                         organization_level=env_str("KAI_ORG_LOG_LEVEL", "INFO"))
 
 # --- agents, LLM providers, secrets (apps.agents, kai_platform.llm) ---------------------------
 #: Fernet keys (urlsafe base64, 32 bytes), newest first. Production refuses to start without them;
