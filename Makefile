@@ -47,9 +47,10 @@ endif
 	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory typecheck
 
-# mypy with django-stubs over kai_platform/ (pyproject.toml [tool.mypy])
+# mypy with django-stubs over kai_platform/ (pyproject.toml [tool.mypy]); the plugin reads the settings,
+# so URLs are given (no service is contacted) lest a bare run start the embedded ones
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy
+	DATABASE_URL=$${DATABASE_URL:-postgres://127.0.0.1/kai} REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} $(VENV)/bin/mypy
 
 lock: $(STAMP)
 	$(VENV)/bin/uv pip compile pyproject.toml $(LOCK_EXTRAS) --generate-hashes --universal \

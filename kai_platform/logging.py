@@ -52,7 +52,7 @@ class RequestContextFilter(logging.Filter):
         request = record.__dict__.get("request")
         if not state and request is not None:  # django.request logs once the request's context is gone
             state = getattr(request, "kai_log_state", None) or {}
-            record.request_id = getattr(request, "request_id", record.request_id)
+            record.request_id = getattr(request, "request_id", request_id_var.get())
         record.organization = state.get("organization", organization_var.get())
         record.user = state.get("user", user_var.get())
         record.execution_id = execution_var.get()

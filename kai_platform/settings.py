@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -242,7 +243,7 @@ if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves from finders; the folder must exist
 MEDIA_ROOT = Path(env_str("KAI_MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -344,7 +345,7 @@ KAI_AUTH_ADDRESS_FAILURES_ALLOWED = env_int("KAI_AUTH_ADDRESS_FAILURES_ALLOWED",
 KAI_AUTH_LOCK_SECONDS = env_int("KAI_AUTH_LOCK_SECONDS", 60)
 KAI_AUTH_LOCK_MAX_SECONDS = env_int("KAI_AUTH_LOCK_MAX_SECONDS", 900)
 
-SPECTACULAR_SETTINGS = {
+SPECTACULAR_SETTINGS: dict[str, Any] = {
     "TITLE": "kAI platform API",
     "DESCRIPTION": "Define, run, watch and schedule AI agents, crews and DAG workflows.",
     "VERSION": "v1",

@@ -137,7 +137,7 @@ class LLMClient(ABC):
         return self.complete([{"role": "user", "content": "ping"}], params={"max_tokens": 1})
 
 
-def error_chain(exc: BaseException):
+def error_chain(exc: BaseException | None):
     """The exception and its causes/contexts, outermost first."""
     seen = set()
     while exc is not None and id(exc) not in seen:

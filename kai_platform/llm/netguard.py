@@ -78,7 +78,7 @@ def resolve(host: str, port: int) -> list:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise BlockedAddress(f"cannot resolve host {host!r}: {exc.strerror or exc}") from exc
-    return sorted({ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos}, key=str)
+    return sorted({ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos}, key=str)
 
 
 def check_host(host: str, port: int, allowlist: AllowList | None = None) -> list:

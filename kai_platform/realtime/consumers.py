@@ -321,7 +321,8 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         return False
 
     async def _rate_warning(self, count, limit, action):
-        reset = datetime.fromtimestamp(time.time() + 60 - (time.monotonic() - self._message_times[0]), UTC)
+        first = self._message_times[0] if self._message_times else time.monotonic()
+        reset = datetime.fromtimestamp(time.time() + 60 - (time.monotonic() - first), UTC)
         await self.send_envelope("rate_limit_warning", {
             "limit_type": "messages_per_minute", "current_usage": count, "limit": limit,
             "reset_time": reset.isoformat().replace("+00:00", "Z"), "recommended_action": action,

@@ -42,7 +42,7 @@ class _Watcher:
 
     # --- registry -------------------------------------------------------------------------
     def add(self, consumer) -> None:
-        timers = None
+        timers: tuple[asyncio.TimerHandle, ...] | None = None
         expires_at = consumer.identity.expires_at
         if expires_at is not None:
             delay = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())

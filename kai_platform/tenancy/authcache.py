@@ -179,7 +179,7 @@ class _Entry:
             return user, None
         membership = _build(_models.membership, self.membership_row)
         membership.user = user
-        membership.organization = _build(_models.organization, self.org_row)
+        membership.organization = _build(_models.organization, self.org_row or ())
         return user, membership
 
 

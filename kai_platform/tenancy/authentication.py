@@ -94,7 +94,7 @@ def _access_claims(raw: str) -> dict:
             return claims
         _verified.pop(raw, None)  # expired: simplejwt's own check below answers it
     try:
-        token = AccessToken(raw)
+        token = AccessToken(raw)  # type: ignore[arg-type]
     except TokenError as exc:
         expired = "expired" in str(exc).lower()
         raise exceptions.AuthenticationFailed(
@@ -156,7 +156,7 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
         raise exceptions.AuthenticationFailed(_("User not found or inactive."), code=codes.UNAUTHORIZED)
     if membership is None and organization_ref:
         raise OrganizationHeaderError()
-    if counter is not None and probe.count is not None and membership is not None \
+    if counter is not None and probe.count is not None and membership is not None and entry is not None \
             and str(membership.organization_id) == entry.org_id:
         from kai_platform.api import ratelimit
 

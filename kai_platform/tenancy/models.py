@@ -19,7 +19,10 @@ class TenantQuerySet(models.QuerySet):
         return self.filter(organization_id=org_id)
 
 
-class TenantManager(models.Manager.from_queryset(TenantQuerySet)):
+_TenantManagerBase = models.Manager.from_queryset(TenantQuerySet)
+
+
+class TenantManager(_TenantManagerBase):
     pass
 
 
