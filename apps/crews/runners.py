@@ -11,6 +11,7 @@ from django.db import connection
 from apps.crews import specs
 from apps.crews.models import Pattern
 from apps.runs.models import ExecutionKind, SpanKind
+from apps.runs.prompts import task_prompt
 from apps.runs.registry import register_runner
 from apps.runs.runner import (
     AgentProfile,
@@ -21,7 +22,6 @@ from apps.runs.runner import (
     StepResult,
     platform_agents,
     span_status,
-    task_prompt,
 )
 
 

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from apps.events.models import Event
-from apps.runs import runner, services
+from apps.runs import reaper, runner, services
 from apps.runs.models import Execution, ExecutionEvent, ExecutionKind, TraceSpan
 from tests.crews.conftest import make_agent
 
@@ -285,7 +285,7 @@ def test_reaper_fails_runs_whose_heartbeat_is_stale_and_requeues_per_policy(memb
     Execution.objects.filter(pk=cancelled.pk).update(cancel_requested=True)
     fresh = _stale(member, agent)
     Execution.objects.filter(pk=fresh.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=30))
-    counts = runner.reap_stale()
+    counts = reaper.reap_stale()
     assert counts == {"failed": 1, "requeued": 1, "cancelled": 1}
     lost.refresh_from_db()
     assert lost.status == "FAILED" and lost.error.startswith("worker lost: no heartbeat from gone@host for 6")
@@ -294,7 +294,7 @@ def test_reaper_fails_runs_whose_heartbeat_is_stale_and_requeues_per_policy(memb
         retried.events.order_by("-id").first().reason)
     assert Execution.objects.get(pk=cancelled.pk).status == "CANCELLED"
     assert Execution.objects.get(pk=fresh.pk).status == "RUNNING"
-    assert runner.reap_stale() == {"failed": 0, "requeued": 0, "cancelled": 0}
+    assert reaper.reap_stale() == {"failed": 0, "requeued": 0, "cancelled": 0}
 
 
 def test_the_heartbeat_stamps_running_executions_and_hands_them_cancel_requests(member):
