@@ -22,7 +22,17 @@ import sys
 import time
 import traceback
 
-from bench.common import BASE_DIR, PYTHON, RESULTS_DIR, Children, Context, drop_database, log, recreate_database, with_redis_db
+from bench.common import (
+    BASE_DIR,
+    PYTHON,
+    RESULTS_DIR,
+    Children,
+    Context,
+    drop_database,
+    log,
+    recreate_database,
+    with_redis_db,
+)
 from bench.results import ERROR, NOT_AVAILABLE, Row, render, write
 
 #: KAI_BENCH_DB_NAME / KAI_BENCH_REDIS_PREFIX let two people bench on one server at once
@@ -110,9 +120,25 @@ def main(argv: list[str] | None = None) -> int:
         ctx.bootstrap = json.loads(result.stdout.strip().splitlines()[-1])
         log(f"database {DB_NAME} migrated and bootstrapped in {time.monotonic() - step:.1f}s")
 
-        from bench import (b1_runner, b2_runner, b3_http, b4_runner, b5_socket_latency, b6_fanout,
-                           b7_socket_memory, b8_db_connections, b9_runner, b10_cold_start, b11_workflows,
-                           b12_upload, b13_runner, b14_runner, b15_knowledge_search, b16_ingestion, b17_retention)
+        from bench import (
+            b1_runner,
+            b2_runner,
+            b3_http,
+            b4_runner,
+            b5_socket_latency,
+            b6_fanout,
+            b7_socket_memory,
+            b8_db_connections,
+            b9_runner,
+            b10_cold_start,
+            b11_workflows,
+            b12_upload,
+            b13_runner,
+            b14_runner,
+            b15_knowledge_search,
+            b16_ingestion,
+            b17_retention,
+        )
 
         modules = {"B1": b1_runner, "B2": b2_runner, "B3": b3_http, "B4": b4_runner, "B5": b5_socket_latency,
                    "B6": b6_fanout, "B7": b7_socket_memory, "B8": b8_db_connections, "B9": b9_runner,

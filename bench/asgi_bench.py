@@ -9,7 +9,7 @@ import os
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings_bench"
 
-from kai_platform.asgi import application  # noqa: E402,F401
 from kai_platform.api import ratelimit  # noqa: E402
+from kai_platform.asgi import application  # noqa: E402,F401
 
 ratelimit.PLAN_RATE_LIMITS["enterprise"] = (10**9, 10**9)

@@ -80,7 +80,7 @@ def make_test(ctx: Context) -> Row:
                                 stderr=subprocess.STDOUT)
         elapsed = time.monotonic() - started
         record = {"seconds": elapsed, "exit_code": result.returncode,
-                  "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                  "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         MAKE_TEST_FILE.parent.mkdir(parents=True, exist_ok=True)
         MAKE_TEST_FILE.write_text(json.dumps(record) + "\n")
         fresh = True

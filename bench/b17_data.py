@@ -42,8 +42,8 @@ def _seed(rows: int) -> dict:
 
     from apps.accounts.models import Organization
     from apps.accounts.services import user_register
-    from apps.runs.models import Execution, ExecutionLog, ExecutionStatus, TraceSpan
     from apps.events.models import Event
+    from apps.runs.models import Execution, ExecutionLog, ExecutionStatus, TraceSpan
 
     suffix = os.urandom(3).hex()
     user, org = user_register(email=f"b17-{suffix}@bench.local", password=os.urandom(12).hex(),

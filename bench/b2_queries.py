@@ -55,11 +55,11 @@ def _count(client, url: str) -> tuple[int, int]:
 def run(ctx=None) -> dict:
     n = int(getattr(ctx, "n", None) or 5)
     _setup_django()
+    import logging
+
     from rest_framework.test import APIClient
 
     from apps.accounts.models import Membership, Organization, User
-    import logging
-
     from apps.accounts.services import auth_issue_tokens
     from kai_platform.api import ratelimit
     from tests.factories import make_tenant_object

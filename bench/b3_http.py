@@ -53,7 +53,7 @@ def run(ctx: Context) -> tuple[list[Row], list]:
         log(f"B3: {len(started)} servers x {len(ROUTES)} routes, warm-up {ctx.warmup:.0f}s, "
             f"{rounds} rounds of {per_slice:.0f}s, {ctx.connections} connections")
         for server in started:
-            for route, (path, needs_auth) in ROUTES.items():
+            for path, needs_auth in ROUTES.values():
                 run_load(server.base + path, auth if needs_auth else {}, ctx.connections, ctx.warmup)
         for index in range(rounds):
             order = started[index % len(started):] + started[:index % len(started)]

@@ -19,7 +19,8 @@ import asyncio
 import json
 import time
 
-from bench import child, ws_common as wsc
+from bench import child
+from bench import ws_common as wsc
 from bench.common import Context, log
 from bench.results import Row, verdict
 
@@ -112,7 +113,7 @@ async def _measure(ns) -> dict:
         try:
             arrived = await asyncio.wait_for(future, LOST_AFTER)
             latency = (arrived - started) * 1000
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pending.pop(key, None)
             latency = None
         status, post_seconds = await request

@@ -23,7 +23,8 @@ import math
 import statistics
 import time
 
-from bench import child, ws_common as wsc
+from bench import child
+from bench import ws_common as wsc
 from bench.b5_socket_latency import servers, stop_servers
 from bench.common import Context, log
 from bench.results import Row, verdict
@@ -151,7 +152,7 @@ async def _measure(ns) -> dict:
         await asyncio.to_thread(send, marker)
         try:  # the hub's reconcile pass would deliver a dropped channel message within ~6 s
             await asyncio.wait_for(fleet.done.wait(), LOST_AFTER)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         arrivals = sorted(fleet.arrivals)
         if not arrivals:

@@ -18,7 +18,8 @@ import asyncio
 import math
 import time
 
-from bench import child, ws_common as wsc
+from bench import child
+from bench import ws_common as wsc
 from bench.b5_socket_latency import stop_servers
 from bench.common import Context, log
 from bench.results import Row, verdict

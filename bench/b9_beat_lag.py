@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -79,12 +79,12 @@ def run(ctx=None) -> dict:
     beat = None
     try:
         beat = _start_beat(log_dir / "b9-beat.log")
-        beat_started = datetime.now(dt_timezone.utc)
+        beat_started = datetime.now(UTC)
         # the ticks that count: whole minutes strictly after beat started (beat may send the
         # latest past tick on start-up; that one measures start-up, not the tick)
         first = beat_started.replace(second=0, microsecond=0).timestamp() + 60
         ticks = [first + 60 * i for i in range(opts["ticks"])]
-        wanted = {datetime.fromtimestamp(t, dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:00Z") for t in ticks}
+        wanted = {datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:00Z") for t in ticks}
         deadline = ticks[-1] + 60
         rows = []
         while time.time() < deadline:
@@ -114,7 +114,7 @@ def run(ctx=None) -> dict:
         tick = key.split(":", 2)[2]
         if tick not in wanted:
             continue
-        tick_at = datetime.strptime(tick, "%Y-%m-%dT%H:%M:00Z").replace(tzinfo=dt_timezone.utc)
+        tick_at = datetime.strptime(tick, "%Y-%m-%dT%H:%M:00Z").replace(tzinfo=UTC)
         lag = (started_at - tick_at).total_seconds() * 1000
         lags.append(lag)
         per_tick.setdefault(tick, []).append(lag)

@@ -1,5 +1,10 @@
 """Operator console building blocks shared by every app's admin."""
+from urllib.parse import urlencode
+
+from django.apps import apps
 from django.contrib import admin
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -18,9 +23,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 def admin_link(obj, text=None):
     """A link to ``obj``'s change page in the admin (``-`` for None). Reads only what the row
     already holds: pass objects fetched with ``list_select_related``."""
-    from django.urls import NoReverseMatch, reverse
-    from django.utils.html import format_html
-
     if obj is None:
         return "-"
     try:
@@ -33,14 +35,9 @@ def admin_link(obj, text=None):
 def id_link(model, pk, text=None):
     """A link to the change page of ``model`` (a class, or ``"app_label.Model"`` so lower layers
     link to higher ones without importing them) row ``pk`` without fetching it (``-`` for None)."""
-    from django.urls import reverse
-    from django.utils.html import format_html
-
     if pk is None:
         return "-"
     if isinstance(model, str):
-        from django.apps import apps
-
         model = apps.get_model(model)
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
     return format_html('<a href="{}">{}</a>', url, text if text is not None else str(pk)[:8])
@@ -48,11 +45,6 @@ def id_link(model, pk, text=None):
 
 def changelist_link(model, text, **filters):
     """A link to ``model``'s changelist narrowed by ``filters`` (e.g. ``execution__id__exact=…``)."""
-    from urllib.parse import urlencode
-
-    from django.urls import reverse
-    from django.utils.html import format_html
-
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
     return format_html('<a href="{}?{}">{}</a>', url, urlencode(filters), text)
 

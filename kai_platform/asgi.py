@@ -53,7 +53,7 @@ def _stream_multipart_bodies_under_daphne() -> None:
         kwargs.setdefault("parsePOSTFormSubmission", False)
         original(self, *args, **kwargs)
 
-    __init__.kai_no_form_parsing = True
+    __init__.kai_no_form_parsing = True  # type: ignore[attr-defined]
     WebRequest.__init__ = __init__
 
 

@@ -101,7 +101,7 @@ def find_tool(name: str, major: int) -> str:
         candidates.append(found)
     versions = {path: _tool_major(path) for path in dict.fromkeys(candidates) if Path(path).exists()}
     exact = [p for p, v in versions.items() if v == major]
-    newer = sorted((p for p, v in versions.items() if v and v > major), key=lambda p: versions[p])
+    newer = sorted((p for p, v in versions.items() if v and v > major), key=lambda p: versions[p] or 0)
     if exact or newer:
         return (exact or newer)[0]
     raise BackupError(f"no {name} for PostgreSQL {major} (found: {versions or 'none'}); install "

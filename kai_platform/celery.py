@@ -7,7 +7,14 @@ import socket
 import threading
 
 from celery import Celery
-from celery.signals import beat_init, worker_init, worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import (
+    beat_init,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
 

@@ -61,7 +61,9 @@ def is_trusted(address: Address | None, networks=None) -> bool:
 
 
 def _split_outside_quotes(value: str, separator: str) -> list[str]:
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in value:
         if char == '"':
             quoted = not quoted
@@ -99,7 +101,8 @@ def _hops(headers) -> tuple[list[str], list[str | None]]:
     xff = _header(headers, b"x-forwarded-for")
     if xff is not None:
         hops = [hop.strip() for hop in xff.split(",")]
-        protos = [p.strip().lower() for p in (_header(headers, _PROTO_HEADER) or "").split(",") if p.strip()]
+        protos: list[str | None] = [p.strip().lower() for p in (_header(headers, _PROTO_HEADER) or "").split(",")
+                                    if p.strip()]
         if len(protos) != len(hops):  # one value set by the edge, or none: it applies to the client hop
             protos = [protos[-1] if protos else None] * len(hops)
         return hops, protos
@@ -168,7 +171,7 @@ class TrustedProxyMiddleware:
         address, proto = resolve(client[0], headers, networks)
         scope = {**scope, "client": [address, client[1] if address == client[0] else 0]}
         scheme = _SCHEMES[scope["type"]].get(proto or "")
-        if scheme:
+        if scheme and proto:
             scope["scheme"] = scheme
             kept = [(k, v) for k, v in headers if k.lower() != _PROTO_HEADER]
             scope["headers"] = [*kept, (_PROTO_HEADER, proto.encode("latin-1"))]

@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from urllib.parse import quote
 
@@ -98,12 +99,12 @@ class EmbeddedRedis:
                 self.process.wait()
 
 
-def ensure_services(env: dict | None = None) -> list:
+def ensure_services(env: MutableMapping[str, str] | None = None) -> list:
     """Start whatever of PostgreSQL/Redis the environment does not point at; export the URLs.
 
     Returns the started services (call ``stop()`` on each when done)."""
     env = os.environ if env is None else env
-    started = []
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
     if not env.get("DATABASE_URL"):
         pg = EmbeddedPostgres()
         env["DATABASE_URL"] = pg.url

@@ -52,7 +52,7 @@ class RequestContextFilter(logging.Filter):
         request = record.__dict__.get("request")
         if not state and request is not None:  # django.request logs once the request's context is gone
             state = getattr(request, "kai_log_state", None) or {}
-            record.request_id = getattr(request, "request_id", record.request_id)
+            record.request_id = getattr(request, "request_id", request_id_var.get())
         record.organization = state.get("organization", organization_var.get())
         record.user = state.get("user", user_var.get())
         record.execution_id = execution_var.get()
@@ -98,3 +98,30 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(payload, default=str).decode()
+
+
+def logging_config(*, level: str, fmt: str, organization_level: str) -> dict:
+    """The LOGGING setting: console lines (``json`` or ``plain``) with the request context, and the
+    newest lines of each organization for GET system/logs (kai_platform.observability)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_context": {"()": "kai_platform.logging.RequestContextFilter"}},
+        "formatters": {
+            "json": {"()": "kai_platform.logging.JsonFormatter"},
+            "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        },
+        "handlers": {
+            "console": {"class": "logging.StreamHandler", "filters": ["request_context"], "formatter": fmt},
+            "organization": {
+                "class": "kai_platform.observability.OrganizationLogHandler",
+                "filters": ["request_context"],
+                "level": organization_level,
+            },
+        },
+        "root": {"handlers": ["console", "organization"], "level": level},
+        "loggers": {
+            "django.db.backends": {"level": "WARNING"},
+            "pgserver": {"level": "WARNING"},
+        },
+    }

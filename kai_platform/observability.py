@@ -57,7 +57,7 @@ class _Batcher:
         self.lock = threading.Lock()
         self.pid = None
         self.requests: dict[tuple[str, int], dict] = {}
-        self.logs: dict[str, list[bytes]] = {}
+        self.logs: dict[str, list[str]] = {}
         self.wake = threading.Event()
 
     def _ensure_thread(self) -> None:

@@ -1,9 +1,10 @@
 """Ports: services the lower layers (the kernel, accounts) call and higher layers implement —
-audit rows, events, step-up checks. Each implementation is registered by its app in
-``AppConfig.ready`` (audit, events, stepup), so nothing below imports the app above it (docs/architecture.md)."""
+identities, audit rows, events, step-up checks. Each implementation is registered by its app in
+``AppConfig.ready`` (accounts, audit, events, stepup), so nothing below imports the app above it
+(docs/architecture.md: the layers)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 #: port → what it does; ``provide`` refuses any other name
 PORTS = {
@@ -12,6 +13,10 @@ PORTS = {
     "snapshot": "apps.audit.services.snapshot: a JSON-safe dict of a model instance",
     "publish": "apps.events.services.publish: record an event, deliver it after commit",
     "check_step_up": "apps.stepup.permissions.check_step_up: refuse a request without a fresh step-up",
+    "user_and_membership": "apps.accounts.selectors.user_and_membership: a JWT's active user and membership",
+    "api_key_authenticate": "apps.accounts.services.api_key_authenticate: the active API key of a raw key",
+    "live_api_key_ids": "apps.accounts.selectors.live_api_key_ids: which of these API keys are not revoked",
+    "live_members": "apps.accounts.selectors.live_members: which (user, organization) pairs are still members",
 }
 _implementations: dict[str, Callable] = {}
 
@@ -47,3 +52,19 @@ def publish(organization, type: str, data: dict | None = None, **kwargs):
 
 def check_step_up(request) -> None:
     return _port("check_step_up")(request)
+
+
+def user_and_membership(*, user_id, organization_ref: str | None):
+    return _port("user_and_membership")(user_id=user_id, organization_ref=organization_ref)
+
+
+def api_key_authenticate(*, raw_key: str):
+    return _port("api_key_authenticate")(raw_key=raw_key)
+
+
+def live_api_key_ids(*, key_ids) -> set:
+    return _port("live_api_key_ids")(key_ids=key_ids)
+
+
+def live_members(*, user_ids, with_no_organization: bool) -> set:
+    return _port("live_members")(user_ids=user_ids, with_no_organization=with_no_organization)

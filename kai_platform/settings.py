@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from kai_platform.env import (async_redis_options, env_bool, env_cidrs, env_float, env_int, env_list, env_str,
-                              parse_database_url)
+from kai_platform import env
+from kai_platform.env import env_bool, env_float, env_int, env_list, env_str
+from kai_platform.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -55,7 +57,7 @@ if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
 DATABASE_URL = os.environ["DATABASE_URL"]
 REDIS_URL = os.environ["REDIS_URL"]
 
-_db = parse_database_url(DATABASE_URL)
+_db = env.parse_database_url(DATABASE_URL)
 if env_str("KAI_DB_NAME"):
     _db["NAME"] = env_str("KAI_DB_NAME")
 _db["CONN_MAX_AGE"] = 0
@@ -101,7 +103,7 @@ CACHES = {
 
 # Options for every asyncio Redis client (the channel layer, socket stream relays): env.async_redis_options
 # says why there is no socket timeout.
-ASYNC_REDIS_OPTIONS = async_redis_options(REDIS_URL)
+ASYNC_REDIS_OPTIONS = env.async_redis_options(REDIS_URL)
 
 CHANNEL_LAYERS = {
     "default": {
@@ -245,7 +247,7 @@ if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise serves from finders; the folder must exist
 MEDIA_ROOT = Path(env_str("KAI_MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -339,7 +341,7 @@ PASSWORD_RESET_TIMEOUT = env_int("KAI_PASSWORD_RESET_SECONDS", 3600)
 
 # --- sign-in abuse (docs/security.md) -----------------------------------------------------------
 #: reverse proxies whose X-Forwarded-For/-Proto and Forwarded headers are believed; empty: none
-KAI_TRUSTED_PROXIES = env_cidrs("KAI_TRUSTED_PROXIES")
+KAI_TRUSTED_PROXIES = env.env_cidrs("KAI_TRUSTED_PROXIES")
 #: failures per account (and per account + address) before a lock; locks double up to the max
 KAI_AUTH_FAILURES_ALLOWED = env_int("KAI_AUTH_FAILURES_ALLOWED", 5)
 #: failures per address of attempts that name no account (API keys, refresh tokens, links)
@@ -347,7 +349,7 @@ KAI_AUTH_ADDRESS_FAILURES_ALLOWED = env_int("KAI_AUTH_ADDRESS_FAILURES_ALLOWED",
 KAI_AUTH_LOCK_SECONDS = env_int("KAI_AUTH_LOCK_SECONDS", 60)
 KAI_AUTH_LOCK_MAX_SECONDS = env_int("KAI_AUTH_LOCK_MAX_SECONDS", 900)
 
-SPECTACULAR_SETTINGS = {
+SPECTACULAR_SETTINGS: dict[str, Any] = {
     "TITLE": "kAI platform API",
     "DESCRIPTION": "Define, run, watch and schedule AI agents, crews and DAG workflows.",
     "VERSION": "v1",
@@ -420,33 +422,8 @@ if PRODUCTION:
 
 # --- logging ----------------------------------------------------------------------------------
 LOG_LEVEL = env_str("KAI_LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "kai_platform.logging.RequestContextFilter"}},
-    "formatters": {
-        "json": {"()": "kai_platform.logging.JsonFormatter"},
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
-    },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "filters": ["request_context"],
-            "formatter": env_str("KAI_LOG_FORMAT", "json" if PRODUCTION else "plain"),
-        },
-        # the newest lines of each organization, for GET system/logs (kai_platform.observability)
-        "organization": {
-            "class": "kai_platform.observability.OrganizationLogHandler",
-            "filters": ["request_context"],
-            "level": env_str("KAI_ORG_LOG_LEVEL", "INFO"),
-        },
-    },
-    "root": {"handlers": ["console", "organization"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "pgserver": {"level": "WARNING"},
-    },
-}
+LOGGING = logging_config(level=LOG_LEVEL, fmt=env_str("KAI_LOG_FORMAT", "json" if PRODUCTION else "plain"),
+                         organization_level=env_str("KAI_ORG_LOG_LEVEL", "INFO"))
 
 # --- agents, LLM providers, secrets (apps.agents, kai_platform.llm) ---------------------------
 #: Fernet keys (urlsafe base64, 32 bytes), newest first. Production refuses to start without them;

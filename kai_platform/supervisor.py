@@ -105,7 +105,8 @@ class Supervisor:
         child.last_exit, child.last_death_at = code, time.time()
         child.restart_at = now + child.backoff
         flapping = child.deaths_in_window(now) >= FLAP_DEATHS
-        self._log(f"{child.name} (pid {child.process.pid}) exited with {code}; restarting in {child.backoff:.0f}s"
+        pid = child.process.pid if child.process is not None else "-"
+        self._log(f"{child.name} (pid {pid}) exited with {code}; restarting in {child.backoff:.0f}s"
                   + (f" — FLAPPING: {child.deaths_in_window(now)} deaths in the last minute" if flapping else ""))
         child.backoff = min(self.backoff_max, child.backoff * 2)
         self.write_state()
@@ -117,7 +118,7 @@ class Supervisor:
             if self.stopping:
                 return
             if child.restart_at is None:
-                code = child.process.poll()
+                code = child.process.poll() if child.process is not None else None
                 if code is not None:
                     self._on_death(child, code, now)
             elif now >= child.restart_at:

@@ -15,12 +15,13 @@ import logging
 import os
 import random
 import threading
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_provider = None
-_tracer = None
+_provider: Any = None
+_tracer: Any = None  # opentelemetry Tracer once setup() ran
 
 
 def configured() -> bool:

@@ -1,6 +1,6 @@
 """Routes: the API under /api/v1/ (canonical) and /api/ (docs/api.md), docs, health, admin."""
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from kai_platform.api.views import HealthView, MetricsView
@@ -15,7 +15,7 @@ SITE_APPS = ["apps.console.site_urls", "apps.sso.site_urls"]
 
 from kai_platform.api.routers import router  # noqa: E402
 
-api_patterns = []  # system/health lives in apps.system
+api_patterns: list[URLPattern | URLResolver] = []  # system/health lives in apps.system
 for module in API_APPS:
     api_patterns.append(path("", include(module)))
 api_patterns += router.urls

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import factory
 from django.db import models

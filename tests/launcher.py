@@ -113,7 +113,7 @@ class KaiUp:
     def state_path(self) -> Path:
         return self.var_dir / "run" / f"supervisor-{self.port}.json"
 
-    def start(self, timeout: float = 90) -> "KaiUp":
+    def start(self, timeout: float = 90) -> KaiUp:
         if self.fresh_database:  # (a database a test made already, by a restore say, stays as it is)
             clone_database(migrated_template(self.env), self.db_name)
             self.fresh_database = False

@@ -8,6 +8,15 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        # models and services are importable only once the app registry is ready
+        from apps.accounts import selectors, services
+        from apps.accounts.models import Membership, Organization, User
+        from kai_platform import ports
         from kai_platform.tenancy import authcache
 
-        authcache.connect_signals()  # cached credentials are re-read after any change of these rows
+        # cached credentials are re-read after any change of these rows
+        authcache.connect_signals(user=User, membership=Membership, organization=Organization)
+        ports.provide("user_and_membership", selectors.user_and_membership)
+        ports.provide("api_key_authenticate", services.api_key_authenticate)
+        ports.provide("live_api_key_ids", selectors.live_api_key_ids)
+        ports.provide("live_members", selectors.live_members)

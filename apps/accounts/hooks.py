@@ -1,7 +1,7 @@
 """Extension points other apps register in their ``AppConfig.ready`` (accounts imports no feature)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 #: ``check(user=, step_up_code=) -> None``, called before a password sign-in issues tokens; raises to refuse it
 _password_login_checks: list[Callable] = []

@@ -40,3 +40,22 @@ def memberships_of(*, user) -> list[Membership]:
 
 def api_key_by_prefix(*, prefix: str) -> ApiKey | None:
     return ApiKey.objects.select_related("organization", "created_by").filter(prefix=prefix).first()
+
+
+def live_api_key_ids(*, key_ids) -> set:
+    """The ids among ``key_ids`` of API keys not revoked (the sockets' credential re-check)."""
+    if not key_ids:
+        return set()
+    return set(ApiKey.objects.filter(pk__in=key_ids, revoked_at__isnull=True).values_list("pk", flat=True))
+
+
+def live_members(*, user_ids, with_no_organization: bool) -> set:
+    """``(user id, organization id)`` of the active users among ``user_ids`` and their memberships,
+    plus ``(user id, None)`` for each active user when ``with_no_organization``."""
+    if not user_ids:
+        return set()
+    live = set(Membership.objects.filter(user_id__in=user_ids, user__is_active=True)
+               .values_list("user_id", "organization_id"))
+    if with_no_organization:
+        live |= {(pk, None) for pk in User.objects.filter(pk__in=user_ids, is_active=True).values_list("pk", flat=True)}
+    return live

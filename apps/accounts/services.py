@@ -6,7 +6,7 @@ import hmac
 import secrets
 import string
 import uuid
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt
 from django.conf import settings
@@ -27,8 +27,8 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from apps.accounts import hooks, selectors, throttle
 from apps.accounts.models import ApiKey, MagicLink, Membership, Organization, Plan, User, default_preferences
-from kai_platform.ports import audit_covered, audit_record, publish, snapshot  # audit, events: DESIGN §15
 from kai_platform.api.errors import Conflict, codes
+from kai_platform.ports import audit_covered, audit_record, publish, snapshot  # audit, events: DESIGN §15
 from kai_platform.tenancy.authentication import API_KEY_PREFIX, revoke_access_token
 from kai_platform.tenancy.roles import ROLE_RANK, Role, role_at_most
 
@@ -200,7 +200,7 @@ def auth_logout(*, user: User, access_claims: dict | None, refresh_token: str | 
             if outstanding is not None:
                 BlacklistedToken.objects.get_or_create(token=outstanding)
     if access_claims and access_claims.get("jti"):
-        expires_at = datetime.fromtimestamp(access_claims["exp"], tz=dt_timezone.utc)
+        expires_at = datetime.fromtimestamp(access_claims["exp"], tz=UTC)
         revoke_access_token(access_claims["jti"], expires_at)
 
 

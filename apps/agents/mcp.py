@@ -10,8 +10,8 @@ workflow.execute, system.get_state, memory.store, memory.query. Error codes foll
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from django.apps import apps
 from django.db import transaction
@@ -31,7 +31,7 @@ class MCPError(Exception):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def reply(request: dict, *, result=None, error: MCPError | None = None) -> dict:

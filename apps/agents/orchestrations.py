@@ -3,7 +3,7 @@ app owns them and provides these functions in its ``AppConfig.ready``, so agents
 crews (crews builds on agents, not the other way round)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 _provided: dict[str, Callable] = {}
 NAMES = ("get", "create", "start")

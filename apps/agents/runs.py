@@ -7,8 +7,8 @@ import json
 import time
 
 from apps.runs.models import ExecutionKind
-from apps.runs.registry import register_runner, step_runner_for
 from apps.runs.prompts import interpolate, task_prompt
+from apps.runs.registry import register_runner, step_runner_for
 from apps.runs.runner import AgentProfile, RunContext, RunFailed
 
 

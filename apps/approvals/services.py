@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
-from typing import Callable
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction

@@ -1,8 +1,7 @@
 import django_filters
 
-from kai_platform.api.filters import IsoDateTimeFilter
-
 from apps.audit.models import AuditEvent
+from kai_platform.api.filters import IsoDateTimeFilter
 
 
 class AuditEventFilter(django_filters.FilterSet):

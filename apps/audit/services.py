@@ -28,9 +28,9 @@ def redact(value: Any) -> Any:
 
 def snapshot(instance: models.Model, fields: list[str] | None = None) -> dict:
     """A JSON-safe dict of a model instance's concrete fields (FKs as ids), secrets redacted."""
-    from kai_platform.api.renderers import dumps
-
     import orjson
+
+    from kai_platform.api.renderers import dumps
 
     data = {}
     for field in instance._meta.concrete_fields:

@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from apps.events.consumers import HubConsumer, _events_after, _latest_seq
+from apps.events.consumers import HubConsumer
 from apps.events.models import Event
 from apps.events.services import serialize_event
 from kai_platform.realtime import relay
@@ -105,12 +105,12 @@ class ConsoleConsumer(HubConsumer):
             latest = _platform_latest_seq()
             self._floor = latest if getattr(self, "_floor", None) is None else self._floor
             return latest
-        return _latest_seq(self.identity.organization_id)
+        return super().table_latest_seq()
 
     def table_events_after(self, after: int, limit: int) -> list[dict]:
         if self.scope_kind == "platform":
             return _platform_events_after(after, limit)
-        return _events_after(self.identity.organization_id, after, limit)
+        return super().table_events_after(after, limit)
 
     async def _replay(self, *, after: int):
         if self.scope_kind == "platform":

@@ -66,7 +66,7 @@ class Grid:
 
 
 def _dt(seconds: int) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+    return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
 
 
 def _scoped(queryset, organization):

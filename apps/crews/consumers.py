@@ -76,7 +76,7 @@ class ExecutionLogStreamConsumer(KaiSocketConsumer):
             if not lines:
                 try:
                     await asyncio.wait_for(self._woken.wait(), POLL_SECONDS)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 self._woken.clear()
 

@@ -60,7 +60,7 @@ class CrewSettings:
     max_rpm: int | None = None
 
     @classmethod
-    def of(cls, spec, definition: dict) -> "CrewSettings":
+    def of(cls, spec, definition: dict) -> CrewSettings:
         config = definition.get("config") if isinstance(definition.get("config"), dict) else {}
         merged = {**config, **{k: v for k, v in definition.items() if k in cls.__dataclass_fields__}}
         for name in cls.__dataclass_fields__:  # the parsed crew (crewspec) wins over raw settings

@@ -212,7 +212,7 @@ def generate(*, organization, kind: str, description: str, model: str = "", proc
     ]
     drafter = drafter or DRAFTS[kind]
     problems: list[str] = []
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    for _attempt in range(1, MAX_ATTEMPTS + 1):
         params = {}
         if resolved.provider_type == "builtin":
             draft = drafter(description, available, process) if kind == "crew" else drafter(description, available)

@@ -8,11 +8,7 @@ from apps.crews.models import Crew, Orchestration, Pattern, Process, TaskDefinit
 from apps.quotas.serializers import QuotaStatusSerializer
 from apps.runs.models import Execution, ExecutionKind
 from apps.runs.services import PRIORITY_NAMES
-from kai_platform.api.serializers import (
-    JSONObjectField,
-    KaiModelSerializer,
-    KaiSerializer,
-)
+from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 
 OWNED = ("id", "created_at", "updated_at")
 

@@ -13,9 +13,9 @@ The handlers live with their features (``<app>/client_events.py``, registered in
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Callable
 
 from rest_framework import exceptions
 

@@ -20,8 +20,8 @@ from django.conf import settings
 from apps.events import catalog, client_events, seed_payloads
 from apps.events.models import Event
 from apps.events.services import serialize_event
-from kai_platform.realtime.commands import CommandError, command_names, get_command
 from kai_platform.realtime import limits, relay
+from kai_platform.realtime.commands import CommandError, command_names, get_command
 from kai_platform.realtime.consumers import CLOSE_GOING_AWAY, KaiSocketConsumer, now_iso
 from kai_platform.realtime.groups import org_group
 
@@ -361,7 +361,7 @@ class HubConsumer(KaiSocketConsumer):
             try:
                 await asyncio.wait_for(self._reconcile_soon.wait(), timeout=interval)
                 await asyncio.sleep(min(1.0, interval))  # let the live burst land first
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._reconcile_soon.clear()
             if self.events and self.watermark is not None:

@@ -1,8 +1,7 @@
 import django_filters
 
-from kai_platform.api.filters import IsoDateTimeFilter
-
 from apps.events.models import Event
+from kai_platform.api.filters import IsoDateTimeFilter
 
 
 class CharInFilter(django_filters.BaseInFilter, django_filters.CharFilter):

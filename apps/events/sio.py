@@ -24,6 +24,7 @@ import asyncio
 import collections
 import time
 import uuid
+from datetime import UTC
 from urllib.parse import parse_qs
 
 import socketio
@@ -60,7 +61,7 @@ sio = socketio.AsyncServer(async_mode="asgi", client_manager=_manager(),
 application = socketio.ASGIApp(sio, socketio_path="socket.io")
 PATH_PREFIX = "/socket.io/"
 
-_sessions: dict[str, "Session"] = {}
+_sessions: dict[str, Session] = {}
 
 
 class Session:
@@ -110,9 +111,9 @@ class Session:
             asyncio.ensure_future(refuse(self, "The credential has expired or was revoked."))
 
     def credential_expiring(self, expires_at) -> None:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        seconds = max(0.0, (expires_at - datetime.now(timezone.utc)).total_seconds())
+        seconds = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
         asyncio.ensure_future(self.warn_disconnect("token_expiry", seconds))
 
     async def warn_disconnect(self, reason: str, seconds: float, **kwargs) -> None:
@@ -144,11 +145,11 @@ class Refused(socketio.exceptions.ConnectionRefusedError):
     seed 002's error body (``{success: false, error: {code, message, details, timestamp}}``)."""
 
     def __init__(self, code: str, message: str, **details):
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         super().__init__(message, {"success": False, "error": {
             "code": code, "message": message, "details": details,
-            "timestamp": datetime.now(timezone.utc).isoformat()}})
+            "timestamp": datetime.now(UTC).isoformat()}})
 
 
 @sio.event

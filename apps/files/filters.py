@@ -1,8 +1,7 @@
 import django_filters
 
-from kai_platform.api.filters import IsoDateTimeFilter
-
 from apps.files.models import StoredFile
+from kai_platform.api.filters import IsoDateTimeFilter
 
 
 class StoredFileFilter(django_filters.FilterSet):

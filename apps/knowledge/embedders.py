@@ -2,7 +2,7 @@
 organization answering OpenAI-compatible ``/embeddings`` (asked for ``EMBEDDING_DIMENSIONS``)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from apps.knowledge.models import EMBEDDING_DIMENSIONS
 from kai_platform.llm import OPENAI_COMPATIBLE, LLMError

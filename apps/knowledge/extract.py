@@ -44,10 +44,10 @@ class Extracted:
 def detect_format(name: str, content_type: str) -> str | None:
     base = (content_type or "").split(";")[0].strip().lower()
     ext = os.path.splitext((name or "").lower())[1]
-    for fmt, (exts, types) in FORMATS.items():
+    for fmt, (exts, _types) in FORMATS.items():
         if ext in exts:
             return fmt
-    for fmt, (exts, types) in FORMATS.items():
+    for fmt, (_exts, types) in FORMATS.items():
         if base in types:
             return fmt
     if base.startswith("text/"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
+from apps.knowledge.search import MAX_TOP_K, MODES
 from apps.runs.registry import register_step_runner
 from apps.runs.runner import RunContext, RunFailed
-from apps.knowledge.search import MAX_TOP_K, MODES
 from apps.workflows import conditions
 from apps.workflows.definition import STEP_ID_PATTERN, StepType, register_step_type
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.core.cache import cache
 
@@ -62,7 +62,7 @@ def now_ms() -> int:
 def ms_to_datetime(value_ms: float | None) -> datetime | None:
     if value_ms is None:
         return None
-    return datetime.fromtimestamp(value_ms / 1000, tz=dt_timezone.utc)
+    return datetime.fromtimestamp(value_ms / 1000, tz=UTC)
 
 
 #: ``source → fn(*, organization_id, where: Q, since) -> [(pk, created_at)]``: the rows an app counts

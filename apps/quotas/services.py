@@ -22,7 +22,8 @@ from apps.events.services import publish
 from apps.quotas import counter
 from apps.quotas.errors import QuotaExceeded
 from apps.quotas.models import QuotaOverride, QuotaPlan, QuotaRefusal, QuotaUsage
-from apps.quotas.plans import AGENT_EXECUTIONS, QUOTAS, WARNING_RATIO, WORKFLOW_EXECUTIONS, spec as quota_spec
+from apps.quotas.plans import AGENT_EXECUTIONS, QUOTAS, WARNING_RATIO, WORKFLOW_EXECUTIONS
+from apps.quotas.plans import spec as quota_spec
 from apps.quotas.selectors import (
     limits_cache_key,
     ms_to_datetime,

@@ -3,7 +3,15 @@ executions (``apps.runs.services``), status history and trace spans inline."""
 from django.contrib import admin, messages
 
 from apps.runs import services
-from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionEvent, ExecutionKind, ExecutionLog, TraceSpan, UsageRollup
+from apps.runs.models import (
+    TERMINAL_STATUSES,
+    Execution,
+    ExecutionEvent,
+    ExecutionKind,
+    ExecutionLog,
+    TraceSpan,
+    UsageRollup,
+)
 from kai_platform.admin import CREATED, ReadOnlyAdmin, changelist_link, id_link
 from kai_platform.api.errors import Conflict
 

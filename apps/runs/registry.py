@@ -13,7 +13,7 @@ Three registries, filled from the features' ``AppConfig.ready``:
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 Runner = Callable[..., object]
 

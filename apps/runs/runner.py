@@ -14,9 +14,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Callable
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -25,13 +25,12 @@ from django.utils import timezone
 from apps.runs import llm as llm_layer
 from apps.runs import registry as plugins
 from apps.runs.checkpoints import StepLog
+from apps.runs.inflight import RunHandle, registry
 from apps.runs.models import Execution, ExecutionStatus, SpanKind, StepKind
-from apps.runs.prompts import interpolate, task_prompt  # noqa: F401 (part of the engine's API)
+from apps.runs.reaper import partial_enqueue
 from apps.runs.recorder import RunRecorder, Span
-from apps.runs.inflight import RunHandle, registry  # noqa: F401 (registry: part of the engine's API)
-from apps.runs.reaper import partial_enqueue, reap_stale, requeue_forgotten  # noqa: F401 (the same)
 from apps.runs.services import execution_claim, execution_enqueue, execution_transition
-from apps.runs.streams import stream_key, stream_push  # noqa: F401 (the same)
+from apps.runs.streams import stream_push
 from kai_platform import telemetry
 from kai_platform.llm import LLMError, ToolCall
 from kai_platform.llm.base import count_tokens, messages_tokens
@@ -103,7 +102,7 @@ class AgentProfile:
         return "\n".join(parts)
 
     @classmethod
-    def of_agent(cls, agent) -> "AgentProfile":
+    def of_agent(cls, agent) -> AgentProfile:
         extra = (agent.config or {}).get("system_prompt") if isinstance(agent.config, dict) else None
         return cls(key=str(agent.pk), name=agent.name, role=agent.role or agent.name, goal=agent.goal,
                    backstory=agent.backstory, model=agent.llm, tools=list(agent.tools or []), agent=agent,
@@ -490,11 +489,6 @@ def span_status(exc: Exception) -> str:
 
 
 # --- runners per kind --------------------------------------------------------------------------
-
-#: kept for callers of the engine's registry through this module
-register_runner = plugins.register_runner
-RUNNERS = plugins.RUNNERS
-
 
 def platform_agents(ctx: RunContext, ids) -> dict[str, object]:
     """The organization's agents of ``ids`` (str id → agent); a missing or disabled one fails the run."""

@@ -16,10 +16,10 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record, snapshot
-from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionEvent, ExecutionKind, ExecutionStatus
-from apps.runs.registry import has_service, service, terminal_hooks
 from apps.events.services import publish_many
 from apps.quotas.services import quota_consume_for_execution
+from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionEvent, ExecutionKind, ExecutionStatus
+from apps.runs.registry import has_service, service, terminal_hooks
 from kai_platform.api.errors import Conflict
 from kai_platform.tenancy.locks import organization_lock_key
 

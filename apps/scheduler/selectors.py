@@ -21,8 +21,8 @@ HISTORY_LIMIT = 100
 def schedule_history(*, schedule: Schedule, limit: int = HISTORY_LIMIT) -> list[dict]:
     """The schedule's cron ticks, newest first: each run it fired (with the run's status) and each
     tick a plan quota refused (with the quota's numbers at the time)."""
-    from apps.runs.models import Execution
     from apps.quotas.selectors import quota_refusals
+    from apps.runs.models import Execution
 
     prefix = f"schedule:{schedule.pk}:"
     runs = (Execution.objects.for_org(schedule.organization_id).filter(dedupe_key__startswith=prefix)

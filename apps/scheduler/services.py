@@ -22,11 +22,11 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from rest_framework import exceptions
 
 from apps.audit.services import audit_covered, audit_record, snapshot
-from apps.runs.models import Execution, ExecutionKind
-from apps.runs.services import execution_create
 from apps.events.services import publish
 from apps.quotas.errors import QuotaExceeded
 from apps.quotas.services import quota_refusal_record
+from apps.runs.models import Execution, ExecutionKind
+from apps.runs.services import execution_create
 from apps.scheduler import cron
 from apps.scheduler.models import MisfirePolicy, Schedule, TargetType
 

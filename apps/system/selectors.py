@@ -296,7 +296,7 @@ def metric_series(*, organization, name: str, period: str, aggregation: str) -> 
     combine = {"sum": sum, "max": max, "min": min, "avg": lambda v: sum(v) / len(v)}[aggregation]
     out = []
     for entry in series.values():
-        points = [{"timestamp": datetime.datetime.fromtimestamp(ts, tz=datetime.timezone.utc),
+        points = [{"timestamp": datetime.datetime.fromtimestamp(ts, tz=datetime.UTC),
                    "value": _round(combine(values))} for ts, values in sorted(entry["points"].items())]
         out.append({"labels": entry["labels"], "points": points,
                     "total": _round(sum(p["value"] for p in points)) if aggregation == "sum" else None})

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from apps.system.models import MetricRollup
 from kai_platform import observability
+from kai_platform.api import sharedcache
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +54,12 @@ def _row(org_id, name: str, bucket, value, labels: dict | None = None) -> Metric
 
 def rollup_minute(minute: int) -> list[MetricRollup]:
     """The rows of one finished minute (epoch seconds, aligned), from Redis and the database."""
-    bucket = datetime.datetime.fromtimestamp(minute, tz=datetime.timezone.utc)
+    bucket = datetime.datetime.fromtimestamp(minute, tz=datetime.UTC)
     end = bucket + datetime.timedelta(minutes=1)
     rows: list[MetricRollup] = []
     observability.flush()  # this process's buffered samples first
     try:
-        members = observability._redis().smembers(f"{settings.KAI_REDIS_PREFIX}:perf:active:{minute}")
+        members = sharedcache.redis().smembers(f"{settings.KAI_REDIS_PREFIX}:perf:active:{minute}")
     except Exception:
         members = set()
     for raw in members:
@@ -117,7 +118,7 @@ def rollup_metrics(lookback_minutes: int = ROLLUP_LOOKBACK_MINUTES) -> dict:
     written = 0
     for i in range(1, lookback_minutes + 1):
         written += _save(rollup_minute(current - 60 * i))
-    last = datetime.datetime.fromtimestamp(current - 60, tz=datetime.timezone.utc)
+    last = datetime.datetime.fromtimestamp(current - 60, tz=datetime.UTC)
     platform: list[MetricRollup] = []
     try:
         platform += [_row(None, "queue_depth", last, depth, {"queue": queue}) for queue, depth in queue_depths().items()]
@@ -199,7 +200,7 @@ def publish_system_status() -> dict:
     from apps.system import selectors
 
     minutes = settings.KAI_STATUS_WINDOW_MINUTES
-    redis = observability._redis()
+    redis = sharedcache.redis()
     prefix = settings.KAI_REDIS_PREFIX
     counts = {"organizations": 0, "alerts": 0, "status": 0}
     for organization in Organization.objects.filter(pk__in=list(_active_organizations(minutes))):

@@ -11,6 +11,7 @@ from rest_framework import exceptions, status
 from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 
+from apps.stepup.permissions import RequiresStepUp
 from apps.system import selectors, services
 from apps.system.models import SystemModification
 from apps.system.serializers import (
@@ -20,7 +21,6 @@ from apps.system.serializers import (
     RollbackBodySerializer,
     SystemModificationSerializer,
 )
-from apps.stepup.permissions import RequiresStepUp
 from apps.system.tasks import METRICS
 from kai_platform.api.renderers import KaiJSONRenderer, dumps
 from kai_platform.api.serializers import validated

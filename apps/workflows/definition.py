@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC
 
 from jsonschema import Draft202012Validator
 
@@ -226,7 +227,6 @@ def approval_question(step: dict) -> str:
 
 def approval_deadline(step: dict):
     """The step's absolute ``deadline`` as an aware datetime (None when absent or unreadable)."""
-    from datetime import timezone as tz
 
     from django.utils import timezone
     from django.utils.dateparse import parse_datetime
@@ -237,7 +237,7 @@ def approval_deadline(step: dict):
     except ValueError:
         value = None
     if value is not None and timezone.is_naive(value):
-        value = timezone.make_aware(value, tz.utc)
+        value = timezone.make_aware(value, UTC)
     return value
 
 

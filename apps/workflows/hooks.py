@@ -15,9 +15,9 @@ logger = logging.getLogger(__name__)
 def step_ended(*, execution_id, status, kind, organization_id, agent_id, parent_id) -> None:
     """A step's execution ended: advance its run (on the default queue)."""
     if parent_id:
-        from apps.workflows.services import _advance_later
+        from apps.workflows.engine import advance_later
 
-        _advance_later(parent_id)
+        advance_later(parent_id)
 
 
 @on_execution_terminal(ExecutionKind.WORKFLOW)
@@ -25,15 +25,15 @@ def run_ended(*, execution_id, status, kind, organization_id, agent_id, parent_i
     """A run cancelled from outside the engine (``executions/{id}/cancel`` ends a run parked
     WAITING_FOR_APPROVAL at once): advance it so its live steps stop and their approvals close."""
     if status == "CANCELLED":
-        from apps.workflows.services import _advance_later
+        from apps.workflows.engine import advance_later
 
-        _advance_later(execution_id)
+        advance_later(execution_id)
 
 
 @register_resolution_handler(ApprovalSource.WORKFLOW_STEP)
 def approval_answered(approval) -> None:
     """A person (or the deadline's default) answered an approval step: end its execution."""
-    from apps.workflows.services import approval_answered as answered
+    from apps.workflows.engine import approval_answered as answered
 
     answered(approval)
 

@@ -88,9 +88,9 @@ class StepRunSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField())
     def get_status(self, obj) -> str:
-        from apps.workflows.services import _step_status
+        from apps.workflows.engine import step_status
 
-        return _step_status(obj)
+        return step_status(obj)
 
     @extend_schema_field(serializers.IntegerField())
     def get_tokens(self, obj) -> int:

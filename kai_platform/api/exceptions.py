@@ -134,18 +134,20 @@ def exception_handler(exc, context):
         return Response(envelope(status=500, detail="Internal server error."), status=500)
 
     headers = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if isinstance(exc, drf.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
-    if isinstance(exc, KaiAPIException) and getattr(exc, "retry_after", None) is not None:
-        headers["Retry-After"] = str(exc.retry_after)  # 429, and 503 during maintenance
+    if auth_header := getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = auth_header
+    if isinstance(exc, drf.Throttled) and (wait := getattr(exc, "wait", None)) is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    if isinstance(exc, KaiAPIException) and (retry_after := getattr(exc, "retry_after", None)) is not None:
+        headers["Retry-After"] = str(retry_after)  # 429, and 503 during maintenance
 
     if isinstance(exc, drf.ValidationError) or isinstance(exc.detail, (dict, list)):
         errors = flatten_errors(exc.detail)
     else:
         errors = list(getattr(exc, "errors", []) or [])
 
+    code: str | None
+    type_: str | None
     if isinstance(exc, KaiAPIException):
         code, type_ = exc.kai_code, exc.error_type
     else:

@@ -19,7 +19,7 @@ class UTCIsoDateTimeField(IsoDateTimeField):
         if parsed is None or parsed.tzinfo is None:
             return parsed
         try:
-            return parsed.astimezone(datetime.timezone.utc)
+            return parsed.astimezone(datetime.UTC)
         except OverflowError as exc:  # e.g. 0001-01-01T00:00+10:00 is before year 1 in UTC
             raise ValidationError(self.error_messages["invalid"], code="invalid") from exc
 

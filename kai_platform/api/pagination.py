@@ -81,7 +81,7 @@ class KaiPagination(LimitOffsetPagination):
             "total": self.count,
             "limit": self.limit,
             "offset": self.offset,
-            "has_more": self.offset + len(items) < self.count,
+            "has_more": (self.offset or 0) + len(items) < (self.count or 0),
         }
 
     def get_paginated_response_schema(self, schema):

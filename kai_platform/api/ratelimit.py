@@ -91,11 +91,11 @@ class Counter:
                          reset=int(time.time()) + max(0, self.window - int(time.time())))
 
 
-def counter_for(*, subject: str, subject_type: str, plan: str) -> Counter | None:
+def counter_for(*, subject: str, subject_type: str, plan: str | None) -> Counter | None:
     """The counter of ``subject`` in the current window; None when rate limiting is disabled."""
     if not getattr(settings, "RATELIMIT_ENABLE", True):
         return None
-    soft, hard = PLAN_RATE_LIMITS.get(plan, PLAN_RATE_LIMITS[ANONYMOUS_PLAN])
+    soft, hard = PLAN_RATE_LIMITS.get(plan or ANONYMOUS_PLAN, PLAN_RATE_LIMITS[ANONYMOUS_PLAN])
     period = settings.KAI_RATE_WINDOW_SECONDS
     rate = f"{hard}/{period}s"
     value = f"{subject_type}:{subject}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 from django.utils.datastructures import MultiValueDict
@@ -30,7 +31,6 @@ from rest_framework import fields, serializers
 from rest_framework.fields import Field, SkipField
 from rest_framework.relations import ManyRelatedField, PKOnlyObject, RelatedField
 from rest_framework.utils import model_meta
-
 
 #: the JSON types each field kind takes, as the OpenAPI document states them (DRF alone would
 #: coerce 0 to "0", "1" to True, "5" to 5)
@@ -57,14 +57,20 @@ def _type_error(field, value) -> str | None:
             if not isinstance(value, types):
                 return f"Incorrect type: expected {name}."
             if isinstance(field, fields.ListField) and field.child is not None:
-                for item in value:
+                for item in value:  # type: ignore[union-attr]
                     if (error := _type_error(field.child, item)) is not None:
                         return error.replace("expected", "expected items of")
             return None
     return None
 
 
-class StrictFieldsMixin:
+if TYPE_CHECKING:  # the mixin extends DRF's Serializer (its fields, to_internal_value)
+    _Serializer = serializers.Serializer
+else:
+    _Serializer = object
+
+
+class StrictFieldsMixin(_Serializer):
     """Refuses unknown fields and, in JSON bodies, values of another type than the field's."""
 
     def to_internal_value(self, data):
@@ -74,7 +80,7 @@ class StrictFieldsMixin:
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
             form = hasattr(data, "getlist")  # multipart/query strings: every value is text
-            errors = {}
+            errors: dict[str, Any] = {}
             for key, value in data.items():
                 field = self.fields[key]
                 if field.read_only:
@@ -138,7 +144,7 @@ class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         if recipe is None:
             return super().get_fields()
         if self.url_field_name is None:
-            self.url_field_name = serializers.api_settings.URL_FIELD_NAME
+            self.url_field_name = serializers.api_settings.URL_FIELD_NAME  # type: ignore[misc,attr-defined]
         declared = copy.deepcopy(self._declared_fields)
         return {name: declared[name] if spec is None else _build(*spec) for name, spec in recipe}
 
@@ -147,7 +153,7 @@ class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         ``ModelSerializer.get_fields`` up to the point where it instantiates the fields."""
         fields = super().get_fields()  # DRF's checks (Meta, abstract model, depth, many-to-many defaults)
         if self.url_field_name is None:
-            self.url_field_name = serializers.api_settings.URL_FIELD_NAME
+            self.url_field_name = serializers.api_settings.URL_FIELD_NAME  # type: ignore[misc,attr-defined]
         declared_fields = copy.deepcopy(self._declared_fields)
         model = self.Meta.model
         depth = getattr(self.Meta, "depth", 0)
@@ -157,7 +163,7 @@ class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         extra_kwargs, hidden_fields = self.get_uniqueness_extra_kwargs(field_names, declared_fields, extra_kwargs)
         if hidden_fields or list(fields) != list(field_names):
             return None
-        recipe = []
+        recipe: list[tuple[str, Any]] = []
         for field_name in field_names:
             if field_name in declared_fields:
                 recipe.append((field_name, None))
@@ -167,7 +173,7 @@ class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             if source == "*":
                 source = field_name
             field_class, field_kwargs = self.build_field(source, info, model, depth)
-            field_kwargs = self.include_extra_kwargs(field_kwargs, extra_field_kwargs)
+            field_kwargs = self.include_extra_kwargs(field_kwargs, extra_field_kwargs)  # type: ignore[assignment]
             if type(fields[field_name]) is not field_class:
                 return None
             # fields given as arguments (a ListField's child) are bound to their parent: fresh each time
@@ -185,7 +191,7 @@ class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             if plan is None:
                 plan = _read_plan(self._readable_fields)
             self.__dict__["_kai_read_plan"] = plan
-        ret = {}
+        ret: dict[str, Any] = {}
         for name, field, represent, attr in plan:
             value = _SLOW
             if attr is not None:
@@ -421,7 +427,8 @@ def row_plan(serializer_class, model, properties: dict | None = None) -> RowPlan
             columns.append(attname)
         return columns.index(attname)
 
-    entries, datetimes = [], []
+    entries: list[Any] = []
+    datetimes: list[Any] = []
     for name, field, represent, attr in plan:
         if attr is None:
             return None
@@ -436,7 +443,7 @@ def row_plan(serializer_class, model, properties: dict | None = None) -> RowPlan
             if not isinstance(prop, property) or unknown:
                 raise ValueError(f"{model.__name__}.{attr} must be a property reading only columns of "
                                  f"{model.__name__} (unknown: {unknown})")
-            source = (prop.fget, {dependency: column(concrete[dependency]) for dependency in properties[attr]})
+            source: Any = (prop.fget, {dependency: column(concrete[dependency]) for dependency in properties[attr]})
         elif attr in concrete:
             source = column(concrete[attr])
         else:

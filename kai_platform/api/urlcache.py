@@ -32,7 +32,7 @@ def install() -> None:
             matches[path] = match
         return _copy(match)
 
-    resolver.resolve = cached_resolve
+    resolver.resolve = cached_resolve  # type: ignore[method-assign]
 
 
 def _copy(match: ResolverMatch) -> ResolverMatch:
@@ -42,8 +42,8 @@ def _copy(match: ResolverMatch) -> ResolverMatch:
     copied.__dict__.update(match.__dict__)
     copied.args = tuple(match.args)
     copied.kwargs = dict(match.kwargs)
-    if match.captured_kwargs is not None:
-        copied.captured_kwargs = dict(match.captured_kwargs)
-    if match.extra_kwargs is not None:
-        copied.extra_kwargs = dict(match.extra_kwargs)
+    if match.captured_kwargs is not None:  # type: ignore[attr-defined]
+        copied.captured_kwargs = dict(match.captured_kwargs)  # type: ignore[attr-defined]
+    if match.extra_kwargs is not None:  # type: ignore[attr-defined]
+        copied.extra_kwargs = dict(match.extra_kwargs)  # type: ignore[attr-defined]
     return copied

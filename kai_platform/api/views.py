@@ -1,16 +1,22 @@
 """Base API views and the health endpoints."""
 from __future__ import annotations
 
+import hmac
 import time
 
+from django.conf import settings
 from django.db import connection
+from django.http import HttpResponse
+from django_redis import get_redis_connection
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from rest_framework import exceptions, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from kai_platform.api.exceptions import envelope
+from kai_platform.api.metrics import REGISTRY
 from kai_platform.tenancy.viewsets import OrganizationContextMixin
 
 
@@ -59,8 +65,6 @@ def _check_database():
 
 
 def _check_redis():
-    from django_redis import get_redis_connection
-
     get_redis_connection("default").ping()
 
 
@@ -72,8 +76,6 @@ def _check_broker():
 
 
 def _check_workers():
-    from django_redis import get_redis_connection
-
     from kai_platform.celery import worker_key_pattern
 
     prefix = worker_key_pattern()[:-1]
@@ -95,14 +97,6 @@ class MetricsView(PublicAPIView):
 
     @extend_schema(exclude=True)
     def get(self, request):
-        import hmac
-
-        from django.conf import settings
-        from django.http import HttpResponse
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-        from rest_framework import exceptions
-
-        from kai_platform.api.metrics import REGISTRY
 
         expected = settings.KAI_METRICS_TOKEN
         if expected:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 
@@ -139,7 +139,7 @@ class LLMClient(ABC):
         return self.complete([{"role": "user", "content": "ping"}], params={"max_tokens": 1})
 
 
-def error_chain(exc: BaseException):
+def error_chain(exc: BaseException | None):
     """The exception and its causes/contexts, outermost first."""
     seen = set()
     while exc is not None and id(exc) not in seen:

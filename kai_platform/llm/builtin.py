@@ -18,7 +18,7 @@ import json
 import re
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from kai_platform.llm import structured
 from kai_platform.llm.base import Chunk, LLMBadRequest, LLMClient, ToolCall, Usage, count_tokens, messages_tokens

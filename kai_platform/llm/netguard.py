@@ -43,7 +43,7 @@ class AllowList:
     networks: tuple = ()
 
     @classmethod
-    def from_entries(cls, *entry_lists) -> "AllowList":
+    def from_entries(cls, *entry_lists) -> AllowList:
         hosts, networks = set(), []
         for entries in entry_lists:
             for raw in entries or []:
@@ -78,7 +78,7 @@ def resolve(host: str, port: int) -> list:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise BlockedAddress(f"cannot resolve host {host!r}: {exc.strerror or exc}") from exc
-    return sorted({ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos}, key=str)
+    return sorted({ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos}, key=str)
 
 
 def check_host(host: str, port: int, allowlist: AllowList | None = None) -> list:
@@ -117,7 +117,6 @@ def check_url(url: str, allowlist: AllowList | None = None) -> list:
 def _pinned_backend(allowlist: AllowList | None):
     """An httpcore network backend that connects only to addresses ``check_host`` passed: the
     address checked is the address connected to (no second DNS lookup to rebind)."""
-    import socket as _socket
 
     from httpcore2._backends.sync import SyncBackend
 
@@ -129,7 +128,7 @@ def _pinned_backend(allowlist: AllowList | None):
             for ip in check_host(host, port, allowlist):
                 try:
                     return super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
-                except (httpcore2.ConnectError, httpcore2.ConnectTimeout, _socket.timeout) as exc:
+                except (TimeoutError, httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
                     last_error = exc
             raise last_error or BlockedAddress(f"{host} has no address")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import openai  # here, not at the first call: a client's first call must not spend its timeout importing
 

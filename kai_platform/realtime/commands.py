@@ -6,8 +6,8 @@ parameters)`` and returns a JSON-able result, or raises ``CommandError``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from kai_platform.tenancy.roles import ALL_ROLES
 

@@ -16,7 +16,7 @@ import os
 import socket
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import orjson
@@ -81,7 +81,7 @@ def close_reason(error_code: str, message: str) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 class KaiSocketConsumer(AsyncWebsocketConsumer):
@@ -248,7 +248,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
     def credential_expiring(self, expires_at) -> None:
         """The credential expires soon (the watcher's warning timer): ``disconnect_warning``."""
         if not self._closing:
-            seconds = max(0.0, (expires_at - datetime.now(timezone.utc)).total_seconds())
+            seconds = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
             self._spawn(self.warn_disconnect("token_expiry", seconds, close_code=CLOSE_POLICY))
 
     def credential_lapsed(self) -> None:
@@ -321,7 +321,8 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         return False
 
     async def _rate_warning(self, count, limit, action):
-        reset = datetime.fromtimestamp(time.time() + 60 - (time.monotonic() - self._message_times[0]), timezone.utc)
+        first = self._message_times[0] if self._message_times else time.monotonic()
+        reset = datetime.fromtimestamp(time.time() + 60 - (time.monotonic() - first), UTC)
         await self.send_envelope("rate_limit_warning", {
             "limit_type": "messages_per_minute", "current_usage": count, "limit": limit,
             "reset_time": reset.isoformat().replace("+00:00", "Z"), "recommended_action": action,
@@ -332,7 +333,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         await self.send_envelope("disconnect_warning", {
             "reason": reason, "seconds_left": round(seconds, 1), "close_code": close_code,
             "recommended_action": ACTIONS.get(reason, "Reconnect after the close."),
-            "disconnect_at": datetime.fromtimestamp(time.time() + seconds, timezone.utc).isoformat().replace("+00:00", "Z"),
+            "disconnect_at": datetime.fromtimestamp(time.time() + seconds, UTC).isoformat().replace("+00:00", "Z"),
         })
 
     # --- sending --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ sockets, Celery workers, never import consumers.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from django.urls import re_path
 

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.core.cache import cache
 
+from kai_platform import ports
 from kai_platform.realtime import limits
 from kai_platform.realtime.contexts import PerLoop
+from kai_platform.tenancy.authentication import revoked_jti_key
 
 logger = logging.getLogger("kai.realtime")
 
@@ -39,10 +42,10 @@ class _Watcher:
 
     # --- registry -------------------------------------------------------------------------
     def add(self, consumer) -> None:
-        timers = None
+        timers: tuple[asyncio.TimerHandle, ...] | None = None
         expires_at = consumer.identity.expires_at
         if expires_at is not None:
-            delay = max(0.0, (expires_at - datetime.now(timezone.utc)).total_seconds())
+            delay = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
             timers = (self.loop.call_later(delay, consumer.credential_lapsed),)
             warn_in = delay - settings.KAI_WS_EXPIRY_WARNING_SECONDS
             if warn_in > 0:  # a credential with less time left than the warning window gets no warning
@@ -100,20 +103,14 @@ def _entry(consumer) -> tuple:
 
 def _check_batch(entries: list[tuple]) -> list[bool]:
     """``credential_still_valid`` for many credentials at once, plus the lease refresh."""
-    from django.core.cache import cache
-
-    from apps.accounts.models import ApiKey
-    from kai_platform.tenancy.authentication import revoked_jti_key
-
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     jtis = {credential for kind, credential, *_ in entries if kind == "jwt"}
     revoked = set()
     if jtis:
         keys = {revoked_jti_key(jti): jti for jti in jtis}
         revoked = {keys[key] for key in cache.get_many(list(keys))}
     key_ids = {credential for kind, credential, *_ in entries if kind != "jwt"}
-    live_keys = set(ApiKey.objects.filter(pk__in=key_ids, revoked_at__isnull=True)
-                    .values_list("pk", flat=True)) if key_ids else set()
+    live_keys = ports.live_api_key_ids(key_ids=key_ids)
     members = _live_members(entries)
     valid = []
     for kind, credential, expires_at, org_id, user_id, *_ in entries:
@@ -131,16 +128,9 @@ def _live_members(entries: list[tuple]) -> set:
     """``(user id, organization id)`` of the JWT sockets whose user is still active and still a
     member (``(user id, None)`` for sockets without an organization): a user deactivated or removed
     (SCIM, an admin) loses their sockets within one interval, like a revoked token."""
-    from apps.accounts.models import Membership, User
-
-    user_ids = {user_id for kind, _c, _e, _o, user_id, *_ in entries if kind == "jwt"}
-    if not user_ids:
-        return set()
-    live = set(Membership.objects.filter(user_id__in=user_ids, user__is_active=True)
-               .values_list("user_id", "organization_id"))
-    if any(org_id is None for kind, _c, _e, org_id, *_ in entries if kind == "jwt"):
-        live |= {(pk, None) for pk in User.objects.filter(pk__in=user_ids, is_active=True).values_list("pk", flat=True)}
-    return live
+    jwts = [entry for entry in entries if entry[0] == "jwt"]
+    return ports.live_members(user_ids={entry[4] for entry in jwts},
+                              with_no_organization=any(entry[3] is None for entry in jwts))
 
 
 _watcher = PerLoop(_Watcher)

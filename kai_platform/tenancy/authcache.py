@@ -24,9 +24,11 @@ import copy
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from redis.exceptions import NoScriptError
 
 from kai_platform.api import sharedcache
@@ -35,7 +37,7 @@ from kai_platform.api import sharedcache
 MAX_ENTRIES = 2_000
 VERSION_TTL = 24 * 3600
 
-_entries: dict[tuple[str, str | None], "_Entry"] = {}
+_entries: dict[tuple[str, str | None], _Entry] = {}
 
 
 def _ttl() -> float:
@@ -91,14 +93,23 @@ def _on_org_change(sender, instance, **kwargs):
     bump_org(instance.pk)
 
 
-def connect_signals() -> None:
-    """Called from the accounts app's ready(): every process that writes these rows bumps."""
-    from django.db.models.signals import post_delete, post_save
+class _Models:
+    """The accounts app's User, Membership and Organization models (``connect_signals``)."""
 
-    from apps.accounts.models import Membership, Organization, User
+    user: Any = None
+    membership: Any = None
+    organization: Any = None
 
-    for model, receiver in ((User, _on_user_change), (Membership, _on_membership_change),
-                            (Organization, _on_org_change)):
+
+_models = _Models()
+
+
+def connect_signals(*, user, membership, organization) -> None:
+    """Called from the accounts app's ready() with its models: every process that writes these
+    rows bumps, and cached rows are rebuilt as instances of these models."""
+    _models.user, _models.membership, _models.organization = user, membership, organization
+    for model, receiver in ((user, _on_user_change), (membership, _on_membership_change),
+                            (organization, _on_org_change)):
         post_save.connect(receiver, sender=model, dispatch_uid=f"authcache-save-{model.__name__}")
         post_delete.connect(receiver, sender=model, dispatch_uid=f"authcache-delete-{model.__name__}")
 
@@ -163,14 +174,12 @@ class _Entry:
     memberships: _Memberships | None = None
 
     def materialize(self):
-        from apps.accounts.models import Membership, Organization, User
-
-        user = _build(User, self.user_row)
+        user = _build(_models.user, self.user_row)
         if self.membership_row is None:
             return user, None
-        membership = _build(Membership, self.membership_row)
+        membership = _build(_models.membership, self.membership_row)
         membership.user = user
-        membership.organization = _build(Organization, self.org_row)
+        membership.organization = _build(_models.organization, self.org_row or ())
         return user, membership
 
 
@@ -277,13 +286,11 @@ def memberships_of(*, user, handle: Handle | None, read) -> list:
     """The user's memberships (organization selected), as ``read(user=user)`` returns them
     (``accounts.selectors.memberships_of``): from the cache entry when this request's probe found
     them current, else read (then cached on the entry for the next requests)."""
-    from apps.accounts.models import Membership, Organization
-
     if handle is not None and handle.memberships is not None:
         out = []
         for membership_row, org_row in handle.memberships.rows:
-            membership = _build(Membership, membership_row)
-            membership.organization = _build(Organization, org_row)
+            membership = _build(_models.membership, membership_row)
+            membership.organization = _build(_models.organization, org_row)
             out.append(membership)
         return out
     memberships = read(user=user)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.core.cache import cache
 from django.core.signals import setting_changed
@@ -14,6 +14,7 @@ from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
+from kai_platform import ports
 from kai_platform.api import backoff, sharedcache
 from kai_platform.api.errors import codes
 from kai_platform.clientaddr import client_address
@@ -49,7 +50,7 @@ def revoked_jti_key(jti: str) -> str:
 
 def revoke_access_token(jti: str, expires_at: datetime) -> None:
     """Make an access token unusable at once, in every process (shared Redis)."""
-    ttl = int((expires_at - datetime.now(timezone.utc)).total_seconds()) + 1
+    ttl = int((expires_at - datetime.now(UTC)).total_seconds()) + 1
     if ttl > 0:
         cache.set(revoked_jti_key(jti), 1, timeout=ttl)
 
@@ -93,7 +94,7 @@ def _access_claims(raw: str) -> dict:
             return claims
         _verified.pop(raw, None)  # expired: simplejwt's own check below answers it
     try:
-        token = AccessToken(raw)
+        token = AccessToken(raw)  # type: ignore[arg-type]
     except TokenError as exc:
         expired = "expired" in str(exc).lower()
         raise exceptions.AuthenticationFailed(
@@ -141,9 +142,7 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
         handle = authcache.handle_for(cache_key, entry, probe)
     else:
         handle = authcache.handle_for(cache_key, None, probe)
-        from apps.accounts import selectors
-
-        user, membership = selectors.user_and_membership(user_id=user_id, organization_ref=organization_ref)
+        user, membership = ports.user_and_membership(user_id=user_id, organization_ref=organization_ref)
         if user is not None:
             org_id = str(membership.organization_id) if membership is not None else None
             if org_id is None:
@@ -157,7 +156,7 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
         raise exceptions.AuthenticationFailed(_("User not found or inactive."), code=codes.UNAUTHORIZED)
     if membership is None and organization_ref:
         raise OrganizationHeaderError()
-    if counter is not None and probe.count is not None and membership is not None \
+    if counter is not None and probe.count is not None and membership is not None and entry is not None \
             and str(membership.organization_id) == entry.org_id:
         from kai_platform.api import ratelimit
 
@@ -168,7 +167,7 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
         role=membership.role if membership else None,
         membership=membership,
         session_id=str(token.get("sid") or jti),
-        expires_at=datetime.fromtimestamp(token["exp"], tz=timezone.utc),
+        expires_at=datetime.fromtimestamp(token["exp"], tz=UTC),
         claims=dict(token),
         cache=handle,
     )
@@ -177,12 +176,10 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
 
 
 def _authenticate_api_key(raw: str, organization_ref: str | None, address: str | None = None):
-    from apps.accounts import services
-
     if address:
         backoff.refuse_if_locked([(API_KEY_GUESSES, address)], "Too many invalid API keys from this address; "
                                                                "try again later.")
-    api_key = services.api_key_authenticate(raw_key=raw)
+    api_key = ports.api_key_authenticate(raw_key=raw)
     if api_key is None:
         if address and backoff.record_failure(API_KEY_GUESSES, address):
             logger.warning("address lock: API-key guessing from %s", address)
@@ -203,14 +200,12 @@ def _authenticate_api_key(raw: str, organization_ref: str | None, address: str |
 
 def credential_still_valid(ctx: AuthContext) -> bool:
     """For long-lived connections: has the credential expired or been revoked since?"""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if ctx.expires_at is not None and ctx.expires_at <= now:
         return False
     if ctx.kind == "jwt":
         return not is_access_token_revoked(ctx.claims.get("jti", ""))
-    from apps.accounts.models import ApiKey
-
-    return ApiKey.objects.filter(pk=ctx.api_key.pk, revoked_at__isnull=True).exists()
+    return ctx.api_key.pk in ports.live_api_key_ids(key_ids={ctx.api_key.pk})
 
 
 class JWTAuthentication(_BearerAuthentication):

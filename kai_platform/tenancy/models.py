@@ -12,14 +12,17 @@ from django.db import models
 
 
 class TenantQuerySet(models.QuerySet):
-    def for_org(self, organization) -> "TenantQuerySet":
+    def for_org(self, organization) -> TenantQuerySet:
         if organization is None:
             return self.none()
         org_id = organization if isinstance(organization, (uuid.UUID, str)) else organization.pk
         return self.filter(organization_id=org_id)
 
 
-class TenantManager(models.Manager.from_queryset(TenantQuerySet)):
+_TenantManagerBase = models.Manager.from_queryset(TenantQuerySet)
+
+
+class TenantManager(_TenantManagerBase):
     pass
 
 

@@ -8,6 +8,8 @@ decorate the queryset in ``scope_queryset`` (select_related, visibility by role)
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import transaction
 from django.http import Http404
 from rest_framework import viewsets
@@ -44,7 +46,13 @@ def get_or_404(queryset, **lookup):
     return obj
 
 
-class OrganizationContextMixin:
+if TYPE_CHECKING:  # the mixins below extend DRF's generic view (its request, finalize_response, ...)
+    from rest_framework.generics import GenericAPIView as _View
+else:
+    _View = object
+
+
+class OrganizationContextMixin(_View):
     """Every API view's base: the request's organization and role, and errors always in the JSON
     envelope, whatever other format (SSE, Prometheus text, NDJSON) the route also answers."""
 

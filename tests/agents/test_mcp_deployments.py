@@ -95,8 +95,8 @@ def test_mcp_endpoint_needs_the_deployments_own_key(transactional_db, make_membe
 
 def test_a_deployed_orchestration_is_a_tool_whose_run_goes_to_the_worker(
         transactional_db, make_member, live_server_process, celery_worker_process):
-    from apps.runs.models import Execution
     from apps.crews.services import orchestration_create
+    from apps.runs.models import Execution
 
     owner = make_member("owner")
     researcher = agent_create(organization=owner.organization, actor=owner.user, data={"name": "Researcher"})

@@ -6,10 +6,10 @@ import pytest
 
 from apps.approvals import services
 from apps.approvals.models import Approval
+from apps.crews.specs import parse_crew
 from apps.runs import runner
 from apps.runs import services as crew_services
 from apps.runs.models import Execution, ExecutionKind, TraceSpan, UsageRollup
-from apps.crews.specs import parse_crew
 from tests.crews.conftest import make_agent
 from tests.helpers import assert_envelope
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from apps.approvals.models import Approval
-from apps.runs.models import Execution, ExecutionEvent, TraceSpan
 from apps.events.models import Event
+from apps.runs.models import Execution, ExecutionEvent, TraceSpan
 from tests.crews.conftest import wait_for
 from tests.helpers import assert_envelope
 

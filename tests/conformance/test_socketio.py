@@ -73,7 +73,7 @@ class Node:
         self.process.stdin.close()
         try:
             await asyncio.wait_for(self.process.wait(), 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.process.kill()
 
 

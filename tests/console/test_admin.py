@@ -45,8 +45,8 @@ def _seed(model, member):
     if model is MagicLink:
         return MagicLink.objects.create(user=user, token_hash=uuid.uuid4().hex, expires_at=_now())
     from apps.audit.models import AuditEvent
-    from apps.runs.models import Execution, ExecutionEvent, ExecutionLog, TraceSpan
     from apps.events.models import Event
+    from apps.runs.models import Execution, ExecutionEvent, ExecutionLog, TraceSpan
 
     if model is Event:
         return Event.objects.create(organization=org, type="x.happened", actor=user)

@@ -105,7 +105,7 @@ def test_charts_waterfall_and_workflow_graph(make_member, celery_worker_process,
             page.click("button[type=submit]")
             page.wait_for_url(f"{server.url}/dashboard")
 
-            started = datetime.datetime.now(datetime.timezone.utc)
+            started = datetime.datetime.now(datetime.UTC)
             crew_run = _api(server, token, "POST", "executions", {"crew_id": str(crew.pk), "inputs": {"topic": "charts"},
                                                                   "params": {"latency_ms": 2000}})
             _check_live_waterfall(page, server, crew_run["execution_id"])

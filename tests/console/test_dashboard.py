@@ -9,8 +9,8 @@ from channels.testing import WebsocketCommunicator
 from django.db import transaction
 
 from apps.console.services import console_token_issue
-from apps.runs.models import Execution, ExecutionStatus, UsageRollup
 from apps.events.services import publish
+from apps.runs.models import Execution, ExecutionStatus, UsageRollup
 from kai_platform.asgi import application
 from tests.console.conftest import fast_user
 

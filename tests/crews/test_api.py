@@ -105,7 +105,7 @@ def test_task_status_route_does_not_clash_with_task_definitions(owner_client, me
     assert status.json()["kind"] == "agent_task"
     # /tasks/{id} is a task definition: an execution id is not one
     assert_envelope(owner_client.get(f"/api/v1/tasks/{task_id}"), 404)
-    assert owner_client.get("/api/tasks/{}/status".format(task_id)).status_code == 200
+    assert owner_client.get(f"/api/tasks/{task_id}/status").status_code == 200
 
 
 # --- orchestrations ----------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 from django_redis import get_redis_connection
 
-from apps.runs import runner, services
-from apps.runs.models import Execution, ExecutionEvent, ExecutionKind, TraceSpan
 from apps.events.models import Event
+from apps.runs import reaper, runner, services
+from apps.runs.models import Execution, ExecutionEvent, ExecutionKind, TraceSpan
 from tests.crews.conftest import make_agent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -294,7 +294,7 @@ def test_reaper_fails_runs_whose_heartbeat_is_stale_and_requeues_per_policy(memb
     # ... lost at once when its worker's key is gone (a killed worker is not waited for)
     early = _stale(member, agent)
     Execution.objects.filter(pk=early.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
-    counts = runner.reap_stale()
+    counts = reaper.reap_stale()
     assert counts == {"failed": 2, "requeued": 1, "cancelled": 1}
     assert Execution.objects.get(pk=early.pk).error.startswith("worker lost: no heartbeat from gone@host for 2")
     lost.refresh_from_db()
@@ -304,7 +304,7 @@ def test_reaper_fails_runs_whose_heartbeat_is_stale_and_requeues_per_policy(memb
         retried.events.order_by("-id").first().reason)
     assert Execution.objects.get(pk=cancelled.pk).status == "CANCELLED"
     assert Execution.objects.get(pk=fresh.pk).status == "RUNNING"
-    assert runner.reap_stale() == {"failed": 0, "requeued": 0, "cancelled": 0}
+    assert reaper.reap_stale() == {"failed": 0, "requeued": 0, "cancelled": 0}
 
 
 def test_the_heartbeat_stamps_running_executions_and_hands_them_cancel_requests(member):

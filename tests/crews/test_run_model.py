@@ -157,7 +157,7 @@ def test_limits_max_execution_time_and_max_iter(runs_worker, member, client_for)
         capped[max_iter] = _start(client, crew, {})
     execution = _ended(timed)
     assert execution.status == "FAILED" and "exceeded its max_execution_time of 1 s" in execution.error
-    for max_iter, pk in capped.items():
+    for pk in capped.values():
         assert _ended(pk).status == "COMPLETED", _ended(pk).error
     # max_iter 0: no tool round, the model answers at once; 1: one round of tool calls, then the answer
     assert _spans(capped[0], "tool") == [] and len(_spans(capped[0], "llm")) == 1

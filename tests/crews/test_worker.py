@@ -191,8 +191,8 @@ def test_orchestration_patterns_run_to_completion(runs_worker, member, client_fo
 
 
 def test_per_plan_concurrency_cap_keeps_extra_runs_pending(make_member, client_for, transactional_db):
-    from tests.helpers import WorkerProcess
     from tests.crews.conftest import queues
+    from tests.helpers import WorkerProcess
 
     member = make_member(plan="free")  # at most 2 runs at once
     agent = make_agent(member)

@@ -70,10 +70,10 @@ def test_the_count_is_shared_across_processes(make_member, client_for):
     script = (
         "import django; django.setup()\n"
         "from rest_framework.test import APIClient\n"
-        "c = APIClient(); c.credentials(HTTP_AUTHORIZATION='Bearer %s')\n"
+        f"c = APIClient(); c.credentials(HTTP_AUTHORIZATION='Bearer {key}')\n"
         "codes = [c.get('/api/v1/auth/session').status_code for _ in range(100)]\n"
         "assert codes == [200] * 100, codes\n"
-    ) % key
+    )
     subprocess.run([sys.executable, "-c", script], cwd=BASE_DIR, check=True,
                    env=subprocess_env(DJANGO_SETTINGS_MODULE="kai_platform.settings"), timeout=120)
     client = client_for(member, via="api_key")

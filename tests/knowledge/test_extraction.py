@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from rest_framework.exceptions import ValidationError
 
 from apps.events.models import Event
 from apps.knowledge.extraction import MARK, proposal_parse
@@ -36,7 +37,7 @@ def test_the_proposal_is_read_from_the_answer_and_checked():
     proposal = proposal_parse(ANSWER)
     assert [e["label"] for e in proposal["entities"]] == ["Keeper", "Marmalade"]
     assert proposal["relationships"] == [{"source": "k", "target": "c", "type": "owns", "properties": {}}]
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="holds no JSON object"):
         proposal_parse("no json here")
 
 

@@ -6,8 +6,8 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from apps.runs.models import Execution
 from apps.knowledge.models import Chunk, Document
+from apps.runs.models import Execution
 from tests.workflows.conftest import definition, make_agent, make_workflow, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

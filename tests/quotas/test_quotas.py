@@ -9,13 +9,13 @@ from django.conf import settings
 from django.utils import timezone
 from django_redis import get_redis_connection
 
-from apps.runs.models import Execution, ExecutionKind
 from apps.events.models import Event
 from apps.quotas.errors import QuotaExceeded
 from apps.quotas.models import QuotaOverride, QuotaPlan, QuotaRefusal, QuotaUsage
 from apps.quotas.plans import DEFAULT_PLAN_LIMITS
 from apps.quotas.selectors import quota_limits, quota_status
 from apps.quotas.services import quota_consume
+from apps.runs.models import Execution, ExecutionKind
 from tests.crews.conftest import make_agent, make_crew
 from tests.helpers import assert_envelope
 
@@ -161,8 +161,8 @@ def test_redis_losing_its_keys_rebuilds_the_counts_from_the_database(member, cli
 def test_without_redis_the_database_decides(member, monkeypatch):
     import redis
 
-    from apps.runs.services import execution_create
     from apps.quotas import counter
+    from apps.runs.services import execution_create
 
     limit_org(member.organization, agent_executions_per_hour=1)
 

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from apps.accounts.services import api_key_create
-from apps.runs.models import Execution
 from apps.quotas.models import QuotaOverride
+from apps.runs.models import Execution
 from tests.crews.conftest import make_agent
 from tests.helpers import LiveServer
 

@@ -281,8 +281,9 @@ async def test_connections_per_ip_are_limited(make_member, settings):
 
 async def test_socket_closes_when_its_token_is_revoked(amember, settings):
     settings.KAI_WS_RECHECK_SECONDS = 0.3
-    from apps.accounts.services import auth_issue_tokens, auth_logout
     from rest_framework_simplejwt.tokens import AccessToken
+
+    from apps.accounts.services import auth_issue_tokens, auth_logout
 
     tokens = await database_sync_to_async(auth_issue_tokens)(user=amember.user)
     communicator, _ = await hello(tokens["access_token"])

@@ -2,7 +2,6 @@
 from the start, then live, closing when the run ends — against a real worker."""
 from __future__ import annotations
 
-
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator

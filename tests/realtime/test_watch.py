@@ -42,8 +42,9 @@ async def test_sockets_join_and_leave_the_watcher_and_no_task_per_socket(make_me
 
 async def test_revoking_one_token_closes_only_its_socket(make_member, settings):
     settings.KAI_WS_RECHECK_SECONDS = 0.3
-    from apps.accounts.services import auth_issue_tokens, auth_logout
     from rest_framework_simplejwt.tokens import AccessToken
+
+    from apps.accounts.services import auth_issue_tokens, auth_logout
 
     revoked_member, kept_member = [await database_sync_to_async(make_member)() for _ in range(2)]
     tokens = await database_sync_to_async(auth_issue_tokens)(user=revoked_member.user)
@@ -98,10 +99,11 @@ async def test_a_hub_command_acts_with_fresh_rows_and_a_revoked_token_runs_nothi
     """The hub keeps ids, not the user's rows: a command loads them again with the credential, so a
     command sent after the token was revoked (before the next re-check) is not run; the socket closes."""
     settings.KAI_WS_RECHECK_SECONDS = 60
+    from rest_framework_simplejwt.tokens import AccessToken
+
     from apps.accounts.services import auth_issue_tokens, auth_logout
     from kai_platform.realtime import commands
     from kai_platform.tenancy.roles import HUMAN_ROLES
-    from rest_framework_simplejwt.tokens import AccessToken
 
     calls = []
     monkeypatch.setattr(commands, "_REGISTRY", {})

@@ -13,12 +13,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
-from apps.runs.models import Execution, ExecutionEvent, ExecutionLog, TraceSpan, UsageRollup
 from apps.events.models import Event
 from apps.files.models import StoredFile
 from apps.retention import pruning
 from apps.retention.models import RetentionRun
 from apps.retention.services import retention_prune
+from apps.runs.models import Execution, ExecutionEvent, ExecutionLog, TraceSpan, UsageRollup
 from apps.webhooks.models import WebhookDelivery
 from tests.crews.conftest import wait_for
 from tests.factories import make_tenant_object

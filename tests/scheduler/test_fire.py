@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from apps.runs.models import Execution
 from apps.events.models import Event
+from apps.runs.models import Execution
 from apps.scheduler import tasks
 from apps.scheduler.models import Schedule
 from apps.scheduler.services import schedule_fire, schedule_toggle

@@ -29,8 +29,8 @@ def _schema():
 
 def test_every_operation_as_owner_and_user(make_member):
     from hypothesis import HealthCheck, Phase, given, settings
-    from schemathesis.specs.openapi import checks as openapi_checks
     from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi import checks as openapi_checks
 
     from tests.conftest import jwt_for
 

@@ -2,8 +2,8 @@
 two daphne processes, and a web process killed after it accepted a run."""
 from __future__ import annotations
 
-import signal
 import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 

@@ -70,12 +70,12 @@ def test_saml_sign_in_and_refused_assertions(kai_server, member, saml_setup):
                                                    f"/sso/saml/{connection.provider_id}/metadata/"), relay)
     # expired: issued 10 minutes ago (5-minute lifetime), past the 2-minute skew
     client, request, relay = _start(kai_server, member, idp)
-    with time_machine.travel(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=10)):
+    with time_machine.travel(datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=10)):
         old = idp.response(request, "sam@acme.test")
     results["expired"] = _post(client, kai_server, connection, old, relay)
     # from the future: issued 3 minutes ahead (over the 2-minute skew)
     client, request, relay = _start(kai_server, member, idp)
-    with time_machine.travel(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=3)):
+    with time_machine.travel(datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=3)):
         future = idp.response(request, "sam@acme.test")
     results["issued 3 min in the future"] = _post(client, kai_server, connection, future, relay)
     # unsigned assertion
@@ -102,7 +102,7 @@ def test_saml_sign_in_and_refused_assertions(kai_server, member, saml_setup):
 def test_saml_sign_in_within_clock_skew_is_accepted(kai_server, member, saml_setup):
     connection, idp = saml_setup
     client, request, relay = _start(kai_server, member, idp)
-    with time_machine.travel(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=60)):
+    with time_machine.travel(datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=60)):
         ahead = idp.response(request, "ann@acme.test")
     done = _post(client, kai_server, connection, ahead, relay)
     assert done.status_code == 200, done.text

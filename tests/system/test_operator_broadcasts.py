@@ -7,10 +7,10 @@ import uuid
 import pytest
 
 from apps.accounts.models import User
-from apps.runs import runner
-from apps.runs.models import ExecutionKind
 from apps.events import catalog
 from apps.events.models import Event
+from apps.runs import runner
+from apps.runs.models import ExecutionKind
 from apps.system.models import Maintenance, SystemAlert
 from tests.crews.conftest import AGENTS_YAML, TASKS_YAML, make_agent
 from tests.helpers import assert_envelope

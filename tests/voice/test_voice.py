@@ -11,8 +11,8 @@ import pytest
 from apps.accounts.services import organization_settings_update
 from apps.agents.services import agent_create, provider_create
 from apps.audit.models import AuditEvent
-from apps.runs.models import Execution
 from apps.events.models import Event
+from apps.runs.models import Execution
 from apps.voice.models import VoiceCommand
 from tests.helpers import assert_envelope
 from tests.voice.speech_server import SpeechServer, tiny_wav

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from apps.approvals.models import Approval
-from apps.runs.models import Execution, ExecutionEvent, TraceSpan
 from apps.events.models import Event
+from apps.runs.models import Execution, ExecutionEvent, TraceSpan
 from apps.workflows.models import StepRun, WorkflowRun
 from tests.helpers import assert_envelope
 from tests.workflows.conftest import definition, make_agent, make_workflow, step, steps_of, wait_for, wait_run

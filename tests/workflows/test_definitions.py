@@ -285,8 +285,9 @@ def test_the_sweep_finds_an_overdue_run_and_advance_times_it_out(member):
 
     from django.utils import timezone
 
+    from apps.workflows.engine import workflow_advance, workflow_sweep
     from apps.workflows.models import StepRun, WorkflowRun
-    from apps.workflows.services import workflow_advance, workflow_start, workflow_sweep
+    from apps.workflows.services import workflow_start
 
     agent = make_agent(member)
     run = workflow_start(workflow=make_workflow(member, definition([step("a", agent)], timeout_ms=60000)),

@@ -15,9 +15,9 @@ import pytest
 from django.utils import timezone
 
 from apps.agents.models import Agent
-from apps.runs import runner
-from apps.runs.models import Execution, TraceSpan
 from apps.events.models import Event
+from apps.runs import reaper
+from apps.runs.models import Execution, TraceSpan
 from apps.workflows.models import StepRun, Workflow, WorkflowRun
 from tests.helpers import assert_envelope
 from tests.workflows.conftest import definition, make_agent, make_workflow, step, steps_of, wait_for, wait_run
@@ -311,7 +311,7 @@ def test_a_step_whose_worker_is_killed_is_retried_and_the_run_completes(setup, w
 
     # the reaper, 61 s later for this run (its heartbeat stopped with the worker)
     Execution.objects.filter(pk=first.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=61))
-    assert runner.reap_stale()["failed"] == 1
+    assert reaper.reap_stale()["failed"] == 1
     wf_worker.replace("--concurrency", "8", "-n", "survivor@%h")
 
     run = wait_run(run_id, timeout=120)  # the new worker boots first

@@ -1,7 +1,7 @@
 """The schedule trigger: a scheduler schedule whose target is a workflow starts one run per tick."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -30,7 +30,7 @@ def test_a_schedule_runs_the_workflow_once_per_tick(make_member, client_for):
     body = created.json()
     assert body["target_type"] == "workflow" and body["workflow_id"] == str(workflow.pk)
 
-    now = datetime(2026, 3, 2, 9, 0, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 2, 9, 0, 30, tzinfo=UTC)
     fired = schedule_fire(schedule_id=body["id"], now=now)
     again = schedule_fire(schedule_id=body["id"], now=now)
     assert fired.outcome == "fired" and again.outcome == "duplicate" and again.execution_id == fired.execution_id

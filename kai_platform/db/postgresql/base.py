@@ -13,7 +13,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         pool_options = self.settings_dict["OPTIONS"].get("pool")
         if self.alias == NO_DB_ALIAS or not pool_options:
             return None
-        if self.alias not in self._connection_pools:
+        if self.alias not in self._connection_pools:  # type: ignore[attr-defined]
             if self.settings_dict.get("CONN_MAX_AGE", 0) != 0:
                 raise ImproperlyConfigured("Pooling doesn't support persistent connections.")
             from psycopg_pool import ConnectionPool
@@ -26,9 +26,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
             pool = BusyAwareConnectionPool(
                 kwargs=connect_kwargs,
                 open=False,  # not during startup
-                configure=self._configure_connection,
+                configure=self._configure_connection,  # type: ignore[attr-defined]
                 check=ConnectionPool.check_connection if self.settings_dict["CONN_HEALTH_CHECKS"] else None,
                 **pool_options,
             )
-            self._connection_pools.setdefault(self.alias, pool)
-        return self._connection_pools[self.alias]
+            self._connection_pools.setdefault(self.alias, pool)  # type: ignore[attr-defined]
+        return self._connection_pools[self.alias]  # type: ignore[attr-defined]

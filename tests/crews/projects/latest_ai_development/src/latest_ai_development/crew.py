@@ -4,7 +4,7 @@ from crewai.project import CrewBase, agent, crew, task
 
 
 @CrewBase
-class LatestAiDevelopment():
+class LatestAiDevelopment:
     """LatestAiDevelopment crew"""
 
     agents: list[BaseAgent]

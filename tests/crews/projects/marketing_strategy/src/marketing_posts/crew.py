@@ -1,4 +1,3 @@
-from typing import List
 
 from crewai import Agent, Crew, Process, Task
 from crewai.project import CrewBase, agent, crew, task
@@ -11,9 +10,9 @@ search_tool = SerperDevTool()
 class MarketStrategy(BaseModel):
     """Market strategy model"""
     name: str = Field(..., description="Name of the market strategy")
-    tatics: List[str] = Field(..., description="List of tactics to be used in the market strategy")
-    channels: List[str] = Field(..., description="List of channels to be used in the market strategy")
-    KPIs: List[str] = Field(..., description="List of KPIs to be used in the market strategy")
+    tatics: list[str] = Field(..., description="List of tactics to be used in the market strategy")
+    channels: list[str] = Field(..., description="List of channels to be used in the market strategy")
+    KPIs: list[str] = Field(..., description="List of KPIs to be used in the market strategy")
 
 
 class Research(BaseModel):
@@ -24,7 +23,7 @@ class Research(BaseModel):
 
 
 @CrewBase
-class MarketingPostsCrew():
+class MarketingPostsCrew:
     """MarketingPosts crew"""
     agents_config = 'config/agents.yaml'
     tasks_config = 'config/tasks.yaml'
