@@ -13,7 +13,7 @@ from django.db import connection
 
 from apps.crews import delegation, guardrails, outputs, structured
 from apps.crews.limits import Deadline, RateLimiter
-from apps.runs.prompts import interpolate
+from apps.runs.prompts import interpolate, task_prompt
 from apps.runs.runner import (
     AgentProfile,
     AwaitingApproval,
@@ -22,7 +22,6 @@ from apps.runs.runner import (
     RunFailed,
     StepOptions,
     StepResult,
-    task_prompt,
 )
 
 MARKDOWN = ("Your final answer MUST be formatted in Markdown syntax: use # or ## for headers, "

@@ -91,8 +91,9 @@ class StrictFieldsMixin(_Serializer):
                 elif (error := _type_error(field, value)) is not None:
                     errors[key] = [error]
             if errors:  # reported beside the other fields' errors
+                clean: MultiValueDict | dict
                 if form:  # a shallow copy: a QueryDict's copy() deep-copies uploaded files (unpicklable)
-                    clean = MultiValueDict({key: values for key, values in data.lists() if key not in errors})
+                    clean = MultiValueDict({key: values for key, values in data.lists() if key not in errors})  # type: ignore[attr-defined]
                 else:
                     clean = {key: value for key, value in data.items() if key not in errors}
                 try:

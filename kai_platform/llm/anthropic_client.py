@@ -98,7 +98,7 @@ class AnthropicClient(LLMClient):
                                for t in tools]
         fmt = structured.response_format(params)
         if fmt is not None:  # a forced call of the answer tool (any tool when the agent has its own)
-            kwargs["tools"] = kwargs.get("tools", []) + [structured.anthropic_answer_tool(fmt)]
+            kwargs["tools"] = [*(kwargs.get("tools") or []), structured.anthropic_answer_tool(fmt)]  # type: ignore[misc]
             kwargs["tool_choice"] = {"type": "any"} if tools else {"type": "tool", "name": structured.ANSWER_TOOL}
         client = self._sdk_client()
         deadline = time.monotonic() + self.timeout

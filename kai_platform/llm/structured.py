@@ -56,7 +56,7 @@ def _resolve_ref(schema: dict, root: dict) -> dict:
 def _string(schema: dict, hint: str) -> str:
     formats = {"date": "2024-01-01", "date-time": "2024-01-01T00:00:00Z", "email": "builtin@example.com",
                "uri": "https://example.com/", "uuid": "00000000-0000-4000-8000-000000000000", "time": "00:00:00"}
-    text = formats.get(schema.get("format"), f"builtin {hint}".strip())
+    text = formats.get(str(schema.get("format") or ""), f"builtin {hint}".strip())
     minimum, maximum = int(schema.get("minLength") or 0), schema.get("maxLength")
     if len(text) < minimum:
         text = text + "x" * (minimum - len(text))
