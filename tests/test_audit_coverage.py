@@ -506,6 +506,35 @@ recipe("orchestration-execute", "post")(_run("orchestration-execute", {"inputs":
 recipe("execution-list", "post")(_run("execution-list", {"agents_yaml": CREW_AGENTS, "tasks_yaml": CREW_TASKS}))
 
 
+@recipe("execution-batch", "post")
+def _execution_batch(ctx):
+    def created_the_row(row, response):
+        assert row.object_id == response.json()["results"][0]["execution"]["execution_id"]
+
+    return Call(ctx.url("execution-batch"), {"executions": [{"agents_yaml": CREW_AGENTS, "tasks_yaml": CREW_TASKS}]},
+                kind="create", action="execution.create", check=created_the_row)
+
+
+@recipe("execution-replay", "post")
+def _execution_replay(ctx):
+    from django.utils import timezone
+
+    from apps.runs.models import Execution, ExecutionStep
+
+    source = ctx.obj(Execution)
+    Execution.objects.filter(pk=source.pk).update(status="COMPLETED")
+    for index, step in enumerate(("first", "second")):
+        ExecutionStep.objects.create(organization=ctx.org, execution=source, key=f"task:{step}:0", kind="task",
+                                     step=step, step_index=index, response={"text": step}, created_at=timezone.now())
+
+    def names_its_source(row, response):
+        assert row.object_id == response.json()["execution_id"]
+        assert Execution.objects.get(pk=row.object_id).replayed_from_id == source.pk
+
+    return Call(ctx.url("execution-replay", pk=source.pk), {"from_step": "second"}, kind="create",
+                action="execution.create", check=names_its_source)
+
+
 @recipe("execution-cancel", "post")
 def _execution_cancel(ctx):
     from apps.runs.models import Execution
