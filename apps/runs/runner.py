@@ -351,13 +351,7 @@ class RunContext:
         first_round = 0
         try:
             if resume:
-                messages, first_round = list(resume["messages"]), int(resume.get("round", 0)) + 1
-                decision = resume.get("decision") or {}
-                for call_data in resume.get("calls") or []:
-                    call = ToolCall(call_data["id"], call_data["name"], dict(call_data.get("arguments") or {}))
-                    if decision.get("arguments") is not None and call.id == decision.get("call_id"):
-                        call = ToolCall(call.id, call.name, dict(decision["arguments"]))
-                    messages.append(self._tool_message(call, tool_rows, profile, span, result, options))
+                messages, first_round = self._resumed_messages(resume, tool_rows, profile, span, result, options)
             for _round in range(first_round, options.max_rounds + 1):
                 if options.before_call:
                     options.before_call()
@@ -371,15 +365,7 @@ class RunContext:
                     result.text = text
                     break
                 messages.append({"role": "assistant", "content": text, "tool_calls": [c.as_dict() for c in calls]})
-                gated = [c for c in calls if any(t.name == c.name and tool_requires_approval(t) for t in tool_rows)]
-                if gated:
-                    call = gated[0]
-                    raise AwaitingApproval(
-                        {"source": "tool_call", "question": f"Allow {profile.role or profile.name} to call tool "
-                                                            f"{call.name!r}?",
-                         "proposed": {"tool": call.name, "arguments": call.arguments, "call_id": call.id}},
-                        {"step": {"messages": messages, "round": _round, "call_id": call.id,
-                                  "calls": [c.as_dict() for c in calls]}})
+                self._gate_tool_calls(calls, tool_rows, profile, messages, _round)
                 for call in calls:
                     messages.append(self._tool_message(call, tool_rows, profile, span, result, options))
         except (Cancelled, RunFailed, AwaitingApproval) as exc:
@@ -395,6 +381,30 @@ class RunContext:
         self.recorder.maybe_flush()
         self.step_done(profile=profile, label=label)
         return result
+
+    def _resumed_messages(self, resume: dict, tool_rows, profile: AgentProfile, span: Span, result: StepResult,
+                          options: StepOptions) -> tuple[list[dict], int]:
+        """The conversation of a step parked on an approval, with the decided tool calls answered."""
+        messages, first_round = list(resume["messages"]), int(resume.get("round", 0)) + 1
+        decision = resume.get("decision") or {}
+        for call_data in resume.get("calls") or []:
+            call = ToolCall(call_data["id"], call_data["name"], dict(call_data.get("arguments") or {}))
+            if decision.get("arguments") is not None and call.id == decision.get("call_id"):
+                call = ToolCall(call.id, call.name, dict(decision["arguments"]))
+            messages.append(self._tool_message(call, tool_rows, profile, span, result, options))
+        return messages, first_round
+
+    @staticmethod
+    def _gate_tool_calls(calls, tool_rows, profile: AgentProfile, messages: list[dict], round_: int) -> None:
+        """Park the step when the model calls a tool that needs a person's approval first."""
+        gated = [c for c in calls if any(t.name == c.name and tool_requires_approval(t) for t in tool_rows)]
+        if gated:
+            call = gated[0]
+            raise AwaitingApproval(
+                {"source": "tool_call", "question": f"Allow {profile.role or profile.name} to call tool {call.name!r}?",
+                 "proposed": {"tool": call.name, "arguments": call.arguments, "call_id": call.id}},
+                {"step": {"messages": messages, "round": round_, "call_id": call.id,
+                          "calls": [c.as_dict() for c in calls]}})
 
     def _tool_message(self, call, tool_rows, profile: AgentProfile, parent: Span, result: StepResult,
                       options: StepOptions | None = None) -> dict:
