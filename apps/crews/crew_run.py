@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from django.db import connection
 
 from apps.crews import delegation, guardrails, outputs, structured
+from apps.crews.knowledge import knowledge_tools
 from apps.crews.limits import Deadline, RateLimiter
 from apps.runs.prompts import interpolate, task_prompt
 from apps.runs.runner import (
@@ -155,6 +156,10 @@ class CrewRun:
             options.max_rounds = int(max_iter)
         if coworkers:
             options.local_tools = delegation.coworker_tools(coworkers, self._coworker_work)
+        sources = [*getattr(agent, "knowledge_sources", []), *self.spec.crew_knowledge_sources]
+        if sources:
+            options.local_tools = {**options.local_tools,
+                                   **knowledge_tools(self.ctx, profile.key, list(dict.fromkeys(sources)))}
         return options
 
     def _coworker_work(self, coworker: AgentProfile, prompt: str) -> str:

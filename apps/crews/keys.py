@@ -114,14 +114,14 @@ CREW_KEYS: dict[str, Key] = {k.name: k for k in (
     _h("model", "model", "the default model of agents that name none"),
     _r("memory", "bool", "crew memory (short-term, long-term, entity) is not kept; tasks share output through "
                          "`context`", accepts=(False,)),
-    _r("planning_llm", "model", "the planning step uses the manager's model, else the crew's"),
-    _r("max_rpm", "posint", "set `max_rpm` per agent"),
+    _h("planning_llm", "model", "the planning step's model (else the manager's, else the crew's)"),
+    _h("max_rpm", "posint", "caps the model calls per minute of all the crew's agents together"),
     _r("cache", "bool", "tool results are not cached between calls", accepts=(False,)),
     _r("full_output", "bool", "the result always carries every task's output", accepts=(True, False)),
     _r("share_crew", "bool", "nothing is sent to CrewAI", accepts=(False,)),
     _r("output_log_file", "text", "the execution log is kept by the platform (`/execution-logs/{id}`)"),
     _r("embedder", "mapping", "embeddings are the knowledge app's"),
-    _r("knowledge_sources", "names", "set `knowledge_sources` per agent"),
+    _h("knowledge_sources", "names", "knowledge bases every agent of the crew searches (`knowledge_search`)"),
 )}
 
 KEYS_BY_KIND = {"agent": AGENT_KEYS, "task": TASK_KEYS, "crew": CREW_KEYS}

@@ -140,6 +140,7 @@ class CrewSpec:
     manager_llm: str = ""
     manager_agent: str | None = None  # key of an agent in agents.yaml
     memory: bool = False
+    crew_knowledge_sources: list[str] = field(default_factory=list)  # knowledge bases every agent searches
 
     @property
     def valid(self) -> bool:
@@ -155,7 +156,7 @@ class CrewSpec:
 
     @property
     def knowledge_sources(self) -> list[str]:
-        return sorted({name for a in self.agents for name in a.knowledge_sources})
+        return sorted({name for a in self.agents for name in a.knowledge_sources} | set(self.crew_knowledge_sources))
 
     @property
     def tool_names(self) -> list[str]:
@@ -460,7 +461,7 @@ def parse_crew(agents_yaml: str, tasks_yaml: str, process: str = "sequential",
         errors.append(SpecError("config", None, "crew: `manager_llm` / `manager_agent` need the hierarchical process"))
     spec = CrewSpec(agents=agents, tasks=tasks, errors=errors, process=process, planning=crew.get("planning", False),
                     manager_llm=crew.get("manager_llm", ""), manager_agent=manager_agent,
-                    memory=crew.get("memory", False))
+                    memory=crew.get("memory", False), crew_knowledge_sources=list(crew.get("knowledge_sources") or []))
     spec.placeholders = sorted({name for text in spec.texts() for name in placeholders_of(text)})
     return spec
 

@@ -65,3 +65,38 @@ def test_an_agent_answers_from_its_document_and_a_workflow_step_hands_chunks_on(
     assert lookup["citations"][0]["chunk_id"] == lookup["chunks"][0]["chunk_id"]
     answer = done["answer"]
     assert "sardines" in json.dumps(answer.definition["context"]["lookup"])  # handed to the next step
+
+
+def test_a_crew_agent_searches_its_knowledge_sources_and_the_run_cites_the_chunks(celery_worker_process, member,
+                                                                                     client_for):
+    """CrewAI's ``knowledge_sources`` (on an agent, and crew-wide in its config) name knowledge bases:
+    the agent gets ``knowledge_search`` over them and the run's result cites the chunks it read."""
+    client = client_for(member)
+    kb = client.post(B, {"name": "keeper-notes", "chunk_size": 20, "chunk_overlap": 4}, format="json").json()
+    doc = client.post(f"{B}/{kb['id']}/documents", {"name": "keeper.md", "text": "# Keeper notes\n\n" + FACT},
+                      format="json").json()
+    ingested = wait_for(lambda: _ready(doc["id"]), 30, message="the worker to ingest the document")
+    assert ingested.status == "READY", ingested.error
+    chunk_ids = {str(i) for i in Chunk.objects.filter(document_id=doc["id"]).values_list("id", flat=True)}
+
+    ask = '"/tool knowledge_search {\\"query\\": \\"what is the cat called\\", \\"top_k\\": 2}"'
+    tasks = f"t:\n  description: {ask}\n  expected_output: a name\n  agent: keeper\n"
+    agent_level = "keeper:\n  role: Keeper\n  goal: Answer\n  backstory: Knows the notes.\n  knowledge_sources: [keeper-notes]\n"
+    crew_level = "keeper:\n  role: Keeper\n  goal: Answer\n  backstory: Knows the notes.\n"
+    missing = client.post("/api/v1/crews", {"name": "lost", "agents_yaml": agent_level.replace("keeper-notes", "atlas"),
+                                            "tasks_yaml": tasks}, format="json")
+    assert missing.status_code == 400 and "knowledge bases this organization lacks: atlas" in missing.content.decode()
+    for name, agents_yaml, config in (("agent-level", agent_level, {}),
+                                      ("crew-level", crew_level, {"knowledge_sources": ["keeper-notes"]})):
+        crew = client.post("/api/v1/crews", {"name": name, "agents_yaml": agents_yaml, "tasks_yaml": tasks,
+                                             "config": config}, format="json")
+        assert crew.status_code == 201, crew.content
+        started = client.post("/api/v1/executions", {"crew_id": crew.json()["id"], "inputs": {}}, format="json")
+        assert started.status_code == 202, started.content
+        run = wait_for(lambda: Execution.objects.filter(pk=started.json()["execution_id"],  # noqa: B023
+                                                        status__in=["COMPLETED", "FAILED"]).first(), 60,
+                       message=f"the {name} crew run")
+        assert run.status == "COMPLETED", run.error
+        assert "Marmalade" in json.dumps(run.result)
+        cited = {c["chunk_id"] for c in run.result["citations"]}
+        assert cited and cited <= chunk_ids, name
