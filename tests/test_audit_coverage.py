@@ -549,8 +549,8 @@ def _schedule_create(ctx):
     from apps.crews.models import Crew
 
     crew = ctx.obj(Crew)
-    return Call(ctx.url("schedule-list"), {"name": "Nightly", "cron_expression": "0 9 * * *", "crew_id": str(crew.pk)},
-                kind="create", action="schedule.create")
+    return Call(ctx.url("schedule-list"), {"name": "Nightly", "cron_expression": "0 9 * * *", "crew_id": str(crew.pk),
+                                           "inputs": {"topic": "AI"}}, kind="create", action="schedule.create")
 
 
 def _schedule_action(route_name, action):

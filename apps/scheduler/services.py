@@ -100,6 +100,8 @@ def _resolve_target(*, organization, values: dict, current: Schedule | None) -> 
         elif target_type == TargetType.CREW:
             if crew is None:
                 errors["crew_id"] = ["A crew schedule needs crew_id."]
+            elif missing := _crew_missing_inputs(crew, values.get("inputs", current.inputs if current else {})):
+                errors["inputs"] = [missing]
             values["agent"] = None
         elif target_type == TargetType.AGENT_TASK:
             if agent is None:
@@ -111,6 +113,16 @@ def _resolve_target(*, organization, values: dict, current: Schedule | None) -> 
     if errors:
         raise exceptions.ValidationError(errors)
     return values
+
+
+def _crew_missing_inputs(crew, inputs) -> str:
+    """What a crew run started with ``inputs`` would be refused for (every unfilled placeholder), or ''."""
+    from apps.crews.services import missing_inputs_message
+    from apps.crews.specs import parse_crew
+
+    spec = parse_crew(crew.agents_yaml, crew.tasks_yaml, crew.process, crew.config or {})
+    missing = spec.missing_inputs(inputs if isinstance(inputs, dict) else {})
+    return missing_inputs_message(missing) if missing else ""
 
 
 # --- the beat entry ----------------------------------------------------------------------------

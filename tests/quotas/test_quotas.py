@@ -250,7 +250,8 @@ def test_refused_scheduled_tick_is_recorded_in_the_schedules_history(member, own
 
     crew = make_crew(member)
     schedule = schedule_create(organization=member.organization, actor=member.user,
-                               data={"name": "Nightly", "cron_expression": "0 9 * * *", "crew": crew.pk})
+                               data={"name": "Nightly", "cron_expression": "0 9 * * *", "crew": crew.pk,
+                                     "inputs": {"topic": "AI"}})
     limit_org(member.organization, agent_executions_per_hour=1)
     execution_create(organization=member.organization, actor=None, kind=ExecutionKind.CREW, crew=crew, enqueue=False)
 

@@ -116,6 +116,19 @@ def test_missing_target_and_unknown_fields(owner_client, crew):
     assert [e["field"] for e in assert_envelope(response, 400)["errors"]] == ["cron"]
 
 
+def test_a_crew_schedule_whose_inputs_leave_a_placeholder_unfilled_is_refused(owner_client, crew, make_schedule):
+    """A scheduled run would be refused for a missing input (as CrewAI refuses to start), so the
+    schedule is refused when it is written, naming every missing placeholder."""
+    response = owner_client.post(URL, {"name": "x", "cron_expression": "0 9 * * *", "crew_id": str(crew.pk),
+                                       "inputs": {}}, format="json")
+    errors = assert_envelope(response, 400)["errors"]
+    assert [e["field"] for e in errors] == ["inputs"] and "{topic}" in errors[0]["message"]
+    schedule = make_schedule()
+    response = owner_client.patch(f"{URL}/{schedule.pk}", {"inputs": {"other": 1}}, format="json")
+    assert "{topic}" in assert_envelope(response, 400)["errors"][0]["message"]
+    assert Schedule.objects.get(pk=schedule.pk).inputs == {"topic": "AI"}
+
+
 def test_next_runs_in_the_schedules_zone_and_utc(member, client_for, make_schedule, time_machine):
     time_machine.move_to("2027-03-26T12:00:00Z", tick=False)
     owner_client = client_for(member)  # a token issued at the moved time
@@ -152,13 +165,15 @@ def test_roles_humans_write_everyone_reads(make_member, client_for, role):
     from apps.scheduler.services import schedule_create
 
     existing = schedule_create(organization=member.organization, actor=owner.user,
-                               data={"name": "s", "cron_expression": "0 9 * * *", "crew": crew.pk})
+                               data={"name": "s", "cron_expression": "0 9 * * *", "crew": crew.pk,
+                                     "inputs": {"topic": "AI"}})
     client = client_for(member)
     assert client.get(URL).status_code == 200
     assert client.get(f"{URL}/{existing.pk}").status_code == 200
     assert client.get(f"{URL}/{existing.pk}/next-runs").status_code == 200
     writes = [
-        client.post(URL, {"name": "x", "cron_expression": "0 9 * * *", "crew_id": str(crew.pk)}, format="json"),
+        client.post(URL, {"name": "x", "cron_expression": "0 9 * * *", "crew_id": str(crew.pk),
+                          "inputs": {"topic": "AI"}}, format="json"),
         client.put(f"{URL}/{existing.pk}", {"name": "y"}, format="json"),
         client.patch(f"{URL}/{existing.pk}/toggle"),
         client.post(f"{URL}/{existing.pk}/run-now"),
@@ -173,7 +188,8 @@ def test_another_organizations_schedule_is_404(owner_client, make_member):
     from apps.scheduler.services import schedule_create
 
     foreign = schedule_create(organization=other.organization, actor=other.user,
-                              data={"name": "s", "cron_expression": "0 9 * * *", "crew": make_crew(other).pk})
+                              data={"name": "s", "cron_expression": "0 9 * * *", "crew": make_crew(other).pk,
+                                    "inputs": {"topic": "AI"}})
     for response in (owner_client.get(f"{URL}/{foreign.pk}"), owner_client.patch(f"{URL}/{foreign.pk}/toggle"),
                      owner_client.post(f"{URL}/{foreign.pk}/run-now"),
                      owner_client.get(f"{URL}/{foreign.pk}/next-runs")):
