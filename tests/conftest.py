@@ -50,7 +50,9 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
         db_cfg = setup_databases(verbosity=verbosity, interactive=False, keepdb=True, serialized_aliases=set())
     yield
     with django_db_blocker.unblock():
-        teardown_databases(db_cfg, verbosity=verbosity)
+        # a shared worker or live server may still hold a session on it: dropped WITH (FORCE)
+        teardown_databases(db_cfg, verbosity=verbosity, keepdb=True)
+        drop_database(name)
 
 
 @pytest.fixture(scope="session", autouse=True)

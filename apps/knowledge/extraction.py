@@ -11,6 +11,7 @@ setting ``knowledge_extraction_review`` is on, only when a developer applies the
 from __future__ import annotations
 
 import json
+import re
 
 from django.db import transaction
 from rest_framework import exceptions
@@ -18,6 +19,7 @@ from rest_framework import exceptions
 from apps.knowledge import graph
 from apps.knowledge.models import Chunk, Document, Entity
 from apps.runs.models import Execution, ExecutionKind
+from apps.runs.prompts import literal
 from apps.runs.registry import on_execution_terminal
 from apps.runs.services import execution_create
 from kai_platform.api.errors import Conflict
@@ -53,7 +55,8 @@ def document_text(document: Document) -> str:
 def extraction_start(*, organization, actor, document: Document, agent) -> Execution:
     if document.status != "READY":
         raise exceptions.ValidationError({"document_id": ["The document is not READY (ingest it first)."]})
-    description = INSTRUCTIONS.replace("{name}", document.name).replace("{text}", document_text(document))
+    values = {"name": document.name, "text": document_text(document)}
+    description = re.sub(r"\{(name|text)\}", lambda m: literal(values[m.group(1)]), INSTRUCTIONS)
     return execution_create(
         organization=organization, actor=actor, kind=ExecutionKind.AGENT_TASK, agent=agent,
         run_name=f"Extract entities: {document.name}"[:300],

@@ -19,6 +19,12 @@ def interpolate(text: str, inputs: dict) -> str:
     return _TOKEN_RE.sub(fill, text) if text else text
 
 
+def literal(text: str) -> str:
+    """``text`` as ``interpolate`` gives it back unchanged (its braces escaped): for what the platform
+    writes into a prompt from data (a document, a JSON example), never from a person's template."""
+    return (text or "").replace("{", "{{").replace("}", "}}")
+
+
 def placeholders_of(text: str) -> list[str]:
     """The ``{name}`` placeholders of ``text`` in order of first use (escaped braces skipped)."""
     names = [m.group(1) for m in _TOKEN_RE.finditer(text or "") if m.group(1)]

@@ -52,12 +52,8 @@ def periodic_task_name(schedule: Schedule) -> str:
 
 # --- validation --------------------------------------------------------------------------------
 
-def _resolve_target(*, organization, values: dict, current: Schedule | None) -> dict:
-    """Check cron, time zone and target of the merged values; 400 naming the field."""
-    from apps.agents.models import Agent
-    from apps.crews.models import Crew
-    from apps.workflows.models import Workflow
-
+def _timing_errors(values: dict, current: Schedule | None) -> dict[str, list[str]]:
+    """The cron expression's and time zone's problems (the expression normalised when it is valid)."""
     errors: dict[str, list[str]] = {}
     expression = values.get("cron_expression", current.cron_expression if current else None)
     if "cron_expression" in values or current is None:
@@ -66,11 +62,18 @@ def _resolve_target(*, organization, values: dict, current: Schedule | None) -> 
             errors["cron_expression"] = [problem]
         else:
             values["cron_expression"] = " ".join(expression.split())
-    if "timezone" in values:
-        problem = cron.timezone_error(values["timezone"])
-        if problem:
-            errors["timezone"] = [problem]
+    if "timezone" in values and (problem := cron.timezone_error(values["timezone"])):
+        errors["timezone"] = [problem]
+    return errors
 
+
+def _resolve_target(*, organization, values: dict, current: Schedule | None) -> dict:
+    """Check cron, time zone and target of the merged values; 400 naming the field."""
+    from apps.agents.models import Agent
+    from apps.crews.models import Crew
+    from apps.workflows.models import Workflow
+
+    errors = _timing_errors(values, current)
     # Target: explicit target_type, else inferred from the id given.
     if "target_type" not in values and current is None:
         values["target_type"] = (TargetType.WORKFLOW if values.get("workflow") and not values.get("crew") else

@@ -4,13 +4,13 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.schemas.models import JsonSchema, JsonSchemaVersion
-from kai_platform.api.serializers import KaiModelSerializer
+from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer
 
 
 class JsonSchemaSerializer(KaiModelSerializer):
     name = serializers.RegexField(r"^[A-Za-z0-9_.\-]+$", max_length=100,
                                   help_text="How crews name it: output_json: <name> (or <name>@<version>).")
-    schema = serializers.JSONField(help_text="A JSON Schema document (an object). A change makes a new version.")
+    schema = JSONObjectField(help_text="A JSON Schema document (an object). A change makes a new version.")
 
     class Meta:
         model = JsonSchema
