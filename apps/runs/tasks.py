@@ -28,7 +28,7 @@ def _worker_name(task) -> str:
 
 def _run_execution(self, execution_id: str) -> str:
     """Run one execution (any kind) to its end; a second delivery of the message is a no-op."""
-    from apps.runs.runner import run
+    from apps.runs.lifecycle import run
 
     return run(execution_id, worker=_worker_name(self))  # its log lines name the organization and the run
 

@@ -7,7 +7,7 @@ import pytest
 from apps.approvals import services
 from apps.approvals.models import Approval
 from apps.crews.specs import parse_crew
-from apps.runs import runner
+from apps.runs import lifecycle
 from apps.runs import services as crew_services
 from apps.runs.models import Execution, ExecutionKind, TraceSpan, UsageRollup
 from tests.crews.conftest import make_agent
@@ -42,7 +42,7 @@ def _crew_run(member, tasks=TASKS):
 def test_a_tool_that_requires_approval_parks_the_run_and_runs_with_the_edited_arguments(member, client_for):
     _gate_calculator(member, client_for)
     execution = _crew_run(member)
-    assert runner.run(execution.pk, worker="w") == "waiting_for_approval"
+    assert lifecycle.run(execution.pk, worker="w") == "waiting_for_approval"
     execution.refresh_from_db()
     assert execution.status == "WAITING_FOR_APPROVAL"
     approval = Approval.objects.get(execution=execution)
@@ -56,7 +56,7 @@ def test_a_tool_that_requires_approval_parks_the_run_and_runs_with_the_edited_ar
     execution.refresh_from_db()
     assert execution.status == "PENDING" and execution.checkpoint["step"]["decision"]["arguments"] == {
         "expression": "6*8"}
-    assert runner.run(execution.pk, worker="w") == "completed"
+    assert lifecycle.run(execution.pk, worker="w") == "completed"
     execution.refresh_from_db()
     # the resume did not use up the retry budget (a crew's: 3 attempts when its worker is lost)
     assert (execution.attempts, execution.max_attempts) == (2, 3 + 1)
@@ -71,7 +71,7 @@ def test_a_tool_that_requires_approval_parks_the_run_and_runs_with_the_edited_ar
 
 def test_cancelling_a_parked_run_ends_it_and_closes_its_approval(member, client_for):
     execution = _crew_run(member, tasks="t:\n  description: d\n  expected_output: o\n  agent: calc\n  human_input: true\n")
-    assert runner.run(execution.pk, worker="w") == "waiting_for_approval"
+    assert lifecycle.run(execution.pk, worker="w") == "waiting_for_approval"
     response = client_for(member).post(f"/api/v1/executions/{execution.pk}/cancel", {}, format="json")
     assert response.status_code == 200 and response.json()["status"] == "CANCELLED"
     approval = Approval.objects.get(execution=execution)

@@ -31,9 +31,9 @@ def setup(make_member):
 
 @database_sync_to_async
 def run(execution):
-    from apps.runs import runner
+    from apps.runs import lifecycle
 
-    return runner.run(execution.pk, worker="stream-test")
+    return lifecycle.run(execution.pk, worker="stream-test")
 
 
 @database_sync_to_async

@@ -11,7 +11,8 @@ from django.utils import timezone
 from django_redis import get_redis_connection
 
 from apps.events.models import Event
-from apps.runs import reaper, runner, services
+from apps.runs import lifecycle, reaper, services
+from apps.runs.inflight import registry as registry_inflight
 from apps.runs.models import Execution, ExecutionEvent, ExecutionKind, TraceSpan
 from tests.crews.conftest import make_agent
 
@@ -22,7 +23,7 @@ def _run(member, agent, description="Say hello", **fields):
     execution = services.execution_create(organization=member.organization, actor=member.user,
                                           kind=ExecutionKind.AGENT_TASK, agent=agent,
                                           definition={"description": description}, enqueue=False, **fields)
-    outcome = runner.run(execution.pk, worker="test-worker")
+    outcome = lifecycle.run(execution.pk, worker="test-worker")
     execution.refresh_from_db()
     return outcome, execution
 
@@ -158,7 +159,7 @@ def test_a_run_whose_cancel_was_requested_is_never_claimed(member):
                                           kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
     Execution.objects.filter(pk=execution.pk).update(cancel_requested=True)
     assert services.execution_claim(execution_id=execution.pk, worker="w", attempts=1)[0] == "lost"
-    assert runner.run(execution.pk, worker="w") == "cancelled"
+    assert lifecycle.run(execution.pk, worker="w") == "cancelled"
     execution.refresh_from_db()
     assert execution.status == "CANCELLED" and execution.started_at is None
 
@@ -188,8 +189,8 @@ def test_a_run_is_idempotent_and_a_second_delivery_is_a_no_op(member):
     agent = make_agent(member)
     outcome, execution = _run(member, agent)
     assert outcome == "completed" and execution.status == "COMPLETED"
-    assert runner.run(execution.pk, worker="again") == "skipped (COMPLETED)"
-    assert runner.run("00000000-0000-0000-0000-000000000000", worker="x") == "missing"
+    assert lifecycle.run(execution.pk, worker="again") == "skipped (COMPLETED)"
+    assert lifecycle.run("00000000-0000-0000-0000-000000000000", worker="x") == "missing"
 
 
 def test_tools_are_called_when_the_model_asks_and_traced(member):
@@ -263,7 +264,7 @@ def test_hierarchical_crew_plans_and_reviews(member):
         organization=member.organization, actor=member.user, kind=ExecutionKind.CREW, crew=crew,
         definition={"name": crew.name, "agents_yaml": crew.agents_yaml, "tasks_yaml": crew.tasks_yaml,
                     "process": "hierarchical"}, inputs={"topic": "AI"}, enqueue=False)
-    assert runner.run(execution.pk, worker="t") == "completed"
+    assert lifecycle.run(execution.pk, worker="t") == "completed"
     names = list(TraceSpan.objects.filter(execution=execution, kind="task").values_list("name", flat=True))
     assert names[1] == "plan" and names[-1] == "review" and len(names) == 6
 
@@ -310,12 +311,12 @@ def test_reaper_fails_runs_whose_heartbeat_is_stale_and_requeues_per_policy(memb
 def test_the_heartbeat_stamps_running_executions_and_hands_them_cancel_requests(member):
     agent = make_agent(member)
     execution = _stale(member, agent)
-    handle = runner.registry.add(execution.pk)
+    handle = registry_inflight.add(execution.pk)
     try:
         Execution.objects.filter(pk=execution.pk).update(cancel_requested=True)
-        runner.registry.beat()
+        registry_inflight.beat()
         execution.refresh_from_db()
         assert (timezone.now() - execution.heartbeat_at).total_seconds() < 5
         assert handle.cancel_event.is_set() and handle.cancel_reason == "cancelled by user"
     finally:
-        runner.registry.remove(handle)
+        registry_inflight.remove(handle)

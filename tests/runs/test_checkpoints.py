@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.runs import registry, runner, services
+from apps.runs import lifecycle, registry, services
 from apps.runs.checkpoints import default_max_attempts, request_hash
 from apps.runs.models import Execution, ExecutionKind, ExecutionStep, TraceSpan
 from tests.crews.conftest import make_agent
@@ -43,7 +43,7 @@ def _forbid_provider_and_tools(monkeypatch):
 def test_a_resumed_orchestration_answers_every_completed_step_from_the_log(member, monkeypatch, pattern):
     execution = _orchestration_run(member, pattern)
     assert execution.max_attempts == default_max_attempts(ExecutionKind.ORCHESTRATION) == 3
-    assert runner.run(execution.pk, worker="first") == "completed"
+    assert lifecycle.run(execution.pk, worker="first") == "completed"
     first = Execution.objects.get(pk=execution.pk)
     steps = ExecutionStep.objects.filter(execution_id=execution.pk)
     assert steps.filter(kind="tool").count() >= 3 and steps.filter(kind="task").count() == steps.filter(
@@ -52,7 +52,7 @@ def test_a_resumed_orchestration_answers_every_completed_step_from_the_log(membe
 
     _lose_worker(execution.pk)
     _forbid_provider_and_tools(monkeypatch)
-    assert runner.run(execution.pk, worker="second") == "completed"
+    assert lifecycle.run(execution.pk, worker="second") == "completed"
     resumed = Execution.objects.get(pk=execution.pk)
     assert resumed.status == "COMPLETED" and resumed.attempts == 2
     assert resumed.result["output"] == first.result["output"] and resumed.result["outputs"] == first.result["outputs"]
@@ -68,7 +68,7 @@ def test_a_task_cut_off_mid_way_resumes_from_its_completed_model_and_tool_calls(
     """The task-level entry is missing (the worker died inside the task): its model and tool calls
     that completed are answered one by one, and only what had not completed is asked again."""
     execution = _orchestration_run(member, "sequential")
-    assert runner.run(execution.pk, worker="first") == "completed"
+    assert lifecycle.run(execution.pk, worker="first") == "completed"
     first = Execution.objects.get(pk=execution.pk)
     last_task = ExecutionStep.objects.filter(execution_id=execution.pk, kind="task").order_by("-id").first()
     last_call = ExecutionStep.objects.filter(execution_id=execution.pk, kind="llm").order_by("-id").first()
@@ -87,7 +87,7 @@ def test_a_task_cut_off_mid_way_resumes_from_its_completed_model_and_tool_calls(
     monkeypatch.setattr(BuiltinClient, "stream", counted)
     monkeypatch.setitem(registry._services, "tool_run", lambda *a, **k: (_ for _ in ()).throw(
         AssertionError("a completed tool call was run again")))
-    assert runner.run(execution.pk, worker="second") == "completed"
+    assert lifecycle.run(execution.pk, worker="second") == "completed"
     resumed = Execution.objects.get(pk=execution.pk)
     assert len(asked) == 1  # only the model call that had not completed
     assert resumed.result["output"] == first.result["output"]
@@ -99,7 +99,7 @@ def test_kinds_that_do_not_checkpoint_write_no_step_and_keep_one_attempt(member)
                                           kind=ExecutionKind.AGENT_TASK, agent=agent,
                                           definition={"description": "Say hello"}, enqueue=False)
     assert execution.max_attempts == 1
-    assert runner.run(execution.pk, worker="w") == "completed"
+    assert lifecycle.run(execution.pk, worker="w") == "completed"
     assert not ExecutionStep.objects.filter(execution_id=execution.pk).exists()
 
 

@@ -9,7 +9,7 @@ import pytest
 from apps.accounts.models import User
 from apps.events import catalog
 from apps.events.models import Event
-from apps.runs import runner
+from apps.runs import lifecycle
 from apps.runs.models import ExecutionKind
 from apps.system.models import Maintenance, SystemAlert
 from tests.crews.conftest import AGENTS_YAML, TASKS_YAML, make_agent
@@ -93,7 +93,7 @@ def test_a_crew_run_publishes_progress_step_by_step(member):
         organization=member.organization, actor=member.user, kind=ExecutionKind.CREW, enqueue=False,
         definition={"agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML, "process": "sequential"},
         inputs={"topic": "AI"})
-    assert runner.run(execution.pk, worker="test") == "completed"
+    assert lifecycle.run(execution.pk, worker="test") == "completed"
     progress = list(Event.objects.for_org(member.organization).filter(type="execution.progress").order_by("id"))
     steps = [(e.data["step"], e.data["total_steps"], e.data["progress"]) for e in progress]
     total = progress[0].data["total_steps"]

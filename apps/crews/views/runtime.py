@@ -94,7 +94,7 @@ class RuntimeStatusView(KaiAPIView):
     def get(self, request):
         from apps.agents.models import Provider
         from apps.runs import llm as llm_layer
-        from apps.runs.runner import concurrency_cap
+        from apps.runs.lifecycle import concurrency_cap
 
         org = self.organization
         data = selectors.runtime_status(organization=org)
