@@ -108,12 +108,13 @@ def publish(organization, type: str, data: dict | None = None, *, agent=None, ex
 
 
 def publish_many(events: list[dict]) -> list[Event]:
-    """``publish`` of several events of ONE organization in one statement (one round trip, the
-    lock taken once): each item holds ``publish``'s arguments (``organization``, ``type``, ``data``,
-    …); ids follow the list's order, and so do the listeners and deliveries."""
+    """``publish`` of many events in ONE statement (one round trip): each item holds ``publish``'s
+    arguments (``organization``, ``type``, ``data``, …). The events may belong to several
+    organizations: each one's lock is taken once, all before any id is drawn (in a fixed order, so
+    two bulk publishers never deadlock), so every organization's ids still become visible in id
+    order. Ids follow the list's order, and so do the listeners and deliveries (each event to its
+    own ``org.`` / ``agent.`` / ``execution.`` groups, after commit)."""
     rows = [_event(**item) for item in events]
-    if len({row.organization_id for row in rows}) > 1:
-        raise ValueError("publish_many publishes the events of one organization")
     if not rows:
         return []
     with transaction.atomic(savepoint=False):
@@ -190,29 +191,34 @@ def published(*, pk: int, created_at, organization, type: str, data: dict | None
 
 
 def _insert_locked(events: list[Event]) -> None:
-    """Take the organization's advisory lock, then draw the ids and insert the rows: ONE statement
-    (the lock is in a CTE the INSERT selects from, so it is held before ``nextval`` runs; with
-    several rows the ids are drawn after sorting, in list order)."""
+    """Take the advisory lock of the events' organization(s), then draw the ids and insert the
+    rows: ONE statement (the locks are in a CTE the INSERT selects from, so they are held before
+    ``nextval`` runs; with several rows the ids are drawn after sorting, in list order)."""
     connection = connections[router.db_for_write(Event)]
     fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
     table = quote(Event._meta.db_table)
-    params = [locks.EVENTS, locks.organization_lock_key(events[0].organization_id)]
+    keys = sorted({locks.organization_lock_key(event.organization_id) for event in events})
+    if len(keys) == 1:
+        lock, params = "SELECT pg_advisory_xact_lock(%s, %s)", [locks.EVENTS, keys[0]]
+    else:  # every lock, in ascending key order, in one row the INSERT joins
+        lock = "SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS k"
+        params = [locks.EVENTS, keys]
     if len(events) == 1:
         params += [f.get_db_prep_save(f.pre_save(events[0], True), connection=connection) for f in fields]
-        sql = (f"WITH kai_lock AS (SELECT pg_advisory_xact_lock(%s, %s)) INSERT INTO {table} ({columns}) "
+        sql = (f"WITH kai_lock AS ({lock}) INSERT INTO {table} ({columns}) "
                f"SELECT {', '.join(['%s'] * len(fields))} FROM kai_lock RETURNING {quote(Event._meta.pk.column)}")
     else:
         typed = ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
-        rows = " UNION ALL ".join(f"SELECT {index} AS kai_ord, {typed}" for index in range(len(events)))
+        rows = ", ".join(f"({index}, {typed})" for index in range(len(events)))
         for event in events:
             params += [f.get_db_prep_save(f.pre_save(event, True), connection=connection) for f in fields]
         names = ", ".join(f"c{i}" for i in range(len(fields)))
-        sql = (f"WITH kai_lock AS (SELECT pg_advisory_xact_lock(%s, %s)) INSERT INTO {table} "
+        sql = (f"WITH kai_lock AS ({lock}) INSERT INTO {table} "
                f"({quote(Event._meta.pk.column)}, {columns}) "
                f"SELECT nextval(pg_get_serial_sequence('{Event._meta.db_table}', 'id')), {names} "
-               f"FROM kai_lock, ({rows}) AS rows (kai_ord, {names}) ORDER BY rows.kai_ord "
+               f"FROM kai_lock, (VALUES {rows}) AS rows (kai_ord, {names}) ORDER BY rows.kai_ord "
                f"RETURNING {quote(Event._meta.pk.column)}")
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

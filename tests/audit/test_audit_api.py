@@ -66,3 +66,26 @@ def test_api_key_actor_type(member, client_for):
     client.post("/api/v1/config/system", {"settings": {"y": 2}}, format="json")
     row = AuditEvent.objects.get(action="config.system.update", organization=member.organization)
     assert row.actor_type == "api_key" and row.actor_id == member.user.pk
+
+
+def test_audit_record_many_writes_the_rows_audit_record_would_in_one_insert(member):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.audit.services import audit_covered, audit_record, audit_record_many
+
+    entries = [{"organization": member.organization, "actor": member.user, "action": "bulk.test",
+                "model": "x.Thing", "object_id": str(i), "after": {"i": i, "api_key": "secret"}} for i in range(3)]
+    alone = audit_record(**{**entries[0], "object_id": "alone"})
+    with CaptureQueriesContext(connection) as ctx:
+        rows = audit_record_many(entries)
+    assert len(ctx.captured_queries) == 1
+    assert [r.object_id for r in AuditEvent.objects.filter(action="bulk.test").exclude(object_id="alone")
+            .order_by("id")] == ["0", "1", "2"]
+    fields = ("organization_id", "actor_id", "actor_type", "action", "model", "before", "request_id", "ip")
+    for row in rows:
+        assert all(getattr(row, f) == getattr(alone, f) for f in fields)
+        assert row.after["api_key"] == "[redacted]"
+    with audit_covered():
+        assert audit_record_many(entries) == []
+    assert AuditEvent.objects.filter(action="bulk.test").count() == 4

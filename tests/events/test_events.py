@@ -253,3 +253,71 @@ def test_catch_up_never_skips_events_of_status_changes(make_member):
     assert len(published) == rounds * 2 and len(moved) == rounds * 3
     assert len(seen) == len(set(seen)), "duplicated"
     assert sorted(seen) == sorted([*published, *moved]), f"lost {set(published) | set(moved) - set(seen)}"
+
+
+def test_publish_many_inserts_events_of_several_organizations_in_one_statement(make_member):
+    """One INSERT for every event; ids follow the list's order; each organization's event lock is
+    held (until commit) by the publishing transaction."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.events.services import publish_many
+    from kai_platform.tenancy import locks
+
+    first, second = make_member().organization, make_member().organization
+    items = [{"organization": org, "type": "bulk.test", "data": {"i": i}, "execution": None}
+             for i, org in enumerate([first, second, first, second, first])]
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx:
+        events = publish_many(items)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s "
+                           "AND pid = pg_backend_pid()", [locks.EVENTS])
+            held = {row[0] for row in cursor.fetchall()}
+    assert len([q for q in ctx.captured_queries if "INSERT" in q["sql"]]) == 1
+    assert [e.pk for e in events] == sorted(e.pk for e in events)
+    assert [e.data["i"] for e in events] == list(range(5))
+    rows = list(Event.objects.filter(type="bulk.test").order_by("id").values_list("organization_id", "data"))
+    assert [(org, data["i"]) for org, data in rows] == [(item["organization"].pk, i) for i, item in enumerate(items)]
+    expected = {locks.organization_lock_key(first.pk) & 0xFFFFFFFF, locks.organization_lock_key(second.pk) & 0xFFFFFFFF}
+    assert held == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_catch_up_never_skips_events_of_bulk_publishers(make_member):
+    """Bulk publishes (several organizations each) interleaved with single ones while a reader
+    pages one organization with after=<last seq>: every event read exactly once."""
+    from apps.events.services import publish_many
+
+    org, other = make_member().organization, make_member().organization
+    published: list[int] = []
+    lock = threading.Lock()
+
+    def bulk(seed):
+        rng = random.Random(seed)
+        try:
+            for i in range(15):
+                with transaction.atomic():
+                    events = publish_many([{"organization": o, "type": "race", "data": {"w": seed, "i": i}}
+                                           for o in (other, org, org, other, org)])
+                    time.sleep(rng.uniform(0, 0.01))
+                with lock:
+                    published.extend(e.pk for e in events if e.organization_id == org.pk)
+        finally:
+            connections.close_all()
+
+    def single():
+        rng = random.Random(3)
+        try:
+            for i in range(30):
+                with transaction.atomic():
+                    event = publish(org, "race", {"i": i})
+                    time.sleep(rng.uniform(0, 0.01))
+                with lock:
+                    published.append(event.pk)
+        finally:
+            connections.close_all()
+
+    seen = _read_by_seq_while(org, after=0, writers=[functools.partial(bulk, 1), functools.partial(bulk, 2), single])
+    assert len(published) == 2 * 15 * 3 + 30
+    assert len(seen) == len(set(seen)), "duplicated"
+    assert sorted(seen) == sorted(published), f"lost {set(published) - set(seen)}"
