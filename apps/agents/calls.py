@@ -12,11 +12,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from rest_framework.exceptions import APIException
 
 from apps.agents.errors import AgentDisabled, BudgetExceeded, ProviderRejected, ProviderTimeout, ProviderUnavailable
 from apps.runs import llm as llm_layer
 from apps.runs.models import Execution, ExecutionKind, ExecutionStatus
-from apps.runs.services import execution_create, wait_for_terminal
+from apps.runs.services import batch_memo, execution_create, wait_for_terminal
 from kai_platform.api.errors import Conflict, Unprocessable, codes
 
 #: the kinds of run that are one agent answering (the agents app registers their runners)
@@ -35,12 +36,20 @@ def agent_check_budgets(*, agent, model: str = "") -> None:
     before each model call (same message), without calling anything: refused before a run is queued."""
     from apps.agents.runtime import model_resolve
 
-    organization = agent.organization
-    resolved = model_resolve(organization=organization, name=model or agent.llm)  # unknown model → 422 AGENT_004
-    try:
-        llm_layer.check_budgets_for(organization=organization, provider=resolved.provider, agent=agent)
-    except llm_layer.BudgetExceeded as exc:
-        raise BudgetExceeded(str(exc)) from None
+    def refusal():
+        organization = agent.organization
+        try:
+            resolved = model_resolve(organization=organization, name=model or agent.llm)  # unknown → 422 AGENT_004
+            llm_layer.check_budgets_for(organization=organization, provider=resolved.provider, agent=agent)
+        except llm_layer.BudgetExceeded as exc:
+            return BudgetExceeded(str(exc))
+        except APIException as exc:
+            return exc
+        return None
+
+    error = batch_memo(("agent_check_budgets", agent.pk, model), refusal)  # once per batch of runs
+    if error is not None:
+        raise error
 
 
 def agent_call_start(*, agent, actor, kind: str, definition: dict, run_name: str = "", inputs: dict | None = None,

@@ -85,7 +85,7 @@ def _audit_row(*, organization, actor, action: str, instance: models.Model | Non
     before, after = diff(before, after)  # a change records only the fields that changed
     actor_user = actor if getattr(actor, "is_authenticated", False) else None
     return AuditEvent(
-        organization=organization,
+        organization_id=getattr(organization, "pk", organization),
         actor=actor_user,
         actor_type=actor_type or state.get("actor_type") or (ActorType.USER if actor_user else ActorType.SYSTEM),
         action=_action_override.get() or action,

@@ -138,6 +138,39 @@ def quota_consume_for_execution(*, execution, source: str = "") -> QuotaResult |
                          source=source or execution.kind)
 
 
+def quota_consume_for_executions(*, executions: list) -> dict:
+    """``quota_consume_for_execution`` of many just-built runs of ONE organization in one window
+    step per quota (the run engine's batch create): every run that fits is counted; the runs past
+    the limit are refused as each would have been alone, in order (the first ones fit). Returns
+    ``{index in executions: QuotaExceeded}``."""
+    by_quota: dict[str, list[int]] = {}
+    for index, execution in enumerate(executions):
+        quota = execution_quota(kind=execution.kind, parent_id=execution.parent_id)
+        if quota is not None:
+            by_quota.setdefault(quota, []).append(index)
+    refused: dict = {}
+    for quota, indexes in by_quota.items():
+        org_id = executions[indexes[0]].organization_id
+        spec = quota_spec(quota)
+        resolved = quota_limits(organization=org_id)
+        limit = resolved["limits"][quota]
+        refs = [str(executions[index].pk) for index in indexes]
+        state = window_state(organization_id=org_id, spec=spec, limit=limit, members=refs, now=now_ms())
+        fit = len(refs)
+        if state.status == 0:  # not all fit: count the first ones that do, refuse the rest
+            fit = max(0, limit - state.used)
+            if fit:
+                state = window_state(organization_id=org_id, spec=spec, limit=limit, members=refs[:fit], now=now_ms())
+                fit = fit if state.status == 1 else 0  # another writer took the room meanwhile
+            full = window_state(organization_id=org_id, spec=spec, limit=limit, members=[], now=now_ms())
+            error = _exceeded(spec, resolved, limit, counter.WindowState(0, full.used, _make_room_score(
+                org_id, spec, limit, 1, now_ms())))
+            refused.update({index: error for index in indexes[fit:]})
+        if fit and state.status == 1:
+            _maybe_warn(org_id, spec, resolved, _result(spec, limit, state, counted=True))
+    return refused
+
+
 def _make_room_score(org_id, spec, limit: int, amount: int, now: int) -> float | None:
     from apps.quotas.selectors import db_entries
 

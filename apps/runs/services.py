@@ -6,18 +6,20 @@ style 4): a locked, conditional update that writes an ``ExecutionEvent`` and pub
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from apps.audit.services import audit_record, snapshot
+from apps.audit.services import audit_record, audit_record_many, snapshot
 from apps.events.services import publish_many
-from apps.quotas.services import quota_consume_for_execution
+from apps.quotas.services import quota_consume_for_execution, quota_consume_for_executions
 from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionEvent, ExecutionKind, ExecutionStatus
 from apps.runs.registry import has_service, service, terminal_hooks
 from kai_platform.api.errors import Conflict
@@ -276,13 +278,40 @@ def celery_priority(priority: int) -> int:
     return max(0, min(9, 9 - int(priority)))
 
 
-def execution_enqueue(*, execution_id, priority: int = 5, countdown: float | None = None) -> None:
+def execution_enqueue(*, execution_id, priority: int = 5, countdown: float | None = None, producer=None) -> None:
     from apps.runs.tasks import run_execution
 
     options = {"queue": runs_queue(), "priority": celery_priority(priority)}
     if countdown:
         options["countdown"] = countdown
+    if producer is not None:
+        options["producer"] = producer
     run_execution.apply_async(args=[str(execution_id)], **options)
+
+
+def execution_enqueue_many(*, runs: list[tuple]) -> None:
+    """Queue ``[(execution_id, priority), …]`` with ONE producer (one broker connection and channel)
+    whose publishes are pipelined (kombu's ``Producer.batch``: one Redis round trip per 1,000
+    commands instead of one per message). A message lost here is re-queued by the reaper
+    (``requeue_forgotten``), as for any PENDING run whose message never arrived."""
+    from kai_platform.celery import app
+
+    with app.producer_or_acquire() as producer, producer.batch():
+        for execution_id, priority in runs:
+            execution_enqueue(execution_id=execution_id, priority=priority, producer=producer)
+
+
+def _pending_event(execution: Execution, actor) -> dict:
+    """``publish`` arguments of a new run's ``execution.pending``."""
+    return {"organization": execution.organization_id, "type": "execution.pending",
+            "data": {"execution_id": str(execution.pk), "kind": execution.kind, "from": "", "to": S.PENDING,
+                     "status": S.PENDING, "reason": "created", "run_name": execution.run_name,
+                     "agent_id": str(execution.agent_id) if execution.agent_id else None},
+            "agent": execution.agent_id, "execution": execution, "actor": actor, "component": "runs"}
+
+
+_CREATE_SNAPSHOT = ["id", "kind", "run_name", "crew", "orchestration", "agent", "parent", "model", "priority",
+                    "dedupe_key"]
 
 
 def execution_create(*, organization, actor, kind: str, run_name: str = "", crew=None, orchestration=None, agent=None,
@@ -297,14 +326,20 @@ def execution_create(*, organization, actor, kind: str, run_name: str = "", crew
     same transaction); ``also_publish(execution) -> [publish kwargs]`` returns events of the caller
     published in the same statement as ``execution.pending`` (after it): the organization's event
     lock is then taken once, at the end of the caller's work. ``max_attempts`` defaults by kind
-    (``apps.runs.checkpoints.default_max_attempts``: 3 for kinds that checkpoint their steps)."""
+    (``apps.runs.checkpoints.default_max_attempts``: 3 for kinds that checkpoint their steps).
+
+    Inside ``execution_batch`` a plain create (no dedupe key, stream id, given id, extra events,
+    and queued) is checked and built here but written by the batch, with the batch's other runs."""
     ExecutionKind(kind)
     if max_attempts is None:
         from apps.runs.checkpoints import default_max_attempts
 
         max_attempts = default_max_attempts(kind)
-    if parent is None and has_service("runs_admission"):  # maintenance refuses new runs; a run's steps go on
-        service("runs_admission")()
+    batch = _batch.get()
+    deferred = (batch is not None and enqueue and not (dedupe_key or stream_id or execution_id or also_publish)
+                and getattr(organization, "pk", organization) == batch.organization_id)
+    if parent is None and has_service("runs_admission") and not (deferred and batch.admitted):
+        service("runs_admission")()  # maintenance refuses new runs; a run's steps go on
     org_id = getattr(organization, "pk", organization)
     execution = Execution(
         **({"id": execution_id} if execution_id else {}),
@@ -313,44 +348,110 @@ def execution_create(*, organization, actor, kind: str, run_name: str = "", crew
         params=params or {}, model=model or "", priority=max(0, min(9, int(priority))),
         max_attempts=max(1, int(max_attempts)), stream_id=stream_id, dedupe_key=dedupe_key or None,
     )
+    if deferred:
+        batch.admitted = batch.admitted or parent is None
+        batch.runs.append((execution, actor))
+        return execution
     with transaction.atomic():
-        if dedupe_key:
-            try:
-                with transaction.atomic():
-                    execution.save(force_insert=True)
-            except IntegrityError:
-                existing = Execution.objects.filter(dedupe_key=dedupe_key).first()
-                if existing is None:
-                    raise
-                return existing
-        elif not stream_id:
-            execution.save(force_insert=True)
-        else:
-            try:
-                with transaction.atomic():
-                    execution.save(force_insert=True)
-            except IntegrityError:
-                if stream_id and Execution.objects.filter(stream_id=stream_id).exists():
-                    raise Conflict(f"stream_id {stream_id!r} is already used.",
-                                   errors=[{"field": "stream_id", "message": "already used"}])
-                raise
+        existing = _insert(execution, dedupe_key=dedupe_key, stream_id=stream_id)
+        if existing is not None:
+            return existing
         # plan quotas: over quota raises 429 GENERAL_002 and rolls this run back
         quota_consume_for_execution(execution=execution)
         now = execution.created_at or timezone.now()
         ExecutionEvent.objects.create(organization_id=org_id, execution=execution, from_status="",
                                       to_status=S.PENDING, reason="created", at=now)
         audit_record(organization=organization, actor=actor, action="execution.create", instance=execution,
-                     after=snapshot(execution, ["id", "kind", "run_name", "crew", "orchestration", "agent", "parent",
-                                                "model", "priority", "dedupe_key"]))
-        pending = {"organization": org_id, "type": "execution.pending",
-                   "data": {"execution_id": str(execution.pk), "kind": kind, "from": "", "to": S.PENDING,
-                            "status": S.PENDING, "reason": "created", "run_name": execution.run_name,
-                            "agent_id": str(agent.pk) if agent is not None else None},
-                   "agent": agent, "execution": execution, "actor": actor, "component": "runs"}
-        publish_many([pending, *(also_publish(execution) if also_publish else [])])
+                     after=snapshot(execution, _CREATE_SNAPSHOT))
+        publish_many([_pending_event(execution, actor), *(also_publish(execution) if also_publish else [])])
         if enqueue:
             transaction.on_commit(partial(execution_enqueue, execution_id=execution.pk, priority=execution.priority))
     return execution
+
+
+def _insert(execution: Execution, *, dedupe_key, stream_id) -> Execution | None:
+    """INSERT the new row; returns the run that already holds ``dedupe_key`` instead, if one does."""
+    if not dedupe_key and not stream_id:
+        execution.save(force_insert=True)
+        return None
+    try:
+        with transaction.atomic():
+            execution.save(force_insert=True)
+    except IntegrityError:
+        if dedupe_key:
+            existing = Execution.objects.filter(dedupe_key=dedupe_key).first()
+            if existing is not None:
+                return existing
+        elif Execution.objects.filter(stream_id=stream_id).exists():
+            raise Conflict(f"stream_id {stream_id!r} is already used.",
+                           errors=[{"field": "stream_id", "message": "already used"}])
+        raise
+    return None
+
+
+# --- many runs at once -------------------------------------------------------------------------
+
+@dataclass
+class RunBatch:
+    """The runs ``execution_create`` built inside ``execution_batch``, in call order, with their actors."""
+
+    organization_id: object
+    runs: list = field(default_factory=list)
+    admitted: bool = False  # the admission check (maintenance) passed once for the batch
+    memo: dict = field(default_factory=dict)
+
+
+_batch: contextvars.ContextVar[RunBatch | None] = contextvars.ContextVar("kai_run_batch", default=None)
+
+
+@contextmanager
+def execution_batch(*, organization):
+    """Collect the runs created inside (of ``organization``) instead of writing each; the caller
+    then writes them all with ``execution_batch_write`` in the same transaction. Checks that need
+    no write (admission, and whatever ``batch_memo`` caches) run once per batch."""
+    batch = RunBatch(organization_id=getattr(organization, "pk", organization))
+    token = _batch.set(batch)
+    try:
+        yield batch
+    finally:
+        _batch.reset(token)
+
+
+def batch_memo(key, compute):
+    """``compute()``, once per open ``execution_batch`` for ``key`` (a read the batch's items
+    share: an agent's row, its budgets); outside a batch, every time."""
+    batch = _batch.get()
+    if batch is None:
+        return compute()
+    if key not in batch.memo:
+        batch.memo[key] = compute()
+    return batch.memo[key]
+
+
+def execution_batch_write(*, batch: RunBatch) -> dict[int, Exception]:
+    """Write the batch's runs as ``execution_create`` writes one, with one statement per kind of row:
+    the runs, their history rows, their audit rows, their ``execution.pending`` events; count them
+    against the plan's quota in one step, and queue them all once the transaction commits (one
+    broker connection). Returns ``{position in batch.runs: error}`` for the runs the quota
+    refused (429, as ``POST /executions`` would answer them); those are not written."""
+    if not batch.runs:
+        return {}
+    with transaction.atomic(savepoint=False):
+        refused = quota_consume_for_executions(executions=[execution for execution, _ in batch.runs])
+        runs = [(execution, actor) for index, (execution, actor) in enumerate(batch.runs) if index not in refused]
+        if not runs:
+            return refused
+        Execution.objects.bulk_create([execution for execution, _ in runs])
+        ExecutionEvent.objects.bulk_create([
+            ExecutionEvent(organization_id=execution.organization_id, execution=execution, from_status="",
+                           to_status=S.PENDING, reason="created", at=execution.created_at) for execution, _ in runs])
+        audit_record_many([{"organization": execution.organization_id, "actor": actor,
+                            "action": "execution.create", "instance": execution,
+                            "after": snapshot(execution, _CREATE_SNAPSHOT)} for execution, actor in runs])
+        publish_many([_pending_event(execution, actor) for execution, actor in runs])
+        transaction.on_commit(partial(execution_enqueue_many,
+                                      runs=[(execution.pk, execution.priority) for execution, _ in runs]))
+    return refused
 
 
 def execution_cancel(*, execution: Execution, actor, reason: str = "cancelled by user") -> Execution:
