@@ -7,11 +7,7 @@ in its own thread (``apps.runs.lifecycle``)."""
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-import time
 import uuid
-from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -20,6 +16,7 @@ from django.utils import timezone
 
 from apps.events.services import event_insert_ctes, listeners_want, published
 from apps.runs import registry as plugins
+from apps.runs.batching import Batcher
 from apps.runs.models import Execution, ExecutionStatus
 from apps.runs.services import CLAIM_LOCK_NAMESPACE
 from kai_platform.tenancy.locks import organization_lock_key
@@ -161,13 +158,43 @@ def _published(organization_id, rows: list, *, worker: str) -> None:
             position += 1
 
 
+def _take_batch(items: list[tuple[str, str]]) -> list[Taken]:
+    """(execution id, worker) → the execution loaded, and claimed when it can be."""
+    from kai_platform import drain
+
+    ids = list(dict.fromkeys(execution_id for execution_id, _ in items))
+    executions = {str(e.pk): e for e in Execution.objects.select_related("organization", "agent")
+                  .filter(pk__in=ids)}
+    taken = {execution_id: Taken(execution) for execution_id, execution in executions.items()}
+    if not drain.is_draining():
+        groups: dict[tuple, list[str]] = {}
+        for execution_id, worker in items:
+            execution = executions.get(execution_id)
+            if (execution is not None and execution.status == S.PENDING and not execution.cancel_requested
+                    and plugins.runner_for(execution.kind) is not None and taken[execution_id].outcome is None):
+                key = (execution.organization_id, execution.parent_id is None, worker)
+                if execution_id not in groups.setdefault(key, []):
+                    groups[key].append(execution_id)
+        for (organization_id, top, worker), group in groups.items():
+            cap = concurrency_cap(executions[group[0]].organization) if top else None
+            for execution_id, outcome in claim_many(organization_id=organization_id, execution_ids=group,
+                                                    worker=worker, cap=cap).items():
+                taken[execution_id].outcome = outcome
+    # a message delivered twice in one batch: the second is told it was lost
+    answers, seen = [], set()
+    for execution_id, _ in items:
+        found = taken.get(execution_id)
+        answers.append(Taken(found.execution, "lost" if found.outcome else None) if found and execution_id in seen
+                       else (found or Taken(None)))
+        seen.add(execution_id)
+    return answers
+
+
 class Intake:
-    """The thread that loads and claims the runs the pool's threads were handed, in batches."""
+    """Loads and claims the runs the pool's threads were handed, in batches (``Batcher``)."""
 
     def __init__(self):
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._batcher = Batcher("kai-run-intake", _take_batch, window=WINDOW_SECONDS, max_batch=MAX_BATCH)
 
     def take(self, execution_id, *, worker: str) -> Taken:
         """The execution (None: no such run) and, when the batch claimed it, the outcome."""
@@ -175,65 +202,7 @@ class Intake:
             uuid.UUID(str(execution_id))
         except ValueError:
             return Taken(None)
-        future: Future = Future()
-        self._queue.put((str(execution_id), worker, future))
-        self._ensure_thread()
-        return future.result()
-
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="kai-run-intake", daemon=True)
-                self._thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            deadline = time.monotonic() + WINDOW_SECONDS
-            while len(batch) < MAX_BATCH:
-                remaining = deadline - time.monotonic()
-                try:
-                    batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                taken = self._take_batch(batch)
-            except Exception as exc:  # each run then goes the single-run way
-                logger.warning("batched intake of %d run(s) failed; taking them one by one", len(batch), exc_info=True)
-                taken = {}
-                for *_, future in batch:
-                    future.set_exception(exc)
-                continue
-            finally:
-                connection.close()
-            for execution_id, _worker, future in batch:
-                future.set_result(taken.get(execution_id) or Taken(None))
-
-    def _take_batch(self, batch: list) -> dict[str, Taken]:
-        from kai_platform import drain
-
-
-        ids = list(dict.fromkeys(execution_id for execution_id, *_ in batch))
-        executions = {str(e.pk): e for e in Execution.objects.select_related("organization", "agent")
-                      .filter(pk__in=ids)}
-        taken = {execution_id: Taken(execution) for execution_id, execution in executions.items()}
-        if drain.is_draining():
-            return taken
-        workers = {execution_id: worker for execution_id, worker, _ in batch}
-        groups: dict[tuple, list[str]] = {}
-        for execution_id, execution in executions.items():
-            if (execution.status == S.PENDING and not execution.cancel_requested
-                    and plugins.runner_for(execution.kind) is not None):
-                top = execution.parent_id is None
-                groups.setdefault((execution.organization_id, top, workers[execution_id]), []).append(execution_id)
-        for (organization_id, top, worker), group in groups.items():
-            cap = concurrency_cap(executions[group[0]].organization) if top else None
-            for execution_id, outcome in claim_many(organization_id=organization_id, execution_ids=group,
-                                                    worker=worker, cap=cap).items():
-                taken[execution_id].outcome = outcome
-        return taken
+        return self._batcher.submit((str(execution_id), worker))
 
 
 intake = Intake()

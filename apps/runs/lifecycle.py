@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.runs import registry as plugins
+from apps.runs.completion import complete
 from apps.runs.inflight import registry
 from apps.runs.intake import PLAN_CONCURRENCY, concurrency_cap, intake
 from apps.runs.models import Execution, ExecutionStatus
@@ -110,10 +111,7 @@ def _work(execution: Execution, runner, *, worker: str) -> str:
                          cost=str(ctx.recorder.total_cost))
         status = S.COMPLETED
         _record_agent_stats(execution, time.monotonic() - started, "")
-        with transaction.atomic():  # the last batch and the end: one transaction, the event last
-            ctx.recorder.flush()
-            execution_transition(execution_id=execution.pk, to=S.COMPLETED, reason="completed", result=result,
-                                 error="")
+        _complete(ctx, result)
     except AwaitingApproval as exc:
         ctx.recorder.log(f"waiting for approval: {exc}", **{k: v for k, v in exc.request.items()
                                                               if k in ("source", "step_id")})
@@ -180,6 +178,20 @@ def _restore_usage_keys(ctx: RunContext) -> None:
 
     for agent, model, day in (ctx.execution.checkpoint or {}).get("usage_keys") or []:
         ctx.recorder._counted_usage_keys.add((agent, model, date.fromisoformat(day)))
+
+
+def _complete(ctx: RunContext, result) -> None:
+    """The last batch and the end in one transaction, the event last: batched with the runs
+    ending at the same time (``apps.runs.completion``), or alone when that batch failed."""
+    try:
+        complete(ctx, result)
+        return
+    except Exception:
+        logger.warning("batched end of %s failed; ending it alone", ctx.execution.pk, exc_info=True)
+    with transaction.atomic():
+        ctx.recorder.flush()
+        execution_transition(execution_id=ctx.execution.pk, to=S.COMPLETED, reason="completed", result=result,
+                             error="")
 
 
 def _park(ctx: RunContext, pause: AwaitingApproval) -> str:
