@@ -69,7 +69,8 @@ def _start_runs_worker() -> tuple[subprocess.Popen, dict, str]:
     while time.monotonic() < deadline:
         started = set(redis.scan_iter(pattern)) - before
         if started:
-            return process, env, next(iter(started)).decode().split(":workers:", 1)[1]
+            # the key is <node name>:<pid>; control commands address the node name
+            return process, env, next(iter(started)).decode().split(":workers:", 1)[1].rsplit(":", 1)[0]
         if process.poll() is not None:
             raise RuntimeError(f"the runs worker exited with {process.returncode}")
         time.sleep(0.2)
@@ -190,13 +191,15 @@ def run(ctx=None) -> dict:
         # the worker stops taking messages while the runs are created, then takes them all at once:
         # this measures what one worker holds in flight, not how fast runs are created (that is B4)
         queue = settings.KAI_RUNS_QUEUE
-        app.control.cancel_consumer(queue, destination=[worker_name], reply=True, timeout=10)
+        replies = app.control.cancel_consumer(queue, destination=[worker_name], reply=True, timeout=10)
+        if not replies:
+            raise RuntimeError(f"the runs worker {worker_name} did not stop consuming {queue}")
         submit_started = time.perf_counter()
         ids = submit(opts["runs"], opts["seconds"] * 1000)
         submitted = time.perf_counter() - submit_started
         sampler = Sampler(worker.pid, organization.pk)
         sampler.start()
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         app.control.add_consumer(queue, destination=[worker_name], reply=True, timeout=10)
         ended = wait_ended(ids, opts["seconds"] * max(1, math.ceil(opts["runs"] / concurrency)) * 4 + 120)
         sampler.stop_event.set()
@@ -204,6 +207,7 @@ def run(ctx=None) -> dict:
         wall = ended - started
         ideal = opts["seconds"] * math.ceil(opts["runs"] / concurrency)
         statuses = list(Execution.objects.filter(pk__in=ids).values_list("status", flat=True))
+        phases = _phases(ids, started_at)
         per_run_kb = (sampler.rss_at_max_running - idle_rss) / 1024 / max(1, sampler.max_running)
         result = {
             "runs": len(ids), "completed": statuses.count("COMPLETED"), "model_seconds": opts["seconds"],
@@ -212,6 +216,7 @@ def run(ctx=None) -> dict:
             "idle_rss_mb": round(idle_rss / 2**20, 1), "rss_at_max_mb": round(sampler.rss_at_max_running / 2**20, 1),
             "peak_rss_mb": round(sampler.max_rss / 2**20, 1), "rss_per_run_kb": round(per_run_kb, 1),
             "pg_connections_max": sampler.max_pg, "pool_max": pool_max, "threads_max": sampler.max_threads,
+            **phases,
         }
         print(f"B13 {result['runs']} runs of a {opts['seconds']} s builtin model on one runs worker "
               f"(make run's command, concurrency {concurrency})")
@@ -222,10 +227,25 @@ def run(ctx=None) -> dict:
         print(f"  RSS per run in flight: {result['rss_per_run_kb']} KB   (idle {result['idle_rss_mb']} MB, "
               f"at max {result['rss_at_max_mb']} MB; target <= 150 KB)")
         print(f"  PostgreSQL conns     : {result['pg_connections_max']} max   (pool max_size {pool_max})")
+        print(f"  phases (s from taking): first RUNNING {phases['first_running_s']}, all RUNNING "
+              f"{phases['all_running_s']}, first ended {phases['first_ended_s']}, all ended {phases['all_ended_s']}")
         return result
     finally:
         _stop(worker)
         drop_tenant(organization, user)
+
+
+def _phases(ids, started_at: float) -> dict:
+    """When the runs started (claimed RUNNING) and ended, in seconds after the worker began taking
+    them: the intake and the completion side of the wall time."""
+    from django.db.models import Max, Min
+
+    from apps.runs.models import Execution
+
+    spans = Execution.objects.filter(pk__in=ids).aggregate(
+        first_running=Min("started_at"), all_running=Max("started_at"), first_ended=Min("completed_at"),
+        all_ended=Max("completed_at"))
+    return {f"{name}_s": round(value.timestamp() - started_at, 1) if value else None for name, value in spans.items()}
 
 
 def make_tenant(tag: str):

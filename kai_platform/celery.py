@@ -73,6 +73,18 @@ def _begin_drain(sig=None, how=None, **kwargs):
 
 
 @worker_init.connect
+def _runs_worker_switch_interval(**kwargs):
+    """The runs worker (KAI_PROCESS=runs-worker): thousands of threads share one GIL, and the
+    consumer thread that takes the messages waits a switch interval for it after each read;
+    a shorter interval (``KAI_RUNS_SWITCH_INTERVAL`` seconds) lets it take them that much faster
+    (docs/runs.md, in flight)."""
+    if os.environ.get("KAI_PROCESS") == "runs-worker":
+        import sys
+
+        sys.setswitchinterval(float(os.environ.get("KAI_RUNS_SWITCH_INTERVAL") or 0.0005))
+
+
+@worker_init.connect
 @worker_process_init.connect
 def _start_tracing(**kwargs):
     """OpenTelemetry in the worker (and each prefork child), when configured (kai_platform.telemetry)."""

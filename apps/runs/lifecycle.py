@@ -11,7 +11,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.runs import registry as plugins
+from apps.runs.completion import complete
 from apps.runs.inflight import registry
+from apps.runs.intake import PLAN_CONCURRENCY, concurrency_cap, intake
 from apps.runs.models import Execution, ExecutionStatus
 from apps.runs.reaper import partial_enqueue
 from apps.runs.runner import AwaitingApproval, Cancelled, RunContext, RunFailed
@@ -22,18 +24,10 @@ from kai_platform import telemetry
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
 
-#: running executions at once per organization plan (``settings.max_concurrent_runs`` overrides)
-PLAN_CONCURRENCY = {"free": 2, "standard": 5, "pro": 20, "enterprise": 100}
+__all__ = ["PLAN_CONCURRENCY", "claim", "concurrency_cap", "run", "with_citations"]
 
 
 # --- claiming and running one execution --------------------------------------------------------
-
-def concurrency_cap(organization) -> int:
-    override = (organization.settings or {}).get("max_concurrent_runs")
-    if override:
-        return int(override)
-    return PLAN_CONCURRENCY.get(organization.plan, PLAN_CONCURRENCY["standard"])
-
 
 def claim(execution: Execution, *, worker: str, start: bool = False) -> str:
     """PENDING → PREPARING (→ RUNNING with ``start``) unless the organization is at its cap (a
@@ -52,11 +46,18 @@ def run(execution_id, *, worker: str) -> str:
     its organization and execution."""
     from kai_platform.logging import log_context
 
-    execution = (Execution.objects.select_related("organization", "agent")  # created_by: only tools need it
-                 .filter(pk=execution_id).first())
+    try:  # loaded, and claimed when it can be, in a batch with the runs taken at the same time
+        taken = intake.take(execution_id, worker=worker)
+        execution, outcome = taken.execution, taken.outcome
+    except Exception:  # the batch failed: this run alone
+        outcome = None
+        execution = (Execution.objects.select_related("organization", "agent")  # created_by: only tools need it
+                     .filter(pk=execution_id).first())
     if execution is None:
         return "missing"
     with log_context(organization=execution.organization_id, execution=execution.pk):
+        if outcome is not None:
+            return _claimed(execution, outcome, worker=worker)
         return _run(execution, worker=worker)
 
 
@@ -73,7 +74,12 @@ def _run(execution: Execution, *, worker: str) -> str:
         return "cancelled"
     runner = plugins.runner_for(execution.kind)
     # PENDING → PREPARING → RUNNING in one statement (a kind with no runner stops at PREPARING and fails)
-    outcome = claim(execution, worker=worker, start=runner is not None)
+    return _claimed(execution, claim(execution, worker=worker, start=runner is not None), worker=worker)
+
+
+def _claimed(execution: Execution, outcome: str, *, worker: str) -> str:
+    """What follows the claim: the run's work when it was claimed, else queued again (over the
+    organization's cap), cancelled (its cancel was requested) or left to whoever has it."""
     if outcome == "over_cap":
         delay = round(1.0 + random.random() * 2.0, 2)
         # still waiting, not forgotten (``requeue_forgotten`` leaves it alone)
@@ -88,13 +94,13 @@ def _run(execution: Execution, *, worker: str) -> str:
             return "cancelled"
         return "lost"
     connection.close()  # back to the pool while the runner works
+    return _work(execution, plugins.runner_for(execution.kind), worker=worker)
+
+
+def _work(execution: Execution, runner, *, worker: str) -> str:
+    """Run a claimed execution's kind's runner and end it (or park it, or queue it again)."""
     handle = registry.add(execution.pk, worker=worker[:200])  # as the claim recorded it
-    ctx = RunContext(execution, handle)
-    ctx.recorder.otel_root = telemetry.start_run_span(
-        name=f"run {execution.kind}", trace_id=execution.trace_id, organization_id=execution.organization_id,
-        execution_id=execution.pk, kind=execution.kind)
-    active = telemetry.activate(ctx.recorder.otel_root)  # database and Redis calls of the run go under it
-    _restore_usage_keys(ctx)
+    ctx, active = _context(execution, handle)
     started = time.monotonic()
     status, error = S.FAILED, ""
     try:
@@ -105,10 +111,7 @@ def _run(execution: Execution, *, worker: str) -> str:
                          cost=str(ctx.recorder.total_cost))
         status = S.COMPLETED
         _record_agent_stats(execution, time.monotonic() - started, "")
-        with transaction.atomic():  # the last batch and the end: one transaction, the event last
-            ctx.recorder.flush()
-            execution_transition(execution_id=execution.pk, to=S.COMPLETED, reason="completed", result=result,
-                                 error="")
+        _complete(ctx, result)
     except AwaitingApproval as exc:
         ctx.recorder.log(f"waiting for approval: {exc}", **{k: v for k, v in exc.request.items()
                                                               if k in ("source", "step_id")})
@@ -148,6 +151,17 @@ def _run(execution: Execution, *, worker: str) -> str:
     return str(status).lower()
 
 
+def _context(execution: Execution, handle) -> tuple[RunContext, object]:
+    """The run's context, its trace's root span made the active one."""
+    ctx = RunContext(execution, handle)
+    ctx.recorder.otel_root = telemetry.start_run_span(
+        name=f"run {execution.kind}", trace_id=execution.trace_id, organization_id=execution.organization_id,
+        execution_id=execution.pk, kind=execution.kind)
+    active = telemetry.activate(ctx.recorder.otel_root)  # database and Redis calls of the run go under it
+    _restore_usage_keys(ctx)
+    return ctx, active
+
+
 def with_citations(result, citations: list):
     """A run's result with the citations its tools collected (each chunk once): added to a dict
     result, or ``{"output": <result>, "citations": […]}`` around any other; unchanged without any."""
@@ -164,6 +178,20 @@ def _restore_usage_keys(ctx: RunContext) -> None:
 
     for agent, model, day in (ctx.execution.checkpoint or {}).get("usage_keys") or []:
         ctx.recorder._counted_usage_keys.add((agent, model, date.fromisoformat(day)))
+
+
+def _complete(ctx: RunContext, result) -> None:
+    """The last batch and the end in one transaction, the event last: batched with the runs
+    ending at the same time (``apps.runs.completion``), or alone when that batch failed."""
+    try:
+        complete(ctx, result)
+        return
+    except Exception:
+        logger.warning("batched end of %s failed; ending it alone", ctx.execution.pk, exc_info=True)
+    with transaction.atomic():
+        ctx.recorder.flush()
+        execution_transition(execution_id=ctx.execution.pk, to=S.COMPLETED, reason="completed", result=result,
+                             error="")
 
 
 def _park(ctx: RunContext, pause: AwaitingApproval) -> str:

@@ -29,6 +29,20 @@ FLUSH_ENTRIES = 50
 MAX_LOG_CHARS = 8000
 
 
+#: one row of the usage rollup (organization/agent/model/day), added to when it exists
+USAGE_UPSERT = (
+    "INSERT INTO crews_usagerollup (id, organization_id, created_at, updated_at, agent_id, agent_name, "
+    "day, model, executions, llm_calls, tokens_in, tokens_out, cost) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT ON CONSTRAINT uniq_usage_rollup DO UPDATE SET "
+    "executions = crews_usagerollup.executions + EXCLUDED.executions, "
+    "llm_calls = crews_usagerollup.llm_calls + EXCLUDED.llm_calls, "
+    "tokens_in = crews_usagerollup.tokens_in + EXCLUDED.tokens_in, "
+    "tokens_out = crews_usagerollup.tokens_out + EXCLUDED.tokens_out, "
+    "cost = crews_usagerollup.cost + EXCLUDED.cost, updated_at = EXCLUDED.updated_at, "
+    "agent_name = EXCLUDED.agent_name")
+
+
 def new_span_id() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -147,15 +161,7 @@ class RunRecorder:
         provider's usage of the day — are rows every run of the organization updates: they are
         written once the batch has committed, each in a statement of its own, so that no
         transaction holds those rows while it does anything else."""
-        with self._lock:
-            logs, self._logs = self._logs, []
-            spans, self._spans = self._spans, []
-            usage, self._usage = self._usage, {}
-            providers, self._provider_calls = self._provider_calls, []
-            tokens_in, tokens_out, cost = self._tokens_in, self._tokens_out, self._cost
-            self._tokens_in = self._tokens_out = 0
-            self._cost = Decimal(0)
-            self._last_flush = time.monotonic()
+        logs, spans, usage, providers, tokens_in, tokens_out, cost = self._take()
         if self.ended:
             if providers:
                 self._write_counters({}, providers)
@@ -192,6 +198,90 @@ class RunRecorder:
                 connection.close()  # back to the pool until the next batch
         return written
 
+    def _take(self) -> tuple:
+        """What was collected since the last flush (and the recorder emptied of it)."""
+        with self._lock:
+            taken = (self._logs, self._spans, self._usage, self._provider_calls, self._tokens_in, self._tokens_out,
+                     self._cost)
+            self._logs, self._spans, self._usage, self._provider_calls = [], [], {}, []
+            self._tokens_in = self._tokens_out = 0
+            self._cost = Decimal(0)
+            self._last_flush = time.monotonic()
+        return taken
+
+    def _put_back(self, taken: tuple) -> None:
+        """A flush that was rolled back: its entries go before what was collected since."""
+        logs, spans, usage, providers, tokens_in, tokens_out, cost = taken
+        with self._lock:
+            self._logs[:0], self._spans[:0], self._provider_calls[:0] = logs, spans, providers
+            for key, (calls, tin, tout, spent) in usage.items():
+                entry = self._usage.setdefault(key, [0, 0, 0, Decimal(0)])
+                entry[0], entry[1], entry[2], entry[3] = entry[0] + calls, entry[1] + tin, entry[2] + tout, \
+                    entry[3] + spent
+            self._tokens_in += tokens_in
+            self._tokens_out += tokens_out
+            self._cost += cost
+
+    @classmethod
+    def flush_many(cls, recorders: list[RunRecorder]) -> list:
+        """``flush`` of several runs at once, inside the caller's transaction: one UPDATE of their
+        counters, one insert of their logs and one of their spans; the shared counters once it
+        committed (the usage rollup summed per row). Returns what it took: when the transaction
+        does not commit, ``put_back`` gives each recorder its entries back."""
+        taken = [(recorder, recorder._take()) for recorder in recorders]
+        try:
+            cls._write_batch(taken)
+        except Exception:
+            cls.put_back(taken)
+            raise
+        return taken
+
+    @staticmethod
+    def put_back(taken: list) -> None:
+        for recorder, batch in taken:
+            recorder._put_back(batch)
+
+    @staticmethod
+    def _write_batch(taken: list) -> None:
+        """One UPDATE of the runs' counters (only of runs still PREPARING/RUNNING), then their rows."""
+        def has_rows(batch):
+            logs, spans, usage, _providers, tokens_in, tokens_out, cost = batch
+            return bool(logs or spans or usage or tokens_in or tokens_out or cost)
+
+        active = [(r, b) for r, b in taken if not r.ended and has_rows(b)]
+        seqs: dict[str, int] = {}
+        if active:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE crews_execution e SET log_seq = e.log_seq + v.n, tokens_in = e.tokens_in + v.tin, "
+                    "tokens_out = e.tokens_out + v.tout, cost = e.cost + v.cost "
+                    "FROM unnest(%s::uuid[], %s::int[], %s::bigint[], %s::bigint[], %s::numeric[]) "
+                    "AS v (id, n, tin, tout, cost) "
+                    "WHERE e.id = v.id AND e.status IN ('PREPARING', 'RUNNING') RETURNING e.id, e.log_seq",
+                    [[str(r.execution_id) for r, _ in active], [len(b[0]) for _, b in active],
+                     [b[4] for _, b in active], [b[5] for _, b in active], [b[6] for _, b in active]])
+                seqs = {str(pk): seq for pk, seq in cursor.fetchall()}
+        logs, spans, counters = [], [], []
+        for recorder, (batch_logs, batch_spans, usage, providers, *_) in taken:
+            seq = seqs.get(str(recorder.execution_id))
+            if seq is None:  # nothing to write, or ended: nothing more of it is recorded but what was spent
+                if any(r is recorder for r, _ in active):
+                    recorder.ended = True
+                counters.append((recorder, {} if recorder.ended else usage, providers))
+                continue
+            first = seq - len(batch_logs) + 1
+            logs += [ExecutionLog(organization_id=recorder.organization_id, execution_id=recorder.execution_id,
+                                  seq=first + i, level=level, message=message, data=data, created_at=at)
+                     for i, (level, message, data, at) in enumerate(batch_logs)]
+            spans += batch_spans
+            counters.append((recorder, usage, providers))
+        if logs:
+            ExecutionLog.objects.bulk_create(logs)
+        if spans:
+            TraceSpan.objects.bulk_create(spans)
+        if any(usage or providers for _, usage, providers in counters):
+            transaction.on_commit(partial(_write_counters_many, counters), robust=True)
+
     def _write_counters(self, usage: dict, providers: list) -> None:
         """Each in autocommit when the caller is in none: a row lock held for one statement."""
         from apps.runs.registry import service
@@ -216,15 +306,33 @@ class RunRecorder:
                          1 if new_execution else 0, calls, tin, tout, cost])
         with connection.cursor() as cursor:
             for values in rows:
-                cursor.execute(
-                    "INSERT INTO crews_usagerollup (id, organization_id, created_at, updated_at, agent_id, agent_name, "
-                    "day, model, executions, llm_calls, tokens_in, tokens_out, cost) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT ON CONSTRAINT uniq_usage_rollup DO UPDATE SET "
-                    "executions = crews_usagerollup.executions + EXCLUDED.executions, "
-                    "llm_calls = crews_usagerollup.llm_calls + EXCLUDED.llm_calls, "
-                    "tokens_in = crews_usagerollup.tokens_in + EXCLUDED.tokens_in, "
-                    "tokens_out = crews_usagerollup.tokens_out + EXCLUDED.tokens_out, "
-                    "cost = crews_usagerollup.cost + EXCLUDED.cost, updated_at = EXCLUDED.updated_at, "
-                    "agent_name = EXCLUDED.agent_name",
-                    values)
+                cursor.execute(USAGE_UPSERT, values)
+
+
+def _write_counters_many(counters: list) -> None:
+    """The shared counters of several runs' flushes: one upsert per usage-rollup row (the runs'
+    calls, tokens and cost summed, each run counted once per row), the providers' usage per call."""
+    from apps.runs.registry import service
+
+    merged: dict[tuple, list] = {}
+    for recorder, usage, _providers in counters:
+        for key, (calls, tin, tout, cost) in usage.items():
+            agent_id, _name, model, day = key
+            new_execution = (agent_id, model, day) not in recorder._counted_usage_keys
+            recorder._counted_usage_keys.add((agent_id, model, day))
+            entry = merged.setdefault((recorder.organization_id, *key), [0, 0, 0, 0, Decimal(0)])
+            for index, value in enumerate((1 if new_execution else 0, calls, tin, tout, cost)):
+                entry[index] += value
+    try:
+        if merged:
+            now = timezone.now()
+            with connection.cursor() as cursor:
+                for (organization_id, agent_id, agent_name, model, day), values in merged.items():
+                    cursor.execute(USAGE_UPSERT, [uuid.uuid4(), organization_id, now, now, agent_id, agent_name, day,
+                                                  model, *values])
+        for _recorder, _usage, providers in counters:
+            for provider, tokens_in, tokens_out, cost in providers:
+                service("provider_record_usage")(provider, tokens_in, tokens_out, cost)
+    finally:
+        if not connection.in_atomic_block:
+            connection.close()

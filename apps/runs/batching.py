@@ -1,0 +1,67 @@
+"""One thread that does for many threads at once what each would do alone: the items handed to
+it within a few milliseconds of each other go through one call of its handler (one query, one
+statement, one transaction instead of one each); each caller gets its own item's answer."""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from django.db import connection
+
+logger = logging.getLogger(__name__)
+
+
+class Batcher:
+    """``submit(item)`` blocks until ``handle(items) -> answers`` (one answer per item, in order)
+    ran over a batch holding the item; an exception of the handler is raised to every caller of
+    that batch (who then does its work alone)."""
+
+    def __init__(self, name: str, handle: Callable[[list], list], *, window: float = 0.005, max_batch: int = 250):
+        self.name, self.handle, self.window, self.max_batch = name, handle, window, max_batch
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, item):
+        future: Future = Future()
+        self._queue.put((item, future))
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                    self._thread.start()
+        return future.result()
+
+    def _next_batch(self) -> list:
+        batch = [self._queue.get()]
+        deadline = time.monotonic() + self.window
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            try:
+                answers = self.handle([item for item, _ in batch])
+            except Exception as exc:
+                logger.warning("%s: a batch of %d failed; its items go one by one", self.name, len(batch),
+                               exc_info=True)
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            finally:
+                try:
+                    connection.close()
+                except Exception:
+                    pass
+            for (_, future), answer in zip(batch, answers):
+                future.set_result(answer)
