@@ -104,11 +104,11 @@ def _run(execution: Execution, *, worker: str) -> str:
         ctx.recorder.log("completed", tokens=ctx.recorder.total_tokens_in + ctx.recorder.total_tokens_out,
                          cost=str(ctx.recorder.total_cost))
         status = S.COMPLETED
-        _record_agent_stats(execution, time.monotonic() - started, "")
         with transaction.atomic():  # the last batch and the end: one transaction, the event last
             ctx.recorder.flush()
             execution_transition(execution_id=execution.pk, to=S.COMPLETED, reason="completed", result=result,
                                  error="")
+        _record_agent_stats(execution, time.monotonic() - started, "")  # after the end: a waiter is woken first
     except AwaitingApproval as exc:
         ctx.recorder.log(f"waiting for approval: {exc}", **{k: v for k, v in exc.request.items()
                                                               if k in ("source", "step_id")})
