@@ -12,7 +12,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
 
 from apps.agents.errors import AgentDisabled, BudgetExceeded, ProviderRejected, ProviderTimeout, ProviderUnavailable
 from apps.runs import llm as llm_layer
@@ -68,19 +67,13 @@ def agent_call(*, agent, actor, prompt: str, params: dict | None = None, source:
     Returns (HTTP status, body): 200 with the answer and its ``execution_id``; 202 with the
     ``execution_id`` and status when the run is still going after ``timeout``; a failed run raises
     the error its failure names (the same envelope the API gives for it everywhere).
-    ``also(execution)`` writes what the caller records of the call in the transaction that
-    creates the run (nothing of it is written when the run is refused)."""
-    def start():
-        return agent_call_start(agent=agent, actor=actor, kind=ExecutionKind.AGENT_TEST,
-                                definition={"prompt": prompt, "source": source}, params=params, priority=8,
-                                run_name=run_name or f"{agent.name} - {source}")
-
-    if also is None:
-        execution = start()
-    else:
-        with transaction.atomic():
-            execution = start()
-            also(execution)
+    ``also(execution)`` writes what the caller records of the call once the run is queued (while
+    the worker runs it); nothing of it is written when the run is refused."""
+    execution = agent_call_start(agent=agent, actor=actor, kind=ExecutionKind.AGENT_TEST,
+                                 definition={"prompt": prompt, "source": source}, params=params, priority=8,
+                                 run_name=run_name or f"{agent.name} - {source}")
+    if also is not None:
+        also(execution)
     execution = wait_for_terminal(execution_id=execution.pk, timeout=sync_wait_seconds() if timeout is None else timeout)
     return answer_of(execution)
 

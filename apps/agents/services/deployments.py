@@ -90,11 +90,12 @@ def deployment_invoke(*, deployment: Deployment, prompt: str, params: dict | Non
                       channel: str = "api") -> tuple[int, dict]:
     """Run a deployment once for a holder of its key (``channel``: api or mcp), as the deployment's
     creator: a run on a worker, waited for (``apps.agents.calls``). The call is counted and
-    audited (naming its execution) in the transaction that creates the run, so the caller's wait
-    is the run's alone. Returns (HTTP status, body): 200 with the answer, 202 with the
+    audited (naming its execution) once its run is queued, while the worker runs it, so the
+    caller's wait is the run's alone. Returns (HTTP status, body): 200 with the answer, 202 with the
     ``execution_id`` while it runs."""
     from apps.agents import calls
 
+    @transaction.atomic
     def record(execution) -> None:
         deployment_record_invocation(deployment=deployment)
         audit_record(organization=deployment.organization, actor=deployment.created_by, action="deployment.invoke",
@@ -125,10 +126,9 @@ def _deployment_run_orchestration(*, deployment: Deployment, prompt: str, params
     if orchestration is None:
         raise exceptions.NotFound("The deployed orchestration no longer exists.")
     started = time.perf_counter()
-    with transaction.atomic():
-        execution = orchestrations.orchestration_start(orchestration=orchestration, actor=deployment.created_by,
-                                                       inputs={"prompt": prompt}, params=params)
-        record(execution)
+    execution = orchestrations.orchestration_start(orchestration=orchestration, actor=deployment.created_by,
+                                                   inputs={"prompt": prompt}, params=params)
+    record(execution)
     execution = wait_for_terminal(execution_id=execution.pk, timeout=DEPLOYMENT_RUN_WAIT_SECONDS)
     result = execution.result if isinstance(execution.result, dict) else {}
     return (200 if execution.is_terminal else 202), {
