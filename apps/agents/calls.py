@@ -71,14 +71,18 @@ def sync_wait_seconds() -> float:
 
 
 def agent_call(*, agent, actor, prompt: str, params: dict | None = None, source: str = "test",
-               timeout: float | None = None, run_name: str = "") -> tuple[int, dict]:
+               timeout: float | None = None, run_name: str = "", also=None) -> tuple[int, dict]:
     """A synchronous prompt (``agents/{id}/test``, deployments): start the run, wait for it.
     Returns (HTTP status, body): 200 with the answer and its ``execution_id``; 202 with the
     ``execution_id`` and status when the run is still going after ``timeout``; a failed run raises
-    the error its failure names (the same envelope the API gives for it everywhere)."""
+    the error its failure names (the same envelope the API gives for it everywhere).
+    ``also(execution)`` writes what the caller records of the call once the run is queued (while
+    the worker runs it); nothing of it is written when the run is refused."""
     execution = agent_call_start(agent=agent, actor=actor, kind=ExecutionKind.AGENT_TEST,
                                  definition={"prompt": prompt, "source": source}, params=params, priority=8,
                                  run_name=run_name or f"{agent.name} - {source}")
+    if also is not None:
+        also(execution)
     execution = wait_for_terminal(execution_id=execution.pk, timeout=sync_wait_seconds() if timeout is None else timeout)
     return answer_of(execution)
 

@@ -72,7 +72,7 @@ def _invoke(deployment_id: str, prompt: str, parameters: dict | None) -> dict:
     from apps.agents import services
     from apps.agents.models import Deployment, DeploymentStatus
 
-    deployment = (Deployment.objects.select_related("organization", "agent", "created_by")
+    deployment = (Deployment.objects.select_related("organization", "agent__organization", "created_by")
                   .filter(pk=deployment_id, status=DeploymentStatus.RUNNING).first())
     if deployment is None:
         raise LookupError("The deployment was stopped.")

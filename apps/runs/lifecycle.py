@@ -110,8 +110,8 @@ def _work(execution: Execution, runner, *, worker: str) -> str:
         ctx.recorder.log("completed", tokens=ctx.recorder.total_tokens_in + ctx.recorder.total_tokens_out,
                          cost=str(ctx.recorder.total_cost))
         status = S.COMPLETED
-        _record_agent_stats(execution, time.monotonic() - started, "")
         _complete(ctx, result)
+        _record_agent_stats(execution, time.monotonic() - started, "")  # after the end: a waiter is woken first
     except AwaitingApproval as exc:
         ctx.recorder.log(f"waiting for approval: {exc}", **{k: v for k, v in exc.request.items()
                                                               if k in ("source", "step_id")})

@@ -176,7 +176,7 @@ def _transition(*, execution_id, path: list[tuple[str, str]], allowed, unless_ca
                       component="runs")
             previous = status
         if to in TERMINAL_STATUSES:
-            transaction.on_commit(partial(_signal_finished, str(execution_id), str(to)), robust=True)
+            on_commit_first(partial(_signal_finished, str(execution_id), str(to)))
             for hook in terminal_hooks(kind):
                 transaction.on_commit(partial(hook, execution_id=str(execution_id), status=str(to), kind=kind,
                                               organization_id=organization_id, agent_id=agent_id,
@@ -249,26 +249,37 @@ def _signal_finished(execution_id: str, status: str) -> None:
         logger.warning("could not signal the end of execution %s", execution_id, exc_info=True)
 
 
+def on_commit_first(func) -> None:
+    """Run ``func`` when the transaction commits, before the callbacks registered earlier in it
+    (a synchronous caller is woken before the run's shared counters and hooks are written)."""
+    transaction.on_commit(func, robust=True)
+    hooks = connection.run_on_commit
+    if connection.in_atomic_block and hooks and hooks[-1][1] is func:
+        hooks.insert(0, hooks.pop())
+
+
 def wait_for_terminal(*, execution_id, timeout: float) -> Execution:
-    """Block (without holding a DB connection) until the execution ends or ``timeout`` passes;
-    returns the row as it is then."""
+    """Block until the execution ends or ``timeout`` passes; returns the row as it is then.
+
+    The caller holds no DB connection while it waits: it waits on the run's Redis list, which the
+    end of the run signals (``_signal_finished``; a signal pushed before the wait began is still
+    there), and reads the row once woken, or every second should the signal be lost."""
     from django_redis import get_redis_connection
 
     deadline = time.monotonic() + max(0.0, timeout)
     key = _done_key(str(execution_id))
     while True:
-        execution = Execution.objects.get(pk=execution_id)
-        if execution.is_terminal or time.monotonic() >= deadline:
-            return execution
         if not connection.in_atomic_block:
             connection.close()
         remaining = deadline - time.monotonic()
-        try:
-            found = get_redis_connection("default").brpop([key], timeout=1)  # < the client's socket timeout
-            if found:
-                get_redis_connection("default").lpush(key, found[1])  # other waiters see it too
-        except Exception:
-            time.sleep(min(0.5, max(0.05, remaining)))
+        if remaining > 0:
+            try:  # the signal goes back to the list's head: every waiter of the run sees it
+                get_redis_connection("default").blmove(key, key, min(1.0, remaining), "RIGHT", "LEFT")
+            except Exception:
+                time.sleep(min(0.5, max(0.05, remaining)))
+        execution = Execution.objects.get(pk=execution_id)
+        if execution.is_terminal or time.monotonic() >= deadline:
+            return execution
 
 
 # --- executions --------------------------------------------------------------------------------

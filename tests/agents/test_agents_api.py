@@ -1,4 +1,5 @@
 """Agents: CRUD, versions, config parsing errors, role matrix, status/restart/logs/memory/test."""
+import time
 from datetime import timedelta
 
 import pytest
@@ -155,7 +156,11 @@ def test_test_runs_one_prompt_on_builtin(owner_client, member, celery_worker_pro
     assert body["output"] == "Builtin reply to: hello world"
     assert body["tokens"]["output"] == 6 and body["tokens"]["total"] == body["tokens"]["input"] + 6  # Builtin reply to : hello world
     assert float(body["cost"]) == 0 and body["latency_ms"] >= 0 and body["provider_type"] == "builtin"
-    refreshed = owner_client.get(f"/api/v1/agents/{agent['id']}").json()
+    # the agent's run counters are written just after the run's end (its caller is answered first)
+    deadline = time.monotonic() + 10
+    while (refreshed := owner_client.get(f"/api/v1/agents/{agent['id']}").json())["execution_count"] == 0 \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert refreshed["execution_count"] == 1 and refreshed["last_execution"] is not None
 
 

@@ -72,7 +72,7 @@ def deployment_authenticate(*, deployment_id, raw_key: str) -> Deployment | None
     if not raw_key or not raw_key.startswith(DEPLOYMENT_KEY_PREFIX):
         return None
     prefix = raw_key[len(DEPLOYMENT_KEY_PREFIX):].split("_", 1)[0]
-    deployment = (Deployment.objects.select_related("organization", "agent")
+    deployment = (Deployment.objects.select_related("organization", "agent__organization", "created_by")
                   .filter(key_prefix=prefix, status=DeploymentStatus.RUNNING).first())
     if deployment is None or str(deployment.pk) != str(deployment_id):
         return None
@@ -89,32 +89,33 @@ def deployment_record_invocation(*, deployment: Deployment) -> None:
 def deployment_invoke(*, deployment: Deployment, prompt: str, params: dict | None = None,
                       channel: str = "api") -> tuple[int, dict]:
     """Run a deployment once for a holder of its key (``channel``: api or mcp), as the deployment's
-    creator: a run on a worker, waited for (``apps.agents.calls``); the call is counted and audited.
-    Returns (HTTP status, body): 200 with the answer, 202 with the ``execution_id`` while it runs."""
+    creator: a run on a worker, waited for (``apps.agents.calls``). The call is counted and
+    audited (naming its execution) once its run is queued, while the worker runs it, so the
+    caller's wait is the run's alone. Returns (HTTP status, body): 200 with the answer, 202 with the
+    ``execution_id`` while it runs."""
     from apps.agents import calls
 
-    if deployment.agent_id is None:
-        status_code, result = _deployment_run_orchestration(deployment=deployment, prompt=prompt, params=params)
-    else:
-        status_code, result = calls.agent_call(agent=deployment.agent, actor=deployment.created_by, prompt=prompt,
-                                               params=params, source="deployment",
-                                               run_name=f"deployment {deployment.name} ({channel})")
-    with transaction.atomic():
+    @transaction.atomic
+    def record(execution) -> None:
         deployment_record_invocation(deployment=deployment)
         audit_record(organization=deployment.organization, actor=deployment.created_by, action="deployment.invoke",
                      instance=deployment, actor_type="api_key",
                      after={"channel": channel, "agent_id": str(deployment.agent_id) if deployment.agent_id else None,
                             "orchestration_id": str(deployment.orchestration_id) if deployment.orchestration_id else None,
-                            "execution_id": result.get("execution_id"), "tokens": result.get("tokens"),
-                            "latency_ms": result.get("latency_ms")})
-    return status_code, result
+                            "execution_id": str(execution.pk)})
+
+    if deployment.agent_id is None:
+        return _deployment_run_orchestration(deployment=deployment, prompt=prompt, params=params, record=record)
+    return calls.agent_call(agent=deployment.agent, actor=deployment.created_by, prompt=prompt, params=params,
+                            source="deployment", run_name=f"deployment {deployment.name} ({channel})", also=record)
 
 
 #: how long an invocation of a deployed orchestration waits for its run (on a worker)
 DEPLOYMENT_RUN_WAIT_SECONDS = 120.0
 
 
-def _deployment_run_orchestration(*, deployment: Deployment, prompt: str, params: dict | None) -> tuple[int, dict]:
+def _deployment_run_orchestration(*, deployment: Deployment, prompt: str, params: dict | None,
+                                   record) -> tuple[int, dict]:
     """Start the deployed orchestration's run (``inputs: {prompt}``) and wait for it; a run still
     going after the wait is answered 202 with its execution id and status."""
     from apps.runs.models import ExecutionStatus
@@ -127,6 +128,7 @@ def _deployment_run_orchestration(*, deployment: Deployment, prompt: str, params
     started = time.perf_counter()
     execution = orchestrations.orchestration_start(orchestration=orchestration, actor=deployment.created_by,
                                                    inputs={"prompt": prompt}, params=params)
+    record(execution)
     execution = wait_for_terminal(execution_id=execution.pk, timeout=DEPLOYMENT_RUN_WAIT_SECONDS)
     result = execution.result if isinstance(execution.result, dict) else {}
     return (200 if execution.is_terminal else 202), {
