@@ -1,8 +1,8 @@
 """Slow tests first, from recorded durations (``tests/durations.json``, docs/testing.md).
 
-Every test file is ordered by its slowest test's recorded seconds (descending), and inside a file
-the slower tests come first; file order keeps tests that share a module-scoped fixture (a live
-server, an identity provider) together. With xdist handing out tests two at a time
+Test files are ordered by their slowest test's recorded seconds, descending; inside a file the
+tests keep their order, so tests that share a module-scoped fixture (a live server, an identity
+provider) stay together and none sees its neighbours in a new order. With xdist handing out tests two at a time
 (``--maxschedchunk 2``, set in ``tests/conftest.py``) the longest tests then start at once, one
 per worker, and the run ends on short ones instead of one worker finishing a three-minute test
 alone. ``--store-durations`` writes the durations of the tests that ran back into the file.
@@ -33,7 +33,8 @@ def _file_of(nodeid: str) -> str:
 
 
 def order_items(items: list, durations: dict[str, float]) -> None:
-    """Sort ``items`` in place: files by their slowest test, then tests by their own seconds."""
+    """Sort ``items`` in place: files by their slowest test (a stable sort: tests keep their order
+    inside a file)."""
 
     def seconds(item) -> float:
         if item.nodeid in durations:
@@ -44,7 +45,7 @@ def order_items(items: list, durations: dict[str, float]) -> None:
     slowest: dict[str, float] = defaultdict(float)
     for nodeid, value in own.items():
         slowest[_file_of(nodeid)] = max(slowest[_file_of(nodeid)], value)
-    items.sort(key=lambda item: (-slowest[_file_of(item.nodeid)], -own[item.nodeid]))
+    items.sort(key=lambda item: -slowest[_file_of(item.nodeid)])
 
 
 class DurationRecorder:
