@@ -17,7 +17,7 @@ LOCK_EXTRAS := --extra test --extra lint --extra bench --extra docs
 # round's merges): then run with RUFF_FORMAT=1, or make it the default here.
 RUFF_FORMAT ?= 0
 
-.PHONY: run test bench docs venv clean system-deps lint typecheck lock
+.PHONY: run test test-durations bench docs venv clean system-deps lint typecheck lock
 
 $(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ system-deps:
 # --durations: every run's log names its slowest tests (docs/testing.md)
 test: system-deps $(STAMP)
 	$(PY) -m kai_platform.cli test --durations=25 $(PYTEST_ARGS)
+
+# the whole suite, writing each test's seconds into tests/durations.json (the slow-first order:
+# docs/testing.md); commit the file when the slow tests changed
+test-durations: system-deps $(STAMP)
+	$(PY) -m kai_platform.cli test --durations=25 --store-durations $(PYTEST_ARGS)
 
 # B1-B10 of the benchmarks issue; BENCH_ARGS="--with-test" also times make test (minutes).
 bench: $(STAMP)

@@ -17,6 +17,7 @@ settings.PASSWORD_HASHERS = os.environ["KAI_PASSWORD_HASHERS"].split(",")
 
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 from tests.helpers import LiveServer, SharedWorker
+from tests.ordering import DurationRecorder, load_durations, order_items
 
 
 @pytest.fixture(scope="session")
@@ -198,10 +199,23 @@ def celery_worker_process(transactional_db, _shared_worker):
             raise
 
 
+def pytest_addoption(parser):
+    parser.addoption("--store-durations", action="store_true",
+                     help="write the durations of the tests that ran into tests/durations.json")
+
+
+def pytest_configure(config):
+    """xdist hands tests out two at a time (instead of a quarter of each worker's share at once),
+    so the slow tests at the front of the order start on every worker (``tests/ordering.py``)."""
+    if getattr(config.option, "maxschedchunk", "absent") is None:
+        config.option.maxschedchunk = 2
+    if config.getoption("store_durations") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(DurationRecorder(), "kai-durations")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Slow tests first: with pytest-xdist's load distribution they then start at the beginning on
-    every worker instead of one of them (a 3-minute two-beat test, say) ending the run alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Slow tests first, by their recorded durations (``tests/ordering.py``)."""
+    order_items(items, load_durations())
 
 
 @pytest.fixture(autouse=True)

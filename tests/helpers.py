@@ -51,7 +51,8 @@ class WorkerProcess:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 
-    def wait_alive(self, timeout: float = 30.0) -> None:
+    def wait_alive(self, timeout: float = 120.0) -> None:
+        """Until the worker announced itself (a loaded machine imports Django and Celery slowly)."""
         from django.conf import settings
         from django_redis import get_redis_connection
 
@@ -92,7 +93,7 @@ class SharedWorker:
         self.name = f"shared-{settings.KAI_REDIS_PREFIX}@%h"
         self.queues = (settings.CELERY_TASK_DEFAULT_QUEUE, settings.KAI_RUNS_QUEUE)
         self.worker = WorkerProcess("--concurrency", str(concurrency), "-n", self.name)
-        self.worker.wait_alive(timeout=120)  # a loaded machine imports Django and Celery slowly
+        self.worker.wait_alive()
         self.node = self._node_name()
         self.heartbeat = self._heartbeat()
         self.paused = False

@@ -1,0 +1,72 @@
+"""Slow tests first, from recorded durations (``tests/durations.json``, docs/testing.md).
+
+Test files are ordered by their slowest test's recorded seconds, descending; inside a file the
+tests keep their order, so tests that share a module-scoped fixture (a live server, an identity
+provider) stay together and none sees its neighbours in a new order. With xdist handing out tests two at a time
+(``--maxschedchunk 2``, set in ``tests/conftest.py``) the longest tests then start at once, one
+per worker, and the run ends on short ones instead of one worker finishing a three-minute test
+alone. ``--store-durations`` writes the durations of the tests that ran back into the file.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+DURATIONS_PATH = Path(__file__).resolve().parent / "durations.json"
+# a test not in the file yet: marked ``slow`` it is assumed to be (starts with the long ones),
+# otherwise short (runs with the quick ones)
+UNRECORDED_SLOW_SECONDS = 30.0
+# shorter tests are left out of the file (they all count as 0: their order barely matters)
+RECORD_MIN_SECONDS = 0.5
+
+
+def load_durations(path: Path = DURATIONS_PATH) -> dict[str, float]:
+    try:
+        return {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def order_items(items: list, durations: dict[str, float]) -> None:
+    """Sort ``items`` in place: files by their slowest test (a stable sort: tests keep their order
+    inside a file)."""
+
+    def seconds(item) -> float:
+        if item.nodeid in durations:
+            return durations[item.nodeid]
+        return UNRECORDED_SLOW_SECONDS if item.get_closest_marker("slow") else 0.0
+
+    own = {item.nodeid: seconds(item) for item in items}
+    slowest: dict[str, float] = defaultdict(float)
+    for nodeid, value in own.items():
+        slowest[_file_of(nodeid)] = max(slowest[_file_of(nodeid)], value)
+    items.sort(key=lambda item: -slowest[_file_of(item.nodeid)])
+
+
+class DurationRecorder:
+    """Sums setup + call + teardown per test (on the xdist controller, which sees every report)
+    and merges them into the durations file at the end of the session."""
+
+    def __init__(self, path: Path = DURATIONS_PATH):
+        self.path = path
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def pytest_runtest_logreport(self, report) -> None:
+        self.seconds[report.nodeid] += report.duration
+
+    def pytest_sessionfinish(self, session) -> None:
+        if not self.seconds:
+            return
+        root = self.path.parent.parent
+        merged = {k: v for k, v in load_durations(self.path).items() if (root / _file_of(k)).exists()}
+        for nodeid, value in self.seconds.items():
+            merged.pop(nodeid, None)
+            if value >= RECORD_MIN_SECONDS:
+                merged[nodeid] = round(value, 1)
+        ordered = dict(sorted(merged.items(), key=lambda kv: (-kv[1], kv[0])))
+        self.path.write_text(json.dumps(ordered, indent=0) + "\n")
