@@ -1,5 +1,6 @@
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 
 from apps.agents import mcp
@@ -23,8 +24,10 @@ MCPMessageSerializer = inline_serializer("MCPMessage", {
 class MCPMessageView(KaiAPIView):
     """Seed 002 MCP messages over HTTP: one request in, its response (or MCP error) out, HTTP 200.
     Methods: agent.register, agent.send_message, workflow.execute, system.get_state, memory.store,
-    memory.query. A body that is not JSON at all is a 400 error envelope."""
+    memory.query. A body that is not JSON at all (or none) is a 400 error envelope."""
 
     @extend_schema(request=MCPMessageSerializer, responses={200: MCPMessageSerializer})
     def post(self, request):
+        if request.META.get("CONTENT_LENGTH", "") in ("", "0") and not request.META.get("HTTP_TRANSFER_ENCODING"):
+            raise ParseError("An MCP message is a JSON body; this request has none.")
         return Response(mcp.handle(request.data, user=request.user, auth=request.auth))

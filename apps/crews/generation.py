@@ -167,6 +167,19 @@ def draft_crew(description: str, available_tools: set[str], process: str = "sequ
 DRAFTS = {"agent": draft_agent, "task": draft_task, "crew": draft_crew}
 
 
+def fit(value, schema: dict):
+    """``value`` with each string cut to its schema's ``maxLength``: a draft built from a long
+    description stays a valid object (the description itself may have 4,000 characters)."""
+    if isinstance(value, str) and "maxLength" in schema:
+        return value[: schema["maxLength"]]
+    if isinstance(value, dict):
+        properties, other = schema.get("properties", {}), schema.get("additionalProperties")
+        return {k: fit(v, properties.get(k, other if isinstance(other, dict) else {})) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [fit(v, schema["items"]) for v in value]
+    return value
+
+
 # --- validation --------------------------------------------------------------------------------
 
 def validation_errors(kind: str, value) -> list[str]:
@@ -216,6 +229,7 @@ def generate(*, organization, kind: str, description: str, model: str = "", proc
         params = {}
         if resolved.provider_type == "builtin":
             draft = drafter(description, available, process) if kind == "crew" else drafter(description, available)
+            draft = fit(draft, SCHEMAS[kind])
             params["tool_calls"] = [{"name": tool_name, "arguments": draft}]
         text, calls = _call(resolved, organization, messages, [tool], params)
         value = _extract(text, calls, tool_name)

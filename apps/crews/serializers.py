@@ -1,6 +1,7 @@
 """Serializers of the crews app. Server-owned fields are read-only; unknown body fields are refused."""
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -231,6 +232,29 @@ class ExecutionCreateSerializer(KaiSerializer):
         if attrs.get("agent_id") and not attrs.get("description"):
             raise serializers.ValidationError({"description": ["A run of one agent needs a description."]})
         return attrs
+
+
+#: what a run starts from (``ExecutionCreateSerializer.validate``): exactly one of these groups, all of its keys
+EXECUTION_TARGETS = (("crew_id",), ("orchestration_id",), ("agent_id", "description"), ("agents_yaml", "tasks_yaml"))
+
+
+class ExecutionCreateSchema(OpenApiSerializerExtension):
+    """The document states the rule ``validate`` enforces: one variant per target (``oneOf``), each
+    with its own keys required and no other target's keys."""
+
+    target_class = ExecutionCreateSerializer
+    priority = 1  # before the strict-serializer extension, whose output it starts from
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction != "request":
+            return schema
+        keys = {key for group in EXECUTION_TARGETS for key in group} - {"description"}
+        common = {k: v for k, v in schema["properties"].items() if k not in keys}
+        variants = [{"type": "object", "additionalProperties": False, "required": list(group),
+                     "properties": {**common, **{k: schema["properties"][k] for k in group}}}
+                    for group in EXECUTION_TARGETS]
+        return {"description": schema.get("description", ""), "oneOf": variants}
 
 
 class ExecutionCreatedSerializer(serializers.Serializer):

@@ -1,6 +1,7 @@
 """Serializers of the knowledge app."""
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
 from apps.knowledge.models import LANGUAGES, Document, Entity, KnowledgeBase, Relationship
@@ -55,6 +56,32 @@ class DocumentCreateSerializer(KaiSerializer):
         if "text" in given and not attrs.get("name"):
             raise serializers.ValidationError({"name": ["A text document needs a name."]})
         return attrs
+
+
+class DocumentCreateJSONSerializer(DocumentCreateSerializer):
+    """The JSON body (``text`` with ``name``, or ``url``): a file comes only in multipart."""
+
+    file = None
+
+
+#: a document comes from exactly one source (``DocumentCreateSerializer.validate``), with these keys required
+DOCUMENT_SOURCES = (("file",), ("text", "name"), ("url",))
+
+
+class DocumentCreateSchema(OpenApiSerializerExtension):
+    """The document states the rule ``validate`` enforces: one variant per source (``oneOf``)."""
+
+    target_class = DocumentCreateSerializer
+    match_subclasses = True
+    priority = 1  # before the strict-serializer extension, whose output it starts from
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        properties = schema["properties"]
+        variants = [{"type": "object", "additionalProperties": False, "required": list(group),
+                     "properties": {k: properties[k] for k in (*group, "name", "metadata")}}
+                    for group in DOCUMENT_SOURCES if group[0] in properties]
+        return {"description": schema.get("description", ""), "oneOf": variants}
 
 
 class SearchFiltersSerializer(KaiSerializer):

@@ -14,6 +14,7 @@ from apps.events.services import publish
 from apps.knowledge import embedders, limits
 from apps.knowledge.ingest import publish_status
 from apps.knowledge.models import Chunk, Document, DocumentStatus, KnowledgeBase, SourceType
+from kai_platform.api.errors import Conflict
 from kai_platform.tenancy import locks
 
 KB_FIELDS = ("name", "description", "embedding_model", "chunk_size", "chunk_overlap", "language", "metadata")
@@ -45,7 +46,8 @@ def _unique_name(organization, name: str, exclude=None) -> None:
     if exclude is not None:
         clash = clash.exclude(pk=exclude.pk)
     if clash.exists():
-        raise exceptions.ValidationError({"name": [f"A knowledge base named {name!r} already exists."]})
+        raise Conflict(f"A knowledge base named {name!r} already exists.",
+                       errors=[{"field": "name", "message": "already exists"}])
 
 
 def knowledge_base_create(*, organization, actor, data: dict) -> KnowledgeBase:

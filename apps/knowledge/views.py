@@ -1,6 +1,7 @@
 """Thin views over the knowledge services and selectors."""
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.decorators import action
@@ -11,6 +12,7 @@ from rest_framework.views import APIView
 from apps.knowledge import extraction, graph, search, selectors, services
 from apps.knowledge.models import Document, Entity, KnowledgeBase, Relationship
 from apps.knowledge.serializers import (
+    DocumentCreateJSONSerializer,
     DocumentCreateSerializer,
     DocumentSerializer,
     EntitySerializer,
@@ -111,7 +113,7 @@ class DocumentViewSet(TenantScopedViewSet):
         return queryset.filter(knowledge_base_id=self.kwargs.get("knowledge_base_id"))
 
     @extend_schema(request={"multipart/form-data": DocumentCreateSerializer,
-                            "application/json": DocumentCreateSerializer}, responses={202: DocumentSerializer})
+                            "application/json": DocumentCreateJSONSerializer}, responses={202: DocumentSerializer})
     def create(self, request, *args, **kwargs):
         serializer = DocumentCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -188,7 +190,8 @@ class RelationshipViewSet(GraphRowViewSet):
 
 
 @extend_schema(tags=["knowledge"], parameters=[
-    OpenApiParameter("entity_id", str, required=True), OpenApiParameter("depth", int, description="1–3 (default 1)")])
+    OpenApiParameter("entity_id", OpenApiTypes.UUID, required=True),
+    OpenApiParameter("depth", {"type": "integer", "minimum": 1, "maximum": graph.MAX_DEPTH}, description="default 1")])
 class NeighbourhoodView(OrganizationContextMixin, APIView):
     """The entities within ``depth`` hops of ``entity_id`` (either direction) and the
     relationships among them; each entity carries its ``depth``."""
@@ -198,7 +201,7 @@ class NeighbourhoodView(OrganizationContextMixin, APIView):
     @extend_schema(responses={200: NeighbourhoodSerializer})
     def get(self, request):
         try:
-            depth = int(request.query_params.get("depth") or 1)
+            depth = int(request.query_params.get("depth", "1"))  # given empty: not an integer
         except ValueError:
             depth = -1
         if not 1 <= depth <= graph.MAX_DEPTH:

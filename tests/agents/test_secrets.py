@@ -89,6 +89,15 @@ def test_seed_001_api_keys_share_the_model(owner_client):
     assert owner_client.get("/api/v1/api-keys").json()["total"] == 1  # passwords are not api-keys
 
 
+def test_api_key_bodies_say_what_they_need(owner_client):
+    """``key`` is required to create (the document says so; PUT/PATCH bodies are partial); the
+    service defaults to the name, cut to its 100 characters (a 200-character name was a 500)."""
+    assert_envelope(owner_client.post("/api/v1/api-keys", {"name": "no key"}, format="json"), 400)
+    long = owner_client.post("/api/v1/api-keys", {"name": "n" * 200, "key": SECRET}, format="json")
+    assert long.status_code == 201, long.content
+    assert long.json()["service"] == "n" * 100
+
+
 def test_rotate_secrets_re_encrypts_under_the_newest_key(owner_client, settings):
     old = crypto._keys()[0]
     body = _store(owner_client)

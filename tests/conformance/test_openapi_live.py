@@ -9,6 +9,8 @@ import json
 import subprocess
 import sys
 import time
+import tomllib
+from pathlib import Path
 
 import pytest
 import requests
@@ -27,7 +29,7 @@ SEMANTIC_400 = {
     "POST /api/v1/voice/process", "POST /api/v1/webhooks", "POST /api/v1/workflows",
     "POST /api/v1/agent-generation/generate", "POST /api/v1/task-generation/generate",
     "POST /api/v1/executions", "POST /api/v1/executions/generate-name", "POST /api/v1/auth/tokens",
-    "POST /api/v1/api-keys", "POST /api/v1/auth/biometric/verify", "POST /api/v1/auth/biometric/setup",
+    "POST /api/v1/auth/biometric/verify", "POST /api/v1/auth/biometric/setup",
     "PUT /api/v1/system/config", "POST /api/v1/system/config", "POST /api/v1/models",
     "POST /api/v1/scheduler/schedules", "PATCH /api/v1/scheduler/schedules/{id}",
     "PUT /api/v1/scheduler/schedules/{id}",
@@ -38,6 +40,8 @@ SEMANTIC_400 = {
     # which voices/languages exist depends on the installed speech engine (espeak-ng here): an unknown one is a 400
     "POST /api/v1/voice/synthesize",
 }
+#: the CLI's configuration (``schemathesis --config-file``): the same rules, one comment each
+CLI_CONFIG = Path(__file__).with_name("schemathesis.toml")
 #: 503 by design while what it needs is absent here (no worker for readiness; no TTS engine)
 UNAVAILABLE_BY_DESIGN = {"GET /api/v1/system/health": "GENERAL_004", "POST /api/v1/voice/synthesize": "VOICE_003"}
 SKIPPED = {"POST /api/v1/auth/logout"}  # would end the session the run uses
@@ -116,6 +120,23 @@ def test_schemathesis_checks_hold_for_owner_and_user(server):
     print(f"schemathesis: {cases} cases over {len(operations)} operations × 2 roles "
           f"in {time.monotonic() - started:.1f}s, {len(failures)} failures")
     assert not failures, "\n\n".join(failures[:20])
+
+
+def test_the_cli_configuration_names_every_semantic_rule_and_only_existing_operations(server):
+    """tests/conformance/schemathesis.toml (what ``schemathesis run --checks all`` is given) lets a 400/422
+    answer a schema-valid body only where an operation enforces a rule OpenAPI cannot state: each
+    SEMANTIC_400 operation is there, and every operation it names exists in the document."""
+    config = tomllib.loads(CLI_CONFIG.read_text())
+    named = [name for group in config["operations"] for name in group["include-name"]]
+    document = requests.get(f"{server.url}/api-openapi.json", timeout=15).json()
+    offered = {f"{method.upper()} {path}" for path, item in document["paths"].items() for method in item
+               if method in {"get", "post", "put", "patch", "delete"}}
+    assert SEMANTIC_400 <= set(named)
+    assert not set(named) - offered, sorted(set(named) - offered)
+    assert len(named) == len(set(named))
+    for group in config["operations"]:
+        assert set(group) == {"include-name", "checks"}  # nothing else is narrowed
+        assert set(group["checks"]) == {"positive_data_acceptance"}
 
 
 def test_allow_headers_list_exactly_the_documented_methods(server):

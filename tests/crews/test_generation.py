@@ -74,3 +74,12 @@ def test_generation_refuses_unknown_fields_and_needs_a_description(owner_client)
     assert_envelope(owner_client.post("/api/v1/crew-generation/generate", {"model": "gpt-4"}, format="json"), 400)
     response = owner_client.post("/api/v1/crew-generation/generate", {"description": "x", "temp": 1}, format="json")
     assert assert_envelope(response, 400)["errors"][0]["field"] == "temp"
+
+
+
+@pytest.mark.parametrize("kind", ["agent", "task", "crew"])
+def test_a_description_of_the_largest_size_still_yields_a_valid_object(owner_client, kind):
+    """The builtin model's draft is cut to the schema's lengths (a 4,000-character description made
+    a backstory longer than 4,000 characters: a 422 for a request the document allows)."""
+    response = owner_client.post(f"/api/v1/{kind}-generation/generate", {"description": "0" * 4000}, format="json")
+    assert response.status_code == 200, response.content[:300]

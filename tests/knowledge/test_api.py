@@ -189,6 +189,14 @@ def test_roles_users_read_and_search_developers_write(make_member, client_for):
                                 format="json").status_code == 202
 
 
+def test_a_second_base_of_the_same_name_is_a_conflict(owner_client):
+    first = _kb(owner_client, name="Manuals")
+    assert_envelope(owner_client.post(B, {"name": "Manuals"}, format="json"), 409)
+    other = _kb(owner_client, name="Guides")
+    assert_envelope(owner_client.patch(f"{B}/{other['id']}", {"name": "Manuals"}, format="json"), 409)
+    assert owner_client.patch(f"{B}/{first['id']}", {"name": "Manuals"}, format="json").status_code == 200
+
+
 def test_another_organization_gets_404(make_member, client_for):
     a, b = make_member(), make_member()
     kb = _kb(client_for(a))
@@ -212,6 +220,6 @@ def test_document_bodies_are_checked(owner_client, settings):
     refused = owner_client.post(f"{B}/{kb['id']}/documents", {"url": "http://127.0.0.1:1/secret"}, format="json")
     assert_envelope(refused, 400)
     assert "private, loopback" in refused.json()["detail"]
-    assert_envelope(owner_client.post(B, {"name": "Docs"}, format="json"), 400)  # the name is taken
+    assert_envelope(owner_client.post(B, {"name": "Docs"}, format="json"), 409)  # the name is taken
     assert_envelope(owner_client.post(B, {"name": "E", "embedding_model": "no-such-embedder"}, format="json"), 400)
     assert_envelope(owner_client.post(B, {"name": "F", "chunk_size": 50, "chunk_overlap": 50}, format="json"), 400)

@@ -49,6 +49,8 @@ def test_neighbourhood_walks_both_directions_up_to_the_depth(owner_client):
     assert len(around(3)[1]) == 5
     assert_envelope(owner_client.get(f"{G}/neighbourhood", {"entity_id": a["id"], "depth": 4}), 400)
     assert_envelope(owner_client.get(f"{G}/neighbourhood", {"entity_id": "nope"}), 404)
+    # the document says depth is an integer from 1 to 3: given empty, it is not one
+    assert_envelope(owner_client.get(f"{G}/neighbourhood", {"entity_id": a["id"], "depth": ""}), 400)
 
 
 @pytest.mark.django_db

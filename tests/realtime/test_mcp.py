@@ -69,6 +69,7 @@ def test_mcp_errors_are_mcp_error_messages(owner_client, message, code):
 def test_not_json_is_an_envelope_and_roles_hold(make_member, client_for):
     owner = make_member()
     assert_envelope(client_for(owner).generic("POST", "/api/v1/mcp", b"{nope", content_type="application/json"), 400)
+    assert_envelope(client_for(owner).generic("POST", "/api/v1/mcp", b"", content_type="application/json"), 400)
     machine = make_member("agent", organization=owner.organization)
     answer = client_for(machine).post("/api/v1/mcp", request("agent.register", {"name": "X"}), format="json").json()
     assert answer["type"] == "error" and answer["error"]["code"] == -32003

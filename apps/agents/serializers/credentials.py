@@ -71,7 +71,8 @@ class ExternalApiKeySerializer(KaiModelSerializer):
     """Seed 001 ``api-keys``: keys for external services, on the same encrypted Credential model."""
 
     service = serializers.CharField(source="service_name", max_length=100, required=False)
-    key = serializers.CharField(write_only=True, required=False, max_length=20_000, trim_whitespace=False)
+    #: required to create; a PUT/PATCH changes what it names (the document's PUT body is the partial one)
+    key = serializers.CharField(write_only=True, max_length=20_000, trim_whitespace=False)
     key_preview = serializers.CharField(source="masked", read_only=True)
 
     class Meta:
@@ -79,13 +80,6 @@ class ExternalApiKeySerializer(KaiModelSerializer):
         fields = ["id", "name", "service", "key", "key_preview", "description", "expires_at", "last_used",
                   "usage_count", "encryption_key_id", "created_at", "updated_at"]
         read_only_fields = ["id", "last_used", "usage_count", "encryption_key_id", "created_at", "updated_at"]
-
-    def validate(self, attrs):
-        if self.instance is None:
-            missing = [f for f in ("name", "key") if not attrs.get(f)]
-            if missing:
-                raise serializers.ValidationError({f: ["This field is required."] for f in missing})
-        return attrs
 
 
 class CredentialValueSerializer(KaiSerializer):

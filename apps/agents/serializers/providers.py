@@ -71,6 +71,7 @@ class ModelConfigSerializer(KaiModelSerializer):
                                      help_text="A provider's id or name, or a provider type (openai, anthropic, …).")
     provider_id = serializers.UUIDField(read_only=True)
     provider_name = serializers.SerializerMethodField()
+    parameters = JSONObjectField(required=False)
 
     class Meta:
         model = ModelConfig

@@ -113,7 +113,8 @@ class ExternalApiKeyViewSet(TenantScopedViewSet):
         attrs = serializer.validated_data
         serializer.instance = services.credential_create(
             organization=self.organization, actor=self.request.user, name=attrs["name"],
-            service_name=attrs.get("service_name") or attrs["name"], value=attrs["key"],
+            # the service defaults to the name, cut to the service's 100 characters (a name may have 200)
+            service_name=attrs.get("service_name") or attrs["name"][:100], value=attrs["key"],
             credential_type=CredentialType.API_KEY, description=attrs.get("description", ""),
             expires_at=attrs.get("expires_at"))
 
