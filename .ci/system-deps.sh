@@ -5,6 +5,8 @@
 #   espeak-ng                     voice/synthesize's local speech engine (tests/voice, tests/seeds)
 #   node, npm + `npm ci`          tests/conformance/js (the socket.io and seed-004 Node clients)
 #   xmlsec1, libxmlsec1-dev       tests/sso (pysaml2 signs with xmlsec1; the xmlsec wheel builds on it)
+#   docker-compose                only where docker is and its compose plugin is not: .ci/run's
+#                                 `docker-compose config` (without recommends: not Debian's engine)
 # pgvector: the embedded PostgreSQL (pgserver) ships it; a server at DATABASE_URL gets it from
 # .ci/pgvector.sh (CI calls it). Installs with apt-get as root or through `sudo -n`; otherwise it
 # prints what is missing and exits 0 (`--strict`: exits 1), and the tests that need it fail
@@ -38,6 +40,14 @@ if [ ${#missing[@]} -gt 0 ]; then
       && $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
       || { say "apt-get failed for: ${missing[*]}"; [ $strict = 1 ] && exit 1; }
   fi
+fi
+
+# best effort, never fatal: a CI without it still checks the footprint (test_compose_footprint.py)
+if command -v docker >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1 \
+    && ! command -v docker-compose >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+  say "installing docker-compose (apt-get, no recommends)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
+    || say "apt-get failed for docker-compose; .ci/run skips its config check"
 fi
 
 # the Node test project's locked packages, again only when package-lock.json changed

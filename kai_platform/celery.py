@@ -31,12 +31,12 @@ def worker_key_pattern() -> str:
     return f"{settings.KAI_REDIS_PREFIX}:workers:*"
 
 
-def _heartbeat_loop(hostname: str) -> None:
+def _heartbeat_loop(hostname: str, role: str = "workers") -> None:
     from django.conf import settings
     from django_redis import get_redis_connection
 
     interval = settings.KAI_WORKER_HEARTBEAT_SECONDS
-    key = f"{settings.KAI_REDIS_PREFIX}:workers:{hostname}"
+    key = f"{settings.KAI_REDIS_PREFIX}:{role}:{hostname}"
     while not _stop.is_set():
         try:
             get_redis_connection("default").set(key, os.getpid(), ex=interval * 3)
@@ -98,3 +98,11 @@ def _start_beat_tracing(**kwargs):
     from kai_platform import telemetry
 
     telemetry.setup("kai-beat")
+
+
+@beat_init.connect
+def _start_beat_heartbeat(**kwargs):
+    """``<prefix>:beat:<host>:<pid>`` while the beat lives: the compose footprint's healthcheck of it."""
+    hostname = f"{socket.gethostname()}:{os.getpid()}"
+    threading.Thread(target=_heartbeat_loop, args=(hostname, "beat"), name="kai-beat-heartbeat",
+                     daemon=True).start()
