@@ -92,7 +92,7 @@ def find_tool(name: str, major: int) -> str:
     (both read and write older servers' formats); an older one never."""
     candidates = []
     try:
-        import pgserver
+        import pgserver  # deferred: optional — the embedded PostgreSQL's tools, when installed
 
         candidates.append(str(Path(pgserver.__file__).parent / "pginstall" / "bin" / name))
     except ImportError:

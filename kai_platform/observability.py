@@ -24,6 +24,8 @@ import orjson
 from django.conf import settings
 from django_redis import get_redis_connection
 
+from kai_platform.logging import JsonFormatter
+
 _local = threading.local()
 
 
@@ -223,8 +225,6 @@ class OrganizationLogHandler(logging.Handler):
             return
         _local.busy = True
         try:
-            from kai_platform.logging import JsonFormatter
-
             _batcher.add_log(org, JsonFormatter().format(record))
         except Exception:
             pass

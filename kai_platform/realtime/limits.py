@@ -140,7 +140,7 @@ def refresh_many(leases) -> None:
 
 async def release_lease(consumer) -> None:
     """Release an open socket's lease once (``consumer._limits_held``); watched sockets leave the watcher."""
-    # deferred: cycle — kai_platform.realtime.watch → this module, at load
+    # deferred: cycle — kai_platform.realtime.watch imports this module at load
     from kai_platform.realtime import watch
 
     watch.discard(consumer)
