@@ -42,7 +42,7 @@ def _stream_multipart_bodies_under_daphne() -> None:
     body on — the whole body in memory several times over (bench B12, docs/files.md). Daphne never reads ``args``; Django parses the body itself, streaming. Twisted's
     documented ``parsePOSTFormSubmission=False`` turns its parsing off for daphne's requests."""
     try:
-        from daphne.http_protocol import WebRequest
+        from daphne.http_protocol import WebRequest  # deferred: optional — only when daphne serves
     except ImportError:  # another ASGI server
         return
     if getattr(WebRequest.__init__, "kai_no_form_parsing", False):

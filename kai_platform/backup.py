@@ -21,7 +21,13 @@ import shutil
 import subprocess
 import tarfile
 import time
+from importlib import metadata
 from pathlib import Path
+
+import django
+import psycopg
+from django.conf import settings
+from psycopg import sql
 
 FORMAT = 1
 DUMP, MEDIA, KEYS, MANIFEST = "database.dump", "media.tar", "secret.keys", "manifest.json"
@@ -42,8 +48,6 @@ class BackupError(Exception):
 # --- the database's connection and tools -----------------------------------------------------
 
 def _db() -> dict:
-    from django.conf import settings
-
     return settings.DATABASES["default"]
 
 
@@ -60,8 +64,6 @@ def _pg_env(db: dict, dbname: str | None = None) -> dict:
 
 
 def _connect(dbname: str | None = None):
-    import psycopg
-
     db = _db()
     return psycopg.connect(dbname=dbname or db["NAME"], user=db.get("USER") or None,
                            password=db.get("PASSWORD") or None, host=db.get("HOST") or None,
@@ -90,7 +92,7 @@ def find_tool(name: str, major: int) -> str:
     (both read and write older servers' formats); an older one never."""
     candidates = []
     try:
-        import pgserver
+        import pgserver  # deferred: optional — the embedded PostgreSQL's tools, when installed
 
         candidates.append(str(Path(pgserver.__file__).parent / "pginstall" / "bin" / name))
     except ImportError:
@@ -119,13 +121,10 @@ def sha256(path: Path) -> str:
 
 
 def _versions(pg_full: str, dump_tool: str) -> dict:
-    from importlib import metadata
-
     try:
         kai = metadata.version("kai-platform")
     except metadata.PackageNotFoundError:
         kai = "0.0.0"
-    import django
 
     return {"kai": kai, "django": django.get_version(), "python": platform.python_version(),
             "postgresql": pg_full, "pg_dump": subprocess.run([dump_tool, "--version"], capture_output=True,
@@ -145,8 +144,6 @@ def _migrations() -> dict:
 
 def backup(*, to: Path, log=print) -> dict:
     """Write a backup of the running (or stopped) platform into the new or empty directory ``to``."""
-    from django.conf import settings
-
     to = Path(to)
     if to.exists() and any(to.iterdir()):
         raise BackupError(f"{to} is not empty: back up into a new directory")
@@ -203,8 +200,6 @@ def verify(source: Path) -> dict:
 
 
 def _ensure_empty_database() -> None:
-    from psycopg import sql
-
     name = _db()["NAME"]
     with _connect("postgres") as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
@@ -219,8 +214,6 @@ def _ensure_empty_database() -> None:
 def restore(*, source: Path, log=print) -> dict:
     """Restore the backup in ``source`` into the configured (empty) database, media directory and
     secret key file."""
-    from django.conf import settings
-
     source = Path(source)
     started = time.monotonic()
     manifest = verify(source)

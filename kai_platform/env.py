@@ -1,6 +1,7 @@
 """Typed access to environment variables: the only source of settings."""
 from __future__ import annotations
 
+import ipaddress
 import os
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -55,8 +56,6 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
 
 def env_cidrs(name: str) -> list[str]:
     """A comma-separated list of networks (``10.0.0.0/8``, ``::1/128``, a bare address = one host)."""
-    import ipaddress
-
     networks = []
     for item in env_list(name):
         try:

@@ -16,23 +16,24 @@ finished minutes into ``MetricRollup`` rows for the ``metrics`` time series.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
 import orjson
+from django.conf import settings
+from django_redis import get_redis_connection
+
+from kai_platform.logging import JsonFormatter
 
 _local = threading.local()
 
 
 def _redis():
-    from django_redis import get_redis_connection
-
     return get_redis_connection("default")
 
 
 def _prefix() -> str:
-    from django.conf import settings
-
     return settings.KAI_REDIS_PREFIX
 
 
@@ -61,8 +62,6 @@ class _Batcher:
         self.wake = threading.Event()
 
     def _ensure_thread(self) -> None:
-        import os
-
         if self.pid != os.getpid():  # first use, or a forked child: its own thread
             self.pid = os.getpid()
             self.lock = threading.Lock()
@@ -70,8 +69,6 @@ class _Batcher:
             threading.Thread(target=self._loop, name="kai-observability-flush", daemon=True).start()
 
     def _loop(self) -> None:
-        from django.conf import settings
-
         while True:
             self.wake.wait(getattr(settings, "KAI_PERF_FLUSH_SECONDS", 1.0))
             self.wake.clear()
@@ -97,8 +94,6 @@ class _Batcher:
             self.logs.setdefault(org_id, []).append(line)
 
     def flush(self) -> None:
-        from django.conf import settings
-
         with self.lock:
             requests, logs = self.requests, self.logs
             self.requests, self.logs = {}, {}
@@ -230,8 +225,6 @@ class OrganizationLogHandler(logging.Handler):
             return
         _local.busy = True
         try:
-            from kai_platform.logging import JsonFormatter
-
             _batcher.add_log(org, JsonFormatter().format(record))
         except Exception:
             pass
@@ -242,8 +235,6 @@ class OrganizationLogHandler(logging.Handler):
 def recent_logs(org_id: str, *, limit: int = 100, level: str | None = None, logger: str | None = None,
                 execution_id: str | None = None, request_id: str | None = None) -> list[dict]:
     """Newest first. ``level`` is a minimum (``WARNING`` gives warnings and errors)."""
-    from django.conf import settings
-
     minimum = logging.getLevelName(level.upper()) if level else 0
     if not isinstance(minimum, int):
         minimum = 0

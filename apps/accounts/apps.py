@@ -1,5 +1,8 @@
 from django.apps import AppConfig
 
+from kai_platform import ports
+from kai_platform.tenancy import authcache
+
 
 class AccountsConfig(AppConfig):
     name = "apps.accounts"
@@ -9,10 +12,9 @@ class AccountsConfig(AppConfig):
 
     def ready(self):
         # models and services are importable only once the app registry is ready
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.accounts import selectors, services
         from apps.accounts.models import Membership, Organization, User
-        from kai_platform import ports
-        from kai_platform.tenancy import authcache
 
         # cached credentials are re-read after any change of these rows
         authcache.connect_signals(user=User, membership=Membership, organization=Organization)

@@ -29,6 +29,7 @@ from apps.accounts import hooks, selectors, throttle
 from apps.accounts.models import ApiKey, MagicLink, Membership, Organization, Plan, User, default_preferences
 from kai_platform.api.errors import Conflict, codes
 from kai_platform.ports import audit_covered, audit_record, publish, snapshot  # audit, events: DESIGN §15
+from kai_platform.tenancy import authcache
 from kai_platform.tenancy.authentication import API_KEY_PREFIX, revoke_access_token
 from kai_platform.tenancy.roles import ROLE_RANK, Role, role_at_most
 
@@ -208,8 +209,6 @@ def user_sessions_revoke(*, user: User) -> int:
     """Sign the user out everywhere: every refresh token blacklisted, every API key they made
     revoked, cached credentials re-read (an inactive user then fails on the next request, and the
     socket watcher closes their sockets). Returns how many refresh tokens were blacklisted."""
-    from kai_platform.tenancy import authcache
-
     with transaction.atomic():
         live = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now()).exclude(
             blacklistedtoken__isnull=False)

@@ -8,7 +8,7 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from apps.accounts import selectors, services
-from apps.accounts.models import ApiKey, Membership
+from apps.accounts.models import ApiKey, Membership, default_preferences
 from apps.accounts.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeySerializer,
@@ -37,6 +37,7 @@ from apps.accounts.serializers import (
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import KaiAPIView, PublicAPIView
 from kai_platform.clientaddr import client_address
+from kai_platform.ports import check_step_up
 from kai_platform.tenancy import authcache
 from kai_platform.tenancy.permissions import IsAuthenticated
 from kai_platform.tenancy.roles import ADMIN_ROLES, ALL_ROLES
@@ -190,8 +191,6 @@ class PreferencesView(KaiAPIView):
 
     @extend_schema(responses={200: PreferencesSerializer})
     def get(self, request):
-        from apps.accounts.models import default_preferences
-
         return Response({**default_preferences(), **(request.user.preferences or {})})
 
     @extend_schema(request=PreferencesSerializer, responses={200: PreferencesSerializer})
@@ -252,8 +251,6 @@ class SystemConfigView(KaiAPIView):
 
     @extend_schema(request=SettingsBodySerializer, responses={200: SystemConfigSerializer})
     def post(self, request):
-        from kai_platform.ports import check_step_up
-
         check_step_up(request)  # a system modification: once required, turning step-up off needs it too
         data = validated(SettingsBodySerializer, request)
         services.organization_settings_update(organization=self.organization, actor=request.user,

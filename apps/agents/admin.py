@@ -2,7 +2,7 @@
 tools, rotate credentials, revoke (stop) deployments — each through ``apps.agents.services``."""
 from django.contrib import admin, messages
 
-from apps.agents import services
+from apps.agents import crypto, services
 from apps.agents.models import (
     Agent,
     AgentMemory,
@@ -106,8 +106,6 @@ class CredentialAdmin(TenantAdmin):
 
     @admin.action(description="Rotate: re-encrypt selected credentials under the newest key")
     def rotate(self, request, queryset):
-        from apps.agents import crypto
-
         done, unreadable = 0, []
         for credential in queryset:
             try:

@@ -17,9 +17,19 @@ import binascii
 import logging
 import uuid
 
+import orjson
+import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from django.conf import settings
+from rest_framework.exceptions import ValidationError
 
+from apps.agents import mcp, services
+from apps.agents.calls import agent_call_start
+from apps.agents.models import Agent, Service
+from apps.files.services import file_store_bytes
+from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionKind
+from apps.runs.services import execution_cancel
+from apps.runs.streams import stream_key
 from kai_platform.realtime.consumers import KaiSocketConsumer, now_iso
 from kai_platform.realtime.groups import agent_group
 from kai_platform.tenancy.roles import HUMAN_ROLES
@@ -51,8 +61,6 @@ class AgentSocketConsumer(KaiSocketConsumer):
         await self.send_flat("disconnect_warning", reason=reason, seconds_left=round(seconds, 1))
 
     async def send_flat(self, type_: str, **fields):
-        import orjson
-
         await self.send(text_data=orjson.dumps({"type": type_, **fields, "timestamp": now_iso()}, default=str).decode())
 
     # --- events of this agent -------------------------------------------------------------
@@ -134,9 +142,6 @@ class AgentSocketConsumer(KaiSocketConsumer):
 
     async def _relay_stream(self, stream_id: str, command, execution_id):
         """Forward a run's Redis stream as ``stream_chunk`` messages, from its first entry."""
-        import redis.asyncio as aioredis
-
-        from apps.runs.streams import stream_key
 
         if self._redis is None:
             self._redis = aioredis.Redis.from_url(settings.REDIS_URL, **settings.ASYNC_REDIS_OPTIONS)
@@ -168,8 +173,6 @@ class AgentSocketConsumer(KaiSocketConsumer):
 # --- database work (run in threads) ------------------------------------------------------------
 
 def _agent_of(organization, agent_id):
-    from apps.agents.models import Agent
-
     try:
         uuid.UUID(str(agent_id))
     except ValueError:
@@ -178,24 +181,16 @@ def _agent_of(organization, agent_id):
 
 
 def _stream_of(execution_id) -> str:
-    from apps.runs.models import Execution
-
     return Execution.objects.filter(pk=execution_id).values_list("stream_id", flat=True).first() or ""
 
 
 def _heartbeat(agent) -> None:
-    from apps.agents import services
-    from apps.agents.models import Service
-
     services.agent_heartbeat(agent=agent)
     for service in Service.objects.for_org(agent.organization_id).filter(ref_id=agent.pk):
         services.service_heartbeat(service=service)
 
 
 def _start_command(organization, user, agent, command: str, params: dict):
-    from apps.agents.calls import agent_call_start
-    from apps.runs.models import ExecutionKind
-
     stream_id = uuid.uuid4().hex
     execution = agent_call_start(
         actor=user, kind=ExecutionKind.AGENT_COMMAND, agent=agent,
@@ -205,15 +200,11 @@ def _start_command(organization, user, agent, command: str, params: dict):
 
 
 def _result_of(execution_id) -> dict:
-    from apps.runs.models import Execution
-
     execution = Execution.objects.get(pk=execution_id)
     return {"status": execution.status, "result": execution.result, "error": execution.error or None}
 
 
 def _store_upload(organization, user, agent, filename: str, content: bytes):
-    from apps.files.services import file_store_bytes
-
     return file_store_bytes(organization=organization, user=user, content=content, name=filename, agent_id=agent.pk)
 
 
@@ -236,10 +227,6 @@ def _status_body(agent) -> dict:
 
 
 def _update(agent, user, data):
-    from rest_framework.exceptions import ValidationError
-
-    from apps.agents import services
-
     try:
         return services.agent_update(agent=agent, actor=user, data=data)
     except ValidationError as exc:
@@ -255,9 +242,6 @@ def _start(*, user, auth, agent_id, parameters):
 @register_command("stop", roles=HUMAN_ROLES)
 def _stop(*, user, auth, agent_id, parameters):
     """Stop processing: the agent goes idle and, unless ``graceful``, its running runs are cancelled."""
-    from apps.runs.models import TERMINAL_STATUSES, Execution
-    from apps.runs.services import execution_cancel
-
     agent = _agent_for_command(auth, agent_id)
     cancelled = []
     if not parameters.get("graceful", False):
@@ -271,8 +255,6 @@ def _stop(*, user, auth, agent_id, parameters):
 
 @register_command("restart", roles=HUMAN_ROLES)
 def _restart(*, user, auth, agent_id, parameters):
-    from apps.agents import services
-
     agent = _agent_for_command(auth, agent_id)
     return _status_body(services.agent_restart(agent=agent, actor=user))
 
@@ -313,8 +295,6 @@ class MCPConsumer(KaiSocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def handle_message(self, message: dict):
-        from apps.agents import mcp
-
         response = await database_sync_to_async(mcp.handle)(message, user=self.user, auth=self.auth)
         await self.send(text_data=_mcp_json(response))
         source = message.get("source") if isinstance(message.get("source"), dict) else {}
@@ -340,12 +320,8 @@ class MCPConsumer(KaiSocketConsumer):
 
 
 def _mcp_json(message: dict) -> str:
-    import orjson
-
     return orjson.dumps(message, default=str).decode()
 
 
 def _agent_id_by_number(organization, number: int):
-    from apps.agents.models import Agent
-
     return Agent.objects.for_org(organization).filter(agent_number=number).values_list("pk", flat=True).first()

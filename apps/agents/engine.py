@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from rest_framework.exceptions import APIException
 
+from apps.agents.models import Agent, Tool
+from apps.agents.runtime import client_for
+from apps.agents.runtime import model_resolve as resolve
+from apps.agents.selectors import provider_month_spend as spend
+from apps.agents.services import agent_record_execution
+from apps.agents.services import provider_record_usage as record
+from apps.agents.tools.base import ToolContext, run_tool
 from apps.runs import llm as llm_layer
 from apps.runs.registry import provide
 
 
 @provide("model_resolve")
 def model_resolve(organization, model_name):
-    from apps.agents.runtime import client_for
-    from apps.agents.runtime import model_resolve as resolve
-
     try:
         resolved = resolve(organization=organization, name=model_name)
         client = client_for(organization=organization, resolved=resolved)
@@ -30,42 +34,30 @@ def model_resolve(organization, model_name):
 
 @provide("tools_load")
 def tools_load(organization, names):
-    from apps.agents.models import Tool
-
     return list(Tool.objects.for_org(organization).filter(name__in=list(names), enabled=True))
 
 
 @provide("tool_run")
 def tool_run(tool, arguments, *, organization, agent, actor, citations=None):
-    from apps.agents.tools.base import ToolContext, run_tool
-
     return run_tool(tool, arguments, ToolContext(organization=organization, agent=agent, actor=actor,
                                                  citations=citations if citations is not None else []))
 
 
 @provide("provider_month_spend")
 def provider_month_spend(provider):
-    from apps.agents.selectors import provider_month_spend as spend
-
     return spend(provider=provider)
 
 
 @provide("provider_record_usage")
 def provider_record_usage(provider, input_tokens, output_tokens, cost):
-    from apps.agents.services import provider_record_usage as record
-
     record(provider=provider, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
 
 
 @provide("agents_load")
 def agents_load(organization, ids):
-    from apps.agents.models import Agent
-
     return {str(a.pk): a for a in Agent.objects.for_org(organization).filter(pk__in=list(ids))}
 
 
 @provide("agent_record_run")
 def agent_record_run(agent, seconds, error):
-    from apps.agents.services import agent_record_execution
-
     agent_record_execution(agent=agent, seconds=seconds, error=error)

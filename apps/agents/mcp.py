@@ -15,8 +15,13 @@ from datetime import UTC, datetime
 
 from django.apps import apps
 from django.db import transaction
+from django.db.models import Count
+from django.utils.dateparse import parse_datetime
 from rest_framework import exceptions
 
+from apps.agents import selectors, services
+from apps.agents.models import Agent
+from apps.events.services import publish
 from kai_platform.tenancy.roles import HUMAN_ROLES
 
 INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32600, -32601, -32602, -32603
@@ -106,8 +111,6 @@ def handle(message, *, user, auth) -> dict:
 # --- helpers ------------------------------------------------------------------------------------
 
 def _agent_by_number(auth, number, *, field: str = "agent_number"):
-    from apps.agents.models import Agent
-
     if not isinstance(number, int) or isinstance(number, bool):
         raise MCPError(INVALID_PARAMS, f"{field} must be an integer.")
     agent = Agent.objects.for_org(auth.organization).filter(agent_number=number).first()
@@ -120,8 +123,6 @@ def _source_agent(request, auth):
     source = request.get("source") or {}
     number = source.get("agent_number")
     if isinstance(number, int) and number > 0:
-        from apps.agents.models import Agent
-
         return Agent.objects.for_org(auth.organization).filter(agent_number=number).first()
     return None
 
@@ -131,9 +132,6 @@ def _source_agent(request, auth):
 @method("agent.register", roles=HUMAN_ROLES | {"agent"})
 def agent_register(*, params, request, user, auth):
     """Create the agent (or update the one with that ``agent_number``'s capabilities)."""
-    from apps.agents import services
-    from apps.agents.models import Agent
-
     name = params.get("name")
     if not isinstance(name, str) or not name.strip():
         raise MCPError(INVALID_PARAMS, "name is required.")
@@ -165,8 +163,6 @@ def agent_register(*, params, request, user, auth):
 def agent_send_message(*, params, request, user, auth):
     """Deliver a message to another agent's subscribers as ``agent:message`` (or to every agent as
     ``agent:broadcast`` with ``target.broadcast``)."""
-    from apps.events.services import publish
-
     source = _source_agent(request, auth)
     target = request.get("target") or {}
     broadcast = bool(target.get("broadcast"))
@@ -194,10 +190,6 @@ def agent_send_message(*, params, request, user, auth):
 
 @method("system.get_state")
 def system_get_state(*, params, request, user, auth):
-    from django.db.models import Count
-
-    from apps.agents.models import Agent
-
     state: dict = {"organization_id": str(auth.organization.pk), "timestamp": _now()}
     agents = Agent.objects.for_org(auth.organization)
     if params.get("include_agents", True):
@@ -221,8 +213,6 @@ def system_get_state(*, params, request, user, auth):
 
 @method("memory.store")
 def memory_store(*, params, request, user, auth):
-    from apps.agents import services
-
     agent = _agent_by_number(auth, params.get("agent_number"))
     memory_type = params.get("memory_type")
     if not isinstance(memory_type, str) or not memory_type:
@@ -239,10 +229,6 @@ def memory_store(*, params, request, user, auth):
 
 @method("memory.query")
 def memory_query(*, params, request, user, auth):
-    from django.utils.dateparse import parse_datetime
-
-    from apps.agents import selectors
-
     agent = _agent_by_number(auth, params.get("agent_number"))
     since = params.get("since")
     since_at = parse_datetime(since) if isinstance(since, str) else None

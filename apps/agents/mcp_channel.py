@@ -26,6 +26,9 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from rest_framework.exceptions import APIException
 
+from apps.agents import orchestrations, services
+from apps.agents.models import Deployment, DeploymentStatus
+
 logger = logging.getLogger(__name__)
 
 PATH_PREFIX = "/mcp/deployments/"
@@ -69,9 +72,6 @@ async def _list_tools(ctx, params) -> types.ListToolsResult:
 
 
 def _invoke(deployment_id: str, prompt: str, parameters: dict | None) -> dict:
-    from apps.agents import services
-    from apps.agents.models import Deployment, DeploymentStatus
-
     deployment = (Deployment.objects.select_related("organization", "agent__organization", "created_by")
                   .filter(pk=deployment_id, status=DeploymentStatus.RUNNING).first())
     if deployment is None:
@@ -130,8 +130,6 @@ def _security_settings() -> TransportSecuritySettings:
 
 
 def _authenticate(deployment_id: str, raw_key: str) -> dict | None:
-    from apps.agents import services
-
     deployment = services.deployment_authenticate(deployment_id=deployment_id, raw_key=raw_key)
     if deployment is None:
         return None
@@ -139,8 +137,6 @@ def _authenticate(deployment_id: str, raw_key: str) -> dict | None:
         kind, target_name = "agent", deployment.agent.name
         description = deployment.agent.description or deployment.agent.goal or ""
     else:
-        from apps.agents import orchestrations
-
         orchestration = orchestrations.orchestration_get(organization=deployment.organization_id,
                                                          orchestration_id=deployment.orchestration_id)
         if orchestration is None:

@@ -1,6 +1,7 @@
 """Reads of the agents app."""
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -126,8 +127,6 @@ def agent_by_ref(*, organization, ref) -> Agent | None:
     queryset = Agent.objects.for_org(organization)
     text = str(ref)
     try:
-        import uuid
-
         return queryset.filter(pk=uuid.UUID(text)).first()
     except ValueError:
         pass

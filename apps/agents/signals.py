@@ -3,11 +3,10 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from apps.accounts.models import Organization
+from apps.agents.services import organization_install_builtins
 
 
 @receiver(post_save, sender=Organization, dispatch_uid="agents.install_builtins")
 def install_builtins(sender, instance, created, raw=False, **kwargs):
     if created and not raw:
-        from apps.agents.services import organization_install_builtins
-
         organization_install_builtins(organization=instance)

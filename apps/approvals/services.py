@@ -25,9 +25,13 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework import exceptions
 
+from apps.accounts.models import Membership
 from apps.approvals.models import Approval, ApprovalSource, ApprovalStatus, DefaultAction
+from apps.approvals.tasks import expire_approval
 from apps.audit.services import audit_record, snapshot
 from apps.events.services import publish
+from apps.runs.models import Execution, ExecutionStatus
+from apps.runs.services import execution_enqueue, execution_transition
 from kai_platform.api.errors import Conflict
 from kai_platform.tenancy.roles import ADMIN_ROLES, ROLE_RANK, Role
 
@@ -77,7 +81,6 @@ def _find_user(organization, value):
     """A member of ``organization`` by instance, id or email (None when not given)."""
     if value in (None, ""):
         return None
-    from apps.accounts.models import Membership
 
     memberships = Membership.objects.filter(organization=organization).select_related("user")
     if getattr(value, "pk", None):
@@ -159,17 +162,12 @@ def _stream_of(source, execution):
 
 def _schedule_expiry(approval_id, deadline) -> None:
     """An eta'd task applies the default at the deadline; the beat sweep catches any it misses."""
-    from apps.approvals.tasks import expire_approval
-
     expire_approval.apply_async(args=[str(approval_id)], eta=deadline)
 
 
 def approval_request_for_execution(*, execution, request: dict, checkpoint: dict) -> bool:
     """Park a RUNNING execution WAITING_FOR_APPROVAL with its checkpoint, and ask (one transaction).
     False when the run may not park (its cancel was requested, or it was ended elsewhere)."""
-    from apps.runs.models import ExecutionStatus
-    from apps.runs.services import execution_transition
-
     question = request.get("question") or "Approval required"
     with transaction.atomic():
         parked = execution_transition(
@@ -206,8 +204,6 @@ def _resolve(*, approval_id, actor, approve: bool, value=_UNSET, feedback: str =
     with transaction.atomic():
         if execution_id:
             # the run's row first, as cancel and the transition service lock it: one lock order, no deadlock
-            from apps.runs.models import Execution
-
             list(Execution.objects.select_for_update().filter(pk=execution_id).values_list("pk"))
         approval = (Approval.objects.select_for_update(of=("self",)).select_related("organization")
                     .get(pk=approval_id))
@@ -288,9 +284,6 @@ def _value_text(value) -> str:
 
 
 def _resume_or_fail_execution(approval: Approval) -> None:
-    from apps.runs.models import Execution, ExecutionStatus
-    from apps.runs.services import execution_enqueue, execution_transition
-
     execution = (Execution.objects.filter(pk=approval.execution_id)
                  .only("pk", "checkpoint", "priority", "max_attempts").first())
     if execution is None:

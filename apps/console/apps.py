@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from kai_platform.realtime.routing import add_websocket_route
+
 
 class ConsoleConfig(AppConfig):
     name = "apps.console"
@@ -8,9 +10,8 @@ class ConsoleConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from kai_platform.realtime.routing import add_websocket_route
-
         def consumer():
+            # deferred: app registry — the route's consumer (views, models) loads when the ASGI router is built
             from apps.console.consumers import ConsoleConsumer
 
             return ConsoleConsumer.as_asgi()

@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from apps.accounts.models import Organization
 from apps.events.consumers import HubConsumer
 from apps.events.models import Event
 from apps.events.services import serialize_event
@@ -39,8 +40,6 @@ def console_scope(user, auth) -> str | None:
 
 
 def _organization_ids() -> list:
-    from apps.accounts.models import Organization
-
     return list(Organization.objects.filter(is_active=True).values_list("id", flat=True))
 
 

@@ -7,8 +7,19 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Count, Sum
 from django.utils import timezone
+from django_redis import get_redis_connection
+from kombu.transport.redis import Channel
 
+from apps.accounts.models import Membership
+from apps.approvals.selectors import pending_approvals as approvals_pending
 from apps.runs.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Execution, ExecutionStatus, UsageRollup
+from apps.system.selectors import maintenance_state
+from apps.system.services import maintenance_payload
+from kai_platform.api.metrics import queue_names
+from kai_platform.celery import worker_key_pattern
+from kai_platform.realtime import limits
+from kai_platform.supervisor import processes
+from kai_platform.tenancy.roles import Role
 
 RECENT_RUNS = 25
 RECENT_FAILURES = 10
@@ -87,16 +98,11 @@ def cost_today(*, organization=None) -> list[dict]:
 
 
 def _redis():
-    from django_redis import get_redis_connection
-
     return get_redis_connection("default")
 
 
 def queue_depths() -> list[dict]:
     """Messages waiting per Celery queue, summed over the Redis transport's priority lists."""
-    from kombu.transport.redis import Channel
-
-    from kai_platform.api.metrics import queue_names
 
     options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
     keyprefix = options.get("global_keyprefix", "")
@@ -117,8 +123,6 @@ def queue_depths() -> list[dict]:
 
 def workers() -> list[dict]:
     """Celery workers with a fresh heartbeat (``kai_platform.celery``): name and seconds since it."""
-    from kai_platform.celery import worker_key_pattern
-
     redis = _redis()
     pattern = worker_key_pattern()
     prefix = pattern[:-1]
@@ -147,7 +151,6 @@ def health(*, organization=None) -> dict:
         depths, alive, error = [], [], f"{type(exc).__name__}: {exc}"[:200]
     if organization is not None:
         alive = [{**w, "name": f"worker {i + 1}"} for i, w in enumerate(alive)]
-    from kai_platform.supervisor import processes
 
     return {"queues": depths, "workers": alive, "workers_healthy": sum(1 for w in alive if w["healthy"]),
             "redis_error": error, "processes": processes()}
@@ -168,16 +171,11 @@ def dashboard(*, organization=None) -> dict:
 
 
 def maintenance() -> dict:
-    from apps.system.selectors import maintenance_state
-    from apps.system.services import maintenance_payload
-
     return maintenance_payload(maintenance_state())
 
 
 def open_sockets(*, organization=None) -> dict:
     """Open sockets of every server process (Redis), with the client's fingerprint and version."""
-    from kai_platform.realtime import limits
-
     try:
         rows = limits.open_sockets(organization_id=organization.pk if organization is not None else None, limit=100)
     except Exception as exc:  # Redis down: the health panel says so too
@@ -186,15 +184,10 @@ def open_sockets(*, organization=None) -> dict:
 
 
 def pending_approvals(*, organization=None) -> dict:
-    from apps.approvals.selectors import pending_approvals as approvals_pending
-
     return approvals_pending(organization=organization, limit=RECENT_FAILURES)
 
 
 def owned_organizations(user) -> list:
     """Organizations the user may watch as an owner (non-staff dashboard)."""
-    from apps.accounts.models import Membership
-    from kai_platform.tenancy.roles import Role
-
     return [m.organization for m in Membership.objects.select_related("organization")
             .filter(user=user, role=Role.OWNER, organization__is_active=True).order_by("created_at")]

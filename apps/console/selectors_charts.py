@@ -11,11 +11,14 @@ import datetime
 import re
 from collections import Counter, defaultdict
 
+from django.core.cache import cache
 from django.db.models import Aggregate, Count, DateTimeField, FloatField, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
+from apps.accounts.models import Organization
+from apps.console.selectors import health
 from apps.console.sources import TERMINAL, metric_model
 from apps.runs.models import Execution, TraceSpan
 
@@ -93,8 +96,6 @@ def settled_rollups(*, organization, grid: Grid) -> list[tuple]:
     """Every chart's rollup part — the minutes before the live tail, which no longer change — summed
     per bucket in one query, as (organization id, name, bucket start, value). Cached until the tail
     moves on or a rollup row is added, so a page polling every 15 s reads the rollups once a minute."""
-    from django.core.cache import cache
-
     latest = metric_model().objects.order_by("-id").values_list("id", flat=True).first() or 0
     key = (f"console:charts:{organization.pk if organization is not None else 'all'}:{grid.window}:"
            f"{int(grid.tail.timestamp())}:{latest}")
@@ -172,8 +173,6 @@ def usage_series(*, organization, grid: Grid, settled: list[tuple]) -> dict:
 
 
 def _by_organization(tokens: dict, cost: dict, width: int) -> dict:
-    from apps.accounts.models import Organization
-
     ids = set(tokens) | set(cost)
     ranked = sorted(ids, key=lambda o: (-sum(cost.get(o) or [0]), -sum(tokens.get(o) or [0]), o))
     shown, rest = ranked[:TOP_ORGANIZATIONS], ranked[TOP_ORGANIZATIONS:]
@@ -199,8 +198,6 @@ def _num(value: float):
 def platform_series(*, grid: Grid) -> dict:
     """Queue depth (all queues, the largest sample of the bucket) and live workers (the fewest),
     from the platform's rollup rows; the newest bucket also takes the value sampled now."""
-    from apps.console.selectors import health
-
     depth: list = [None] * len(grid.times)
     alive: list = [None] * len(grid.times)
     per_minute: dict = defaultdict(float)

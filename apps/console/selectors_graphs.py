@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from apps.console.sources import TERMINAL, workflow_model
 from apps.crews.models import Crew
+from apps.crews.specs import parse_crew
 from apps.runs.models import Execution
 
 ON_FAILURE = "__on_failure__"
@@ -110,8 +111,6 @@ def workflow_run_graph(*, execution) -> dict | None:
 def crew_graph(*, organization, pk) -> dict | None:
     """A crew's agents and tasks: ``performs`` edges from an agent to its tasks, ``context`` edges
     from a task to the tasks that read its output, ``next`` edges in the order a sequential crew runs."""
-    from apps.crews.specs import parse_crew
-
     rows = Crew.objects.all() if organization is None else Crew.objects.for_org(organization)
     crew = rows.select_related("organization").filter(pk=pk).first()
     if crew is None:

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 from django.utils import timezone
 
+from apps.approvals.models import Approval
+from apps.audit.services import redact
+from apps.console.selectors import run_row
+from apps.console.selectors_graphs import workflow_run_graph
 from apps.console.sources import TERMINAL, workflow_model
 from apps.runs.models import Execution, ExecutionEvent, ExecutionLog, TraceSpan
+from kai_platform.logging import scrub
 
 MAX_SPANS = 2000
 MAX_LOGS = 1000
@@ -15,9 +20,6 @@ MAX_LOGS = 1000
 
 def clean(value):
     """``value`` with secret-looking keys replaced and credentials in strings scrubbed."""
-    from apps.audit.services import redact
-    from kai_platform.logging import scrub
-
     def scrub_all(item):
         if isinstance(item, dict):
             return {k: scrub_all(v) for k, v in item.items()}
@@ -41,8 +43,6 @@ def _ms(when, origin) -> float | None:
 
 
 def run_header(execution) -> dict:
-    from apps.console.selectors import run_row
-
     user = execution.created_by
     return {
         **run_row(execution),
@@ -117,8 +117,6 @@ def _events(execution, origin) -> list[dict]:
 
 
 def _approvals(execution, origin) -> list[dict]:
-    from apps.approvals.models import Approval
-
     rows = Approval.objects.filter(organization_id=execution.organization_id, execution=execution).order_by("created_at")
     return [{"id": str(a.pk), "question": a.question, "status": a.status, "step_id": a.step_id,
              "at_ms": _ms(a.created_at, origin), "resolved_ms": _ms(a.resolved_at, origin)} for a in rows[:100]]
@@ -135,8 +133,6 @@ def _children(execution, origin) -> list[dict]:
 
 def run_trace(*, execution) -> dict:
     """Everything the run page draws (the caller checked the run is in scope)."""
-    from apps.console.selectors_graphs import workflow_run_graph
-
     origin = execution.started_at or execution.created_at
     spans = _span_rows(execution, origin)
     if spans:

@@ -7,6 +7,11 @@ from datetime import timedelta
 from django.conf import settings
 from rest_framework_simplejwt.tokens import AccessToken
 
+from apps.console.sources import workflow_model
+from apps.runs.services import execution_cancel, execution_retry
+from apps.workflows.services import workflow_run_cancel, workflow_start
+from kai_platform.api.errors import Conflict
+
 
 def console_token_issue(*, user) -> dict:
     """An access token for the logged-in session user, for the console socket only to use.
@@ -26,16 +31,11 @@ def console_token_issue(*, user) -> dict:
 def run_cancel(*, execution, actor):
     """Cancel a run from the console: a workflow run through its workflow (its live steps stop
     too), any other run through the run engine. Raises ``Conflict`` when it already ended."""
-    from apps.console.sources import workflow_model
-
     WorkflowRun = workflow_model("WorkflowRun")
     run = WorkflowRun.objects.filter(execution=execution).first() if WorkflowRun and execution.kind == "workflow" else None
     if run is not None:
-        from apps.workflows.services import workflow_run_cancel
-
         workflow_run_cancel(run=run, actor=actor, reason="cancelled from the console")
         return execution
-    from apps.runs.services import execution_cancel
 
     return execution_cancel(execution=execution, actor=actor, reason="cancelled from the console")
 
@@ -43,18 +43,12 @@ def run_cancel(*, execution, actor):
 def run_replay(*, execution, actor):
     """Run an ended run again (same definition and inputs) and return the new run's execution: a
     workflow run starts its workflow's current version with the same inputs."""
-    from apps.console.sources import workflow_model
-
     WorkflowRun = workflow_model("WorkflowRun")
     run = (WorkflowRun.objects.select_related("workflow").filter(execution=execution).first()
            if WorkflowRun and execution.kind == "workflow" else None)
     if run is not None:
-        from apps.workflows.services import workflow_start
-        from kai_platform.api.errors import Conflict
-
         if not execution.is_terminal:
             raise Conflict(f"The run has not ended ({execution.status}).")
         return workflow_start(workflow=run.workflow, actor=actor, inputs=run.inputs).execution
-    from apps.runs.services import execution_retry
 
     return execution_retry(execution=execution, actor=actor)

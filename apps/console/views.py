@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import View
 
+from apps.accounts.models import Organization
 from apps.console import selectors, services
 
 
@@ -27,8 +28,6 @@ def resolve_scope(request) -> ConsoleScope | None:
     user = request.user
     wanted = request.GET.get("organization") or ""
     if user.is_staff:
-        from apps.accounts.models import Organization
-
         organization = None
         if wanted:
             organization = _pick(Organization.objects.filter(is_active=True), wanted)

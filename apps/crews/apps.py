@@ -1,5 +1,8 @@
 from django.apps import AppConfig
 
+from apps.agents import orchestrations
+from kai_platform.realtime.routing import add_websocket_route
+
 
 class CrewsConfig(AppConfig):
     name = "apps.crews"
@@ -8,9 +11,8 @@ class CrewsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from kai_platform.realtime.routing import add_websocket_route
-
         def consumers():
+            # deferred: app registry — the route's consumer (views, models) loads when the ASGI router is built
             from apps.crews import consumers
 
             return consumers
@@ -19,7 +21,7 @@ class CrewsConfig(AppConfig):
                             lambda: consumers().ExecutionLogStreamConsumer.as_asgi())
         add_websocket_route(r"^api/(?:v1/)?orchestrations/(?P<orchestration_id>[^/]+)/stream/?$",
                             lambda: consumers().OrchestrationStreamConsumer.as_asgi())
-        from apps.agents import orchestrations
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.crews import client_events, runners, services  # noqa: F401 (hub client events, crew/orchestration runs)
         from apps.crews.models import Orchestration
 

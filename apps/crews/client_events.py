@@ -2,13 +2,17 @@
 services, registered by its ``AppConfig.ready``."""
 from __future__ import annotations
 
+from apps.agents.calls import agent_call_start
+from apps.agents.models import Agent
+from apps.crews import views
+from apps.crews.serializers import AgentExecuteSerializer
 from apps.events.client_events import register, require, uuid_or_404
+from apps.runs.models import ExecutionKind
+from apps.runs.services import PRIORITY_NAMES
 from kai_platform.tenancy.viewsets import raise_not_found
 
 
 def _views():
-    from apps.crews import views
-
     return views
 
 
@@ -16,12 +20,6 @@ def _views():
 def _agent_execute(*, user, auth, data, request):
     """``POST agents/{id}/execute`` with ``{agent_id, command: AgentCommand, params?}``; the run's
     progress arrives as events (``agent:execution_started``…), not as a wait on the socket."""
-    from apps.agents.calls import agent_call_start
-    from apps.agents.models import Agent
-    from apps.crews.serializers import AgentExecuteSerializer
-    from apps.runs.models import ExecutionKind
-    from apps.runs.services import PRIORITY_NAMES
-
     agent = Agent.objects.for_org(auth.organization).filter(pk=uuid_or_404(require(data, "agent_id"))).first()
     if agent is None:
         raise_not_found(Agent)  # the REST view's 404: AGENT_001 and its detail

@@ -11,10 +11,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import orjson
 from channels.db import database_sync_to_async
+from rest_framework.exceptions import PermissionDenied
 
+from apps.crews import services
+from apps.crews.models import Orchestration
+from apps.crews.views import OrchestrationViewSet
+from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionLog
 from kai_platform.realtime.consumers import KaiSocketConsumer, now_iso
 from kai_platform.realtime.groups import execution_group
+from kai_platform.tenancy.roles import ALL_ROLES
 
 POLL_SECONDS = 0.5
 
@@ -81,8 +88,6 @@ class ExecutionLogStreamConsumer(KaiSocketConsumer):
                 self._woken.clear()
 
     async def send_message(self, type_: str, data: dict, *, agent_id=None):
-        import orjson
-
         payload = {"type": type_, "timestamp": now_iso(), "data": data}
         if agent_id:
             payload["agent_id"] = agent_id
@@ -151,28 +156,18 @@ def _valid_uuid(value) -> bool:
 
 
 def _execution_of(organization, execution_id):
-    from apps.runs.models import Execution
-
     if not _valid_uuid(execution_id):
         return None
     return Execution.objects.for_org(organization).filter(pk=execution_id).first()
 
 
 def _orchestration_of(organization, orchestration_id):
-    from apps.crews.models import Orchestration
-
     if not _valid_uuid(orchestration_id):
         return None
     return Orchestration.objects.for_org(organization).filter(pk=orchestration_id).first()
 
 
 def _start(orchestration, user, role, inputs):
-    from rest_framework.exceptions import PermissionDenied
-
-    from apps.crews import services
-    from apps.crews.views import OrchestrationViewSet
-    from kai_platform.tenancy.roles import ALL_ROLES
-
     allowed = (getattr(OrchestrationViewSet, "action_roles", None) or {}).get("execute", ALL_ROLES)
     if role not in allowed:
         raise PermissionDenied(f"Role '{role}' may not execute orchestrations.")
@@ -180,8 +175,6 @@ def _start(orchestration, user, role, inputs):
 
 
 def _lines_after(execution_id, after: int, limit: int = 500):
-    from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionLog
-
     # the status first: a run's last log lines commit with (or before) its end, so once the status
     # read says it ended, the lines read next hold them all ("complete" never skips a line)
     execution = Execution.objects.only("status", "result", "error").get(pk=execution_id)

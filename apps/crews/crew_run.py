@@ -24,6 +24,7 @@ from apps.runs.runner import (
     StepOptions,
     StepResult,
 )
+from apps.webhooks.selectors import webhook_by_reference
 
 MARKDOWN = ("Your final answer MUST be formatted in Markdown syntax: use # or ## for headers, "
             "**text** for bold, *text* for italic, - or * for lists, and ``` for code blocks.")
@@ -120,8 +121,6 @@ class CrewRun:
         return AgentProfile(**MANAGER, model=self.settings.manager_llm or self.ctx.default_model)
 
     def check_callbacks(self) -> None:
-        from apps.webhooks.selectors import webhook_by_reference
-
         for task in self.spec.tasks:
             reference = getattr(task, "callback", None)
             if reference and webhook_by_reference(organization=self.ctx.organization, reference=reference) is None:

@@ -19,6 +19,7 @@ _WIRING = {"config", "agent", "context", "tools", "output_json", "output_pydanti
 
 
 def _fail(errors: list[dict]):
+    # deferred: cycle — apps.crews.projects imports this module at load
     from apps.crews.projects import ProjectError
 
     raise ProjectError(errors)

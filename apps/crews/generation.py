@@ -19,11 +19,13 @@ import jsonschema
 from django.db import connection
 from rest_framework import status
 
+from apps.agents.selectors import tool_names
 from apps.crews import specs
 from apps.runs import llm as llm_layer
 from kai_platform.api.errors import Unprocessable, codes
 from kai_platform.api.errors.exceptions import KaiAPIException, ServiceUnavailable
 from kai_platform.llm import LLMError
+from kai_platform.llm.pricing import cost_usd
 
 MAX_ATTEMPTS = 3
 
@@ -212,8 +214,6 @@ def _extract(text: str, calls, tool_name: str):
 def generate(*, organization, kind: str, description: str, model: str = "", process: str = "sequential",
              drafter=None) -> dict:
     """A schema-valid ``kind`` object for the description (see the module docstring)."""
-    from apps.agents.selectors import tool_names
-
     resolved = _resolve(organization, model)
     available = tool_names(organization=organization)
     tool_name = f"emit_{kind}"
@@ -262,8 +262,6 @@ def _resolve(organization, model: str) -> llm_layer.ResolvedModel:
 
 
 def _call(resolved, organization, messages, tools, params):
-    from kai_platform.llm.pricing import cost_usd
-
     if not connection.in_atomic_block:
         connection.close()
     try:

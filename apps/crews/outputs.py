@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import posixpath
 
+from apps.files.models import StoredFile
+from apps.files.services import file_store_bytes
 from apps.runs.runner import RunFailed
+from apps.webhooks.services import webhook_deliver
 
 CALLBACK_EVENT = "crew.task_completed"
 
@@ -22,9 +25,6 @@ def _clean_path(path: str) -> tuple[str, str]:
 def store_output_file(ctx, task_key: str, path: str, content: str, *, create_directory: bool) -> dict:
     """Store the task's output as a file; returns ``{file_id, path}``. Without ``create_directory``
     the directory must already hold a file of the organization (CrewAI refuses a missing directory)."""
-    from apps.files.models import StoredFile
-    from apps.files.services import file_store_bytes
-
     directory, name = _clean_path(path)
     organization = ctx.organization
     if directory and not create_directory and not StoredFile.objects.for_org(organization).filter(
@@ -40,8 +40,6 @@ def store_output_file(ctx, task_key: str, path: str, content: str, *, create_dir
 
 
 def send_callback(ctx, reference: str, data: dict) -> None:
-    from apps.webhooks.services import webhook_deliver
-
     delivery = webhook_deliver(organization=ctx.organization, reference=reference, event_type=CALLBACK_EVENT,
                                data=data, execution_id=ctx.execution.pk)
     if delivery is None:

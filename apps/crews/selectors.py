@@ -8,7 +8,9 @@ from decimal import Decimal
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from apps.agents.models import Agent
 from apps.quotas.selectors import quota_status
+from apps.runs.llm import month_start
 from apps.runs.models import (
     ACTIVE_STATUSES,
     Execution,
@@ -113,8 +115,6 @@ def usage_summary(*, organization, period: str | None = None, agent_id=None) -> 
 
 
 def runtime_status(*, organization) -> dict:
-    from apps.agents.models import Agent
-
     counts = Execution.objects.for_org(organization).aggregate(
         running=Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
         pending=Count("id", filter=Q(status=ExecutionStatus.PENDING)))
@@ -127,8 +127,6 @@ def runtime_status(*, organization) -> dict:
 
 
 def agent_month_costs(*, organization, agent_ids) -> dict:
-    from apps.runs.llm import month_start
-
     rows = (UsageRollup.objects.for_org(organization).filter(agent_id__in=list(agent_ids), day__gte=month_start())
             .values("agent_id").annotate(total=Sum("cost")))
     return {row["agent_id"]: row["total"] or Decimal(0) for row in rows}

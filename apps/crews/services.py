@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import uuid
 
+import yaml
 from django.db import transaction
 from rest_framework import exceptions
 
+from apps.agents.models import Agent
+from apps.agents.selectors import tool_names
 from apps.audit.services import audit_record, snapshot
-from apps.crews import specs
+from apps.crews import projects, specs
 from apps.crews.models import Crew, Orchestration, Pattern, TaskDefinition
+from apps.crews.projects import ProjectError
 from apps.events.services import publish
+from apps.knowledge.models import KnowledgeBase
 from apps.runs.models import Execution, ExecutionKind
 from apps.runs.services import execution_create
+from apps.schemas.selectors import schema_document
+from apps.webhooks.selectors import webhook_by_reference
 
 
 def _actor_or_none(actor):
@@ -38,8 +45,6 @@ def _raise_spec_errors(spec: specs.CrewSpec) -> None:
 
 
 def crew_missing_tools(*, organization, spec: specs.CrewSpec) -> list[str]:
-    from apps.agents.selectors import tool_names
-
     known = tool_names(organization=organization)
     return [name for name in spec.tool_names if name not in known]
 
@@ -47,10 +52,6 @@ def crew_missing_tools(*, organization, spec: specs.CrewSpec) -> list[str]:
 def crew_organization_problems(*, organization, spec: specs.CrewSpec) -> dict[str, list[str]]:
     """What the crew names that the organization lacks: tools, knowledge bases (``knowledge_sources``)
     and webhook subscriptions (``callback``), by the field that names them."""
-    from apps.knowledge.models import KnowledgeBase
-    from apps.schemas.selectors import schema_document
-    from apps.webhooks.selectors import webhook_by_reference
-
     problems: dict[str, list[str]] = {}
     if missing := crew_missing_tools(organization=organization, spec=spec):
         problems.setdefault("agents_yaml", []).append(
@@ -143,8 +144,6 @@ def crew_delete(*, crew: Crew, actor) -> None:
 
 def crew_export(*, crew: Crew) -> dict:
     """The crew as CrewAI files plus one combined document that ``crews/import`` reads back."""
-    import yaml
-
     agents = yaml.safe_load(crew.agents_yaml) or {}
     tasks = yaml.safe_load(crew.tasks_yaml) or {}
     combined = {"name": crew.name, "description": crew.description, "process": crew.process, "model": crew.model,
@@ -172,8 +171,6 @@ def crew_import(*, organization, actor, data: dict) -> Crew:
 
 
 def _project_or_400(call, *args, **kwargs):
-    from apps.crews.projects import ProjectError
-
     try:
         return call(*args, **kwargs)
     except ProjectError as exc:
@@ -187,8 +184,6 @@ def crew_import_project(*, organization, actor, archive: bytes, name: str = "", 
                         allow_missing_tools: bool = False) -> tuple[Crew, dict]:
     """A crew from a CrewAI project zip, and the report of what was mapped and defaulted. Anything
     refused (a key, Python code crew.py needs run, a tool the organization lacks) is a 400 naming it."""
-    from apps.crews import projects
-
     project = _project_or_400(projects.read_project, archive)
     report = project.report
     errors: list[specs.SpecError] = []
@@ -222,8 +217,6 @@ def crew_import_project(*, organization, actor, archive: bytes, name: str = "", 
 
 
 def crew_export_archive(*, crew: Crew) -> bytes:
-    from apps.crews import projects
-
     return projects.write_project(name=crew.name, description=crew.description, process=crew.process,
                                   model=crew.model, verbose=crew.verbose, config=crew.config,
                                   agents_yaml=crew.agents_yaml, tasks_yaml=crew.tasks_yaml)
@@ -238,8 +231,6 @@ PATTERN_MIN_AGENTS = {Pattern.SEQUENTIAL: 1, Pattern.PARALLEL: 1, Pattern.HIERAR
 
 
 def parse_config_yaml(text: str, *, field: str = "config_yaml") -> dict:
-    import yaml
-
     if not text or not text.strip():
         return {}
     try:
@@ -256,8 +247,6 @@ def parse_config_yaml(text: str, *, field: str = "config_yaml") -> dict:
 
 
 def _check_agent_ids(*, organization, agent_ids) -> list[uuid.UUID]:
-    from apps.agents.models import Agent
-
     ids = list(dict.fromkeys(uuid.UUID(str(a)) for a in agent_ids or []))
     known = set(Agent.objects.for_org(organization).filter(pk__in=ids).values_list("pk", flat=True))
     errors = {f"agent_ids[{i}]": [f"No agent {a} in this organization."] for i, a in enumerate(ids) if a not in known}
@@ -308,8 +297,6 @@ def orchestration_delete(*, orchestration: Orchestration, actor) -> None:
 
 def orchestration_start(*, orchestration: Orchestration, actor, inputs: dict, params: dict | None = None,
                         priority: int = 5) -> Execution:
-    from apps.agents.models import Agent
-
     minimum = PATTERN_MIN_AGENTS[Pattern(orchestration.pattern)]
     ids = list(orchestration.agent_ids or [])
     if len(ids) < minimum:

@@ -30,6 +30,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
+import jsonschema
 import yaml
 
 from apps.crews.keys import AGENT_KEYS, CREW_KEYS, TASK_KEYS, Key
@@ -268,8 +269,6 @@ def _shape_error(shape: str, value):
 
 
 def _schema_error(value):
-    import jsonschema
-
     if not isinstance(value, dict):
         return None, "must be a JSON Schema object"
     try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from apps.runs.runner import RunFailed
 from apps.schemas.documents import schema_problem, validator_class
+from apps.schemas.selectors import schema_document
 
 _FENCE_RE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
@@ -42,8 +43,6 @@ def task_schema(organization, task) -> OutputSchema | None:
 
 
 def named_schema(organization, reference: str, who: str) -> OutputSchema:
-    from apps.schemas.selectors import schema_document
-
     found = schema_document(organization=organization, reference=reference)
     if found is None:
         raise RunFailed(f"{who} names JSON Schema {reference!r}, which the organization does not have "

@@ -5,6 +5,8 @@ import os
 import re
 import unicodedata
 
+import puremagic
+
 _RESERVED = re.compile(r'[<>:"|?*\x00]')
 _SPACES = re.compile(r"\s+")
 MAX_NAME = 200
@@ -49,8 +51,6 @@ def _zip_type(head: bytes) -> str:
 
 def sniff_content_type(head: bytes) -> str:
     """The type of the first bytes of a file: magic numbers first (puremagic), then UTF-8 text."""
-    import puremagic
-
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"):
         return _zip_type(head)
     if head:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rest_framework.exceptions import APIException
+
+from apps.agents.runtime import client_for, model_resolve
 from apps.knowledge.models import EMBEDDING_DIMENSIONS
 from kai_platform.llm import OPENAI_COMPATIBLE, LLMError
 from kai_platform.llm.embeddings import builtin_embed, openai_embed
@@ -21,10 +24,6 @@ def is_builtin(name: str) -> bool:
 
 
 def _resolve(*, organization, name: str):
-    from rest_framework.exceptions import APIException
-
-    from apps.agents.runtime import model_resolve
-
     try:
         resolved = model_resolve(organization=organization, name=name)
     except APIException as exc:
@@ -49,7 +48,6 @@ def embedder_for(knowledge_base) -> Embedder:
     resolved = _resolve(organization=knowledge_base.organization, name=name)
     if resolved.provider_type == "builtin":
         return builtin_embed
-    from apps.agents.runtime import client_for
 
     client = client_for(organization=knowledge_base.organization, resolved=resolved)
 

@@ -156,6 +156,7 @@ def _json(data: bytes) -> Extracted:
 
 
 def _pdf(data: bytes) -> Extracted:
+    # deferred: heavy — pypdf, loaded on first use to keep process start fast
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -173,6 +174,7 @@ def _pdf(data: bytes) -> Extracted:
 
 
 def _docx(data: bytes) -> Extracted:
+    # deferred: heavy — python-docx, loaded on first use to keep process start fast
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 

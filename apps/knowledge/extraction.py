@@ -18,6 +18,7 @@ from rest_framework import exceptions
 
 from apps.knowledge import graph
 from apps.knowledge.models import Chunk, Document, Entity
+from apps.knowledge.tasks import apply_extraction
 from apps.runs.models import Execution, ExecutionKind
 from apps.runs.prompts import literal
 from apps.runs.registry import on_execution_terminal
@@ -151,6 +152,4 @@ def _on_extraction_done(*, execution_id, status, **_):
     run = Execution.objects.filter(pk=execution_id).only("definition").first()
     mark = (run.definition or {}).get(MARK) if run else None
     if mark and not mark.get("review"):
-        from apps.knowledge.tasks import apply_extraction
-
         apply_extraction.delay(str(execution_id))

@@ -10,11 +10,14 @@ import logging
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.agents.selectors import network_allowlist
 from apps.events.services import publish
+from apps.files.selectors import open_file
 from apps.knowledge import embedders, limits
 from apps.knowledge.chunking import chunk_sections
 from apps.knowledge.extract import Extracted, ExtractionError, extract
 from apps.knowledge.models import Chunk, Document, DocumentStatus, SourceType
+from kai_platform.llm.netguard import BlockedAddress, check_url, guarded_http_client
 
 logger = logging.getLogger(__name__)
 S = DocumentStatus
@@ -28,10 +31,8 @@ class IngestError(Exception):
 
 def _fetch(document: Document) -> tuple[bytes, str]:
     """GET the document's URL through the SSRF guard (checked again on every redirect hop)."""
+    # deferred: heavy — the HTTP client stack, loaded on first use to keep process start fast
     import httpx2
-
-    from apps.agents.selectors import network_allowlist
-    from kai_platform.llm.netguard import BlockedAddress, check_url, guarded_http_client
 
     allowlist = network_allowlist(organization=document.organization)
     url = document.source_url
@@ -67,7 +68,6 @@ def load(document: Document) -> Extracted:
         return extract(data, name=name if "." in name else "", content_type=content_type or "text/html")
     if document.file is None:
         raise IngestError("the document's file no longer exists")
-    from apps.files.selectors import open_file
 
     with open_file(stored=document.file) as handle:
         data = handle.read()

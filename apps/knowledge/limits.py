@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Sum
 
+from apps.knowledge.models import Document
 from kai_platform.api.errors import PayloadTooLarge, RateLimited
 
 MB = 1024 * 1024
@@ -32,8 +33,6 @@ def limits_of(organization) -> dict:
 
 
 def usage_of(organization, *, exclude_document=None) -> dict:
-    from apps.knowledge.models import Document
-
     documents = Document.objects.for_org(organization)
     if exclude_document is not None:
         documents = documents.exclude(pk=exclude_document)

@@ -6,7 +6,7 @@ import uuid
 from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce
 
-from apps.knowledge.models import Document, KnowledgeBase
+from apps.knowledge.models import Document, Entity, KnowledgeBase
 
 
 def knowledge_bases_with_counts(*, queryset):
@@ -38,8 +38,6 @@ def documents_of(*, knowledge_base):
 
 
 def entity_of(*, organization, pk):
-    from apps.knowledge.models import Entity
-
     try:
         uuid.UUID(str(pk))
     except ValueError:

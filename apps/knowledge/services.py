@@ -9,12 +9,17 @@ from django.db import transaction
 from django.db.models import F
 from rest_framework import exceptions
 
+from apps.agents.selectors import network_allowlist
 from apps.audit.services import audit_covered, audit_record, snapshot
 from apps.events.services import publish
+from apps.files.models import StoredFile
+from apps.files.services import file_delete, file_store
 from apps.knowledge import embedders, limits
 from apps.knowledge.ingest import publish_status
 from apps.knowledge.models import Chunk, Document, DocumentStatus, KnowledgeBase, SourceType
-from kai_platform.api.errors import Conflict
+from apps.knowledge.tasks import ingest_document
+from kai_platform.api.errors import Conflict, PayloadTooLarge
+from kai_platform.llm.netguard import BlockedAddress, check_url
 from kai_platform.tenancy import locks
 
 KB_FIELDS = ("name", "description", "embedding_model", "chunk_size", "chunk_overlap", "language", "metadata")
@@ -85,9 +90,6 @@ def knowledge_base_update(*, knowledge_base: KnowledgeBase, actor, data: dict) -
 
 def knowledge_base_delete(*, knowledge_base: KnowledgeBase, actor) -> None:
     """The base, its documents and their chunks (cascade) and its uploaded files, in one transaction."""
-    from apps.files.models import StoredFile
-    from apps.files.services import file_delete
-
     with transaction.atomic():
         audit_record(organization=knowledge_base.organization, actor=actor, action="knowledge_base.delete",
                      instance=knowledge_base, before=snapshot(knowledge_base))
@@ -102,8 +104,6 @@ def knowledge_base_delete(*, knowledge_base: KnowledgeBase, actor) -> None:
 # --- documents ---------------------------------------------------------------------------------
 
 def _enqueue(document_id, version: int) -> None:
-    from apps.knowledge.tasks import ingest_document
-
     ingest_document.delay(str(document_id), version)
 
 
@@ -130,8 +130,6 @@ def document_create_text(*, knowledge_base: KnowledgeBase, actor, name: str, tex
                          metadata: dict | None = None) -> Document:
     raw = text.encode()
     if len(raw) > MAX_TEXT_BYTES:
-        from kai_platform.api.errors import PayloadTooLarge
-
         raise PayloadTooLarge(f"The text exceeds {MAX_TEXT_BYTES} bytes; upload it as a file.",
                               errors=[{"field": "text", "message": f"max {MAX_TEXT_BYTES} bytes"}])
     organization = knowledge_base.organization
@@ -147,9 +145,6 @@ def document_create_url(*, knowledge_base: KnowledgeBase, actor, url: str, name:
                         metadata: dict | None = None) -> Document:
     """The URL is checked now (SSRF guard: public addresses or the organization's allow-list) and
     fetched by the ingestion task, through the same guard, on every (re-)ingest."""
-    from apps.agents.selectors import network_allowlist
-    from kai_platform.llm.netguard import BlockedAddress, check_url
-
     organization = knowledge_base.organization
     try:
         check_url(url, network_allowlist(organization=organization))
@@ -166,8 +161,6 @@ def document_create_file(*, knowledge_base: KnowledgeBase, actor, upload, name: 
                          metadata: dict | None = None) -> Document:
     """The upload is kept in the organization's files (apps.files: quota, sniffed type) and read
     from there by the ingestion task."""
-    from apps.files.services import file_store
-
     organization = knowledge_base.organization
     with transaction.atomic():
         locks.organization_xact_lock(limits.LOCK_NAMESPACE, organization.pk)
@@ -210,8 +203,6 @@ def document_update(*, document: Document, actor, data: dict) -> Document:
 
 def document_delete(*, document: Document, actor) -> None:
     """The document and its chunks (cascade) in one transaction; the stored file after commit."""
-    from apps.files.services import file_delete
-
     with transaction.atomic():
         audit_record(organization=document.organization, actor=actor, action="document.delete", instance=document,
                      before=snapshot(document, DOC_AUDIT_FIELDS))

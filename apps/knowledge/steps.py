@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from apps.knowledge import search, selectors
 from apps.knowledge.search import MAX_TOP_K, MODES
 from apps.runs.registry import register_step_runner
 from apps.runs.runner import RunContext, RunFailed
@@ -38,8 +39,6 @@ register_step_type(StepType("knowledge", KNOWLEDGE_STEP_SCHEMA, template_keys=("
 
 @register_step_runner("knowledge")
 def run_knowledge_step(ctx: RunContext):
-    from apps.knowledge import search, selectors
-
     d = ctx.execution.definition or {}
     query = d.get("query")
     query = query if isinstance(query, str) else json.dumps(query, default=str)

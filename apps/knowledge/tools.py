@@ -4,6 +4,7 @@ the tool's configuration — and cites every chunk it returns (the run keeps the
 from __future__ import annotations
 
 from apps.agents.tools.base import BuiltinTool, ToolContext, ToolError, register
+from apps.knowledge import search, selectors
 
 MAX_RESULTS = 20
 NAMES = ("knowledge_search", "knowledge_base_tool")
@@ -16,8 +17,6 @@ def bound_knowledge_base_ids(context: ToolContext) -> list:
 
 
 def knowledge_search(arguments: dict, context: ToolContext):
-    from apps.knowledge import search, selectors
-
     bound = bound_knowledge_base_ids(context)
     if not bound:
         raise ToolError("no knowledge base is bound to this agent (set knowledge_base_ids in its config)")

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class QuotasConfig(AppConfig):
@@ -8,8 +9,7 @@ class QuotasConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from django.db.models.signals import post_delete, post_save
-
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.accounts.models import Organization
         from apps.quotas import signals
         from apps.quotas.models import QuotaOverride, QuotaPlan

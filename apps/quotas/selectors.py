@@ -6,9 +6,13 @@ import math
 import time
 from datetime import UTC, datetime
 
+import redis
 from django.core.cache import cache
+from django_redis.exceptions import ConnectionInterrupted
 
+from apps.accounts.models import Organization
 from apps.quotas import counter
+from apps.quotas.models import QuotaOverride, QuotaPlan, QuotaRefusal, QuotaUsage
 from apps.quotas.plans import DEFAULT_PLAN_LIMITS, FALLBACK_PLAN, QUOTAS, QuotaSpec
 
 logger = logging.getLogger(__name__)
@@ -32,8 +36,6 @@ def quota_limits(*, organization) -> dict:
         cached = None
     if cached is not None:
         return cached
-    from apps.accounts.models import Organization
-    from apps.quotas.models import QuotaOverride, QuotaPlan
 
     plan = Organization.objects.filter(pk=org_id).values_list("plan", flat=True).first() or FALLBACK_PLAN
     defaults = DEFAULT_PLAN_LIMITS.get(plan, DEFAULT_PLAN_LIMITS[FALLBACK_PLAN])
@@ -79,6 +81,7 @@ def db_entries(*, organization_id, spec: QuotaSpec, since_ms: int, exclude: set[
     since = ms_to_datetime(since_ms)
     entries: list[tuple[int, str]] = []
     if spec.source == "executions":
+        # deferred: cycle — apps.quotas.services imports this module at load
         from apps.quotas.services import execution_filter
 
         rows = _ROW_SOURCES["executions"](organization_id=organization_id, where=execution_filter(spec.name),
@@ -88,8 +91,6 @@ def db_entries(*, organization_id, spec: QuotaSpec, since_ms: int, exclude: set[
             if member not in exclude:
                 entries.append((int(created_at.timestamp() * 1000), member))
     else:
-        from apps.quotas.models import QuotaUsage
-
         rows = (QuotaUsage.objects.for_org(organization_id).filter(quota=spec.name, created_at__gt=since)
                 .values_list("pk", "amount", "created_at"))
         for pk, amount, created_at in rows:
@@ -131,12 +132,6 @@ def window_state(*, organization_id, spec: QuotaSpec, limit: int, members: list[
 
 
 def _is_redis_error(exc: BaseException) -> bool:
-    import redis
-
-    try:
-        from django_redis.exceptions import ConnectionInterrupted
-    except ImportError:  # pragma: no cover
-        ConnectionInterrupted = ()  # noqa: N806
     return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, ConnectionInterrupted))
 
 
@@ -167,8 +162,6 @@ def retry_after_seconds(reset_at: datetime | None) -> int:
 
 
 def quota_refusals(*, organization, source: str | None = None, source_id: str | None = None):
-    from apps.quotas.models import QuotaRefusal
-
     queryset = QuotaRefusal.objects.for_org(organization)
     if source:
         queryset = queryset.filter(source=source)

@@ -25,6 +25,7 @@ from apps.quotas.models import QuotaOverride, QuotaPlan, QuotaRefusal, QuotaUsag
 from apps.quotas.plans import AGENT_EXECUTIONS, QUOTAS, WARNING_RATIO, WORKFLOW_EXECUTIONS
 from apps.quotas.plans import spec as quota_spec
 from apps.quotas.selectors import (
+    db_entries,
     limits_cache_key,
     ms_to_datetime,
     now_ms,
@@ -172,8 +173,6 @@ def quota_consume_for_executions(*, executions: list) -> dict:
 
 
 def _make_room_score(org_id, spec, limit: int, amount: int, now: int) -> float | None:
-    from apps.quotas.selectors import db_entries
-
     entries = db_entries(organization_id=org_id, spec=spec, since_ms=now - spec.window_seconds * 1000)
     index = max(0, len(entries) + amount - limit - 1)
     return entries[index][0] if index < len(entries) else None

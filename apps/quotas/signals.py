@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from apps.quotas.services import quota_limits_forget
+
 
 def _forget(organization_ids=None) -> None:
-    from apps.quotas.services import quota_limits_forget
-
     quota_limits_forget(organization_ids=organization_ids)
     transaction.on_commit(lambda: quota_limits_forget(organization_ids=organization_ids))
 

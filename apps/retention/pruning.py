@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import time
 from collections import Counter
 
@@ -187,8 +188,6 @@ class lowered_priority:
 
 
 def _may_raise_priority() -> bool:
-    import resource
-
     return os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_NICE)[0] >= 20
 
 

@@ -7,13 +7,20 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.files.storage import default_storage
 from django.db import models, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
+from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record, snapshot
+from apps.events.models import Event
+from apps.files.models import StoredFile
 from apps.retention import pruning
 from apps.retention.models import KINDS, Keep, RetentionPolicy, RetentionRun
+from apps.runs.models import TERMINAL_STATUSES, Execution, UsageRollup
+from apps.runs.models import ExecutionStatus as S
+from apps.webhooks.models import WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +77,6 @@ def retention_policy_update(*, organization, actor, data: dict) -> RetentionPoli
 # --- the prune ----------------------------------------------------------------------------------
 
 def _finished_runs(organization, policy: dict, now) -> models.Q:
-    from apps.runs.models import ExecutionStatus as S
-
     cutoff = now - timedelta(days=policy["executions_days"])
     old = models.Q(status__in=[S.COMPLETED, S.FAILED, S.CANCELLED], completed_at__lt=cutoff)
     if policy["keep"] == Keep.FAILED_ONLY:
@@ -81,10 +86,6 @@ def _finished_runs(organization, policy: dict, now) -> models.Q:
 
 def _prune_files(organization, policy: dict, now, pruner: pruning.Pruner) -> None:
     """Files attached to runs that finished before the files cutoff (or whose run is gone)."""
-    from django.core.files.storage import default_storage
-
-    from apps.files.models import StoredFile
-    from apps.runs.models import TERMINAL_STATUSES, Execution
 
     cutoff = now - timedelta(days=policy["files_days"])
     finished = Execution.objects.for_org(organization).filter(status__in=TERMINAL_STATUSES, completed_at__lt=cutoff)
@@ -105,11 +106,6 @@ def _prune_files(organization, policy: dict, now, pruner: pruning.Pruner) -> Non
 
 
 def _prune_all_kinds(organization, policy: dict, now, pruner: pruning.Pruner) -> None:
-    from apps.audit.models import AuditEvent
-    from apps.events.models import Event
-    from apps.runs.models import Execution, UsageRollup
-    from apps.webhooks.models import WebhookDelivery
-
     def day(kind: str):
         return now - timedelta(days=policy[kind])
 

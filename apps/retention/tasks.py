@@ -4,7 +4,11 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import transaction
+
+from apps.accounts.models import Organization
+from apps.retention.services import retention_prune
 
 logger = logging.getLogger(__name__)
 
@@ -12,8 +16,6 @@ logger = logging.getLogger(__name__)
 @shared_task(name="apps.retention.tasks.prune_all", ignore_result=True)
 def prune_all() -> int:
     """Beat: queue a prune of each organization. Returns how many were queued."""
-    from apps.accounts.models import Organization
-
     ids = list(Organization.objects.values_list("pk", flat=True))
     for organization_id in ids:
         transaction.on_commit(lambda oid=str(organization_id): prune_organization.delay(oid))
@@ -23,10 +25,6 @@ def prune_all() -> int:
 @shared_task(name="apps.retention.tasks.prune_organization", ignore_result=True)
 def prune_organization(organization_id: str) -> dict:
     """Prune one organization (idempotent: a second run finds nothing more to delete)."""
-    from django.conf import settings
-
-    from apps.accounts.models import Organization
-    from apps.retention.services import retention_prune
 
     organization = Organization.objects.filter(pk=organization_id).first()
     if organization is None:

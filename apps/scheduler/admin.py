@@ -1,6 +1,8 @@
 """Operator console for schedules: browse, filter by organization, toggle or run now."""
 from django.contrib import admin, messages
+from rest_framework.exceptions import APIException
 
+from apps.runs.models import Execution
 from apps.scheduler import services
 from apps.scheduler.models import Schedule
 from kai_platform.admin import CREATED, id_link
@@ -39,8 +41,6 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="last run")
     def last_run(self, obj):
-        from apps.runs.models import Execution
-
         return id_link(Execution, obj.last_execution_id)
 
     def _set_enabled(self, request, queryset, enabled: bool):
@@ -68,8 +68,6 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run the selected schedules now")
     def run_now(self, request, queryset):
-        from rest_framework.exceptions import APIException
-
         done, refused = 0, []
         for schedule in queryset:
             try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from celery.schedules import crontab
 from croniter import croniter
 
 CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
@@ -28,7 +29,6 @@ def cron_error(expression: str) -> str | None:
         return f"Must have 5 fields (minute hour day-of-month month day-of-week); got {len(parts)}."
     if not croniter.is_valid(expression):
         return f"{expression!r} is not a valid cron expression."
-    from celery.schedules import crontab
 
     try:  # beat must be able to run it too (it has no L/W/# extensions)
         crontab(**dict(zip(CRON_FIELDS, parts)))

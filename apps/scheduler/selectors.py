@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from apps.quotas.selectors import quota_refusals
+from apps.runs.models import Execution
 from apps.scheduler import cron
 from apps.scheduler.models import Schedule
 
@@ -21,9 +23,6 @@ HISTORY_LIMIT = 100
 def schedule_history(*, schedule: Schedule, limit: int = HISTORY_LIMIT) -> list[dict]:
     """The schedule's cron ticks, newest first: each run it fired (with the run's status) and each
     tick a plan quota refused (with the quota's numbers at the time)."""
-    from apps.quotas.selectors import quota_refusals
-    from apps.runs.models import Execution
-
     prefix = f"schedule:{schedule.pk}:"
     runs = (Execution.objects.for_org(schedule.organization_id).filter(dedupe_key__startswith=prefix)
             .order_by("-created_at").values("pk", "dedupe_key", "status", "created_at")[:limit])

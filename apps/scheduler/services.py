@@ -21,7 +21,11 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from rest_framework import exceptions
 
+from apps.agents.models import Agent
 from apps.audit.services import audit_covered, audit_record, snapshot
+from apps.crews.models import Crew
+from apps.crews.services import missing_inputs_message
+from apps.crews.specs import parse_crew
 from apps.events.services import publish
 from apps.quotas.errors import QuotaExceeded
 from apps.quotas.services import quota_refusal_record
@@ -29,6 +33,8 @@ from apps.runs.models import Execution, ExecutionKind
 from apps.runs.services import execution_create
 from apps.scheduler import cron
 from apps.scheduler.models import MisfirePolicy, Schedule, TargetType
+from apps.workflows.models import Workflow
+from apps.workflows.services import workflow_start
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +75,6 @@ def _timing_errors(values: dict, current: Schedule | None) -> dict[str, list[str
 
 def _resolve_target(*, organization, values: dict, current: Schedule | None) -> dict:
     """Check cron, time zone and target of the merged values; 400 naming the field."""
-    from apps.agents.models import Agent
-    from apps.crews.models import Crew
-    from apps.workflows.models import Workflow
-
     errors = _timing_errors(values, current)
     # Target: explicit target_type, else inferred from the id given.
     if "target_type" not in values and current is None:
@@ -120,9 +122,6 @@ def _resolve_target(*, organization, values: dict, current: Schedule | None) -> 
 
 def _crew_missing_inputs(crew, inputs) -> str:
     """What a crew run started with ``inputs`` would be refused for (every unfilled placeholder), or ''."""
-    from apps.crews.services import missing_inputs_message
-    from apps.crews.specs import parse_crew
-
     spec = parse_crew(crew.agents_yaml, crew.tasks_yaml, crew.process, crew.config or {})
     missing = spec.missing_inputs(inputs if isinstance(inputs, dict) else {})
     return missing_inputs_message(missing) if missing else ""
@@ -229,7 +228,6 @@ def _start_run(schedule: Schedule, *, actor, run_name: str, dedupe_key: str | No
         workflow = schedule.workflow
         if workflow is None or not workflow.is_active:
             return None
-        from apps.workflows.services import workflow_start
 
         run = workflow_start(workflow=workflow, actor=actor, inputs=schedule.inputs, trigger_type="schedule",
                              trigger_source=f"schedule {schedule.pk}: {run_name}", dedupe_key=dedupe_key)

@@ -9,7 +9,7 @@ from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialApp
 
-from apps.sso import services, signin
+from apps.sso import saml, services, signin
 from apps.sso.models import Protocol, SSOConnection
 
 logger = logging.getLogger("kai.sso")
@@ -37,8 +37,6 @@ def _oidc_app(connection: SSOConnection) -> SocialApp:
 
 
 def _saml_app(connection: SSOConnection) -> SocialApp:
-    from apps.sso import saml
-
     return SocialApp(provider="saml", provider_id=connection.provider_id, name=connection.name or "SSO",
                      client_id=connection.provider_id, settings=saml.provider_settings(connection))
 

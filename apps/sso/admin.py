@@ -1,4 +1,6 @@
 """Operator console: SSO connections (staff confirm domain ownership), identities, SCIM tokens."""
+from allauth.account.models import EmailAddress
+from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
 from django.contrib import admin, messages
 
 from apps.sso import services
@@ -42,9 +44,6 @@ admin.site.register(ScimGroup, list_display=("display_name", "organization", "ex
 def _hide_allauth_models() -> None:
     """allauth's own tables stay unused here (connections configure it per request; identities
     live in SSOIdentity): keep them out of the console so nobody configures SSO there."""
-    from allauth.account.models import EmailAddress
-    from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
-
     for model in (EmailAddress, SocialAccount, SocialApp, SocialToken):
         if admin.site.is_registered(model):
             admin.site.unregister(model)

@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from apps.agents.crypto import SECRET_ROTATORS
+
 
 class SsoConfig(AppConfig):
     name = "apps.sso"
@@ -8,8 +10,10 @@ class SsoConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.accounts import hooks
-        from apps.agents.crypto import SECRET_ROTATORS
+
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.sso import policy, saml
         from apps.sso.services import connections_rotate_secrets
 

@@ -6,6 +6,8 @@ from rest_framework import status
 
 from apps.accounts.models import Membership
 from apps.audit.services import audit_record
+from apps.sso.models import SSOConnection
+from apps.stepup import services as stepup
 from kai_platform.api.errors import codes
 from kai_platform.api.errors.exceptions import KaiAPIException
 from kai_platform.tenancy.roles import Role
@@ -26,8 +28,6 @@ def enforced_memberships(user):
 
 
 def _enforced_org_ids():
-    from apps.sso.models import SSOConnection
-
     return SSOConnection.objects.filter(enforced=True, is_active=True).values("organization_id")
 
 
@@ -41,8 +41,6 @@ def check_password_login(*, user, step_up_code: str | None = None) -> None:
         raise SSORequired(f"{org.name} signs in through single sign-on only.",
                           extra={"sso_login_url": f"/api/v1/auth/sso/{org.slug}/login"})
     # owners of enforced organizations only: break glass with one of their step-up backup codes
-    from apps.stepup import services as stepup
-
     organization = memberships[0].organization
     if not step_up_code:
         raise SSORequired("Break-glass password sign-in of an owner needs a step-up backup code (step_up_code).",

@@ -3,20 +3,22 @@ strict checks (audience, destination, time window), IdP-initiated sign-in refuse
 must match a request this platform sent: replay of an answer finds its state already spent)."""
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
+from onelogin.saml2.constants import OneLogin_Saml2_Constants
+
 from apps.sso.models import SSOConnection
 from apps.sso.signin import CLOCK_SKEW_SECONDS
 
 
 def configure_clock_skew() -> None:
     """python3-saml's allowed clock drift is a module constant (300 s); ours is 2 minutes."""
-    from onelogin.saml2.constants import OneLogin_Saml2_Constants
-
     OneLogin_Saml2_Constants.ALLOWED_CLOCK_DRIFT = CLOCK_SKEW_SECONDS
 
 
 def _metadata_idp(connection: SSOConnection) -> dict | None:
     if not connection.idp_metadata_xml:
         return None
+    # deferred: heavy — the SAML metadata parser (lxml, xmlsec) loads on the first SAML sign-in, not at start
     from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 
     parsed = OneLogin_Saml2_IdPMetadataParser.parse(connection.idp_metadata_xml)
@@ -56,9 +58,10 @@ def provider_settings(connection: SSOConnection) -> dict:
 def finish_acs(request, organization_slug):
     """allauth's ACS finish, with a SAML response that matches no pending request (replayed, or
     sent unasked) answered and audited like every refused sign-in instead of a bare 403."""
+    # deferred: heavy — allauth's SAML views (lxml, xmlsec) load on the first SAML sign-in, not at start
     from allauth.socialaccount.providers.saml import views
-    from django.core.exceptions import PermissionDenied
 
+    # deferred: cycle — apps.sso.adapter imports this module at load
     from apps.sso import adapter, signin
 
     try:

@@ -7,12 +7,16 @@ import hashlib
 import hmac
 import secrets
 import string
+import uuid
 
 from django.db import transaction
 from django.utils import timezone
 
+from apps.accounts import services as accounts
+from apps.accounts.models import Membership, User
 from apps.audit.services import audit_record
-from apps.sso.models import ScimGroup, ScimToken, ScimUser
+from apps.sso.models import ScimGroup, ScimToken, ScimUser, SSOConnection
+from apps.sso.signin import mapped_role
 
 TOKEN_PREFIX = "scim_"
 _ALPHABET = string.ascii_letters + string.digits
@@ -65,8 +69,6 @@ class ScimError(Exception):
 
 
 def _connection(organization):
-    from apps.sso.models import SSOConnection
-
     return SSOConnection.objects.for_org(organization).first()
 
 
@@ -85,8 +87,6 @@ def _default_role(organization) -> str:
 
 
 def user_create(*, organization, token, email: str, full_name: str, external_id: str, active: bool):
-    from apps.accounts.models import Membership, User
-
     email = email.strip().lower()
     if not email or "@" not in email:
         raise ScimError(400, "userName must be an email address.", "invalidValue")
@@ -133,9 +133,6 @@ def _set_active(scim_user, active: bool, token) -> None:
     """Off: the membership goes (API keys made in it revoked) and, when the organization owns the
     identity and no other membership is left, the account is switched off and signed out
     everywhere. On: the membership comes back with the role it had."""
-    from apps.accounts import services as accounts
-    from apps.accounts.models import Membership
-
     organization, user = scim_user.organization, scim_user.user
     membership = Membership.objects.filter(organization=organization, user=user).first()
     if not active:
@@ -176,9 +173,6 @@ def user_delete(*, scim_user, token) -> None:
 def roles_sync(*, organization, user_ids) -> None:
     """Each member's role from the groups they are in (the connection's role mapping, highest
     wins; the default role with no mapped group). Owners keep their role."""
-    from apps.accounts.models import Membership
-    from apps.sso.signin import mapped_role
-
     connection = _connection(organization)
     if connection is None:
         return
@@ -206,8 +200,6 @@ def _members(organization, ids) -> list:
 
 
 def _uuid(value) -> bool:
-    import uuid
-
     try:
         uuid.UUID(str(value))
         return True

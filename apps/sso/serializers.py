@@ -4,6 +4,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.sso.models import ScimToken, SSOConnection
+from apps.sso.services import TXT_LABEL, TXT_PREFIX
 from kai_platform.api.serializers import KaiModelSerializer, KaiSerializer
 from kai_platform.tenancy.roles import Role
 
@@ -36,8 +37,6 @@ class SSOConnectionSerializer(KaiModelSerializer):
         return bool(obj.client_secret_encrypted)
 
     def get_dns_txt_record(self, obj) -> dict:
-        from apps.sso.services import TXT_LABEL, TXT_PREFIX
-
         return {"name": f"{TXT_LABEL}.<domain>", "type": "TXT", "value": f"{TXT_PREFIX}{obj.domain_verification_token}"}
 
     def get_login_url(self, obj) -> str:

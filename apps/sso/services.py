@@ -95,6 +95,7 @@ def client_secret(connection: SSOConnection) -> str:
 
 
 def _txt_records(domain: str, resolver) -> list[str]:
+    # deferred: heavy — dnspython, loaded on first use to keep process start fast
     import dns.exception
     import dns.resolver
 

@@ -8,7 +8,9 @@ import time
 from datetime import timedelta
 from urllib.parse import urlencode, urlsplit
 
+from allauth.socialaccount.adapter import get_adapter
 from django.conf import settings
+from django.contrib.auth import login as django_login
 from django.db import transaction
 from django.http import HttpResponseRedirect, JsonResponse
 from django.utils import timezone
@@ -21,7 +23,7 @@ from apps.events.services import publish
 from apps.sso.models import Protocol, ScimUser, SSOConnection, SSOIdentity, SSOLoginCode
 from kai_platform.api.errors import codes
 from kai_platform.api.exceptions import envelope
-from kai_platform.tenancy.roles import Role
+from kai_platform.tenancy.roles import ROLE_RANK, Role
 
 #: allowed clock difference with an identity provider (issue: at most 2 minutes)
 CLOCK_SKEW_SECONDS = 120
@@ -58,8 +60,6 @@ def redirect_uri_allowed(connection: SSOConnection, uri: str) -> bool:
 def login_start(request, *, connection: SSOConnection, mode: str, redirect_uri: str = "", next_url: str = ""):
     """The redirect to the IdP. State (and PKCE for OIDC) are allauth's; the OIDC nonce is ours:
     stashed in the same single-use state and checked against the ID token in ``login_finish``."""
-    from allauth.socialaccount.adapter import get_adapter
-
     provider = get_adapter(request).get_provider(request, provider=connection.provider_id)
     data = {"connection": str(connection.pk), "mode": mode, "redirect_uri": redirect_uri, "next": next_url}
     if connection.protocol == Protocol.OIDC:
@@ -97,8 +97,6 @@ def _saml_claims(extra: dict) -> dict:
 
 def mapped_role(connection: SSOConnection, claims: dict) -> str:
     """The highest role any of the claim's values maps to, else the connection's default."""
-    from kai_platform.tenancy.roles import ROLE_RANK
-
     values = claims.get(connection.role_claim) if connection.role_claim else None
     if values is None:
         return connection.default_role
@@ -216,8 +214,6 @@ def code_exchange(*, code: str) -> tuple[User, Organization, dict]:
 def answer(request, *, connection: SSOConnection, user: User, data: dict):
     """Console: a Django session and a redirect into the admin. API: a one-time code, sent to the
     client's redirect URI or shown as JSON."""
-    from django.contrib.auth import login as django_login
-
     if data.get("mode") == "console":
         if not user.is_staff:
             return error_response(403, "Only platform staff may use the operator console.")

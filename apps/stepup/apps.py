@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from kai_platform import ports
+
 
 class StepupConfig(AppConfig):
     name = "apps.stepup"
@@ -8,7 +10,7 @@ class StepupConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.stepup.permissions import check_step_up
-        from kai_platform import ports
 
         ports.provide("check_step_up", check_step_up)

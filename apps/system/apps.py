@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from apps.runs.registry import provide
+
 
 class SystemConfig(AppConfig):
     name = "apps.system"
@@ -8,7 +10,7 @@ class SystemConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from apps.runs.registry import provide
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.system import client_events  # noqa: F401 (registers its hub client events)
         from apps.system.selectors import ensure_no_maintenance
 

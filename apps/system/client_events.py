@@ -3,11 +3,11 @@ services, registered by its ``AppConfig.ready``."""
 from __future__ import annotations
 
 from apps.events.client_events import register
+from apps.system import selectors, services, views
+from apps.system.serializers import ModifyBodySerializer, SystemModificationSerializer
 
 
 def _views():
-    from apps.system import views
-
     return views
 
 
@@ -15,9 +15,6 @@ def _views():
 def _system_modify(*, user, auth, data, request):
     """``POST system/modify``: ``{type, target_id?, changes, description?}``; the
     ``SystemModification`` shape (docs/observability.md) is accepted too (``after_state`` = the changes)."""
-    from apps.system import services
-    from apps.system.serializers import ModifyBodySerializer, SystemModificationSerializer
-
     body = {key: data[key] for key in ("type", "target_id", "changes", "description") if key in data}
     if "changes" not in body and "after_state" in data:
         body["changes"] = data["after_state"]
@@ -33,6 +30,4 @@ def _system_modify(*, user, auth, data, request):
 @register("system:subscribe_architecture", view=lambda: _views().ArchitectureView, action=None, method="GET")
 def _system_architecture(*, user, auth, data, request):
     """``GET system/architecture``."""
-    from apps.system import selectors
-
     return selectors.architecture(organization=auth.organization)

@@ -6,6 +6,11 @@ from django.db.models.fields.json import KeyTextTransform
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from apps.agents.models import Agent
+from apps.runs.models import TraceSpan
+from apps.system import selectors
+from kai_platform.observability import window_stats
+
 
 class _Figures:
     def __init__(self, families):
@@ -16,11 +21,6 @@ class _Figures:
 
 
 def organization_registry(organization) -> tuple[CollectorRegistry, dict]:
-    from apps.agents.models import Agent
-    from apps.runs.models import TraceSpan
-    from apps.system import selectors
-    from kai_platform.observability import window_stats
-
     runs = selectors.run_counts_by_status(organization=organization)
     agents = dict(Agent.objects.for_org(organization).values_list("status").annotate(n=Count("id")).order_by())
     llm = list(TraceSpan.objects.filter(organization=organization, kind="llm")

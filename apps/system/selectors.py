@@ -5,14 +5,21 @@ from __future__ import annotations
 import datetime
 import math
 import re
+from datetime import timedelta
 
+import psutil
 from django.apps import apps as django_apps
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q
 from django.utils import timezone
 
-from apps.system.models import MetricRollup
+from apps.agents.models import Agent, Provider, Service
+from apps.runs.models import Execution
+from apps.system.models import Maintenance, MetricRollup, SystemAlert
 from apps.system.services import workflow_model
+from kai_platform.api.errors.exceptions import ServiceUnavailable
+from kai_platform.api.metrics import queue_depths, worker_heartbeats
+from kai_platform.observability import percentile, window_stats
 
 # --- architecture ------------------------------------------------------------------------------
 
@@ -38,8 +45,6 @@ def _grid(index: int, row: int) -> dict:
 
 
 def architecture(*, organization) -> dict:
-    from apps.agents.models import Agent, Provider, Service
-
     nodes, connections, workflows = [], [], []
     agents = list(Agent.objects.for_org(organization).order_by("agent_number")
                   .only("id", "agent_number", "name", "status", "role", "llm", "agent_type", "tools", "is_active",
@@ -207,10 +212,6 @@ def _has_field(model, name: str) -> bool:
 
 
 def _run_durations(queryset) -> dict:
-    from django.db.models import DurationField, ExpressionWrapper, F
-
-    from kai_platform.observability import percentile
-
     start = "started_at" if _has_field(queryset.model, "started_at") else "created_at"
     values = queryset.exclude(**{f"{start}__isnull": True}).annotate(
         d=ExpressionWrapper(F("completed_at") - F(start), output_field=DurationField())
@@ -221,8 +222,6 @@ def _run_durations(queryset) -> dict:
 
 
 def workers() -> dict:
-    from kai_platform.api.metrics import worker_heartbeats
-
     try:
         beats = worker_heartbeats()
     except Exception:
@@ -232,8 +231,6 @@ def workers() -> dict:
 
 
 def queues() -> dict:
-    from kai_platform.api.metrics import queue_depths
-
     try:
         return queue_depths()
     except Exception:
@@ -241,8 +238,6 @@ def queues() -> dict:
 
 
 def performance(*, organization, minutes: int) -> dict:
-    from kai_platform.observability import window_stats
-
     since = timezone.now() - datetime.timedelta(minutes=minutes)
     return {
         "window_minutes": minutes,
@@ -257,8 +252,6 @@ def performance(*, organization, minutes: int) -> dict:
 
 def resources() -> dict:
     """This host's resources (``SystemHealth.resources``, docs/observability.md), in percent."""
-    import psutil
-
     try:
         disk = psutil.disk_usage(str(settings.BASE_DIR)).percent
     except Exception:
@@ -332,15 +325,11 @@ class MaintenanceState:
 
 
 def maintenance_state() -> MaintenanceState:
-    from apps.system.models import Maintenance
-
     return MaintenanceState(Maintenance.objects.filter(scope="platform").first())
 
 
 def ensure_no_maintenance() -> None:
     """Raise 503 ``GENERAL_004`` with ``Retry-After`` while maintenance is on (new runs call this)."""
-    from kai_platform.api.errors.exceptions import ServiceUnavailable
-
     state = maintenance_state()
     if state.active:
         exc = ServiceUnavailable(
@@ -352,8 +341,6 @@ def ensure_no_maintenance() -> None:
 
 
 def recent_alerts(*, limit: int = 50):
-    from apps.system.models import SystemAlert
-
     return list(SystemAlert.objects.select_related("created_by").order_by("-created_at")[:limit])
 
 
@@ -361,13 +348,6 @@ def seed_metrics(*, organization, perf: dict, minutes: int) -> dict:
     """Seed 004 ``metrics_update`` layout: ``system{cpu_usage, memory_usage, active_agents,
     queue_length}`` and ``agents{id: {status, inference_rate, avg_response_time, success_rate,
     current_load}}`` (runs per minute and success over the window; load = running runs)."""
-    from datetime import timedelta
-
-    from django.db.models import Count, Q
-    from django.utils import timezone
-
-    from apps.agents.models import Agent
-    from apps.runs.models import Execution
 
     since = timezone.now() - timedelta(minutes=minutes)
     runs = {row["agent_id"]: row for row in Execution.objects.for_org(organization).filter(

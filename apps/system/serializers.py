@@ -1,3 +1,4 @@
+from django.utils import timezone
 from rest_framework import serializers
 
 from apps.system.models import AlertSeverity, AlertStatus, ModificationType, SystemModification
@@ -106,8 +107,6 @@ class MaintenanceBodySerializer(KaiSerializer):
                                                   "(1001) this many seconds later.")
 
     def validate_until(self, value):
-        from django.utils import timezone
-
         if value is not None and value <= timezone.now():
             raise serializers.ValidationError("must be in the future")
         return value

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import importlib
 
+import orjson
 from django.apps import apps as django_apps
 from django.db import transaction
 from django.utils import timezone
 from rest_framework import exceptions
 
-from apps.audit.services import audit_as
+from apps.accounts.models import Organization
+from apps.accounts.services import organization_settings_update
+from apps.agents.models import AGENT_CONFIG_FIELDS, Agent
+from apps.agents.serializers import AgentSerializer
+from apps.agents.services import agent_update
+from apps.audit.services import audit_as, audit_record
 from apps.events.services import publish
-from apps.system.models import ModificationType, SystemModification
+from apps.system.models import Maintenance, ModificationType, SystemAlert, SystemModification
 from kai_platform.api.errors import Conflict as ConflictError
+from kai_platform.api.renderers import dumps
 
 
 def _json_safe(value):
-    import orjson
-
-    from kai_platform.api.renderers import dumps
-
     return orjson.loads(dumps(value))
 
 
@@ -55,7 +58,6 @@ class AgentTarget(Target):
 
     def __init__(self, organization, target_id):
         super().__init__(organization, target_id)
-        from apps.agents.models import Agent
 
         if not target_id:
             raise exceptions.ValidationError({"target_id": ["An agent_config change names the agent (target_id)."]})
@@ -68,8 +70,6 @@ class AgentTarget(Target):
         self.target_id = str(self.agent.pk)
 
     def validate_keys(self, keys) -> None:
-        from apps.agents.models import AGENT_CONFIG_FIELDS
-
         unknown = sorted(set(keys) - set(AGENT_CONFIG_FIELDS))
         if unknown:
             raise exceptions.ValidationError({"changes": [
@@ -80,9 +80,6 @@ class AgentTarget(Target):
         return _json_safe({key: getattr(self.agent, key) for key in keys})
 
     def write(self, values: dict, actor) -> None:
-        from apps.agents.serializers import AgentSerializer
-        from apps.agents.services import agent_update
-
         serializer = AgentSerializer(self.agent, data=values, partial=True)
         serializer.is_valid(raise_exception=True)
         self.agent = agent_update(agent=self.agent, actor=actor, data=serializer.validated_data)
@@ -107,8 +104,6 @@ class SettingsTarget(Target):
         return _json_safe({key: current.get(key) for key in keys})  # absent → None (rollback removes it)
 
     def write(self, values: dict, actor) -> None:
-        from apps.accounts.services import organization_settings_update
-
         if self.section:
             merged = dict(self._settings())
             for key, value in values.items():
@@ -274,8 +269,6 @@ def _publish_change(organization, modification: SystemModification, actor) -> No
 
 def _broadcast(type_: str, data: dict, *, severity: str = "info") -> int:
     """``publish`` one event to every active organization (their members' sockets hear it)."""
-    from apps.accounts.models import Organization
-
     reached = 0
     for organization in Organization.objects.filter(is_active=True).only("id").iterator():
         publish(organization, type_, data, component="system", severity=severity)
@@ -301,9 +294,6 @@ def _alert_severity(severity: str) -> str:
 def system_alert_broadcast(*, actor, severity: str, message: str, type: str = "operator_notice",
                            affected_components=(), status: str = "investigating", estimated_resolution=None):
     """Record an operator alert and send it to every organization as ``system.alert``."""
-    from apps.audit.services import audit_record
-    from apps.system.models import SystemAlert
-
     alert = SystemAlert.objects.create(
         severity=severity, message=message, type=type or "operator_notice",
         affected_components=list(affected_components or []), status=status,
@@ -317,8 +307,6 @@ def system_alert_broadcast(*, actor, severity: str, message: str, type: str = "o
 @transaction.atomic
 def system_alert_update(*, actor, alert, status: str):
     """A new status of an alert (e.g. ``resolved``), announced like the alert itself."""
-    from apps.audit.services import audit_record
-
     before = alert.status
     alert.status = status
     alert.save(update_fields=["status", "updated_at"])
@@ -343,9 +331,8 @@ def maintenance_set(*, actor, enabled: bool, message: str = "", until=None, disc
     """Turn maintenance on or off. While on, new runs are refused (``selectors.ensure_no_maintenance``);
     every organization hears ``system.maintenance`` (hub ``maintenance_mode``). With
     ``disconnect_seconds``, hub sockets are warned and closed (1001) that many seconds later."""
-    from apps.audit.services import audit_record
+    # deferred: cycle — apps.system.selectors imports this module at load
     from apps.system import selectors
-    from apps.system.models import Maintenance
 
     row, _ = Maintenance.objects.select_for_update().get_or_create(scope="platform")
     before = {"enabled": row.enabled, "message": row.message, "until": _json_safe(row.until)}

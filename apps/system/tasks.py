@@ -13,9 +13,13 @@ from django.db.models import Count, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
+from apps.accounts.models import Organization
+from apps.events.services import publish
+from apps.system import selectors
 from apps.system.models import MetricRollup
 from kai_platform import observability
 from kai_platform.api import sharedcache
+from kai_platform.api.metrics import queue_depths, worker_heartbeats
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +99,6 @@ def rollup_minute(minute: int) -> list[MetricRollup]:
 
 
 def _save(rows: list[MetricRollup]) -> int:
-    from apps.accounts.models import Organization
-
     org_ids = {str(r.organization_id) for r in rows if r.organization_id}
     if org_ids:  # Redis may still name an organization deleted since
         alive = {str(pk) for pk in Organization.objects.filter(pk__in=org_ids).values_list("pk", flat=True)}
@@ -112,8 +114,6 @@ def _save(rows: list[MetricRollup]) -> int:
 def rollup_metrics(lookback_minutes: int = ROLLUP_LOOKBACK_MINUTES) -> dict:
     """Beat, every minute: (re)compute the last few finished minutes; sample platform gauges
     (queue depth, live workers) into the last finished minute; drop rows past retention."""
-    from kai_platform.api.metrics import queue_depths, worker_heartbeats
-
     current = observability.minute_of(time.time())
     written = 0
     for i in range(1, lookback_minutes + 1):
@@ -195,10 +195,6 @@ def publish_system_status() -> dict:
     (hub ``metrics_update``); ``system.status`` (``system_status``) when its health changed or
     every 10 minutes; ``system.performance_alert`` per crossed threshold, at most once per type
     and cooldown."""
-    from apps.accounts.models import Organization
-    from apps.events.services import publish
-    from apps.system import selectors
-
     minutes = settings.KAI_STATUS_WINDOW_MINUTES
     redis = sharedcache.redis()
     prefix = settings.KAI_REDIS_PREFIX

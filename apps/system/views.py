@@ -7,13 +7,17 @@ from importlib import metadata
 from django.db.models import Count
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from prometheus_client import generate_latest
 from rest_framework import exceptions, status
 from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 
+from apps.agents.models import Agent, Provider
+from apps.runs import llm as llm_layer
 from apps.stepup.permissions import RequiresStepUp
 from apps.system import selectors, services
 from apps.system.models import SystemModification
+from apps.system.prometheus import organization_registry
 from apps.system.serializers import (
     ConfigBodySerializer,
     MetricsQuerySerializer,
@@ -26,6 +30,7 @@ from kai_platform.api.renderers import KaiJSONRenderer, dumps
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import KaiAPIView
 from kai_platform.api.views import SystemHealthView as ReadinessView
+from kai_platform.observability import recent_logs
 from kai_platform.supervisor import processes as supervised_processes
 from kai_platform.tenancy.permissions import IsOrganizationMember
 from kai_platform.tenancy.roles import ADMIN_ROLES, ALL_ROLES, Role
@@ -52,14 +57,11 @@ class SystemHealthView(ReadinessView):
         response = super().get(request)
         body = response.data
         organization = self.organization
-        from apps.agents.models import Agent, Provider
 
         states = dict(Agent.objects.for_org(organization).values_list("status").annotate(n=Count("id")).order_by())
         resources = selectors.resources()
         external = []
         try:
-            from apps.runs import llm as llm_layer
-
             for provider in Provider.objects.for_org(organization).filter(is_active=True)[:50]:
                 breaker = llm_layer.breaker_state(str(provider.pk))
                 external.append({"name": provider.name, "status": "offline" if breaker.get("state") == "open"
@@ -201,8 +203,6 @@ class LogsView(KaiAPIView):
                                ("level", "logger", "execution_id", "request_id", "limit")],
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        from kai_platform.observability import recent_logs
-
         params = request.query_params
         try:
             limit = max(1, min(1000, int(params.get("limit", 100))))
@@ -254,10 +254,6 @@ class RuntimeMetricsView(KaiAPIView):
 
     @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT})
     def get(self, request):
-        from prometheus_client import generate_latest
-
-        from apps.system.prometheus import organization_registry
-
         registry, figures = organization_registry(self.organization)
         if request.accepted_renderer.format == "json":
             return Response(figures)

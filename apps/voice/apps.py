@@ -8,4 +8,5 @@ class VoiceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.voice import client_events  # noqa: F401 (registers its hub client events)

@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from django.conf import settings
 from rest_framework import exceptions
 
+from apps.agents import selectors
 from apps.agents.models import Provider
+from apps.agents.services import credential_use
 from kai_platform.api.errors import ServiceUnavailable, codes
 from kai_platform.api.errors.exceptions import KaiAPIException
+from kai_platform.llm.netguard import check_url, guarded_http_client
 
 OPENAI_AUDIO_TYPES = ("openai", "openai_compatible", "azure", "vllm", "ollama")
 DEFAULT_STT_MODEL = "whisper-1"
@@ -111,11 +114,8 @@ def capabilities(organization) -> dict:
 
 
 def _openai_client(organization, provider: Provider):
+    # deferred: heavy — the OpenAI SDK, loaded on first use to keep process start fast
     import openai
-
-    from apps.agents import selectors
-    from apps.agents.services import credential_use
-    from kai_platform.llm.netguard import check_url, guarded_http_client
 
     base_url = provider.base_url or ("https://api.openai.com/v1" if provider.provider_type == "openai" else "")
     if not base_url:
@@ -137,6 +137,7 @@ def _language_code(value: str) -> str:
 
 
 def transcribe(organization, *, audio: bytes, filename: str, language: str = "") -> Transcript:
+    # deferred: heavy — the OpenAI SDK, loaded on first use to keep process start fast
     import openai
 
     config = transcription_config(organization)
@@ -166,6 +167,7 @@ def transcribe(organization, *, audio: bytes, filename: str, language: str = "")
 def synthesize(organization, *, text: str, voice: str = "", language: str = "", speed: float | None = None,
                response_format: str = "wav") -> tuple[bytes, str, str]:
     """→ (audio bytes, content type, the engine that spoke)."""
+    # deferred: heavy — the OpenAI SDK, loaded on first use to keep process start fast
     import openai
 
     config = synthesis_config(organization)

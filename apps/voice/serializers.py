@@ -3,6 +3,7 @@ import binascii
 
 from rest_framework import serializers
 
+from apps.voice.intents import normalize_phrase
 from apps.voice.models import VoiceCommand
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 
@@ -99,8 +100,6 @@ class TrainSerializer(KaiSerializer):
     phrases = serializers.ListField(child=serializers.CharField(max_length=200), min_length=1, max_length=100)
 
     def validate_phrases(self, value):
-        from apps.voice.intents import normalize_phrase
-
         cleaned = list(dict.fromkeys(p for p in (normalize_phrase(v) for v in value) if p))
         if not cleaned:
             raise serializers.ValidationError("Give at least one phrase with a word in it.")

@@ -11,9 +11,12 @@ import uuid
 from django.db import transaction
 from rest_framework import exceptions
 
+from apps.agents.calls import agent_call_start
 from apps.agents.models import Agent
 from apps.audit.services import audit_covered, audit_record, snapshot
 from apps.events.services import publish
+from apps.quotas.services import quota_consume
+from apps.runs.models import ExecutionKind
 from apps.voice import intents, providers, selectors
 from apps.voice.models import InputType, TrainingPhrase, VoiceCommand, VoiceSettings
 from kai_platform.logging import request_id_var
@@ -38,7 +41,6 @@ def voice_quota_consume(*, organization, command_id, source: str) -> None:
     service; until then nothing is counted."""
     if importlib.util.find_spec("apps.quotas.services") is None:
         return
-    from apps.quotas.services import quota_consume
 
     quota_consume(organization=organization, quota="voice_commands", source=source, ref=str(command_id))
 
@@ -56,9 +58,6 @@ def _agent_refs(organization) -> tuple[list[intents.AgentRef], dict[str, Agent]]
 
 
 def _start_execution(*, organization, actor, agent: Agent, parsed: intents.ParsedCommand, text: str, context: dict):
-    from apps.agents.calls import agent_call_start
-    from apps.runs.models import ExecutionKind
-
     with audit_covered():  # the command's own row (voice_command.create) names the run it started
         return agent_call_start(
             actor=actor, kind=ExecutionKind.AGENT_EXECUTE, agent=agent,

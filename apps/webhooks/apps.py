@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from apps.agents.crypto import SECRET_ROTATORS
+
 
 class WebhooksConfig(AppConfig):
     name = "apps.webhooks"
@@ -8,12 +10,13 @@ class WebhooksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.events.services import add_publish_listener
         from apps.webhooks.models import WEBHOOK_EVENTS
         from apps.webhooks.services import on_event_published
 
         add_publish_listener(on_event_published, types=WEBHOOK_EVENTS)
-        from apps.agents.crypto import SECRET_ROTATORS
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.webhooks.services import webhooks_rotate_secrets
 
         SECRET_ROTATORS["webhook secret(s)"] = webhooks_rotate_secrets

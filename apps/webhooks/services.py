@@ -19,6 +19,7 @@ import time
 from datetime import timedelta
 from functools import partial
 
+import orjson
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -26,8 +27,11 @@ from rest_framework import exceptions
 
 from apps.agents import crypto
 from apps.audit.services import audit_record, snapshot
+from apps.events.services import serialize_event
 from apps.webhooks.models import TEST_EVENT, WEBHOOK_EVENTS, DeliveryStatus, Webhook, WebhookDelivery
-from kai_platform.llm.netguard import AllowList, BlockedAddress, check_url
+from apps.webhooks.selectors import webhook_by_reference
+from apps.webhooks.tasks import deliver_webhook
+from kai_platform.llm.netguard import AllowList, BlockedAddress, check_url, guarded_http_client
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +151,6 @@ def webhook_delete(*, webhook: Webhook, actor) -> None:
 # --- deliveries --------------------------------------------------------------------------------
 
 def event_payload(event) -> dict:
-    from apps.events.services import serialize_event
-
     body = serialize_event(event)
     return {"event_id": body["seq"], "type": body["type"], "created_at": body["timestamp"],
             "organization_id": body["organization_id"], "agent_id": body["agent_id"],
@@ -156,8 +158,6 @@ def event_payload(event) -> dict:
 
 
 def _enqueue(delivery_id, countdown: float | None = None) -> None:
-    from apps.webhooks.tasks import deliver_webhook
-
     options = {"countdown": countdown} if countdown else {}
     deliver_webhook.apply_async(args=[str(delivery_id)], **options)
 
@@ -249,10 +249,8 @@ def _claim(delivery_id) -> WebhookDelivery | None:
 def delivery_attempt(*, delivery_id) -> str:
     """Send one attempt of a delivery (idempotent: only a pending/retrying delivery is sent) and
     record it; a failure is retried with backoff until ``KAI_WEBHOOK_RETRY_HOURS`` after the first."""
+    # deferred: heavy — the HTTP client stack, loaded on first use to keep process start fast
     import httpx2
-    import orjson
-
-    from kai_platform.llm.netguard import guarded_http_client
 
     delivery = _claim(delivery_id)
     if delivery is None:
@@ -339,8 +337,6 @@ def webhook_deliver(*, organization, reference: str, event_type: str, data: dict
                     agent_id=None) -> WebhookDelivery | None:
     """Send ``data`` to one subscription named by id or name (a crew task's ``callback``), sent on
     commit like every delivery. None when the organization has no active webhook by that reference."""
-    from apps.webhooks.selectors import webhook_by_reference
-
     webhook = webhook_by_reference(organization=organization, reference=reference)
     if webhook is None:
         return None

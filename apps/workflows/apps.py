@@ -2,6 +2,8 @@ from importlib import import_module
 
 from django.apps import AppConfig
 
+from apps.agents.crypto import SECRET_ROTATORS
+
 
 class WorkflowsConfig(AppConfig):
     name = "apps.workflows"
@@ -13,7 +15,7 @@ class WorkflowsConfig(AppConfig):
         import_module("apps.workflows.hooks")  # registers the run-engine hooks
         import_module("apps.workflows.client_events")  # and its hub client events
         import_module("apps.workflows.mcp_methods")  # and its MCP socket methods
-        from apps.agents.crypto import SECRET_ROTATORS
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.workflows.services import workflows_rotate_secrets
 
         SECRET_ROTATORS["workflow webhook secret(s)"] = workflows_rotate_secrets

@@ -5,23 +5,20 @@ from __future__ import annotations
 from rest_framework import exceptions
 
 from apps.events.client_events import register, require, uuid_or_404
+from apps.workflows import services, views
+from apps.workflows.models import Workflow, WorkflowRun
+from apps.workflows.serializers import WorkflowExecuteSerializer
+from apps.workflows.views import _started_body
 from kai_platform.tenancy.viewsets import raise_not_found
 
 
 def _views():
-    from apps.workflows import views
-
     return views
 
 
 @register("workflow:execute", view=lambda: _views().WorkflowViewSet, action="execute", method="POST")
 def _workflow_execute(*, user, auth, data, request):
     """``POST workflows/{id}/execute`` (no ``wait_for_completion``: the socket answers at once)."""
-    from apps.workflows import services
-    from apps.workflows.models import Workflow
-    from apps.workflows.serializers import WorkflowExecuteSerializer
-    from apps.workflows.views import _started_body
-
     workflow_id = uuid_or_404(require(data, "workflow_id"))
     workflow = Workflow.objects.for_org(auth.organization).filter(pk=workflow_id).first()
     if workflow is None:
@@ -42,9 +39,6 @@ def _workflow_execute(*, user, auth, data, request):
 def _workflow_stop(*, user, auth, data, request):
     """``POST workflow-runs/{id}/cancel``; the socket event (docs/sockets.md) names the run by
     ``execution_id`` (``run_id`` works too)."""
-    from apps.workflows import services
-    from apps.workflows.models import WorkflowRun
-
     runs = WorkflowRun.objects.for_org(auth.organization).select_related("execution")
     if data.get("execution_id") not in (None, ""):
         run = runs.filter(execution_id=uuid_or_404(data["execution_id"])).first()

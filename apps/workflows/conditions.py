@@ -22,6 +22,7 @@ the length of a string, list or object, and truthiness follows JavaScript (``0``
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -374,8 +375,6 @@ def render(value, context: dict):
             if isinstance(result, bool):
                 return "true" if result else "false"
             if isinstance(result, (dict, list)):
-                import json
-
                 return json.dumps(result, default=str)
             return str(result)
         return _TEMPLATE_RE.sub(text, value)

@@ -12,8 +12,13 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC
 
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from jsonschema import Draft202012Validator
 
+from apps.agents.models import Agent
+from apps.approvals.services import approval_assignee
 from apps.workflows import conditions
 from kai_platform.tenancy.roles import Role
 
@@ -228,9 +233,6 @@ def approval_question(step: dict) -> str:
 def approval_deadline(step: dict):
     """The step's absolute ``deadline`` as an aware datetime (None when absent or unreadable)."""
 
-    from django.utils import timezone
-    from django.utils.dateparse import parse_datetime
-
     raw = step.get("deadline")
     try:
         value = parse_datetime(raw) if isinstance(raw, str) else None
@@ -428,8 +430,6 @@ def _check_approval(step: dict, *, where: str, organization, problems: list[Prob
         problems.append(Problem(f"{where}.assignee_user", "name either `assignee_role` or `assignee_user`, not both",
                                 sid))
     elif "assignee_user" in step:
-        from apps.approvals.services import approval_assignee
-
         try:
             approval_assignee(organization=organization, value=step["assignee_user"])
         except ValueError as exc:
@@ -441,8 +441,6 @@ def _check_approval(step: dict, *, where: str, organization, problems: list[Prob
 
 
 def _resolve_agents(organization, steps: list[dict], *, extra_numbers=()) -> dict:
-    from apps.agents.models import Agent
-
     numbers = {s["agent_number"] for s in steps if "agent_number" in s} | set(extra_numbers)
     ids = set()
     for s in steps:
@@ -453,8 +451,6 @@ def _resolve_agents(organization, steps: list[dict], *, extra_numbers=()) -> dic
                 pass
     found = {}
     if numbers or ids:
-        from django.db.models import Q
-
         query = Q(agent_number__in=numbers) | Q(pk__in=ids)
         for agent in Agent.objects.for_org(organization).filter(query):
             if agent.agent_number in numbers:

@@ -16,15 +16,19 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.agents.models import Agent
+from apps.approvals.models import ApprovalSource, ApprovalStatus
+from apps.approvals.services import approval_request_for_execution
 from apps.events.services import publish
 from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionKind, ExecutionStatus
 from apps.runs.services import execution_cancel, execution_create, execution_transition
 from apps.workflows import conditions
 from apps.workflows.definition import approval_deadline, approval_question, backoff_ms, extra_step_type, is_approval
 from apps.workflows.models import FAILED_STEP_STATES, LIVE_STEP_STATES, Phase, StepRun, StepState, Workflow, WorkflowRun
+from apps.workflows.tasks import advance, step_timeout
 from kai_platform.api.errors.exceptions import Conflict
 
 logger = logging.getLogger(__name__)
@@ -35,8 +39,6 @@ OUTPUT_CONTEXT_CHARS = 2000
 
 
 def advance_later(execution_id, *, countdown: float | None = None) -> None:
-    from apps.workflows.tasks import advance
-
     options = {"queue": settings.CELERY_TASK_DEFAULT_QUEUE}
     if countdown and countdown > 0:
         options["countdown"] = countdown
@@ -150,8 +152,6 @@ def _find_step(dag: _Dag, step_run: StepRun) -> dict | None:
 
 def _start_attempt(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step_run: StepRun | None, now) -> None:
     """Create the attempt's execution (queued on commit) and make the step run ACTIVE."""
-    from apps.agents.models import Agent
-
     if is_approval(step):
         return _start_approval(dag, step, fallback=fallback, attempt=attempt, step_run=step_run, now=now)
     run = dag.run
@@ -202,8 +202,6 @@ def _start_execution(dag: _Dag, step: dict, *, fallback: bool, attempt: int, ste
     step_run.save()
     dag.latest[(fallback, step["id"])] = step_run
     if step.get("timeout_ms"):
-        from apps.workflows.tasks import step_timeout
-
         transaction.on_commit(partial(step_timeout.apply_async, args=[str(step_run.pk)],
                                       countdown=step["timeout_ms"] / 1000,
                                       queue=settings.CELERY_TASK_DEFAULT_QUEUE), robust=True)
@@ -222,9 +220,6 @@ def _default_proposed(step: dict, context: dict):
 def _start_approval(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step_run: StepRun | None, now) -> None:
     """An approval step: its execution goes PENDING → PREPARING → RUNNING → WAITING_FOR_APPROVAL at
     once (no worker ever claims it) and a person is asked; the answer ends it (``approval_answered``)."""
-    from apps.approvals.models import ApprovalSource
-    from apps.approvals.services import approval_request_for_execution
-
     run = dag.run
     context = dag.context()
     question = conditions.render(approval_question(step), context)
@@ -268,8 +263,6 @@ def approval_answered(approval) -> None:
     step's execution COMPLETED with the edited (or proposed) value as its output; reject, or a
     deadline whose default is reject → FAILED with the feedback. Either way its terminal hook
     advances the run on commit, where the usual strategy applies."""
-    from apps.approvals.models import ApprovalStatus
-
     if not approval.execution_id:
         return
     execution = (Execution.objects.filter(pk=approval.execution_id, status=S.WAITING_FOR_APPROVAL)
@@ -540,8 +533,6 @@ def workflow_step_timeout(*, step_run_id) -> str:
 def workflow_sweep(*, stale_seconds: int = 60, limit: int = 500) -> int:
     """Beat's safety net: advance live runs that are due (deadline passed, cancel requested) or that
     no event advanced for a while (an advance message lost with a killed worker)."""
-    from django.db.models import Q
-
     now = timezone.now()
     due = (WorkflowRun.objects.filter(execution__status__in=[S.PREPARING, S.RUNNING, S.WAITING_FOR_APPROVAL])
            .filter(Q(deadline_at__lte=now) | Q(execution__cancel_requested=True)

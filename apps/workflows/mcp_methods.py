@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 from apps.agents.mcp import INVALID_PARAMS, NOT_FOUND, MCPError, method
+from apps.workflows.models import Workflow
+from apps.workflows.services import workflow_start
 from kai_platform.tenancy.roles import HUMAN_ROLES
 
 
@@ -12,9 +14,6 @@ from kai_platform.tenancy.roles import HUMAN_ROLES
 def workflow_execute(*, params, request, user, auth):
     """Start a run of one of the organization's workflows: ``{workflow_id, input_data?, priority?}``
     → ``{run_id, execution_id, workflow_id, version, status}`` (the run goes on in the background)."""
-    from apps.workflows.models import Workflow
-    from apps.workflows.services import workflow_start
-
     workflow_id, input_data = params.get("workflow_id"), params.get("input_data") or {}
     priority = params.get("priority") or "normal"
     if not isinstance(input_data, dict) or priority not in ("low", "normal", "high"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.workflows.engine import step_status
 from apps.workflows.models import StepRun, Workflow, WorkflowRun, WorkflowVersion
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 
@@ -88,8 +89,6 @@ class StepRunSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField())
     def get_status(self, obj) -> str:
-        from apps.workflows.engine import step_status
-
         return step_status(obj)
 
     @extend_schema_field(serializers.IntegerField())

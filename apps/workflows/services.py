@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from datetime import timedelta
 
@@ -13,6 +14,9 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework import exceptions, status
 
+from apps.agents import crypto
+from apps.agents.crypto import decrypt, encrypt
+from apps.agents.models import Agent
 from apps.audit.services import audit_covered, audit_record, snapshot
 from apps.events.services import publish
 from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionKind
@@ -58,8 +62,6 @@ def _checked_or_raise(*, organization, definition) -> dict:
 
 
 def _trigger_columns(*, organization, definition: dict) -> dict:
-    from apps.agents.models import Agent
-
     trigger = definition.get("trigger") or {}
     agent = None
     if trigger.get("type") == TriggerType.AGENT_COMPLETION and trigger.get("source_agent"):
@@ -68,10 +70,6 @@ def _trigger_columns(*, organization, definition: dict) -> dict:
 
 
 def _new_secret() -> tuple[str, str]:
-    import secrets
-
-    from apps.agents.crypto import encrypt
-
     secret = "whsec_" + secrets.token_urlsafe(32)
     return secret, encrypt(secret)[0]
 
@@ -241,8 +239,6 @@ def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
 def workflows_rotate_secrets(*, batch_size: int = 500) -> int:
     """Re-encrypt every workflow's webhook secret under the newest ``KAI_SECRET_KEYS`` key (part of
     ``rotate_secrets``). Raises ``SecretUnreadable`` when a secret opens under no configured key."""
-    from apps.agents import crypto
-
     rotated, last_pk = 0, None
     while True:
         with transaction.atomic():
@@ -264,8 +260,6 @@ def workflow_webhook(*, token: str, body: bytes, timestamp: str | None, signatur
     """A signed webhook delivery (``X-Kai-Timestamp``, ``X-Kai-Signature: sha256=HMAC(secret,
     "<timestamp>.<body>")``). 404 for an unknown URL, 401 for a missing/bad/stale signature.
     Returns the run, or None when the trigger's conditions do not match the payload."""
-    from apps.agents.crypto import decrypt
-
     workflow = Workflow.objects.select_related("organization").filter(webhook_token=token).first()
     if workflow is None:
         raise exceptions.NotFound("No such webhook.")

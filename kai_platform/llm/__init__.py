@@ -19,6 +19,8 @@ from kai_platform.llm.base import (  # noqa: F401
     ToolCall,
     Usage,
 )
+from kai_platform.llm.builtin import BuiltinClient
+from kai_platform.llm.netguard import guarded_http_client
 
 OPENAI_COMPATIBLE = ("openai", "azure", "ollama", "vllm", "deepseek", "databricks", "openai_compatible")
 PROVIDER_TYPES = ("builtin", *OPENAI_COMPATIBLE, "anthropic")
@@ -27,6 +29,7 @@ PROVIDER_TYPES = ("builtin", *OPENAI_COMPATIBLE, "anthropic")
 def preload_clients() -> None:
     """Import the provider SDKs now (seconds of imports), so a worker's first model call does not
     spend its timeout on them."""
+    # deferred: heavy — the provider SDKs, imported here on purpose by the preload
     from kai_platform.llm import anthropic_client, openai_compat  # noqa: F401
 
     for sdk in ("openai", "anthropic", "httpx"):
@@ -41,10 +44,9 @@ def _warm_openai_call() -> None:
     """One streamed chat completion through the SDK, answered in-process (no network): the SDK
     imports its resources, streaming helpers and transport lazily on a client's first call —
     about a second, several under load, that a provider's timeout would otherwise pay."""
+    # deferred: heavy — the HTTP client stack and the OpenAI SDK, loaded on first use to keep process start fast
     import httpx2
     import openai
-
-    from kai_platform.llm.netguard import guarded_http_client
 
     guarded_http_client(None, timeout=1.0).close()  # its connection pool's modules
     sse = (b'data: {"id":"w","object":"chat.completion.chunk","created":0,"model":"m","choices":'
@@ -60,14 +62,14 @@ def _warm_openai_call() -> None:
 
 def get_client(provider_type: str, **kwargs) -> LLMClient:
     if provider_type == "builtin":
-        from kai_platform.llm.builtin import BuiltinClient
-
         return BuiltinClient(**kwargs)
     if provider_type in OPENAI_COMPATIBLE:
+        # deferred: heavy — openai_compat loads the OpenAI SDK; loaded on first use (workers preload it)
         from kai_platform.llm.openai_compat import OpenAICompatibleClient
 
         return OpenAICompatibleClient(provider_type=provider_type, **kwargs)
     if provider_type == "anthropic":
+        # deferred: heavy — loaded with the provider's first client (workers preload it)
         from kai_platform.llm.anthropic_client import AnthropicClient
 
         return AnthropicClient(**kwargs)

@@ -25,6 +25,7 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 
 def map_sdk_error(exc: BaseException, timeout: float) -> LLMError:
+    # deferred: heavy — the Anthropic SDK, loaded on first use to keep process start fast
     import anthropic
 
     for inner in error_chain(exc):
@@ -70,6 +71,7 @@ class AnthropicClient(LLMClient):
     provider_type = "anthropic"
 
     def _sdk_client(self):
+        # deferred: heavy — the Anthropic SDK, loaded on first use to keep process start fast
         import anthropic
 
         endpoint = self.base_url or DEFAULT_BASE_URL

@@ -50,6 +50,7 @@ def builtin_embed(texts: list[str], dimensions: int = BUILTIN_DIMENSIONS) -> lis
 def openai_embed(client, texts: list[str], *, dimensions: int | None = None) -> list[list[float]]:
     """``POST {base_url}/embeddings`` through an ``OpenAICompatibleClient``'s SDK client (the SSRF
     guard, its key and timeout). ``dimensions`` asks models that can shorten their vectors to."""
+    # deferred: heavy — openai_compat loads the OpenAI SDK; only a provider's embedding call needs it
     from kai_platform.llm.openai_compat import map_sdk_error
 
     kwargs = {"model": client.model, "input": list(texts)}

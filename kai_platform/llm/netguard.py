@@ -118,10 +118,12 @@ def _pinned_backend(allowlist: AllowList | None):
     """An httpcore network backend that connects only to addresses ``check_host`` passed: the
     address checked is the address connected to (no second DNS lookup to rebind)."""
 
+    # deferred: heavy — the HTTP client stack, loaded on first use to keep process start fast
     from httpcore2._backends.sync import SyncBackend
 
     class PinnedBackend(SyncBackend):
         def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+            # deferred: heavy — the HTTP client stack, loaded on first use to keep process start fast
             import httpcore2
 
             last_error = None
@@ -138,6 +140,7 @@ def _pinned_backend(allowlist: AllowList | None):
 def guarded_http_client(allowlist: AllowList | None, *, timeout: float, follow_redirects: bool = True,
                         max_redirects: int = 5):
     """An ``httpx2.Client`` that checks every request it sends (redirect hops included)."""
+    # deferred: heavy — the HTTP client stack, loaded on first use to keep process start fast
     import httpx2
 
     def _guard(request):

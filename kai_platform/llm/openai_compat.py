@@ -35,8 +35,6 @@ PASSTHROUGH_PARAMS = ("temperature", "top_p", "max_tokens", "stop", "presence_pe
 
 
 def map_sdk_error(exc: BaseException, provider: str, timeout: float) -> LLMError:
-    import openai
-
     for inner in error_chain(exc):
         if isinstance(inner, BlockedAddress):
             return LLMBlockedAddress(str(inner), provider=provider)

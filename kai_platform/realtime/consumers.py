@@ -17,7 +17,7 @@ import socket
 import time
 import uuid
 from datetime import UTC, datetime
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlparse
 
 import orjson
 from channels.db import database_sync_to_async
@@ -66,7 +66,6 @@ def origin_allowed(origin: bytes | str | None) -> bool:
     no ``Origin`` (non-browser clients) passes: they authenticate with a token (docs/decisions.md)."""
     if not origin:
         return True
-    from urllib.parse import urlparse
 
     parsed = urlparse(origin.decode("latin-1") if isinstance(origin, bytes) else origin)
     if parsed.netloc and f"{parsed.scheme}://{parsed.netloc}" in settings.CORS_ALLOWED_ORIGINS:

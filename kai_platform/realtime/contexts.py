@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 
+from django.conf import settings
+from django.core.cache import caches
+
 
 def share_cache_clients() -> None:
-    from django.conf import settings
-    from django.core.cache import caches
-
     for alias in settings.CACHES:
         caches[alias]
 

@@ -15,6 +15,7 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django_redis import get_redis_connection
 
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
@@ -54,8 +55,6 @@ logger = logging.getLogger("kai.realtime")
 
 
 def _redis():
-    from django_redis import get_redis_connection
-
     return get_redis_connection("default")
 
 
@@ -141,6 +140,7 @@ def refresh_many(leases) -> None:
 
 async def release_lease(consumer) -> None:
     """Release an open socket's lease once (``consumer._limits_held``); watched sockets leave the watcher."""
+    # deferred: cycle — kai_platform.realtime.watch imports this module at load
     from kai_platform.realtime import watch
 
     watch.discard(consumer)

@@ -15,7 +15,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
 from kai_platform import ports
-from kai_platform.api import backoff, sharedcache
+from kai_platform.api import backoff, ratelimit, sharedcache
 from kai_platform.api.errors import codes
 from kai_platform.clientaddr import client_address
 from kai_platform.logging import request_state
@@ -128,8 +128,6 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
     entry = authcache.lookup(user_id, organization_ref)
     counter = None
     if request is not None and entry is not None and entry.org_id is not None:
-        from kai_platform.api import ratelimit
-
         counter = ratelimit.counter_for(subject=entry.org_id, subject_type="organization", plan=entry.org_plan)
     probe = authcache.probe(revoked_key=sharedcache.backend().make_key(revoked_jti_key(jti)), user_id=user_id,
                             org_id=entry.org_id if entry is not None else None, counter=counter,
@@ -158,8 +156,6 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
         raise OrganizationHeaderError()
     if counter is not None and probe.count is not None and membership is not None and entry is not None \
             and str(membership.organization_id) == entry.org_id:
-        from kai_platform.api import ratelimit
-
         ratelimit.remember(request, counter.usage(probe.count))
     ctx = AuthContext(
         kind="jwt",

@@ -12,17 +12,19 @@ from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.http import Http404
+from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.response import Response
 
+from kai_platform.api.errors import NotFound, codes
+from kai_platform.api.renderers import KaiJSONRenderer
+from kai_platform.api.serializers import row_plan
 from kai_platform.tenancy.context import get_auth_context, get_organization
 
 
 def raise_not_found(model):
     """404 for a missing (or another organization's) object, with the model's seed error code
     (``not_found_code``, e.g. ``AGENT_001``) when it declares one."""
-    from kai_platform.api.errors import NotFound, codes
-
     name = model._meta.verbose_name
     raise NotFound(f"No {name} with this id in your organization.",
                    code=getattr(model, "not_found_code", None) or codes.VALIDATION_ERROR)
@@ -32,8 +34,6 @@ def not_offered(handler):
     """Marks a viewset method the API does not offer (e.g. ``create`` on a list whose rows are
     made elsewhere): it stays to answer 405 with a helpful detail, but the ``Allow`` header and
     the OpenAPI document leave its HTTP method out."""
-    from drf_spectacular.utils import extend_schema
-
     handler.kai_not_offered = True
     return extend_schema(exclude=True)(handler)
 
@@ -79,8 +79,6 @@ class OrganizationContextMixin(_View):
         response = super().finalize_response(request, response, *args, **kwargs)
         renderer = getattr(response, "accepted_renderer", None)
         if response.status_code >= 400 and renderer is not None and renderer.media_type != "application/json":
-            from kai_platform.api.renderers import KaiJSONRenderer
-
             response.accepted_renderer = KaiJSONRenderer()
             response.accepted_media_type = "application/json"
         return response
@@ -179,8 +177,6 @@ class TenantScopedViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
         return self.get_paginated_response(plan.rows(page))
 
     def _row_plan(self):
-        from kai_platform.api.serializers import row_plan
-
         key = (type(self), self.get_serializer_class())
         try:
             return self._row_plans[key]

@@ -5,6 +5,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from apps.agents.models import Deployment, Service
+from apps.agents.selectors import heartbeats
 from kai_platform.api.schema import requires_one_of
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 
@@ -14,8 +15,6 @@ class ServiceListSerializer(serializers.ListSerializer):
     """Overlays liveness from Redis for the whole page in one round trip."""
 
     def to_representation(self, data):
-        from apps.agents.selectors import heartbeats
-
         items = list(data.all() if hasattr(data, "all") else data)
         agent_refs = [s.ref_id for s in items if s.service_type == "agent" and s.ref_id]
         self.child.context["agent_beats"] = heartbeats(kind="agent", ids=agent_refs)
@@ -37,8 +36,6 @@ class ServiceSerializer(KaiModelSerializer):
                             "updated_at"]
 
     def _beat(self, obj):
-        from apps.agents.selectors import heartbeats
-
         if "service_beats" not in self.context:
             self.context["agent_beats"] = heartbeats(kind="agent", ids=[obj.ref_id] if obj.ref_id else [])
             self.context["service_beats"] = heartbeats(kind="service", ids=[obj.pk])

@@ -5,6 +5,7 @@ import json
 from datetime import timedelta
 
 import yaml
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
@@ -215,8 +216,6 @@ def agent_restart(*, agent: Agent, actor) -> Agent:
 
 def agent_heartbeat(*, agent: Agent) -> None:
     """Seed 000 heartbeat: liveness in Redis at once; ``last_heartbeat`` in the database at most every 10 s."""
-    from django.conf import settings
-
     now = timezone.now()
     cache.set(selectors.heartbeat_key("agent", agent.pk), now.isoformat(), timeout=settings.KAI_HEARTBEAT_TTL_SECONDS)
     if cache.add(f"heartbeat-db:{agent.pk}", 1, timeout=10):

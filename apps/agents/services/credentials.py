@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import logging
 import os
 
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -107,8 +110,6 @@ def credential_reveal(*, credential: Credential, actor) -> dict:
 def credential_verify(*, credential: Credential, value: str | None) -> dict:
     """Can the platform read this credential (current keys), is it unexpired, and — if a value
     is given — is it the stored one (constant-time)."""
-    import hmac
-
     result = {"credential_id": credential.pk, "decryptable": True, "expired": False, "matches": None,
               "encryption_key_id": credential.encryption_key_id, "current_key": credential.encryption_key_id == crypto.primary_key_id()}
     try:
@@ -125,9 +126,6 @@ def credential_verify(*, credential: Credential, value: str | None) -> dict:
 
 
 def _backup_fernet(passphrase: str, salt: bytes, n: int):
-    from cryptography.fernet import Fernet
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
     key = Scrypt(salt=salt, length=32, n=n, r=8, p=1).derive(passphrase.encode())
     return Fernet(base64.urlsafe_b64encode(key))
 
@@ -157,8 +155,6 @@ def credentials_backup(*, organization, actor, passphrase: str) -> dict:
 
 
 def credentials_restore(*, organization, actor, backup: str, kdf: dict, passphrase: str, overwrite: bool = False) -> dict:
-    from cryptography.fernet import InvalidToken
-
     try:
         salt = base64.b64decode(kdf["salt"])
         data = json.loads(_backup_fernet(passphrase, salt, int(kdf.get("n", BACKUP_SCRYPT_N))).decrypt(backup.encode()))

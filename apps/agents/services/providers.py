@@ -1,29 +1,31 @@
 """LLM providers, model configurations and tools."""
 from __future__ import annotations
 
+import ipaddress
 import uuid
+from urllib.parse import urlsplit
 
+import jsonschema
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from rest_framework import exceptions
 
 from apps.agents import selectors
-from apps.agents.models import ModelConfig, Provider, Tool, ToolType
+from apps.agents.models import ModelConfig, Provider, ProviderUsage, Tool, ToolType
 from apps.agents.services.credentials import credential_create, credential_delete, credential_update
+from apps.agents.tools.base import schema_errors
+from apps.agents.tools.custom import CUSTOM_CONFIG_SCHEMA
 from apps.audit.services import audit_record, snapshot
 from apps.events.services import publish
 from kai_platform.api.errors import Conflict
+from kai_platform.llm.netguard import METADATA_ADDRESSES, METADATA_HOSTS, is_public
 
 # --- providers & models ------------------------------------------------------------------------
 
 def check_base_url(*, organization, base_url: str) -> None:
     """A provider's base URL must not name a private/loopback/metadata host (checked again, after
     DNS resolution, on every call), unless the organization's allow-list permits it."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    from kai_platform.llm.netguard import METADATA_ADDRESSES, METADATA_HOSTS, is_public
 
     if not base_url:
         return
@@ -123,8 +125,6 @@ def provider_record_validation(*, provider: Provider, ok: bool, error: str = "")
 
 def provider_record_usage(*, provider: Provider, input_tokens: int, output_tokens: int, cost) -> None:
     """Add one call to the provider's usage of today (an upsert, safe under concurrency)."""
-    from apps.agents.models import ProviderUsage
-
     today = timezone.now().date()
     increments = {"input_tokens": F("input_tokens") + input_tokens, "output_tokens": F("output_tokens") + output_tokens,
                   "cost": F("cost") + cost, "calls": F("calls") + 1}
@@ -180,8 +180,6 @@ PLATFORM_TOOL_KEYS = {"requires_approval": bool}
 
 
 def _validate_tool_configuration(*, config_schema: dict, configuration: dict) -> None:
-    from apps.agents.tools.base import schema_errors
-
     own = {key: value for key, value in configuration.items() if key not in PLATFORM_TOOL_KEYS}
     errors = schema_errors(config_schema, own)
     errors += [f"$.{key}: must be a {kind.__name__}" for key, kind in PLATFORM_TOOL_KEYS.items()
@@ -191,8 +189,6 @@ def _validate_tool_configuration(*, config_schema: dict, configuration: dict) ->
 
 
 def _check_schema(schema: dict, field: str) -> None:
-    import jsonschema
-
     if not schema:
         return
     try:
@@ -202,8 +198,6 @@ def _check_schema(schema: dict, field: str) -> None:
 
 
 def tool_create(*, organization, actor, data: dict) -> Tool:
-    from apps.agents.tools.custom import CUSTOM_CONFIG_SCHEMA
-
     data = dict(data)
     if data.get("tool_type") == ToolType.BUILTIN:
         raise exceptions.ValidationError({"tool_type": ["Built-in tools ship with the platform; use 'custom'."]})

@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.agents import selectors
 from apps.agents.models import Agent, AgentStatus, Provider, Service, ServiceStatus, ServiceType, Tool
+from apps.agents.models import Agent as AgentModel
 from apps.agents.services.agents import agent_heartbeat
 from apps.agents.services.common import org_lock
 from apps.agents.services.providers import check_base_url
+from apps.agents.tools.base import ToolError
+from apps.agents.tools.custom import guarded_request
 from apps.audit.services import audit_record, snapshot
 from apps.events.services import publish
 from kai_platform.api.errors import Conflict
@@ -48,8 +52,6 @@ def _upsert_service(*, organization, service_type: str, name: str, ref_id=None, 
 def services_discover(*, organization, actor) -> dict:
     """Register the organization's agents, enabled tools, active providers and the endpoints
     listed in its settings (``service_endpoints: [{name, url}]``)."""
-    from apps.agents.models import Agent as AgentModel
-
     counts = {"agents": 0, "tools": 0, "providers": 0, "endpoints": 0, "created": 0}
     with transaction.atomic():
         org_lock(organization.pk, 0x2)
@@ -86,8 +88,6 @@ def services_discover(*, organization, actor) -> dict:
 
 
 def service_heartbeat(*, service: Service) -> None:
-    from django.conf import settings
-
     cache.set(selectors.heartbeat_key("service", service.pk), timezone.now().isoformat(),
               timeout=settings.KAI_HEARTBEAT_TTL_SECONDS)
     if service.service_type == ServiceType.AGENT and service.ref_id:
@@ -99,8 +99,6 @@ def service_heartbeat(*, service: Service) -> None:
 def service_refresh(*, service: Service, actor) -> Service:
     """Probe now: an agent by its heartbeat, a tool by being enabled, a provider by its last
     validation, an endpoint by an HTTP GET (SSRF-guarded, 5 s)."""
-
-    from django.conf import settings
 
     now = timezone.now()
     status, error, response_ms, last_seen = ServiceStatus.UNKNOWN, "", None, service.last_seen
@@ -128,9 +126,6 @@ def service_refresh(*, service: Service, actor) -> Service:
         elif provider.last_validation_ok is False:
             status, error = ServiceStatus.DEGRADED, provider.last_validation_error
     elif service.endpoint:
-        from apps.agents.tools.base import ToolError
-        from apps.agents.tools.custom import guarded_request
-
         started = time.perf_counter()
         try:
             result = guarded_request(organization=service.organization, method="GET", url=service.endpoint, headers={},

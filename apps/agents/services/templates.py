@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import json
+import string as _string
 
 from django.db import IntegrityError, transaction
 from rest_framework import exceptions
 
-from apps.agents import orchestrations
+from apps.agents import official, orchestrations
 from apps.agents.models import Agent, AgentTemplate, OrchestrationTemplate, PromptTemplate, Provider, Tool, ToolType
 from apps.agents.services.agents import agent_create, agent_fields_from_yaml, check_tools, parse_yaml_mapping
+from apps.agents.tools.base import builtin_spec
+from apps.agents.tools.builtins import BUILTIN_TOOLS
 from apps.audit.services import audit_covered, audit_record, snapshot
 from kai_platform.api.errors import Conflict
 
@@ -16,10 +19,6 @@ from kai_platform.api.errors import Conflict
 
 def organization_install_builtins(*, organization) -> dict:
     """Idempotent: the builtin provider, the built-in tools and the official templates."""
-    from apps.agents import official
-    from apps.agents.tools.base import builtin_spec
-    from apps.agents.tools.builtins import BUILTIN_TOOLS
-
     builtin_spec("calculator")  # registers the built-ins
     with transaction.atomic():
         created = {"providers": 0, "tools": 0, "agent_templates": 0, "orchestration_templates": 0, "prompt_templates": 0}
@@ -61,8 +60,6 @@ def organization_install_builtins(*, organization) -> dict:
 
 def template_variables(text: str) -> list[str]:
     """``{name}`` placeholders in order of first use (``{{``/``}}`` are literal braces)."""
-    import string as _string
-
     names = []
     try:
         parsed = list(_string.Formatter().parse(text))
@@ -81,8 +78,6 @@ def template_variables(text: str) -> list[str]:
 
 
 def template_render(*, template: PromptTemplate, variables: dict) -> str:
-    import string as _string
-
     needed = template_variables(template.template)
     missing = [name for name in needed if name not in variables]
     if missing:

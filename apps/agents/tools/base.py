@@ -40,6 +40,7 @@ def register(tool: BuiltinTool) -> BuiltinTool:
 
 
 def builtin_spec(name: str) -> BuiltinTool | None:
+    # deferred: cycle — builtins imports this module at load (and registers its tools here)
     from apps.agents.tools import builtins  # noqa: F401  (registers)
 
     return BUILTIN_TOOLS.get(name)
@@ -59,6 +60,7 @@ def schema_errors(schema: dict, value) -> list[str]:
 
 def run_tool(tool, arguments: dict, context: ToolContext):
     """Run an enabled Tool row (built-in or organization-defined)."""
+    # deferred: cycle — apps.agents.tools.custom imports this module at load
     from apps.agents.tools import builtins, custom
 
     if not tool.enabled:

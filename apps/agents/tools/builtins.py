@@ -8,7 +8,11 @@ import operator
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.apps import apps
+
+from apps.agents import selectors
 from apps.agents.tools.base import BUILTIN_TOOLS, BuiltinTool, ToolContext, ToolError, register  # noqa: F401
+from apps.agents.tools.custom import guarded_request
 
 # --- calculator --------------------------------------------------------------------------------
 
@@ -100,10 +104,9 @@ register(BuiltinTool(
 # --- organization file reader ------------------------------------------------------------------
 
 def file_reader(arguments: dict, context: ToolContext):
-    from django.apps import apps
-
     if not apps.is_installed("apps.files"):
         raise ToolError("the files app is not installed yet, so there are no organization files to read")
+    # deferred: optional — the files app may not be installed (checked above)
     from apps.files import selectors as file_selectors  # the files app's read interface
 
     max_bytes = int(context.configuration.get("max_bytes", 65536))
@@ -144,6 +147,7 @@ def _need_agent(context: ToolContext):
 
 
 def memory_store(arguments: dict, context: ToolContext):
+    # deferred: cycle — apps.agents.services → apps.agents.services.templates → this module, each at load
     from apps.agents import services
 
     agent = _need_agent(context)
@@ -154,8 +158,6 @@ def memory_store(arguments: dict, context: ToolContext):
 
 
 def memory_query(arguments: dict, context: ToolContext):
-    from apps.agents import selectors
-
     agent = _need_agent(context)
     rows = selectors.memory_query(agent=agent, memory_type=arguments.get("memory_type"), tags=arguments.get("tags"),
                                   limit=int(arguments.get("limit") or 10))
@@ -189,8 +191,6 @@ register(BuiltinTool(
 # --- http request ------------------------------------------------------------------------------
 
 def http_request(arguments: dict, context: ToolContext):
-    from apps.agents.tools.custom import guarded_request
-
     config = context.configuration
     method = (arguments.get("method") or "GET").upper()
     allowed = [m.upper() for m in config.get("allowed_methods") or ["GET", "HEAD"]]

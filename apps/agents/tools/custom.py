@@ -2,7 +2,9 @@
 same SSRF guard as the http_request built-in."""
 from __future__ import annotations
 
+from apps.agents.selectors import network_allowlist
 from apps.agents.tools.base import ToolContext, ToolError
+from kai_platform.llm.netguard import BlockedAddress, check_url, guarded_http_client
 
 CUSTOM_CONFIG_SCHEMA = {
     "type": "object",
@@ -19,10 +21,8 @@ CUSTOM_CONFIG_SCHEMA = {
 
 def guarded_request(*, organization, method: str, url: str, headers: dict, params=None, json_body=None,
                     timeout: float = 10.0, max_bytes: int = 65536) -> dict:
+    # deferred: heavy — the HTTP client stack, loaded on first use to keep process start fast
     import httpx2
-
-    from apps.agents.selectors import network_allowlist
-    from kai_platform.llm.netguard import BlockedAddress, check_url, guarded_http_client
 
     allowlist = network_allowlist(organization=organization)
     try:

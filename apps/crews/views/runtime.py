@@ -2,20 +2,26 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db.models import Count
+from django_redis import get_redis_connection
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from apps.agents.models import Agent
+from apps.agents.models import Agent, Provider
+from apps.agents.selectors import heartbeats
 from apps.crews import selectors
 from apps.crews.serializers import (
     RuntimeAgentSerializer,
     RuntimeStatusSerializer,
     UsageSerializer,
 )
+from apps.runs import llm as llm_layer
 from apps.runs import services as run_services
+from apps.runs.lifecycle import concurrency_cap
 from apps.runs.models import ACTIVE_STATUSES, Execution
 from kai_platform.api.views import KaiAPIView
+from kai_platform.celery import app, worker_key_pattern
 from kai_platform.tenancy.viewsets import READ_ONLY, TenantScopedViewSet
 
 
@@ -56,10 +62,6 @@ class AgentUsageViewSet(TenantScopedViewSet):
 
 
 def _live_workers() -> list[str]:
-    from django_redis import get_redis_connection
-
-    from kai_platform.celery import worker_key_pattern
-
     try:
         marker = ":workers:"
         keys = get_redis_connection("default").scan_iter(worker_key_pattern())
@@ -69,8 +71,6 @@ def _live_workers() -> list[str]:
 
 
 def _queue_depths() -> dict:
-    from kai_platform.celery import app
-
     depths = {}
     try:
         with app.connection_for_read() as conn:
@@ -92,10 +92,6 @@ class RuntimeStatusView(KaiAPIView):
 
     @extend_schema(responses={200: RuntimeStatusSerializer})
     def get(self, request):
-        from apps.agents.models import Provider
-        from apps.runs import llm as llm_layer
-        from apps.runs.lifecycle import concurrency_cap
-
         org = self.organization
         data = selectors.runtime_status(organization=org)
         providers = list(Provider.objects.for_org(org).filter(is_active=True).values("pk", "name", "provider_type"))
@@ -124,11 +120,6 @@ class RuntimeAgentViewSet(TenantScopedViewSet):
         return queryset.order_by("agent_number")
 
     def list(self, request, *args, **kwargs):
-        from django.db.models import Count
-
-        from apps.agents.selectors import heartbeats
-        from apps.runs import llm as llm_layer
-
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         ids = [a.pk for a in page]
         beats = heartbeats(kind="agent", ids=ids)

@@ -5,7 +5,9 @@ import time
 import uuid
 
 import orjson
+from django.db import connection
 from django.http import StreamingHttpResponse
+from django_redis import get_redis_connection
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -26,6 +28,7 @@ from apps.crews.serializers import (
 )
 from apps.runs import services as run_services
 from apps.runs.models import Execution, ExecutionKind, ExecutionStatus
+from apps.runs.streams import stream_key
 from kai_platform.api.errors import Conflict
 from kai_platform.api.renderers import KaiJSONRenderer, dumps
 from kai_platform.api.serializers import validated
@@ -149,9 +152,6 @@ class AgentRunViewSet(TenantScopedViewSet):
 
 def _claim_stream_id(stream_id: str) -> None:
     """A client-chosen stream id names one run only (it keys the run's Redis stream)."""
-    from django_redis import get_redis_connection
-
-    from apps.runs.streams import stream_key
 
     if Execution.objects.filter(stream_id=stream_id).exists():
         raise Conflict(f"stream_id {stream_id!r} is already used; omit it to get a fresh one.",
@@ -171,10 +171,6 @@ def _sse(payload: dict, event: str | None = None) -> bytes:
 
 def sse_events(*, execution_id: str, stream_id: str):
     """Read the run's Redis stream from the start (nothing is missed however late the reader comes)."""
-    from django.db import connection
-    from django_redis import get_redis_connection
-
-    from apps.runs.streams import stream_key
 
     connection.close()  # the stream may last minutes: no database connection held meanwhile
     yield _sse({"type": "start", "stream_id": stream_id, "execution_id": execution_id}, event="start")

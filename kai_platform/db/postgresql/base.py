@@ -4,6 +4,9 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base
+from psycopg_pool import ConnectionPool
+
+from kai_platform.db.pool import BusyAwareConnectionPool
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -16,9 +19,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if self.alias not in self._connection_pools:  # type: ignore[attr-defined]
             if self.settings_dict.get("CONN_MAX_AGE", 0) != 0:
                 raise ImproperlyConfigured("Pooling doesn't support persistent connections.")
-            from psycopg_pool import ConnectionPool
-
-            from kai_platform.db.pool import BusyAwareConnectionPool
 
             pool_options = {} if pool_options is True else pool_options
             connect_kwargs = self.get_connection_params()
