@@ -23,6 +23,9 @@ def run(ctx: Context) -> tuple[list[Row], list]:
     rows = [_row(ctx, attributes, "B4", MEASURES)]
     # the same burst created 50 runs a request (POST /api/v1/executions/batch)
     rows.append(_row(ctx, {**attributes, "batch": 50}, "B4 batch", f"{MEASURES}, created via executions/batch"))
+    # the largest batches the route takes: 2 clients × 500 runs a request
+    rows.append(_row(ctx, {**attributes, "batch": 500, "clients": 2, "runs": 1000 if not ctx.quick else 500},
+                     "B4 batch 500", f"{MEASURES}, created 500 a request"))
     return rows, []
 
 
@@ -38,6 +41,7 @@ def _row(ctx: Context, attributes: dict, row_id: str, measures: str) -> Row:
         baseline=data["noop_tasks_per_s"], baseline_text=f"{data['noop_tasks_per_s']:.0f} no-op tasks/s",
         ratio=ratio, ratio_text=f"{ratio:.2f}x", status=verdict(ok),
         note=(f"{data['completed']}/{data['runs']} COMPLETED, {data['workers']} workers x {data['concurrency']} "
-              f"threads, p95 accept→RUNNING {data['accept_to_running_p95_ms']} ms; by bench/b4_runs.py"),
+              f"threads, API accepts {data['api_accepts_per_s']}/s, p95 accept→RUNNING "
+              f"{data['accept_to_running_p95_ms']} ms; by bench/b4_runs.py"),
         details=data,
     )

@@ -65,7 +65,7 @@ def _start_workers(count: int, concurrency: int, suffix: str) -> list[subprocess
     from django_redis import get_redis_connection
 
     redis = get_redis_connection("default")
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded 2-core host takes over a minute to import Django twice
     while time.monotonic() < deadline:
         alive = [k for k in redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:workers:b4-{suffix}-*")]
         if len(alive) >= count:

@@ -111,6 +111,17 @@ def audit_record(*, organization, actor, action: str, instance: models.Model | N
     return row
 
 
+def audit_row(*, organization, actor, action: str, instance: models.Model | None = None, model: str | None = None,
+              object_id: str | None = None, before: dict | None = None, after: dict | None = None,
+              actor_type: str | None = None) -> AuditEvent | None:
+    """The row ``audit_record`` would write, unsaved (None inside ``audit_covered``): for a service
+    that writes it in a statement of its own with its other rows."""
+    if _covered.get():
+        return None
+    return _audit_row(organization=organization, actor=actor, action=action, instance=instance, model=model,
+                      object_id=object_id, before=before, after=after, actor_type=actor_type, state=request_state())
+
+
 def audit_record_many(entries: list[dict]) -> list[AuditEvent]:
     """``audit_record`` of many writes in ONE INSERT (a bulk service: one row per write it made,
     as if each had been recorded alone). Each item holds ``audit_record``'s arguments."""

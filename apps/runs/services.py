@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from apps.audit.services import audit_record, audit_record_many, snapshot
+from apps.audit.services import audit_record, audit_record_many, audit_row, snapshot
 from apps.events.services import publish_many
 from apps.quotas.services import quota_consume_for_execution, quota_consume_for_executions
 from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionEvent, ExecutionKind, ExecutionStatus
@@ -364,16 +364,19 @@ def execution_create(*, organization, actor, kind: str, run_name: str = "", crew
         batch.runs.append((execution, actor))
         return execution
     with transaction.atomic():
-        existing = _insert(execution, dedupe_key=dedupe_key, stream_id=stream_id)
-        if existing is not None:
-            return existing
-        # plan quotas: over quota raises 429 GENERAL_002 and rolls this run back
-        quota_consume_for_execution(execution=execution)
-        now = execution.created_at or timezone.now()
-        ExecutionEvent.objects.create(organization_id=org_id, execution=execution, from_status="",
-                                      to_status=S.PENDING, reason="created", at=now)
-        audit_record(organization=organization, actor=actor, action="execution.create", instance=execution,
-                     after=snapshot(execution, _CREATE_SNAPSHOT))
+        if dedupe_key or stream_id:
+            existing = _insert(execution, dedupe_key=dedupe_key, stream_id=stream_id)
+            if existing is not None:
+                return existing
+            # plan quotas: over quota raises 429 GENERAL_002 and rolls this run back
+            quota_consume_for_execution(execution=execution)
+            ExecutionEvent.objects.create(organization_id=org_id, execution=execution, from_status="",
+                                          to_status=S.PENDING, reason="created", at=execution.created_at)
+            audit_record(organization=organization, actor=actor, action="execution.create", instance=execution,
+                         after=snapshot(execution, _CREATE_SNAPSHOT))
+        else:  # counted first (a refusal writes nothing), then the run, its history and audit rows in ONE statement
+            quota_consume_for_execution(execution=execution)
+            _insert_together(execution, actor)
         publish_many([_pending_event(execution, actor), *(also_publish(execution) if also_publish else [])])
         if enqueue:
             transaction.on_commit(partial(execution_enqueue, execution_id=execution.pk, priority=execution.priority))
@@ -398,6 +401,37 @@ def _insert(execution: Execution, *, dedupe_key, stream_id) -> Execution | None:
                            errors=[{"field": "stream_id", "message": "already used"}])
         raise
     return None
+
+
+def _insert_together(execution: Execution, actor) -> None:
+    """INSERT the new run, its PENDING history row and its audit row in one statement (data-modifying
+    CTEs; the history row's foreign key is checked at the end of the statement, when the run exists)."""
+    statements = [_compiled(execution)]  # first: sets the run's created_at, which its history row repeats
+    statements.append(_compiled(ExecutionEvent(organization_id=execution.organization_id, execution=execution,
+                                               from_status="", to_status=S.PENDING, reason="created",
+                                               at=execution.created_at)))
+    audit = audit_row(organization=execution.organization_id, actor=actor, action="execution.create",
+                      instance=execution, after=snapshot(execution, _CREATE_SNAPSHOT))
+    if audit is not None:
+        statements.append(_compiled(audit))
+    *ctes, (sql, params) = statements
+    sql = "WITH " + ", ".join(f"kai_row{index} AS ({cte})" for index, (cte, _) in enumerate(ctes)) + " " + sql
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [param for _, cte_params in ctes for param in cte_params] + params)
+    execution._state.adding = False
+    execution._state.db = connection.alias
+
+
+def _compiled(obj) -> tuple[str, list]:
+    """The INSERT Django would send for ``obj`` (defaults and ``auto_now_add`` applied to ``obj``)."""
+    from django.db.models.sql import InsertQuery
+
+    meta = type(obj)._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
+    query = InsertQuery(type(obj))
+    query.insert_values(fields, [obj])
+    [(sql, params)] = query.get_compiler(connection=connection).as_sql()
+    return sql, list(params)
 
 
 # --- many runs at once -------------------------------------------------------------------------
