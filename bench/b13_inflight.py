@@ -199,9 +199,11 @@ def run(ctx=None) -> dict:
         submitted = time.perf_counter() - submit_started
         sampler = Sampler(worker.pid, organization.pk)
         sampler.start()
+        cpu_before = sum(proc.cpu_times()[:2])
         started, started_at = time.perf_counter(), time.time()
         app.control.add_consumer(queue, destination=[worker_name], reply=True, timeout=10)
         ended = wait_ended(ids, opts["seconds"] * max(1, math.ceil(opts["runs"] / concurrency)) * 4 + 120)
+        cpu_seconds = sum(proc.cpu_times()[:2]) - cpu_before
         sampler.stop_event.set()
         sampler.join()
         wall = ended - started
@@ -216,7 +218,8 @@ def run(ctx=None) -> dict:
             "idle_rss_mb": round(idle_rss / 2**20, 1), "rss_at_max_mb": round(sampler.rss_at_max_running / 2**20, 1),
             "peak_rss_mb": round(sampler.max_rss / 2**20, 1), "rss_per_run_kb": round(per_run_kb, 1),
             "pg_connections_max": sampler.max_pg, "pool_max": pool_max, "threads_max": sampler.max_threads,
-            **phases,
+            **phases, "worker_cpu_s": round(cpu_seconds, 1),
+            "cpu_ms_per_run": round(cpu_seconds * 1000 / max(1, len(ids)), 2),
         }
         print(f"B13 {result['runs']} runs of a {opts['seconds']} s builtin model on one runs worker "
               f"(make run's command, concurrency {concurrency})")
@@ -227,6 +230,8 @@ def run(ctx=None) -> dict:
         print(f"  RSS per run in flight: {result['rss_per_run_kb']} KB   (idle {result['idle_rss_mb']} MB, "
               f"at max {result['rss_at_max_mb']} MB; target <= 150 KB)")
         print(f"  PostgreSQL conns     : {result['pg_connections_max']} max   (pool max_size {pool_max})")
+        print(f"  worker CPU           : {result['worker_cpu_s']} s = {result['cpu_ms_per_run']} ms per run "
+              "(user + system: what a run costs the worker, whatever the host's load)")
         print(f"  phases (s from taking): first RUNNING {phases['first_running_s']}, all RUNNING "
               f"{phases['all_running_s']}, first ended {phases['first_ended_s']}, all ended {phases['all_ended_s']}")
         return result

@@ -53,10 +53,13 @@ class InFlightRegistry:
         self._lock = threading.Lock()
         self._runs: dict[str, RunHandle] = {}
         self._thread: threading.Thread | None = None
+        self._marked: dict[str, float] = {}  # worker → when its liveness key was last set
 
     def add(self, execution_id, worker: str = "") -> RunHandle:
         handle = RunHandle(str(execution_id), worker=worker)
-        if worker:
+        if worker and time.monotonic() - self._marked.get(worker, -1e9) >= heartbeat_seconds() / 2:
+            # a burst of runs marks its worker once, not once per run
+            self._marked[worker] = time.monotonic()
             self._mark_alive({worker})
         with self._lock:
             self._runs[handle.execution_id] = handle

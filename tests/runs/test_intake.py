@@ -175,3 +175,79 @@ def test_runs_the_worker_takes_together_run_as_runs_taken_alone(runs_worker, mem
         assert execution.tokens_out == alone.tokens_out and execution.tokens_out > 0
     cancelled.refresh_from_db()
     assert cancelled.status == "CANCELLED" and cancelled.started_at is None
+
+
+def _context(execution):
+    from apps.runs.inflight import RunHandle
+    from apps.runs.runner import RunContext
+
+    ctx = RunContext(Execution.objects.select_related("organization", "agent").get(pk=execution.pk),
+                     RunHandle(str(execution.pk)))
+    ctx.recorder.log("agent started", agent="a")
+    span = ctx.recorder.span_start("llm", "builtin", model="builtin")
+    ctx.recorder.tokens(tokens_in=3, tokens_out=5, cost=0)
+    ctx.recorder.span_end(span)
+    ctx.recorder.usage(agent_id=execution.agent_id, agent_name="A", model="builtin", tokens_in=3, tokens_out=5,
+                       cost=0)
+    ctx.recorder.log("completed")
+    return ctx
+
+
+def _end_trail(execution_id) -> tuple:
+    from apps.runs.models import ExecutionLog, TraceSpan
+
+    execution = Execution.objects.get(pk=execution_id)
+    return (execution.status, execution.result, execution.tokens_in, execution.tokens_out, execution.log_seq,
+            list(ExecutionLog.objects.filter(execution_id=execution_id).order_by("seq").values_list("seq", "message")),
+            TraceSpan.objects.filter(execution_id=execution_id).count(),
+            [t for *_, t in ExecutionEvent.objects.filter(execution_id=execution_id).order_by("id")
+             .values_list("from_status", "to_status")],
+            list(Event.objects.filter(execution_id=execution_id).order_by("id").values_list("type", flat=True)))
+
+
+def test_runs_ended_together_record_what_a_run_ended_alone_does(member):
+    from django.db import transaction
+
+    from apps.runs.completion import _complete_batch
+    from apps.runs.models import UsageRollup
+
+    agent = make_agent(member)
+    alone, *batch = _create(member, agent, 4)
+    claim_many(organization_id=member.organization.pk, execution_ids=[e.pk for e in [alone, *batch]], worker="w",
+               cap=None)
+    ctx = _context(alone)
+    with transaction.atomic():  # the way a run always ended alone
+        ctx.recorder.flush()
+        services.execution_transition(execution_id=alone.pk, to="COMPLETED", reason="completed", result="hi", error="")
+    assert _complete_batch([(_context(e), "hi") for e in batch]) == [True, True, True]
+    expected = _end_trail(alone.pk)
+    assert expected[0] == "COMPLETED" and expected[4] == 2 and expected[6] == 1
+    for execution in batch:
+        assert _end_trail(execution.pk) == expected
+    rollup = UsageRollup.objects.get(organization=member.organization, agent_id=agent.pk, model="builtin")
+    assert (rollup.executions, rollup.llm_calls, rollup.tokens_in, rollup.tokens_out) == (4, 4, 12, 20)
+
+
+def test_a_failed_batch_of_ends_gives_each_run_its_entries_back(member, monkeypatch):
+    from apps.runs import completion
+    from apps.runs.models import ExecutionLog
+
+    agent = make_agent(member)
+    runs = _create(member, agent, 2)
+    claim_many(organization_id=member.organization.pk, execution_ids=[e.pk for e in runs], worker="w", cap=None)
+    contexts = [_context(e) for e in runs]
+    pending = [c.recorder.pending() for c in contexts]
+
+    def broken(**kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(completion, "execution_transition", broken)
+    with pytest.raises(RuntimeError):
+        completion._complete_batch([(c, "hi") for c in contexts])
+    assert [c.recorder.pending() for c in contexts] == pending
+    assert ExecutionLog.objects.filter(execution_id__in=[e.pk for e in runs]).count() == 0
+    assert set(Execution.objects.filter(pk__in=[e.pk for e in runs]).values_list("status", "tokens_out")) == {
+        ("RUNNING", 0)}
+    monkeypatch.undo()
+    assert completion._complete_batch([(c, "hi") for c in contexts]) == [True, True]  # nothing was lost
+    assert ExecutionLog.objects.filter(execution_id__in=[e.pk for e in runs]).count() == 4
