@@ -316,7 +316,7 @@ REST_FRAMEWORK = {
     # offers each route exactly the body types it reads)
     "DEFAULT_PARSER_CLASSES": ["kai_platform.api.parsers.KaiJSONParser"],
     "EXCEPTION_HANDLER": "kai_platform.api.exceptions.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "kai_platform.api.schema.KaiAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "URL_FORMAT_OVERRIDE": "format",
@@ -357,7 +357,7 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "PREPROCESSING_HOOKS": ["kai_platform.api.schema.only_canonical_api"],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "kai_platform.api.schema.error_responses"],
+                             "kai_platform.api.schema.request_rules", "kai_platform.api.schema.error_responses"],
     "COMPONENT_SPLIT_REQUEST": True,
     "SECURITY": [{"jwtAuth": []}, {"apiKeyAuth": []}],
     "ENUM_NAME_OVERRIDES": {

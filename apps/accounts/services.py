@@ -457,7 +457,9 @@ def _merge(current: dict, changes: dict) -> dict:
 
 def organization_settings_update(*, organization: Organization, actor, changes: dict) -> dict:
     with transaction.atomic():
-        organization = Organization.objects.select_for_update().get(pk=organization.pk)
+        # FOR NO KEY UPDATE: rows that reference the organization (events, files) take FOR KEY SHARE on it
+        # while holding the events lock this transaction takes next; a plain FOR UPDATE deadlocked with them
+        organization = Organization.objects.select_for_update(no_key=True).get(pk=organization.pk)
         before = dict(organization.settings)
         organization.settings = _merge(before, changes)
         organization.save(update_fields=["settings", "updated_at"])

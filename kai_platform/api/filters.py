@@ -5,8 +5,9 @@ import datetime
 
 import django_filters
 from django.core.exceptions import ValidationError
-from django_filters.fields import IsoDateTimeField
-from django_filters.rest_framework import DjangoFilterBackend
+from django.db import models
+from django_filters.fields import IsoDateTimeField, ModelChoiceField
+from django_filters.rest_framework import DjangoFilterBackend, FilterSet
 from rest_framework import exceptions
 
 
@@ -28,6 +29,41 @@ class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UTCIsoDateTimeField
 
 
+class AnyIdModelChoiceField(ModelChoiceField):
+    """A related object's id: a well-formed id of no visible object filters to nothing (as any other value
+    that matches no row), not a 400 -- the OpenAPI document offers any uuid; existence is not a format."""
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except ValidationError:
+            if value in self.empty_values:
+                raise
+            field = self.queryset.model._meta.get_field(self.to_field_name) if self.to_field_name \
+                else self.queryset.model._meta.pk
+            try:
+                return field.to_python(value)
+            except ValidationError:
+                raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice") from None
+
+
+class AnyIdModelChoiceFilter(django_filters.ModelChoiceFilter):
+    field_class = AnyIdModelChoiceField
+
+
+def _any_id(defaults: dict) -> dict:
+    return {**defaults, "filter_class": AnyIdModelChoiceFilter}
+
+
+class KaiFilterSet(FilterSet):
+    """The base of the API's filtersets (and of those ``filterset_fields`` make): a foreign key filters by
+    any well-formed id (``AnyIdModelChoiceFilter``)."""
+
+    FILTER_DEFAULTS = {**FilterSet.FILTER_DEFAULTS,
+                       models.ForeignKey: _any_id(FilterSet.FILTER_DEFAULTS[models.ForeignKey]),
+                       models.OneToOneField: _any_id(FilterSet.FILTER_DEFAULTS[models.OneToOneField])}
+
+
 class KaiFilterBackend(DjangoFilterBackend):
     """django-filter's DRF backend, minus the work a request that filters on nothing does not need
     (the hottest lists are read unfiltered; B1/B3 in bench/):
@@ -41,6 +77,7 @@ class KaiFilterBackend(DjangoFilterBackend):
       value) or a ``method=`` (the same).
     """
 
+    filterset_base = KaiFilterSet
     _auto_classes: dict = {}
     _skippable: dict = {}
 

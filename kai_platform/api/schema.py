@@ -1,5 +1,22 @@
 """drf-spectacular hooks and security schemes."""
+import copy
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import force_instance, is_serializer
+
+
+class KaiAutoSchema(AutoSchema):
+    """A viewset's PUT takes partial bodies (docs/decisions.md, ``put_is_partial``): its request body is
+    the partial ("Patched…") schema, as for PATCH, so the document promises no required field the view
+    does not require."""
+
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        if (self.method == "PUT" and getattr(self.view, "put_is_partial", False)
+                and getattr(self.view, "action", None) == "update" and is_serializer(serializer)):
+            serializer = copy.copy(force_instance(serializer))
+            serializer.partial = True
+        return super()._get_request_for_media_type(serializer, direction)
 
 
 def only_canonical_api(endpoints):
@@ -63,6 +80,46 @@ ERROR_ENVELOPE = {
     },
     "required": ["detail", "type", "code", "errors", "request_id"],
 }
+
+
+#: U+0000 cannot be stored (PostgreSQL text and jsonb) and is refused in bodies and query strings
+NO_NUL = "^[^\\u0000]*$"
+
+
+def _no_nul(schema) -> None:
+    """Every free string states that U+0000 is refused (strings with a format, enum or pattern of their
+    own are narrower already)."""
+    if isinstance(schema, list):
+        for item in schema:
+            _no_nul(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and not {"format", "enum", "pattern"} & schema.keys():
+        schema["pattern"] = NO_NUL
+    for key, value in schema.items():
+        if key in {"properties", "patternProperties"} and isinstance(value, dict):
+            for item in value.values():
+                _no_nul(item)
+        elif key not in {"example", "examples", "default", "enum"}:
+            _no_nul(value)
+
+
+def request_rules(result, generator, request, public):
+    """Rules every operation shares: a PUT carries a body (``{}`` changes nothing; no body at all is a
+    400), and strings never hold U+0000."""
+    for schema in result.get("components", {}).get("schemas", {}).values():
+        _no_nul(schema)
+    for path_item in result.get("paths", {}).values():
+        for method, operation in path_item.items():
+            if not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") in {"query", "path"}:
+                    _no_nul(parameter.get("schema"))
+            if method == "put" and "requestBody" in operation:
+                operation["requestBody"]["required"] = True
+    return result
 
 
 def error_responses(result, generator, request, public):

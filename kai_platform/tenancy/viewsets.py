@@ -38,6 +38,20 @@ def not_offered(handler):
     return extend_schema(exclude=True)(handler)
 
 
+def check_request_rules(request) -> None:
+    """400 for what the OpenAPI document says every operation refuses: a PUT without a body (``{}``
+    changes nothing; an absent body is a client that forgot it), U+0000 in the query string."""
+    from rest_framework.exceptions import ParseError
+
+    if request.method == "PUT" and not request.META.get("HTTP_TRANSFER_ENCODING") and \
+            request.META.get("CONTENT_LENGTH", "") in ("", "0"):
+        raise ParseError("A PUT needs a body: the fields to change ({} changes nothing).")
+    query = request.META.get("QUERY_STRING", "")
+    if "%00" in query and any("\x00" in key or "\x00" in value for key, values in request.query_params.lists()
+                               for value in values):
+        raise ParseError("The NUL character (%00) is not allowed in query parameters.")
+
+
 def get_or_404(queryset, **lookup):
     """``queryset.get(**lookup)`` or the model's 404 (see ``raise_not_found``)."""
     obj = queryset.filter(**lookup).first()
@@ -54,7 +68,12 @@ else:
 
 class OrganizationContextMixin(_View):
     """Every API view's base: the request's organization and role, and errors always in the JSON
-    envelope, whatever other format (SSE, Prometheus text, NDJSON) the route also answers."""
+    envelope, whatever other format (SSE, Prometheus text, NDJSON) the route also answers; and the
+    request rules of every operation (``kai_platform.api.schema.request_rules``)."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        check_request_rules(request)
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -144,6 +163,7 @@ class TenantScopedViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
     ``list_row_properties`` names the model properties the serializer shows and the columns each
     reads. For the hottest lists (B3 in bench/)."""
 
+    put_is_partial = True  # update() below; the OpenAPI document says so (kai_platform.api.schema.KaiAutoSchema)
     list_as_rows = False
     list_row_properties: dict | None = None
     _row_plans: dict = {}

@@ -1,0 +1,52 @@
+"""Rules the OpenAPI document states for every operation and the kernel enforces
+(``kai_platform.api.schema.request_rules``, ``kai_platform.tenancy.viewsets.check_request_rules``), and the
+foreign-key list filter (``kai_platform.api.filters.AnyIdModelChoiceFilter``)."""
+import uuid
+
+import pytest
+
+from tests.helpers import assert_envelope
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def document(django_db_setup, django_db_blocker):
+    from drf_spectacular.generators import SchemaGenerator
+
+    with django_db_blocker.unblock():
+        return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def test_a_put_without_a_body_is_a_400_and_an_empty_object_changes_nothing(owner_client, settings):
+    settings.KAI_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    created = owner_client.post("/api/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "events": ["execution.failed"]},
+                                format="json")
+    assert created.status_code == 201, created.content
+    url = f"/api/v1/webhooks/{created.json()['id']}"
+    assert_envelope(owner_client.put(url), 400, code="GENERAL_001")
+    assert_envelope(owner_client.put("/api/v1/retention"), 400, code="GENERAL_001")
+    assert owner_client.put(url, {}, format="json").status_code == 200
+    assert owner_client.put(url, {"description": "partial"}, format="json").json()["description"] == "partial"
+
+
+def test_the_document_says_put_bodies_are_partial_and_required(document):
+    body = document["paths"]["/api/v1/webhooks/{id}"]["put"]["requestBody"]
+    assert body["required"] is True
+    component = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert component == "PatchedWebhookRequest" and not document["components"]["schemas"][component].get("required")
+    for path, item in document["paths"].items():
+        if "put" in item and "requestBody" in item["put"]:
+            assert item["put"]["requestBody"]["required"] is True, path
+
+
+def test_nul_is_refused_in_the_query_and_the_document_says_so(owner_client, document):
+    assert_envelope(owner_client.get("/api/v1/system/logs?logger=a%00b"), 400, code="GENERAL_001")
+    assert owner_client.get("/api/v1/system/logs?logger=ab").status_code == 200
+    name = document["components"]["schemas"]["PatchedWebhookRequest"]["properties"]["description"]
+    assert name["pattern"] == "^[^\\u0000]*$"
+
+
+def test_a_foreign_key_filter_takes_any_well_formed_id(owner_client):
+    assert owner_client.get(f"/api/v1/voice/commands?target_agent={uuid.uuid4()}").json()["items"] == []
+    assert_envelope(owner_client.get("/api/v1/voice/commands?target_agent=not-an-id"), 400, code="GENERAL_001")
