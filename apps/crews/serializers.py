@@ -138,14 +138,17 @@ class OrchestrationSerializer(KaiModelSerializer):
 class OrchestrationExecuteSerializer(KaiSerializer):
     input_data = JSONObjectField(required=False, default=dict)
     inputs = JSONObjectField(required=False)
-    task = serializers.JSONField(required=False, help_text="Seed 003's input: the task for the agents (text or an "
-                                                           "object); becomes input_data.task.")
+    task = serializers.JSONField(required=False, allow_null=True,
+                                 help_text="Seed 003's input: the task for the agents (text or an object); becomes "
+                                           "input_data.task. null: no task.")
     wait_for_completion = serializers.BooleanField(default=True)
     timeout_ms = serializers.IntegerField(default=60000, min_value=0, max_value=600000)
     params = JSONObjectField(required=False, default=dict)
     priority = PriorityField(required=False, default=5)
 
     def validate(self, attrs):
+        if "task" in attrs and attrs["task"] is None:
+            del attrs["task"]
         if "task" in attrs:
             target = "inputs" if attrs.get("inputs") is not None else "input_data"
             attrs[target] = {**(attrs.get(target) or {}), "task": attrs.pop("task")}

@@ -205,9 +205,12 @@ def test_logs_traces_and_status_of_a_run_that_has_not_started(owner_client, memb
     assert logs["items"] == [] and logs["status"] == "PENDING" and logs["last_seq"] == 0
     trace = owner_client.get(f"/api/v1/execution-trace/{execution_id}").json()
     assert trace["spans"] == [] and len(trace["trace_id"]) == 32
+    assert trace["cost"] == "0.000000"  # a decimal string, as documented (and as on executions)
     by_trace = owner_client.get(f"/api/v1/traces/{trace['trace_id']}")
     assert by_trace.status_code == 200 and by_trace.json()["execution_id"] == execution_id
-    assert owner_client.get("/api/v1/traces").json()["items"][0]["trace_id"] == trace["trace_id"]
+    listed = owner_client.get("/api/v1/traces").json()["items"][0]
+    assert listed["trace_id"] == trace["trace_id"] and listed["cost"] == "0.000000"
+    assert owner_client.get(f"/api/v1/tasks/{execution_id}/status").json()["cost"] == "0.000000"
     bad = owner_client.get(f"/api/v1/execution-logs/{execution_id}", {"after": "x"})
     assert assert_envelope(bad, 400)["errors"][0]["field"] == "after"
 

@@ -127,12 +127,16 @@ class AgentTestResponseSerializer(KaiSerializer):
     execution_id = serializers.UUIDField(help_text="The run that answered (logs, trace, usage).")
 
 
+#: the longest a memory entry may live, in seconds (ten years; a larger ttl overflowed the expiry: a 500)
+MAX_MEMORY_TTL = 10 * 365 * 24 * 3600
+
+
 class MemorySerializer(KaiModelSerializer):
     type = serializers.CharField(write_only=True, required=False, max_length=50, help_text="Alias of memory_type.")
     content = serializers.JSONField()
     tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=20)
-    ttl = serializers.IntegerField(write_only=True, required=False, min_value=1, allow_null=True,
-                                   help_text="Seconds until the entry expires.")
+    ttl = serializers.IntegerField(write_only=True, required=False, min_value=1, max_value=MAX_MEMORY_TTL,
+                                   allow_null=True, help_text="Seconds until the entry expires (at most ten years).")
     agent_number = serializers.IntegerField(write_only=True, required=False, help_text="Ignored (the URL names the agent).")
 
     class Meta:

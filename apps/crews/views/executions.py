@@ -224,10 +224,11 @@ def _trace_body(execution: Execution, spans: list[dict] | None = None) -> dict:
             "completed_at": execution.completed_at, "duration_ms": execution.duration_ms,
             "tokens_in": execution.tokens_in, "tokens_out": execution.tokens_out,
             "total_tokens": execution.total_tokens, "cost": execution.cost, "created_at": execution.created_at}
-    if spans is not None:
-        body["spans"] = spans
-        body["tree"] = selectors.span_tree(spans)
-    return body
+    if spans is None:
+        return TraceSerializer(body).data  # as documented: cost a decimal string, as on every other route
+    body["spans"] = spans
+    body["tree"] = selectors.span_tree(spans)
+    return TraceDetailSerializer(body).data
 
 
 def _spans_of(execution: Execution) -> list[dict]:
@@ -298,7 +299,7 @@ class TaskStatusViewSet(TenantScopedViewSet):
 
     @extend_schema(responses={200: TaskStatusSerializer})
     def retrieve(self, request, *args, **kwargs):
-        return Response(_task_status_body(self.get_object()))
+        return Response(TaskStatusSerializer(_task_status_body(self.get_object())).data)
 
 
 # --- agent entry points ------------------------------------------------------------------------
