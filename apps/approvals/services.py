@@ -126,30 +126,47 @@ def approval_request(*, organization, question: str, source: str = ApprovalSourc
     may (owners/admins always can); ``deadline`` (or ``timeout_seconds`` from now) after which
     ``default_action`` (approve|reject) applies. Publishes ``approval.requested`` on the hub and
     the run's stream. ``ValueError`` on a bad role/user/default."""
-    ApprovalSource(source)
-    if default_action not in DefaultAction.values:
-        raise ValueError(f"default_action must be approve or reject, not {default_action!r}")
     org_id = getattr(organization, "pk", organization)
-    assignee_role = _check_role(assignee_role or "")
-    user = _find_user(org_id, assignee_user)
-    if deadline is None and timeout_seconds:
-        deadline = timezone.now() + timedelta(seconds=float(timeout_seconds))
-    if not isinstance(proposed, dict):
-        proposed = {"value": proposed} if proposed is not None else {}
+    assignee_role, user, deadline, proposed = _request_terms(
+        org_id, source=source, default_action=default_action, assignee_role=assignee_role,
+        assignee_user=assignee_user, deadline=deadline, timeout_seconds=timeout_seconds, proposed=proposed)
     with transaction.atomic():
         approval = Approval.objects.create(
             organization_id=org_id, created_by=actor if getattr(actor, "is_authenticated", False) else None,
             source=source, execution=execution, workflow_run_id=getattr(workflow_run, "pk", workflow_run),
             step_id=str(step_id or "")[:200], question=question, proposed=proposed, assignee_role=assignee_role,
             assignee_user=user, deadline=deadline, default_action=default_action)
-        audit_record(organization=approval.organization, actor=actor, action="approval.request", instance=approval,
-                     after=snapshot(approval, ["id", "source", "execution", "step_id", "assignee_role",
-                                               "assignee_user", "deadline", "default_action"]))
-        publish(org_id, "approval.requested", _event_data(approval), execution=_stream_of(source, execution),
-                agent=getattr(execution, "agent_id", None), actor=actor, component="approvals", severity="warning")
+        _announce_request(approval, actor=actor)
         if deadline is not None:
             transaction.on_commit(partial(_schedule_expiry, approval.pk, deadline), robust=True)
     return approval
+
+
+def _announce_request(approval: Approval, *, actor) -> None:
+    """The audit row and the ``approval.requested`` event of a new approval."""
+    audit_record(organization=approval.organization, actor=actor, action="approval.request", instance=approval,
+                 after=snapshot(approval, ["id", "source", "execution", "step_id", "assignee_role",
+                                           "assignee_user", "deadline", "default_action"]))
+    execution = approval.execution
+    publish(approval.organization_id, "approval.requested", _event_data(approval),
+            execution=_stream_of(approval.source, execution), agent=getattr(execution, "agent_id", None),
+            actor=actor, component="approvals", severity="warning")
+
+
+def _request_terms(org_id, *, source, default_action, assignee_role, assignee_user, deadline, timeout_seconds,
+                   proposed) -> tuple:
+    """An approval request's checked terms: (assignee role, assignee user, deadline, proposed as a
+    JSON object). ``ValueError`` on a bad source, role, user or default."""
+    ApprovalSource(source)
+    if default_action not in DefaultAction.values:
+        raise ValueError(f"default_action must be approve or reject, not {default_action!r}")
+    assignee_role = _check_role(assignee_role or "")
+    user = _find_user(org_id, assignee_user)
+    if deadline is None and timeout_seconds:
+        deadline = timezone.now() + timedelta(seconds=float(timeout_seconds))
+    if not isinstance(proposed, dict):
+        proposed = {"value": proposed} if proposed is not None else {}
+    return assignee_role, user, deadline, proposed
 
 
 def _stream_of(source, execution):
@@ -214,26 +231,8 @@ def _resolve(*, approval_id, actor, approve: bool, value=_UNSET, feedback: str =
                            errors=[{"field": "status", "message": f"is {approval.status}"}])
         if only_if_due and (approval.deadline is None or approval.deadline > now):
             return None
-        before = snapshot(approval, ["status", "edited_value", "feedback", "resolved_by"])
-        approval.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
-        if value is not _UNSET:
-            approval.edited_value = value
-        approval.feedback = feedback or ""
-        approval.resolved_by = actor if getattr(actor, "is_authenticated", False) else None
-        approval.resolved_at = now
-        approval.timed_out = timed_out
-        approval.save(update_fields=["status", "edited_value", "feedback", "resolved_by", "resolved_at", "timed_out",
-                                     "updated_at"])
-        audit_record(organization=approval.organization, actor=actor if approval.resolved_by else None,
-                     action="approval.timeout" if timed_out else f"approval.{'approve' if approve else 'reject'}",
-                     instance=approval, before=before,
-                     after=snapshot(approval, ["status", "edited_value", "feedback", "resolved_by"]))
-        publish(approval.organization_id, "approval.resolved",
-                _event_data(approval, edited_value=approval.edited_value, feedback=approval.feedback,
-                            timed_out=timed_out, resolved_by=str(approval.resolved_by_id)
-                            if approval.resolved_by_id else None),
-                execution=stream_id if approval.source == ApprovalSource.WORKFLOW_STEP and stream_id
-                else approval.execution_id, actor=approval.resolved_by, component="approvals")
+        _record_answer(approval, actor=actor, approve=approve, value=value, feedback=feedback, timed_out=timed_out,
+                       now=now, stream_id=stream_id)
         handler = _HANDLERS.get(approval.source)
         if handler is None:
             logger.warning("no resolution handler for approvals of source %r (approval %s)", approval.source,
@@ -241,6 +240,31 @@ def _resolve(*, approval_id, actor, approve: bool, value=_UNSET, feedback: str =
         else:
             handler(approval)
     return approval
+
+
+def _record_answer(approval: Approval, *, actor, approve: bool, value, feedback: str, timed_out: bool, now,
+                   stream_id) -> None:
+    """Save the answer on the locked pending approval, audit it and publish ``approval.resolved``."""
+    before = snapshot(approval, ["status", "edited_value", "feedback", "resolved_by"])
+    approval.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
+    if value is not _UNSET:
+        approval.edited_value = value
+    approval.feedback = feedback or ""
+    approval.resolved_by = actor if getattr(actor, "is_authenticated", False) else None
+    approval.resolved_at = now
+    approval.timed_out = timed_out
+    approval.save(update_fields=["status", "edited_value", "feedback", "resolved_by", "resolved_at", "timed_out",
+                                 "updated_at"])
+    audit_record(organization=approval.organization, actor=actor if approval.resolved_by else None,
+                 action="approval.timeout" if timed_out else f"approval.{'approve' if approve else 'reject'}",
+                 instance=approval, before=before,
+                 after=snapshot(approval, ["status", "edited_value", "feedback", "resolved_by"]))
+    publish(approval.organization_id, "approval.resolved",
+            _event_data(approval, edited_value=approval.edited_value, feedback=approval.feedback,
+                        timed_out=timed_out, resolved_by=str(approval.resolved_by_id)
+                        if approval.resolved_by_id else None),
+            execution=stream_id if approval.source == ApprovalSource.WORKFLOW_STEP and stream_id
+            else approval.execution_id, actor=approval.resolved_by, component="approvals")
 
 
 def approval_expire(*, approval_id) -> Approval | None:

@@ -108,14 +108,8 @@ def workflow_run_graph(*, execution) -> dict | None:
             "graph": graph}
 
 
-def crew_graph(*, organization, pk) -> dict | None:
-    """A crew's agents and tasks: ``performs`` edges from an agent to its tasks, ``context`` edges
-    from a task to the tasks that read its output, ``next`` edges in the order a sequential crew runs."""
-    rows = Crew.objects.all() if organization is None else Crew.objects.for_org(organization)
-    crew = rows.select_related("organization").filter(pk=pk).first()
-    if crew is None:
-        return None
-    spec = parse_crew(crew.agents_yaml, crew.tasks_yaml, crew.process)
+def _crew_nodes_and_edges(spec, process: str) -> tuple[list, list]:
+    """Agent and task nodes; ``performs``, ``context`` and (sequential crews) ``next`` edges."""
     nodes = [{"id": f"agent:{a.key}", "kind": "agent", "label": a.role or a.key, "detail": a.goal[:160],
               "agent": a.key, "tools": list(a.tools)} for a in spec.agents]
     edges = []
@@ -129,9 +123,21 @@ def crew_graph(*, organization, pk) -> dict | None:
         for ref in task.context:
             edges.append({"source": f"task:{ref}", "target": f"task:{task.key}", "kind": "context",
                           "label": "context"})
-        if previous is not None and crew.process == "sequential" and previous not in task.context:
+        if previous is not None and process == "sequential" and previous not in task.context:
             edges.append({"source": f"task:{previous}", "target": f"task:{task.key}", "kind": "next", "label": ""})
         previous = task.key
+    return nodes, edges
+
+
+def crew_graph(*, organization, pk) -> dict | None:
+    """A crew's agents and tasks: ``performs`` edges from an agent to its tasks, ``context`` edges
+    from a task to the tasks that read its output, ``next`` edges in the order a sequential crew runs."""
+    rows = Crew.objects.all() if organization is None else Crew.objects.for_org(organization)
+    crew = rows.select_related("organization").filter(pk=pk).first()
+    if crew is None:
+        return None
+    spec = parse_crew(crew.agents_yaml, crew.tasks_yaml, crew.process)
+    nodes, edges = _crew_nodes_and_edges(spec, crew.process)
     runs = (Execution.objects.filter(crew=crew).order_by("-created_at")
             .values("id", "status", "created_at", "run_name")[:20])
     return {"crew": {"id": str(crew.pk), "name": crew.name, "process": crew.process,

@@ -66,13 +66,8 @@ def usage_period(period: str | None) -> tuple[str, int]:
     return period, PERIOD_DAYS[period]
 
 
-def usage_summary(*, organization, period: str | None = None, agent_id=None) -> dict:
-    """Seed 003 ``usage``: totals, by agent, by day (and by model) over the period, from the rollup."""
-    period, days = usage_period(period)
-    since = timezone.now().date() - timedelta(days=days - 1)
-    rows = UsageRollup.objects.for_org(organization).filter(day__gte=since)
-    if agent_id is not None:
-        rows = rows.filter(agent_id=agent_id)
+def _usage_buckets(rows) -> tuple[dict, dict, dict]:
+    """The rollup rows summed by agent, by day and by model."""
     by_agent: dict = defaultdict(lambda: {"executions": 0, "llm_calls": 0, "input_tokens": 0, "output_tokens": 0,
                                           "cost": Decimal(0), "agent_name": ""})
     by_day: dict = defaultdict(lambda: {"executions": 0, "llm_calls": 0, "input_tokens": 0, "output_tokens": 0,
@@ -87,6 +82,17 @@ def usage_summary(*, organization, period: str | None = None, agent_id=None) -> 
         by_agent[row.agent_id]["executions"] += row.executions
         by_agent[row.agent_id]["agent_name"] = row.agent_name or by_agent[row.agent_id]["agent_name"]
         by_day[row.day]["executions"] += row.executions
+    return by_agent, by_day, by_model
+
+
+def usage_summary(*, organization, period: str | None = None, agent_id=None) -> dict:
+    """Seed 003 ``usage``: totals, by agent, by day (and by model) over the period, from the rollup."""
+    period, days = usage_period(period)
+    since = timezone.now().date() - timedelta(days=days - 1)
+    rows = UsageRollup.objects.for_org(organization).filter(day__gte=since)
+    if agent_id is not None:
+        rows = rows.filter(agent_id=agent_id)
+    by_agent, by_day, by_model = _usage_buckets(rows)
     executions = Execution.objects.for_org(organization).filter(created_at__date__gte=since)
     if agent_id is not None:
         executions = executions.filter(Q(agent_id=agent_id) | Q(spans__agent_id=agent_id)).distinct()

@@ -48,6 +48,17 @@ def _digest_and_head(fileobj) -> tuple[str, bytes]:
     return sha.hexdigest(), head
 
 
+def _check_quota(organization, size: int) -> None:
+    """413 (with the usage) when ``size`` more bytes would pass the organization's storage quota."""
+    used, quota = usage_bytes(organization), quota_bytes(organization)
+    if used + size > quota:
+        raise PayloadTooLarge(
+            f"Storage quota exceeded: {used} of {quota} bytes used, this file needs {size}.",
+            errors=[{"field": "file", "message": "organization storage quota exceeded"}],
+            extra={"usage": {"used_bytes": used, "quota_bytes": quota, "requested_bytes": size}},
+        )
+
+
 def file_store(*, organization, user, upload, name: str | None = None, declared_content_type: str = "",
                agent_id=None, execution_id=None, metadata: dict | None = None) -> StoredFile:
     """Store one file (an UploadedFile or any File object) for the organization.
@@ -64,13 +75,7 @@ def file_store(*, organization, user, upload, name: str | None = None, declared_
     key = f"org/{organization.pk}/{uuid.uuid4().hex}/{clean_name}"
     with transaction.atomic():
         locks.organization_xact_lock(locks.FILES, organization.pk)  # one upload at a time: the quota holds
-        used, quota = usage_bytes(organization), quota_bytes(organization)
-        if used + size > quota:
-            raise PayloadTooLarge(
-                f"Storage quota exceeded: {used} of {quota} bytes used, this file needs {size}.",
-                errors=[{"field": "file", "message": "organization storage quota exceeded"}],
-                extra={"usage": {"used_bytes": used, "quota_bytes": quota, "requested_bytes": size}},
-            )
+        _check_quota(organization, size)
         stored_key = default_storage.save(key, upload)  # never overwrites: the key is new
         try:
             stored = StoredFile.objects.create(

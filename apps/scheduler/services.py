@@ -228,7 +228,6 @@ def _start_run(schedule: Schedule, *, actor, run_name: str, dedupe_key: str | No
         workflow = schedule.workflow
         if workflow is None or not workflow.is_active:
             return None
-
         run = workflow_start(workflow=workflow, actor=actor, inputs=schedule.inputs, trigger_type="schedule",
                              trigger_source=f"schedule {schedule.pk}: {run_name}", dedupe_key=dedupe_key)
         return run.execution

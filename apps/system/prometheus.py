@@ -30,6 +30,19 @@ def organization_registry(organization) -> tuple[CollectorRegistry, dict]:
     queues = selectors.queues()
     workers = selectors.workers()
 
+    families = [*_organization_families(runs, agents, llm), *_platform_families(requests, queues, workers)]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Figures(families))
+    figures = {
+        "runs": runs, "agents": agents, "requests": requests, "queues": queues, "workers": workers,
+        "llm": [{"provider": r["provider"] or "unknown", "model": r["model"] or "unknown", "tokens_in": r["tin"] or 0,
+                 "tokens_out": r["tout"] or 0, "cost": float(r["usd"] or 0)} for r in llm],
+    }
+    return registry, figures
+
+
+def _organization_families(runs: dict, agents: dict, llm: list) -> list:
+    """Runs and agents by status; LLM tokens and cost by provider and model."""
     families = []
     family = GaugeMetricFamily("kai_org_runs", "Executions of the organization by status.", labels=["status"])
     for name, n in sorted(runs.items()):
@@ -49,6 +62,12 @@ def organization_registry(organization) -> tuple[CollectorRegistry, dict]:
         tokens.add_metric([*labels, "out"], row["tout"] or 0)
         cost.add_metric(labels, float(row["usd"] or 0))
     families += [tokens, cost]
+    return families
+
+
+def _platform_families(requests: dict, queues: dict, workers: dict) -> list:
+    """The API's last 5 minutes (latency, requests, error rate), queue depths and live workers."""
+    families = []
     latency = GaugeMetricFamily("kai_org_api_latency_ms", "API latency percentiles over the last 5 minutes.",
                                 labels=["quantile"])
     for q in ("p50", "p95", "p99"):
@@ -65,12 +84,4 @@ def organization_registry(organization) -> tuple[CollectorRegistry, dict]:
     families.append(depth)
     families.append(GaugeMetricFamily("kai_workers_alive", "Celery workers with a fresh heartbeat.",
                                       value=workers["count"]))
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Figures(families))
-    figures = {
-        "runs": runs, "agents": agents, "requests": requests, "queues": queues, "workers": workers,
-        "llm": [{"provider": r["provider"] or "unknown", "model": r["model"] or "unknown", "tokens_in": r["tin"] or 0,
-                 "tokens_out": r["tout"] or 0, "cost": float(r["usd"] or 0)} for r in llm],
-    }
-    return registry, figures
+    return families

@@ -146,6 +146,18 @@ def _active_organizations(minutes: int) -> set[str]:
     return active
 
 
+def _api_alerts(requests: dict, add) -> None:
+    """Slow responses and a high error rate, once the window holds enough requests to tell."""
+    p95 = requests["latency_ms"]["p95"]
+    if requests["requests"] >= settings.KAI_ALERT_MIN_REQUESTS:
+        if p95 is not None and p95 >= settings.KAI_ALERT_P95_MS:
+            add("slow_response", p95, settings.KAI_ALERT_P95_MS, metric="api_latency_p95_ms",
+                requests=requests["requests"])
+        if requests["error_rate"] >= settings.KAI_ALERT_ERROR_RATE:
+            add("high_error_rate", requests["error_rate"], settings.KAI_ALERT_ERROR_RATE, metric="api_error_rate",
+                requests=requests["requests"])
+
+
 def evaluate_alerts(perf: dict) -> list[dict]:
     """``performance_alert`` payloads (docs/observability.md) for the thresholds ``perf`` crosses."""
     alerts = []
@@ -155,15 +167,7 @@ def evaluate_alerts(perf: dict) -> list[dict]:
         alerts.append({"alert_type": alert_type, "severity": severity,
                        "details": {"value": value, "threshold": threshold, **details}})
 
-    requests = perf["requests"]
-    p95 = requests["latency_ms"]["p95"]
-    if requests["requests"] >= settings.KAI_ALERT_MIN_REQUESTS:
-        if p95 is not None and p95 >= settings.KAI_ALERT_P95_MS:
-            add("slow_response", p95, settings.KAI_ALERT_P95_MS, metric="api_latency_p95_ms",
-                requests=requests["requests"])
-        if requests["error_rate"] >= settings.KAI_ALERT_ERROR_RATE:
-            add("high_error_rate", requests["error_rate"], settings.KAI_ALERT_ERROR_RATE, metric="api_error_rate",
-                requests=requests["requests"])
+    _api_alerts(perf["requests"], add)
     runs = perf["runs"]
     finished = runs["completed"] + runs["failed"] + runs["cancelled"]
     if finished >= settings.KAI_ALERT_MIN_RUNS and runs["failure_rate"] >= settings.KAI_ALERT_FAILED_RUN_RATE:
@@ -189,6 +193,29 @@ def health_status(perf: dict, alerts: list[dict]) -> str:
     return "degraded" if alerts else "healthy"
 
 
+def _publish_status_change(redis, organization, *, status: str, perf: dict, alerts: list) -> int:
+    """``system.status`` when the organization's health differs from the one last published (the
+    key lives 10 minutes, so an unchanged status is repeated that often); 1 when published."""
+    status_key = f"{settings.KAI_REDIS_PREFIX}:system:status:{organization.pk}"
+    previous = redis.get(status_key)
+    previous = previous.decode() if previous else None
+    if previous == status:
+        return 0
+    components = {"database": "healthy", "redis": "healthy",
+                  "workers": "healthy" if perf["workers"]["count"] else "unhealthy",
+                  "runs": "degraded" if alerts else "healthy"}
+    publish(organization, "system.status", {
+        "status": status, "previous_status": previous, "old_status": previous, "new_status": status,
+        "reason": alerts[0]["alert_type"] if alerts else "recovered", "components": components,
+        "old_health": {"status": previous} if previous else None,
+        "new_health": {"status": status, "resources": perf["resources"], "components": components},
+        "alerts": [a["alert_type"] for a in alerts],
+        "workers": perf["workers"]["count"], "queues": perf["queues"], "resources": perf["resources"],
+    }, component="system", severity="info" if status == "healthy" else "warning")
+    redis.set(status_key, status, ex=600)
+    return 1
+
+
 @shared_task(name="apps.system.tasks.publish_system_status", ignore_result=True)
 def publish_system_status() -> dict:
     """Beat: to every organization active in the status window, a ``metrics.update`` event
@@ -209,23 +236,7 @@ def publish_system_status() -> dict:
             **selectors.seed_metrics(organization=organization, perf=perf, minutes=minutes),
         }, component="system")
         counts["organizations"] += 1
-        status_key = f"{prefix}:system:status:{organization.pk}"
-        previous = redis.get(status_key)
-        previous = previous.decode() if previous else None
-        if previous != status:
-            components = {"database": "healthy", "redis": "healthy",
-                          "workers": "healthy" if perf["workers"]["count"] else "unhealthy",
-                          "runs": "degraded" if alerts else "healthy"}
-            publish(organization, "system.status", {
-                "status": status, "previous_status": previous, "old_status": previous, "new_status": status,
-                "reason": alerts[0]["alert_type"] if alerts else "recovered", "components": components,
-                "old_health": {"status": previous} if previous else None,
-                "new_health": {"status": status, "resources": perf["resources"], "components": components},
-                "alerts": [a["alert_type"] for a in alerts],
-                "workers": perf["workers"]["count"], "queues": perf["queues"], "resources": perf["resources"],
-            }, component="system", severity="info" if status == "healthy" else "warning")
-            redis.set(status_key, status, ex=600)
-            counts["status"] += 1
+        counts["status"] += _publish_status_change(redis, organization, status=status, perf=perf, alerts=alerts)
         for alert in alerts:
             if redis.set(f"{prefix}:system:alert:{organization.pk}:{alert['alert_type']}", 1, nx=True,
                          ex=settings.KAI_ALERT_COOLDOWN_SECONDS):

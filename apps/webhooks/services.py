@@ -246,6 +246,33 @@ def _claim(delivery_id) -> WebhookDelivery | None:
     return delivery
 
 
+def _signed_headers(delivery, body: bytes) -> dict:
+    """The attempt's headers: the event, the delivery id, and the body's signature with a timestamp."""
+    timestamp = str(int(time.time()))
+    return {"Content-Type": "application/json", "User-Agent": "kAI-Webhooks/1.0",
+            EVENT_HEADER: delivery.event_type, DELIVERY_HEADER: str(delivery.pk), TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(secret=webhook_secret(delivery.webhook), timestamp=timestamp, body=body)}
+
+
+def _attempt_outcome(delivery, *, status_code, latency_ms, error: str, answer: str, retry: bool) -> None:
+    """The attempt in the delivery's history and its next state: succeeded, retrying after the
+    backoff (until ``KAI_WEBHOOK_RETRY_HOURS`` after the first attempt) or failed."""
+    now = timezone.now()
+    delivery.history = [*delivery.history, {"attempt": delivery.attempts, "at": now.isoformat(),
+                                            "status_code": status_code, "latency_ms": latency_ms, "error": error}]
+    delivery.response_status, delivery.latency_ms, delivery.error, delivery.response_body = (
+        status_code, latency_ms, error, answer)
+    if not error:
+        delivery.status, delivery.delivered_at, delivery.next_attempt_at = DeliveryStatus.SUCCEEDED, now, None
+    else:
+        wait = backoff_seconds(delivery.attempts)
+        give_up_at = delivery.created_at + timedelta(hours=float(settings.KAI_WEBHOOK_RETRY_HOURS))
+        if retry and now + timedelta(seconds=wait) <= give_up_at:
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.RETRYING, now + timedelta(seconds=wait)
+        else:
+            delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+
+
 def delivery_attempt(*, delivery_id) -> str:
     """Send one attempt of a delivery (idempotent: only a pending/retrying delivery is sent) and
     record it; a failure is retried with backoff until ``KAI_WEBHOOK_RETRY_HOURS`` after the first."""
@@ -263,10 +290,7 @@ def delivery_attempt(*, delivery_id) -> str:
             raise BlockedAddress("the webhook is disabled")
         allowlist = target_allowlist(organization=delivery.organization)
         check_url(webhook.url, allowlist)
-        timestamp = str(int(time.time()))
-        headers = {"Content-Type": "application/json", "User-Agent": "kAI-Webhooks/1.0",
-                   EVENT_HEADER: delivery.event_type, DELIVERY_HEADER: str(delivery.pk), TIMESTAMP_HEADER: timestamp,
-                   SIGNATURE_HEADER: sign(secret=webhook_secret(webhook), timestamp=timestamp, body=body)}
+        headers = _signed_headers(delivery, body)
         started = time.monotonic()
         with guarded_http_client(allowlist, timeout=float(settings.KAI_WEBHOOK_TIMEOUT_SECONDS),
                                  follow_redirects=False) as client:
@@ -281,20 +305,8 @@ def delivery_attempt(*, delivery_id) -> str:
         error, retry = str(exc), False
     except httpx2.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    now = timezone.now()
-    delivery.history = [*delivery.history, {"attempt": delivery.attempts, "at": now.isoformat(),
-                                            "status_code": status_code, "latency_ms": latency_ms, "error": error}]
-    delivery.response_status, delivery.latency_ms, delivery.error, delivery.response_body = (
-        status_code, latency_ms, error, answer)
-    if not error:
-        delivery.status, delivery.delivered_at, delivery.next_attempt_at = DeliveryStatus.SUCCEEDED, now, None
-    else:
-        wait = backoff_seconds(delivery.attempts)
-        give_up_at = delivery.created_at + timedelta(hours=float(settings.KAI_WEBHOOK_RETRY_HOURS))
-        if retry and now + timedelta(seconds=wait) <= give_up_at:
-            delivery.status, delivery.next_attempt_at = DeliveryStatus.RETRYING, now + timedelta(seconds=wait)
-        else:
-            delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+    _attempt_outcome(delivery, status_code=status_code, latency_ms=latency_ms, error=error, answer=answer,
+                     retry=retry)
     with transaction.atomic():
         delivery.save(update_fields=["status", "history", "response_status", "latency_ms", "error", "response_body",
                                      "delivered_at", "next_attempt_at", "updated_at"])

@@ -371,6 +371,24 @@ def _check_graph(steps: list[dict], *, where: str, visible: set[str], problems: 
                 problems.append(Problem(field_name, f"reads steps.{ref}, which {reason}", step["id"]))
 
 
+def _check_step_targets(step_list: list, *, where: str, agents: dict, organization, problems: list) -> None:
+    """Each step's target exists: an approval step's assignee, an agent step's agent."""
+    for index, step in enumerate(step_list):
+        if is_approval(step):
+            _check_approval(step, where=f"{where}[{index}]", organization=organization, problems=problems)
+            continue
+        if extra_step_type(step):
+            continue
+        if agent_key(step) not in agents:
+            if "agent_number" in step:
+                problems.append(Problem(f"{where}[{index}].agent_number",
+                                        f"no agent number {step['agent_number']} in this organization",
+                                        step["id"]))
+            else:
+                problems.append(Problem(f"{where}[{index}].agent_id",
+                                        f"no agent {step['agent_id']} in this organization", step["id"]))
+
+
 def validate_definition(definition, *, organization) -> Checked:
     """Check a definition for ``organization``; ``Checked.definition`` is the normalized form."""
     if not isinstance(definition, dict):
@@ -399,20 +417,7 @@ def validate_definition(definition, *, organization) -> Checked:
                                             if not is_approval(s) and not extra_step_type(s)],
                              extra_numbers=[trigger["source_agent"]] if "source_agent" in trigger else [])
     for where, step_list in (("definition.steps", steps), ("definition.error_handling.fallback_steps", fallback)):
-        for index, step in enumerate(step_list):
-            if is_approval(step):
-                _check_approval(step, where=f"{where}[{index}]", organization=organization, problems=problems)
-                continue
-            if extra_step_type(step):
-                continue
-            if agent_key(step) not in agents:
-                if "agent_number" in step:
-                    problems.append(Problem(f"{where}[{index}].agent_number",
-                                            f"no agent number {step['agent_number']} in this organization",
-                                            step["id"]))
-                else:
-                    problems.append(Problem(f"{where}[{index}].agent_id",
-                                            f"no agent {step['agent_id']} in this organization", step["id"]))
+        _check_step_targets(step_list, where=where, agents=agents, organization=organization, problems=problems)
     if "source_agent" in trigger and f"number:{trigger['source_agent']}" not in agents:
         problems.append(Problem("definition.trigger.source_agent",
                                 f"no agent number {trigger['source_agent']} in this organization"))

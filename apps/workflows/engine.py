@@ -242,6 +242,12 @@ def _start_approval(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step
     execution_transition(execution_id=execution.pk, to=S.PREPARING, reason="approval step",
                          worker="workflow engine", heartbeat_at=None)
     execution_transition(execution_id=execution.pk, to=S.RUNNING, reason="asking for approval", heartbeat_at=None)
+    _ask(run, step, execution, question=question, proposed=proposed)
+
+
+def _ask(run: WorkflowRun, step: dict, execution, *, question: str, proposed) -> None:
+    """Park the approval step's execution and ask its assignee; the execution fails when the
+    assignee can no longer be asked, and is cancelled when its cancel came first."""
     request = {"question": question, "source": ApprovalSource.WORKFLOW_STEP, "proposed": proposed,
                "workflow_run": run.pk, "step_id": step["id"], "default_action": step.get("default_action") or "reject",
                "assignee_role": step.get("assignee_role") or "", "assignee_user": step.get("assignee_user"),
@@ -496,6 +502,13 @@ def _finish(dag: _Dag, to: str, now) -> str:
         Workflow.objects.filter(pk=run.workflow_id).update(success_count=F("success_count") + 1)
     elif to == S.FAILED:
         Workflow.objects.filter(pk=run.workflow_id).update(failure_count=F("failure_count") + 1)
+    _announce_end(dag, to, now, results=results, failed=failed, error=error)
+    return str(to).lower()
+
+
+def _announce_end(dag: _Dag, to: str, now, *, results: dict, failed: list, error: str) -> None:
+    """``workflow.completed``, and ``workflow.error`` when a failed run's definition asks for it."""
+    run = dag.run
     started = run.execution.started_at or run.created_at
     duration = round((now - started).total_seconds() * 1000, 2)
     publish(run.organization_id, "workflow.completed",
@@ -508,7 +521,6 @@ def _finish(dag: _Dag, to: str, now) -> str:
                 {"workflow_id": str(run.workflow_id), "execution_id": str(run.execution_id), "run_id": str(run.pk),
                  "error": error, "failed_step": run.failed_step or None}, execution=run.execution_id,
                 component="workflows", severity="error")
-    return str(to).lower()
 
 
 def workflow_step_timeout(*, step_run_id) -> str:

@@ -175,29 +175,43 @@ def workflow_start(*, workflow: Workflow, actor, inputs: dict | None = None, tri
         existing = WorkflowRun.objects.filter(execution=execution).first()
         if existing is not None:
             return existing
-        # the DAG engine drives this execution, not a worker: no heartbeat, so the reaper leaves it be
-        execution_transition(execution_id=execution.pk, to=S.PREPARING, reason=f"{trigger_type} trigger",
-                             worker="workflow engine", heartbeat_at=None)
-        execution_transition(execution_id=execution.pk, to=S.RUNNING, reason="workflow started", heartbeat_at=None)
-        now = timezone.now()
-        timeout_ms = version.definition.get("timeout_ms")
-        run = WorkflowRun.objects.create(
-            organization=organization, created_by=_actor_or_none(actor), workflow=workflow, workflow_version=version,
-            version=version.version, execution=execution, trigger_type=trigger_type,
-            trigger_source=(trigger_source or trigger_type)[:300], trigger_data=trigger_data or {},
-            inputs=inputs or {}, deadline_at=now + timedelta(milliseconds=timeout_ms) if timeout_ms else None)
-        Workflow.objects.filter(pk=workflow.pk).update(execution_count=F("execution_count") + 1, last_executed=now)
-        audit_record(organization=organization, actor=actor, action="workflow.execute", instance=workflow,
-                     after={"run_id": str(run.pk), "execution_id": str(execution.pk), "version": version.version,
-                            "trigger": trigger_type})
-        publish(organization, "workflow.triggered",
-                {"workflow_id": str(workflow.pk), "trigger_source": run.trigger_source,
-                 "execution_id": str(execution.pk), "run_id": str(run.pk), "version": version.version,
-                 "trigger_type": trigger_type}, execution=execution, actor=actor, component="workflows")
+        run = _run_begin(workflow=workflow, version=version, execution=execution, actor=actor, inputs=inputs,
+                         trigger_type=trigger_type, trigger_source=trigger_source, trigger_data=trigger_data)
+        _run_announce(run=run, actor=actor)
         advance_on_commit(execution.pk)
-        if timeout_ms:
-            advance_on_commit(execution.pk, countdown=timeout_ms / 1000 + 0.05)
+        if run.deadline_at is not None:
+            advance_on_commit(execution.pk, countdown=version.definition["timeout_ms"] / 1000 + 0.05)
     return run
+
+
+def _run_begin(*, workflow: Workflow, version: WorkflowVersion, execution, actor, inputs: dict | None,
+               trigger_type: str, trigger_source: str, trigger_data: dict | None) -> WorkflowRun:
+    """The execution set running and the run's row (with its deadline, when the version sets one)."""
+    # the DAG engine drives this execution, not a worker: no heartbeat, so the reaper leaves it be
+    execution_transition(execution_id=execution.pk, to=S.PREPARING, reason=f"{trigger_type} trigger",
+                         worker="workflow engine", heartbeat_at=None)
+    execution_transition(execution_id=execution.pk, to=S.RUNNING, reason="workflow started", heartbeat_at=None)
+    now = timezone.now()
+    timeout_ms = version.definition.get("timeout_ms")
+    run = WorkflowRun.objects.create(
+        organization=workflow.organization, created_by=_actor_or_none(actor), workflow=workflow,
+        workflow_version=version, version=version.version, execution=execution, trigger_type=trigger_type,
+        trigger_source=(trigger_source or trigger_type)[:300], trigger_data=trigger_data or {},
+        inputs=inputs or {}, deadline_at=now + timedelta(milliseconds=timeout_ms) if timeout_ms else None)
+    Workflow.objects.filter(pk=workflow.pk).update(execution_count=F("execution_count") + 1, last_executed=now)
+    return run
+
+
+def _run_announce(*, run: WorkflowRun, actor) -> None:
+    """The audit row and the ``workflow.triggered`` event of a run just started."""
+    workflow, execution, trigger_type = run.workflow, run.execution, run.trigger_type
+    audit_record(organization=workflow.organization, actor=actor, action="workflow.execute", instance=workflow,
+                 after={"run_id": str(run.pk), "execution_id": str(execution.pk), "version": run.version,
+                        "trigger": trigger_type})
+    publish(workflow.organization, "workflow.triggered",
+            {"workflow_id": str(workflow.pk), "trigger_source": run.trigger_source,
+             "execution_id": str(execution.pk), "run_id": str(run.pk), "version": run.version,
+             "trigger_type": trigger_type}, execution=execution, actor=actor, component="workflows")
 
 
 def workflow_run_cancel(*, run: WorkflowRun, actor, reason: str = "cancelled by user") -> WorkflowRun:

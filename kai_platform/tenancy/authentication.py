@@ -117,6 +117,22 @@ def _forget_verified(*, setting, **kwargs):
 setting_changed.connect(_forget_verified, dispatch_uid="kai-jwt-verified-cache")
 
 
+def _load_identity(user_id: str, organization_ref: str | None, entry, probe):
+    """The user and membership read from the database (the cache missed or is stale), cached again
+    under the versions they were read at."""
+    user, membership = ports.user_and_membership(user_id=user_id, organization_ref=organization_ref)
+    if user is not None:
+        org_id = str(membership.organization_id) if membership is not None else None
+        if org_id is None:
+            org_version = None
+        elif entry is not None and entry.org_id == org_id:
+            org_version = probe.org_version
+        else:
+            org_version = authcache.org_version(org_id)
+        authcache.store(user_id, organization_ref, (probe.user_version, org_version), user, membership)
+    return user, membership
+
+
 def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
     """A JWT → ``(user, AuthContext)``. With ``request`` (REST, not sockets) the organization's
     rate-limit count rides in the same Redis round trip as the revocation check (authcache)."""
@@ -140,16 +156,7 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
         handle = authcache.handle_for(cache_key, entry, probe)
     else:
         handle = authcache.handle_for(cache_key, None, probe)
-        user, membership = ports.user_and_membership(user_id=user_id, organization_ref=organization_ref)
-        if user is not None:
-            org_id = str(membership.organization_id) if membership is not None else None
-            if org_id is None:
-                org_version = None
-            elif entry is not None and entry.org_id == org_id:
-                org_version = probe.org_version
-            else:
-                org_version = authcache.org_version(org_id)
-            authcache.store(user_id, organization_ref, (probe.user_version, org_version), user, membership)
+        user, membership = _load_identity(user_id, organization_ref, entry, probe)
     if user is None:
         raise exceptions.AuthenticationFailed(_("User not found or inactive."), code=codes.UNAUTHORIZED)
     if membership is None and organization_ref:

@@ -101,6 +101,18 @@ def service_refresh(*, service: Service, actor) -> Service:
     validation, an endpoint by an HTTP GET (SSRF-guarded, 5 s)."""
 
     now = timezone.now()
+    status, error, response_ms, last_seen = _probe(service, now)
+    with transaction.atomic():
+        Service.objects.filter(pk=service.pk).update(status=status, last_error=error[:2000], last_seen=last_seen,
+                                                     response_time_ms=response_ms, updated_at=now)
+        service.refresh_from_db()
+        publish(service.organization_id, "service.refreshed", {"service_id": str(service.pk), "status": status},
+                actor=actor, component="services")
+    return service
+
+
+def _probe(service: Service, now) -> tuple:
+    """(status, error, response time in ms, last seen) of the service by its kind."""
     status, error, response_ms, last_seen = ServiceStatus.UNKNOWN, "", None, service.last_seen
     if service.service_type == ServiceType.AGENT:
         beats = selectors.heartbeats(kind="agent", ids=[service.ref_id]) if service.ref_id else {}
@@ -126,23 +138,24 @@ def service_refresh(*, service: Service, actor) -> Service:
         elif provider.last_validation_ok is False:
             status, error = ServiceStatus.DEGRADED, provider.last_validation_error
     elif service.endpoint:
-        started = time.perf_counter()
-        try:
-            result = guarded_request(organization=service.organization, method="GET", url=service.endpoint, headers={},
-                                     timeout=5.0, max_bytes=1024)
-            response_ms = round((time.perf_counter() - started) * 1000, 2)
-            status = ServiceStatus.ONLINE if result["status"] < 500 else ServiceStatus.DEGRADED
-            last_seen = now
-            error = "" if result["status"] < 500 else f"HTTP {result['status']}"
-        except ToolError as exc:
-            status, error = ServiceStatus.OFFLINE, str(exc)
-    with transaction.atomic():
-        Service.objects.filter(pk=service.pk).update(status=status, last_error=error[:2000], last_seen=last_seen,
-                                                     response_time_ms=response_ms, updated_at=now)
-        service.refresh_from_db()
-        publish(service.organization_id, "service.refreshed", {"service_id": str(service.pk), "status": status},
-                actor=actor, component="services")
-    return service
+        return _probe_endpoint(service, now)
+    return status, error, response_ms, last_seen
+
+
+def _probe_endpoint(service: Service, now) -> tuple:
+    """An HTTP GET of the service's endpoint (SSRF-guarded, 5 s): online below 500."""
+    status, error, response_ms, last_seen = ServiceStatus.UNKNOWN, "", None, service.last_seen
+    started = time.perf_counter()
+    try:
+        result = guarded_request(organization=service.organization, method="GET", url=service.endpoint, headers={},
+                                 timeout=5.0, max_bytes=1024)
+        response_ms = round((time.perf_counter() - started) * 1000, 2)
+        status = ServiceStatus.ONLINE if result["status"] < 500 else ServiceStatus.DEGRADED
+        last_seen = now
+        error = "" if result["status"] < 500 else f"HTTP {result['status']}"
+    except ToolError as exc:
+        status, error = ServiceStatus.OFFLINE, str(exc)
+    return status, error, response_ms, last_seen
 
 
 def service_delete(*, service: Service, actor) -> None:

@@ -27,33 +27,43 @@ def organization_install_builtins(*, organization) -> dict:
             Provider.objects.create(organization=organization, name="builtin", provider_type="builtin",
                                     default_model="builtin", is_default=not has_default)
             created["providers"] += 1
-        existing = set(Tool.objects.for_org(organization).values_list("name", flat=True))
-        tools = [Tool(organization=organization, name=spec.name, description=spec.description, tool_type=ToolType.BUILTIN,
-                      configuration=dict(spec.default_configuration), config_schema=spec.config_schema,
-                      parameters_schema=spec.parameters_schema, enabled=True)
-                 for spec in BUILTIN_TOOLS.values() if spec.name not in existing]
-        Tool.objects.bulk_create(tools)
-        created["tools"] = len(tools)
-        have = set(AgentTemplate.objects.for_org(organization).filter(is_official=True).values_list("official_key", flat=True))
-        rows = [AgentTemplate(organization=organization, is_official=True, official_key=t["key"], name=t["name"],
-                              description=t["description"], category=t["category"], agent_type=t["agent_type"],
-                              config_yaml=t["config_yaml"]) for t in official.AGENT_TEMPLATES if t["key"] not in have]
-        AgentTemplate.objects.bulk_create(rows)
-        created["agent_templates"] = len(rows)
-        have = set(OrchestrationTemplate.objects.for_org(organization).filter(is_official=True)
-                   .values_list("official_key", flat=True))
-        rows = [OrchestrationTemplate(organization=organization, is_official=True, official_key=t["key"], name=t["name"],
-                                      description=t["description"], category=t["category"], pattern=t["pattern"],
-                                      config_yaml=t["config_yaml"])
-                for t in official.ORCHESTRATION_TEMPLATES if t["key"] not in have]
-        OrchestrationTemplate.objects.bulk_create(rows)
-        created["orchestration_templates"] = len(rows)
-        have = set(PromptTemplate.objects.for_org(organization).filter(is_official=True).values_list("name", flat=True))
-        rows = [PromptTemplate(organization=organization, is_official=True, **t)
-                for t in official.PROMPT_TEMPLATES if t["name"] not in have]
-        PromptTemplate.objects.bulk_create(rows)
-        created["prompt_templates"] = len(rows)
+        created["tools"] = _install_builtin_tools(organization)
+        created.update(_install_official_templates(organization))
     return created
+
+
+def _install_builtin_tools(organization) -> int:
+    """The built-in tools the organization does not have yet; how many were added."""
+    existing = set(Tool.objects.for_org(organization).values_list("name", flat=True))
+    tools = [Tool(organization=organization, name=spec.name, description=spec.description, tool_type=ToolType.BUILTIN,
+                  configuration=dict(spec.default_configuration), config_schema=spec.config_schema,
+                  parameters_schema=spec.parameters_schema, enabled=True)
+             for spec in BUILTIN_TOOLS.values() if spec.name not in existing]
+    Tool.objects.bulk_create(tools)
+    return len(tools)
+
+
+def _install_official_templates(organization) -> dict:
+    """The official agent, orchestration and prompt templates the organization does not have yet;
+    how many of each were added."""
+    have = set(AgentTemplate.objects.for_org(organization).filter(is_official=True).values_list("official_key", flat=True))
+    agents = [AgentTemplate(organization=organization, is_official=True, official_key=t["key"], name=t["name"],
+                            description=t["description"], category=t["category"], agent_type=t["agent_type"],
+                            config_yaml=t["config_yaml"]) for t in official.AGENT_TEMPLATES if t["key"] not in have]
+    AgentTemplate.objects.bulk_create(agents)
+    have = set(OrchestrationTemplate.objects.for_org(organization).filter(is_official=True)
+               .values_list("official_key", flat=True))
+    orchestrations = [OrchestrationTemplate(organization=organization, is_official=True, official_key=t["key"],
+                                            name=t["name"], description=t["description"], category=t["category"],
+                                            pattern=t["pattern"], config_yaml=t["config_yaml"])
+                      for t in official.ORCHESTRATION_TEMPLATES if t["key"] not in have]
+    OrchestrationTemplate.objects.bulk_create(orchestrations)
+    have = set(PromptTemplate.objects.for_org(organization).filter(is_official=True).values_list("name", flat=True))
+    prompts = [PromptTemplate(organization=organization, is_official=True, **t)
+               for t in official.PROMPT_TEMPLATES if t["name"] not in have]
+    PromptTemplate.objects.bulk_create(prompts)
+    return {"agent_templates": len(agents), "orchestration_templates": len(orchestrations),
+            "prompt_templates": len(prompts)}
 
 
 # --- templates ---------------------------------------------------------------------------------
@@ -95,25 +105,7 @@ def _template_write(model, *, organization, actor, data: dict, instance=None, ac
     label = model._meta.model_name
     if instance is not None and instance.is_official:
         raise Conflict("Official templates are read-only; copy it under another name to change it.")
-    if model is PromptTemplate and "template" in data:
-        found = template_variables(data["template"])
-        declared = data.get("variables")
-        if declared is None:
-            data["variables"] = found
-        else:
-            undeclared = [n for n in found if n not in declared]
-            if undeclared:
-                raise exceptions.ValidationError({"variables": [
-                    f"The template uses {', '.join(repr(n) for n in undeclared)}, not listed in variables."]})
-    if "config_yaml" in data:
-        parsed = parse_yaml_mapping(data["config_yaml"], field="config_yaml")
-        if model is AgentTemplate:
-            fields = agent_fields_from_yaml(parsed)
-            if fields.get("tools"):
-                try:
-                    check_tools(organization=organization, names=fields["tools"])
-                except exceptions.ValidationError as exc:
-                    raise exceptions.ValidationError({"config_yaml": exc.detail["tools"]})
+    _template_check(model, organization=organization, data=data)
     try:
         with transaction.atomic():
             if instance is None:
@@ -135,6 +127,30 @@ def _template_write(model, *, organization, actor, data: dict, instance=None, ac
     except IntegrityError:
         raise Conflict("A template with this name already exists.", errors=[{"field": "name", "message": "already exists"}])
     return instance
+
+
+def _template_check(model, *, organization, data: dict) -> None:
+    """A prompt template's variables (filled in from the text when not given; every one the text
+    uses declared) and an agent template's tools (known to the organization)."""
+    if model is PromptTemplate and "template" in data:
+        found = template_variables(data["template"])
+        declared = data.get("variables")
+        if declared is None:
+            data["variables"] = found
+        else:
+            undeclared = [n for n in found if n not in declared]
+            if undeclared:
+                raise exceptions.ValidationError({"variables": [
+                    f"The template uses {', '.join(repr(n) for n in undeclared)}, not listed in variables."]})
+    if "config_yaml" in data:
+        parsed = parse_yaml_mapping(data["config_yaml"], field="config_yaml")
+        if model is AgentTemplate:
+            fields = agent_fields_from_yaml(parsed)
+            if fields.get("tools"):
+                try:
+                    check_tools(organization=organization, names=fields["tools"])
+                except exceptions.ValidationError as exc:
+                    raise exceptions.ValidationError({"config_yaml": exc.detail["tools"]})
 
 
 def template_create(model, *, organization, actor, data: dict):
