@@ -27,9 +27,9 @@ class Batcher:
         self._thread: threading.Thread | None = None
 
     def submit(self, item):
-        if not connection.in_atomic_block:
-            # the batch needs a connection of the pool: a caller waiting for it must not hold one
-            connection.close()
+        if connection.in_atomic_block:  # the batch could wait for this transaction's locks: done here
+            return self.handle([item])[0]
+        connection.close()  # the batch needs a connection of the pool: a caller waiting must hold none
         future: Future = Future()
         self._queue.put((item, future))
         if self._thread is None or not self._thread.is_alive():

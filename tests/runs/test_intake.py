@@ -251,3 +251,36 @@ def test_a_failed_batch_of_ends_gives_each_run_its_entries_back(member, monkeypa
     monkeypatch.undo()
     assert completion._complete_batch([(c, "hi") for c in contexts]) == [True, True]  # nothing was lost
     assert ExecutionLog.objects.filter(execution_id__in=[e.pk for e in runs]).count() == 4
+
+
+def test_as_many_runs_ending_at_once_as_the_pool_has_connections_all_end(member):
+    """Each run's thread gives its connection back before it waits for the batch that ends it: as
+    many threads as the pool has connections, each holding one, hand their runs to the batch, whose
+    own connection comes from the same pool."""
+    from django.db import connection
+
+    from apps.runs.completion import complete
+
+    agent = make_agent(member)
+    # with the test's own connection, these threads hold every connection of the pool
+    runs = _create(member, agent, settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"] - 1)
+    claim_many(organization_id=member.organization.pk, execution_ids=[e.pk for e in runs], worker="w", cap=None)
+    contexts = [_context(e) for e in runs]
+    answers: list = []
+    barrier = threading.Barrier(len(contexts))
+
+    def end(ctx):
+        try:
+            assert Execution.objects.filter(pk=ctx.execution.pk).exists()  # this thread now holds a connection
+            barrier.wait(30)
+            answers.append(complete(ctx, "hi"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=end, args=(ctx,)) for ctx in contexts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert answers == [True] * len(runs)
+    assert Execution.objects.filter(pk__in=[e.pk for e in runs], status="COMPLETED").count() == len(runs)
