@@ -82,8 +82,9 @@ class AnthropicClient(LLMClient):
                                    max_retries=0, http_client=guarded_http_client(self.allowlist, timeout=self.timeout,
                                                                    aborter=aborter))
 
-    def stream(self, messages, tools=None, params=None) -> Iterator[Chunk]:
-        params = {**self.options, **(params or {})}
+    def _request(self, messages, tools, params: dict) -> tuple[dict, dict | None]:
+        """The streamed Messages request for ``messages`` and ``tools``, and the structured-output
+        format it asks for (None: free text)."""
         system, converted = to_anthropic(messages)
         kwargs = {"model": self.model, "messages": converted, "max_tokens": int(params.get("max_tokens") or 1024),
                   "stream": True}
@@ -102,6 +103,11 @@ class AnthropicClient(LLMClient):
         if fmt is not None:  # a forced call of the answer tool (any tool when the agent has its own)
             kwargs["tools"] = [*(kwargs.get("tools") or []), structured.anthropic_answer_tool(fmt)]  # type: ignore[misc]
             kwargs["tool_choice"] = {"type": "any"} if tools else {"type": "tool", "name": structured.ANSWER_TOOL}
+        return kwargs, fmt
+
+    def stream(self, messages, tools=None, params=None) -> Iterator[Chunk]:
+        params = {**self.options, **(params or {})}
+        kwargs, fmt = self._request(messages, tools, params)
         cancel = params.get("cancel")
         aborter = Aborter()
         client = self._sdk_client(aborter)

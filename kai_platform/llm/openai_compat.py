@@ -109,8 +109,8 @@ class OpenAICompatibleClient(LLMClient):
                                       api_version=self.options.get("api_version") or "2024-06-01", **common)
         return openai.OpenAI(base_url=self.endpoint, **common)
 
-    def stream(self, messages, tools=None, params=None) -> Iterator[Chunk]:
-        params = {**self.options, **(params or {})}
+    def _request(self, messages, tools, params: dict) -> dict:
+        """The streamed chat-completions request (usage included) for ``messages`` and ``tools``."""
         kwargs = {"model": self.model, "messages": to_openai_messages(messages), "stream": True,
                   "stream_options": {"include_usage": True}}
         kwargs.update({k: params[k] for k in PASSTHROUGH_PARAMS if params.get(k) is not None})
@@ -121,6 +121,11 @@ class OpenAICompatibleClient(LLMClient):
         fmt = structured.response_format(params)
         if fmt is not None:
             kwargs["response_format"] = structured.openai_response_format(fmt, self.provider_type)
+        return kwargs
+
+    def stream(self, messages, tools=None, params=None) -> Iterator[Chunk]:
+        params = {**self.options, **(params or {})}
+        kwargs = self._request(messages, tools, params)
         cancel = params.get("cancel")
         aborter = Aborter()
         client = self._sdk_client(aborter)
