@@ -19,7 +19,8 @@ from kai_platform.llm.base import (
     Usage,
     error_chain,
 )
-from kai_platform.llm.netguard import BlockedAddress, check_url, guarded_http_client
+from kai_platform.llm.cancel import on_cancel
+from kai_platform.llm.netguard import Aborter, BlockedAddress, check_url, guarded_http_client
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
@@ -70,7 +71,7 @@ def to_anthropic(messages: list[dict]) -> tuple[str, list[dict]]:
 class AnthropicClient(LLMClient):
     provider_type = "anthropic"
 
-    def _sdk_client(self):
+    def _sdk_client(self, aborter: Aborter | None = None):
         # deferred: heavy — the Anthropic SDK, loaded on first use to keep process start fast
         import anthropic
 
@@ -80,10 +81,12 @@ class AnthropicClient(LLMClient):
         except BlockedAddress as exc:
             raise LLMBlockedAddress(str(exc), provider="anthropic") from exc
         return anthropic.Anthropic(api_key=self.api_key or "unused", base_url=endpoint, timeout=self.timeout,
-                                   max_retries=0, http_client=guarded_http_client(self.allowlist, timeout=self.timeout))
+                                   max_retries=0, http_client=guarded_http_client(self.allowlist, timeout=self.timeout,
+                                                                   aborter=aborter))
 
-    def stream(self, messages, tools=None, params=None) -> Iterator[Chunk]:
-        params = {**self.options, **(params or {})}
+    def _request(self, messages, tools, params: dict) -> tuple[dict, dict | None]:
+        """The streamed Messages request for ``messages`` and ``tools``, and the structured-output
+        format it asks for (None: free text)."""
         system, converted = to_anthropic(messages)
         kwargs = {"model": self.model, "messages": converted, "max_tokens": int(params.get("max_tokens") or 1024),
                   "stream": True}
@@ -102,13 +105,23 @@ class AnthropicClient(LLMClient):
         if fmt is not None:  # a forced call of the answer tool (any tool when the agent has its own)
             kwargs["tools"] = [*(kwargs.get("tools") or []), structured.anthropic_answer_tool(fmt)]  # type: ignore[misc]
             kwargs["tool_choice"] = {"type": "any"} if tools else {"type": "tool", "name": structured.ANSWER_TOOL}
-        client = self._sdk_client()
+        return kwargs, fmt
+
+    def stream(self, messages, tools=None, params=None) -> Iterator[Chunk]:
+        params = {**self.options, **(params or {})}
+        kwargs, fmt = self._request(messages, tools, params)
+        cancel = params.get("cancel")
+        aborter = Aborter()
+        client = self._sdk_client(aborter)
         deadline = time.monotonic() + self.timeout
         input_tokens = output_tokens = 0
         blocks: dict[int, dict] = {}
         try:
-            with client:
+            # a cancel shuts the call's socket down: it ends now, even before the first byte
+            with client, on_cancel(cancel, aborter.abort):
                 for event in client.messages.create(**kwargs):
+                    if cancel is not None and cancel.is_set():
+                        return
                     if time.monotonic() > deadline:
                         raise LLMTimeout(f"anthropic did not finish within {self.timeout:g} s", provider="anthropic")
                     kind = event.type
@@ -134,5 +147,7 @@ class AnthropicClient(LLMClient):
         except LLMError:
             raise
         except Exception as exc:
+            if aborter.aborted:  # ended by its cancel: no error, no usage (the caller counts what it saw)
+                return
             raise map_sdk_error(exc, self.timeout) from exc
         yield Chunk(kind="usage", usage=Usage(input_tokens, output_tokens))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -114,12 +115,68 @@ def check_url(url: str, allowlist: AllowList | None = None) -> list:
     return check_host(host, port, allowlist)
 
 
-def _pinned_backend(allowlist: AllowList | None):
+class Aborter:
+    """The sockets one client opened; ``abort()`` shuts them down, which ends a read blocked on any
+    of them at once (called from another thread: ``kai_platform.llm.cancel``). A socket opened
+    after the abort is shut down as it opens."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.aborted = False
+
+    def add(self, sock) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            aborted = self.aborted
+        if aborted:
+            self._shut(sock)
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock) -> None:
+        try:  # the plain socket's shutdown, also under TLS: the TLS layer's would reset its state under the reader
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:  # already closed
+            pass
+
+
+def _pinned_backend(allowlist: AllowList | None, aborter: Aborter | None = None):
     """An httpcore network backend that connects only to addresses ``check_host`` passed: the
-    address checked is the address connected to (no second DNS lookup to rebind)."""
+    address checked is the address connected to (no second DNS lookup to rebind). With
+    ``aborter``, every socket it opens (and its TLS successor) is handed to it."""
 
     # deferred: heavy — the HTTP client stack, loaded on first use to keep process start fast
+    from httpcore2._backends.base import NetworkStream
     from httpcore2._backends.sync import SyncBackend
+
+    class AbortableStream(NetworkStream):
+        def __init__(self, inner):
+            self.inner = inner
+            aborter.add(inner.get_extra_info("socket"))
+
+        def read(self, max_bytes, timeout=None):
+            return self.inner.read(max_bytes, timeout)
+
+        def write(self, buffer, timeout=None):
+            return self.inner.write(buffer, timeout)
+
+        def close(self):
+            return self.inner.close()
+
+        def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+            return AbortableStream(self.inner.start_tls(ssl_context, server_hostname, timeout))
+
+        def get_extra_info(self, info):
+            return self.inner.get_extra_info(info)
 
     class PinnedBackend(SyncBackend):
         def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
@@ -129,7 +186,8 @@ def _pinned_backend(allowlist: AllowList | None):
             last_error = None
             for ip in check_host(host, port, allowlist):
                 try:
-                    return super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
+                    stream = super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
+                    return AbortableStream(stream) if aborter is not None else stream
                 except (TimeoutError, httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
                     last_error = exc
             raise last_error or BlockedAddress(f"{host} has no address")
@@ -138,8 +196,9 @@ def _pinned_backend(allowlist: AllowList | None):
 
 
 def guarded_http_client(allowlist: AllowList | None, *, timeout: float, follow_redirects: bool = True,
-                        max_redirects: int = 5):
-    """An ``httpx2.Client`` that checks every request it sends (redirect hops included)."""
+                        max_redirects: int = 5, aborter: Aborter | None = None):
+    """An ``httpx2.Client`` that checks every request it sends (redirect hops included); with
+    ``aborter``, ``aborter.abort()`` ends its calls at once, even one waiting for its first byte."""
     # deferred: heavy — the HTTP client stack, loaded on first use to keep process start fast
     import httpx2
 
@@ -147,7 +206,7 @@ def guarded_http_client(allowlist: AllowList | None, *, timeout: float, follow_r
         check_url(str(request.url), allowlist)
 
     transport = httpx2.HTTPTransport(trust_env=False)
-    transport._pool._network_backend = _pinned_backend(allowlist)  # TLS still verifies the URL's host name
+    transport._pool._network_backend = _pinned_backend(allowlist, aborter)  # TLS still verifies the URL's host name
     return httpx2.Client(
         timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
         follow_redirects=follow_redirects,

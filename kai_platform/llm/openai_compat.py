@@ -24,7 +24,8 @@ from kai_platform.llm.base import (
     error_chain,
     messages_tokens,
 )
-from kai_platform.llm.netguard import BlockedAddress, check_url, guarded_http_client
+from kai_platform.llm.cancel import on_cancel
+from kai_platform.llm.netguard import Aborter, BlockedAddress, check_url, guarded_http_client
 
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
@@ -93,12 +94,12 @@ class OpenAICompatibleClient(LLMClient):
             raise LLMBadRequest(f"a {self.provider_type} provider needs a base_url", provider=self.provider_type)
         return url
 
-    def _sdk_client(self):
+    def _sdk_client(self, aborter: Aborter | None = None):
         try:
             check_url(self.endpoint, self.allowlist)
         except BlockedAddress as exc:
             raise LLMBlockedAddress(str(exc), provider=self.provider_type) from exc
-        http_client = guarded_http_client(self.allowlist, timeout=self.timeout)
+        http_client = guarded_http_client(self.allowlist, timeout=self.timeout, aborter=aborter)
         common = {"api_key": self.api_key or "unused", "timeout": self.timeout, "max_retries": 0,
                   "http_client": http_client}
         if self.provider_type == "azure":
@@ -106,8 +107,8 @@ class OpenAICompatibleClient(LLMClient):
                                       api_version=self.options.get("api_version") or "2024-06-01", **common)
         return openai.OpenAI(base_url=self.endpoint, **common)
 
-    def stream(self, messages, tools=None, params=None) -> Iterator[Chunk]:
-        params = {**self.options, **(params or {})}
+    def _request(self, messages, tools, params: dict) -> dict:
+        """The streamed chat-completions request (usage included) for ``messages`` and ``tools``."""
         kwargs = {"model": self.model, "messages": to_openai_messages(messages), "stream": True,
                   "stream_options": {"include_usage": True}}
         kwargs.update({k: params[k] for k in PASSTHROUGH_PARAMS if params.get(k) is not None})
@@ -118,16 +119,26 @@ class OpenAICompatibleClient(LLMClient):
         fmt = structured.response_format(params)
         if fmt is not None:
             kwargs["response_format"] = structured.openai_response_format(fmt, self.provider_type)
-        client = self._sdk_client()
+        return kwargs
+
+    def stream(self, messages, tools=None, params=None) -> Iterator[Chunk]:
+        params = {**self.options, **(params or {})}
+        kwargs = self._request(messages, tools, params)
+        cancel = params.get("cancel")
+        aborter = Aborter()
+        client = self._sdk_client(aborter)
         deadline = time.monotonic() + self.timeout
         usage = None
         text_parts: list[str] = []
         pending: dict[int, dict] = {}
         try:
-            with client:
+            # a cancel shuts the call's socket down: it ends now, even before the first byte
+            with client, on_cancel(cancel, aborter.abort):
                 stream = client.chat.completions.create(**kwargs)
                 with stream:
                     for event in stream:
+                        if cancel is not None and cancel.is_set():
+                            return
                         if time.monotonic() > deadline:
                             raise LLMTimeout(f"{self.provider_type} did not finish within {self.timeout:g} s",
                                              provider=self.provider_type)
@@ -150,6 +161,8 @@ class OpenAICompatibleClient(LLMClient):
         except LLMError:
             raise
         except Exception as exc:
+            if aborter.aborted:  # ended by its cancel: no error, no usage (the caller counts what it saw)
+                return
             raise map_sdk_error(exc, self.provider_type, self.timeout) from exc
         for index in sorted(pending):
             slot = pending[index]

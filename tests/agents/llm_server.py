@@ -3,16 +3,37 @@ the Anthropic Messages API, so the real SDKs are exercised end to end in tests."
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def _wait_for_close(conn, seconds: float) -> float | None:
+    """Wait up to ``seconds`` for the client to close ``conn``; when it did, the time it was seen."""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([conn], [], [], remaining)
+        if readable:
+            try:
+                if conn.recv(1, socket.MSG_PEEK) == b"":
+                    return time.monotonic()
+            except OSError:
+                return time.monotonic()
+            time.sleep(0.01)
+    return None
+
+
 class LLMServer:
     def __init__(self):
         self.requests: list[dict] = []
-        self.mode = "ok"  # ok | slow | unauthorized | tool_call | no_usage
+        self.mode = "ok"  # ok | slow | hold | unauthorized | tool_call | no_usage
         self.delay = 0.0
+        #: mode "hold": a request sends no byte back for ``delay`` s; ``holding`` is set when one
+        #: arrives, and ``disconnects`` gets the time (monotonic) its client closed the connection
+        self.holding = threading.Event()
+        self.disconnects: list[float] = []
         self.reply = "Hello from the local server"
         server = self
 
@@ -47,6 +68,13 @@ class LLMServer:
                     return self._json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
                 if server.mode == "slow":
                     time.sleep(server.delay)
+                if server.mode == "hold":
+                    server.holding.set()
+                    closed_at = _wait_for_close(self.connection, server.delay)
+                    if closed_at is not None:
+                        server.disconnects.append(closed_at)
+                        self.close_connection = True
+                        return
                 if self.path.endswith("/chat/completions"):
                     return self._chat(body)
                 if self.path.endswith("/messages"):
