@@ -71,7 +71,7 @@ class ExternalApiKeySerializer(KaiModelSerializer):
     """Seed 001 ``api-keys``: keys for external services, on the same encrypted Credential model."""
 
     service = serializers.CharField(source="service_name", max_length=100, required=False)
-    key = serializers.CharField(write_only=True, required=False, max_length=20_000, trim_whitespace=False)
+    key = serializers.CharField(write_only=True, max_length=20_000, trim_whitespace=False)  # PUT is partial
     key_preview = serializers.CharField(source="masked", read_only=True)
 
     class Meta:
