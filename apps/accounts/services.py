@@ -27,7 +27,7 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from apps.accounts import hooks, selectors, throttle
 from apps.accounts.models import ApiKey, MagicLink, Membership, Organization, Plan, User, default_preferences
-from kai_platform.api.errors import Conflict, codes
+from kai_platform.api.errors import Conflict, Forbidden, codes
 from kai_platform.ports import audit_covered, audit_record, publish, snapshot  # audit, events: DESIGN §15
 from kai_platform.tenancy import authcache
 from kai_platform.tenancy.authentication import API_KEY_PREFIX, revoke_access_token
@@ -311,7 +311,9 @@ def user_password_change(*, user: User, current_password: str, new_password: str
     throttle.guard(throttle.PASSWORD, account=account, address=address)
     if not user.check_password(current_password):
         throttle.failed(throttle.PASSWORD, account=account, address=address, user=user)
-        raise exceptions.ValidationError({"current_password": ["The current password is wrong."]})
+        # 403 as for the step-up password re-check: the body is well formed, the caller did not prove who it is
+        raise Forbidden("The current password is wrong.", code=codes.INVALID_CREDENTIALS,
+                        errors=[{"field": "current_password", "message": "The current password is wrong."}])
     throttle.succeeded(throttle.PASSWORD, account=account, address=address)
     return _password_set(user=user, password=new_password, action="user.password_change", keep_session=session_id)
 

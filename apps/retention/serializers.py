@@ -9,9 +9,10 @@ from kai_platform.api.serializers import KaiSerializer
 MAX_DAYS = 3650
 
 
-def _days(help_text: str):
-    return serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_DAYS,
-                                    help_text=f"Days to keep {help_text}; null: the plan's default.")
+def _days(help_text: str, min_value: int = 1):
+    return serializers.IntegerField(required=False, allow_null=True, min_value=min_value, max_value=MAX_DAYS,
+                                    help_text=f"Days to keep {help_text}; null: the plan's default.",
+                                    error_messages={"min_value": "Kept at least {min_value} days."})
 
 
 class RetentionPolicySerializer(KaiSerializer):
@@ -23,7 +24,8 @@ class RetentionPolicySerializer(KaiSerializer):
     files_days = _days(KINDS["files_days"])
     keep = serializers.ChoiceField(choices=Keep.choices, required=False)
 
-    def validate_audit_days(self, value):
-        if value is not None and value < audit_min_days():
-            raise serializers.ValidationError(f"Audit rows are kept at least {audit_min_days()} days.")
-        return value
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # the audit floor is a deployment setting (KAI_AUDIT_MIN_DAYS): the field, and so the OpenAPI
+        # document's minimum, is made per instance
+        self.fields["audit_days"] = _days(KINDS["audit_days"], min_value=audit_min_days())

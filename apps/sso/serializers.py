@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from apps.sso.models import ScimToken, SSOConnection
 from apps.sso.services import TXT_LABEL, TXT_PREFIX
+from kai_platform.api.schema import GIVEN, schema_rules
 from kai_platform.api.serializers import KaiModelSerializer, KaiSerializer
 from kai_platform.tenancy.roles import Role
 
@@ -12,10 +13,28 @@ from kai_platform.tenancy.roles import Role
 MAPPABLE_ROLES = [r.value for r in Role if r != Role.OWNER]
 
 
+#: services._validate's rules, for a new connection: what each protocol needs; an enforced connection names its domains
+SSO_RULES = (
+    {"anyOf": [
+        {"required": ["issuer_url", "client_id", "client_secret"], "properties": {
+            "protocol": {"enum": ["oidc"]}, "issuer_url": GIVEN, "client_id": GIVEN, "client_secret": GIVEN}},
+        {"properties": {"protocol": {"enum": ["saml"]}}, "anyOf": [
+            {"required": ["idp_metadata_xml"], "properties": {"idp_metadata_xml": GIVEN}},
+            {"required": ["idp_metadata_url"], "properties": {"idp_metadata_url": GIVEN}},
+            {"required": ["idp_entity_id", "idp_sso_url", "idp_x509cert"], "properties": {
+                "idp_entity_id": GIVEN, "idp_sso_url": GIVEN, "idp_x509cert": GIVEN}}]}]},
+    {"anyOf": [{"properties": {"enforced": {"enum": [False]}}},
+               {"required": ["allowed_domains"], "properties": {"allowed_domains": {"minItems": 1}}}]},
+)
+#: validate_allowed_domains: a domain has a dot (after any leading @) and no space
+DOMAIN_PATTERN = r"^\s*@*[^ ]*\.[^ ]*?\s*$"
+
+
+@schema_rules(*SSO_RULES)
 class SSOConnectionSerializer(KaiModelSerializer):
     client_secret = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=2000)
     client_secret_set = serializers.SerializerMethodField()
-    allowed_domains = serializers.ListField(child=serializers.CharField(max_length=253), required=False)
+    allowed_domains = serializers.ListField(child=serializers.RegexField(DOMAIN_PATTERN, max_length=253), required=False)
     redirect_uris = serializers.ListField(child=serializers.URLField(max_length=500), required=False)
     scopes = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
     role_mapping = serializers.DictField(child=serializers.ChoiceField(choices=MAPPABLE_ROLES), required=False)

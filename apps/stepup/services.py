@@ -285,9 +285,9 @@ def authentication_options(*, user, session_id: str) -> dict:
     the user's authenticators."""
     existing = list(WebAuthnCredential.objects.filter(user=user).only("credential_id", "transports"))
     if not existing:
-        raise exceptions.ValidationError({"credential": [
-            "You have no registered authenticator: register one with auth/biometric/setup, "
-            "or re-check your password at auth/step-up/password."]})
+        message = ("You have no registered authenticator: register one with auth/biometric/setup, "
+                   "or re-check your password at auth/step-up/password.")
+        raise Conflict(message, errors=[{"field": "credential", "message": message}])  # the account's state
     options = generate_authentication_options(
         rp_id=settings.KAI_WEBAUTHN_RP_ID,
         allow_credentials=[_descriptor(c) for c in existing],

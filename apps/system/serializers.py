@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from apps.system.models import AlertSeverity, AlertStatus, ModificationType, SystemModification
 from apps.system.tasks import METRICS
-from kai_platform.api.schema import requires_one_of
+from kai_platform.api.schema import GIVEN, requires_one_of, schema_rules
 from kai_platform.api.serializers import KaiModelSerializer, KaiSerializer, NonEmptyJSONObjectField
 
 
@@ -23,6 +23,9 @@ class SystemModificationSerializer(KaiModelSerializer):
         return str(obj.applied_by_id) if obj.applied_by_id else None
 
 
+@schema_rules({"anyOf": [  # services.AgentTarget / WorkflowTarget: these two name what they change
+    {"properties": {"type": {"enum": [ModificationType.SYSTEM_SETTING.value, ModificationType.ARCHITECTURE_CHANGE.value]}}},
+    {"required": ["target_id"], "properties": {"target_id": GIVEN}}]})
 @requires_one_of("changes", "after_state")
 class ModifyBodySerializer(KaiSerializer):
     """``{type, target_id?, changes, description?}``, or the ``SystemModification`` of docs/observability.md with

@@ -179,7 +179,8 @@ class PerformanceView(KaiAPIView):
     throughput and error rate of the organization, its runs, queue depth per Celery queue, live
     workers and host resources."""
 
-    @extend_schema(parameters=[OpenApiParameter("window", int, description="Minutes, 1–120 (default 15).")],
+    @extend_schema(parameters=[OpenApiParameter("window", {"type": "integer", "minimum": 1, "maximum": 120},
+                                                description="Minutes, 1–120 (default 15).")],
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         try:
@@ -199,8 +200,9 @@ class LogsView(KaiAPIView):
 
     action_roles = {"get": LOG_ROLES}
 
-    @extend_schema(parameters=[OpenApiParameter(name, str) for name in
-                               ("level", "logger", "execution_id", "request_id", "limit")],
+    @extend_schema(parameters=[*(OpenApiParameter(name, str) for name in ("level", "logger", "execution_id",
+                                                                          "request_id")),
+                               OpenApiParameter("limit", int, description="At most 1000 (larger: 1000).")],
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         params = request.query_params
@@ -222,10 +224,10 @@ class MetricsSeriesView(KaiAPIView):
 
     @extend_schema(parameters=[MetricsQuerySerializer], responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        if "metric_name" not in request.query_params:
+        data = validated(MetricsQuerySerializer, request, data=request.query_params.dict())
+        if "metric_name" not in data:
             return Response({"metrics": [{"name": name, "aggregation": agg, "description": text}
                                          for name, (agg, text) in METRICS.items()]})
-        data = validated(MetricsQuerySerializer, request, data=request.query_params.dict())
         if data["metric_name"] not in METRICS:
             raise exceptions.ValidationError({"metric_name": [f"Unknown metric. Known: {', '.join(METRICS)}."]})
         aggregation = data.get("aggregation") or METRICS[data["metric_name"]][0]

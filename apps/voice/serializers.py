@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from apps.voice.intents import normalize_phrase
 from apps.voice.models import VoiceCommand
+from kai_platform.api.schema import requires_one_of
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 
 AUDIO_FORMATS = ("wav", "mp3", "m4a", "webm", "ogg", "flac", "mp4", "mpeg", "mpga")
@@ -29,6 +30,7 @@ class VoiceContextSerializer(KaiSerializer):
     user_preferences = JSONObjectField(required=False)
 
 
+@requires_one_of("audio_data", "text_fallback")
 class VoiceProcessSerializer(KaiSerializer):
     audio_data = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
                                        help_text="Base64-encoded audio (sent to the configured speech-to-text provider).")

@@ -8,7 +8,7 @@ from kai_platform.api.serializers import KaiModelSerializer
 
 
 class WebhookSerializer(KaiModelSerializer):
-    events = serializers.ListField(child=serializers.ChoiceField(choices=WEBHOOK_EVENTS), required=False,
+    events = serializers.ListField(child=serializers.ChoiceField(choices=WEBHOOK_EVENTS), allow_empty=False, min_length=1,
                                    help_text=f"Any of: {', '.join(WEBHOOK_EVENTS)}.")
     secret = serializers.CharField(write_only=True, required=False, min_length=16, max_length=200,
                                    help_text="Signing secret; generated when omitted. Returned once.")

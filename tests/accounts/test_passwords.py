@@ -37,7 +37,7 @@ def test_register_refuses_common_and_numeric_passwords(api_client, password):
 def test_change_checks_the_current_password_and_the_policy(member):
     client, _ = _session(member.user.email)
     wrong = client.post(f"{B}/auth/password", {"current_password": "nope", "new_password": NEW}, format="json")
-    assert assert_envelope(wrong, 400)["errors"][0]["field"] == "current_password"
+    assert assert_envelope(wrong, 403, codes.INVALID_CREDENTIALS)["errors"][0]["field"] == "current_password"
     common = client.post(f"{B}/auth/password", {"current_password": PASSWORD, "new_password": "password1"},
                          format="json")
     assert assert_envelope(common, 400)["errors"][0]["field"] == "new_password"

@@ -172,7 +172,7 @@ def test_authenticators_are_the_users_own(make_member, client_for):
     assert bob_client.get(f"{B}/auth/biometric/credentials").json()["items"] == []
     assert_envelope(bob_client.delete(f"{B}/auth/biometric/credentials/{ann_key['id']}"), 404)
     # bob has no authenticator: verify options say how to proceed instead
-    assert_envelope(bob_client.post(f"{B}/auth/biometric/verify", {}, format="json"), 400, "GENERAL_001")
+    assert_envelope(bob_client.post(f"{B}/auth/biometric/verify", {}, format="json"), 409, "GENERAL_001")  # the account has none (its state)
     assert ann_client.delete(f"{B}/auth/biometric/credentials/{ann_key['id']}").status_code == 204
     assert not WebAuthnCredential.objects.filter(user=ann.user).exists()
 
