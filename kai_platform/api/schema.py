@@ -16,7 +16,9 @@ class KaiAutoSchema(AutoSchema):
                 and getattr(self.view, "action", None) == "update" and is_serializer(serializer)):
             serializer = copy.copy(force_instance(serializer))
             serializer.partial = True
-        return super()._get_request_for_media_type(serializer, direction)
+        schema, required = super()._get_request_for_media_type(serializer, direction)
+        # a body that needs one of several fields (``requires_one_of``) cannot be left out either
+        return schema, required or bool(getattr(serializer, "schema_requires_one_of", ()))
 
 
 def only_canonical_api(endpoints):
@@ -109,6 +111,8 @@ def request_rules(result, generator, request, public):
     """Rules every operation shares: a PUT carries a body (``{}`` changes nothing; no body at all is a
     400), and strings never hold U+0000."""
     for schema in result.get("components", {}).get("schemas", {}).values():
+        if RULES_KEY in schema:
+            schema["allOf"] = [*schema.get("allOf", []), *schema.pop(RULES_KEY)]
         _no_nul(schema)
     for path_item in result.get("paths", {}).values():
         for method, operation in path_item.items():
@@ -152,8 +156,35 @@ class StrictSerializerSchema(OpenApiSerializerExtension):
             schema["additionalProperties"] = False
             one_of = getattr(self.target, "schema_requires_one_of", ())
             if one_of:
-                schema["anyOf"] = [{"required": [name]} for name in one_of]
+                # given, and not blank: the views strip text and read an empty value as absent
+                schema["anyOf"] = [_given(schema, name) for name in one_of]
+            rules = getattr(self.target, "schema_rules", ())
+            if rules and not getattr(self.target, "partial", False):  # a partial body is checked merged
+                schema[RULES_KEY] = list(rules)  # under allOf by request_rules, after the enum hook (which
+                # would turn a rule's one-value enum into the field's enum component)
         return schema
+
+
+def _given(schema: dict, name: str) -> dict:
+    branch: dict = {"required": [name]}
+    if schema.get("properties", {}).get(name, {}).get("type") == "string":
+        branch["properties"] = {name: GIVEN}
+    return branch
+
+
+RULES_KEY = "x-kai-rules"
+#: a string with something in it (the views strip text: blank is absent)
+GIVEN = {"pattern": "\\S"}
+
+
+def schema_rules(*rules: dict):
+    """Class decorator for a strict serializer whose ``validate`` (or service) checks rules across fields
+    (``protocol: oidc`` needs ``client_id``, say): each rule is a JSON Schema the create body must match,
+    stated in the document under ``allOf`` so a generated client or fuzzer knows it."""
+    def decorate(serializer_class):
+        serializer_class.schema_rules = rules
+        return serializer_class
+    return decorate
 
 
 def requires_one_of(*fields: str):

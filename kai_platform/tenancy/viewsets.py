@@ -73,7 +73,8 @@ class OrganizationContextMixin(_View):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        check_request_rules(request)
+        if getattr(self, request.method.lower(), None) is not None:  # else the 405 comes first
+            check_request_rules(request)
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

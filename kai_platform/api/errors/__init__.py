@@ -1,6 +1,7 @@
 from kai_platform.api.errors import codes
 from kai_platform.api.errors.exceptions import (
     Conflict,
+    Forbidden,
     NotFound,
     PayloadTooLarge,
     RateLimited,
@@ -9,4 +10,4 @@ from kai_platform.api.errors.exceptions import (
     Unprocessable,
 )
 
-__all__ = ["codes", "Conflict", "NotFound", "PayloadTooLarge", "RateLimited", "ServiceUnavailable", "StepUpRequired", "Unprocessable"]
+__all__ = ["codes", "Conflict", "Forbidden", "NotFound", "PayloadTooLarge", "RateLimited", "ServiceUnavailable", "StepUpRequired", "Unprocessable"]

@@ -26,6 +26,12 @@ class NotFound(KaiAPIException):
     error_type = "not_found"
 
 
+class Forbidden(KaiAPIException):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_detail = "Not allowed."
+    error_type = "permission_denied"
+
+
 class Conflict(KaiAPIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state."
