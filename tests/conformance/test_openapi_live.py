@@ -30,7 +30,7 @@ SEMANTIC_400 = {
     "POST /api/v1/agent-generation/generate", "POST /api/v1/task-generation/generate",
     "POST /api/v1/executions", "POST /api/v1/executions/generate-name", "POST /api/v1/auth/tokens",
     "POST /api/v1/auth/biometric/verify", "POST /api/v1/auth/biometric/setup",
-    "PUT /api/v1/system/config", "POST /api/v1/system/config", "POST /api/v1/models",
+    "PUT /api/v1/system/config", "POST /api/v1/models",
     "POST /api/v1/scheduler/schedules", "PATCH /api/v1/scheduler/schedules/{id}",
     "PUT /api/v1/scheduler/schedules/{id}",
     # the current password must be the caller's; a reset token must be one the server issued; a relationship's
