@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from apps.agents.calls import agent_call_start
 from apps.agents.models import Agent
-from apps.crews import views
-from apps.crews.serializers import AgentExecuteSerializer
 from apps.events.client_events import register, require, uuid_or_404
 from apps.runs.models import ExecutionKind
 from apps.runs.services import PRIORITY_NAMES
@@ -13,6 +11,9 @@ from kai_platform.tenancy.viewsets import raise_not_found
 
 
 def _views():
+    # deferred: start-up — AppConfig.ready loads this module in every process; views and serializers load on the first client event
+    from apps.crews import views
+
     return views
 
 
@@ -20,6 +21,9 @@ def _views():
 def _agent_execute(*, user, auth, data, request):
     """``POST agents/{id}/execute`` with ``{agent_id, command: AgentCommand, params?}``; the run's
     progress arrives as events (``agent:execution_started``…), not as a wait on the socket."""
+    # deferred: start-up — AppConfig.ready loads this module in every process; views and serializers load on the first client event
+    from apps.crews.serializers import AgentExecuteSerializer
+
     agent = Agent.objects.for_org(auth.organization).filter(pk=uuid_or_404(require(data, "agent_id"))).first()
     if agent is None:
         raise_not_found(Agent)  # the REST view's 404: AGENT_001 and its detail

@@ -3,11 +3,13 @@ services, registered by its ``AppConfig.ready``."""
 from __future__ import annotations
 
 from apps.events.client_events import register
-from apps.system import selectors, services, views
-from apps.system.serializers import ModifyBodySerializer, SystemModificationSerializer
+from apps.system import selectors, services
 
 
 def _views():
+    # deferred: start-up — AppConfig.ready loads this module in every process; views and serializers load on the first client event
+    from apps.system import views
+
     return views
 
 
@@ -15,6 +17,9 @@ def _views():
 def _system_modify(*, user, auth, data, request):
     """``POST system/modify``: ``{type, target_id?, changes, description?}``; the
     ``SystemModification`` shape (docs/observability.md) is accepted too (``after_state`` = the changes)."""
+    # deferred: start-up — AppConfig.ready loads this module in every process; views and serializers load on the first client event
+    from apps.system.serializers import ModifyBodySerializer, SystemModificationSerializer
+
     body = {key: data[key] for key in ("type", "target_id", "changes", "description") if key in data}
     if "changes" not in body and "after_state" in data:
         body["changes"] = data["after_state"]

@@ -18,7 +18,6 @@ from rest_framework import exceptions
 from apps.accounts.models import Organization
 from apps.accounts.services import organization_settings_update
 from apps.agents.models import AGENT_CONFIG_FIELDS, Agent
-from apps.agents.serializers import AgentSerializer
 from apps.agents.services import agent_update
 from apps.audit.services import audit_as, audit_record
 from apps.events.services import publish
@@ -80,6 +79,9 @@ class AgentTarget(Target):
         return _json_safe({key: getattr(self.agent, key) for key in keys})
 
     def write(self, values: dict, actor) -> None:
+        # deferred: start-up — this module loads at start in every process; the serializers load on first use
+        from apps.agents.serializers import AgentSerializer
+
         serializer = AgentSerializer(self.agent, data=values, partial=True)
         serializer.is_valid(raise_exception=True)
         self.agent = agent_update(agent=self.agent, actor=actor, data=serializer.validated_data)

@@ -3,18 +3,23 @@ services, registered by its ``AppConfig.ready``."""
 from __future__ import annotations
 
 from apps.events.client_events import register
-from apps.voice import services, views
-from apps.voice.serializers import VoiceProcessSerializer
-from apps.voice.views import _process_body
 
 
 def _views():
+    # deferred: start-up — AppConfig.ready loads this module in every process; views and serializers load on the first client event
+    from apps.voice import views
+
     return views
 
 
 @register("voice:command", view=lambda: _views().VoiceProcessView, action=None, method="POST")
 def _voice_command(*, user, auth, data, request):
     """``POST voice/process`` (``VoiceProcessingRequest``, docs/voice.md)."""
+    # deferred: start-up — AppConfig.ready loads this module in every process; views and serializers load on the first client event
+    from apps.voice import services
+    from apps.voice.serializers import VoiceProcessSerializer
+    from apps.voice.views import _process_body
+
     body = {key: value for key, value in data.items() if key != "request_id"}
     serializer = VoiceProcessSerializer(data=body, context={"request": request})
     serializer.is_valid(raise_exception=True)

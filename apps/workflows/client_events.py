@@ -5,20 +5,25 @@ from __future__ import annotations
 from rest_framework import exceptions
 
 from apps.events.client_events import register, require, uuid_or_404
-from apps.workflows import services, views
+from apps.workflows import services
 from apps.workflows.models import Workflow, WorkflowRun
-from apps.workflows.serializers import WorkflowExecuteSerializer
-from apps.workflows.views import _started_body
 from kai_platform.tenancy.viewsets import raise_not_found
 
 
 def _views():
+    # deferred: start-up — AppConfig.ready loads this module in every process; views and serializers load on the first client event
+    from apps.workflows import views
+
     return views
 
 
 @register("workflow:execute", view=lambda: _views().WorkflowViewSet, action="execute", method="POST")
 def _workflow_execute(*, user, auth, data, request):
     """``POST workflows/{id}/execute`` (no ``wait_for_completion``: the socket answers at once)."""
+    # deferred: start-up — AppConfig.ready loads this module in every process; views and serializers load on the first client event
+    from apps.workflows.serializers import WorkflowExecuteSerializer
+    from apps.workflows.views import _started_body
+
     workflow_id = uuid_or_404(require(data, "workflow_id"))
     workflow = Workflow.objects.for_org(auth.organization).filter(pk=workflow_id).first()
     if workflow is None:
