@@ -26,7 +26,6 @@ SHRINKING_ALLOW_LIST = {
     "apps/runs/lifecycle.py::_run",
     "apps/runs/runner.py::llm_call",
     "apps/runs/services.py::_transition",
-    "apps/runs/services.py::execution_create",
 }
 
 
