@@ -23,7 +23,6 @@ FUNCTION_EXCEPTIONS = {
 #: fits the bounds again must leave it (test_the_allow_list_only_shrinks).
 SHRINKING_ALLOW_LIST = {
     "apps/crews/runners.py::run_orchestration",
-    "apps/runs/lifecycle.py::_run",
     "apps/runs/runner.py::llm_call",
     "apps/runs/services.py::_transition",
 }
