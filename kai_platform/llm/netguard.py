@@ -159,9 +159,9 @@ def _pinned_backend(allowlist: AllowList | None, aborter: Aborter | None = None)
     from httpcore2._backends.sync import SyncBackend
 
     class AbortableStream(NetworkStream):
-        def __init__(self, inner):
-            self.inner = inner
-            aborter.add(inner.get_extra_info("socket"))
+        def __init__(self, inner, owner: Aborter):
+            self.inner, self.owner = inner, owner
+            owner.add(inner.get_extra_info("socket"))
 
         def read(self, max_bytes, timeout=None):
             return self.inner.read(max_bytes, timeout)
@@ -173,7 +173,7 @@ def _pinned_backend(allowlist: AllowList | None, aborter: Aborter | None = None)
             return self.inner.close()
 
         def start_tls(self, ssl_context, server_hostname=None, timeout=None):
-            return AbortableStream(self.inner.start_tls(ssl_context, server_hostname, timeout))
+            return AbortableStream(self.inner.start_tls(ssl_context, server_hostname, timeout), self.owner)
 
         def get_extra_info(self, info):
             return self.inner.get_extra_info(info)
@@ -187,7 +187,7 @@ def _pinned_backend(allowlist: AllowList | None, aborter: Aborter | None = None)
             for ip in check_host(host, port, allowlist):
                 try:
                     stream = super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
-                    return AbortableStream(stream) if aborter is not None else stream
+                    return AbortableStream(stream, aborter) if aborter is not None else stream
                 except (TimeoutError, httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
                     last_error = exc
             raise last_error or BlockedAddress(f"{host} has no address")

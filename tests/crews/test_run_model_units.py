@@ -167,9 +167,9 @@ def test_anthropic_forced_answer_tool_call_becomes_the_json_text(monkeypatch):
 
     client = AnthropicClient(model="claude", api_key="k")
     fmt = {"response_format": {"name": "m", "schema": {"type": "object", "properties": {"market": {"type": "string"}}}}}
-    monkeypatch.setattr(client, "_sdk_client", lambda: FakeSDK("structured_answer"))
+    monkeypatch.setattr(client, "_sdk_client", lambda aborter=None: FakeSDK("structured_answer"))
     answer = client.complete([{"role": "user", "content": "hi"}], params=fmt)
     assert json.loads(answer.text) == {"market": "tides"} and answer.tool_calls == []
-    monkeypatch.setattr(client, "_sdk_client", lambda: FakeSDK("calculator"))
+    monkeypatch.setattr(client, "_sdk_client", lambda aborter=None: FakeSDK("calculator"))
     other = client.complete([{"role": "user", "content": "hi"}], tools=[{"name": "calculator"}], params=fmt)
     assert other.text == "" and [c.name for c in other.tool_calls] == ["calculator"]
