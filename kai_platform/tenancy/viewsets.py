@@ -73,7 +73,9 @@ class OrganizationContextMixin(_View):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        if getattr(self, request.method.lower(), None) is not None:  # else the 405 comes first
+        method = request.method.lower()
+        handler = getattr(self, method, None) if method in self.http_method_names else None
+        if handler is not None and not getattr(handler, "kai_not_offered", False):  # else the 405 comes first
             check_request_rules(request)
 
     def finalize_response(self, request, response, *args, **kwargs):

@@ -27,6 +27,7 @@ def test_a_put_without_a_body_is_a_400_and_an_empty_object_changes_nothing(owner
     assert_envelope(owner_client.put(url), 400, code="GENERAL_001")
     assert_envelope(owner_client.put("/api/v1/retention"), 400, code="GENERAL_001")
     assert_envelope(owner_client.put("/api/v1/audit"), 405)  # a route without PUT says so first
+    assert_envelope(owner_client.put(f"/api/v1/files/{uuid.uuid4()}"), 405)  # (a viewset whose methods omit it)
     assert owner_client.put(url, {}, format="json").status_code == 200
     assert owner_client.put(url, {"description": "partial"}, format="json").json()["description"] == "partial"
 
