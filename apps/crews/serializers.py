@@ -53,7 +53,7 @@ class CrewDebugSerializer(KaiSerializer):
     agents_yaml = serializers.CharField(allow_blank=True, trim_whitespace=False)
     tasks_yaml = serializers.CharField(allow_blank=True, trim_whitespace=False)
     process = serializers.ChoiceField(choices=Process.choices, default=Process.SEQUENTIAL)
-    model = serializers.CharField(required=False, allow_blank=True)
+    model = serializers.CharField(required=False, allow_blank=True, max_length=200)  # Execution.model
     config = JSONObjectField(required=False, help_text="Crew-level keys: planning, manager_llm, manager_agent, memory.")
     inputs = JSONObjectField(required=False, help_text="The run's inputs: every placeholder they leave unfilled is "
                                                        "an error (without them, every placeholder is listed).")
@@ -82,7 +82,7 @@ class CrewImportSerializer(KaiSerializer):
     agents_yaml = serializers.CharField(required=False, trim_whitespace=False)
     tasks_yaml = serializers.CharField(required=False, trim_whitespace=False)
     process = serializers.ChoiceField(choices=Process.choices, required=False)
-    model = serializers.CharField(required=False, allow_blank=True)
+    model = serializers.CharField(required=False, allow_blank=True, max_length=200)  # Execution.model
     verbose = serializers.BooleanField(required=False)
 
 
@@ -271,7 +271,7 @@ class ExecutionCreatedSerializer(serializers.Serializer):
 class GenerateNameSerializer(KaiSerializer):
     agents_yaml = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     tasks_yaml = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
-    model = serializers.CharField(required=False, allow_blank=True)
+    model = serializers.CharField(required=False, allow_blank=True, max_length=200)  # Execution.model
     crew_id = serializers.UUIDField(required=False)
 
 
@@ -359,7 +359,7 @@ class AgentTaskSerializer(KaiSerializer):
     expected_output = serializers.CharField(required=False, allow_blank=True, default="")
     inputs = JSONObjectField(required=False, default=dict)
     name = serializers.CharField(required=False, max_length=200)
-    model = serializers.CharField(required=False, allow_blank=True)
+    model = serializers.CharField(required=False, allow_blank=True, max_length=200)  # Execution.model
     params = JSONObjectField(required=False, default=dict)
     priority = PriorityField(required=False, default=5)
 
@@ -391,7 +391,7 @@ class AgentCommandSerializer(KaiSerializer):
 
     command = serializers.CharField(max_length=200)
     params = JSONObjectField(required=False, default=dict)
-    model = serializers.CharField(required=False, allow_blank=True)
+    model = serializers.CharField(required=False, allow_blank=True, max_length=200)  # Execution.model
     llm_params = JSONObjectField(required=False, default=dict)
     priority = PriorityField(required=False, default=5)
 
@@ -445,7 +445,7 @@ class AgentExecuteResponseSerializer(serializers.Serializer):
 class StreamPromptSerializer(KaiSerializer):
     prompt = serializers.CharField()
     stream_id = serializers.CharField(required=False, max_length=40)
-    model = serializers.CharField(required=False, allow_blank=True)
+    model = serializers.CharField(required=False, allow_blank=True, max_length=200)  # Execution.model
     params = JSONObjectField(required=False, default=dict)
     stream = serializers.BooleanField(required=False, default=True,
                                       help_text="false: answer 202 with the stream_id at once (read it on the socket).")

@@ -29,6 +29,7 @@ class KnowledgeBaseSerializer(KaiModelSerializer):
 class DocumentSerializer(KaiModelSerializer):
     knowledge_base_id = serializers.UUIDField(read_only=True)
     file_id = serializers.UUIDField(read_only=True, allow_null=True)
+    source_url = serializers.CharField(read_only=True, help_text="The URL a url document was fetched from; empty else.")
     metadata = JSONObjectField(required=False, max_bytes=16384)
 
     class Meta:

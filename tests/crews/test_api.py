@@ -252,3 +252,15 @@ def test_a_disabled_agent_does_not_run(owner_client, member):
     agent = make_agent(member, is_active=False)
     response = owner_client.post(f"/api/v1/agents/{agent.pk}/task", {"description": "x"}, format="json")
     assert assert_envelope(response, 409, "AGENT_005")["errors"] == [{"field": "agent", "message": "disabled"}]
+
+
+def test_an_agent_task_of_the_longest_names_fits_the_run(owner_client, member):
+    """A 200-character agent name and task name made a run name over 300 characters (a 500); a model
+    name over 200 characters is a 400 (the document says so), not a 500."""
+    agent = make_agent(member, name="a" * 200)
+    accepted = owner_client.post(f"/api/v1/agents/{agent.pk}/task", {"description": "d", "name": "n" * 200},
+                                 format="json")
+    assert accepted.status_code == 202, accepted.content
+    assert len(Execution.objects.get(pk=accepted.json()["task_id"]).run_name) == 300
+    assert_envelope(owner_client.post(f"/api/v1/agents/{agent.pk}/task", {"description": "d", "model": "m" * 201},
+                                      format="json"), 400)

@@ -89,7 +89,7 @@ class DiscoverResponseSerializer(KaiSerializer):
 # --- deployments -------------------------------------------------------------------------------
 
 class DeploymentSerializer(KaiModelSerializer):
-    agent_id = serializers.UUIDField(read_only=True)
+    agent_id = serializers.UUIDField(read_only=True, allow_null=True, help_text="null for an orchestration's deployment.")
     api_url = serializers.SerializerMethodField()
     mcp_url = serializers.SerializerMethodField()
 

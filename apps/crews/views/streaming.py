@@ -70,7 +70,7 @@ class AgentRunViewSet(TenantScopedViewSet):
         services.check_inputs(texts=(data["description"], data["expected_output"]), inputs=data["inputs"])
         execution = calls.agent_call_start(
             actor=request.user, kind=ExecutionKind.AGENT_TASK, agent=agent,
-            run_name=f"{agent.name} - {data.get('name') or data['description'][:60]}",
+            run_name=f"{agent.name} - {data.get('name') or data['description'][:60]}"[:300],  # Execution.run_name
             definition={"name": data.get("name") or "task", "description": data["description"],
                         "expected_output": data["expected_output"]},
             inputs=data["inputs"], params=data["params"], model=data.get("model") or "", priority=data["priority"])
@@ -86,7 +86,7 @@ class AgentRunViewSet(TenantScopedViewSet):
         stream_id = uuid.uuid4().hex
         execution = calls.agent_call_start(
             actor=request.user, kind=ExecutionKind.AGENT_COMMAND, agent=agent,
-            run_name=f"{agent.name} - {data['command']}", definition={"command": data["command"],
+            run_name=f"{agent.name} - {data['command']}"[:300], definition={"command": data["command"],
                                                                       "params": data["params"]},
             params=data["llm_params"], model=data.get("model") or "", priority=data["priority"], stream_id=stream_id)
         return Response({"execution_id": execution.pk, "stream_id": stream_id, "command": data["command"],
@@ -102,7 +102,7 @@ class AgentRunViewSet(TenantScopedViewSet):
         command = data["command"]
         execution = calls.agent_call_start(
             actor=request.user, kind=ExecutionKind.AGENT_EXECUTE, agent=agent,
-            run_name=f"{agent.name} - {command['action']}",
+            run_name=f"{agent.name} - {command['action']}"[:300],
             definition={"action": command["action"], "parameters": command["parameters"],
                         "context": command["context"], "user_id": command.get("user_id") or str(request.user.pk),
                         "request_id": command.get("request_id") or getattr(request, "request_id", ""),
