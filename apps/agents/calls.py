@@ -14,6 +14,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from apps.agents.errors import AgentDisabled, BudgetExceeded, ProviderRejected, ProviderTimeout, ProviderUnavailable
+from apps.agents.runtime import model_resolve
 from apps.runs import llm as llm_layer
 from apps.runs.models import Execution, ExecutionKind, ExecutionStatus
 from apps.runs.services import execution_create, wait_for_terminal
@@ -33,8 +34,6 @@ def agent_check_runnable(*, agent) -> None:
 def agent_check_budgets(*, agent, model: str = "") -> None:
     """The provider's, the agent's and the organization's monthly budgets, as the engine checks them
     before each model call (same message), without calling anything: refused before a run is queued."""
-    from apps.agents.runtime import model_resolve
-
     organization = agent.organization
     resolved = model_resolve(organization=organization, name=model or agent.llm)  # unknown model → 422 AGENT_004
     try:
