@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError
 from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
@@ -101,8 +102,6 @@ def _stock(function) -> bool:
 def _filter_names_if_skippable(filterset_class) -> tuple | None:
     """The filter names (form data keys start with them) when an unfiltered request may skip the
     filterset; None when it may not."""
-    from django import forms
-
     for klass in filterset_class.__mro__:
         if klass.__module__.split(".")[0] in ("django_filters", "builtins"):
             continue
