@@ -110,11 +110,10 @@ def _manage(*args: str) -> None:
 
 
 def cmd_up(args) -> int:
-    # deferred: start-up — the embedded services (redis client) load only for the commands that start them
-    from kai_platform.embedded import ensure_services
+    from kai_platform.embedded import ensure_services  # deferred: start-up — loaded by the commands that start them
 
     started_at = time.monotonic()
-    # deferred: start-up — the embedded services (redis client) load only for the commands that start them; start-up — the supervisor (psutil, telemetry) loads only for `up`
+    # deferred: start-up — the embedded services and the supervisor (psutil, telemetry) load only for `up`
     from kai_platform.embedded import var_dir
     from kai_platform.supervisor import Supervisor
 
