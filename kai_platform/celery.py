@@ -15,7 +15,6 @@ from celery.signals import (
     worker_shutdown,
     worker_shutting_down,
 )
-from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
 
@@ -27,12 +26,14 @@ _stop = threading.Event()
 
 
 def worker_key_pattern() -> str:
+    from django.conf import settings  # deferred: start-up — every process (the CLI too) loads this module
+
     return f"{settings.KAI_REDIS_PREFIX}:workers:*"
 
 
 def _heartbeat_loop(hostname: str) -> None:
-    # deferred: start-up — every process (the CLI too) loads this module; django_redis loads on first use
-    from django_redis import get_redis_connection
+    from django.conf import settings  # deferred: start-up — every process (the CLI too) loads this module
+    from django_redis import get_redis_connection  # deferred: start-up — every process (the CLI too) loads this module
 
     interval = settings.KAI_WORKER_HEARTBEAT_SECONDS
     key = f"{settings.KAI_REDIS_PREFIX}:workers:{hostname}"
@@ -66,8 +67,7 @@ def _begin_drain(sig=None, how=None, **kwargs):
     """Warm shutdown (SIGTERM): the worker stops consuming; the runs it holds get the drain time
     to finish (``kai_platform.drain``). A cold shutdown (a second signal) skips it."""
     if how == "Warm":
-        # deferred: start-up — every process (the CLI too) loads this module; drain loads Django on use
-        from kai_platform import drain
+        from kai_platform import drain  # deferred: start-up — every process (the CLI too) loads this module
 
         drain.begin(f"worker {sig or 'shutdown'}")
 
@@ -76,15 +76,13 @@ def _begin_drain(sig=None, how=None, **kwargs):
 @worker_process_init.connect
 def _start_tracing(**kwargs):
     """OpenTelemetry in the worker (and each prefork child), when configured (kai_platform.telemetry)."""
-    # deferred: start-up — every process (the CLI too) loads this module; OpenTelemetry loads on use
-    from kai_platform import telemetry
+    from kai_platform import telemetry  # deferred: start-up — every process (the CLI too) loads this module
 
     telemetry.setup("kai-worker")
 
 
 @beat_init.connect
 def _start_beat_tracing(**kwargs):
-    # deferred: start-up — every process (the CLI too) loads this module; OpenTelemetry loads on use
-    from kai_platform import telemetry
+    from kai_platform import telemetry  # deferred: start-up — every process (the CLI too) loads this module
 
     telemetry.setup("kai-beat")
