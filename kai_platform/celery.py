@@ -26,14 +26,16 @@ _stop = threading.Event()
 
 
 def worker_key_pattern() -> str:
-    from django.conf import settings  # deferred: start-up — every process (the CLI too) loads this module
+    # deferred: start-up — every process (the CLI too) loads this module
+    from django.conf import settings
 
     return f"{settings.KAI_REDIS_PREFIX}:workers:*"
 
 
 def _heartbeat_loop(hostname: str) -> None:
-    from django.conf import settings  # deferred: start-up — every process (the CLI too) loads this module
-    from django_redis import get_redis_connection  # deferred: start-up — every process (the CLI too) loads this module
+    # deferred: start-up — every process (the CLI too) loads this module
+    from django.conf import settings
+    from django_redis import get_redis_connection
 
     interval = settings.KAI_WORKER_HEARTBEAT_SECONDS
     key = f"{settings.KAI_REDIS_PREFIX}:workers:{hostname}"
@@ -67,7 +69,8 @@ def _begin_drain(sig=None, how=None, **kwargs):
     """Warm shutdown (SIGTERM): the worker stops consuming; the runs it holds get the drain time
     to finish (``kai_platform.drain``). A cold shutdown (a second signal) skips it."""
     if how == "Warm":
-        from kai_platform import drain  # deferred: start-up — every process (the CLI too) loads this module
+        # deferred: start-up — every process (the CLI too) loads this module
+        from kai_platform import drain
 
         drain.begin(f"worker {sig or 'shutdown'}")
 
@@ -76,13 +79,15 @@ def _begin_drain(sig=None, how=None, **kwargs):
 @worker_process_init.connect
 def _start_tracing(**kwargs):
     """OpenTelemetry in the worker (and each prefork child), when configured (kai_platform.telemetry)."""
-    from kai_platform import telemetry  # deferred: start-up — every process (the CLI too) loads this module
+    # deferred: start-up — every process (the CLI too) loads this module
+    from kai_platform import telemetry
 
     telemetry.setup("kai-worker")
 
 
 @beat_init.connect
 def _start_beat_tracing(**kwargs):
-    from kai_platform import telemetry  # deferred: start-up — every process (the CLI too) loads this module
+    # deferred: start-up — every process (the CLI too) loads this module
+    from kai_platform import telemetry
 
     telemetry.setup("kai-beat")

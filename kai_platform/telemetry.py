@@ -45,11 +45,12 @@ def setup(service: str) -> bool:
     with _lock:
         if _provider is not None:
             return True
-        from opentelemetry import trace  # deferred: heavy — OpenTelemetry loads when tracing is used
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # deferred: heavy — OpenTelemetry loads when tracing is used
-        from opentelemetry.sdk.resources import Resource  # deferred: heavy — OpenTelemetry loads when tracing is used
-        from opentelemetry.sdk.trace import TracerProvider  # deferred: heavy — OpenTelemetry loads when tracing is used
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor  # deferred: heavy — OpenTelemetry loads when tracing is used
+        # deferred: heavy — OpenTelemetry loads when tracing is used
+        from opentelemetry import trace
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         attributes = {"service.namespace": "kai", "kai.process": service}
         if not os.environ.get("OTEL_SERVICE_NAME"):
@@ -64,10 +65,11 @@ def setup(service: str) -> bool:
 
 
 def _instrument() -> None:
-    from opentelemetry.instrumentation.celery import CeleryInstrumentor  # deferred: heavy — OpenTelemetry loads when tracing is used
-    from opentelemetry.instrumentation.django import DjangoInstrumentor  # deferred: heavy — OpenTelemetry loads when tracing is used
-    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor  # deferred: heavy — OpenTelemetry loads when tracing is used
-    from opentelemetry.instrumentation.redis import RedisInstrumentor  # deferred: heavy — OpenTelemetry loads when tracing is used
+    # deferred: heavy — OpenTelemetry loads when tracing is used
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
 
     DjangoInstrumentor().instrument(response_hook=_tag_request_organization)
     CeleryInstrumentor().instrument()
@@ -91,7 +93,8 @@ def current_trace_id() -> str | None:
     """The active span's trace id (32 hex), if tracing is on and a span is active."""
     if not enabled():
         return None
-    from opentelemetry import trace  # deferred: heavy — OpenTelemetry loads when tracing is used
+    # deferred: heavy — OpenTelemetry loads when tracing is used
+    from opentelemetry import trace
 
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
@@ -104,8 +107,9 @@ def start_run_span(*, name: str, trace_id: str, organization_id, execution_id, k
     span when that is the same trace, else under the execution's trace id with a link to it."""
     if not enabled():
         return None
-    from opentelemetry import trace  # deferred: heavy — OpenTelemetry loads when tracing is used
-    from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags  # deferred: heavy — OpenTelemetry loads when tracing is used
+    # deferred: heavy — OpenTelemetry loads when tracing is used
+    from opentelemetry import trace
+    from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags
 
     current = trace.get_current_span().get_span_context()
     attributes = {"kai.organization_id": str(organization_id), "kai.execution_id": str(execution_id),
@@ -127,14 +131,16 @@ def activate(otel_span):
     """Make ``otel_span`` the current span of this thread; returns what ``deactivate`` takes."""
     if otel_span is None:
         return None
-    from opentelemetry import context, trace  # deferred: heavy — OpenTelemetry loads when tracing is used
+    # deferred: heavy — OpenTelemetry loads when tracing is used
+    from opentelemetry import context, trace
 
     return context.attach(trace.set_span_in_context(otel_span))
 
 
 def deactivate(token) -> None:
     if token is not None:
-        from opentelemetry import context  # deferred: heavy — OpenTelemetry loads when tracing is used
+        # deferred: heavy — OpenTelemetry loads when tracing is used
+        from opentelemetry import context
 
         context.detach(token)
 
@@ -144,7 +150,8 @@ def start_span(*, name: str, parent, kind: str, organization_id, model: str = ""
     """A span of an agent, task, model (``gen_ai.*``) or tool call under ``parent`` (an OTel span)."""
     if not enabled() or parent is None:
         return None
-    from opentelemetry import trace  # deferred: heavy — OpenTelemetry loads when tracing is used
+    # deferred: heavy — OpenTelemetry loads when tracing is used
+    from opentelemetry import trace
 
     attributes = {"kai.organization_id": str(organization_id), "kai.span_kind": kind}
     if kind == "llm":
@@ -163,7 +170,8 @@ def end_span(otel_span, *, status: str, tokens_in: int = 0, tokens_out: int = 0,
              error: str = "", content: dict | None = None) -> None:
     if otel_span is None:
         return
-    from opentelemetry.trace import Status, StatusCode  # deferred: heavy — OpenTelemetry loads when tracing is used
+    # deferred: heavy — OpenTelemetry loads when tracing is used
+    from opentelemetry.trace import Status, StatusCode
 
     if tokens_in or tokens_out:
         otel_span.set_attribute("gen_ai.usage.input_tokens", int(tokens_in))
