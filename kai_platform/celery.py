@@ -15,7 +15,6 @@ from celery.signals import (
     worker_shutdown,
     worker_shutting_down,
 )
-from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
 
@@ -27,11 +26,15 @@ _stop = threading.Event()
 
 
 def worker_key_pattern() -> str:
+    # deferred: start-up — every process (the CLI too) loads this module
+    from django.conf import settings
+
     return f"{settings.KAI_REDIS_PREFIX}:workers:*"
 
 
 def _heartbeat_loop(hostname: str, role: str = "workers") -> None:
-    # deferred: start-up — every process (the CLI too) loads this module; django_redis loads on first use
+    # deferred: start-up — every process (the CLI too) loads this module
+    from django.conf import settings
     from django_redis import get_redis_connection
 
     interval = settings.KAI_WORKER_HEARTBEAT_SECONDS
@@ -66,7 +69,7 @@ def _begin_drain(sig=None, how=None, **kwargs):
     """Warm shutdown (SIGTERM): the worker stops consuming; the runs it holds get the drain time
     to finish (``kai_platform.drain``). A cold shutdown (a second signal) skips it."""
     if how == "Warm":
-        # deferred: start-up — every process (the CLI too) loads this module; drain loads Django on use
+        # deferred: start-up — every process (the CLI too) loads this module
         from kai_platform import drain
 
         drain.begin(f"worker {sig or 'shutdown'}")
@@ -88,7 +91,7 @@ def _runs_worker_switch_interval(**kwargs):
 @worker_process_init.connect
 def _start_tracing(**kwargs):
     """OpenTelemetry in the worker (and each prefork child), when configured (kai_platform.telemetry)."""
-    # deferred: start-up — every process (the CLI too) loads this module; OpenTelemetry loads on use
+    # deferred: start-up — every process (the CLI too) loads this module
     from kai_platform import telemetry
 
     telemetry.setup("kai-worker")
@@ -96,7 +99,7 @@ def _start_tracing(**kwargs):
 
 @beat_init.connect
 def _start_beat_tracing(**kwargs):
-    # deferred: start-up — every process (the CLI too) loads this module; OpenTelemetry loads on use
+    # deferred: start-up — every process (the CLI too) loads this module
     from kai_platform import telemetry
 
     telemetry.setup("kai-beat")

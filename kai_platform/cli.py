@@ -16,11 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
+
+from kai_platform.env import parse_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -41,10 +45,9 @@ def _require_services_for_ci() -> None:
 
 def check_services(timeout: float = 10.0) -> None:
     """Fail fast, with a clear message, when PostgreSQL or Redis cannot be reached."""
+    # deferred: start-up — the CLI loads a client library only for the command that uses it
     import psycopg
     import redis
-
-    from kai_platform.env import parse_database_url
 
     db = parse_database_url(os.environ["DATABASE_URL"])
     try:
@@ -64,10 +67,9 @@ def check_services(timeout: float = 10.0) -> None:
 
 def _ensure_database_exists() -> None:
     """Create the database named in DATABASE_URL if the server lacks it (first run)."""
+    # deferred: start-up — the CLI loads a client library only for the command that uses it
     import psycopg
     from psycopg import sql
-
-    from kai_platform.env import parse_database_url
 
     db = parse_database_url(os.environ["DATABASE_URL"])
     if os.environ.get("KAI_DB_NAME"):
@@ -108,9 +110,10 @@ def _manage(*args: str) -> None:
 
 
 def cmd_up(args) -> int:
-    from kai_platform.embedded import ensure_services
+    from kai_platform.embedded import ensure_services  # deferred: start-up — loaded by the commands that start them
 
     started_at = time.monotonic()
+    # deferred: start-up — the embedded services and the supervisor (psutil, telemetry) load only for `up`
     from kai_platform.embedded import var_dir
     from kai_platform.supervisor import Supervisor
 
@@ -171,8 +174,6 @@ def cmd_up(args) -> int:
 def _listen(host: str, port: int):
     """The web's listening socket, owned by the supervisor and handed to each daphne it starts: while
     a killed web is restarted, new connections wait in the socket's backlog instead of being refused."""
-    import socket
-
     # daphne adopts an inherited socket as AF_INET only (Twisted's fd endpoint)
     listener = socket.create_server((host, port), family=socket.AF_INET, backlog=2048)
     listener.set_inheritable(True)
@@ -180,8 +181,6 @@ def _listen(host: str, port: int):
 
 
 def _wait_http(url: str, timeout: float) -> bool:
-    import urllib.request
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -197,6 +196,7 @@ def _wait_http(url: str, timeout: float) -> bool:
 def _wait_workers(supervisor, names: tuple[str, ...], timeout: float) -> bool:
     """Wait until each named worker child wrote its heartbeat key (``kai_platform.celery``: written
     on ``worker_ready``, i.e. once it consumes), keyed by its pid."""
+    # deferred: start-up — the CLI loads a client library only for the command that uses it
     import redis
 
     if not os.environ.get("REDIS_URL"):
@@ -222,6 +222,7 @@ def _wait_workers(supervisor, names: tuple[str, ...], timeout: float) -> bool:
 
 
 def cmd_test(args) -> int:
+    # deferred: start-up — the embedded services (redis client) load only for the commands that start them
     from kai_platform.embedded import ensure_services
 
     _require_services_for_ci()
@@ -245,6 +246,7 @@ def _describe(url: str) -> str:
 
 
 def _run_with_services(argv: list[str]) -> int:
+    # deferred: start-up — the embedded services (redis client) load only for the commands that start them
     from kai_platform.embedded import ensure_services
 
     services = ensure_services(os.environ)
@@ -266,6 +268,7 @@ def cmd_beat(args) -> int:
 def _with_database(action) -> int:
     """Run ``action()`` with Django set up on the configured or embedded database (the embedded
     server is joined if ``make run`` runs it, started otherwise)."""
+    # deferred: start-up — the embedded services (redis client) load only for the commands that start them
     from kai_platform.embedded import EmbeddedPostgres
 
     started = []
@@ -276,10 +279,10 @@ def _with_database(action) -> int:
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")  # settings want one; unused here
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
     try:
-        import django
+        import django  # deferred: start-up — Django loads only for the commands that need it
 
         django.setup()
-        from kai_platform.backup import BackupError
+        from kai_platform.backup import BackupError  # deferred: start-up — backup loads Django and psycopg
 
         try:
             action()
@@ -296,12 +299,14 @@ def _with_database(action) -> int:
 
 
 def cmd_backup(args) -> int:
+    # deferred: start-up — backup loads Django and psycopg, needed by its commands only
     from kai_platform import backup
 
     return _with_database(lambda: backup.backup(to=Path(args.to), log=_log))
 
 
 def cmd_restore(args) -> int:
+    # deferred: start-up — backup loads Django and psycopg, needed by its commands only
     from kai_platform import backup
 
     return _with_database(lambda: backup.restore(source=Path(args.source), log=_log))

@@ -17,9 +17,6 @@ import random
 import threading
 from typing import Any
 
-from opentelemetry import context, trace
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
-
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
@@ -48,7 +45,8 @@ def setup(service: str) -> bool:
     with _lock:
         if _provider is not None:
             return True
-        # deferred: heavy — the OTLP exporter and SDK load only when tracing is configured
+        # deferred: heavy — OpenTelemetry loads when tracing is used
+        from opentelemetry import trace
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -67,7 +65,7 @@ def setup(service: str) -> bool:
 
 
 def _instrument() -> None:
-    # deferred: heavy — the instrumentations load only when tracing is configured
+    # deferred: heavy — OpenTelemetry loads when tracing is used
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.django import DjangoInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
@@ -95,6 +93,8 @@ def current_trace_id() -> str | None:
     """The active span's trace id (32 hex), if tracing is on and a span is active."""
     if not enabled():
         return None
+    # deferred: heavy — OpenTelemetry loads when tracing is used
+    from opentelemetry import trace
 
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
@@ -107,6 +107,9 @@ def start_run_span(*, name: str, trace_id: str, organization_id, execution_id, k
     span when that is the same trace, else under the execution's trace id with a link to it."""
     if not enabled():
         return None
+    # deferred: heavy — OpenTelemetry loads when tracing is used
+    from opentelemetry import trace
+    from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags
 
     current = trace.get_current_span().get_span_context()
     attributes = {"kai.organization_id": str(organization_id), "kai.execution_id": str(execution_id),
@@ -128,12 +131,17 @@ def activate(otel_span):
     """Make ``otel_span`` the current span of this thread; returns what ``deactivate`` takes."""
     if otel_span is None:
         return None
+    # deferred: heavy — OpenTelemetry loads when tracing is used
+    from opentelemetry import context, trace
 
     return context.attach(trace.set_span_in_context(otel_span))
 
 
 def deactivate(token) -> None:
     if token is not None:
+        # deferred: heavy — OpenTelemetry loads when tracing is used
+        from opentelemetry import context
+
         context.detach(token)
 
 
@@ -142,6 +150,8 @@ def start_span(*, name: str, parent, kind: str, organization_id, model: str = ""
     """A span of an agent, task, model (``gen_ai.*``) or tool call under ``parent`` (an OTel span)."""
     if not enabled() or parent is None:
         return None
+    # deferred: heavy — OpenTelemetry loads when tracing is used
+    from opentelemetry import trace
 
     attributes = {"kai.organization_id": str(organization_id), "kai.span_kind": kind}
     if kind == "llm":
@@ -160,6 +170,8 @@ def end_span(otel_span, *, status: str, tokens_in: int = 0, tokens_out: int = 0,
              error: str = "", content: dict | None = None) -> None:
     if otel_span is None:
         return
+    # deferred: heavy — OpenTelemetry loads when tracing is used
+    from opentelemetry.trace import Status, StatusCode
 
     if tokens_in or tokens_out:
         otel_span.set_attribute("gen_ai.usage.input_tokens", int(tokens_in))

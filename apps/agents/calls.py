@@ -15,6 +15,7 @@ from django.conf import settings
 from rest_framework.exceptions import APIException
 
 from apps.agents.errors import AgentDisabled, BudgetExceeded, ProviderRejected, ProviderTimeout, ProviderUnavailable
+from apps.agents.runtime import model_resolve
 from apps.runs import llm as llm_layer
 from apps.runs.models import Execution, ExecutionKind, ExecutionStatus
 from apps.runs.services import batch_memo, execution_create, wait_for_terminal
@@ -34,8 +35,6 @@ def agent_check_runnable(*, agent) -> None:
 def agent_check_budgets(*, agent, model: str = "") -> None:
     """The provider's, the agent's and the organization's monthly budgets, as the engine checks them
     before each model call (same message), without calling anything: refused before a run is queued."""
-    from apps.agents.runtime import model_resolve
-
     def refusal():
         organization = agent.organization
         try:

@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from kai_platform import ports
+
 
 class AuditConfig(AppConfig):
     name = "apps.audit"
@@ -8,8 +10,8 @@ class AuditConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.audit import services
-        from kai_platform import ports
 
         ports.provide("audit_record", services.audit_record)
         ports.provide("audit_covered", services.audit_covered)

@@ -6,9 +6,11 @@ import contextvars
 import re
 from typing import Any
 
+import orjson
 from django.db import models
 
 from apps.audit.models import ActorType, AuditEvent
+from kai_platform.api.renderers import dumps
 from kai_platform.logging import request_id_var, request_state
 
 REDACTED = "[redacted]"
@@ -28,9 +30,6 @@ def redact(value: Any) -> Any:
 
 def snapshot(instance: models.Model, fields: list[str] | None = None) -> dict:
     """A JSON-safe dict of a model instance's concrete fields (FKs as ids), secrets redacted."""
-    import orjson
-
-    from kai_platform.api.renderers import dumps
 
     data = {}
     for field in instance._meta.concrete_fields:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 
+from apps.events import seed_payloads
+from kai_platform.tenancy.roles import Role
+
 SEED_004_EVENTS = frozenset({
     "agent_status", "agent_created", "agent_deleted", "agent_updated",
     "inference_started", "inference_progress", "inference_completed", "inference_failed",
@@ -100,15 +103,12 @@ def shape(name: str, event: dict) -> dict:
         data.setdefault("execution_id", event["execution_id"])
         if name.startswith("inference_"):
             data.setdefault("inference_id", event["execution_id"])
-    from apps.events import seed_payloads
 
     return seed_payloads.shape(name, data, event)
 
 
 def visible_to(event: dict, *, role: str, user_id) -> bool:
     """Members with role ``user`` see only events they caused or own, and the platform's broadcasts."""
-    from kai_platform.tenancy.roles import Role
-
     if role != Role.USER or event["type"] in BROADCAST_TYPES:
         return True
     me = str(user_id)

@@ -24,7 +24,7 @@ import asyncio
 import collections
 import time
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import socketio
@@ -32,6 +32,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from rest_framework import exceptions
 
+from apps.accounts.serializers import UserSerializer
 from apps.events import catalog, client_events
 from apps.events.consumers import REPLAY_BATCH, SeenSeqs, _events_after
 from kai_platform.realtime import limits, relay, watch
@@ -111,8 +112,6 @@ class Session:
             asyncio.ensure_future(refuse(self, "The credential has expired or was revoked."))
 
     def credential_expiring(self, expires_at) -> None:
-        from datetime import datetime
-
         seconds = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
         asyncio.ensure_future(self.warn_disconnect("token_expiry", seconds))
 
@@ -145,8 +144,6 @@ class Refused(socketio.exceptions.ConnectionRefusedError):
     seed 002's error body (``{success: false, error: {code, message, details, timestamp}}``)."""
 
     def __init__(self, code: str, message: str, **details):
-        from datetime import datetime
-
         super().__init__(message, {"success": False, "error": {
             "code": code, "message": message, "details": details,
             "timestamp": datetime.now(UTC).isoformat()}})
@@ -207,8 +204,6 @@ def _lease_info(session: Session, user, credential) -> dict:
 
 
 def _user_payload(user, credential) -> dict:
-    from apps.accounts.serializers import UserSerializer
-
     return {**UserSerializer(user).data, "organization_id": str(credential.organization.pk), "role": credential.role}
 
 

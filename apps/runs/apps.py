@@ -1,4 +1,10 @@
+from celery.signals import worker_init
 from django.apps import AppConfig
+
+from apps.events.seed_payloads import register_execution_summary
+from apps.runs.inflight import registry
+from kai_platform.drain import on_drain
+from kai_platform.llm import preload_clients
 
 
 class RunsConfig(AppConfig):
@@ -8,14 +14,11 @@ class RunsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from celery.signals import worker_init
-
-        from apps.events.seed_payloads import register_execution_summary
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.quotas.selectors import register_row_source
-        from apps.runs.inflight import registry
+
+        # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.runs.selectors import execution_summary, executions_created_since
-        from kai_platform.drain import on_drain
-        from kai_platform.llm import preload_clients
 
         register_row_source("executions", executions_created_since)
         register_execution_summary(execution_summary)  # the seed run events read their execution

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
+from django_redis import get_redis_connection
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +139,6 @@ class InFlightRegistry:
         if not workers:
             return
         try:
-            from django_redis import get_redis_connection
-
             pipe = get_redis_connection("default").pipeline(transaction=False)
             for worker in workers:
                 pipe.set(alive_key(worker), 1, px=int(alive_seconds() * 1000))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from datetime import date
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -19,7 +20,8 @@ from apps.runs.reaper import partial_enqueue
 from apps.runs.runner import AwaitingApproval, Cancelled, RunContext, RunFailed
 from apps.runs.services import execution_claim, execution_enqueue, execution_transition
 from apps.runs.streams import stream_push
-from kai_platform import telemetry
+from kai_platform import drain, telemetry
+from kai_platform.logging import log_context
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
@@ -44,8 +46,6 @@ def run(execution_id, *, worker: str) -> str:
     """Run one execution to its end. Idempotent: a run that ended or that another worker claimed
     returns at once. Returns what happened (for logs and tests). Every log line of the run names
     its organization and execution."""
-    from kai_platform.logging import log_context
-
     try:  # loaded, and claimed when it can be, in a batch with the runs taken at the same time
         taken = intake.take(execution_id, worker=worker)
         execution, outcome = taken.execution, taken.outcome
@@ -62,8 +62,6 @@ def run(execution_id, *, worker: str) -> str:
 
 
 def _run(execution: Execution, *, worker: str) -> str:
-    from kai_platform import drain
-
     if execution.status != S.PENDING:
         return f"skipped ({execution.status})"
     if drain.is_draining():  # a message taken just before the shutdown: leave it to another worker
@@ -174,8 +172,6 @@ def with_citations(result, citations: list):
 
 
 def _restore_usage_keys(ctx: RunContext) -> None:
-    from datetime import date
-
     for agent, model, day in (ctx.execution.checkpoint or {}).get("usage_keys") or []:
         ctx.recorder._counted_usage_keys.add((agent, model, date.fromisoformat(day)))
 

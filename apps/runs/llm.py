@@ -12,7 +12,10 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
+from django_redis import get_redis_connection
 
+from apps.runs.models import UsageRollup
+from apps.runs.registry import service
 from kai_platform.llm import LLMClient
 
 logger = logging.getLogger(__name__)
@@ -48,8 +51,6 @@ class ResolvedModel:
 def resolve_model(*, organization, model_name: str | None) -> ResolvedModel:
     """The client and pricing that serve ``model_name`` for the organization (the ``model_resolve``
     service); raises ModelUnavailable when no provider serves it."""
-    from apps.runs.registry import service
-
     return service("model_resolve")(organization, model_name)
 
 
@@ -64,8 +65,6 @@ BREAKER_KINDS = frozenset({"timeout", "connection", "provider"})
 
 
 def _redis():
-    from django_redis import get_redis_connection
-
     return get_redis_connection("default")
 
 
@@ -146,7 +145,6 @@ def provider_budget(provider) -> tuple[Decimal | None, Decimal]:
     """(limit, spent this month) of a provider — the agents app's usage table."""
     if provider is None or provider.budget_limit is None:
         return None, Decimal(0)
-    from apps.runs.registry import service
 
     return provider.budget_limit, service("provider_month_spend")(provider)
 
@@ -158,8 +156,6 @@ def agent_budget_limit(agent) -> Decimal | None:
 
 
 def agent_month_spend(*, organization_id, agent_id) -> Decimal:
-    from apps.runs.models import UsageRollup
-
     total = UsageRollup.objects.for_org(organization_id).filter(agent_id=agent_id, day__gte=month_start()).aggregate(
         total=Sum("cost"))["total"]
     return total or Decimal(0)
@@ -171,8 +167,6 @@ def organization_budget_limit(organization) -> Decimal | None:
 
 
 def organization_month_spend(*, organization_id) -> Decimal:
-    from apps.runs.models import UsageRollup
-
     total = UsageRollup.objects.for_org(organization_id).filter(day__gte=month_start()).aggregate(
         total=Sum("cost"))["total"]
     return total or Decimal(0)
@@ -213,6 +207,5 @@ def budgets_configured(*, organization, resolved: ResolvedModel, agent=None) -> 
 def record_provider_usage(*, resolved: ResolvedModel, input_tokens: int, output_tokens: int, cost) -> None:
     if resolved.provider is None:
         return
-    from apps.runs.registry import service
 
     service("provider_record_usage")(resolved.provider, input_tokens, output_tokens, cost)

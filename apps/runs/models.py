@@ -11,13 +11,12 @@ import uuid
 
 from django.db import models
 
+from kai_platform.telemetry import current_trace_id
 from kai_platform.tenancy.models import TenantModel
 
 
 def new_trace_id() -> str:
     """The OpenTelemetry trace being recorded (the API request that creates the run), else a new id."""
-    from kai_platform.telemetry import current_trace_id
-
     return current_trace_id() or uuid.uuid4().hex
 
 

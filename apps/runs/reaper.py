@@ -2,9 +2,12 @@
 expired) end or go back to the queue; PENDING runs whose queue message was lost are queued again."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django_redis import get_redis_connection
 
 from apps.runs.inflight import alive_key, alive_seconds
 from apps.runs.models import Execution, ExecutionStatus
@@ -20,8 +23,6 @@ def stale_seconds() -> float:
 def alive_workers(workers: set[str]) -> set[str] | None:
     """Which of ``workers`` (``Execution.worker`` names) still hold a liveness key (set by their
     process's heartbeat, ``apps.runs.inflight``); None when Redis cannot say."""
-    from django_redis import get_redis_connection
-
     names = sorted(workers)
     if not names:
         return set()
@@ -38,8 +39,6 @@ def reap_stale(*, now=None, limit: int = 500) -> dict:
     noticed as soon as its key expires; a live one refreshes both). They end FAILED "worker lost",
     or go back to PENDING (and the queue) while attempts remain — a checkpointed run then resumes
     from its step log; a cancel-requested one ends CANCELLED."""
-    from datetime import timedelta
-
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=stale_seconds())
     early = now - timedelta(seconds=min(alive_seconds(), stale_seconds()))
@@ -84,8 +83,6 @@ def partial_enqueue(execution_id, priority):
 def requeue_forgotten(*, older_than_seconds: int = 300, limit: int = 200) -> int:
     """PENDING runs whose queue message was lost with a killed worker's prefetch: queue them again
     (claiming is conditional, so a duplicate message is harmless)."""
-    from datetime import timedelta
-
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     rows = list(Execution.objects.filter(status=S.PENDING, updated_at__lt=cutoff, cancel_requested=False)
                 .values_list("pk", "priority")[:limit])

@@ -22,6 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.runs.models import ExecutionLog, TraceSpan
+from apps.runs.registry import service
 from kai_platform import telemetry
 
 FLUSH_SECONDS = 0.5
@@ -284,8 +285,6 @@ class RunRecorder:
 
     def _write_counters(self, usage: dict, providers: list) -> None:
         """Each in autocommit when the caller is in none: a row lock held for one statement."""
-        from apps.runs.registry import service
-
         try:
             if usage:
                 self._write_usage(usage)

@@ -21,6 +21,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 
+from apps.events.services import publish
 from apps.runs import llm as llm_layer
 from apps.runs import registry as plugins
 from apps.runs.checkpoints import StepLog
@@ -178,7 +179,6 @@ class RunContext:
         total = max(self.total_steps, done)
         elapsed = time.monotonic() - self._started
         tokens_in, tokens_out = self.recorder.total_tokens_in, self.recorder.total_tokens_out
-        from apps.events.services import publish
 
         try:
             with transaction.atomic():

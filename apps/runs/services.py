@@ -16,12 +16,16 @@ from functools import partial
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django_redis import get_redis_connection
+from rest_framework.exceptions import ValidationError
 
 from apps.audit.services import audit_record, audit_record_many, audit_row, snapshot
-from apps.events.services import publish_many
+from apps.events.services import event_insert_ctes, listeners_want, publish_many, published
 from apps.quotas.services import quota_consume_for_execution, quota_consume_for_executions
+from apps.runs.checkpoints import ReplayError, copy_steps, default_max_attempts, replay_plan
 from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionEvent, ExecutionKind, ExecutionStatus
 from apps.runs.registry import has_service, service, terminal_hooks
+from apps.runs.tasks import run_execution
 from kai_platform.api.errors import Conflict
 from kai_platform.tenancy.locks import organization_lock_key
 
@@ -109,8 +113,6 @@ def _transition(*, execution_id, path: list[tuple[str, str]], allowed, unless_ca
     first (an earlier statement of the same round trip, so the count below sees every claim
     committed before it) and the row moves only while fewer than ``limit`` top-level runs of the
     organization are PREPARING/RUNNING. Returns (changed, that count or None)."""
-    from apps.events.services import event_insert_ctes, listeners_want, published
-
     to = path[-1][0]
     now = timezone.now()
     updates = {**fields, "status": to, "updated_at": now}
@@ -237,8 +239,6 @@ def _done_key(execution_id: str) -> str:
 
 def _signal_finished(execution_id: str, status: str) -> None:
     """Wake callers blocked in ``wait_for_terminal`` (a Redis list per run, short-lived)."""
-    from django_redis import get_redis_connection
-
     try:
         redis = get_redis_connection("default")
         pipe = redis.pipeline()
@@ -264,8 +264,6 @@ def wait_for_terminal(*, execution_id, timeout: float) -> Execution:
     The caller holds no DB connection while it waits: it waits on the run's Redis list, which the
     end of the run signals (``_signal_finished``; a signal pushed before the wait began is still
     there), and reads the row once woken, or every second should the signal be lost."""
-    from django_redis import get_redis_connection
-
     deadline = time.monotonic() + max(0.0, timeout)
     key = _done_key(str(execution_id))
     while True:
@@ -290,8 +288,6 @@ def celery_priority(priority: int) -> int:
 
 
 def execution_enqueue(*, execution_id, priority: int = 5, countdown: float | None = None, producer=None) -> None:
-    from apps.runs.tasks import run_execution
-
     options = {"queue": runs_queue(), "priority": celery_priority(priority)}
     if countdown:
         options["countdown"] = countdown
@@ -343,8 +339,6 @@ def execution_create(*, organization, actor, kind: str, run_name: str = "", crew
     and queued) is checked and built here but written by the batch, with the batch's other runs."""
     ExecutionKind(kind)
     if max_attempts is None:
-        from apps.runs.checkpoints import default_max_attempts
-
         max_attempts = default_max_attempts(kind)
     batch = _batch.get()
     deferred = (batch is not None and enqueue and not (dedupe_key or stream_id or execution_id or also_publish)
@@ -545,9 +539,6 @@ def execution_replay(*, execution: Execution, actor, from_step: str) -> Executio
     """A new run of an ended run's definition that reuses the outputs of the steps it started
     before ``from_step`` (its step log) and runs ``from_step`` and what follows again; the new run
     names its source in ``replayed_from``. Raises ValidationError naming the valid steps."""
-    from rest_framework.exceptions import ValidationError
-
-    from apps.runs.checkpoints import ReplayError, copy_steps, replay_plan
 
     try:
         reused = replay_plan(execution, from_step)
@@ -570,8 +561,6 @@ def execution_replay(*, execution: Execution, actor, from_step: str) -> Executio
 
 
 def _mark_cancel_in_redis(execution_id) -> None:
-    from django_redis import get_redis_connection
-
     try:
         get_redis_connection("default").set(f"{settings.KAI_REDIS_PREFIX}:runs:cancel:{execution_id}", 1, ex=3600)
     except Exception:

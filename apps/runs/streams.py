@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django_redis import get_redis_connection
 
 logger = logging.getLogger(__name__)
 
@@ -13,8 +14,6 @@ STREAM_TTL = 3600
 
 
 def stream_push(key: str, fields: dict) -> None:
-    from django_redis import get_redis_connection
-
     try:
         redis = get_redis_connection("default")
         pipe = redis.pipeline(transaction=False)

@@ -10,6 +10,7 @@ import os
 import socket
 
 from celery import shared_task
+from django_redis import get_redis_connection
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ def _worker_name(task) -> str:
 
 def _run_execution(self, execution_id: str) -> str:
     """Run one execution (any kind) to its end; a second delivery of the message is a no-op."""
+    # deferred: cycle — apps.runs.lifecycle → apps.runs.services → this module, each at load
     from apps.runs.lifecycle import run
 
     return run(execution_id, worker=_worker_name(self))  # its log lines name the organization and the run
@@ -36,6 +38,7 @@ def _run_execution(self, execution_id: str) -> str:
 def _reap_stale_executions() -> dict:
     """Beat, every few seconds: runs whose worker stopped heartbeating end FAILED ("worker lost")
     or go back to the queue per their retry policy; PENDING runs whose message was lost are re-queued."""
+    # deferred: cycle — apps.runs.reaper → apps.runs.services → this module, each at load
     from apps.runs.reaper import reap_stale, requeue_forgotten
 
     counts = reap_stale()
@@ -48,8 +51,6 @@ def _reap_stale_executions() -> dict:
 def _noop(counter_key: str | None = None) -> None:
     """The bare-Celery baseline of bench B4: nothing but (optionally) counting that it ran."""
     if counter_key:
-        from django_redis import get_redis_connection
-
         get_redis_connection("default").incr(counter_key)
 
 

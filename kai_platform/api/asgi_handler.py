@@ -9,6 +9,7 @@ project has none; WebSockets do not come through here.
 """
 from __future__ import annotations
 
+import django
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
@@ -25,7 +26,5 @@ class SyncChainASGIHandler(ASGIHandler):
 
 def get_asgi_application() -> SyncChainASGIHandler:
     """``django.core.asgi.get_asgi_application`` with this handler."""
-    import django
-
     django.setup(set_prefix=False)
     return SyncChainASGIHandler()

@@ -20,6 +20,7 @@ from rest_framework.views import set_rollback
 
 from kai_platform.api.errors import codes
 from kai_platform.api.errors.exceptions import KaiAPIException, PayloadTooLarge, ServiceUnavailable
+from kai_platform.api.renderers import EXPORT_FORMATS, KaiJSONRenderer
 from kai_platform.logging import request_id_var
 
 logger = logging.getLogger("kai.api")
@@ -28,24 +29,28 @@ logger = logging.getLogger("kai.api")
 def _dependency_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [OperationalError, InterfaceError]
     try:
+        # deferred: optional — the error types of the backends that are installed
         import redis
 
         errors += [redis.ConnectionError, redis.TimeoutError]
     except ImportError:  # pragma: no cover
         pass
     try:
+        # deferred: optional — the error types of the backends that are installed
         from django_redis.exceptions import ConnectionInterrupted
 
         errors.append(ConnectionInterrupted)
     except ImportError:  # pragma: no cover
         pass
     try:
+        # deferred: optional — the error types of the backends that are installed
         from psycopg_pool import PoolTimeout
 
         errors.append(PoolTimeout)
     except ImportError:  # pragma: no cover
         pass
     try:
+        # deferred: optional — the error types of the backends that are installed
         from kombu.exceptions import OperationalError as KombuOperationalError
 
         errors.append(KombuOperationalError)
@@ -179,8 +184,6 @@ def exception_handler(exc, context):
 def _render_errors_as_json(context) -> None:
     """An error is one JSON envelope even where the client asked for an export format
     (``?format=ndjson``), so it is never labelled as a stream of records."""
-    from kai_platform.api.renderers import EXPORT_FORMATS, KaiJSONRenderer
-
     request = (context or {}).get("request")
     renderer = getattr(request, "accepted_renderer", None)
     if request is not None and getattr(renderer, "format", None) in EXPORT_FORMATS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 from django_filters.fields import IsoDateTimeField, ModelChoiceField
@@ -138,8 +139,6 @@ def _stock(function) -> bool:
 def _filter_names_if_skippable(filterset_class) -> tuple | None:
     """The filter names (form data keys start with them) when an unfiltered request may skip the
     filterset; None when it may not."""
-    from django import forms
-
     for klass in filterset_class.__mro__:
         if klass.__module__.split(".")[0] in ("django_filters", "builtins"):
             continue

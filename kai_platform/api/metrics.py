@@ -11,6 +11,9 @@ import time
 
 from django.apps import apps
 from django.conf import settings
+from django.db.models import Count, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django_redis import get_redis_connection
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -77,7 +80,6 @@ class PlatformCollector:
     def _runs(self):
         if not apps.is_installed("apps.runs"):
             return
-        from django.db.models import Count
 
         Execution = apps.get_model("runs", "Execution")
         family = GaugeMetricFamily("kai_runs", "Executions by status.", labels=["status"])
@@ -86,8 +88,6 @@ class PlatformCollector:
         yield family
 
     def _redis(self):
-        from django_redis import get_redis_connection
-
         redis = get_redis_connection("default")
         prefix = settings.KAI_REDIS_PREFIX
         beats = worker_heartbeats(redis)
@@ -111,8 +111,6 @@ class PlatformCollector:
         """Tokens and cost of every LLM call (the ``llm`` trace spans), by provider and model."""
         if not apps.is_installed("apps.runs"):
             return
-        from django.db.models import Sum
-        from django.db.models.fields.json import KeyTextTransform
 
         TraceSpan = apps.get_model("runs", "TraceSpan")
         tokens = CounterMetricFamily("kai_llm_tokens", "LLM tokens used, by provider, model and direction.",
@@ -150,8 +148,6 @@ _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 def queue_depths(redis=None) -> dict[str, int]:
     """Messages waiting in each Celery queue (every priority step counted)."""
     if redis is None:
-        from django_redis import get_redis_connection
-
         redis = get_redis_connection("default")
     keyprefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
     pipe = redis.pipeline(transaction=False)
@@ -167,8 +163,6 @@ def queue_depths(redis=None) -> dict[str, int]:
 def worker_heartbeats(redis=None) -> dict[str, float]:
     """Live workers (fresh heartbeat key) → seconds since their last heartbeat."""
     if redis is None:
-        from django_redis import get_redis_connection
-
         redis = get_redis_connection("default")
     marker = f"{settings.KAI_REDIS_PREFIX}:workers:"
     keys = list(redis.scan_iter(f"{marker}*"))

@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.http import JsonResponse
 
+from kai_platform.api import ratelimit, urlcache
 from kai_platform.api.exceptions import DEPENDENCY_ERRORS, envelope
 from kai_platform.clientaddr import UNKNOWN, client_address
 from kai_platform.logging import request_id_var, request_state_var
@@ -49,7 +50,6 @@ class ApiPathMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
-        from kai_platform.api import urlcache
 
         urlcache.install()
 
@@ -98,7 +98,6 @@ class RateLimitHeadersMiddleware:
         response = self.get_response(request)
         if not is_api_path(request.path_info) or request.path_info == "/health":
             return response
-        from kai_platform.api import ratelimit
 
         usage = getattr(request, "kai_rate_usage", None)
         if not getattr(request, "kai_rate_counted", False):

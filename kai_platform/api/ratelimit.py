@@ -18,6 +18,7 @@ from rest_framework.throttling import BaseThrottle
 from kai_platform.api import sharedcache
 from kai_platform.api.errors import RateLimited
 from kai_platform.clientaddr import client_address
+from kai_platform.tenancy.context import get_organization
 
 #: plan → (soft, hard) requests per minute
 PLAN_RATE_LIMITS: dict[str, tuple[int, int]] = {
@@ -131,8 +132,6 @@ class PlanRateThrottle(BaseThrottle):
     """Counts every API request once, by organization (plan) or IP, and refuses past the hard cap."""
 
     def allow_request(self, request, view):
-        from kai_platform.tenancy.context import get_organization
-
         django_request = getattr(request, "_request", request)
         if getattr(django_request, "kai_rate_counted", False):
             usage = django_request.kai_rate_usage

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import decimal
+import json
 import uuid
 
 import orjson
+from django.http import StreamingHttpResponse
+from django.utils.functional import Promise
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 
@@ -18,7 +21,6 @@ def _default(value):
         return value.isoformat()
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
-    from django.utils.functional import Promise
 
     if isinstance(value, Promise):
         return str(value)
@@ -32,8 +34,6 @@ def dumps(data) -> bytes:
         if "64-bit" not in str(exc):
             raise
         # JSON allows integers of any size (stored JSON documents may hold them); orjson does not
-        import json
-
         return json.dumps(data, default=_default, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -69,8 +69,6 @@ EXPORT_FORMATS = frozenset({"ndjson", "jsonl"})
 
 def stream_json_lines(rows, *, renderer, filename: str):
     """A streaming download of ``rows`` (dicts) as JSON lines, in the renderer's media type."""
-    from django.http import StreamingHttpResponse
-
     response = StreamingHttpResponse((dumps(row) + b"\n" for row in rows), content_type=renderer.media_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}.{renderer.format}"'
     return response

@@ -24,13 +24,17 @@ import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.utils import timezone
 from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import fields, serializers
 from rest_framework.fields import Field, SkipField
 from rest_framework.relations import ManyRelatedField, PKOnlyObject, RelatedField
+from rest_framework.settings import api_settings
 from rest_framework.utils import model_meta
+
+from kai_platform.api.renderers import dumps
 
 #: the JSON types each field kind takes, as the OpenAPI document states them (DRF alone would
 #: coerce 0 to "0", "1" to True, "5" to 5)
@@ -322,7 +326,6 @@ class JSONObjectField(serializers.JSONField):
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
             self.fail("not_object")
-        from kai_platform.api.renderers import dumps
 
         encoded = dumps(value)
         if len(encoded) > self.max_bytes:
@@ -410,9 +413,6 @@ def row_plan(serializer_class, model, properties: dict | None = None) -> RowPlan
     """The ``RowPlan`` of ``serializer_class`` over ``model``, or None when a readable field is
     neither a concrete column (read as the field reads it) nor one of ``properties``, or when the
     serializer's fields are not the stock, context-free ones its class read plan requires."""
-    from django.conf import settings
-    from rest_framework.settings import api_settings
-
     properties = properties or {}
     plan = _class_read_plan(serializer_class)
     if plan is None:

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from kai_platform.api.exceptions import envelope
 from kai_platform.api.metrics import REGISTRY
+from kai_platform.celery import app, worker_key_pattern
 from kai_platform.tenancy.viewsets import OrganizationContextMixin
 
 
@@ -69,15 +70,11 @@ def _check_redis():
 
 
 def _check_broker():
-    from kai_platform.celery import app
-
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
 def _check_workers():
-    from kai_platform.celery import worker_key_pattern
-
     prefix = worker_key_pattern()[:-1]
     names = [key.decode()[len(prefix):] for key in get_redis_connection("default").scan_iter(worker_key_pattern())]
     if not names:
@@ -97,7 +94,6 @@ class MetricsView(PublicAPIView):
 
     @extend_schema(exclude=True)
     def get(self, request):
-
         expected = settings.KAI_METRICS_TOKEN
         if expected:
             given = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ").strip()

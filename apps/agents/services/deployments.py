@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import time
 
@@ -15,6 +16,8 @@ from apps.agents.models import Agent, Deployment, DeploymentStatus
 from apps.agents.services.common import KEY_ALPHABET
 from apps.audit.services import audit_record, snapshot
 from apps.events.services import publish
+from apps.runs.models import ExecutionStatus
+from apps.runs.services import wait_for_terminal
 
 # --- deployments -------------------------------------------------------------------------------
 
@@ -67,8 +70,6 @@ def deployment_stop(*, deployment: Deployment, actor) -> Deployment:
 
 
 def deployment_authenticate(*, deployment_id, raw_key: str) -> Deployment | None:
-    import hmac
-
     if not raw_key or not raw_key.startswith(DEPLOYMENT_KEY_PREFIX):
         return None
     prefix = raw_key[len(DEPLOYMENT_KEY_PREFIX):].split("_", 1)[0]
@@ -93,6 +94,7 @@ def deployment_invoke(*, deployment: Deployment, prompt: str, params: dict | Non
     audited (naming its execution) once its run is queued, while the worker runs it, so the
     caller's wait is the run's alone. Returns (HTTP status, body): 200 with the answer, 202 with the
     ``execution_id`` while it runs."""
+    # deferred: cycle — apps.agents.calls → apps.agents.runtime → apps.agents.services → this module, each at load
     from apps.agents import calls
 
     @transaction.atomic
@@ -118,9 +120,6 @@ def _deployment_run_orchestration(*, deployment: Deployment, prompt: str, params
                                    record) -> tuple[int, dict]:
     """Start the deployed orchestration's run (``inputs: {prompt}``) and wait for it; a run still
     going after the wait is answered 202 with its execution id and status."""
-    from apps.runs.models import ExecutionStatus
-    from apps.runs.services import wait_for_terminal
-
     orchestration = orchestrations.orchestration_get(organization=deployment.organization_id,
                                                      orchestration_id=deployment.orchestration_id)
     if orchestration is None:

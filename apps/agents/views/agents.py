@@ -20,6 +20,7 @@ from apps.agents.serializers import (
     MemorySerializer,
 )
 from apps.agents.views.common import UUID_LOOKUP
+from apps.events.models import Event
 from apps.events.selectors import visible_events
 from apps.events.serializers import EventSerializer
 from apps.stepup.permissions import RequiresStepUp
@@ -105,8 +106,6 @@ class AgentViewSet(TenantScopedViewSet):
                    responses={200: EventSerializer(many=True)})
     @action(detail=True, methods=["get"])
     def logs(self, request, pk=None):
-        from apps.events.models import Event
-
         agent = self.get_object()
         queryset = visible_events(queryset=Event.objects.for_org(self.organization).filter(agent_id=agent.pk),
                                   user=request.user, role=self.role)

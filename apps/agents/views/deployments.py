@@ -1,6 +1,7 @@
 """Services registry and deployment endpoints, with the public invoke view."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils.text import slugify
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -62,8 +63,6 @@ class ServiceViewSet(TenantScopedViewSet):
     @extend_schema(request=HeartbeatSerializer, responses={200: HeartbeatResponseSerializer})
     @action(detail=False, methods=["post"])
     def heartbeat(self, request):
-        from django.conf import settings
-
         data = validated(HeartbeatSerializer, request)
         if data.get("service_id"):
             service = get_object_or_404(self.get_queryset(), pk=data["service_id"])
