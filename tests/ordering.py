@@ -55,9 +55,12 @@ class DurationRecorder:
     def __init__(self, path: Path = DURATIONS_PATH):
         self.path = path
         self.seconds: dict[str, float] = defaultdict(float)
+        self.failed: set[str] = set()  # an error or failure says nothing of the test's own seconds
 
     def pytest_runtest_logreport(self, report) -> None:
         self.seconds[report.nodeid] += report.duration
+        if getattr(report, "failed", False):
+            self.failed.add(report.nodeid)
 
     def pytest_sessionfinish(self, session) -> None:
         if not self.seconds:
@@ -65,6 +68,8 @@ class DurationRecorder:
         root = self.path.parent.parent
         merged = {k: v for k, v in load_durations(self.path).items() if (root / _file_of(k)).exists()}
         for nodeid, value in self.seconds.items():
+            if nodeid in self.failed:
+                continue
             merged.pop(nodeid, None)
             if value >= RECORD_MIN_SECONDS:
                 merged[nodeid] = round(value, 1)

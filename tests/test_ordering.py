@@ -32,8 +32,10 @@ def test_recorder_merges_the_tests_that_ran(tmp_path):
     path.write_text(json.dumps({"tests/a.py::kept": 3.0, "tests/a.py::faster": 9.0, "tests/gone.py::x": 4.0}))
     recorder = DurationRecorder(path)
     for nodeid, phase_seconds in (("tests/a.py::faster", 0.2), ("tests/a.py::faster", 0.1), ("tests/a.py::new", 2.04)):
-        recorder.pytest_runtest_logreport(SimpleNamespace(nodeid=nodeid, duration=phase_seconds))
+        recorder.pytest_runtest_logreport(SimpleNamespace(nodeid=nodeid, duration=phase_seconds, failed=False))
+    recorder.pytest_runtest_logreport(SimpleNamespace(nodeid="tests/a.py::kept", duration=0.1, failed=True))
     recorder.pytest_sessionfinish(session=None)
-    # a test now under the recording threshold leaves the file, a deleted file's tests too
+    # a test now under the recording threshold leaves the file, a deleted file's tests too; a failed
+    # test keeps its recorded seconds
     assert load_durations(path) == {"tests/a.py::kept": 3.0, "tests/a.py::new": 2.0}
 
