@@ -188,12 +188,16 @@ def _logged_digests(conn, runs) -> dict[str, set[str]]:
 
 
 def test_one_of_two_hosts_dies_and_the_other_finishes_its_runs(tmp_path):
+    from cryptography.fernet import Fernet
+
     provider = CountingProvider()
-    first = KaiUp(tmp_path / "a", **FAST_REAPER)
+    # hosts share the secret keys, as a deployment must: a credential one host stored, the other reads
+    shared = {**FAST_REAPER, "KAI_SECRET_KEYS": Fernet.generate_key().decode()}
+    first = KaiUp(tmp_path / "a", **shared)
     second = watcher = None
     try:
         first.start(timeout=START_SECONDS)
-        second = KaiUp(tmp_path / "b", db_name=first.db_name, prefix=first.prefix, **FAST_REAPER).start(
+        second = KaiUp(tmp_path / "b", db_name=first.db_name, prefix=first.prefix, **shared).start(
             timeout=START_SECONDS)
         token = _prepare(first, provider)
         watcher = SocketWatcher(first.base, token)
