@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 
 from celery import Celery
@@ -82,8 +83,6 @@ def _runs_worker_switch_interval(**kwargs):
     a shorter interval (``KAI_RUNS_SWITCH_INTERVAL`` seconds) lets it take them that much faster
     (docs/runs.md, in flight)."""
     if os.environ.get("KAI_PROCESS") == "runs-worker":
-        import sys
-
         sys.setswitchinterval(float(os.environ.get("KAI_RUNS_SWITCH_INTERVAL") or 0.0005))
 
 

@@ -14,15 +14,16 @@ LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^\s*(```|~~~)")
 
 
-def _prose(path: Path) -> str:
-    """The page without its fenced code blocks (a link in an example is not a link)."""
+def _prose(path: Path, *, inline_code: bool = False) -> str:
+    """The page without its fenced code blocks (a link in an example is not a link), and without
+    its inline code unless ``inline_code`` (a heading's code span is part of its anchor)."""
     lines, fenced = [], False
     for line in path.read_text(encoding="utf-8").splitlines():
         if FENCE.match(line):
             fenced = not fenced
             continue
         if not fenced:
-            lines.append(re.sub(r"`[^`]*`", "", line))
+            lines.append(line if inline_code else re.sub(r"`[^`]*`", "", line))
     return "\n".join(lines)
 
 
@@ -35,7 +36,7 @@ def _slug(heading: str) -> str:
 
 
 def _anchors(path: Path) -> set[str]:
-    return {_slug(m.group(1)) for m in re.finditer(r"^#{1,6} (.+?)\s*$", _prose(path), re.M)}
+    return {_slug(m.group(1)) for m in re.finditer(r"^#{1,6} (.+?)\s*$", _prose(path, inline_code=True), re.M)}
 
 
 def _relative_links(path: Path):

@@ -19,6 +19,7 @@ from apps.runs import registry as plugins
 from apps.runs.batching import Batcher
 from apps.runs.models import Execution, ExecutionStatus
 from apps.runs.services import CLAIM_LOCK_NAMESPACE
+from kai_platform import drain
 from kai_platform.tenancy.locks import organization_lock_key
 
 logger = logging.getLogger(__name__)
@@ -160,8 +161,6 @@ def _published(organization_id, rows: list, *, worker: str) -> None:
 
 def _take_batch(items: list[tuple[str, str]]) -> list[Taken]:
     """(execution id, worker) → the execution loaded, and claimed when it can be."""
-    from kai_platform import drain
-
     ids = list(dict.fromkeys(execution_id for execution_id, _ in items))
     executions = {str(e.pk): e for e in Execution.objects.select_related("organization", "agent")
                   .filter(pk__in=ids)}

@@ -311,8 +311,6 @@ class RunRecorder:
 def _write_counters_many(counters: list) -> None:
     """The shared counters of several runs' flushes: one upsert per usage-rollup row (the runs'
     calls, tokens and cost summed, each run counted once per row), the providers' usage per call."""
-    from apps.runs.registry import service
-
     merged: dict[tuple, list] = {}
     for recorder, usage, _providers in counters:
         for key, (calls, tin, tout, cost) in usage.items():

@@ -15,6 +15,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from django_redis import get_redis_connection
 from rest_framework.exceptions import ValidationError
@@ -27,6 +28,7 @@ from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionEvent, Execu
 from apps.runs.registry import has_service, service, terminal_hooks
 from apps.runs.tasks import run_execution
 from kai_platform.api.errors import Conflict
+from kai_platform.celery import app
 from kai_platform.tenancy.locks import organization_lock_key
 
 logger = logging.getLogger(__name__)
@@ -301,8 +303,6 @@ def execution_enqueue_many(*, runs: list[tuple]) -> None:
     whose publishes are pipelined (kombu's ``Producer.batch``: one Redis round trip per 1,000
     commands instead of one per message). A message lost here is re-queued by the reaper
     (``requeue_forgotten``), as for any PENDING run whose message never arrived."""
-    from kai_platform.celery import app
-
     with app.producer_or_acquire() as producer, producer.batch():
         for execution_id, priority in runs:
             execution_enqueue(execution_id=execution_id, priority=priority, producer=producer)
@@ -418,8 +418,6 @@ def _insert_together(execution: Execution, actor) -> None:
 
 def _compiled(obj) -> tuple[str, list]:
     """The INSERT Django would send for ``obj`` (defaults and ``auto_now_add`` applied to ``obj``)."""
-    from django.db.models.sql import InsertQuery
-
     meta = type(obj)._meta
     fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
     query = InsertQuery(type(obj))

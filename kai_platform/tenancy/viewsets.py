@@ -14,6 +14,7 @@ from django.db import transaction
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
+from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 
 from kai_platform.api.errors import NotFound, codes
@@ -41,8 +42,6 @@ def not_offered(handler):
 def check_request_rules(request) -> None:
     """400 for what the OpenAPI document says every operation refuses: a PUT without a body (``{}``
     changes nothing; an absent body is a client that forgot it), U+0000 in the query string."""
-    from rest_framework.exceptions import ParseError
-
     if request.method == "PUT" and not request.META.get("HTTP_TRANSFER_ENCODING") and \
             request.META.get("CONTENT_LENGTH", "") in ("", "0"):
         raise ParseError("A PUT needs a body: the fields to change ({} changes nothing).")
