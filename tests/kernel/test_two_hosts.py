@@ -30,6 +30,9 @@ RUNS = 10
 WORD_SECONDS = 0.4  # six words a call: ~2.4 s, so a kill lands mid-run
 START_SECONDS = 240  # two make runs on a loaded shared machine (readiness only; nothing timed depends on it)
 EVENTS = ["execution.running", "execution.completed", "execution.failed"]
+# every task names its run's topic, so the provider can count each run's calls
+CREW_TASKS_YAML = (TASKS_YAML.replace("Analyse the findings", "Analyse the findings on {topic}")
+                   .replace("Write the report", "Write the report on {topic}"))
 
 
 class CountingProvider:
@@ -143,7 +146,7 @@ def _start_runs(hosts, token) -> dict[str, str]:
     for i in range(RUNS):
         topic = f"tides-{i}"
         status, body = call("POST", f"{hosts[i % 2].base}/api/v1/executions",
-                            {"agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML, "inputs": {"topic": topic},
+                            {"agents_yaml": AGENTS_YAML, "tasks_yaml": CREW_TASKS_YAML, "inputs": {"topic": topic},
                              "model": "gpt-4o-mini"}, token)
         assert status == 202, body
         runs[body["execution_id"]] = topic
