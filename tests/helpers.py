@@ -57,7 +57,8 @@ class WorkerProcess:
         from django_redis import get_redis_connection
 
         deadline = time.monotonic() + timeout
-        pattern = f"{settings.KAI_REDIS_PREFIX}:workers:*"
+        # its own key (the pid ends it): another worker's, e.g. one a test killed, lingers until it expires
+        pattern = f"{settings.KAI_REDIS_PREFIX}:workers:*:{self.process.pid}"
         while time.monotonic() < deadline:
             if any(True for _ in get_redis_connection("default").scan_iter(pattern)):
                 return
@@ -93,9 +94,13 @@ class SharedWorker:
         self.name = f"shared-{settings.KAI_REDIS_PREFIX}@%h"
         self.queues = (settings.CELERY_TASK_DEFAULT_QUEUE, settings.KAI_RUNS_QUEUE)
         self.worker = WorkerProcess("--concurrency", str(concurrency), "-n", self.name)
-        self.worker.wait_alive()
-        self.node = self._node_name()
-        self.heartbeat = self._heartbeat()
+        try:
+            self.worker.wait_alive()
+            self.node = self._node_name()
+            self.heartbeat = self._heartbeat()
+        except BaseException:  # not left running beside the next test's attempt
+            self.worker.stop(signal.SIGKILL)
+            raise
         self.paused = False
 
     @property

@@ -24,6 +24,17 @@ from kai_platform.llm.netguard import guarded_http_client
 
 OPENAI_COMPATIBLE = ("openai", "azure", "ollama", "vllm", "deepseek", "databricks", "openai_compatible")
 PROVIDER_TYPES = ("builtin", *OPENAI_COMPATIBLE, "anthropic")
+#: the endpoint an OpenAI-compatible provider of this type calls when it names none
+DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "ollama": "http://localhost:11434/v1",
+}
+
+
+def needs_base_url(provider_type: str) -> bool:
+    """Whether a provider of this type has no endpoint of its own (azure, vllm, …): it must name one."""
+    return provider_type in OPENAI_COMPATIBLE and provider_type not in DEFAULT_BASE_URLS
 
 
 def preload_clients() -> None:

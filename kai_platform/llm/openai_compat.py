@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import openai  # here, not at the first call: a client's first call must not spend its timeout importing
 
-from kai_platform.llm import structured
+from kai_platform.llm import DEFAULT_BASE_URLS, structured
 from kai_platform.llm.base import (
     Chunk,
     LLMAuthError,
@@ -27,11 +27,6 @@ from kai_platform.llm.base import (
 from kai_platform.llm.cancel import on_cancel
 from kai_platform.llm.netguard import Aborter, BlockedAddress, check_url, guarded_http_client
 
-DEFAULT_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "deepseek": "https://api.deepseek.com/v1",
-    "ollama": "http://localhost:11434/v1",
-}
 PASSTHROUGH_PARAMS = ("temperature", "top_p", "max_tokens", "stop", "presence_penalty", "frequency_penalty", "seed")
 
 

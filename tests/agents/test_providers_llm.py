@@ -186,3 +186,14 @@ def test_provider_writes_need_a_builder_role(make_member, client_for):
     user = client_for(make_member("user", organization=owner.organization))
     assert_envelope(user.post("/api/v1/providers", {"name": "p", "provider": "builtin"}, format="json"), 403)
     assert user.get("/api/v1/providers").status_code == 200
+
+
+def test_a_provider_type_without_an_endpoint_of_its_own_needs_a_base_url(owner_client):
+    """azure, vllm, … have no default endpoint: refused when written, not a 503 at the first call."""
+    body = assert_envelope(owner_client.post("/api/v1/providers", {"name": "az", "provider": "azure"}, format="json"),
+                           400)
+    assert "base_url" in str(body)
+    created = owner_client.post("/api/v1/providers", {"name": "oa", "provider": "openai"}, format="json")
+    assert created.status_code == 201, created.content  # openai has its own endpoint
+    changed = owner_client.patch(f"/api/v1/providers/{created.json()['id']}", {"provider": "vllm"}, format="json")
+    assert_envelope(changed, 400)

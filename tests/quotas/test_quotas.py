@@ -1,10 +1,12 @@
 """Plan quotas: sliding windows in Redis, rebuilt from the database, enforced wherever a run is accepted."""
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.utils import timezone
 from django_redis import get_redis_connection
@@ -228,6 +230,8 @@ def test_quota_warning_once_per_window_at_80_percent(member):
 
 
 def test_limits_come_from_the_plan_row_then_the_override(member):
+    # the plan rows as the migration seeds them: a transactional test's flush on this xdist worker drops them
+    importlib.import_module("apps.quotas.migrations.0002_seed_plans").seed(django_apps, None)
     org = member.organization
     assert quota_limits(organization=org)["limits"] == DEFAULT_PLAN_LIMITS["standard"]
     org.plan = "free"

@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from apps.agents.models import Credential, ModelConfig, Provider, Tool
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
-from kai_platform.llm import PROVIDER_TYPES
+from kai_platform.llm import PROVIDER_TYPES, needs_base_url
 
 # --- providers & models ------------------------------------------------------------------------
 
@@ -38,6 +38,13 @@ class ProviderSerializer(KaiModelSerializer):
         else:
             fields["credential"].queryset = Credential.objects.none()
         return fields
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        provider_type = attrs.get("provider_type", getattr(self.instance, "provider_type", ""))
+        if needs_base_url(provider_type) and not attrs.get("base_url", getattr(self.instance, "base_url", "")):
+            raise serializers.ValidationError({"base_url": [f"A {provider_type} provider needs a base_url."]})
+        return attrs
 
     def get_api_key_masked(self, obj) -> str | None:
         return obj.credential.masked if obj.credential_id and obj.credential else None
