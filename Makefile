@@ -13,9 +13,6 @@ BENCH_ARGS ?=
 # (tests/test_lock.py fails while they disagree).
 LOCK := requirements.lock
 LOCK_EXTRAS := --extra test --extra lint --extra bench --extra docs
-# ruff format --check joins `make lint` once the tree is formatted (one format commit after the
-# round's merges): then run with RUFF_FORMAT=1, or make it the default here.
-RUFF_FORMAT ?= 0
 
 .PHONY: run test test-durations bench docs venv clean system-deps lint typecheck lock
 
@@ -53,12 +50,10 @@ bench: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
-# ruff, no missing migration, the layers contract (pyproject.toml [tool.importlinter]), mypy
+# ruff (lint and format), no missing migration, the layers contract (pyproject.toml [tool.importlinter]), mypy
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-ifeq ($(RUFF_FORMAT),1)
 	$(VENV)/bin/ruff format --check .
-endif
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory typecheck

@@ -12,6 +12,7 @@ prefix (kai-bench; Redis db 9 when embedded). Bench data is made through the pro
 (bench/bootstrap.py). Every child process runs in its own session and is stopped on exit, also on
 Ctrl-C or SIGTERM.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,11 +43,27 @@ REDIS_PREFIX = os.environ.get("KAI_BENCH_REDIS_PREFIX", "kai-bench")
 #: rows whose feature or harness is not there yet: id → (measures, target, what it waits for)
 PENDING: dict[str, tuple[str, str, str]] = {}
 FEATURE_PATHS: dict[str, str] = {}
-ORDER = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "B13", "B14", "B15", "B16",
-         "B17"]
+ORDER = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "B13", "B14", "B15", "B16", "B17"]
 #: B8 right after B3 (it reuses B3's daphne), the heavy multi-process ones last
-RUN_ORDER = ["B1", "B3", "B8", "B4", "B14", "B11", "B10", "B12", "B16", "B15", "B2", "B5", "B6", "B7", "B9", "B17",
-             "B13"]
+RUN_ORDER = [
+    "B1",
+    "B3",
+    "B8",
+    "B4",
+    "B14",
+    "B11",
+    "B10",
+    "B12",
+    "B16",
+    "B15",
+    "B2",
+    "B5",
+    "B6",
+    "B7",
+    "B9",
+    "B17",
+    "B13",
+]
 
 
 def _pending_row(bench_id: str) -> Row:
@@ -64,8 +81,9 @@ def _on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="short load slices (smoke test of the harness)")
     parser.add_argument("--with-test", action="store_true", help="also run make test for B10 (minutes)")
     parser.add_argument("--only", default="", help="comma-separated ids, e.g. B3,B8")
@@ -98,16 +116,32 @@ def main(argv: list[str] | None = None) -> int:
                 env["REDIS_URL"] = with_redis_db(env["REDIS_URL"], 9)
             log(f"embedded services started: {', '.join(type(s).__name__ for s in services)}")
         database_url = env["DATABASE_URL"]
-        env.update({
-            "KAI_DB_NAME": DB_NAME, "KAI_REDIS_PREFIX": REDIS_PREFIX, "DEBUG": "0", "KAI_LOG_LEVEL": "WARNING",
-            "KAI_ACCESS_TOKEN_SECONDS": "3600", "PYTHONPATH": str(BASE_DIR), "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "KAI_DB_NAME": DB_NAME,
+                "KAI_REDIS_PREFIX": REDIS_PREFIX,
+                "DEBUG": "0",
+                "KAI_LOG_LEVEL": "WARNING",
+                "KAI_ACCESS_TOKEN_SECONDS": "3600",
+                "PYTHONPATH": str(BASE_DIR),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if env.get("DJANGO_ENV") == "test":
             env["DJANGO_ENV"] = "development"
         env.pop("DJANGO_SETTINGS_MODULE", None)
-        ctx = Context(env=env, db_name=DB_NAME, children=children, log_dir=log_dir, quick=args.quick,
-                      with_test=args.with_test, original_env=original_env, connections=args.connections,
-                      duration=args.duration or (3.0 if args.quick else 10.0), warmup=1.0 if args.quick else 2.0)
+        ctx = Context(
+            env=env,
+            db_name=DB_NAME,
+            children=children,
+            log_dir=log_dir,
+            quick=args.quick,
+            with_test=args.with_test,
+            original_env=original_env,
+            connections=args.connections,
+            duration=args.duration or (3.0 if args.quick else 10.0),
+            warmup=1.0 if args.quick else 2.0,
+        )
 
         step = time.monotonic()
         recreate_database(database_url, DB_NAME)
@@ -140,11 +174,25 @@ def main(argv: list[str] | None = None) -> int:
             b17_retention,
         )
 
-        modules = {"B1": b1_runner, "B2": b2_runner, "B3": b3_http, "B4": b4_runner, "B5": b5_socket_latency,
-                   "B6": b6_fanout, "B7": b7_socket_memory, "B8": b8_db_connections, "B9": b9_runner,
-                   "B10": b10_cold_start, "B11": b11_workflows, "B12": b12_upload, "B13": b13_runner,
-                   "B14": b14_runner,
-                   "B15": b15_knowledge_search, "B16": b16_ingestion, "B17": b17_retention}
+        modules = {
+            "B1": b1_runner,
+            "B2": b2_runner,
+            "B3": b3_http,
+            "B4": b4_runner,
+            "B5": b5_socket_latency,
+            "B6": b6_fanout,
+            "B7": b7_socket_memory,
+            "B8": b8_db_connections,
+            "B9": b9_runner,
+            "B10": b10_cold_start,
+            "B11": b11_workflows,
+            "B12": b12_upload,
+            "B13": b13_runner,
+            "B14": b14_runner,
+            "B15": b15_knowledge_search,
+            "B16": b16_ingestion,
+            "B17": b17_retention,
+        }
         for bench_id in wanted:
             if bench_id in PENDING:
                 rows.append(_pending_row(bench_id))
@@ -156,8 +204,18 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             except Exception as exc:  # noqa: BLE001 - one failing benchmark must not hide the others
                 (log_dir / f"{bench_id}-error.log").write_text(traceback.format_exc())
-                new_rows, new_tables = [Row(id=bench_id, measures=bench_id, target="—", status=ERROR,
-                                            note=f"{type(exc).__name__}: {str(exc)[:200]}")], []
+                new_rows, new_tables = (
+                    [
+                        Row(
+                            id=bench_id,
+                            measures=bench_id,
+                            target="—",
+                            status=ERROR,
+                            note=f"{type(exc).__name__}: {str(exc)[:200]}",
+                        )
+                    ],
+                    [],
+                )
             rows += new_rows
             tables += new_tables
             log(f"{bench_id} done in {time.monotonic() - step:.1f}s")
@@ -177,13 +235,23 @@ def main(argv: list[str] | None = None) -> int:
             service.stop()
     rows.sort(key=lambda r: ORDER.index(r.id.split()[0]) if r.id.split()[0] in ORDER else len(ORDER))
     elapsed = time.monotonic() - begun
-    path = write(rows, tables, {"elapsed_seconds": round(elapsed, 1), "quick": args.quick,
-                                "load_seconds_per_route": ctx.duration, "connections": ctx.connections,
-                                "python": PYTHON})
+    path = write(
+        rows,
+        tables,
+        {
+            "elapsed_seconds": round(elapsed, 1),
+            "quick": args.quick,
+            "load_seconds_per_route": ctx.duration,
+            "connections": ctx.connections,
+            "python": PYTHON,
+        },
+    )
     print()
     print(render(rows, tables))
     print()
-    log(f"finished in {elapsed:.0f}s; results in {path.relative_to(BASE_DIR)}; logs in {log_dir.relative_to(BASE_DIR)}/")
+    log(
+        f"finished in {elapsed:.0f}s; results in {path.relative_to(BASE_DIR)}; logs in {log_dir.relative_to(BASE_DIR)}/"
+    )
     return 1 if any(r.status == ERROR for r in rows) else 0
 
 

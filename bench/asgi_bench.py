@@ -5,6 +5,7 @@ Rate limits stay counted in Redis on every request (that cost is part of what is
 the enterprise plan's cap is raised so that tens of thousands of requests a minute from one
 benchmark organization are answered instead of refused with 429.
 """
+
 import os
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings_bench"

@@ -10,6 +10,7 @@
                  channel (B7's second, informative baseline).
 - any HTTP request → 200 ``ok`` (readiness probe ``/health``).
 """
+
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings_bench")

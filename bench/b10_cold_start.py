@@ -8,6 +8,7 @@ included), then SIGINT as Ctrl-C would, and the wait for a clean exit.
 make test: only with ``--with-test`` (the suite takes minutes); the duration is recorded in
 bench/results/make_test.json and later runs without the flag show the last recorded one.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -28,14 +29,20 @@ MAKE_TEST_FILE = RESULTS_DIR / "make_test.json"
 def cold_start(ctx: Context) -> Row:
     db = f"kai_bench_cold_{secrets.token_hex(3)}"
     port = free_port()
-    env = {**ctx.env, "KAI_DB_NAME": db, "KAI_PORT": str(port), "KAI_HOST": "127.0.0.1",
-           "KAI_REDIS_PREFIX": f"kai-bench-cold-{secrets.token_hex(3)}"}
+    env = {
+        **ctx.env,
+        "KAI_DB_NAME": db,
+        "KAI_PORT": str(port),
+        "KAI_HOST": "127.0.0.1",
+        "KAI_REDIS_PREFIX": f"kai-bench-cold-{secrets.token_hex(3)}",
+    }
     for name in ("DJANGO_SETTINGS_MODULE", "DEBUG", "KAI_LOG_LEVEL"):  # make run's own defaults
         env.pop(name, None)
     log(f"B10: kai up on a fresh database {db}, port {port}")
     started = time.monotonic()
-    process = ctx.children.start("kai up", [PYTHON, "-m", "kai_platform.cli", "up"], env,
-                                 log_path=ctx.log_dir / "b10-kai-up.log")
+    process = ctx.children.start(
+        "kai up", [PYTHON, "-m", "kai_platform.cli", "up"], env, log_path=ctx.log_dir / "b10-kai-up.log"
+    )
     try:
         healthy = wait_http(f"http://127.0.0.1:{port}/health", START_TARGET * 2, process)
         elapsed = time.monotonic() - started
@@ -56,16 +63,31 @@ def cold_start(ctx: Context) -> Row:
         except Exception as exc:  # noqa: BLE001 - a leftover database is reported, not fatal
             log(f"B10: could not drop {db}: {exc}")
     if not healthy:
-        return Row(id="B10 up", measures="make run cold start to healthy", target=f"< {START_TARGET:.0f} s",
-                   status="MISS", figure_text=f"not healthy after {elapsed:.0f} s",
-                   note=f"see {ctx.log_dir}/b10-kai-up.log")
+        return Row(
+            id="B10 up",
+            measures="make run cold start to healthy",
+            target=f"< {START_TARGET:.0f} s",
+            status="MISS",
+            figure_text=f"not healthy after {elapsed:.0f} s",
+            note=f"see {ctx.log_dir}/b10-kai-up.log",
+        )
     return Row(
-        id="B10 up", measures="make run cold start → /health 200 (fresh DB)", target=f"< {START_TARGET:.0f} s",
-        figure=round(elapsed, 2), figure_text=f"{elapsed:.1f} s", baseline=START_TARGET,
-        baseline_text=f"target {START_TARGET:.0f} s", ratio=round(elapsed / START_TARGET, 3),
-        ratio_text=f"{elapsed / START_TARGET:.2f}x", status=verdict(elapsed < START_TARGET),
-        note=(f"Ctrl-C → exit in {stop_seconds:.1f} s (code {code})" if stopped
-              else "did not exit within 40 s of SIGINT; killed") + "; venv creation/pip install not included",
+        id="B10 up",
+        measures="make run cold start → /health 200 (fresh DB)",
+        target=f"< {START_TARGET:.0f} s",
+        figure=round(elapsed, 2),
+        figure_text=f"{elapsed:.1f} s",
+        baseline=START_TARGET,
+        baseline_text=f"target {START_TARGET:.0f} s",
+        ratio=round(elapsed / START_TARGET, 3),
+        ratio_text=f"{elapsed / START_TARGET:.2f}x",
+        status=verdict(elapsed < START_TARGET),
+        note=(
+            f"Ctrl-C → exit in {stop_seconds:.1f} s (code {code})"
+            if stopped
+            else "did not exit within 40 s of SIGINT; killed"
+        )
+        + "; venv creation/pip install not included",
         details={"stop_seconds": stop_seconds, "exit_code": code, "database": db},
     )
 
@@ -76,11 +98,19 @@ def make_test(ctx: Context) -> Row:
         log("B10: running make test (minutes)")
         env = dict(ctx.original_env)
         started = time.monotonic()
-        result = subprocess.run(["make", "test"], cwd=BASE_DIR, env=env, stdout=open(ctx.log_dir / "make-test.log", "wb"),
-                                stderr=subprocess.STDOUT)
+        result = subprocess.run(
+            ["make", "test"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=open(ctx.log_dir / "make-test.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
         elapsed = time.monotonic() - started
-        record = {"seconds": elapsed, "exit_code": result.returncode,
-                  "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        record = {
+            "seconds": elapsed,
+            "exit_code": result.returncode,
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
         MAKE_TEST_FILE.parent.mkdir(parents=True, exist_ok=True)
         MAKE_TEST_FILE.write_text(json.dumps(record) + "\n")
         fresh = True
@@ -96,8 +126,9 @@ def make_test(ctx: Context) -> Row:
     row.baseline, row.baseline_text = TEST_TARGET, f"target {TEST_TARGET / 60:.0f} min"
     row.ratio, row.ratio_text = round(elapsed / TEST_TARGET, 3), f"{elapsed / TEST_TARGET:.2f}x"
     row.status = verdict(elapsed < TEST_TARGET and record["exit_code"] == 0)
-    row.note = (f"exit code {record['exit_code']}" + ("" if fresh else f"; recorded {record['at']}, not re-run "
-                                                      "(--with-test re-runs it)"))
+    row.note = f"exit code {record['exit_code']}" + (
+        "" if fresh else f"; recorded {record['at']}, not re-run (--with-test re-runs it)"
+    )
     row.details = record
     return row
 

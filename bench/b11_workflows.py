@@ -12,6 +12,7 @@ than the bare tasks (lower is better); per-step overhead is printed beside it.
 ``run(ctx)`` is the entry point of ``python -m bench`` (it runs the measurement in a child process
 through bench/child.py, which calls ``run`` again with plain attributes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,21 +77,40 @@ def measure(opts: dict) -> dict:
 
     suffix = uuid.uuid4().hex[:8]
     steps = opts["steps"]
-    organization = Organization.objects.create(name=f"bench-b11-{suffix}", slug=f"bench-b11-{suffix}",
-                                               plan="enterprise", settings={"max_concurrent_runs": 100000})
+    organization = Organization.objects.create(
+        name=f"bench-b11-{suffix}",
+        slug=f"bench-b11-{suffix}",
+        plan="enterprise",
+        settings={"max_concurrent_runs": 100000},
+    )
     user = User.objects.create_user(email=f"bench-b11-{suffix}@example.com", password=uuid.uuid4().hex)
     Membership.objects.create(user=user, organization=organization, role="owner")
-    agent = agent_create(organization=organization, actor=user, data={"name": "B11", "role": "Echo", "goal": "Echo",
-                                                                      "llm": "builtin"})
+    agent = agent_create(
+        organization=organization, actor=user, data={"name": "B11", "role": "Echo", "goal": "Echo", "llm": "builtin"}
+    )
 
     def step(index, depends_on=()):
-        return {"id": f"s{index}", "agent_number": agent.agent_number, "action": f"step {index}",
-                "parameters": {}, "depends_on": list(depends_on)}
+        return {
+            "id": f"s{index}",
+            "agent_number": agent.agent_number,
+            "action": f"step {index}",
+            "parameters": {},
+            "depends_on": list(depends_on),
+        }
 
-    linear, _ = workflow_create(organization=organization, actor=user, data={"name": "B11 linear", "definition": {
-        "steps": [step(i, [f"s{i - 1}"] if i else []) for i in range(steps)]}})
-    parallel, _ = workflow_create(organization=organization, actor=user, data={"name": "B11 parallel", "definition": {
-        "steps": [step(i) for i in range(steps)]}})
+    linear, _ = workflow_create(
+        organization=organization,
+        actor=user,
+        data={
+            "name": "B11 linear",
+            "definition": {"steps": [step(i, [f"s{i - 1}"] if i else []) for i in range(steps)]},
+        },
+    )
+    parallel, _ = workflow_create(
+        organization=organization,
+        actor=user,
+        data={"name": "B11 parallel", "definition": {"steps": [step(i) for i in range(steps)]}},
+    )
     workers = _start_workers(1, opts["concurrency"], f"b11{suffix}")
     connection.close()
     try:
@@ -105,19 +125,29 @@ def measure(opts: dict) -> dict:
             samples["bare_group"].append(_measure_bare(steps, False))
         ms = {name: round(statistics.median(values) * 1000, 1) for name, values in samples.items()}
         result = {
-            "steps": steps, "repeats": opts["repeats"], "concurrency": opts["concurrency"],
-            "linear_ms": ms["linear"], "parallel_ms": ms["parallel"],
-            "bare_chain_ms": ms["bare_chain"], "bare_group_ms": ms["bare_group"],
+            "steps": steps,
+            "repeats": opts["repeats"],
+            "concurrency": opts["concurrency"],
+            "linear_ms": ms["linear"],
+            "parallel_ms": ms["parallel"],
+            "bare_chain_ms": ms["bare_chain"],
+            "bare_group_ms": ms["bare_group"],
             "linear_ratio": round(ms["linear"] / ms["bare_chain"], 1),
             "parallel_ratio": round(ms["parallel"] / ms["bare_group"], 1),
             "linear_per_step_ms": round(ms["linear"] / steps, 1),
         }
-        print(f"B11 workflows: execute → COMPLETED, median of {opts['repeats']}, 1 worker x "
-              f"{opts['concurrency']} threads, builtin provider")
-        print(f"  {steps}-step linear     : {ms['linear']:8.1f} ms  ({result['linear_per_step_ms']} ms/step)   "
-              f"bare Celery chain of {steps}: {ms['bare_chain']:7.1f} ms   ratio {result['linear_ratio']}x")
-        print(f"  {steps}-wide parallel   : {ms['parallel']:8.1f} ms   "
-              f"bare Celery group of {steps}: {ms['bare_group']:7.1f} ms   ratio {result['parallel_ratio']}x")
+        print(
+            f"B11 workflows: execute → COMPLETED, median of {opts['repeats']}, 1 worker x "
+            f"{opts['concurrency']} threads, builtin provider"
+        )
+        print(
+            f"  {steps}-step linear     : {ms['linear']:8.1f} ms  ({result['linear_per_step_ms']} ms/step)   "
+            f"bare Celery chain of {steps}: {ms['bare_chain']:7.1f} ms   ratio {result['linear_ratio']}x"
+        )
+        print(
+            f"  {steps}-wide parallel   : {ms['parallel']:8.1f} ms   "
+            f"bare Celery group of {steps}: {ms['bare_group']:7.1f} ms   ratio {result['parallel_ratio']}x"
+        )
         return result
     finally:
         _stop_workers(workers)
@@ -134,15 +164,22 @@ def run(ctx=None):
         attributes = {"repeats": 2 if ctx.quick else DEFAULTS["repeats"], "db_name": ctx.db_name}
         log(f"B11: bench/b11_workflows.py run(ctx={attributes})")
         data = child.call(ctx, "b11_workflows", attributes)
-        return [Row(
-            id="B11", measures=MEASURES, target=TARGET, figure=data["linear_ms"],
-            figure_text=f"linear {data['linear_ms']:.0f} ms, parallel {data['parallel_ms']:.0f} ms",
-            baseline=data["bare_chain_ms"],
-            baseline_text=f"chain {data['bare_chain_ms']:.0f} ms, group {data['bare_group_ms']:.0f} ms",
-            ratio=data["linear_ratio"], ratio_text=f"{data['linear_ratio']}x / {data['parallel_ratio']}x",
-            status=verdict(True),
-            note=f"{data['steps']} steps, median of {data['repeats']}; {data['linear_per_step_ms']} ms per linear step",
-            details=data)], []
+        return [
+            Row(
+                id="B11",
+                measures=MEASURES,
+                target=TARGET,
+                figure=data["linear_ms"],
+                figure_text=f"linear {data['linear_ms']:.0f} ms, parallel {data['parallel_ms']:.0f} ms",
+                baseline=data["bare_chain_ms"],
+                baseline_text=f"chain {data['bare_chain_ms']:.0f} ms, group {data['bare_group_ms']:.0f} ms",
+                ratio=data["linear_ratio"],
+                ratio_text=f"{data['linear_ratio']}x / {data['parallel_ratio']}x",
+                status=verdict(True),
+                note=f"{data['steps']} steps, median of {data['repeats']}; {data['linear_per_step_ms']} ms per linear step",
+                details=data,
+            )
+        ], []
     opts = {key: int(getattr(ctx, key, None) or value) for key, value in DEFAULTS.items()}
     return measure(opts)
 

@@ -5,6 +5,7 @@ Django view that reads the same multipart body in 64 KiB chunks and drops it) on
 The upload must be streamed (capped handler → temporary file → storage), not buffered: PASS when
 the RSS growth of the daphne process stays under 20 MB. The throughput ratio is reported beside it.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -23,8 +24,10 @@ BOUNDARY = "kai-bench-boundary-7c1e"
 
 
 def _multipart_parts() -> tuple[bytes, bytes, int]:
-    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{BOUNDARY}--\r\n".encode()
     return head, tail, len(head) + SIZE + len(tail)
 
@@ -84,8 +87,15 @@ def _measure(server, path: str, headers: dict, block: bytes, multipart: bool) ->
     before = sampler.rss()
     with sampler:
         status, payload, elapsed = post_streamed(server.port, path, headers, _body(block, head, tail), length)
-    return {"status": status, "payload": payload, "seconds": elapsed, "mb_per_s": SIZE / elapsed / 2**20,
-            "rss_before": before, "rss_peak": sampler.peak, "rss_growth": max(0, sampler.peak - before)}
+    return {
+        "status": status,
+        "payload": payload,
+        "seconds": elapsed,
+        "mb_per_s": SIZE / elapsed / 2**20,
+        "rss_before": before,
+        "rss_peak": sampler.peak,
+        "rss_growth": max(0, sampler.peak - before),
+    }
 
 
 def _fresh_server_runs(ctx: Context, server_name: str, path: str, headers: dict, block: bytes, runs: int) -> list[dict]:
@@ -105,39 +115,61 @@ def run(ctx: Context) -> tuple[list[Row], list]:
     runs = 2 if ctx.quick else 3
     uploads = _fresh_server_runs(ctx, "daphne", "/api/v1/files/upload", {**auth, **multipart}, block, runs)
     sinks = _fresh_server_runs(ctx, "daphne", "/bench/sink", multipart, block, runs)
-    other = (_fresh_server_runs(ctx, "uvicorn", "/api/v1/files/upload", {**auth, **multipart}, block, runs)
-             if srv.available("uvicorn") else [])
+    other = (
+        _fresh_server_runs(ctx, "uvicorn", "/api/v1/files/upload", {**auth, **multipart}, block, runs)
+        if srv.available("uvicorn")
+        else []
+    )
     failed = [u for u in uploads + other if u["status"] != 201] + [s for s in sinks if s["status"] != 200]
     best_upload = max(uploads, key=lambda u: u["mb_per_s"])
     best_sink = max(sinks, key=lambda s: s["mb_per_s"])
     first, steady = uploads[0]["rss_growth"], max(u["rss_growth"] for u in uploads[1:])
     mb = 2**20
-    log(f"B12: upload {best_upload['mb_per_s']:.1f} MB/s, sink {best_sink['mb_per_s']:.1f} MB/s, RSS growth "
-        f"first {first / mb:.1f} MB, then {steady / mb:.1f} MB")
-    note = (f"daphne: upload runs {[round(u['mb_per_s'], 1) for u in uploads]} MB/s, RSS growth "
-            f"{[round(u['rss_growth'] / mb, 1) for u in uploads]} MB (fresh process, then repeats); bare sink "
-            f"{[round(s['rss_growth'] / mb, 1) for s in sinks]} MB — Twisted spools the body to a temp file; the "
-            "server hands it to the app a chunk per receive() (kai_platform/server/body.py)")
+    log(
+        f"B12: upload {best_upload['mb_per_s']:.1f} MB/s, sink {best_sink['mb_per_s']:.1f} MB/s, RSS growth "
+        f"first {first / mb:.1f} MB, then {steady / mb:.1f} MB"
+    )
+    note = (
+        f"daphne: upload runs {[round(u['mb_per_s'], 1) for u in uploads]} MB/s, RSS growth "
+        f"{[round(u['rss_growth'] / mb, 1) for u in uploads]} MB (fresh process, then repeats); bare sink "
+        f"{[round(s['rss_growth'] / mb, 1) for s in sinks]} MB — Twisted spools the body to a temp file; the "
+        "server hands it to the app a chunk per receive() (kai_platform/server/body.py)"
+    )
     if other:
-        note += (f"; uvicorn (reads as the app consumes): upload RSS growth "
-                 f"{[round(o['rss_growth'] / mb, 1) for o in other]} MB, "
-                 f"{[round(o['mb_per_s'], 1) for o in other]} MB/s")
+        note += (
+            f"; uvicorn (reads as the app consumes): upload RSS growth "
+            f"{[round(o['rss_growth'] / mb, 1) for o in other]} MB, "
+            f"{[round(o['mb_per_s'], 1) for o in other]} MB/s"
+        )
     status = verdict(first < RSS_TARGET)
     if failed:
         status = INVALID
         note += f" — a request failed: {[(f['status'], f['payload'][:200]) for f in failed]}"
     return [
-        Row(id="B12", measures="50 MB upload: web RSS growth, fresh daphne", target="< 20 MB",
-            figure=round(first / mb, 1), figure_text=f"{first / mb:.1f} MB (then {steady / mb:.1f})",
+        Row(
+            id="B12",
+            measures="50 MB upload: web RSS growth, fresh daphne",
+            target="< 20 MB",
+            figure=round(first / mb, 1),
+            figure_text=f"{first / mb:.1f} MB (then {steady / mb:.1f})",
             baseline=round(sinks[0]["rss_growth"] / mb, 1),
             baseline_text=f"bare sink {sinks[0]['rss_growth'] / mb:.1f} MB",
             ratio=round(first / max(sinks[0]["rss_growth"], 1), 2),
-            ratio_text=f"{first / max(sinks[0]['rss_growth'], 1):.2f}x", status=status, note=note),
-        Row(id="B12 throughput", measures="50 MB upload throughput vs bare body sink", target="(reported)",
-            figure=round(best_upload["mb_per_s"], 1), figure_text=f"{best_upload['mb_per_s']:.1f} MB/s",
-            baseline=round(best_sink["mb_per_s"], 1), baseline_text=f"{best_sink['mb_per_s']:.1f} MB/s",
+            ratio_text=f"{first / max(sinks[0]['rss_growth'], 1):.2f}x",
+            status=status,
+            note=note,
+        ),
+        Row(
+            id="B12 throughput",
+            measures="50 MB upload throughput vs bare body sink",
+            target="(reported)",
+            figure=round(best_upload["mb_per_s"], 1),
+            figure_text=f"{best_upload['mb_per_s']:.1f} MB/s",
+            baseline=round(best_sink["mb_per_s"], 1),
+            baseline_text=f"{best_sink['mb_per_s']:.1f} MB/s",
             ratio=round(best_upload["mb_per_s"] / best_sink["mb_per_s"], 3),
             ratio_text=f"{best_upload['mb_per_s'] / best_sink['mb_per_s']:.2f}x",
             status=INVALID if failed else "INFO",
-            note="the upload also sniffs, hashes (sha256), stores the bytes and writes its row, audit and event"),
+            note="the upload also sniffs, hashes (sha256), stores the bytes and writes its row, audit and event",
+        ),
     ], []

@@ -16,6 +16,7 @@ Targets: max RUNNING ≥ 2,000, wall ≤ 1.1 × ideal, RSS ≤ 150 KB per run, c
 ``run(ctx) -> dict`` is the entry point of ``python -m bench``; ``ctx.runs`` / ``ctx.seconds``
 override the defaults.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,12 @@ def _start_runs_worker() -> tuple[subprocess.Popen, dict, str]:
     from kai_platform.cli import runs_worker_command
 
     env = os.environ.copy()
-    env.update(KAI_REDIS_PREFIX=settings.KAI_REDIS_PREFIX, KAI_DB_NAME=connection.settings_dict["NAME"],
-               PYTHONPATH=str(BASE_DIR), KAI_LOG_LEVEL="WARNING")
+    env.update(
+        KAI_REDIS_PREFIX=settings.KAI_REDIS_PREFIX,
+        KAI_DB_NAME=connection.settings_dict["NAME"],
+        PYTHONPATH=str(BASE_DIR),
+        KAI_LOG_LEVEL="WARNING",
+    )
     env.pop("PYTEST_XDIST_WORKER", None)
     command = runs_worker_command()
     redis = get_redis_connection("default")
@@ -63,8 +68,9 @@ def _start_runs_worker() -> tuple[subprocess.Popen, dict, str]:
     log_dir = BASE_DIR / "bench" / "results" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "b13-runs-worker.log", "wb") as log:
-        process = subprocess.Popen(command, cwd=BASE_DIR, env=env, start_new_session=True,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=BASE_DIR, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         started = set(redis.scan_iter(pattern)) - before
@@ -124,11 +130,14 @@ class Sampler(threading.Thread):
         params = connection.get_connection_params()
         params.pop("cursor_factory", None)
         params.pop("context", None)
-        with psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "password", "host",
-                                                                           "port")}, autocommit=True) as conn:
+        with psycopg.connect(
+            **{k: v for k, v in params.items() if k in ("dbname", "user", "password", "host", "port")}, autocommit=True
+        ) as conn:
             while not self.stop_event.wait(self.interval):
-                running = conn.execute("SELECT count(*) FROM crews_execution WHERE organization_id = %s "
-                                       "AND status = 'RUNNING'", [self.organization_id]).fetchone()[0]
+                running = conn.execute(
+                    "SELECT count(*) FROM crews_execution WHERE organization_id = %s AND status = 'RUNNING'",
+                    [self.organization_id],
+                ).fetchone()[0]
                 rss = self.proc.memory_info().rss
                 self.max_rss = max(self.max_rss, rss)
                 self.max_threads = max(self.max_threads, self.proc.num_threads())
@@ -156,15 +165,19 @@ def run(ctx=None) -> dict:
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {auth_issue_tokens(user=user)['access_token']}")
     worker, env, worker_name = _start_runs_worker()
     concurrency = int(env.get("KAI_RUNS_CONCURRENCY") or _default_concurrency())
-    pool_max = int(env.get("KAI_DB_POOL_MAX") or settings.DATABASES["default"]["OPTIONS"].get("pool", {})
-                   .get("max_size", 0))
+    pool_max = int(
+        env.get("KAI_DB_POOL_MAX") or settings.DATABASES["default"]["OPTIONS"].get("pool", {}).get("max_size", 0)
+    )
     connection.close()
     try:
+
         def submit(count: int, latency_ms: int) -> list[str]:
             ids = []
             for start in range(0, count, BATCH):
-                items = [{"agent_id": str(agent.pk), "description": f"wait {i}", "params": {"latency_ms": latency_ms}}
-                         for i in range(start, min(count, start + BATCH))]
+                items = [
+                    {"agent_id": str(agent.pk), "description": f"wait {i}", "params": {"latency_ms": latency_ms}}
+                    for i in range(start, min(count, start + BATCH))
+                ]
                 response = client.post("/api/v1/executions/batch", {"executions": items}, format="json")
                 assert response.status_code == 200, response.content[:300]
                 body = response.json()
@@ -176,8 +189,9 @@ def run(ctx=None) -> dict:
         def wait_ended(ids, timeout):
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                if Execution.objects.filter(pk__in=ids, status__in=["COMPLETED", "FAILED", "CANCELLED"]).count() \
-                        >= len(ids):
+                if Execution.objects.filter(pk__in=ids, status__in=["COMPLETED", "FAILED", "CANCELLED"]).count() >= len(
+                    ids
+                ):
                     connection.close()
                     return time.perf_counter()
                 connection.close()
@@ -212,28 +226,49 @@ def run(ctx=None) -> dict:
         phases = _phases(ids, started_at)
         per_run_kb = (sampler.rss_at_max_running - idle_rss) / 1024 / max(1, sampler.max_running)
         result = {
-            "runs": len(ids), "completed": statuses.count("COMPLETED"), "model_seconds": opts["seconds"],
-            "concurrency": concurrency, "max_running": sampler.max_running, "wall_s": round(wall, 1),
-            "ideal_s": ideal, "wall_ratio": round(wall / ideal, 3), "submit_s": round(submitted, 1),
-            "idle_rss_mb": round(idle_rss / 2**20, 1), "rss_at_max_mb": round(sampler.rss_at_max_running / 2**20, 1),
-            "peak_rss_mb": round(sampler.max_rss / 2**20, 1), "rss_per_run_kb": round(per_run_kb, 1),
-            "pg_connections_max": sampler.max_pg, "pool_max": pool_max, "threads_max": sampler.max_threads,
-            **phases, "worker_cpu_s": round(cpu_seconds, 1),
+            "runs": len(ids),
+            "completed": statuses.count("COMPLETED"),
+            "model_seconds": opts["seconds"],
+            "concurrency": concurrency,
+            "max_running": sampler.max_running,
+            "wall_s": round(wall, 1),
+            "ideal_s": ideal,
+            "wall_ratio": round(wall / ideal, 3),
+            "submit_s": round(submitted, 1),
+            "idle_rss_mb": round(idle_rss / 2**20, 1),
+            "rss_at_max_mb": round(sampler.rss_at_max_running / 2**20, 1),
+            "peak_rss_mb": round(sampler.max_rss / 2**20, 1),
+            "rss_per_run_kb": round(per_run_kb, 1),
+            "pg_connections_max": sampler.max_pg,
+            "pool_max": pool_max,
+            "threads_max": sampler.max_threads,
+            **phases,
+            "worker_cpu_s": round(cpu_seconds, 1),
             "cpu_ms_per_run": round(cpu_seconds * 1000 / max(1, len(ids)), 2),
         }
-        print(f"B13 {result['runs']} runs of a {opts['seconds']} s builtin model on one runs worker "
-              f"(make run's command, concurrency {concurrency})")
+        print(
+            f"B13 {result['runs']} runs of a {opts['seconds']} s builtin model on one runs worker "
+            f"(make run's command, concurrency {concurrency})"
+        )
         print(f"  completed            : {result['completed']}/{result['runs']}")
         print(f"  max RUNNING at once  : {result['max_running']}   (target >= 2000)")
-        print(f"  wall / ideal         : {result['wall_s']} s / {ideal} s = {result['wall_ratio']}   "
-              f"(target <= 1.1; submitting took {result['submit_s']} s)")
-        print(f"  RSS per run in flight: {result['rss_per_run_kb']} KB   (idle {result['idle_rss_mb']} MB, "
-              f"at max {result['rss_at_max_mb']} MB; target <= 150 KB)")
+        print(
+            f"  wall / ideal         : {result['wall_s']} s / {ideal} s = {result['wall_ratio']}   "
+            f"(target <= 1.1; submitting took {result['submit_s']} s)"
+        )
+        print(
+            f"  RSS per run in flight: {result['rss_per_run_kb']} KB   (idle {result['idle_rss_mb']} MB, "
+            f"at max {result['rss_at_max_mb']} MB; target <= 150 KB)"
+        )
         print(f"  PostgreSQL conns     : {result['pg_connections_max']} max   (pool max_size {pool_max})")
-        print(f"  worker CPU           : {result['worker_cpu_s']} s = {result['cpu_ms_per_run']} ms per run "
-              "(user + system: what a run costs the worker, whatever the host's load)")
-        print(f"  phases (s from taking): first RUNNING {phases['first_running_s']}, all RUNNING "
-              f"{phases['all_running_s']}, first ended {phases['first_ended_s']}, all ended {phases['all_ended_s']}")
+        print(
+            f"  worker CPU           : {result['worker_cpu_s']} s = {result['cpu_ms_per_run']} ms per run "
+            "(user + system: what a run costs the worker, whatever the host's load)"
+        )
+        print(
+            f"  phases (s from taking): first RUNNING {phases['first_running_s']}, all RUNNING "
+            f"{phases['all_running_s']}, first ended {phases['first_ended_s']}, all ended {phases['all_ended_s']}"
+        )
         return result
     finally:
         _stop(worker)
@@ -248,8 +283,11 @@ def _phases(ids, started_at: float) -> dict:
     from apps.runs.models import Execution
 
     spans = Execution.objects.filter(pk__in=ids).aggregate(
-        first_running=Min("started_at"), all_running=Max("started_at"), first_ended=Min("completed_at"),
-        all_ended=Max("completed_at"))
+        first_running=Min("started_at"),
+        all_running=Max("started_at"),
+        first_ended=Min("completed_at"),
+        all_ended=Max("completed_at"),
+    )
     return {f"{name}_s": round(value.timestamp() - started_at, 1) if value else None for name, value in spans.items()}
 
 
@@ -259,12 +297,19 @@ def make_tenant(tag: str):
     from apps.agents.services import agent_create
 
     suffix = uuid.uuid4().hex[:8]
-    organization = Organization.objects.create(name=f"bench-{tag}-{suffix}", slug=f"bench-{tag}-{suffix}",
-                                               plan="enterprise", settings={"max_concurrent_runs": 100000})
+    organization = Organization.objects.create(
+        name=f"bench-{tag}-{suffix}",
+        slug=f"bench-{tag}-{suffix}",
+        plan="enterprise",
+        settings={"max_concurrent_runs": 100000},
+    )
     user = User.objects.create_user(email=f"bench-{tag}-{suffix}@example.com", password=uuid.uuid4().hex)
     Membership.objects.create(user=user, organization=organization, role="owner")
-    agent = agent_create(organization=organization, actor=user,
-                         data={"name": tag.upper(), "role": "Waiter", "goal": "Answer", "llm": "builtin"})
+    agent = agent_create(
+        organization=organization,
+        actor=user,
+        data={"name": tag.upper(), "role": "Waiter", "goal": "Answer", "llm": "builtin"},
+    )
     return organization, user, agent
 
 

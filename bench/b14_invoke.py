@@ -10,6 +10,7 @@ answering the same prompt in this process (``get_client("builtin").complete``), 
 Both are sequential, one call at a time, after a warm-up; the invoke goes through the Django test
 client in this process (no HTTP server: its cost is B3's). Target: p50 overhead ≤ 20 ms.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -47,8 +48,9 @@ def run(ctx=None) -> dict:
     from kai_platform.llm import get_client
 
     organization, user, agent = make_tenant("b14")
-    deployment, key = deployment_create(organization=organization, actor=user, agent=agent, name="b14",
-                                        channels=["api"])
+    deployment, key = deployment_create(
+        organization=organization, actor=user, agent=agent, name="b14", channels=["api"]
+    )
     worker, _env, _name = _start_runs_worker()
     connection.close()
     try:
@@ -79,14 +81,18 @@ def run(ctx=None) -> dict:
         directs = [direct() for _ in range(calls)]
         completed = Execution.objects.filter(organization=organization, status="COMPLETED").count()
         result = {
-            "calls": calls, "invoke_p50_ms": _p50_ms(invoked), "invoke_p95_ms": round(
-                sorted(invoked)[int(0.95 * (len(invoked) - 1))] * 1000, 2),
-            "direct_p50_ms": _p50_ms(directs), "runs_completed": completed,
+            "calls": calls,
+            "invoke_p50_ms": _p50_ms(invoked),
+            "invoke_p95_ms": round(sorted(invoked)[int(0.95 * (len(invoked) - 1))] * 1000, 2),
+            "direct_p50_ms": _p50_ms(directs),
+            "runs_completed": completed,
         }
         result["overhead_p50_ms"] = round(result["invoke_p50_ms"] - result["direct_p50_ms"], 2)
         print(f"B14 deployments/{{id}}/invoke vs a direct in-process builtin call, {calls} sequential calls each")
-        print(f"  invoke p50           : {result['invoke_p50_ms']} ms   (p95 {result['invoke_p95_ms']} ms; "
-              f"{completed} runs COMPLETED)")
+        print(
+            f"  invoke p50           : {result['invoke_p50_ms']} ms   (p95 {result['invoke_p95_ms']} ms; "
+            f"{completed} runs COMPLETED)"
+        )
         print(f"  direct builtin p50   : {result['direct_p50_ms']} ms")
         print(f"  overhead p50         : {result['overhead_p50_ms']} ms   (target <= 20 ms)")
         return result

@@ -1,4 +1,5 @@
 """B14 row: bench/b14_invoke.py in a child process (deployments/{id}/invoke over a direct builtin call)."""
+
 from __future__ import annotations
 
 from bench import child
@@ -14,11 +15,19 @@ def run(ctx: Context) -> tuple[list[Row], list]:
     log(f"B14: bench/b14_invoke.py run(ctx={attributes})")
     data = child.call(ctx, "b14_invoke", attributes)
     overhead = data["overhead_p50_ms"]
-    return [Row(
-        id="B14", measures=MEASURES, target=TARGET,
-        figure=data["invoke_p50_ms"], figure_text=f"{data['invoke_p50_ms']:.1f} ms p50 (+{overhead:.1f} ms)",
-        baseline=data["direct_p50_ms"], baseline_text=f"{data['direct_p50_ms']:.2f} ms direct",
-        ratio=overhead, ratio_text=f"+{overhead:.1f} ms", status=verdict(overhead <= 20),
-        note=f"{data['calls']} sequential calls, p95 {data['invoke_p95_ms']} ms; by bench/b14_invoke.py",
-        details=data,
-    )], []
+    return [
+        Row(
+            id="B14",
+            measures=MEASURES,
+            target=TARGET,
+            figure=data["invoke_p50_ms"],
+            figure_text=f"{data['invoke_p50_ms']:.1f} ms p50 (+{overhead:.1f} ms)",
+            baseline=data["direct_p50_ms"],
+            baseline_text=f"{data['direct_p50_ms']:.2f} ms direct",
+            ratio=overhead,
+            ratio_text=f"+{overhead:.1f} ms",
+            status=verdict(overhead <= 20),
+            note=f"{data['calls']} sequential calls, p95 {data['invoke_p95_ms']} ms; by bench/b14_invoke.py",
+            details=data,
+        )
+    ], []

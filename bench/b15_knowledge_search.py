@@ -9,6 +9,7 @@ Chunks are synthetic (60 words each from a 6,000-word Zipf-weighted vocabulary, 
 document), inserted in batches with their tsvector, the HNSW index built after the load. Targets:
 p50 ≤ 50 ms and ≤ 1.5× the raw statement.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,14 @@ def _load(kb, organization, n: int, rng: random.Random) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("DROP INDEX IF EXISTS kchunk_embedding_hnsw")
     for doc_index in range((n + PER_DOCUMENT - 1) // PER_DOCUMENT):
-        document = Document.objects.create(organization=organization, knowledge_base=kb, name=f"doc-{doc_index}",
-                                           source_type="text", status="READY", chunk_count=PER_DOCUMENT)
+        document = Document.objects.create(
+            organization=organization,
+            knowledge_base=kb,
+            name=f"doc-{doc_index}",
+            source_type="text",
+            status="READY",
+            chunk_count=PER_DOCUMENT,
+        )
         count = min(PER_DOCUMENT, n - doc_index * PER_DOCUMENT)
         for start in range(0, count, BATCH):
             texts = [" ".join(rng.choices(words, weights, k=WORDS_PER_CHUNK)) for _ in range(min(BATCH, count - start))]
@@ -65,12 +72,22 @@ def _load(kb, organization, n: int, rng: random.Random) -> list[str]:
                     "token_count, metadata, search_vector, embedding, created_at, updated_at) "
                     "SELECT gen_random_uuid(), %s, %s, %s, p, t, %s, '{}'::jsonb, to_tsvector('english', t), e::vector, "
                     "now(), now() FROM unnest(%s::int[], %s::text[], %s::text[]) AS u(p, t, e)",
-                    [organization.pk, kb.pk, document.pk, WORDS_PER_CHUNK, list(range(start, start + len(texts))),
-                     texts, vectors])
+                    [
+                        organization.pk,
+                        kb.pk,
+                        document.pk,
+                        WORDS_PER_CHUNK,
+                        list(range(start, start + len(texts))),
+                        texts,
+                        vectors,
+                    ],
+                )
     with connection.cursor() as cursor:
         cursor.execute("SET maintenance_work_mem = '256MB'")
-        cursor.execute("CREATE INDEX kchunk_embedding_hnsw ON knowledge_chunk USING hnsw (embedding vector_cosine_ops) "
-                       "WITH (m = 16, ef_construction = 64)")
+        cursor.execute(
+            "CREATE INDEX kchunk_embedding_hnsw ON knowledge_chunk USING hnsw (embedding vector_cosine_ops) "
+            "WITH (m = 16, ef_construction = 64)"
+        )
         cursor.execute("ANALYZE knowledge_chunk")
     return samples
 
@@ -103,27 +120,41 @@ def measure(opts: dict) -> dict:
             search.search(knowledge_bases=[kb], query=q, top_k=10)
         service, raw = [], []
         params = connection.get_connection_params()
-        with psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "password", "host",
-                                                                          "port")}, autocommit=True) as conn:
+        with psycopg.connect(
+            **{k: v for k, v in params.items() if k in ("dbname", "user", "password", "host", "port")}, autocommit=True
+        ) as conn:
             conn.execute(f"SET hnsw.ef_search = {search.ef_search(10)}")
             for q in queries:
                 t = time.perf_counter()
                 hits = search.search(knowledge_bases=[kb], query=q, top_k=10)
                 service.append(time.perf_counter() - t)
-                sql, sql_params = search.search_sql(mode="hybrid", organization_id=organization.pk,
-                                                    knowledge_base_ids=[kb.pk], vector=builtin_embed([q])[0], query=q,
-                                                    language="english", top_k=10)
+                sql, sql_params = search.search_sql(
+                    mode="hybrid",
+                    organization_id=organization.pk,
+                    knowledge_base_ids=[kb.pk],
+                    vector=builtin_embed([q])[0],
+                    query=q,
+                    language="english",
+                    top_k=10,
+                )
                 t = time.perf_counter()
                 rows = conn.execute(sql, sql_params).fetchall()
                 raw.append(time.perf_counter() - t)
                 assert len(rows) == len(hits)
-        result = {"chunks": opts["chunks"], "queries": len(queries), "load_seconds": round(load_s, 1),
-                  "p50_ms": _p50(service), "p95_ms": round(sorted(service)[int(len(service) * 0.95) - 1] * 1000, 2),
-                  "raw_p50_ms": _p50(raw)}
+        result = {
+            "chunks": opts["chunks"],
+            "queries": len(queries),
+            "load_seconds": round(load_s, 1),
+            "p50_ms": _p50(service),
+            "p95_ms": round(sorted(service)[int(len(service) * 0.95) - 1] * 1000, 2),
+            "raw_p50_ms": _p50(raw),
+        }
         result["ratio"] = round(result["p50_ms"] / result["raw_p50_ms"], 2)
-        print(f"B15 knowledge search over {opts['chunks']} chunks (loaded in {result['load_seconds']} s): hybrid p50 "
-              f"{result['p50_ms']} ms (p95 {result['p95_ms']} ms), raw SQL p50 {result['raw_p50_ms']} ms, "
-              f"ratio {result['ratio']}x")
+        print(
+            f"B15 knowledge search over {opts['chunks']} chunks (loaded in {result['load_seconds']} s): hybrid p50 "
+            f"{result['p50_ms']} ms (p95 {result['p95_ms']} ms), raw SQL p50 {result['raw_p50_ms']} ms, "
+            f"ratio {result['ratio']}x"
+        )
         return result
     finally:
         organization.delete()
@@ -138,12 +169,22 @@ def run(ctx=None):
         attributes = {"chunks": 20_000 if ctx.quick else DEFAULTS["chunks"], "queries": DEFAULTS["queries"]}
         log(f"B15: bench/b15_knowledge_search.py run(ctx={attributes})")
         data = child.call(ctx, "b15_knowledge_search", attributes, timeout=1800)
-        return [Row(id="B15", measures=MEASURES, target=TARGET, figure=data["p50_ms"],
-                    figure_text=f"{data['p50_ms']:.1f} ms (p95 {data['p95_ms']:.1f})", baseline=data["raw_p50_ms"],
-                    baseline_text=f"raw SQL {data['raw_p50_ms']:.1f} ms", ratio=data["ratio"],
-                    ratio_text=f"{data['ratio']:.2f}x", status=verdict(data["p50_ms"] <= 50 and data["ratio"] <= 1.5),
-                    note=f"{data['chunks']} chunks (builtin embeddings, HNSW cosine), {data['queries']} queries, "
-                         "top 10", details=data)], []
+        return [
+            Row(
+                id="B15",
+                measures=MEASURES,
+                target=TARGET,
+                figure=data["p50_ms"],
+                figure_text=f"{data['p50_ms']:.1f} ms (p95 {data['p95_ms']:.1f})",
+                baseline=data["raw_p50_ms"],
+                baseline_text=f"raw SQL {data['raw_p50_ms']:.1f} ms",
+                ratio=data["ratio"],
+                ratio_text=f"{data['ratio']:.2f}x",
+                status=verdict(data["p50_ms"] <= 50 and data["ratio"] <= 1.5),
+                note=f"{data['chunks']} chunks (builtin embeddings, HNSW cosine), {data['queries']} queries, top 10",
+                details=data,
+            )
+        ], []
     opts = {key: int(getattr(ctx, key, None) or value) for key, value in DEFAULTS.items()}
     return measure(opts)
 

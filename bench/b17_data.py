@@ -6,6 +6,7 @@
 - ``phase="prune"``: ``apps.retention.services.retention_prune`` of that organization with the
   product's pacing settings, timed (prints a marker when it starts, for the runner's slices).
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,11 @@ LOGS_PER_RUN, SPANS_PER_RUN = 24, 8
 
 
 def _columns(cursor, table: str) -> list[tuple[str, bool]]:
-    cursor.execute("SELECT column_name, column_default IS NOT NULL OR is_identity = 'YES' "
-                   "FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position", [table])
+    cursor.execute(
+        "SELECT column_name, column_default IS NOT NULL OR is_identity = 'YES' "
+        "FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
+        [table],
+    )
     return cursor.fetchall()
 
 
@@ -31,8 +35,11 @@ def _clone(cursor, table: str, template_id, source: str, overrides: dict[str, st
             continue
         names.append(f'"{name}"')
         exprs.append(overrides.get(name, f't."{name}"'))
-    cursor.execute(f'INSERT INTO "{table}" ({", ".join(names)}) SELECT {", ".join(exprs)} '
-                   f'FROM "{table}" t, {source} WHERE t.id = %s', [template_id])
+    cursor.execute(
+        f'INSERT INTO "{table}" ({", ".join(names)}) SELECT {", ".join(exprs)} '
+        f'FROM "{table}" t, {source} WHERE t.id = %s',
+        [template_id],
+    )
     return cursor.rowcount
 
 
@@ -46,31 +53,59 @@ def _seed(rows: int) -> dict:
     from apps.runs.models import Execution, ExecutionLog, ExecutionStatus, TraceSpan
 
     suffix = os.urandom(3).hex()
-    user, org = user_register(email=f"b17-{suffix}@bench.local", password=os.urandom(12).hex(),
-                              org_name=f"B17 {suffix}", full_name="B17")
+    user, org = user_register(
+        email=f"b17-{suffix}@bench.local", password=os.urandom(12).hex(), org_name=f"B17 {suffix}", full_name="B17"
+    )
     Organization.objects.filter(pk=org.pk).update(plan="free")
     old = timezone.now() - timedelta(days=60)
-    run = Execution.objects.create(organization=org, kind="agent_task", run_name="b17", status=ExecutionStatus.COMPLETED,
-                                   completed_at=old)
-    log = ExecutionLog.objects.create(organization=org, execution=run, seq=1, message="b17 log line " * 8,
-                                      created_at=old)
-    span = TraceSpan.objects.create(organization=org, execution=run, trace_id="0" * 32, span_id="0" * 16,
-                                    kind="llm", name="llm call", model="builtin", started_at=old)
+    run = Execution.objects.create(
+        organization=org, kind="agent_task", run_name="b17", status=ExecutionStatus.COMPLETED, completed_at=old
+    )
+    log = ExecutionLog.objects.create(
+        organization=org, execution=run, seq=1, message="b17 log line " * 8, created_at=old
+    )
+    span = TraceSpan.objects.create(
+        organization=org,
+        execution=run,
+        trace_id="0" * 32,
+        span_id="0" * 16,
+        kind="llm",
+        name="llm call",
+        model="builtin",
+        started_at=old,
+    )
     event = Event.objects.create(organization=org, type="execution.completed", data={"b17": True})
     runs = max(1, rows // (1 + LOGS_PER_RUN + SPANS_PER_RUN + 1))
     events = max(0, rows - runs * (1 + LOGS_PER_RUN + SPANS_PER_RUN))
     started = time.monotonic()
     with connection.cursor() as cursor:
-        cursor.execute("CREATE TEMP TABLE b17_runs AS SELECT gen_random_uuid() AS rid, g FROM generate_series(1, %s) g",
-                       [runs])
+        cursor.execute(
+            "CREATE TEMP TABLE b17_runs AS SELECT gen_random_uuid() AS rid, g FROM generate_series(1, %s) g", [runs]
+        )
         age = "now() - interval '60 days' - g * interval '1 second'"
-        counts = {"executions": _clone(cursor, "crews_execution", run.pk, "b17_runs",
-                                       {"id": "rid", "created_at": age, "completed_at": age, "updated_at": age})}
-        counts["logs"] = _clone(cursor, "crews_executionlog", log.pk,
-                                f"b17_runs, generate_series(1, {LOGS_PER_RUN}) s",
-                                {"execution_id": "rid", "seq": "s", "created_at": age})
-        counts["spans"] = _clone(cursor, "crews_tracespan", span.pk, f"b17_runs, generate_series(1, {SPANS_PER_RUN}) s",
-                                 {"execution_id": "rid", "span_id": "lpad(s::text, 16, '0')", "started_at": age})
+        counts = {
+            "executions": _clone(
+                cursor,
+                "crews_execution",
+                run.pk,
+                "b17_runs",
+                {"id": "rid", "created_at": age, "completed_at": age, "updated_at": age},
+            )
+        }
+        counts["logs"] = _clone(
+            cursor,
+            "crews_executionlog",
+            log.pk,
+            f"b17_runs, generate_series(1, {LOGS_PER_RUN}) s",
+            {"execution_id": "rid", "seq": "s", "created_at": age},
+        )
+        counts["spans"] = _clone(
+            cursor,
+            "crews_tracespan",
+            span.pk,
+            f"b17_runs, generate_series(1, {SPANS_PER_RUN}) s",
+            {"execution_id": "rid", "span_id": "lpad(s::text, 16, '0')", "started_at": age},
+        )
         event_overrides = {"created_at": "now() - interval '60 days'"}
         if not dict(_columns(cursor, "events_event")).get("id"):
             event_overrides["id"] = "(SELECT max(id) FROM events_event) + g"
@@ -89,8 +124,11 @@ def _prune(organization_id: str) -> dict:
     from apps.audit.models import AuditEvent
     from apps.retention.services import retention_prune
 
-    pace = {"pause": settings.KAI_RETENTION_PAUSE_SECONDS, "duty": settings.KAI_RETENTION_DUTY,
-            "niceness": settings.KAI_RETENTION_NICE}
+    pace = {
+        "pause": settings.KAI_RETENTION_PAUSE_SECONDS,
+        "duty": settings.KAI_RETENTION_DUTY,
+        "niceness": settings.KAI_RETENTION_NICE,
+    }
     organization = Organization.objects.get(pk=organization_id)
     print("B17-PRUNE-STARTED", flush=True)
     started = time.monotonic()
@@ -98,8 +136,14 @@ def _prune(organization_id: str) -> dict:
     seconds = time.monotonic() - started
     deleted = sum((run.counts if run else {}).values())
     audit = AuditEvent.objects.filter(organization=organization, action="retention.prune").order_by("-id").first()
-    return {"deleted": deleted, "seconds": round(seconds, 2), "rows_per_s": round(deleted / seconds) if seconds else 0,
-            "counts": run.counts if run else {}, "settings": pace, "stats": audit.after.get("pace") if audit else None}
+    return {
+        "deleted": deleted,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(deleted / seconds) if seconds else 0,
+        "counts": run.counts if run else {},
+        "settings": pace,
+        "stats": audit.after.get("pace") if audit else None,
+    }
 
 
 def run(ctx) -> dict:

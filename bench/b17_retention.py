@@ -15,6 +15,7 @@ pairs (default 6; quick 2) of ``--duration`` seconds each. The figure is the mea
 slices' p99 over the mean of the quiet slices' p99; PASS when ≤ 1.2× and the prune was running
 through every busy slice. ``KAI_B17_ROWS`` scales the rows (default 1,000,000).
 """
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,7 @@ def _wait_for_marker(path, process, timeout: float = 120) -> None:
 def _result(path) -> dict:
     for line in reversed(path.read_text(errors="replace").splitlines()):
         if line.startswith(child.MARKER):
-            return json.loads(line[len(child.MARKER):])
+            return json.loads(line[len(child.MARKER) :])
     return {}
 
 
@@ -85,8 +86,18 @@ def run(ctx: Context) -> tuple[list[Row], list]:
     pruner = None
     try:
         run_load(url, headers, connections, ctx.warmup)
-        pruner = ctx.children.start("b17-prune", [PYTHON, "-m", "bench.child", "b17_data", json.dumps(
-            {"phase": "prune", "organization_id": seeded["organization_id"]})], ctx.env, log_path=prune_log)
+        pruner = ctx.children.start(
+            "b17-prune",
+            [
+                PYTHON,
+                "-m",
+                "bench.child",
+                "b17_data",
+                json.dumps({"phase": "prune", "organization_id": seeded["organization_id"]}),
+            ],
+            ctx.env,
+            log_path=prune_log,
+        )
         _wait_for_marker(prune_log, pruner)
         quiet, busy, stopped = _slices(ctx, url, headers, connections, pruner, pairs)
         still_pruning = len(busy) == pairs
@@ -97,23 +108,48 @@ def run(ctx: Context) -> tuple[list[Row], list]:
         srv.stop(ctx, server)
     pruned = _result(prune_log)
     if not quiet or not busy or not all(r.ok and r.p99_ms for r in quiet + busy):
-        return [Row(id="B17", measures=MEASURES, target=f"<= {TARGET}x", status=INVALID,
-                    note=f"no usable slices or load errors: quiet {quiet}, busy {busy}")], []
+        return [
+            Row(
+                id="B17",
+                measures=MEASURES,
+                target=f"<= {TARGET}x",
+                status=INVALID,
+                note=f"no usable slices or load errors: quiet {quiet}, busy {busy}",
+            )
+        ], []
     quiet_p99 = statistics.fmean(r.p99_ms for r in quiet)
     busy_p99 = statistics.fmean(r.p99_ms for r in busy)
     ratio = busy_p99 / quiet_p99
     pair_ratios = [round(b.p99_ms / q.p99_ms, 2) for q, b in zip(quiet, busy)]
     running = (pruned.get("seconds") or 0) - stopped
-    note = (f"{seeded['counts']['total']:,} rows seeded; prune deleted {pruned.get('deleted', 0):,} in "
-            f"{running:.0f} s running ({pruned.get('deleted', 0) / max(running, 1):,.0f} rows/s; "
-            f"+{stopped:.0f} s stopped for the quiet slices; {pruned.get('settings')}; "
-            f"{pruned.get('stats')}); {len(quiet)} quiet / {len(busy)} busy slices of {ctx.duration:.0f} s "
-            f"interleaved, pair ratios {pair_ratios}; {connections} connections, {busy[0].tool}; "
-            + ("the prune ran through every busy slice" if still_pruning else "the prune ended before the last slice"))
+    note = (
+        f"{seeded['counts']['total']:,} rows seeded; prune deleted {pruned.get('deleted', 0):,} in "
+        f"{running:.0f} s running ({pruned.get('deleted', 0) / max(running, 1):,.0f} rows/s; "
+        f"+{stopped:.0f} s stopped for the quiet slices; {pruned.get('settings')}; "
+        f"{pruned.get('stats')}); {len(quiet)} quiet / {len(busy)} busy slices of {ctx.duration:.0f} s "
+        f"interleaved, pair ratios {pair_ratios}; {connections} connections, {busy[0].tool}; "
+        + ("the prune ran through every busy slice" if still_pruning else "the prune ended before the last slice")
+    )
     rps = statistics.fmean(r.rps for r in busy), statistics.fmean(r.rps for r in quiet)
-    return [Row(id="B17", measures=MEASURES, target=f"<= {TARGET}x",
-                figure=round(busy_p99, 2), figure_text=f"{busy_p99:.1f} ms p99 ({rps[0]:.0f} req/s)",
-                baseline=round(quiet_p99, 2), baseline_text=f"{quiet_p99:.1f} ms p99 prune stopped ({rps[1]:.0f} req/s)",
-                ratio=round(ratio, 3), ratio_text=f"{ratio:.2f}x", status=verdict(ratio <= TARGET and still_pruning),
-                note=note, details={"seeded": seeded, "pruned": pruned, "pair_ratios": pair_ratios,
-                                    "quiet": [r.__dict__ for r in quiet], "busy": [r.__dict__ for r in busy]})], []
+    return [
+        Row(
+            id="B17",
+            measures=MEASURES,
+            target=f"<= {TARGET}x",
+            figure=round(busy_p99, 2),
+            figure_text=f"{busy_p99:.1f} ms p99 ({rps[0]:.0f} req/s)",
+            baseline=round(quiet_p99, 2),
+            baseline_text=f"{quiet_p99:.1f} ms p99 prune stopped ({rps[1]:.0f} req/s)",
+            ratio=round(ratio, 3),
+            ratio_text=f"{ratio:.2f}x",
+            status=verdict(ratio <= TARGET and still_pruning),
+            note=note,
+            details={
+                "seeded": seeded,
+                "pruned": pruned,
+                "pair_ratios": pair_ratios,
+                "quiet": [r.__dict__ for r in quiet],
+                "busy": [r.__dict__ for r in busy],
+            },
+        )
+    ], []

@@ -6,6 +6,7 @@ rendered with orjson (the issue's baseline), measured in the same run. Prints qu
 Creates a throw-away organization (enterprise plan, so 2000 req/min fit the rate limit) and
 deletes it at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,17 +44,28 @@ def main() -> int:
     Membership.objects.create(user=user, organization=organization, role="owner")
     try:
         for i in range(args.agents):
-            agent_create(organization=organization, actor=user, data={
-                "name": f"Agent {i}", "role": "Senior Researcher", "goal": "Research " * 10,
-                "backstory": "An experienced researcher. " * 5, "llm": "gpt-4o-mini",
-                "tools": ["calculator", "current_time"], "config": {"temperature": 0.2, "max_tokens": 500}})
+            agent_create(
+                organization=organization,
+                actor=user,
+                data={
+                    "name": f"Agent {i}",
+                    "role": "Senior Researcher",
+                    "goal": "Research " * 10,
+                    "backstory": "An experienced researcher. " * 5,
+                    "llm": "gpt-4o-mini",
+                    "tools": ["calculator", "current_time"],
+                    "config": {"temperature": 0.2, "max_tokens": 500},
+                },
+            )
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {auth_issue_tokens(user=user)['access_token']}")
         url = f"/api/v1/agents?limit={args.agents}"
 
         columns = ", ".join(f'"{f.column}"' for f in Agent._meta.concrete_fields)
-        sql = (f'SELECT {columns} FROM "{Agent._meta.db_table}" WHERE "organization_id" = %s '
-               f'ORDER BY "created_at" DESC, "id" LIMIT %s')
+        sql = (
+            f'SELECT {columns} FROM "{Agent._meta.db_table}" WHERE "organization_id" = %s '
+            f'ORDER BY "created_at" DESC, "id" LIMIT %s'
+        )
 
         def api_once():
             started = time.perf_counter()

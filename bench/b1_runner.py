@@ -2,6 +2,7 @@
 runner calls it in a child process (bench/child.py; the dict needs api_ms, raw_ms, optional
 queries and ratio); otherwise it runs the script's ``main()`` in a child process in the bench
 environment and reads its printed summary (queries per request, median API and raw SQL times)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,10 +21,16 @@ def _row_from(data: dict) -> Row:
     ratio = data.get("ratio") or api_ms / raw_ms
     queries = data.get("queries")
     return Row(
-        id="B1", measures=MEASURES, target=f"<= {TARGET}x",
-        figure=round(api_ms, 3), figure_text=f"{api_ms:.2f} ms median",
-        baseline=round(raw_ms, 3), baseline_text=f"{raw_ms:.2f} ms raw SQL + orjson",
-        ratio=round(ratio, 3), ratio_text=f"{ratio:.2f}x", status=verdict(ratio <= TARGET),
+        id="B1",
+        measures=MEASURES,
+        target=f"<= {TARGET}x",
+        figure=round(api_ms, 3),
+        figure_text=f"{api_ms:.2f} ms median",
+        baseline=round(raw_ms, 3),
+        baseline_text=f"{raw_ms:.2f} ms raw SQL + orjson",
+        ratio=round(ratio, 3),
+        ratio_text=f"{ratio:.2f}x",
+        status=verdict(ratio <= TARGET),
         note=(f"{queries} queries per request; " if queries is not None else "")
         + "in-process test client (no HTTP), interleaved with the raw select; by bench/b1_agents_list.py",
         details=data,
@@ -32,11 +39,25 @@ def _row_from(data: dict) -> Row:
 
 def run(ctx: Context) -> tuple[list[Row], list]:
     if not (BASE_DIR / "apps" / "agents").is_dir():
-        return [Row(id="B1", measures=MEASURES, target=f"<= {TARGET}x", status=NOT_AVAILABLE,
-                    note="waits for the agents app")], []
+        return [
+            Row(
+                id="B1",
+                measures=MEASURES,
+                target=f"<= {TARGET}x",
+                status=NOT_AVAILABLE,
+                note="waits for the agents app",
+            )
+        ], []
     if importlib.util.find_spec("bench.b1_agents_list") is None:
-        return [Row(id="B1", measures=MEASURES, target=f"<= {TARGET}x", status=NOT_AVAILABLE,
-                    note="waits for bench/b1_agents_list.py")], []
+        return [
+            Row(
+                id="B1",
+                measures=MEASURES,
+                target=f"<= {TARGET}x",
+                status=NOT_AVAILABLE,
+                note="waits for bench/b1_agents_list.py",
+            )
+        ], []
     source = (BASE_DIR / "bench" / "b1_agents_list.py").read_text()
     if re.search(r"^def run\(", source, re.MULTILINE):
         log("B1: bench/b1_agents_list.py run(ctx)")
@@ -55,6 +76,13 @@ def run(ctx: Context) -> tuple[list[Row], list]:
             "runs": int(runs),
         }
     except AttributeError:
-        return [Row(id="B1", measures=MEASURES, target=f"<= {TARGET}x", status=ERROR,
-                    note=f"b1_agents_list.py exited {result.returncode}; see {ctx.log_dir}/b1.log")], []
+        return [
+            Row(
+                id="B1",
+                measures=MEASURES,
+                target=f"<= {TARGET}x",
+                status=ERROR,
+                note=f"b1_agents_list.py exited {result.returncode}; see {ctx.log_dir}/b1.log",
+            )
+        ], []
     return [_row_from(data)], []

@@ -14,6 +14,7 @@ credential cache is warm, as on a busy server); counts are taken with
 ``connection.execute_wrapper`` in-process. A route that does not answer 200 is reported, not
 counted. ``run(ctx) -> dict`` is the entry point of ``python -m bench``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,7 @@ def run(ctx=None) -> dict:
     logging.getLogger("django.request").setLevel(logging.CRITICAL)  # routes that refuse a bare GET are listed below
     ratelimit.PLAN_RATE_LIMITS["enterprise"] = (10**9, 10**9)  # hundreds of requests from one org
     suffix = uuid.uuid4().hex[:8]
-    organization = Organization.objects.create(name=f"bench-b2-{suffix}", slug=f"bench-b2-{suffix}",
-                                               plan="enterprise")
+    organization = Organization.objects.create(name=f"bench-b2-{suffix}", slug=f"bench-b2-{suffix}", plan="enterprise")
     user = User.objects.create_user(email=f"bench-b2-{suffix}@example.com", password=uuid.uuid4().hex)
     Membership.objects.create(user=user, organization=organization, role="owner")
     client = APIClient()
@@ -120,8 +120,15 @@ def run(ctx=None) -> dict:
                 results.append({"route": route.route, "error": f"url: {exc}"[:160]})
                 continue
             status, queries = _count(client, url)
-            results.append({"route": route.route, "url": url, "status": [status, status],
-                            "queries": [queries, queries], "model": "—"})
+            results.append(
+                {
+                    "route": route.route,
+                    "url": url,
+                    "status": [status, status],
+                    "queries": [queries, queries],
+                    "model": "—",
+                }
+            )
     finally:
         try:  # best effort: the bench database is dropped at the end anyway
             Organization.objects.filter(pk=organization.pk).delete()
@@ -135,7 +142,10 @@ def run(ctx=None) -> dict:
     growing = [r for r in measured if len(r["queries"]) == 2 and r["queries"][1] > r["queries"][0]]
     worst = max((max(r["queries"]) for r in measured), default=0)
     summary = {
-        "n": n, "routes_measured": len(measured), "routes_skipped": len(skipped), "max_queries": worst,
+        "n": n,
+        "routes_measured": len(measured),
+        "routes_skipped": len(skipped),
+        "max_queries": worst,
         "over_target": [f"{r['route']} {r['queries']}" for r in over],
         "not_constant": [f"{r['route']} {r['queries']}" for r in growing],
         "skipped": [f"{r['route']} {r.get('status') or r.get('error')}" for r in skipped],

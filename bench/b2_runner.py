@@ -1,5 +1,6 @@
 """B2 adapter: bench/b2_queries.py counts SQL queries per GET list/detail route at N and 2N seeded
 rows; the runner calls its ``run(ctx) -> dict`` in a child process (bench/child.py)."""
+
 from __future__ import annotations
 
 from bench import child
@@ -22,11 +23,28 @@ def run(ctx: Context) -> tuple[list[Row], list]:
         notes.append(f"grows with N: {', '.join(growing)}")
     if data["skipped"]:
         notes.append(f"not 200, not counted: {', '.join(data['skipped'])}")
-    row = Row(id="B2", measures=MEASURES, target=TARGET, figure=data["max_queries"],
-              figure_text=f"max {data['max_queries']} queries/request", baseline_text="—", ratio_text="—",
-              status=verdict(not over and not growing), note="; ".join(notes), details=data)
-    table_rows = [[r["route"].replace("api/v1/", "").lstrip("^").rstrip("$"), str(r["queries"][0]),
-                   str(r["queries"][-1])] for r in sorted(data["routes"], key=lambda r: r["route"])
-                  if max(r["queries"]) >= 3]
-    return [row], [(f"B2 routes with 3+ queries at N, 2N rows (the other {data['routes_measured'] - len(table_rows)}"
-                    " routes: 0-2; all in latest.json)", ["route", "N", "2N"], table_rows)]
+    row = Row(
+        id="B2",
+        measures=MEASURES,
+        target=TARGET,
+        figure=data["max_queries"],
+        figure_text=f"max {data['max_queries']} queries/request",
+        baseline_text="—",
+        ratio_text="—",
+        status=verdict(not over and not growing),
+        note="; ".join(notes),
+        details=data,
+    )
+    table_rows = [
+        [r["route"].replace("api/v1/", "").lstrip("^").rstrip("$"), str(r["queries"][0]), str(r["queries"][-1])]
+        for r in sorted(data["routes"], key=lambda r: r["route"])
+        if max(r["queries"]) >= 3
+    ]
+    return [row], [
+        (
+            f"B2 routes with 3+ queries at N, 2N rows (the other {data['routes_measured'] - len(table_rows)}"
+            " routes: 0-2; all in latest.json)",
+            ["route", "N", "2N"],
+            table_rows,
+        )
+    ]

@@ -16,6 +16,7 @@ that increments a Redis counter. Targets: runs/s ≥ 0.3 × no-op tasks/s, p50 a
 The latency target is measured on idle workers (one run at a time); the latency while the burst
 saturates the workers is printed beside it (that one is queueing time).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
 
 #: 8 threads per worker saturate 2 cores; more only hold more PostgreSQL connections on a shared server
 #: ``batch`` > 1: the burst is created through POST /api/v1/executions/batch, that many runs a request
-DEFAULTS = {"workers": 2, "concurrency": 8, "runs": 400, "noops": 2000, "clients": 8, "latency_samples": 50,
-            "batch": 0}
+DEFAULTS = {"workers": 2, "concurrency": 8, "runs": 400, "noops": 2000, "clients": 8, "latency_samples": 50, "batch": 0}
 
 
 def _setup_django():
@@ -51,17 +51,45 @@ def _start_workers(count: int, concurrency: int, suffix: str) -> list[subprocess
     from django.db import connection
 
     env = os.environ.copy()
-    env.update(KAI_REDIS_PREFIX=settings.KAI_REDIS_PREFIX, KAI_DB_NAME=connection.settings_dict["NAME"],
-               PYTHONPATH=str(BASE_DIR), KAI_DB_POOL_MAX=str(concurrency + 2))
+    env.update(
+        KAI_REDIS_PREFIX=settings.KAI_REDIS_PREFIX,
+        KAI_DB_NAME=connection.settings_dict["NAME"],
+        PYTHONPATH=str(BASE_DIR),
+        KAI_DB_POOL_MAX=str(concurrency + 2),
+    )
     env.pop("PYTEST_XDIST_WORKER", None)
     queues = f"{settings.KAI_RUNS_QUEUE},{settings.CELERY_TASK_DEFAULT_QUEUE}"
     processes = []
     for index in range(count):
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "kai_platform", "worker", "--loglevel", "WARNING",
-             "--pool", "threads", "--concurrency", str(concurrency), "--without-mingle", "--without-gossip",
-             "-Q", queues, "-n", f"b4-{suffix}-{index}@%h"],
-            cwd=BASE_DIR, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "kai_platform",
+                    "worker",
+                    "--loglevel",
+                    "WARNING",
+                    "--pool",
+                    "threads",
+                    "--concurrency",
+                    str(concurrency),
+                    "--without-mingle",
+                    "--without-gossip",
+                    "-Q",
+                    queues,
+                    "-n",
+                    f"b4-{suffix}-{index}@%h",
+                ],
+                cwd=BASE_DIR,
+                env=env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     from django_redis import get_redis_connection
 
     redis = get_redis_connection("default")
@@ -142,12 +170,17 @@ def run(ctx=None) -> dict:
 
     ratelimit.PLAN_RATE_LIMITS["enterprise"] = (10**9, 10**9)  # measure the engine, not the rate limiter
     suffix = uuid.uuid4().hex[:8]
-    organization = Organization.objects.create(name=f"bench-b4-{suffix}", slug=f"bench-b4-{suffix}",
-                                               plan="enterprise", settings={"max_concurrent_runs": 100000})
+    organization = Organization.objects.create(
+        name=f"bench-b4-{suffix}",
+        slug=f"bench-b4-{suffix}",
+        plan="enterprise",
+        settings={"max_concurrent_runs": 100000},
+    )
     user = User.objects.create_user(email=f"bench-b4-{suffix}@example.com", password=uuid.uuid4().hex)
     Membership.objects.create(user=user, organization=organization, role="owner")
-    agent = agent_create(organization=organization, actor=user, data={"name": "B4", "role": "Echo", "goal": "Echo",
-                                                                      "llm": "builtin"})
+    agent = agent_create(
+        organization=organization, actor=user, data={"name": "B4", "role": "Echo", "goal": "Echo", "llm": "builtin"}
+    )
     token = auth_issue_tokens(user=user)["access_token"]
     workers = _start_workers(opts["workers"], opts["concurrency"], suffix)
     connection.close()
@@ -213,9 +246,14 @@ def run(ctx=None) -> dict:
             time.sleep(0.02)
         latencies = _latencies(light)
         result = {
-            "batch": opts["batch"], "workers": opts["workers"], "concurrency": opts["concurrency"], "runs": len(ids),
-            "completed": statuses.count("COMPLETED"), "runs_per_s": round(run_rate, 1),
-            "api_accepts_per_s": round(len(ids) / api_seconds, 1), "noop_tasks_per_s": round(noop_rate, 1),
+            "batch": opts["batch"],
+            "workers": opts["workers"],
+            "concurrency": opts["concurrency"],
+            "runs": len(ids),
+            "completed": statuses.count("COMPLETED"),
+            "runs_per_s": round(run_rate, 1),
+            "api_accepts_per_s": round(len(ids) / api_seconds, 1),
+            "noop_tasks_per_s": round(noop_rate, 1),
             "ratio": round(run_rate / noop_rate, 3),
             "accept_to_running_p50_ms": round(statistics.median(latencies), 1),
             "accept_to_running_p95_ms": round(_percentile(latencies, 0.95), 1),
@@ -224,14 +262,20 @@ def run(ctx=None) -> dict:
         via = f"POST /executions/batch × {opts['batch']}" if opts["batch"] > 1 else "POST /executions"
         print(f"B4 runs over the API ({via}) → COMPLETED, {opts['workers']} workers × {opts['concurrency']} threads")
         print(f"  runs completed         : {result['completed']}/{result['runs']}")
-        print(f"  runs/s (API → COMPLETED): {result['runs_per_s']:8.1f}   (API accepts/s {result['api_accepts_per_s']})")
+        print(
+            f"  runs/s (API → COMPLETED): {result['runs_per_s']:8.1f}   (API accepts/s {result['api_accepts_per_s']})"
+        )
         print(f"  bare Celery no-op/s    : {result['noop_tasks_per_s']:8.1f}")
         print(f"  ratio runs / no-op     : {result['ratio']:8.3f}   (target >= 0.3)")
-        print(f"  accept → RUNNING p50   : {result['accept_to_running_p50_ms']:8.1f} ms   "
-              f"p95 {result['accept_to_running_p95_ms']} ms   (target p50 < 50 ms; "
-              f"{opts['latency_samples']} runs, workers idle)")
-        print(f"  … while saturated, p50 : {result['saturated_accept_to_running_p50_ms']:8.1f} ms   (queueing behind "
-              f"the burst)")
+        print(
+            f"  accept → RUNNING p50   : {result['accept_to_running_p50_ms']:8.1f} ms   "
+            f"p95 {result['accept_to_running_p95_ms']} ms   (target p50 < 50 ms; "
+            f"{opts['latency_samples']} runs, workers idle)"
+        )
+        print(
+            f"  … while saturated, p50 : {result['saturated_accept_to_running_p50_ms']:8.1f} ms   (queueing behind "
+            f"the burst)"
+        )
         return result
     finally:
         _stop_workers(workers)

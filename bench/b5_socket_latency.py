@@ -13,6 +13,7 @@ p99s is printed beside it).
 ``run(ctx)`` is the runner's entry (starts the two daphnes, calls itself in a child through
 bench/child.py, returns the row); in the child, ``run`` gets a SimpleNamespace and measures.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,22 +51,39 @@ def run(ctx):
     started = servers(ctx)
     samples = 50 if ctx.quick else 200
     log(f"B5: {samples} REST writes → hub socket, interleaved with {samples} bare echoes")
-    data = child.call(ctx, "b5_socket_latency", {
-        "product_port": started["product"].port, "bare_port": started["bare"].port, "samples": samples,
-        "warmup": 10 if ctx.quick else 30, "token": ctx.bootstrap["access_token"],
-    })
+    data = child.call(
+        ctx,
+        "b5_socket_latency",
+        {
+            "product_port": started["product"].port,
+            "bare_port": started["bare"].port,
+            "samples": samples,
+            "warmup": 10 if ctx.quick else 30,
+            "token": ctx.bootstrap["access_token"],
+        },
+    )
     p50, p99, lost = data["product_p50_ms"], data["product_p99_ms"], data["lost"]
     e50, e99 = data["echo_p50_ms"], data["echo_p99_ms"]
     ratio = p99 / e99 if e99 else float("inf")
-    return [Row(
-        id="B5", measures=MEASURES, target=TARGET,
-        figure=p99, figure_text=f"p50 {p50:.1f} / p99 {p99:.1f} ms, {lost} lost",
-        baseline=e99, baseline_text=f"bare echo p50 {e50:.2f} / p99 {e99:.2f} ms",
-        ratio=round(ratio, 2), ratio_text=f"{ratio:.1f}x (p99)", status=verdict(p99 < 50 and lost == 0),
-        note=(f"{data['samples']} POST /api/v1/config/system → {EVENT} on 1 hub socket, 1 daphne; "
-              f"POST alone p50 {data['post_p50_ms']:.1f} ms; {data['non_200']} non-200"),
-        details=data,
-    )], []
+    return [
+        Row(
+            id="B5",
+            measures=MEASURES,
+            target=TARGET,
+            figure=p99,
+            figure_text=f"p50 {p50:.1f} / p99 {p99:.1f} ms, {lost} lost",
+            baseline=e99,
+            baseline_text=f"bare echo p50 {e50:.2f} / p99 {e99:.2f} ms",
+            ratio=round(ratio, 2),
+            ratio_text=f"{ratio:.1f}x (p99)",
+            status=verdict(p99 < 50 and lost == 0),
+            note=(
+                f"{data['samples']} POST /api/v1/config/system → {EVENT} on 1 hub socket, 1 daphne; "
+                f"POST alone p50 {data['post_p50_ms']:.1f} ms; {data['non_200']} non-200"
+            ),
+            details=data,
+        )
+    ], []
 
 
 async def _measure(ns) -> dict:
@@ -149,11 +167,16 @@ async def _measure(ns) -> dict:
     conn.close()
     await wsc.close_many([hub, echo])
     result = {
-        "samples": ns.samples, "lost": lost, "non_200": non_200,
-        "product_p50_ms": round(wsc.percentile(product, 0.5), 2), "product_p99_ms": round(wsc.percentile(product, 0.99), 2),
+        "samples": ns.samples,
+        "lost": lost,
+        "non_200": non_200,
+        "product_p50_ms": round(wsc.percentile(product, 0.5), 2),
+        "product_p99_ms": round(wsc.percentile(product, 0.99), 2),
         "product_max_ms": round(max(product), 2) if product else None,
-        "post_p50_ms": round(wsc.percentile(posts, 0.5), 2), "post_p99_ms": round(wsc.percentile(posts, 0.99), 2),
-        "echo_p50_ms": round(wsc.percentile(echoes, 0.5), 3), "echo_p99_ms": round(wsc.percentile(echoes, 0.99), 3),
+        "post_p50_ms": round(wsc.percentile(posts, 0.5), 2),
+        "post_p99_ms": round(wsc.percentile(posts, 0.99), 2),
+        "echo_p50_ms": round(wsc.percentile(echoes, 0.5), 3),
+        "echo_p99_ms": round(wsc.percentile(echoes, 0.99), 3),
     }
     print(f"B5 {result}")
     return result

@@ -16,6 +16,7 @@ from the server; both fleets stay connected for the whole measurement.
 After a delivered event each hub socket reads the event table once (its reconcile pass, 1 s later):
 rounds are spaced so that pass is over before the next one.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,30 +44,47 @@ def run(ctx):
         started = servers(ctx)
         rounds = 3 if ctx.quick else 5
         log(f"B6: {SOCKETS} hub sockets vs {SOCKETS} bare Channels sockets, {rounds} interleaved rounds")
-        data = child.call(ctx, "b6_fanout", {
-            "product_port": started["product"].port, "bare_port": started["bare"].port, "sockets": SOCKETS,
-            "rounds": rounds, "organization_id": ctx.bootstrap["organization_id"],
-            "owner_id": ctx.bootstrap["user_id"],
-        })
+        data = child.call(
+            ctx,
+            "b6_fanout",
+            {
+                "product_port": started["product"].port,
+                "bare_port": started["bare"].port,
+                "sockets": SOCKETS,
+                "rounds": rounds,
+                "organization_id": ctx.bootstrap["organization_id"],
+                "owner_id": ctx.bootstrap["user_id"],
+            },
+        )
     finally:
         stop_servers(ctx)
     product, bare = data["product_ms"], data["bare_ms"]
     ratio = product / bare if bare else float("inf")
     lost = data["product_lost"] + data["product_closed"]
-    return [Row(
-        id="B6", measures=MEASURES, target=TARGET,
-        figure=product, figure_text=f"{product:.0f} ms to all {SOCKETS} (median of {data['rounds']})",
-        baseline=bare, baseline_text=f"{bare:.0f} ms bare Channels group_send",
-        ratio=round(ratio, 2), ratio_text=f"{ratio:.2f}x", status=verdict(ratio <= 2.0 and lost == 0),
-        note=(f"publish → last of {SOCKETS} hub sockets (per-socket p50 {data['product_socket_p50_ms']:.0f} ms) vs "
-              f"group_send → last bare socket (p50 {data['bare_socket_p50_ms']:.0f} ms); rounds product "
-              f"{data['product_rounds_ms']} / bare {data['bare_rounds_ms']} ms; lost {data['product_lost']}/"
-              f"{data['bare_lost']} (live sockets that missed a round's event); closed by the server during the run "
-              f"{data['product_closed']}/{data['bare_closed']} {data['closed_reasons']}; "
-              f"{data['users']} users x 5 sockets; connect {data['product_connect_s']:.1f} s "
-              f"vs {data['bare_connect_s']:.1f} s"),
-        details=data,
-    )], []
+    return [
+        Row(
+            id="B6",
+            measures=MEASURES,
+            target=TARGET,
+            figure=product,
+            figure_text=f"{product:.0f} ms to all {SOCKETS} (median of {data['rounds']})",
+            baseline=bare,
+            baseline_text=f"{bare:.0f} ms bare Channels group_send",
+            ratio=round(ratio, 2),
+            ratio_text=f"{ratio:.2f}x",
+            status=verdict(ratio <= 2.0 and lost == 0),
+            note=(
+                f"publish → last of {SOCKETS} hub sockets (per-socket p50 {data['product_socket_p50_ms']:.0f} ms) vs "
+                f"group_send → last bare socket (p50 {data['bare_socket_p50_ms']:.0f} ms); rounds product "
+                f"{data['product_rounds_ms']} / bare {data['bare_rounds_ms']} ms; lost {data['product_lost']}/"
+                f"{data['bare_lost']} (live sockets that missed a round's event); closed by the server during the run "
+                f"{data['product_closed']}/{data['bare_closed']} {data['closed_reasons']}; "
+                f"{data['users']} users x 5 sockets; connect {data['product_connect_s']:.1f} s "
+                f"vs {data['bare_connect_s']:.1f} s"
+            ),
+            details=data,
+        )
+    ], []
 
 
 class Fleet:
@@ -142,8 +160,9 @@ async def _measure(ns) -> dict:
         publish(organization, EVENT, {"changed": [marker]}, actor=owner, component="config")
 
     def publish_bare(marker):
-        text = orjson.dumps({"type": EVENT, "timestamp": "2026-01-01T00:00:00.000000Z",
-                             "data": {"changed": [marker]}, "seq": 0}).decode()
+        text = orjson.dumps(
+            {"type": EVENT, "timestamp": "2026-01-01T00:00:00.000000Z", "data": {"changed": [marker]}, "seq": 0}
+        ).decode()
         async_to_sync(layer.group_send)("bench.fanout", {"type": "bench.event", "text": text})
 
     async def one_round(fleet: Fleet, send, marker: str) -> tuple[float, float, int]:
@@ -157,8 +176,11 @@ async def _measure(ns) -> dict:
         arrivals = sorted(fleet.arrivals)
         if not arrivals:
             return float("nan"), float("nan"), fleet.live
-        return ((arrivals[-1] - begun) * 1000, (arrivals[len(arrivals) // 2] - begun) * 1000,
-                max(0, fleet.live - len(arrivals)))
+        return (
+            (arrivals[-1] - begun) * 1000,
+            (arrivals[len(arrivals) // 2] - begun) * 1000,
+            max(0, fleet.live - len(arrivals)),
+        )
 
     # warm-up round each (code paths, connection pools), not counted
     await one_round(bare, publish_bare, "b6-warm-bare")
@@ -172,8 +194,11 @@ async def _measure(ns) -> dict:
         for name, fleet, send in order:
             results[name].append(await one_round(fleet, send, f"b6-{name}-{index}-"))
             await asyncio.sleep(2.0 if name == "product" else 0.5)  # the hub sockets' reconcile pass
-    closed = {"product_closed": len(product.closed), "bare_closed": len(bare.closed),
-              "closed_reasons": sorted(set(product.closed + bare.closed))[:5]}
+    closed = {
+        "product_closed": len(product.closed),
+        "bare_closed": len(bare.closed),
+        "closed_reasons": sorted(set(product.closed + bare.closed))[:5],
+    }
     await product.close()
     await bare.close()
 
@@ -186,8 +211,15 @@ async def _measure(ns) -> dict:
             f"{name}_lost": sum(r[2] for r in rows),
         }
 
-    result = {"sockets": ns.sockets, "rounds": ns.rounds, "users": users,
-              "product_connect_s": round(product_connect, 2), "bare_connect_s": round(bare_connect, 2),
-              **summary("product"), **summary("bare"), **closed}
+    result = {
+        "sockets": ns.sockets,
+        "rounds": ns.rounds,
+        "users": users,
+        "product_connect_s": round(product_connect, 2),
+        "bare_connect_s": round(bare_connect, 2),
+        **summary("product"),
+        **summary("bare"),
+        **closed,
+    }
     print(f"B6 {result}")
     return result

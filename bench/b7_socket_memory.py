@@ -12,6 +12,7 @@ authenticated with ``?token=`` JWTs, K/5 bench admins since the product allows 5
 waited for until ``connection_established``; not subscribed); (after − before) / K. The client is a
 separate asyncio process with its descriptor limit raised. Target: product ≤ 1.5 × bare.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,12 +40,21 @@ def run(ctx):
     channels = wsc.start_daphne(ctx, "daphne-b7-channels", wsc.BARE_APP)
     try:
         log(f"B7: RSS of daphne before/after {sockets} idle sockets, hub vs bare ASGI")
-        data = child.call(ctx, "b7_socket_memory", {
-            "product_port": product.port, "product_pid": product.pid, "bare_port": bare.port, "bare_pid": bare.pid,
-            "channels_port": channels.port, "channels_pid": channels.pid,
-            "sockets": sockets, "organization_id": ctx.bootstrap["organization_id"],
-            "owner_id": ctx.bootstrap["user_id"],
-        })
+        data = child.call(
+            ctx,
+            "b7_socket_memory",
+            {
+                "product_port": product.port,
+                "product_pid": product.pid,
+                "bare_port": bare.port,
+                "bare_pid": bare.pid,
+                "channels_port": channels.port,
+                "channels_pid": channels.pid,
+                "sockets": sockets,
+                "organization_id": ctx.bootstrap["organization_id"],
+                "owner_id": ctx.bootstrap["user_id"],
+            },
+        )
     finally:
         ctx.children.stop(product.process)
         ctx.children.stop(bare.process)
@@ -52,19 +62,29 @@ def run(ctx):
     per_product, per_bare = data["product_kib_per_socket"], data["bare_kib_per_socket"]
     ratio = per_product / per_bare if per_bare > 0 else float("inf")
     k = data["sockets"]
-    return [Row(
-        id="B7", measures=f"{MEASURES} ({k:,} sockets)", target=TARGET,
-        figure=per_product, figure_text=f"{per_product:.1f} KiB/socket",
-        baseline=per_bare, baseline_text=f"{per_bare:.1f} KiB/socket bare ASGI",
-        ratio=round(ratio, 2), ratio_text=f"{ratio:.2f}x", status=verdict(ratio <= 1.5),
-        note=(f"daphne RSS +{data['product_delta_mib']:.0f} MiB (from {data['product_before_mib']:.0f}) for {k:,} hub "
-              f"sockets vs +{data['bare_delta_mib']:.0f} MiB (from {data['bare_before_mib']:.0f}) bare; "
-              f"bare Channels consumer {data['channels_kib_per_socket']:.1f} KiB/socket "
-              f"({data['channels_kib_per_socket'] / per_bare:.2f}x bare ASGI); "
-              f"connect {data['product_connect_s']:.0f} s vs {data['bare_connect_s']:.0f} s"
-              + (f"; only {k:,} of {data['wanted']:,} sockets: {data['limit_reason']}" if k < data["wanted"] else "")),
-        details=data,
-    )], []
+    return [
+        Row(
+            id="B7",
+            measures=f"{MEASURES} ({k:,} sockets)",
+            target=TARGET,
+            figure=per_product,
+            figure_text=f"{per_product:.1f} KiB/socket",
+            baseline=per_bare,
+            baseline_text=f"{per_bare:.1f} KiB/socket bare ASGI",
+            ratio=round(ratio, 2),
+            ratio_text=f"{ratio:.2f}x",
+            status=verdict(ratio <= 1.5),
+            note=(
+                f"daphne RSS +{data['product_delta_mib']:.0f} MiB (from {data['product_before_mib']:.0f}) for {k:,} hub "
+                f"sockets vs +{data['bare_delta_mib']:.0f} MiB (from {data['bare_before_mib']:.0f}) bare; "
+                f"bare Channels consumer {data['channels_kib_per_socket']:.1f} KiB/socket "
+                f"({data['channels_kib_per_socket'] / per_bare:.2f}x bare ASGI); "
+                f"connect {data['product_connect_s']:.0f} s vs {data['bare_connect_s']:.0f} s"
+                + (f"; only {k:,} of {data['wanted']:,} sockets: {data['limit_reason']}" if k < data["wanted"] else "")
+            ),
+            details=data,
+        )
+    ], []
 
 
 async def _measure(ns) -> dict:
@@ -92,10 +112,13 @@ async def _measure(ns) -> dict:
         result[f"{name}_connect_s"] = round(time.perf_counter() - started, 1)
         after = await asyncio.to_thread(wsc.settled_rss, pid, 4.0)
         await wsc.close_many(opened)
-        result.update({
-            f"{name}_before_mib": round(before / 2**20, 1), f"{name}_after_mib": round(after / 2**20, 1),
-            f"{name}_delta_mib": round((after - before) / 2**20, 1),
-            f"{name}_kib_per_socket": round((after - before) / sockets / 1024, 2),
-        })
+        result.update(
+            {
+                f"{name}_before_mib": round(before / 2**20, 1),
+                f"{name}_after_mib": round(after / 2**20, 1),
+                f"{name}_delta_mib": round((after - before) / 2**20, 1),
+                f"{name}_kib_per_socket": round((after - before) / sockets / 1024, 2),
+            }
+        )
         print(f"B7 {name}: {result}", flush=True)
     return result

@@ -2,6 +2,7 @@
 authenticated tokens list), sampled from ``pg_stat_activity`` every 50 ms during the load, beside
 the configured pool size (KAI_DB_POOL_MAX, default 20). The sampler's own connection is not
 counted. PASS when the maximum never exceeds the pool."""
+
 from __future__ import annotations
 
 import threading
@@ -28,7 +29,9 @@ def run(ctx: Context) -> tuple[list[Row], list]:
             while not stop.is_set():
                 row = conn.execute(
                     "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity "
-                    "WHERE datname = %s AND pid <> pg_backend_pid()", [ctx.db_name]).fetchone()
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    [ctx.db_name],
+                ).fetchone()
                 samples.append((row[0], row[1]))
                 time.sleep(INTERVAL)
 
@@ -37,9 +40,13 @@ def run(ctx: Context) -> tuple[list[Row], list]:
     try:
         sampler.start()
         log(f"B8: {CONCURRENCY} concurrent requests for {duration:.0f}s against one daphne, sampling every 50 ms")
-        result = run_load(f"{server.base}/api/v1/auth/tokens?limit=20",
-                          {"Authorization": f"Bearer {ctx.bootstrap['access_token']}"},
-                          connections=CONCURRENCY, duration=duration, threads=2)
+        result = run_load(
+            f"{server.base}/api/v1/auth/tokens?limit=20",
+            {"Authorization": f"Bearer {ctx.bootstrap['access_token']}"},
+            connections=CONCURRENCY,
+            duration=duration,
+            threads=2,
+        )
         time.sleep(0.2)
     finally:
         stop.set()
@@ -48,15 +55,26 @@ def run(ctx: Context) -> tuple[list[Row], list]:
     peak = max((s[0] for s in samples), default=0)
     peak_active = max((s[1] for s in samples), default=0)
     pool = ctx.pool_max
-    note = (f"{len(samples)} samples (sampler connects to 'postgres', not counted); peak active {peak_active}; "
-            f"{result.rps:.0f} req/s, p99 {result.p99_ms or 0:.0f} ms, non-2xx {result.non_2xx}, errors {result.errors}")
+    note = (
+        f"{len(samples)} samples (sampler connects to 'postgres', not counted); peak active {peak_active}; "
+        f"{result.rps:.0f} req/s, p99 {result.p99_ms or 0:.0f} ms, non-2xx {result.non_2xx}, errors {result.errors}"
+    )
     status = verdict(peak <= pool)
     if result.non_2xx or result.errors or not result.requests:
         status, note = INVALID, note + " — requests failed under load: no verdict"
-    return [Row(
-        id="B8", measures=f"DB connections, {CONCURRENCY} concurrent list requests, 1 daphne",
-        target="<= pool", figure=peak, figure_text=f"max {peak} connections",
-        baseline=pool, baseline_text=f"pool max {pool}", ratio=round(peak / pool, 3) if pool else None,
-        ratio_text=f"{peak / pool:.2f}x" if pool else "—", status=status, note=note,
-        details={"samples": len(samples), "peak_active": peak_active, "load": result.__dict__},
-    )], []
+    return [
+        Row(
+            id="B8",
+            measures=f"DB connections, {CONCURRENCY} concurrent list requests, 1 daphne",
+            target="<= pool",
+            figure=peak,
+            figure_text=f"max {peak} connections",
+            baseline=pool,
+            baseline_text=f"pool max {pool}",
+            ratio=round(peak / pool, 3) if pool else None,
+            ratio_text=f"{peak / pool:.2f}x" if pool else "—",
+            status=status,
+            note=note,
+            details={"samples": len(samples), "peak_active": peak_active, "load": result.__dict__},
+        )
+    ], []

@@ -10,6 +10,7 @@ beat's wake-up, the fire task, the run's queueing behind the others of its burst
 Cron has minute resolution, so this takes one to two minutes per tick. ``run(ctx) -> dict`` is the
 entry point of ``python -m bench``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,12 +36,34 @@ def _start_beat(log_path: Path) -> subprocess.Popen:
     from django.db import connection
 
     env = os.environ.copy()
-    env.update(KAI_REDIS_PREFIX=settings.KAI_REDIS_PREFIX, KAI_DB_NAME=connection.settings_dict["NAME"],
-               PYTHONPATH=str(BASE_DIR), KAI_DB_POOL_MAX="4")
+    env.update(
+        KAI_REDIS_PREFIX=settings.KAI_REDIS_PREFIX,
+        KAI_DB_NAME=connection.settings_dict["NAME"],
+        PYTHONPATH=str(BASE_DIR),
+        KAI_DB_POOL_MAX="4",
+    )
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "kai_platform", "beat", "--loglevel", "INFO",
-         "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile=", "--max-interval", "5"],
-        cwd=BASE_DIR, env=env, start_new_session=True, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "kai_platform",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--scheduler",
+            "django_celery_beat.schedulers:DatabaseScheduler",
+            "--pidfile=",
+            "--max-interval",
+            "5",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        start_new_session=True,
+        stdout=open(log_path, "wb"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _percentile(values, q):
@@ -63,15 +86,30 @@ def run(ctx=None) -> dict:
     from apps.scheduler.services import schedule_create
 
     suffix = uuid.uuid4().hex[:8]
-    organization = Organization.objects.create(name=f"bench-b9-{suffix}", slug=f"bench-b9-{suffix}",
-                                               plan="enterprise", settings={"max_concurrent_runs": 100000})
+    organization = Organization.objects.create(
+        name=f"bench-b9-{suffix}",
+        slug=f"bench-b9-{suffix}",
+        plan="enterprise",
+        settings={"max_concurrent_runs": 100000},
+    )
     user = User.objects.create_user(email=f"bench-b9-{suffix}@example.com", password=uuid.uuid4().hex)
     Membership.objects.create(user=user, organization=organization, role="owner")
-    agent = agent_create(organization=organization, actor=user, data={"name": "B9", "role": "Echo", "goal": "Echo",
-                                                                      "llm": "builtin"})
-    schedules = [schedule_create(organization=organization, actor=user, data={
-        "name": f"B9 every minute {i}", "cron_expression": "* * * * *", "agent": agent.pk,
-        "task": {"description": "ping", "expected_output": "pong"}}) for i in range(opts["schedules"])]
+    agent = agent_create(
+        organization=organization, actor=user, data={"name": "B9", "role": "Echo", "goal": "Echo", "llm": "builtin"}
+    )
+    schedules = [
+        schedule_create(
+            organization=organization,
+            actor=user,
+            data={
+                "name": f"B9 every minute {i}",
+                "cron_expression": "* * * * *",
+                "agent": agent.pk,
+                "task": {"description": "ping", "expected_output": "pong"},
+            },
+        )
+        for i in range(opts["schedules"])
+    ]
     log_dir = Path(os.environ.get("KAI_BENCH_LOG_DIR") or BASE_DIR / "bench" / "results" / "logs")
     log_dir.mkdir(parents=True, exist_ok=True)
     workers = _start_workers(opts["workers"], opts["concurrency"], suffix)
@@ -91,9 +129,11 @@ def run(ctx=None) -> dict:
             time.sleep(2)
             if beat.poll() is not None:
                 raise RuntimeError(f"beat exited {beat.returncode}; see {log_dir}/b9-beat.log")
-            rows = list(Execution.objects.filter(organization=organization, started_at__isnull=False,
-                                                 dedupe_key__startswith="schedule:")
-                        .values_list("dedupe_key", "started_at", "created_at"))
+            rows = list(
+                Execution.objects.filter(
+                    organization=organization, started_at__isnull=False, dedupe_key__startswith="schedule:"
+                ).values_list("dedupe_key", "started_at", "created_at")
+            )
             seen = [r for r in rows if r[0].split(":", 2)[2] in wanted]
             if len(seen) >= len(wanted) * len(schedules):
                 break
@@ -122,8 +162,12 @@ def run(ctx=None) -> dict:
         queued.append((started_at - created_at).total_seconds() * 1000)  # the run created → RUNNING
     expected = len(wanted) * len(schedules)
     result = {
-        "schedules": len(schedules), "ticks": sorted(wanted), "expected_runs": expected, "measured_runs": len(lags),
-        "workers": opts["workers"], "concurrency": opts["concurrency"],
+        "schedules": len(schedules),
+        "ticks": sorted(wanted),
+        "expected_runs": expected,
+        "measured_runs": len(lags),
+        "workers": opts["workers"],
+        "concurrency": opts["concurrency"],
         "lag_p50_ms": round(statistics.median(lags), 1) if lags else None,
         "lag_p99_ms": round(_percentile(lags, 0.99), 1) if lags else None,
         "lag_min_ms": round(min(lags), 1) if lags else None,
@@ -137,11 +181,15 @@ def run(ctx=None) -> dict:
     print(f"B9 beat tick → RUNNING, {len(schedules)} every-minute schedules, ticks {sorted(wanted)}")
     print(f"  runs RUNNING          : {len(lags)}/{expected}")
     if lags:
-        print(f"  lag p50 / p99 / min   : {result['lag_p50_ms']:.0f} / {result['lag_p99_ms']:.0f} / "
-              f"{result['lag_min_ms']:.0f} ms   (target p99 < {TARGET_MS:.0f} ms)")
-        print(f"  tick → run created    : p50 {result['tick_to_created_p50_ms']:.0f} / max "
-              f"{result['tick_to_created_max_ms']:.0f} ms;  created → RUNNING: p50 "
-              f"{result['created_to_running_p50_ms']:.0f} / max {result['created_to_running_max_ms']:.0f} ms")
+        print(
+            f"  lag p50 / p99 / min   : {result['lag_p50_ms']:.0f} / {result['lag_p99_ms']:.0f} / "
+            f"{result['lag_min_ms']:.0f} ms   (target p99 < {TARGET_MS:.0f} ms)"
+        )
+        print(
+            f"  tick → run created    : p50 {result['tick_to_created_p50_ms']:.0f} / max "
+            f"{result['tick_to_created_max_ms']:.0f} ms;  created → RUNNING: p50 "
+            f"{result['created_to_running_p50_ms']:.0f} / max {result['created_to_running_max_ms']:.0f} ms"
+        )
     try:
         Organization.objects.filter(pk=organization.pk).delete()
         user.delete()

@@ -5,6 +5,7 @@ prefixed with ``BENCH-RESULT ``.
 
     python -m bench.child <module> '<json of ctx attributes>'
 """
+
 from __future__ import annotations
 
 import importlib
@@ -24,7 +25,7 @@ def call(ctx, module: str, attributes: dict, timeout: float = 900) -> dict:
     (ctx.log_dir / f"{module}.log").write_text(result.stdout + result.stderr)
     for line in reversed(result.stdout.splitlines()):
         if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
+            return json.loads(line[len(MARKER) :])
     log(f"{module}.run exited {result.returncode} without a result; see {ctx.log_dir}/{module}.log")
     raise RuntimeError(f"{module}.run exited {result.returncode}; see bench/results/logs/{module}.log")
 

@@ -1,5 +1,6 @@
 """Shared pieces of the runner: the context handed to every benchmark, child-process bookkeeping,
 ports, HTTP polling and database administration."""
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,15 @@ class Children:
 
     def start(self, name: str, argv: list[str], env: dict, log_path: Path | None = None) -> subprocess.Popen:
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-        process = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            cwd=BASE_DIR,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         if log_path:
             out.close()
         self.processes.append((name, process))
@@ -121,16 +129,22 @@ class Context:
         return db_params(self.env["DATABASE_URL"], dbname or self.db_name)
 
     def run_python(self, *args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([PYTHON, *args], cwd=BASE_DIR, env=env or self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            [PYTHON, *args], cwd=BASE_DIR, env=env or self.env, capture_output=True, text=True, timeout=timeout
+        )
 
 
 def db_params(database_url: str, dbname: str) -> dict:
     from kai_platform.env import parse_database_url
 
     db = parse_database_url(database_url)
-    params = {"dbname": dbname, "user": db["USER"] or None, "password": db["PASSWORD"] or None,
-              "host": db["HOST"] or None, "port": db["PORT"] or None}
+    params = {
+        "dbname": dbname,
+        "user": db["USER"] or None,
+        "password": db["PASSWORD"] or None,
+        "host": db["HOST"] or None,
+        "port": db["PORT"] or None,
+    }
     return {k: v for k, v in params.items() if v is not None}
 
 

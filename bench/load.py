@@ -5,6 +5,7 @@ and apt-get exists) or, as a fallback, the asyncio keep-alive HTTP/1.1 client be
 Both keep ``connections`` requests in flight for ``duration`` seconds over keep-alive connections
 and report requests/s, non-2xx answers, socket errors and latency percentiles.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,11 @@ def ensure_wrk() -> str | None:
     path = shutil.which("wrk")
     if path or not shutil.which("apt-get"):
         return path
-    for argv in (["apt-get", "install", "-y", "-q", "wrk"], ["apt-get", "update", "-q"],
-                 ["apt-get", "install", "-y", "-q", "wrk"]):
+    for argv in (
+        ["apt-get", "install", "-y", "-q", "wrk"],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "wrk"],
+    ):
         subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         if shutil.which("wrk"):
             break
@@ -57,8 +61,18 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(wrk: str, url: str, headers: dict, connections: int, duration: float, threads: int = 1) -> LoadResult:
-    argv = [wrk, "-t", str(min(threads, connections)), "-c", str(connections), "-d", f"{max(1, round(duration))}s",
-            "--latency", "--timeout", "10s"]
+    argv = [
+        wrk,
+        "-t",
+        str(min(threads, connections)),
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, round(duration))}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
     out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=duration + 60).stdout
@@ -69,9 +83,14 @@ def run_wrk(wrk: str, url: str, headers: dict, connections: int, duration: float
     p50 = re.search(r"\s50%\s+([\d.]+\w+)", out)
     p99 = re.search(r"\s99%\s+([\d.]+\w+)", out)
     return LoadResult(
-        tool="wrk", rps=rps, requests=requests, non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        tool="wrk",
+        rps=rps,
+        requests=requests,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         errors=sum(int(g) for g in errors.groups()) if errors else 0,
-        p50_ms=_ms(p50.group(1)) if p50 else None, p99_ms=_ms(p99.group(1)) if p99 else None, duration=duration,
+        p50_ms=_ms(p50.group(1)) if p50 else None,
+        p99_ms=_ms(p99.group(1)) if p99 else None,
+        duration=duration,
     )
 
 
@@ -85,8 +104,14 @@ def run_python(url: str, headers: dict, connections: int, duration: float) -> Lo
     return LoadResult(**json.loads(out))
 
 
-def run_load(url: str, headers: dict | None = None, connections: int = 32, duration: float = 10.0,
-             threads: int = 1, force_python: bool = False) -> LoadResult:
+def run_load(
+    url: str,
+    headers: dict | None = None,
+    connections: int = 32,
+    duration: float = 10.0,
+    threads: int = 1,
+    force_python: bool = False,
+) -> LoadResult:
     headers = headers or {}
     wrk = None if force_python else ensure_wrk()
     if wrk:
@@ -95,6 +120,7 @@ def run_load(url: str, headers: dict | None = None, connections: int = 32, durat
 
 
 # --- the asyncio fallback ----------------------------------------------------------------------
+
 
 async def _connection(host: str, port: int, request: bytes, stop_at: float, stats: dict) -> None:
     reader = writer = None
@@ -139,22 +165,39 @@ async def _connection(host: str, port: int, request: bytes, stop_at: float, stat
 async def _main(url: str, headers: dict, connections: int, duration: float) -> dict:
     parsed = urlparse(url)
     target = parsed.path + (f"?{parsed.query}" if parsed.query else "")
-    lines = [f"GET {target} HTTP/1.1", f"Host: {parsed.netloc}", "Connection: keep-alive",
-             *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        f"GET {target} HTTP/1.1",
+        f"Host: {parsed.netloc}",
+        "Connection: keep-alive",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode()
     stats = {"requests": 0, "non_2xx": 0, "errors": 0, "latencies": []}
     started = time.monotonic()
-    await asyncio.gather(*(_connection(parsed.hostname, parsed.port or 80, request, started + duration, stats)
-                           for _ in range(connections)))
+    await asyncio.gather(
+        *(
+            _connection(parsed.hostname, parsed.port or 80, request, started + duration, stats)
+            for _ in range(connections)
+        )
+    )
     elapsed = time.monotonic() - started
     latencies = sorted(stats["latencies"])
 
     def pct(p):
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else None
 
-    return asdict(LoadResult(tool="python-asyncio", rps=stats["requests"] / elapsed, requests=stats["requests"],
-                             non_2xx=stats["non_2xx"], errors=stats["errors"], p50_ms=pct(0.5), p99_ms=pct(0.99),
-                             duration=elapsed))
+    return asdict(
+        LoadResult(
+            tool="python-asyncio",
+            rps=stats["requests"] / elapsed,
+            requests=stats["requests"],
+            non_2xx=stats["non_2xx"],
+            errors=stats["errors"],
+            p50_ms=pct(0.5),
+            p99_ms=pct(0.99),
+            duration=elapsed,
+        )
+    )
 
 
 def main() -> int:

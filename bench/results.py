@@ -1,4 +1,5 @@
 """Rows of the benchmark table, the printed table and ``bench/results/latest.json``."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -1,5 +1,6 @@
 """The three ASGI servers the issue compares, each as ONE process on ``bench.asgi_bench``, access
 logs off for all three (daphne's default access log to stdout would otherwise be measured too)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,11 +15,40 @@ def command(server: str, host: str, port: int) -> list[str]:
     if server == "daphne":  # the product's server (kai up): -v 0 turns the access log off
         return [PYTHON, "-m", "kai_platform.server", "-b", host, "-p", str(port), "-v", "0", APP]
     if server == "uvicorn":  # uvicorn[standard]: uvloop + httptools
-        return [PYTHON, "-m", "uvicorn", APP, "--host", host, "--port", str(port), "--workers", "1",
-                "--no-access-log", "--log-level", "warning", "--lifespan", "off"]
+        return [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            APP,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--lifespan",
+            "off",
+        ]
     if server == "granian":  # asginl: ASGI without lifespan (Django has none)
-        return [PYTHON, "-m", "granian", "--interface", "asginl", "--host", host, "--port", str(port),
-                "--workers", "1", "--log-level", "warning", APP]
+        return [
+            PYTHON,
+            "-m",
+            "granian",
+            "--interface",
+            "asginl",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            APP,
+        ]
     raise ValueError(server)
 
 
@@ -39,11 +69,14 @@ class Server:
 
 def start(ctx: Context, server: str, timeout: float = 60) -> Server:
     port = free_port()
-    process = ctx.children.start(server, command(server, "127.0.0.1", port), ctx.env,
-                                 log_path=ctx.log_dir / f"{server}-{port}.log")
+    process = ctx.children.start(
+        server, command(server, "127.0.0.1", port), ctx.env, log_path=ctx.log_dir / f"{server}-{port}.log"
+    )
     if not wait_http(f"http://127.0.0.1:{port}/health", timeout, process):
         ctx.children.stop(process)
-        raise RuntimeError(f"{server} did not answer /health within {timeout:.0f}s (see {ctx.log_dir}/{server}-{port}.log)")
+        raise RuntimeError(
+            f"{server} did not answer /health within {timeout:.0f}s (see {ctx.log_dir}/{server}-{port}.log)"
+        )
     return Server(server, port, process)
 
 

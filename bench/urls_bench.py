@@ -3,6 +3,7 @@
 It goes through the same ASGI server, the same middleware stack and the same sync-view thread as
 the product's routes; only DRF, authentication, tenancy, throttling and the query are missing.
 """
+
 from django.http import JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
@@ -24,5 +25,8 @@ def sink(request):
     return JsonResponse({"bytes": size})
 
 
-urlpatterns = [*product_urlpatterns, path("bench/bare", bare, name="bench-bare"),
-               path("bench/sink", sink, name="bench-sink")]
+urlpatterns = [
+    *product_urlpatterns,
+    path("bench/bare", bare, name="bench-bare"),
+    path("bench/sink", sink, name="bench-sink"),
+]

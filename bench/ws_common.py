@@ -10,6 +10,7 @@ setup, bench users made through the product's services (5 sockets per user is th
 limit, so K sockets need K/5 users), descriptor limits, RSS of a process, percentiles, and the
 asyncio ``websockets`` clients.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,22 @@ def start_daphne(ctx: Context, name: str, app: str, extra_env: dict | None = Non
     port = free_port()
     env = {**ctx.env, **(extra_env or {})}
     # exec keeps the pid: the RSS read from /proc/<pid> is daphne's own
-    argv = ["bash", "-c", 'ulimit -n "$(ulimit -Hn)" && exec "$@"', "bash",
-            PYTHON, "-m", "kai_platform.server", "-b", "127.0.0.1", "-p", str(port), "-v", "0", app]
+    argv = [
+        "bash",
+        "-c",
+        'ulimit -n "$(ulimit -Hn)" && exec "$@"',
+        "bash",
+        PYTHON,
+        "-m",
+        "kai_platform.server",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-v",
+        "0",
+        app,
+    ]
     process = ctx.children.start(name, argv, env, log_path=ctx.log_dir / f"{name}-{port}.log")
     if not wait_http(f"http://127.0.0.1:{port}/health", timeout, process):
         ctx.children.stop(process)
@@ -134,8 +149,9 @@ def percentile(values, q: float) -> float:
 async def connect(url: str):
     import websockets
 
-    return await websockets.connect(url, max_size=None, open_timeout=60, close_timeout=2, ping_interval=None,
-                                    compression=None)
+    return await websockets.connect(
+        url, max_size=None, open_timeout=60, close_timeout=2, ping_interval=None, compression=None
+    )
 
 
 async def open_hub(base_url: str, token: str, events: list[str] | None = None):
@@ -177,4 +193,4 @@ async def close_many(sockets: list) -> None:
             pass
 
     for start in range(0, len(sockets), 500):
-        await asyncio.gather(*(one(ws) for ws in sockets[start:start + 500]))
+        await asyncio.gather(*(one(ws) for ws in sockets[start : start + 500]))

@@ -1,4 +1,5 @@
 """Operator console building blocks shared by every app's admin."""
+
 from urllib.parse import urlencode
 
 from django.apps import apps

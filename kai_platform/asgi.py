@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels (kai_platform.realtime),
 socket.io (``/socket.io/``, docs/realtime.md) through python-socketio (``apps.events.sio``)."""
+
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
@@ -60,8 +61,12 @@ def _stream_multipart_bodies_under_daphne() -> None:
 _stream_multipart_bodies_under_daphne()
 
 # the client address and scheme, from forwarded headers of trusted proxies only (KAI_TRUSTED_PROXIES)
-application = TrustedProxyMiddleware(ProtocolTypeRouter({
-    # apps serve some prefixes themselves (MCP deployments: the mcp package's transport; socket.io)
-    "http": PathPrefixDispatch(BodyLimitMiddleware(django_asgi_app), http_prefix_apps()),
-    "websocket": PathPrefixDispatch(URLRouter(websocket_urlpatterns()), websocket_prefix_apps()),
-}))
+application = TrustedProxyMiddleware(
+    ProtocolTypeRouter(
+        {
+            # apps serve some prefixes themselves (MCP deployments: the mcp package's transport; socket.io)
+            "http": PathPrefixDispatch(BodyLimitMiddleware(django_asgi_app), http_prefix_apps()),
+            "websocket": PathPrefixDispatch(URLRouter(websocket_urlpatterns()), websocket_prefix_apps()),
+        }
+    )
+)

@@ -10,6 +10,7 @@ The database is the embedded one (``var/pgdata``) unless ``DATABASE_URL`` names 
 ``pg_dump``/``pg_restore`` used are the ones matching the server's major version (pgserver's
 bundled binaries, ``/usr/lib/postgresql/<major>/bin`` or the ``PATH``'s).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,6 +48,7 @@ class BackupError(Exception):
 
 # --- the database's connection and tools -----------------------------------------------------
 
+
 def _db() -> dict:
     return settings.DATABASES["default"]
 
@@ -65,9 +67,14 @@ def _pg_env(db: dict, dbname: str | None = None) -> dict:
 
 def _connect(dbname: str | None = None):
     db = _db()
-    return psycopg.connect(dbname=dbname or db["NAME"], user=db.get("USER") or None,
-                           password=db.get("PASSWORD") or None, host=db.get("HOST") or None,
-                           port=db.get("PORT") or None, autocommit=True)
+    return psycopg.connect(
+        dbname=dbname or db["NAME"],
+        user=db.get("USER") or None,
+        password=db.get("PASSWORD") or None,
+        host=db.get("HOST") or None,
+        port=db.get("PORT") or None,
+        autocommit=True,
+    )
 
 
 def server_version() -> tuple[int, str]:
@@ -106,11 +113,13 @@ def find_tool(name: str, major: int) -> str:
     newer = sorted((p for p, v in versions.items() if v and v > major), key=lambda p: versions[p] or 0)
     if exact or newer:
         return (exact or newer)[0]
-    raise BackupError(f"no {name} for PostgreSQL {major} (found: {versions or 'none'}); install "
-                      f"postgresql-client-{major}")
+    raise BackupError(
+        f"no {name} for PostgreSQL {major} (found: {versions or 'none'}); install postgresql-client-{major}"
+    )
 
 
 # --- checksums and the manifest -------------------------------------------------------------
+
 
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -126,9 +135,13 @@ def _versions(pg_full: str, dump_tool: str) -> dict:
     except metadata.PackageNotFoundError:
         kai = "0.0.0"
 
-    return {"kai": kai, "django": django.get_version(), "python": platform.python_version(),
-            "postgresql": pg_full, "pg_dump": subprocess.run([dump_tool, "--version"], capture_output=True,
-                                                             text=True).stdout.strip()}
+    return {
+        "kai": kai,
+        "django": django.get_version(),
+        "python": platform.python_version(),
+        "postgresql": pg_full,
+        "pg_dump": subprocess.run([dump_tool, "--version"], capture_output=True, text=True).stdout.strip(),
+    }
 
 
 def _migrations() -> dict:
@@ -142,6 +155,7 @@ def _migrations() -> dict:
 
 # --- backup -----------------------------------------------------------------------------------
 
+
 def backup(*, to: Path, log=print) -> dict:
     """Write a backup of the running (or stopped) platform into the new or empty directory ``to``."""
     to = Path(to)
@@ -153,8 +167,9 @@ def backup(*, to: Path, log=print) -> dict:
     pg_dump = find_tool("pg_dump", major)
     db = _db()
     log(f"dumping database {db['NAME']} (PostgreSQL {full}) with {pg_dump}")
-    subprocess.run([pg_dump, "--format=custom", f"--compress={COMPRESS}", "--file", str(to / DUMP)],
-                   env=_pg_env(db), check=True)
+    subprocess.run(
+        [pg_dump, "--format=custom", f"--compress={COMPRESS}", "--file", str(to / DUMP)], env=_pg_env(db), check=True
+    )
     files = {DUMP: to / DUMP}
     media_count = 0
     if settings.KAI_STORAGE_BACKEND == "filesystem" and Path(settings.MEDIA_ROOT).is_dir():
@@ -170,19 +185,27 @@ def backup(*, to: Path, log=print) -> dict:
         os.chmod(to / KEYS, 0o600)
         files[KEYS] = to / KEYS
     manifest = {
-        "format": FORMAT, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "database": db["NAME"], "versions": _versions(full, pg_dump), "migrations": _migrations(),
-        "storage": settings.KAI_STORAGE_BACKEND, "media_files": media_count, "secret_keys": keys_source,
+        "format": FORMAT,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "database": db["NAME"],
+        "versions": _versions(full, pg_dump),
+        "migrations": _migrations(),
+        "storage": settings.KAI_STORAGE_BACKEND,
+        "media_files": media_count,
+        "secret_keys": keys_source,
         "files": {name: {"bytes": path.stat().st_size, "sha256": sha256(path)} for name, path in files.items()},
         "seconds": round(time.monotonic() - started, 2),
     }
     (to / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    log(f"backup written to {to} in {manifest['seconds']} s: "
-        + ", ".join(f"{n} {f['bytes']:,} bytes" for n, f in manifest["files"].items()))
+    log(
+        f"backup written to {to} in {manifest['seconds']} s: "
+        + ", ".join(f"{n} {f['bytes']:,} bytes" for n, f in manifest["files"].items())
+    )
     return manifest
 
 
 # --- restore ----------------------------------------------------------------------------------
+
 
 def verify(source: Path) -> dict:
     """The manifest of a complete, unaltered backup (every checksum matches)."""
@@ -226,8 +249,20 @@ def restore(*, source: Path, log=print) -> dict:
     major, full = server_version()
     pg_restore = find_tool("pg_restore", major)
     log(f"restoring into database {_db()['NAME']} (PostgreSQL {full}) with {pg_restore}")
-    subprocess.run([pg_restore, "--exit-on-error", "--no-owner", "--no-privileges", f"--jobs={restore_jobs()}",
-                    "--dbname", _db()["NAME"], str(source / DUMP)], env=_pg_env(_db()), check=True)
+    subprocess.run(
+        [
+            pg_restore,
+            "--exit-on-error",
+            "--no-owner",
+            "--no-privileges",
+            f"--jobs={restore_jobs()}",
+            "--dbname",
+            _db()["NAME"],
+            str(source / DUMP),
+        ],
+        env=_pg_env(_db()),
+        check=True,
+    )
     if MEDIA in manifest["files"]:
         media_root.mkdir(parents=True, exist_ok=True)
         with tarfile.open(source / MEDIA) as tar:

@@ -1,5 +1,6 @@
 """The Celery application. Workers announce themselves in Redis (``worker_heartbeat``) so the
 readiness check can tell whether at least one worker is alive without a broadcast round-trip."""
+
 from __future__ import annotations
 
 import os
@@ -108,5 +109,4 @@ def _start_beat_tracing(**kwargs):
 def _start_beat_heartbeat(**kwargs):
     """``<prefix>:beat:<host>:<pid>`` while the beat lives: the compose footprint's healthcheck of it."""
     hostname = f"{socket.gethostname()}:{os.getpid()}"
-    threading.Thread(target=_heartbeat_loop, args=(hostname, "beat"), name="kai-beat-heartbeat",
-                     daemon=True).start()
+    threading.Thread(target=_heartbeat_loop, args=(hostname, "beat"), name="kai-beat-heartbeat", daemon=True).start()

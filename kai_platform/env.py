@@ -1,4 +1,5 @@
 """Typed access to environment variables: the only source of settings."""
+
 from __future__ import annotations
 
 import ipaddress

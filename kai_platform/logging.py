@@ -1,4 +1,5 @@
 """Request-scoped log context (request id, organization, user, execution) and a JSON formatter."""
+
 from __future__ import annotations
 
 import contextvars

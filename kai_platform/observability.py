@@ -13,6 +13,7 @@ no Redis round trip on the request's (or the run's) own path.
 ``system/performance`` reads the window from here; the ``rollup_metrics`` beat task copies
 finished minutes into ``MetricRollup`` rows for the ``metrics`` time series.
 """
+
 from __future__ import annotations
 
 import logging
@@ -77,9 +78,10 @@ class _Batcher:
     def add_request(self, org_id: str, minute: int, latency_ms: float, status_code: int) -> None:
         self._ensure_thread()
         with self.lock:
-            entry = self.requests.setdefault((org_id, minute), {"requests": 0, "errors": 0, "client_errors": 0,
-                                                                "server_errors": 0, "latency_ms_sum": 0.0,
-                                                                "lat": []})
+            entry = self.requests.setdefault(
+                (org_id, minute),
+                {"requests": 0, "errors": 0, "client_errors": 0, "server_errors": 0, "latency_ms_sum": 0.0, "lat": []},
+            )
             entry["requests"] += 1
             if status_code >= 500:
                 entry["errors"] += 1
@@ -201,14 +203,19 @@ def window_stats(org_id: str, minutes: int) -> dict:
         "client_errors": client_errors,
         "throughput_rpm": round(requests / elapsed * 60, 3),
         "error_rate": round(errors / requests, 4) if requests else 0.0,
-        "latency_ms": {"p50": percentile(latencies, 50), "p90": percentile(latencies, 90),
-                       "p95": percentile(latencies, 95), "p99": percentile(latencies, 99),
-                       "max": round(max(latencies), 2) if latencies else None,
-                       "samples": len(latencies)},
+        "latency_ms": {
+            "p50": percentile(latencies, 50),
+            "p90": percentile(latencies, 90),
+            "p95": percentile(latencies, 95),
+            "p99": percentile(latencies, 99),
+            "max": round(max(latencies), 2) if latencies else None,
+            "samples": len(latencies),
+        },
     }
 
 
 # --- organization log lines --------------------------------------------------------------------
+
 
 def log_key(org_id: str) -> str:
     return f"{_prefix()}:logs:{org_id}"
@@ -232,8 +239,15 @@ class OrganizationLogHandler(logging.Handler):
             _local.busy = False
 
 
-def recent_logs(org_id: str, *, limit: int = 100, level: str | None = None, logger: str | None = None,
-                execution_id: str | None = None, request_id: str | None = None) -> list[dict]:
+def recent_logs(
+    org_id: str,
+    *,
+    limit: int = 100,
+    level: str | None = None,
+    logger: str | None = None,
+    execution_id: str | None = None,
+    request_id: str | None = None,
+) -> list[dict]:
     """Newest first. ``level`` is a minimum (``WARNING`` gives warnings and errors)."""
     minimum = logging.getLevelName(level.upper()) if level else 0
     if not isinstance(minimum, int):

@@ -2,6 +2,7 @@
 identities, audit rows, events, step-up checks. Each implementation is registered by its app in
 ``AppConfig.ready`` (accounts, audit, events, stepup), so nothing below imports the app above it
 (docs/architecture.md: the layers)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -4,6 +4,7 @@ Defaults serve the embedded mode (``make run``): PostgreSQL from pgserver and Re
 on unix sockets under ``var/``. ``DJANGO_ENV=production`` turns the defaults strict: no default
 ``SECRET_KEY``, no ``DEBUG``, no embedded services, secure cookies, HSTS.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,16 +35,22 @@ if PRODUCTION:
     if DEBUG:
         raise ImproperlyConfigured("production refuses DEBUG=True")
 
-ALLOWED_HOSTS = env_list(
-    "ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"]
-)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
 # browsers on those origins may call the API with a bearer token (django-cors-headers); nothing else
 CORS_URLS_REGEX = r"^/(api/|api-openapi\.json)"
 CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-organization", "x-request-id")
-CORS_EXPOSE_HEADERS = ("x-request-id", "api-version", "x-ratelimit-limit", "x-ratelimit-remaining",
-                       "x-ratelimit-reset", "x-ratelimit-type", "x-ratelimit-warning", "retry-after")
+CORS_EXPOSE_HEADERS = (
+    "x-request-id",
+    "api-version",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "x-ratelimit-type",
+    "x-ratelimit-warning",
+    "retry-after",
+)
 
 # --- services ---------------------------------------------------------------------------------
 if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
@@ -71,8 +78,9 @@ if env_bool("KAI_DB_POOL", True):
         # the ASGI/WSGI entry points mark their process KAI_PROCESS=web; workers keep a long wait.
         # The runs worker (thousands of threads, docs/runs.md) waits longer: a burst of runs queues
         # for the pool at their start and end, and a queued run holds no connection.
-        "timeout": env_float("KAI_DB_POOL_TIMEOUT",
-                             {"web": 1.0, "runs-worker": 120.0}.get(env_str("KAI_PROCESS"), 10.0)),
+        "timeout": env_float(
+            "KAI_DB_POOL_TIMEOUT", {"web": 1.0, "runs-worker": 120.0}.get(env_str("KAI_PROCESS"), 10.0)
+        ),
         # ... while the database answers, a caller queued behind other requests waits this long for
         # its turn instead (kai_platform.db.pool): a busy pool is not an outage
         "busy_timeout": env_float("KAI_DB_POOL_BUSY_TIMEOUT", 10.0),
@@ -110,8 +118,13 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
             # Mass disconnects need connections; ASYNC_REDIS_OPTIONS says why there is no socket timeout.
-            "hosts": [{"address": REDIS_URL, **ASYNC_REDIS_OPTIONS,
-                       "max_connections": env_int("KAI_CHANNEL_MAX_CONNECTIONS", 10_000)}],
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    **ASYNC_REDIS_OPTIONS,
+                    "max_connections": env_int("KAI_CHANNEL_MAX_CONNECTIONS", 10_000),
+                }
+            ],
             "prefix": f"{KAI_REDIS_PREFIX}:asgi",
             "capacity": env_int("KAI_CHANNEL_CAPACITY", 1000),
             "expiry": 60,
@@ -227,10 +240,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-PASSWORD_HASHERS = env_list("KAI_PASSWORD_HASHERS", [
-    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
-    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
-])
+PASSWORD_HASHERS = env_list(
+    "KAI_PASSWORD_HASHERS",
+    [
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    ],
+)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -251,7 +267,8 @@ STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if PRODUCTION else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
 
@@ -356,8 +373,11 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "PREPROCESSING_HOOKS": ["kai_platform.api.schema.only_canonical_api"],
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "kai_platform.api.schema.request_rules", "kai_platform.api.schema.error_responses"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "kai_platform.api.schema.request_rules",
+        "kai_platform.api.schema.error_responses",
+    ],
     "COMPONENT_SPLIT_REQUEST": True,
     "SECURITY": [{"jwtAuth": []}, {"apiKeyAuth": []}],
     "ENUM_NAME_OVERRIDES": {
@@ -378,10 +398,11 @@ KAI_RATE_WINDOW_SECONDS = 60
 #: bearer token Prometheus sends to /metrics (required in production)
 KAI_METRICS_TOKEN = env_str("KAI_METRICS_TOKEN")
 
+
 # --- Celery -----------------------------------------------------------------------------------
 def _celery_broker_url(redis_url: str) -> str:
     if redis_url.startswith("unix://"):
-        path, _, query = redis_url[len("unix://"):].partition("?")
+        path, _, query = redis_url[len("unix://") :].partition("?")
         db = dict(part.split("=", 1) for part in query.split("&") if "=" in part).get("db", "0")
         return f"redis+socket://{path}?virtual_host={db}"
     return redis_url
@@ -422,8 +443,11 @@ if PRODUCTION:
 
 # --- logging ----------------------------------------------------------------------------------
 LOG_LEVEL = env_str("KAI_LOG_LEVEL", "INFO")
-LOGGING = logging_config(level=LOG_LEVEL, fmt=env_str("KAI_LOG_FORMAT", "json" if PRODUCTION else "plain"),
-                         organization_level=env_str("KAI_ORG_LOG_LEVEL", "INFO"))
+LOGGING = logging_config(
+    level=LOG_LEVEL,
+    fmt=env_str("KAI_LOG_FORMAT", "json" if PRODUCTION else "plain"),
+    organization_level=env_str("KAI_ORG_LOG_LEVEL", "INFO"),
+)
 
 # --- agents, LLM providers, secrets (apps.agents, kai_platform.llm) ---------------------------
 #: Fernet keys (urlsafe base64, 32 bytes), newest first. Production refuses to start without them;
@@ -440,12 +464,14 @@ KAI_LLM_TIMEOUT_SECONDS = env_float("KAI_LLM_TIMEOUT_SECONDS", 60.0)
 KAI_NETWORK_ALLOWLIST = env_list("KAI_NETWORK_ALLOWLIST", [])
 #: an agent or service with no heartbeat for this long is offline
 KAI_HEARTBEAT_TTL_SECONDS = env_int("KAI_HEARTBEAT_TTL_SECONDS", 60)
-SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
-    "AgentStatusEnum": "apps.agents.models.AgentStatus",
-    "ServiceStatusEnum": "apps.agents.models.ServiceStatus",
-    "DeploymentStatusEnum": "apps.agents.models.DeploymentStatus",
-    "ProviderTypeEnum": "kai_platform.llm.PROVIDER_TYPES",
-})
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "AgentStatusEnum": "apps.agents.models.AgentStatus",
+        "ServiceStatusEnum": "apps.agents.models.ServiceStatus",
+        "DeploymentStatusEnum": "apps.agents.models.DeploymentStatus",
+        "ProviderTypeEnum": "kai_platform.llm.PROVIDER_TYPES",
+    }
+)
 
 # --- the run engine (apps.runs) ---------------------------------------------------------------
 from kombu import Queue  # noqa: E402
@@ -453,8 +479,10 @@ from kombu import Queue  # noqa: E402
 #: runs (I/O-bound, threads pool, high concurrency) have their own queue beside the default one;
 #: a worker started without -Q consumes both (CELERY_TASK_QUEUES lists them).
 KAI_RUNS_QUEUE = f"{KAI_REDIS_PREFIX}.runs"
-CELERY_TASK_QUEUES = (Queue(CELERY_TASK_DEFAULT_QUEUE, routing_key=CELERY_TASK_DEFAULT_QUEUE),
-                      Queue(KAI_RUNS_QUEUE, routing_key=KAI_RUNS_QUEUE))  # own keys: no message lands in both
+CELERY_TASK_QUEUES = (
+    Queue(CELERY_TASK_DEFAULT_QUEUE, routing_key=CELERY_TASK_DEFAULT_QUEUE),
+    Queue(KAI_RUNS_QUEUE, routing_key=KAI_RUNS_QUEUE),
+)  # own keys: no message lands in both
 CELERY_TASK_ROUTES = {
     "runs.run_execution": {"queue": KAI_RUNS_QUEUE},
     "apps.crews.tasks.run_execution": {"queue": KAI_RUNS_QUEUE},  # its name before apps.runs
@@ -493,11 +521,13 @@ KAI_SYNC_RUN_WAIT_SECONDS = env_float("KAI_SYNC_RUN_WAIT_SECONDS", 120.0)
 #: consecutive provider failures that open its circuit breaker, and for how long
 KAI_CIRCUIT_FAILURES = env_int("KAI_CIRCUIT_FAILURES", 5)
 KAI_CIRCUIT_COOLDOWN_SECONDS = env_int("KAI_CIRCUIT_COOLDOWN_SECONDS", 30)
-SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
-    "ExecutionStatusEnum": "apps.runs.models.ExecutionStatus",
-    "ExecutionKindEnum": "apps.runs.models.ExecutionKind",
-    "OrchestrationStatusEnum": "apps.crews.models.OrchestrationStatus",
-})
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "ExecutionStatusEnum": "apps.runs.models.ExecutionStatus",
+        "ExecutionKindEnum": "apps.runs.models.ExecutionKind",
+        "OrchestrationStatusEnum": "apps.crews.models.OrchestrationStatus",
+    }
+)
 # --- end run engine
 
 # --- observability and system management (apps.system, kai_platform.observability) -----------
@@ -521,21 +551,25 @@ KAI_ALERT_QUEUE_DEPTH = env_int("KAI_ALERT_QUEUE_DEPTH", 500)
 KAI_ALERT_CPU_PERCENT = env_float("KAI_ALERT_CPU_PERCENT", 90.0)
 KAI_ALERT_MEMORY_PERCENT = env_float("KAI_ALERT_MEMORY_PERCENT", 90.0)
 KAI_ALERT_COOLDOWN_SECONDS = env_int("KAI_ALERT_COOLDOWN_SECONDS", 300)
-CELERY_BEAT_SCHEDULE.update({
-    "system-rollup-metrics": {
-        "task": "apps.system.tasks.rollup_metrics",
-        "schedule": float(env_int("KAI_METRIC_ROLLUP_SECONDS", 60)),
-        "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 120},
-    },
-    "system-publish-status": {
-        "task": "apps.system.tasks.publish_system_status",
-        "schedule": float(env_int("KAI_SYSTEM_STATUS_SECONDS", 30)),
-        "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 60},
-    },
-})
-SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update({
-    "SystemModificationTypeEnum": "apps.system.models.ModificationType",
-})
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "system-rollup-metrics": {
+            "task": "apps.system.tasks.rollup_metrics",
+            "schedule": float(env_int("KAI_METRIC_ROLLUP_SECONDS", 60)),
+            "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 120},
+        },
+        "system-publish-status": {
+            "task": "apps.system.tasks.publish_system_status",
+            "schedule": float(env_int("KAI_SYSTEM_STATUS_SECONDS", 30)),
+            "options": {"queue": CELERY_TASK_DEFAULT_QUEUE, "expires": 60},
+        },
+    }
+)
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "SystemModificationTypeEnum": "apps.system.models.ModificationType",
+    }
+)
 # --- end observability
 
 # --- step-up verification, voice, MCP deployments (apps.stepup, apps.voice) -------------------

@@ -6,6 +6,7 @@ Its state goes to a small JSON file (``KAI_SUPERVISOR_STATE``, exported to the c
 ``/api/v1/system/health`` and the console read: a dead or flapping child is reported there while
 the rest of the platform keeps serving.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,9 +69,16 @@ class Child:
 class Supervisor:
     """Runs children, restarts the ones that die, and stops them all (and their children)."""
 
-    def __init__(self, *, cwd: Path, state_path: Path | None = None, log=print,
-                 backoff_start: float = BACKOFF_START, backoff_max: float = BACKOFF_MAX,
-                 stable_seconds: float = STABLE_SECONDS):
+    def __init__(
+        self,
+        *,
+        cwd: Path,
+        state_path: Path | None = None,
+        log=print,
+        backoff_start: float = BACKOFF_START,
+        backoff_max: float = BACKOFF_MAX,
+        stable_seconds: float = STABLE_SECONDS,
+    ):
         self.cwd = cwd
         self.backoff_start, self.backoff_max, self.stable_seconds = backoff_start, backoff_max, stable_seconds
         self.children: list[Child] = []
@@ -90,8 +98,9 @@ class Supervisor:
         self._spawn(child)
 
     def _spawn(self, child: Child) -> None:
-        child.process = subprocess.Popen(child.argv, cwd=self.cwd, env=self._env, start_new_session=True,
-                                         pass_fds=child.pass_fds)
+        child.process = subprocess.Popen(
+            child.argv, cwd=self.cwd, env=self._env, start_new_session=True, pass_fds=child.pass_fds
+        )
         child.started_at = time.monotonic()
         child.restart_at = None
         self._log(f"started {child.name} (pid {child.process.pid})")
@@ -106,8 +115,10 @@ class Supervisor:
         child.restart_at = now + child.backoff
         flapping = child.deaths_in_window(now) >= FLAP_DEATHS
         pid = child.process.pid if child.process is not None else "-"
-        self._log(f"{child.name} (pid {pid}) exited with {code}; restarting in {child.backoff:.0f}s"
-                  + (f" — FLAPPING: {child.deaths_in_window(now)} deaths in the last minute" if flapping else ""))
+        self._log(
+            f"{child.name} (pid {pid}) exited with {code}; restarting in {child.backoff:.0f}s"
+            + (f" — FLAPPING: {child.deaths_in_window(now)} deaths in the last minute" if flapping else "")
+        )
         child.backoff = min(self.backoff_max, child.backoff * 2)
         self.write_state()
 
@@ -136,13 +147,22 @@ class Supervisor:
     def snapshot(self) -> dict:
         now = time.monotonic()
         return {
-            "supervisor_pid": os.getpid(), "updated_at": time.time(), "stopping": self.stopping,
-            "children": {c.name: {
-                "status": c.status(now), "pid": c.process.pid if c.process else None, "restarts": c.restarts,
-                "deaths_last_minute": c.deaths_in_window(now), "last_exit_code": c.last_exit,
-                "last_death_at": c.last_death_at, "next_backoff_s": c.backoff,
-                "uptime_s": round(now - c.started_at, 1) if c.restart_at is None else 0.0,
-            } for c in self.children},
+            "supervisor_pid": os.getpid(),
+            "updated_at": time.time(),
+            "stopping": self.stopping,
+            "children": {
+                c.name: {
+                    "status": c.status(now),
+                    "pid": c.process.pid if c.process else None,
+                    "restarts": c.restarts,
+                    "deaths_last_minute": c.deaths_in_window(now),
+                    "last_exit_code": c.last_exit,
+                    "last_death_at": c.last_death_at,
+                    "next_backoff_s": c.backoff,
+                    "uptime_s": round(now - c.started_at, 1) if c.restart_at is None else 0.0,
+                }
+                for c in self.children
+            },
         }
 
     def write_state(self) -> None:
@@ -199,5 +219,10 @@ def processes() -> dict | None:
     children = state.get("children", {})
     flapping = sorted(name for name, c in children.items() if c.get("status") == "flapping")
     restarting = sorted(name for name, c in children.items() if c.get("status") == "restarting")
-    return {"status": "degraded" if flapping or restarting else "ok", "flapping": flapping,
-            "restarting": restarting, "children": children, "updated_at": state.get("updated_at")}
+    return {
+        "status": "degraded" if flapping or restarting else "ok",
+        "flapping": flapping,
+        "restarting": restarting,
+        "children": children,
+        "updated_at": state.get("updated_at"),
+    }

@@ -8,6 +8,7 @@ Prompt and completion text are exported only with ``KAI_OTEL_CAPTURE_CONTENT=tru
 ``OTEL_*`` variables (service name, resource attributes, headers, sampler) work as the SDK
 documents them.
 """
+
 from __future__ import annotations
 
 import json
@@ -102,6 +103,7 @@ def current_trace_id() -> str | None:
 
 # --- the run engine's spans ----------------------------------------------------------------------
 
+
 def start_run_span(*, name: str, trace_id: str, organization_id, execution_id, kind: str):
     """The root span of a run, in the execution's trace: a child of the current (Celery task)
     span when that is the same trace, else under the execution's trace id with a link to it."""
@@ -112,19 +114,24 @@ def start_run_span(*, name: str, trace_id: str, organization_id, execution_id, k
     from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags
 
     current = trace.get_current_span().get_span_context()
-    attributes = {"kai.organization_id": str(organization_id), "kai.execution_id": str(execution_id),
-                  "kai.execution_kind": str(kind)}
+    attributes = {
+        "kai.organization_id": str(organization_id),
+        "kai.execution_id": str(execution_id),
+        "kai.execution_kind": str(kind),
+    }
     try:
         wanted = int(trace_id, 16)
     except (TypeError, ValueError):
         wanted = 0
     if not wanted or (current.is_valid and current.trace_id == wanted):
         return _tracer.start_span(name, attributes=attributes)
-    parent = SpanContext(trace_id=wanted, span_id=random.getrandbits(64) or 1, is_remote=True,
-                         trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    parent = SpanContext(
+        trace_id=wanted, span_id=random.getrandbits(64) or 1, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
     links = [Link(current)] if current.is_valid else []
-    return _tracer.start_span(name, context=trace.set_span_in_context(NonRecordingSpan(parent)),
-                              attributes=attributes, links=links)
+    return _tracer.start_span(
+        name, context=trace.set_span_in_context(NonRecordingSpan(parent)), attributes=attributes, links=links
+    )
 
 
 def activate(otel_span):
@@ -145,8 +152,9 @@ def deactivate(token) -> None:
         context.detach(token)
 
 
-def start_span(*, name: str, parent, kind: str, organization_id, model: str = "", system: str = "",
-               content: dict | None = None):
+def start_span(
+    *, name: str, parent, kind: str, organization_id, model: str = "", system: str = "", content: dict | None = None
+):
     """A span of an agent, task, model (``gen_ai.*``) or tool call under ``parent`` (an OTel span)."""
     if not enabled() or parent is None:
         return None
@@ -155,8 +163,9 @@ def start_span(*, name: str, parent, kind: str, organization_id, model: str = ""
 
     attributes = {"kai.organization_id": str(organization_id), "kai.span_kind": kind}
     if kind == "llm":
-        attributes.update({"gen_ai.operation.name": "chat", "gen_ai.system": system or "unknown",
-                           "gen_ai.request.model": model})
+        attributes.update(
+            {"gen_ai.operation.name": "chat", "gen_ai.system": system or "unknown", "gen_ai.request.model": model}
+        )
         name = f"chat {model}"
     elif kind == "tool":
         attributes.update({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name})
@@ -166,8 +175,17 @@ def start_span(*, name: str, parent, kind: str, organization_id, model: str = ""
     return _tracer.start_span(name, context=trace.set_span_in_context(parent), attributes=attributes)
 
 
-def end_span(otel_span, *, status: str, tokens_in: int = 0, tokens_out: int = 0, cost=None, model: str = "",
-             error: str = "", content: dict | None = None) -> None:
+def end_span(
+    otel_span,
+    *,
+    status: str,
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    cost=None,
+    model: str = "",
+    error: str = "",
+    content: dict | None = None,
+) -> None:
     if otel_span is None:
         return
     # deferred: heavy — OpenTelemetry loads when tracing is used

@@ -1,4 +1,5 @@
 """Routes: the API under /api/v1/ (canonical) and /api/ (docs/api.md), docs, health, admin."""
+
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
@@ -6,10 +7,26 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, 
 from kai_platform.api.views import HealthView, MetricsView
 
 # Each app's urls module registers its viewsets on the shared router when imported.
-API_APPS = ["apps.accounts.urls", "apps.events.urls", "apps.audit.urls", "apps.files.urls", "apps.agents.urls",
-            "apps.crews.urls", "apps.scheduler.urls", "apps.workflows.urls", "apps.approvals.urls",
-            "apps.webhooks.urls", "apps.quotas.urls", "apps.system.urls", "apps.voice.urls", "apps.stepup.urls",
-            "apps.retention.urls", "apps.knowledge.urls", "apps.sso.urls", "apps.schemas.urls"]
+API_APPS = [
+    "apps.accounts.urls",
+    "apps.events.urls",
+    "apps.audit.urls",
+    "apps.files.urls",
+    "apps.agents.urls",
+    "apps.crews.urls",
+    "apps.scheduler.urls",
+    "apps.workflows.urls",
+    "apps.approvals.urls",
+    "apps.webhooks.urls",
+    "apps.quotas.urls",
+    "apps.system.urls",
+    "apps.voice.urls",
+    "apps.stepup.urls",
+    "apps.retention.urls",
+    "apps.knowledge.urls",
+    "apps.sso.urls",
+    "apps.schemas.urls",
+]
 # Pages and protocols outside /api (dashboard, MCP deployments): each module's urlpatterns mount at /.
 SITE_APPS = ["apps.console.site_urls", "apps.sso.site_urls"]
 

@@ -1,4 +1,5 @@
 """Shared fixtures: members with roles, authenticated API clients, a real Celery worker."""
+
 from __future__ import annotations
 
 import os
@@ -113,6 +114,7 @@ def make_member(db, user_factory):
         user = user or user_factory()
         membership = MembershipFactory(user=user, organization=organization, role=role)
         return Member(user=user, organization=organization, membership=membership)
+
     return _make
 
 
@@ -135,6 +137,7 @@ def api_client():
 @pytest.fixture
 def client_for():
     """``client_for(member, via="jwt"|"api_key", organization_header=None)`` → APIClient."""
+
     def _client(member: Member, via: str = "jwt", organization_header: str | None = None) -> APIClient:
         client = APIClient()
         if via == "jwt":
@@ -142,13 +145,15 @@ def client_for():
         else:
             from apps.accounts.services import api_key_create
 
-            _, token = api_key_create(organization=member.organization, created_by=member.user,
-                                      creator_role=member.role, name="test key")
+            _, token = api_key_create(
+                organization=member.organization, created_by=member.user, creator_role=member.role, name="test key"
+            )
         headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
         if organization_header:
             headers["HTTP_X_ORGANIZATION"] = organization_header
         client.credentials(**headers)
         return client
+
     return _client
 
 
@@ -200,8 +205,11 @@ def celery_worker_process(transactional_db, _shared_worker):
 
 
 def pytest_addoption(parser):
-    parser.addoption("--store-durations", action="store_true",
-                     help="write the durations of the tests that ran into tests/durations.json")
+    parser.addoption(
+        "--store-durations",
+        action="store_true",
+        help="write the durations of the tests that ran into tests/durations.json",
+    )
 
 
 def pytest_configure(config):

@@ -1,6 +1,7 @@
 """Factories for tests. ``make_tenant_object`` builds a saved row of any tenant model so the
 project-wide tests (isolation, audit) cover new models without new code; register a factory
 in ``TENANT_FACTORIES`` when a model needs more than generic values."""
+
 from __future__ import annotations
 
 import datetime
@@ -59,6 +60,7 @@ def tenant_factory(model):
     def register(fn):
         TENANT_FACTORIES[model] = fn
         return fn
+
     return register
 
 
@@ -88,13 +90,21 @@ def _value_for(field: models.Field, organization, user):
     if isinstance(field, models.URLField):
         return "https://example.com/hook"
     if isinstance(field, models.SlugField):
-        return f"s-{token[:(field.max_length or 50) - 2]}"
+        return f"s-{token[: (field.max_length or 50) - 2]}"
     if isinstance(field, (models.CharField, models.TextField)):
         return f"x{token}"[: field.max_length or 64]
     if isinstance(field, models.BooleanField):
         return False
-    if isinstance(field, (models.IntegerField, models.BigIntegerField, models.SmallIntegerField,
-                          models.PositiveIntegerField, models.PositiveSmallIntegerField)):
+    if isinstance(
+        field,
+        (
+            models.IntegerField,
+            models.BigIntegerField,
+            models.SmallIntegerField,
+            models.PositiveIntegerField,
+            models.PositiveSmallIntegerField,
+        ),
+    ):
         return 1
     if isinstance(field, models.FloatField):
         return 1.0
@@ -155,8 +165,16 @@ def _sso_connection(*, organization, user):
     from apps.sso.services import connection_create
 
     existing = SSOConnection.objects.for_org(organization).first()
-    return existing or connection_create(organization=organization, actor=user, data={
-        "protocol": "oidc", "issuer_url": "https://idp.example.com", "client_id": "kai", "client_secret": "secret"})
+    return existing or connection_create(
+        organization=organization,
+        actor=user,
+        data={
+            "protocol": "oidc",
+            "issuer_url": "https://idp.example.com",
+            "client_id": "kai",
+            "client_secret": "secret",
+        },
+    )
 
 
 def _register_app_factories_sso():
@@ -189,27 +207,51 @@ def _register_agents_factories():
         return agent(organization=organization, user=user).versions.get()
 
     def agent_memory(*, organization, user):
-        return agent_services.memory_store(agent=agent(organization=organization, user=user), actor=user,
-                                           memory_type="note", content={"text": "remember"}, tags=["t"], ttl=None)
+        return agent_services.memory_store(
+            agent=agent(organization=organization, user=user),
+            actor=user,
+            memory_type="note",
+            content={"text": "remember"},
+            tags=["t"],
+            ttl=None,
+        )
 
     def credential(*, organization, user):
-        return agent_services.credential_create(organization=organization, actor=user,
-                                                name=f"cred-{uuid.uuid4().hex[:8]}", service_name="openai",
-                                                value="sk-test-" + uuid.uuid4().hex)
+        return agent_services.credential_create(
+            organization=organization,
+            actor=user,
+            name=f"cred-{uuid.uuid4().hex[:8]}",
+            service_name="openai",
+            value="sk-test-" + uuid.uuid4().hex,
+        )
 
     def provider(*, organization, user):
-        return agent_services.provider_create(organization=organization, actor=user, data={
-            "name": f"prov-{uuid.uuid4().hex[:8]}", "provider_type": "builtin", "default_model": "builtin"})
+        return agent_services.provider_create(
+            organization=organization,
+            actor=user,
+            data={"name": f"prov-{uuid.uuid4().hex[:8]}", "provider_type": "builtin", "default_model": "builtin"},
+        )
 
     def model_config(*, organization, user):
-        return agent_services.model_config_create(organization=organization, actor=user, data={
-            "name": f"model-{uuid.uuid4().hex[:8]}", "provider": provider(organization=organization, user=user),
-            "provider_type": "builtin", "model": "builtin"})
+        return agent_services.model_config_create(
+            organization=organization,
+            actor=user,
+            data={
+                "name": f"model-{uuid.uuid4().hex[:8]}",
+                "provider": provider(organization=organization, user=user),
+                "provider_type": "builtin",
+                "model": "builtin",
+            },
+        )
 
     def deployment(*, organization, user):
-        return agent_services.deployment_create(organization=organization, actor=user,
-                                                agent=agent(organization=organization, user=user), name=None,
-                                                channels=["api"])[0]
+        return agent_services.deployment_create(
+            organization=organization,
+            actor=user,
+            agent=agent(organization=organization, user=user),
+            name=None,
+            channels=["api"],
+        )[0]
 
     TENANT_FACTORIES.setdefault(agent_models.Agent, agent)
     TENANT_FACTORIES.setdefault(agent_models.AgentVersion, agent_version)
@@ -239,18 +281,28 @@ def _register_crews_factories():
     tasks_yaml = "research_task:\n  description: Research\n  expected_output: Facts\n  agent: researcher\n"
 
     def crew(*, organization, user):
-        return crew_services.crew_create(organization=organization, actor=user, data={
-            "name": f"Crew {uuid.uuid4().hex[:8]}", "agents_yaml": agents_yaml, "tasks_yaml": tasks_yaml})
+        return crew_services.crew_create(
+            organization=organization,
+            actor=user,
+            data={"name": f"Crew {uuid.uuid4().hex[:8]}", "agents_yaml": agents_yaml, "tasks_yaml": tasks_yaml},
+        )
 
     def execution(*, organization, user):
         return run_services.execution_create(
-            organization=organization, actor=user, kind=run_models.ExecutionKind.CREW, run_name="factory run",
+            organization=organization,
+            actor=user,
+            kind=run_models.ExecutionKind.CREW,
+            run_name="factory run",
             definition={"agents_yaml": agents_yaml, "tasks_yaml": tasks_yaml, "process": "sequential"},
-            enqueue=False)
+            enqueue=False,
+        )
 
     def orchestration(*, organization, user):
-        return crew_services.orchestration_create(organization=organization, actor=user, data={
-            "name": f"Orchestration {uuid.uuid4().hex[:8]}", "pattern": "sequential"})
+        return crew_services.orchestration_create(
+            organization=organization,
+            actor=user,
+            data={"name": f"Orchestration {uuid.uuid4().hex[:8]}", "pattern": "sequential"},
+        )
 
     TENANT_FACTORIES.setdefault(crew_models.Crew, crew)
     TENANT_FACTORIES.setdefault(run_models.Execution, execution)
@@ -273,8 +325,11 @@ def _register_scheduler_factories():
 
     def schedule(*, organization, user):
         crew = make_tenant_object(Crew, organization, user)
-        return schedule_create(organization=organization, actor=user,
-                               data={"name": "Nightly", "cron_expression": "0 9 * * *", "crew": crew.pk})
+        return schedule_create(
+            organization=organization,
+            actor=user,
+            data={"name": "Nightly", "cron_expression": "0 9 * * *", "crew": crew.pk},
+        )
 
     TENANT_FACTORIES.setdefault(Schedule, schedule)
 
@@ -294,12 +349,16 @@ def _register_workflow_factories():
 
     def workflow(*, organization, user):
         agent = make_tenant_object(Agent, organization, user)
-        definition = {"trigger": {"type": "manual", "conditions": {}},
-                      "steps": [{"id": "only", "agent_number": agent.agent_number, "action": "answer",
-                                 "parameters": {}}],
-                      "error_handling": {"strategy": "fail_fast", "notification_on_error": False}}
-        created, _secret = workflow_create(organization=organization, actor=user,
-                                           data={"name": f"Flow {uuid.uuid4().hex[:8]}", "definition": definition})
+        definition = {
+            "trigger": {"type": "manual", "conditions": {}},
+            "steps": [{"id": "only", "agent_number": agent.agent_number, "action": "answer", "parameters": {}}],
+            "error_handling": {"strategy": "fail_fast", "notification_on_error": False},
+        }
+        created, _secret = workflow_create(
+            organization=organization,
+            actor=user,
+            data={"name": f"Flow {uuid.uuid4().hex[:8]}", "definition": definition},
+        )
         return created
 
     def workflow_version(*, organization, user):
@@ -326,21 +385,31 @@ def _register_knowledge_factories():
     from apps.knowledge.models import Document, Entity, KnowledgeBase, Relationship
 
     def knowledge_base(*, organization, user):
-        return services.knowledge_base_create(organization=organization, actor=user,
-                                              data={"name": f"KB {uuid.uuid4().hex[:8]}"})
+        return services.knowledge_base_create(
+            organization=organization, actor=user, data={"name": f"KB {uuid.uuid4().hex[:8]}"}
+        )
 
     def document(*, organization, user):
-        return services.document_create_text(knowledge_base=knowledge_base(organization=organization, user=user),
-                                             actor=user, name="notes.txt", text="Otters hold stones.")
+        return services.document_create_text(
+            knowledge_base=knowledge_base(organization=organization, user=user),
+            actor=user,
+            name="notes.txt",
+            text="Otters hold stones.",
+        )
 
     def entity(*, organization, user):
-        return graph.row_create(graph.ENTITY, organization=organization, actor=user,
-                                data={"type": "concept", "label": "Otter"})
+        return graph.row_create(
+            graph.ENTITY, organization=organization, actor=user, data={"type": "concept", "label": "Otter"}
+        )
 
     def relationship(*, organization, user):
         a, b = entity(organization=organization, user=user), entity(organization=organization, user=user)
-        return graph.row_create(graph.RELATIONSHIP, organization=organization, actor=user,
-                                data={"source_id": a.pk, "target_id": b.pk, "type": "related_to"})
+        return graph.row_create(
+            graph.RELATIONSHIP,
+            organization=organization,
+            actor=user,
+            data={"source_id": a.pk, "target_id": b.pk, "type": "related_to"},
+        )
 
     TENANT_FACTORIES.setdefault(KnowledgeBase, knowledge_base)
     TENANT_FACTORIES.setdefault(Document, document)

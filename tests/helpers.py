@@ -1,4 +1,5 @@
 """Test helpers shared across the suite."""
+
 from __future__ import annotations
 
 import os
@@ -45,10 +46,28 @@ def subprocess_env(**extra) -> dict:
 class WorkerProcess:
     def __init__(self, *extra_args: str, env: dict | None = None):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "kai_platform", "worker", "--loglevel", "WARNING",
-             "--without-mingle", "--without-gossip", "--pool", "threads", "--concurrency", "4", *extra_args],
-            cwd=BASE_DIR, env=env or subprocess_env(), start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "kai_platform",
+                "worker",
+                "--loglevel",
+                "WARNING",
+                "--without-mingle",
+                "--without-gossip",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "4",
+                *extra_args,
+            ],
+            cwd=BASE_DIR,
+            env=env or subprocess_env(),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def wait_alive(self, timeout: float = 120.0) -> None:
@@ -77,8 +96,6 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-
-
 
 
 class SharedWorker:
@@ -126,8 +143,9 @@ class SharedWorker:
     def _control(self, command: str, queue: str) -> None:
         from kai_platform.celery import app
 
-        replies = app.control.broadcast(command, arguments={"queue": queue}, destination=[self.node],
-                                        reply=True, limit=1, timeout=30)
+        replies = app.control.broadcast(
+            command, arguments={"queue": queue}, destination=[self.node], reply=True, limit=1, timeout=30
+        )
         if not replies:
             raise TimeoutError(f"worker {self.node} did not answer {command}")
 
@@ -197,9 +215,21 @@ class LiveServer:
         # no shutdown drain unless a test asks (kai_platform/server/drain.py): stop() stays quick
         extra = {"KAI_REDIS_PREFIX": settings.KAI_REDIS_PREFIX + prefix_suffix, "KAI_WS_DRAIN_SECONDS": "0", **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kai_platform.server", "-b", "127.0.0.1", "-p", str(self.port), "kai_platform.asgi:application"],
-            cwd=BASE_DIR, env=subprocess_env(**extra), start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "kai_platform.server",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "kai_platform.asgi:application",
+            ],
+            cwd=BASE_DIR,
+            env=subprocess_env(**extra),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self._wait()
 

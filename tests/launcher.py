@@ -1,5 +1,6 @@
 """``kai up`` (what ``make run`` starts) as a test fixture: a fresh database on this machine's
 PostgreSQL, the given Redis under a fresh key prefix, a free port; plus small HTTP helpers."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,14 @@ def database_connect_kwargs(dbname: str = "postgres") -> dict:
     from kai_platform.env import parse_database_url
 
     db = parse_database_url(os.environ["DATABASE_URL"])
-    return dict(dbname=dbname, user=db["USER"] or None, password=db["PASSWORD"] or None,
-                host=db["HOST"] or None, port=db["PORT"] or None, autocommit=True)
+    return dict(
+        dbname=dbname,
+        user=db["USER"] or None,
+        password=db["PASSWORD"] or None,
+        host=db["HOST"] or None,
+        port=db["PORT"] or None,
+        autocommit=True,
+    )
 
 
 def drop_database(name: str) -> None:
@@ -70,10 +77,15 @@ def migrated_template(env: dict) -> str:
                 building = f"{name}_building"
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(building)))
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
-                subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), "migrate", "--noinput", "-v", "0"],
-                               cwd=BASE_DIR, env={**env, "KAI_DB_NAME": building}, check=True)
-                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(building),
-                                                                                sql.Identifier(name)))
+                subprocess.run(
+                    [sys.executable, str(BASE_DIR / "manage.py"), "migrate", "--noinput", "-v", "0"],
+                    cwd=BASE_DIR,
+                    env={**env, "KAI_DB_NAME": building},
+                    check=True,
+                )
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(building), sql.Identifier(name))
+                )
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [name])
     return name
@@ -102,9 +114,16 @@ class KaiUp:
         self.prefix = prefix or f"kai-e2e-{uuid.uuid4().hex[:6]}"
         self.var_dir = Path(var_dir)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-        self.env.update(KAI_DB_NAME=self.db_name, KAI_PORT=str(self.port), KAI_ADMIN_PASSWORD="admin-e2e-pass-1",
-                        KAI_REDIS_PREFIX=self.prefix, DJANGO_ENV="development", DEBUG="false",
-                        KAI_VAR_DIR=str(self.var_dir), **env)
+        self.env.update(
+            KAI_DB_NAME=self.db_name,
+            KAI_PORT=str(self.port),
+            KAI_ADMIN_PASSWORD="admin-e2e-pass-1",
+            KAI_REDIS_PREFIX=self.prefix,
+            DJANGO_ENV="development",
+            DEBUG="false",
+            KAI_VAR_DIR=str(self.var_dir),
+            **env,
+        )
         self.output: list[str] = []
         self.process: subprocess.Popen | None = None
         self._ready = threading.Event()
@@ -117,8 +136,14 @@ class KaiUp:
         if self.fresh_database:  # (a database a test made already, by a restore say, stays as it is)
             clone_database(migrated_template(self.env), self.db_name)
             self.fresh_database = False
-        self.process = subprocess.Popen([sys.executable, "-m", "kai_platform.cli", "up"], cwd=BASE_DIR, env=self.env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kai_platform.cli", "up"],
+            cwd=BASE_DIR,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         threading.Thread(target=self._read, daemon=True).start()
         if not self._ready.wait(timeout):
             self.stop()
@@ -151,8 +176,11 @@ class KaiUp:
             raise
 
     def owner_token(self, email: str = "ann@example.com") -> str:
-        status, body = call("POST", f"{self.base}/api/v1/auth/register",
-                            {"email": email, "password": "correct-horse-9", "org_name": "Acme"})
+        status, body = call(
+            "POST",
+            f"{self.base}/api/v1/auth/register",
+            {"email": email, "password": "correct-horse-9", "org_name": "Acme"},
+        )
         assert status == 201, body
         status, tokens = call("POST", f"{self.base}/api/v1/auth/login", {"email": email, "password": "correct-horse-9"})
         assert status == 200, tokens

@@ -7,6 +7,7 @@ provider) stay together and none sees its neighbours in a new order. With xdist 
 per worker, and the run ends on short ones instead of one worker finishing a three-minute test
 alone. ``--store-durations`` writes the durations of the tests that ran back into the file.
 """
+
 from __future__ import annotations
 
 import json

@@ -8,6 +8,7 @@ comment heads):
 
 The reasons that hold are listed in docs/development.md ("Imports inside functions").
 """
+
 import ast
 import re
 from pathlib import Path

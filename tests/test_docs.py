@@ -1,6 +1,7 @@
 """The documentation holds together: README.md stays a short entry page, every relative link in
 README.md, docs/ and bench/README.md reaches a file (and a heading, when it names one), and every
 docs page is in the site's navigation (mkdocs.yml). `make docs` builds the site with --strict."""
+
 import re
 import unicodedata
 from pathlib import Path

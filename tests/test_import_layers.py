@@ -9,6 +9,7 @@ directly or round a longer cycle. Higher layers plug into lower ones through reg
 ``AppConfig.ready`` (kai_platform/ports.py). The same rules are the import-linter contract in
 pyproject.toml (``make lint``); this module runs it and checks that both name the same layers.
 """
+
 import ast
 import subprocess
 import sys
@@ -24,12 +25,22 @@ LAYERS = [
     {"runs"},
     # sso: a sign-in feature plugged into accounts (accounts.hooks), encrypts its secrets with agents'
     # crypto; retention: prunes runs, events, audit, files and webhook deliveries by a tenant policy
-    {"agents", "crews", "workflows", "approvals", "knowledge", "voice", "scheduler", "webhooks", "sso",
-     "retention", "schemas"},
+    {
+        "agents",
+        "crews",
+        "workflows",
+        "approvals",
+        "knowledge",
+        "voice",
+        "scheduler",
+        "webhooks",
+        "sso",
+        "retention",
+        "schemas",
+    },
     {"system", "console"},
 ]
 LAYER_OF = {app: index for index, apps in enumerate(LAYERS) for app in apps}
-
 
 
 def _modules() -> dict[str, Path]:
@@ -63,7 +74,7 @@ def _imports(modules: dict[str, Path]) -> set[tuple[str, str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join(anchor + ([base] if base else []))
                 names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
             else:
@@ -125,8 +136,10 @@ def test_every_app_has_a_layer():
 def test_imports_go_down_the_layers_only():
     edges = _imports(_modules())
     violations = sorted(
-        f"{source} -> {target}" for source, target in edges
-        if _app(source) and _app(target) and LAYER_OF.get(_app(target), -1) > LAYER_OF.get(_app(source), -1))
+        f"{source} -> {target}"
+        for source, target in edges
+        if _app(source) and _app(target) and LAYER_OF.get(_app(target), -1) > LAYER_OF.get(_app(source), -1)
+    )
     assert violations == []
 
 
@@ -144,8 +157,11 @@ def _private_names_across_apps(modules: dict[str, Path]) -> list[str]:
             if isinstance(node, ast.ImportFrom) and node.level == 0 and _app(node.module or ""):
                 for alias in node.names:
                     full = f"{node.module}.{alias.name}"
-                    if alias.name.startswith("_") and not alias.name.startswith("__") \
-                            and _app(node.module) != _app(module):
+                    if (
+                        alias.name.startswith("_")
+                        and not alias.name.startswith("__")
+                        and _app(node.module) != _app(module)
+                    ):
                         found.append(f"{module}: {full}")
                     if full in modules:
                         bound[alias.asname or alias.name] = full
@@ -154,9 +170,14 @@ def _private_names_across_apps(modules: dict[str, Path]) -> list[str]:
                     if alias.asname and alias.name in modules:
                         bound[alias.asname] = alias.name
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound \
-                    and node.attr.startswith("_") and not node.attr.startswith("__") \
-                    and _app(bound[node.value.id]) != _app(module):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in bound
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and _app(bound[node.value.id]) != _app(module)
+            ):
                 found.append(f"{module}: {bound[node.value.id]}.{node.attr}")
     return sorted(set(found))
 
@@ -171,15 +192,22 @@ def _contract(contract_id: str) -> dict:
 
 
 def test_the_import_contract_names_these_layers():
-    layers = [{name.strip().removeprefix("apps.") for name in layer.split(":")}
-              for layer in reversed(_contract("layers")["layers"])]
+    layers = [
+        {name.strip().removeprefix("apps.") for name in layer.split(":")}
+        for layer in reversed(_contract("layers")["layers"])
+    ]
     assert layers == LAYERS
 
 
 def test_the_import_contract_is_kept():
     """import-linter (grimp's graph, every import) agrees with the checks above."""
-    done = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command as c; c()"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", "from importlinter.cli import lint_imports_command as c; c()"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "2 kept, 0 broken" in done.stdout
 
@@ -191,6 +219,10 @@ def _write(directory: Path, name: str, text: str) -> Path:
 
 def test_the_checks_catch_a_cycle_a_layer_violation_and_a_private_name(tmp_path):
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert _private_names_across_apps({"apps.a.m": _write(tmp_path, "m.py", "from apps.b.n import _x\n"),
-                                       "apps.b.n": _write(tmp_path, "n.py", "_x = 1\n")}) == ["apps.a.m: apps.b.n._x"]
+    assert _private_names_across_apps(
+        {
+            "apps.a.m": _write(tmp_path, "m.py", "from apps.b.n import _x\n"),
+            "apps.b.n": _write(tmp_path, "n.py", "_x = 1\n"),
+        }
+    ) == ["apps.a.m: apps.b.n._x"]
     assert LAYER_OF["agents"] > LAYER_OF["runs"] > LAYER_OF["events"] > LAYER_OF["accounts"] > LAYER_OF["kai_platform"]

@@ -1,6 +1,7 @@
 """requirements.lock (``make lock``) is what every install uses: it must hold each direct dependency of
 pyproject.toml (every extra) at a version the dependency's bounds allow, nothing pyproject.toml no
 longer asks for, and a hash for every package; every direct dependency has an upper bound."""
+
 import re
 import tomllib
 from pathlib import Path
@@ -25,8 +26,11 @@ def _locked(lock: str) -> dict[str, dict]:
     for line in lock.splitlines():
         pin = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", line)
         if pin:
-            current = packages[canonicalize_name(pin.group(1))] = {"version": pin.group(2), "hashes": 0,
-                                                                   "direct": False}
+            current = packages[canonicalize_name(pin.group(1))] = {
+                "version": pin.group(2),
+                "hashes": 0,
+                "direct": False,
+            }
         elif current is not None and "--hash=sha256:" in line:
             current["hashes"] += 1
         elif current is not None and re.search(rf"#\s+(via\s+)?{PROJECT} \(pyproject\.toml\)", line):
@@ -57,8 +61,11 @@ def test_the_lock_agrees_with_pyproject():
 
 def test_every_direct_dependency_has_an_upper_bound():
     direct = _direct((ROOT / "pyproject.toml").read_text())
-    unbounded = sorted(name for name, requirement in direct.items()
-                       if not any(spec.operator in ("<", "<=", "==", "~=") for spec in requirement.specifier))
+    unbounded = sorted(
+        name
+        for name, requirement in direct.items()
+        if not any(spec.operator in ("<", "<=", "==", "~=") for spec in requirement.specifier)
+    )
     assert unbounded == []
 
 
@@ -83,9 +90,12 @@ sqlparse==0.5.3 \\
 def test_the_check_sees_a_missing_a_stale_a_dropped_and_an_unhashed_package():
     assert _disagreements(PYPROJECT, LOCK) == []
     assert _disagreements(PYPROJECT.replace('"pytest>=8,<9"', '"pytest>=8,<9", "ruff<1"'), LOCK) == [
-        "ruff: in pyproject.toml, not in the lock"]
+        "ruff: in pyproject.toml, not in the lock"
+    ]
     assert _disagreements(PYPROJECT.replace("django>=5.2,<5.3", "django>=5.3,<5.4"), LOCK) == [
-        "django: locked 5.2.8, pyproject.toml asks <5.4,>=5.3"]
+        "django: locked 5.2.8, pyproject.toml asks <5.4,>=5.3"
+    ]
     assert _disagreements(PYPROJECT.replace(', "pytest>=8,<9"', "").replace('"pytest>=8,<9"', ""), LOCK) == [
-        "pytest: locked as a direct dependency, no longer in pyproject.toml"]
+        "pytest: locked as a direct dependency, no longer in pyproject.toml"
+    ]
     assert _disagreements(PYPROJECT, LOCK.replace("    --hash=sha256:cc\n", "")) == ["sqlparse: no hash"]

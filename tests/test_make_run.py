@@ -1,5 +1,6 @@
 """`make run`'s launcher end to end: embedded-or-given services, migrate, bootstrap, daphne +
 worker + beat, the README's curl flow, and Ctrl-C leaving no process behind."""
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,14 @@ def fresh_database():
 
     db = parse_database_url(os.environ["DATABASE_URL"])
     name = f"kai_e2e_{uuid.uuid4().hex[:8]}"
-    connect = dict(dbname="postgres", user=db["USER"] or None, password=db["PASSWORD"] or None,
-                   host=db["HOST"] or None, port=db["PORT"] or None, autocommit=True)
+    connect = dict(
+        dbname="postgres",
+        user=db["USER"] or None,
+        password=db["PASSWORD"] or None,
+        host=db["HOST"] or None,
+        port=db["PORT"] or None,
+        autocommit=True,
+    )
     yield name
     with psycopg.connect(**connect) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -77,14 +84,26 @@ def _hub_event_after_write(base: str, token: str) -> dict:
 def test_make_run_serves_the_platform_and_stops_cleanly(fresh_database, redis, tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(KAI_DB_NAME=fresh_database, KAI_PORT=str(port), KAI_ADMIN_PASSWORD="admin-e2e-pass-1",
-               KAI_REDIS_PREFIX=f"kai-e2e-{uuid.uuid4().hex[:6]}", DJANGO_ENV="development", DEBUG="false")
+    env.update(
+        KAI_DB_NAME=fresh_database,
+        KAI_PORT=str(port),
+        KAI_ADMIN_PASSWORD="admin-e2e-pass-1",
+        KAI_REDIS_PREFIX=f"kai-e2e-{uuid.uuid4().hex[:6]}",
+        DJANGO_ENV="development",
+        DEBUG="false",
+    )
     if redis == "embedded-redis":
         del env["REDIS_URL"]
         env["KAI_VAR_DIR"] = str(tmp_path / "var")
     started = time.monotonic()
-    launcher = subprocess.Popen([sys.executable, "-m", "kai_platform.cli", "up"], cwd=BASE_DIR, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "kai_platform.cli", "up"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     output: list[str] = []
     try:
@@ -108,11 +127,15 @@ def test_make_run_serves_the_platform_and_stops_cleanly(fresh_database, redis, t
             assert page.status == 200
 
         # the README's flow: register → login → create token → call with the token
-        status, registered = _call("POST", f"{base}/api/v1/auth/register",
-                                   {"email": "ann@example.com", "password": "correct-horse-9", "org_name": "Acme"})
+        status, registered = _call(
+            "POST",
+            f"{base}/api/v1/auth/register",
+            {"email": "ann@example.com", "password": "correct-horse-9", "org_name": "Acme"},
+        )
         assert status == 201, registered
-        status, tokens = _call("POST", f"{base}/api/v1/auth/login",
-                               {"email": "ann@example.com", "password": "correct-horse-9"})
+        status, tokens = _call(
+            "POST", f"{base}/api/v1/auth/login", {"email": "ann@example.com", "password": "correct-horse-9"}
+        )
         assert status == 200
         status, created = _call("POST", f"{base}/api/v1/auth/tokens", {"name": "cli"}, tokens["access_token"])
         assert status == 201 and created["key"].startswith("kai_")
@@ -124,8 +147,9 @@ def test_make_run_serves_the_platform_and_stops_cleanly(fresh_database, redis, t
         assert event["data"]["changed"] == ["e2e"], event
 
         # the demo organization and admin exist, and the worker is seen by the readiness check
-        status, admin_tokens = _call("POST", f"{base}/api/v1/auth/login",
-                                     {"email": "admin@kai.local", "password": "admin-e2e-pass-1"})
+        status, admin_tokens = _call(
+            "POST", f"{base}/api/v1/auth/login", {"email": "admin@kai.local", "password": "admin-e2e-pass-1"}
+        )
         assert status == 200
         deadline = time.monotonic() + 30
         while True:

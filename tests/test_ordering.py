@@ -1,4 +1,5 @@
 """The slow-first order of the suite (tests/ordering.py) and its durations file."""
+
 from __future__ import annotations
 
 import json
@@ -16,13 +17,23 @@ class Item:
 
 
 def test_files_go_by_their_slowest_test_and_keep_their_own_order():
-    items = [Item("tests/a.py::one"), Item("tests/a.py::two"), Item("tests/b.py::quick"),
-             Item("tests/b.py::long"), Item("tests/c.py::marked", slow=True), Item("tests/d.py::new")]
+    items = [
+        Item("tests/a.py::one"),
+        Item("tests/a.py::two"),
+        Item("tests/b.py::quick"),
+        Item("tests/b.py::long"),
+        Item("tests/c.py::marked", slow=True),
+        Item("tests/d.py::new"),
+    ]
     order_items(items, {"tests/a.py::two": 5.0, "tests/b.py::long": 90.0, "tests/b.py::quick": 0.6})
-    assert [i.nodeid for i in items] == ["tests/b.py::quick", "tests/b.py::long",  # 90 s
-                                         "tests/c.py::marked",                    # slow, unrecorded: 30 s
-                                         "tests/a.py::one", "tests/a.py::two",    # 5 s
-                                         "tests/d.py::new"]                       # unrecorded: 0
+    assert [i.nodeid for i in items] == [
+        "tests/b.py::quick",
+        "tests/b.py::long",  # 90 s
+        "tests/c.py::marked",  # slow, unrecorded: 30 s
+        "tests/a.py::one",
+        "tests/a.py::two",  # 5 s
+        "tests/d.py::new",
+    ]  # unrecorded: 0
 
 
 def test_recorder_merges_the_tests_that_ran(tmp_path):
@@ -38,4 +49,3 @@ def test_recorder_merges_the_tests_that_ran(tmp_path):
     # a test now under the recording threshold leaves the file, a deleted file's tests too; a failed
     # test keeps its recorded seconds
     assert load_durations(path) == {"tests/a.py::kept": 3.0, "tests/a.py::new": 2.0}
-

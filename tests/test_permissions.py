@@ -1,5 +1,6 @@
 """The role matrix of DESIGN §5 / seed 000, as data: each row a route, a method, a body and
 the roles allowed. Apps add their rows here as their routes land."""
+
 import pytest
 
 from kai_platform.tenancy.roles import ADMIN_ROLES, ALL_ROLES, HUMAN_ROLES, Role
@@ -25,16 +26,26 @@ MATRIX = [
     ("get", "/api/v1/crews", None, ALL_ROLES, 200),
     ("post", "/api/v1/crews", {"name": "c", "agents_yaml": CREW_AGENTS, "tasks_yaml": CREW_TASKS}, HUMAN_ROLES, 201),
     ("post", "/api/v1/crews/debug", {"agents_yaml": CREW_AGENTS, "tasks_yaml": CREW_TASKS}, ALL_ROLES, 200),
-    ("post", "/api/v1/crews/import", {"name": "c", "agents_yaml": CREW_AGENTS, "tasks_yaml": CREW_TASKS},
-     HUMAN_ROLES, 201),
+    (
+        "post",
+        "/api/v1/crews/import",
+        {"name": "c", "agents_yaml": CREW_AGENTS, "tasks_yaml": CREW_TASKS},
+        HUMAN_ROLES,
+        201,
+    ),
     ("get", "/api/v1/tasks", None, ALL_ROLES, 200),
     ("post", "/api/v1/tasks", {"name": "t", "description": "d"}, HUMAN_ROLES, 201),
     ("get", "/api/v1/orchestrations", None, ALL_ROLES, 200),
     ("post", "/api/v1/orchestrations", {"name": "o", "pattern": "parallel"}, HUMAN_ROLES, 201),
     ("get", "/api/v1/executions", None, ALL_ROLES, 200),
     ("post", "/api/v1/executions", {"agents_yaml": CREW_AGENTS, "tasks_yaml": CREW_TASKS}, ALL_ROLES, 202),
-    ("post", "/api/v1/executions/generate-name", {"agents_yaml": CREW_AGENTS, "tasks_yaml": CREW_TASKS},
-     ALL_ROLES, 200),
+    (
+        "post",
+        "/api/v1/executions/generate-name",
+        {"agents_yaml": CREW_AGENTS, "tasks_yaml": CREW_TASKS},
+        ALL_ROLES,
+        200,
+    ),
     ("get", "/api/v1/execution-history", None, ALL_ROLES, 200),
     ("get", "/api/v1/traces", None, ALL_ROLES, 200),
     ("get", "/api/v1/usage", None, ALL_ROLES, 200),
@@ -61,8 +72,13 @@ MATRIX = [
     # approvals and outbound webhooks
     ("get", "/api/v1/approvals", None, ALL_ROLES, 200),
     ("get", "/api/v1/webhooks", None, ALL_ROLES, 200),
-    ("post", "/api/v1/webhooks", {"url": "https://93.184.216.34/hook", "events": ["execution.failed"]},
-     ADMIN_ROLES, 201),
+    (
+        "post",
+        "/api/v1/webhooks",
+        {"url": "https://93.184.216.34/hook", "events": ["execution.failed"]},
+        ADMIN_ROLES,
+        201,
+    ),
     ("get", "/api/v1/webhook-deliveries", None, ALL_ROLES, 200),
     # JSON Schemas for structured output (apps.schemas)
     ("get", "/api/v1/schemas", None, ALL_ROLES, 200),
@@ -75,8 +91,13 @@ MATRIX = [
     ("get", "/api/v1/knowledge-bases", None, ALL_ROLES, 200),
     ("post", "/api/v1/knowledge-bases", {"name": "kb"}, ADMIN_ROLES | {Role.DEVELOPER}, 201),
     ("get", "/api/v1/knowledge-graph/entities", None, ALL_ROLES, 200),
-    ("post", "/api/v1/knowledge-graph/entities", {"type": "concept", "label": "Otter"}, ADMIN_ROLES | {Role.DEVELOPER},
-     201),
+    (
+        "post",
+        "/api/v1/knowledge-graph/entities",
+        {"type": "concept", "label": "Otter"},
+        ADMIN_ROLES | {Role.DEVELOPER},
+        201,
+    ),
     ("get", "/api/v1/knowledge-graph/relationships", None, ALL_ROLES, 200),
 ]
 

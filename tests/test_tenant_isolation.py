@@ -6,6 +6,7 @@ method and never sees the first organization's row in lists, and anonymous clien
 New routes are covered without touching this file; a model the generic builder cannot make
 registers a factory in ``tests.factories.TENANT_FACTORIES``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -112,7 +113,9 @@ def test_another_organization_gets_404_on_every_detail_method(route, make_member
     if "get" in methods:
         seen = owner_a.get(url)
         if seen.status_code == 403 and seen.json()["type"] == "step_up_required":  # a stored secret: step up first
-            assert owner_a.post("/api/v1/auth/step-up/password", {"password": PASSWORD}, format="json").status_code == 200
+            assert (
+                owner_a.post("/api/v1/auth/step-up/password", {"password": PASSWORD}, format="json").status_code == 200
+            )
             seen = owner_a.get(url)
         assert seen.status_code == 200, f"sanity: the owner must see {url}"
     for method in methods:
@@ -124,8 +127,9 @@ def test_another_organization_gets_404_on_every_detail_method(route, make_member
     assert type(obj).objects.filter(pk=obj.pk).exists(), "another organization's request changed the row"
 
 
-@pytest.mark.parametrize("route", [r for r in TENANT_ROUTES if not r.is_detail and ("get", "list") in r.actions],
-                         ids=lambda r: r.name)
+@pytest.mark.parametrize(
+    "route", [r for r in TENANT_ROUTES if not r.is_detail and ("get", "list") in r.actions], ids=lambda r: r.name
+)
 def test_lists_never_show_another_organizations_rows(route, make_member, client_for):
     a, b = make_member(), make_member()
     model = tenant_model_of(route.view)
@@ -163,6 +167,7 @@ def test_overriding_get_queryset_is_refused():
     from apps.accounts.models import ApiKey
 
     with pytest.raises(TypeError, match="scope_queryset"):
+
         class Sneaky(TenantScopedViewSet):
             model = ApiKey
 

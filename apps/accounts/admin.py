@@ -1,5 +1,6 @@
 """Operator console for identity: organizations (members inline), users (memberships inline),
 memberships, API keys (revoke through the service) and magic links."""
+
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import Count
@@ -55,8 +56,14 @@ class OrganizationAdmin(admin.ModelAdmin):
 class UserAdmin(DjangoUserAdmin):
     ordering = ("email",)
     list_display = ("email", "full_name", "is_staff", "is_active", "organization_count", "last_login", "date_joined")
-    list_filter = ("is_staff", "is_superuser", "is_active", "memberships__organization", "memberships__role",
-                   ("date_joined", admin.DateFieldListFilter))
+    list_filter = (
+        "is_staff",
+        "is_superuser",
+        "is_active",
+        "memberships__organization",
+        "memberships__role",
+        ("date_joined", admin.DateFieldListFilter),
+    )
     search_fields = ("email", "full_name", "=id")
     fieldsets = (
         (None, {"fields": ("email", "password")}),
@@ -104,13 +111,30 @@ class ApiKeyStatusFilter(admin.SimpleListFilter):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("name", "prefix", "organization", "role", "status", "created_by", "last_used_at", "expires_at",
-                    "created_at")
+    list_display = (
+        "name",
+        "prefix",
+        "organization",
+        "role",
+        "status",
+        "created_by",
+        "last_used_at",
+        "expires_at",
+        "created_at",
+    )
     list_filter = (ApiKeyStatusFilter, "organization", "role", ("last_used_at", admin.DateFieldListFilter), CREATED)
     search_fields = ("name", "prefix", "created_by__email", "organization__slug")
     list_select_related = ("organization", "created_by")
-    readonly_fields = ("organization", "prefix", "key_hash", "created_by", "last_used_at", "revoked_at", "created_at",
-                       "updated_at")
+    readonly_fields = (
+        "organization",
+        "prefix",
+        "key_hash",
+        "created_by",
+        "last_used_at",
+        "revoked_at",
+        "created_at",
+        "updated_at",
+    )
     fields = ("name", "role", "expires_at") + readonly_fields
     actions = ["revoke"]
 

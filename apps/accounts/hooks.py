@@ -1,4 +1,5 @@
 """Extension points other apps register in their ``AppConfig.ready`` (accounts imports no feature)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,4 +1,5 @@
 """Organizations, users (log in by email), memberships with roles, API keys, magic links."""
+
 from __future__ import annotations
 
 import uuid

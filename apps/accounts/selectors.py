@@ -1,4 +1,5 @@
 """Reads of accounts data."""
+
 from __future__ import annotations
 
 import uuid
@@ -54,8 +55,9 @@ def live_members(*, user_ids, with_no_organization: bool) -> set:
     plus ``(user id, None)`` for each active user when ``with_no_organization``."""
     if not user_ids:
         return set()
-    live = set(Membership.objects.filter(user_id__in=user_ids, user__is_active=True)
-               .values_list("user_id", "organization_id"))
+    live = set(
+        Membership.objects.filter(user_id__in=user_ids, user__is_active=True).values_list("user_id", "organization_id")
+    )
     if with_no_organization:
         live |= {(pk, None) for pk in User.objects.filter(pk__in=user_ids, is_active=True).values_list("pk", flat=True)}
     return live

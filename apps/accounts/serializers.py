@@ -74,9 +74,12 @@ class RegisterSerializer(KaiSerializer):
 class LoginSerializer(KaiSerializer):
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
-    step_up_code = serializers.CharField(required=False, max_length=64, write_only=True,
-                                         help_text="A step-up backup code: an owner's break-glass sign-in "
-                                                   "into an organization that enforces SSO.")
+    step_up_code = serializers.CharField(
+        required=False,
+        max_length=64,
+        write_only=True,
+        help_text="A step-up backup code: an owner's break-glass sign-in into an organization that enforces SSO.",
+    )
 
 
 @requires_one_of("refresh_token", "refresh")
@@ -143,23 +146,35 @@ class PreferencesSerializer(KaiSerializer):
     """Seed 002 ``UserPreferences``."""
 
     voice_enabled = serializers.BooleanField(required=False)
-    default_voice_language = serializers.RegexField(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35,
-                                                    required=False)
+    default_voice_language = serializers.RegexField(
+        r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35, required=False
+    )
     biometric_enabled = serializers.BooleanField(required=False)
     theme = serializers.ChoiceField(choices=["light", "dark", "system"], required=False)
     notification_settings = NotificationSettingsSerializer(required=False)
 
 
 class ApiKeySerializer(KaiModelSerializer):
-    role = serializers.ChoiceField(choices=Role.choices, required=False,
-                                   help_text="At most the creator's role; defaults to it.")
+    role = serializers.ChoiceField(
+        choices=Role.choices, required=False, help_text="At most the creator's role; defaults to it."
+    )
     is_active = serializers.BooleanField(read_only=True)
     created_by = serializers.UUIDField(source="created_by_id", read_only=True)
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "role", "expires_at", "revoked_at", "last_used_at", "is_active",
-                  "created_by", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "role",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "is_active",
+            "created_by",
+            "created_at",
+        ]
         read_only_fields = ["id", "prefix", "revoked_at", "last_used_at", "is_active", "created_by", "created_at"]
 
 
@@ -185,5 +200,3 @@ class UserConfigSerializer(serializers.Serializer):
     organization_id = serializers.UUIDField()
     user_id = serializers.UUIDField()
     settings = serializers.JSONField()
-
-

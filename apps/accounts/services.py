@@ -1,4 +1,5 @@
 """Writes of accounts data: registration, tokens, API keys, magic links, preferences, config."""
+
 from __future__ import annotations
 
 import hashlib
@@ -42,6 +43,7 @@ def _digest(secret: str) -> str:
 
 # --- organizations & users --------------------------------------------------------------------
 
+
 def _unique_slug(name: str) -> str:
     base = slugify(name)[:48] or "org"
     slug = base
@@ -54,10 +56,20 @@ def organization_create(*, name: str, owner: User, plan: str = Plan.STANDARD, sl
     with transaction.atomic():
         organization = Organization.objects.create(name=name, slug=slug or _unique_slug(name), plan=plan)
         membership = Membership.objects.create(user=owner, organization=organization, role=Role.OWNER)
-        audit_record(organization=organization, actor=owner, action="organization.create", instance=organization,
-                     after=snapshot(organization))
-        audit_record(organization=organization, actor=owner, action="membership.create", instance=membership,
-                     after=snapshot(membership))
+        audit_record(
+            organization=organization,
+            actor=owner,
+            action="organization.create",
+            instance=organization,
+            after=snapshot(organization),
+        )
+        audit_record(
+            organization=organization,
+            actor=owner,
+            action="membership.create",
+            instance=membership,
+            after=snapshot(membership),
+        )
     return organization
 
 
@@ -74,21 +86,34 @@ def user_register(*, email: str, password: str, org_name: str, full_name: str = 
             user = User.objects.create_user(email=email, password=password, full_name=full_name)
             with audit_covered():  # one row for the whole registration
                 organization = organization_create(name=org_name, owner=user)
-            audit_record(organization=organization, actor=user, action="user.register", instance=user,
-                         after={**snapshot(user, ["id", "email", "full_name"]),
-                                "organization": {"id": str(organization.pk), "name": organization.name,
-                                                 "slug": organization.slug}, "role": Role.OWNER.value})
+            audit_record(
+                organization=organization,
+                actor=user,
+                action="user.register",
+                instance=user,
+                after={
+                    **snapshot(user, ["id", "email", "full_name"]),
+                    "organization": {"id": str(organization.pk), "name": organization.name, "slug": organization.slug},
+                    "role": Role.OWNER.value,
+                },
+            )
     except IntegrityError:
-        raise Conflict("An account with this email already exists.",
-                       errors=[{"field": "email", "message": "already registered"}])
+        raise Conflict(
+            "An account with this email already exists.", errors=[{"field": "email", "message": "already registered"}]
+        )
     return user, organization
 
 
 def membership_add(*, organization: Organization, user: User, role: str, actor) -> Membership:
     with transaction.atomic():
         membership = Membership.objects.create(organization=organization, user=user, role=role)
-        audit_record(organization=organization, actor=actor, action="membership.create", instance=membership,
-                     after=snapshot(membership))
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="membership.create",
+            instance=membership,
+            after=snapshot(membership),
+        )
     return membership
 
 
@@ -98,12 +123,18 @@ def membership_remove(*, membership: Membership, actor) -> None:
         ApiKey.objects.for_org(membership.organization).filter(
             created_by=membership.user, revoked_at__isnull=True
         ).update(revoked_at=timezone.now())
-        audit_record(organization=membership.organization, actor=actor, action="membership.delete",
-                     instance=membership, before=snapshot(membership))
+        audit_record(
+            organization=membership.organization,
+            actor=actor,
+            action="membership.delete",
+            instance=membership,
+            before=snapshot(membership),
+        )
         membership.delete()
 
 
 # --- JWT sessions -----------------------------------------------------------------------------
+
 
 def _token_pair(refresh: RefreshToken, user: User) -> dict:
     access = refresh.access_token
@@ -121,8 +152,13 @@ def _new_refresh(user: User, session_id: str) -> RefreshToken:
     before it is stored as outstanding, so a stored token tells its session."""
     refresh = Token.for_user.__func__(RefreshToken, user)  # the token alone, not yet outstanding
     refresh["sid"] = session_id
-    OutstandingToken.objects.create(user=user, jti=refresh["jti"], token=str(refresh),
-                                    created_at=refresh.current_time, expires_at=datetime_from_epoch(refresh["exp"]))
+    OutstandingToken.objects.create(
+        user=user,
+        jti=refresh["jti"],
+        token=str(refresh),
+        created_at=refresh.current_time,
+        expires_at=datetime_from_epoch(refresh["exp"]),
+    )
     return refresh
 
 
@@ -141,7 +177,9 @@ def auth_login(*, email: str, password: str, address: str, step_up_code: str | N
     if user is None or not user.check_password(password):
         throttle.failed(throttle.PASSWORD, account=account, address=address, user=user)
         raise exceptions.AuthenticationFailed("Invalid email or password.", code=codes.INVALID_CREDENTIALS)
-    hooks.run_password_login_checks(user=user, step_up_code=step_up_code)  # e.g. an organization that signs in only through SSO
+    hooks.run_password_login_checks(
+        user=user, step_up_code=step_up_code
+    )  # e.g. an organization that signs in only through SSO
     throttle.succeeded(throttle.PASSWORD, account=account, address=address)
     return user, auth_issue_tokens(user=user)
 
@@ -211,7 +249,8 @@ def user_sessions_revoke(*, user: User) -> int:
     socket watcher closes their sockets). Returns how many refresh tokens were blacklisted."""
     with transaction.atomic():
         live = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now()).exclude(
-            blacklistedtoken__isnull=False)
+            blacklistedtoken__isnull=False
+        )
         tokens = list(live)
         BlacklistedToken.objects.bulk_create([BlacklistedToken(token=t) for t in tokens], ignore_conflicts=True)
         ApiKey.objects.filter(created_by=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
@@ -220,6 +259,7 @@ def user_sessions_revoke(*, user: User) -> int:
 
 
 # --- magic links ------------------------------------------------------------------------------
+
 
 def magic_link_request(*, email: str, address: str) -> None:
     """Email a single-use sign-in link if the address belongs to an active user (and say nothing
@@ -249,7 +289,8 @@ def magic_link_verify(*, token: str, address: str) -> tuple[User, dict]:
     now = timezone.now()
     with transaction.atomic():
         link = (
-            MagicLink.objects.select_for_update().select_related("user")
+            MagicLink.objects.select_for_update()
+            .select_related("user")
             .filter(token_hash=_digest(token or ""), used_at__isnull=True, expires_at__gt=now, user__is_active=True)
             .first()
         )
@@ -258,14 +299,16 @@ def magic_link_verify(*, token: str, address: str) -> tuple[User, dict]:
             link.save(update_fields=["used_at"])
     if link is None:
         throttle.failed_address(throttle.BAD_TOKEN, address=address)
-        raise exceptions.AuthenticationFailed("This sign-in link is invalid, expired or already used.",
-                                              code=codes.INVALID_CREDENTIALS)
+        raise exceptions.AuthenticationFailed(
+            "This sign-in link is invalid, expired or already used.", code=codes.INVALID_CREDENTIALS
+        )
     throttle.succeeded(throttle.MAIL, account=throttle.normalize(link.user.email), address=address)
     hooks.run_password_login_checks(user=link.user)
     return link.user, auth_issue_tokens(user=link.user)
 
 
 # --- passwords --------------------------------------------------------------------------------
+
 
 def _validate_new_password(password: str, user: User, field: str) -> None:
     """Django's validators (settings.AUTH_PASSWORD_VALIDATORS: length, similarity, common list, numeric)."""
@@ -298,13 +341,19 @@ def _password_set(*, user: User, password: str, action: str, keep_session: str |
         user.save(update_fields=["password", "updated_at"])
         revoked = refresh_tokens_revoke(user=user, keep_session=keep_session)
         for membership in user.memberships.select_related("organization"):
-            audit_record(organization=membership.organization, actor=user, action=action, instance=user,
-                         after={"sessions_revoked": revoked})
+            audit_record(
+                organization=membership.organization,
+                actor=user,
+                action=action,
+                instance=user,
+                after={"sessions_revoked": revoked},
+            )
     return revoked
 
 
-def user_password_change(*, user: User, current_password: str, new_password: str, session_id: str | None,
-                         address: str) -> int:
+def user_password_change(
+    *, user: User, current_password: str, new_password: str, session_id: str | None, address: str
+) -> int:
     """Change the password after re-checking the current one (counted like a sign-in); the
     user's other sessions lose their refresh tokens. Returns how many were revoked."""
     account = throttle.normalize(user.email)
@@ -312,8 +361,11 @@ def user_password_change(*, user: User, current_password: str, new_password: str
     if not user.check_password(current_password):
         throttle.failed(throttle.PASSWORD, account=account, address=address, user=user)
         # 403 as for the step-up password re-check: the body is well formed, the caller did not prove who it is
-        raise Forbidden("The current password is wrong.", code=codes.INVALID_CREDENTIALS,
-                        errors=[{"field": "current_password", "message": "The current password is wrong."}])
+        raise Forbidden(
+            "The current password is wrong.",
+            code=codes.INVALID_CREDENTIALS,
+            errors=[{"field": "current_password", "message": "The current password is wrong."}],
+        )
     throttle.succeeded(throttle.PASSWORD, account=account, address=address)
     return _password_set(user=user, password=new_password, action="user.password_change", keep_session=session_id)
 
@@ -344,10 +396,12 @@ def user_password_reset_request(*, email: str, address: str) -> None:
     hours = max(1, settings.PASSWORD_RESET_TIMEOUT // 3600)
     mail.send_mail(
         subject="Reset your kAI password",
-        message=(f"To choose a new password, POST {{\"token\": \"{token}\", \"new_password\": \"...\"}} to "
-                 f"{settings.KAI_PUBLIC_URL}/api/v1/auth/password-reset/confirm\n\n"
-                 f"The token works once and expires within {hours} hour(s). "
-                 "If you did not ask for it, ignore this message."),
+        message=(
+            f'To choose a new password, POST {{"token": "{token}", "new_password": "..."}} to '
+            f"{settings.KAI_PUBLIC_URL}/api/v1/auth/password-reset/confirm\n\n"
+            f"The token works once and expires within {hours} hour(s). "
+            "If you did not ask for it, ignore this message."
+        ),
         from_email=settings.DEFAULT_FROM_EMAIL,
         recipient_list=[user.email],
     )
@@ -368,8 +422,16 @@ def user_password_reset_confirm(*, token: str, new_password: str, address: str) 
 
 # --- API keys ---------------------------------------------------------------------------------
 
-def api_key_create(*, organization: Organization, created_by: User, creator_role: str, name: str,
-                   role: str | None = None, expires_at=None) -> tuple[ApiKey, str]:
+
+def api_key_create(
+    *,
+    organization: Organization,
+    created_by: User,
+    creator_role: str,
+    name: str,
+    role: str | None = None,
+    expires_at=None,
+) -> tuple[ApiKey, str]:
     """Returns the key and its one-time clear text ``kai_<prefix>_<secret>``."""
     role = role or creator_role
     if not role_at_most(role, creator_role):
@@ -381,11 +443,21 @@ def api_key_create(*, organization: Organization, created_by: User, creator_role
     raw = f"{API_KEY_PREFIX}{prefix}_{secret}"
     with transaction.atomic():
         api_key = ApiKey.objects.create(
-            organization=organization, created_by=created_by, name=name, prefix=prefix,
-            key_hash=_digest(raw), role=role, expires_at=expires_at,
+            organization=organization,
+            created_by=created_by,
+            name=name,
+            prefix=prefix,
+            key_hash=_digest(raw),
+            role=role,
+            expires_at=expires_at,
         )
-        audit_record(organization=organization, actor=created_by, action="api_key.create", instance=api_key,
-                     after=snapshot(api_key))
+        audit_record(
+            organization=organization,
+            actor=created_by,
+            action="api_key.create",
+            instance=api_key,
+            after=snapshot(api_key),
+        )
     return api_key, raw
 
 
@@ -395,10 +467,22 @@ def api_key_revoke(*, api_key: ApiKey, actor) -> ApiKey:
         if api_key.revoked_at is None:
             api_key.revoked_at = timezone.now()
             api_key.save(update_fields=["revoked_at", "updated_at"])
-        audit_record(organization=api_key.organization, actor=actor, action="api_key.revoke", instance=api_key,
-                     before=before, after=snapshot(api_key))
-        publish(api_key.organization, "api_key.revoked", {"api_key_id": str(api_key.pk), "name": api_key.name},
-                actor=actor, owner=api_key.created_by_id, component="accounts")
+        audit_record(
+            organization=api_key.organization,
+            actor=actor,
+            action="api_key.revoke",
+            instance=api_key,
+            before=before,
+            after=snapshot(api_key),
+        )
+        publish(
+            api_key.organization,
+            "api_key.revoked",
+            {"api_key_id": str(api_key.pk), "name": api_key.name},
+            actor=actor,
+            owner=api_key.created_by_id,
+            component="accounts",
+        )
     return api_key
 
 
@@ -408,7 +492,7 @@ _LAST_USED_RESOLUTION = timedelta(seconds=60)
 def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     """The active key for a clear-text ``kai_…`` value, or None. Touches ``last_used_at`` at most
     once a minute so authentication stays a read."""
-    body = raw_key[len(API_KEY_PREFIX):]
+    body = raw_key[len(API_KEY_PREFIX) :]
     prefix, sep, _secret = body.partition("_")
     if not sep or not prefix:
         return None
@@ -428,6 +512,7 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
 
 # --- preferences & configuration -------------------------------------------------------------
 
+
 def preferences_update(*, user: User, changes: dict) -> dict:
     with transaction.atomic():
         before = dict(user.preferences or {})
@@ -440,8 +525,14 @@ def preferences_update(*, user: User, changes: dict) -> dict:
         user.preferences = merged
         user.save(update_fields=["preferences", "updated_at"])
         for membership in user.memberships.all()[:1]:
-            audit_record(organization=membership.organization, actor=user, action="preferences.update",
-                         instance=user, before={"preferences": before}, after={"preferences": merged})
+            audit_record(
+                organization=membership.organization,
+                actor=user,
+                action="preferences.update",
+                instance=user,
+                before={"preferences": before},
+                after={"preferences": merged},
+            )
     return merged
 
 
@@ -464,10 +555,15 @@ def organization_settings_update(*, organization: Organization, actor, changes: 
         before = dict(organization.settings)
         organization.settings = _merge(before, changes)
         organization.save(update_fields=["settings", "updated_at"])
-        audit_record(organization=organization, actor=actor, action="config.system.update", instance=organization,
-                     before={"settings": before}, after={"settings": organization.settings})
-        publish(organization, "config.system.updated", {"changed": sorted(changes)}, actor=actor,
-                component="config")
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="config.system.update",
+            instance=organization,
+            before={"settings": before},
+            after={"settings": organization.settings},
+        )
+        publish(organization, "config.system.updated", {"changed": sorted(changes)}, actor=actor, component="config")
     return organization.settings
 
 
@@ -477,9 +573,14 @@ def membership_settings_update(*, membership: Membership, actor, changes: dict) 
         before = dict(membership.settings)
         membership.settings = _merge(before, changes)
         membership.save(update_fields=["settings"])
-        audit_record(organization=membership.organization_id and membership.organization, actor=actor,
-                     action="config.user.update", instance=membership,
-                     before={"settings": before}, after={"settings": membership.settings})
+        audit_record(
+            organization=membership.organization_id and membership.organization,
+            actor=actor,
+            action="config.user.update",
+            instance=membership,
+            before={"settings": before},
+            after={"settings": membership.settings},
+        )
     return membership.settings
 
 

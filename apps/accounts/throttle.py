@@ -6,6 +6,7 @@ address is counted, locked and answered exactly like a known one (no enumeration
 of one address are kept apart from the account's so that the owner's success, which forgets the
 account's failures, leaves the guessing address's escalation in place.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,8 +53,13 @@ def failed(policy: Policy, *, account: str, address: str, user: User | None = No
     if account_lock or address_lock:
         if user is None and "@" in account:
             user = User.objects.filter(email__iexact=account, is_active=True).first()
-        _announce(policy, user=user, address=address, seconds=max(account_lock, address_lock),
-                  whole_account=bool(account_lock))
+        _announce(
+            policy,
+            user=user,
+            address=address,
+            seconds=max(account_lock, address_lock),
+            whole_account=bool(account_lock),
+        )
 
 
 def succeeded(policy: Policy, *, account: str, address: str) -> None:
@@ -74,17 +80,33 @@ def failed_address(policy: Policy, *, address: str) -> None:
 def _announce(policy: Policy, *, user: User | None, address: str, seconds: int, whole_account: bool) -> None:
     """An audit row and a hub event (owners and admins see it, and the user) in each of the user's
     organizations; a log line in any case (an unknown email has no organization)."""
-    logger.warning("sign-in lock: %s for %ss (%s) from %s", policy.name, seconds,
-                   "account" if whole_account else "account from this address", address,
-                   extra={"user_id": str(user.pk) if user else None})
+    logger.warning(
+        "sign-in lock: %s for %ss (%s) from %s",
+        policy.name,
+        seconds,
+        "account" if whole_account else "account from this address",
+        address,
+        extra={"user_id": str(user.pk) if user else None},
+    )
     if user is None:
         return
-    data = {"user_id": str(user.pk), "email": user.email, "attempt": policy.name, "locked_seconds": seconds,
-            "scope": "account" if whole_account else "address", "address": address}
+    data = {
+        "user_id": str(user.pk),
+        "email": user.email,
+        "attempt": policy.name,
+        "locked_seconds": seconds,
+        "scope": "account" if whole_account else "address",
+        "address": address,
+    }
     with transaction.atomic():
         for membership in user.memberships.select_related("organization"):
             organization = membership.organization
-            audit_record(organization=organization, actor=None, action="auth.lock", instance=user, after=data,
-                         actor_type="system")
-            publish(organization, "auth.account_locked", data, owner=user.pk, severity="warning",
-                    component="accounts")
+            audit_record(
+                organization=organization,
+                actor=None,
+                action="auth.lock",
+                instance=user,
+                after=data,
+                actor_type="system",
+            )
+            publish(organization, "auth.account_locked", data, owner=user.pk, severity="warning", component="accounts")

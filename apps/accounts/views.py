@@ -1,4 +1,5 @@
 """Thin views over apps.accounts.services: auth flows, API keys, configuration."""
+
 from __future__ import annotations
 
 from django.db import transaction
@@ -54,8 +55,11 @@ class RegisterView(PublicAPIView):
         user, organization = services.user_register(
             email=data["email"], password=data["password"], org_name=data["org_name"], full_name=data["full_name"]
         )
-        body = {**services.auth_issue_tokens(user=user), "user": UserSerializer(user).data,
-                "organization": OrganizationSerializer(organization).data}
+        body = {
+            **services.auth_issue_tokens(user=user),
+            "user": UserSerializer(user).data,
+            "organization": OrganizationSerializer(organization).data,
+        }
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -64,8 +68,12 @@ class LoginView(PublicAPIView):
     @extend_schema(request=LoginSerializer, responses={200: LoginResponseSerializer})
     def post(self, request):
         data = validated(LoginSerializer, request)
-        user, tokens = services.auth_login(email=data["email"], password=data["password"],
-                                           address=client_address(request), step_up_code=data.get("step_up_code"))
+        user, tokens = services.auth_login(
+            email=data["email"],
+            password=data["password"],
+            address=client_address(request),
+            step_up_code=data.get("step_up_code"),
+        )
         return Response({**tokens, "user": UserSerializer(user).data})
 
 
@@ -74,8 +82,7 @@ class RefreshView(PublicAPIView):
     @extend_schema(request=RefreshSerializer, responses={200: TokenPairSerializer})
     def post(self, request):
         data = validated(RefreshSerializer, request)
-        return Response(services.auth_refresh(refresh_token=data["refresh_token"],
-                                                     address=client_address(request)))
+        return Response(services.auth_refresh(refresh_token=data["refresh_token"], address=client_address(request)))
 
 
 @extend_schema(tags=["auth"])
@@ -96,8 +103,10 @@ class MagicLinkView(PublicAPIView):
     def post(self, request):
         data = validated(MagicLinkRequestSerializer, request)
         services.magic_link_request(email=data["email"], address=client_address(request))
-        return Response({"detail": "If the address belongs to an account, a sign-in link has been sent."},
-                        status=status.HTTP_202_ACCEPTED)
+        return Response(
+            {"detail": "If the address belongs to an account, a sign-in link has been sent."},
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 @extend_schema(tags=["auth"])
@@ -125,9 +134,13 @@ class PasswordChangeView(KaiAPIView):
     def post(self, request):
         data = validated(PasswordChangeSerializer, request)
         session_id = request.auth.session_id if request.auth.kind == "jwt" else None
-        revoked = services.user_password_change(user=request.user, current_password=data["current_password"],
-                                                new_password=data["new_password"], session_id=session_id,
-                                                address=client_address(request))
+        revoked = services.user_password_change(
+            user=request.user,
+            current_password=data["current_password"],
+            new_password=data["new_password"],
+            session_id=session_id,
+            address=client_address(request),
+        )
         return Response({"detail": "Password changed.", "sessions_revoked": revoked})
 
 
@@ -137,8 +150,10 @@ class PasswordResetView(PublicAPIView):
     def post(self, request):
         data = validated(PasswordResetRequestSerializer, request)
         services.user_password_reset_request(email=data["email"], address=client_address(request))
-        return Response({"detail": "If the address belongs to an account, a reset token has been sent."},
-                        status=status.HTTP_202_ACCEPTED)
+        return Response(
+            {"detail": "If the address belongs to an account, a reset token has been sent."},
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 @extend_schema(tags=["auth"])
@@ -146,8 +161,9 @@ class PasswordResetConfirmView(PublicAPIView):
     @extend_schema(request=PasswordResetConfirmSerializer, responses={200: DetailSerializer})
     def post(self, request):
         data = validated(PasswordResetConfirmSerializer, request)
-        services.user_password_reset_confirm(token=data["token"], new_password=data["new_password"],
-                                             address=client_address(request))
+        services.user_password_reset_confirm(
+            token=data["token"], new_password=data["new_password"], address=client_address(request)
+        )
         return Response({"detail": "Password changed; every session was signed out."})
 
 
@@ -158,14 +174,16 @@ class SessionView(KaiAPIView):
     @extend_schema(responses={200: SessionSerializer})
     def get(self, request):
         ctx = request.auth
-        return Response({
-            "user": UserSerializer(request.user).data,
-            "organization": OrganizationSerializer(ctx.organization).data if ctx.organization else None,
-            "role": ctx.role,
-            "session_id": ctx.session_id,
-            "expires_at": ctx.expires_at,
-            "auth_type": ctx.kind,
-        })
+        return Response(
+            {
+                "user": UserSerializer(request.user).data,
+                "organization": OrganizationSerializer(ctx.organization).data if ctx.organization else None,
+                "role": ctx.role,
+                "session_id": ctx.session_id,
+                "expires_at": ctx.expires_at,
+                "auth_type": ctx.kind,
+            }
+        )
 
 
 @extend_schema(tags=["auth"])
@@ -180,7 +198,9 @@ class MeView(KaiAPIView):
             {"organization": OrganizationSerializer(m.organization).data, "role": m.role, "created_at": m.created_at}
             for m in authcache.memberships_of(user=user, handle=request.auth.cache, read=selectors.memberships_of)
         ]
-        data["organization"] = OrganizationSerializer(request.auth.organization).data if request.auth.organization else None
+        data["organization"] = (
+            OrganizationSerializer(request.auth.organization).data if request.auth.organization else None
+        )
         data["role"] = request.auth.role
         return Response(data)
 
@@ -224,8 +244,12 @@ class ApiKeyViewSet(TenantScopedViewSet):
     def create(self, request, *args, **kwargs):
         data = validated(ApiKeySerializer, request)
         api_key, raw = services.api_key_create(
-            organization=self.organization, created_by=request.user, creator_role=self.role,
-            name=data["name"], role=data.get("role"), expires_at=data.get("expires_at"),
+            organization=self.organization,
+            created_by=request.user,
+            creator_role=self.role,
+            name=data["name"],
+            role=data.get("role"),
+            expires_at=data.get("expires_at"),
         )
         body = ApiKeySerializer(api_key).data
         body["key"] = raw
@@ -242,8 +266,11 @@ class SystemConfigView(KaiAPIView):
     action_roles = {"get": ALL_ROLES, "post": ADMIN_ROLES, "put": ADMIN_ROLES}
 
     def _body(self, organization):
-        return {"organization_id": organization.pk, "settings": organization.settings,
-                "updated_at": organization.updated_at}
+        return {
+            "organization_id": organization.pk,
+            "settings": organization.settings,
+            "updated_at": organization.updated_at,
+        }
 
     @extend_schema(responses={200: SystemConfigSerializer})
     def get(self, request):
@@ -253,8 +280,9 @@ class SystemConfigView(KaiAPIView):
     def post(self, request):
         check_step_up(request)  # a system modification: once required, turning step-up off needs it too
         data = validated(SettingsBodySerializer, request)
-        services.organization_settings_update(organization=self.organization, actor=request.user,
-                                              changes=data["settings"])
+        services.organization_settings_update(
+            organization=self.organization, actor=request.user, changes=data["settings"]
+        )
         self.organization.refresh_from_db(fields=["settings", "updated_at"])
         return Response(self._body(self.organization))
 
@@ -272,13 +300,19 @@ class UserConfigView(KaiAPIView):
     @extend_schema(responses={200: UserConfigSerializer})
     def get(self, request):
         membership = self._membership(request)
-        return Response({"organization_id": membership.organization_id, "user_id": membership.user_id,
-                         "settings": membership.settings})
+        return Response(
+            {
+                "organization_id": membership.organization_id,
+                "user_id": membership.user_id,
+                "settings": membership.settings,
+            }
+        )
 
     @extend_schema(request=SettingsBodySerializer, responses={200: UserConfigSerializer})
     def post(self, request):
         data = validated(SettingsBodySerializer, request)
         with transaction.atomic():
-            settings = services.membership_settings_update(membership=self._membership(request), actor=request.user,
-                                                           changes=data["settings"])
+            settings = services.membership_settings_update(
+                membership=self._membership(request), actor=request.user, changes=data["settings"]
+            )
         return Response({"organization_id": self.organization.pk, "user_id": request.user.pk, "settings": settings})

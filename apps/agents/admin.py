@@ -1,5 +1,6 @@
 """Operator console for agents and what they are built from: restart agents, enable/disable
 tools, rotate credentials, revoke (stop) deployments — each through ``apps.agents.services``."""
+
 from django.contrib import admin, messages
 
 from apps.agents import crypto, services
@@ -44,13 +45,37 @@ class AgentVersionInline(admin.TabularInline):
 
 @admin.register(Agent)
 class AgentAdmin(TenantAdmin):
-    list_display = ("agent_number", "name", "organization", "status", "is_active", "llm", "version", "execution_count",
-                    "average_execution_time", "last_execution", "last_heartbeat", "runs")
-    list_filter = ("organization", "status", "is_active", "agent_type", ("last_execution", admin.DateFieldListFilter),
-                   CREATED)
+    list_display = (
+        "agent_number",
+        "name",
+        "organization",
+        "status",
+        "is_active",
+        "llm",
+        "version",
+        "execution_count",
+        "average_execution_time",
+        "last_execution",
+        "last_heartbeat",
+        "runs",
+    )
+    list_filter = (
+        "organization",
+        "status",
+        "is_active",
+        "agent_type",
+        ("last_execution", admin.DateFieldListFilter),
+        CREATED,
+    )
     search_fields = ("name", "role", "=id", "organization__slug")
-    readonly_fields = TenantAdmin.readonly_fields + ("agent_number", "version", "execution_count",
-                                                     "average_execution_time", "last_execution", "last_heartbeat")
+    readonly_fields = TenantAdmin.readonly_fields + (
+        "agent_number",
+        "version",
+        "execution_count",
+        "average_execution_time",
+        "last_execution",
+        "last_heartbeat",
+    )
     inlines = [AgentVersionInline]
     actions = ["restart"]
 
@@ -92,12 +117,31 @@ class AgentMemoryAdmin(TenantAdmin):
 class CredentialAdmin(TenantAdmin):
     """Values never show here: only the mask and the key id."""
 
-    list_display = ("name", "service_name", "credential_type", "masked", "encryption_key_id", "organization",
-                    "usage_count", "last_used", "expires_at")
+    list_display = (
+        "name",
+        "service_name",
+        "credential_type",
+        "masked",
+        "encryption_key_id",
+        "organization",
+        "usage_count",
+        "last_used",
+        "expires_at",
+    )
     list_filter = ("organization", "credential_type", "auto_rotate", "encryption_key_id", CREATED)
     search_fields = ("name", "service_name", "organization__slug")
-    fields = ("name", "service_name", "credential_type", "description", "expires_at", "auto_rotate", "masked",
-              "encryption_key_id", "usage_count", "last_used") + TenantAdmin.readonly_fields
+    fields = (
+        "name",
+        "service_name",
+        "credential_type",
+        "description",
+        "expires_at",
+        "auto_rotate",
+        "masked",
+        "encryption_key_id",
+        "usage_count",
+        "last_used",
+    ) + TenantAdmin.readonly_fields
     readonly_fields = TenantAdmin.readonly_fields + ("masked", "encryption_key_id", "usage_count", "last_used")
     actions = ["rotate"]
 
@@ -120,8 +164,17 @@ class CredentialAdmin(TenantAdmin):
 
 @admin.register(Provider)
 class ProviderAdmin(TenantAdmin):
-    list_display = ("name", "provider_type", "organization", "default_model", "budget_limit", "is_default", "is_active",
-                    "last_validation_ok", "last_validated_at")
+    list_display = (
+        "name",
+        "provider_type",
+        "organization",
+        "default_model",
+        "budget_limit",
+        "is_default",
+        "is_active",
+        "last_validation_ok",
+        "last_validated_at",
+    )
     list_filter = ("organization", "provider_type", "is_active", "last_validation_ok", CREATED)
     list_select_related = ("organization", "credential")
     search_fields = ("name", "base_url", "organization__slug")
@@ -214,8 +267,17 @@ class ServiceAdmin(TenantAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(TenantAdmin):
-    list_display = ("name", "agent", "status", "channels", "invocation_count", "last_invoked_at", "started_at",
-                    "stopped_at", "organization")
+    list_display = (
+        "name",
+        "agent",
+        "status",
+        "channels",
+        "invocation_count",
+        "last_invoked_at",
+        "started_at",
+        "stopped_at",
+        "organization",
+    )
     list_filter = ("organization", "status", ("started_at", admin.DateFieldListFilter))
     list_select_related = ("organization", "agent")
     search_fields = ("name", "key_prefix")

@@ -22,8 +22,9 @@ class AgentsConfig(AppConfig):
 
             return mcp_channel
 
-        add_websocket_route(r"^(?:api/(?:v1/)?)?ws/agents/(?P<agent_id>[^/]+)/?$",
-                            lambda: consumers().AgentSocketConsumer.as_asgi())
+        add_websocket_route(
+            r"^(?:api/(?:v1/)?)?ws/agents/(?P<agent_id>[^/]+)/?$", lambda: consumers().AgentSocketConsumer.as_asgi()
+        )
         add_websocket_route(r"^(?:api/(?:v1/)?)?ws/mcp/?$", lambda: consumers().MCPConsumer.as_asgi())
         add_http_prefix("/mcp/deployments/", lambda: mcp_channel().application)
         # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them

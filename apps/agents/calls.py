@@ -7,6 +7,7 @@ model no provider serves, a spent budget), with the same error on every path; ``
 waits for the run and turns its end into the answer of a synchronous API (or a 202 with the
 ``execution_id`` when the wait timed out).
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -22,8 +23,15 @@ from apps.runs.services import batch_memo, execution_create, wait_for_terminal
 from kai_platform.api.errors import Conflict, Unprocessable, codes
 
 #: the kinds of run that are one agent answering (the agents app registers their runners)
-AGENT_KINDS = frozenset({ExecutionKind.AGENT_TASK, ExecutionKind.AGENT_COMMAND, ExecutionKind.AGENT_EXECUTE,
-                         ExecutionKind.AGENT_PROMPT, ExecutionKind.AGENT_TEST})
+AGENT_KINDS = frozenset(
+    {
+        ExecutionKind.AGENT_TASK,
+        ExecutionKind.AGENT_COMMAND,
+        ExecutionKind.AGENT_EXECUTE,
+        ExecutionKind.AGENT_PROMPT,
+        ExecutionKind.AGENT_TEST,
+    }
+)
 
 
 def agent_check_runnable(*, agent) -> None:
@@ -35,6 +43,7 @@ def agent_check_runnable(*, agent) -> None:
 def agent_check_budgets(*, agent, model: str = "") -> None:
     """The provider's, the agent's and the organization's monthly budgets, as the engine checks them
     before each model call (same message), without calling anything: refused before a run is queued."""
+
     def refusal():
         organization = agent.organization
         try:
@@ -51,38 +60,76 @@ def agent_check_budgets(*, agent, model: str = "") -> None:
         raise error
 
 
-def agent_call_start(*, agent, actor, kind: str, definition: dict, run_name: str = "", inputs: dict | None = None,
-                     params: dict | None = None, model: str = "", priority: int = 5, stream_id: str = "",
-                     **create) -> Execution:
+def agent_call_start(
+    *,
+    agent,
+    actor,
+    kind: str,
+    definition: dict,
+    run_name: str = "",
+    inputs: dict | None = None,
+    params: dict | None = None,
+    model: str = "",
+    priority: int = 5,
+    stream_id: str = "",
+    **create,
+) -> Execution:
     """Check the agent may run, then create its PENDING run (queued on commit)."""
     if kind not in AGENT_KINDS:
         raise ValueError(f"{kind!r} is not a kind of agent run")
     agent_check_runnable(agent=agent)
     agent_check_budgets(agent=agent, model=model)
-    return execution_create(organization=agent.organization, actor=actor, kind=kind, agent=agent,
-                            run_name=(run_name or f"{agent.name} - {kind}")[:300], definition=definition,
-                            inputs=inputs, params=params, model=model, priority=priority, stream_id=stream_id,
-                            **create)
+    return execution_create(
+        organization=agent.organization,
+        actor=actor,
+        kind=kind,
+        agent=agent,
+        run_name=(run_name or f"{agent.name} - {kind}")[:300],
+        definition=definition,
+        inputs=inputs,
+        params=params,
+        model=model,
+        priority=priority,
+        stream_id=stream_id,
+        **create,
+    )
 
 
 def sync_wait_seconds() -> float:
     return float(getattr(settings, "KAI_SYNC_RUN_WAIT_SECONDS", 120))
 
 
-def agent_call(*, agent, actor, prompt: str, params: dict | None = None, source: str = "test",
-               timeout: float | None = None, run_name: str = "", also=None) -> tuple[int, dict]:
+def agent_call(
+    *,
+    agent,
+    actor,
+    prompt: str,
+    params: dict | None = None,
+    source: str = "test",
+    timeout: float | None = None,
+    run_name: str = "",
+    also=None,
+) -> tuple[int, dict]:
     """A synchronous prompt (``agents/{id}/test``, deployments): start the run, wait for it.
     Returns (HTTP status, body): 200 with the answer and its ``execution_id``; 202 with the
     ``execution_id`` and status when the run is still going after ``timeout``; a failed run raises
     the error its failure names (the same envelope the API gives for it everywhere).
     ``also(execution)`` writes what the caller records of the call once the run is queued (while
     the worker runs it); nothing of it is written when the run is refused."""
-    execution = agent_call_start(agent=agent, actor=actor, kind=ExecutionKind.AGENT_TEST,
-                                 definition={"prompt": prompt, "source": source}, params=params, priority=8,
-                                 run_name=run_name or f"{agent.name} - {source}")
+    execution = agent_call_start(
+        agent=agent,
+        actor=actor,
+        kind=ExecutionKind.AGENT_TEST,
+        definition={"prompt": prompt, "source": source},
+        params=params,
+        priority=8,
+        run_name=run_name or f"{agent.name} - {source}",
+    )
     if also is not None:
         also(execution)
-    execution = wait_for_terminal(execution_id=execution.pk, timeout=sync_wait_seconds() if timeout is None else timeout)
+    execution = wait_for_terminal(
+        execution_id=execution.pk, timeout=sync_wait_seconds() if timeout is None else timeout
+    )
     return answer_of(execution)
 
 
@@ -111,8 +158,7 @@ def raise_for_failed_run(execution: Execution):
         raise BudgetExceeded(detail, extra=extra)
     provider = info.get("provider") or "the provider"
     if kind == "provider_timeout":
-        raise ProviderTimeout(f"Provider '{provider}' did not answer within {info.get('timeout', 0):g} s.",
-                              extra=extra)
+        raise ProviderTimeout(f"Provider '{provider}' did not answer within {info.get('timeout', 0):g} s.", extra=extra)
     if kind in ("provider_connection", "provider_provider", "circuit_open"):
         raise ProviderUnavailable(f"Provider '{provider}' failed: {detail}", extra=extra)
     if kind.startswith("provider_"):

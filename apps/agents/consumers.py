@@ -9,6 +9,7 @@ Server → client (flat messages, as the seed prints them): ``status_update {sta
 Any run of the agent that streams (stream-prompt, commands from REST or another socket) is
 relayed from the same Redis stream the SSE response reads, so both see the same chunks.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,7 +42,9 @@ LOG_LEVELS = {"debug": "info", "info": "info", "warning": "warn", "error": "erro
 
 class AgentSocketConsumer(KaiSocketConsumer):
     async def on_authenticated(self):
-        self.agent = await database_sync_to_async(_agent_of)(self.organization, self.scope["url_route"]["kwargs"]["agent_id"])
+        self.agent = await database_sync_to_async(_agent_of)(
+            self.organization, self.scope["url_route"]["kwargs"]["agent_id"]
+        )
         if self.agent is None:
             await self.refuse("AGENT_NOT_FOUND", "No such agent in your organization.")
             return
@@ -71,13 +74,21 @@ class AgentSocketConsumer(KaiSocketConsumer):
         elif kind == "agent.restarted":  # a restart shows even when the status stays what it was
             await self.send_flat("status_update", status=data.get("status"), restarted=True, seq=event["seq"])
         elif kind in {"agent.log", "agent.message"}:
-            await self.send_flat("log", message=str(data.get("message", data)), level=LOG_LEVELS.get(
-                event.get("severity"), "info"), seq=event["seq"])
+            await self.send_flat(
+                "log",
+                message=str(data.get("message", data)),
+                level=LOG_LEVELS.get(event.get("severity"), "info"),
+                seq=event["seq"],
+            )
         elif kind.startswith("execution."):
             status = data.get("status", kind.split(".", 1)[1])
-            await self.send_flat("log", message=f"Execution {event.get('execution_id')} {status.lower()}",
-                                 level="error" if status.upper() == "FAILED" else "info", seq=event["seq"],
-                                 execution_id=event.get("execution_id"))
+            await self.send_flat(
+                "log",
+                message=f"Execution {event.get('execution_id')} {status.lower()}",
+                level="error" if status.upper() == "FAILED" else "info",
+                seq=event["seq"],
+                execution_id=event.get("execution_id"),
+            )
             if kind == "execution.running" and event.get("execution_id"):
                 stream_id = await database_sync_to_async(_stream_of)(event["execution_id"])
                 if stream_id:
@@ -107,7 +118,8 @@ class AgentSocketConsumer(KaiSocketConsumer):
             return
         try:
             execution_id, stream_id = await database_sync_to_async(_start_command)(
-                self.organization, self.user, self.agent, command, params)
+                self.organization, self.user, self.agent, command, params
+            )
         except Exception as exc:  # a refused run (disabled agent, quota…) is answered, not crashed on
             detail = getattr(exc, "detail", None) or str(exc)
             await self.send_error("COMMAND_REFUSED", str(detail))
@@ -125,13 +137,20 @@ class AgentSocketConsumer(KaiSocketConsumer):
             await self.send_error("INVALID_MESSAGE_FORMAT", "'base64' is not valid base64.")
             return
         try:
-            stored = await database_sync_to_async(_store_upload)(self.organization, self.user, self.agent, filename,
-                                                                   content)
+            stored = await database_sync_to_async(_store_upload)(
+                self.organization, self.user, self.agent, filename, content
+            )
         except Exception as exc:
             await self.send_error("UPLOAD_REFUSED", str(getattr(exc, "detail", exc)))
             return
-        await self.send_flat("upload_result", file_id=str(stored.pk), filename=stored.name, size=stored.size,
-                             content_type=stored.content_type, sha256=stored.sha256)
+        await self.send_flat(
+            "upload_result",
+            file_id=str(stored.pk),
+            filename=stored.name,
+            size=stored.size,
+            content_type=stored.content_type,
+            sha256=stored.sha256,
+        )
 
     # --- streams ------------------------------------------------------------------------------
     def _relay(self, stream_id: str, *, command: str | None = None, execution_id=None):
@@ -156,21 +175,34 @@ class AgentSocketConsumer(KaiSocketConsumer):
                         fields = {k.decode(): v.decode() for k, v in raw.items()}
                         if fields.get("done"):
                             status = fields.get("status") or "COMPLETED"
-                            await self.send_flat("stream_chunk", stream_id=stream_id, chunk="", done=True,
-                                                 status=status, error=fields.get("error") or None)
+                            await self.send_flat(
+                                "stream_chunk",
+                                stream_id=stream_id,
+                                chunk="",
+                                done=True,
+                                status=status,
+                                error=fields.get("error") or None,
+                            )
                             break
                         if "chunk" in fields:
                             await self.send_flat("stream_chunk", stream_id=stream_id, chunk=fields["chunk"], done=False)
             if command is not None:
                 result = await database_sync_to_async(_result_of)(execution_id)
-                await self.send_flat("command_result", command=command, stream_id=stream_id,
-                                     execution_id=str(execution_id), status=result["status"], result=result["result"],
-                                     error=result["error"])
+                await self.send_flat(
+                    "command_result",
+                    command=command,
+                    stream_id=stream_id,
+                    execution_id=str(execution_id),
+                    status=result["status"],
+                    result=result["result"],
+                    error=result["error"],
+                )
         finally:
             self.relaying.discard(stream_id)
 
 
 # --- database work (run in threads) ------------------------------------------------------------
+
 
 def _agent_of(organization, agent_id):
     try:
@@ -193,9 +225,14 @@ def _heartbeat(agent) -> None:
 def _start_command(organization, user, agent, command: str, params: dict):
     stream_id = uuid.uuid4().hex
     execution = agent_call_start(
-        actor=user, kind=ExecutionKind.AGENT_COMMAND, agent=agent,
-        run_name=f"{agent.name} - {command}"[:300], definition={"command": command, "params": params},
-        stream_id=stream_id, priority=8)
+        actor=user,
+        kind=ExecutionKind.AGENT_COMMAND,
+        agent=agent,
+        run_name=f"{agent.name} - {command}"[:300],
+        definition={"command": command, "params": params},
+        stream_id=stream_id,
+        priority=8,
+    )
     return execution.pk, stream_id
 
 
@@ -221,9 +258,15 @@ def _agent_for_command(auth, agent_id):
 
 
 def _status_body(agent) -> dict:
-    return {"agent_id": str(agent.pk), "status": agent.status, "is_active": agent.is_active,
-            "version": agent.version, "last_heartbeat": agent.last_heartbeat,
-            "last_execution": agent.last_execution, "execution_count": agent.execution_count}
+    return {
+        "agent_id": str(agent.pk),
+        "status": agent.status,
+        "is_active": agent.is_active,
+        "version": agent.version,
+        "last_heartbeat": agent.last_heartbeat,
+        "last_execution": agent.last_execution,
+        "execution_count": agent.execution_count,
+    }
 
 
 def _update(agent, user, data):
@@ -245,8 +288,9 @@ def _stop(*, user, auth, agent_id, parameters):
     agent = _agent_for_command(auth, agent_id)
     cancelled = []
     if not parameters.get("graceful", False):
-        for execution in Execution.objects.for_org(auth.organization).filter(agent=agent).exclude(
-                status__in=TERMINAL_STATUSES):
+        for execution in (
+            Execution.objects.for_org(auth.organization).filter(agent=agent).exclude(status__in=TERMINAL_STATUSES)
+        ):
             execution_cancel(execution=execution, actor=user, reason="agent stopped")
             cancelled.append(str(execution.pk))
     body = _status_body(_update(agent, user, {"status": "idle"}))
@@ -264,7 +308,7 @@ def _update_config(*, user, auth, agent_id, parameters):
     agent = _agent_for_command(auth, agent_id)
     changes = parameters.get("config", parameters)
     if not isinstance(changes, dict) or not changes:
-        raise CommandError("INVALID_PARAMETERS", "Pass the fields to change, e.g. {\"config\": {\"goal\": \"…\"}}.")
+        raise CommandError("INVALID_PARAMETERS", 'Pass the fields to change, e.g. {"config": {"goal": "…"}}.')
     return _status_body(_update(agent, user, changes))
 
 
@@ -275,20 +319,39 @@ def _get_status(*, user, auth, agent_id, parameters):
 
 # --- /ws/mcp: MCP messages over a socket (docs/sockets.md) ----------------------------------------
 
+
 class MCPConsumer(KaiSocketConsumer):
     """Each request gets its response (same ``id``). A socket whose requests name a source agent
     (``source.agent_number``) also receives the messages sent to that agent, as notifications."""
 
     async def on_authenticated(self):
         self.joined: set[str] = set()
-        await self.send(text_data=_mcp_json({"id": self.client_id, "version": "1.0", "type": "notification",
-                                             "method": "connection.ready", "params": {"session_id": self.auth.session_id},
-                                             "timestamp": now_iso()}))
+        await self.send(
+            text_data=_mcp_json(
+                {
+                    "id": self.client_id,
+                    "version": "1.0",
+                    "type": "notification",
+                    "method": "connection.ready",
+                    "params": {"session_id": self.auth.session_id},
+                    "timestamp": now_iso(),
+                }
+            )
+        )
 
     async def warn_disconnect(self, reason: str, seconds: float, **kwargs) -> None:
-        await self.send(text_data=_mcp_json({"id": f"{self.client_id}-closing", "version": "1.0", "type": "notification",
-                                             "method": "connection.closing", "params": {"reason": reason,
-                                             "seconds_left": round(seconds, 1)}, "timestamp": now_iso()}))
+        await self.send(
+            text_data=_mcp_json(
+                {
+                    "id": f"{self.client_id}-closing",
+                    "version": "1.0",
+                    "type": "notification",
+                    "method": "connection.closing",
+                    "params": {"reason": reason, "seconds_left": round(seconds, 1)},
+                    "timestamp": now_iso(),
+                }
+            )
+        )
 
     async def on_disconnect(self, code):
         for group in getattr(self, "joined", ()):
@@ -310,13 +373,21 @@ class MCPConsumer(KaiSocketConsumer):
     async def on_event(self, event: dict):
         if event["type"] not in {"agent.message", "agent.broadcast"}:
             return
-        await self.send(text_data=_mcp_json({
-            "id": f"evt-{event['seq']}", "version": "1.0", "type": "notification",
-            "method": "agent.send_message" if event["type"] == "agent.message" else "agent.broadcast",
-            "params": event.get("data") or {}, "timestamp": event["timestamp"], "seq": event["seq"],
-            "source": {"agent_number": (event.get("data") or {}).get("from_agent")},
-            "target": {"agent_id": event.get("agent_id")},
-        }))
+        await self.send(
+            text_data=_mcp_json(
+                {
+                    "id": f"evt-{event['seq']}",
+                    "version": "1.0",
+                    "type": "notification",
+                    "method": "agent.send_message" if event["type"] == "agent.message" else "agent.broadcast",
+                    "params": event.get("data") or {},
+                    "timestamp": event["timestamp"],
+                    "seq": event["seq"],
+                    "source": {"agent_number": (event.get("data") or {}).get("from_agent")},
+                    "target": {"agent_id": event.get("agent_id")},
+                }
+            )
+        )
 
 
 def _mcp_json(message: dict) -> str:

@@ -5,6 +5,7 @@ Without ``KAI_SECRET_KEYS`` (embedded mode only; production refuses to start) on
 would make stored secrets unreadable after a restart. ``rotate_secrets`` re-encrypts every value
 under the newest key.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -1,6 +1,7 @@
 """What the agents app provides to the run engine (``apps.runs.registry`` services): model
 resolution and clients, tools, provider spend and usage, the agents of a run and their counters.
 Registered by ``AgentsConfig.ready``; the engine never imports this app."""
+
 from __future__ import annotations
 
 from rest_framework.exceptions import APIException
@@ -26,10 +27,15 @@ def model_resolve(organization, model_name):
     pricing = resolved.parameters.get("pricing") if isinstance(resolved.parameters.get("pricing"), dict) else None
     provider = resolved.provider
     return llm_layer.ResolvedModel(
-        client=client, requested=resolved.requested or resolved.model, model=resolved.model,
+        client=client,
+        requested=resolved.requested or resolved.model,
+        model=resolved.model,
         provider_type=resolved.provider_type,
-        provider_key=str(provider.pk) if provider is not None else llm_layer.BUILTIN_KEY, provider=provider,
-        pricing_override=pricing, note=resolved.note)
+        provider_key=str(provider.pk) if provider is not None else llm_layer.BUILTIN_KEY,
+        provider=provider,
+        pricing_override=pricing,
+        note=resolved.note,
+    )
 
 
 @provide("tools_load")
@@ -39,8 +45,13 @@ def tools_load(organization, names):
 
 @provide("tool_run")
 def tool_run(tool, arguments, *, organization, agent, actor, citations=None):
-    return run_tool(tool, arguments, ToolContext(organization=organization, agent=agent, actor=actor,
-                                                 citations=citations if citations is not None else []))
+    return run_tool(
+        tool,
+        arguments,
+        ToolContext(
+            organization=organization, agent=agent, actor=actor, citations=citations if citations is not None else []
+        ),
+    )
 
 
 @provide("provider_month_spend")

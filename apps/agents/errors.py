@@ -1,4 +1,5 @@
 """API errors of the agents app (rendered by the one envelope handler)."""
+
 from rest_framework import status
 
 from kai_platform.api.errors import ServiceUnavailable, codes

@@ -7,6 +7,7 @@ workflow.execute, system.get_state, memory.store, memory.query. Error codes foll
 -32600 invalid request, -32601 unknown method, -32602 invalid params, -32603 internal, plus
 -32004 not found and -32003 forbidden.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -49,7 +50,11 @@ def reply(request: dict, *, result=None, error: MCPError | None = None) -> dict:
         "target": request.get("source") or None,
     }
     if error:
-        message["error"] = {"code": error.code, "message": error.message, **({"data": error.data} if error.data else {})}
+        message["error"] = {
+            "code": error.code,
+            "message": error.message,
+            **({"data": error.data} if error.data else {}),
+        }
     else:
         message["result"] = result
     return message
@@ -62,9 +67,9 @@ def validate_message(message) -> dict:
     if not isinstance(message.get("id"), (str, int)) or message.get("id") in ("", None):
         problems.append("id is required")
     if message.get("version", "1.0") != "1.0":
-        problems.append("version must be \"1.0\"")
+        problems.append('version must be "1.0"')
     if message.get("type", "request") != "request":
-        problems.append("only requests are accepted (type \"request\")")
+        problems.append('only requests are accepted (type "request")')
     if not isinstance(message.get("method"), str):
         problems.append("method is required")
     if not isinstance(message.get("params", {}), dict):
@@ -81,6 +86,7 @@ def method(name: str, *, roles=None):
     def decorator(fn):
         _METHODS[name] = (fn, frozenset(roles) if roles else None)
         return fn
+
     return decorator
 
 
@@ -92,8 +98,10 @@ def handle(message, *, user, auth) -> dict:
         return reply(message if isinstance(message, dict) else {}, error=error)
     entry = _METHODS.get(request["method"])
     if entry is None:
-        return reply(request, error=MCPError(METHOD_NOT_FOUND, f"Unknown method '{request['method']}'.",
-                                             {"methods": sorted(_METHODS)}))
+        return reply(
+            request,
+            error=MCPError(METHOD_NOT_FOUND, f"Unknown method '{request['method']}'.", {"methods": sorted(_METHODS)}),
+        )
     fn, roles = entry
     if roles is not None and auth.role not in roles:
         return reply(request, error=MCPError(FORBIDDEN, f"Role '{auth.role}' may not call {request['method']}."))
@@ -109,6 +117,7 @@ def handle(message, *, user, auth) -> dict:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
 
 def _agent_by_number(auth, number, *, field: str = "agent_number"):
     if not isinstance(number, int) or isinstance(number, bool):
@@ -129,6 +138,7 @@ def _source_agent(request, auth):
 
 # --- methods ------------------------------------------------------------------------------------
 
+
 @method("agent.register", roles=HUMAN_ROLES | {"agent"})
 def agent_register(*, params, request, user, auth):
     """Create the agent (or update the one with that ``agent_number``'s capabilities)."""
@@ -138,25 +148,39 @@ def agent_register(*, params, request, user, auth):
     capabilities = params.get("capabilities") or []
     if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
         raise MCPError(INVALID_PARAMS, "capabilities must be a list of strings.")
-    config = {"capabilities": capabilities, "voice_commands": params.get("voice_commands") or [],
-              "config_schema": params.get("config_schema") or {}}
+    config = {
+        "capabilities": capabilities,
+        "voice_commands": params.get("voice_commands") or [],
+        "config_schema": params.get("config_schema") or {},
+    }
     number = params.get("agent_number")
     existing = None
     if number is not None:
-        existing = Agent.objects.for_org(auth.organization).filter(agent_number=number).first() \
-            if isinstance(number, int) else None
+        existing = (
+            Agent.objects.for_org(auth.organization).filter(agent_number=number).first()
+            if isinstance(number, int)
+            else None
+        )
     if existing is not None:
-        agent = services.agent_update(agent=existing, actor=user, data={"name": name, "config": {
-            **(existing.config or {}), **config}})
+        agent = services.agent_update(
+            agent=existing, actor=user, data={"name": name, "config": {**(existing.config or {}), **config}}
+        )
         created = False
     else:
         if auth.role == "agent":
             raise MCPError(FORBIDDEN, "The agent role may register capabilities of an existing agent only.")
-        agent = services.agent_create(organization=auth.organization, actor=user, data={
-            "name": name, "description": params.get("description", ""), "config": config})
+        agent = services.agent_create(
+            organization=auth.organization,
+            actor=user,
+            data={"name": name, "description": params.get("description", ""), "config": config},
+        )
         created = True
-    return {"agent_id": str(agent.pk), "agent_number": agent.agent_number, "created": created,
-            "capabilities": capabilities}
+    return {
+        "agent_id": str(agent.pk),
+        "agent_number": agent.agent_number,
+        "created": created,
+        "capabilities": capabilities,
+    }
 
 
 @method("agent.send_message")
@@ -177,14 +201,27 @@ def agent_send_message(*, params, request, user, auth):
     if broadcast:
         targets = params.get("target_agents")
         with transaction.atomic():
-            event = publish(auth.organization, "agent.broadcast", {**data, "target_agents": targets},
-                            agent=source, actor=user, component="mcp")
+            event = publish(
+                auth.organization,
+                "agent.broadcast",
+                {**data, "target_agents": targets},
+                agent=source,
+                actor=user,
+                component="mcp",
+            )
         return {"delivered": True, "broadcast": True, "event_seq": event.pk}
     number = params.get("target_agent", target.get("agent_number"))
     agent = _agent_by_number(auth, number, field="target_agent")
     with transaction.atomic():
-        event = publish(auth.organization, "agent.message", {**data, "to_agent": agent.agent_number},
-                        agent=agent, actor=user, owner=agent.created_by, component="mcp")
+        event = publish(
+            auth.organization,
+            "agent.message",
+            {**data, "to_agent": agent.agent_number},
+            agent=agent,
+            actor=user,
+            owner=agent.created_by,
+            component="mcp",
+        )
     return {"delivered": True, "to_agent": agent.agent_number, "agent_id": str(agent.pk), "event_seq": event.pk}
 
 
@@ -195,19 +232,34 @@ def system_get_state(*, params, request, user, auth):
     if params.get("include_agents", True):
         state["agents"] = {
             "total": agents.count(),
-            "by_status": {row["status"]: row["n"] for row in agents.values("status").annotate(n=Count("id")).order_by()},
-            "items": [{"agent_id": str(a["id"]), "agent_number": a["agent_number"], "name": a["name"],
-                       "status": a["status"]} for a in agents.values("id", "agent_number", "name", "status")[:200]],
+            "by_status": {
+                row["status"]: row["n"] for row in agents.values("status").annotate(n=Count("id")).order_by()
+            },
+            "items": [
+                {"agent_id": str(a["id"]), "agent_number": a["agent_number"], "name": a["name"], "status": a["status"]}
+                for a in agents.values("id", "agent_number", "name", "status")[:200]
+            ],
         }
     if params.get("include_workflows", False):
-        state["workflows"] = ({"available": False} if not apps.is_installed("apps.workflows") else
-                              {"available": True, "total": apps.get_model("workflows", "Workflow").objects.for_org(
-                                  auth.organization).count()})
+        state["workflows"] = (
+            {"available": False}
+            if not apps.is_installed("apps.workflows")
+            else {
+                "available": True,
+                "total": apps.get_model("workflows", "Workflow").objects.for_org(auth.organization).count(),
+            }
+        )
     if params.get("include_performance", False) and apps.is_installed("apps.runs"):
         Execution = apps.get_model("runs", "Execution")
-        state["performance"] = {"runs_by_status": {
-            row["status"]: row["n"] for row in Execution.objects.for_org(auth.organization)
-            .values("status").annotate(n=Count("id")).order_by()}}
+        state["performance"] = {
+            "runs_by_status": {
+                row["status"]: row["n"]
+                for row in Execution.objects.for_org(auth.organization)
+                .values("status")
+                .annotate(n=Count("id"))
+                .order_by()
+            }
+        }
     return state
 
 
@@ -221,10 +273,19 @@ def memory_store(*, params, request, user, auth):
     ttl = params.get("ttl")
     if not isinstance(tags, list) or (ttl is not None and (not isinstance(ttl, int) or ttl <= 0)):
         raise MCPError(INVALID_PARAMS, "tags is a list; ttl a positive number of seconds.")
-    entry = services.memory_store(agent=agent, actor=user, memory_type=memory_type, content=params.get("content"),
-                                  tags=[str(t) for t in tags], ttl=ttl)
-    return {"memory_id": str(entry.pk), "agent_number": agent.agent_number,
-            "expires_at": entry.expires_at.isoformat() if entry.expires_at else None}
+    entry = services.memory_store(
+        agent=agent,
+        actor=user,
+        memory_type=memory_type,
+        content=params.get("content"),
+        tags=[str(t) for t in tags],
+        ttl=ttl,
+    )
+    return {
+        "memory_id": str(entry.pk),
+        "agent_number": agent.agent_number,
+        "expires_at": entry.expires_at.isoformat() if entry.expires_at else None,
+    }
 
 
 @method("memory.query")
@@ -237,9 +298,20 @@ def memory_query(*, params, request, user, auth):
     limit = params.get("limit", 50)
     if not isinstance(limit, int) or not 1 <= limit <= 500:
         raise MCPError(INVALID_PARAMS, "limit must be between 1 and 500.")
-    rows = selectors.memory_query(agent=agent, memory_type=params.get("memory_type"), tags=params.get("tags"),
-                                  since=since_at, limit=limit)
-    return {"agent_number": agent.agent_number, "memories": [
-        {"memory_id": str(m.pk), "memory_type": m.memory_type, "content": m.content, "tags": m.tags,
-         "created_at": m.created_at.isoformat(), "expires_at": m.expires_at.isoformat() if m.expires_at else None}
-        for m in rows]}
+    rows = selectors.memory_query(
+        agent=agent, memory_type=params.get("memory_type"), tags=params.get("tags"), since=since_at, limit=limit
+    )
+    return {
+        "agent_number": agent.agent_number,
+        "memories": [
+            {
+                "memory_id": str(m.pk),
+                "memory_type": m.memory_type,
+                "content": m.content,
+                "tags": m.tags,
+                "created_at": m.created_at.isoformat(),
+                "expires_at": m.expires_at.isoformat() if m.expires_at else None,
+            }
+            for m in rows
+        ],
+    }

@@ -10,6 +10,7 @@ The session manager runs stateless (every POST stands alone, nothing is kept bet
 so any ASGI replica can answer any request. Daphne sends no ASGI lifespan events, so the
 manager's task group is started on the first request and lives as long as the process's loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,11 @@ INPUT_SCHEMA = {
     "type": "object",
     "properties": {
         "prompt": {"type": "string", "description": "What to ask the deployed agent or orchestration."},
-        "parameters": {"type": "object", "description": "Model parameters (temperature, max_tokens, …).",
-                       "additionalProperties": True},
+        "parameters": {
+            "type": "object",
+            "description": "Model parameters (temperature, max_tokens, …).",
+            "additionalProperties": True,
+        },
     },
     "required": ["prompt"],
     "additionalProperties": False,
@@ -63,8 +67,9 @@ def _deployment_of(ctx) -> dict:
 
 def _tool_for(info: dict) -> types.Tool:
     description = info["description"] or f"Ask the deployed {info['kind']} '{info['target_name']}'."
-    return types.Tool(name=tool_name(info["name"]), title=info["name"], description=description,
-                      input_schema=INPUT_SCHEMA)
+    return types.Tool(
+        name=tool_name(info["name"]), title=info["name"], description=description, input_schema=INPUT_SCHEMA
+    )
 
 
 async def _list_tools(ctx, params) -> types.ListToolsResult:
@@ -72,8 +77,11 @@ async def _list_tools(ctx, params) -> types.ListToolsResult:
 
 
 def _invoke(deployment_id: str, prompt: str, parameters: dict | None) -> dict:
-    deployment = (Deployment.objects.select_related("organization", "agent__organization", "created_by")
-                  .filter(pk=deployment_id, status=DeploymentStatus.RUNNING).first())
+    deployment = (
+        Deployment.objects.select_related("organization", "agent__organization", "created_by")
+        .filter(pk=deployment_id, status=DeploymentStatus.RUNNING)
+        .first()
+    )
     if deployment is None:
         raise LookupError("The deployment was stopped.")
     _status, body = services.deployment_invoke(deployment=deployment, prompt=prompt, params=parameters, channel="mcp")
@@ -105,15 +113,22 @@ async def _call_tool(ctx, params: types.CallToolRequestParams) -> types.CallTool
     structured = json.loads(json.dumps(result, default=str))
     if result.get("status") not in (None, "COMPLETED"):  # a deployed orchestration's run that failed or goes on
         text = result.get("error") or f"The run is {result['status']} (execution {result.get('execution_id')})."
-        return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
-                                    structured_content=structured, is_error=True)
-    return types.CallToolResult(content=[types.TextContent(type="text", text=str(result.get("output") or ""))],
-                                structured_content=structured)
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=text)], structured_content=structured, is_error=True
+        )
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=str(result.get("output") or ""))], structured_content=structured
+    )
 
 
 def build_server() -> Server:
-    return Server("kai-deployments", version="1", on_list_tools=_list_tools, on_call_tool=_call_tool,
-                  instructions="A kAI deployment: call its tool with a prompt to run the deployed agent.")
+    return Server(
+        "kai-deployments",
+        version="1",
+        on_list_tools=_list_tools,
+        on_call_tool=_call_tool,
+        instructions="A kAI deployment: call its tool with a prompt to run the deployed agent.",
+    )
 
 
 def _security_settings() -> TransportSecuritySettings:
@@ -125,8 +140,11 @@ def _security_settings() -> TransportSecuritySettings:
         host = host.lstrip(".")
         allowed_hosts += [host, f"{host}:*"]
     origins = [settings.KAI_PUBLIC_URL, *getattr(settings, "CORS_ALLOWED_ORIGINS", [])]
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=allowed_hosts,
-                                     allowed_origins=[o.rstrip("/") for o in origins if o])
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=[o.rstrip("/") for o in origins if o],
+    )
 
 
 def _authenticate(deployment_id: str, raw_key: str) -> dict | None:
@@ -137,23 +155,45 @@ def _authenticate(deployment_id: str, raw_key: str) -> dict | None:
         kind, target_name = "agent", deployment.agent.name
         description = deployment.agent.description or deployment.agent.goal or ""
     else:
-        orchestration = orchestrations.orchestration_get(organization=deployment.organization_id,
-                                                         orchestration_id=deployment.orchestration_id)
+        orchestration = orchestrations.orchestration_get(
+            organization=deployment.organization_id, orchestration_id=deployment.orchestration_id
+        )
         if orchestration is None:
             return None
         kind, target_name = "orchestration", orchestration.name
         description = orchestration.description or ""
-    return {"id": str(deployment.pk), "organization_id": str(deployment.organization_id), "name": deployment.name,
-            "channels": list(deployment.channels or []), "kind": kind, "target_name": target_name,
-            "description": description}
+    return {
+        "id": str(deployment.pk),
+        "organization_id": str(deployment.organization_id),
+        "name": deployment.name,
+        "channels": list(deployment.channels or []),
+        "kind": kind,
+        "target_name": target_name,
+        "description": description,
+    }
 
 
 async def _json(send, status: int, detail: str, code: str, headers: list | None = None) -> None:
-    body = json.dumps({"detail": detail, "type": "not_authenticated" if status == 401 else "not_found",
-                       "code": code, "errors": [], "request_id": ""}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
+    body = json.dumps(
+        {
+            "detail": detail,
+            "type": "not_authenticated" if status == 401 else "not_found",
+            "code": code,
+            "errors": [],
+            "request_id": "",
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -175,8 +215,9 @@ class DeploymentMCPApp:
 
     async def _session_manager(self) -> StreamableHTTPSessionManager:
         if self._runner is None or self._runner.done():
-            manager = StreamableHTTPSessionManager(app=self.server, stateless=True, json_response=True,
-                                                   security_settings=_security_settings())
+            manager = StreamableHTTPSessionManager(
+                app=self.server, stateless=True, json_response=True, security_settings=_security_settings()
+            )
             ready = asyncio.Event()
 
             async def run():
@@ -196,20 +237,30 @@ class DeploymentMCPApp:
     async def __call__(self, scope, receive, send):
         match = _PATH_RE.match(scope.get("path", ""))
         if scope["type"] != "http" or match is None:
-            await _json(send, 404, "Not found. The MCP endpoint of a deployment is /mcp/deployments/{id}/.",
-                        "GENERAL_001")
+            await _json(
+                send, 404, "Not found. The MCP endpoint of a deployment is /mcp/deployments/{id}/.", "GENERAL_001"
+            )
             return
         authorization = _header(scope, b"authorization")
-        raw_key = authorization[7:].strip() if authorization.lower().startswith("bearer ") else \
-            _header(scope, b"x-deployment-key").strip()
+        raw_key = (
+            authorization[7:].strip()
+            if authorization.lower().startswith("bearer ")
+            else _header(scope, b"x-deployment-key").strip()
+        )
         info = await database_sync_to_async(_authenticate)(match["id"], raw_key)
         if info is None:
-            await _json(send, 401, "Deployment key is invalid, or the deployment is stopped.", "AUTH_001",
-                        [(b"www-authenticate", b'Bearer realm="mcp"')])
+            await _json(
+                send,
+                401,
+                "Deployment key is invalid, or the deployment is stopped.",
+                "AUTH_001",
+                [(b"www-authenticate", b'Bearer realm="mcp"')],
+            )
             return
         if "mcp" not in info["channels"]:
-            await _json(send, 404, "This deployment has no MCP channel (deploy it with channels ['mcp']).",
-                        "GENERAL_001")
+            await _json(
+                send, 404, "This deployment has no MCP channel (deploy it with channels ['mcp']).", "GENERAL_001"
+            )
             return
         manager = await self._session_manager()
         inner: dict[str, Any] = dict(scope)

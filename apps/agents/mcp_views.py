@@ -6,18 +6,21 @@ from rest_framework.response import Response
 from apps.agents import mcp
 from kai_platform.api.views import KaiAPIView
 
-MCPMessageSerializer = inline_serializer("MCPMessage", {
-    "id": serializers.CharField(),
-    "version": serializers.CharField(default="1.0"),
-    "type": serializers.ChoiceField(choices=["request", "response", "notification", "error"]),
-    "method": serializers.CharField(required=False),
-    "params": serializers.DictField(required=False),
-    "result": serializers.JSONField(required=False),
-    "error": serializers.DictField(required=False),
-    "timestamp": serializers.CharField(required=False),
-    "source": serializers.DictField(required=False),
-    "target": serializers.DictField(required=False, allow_null=True),
-})
+MCPMessageSerializer = inline_serializer(
+    "MCPMessage",
+    {
+        "id": serializers.CharField(),
+        "version": serializers.CharField(default="1.0"),
+        "type": serializers.ChoiceField(choices=["request", "response", "notification", "error"]),
+        "method": serializers.CharField(required=False),
+        "params": serializers.DictField(required=False),
+        "result": serializers.JSONField(required=False),
+        "error": serializers.DictField(required=False),
+        "timestamp": serializers.CharField(required=False),
+        "source": serializers.DictField(required=False),
+        "target": serializers.DictField(required=False, allow_null=True),
+    },
+)
 
 
 @extend_schema(tags=["mcp"])

@@ -1,6 +1,7 @@
 """Agents and everything they are built from: LLM providers and model configurations, encrypted
 credentials, tools, memory, prompt/agent/orchestration templates, the services registry and
 deployments. Every model is a ``TenantModel``."""
+
 from __future__ import annotations
 
 from django.contrib.postgres.fields import ArrayField
@@ -24,8 +25,13 @@ class AgentStatus(models.TextChoices):
 
 
 #: statuses a client may set; executing/error belong to the run engine
-CLIENT_SETTABLE_STATUSES = (AgentStatus.DRAFT, AgentStatus.IDLE, AgentStatus.ACTIVE, AgentStatus.OFFLINE,
-                            AgentStatus.DISABLED)
+CLIENT_SETTABLE_STATUSES = (
+    AgentStatus.DRAFT,
+    AgentStatus.IDLE,
+    AgentStatus.ACTIVE,
+    AgentStatus.OFFLINE,
+    AgentStatus.DISABLED,
+)
 
 
 class Agent(TenantModel):
@@ -57,16 +63,32 @@ class Agent(TenantModel):
 
     class Meta(TenantModel.Meta):
         constraints = [models.UniqueConstraint(fields=["organization", "agent_number"], name="uniq_agent_number")]
-        indexes = [models.Index(fields=["organization", "status"], name="agent_org_status"),
-                   models.Index(fields=["organization", "-created_at"], name="agent_org_created")]
+        indexes = [
+            models.Index(fields=["organization", "status"], name="agent_org_status"),
+            models.Index(fields=["organization", "-created_at"], name="agent_org_created"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.agent_number} {self.name}"
 
 
 #: the fields whose change is a configuration change (bumps ``version``)
-AGENT_CONFIG_FIELDS = ("name", "description", "role", "goal", "backstory", "llm", "tools", "allow_delegation",
-                       "verbose", "agent_type", "config", "config_yaml", "voice_enabled", "is_active")
+AGENT_CONFIG_FIELDS = (
+    "name",
+    "description",
+    "role",
+    "goal",
+    "backstory",
+    "llm",
+    "tools",
+    "allow_delegation",
+    "verbose",
+    "agent_type",
+    "config",
+    "config_yaml",
+    "voice_enabled",
+    "is_active",
+)
 
 
 class AgentVersion(TenantModel):
@@ -89,8 +111,10 @@ class AgentMemory(TenantModel):
 
     class Meta(TenantModel.Meta):
         verbose_name_plural = "agent memories"
-        indexes = [models.Index(fields=["agent", "memory_type", "-created_at"], name="memory_agent_type"),
-                   GinIndex(fields=["tags"], name="memory_tags_gin")]
+        indexes = [
+            models.Index(fields=["agent", "memory_type", "-created_at"], name="memory_agent_type"),
+            GinIndex(fields=["tags"], name="memory_tags_gin"),
+        ]
 
     @property
     def is_expired(self) -> bool:
@@ -135,8 +159,9 @@ class Provider(TenantModel):
     default_model = models.CharField(max_length=200, blank=True)
     api_version = models.CharField(max_length=40, blank=True, help_text="Azure OpenAI api-version.")
     timeout_seconds = models.FloatField(null=True, blank=True)
-    budget_limit = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True,
-                                       help_text="USD per calendar month; empty = no limit.")
+    budget_limit = models.DecimalField(
+        max_digits=12, decimal_places=4, null=True, blank=True, help_text="USD per calendar month; empty = no limit."
+    )
     is_default = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
     config = models.JSONField(default=dict, blank=True)
@@ -217,10 +242,16 @@ class PromptTemplate(TenantModel):
 
     class Meta(TenantModel.Meta):
         # an organization's own template may share a builtin's name (e.g. its own "Research Agent Template")
-        constraints = [models.UniqueConstraint(fields=["organization", "name"], condition=models.Q(is_official=False),
-                                               name="uniq_prompt_template_name"),
-                       models.UniqueConstraint(fields=["organization", "name"], condition=models.Q(is_official=True),
-                                               name="uniq_official_prompt_template_name")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], condition=models.Q(is_official=False), name="uniq_prompt_template_name"
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "name"],
+                condition=models.Q(is_official=True),
+                name="uniq_official_prompt_template_name",
+            ),
+        ]
 
 
 class AgentTemplate(TenantModel):
@@ -279,8 +310,9 @@ class Service(TenantModel):
 
     class Meta(TenantModel.Meta):
         ordering = ("service_type", "name")
-        constraints = [models.UniqueConstraint(fields=["organization", "service_type", "name"],
-                                               name="uniq_service_name")]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "service_type", "name"], name="uniq_service_name")
+        ]
 
 
 class DeploymentStatus(models.TextChoices):

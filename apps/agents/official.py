@@ -2,7 +2,10 @@
 
 AGENT_TEMPLATES = [
     {
-        "key": "research-assistant", "name": "Research assistant", "category": "research", "agent_type": "assistant",
+        "key": "research-assistant",
+        "name": "Research assistant",
+        "category": "research",
+        "agent_type": "assistant",
         "description": "Researches a topic and answers with sources and a short summary.",
         "config_yaml": """role: Senior Researcher
 goal: Research the given topic thoroughly and summarize the findings
@@ -14,7 +17,10 @@ verbose: true
 """,
     },
     {
-        "key": "data-analyst", "name": "Data analyst", "category": "analysis", "agent_type": "assistant",
+        "key": "data-analyst",
+        "name": "Data analyst",
+        "category": "analysis",
+        "agent_type": "assistant",
         "description": "Works through numbers step by step with the calculator.",
         "config_yaml": """role: Data Analyst
 goal: Answer quantitative questions precisely, showing the calculation
@@ -26,7 +32,10 @@ verbose: false
 """,
     },
     {
-        "key": "customer-support", "name": "Customer support agent", "category": "support", "agent_type": "assistant",
+        "key": "customer-support",
+        "name": "Customer support agent",
+        "category": "support",
+        "agent_type": "assistant",
         "description": "Handles customer inquiries and remembers each customer's context.",
         "config_yaml": """role: Customer Support Specialist
 goal: Resolve customer inquiries politely and escalate complex issues
@@ -38,7 +47,9 @@ verbose: false
 """,
     },
     {
-        "key": "scheduler-assistant", "name": "Scheduling assistant", "category": "productivity",
+        "key": "scheduler-assistant",
+        "name": "Scheduling assistant",
+        "category": "productivity",
         "agent_type": "assistant",
         "description": "Plans meetings and deadlines across time zones.",
         "config_yaml": """role: Scheduling Assistant
@@ -52,7 +63,10 @@ tools: [current_time, calculator]
 
 ORCHESTRATION_TEMPLATES = [
     {
-        "key": "research-and-write", "name": "Research and write", "category": "content", "pattern": "sequential",
+        "key": "research-and-write",
+        "name": "Research and write",
+        "category": "content",
+        "pattern": "sequential",
         "description": "A researcher gathers facts, then a writer turns them into an article.",
         "config_yaml": """pattern: sequential
 agents:
@@ -65,7 +79,10 @@ agents:
 """,
     },
     {
-        "key": "support-router", "name": "Support router", "category": "support", "pattern": "router",
+        "key": "support-router",
+        "name": "Support router",
+        "category": "support",
+        "pattern": "router",
         "description": "A router sends each inquiry to billing or technical specialists.",
         "config_yaml": """pattern: router
 agents:
@@ -81,7 +98,10 @@ agents:
 """,
     },
     {
-        "key": "review-ensemble", "name": "Review ensemble", "category": "analysis", "pattern": "ensemble",
+        "key": "review-ensemble",
+        "name": "Review ensemble",
+        "category": "analysis",
+        "pattern": "ensemble",
         "description": "Several reviewers judge a draft independently; a synthesizer merges their views.",
         "config_yaml": """pattern: ensemble
 agents:

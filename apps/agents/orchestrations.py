@@ -1,6 +1,7 @@
 """Orchestrations as the agents app uses them (templates, deployments, the MCP channel). The crews
 app owns them and provides these functions in its ``AppConfig.ready``, so agents never imports
 crews (crews builds on agents, not the other way round)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,6 +1,7 @@
 """The one-agent kinds of runs (task, command, execute, stream-prompt, test, workflow step):
 registered with ``apps.runs.registry`` by ``AgentsConfig.ready``. Every way of calling an agent
 ends up here, in the run engine's worker."""
+
 from __future__ import annotations
 
 import json
@@ -29,11 +30,14 @@ def run_agent_task(ctx: RunContext):
     profile = _single_agent(ctx)
     d = ctx.execution.definition or {}
     inputs = ctx.execution.inputs or {}
-    prompt = task_prompt(interpolate(d.get("description", ""), inputs),
-                          interpolate(d.get("expected_output", ""), inputs),
-                          [("inputs", json.dumps(inputs, default=str))] if inputs else None)
-    return ctx.task_step(name=d.get("name") or "task", profile=profile, prompt=prompt, parent=None,
-                         resume=_paused_step(ctx)).text
+    prompt = task_prompt(
+        interpolate(d.get("description", ""), inputs),
+        interpolate(d.get("expected_output", ""), inputs),
+        [("inputs", json.dumps(inputs, default=str))] if inputs else None,
+    )
+    return ctx.task_step(
+        name=d.get("name") or "task", profile=profile, prompt=prompt, parent=None, resume=_paused_step(ctx)
+    ).text
 
 
 def _paused_step(ctx: RunContext) -> dict | None:
@@ -63,8 +67,13 @@ def run_workflow_step(ctx: RunContext):
 def run_agent_command(ctx: RunContext):
     profile = _single_agent(ctx)
     d = ctx.execution.definition or {}
-    return ctx.task_step(name=str(d.get("action") or d.get("command") or "command"), profile=profile,
-                         prompt=_command_prompt(d), parent=None, resume=_paused_step(ctx)).text
+    return ctx.task_step(
+        name=str(d.get("action") or d.get("command") or "command"),
+        profile=profile,
+        prompt=_command_prompt(d),
+        parent=None,
+        resume=_paused_step(ctx),
+    ).text
 
 
 @register_runner(ExecutionKind.AGENT_EXECUTE)
@@ -73,12 +82,25 @@ def run_agent_execute(ctx: RunContext):
     profile = _single_agent(ctx)
     d = ctx.execution.definition or {}
     started = time.monotonic()
-    step = ctx.task_step(name=str(d.get("action") or "execute"), profile=profile, prompt=_command_prompt(d), parent=None,
-                         resume=_paused_step(ctx))
+    step = ctx.task_step(
+        name=str(d.get("action") or "execute"),
+        profile=profile,
+        prompt=_command_prompt(d),
+        parent=None,
+        resume=_paused_step(ctx),
+    )
     resources = [ctx.resolve(profile.model).requested] + list(profile.tools)
-    return {"success": True, "data": step.text, "error": None,
-            "metadata": {"execution_time": round((time.monotonic() - started) * 1000, 2),
-                         "resources_used": resources, "next_suggested_actions": [], "workflow_triggered": []}}
+    return {
+        "success": True,
+        "data": step.text,
+        "error": None,
+        "metadata": {
+            "execution_time": round((time.monotonic() - started) * 1000, 2),
+            "resources_used": resources,
+            "next_suggested_actions": [],
+            "workflow_triggered": [],
+        },
+    }
 
 
 @register_runner(ExecutionKind.AGENT_PROMPT)
@@ -93,14 +115,23 @@ def run_agent_test(ctx: RunContext):
     """A synchronous prompt (``agents/{id}/test``, deployments): the answer with what it cost."""
     profile = _single_agent(ctx)
     started = time.monotonic()
-    step = ctx.agent_step(profile=profile, prompt=(ctx.execution.definition or {}).get("prompt", ""), parent=None,
-                          resume=_paused_step(ctx))
+    step = ctx.agent_step(
+        profile=profile,
+        prompt=(ctx.execution.definition or {}).get("prompt", ""),
+        parent=None,
+        resume=_paused_step(ctx),
+    )
     resolved = ctx.resolve(profile.model)
-    body = {"output": step.text,
-            "tokens": {"input": step.tokens_in, "output": step.tokens_out, "total": step.tokens_in + step.tokens_out},
-            "cost": str(step.cost), "latency_ms": round((time.monotonic() - started) * 1000, 2),
-            "model": resolved.model, "provider": resolved.label, "provider_type": resolved.provider_type,
-            "tool_calls": step.calls}
+    body = {
+        "output": step.text,
+        "tokens": {"input": step.tokens_in, "output": step.tokens_out, "total": step.tokens_in + step.tokens_out},
+        "cost": str(step.cost),
+        "latency_ms": round((time.monotonic() - started) * 1000, 2),
+        "model": resolved.model,
+        "provider": resolved.label,
+        "provider_type": resolved.provider_type,
+        "tool_calls": step.calls,
+    }
     if resolved.note:
         body["note"] = resolved.note
     return body

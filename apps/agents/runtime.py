@@ -1,6 +1,7 @@
 """The agents app's side of the LLM layer: model resolution (docs/decisions.md, "default model"), the
 client of a resolved model (keys decrypted only for it), provider validation. Agents themselves
 are called only through runs (``apps.agents.calls``), never from here."""
+
 from __future__ import annotations
 
 import logging
@@ -27,10 +28,18 @@ from kai_platform.llm.pricing import cost_usd
 
 logger = logging.getLogger(__name__)
 
-_FAMILIES = (("gpt-", ("openai", "azure", "openai_compatible")), ("o1", ("openai", "azure")),
-             ("o3", ("openai", "azure")), ("o4", ("openai", "azure")), ("claude", ("anthropic",)),
-             ("deepseek", ("deepseek",)), ("databricks-", ("databricks",)), ("llama", ("ollama", "vllm")),
-             ("mistral", ("ollama", "vllm")), ("qwen", ("ollama", "vllm")))
+_FAMILIES = (
+    ("gpt-", ("openai", "azure", "openai_compatible")),
+    ("o1", ("openai", "azure")),
+    ("o3", ("openai", "azure")),
+    ("o4", ("openai", "azure")),
+    ("claude", ("anthropic",)),
+    ("deepseek", ("deepseek",)),
+    ("databricks-", ("databricks",)),
+    ("llama", ("ollama", "vllm")),
+    ("mistral", ("ollama", "vllm")),
+    ("qwen", ("ollama", "vllm")),
+)
 
 
 @dataclass
@@ -58,22 +67,43 @@ def model_resolve(*, organization, name: str | None) -> ResolvedModel:
     if not requested:
         default = next((p for p in providers if p.is_default), None)
         if default is not None:
-            return ResolvedModel(default, default.provider_type, default.default_model or "builtin", "",
-                                 dict(default.config.get("parameters") or {}))
+            return ResolvedModel(
+                default,
+                default.provider_type,
+                default.default_model or "builtin",
+                "",
+                dict(default.config.get("parameters") or {}),
+            )
         requested = "builtin"
     if requested.startswith("builtin"):
         builtin = next((p for p in providers if p.provider_type == "builtin"), None)
         return ResolvedModel(builtin, "builtin", requested, requested)
-    config = (ModelConfig.objects.for_org(organization).filter(name=requested, is_active=True)
-              .select_related("provider__credential").first())
+    config = (
+        ModelConfig.objects.for_org(organization)
+        .filter(name=requested, is_active=True)
+        .select_related("provider__credential")
+        .first()
+    )
     if config is not None:
-        provider = config.provider if (config.provider and config.provider.is_active) else next(
-            (p for p in providers if p.provider_type == config.provider_type), None)
+        provider = (
+            config.provider
+            if (config.provider and config.provider.is_active)
+            else next((p for p in providers if p.provider_type == config.provider_type), None)
+        )
         if provider is not None or config.provider_type == "builtin":
-            return ResolvedModel(provider, provider.provider_type if provider else "builtin", config.model, requested,
-                                 dict(config.parameters or {}), config.api_key_name)
-        return _fallback(organization, requested, f"model {requested!r} names provider type "
-                                                  f"{config.provider_type!r}, which has no active provider")
+            return ResolvedModel(
+                provider,
+                provider.provider_type if provider else "builtin",
+                config.model,
+                requested,
+                dict(config.parameters or {}),
+                config.api_key_name,
+            )
+        return _fallback(
+            organization,
+            requested,
+            f"model {requested!r} names provider type {config.provider_type!r}, which has no active provider",
+        )
     provider = next((p for p in providers if p.default_model == requested and p.provider_type != "builtin"), None)
     if provider is None:
         lowered = requested.lower()
@@ -82,19 +112,24 @@ def model_resolve(*, organization, name: str | None) -> ResolvedModel:
                 provider = next((p for p in providers if p.provider_type in types), None)
                 break
     if provider is not None:
-        return ResolvedModel(provider, provider.provider_type, requested, requested,
-                             dict(provider.config.get("parameters") or {}))
+        return ResolvedModel(
+            provider, provider.provider_type, requested, requested, dict(provider.config.get("parameters") or {})
+        )
     return _fallback(organization, requested, f"model {requested!r} has no configured provider")
 
 
 def _fallback(organization, requested: str, reason: str) -> ResolvedModel:
     if settings.KAI_LLM_FALLBACK == "builtin":
         logger.info("%s; running it on the builtin provider (KAI_LLM_FALLBACK=builtin)", reason)
-        builtin = next((p for p in selectors.providers_active(organization=organization)
-                        if p.provider_type == "builtin"), None)
+        builtin = next(
+            (p for p in selectors.providers_active(organization=organization) if p.provider_type == "builtin"), None
+        )
         return ResolvedModel(builtin, "builtin", "builtin", requested, note=f"{reason}; ran on builtin")
-    raise Unprocessable(f"{reason[0].upper()}{reason[1:]}. Configure a provider for it (providers, models).",
-                        code=codes.AGENT_CONFIG_INVALID, errors=[{"field": "llm", "message": reason}])
+    raise Unprocessable(
+        f"{reason[0].upper()}{reason[1:]}. Configure a provider for it (providers, models).",
+        code=codes.AGENT_CONFIG_INVALID,
+        errors=[{"field": "llm", "message": reason}],
+    )
 
 
 def client_for(*, organization, resolved: ResolvedModel, timeout: float | None = None):
@@ -103,19 +138,30 @@ def client_for(*, organization, resolved: ResolvedModel, timeout: float | None =
     if resolved.api_key_name:
         credential = selectors.credential_by_name(organization=organization, name=resolved.api_key_name)
         if credential is None:
-            raise Unprocessable(f"Model {resolved.requested!r} names API key {resolved.api_key_name!r}, which does not exist.",
-                                code=codes.AGENT_CONFIG_INVALID)
+            raise Unprocessable(
+                f"Model {resolved.requested!r} names API key {resolved.api_key_name!r}, which does not exist.",
+                code=codes.AGENT_CONFIG_INVALID,
+            )
         api_key = services.credential_use(credential=credential)["value"]
     elif provider is not None and provider.credential_id:
         api_key = services.credential_use(credential=provider.credential)["value"]
-    call_timeout = timeout or (provider.timeout_seconds if provider and provider.timeout_seconds else None) \
+    call_timeout = (
+        timeout
+        or (provider.timeout_seconds if provider and provider.timeout_seconds else None)
         or settings.KAI_LLM_TIMEOUT_SECONDS
+    )
     options = dict(resolved.parameters)
     if provider is not None and provider.api_version:
         options["api_version"] = provider.api_version
-    return get_client(resolved.provider_type, model=resolved.model, api_key=api_key,
-                      base_url=provider.base_url if provider else None, timeout=call_timeout,
-                      allowlist=selectors.network_allowlist(organization=organization), options=options)
+    return get_client(
+        resolved.provider_type,
+        model=resolved.model,
+        api_key=api_key,
+        base_url=provider.base_url if provider else None,
+        timeout=call_timeout,
+        allowlist=selectors.network_allowlist(organization=organization),
+        options=options,
+    )
 
 
 def raise_for_llm_error(exc: LLMError, resolved_label: str, timeout: float):
@@ -124,11 +170,14 @@ def raise_for_llm_error(exc: LLMError, resolved_label: str, timeout: float):
     if isinstance(exc, LLMConnectionError):
         raise ProviderUnavailable(f"Provider '{resolved_label}' cannot be reached: {exc.message}") from exc
     if isinstance(exc, LLMAuthError):
-        raise ProviderRejected(f"Provider '{resolved_label}' rejected its API key.",
-                               errors=[{"field": "api_key", "message": exc.message}]) from exc
+        raise ProviderRejected(
+            f"Provider '{resolved_label}' rejected its API key.", errors=[{"field": "api_key", "message": exc.message}]
+        ) from exc
     if isinstance(exc, LLMBlockedAddress):
-        raise ProviderRejected(f"Provider '{resolved_label}' points at a refused address: {exc.message}",
-                               errors=[{"field": "base_url", "message": exc.message}]) from exc
+        raise ProviderRejected(
+            f"Provider '{resolved_label}' points at a refused address: {exc.message}",
+            errors=[{"field": "base_url", "message": exc.message}],
+        ) from exc
     if isinstance(exc, LLMBadRequest):
         raise ProviderRejected(f"Provider '{resolved_label}': {exc.message}") from exc
     raise ProviderUnavailable(f"Provider '{resolved_label}' failed: {exc.message}") from exc
@@ -139,8 +188,12 @@ VALIDATE_TIMEOUT_SECONDS = 10.0
 
 def provider_validate(*, provider: Provider, actor) -> dict:
     """A real minimal call (builtin always validates). Unreachable endpoints fail within 10 s."""
-    resolved = ResolvedModel(provider, provider.provider_type, provider.default_model or (
-        "builtin" if provider.provider_type == "builtin" else ""), provider.default_model)
+    resolved = ResolvedModel(
+        provider,
+        provider.provider_type,
+        provider.default_model or ("builtin" if provider.provider_type == "builtin" else ""),
+        provider.default_model,
+    )
     if not resolved.model:
         raise exceptions.ValidationError({"default_model": ["Set default_model: validation calls that model."]})
     timeout = min(provider.timeout_seconds or VALIDATE_TIMEOUT_SECONDS, VALIDATE_TIMEOUT_SECONDS)
@@ -153,7 +206,15 @@ def provider_validate(*, provider: Provider, actor) -> dict:
         raise_for_llm_error(exc, provider.name, timeout)
     services.provider_record_validation(provider=provider, ok=True)
     cost = cost_usd(resolved.model, completion.usage.input_tokens, completion.usage.output_tokens)
-    services.provider_record_usage(provider=provider, input_tokens=completion.usage.input_tokens,
-                                   output_tokens=completion.usage.output_tokens, cost=cost)
-    return {"valid": True, "provider_id": provider.pk, "model": resolved.model,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    services.provider_record_usage(
+        provider=provider,
+        input_tokens=completion.usage.input_tokens,
+        output_tokens=completion.usage.output_tokens,
+        cost=cost,
+    )
+    return {
+        "valid": True,
+        "provider_id": provider.pk,
+        "model": resolved.model,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+    }

@@ -1,4 +1,5 @@
 """Reads of the agents app."""
+
 from __future__ import annotations
 
 import uuid
@@ -40,12 +41,21 @@ def tools_for_agent(*, agent) -> list[Tool]:
     return list(Tool.objects.for_org(agent.organization_id).filter(name__in=agent.tools, enabled=True))
 
 
-def memory_query(*, agent, memory_type: str | None = None, tags: list[str] | None = None,
-                 since: datetime | None = None, limit: int | None = None):
+def memory_query(
+    *,
+    agent,
+    memory_type: str | None = None,
+    tags: list[str] | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+):
     """The agent's live memories, newest first; expired entries are never returned."""
     now = timezone.now()
-    queryset = AgentMemory.objects.for_org(agent.organization_id).filter(agent=agent).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    queryset = (
+        AgentMemory.objects.for_org(agent.organization_id)
+        .filter(agent=agent)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    )
     if memory_type:
         queryset = queryset.filter(memory_type=memory_type)
     if tags:
@@ -62,21 +72,35 @@ def month_start(today: date | None = None) -> date:
 
 
 def provider_month_spend(*, provider) -> Decimal:
-    total = ProviderUsage.objects.for_org(provider.organization_id).filter(
-        provider=provider, day__gte=month_start()).aggregate(total=Sum("cost"))["total"]
+    total = (
+        ProviderUsage.objects.for_org(provider.organization_id)
+        .filter(provider=provider, day__gte=month_start())
+        .aggregate(total=Sum("cost"))["total"]
+    )
     return total or Decimal(0)
 
 
 def provider_usage(*, provider, days: int) -> dict:
     since = timezone.now().date() - timedelta(days=days - 1)
-    rows = list(ProviderUsage.objects.for_org(provider.organization_id).filter(provider=provider, day__gte=since)
-                .order_by("day"))
+    rows = list(
+        ProviderUsage.objects.for_org(provider.organization_id)
+        .filter(provider=provider, day__gte=since)
+        .order_by("day")
+    )
     totals = {"input_tokens": 0, "output_tokens": 0, "tokens": 0, "cost": Decimal(0), "calls": 0}
     by_day = []
     for row in rows:
         tokens = row.input_tokens + row.output_tokens
-        by_day.append({"day": row.day, "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
-                       "tokens": tokens, "cost": row.cost, "calls": row.calls})
+        by_day.append(
+            {
+                "day": row.day,
+                "input_tokens": row.input_tokens,
+                "output_tokens": row.output_tokens,
+                "tokens": tokens,
+                "cost": row.cost,
+                "calls": row.calls,
+            }
+        )
         totals["input_tokens"] += row.input_tokens
         totals["output_tokens"] += row.output_tokens
         totals["tokens"] += tokens
@@ -84,8 +108,16 @@ def provider_usage(*, provider, days: int) -> dict:
         totals["calls"] += row.calls
     spend = provider_month_spend(provider=provider)
     remaining = None if provider.budget_limit is None else max(Decimal(0), provider.budget_limit - spend)
-    return {"provider_id": provider.pk, "since": since, "days": days, "totals": totals, "by_day": by_day,
-            "budget_limit": provider.budget_limit, "current_spend": spend, "budget_remaining": remaining}
+    return {
+        "provider_id": provider.pk,
+        "since": since,
+        "days": days,
+        "totals": totals,
+        "by_day": by_day,
+        "budget_limit": provider.budget_limit,
+        "current_spend": spend,
+        "budget_remaining": remaining,
+    }
 
 
 def credential_by_name(*, organization, name: str) -> Credential | None:
@@ -93,11 +125,16 @@ def credential_by_name(*, organization, name: str) -> Credential | None:
 
 
 def providers_active(*, organization) -> list[Provider]:
-    return list(Provider.objects.for_org(organization).filter(is_active=True).select_related("credential")
-                .order_by("-is_default", "created_at"))
+    return list(
+        Provider.objects.for_org(organization)
+        .filter(is_active=True)
+        .select_related("credential")
+        .order_by("-is_default", "created_at")
+    )
 
 
 # --- liveness (Redis) --------------------------------------------------------------------------
+
 
 def heartbeat_key(kind: str, object_id) -> str:
     return f"heartbeat:{kind}:{object_id}"

@@ -1,4 +1,5 @@
 """Every new organization gets the builtin provider, the built-in tools and the official templates."""
+
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 

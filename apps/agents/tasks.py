@@ -1,4 +1,5 @@
 """Celery tasks of the agents app (idempotent, ids/no arguments)."""
+
 from celery import shared_task
 
 from apps.agents.services import memory_purge_expired

@@ -1,5 +1,6 @@
 """Seed 000 ``POST agents/{id}/upload``: an agent's files, stored by apps.files (a feature uses the
 shared file service; files imports no feature, docs/architecture.md)."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema

@@ -18,8 +18,11 @@ router.register("deployments", views.DeploymentViewSet, basename="deployment")
 
 urlpatterns = [
     path("deploy", views.DeployView.as_view(), name="deploy"),
-    path("tools/configurations/<str:tool_name>/schema", views.ToolConfigurationSchemaView.as_view(),
-         name="tool-configuration-schema"),
+    path(
+        "tools/configurations/<str:tool_name>/schema",
+        views.ToolConfigurationSchemaView.as_view(),
+        name="tool-configuration-schema",
+    ),
     path("mcp", mcp_views.MCPMessageView.as_view(), name="mcp-messages"),
     path("agents/<uuid:pk>/upload", upload_views.AgentUploadView.as_view(), name="agent-upload"),
     path("deployments/<uuid:pk>/invoke", views.DeploymentInvokeView.as_view(), name="deployment-invoke"),

@@ -1,4 +1,5 @@
 """Operator console for approvals: pending ones first, approve/reject from the list."""
+
 from django.contrib import admin, messages
 
 from apps.approvals import services
@@ -23,8 +24,18 @@ class PendingFilter(admin.SimpleListFilter):
 
 @admin.register(Approval)
 class ApprovalAdmin(admin.ModelAdmin):
-    list_display = ("question", "organization", "source", "status", "step_id", "assignee_role", "deadline",
-                    "default_action", "resolved_by", "created_at")
+    list_display = (
+        "question",
+        "organization",
+        "source",
+        "status",
+        "step_id",
+        "assignee_role",
+        "deadline",
+        "default_action",
+        "resolved_by",
+        "created_at",
+    )
     list_filter = (PendingFilter, "status", "source", "timed_out", "organization")
     search_fields = ("=id", "question", "step_id", "=execution__id")
     list_select_related = ("organization", "resolved_by", "assignee_user")
@@ -41,9 +52,14 @@ class ApprovalAdmin(admin.ModelAdmin):
         done = 0
         for approval in queryset.filter(status=ApprovalStatus.PENDING):
             try:
-                services.approval_resolve(approval=approval, actor=request.user, role=None, approve=approve,
-                                          feedback=f"{'approved' if approve else 'rejected'} from the console",
-                                          operator=True)
+                services.approval_resolve(
+                    approval=approval,
+                    actor=request.user,
+                    role=None,
+                    approve=approve,
+                    feedback=f"{'approved' if approve else 'rejected'} from the console",
+                    operator=True,
+                )
                 done += 1
             except Conflict:
                 pass

@@ -1,4 +1,5 @@
 """Serializers of the approvals app. Everything but the answer is server-owned."""
+
 from __future__ import annotations
 
 from rest_framework import serializers
@@ -15,10 +16,28 @@ class ApprovalSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Approval
-        fields = ["id", "source", "status", "question", "proposed", "execution_id", "execution_status",
-                  "workflow_run_id", "step_id", "assignee_role", "assignee_user_id", "deadline", "default_action",
-                  "edited_value", "feedback", "resolved_by_id", "resolved_at", "timed_out", "created_at",
-                  "updated_at"]
+        fields = [
+            "id",
+            "source",
+            "status",
+            "question",
+            "proposed",
+            "execution_id",
+            "execution_status",
+            "workflow_run_id",
+            "step_id",
+            "assignee_role",
+            "assignee_user_id",
+            "deadline",
+            "default_action",
+            "edited_value",
+            "feedback",
+            "resolved_by_id",
+            "resolved_at",
+            "timed_out",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
     def get_execution_status(self, obj) -> str | None:
@@ -26,8 +45,11 @@ class ApprovalSerializer(serializers.ModelSerializer):
 
 
 class ApproveSerializer(KaiSerializer):
-    value = serializers.JSONField(required=False, allow_null=True,
-                                  help_text="Replaces the proposed output (a task's text, a tool call's arguments).")
+    value = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="Replaces the proposed output (a task's text, a tool call's arguments).",
+    )
     edited_value = serializers.JSONField(required=False, allow_null=True, help_text="Alias of `value`.")
     feedback = serializers.CharField(required=False, allow_blank=True, max_length=10000)
 

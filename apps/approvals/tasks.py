@@ -1,4 +1,5 @@
 """Celery tasks of the approvals app (ids in, idempotent)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -18,8 +19,11 @@ def expire_approval(approval_id: str) -> str:
 
     if approval_expire(approval_id=approval_id) is not None:
         return "expired"
-    early = (Approval.objects.filter(pk=approval_id, status=ApprovalStatus.PENDING, deadline__gt=timezone.now())
-             .values_list("deadline", flat=True).first())
+    early = (
+        Approval.objects.filter(pk=approval_id, status=ApprovalStatus.PENDING, deadline__gt=timezone.now())
+        .values_list("deadline", flat=True)
+        .first()
+    )
     if early is not None:  # the timer fired before the deadline (clock skew between hosts): look again then
         expire_approval.apply_async(args=[approval_id], eta=early + timedelta(milliseconds=50))
         return "early"

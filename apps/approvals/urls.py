@@ -1,4 +1,5 @@
 """API routes of apps.approvals (registered on the shared router)."""
+
 from apps.approvals import views
 from kai_platform.api.routers import router
 

@@ -1,4 +1,5 @@
 """Thin views over apps.approvals.services / selectors."""
+
 from __future__ import annotations
 
 import django_filters
@@ -27,8 +28,9 @@ class ApprovalFilter(django_filters.FilterSet):
         fields = ["status", "source"]
 
     def filter_pending(self, queryset, name, value):
-        return queryset.filter(status=ApprovalStatus.PENDING) if value else queryset.exclude(
-            status=ApprovalStatus.PENDING)
+        return (
+            queryset.filter(status=ApprovalStatus.PENDING) if value else queryset.exclude(status=ApprovalStatus.PENDING)
+        )
 
 
 @extend_schema(tags=["approvals"])
@@ -54,8 +56,14 @@ class ApprovalViewSet(TenantScopedViewSet):
         serializer_class = ApproveSerializer if approve else RejectSerializer
         data = validated(serializer_class, request, data=request.data or {})
         value = data.get("value", data.get("edited_value", services._UNSET)) if approve else services._UNSET
-        approval = services.approval_resolve(approval=approval, actor=request.user, role=self.role, approve=approve,
-                                             value=value, feedback=data.get("feedback") or data.get("reason") or "")
+        approval = services.approval_resolve(
+            approval=approval,
+            actor=request.user,
+            role=self.role,
+            approve=approve,
+            value=value,
+            feedback=data.get("feedback") or data.get("reason") or "",
+        )
         return Response(ApprovalSerializer(self.get_queryset().get(pk=approval.pk)).data)
 
     @extend_schema(request=ApproveSerializer, responses={200: ApprovalSerializer})

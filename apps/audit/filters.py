@@ -7,7 +7,9 @@ from kai_platform.api.filters import IsoDateTimeFilter
 class AuditEventFilter(django_filters.FilterSet):
     """Seed 003's filters (model_name, operation_type, user_id) plus a date range."""
 
-    model_name = django_filters.CharFilter(method="filter_model", help_text="Model label or name, e.g. accounts.ApiKey or ApiKey.")
+    model_name = django_filters.CharFilter(
+        method="filter_model", help_text="Model label or name, e.g. accounts.ApiKey or ApiKey."
+    )
     operation_type = django_filters.CharFilter(method="filter_operation", help_text="create, update, delete, revoke, …")
     user_id = django_filters.UUIDFilter(field_name="actor_id")
     action = django_filters.CharFilter(field_name="action")

@@ -1,4 +1,5 @@
 """Who changed what: one row per write that goes through a service, in the same transaction."""
+
 from django.conf import settings
 from django.db import models
 
@@ -17,8 +18,9 @@ class AuditEvent(models.Model):
     organization = models.ForeignKey(
         "accounts.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor_type = models.CharField(max_length=16, choices=ActorType.choices, default=ActorType.USER)
     action = models.CharField(max_length=64, db_index=True)
     model = models.CharField(max_length=100, db_index=True)

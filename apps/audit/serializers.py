@@ -12,8 +12,21 @@ class AuditEventSerializer(KaiModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = ["id", "action", "operation_type", "model", "object_id", "actor", "actor_type", "before", "after",
-                  "request_id", "ip", "user_agent", "created_at"]
+        fields = [
+            "id",
+            "action",
+            "operation_type",
+            "model",
+            "object_id",
+            "actor",
+            "actor_type",
+            "before",
+            "after",
+            "request_id",
+            "ip",
+            "user_agent",
+            "created_at",
+        ]
         read_only_fields = fields
 
     def get_actor(self, obj) -> dict | None:

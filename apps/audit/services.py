@@ -1,4 +1,5 @@
 """``audit_record`` — call it inside the transaction of every service write."""
+
 from __future__ import annotations
 
 import contextlib
@@ -78,9 +79,19 @@ def audit_covered():
         _covered.reset(token)
 
 
-def _audit_row(*, organization, actor, action: str, instance: models.Model | None = None,
-               model: str | None = None, object_id: str | None = None, before: dict | None = None,
-               after: dict | None = None, actor_type: str | None = None, state: dict) -> AuditEvent:
+def _audit_row(
+    *,
+    organization,
+    actor,
+    action: str,
+    instance: models.Model | None = None,
+    model: str | None = None,
+    object_id: str | None = None,
+    before: dict | None = None,
+    after: dict | None = None,
+    actor_type: str | None = None,
+    state: dict,
+) -> AuditEvent:
     before, after = diff(before, after)  # a change records only the fields that changed
     actor_user = actor if getattr(actor, "is_authenticated", False) else None
     return AuditEvent(
@@ -98,27 +109,64 @@ def _audit_row(*, organization, actor, action: str, instance: models.Model | Non
     )
 
 
-def audit_record(*, organization, actor, action: str, instance: models.Model | None = None,
-                 model: str | None = None, object_id: str | None = None,
-                 before: dict | None = None, after: dict | None = None,
-                 actor_type: str | None = None) -> AuditEvent | None:
+def audit_record(
+    *,
+    organization,
+    actor,
+    action: str,
+    instance: models.Model | None = None,
+    model: str | None = None,
+    object_id: str | None = None,
+    before: dict | None = None,
+    after: dict | None = None,
+    actor_type: str | None = None,
+) -> AuditEvent | None:
     if _covered.get():
         return None
-    row = _audit_row(organization=organization, actor=actor, action=action, instance=instance, model=model,
-                     object_id=object_id, before=before, after=after, actor_type=actor_type, state=request_state())
+    row = _audit_row(
+        organization=organization,
+        actor=actor,
+        action=action,
+        instance=instance,
+        model=model,
+        object_id=object_id,
+        before=before,
+        after=after,
+        actor_type=actor_type,
+        state=request_state(),
+    )
     row.save(force_insert=True)
     return row
 
 
-def audit_row(*, organization, actor, action: str, instance: models.Model | None = None, model: str | None = None,
-              object_id: str | None = None, before: dict | None = None, after: dict | None = None,
-              actor_type: str | None = None) -> AuditEvent | None:
+def audit_row(
+    *,
+    organization,
+    actor,
+    action: str,
+    instance: models.Model | None = None,
+    model: str | None = None,
+    object_id: str | None = None,
+    before: dict | None = None,
+    after: dict | None = None,
+    actor_type: str | None = None,
+) -> AuditEvent | None:
     """The row ``audit_record`` would write, unsaved (None inside ``audit_covered``): for a service
     that writes it in a statement of its own with its other rows."""
     if _covered.get():
         return None
-    return _audit_row(organization=organization, actor=actor, action=action, instance=instance, model=model,
-                      object_id=object_id, before=before, after=after, actor_type=actor_type, state=request_state())
+    return _audit_row(
+        organization=organization,
+        actor=actor,
+        action=action,
+        instance=instance,
+        model=model,
+        object_id=object_id,
+        before=before,
+        after=after,
+        actor_type=actor_type,
+        state=request_state(),
+    )
 
 
 def audit_record_many(entries: list[dict]) -> list[AuditEvent]:

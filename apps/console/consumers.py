@@ -9,6 +9,7 @@ reconcile) for the live dashboard, at the dashboard's scope.
 The dashboard page mints the short-lived access token it connects with
 (``apps.console.services.console_token_issue``). The socket only listens: commands are refused.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -53,8 +54,9 @@ def _platform_events_after(after: int, limit: int) -> list[dict]:
 
 def _platform_recent_before(after: int, floor: int) -> list[dict]:
     since = timezone.now() - timedelta(seconds=max(30.0, 4 * settings.KAI_WS_RECONCILE_SECONDS))
-    rows = Event.objects.filter(id__gt=max(after - PLATFORM_SLACK_IDS, floor), id__lte=after,
-                                created_at__gte=since).order_by("id")
+    rows = Event.objects.filter(
+        id__gt=max(after - PLATFORM_SLACK_IDS, floor), id__lte=after, created_at__gte=since
+    ).order_by("id")
     return [serialize_event(e) for e in rows[:PLATFORM_SLACK_IDS]]
 
 
@@ -82,8 +84,11 @@ class ConsoleConsumer(HubConsumer):
 
     async def send_envelope(self, type_: str, data: dict, **extra) -> None:
         if type_ == "connection_established":
-            data = {**data, "scope": self.scope_kind,
-                    "organization_id": str(self.identity.organization_id) if self.scope_kind == "organization" else None}
+            data = {
+                **data,
+                "scope": self.scope_kind,
+                "organization_id": str(self.identity.organization_id) if self.scope_kind == "organization" else None,
+            }
         await super().send_envelope(type_, data, **extra)
 
     async def handle_message(self, message: dict):
@@ -94,7 +99,11 @@ class ConsoleConsumer(HubConsumer):
 
     def _wanted(self, event: dict) -> list[str]:
         names = super()._wanted(event)
-        if names and self.scope_kind == "organization" and event.get("organization_id") != str(self.identity.organization_id):
+        if (
+            names
+            and self.scope_kind == "organization"
+            and event.get("organization_id") != str(self.identity.organization_id)
+        ):
             return []
         return names
 

@@ -1,4 +1,5 @@
 """Reads of the live dashboard. ``organization=None`` means the whole platform (staff)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -51,18 +52,40 @@ def run_row(execution: Execution) -> dict:
 
 
 def _run_queryset(organization):
-    return _scoped(Execution.objects.all(), organization).select_related("organization", "agent").only(
-        "id", "run_name", "kind", "status", "organization_id", "organization__slug", "agent_id", "agent__name",
-        "worker", "created_at", "started_at", "completed_at", "tokens_in", "tokens_out", "cost", "error")
+    return (
+        _scoped(Execution.objects.all(), organization)
+        .select_related("organization", "agent")
+        .only(
+            "id",
+            "run_name",
+            "kind",
+            "status",
+            "organization_id",
+            "organization__slug",
+            "agent_id",
+            "agent__name",
+            "worker",
+            "created_at",
+            "started_at",
+            "completed_at",
+            "tokens_in",
+            "tokens_out",
+            "cost",
+            "error",
+        )
+    )
 
 
 def recent_runs(*, organization=None, limit: int = RECENT_RUNS) -> list[dict]:
     """Runs still going first, then the most recent ones, newest first."""
-    active = list(_run_queryset(organization).exclude(status__in=TERMINAL_STATUSES)  # waiting for approval too
-                  .order_by("-created_at")[:limit])
+    active = list(
+        _run_queryset(organization)
+        .exclude(status__in=TERMINAL_STATUSES)  # waiting for approval too
+        .order_by("-created_at")[:limit]
+    )
     seen = {run.pk for run in active}
     recent = [run for run in _run_queryset(organization).order_by("-created_at")[:limit] if run.pk not in seen]
-    return [run_row(run) for run in (active + recent)[:max(limit, len(active))]]
+    return [run_row(run) for run in (active + recent)[: max(limit, len(active))]]
 
 
 def run_detail(*, organization=None, execution_id) -> dict | None:
@@ -71,11 +94,18 @@ def run_detail(*, organization=None, execution_id) -> dict | None:
 
 
 def run_counts(*, organization=None) -> dict:
-    counts = _scoped(Execution.objects.all(), organization).filter(
-        status__in=[ExecutionStatus.PENDING, *ACTIVE_STATUSES]).values("status").annotate(n=Count("id")).order_by()
+    counts = (
+        _scoped(Execution.objects.all(), organization)
+        .filter(status__in=[ExecutionStatus.PENDING, *ACTIVE_STATUSES])
+        .values("status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
     by_status = {row["status"]: row["n"] for row in counts}
-    return {"pending": by_status.get(ExecutionStatus.PENDING, 0),
-            "running": sum(by_status.get(s, 0) for s in ACTIVE_STATUSES)}
+    return {
+        "pending": by_status.get(ExecutionStatus.PENDING, 0),
+        "running": sum(by_status.get(s, 0) for s in ACTIVE_STATUSES),
+    }
 
 
 def failures_last_hour(*, organization=None, limit: int = RECENT_FAILURES) -> dict:
@@ -86,15 +116,31 @@ def failures_last_hour(*, organization=None, limit: int = RECENT_FAILURES) -> di
 
 def cost_today(*, organization=None) -> list[dict]:
     """LLM usage today (UTC) per organization, most expensive first."""
-    rows = (_scoped(UsageRollup.objects.all(), organization).filter(day=timezone.now().date())
-            .values("organization_id", "organization__slug", "organization__name")
-            .annotate(cost=Sum("cost"), tokens_in=Sum("tokens_in"), tokens_out=Sum("tokens_out"),
-                      llm_calls=Sum("llm_calls"), executions=Sum("executions"))
-            .order_by("-cost", "organization__slug"))
-    return [{"organization_id": str(row["organization_id"]), "organization": row["organization__slug"],
-             "name": row["organization__name"], "cost": str(row["cost"] or Decimal(0)),
-             "tokens": (row["tokens_in"] or 0) + (row["tokens_out"] or 0), "llm_calls": row["llm_calls"] or 0,
-             "executions": row["executions"] or 0} for row in rows]
+    rows = (
+        _scoped(UsageRollup.objects.all(), organization)
+        .filter(day=timezone.now().date())
+        .values("organization_id", "organization__slug", "organization__name")
+        .annotate(
+            cost=Sum("cost"),
+            tokens_in=Sum("tokens_in"),
+            tokens_out=Sum("tokens_out"),
+            llm_calls=Sum("llm_calls"),
+            executions=Sum("executions"),
+        )
+        .order_by("-cost", "organization__slug")
+    )
+    return [
+        {
+            "organization_id": str(row["organization_id"]),
+            "organization": row["organization__slug"],
+            "name": row["organization__name"],
+            "cost": str(row["cost"] or Decimal(0)),
+            "tokens": (row["tokens_in"] or 0) + (row["tokens_out"] or 0),
+            "llm_calls": row["llm_calls"] or 0,
+            "executions": row["executions"] or 0,
+        }
+        for row in rows
+    ]
 
 
 def _redis():
@@ -116,7 +162,7 @@ def queue_depths() -> list[dict]:
     lengths = pipe.execute()
     depths, i = [], 0
     for name in names:
-        depths.append({"queue": name, "depth": sum(lengths[i:i + len(steps)])})
+        depths.append({"queue": name, "depth": sum(lengths[i : i + len(steps)])})
         i += len(steps)
     return depths
 
@@ -136,8 +182,13 @@ def workers() -> list[dict]:
     found = []
     for key, ttl in zip(keys, pipe.execute()):
         age = max(0, interval * 3 - ttl) if ttl and ttl > 0 else None
-        found.append({"name": key.decode()[len(prefix):], "last_seen_seconds": age,
-                      "healthy": age is not None and age <= interval * 2})
+        found.append(
+            {
+                "name": key.decode()[len(prefix) :],
+                "last_seen_seconds": age,
+                "healthy": age is not None and age <= interval * 2,
+            }
+        )
     return found
 
 
@@ -152,8 +203,13 @@ def health(*, organization=None) -> dict:
     if organization is not None:
         alive = [{**w, "name": f"worker {i + 1}"} for i, w in enumerate(alive)]
 
-    return {"queues": depths, "workers": alive, "workers_healthy": sum(1 for w in alive if w["healthy"]),
-            "redis_error": error, "processes": processes()}
+    return {
+        "queues": depths,
+        "workers": alive,
+        "workers_healthy": sum(1 for w in alive if w["healthy"]),
+        "redis_error": error,
+        "processes": processes(),
+    }
 
 
 def dashboard(*, organization=None) -> dict:
@@ -189,5 +245,9 @@ def pending_approvals(*, organization=None) -> dict:
 
 def owned_organizations(user) -> list:
     """Organizations the user may watch as an owner (non-staff dashboard)."""
-    return [m.organization for m in Membership.objects.select_related("organization")
-            .filter(user=user, role=Role.OWNER, organization__is_active=True).order_by("created_at")]
+    return [
+        m.organization
+        for m in Membership.objects.select_related("organization")
+        .filter(user=user, role=Role.OWNER, organization__is_active=True)
+        .order_by("created_at")
+    ]

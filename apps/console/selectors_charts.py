@@ -5,6 +5,7 @@ rollup beat still recomputes — read live from runs and spans so a run shows th
 ``organization=None`` is the whole platform (staff): series are then summed over organizations, and
 tokens and cost are split by organization.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -31,8 +32,12 @@ LIVE_TAIL_SECONDS = 300
 TOP_ORGANIZATIONS = 6
 FAILURE_SAMPLE = 5000
 
-RUN_METRICS = {"runs_started": "started", "runs_completed": "completed", "runs_failed": "failed",
-               "runs_cancelled": "cancelled"}
+RUN_METRICS = {
+    "runs_started": "started",
+    "runs_completed": "completed",
+    "runs_failed": "failed",
+    "runs_cancelled": "cancelled",
+}
 STATUS_METRIC = {"COMPLETED": "completed", "FAILED": "failed", "CANCELLED": "cancelled"}
 USAGE_METRICS = ("llm_tokens_in", "llm_tokens_out", "llm_cost_usd")
 #: seconds the settled rollup sums of a scope and window are kept (the tail moves every minute)
@@ -78,8 +83,11 @@ def _scoped(queryset, organization):
 
 def _slot(column: str, width: int) -> RawSQL:
     """The start of the bucket of ``column`` (a timestamp), computed by PostgreSQL (``date_bin``)."""
-    return RawSQL(f"date_bin(make_interval(secs => %s), {column}, TIMESTAMPTZ '1970-01-01 00:00:00+00')",
-                  [width], output_field=DateTimeField())
+    return RawSQL(
+        f"date_bin(make_interval(secs => %s), {column}, TIMESTAMPTZ '1970-01-01 00:00:00+00')",
+        [width],
+        output_field=DateTimeField(),
+    )
 
 
 def _rollups(organization, grid: Grid, names, *, before=None):
@@ -88,8 +96,13 @@ def _rollups(organization, grid: Grid, names, *, before=None):
     if before is not None:
         rows = rows.filter(bucket__lt=before)
     rows = rows.exclude(organization__isnull=True) if organization is None else rows.filter(organization=organization)
-    return (rows.annotate(slot=_slot("bucket", grid.width)).values("organization_id", "name", "slot")
-            .annotate(total=Sum("value")).order_by().values_list("organization_id", "name", "slot", "total"))
+    return (
+        rows.annotate(slot=_slot("bucket", grid.width))
+        .values("organization_id", "name", "slot")
+        .annotate(total=Sum("value"))
+        .order_by()
+        .values_list("organization_id", "name", "slot", "total")
+    )
 
 
 def settled_rollups(*, organization, grid: Grid) -> list[tuple]:
@@ -97,15 +110,19 @@ def settled_rollups(*, organization, grid: Grid) -> list[tuple]:
     per bucket in one query, as (organization id, name, bucket start, value). Cached until the tail
     moves on or a rollup row is added, so a page polling every 15 s reads the rollups once a minute."""
     latest = metric_model().objects.order_by("-id").values_list("id", flat=True).first() or 0
-    key = (f"console:charts:{organization.pk if organization is not None else 'all'}:{grid.window}:"
-           f"{int(grid.tail.timestamp())}:{latest}")
+    key = (
+        f"console:charts:{organization.pk if organization is not None else 'all'}:{grid.window}:"
+        f"{int(grid.tail.timestamp())}:{latest}"
+    )
     try:
         rows = cache.get(key)
     except Exception:  # Redis down: read the database
         rows = None
     if rows is None:
-        rows = [(str(org), name, int(slot.timestamp()), value) for org, name, slot, value in
-                _rollups(organization, grid, (*RUN_METRICS, *USAGE_METRICS), before=grid.tail)]
+        rows = [
+            (str(org), name, int(slot.timestamp()), value)
+            for org, name, slot, value in _rollups(organization, grid, (*RUN_METRICS, *USAGE_METRICS), before=grid.tail)
+        ]
         try:
             cache.set(key, rows, SETTLED_CACHE_SECONDS)
         except Exception:
@@ -121,14 +138,23 @@ def run_series(*, organization, grid: Grid, settled: list[tuple]) -> dict:
         if i is not None and name in RUN_METRICS:
             series[RUN_METRICS[name]][i] += int(value)
     live = _scoped(Execution.objects.all(), organization)
-    for row in (live.filter(created_at__gte=max(grid.tail, grid.since)).annotate(minute=TruncMinute("created_at"))
-                .values("minute").annotate(n=Count("id")).order_by()):
+    for row in (
+        live.filter(created_at__gte=max(grid.tail, grid.since))
+        .annotate(minute=TruncMinute("created_at"))
+        .values("minute")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
         i = grid.index(row["minute"])
         if i is not None:
             series["started"][i] += row["n"]
-    for row in (live.filter(completed_at__gte=max(grid.tail, grid.since), status__in=TERMINAL)
-                .annotate(minute=TruncMinute("completed_at")).values("minute", "status").annotate(n=Count("id"))
-                .order_by()):
+    for row in (
+        live.filter(completed_at__gte=max(grid.tail, grid.since), status__in=TERMINAL)
+        .annotate(minute=TruncMinute("completed_at"))
+        .values("minute", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
         i = grid.index(row["minute"])
         if i is not None:
             series[STATUS_METRIC[row["status"]]][i] += row["n"]
@@ -137,12 +163,17 @@ def run_series(*, organization, grid: Grid, settled: list[tuple]) -> dict:
 
 def duration_series(*, organization, grid: Grid) -> dict:
     """p50 and p95 duration (ms) of the runs that completed in each bucket (None: no run)."""
-    rows = (_scoped(Execution.objects.all(), organization)
-            .filter(status="COMPLETED", completed_at__gte=grid.since, started_at__isnull=False)
-            .annotate(slot=_slot("completed_at", grid.width),
-                      ms=RawSQL("EXTRACT(EPOCH FROM (completed_at - started_at)) * 1000", []))
-            .values("slot").annotate(p50=Percentile("ms", p=0.5), p95=Percentile("ms", p=0.95), n=Count("id"))
-            .order_by())
+    rows = (
+        _scoped(Execution.objects.all(), organization)
+        .filter(status="COMPLETED", completed_at__gte=grid.since, started_at__isnull=False)
+        .annotate(
+            slot=_slot("completed_at", grid.width),
+            ms=RawSQL("EXTRACT(EPOCH FROM (completed_at - started_at)) * 1000", []),
+        )
+        .values("slot")
+        .annotate(p50=Percentile("ms", p=0.5), p95=Percentile("ms", p=0.95), n=Count("id"))
+        .order_by()
+    )
     p50, p95, samples = [None] * len(grid.times), [None] * len(grid.times), grid.zeros()
     for row in rows:
         i = grid.index(row["slot"])
@@ -160,10 +191,14 @@ def usage_series(*, organization, grid: Grid, settled: list[tuple]) -> dict:
         if i is not None and name in USAGE_METRICS:
             target = cost if name == "llm_cost_usd" else tokens
             target[str(org)][i] += value
-    spans = (_scoped(TraceSpan.objects.all(), organization)
-             .filter(kind="llm", ended_at__gte=max(grid.tail, grid.since)).annotate(minute=TruncMinute("ended_at"))
-             .values("organization_id", "minute").annotate(t=Sum("tokens_in") + Sum("tokens_out"), usd=Sum("cost"))
-             .order_by())
+    spans = (
+        _scoped(TraceSpan.objects.all(), organization)
+        .filter(kind="llm", ended_at__gte=max(grid.tail, grid.since))
+        .annotate(minute=TruncMinute("ended_at"))
+        .values("organization_id", "minute")
+        .annotate(t=Sum("tokens_in") + Sum("tokens_out"), usd=Sum("cost"))
+        .order_by()
+    )
     for row in spans:
         i = grid.index(row["minute"])
         if i is not None:
@@ -182,12 +217,14 @@ def _by_organization(tokens: dict, cost: dict, width: int) -> dict:
     for key, source in (("tokens", tokens), ("cost", cost)):
         for org in shown:
             values = source.get(org) or [0] * width
-            out[key].append({"organization_id": org, "organization": slugs.get(org, org[:8]),
-                             "values": [_num(v) for v in values]})
+            out[key].append(
+                {"organization_id": org, "organization": slugs.get(org, org[:8]), "values": [_num(v) for v in values]}
+            )
         if rest:
             summed = [sum((source.get(o) or [0] * width)[i] for o in rest) for i in range(width)]
-            out[key].append({"organization_id": None, "organization": f"{len(rest)} other", "values":
-                             [_num(v) for v in summed]})
+            out[key].append(
+                {"organization_id": None, "organization": f"{len(rest)} other", "values": [_num(v) for v in summed]}
+            )
     return out
 
 
@@ -201,9 +238,14 @@ def platform_series(*, grid: Grid) -> dict:
     depth: list = [None] * len(grid.times)
     alive: list = [None] * len(grid.times)
     per_minute: dict = defaultdict(float)
-    rows = (metric_model().objects.filter(organization__isnull=True, bucket__gte=grid.since,
-                                          name__in=["queue_depth", "workers_alive"])
-            .values("name", "bucket").annotate(total=Sum("value")).order_by().values_list("name", "bucket", "total"))
+    rows = (
+        metric_model()
+        .objects.filter(organization__isnull=True, bucket__gte=grid.since, name__in=["queue_depth", "workers_alive"])
+        .values("name", "bucket")
+        .annotate(total=Sum("value"))
+        .order_by()
+        .values_list("name", "bucket", "total")
+    )
     for name, bucket, value in rows:
         i = grid.index(bucket)
         if i is None:
@@ -248,15 +290,20 @@ def error_class(error: str) -> str:
 
 def failure_classes(*, organization, grid: Grid) -> list[dict]:
     """Failed runs of the window grouped by error class, most frequent first."""
-    rows = (_scoped(Execution.objects.all(), organization).filter(status="FAILED", completed_at__gte=grid.since)
-            .order_by("-completed_at").values_list("id", "error", "completed_at")[:FAILURE_SAMPLE])
+    rows = (
+        _scoped(Execution.objects.all(), organization)
+        .filter(status="FAILED", completed_at__gte=grid.since)
+        .order_by("-completed_at")
+        .values_list("id", "error", "completed_at")[:FAILURE_SAMPLE]
+    )
     counts: Counter = Counter()
     latest: dict = {}
     for pk, error, completed_at in rows:
         name = error_class(error)
         counts[name] += 1
-        latest.setdefault(name, {"run_id": str(pk), "example": (error or "")[:200],
-                                 "last_at": completed_at.isoformat()})
+        latest.setdefault(
+            name, {"run_id": str(pk), "example": (error or "")[:200], "last_at": completed_at.isoformat()}
+        )
     return [{"error_class": name, "count": n, **latest[name]} for name, n in counts.most_common(12)]
 
 
@@ -269,13 +316,19 @@ def charts(*, organization=None, window: str = DEFAULT_WINDOW) -> dict:
     runs = run_series(organization=organization, grid=grid, settled=settled)
     usage = usage_series(organization=organization, grid=grid, settled=settled)
     return {
-        "window": window, "bucket_seconds": grid.width, "generated_at": now.isoformat(),
+        "window": window,
+        "bucket_seconds": grid.width,
+        "generated_at": now.isoformat(),
         "organization_id": str(organization.pk) if organization is not None else None,
-        "times": grid.times, "runs": runs,
+        "times": grid.times,
+        "runs": runs,
         "duration_ms": duration_series(organization=organization, grid=grid),
-        "usage": usage, "platform": platform_series(grid=grid),
+        "usage": usage,
+        "platform": platform_series(grid=grid),
         "failures": failure_classes(organization=organization, grid=grid),
-        "totals": {**{k: sum(v) for k, v in runs.items()},
-                   "tokens": sum(sum(s["values"]) for s in usage["tokens"]),
-                   "cost": round(sum(sum(s["values"]) for s in usage["cost"]), 6)},
+        "totals": {
+            **{k: sum(v) for k, v in runs.items()},
+            "tokens": sum(sum(s["values"]) for s in usage["tokens"]),
+            "cost": round(sum(sum(s["values"]) for s in usage["cost"]), 6),
+        },
     }

@@ -2,6 +2,7 @@
 nested waterfall (offsets and durations in ms from the run's start), its log lines each placed
 beside the span it was written in, status changes, approvals and child runs. Secrets in span
 attributes and log data are redacted (secret-looking keys, and credentials inside strings)."""
+
 from __future__ import annotations
 
 from django.utils import timezone
@@ -20,6 +21,7 @@ MAX_LOGS = 1000
 
 def clean(value):
     """``value`` with secret-looking keys replaced and credentials in strings scrubbed."""
+
     def scrub_all(item):
         if isinstance(item, dict):
             return {k: scrub_all(v) for k, v in item.items()}
@@ -47,12 +49,17 @@ def run_header(execution) -> dict:
     return {
         **run_row(execution),
         "who": getattr(user, "email", "") if user else "",
-        "model": execution.model, "trace_id": execution.trace_id,
-        "tokens_in": execution.tokens_in, "tokens_out": execution.tokens_out,
-        "attempts": execution.attempts, "max_attempts": execution.max_attempts,
-        "cancel_requested": execution.cancel_requested, "parent_id": str(execution.parent_id or "") or None,
+        "model": execution.model,
+        "trace_id": execution.trace_id,
+        "tokens_in": execution.tokens_in,
+        "tokens_out": execution.tokens_out,
+        "attempts": execution.attempts,
+        "max_attempts": execution.max_attempts,
+        "cancel_requested": execution.cancel_requested,
+        "parent_id": str(execution.parent_id or "") or None,
         "crew_id": str(execution.crew_id) if execution.crew_id else None,
-        "error": execution.error or "", "cost_decimal": execution.cost,
+        "error": execution.error or "",
+        "cost_decimal": execution.cost,
         "terminal": execution.status in TERMINAL,
         "can_cancel": execution.status not in TERMINAL,
         "can_retry": execution.status in TERMINAL and execution.kind != "workflow_step",
@@ -64,11 +71,20 @@ def _span_rows(execution, origin) -> list[dict]:
     nodes = {}
     for span in spans:
         nodes[span.span_id] = {
-            "span_id": span.span_id, "parent_span_id": span.parent_span_id or None, "kind": span.kind,
-            "name": span.name, "status": span.status, "model": span.model,
-            "start_ms": _ms(span.started_at, origin), "duration_ms": span.duration_ms,
-            "end_ms": _ms(span.ended_at, origin), "tokens_in": span.tokens_in, "tokens_out": span.tokens_out,
-            "cost": str(span.cost), "attributes": clean(span.attributes or {}), "children": [],
+            "span_id": span.span_id,
+            "parent_span_id": span.parent_span_id or None,
+            "kind": span.kind,
+            "name": span.name,
+            "status": span.status,
+            "model": span.model,
+            "start_ms": _ms(span.started_at, origin),
+            "duration_ms": span.duration_ms,
+            "end_ms": _ms(span.ended_at, origin),
+            "tokens_in": span.tokens_in,
+            "tokens_out": span.tokens_out,
+            "cost": str(span.cost),
+            "attributes": clean(span.attributes or {}),
+            "children": [],
         }
     roots = []
     for node in nodes.values():
@@ -93,42 +109,81 @@ def _place_log(log: dict, spans: list[dict]) -> str | None:
     at = log["at_ms"]
     tool = (log["data"] or {}).get("tool")
     if tool:
-        done = [s for s in spans if s["kind"] == "tool" and s["name"] == tool and s["end_ms"] is not None
-                and s["end_ms"] <= at + 50]
+        done = [
+            s
+            for s in spans
+            if s["kind"] == "tool" and s["name"] == tool and s["end_ms"] is not None and s["end_ms"] <= at + 50
+        ]
         if done:
             return max(done, key=lambda s: s["end_ms"])["span_id"]
-    open_ = [s for s in spans if s["start_ms"] is not None and s["start_ms"] <= at
-             and (s["end_ms"] is None or at <= s["end_ms"])]
+    open_ = [
+        s
+        for s in spans
+        if s["start_ms"] is not None and s["start_ms"] <= at and (s["end_ms"] is None or at <= s["end_ms"])
+    ]
     return max(open_, key=lambda s: (s["depth"], s["start_ms"]))["span_id"] if open_ else None
 
 
 def _log_rows(execution, origin, spans) -> list[dict]:
     logs = ExecutionLog.objects.filter(execution=execution).order_by("-seq")[:MAX_LOGS]
-    rows = [{"seq": log.seq, "level": log.level, "message": clean(log.message), "data": clean(log.data or {}),
-             "at_ms": _ms(log.created_at, origin)} for log in reversed(list(logs))]
+    rows = [
+        {
+            "seq": log.seq,
+            "level": log.level,
+            "message": clean(log.message),
+            "data": clean(log.data or {}),
+            "at_ms": _ms(log.created_at, origin),
+        }
+        for log in reversed(list(logs))
+    ]
     for row in rows:
         row["span_id"] = _place_log(row, spans)
     return rows
 
 
 def _events(execution, origin) -> list[dict]:
-    return [{"from": e.from_status, "to": e.to_status, "reason": e.reason, "at_ms": _ms(e.at, origin)}
-            for e in ExecutionEvent.objects.filter(execution=execution).order_by("id")[:500]]
+    return [
+        {"from": e.from_status, "to": e.to_status, "reason": e.reason, "at_ms": _ms(e.at, origin)}
+        for e in ExecutionEvent.objects.filter(execution=execution).order_by("id")[:500]
+    ]
 
 
 def _approvals(execution, origin) -> list[dict]:
-    rows = Approval.objects.filter(organization_id=execution.organization_id, execution=execution).order_by("created_at")
-    return [{"id": str(a.pk), "question": a.question, "status": a.status, "step_id": a.step_id,
-             "at_ms": _ms(a.created_at, origin), "resolved_ms": _ms(a.resolved_at, origin)} for a in rows[:100]]
+    rows = Approval.objects.filter(organization_id=execution.organization_id, execution=execution).order_by(
+        "created_at"
+    )
+    return [
+        {
+            "id": str(a.pk),
+            "question": a.question,
+            "status": a.status,
+            "step_id": a.step_id,
+            "at_ms": _ms(a.created_at, origin),
+            "resolved_ms": _ms(a.resolved_at, origin),
+        }
+        for a in rows[:100]
+    ]
 
 
 def _children(execution, origin) -> list[dict]:
-    rows = (Execution.objects.filter(parent=execution).order_by("created_at")
-            .values("id", "run_name", "kind", "status", "tokens_in", "tokens_out", "cost", "started_at",
-                    "completed_at")[:500])
-    return [{**row, "id": str(row["id"]), "cost": str(row["cost"]), "cost_decimal": row["cost"],
-             "start_ms": _ms(row["started_at"], origin), "end_ms": _ms(row["completed_at"], origin)}
-            for row in rows]
+    rows = (
+        Execution.objects.filter(parent=execution)
+        .order_by("created_at")
+        .values("id", "run_name", "kind", "status", "tokens_in", "tokens_out", "cost", "started_at", "completed_at")[
+            :500
+        ]
+    )
+    return [
+        {
+            **row,
+            "id": str(row["id"]),
+            "cost": str(row["cost"]),
+            "cost_decimal": row["cost"],
+            "start_ms": _ms(row["started_at"], origin),
+            "end_ms": _ms(row["completed_at"], origin),
+        }
+        for row in rows
+    ]
 
 
 def run_trace(*, execution) -> dict:
@@ -151,9 +206,14 @@ def run_trace(*, execution) -> dict:
     ends = [s["end_ms"] for s in spans if s["end_ms"] is not None]
     total = max([_ms(end, origin) or 0.0, *ends]) or 1.0
     return {
-        "run": header, "origin": origin.isoformat(), "total_ms": round(total, 3),
-        "spans": spans, "logs": _log_rows(execution, origin, spans), "events": _events(execution, origin),
-        "approvals": _approvals(execution, origin), "children": children,
+        "run": header,
+        "origin": origin.isoformat(),
+        "total_ms": round(total, 3),
+        "spans": spans,
+        "logs": _log_rows(execution, origin, spans),
+        "events": _events(execution, origin),
+        "approvals": _approvals(execution, origin),
+        "children": children,
         "workflow": workflow_run_graph(execution=execution) if workflow_model("WorkflowRun") else None,
         "generated_at": timezone.now().isoformat(),
     }

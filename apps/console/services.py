@@ -1,4 +1,5 @@
 """Writes of the operator console: the short-lived socket token of a dashboard session."""
+
 from __future__ import annotations
 
 import uuid
@@ -32,7 +33,11 @@ def run_cancel(*, execution, actor):
     """Cancel a run from the console: a workflow run through its workflow (its live steps stop
     too), any other run through the run engine. Raises ``Conflict`` when it already ended."""
     WorkflowRun = workflow_model("WorkflowRun")
-    run = WorkflowRun.objects.filter(execution=execution).first() if WorkflowRun and execution.kind == "workflow" else None
+    run = (
+        WorkflowRun.objects.filter(execution=execution).first()
+        if WorkflowRun and execution.kind == "workflow"
+        else None
+    )
     if run is not None:
         workflow_run_cancel(run=run, actor=actor, reason="cancelled from the console")
         return execution
@@ -44,8 +49,11 @@ def run_replay(*, execution, actor):
     """Run an ended run again (same definition and inputs) and return the new run's execution: a
     workflow run starts its workflow's current version with the same inputs."""
     WorkflowRun = workflow_model("WorkflowRun")
-    run = (WorkflowRun.objects.select_related("workflow").filter(execution=execution).first()
-           if WorkflowRun and execution.kind == "workflow" else None)
+    run = (
+        WorkflowRun.objects.select_related("workflow").filter(execution=execution).first()
+        if WorkflowRun and execution.kind == "workflow"
+        else None
+    )
     if run is not None:
         if not execution.is_terminal:
             raise Conflict(f"The run has not ended ({execution.status}).")

@@ -1,5 +1,6 @@
 """Pages of the operator console outside the admin: the live dashboard and its chart data, a run's
 page (waterfall), a workflow's and a crew's graph."""
+
 from django.urls import path
 
 from apps.console import views, views_pages
@@ -12,10 +13,18 @@ urlpatterns: list = [
     path("dashboard/charts", views_pages.ChartsDataView.as_view(), name="console-charts"),
     path("dashboard/run/<uuid:execution_id>", views_pages.RunPageView.as_view(), name="console-run-page"),
     path("dashboard/run/<uuid:execution_id>/trace", views_pages.RunTraceView.as_view(), name="console-run-trace"),
-    path("dashboard/run/<uuid:execution_id>/cancel", views_pages.RunActionView.as_view(), {"action": "cancel"},
-         name="console-run-cancel"),
-    path("dashboard/run/<uuid:execution_id>/replay", views_pages.RunActionView.as_view(), {"action": "replay"},
-         name="console-run-replay"),
+    path(
+        "dashboard/run/<uuid:execution_id>/cancel",
+        views_pages.RunActionView.as_view(),
+        {"action": "cancel"},
+        name="console-run-cancel",
+    ),
+    path(
+        "dashboard/run/<uuid:execution_id>/replay",
+        views_pages.RunActionView.as_view(),
+        {"action": "replay"},
+        name="console-run-replay",
+    ),
     path("dashboard/workflows/<uuid:pk>", views_pages.GraphPageView.as_view(kind="workflow"), name="console-workflow"),
     path("dashboard/crews/<uuid:pk>", views_pages.GraphPageView.as_view(kind="crew"), name="console-crew"),
     path("dashboard/login", views.ConsoleLoginView.as_view(), name="console-login"),

@@ -1,5 +1,6 @@
 """Where the console's optional data lives: the workflow models and the metric rollups, looked up
 by name (the console works without them). The run engine's models are imported from apps.runs."""
+
 from __future__ import annotations
 
 from django.apps import apps as django_apps

@@ -1,5 +1,6 @@
 """The live dashboard (``/dashboard``): session login; staff see the platform, an organization
 owner sees their organization; anyone else gets 403. Reads come from ``apps.console.selectors``."""
+
 from __future__ import annotations
 
 import uuid
@@ -72,25 +73,29 @@ class DashboardView(ConsoleView):
     def get(self, request):
         organization = self.scope.organization
         data = selectors.dashboard(organization=organization)
-        return render(request, "console/dashboard.html", {
-            "data": data,
-            "scope": self.scope,
-            "organization": organization,
-            "config": {
-                "platform": self.scope.platform,
-                "staff": request.user.is_staff,
-                "organization_id": str(organization.pk) if organization else None,
-                "socket_organization": None if self.scope.platform else str(organization.pk),
-                "socket_path": "/api/v1/ws/console",
-                "token_url": reverse("console-token"),
-                "data_url": reverse("console-data"),
-                "run_url": reverse("console-run", args=["00000000-0000-0000-0000-000000000000"]),
-                "run_page_url": reverse("console-run-page", args=["00000000-0000-0000-0000-000000000000"]),
-                "charts_url": reverse("console-charts"),
-                "admin_url": reverse("admin:index") if request.user.is_staff else None,
-                "query": request.GET.urlencode(),
+        return render(
+            request,
+            "console/dashboard.html",
+            {
+                "data": data,
+                "scope": self.scope,
+                "organization": organization,
+                "config": {
+                    "platform": self.scope.platform,
+                    "staff": request.user.is_staff,
+                    "organization_id": str(organization.pk) if organization else None,
+                    "socket_organization": None if self.scope.platform else str(organization.pk),
+                    "socket_path": "/api/v1/ws/console",
+                    "token_url": reverse("console-token"),
+                    "data_url": reverse("console-data"),
+                    "run_url": reverse("console-run", args=["00000000-0000-0000-0000-000000000000"]),
+                    "run_page_url": reverse("console-run-page", args=["00000000-0000-0000-0000-000000000000"]),
+                    "charts_url": reverse("console-charts"),
+                    "admin_url": reverse("admin:index") if request.user.is_staff else None,
+                    "query": request.GET.urlencode(),
+                },
             },
-        })
+        )
 
 
 class DashboardTokenView(ConsoleView):

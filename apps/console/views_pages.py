@@ -1,6 +1,7 @@
 """The console's chart data, run page, workflow graph and crew graph. Staff see every
 organization; an owner sees the organizations they own (another organization's object is a 404).
 Reads come from the console's selectors; the run actions call ``apps.console.services``."""
+
 from __future__ import annotations
 
 from django.http import Http404, JsonResponse
@@ -22,9 +23,13 @@ def _allowed(scope, organization_id) -> bool:
 
 
 def _urls() -> dict:
-    return {"dashboard": reverse("console-dashboard"), "run_page": reverse("console-run-page", args=[ZERO]),
-            "run_trace": reverse("console-run-trace", args=[ZERO]),
-            "workflow_page": reverse("console-workflow", args=[ZERO]), "crew_page": reverse("console-crew", args=[ZERO])}
+    return {
+        "dashboard": reverse("console-dashboard"),
+        "run_page": reverse("console-run-page", args=[ZERO]),
+        "run_trace": reverse("console-run-trace", args=[ZERO]),
+        "workflow_page": reverse("console-workflow", args=[ZERO]),
+        "crew_page": reverse("console-crew", args=[ZERO]),
+    }
 
 
 class ChartsDataView(ConsoleView):
@@ -35,9 +40,15 @@ class ChartsDataView(ConsoleView):
     def get(self, request):
         window = request.GET.get("window") or selectors_charts.DEFAULT_WINDOW
         if window not in selectors_charts.WINDOWS:
-            return JsonResponse({"detail": f"window must be one of {', '.join(selectors_charts.WINDOWS)}.",
-                                 "type": "validation_error", "code": "GENERAL_001",
-                                 "errors": [{"field": "window", "message": "unknown window"}]}, status=400)
+            return JsonResponse(
+                {
+                    "detail": f"window must be one of {', '.join(selectors_charts.WINDOWS)}.",
+                    "type": "validation_error",
+                    "code": "GENERAL_001",
+                    "errors": [{"field": "window", "message": "unknown window"}],
+                },
+                status=400,
+            )
         data = selectors_charts.charts(organization=self.scope.organization, window=window)
         return JsonResponse(data, headers={"Cache-Control": "no-store"})
 
@@ -54,10 +65,21 @@ class RunPageView(RunMixin, ConsoleView):
     def get(self, request, execution_id):
         execution = self.execution_or_404(execution_id)
         trace = selectors_runs.run_trace(execution=execution)
-        return render(request, "console/run.html", {
-            "trace": trace, "run": trace["run"], "message": request.GET.get("message", ""),
-            "config": {"urls": _urls(), "execution_id": str(execution.pk), "staff": request.user.is_staff,
-                       "admin_url": reverse("admin:index") if request.user.is_staff else None}})
+        return render(
+            request,
+            "console/run.html",
+            {
+                "trace": trace,
+                "run": trace["run"],
+                "message": request.GET.get("message", ""),
+                "config": {
+                    "urls": _urls(),
+                    "execution_id": str(execution.pk),
+                    "staff": request.user.is_staff,
+                    "admin_url": reverse("admin:index") if request.user.is_staff else None,
+                },
+            },
+        )
 
 
 class RunTraceView(RunMixin, ConsoleView):
@@ -97,5 +119,12 @@ class GraphPageView(ConsoleView):
         data = read(organization=None, pk=pk)
         if data is None or not _allowed(self.scope, data[self.kind]["organization_id"]):
             raise Http404(f"No such {self.kind} in this scope.")
-        return render(request, "console/graph.html", {"title": f"{self.kind.title()} {data[self.kind]['name']}",
-                                                      "data": data, "config": {"urls": _urls(), "kind": self.kind}})
+        return render(
+            request,
+            "console/graph.html",
+            {
+                "title": f"{self.kind.title()} {data[self.kind]['name']}",
+                "data": data,
+                "config": {"urls": _urls(), "kind": self.kind},
+            },
+        )

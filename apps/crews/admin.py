@@ -1,4 +1,5 @@
 """Operator console for crews, orchestrations and task definitions (their runs: ``apps.runs.admin``)."""
+
 from django.contrib import admin
 
 from apps.crews.models import Crew, Orchestration, TaskDefinition

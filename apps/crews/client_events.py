@@ -1,5 +1,6 @@
 """Hub client events of the crews (agent runs) app (``apps.events.client_events``): thin adapters over its REST
 services, registered by its ``AppConfig.ready``."""
+
 from __future__ import annotations
 
 from apps.agents.calls import agent_call_start
@@ -33,11 +34,19 @@ def _agent_execute(*, user, auth, data, request):
     valid = serializer.validated_data
     command = valid["command"]
     execution = agent_call_start(
-        actor=user, kind=ExecutionKind.AGENT_EXECUTE, agent=agent,
+        actor=user,
+        kind=ExecutionKind.AGENT_EXECUTE,
+        agent=agent,
         run_name=f"{agent.name} - {command['action']}",
-        definition={"action": command["action"], "parameters": command["parameters"],
-                    "context": command["context"], "user_id": command.get("user_id") or str(user.pk),
-                    "request_id": command.get("request_id") or data.get("request_id") or "",
-                    "voice_input": command["voice_input"]},
-        params=valid["params"], priority=PRIORITY_NAMES[command["priority"]])
+        definition={
+            "action": command["action"],
+            "parameters": command["parameters"],
+            "context": command["context"],
+            "user_id": command.get("user_id") or str(user.pk),
+            "request_id": command.get("request_id") or data.get("request_id") or "",
+            "voice_input": command["voice_input"],
+        },
+        params=valid["params"],
+        priority=PRIORITY_NAMES[command["priority"]],
+    )
     return {"success": True, "agent_id": agent.pk, "execution_id": execution.pk, "status": execution.status}

@@ -6,6 +6,7 @@ ones as the batched writer commits them, and its status changes; when the run en
 remaining lines, a ``complete`` message, and closes with 1000. Lines carry their per-run ``seq``;
 a client that reconnects with ``?after=<seq>`` gets only what it has not seen.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -59,13 +60,22 @@ class ExecutionLogStreamConsumer(KaiSocketConsumer):
 
     async def on_event(self, event: dict):
         if event["type"].startswith("execution.") and event.get("execution_id") == str(self.execution.pk):
-            await self.send_message("status", {"status": event["data"].get("status"), "reason":
-                                               event["data"].get("reason", ""), "execution_id": event["execution_id"]},
-                                    agent_id=event.get("agent_id"))
+            await self.send_message(
+                "status",
+                {
+                    "status": event["data"].get("status"),
+                    "reason": event["data"].get("reason", ""),
+                    "execution_id": event["execution_id"],
+                },
+                agent_id=event.get("agent_id"),
+            )
         elif event["type"].startswith("approval.") and event.get("execution_id") == str(self.execution.pk):
             # {type: "approval_requested" | "approval_resolved", data: {approval_id, question, proposed, …}}
-            await self.send_message(event["type"].replace(".", "_"), {**event["data"], "event_seq": event.get("seq")},
-                                    agent_id=event.get("agent_id"))
+            await self.send_message(
+                event["type"].replace(".", "_"),
+                {**event["data"], "event_seq": event.get("seq")},
+                agent_id=event.get("agent_id"),
+            )
         self._woken.set()
 
     async def _pump(self):
@@ -116,8 +126,9 @@ class OrchestrationStreamConsumer(ExecutionLogStreamConsumer):
                 return
             await self.follow(execution)
         else:
-            await self.send_message("ready", {"orchestration_id": str(self.orchestration.pk),
-                                              "pattern": self.orchestration.pattern})
+            await self.send_message(
+                "ready", {"orchestration_id": str(self.orchestration.pk), "pattern": self.orchestration.pattern}
+            )
 
     async def handle_message(self, message: dict):
         if message["type"] != "execute":
@@ -139,6 +150,7 @@ class OrchestrationStreamConsumer(ExecutionLogStreamConsumer):
 
 
 # --- database work ---------------------------------------------------------------------------------
+
 
 def _as_int(value):
     try:
@@ -178,11 +190,21 @@ def _lines_after(execution_id, after: int, limit: int = 500):
     # the status first: a run's last log lines commit with (or before) its end, so once the status
     # read says it ended, the lines read next hold them all ("complete" never skips a line)
     execution = Execution.objects.only("status", "result", "error").get(pk=execution_id)
-    status = {"status": execution.status, "terminal": execution.status in TERMINAL_STATUSES,
-              "result": execution.result, "error": execution.error or None, "execution_id": str(execution_id)}
+    status = {
+        "status": execution.status,
+        "terminal": execution.status in TERMINAL_STATUSES,
+        "result": execution.result,
+        "error": execution.error or None,
+        "execution_id": str(execution_id),
+    }
     lines = [
-        {"seq": row.seq, "level": row.level, "message": row.message, "data": row.data,
-         "created_at": row.created_at.isoformat().replace("+00:00", "Z")}
+        {
+            "seq": row.seq,
+            "level": row.level,
+            "message": row.message,
+            "data": row.data,
+            "created_at": row.created_at.isoformat().replace("+00:00", "Z"),
+        }
         for row in ExecutionLog.objects.filter(execution_id=execution_id, seq__gt=after).order_by("seq")[:limit]
     ]
     return lines, status

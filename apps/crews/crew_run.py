@@ -2,6 +2,7 @@
 by the tasks whose context names them), each with its structured output, guardrail, limits,
 coworker tools, output file and callback; the hierarchical process gives every task to a manager;
 ``planning`` adds a plan to every task. ``runners.run_crew`` builds one and calls ``run``."""
+
 from __future__ import annotations
 
 import json
@@ -26,12 +27,18 @@ from apps.runs.runner import (
 )
 from apps.webhooks.selectors import webhook_by_reference
 
-MARKDOWN = ("Your final answer MUST be formatted in Markdown syntax: use # or ## for headers, "
-            "**text** for bold, *text* for italic, - or * for lists, and ``` for code blocks.")
-MANAGER = dict(key="manager", name="Crew Manager", role="Crew Manager",
-               goal="Manage the team to complete the tasks in the best way possible",
-               backstory="You are a seasoned manager with a knack for getting the best out of your team. You "
-                         "delegate each task to the right coworker and check their work.")
+MARKDOWN = (
+    "Your final answer MUST be formatted in Markdown syntax: use # or ## for headers, "
+    "**text** for bold, *text* for italic, - or * for lists, and ``` for code blocks."
+)
+MANAGER = dict(
+    key="manager",
+    name="Crew Manager",
+    role="Crew Manager",
+    goal="Manage the team to complete the tasks in the best way possible",
+    backstory="You are a seasoned manager with a knack for getting the best out of your team. You "
+    "delegate each task to the right coworker and check their work.",
+)
 
 
 @dataclass
@@ -47,8 +54,14 @@ class TaskOutcome:
         return json.dumps(self.json_output, ensure_ascii=False) if self.json_output is not None else self.raw
 
     def as_dict(self) -> dict:
-        return {"task": self.key, "agent": self.agent, "raw": self.raw, "json_output": self.json_output,
-                **({"output_file": self.file} if self.file else {}), "attempts": self.attempts}
+        return {
+            "task": self.key,
+            "agent": self.agent,
+            "raw": self.raw,
+            "json_output": self.json_output,
+            **({"output_file": self.file} if self.file else {}),
+            "attempts": self.attempts,
+        }
 
 
 @dataclass
@@ -69,10 +82,14 @@ class CrewSettings:
             if value not in (None, ""):
                 merged[name] = value
         manager = merged.get("manager_agent")
-        return cls(process=str(merged.get("process") or "sequential"), planning=bool(merged.get("planning")),
-                   planning_llm=_model_name(merged.get("planning_llm")), manager_llm=_model_name(merged.get("manager_llm")),
-                   manager_agent=str(getattr(manager, "key", manager) or ""),
-                   max_rpm=int(merged["max_rpm"]) if merged.get("max_rpm") else None)
+        return cls(
+            process=str(merged.get("process") or "sequential"),
+            planning=bool(merged.get("planning")),
+            planning_llm=_model_name(merged.get("planning_llm")),
+            manager_llm=_model_name(merged.get("manager_llm")),
+            manager_agent=str(getattr(manager, "key", manager) or ""),
+            max_rpm=int(merged["max_rpm"]) if merged.get("max_rpm") else None,
+        )
 
 
 def _model_name(value) -> str:
@@ -115,8 +132,10 @@ class CrewRun:
         key = self.settings.manager_agent
         if key:
             if key not in self.profiles:
-                raise RunFailed(f"manager_agent {key!r} is not an agent of the crew "
-                                f"(agents: {', '.join(self.profiles)})", type="crew_config")
+                raise RunFailed(
+                    f"manager_agent {key!r} is not an agent of the crew (agents: {', '.join(self.profiles)})",
+                    type="crew_config",
+                )
             return self.profiles[key]
         return AgentProfile(**MANAGER, model=self.settings.manager_llm or self.ctx.default_model)
 
@@ -124,8 +143,11 @@ class CrewRun:
         for task in self.spec.tasks:
             reference = getattr(task, "callback", None)
             if reference and webhook_by_reference(organization=self.ctx.organization, reference=reference) is None:
-                raise RunFailed(f"task {task.key!r}: callback names webhook {reference!r}, which the organization "
-                                "does not have (or is inactive)", type="callback")
+                raise RunFailed(
+                    f"task {task.key!r}: callback names webhook {reference!r}, which the organization "
+                    "does not have (or is inactive)",
+                    type="callback",
+                )
 
     # --- options of one agent's step ------------------------------------------------------------
     def stop_check(self) -> None:
@@ -133,8 +155,13 @@ class CrewRun:
         if self.failed.is_set():
             raise Cancelled("another task of the crew failed")
 
-    def options(self, profile: AgentProfile, deadline: Deadline, params: dict | None = None,
-                coworkers: list[AgentProfile] | None = None) -> StepOptions:
+    def options(
+        self,
+        profile: AgentProfile,
+        deadline: Deadline,
+        params: dict | None = None,
+        coworkers: list[AgentProfile] | None = None,
+    ) -> StepOptions:
         agent = self.agent_specs.get(profile.key)
         limiter = self.limiters.get(profile.key)
 
@@ -145,8 +172,9 @@ class CrewRun:
                 if gate is not None:
                     waited = gate.acquire(self.stop_check)
                     if waited:
-                        self.ctx.recorder.log(f"{profile.role} waited {waited:.1f} s for its max_rpm",
-                                              level="info", agent=profile.key)
+                        self.ctx.recorder.log(
+                            f"{profile.role} waited {waited:.1f} s for its max_rpm", level="info", agent=profile.key
+                        )
             deadline.check()
 
         max_iter = getattr(agent, "max_iter", None) if agent else None
@@ -157,15 +185,23 @@ class CrewRun:
             options.local_tools = delegation.coworker_tools(coworkers, self._coworker_work)
         sources = [*getattr(agent, "knowledge_sources", []), *self.spec.crew_knowledge_sources]
         if sources:
-            options.local_tools = {**options.local_tools,
-                                   **knowledge_tools(self.ctx, profile.key, list(dict.fromkeys(sources)))}
+            options.local_tools = {
+                **options.local_tools,
+                **knowledge_tools(self.ctx, profile.key, list(dict.fromkeys(sources))),
+            }
         return options
 
     def _coworker_work(self, coworker: AgentProfile, prompt: str) -> str:
-        deadline = Deadline(getattr(self.agent_specs.get(coworker.key), "max_execution_time", None),
-                            f"agent {coworker.key!r}")
-        result = self.ctx.agent_step(profile=coworker, prompt=prompt, parent=self.ctx.root_span,
-                                     label="delegated work", options=self.options(coworker, deadline))
+        deadline = Deadline(
+            getattr(self.agent_specs.get(coworker.key), "max_execution_time", None), f"agent {coworker.key!r}"
+        )
+        result = self.ctx.agent_step(
+            profile=coworker,
+            prompt=prompt,
+            parent=self.ctx.root_span,
+            label="delegated work",
+            options=self.options(coworker, deadline),
+        )
         deadline.check()
         return result.text
 
@@ -190,14 +226,16 @@ class CrewRun:
             prompt += "\n\n" + schema.instructions()
         return prompt
 
-    def execute(self, task, profile: AgentProfile, context: list[tuple[str, str]], resume: dict | None = None
-                ) -> TaskOutcome:
+    def execute(
+        self, task, profile: AgentProfile, context: list[tuple[str, str]], resume: dict | None = None
+    ) -> TaskOutcome:
         """Run the task until its answer passes its schema and guardrail (retried with the feedback
         up to ``guardrail_max_retries``), then file it and call back."""
         prompt = self.prompt_of(task, context)
         schema = self.schemas.get(task.key)
-        retries = int(getattr(task, "guardrail_max_retries", 3) if getattr(task, "guardrail_max_retries", None)
-                      is not None else 3)
+        retries = int(
+            getattr(task, "guardrail_max_retries", 3) if getattr(task, "guardrail_max_retries", None) is not None else 3
+        )
         attempt, current = 0, prompt
         while True:
             attempt += 1
@@ -205,11 +243,20 @@ class CrewRun:
             value, feedback, what = self._verdict(task, schema, result.text)
             if feedback is None:
                 break
-            self.ctx.recorder.log(f"task {task.key}: {what} refused attempt {attempt}: {feedback}", level="warning",
-                                  task=task.key, attempt=attempt)
+            self.ctx.recorder.log(
+                f"task {task.key}: {what} refused attempt {attempt}: {feedback}",
+                level="warning",
+                task=task.key,
+                attempt=attempt,
+            )
             if attempt > retries:
-                raise RunFailed(f"task {task.key!r} failed its {what} after {attempt} attempts; last feedback: "
-                                f"{feedback}", type="guardrail", task=task.key, guardrail=what, feedback=feedback)
+                raise RunFailed(
+                    f"task {task.key!r} failed its {what} after {attempt} attempts; last feedback: {feedback}",
+                    type="guardrail",
+                    task=task.key,
+                    guardrail=what,
+                    feedback=feedback,
+                )
             current = guardrails.retry_prompt(prompt, result.text, feedback, attempt)
         outcome = TaskOutcome(task.key, profile.key, result.text, value, attempts=attempt)
         self.finish(task, outcome)
@@ -218,11 +265,19 @@ class CrewRun:
     def _attempt(self, task, profile, prompt, schema, resume, attempt) -> StepResult:
         agent = self.agent_specs.get(profile.key)
         deadline = Deadline(getattr(agent, "max_execution_time", None) if agent else None, f"agent {profile.key!r}")
-        options = self.options(profile, deadline, schema.response_format() if schema else None,
-                               self.coworkers_of(profile))
+        options = self.options(
+            profile, deadline, schema.response_format() if schema else None, self.coworkers_of(profile)
+        )
         name = task.key if attempt == 1 else f"{task.key} (attempt {attempt})"
-        result = self.ctx.task_step(name=name, profile=profile, prompt=prompt, parent=self.ctx.root_span,
-                                    agent_key=profile.key, resume=resume, options=options)
+        result = self.ctx.task_step(
+            name=name,
+            profile=profile,
+            prompt=prompt,
+            parent=self.ctx.root_span,
+            agent_key=profile.key,
+            resume=resume,
+            options=options,
+        )
         deadline.check()
         return result
 
@@ -232,8 +287,11 @@ class CrewRun:
         if schema is not None:
             value, errors = structured.check(schema, text)
             if errors:
-                return None, "the answer does not match the JSON Schema: " + "; ".join(errors), \
-                    f"output schema {schema.name}"
+                return (
+                    None,
+                    "the answer does not match the JSON Schema: " + "; ".join(errors),
+                    f"output schema {schema.name}",
+                )
         check = self.checks.get(task.key)
         if check is not None:
             verdict = check(text)
@@ -242,23 +300,35 @@ class CrewRun:
         return value, None, ""
 
     def _judge(self, task, guardrail: str, answer: str) -> guardrails.Verdict:
-        judge = AgentProfile(key="guardrail", name="Guardrail", role="Guardrail judge",
-                             goal="Check task answers against a requirement",
-                             model=self.settings.manager_llm or self.ctx.default_model)
+        judge = AgentProfile(
+            key="guardrail",
+            name="Guardrail",
+            role="Guardrail judge",
+            goal="Check task answers against a requirement",
+            model=self.settings.manager_llm or self.ctx.default_model,
+        )
         prompt = guardrails.judge_prompt(guardrail, interpolate(task.description, self.inputs), answer)
-        options = StepOptions(params={"response_format": {"name": "guardrail_verdict",
-                                                          "schema": guardrails.JUDGE_SCHEMA}},
-                              before_call=self.stop_check, max_rounds=0)
-        result = self.ctx.agent_step(profile=judge, prompt=prompt, parent=self.ctx.root_span,
-                                     label=f"guardrail of {task.key}", options=options)
+        options = StepOptions(
+            params={"response_format": {"name": "guardrail_verdict", "schema": guardrails.JUDGE_SCHEMA}},
+            before_call=self.stop_check,
+            max_rounds=0,
+        )
+        result = self.ctx.agent_step(
+            profile=judge, prompt=prompt, parent=self.ctx.root_span, label=f"guardrail of {task.key}", options=options
+        )
         return guardrails.judge_verdict(result.text)
 
     def finish(self, task, outcome: TaskOutcome) -> None:
         path = getattr(task, "output_file", None)
         if path:
             content = outcome.context_text() if outcome.json_output is not None else outcome.raw
-            outcome.file = outputs.store_output_file(self.ctx, task.key, interpolate(path, self.inputs), content,
-                                                     create_directory=getattr(task, "create_directory", True))
+            outcome.file = outputs.store_output_file(
+                self.ctx,
+                task.key,
+                interpolate(path, self.inputs),
+                content,
+                create_directory=getattr(task, "create_directory", True),
+            )
         if getattr(task, "callback", None):
             outputs.send_callback(self.ctx, task.callback, outcome.as_dict())
         if not connection.in_atomic_block:
@@ -276,8 +346,9 @@ class CrewRun:
             return self.execute(task, profile, context)
         except AwaitingApproval as exc:
             self.failed.set()
-            raise RunFailed(f"task {task.key!r} asked for an approval ({exc}); approvals are not supported in "
-                            "async_execution tasks") from None
+            raise RunFailed(
+                f"task {task.key!r} asked for an approval ({exc}); approvals are not supported in async_execution tasks"
+            ) from None
         except BaseException:
             self.failed.set()
             raise

@@ -2,20 +2,44 @@
 run): the ``@agent`` / ``@task`` / ``@crew`` methods of the ``@CrewBase`` class give each task its
 agent (``agent=self.researcher()``), context, output model and file, and the crew its process,
 planning and manager; a pydantic output model becomes a JSON Schema from its field annotations."""
+
 from __future__ import annotations
 
 import ast
 import re
 
-_SCALARS = {"str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
-            "bool": {"type": "boolean"}, "Any": {}, "dict": {"type": "object"}, "Dict": {"type": "object"},
-            "datetime": {"type": "string", "format": "date-time"}, "date": {"type": "string", "format": "date"},
-            "HttpUrl": {"type": "string", "format": "uri"}, "AnyUrl": {"type": "string", "format": "uri"},
-            "EmailStr": {"type": "string", "format": "email"}}
+_SCALARS = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "Any": {},
+    "dict": {"type": "object"},
+    "Dict": {"type": "object"},
+    "datetime": {"type": "string", "format": "date-time"},
+    "date": {"type": "string", "format": "date"},
+    "HttpUrl": {"type": "string", "format": "uri"},
+    "AnyUrl": {"type": "string", "format": "uri"},
+    "EmailStr": {"type": "string", "format": "email"},
+}
 _LISTS = ("list", "List", "Sequence", "set", "Set", "tuple", "Tuple")
 #: keyword arguments that are how crew.py wires things, not CrewAI keys to copy
-_WIRING = {"config", "agent", "context", "tools", "output_json", "output_pydantic", "llm", "manager_llm",
-           "manager_agent", "agents", "tasks", "process", "function_calling_llm", "planning_llm"}
+_WIRING = {
+    "config",
+    "agent",
+    "context",
+    "tools",
+    "output_json",
+    "output_pydantic",
+    "llm",
+    "manager_llm",
+    "manager_agent",
+    "agents",
+    "tasks",
+    "process",
+    "function_calling_llm",
+    "planning_llm",
+}
 
 
 def _fail(errors: list[dict]):
@@ -42,6 +66,7 @@ def tool_name(class_name: str) -> str:
 
 
 # --- pydantic models → JSON Schema ---------------------------------------------------------------
+
 
 def pydantic_models(sources: dict[str, str]) -> dict[str, ast.ClassDef]:
     """Classes deriving from ``BaseModel`` (or from one of these) in the project's Python files."""
@@ -102,10 +127,12 @@ def _field_info(value) -> tuple[bool, str]:
     if value is None:
         return True, ""
     if isinstance(value, ast.Call) and _name(value.func) == "Field":
-        description = next((k.value.value for k in value.keywords if k.arg == "description"
-                            and isinstance(k.value, ast.Constant)), "")
+        description = next(
+            (k.value.value for k in value.keywords if k.arg == "description" and isinstance(k.value, ast.Constant)), ""
+        )
         has_default = any(k.arg in ("default", "default_factory") for k in value.keywords) or (
-            value.args and not (isinstance(value.args[0], ast.Constant) and value.args[0].value is Ellipsis))
+            value.args and not (isinstance(value.args[0], ast.Constant) and value.args[0].value is Ellipsis)
+        )
         return not has_default, str(description)
     return False, ""
 
@@ -136,6 +163,7 @@ def model_schema(node: ast.ClassDef, models: dict, seen: frozenset = frozenset()
 
 # --- crew.py ---------------------------------------------------------------------------------------
 
+
 def _decorated(node, name: str) -> bool:
     return any(_name(d) == name for d in node.decorator_list)
 
@@ -143,8 +171,13 @@ def _decorated(node, name: str) -> bool:
 def _config_key(func: ast.FunctionDef, attribute: str) -> str | None:
     """The key of ``self.<attribute>['key']`` in the method's body."""
     for node in ast.walk(func):
-        if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == attribute
-                and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == attribute
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+        ):
             return node.slice.value
     return None
 
@@ -168,8 +201,13 @@ class _Reader:
         except SyntaxError as exc:
             _fail([{"field": "crew_py", "message": f"{crew_py}: Python syntax error on line {exc.lineno}: {exc.msg}"}])
         self.models = pydantic_models(sources)
-        self.module_calls = {t.id: n.value for n in self.tree.body if isinstance(n, ast.Assign)
-                             and isinstance(n.value, ast.Call) for t in n.targets if isinstance(t, ast.Name)}
+        self.module_calls = {
+            t.id: n.value
+            for n in self.tree.body
+            if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
         self.agent_methods: dict[str, str] = {}
         self.task_methods: dict[str, str] = {}
         self.refused: list[str] = []
@@ -215,8 +253,10 @@ class _Reader:
                 entry[kw.arg] = value
                 self.report.mapped.append(f"{where}: {kw.arg} from crew.py")
             else:
-                self.refused.append(f"{where}: `{kw.arg}={ast.unparse(kw.value)}` is Python code, not a value "
-                                    "(see docs/crewai.md for what to use here)")
+                self.refused.append(
+                    f"{where}: `{kw.arg}={ast.unparse(kw.value)}` is Python code, not a value "
+                    "(see docs/crewai.md for what to use here)"
+                )
 
     def set_model(self, entry: dict, key: str, node, where: str) -> None:
         model = self.model_name(node)
@@ -230,7 +270,8 @@ class _Reader:
 def _crew_class(tree) -> ast.ClassDef | None:
     classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
     return next((c for c in classes if _decorated(c, "CrewBase")), None) or next(
-        (c for c in classes if any(isinstance(f, ast.FunctionDef) and _decorated(f, "task") for f in c.body)), None)
+        (c for c in classes if any(isinstance(f, ast.FunctionDef) and _decorated(f, "task") for f in c.body)), None
+    )
 
 
 def apply(project, crew_py: str, sources: dict[str, str]) -> None:
@@ -292,8 +333,9 @@ def _apply_task(reader: _Reader, func) -> str | None:
         elif kw.arg in ("output_json", "output_pydantic"):
             model = reader.models.get(_name(kw.value))
             if model is None:
-                reader.refused.append(f"{where}: `{kw.arg}={ast.unparse(kw.value)}` names no pydantic model found "
-                                      "in the project")
+                reader.refused.append(
+                    f"{where}: `{kw.arg}={ast.unparse(kw.value)}` names no pydantic model found in the project"
+                )
                 continue
             entry.pop("output_json", None)
             entry.pop("output_pydantic", None)
@@ -312,8 +354,9 @@ def _order_tasks(project, order: list[str]) -> None:
         return
     left_out = [k for k in project.tasks if k not in order]
     for key in left_out:
-        project.report.defaulted.append(f"task {key}: in tasks.yaml but crew.py has no @task for it; left out "
-                                        "(CrewAI does not run it)")
+        project.report.defaulted.append(
+            f"task {key}: in tasks.yaml but crew.py has no @task for it; left out (CrewAI does not run it)"
+        )
     project.tasks = {k: project.tasks[k] for k in order}
 
 

@@ -4,6 +4,7 @@ Each item is answered exactly as ``POST /api/v1/executions`` would answer it alo
 code, in its own savepoint): 202 with the created run, or its error envelope. The runs that were
 created commit together and are queued once the transaction commits.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,15 +29,23 @@ MAX_BATCH = 500
 class ExecutionBatchSerializer(KaiSerializer):
     """What the view validates: the list itself; each item is validated as POST /executions does."""
 
-    executions = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=MAX_BATCH,
-                                       help_text=f"1 to {MAX_BATCH} bodies of POST /api/v1/executions.")
+    executions = serializers.ListField(
+        child=serializers.JSONField(),
+        min_length=1,
+        max_length=MAX_BATCH,
+        help_text=f"1 to {MAX_BATCH} bodies of POST /api/v1/executions.",
+    )
 
 
 class ExecutionBatchRequestSerializer(KaiSerializer):
     """The documented request: each item is a POST /api/v1/executions body."""
 
-    executions = serializers.ListField(child=ExecutionCreateSerializer(), min_length=1, max_length=MAX_BATCH,
-                                       help_text=f"1 to {MAX_BATCH} bodies of POST /api/v1/executions.")
+    executions = serializers.ListField(
+        child=ExecutionCreateSerializer(),
+        min_length=1,
+        max_length=MAX_BATCH,
+        help_text=f"1 to {MAX_BATCH} bodies of POST /api/v1/executions.",
+    )
 
 
 @extend_schema_field({"$ref": "#/components/schemas/ErrorEnvelope"})
@@ -67,8 +76,12 @@ def _item_request(request, body):
 class ExecutionBatchView(KaiAPIView):
     """Start many runs at once (one transaction, one answer per item, in order)."""
 
-    @extend_schema(tags=["executions"], operation_id="executions_batch_create",
-                   request=ExecutionBatchRequestSerializer, responses={200: ExecutionBatchResultSerializer})
+    @extend_schema(
+        tags=["executions"],
+        operation_id="executions_batch_create",
+        request=ExecutionBatchRequestSerializer,
+        responses={200: ExecutionBatchResultSerializer},
+    )
     def post(self, request):
         """Create up to 500 runs in one transaction. Each item is answered as ``POST
         /api/v1/executions`` would answer it (202 and the PENDING run, or its error envelope); an

@@ -10,6 +10,7 @@ The builtin offline provider has no language model behind it: for these requests
 deterministic draft built from the description (``draft``), passed through its tool-call
 simulation, so the same validate/retry path runs and the result is reproducible.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,21 +35,37 @@ _NAMES = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLengt
 AGENT_SCHEMA = {
     "type": "object",
     "required": ["name", "role", "goal", "backstory"],
-    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}, "role": _TEXT, "goal": _TEXT,
-                   "backstory": _TEXT, "tools": _NAMES},
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "role": _TEXT,
+        "goal": _TEXT,
+        "backstory": _TEXT,
+        "tools": _NAMES,
+    },
     "additionalProperties": False,
 }
 TASK_SCHEMA = {
     "type": "object",
     "required": ["name", "description", "expected_output"],
-    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}, "description": _TEXT,
-                   "expected_output": _TEXT, "agent": {"type": "string", "maxLength": 200}, "tools": _NAMES},
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "description": _TEXT,
+        "expected_output": _TEXT,
+        "agent": {"type": "string", "maxLength": 200},
+        "tools": _NAMES,
+    },
     "additionalProperties": False,
 }
-_CREW_AGENT = {**AGENT_SCHEMA, "required": ["role", "goal", "backstory"],
-               "properties": {k: v for k, v in AGENT_SCHEMA["properties"].items() if k != "name"}}
-_CREW_TASK = {**TASK_SCHEMA, "required": ["description", "expected_output", "agent"],
-              "properties": {k: v for k, v in TASK_SCHEMA["properties"].items() if k != "name"}}
+_CREW_AGENT = {
+    **AGENT_SCHEMA,
+    "required": ["role", "goal", "backstory"],
+    "properties": {k: v for k, v in AGENT_SCHEMA["properties"].items() if k != "name"},
+}
+_CREW_TASK = {
+    **TASK_SCHEMA,
+    "required": ["description", "expected_output", "agent"],
+    "properties": {k: v for k, v in TASK_SCHEMA["properties"].items() if k != "name"},
+}
 CREW_SCHEMA = {
     "type": "object",
     "required": ["name", "description", "process", "agents", "tasks"],
@@ -65,9 +82,11 @@ SCHEMAS = {"agent": AGENT_SCHEMA, "task": TASK_SCHEMA, "crew": CREW_SCHEMA}
 INSTRUCTIONS = {
     "agent": "Design one AI agent (name, role, goal, backstory, tools) for this description.",
     "task": "Design one task (name, description, expected_output, optionally the agent and tools) for this description.",
-    "crew": ("Design a CrewAI crew for this description: a name, a description, the process, `agents` keyed by "
-             "identifier (role, goal, backstory, tools) and `tasks` keyed by identifier (description, "
-             "expected_output, agent naming one of the agents)."),
+    "crew": (
+        "Design a CrewAI crew for this description: a name, a description, the process, `agents` keyed by "
+        "identifier (role, goal, backstory, tools) and `tasks` keyed by identifier (description, "
+        "expected_output, agent naming one of the agents)."
+    ),
 }
 
 
@@ -85,14 +104,27 @@ class GenerationUnavailable(ServiceUnavailable):
 
 # --- deterministic drafts (the builtin provider's structured answers) --------------------------
 
-_LEAD = re.compile(r"^\s*(?:please\s+)?(?:create|build|make|generate|design|write|define|set up)\s+(?:me\s+)?"
-                   r"(?:an?\s+|the\s+)?", re.I)
+_LEAD = re.compile(
+    r"^\s*(?:please\s+)?(?:create|build|make|generate|design|write|define|set up)\s+(?:me\s+)?"
+    r"(?:an?\s+|the\s+)?",
+    re.I,
+)
 _SPLIT = re.compile(r"\b(agent|task|crew|team)\b", re.I)
 _LINK = re.compile(r"^\s*(?:that|which|who|to|for|with|including|in charge of)\s+", re.I)
 _STOP = {"a", "an", "the", "for", "of", "and", "to", "in", "on", "with", "that", "which", "can", "will"}
-_TOOL_HINTS = (("calculat", "calculator"), ("math", "calculator"), ("time", "current_time"), ("date", "current_time"),
-               ("web", "http_request"), ("http", "http_request"), ("api", "http_request"), ("remember", "memory_store"),
-               ("memory", "memory_query"), ("file", "file_reader"), ("document", "file_reader"))
+_TOOL_HINTS = (
+    ("calculat", "calculator"),
+    ("math", "calculator"),
+    ("time", "current_time"),
+    ("date", "current_time"),
+    ("web", "http_request"),
+    ("http", "http_request"),
+    ("api", "http_request"),
+    ("remember", "memory_store"),
+    ("memory", "memory_query"),
+    ("file", "file_reader"),
+    ("document", "file_reader"),
+)
 
 
 def _subject_and_rest(description: str) -> tuple[str, str]:
@@ -129,18 +161,24 @@ def draft_agent(description: str, available_tools: set[str]) -> dict:
     subject, rest = _subject_and_rest(description)
     title = _title(subject) or "Assistant"
     goal = _sentence(rest) if rest else f"Help with {subject or description}"
-    return {"name": f"{title} Agent", "role": f"{title} Specialist", "goal": goal,
-            "backstory": f"You are an experienced {title.lower()} specialist. {goal.rstrip('.')}.",
-            "tools": _tools_for(description, available_tools)}
+    return {
+        "name": f"{title} Agent",
+        "role": f"{title} Specialist",
+        "goal": goal,
+        "backstory": f"You are an experienced {title.lower()} specialist. {goal.rstrip('.')}.",
+        "tools": _tools_for(description, available_tools),
+    }
 
 
 def draft_task(description: str, available_tools: set[str]) -> dict:
     subject, rest = _subject_and_rest(description)
     focus = rest or subject or description
-    return {"name": _title(focus), "description": f"{_sentence(focus).rstrip('.')}. Work step by step and state "
-                                                  "what the conclusions rest on.",
-            "expected_output": f"A concise, structured report on {focus.rstrip('.')}",
-            "tools": _tools_for(description, available_tools)}
+    return {
+        "name": _title(focus),
+        "description": f"{_sentence(focus).rstrip('.')}. Work step by step and state what the conclusions rest on.",
+        "expected_output": f"A concise, structured report on {focus.rstrip('.')}",
+        "tools": _tools_for(description, available_tools),
+    }
 
 
 def draft_crew(description: str, available_tools: set[str], process: str = "sequential") -> dict:
@@ -156,14 +194,24 @@ def draft_crew(description: str, available_tools: set[str], process: str = "sequ
     for part in parts:
         key = _slug(part)
         role = f"{_title(topic_text, 4)} {_title(part, 3)} Specialist".strip()
-        agents[f"{key}_agent"] = {"role": role, "goal": f"Own the {part} work on {topic_text}",
-                                  "backstory": f"You are a seasoned {part} specialist for {topic_text}.",
-                                  "tools": _tools_for(part, available_tools)}
-        tasks[f"{key}_task"] = {"description": f"Do the {part} for {topic_text}: {{topic}}",
-                                "expected_output": f"The {part} results for {topic_text}, ready for the next step",
-                                "agent": f"{key}_agent"}
-    return {"name": f"{_title(topic_text, 5)} Crew", "description": _sentence(description.strip()),
-            "process": process, "agents": agents, "tasks": tasks}
+        agents[f"{key}_agent"] = {
+            "role": role,
+            "goal": f"Own the {part} work on {topic_text}",
+            "backstory": f"You are a seasoned {part} specialist for {topic_text}.",
+            "tools": _tools_for(part, available_tools),
+        }
+        tasks[f"{key}_task"] = {
+            "description": f"Do the {part} for {topic_text}: {{topic}}",
+            "expected_output": f"The {part} results for {topic_text}, ready for the next step",
+            "agent": f"{key}_agent",
+        }
+    return {
+        "name": f"{_title(topic_text, 5)} Crew",
+        "description": _sentence(description.strip()),
+        "process": process,
+        "agents": agents,
+        "tasks": tasks,
+    }
 
 
 DRAFTS = {"agent": draft_agent, "task": draft_task, "crew": draft_crew}
@@ -183,6 +231,7 @@ def fit(value, schema: dict):
 
 
 # --- validation --------------------------------------------------------------------------------
+
 
 def validation_errors(kind: str, value) -> list[str]:
     if not isinstance(value, dict):
@@ -211,16 +260,20 @@ def _extract(text: str, calls, tool_name: str):
     return None
 
 
-def generate(*, organization, kind: str, description: str, model: str = "", process: str = "sequential",
-             drafter=None) -> dict:
+def generate(
+    *, organization, kind: str, description: str, model: str = "", process: str = "sequential", drafter=None
+) -> dict:
     """A schema-valid ``kind`` object for the description (see the module docstring)."""
     resolved = _resolve(organization, model)
     available = tool_names(organization=organization)
     tool_name = f"emit_{kind}"
     tool = {"name": tool_name, "description": f"Return the {kind}.", "parameters": SCHEMAS[kind]}
     messages = [
-        {"role": "system", "content": f"You design AI agent configurations. {INSTRUCTIONS[kind]} Answer by calling "
-                                      f"{tool_name}. Tools you may name: {', '.join(sorted(available)) or 'none'}."},
+        {
+            "role": "system",
+            "content": f"You design AI agent configurations. {INSTRUCTIONS[kind]} Answer by calling "
+            f"{tool_name}. Tools you may name: {', '.join(sorted(available)) or 'none'}.",
+        },
         {"role": "user", "content": description},
     ]
     drafter = drafter or DRAFTS[kind]
@@ -241,12 +294,18 @@ def generate(*, organization, kind: str, description: str, model: str = "", proc
         problems += validation_errors(kind, value)
         if not problems:
             return value
-        messages += [{"role": "assistant", "content": text or json.dumps(value, default=str)},
-                     {"role": "user", "content": f"That {kind} is invalid: {'; '.join(problems)}. "
-                                                 f"Call {tool_name} again with a corrected object."}]
+        messages += [
+            {"role": "assistant", "content": text or json.dumps(value, default=str)},
+            {
+                "role": "user",
+                "content": f"That {kind} is invalid: {'; '.join(problems)}. "
+                f"Call {tool_name} again with a corrected object.",
+            },
+        ]
     raise InvalidModelOutput(
         f"The model did not produce a valid {kind} in {MAX_ATTEMPTS} attempts: {'; '.join(problems[:5])}",
-        errors=[{"field": kind, "message": p} for p in problems[:20]])
+        errors=[{"field": kind, "message": p} for p in problems[:20]],
+    )
 
 
 def _resolve(organization, model: str) -> llm_layer.ResolvedModel:
@@ -271,14 +330,24 @@ def _call(resolved, organization, messages, tools, params):
             llm_layer.breaker_failure(resolved.provider_key)
         raise GenerationUnavailable(f"The LLM call to {resolved.requested!r} failed ({exc.kind}): {exc.message}")
     llm_layer.breaker_success(resolved.provider_key)
-    cost = cost_usd(resolved.pricing_model, completion.usage.input_tokens, completion.usage.output_tokens,
-                    resolved.pricing_override)
-    llm_layer.record_provider_usage(resolved=resolved, input_tokens=completion.usage.input_tokens,
-                                    output_tokens=completion.usage.output_tokens, cost=cost)
+    cost = cost_usd(
+        resolved.pricing_model, completion.usage.input_tokens, completion.usage.output_tokens, resolved.pricing_override
+    )
+    llm_layer.record_provider_usage(
+        resolved=resolved,
+        input_tokens=completion.usage.input_tokens,
+        output_tokens=completion.usage.output_tokens,
+        cost=cost,
+    )
     return completion.text, completion.tool_calls
 
 
 def crew_fields(value: dict) -> dict:
     """A generated crew as the fields of a Crew (``agents_yaml``/``tasks_yaml`` in CrewAI's format)."""
-    return {"name": value["name"], "description": value["description"], "process": value["process"],
-            "agents_yaml": specs.dump_yaml(value["agents"]), "tasks_yaml": specs.dump_yaml(value["tasks"])}
+    return {
+        "name": value["name"],
+        "description": value["description"],
+        "process": value["process"],
+        "agents_yaml": specs.dump_yaml(value["agents"]),
+        "tasks_yaml": specs.dump_yaml(value["tasks"]),
+    }

@@ -2,6 +2,7 @@
 the task back to its agent with the feedback. Either a named builtin check —
 ``json_schema:<name>``, ``regex:<pattern>``, ``max_words:<n>``, ``not_contains:<text>`` — or a
 sentence that a model call judges (answering ``{"valid": bool, "feedback": str}``)."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,12 @@ from apps.crews import structured
 from apps.runs.runner import RunFailed
 
 BUILTIN_PREFIXES = ("json_schema:", "regex:", "max_words:", "not_contains:")
-JUDGE_SCHEMA = {"type": "object", "properties": {"valid": {"type": "boolean"}, "feedback": {"type": "string"}},
-                "required": ["valid", "feedback"], "additionalProperties": False}
+JUDGE_SCHEMA = {
+    "type": "object",
+    "properties": {"valid": {"type": "boolean"}, "feedback": {"type": "string"}},
+    "required": ["valid", "feedback"],
+    "additionalProperties": False,
+}
 
 
 @dataclass
@@ -38,14 +43,16 @@ def builtin_check(guardrail: str, organization) -> Callable[[str], Verdict]:
             pattern = re.compile(argument, re.DOTALL)
         except re.error as exc:
             raise RunFailed(f"guardrail {guardrail!r} is not a valid regular expression: {exc}", type="guardrail")
-        return lambda text: Verdict(bool(pattern.search(text)),
-                                    f"the answer must match the regular expression {argument!r}")
+        return lambda text: Verdict(
+            bool(pattern.search(text)), f"the answer must match the regular expression {argument!r}"
+        )
     if kind == "max_words":
         if not argument.strip().isdigit():
             raise RunFailed(f"guardrail {guardrail!r}: max_words takes a whole number", type="guardrail")
         limit = int(argument)
-        return lambda text: Verdict(len(text.split()) <= limit,
-                                    f"the answer has {len(text.split())} words; at most {limit} are allowed")
+        return lambda text: Verdict(
+            len(text.split()) <= limit, f"the answer has {len(text.split())} words; at most {limit} are allowed"
+        )
     needle = argument
     return lambda text: Verdict(needle.lower() not in text.lower(), f"the answer must not contain {needle!r}")
 
@@ -56,9 +63,11 @@ def _schema_verdict(schema: structured.OutputSchema, text: str) -> Verdict:
 
 
 def judge_prompt(guardrail: str, task_description: str, answer: str) -> str:
-    return (f"You check the answer to a task against a requirement.\n\nRequirement: {guardrail}\n\n"
-            f"Task: {task_description}\n\nAnswer to check:\n{answer}\n\n"
-            'Reply with JSON {"valid": true|false, "feedback": "<what to fix, empty when valid>"}.')
+    return (
+        f"You check the answer to a task against a requirement.\n\nRequirement: {guardrail}\n\n"
+        f"Task: {task_description}\n\nAnswer to check:\n{answer}\n\n"
+        'Reply with JSON {"valid": true|false, "feedback": "<what to fix, empty when valid>"}.'
+    )
 
 
 def judge_verdict(text: str) -> Verdict:
@@ -70,8 +79,10 @@ def judge_verdict(text: str) -> Verdict:
 
 
 def retry_prompt(prompt: str, answer: str, feedback: str, attempt: int) -> str:
-    return (f"{prompt}\n\nYour previous answer (attempt {attempt}) was refused:\n{answer[:2000]}\n\n"
-            f"Feedback: {feedback}\nGive a corrected final answer.")
+    return (
+        f"{prompt}\n\nYour previous answer (attempt {attempt}) was refused:\n{answer[:2000]}\n\n"
+        f"Feedback: {feedback}\nGive a corrected final answer."
+    )
 
 
 def dumps(value) -> str:

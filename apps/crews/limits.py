@@ -1,6 +1,7 @@
 """Per-run limits of CrewAI agents and crews: ``max_rpm`` (model calls per minute, a sliding
 window that waits — cancellably — for a free slot) and ``max_execution_time`` (a deadline for one
 agent's work on a task, checked before each model call and when the work ends)."""
+
 from __future__ import annotations
 
 import threading
@@ -17,8 +18,13 @@ class RateLimiter:
     """At most ``per_minute`` acquisitions in any 60 s window; ``acquire`` blocks until one is free.
     ``should_stop`` is polled while waiting (a cancelled run stops waiting at once)."""
 
-    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.per_minute = int(per_minute)
         self.clock, self.sleep = clock, sleep
         self.calls: deque[float] = deque()
@@ -52,5 +58,6 @@ class Deadline:
 
     def check(self) -> None:
         if self.seconds is not None and self.clock() - self.started > self.seconds:
-            raise RunFailed(f"{self.who} exceeded its max_execution_time of {self.seconds:g} s",
-                            type="max_execution_time")
+            raise RunFailed(
+                f"{self.who} exceeded its max_execution_time of {self.seconds:g} s", type="max_execution_time"
+            )

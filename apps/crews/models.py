@@ -1,4 +1,5 @@
 """Crews, orchestrations and task definitions. Their runs are ``apps.runs`` executions."""
+
 from __future__ import annotations
 
 from django.contrib.postgres.fields import ArrayField
@@ -67,8 +68,12 @@ class TaskDefinition(TenantModel):
     expected_output = models.TextField(blank=True)
     agent = models.CharField(max_length=200, blank=True, help_text="CrewAI agent key, agent name or agent id.")
     tools = ArrayField(models.CharField(max_length=100), default=list, blank=True)
-    context = ArrayField(models.CharField(max_length=200), default=list, blank=True,
-                        help_text="Names of tasks whose output this task reads.")
+    context = ArrayField(
+        models.CharField(max_length=200),
+        default=list,
+        blank=True,
+        help_text="Names of tasks whose output this task reads.",
+    )
     async_execution = models.BooleanField(default=False)
     config = models.JSONField(default=dict, blank=True)
 

@@ -2,6 +2,7 @@
 optional ``crew.yaml`` / ``crew.jsonc`` and ``crew.py``, read statically with ``ast`` — never run)
 into crew fields plus a report of what was mapped and defaulted (anything refused is a
 ``ProjectError``: a 400 naming it); and write a crew back in the same layout."""
+
 from __future__ import annotations
 
 import io
@@ -41,8 +42,12 @@ class Report:
     files: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"files": self.files, "mapped": self.mapped, "defaulted": self.defaulted,
-                "missing_tools": self.missing_tools}
+        return {
+            "files": self.files,
+            "mapped": self.mapped,
+            "defaulted": self.defaulted,
+            "missing_tools": self.missing_tools,
+        }
 
 
 @dataclass
@@ -56,6 +61,7 @@ class Project:
 
 
 # --- the archive ---------------------------------------------------------------------------------
+
 
 def _fail(message: str, field_name: str = "file"):
     raise ProjectError([{"field": field_name, "message": message}])
@@ -129,6 +135,7 @@ _JSONC_TOKENS = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/|,(?=\s*[}\]])'
 
 def parse_jsonc(text: str) -> object:
     """JSON with ``//`` and ``/* */`` comments and trailing commas (strings left alone)."""
+
     def keep(match):
         token = match.group(0)
         return token if token.startswith('"') else ""
@@ -152,8 +159,9 @@ def _crew_file(files, report: Report) -> dict:
         _fail(f"{name} must be a mapping of crew keys", "crew")
     unknown = [k for k in data if k not in CREW_FILE_KEYS]
     if unknown:
-        raise ProjectError([{"field": "crew", "message": f"{name}: unknown crew key {k!r} (see docs/crewai.md)"}
-                            for k in unknown])
+        raise ProjectError(
+            [{"field": "crew", "message": f"{name}: unknown crew key {k!r} (see docs/crewai.md)"} for k in unknown]
+        )
     return data
 
 
@@ -170,6 +178,7 @@ def _yaml_mapping(files, name: str, field_name: str) -> tuple[dict, str]:
 
 # --- the project -----------------------------------------------------------------------------------
 
+
 def _definitions(files, crew: dict, what: str, report: Report) -> tuple[dict, str]:
     """``agents`` / ``tasks``: the YAML file (and its text), else the crew file's mapping."""
     name = _find(files, (f"{what}.yaml", f"{what}.yml"), f"{what}.yaml")
@@ -178,8 +187,10 @@ def _definitions(files, crew: dict, what: str, report: Report) -> tuple[dict, st
         return _yaml_mapping(files, name, f"{what}_yaml")
     if isinstance(crew.get(what), dict):
         return crew[what], ""
-    _fail(f"the archive has no {what}.yaml (CrewAI's config/{what}.yaml) and crew.yaml / crew.jsonc names no "
-          f"`{what}`", f"{what}_yaml")
+    _fail(
+        f"the archive has no {what}.yaml (CrewAI's config/{what}.yaml) and crew.yaml / crew.jsonc names no `{what}`",
+        f"{what}_yaml",
+    )
 
 
 def read_project(data: bytes) -> Project:
@@ -190,13 +201,14 @@ def read_project(data: bytes) -> Project:
     agents, agents_text = _definitions(files, crew, "agents", report)
     tasks, tasks_text = _definitions(files, crew, "tasks", report)
     crew = {k: v for k, v in crew.items() if k not in ("agents", "tasks")}
-    project = Project(agents=agents, tasks=tasks, crew=crew, report=report, agents_text=agents_text,
-                      tasks_text=tasks_text)
+    project = Project(
+        agents=agents, tasks=tasks, crew=crew, report=report, agents_text=agents_text, tasks_text=tasks_text
+    )
     report.mapped += [f"crew: {k}" for k in crew]
     crew_py = _find(files, ("crew.py",), "crew.py")
     if crew_py:
         report.files.append(crew_py)
-        sources = {n: _text(files, n) for n in list(files)[:MAX_PY_FILES * 10] if n.endswith(".py")}
+        sources = {n: _text(files, n) for n in list(files)[: MAX_PY_FILES * 10] if n.endswith(".py")}
         if len(sources) > MAX_PY_FILES:
             _fail(f"the archive has more than {MAX_PY_FILES} Python files")
         crewpy.apply(project, crew_py, sources)
@@ -205,10 +217,12 @@ def read_project(data: bytes) -> Project:
 
 def project_fields(project: Project) -> dict:
     """Crew fields for ``crew_create`` (the YAML as written when the import changed nothing in it)."""
-    settings = {k: project.crew[k] for k in project.crew if k not in ("name", "description", "process", "model",
-                                                                      "verbose")}
-    fields = {key: project.crew[key] for key in ("name", "description", "process", "model", "verbose")
-              if key in project.crew}
+    settings = {
+        k: project.crew[k] for k in project.crew if k not in ("name", "description", "process", "model", "verbose")
+    }
+    fields = {
+        key: project.crew[key] for key in ("name", "description", "process", "model", "verbose") if key in project.crew
+    }
     fields["agents_yaml"] = project.agents_text or dump_yaml(project.agents)
     fields["tasks_yaml"] = project.tasks_text or dump_yaml(project.tasks)
     if settings:
@@ -223,19 +237,31 @@ def drop_tools(project: Project, missing: list[str]) -> None:
             tools = entry.get("tools") if isinstance(entry, dict) else None
             if isinstance(tools, list) and set(tools) & set(missing):
                 entry["tools"] = [t for t in tools if t not in missing]
-                project.report.defaulted.append(f"{kind} {key}: tools {', '.join(sorted(set(tools) & set(missing)))} "
-                                                "left out (the organization lacks them)")
+                project.report.defaulted.append(
+                    f"{kind} {key}: tools {', '.join(sorted(set(tools) & set(missing)))} "
+                    "left out (the organization lacks them)"
+                )
                 project.agents_text = project.tasks_text = ""
 
 
 # --- export ----------------------------------------------------------------------------------------
 
+
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", (name or "crew").lower()).strip("_") or "crew"
 
 
-def write_project(*, name: str, description: str, process: str, model: str, verbose: bool, config: dict,
-                  agents_yaml: str, tasks_yaml: str) -> bytes:
+def write_project(
+    *,
+    name: str,
+    description: str,
+    process: str,
+    model: str,
+    verbose: bool,
+    config: dict,
+    agents_yaml: str,
+    tasks_yaml: str,
+) -> bytes:
     """The crew as a CrewAI project folder zipped: ``<slug>/config/agents.yaml``,
     ``<slug>/config/tasks.yaml`` and ``<slug>/crew.yaml`` (what ``read_project`` reads back)."""
     root = slug(name)

@@ -1,5 +1,6 @@
 """``POST /api/v1/executions/{id}/replay``: a new run that reuses what an ended run's steps before
 ``from_step`` produced and runs ``from_step`` and what follows again (CrewAI ``replay -t``)."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
@@ -14,9 +15,13 @@ from kai_platform.tenancy.viewsets import TenantScopedViewSet
 
 
 class ExecutionReplaySerializer(KaiSerializer):
-    from_step = serializers.CharField(max_length=300, help_text=(
-        "The step (a crew task's key, an orchestration step's name) to run again; the steps the "
-        "run started before it are answered from its step log."))
+    from_step = serializers.CharField(
+        max_length=300,
+        help_text=(
+            "The step (a crew task's key, an orchestration step's name) to run again; the steps the "
+            "run started before it are answered from its step log."
+        ),
+    )
 
 
 @extend_schema(tags=["executions"])
@@ -25,8 +30,11 @@ class ExecutionReplayViewSet(TenantScopedViewSet):
     serializer_class = ExecutionSerializer
     http_method_names = ["post", "options"]
 
-    @extend_schema(request=ExecutionReplaySerializer, responses={202: ExecutionSerializer},
-                   summary="Replay an ended run from one of its steps")
+    @extend_schema(
+        request=ExecutionReplaySerializer,
+        responses={202: ExecutionSerializer},
+        summary="Replay an ended run from one of its steps",
+    )
     def replay(self, request, pk=None):
         """Start a new run of the same definition and inputs. Steps before ``from_step`` reuse the
         source run's outputs (no model or tool call); the new run's ``replayed_from`` names the

@@ -1,5 +1,6 @@
 """How the run engine runs crews and orchestrations: registered with ``apps.runs.registry`` for the
 ``crew`` and ``orchestration`` kinds (imported by ``CrewsConfig.ready``)."""
+
 from __future__ import annotations
 
 import json
@@ -31,22 +32,37 @@ def run_crew(ctx: RunContext):
     process = definition.get("process") or "sequential"
     spec = specs.parse_definition(definition)
     if spec.errors:
-        raise RunFailed("the crew's YAML is invalid: " + "; ".join(e.as_envelope_error()["message"] for e in spec.errors))
+        raise RunFailed(
+            "the crew's YAML is invalid: " + "; ".join(e.as_envelope_error()["message"] for e in spec.errors)
+        )
     inputs = ctx.execution.inputs or {}
-    crew = CrewRun(ctx=ctx, spec=spec, profiles=_crew_profiles(ctx, spec, inputs, definition.get("model") or ""),
-                   settings=CrewSettings.of(spec, definition), inputs=inputs)
+    crew = CrewRun(
+        ctx=ctx,
+        spec=spec,
+        profiles=_crew_profiles(ctx, spec, inputs, definition.get("model") or ""),
+        settings=CrewSettings.of(spec, definition),
+        inputs=inputs,
+    )
     crew.check_callbacks()
     hierarchical = crew.manager is not None
     ctx.total_steps = len(spec.tasks) + (2 if hierarchical else 0) + (1 if crew.settings.planning else 0)
-    ctx.recorder.log(f"crew {definition.get('name') or ''} started: {len(spec.agents)} agents, {len(spec.tasks)} tasks, "
-                     f"{process} process".replace("crew  ", "crew "))
+    ctx.recorder.log(
+        f"crew {definition.get('name') or ''} started: {len(spec.agents)} agents, {len(spec.tasks)} tasks, "
+        f"{process} process".replace("crew  ", "crew ")
+    )
     checkpoint = ctx.execution.checkpoint or {}
-    root = ctx.recorder.span_start(SpanKind.TASK, f"crew {definition.get('name') or ctx.execution.run_name}",
-                                   process=process, **({"resumed": True} if checkpoint else {}))
+    root = ctx.recorder.span_start(
+        SpanKind.TASK,
+        f"crew {definition.get('name') or ctx.execution.run_name}",
+        process=process,
+        **({"resumed": True} if checkpoint else {}),
+    )
     ctx.root_span = root
     # a run resumed after an approval keeps what its tasks produced before it was parked
-    crew.outcomes = {key: TaskOutcome(**value) if isinstance(value, dict) else TaskOutcome(key, "", value)
-                     for key, value in (checkpoint.get("outputs") or {}).items()}
+    crew.outcomes = {
+        key: TaskOutcome(**value) if isinstance(value, dict) else TaskOutcome(key, "", value)
+        for key, value in (checkpoint.get("outputs") or {}).items()
+    }
     crew.plan = checkpoint.get("crew_plan") or ""
     try:
         if "plan" not in checkpoint:
@@ -54,8 +70,12 @@ def run_crew(ctx: RunContext):
         final = _run_tasks(crew, spec, checkpoint.get("step") or {})
         if hierarchical:
             summary = "\n".join(f"{key}: {value.raw}" for key, value in crew.outcomes.items())
-            final = ctx.task_step(name="review", profile=crew.manager, parent=root,
-                                  prompt=f"Review the crew's results and give the final answer:\n{summary}").text
+            final = ctx.task_step(
+                name="review",
+                profile=crew.manager,
+                parent=root,
+                prompt=f"Review the crew's results and give the final answer:\n{summary}",
+            ).text
     except (Cancelled, RunFailed, AwaitingApproval) as exc:
         crew.failed.set()
         _join_quietly(crew)
@@ -73,10 +93,15 @@ def _crew_profiles(ctx: RunContext, spec, inputs: dict, crew_model: str) -> dict
     for a in spec.agents:
         agent = bound.get(a.agent_id) if a.agent_id else None
         profiles[a.key] = AgentProfile(
-            key=a.key, name=agent.name if agent else a.key, role=specs.interpolate(a.role, inputs),
-            goal=specs.interpolate(a.goal, inputs), backstory=specs.interpolate(a.backstory, inputs),
-            model=a.llm or (agent.llm if agent else "") or crew_model, tools=a.tools or list(getattr(agent, "tools", []) or []),
-            agent=agent)
+            key=a.key,
+            name=agent.name if agent else a.key,
+            role=specs.interpolate(a.role, inputs),
+            goal=specs.interpolate(a.goal, inputs),
+            backstory=specs.interpolate(a.backstory, inputs),
+            model=a.llm or (agent.llm if agent else "") or crew_model,
+            tools=a.tools or list(getattr(agent, "tools", []) or []),
+            agent=agent,
+        )
     return profiles
 
 
@@ -86,17 +111,29 @@ def _plan(crew: CrewRun, spec) -> None:
     ctx, inputs = crew.ctx, crew.inputs
     task_list = "\n".join(f"- {t.key}: {specs.interpolate(t.description, inputs)}" for t in spec.tasks)
     if crew.manager is not None:
-        ctx.task_step(name="plan", profile=crew.manager, parent=ctx.root_span,
-                      prompt=f"Plan the delegation of these tasks to your crew:\n{task_list}")
+        ctx.task_step(
+            name="plan",
+            profile=crew.manager,
+            parent=ctx.root_span,
+            prompt=f"Plan the delegation of these tasks to your crew:\n{task_list}",
+        )
     if crew.settings.planning:
-        planner = AgentProfile(key="planner", name="Task Execution Planner", role="Task Execution Planner",
-                               goal="Your goal is to create an extremely detailed, step-by-step plan based on the "
-                                    "tasks and tools available to each agent so that they can perform the tasks "
-                                    "in an exemplary manner",
-                               backstory="Planner agent for crew planning",
-                               model=crew.settings.planning_llm or ctx.default_model)
-        crew.plan = ctx.task_step(name="planning", profile=planner, parent=ctx.root_span,
-                                  prompt=f"Create a step-by-step plan for these tasks:\n{task_list}").text
+        planner = AgentProfile(
+            key="planner",
+            name="Task Execution Planner",
+            role="Task Execution Planner",
+            goal="Your goal is to create an extremely detailed, step-by-step plan based on the "
+            "tasks and tools available to each agent so that they can perform the tasks "
+            "in an exemplary manner",
+            backstory="Planner agent for crew planning",
+            model=crew.settings.planning_llm or ctx.default_model,
+        )
+        crew.plan = ctx.task_step(
+            name="planning",
+            profile=planner,
+            parent=ctx.root_span,
+            prompt=f"Create a step-by-step plan for these tasks:\n{task_list}",
+        ).text
 
 
 def _run_tasks(crew: CrewRun, spec, paused_step: dict) -> str:
@@ -113,7 +150,9 @@ def _run_tasks(crew: CrewRun, spec, paused_step: dict) -> str:
         if crew.manager is not None:
             profile = crew.manager
         else:
-            profile = crew.profiles.get(task.agent) if task.agent else crew.profiles[agent_keys[index % len(agent_keys)]]
+            profile = (
+                crew.profiles.get(task.agent) if task.agent else crew.profiles[agent_keys[index % len(agent_keys)]]
+            )
         if task.tools:
             profile = AgentProfile(**{**profile.__dict__, "tools": list(dict.fromkeys(profile.tools + task.tools))})
         asynchronous = bool(getattr(task, "async_execution", False))
@@ -140,11 +179,20 @@ def _run_tasks(crew: CrewRun, spec, paused_step: dict) -> str:
         if task.human_input:
             crew.join()
             raise AwaitingApproval(
-                {"source": "crew_task", "step_id": task.key, "proposed": {"output": outcome.raw},
-                 "question": task.approval.get("question") or f"Approve the output of task {task.key!r}?",
-                 **_approval_options(task)},
-                {"outputs": _saved(crew, without=task.key), "plan": True, "crew_plan": crew.plan,
-                 "pending_task": task.key})
+                {
+                    "source": "crew_task",
+                    "step_id": task.key,
+                    "proposed": {"output": outcome.raw},
+                    "question": task.approval.get("question") or f"Approve the output of task {task.key!r}?",
+                    **_approval_options(task),
+                },
+                {
+                    "outputs": _saved(crew, without=task.key),
+                    "plan": True,
+                    "crew_plan": crew.plan,
+                    "pending_task": task.key,
+                },
+            )
     crew.join()
     last = crew.outcome(spec.tasks[-1].key)
     return last.raw if last else ""
@@ -169,15 +217,23 @@ def _crew_result(crew: CrewRun, spec, final: str):
     if not rich:
         return final
     ordered = [crew.outcomes[t.key] for t in spec.tasks if t.key in crew.outcomes]
-    return {"output": final, "json_output": ordered[-1].json_output if ordered else None, "tasks_output": [o.as_dict() for o in ordered],
-            "files": [o.file for o in ordered if o.file]}
+    return {
+        "output": final,
+        "json_output": ordered[-1].json_output if ordered else None,
+        "tasks_output": [o.as_dict() for o in ordered],
+        "files": [o.file for o in ordered if o.file],
+    }
 
 
 def _approval_options(task) -> dict:
     """Who may answer a crew task's approval, by when, and what happens if nobody does."""
     options = task.approval or {}
-    return {"assignee_role": options.get("role") or "", "assignee_user": options.get("user") or None,
-            "timeout_seconds": options.get("timeout_seconds"), "default_action": options.get("default") or "reject"}
+    return {
+        "assignee_role": options.get("role") or "",
+        "assignee_user": options.get("user") or None,
+        "timeout_seconds": options.get("timeout_seconds"),
+        "default_action": options.get("default") or "reject",
+    }
 
 
 def _orchestration_profiles(ctx: RunContext) -> list[AgentProfile]:
@@ -234,15 +290,19 @@ def _route(router_output: str, workers: list[AgentProfile], config: dict, text: 
     for worker in workers:
         if worker.name.lower() in answer.split("builtin reply to:")[0] or f"[{worker.name.lower()}]" in answer:
             return worker
-    scored = sorted(workers, key=lambda w: -sum(1 for word in (w.role + " " + w.goal).lower().split()
-                                                 if len(word) > 3 and word in lowered))
+    scored = sorted(
+        workers,
+        key=lambda w: -sum(1 for word in (w.role + " " + w.goal).lower().split() if len(word) > 3 and word in lowered),
+    )
     return scored[0]
 
 
 #: how many agent steps an orchestration of each pattern takes, from its profiles (default: one each)
-ORCHESTRATION_STEPS = {Pattern.ROUTER: lambda profiles: 2,
-                       Pattern.SUPERVISOR_WORKER: lambda profiles: len(profiles) + 1,
-                       Pattern.HIERARCHICAL: lambda profiles: len(profiles) + 1}
+ORCHESTRATION_STEPS = {
+    Pattern.ROUTER: lambda profiles: 2,
+    Pattern.SUPERVISOR_WORKER: lambda profiles: len(profiles) + 1,
+    Pattern.HIERARCHICAL: lambda profiles: len(profiles) + 1,
+}
 
 
 @register_runner(ExecutionKind.ORCHESTRATION)
@@ -252,8 +312,9 @@ def run_orchestration(ctx: RunContext):
     config = definition.get("config") or {}
     profiles = _orchestration_profiles(ctx)
     text = _input_text(ctx.execution.inputs or {})
-    root = ctx.recorder.span_start(SpanKind.TASK, f"orchestration {definition.get('name', '')} ({pattern})",
-                                   pattern=pattern)
+    root = ctx.recorder.span_start(
+        SpanKind.TASK, f"orchestration {definition.get('name', '')} ({pattern})", pattern=pattern
+    )
     ctx.total_steps = ORCHESTRATION_STEPS.get(pattern, len)(profiles)
     ctx.recorder.log(f"orchestration started: {pattern} over {len(profiles)} agents")
     outputs: dict[str, str] = {}
@@ -265,59 +326,97 @@ def run_orchestration(ctx: RunContext):
                 outputs[profile.name] = current
             final = current
         elif pattern == Pattern.PARALLEL:
-            results = _parallel(ctx, [lambda p=p: ctx.task_step(name=p.name, profile=p, prompt=text, parent=root)
-                                      for p in profiles])
+            results = _parallel(
+                ctx, [lambda p=p: ctx.task_step(name=p.name, profile=p, prompt=text, parent=root) for p in profiles]
+            )
             outputs = {p.name: r.text for p, r in zip(profiles, results)}
             final = "\n\n".join(f"[{name}] {out}" for name, out in outputs.items())
         elif pattern == Pattern.ENSEMBLE:
             members, synthesizer = profiles[:-1], profiles[-1]
-            results = _parallel(ctx, [lambda p=p: ctx.task_step(name=p.name, profile=p, prompt=text, parent=root)
-                                      for p in members])
+            results = _parallel(
+                ctx, [lambda p=p: ctx.task_step(name=p.name, profile=p, prompt=text, parent=root) for p in members]
+            )
             outputs = {p.name: r.text for p, r in zip(members, results)}
             answers = "\n".join(f"- {name}: {out}" for name, out in outputs.items())
-            final = ctx.task_step(name=f"synthesize ({synthesizer.name})", profile=synthesizer, parent=root,
-                                  prompt=f"Synthesize one answer to: {text}\n\nCandidate answers:\n{answers}").text
+            final = ctx.task_step(
+                name=f"synthesize ({synthesizer.name})",
+                profile=synthesizer,
+                parent=root,
+                prompt=f"Synthesize one answer to: {text}\n\nCandidate answers:\n{answers}",
+            ).text
             outputs[synthesizer.name] = final
         elif pattern == Pattern.ROUTER:
             router, specialists = profiles[0], profiles[1:]
             names = ", ".join(s.name for s in specialists)
-            decision = ctx.task_step(name=f"route ({router.name})", profile=router, parent=root,
-                                     prompt=f"Choose the one specialist among [{names}] for: {text}").text
+            decision = ctx.task_step(
+                name=f"route ({router.name})",
+                profile=router,
+                parent=root,
+                prompt=f"Choose the one specialist among [{names}] for: {text}",
+            ).text
             chosen = _route(decision, specialists, config, text)
             ctx.recorder.log(f"router chose {chosen.name}", chosen=str(chosen.agent_id))
-            final = ctx.task_step(name=chosen.name, profile=chosen, prompt=text, parent=root, routed_by=router.name).text
+            final = ctx.task_step(
+                name=chosen.name, profile=chosen, prompt=text, parent=root, routed_by=router.name
+            ).text
             outputs = {router.name: decision, chosen.name: final}
         elif pattern in (Pattern.SUPERVISOR_WORKER, Pattern.HIERARCHICAL):
             lead, workers = profiles[0], profiles[1:]
-            plan = ctx.task_step(name=f"plan ({lead.name})", profile=lead, parent=root,
-                                 prompt=f"Split this work among [{', '.join(w.name for w in workers)}]: {text}").text
+            plan = ctx.task_step(
+                name=f"plan ({lead.name})",
+                profile=lead,
+                parent=root,
+                prompt=f"Split this work among [{', '.join(w.name for w in workers)}]: {text}",
+            ).text
             outputs[lead.name] = plan
             if pattern == Pattern.SUPERVISOR_WORKER:
-                results = _parallel(ctx, [lambda w=w: ctx.task_step(
-                    name=w.name, profile=w, parent=root, prompt=f"{text}\n\nSupervisor's plan: {plan}") for w in workers])
+                results = _parallel(
+                    ctx,
+                    [
+                        lambda w=w: ctx.task_step(
+                            name=w.name, profile=w, parent=root, prompt=f"{text}\n\nSupervisor's plan: {plan}"
+                        )
+                        for w in workers
+                    ],
+                )
                 for w, r in zip(workers, results):
                     outputs[w.name] = r.text
             else:
                 current = plan
                 for w in workers:
-                    current = ctx.task_step(name=w.name, profile=w, parent=root,
-                                            prompt=f"{text}\n\nManager's instructions: {current}").text
+                    current = ctx.task_step(
+                        name=w.name, profile=w, parent=root, prompt=f"{text}\n\nManager's instructions: {current}"
+                    ).text
                     outputs[w.name] = current
             reports = "\n".join(f"- {w.name}: {outputs[w.name]}" for w in workers)
-            final = ctx.task_step(name=f"review ({lead.name})", profile=lead, parent=root,
-                                  prompt=f"Combine the reports into the final answer to: {text}\n\n{reports}").text
+            final = ctx.task_step(
+                name=f"review ({lead.name})",
+                profile=lead,
+                parent=root,
+                prompt=f"Combine the reports into the final answer to: {text}\n\n{reports}",
+            ).text
         else:
             raise RunFailed(f"unknown pattern {pattern!r}")
     except AwaitingApproval as exc:
-        error = RunFailed(f"{exc} — tool calls that need approval are not supported in orchestrations; "
-                          "run the agent in a crew instead")
+        error = RunFailed(
+            f"{exc} — tool calls that need approval are not supported in orchestrations; "
+            "run the agent in a crew instead"
+        )
         ctx.recorder.span_end(root, status="error", error=str(error))
         raise error
     except (Cancelled, RunFailed) as exc:
         ctx.recorder.span_end(root, status="cancelled" if isinstance(exc, Cancelled) else "error", error=str(exc))
         raise
-    root.tokens_in, root.tokens_out, root.cost = (ctx.recorder.total_tokens_in, ctx.recorder.total_tokens_out,
-                                                  ctx.recorder.total_cost)
+    root.tokens_in, root.tokens_out, root.cost = (
+        ctx.recorder.total_tokens_in,
+        ctx.recorder.total_tokens_out,
+        ctx.recorder.total_cost,
+    )
     ctx.recorder.span_end(root, output=final[:4000])
-    return {"output": final, "outputs": outputs, "trace_id": ctx.execution.trace_id,
-            "agents_executed": list(ctx.agents_executed), "total_cost": str(ctx.recorder.total_cost)}
+    return {
+        "output": final,
+        "outputs": outputs,
+        "trace_id": ctx.execution.trace_id,
+        "agents_executed": list(ctx.agents_executed),
+        "total_cost": str(ctx.recorder.total_cost),
+    }

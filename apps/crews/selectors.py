@@ -1,4 +1,5 @@
 """Reads of the crews app (constant query counts for lists)."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -56,8 +57,7 @@ def span_tree(spans) -> list[dict]:
 
 
 def span_counts(*, execution_ids) -> dict:
-    rows = (TraceSpan.objects.filter(execution_id__in=list(execution_ids)).values("execution_id")
-            .annotate(n=Count("id")))
+    rows = TraceSpan.objects.filter(execution_id__in=list(execution_ids)).values("execution_id").annotate(n=Count("id"))
     return {row["execution_id"]: row["n"] for row in rows}
 
 
@@ -68,10 +68,19 @@ def usage_period(period: str | None) -> tuple[str, int]:
 
 def _usage_buckets(rows) -> tuple[dict, dict, dict]:
     """The rollup rows summed by agent, by day and by model."""
-    by_agent: dict = defaultdict(lambda: {"executions": 0, "llm_calls": 0, "input_tokens": 0, "output_tokens": 0,
-                                          "cost": Decimal(0), "agent_name": ""})
-    by_day: dict = defaultdict(lambda: {"executions": 0, "llm_calls": 0, "input_tokens": 0, "output_tokens": 0,
-                                        "cost": Decimal(0)})
+    by_agent: dict = defaultdict(
+        lambda: {
+            "executions": 0,
+            "llm_calls": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost": Decimal(0),
+            "agent_name": "",
+        }
+    )
+    by_day: dict = defaultdict(
+        lambda: {"executions": 0, "llm_calls": 0, "input_tokens": 0, "output_tokens": 0, "cost": Decimal(0)}
+    )
     by_model: dict = defaultdict(lambda: {"llm_calls": 0, "input_tokens": 0, "output_tokens": 0, "cost": Decimal(0)})
     for row in rows.order_by("day"):
         for bucket in (by_agent[row.agent_id], by_day[row.day], by_model[row.model]):
@@ -96,9 +105,11 @@ def usage_summary(*, organization, period: str | None = None, agent_id=None) -> 
     executions = Execution.objects.for_org(organization).filter(created_at__date__gte=since)
     if agent_id is not None:
         executions = executions.filter(Q(agent_id=agent_id) | Q(spans__agent_id=agent_id)).distinct()
-    counts = executions.aggregate(total=Count("id", distinct=True),
-                                  completed=Count("id", filter=Q(status=ExecutionStatus.COMPLETED), distinct=True),
-                                  failed=Count("id", filter=Q(status=ExecutionStatus.FAILED), distinct=True))
+    counts = executions.aggregate(
+        total=Count("id", distinct=True),
+        completed=Count("id", filter=Q(status=ExecutionStatus.COMPLETED), distinct=True),
+        failed=Count("id", filter=Q(status=ExecutionStatus.FAILED), distinct=True),
+    )
     input_tokens = sum(v["input_tokens"] for v in by_day.values())
     output_tokens = sum(v["output_tokens"] for v in by_day.values())
     total_cost = sum((v["cost"] for v in by_day.values()), Decimal(0))
@@ -107,11 +118,16 @@ def usage_summary(*, organization, period: str | None = None, agent_id=None) -> 
         return {**bucket, "tokens": bucket["input_tokens"] + bucket["output_tokens"], "cost_usd": bucket["cost"]}
 
     return {
-        "period": period, "since": since, "until": timezone.now().date(),
-        "total_executions": counts["total"], "completed_executions": counts["completed"],
+        "period": period,
+        "since": since,
+        "until": timezone.now().date(),
+        "total_executions": counts["total"],
+        "completed_executions": counts["completed"],
         "failed_executions": counts["failed"],
-        "total_cost_usd": total_cost, "total_tokens": input_tokens + output_tokens,
-        "input_tokens": input_tokens, "output_tokens": output_tokens,
+        "total_cost_usd": total_cost,
+        "total_tokens": input_tokens + output_tokens,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
         "llm_calls": sum(v["llm_calls"] for v in by_day.values()),
         "by_agent": [{"agent_id": key, **with_tokens(value)} for key, value in by_agent.items()],
         "by_day": [{"day": key, **with_tokens(value)} for key, value in sorted(by_day.items())],
@@ -123,16 +139,24 @@ def usage_summary(*, organization, period: str | None = None, agent_id=None) -> 
 def runtime_status(*, organization) -> dict:
     counts = Execution.objects.for_org(organization).aggregate(
         running=Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
-        pending=Count("id", filter=Q(status=ExecutionStatus.PENDING)))
+        pending=Count("id", filter=Q(status=ExecutionStatus.PENDING)),
+    )
     agents = Agent.objects.for_org(organization).aggregate(
-        total=Count("id"), active=Count("id", filter=Q(is_active=True)),
-        errored=Count("id", filter=Q(status="error")))
-    busy = set(Execution.objects.for_org(organization).filter(status__in=ACTIVE_STATUSES, agent__isnull=False)
-               .values_list("agent_id", flat=True))
+        total=Count("id"), active=Count("id", filter=Q(is_active=True)), errored=Count("id", filter=Q(status="error"))
+    )
+    busy = set(
+        Execution.objects.for_org(organization)
+        .filter(status__in=ACTIVE_STATUSES, agent__isnull=False)
+        .values_list("agent_id", flat=True)
+    )
     return {"counts": counts, "agents": agents, "busy_agents": len(busy)}
 
 
 def agent_month_costs(*, organization, agent_ids) -> dict:
-    rows = (UsageRollup.objects.for_org(organization).filter(agent_id__in=list(agent_ids), day__gte=month_start())
-            .values("agent_id").annotate(total=Sum("cost")))
+    rows = (
+        UsageRollup.objects.for_org(organization)
+        .filter(agent_id__in=list(agent_ids), day__gte=month_start())
+        .values("agent_id")
+        .annotate(total=Sum("cost"))
+    )
     return {row["agent_id"]: row["total"] or Decimal(0) for row in rows}

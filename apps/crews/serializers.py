@@ -1,4 +1,5 @@
 """Serializers of the crews app. Server-owned fields are read-only; unknown body fields are refused."""
+
 from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
@@ -14,8 +15,9 @@ from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, Ka
 OWNED = ("id", "created_at", "updated_at")
 
 
-@extend_schema_field({"oneOf": [{"type": "string", "enum": list(PRIORITY_NAMES)},
-                                {"type": "integer", "minimum": 0, "maximum": 9}]})
+@extend_schema_field(
+    {"oneOf": [{"type": "string", "enum": list(PRIORITY_NAMES)}, {"type": "integer", "minimum": 0, "maximum": 9}]}
+)
 class PriorityField(serializers.Field):
     """``low|normal|high`` or 0…9 (9 runs first)."""
 
@@ -38,13 +40,25 @@ class PriorityField(serializers.Field):
 
 # --- crews -------------------------------------------------------------------------------------
 
+
 class CrewSerializer(KaiModelSerializer):
     config = JSONObjectField(required=False)
 
     class Meta:
         model = Crew
-        fields = ["id", "name", "description", "agents_yaml", "tasks_yaml", "model", "process", "verbose", "config",
-                  "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "agents_yaml",
+            "tasks_yaml",
+            "model",
+            "process",
+            "verbose",
+            "config",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = OWNED
         extra_kwargs = {"agents_yaml": {"trim_whitespace": False}, "tasks_yaml": {"trim_whitespace": False}}
 
@@ -55,8 +69,11 @@ class CrewDebugSerializer(KaiSerializer):
     process = serializers.ChoiceField(choices=Process.choices, default=Process.SEQUENTIAL)
     model = serializers.CharField(required=False, allow_blank=True, max_length=200)  # Execution.model
     config = JSONObjectField(required=False, help_text="Crew-level keys: planning, manager_llm, manager_agent, memory.")
-    inputs = JSONObjectField(required=False, help_text="The run's inputs: every placeholder they leave unfilled is "
-                                                       "an error (without them, every placeholder is listed).")
+    inputs = JSONObjectField(
+        required=False,
+        help_text="The run's inputs: every placeholder they leave unfilled is "
+        "an error (without them, every placeholder is listed).",
+    )
 
 
 class SpecErrorSerializer(serializers.Serializer):
@@ -71,8 +88,9 @@ class CrewDebugResultSerializer(serializers.Serializer):
     agents = serializers.ListField(child=serializers.DictField())
     tasks = serializers.ListField(child=serializers.DictField())
     placeholders = serializers.ListField(child=serializers.CharField())
-    missing_inputs = serializers.ListField(child=serializers.CharField(),
-                                           help_text="Placeholders the given inputs leave unfilled.")
+    missing_inputs = serializers.ListField(
+        child=serializers.CharField(), help_text="Placeholders the given inputs leave unfilled."
+    )
 
 
 class CrewImportSerializer(KaiSerializer):
@@ -87,14 +105,18 @@ class CrewImportSerializer(KaiSerializer):
 
 
 class CrewProjectImportSerializer(KaiSerializer):
-    file = serializers.FileField(help_text="A CrewAI project as a zip: the project folder (config/agents.yaml, "
-                                           "config/tasks.yaml, crew.py) or just agents.yaml + tasks.yaml, with an "
-                                           "optional crew.yaml / crew.jsonc.")
+    file = serializers.FileField(
+        help_text="A CrewAI project as a zip: the project folder (config/agents.yaml, "
+        "config/tasks.yaml, crew.py) or just agents.yaml + tasks.yaml, with an "
+        "optional crew.yaml / crew.jsonc."
+    )
     name = serializers.CharField(required=False, max_length=200, help_text="Else crew.yaml's name.")
     model = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    allow_missing_tools = serializers.BooleanField(required=False, default=False,
-                                                   help_text="Leave out tools the organization lacks (listed in "
-                                                             "the report) instead of refusing the project.")
+    allow_missing_tools = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Leave out tools the organization lacks (listed in the report) instead of refusing the project.",
+    )
 
 
 class ImportReportSerializer(serializers.Serializer):
@@ -124,13 +146,23 @@ class CrewExportSerializer(serializers.Serializer):
 
 # --- orchestrations ----------------------------------------------------------------------------
 
+
 class OrchestrationSerializer(KaiModelSerializer):
     agent_ids = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=50)
 
     class Meta:
         model = Orchestration
-        fields = ["id", "name", "description", "pattern", "config_yaml", "agent_ids", "status", "created_at",
-                  "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "pattern",
+            "config_yaml",
+            "agent_ids",
+            "status",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = OWNED
         extra_kwargs = {"config_yaml": {"trim_whitespace": False}}
 
@@ -138,9 +170,12 @@ class OrchestrationSerializer(KaiModelSerializer):
 class OrchestrationExecuteSerializer(KaiSerializer):
     input_data = JSONObjectField(required=False, default=dict)
     inputs = JSONObjectField(required=False)
-    task = serializers.JSONField(required=False, allow_null=True,
-                                 help_text="Seed 003's input: the task for the agents (text or an object); becomes "
-                                           "input_data.task. null: no task.")
+    task = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="Seed 003's input: the task for the agents (text or an object); becomes "
+        "input_data.task. null: no task.",
+    )
     wait_for_completion = serializers.BooleanField(default=True)
     timeout_ms = serializers.IntegerField(default=60000, min_value=0, max_value=600000)
     params = JSONObjectField(required=False, default=dict)
@@ -168,17 +203,30 @@ class OrchestrationResultSerializer(serializers.Serializer):
 
 # --- task definitions --------------------------------------------------------------------------
 
+
 class TaskDefinitionSerializer(KaiModelSerializer):
     config = JSONObjectField(required=False)
 
     class Meta:
         model = TaskDefinition
-        fields = ["id", "name", "description", "expected_output", "agent", "tools", "context", "async_execution",
-                  "config", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "expected_output",
+            "agent",
+            "tools",
+            "context",
+            "async_execution",
+            "config",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = OWNED
 
 
 # --- executions --------------------------------------------------------------------------------
+
 
 class ExecutionSerializer(KaiModelSerializer):
     execution_id = serializers.UUIDField(source="id", read_only=True)
@@ -186,18 +234,52 @@ class ExecutionSerializer(KaiModelSerializer):
     orchestration_id = serializers.UUIDField(read_only=True, allow_null=True)
     agent_id = serializers.UUIDField(read_only=True, allow_null=True)
     parent_id = serializers.UUIDField(read_only=True, allow_null=True)
-    replayed_from = serializers.UUIDField(source="replayed_from_id", read_only=True, allow_null=True,
-                                          help_text="The run this one replays (POST executions/{id}/replay).")
+    replayed_from = serializers.UUIDField(
+        source="replayed_from_id",
+        read_only=True,
+        allow_null=True,
+        help_text="The run this one replays (POST executions/{id}/replay).",
+    )
     total_tokens = serializers.IntegerField(read_only=True)
     duration_ms = serializers.FloatField(read_only=True, allow_null=True)
     result = serializers.JSONField(read_only=True, allow_null=True)
 
     class Meta:
         model = Execution
-        fields = ["id", "execution_id", "kind", "status", "run_name", "crew_id", "orchestration_id", "agent_id",
-                  "parent_id", "replayed_from", "inputs", "model", "params", "result", "error", "trace_id", "stream_id", "priority",
-                  "cancel_requested", "attempts", "max_attempts", "worker", "tokens_in", "tokens_out", "total_tokens",
-                  "cost", "created_at", "started_at", "completed_at", "heartbeat_at", "updated_at", "duration_ms"]
+        fields = [
+            "id",
+            "execution_id",
+            "kind",
+            "status",
+            "run_name",
+            "crew_id",
+            "orchestration_id",
+            "agent_id",
+            "parent_id",
+            "replayed_from",
+            "inputs",
+            "model",
+            "params",
+            "result",
+            "error",
+            "trace_id",
+            "stream_id",
+            "priority",
+            "cancel_requested",
+            "attempts",
+            "max_attempts",
+            "worker",
+            "tokens_in",
+            "tokens_out",
+            "total_tokens",
+            "cost",
+            "created_at",
+            "started_at",
+            "completed_at",
+            "heartbeat_at",
+            "updated_at",
+            "duration_ms",
+        ]
         read_only_fields = fields
 
 
@@ -208,30 +290,46 @@ class ExecutionCreateSerializer(KaiSerializer):
     agents_yaml = serializers.CharField(required=False, trim_whitespace=False)
     tasks_yaml = serializers.CharField(required=False, trim_whitespace=False)
     process = serializers.ChoiceField(choices=Process.choices, required=False)
-    config = JSONObjectField(required=False, help_text="An inline crew's crew-level keys: planning, manager_llm, "
-                                                       "manager_agent, memory (docs/crewai.md).")
+    config = JSONObjectField(
+        required=False,
+        help_text="An inline crew's crew-level keys: planning, manager_llm, manager_agent, memory (docs/crewai.md).",
+    )
     description = serializers.CharField(required=False, help_text="With agent_id: the task the agent runs.")
     expected_output = serializers.CharField(required=False, allow_blank=True)
     inputs = JSONObjectField(required=False, default=dict)
     model = serializers.CharField(required=False, allow_blank=True, max_length=200)
     run_name = serializers.CharField(required=False, allow_blank=True, max_length=300)
-    params = JSONObjectField(required=False, default=dict,
-                             help_text="LLM parameters: temperature, max_tokens, top_p, stop; the builtin provider "
-                                       "also takes latency_ms and tokens_per_s.")
+    params = JSONObjectField(
+        required=False,
+        default=dict,
+        help_text="LLM parameters: temperature, max_tokens, top_p, stop; the builtin provider "
+        "also takes latency_ms and tokens_per_s.",
+    )
     priority = PriorityField(required=False, default=5)
     max_attempts = serializers.IntegerField(
-        required=False, default=None, allow_null=True, min_value=1, max_value=5,
-        help_text="Tries when the run's worker is lost; default 3 for crews (they checkpoint their steps), 1 else.")
+        required=False,
+        default=None,
+        allow_null=True,
+        min_value=1,
+        max_value=5,
+        help_text="Tries when the run's worker is lost; default 3 for crews (they checkpoint their steps), 1 else.",
+    )
 
     def validate(self, attrs):
         targets = [k for k in ("crew_id", "orchestration_id", "agent_id") if attrs.get(k)]
         inline = bool(attrs.get("agents_yaml") or attrs.get("tasks_yaml"))
         if len(targets) + inline != 1:
             raise serializers.ValidationError(
-                "Give exactly one of crew_id, orchestration_id, agent_id, or agents_yaml + tasks_yaml.")
+                "Give exactly one of crew_id, orchestration_id, agent_id, or agents_yaml + tasks_yaml."
+            )
         if inline and not (attrs.get("agents_yaml") and attrs.get("tasks_yaml")):
-            raise serializers.ValidationError({"tasks_yaml" if attrs.get("agents_yaml") else "agents_yaml":
-                                               ["An inline crew needs both agents_yaml and tasks_yaml."]})
+            raise serializers.ValidationError(
+                {
+                    "tasks_yaml" if attrs.get("agents_yaml") else "agents_yaml": [
+                        "An inline crew needs both agents_yaml and tasks_yaml."
+                    ]
+                }
+            )
         if attrs.get("agent_id") and not attrs.get("description"):
             raise serializers.ValidationError({"description": ["A run of one agent needs a description."]})
         return attrs
@@ -254,9 +352,15 @@ class ExecutionCreateSchema(OpenApiSerializerExtension):
             return schema
         keys = {key for group in EXECUTION_TARGETS for key in group} - {"description"}
         common = {k: v for k, v in schema["properties"].items() if k not in keys}
-        variants = [{"type": "object", "additionalProperties": False, "required": list(group),
-                     "properties": {**common, **{k: schema["properties"][k] for k in group}}}
-                    for group in EXECUTION_TARGETS]
+        variants = [
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": list(group),
+                "properties": {**common, **{k: schema["properties"][k] for k in group}},
+            }
+            for group in EXECUTION_TARGETS
+        ]
         return {"description": schema.get("description", ""), "oneOf": variants}
 
 
@@ -354,6 +458,7 @@ class TraceDetailSerializer(TraceSerializer):
 
 # --- agent entry points ------------------------------------------------------------------------
 
+
 class AgentTaskSerializer(KaiSerializer):
     description = serializers.CharField()
     expected_output = serializers.CharField(required=False, allow_blank=True, default="")
@@ -447,11 +552,13 @@ class StreamPromptSerializer(KaiSerializer):
     stream_id = serializers.CharField(required=False, max_length=40)
     model = serializers.CharField(required=False, allow_blank=True, max_length=200)  # Execution.model
     params = JSONObjectField(required=False, default=dict)
-    stream = serializers.BooleanField(required=False, default=True,
-                                      help_text="false: answer 202 with the stream_id at once (read it on the socket).")
+    stream = serializers.BooleanField(
+        required=False, default=True, help_text="false: answer 202 with the stream_id at once (read it on the socket)."
+    )
 
 
 # --- generation --------------------------------------------------------------------------------
+
 
 class GenerationRequestSerializer(KaiSerializer):
     description = serializers.CharField(max_length=4000)
@@ -475,6 +582,7 @@ class GeneratedCrewSerializer(serializers.Serializer):
 
 # --- usage & runtime ---------------------------------------------------------------------------
 
+
 class UsageSerializer(serializers.Serializer):
     period = serializers.CharField()
     since = serializers.DateField()
@@ -490,8 +598,11 @@ class UsageSerializer(serializers.Serializer):
     by_agent = serializers.ListField(child=serializers.DictField())
     by_day = serializers.ListField(child=serializers.DictField())
     by_model = serializers.ListField(child=serializers.DictField())
-    quotas = serializers.DictField(child=QuotaStatusSerializer(), required=False,
-                                   help_text="Plan quotas (organization usage only): quota → its window's numbers.")
+    quotas = serializers.DictField(
+        child=QuotaStatusSerializer(),
+        required=False,
+        help_text="Plan quotas (organization usage only): quota → its window's numbers.",
+    )
 
 
 class RuntimeStatusSerializer(serializers.Serializer):

@@ -1,5 +1,6 @@
 """Writes of the crews app: crews, orchestrations and task definitions. Their runs are created
 through the run engine's ``apps.runs.services.execution_create``."""
+
 from __future__ import annotations
 
 import uuid
@@ -31,8 +32,9 @@ def _actor_or_none(actor):
 CREW_FIELDS = ("name", "description", "agents_yaml", "tasks_yaml", "model", "process", "verbose", "config")
 
 
-def crew_validate(*, agents_yaml: str, tasks_yaml: str, process: str = "sequential",
-                  config: dict | None = None) -> specs.CrewSpec:
+def crew_validate(
+    *, agents_yaml: str, tasks_yaml: str, process: str = "sequential", config: dict | None = None
+) -> specs.CrewSpec:
     return specs.parse_crew(agents_yaml, tasks_yaml, process, config)
 
 
@@ -55,28 +57,42 @@ def crew_organization_problems(*, organization, spec: specs.CrewSpec) -> dict[st
     problems: dict[str, list[str]] = {}
     if missing := crew_missing_tools(organization=organization, spec=spec):
         problems.setdefault("agents_yaml", []).append(
-            f"tools this organization lacks: {', '.join(missing)} (add them under /api/v1/tools first)")
+            f"tools this organization lacks: {', '.join(missing)} (add them under /api/v1/tools first)"
+        )
     if spec.knowledge_sources:
-        known = set(KnowledgeBase.objects.for_org(organization).filter(name__in=spec.knowledge_sources)
-                    .values_list("name", flat=True))
+        known = set(
+            KnowledgeBase.objects.for_org(organization)
+            .filter(name__in=spec.knowledge_sources)
+            .values_list("name", flat=True)
+        )
         if missing := [n for n in spec.knowledge_sources if n not in known]:
             problems.setdefault("agents_yaml", []).append(
-                f"`knowledge_sources` name knowledge bases this organization lacks: {', '.join(missing)}")
+                f"`knowledge_sources` name knowledge bases this organization lacks: {', '.join(missing)}"
+            )
     refs = sorted({ref for task in spec.tasks for ref in (task.output_json, task.output_pydantic) if ref})
     if missing := [ref for ref in refs if schema_document(organization=organization, reference=ref) is None]:
         problems.setdefault("tasks_yaml", []).append(
             f"`output_json`/`output_pydantic` name JSON Schemas this organization lacks: {', '.join(missing)} "
-            "(add them under /api/v1/schemas first, or give the schema inline as `output_schema`)")
+            "(add them under /api/v1/schemas first, or give the schema inline as `output_schema`)"
+        )
     if spec.callbacks:  # by name or id, as the run resolves it
         missing = [n for n in spec.callbacks if webhook_by_reference(organization=organization, reference=n) is None]
         if missing:
             problems.setdefault("tasks_yaml", []).append(
-                f"`callback` names no active webhook subscription of this organization: {', '.join(missing)}")
+                f"`callback` names no active webhook subscription of this organization: {', '.join(missing)}"
+            )
     return problems
 
 
-def crew_check(*, organization, agents_yaml: str, tasks_yaml: str, process: str = "sequential",
-               config: dict | None = None, inputs: dict | None = None) -> specs.CrewSpec:
+def crew_check(
+    *,
+    organization,
+    agents_yaml: str,
+    tasks_yaml: str,
+    process: str = "sequential",
+    config: dict | None = None,
+    inputs: dict | None = None,
+) -> specs.CrewSpec:
     """The crew's spec, or a 400 naming every problem: YAML, refused keys, what the organization
     lacks and (with ``inputs``) every placeholder the inputs leave unfilled."""
     spec = crew_validate(agents_yaml=agents_yaml, tasks_yaml=tasks_yaml, process=process, config=config)
@@ -91,9 +107,11 @@ def crew_check(*, organization, agents_yaml: str, tasks_yaml: str, process: str 
 
 def missing_inputs_message(missing: list[str]) -> str:
     names = ", ".join("{" + name + "}" for name in missing)
-    return (f"Missing input{'s' if len(missing) > 1 else ''} for the placeholder{'s' if len(missing) > 1 else ''} "
-            f"{names}: give {'them' if len(missing) > 1 else 'it'} in `inputs` (write {{{{ and }}}} for literal "
-            "braces).")
+    return (
+        f"Missing input{'s' if len(missing) > 1 else ''} for the placeholder{'s' if len(missing) > 1 else ''} "
+        f"{names}: give {'them' if len(missing) > 1 else 'it'} in `inputs` (write {{{{ and }}}} for literal "
+        "braces)."
+    )
 
 
 def check_inputs(*, texts, inputs: dict | None) -> None:
@@ -104,40 +122,61 @@ def check_inputs(*, texts, inputs: dict | None) -> None:
 
 def crew_create(*, organization, actor, data: dict) -> Crew:
     values = {key: data[key] for key in CREW_FIELDS if key in data}
-    crew_check(organization=organization, agents_yaml=values.get("agents_yaml", ""),
-               tasks_yaml=values.get("tasks_yaml", ""), process=values.get("process") or "sequential",
-               config=values.get("config"))
+    crew_check(
+        organization=organization,
+        agents_yaml=values.get("agents_yaml", ""),
+        tasks_yaml=values.get("tasks_yaml", ""),
+        process=values.get("process") or "sequential",
+        config=values.get("config"),
+    )
     with transaction.atomic():
         crew = Crew.objects.create(organization=organization, created_by=_actor_or_none(actor), **values)
         audit_record(organization=organization, actor=actor, action="crew.create", instance=crew, after=snapshot(crew))
-        publish(organization, "crew.created", {"crew_id": str(crew.pk), "name": crew.name}, actor=actor,
-                component="crews")
+        publish(
+            organization, "crew.created", {"crew_id": str(crew.pk), "name": crew.name}, actor=actor, component="crews"
+        )
     return crew
 
 
 def crew_update(*, crew: Crew, actor, data: dict) -> Crew:
     values = {key: data[key] for key in CREW_FIELDS if key in data}
     if {"agents_yaml", "tasks_yaml", "process", "config"} & set(values):
-        crew_check(organization=crew.organization_id, agents_yaml=values.get("agents_yaml", crew.agents_yaml),
-                   tasks_yaml=values.get("tasks_yaml", crew.tasks_yaml), process=values.get("process", crew.process),
-                   config=values.get("config", crew.config))
+        crew_check(
+            organization=crew.organization_id,
+            agents_yaml=values.get("agents_yaml", crew.agents_yaml),
+            tasks_yaml=values.get("tasks_yaml", crew.tasks_yaml),
+            process=values.get("process", crew.process),
+            config=values.get("config", crew.config),
+        )
     with transaction.atomic():
         crew = Crew.objects.select_for_update().get(pk=crew.pk)
         before = snapshot(crew)
         for key, value in values.items():
             setattr(crew, key, value)
         crew.save()
-        audit_record(organization=crew.organization, actor=actor, action="crew.update", instance=crew, before=before,
-                     after=snapshot(crew))
-        publish(crew.organization_id, "crew.updated", {"crew_id": str(crew.pk), "changed_fields": sorted(values)},
-                actor=actor, component="crews")
+        audit_record(
+            organization=crew.organization,
+            actor=actor,
+            action="crew.update",
+            instance=crew,
+            before=before,
+            after=snapshot(crew),
+        )
+        publish(
+            crew.organization_id,
+            "crew.updated",
+            {"crew_id": str(crew.pk), "changed_fields": sorted(values)},
+            actor=actor,
+            component="crews",
+        )
     return crew
 
 
 def crew_delete(*, crew: Crew, actor) -> None:
     with transaction.atomic():
-        audit_record(organization=crew.organization, actor=actor, action="crew.delete", instance=crew,
-                     before=snapshot(crew))
+        audit_record(
+            organization=crew.organization, actor=actor, action="crew.delete", instance=crew, before=snapshot(crew)
+        )
         publish(crew.organization_id, "crew.deleted", {"crew_id": str(crew.pk)}, actor=actor, component="crews")
         crew.delete()
 
@@ -146,12 +185,24 @@ def crew_export(*, crew: Crew) -> dict:
     """The crew as CrewAI files plus one combined document that ``crews/import`` reads back."""
     agents = yaml.safe_load(crew.agents_yaml) or {}
     tasks = yaml.safe_load(crew.tasks_yaml) or {}
-    combined = {"name": crew.name, "description": crew.description, "process": crew.process, "model": crew.model,
-                "agents": agents, "tasks": tasks}
-    return {"name": crew.name, "description": crew.description, "process": crew.process, "model": crew.model,
-            "agents_yaml": crew.agents_yaml, "tasks_yaml": crew.tasks_yaml,
-            "files": {"agents.yaml": crew.agents_yaml, "tasks.yaml": crew.tasks_yaml},
-            "crew_yaml": specs.dump_yaml(combined)}
+    combined = {
+        "name": crew.name,
+        "description": crew.description,
+        "process": crew.process,
+        "model": crew.model,
+        "agents": agents,
+        "tasks": tasks,
+    }
+    return {
+        "name": crew.name,
+        "description": crew.description,
+        "process": crew.process,
+        "model": crew.model,
+        "agents_yaml": crew.agents_yaml,
+        "tasks_yaml": crew.tasks_yaml,
+        "files": {"agents.yaml": crew.agents_yaml, "tasks.yaml": crew.tasks_yaml},
+        "crew_yaml": specs.dump_yaml(combined),
+    }
 
 
 def crew_import(*, organization, actor, data: dict) -> Crew:
@@ -180,8 +231,9 @@ def _project_or_400(call, *args, **kwargs):
         raise exceptions.ValidationError(detail)
 
 
-def crew_import_project(*, organization, actor, archive: bytes, name: str = "", model: str | None = None,
-                        allow_missing_tools: bool = False) -> tuple[Crew, dict]:
+def crew_import_project(
+    *, organization, actor, archive: bytes, name: str = "", model: str | None = None, allow_missing_tools: bool = False
+) -> tuple[Crew, dict]:
     """A crew from a CrewAI project zip, and the report of what was mapped and defaulted. Anything
     refused (a key, Python code crew.py needs run, a tool the organization lacks) is a 400 naming it."""
     project = _project_or_400(projects.read_project, archive)
@@ -189,15 +241,24 @@ def crew_import_project(*, organization, actor, archive: bytes, name: str = "", 
     errors: list[specs.SpecError] = []
     specs.crew_settings(project.crew, errors, field_name="crew", strict=True)
     fields = projects.project_fields(project)
-    spec = crew_validate(agents_yaml=fields["agents_yaml"], tasks_yaml=fields["tasks_yaml"],
-                         process=fields.get("process") or "sequential", config=fields.get("config"))
+    spec = crew_validate(
+        agents_yaml=fields["agents_yaml"],
+        tasks_yaml=fields["tasks_yaml"],
+        process=fields.get("process") or "sequential",
+        config=fields.get("config"),
+    )
     _raise_spec_errors(specs.CrewSpec(agents=[], tasks=[], errors=errors + spec.errors))
     missing = crew_missing_tools(organization=organization, spec=spec)
     report.missing_tools = missing
     if missing and not allow_missing_tools:
-        raise exceptions.ValidationError({"tools": [
-            f"The project names tools this organization lacks: {', '.join(missing)}. Add them under /api/v1/tools, "
-            "or import with allow_missing_tools=true to leave them out."]})
+        raise exceptions.ValidationError(
+            {
+                "tools": [
+                    f"The project names tools this organization lacks: {', '.join(missing)}. Add them under /api/v1/tools, "
+                    "or import with allow_missing_tools=true to leave them out."
+                ]
+            }
+        )
     if missing:
         projects.drop_tools(project, missing)
         fields = projects.project_fields(project)
@@ -217,17 +278,30 @@ def crew_import_project(*, organization, actor, archive: bytes, name: str = "", 
 
 
 def crew_export_archive(*, crew: Crew) -> bytes:
-    return projects.write_project(name=crew.name, description=crew.description, process=crew.process,
-                                  model=crew.model, verbose=crew.verbose, config=crew.config,
-                                  agents_yaml=crew.agents_yaml, tasks_yaml=crew.tasks_yaml)
+    return projects.write_project(
+        name=crew.name,
+        description=crew.description,
+        process=crew.process,
+        model=crew.model,
+        verbose=crew.verbose,
+        config=crew.config,
+        agents_yaml=crew.agents_yaml,
+        tasks_yaml=crew.tasks_yaml,
+    )
 
 
 # --- orchestrations ----------------------------------------------------------------------------
 
 ORCHESTRATION_FIELDS = ("name", "description", "pattern", "config_yaml", "agent_ids", "status")
 #: agents a pattern needs at least (the first plays the supervisor/router/manager where there is one)
-PATTERN_MIN_AGENTS = {Pattern.SEQUENTIAL: 1, Pattern.PARALLEL: 1, Pattern.HIERARCHICAL: 2,
-                      Pattern.SUPERVISOR_WORKER: 2, Pattern.ROUTER: 2, Pattern.ENSEMBLE: 2}
+PATTERN_MIN_AGENTS = {
+    Pattern.SEQUENTIAL: 1,
+    Pattern.PARALLEL: 1,
+    Pattern.HIERARCHICAL: 2,
+    Pattern.SUPERVISOR_WORKER: 2,
+    Pattern.ROUTER: 2,
+    Pattern.ENSEMBLE: 2,
+}
 
 
 def parse_config_yaml(text: str, *, field: str = "config_yaml") -> dict:
@@ -260,13 +334,23 @@ def orchestration_create(*, organization, actor, data: dict) -> Orchestration:
     parse_config_yaml(values.get("config_yaml", ""))
     values["agent_ids"] = _check_agent_ids(organization=organization, agent_ids=values.get("agent_ids"))
     with transaction.atomic():
-        orchestration = Orchestration.objects.create(organization=organization, created_by=_actor_or_none(actor),
-                                                     **values)
-        audit_record(organization=organization, actor=actor, action="orchestration.create", instance=orchestration,
-                     after=snapshot(orchestration))
-        publish(organization, "orchestration.created", {"orchestration_id": str(orchestration.pk),
-                                                        "pattern": orchestration.pattern}, actor=actor,
-                component="crews")
+        orchestration = Orchestration.objects.create(
+            organization=organization, created_by=_actor_or_none(actor), **values
+        )
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="orchestration.create",
+            instance=orchestration,
+            after=snapshot(orchestration),
+        )
+        publish(
+            organization,
+            "orchestration.created",
+            {"orchestration_id": str(orchestration.pk), "pattern": orchestration.pattern},
+            actor=actor,
+            component="crews",
+        )
     return orchestration
 
 
@@ -275,52 +359,81 @@ def orchestration_update(*, orchestration: Orchestration, actor, data: dict) -> 
     if "config_yaml" in values:
         parse_config_yaml(values["config_yaml"])
     if "agent_ids" in values:
-        values["agent_ids"] = _check_agent_ids(organization=orchestration.organization_id,
-                                               agent_ids=values["agent_ids"])
+        values["agent_ids"] = _check_agent_ids(
+            organization=orchestration.organization_id, agent_ids=values["agent_ids"]
+        )
     with transaction.atomic():
         orchestration = Orchestration.objects.select_for_update().get(pk=orchestration.pk)
         before = snapshot(orchestration)
         for key, value in values.items():
             setattr(orchestration, key, value)
         orchestration.save()
-        audit_record(organization=orchestration.organization, actor=actor, action="orchestration.update",
-                     instance=orchestration, before=before, after=snapshot(orchestration))
+        audit_record(
+            organization=orchestration.organization,
+            actor=actor,
+            action="orchestration.update",
+            instance=orchestration,
+            before=before,
+            after=snapshot(orchestration),
+        )
     return orchestration
 
 
 def orchestration_delete(*, orchestration: Orchestration, actor) -> None:
     with transaction.atomic():
-        audit_record(organization=orchestration.organization, actor=actor, action="orchestration.delete",
-                     instance=orchestration, before=snapshot(orchestration))
+        audit_record(
+            organization=orchestration.organization,
+            actor=actor,
+            action="orchestration.delete",
+            instance=orchestration,
+            before=snapshot(orchestration),
+        )
         orchestration.delete()
 
 
-def orchestration_start(*, orchestration: Orchestration, actor, inputs: dict, params: dict | None = None,
-                        priority: int = 5) -> Execution:
+def orchestration_start(
+    *, orchestration: Orchestration, actor, inputs: dict, params: dict | None = None, priority: int = 5
+) -> Execution:
     minimum = PATTERN_MIN_AGENTS[Pattern(orchestration.pattern)]
     ids = list(orchestration.agent_ids or [])
     if len(ids) < minimum:
-        raise exceptions.ValidationError({"agent_ids": [
-            f"The {orchestration.pattern} pattern needs at least {minimum} agent{'s' if minimum > 1 else ''}; "
-            f"this orchestration has {len(ids)}."]})
+        raise exceptions.ValidationError(
+            {
+                "agent_ids": [
+                    f"The {orchestration.pattern} pattern needs at least {minimum} agent{'s' if minimum > 1 else ''}; "
+                    f"this orchestration has {len(ids)}."
+                ]
+            }
+        )
     present = set(Agent.objects.for_org(orchestration.organization_id).filter(pk__in=ids).values_list("pk", flat=True))
     missing = [str(i) for i in ids if i not in present]
     if missing:
         raise exceptions.ValidationError({"agent_ids": [f"Agents no longer exist: {', '.join(missing)}."]})
     config = parse_config_yaml(orchestration.config_yaml)
-    definition = {"pattern": orchestration.pattern, "agent_ids": [str(i) for i in ids], "config": config,
-                  "name": orchestration.name}
-    return execution_create(organization=orchestration.organization, actor=actor, kind=ExecutionKind.ORCHESTRATION,
-                            run_name=f"{orchestration.name} ({orchestration.pattern})", orchestration=orchestration,
-                            inputs=inputs, definition=definition, params=params, priority=priority,
-                            model=str(config.get("model") or ""))
+    definition = {
+        "pattern": orchestration.pattern,
+        "agent_ids": [str(i) for i in ids],
+        "config": config,
+        "name": orchestration.name,
+    }
+    return execution_create(
+        organization=orchestration.organization,
+        actor=actor,
+        kind=ExecutionKind.ORCHESTRATION,
+        run_name=f"{orchestration.name} ({orchestration.pattern})",
+        orchestration=orchestration,
+        inputs=inputs,
+        definition=definition,
+        params=params,
+        priority=priority,
+        model=str(config.get("model") or ""),
+    )
 
 
 # --- task definitions --------------------------------------------------------------------------
 
 TASK_FIELDS = ("name", "description", "expected_output", "agent", "tools", "context", "async_execution", "config")
-TASK_DEFAULTS = {"expected_output": "", "agent": "", "tools": [], "context": [], "async_execution": False,
-                 "config": {}}
+TASK_DEFAULTS = {"expected_output": "", "agent": "", "tools": [], "context": [], "async_execution": False, "config": {}}
 
 
 def task_definition_create(*, organization, actor, data: dict) -> TaskDefinition:
@@ -342,13 +455,20 @@ def task_definition_update(*, task: TaskDefinition, actor, data: dict, replace: 
         for key, value in values.items():
             setattr(task, key, value)
         task.save()
-        audit_record(organization=task.organization, actor=actor, action="task.update", instance=task, before=before,
-                     after=snapshot(task))
+        audit_record(
+            organization=task.organization,
+            actor=actor,
+            action="task.update",
+            instance=task,
+            before=before,
+            after=snapshot(task),
+        )
     return task
 
 
 def task_definition_delete(*, task: TaskDefinition, actor) -> None:
     with transaction.atomic():
-        audit_record(organization=task.organization, actor=actor, action="task.delete", instance=task,
-                     before=snapshot(task))
+        audit_record(
+            organization=task.organization, actor=actor, action="task.delete", instance=task, before=snapshot(task)
+        )
         task.delete()

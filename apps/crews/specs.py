@@ -24,6 +24,7 @@ tasks.yaml::
 Every other CrewAI key is in ``apps.crews.keys``: honoured ones parse into the dataclasses below
 (same names as CrewAI's attributes), refused ones are errors naming the key and why.
 """
+
 from __future__ import annotations
 
 import re
@@ -90,10 +91,21 @@ class AgentSpec:
     code_execution_mode: str = "safe"
 
     def as_dict(self) -> dict:
-        return {"key": self.key, "role": self.role, "goal": self.goal, "backstory": self.backstory, "llm": self.llm,
-                "tools": self.tools, "agent_id": self.agent_id, "max_iter": self.max_iter, "max_rpm": self.max_rpm,
-                "max_execution_time": self.max_execution_time, "allow_delegation": self.allow_delegation,
-                "verbose": self.verbose, "knowledge_sources": self.knowledge_sources}
+        return {
+            "key": self.key,
+            "role": self.role,
+            "goal": self.goal,
+            "backstory": self.backstory,
+            "llm": self.llm,
+            "tools": self.tools,
+            "agent_id": self.agent_id,
+            "max_iter": self.max_iter,
+            "max_rpm": self.max_rpm,
+            "max_execution_time": self.max_execution_time,
+            "allow_delegation": self.allow_delegation,
+            "verbose": self.verbose,
+            "knowledge_sources": self.knowledge_sources,
+        }
 
 
 @dataclass
@@ -121,13 +133,26 @@ class TaskSpec:
     config: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"key": self.key, "description": self.description, "expected_output": self.expected_output,
-                "agent": self.agent, "context": self.context, "tools": self.tools, "human_input": self.human_input,
-                "approval": self.approval, "async_execution": self.async_execution, "output_json": self.output_json,
-                "output_pydantic": self.output_pydantic, "output_schema": self.output_schema,
-                "output_file": self.output_file, "create_directory": self.create_directory,
-                "markdown": self.markdown, "guardrail": self.guardrail,
-                "guardrail_max_retries": self.guardrail_max_retries, "callback": self.callback}
+        return {
+            "key": self.key,
+            "description": self.description,
+            "expected_output": self.expected_output,
+            "agent": self.agent,
+            "context": self.context,
+            "tools": self.tools,
+            "human_input": self.human_input,
+            "approval": self.approval,
+            "async_execution": self.async_execution,
+            "output_json": self.output_json,
+            "output_pydantic": self.output_pydantic,
+            "output_schema": self.output_schema,
+            "output_file": self.output_file,
+            "create_directory": self.create_directory,
+            "markdown": self.markdown,
+            "guardrail": self.guardrail,
+            "guardrail_max_retries": self.guardrail_max_retries,
+            "callback": self.callback,
+        }
 
 
 @dataclass
@@ -149,8 +174,9 @@ class CrewSpec:
 
     def texts(self) -> list[str]:
         """Every text whose ``{name}`` placeholders the run's inputs fill."""
-        return ([t for a in self.agents for t in (a.role, a.goal, a.backstory)]
-                + [t for task in self.tasks for t in (task.description, task.expected_output, task.output_file)])
+        return [t for a in self.agents for t in (a.role, a.goal, a.backstory)] + [
+            t for task in self.tasks for t in (task.description, task.expected_output, task.output_file)
+        ]
 
     def missing_inputs(self, inputs: dict | None) -> list[str]:
         return missing_inputs(self.texts(), inputs or {})
@@ -210,14 +236,18 @@ def _entries(node, field_name: str, errors: list[SpecError], what: str):
         key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
         line = _line(key_node)
         if not key or not _KEY_RE.match(str(key)):
-            errors.append(SpecError(field_name, line, f"{what} name {key!r} must be an identifier (letters, digits, _ -)"))
+            errors.append(
+                SpecError(field_name, line, f"{what} name {key!r} must be an identifier (letters, digits, _ -)")
+            )
             continue
         if key in seen:
             errors.append(SpecError(field_name, line, f"{what} {key!r} is defined twice (first on line {seen[key]})"))
             continue
         seen[key] = line
         if not isinstance(value_node, yaml.MappingNode):
-            errors.append(SpecError(field_name, _line(value_node) or line, f"{what} {key!r} must be a mapping of fields"))
+            errors.append(
+                SpecError(field_name, _line(value_node) or line, f"{what} {key!r} must be a mapping of fields")
+            )
             continue
         fields = {}
         for fkey_node, fvalue_node in value_node.value:
@@ -235,6 +265,7 @@ def _text(value) -> str:
 
 
 # --- values by shape ---------------------------------------------------------------------------
+
 
 def _shape_error(shape: str, value):
     """(value in the spec's form, None) or (None, what is wrong)."""
@@ -320,6 +351,7 @@ def _guardrail_error(text: str) -> str | None:
 
 # --- agents, tasks, the crew -------------------------------------------------------------------
 
+
 def parse_agents(text: str, errors: list[SpecError]) -> list[AgentSpec]:
     node = _compose(text, "agents_yaml", errors)
     if node is None:
@@ -372,20 +404,23 @@ def _approval(value, line, report) -> dict:
         return {}
     timeout = value.get("timeout_seconds")
     if value.get("default", "reject") not in ("approve", "reject") or not (
-            timeout is None or (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0)):
+        timeout is None or (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0)
+    ):
         report(line, "approval `default` must be approve or reject, `timeout_seconds` a positive number")
         return {}
     return value
 
 
-def parse_tasks(text: str, errors: list[SpecError], agents: list[AgentSpec], *, agents_parsed: bool,
-                process: str = "sequential") -> list[TaskSpec]:
+def parse_tasks(
+    text: str, errors: list[SpecError], agents: list[AgentSpec], *, agents_parsed: bool, process: str = "sequential"
+) -> list[TaskSpec]:
     node = _compose(text, "tasks_yaml", errors)
     if node is None:
         return []
     agent_keys = {a.key for a in agents}
     tasks: list[TaskSpec] = []
     for key, line, fields in _entries(node, "tasks_yaml", errors, "task"):
+
         def report(fline, message, key=key):
             errors.append(SpecError("tasks_yaml", fline, f"task {key!r}: {message}"))
 
@@ -398,12 +433,16 @@ def parse_tasks(text: str, errors: list[SpecError], agents: list[AgentSpec], *, 
         agent = values.pop("agent", "") or None
         agent_line = fields.get("agent", (None, None))[1]
         if agent is None and process != "hierarchical":
-            errors.append(SpecError("tasks_yaml", line, f"task {key!r} names no agent (required by the sequential "
-                                                        "process)"))
+            errors.append(
+                SpecError("tasks_yaml", line, f"task {key!r} names no agent (required by the sequential process)")
+            )
         elif agent is not None and agents_parsed and agent not in agent_keys:
             known = ", ".join(sorted(agent_keys)) or "none"
-            errors.append(SpecError("tasks_yaml", agent_line or line,
-                                    f"task {key!r} names unknown agent {agent!r} (agents: {known})"))
+            errors.append(
+                SpecError(
+                    "tasks_yaml", agent_line or line, f"task {key!r} names unknown agent {agent!r} (agents: {known})"
+                )
+            )
         earlier = {t.key for t in tasks}
         for ref in values.get("context", []):
             if ref not in earlier:
@@ -418,20 +457,27 @@ def parse_tasks(text: str, errors: list[SpecError], agents: list[AgentSpec], *, 
             report(line, "give one of `output_json`, `output_pydantic` and `output_schema`")
         for name in TASK_REQUIRED:
             values[name] = values.get(name, "")
-        tasks.append(TaskSpec(key=key, agent=agent, line=line, human_input=human_input,
-                              approval=_approval(fields.get("approval", (None,))[0], fields.get("approval", (0, None))[1],
-                                                 report), **values))
+        tasks.append(
+            TaskSpec(
+                key=key,
+                agent=agent,
+                line=line,
+                human_input=human_input,
+                approval=_approval(fields.get("approval", (None,))[0], fields.get("approval", (0, None))[1], report),
+                **values,
+            )
+        )
     if not tasks and not any(e.field == "tasks_yaml" for e in errors):
         errors.append(SpecError("tasks_yaml", None, "defines no task"))
     return tasks
 
 
-def crew_settings(settings: dict | None, errors: list[SpecError], *, field_name: str = "config",
-                  strict: bool = False) -> dict:
+def crew_settings(
+    settings: dict | None, errors: list[SpecError], *, field_name: str = "config", strict: bool = False
+) -> dict:
     """The crew-level CrewAI keys (process, planning, manager_llm, manager_agent, memory, …) of a
     crew's ``config`` (or of crew.yaml / crew.jsonc with ``strict``: there an unknown key is refused)."""
-    fields = {str(k): (v, None) for k, v in (settings or {}).items()
-              if strict or str(k) in CREW_KEYS}
+    fields = {str(k): (v, None) for k, v in (settings or {}).items() if strict or str(k) in CREW_KEYS}
 
     def report(_line, message):
         errors.append(SpecError(field_name, None, f"crew: {message}"))
@@ -443,32 +489,46 @@ def crew_settings(settings: dict | None, errors: list[SpecError], *, field_name:
     return values
 
 
-def parse_crew(agents_yaml: str, tasks_yaml: str, process: str = "sequential",
-               settings: dict | None = None) -> CrewSpec:
+def parse_crew(
+    agents_yaml: str, tasks_yaml: str, process: str = "sequential", settings: dict | None = None
+) -> CrewSpec:
     """The crew's plan; ``settings`` are its crew-level keys (``Crew.config``: planning,
     manager_llm, manager_agent, memory)."""
     errors: list[SpecError] = []
     crew = crew_settings(settings, errors)
     agents = parse_agents(agents_yaml, errors)
-    agents_parsed = not any(e.field == "agents_yaml" and e.message.startswith(("YAML syntax", "is empty", "must be"))
-                            for e in errors)
+    agents_parsed = not any(
+        e.field == "agents_yaml" and e.message.startswith(("YAML syntax", "is empty", "must be")) for e in errors
+    )
     tasks = parse_tasks(tasks_yaml, errors, agents, agents_parsed=agents_parsed, process=process)
     manager_agent = crew.get("manager_agent") or None
     if manager_agent and agents_parsed and manager_agent not in {a.key for a in agents}:
         errors.append(SpecError("config", None, f"crew: `manager_agent` names unknown agent {manager_agent!r}"))
     if (manager_agent or crew.get("manager_llm")) and process != "hierarchical":
         errors.append(SpecError("config", None, "crew: `manager_llm` / `manager_agent` need the hierarchical process"))
-    spec = CrewSpec(agents=agents, tasks=tasks, errors=errors, process=process, planning=crew.get("planning", False),
-                    manager_llm=crew.get("manager_llm", ""), manager_agent=manager_agent,
-                    memory=crew.get("memory", False), crew_knowledge_sources=list(crew.get("knowledge_sources") or []))
+    spec = CrewSpec(
+        agents=agents,
+        tasks=tasks,
+        errors=errors,
+        process=process,
+        planning=crew.get("planning", False),
+        manager_llm=crew.get("manager_llm", ""),
+        manager_agent=manager_agent,
+        memory=crew.get("memory", False),
+        crew_knowledge_sources=list(crew.get("knowledge_sources") or []),
+    )
     spec.placeholders = sorted({name for text in spec.texts() for name in placeholders_of(text)})
     return spec
 
 
 def parse_definition(definition: dict) -> CrewSpec:
     """The spec of a crew execution's ``definition`` (what the run engine stored at create)."""
-    return parse_crew(definition.get("agents_yaml", ""), definition.get("tasks_yaml", ""),
-                      definition.get("process") or "sequential", definition.get("config") or {})
+    return parse_crew(
+        definition.get("agents_yaml", ""),
+        definition.get("tasks_yaml", ""),
+        definition.get("process") or "sequential",
+        definition.get("config") or {},
+    )
 
 
 def dump_yaml(mapping: dict) -> str:
@@ -486,8 +546,11 @@ def parse_combined(text: str) -> tuple[dict | None, list[dict]]:
         return None, [{"field": "crew_yaml", "message": f"{where}YAML syntax error: {getattr(exc, 'problem', exc)}"}]
     if not isinstance(data, dict):
         return None, [{"field": "crew_yaml", "message": "must be a mapping with `agents` and `tasks`"}]
-    errors = [{"field": f"crew_yaml.{key}", "message": "is required and must be a mapping"}
-              for key in ("agents", "tasks") if not isinstance(data.get(key), dict)]
+    errors = [
+        {"field": f"crew_yaml.{key}", "message": "is required and must be a mapping"}
+        for key in ("agents", "tasks")
+        if not isinstance(data.get(key), dict)
+    ]
     if errors:
         return None, errors
     fields = {key: data[key] for key in ("name", "description", "process", "model", "verbose") if key in data}

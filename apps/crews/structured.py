@@ -1,6 +1,7 @@
 """Structured task output: which JSON Schema a task's answer must match (``output_json`` /
 ``output_pydantic`` name one the organization keeps in apps.schemas, ``output_schema`` gives it
 inline), how the model is asked for it, and how an answer is parsed and checked (``jsonschema``)."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,10 @@ class OutputSchema:
         return {"response_format": {"name": self.name.split("@")[0], "schema": self.schema}}
 
     def instructions(self) -> str:
-        return ("Your final answer must be one JSON document, nothing else, valid against this JSON Schema:\n"
-                + json.dumps(self.schema, ensure_ascii=False))
+        return (
+            "Your final answer must be one JSON document, nothing else, valid against this JSON Schema:\n"
+            + json.dumps(self.schema, ensure_ascii=False)
+        )
 
 
 def task_schema(organization, task) -> OutputSchema | None:
@@ -33,8 +36,9 @@ def task_schema(organization, task) -> OutputSchema | None:
     if isinstance(inline, dict) and inline:
         problem = schema_problem(inline)
         if problem:
-            raise RunFailed(f"task {task.key!r}: output_schema is not a valid JSON Schema: {problem}",
-                            type="schema_invalid")
+            raise RunFailed(
+                f"task {task.key!r}: output_schema is not a valid JSON Schema: {problem}", type="schema_invalid"
+            )
         return OutputSchema("inline", inline)
     reference = getattr(task, "output_json", None) or getattr(task, "output_pydantic", None)
     if not reference:
@@ -45,8 +49,12 @@ def task_schema(organization, task) -> OutputSchema | None:
 def named_schema(organization, reference: str, who: str) -> OutputSchema:
     found = schema_document(organization=organization, reference=reference)
     if found is None:
-        raise RunFailed(f"{who} names JSON Schema {reference!r}, which the organization does not have "
-                        "(create it under /api/v1/schemas)", type="schema_missing", schema=reference)
+        raise RunFailed(
+            f"{who} names JSON Schema {reference!r}, which the organization does not have "
+            "(create it under /api/v1/schemas)",
+            type="schema_missing",
+            schema=reference,
+        )
     return OutputSchema(found[1], found[0])
 
 
@@ -57,7 +65,7 @@ def parse_json(text: str):
     for opener, closer in (("{", "}"), ("[", "]")):
         start, end = text.find(opener), text.rfind(closer)
         if 0 <= start < end:
-            candidates.append(text[start:end + 1])
+            candidates.append(text[start : end + 1])
     for candidate in candidates:
         try:
             return json.loads(candidate), None

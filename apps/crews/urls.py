@@ -1,5 +1,6 @@
 """Routes of the run engine. Explicit paths come before the router's, so ``tasks/{id}/status``
 (an agent task run) never clashes with the task-definition routes under ``tasks``."""
+
 from django.urls import path
 
 from apps.crews import replay, views
@@ -16,14 +17,19 @@ router.register("traces", views.TraceViewSet, basename="trace")
 _agent_runs = views.AgentRunViewSet
 
 urlpatterns = [
-    path("executions/<str:pk>/replay", replay.ExecutionReplayViewSet.as_view({"post": "replay"}),
-         name="execution-replay"),
+    path(
+        "executions/<str:pk>/replay", replay.ExecutionReplayViewSet.as_view({"post": "replay"}), name="execution-replay"
+    ),
     path("executions/batch", ExecutionBatchView.as_view(), name="execution-batch"),
     path("tasks/<str:pk>/status", views.TaskStatusViewSet.as_view({"get": "retrieve"}), name="task-status"),
-    path("execution-logs/<str:pk>", views.ExecutionLogViewSet.as_view({"get": "retrieve"}),
-         name="execution-log-detail"),
-    path("execution-trace/<str:pk>", views.ExecutionTraceViewSet.as_view({"get": "retrieve"}),
-         name="execution-trace-detail"),
+    path(
+        "execution-logs/<str:pk>", views.ExecutionLogViewSet.as_view({"get": "retrieve"}), name="execution-log-detail"
+    ),
+    path(
+        "execution-trace/<str:pk>",
+        views.ExecutionTraceViewSet.as_view({"get": "retrieve"}),
+        name="execution-trace-detail",
+    ),
     path("agents/<str:pk>/task", _agent_runs.as_view({"post": "task"}), name="agent-task"),
     path("agents/<str:pk>/command", _agent_runs.as_view({"post": "command"}), name="agent-command"),
     path("agents/<str:pk>/execute", _agent_runs.as_view({"post": "execute"}), name="agent-execute"),

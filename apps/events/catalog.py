@@ -5,6 +5,7 @@ Hub clients subscribe with seed 004 names (``agent_status``, ``inference_complet
 names (``agent:status_changed``, ``workflow:step_completed``…), or an internal dotted type
 itself. One internal event is delivered once under each subscribed name it maps to.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,21 +13,49 @@ import re
 from apps.events import seed_payloads
 from kai_platform.tenancy.roles import Role
 
-SEED_004_EVENTS = frozenset({
-    "agent_status", "agent_created", "agent_deleted", "agent_updated",
-    "inference_started", "inference_progress", "inference_completed", "inference_failed",
-    "metrics_update", "performance_alert",
-    "system_alert", "system_status", "maintenance_mode", "connection_pool_info",
-    "entity_created", "entity_updated", "entity_deleted",
-    "relationship_created", "relationship_updated", "relationship_deleted",
-})
-SEED_002_EVENTS = frozenset({
-    "agent:status_changed", "agent:execution_started", "agent:execution_completed", "agent:error",
-    "voice:command_received", "voice:processing", "voice:response_ready",
-    "system:architecture_updated", "system:performance_alert", "system:health_changed",
-    "workflow:triggered", "workflow:step_completed", "workflow:completed",
-    "agent:message", "agent:broadcast",
-})
+SEED_004_EVENTS = frozenset(
+    {
+        "agent_status",
+        "agent_created",
+        "agent_deleted",
+        "agent_updated",
+        "inference_started",
+        "inference_progress",
+        "inference_completed",
+        "inference_failed",
+        "metrics_update",
+        "performance_alert",
+        "system_alert",
+        "system_status",
+        "maintenance_mode",
+        "connection_pool_info",
+        "entity_created",
+        "entity_updated",
+        "entity_deleted",
+        "relationship_created",
+        "relationship_updated",
+        "relationship_deleted",
+    }
+)
+SEED_002_EVENTS = frozenset(
+    {
+        "agent:status_changed",
+        "agent:execution_started",
+        "agent:execution_completed",
+        "agent:error",
+        "voice:command_received",
+        "voice:processing",
+        "voice:response_ready",
+        "system:architecture_updated",
+        "system:performance_alert",
+        "system:health_changed",
+        "workflow:triggered",
+        "workflow:step_completed",
+        "workflow:completed",
+        "agent:message",
+        "agent:broadcast",
+    }
+)
 PLATFORM_EVENTS = frozenset({"approval_requested", "approval_resolved", "quota_warning", "execution_status"})
 #: short names the seed's own examples use
 SUBSCRIPTION_ALIASES = {"metrics": "metrics_update", "system_alerts": "system_alert"}

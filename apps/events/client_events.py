@@ -10,6 +10,7 @@ The handlers live with their features (``<app>/client_events.py``, registered in
 ``run(name, user=, auth=, data=)`` is synchronous (call it in a thread); it returns
 ``(True, result)`` or ``(False, error)``.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -22,8 +23,15 @@ from rest_framework import exceptions
 from kai_platform.api.exceptions import exception_handler
 
 #: the client events handled here (``agent:subscribe``/``agent:unsubscribe`` live on the consumer)
-NAMES = ("workflow:execute", "workflow:stop", "agent:execute", "voice:command", "voice:stop_listening",
-         "system:modify", "system:subscribe_architecture")
+NAMES = (
+    "workflow:execute",
+    "workflow:stop",
+    "agent:execute",
+    "voice:command",
+    "voice:stop_listening",
+    "system:modify",
+    "system:subscribe_architecture",
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ def register(name: str, *, view: Callable[[], type], action: str | None, method:
     def decorator(handler):
         EVENTS[name] = ClientEvent(view, action, method, handler)
         return handler
+
     return decorator
 
 
@@ -85,8 +94,14 @@ def error_data(exc: BaseException) -> dict:
     response = exception_handler(exc, {})
     body = dict(response.data)
     extra = {k: v for k, v in body.items() if k not in ("detail", "code", "errors", "request_id", "type")}
-    return {"error_code": body.get("code"), "error_message": body.get("detail"), "error_type": body.get("type"),
-            "status": response.status_code, "errors": body.get("errors") or [], **extra}
+    return {
+        "error_code": body.get("code"),
+        "error_message": body.get("detail"),
+        "error_type": body.get("type"),
+        "status": response.status_code,
+        "errors": body.get("errors") or [],
+        **extra,
+    }
 
 
 def run(name: str, *, user, auth, data: dict) -> tuple[bool, dict]:

@@ -6,6 +6,7 @@ layer; a reconnecting client's ``last_event_id`` (query or subscribe data) is re
 has confirmed there every ``KAI_WS_RECONCILE_SECONDS`` (sooner after live traffic), so an event
 the channel layer dropped still arrives. Seqs already sent are skipped.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -74,14 +75,17 @@ class HubConsumer(KaiSocketConsumer):
         if resume is not None:
             self._resume_from = resume
         await self.join_groups()
-        await self.send_envelope("connection_established", {
-            "client_id": self.client_id,
-            "session_id": self.identity.session_id,
-            "server_version": self.server_version,
-            "pooled": True,
-            "organization_id": str(self.identity.organization_id) if self.identity.organization_id else None,
-            "commands": command_names(),
-        })
+        await self.send_envelope(
+            "connection_established",
+            {
+                "client_id": self.client_id,
+                "session_id": self.identity.session_id,
+                "server_version": self.server_version,
+                "pooled": True,
+                "organization_id": str(self.identity.organization_id) if self.identity.organization_id else None,
+                "commands": command_names(),
+            },
+        )
 
     async def join_groups(self):
         self.group = org_group(self.identity.organization_id)
@@ -122,12 +126,14 @@ class HubConsumer(KaiSocketConsumer):
             (names.add(canonical) if canonical else unknown.append(name))
         if unknown:
             return await self._subscription_error(
-                "UNSUPPORTED_EVENT_TYPE", f"Event type '{unknown[0]}' is not supported",
-                supported_events=sorted(catalog.SUPPORTED_EVENTS))
+                "UNSUPPORTED_EVENT_TYPE",
+                f"Event type '{unknown[0]}' is not supported",
+                supported_events=sorted(catalog.SUPPORTED_EVENTS),
+            )
         if len(self.events | names) > settings.KAI_WS_MAX_EVENT_TYPES:
             return await self._subscription_error(
-                "SUBSCRIPTION_LIMIT_EXCEEDED",
-                f"At most {settings.KAI_WS_MAX_EVENT_TYPES} event types per connection.")
+                "SUBSCRIPTION_LIMIT_EXCEEDED", f"At most {settings.KAI_WS_MAX_EVENT_TYPES} event types per connection."
+            )
         agents = data.get("agents") or []
         filters = data.get("filters") or {}
         if not isinstance(agents, list) or not isinstance(filters, dict):
@@ -143,11 +149,15 @@ class HubConsumer(KaiSocketConsumer):
         resume = _as_int(data.get("last_event_id"))
         if resume is None:
             resume, self._resume_from = self._resume_from, None
-        await self.send_envelope("subscription_confirmed", {
-            "events": sorted(self.events), "agents": sorted(self.agents),
-            "filters": {"severity": sorted(self.severity), "components": sorted(self.components)},
-            "status": "active",
-        })
+        await self.send_envelope(
+            "subscription_confirmed",
+            {
+                "events": sorted(self.events),
+                "agents": sorted(self.agents),
+                "filters": {"severity": sorted(self.severity), "components": sorted(self.components)},
+                "status": "active",
+            },
+        )
         if "connection_pool_info" in names:  # subscribing to it: the current figures at once
             await self.on_pool_info(data, message)
         if resume is not None:
@@ -159,25 +169,34 @@ class HubConsumer(KaiSocketConsumer):
             self._spawn(self._reconcile_loop())
 
     async def on_unsubscribe(self, data, message):
-        self.events = set(self.events) - {catalog.normalize_subscription(name) or name
-                                          for name in data.get("events") or []}
+        self.events = set(self.events) - {
+            catalog.normalize_subscription(name) or name for name in data.get("events") or []
+        }
         self.agents = set(self.agents) - {str(agent) for agent in data.get("agents") or []}
-        await self.send_envelope("subscription_confirmed", {
-            "events": sorted(self.events), "agents": sorted(self.agents),
-            "status": "active" if self.events else "inactive",
-        })
+        await self.send_envelope(
+            "subscription_confirmed",
+            {
+                "events": sorted(self.events),
+                "agents": sorted(self.agents),
+                "status": "active" if self.events else "inactive",
+            },
+        )
 
     async def on_pool_info(self, data, message):
         """Seed 004's ``connection_pool_info``: the user's sockets across every process against the cap."""
         active = await limits.connections_of(self.identity.user_id)
         cap = settings.KAI_WS_MAX_PER_USER
-        await self.send_envelope("connection_pool_info", {
-            "pool_id": f"pool_{str(self.identity.user_id).replace('-', '')[:12]}",
-            "active_connections": active, "max_connections": cap,
-            "pool_utilization": round(active / cap, 2) if cap else 0.0,
-            "connections_per_minute": settings.KAI_WS_CONNECTS_PER_MINUTE,
-            "client_id": self.client_id,
-        })
+        await self.send_envelope(
+            "connection_pool_info",
+            {
+                "pool_id": f"pool_{str(self.identity.user_id).replace('-', '')[:12]}",
+                "active_connections": active,
+                "max_connections": cap,
+                "pool_utilization": round(active / cap, 2) if cap else 0.0,
+                "connections_per_minute": settings.KAI_WS_CONNECTS_PER_MINUTE,
+                "client_id": self.client_id,
+            },
+        )
 
     async def on_agent_subscribe(self, data, message):
         agent_id = message.get("agent_id") or data.get("agent_id")
@@ -198,8 +217,9 @@ class HubConsumer(KaiSocketConsumer):
             return
         ok, body = await database_sync_to_async(client_events.run)(name, user=user, auth=auth, data=data)
         if not ok:
-            await self.send_error(body.pop("error_code"), body.pop("error_message"),
-                                  event=name, request_id=request_id, **body)
+            await self.send_error(
+                body.pop("error_code"), body.pop("error_message"), event=name, request_id=request_id, **body
+            )
             return
         if name == "system:subscribe_architecture":
             await self.on_subscribe({"events": ["system:architecture_updated"]}, message)
@@ -215,14 +235,22 @@ class HubConsumer(KaiSocketConsumer):
         request_id = data.get("request_id") or message.get("request_id")
 
         async def fail(code, text):
-            await self.send_envelope("command_error", {
-                "command": name, "agent_id": agent_id, "error_code": code, "error_message": text,
-                "request_id": request_id,
-            })
+            await self.send_envelope(
+                "command_error",
+                {
+                    "command": name,
+                    "agent_id": agent_id,
+                    "error_code": code,
+                    "error_message": text,
+                    "request_id": request_id,
+                },
+            )
 
         command = get_command(name) if isinstance(name, str) else None
         if command is None:
-            return await fail("UNSUPPORTED_COMMAND", f"Unknown command {name!r}; available: {', '.join(command_names())}")
+            return await fail(
+                "UNSUPPORTED_COMMAND", f"Unknown command {name!r}; available: {', '.join(command_names())}"
+            )
         if self.identity.role not in command.roles:
             return await fail("PERMISSION_DENIED", f"Role '{self.identity.role}' may not '{name}'.")
         parameters = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
@@ -231,17 +259,29 @@ class HubConsumer(KaiSocketConsumer):
             return
         try:
             result = await database_sync_to_async(command.handler)(
-                user=user, auth=auth, agent_id=agent_id, parameters=parameters)
+                user=user, auth=auth, agent_id=agent_id, parameters=parameters
+            )
         except CommandError as exc:
             return await fail(exc.error_code, exc.message)
-        await self.send_envelope("command_result", {
-            "command": name, "agent_id": agent_id, "status": "accepted", "result": result, "request_id": request_id,
-        })
+        await self.send_envelope(
+            "command_result",
+            {
+                "command": name,
+                "agent_id": agent_id,
+                "status": "accepted",
+                "result": result,
+                "request_id": request_id,
+            },
+        )
 
     async def on_ping(self, data, message):
-        await self.send_envelope("pong", {
-            "server_time": now_iso(), "connection_duration": round(time.monotonic() - self.connected_at, 3),
-        })
+        await self.send_envelope(
+            "pong",
+            {
+                "server_time": now_iso(),
+                "connection_duration": round(time.monotonic() - self.connected_at, 3),
+            },
+        )
 
     async def on_configure(self, data, message):
         if self.config is DEFAULT_CONFIG:
@@ -384,4 +424,6 @@ def _latest_seq(organization_id) -> int:
 
 
 def _events_after(organization_id, after: int, limit: int) -> list[dict]:
-    return [serialize_event(e) for e in Event.objects.for_org(organization_id).filter(id__gt=after).order_by("id")[:limit]]
+    return [
+        serialize_event(e) for e in Event.objects.for_org(organization_id).filter(id__gt=after).order_by("id")[:limit]
+    ]

@@ -1,4 +1,5 @@
 """The sequenced event log. ``id`` is the sequence number (``seq``) clients resume from."""
+
 from django.conf import settings
 from django.db import models
 
@@ -21,10 +22,22 @@ class Event(models.Model):
     component = models.CharField(max_length=50, blank=True, help_text="Area that emitted it (agents, runs, system…).")
     agent_id = models.UUIDField(null=True, blank=True, db_index=True)
     execution_id = models.UUIDField(null=True, blank=True, db_index=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="+", help_text="Who caused it.")
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="+", help_text="Whose resource it concerns.")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who caused it.",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Whose resource it concerns.",
+    )
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

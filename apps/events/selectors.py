@@ -1,4 +1,5 @@
 """Reads of the event log."""
+
 from django.db.models import Q
 
 from apps.events.models import Event

@@ -10,6 +10,18 @@ class EventSerializer(KaiModelSerializer):
 
     class Meta:
         model = Event
-        fields = ["seq", "id", "type", "timestamp", "severity", "component", "organization", "agent_id",
-                  "execution_id", "actor", "owner", "data"]
+        fields = [
+            "seq",
+            "id",
+            "type",
+            "timestamp",
+            "severity",
+            "component",
+            "organization",
+            "agent_id",
+            "execution_id",
+            "actor",
+            "owner",
+            "data",
+        ]
         read_only_fields = fields

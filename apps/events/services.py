@@ -13,6 +13,7 @@ late in a transaction (after the slow work) to keep that critical section short.
 Cost: the lock and the insert are one statement, and no savepoint is made inside the caller's
 transaction: one round trip per event (it was four: savepoint, lock, insert, release).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,6 +31,7 @@ from kai_platform.realtime.groups import agent_group, execution_group, org_group
 from kai_platform.tenancy import locks
 
 logger = logging.getLogger(__name__)
+
 
 def serialize_event(event: Event) -> dict:
     return {
@@ -79,8 +81,18 @@ def _id_of(obj):
     return getattr(obj, "pk", obj)
 
 
-def _event(organization, type: str, data: dict | None = None, *, agent=None, execution=None, actor=None,
-           owner=None, severity: str = "info", component: str = "") -> Event:
+def _event(
+    organization,
+    type: str,
+    data: dict | None = None,
+    *,
+    agent=None,
+    execution=None,
+    actor=None,
+    owner=None,
+    severity: str = "info",
+    component: str = "",
+) -> Event:
     return Event(
         organization_id=_id_of(organization),
         type=type,
@@ -94,11 +106,30 @@ def _event(organization, type: str, data: dict | None = None, *, agent=None, exe
     )
 
 
-def publish(organization, type: str, data: dict | None = None, *, agent=None, execution=None,
-            actor=None, owner=None, severity: str = "info", component: str = "") -> Event:
+def publish(
+    organization,
+    type: str,
+    data: dict | None = None,
+    *,
+    agent=None,
+    execution=None,
+    actor=None,
+    owner=None,
+    severity: str = "info",
+    component: str = "",
+) -> Event:
     """Record an event and deliver it to sockets after commit. Returns the saved Event."""
-    event = _event(organization, type, data, agent=agent, execution=execution, actor=actor, owner=owner,
-                   severity=severity, component=component)
+    event = _event(
+        organization,
+        type,
+        data,
+        agent=agent,
+        execution=execution,
+        actor=actor,
+        owner=owner,
+        severity=severity,
+        component=component,
+    )
     # Inside the caller's transaction no savepoint of its own (a savepoint and its release are two
     # more round trips, and a failed insert fails the caller's transaction either way).
     with transaction.atomic(savepoint=False):
@@ -147,13 +178,21 @@ def _after_insert(event: Event) -> None:
 # guarantee: the lock is taken before ``nextval`` draws an id and held until the caller commits.
 
 #: the columns ``event_insert_ctes`` fills, in order (``actor_id``/``owner_id`` stay NULL)
-EVENT_INSERT_COLUMNS = ("organization_id", "type", "severity", "component", "agent_id", "execution_id", "data",
-                        "created_at")
+EVENT_INSERT_COLUMNS = (
+    "organization_id",
+    "type",
+    "severity",
+    "component",
+    "agent_id",
+    "execution_id",
+    "data",
+    "created_at",
+)
 
 
 def organization_lock_key_sql(column: str) -> str:
     """SQL of ``locks.organization_lock_key`` of a uuid column: its low 31 bits, minus 2**30."""
-    return (f"((('x' || right(replace({column}::text, '-', ''), 8))::bit(32)::int & 2147483647) - 1073741824)")
+    return f"((('x' || right(replace({column}::text, '-', ''), 8))::bit(32)::int & 2147483647) - 1073741824)"
 
 
 def event_insert_ctes(*, source: str, values: dict[str, str], order_by: str = "") -> str:
@@ -169,21 +208,44 @@ def event_insert_ctes(*, source: str, values: dict[str, str], order_by: str = ""
     columns = ", ".join(("id",) + EVENT_INSERT_COLUMNS)
     # the id is drawn in the SELECT list: PostgreSQL evaluates volatile output expressions after the
     # sort, so ids follow ``order_by``; and after the join with kai_lock, so after the lock
-    expressions = ", ".join([f"nextval(pg_get_serial_sequence('{table}', 'id'))", f"{first}.organization_id"]
-                            + [values[c] for c in EVENT_INSERT_COLUMNS[1:]])
-    return (f"kai_lock AS (SELECT pg_advisory_xact_lock({locks.EVENTS}, "
-            f"{organization_lock_key_sql(first + '.organization_id')}) AS locked FROM {first} LIMIT 1), "
-            f"kai_event AS (INSERT INTO {table} ({columns}) SELECT {expressions} "
-            f"FROM {source}, kai_lock{(' ORDER BY ' + order_by) if order_by else ''} "
-            f"RETURNING id, created_at, type)")
+    expressions = ", ".join(
+        [f"nextval(pg_get_serial_sequence('{table}', 'id'))", f"{first}.organization_id"]
+        + [values[c] for c in EVENT_INSERT_COLUMNS[1:]]
+    )
+    return (
+        f"kai_lock AS (SELECT pg_advisory_xact_lock({locks.EVENTS}, "
+        f"{organization_lock_key_sql(first + '.organization_id')}) AS locked FROM {first} LIMIT 1), "
+        f"kai_event AS (INSERT INTO {table} ({columns}) SELECT {expressions} "
+        f"FROM {source}, kai_lock{(' ORDER BY ' + order_by) if order_by else ''} "
+        f"RETURNING id, created_at, type)"
+    )
 
 
-def published(*, pk: int, created_at, organization, type: str, data: dict | None = None, agent=None,
-              execution=None, severity: str = "info", component: str = "") -> Event:
+def published(
+    *,
+    pk: int,
+    created_at,
+    organization,
+    type: str,
+    data: dict | None = None,
+    agent=None,
+    execution=None,
+    severity: str = "info",
+    component: str = "",
+) -> Event:
     """The rest of ``publish`` for an event a statement made with ``event_insert_ctes``: call it
     inside that statement's transaction, in id order when it made several."""
-    event = Event(pk=pk, created_at=created_at, organization_id=_id_of(organization), type=type, severity=severity,
-                  component=component, agent_id=_id_of(agent), execution_id=_id_of(execution), data=data or {})
+    event = Event(
+        pk=pk,
+        created_at=created_at,
+        organization_id=_id_of(organization),
+        type=type,
+        severity=severity,
+        component=component,
+        agent_id=_id_of(agent),
+        execution_id=_id_of(execution),
+        data=data or {},
+    )
     event._state.adding = False
     event._state.db = router.db_for_write(Event)
     _after_insert(event)
@@ -207,19 +269,23 @@ def _insert_locked(events: list[Event]) -> None:
         params = [locks.EVENTS, keys]
     if len(events) == 1:
         params += [f.get_db_prep_save(f.pre_save(events[0], True), connection=connection) for f in fields]
-        sql = (f"WITH kai_lock AS ({lock}) INSERT INTO {table} ({columns}) "
-               f"SELECT {', '.join(['%s'] * len(fields))} FROM kai_lock RETURNING {quote(Event._meta.pk.column)}")
+        sql = (
+            f"WITH kai_lock AS ({lock}) INSERT INTO {table} ({columns}) "
+            f"SELECT {', '.join(['%s'] * len(fields))} FROM kai_lock RETURNING {quote(Event._meta.pk.column)}"
+        )
     else:
         typed = ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
         rows = ", ".join(f"({index}, {typed})" for index in range(len(events)))
         for event in events:
             params += [f.get_db_prep_save(f.pre_save(event, True), connection=connection) for f in fields]
         names = ", ".join(f"c{i}" for i in range(len(fields)))
-        sql = (f"WITH kai_lock AS ({lock}) INSERT INTO {table} "
-               f"({quote(Event._meta.pk.column)}, {columns}) "
-               f"SELECT nextval(pg_get_serial_sequence('{Event._meta.db_table}', 'id')), {names} "
-               f"FROM kai_lock, (VALUES {rows}) AS rows (kai_ord, {names}) ORDER BY rows.kai_ord "
-               f"RETURNING {quote(Event._meta.pk.column)}")
+        sql = (
+            f"WITH kai_lock AS ({lock}) INSERT INTO {table} "
+            f"({quote(Event._meta.pk.column)}, {columns}) "
+            f"SELECT nextval(pg_get_serial_sequence('{Event._meta.db_table}', 'id')), {names} "
+            f"FROM kai_lock, (VALUES {rows}) AS rows (kai_ord, {names}) ORDER BY rows.kai_ord "
+            f"RETURNING {quote(Event._meta.pk.column)}"
+        )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = sorted(row[0] for row in cursor.fetchall())

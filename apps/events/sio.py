@@ -18,6 +18,7 @@ events (``agent:execute``, ``workflow:execute``…) run through the hub's adapte
 (``client_events.run``: the REST route's permission checks, serializer and service); the answer is
 the acknowledgement and an event of the same name, an error is ``error {error_code, status…}``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,11 +42,16 @@ from kai_platform.realtime.groups import org_group
 from kai_platform.tenancy.authentication import authenticate_credential
 
 #: internal event type → the seed 002 names it is emitted as
-SEED_002_NAMES = {kind: tuple(n for n in names if n in catalog.SEED_002_EVENTS)
-                  for kind, names in catalog.PUBLIC_NAMES.items()}
+SEED_002_NAMES = {
+    kind: tuple(n for n in names if n in catalog.SEED_002_EVENTS) for kind, names in catalog.PUBLIC_NAMES.items()
+}
 #: seed 002's positional arguments of each client event, by name (``workflow:execute(workflow_id, data?)``)
-POSITIONAL = {"workflow:execute": ("workflow_id", "data"), "workflow:stop": ("execution_id",),
-              "agent:subscribe": ("agent_id",), "agent:unsubscribe": ("agent_id",)}
+POSITIONAL = {
+    "workflow:execute": ("workflow_id", "data"),
+    "workflow:stop": ("execution_id",),
+    "agent:subscribe": ("agent_id",),
+    "agent:unsubscribe": ("agent_id",),
+}
 
 
 def _manager():
@@ -56,9 +62,14 @@ def _cors_origins(origin, environ) -> bool:
     return origin_allowed(origin)
 
 
-sio = socketio.AsyncServer(async_mode="asgi", client_manager=_manager(),
-                           cors_allowed_origins=_cors_origins, logger=False, engineio_logger=False,
-                           max_http_buffer_size=settings.KAI_WS_MAX_MESSAGE_BYTES)
+sio = socketio.AsyncServer(
+    async_mode="asgi",
+    client_manager=_manager(),
+    cors_allowed_origins=_cors_origins,
+    logger=False,
+    engineio_logger=False,
+    max_http_buffer_size=settings.KAI_WS_MAX_MESSAGE_BYTES,
+)
 application = socketio.ASGIApp(sio, socketio_path="socket.io")
 PATH_PREFIX = "/socket.io/"
 
@@ -139,14 +150,24 @@ async def refuse(session: Session, message: str) -> None:
 
 # --- connection ------------------------------------------------------------------------------------
 
+
 class Refused(socketio.exceptions.ConnectionRefusedError):
     """A refused connection: the client's ``connect_error`` has ``err.message`` and, as ``err.data``,
     seed 002's error body (``{success: false, error: {code, message, details, timestamp}}``)."""
 
     def __init__(self, code: str, message: str, **details):
-        super().__init__(message, {"success": False, "error": {
-            "code": code, "message": message, "details": details,
-            "timestamp": datetime.now(UTC).isoformat()}})
+        super().__init__(
+            message,
+            {
+                "success": False,
+                "error": {
+                    "code": code,
+                    "message": message,
+                    "details": details,
+                    "timestamp": datetime.now(UTC).isoformat(),
+                },
+            },
+        )
 
 
 @sio.event
@@ -162,7 +183,8 @@ async def connect(sid, environ, auth):
         raise Refused("AUTH_001", "Authenticate with io(url, {auth: {token}}).")
     try:
         user, credential = await database_sync_to_async(authenticate_credential)(
-            token, organization_ref=auth.get("organization") or query.get("organization"))
+            token, organization_ref=auth.get("organization") or query.get("organization")
+        )
     except (exceptions.AuthenticationFailed, exceptions.PermissionDenied) as exc:
         raise Refused("AUTH_001", str(exc.detail)) from None
     if credential.organization is None:
@@ -170,8 +192,9 @@ async def connect(sid, environ, auth):
     refused = await limits.acquire(user.pk, session.ip, session.client_id, _lease_info(session, user, credential))
     if refused:
         details = {"limit": refused, **({"retry_after": 60} if refused.endswith("_rate") else {})}
-        raise Refused("GENERAL_002", f"Connection limit exceeded ({refused.replace('_', ' ')}); retry later.",
-                      **details)
+        raise Refused(
+            "GENERAL_002", f"Connection limit exceeded ({refused.replace('_', ' ')}); retry later.", **details
+        )
     session._limits_held = True
     session.identity, session.credential = SocketIdentity(user, credential), token
     _sessions[sid] = session
@@ -197,10 +220,15 @@ async def _welcome(session: Session, user, credential, resume: int | None) -> No
 
 def _lease_info(session: Session, user, credential) -> dict:
     headers = dict(session.scope.get("headers") or [])
-    return {"user": user.email, "organization_id": str(credential.organization.pk), "path": PATH_PREFIX,
-            "socket": "socket.io", "server": SERVER_ID,
-            "client_fingerprint": headers.get(b"x-client-fingerprint", b"").decode("latin-1")[:200],
-            "client_version": headers.get(b"x-client-version", b"").decode("latin-1")[:100]}
+    return {
+        "user": user.email,
+        "organization_id": str(credential.organization.pk),
+        "path": PATH_PREFIX,
+        "socket": "socket.io",
+        "server": SERVER_ID,
+        "client_fingerprint": headers.get(b"x-client-fingerprint", b"").decode("latin-1")[:200],
+        "client_version": headers.get(b"x-client-version", b"").decode("latin-1")[:100],
+    }
 
 
 def _user_payload(user, credential) -> dict:
@@ -227,6 +255,7 @@ async def disconnect(sid, *args):
 
 # --- client events ---------------------------------------------------------------------------------
 
+
 def _as_data(name: str, args: tuple) -> dict:
     """Seed 002's arguments → the adapters' ``data``: an object as is, positional values by name."""
     if len(args) == 1 and isinstance(args[0], dict) and name not in ("workflow:execute",):
@@ -244,8 +273,13 @@ async def _client_event(name: str, sid: str, args: tuple):
         return {"error_code": "AUTH_001", "error_message": "Not authenticated.", "status": 401}
     if not session.within_rate():
         limit = settings.KAI_WS_MESSAGES_PER_MINUTE
-        refusal = {"event": name, "error_code": "RATE_LIMIT_EXCEEDED", "status": 429, "retry_after": 60,
-                   "error_message": f"More than {limit} client events a minute; this one was dropped."}
+        refusal = {
+            "event": name,
+            "error_code": "RATE_LIMIT_EXCEEDED",
+            "status": 429,
+            "retry_after": 60,
+            "error_message": f"More than {limit} client events a minute; this one was dropped.",
+        }
         await emit("error", refusal, sid)
         return refusal
     data = _as_data(name, args)
@@ -277,4 +311,3 @@ def _register(name: str) -> None:
 
 for _name in (*client_events.NAMES, "agent:subscribe", "agent:unsubscribe"):
     _register(_name)
-

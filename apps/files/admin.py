@@ -1,4 +1,5 @@
 """Uploaded files: metadata only (bytes stay in storage); uploads go through the API."""
+
 from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
 
@@ -12,8 +13,21 @@ class StoredFileAdmin(admin.ModelAdmin):
     list_filter = ("organization", "content_type", CREATED)
     search_fields = ("name", "=sha256", "=id", "organization__slug")
     list_select_related = ("organization", "created_by")
-    readonly_fields = ("organization", "name", "storage_key", "size", "content_type", "declared_content_type",
-                       "sha256", "agent_id", "execution_id", "metadata", "created_by", "created_at", "updated_at")
+    readonly_fields = (
+        "organization",
+        "name",
+        "storage_key",
+        "size",
+        "content_type",
+        "declared_content_type",
+        "sha256",
+        "agent_id",
+        "execution_id",
+        "metadata",
+        "created_by",
+        "created_at",
+        "updated_at",
+    )
 
     def has_add_permission(self, request):
         return False

@@ -18,4 +18,15 @@ class StoredFileFilter(django_filters.FilterSet):
 
     class Meta:
         model = StoredFile
-        fields = ["name", "content_type", "agent", "agent_id", "execution", "execution_id", "uploaded_by", "sha256", "since", "until"]
+        fields = [
+            "name",
+            "content_type",
+            "agent",
+            "agent_id",
+            "execution",
+            "execution_id",
+            "uploaded_by",
+            "sha256",
+            "since",
+            "until",
+        ]

@@ -1,4 +1,5 @@
 """Uploaded files: bytes in the configured storage (django-storages), metadata here."""
+
 from django.db import models
 
 from kai_platform.tenancy.models import TenantModel

@@ -10,8 +10,20 @@ class StoredFileSerializer(KaiModelSerializer):
 
     class Meta:
         model = StoredFile
-        fields = ["id", "name", "size", "content_type", "declared_content_type", "sha256", "uploaded_by", "agent_id",
-                  "execution_id", "metadata", "created_at", "download_url"]
+        fields = [
+            "id",
+            "name",
+            "size",
+            "content_type",
+            "declared_content_type",
+            "sha256",
+            "uploaded_by",
+            "agent_id",
+            "execution_id",
+            "metadata",
+            "created_at",
+            "download_url",
+        ]
         read_only_fields = fields
 
     def get_download_url(self, obj) -> str:
@@ -19,8 +31,12 @@ class StoredFileSerializer(KaiModelSerializer):
 
 
 class AgentUploadSerializer(KaiSerializer):
-    file = serializers.ListField(child=serializers.FileField(allow_empty_file=True), min_length=1, max_length=20,
-                                 help_text="One or more files (repeat the multipart field `file`).")
+    file = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True),
+        min_length=1,
+        max_length=20,
+        help_text="One or more files (repeat the multipart field `file`).",
+    )
     execution_id = serializers.UUIDField(required=False)
     metadata = JSONObjectField(required=False, max_bytes=8192)
 

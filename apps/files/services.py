@@ -1,4 +1,5 @@
 """Writes of files: store (quota-checked, in one transaction with its audit row) and delete."""
+
 from __future__ import annotations
 
 import hashlib
@@ -59,15 +60,26 @@ def _check_quota(organization, size: int) -> None:
         )
 
 
-def file_store(*, organization, user, upload, name: str | None = None, declared_content_type: str = "",
-               agent_id=None, execution_id=None, metadata: dict | None = None) -> StoredFile:
+def file_store(
+    *,
+    organization,
+    user,
+    upload,
+    name: str | None = None,
+    declared_content_type: str = "",
+    agent_id=None,
+    execution_id=None,
+    metadata: dict | None = None,
+) -> StoredFile:
     """Store one file (an UploadedFile or any File object) for the organization.
 
     Refuses a file over the per-file cap or over the organization's quota (413, with usage)."""
     size = upload.size
     if size > max_upload_bytes():
-        raise PayloadTooLarge(f"The file exceeds the upload limit of {settings.KAI_MAX_UPLOAD_MB} MB.",
-                              errors=[{"field": "file", "message": f"max {settings.KAI_MAX_UPLOAD_MB} MB per file"}])
+        raise PayloadTooLarge(
+            f"The file exceeds the upload limit of {settings.KAI_MAX_UPLOAD_MB} MB.",
+            errors=[{"field": "file", "message": f"max {settings.KAI_MAX_UPLOAD_MB} MB per file"}],
+        )
     sha256, head = getattr(upload, "kai_sha256", None), getattr(upload, "kai_head", None)
     if sha256 is None:
         sha256, head = _digest_and_head(upload)
@@ -79,15 +91,31 @@ def file_store(*, organization, user, upload, name: str | None = None, declared_
         stored_key = default_storage.save(key, upload)  # never overwrites: the key is new
         try:
             stored = StoredFile.objects.create(
-                organization=organization, created_by=user, name=clean_name, storage_key=stored_key, size=size,
+                organization=organization,
+                created_by=user,
+                name=clean_name,
+                storage_key=stored_key,
+                size=size,
                 content_type=sniff_content_type(head or b""),
                 declared_content_type=(declared_content_type or "")[:255],
-                sha256=sha256, agent_id=agent_id, execution_id=execution_id, metadata=metadata or {},
+                sha256=sha256,
+                agent_id=agent_id,
+                execution_id=execution_id,
+                metadata=metadata or {},
             )
-            audit_record(organization=organization, actor=user, action="file.create", instance=stored,
-                         after=snapshot(stored))
-            publish(organization, "file.uploaded", {"file_id": str(stored.pk), "name": clean_name, "size": size},
-                    actor=user, agent=agent_id, execution=execution_id, owner=user, component="files")
+            audit_record(
+                organization=organization, actor=user, action="file.create", instance=stored, after=snapshot(stored)
+            )
+            publish(
+                organization,
+                "file.uploaded",
+                {"file_id": str(stored.pk), "name": clean_name, "size": size},
+                actor=user,
+                agent=agent_id,
+                execution=execution_id,
+                owner=user,
+                component="files",
+            )
         except BaseException:
             default_storage.delete(stored_key)  # no orphan object when the row is not written
             raise
@@ -102,10 +130,20 @@ def file_store_bytes(*, organization, user, content: bytes, name: str, **kwargs)
 
 def file_delete(*, stored: StoredFile, actor) -> None:
     with transaction.atomic():
-        audit_record(organization=stored.organization, actor=actor, action="file.delete", instance=stored,
-                     before=snapshot(stored))
+        audit_record(
+            organization=stored.organization,
+            actor=actor,
+            action="file.delete",
+            instance=stored,
+            before=snapshot(stored),
+        )
         key = stored.storage_key
         stored.delete()
-        publish(stored.organization, "file.deleted", {"file_id": str(stored.pk), "name": stored.name},
-                actor=actor, component="files")
+        publish(
+            stored.organization,
+            "file.deleted",
+            {"file_id": str(stored.pk), "name": stored.name},
+            actor=actor,
+            component="files",
+        )
         transaction.on_commit(lambda: default_storage.delete(key))

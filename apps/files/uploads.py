@@ -1,6 +1,7 @@
 """Upload handling that enforces the per-file size cap while the bytes stream in, hashes them
 on the way, and keeps the first bytes for content sniffing. Files land in temporary files on
 disk, never whole in memory."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """File names and content types: never trusted from the client."""
+
 from __future__ import annotations
 
 import os
@@ -40,7 +41,7 @@ _ZIP_MEMBERS = (
 
 def _zip_type(head: bytes) -> str:
     if head.startswith(b"PK\x03\x04") and head[30:38] == b"mimetype":
-        declared = head[38:38 + 80].split(b"PK", 1)[0].strip()
+        declared = head[38 : 38 + 80].split(b"PK", 1)[0].strip()
         if declared.startswith(b"application/") and declared.isascii():
             return declared.decode()  # OpenDocument/EPUB: the stored mimetype member comes first
     for marker, mime in _ZIP_MEMBERS:

@@ -24,15 +24,20 @@ def store_uploads(request, serializer_class, *, organization, agent_id=None) -> 
     values = serializer.validated_data
     stored = [
         services.file_store(
-            organization=organization, user=request.user, upload=upload,
+            organization=organization,
+            user=request.user,
+            upload=upload,
             declared_content_type=getattr(upload, "content_type", "") or "",
-            agent_id=agent_id or values.get("agent_id"), execution_id=values.get("execution_id"),
+            agent_id=agent_id or values.get("agent_id"),
+            execution_id=values.get("execution_id"),
             metadata=values.get("metadata"),
         )
         for upload in values["file"]
     ]
-    return Response({"files": StoredFileSerializer(stored, many=True).data,
-                     "total_size": sum(f.size for f in stored)}, status=status.HTTP_201_CREATED)
+    return Response(
+        {"files": StoredFileSerializer(stored, many=True).data, "total_size": sum(f.size for f in stored)},
+        status=status.HTTP_201_CREATED,
+    )
 
 
 @extend_schema(tags=["files"])
@@ -67,8 +72,12 @@ class FileViewSet(TenantScopedViewSet):
     @action(detail=True, methods=["get"], url_path="download")
     def download(self, request, pk=None):
         stored = self.get_object()
-        response = FileResponse(selectors.open_file(stored=stored), as_attachment=True, filename=stored.name,
-                                content_type=stored.content_type)
+        response = FileResponse(
+            selectors.open_file(stored=stored),
+            as_attachment=True,
+            filename=stored.name,
+            content_type=stored.content_type,
+        )
         response["X-Content-Type-Options"] = "nosniff"
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         response["X-Checksum-SHA256"] = stored.sha256

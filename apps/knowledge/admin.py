@@ -1,5 +1,6 @@
 """Operator console for knowledge: bases with their counts and a search box on a base's page,
 documents with status and counts, re-ingest and delete through the services; the graph."""
+
 from django.contrib import admin, messages
 from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce
@@ -35,9 +36,15 @@ class KnowledgeBaseAdmin(admin.ModelAdmin):
         return False  # created through the API (validated embedding model)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
-            document_total=Count("documents"), chunk_total=Coalesce(Sum("documents__chunk_count"), 0),
-            byte_total=Coalesce(Sum("documents__bytes"), 0))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                document_total=Count("documents"),
+                chunk_total=Coalesce(Sum("documents__chunk_count"), 0),
+                byte_total=Coalesce(Sum("documents__bytes"), 0),
+            )
+        )
 
     @admin.display(description="documents", ordering="document_total")
     def documents(self, obj):
@@ -82,14 +89,39 @@ class KnowledgeBaseAdmin(admin.ModelAdmin):
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    list_display = ("name", "knowledge_base", "organization", "source_type", "status", "chunk_count", "human_size",
-                    "ingested_at")
+    list_display = (
+        "name",
+        "knowledge_base",
+        "organization",
+        "source_type",
+        "status",
+        "chunk_count",
+        "human_size",
+        "ingested_at",
+    )
     list_filter = ("status", "source_type", "organization", CREATED)
     search_fields = ("=id", "name", "source_url", "error", "knowledge_base__name")
     list_select_related = ("knowledge_base", "organization")
-    readonly_fields = ("organization", "knowledge_base", "source_type", "source_url", "file", "content_type", "bytes",
-                       "sha256", "status", "error", "chunk_count", "token_count", "page_count", "version",
-                       "ingested_at", "created_by", "created_at", "updated_at")
+    readonly_fields = (
+        "organization",
+        "knowledge_base",
+        "source_type",
+        "source_url",
+        "file",
+        "content_type",
+        "bytes",
+        "sha256",
+        "status",
+        "error",
+        "chunk_count",
+        "token_count",
+        "page_count",
+        "version",
+        "ingested_at",
+        "created_by",
+        "created_at",
+        "updated_at",
+    )
     exclude = ("text",)
     actions = ["reingest"]
 

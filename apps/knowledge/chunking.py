@@ -2,6 +2,7 @@
 ``kai_platform.llm.base``); a chunk holds at most ``size`` of them, ends at a sentence or line
 break when one falls in its last fifth, and shares ``overlap`` tokens with the next. Chunks keep
 the original text (spacing and punctuation) between their first and last token."""
+
 from __future__ import annotations
 
 import re
@@ -24,7 +25,7 @@ def _break_at(tokens: list[re.Match], text: str, start: int, end: int) -> int:
     for i in range(end - 1, floor - 1, -1):
         if tokens[i].group() in _SENTENCE_END:
             return i + 1
-        if i + 1 < len(tokens) and "\n" in text[tokens[i].end():tokens[i + 1].start()]:
+        if i + 1 < len(tokens) and "\n" in text[tokens[i].end() : tokens[i + 1].start()]:
             return i + 1
     return end
 
@@ -40,7 +41,7 @@ def chunk_text(text: str, *, size: int, overlap: int, metadata: dict | None = No
         end = min(start + size, len(tokens))
         if end < len(tokens):
             end = _break_at(tokens, text, start, end)
-        pieces.append(Piece(text[tokens[start].start():tokens[end - 1].end()], end - start, dict(metadata or {})))
+        pieces.append(Piece(text[tokens[start].start() : tokens[end - 1].end()], end - start, dict(metadata or {})))
         if end >= len(tokens):
             break
         start = max(end - overlap, start + 1)

@@ -1,5 +1,6 @@
 """Which embedder serves a knowledge base: the builtin offline one, or a provider model of the
 organization answering OpenAI-compatible ``/embeddings`` (asked for ``EMBEDDING_DIMENSIONS``)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -31,8 +32,10 @@ def _resolve(*, organization, name: str):
     if resolved.note:  # a fallback to builtin would embed with another model than the one named
         raise EmbeddingUnavailable(f"embedding model {name!r} has no configured provider")
     if resolved.provider_type != "builtin" and resolved.provider_type not in OPENAI_COMPATIBLE:
-        raise EmbeddingUnavailable(f"embedding model {name!r} is served by a {resolved.provider_type} provider; "
-                                   "embeddings need an OpenAI-compatible one (or 'builtin')")
+        raise EmbeddingUnavailable(
+            f"embedding model {name!r} is served by a {resolved.provider_type} provider; "
+            "embeddings need an OpenAI-compatible one (or 'builtin')"
+        )
     return resolved
 
 
@@ -58,17 +61,25 @@ def embedder_for(knowledge_base) -> Embedder:
             raise EmbeddingUnavailable(f"embedding with {name!r} failed ({exc.kind}): {exc.message}") from exc
         wrong = next((len(v) for v in vectors if len(v) != EMBEDDING_DIMENSIONS), None)
         if wrong is not None:
-            raise EmbeddingUnavailable(f"{name!r} returned {wrong}-dimensional embeddings; knowledge bases store "
-                                       f"{EMBEDDING_DIMENSIONS} (use a model that accepts `dimensions`)")
+            raise EmbeddingUnavailable(
+                f"{name!r} returned {wrong}-dimensional embeddings; knowledge bases store "
+                f"{EMBEDDING_DIMENSIONS} (use a model that accepts `dimensions`)"
+            )
         return vectors
+
     return embed
 
 
-def embed_batched(embed: Embedder, texts: list[str], *, on_batch: Callable[[int, int], None] | None = None,
-                  batch_size: int = BATCH_SIZE) -> list[list[float]]:
+def embed_batched(
+    embed: Embedder,
+    texts: list[str],
+    *,
+    on_batch: Callable[[int, int], None] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> list[list[float]]:
     vectors: list[list[float]] = []
     for start in range(0, len(texts), batch_size):
-        vectors.extend(embed(texts[start:start + batch_size]))
+        vectors.extend(embed(texts[start : start + batch_size]))
         if on_batch:
             on_batch(len(vectors), len(texts))
     return vectors

@@ -3,6 +3,7 @@
 ``extract(data, name, content_type)`` → ``Extracted``: the sections of text (a PDF's pages, else
 one) with their metadata, and the page count. Unsupported or unreadable input raises
 ``ExtractionError`` with a message for the document's ``error``."""
+
 from __future__ import annotations
 
 import csv
@@ -66,8 +67,29 @@ def _decode(data: bytes) -> str:
 
 class _HTMLText(HTMLParser):
     SKIP = {"script", "style", "noscript", "template", "svg", "head"}
-    BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "pre",
-             "blockquote", "table", "ul", "ol", "header", "footer", "title"}
+    BLOCK = {
+        "p",
+        "div",
+        "br",
+        "li",
+        "tr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "section",
+        "article",
+        "pre",
+        "blockquote",
+        "table",
+        "ul",
+        "ol",
+        "header",
+        "footer",
+        "title",
+    }
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -151,6 +173,7 @@ def _json(data: bytes) -> Extracted:
                 walk(child, f"{path}[{index}]")
         elif node is not None:
             lines.append(f"{path}: {node}" if path else str(node))
+
     walk(value, "")
     return Extracted([("\n".join(lines), {})], format="json")
 
@@ -164,8 +187,9 @@ def _pdf(data: bytes) -> Extracted:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise ExtractionError("the PDF is encrypted")
-        sections = [(_tidy(page.extract_text() or ""), {"page": number})
-                    for number, page in enumerate(reader.pages, start=1)]
+        sections = [
+            (_tidy(page.extract_text() or ""), {"page": number}) for number, page in enumerate(reader.pages, start=1)
+        ]
     except ExtractionError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError) as exc:
@@ -192,8 +216,10 @@ def _docx(data: bytes) -> Extracted:
 def extract(data: bytes, *, name: str = "", content_type: str = "") -> Extracted:
     fmt = detect_format(name, content_type)
     if fmt is None:
-        raise ExtractionError(f"unsupported document type {content_type or os.path.splitext(name)[1] or 'unknown'!r}; "
-                              f"supported: {', '.join(FORMATS)}")
+        raise ExtractionError(
+            f"unsupported document type {content_type or os.path.splitext(name)[1] or 'unknown'!r}; "
+            f"supported: {', '.join(FORMATS)}"
+        )
     if fmt == "html":
         return _html(data)
     if fmt == "csv":

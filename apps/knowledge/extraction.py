@@ -8,6 +8,7 @@ through ``graph.row_create``: audited, seed 004 events) — at once, or, when th
 setting ``knowledge_extraction_review`` is on, only when a developer applies the reviewed proposal
 (``POST knowledge-graph/extractions/{execution_id}/apply``, optionally edited).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,8 @@ INSTRUCTIONS = (
     "between them from the document below. Answer with one JSON object and nothing else, with two "
     'lists: "entities" (objects with "key", "type", "label", "properties") and "relationships" '
     '(objects with "source", "target", "type", "properties", where source and target are keys of '
-    "the entities).\n\nDocument {name}:\n{text}")
+    "the entities).\n\nDocument {name}:\n{text}"
+)
 
 
 def requires_review(organization) -> bool:
@@ -59,17 +61,24 @@ def extraction_start(*, organization, actor, document: Document, agent) -> Execu
     values = {"name": document.name, "text": document_text(document)}
     description = re.sub(r"\{(name|text)\}", lambda m: literal(values[m.group(1)]), INSTRUCTIONS)
     return execution_create(
-        organization=organization, actor=actor, kind=ExecutionKind.AGENT_TASK, agent=agent,
+        organization=organization,
+        actor=actor,
+        kind=ExecutionKind.AGENT_TASK,
+        agent=agent,
         run_name=f"Extract entities: {document.name}"[:300],
-        definition={"name": "knowledge extraction", "description": description,
-                    "expected_output": "one JSON object: entities and relationships",
-                    MARK: {"document_id": str(document.pk), "review": requires_review(organization)}})
+        definition={
+            "name": "knowledge extraction",
+            "description": description,
+            "expected_output": "one JSON object: entities and relationships",
+            MARK: {"document_id": str(document.pk), "review": requires_review(organization)},
+        },
+    )
 
 
 def _json_object(text: str) -> dict:
     start, end = text.find("{"), text.rfind("}")
     try:
-        value = json.loads(text[start:end + 1]) if 0 <= start < end else None
+        value = json.loads(text[start : end + 1]) if 0 <= start < end else None
     except ValueError:
         value = None
     if not isinstance(value, dict):
@@ -86,12 +95,21 @@ def proposal_parse(output) -> dict:
             continue
         key = str(item.get("key") or item["label"])
         keys.add(key)
-        entities.append({"key": key, "type": str(item.get("type") or "thing")[:100],
-                         "label": str(item["label"]).strip()[:500],
-                         "properties": item.get("properties") if isinstance(item.get("properties"), dict) else {}})
+        entities.append(
+            {
+                "key": key,
+                "type": str(item.get("type") or "thing")[:100],
+                "label": str(item["label"]).strip()[:500],
+                "properties": item.get("properties") if isinstance(item.get("properties"), dict) else {},
+            }
+        )
     relationships = [
-        {"source": str(item["source"]), "target": str(item["target"]), "type": str(item.get("type") or "related_to")[:100],
-         "properties": item.get("properties") if isinstance(item.get("properties"), dict) else {}}
+        {
+            "source": str(item["source"]),
+            "target": str(item["target"]),
+            "type": str(item.get("type") or "related_to")[:100],
+            "properties": item.get("properties") if isinstance(item.get("properties"), dict) else {},
+        }
         for item in (raw.get("relationships") or [])[:MAX_RELATIONSHIPS]
         if isinstance(item, dict) and str(item.get("source")) in keys and str(item.get("target")) in keys
     ]
@@ -106,15 +124,31 @@ def extraction_apply(*, organization, actor, proposal: dict, document: Document 
         for item in proposal["entities"]:
             existing = Entity.objects.for_org(organization).filter(type=item["type"], label=item["label"]).first()
             if existing is None:
-                existing = graph.row_create(graph.ENTITY, organization=organization, actor=actor, data={
-                    "type": item["type"], "label": item["label"], "properties": item["properties"],
-                    "document_id": document.pk if document else None})
+                existing = graph.row_create(
+                    graph.ENTITY,
+                    organization=organization,
+                    actor=actor,
+                    data={
+                        "type": item["type"],
+                        "label": item["label"],
+                        "properties": item["properties"],
+                        "document_id": document.pk if document else None,
+                    },
+                )
                 created["entities"].append(str(existing.pk))
             ids[item["key"]] = existing.pk
         for item in proposal["relationships"]:
-            rel = graph.row_create(graph.RELATIONSHIP, organization=organization, actor=actor, data={
-                "source_id": ids[item["source"]], "target_id": ids[item["target"]], "type": item["type"],
-                "properties": item["properties"]})
+            rel = graph.row_create(
+                graph.RELATIONSHIP,
+                organization=organization,
+                actor=actor,
+                data={
+                    "source_id": ids[item["source"]],
+                    "target_id": ids[item["target"]],
+                    "type": item["type"],
+                    "properties": item["properties"],
+                },
+            )
             created["relationships"].append(str(rel.pk))
     return created
 

@@ -1,5 +1,6 @@
 """The organization's knowledge graph: writes of entities and relationships (each audited and
 published as the hub's ``entity_*`` / ``relationship_*`` events, docs/knowledge.md) and the neighbourhood read."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -24,17 +25,28 @@ def _user(actor):
 
 
 def _entity_data(entity: Entity, actor) -> dict:
-    return {"entity_id": str(entity.pk), "type": entity.type, "label": entity.label,
-            "created_by": str(entity.created_by_id) if entity.created_by_id else None,
-            "updated_by": str(actor.pk) if _user(actor) else None, "properties": entity.properties or {}}
+    return {
+        "entity_id": str(entity.pk),
+        "type": entity.type,
+        "label": entity.label,
+        "created_by": str(entity.created_by_id) if entity.created_by_id else None,
+        "updated_by": str(actor.pk) if _user(actor) else None,
+        "properties": entity.properties or {},
+    }
 
 
 def _relationship_data(rel: Relationship, actor) -> dict:
     properties = rel.properties or {}
-    return {"relationship_id": str(rel.pk), "source_id": str(rel.source_id), "target_id": str(rel.target_id),
-            "relationship_type": rel.type, "strength": properties.get("strength"),
-            "created_by": str(rel.created_by_id) if rel.created_by_id else None,
-            "updated_by": str(actor.pk) if _user(actor) else None, "properties": properties}
+    return {
+        "relationship_id": str(rel.pk),
+        "source_id": str(rel.source_id),
+        "target_id": str(rel.target_id),
+        "relationship_type": rel.type,
+        "strength": properties.get("strength"),
+        "created_by": str(rel.created_by_id) if rel.created_by_id else None,
+        "updated_by": str(actor.pk) if _user(actor) else None,
+        "properties": properties,
+    }
 
 
 def _publish(organization_id, kind: str, action: str, data: dict, actor) -> None:
@@ -65,14 +77,21 @@ class Kind:
     event_data: Callable  # (row, actor) -> the seed 004 event's data
 
 
-ENTITY = Kind("entity", Entity, ENTITY_FIELDS, lambda org, values: _check_document(org, values.get("document_id")),
-              _entity_data)
+ENTITY = Kind(
+    "entity", Entity, ENTITY_FIELDS, lambda org, values: _check_document(org, values.get("document_id")), _entity_data
+)
 RELATIONSHIP = Kind("relationship", Relationship, RELATIONSHIP_FIELDS, _entities_of, _relationship_data)
 
 
 def _write(kind: Kind, organization, row, action: str, actor, before=None) -> None:
-    audit_record(organization=organization, actor=actor, action=f"{kind.name}.{action}", instance=row,
-                 before=before, after=snapshot(row) if action != "delete" else None)
+    audit_record(
+        organization=organization,
+        actor=actor,
+        action=f"{kind.name}.{action}",
+        instance=row,
+        before=before,
+        after=snapshot(row) if action != "delete" else None,
+    )
 
 
 def row_create(kind: Kind, *, organization, actor, data: dict):
@@ -128,10 +147,13 @@ SELECT entity_id, min(depth) AS depth FROM walk GROUP BY entity_id ORDER BY 2, 1
 def neighbourhood(*, organization, entity: Entity, depth: int) -> dict:
     """The entities within ``depth`` hops (either direction) and the relationships among them."""
     with connection.cursor() as cursor:
-        cursor.execute(_NEIGHBOURHOOD_SQL, {"start": str(entity.pk), "org": str(organization.pk), "depth": depth,
-                                            "limit": MAX_NEIGHBOURHOOD})
+        cursor.execute(
+            _NEIGHBOURHOOD_SQL,
+            {"start": str(entity.pk), "org": str(organization.pk), "depth": depth, "limit": MAX_NEIGHBOURHOOD},
+        )
         depths = {str(row[0]): row[1] for row in cursor.fetchall()}
     entities = list(Entity.objects.for_org(organization).filter(pk__in=list(depths)))
-    relationships = list(Relationship.objects.for_org(organization)
-                         .filter(source_id__in=list(depths), target_id__in=list(depths)))
+    relationships = list(
+        Relationship.objects.for_org(organization).filter(source_id__in=list(depths), target_id__in=list(depths))
+    )
     return {"entities": entities, "relationships": relationships, "depths": depths}

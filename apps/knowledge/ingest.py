@@ -3,6 +3,7 @@ events) → index. The chunk writes, the READY status and its event are one tran
 search sees the old index or the new one, never half of one; a failure leaves the document
 FAILED with its error and no chunks. Idempotent: a task for an older version, or for a version
 already READY, does nothing."""
+
 from __future__ import annotations
 
 import logging
@@ -76,8 +77,12 @@ def load(document: Document) -> Extracted:
 
 def _claim(document_id, version: int) -> Document | None:
     with transaction.atomic():
-        document = (Document.objects.select_for_update(of=("self",)).select_related("knowledge_base", "organization", "file")
-                    .filter(pk=document_id).first())
+        document = (
+            Document.objects.select_for_update(of=("self",))
+            .select_related("knowledge_base", "organization", "file")
+            .filter(pk=document_id)
+            .first()
+        )
         if document is None or document.version != version or document.status == S.READY:
             return None
         document.status, document.error = S.PROCESSING, ""
@@ -88,18 +93,35 @@ def _claim(document_id, version: int) -> Document | None:
 
 def publish_status(document: Document, *, actor=None) -> None:
     """``knowledge.document.status``: every status change of a document."""
-    publish(document.organization_id, "knowledge.document.status",
-            {"document_id": str(document.pk), "knowledge_base_id": str(document.knowledge_base_id),
-             "name": document.name, "status": document.status, "error": document.error or None,
-             "chunk_count": document.chunk_count},
-            actor=actor if getattr(actor, "is_authenticated", False) else None,
-            severity="warning" if document.status == S.FAILED else "info", component="knowledge")
+    publish(
+        document.organization_id,
+        "knowledge.document.status",
+        {
+            "document_id": str(document.pk),
+            "knowledge_base_id": str(document.knowledge_base_id),
+            "name": document.name,
+            "status": document.status,
+            "error": document.error or None,
+            "chunk_count": document.chunk_count,
+        },
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        severity="warning" if document.status == S.FAILED else "info",
+        component="knowledge",
+    )
 
 
 def _progress(document: Document, done: int, total: int) -> None:
-    publish(document.organization_id, "knowledge.document.progress",
-            {"document_id": str(document.pk), "knowledge_base_id": str(document.knowledge_base_id),
-             "done": done, "total": total}, component="knowledge")
+    publish(
+        document.organization_id,
+        "knowledge.document.progress",
+        {
+            "document_id": str(document.pk),
+            "knowledge_base_id": str(document.knowledge_base_id),
+            "done": done,
+            "total": total,
+        },
+        component="knowledge",
+    )
 
 
 def document_ingest(*, document_id, version: int) -> str:
@@ -110,18 +132,23 @@ def document_ingest(*, document_id, version: int) -> str:
     kb = document.knowledge_base
     try:
         extracted = load(document)
-        pieces = [p for p in chunk_sections(extracted.sections, size=kb.chunk_size, overlap=kb.chunk_overlap)
-                  if p.text.strip()]
+        pieces = [
+            p
+            for p in chunk_sections(extracted.sections, size=kb.chunk_size, overlap=kb.chunk_overlap)
+            if p.text.strip()
+        ]
         if not pieces:
             raise IngestError("the document has no text")
-        limits.check_chunks(document.organization, document_id=document.pk, new_chunks=len(pieces),
-                            new_bytes=document.bytes)
+        limits.check_chunks(
+            document.organization, document_id=document.pk, new_chunks=len(pieces), new_bytes=document.bytes
+        )
         embed = embedders.embedder_for(kb)
         _progress(document, 0, len(pieces))
         if not connection.in_atomic_block:
             connection.close()  # no connection held while a provider embeds
-        vectors = embedders.embed_batched(embed, [p.text for p in pieces],
-                                          on_batch=lambda done, total: _progress(document, done, total))
+        vectors = embedders.embed_batched(
+            embed, [p.text for p in pieces], on_batch=lambda done, total: _progress(document, done, total)
+        )
     except (IngestError, ExtractionError, limits.LimitExceeded, embedders.EmbeddingUnavailable) as exc:
         return _fail(document, version, str(exc))
     except Exception as exc:
@@ -136,20 +163,43 @@ def _index(document: Document, version: int, extracted: Extracted, pieces, vecto
         if current is None or current.version != version:
             return "stale"  # deleted or re-requested meanwhile: the newer task indexes it
         Chunk.objects.filter(document_id=document.pk).delete()
-        Chunk.objects.bulk_create([
-            Chunk(organization_id=document.organization_id, knowledge_base_id=document.knowledge_base_id,
-                  document_id=document.pk, position=i, text=p.text, token_count=p.tokens, metadata=p.metadata,
-                  embedding=v)
-            for i, (p, v) in enumerate(zip(pieces, vectors))], batch_size=500)
+        Chunk.objects.bulk_create(
+            [
+                Chunk(
+                    organization_id=document.organization_id,
+                    knowledge_base_id=document.knowledge_base_id,
+                    document_id=document.pk,
+                    position=i,
+                    text=p.text,
+                    token_count=p.tokens,
+                    metadata=p.metadata,
+                    embedding=v,
+                )
+                for i, (p, v) in enumerate(zip(pieces, vectors))
+            ],
+            batch_size=500,
+        )
         with connection.cursor() as cursor:
-            cursor.execute("UPDATE knowledge_chunk SET search_vector = to_tsvector(%s::regconfig, text) "
-                           "WHERE document_id = %s", [document.knowledge_base.language, document.pk])
+            cursor.execute(
+                "UPDATE knowledge_chunk SET search_vector = to_tsvector(%s::regconfig, text) WHERE document_id = %s",
+                [document.knowledge_base.language, document.pk],
+            )
         current.status, current.error = S.READY, ""
         current.chunk_count, current.token_count = len(pieces), sum(p.tokens for p in pieces)
         current.page_count, current.bytes = extracted.pages, document.bytes
         current.ingested_at = timezone.now()
-        current.save(update_fields=["status", "error", "chunk_count", "token_count", "page_count", "bytes",
-                                    "ingested_at", "updated_at"])
+        current.save(
+            update_fields=[
+                "status",
+                "error",
+                "chunk_count",
+                "token_count",
+                "page_count",
+                "bytes",
+                "ingested_at",
+                "updated_at",
+            ]
+        )
         publish_status(current)
     return "ready"
 

@@ -2,6 +2,7 @@
 
 An organization's ``settings.knowledge_limits`` (``{"documents", "chunks", "bytes"}``) overrides
 its plan's figure for each key it names."""
+
 from __future__ import annotations
 
 from django.db.models import Count, Sum
@@ -48,20 +49,27 @@ def check_admission(organization, *, new_bytes: int) -> None:
     """429 at the document or chunk limit, 413 when ``new_bytes`` would pass the byte limit."""
     limits, usage = limits_of(organization), usage_of(organization)
     if usage["documents"] >= limits["documents"]:
-        raise RateLimited(f"Knowledge document limit reached: {usage['documents']} of {limits['documents']}; "
-                          "delete documents or change plan.", retry_after=RETRY_AFTER,
-                          errors=[{"field": "documents", "message": "document limit reached"}],
-                          extra=_extra(usage, limits))
+        raise RateLimited(
+            f"Knowledge document limit reached: {usage['documents']} of {limits['documents']}; "
+            "delete documents or change plan.",
+            retry_after=RETRY_AFTER,
+            errors=[{"field": "documents", "message": "document limit reached"}],
+            extra=_extra(usage, limits),
+        )
     if usage["chunks"] >= limits["chunks"]:
-        raise RateLimited(f"Knowledge chunk limit reached: {usage['chunks']} of {limits['chunks']}; "
-                          "delete documents or change plan.", retry_after=RETRY_AFTER,
-                          errors=[{"field": "chunks", "message": "chunk limit reached"}],
-                          extra=_extra(usage, limits))
+        raise RateLimited(
+            f"Knowledge chunk limit reached: {usage['chunks']} of {limits['chunks']}; delete documents or change plan.",
+            retry_after=RETRY_AFTER,
+            errors=[{"field": "chunks", "message": "chunk limit reached"}],
+            extra=_extra(usage, limits),
+        )
     if usage["bytes"] + new_bytes > limits["bytes"]:
-        raise PayloadTooLarge(f"Knowledge byte limit exceeded: {usage['bytes']} of {limits['bytes']} bytes used, "
-                              f"this document needs {new_bytes}.",
-                              errors=[{"field": "file", "message": "knowledge byte limit exceeded"}],
-                              extra=_extra(usage, limits))
+        raise PayloadTooLarge(
+            f"Knowledge byte limit exceeded: {usage['bytes']} of {limits['bytes']} bytes used, "
+            f"this document needs {new_bytes}.",
+            errors=[{"field": "file", "message": "knowledge byte limit exceeded"}],
+            extra=_extra(usage, limits),
+        )
 
 
 class LimitExceeded(Exception):
@@ -71,8 +79,11 @@ class LimitExceeded(Exception):
 def check_chunks(organization, *, document_id, new_chunks: int, new_bytes: int) -> None:
     limits, usage = limits_of(organization), usage_of(organization, exclude_document=document_id)
     if usage["chunks"] + new_chunks > limits["chunks"]:
-        raise LimitExceeded(f"the document makes {new_chunks} chunks and the organization keeps {usage['chunks']} "
-                            f"of its {limits['chunks']}")
+        raise LimitExceeded(
+            f"the document makes {new_chunks} chunks and the organization keeps {usage['chunks']} "
+            f"of its {limits['chunks']}"
+        )
     if usage["bytes"] + new_bytes > limits["bytes"]:
-        raise LimitExceeded(f"the document has {new_bytes} bytes and the organization keeps {usage['bytes']} "
-                            f"of its {limits['bytes']}")
+        raise LimitExceeded(
+            f"the document has {new_bytes} bytes and the organization keeps {usage['bytes']} of its {limits['bytes']}"
+        )

@@ -1,6 +1,7 @@
 """Knowledge bases: documents (uploaded, fetched or given as text) cut into chunks, each with a
 full-text vector and an embedding (pgvector), searched by text, by vector or both; and the
 organization's knowledge graph (entities and the relationships between them)."""
+
 from __future__ import annotations
 
 from django.contrib.postgres.indexes import GinIndex
@@ -21,13 +22,20 @@ class KnowledgeBase(TenantModel):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     embedding_model = models.CharField(
-        max_length=200, blank=True, default="builtin",
+        max_length=200,
+        blank=True,
+        default="builtin",
         help_text="'builtin' (offline feature hashing) or a model name of the organization's providers/models "
-                  "served by an OpenAI-compatible /embeddings endpoint.")
+        "served by an OpenAI-compatible /embeddings endpoint.",
+    )
     chunk_size = models.PositiveIntegerField(default=300, help_text="Tokens per chunk.")
     chunk_overlap = models.PositiveIntegerField(default=40, help_text="Tokens shared by consecutive chunks.")
-    language = models.CharField(max_length=20, default="english", choices=[(x, x) for x in LANGUAGES],
-                                help_text="PostgreSQL text search configuration of the full-text index.")
+    language = models.CharField(
+        max_length=20,
+        default="english",
+        choices=[(x, x) for x in LANGUAGES],
+        help_text="PostgreSQL text search configuration of the full-text index.",
+    )
     metadata = models.JSONField(default=dict, blank=True)
 
     class Meta(TenantModel.Meta):
@@ -55,27 +63,39 @@ class Document(TenantModel):
     name = models.CharField(max_length=255)
     source_type = models.CharField(max_length=8, choices=SourceType.choices, editable=False)
     source_url = models.URLField(max_length=2000, blank=True, editable=False)
-    file = models.ForeignKey("files.StoredFile", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                             editable=False, help_text="The uploaded file (or the fetched page) the text comes from.")
+    file = models.ForeignKey(
+        "files.StoredFile",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+        help_text="The uploaded file (or the fetched page) the text comes from.",
+    )
     text = models.TextField(blank=True, editable=False, help_text="The given text (source_type text).")
     content_type = models.CharField(max_length=255, blank=True, editable=False)
     bytes = models.BigIntegerField(default=0, editable=False)
     sha256 = models.CharField(max_length=64, blank=True, editable=False)
     metadata = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=12, choices=DocumentStatus.choices, default=DocumentStatus.PENDING,
-                              editable=False)
+    status = models.CharField(
+        max_length=12, choices=DocumentStatus.choices, default=DocumentStatus.PENDING, editable=False
+    )
     error = models.TextField(blank=True, editable=False)
     chunk_count = models.PositiveIntegerField(default=0, editable=False)
     token_count = models.PositiveIntegerField(default=0, editable=False)
     page_count = models.PositiveIntegerField(default=0, editable=False)
-    version = models.PositiveIntegerField(default=1, editable=False,
-                                          help_text="Bumped by every (re-)ingest request; a task for an older "
-                                                    "version does nothing.")
+    version = models.PositiveIntegerField(
+        default=1,
+        editable=False,
+        help_text="Bumped by every (re-)ingest request; a task for an older version does nothing.",
+    )
     ingested_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta(TenantModel.Meta):
-        indexes = [models.Index(fields=["knowledge_base", "-created_at"], name="kdoc_kb_created"),
-                   models.Index(fields=["organization", "status"], name="kdoc_org_status")]
+        indexes = [
+            models.Index(fields=["knowledge_base", "-created_at"], name="kdoc_kb_created"),
+            models.Index(fields=["organization", "status"], name="kdoc_org_status"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -97,8 +117,13 @@ class Chunk(TenantModel):
         indexes = [
             models.Index(fields=["knowledge_base", "document"], name="kchunk_kb_doc"),
             GinIndex(fields=["search_vector"], name="kchunk_search_vector"),
-            HnswIndex(name="kchunk_embedding_hnsw", fields=["embedding"], m=16, ef_construction=64,
-                      opclasses=["vector_cosine_ops"]),
+            HnswIndex(
+                name="kchunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
         ]
 
     def __str__(self) -> str:
@@ -111,8 +136,14 @@ class Entity(TenantModel):
     type = models.CharField(max_length=100)
     label = models.CharField(max_length=500)
     properties = models.JSONField(default=dict, blank=True)
-    document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                                 help_text="The document it was found in, if any.")
+    document = models.ForeignKey(
+        Document,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The document it was found in, if any.",
+    )
 
     class Meta(TenantModel.Meta):
         verbose_name_plural = "entities"
@@ -131,8 +162,10 @@ class Relationship(TenantModel):
     properties = models.JSONField(default=dict, blank=True)
 
     class Meta(TenantModel.Meta):
-        indexes = [models.Index(fields=["source", "type"], name="krel_source_type"),
-                   models.Index(fields=["target", "type"], name="krel_target_type")]
+        indexes = [
+            models.Index(fields=["source", "type"], name="krel_source_type"),
+            models.Index(fields=["target", "type"], name="krel_target_type"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source_id} -{self.type}-> {self.target_id}"

@@ -3,6 +3,7 @@ full text, ``ts_rank_cd``: chunks with every query word — web-search syntax, q
 else with any of them) or hybrid — reciprocal-rank fusion of the two rankings,
 score = Σ 1 / (RRF_K + rank). One SQL statement per search (``search_sql`` builds it; the bench
 runs the same text raw)."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,15 @@ class Hit:
     metadata: dict
 
     def as_dict(self) -> dict:
-        return {"chunk_id": self.chunk_id, "document_id": self.document_id, "document_name": self.document_name,
-                "text": self.text, "score": self.score, "position": self.position, "metadata": self.metadata}
+        return {
+            "chunk_id": self.chunk_id,
+            "document_id": self.document_id,
+            "document_name": self.document_name,
+            "text": self.text,
+            "score": self.score,
+            "position": self.position,
+            "metadata": self.metadata,
+        }
 
 
 def vector_literal(vector: list[float]) -> str:
@@ -49,18 +57,34 @@ def _filters(*, organization_id, knowledge_base_ids, document_ids, metadata) -> 
         sql += " AND c.document_id = ANY(%s::uuid[])"
         params.append([str(i) for i in document_ids])
     if metadata:
-        sql += (" AND (c.metadata @> %s::jsonb OR EXISTS (SELECT 1 FROM knowledge_document fd "
-                "WHERE fd.id = c.document_id AND (fd.metadata || c.metadata) @> %s::jsonb))")
+        sql += (
+            " AND (c.metadata @> %s::jsonb OR EXISTS (SELECT 1 FROM knowledge_document fd "
+            "WHERE fd.id = c.document_id AND (fd.metadata || c.metadata) @> %s::jsonb))"
+        )
         params += [json.dumps(metadata), json.dumps(metadata)]
     return sql, params
 
 
-def search_sql(*, mode: str, organization_id, knowledge_base_ids, vector: list[float] | None, query: str,
-               language: str, top_k: int, document_ids=None, metadata=None) -> tuple[str, list]:
+def search_sql(
+    *,
+    mode: str,
+    organization_id,
+    knowledge_base_ids,
+    vector: list[float] | None,
+    query: str,
+    language: str,
+    top_k: int,
+    document_ids=None,
+    metadata=None,
+) -> tuple[str, list]:
     """The statement and its parameters. Rows: chunk id, document id, document name, text, score,
     position, metadata."""
-    where, wparams = _filters(organization_id=organization_id, knowledge_base_ids=knowledge_base_ids,
-                              document_ids=document_ids, metadata=metadata)
+    where, wparams = _filters(
+        organization_id=organization_id,
+        knowledge_base_ids=knowledge_base_ids,
+        document_ids=document_ids,
+        metadata=metadata,
+    )
     candidates = max(MIN_CANDIDATES, top_k * CANDIDATES_PER_RESULT) if mode == "hybrid" else top_k
     legs, params = [], []
     if mode in ("hybrid", "vector") and vector is not None:
@@ -89,10 +113,12 @@ def search_sql(*, mode: str, organization_id, knowledge_base_ids, vector: list[f
         ranked = f"SELECT id, sum(1.0 / ({RRF_K} + rank)) AS score FROM ({union}) u GROUP BY id"
     else:
         ranked = f"SELECT id, score FROM {names[0]}"
-    sql = (f"WITH {', '.join(legs)}, ranked AS ({ranked}) "
-           "SELECT c.id, c.document_id, d.name, c.text, r.score, c.position, c.metadata "
-           "FROM ranked r JOIN knowledge_chunk c ON c.id = r.id JOIN knowledge_document d ON d.id = c.document_id "
-           "ORDER BY r.score DESC, c.document_id, c.position LIMIT %s")
+    sql = (
+        f"WITH {', '.join(legs)}, ranked AS ({ranked}) "
+        "SELECT c.id, c.document_id, d.name, c.text, r.score, c.position, c.metadata "
+        "FROM ranked r JOIN knowledge_chunk c ON c.id = r.id JOIN knowledge_document d ON d.id = c.document_id "
+        "ORDER BY r.score DESC, c.document_id, c.position LIMIT %s"
+    )
     return sql, params + [top_k]
 
 
@@ -119,8 +145,9 @@ def run_sql(sql: str, params: list, *, top_k: int) -> list[tuple]:
         return cursor.fetchall()
 
 
-def search(*, knowledge_bases: list, query: str, top_k: int = 5, mode: str = "hybrid", document_ids=None,
-           metadata=None) -> list[Hit]:
+def search(
+    *, knowledge_bases: list, query: str, top_k: int = 5, mode: str = "hybrid", document_ids=None, metadata=None
+) -> list[Hit]:
     """Search one or more knowledge bases of ONE organization (the agent tool searches several;
     each base's own embedder embeds the query, so bases of different models are searched apart)."""
     if not knowledge_bases:
@@ -135,9 +162,17 @@ def search(*, knowledge_bases: list, query: str, top_k: int = 5, mode: str = "hy
             vector = embedders.embedder_for(bases[0])([query])[0]
             if not any(vector):
                 vector = None  # no words: cosine distance is undefined
-        sql, params = search_sql(mode=mode, organization_id=bases[0].organization_id,
-                                 knowledge_base_ids=[kb.pk for kb in bases], vector=vector, query=query,
-                                 language=language, top_k=top_k, document_ids=document_ids, metadata=metadata)
+        sql, params = search_sql(
+            mode=mode,
+            organization_id=bases[0].organization_id,
+            knowledge_base_ids=[kb.pk for kb in bases],
+            vector=vector,
+            query=query,
+            language=language,
+            top_k=top_k,
+            document_ids=document_ids,
+            metadata=metadata,
+        )
         if not sql:
             continue
         for row in run_sql(sql, params, top_k=top_k):

@@ -1,4 +1,5 @@
 """Reads of the knowledge app."""
+
 from __future__ import annotations
 
 import uuid
@@ -10,9 +11,11 @@ from apps.knowledge.models import Document, Entity, KnowledgeBase
 
 
 def knowledge_bases_with_counts(*, queryset):
-    return queryset.annotate(document_count=Count("documents"),
-                             chunk_count=Coalesce(Sum("documents__chunk_count"), 0),
-                             total_bytes=Coalesce(Sum("documents__bytes"), 0))
+    return queryset.annotate(
+        document_count=Count("documents"),
+        chunk_count=Coalesce(Sum("documents__chunk_count"), 0),
+        total_bytes=Coalesce(Sum("documents__bytes"), 0),
+    )
 
 
 def knowledge_base_of(*, organization, pk) -> KnowledgeBase | None:

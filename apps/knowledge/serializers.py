@@ -1,4 +1,5 @@
 """Serializers of the knowledge app."""
+
 from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
@@ -20,8 +21,21 @@ class KnowledgeBaseSerializer(KaiModelSerializer):
 
     class Meta:
         model = KnowledgeBase
-        fields = ["id", "name", "description", "embedding_model", "chunk_size", "chunk_overlap", "language",
-                  "metadata", "document_count", "chunk_count", "total_bytes", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "embedding_model",
+            "chunk_size",
+            "chunk_overlap",
+            "language",
+            "metadata",
+            "document_count",
+            "chunk_count",
+            "total_bytes",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["id", "document_count", "chunk_count", "total_bytes", "created_at", "updated_at"]
         extra_kwargs = {"name": {"required": True}}
 
@@ -34,9 +48,27 @@ class DocumentSerializer(KaiModelSerializer):
 
     class Meta:
         model = Document
-        fields = ["id", "knowledge_base_id", "name", "source_type", "source_url", "file_id", "content_type", "bytes",
-                  "sha256", "metadata", "status", "error", "chunk_count", "token_count", "page_count", "version",
-                  "ingested_at", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "knowledge_base_id",
+            "name",
+            "source_type",
+            "source_url",
+            "file_id",
+            "content_type",
+            "bytes",
+            "sha256",
+            "metadata",
+            "status",
+            "error",
+            "chunk_count",
+            "token_count",
+            "page_count",
+            "version",
+            "ingested_at",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = [f for f in fields if f not in ("name", "metadata")]
 
 
@@ -52,8 +84,9 @@ class DocumentCreateSerializer(KaiSerializer):
     def validate(self, attrs):
         given = [k for k in ("file", "text", "url") if attrs.get(k)]
         if len(given) != 1:
-            raise serializers.ValidationError({"non_field_errors": [
-                "Give exactly one of `file` (multipart), `text` (with `name`) or `url`."]})
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Give exactly one of `file` (multipart), `text` (with `name`) or `url`."]}
+            )
         if "text" in given and not attrs.get("name"):
             raise serializers.ValidationError({"name": ["A text document needs a name."]})
         return attrs
@@ -79,9 +112,16 @@ class DocumentCreateSchema(OpenApiSerializerExtension):
     def map_serializer(self, auto_schema, direction):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         properties = schema["properties"]
-        variants = [{"type": "object", "additionalProperties": False, "required": list(group),
-                     "properties": {k: properties[k] for k in (*group, "name", "metadata")}}
-                    for group in DOCUMENT_SOURCES if group[0] in properties]
+        variants = [
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": list(group),
+                "properties": {k: properties[k] for k in (*group, "name", "metadata")},
+            }
+            for group in DOCUMENT_SOURCES
+            if group[0] in properties
+        ]
         return {"description": schema.get("description", ""), "oneOf": variants}
 
 
@@ -161,10 +201,15 @@ class ExtractionStartSerializer(KaiSerializer):
 class ExtractionApplySerializer(KaiSerializer):
     """A reviewer's (edited) proposal; without a body the run's own proposal is applied."""
 
-    entities = serializers.ListField(child=JSONObjectField(), required=False, max_length=200,
-                                     help_text="[{key, type, label, properties}]")
-    relationships = serializers.ListField(child=JSONObjectField(), required=False, max_length=400,
-                                          help_text="[{source, target, type, properties}] (entity keys)")
+    entities = serializers.ListField(
+        child=JSONObjectField(), required=False, max_length=200, help_text="[{key, type, label, properties}]"
+    )
+    relationships = serializers.ListField(
+        child=JSONObjectField(),
+        required=False,
+        max_length=400,
+        help_text="[{source, target, type, properties}] (entity keys)",
+    )
 
 
 class ExtractionSerializer(serializers.Serializer):

@@ -1,4 +1,5 @@
 """Celery tasks of the knowledge app (ids in, idempotent)."""
+
 from __future__ import annotations
 
 from celery import shared_task
@@ -7,8 +8,9 @@ from apps.knowledge.ingest import document_ingest
 from apps.runs.models import Execution
 
 
-@shared_task(name="apps.knowledge.tasks.ingest_document", acks_late=True, reject_on_worker_lost=True,
-             ignore_result=True)
+@shared_task(
+    name="apps.knowledge.tasks.ingest_document", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
 def ingest_document(document_id: str, version: int) -> str:
     return document_ingest(document_id=document_id, version=int(version))
 

@@ -1,4 +1,5 @@
 """Thin views over the knowledge services and selectors."""
+
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
@@ -54,8 +55,9 @@ class KnowledgeBaseViewSet(TenantScopedViewSet):
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        kb = services.knowledge_base_create(organization=self.organization, actor=request.user,
-                                            data=dict(serializer.validated_data))
+        kb = services.knowledge_base_create(
+            organization=self.organization, actor=request.user, data=dict(serializer.validated_data)
+        )
         return Response(self._body(kb), status=status.HTTP_201_CREATED)
 
     def update(self, request, *args, **kwargs):
@@ -80,9 +82,14 @@ class KnowledgeBaseViewSet(TenantScopedViewSet):
         values = serializer.validated_data
         filters = values.get("filters") or {}
         try:
-            hits = search.search(knowledge_bases=[kb], query=values["query"], top_k=values["top_k"],
-                                 mode=values["mode"], document_ids=filters.get("document_id"),
-                                 metadata=filters.get("metadata"))
+            hits = search.search(
+                knowledge_bases=[kb],
+                query=values["query"],
+                top_k=values["top_k"],
+                mode=values["mode"],
+                document_ids=filters.get("document_id"),
+                metadata=filters.get("metadata"),
+            )
         except search.embedders.EmbeddingUnavailable as exc:
             raise exceptions.ValidationError({"query": [str(exc)]})
         return Response({"items": [h.as_dict() for h in hits]})
@@ -104,16 +111,19 @@ class DocumentViewSet(TenantScopedViewSet):
         super().initial(request, *args, **kwargs)  # authentication and roles first
         if getattr(self, "swagger_fake_view", False):
             return
-        self.knowledge_base = selectors.knowledge_base_of(organization=self.organization,
-                                                          pk=kwargs.get("knowledge_base_id"))
+        self.knowledge_base = selectors.knowledge_base_of(
+            organization=self.organization, pk=kwargs.get("knowledge_base_id")
+        )
         if self.knowledge_base is None:
             raise exceptions.NotFound("No such knowledge base.")
 
     def scope_queryset(self, queryset):
         return queryset.filter(knowledge_base_id=self.kwargs.get("knowledge_base_id"))
 
-    @extend_schema(request={"multipart/form-data": DocumentCreateSerializer,
-                            "application/json": DocumentCreateJSONSerializer}, responses={202: DocumentSerializer})
+    @extend_schema(
+        request={"multipart/form-data": DocumentCreateSerializer, "application/json": DocumentCreateJSONSerializer},
+        responses={202: DocumentSerializer},
+    )
     def create(self, request, *args, **kwargs):
         serializer = DocumentCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -154,15 +164,17 @@ class GraphRowViewSet(TenantScopedViewSet):
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        row = graph.row_create(self.kind, organization=self.organization, actor=request.user,
-                               data=dict(serializer.validated_data))
+        row = graph.row_create(
+            self.kind, organization=self.organization, actor=request.user, data=dict(serializer.validated_data)
+        )
         return Response(self.get_serializer(row).data, status=status.HTTP_201_CREATED)
 
     def update(self, request, *args, **kwargs):
         serializer = self.get_serializer(self.get_object(), data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        row = graph.row_update(self.kind, row=self.get_object(), actor=request.user,
-                               data=dict(serializer.validated_data))
+        row = graph.row_update(
+            self.kind, row=self.get_object(), actor=request.user, data=dict(serializer.validated_data)
+        )
         return Response(self.get_serializer(row).data)
 
     def perform_destroy(self, instance):
@@ -189,9 +201,15 @@ class RelationshipViewSet(GraphRowViewSet):
     filterset_fields = ["type", "source_id", "target_id"]
 
 
-@extend_schema(tags=["knowledge"], parameters=[
-    OpenApiParameter("entity_id", OpenApiTypes.UUID, required=True),
-    OpenApiParameter("depth", {"type": "integer", "minimum": 1, "maximum": graph.MAX_DEPTH}, description="default 1")])
+@extend_schema(
+    tags=["knowledge"],
+    parameters=[
+        OpenApiParameter("entity_id", OpenApiTypes.UUID, required=True),
+        OpenApiParameter(
+            "depth", {"type": "integer", "minimum": 1, "maximum": graph.MAX_DEPTH}, description="default 1"
+        ),
+    ],
+)
 class NeighbourhoodView(OrganizationContextMixin, APIView):
     """The entities within ``depth`` hops of ``entity_id`` (either direction) and the
     relationships among them; each entity carries its ``depth``."""
@@ -213,8 +231,14 @@ class NeighbourhoodView(OrganizationContextMixin, APIView):
         found = graph.neighbourhood(organization=self.organization, entity=entity, depth=depth)
         entities = [{**EntitySerializer(e).data, "depth": found["depths"][str(e.pk)]} for e in found["entities"]]
         entities.sort(key=lambda e: (e["depth"], e["label"]))
-        return Response({"entity_id": str(entity.pk), "depth": depth, "entities": entities,
-                         "relationships": RelationshipSerializer(found["relationships"], many=True).data})
+        return Response(
+            {
+                "entity_id": str(entity.pk),
+                "depth": depth,
+                "entities": entities,
+                "relationships": RelationshipSerializer(found["relationships"], many=True).data,
+            }
+        )
 
 
 def _extraction_body(run) -> dict:
@@ -226,9 +250,15 @@ def _extraction_body(run) -> dict:
             proposal = extraction.proposal_parse(result.get("output") if isinstance(result, dict) else result)
         except exceptions.ValidationError:
             proposal = None
-    return {"execution_id": str(run.pk), "status": run.status, "document_id": mark["document_id"],
-            "review": bool(mark.get("review")), "proposal": proposal, "applied": bool(mark.get("applied")),
-            "created": mark.get("created")}
+    return {
+        "execution_id": str(run.pk),
+        "status": run.status,
+        "document_id": mark["document_id"],
+        "review": bool(mark.get("review")),
+        "proposal": proposal,
+        "applied": bool(mark.get("applied")),
+        "created": mark.get("created"),
+    }
 
 
 @extend_schema(tags=["knowledge"])
@@ -250,8 +280,9 @@ class ExtractionView(OrganizationContextMixin, APIView):
         agent = service("agents_load")(self.organization, [values["agent_id"]]).get(str(values["agent_id"]))
         if document is None or agent is None:
             raise exceptions.NotFound("No such document." if document is None else "No such agent.")
-        run = extraction.extraction_start(organization=self.organization, actor=request.user, document=document,
-                                          agent=agent)
+        run = extraction.extraction_start(
+            organization=self.organization, actor=request.user, document=document, agent=agent
+        )
         return Response(_extraction_body(run), status=status.HTTP_202_ACCEPTED)
 
 
@@ -263,8 +294,9 @@ class ExtractionDetailView(OrganizationContextMixin, APIView):
 
     @extend_schema(responses={200: ExtractionSerializer})
     def get(self, request, execution_id):
-        return Response(_extraction_body(extraction.extraction_of(organization=self.organization,
-                                                                  execution_id=execution_id)))
+        return Response(
+            _extraction_body(extraction.extraction_of(organization=self.organization, execution_id=execution_id))
+        )
 
 
 @extend_schema(tags=["knowledge"])

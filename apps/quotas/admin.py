@@ -1,5 +1,6 @@
 """Operator console for plan quotas: edit each plan's limits, give an organization custom limits
 (an empty field keeps its plan's), browse refusals and the usage ledger."""
+
 from django.contrib import admin
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
@@ -12,8 +13,13 @@ from kai_platform.admin import ReadOnlyAdmin
 
 @admin.register(QuotaPlan)
 class QuotaPlanAdmin(admin.ModelAdmin):
-    list_display = ("plan", "agent_executions_per_hour", "workflow_executions_per_day", "voice_commands_per_hour",
-                    "updated_at")
+    list_display = (
+        "plan",
+        "agent_executions_per_hour",
+        "workflow_executions_per_day",
+        "voice_commands_per_hour",
+        "updated_at",
+    )
     readonly_fields = ("updated_at",)
 
     def save_model(self, request, obj, form, change):
@@ -23,16 +29,32 @@ class QuotaPlanAdmin(admin.ModelAdmin):
 
 @admin.register(QuotaOverride)
 class QuotaOverrideAdmin(admin.ModelAdmin):
-    list_display = ("organization", "plan", "agent_executions_per_hour", "workflow_executions_per_day",
-                    "voice_commands_per_hour", "updated_by", "updated_at")
+    list_display = (
+        "organization",
+        "plan",
+        "agent_executions_per_hour",
+        "workflow_executions_per_day",
+        "voice_commands_per_hour",
+        "updated_by",
+        "updated_at",
+    )
     list_filter = ("organization__plan",)
     search_fields = ("organization__name", "organization__slug", "note")
     list_select_related = ("organization", "updated_by")
     autocomplete_fields = ()
     raw_id_fields = ("organization",)
     readonly_fields = ("usage_now", "updated_by", "created_at", "updated_at")
-    fields = ("organization", "agent_executions_per_hour", "workflow_executions_per_day", "voice_commands_per_hour",
-              "note", "usage_now", "updated_by", "created_at", "updated_at")
+    fields = (
+        "organization",
+        "agent_executions_per_hour",
+        "workflow_executions_per_day",
+        "voice_commands_per_hour",
+        "note",
+        "usage_now",
+        "updated_by",
+        "created_at",
+        "updated_at",
+    )
 
     @admin.display(description="plan", ordering="organization__plan")
     def plan(self, obj):
@@ -43,10 +65,15 @@ class QuotaOverrideAdmin(admin.ModelAdmin):
         """The organization's windows as ``usage.quotas`` shows them (limits in force)."""
         if obj is None or not obj.organization_id:
             return "-"
-        rows = [(name, q["used"], q["limit"], q["window"], q["reset_at"])
-                for name, q in selectors.quota_status(organization=obj.organization_id).items()]
-        return format_html_join(mark_safe("<br>"), "{}: {} of {} per {} (oldest leaves at {})",
-                                ((name, used, limit, window, reset or "-") for name, used, limit, window, reset in rows))
+        rows = [
+            (name, q["used"], q["limit"], q["window"], q["reset_at"])
+            for name, q in selectors.quota_status(organization=obj.organization_id).items()
+        ]
+        return format_html_join(
+            mark_safe("<br>"),
+            "{}: {} of {} per {} (oldest leaves at {})",
+            ((name, used, limit, window, reset or "-") for name, used, limit, window, reset in rows),
+        )
 
     def save_model(self, request, obj, form, change):
         before = snapshot(QuotaOverride.objects.get(pk=obj.pk)) if change else None

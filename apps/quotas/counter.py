@@ -9,6 +9,7 @@ counted, expired, or Redis lost it) and the caller rebuilds it from the database
 Time comes from the caller (``time.time()``), not from Redis, so one clock decides both the
 database rows' ``created_at`` and the window.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -89,8 +90,9 @@ def _ttl_ms(window_seconds: int) -> int:
 
 def consume(key: str, *, now_ms: int, window_seconds: int, limit: int, members: list[str]) -> WindowState:
     """Count ``members`` if they fit under ``limit`` in the window ending now; an empty list peeks."""
-    raw = _script("consume", CONSUME)(keys=[key], args=[now_ms, window_seconds * 1000, limit, len(members),
-                                                          _ttl_ms(window_seconds), *members])
+    raw = _script("consume", CONSUME)(
+        keys=[key], args=[now_ms, window_seconds * 1000, limit, len(members), _ttl_ms(window_seconds), *members]
+    )
     status, used, score = int(raw[0]), int(raw[1]), raw[2]
     if isinstance(score, bytes):
         score = score.decode()

@@ -1,5 +1,6 @@
 """Plan quotas as data: each plan's limits, per-organization overrides, the ledger of counted
 units for quotas without a table of their own, and refusals worth keeping (scheduled ticks)."""
+
 from __future__ import annotations
 
 import uuid
@@ -16,9 +17,9 @@ class QuotaPlan(models.Model):
 
     plan = models.CharField(max_length=20, choices=Plan.choices, unique=True)
     agent_executions_per_hour = models.PositiveIntegerField(
-        help_text="Runs of agents, crews and orchestrations accepted per sliding hour.")
-    workflow_executions_per_day = models.PositiveIntegerField(
-        help_text="Workflow runs accepted per sliding 24 hours.")
+        help_text="Runs of agents, crews and orchestrations accepted per sliding hour."
+    )
+    workflow_executions_per_day = models.PositiveIntegerField(help_text="Workflow runs accepted per sliding 24 hours.")
     voice_commands_per_hour = models.PositiveIntegerField(help_text="Voice commands accepted per sliding hour.")
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -34,14 +35,16 @@ class QuotaOverride(models.Model):
     """Custom limits for one organization (e.g. a paying customer); an empty field keeps the plan's."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    organization = models.OneToOneField("accounts.Organization", on_delete=models.CASCADE,
-                                        related_name="quota_override")
+    organization = models.OneToOneField(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="quota_override"
+    )
     agent_executions_per_hour = models.PositiveIntegerField(null=True, blank=True)
     workflow_executions_per_day = models.PositiveIntegerField(null=True, blank=True)
     voice_commands_per_hour = models.PositiveIntegerField(null=True, blank=True)
     note = models.TextField(blank=True, help_text="Why these limits (contract, ticket…).")
-    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+", editable=False)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -60,13 +63,19 @@ class QuotaUsage(TenantModel):
     quota = models.CharField(max_length=40)
     amount = models.PositiveIntegerField(default=1)
     source = models.CharField(max_length=40, blank=True, help_text="rest, socket, mcp, schedule, workflow…")
-    ref = models.CharField(max_length=200, blank=True, help_text="The caller's id of what was counted; a "
-                                                                 "second consume with the same ref counts nothing.")
+    ref = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The caller's id of what was counted; a second consume with the same ref counts nothing.",
+    )
 
     class Meta(TenantModel.Meta):
         indexes = [models.Index(fields=["organization", "quota", "created_at"], name="quota_usage_window")]
-        constraints = [models.UniqueConstraint(fields=["organization", "quota", "ref"], condition=~models.Q(ref=""),
-                                               name="uniq_quota_usage_ref")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "quota", "ref"], condition=~models.Q(ref=""), name="uniq_quota_usage_ref"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.quota} ×{self.amount}"
@@ -85,8 +94,9 @@ class QuotaRefusal(TenantModel):
     detail = models.JSONField(default=dict, blank=True)
 
     class Meta(TenantModel.Meta):
-        indexes = [models.Index(fields=["organization", "source", "source_id", "-created_at"],
-                                name="quota_refusal_source")]
+        indexes = [
+            models.Index(fields=["organization", "source", "source_id", "-created_at"], name="quota_refusal_source")
+        ]
 
     def __str__(self) -> str:
         return f"{self.source} {self.source_id} refused by {self.quota}"

@@ -5,6 +5,7 @@ and editable by staff; ``QuotaOverride`` per organization). The figures below ar
 API documents' "Rate Limit Tiers" for free/pro/enterprise (docs/quotas.md); ``standard`` (the
 default plan, docs/decisions.md) sits between free and pro.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ VOICE_COMMANDS = "voice_commands"
 
 QUOTAS: dict[str, QuotaSpec] = {
     AGENT_EXECUTIONS: QuotaSpec(AGENT_EXECUTIONS, "agent_executions_per_hour", HOUR, "agent executions", "executions"),
-    WORKFLOW_EXECUTIONS: QuotaSpec(WORKFLOW_EXECUTIONS, "workflow_executions_per_day", DAY, "workflow executions",
-                                   "executions"),
+    WORKFLOW_EXECUTIONS: QuotaSpec(
+        WORKFLOW_EXECUTIONS, "workflow_executions_per_day", DAY, "workflow executions", "executions"
+    ),
     VOICE_COMMANDS: QuotaSpec(VOICE_COMMANDS, "voice_commands_per_hour", HOUR, "voice commands", "ledger"),
 }
 

@@ -1,4 +1,5 @@
 """Reads of plan quotas: the limits in force for an organization and how much of each is used."""
+
 from __future__ import annotations
 
 import logging
@@ -76,7 +77,9 @@ def register_row_source(source: str, fn) -> None:
     _ROW_SOURCES[source] = fn
 
 
-def db_entries(*, organization_id, spec: QuotaSpec, since_ms: int, exclude: set[str] = frozenset()) -> list[tuple[int, str]]:
+def db_entries(
+    *, organization_id, spec: QuotaSpec, since_ms: int, exclude: set[str] = frozenset()
+) -> list[tuple[int, str]]:
     """What the database says was counted in the window: ``(score_ms, member)`` oldest first."""
     since = ms_to_datetime(since_ms)
     entries: list[tuple[int, str]] = []
@@ -84,15 +87,19 @@ def db_entries(*, organization_id, spec: QuotaSpec, since_ms: int, exclude: set[
         # deferred: cycle — apps.quotas.services imports this module at load
         from apps.quotas.services import execution_filter
 
-        rows = _ROW_SOURCES["executions"](organization_id=organization_id, where=execution_filter(spec.name),
-                                          since=since)
+        rows = _ROW_SOURCES["executions"](
+            organization_id=organization_id, where=execution_filter(spec.name), since=since
+        )
         for pk, created_at in rows:
             member = str(pk)
             if member not in exclude:
                 entries.append((int(created_at.timestamp() * 1000), member))
     else:
-        rows = (QuotaUsage.objects.for_org(organization_id).filter(quota=spec.name, created_at__gt=since)
-                .values_list("pk", "amount", "created_at"))
+        rows = (
+            QuotaUsage.objects.for_org(organization_id)
+            .filter(quota=spec.name, created_at__gt=since)
+            .values_list("pk", "amount", "created_at")
+        )
         for pk, amount, created_at in rows:
             for index in range(amount):
                 member = f"{pk}:{index}"
@@ -110,8 +117,9 @@ def window_state(*, organization_id, spec: QuotaSpec, limit: int, members: list[
         state = counter.consume(key, now_ms=now, window_seconds=spec.window_seconds, limit=limit, members=members)
         if state.status != -1:
             return state
-        entries = db_entries(organization_id=organization_id, spec=spec, since_ms=now - spec.window_seconds * 1000,
-                             exclude=set(members))
+        entries = db_entries(
+            organization_id=organization_id, spec=spec, since_ms=now - spec.window_seconds * 1000, exclude=set(members)
+        )
         counter.seed(key, window_seconds=spec.window_seconds, entries=entries)
         state = counter.consume(key, now_ms=now, window_seconds=spec.window_seconds, limit=limit, members=members)
         if state.status != -1:
@@ -119,10 +127,12 @@ def window_state(*, organization_id, spec: QuotaSpec, limit: int, members: list[
     except Exception as exc:
         if not _is_redis_error(exc):
             raise
-        logger.warning("quota window %s of %s: Redis unavailable (%s); counting from the database",
-                       spec.name, organization_id, exc)
-    entries = db_entries(organization_id=organization_id, spec=spec, since_ms=now - spec.window_seconds * 1000,
-                         exclude=set(members))
+        logger.warning(
+            "quota window %s of %s: Redis unavailable (%s); counting from the database", spec.name, organization_id, exc
+        )
+    entries = db_entries(
+        organization_id=organization_id, spec=spec, since_ms=now - spec.window_seconds * 1000, exclude=set(members)
+    )
     used = len(entries)
     if used + len(members) > limit:
         index = max(0, used + len(members) - limit - 1)
@@ -148,9 +158,14 @@ def quota_status(*, organization) -> dict:
         state = window_state(organization_id=org_id, spec=spec, limit=limit, members=[], now=now)
         reset = ms_to_datetime(state.score_ms + spec.window_seconds * 1000) if state.used and state.score_ms else None
         out[name] = {
-            "limit": limit, "used": state.used, "remaining": max(0, limit - state.used),
-            "window": spec.window_name, "window_seconds": spec.window_seconds,
-            "reset_at": reset, "plan": resolved["plan"], "custom": name in resolved["custom"],
+            "limit": limit,
+            "used": state.used,
+            "remaining": max(0, limit - state.used),
+            "window": spec.window_name,
+            "window_seconds": spec.window_seconds,
+            "reset_at": reset,
+            "plan": resolved["plan"],
+            "custom": name in resolved["custom"],
         }
     return out
 

@@ -6,6 +6,7 @@ Every accepted run passes through ``quota_consume`` (the run engine's ``executio
 slide and are counted in Redis (``apps.quotas.counter``), rebuilt from the database when Redis
 does not have them: the Execution table for runs, ``QuotaUsage`` rows for ledger quotas.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,6 +54,7 @@ class QuotaResult:
 
 # --- which runs count ---------------------------------------------------------------------------
 
+
 def execution_quota(*, kind: str, parent_id) -> str | None:
     """The quota a run of ``kind`` counts against: top-level workflow runs → ``workflow_executions``,
     every other top-level run (crew, orchestration, agent task/command/execute/prompt/test) →
@@ -71,6 +73,7 @@ def execution_filter(quota: str) -> Q:
 
 
 # --- enforcement --------------------------------------------------------------------------------
+
 
 def quota_consume(*, organization, quota: str, amount: int = 1, source: str = "", ref=None) -> QuotaResult:
     """Count ``amount`` units of ``quota`` for the organization, or refuse.
@@ -135,8 +138,9 @@ def quota_consume_for_execution(*, execution, source: str = "") -> QuotaResult |
     quota = execution_quota(kind=execution.kind, parent_id=execution.parent_id)
     if quota is None:
         return None
-    return quota_consume(organization=execution.organization_id, quota=quota, ref=execution.pk,
-                         source=source or execution.kind)
+    return quota_consume(
+        organization=execution.organization_id, quota=quota, ref=execution.pk, source=source or execution.kind
+    )
 
 
 def quota_consume_for_executions(*, executions: list) -> dict:
@@ -164,8 +168,12 @@ def quota_consume_for_executions(*, executions: list) -> dict:
                 state = window_state(organization_id=org_id, spec=spec, limit=limit, members=refs[:fit], now=now_ms())
                 fit = fit if state.status == 1 else 0  # another writer took the room meanwhile
             full = window_state(organization_id=org_id, spec=spec, limit=limit, members=[], now=now_ms())
-            error = _exceeded(spec, resolved, limit, counter.WindowState(0, full.used, _make_room_score(
-                org_id, spec, limit, 1, now_ms())))
+            error = _exceeded(
+                spec,
+                resolved,
+                limit,
+                counter.WindowState(0, full.used, _make_room_score(org_id, spec, limit, 1, now_ms())),
+            )
             refused.update({index: error for index in indexes[fit:]})
         if fit and state.status == 1:
             _maybe_warn(org_id, spec, resolved, _result(spec, limit, state, counted=True))
@@ -183,17 +191,31 @@ def _reset_at(spec, score_ms) -> datetime | None:
 
 
 def _result(spec, limit: int, state: counter.WindowState, *, counted: bool) -> QuotaResult:
-    return QuotaResult(quota=spec.name, limit=limit, used=state.used, remaining=max(0, limit - state.used),
-                       window_seconds=spec.window_seconds,
-                       reset_at=_reset_at(spec, state.score_ms) if state.used else None, counted=counted)
+    return QuotaResult(
+        quota=spec.name,
+        limit=limit,
+        used=state.used,
+        remaining=max(0, limit - state.used),
+        window_seconds=spec.window_seconds,
+        reset_at=_reset_at(spec, state.score_ms) if state.used else None,
+        counted=counted,
+    )
 
 
 def _exceeded(spec, resolved: dict, limit: int, state: counter.WindowState) -> QuotaExceeded:
     reset_at = _reset_at(spec, state.score_ms)
-    return QuotaExceeded(quota=spec.name, unit=spec.unit, limit=limit, used=state.used, window=spec.window_name,
-                         window_seconds=spec.window_seconds, reset_at=reset_at,
-                         retry_after=retry_after_seconds(reset_at), plan=resolved["plan"],
-                         custom=spec.name in resolved["custom"])
+    return QuotaExceeded(
+        quota=spec.name,
+        unit=spec.unit,
+        limit=limit,
+        used=state.used,
+        window=spec.window_name,
+        window_seconds=spec.window_seconds,
+        reset_at=reset_at,
+        retry_after=retry_after_seconds(reset_at),
+        plan=resolved["plan"],
+        custom=spec.name in resolved["custom"],
+    )
 
 
 def _maybe_warn(org_id, spec, resolved: dict, result: QuotaResult) -> None:
@@ -205,29 +227,49 @@ def _maybe_warn(org_id, spec, resolved: dict, result: QuotaResult) -> None:
         logger.warning("could not record the quota warning of %s/%s in Redis", org_id, spec.name)
         return
     if first:
-        publish(org_id, "quota.warning",
-                {"quota": spec.name, "limit": result.limit, "used": result.used, "remaining": result.remaining,
-                 "window": spec.window_name, "window_seconds": spec.window_seconds,
-                 "reset_at": result.reset_at.isoformat() if result.reset_at else None,
-                 "percent": round(100 * result.used / result.limit), "plan": resolved["plan"]},
-                component="quotas", severity="warning")
+        publish(
+            org_id,
+            "quota.warning",
+            {
+                "quota": spec.name,
+                "limit": result.limit,
+                "used": result.used,
+                "remaining": result.remaining,
+                "window": spec.window_name,
+                "window_seconds": spec.window_seconds,
+                "reset_at": result.reset_at.isoformat() if result.reset_at else None,
+                "percent": round(100 * result.used / result.limit),
+                "plan": resolved["plan"],
+            },
+            component="quotas",
+            severity="warning",
+        )
 
 
 # --- refusals kept for history ------------------------------------------------------------------
 
-def quota_refusal_record(*, organization, error: QuotaExceeded, source: str, source_id="",
-                         detail: dict | None = None) -> QuotaRefusal:
+
+def quota_refusal_record(
+    *, organization, error: QuotaExceeded, source: str, source_id="", detail: dict | None = None
+) -> QuotaRefusal:
     """Keep a refusal nobody saw as a 429 (a scheduled tick): the schedule's history shows it."""
     quota = error.quota
     reset_at = quota["reset_at"]
     return QuotaRefusal.objects.create(
-        organization_id=getattr(organization, "pk", organization), quota=quota["name"], limit=quota["limit"],
-        used=quota["used"], window_seconds=quota["window_seconds"],
-        reset_at=datetime.fromisoformat(reset_at) if reset_at else None, source=source[:40],
-        source_id=str(source_id or "")[:64], detail={**(detail or {}), "message": str(error.detail)})
+        organization_id=getattr(organization, "pk", organization),
+        quota=quota["name"],
+        limit=quota["limit"],
+        used=quota["used"],
+        window_seconds=quota["window_seconds"],
+        reset_at=datetime.fromisoformat(reset_at) if reset_at else None,
+        source=source[:40],
+        source_id=str(source_id or "")[:64],
+        detail={**(detail or {}), "message": str(error.detail)},
+    )
 
 
 # --- staff edits (operator console) -------------------------------------------------------------
+
 
 def quota_limits_forget(*, organization_ids=None) -> None:
     """Drop cached limits (all organizations when ``organization_ids`` is None)."""
@@ -243,8 +285,14 @@ def quota_limits_forget(*, organization_ids=None) -> None:
 def quota_plan_save(*, plan: QuotaPlan, actor, before: dict | None = None) -> QuotaPlan:
     with transaction.atomic():
         plan.save()
-        audit_record(organization=None, actor=actor, action="quota_plan.update", instance=plan, before=before,
-                     after=snapshot(plan))
+        audit_record(
+            organization=None,
+            actor=actor,
+            action="quota_plan.update",
+            instance=plan,
+            before=before,
+            after=snapshot(plan),
+        )
     return plan
 
 
@@ -253,18 +301,35 @@ def quota_override_save(*, override: QuotaOverride, actor, before: dict | None =
         if getattr(actor, "is_authenticated", False):
             override.updated_by = actor
         override.save()
-        audit_record(organization=override.organization, actor=actor,
-                     action="quota_override.create" if before is None else "quota_override.update",
-                     instance=override, before=before, after=snapshot(override))
+        audit_record(
+            organization=override.organization,
+            actor=actor,
+            action="quota_override.create" if before is None else "quota_override.update",
+            instance=override,
+            before=before,
+            after=snapshot(override),
+        )
     return override
 
 
 def quota_override_delete(*, override: QuotaOverride, actor) -> None:
     with transaction.atomic():
-        audit_record(organization=override.organization, actor=actor, action="quota_override.delete",
-                     instance=override, before=snapshot(override))
+        audit_record(
+            organization=override.organization,
+            actor=actor,
+            action="quota_override.delete",
+            instance=override,
+            before=snapshot(override),
+        )
         override.delete()
 
 
-__all__ = ["QUOTAS", "QuotaExceeded", "QuotaResult", "execution_quota", "quota_consume",
-           "quota_consume_for_execution", "quota_refusal_record"]
+__all__ = [
+    "QUOTAS",
+    "QuotaExceeded",
+    "QuotaResult",
+    "execution_quota",
+    "quota_consume",
+    "quota_consume_for_execution",
+    "quota_refusal_record",
+]

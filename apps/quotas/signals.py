@@ -1,5 +1,6 @@
 """Cached limits follow every change of a plan, an override or an organization's plan: cleared at
 once and again after commit (so a concurrent reader cannot re-cache the old value meanwhile)."""
+
 from __future__ import annotations
 
 from django.db import transaction

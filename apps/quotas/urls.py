@@ -1,4 +1,5 @@
 """API routes of apps.quotas (registered on the shared router)."""
+
 from django.urls import path
 
 from apps.quotas import views

@@ -1,4 +1,5 @@
 """Thin views over apps.quotas.selectors: the organization's quotas and the refusals kept for history."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -17,10 +18,17 @@ class QuotaStatusView(KaiAPIView):
     """The organization's plan, its limits (custom ones marked) and each quota's sliding window now;
     the same numbers as ``usage.quotas``."""
 
-    @extend_schema(responses={200: inline_serializer("QuotaOverview", {
-        "plan": serializers.CharField(),
-        "quotas": serializers.DictField(child=QuotaStatusSerializer()),
-    })})
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "QuotaOverview",
+                {
+                    "plan": serializers.CharField(),
+                    "quotas": serializers.DictField(child=QuotaStatusSerializer()),
+                },
+            )
+        }
+    )
     def get(self, request):
         quotas = selectors.quota_status(organization=self.organization)
         plan = next(iter(quotas.values()))["plan"] if quotas else None

@@ -1,5 +1,6 @@
 """How long an organization's data is kept (``RetentionPolicy``) and what each prune removed
 (``RetentionRun``)."""
+
 from __future__ import annotations
 
 from django.db import models

@@ -8,6 +8,7 @@ Leaf dependents (logs, spans, transitions: tables nothing else points to) are de
 indexed foreign key, a slice of parents at a time sized so one statement deletes about ``batch``
 rows: ``DELETE … WHERE ctid = ANY(ARRAY(SELECT ctid … WHERE fk = ANY(parents) LIMIT batch))``. No
 ids travel to the worker and no statement walks rows it does not delete."""
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,9 @@ class Pruner:
     ``pause``: the least rest after a statement (seconds); ``duty``: the share of wall time the
     prune may work (0.25: rest three times as long as each statement took; 1: no duty cycle)."""
 
-    def __init__(self, counts: Counter | None = None, *, pause: float = 0.0, duty: float = 1.0,
-                 batch: int | None = None):
+    def __init__(
+        self, counts: Counter | None = None, *, pause: float = 0.0, duty: float = 1.0, batch: int | None = None
+    ):
         self.counts = counts if counts is not None else Counter()
         self.pause, self.duty, self.batch = pause, min(max(duty, 0.01), 1.0), batch or BATCH
         self.statements = self.largest = 0
@@ -64,8 +66,12 @@ class Pruner:
         return rows
 
     def stats(self) -> dict:
-        return {"statements": self.statements, "largest_statement": self.largest,
-                "worked_seconds": round(self.worked, 2), "rested_seconds": round(self.rested, 2)}
+        return {
+            "statements": self.statements,
+            "largest_statement": self.largest,
+            "worked_seconds": round(self.worked, 2),
+            "rested_seconds": round(self.rested, 2),
+        }
 
     # --- deletes ----------------------------------------------------------------------------
 
@@ -104,13 +110,15 @@ class Pruner:
         """Delete the rows of ``model`` whose ``field`` is one of ``pks``: slices of parents sized
         by the fan-out seen so far, each slice's rows ``batch`` at a time."""
         table, column, label = model._meta.db_table, field.column, model._meta.label_lower
-        sql = (f'DELETE FROM "{table}" WHERE ctid = ANY(ARRAY(SELECT ctid FROM "{table}" '
-               f'WHERE "{column}" = ANY(%s) LIMIT %s))')
+        sql = (
+            f'DELETE FROM "{table}" WHERE ctid = ANY(ARRAY(SELECT ctid FROM "{table}" '
+            f'WHERE "{column}" = ANY(%s) LIMIT %s))'
+        )
         start = 0
         while start < len(pks):
             fanout = self._fanout.get(label, 1.0)
             size = max(1, min(len(pks) - start, int(self.batch * FILL / fanout)))
-            chunk, found = pks[start:start + size], 0
+            chunk, found = pks[start : start + size], 0
             while True:
                 rows = self._execute(sql, [chunk, self.batch])
                 found += rows
@@ -126,7 +134,7 @@ class Pruner:
     def _clear_where(self, model, field, pks: list) -> None:
         manager = model._base_manager
         while True:
-            ids = list(manager.filter(**{f"{field.name}__in": pks}).values_list("pk", flat=True)[:self.batch])
+            ids = list(manager.filter(**{f"{field.name}__in": pks}).values_list("pk", flat=True)[: self.batch])
             if not ids:
                 return
             with transaction.atomic():
@@ -136,11 +144,14 @@ class Pruner:
 
 def _is_leaf(model) -> bool:
     """Nothing else is deleted or cleared with a row of ``model``."""
-    return not any(r.on_delete in (models.CASCADE, models.SET_NULL) and r.field.model is r.related_model
-                   for r in model._meta.related_objects)
+    return not any(
+        r.on_delete in (models.CASCADE, models.SET_NULL) and r.field.model is r.related_model
+        for r in model._meta.related_objects
+    )
 
 
 # --- a prune's priority on the host -----------------------------------------------------------
+
 
 class lowered_priority:
     """While a prune runs, its thread and (when the database server is on this host and the

@@ -1,4 +1,5 @@
 """Reads of retention: the policy as the API shows it."""
+
 from __future__ import annotations
 
 from apps.retention.models import KINDS, RetentionPolicy, RetentionRun

@@ -10,9 +10,14 @@ MAX_DAYS = 3650
 
 
 def _days(help_text: str, min_value: int = 1):
-    return serializers.IntegerField(required=False, allow_null=True, min_value=min_value, max_value=MAX_DAYS,
-                                    help_text=f"Days to keep {help_text}; null: the plan's default.",
-                                    error_messages={"min_value": "Kept at least {min_value} days."})
+    return serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=min_value,
+        max_value=MAX_DAYS,
+        help_text=f"Days to keep {help_text}; null: the plan's default.",
+        error_messages={"min_value": "Kept at least {min_value} days."},
+    )
 
 
 class RetentionPolicySerializer(KaiSerializer):

@@ -1,4 +1,5 @@
 """Retention policies (writes) and the prune of one organization's data past them."""
+
 from __future__ import annotations
 
 import logging
@@ -41,9 +42,15 @@ def audit_min_days() -> int:
 
 def plan_defaults(plan: str) -> dict:
     days = PLAN_DAYS.get(plan, PLAN_DAYS["standard"])
-    return {"executions_days": days, "events_days": days, "usage_days": YEAR,
-            "audit_days": max(YEAR, audit_min_days()), "webhook_deliveries_days": days, "files_days": days,
-            "keep": Keep.ALL}
+    return {
+        "executions_days": days,
+        "events_days": days,
+        "usage_days": YEAR,
+        "audit_days": max(YEAR, audit_min_days()),
+        "webhook_deliveries_days": days,
+        "files_days": days,
+        "keep": Keep.ALL,
+    }
 
 
 def effective_policy(*, organization) -> dict:
@@ -64,17 +71,25 @@ def retention_policy_update(*, organization, actor, data: dict) -> RetentionPoli
         raise ValidationError({"audit_days": [f"Audit rows are kept at least {audit_min_days()} days."]})
     with transaction.atomic():
         policy, _ = RetentionPolicy.objects.select_for_update().get_or_create(
-            organization=organization, defaults={"created_by": actor if actor.is_authenticated else None})
+            organization=organization, defaults={"created_by": actor if actor.is_authenticated else None}
+        )
         before = snapshot(policy, [*KINDS, "keep"])
         for name, value in data.items():
             setattr(policy, name, value)
         policy.save()
-        audit_record(organization=organization, actor=actor, action="retention.update", instance=policy,
-                     before=before, after=snapshot(policy, [*KINDS, "keep"]))
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="retention.update",
+            instance=policy,
+            before=before,
+            after=snapshot(policy, [*KINDS, "keep"]),
+        )
     return policy
 
 
 # --- the prune ----------------------------------------------------------------------------------
+
 
 def _finished_runs(organization, policy: dict, now) -> models.Q:
     cutoff = now - timedelta(days=policy["executions_days"])
@@ -90,11 +105,13 @@ def _prune_files(organization, policy: dict, now, pruner: pruning.Pruner) -> Non
     cutoff = now - timedelta(days=policy["files_days"])
     finished = Execution.objects.for_org(organization).filter(status__in=TERMINAL_STATUSES, completed_at__lt=cutoff)
     orphaned = ~models.Exists(Execution.objects.filter(pk=models.OuterRef("execution_id")))
-    lookup = (models.Q(organization=organization, execution_id__isnull=False)
-              & (models.Q(execution_id__in=finished.values("pk")) | (orphaned & models.Q(created_at__lt=cutoff))))
+    lookup = models.Q(organization=organization, execution_id__isnull=False) & (
+        models.Q(execution_id__in=finished.values("pk")) | (orphaned & models.Q(created_at__lt=cutoff))
+    )
     while True:
-        rows = list(StoredFile.objects.for_org(organization).filter(lookup).values_list("pk", "storage_key")
-                    [:pruner.batch])
+        rows = list(
+            StoredFile.objects.for_org(organization).filter(lookup).values_list("pk", "storage_key")[: pruner.batch]
+        )
         if not rows:
             return
         pruner.delete_pks(StoredFile, [pk for pk, _ in rows])
@@ -114,14 +131,16 @@ def _prune_all_kinds(organization, policy: dict, now, pruner: pruning.Pruner) ->
     org = models.Q(organization=organization)
     pruner.delete_where(Event, org & models.Q(created_at__lt=day("events_days")), order="id")
     pruner.delete_where(UsageRollup, org & models.Q(day__lt=day("usage_days").date()))
-    pruner.delete_where(WebhookDelivery, org & models.Q(created_at__lt=day("webhook_deliveries_days")),
-                        order="created_at")
+    pruner.delete_where(
+        WebhookDelivery, org & models.Q(created_at__lt=day("webhook_deliveries_days")), order="created_at"
+    )
     pruner.delete_where(AuditEvent, org & models.Q(created_at__lt=day("audit_days")), order="id")
     pruner.delete_where(RetentionRun, org & models.Q(created_at__lt=day("audit_days")), order="created_at")
 
 
-def retention_prune(*, organization, now=None, pause: float = 0.0, duty: float = 1.0,
-                    niceness: int = 0) -> RetentionRun | None:
+def retention_prune(
+    *, organization, now=None, pause: float = 0.0, duty: float = 1.0, niceness: int = 0
+) -> RetentionRun | None:
     """Delete what the organization's policy no longer keeps, in batches (``pause``/``duty``: how
     it rests between statements, ``niceness``: its CPU priority; see ``pruning``); record the
     counts (a ``RetentionRun`` and an audit row) when anything went. None when another prune of
@@ -144,10 +163,19 @@ def retention_prune(*, organization, now=None, pause: float = 0.0, duty: float =
     if not counts:
         return None
     with transaction.atomic():
-        run = RetentionRun.objects.create(organization=organization, finished_at=timezone.now(),
-                                          counts=dict(counts), cutoffs=cutoffs,
-                                          seconds=round(time.monotonic() - started, 3))
-        audit_record(organization=organization, actor=None, action="retention.prune", instance=run,
-                     after={"counts": dict(counts), "cutoffs": cutoffs, "pace": pruner.stats()})
+        run = RetentionRun.objects.create(
+            organization=organization,
+            finished_at=timezone.now(),
+            counts=dict(counts),
+            cutoffs=cutoffs,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        audit_record(
+            organization=organization,
+            actor=None,
+            action="retention.prune",
+            instance=run,
+            after={"counts": dict(counts), "cutoffs": cutoffs, "pace": pruner.stats()},
+        )
     logger.info("retention: organization %s pruned %s (%s)", organization.pk, dict(counts), pruner.stats())
     return run

@@ -1,4 +1,5 @@
 """Beat prunes every organization's data past its retention policy, one task per organization."""
+
 from __future__ import annotations
 
 import logging
@@ -29,6 +30,10 @@ def prune_organization(organization_id: str) -> dict:
     organization = Organization.objects.filter(pk=organization_id).first()
     if organization is None:
         return {}
-    run = retention_prune(organization=organization, pause=settings.KAI_RETENTION_PAUSE_SECONDS,
-                          duty=settings.KAI_RETENTION_DUTY, niceness=settings.KAI_RETENTION_NICE)
+    run = retention_prune(
+        organization=organization,
+        pause=settings.KAI_RETENTION_PAUSE_SECONDS,
+        duty=settings.KAI_RETENTION_DUTY,
+        niceness=settings.KAI_RETENTION_NICE,
+    )
     return run.counts if run else {}

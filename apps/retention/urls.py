@@ -1,4 +1,5 @@
 """API routes of apps.retention."""
+
 from django.urls import path
 
 from apps.retention import views

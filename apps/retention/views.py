@@ -1,4 +1,5 @@
 """``GET/PUT /api/v1/retention``: how long the organization's data is kept (owners only)."""
+
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes

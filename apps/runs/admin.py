@@ -1,5 +1,6 @@
 """Operator console for runs: browse, filter by organization/status/date, cancel or retry
 executions (``apps.runs.services``), status history and trace spans inline."""
+
 from django.contrib import admin, messages
 
 from apps.runs import services
@@ -41,10 +42,29 @@ class TraceSpanInline(admin.TabularInline):
 
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
-    list_display = ("short_id", "run_name", "kind", "status", "organization", "agent", "worker", "attempts",
-                    "started_at", "duration", "total_tokens", "cost", "created_at")
-    list_filter = ("status", "kind", "organization", "cancel_requested", CREATED,
-                   ("completed_at", admin.DateFieldListFilter))
+    list_display = (
+        "short_id",
+        "run_name",
+        "kind",
+        "status",
+        "organization",
+        "agent",
+        "worker",
+        "attempts",
+        "started_at",
+        "duration",
+        "total_tokens",
+        "cost",
+        "created_at",
+    )
+    list_filter = (
+        "status",
+        "kind",
+        "organization",
+        "cancel_requested",
+        CREATED,
+        ("completed_at", admin.DateFieldListFilter),
+    )
     search_fields = ("=id", "run_name", "=trace_id", "worker", "=dedupe_key", "organization__slug")
     list_select_related = ("organization", "agent")
     readonly_fields = [f.name for f in Execution._meta.concrete_fields] + ["logs", "spans"]
@@ -89,8 +109,11 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.action(description="Retry the selected runs (a new run with the same definition)")
     def retry(self, request, queryset):
         done = 0
-        for execution in (queryset.filter(status__in=TERMINAL_STATUSES).exclude(kind=ExecutionKind.WORKFLOW_STEP)
-                          .select_related("organization", "crew", "orchestration", "agent")):
+        for execution in (
+            queryset.filter(status__in=TERMINAL_STATUSES)
+            .exclude(kind=ExecutionKind.WORKFLOW_STEP)
+            .select_related("organization", "crew", "orchestration", "agent")
+        ):
             services.execution_retry(execution=execution, actor=request.user)
             done += 1
         self.message_user(request, f"Queued {done} retry run(s).", messages.SUCCESS)
@@ -122,8 +145,20 @@ class ExecutionLogAdmin(ReadOnlyAdmin):
 
 @admin.register(TraceSpan)
 class TraceSpanAdmin(ReadOnlyAdmin):
-    list_display = ("execution_link", "trace_id", "kind", "name", "status", "model", "duration_ms", "tokens_in",
-                    "tokens_out", "cost", "organization", "started_at")
+    list_display = (
+        "execution_link",
+        "trace_id",
+        "kind",
+        "name",
+        "status",
+        "model",
+        "duration_ms",
+        "tokens_in",
+        "tokens_out",
+        "cost",
+        "organization",
+        "started_at",
+    )
     list_filter = ("kind", "status", "organization", ("started_at", admin.DateFieldListFilter))
     search_fields = ("=trace_id", "name", "=execution__id", "model")
     list_select_related = ("organization",)
@@ -135,8 +170,17 @@ class TraceSpanAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageRollup)
 class UsageRollupAdmin(ReadOnlyAdmin):
-    list_display = ("organization", "day", "agent_name", "model", "executions", "llm_calls", "tokens_in",
-                    "tokens_out", "cost")
+    list_display = (
+        "organization",
+        "day",
+        "agent_name",
+        "model",
+        "executions",
+        "llm_calls",
+        "tokens_in",
+        "tokens_out",
+        "cost",
+    )
     list_filter = (("day", admin.DateFieldListFilter), "organization", "model")
     search_fields = ("agent_name", "model", "organization__slug")
     list_select_related = ("organization",)

@@ -1,6 +1,7 @@
 """One thread that does for many threads at once what each would do alone: the items handed to
 it within a few milliseconds of each other go through one call of its handler (one query, one
 statement, one transaction instead of one each); each caller gets its own item's answer."""
+
 from __future__ import annotations
 
 import logging
@@ -56,8 +57,9 @@ class Batcher:
             try:
                 answers = self.handle([item for item, _ in batch])
             except Exception as exc:
-                logger.warning("%s: a batch of %d failed; its items go one by one", self.name, len(batch),
-                               exc_info=True)
+                logger.warning(
+                    "%s: a batch of %d failed; its items go one by one", self.name, len(batch), exc_info=True
+                )
                 for _, future in batch:
                     future.set_exception(exc)
                 continue

@@ -10,6 +10,7 @@ are sequential, so a rerun finds the same keys whichever order concurrent tasks 
 and a task answered whole from the log shifts no other task's occurrences (a side-effecting tool
 called with the same arguments by two tasks is not taken for done in the second).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,7 @@ def default_max_attempts(kind: str) -> int:
 
 
 def checkpointed(execution: Execution) -> bool:
-    return (execution.kind in CHECKPOINTED_KINDS or execution.max_attempts > 1
-            or execution.replayed_from_id is not None)
+    return execution.kind in CHECKPOINTED_KINDS or execution.max_attempts > 1 or execution.replayed_from_id is not None
 
 
 def request_hash(payload) -> str:
@@ -92,8 +92,9 @@ class StepLog:
             return None
         with self._lock:
             if self._answers is None:
-                self._answers = dict(ExecutionStep.objects.filter(execution_id=self.execution_id)
-                                     .values_list("key", "response"))
+                self._answers = dict(
+                    ExecutionStep.objects.filter(execution_id=self.execution_id).values_list("key", "response")
+                )
                 if not connection.in_atomic_block:
                     connection.close()
             found = self._answers.get(key)
@@ -110,10 +111,21 @@ class StepLog:
         try:
             with transaction.atomic():
                 if recorder.flush():
-                    ExecutionStep.objects.bulk_create([ExecutionStep(
-                        organization_id=self.organization_id, execution_id=self.execution_id, key=key, kind=kind,
-                        step=step[:300], step_index=index, response=response, created_at=timezone.now())],
-                        ignore_conflicts=True)
+                    ExecutionStep.objects.bulk_create(
+                        [
+                            ExecutionStep(
+                                organization_id=self.organization_id,
+                                execution_id=self.execution_id,
+                                key=key,
+                                kind=kind,
+                                step=step[:300],
+                                step_index=index,
+                                response=response,
+                                created_at=timezone.now(),
+                            )
+                        ],
+                        ignore_conflicts=True,
+                    )
         finally:
             if not connection.in_atomic_block:
                 connection.close()
@@ -121,19 +133,25 @@ class StepLog:
 
 # --- replay ------------------------------------------------------------------------------------
 
+
 class ReplayError(Exception):
     """A replay that cannot start: ``field`` and ``valid`` say what the caller can give instead."""
 
-    def __init__(self, message: str, *, field: str = "from_step", valid: list[str] | None = None,
-                 conflict: bool = False):
+    def __init__(
+        self, message: str, *, field: str = "from_step", valid: list[str] | None = None, conflict: bool = False
+    ):
         super().__init__(message)
         self.field, self.valid, self.conflict = field, valid or [], conflict
 
 
 def recorded_steps(execution: Execution) -> list[str]:
     """The steps (tasks) of a run in the order it started them."""
-    rows = (ExecutionStep.objects.filter(execution_id=execution.pk).exclude(step="")
-            .values_list("step", "step_index").order_by("step_index", "id"))
+    rows = (
+        ExecutionStep.objects.filter(execution_id=execution.pk)
+        .exclude(step="")
+        .values_list("step", "step_index")
+        .order_by("step_index", "id")
+    )
     return list(dict.fromkeys(step for step, _ in rows))
 
 
@@ -141,24 +159,44 @@ def replay_plan(execution: Execution, from_step: str) -> list[ExecutionStep]:
     """The step-log rows of ``execution`` a replay from ``from_step`` reuses (those of the steps
     it started before it); raises ReplayError naming the valid steps."""
     if execution.status not in TERMINAL_STATUSES:
-        raise ReplayError(f"The execution has not ended ({execution.status}); only an ended run is replayed.",
-                          field="status", conflict=True)
+        raise ReplayError(
+            f"The execution has not ended ({execution.status}); only an ended run is replayed.",
+            field="status",
+            conflict=True,
+        )
     steps = recorded_steps(execution)
     if not steps:
         raise ReplayError("The execution has no recorded steps to replay (only checkpointed runs record them).")
     if from_step not in steps:
-        raise ReplayError(f"from_step {from_step!r} is not a step of this run; valid steps: {', '.join(steps)}.",
-                          valid=steps)
-    first = (ExecutionStep.objects.filter(execution_id=execution.pk, step=from_step)
-             .order_by("step_index").values_list("step_index", flat=True).first())
-    return list(ExecutionStep.objects.filter(execution_id=execution.pk, step_index__lt=first).exclude(step="")
-                .order_by("id"))
+        raise ReplayError(
+            f"from_step {from_step!r} is not a step of this run; valid steps: {', '.join(steps)}.", valid=steps
+        )
+    first = (
+        ExecutionStep.objects.filter(execution_id=execution.pk, step=from_step)
+        .order_by("step_index")
+        .values_list("step_index", flat=True)
+        .first()
+    )
+    return list(
+        ExecutionStep.objects.filter(execution_id=execution.pk, step_index__lt=first).exclude(step="").order_by("id")
+    )
 
 
 def copy_steps(rows: list[ExecutionStep], *, to: Execution) -> int:
-    ExecutionStep.objects.bulk_create([
-        ExecutionStep(organization_id=to.organization_id, execution_id=to.pk, key=row.key, kind=row.kind,
-                      step=row.step, step_index=row.step_index, response=row.response, created_at=row.created_at)
-        for row in rows], ignore_conflicts=True)
+    ExecutionStep.objects.bulk_create(
+        [
+            ExecutionStep(
+                organization_id=to.organization_id,
+                execution_id=to.pk,
+                key=row.key,
+                kind=row.kind,
+                step=row.step,
+                step_index=row.step_index,
+                response=row.response,
+                created_at=row.created_at,
+            )
+            for row in rows
+        ],
+        ignore_conflicts=True,
+    )
     return len(rows)
-

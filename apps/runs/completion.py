@@ -3,6 +3,7 @@ milliseconds of each other are ended in one transaction — their last batches i
 one insert per table (``RunRecorder.flush_many``), then each run's ``execution_transition`` to
 COMPLETED (its history row, its event, its hooks), the organization's event lock taken once.
 A batch that fails leaves each run to end alone, the way ``apps.runs.lifecycle`` always could."""
+
 from __future__ import annotations
 
 from django.db import transaction
@@ -21,8 +22,12 @@ def _complete_batch(items: list[tuple]) -> list[bool]:
     try:
         with transaction.atomic():
             taken = RunRecorder.flush_many([ctx.recorder for ctx, _ in items])
-            return [execution_transition(execution_id=ctx.execution.pk, to=S.COMPLETED, reason="completed",
-                                         result=result, error="") for ctx, result in items]
+            return [
+                execution_transition(
+                    execution_id=ctx.execution.pk, to=S.COMPLETED, reason="completed", result=result, error=""
+                )
+                for ctx, result in items
+            ]
     except Exception:
         RunRecorder.put_back(taken)  # each run's last batch goes with its own end instead
         raise

@@ -3,6 +3,7 @@ single UPDATE every few seconds stamps ``heartbeat_at`` and reads back ``cancel_
 a short-lived Redis key per worker says the process holding them is alive (``alive_key``: the
 reaper requeues the runs of a worker whose key expired without waiting for their heartbeat to
 grow stale)."""
+
 from __future__ import annotations
 
 import logging
@@ -117,7 +118,8 @@ class InFlightRegistry:
                     "UPDATE crews_execution SET heartbeat_at = now() WHERE id = ANY(%s::uuid[]) "
                     "AND status IN ('PREPARING', 'RUNNING') AND (worker = ANY(%s) OR %s) "
                     "RETURNING id, cancel_requested",
-                    [ids, sorted(workers), anonymous])
+                    [ids, sorted(workers), anonymous],
+                )
                 rows = cursor.fetchall()
         finally:
             connection.close()

@@ -4,6 +4,7 @@ recorded and published as a lone claim's are (``execution.preparing`` then ``exe
 One thread per process does it for the pool's threads (``take``); a run the batch could not claim
 (not PENDING, cancel requested, a kind with no runner, a failed batch) goes the single-run way
 in its own thread (``apps.runs.lifecycle``)."""
+
 from __future__ import annotations
 
 import logging
@@ -82,11 +83,13 @@ _EVENT_VALUES = {
     "component": "'runs'",
     "agent_id": "locked.agent_id",
     "execution_id": "locked.id",
-    "data": ("jsonb_build_object('execution_id', locked.id::text, 'kind', locked.kind, "
-             "'from', COALESCE(steps.from_status, locked.from_status), 'to', steps.to_status, "
-             "'status', steps.to_status, 'reason', steps.reason, 'agent_id', locked.agent_id::text) || "
-             "CASE WHEN locked.parent_id IS NULL THEN '{}'::jsonb "
-             "ELSE jsonb_build_object('parent_id', locked.parent_id::text) END"),
+    "data": (
+        "jsonb_build_object('execution_id', locked.id::text, 'kind', locked.kind, "
+        "'from', COALESCE(steps.from_status, locked.from_status), 'to', steps.to_status, "
+        "'status', steps.to_status, 'reason', steps.reason, 'agent_id', locked.agent_id::text) || "
+        "CASE WHEN locked.parent_id IS NULL THEN '{}'::jsonb "
+        "ELSE jsonb_build_object('parent_id', locked.parent_id::text) END"
+    ),
     "created_at": "%s",
 }
 
@@ -104,14 +107,20 @@ def claim_many(*, organization_id, execution_ids: list, worker: str, cap: int | 
     if cap is not None:
         prefix = "SELECT pg_advisory_xact_lock(%s, %s);\n"
         prefix_params = [CLAIM_LOCK_NAMESPACE, organization_lock_key(organization_id)]
-        running = ("running AS (SELECT count(*) AS n FROM crews_execution WHERE organization_id = %s "
-                   "AND status IN ('PREPARING', 'RUNNING') AND parent_id IS NULL), ")
+        running = (
+            "running AS (SELECT count(*) AS n FROM crews_execution WHERE organization_id = %s "
+            "AND status IN ('PREPARING', 'RUNNING') AND parent_id IS NULL), "
+        )
         params.append(organization_id)
         limit = "LIMIT GREATEST(0, %s - (SELECT n FROM running))"
         running_n, running_from = "running.n", "running LEFT JOIN locked ON true"
-    sql = _CLAIM_SQL.format(running=running, limit=limit, running_n=running_n, running_from=running_from,
-                            events=event_insert_ctes(source="locked, steps", values=_EVENT_VALUES,
-                                                     order_by="locked.id, steps.ord"))
+    sql = _CLAIM_SQL.format(
+        running=running,
+        limit=limit,
+        running_n=running_n,
+        running_from=running_from,
+        events=event_insert_ctes(source="locked, steps", values=_EVENT_VALUES, order_by="locked.id, steps.ord"),
+    )
     ids = [str(i) for i in execution_ids]
     params += [ids, *([cap] if cap is not None else []), worker[:200], now, now, now, reason, now, now]
     types = {"execution.preparing", "execution.running"}
@@ -148,13 +157,28 @@ def _published(organization_id, rows: list, *, worker: str) -> None:
     for _n, execution_id, from_status, kind, agent_id, parent_id, *_ in rows:
         previous = from_status
         for status, reason in ((S.PREPARING, worker), (S.RUNNING, "started")):
-            data = {"execution_id": str(execution_id), "kind": kind, "from": previous, "to": str(status),
-                    "status": str(status), "reason": reason, "agent_id": str(agent_id) if agent_id else None}
+            data = {
+                "execution_id": str(execution_id),
+                "kind": kind,
+                "from": previous,
+                "to": str(status),
+                "status": str(status),
+                "reason": reason,
+                "agent_id": str(agent_id) if agent_id else None,
+            }
             if parent_id:
                 data["parent_id"] = str(parent_id)
-            published(pk=event_ids[position], created_at=created[position], organization=organization_id,
-                      type=f"execution.{status.lower()}", data=data, agent=agent_id, execution=execution_id,
-                      severity="info", component="runs")
+            published(
+                pk=event_ids[position],
+                created_at=created[position],
+                organization=organization_id,
+                type=f"execution.{status.lower()}",
+                data=data,
+                agent=agent_id,
+                execution=execution_id,
+                severity="info",
+                component="runs",
+            )
             previous = status
             position += 1
 
@@ -162,29 +186,37 @@ def _published(organization_id, rows: list, *, worker: str) -> None:
 def _take_batch(items: list[tuple[str, str]]) -> list[Taken]:
     """(execution id, worker) → the execution loaded, and claimed when it can be."""
     ids = list(dict.fromkeys(execution_id for execution_id, _ in items))
-    executions = {str(e.pk): e for e in Execution.objects.select_related("organization", "agent")
-                  .filter(pk__in=ids)}
+    executions = {str(e.pk): e for e in Execution.objects.select_related("organization", "agent").filter(pk__in=ids)}
     taken = {execution_id: Taken(execution) for execution_id, execution in executions.items()}
     if not drain.is_draining():
         groups: dict[tuple, list[str]] = {}
         for execution_id, worker in items:
             execution = executions.get(execution_id)
-            if (execution is not None and execution.status == S.PENDING and not execution.cancel_requested
-                    and plugins.runner_for(execution.kind) is not None and taken[execution_id].outcome is None):
+            if (
+                execution is not None
+                and execution.status == S.PENDING
+                and not execution.cancel_requested
+                and plugins.runner_for(execution.kind) is not None
+                and taken[execution_id].outcome is None
+            ):
                 key = (execution.organization_id, execution.parent_id is None, worker)
                 if execution_id not in groups.setdefault(key, []):
                     groups[key].append(execution_id)
         for (organization_id, top, worker), group in groups.items():
             cap = concurrency_cap(executions[group[0]].organization) if top else None
-            for execution_id, outcome in claim_many(organization_id=organization_id, execution_ids=group,
-                                                    worker=worker, cap=cap).items():
+            for execution_id, outcome in claim_many(
+                organization_id=organization_id, execution_ids=group, worker=worker, cap=cap
+            ).items():
                 taken[execution_id].outcome = outcome
     # a message delivered twice in one batch: the second is told it was lost
     answers, seen = [], set()
     for execution_id, _ in items:
         found = taken.get(execution_id)
-        answers.append(Taken(found.execution, "lost" if found.outcome else None) if found and execution_id in seen
-                       else (found or Taken(None)))
+        answers.append(
+            Taken(found.execution, "lost" if found.outcome else None)
+            if found and execution_id in seen
+            else (found or Taken(None))
+        )
         seen.add(execution_id)
     return answers
 

@@ -1,6 +1,7 @@
 """One execution from claim to end: PENDING → PREPARING → RUNNING → COMPLETED / FAILED / CANCELLED, parked
 for an approval or queued again; the kind's registered runner does the work through a ``RunContext``
 (``apps.runs.runner``)."""
+
 from __future__ import annotations
 
 import logging
@@ -31,14 +32,16 @@ __all__ = ["PLAN_CONCURRENCY", "claim", "concurrency_cap", "run", "with_citation
 
 # --- claiming and running one execution --------------------------------------------------------
 
+
 def claim(execution: Execution, *, worker: str, start: bool = False) -> str:
     """PENDING → PREPARING (→ RUNNING with ``start``) unless the organization is at its cap (a
     top-level run only). Returns "claimed", "over_cap" or "lost"."""
     cap = None
     if execution.parent_id is None:
         cap = (execution.organization_id, concurrency_cap(execution.organization))
-    outcome, _ = execution_claim(execution_id=execution.pk, worker=worker, attempts=execution.attempts + 1,
-                                 start=start, cap=cap)
+    outcome, _ = execution_claim(
+        execution_id=execution.pk, worker=worker, attempts=execution.attempts + 1, start=start, cap=cap
+    )
     return outcome
 
 
@@ -51,8 +54,11 @@ def run(execution_id, *, worker: str) -> str:
         execution, outcome = taken.execution, taken.outcome
     except Exception:  # the batch failed: this run alone
         outcome = None
-        execution = (Execution.objects.select_related("organization", "agent")  # created_by: only tools need it
-                     .filter(pk=execution_id).first())
+        execution = (
+            Execution.objects.select_related("organization", "agent")  # created_by: only tools need it
+            .filter(pk=execution_id)
+            .first()
+        )
     if execution is None:
         return "missing"
     with log_context(organization=execution.organization_id, execution=execution.pk):
@@ -86,9 +92,11 @@ def _claimed(execution: Execution, outcome: str, *, worker: str) -> str:
         return "over_cap"
     if outcome != "claimed":
         # a run whose cancel was requested is never claimed: it ends here, never having started
-        if (Execution.objects.filter(pk=execution.pk, status=S.PENDING, cancel_requested=True).exists()
-                and execution_transition(execution_id=execution.pk, to=S.CANCELLED,
-                                         reason="cancelled before it started", only_from={S.PENDING})):
+        if Execution.objects.filter(
+            pk=execution.pk, status=S.PENDING, cancel_requested=True
+        ).exists() and execution_transition(
+            execution_id=execution.pk, to=S.CANCELLED, reason="cancelled before it started", only_from={S.PENDING}
+        ):
             return "cancelled"
         return "lost"
     connection.close()  # back to the pool while the runner works
@@ -105,14 +113,18 @@ def _work(execution: Execution, runner, *, worker: str) -> str:
         if runner is None:
             raise RunFailed(f"no runner is installed for runs of kind {execution.kind!r}")
         result = with_citations(runner(ctx), ctx.citations)
-        ctx.recorder.log("completed", tokens=ctx.recorder.total_tokens_in + ctx.recorder.total_tokens_out,
-                         cost=str(ctx.recorder.total_cost))
+        ctx.recorder.log(
+            "completed",
+            tokens=ctx.recorder.total_tokens_in + ctx.recorder.total_tokens_out,
+            cost=str(ctx.recorder.total_cost),
+        )
         status = S.COMPLETED
         _complete(ctx, result)
         _record_agent_stats(execution, time.monotonic() - started, "")  # after the end: a waiter is woken first
     except AwaitingApproval as exc:
-        ctx.recorder.log(f"waiting for approval: {exc}", **{k: v for k, v in exc.request.items()
-                                                              if k in ("source", "step_id")})
+        ctx.recorder.log(
+            f"waiting for approval: {exc}", **{k: v for k, v in exc.request.items() if k in ("source", "step_id")}
+        )
         _record_agent_stats(execution, time.monotonic() - started, "")
         status = _park(ctx, exc)
     except Cancelled as exc:
@@ -140,8 +152,12 @@ def _work(execution: Execution, runner, *, worker: str) -> str:
         _end(ctx, S.FAILED, error)
     finally:
         telemetry.deactivate(active)
-        telemetry.end_span(ctx.recorder.otel_root, status="error" if status == S.FAILED else "ok", error=error,
-                           cost=ctx.recorder.total_cost)
+        telemetry.end_span(
+            ctx.recorder.otel_root,
+            status="error" if status == S.FAILED else "ok",
+            error=error,
+            cost=ctx.recorder.total_cost,
+        )
         registry.remove(handle)
         if ctx._stream_key and status not in (S.WAITING_FOR_APPROVAL, S.PENDING):
             stream_push(ctx._stream_key, {"done": "1", "status": str(status), "error": error[:1000]})
@@ -153,8 +169,12 @@ def _context(execution: Execution, handle) -> tuple[RunContext, object]:
     """The run's context, its trace's root span made the active one."""
     ctx = RunContext(execution, handle)
     ctx.recorder.otel_root = telemetry.start_run_span(
-        name=f"run {execution.kind}", trace_id=execution.trace_id, organization_id=execution.organization_id,
-        execution_id=execution.pk, kind=execution.kind)
+        name=f"run {execution.kind}",
+        trace_id=execution.trace_id,
+        organization_id=execution.organization_id,
+        execution_id=execution.pk,
+        kind=execution.kind,
+    )
     active = telemetry.activate(ctx.recorder.otel_root)  # database and Redis calls of the run go under it
     _restore_usage_keys(ctx)
     return ctx, active
@@ -186,8 +206,7 @@ def _complete(ctx: RunContext, result) -> None:
         logger.warning("batched end of %s failed; ending it alone", ctx.execution.pk, exc_info=True)
     with transaction.atomic():
         ctx.recorder.flush()
-        execution_transition(execution_id=ctx.execution.pk, to=S.COMPLETED, reason="completed", result=result,
-                             error="")
+        execution_transition(execution_id=ctx.execution.pk, to=S.COMPLETED, reason="completed", result=result, error="")
 
 
 def _park(ctx: RunContext, pause: AwaitingApproval) -> str:
@@ -196,8 +215,9 @@ def _park(ctx: RunContext, pause: AwaitingApproval) -> str:
     Returns the status the run is left in."""
     ctx.recorder.flush()
     # the usage rollup counted this run once per agent/model/day already; the resumed run must not again
-    pause.checkpoint["usage_keys"] = [[agent, model, day.isoformat()]
-                                      for agent, model, day in ctx.recorder._counted_usage_keys]
+    pause.checkpoint["usage_keys"] = [
+        [agent, model, day.isoformat()] for agent, model, day in ctx.recorder._counted_usage_keys
+    ]
     try:
         if plugins.service("approval_park")(ctx.execution, pause.request, pause.checkpoint):
             return S.WAITING_FOR_APPROVAL
@@ -214,13 +234,20 @@ def _requeue(ctx: RunContext) -> str:
     commit; a run that ended meanwhile (a cancel won the race) is left as it is."""
     reason = "its worker shut down before it finished; requeued"
     ctx.recorder.log(reason, level="warning")
-    checkpoint = {**(ctx.execution.checkpoint or {}),
-                  "usage_keys": [[agent, model, day.isoformat()]
-                                 for agent, model, day in ctx.recorder._counted_usage_keys]}
+    checkpoint = {
+        **(ctx.execution.checkpoint or {}),
+        "usage_keys": [[agent, model, day.isoformat()] for agent, model, day in ctx.recorder._counted_usage_keys],
+    }
     with transaction.atomic():
         ctx.recorder.flush()
-        if execution_transition(execution_id=ctx.execution.pk, to=S.PENDING, reason=reason, worker="",
-                                checkpoint=checkpoint, only_from={S.PREPARING, S.RUNNING}):
+        if execution_transition(
+            execution_id=ctx.execution.pk,
+            to=S.PENDING,
+            reason=reason,
+            worker="",
+            checkpoint=checkpoint,
+            only_from={S.PREPARING, S.RUNNING},
+        ):
             transaction.on_commit(partial_enqueue(ctx.execution.pk, ctx.execution.priority))
             return S.PENDING
     return Execution.objects.filter(pk=ctx.execution.pk).values_list("status", flat=True).first() or S.PENDING
@@ -247,5 +274,3 @@ def _record_agent_stats(execution: Execution, seconds: float, error: str) -> Non
         plugins.service("agent_record_run")(execution.agent, seconds, error)
     except Exception:
         logger.warning("could not record the run in the agent's counters", exc_info=True)
-
-

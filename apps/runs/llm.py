@@ -2,6 +2,7 @@
 service the agents app provides, DESIGN §14), budgets checked before each call (provider, agent
 and organization monthly limits), and a circuit breaker per provider (Redis, shared by every worker).
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,6 +57,7 @@ def resolve_model(*, organization, model_name: str | None) -> ResolvedModel:
 
 # --- circuit breaker ---------------------------------------------------------------------------
 
+
 class CircuitOpen(Exception):
     pass
 
@@ -103,8 +105,9 @@ def breaker_allow(provider_key: str) -> int | None:
         return None  # Redis down: do not block runs on the breaker
     if open_until and float(open_until) > time.time():
         wait = int(float(open_until) - time.time()) + 1
-        raise CircuitOpen(f"the circuit breaker of provider {provider_key} is open after repeated failures; "
-                          f"retry in {wait} s")
+        raise CircuitOpen(
+            f"the circuit breaker of provider {provider_key} is open after repeated failures; retry in {wait} s"
+        )
     return int(failures or 0)
 
 
@@ -133,6 +136,7 @@ def breaker_failure(provider_key: str) -> None:
 
 # --- budgets -----------------------------------------------------------------------------------
 
+
 class BudgetExceeded(Exception):
     pass
 
@@ -156,8 +160,11 @@ def agent_budget_limit(agent) -> Decimal | None:
 
 
 def agent_month_spend(*, organization_id, agent_id) -> Decimal:
-    total = UsageRollup.objects.for_org(organization_id).filter(agent_id=agent_id, day__gte=month_start()).aggregate(
-        total=Sum("cost"))["total"]
+    total = (
+        UsageRollup.objects.for_org(organization_id)
+        .filter(agent_id=agent_id, day__gte=month_start())
+        .aggregate(total=Sum("cost"))["total"]
+    )
     return total or Decimal(0)
 
 
@@ -167,8 +174,11 @@ def organization_budget_limit(organization) -> Decimal | None:
 
 
 def organization_month_spend(*, organization_id) -> Decimal:
-    total = UsageRollup.objects.for_org(organization_id).filter(day__gte=month_start()).aggregate(
-        total=Sum("cost"))["total"]
+    total = (
+        UsageRollup.objects.for_org(organization_id)
+        .filter(day__gte=month_start())
+        .aggregate(total=Sum("cost"))["total"]
+    )
     return total or Decimal(0)
 
 
@@ -182,26 +192,31 @@ def check_budgets_for(*, organization, provider, agent=None) -> None:
     BudgetExceeded naming the one that is spent. Also what callers check before queuing a run."""
     limit, spent = provider_budget(provider)
     if limit is not None and spent >= limit:
-        raise BudgetExceeded(f"budget exceeded: provider {provider.name!r} spent ${spent:.4f} of its "
-                             f"${limit:.4f} monthly budget")
+        raise BudgetExceeded(
+            f"budget exceeded: provider {provider.name!r} spent ${spent:.4f} of its ${limit:.4f} monthly budget"
+        )
     agent_limit = agent_budget_limit(agent) if agent is not None else None
     if agent_limit is not None:
         spent = agent_month_spend(organization_id=organization.pk, agent_id=agent.pk)
         if spent >= agent_limit:
-            raise BudgetExceeded(f"budget exceeded: agent {agent.name!r} spent ${spent:.4f} of its "
-                                 f"${agent_limit:.4f} monthly budget")
+            raise BudgetExceeded(
+                f"budget exceeded: agent {agent.name!r} spent ${spent:.4f} of its ${agent_limit:.4f} monthly budget"
+            )
     org_limit = organization_budget_limit(organization)
     if org_limit is not None:
         spent = organization_month_spend(organization_id=organization.pk)
         if spent >= org_limit:
-            raise BudgetExceeded(f"budget exceeded: the organization spent ${spent:.4f} of its ${org_limit:.4f} "
-                                 "monthly budget")
+            raise BudgetExceeded(
+                f"budget exceeded: the organization spent ${spent:.4f} of its ${org_limit:.4f} monthly budget"
+            )
 
 
 def budgets_configured(*, organization, resolved: ResolvedModel, agent=None) -> bool:
-    return bool((resolved.provider is not None and resolved.provider.budget_limit is not None)
-                or (agent is not None and agent_budget_limit(agent) is not None)
-                or organization_budget_limit(organization) is not None)
+    return bool(
+        (resolved.provider is not None and resolved.provider.budget_limit is not None)
+        or (agent is not None and agent_budget_limit(agent) is not None)
+        or organization_budget_limit(organization) is not None
+    )
 
 
 def record_provider_usage(*, resolved: ResolvedModel, input_tokens: int, output_tokens: int, cost) -> None:

@@ -5,6 +5,7 @@ trace spans and the usage rollup.
 leaves an ``ExecutionEvent``. Logs and spans are written in batches by ``apps.runs.recorder``.
 The tables keep the names they had when these models lived in ``apps.crews``.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -48,18 +49,22 @@ ACTIVE_STATUSES = frozenset({ExecutionStatus.PREPARING, ExecutionStatus.RUNNING}
 
 class Execution(TenantModel):
     kind = models.CharField(max_length=20, choices=ExecutionKind.choices)
-    status = models.CharField(max_length=24, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING,
-                              editable=False)
+    status = models.CharField(
+        max_length=24, choices=ExecutionStatus.choices, default=ExecutionStatus.PENDING, editable=False
+    )
     run_name = models.CharField(max_length=300, blank=True)
     crew = models.ForeignKey("crews.Crew", null=True, blank=True, on_delete=models.SET_NULL, related_name="executions")
-    orchestration = models.ForeignKey("crews.Orchestration", null=True, blank=True, on_delete=models.SET_NULL,
-                                      related_name="executions")
-    agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="executions")
+    orchestration = models.ForeignKey(
+        "crews.Orchestration", null=True, blank=True, on_delete=models.SET_NULL, related_name="executions"
+    )
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="executions"
+    )
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
     inputs = models.JSONField(default=dict, blank=True)
-    definition = models.JSONField(default=dict, blank=True,
-                                  help_text="What runs, frozen at creation (crew YAML, task, command).")
+    definition = models.JSONField(
+        default=dict, blank=True, help_text="What runs, frozen at creation (crew YAML, task, command)."
+    )
     params = models.JSONField(default=dict, blank=True, help_text="LLM parameters of this run.")
     model = models.CharField(max_length=200, blank=True)
     result = models.JSONField(null=True, blank=True)
@@ -72,20 +77,34 @@ class Execution(TenantModel):
     completed_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveSmallIntegerField(default=0)
-    max_attempts = models.PositiveSmallIntegerField(default=1, help_text="Runs lost with their worker are requeued "
-                                                                           "until this many attempts were made.")
+    max_attempts = models.PositiveSmallIntegerField(
+        default=1, help_text="Runs lost with their worker are requeued until this many attempts were made."
+    )
     worker = models.CharField(max_length=200, blank=True)
     tokens_in = models.BigIntegerField(default=0)
     tokens_out = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     log_seq = models.BigIntegerField(default=0, editable=False, help_text="Last sequence number handed to a log row.")
-    dedupe_key = models.CharField(max_length=200, null=True, blank=True, unique=True,
-                                  help_text="Callers that must not create a run twice (schedule ticks) key it.")
-    checkpoint = models.JSONField(default=dict, blank=True,
-                                  help_text="What a run parked WAITING_FOR_APPROVAL resumes from (completed "
-                                            "tasks' outputs, the pending step).")
-    replayed_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays",
-                                      help_text="The run whose steps before ``from_step`` this run reused.")
+    dedupe_key = models.CharField(
+        max_length=200,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="Callers that must not create a run twice (schedule ticks) key it.",
+    )
+    checkpoint = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What a run parked WAITING_FOR_APPROVAL resumes from (completed tasks' outputs, the pending step).",
+    )
+    replayed_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="replays",
+        help_text="The run whose steps before ``from_step`` this run reused.",
+    )
 
     class Meta(TenantModel.Meta):
         db_table = "crews_execution"
@@ -95,8 +114,11 @@ class Execution(TenantModel):
             models.Index(fields=["agent", "-created_at"], name="exec_agent_created"),
             models.Index(fields=["status", "heartbeat_at"], name="exec_status_heartbeat"),
         ]
-        constraints = [models.UniqueConstraint(fields=["stream_id"], condition=~models.Q(stream_id=""),
-                                               name="uniq_execution_stream_id")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stream_id"], condition=~models.Q(stream_id=""), name="uniq_execution_stream_id"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.pk} {self.status}"
@@ -242,6 +264,9 @@ class UsageRollup(TenantModel):
     class Meta(TenantModel.Meta):
         db_table = "crews_usagerollup"
         ordering = ("-day",)
-        constraints = [models.UniqueConstraint(fields=["organization", "agent_id", "day", "model"],
-                                               name="uniq_usage_rollup", nulls_distinct=False)]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "agent_id", "day", "model"], name="uniq_usage_rollup", nulls_distinct=False
+            )
+        ]
         indexes = [models.Index(fields=["organization", "day"], name="usage_org_day")]

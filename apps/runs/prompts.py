@@ -1,4 +1,5 @@
 """The engine's prompt building: what every kind of run sends to a model, in one place."""
+
 from __future__ import annotations
 
 import re
@@ -10,6 +11,7 @@ _TOKEN_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def interpolate(text: str, inputs: dict) -> str:
     """CrewAI's ``{name}`` placeholders, filled from the run's inputs (``{{``/``}}`` give literal
     braces; an unknown placeholder stays as written — runs refuse missing inputs at create)."""
+
     def fill(match):
         name = match.group(1)
         if name is None:

@@ -8,6 +8,7 @@ status), so a cancelled or reaped run never gains tokens afterwards. The run's l
 written in the transaction that ends it. The shared counters (usage rollup, provider usage) are
 written after the batch commits, one short statement each (see ``flush``).
 """
+
 from __future__ import annotations
 
 import threading
@@ -41,7 +42,8 @@ USAGE_UPSERT = (
     "tokens_in = crews_usagerollup.tokens_in + EXCLUDED.tokens_in, "
     "tokens_out = crews_usagerollup.tokens_out + EXCLUDED.tokens_out, "
     "cost = crews_usagerollup.cost + EXCLUDED.cost, updated_at = EXCLUDED.updated_at, "
-    "agent_name = EXCLUDED.agent_name")
+    "agent_name = EXCLUDED.agent_name"
+)
 
 
 def new_span_id() -> str:
@@ -95,27 +97,69 @@ class RunRecorder:
         with self._lock:
             self._logs.append((level, message[:MAX_LOG_CHARS], data, timezone.now()))
 
-    def span_start(self, kind: str, name: str, parent: Span | None = None, *, agent_id=None, model: str = "",
-                   content: dict | None = None, **attributes) -> Span:
-        span = Span(span_id=new_span_id(), kind=kind, name=name[:300], parent_span_id=parent.span_id if parent else "",
-                    agent_id=str(agent_id) if agent_id else None, model=model, attributes=attributes)
-        span.otel = telemetry.start_span(name=span.name, parent=parent.otel if parent else self.otel_root,
-                                         kind=str(kind), organization_id=self.organization_id, model=model,
-                                         system=attributes.get("provider", ""), content=content)
+    def span_start(
+        self,
+        kind: str,
+        name: str,
+        parent: Span | None = None,
+        *,
+        agent_id=None,
+        model: str = "",
+        content: dict | None = None,
+        **attributes,
+    ) -> Span:
+        span = Span(
+            span_id=new_span_id(),
+            kind=kind,
+            name=name[:300],
+            parent_span_id=parent.span_id if parent else "",
+            agent_id=str(agent_id) if agent_id else None,
+            model=model,
+            attributes=attributes,
+        )
+        span.otel = telemetry.start_span(
+            name=span.name,
+            parent=parent.otel if parent else self.otel_root,
+            kind=str(kind),
+            organization_id=self.organization_id,
+            model=model,
+            system=attributes.get("provider", ""),
+            content=content,
+        )
         return span
 
     def span_end(self, span: Span, *, status: str = "ok", **attributes) -> None:
         span.attributes.update(attributes)
         ended = timezone.now()
         row = TraceSpan(
-            organization_id=self.organization_id, execution_id=self.execution_id, trace_id=self.trace_id,
-            span_id=span.span_id, parent_span_id=span.parent_span_id, kind=span.kind, name=span.name, status=status,
-            agent_id=span.agent_id, model=span.model, started_at=span.started_at, ended_at=ended,
-            duration_ms=round((time.monotonic() - span.started_mono) * 1000, 3), tokens_in=span.tokens_in,
-            tokens_out=span.tokens_out, cost=span.cost, attributes=span.attributes)
-        telemetry.end_span(span.otel, status=status, tokens_in=span.tokens_in, tokens_out=span.tokens_out,
-                           cost=span.cost if span.kind == "llm" else None, model=span.model,
-                           error=str(attributes.get("error", "")), content=span.content)
+            organization_id=self.organization_id,
+            execution_id=self.execution_id,
+            trace_id=self.trace_id,
+            span_id=span.span_id,
+            parent_span_id=span.parent_span_id,
+            kind=span.kind,
+            name=span.name,
+            status=status,
+            agent_id=span.agent_id,
+            model=span.model,
+            started_at=span.started_at,
+            ended_at=ended,
+            duration_ms=round((time.monotonic() - span.started_mono) * 1000, 3),
+            tokens_in=span.tokens_in,
+            tokens_out=span.tokens_out,
+            cost=span.cost,
+            attributes=span.attributes,
+        )
+        telemetry.end_span(
+            span.otel,
+            status=status,
+            tokens_in=span.tokens_in,
+            tokens_out=span.tokens_out,
+            cost=span.cost if span.kind == "llm" else None,
+            model=span.model,
+            error=str(attributes.get("error", "")),
+            content=span.content,
+        )
         with self._lock:
             self._spans.append(row)
 
@@ -129,8 +173,9 @@ class RunRecorder:
             self.total_tokens_out += tokens_out
             self.total_cost += Decimal(cost)
 
-    def usage(self, *, agent_id, agent_name: str, model: str, tokens_in: int, tokens_out: int, cost,
-              provider=None) -> None:
+    def usage(
+        self, *, agent_id, agent_name: str, model: str, tokens_in: int, tokens_out: int, cost, provider=None
+    ) -> None:
         """One finished LLM call, for the per-organization/agent/day/model rollup and, when a
         configured provider served it, that provider's usage of the day (agents app)."""
         key = (str(agent_id) if agent_id else None, (agent_name or "")[:200], model[:200], timezone.now().date())
@@ -149,8 +194,10 @@ class RunRecorder:
         return len(self._logs) + len(self._spans) + len(self._usage) + len(self._provider_calls)
 
     def maybe_flush(self) -> None:
-        if self.pending() >= FLUSH_ENTRIES or (time.monotonic() - self._last_flush >= FLUSH_SECONDS and (
-                self.pending() or self._tokens_in or self._tokens_out)):
+        if self.pending() >= FLUSH_ENTRIES or (
+            time.monotonic() - self._last_flush >= FLUSH_SECONDS
+            and (self.pending() or self._tokens_in or self._tokens_out)
+        ):
             self.flush()
 
     def flush(self) -> bool:
@@ -178,7 +225,8 @@ class RunRecorder:
                             "UPDATE crews_execution SET log_seq = log_seq + %s, tokens_in = tokens_in + %s, "
                             "tokens_out = tokens_out + %s, cost = cost + %s "
                             "WHERE id = %s AND status IN ('PREPARING', 'RUNNING') RETURNING log_seq",
-                            [len(logs), tokens_in, tokens_out, cost, self.execution_id])
+                            [len(logs), tokens_in, tokens_out, cost, self.execution_id],
+                        )
                         row = cursor.fetchone()
                     if row is None:
                         self.ended, written = True, False
@@ -186,10 +234,20 @@ class RunRecorder:
                     else:
                         first = row[0] - len(logs) + 1
                         if logs:
-                            ExecutionLog.objects.bulk_create([
-                                ExecutionLog(organization_id=self.organization_id, execution_id=self.execution_id,
-                                             seq=first + i, level=level, message=message, data=data, created_at=at)
-                                for i, (level, message, data, at) in enumerate(logs)])
+                            ExecutionLog.objects.bulk_create(
+                                [
+                                    ExecutionLog(
+                                        organization_id=self.organization_id,
+                                        execution_id=self.execution_id,
+                                        seq=first + i,
+                                        level=level,
+                                        message=message,
+                                        data=data,
+                                        created_at=at,
+                                    )
+                                    for i, (level, message, data, at) in enumerate(logs)
+                                ]
+                            )
                         if spans:
                             TraceSpan.objects.bulk_create(spans)
                 if usage or providers:
@@ -202,8 +260,15 @@ class RunRecorder:
     def _take(self) -> tuple:
         """What was collected since the last flush (and the recorder emptied of it)."""
         with self._lock:
-            taken = (self._logs, self._spans, self._usage, self._provider_calls, self._tokens_in, self._tokens_out,
-                     self._cost)
+            taken = (
+                self._logs,
+                self._spans,
+                self._usage,
+                self._provider_calls,
+                self._tokens_in,
+                self._tokens_out,
+                self._cost,
+            )
             self._logs, self._spans, self._usage, self._provider_calls = [], [], {}, []
             self._tokens_in = self._tokens_out = 0
             self._cost = Decimal(0)
@@ -217,8 +282,12 @@ class RunRecorder:
             self._logs[:0], self._spans[:0], self._provider_calls[:0] = logs, spans, providers
             for key, (calls, tin, tout, spent) in usage.items():
                 entry = self._usage.setdefault(key, [0, 0, 0, Decimal(0)])
-                entry[0], entry[1], entry[2], entry[3] = entry[0] + calls, entry[1] + tin, entry[2] + tout, \
-                    entry[3] + spent
+                entry[0], entry[1], entry[2], entry[3] = (
+                    entry[0] + calls,
+                    entry[1] + tin,
+                    entry[2] + tout,
+                    entry[3] + spent,
+                )
             self._tokens_in += tokens_in
             self._tokens_out += tokens_out
             self._cost += cost
@@ -245,6 +314,7 @@ class RunRecorder:
     @staticmethod
     def _write_batch(taken: list) -> None:
         """One UPDATE of the runs' counters (only of runs still PREPARING/RUNNING), then their rows."""
+
         def has_rows(batch):
             logs, spans, usage, _providers, tokens_in, tokens_out, cost = batch
             return bool(logs or spans or usage or tokens_in or tokens_out or cost)
@@ -259,8 +329,14 @@ class RunRecorder:
                     "FROM unnest(%s::uuid[], %s::int[], %s::bigint[], %s::bigint[], %s::numeric[]) "
                     "AS v (id, n, tin, tout, cost) "
                     "WHERE e.id = v.id AND e.status IN ('PREPARING', 'RUNNING') RETURNING e.id, e.log_seq",
-                    [[str(r.execution_id) for r, _ in active], [len(b[0]) for _, b in active],
-                     [b[4] for _, b in active], [b[5] for _, b in active], [b[6] for _, b in active]])
+                    [
+                        [str(r.execution_id) for r, _ in active],
+                        [len(b[0]) for _, b in active],
+                        [b[4] for _, b in active],
+                        [b[5] for _, b in active],
+                        [b[6] for _, b in active],
+                    ],
+                )
                 seqs = {str(pk): seq for pk, seq in cursor.fetchall()}
         logs, spans, counters = [], [], []
         for recorder, (batch_logs, batch_spans, usage, providers, *_) in taken:
@@ -271,9 +347,18 @@ class RunRecorder:
                 counters.append((recorder, {} if recorder.ended else usage, providers))
                 continue
             first = seq - len(batch_logs) + 1
-            logs += [ExecutionLog(organization_id=recorder.organization_id, execution_id=recorder.execution_id,
-                                  seq=first + i, level=level, message=message, data=data, created_at=at)
-                     for i, (level, message, data, at) in enumerate(batch_logs)]
+            logs += [
+                ExecutionLog(
+                    organization_id=recorder.organization_id,
+                    execution_id=recorder.execution_id,
+                    seq=first + i,
+                    level=level,
+                    message=message,
+                    data=data,
+                    created_at=at,
+                )
+                for i, (level, message, data, at) in enumerate(batch_logs)
+            ]
             spans += batch_spans
             counters.append((recorder, usage, providers))
         if logs:
@@ -301,8 +386,23 @@ class RunRecorder:
             counted_key = (agent_id, model, day)
             new_execution = counted_key not in self._counted_usage_keys
             self._counted_usage_keys.add(counted_key)
-            rows.append([uuid.uuid4(), self.organization_id, now, now, agent_id, agent_name, day, model,
-                         1 if new_execution else 0, calls, tin, tout, cost])
+            rows.append(
+                [
+                    uuid.uuid4(),
+                    self.organization_id,
+                    now,
+                    now,
+                    agent_id,
+                    agent_name,
+                    day,
+                    model,
+                    1 if new_execution else 0,
+                    calls,
+                    tin,
+                    tout,
+                    cost,
+                ]
+            )
         with connection.cursor() as cursor:
             for values in rows:
                 cursor.execute(USAGE_UPSERT, values)
@@ -325,8 +425,10 @@ def _write_counters_many(counters: list) -> None:
             now = timezone.now()
             with connection.cursor() as cursor:
                 for (organization_id, agent_id, agent_name, model, day), values in merged.items():
-                    cursor.execute(USAGE_UPSERT, [uuid.uuid4(), organization_id, now, now, agent_id, agent_name, day,
-                                                  model, *values])
+                    cursor.execute(
+                        USAGE_UPSERT,
+                        [uuid.uuid4(), organization_id, now, now, agent_id, agent_name, day, model, *values],
+                    )
         for _recorder, _usage, providers in counters:
             for provider, tokens_in, tokens_out, cost in providers:
                 service("provider_record_usage")(provider, tokens_in, tokens_out, cost)

@@ -11,6 +11,7 @@ Three registries, filled from the features' ``AppConfig.ready``:
 - **services**: ``provide(name)`` — the one implementation of something the engine needs from a
   feature (model resolution, tools, a parked run's approval, ...); ``SERVICES`` names them all.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,27 +24,29 @@ TERMINAL_HOOKS: dict[str, list[Callable]] = {}
 #: what the engine asks of the features, and the contract of each
 SERVICES = {
     "model_resolve": "(organization, model_name) -> apps.runs.llm.ResolvedModel; raises "
-                     "apps.runs.llm.ModelUnavailable when no provider serves the model",
+    "apps.runs.llm.ModelUnavailable when no provider serves the model",
     "tools_load": "(organization, names) -> enabled tool rows of those names (any order)",
     "tool_run": "(tool, arguments, *, organization, agent, actor, citations) -> the tool's output; "
-                "sources it drew on are appended to ``citations`` (a list the run keeps in its result)",
+    "sources it drew on are appended to ``citations`` (a list the run keeps in its result)",
     "provider_month_spend": "(provider) -> Decimal spent by the provider this month",
     "provider_record_usage": "(provider, input_tokens, output_tokens, cost) -> None",
     "agents_load": "(organization, ids) -> {str(id): agent} of the organization",
     "agent_record_run": "(agent, seconds, error) -> None: the agent's run counters",
     "runs_admission": "() -> None: raises an API error (503 + Retry-After under maintenance) when "
-                      "new top-level runs are refused",
+    "new top-level runs are refused",
     "approval_park": "(execution, request, checkpoint) -> bool: ask the approval and park the run "
-                     "WAITING_FOR_APPROVAL (False when its cancel was requested meanwhile)",
+    "WAITING_FOR_APPROVAL (False when its cancel was requested meanwhile)",
 }
 _services: dict[str, Callable] = {}
 
 
 def register_runner(kind: str):
     """Decorator: ``fn`` runs executions of ``kind`` (one runner per kind; the last one wins)."""
+
     def decorator(fn: Runner) -> Runner:
         RUNNERS[str(kind)] = fn
         return fn
+
     return decorator
 
 
@@ -57,9 +60,11 @@ STEP_RUNNERS: dict[str, Runner] = {}
 
 def register_step_runner(step_type: str):
     """Decorator: ``fn`` runs workflow steps of ``step_type`` (the knowledge app registers ``knowledge``)."""
+
     def decorator(fn: Runner) -> Runner:
         STEP_RUNNERS[step_type] = fn
         return fn
+
     return decorator
 
 
@@ -69,12 +74,14 @@ def step_runner_for(step_type) -> Runner | None:
 
 def on_execution_terminal(*kinds):
     """Decorator: ``fn`` is called on commit after a run of one of ``kinds`` ended."""
+
     def decorator(fn):
         for kind in kinds:
             hooks = TERMINAL_HOOKS.setdefault(str(kind), [])
             if fn not in hooks:
                 hooks.append(fn)
         return fn
+
     return decorator
 
 
@@ -90,6 +97,7 @@ def provide(name: str):
     def decorator(fn):
         _services[name] = fn
         return fn
+
     return decorator
 
 
@@ -98,8 +106,10 @@ def service(name: str) -> Callable:
     try:
         return _services[name]
     except KeyError:
-        raise RuntimeError(f"no app provides the run engine service {name!r} ({SERVICES.get(name, '?')}); "
-                           "is the app that registers it installed?") from None
+        raise RuntimeError(
+            f"no app provides the run engine service {name!r} ({SERVICES.get(name, '?')}); "
+            "is the app that registers it installed?"
+        ) from None
 
 
 def has_service(name: str) -> bool:

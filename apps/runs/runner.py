@@ -8,6 +8,7 @@ flight, one heartbeat thread per worker process stamps ``heartbeat_at`` on all o
 UPDATE every few seconds and reads back ``cancel_requested``; runners check an in-memory flag
 between tokens, so a cancel stops token spending within seconds without a query per token.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,6 +72,7 @@ def tool_requires_approval(tool) -> bool:
 
 # --- the profile of an agent as a run sees it --------------------------------------------------
 
+
 @dataclass
 class AgentProfile:
     key: str
@@ -100,15 +102,24 @@ class AgentProfile:
     @classmethod
     def of_agent(cls, agent) -> AgentProfile:
         extra = (agent.config or {}).get("system_prompt") if isinstance(agent.config, dict) else None
-        return cls(key=str(agent.pk), name=agent.name, role=agent.role or agent.name, goal=agent.goal,
-                   backstory=agent.backstory, model=agent.llm, tools=list(agent.tools or []), agent=agent,
-                   instructions=extra if isinstance(extra, str) else "")
+        return cls(
+            key=str(agent.pk),
+            name=agent.name,
+            role=agent.role or agent.name,
+            goal=agent.goal,
+            backstory=agent.backstory,
+            model=agent.llm,
+            tools=list(agent.tools or []),
+            agent=agent,
+            instructions=extra if isinstance(extra, str) else "",
+        )
 
 
 @dataclass
 class LocalTool:
     """A tool a kind's runner serves in process (not a registered tool row): its model-facing spec
     ``{name, description, parameters}`` and ``run(arguments) -> str``."""
+
     spec: dict
     run: Callable[[dict], str]
 
@@ -118,6 +129,7 @@ class StepOptions:
     """What a kind's runner may set for one agent step: extra model ``params`` (e.g. a
     ``response_format``), the tool rounds before a final answer is forced, in-process tools, and a
     hook called before each model call (rate limits, deadlines; it raises to stop the step)."""
+
     params: dict = field(default_factory=dict)
     max_rounds: int = MAX_TOOL_ROUNDS
     local_tools: dict[str, LocalTool] = field(default_factory=dict)
@@ -141,15 +153,15 @@ class RunContext:
         self.execution = execution
         self.organization = execution.organization
         self.handle = handle
-        self.recorder = RunRecorder(execution_id=execution.pk, organization_id=execution.organization_id,
-                                    trace_id=execution.trace_id)
+        self.recorder = RunRecorder(
+            execution_id=execution.pk, organization_id=execution.organization_id, trace_id=execution.trace_id
+        )
         self.params = {k: v for k, v in (execution.params or {}).items() if k in LLM_PARAM_KEYS}
         self.default_model = execution.model or ""
         self._resolved: dict[str, llm_layer.ResolvedModel] = {}
         self._resolve_lock = threading.Lock()
         self.agents_executed: list[str] = []
-        self._stream_key = (f"{settings.KAI_REDIS_PREFIX}:stream:{execution.stream_id}"
-                            if execution.stream_id else None)
+        self._stream_key = f"{settings.KAI_REDIS_PREFIX}:stream:{execution.stream_id}" if execution.stream_id else None
         self._tools_cache: dict[str, object] = {}
         #: steps the run is expected to take (a kind's runner sets it before its steps) and done so far
         self.total_steps = 1
@@ -182,13 +194,25 @@ class RunContext:
 
         try:
             with transaction.atomic():
-                publish(self.execution.organization_id, "execution.progress", {
-                    "progress": round(done / total, 4), "step": done, "total_steps": total,
-                    "stage": label or profile.role or profile.name, "agent": profile.key,
-                    "estimated_remaining": round(elapsed / done * (total - done), 1),
-                    "tokens": tokens_in + tokens_out, "tokens_in": tokens_in, "tokens_out": tokens_out,
-                }, agent=profile.agent_id or self.execution.agent_id, execution=self.execution.pk,
-                   owner=self.execution.created_by_id, component="runs")
+                publish(
+                    self.execution.organization_id,
+                    "execution.progress",
+                    {
+                        "progress": round(done / total, 4),
+                        "step": done,
+                        "total_steps": total,
+                        "stage": label or profile.role or profile.name,
+                        "agent": profile.key,
+                        "estimated_remaining": round(elapsed / done * (total - done), 1),
+                        "tokens": tokens_in + tokens_out,
+                        "tokens_in": tokens_in,
+                        "tokens_out": tokens_out,
+                    },
+                    agent=profile.agent_id or self.execution.agent_id,
+                    execution=self.execution.pk,
+                    owner=self.execution.created_by_id,
+                    component="runs",
+                )
         except Exception:  # progress is informative: a failed insert must not fail the run
             logger.warning("could not publish the progress of run %s", self.execution.pk, exc_info=True)
         finally:
@@ -226,13 +250,27 @@ class RunContext:
         return [self._tools_cache[n] for n in names if n in self._tools_cache]
 
     # --- one LLM call -----------------------------------------------------------------------
-    def llm_call(self, *, profile: AgentProfile, messages: list[dict], tools: list[dict] | None, parent: Span | None,
-                 params: dict | None = None):
+    def llm_call(
+        self,
+        *,
+        profile: AgentProfile,
+        messages: list[dict],
+        tools: list[dict] | None,
+        parent: Span | None,
+        params: dict | None = None,
+    ):
         resolved = self.resolve(profile.model)
         self.check_cancel()
-        key = self.steps.key(StepKind.LLM, {"model": resolved.requested, "served_by": resolved.model,
-                                            "messages": messages, "tools": tools or None,
-                                            "params": {**self.params, **(params or {})}})
+        key = self.steps.key(
+            StepKind.LLM,
+            {
+                "model": resolved.requested,
+                "served_by": resolved.model,
+                "messages": messages,
+                "tools": tools or None,
+                "params": {**self.params, **(params or {})},
+            },
+        )
         done = self.steps.answer(key)
         if done is not None:
             return self._llm_from_log(done, resolved, profile, parent)
@@ -246,10 +284,16 @@ class RunContext:
             failures = llm_layer.breaker_allow(resolved.provider_key)
         except llm_layer.CircuitOpen as exc:
             raise RunFailed(str(exc), type="circuit_open", provider=resolved.label)
-        span = self.recorder.span_start(SpanKind.LLM, resolved.model, parent, agent_id=profile.agent_id,
-                                        model=resolved.model, provider=resolved.provider_type,
-                                        requested_model=resolved.requested,
-                                        content={"prompt": messages} if telemetry.capture_content() else None)
+        span = self.recorder.span_start(
+            SpanKind.LLM,
+            resolved.model,
+            parent,
+            agent_id=profile.agent_id,
+            model=resolved.model,
+            provider=resolved.provider_type,
+            requested_model=resolved.requested,
+            content={"prompt": messages} if telemetry.capture_content() else None,
+        )
         if not connection.in_atomic_block:
             connection.close()  # never hold a connection while the provider thinks
         parts: list[str] = []
@@ -259,8 +303,9 @@ class RunContext:
         estimated_in = messages_tokens(messages)
         cancelled = False
         # the client ends its call on cancel
-        stream = resolved.client.stream(messages, tools or None,
-                                        {**self.params, **(params or {}), "cancel": self.handle.cancel_event})
+        stream = resolved.client.stream(
+            messages, tools or None, {**self.params, **(params or {}), "cancel": self.handle.cancel_event}
+        )
         try:
             for chunk in stream:
                 if self.handle.cancel_event.is_set():
@@ -280,11 +325,15 @@ class RunContext:
         except LLMError as exc:
             if exc.kind in llm_layer.BREAKER_KINDS:
                 llm_layer.breaker_failure(resolved.provider_key)
-            self._finish_llm_span(span, resolved, profile, estimated_in, counted_out, status="error",
-                                  error=f"{exc.kind}: {exc.message}")
-            raise RunFailed(f"LLM call to {resolved.requested!r} failed ({exc.kind}): {exc.message}",
-                            type=f"provider_{exc.kind}", provider=resolved.label,
-                            timeout=getattr(resolved.client, "timeout", None))
+            self._finish_llm_span(
+                span, resolved, profile, estimated_in, counted_out, status="error", error=f"{exc.kind}: {exc.message}"
+            )
+            raise RunFailed(
+                f"LLM call to {resolved.requested!r} failed ({exc.kind}): {exc.message}",
+                type=f"provider_{exc.kind}",
+                provider=resolved.label,
+                timeout=getattr(resolved.client, "timeout", None),
+            )
         finally:
             close = getattr(stream, "close", None)
             if close:
@@ -298,48 +347,104 @@ class RunContext:
         self.recorder.tokens(tokens_out=tokens_out - counted_out)  # the provider's count is the truth
         if telemetry.capture_content():
             span.content["completion"] = "".join(parts)
-        cost = self._finish_llm_span(span, resolved, profile, tokens_in, tokens_out, counted=True,
-                                     tool_calls=[c.name for c in calls])
-        self.steps.record(key, StepKind.LLM, {"text": "".join(parts), "calls": [c.as_dict() for c in calls],
-                                              "tokens_in": tokens_in, "tokens_out": tokens_out, "cost": str(cost)},
-                          self.recorder)
+        cost = self._finish_llm_span(
+            span, resolved, profile, tokens_in, tokens_out, counted=True, tool_calls=[c.name for c in calls]
+        )
+        self.steps.record(
+            key,
+            StepKind.LLM,
+            {
+                "text": "".join(parts),
+                "calls": [c.as_dict() for c in calls],
+                "tokens_in": tokens_in,
+                "tokens_out": tokens_out,
+                "cost": str(cost),
+            },
+            self.recorder,
+        )
         return "".join(parts), calls, tokens_in, tokens_out, cost
 
     def _llm_from_log(self, done: dict, resolved, profile: AgentProfile, parent: Span | None):
         """A model call an earlier attempt completed: its answer, with no provider call and
         nothing spent again (the earlier attempt counted it)."""
-        span = self.recorder.span_start(SpanKind.LLM, resolved.model, parent, agent_id=profile.agent_id,
-                                        model=resolved.model, provider=resolved.provider_type,
-                                        requested_model=resolved.requested)
+        span = self.recorder.span_start(
+            SpanKind.LLM,
+            resolved.model,
+            parent,
+            agent_id=profile.agent_id,
+            model=resolved.model,
+            provider=resolved.provider_type,
+            requested_model=resolved.requested,
+        )
         calls = [ToolCall(c["id"], c["name"], dict(c.get("arguments") or {})) for c in done.get("calls") or []]
         self.recorder.span_end(span, from_checkpoint=True, tool_calls=[c.name for c in calls])
-        return (done.get("text") or "", calls, int(done.get("tokens_in") or 0), int(done.get("tokens_out") or 0),
-                Decimal(done.get("cost") or 0))
+        return (
+            done.get("text") or "",
+            calls,
+            int(done.get("tokens_in") or 0),
+            int(done.get("tokens_out") or 0),
+            Decimal(done.get("cost") or 0),
+        )
 
-    def _finish_llm_span(self, span: Span, resolved, profile: AgentProfile, tokens_in: int, tokens_out: int, *,
-                         status: str = "ok", counted: bool = False, **attributes) -> Decimal:
+    def _finish_llm_span(
+        self,
+        span: Span,
+        resolved,
+        profile: AgentProfile,
+        tokens_in: int,
+        tokens_out: int,
+        *,
+        status: str = "ok",
+        counted: bool = False,
+        **attributes,
+    ) -> Decimal:
         cost = cost_usd(resolved.pricing_model, tokens_in, tokens_out, resolved.pricing_override)
         span.tokens_in, span.tokens_out, span.cost = tokens_in, tokens_out, cost
         self.recorder.tokens(tokens_in=tokens_in, cost=cost)
         self.recorder.span_end(span, status=status, **attributes)
-        self.recorder.usage(agent_id=profile.agent_id, agent_name=profile.name, model=resolved.requested,
-                            tokens_in=tokens_in, tokens_out=tokens_out, cost=cost, provider=resolved.provider)
+        self.recorder.usage(
+            agent_id=profile.agent_id,
+            agent_name=profile.name,
+            model=resolved.requested,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost=cost,
+            provider=resolved.provider,
+        )
         return cost
 
     # --- an agent answers a prompt ----------------------------------------------------------
-    def agent_step(self, *, profile: AgentProfile, prompt: str, parent: Span | None, label: str = "",
-                   resume: dict | None = None, options: StepOptions | None = None) -> StepResult:
+    def agent_step(
+        self,
+        *,
+        profile: AgentProfile,
+        prompt: str,
+        parent: Span | None,
+        label: str = "",
+        resume: dict | None = None,
+        options: StepOptions | None = None,
+    ) -> StepResult:
         """``resume``: the checkpoint of this step parked on a tool call that needed approval (its
         messages, the pending calls and the decision); the conversation goes on from there."""
         options = options or StepOptions()
         self.check_cancel()
-        span = self.recorder.span_start(SpanKind.AGENT, profile.role or profile.name, parent, agent_id=profile.agent_id,
-                                        agent_key=profile.key)
-        self.recorder.log(f"{profile.role or profile.name} started{(' ' + label) if label else ''}",
-                          agent=profile.key, agent_id=str(profile.agent_id) if profile.agent_id else None)
+        span = self.recorder.span_start(
+            SpanKind.AGENT, profile.role or profile.name, parent, agent_id=profile.agent_id, agent_key=profile.key
+        )
+        self.recorder.log(
+            f"{profile.role or profile.name} started{(' ' + label) if label else ''}",
+            agent=profile.key,
+            agent_id=str(profile.agent_id) if profile.agent_id else None,
+        )
         tool_rows = self.tool_rows(profile.tools)
-        tool_specs = [{"name": t.name, "description": t.description or t.name,
-                       "parameters": t.parameters_schema or {"type": "object", "properties": {}}} for t in tool_rows]
+        tool_specs = [
+            {
+                "name": t.name,
+                "description": t.description or t.name,
+                "parameters": t.parameters_schema or {"type": "object", "properties": {}},
+            }
+            for t in tool_rows
+        ]
         tool_specs += [local.spec for local in options.local_tools.values()]
         messages = [{"role": "system", "content": profile.system_prompt()}, {"role": "user", "content": prompt}]
         result = StepResult(text="")
@@ -350,9 +455,13 @@ class RunContext:
             for _round in range(first_round, options.max_rounds + 1):
                 if options.before_call:
                     options.before_call()
-                text, calls, tin, tout, cost = self.llm_call(profile=profile, messages=messages,
-                                                             tools=tool_specs if _round < options.max_rounds else None,
-                                                             parent=span, params=options.params)
+                text, calls, tin, tout, cost = self.llm_call(
+                    profile=profile,
+                    messages=messages,
+                    tools=tool_specs if _round < options.max_rounds else None,
+                    parent=span,
+                    params=options.params,
+                )
                 result.tokens_in += tin
                 result.tokens_out += tout
                 result.cost += cost
@@ -369,16 +478,21 @@ class RunContext:
             raise
         span.tokens_in, span.tokens_out, span.cost = result.tokens_in, result.tokens_out, result.cost
         self.recorder.span_end(span, output=result.text[:4000], tool_calls=result.tool_calls)
-        self.recorder.log(f"{profile.role or profile.name} finished{(' ' + label) if label else ''}",
-                          agent=profile.key, output=result.text[:2000], tokens=result.tokens_in + result.tokens_out)
+        self.recorder.log(
+            f"{profile.role or profile.name} finished{(' ' + label) if label else ''}",
+            agent=profile.key,
+            output=result.text[:2000],
+            tokens=result.tokens_in + result.tokens_out,
+        )
         if profile.agent_id and str(profile.agent_id) not in self.agents_executed:
             self.agents_executed.append(str(profile.agent_id))
         self.recorder.maybe_flush()
         self.step_done(profile=profile, label=label)
         return result
 
-    def _resumed_messages(self, resume: dict, tool_rows, profile: AgentProfile, span: Span, result: StepResult,
-                          options: StepOptions) -> tuple[list[dict], int]:
+    def _resumed_messages(
+        self, resume: dict, tool_rows, profile: AgentProfile, span: Span, result: StepResult, options: StepOptions
+    ) -> tuple[list[dict], int]:
         """The conversation of a step parked on an approval, with the decided tool calls answered."""
         messages, first_round = list(resume["messages"]), int(resume.get("round", 0)) + 1
         decision = resume.get("decision") or {}
@@ -396,21 +510,39 @@ class RunContext:
         if gated:
             call = gated[0]
             raise AwaitingApproval(
-                {"source": "tool_call", "question": f"Allow {profile.role or profile.name} to call tool {call.name!r}?",
-                 "proposed": {"tool": call.name, "arguments": call.arguments, "call_id": call.id}},
-                {"step": {"messages": messages, "round": round_, "call_id": call.id,
-                          "calls": [c.as_dict() for c in calls]}})
+                {
+                    "source": "tool_call",
+                    "question": f"Allow {profile.role or profile.name} to call tool {call.name!r}?",
+                    "proposed": {"tool": call.name, "arguments": call.arguments, "call_id": call.id},
+                },
+                {
+                    "step": {
+                        "messages": messages,
+                        "round": round_,
+                        "call_id": call.id,
+                        "calls": [c.as_dict() for c in calls],
+                    }
+                },
+            )
 
-    def _tool_message(self, call, tool_rows, profile: AgentProfile, parent: Span, result: StepResult,
-                      options: StepOptions | None = None) -> dict:
+    def _tool_message(
+        self,
+        call,
+        tool_rows,
+        profile: AgentProfile,
+        parent: Span,
+        result: StepResult,
+        options: StepOptions | None = None,
+    ) -> dict:
         """Run one tool call the model asked for; its answer as the next message of the conversation."""
         text, ok = self._run_tool(call, tool_rows, profile, parent, (options.local_tools if options else None) or {})
         result.tool_calls += 1
         result.calls.append({"name": call.name, "arguments": call.arguments, "ok": ok, "result": text[:2000]})
         return {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": text}
 
-    def _run_tool(self, call, tool_rows, profile: AgentProfile, parent: Span,
-                  local_tools: dict[str, LocalTool] | None = None) -> tuple[str, bool]:
+    def _run_tool(
+        self, call, tool_rows, profile: AgentProfile, parent: Span, local_tools: dict[str, LocalTool] | None = None
+    ) -> tuple[str, bool]:
         self.check_cancel()
         key = self.steps.key(StepKind.TOOL, {"name": call.name, "arguments": call.arguments})
         done = self.steps.answer(key)
@@ -421,18 +553,29 @@ class RunContext:
         self.steps.record(key, StepKind.TOOL, {"text": text, "ok": ok}, self.recorder)
         return text, ok
 
-    def _call_tool(self, call, tool_rows, profile: AgentProfile, parent: Span,
-                   local_tools: dict[str, LocalTool] | None) -> tuple[str, bool]:
-        span = self.recorder.span_start(SpanKind.TOOL, call.name, parent, agent_id=profile.agent_id,
-                                        arguments=call.arguments)
+    def _call_tool(
+        self, call, tool_rows, profile: AgentProfile, parent: Span, local_tools: dict[str, LocalTool] | None
+    ) -> tuple[str, bool]:
+        span = self.recorder.span_start(
+            SpanKind.TOOL, call.name, parent, agent_id=profile.agent_id, arguments=call.arguments
+        )
         tool = next((t for t in tool_rows if t.name == call.name), None)
         local = (local_tools or {}).get(call.name) if tool is None else None
         try:
             if tool is None and local is None:
                 raise RunFailed(f"tool {call.name!r} is not available to this agent")
-            output = local.run(call.arguments) if local is not None else plugins.service("tool_run")(
-                tool, call.arguments, organization=self.organization, agent=profile.agent,
-                actor=self.execution.created_by, citations=self.citations)
+            output = (
+                local.run(call.arguments)
+                if local is not None
+                else plugins.service("tool_run")(
+                    tool,
+                    call.arguments,
+                    organization=self.organization,
+                    agent=profile.agent,
+                    actor=self.execution.created_by,
+                    citations=self.citations,
+                )
+            )
             text = output if isinstance(output, str) else json.dumps(output, default=str)
             self.recorder.span_end(span, output=text[:2000])
             self.recorder.log(f"tool {call.name} returned", tool=call.name, output=text[:2000])
@@ -446,40 +589,76 @@ class RunContext:
                 connection.close()
         return text, ok
 
-    def task_step(self, *, name: str, profile: AgentProfile, prompt: str, parent: Span | None,
-                  resume: dict | None = None, options: StepOptions | None = None, **attributes) -> StepResult:
+    def task_step(
+        self,
+        *,
+        name: str,
+        profile: AgentProfile,
+        prompt: str,
+        parent: Span | None,
+        resume: dict | None = None,
+        options: StepOptions | None = None,
+        **attributes,
+    ) -> StepResult:
         """One task of a run; a task an earlier attempt (or the replayed run) completed is answered
         whole from the step log."""
         outer = self.steps.enter(name)
         try:
-            key = None if resume else self.steps.key(StepKind.TASK, {"name": name, "agent": profile.key,
-                                                                      "model": profile.model, "prompt": prompt,
-                                                                      "params": options.params if options else None})
+            key = (
+                None
+                if resume
+                else self.steps.key(
+                    StepKind.TASK,
+                    {
+                        "name": name,
+                        "agent": profile.key,
+                        "model": profile.model,
+                        "prompt": prompt,
+                        "params": options.params if options else None,
+                    },
+                )
+            )
             done = self.steps.answer(key)
             if done is not None:
                 return self._task_from_log(done, name=name, profile=profile, parent=parent, **attributes)
             span = self.recorder.span_start(SpanKind.TASK, name, parent, agent_id=profile.agent_id, **attributes)
             try:
-                result = self.agent_step(profile=profile, prompt=prompt, parent=span, label=f"task {name}",
-                                         resume=resume, options=options)
+                result = self.agent_step(
+                    profile=profile, prompt=prompt, parent=span, label=f"task {name}", resume=resume, options=options
+                )
             except (Cancelled, RunFailed, AwaitingApproval) as exc:
                 self.recorder.span_end(span, status=span_status(exc), error=str(exc))
                 raise
             span.tokens_in, span.tokens_out, span.cost = result.tokens_in, result.tokens_out, result.cost
             self.recorder.span_end(span, output=result.text[:4000])
-            self.steps.record(key, StepKind.TASK, {"text": result.text, "tokens_in": result.tokens_in,
-                                                   "tokens_out": result.tokens_out, "cost": str(result.cost),
-                                                   "tool_calls": result.tool_calls, "calls": result.calls},
-                              self.recorder)
+            self.steps.record(
+                key,
+                StepKind.TASK,
+                {
+                    "text": result.text,
+                    "tokens_in": result.tokens_in,
+                    "tokens_out": result.tokens_out,
+                    "cost": str(result.cost),
+                    "tool_calls": result.tool_calls,
+                    "calls": result.calls,
+                },
+                self.recorder,
+            )
             return result
         finally:
             self.steps.leave(outer)
 
-    def _task_from_log(self, done: dict, *, name: str, profile: AgentProfile, parent: Span | None,
-                       **attributes) -> StepResult:
-        result = StepResult(text=done.get("text") or "", tokens_in=int(done.get("tokens_in") or 0),
-                            tokens_out=int(done.get("tokens_out") or 0), cost=Decimal(done.get("cost") or 0),
-                            tool_calls=int(done.get("tool_calls") or 0), calls=list(done.get("calls") or []))
+    def _task_from_log(
+        self, done: dict, *, name: str, profile: AgentProfile, parent: Span | None, **attributes
+    ) -> StepResult:
+        result = StepResult(
+            text=done.get("text") or "",
+            tokens_in=int(done.get("tokens_in") or 0),
+            tokens_out=int(done.get("tokens_out") or 0),
+            cost=Decimal(done.get("cost") or 0),
+            tool_calls=int(done.get("tool_calls") or 0),
+            calls=list(done.get("calls") or []),
+        )
         span = self.recorder.span_start(SpanKind.TASK, name, parent, agent_id=profile.agent_id, **attributes)
         self.recorder.span_end(span, output=result.text[:4000], from_checkpoint=True)
         self.recorder.log(f"task {name} answered from the run's checkpoint", task=name, agent=profile.key)
@@ -494,6 +673,7 @@ def span_status(exc: Exception) -> str:
 
 
 # --- runners per kind --------------------------------------------------------------------------
+
 
 def platform_agents(ctx: RunContext, ids) -> dict[str, object]:
     """The organization's agents of ``ids`` (str id → agent); a missing or disabled one fails the run."""

@@ -4,6 +4,7 @@
 style 4): a locked, conditional update that writes an ``ExecutionEvent`` and publishes
 ``execution.<status>`` in the same transaction.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -37,13 +38,22 @@ S = ExecutionStatus
 
 #: the statuses each status may be entered from
 ALLOWED_FROM: dict[str, frozenset] = {
-    S.PENDING: frozenset({S.PREPARING, S.RUNNING,  # requeued after its worker was lost
-                          S.WAITING_FOR_APPROVAL}),  # approved: queued again to resume
+    S.PENDING: frozenset(
+        {
+            S.PREPARING,
+            S.RUNNING,  # requeued after its worker was lost
+            S.WAITING_FOR_APPROVAL,
+        }
+    ),  # approved: queued again to resume
     S.PREPARING: frozenset({S.PENDING}),
-    S.RUNNING: frozenset({S.PREPARING,
-                          # answered and resumed in place, no worker claims it: a workflow run and its
-                          # approval step (apps.workflows); crews resume through PENDING instead
-                          S.WAITING_FOR_APPROVAL}),
+    S.RUNNING: frozenset(
+        {
+            S.PREPARING,
+            # answered and resumed in place, no worker claims it: a workflow run and its
+            # approval step (apps.workflows); crews resume through PENDING instead
+            S.WAITING_FOR_APPROVAL,
+        }
+    ),
     S.COMPLETED: frozenset({S.RUNNING}),
     S.FAILED: frozenset({S.PENDING, S.PREPARING, S.RUNNING, S.WAITING_FOR_APPROVAL}),
     S.CANCELLED: frozenset({S.PENDING, S.PREPARING, S.RUNNING, S.WAITING_FOR_APPROVAL}),
@@ -89,25 +99,41 @@ _STEP_EVENT_VALUES = {
     "agent_id": "upd.agent_id",
     "execution_id": "%s::uuid",
     # the same keys, in the same order, as ``_event_data``
-    "data": ("jsonb_build_object('execution_id', %s::text, 'kind', upd.kind, "
-             "'from', COALESCE(steps.from_status, upd.from_status), 'to', steps.to_status, "
-             "'status', steps.to_status, 'reason', steps.reason, 'agent_id', upd.agent_id::text) || "
-             "CASE WHEN upd.parent_id IS NULL THEN '{}'::jsonb "
-             "ELSE jsonb_build_object('parent_id', upd.parent_id::text) END"),
+    "data": (
+        "jsonb_build_object('execution_id', %s::text, 'kind', upd.kind, "
+        "'from', COALESCE(steps.from_status, upd.from_status), 'to', steps.to_status, "
+        "'status', steps.to_status, 'reason', steps.reason, 'agent_id', upd.agent_id::text) || "
+        "CASE WHEN upd.parent_id IS NULL THEN '{}'::jsonb "
+        "ELSE jsonb_build_object('parent_id', upd.parent_id::text) END"
+    ),
     "created_at": "%s",
 }
 
 
 def _event_data(execution_id, kind, from_status, to, reason, agent_id, parent_id) -> dict:
-    data = {"execution_id": str(execution_id), "kind": kind, "from": from_status, "to": str(to),
-            "status": str(to), "reason": reason, "agent_id": str(agent_id) if agent_id else None}
+    data = {
+        "execution_id": str(execution_id),
+        "kind": kind,
+        "from": from_status,
+        "to": str(to),
+        "status": str(to),
+        "reason": reason,
+        "agent_id": str(agent_id) if agent_id else None,
+    }
     if parent_id:
         data["parent_id"] = str(parent_id)
     return data
 
 
-def _transition(*, execution_id, path: list[tuple[str, str]], allowed, unless_cancel_requested: bool = False,
-                cap: tuple | None = None, fields: dict) -> tuple[bool, int | None]:
+def _transition(
+    *,
+    execution_id,
+    path: list[tuple[str, str]],
+    allowed,
+    unless_cancel_requested: bool = False,
+    cap: tuple | None = None,
+    fields: dict,
+) -> tuple[bool, int | None]:
     """The one statement of a status change: lock the row (``FOR UPDATE``, re-checked after any
     wait), update it to the last status of ``path`` (``[(status, reason), …]``), write one
     ``ExecutionEvent`` and one ``execution.<status>`` event per step (ids in path order), then
@@ -137,8 +163,10 @@ def _transition(*, execution_id, path: list[tuple[str, str]], allowed, unless_ca
         organization_id, limit = cap
         prefix = "SELECT pg_advisory_xact_lock(%s, %s);\n"
         prefix_params = [CLAIM_LOCK_NAMESPACE, organization_lock_key(organization_id)]
-        running = ("running AS (SELECT count(*) AS n FROM crews_execution WHERE organization_id = %s "
-                   "AND status IN ('PREPARING', 'RUNNING') AND parent_id IS NULL), ")
+        running = (
+            "running AS (SELECT count(*) AS n FROM crews_execution WHERE organization_id = %s "
+            "AND status IN ('PREPARING', 'RUNNING') AND parent_id IS NULL), "
+        )
         params.append(organization_id)
         extra += " AND (SELECT n FROM running) < %s"
         running_n, running_from = "running.n", "running LEFT JOIN upd ON true"
@@ -147,9 +175,14 @@ def _transition(*, execution_id, path: list[tuple[str, str]], allowed, unless_ca
         steps_sql.append(f"({index}, {'%s' if index else 'NULL'}::text, %s::text, %s::text)")
         step_params += ([str(path[index - 1][0])] if index else []) + [str(status), reason[:4000]]
     sql = _TRANSITION_SQL.format(
-        running=running, extra=extra, sets=", ".join(sets), steps=", ".join(steps_sql),
+        running=running,
+        extra=extra,
+        sets=", ".join(sets),
+        steps=", ".join(steps_sql),
         events=event_insert_ctes(source="upd, steps", values=_STEP_EVENT_VALUES, order_by="steps.ord"),
-        running_n=running_n, running_from=running_from)
+        running_n=running_n,
+        running_from=running_from,
+    )
     params += [execution_id, [str(status) for status in allowed]]
     if cap is not None:
         params.append(cap[1])
@@ -174,22 +207,39 @@ def _transition(*, execution_id, path: list[tuple[str, str]], allowed, unless_ca
             raise RuntimeError(f"transition of {execution_id} published {len(events)} events for {len(path)} steps")
         previous = from_status
         for (status, reason), (pk, created_at) in zip(path, events):
-            published(pk=pk, created_at=created_at, organization=organization_id, type=f"execution.{status.lower()}",
-                      data=_event_data(execution_id, kind, previous, status, reason, agent_id, parent_id),
-                      agent=agent_id, execution=execution_id, severity="error" if status == S.FAILED else "info",
-                      component="runs")
+            published(
+                pk=pk,
+                created_at=created_at,
+                organization=organization_id,
+                type=f"execution.{status.lower()}",
+                data=_event_data(execution_id, kind, previous, status, reason, agent_id, parent_id),
+                agent=agent_id,
+                execution=execution_id,
+                severity="error" if status == S.FAILED else "info",
+                component="runs",
+            )
             previous = status
         if to in TERMINAL_STATUSES:
             on_commit_first(partial(_signal_finished, str(execution_id), str(to)))
             for hook in terminal_hooks(kind):
-                transaction.on_commit(partial(hook, execution_id=str(execution_id), status=str(to), kind=kind,
-                                              organization_id=organization_id, agent_id=agent_id,
-                                              parent_id=parent_id), robust=True)
+                transaction.on_commit(
+                    partial(
+                        hook,
+                        execution_id=str(execution_id),
+                        status=str(to),
+                        kind=kind,
+                        organization_id=organization_id,
+                        agent_id=agent_id,
+                        parent_id=parent_id,
+                    ),
+                    robust=True,
+                )
     return True, count
 
 
-def execution_transition(*, execution_id, to: str, reason: str = "", only_from=None,
-                         unless_cancel_requested: bool = False, **fields) -> bool:
+def execution_transition(
+    *, execution_id, to: str, reason: str = "", only_from=None, unless_cancel_requested: bool = False, **fields
+) -> bool:
     """Move an execution to ``to`` if its current status allows it; ``fields`` are written in the
     same UPDATE. Returns False (and changes nothing) when the execution is not in a status ``to``
     may be entered from — a second worker, a late cancel or a reaped run lose the race cleanly.
@@ -205,8 +255,13 @@ def execution_transition(*, execution_id, to: str, reason: str = "", only_from=N
     allowed = ALLOWED_FROM[to] if only_from is None else ALLOWED_FROM[to] & frozenset(only_from)
     if not allowed:
         return False
-    changed, _ = _transition(execution_id=execution_id, path=[(to, reason)], allowed=allowed,
-                             unless_cancel_requested=unless_cancel_requested, fields=fields)
+    changed, _ = _transition(
+        execution_id=execution_id,
+        path=[(to, reason)],
+        allowed=allowed,
+        unless_cancel_requested=unless_cancel_requested,
+        fields=fields,
+    )
     return changed
 
 
@@ -214,8 +269,9 @@ def execution_transition(*, execution_id, to: str, reason: str = "", only_from=N
 CLAIM_LOCK_NAMESPACE = 0x6B43
 
 
-def execution_claim(*, execution_id, worker: str, attempts: int, start: bool = True,
-                    cap: tuple | None = None) -> tuple[str, int | None]:
+def execution_claim(
+    *, execution_id, worker: str, attempts: int, start: bool = True, cap: tuple | None = None
+) -> tuple[str, int | None]:
     """PENDING → PREPARING (→ RUNNING with ``start``) for the worker that will run it: ONE
     statement, both steps recorded and published in order (``execution.preparing`` then
     ``execution.running``, as if the run had been PREPARING for no time). A run whose cancel was
@@ -224,10 +280,14 @@ def execution_claim(*, execution_id, worker: str, attempts: int, start: bool = T
     claim lock. Returns ("claimed" | "over_cap" | "lost", the count it saw or None)."""
     reason = f"claimed by {worker}"
     path = [(S.PREPARING, reason)] + ([(S.RUNNING, "started")] if start else [])
-    changed, running = _transition(execution_id=execution_id, path=path, allowed={S.PENDING},
-                                   unless_cancel_requested=True, cap=cap,
-                                   fields={"worker": worker[:200], "attempts": attempts,
-                                           "heartbeat_at": timezone.now()})
+    changed, running = _transition(
+        execution_id=execution_id,
+        path=path,
+        allowed={S.PENDING},
+        unless_cancel_requested=True,
+        cap=cap,
+        fields={"worker": worker[:200], "attempts": attempts, "heartbeat_at": timezone.now()},
+    )
     if changed:
         return "claimed", running
     if cap is not None and running is not None and running >= cap[1]:
@@ -284,6 +344,7 @@ def wait_for_terminal(*, execution_id, timeout: float) -> Execution:
 
 # --- executions --------------------------------------------------------------------------------
 
+
 def celery_priority(priority: int) -> int:
     """Execution priority 0 (lowest) … 9 (highest) → the Redis transport's 0 (first) … 9 (last)."""
     return max(0, min(9, 9 - int(priority)))
@@ -310,22 +371,62 @@ def execution_enqueue_many(*, runs: list[tuple]) -> None:
 
 def _pending_event(execution: Execution, actor) -> dict:
     """``publish`` arguments of a new run's ``execution.pending``."""
-    return {"organization": execution.organization_id, "type": "execution.pending",
-            "data": {"execution_id": str(execution.pk), "kind": execution.kind, "from": "", "to": S.PENDING,
-                     "status": S.PENDING, "reason": "created", "run_name": execution.run_name,
-                     "agent_id": str(execution.agent_id) if execution.agent_id else None},
-            "agent": execution.agent_id, "execution": execution, "actor": actor, "component": "runs"}
+    return {
+        "organization": execution.organization_id,
+        "type": "execution.pending",
+        "data": {
+            "execution_id": str(execution.pk),
+            "kind": execution.kind,
+            "from": "",
+            "to": S.PENDING,
+            "status": S.PENDING,
+            "reason": "created",
+            "run_name": execution.run_name,
+            "agent_id": str(execution.agent_id) if execution.agent_id else None,
+        },
+        "agent": execution.agent_id,
+        "execution": execution,
+        "actor": actor,
+        "component": "runs",
+    }
 
 
-_CREATE_SNAPSHOT = ["id", "kind", "run_name", "crew", "orchestration", "agent", "parent", "model", "priority",
-                    "dedupe_key"]
+_CREATE_SNAPSHOT = [
+    "id",
+    "kind",
+    "run_name",
+    "crew",
+    "orchestration",
+    "agent",
+    "parent",
+    "model",
+    "priority",
+    "dedupe_key",
+]
 
 
-def execution_create(*, organization, actor, kind: str, run_name: str = "", crew=None, orchestration=None, agent=None,
-                     parent=None, inputs: dict | None = None, definition: dict | None = None,
-                     params: dict | None = None, model: str = "", priority: int = 5, max_attempts: int | None = None,
-                     stream_id: str = "", dedupe_key: str | None = None, enqueue: bool = True,
-                     execution_id=None, also_publish=None) -> Execution:
+def execution_create(
+    *,
+    organization,
+    actor,
+    kind: str,
+    run_name: str = "",
+    crew=None,
+    orchestration=None,
+    agent=None,
+    parent=None,
+    inputs: dict | None = None,
+    definition: dict | None = None,
+    params: dict | None = None,
+    model: str = "",
+    priority: int = 5,
+    max_attempts: int | None = None,
+    stream_id: str = "",
+    dedupe_key: str | None = None,
+    enqueue: bool = True,
+    execution_id=None,
+    also_publish=None,
+) -> Execution:
     """Create a PENDING run and queue it once the transaction commits. With ``dedupe_key``, a second
     call with the same key returns the first run instead of creating another.
 
@@ -341,17 +442,33 @@ def execution_create(*, organization, actor, kind: str, run_name: str = "", crew
     if max_attempts is None:
         max_attempts = default_max_attempts(kind)
     batch = _batch.get()
-    deferred = (batch is not None and enqueue and not (dedupe_key or stream_id or execution_id or also_publish)
-                and getattr(organization, "pk", organization) == batch.organization_id)
+    deferred = (
+        batch is not None
+        and enqueue
+        and not (dedupe_key or stream_id or execution_id or also_publish)
+        and getattr(organization, "pk", organization) == batch.organization_id
+    )
     if parent is None and has_service("runs_admission") and not (deferred and batch.admitted):
         service("runs_admission")()  # maintenance refuses new runs; a run's steps go on
     org_id = getattr(organization, "pk", organization)
     execution = Execution(
         **({"id": execution_id} if execution_id else {}),
-        organization_id=org_id, created_by=_actor_or_none(actor), kind=kind, run_name=run_name[:300], crew=crew,
-        orchestration=orchestration, agent=agent, parent=parent, inputs=inputs or {}, definition=definition or {},
-        params=params or {}, model=model or "", priority=max(0, min(9, int(priority))),
-        max_attempts=max(1, int(max_attempts)), stream_id=stream_id, dedupe_key=dedupe_key or None,
+        organization_id=org_id,
+        created_by=_actor_or_none(actor),
+        kind=kind,
+        run_name=run_name[:300],
+        crew=crew,
+        orchestration=orchestration,
+        agent=agent,
+        parent=parent,
+        inputs=inputs or {},
+        definition=definition or {},
+        params=params or {},
+        model=model or "",
+        priority=max(0, min(9, int(priority))),
+        max_attempts=max(1, int(max_attempts)),
+        stream_id=stream_id,
+        dedupe_key=dedupe_key or None,
     )
     if deferred:
         batch.admitted = batch.admitted or parent is None
@@ -364,10 +481,21 @@ def execution_create(*, organization, actor, kind: str, run_name: str = "", crew
                 return existing
             # plan quotas: over quota raises 429 GENERAL_002 and rolls this run back
             quota_consume_for_execution(execution=execution)
-            ExecutionEvent.objects.create(organization_id=org_id, execution=execution, from_status="",
-                                          to_status=S.PENDING, reason="created", at=execution.created_at)
-            audit_record(organization=organization, actor=actor, action="execution.create", instance=execution,
-                         after=snapshot(execution, _CREATE_SNAPSHOT))
+            ExecutionEvent.objects.create(
+                organization_id=org_id,
+                execution=execution,
+                from_status="",
+                to_status=S.PENDING,
+                reason="created",
+                at=execution.created_at,
+            )
+            audit_record(
+                organization=organization,
+                actor=actor,
+                action="execution.create",
+                instance=execution,
+                after=snapshot(execution, _CREATE_SNAPSHOT),
+            )
         else:  # counted first (a refusal writes nothing), then the run, its history and audit rows in ONE statement
             quota_consume_for_execution(execution=execution)
             _insert_together(execution, actor)
@@ -391,8 +519,9 @@ def _insert(execution: Execution, *, dedupe_key, stream_id) -> Execution | None:
             if existing is not None:
                 return existing
         elif Execution.objects.filter(stream_id=stream_id).exists():
-            raise Conflict(f"stream_id {stream_id!r} is already used.",
-                           errors=[{"field": "stream_id", "message": "already used"}])
+            raise Conflict(
+                f"stream_id {stream_id!r} is already used.", errors=[{"field": "stream_id", "message": "already used"}]
+            )
         raise
     return None
 
@@ -401,11 +530,25 @@ def _insert_together(execution: Execution, actor) -> None:
     """INSERT the new run, its PENDING history row and its audit row in one statement (data-modifying
     CTEs; the history row's foreign key is checked at the end of the statement, when the run exists)."""
     statements = [_compiled(execution)]  # first: sets the run's created_at, which its history row repeats
-    statements.append(_compiled(ExecutionEvent(organization_id=execution.organization_id, execution=execution,
-                                               from_status="", to_status=S.PENDING, reason="created",
-                                               at=execution.created_at)))
-    audit = audit_row(organization=execution.organization_id, actor=actor, action="execution.create",
-                      instance=execution, after=snapshot(execution, _CREATE_SNAPSHOT))
+    statements.append(
+        _compiled(
+            ExecutionEvent(
+                organization_id=execution.organization_id,
+                execution=execution,
+                from_status="",
+                to_status=S.PENDING,
+                reason="created",
+                at=execution.created_at,
+            )
+        )
+    )
+    audit = audit_row(
+        organization=execution.organization_id,
+        actor=actor,
+        action="execution.create",
+        instance=execution,
+        after=snapshot(execution, _CREATE_SNAPSHOT),
+    )
     if audit is not None:
         statements.append(_compiled(audit))
     *ctes, (sql, params) = statements
@@ -427,6 +570,7 @@ def _compiled(obj) -> tuple[str, list]:
 
 
 # --- many runs at once -------------------------------------------------------------------------
+
 
 @dataclass
 class RunBatch:
@@ -479,15 +623,35 @@ def execution_batch_write(*, batch: RunBatch) -> dict[int, Exception]:
         if not runs:
             return refused
         Execution.objects.bulk_create([execution for execution, _ in runs])
-        ExecutionEvent.objects.bulk_create([
-            ExecutionEvent(organization_id=execution.organization_id, execution=execution, from_status="",
-                           to_status=S.PENDING, reason="created", at=execution.created_at) for execution, _ in runs])
-        audit_record_many([{"organization": execution.organization_id, "actor": actor,
-                            "action": "execution.create", "instance": execution,
-                            "after": snapshot(execution, _CREATE_SNAPSHOT)} for execution, actor in runs])
+        ExecutionEvent.objects.bulk_create(
+            [
+                ExecutionEvent(
+                    organization_id=execution.organization_id,
+                    execution=execution,
+                    from_status="",
+                    to_status=S.PENDING,
+                    reason="created",
+                    at=execution.created_at,
+                )
+                for execution, _ in runs
+            ]
+        )
+        audit_record_many(
+            [
+                {
+                    "organization": execution.organization_id,
+                    "actor": actor,
+                    "action": "execution.create",
+                    "instance": execution,
+                    "after": snapshot(execution, _CREATE_SNAPSHOT),
+                }
+                for execution, actor in runs
+            ]
+        )
         publish_many([_pending_event(execution, actor) for execution, actor in runs])
-        transaction.on_commit(partial(execution_enqueue_many,
-                                      runs=[(execution.pk, execution.priority) for execution, _ in runs]))
+        transaction.on_commit(
+            partial(execution_enqueue_many, runs=[(execution.pk, execution.priority) for execution, _ in runs])
+        )
     return refused
 
 
@@ -495,22 +659,34 @@ def execution_cancel(*, execution: Execution, actor, reason: str = "cancelled by
     """Cancel a run. A PENDING run is CANCELLED at once; a PREPARING/RUNNING one is flagged and its
     runner stops within seconds (before its next token), records what it spent, then ends CANCELLED."""
     if execution.is_terminal:
-        raise Conflict(f"The execution already ended ({execution.status}).",
-                       errors=[{"field": "status", "message": f"is {execution.status}"}])
+        raise Conflict(
+            f"The execution already ended ({execution.status}).",
+            errors=[{"field": "status", "message": f"is {execution.status}"}],
+        )
     with transaction.atomic():
-        changed = Execution.objects.filter(pk=execution.pk).exclude(status__in=TERMINAL_STATUSES).update(
-            cancel_requested=True, updated_at=timezone.now())
+        changed = (
+            Execution.objects.filter(pk=execution.pk)
+            .exclude(status__in=TERMINAL_STATUSES)
+            .update(cancel_requested=True, updated_at=timezone.now())
+        )
         if not changed:
             execution.refresh_from_db()
-            raise Conflict(f"The execution already ended ({execution.status}).",
-                           errors=[{"field": "status", "message": f"is {execution.status}"}])
-        audit_record(organization=execution.organization, actor=actor,
-                     action="execution.cancel", instance=execution, after={"cancel_requested": True,
-                                                                           "reason": reason})
+            raise Conflict(
+                f"The execution already ended ({execution.status}).",
+                errors=[{"field": "status", "message": f"is {execution.status}"}],
+            )
+        audit_record(
+            organization=execution.organization,
+            actor=actor,
+            action="execution.cancel",
+            instance=execution,
+            after={"cancel_requested": True, "reason": reason},
+        )
         # Only a run no worker holds ends here (queued, or parked waiting for approval); a claimed
         # run's runner sees the flag, stops spending, records what it spent and ends CANCELLED itself.
-        execution_transition(execution_id=execution.pk, to=S.CANCELLED, reason=reason,
-                             only_from={S.PENDING, S.WAITING_FOR_APPROVAL})
+        execution_transition(
+            execution_id=execution.pk, to=S.CANCELLED, reason=reason, only_from={S.PENDING, S.WAITING_FOR_APPROVAL}
+        )
     _mark_cancel_in_redis(execution.pk)
     execution.refresh_from_db()
     return execution
@@ -520,17 +696,29 @@ def execution_retry(*, execution: Execution, actor) -> Execution:
     """Run an ended run again: a new run with the same frozen definition, inputs and parameters
     (the original stays as it was). Workflow steps are retried by their workflow, not here."""
     if not execution.is_terminal:
-        raise Conflict(f"The execution has not ended ({execution.status}).",
-                       errors=[{"field": "status", "message": f"is {execution.status}"}])
+        raise Conflict(
+            f"The execution has not ended ({execution.status}).",
+            errors=[{"field": "status", "message": f"is {execution.status}"}],
+        )
     if execution.kind == ExecutionKind.WORKFLOW_STEP:
-        raise Conflict("A workflow step is retried by its workflow run.",
-                       errors=[{"field": "kind", "message": "is workflow_step"}])
+        raise Conflict(
+            "A workflow step is retried by its workflow run.", errors=[{"field": "kind", "message": "is workflow_step"}]
+        )
     return execution_create(
-        organization=execution.organization, actor=actor, kind=execution.kind,
-        run_name=f"{execution.run_name} (retry)" if execution.run_name else "retry", crew=execution.crew,
-        orchestration=execution.orchestration, agent=execution.agent, inputs=execution.inputs,
-        definition=execution.definition, params=execution.params, model=execution.model,
-        priority=execution.priority, max_attempts=execution.max_attempts)
+        organization=execution.organization,
+        actor=actor,
+        kind=execution.kind,
+        run_name=f"{execution.run_name} (retry)" if execution.run_name else "retry",
+        crew=execution.crew,
+        orchestration=execution.orchestration,
+        agent=execution.agent,
+        inputs=execution.inputs,
+        definition=execution.definition,
+        params=execution.params,
+        model=execution.model,
+        priority=execution.priority,
+        max_attempts=execution.max_attempts,
+    )
 
 
 def execution_replay(*, execution: Execution, actor, from_step: str) -> Execution:
@@ -546,11 +734,21 @@ def execution_replay(*, execution: Execution, actor, from_step: str) -> Executio
         raise ValidationError({exc.field: [str(exc)]})
     with transaction.atomic():
         replay = execution_create(
-            organization=execution.organization, actor=actor, kind=execution.kind,
-            run_name=f"{execution.run_name} (replay from {from_step})"[:300], crew=execution.crew,
-            orchestration=execution.orchestration, agent=execution.agent, inputs=execution.inputs,
-            definition=execution.definition, params=execution.params, model=execution.model,
-            priority=execution.priority, max_attempts=execution.max_attempts, enqueue=False)
+            organization=execution.organization,
+            actor=actor,
+            kind=execution.kind,
+            run_name=f"{execution.run_name} (replay from {from_step})"[:300],
+            crew=execution.crew,
+            orchestration=execution.orchestration,
+            agent=execution.agent,
+            inputs=execution.inputs,
+            definition=execution.definition,
+            params=execution.params,
+            model=execution.model,
+            priority=execution.priority,
+            max_attempts=execution.max_attempts,
+            enqueue=False,
+        )
         Execution.objects.filter(pk=replay.pk).update(replayed_from=execution)
         replay.replayed_from = execution
         copy_steps(reused, to=replay)

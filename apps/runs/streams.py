@@ -1,4 +1,5 @@
 """A run's output as a Redis stream (``stream_id``), read by SSE responses and sockets."""
+
 from __future__ import annotations
 
 import logging

@@ -3,6 +3,7 @@
 The names are ``runs.*``; the names these tasks had under ``apps.crews`` stay registered as
 aliases, so messages queued (or beat entries written) before an upgrade still run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,11 @@ RUN_EXECUTION = "runs.run_execution"
 REAP_STALE = "runs.reap_stale_executions"
 NOOP = "runs.noop"
 #: the names of the same tasks before the engine moved out of apps.crews
-LEGACY_NAMES = {RUN_EXECUTION: "apps.crews.tasks.run_execution", REAP_STALE: "apps.crews.tasks.reap_stale_executions",
-                NOOP: "apps.crews.tasks.noop"}
+LEGACY_NAMES = {
+    RUN_EXECUTION: "apps.crews.tasks.run_execution",
+    REAP_STALE: "apps.crews.tasks.reap_stale_executions",
+    NOOP: "apps.crews.tasks.noop",
+}
 
 
 def _worker_name(task) -> str:

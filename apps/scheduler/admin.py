@@ -1,4 +1,5 @@
 """Operator console for schedules: browse, filter by organization, toggle or run now."""
+
 from django.contrib import admin, messages
 from rest_framework.exceptions import APIException
 
@@ -10,14 +11,37 @@ from kai_platform.admin import CREATED, id_link
 
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
-    list_display = ("name", "organization", "cron_expression", "timezone", "target", "enabled",
-                    "misfire_policy", "last_run_at", "last_run")
-    list_filter = ("enabled", "target_type", "misfire_policy", "organization",
-                   ("last_run_at", admin.DateFieldListFilter), CREATED)
+    list_display = (
+        "name",
+        "organization",
+        "cron_expression",
+        "timezone",
+        "target",
+        "enabled",
+        "misfire_policy",
+        "last_run_at",
+        "last_run",
+    )
+    list_filter = (
+        "enabled",
+        "target_type",
+        "misfire_policy",
+        "organization",
+        ("last_run_at", admin.DateFieldListFilter),
+        CREATED,
+    )
     search_fields = ("name", "=id", "cron_expression", "organization__slug")
     list_select_related = ("organization", "crew", "agent")
-    readonly_fields = ("organization", "created_by", "created_at", "updated_at", "last_run_at", "last_tick_at",
-                       "last_execution", "periodic_task")
+    readonly_fields = (
+        "organization",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "last_run_at",
+        "last_tick_at",
+        "last_execution",
+        "periodic_task",
+    )
     raw_id_fields = ("crew", "agent")
     actions = ["enable", "disable", "toggle", "run_now"]
 

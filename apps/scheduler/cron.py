@@ -9,6 +9,7 @@ A tick is a local wall-clock time the 5-field expression names, turned into one 
 
 Everything here is pure (``now`` is always passed in), so it is tested without clocks.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -69,6 +70,7 @@ def _local_naive(moment: datetime, tz: ZoneInfo) -> datetime:
 # takes its first occurrence), so a tick whose local time is at or before ``now``'s local time is
 # never after ``now``, and one after it can only be at or before ``now`` inside a repeated hour.
 # Both searches start at ``now``'s local time: a few cron steps, never a day of them.
+
 
 def next_ticks(expression: str, tz_name: str, *, now: datetime, count: int) -> list[datetime]:
     """The next ``count`` ticks strictly after ``now``, as aware datetimes in the schedule's zone."""

@@ -1,4 +1,5 @@
 """Serializers of the scheduler. Server-owned fields are read-only; unknown body fields are refused."""
+
 from __future__ import annotations
 
 from django.utils import timezone
@@ -24,9 +25,11 @@ class ScheduleSerializer(KaiModelSerializer):
     workflow_id = serializers.UUIDField(required=False, allow_null=True, help_text="target_type workflow.")
     target_type = serializers.ChoiceField(choices=TargetType.choices, required=False)
     timezone = serializers.CharField(required=False, max_length=64)
-    misfire_policy = serializers.ChoiceField(choices=MisfirePolicy.choices, required=False,
-                                             help_text="After downtime: run_once fires one run for the missed "
-                                                       "ticks, skip drops them.")
+    misfire_policy = serializers.ChoiceField(
+        choices=MisfirePolicy.choices,
+        required=False,
+        help_text="After downtime: run_once fires one run for the missed ticks, skip drops them.",
+    )
     inputs = JSONObjectField(required=False)
     task = JSONObjectField(required=False)
     last_execution = LastExecutionSerializer(read_only=True)
@@ -34,9 +37,26 @@ class ScheduleSerializer(KaiModelSerializer):
 
     class Meta:
         model = Schedule
-        fields = ["id", "name", "description", "cron_expression", "timezone", "target_type", "crew_id", "agent_id",
-                  "workflow_id", "inputs", "task", "enabled", "misfire_policy", "last_run_at", "last_execution",
-                  "next_run_at", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "cron_expression",
+            "timezone",
+            "target_type",
+            "crew_id",
+            "agent_id",
+            "workflow_id",
+            "inputs",
+            "task",
+            "enabled",
+            "misfire_policy",
+            "last_run_at",
+            "last_execution",
+            "next_run_at",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["id", "last_run_at", "last_execution", "next_run_at", "created_at", "updated_at"]
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))

@@ -7,6 +7,7 @@ which tick that is and creates its run keyed ``schedule:<id>:<tick UTC>``, so a 
 redelivered message or a concurrent fire never runs a tick twice (the Execution table's unique
 ``dedupe_key`` is the guard).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,20 @@ from apps.workflows.services import workflow_start
 logger = logging.getLogger(__name__)
 
 FIRE_TASK = "scheduler.fire"
-SCHEDULE_FIELDS = ("name", "description", "cron_expression", "timezone", "target_type", "crew", "agent", "workflow",
-                   "inputs", "task", "enabled", "misfire_policy")
+SCHEDULE_FIELDS = (
+    "name",
+    "description",
+    "cron_expression",
+    "timezone",
+    "target_type",
+    "crew",
+    "agent",
+    "workflow",
+    "inputs",
+    "task",
+    "enabled",
+    "misfire_policy",
+)
 
 
 def misfire_grace() -> timedelta:
@@ -57,6 +70,7 @@ def periodic_task_name(schedule: Schedule) -> str:
 
 
 # --- validation --------------------------------------------------------------------------------
+
 
 def _timing_errors(values: dict, current: Schedule | None) -> dict[str, list[str]]:
     """The cron expression's and time zone's problems (the expression normalised when it is valid)."""
@@ -78,9 +92,13 @@ def _resolve_target(*, organization, values: dict, current: Schedule | None) -> 
     errors = _timing_errors(values, current)
     # Target: explicit target_type, else inferred from the id given.
     if "target_type" not in values and current is None:
-        values["target_type"] = (TargetType.WORKFLOW if values.get("workflow") and not values.get("crew") else
-                                 TargetType.AGENT_TASK if values.get("agent") and not values.get("crew")
-                                 else TargetType.CREW)
+        values["target_type"] = (
+            TargetType.WORKFLOW
+            if values.get("workflow") and not values.get("crew")
+            else TargetType.AGENT_TASK
+            if values.get("agent") and not values.get("crew")
+            else TargetType.CREW
+        )
     target_type = values.get("target_type", current.target_type if current else TargetType.CREW)
     for field, model in (("crew", Crew), ("agent", Agent), ("workflow", Workflow)):
         if values.get(field) is not None:
@@ -112,8 +130,7 @@ def _resolve_target(*, organization, values: dict, current: Schedule | None) -> 
             if agent is None:
                 errors["agent_id"] = ["An agent_task schedule needs agent_id."]
             if not isinstance(task, dict) or not str(task.get("description") or "").strip():
-                errors["task"] = ["An agent_task schedule needs task.description (and may give "
-                                  "task.expected_output)."]
+                errors["task"] = ["An agent_task schedule needs task.description (and may give task.expected_output)."]
             values["crew"] = None
     if errors:
         raise exceptions.ValidationError(errors)
@@ -129,10 +146,12 @@ def _crew_missing_inputs(crew, inputs) -> str:
 
 # --- the beat entry ----------------------------------------------------------------------------
 
+
 def _sync_periodic_task(schedule: Schedule) -> None:
     """Create or update the schedule's PeriodicTask (call inside the write's transaction)."""
-    crontab, _ = CrontabSchedule.objects.get_or_create(timezone=schedule.timezone,
-                                                       **cron.crontab_fields(schedule.cron_expression))
+    crontab, _ = CrontabSchedule.objects.get_or_create(
+        timezone=schedule.timezone, **cron.crontab_fields(schedule.cron_expression)
+    )
     periodic = schedule.periodic_task or PeriodicTask(name=periodic_task_name(schedule))
     periodic.name = periodic_task_name(schedule)
     periodic.task = FIRE_TASK
@@ -154,21 +173,35 @@ def _sync_periodic_task(schedule: Schedule) -> None:
 
 
 def _event_data(schedule: Schedule, **extra) -> dict:
-    return {"schedule_id": str(schedule.pk), "name": schedule.name, "enabled": schedule.enabled,
-            "cron_expression": schedule.cron_expression, "timezone": schedule.timezone, **extra}
+    return {
+        "schedule_id": str(schedule.pk),
+        "name": schedule.name,
+        "enabled": schedule.enabled,
+        "cron_expression": schedule.cron_expression,
+        "timezone": schedule.timezone,
+        **extra,
+    }
 
 
 # --- CRUD --------------------------------------------------------------------------------------
 
+
 def schedule_create(*, organization, actor, data: dict) -> Schedule:
-    values = _resolve_target(organization=organization,
-                             values={k: data[k] for k in SCHEDULE_FIELDS if k in data}, current=None)
+    values = _resolve_target(
+        organization=organization, values={k: data[k] for k in SCHEDULE_FIELDS if k in data}, current=None
+    )
     with transaction.atomic():
-        schedule = Schedule.objects.create(organization_id=getattr(organization, "pk", organization),
-                                           created_by=_actor_or_none(actor), **values)
+        schedule = Schedule.objects.create(
+            organization_id=getattr(organization, "pk", organization), created_by=_actor_or_none(actor), **values
+        )
         _sync_periodic_task(schedule)
-        audit_record(organization=organization, actor=actor, action="schedule.create", instance=schedule,
-                     after=snapshot(schedule))
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="schedule.create",
+            instance=schedule,
+            after=snapshot(schedule),
+        )
         publish(organization, "schedule.created", _event_data(schedule), actor=actor, component="scheduler")
     return schedule
 
@@ -183,10 +216,21 @@ def schedule_update(*, schedule: Schedule, actor, data: dict) -> Schedule:
             setattr(schedule, key, value)
         schedule.save()
         _sync_periodic_task(schedule)
-        audit_record(organization=schedule.organization, actor=actor, action="schedule.update", instance=schedule,
-                     before=before, after=snapshot(schedule))
-        publish(schedule.organization_id, "schedule.updated", _event_data(schedule, changed_fields=sorted(values)),
-                actor=actor, component="scheduler")
+        audit_record(
+            organization=schedule.organization,
+            actor=actor,
+            action="schedule.update",
+            instance=schedule,
+            before=before,
+            after=snapshot(schedule),
+        )
+        publish(
+            schedule.organization_id,
+            "schedule.updated",
+            _event_data(schedule, changed_fields=sorted(values)),
+            actor=actor,
+            component="scheduler",
+        )
     return schedule
 
 
@@ -198,19 +242,34 @@ def schedule_toggle(*, schedule: Schedule, actor, enabled: bool | None = None) -
         schedule.enabled = (not schedule.enabled) if enabled is None else bool(enabled)
         schedule.save(update_fields=["enabled", "updated_at"])
         _sync_periodic_task(schedule)
-        audit_record(organization=schedule.organization, actor=actor, action="schedule.toggle", instance=schedule,
-                     before=before, after=snapshot(schedule, ["enabled"]))
-        publish(schedule.organization_id, "schedule.toggled", _event_data(schedule), actor=actor,
-                component="scheduler")
+        audit_record(
+            organization=schedule.organization,
+            actor=actor,
+            action="schedule.toggle",
+            instance=schedule,
+            before=before,
+            after=snapshot(schedule, ["enabled"]),
+        )
+        publish(schedule.organization_id, "schedule.toggled", _event_data(schedule), actor=actor, component="scheduler")
     return schedule
 
 
 def schedule_delete(*, schedule: Schedule, actor) -> None:
     with transaction.atomic():
-        audit_record(organization=schedule.organization, actor=actor, action="schedule.delete", instance=schedule,
-                     before=snapshot(schedule))
-        publish(schedule.organization_id, "schedule.deleted", {"schedule_id": str(schedule.pk)}, actor=actor,
-                component="scheduler")
+        audit_record(
+            organization=schedule.organization,
+            actor=actor,
+            action="schedule.delete",
+            instance=schedule,
+            before=snapshot(schedule),
+        )
+        publish(
+            schedule.organization_id,
+            "schedule.deleted",
+            {"schedule_id": str(schedule.pk)},
+            actor=actor,
+            component="scheduler",
+        )
         periodic_id = schedule.periodic_task_id
         schedule.delete()
         PeriodicTask.objects.filter(pk=periodic_id).delete()
@@ -219,8 +278,10 @@ def schedule_delete(*, schedule: Schedule, actor) -> None:
 
 # --- runs --------------------------------------------------------------------------------------
 
-def _start_run(schedule: Schedule, *, actor, run_name: str, dedupe_key: str | None, execution_id=None,
-               also_publish=None) -> Execution | None:
+
+def _start_run(
+    schedule: Schedule, *, actor, run_name: str, dedupe_key: str | None, execution_id=None, also_publish=None
+) -> Execution | None:
     """The run of a tick (or of run-now). ``execution_id``/``also_publish`` go to ``execution_create``
     (crew and agent-task targets; a workflow run ignores them)."""
     options = {"execution_id": execution_id, "also_publish": also_publish}
@@ -228,23 +289,55 @@ def _start_run(schedule: Schedule, *, actor, run_name: str, dedupe_key: str | No
         workflow = schedule.workflow
         if workflow is None or not workflow.is_active:
             return None
-        run = workflow_start(workflow=workflow, actor=actor, inputs=schedule.inputs, trigger_type="schedule",
-                             trigger_source=f"schedule {schedule.pk}: {run_name}", dedupe_key=dedupe_key)
+        run = workflow_start(
+            workflow=workflow,
+            actor=actor,
+            inputs=schedule.inputs,
+            trigger_type="schedule",
+            trigger_source=f"schedule {schedule.pk}: {run_name}",
+            dedupe_key=dedupe_key,
+        )
         return run.execution
     if schedule.target_type == TargetType.CREW and schedule.crew is not None:
         crew = schedule.crew
-        definition = {"name": crew.name, "agents_yaml": crew.agents_yaml, "tasks_yaml": crew.tasks_yaml,
-                      "process": crew.process, "model": crew.model, "config": crew.config or {}}
-        return execution_create(organization=schedule.organization, actor=actor, kind=ExecutionKind.CREW,
-                                crew=crew, run_name=run_name, inputs=schedule.inputs, definition=definition,
-                                model=crew.model, dedupe_key=dedupe_key, **options)
+        definition = {
+            "name": crew.name,
+            "agents_yaml": crew.agents_yaml,
+            "tasks_yaml": crew.tasks_yaml,
+            "process": crew.process,
+            "model": crew.model,
+            "config": crew.config or {},
+        }
+        return execution_create(
+            organization=schedule.organization,
+            actor=actor,
+            kind=ExecutionKind.CREW,
+            crew=crew,
+            run_name=run_name,
+            inputs=schedule.inputs,
+            definition=definition,
+            model=crew.model,
+            dedupe_key=dedupe_key,
+            **options,
+        )
     if schedule.target_type == TargetType.AGENT_TASK and schedule.agent is not None:
         task = schedule.task or {}
-        definition = {"name": schedule.name, "description": str(task.get("description") or ""),
-                      "expected_output": str(task.get("expected_output") or "")}
-        return execution_create(organization=schedule.organization, actor=actor, kind=ExecutionKind.AGENT_TASK,
-                                agent=schedule.agent, run_name=run_name, inputs=schedule.inputs,
-                                definition=definition, dedupe_key=dedupe_key, **options)
+        definition = {
+            "name": schedule.name,
+            "description": str(task.get("description") or ""),
+            "expected_output": str(task.get("expected_output") or ""),
+        }
+        return execution_create(
+            organization=schedule.organization,
+            actor=actor,
+            kind=ExecutionKind.AGENT_TASK,
+            agent=schedule.agent,
+            run_name=run_name,
+            inputs=schedule.inputs,
+            definition=definition,
+            dedupe_key=dedupe_key,
+            **options,
+        )
     return None
 
 
@@ -252,23 +345,38 @@ def schedule_run_now(*, schedule: Schedule, actor) -> Execution:
     """A run now, outside the cron ticks (not deduplicated)."""
     now = timezone.now()
     with transaction.atomic():
-        schedule = (Schedule.objects.select_for_update(of=("self",))
-                    .select_related("organization", "crew", "agent", "workflow").get(pk=schedule.pk))
+        schedule = (
+            Schedule.objects.select_for_update(of=("self",))
+            .select_related("organization", "crew", "agent", "workflow")
+            .get(pk=schedule.pk)
+        )
         with audit_covered():  # the schedule.run_now row below names the run it starts
-            execution = _start_run(schedule, actor=actor, dedupe_key=None,
-                                   run_name=f"{schedule.name} (run now {cron.tick_key(now)})")
+            execution = _start_run(
+                schedule, actor=actor, dedupe_key=None, run_name=f"{schedule.name} (run now {cron.tick_key(now)})"
+            )
         if execution is None:
-            field = {TargetType.CREW: "crew_id", TargetType.WORKFLOW: "workflow_id"}.get(schedule.target_type,
-                                                                                       "agent_id")
+            field = {TargetType.CREW: "crew_id", TargetType.WORKFLOW: "workflow_id"}.get(
+                schedule.target_type, "agent_id"
+            )
             raise exceptions.ValidationError({field: ["The schedule's target no longer exists."]})
         schedule.last_run_at = now
         schedule.last_execution = execution
         schedule.save(update_fields=["last_run_at", "last_execution", "updated_at"])
-        audit_record(organization=schedule.organization, actor=actor, action="schedule.run_now", instance=schedule,
-                     after={"execution_id": str(execution.pk)})
-        publish(schedule.organization_id, "schedule.fired",
-                _event_data(schedule, execution_id=str(execution.pk), trigger="manual", tick=None),
-                execution=execution, actor=actor, component="scheduler")
+        audit_record(
+            organization=schedule.organization,
+            actor=actor,
+            action="schedule.run_now",
+            instance=schedule,
+            after={"execution_id": str(execution.pk)},
+        )
+        publish(
+            schedule.organization_id,
+            "schedule.fired",
+            _event_data(schedule, execution_id=str(execution.pk), trigger="manual", tick=None),
+            execution=execution,
+            actor=actor,
+            component="scheduler",
+        )
     return execution
 
 
@@ -288,8 +396,12 @@ def schedule_fire(*, schedule_id, now: datetime | None = None) -> FireResult:
     nothing (an orphaned PeriodicTask is removed)."""
     now = now or timezone.now()
     with transaction.atomic():
-        schedule = (Schedule.objects.select_for_update(of=("self",))
-                    .select_related("organization", "crew", "agent", "workflow").filter(pk=schedule_id).first())
+        schedule = (
+            Schedule.objects.select_for_update(of=("self",))
+            .select_related("organization", "crew", "agent", "workflow")
+            .filter(pk=schedule_id)
+            .first()
+        )
         if schedule is None:
             PeriodicTask.objects.filter(name=f"kai-schedule:{schedule_id}").delete()
             return FireResult("missing")
@@ -310,9 +422,13 @@ def schedule_fire(*, schedule_id, now: datetime | None = None) -> FireResult:
         if missed and schedule.misfire_policy == MisfirePolicy.SKIP:
             schedule.last_tick_at = tick
             schedule.save(update_fields=["last_tick_at", "updated_at"])
-            publish(schedule.organization_id, "schedule.misfired",
-                    _event_data(schedule, tick=key, policy=schedule.misfire_policy), component="scheduler",
-                    severity="warning")
+            publish(
+                schedule.organization_id,
+                "schedule.misfired",
+                _event_data(schedule, tick=key, policy=schedule.misfire_policy),
+                component="scheduler",
+                severity="warning",
+            )
             return FireResult("misfire_skipped", None, key)
         # A burst of ticks of one organization (every schedule on the same minute) serializes on its
         # event lock, held from the first event to the commit: so the schedule is written first and
@@ -325,35 +441,68 @@ def schedule_fire(*, schedule_id, now: datetime | None = None) -> FireResult:
             schedule.save(update_fields=["last_run_at", "last_tick_at", "last_execution", "updated_at"])
 
         def fired(execution):
-            return [{"organization": schedule.organization_id, "type": "schedule.fired", "execution": execution,
-                     "data": _event_data(schedule, execution_id=str(execution.pk), trigger="cron", tick=key,
-                                         missed=missed), "component": "scheduler"}]
+            return [
+                {
+                    "organization": schedule.organization_id,
+                    "type": "schedule.fired",
+                    "execution": execution,
+                    "data": _event_data(
+                        schedule, execution_id=str(execution.pk), trigger="cron", tick=key, missed=missed
+                    ),
+                    "component": "scheduler",
+                }
+            ]
 
         try:
-            execution = _start_run(schedule, actor=None, dedupe_key=dedupe_key, execution_id=execution_id,
-                                   also_publish=fired, run_name=f"{schedule.name} @ {tick.isoformat()}")
+            execution = _start_run(
+                schedule,
+                actor=None,
+                dedupe_key=dedupe_key,
+                execution_id=execution_id,
+                also_publish=fired,
+                run_name=f"{schedule.name} @ {tick.isoformat()}",
+            )
         except QuotaExceeded as refused:  # the tick is spent, refused: kept in the schedule's history
             schedule.last_run_at, schedule.last_execution_id = previous[0], previous[2]
             schedule.last_tick_at = tick
             schedule.save(update_fields=["last_run_at", "last_tick_at", "last_execution", "updated_at"])
-            quota_refusal_record(organization=schedule.organization_id, error=refused, source="schedule",
-                                 source_id=schedule.pk, detail={"tick": key, "schedule_name": schedule.name})
-            publish(schedule.organization_id, "schedule.failed",
-                    _event_data(schedule, tick=key, reason="quota_exceeded", message=str(refused.detail),
-                                quota=refused.quota), component="scheduler", severity="warning")
+            quota_refusal_record(
+                organization=schedule.organization_id,
+                error=refused,
+                source="schedule",
+                source_id=schedule.pk,
+                detail={"tick": key, "schedule_name": schedule.name},
+            )
+            publish(
+                schedule.organization_id,
+                "schedule.failed",
+                _event_data(
+                    schedule, tick=key, reason="quota_exceeded", message=str(refused.detail), quota=refused.quota
+                ),
+                component="scheduler",
+                severity="warning",
+            )
             return FireResult("quota_refused", None, key)
         if execution is None:
             if inline:
                 schedule.last_run_at, schedule.last_tick_at, schedule.last_execution_id = previous
                 schedule.save(update_fields=["last_run_at", "last_tick_at", "last_execution", "updated_at"])
-            publish(schedule.organization_id, "schedule.failed",
-                    _event_data(schedule, tick=key, reason="the schedule's target no longer exists"),
-                    component="scheduler", severity="error")
+            publish(
+                schedule.organization_id,
+                "schedule.failed",
+                _event_data(schedule, tick=key, reason="the schedule's target no longer exists"),
+                component="scheduler",
+                severity="error",
+            )
             return FireResult("no_target", None, key)
         if not inline or execution.pk != execution_id:  # a workflow run; or a run that existed already
             schedule.last_run_at, schedule.last_tick_at, schedule.last_execution = now, tick, execution
             schedule.save(update_fields=["last_run_at", "last_tick_at", "last_execution", "updated_at"])
-            publish(schedule.organization_id, "schedule.fired",
-                    _event_data(schedule, execution_id=str(execution.pk), trigger="cron", tick=key, missed=missed),
-                    execution=execution, component="scheduler")
+            publish(
+                schedule.organization_id,
+                "schedule.fired",
+                _event_data(schedule, execution_id=str(execution.pk), trigger="cron", tick=key, missed=missed),
+                execution=execution,
+                component="scheduler",
+            )
     return FireResult("fired", str(execution.pk), key)

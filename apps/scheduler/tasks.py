@@ -1,4 +1,5 @@
 """The scheduler's Celery task: beat sends ``scheduler.fire(schedule_id)`` on every cron tick."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """Thin views over apps.scheduler.services / selectors."""
+
 from __future__ import annotations
 
 from datetime import UTC
@@ -28,19 +29,22 @@ class ScheduleViewSet(TenantScopedViewSet):
     model = Schedule
     serializer_class = ScheduleSerializer
     filterset_fields = ["enabled", "target_type"]
-    action_roles = {name: HUMAN_ROLES for name in ("create", "update", "partial_update", "destroy", "toggle",
-                                                   "run_now")}
+    action_roles = {
+        name: HUMAN_ROLES for name in ("create", "update", "partial_update", "destroy", "toggle", "run_now")
+    }
 
     def scope_queryset(self, queryset):
         return selectors.schedules_for_list(queryset=queryset)
 
     def perform_create(self, serializer):
-        serializer.instance = services.schedule_create(organization=self.organization, actor=self.request.user,
-                                                       data=serializer.service_data())
+        serializer.instance = services.schedule_create(
+            organization=self.organization, actor=self.request.user, data=serializer.service_data()
+        )
 
     def perform_update(self, serializer):
-        serializer.instance = services.schedule_update(schedule=serializer.instance, actor=self.request.user,
-                                                       data=serializer.service_data())
+        serializer.instance = services.schedule_update(
+            schedule=serializer.instance, actor=self.request.user, data=serializer.service_data()
+        )
 
     def perform_destroy(self, instance):
         services.schedule_delete(schedule=instance, actor=self.request.user)
@@ -59,30 +63,45 @@ class ScheduleViewSet(TenantScopedViewSet):
     def run_now(self, request, pk=None):
         """Start a run of the schedule's target now (not keyed to a tick)."""
         execution = services.schedule_run_now(schedule=self.get_object(), actor=request.user)
-        return Response({"execution_id": execution.pk, "status": execution.status, "schedule_id": pk},
-                        status=status.HTTP_202_ACCEPTED)
+        return Response(
+            {"execution_id": execution.pk, "status": execution.status, "schedule_id": pk},
+            status=status.HTTP_202_ACCEPTED,
+        )
 
-    @extend_schema(responses={200: inline_serializer("ScheduleHistory", {
-        "schedule_id": serializers.UUIDField(),
-        "items": serializers.ListField(child=inline_serializer("ScheduleHistoryItem", {
-            "tick": serializers.CharField(allow_null=True),
-            "outcome": serializers.ChoiceField(choices=["fired", "quota_refused"]),
-            "at": serializers.DateTimeField(),
-            "execution_id": serializers.UUIDField(allow_null=True),
-            "status": serializers.CharField(allow_null=True),
-            "quota": serializers.DictField(allow_null=True),
-            "message": serializers.CharField(allow_blank=True),
-        })),
-    })})
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "ScheduleHistory",
+                {
+                    "schedule_id": serializers.UUIDField(),
+                    "items": serializers.ListField(
+                        child=inline_serializer(
+                            "ScheduleHistoryItem",
+                            {
+                                "tick": serializers.CharField(allow_null=True),
+                                "outcome": serializers.ChoiceField(choices=["fired", "quota_refused"]),
+                                "at": serializers.DateTimeField(),
+                                "execution_id": serializers.UUIDField(allow_null=True),
+                                "status": serializers.CharField(allow_null=True),
+                                "quota": serializers.DictField(allow_null=True),
+                                "message": serializers.CharField(allow_blank=True),
+                            },
+                        )
+                    ),
+                },
+            )
+        }
+    )
     @action(detail=True, methods=["get"])
     def history(self, request, pk=None):
         """The schedule's ticks, newest first: runs it fired and ticks refused by a plan quota."""
         schedule = self.get_object()
         return Response({"schedule_id": schedule.pk, "items": selectors.schedule_history(schedule=schedule)})
 
-    @extend_schema(parameters=[OpenApiParameter("count", OpenApiTypes.INT, description=f"1…{MAX_NEXT_RUNS} "
-                                                                                       "(default 5)")],
-                   responses={200: NextRunsSerializer})
+    @extend_schema(
+        parameters=[OpenApiParameter("count", OpenApiTypes.INT, description=f"1…{MAX_NEXT_RUNS} (default 5)")],
+        responses={200: NextRunsSerializer},
+    )
     @action(detail=True, methods=["get"], url_path="next-runs")
     def next_runs(self, request, pk=None):
         """The next run times, in the schedule's time zone and in UTC (DST-correct)."""
@@ -95,7 +114,14 @@ class ScheduleViewSet(TenantScopedViewSet):
         if not 1 <= count <= MAX_NEXT_RUNS:
             raise exceptions.ValidationError({"count": [f"Must be an integer 1…{MAX_NEXT_RUNS}."]})
         ticks = selectors.schedule_next_runs(schedule=schedule, now=timezone.now(), count=count)
-        return Response({"schedule_id": schedule.pk, "cron_expression": schedule.cron_expression,
-                         "timezone": schedule.timezone, "enabled": schedule.enabled,
-                         "next_runs": [{"at": t.isoformat(), "at_utc": t.astimezone(UTC).isoformat()
-                                        .replace("+00:00", "Z")} for t in ticks]})
+        return Response(
+            {
+                "schedule_id": schedule.pk,
+                "cron_expression": schedule.cron_expression,
+                "timezone": schedule.timezone,
+                "enabled": schedule.enabled,
+                "next_runs": [
+                    {"at": t.isoformat(), "at_utc": t.astimezone(UTC).isoformat().replace("+00:00", "Z")} for t in ticks
+                ],
+            }
+        )

@@ -1,4 +1,5 @@
 """Operator console for the organizations' JSON Schemas (read-mostly: they are written through the API)."""
+
 from django.contrib import admin
 
 from apps.schemas.models import JsonSchema, JsonSchemaVersion

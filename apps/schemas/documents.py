@@ -1,4 +1,5 @@
 """JSON Schema documents: which validator checks one, and what is wrong with one."""
+
 from __future__ import annotations
 
 import jsonschema

@@ -2,6 +2,7 @@
 ``output_pydantic``, the ``json_schema:<name>`` guardrail). A schema has a name and a current
 version; every change of its document writes a new ``JsonSchemaVersion`` and keeps the old ones,
 so a crew may pin ``name@<version>``."""
+
 from django.db import models
 
 from kai_platform.tenancy.models import TenantModel

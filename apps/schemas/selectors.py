@@ -1,4 +1,5 @@
 """Reads of the schemas app."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Serializers of the schemas app."""
+
 from __future__ import annotations
 
 from rest_framework import serializers
@@ -8,8 +9,9 @@ from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer
 
 
 class JsonSchemaSerializer(KaiModelSerializer):
-    name = serializers.RegexField(r"^[A-Za-z0-9_.\-]+$", max_length=100,
-                                  help_text="How crews name it: output_json: <name> (or <name>@<version>).")
+    name = serializers.RegexField(
+        r"^[A-Za-z0-9_.\-]+$", max_length=100, help_text="How crews name it: output_json: <name> (or <name>@<version>)."
+    )
     schema = JSONObjectField(help_text="A JSON Schema document (an object). A change makes a new version.")
 
     class Meta:

@@ -1,4 +1,5 @@
 """API routes of apps.schemas (registered on the shared router)."""
+
 from apps.schemas import views
 from kai_platform.api.routers import router
 

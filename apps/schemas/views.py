@@ -1,4 +1,5 @@
 """Thin views over apps.schemas.services / selectors."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
@@ -30,8 +31,9 @@ class JsonSchemaViewSet(TenantScopedViewSet):
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        row = services.json_schema_create(organization=self.organization, actor=request.user,
-                                          data=dict(serializer.validated_data))
+        row = services.json_schema_create(
+            organization=self.organization, actor=request.user, data=dict(serializer.validated_data)
+        )
         return Response(JsonSchemaSerializer(row).data, status=status.HTTP_201_CREATED)
 
     def update(self, request, *args, **kwargs):

@@ -1,6 +1,7 @@
 """django-allauth configured per request from the organizations' SSO connections: no SocialApp
 rows (the client secret stays encrypted in ``SSOConnection``), and the login ends in our own
 answer (token code / console session) instead of allauth's account pages."""
+
 from __future__ import annotations
 
 import logging
@@ -22,23 +23,35 @@ def connection_for(provider_id: str | None) -> SSOConnection | None:
         return None
     try:
         # platform-wide lookup by the connection's own id (the callback carries no organization)
-        return SSOConnection.objects.select_related("organization").get(pk=provider_id[len(_PREFIX):],
-                                                                        is_active=True)
+        return SSOConnection.objects.select_related("organization").get(pk=provider_id[len(_PREFIX) :], is_active=True)
     except (SSOConnection.DoesNotExist, ValueError):
         return None
 
 
 def _oidc_app(connection: SSOConnection) -> SocialApp:
-    return SocialApp(provider="openid_connect", provider_id=connection.provider_id, name=connection.name or "SSO",
-                     client_id=connection.client_id, secret=services.client_secret(connection),
-                     settings={"server_url": connection.issuer_url, "oauth_pkce_enabled": True,
-                               "fetch_userinfo": True,
-                               "scope": connection.scopes or ["openid", "profile", "email"]})
+    return SocialApp(
+        provider="openid_connect",
+        provider_id=connection.provider_id,
+        name=connection.name or "SSO",
+        client_id=connection.client_id,
+        secret=services.client_secret(connection),
+        settings={
+            "server_url": connection.issuer_url,
+            "oauth_pkce_enabled": True,
+            "fetch_userinfo": True,
+            "scope": connection.scopes or ["openid", "profile", "email"],
+        },
+    )
 
 
 def _saml_app(connection: SSOConnection) -> SocialApp:
-    return SocialApp(provider="saml", provider_id=connection.provider_id, name=connection.name or "SSO",
-                     client_id=connection.provider_id, settings=saml.provider_settings(connection))
+    return SocialApp(
+        provider="saml",
+        provider_id=connection.provider_id,
+        name=connection.name or "SSO",
+        client_id=connection.provider_id,
+        settings=saml.provider_settings(connection),
+    )
 
 
 def app_for(connection: SSOConnection) -> SocialApp:
@@ -59,12 +72,19 @@ class SSOSocialAccountAdapter(DefaultSocialAccountAdapter):
         if data.get("connection") != str(connection.pk):
             # no stashed state of ours: an unsolicited or replayed answer
             signin.login_refused_audit(connection, "no matching sign-in state (unsolicited or replayed)")
-            raise ImmediateHttpResponse(signin.error_response(400, "This sign-in answer matches no sign-in "
-                                                                   "started here (replayed or unsolicited)."))
+            raise ImmediateHttpResponse(
+                signin.error_response(
+                    400, "This sign-in answer matches no sign-in started here (replayed or unsolicited)."
+                )
+            )
         try:
-            user, _membership = signin.login_finish(connection=connection, subject=str(sociallogin.account.uid),
-                                                    extra=sociallogin.account.extra_data or {}, data=data,
-                                                    mapped_email=getattr(sociallogin.user, "email", "") or "")
+            user, _membership = signin.login_finish(
+                connection=connection,
+                subject=str(sociallogin.account.uid),
+                extra=sociallogin.account.extra_data or {},
+                data=data,
+                mapped_email=getattr(sociallogin.user, "email", "") or "",
+            )
         except signin.SignInRefused as exc:
             signin.login_refused_audit(connection, str(exc))
             raise ImmediateHttpResponse(signin.error_response(exc.status, str(exc)))
@@ -80,5 +100,4 @@ class SSOSocialAccountAdapter(DefaultSocialAccountAdapter):
         connection = connection_for(getattr(getattr(provider, "app", None), "provider_id", None))
         if connection is not None:
             signin.login_refused_audit(connection, reason)
-        raise ImmediateHttpResponse(signin.error_response(401, f"Single sign-on failed: {reason}",
-                                                          code="AUTH_001"))
+        raise ImmediateHttpResponse(signin.error_response(401, f"Single sign-on failed: {reason}", code="AUTH_001"))

@@ -1,4 +1,5 @@
 """Operator console: SSO connections (staff confirm domain ownership), identities, SCIM tokens."""
+
 from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
 from django.contrib import admin, messages
@@ -9,12 +10,24 @@ from apps.sso.models import ScimGroup, ScimToken, ScimUser, SSOConnection, SSOId
 
 @admin.register(SSOConnection)
 class SSOConnectionAdmin(admin.ModelAdmin):
-    list_display = ("organization", "protocol", "name", "enforced", "is_active", "domains_confirmed_by_staff",
-                    "created_at")
+    list_display = (
+        "organization",
+        "protocol",
+        "name",
+        "enforced",
+        "is_active",
+        "domains_confirmed_by_staff",
+        "created_at",
+    )
     list_filter = ("protocol", "enforced", "is_active", "domains_confirmed_by_staff")
     search_fields = ("organization__slug", "organization__name", "name")
-    readonly_fields = ("client_secret_encrypted", "secret_key_id", "verified_domains", "domain_verification_token",
-                       "domains_confirmed_by_staff")
+    readonly_fields = (
+        "client_secret_encrypted",
+        "secret_key_id",
+        "verified_domains",
+        "domain_verification_token",
+        "domains_confirmed_by_staff",
+    )
     actions = ["confirm_domains"]
 
     @admin.action(description="Confirm the organization owns the allowed email domains")

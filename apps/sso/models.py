@@ -1,5 +1,6 @@
 """Per-organization SSO connections (OIDC / SAML 2.0), the identities they link, one-time sign-in
 codes, SCIM tokens and SCIM groups."""
+
 from __future__ import annotations
 
 import uuid
@@ -40,12 +41,14 @@ class SSOConnection(TenantModel):
     verified_domains = models.JSONField(default=list, blank=True)
     domain_verification_token = models.CharField(max_length=64, blank=True)
     domains_confirmed_by_staff = models.BooleanField(
-        default=False, help_text="Platform staff confirmed the organization owns every allowed domain.")
+        default=False, help_text="Platform staff confirmed the organization owns every allowed domain."
+    )
     default_role = models.CharField(max_length=20, choices=Role.choices, default=Role.USER)
     role_claim = models.CharField(max_length=100, blank=True, default="groups")
     role_mapping = models.JSONField(default=dict, blank=True, help_text="Claim value → role.")
-    redirect_uris = models.JSONField(default=list, blank=True,
-                                     help_text="Where API sign-ins may send their one-time code.")
+    redirect_uris = models.JSONField(
+        default=list, blank=True, help_text="Where API sign-ins may send their one-time code."
+    )
     enforced = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
 

@@ -1,5 +1,6 @@
 """Sign-in policy of enforced SSO connections: members of such an organization sign in only
 through SSO; its owners keep a break-glass password sign-in behind a step-up backup code."""
+
 from __future__ import annotations
 
 from rest_framework import status
@@ -22,7 +23,8 @@ class SSORequired(KaiAPIException):
 
 def enforced_memberships(user):
     return Membership.objects.filter(
-        user=user, organization__is_active=True,
+        user=user,
+        organization__is_active=True,
         organization_id__in=_enforced_org_ids(),
     ).select_related("organization")
 
@@ -38,15 +40,23 @@ def check_password_login(*, user, step_up_code: str | None = None) -> None:
     members = [m for m in memberships if m.role != Role.OWNER]
     if members:
         org = members[0].organization
-        raise SSORequired(f"{org.name} signs in through single sign-on only.",
-                          extra={"sso_login_url": f"/api/v1/auth/sso/{org.slug}/login"})
+        raise SSORequired(
+            f"{org.name} signs in through single sign-on only.",
+            extra={"sso_login_url": f"/api/v1/auth/sso/{org.slug}/login"},
+        )
     # owners of enforced organizations only: break glass with one of their step-up backup codes
     organization = memberships[0].organization
     if not step_up_code:
-        raise SSORequired("Break-glass password sign-in of an owner needs a step-up backup code (step_up_code).",
-                          extra={"sso_login_url": f"/api/v1/auth/sso/{organization.slug}/login"})
-    stepup.backup_code_verify(user=user, session_id="sso-break-glass", organization=organization,
-                              code=step_up_code)
+        raise SSORequired(
+            "Break-glass password sign-in of an owner needs a step-up backup code (step_up_code).",
+            extra={"sso_login_url": f"/api/v1/auth/sso/{organization.slug}/login"},
+        )
+    stepup.backup_code_verify(user=user, session_id="sso-break-glass", organization=organization, code=step_up_code)
     for membership in memberships:
-        audit_record(organization=membership.organization, actor=user, action="sso.break_glass_login",
-                     instance=user, after={"user": str(user.pk), "method": "password+backup_code"})
+        audit_record(
+            organization=membership.organization,
+            actor=user,
+            action="sso.break_glass_login",
+            instance=user,
+            after={"user": str(user.pk), "method": "password+backup_code"},
+        )

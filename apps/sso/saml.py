@@ -1,6 +1,7 @@
 """SAML 2.0 settings for allauth's SAML provider (python3-saml underneath): signed assertions,
 strict checks (audience, destination, time window), IdP-initiated sign-in refused (every answer
 must match a request this platform sent: replay of an answer finds its state already spent)."""
+
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
@@ -26,20 +27,31 @@ def _metadata_idp(connection: SSOConnection) -> dict | None:
 
 
 def provider_settings(connection: SSOConnection) -> dict:
-    idp = {"entity_id": connection.idp_entity_id, "sso_url": connection.idp_sso_url,
-           "x509cert": connection.idp_x509cert}
+    idp = {
+        "entity_id": connection.idp_entity_id,
+        "sso_url": connection.idp_sso_url,
+        "x509cert": connection.idp_x509cert,
+    }
     parsed = _metadata_idp(connection)
     if parsed is not None:
-        idp = {"entity_id": parsed.get("entityId", ""), "sso_url": parsed["singleSignOnService"]["url"],
-               "x509cert": parsed.get("x509cert") or (parsed.get("x509certMulti", {}).get("signing") or [""])[0]}
+        idp = {
+            "entity_id": parsed.get("entityId", ""),
+            "sso_url": parsed["singleSignOnService"]["url"],
+            "x509cert": parsed.get("x509cert") or (parsed.get("x509certMulti", {}).get("signing") or [""])[0],
+        }
     elif connection.idp_metadata_url:
         idp = {"entity_id": connection.idp_entity_id, "metadata_url": connection.idp_metadata_url}
     return {
         "idp": idp,
         "attribute_mapping": {
             "uid": ["urn:oasis:names:tc:SAML:attribute:subject-id", "uid"],
-            "email": ["urn:oid:0.9.2342.19200300.100.1.3", "urn:oid:1.2.840.113549.1.9.1", "email", "mail",
-                      "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"],
+            "email": [
+                "urn:oid:0.9.2342.19200300.100.1.3",
+                "urn:oid:1.2.840.113549.1.9.1",
+                "email",
+                "mail",
+                "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+            ],
             "first_name": ["givenName", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"],
             "last_name": ["sn", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname"],
         },

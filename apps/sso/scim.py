@@ -1,6 +1,7 @@
 """SCIM 2.0 writes: tokens, users (create, replace, patch, deactivate, delete) and groups. A user
 deactivated or deleted here loses access at once: their membership goes, and when it was their
 last one their account is deactivated and signed out everywhere (``user_sessions_revoke``)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -30,10 +31,16 @@ def token_create(*, organization, actor, name: str) -> tuple[ScimToken, str]:
     prefix = "".join(secrets.choice(_ALPHABET) for _ in range(10))
     raw = f"{TOKEN_PREFIX}{prefix}_{''.join(secrets.choice(_ALPHABET) for _ in range(40))}"
     with transaction.atomic():
-        token = ScimToken.objects.create(organization=organization, created_by=actor, name=name, prefix=prefix,
-                                         token_hash=_digest(raw))
-        audit_record(organization=organization, actor=actor, action="scim.token.create", instance=token,
-                     after={"name": name, "prefix": prefix})
+        token = ScimToken.objects.create(
+            organization=organization, created_by=actor, name=name, prefix=prefix, token_hash=_digest(raw)
+        )
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="scim.token.create",
+            instance=token,
+            after={"name": name, "prefix": prefix},
+        )
     return token, raw
 
 
@@ -42,12 +49,17 @@ def token_revoke(*, token: ScimToken, actor) -> None:
         if token.revoked_at is None:
             token.revoked_at = timezone.now()
             token.save(update_fields=["revoked_at", "updated_at"])
-        audit_record(organization=token.organization, actor=actor, action="scim.token.revoke", instance=token,
-                     after={"revoked_at": token.revoked_at.isoformat()})
+        audit_record(
+            organization=token.organization,
+            actor=actor,
+            action="scim.token.revoke",
+            instance=token,
+            after={"revoked_at": token.revoked_at.isoformat()},
+        )
 
 
 def token_authenticate(raw: str) -> ScimToken | None:
-    prefix, sep, _ = raw[len(TOKEN_PREFIX):].partition("_") if raw.startswith(TOKEN_PREFIX) else ("", "", "")
+    prefix, sep, _ = raw[len(TOKEN_PREFIX) :].partition("_") if raw.startswith(TOKEN_PREFIX) else ("", "", "")
     if not sep:
         return None
     token = ScimToken.objects.select_related("organization").filter(prefix=prefix, revoked_at__isnull=True).first()
@@ -59,6 +71,7 @@ def token_authenticate(raw: str) -> ScimToken | None:
 
 
 # --- users ------------------------------------------------------------------------------------
+
 
 class ScimError(Exception):
     """Rendered as a SCIM error (RFC 7644 §3.12)."""
@@ -77,8 +90,11 @@ def owns_identity(organization, user) -> bool:
     account itself off (else it only takes away this organization's membership)."""
     connection = _connection(organization)
     domain = user.email.rsplit("@", 1)[-1].lower()
-    return bool(connection and domain in connection.allowed_domains
-                and (connection.domains_confirmed_by_staff or domain in connection.verified_domains))
+    return bool(
+        connection
+        and domain in connection.allowed_domains
+        and (connection.domains_confirmed_by_staff or domain in connection.verified_domains)
+    )
 
 
 def _default_role(organization) -> str:
@@ -98,19 +114,26 @@ def user_create(*, organization, token, email: str, full_name: str, external_id:
             raise ScimError(409, f"User {email} already exists.", "uniqueness")
         membership = Membership.objects.filter(organization=organization, user=user).first()
         role = membership.role if membership else _default_role(organization)
-        scim_user = ScimUser.objects.create(organization=organization, user=user, external_id=external_id,
-                                            active=True, role=role)
+        scim_user = ScimUser.objects.create(
+            organization=organization, user=user, external_id=external_id, active=True, role=role
+        )
         if membership is None:
             Membership.objects.create(organization=organization, user=user, role=role)
-        audit_record(organization=organization, actor=None, action="scim.user.create", instance=scim_user,
-                     after={"user": str(user.pk), "email": email, "role": role, "token": token.prefix})
+        audit_record(
+            organization=organization,
+            actor=None,
+            action="scim.user.create",
+            instance=scim_user,
+            after={"user": str(user.pk), "email": email, "role": role, "token": token.prefix},
+        )
         if not active:
             _set_active(scim_user, False, token)
     return scim_user
 
 
-def user_update(*, scim_user, token, full_name: str | None = None, external_id: str | None = None,
-                active: bool | None = None):
+def user_update(
+    *, scim_user, token, full_name: str | None = None, external_id: str | None = None, active: bool | None = None
+):
     with transaction.atomic():
         scim_user = ScimUser.objects.select_for_update().select_related("user").get(pk=scim_user.pk)
         before = {"full_name": scim_user.user.full_name, "external_id": scim_user.external_id}
@@ -122,8 +145,14 @@ def user_update(*, scim_user, token, full_name: str | None = None, external_id: 
         scim_user.save()
         after = {"full_name": scim_user.user.full_name, "external_id": scim_user.external_id}
         if before != after:
-            audit_record(organization=scim_user.organization, actor=None, action="scim.user.update",
-                         instance=scim_user, before=before, after={**after, "token": token.prefix})
+            audit_record(
+                organization=scim_user.organization,
+                actor=None,
+                action="scim.user.update",
+                instance=scim_user,
+                before=before,
+                after={**after, "token": token.prefix},
+            )
         if active is not None and active != scim_user.active:
             _set_active(scim_user, active, token)
     return scim_user
@@ -151,24 +180,35 @@ def _set_active(scim_user, active: bool, token) -> None:
             user.save(update_fields=["is_active", "updated_at"])
     scim_user.active = active
     scim_user.save(update_fields=["active", "role", "updated_at"])
-    audit_record(organization=organization, actor=None, action="scim.user.activate" if active
-                 else "scim.user.deactivate", instance=scim_user,
-                 after={"user": str(user.pk), "active": active, "account_active": user.is_active, "token": token.prefix})
+    audit_record(
+        organization=organization,
+        actor=None,
+        action="scim.user.activate" if active else "scim.user.deactivate",
+        instance=scim_user,
+        after={"user": str(user.pk), "active": active, "account_active": user.is_active, "token": token.prefix},
+    )
 
 
 def user_delete(*, scim_user, token) -> None:
     with transaction.atomic():
         if scim_user.active:
             _set_active(scim_user, False, token)
-        ScimGroup.members.through.objects.filter(scimgroup__organization=scim_user.organization,
-                                                 user_id=scim_user.user_id).delete()
-        audit_record(organization=scim_user.organization, actor=None, action="scim.user.delete", instance=scim_user,
-                     before={"user": str(scim_user.user_id), "external_id": scim_user.external_id},
-                     after=None)
+        ScimGroup.members.through.objects.filter(
+            scimgroup__organization=scim_user.organization, user_id=scim_user.user_id
+        ).delete()
+        audit_record(
+            organization=scim_user.organization,
+            actor=None,
+            action="scim.user.delete",
+            instance=scim_user,
+            before={"user": str(scim_user.user_id), "external_id": scim_user.external_id},
+            after=None,
+        )
         scim_user.delete()
 
 
 # --- groups -----------------------------------------------------------------------------------
+
 
 def roles_sync(*, organization, user_ids) -> None:
     """Each member's role from the groups they are in (the connection's role mapping, highest
@@ -179,21 +219,33 @@ def roles_sync(*, organization, user_ids) -> None:
     for membership in Membership.objects.filter(organization=organization, user_id__in=user_ids):
         if membership.role == "owner":
             continue
-        names = list(ScimGroup.objects.for_org(organization).filter(members=membership.user_id)
-                     .values_list("display_name", flat=True))
+        names = list(
+            ScimGroup.objects.for_org(organization)
+            .filter(members=membership.user_id)
+            .values_list("display_name", flat=True)
+        )
         role = mapped_role(connection, {connection.role_claim or "groups": names})
         if role != membership.role:
             before = membership.role
             membership.role = role
             membership.save(update_fields=["role"])
             ScimUser.objects.for_org(organization).filter(user_id=membership.user_id).update(role=role)
-            audit_record(organization=organization, actor=None, action="scim.role.change", instance=membership,
-                         before={"role": before}, after={"role": role})
+            audit_record(
+                organization=organization,
+                actor=None,
+                action="scim.role.change",
+                instance=membership,
+                before={"role": before},
+                after={"role": role},
+            )
 
 
 def _members(organization, ids) -> list:
-    users = list(ScimUser.objects.for_org(organization).filter(user_id__in=[i for i in ids if _uuid(i)])
-                 .values_list("user_id", flat=True))
+    users = list(
+        ScimUser.objects.for_org(organization)
+        .filter(user_id__in=[i for i in ids if _uuid(i)])
+        .values_list("user_id", flat=True)
+    )
     if len(users) != len(set(ids)):
         raise ScimError(400, "A member is not a user of this organization.", "invalidValue")
     return users
@@ -207,8 +259,17 @@ def _uuid(value) -> bool:
         return False
 
 
-def group_save(*, organization, token, group=None, display_name: str | None = None, external_id: str | None = None,
-               member_ids=None, add=(), remove=()):
+def group_save(
+    *,
+    organization,
+    token,
+    group=None,
+    display_name: str | None = None,
+    external_id: str | None = None,
+    member_ids=None,
+    add=(),
+    remove=(),
+):
     with transaction.atomic():
         created = group is None
         if created:
@@ -216,8 +277,9 @@ def group_save(*, organization, token, group=None, display_name: str | None = No
                 raise ScimError(400, "displayName is required.", "invalidValue")
             if ScimGroup.objects.for_org(organization).filter(display_name=display_name).exists():
                 raise ScimError(409, f"Group {display_name} already exists.", "uniqueness")
-            group = ScimGroup.objects.create(organization=organization, display_name=display_name,
-                                             external_id=external_id or "")
+            group = ScimGroup.objects.create(
+                organization=organization, display_name=display_name, external_id=external_id or ""
+            )
         else:
             if display_name:
                 group.display_name = display_name
@@ -231,10 +293,13 @@ def group_save(*, organization, token, group=None, display_name: str | None = No
         after |= set(_members(organization, add)) if add else set()
         after -= {u for u in before if str(u) in {str(r) for r in remove}}
         group.members.set(after)
-        audit_record(organization=organization, actor=None, action="scim.group.create" if created
-                     else "scim.group.update", instance=group,
-                     after={"display_name": group.display_name, "members": sorted(str(u) for u in after),
-                            "token": token.prefix})
+        audit_record(
+            organization=organization,
+            actor=None,
+            action="scim.group.create" if created else "scim.group.update",
+            instance=group,
+            after={"display_name": group.display_name, "members": sorted(str(u) for u in after), "token": token.prefix},
+        )
         roles_sync(organization=organization, user_ids=before | after)
     return group
 
@@ -243,7 +308,13 @@ def group_delete(*, group, token) -> None:
     with transaction.atomic():
         organization = group.organization
         members = set(group.members.values_list("id", flat=True))
-        audit_record(organization=organization, actor=None, action="scim.group.delete", instance=group,
-                     before={"display_name": group.display_name}, after=None)
+        audit_record(
+            organization=organization,
+            actor=None,
+            action="scim.group.delete",
+            instance=group,
+            before={"display_name": group.display_name},
+            after=None,
+        )
         group.delete()
         roles_sync(organization=organization, user_ids=members)

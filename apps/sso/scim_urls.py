@@ -1,4 +1,5 @@
 """SCIM 2.0 routes under /scim/v2/ (no trailing slash, as IdPs call them)."""
+
 from django.urls import path
 
 from apps.sso import scim_views as views

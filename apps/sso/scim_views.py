@@ -1,5 +1,6 @@
 """SCIM 2.0 (RFC 7643/7644) over DRF: ``/scim/v2/Users`` and ``/scim/v2/Groups`` for one
 organization, chosen by its bearer SCIM token. Errors use SCIM's error schema, as IdPs expect."""
+
 from __future__ import annotations
 
 import re
@@ -76,9 +77,16 @@ class ScimView(APIView):
         start = max(int(request.query_params.get("startIndex", 1) or 1), 1)
         count = min(max(int(request.query_params.get("count", 100) or 0), 0), 200)
         total = queryset.count()
-        page = list(queryset[start - 1:start - 1 + count])
-        return Response({"schemas": [LIST_SCHEMA], "totalResults": total, "startIndex": start,
-                         "itemsPerPage": len(page), "Resources": [render(item) for item in page]})
+        page = list(queryset[start - 1 : start - 1 + count])
+        return Response(
+            {
+                "schemas": [LIST_SCHEMA],
+                "totalResults": total,
+                "startIndex": start,
+                "itemsPerPage": len(page),
+                "Resources": [render(item) for item in page],
+            }
+        )
 
 
 def _error(status_code: int, detail: str, scim_type: str | None = None) -> Response:
@@ -94,16 +102,26 @@ def _location(kind: str, pk) -> str:
 
 # --- users ------------------------------------------------------------------------------------
 
+
 def user_body(scim_user: ScimUser) -> dict:
     user = scim_user.user
     given, _, family = user.full_name.partition(" ")
-    return {"schemas": [USER_SCHEMA], "id": str(user.pk), "externalId": scim_user.external_id or None,
-            "userName": user.email, "displayName": user.full_name or user.email,
-            "name": {"formatted": user.full_name, "givenName": given, "familyName": family},
-            "emails": [{"value": user.email, "primary": True, "type": "work"}],
-            "active": scim_user.active and user.is_active,
-            "meta": {"resourceType": "User", "created": scim_user.created_at.isoformat(),
-                     "lastModified": scim_user.updated_at.isoformat(), "location": _location("Users", user.pk)}}
+    return {
+        "schemas": [USER_SCHEMA],
+        "id": str(user.pk),
+        "externalId": scim_user.external_id or None,
+        "userName": user.email,
+        "displayName": user.full_name or user.email,
+        "name": {"formatted": user.full_name, "givenName": given, "familyName": family},
+        "emails": [{"value": user.email, "primary": True, "type": "work"}],
+        "active": scim_user.active and user.is_active,
+        "meta": {
+            "resourceType": "User",
+            "created": scim_user.created_at.isoformat(),
+            "lastModified": scim_user.updated_at.isoformat(),
+            "location": _location("Users", user.pk),
+        },
+    }
 
 
 def _full_name(data: dict) -> str | None:
@@ -125,16 +143,26 @@ class ScimUsersView(ScimView):
         return ScimUser.objects.for_org(self.organization).select_related("user").order_by("created_at")
 
     def get(self, request):
-        return self._list(request, self._users(), user_body,
-                          {"username": "user__email", "externalid": "external_id", "displayname": "user__full_name"})
+        return self._list(
+            request,
+            self._users(),
+            user_body,
+            {"username": "user__email", "externalid": "external_id", "displayname": "user__full_name"},
+        )
 
     def post(self, request):
         data = request.data
-        scim_user = scim.user_create(organization=self.organization, token=request.auth, email=_email(data),
-                                     full_name=_full_name(data) or "", external_id=str(data.get("externalId") or ""),
-                                     active=data.get("active", True) is not False)
-        response = Response(user_body(ScimUser.objects.select_related("user").get(pk=scim_user.pk)),
-                            status=status.HTTP_201_CREATED)
+        scim_user = scim.user_create(
+            organization=self.organization,
+            token=request.auth,
+            email=_email(data),
+            full_name=_full_name(data) or "",
+            external_id=str(data.get("externalId") or ""),
+            active=data.get("active", True) is not False,
+        )
+        response = Response(
+            user_body(ScimUser.objects.select_related("user").get(pk=scim_user.pk)), status=status.HTTP_201_CREATED
+        )
         response["Location"] = _location("Users", scim_user.user_id)
         return response
 
@@ -153,8 +181,13 @@ class ScimUserView(ScimView):
 
     def put(self, request, pk):
         data = request.data
-        scim_user = scim.user_update(scim_user=self._get(pk), token=request.auth, full_name=_full_name(data),
-                                     external_id=data.get("externalId"), active=data.get("active", True) is not False)
+        scim_user = scim.user_update(
+            scim_user=self._get(pk),
+            token=request.auth,
+            full_name=_full_name(data),
+            external_id=data.get("externalId"),
+            active=data.get("active", True) is not False,
+        )
         return Response(user_body(self._get(scim_user.user_id)))
 
     def patch(self, request, pk):
@@ -184,12 +217,22 @@ class ScimUserView(ScimView):
 
 # --- groups -----------------------------------------------------------------------------------
 
+
 def group_body(group: ScimGroup) -> dict:
     members = [{"value": str(u.pk), "display": u.email} for u in group.members.all()]
-    return {"schemas": [GROUP_SCHEMA], "id": str(group.pk), "externalId": group.external_id or None,
-            "displayName": group.display_name, "members": members,
-            "meta": {"resourceType": "Group", "created": group.created_at.isoformat(),
-                     "lastModified": group.updated_at.isoformat(), "location": _location("Groups", group.pk)}}
+    return {
+        "schemas": [GROUP_SCHEMA],
+        "id": str(group.pk),
+        "externalId": group.external_id or None,
+        "displayName": group.display_name,
+        "members": members,
+        "meta": {
+            "resourceType": "Group",
+            "created": group.created_at.isoformat(),
+            "lastModified": group.updated_at.isoformat(),
+            "location": _location("Groups", group.pk),
+        },
+    }
 
 
 def _member_ids(value) -> list[str]:
@@ -199,14 +242,22 @@ def _member_ids(value) -> list[str]:
 class ScimGroupsView(ScimView):
     def get(self, request):
         groups = ScimGroup.objects.for_org(self.organization).prefetch_related("members").order_by("created_at")
-        return self._list(request, groups, group_body, {"displayname": "display_name", "externalid": "external_id",
-                                                        "username": "display_name"})
+        return self._list(
+            request,
+            groups,
+            group_body,
+            {"displayname": "display_name", "externalid": "external_id", "username": "display_name"},
+        )
 
     def post(self, request):
         data = request.data
-        group = scim.group_save(organization=self.organization, token=request.auth,
-                                display_name=data.get("displayName"), external_id=data.get("externalId"),
-                                member_ids=_member_ids(data.get("members")))
+        group = scim.group_save(
+            organization=self.organization,
+            token=request.auth,
+            display_name=data.get("displayName"),
+            external_id=data.get("externalId"),
+            member_ids=_member_ids(data.get("members")),
+        )
         response = Response(group_body(group), status=status.HTTP_201_CREATED)
         response["Location"] = _location("Groups", group.pk)
         return response
@@ -224,9 +275,14 @@ class ScimGroupView(ScimView):
 
     def put(self, request, pk):
         data = request.data
-        group = scim.group_save(organization=self.organization, token=request.auth, group=self._get(pk),
-                                display_name=data.get("displayName"), external_id=data.get("externalId"),
-                                member_ids=_member_ids(data.get("members")))
+        group = scim.group_save(
+            organization=self.organization,
+            token=request.auth,
+            group=self._get(pk),
+            display_name=data.get("displayName"),
+            external_id=data.get("externalId"),
+            member_ids=_member_ids(data.get("members")),
+        )
         return Response(group_body(group))
 
     def patch(self, request, pk):
@@ -250,8 +306,14 @@ class ScimGroupView(ScimView):
                 add += _member_ids(value)
             else:
                 raise scim.ScimError(400, f"Unsupported PATCH operation {kind} {path!r} on a group.", "invalidSyntax")
-        group = scim.group_save(organization=self.organization, token=request.auth, group=group,
-                                display_name=display_name, add=add, remove=[r for r in remove if r not in add])
+        group = scim.group_save(
+            organization=self.organization,
+            token=request.auth,
+            group=group,
+            display_name=display_name,
+            add=add,
+            remove=[r for r in remove if r not in add],
+        )
         return Response(group_body(group))
 
     def delete(self, request, pk):
@@ -261,13 +323,21 @@ class ScimGroupView(ScimView):
 
 class ServiceProviderConfigView(ScimView):
     def get(self, request):
-        return Response({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-            "patch": {"supported": True}, "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
-            "filter": {"supported": True, "maxResults": 200}, "changePassword": {"supported": False},
-            "sort": {"supported": False}, "etag": {"supported": False},
-            "authenticationSchemes": [{"type": "oauthbearertoken", "name": "OAuth Bearer Token",
-                                       "description": "The organization's SCIM token (sso/scim-tokens)."}],
-        })
-
-
+        return Response(
+            {
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+                "patch": {"supported": True},
+                "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+                "filter": {"supported": True, "maxResults": 200},
+                "changePassword": {"supported": False},
+                "sort": {"supported": False},
+                "etag": {"supported": False},
+                "authenticationSchemes": [
+                    {
+                        "type": "oauthbearertoken",
+                        "name": "OAuth Bearer Token",
+                        "description": "The organization's SCIM token (sso/scim-tokens).",
+                    }
+                ],
+            }
+        )

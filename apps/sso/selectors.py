@@ -1,4 +1,5 @@
 """Reads of the SSO app."""
+
 from __future__ import annotations
 
 from apps.sso.models import SSOConnection
@@ -17,5 +18,8 @@ def set_dns_resolver(resolver) -> None:
 
 
 def active_connection_for_slug(*, slug: str) -> SSOConnection | None:
-    return (SSOConnection.objects.select_related("organization")
-            .filter(organization__slug=slug, organization__is_active=True, is_active=True).first())
+    return (
+        SSOConnection.objects.select_related("organization")
+        .filter(organization__slug=slug, organization__is_active=True, is_active=True)
+        .first()
+    )

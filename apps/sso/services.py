@@ -1,5 +1,6 @@
 """Writes of SSO connections: create/update/delete (client secret encrypted), domain ownership by
 DNS TXT record or staff confirmation. Sign-ins are in ``signin.py``, SCIM in ``scim.py``."""
+
 from __future__ import annotations
 
 import secrets
@@ -44,10 +45,14 @@ def _validate(connection: SSOConnection) -> None:
         if not connection.client_secret_encrypted:
             errors["client_secret"] = ["Required for an OpenID Connect connection."]
     else:
-        if not (connection.idp_metadata_xml or connection.idp_metadata_url
-                or (connection.idp_entity_id and connection.idp_sso_url and connection.idp_x509cert)):
-            errors["idp_metadata_xml"] = ["Give the IdP metadata (XML or URL), or its entity id, SSO URL and "
-                                          "signing certificate."]
+        if not (
+            connection.idp_metadata_xml
+            or connection.idp_metadata_url
+            or (connection.idp_entity_id and connection.idp_sso_url and connection.idp_x509cert)
+        ):
+            errors["idp_metadata_xml"] = [
+                "Give the IdP metadata (XML or URL), or its entity id, SSO URL and signing certificate."
+            ]
     if connection.enforced and not connection.allowed_domains:
         errors["enforced"] = ["An enforced connection needs at least one allowed email domain."]
     if errors:
@@ -55,19 +60,30 @@ def _validate(connection: SSOConnection) -> None:
 
 
 def connection_create(*, organization, actor, data: dict) -> SSOConnection:
-    connection = SSOConnection(organization=organization, created_by=actor,
-                               domain_verification_token=secrets.token_urlsafe(24))
+    connection = SSOConnection(
+        organization=organization, created_by=actor, domain_verification_token=secrets.token_urlsafe(24)
+    )
     _apply(connection, data)
     _validate(connection)
     try:
         with transaction.atomic():
             connection.save()
-            audit_record(organization=organization, actor=actor, action="sso.connection.create",
-                         instance=connection, after=snapshot(connection))
+            audit_record(
+                organization=organization,
+                actor=actor,
+                action="sso.connection.create",
+                instance=connection,
+                after=snapshot(connection),
+            )
     except IntegrityError:
         raise Conflict("This organization already has an SSO connection; change or delete it.")
-    publish(organization, "sso.connection.created", {"connection_id": str(connection.pk),
-                                                      "protocol": connection.protocol}, actor=actor, component="sso")
+    publish(
+        organization,
+        "sso.connection.created",
+        {"connection_id": str(connection.pk), "protocol": connection.protocol},
+        actor=actor,
+        component="sso",
+    )
     return connection
 
 
@@ -78,15 +94,25 @@ def connection_update(*, connection: SSOConnection, actor, data: dict) -> SSOCon
         _apply(connection, data)
         _validate(connection)
         connection.save()
-        audit_record(organization=connection.organization, actor=actor, action="sso.connection.update",
-                     instance=connection, **dict(zip(("before", "after"), diff(before, snapshot(connection)))))
+        audit_record(
+            organization=connection.organization,
+            actor=actor,
+            action="sso.connection.update",
+            instance=connection,
+            **dict(zip(("before", "after"), diff(before, snapshot(connection)))),
+        )
     return connection
 
 
 def connection_delete(*, connection: SSOConnection, actor) -> None:
     with transaction.atomic():
-        audit_record(organization=connection.organization, actor=actor, action="sso.connection.delete",
-                     instance=connection, before=snapshot(connection))
+        audit_record(
+            organization=connection.organization,
+            actor=actor,
+            action="sso.connection.delete",
+            instance=connection,
+            before=snapshot(connection),
+        )
         connection.delete()
 
 
@@ -116,9 +142,14 @@ def connection_verify_domains(*, connection: SSOConnection, actor, resolver=None
         before = list(connection.verified_domains)
         connection.verified_domains = sorted(set(connection.verified_domains) | set(owned))
         connection.save(update_fields=["verified_domains", "updated_at"])
-        audit_record(organization=connection.organization, actor=actor, action="sso.domain.verify",
-                     instance=connection, before={"verified_domains": before},
-                     after={"verified_domains": connection.verified_domains, "checked": connection.allowed_domains})
+        audit_record(
+            organization=connection.organization,
+            actor=actor,
+            action="sso.domain.verify",
+            instance=connection,
+            before={"verified_domains": before},
+            after={"verified_domains": connection.verified_domains, "checked": connection.allowed_domains},
+        )
     return connection
 
 
@@ -128,8 +159,13 @@ def connection_confirm_domains(*, connection: SSOConnection, actor) -> SSOConnec
         before = snapshot(connection)
         connection.domains_confirmed_by_staff = True
         connection.save(update_fields=["domains_confirmed_by_staff", "updated_at"])
-        audit_record(organization=connection.organization, actor=actor, action="sso.domain.confirm",
-                     instance=connection, **dict(zip(("before", "after"), diff(before, snapshot(connection)))))
+        audit_record(
+            organization=connection.organization,
+            actor=actor,
+            action="sso.domain.confirm",
+            instance=connection,
+            **dict(zip(("before", "after"), diff(before, snapshot(connection)))),
+        )
     return connection
 
 
@@ -139,11 +175,16 @@ def connections_rotate_secrets(*, batch_size: int = 500) -> int:
     primary = crypto.primary_key_id()
     while True:
         with transaction.atomic():
-            batch = list(SSOConnection.objects.select_for_update(skip_locked=True).exclude(secret_key_id=primary)
-                         .exclude(client_secret_encrypted="").order_by("pk")[:batch_size])
+            batch = list(
+                SSOConnection.objects.select_for_update(skip_locked=True)
+                .exclude(secret_key_id=primary)
+                .exclude(client_secret_encrypted="")
+                .order_by("pk")[:batch_size]
+            )
             for connection in batch:
                 connection.client_secret_encrypted, connection.secret_key_id = crypto.rotate(
-                    connection.client_secret_encrypted)
+                    connection.client_secret_encrypted
+                )
                 connection.save(update_fields=["client_secret_encrypted", "secret_key_id", "updated_at"])
         rotated += len(batch)
         if len(batch) < batch_size:

@@ -1,5 +1,6 @@
 """SSO sign-in: start (redirect to the IdP through allauth), finish (checks allauth leaves to the
 relying party, just-in-time member, role from claims, audit), one-time codes for API clients."""
+
 from __future__ import annotations
 
 import hashlib
@@ -57,6 +58,7 @@ def redirect_uri_allowed(connection: SSOConnection, uri: str) -> bool:
 
 # --- start ------------------------------------------------------------------------------------
 
+
 def login_start(request, *, connection: SSOConnection, mode: str, redirect_uri: str = "", next_url: str = ""):
     """The redirect to the IdP. State (and PKCE for OIDC) are allauth's; the OIDC nonce is ours:
     stashed in the same single-use state and checked against the ID token in ``login_finish``."""
@@ -71,6 +73,7 @@ def login_start(request, *, connection: SSOConnection, mode: str, redirect_uri: 
 
 
 # --- finish -----------------------------------------------------------------------------------
+
 
 def _oidc_claims(connection: SSOConnection, extra: dict, data: dict) -> dict:
     id_token = extra.get("id_token") or {}
@@ -116,20 +119,35 @@ def _email_allowed(connection: SSOConnection, email: str) -> None:
 
 def _user_for(connection, subject: str, email: str, name: str, claims: dict):
     organization = connection.organization
-    identity = SSOIdentity.objects.for_org(organization).filter(connection=connection, subject=subject) \
-        .select_related("user").first()
+    identity = (
+        SSOIdentity.objects.for_org(organization)
+        .filter(connection=connection, subject=subject)
+        .select_related("user")
+        .first()
+    )
     if identity is not None:
         return identity.user, identity, False
     user = User.objects.filter(email__iexact=email).first()
     created = user is None
     if created:
         user = User.objects.create_user(email=email, password=None, full_name=name[:200])
-        audit_record(organization=organization, actor=user, action="sso.user.create", instance=user,
-                     after={"id": str(user.pk), "email": email, "connection": str(connection.pk)})
-    identity = SSOIdentity.objects.create(organization=organization, connection=connection, user=user,
-                                          subject=subject, email=email)
-    audit_record(organization=organization, actor=user, action="sso.link", instance=identity,
-                 after={"user": str(user.pk), "subject": subject, "email": email, "protocol": connection.protocol})
+        audit_record(
+            organization=organization,
+            actor=user,
+            action="sso.user.create",
+            instance=user,
+            after={"id": str(user.pk), "email": email, "connection": str(connection.pk)},
+        )
+    identity = SSOIdentity.objects.create(
+        organization=organization, connection=connection, user=user, subject=subject, email=email
+    )
+    audit_record(
+        organization=organization,
+        actor=user,
+        action="sso.link",
+        instance=identity,
+        after={"user": str(user.pk), "subject": subject, "email": email, "protocol": connection.protocol},
+    )
     return user, identity, created
 
 
@@ -138,19 +156,31 @@ def _sync_membership(connection, user, role: str) -> Membership:
     membership = Membership.objects.filter(organization=organization, user=user).first()
     if membership is None:
         membership = Membership.objects.create(organization=organization, user=user, role=role)
-        audit_record(organization=organization, actor=user, action="sso.membership.create", instance=membership,
-                     after={"user": str(user.pk), "role": role})
+        audit_record(
+            organization=organization,
+            actor=user,
+            action="sso.membership.create",
+            instance=membership,
+            after={"user": str(user.pk), "role": role},
+        )
     elif membership.role != role and membership.role != Role.OWNER:  # owners are managed in the platform
         before = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
-        audit_record(organization=organization, actor=user, action="sso.role.change", instance=membership,
-                     before={"role": before}, after={"role": role})
+        audit_record(
+            organization=organization,
+            actor=user,
+            action="sso.role.change",
+            instance=membership,
+            before={"role": before},
+            after={"role": role},
+        )
     return membership
 
 
-def login_finish(*, connection: SSOConnection, subject: str, extra: dict, data: dict,
-                 mapped_email: str = "") -> tuple[User, Membership]:
+def login_finish(
+    *, connection: SSOConnection, subject: str, extra: dict, data: dict, mapped_email: str = ""
+) -> tuple[User, Membership]:
     """Checks the answer, then links or creates the user and the membership (role from claims)."""
     if not connection.is_active:
         raise SignInRefused("This SSO connection is disabled.")
@@ -176,25 +206,47 @@ def login_finish(*, connection: SSOConnection, subject: str, extra: dict, data: 
         identity.claims = {k: v for k, v in claims.items() if isinstance(v, (str, int, float, bool, list))}
         identity.last_login_at = timezone.now()
         identity.save(update_fields=["claims", "last_login_at", "updated_at"])
-        audit_record(organization=connection.organization, actor=user, action="sso.login", instance=identity,
-                     after={"user": str(user.pk), "email": email, "role": membership.role,
-                            "protocol": connection.protocol, "mode": data.get("mode")})
-        publish(connection.organization, "sso.login", {"user_id": str(user.pk), "protocol": connection.protocol},
-                actor=user, component="sso")
+        audit_record(
+            organization=connection.organization,
+            actor=user,
+            action="sso.login",
+            instance=identity,
+            after={
+                "user": str(user.pk),
+                "email": email,
+                "role": membership.role,
+                "protocol": connection.protocol,
+                "mode": data.get("mode"),
+            },
+        )
+        publish(
+            connection.organization,
+            "sso.login",
+            {"user_id": str(user.pk), "protocol": connection.protocol},
+            actor=user,
+            component="sso",
+        )
     return user, membership
 
 
 def login_refused_audit(connection: SSOConnection, reason: str) -> None:
-    audit_record(organization=connection.organization, actor=None, action="sso.login.refused",
-                 instance=connection, after={"reason": reason, "protocol": connection.protocol})
+    audit_record(
+        organization=connection.organization,
+        actor=None,
+        action="sso.login.refused",
+        instance=connection,
+        after={"reason": reason, "protocol": connection.protocol},
+    )
 
 
 # --- the answer to the browser / API client ----------------------------------------------------
 
+
 def code_issue(*, user: User, organization: Organization) -> str:
     code = secrets.token_urlsafe(32)
-    SSOLoginCode.objects.create(code_hash=_digest(code), user=user, organization=organization,
-                                expires_at=timezone.now() + CODE_LIFETIME)
+    SSOLoginCode.objects.create(
+        code_hash=_digest(code), user=user, organization=organization, expires_at=timezone.now() + CODE_LIFETIME
+    )
     return code
 
 
@@ -202,12 +254,14 @@ def code_exchange(*, code: str) -> tuple[User, Organization, dict]:
     """The token pair for a one-time code: works once, within 60 s."""
     now = timezone.now()
     with transaction.atomic():
-        updated = SSOLoginCode.objects.filter(code_hash=_digest(code or ""), used_at__isnull=True,
-                                              expires_at__gt=now).update(used_at=now)
+        updated = SSOLoginCode.objects.filter(
+            code_hash=_digest(code or ""), used_at__isnull=True, expires_at__gt=now
+        ).update(used_at=now)
         row = SSOLoginCode.objects.select_related("user", "organization").filter(code_hash=_digest(code or "")).first()
     if not updated or row is None or not row.user.is_active:
-        raise exceptions.AuthenticationFailed("This sign-in code is invalid, expired or already used.",
-                                              code=codes.INVALID_CREDENTIALS)
+        raise exceptions.AuthenticationFailed(
+            "This sign-in code is invalid, expired or already used.", code=codes.INVALID_CREDENTIALS
+        )
     return row.user, row.organization, auth_issue_tokens(user=row.user)
 
 
@@ -219,13 +273,19 @@ def answer(request, *, connection: SSOConnection, user: User, data: dict):
             return error_response(403, "Only platform staff may use the operator console.")
         django_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         next_url = data.get("next") or "/admin/"
-        return HttpResponseRedirect(next_url if next_url.startswith("/") and not next_url.startswith("//")
-                                    else "/admin/")
+        return HttpResponseRedirect(
+            next_url if next_url.startswith("/") and not next_url.startswith("//") else "/admin/"
+        )
     code = code_issue(user=user, organization=connection.organization)
     redirect_uri = data.get("redirect_uri")
     if redirect_uri:
         sep = "&" if urlsplit(redirect_uri).query else "?"
         return HttpResponseRedirect(f"{redirect_uri}{sep}{urlencode({'code': code})}")
-    return JsonResponse({"code": code, "expires_in": int(CODE_LIFETIME.total_seconds()),
-                         "organization": connection.organization.slug,
-                         "exchange_url": f"{settings.KAI_PUBLIC_URL}/api/v1/auth/sso/exchange"})
+    return JsonResponse(
+        {
+            "code": code,
+            "expires_in": int(CODE_LIFETIME.total_seconds()),
+            "organization": connection.organization.slug,
+            "exchange_url": f"{settings.KAI_PUBLIC_URL}/api/v1/auth/sso/exchange",
+        }
+    )

@@ -1,4 +1,5 @@
 """Routes outside /api: allauth's OIDC and SAML endpoints (callbacks, ACS, SP metadata) and SCIM 2.0."""
+
 from django.urls import include, path
 
 from apps.sso import saml

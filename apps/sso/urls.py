@@ -1,4 +1,5 @@
 """API routes of apps.sso (the IdP callbacks and SCIM are mounted at / by ``site_urls``)."""
+
 from django.urls import path
 
 from apps.sso import views

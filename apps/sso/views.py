@@ -1,4 +1,5 @@
 """Thin views: SSO connections (owner), SCIM tokens (owner), SSO sign-in start and code exchange."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -50,8 +51,9 @@ class SSOConnectionViewSet(TenantScopedViewSet):
     @extend_schema(request=None, responses={200: SSOConnectionSerializer})
     @action(detail=True, methods=["post"], url_path="verify-domains")
     def verify_domains(self, request, pk=None):
-        connection = services.connection_verify_domains(connection=self.get_object(), actor=request.user,
-                                                        resolver=selectors.dns_resolver())
+        connection = services.connection_verify_domains(
+            connection=self.get_object(), actor=request.user, resolver=selectors.dns_resolver()
+        )
         return Response(SSOConnectionSerializer(connection).data)
 
 
@@ -79,9 +81,14 @@ class SSOLoginView(PublicAPIView):
     """Start a sign-in through the organization's identity provider (302 to the IdP).
     ``mode=api`` (default) ends with a one-time code; ``mode=console`` with an admin session."""
 
-    @extend_schema(parameters=[OpenApiParameter("mode", str, enum=list(signin.MODES)),
-                               OpenApiParameter("redirect_uri", str), OpenApiParameter("next", str)],
-                   responses={302: None})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("mode", str, enum=list(signin.MODES)),
+            OpenApiParameter("redirect_uri", str),
+            OpenApiParameter("next", str),
+        ],
+        responses={302: None},
+    )
     def get(self, request, org_slug):
         connection = selectors.active_connection_for_slug(slug=org_slug)
         if connection is None:
@@ -92,8 +99,13 @@ class SSOLoginView(PublicAPIView):
             return signin.error_response(400, f"mode must be one of: {', '.join(signin.MODES)}.")
         if redirect_uri and not signin.redirect_uri_allowed(connection, redirect_uri):
             return signin.error_response(400, "redirect_uri is not registered on this SSO connection.")
-        return signin.login_start(request._request, connection=connection, mode=mode, redirect_uri=redirect_uri,
-                                  next_url=request.query_params.get("next", ""))
+        return signin.login_start(
+            request._request,
+            connection=connection,
+            mode=mode,
+            redirect_uri=redirect_uri,
+            next_url=request.query_params.get("next", ""),
+        )
 
 
 @extend_schema(tags=["auth"])
@@ -104,5 +116,6 @@ class SSOExchangeView(PublicAPIView):
     def post(self, request):
         data = validated(ExchangeSerializer, request)
         user, organization, tokens = signin.code_exchange(code=data["code"])
-        return Response({**tokens, "user": UserSerializer(user).data,
-                         "organization": OrganizationSerializer(organization).data})
+        return Response(
+            {**tokens, "user": UserSerializer(user).data, "organization": OrganizationSerializer(organization).data}
+        )

@@ -3,6 +3,7 @@
 Authenticators belong to the person, not to an organization: one security key serves every
 organization the user is a member of. Step-up grants themselves are short-lived and live in
 Redis (``apps.stepup.services``), bound to the user and the session that earned them."""
+
 from __future__ import annotations
 
 import uuid

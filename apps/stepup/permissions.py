@@ -17,6 +17,7 @@ Three ways to apply it:
 * ``@requires_step_up`` on a view method or ``@action``;
 * ``check_step_up(request)`` inside a view, before calling the service.
 """
+
 from __future__ import annotations
 
 from functools import wraps
@@ -52,11 +53,17 @@ def step_up_state(request) -> dict:
     ctx = get_auth_context(request)
     organization = ctx.organization if ctx else None
     grant = services.grant_get(user_id=request.user.pk, session_id=ctx.session_id) if ctx else None
-    methods = acceptable_methods(user=request.user, organization=organization) if organization else \
-        [services.METHOD_WEBAUTHN, services.METHOD_PASSWORD]
-    return {"required": organization_requires_step_up(organization),
-            "granted": bool(grant and grant.get("method") in methods),
-            "grant": grant, "methods": methods}
+    methods = (
+        acceptable_methods(user=request.user, organization=organization)
+        if organization
+        else [services.METHOD_WEBAUTHN, services.METHOD_PASSWORD]
+    )
+    return {
+        "required": organization_requires_step_up(organization),
+        "granted": bool(grant and grant.get("method") in methods),
+        "grant": grant,
+        "methods": methods,
+    }
 
 
 def inline_assertion(request) -> dict | None:
@@ -70,12 +77,21 @@ def inline_assertion(request) -> dict | None:
         return None
     if isinstance(value.get("response"), dict):
         return value
-    if not all(isinstance(value.get(k), str) for k in ("credential_id", "challenge_response", "authenticator_data",
-                                                       "client_data_json")):
+    if not all(
+        isinstance(value.get(k), str)
+        for k in ("credential_id", "challenge_response", "authenticator_data", "client_data_json")
+    ):
         return None
-    return {"id": value["credential_id"], "rawId": value["credential_id"], "type": "public-key",
-            "response": {"clientDataJSON": value["client_data_json"], "authenticatorData": value["authenticator_data"],
-                         "signature": value["challenge_response"]}}
+    return {
+        "id": value["credential_id"],
+        "rawId": value["credential_id"],
+        "type": "public-key",
+        "response": {
+            "clientDataJSON": value["client_data_json"],
+            "authenticatorData": value["authenticator_data"],
+            "signature": value["challenge_response"],
+        },
+    }
 
 
 def check_step_up(request, *, always: bool = False) -> None:
@@ -95,16 +111,22 @@ def check_step_up(request, *, always: bool = False) -> None:
         return
     inline = inline_assertion(request)
     if inline is not None:  # seed 002 StoreCredentialRequest.biometric_verification: step up in the same call
-        services.authentication_verify(user=request.user, session_id=ctx.session_id,
-                                       organization=ctx.organization, credential=inline)
+        services.authentication_verify(
+            user=request.user, session_id=ctx.session_id, organization=ctx.organization, credential=inline
+        )
         return
     if grant:
-        detail = (f"This operation needs a fresh step-up verification by {' or '.join(methods)}; "
-                  f"this session's grant is by {grant.get('method')}.")
+        detail = (
+            f"This operation needs a fresh step-up verification by {' or '.join(methods)}; "
+            f"this session's grant is by {grant.get('method')}."
+        )
     else:
         detail = "This operation needs a fresh step-up verification."
-    routes = {services.METHOD_WEBAUTHN: "auth/biometric/verify", services.METHOD_BACKUP_CODE: "auth/biometric/verify",
-              services.METHOD_PASSWORD: "auth/step-up/password"}
+    routes = {
+        services.METHOD_WEBAUTHN: "auth/biometric/verify",
+        services.METHOD_BACKUP_CODE: "auth/biometric/verify",
+        services.METHOD_PASSWORD: "auth/step-up/password",
+    }
     verify = list(dict.fromkeys(routes[m] for m in methods))
     raise StepUpRequired(detail, extra={"step_up": {"methods": methods, "verify": verify}})
 
@@ -131,8 +153,10 @@ class RequiresStepUp(permissions.BasePermission):
 
 def requires_step_up(view_method):
     """Decorator for a view method/``@action``: check step-up before running it."""
+
     @wraps(view_method)
     def wrapper(self, request, *args, **kwargs):
         check_step_up(request)
         return view_method(self, request, *args, **kwargs)
+
     return wrapper

@@ -5,20 +5,30 @@ from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, Ka
 
 
 class SetupRequestSerializer(KaiSerializer):
-    name = serializers.CharField(required=False, allow_blank=True, max_length=100,
-                                 help_text="A label for the authenticator (e.g. 'YubiKey 5').")
-    credential = JSONObjectField(required=False, max_bytes=32768,
-                                 help_text="The PublicKeyCredential from navigator.credentials.create(), JSON form. "
-                                           "Omit it to get the registration options.")
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=100, help_text="A label for the authenticator (e.g. 'YubiKey 5')."
+    )
+    credential = JSONObjectField(
+        required=False,
+        max_bytes=32768,
+        help_text="The PublicKeyCredential from navigator.credentials.create(), JSON form. "
+        "Omit it to get the registration options.",
+    )
 
 
 class VerifyRequestSerializer(KaiSerializer):
-    credential = JSONObjectField(required=False, max_bytes=32768,
-                                 help_text="The PublicKeyCredential from navigator.credentials.get(), JSON form. "
-                                           "Omit it (and backup_code) to get the authentication options.")
-    backup_code = serializers.CharField(required=False, max_length=64, trim_whitespace=True,
-                                        help_text="One of your unused backup codes (xxxxx-xxxxx), instead of an "
-                                                  "assertion; it is spent by this call.")
+    credential = JSONObjectField(
+        required=False,
+        max_bytes=32768,
+        help_text="The PublicKeyCredential from navigator.credentials.get(), JSON form. "
+        "Omit it (and backup_code) to get the authentication options.",
+    )
+    backup_code = serializers.CharField(
+        required=False,
+        max_length=64,
+        trim_whitespace=True,
+        help_text="One of your unused backup codes (xxxxx-xxxxx), instead of an assertion; it is spent by this call.",
+    )
 
     def validate(self, attrs):
         if attrs.get("credential") and attrs.get("backup_code"):
@@ -58,17 +68,29 @@ class StepUpStateSerializer(serializers.Serializer):
 class AuthenticatorSerializer(KaiModelSerializer):
     class Meta:
         model = WebAuthnCredential
-        fields = ["id", "name", "credential_id", "aaguid", "transports", "device_type", "backed_up", "sign_count",
-                  "created_at", "last_used_at"]
+        fields = [
+            "id",
+            "name",
+            "credential_id",
+            "aaguid",
+            "transports",
+            "device_type",
+            "backed_up",
+            "sign_count",
+            "created_at",
+            "last_used_at",
+        ]
         read_only_fields = fields
 
 
 class SetupResponseSerializer(AuthenticatorSerializer):
     success = serializers.BooleanField(default=True)
     backup_codes = serializers.ListField(
-        child=serializers.CharField(), read_only=True,
+        child=serializers.CharField(),
+        read_only=True,
         help_text="Ten single-use recovery codes when this is your first authenticator (shown only now; "
-                  "store them safely), else empty.")
+        "store them safely), else empty.",
+    )
 
     class Meta(AuthenticatorSerializer.Meta):
         fields = ["success", *AuthenticatorSerializer.Meta.fields, "backup_codes"]
@@ -83,5 +105,6 @@ class BackupCodesStateSerializer(serializers.Serializer):
 
 class BackupCodesIssuedSerializer(BackupCodesStateSerializer):
     success = serializers.BooleanField()
-    backup_codes = serializers.ListField(child=serializers.CharField(),
-                                         help_text="The new codes (shown only now); all earlier codes stopped working.")
+    backup_codes = serializers.ListField(
+        child=serializers.CharField(), help_text="The new codes (shown only now); all earlier codes stopped working."
+    )

@@ -15,6 +15,7 @@ against guessing while a verification would cost ten slow hashes; the key keeps 
 table alone useless for an offline search, and online guessing is capped (five wrong codes per
 15 minutes → 429). Spending a code is one conditional UPDATE, so it works exactly once.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,23 +82,31 @@ def _take_challenge(kind: str, user_id, session_id: str) -> bytes:
     key = _key(kind, user_id, session_id)
     stored = cache.get(key)
     if stored is None or not cache.delete(key):
-        raise StepUpFailed("No pending challenge for this session (expired or already answered); "
-                           "ask for new options first.")
+        raise StepUpFailed(
+            "No pending challenge for this session (expired or already answered); ask for new options first."
+        )
     return base64url_to_bytes(stored)
 
 
 def _audit(organization, actor, action: str, instance=None, before=None, after=None) -> None:
     if organization is not None:  # a user with no organization has nothing to audit into
-        audit_record(organization=organization, actor=actor, action=action, instance=instance,
-                     before=before, after=after)
+        audit_record(
+            organization=organization, actor=actor, action=action, instance=instance, before=before, after=after
+        )
 
 
 def _view(credential: WebAuthnCredential) -> dict:
-    return {"id": str(credential.pk), "name": credential.name, "credential_id": credential.credential_id,
-            "aaguid": credential.aaguid, "device_type": credential.device_type}
+    return {
+        "id": str(credential.pk),
+        "name": credential.name,
+        "credential_id": credential.credential_id,
+        "aaguid": credential.aaguid,
+        "device_type": credential.device_type,
+    }
 
 
 # --- registration -----------------------------------------------------------------------------
+
 
 def registration_options(*, user, session_id: str) -> dict:
     """``PublicKeyCredentialCreationOptions`` (JSON form, for ``navigator.credentials.create``);
@@ -126,19 +135,21 @@ def _descriptor(credential: WebAuthnCredential) -> PublicKeyCredentialDescriptor
             transports.append(AuthenticatorTransport(name))
         except ValueError:
             continue
-    return PublicKeyCredentialDescriptor(id=base64url_to_bytes(credential.credential_id),
-                                         transports=transports or None)
+    return PublicKeyCredentialDescriptor(id=base64url_to_bytes(credential.credential_id), transports=transports or None)
 
 
-def registration_verify(*, user, session_id: str, organization, credential: dict,
-                        name: str = "") -> tuple[WebAuthnCredential, list[str]]:
+def registration_verify(
+    *, user, session_id: str, organization, credential: dict, name: str = ""
+) -> tuple[WebAuthnCredential, list[str]]:
     """Verify the attestation answering this session's pending registration challenge and store
     the authenticator. Returns it and, when it is the user's first authenticator, the ten new
     backup codes (in clear, the only time they exist; otherwise an empty list)."""
     challenge = _take_challenge("reg", user.pk, session_id)
     try:
         verified = verify_registration_response(
-            credential=credential, expected_challenge=challenge, expected_rp_id=settings.KAI_WEBAUTHN_RP_ID,
+            credential=credential,
+            expected_challenge=challenge,
+            expected_rp_id=settings.KAI_WEBAUTHN_RP_ID,
             expected_origin=list(settings.KAI_WEBAUTHN_ORIGINS),
         )
     except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
@@ -149,19 +160,31 @@ def registration_verify(*, user, session_id: str, organization, credential: dict
             _lock_user(user)  # one registration of a user at a time: exactly one of them is the first
             first = not WebAuthnCredential.objects.filter(user=user).exists()
             stored = WebAuthnCredential.objects.create(
-                user=user, name=(name or "").strip()[:100] or f"authenticator {timezone.now():%Y-%m-%d}",
+                user=user,
+                name=(name or "").strip()[:100] or f"authenticator {timezone.now():%Y-%m-%d}",
                 credential_id=bytes_to_base64url(verified.credential_id),
-                public_key=verified.credential_public_key, sign_count=verified.sign_count,
-                aaguid=str(verified.aaguid or ""), transports=transports[:10],
-                device_type=str(getattr(verified.credential_device_type, "value", verified.credential_device_type) or ""),
+                public_key=verified.credential_public_key,
+                sign_count=verified.sign_count,
+                aaguid=str(verified.aaguid or ""),
+                transports=transports[:10],
+                device_type=str(
+                    getattr(verified.credential_device_type, "value", verified.credential_device_type) or ""
+                ),
                 backed_up=bool(verified.credential_backed_up),
             )
             codes = _backup_codes_replace(user) if first else []
-            _audit(organization, user, "stepup.authenticator.create", stored,
-                   after={**_view(stored), "backup_codes_issued": len(codes)})
+            _audit(
+                organization,
+                user,
+                "stepup.authenticator.create",
+                stored,
+                after={**_view(stored), "backup_codes_issued": len(codes)},
+            )
     except IntegrityError:
-        raise Conflict("This authenticator is already registered.",
-                       errors=[{"field": "credential", "message": "already registered"}])
+        raise Conflict(
+            "This authenticator is already registered.",
+            errors=[{"field": "credential", "message": "already registered"}],
+        )
     _preferences_mark_biometric(user)
     return stored, codes
 
@@ -189,8 +212,13 @@ def authenticator_delete(*, credential: WebAuthnCredential, actor, organization)
         _lock_user(credential.user)
         last = not WebAuthnCredential.objects.filter(user_id=credential.user_id).exclude(pk=credential.pk).exists()
         revoked = BackupCode.objects.filter(user_id=credential.user_id).delete()[0] if last else 0
-        _audit(organization, actor, "stepup.authenticator.delete", credential,
-               before={**_view(credential), "backup_codes_revoked": revoked})
+        _audit(
+            organization,
+            actor,
+            "stepup.authenticator.delete",
+            credential,
+            before={**_view(credential), "backup_codes_revoked": revoked},
+        )
         credential.delete()
     _preferences_mark_biometric(actor)
 
@@ -208,8 +236,9 @@ def backup_code_normalize(code: str) -> str:
 
 def backup_code_digest(user_id, code: str, secret: str | None = None) -> str:
     """The stored form of a code: HMAC-SHA256 keyed from ``secret`` (default ``SECRET_KEY``)."""
-    return salted_hmac("kai.stepup.backup_code", f"{user_id}:{backup_code_normalize(code)}",
-                       secret=secret, algorithm="sha256").hexdigest()
+    return salted_hmac(
+        "kai.stepup.backup_code", f"{user_id}:{backup_code_normalize(code)}", secret=secret, algorithm="sha256"
+    ).hexdigest()
 
 
 def _backup_code_new() -> str:
@@ -235,14 +264,25 @@ def backup_codes_regenerate(*, user, organization) -> list[str]:
     with transaction.atomic():
         _lock_user(user)
         if not WebAuthnCredential.objects.filter(user=user).exists():
-            raise exceptions.ValidationError({"backup_codes": [
-                "Backup codes recover access to your authenticators: register one with auth/biometric/setup first."]})
+            raise exceptions.ValidationError(
+                {
+                    "backup_codes": [
+                        "Backup codes recover access to your authenticators: register one with auth/biometric/setup first."
+                    ]
+                }
+            )
         old = BackupCode.objects.filter(user=user).aggregate(
-            unused=Count("id", filter=Q(used_at__isnull=True)), generated_at=Max("created_at"))
+            unused=Count("id", filter=Q(used_at__isnull=True)), generated_at=Max("created_at")
+        )
         codes = _backup_codes_replace(user)
-        _audit(organization, user, "stepup.backup_codes.regenerate", user,
-               before={"backup_codes_unused": old["unused"], "backup_codes_generated_at": _iso(old["generated_at"])},
-               after={"backup_codes_unused": len(codes), "backup_codes_generated_at": _iso(timezone.now())})
+        _audit(
+            organization,
+            user,
+            "stepup.backup_codes.regenerate",
+            user,
+            before={"backup_codes_unused": old["unused"], "backup_codes_generated_at": _iso(old["generated_at"])},
+            after={"backup_codes_unused": len(codes), "backup_codes_generated_at": _iso(timezone.now())},
+        )
     return codes
 
 
@@ -261,17 +301,24 @@ def backup_code_verify(*, user, session_id: str, organization, code: str) -> dic
     window (429)."""
     failures_key = _code_failures_key(user.pk)
     if (cache.get(failures_key) or 0) >= BACKUP_CODE_FAILURES_ALLOWED:
-        raise RateLimited("Too many wrong backup codes; try again later.",
-                          retry_after=BACKUP_CODE_FAILURE_WINDOW_SECONDS)
+        raise RateLimited(
+            "Too many wrong backup codes; try again later.", retry_after=BACKUP_CODE_FAILURE_WINDOW_SECONDS
+        )
     keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]  # codes survive a key rotation
     digests = [backup_code_digest(user.pk, code, secret) for secret in keys]
     with transaction.atomic():
         spent = BackupCode.objects.filter(user=user, digest__in=digests, used_at__isnull=True).update(
-            used_at=timezone.now())
+            used_at=timezone.now()
+        )
         if spent:
             remaining = BackupCode.objects.filter(user=user, used_at__isnull=True).count()
-            return grant_issue(user=user, session_id=session_id, method=METHOD_BACKUP_CODE,
-                               organization=organization, detail={"backup_codes_remaining": remaining})
+            return grant_issue(
+                user=user,
+                session_id=session_id,
+                method=METHOD_BACKUP_CODE,
+                organization=organization,
+                detail={"backup_codes_remaining": remaining},
+            )
     if cache.add(failures_key, 1, timeout=BACKUP_CODE_FAILURE_WINDOW_SECONDS) is False:
         cache.incr(failures_key)
     _audit(organization, user, "stepup.backup_code.failed", user, after={"session_id": session_id})
@@ -280,13 +327,16 @@ def backup_code_verify(*, user, session_id: str, organization, code: str) -> dic
 
 # --- assertion → grant ------------------------------------------------------------------------
 
+
 def authentication_options(*, user, session_id: str) -> dict:
     """``PublicKeyCredentialRequestOptions`` (JSON form, for ``navigator.credentials.get``) over
     the user's authenticators."""
     existing = list(WebAuthnCredential.objects.filter(user=user).only("credential_id", "transports"))
     if not existing:
-        message = ("You have no registered authenticator: register one with auth/biometric/setup, "
-                   "or re-check your password at auth/step-up/password.")
+        message = (
+            "You have no registered authenticator: register one with auth/biometric/setup, "
+            "or re-check your password at auth/step-up/password."
+        )
         raise Conflict(message, errors=[{"field": "credential", "message": message}])  # the account's state
     options = generate_authentication_options(
         rp_id=settings.KAI_WEBAUTHN_RP_ID,
@@ -302,23 +352,32 @@ def authentication_verify(*, user, session_id: str, organization, credential: di
     challenge = _take_challenge("auth", user.pk, session_id)
     raw_id = str(credential.get("rawId") or credential.get("id") or "")
     with transaction.atomic():
-        stored = (WebAuthnCredential.objects.select_for_update()
-                  .filter(user=user, credential_id=raw_id.rstrip("=")).first())
+        stored = (
+            WebAuthnCredential.objects.select_for_update().filter(user=user, credential_id=raw_id.rstrip("=")).first()
+        )
         if stored is None:
             raise StepUpFailed("This authenticator is not registered to you.")
         try:
             verified = verify_authentication_response(
-                credential=credential, expected_challenge=challenge, expected_rp_id=settings.KAI_WEBAUTHN_RP_ID,
+                credential=credential,
+                expected_challenge=challenge,
+                expected_rp_id=settings.KAI_WEBAUTHN_RP_ID,
                 expected_origin=list(settings.KAI_WEBAUTHN_ORIGINS),
-                credential_public_key=bytes(stored.public_key), credential_current_sign_count=stored.sign_count,
+                credential_public_key=bytes(stored.public_key),
+                credential_current_sign_count=stored.sign_count,
             )
         except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
             raise StepUpFailed(f"The authenticator's assertion could not be verified: {exc}") from exc
         stored.sign_count = verified.new_sign_count
         stored.last_used_at = timezone.now()
         stored.save(update_fields=["sign_count", "last_used_at"])
-        grant = grant_issue(user=user, session_id=session_id, method=METHOD_WEBAUTHN, organization=organization,
-                            detail={"authenticator_id": str(stored.pk)})
+        grant = grant_issue(
+            user=user,
+            session_id=session_id,
+            method=METHOD_WEBAUTHN,
+            organization=organization,
+            detail={"authenticator_id": str(stored.pk)},
+        )
     return grant
 
 
@@ -339,11 +398,17 @@ def password_verify(*, user, session_id: str, organization, password: str, addre
 
 # --- grants -----------------------------------------------------------------------------------
 
+
 def grant_issue(*, user, session_id: str, method: str, organization, detail: dict | None = None) -> dict:
     ttl = int(settings.KAI_STEP_UP_TTL_SECONDS)
     now = timezone.now()
-    grant = {"method": method, "session_id": session_id, "granted_at": now.isoformat(),
-             "expires_at": (now + timedelta(seconds=ttl)).isoformat(), "expires_in": ttl}
+    grant = {
+        "method": method,
+        "session_id": session_id,
+        "granted_at": now.isoformat(),
+        "expires_at": (now + timedelta(seconds=ttl)).isoformat(),
+        "expires_in": ttl,
+    }
     cache.set(_key("grant", user.pk, session_id), grant, timeout=ttl)
     _audit(organization, user, f"stepup.grant.{method}", user, after={"session_id": session_id, **(detail or {})})
     return grant

@@ -1,5 +1,6 @@
 """Step-up routes: WebAuthn authenticator registration, assertions and password re-checks that
 earn a grant, the grant's state. Every route acts for the requesting user and session."""
+
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
@@ -47,17 +48,24 @@ class BiometricSetupView(_StepUpView):
     resulting ``credential`` → verified and stored (201); the first authenticator also gets ten
     single-use ``backup_codes`` (shown once; later registrations answer an empty list)."""
 
-    @extend_schema(request=SetupRequestSerializer,
-                   responses={200: OptionsResponseSerializer, 201: SetupResponseSerializer})
+    @extend_schema(
+        request=SetupRequestSerializer, responses={200: OptionsResponseSerializer, 201: SetupResponseSerializer}
+    )
     def post(self, request):
         data = validated(SetupRequestSerializer, request)
         if not data.get("credential"):
             return Response(_options(services.registration_options(user=request.user, session_id=self.session_id)))
-        stored, codes = services.registration_verify(user=request.user, session_id=self.session_id,
-                                                     organization=self.organization, credential=data["credential"],
-                                                     name=data.get("name", ""))
-        return Response({"success": True, **AuthenticatorSerializer(stored).data, "backup_codes": codes},
-                        status=status.HTTP_201_CREATED)
+        stored, codes = services.registration_verify(
+            user=request.user,
+            session_id=self.session_id,
+            organization=self.organization,
+            credential=data["credential"],
+            name=data.get("name", ""),
+        )
+        return Response(
+            {"success": True, **AuthenticatorSerializer(stored).data, "backup_codes": codes},
+            status=status.HTTP_201_CREATED,
+        )
 
 
 @extend_schema(tags=["auth"])
@@ -66,18 +74,19 @@ class BiometricVerifyView(_StepUpView):
     ``navigator.credentials.get()``; with the resulting assertion → a grant for this session.
     With ``backup_code`` instead → that code is spent and earns the same grant (``backup_code``)."""
 
-    @extend_schema(request=VerifyRequestSerializer,
-                   responses={200: GrantResponseSerializer})
+    @extend_schema(request=VerifyRequestSerializer, responses={200: GrantResponseSerializer})
     def post(self, request):
         data = validated(VerifyRequestSerializer, request)
         if data.get("backup_code"):
-            grant = services.backup_code_verify(user=request.user, session_id=self.session_id,
-                                                organization=self.organization, code=data["backup_code"])
+            grant = services.backup_code_verify(
+                user=request.user, session_id=self.session_id, organization=self.organization, code=data["backup_code"]
+            )
             return Response({"success": True, "step_up": grant})
         if not data.get("credential"):
             return Response(_options(services.authentication_options(user=request.user, session_id=self.session_id)))
-        grant = services.authentication_verify(user=request.user, session_id=self.session_id,
-                                               organization=self.organization, credential=data["credential"])
+        grant = services.authentication_verify(
+            user=request.user, session_id=self.session_id, organization=self.organization, credential=data["credential"]
+        )
         return Response({"success": True, "step_up": grant})
 
 
@@ -85,8 +94,9 @@ class BiometricVerifyView(_StepUpView):
 class BiometricCredentialListView(_StepUpView):
     """The requesting user's registered authenticators."""
 
-    @extend_schema(responses={200: inline_serializer("AuthenticatorList", {
-        "items": AuthenticatorSerializer(many=True)})})
+    @extend_schema(
+        responses={200: inline_serializer("AuthenticatorList", {"items": AuthenticatorSerializer(many=True)})}
+    )
     def get(self, request):
         rows = WebAuthnCredential.objects.filter(user=request.user).order_by("created_at")
         return Response({"items": AuthenticatorSerializer(rows, many=True).data})
@@ -128,9 +138,13 @@ class StepUpPasswordView(_StepUpView):
     @extend_schema(request=PasswordRequestSerializer, responses={200: GrantResponseSerializer})
     def post(self, request):
         data = validated(PasswordRequestSerializer, request)
-        grant = services.password_verify(user=request.user, session_id=self.session_id,
-                                         organization=self.organization, password=data["password"],
-                                         address=client_address(request))
+        grant = services.password_verify(
+            user=request.user,
+            session_id=self.session_id,
+            organization=self.organization,
+            password=data["password"],
+            address=client_address(request),
+        )
         return Response({"success": True, "step_up": grant})
 
 

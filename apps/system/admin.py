@@ -10,8 +10,16 @@ class SystemModificationAdmin(ReadOnlyAdmin):
     """History is read-only here: changes and rollbacks go through ``system/modify`` and
     ``system/rollback`` so they are validated and audited."""
 
-    list_display = ("applied_at", "type", "description", "target_model", "target_id", "organization", "applied_by",
-                    "rollback_available")
+    list_display = (
+        "applied_at",
+        "type",
+        "description",
+        "target_model",
+        "target_id",
+        "organization",
+        "applied_by",
+        "rollback_available",
+    )
     list_filter = ("organization", "type", "rollback_available")
     search_fields = ("description", "=target_id", "applied_by__email")
     list_select_related = ("organization", "applied_by")
@@ -44,9 +52,14 @@ class SystemAlertAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         alert = services.system_alert_broadcast(
-            actor=request.user, severity=obj.severity, message=obj.message, type=obj.type,
-            affected_components=obj.affected_components, status=obj.status,
-            estimated_resolution=obj.estimated_resolution)
+            actor=request.user,
+            severity=obj.severity,
+            message=obj.message,
+            type=obj.type,
+            affected_components=obj.affected_components,
+            status=obj.status,
+            estimated_resolution=obj.estimated_resolution,
+        )
         obj.pk = alert.pk
 
     def _announce(self, request, queryset, status):

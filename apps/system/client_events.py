@@ -1,5 +1,6 @@
 """Hub client events of the system app (``apps.events.client_events``): thin adapters over its REST
 services, registered by its ``AppConfig.ready``."""
+
 from __future__ import annotations
 
 from apps.events.client_events import register
@@ -27,8 +28,13 @@ def _system_modify(*, user, auth, data, request):
     serializer.is_valid(raise_exception=True)
     valid = serializer.validated_data
     modification = services.modification_apply(
-        organization=auth.organization, actor=user, type=valid["type"], changes=valid["changes"],
-        target_id=valid.get("target_id") or None, description=valid.get("description", ""))
+        organization=auth.organization,
+        actor=user,
+        type=valid["type"],
+        changes=valid["changes"],
+        target_id=valid.get("target_id") or None,
+        description=valid.get("description", ""),
+    )
     return {"success": True, "modification": SystemModificationSerializer(modification).data}
 
 

@@ -1,5 +1,6 @@
 """System management: versioned configuration changes (``SystemModification``) and the rolled-up
 metric rows behind ``GET /api/v1/metrics`` (``MetricRollup``)."""
+
 from django.db import models
 
 from kai_platform.tenancy.models import TenantManager, TenantModel
@@ -22,13 +23,11 @@ class SystemModification(TenantModel):
     target_id = models.CharField(max_length=64, blank=True)
     before_state = models.JSONField(default=dict, blank=True)
     after_state = models.JSONField(default=dict, blank=True)
-    applied_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    applied_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     applied_at = models.DateTimeField(auto_now_add=True, db_index=True)
     rollback_available = models.BooleanField(default=True)
     rolled_back_at = models.DateTimeField(null=True, blank=True)
-    rollback_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="rollbacks")
+    rollback_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollbacks")
     impact_assessment = models.TextField(blank=True)
 
     class Meta(TenantModel.Meta):
@@ -44,8 +43,9 @@ class MetricRollup(models.Model):
     one minute, per label set. Filled by the ``apps.system.tasks.rollup_metrics`` beat task."""
 
     id = models.BigAutoField(primary_key=True)
-    organization = models.ForeignKey("accounts.Organization", null=True, blank=True, on_delete=models.CASCADE,
-                                     related_name="+")
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     name = models.CharField(max_length=100)
     bucket = models.DateTimeField(help_text="Start of the minute (UTC).")
     labels = models.JSONField(default=dict, blank=True)
@@ -56,8 +56,11 @@ class MetricRollup(models.Model):
 
     class Meta:
         ordering = ("bucket",)
-        constraints = [models.UniqueConstraint(fields=["organization", "name", "bucket", "label_key"],
-                                               name="uniq_metric_rollup", nulls_distinct=False)]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name", "bucket", "label_key"], name="uniq_metric_rollup", nulls_distinct=False
+            )
+        ]
         indexes = [models.Index(fields=["organization", "name", "bucket"], name="metric_org_name_bucket")]
 
     def __str__(self) -> str:

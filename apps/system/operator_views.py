@@ -1,5 +1,6 @@
 """Operator broadcasts of the platform (docs/realtime.md): ``system/alerts`` and ``system/maintenance``.
 Writing them takes a staff user (the platform's operators); reading maintenance takes any credential."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
@@ -30,8 +31,11 @@ class IsPlatformOperator(IsAuthenticated):
 
 
 def _alert_row(alert) -> dict:
-    return {**services.alert_payload(alert), "organizations_reached": alert.organizations_reached,
-            "created_at": alert.created_at}
+    return {
+        **services.alert_payload(alert),
+        "organizations_reached": alert.organizations_reached,
+        "created_at": alert.created_at,
+    }
 
 
 @extend_schema(tags=["system"])

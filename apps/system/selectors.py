@@ -1,5 +1,6 @@
 """Reads of apps.system: the organization's architecture (``SystemArchitecture``, docs/observability.md, with a
 Mermaid flowchart), performance over a window, metric time series, health resources."""
+
 from __future__ import annotations
 
 import datetime
@@ -34,8 +35,17 @@ def mermaid_id(prefix: str, value) -> str:
 def mermaid_label(text) -> str:
     """Label text safe inside ``["…"]``: quotes and brackets become Mermaid entity codes, no newlines."""
     text = " ".join(str(text).split())[:80]
-    for char, code in (('"', "#quot;"), ("<", "#lt;"), (">", "#gt;"), ("[", "#91;"), ("]", "#93;"),
-                       ("{", "#123;"), ("}", "#125;"), ("|", "#124;"), ("`", "#96;")):
+    for char, code in (
+        ('"', "#quot;"),
+        ("<", "#lt;"),
+        (">", "#gt;"),
+        ("[", "#91;"),
+        ("]", "#93;"),
+        ("{", "#123;"),
+        ("}", "#125;"),
+        ("|", "#124;"),
+        ("`", "#96;"),
+    ):
         text = text.replace(char, code)
     return text or " "
 
@@ -46,48 +56,106 @@ def _grid(index: int, row: int) -> dict:
 
 def architecture(*, organization) -> dict:
     nodes, connections, workflows = [], [], []
-    agents = list(Agent.objects.for_org(organization).order_by("agent_number")
-                  .only("id", "agent_number", "name", "status", "role", "llm", "agent_type", "tools", "is_active",
-                        "last_heartbeat", "execution_count"))
+    agents = list(
+        Agent.objects.for_org(organization)
+        .order_by("agent_number")
+        .only(
+            "id",
+            "agent_number",
+            "name",
+            "status",
+            "role",
+            "llm",
+            "agent_type",
+            "tools",
+            "is_active",
+            "last_heartbeat",
+            "execution_count",
+        )
+    )
     by_id = {str(a.pk): a for a in agents}
     by_number = {a.agent_number: a for a in agents}
     for i, agent in enumerate(agents):
-        nodes.append({
-            "id": str(agent.pk), "agent_number": agent.agent_number, "name": agent.name, "type": "agent",
-            "status": _AGENT_STATUS.get(agent.status, "inactive") if agent.is_active else "inactive",
-            "position": _grid(i, 0),
-            "metadata": {"role": agent.role, "llm": agent.llm, "agent_type": agent.agent_type, "tools": agent.tools,
-                         "agent_status": agent.status, "execution_count": agent.execution_count,
-                         "last_heartbeat": agent.last_heartbeat},
-        })
+        nodes.append(
+            {
+                "id": str(agent.pk),
+                "agent_number": agent.agent_number,
+                "name": agent.name,
+                "type": "agent",
+                "status": _AGENT_STATUS.get(agent.status, "inactive") if agent.is_active else "inactive",
+                "position": _grid(i, 0),
+                "metadata": {
+                    "role": agent.role,
+                    "llm": agent.llm,
+                    "agent_type": agent.agent_type,
+                    "tools": agent.tools,
+                    "agent_status": agent.status,
+                    "execution_count": agent.execution_count,
+                    "last_heartbeat": agent.last_heartbeat,
+                },
+            }
+        )
     services = list(Service.objects.for_org(organization).exclude(service_type="agent").order_by("name")[:200])
     for i, service in enumerate(services):
-        nodes.append({"id": str(service.pk), "agent_number": None, "name": service.name, "type": "service",
-                      "status": {"online": "active", "healthy": "active"}.get(service.status, "inactive"),
-                      "position": _grid(i, 1),
-                      "metadata": {"service_type": service.service_type, "capabilities": service.capabilities,
-                                   "service_status": service.status}})
+        nodes.append(
+            {
+                "id": str(service.pk),
+                "agent_number": None,
+                "name": service.name,
+                "type": "service",
+                "status": {"online": "active", "healthy": "active"}.get(service.status, "inactive"),
+                "position": _grid(i, 1),
+                "metadata": {
+                    "service_type": service.service_type,
+                    "capabilities": service.capabilities,
+                    "service_status": service.status,
+                },
+            }
+        )
     providers = list(Provider.objects.for_org(organization).order_by("name"))
     provider_by_model = {}
     for i, provider in enumerate(providers):
-        nodes.append({"id": str(provider.pk), "agent_number": None, "name": provider.name, "type": "external_api",
-                      "status": "active" if provider.is_active else "inactive", "position": _grid(i, 2),
-                      "metadata": {"provider_type": provider.provider_type, "default_model": provider.default_model}})
+        nodes.append(
+            {
+                "id": str(provider.pk),
+                "agent_number": None,
+                "name": provider.name,
+                "type": "external_api",
+                "status": "active" if provider.is_active else "inactive",
+                "position": _grid(i, 2),
+                "metadata": {"provider_type": provider.provider_type, "default_model": provider.default_model},
+            }
+        )
         if provider.default_model:
             provider_by_model.setdefault(provider.default_model, provider)
     for agent in agents:
         provider = provider_by_model.get(agent.llm)
         if provider is not None:
-            connections.append({"id": f"{agent.pk}:{provider.pk}", "source": str(agent.pk), "target": str(provider.pk),
-                                "type": "dependency", "status": "active" if provider.is_active else "inactive",
-                                "metadata": {}})
+            connections.append(
+                {
+                    "id": f"{agent.pk}:{provider.pk}",
+                    "source": str(agent.pk),
+                    "target": str(provider.pk),
+                    "type": "dependency",
+                    "status": "active" if provider.is_active else "inactive",
+                    "metadata": {},
+                }
+            )
 
     Orchestration = django_apps.get_model("crews", "Orchestration")
     for orchestration in Orchestration.objects.for_org(organization).order_by("name")[:200]:
         members = [str(a) for a in orchestration.agent_ids if str(a) in by_id]
-        workflows.append({"id": str(orchestration.pk), "name": orchestration.name, "kind": "orchestration",
-                          "pattern": orchestration.pattern, "status": orchestration.status, "agents": members,
-                          "steps": []})
+        workflows.append(
+            {
+                "id": str(orchestration.pk),
+                "name": orchestration.name,
+                "kind": "orchestration",
+                "pattern": orchestration.pattern,
+                "status": orchestration.status,
+                "agents": members,
+                "steps": [],
+            }
+        )
         if orchestration.pattern in ("sequential",):
             pairs = list(zip(members, members[1:]))
             kind = "data_flow"
@@ -95,13 +163,29 @@ def architecture(*, organization) -> dict:
             pairs = [(members[0], m) for m in members[1:]] if members else []
             kind = "trigger"
         for source, target in pairs:
-            connections.append({"id": f"{orchestration.pk}:{source}:{target}", "source": source, "target": target,
-                                "type": kind, "status": "active" if orchestration.status == "active" else "inactive",
-                                "metadata": {"orchestration_id": str(orchestration.pk)}})
+            connections.append(
+                {
+                    "id": f"{orchestration.pk}:{source}:{target}",
+                    "source": source,
+                    "target": target,
+                    "type": kind,
+                    "status": "active" if orchestration.status == "active" else "inactive",
+                    "metadata": {"orchestration_id": str(orchestration.pk)},
+                }
+            )
     Crew = django_apps.get_model("crews", "Crew")
     for crew in Crew.objects.for_org(organization).order_by("name").only("id", "name", "process")[:200]:
-        workflows.append({"id": str(crew.pk), "name": crew.name, "kind": "crew", "pattern": crew.process,
-                          "status": "active", "agents": [], "steps": []})
+        workflows.append(
+            {
+                "id": str(crew.pk),
+                "name": crew.name,
+                "kind": "crew",
+                "pattern": crew.process,
+                "status": "active",
+                "agents": [],
+                "steps": [],
+            }
+        )
     workflows += _workflow_definitions(organization, by_id, by_number, connections)
     architecture = {"agents": nodes, "connections": connections, "workflows": workflows}
     architecture["mermaid_diagram"] = mermaid_diagram(architecture)
@@ -125,18 +209,39 @@ def _workflow_definitions(organization, by_id, by_number, connections) -> list[d
                 continue
             agent = by_id.get(str(raw.get("agent_id") or "")) or by_number.get(raw.get("agent_number"))
             depends = [str(d) for d in raw.get("depends_on") or [] if isinstance(d, (str, int))]
-            steps.append({"id": str(raw["id"]), "action": str(raw.get("action") or ""),
-                          "agent_id": str(agent.pk) if agent else None, "depends_on": depends})
+            steps.append(
+                {
+                    "id": str(raw["id"]),
+                    "action": str(raw.get("action") or ""),
+                    "agent_id": str(agent.pk) if agent else None,
+                    "depends_on": depends,
+                }
+            )
         for step in steps:
             for dep in step["depends_on"]:
                 source = next((s["agent_id"] for s in steps if s["id"] == dep), None)
                 if source and step["agent_id"]:
-                    connections.append({"id": f"{workflow.pk}:{dep}:{step['id']}", "source": source,
-                                        "target": step["agent_id"], "type": "trigger", "status": "active",
-                                        "metadata": {"workflow_id": str(workflow.pk), "step_id": step["id"]}})
-        out.append({"id": str(workflow.pk), "name": getattr(workflow, "name", str(workflow.pk)), "kind": "workflow",
-                    "pattern": "dag", "status": str(getattr(workflow, "status", "") or "active"),
-                    "agents": sorted({s["agent_id"] for s in steps if s["agent_id"]}), "steps": steps})
+                    connections.append(
+                        {
+                            "id": f"{workflow.pk}:{dep}:{step['id']}",
+                            "source": source,
+                            "target": step["agent_id"],
+                            "type": "trigger",
+                            "status": "active",
+                            "metadata": {"workflow_id": str(workflow.pk), "step_id": step["id"]},
+                        }
+                    )
+        out.append(
+            {
+                "id": str(workflow.pk),
+                "name": getattr(workflow, "name", str(workflow.pk)),
+                "kind": "workflow",
+                "pattern": "dag",
+                "status": str(getattr(workflow, "status", "") or "active"),
+                "agents": sorted({s["agent_id"] for s in steps if s["agent_id"]}),
+                "steps": steps,
+            }
+        )
     return out
 
 
@@ -167,34 +272,41 @@ def mermaid_diagram(arch: dict) -> str:
         wid = mermaid_id("w", workflow["id"])
         lines.append(f'  subgraph {wid}["{mermaid_label(workflow["kind"] + ": " + workflow["name"])}"]')
         for step in workflow["steps"]:
-            lines.append(f'    {wid}_{mermaid_id("s", step["id"])}(["{mermaid_label(step["id"] + " " + step["action"])}"])')
+            lines.append(
+                f'    {wid}_{mermaid_id("s", step["id"])}(["{mermaid_label(step["id"] + " " + step["action"])}"])'
+            )
         lines.append("  end")
         for step in workflow["steps"]:
-            sid = f'{wid}_{mermaid_id("s", step["id"])}'
+            sid = f"{wid}_{mermaid_id('s', step['id'])}"
             for dep in step["depends_on"]:
                 if any(s["id"] == dep for s in workflow["steps"]):
-                    lines.append(f'  {wid}_{mermaid_id("s", dep)} --> {sid}')
+                    lines.append(f"  {wid}_{mermaid_id('s', dep)} --> {sid}")
             if step["agent_id"] in ids:
                 lines.append(f"  {sid} -.-> {ids[step['agent_id']]}")
     for connection in arch["connections"]:
         source, target = ids.get(connection["source"]), ids.get(connection["target"])
         if source and target and not connection["metadata"].get("workflow_id"):
             lines.append(f"  {source} {_ARROWS.get(connection['type'], '-->')}|{connection['type']}| {target}")
-    lines += ["  classDef active fill:#d1fae5,stroke:#059669",
-              "  classDef inactive fill:#f3f4f6,stroke:#9ca3af",
-              "  classDef error fill:#fee2e2,stroke:#dc2626"]
+    lines += [
+        "  classDef active fill:#d1fae5,stroke:#059669",
+        "  classDef inactive fill:#f3f4f6,stroke:#9ca3af",
+        "  classDef error fill:#fee2e2,stroke:#dc2626",
+    ]
     return "\n".join(lines) + "\n"
 
 
 # --- performance -------------------------------------------------------------------------------
+
 
 def run_stats(*, organization, since) -> dict:
     Execution = django_apps.get_model("runs", "Execution")
     rows = Execution.objects.for_org(organization)
     finished = rows.filter(completed_at__gte=since) if _has_field(Execution, "completed_at") else rows.none()
     counts = finished.aggregate(
-        completed=Count("id", filter=Q(status="COMPLETED")), failed=Count("id", filter=Q(status="FAILED")),
-        cancelled=Count("id", filter=Q(status="CANCELLED")))
+        completed=Count("id", filter=Q(status="COMPLETED")),
+        failed=Count("id", filter=Q(status="FAILED")),
+        cancelled=Count("id", filter=Q(status="CANCELLED")),
+    )
     durations = _run_durations(finished.filter(status="COMPLETED"))
     total = sum(counts.values())
     return {
@@ -213,12 +325,19 @@ def _has_field(model, name: str) -> bool:
 
 def _run_durations(queryset) -> dict:
     start = "started_at" if _has_field(queryset.model, "started_at") else "created_at"
-    values = queryset.exclude(**{f"{start}__isnull": True}).annotate(
-        d=ExpressionWrapper(F("completed_at") - F(start), output_field=DurationField())
-    ).order_by("-completed_at").values_list("d", flat=True)[:2000]
+    values = (
+        queryset.exclude(**{f"{start}__isnull": True})
+        .annotate(d=ExpressionWrapper(F("completed_at") - F(start), output_field=DurationField()))
+        .order_by("-completed_at")
+        .values_list("d", flat=True)[:2000]
+    )
     millis = [d.total_seconds() * 1000 for d in values if d is not None]
-    return {"p50": percentile(millis, 50), "p95": percentile(millis, 95), "samples": len(millis),
-            "avg": round(sum(millis) / len(millis), 2) if millis else None}
+    return {
+        "p50": percentile(millis, 50),
+        "p95": percentile(millis, 95),
+        "samples": len(millis),
+        "avg": round(sum(millis) / len(millis), 2) if millis else None,
+    }
 
 
 def workers() -> dict:
@@ -226,8 +345,11 @@ def workers() -> dict:
         beats = worker_heartbeats()
     except Exception:
         return {"count": 0, "workers": [], "available": False}
-    return {"count": len(beats), "available": True,
-            "workers": [{"name": name, "heartbeat_age_s": age} for name, age in sorted(beats.items())]}
+    return {
+        "count": len(beats),
+        "available": True,
+        "workers": [{"name": name, "heartbeat_age_s": age} for name, age in sorted(beats.items())],
+    }
 
 
 def queues() -> dict:
@@ -256,8 +378,12 @@ def resources() -> dict:
         disk = psutil.disk_usage(str(settings.BASE_DIR)).percent
     except Exception:
         disk = None
-    return {"cpu_usage": psutil.cpu_percent(interval=None), "memory_usage": psutil.virtual_memory().percent,
-            "disk_usage": disk, "load_average": [round(x, 2) for x in psutil.getloadavg()]}
+    return {
+        "cpu_usage": psutil.cpu_percent(interval=None),
+        "memory_usage": psutil.virtual_memory().percent,
+        "disk_usage": disk,
+        "load_average": [round(x, 2) for x in psutil.getloadavg()],
+    }
 
 
 # --- metric time series ------------------------------------------------------------------------
@@ -279,8 +405,12 @@ def metric_series(*, organization, name: str, period: str, aggregation: str) -> 
     span, width = PERIODS[period]
     now = timezone.now()
     since = now - span
-    rows = (MetricRollup.objects.for_org(organization).filter(name=name, bucket__gte=since)
-            .order_by("bucket").values_list("bucket", "label_key", "labels", "value"))
+    rows = (
+        MetricRollup.objects.for_org(organization)
+        .filter(name=name, bucket__gte=since)
+        .order_by("bucket")
+        .values_list("bucket", "label_key", "labels", "value")
+    )
     series: dict[str, dict] = {}
     for bucket, label_key, labels, value in rows:
         entry = series.setdefault(label_key, {"labels": labels, "points": {}})
@@ -289,12 +419,26 @@ def metric_series(*, organization, name: str, period: str, aggregation: str) -> 
     combine = {"sum": sum, "max": max, "min": min, "avg": lambda v: sum(v) / len(v)}[aggregation]
     out = []
     for entry in series.values():
-        points = [{"timestamp": datetime.datetime.fromtimestamp(ts, tz=datetime.UTC),
-                   "value": _round(combine(values))} for ts, values in sorted(entry["points"].items())]
-        out.append({"labels": entry["labels"], "points": points,
-                    "total": _round(sum(p["value"] for p in points)) if aggregation == "sum" else None})
-    return {"metric_name": name, "period": period, "interval_seconds": width, "aggregation": aggregation,
-            "start": since, "end": now, "series": out}
+        points = [
+            {"timestamp": datetime.datetime.fromtimestamp(ts, tz=datetime.UTC), "value": _round(combine(values))}
+            for ts, values in sorted(entry["points"].items())
+        ]
+        out.append(
+            {
+                "labels": entry["labels"],
+                "points": points,
+                "total": _round(sum(p["value"] for p in points)) if aggregation == "sum" else None,
+            }
+        )
+    return {
+        "metric_name": name,
+        "period": period,
+        "interval_seconds": width,
+        "aggregation": aggregation,
+        "start": since,
+        "end": now,
+        "series": out,
+    }
 
 
 def _round(value: float) -> float:
@@ -303,13 +447,14 @@ def _round(value: float) -> float:
 
 def run_counts_by_status(*, organization) -> dict:
     Execution = django_apps.get_model("runs", "Execution")
-    return {row["status"]: row["n"] for row in
-            Execution.objects.for_org(organization).values("status").annotate(n=Count("id")).order_by()}
-
-
+    return {
+        row["status"]: row["n"]
+        for row in Execution.objects.for_org(organization).values("status").annotate(n=Count("id")).order_by()
+    }
 
 
 # --- maintenance mode and operator alerts ---------------------------------------------------------
+
 
 class MaintenanceState:
     """Whether maintenance is on now (``until`` past ends it), its message, and the ``Retry-After``."""
@@ -334,8 +479,9 @@ def ensure_no_maintenance() -> None:
     if state.active:
         exc = ServiceUnavailable(
             f"The platform is under maintenance{': ' + state.message if state.message else ''}; new runs are "
-            f"refused until it ends.", extra={"maintenance": True,
-                                              "until": state.until.isoformat() if state.until else None})
+            f"refused until it ends.",
+            extra={"maintenance": True, "until": state.until.isoformat() if state.until else None},
+        )
         exc.retry_after = state.retry_after
         raise exc
 
@@ -350,22 +496,38 @@ def seed_metrics(*, organization, perf: dict, minutes: int) -> dict:
     current_load}}`` (runs per minute and success over the window; load = running runs)."""
 
     since = timezone.now() - timedelta(minutes=minutes)
-    runs = {row["agent_id"]: row for row in Execution.objects.for_org(organization).filter(
-        agent__isnull=False, created_at__gte=since).values("agent_id").annotate(
-        total=Count("id"), done=Count("id", filter=Q(status="COMPLETED")),
-        failed=Count("id", filter=Q(status__in=["FAILED", "CANCELLED"])),
-        running=Count("id", filter=Q(status="RUNNING")))}
+    runs = {
+        row["agent_id"]: row
+        for row in Execution.objects.for_org(organization)
+        .filter(agent__isnull=False, created_at__gte=since)
+        .values("agent_id")
+        .annotate(
+            total=Count("id"),
+            done=Count("id", filter=Q(status="COMPLETED")),
+            failed=Count("id", filter=Q(status__in=["FAILED", "CANCELLED"])),
+            running=Count("id", filter=Q(status="RUNNING")),
+        )
+    }
     agents = {}
     for agent_id, status, average in Agent.objects.for_org(organization).values_list(
-            "id", "status", "average_execution_time")[:500]:
+        "id", "status", "average_execution_time"
+    )[:500]:
         row = runs.get(agent_id) or {"total": 0, "done": 0, "failed": 0, "running": 0}
         finished = row["done"] + row["failed"]
-        agents[str(agent_id)] = {"status": status, "inference_rate": round(row["total"] / max(minutes, 1), 3),
-                                 "avg_response_time": round(average or 0.0, 3),
-                                 "success_rate": round(row["done"] / finished, 3) if finished else 1.0,
-                                 "current_load": row["running"]}
+        agents[str(agent_id)] = {
+            "status": status,
+            "inference_rate": round(row["total"] / max(minutes, 1), 3),
+            "avg_response_time": round(average or 0.0, 3),
+            "success_rate": round(row["done"] / finished, 3) if finished else 1.0,
+            "current_load": row["running"],
+        }
     resources = perf.get("resources") or {}
-    return {"system": {"cpu_usage": resources.get("cpu_usage"), "memory_usage": resources.get("memory_usage"),
-                       "active_agents": sum(1 for a in agents.values() if a["status"] == "executing"),
-                       "queue_length": sum(v for v in (perf.get("queues") or {}).values() if isinstance(v, int))},
-            "agents": agents}
+    return {
+        "system": {
+            "cpu_usage": resources.get("cpu_usage"),
+            "memory_usage": resources.get("memory_usage"),
+            "active_agents": sum(1 for a in agents.values() if a["status"] == "executing"),
+            "queue_length": sum(v for v in (perf.get("queues") or {}).values() if isinstance(v, int)),
+        },
+        "agents": agents,
+    }

@@ -5,6 +5,7 @@ organization's settings through the owning app's service, keep its before/after 
 Each change is written by the owning service, which records the one audit row of the change
 (with its diff); ``audit_as`` labels that row ``system.modify`` / ``system.rollback``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -31,6 +32,7 @@ def _json_safe(value):
 
 
 # --- targets: how each modification type reads and writes its state ---------------------------
+
 
 class Target:
     """Reads the current state of the keys a change touches, and writes values through the
@@ -71,8 +73,13 @@ class AgentTarget(Target):
     def validate_keys(self, keys) -> None:
         unknown = sorted(set(keys) - set(AGENT_CONFIG_FIELDS))
         if unknown:
-            raise exceptions.ValidationError({"changes": [
-                f"Not agent configuration: {', '.join(unknown)}. Allowed: {', '.join(AGENT_CONFIG_FIELDS)}."]})
+            raise exceptions.ValidationError(
+                {
+                    "changes": [
+                        f"Not agent configuration: {', '.join(unknown)}. Allowed: {', '.join(AGENT_CONFIG_FIELDS)}."
+                    ]
+                }
+            )
 
     def state(self, keys) -> dict:
         self.agent.refresh_from_db()
@@ -130,8 +137,9 @@ class WorkflowTarget(Target):
         model = workflow_model()
         update = _workflow_update_service()
         if model is None or update is None:
-            raise exceptions.ValidationError({"type": ["Workflow changes need the workflows app, which is not "
-                                                       "available on this installation."]})
+            raise exceptions.ValidationError(
+                {"type": ["Workflow changes need the workflows app, which is not available on this installation."]}
+            )
         self.model_label = model._meta.label
         try:
             self.workflow = model.objects.for_org(organization).get(pk=target_id)
@@ -141,8 +149,11 @@ class WorkflowTarget(Target):
         self._update = update
 
     def validate_keys(self, keys) -> None:
-        editable = {f.name for f in self.workflow._meta.concrete_fields if f.editable and not f.primary_key
-                    and not f.is_relation and f.name not in {"created_at", "updated_at"}}
+        editable = {
+            f.name
+            for f in self.workflow._meta.concrete_fields
+            if f.editable and not f.primary_key and not f.is_relation and f.name not in {"created_at", "updated_at"}
+        }
         unknown = sorted(set(keys) - editable)
         if unknown:
             raise exceptions.ValidationError({"changes": [f"Not workflow fields: {', '.join(unknown)}."]})
@@ -194,8 +205,10 @@ def _impact(mod_type: str, keys) -> str:
 
 # --- services ----------------------------------------------------------------------------------
 
-def modification_apply(*, organization, actor, type: str, changes: dict, target_id: str | None = None,
-                       description: str = "") -> SystemModification:
+
+def modification_apply(
+    *, organization, actor, type: str, changes: dict, target_id: str | None = None, description: str = ""
+) -> SystemModification:
     """Apply ``changes`` to the target and record the modification (one audit row, ``system.modify``)."""
     if not isinstance(changes, dict) or not changes:
         raise exceptions.ValidationError({"changes": ["Give at least one field to change."]})
@@ -207,18 +220,25 @@ def modification_apply(*, organization, actor, type: str, changes: dict, target_
             target.write(dict(changes), actor)
         after = target.state(changes)
         modification = SystemModification.objects.create(
-            organization=organization, created_by=_user(actor), applied_by=_user(actor), type=type,
+            organization=organization,
+            created_by=_user(actor),
+            applied_by=_user(actor),
+            type=type,
             description=description or f"{ModificationType(type).label}: {', '.join(sorted(changes))}",
-            target_model=target.model_label, target_id=str(target.target_id or ""),
-            before_state=before, after_state=after, rollback_available=before != after,
+            target_model=target.model_label,
+            target_id=str(target.target_id or ""),
+            before_state=before,
+            after_state=after,
+            rollback_available=before != after,
             impact_assessment=_impact(type, changes),
         )
         _publish_change(organization, modification, actor)
     return modification
 
 
-def modification_rollback(*, organization, actor, modification: SystemModification | None = None,
-                          force: bool = False) -> SystemModification:
+def modification_rollback(
+    *, organization, actor, modification: SystemModification | None = None, force: bool = False
+) -> SystemModification:
     """Restore the state before ``modification`` (default: the newest one that can be rolled back).
     409 when the target changed since, unless ``force``. The rollback is itself a modification."""
     with transaction.atomic():
@@ -236,8 +256,10 @@ def modification_rollback(*, organization, actor, modification: SystemModificati
         current = target.state(keys)
         if current != modification.after_state and not force:
             changed = sorted(k for k in keys if current.get(k) != modification.after_state.get(k))
-            raise ConflictError(f"{', '.join(changed)} changed since this modification; roll back the newer "
-                                f"change first or pass force=true.")
+            raise ConflictError(
+                f"{', '.join(changed)} changed since this modification; roll back the newer "
+                f"change first or pass force=true."
+            )
         with audit_as("system.rollback"):
             target.write(dict(modification.before_state), actor)
         restored = target.state(keys)
@@ -245,10 +267,17 @@ def modification_rollback(*, organization, actor, modification: SystemModificati
         modification.rolled_back_at = timezone.now()
         modification.save(update_fields=["rollback_available", "rolled_back_at", "updated_at"])
         rollback = SystemModification.objects.create(
-            organization=organization, created_by=_user(actor), applied_by=_user(actor), type=modification.type,
+            organization=organization,
+            created_by=_user(actor),
+            applied_by=_user(actor),
+            type=modification.type,
             description=f"Rollback of {modification.pk}: {modification.description}"[:500],
-            target_model=modification.target_model, target_id=modification.target_id,
-            before_state=current, after_state=restored, rollback_available=False, rollback_of=modification,
+            target_model=modification.target_model,
+            target_id=modification.target_id,
+            before_state=current,
+            after_state=restored,
+            rollback_available=False,
+            rollback_of=modification,
             impact_assessment=_impact(modification.type, keys),
         )
         _publish_change(organization, rollback, actor)
@@ -260,14 +289,28 @@ def _user(actor):
 
 
 def _publish_change(organization, modification: SystemModification, actor) -> None:
-    publish(organization, "system.architecture_updated", {"changes": [{
-        "id": str(modification.pk), "type": modification.type, "description": modification.description,
-        "target_model": modification.target_model, "target_id": modification.target_id,
-        "rollback_of": str(modification.rollback_of_id) if modification.rollback_of_id else None,
-    }]}, actor=actor, component="system")
+    publish(
+        organization,
+        "system.architecture_updated",
+        {
+            "changes": [
+                {
+                    "id": str(modification.pk),
+                    "type": modification.type,
+                    "description": modification.description,
+                    "target_model": modification.target_model,
+                    "target_id": modification.target_id,
+                    "rollback_of": str(modification.rollback_of_id) if modification.rollback_of_id else None,
+                }
+            ]
+        },
+        actor=actor,
+        component="system",
+    )
 
 
 # --- operator broadcasts: system alerts and maintenance mode (docs/realtime.md) ----------------
+
 
 def _broadcast(type_: str, data: dict, *, severity: str = "info") -> int:
     """``publish`` one event to every active organization (their members' sockets hear it)."""
@@ -281,10 +324,15 @@ def _broadcast(type_: str, data: dict, *, severity: str = "info") -> int:
 def alert_payload(alert) -> dict:
     """Seed 004's ``system_alert`` data."""
     return {
-        "alert_id": alert.alert_id, "severity": alert.severity, "type": alert.type, "message": alert.message,
-        "affected_components": list(alert.affected_components or []), "status": alert.status,
+        "alert_id": alert.alert_id,
+        "severity": alert.severity,
+        "type": alert.type,
+        "message": alert.message,
+        "affected_components": list(alert.affected_components or []),
+        "status": alert.status,
         "estimated_resolution": alert.estimated_resolution.isoformat().replace("+00:00", "Z")
-        if alert.estimated_resolution else None,
+        if alert.estimated_resolution
+        else None,
     }
 
 
@@ -293,13 +341,26 @@ def _alert_severity(severity: str) -> str:
 
 
 @transaction.atomic
-def system_alert_broadcast(*, actor, severity: str, message: str, type: str = "operator_notice",
-                           affected_components=(), status: str = "investigating", estimated_resolution=None):
+def system_alert_broadcast(
+    *,
+    actor,
+    severity: str,
+    message: str,
+    type: str = "operator_notice",
+    affected_components=(),
+    status: str = "investigating",
+    estimated_resolution=None,
+):
     """Record an operator alert and send it to every organization as ``system.alert``."""
     alert = SystemAlert.objects.create(
-        severity=severity, message=message, type=type or "operator_notice",
-        affected_components=list(affected_components or []), status=status,
-        estimated_resolution=estimated_resolution, created_by=actor if getattr(actor, "pk", None) else None)
+        severity=severity,
+        message=message,
+        type=type or "operator_notice",
+        affected_components=list(affected_components or []),
+        status=status,
+        estimated_resolution=estimated_resolution,
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
     alert.organizations_reached = _broadcast("system.alert", alert_payload(alert), severity=_alert_severity(severity))
     alert.save(update_fields=["organizations_reached"])
     audit_record(organization=None, actor=actor, action="system.alert", instance=alert, after=alert_payload(alert))
@@ -312,16 +373,27 @@ def system_alert_update(*, actor, alert, status: str):
     before = alert.status
     alert.status = status
     alert.save(update_fields=["status", "updated_at"])
-    _broadcast("system.alert", alert_payload(alert), severity="info" if status == "resolved" else _alert_severity(alert.severity))
-    audit_record(organization=None, actor=actor, action="system.alert.update", instance=alert,
-                 before={"status": before}, after={"status": status})
+    _broadcast(
+        "system.alert",
+        alert_payload(alert),
+        severity="info" if status == "resolved" else _alert_severity(alert.severity),
+    )
+    audit_record(
+        organization=None,
+        actor=actor,
+        action="system.alert.update",
+        instance=alert,
+        before={"status": before},
+        after={"status": status},
+    )
     return alert
 
 
 def maintenance_payload(state) -> dict:
     """Seed 004's ``maintenance_mode`` data (also ``GET system/maintenance``)."""
     return {
-        "enabled": state.active, "message": state.message,
+        "enabled": state.active,
+        "message": state.message,
         "until": state.until.isoformat().replace("+00:00", "Z") if state.until else None,
         "started_at": state.started_at.isoformat().replace("+00:00", "Z") if state.started_at else None,
         "retry_after": state.retry_after if state.active else None,
@@ -348,6 +420,12 @@ def maintenance_set(*, actor, enabled: bool, message: str = "", until=None, disc
     if enabled and disconnect_seconds is not None:
         data["disconnect_seconds"] = disconnect_seconds
     _broadcast("system.maintenance", data, severity="warning" if enabled else "info")
-    audit_record(organization=None, actor=actor, action="system.maintenance", instance=row, before=before,
-                 after={"enabled": row.enabled, "message": row.message, "until": _json_safe(row.until)})
+    audit_record(
+        organization=None,
+        actor=actor,
+        action="system.maintenance",
+        instance=row,
+        before=before,
+        after={"enabled": row.enabled, "message": row.message, "until": _json_safe(row.until)},
+    )
     return state

@@ -1,5 +1,6 @@
 """Beat tasks of apps.system: roll finished minutes up into ``MetricRollup`` rows, and publish
 ``metrics_update`` / ``system_status`` / ``performance_alert`` hub events to active organizations."""
+
 from __future__ import annotations
 
 import datetime
@@ -52,8 +53,14 @@ def _label_key(labels: dict) -> str:
 
 def _row(org_id, name: str, bucket, value, labels: dict | None = None) -> MetricRollup:
     labels = labels or {}
-    return MetricRollup(organization_id=org_id, name=name, bucket=bucket, labels=labels,
-                        label_key=_label_key(labels), value=float(value or 0))
+    return MetricRollup(
+        organization_id=org_id,
+        name=name,
+        bucket=bucket,
+        labels=labels,
+        label_key=_label_key(labels),
+        value=float(value or 0),
+    )
 
 
 def rollup_minute(minute: int) -> list[MetricRollup]:
@@ -69,32 +76,47 @@ def rollup_minute(minute: int) -> list[MetricRollup]:
     for raw in members:
         org_id = raw.decode()
         stats = observability.minute_stats(org_id, minute)
-        rows += [_row(org_id, "api_requests", bucket, stats["requests"]),
-                 _row(org_id, "api_errors", bucket, stats["errors"]),
-                 _row(org_id, "api_client_errors", bucket, stats["client_errors"])]
+        rows += [
+            _row(org_id, "api_requests", bucket, stats["requests"]),
+            _row(org_id, "api_errors", bucket, stats["errors"]),
+            _row(org_id, "api_client_errors", bucket, stats["client_errors"]),
+        ]
         for q in (50, 95, 99):
             value = observability.percentile(stats["latencies"], q)
             if value is not None:
                 rows.append(_row(org_id, f"api_latency_p{q}_ms", bucket, value))
     if django_apps.is_installed("apps.runs"):
         Execution = django_apps.get_model("runs", "Execution")
-        for row in (Execution.objects.filter(created_at__gte=bucket, created_at__lt=end)
-                    .values("organization_id").annotate(n=Count("id")).order_by()):
+        for row in (
+            Execution.objects.filter(created_at__gte=bucket, created_at__lt=end)
+            .values("organization_id")
+            .annotate(n=Count("id"))
+            .order_by()
+        ):
             rows.append(_row(row["organization_id"], "runs_started", bucket, row["n"]))
         names = {"COMPLETED": "runs_completed", "FAILED": "runs_failed", "CANCELLED": "runs_cancelled"}
-        for row in (Execution.objects.filter(completed_at__gte=bucket, completed_at__lt=end, status__in=list(names))
-                    .values("organization_id", "status").annotate(n=Count("id")).order_by()):
+        for row in (
+            Execution.objects.filter(completed_at__gte=bucket, completed_at__lt=end, status__in=list(names))
+            .values("organization_id", "status")
+            .annotate(n=Count("id"))
+            .order_by()
+        ):
             rows.append(_row(row["organization_id"], names[row["status"]], bucket, row["n"]))
         TraceSpan = django_apps.get_model("runs", "TraceSpan")
-        spans = (TraceSpan.objects.filter(kind="llm", ended_at__gte=bucket, ended_at__lt=end)
-                 .annotate(provider=KeyTextTransform("provider", "attributes"))
-                 .values("organization_id", "provider", "model")
-                 .annotate(tin=Sum("tokens_in"), tout=Sum("tokens_out"), usd=Sum("cost")).order_by())
+        spans = (
+            TraceSpan.objects.filter(kind="llm", ended_at__gte=bucket, ended_at__lt=end)
+            .annotate(provider=KeyTextTransform("provider", "attributes"))
+            .values("organization_id", "provider", "model")
+            .annotate(tin=Sum("tokens_in"), tout=Sum("tokens_out"), usd=Sum("cost"))
+            .order_by()
+        )
         for row in spans:
             labels = {"provider": row["provider"] or "unknown", "model": row["model"] or "unknown"}
-            rows += [_row(row["organization_id"], "llm_tokens_in", bucket, row["tin"], labels),
-                     _row(row["organization_id"], "llm_tokens_out", bucket, row["tout"], labels),
-                     _row(row["organization_id"], "llm_cost_usd", bucket, row["usd"], labels)]
+            rows += [
+                _row(row["organization_id"], "llm_tokens_in", bucket, row["tin"], labels),
+                _row(row["organization_id"], "llm_tokens_out", bucket, row["tout"], labels),
+                _row(row["organization_id"], "llm_cost_usd", bucket, row["usd"], labels),
+            ]
     return rows
 
 
@@ -104,9 +126,13 @@ def _save(rows: list[MetricRollup]) -> int:
         alive = {str(pk) for pk in Organization.objects.filter(pk__in=org_ids).values_list("pk", flat=True)}
         rows = [r for r in rows if r.organization_id is None or str(r.organization_id) in alive]
     if rows:
-        MetricRollup.objects.bulk_create(rows, update_conflicts=True,
-                                         unique_fields=["organization", "name", "bucket", "label_key"],
-                                         update_fields=["value", "labels"], batch_size=1000)
+        MetricRollup.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["organization", "name", "bucket", "label_key"],
+            update_fields=["value", "labels"],
+            batch_size=1000,
+        )
     return len(rows)
 
 
@@ -121,7 +147,9 @@ def rollup_metrics(lookback_minutes: int = ROLLUP_LOOKBACK_MINUTES) -> dict:
     last = datetime.datetime.fromtimestamp(current - 60, tz=datetime.UTC)
     platform: list[MetricRollup] = []
     try:
-        platform += [_row(None, "queue_depth", last, depth, {"queue": queue}) for queue, depth in queue_depths().items()]
+        platform += [
+            _row(None, "queue_depth", last, depth, {"queue": queue}) for queue, depth in queue_depths().items()
+        ]
         platform.append(_row(None, "workers_alive", last, len(worker_heartbeats())))
     except Exception:
         logger.warning("metrics rollup: Redis unavailable for platform gauges", exc_info=True)
@@ -134,14 +162,20 @@ def rollup_metrics(lookback_minutes: int = ROLLUP_LOOKBACK_MINUTES) -> dict:
 
 # --- hub events --------------------------------------------------------------------------------
 
+
 def _active_organizations(minutes: int) -> set[str]:
     active = observability.active_organizations(minutes)
     if django_apps.is_installed("apps.runs"):
         Execution = django_apps.get_model("runs", "Execution")
         since = timezone.now() - datetime.timedelta(minutes=minutes)
-        running = Execution.objects.filter(status__in=["PENDING", "PREPARING", "RUNNING"]).values_list(
-            "organization_id", flat=True).distinct()
-        finished = Execution.objects.filter(completed_at__gte=since).values_list("organization_id", flat=True).distinct()
+        running = (
+            Execution.objects.filter(status__in=["PENDING", "PREPARING", "RUNNING"])
+            .values_list("organization_id", flat=True)
+            .distinct()
+        )
+        finished = (
+            Execution.objects.filter(completed_at__gte=since).values_list("organization_id", flat=True).distinct()
+        )
         active |= {str(o) for o in running} | {str(o) for o in finished}
     return active
 
@@ -151,11 +185,21 @@ def _api_alerts(requests: dict, add) -> None:
     p95 = requests["latency_ms"]["p95"]
     if requests["requests"] >= settings.KAI_ALERT_MIN_REQUESTS:
         if p95 is not None and p95 >= settings.KAI_ALERT_P95_MS:
-            add("slow_response", p95, settings.KAI_ALERT_P95_MS, metric="api_latency_p95_ms",
-                requests=requests["requests"])
+            add(
+                "slow_response",
+                p95,
+                settings.KAI_ALERT_P95_MS,
+                metric="api_latency_p95_ms",
+                requests=requests["requests"],
+            )
         if requests["error_rate"] >= settings.KAI_ALERT_ERROR_RATE:
-            add("high_error_rate", requests["error_rate"], settings.KAI_ALERT_ERROR_RATE, metric="api_error_rate",
-                requests=requests["requests"])
+            add(
+                "high_error_rate",
+                requests["error_rate"],
+                settings.KAI_ALERT_ERROR_RATE,
+                metric="api_error_rate",
+                requests=requests["requests"],
+            )
 
 
 def evaluate_alerts(perf: dict) -> list[dict]:
@@ -164,15 +208,26 @@ def evaluate_alerts(perf: dict) -> list[dict]:
 
     def add(alert_type, value, threshold, **details):
         severity = "critical" if value >= 2 * threshold else "warning"
-        alerts.append({"alert_type": alert_type, "severity": severity,
-                       "details": {"value": value, "threshold": threshold, **details}})
+        alerts.append(
+            {
+                "alert_type": alert_type,
+                "severity": severity,
+                "details": {"value": value, "threshold": threshold, **details},
+            }
+        )
 
     _api_alerts(perf["requests"], add)
     runs = perf["runs"]
     finished = runs["completed"] + runs["failed"] + runs["cancelled"]
     if finished >= settings.KAI_ALERT_MIN_RUNS and runs["failure_rate"] >= settings.KAI_ALERT_FAILED_RUN_RATE:
-        add("agent_error", runs["failure_rate"], settings.KAI_ALERT_FAILED_RUN_RATE, metric="run_failure_rate",
-            failed=runs["failed"], finished=finished)
+        add(
+            "agent_error",
+            runs["failure_rate"],
+            settings.KAI_ALERT_FAILED_RUN_RATE,
+            metric="run_failure_rate",
+            failed=runs["failed"],
+            finished=finished,
+        )
     for queue, depth in perf["queues"].items():
         if depth >= settings.KAI_ALERT_QUEUE_DEPTH:
             add("queue_backlog", depth, settings.KAI_ALERT_QUEUE_DEPTH, queue=queue)
@@ -182,8 +237,13 @@ def evaluate_alerts(perf: dict) -> list[dict]:
     if resources["memory_usage"] >= settings.KAI_ALERT_MEMORY_PERCENT:
         add("high_memory", resources["memory_usage"], settings.KAI_ALERT_MEMORY_PERCENT)
     if perf["workers"]["available"] and perf["workers"]["count"] == 0 and (runs["pending"] or runs["running"]):
-        alerts.append({"alert_type": "no_workers", "severity": "critical",
-                       "details": {"pending_runs": runs["pending"], "running_runs": runs["running"]}})
+        alerts.append(
+            {
+                "alert_type": "no_workers",
+                "severity": "critical",
+                "details": {"pending_runs": runs["pending"], "running_runs": runs["running"]},
+            }
+        )
     return alerts
 
 
@@ -201,17 +261,32 @@ def _publish_status_change(redis, organization, *, status: str, perf: dict, aler
     previous = previous.decode() if previous else None
     if previous == status:
         return 0
-    components = {"database": "healthy", "redis": "healthy",
-                  "workers": "healthy" if perf["workers"]["count"] else "unhealthy",
-                  "runs": "degraded" if alerts else "healthy"}
-    publish(organization, "system.status", {
-        "status": status, "previous_status": previous, "old_status": previous, "new_status": status,
-        "reason": alerts[0]["alert_type"] if alerts else "recovered", "components": components,
-        "old_health": {"status": previous} if previous else None,
-        "new_health": {"status": status, "resources": perf["resources"], "components": components},
-        "alerts": [a["alert_type"] for a in alerts],
-        "workers": perf["workers"]["count"], "queues": perf["queues"], "resources": perf["resources"],
-    }, component="system", severity="info" if status == "healthy" else "warning")
+    components = {
+        "database": "healthy",
+        "redis": "healthy",
+        "workers": "healthy" if perf["workers"]["count"] else "unhealthy",
+        "runs": "degraded" if alerts else "healthy",
+    }
+    publish(
+        organization,
+        "system.status",
+        {
+            "status": status,
+            "previous_status": previous,
+            "old_status": previous,
+            "new_status": status,
+            "reason": alerts[0]["alert_type"] if alerts else "recovered",
+            "components": components,
+            "old_health": {"status": previous} if previous else None,
+            "new_health": {"status": status, "resources": perf["resources"], "components": components},
+            "alerts": [a["alert_type"] for a in alerts],
+            "workers": perf["workers"]["count"],
+            "queues": perf["queues"],
+            "resources": perf["resources"],
+        },
+        component="system",
+        severity="info" if status == "healthy" else "warning",
+    )
     redis.set(status_key, status, ex=600)
     return 1
 
@@ -230,17 +305,36 @@ def publish_system_status() -> dict:
         perf = selectors.performance(organization=organization, minutes=minutes)
         alerts = evaluate_alerts(perf)
         status = health_status(perf, alerts)
-        publish(organization, "metrics.update", {
-            "window_minutes": minutes, "requests": perf["requests"], "runs": perf["runs"], "queues": perf["queues"],
-            "workers": perf["workers"]["count"], "resources": perf["resources"], "status": status,
-            **selectors.seed_metrics(organization=organization, perf=perf, minutes=minutes),
-        }, component="system")
+        publish(
+            organization,
+            "metrics.update",
+            {
+                "window_minutes": minutes,
+                "requests": perf["requests"],
+                "runs": perf["runs"],
+                "queues": perf["queues"],
+                "workers": perf["workers"]["count"],
+                "resources": perf["resources"],
+                "status": status,
+                **selectors.seed_metrics(organization=organization, perf=perf, minutes=minutes),
+            },
+            component="system",
+        )
         counts["organizations"] += 1
         counts["status"] += _publish_status_change(redis, organization, status=status, perf=perf, alerts=alerts)
         for alert in alerts:
-            if redis.set(f"{prefix}:system:alert:{organization.pk}:{alert['alert_type']}", 1, nx=True,
-                         ex=settings.KAI_ALERT_COOLDOWN_SECONDS):
-                publish(organization, "system.performance_alert", alert, component="system",
-                        severity="critical" if alert["severity"] == "critical" else "warning")
+            if redis.set(
+                f"{prefix}:system:alert:{organization.pk}:{alert['alert_type']}",
+                1,
+                nx=True,
+                ex=settings.KAI_ALERT_COOLDOWN_SECONDS,
+            ):
+                publish(
+                    organization,
+                    "system.performance_alert",
+                    alert,
+                    component="system",
+                    severity="critical" if alert["severity"] == "critical" else "warning",
+                )
                 counts["alerts"] += 1
     return counts

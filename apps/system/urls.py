@@ -1,4 +1,5 @@
 """API routes of apps.system (registered on the shared router)."""
+
 from django.urls import path
 
 from apps.system import operator_views, views

@@ -1,4 +1,5 @@
 """System management and observability routes (docs/observability.md) of the organization."""
+
 from __future__ import annotations
 
 import time
@@ -64,24 +65,43 @@ class SystemHealthView(ReadinessView):
         try:
             for provider in Provider.objects.for_org(organization).filter(is_active=True)[:50]:
                 breaker = llm_layer.breaker_state(str(provider.pk))
-                external.append({"name": provider.name, "status": "offline" if breaker.get("state") == "open"
-                                 else "online", "response_time": None, "last_check": provider.updated_at,
-                                 "breaker": breaker})
+                external.append(
+                    {
+                        "name": provider.name,
+                        "status": "offline" if breaker.get("state") == "open" else "online",
+                        "response_time": None,
+                        "last_check": provider.updated_at,
+                        "breaker": breaker,
+                    }
+                )
         except Exception:  # the health answer must not fail on an optional part
             pass
         overall = body.get("status", "unhealthy")
         processes = supervised_processes()
-        if overall == "healthy" and (states.get("error") or any(s["status"] == "offline" for s in external)
-                                     or (processes and processes["status"] != "ok")):
+        if overall == "healthy" and (
+            states.get("error")
+            or any(s["status"] == "offline" for s in external)
+            or (processes and processes["status"] != "ok")
+        ):
             overall = "degraded"
-        body.update({
-            "status": overall, "uptime": round(time.time() - STARTED_AT, 1), "version": VERSION,
-            "agents": {"total": sum(states.values()), "error": states.get("error", 0),
-                       "active": sum(n for s, n in states.items() if s in ("active", "executing", "idle"))},
-            "resources": {**resources, "network_latency": body.get("checks", {}).get("redis", {}).get("latency_ms")},
-            "external_services": external,
-            "processes": processes,
-        })
+        body.update(
+            {
+                "status": overall,
+                "uptime": round(time.time() - STARTED_AT, 1),
+                "version": VERSION,
+                "agents": {
+                    "total": sum(states.values()),
+                    "error": states.get("error", 0),
+                    "active": sum(n for s, n in states.items() if s in ("active", "executing", "idle")),
+                },
+                "resources": {
+                    **resources,
+                    "network_latency": body.get("checks", {}).get("redis", {}).get("latency_ms"),
+                },
+                "external_services": external,
+                "processes": processes,
+            }
+        )
         return response
 
 
@@ -106,8 +126,11 @@ class SystemConfigView(KaiAPIView):
     def _body(self):
         organization = self.organization
         organization.refresh_from_db(fields=["settings", "updated_at"])
-        return {"organization_id": organization.pk, "settings": organization.settings,
-                "updated_at": organization.updated_at}
+        return {
+            "organization_id": organization.pk,
+            "settings": organization.settings,
+            "updated_at": organization.updated_at,
+        }
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
@@ -117,8 +140,12 @@ class SystemConfigView(KaiAPIView):
     def put(self, request):
         data = validated(ConfigBodySerializer, request)
         modification = services.modification_apply(
-            organization=self.organization, actor=request.user, type="system_setting", changes=data["settings"],
-            description=data.get("description", ""))
+            organization=self.organization,
+            actor=request.user,
+            type="system_setting",
+            changes=data["settings"],
+            description=data.get("description", ""),
+        )
         return Response({**self._body(), "modification": SystemModificationSerializer(modification).data})
 
 
@@ -134,8 +161,13 @@ class ModifyView(KaiAPIView):
     def post(self, request):
         data = validated(ModifyBodySerializer, request)
         modification = services.modification_apply(
-            organization=self.organization, actor=request.user, type=data["type"], changes=data["changes"],
-            target_id=data.get("target_id") or None, description=data.get("description", ""))
+            organization=self.organization,
+            actor=request.user,
+            type=data["type"],
+            changes=data["changes"],
+            target_id=data.get("target_id") or None,
+            description=data.get("description", ""),
+        )
         return Response(SystemModificationSerializer(modification).data, status=status.HTTP_201_CREATED)
 
 
@@ -155,8 +187,9 @@ class RollbackView(KaiAPIView):
             target = SystemModification.objects.for_org(self.organization).filter(pk=data["modification_id"]).first()
             if target is None:
                 raise exceptions.NotFound("No such modification in this organization.")
-        rollback = services.modification_rollback(organization=self.organization, actor=request.user,
-                                                  modification=target, force=data["force"])
+        rollback = services.modification_rollback(
+            organization=self.organization, actor=request.user, modification=target, force=data["force"]
+        )
         return Response(SystemModificationSerializer(rollback).data)
 
 
@@ -179,9 +212,14 @@ class PerformanceView(KaiAPIView):
     throughput and error rate of the organization, its runs, queue depth per Celery queue, live
     workers and host resources."""
 
-    @extend_schema(parameters=[OpenApiParameter("window", {"type": "integer", "minimum": 1, "maximum": 120},
-                                                description="Minutes, 1–120 (default 15).")],
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "window", {"type": "integer", "minimum": 1, "maximum": 120}, description="Minutes, 1–120 (default 15)."
+            )
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def get(self, request):
         try:
             minutes = int(request.query_params.get("window", 15))
@@ -200,19 +238,27 @@ class LogsView(KaiAPIView):
 
     action_roles = {"get": LOG_ROLES}
 
-    @extend_schema(parameters=[*(OpenApiParameter(name, str) for name in ("level", "logger", "execution_id",
-                                                                          "request_id")),
-                               OpenApiParameter("limit", int, description="At most 1000 (larger: 1000).")],
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        parameters=[
+            *(OpenApiParameter(name, str) for name in ("level", "logger", "execution_id", "request_id")),
+            OpenApiParameter("limit", int, description="At most 1000 (larger: 1000)."),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def get(self, request):
         params = request.query_params
         try:
             limit = max(1, min(1000, int(params.get("limit", 100))))
         except ValueError:
             raise exceptions.ValidationError({"limit": ["A whole number."]})
-        items = recent_logs(str(self.organization.pk), limit=limit, level=params.get("level"),
-                            logger=params.get("logger"), execution_id=params.get("execution_id"),
-                            request_id=params.get("request_id"))
+        items = recent_logs(
+            str(self.organization.pk),
+            limit=limit,
+            level=params.get("level"),
+            logger=params.get("logger"),
+            execution_id=params.get("execution_id"),
+            request_id=params.get("request_id"),
+        )
         return Response({"items": items, "count": len(items), "source": "redis"})
 
 
@@ -226,13 +272,21 @@ class MetricsSeriesView(KaiAPIView):
     def get(self, request):
         data = validated(MetricsQuerySerializer, request, data=request.query_params.dict())
         if "metric_name" not in data:
-            return Response({"metrics": [{"name": name, "aggregation": agg, "description": text}
-                                         for name, (agg, text) in METRICS.items()]})
+            return Response(
+                {
+                    "metrics": [
+                        {"name": name, "aggregation": agg, "description": text} for name, (agg, text) in METRICS.items()
+                    ]
+                }
+            )
         if data["metric_name"] not in METRICS:
             raise exceptions.ValidationError({"metric_name": [f"Unknown metric. Known: {', '.join(METRICS)}."]})
         aggregation = data.get("aggregation") or METRICS[data["metric_name"]][0]
-        return Response(selectors.metric_series(organization=self.organization, name=data["metric_name"],
-                                                period=data["period"], aggregation=aggregation))
+        return Response(
+            selectors.metric_series(
+                organization=self.organization, name=data["metric_name"], period=data["period"], aggregation=aggregation
+            )
+        )
 
 
 class PrometheusTextRenderer(BaseRenderer):

@@ -5,8 +5,15 @@ from apps.voice.models import VoiceCommand, VoiceSettings
 
 @admin.register(VoiceCommand)
 class VoiceCommandAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "organization", "created_by", "input_type", "transcribed_text", "understood",
-                    "target_agent")
+    list_display = (
+        "created_at",
+        "organization",
+        "created_by",
+        "input_type",
+        "transcribed_text",
+        "understood",
+        "target_agent",
+    )
     list_filter = ("input_type", "understood", "organization")
     list_select_related = ("organization", "created_by", "target_agent")
     search_fields = ("transcribed_text", "created_by__email")

@@ -1,5 +1,6 @@
 """Hub client events of the voice app (``apps.events.client_events``): thin adapters over its REST
 services, registered by its ``AppConfig.ready``."""
+
 from __future__ import annotations
 
 from apps.events.client_events import register
@@ -24,12 +25,20 @@ def _voice_command(*, user, auth, data, request):
     serializer = VoiceProcessSerializer(data=body, context={"request": request})
     serializer.is_valid(raise_exception=True)
     valid = serializer.validated_data
-    language = valid.get("language") or services.voice_settings_get(
-        organization=auth.organization, user=user)["language"]
+    language = (
+        valid.get("language") or services.voice_settings_get(organization=auth.organization, user=user)["language"]
+    )
     command = services.voice_process(
-        organization=auth.organization, actor=user, text_fallback=valid.get("text_fallback", ""),
-        audio=valid.get("audio_data") or None, audio_filename=f"audio.{valid['audio_format']}", language=language,
-        context=valid.get("context") or {}, execute=valid["execute"], source="websocket")
+        organization=auth.organization,
+        actor=user,
+        text_fallback=valid.get("text_fallback", ""),
+        audio=valid.get("audio_data") or None,
+        audio_filename=f"audio.{valid['audio_format']}",
+        language=language,
+        context=valid.get("context") or {},
+        execute=valid["execute"],
+        source="websocket",
+    )
     return {"success": True, **_process_body(command)}
 
 

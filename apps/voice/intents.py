@@ -3,6 +3,7 @@
 entities from what the text names (agent numbers, numbers, times, e-mail addresses, URLs, quoted
 text), and the target agent from an explicit mention (``agent 3``, ``#3``, its name), then its
 role, then the client's ``context.active_agent``."""
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,10 @@ _GLOBAL = re.compile(r"\b(all|every|each)\s+(agents?|workflows?)\b|\bsystem\s+(s
 _AGENT_NUMBER = re.compile(r"\b(?:agent|number|#)\s*(?:number\s*)?#?(\d{1,6})\b|(?<!\w)#(\d{1,6})\b")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _URL = re.compile(r"https?://\S+")
-_TIME = re.compile(r"\b(\d{1,2}(?::\d{2})?\s?(?:am|pm)|\d{1,2}:\d{2}|noon|midnight|tomorrow|today|tonight|"
-                   r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|next week)\b")
+_TIME = re.compile(
+    r"\b(\d{1,2}(?::\d{2})?\s?(?:am|pm)|\d{1,2}:\d{2}|noon|midnight|tomorrow|today|tonight|"
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|next week)\b"
+)
 _NUMBER = re.compile(r"(?<![\w#:])(\d+(?:\.\d+)?)(?![\w:])")
 _QUOTED = re.compile(r"[\"“']([^\"”']{2,200})[\"”']")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -58,15 +61,23 @@ class ParsedCommand:
         return self.action != "unknown"
 
     def intent(self) -> dict:
-        return {"action": self.action, "entities": self.entities, "confidence": round(self.confidence, 3),
-                "alternative_intents": self.alternatives}
+        return {
+            "action": self.action,
+            "entities": self.entities,
+            "confidence": round(self.confidence, 3),
+            "alternative_intents": self.alternatives,
+        }
 
     def routing(self) -> dict:
-        return {"target_agent": self.target.agent_number if self.target else None,
-                "target_agent_id": self.target.id if self.target else None,
-                "target_agent_name": self.target.name if self.target else None,
-                "routing_confidence": round(self.routing_confidence, 3), "routed_by": self.routed_by,
-                "fallback_agents": self.fallback_agents, "global_command": self.global_command}
+        return {
+            "target_agent": self.target.agent_number if self.target else None,
+            "target_agent_id": self.target.id if self.target else None,
+            "target_agent_name": self.target.name if self.target else None,
+            "routing_confidence": round(self.routing_confidence, 3),
+            "routed_by": self.routed_by,
+            "fallback_agents": self.fallback_agents,
+            "global_command": self.global_command,
+        }
 
 
 def _normalize(text: str) -> str:
@@ -94,8 +105,9 @@ def _actions(text: str, trained: dict[str, list[str]] | None = None) -> list[tup
     if len(found) > 1 and "ask" in found:
         found["ask"] = min(found["ask"], 0.45)
     order = list(ACTIONS)
-    return sorted(found.items(), key=lambda item: (-item[1], order.index(item[0]) if item[0] in order else len(order),
-                                                   item[0]))
+    return sorted(
+        found.items(), key=lambda item: (-item[1], order.index(item[0]) if item[0] in order else len(order), item[0])
+    )
 
 
 def _entities(text: str, mentioned_numbers: list[int]) -> dict:
@@ -129,17 +141,21 @@ def normalize_phrase(text: str) -> str:
     return _normalize(text)
 
 
-def parse(text: str, agents: list[AgentRef], *, active_agent: int | None = None,
-          trained: dict[str, list[str]] | None = None) -> ParsedCommand:
+def parse(
+    text: str, agents: list[AgentRef], *, active_agent: int | None = None, trained: dict[str, list[str]] | None = None
+) -> ParsedCommand:
     """``trained``: the organization's own phrases by intent (``voice/train``)."""
     text = (text or "").strip()
     norm = _normalize(text)
     numbers = [int(a or b) for a, b in _AGENT_NUMBER.findall(text.lower())]
     candidates = _actions(text, trained)
     action, confidence = candidates[0] if candidates else ("unknown", 0.0)
-    parsed = ParsedCommand(action=action, confidence=confidence, entities=_entities(text, numbers),
-                           alternatives=[{"action": a, "entities": {}, "confidence": round(s, 3)}
-                                         for a, s in candidates[1:4]])
+    parsed = ParsedCommand(
+        action=action,
+        confidence=confidence,
+        entities=_entities(text, numbers),
+        alternatives=[{"action": a, "entities": {}, "confidence": round(s, 3)} for a, s in candidates[1:4]],
+    )
     parsed.global_command = bool(_GLOBAL.search(text.lower()))
     by_number = {a.agent_number: a for a in agents}
     target, how, score = None, "", 0.0
@@ -160,8 +176,11 @@ def parse(text: str, agents: list[AgentRef], *, active_agent: int | None = None,
     parsed.target, parsed.routed_by, parsed.routing_confidence = target, how, score
     if target is not None:
         # other agents the text also fits, best first
-        others = [a for a in agents if a is not target and (_mentions_name(norm, a.name)
-                                                            or (a.role and _mentions_name(norm, a.role)))]
+        others = [
+            a
+            for a in agents
+            if a is not target and (_mentions_name(norm, a.name) or (a.role and _mentions_name(norm, a.role)))
+        ]
         parsed.fallback_agents = [a.agent_number for a in others][:5]
     return parsed
 
@@ -171,9 +190,14 @@ def response_text(parsed: ParsedCommand, transcript: str) -> tuple[str, list[str
     if not transcript.strip():
         return "I did not hear a command.", ["Try again, a little closer to the microphone."], True
     if not parsed.understood:
-        return ("I did not understand that command.",
-                ["Start with what to do, e.g. 'search …', 'run …', 'stop agent 2'.",
-                 "Name the agent: 'ask the travel planner to …'."], True)
+        return (
+            "I did not understand that command.",
+            [
+                "Start with what to do, e.g. 'search …', 'run …', 'stop agent 2'.",
+                "Name the agent: 'ask the travel planner to …'.",
+            ],
+            True,
+        )
     verb = parsed.action.replace("_", " ")
     if parsed.global_command:
         return f"Running '{verb}' for all agents.", [], False

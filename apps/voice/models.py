@@ -1,5 +1,6 @@
 """Voice commands (``voice/*``, docs/voice.md): each processed command with its transcript, parsed
 intent and agent routing, and each member's voice settings."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -24,8 +25,9 @@ class VoiceCommand(TenantModel):
     intent = models.JSONField(default=dict, blank=True)
     routing = models.JSONField(default=dict, blank=True)
     understood = models.BooleanField(default=False)
-    target_agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="voice_commands")
+    target_agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="voice_commands"
+    )
     response_text = models.TextField(blank=True)
     execution_id = models.UUIDField(null=True, blank=True)
     context = models.JSONField(default=dict, blank=True)
@@ -57,8 +59,9 @@ class TrainingPhrase(TenantModel):
     phrase = models.CharField(max_length=200, help_text="Normalized: lower case, words only.")
 
     class Meta(TenantModel.Meta):
-        constraints = [models.UniqueConstraint(fields=["organization", "intent", "phrase"],
-                                               name="uniq_voice_training_phrase")]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "intent", "phrase"], name="uniq_voice_training_phrase")
+        ]
         indexes = [models.Index(fields=["organization", "intent"], name="voice_train_org_intent")]
 
     def __str__(self) -> str:

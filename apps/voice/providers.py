@@ -11,6 +11,7 @@ The provider's key is decrypted for the call only; its base URL passes the outbo
 guard. With no synthesis provider, ``espeak-ng`` (when installed) speaks locally. With neither,
 the caller gets 503 ``VOICE_003`` — never a made-up transcript or sound.
 """
+
 from __future__ import annotations
 
 import math
@@ -98,13 +99,17 @@ def capabilities(organization) -> dict:
     espeak = espeak_binary()
     return {
         "text_fallback": True,
-        "transcription": {"available": stt is not None,
-                          "provider": stt[0].name if stt else None,
-                          "model": (stt[1].get("model") or DEFAULT_STT_MODEL) if stt else None},
-        "synthesis": {"available": tts is not None or espeak is not None,
-                      "provider": tts[0].name if tts else ("espeak-ng" if espeak else None),
-                      "model": (tts[1].get("model") or DEFAULT_TTS_MODEL) if tts else None,
-                      "formats": ["wav", "mp3"] if tts else (["wav"] if espeak else [])},
+        "transcription": {
+            "available": stt is not None,
+            "provider": stt[0].name if stt else None,
+            "model": (stt[1].get("model") or DEFAULT_STT_MODEL) if stt else None,
+        },
+        "synthesis": {
+            "available": tts is not None or espeak is not None,
+            "provider": tts[0].name if tts else ("espeak-ng" if espeak else None),
+            "model": (tts[1].get("model") or DEFAULT_TTS_MODEL) if tts else None,
+            "formats": ["wav", "mp3"] if tts else (["wav"] if espeak else []),
+        },
         "intent_parsing": True,
         "agent_routing": True,
         "wake_word": False,
@@ -127,8 +132,13 @@ def _openai_client(organization, provider: Provider):
         raise VoiceUnavailable(f"Speech provider '{provider.name}' may not be reached: {exc}") from exc
     api_key = credential_use(credential=provider.credential)["value"] if provider.credential_id else "unused"
     timeout = provider.timeout_seconds or TIMEOUT_SECONDS
-    return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0,
-                         http_client=guarded_http_client(allowlist, timeout=timeout))
+    return openai.OpenAI(
+        base_url=base_url,
+        api_key=api_key,
+        timeout=timeout,
+        max_retries=0,
+        http_client=guarded_http_client(allowlist, timeout=timeout),
+    )
 
 
 def _language_code(value: str) -> str:
@@ -142,12 +152,17 @@ def transcribe(organization, *, audio: bytes, filename: str, language: str = "")
 
     config = transcription_config(organization)
     if config is None:
-        raise VoiceUnavailable("No speech-to-text provider is configured for this organization "
-                               "(config/system settings.voice.transcription); send text_fallback instead.")
+        raise VoiceUnavailable(
+            "No speech-to-text provider is configured for this organization "
+            "(config/system settings.voice.transcription); send text_fallback instead."
+        )
     provider, options = config
     client = _openai_client(organization, provider)
-    kwargs = {"model": options.get("model") or DEFAULT_STT_MODEL, "file": (filename, audio),
-              "response_format": "verbose_json"}
+    kwargs = {
+        "model": options.get("model") or DEFAULT_STT_MODEL,
+        "file": (filename, audio),
+        "response_format": "verbose_json",
+    }
     if _language_code(language):
         kwargs["language"] = _language_code(language)
     try:
@@ -160,12 +175,23 @@ def transcribe(organization, *, audio: bytes, filename: str, language: str = "")
     segments = data.get("segments") or []
     logprobs = [s.get("avg_logprob") for s in segments if isinstance(s, dict) and s.get("avg_logprob") is not None]
     confidence = round(math.exp(sum(logprobs) / len(logprobs)), 3) if logprobs else 1.0
-    return Transcript(text=str(data.get("text") or "").strip(), language=str(data.get("language") or language or ""),
-                      confidence=min(1.0, max(0.0, confidence)), provider=provider.name)
+    return Transcript(
+        text=str(data.get("text") or "").strip(),
+        language=str(data.get("language") or language or ""),
+        confidence=min(1.0, max(0.0, confidence)),
+        provider=provider.name,
+    )
 
 
-def synthesize(organization, *, text: str, voice: str = "", language: str = "", speed: float | None = None,
-               response_format: str = "wav") -> tuple[bytes, str, str]:
+def synthesize(
+    organization,
+    *,
+    text: str,
+    voice: str = "",
+    language: str = "",
+    speed: float | None = None,
+    response_format: str = "wav",
+) -> tuple[bytes, str, str]:
     """→ (audio bytes, content type, the engine that spoke)."""
     # deferred: heavy — the OpenAI SDK, loaded on first use to keep process start fast
     import openai
@@ -174,8 +200,12 @@ def synthesize(organization, *, text: str, voice: str = "", language: str = "", 
     if config is not None:
         provider, options = config
         client = _openai_client(organization, provider)
-        kwargs = {"model": options.get("model") or DEFAULT_TTS_MODEL, "input": text,
-                  "voice": voice or options.get("voice") or DEFAULT_TTS_VOICE, "response_format": response_format}
+        kwargs = {
+            "model": options.get("model") or DEFAULT_TTS_MODEL,
+            "input": text,
+            "voice": voice or options.get("voice") or DEFAULT_TTS_VOICE,
+            "response_format": response_format,
+        }
         if speed:
             kwargs["speed"] = speed
         try:
@@ -188,8 +218,10 @@ def synthesize(organization, *, text: str, voice: str = "", language: str = "", 
         return response.read(), content_type, provider.name
     binary = espeak_binary()
     if binary is None:
-        raise VoiceUnavailable("No text-to-speech provider is configured (config/system settings.voice.synthesis) "
-                               "and espeak-ng is not installed.")
+        raise VoiceUnavailable(
+            "No text-to-speech provider is configured (config/system settings.voice.synthesis) "
+            "and espeak-ng is not installed."
+        )
     if response_format != "wav":
         raise exceptions.ValidationError({"format": [f"espeak-ng speaks wav only, not {response_format}."]})
     args = [binary, "--stdout"]

@@ -25,23 +25,33 @@ def decode_audio(value: str) -> bytes:
 
 class VoiceContextSerializer(KaiSerializer):
     active_agent = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    conversation_history = serializers.ListField(child=serializers.CharField(max_length=2000), required=False,
-                                                 max_length=50)
+    conversation_history = serializers.ListField(
+        child=serializers.CharField(max_length=2000), required=False, max_length=50
+    )
     user_preferences = JSONObjectField(required=False)
 
 
 @requires_one_of("audio_data", "text_fallback")
 class VoiceProcessSerializer(KaiSerializer):
-    audio_data = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
-                                       help_text="Base64-encoded audio (sent to the configured speech-to-text provider).")
+    audio_data = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="Base64-encoded audio (sent to the configured speech-to-text provider).",
+    )
     audio_format = serializers.ChoiceField(choices=AUDIO_FORMATS, default="wav")
-    text_fallback = serializers.CharField(required=False, allow_blank=True, max_length=4000,
-                                          help_text="The command as text: used when there is no audio or it cannot "
-                                                    "be transcribed.")
+    text_fallback = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=4000,
+        help_text="The command as text: used when there is no audio or it cannot be transcribed.",
+    )
     language = serializers.CharField(required=False, allow_blank=True, max_length=20)
     context = VoiceContextSerializer(required=False)
-    execute = serializers.BooleanField(default=False, help_text="Start a run of the routed agent (agents/{id}/execute "
-                                                                "semantics) when the command was understood.")
+    execute = serializers.BooleanField(
+        default=False,
+        help_text="Start a run of the routed agent (agents/{id}/execute semantics) when the command was understood.",
+    )
 
     def validate_audio_data(self, value):
         return decode_audio(value)
@@ -50,8 +60,9 @@ class VoiceProcessSerializer(KaiSerializer):
 class AgentVoiceSerializer(KaiSerializer):
     """Seed 002 ``POST agents/{id}/voice`` (``VoiceCommandRequest``)."""
 
-    audio_data = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
-                                       help_text="Base64-encoded audio.")
+    audio_data = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, help_text="Base64-encoded audio."
+    )
     audio_format = serializers.ChoiceField(choices=AUDIO_FORMATS, default="wav")
     text_input = serializers.CharField(required=False, allow_blank=True, max_length=4000)
     language = serializers.CharField(required=False, allow_blank=True, max_length=20)
@@ -67,9 +78,25 @@ class VoiceCommandSerializer(KaiModelSerializer):
 
     class Meta:
         model = VoiceCommand
-        fields = ["id", "input_type", "language", "detected_language", "transcribed_text", "confidence_score",
-                  "audio_bytes", "stt_provider", "intent", "routing", "understood", "target_agent_id",
-                  "response_text", "execution_id", "processing_ms", "created_by", "created_at"]
+        fields = [
+            "id",
+            "input_type",
+            "language",
+            "detected_language",
+            "transcribed_text",
+            "confidence_score",
+            "audio_bytes",
+            "stt_provider",
+            "intent",
+            "routing",
+            "understood",
+            "target_agent_id",
+            "response_text",
+            "execution_id",
+            "processing_ms",
+            "created_by",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
@@ -96,9 +123,11 @@ class SynthesizeSerializer(KaiSerializer):
 class TrainSerializer(KaiSerializer):
     """Seed 002 ``POST voice/train``: phrases that mean ``intent`` for this organization."""
 
-    intent = serializers.RegexField(r"^[a-z][a-z0-9_]{0,49}$", max_length=50,
-                                    help_text="An action name: a built-in one (search, execute, …) or your own, "
-                                              "in lower case with underscores.")
+    intent = serializers.RegexField(
+        r"^[a-z][a-z0-9_]{0,49}$",
+        max_length=50,
+        help_text="An action name: a built-in one (search, execute, …) or your own, in lower case with underscores.",
+    )
     phrases = serializers.ListField(child=serializers.CharField(max_length=200), min_length=1, max_length=100)
 
     def validate_phrases(self, value):

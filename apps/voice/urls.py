@@ -1,4 +1,5 @@
 """API routes of apps.voice (``voice/*`` and ``agents/{id}/voice``: docs/voice.md)."""
+
 from django.urls import path
 
 from apps.voice import views

@@ -1,5 +1,6 @@
 """Seed 002 voice routes: process, commands (history), settings, capabilities, synthesize, and
 ``agents/{id}/voice``."""
+
 from __future__ import annotations
 
 from django.http import HttpResponse
@@ -27,10 +28,13 @@ from kai_platform.api.views import KaiAPIView
 from kai_platform.tenancy.roles import ADMIN_ROLES, BUILDER_ROLES
 from kai_platform.tenancy.viewsets import READ_ONLY, TenantScopedViewSet, get_or_404
 
-VoiceProcessResponse = inline_serializer("VoiceProcessResponse", {
-    "success": drf_serializers.BooleanField(),
-    "data": drf_serializers.DictField(),
-})
+VoiceProcessResponse = inline_serializer(
+    "VoiceProcessResponse",
+    {
+        "success": drf_serializers.BooleanField(),
+        "data": drf_serializers.DictField(),
+    },
+)
 
 
 def _process_body(command) -> dict:
@@ -43,8 +47,11 @@ def _process_body(command) -> dict:
         "command_understood": command.understood,
         "intent": command.intent,
         "agent_routing": command.routing,
-        "response": {"text": command.response_text, "suggestions": command.suggestions,
-                     "requires_followup": command.requires_followup},
+        "response": {
+            "text": command.response_text,
+            "suggestions": command.suggestions,
+            "requires_followup": command.requires_followup,
+        },
         "execution_id": command.execution_id,
         **({"note": command.note} if command.note else {}),
     }
@@ -60,12 +67,20 @@ class VoiceProcessView(KaiAPIView):
     def post(self, request):
         data = validated(VoiceProcessSerializer, request)
         context = data.get("context") or {}
-        language = data.get("language") or services.voice_settings_get(
-            organization=self.organization, user=request.user)["language"]
+        language = (
+            data.get("language")
+            or services.voice_settings_get(organization=self.organization, user=request.user)["language"]
+        )
         command = services.voice_process(
-            organization=self.organization, actor=request.user, text_fallback=data.get("text_fallback", ""),
-            audio=data.get("audio_data") or None, audio_filename=f"audio.{data['audio_format']}", language=language,
-            context=context, execute=data["execute"])
+            organization=self.organization,
+            actor=request.user,
+            text_fallback=data.get("text_fallback", ""),
+            audio=data.get("audio_data") or None,
+            audio_filename=f"audio.{data['audio_format']}",
+            language=language,
+            context=context,
+            execute=data["execute"],
+        )
         return Response({"success": True, "data": _process_body(command)})
 
 
@@ -79,16 +94,31 @@ class AgentVoiceView(KaiAPIView):
     def post(self, request, pk):
         agent = get_or_404(Agent.objects.for_org(self.organization), pk=pk)
         data = validated(AgentVoiceSerializer, request)
-        language = data.get("language") or services.voice_settings_get(
-            organization=self.organization, user=request.user)["language"]
+        language = (
+            data.get("language")
+            or services.voice_settings_get(organization=self.organization, user=request.user)["language"]
+        )
         command = services.voice_process(
-            organization=self.organization, actor=request.user, text_fallback=data.get("text_input", ""),
-            audio=data.get("audio_data") or None, audio_filename=f"audio.{data['audio_format']}", language=language,
-            context=data.get("context") or {}, execute=data["execute"], agent=agent)
+            organization=self.organization,
+            actor=request.user,
+            text_fallback=data.get("text_input", ""),
+            audio=data.get("audio_data") or None,
+            audio_filename=f"audio.{data['audio_format']}",
+            language=language,
+            context=data.get("context") or {},
+            execute=data["execute"],
+            agent=agent,
+        )
         body = _process_body(command)
-        body.update({"agent_response": {"execution_id": command.execution_id,
-                                        "status": "queued" if command.execution_id else "not_started"},
-                     "voice_response": command.response_text})
+        body.update(
+            {
+                "agent_response": {
+                    "execution_id": command.execution_id,
+                    "status": "queued" if command.execution_id else "not_started",
+                },
+                "voice_response": command.response_text,
+            }
+        )
         return Response({"success": True, "data": body})
 
 
@@ -102,8 +132,9 @@ class VoiceCommandViewSet(TenantScopedViewSet):
     filterset_fields = ["input_type", "understood", "target_agent"]
 
     def scope_queryset(self, queryset):
-        return selectors.voice_commands_visible(queryset=queryset, user=self.request.user,
-                                                sees_all=self.role in ADMIN_ROLES)
+        return selectors.voice_commands_visible(
+            queryset=queryset, user=self.request.user, sees_all=self.role in ADMIN_ROLES
+        )
 
 
 @extend_schema(tags=["voice"])
@@ -117,8 +148,9 @@ class VoiceSettingsView(KaiAPIView):
     @extend_schema(request=VoiceSettingsSerializer, responses={200: VoiceSettingsSerializer})
     def post(self, request):
         data = validated(VoiceSettingsSerializer, request)
-        return Response(services.voice_settings_update(organization=self.organization, user=request.user,
-                                                       changes=dict(data)))
+        return Response(
+            services.voice_settings_update(organization=self.organization, user=request.user, changes=dict(data))
+        )
 
     put = patch = post
 
@@ -138,18 +170,28 @@ class VoiceSynthesizeView(KaiAPIView):
     """Text-to-speech: the configured provider, else espeak-ng; the audio itself is the answer
     (``audio/wav`` by default). Neither available → 503 ``VOICE_003``."""
 
-    @extend_schema(request=SynthesizeSerializer,
-                   responses={(200, "audio/wav"): OpenApiResponse(response=OpenApiTypes.BINARY)})
+    @extend_schema(
+        request=SynthesizeSerializer, responses={(200, "audio/wav"): OpenApiResponse(response=OpenApiTypes.BINARY)}
+    )
     def post(self, request):
         data = validated(SynthesizeSerializer, request)
         preferences = services.voice_settings_get(organization=self.organization, user=request.user)
         audio, content_type, engine = providers.synthesize(
-            self.organization, text=data["text"], voice=data.get("voice") or preferences.get("voice_id") or "",
-            language=data.get("language") or "", speed=data.get("speed") or preferences.get("speech_rate"),
-            response_format=data["format"])
-        audit_record(organization=self.organization, actor=request.user, action="voice.synthesize",
-                     model="voice.Synthesis", object_id="-",
-                     after={"engine": engine, "characters": len(data["text"]), "bytes": len(audio)})
+            self.organization,
+            text=data["text"],
+            voice=data.get("voice") or preferences.get("voice_id") or "",
+            language=data.get("language") or "",
+            speed=data.get("speed") or preferences.get("speech_rate"),
+            response_format=data["format"],
+        )
+        audit_record(
+            organization=self.organization,
+            actor=request.user,
+            action="voice.synthesize",
+            model="voice.Synthesis",
+            object_id="-",
+            after={"engine": engine, "characters": len(data["text"]), "bytes": len(audio)},
+        )
         response = HttpResponse(audio, content_type=content_type)
         response["X-Voice-Engine"] = engine
         response["Content-Disposition"] = f'inline; filename="speech.{data["format"]}"'
@@ -167,8 +209,11 @@ class VoiceTrainView(KaiAPIView):
 
     def _body(self, **extra) -> dict:
         trained = selectors.trained_phrases(organization=self.organization)
-        return {"intents": [{"intent": k, "phrases": v} for k, v in trained.items()],
-                "total_phrases": sum(len(v) for v in trained.values()), **extra}
+        return {
+            "intents": [{"intent": k, "phrases": v} for k, v in trained.items()],
+            "total_phrases": sum(len(v) for v in trained.values()),
+            **extra,
+        }
 
     @extend_schema(responses={200: TrainResponseSerializer})
     def get(self, request):
@@ -177,8 +222,9 @@ class VoiceTrainView(KaiAPIView):
     @extend_schema(request=TrainSerializer, responses={201: TrainResponseSerializer})
     def post(self, request):
         data = validated(TrainSerializer, request)
-        added = services.voice_train(organization=self.organization, actor=request.user, intent=data["intent"],
-                                     phrases=data["phrases"])
+        added = services.voice_train(
+            organization=self.organization, actor=request.user, intent=data["intent"], phrases=data["phrases"]
+        )
         return Response(self._body(added=added), status=201)
 
     @extend_schema(parameters=[TrainDeleteSerializer], responses={204: None})

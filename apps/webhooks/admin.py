@@ -1,4 +1,5 @@
 """Operator console for webhooks: subscriptions (secret never shown) and deliveries, replayable."""
+
 from django.contrib import admin, messages
 from django.db import models
 
@@ -29,8 +30,17 @@ class WebhookAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ("event_type", "webhook", "organization", "status", "attempts", "response_status", "latency_ms",
-                    "created_at", "delivered_at")
+    list_display = (
+        "event_type",
+        "webhook",
+        "organization",
+        "status",
+        "attempts",
+        "response_status",
+        "latency_ms",
+        "created_at",
+        "delivered_at",
+    )
     list_filter = ("status", "event_type", "organization")
     search_fields = ("=id", "=webhook__id", "event_type", "error")
     list_select_related = ("webhook", "organization")

@@ -1,5 +1,6 @@
 """Outbound webhooks: per-organization subscriptions to platform events, and every delivery made
 (signed, retried with exponential backoff, recorded, replayable)."""
+
 from __future__ import annotations
 
 from django.contrib.postgres.fields import ArrayField
@@ -9,8 +10,12 @@ from kai_platform.tenancy.models import TenantModel
 
 #: the event types a webhook may subscribe to (internal dotted names, as on the hub)
 WEBHOOK_EVENTS = (
-    "execution.completed", "execution.failed", "execution.cancelled", "execution.waiting_for_approval",
-    "approval.requested", "approval.resolved",
+    "execution.completed",
+    "execution.failed",
+    "execution.cancelled",
+    "execution.waiting_for_approval",
+    "approval.requested",
+    "approval.resolved",
     "schedule.fired",
     "agent.status_changed",
     "workflow.completed",
@@ -48,19 +53,25 @@ class WebhookDelivery(TenantModel):
     event_id = models.BigIntegerField(null=True, blank=True, help_text="The Event (hub seq) delivered, if any.")
     event_type = models.CharField(max_length=100)
     payload = models.JSONField(default=dict)
-    status = models.CharField(max_length=12, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING,
-                              editable=False)
+    status = models.CharField(
+        max_length=12, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING, editable=False
+    )
     attempts = models.PositiveIntegerField(default=0, editable=False)
     response_status = models.PositiveIntegerField(null=True, blank=True, editable=False)
     latency_ms = models.FloatField(null=True, blank=True, editable=False)
     error = models.TextField(blank=True, editable=False)
     response_body = models.TextField(blank=True, editable=False, help_text="The first 2 KB of the last answer.")
-    history = models.JSONField(default=list, blank=True, editable=False,
-                               help_text="Every attempt: {attempt, at, status_code, latency_ms, error}.")
+    history = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="Every attempt: {attempt, at, status_code, latency_ms, error}.",
+    )
     next_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
     delivered_at = models.DateTimeField(null=True, blank=True, editable=False)
-    replay_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays",
-                                  editable=False)
+    replay_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays", editable=False
+    )
 
     class Meta(TenantModel.Meta):
         indexes = [
@@ -69,8 +80,11 @@ class WebhookDelivery(TenantModel):
         ]
         constraints = [
             # one delivery per (webhook, event); replays are extra deliveries on purpose
-            models.UniqueConstraint(fields=["webhook", "event_id"], name="uniq_webhook_event_delivery",
-                                    condition=models.Q(event_id__isnull=False, replay_of__isnull=True)),
+            models.UniqueConstraint(
+                fields=["webhook", "event_id"],
+                name="uniq_webhook_event_delivery",
+                condition=models.Q(event_id__isnull=False, replay_of__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:

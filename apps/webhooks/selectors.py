@@ -1,4 +1,5 @@
 """Reads of the webhooks app."""
+
 from __future__ import annotations
 
 import uuid

@@ -9,6 +9,7 @@ Signing: each request carries ``X-Kai-Timestamp: <unix seconds>`` and
 ``<timestamp>.<raw body>``. Receivers recompute it, compare in constant time, and refuse old
 timestamps (replay protection).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,21 +45,24 @@ WEBHOOK_FIELDS = ("name", "description", "url", "events", "is_active")
 
 # --- signing -----------------------------------------------------------------------------------
 
+
 def sign(*, secret: str, timestamp: str, body: bytes) -> str:
     """``sha256=<hex>`` of HMAC-SHA256(secret, ``<timestamp>.<body>``)."""
     digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
 
 
-def verify(*, secret: str, timestamp: str, body: bytes, signature: str, tolerance_seconds: int = 300,
-           now: float | None = None) -> bool:
+def verify(
+    *, secret: str, timestamp: str, body: bytes, signature: str, tolerance_seconds: int = 300, now: float | None = None
+) -> bool:
     """What a receiver does (the README shows the same in plain Python)."""
     try:
         age = abs((now if now is not None else time.time()) - int(timestamp))
     except (TypeError, ValueError):
         return False
-    return age <= tolerance_seconds and hmac.compare_digest(sign(secret=secret, timestamp=timestamp, body=body),
-                                                            signature or "")
+    return age <= tolerance_seconds and hmac.compare_digest(
+        sign(secret=secret, timestamp=timestamp, body=body), signature or ""
+    )
 
 
 def new_secret() -> str:
@@ -71,11 +75,13 @@ def webhook_secret(webhook: Webhook) -> str:
 
 # --- targets -----------------------------------------------------------------------------------
 
+
 def target_allowlist(*, organization) -> AllowList:
     """``KAI_WEBHOOK_ALLOWED_HOSTS`` + the network allow-list the http tool uses (settings and the org's)."""
     org_settings = getattr(organization, "settings", None) or {}
-    return AllowList.from_entries(settings.KAI_WEBHOOK_ALLOWED_HOSTS, settings.KAI_NETWORK_ALLOWLIST,
-                                  org_settings.get("network_allowlist") or [])
+    return AllowList.from_entries(
+        settings.KAI_WEBHOOK_ALLOWED_HOSTS, settings.KAI_NETWORK_ALLOWLIST, org_settings.get("network_allowlist") or []
+    )
 
 
 def check_target(*, organization, url: str) -> None:
@@ -90,14 +96,16 @@ def _check_events(events) -> list[str]:
     events = list(dict.fromkeys(events or []))
     unknown = [e for e in events if e not in WEBHOOK_EVENTS]
     if unknown:
-        raise exceptions.ValidationError({"events": [f"Unknown event type {unknown[0]!r}; one of: "
-                                                     f"{', '.join(WEBHOOK_EVENTS)}."]})
+        raise exceptions.ValidationError(
+            {"events": [f"Unknown event type {unknown[0]!r}; one of: {', '.join(WEBHOOK_EVENTS)}."]}
+        )
     if not events:
         raise exceptions.ValidationError({"events": ["Subscribe to at least one event type."]})
     return events
 
 
 # --- subscriptions -----------------------------------------------------------------------------
+
 
 def _audit_fields(webhook: Webhook) -> dict:
     return snapshot(webhook, ["id", "name", "description", "url", "events", "is_active", "secret_key_id"])
@@ -111,11 +119,21 @@ def webhook_create(*, organization, actor, data: dict) -> tuple[Webhook, str]:
     secret = data.get("secret") or new_secret()
     token, key_id = crypto.encrypt(secret)
     with transaction.atomic():
-        webhook = Webhook.objects.create(organization=organization, created_by=actor if getattr(
-            actor, "is_authenticated", False) else None, secret_encrypted=token, secret_key_id=key_id,
-            secret_hint=crypto.mask(secret), **values)
-        audit_record(organization=organization, actor=actor, action="webhook.create", instance=webhook,
-                     after=_audit_fields(webhook))
+        webhook = Webhook.objects.create(
+            organization=organization,
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            secret_encrypted=token,
+            secret_key_id=key_id,
+            secret_hint=crypto.mask(secret),
+            **values,
+        )
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="webhook.create",
+            instance=webhook,
+            after=_audit_fields(webhook),
+        )
     return webhook, secret
 
 
@@ -136,25 +154,43 @@ def webhook_update(*, webhook: Webhook, actor, data: dict) -> tuple[Webhook, str
             webhook.secret_encrypted, webhook.secret_key_id = crypto.encrypt(secret)
             webhook.secret_hint = crypto.mask(secret)
         webhook.save()
-        audit_record(organization=webhook.organization, actor=actor, action="webhook.update", instance=webhook,
-                     before=before, after=_audit_fields(webhook))
+        audit_record(
+            organization=webhook.organization,
+            actor=actor,
+            action="webhook.update",
+            instance=webhook,
+            before=before,
+            after=_audit_fields(webhook),
+        )
     return webhook, secret
 
 
 def webhook_delete(*, webhook: Webhook, actor) -> None:
     with transaction.atomic():
-        audit_record(organization=webhook.organization, actor=actor, action="webhook.delete", instance=webhook,
-                     before=_audit_fields(webhook))
+        audit_record(
+            organization=webhook.organization,
+            actor=actor,
+            action="webhook.delete",
+            instance=webhook,
+            before=_audit_fields(webhook),
+        )
         webhook.delete()
 
 
 # --- deliveries --------------------------------------------------------------------------------
 
+
 def event_payload(event) -> dict:
     body = serialize_event(event)
-    return {"event_id": body["seq"], "type": body["type"], "created_at": body["timestamp"],
-            "organization_id": body["organization_id"], "agent_id": body["agent_id"],
-            "execution_id": body["execution_id"], "data": body["data"]}
+    return {
+        "event_id": body["seq"],
+        "type": body["type"],
+        "created_at": body["timestamp"],
+        "organization_id": body["organization_id"],
+        "agent_id": body["agent_id"],
+        "execution_id": body["execution_id"],
+        "data": body["data"],
+    }
 
 
 def _enqueue(delivery_id, countdown: float | None = None) -> None:
@@ -173,16 +209,28 @@ def on_event_published(event) -> None:
     if event.type not in WEBHOOK_EVENTS:
         return
     try:
-        hooks = list(Webhook.objects.for_org(event.organization_id)
-                     .filter(is_active=True, events__contains=[event.type]).values_list("pk", flat=True))
+        hooks = list(
+            Webhook.objects.for_org(event.organization_id)
+            .filter(is_active=True, events__contains=[event.type])
+            .values_list("pk", flat=True)
+        )
         if not hooks:
             return
         with transaction.atomic():
             payload = event_payload(event)
             deliveries = WebhookDelivery.objects.bulk_create(
-                [WebhookDelivery(organization_id=event.organization_id, webhook_id=pk, event_id=event.pk,
-                                 event_type=event.type, payload=payload) for pk in hooks],
-                ignore_conflicts=True)
+                [
+                    WebhookDelivery(
+                        organization_id=event.organization_id,
+                        webhook_id=pk,
+                        event_id=event.pk,
+                        event_type=event.type,
+                        payload=payload,
+                    )
+                    for pk in hooks
+                ],
+                ignore_conflicts=True,
+            )
             for delivery in deliveries:
                 transaction.on_commit(partial(_enqueue, delivery.pk), robust=True)
     except Exception:
@@ -192,16 +240,30 @@ def on_event_published(event) -> None:
 def webhook_send_test(*, webhook: Webhook, actor) -> WebhookDelivery:
     """A ``webhook.test`` delivery with a sample payload, sent now (even to an inactive webhook)."""
     now = timezone.now()
-    payload = {"event_id": None, "type": TEST_EVENT, "created_at": now.isoformat().replace("+00:00", "Z"),
-               "organization_id": str(webhook.organization_id), "agent_id": None, "execution_id": None,
-               "data": {"webhook_id": str(webhook.pk), "message": "This is a test delivery from kAI."}}
+    payload = {
+        "event_id": None,
+        "type": TEST_EVENT,
+        "created_at": now.isoformat().replace("+00:00", "Z"),
+        "organization_id": str(webhook.organization_id),
+        "agent_id": None,
+        "execution_id": None,
+        "data": {"webhook_id": str(webhook.pk), "message": "This is a test delivery from kAI."},
+    }
     with transaction.atomic():
-        delivery = WebhookDelivery.objects.create(organization_id=webhook.organization_id, webhook=webhook,
-                                                  event_type=TEST_EVENT, payload=payload,
-                                                  created_by=actor if getattr(actor, "is_authenticated", False)
-                                                  else None)
-        audit_record(organization=webhook.organization, actor=actor, action="webhook.test", instance=delivery,
-                     after={"webhook": str(webhook.pk)})
+        delivery = WebhookDelivery.objects.create(
+            organization_id=webhook.organization_id,
+            webhook=webhook,
+            event_type=TEST_EVENT,
+            payload=payload,
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        )
+        audit_record(
+            organization=webhook.organization,
+            actor=actor,
+            action="webhook.test",
+            instance=delivery,
+            after={"webhook": str(webhook.pk)},
+        )
         transaction.on_commit(partial(_enqueue, delivery.pk))
     return delivery
 
@@ -210,11 +272,21 @@ def delivery_replay(*, delivery: WebhookDelivery, actor) -> WebhookDelivery:
     """Send the same payload again as a new delivery (same ``event_id`` in the body, new delivery id)."""
     with transaction.atomic():
         replay = WebhookDelivery.objects.create(
-            organization_id=delivery.organization_id, webhook_id=delivery.webhook_id, event_id=delivery.event_id,
-            event_type=delivery.event_type, payload=delivery.payload, replay_of=delivery,
-            created_by=actor if getattr(actor, "is_authenticated", False) else None)
-        audit_record(organization=delivery.organization, actor=actor, action="webhook.replay", instance=replay,
-                     after={"replay_of": str(delivery.pk), "webhook": str(delivery.webhook_id)})
+            organization_id=delivery.organization_id,
+            webhook_id=delivery.webhook_id,
+            event_id=delivery.event_id,
+            event_type=delivery.event_type,
+            payload=delivery.payload,
+            replay_of=delivery,
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        )
+        audit_record(
+            organization=delivery.organization,
+            actor=actor,
+            action="webhook.replay",
+            instance=replay,
+            after={"replay_of": str(delivery.pk), "webhook": str(delivery.webhook_id)},
+        )
         transaction.on_commit(partial(_enqueue, replay.pk))
     return replay
 
@@ -232,12 +304,17 @@ STUCK_AFTER = timedelta(minutes=5)
 def _claim(delivery_id) -> WebhookDelivery | None:
     now = timezone.now()
     with transaction.atomic():
-        delivery = (WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-                    .select_related("webhook", "organization").filter(pk=delivery_id).first())
+        delivery = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("webhook", "organization")
+            .filter(pk=delivery_id)
+            .first()
+        )
         if delivery is None:
             return None
         claimable = delivery.status in (DeliveryStatus.PENDING, DeliveryStatus.RETRYING) or (
-            delivery.status == DeliveryStatus.DELIVERING and delivery.updated_at < now - STUCK_AFTER)
+            delivery.status == DeliveryStatus.DELIVERING and delivery.updated_at < now - STUCK_AFTER
+        )
         if not claimable:
             return None
         delivery.status = DeliveryStatus.DELIVERING
@@ -249,19 +326,36 @@ def _claim(delivery_id) -> WebhookDelivery | None:
 def _signed_headers(delivery, body: bytes) -> dict:
     """The attempt's headers: the event, the delivery id, and the body's signature with a timestamp."""
     timestamp = str(int(time.time()))
-    return {"Content-Type": "application/json", "User-Agent": "kAI-Webhooks/1.0",
-            EVENT_HEADER: delivery.event_type, DELIVERY_HEADER: str(delivery.pk), TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(secret=webhook_secret(delivery.webhook), timestamp=timestamp, body=body)}
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "kAI-Webhooks/1.0",
+        EVENT_HEADER: delivery.event_type,
+        DELIVERY_HEADER: str(delivery.pk),
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(secret=webhook_secret(delivery.webhook), timestamp=timestamp, body=body),
+    }
 
 
 def _attempt_outcome(delivery, *, status_code, latency_ms, error: str, answer: str, retry: bool) -> None:
     """The attempt in the delivery's history and its next state: succeeded, retrying after the
     backoff (until ``KAI_WEBHOOK_RETRY_HOURS`` after the first attempt) or failed."""
     now = timezone.now()
-    delivery.history = [*delivery.history, {"attempt": delivery.attempts, "at": now.isoformat(),
-                                            "status_code": status_code, "latency_ms": latency_ms, "error": error}]
+    delivery.history = [
+        *delivery.history,
+        {
+            "attempt": delivery.attempts,
+            "at": now.isoformat(),
+            "status_code": status_code,
+            "latency_ms": latency_ms,
+            "error": error,
+        },
+    ]
     delivery.response_status, delivery.latency_ms, delivery.error, delivery.response_body = (
-        status_code, latency_ms, error, answer)
+        status_code,
+        latency_ms,
+        error,
+        answer,
+    )
     if not error:
         delivery.status, delivery.delivered_at, delivery.next_attempt_at = DeliveryStatus.SUCCEEDED, now, None
     else:
@@ -292,8 +386,9 @@ def delivery_attempt(*, delivery_id) -> str:
         check_url(webhook.url, allowlist)
         headers = _signed_headers(delivery, body)
         started = time.monotonic()
-        with guarded_http_client(allowlist, timeout=float(settings.KAI_WEBHOOK_TIMEOUT_SECONDS),
-                                 follow_redirects=False) as client:
+        with guarded_http_client(
+            allowlist, timeout=float(settings.KAI_WEBHOOK_TIMEOUT_SECONDS), follow_redirects=False
+        ) as client:
             response = client.post(webhook.url, content=body, headers=headers)
         latency_ms = round((time.monotonic() - started) * 1000, 2)
         status_code, answer = response.status_code, response.text[:2048]
@@ -305,11 +400,21 @@ def delivery_attempt(*, delivery_id) -> str:
         error, retry = str(exc), False
     except httpx2.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    _attempt_outcome(delivery, status_code=status_code, latency_ms=latency_ms, error=error, answer=answer,
-                     retry=retry)
+    _attempt_outcome(delivery, status_code=status_code, latency_ms=latency_ms, error=error, answer=answer, retry=retry)
     with transaction.atomic():
-        delivery.save(update_fields=["status", "history", "response_status", "latency_ms", "error", "response_body",
-                                     "delivered_at", "next_attempt_at", "updated_at"])
+        delivery.save(
+            update_fields=[
+                "status",
+                "history",
+                "response_status",
+                "latency_ms",
+                "error",
+                "response_body",
+                "delivered_at",
+                "next_attempt_at",
+                "updated_at",
+            ]
+        )
         if delivery.status == DeliveryStatus.RETRYING:
             transaction.on_commit(partial(_enqueue, delivery.pk, backoff_seconds(delivery.attempts)))
     return delivery.status
@@ -318,15 +423,19 @@ def delivery_attempt(*, delivery_id) -> str:
 def deliveries_requeue_due(*, limit: int = 500) -> int:
     """Beat: retries whose queued message was lost (a broker restart, a killed worker) are sent again."""
     now = timezone.now()
-    due = list(WebhookDelivery.objects.filter(status=DeliveryStatus.RETRYING,
-                                              next_attempt_at__lte=now - timedelta(seconds=60))
-               .values_list("pk", flat=True)[:limit])
-    due += list(WebhookDelivery.objects.filter(status__in=[DeliveryStatus.PENDING, DeliveryStatus.DELIVERING],
-                                               updated_at__lte=now - STUCK_AFTER).values_list("pk", flat=True)[:limit])
+    due = list(
+        WebhookDelivery.objects.filter(
+            status=DeliveryStatus.RETRYING, next_attempt_at__lte=now - timedelta(seconds=60)
+        ).values_list("pk", flat=True)[:limit]
+    )
+    due += list(
+        WebhookDelivery.objects.filter(
+            status__in=[DeliveryStatus.PENDING, DeliveryStatus.DELIVERING], updated_at__lte=now - STUCK_AFTER
+        ).values_list("pk", flat=True)[:limit]
+    )
     for pk in due:
         _enqueue(pk)
     return len(due)
-
 
 
 def webhooks_rotate_secrets(*, batch_size: int = 500) -> int:
@@ -335,8 +444,11 @@ def webhooks_rotate_secrets(*, batch_size: int = 500) -> int:
     primary = crypto.primary_key_id()
     while True:
         with transaction.atomic():
-            batch = list(Webhook.objects.select_for_update(skip_locked=True).exclude(secret_key_id=primary)
-                         .order_by("pk")[:batch_size])
+            batch = list(
+                Webhook.objects.select_for_update(skip_locked=True)
+                .exclude(secret_key_id=primary)
+                .order_by("pk")[:batch_size]
+            )
             for webhook in batch:
                 webhook.secret_encrypted, webhook.secret_key_id = crypto.rotate(webhook.secret_encrypted)
                 webhook.save(update_fields=["secret_encrypted", "secret_key_id", "updated_at"])
@@ -345,19 +457,26 @@ def webhooks_rotate_secrets(*, batch_size: int = 500) -> int:
             return rotated
 
 
-def webhook_deliver(*, organization, reference: str, event_type: str, data: dict, execution_id=None,
-                    agent_id=None) -> WebhookDelivery | None:
+def webhook_deliver(
+    *, organization, reference: str, event_type: str, data: dict, execution_id=None, agent_id=None
+) -> WebhookDelivery | None:
     """Send ``data`` to one subscription named by id or name (a crew task's ``callback``), sent on
     commit like every delivery. None when the organization has no active webhook by that reference."""
     webhook = webhook_by_reference(organization=organization, reference=reference)
     if webhook is None:
         return None
-    payload = {"event_id": None, "type": event_type,
-               "created_at": timezone.now().isoformat().replace("+00:00", "Z"),
-               "organization_id": str(webhook.organization_id), "agent_id": str(agent_id) if agent_id else None,
-               "execution_id": str(execution_id) if execution_id else None, "data": data}
+    payload = {
+        "event_id": None,
+        "type": event_type,
+        "created_at": timezone.now().isoformat().replace("+00:00", "Z"),
+        "organization_id": str(webhook.organization_id),
+        "agent_id": str(agent_id) if agent_id else None,
+        "execution_id": str(execution_id) if execution_id else None,
+        "data": data,
+    }
     with transaction.atomic():
-        delivery = WebhookDelivery.objects.create(organization_id=webhook.organization_id, webhook=webhook,
-                                                  event_type=event_type, payload=payload)
+        delivery = WebhookDelivery.objects.create(
+            organization_id=webhook.organization_id, webhook=webhook, event_type=event_type, payload=payload
+        )
         transaction.on_commit(partial(_enqueue, delivery.pk))
     return delivery

@@ -1,4 +1,5 @@
 """API routes of apps.webhooks (registered on the shared router)."""
+
 from apps.webhooks import views
 from kai_platform.api.routers import router
 

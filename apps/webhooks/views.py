@@ -1,4 +1,5 @@
 """Thin views over apps.webhooks.services / selectors."""
+
 from __future__ import annotations
 
 import django_filters
@@ -39,16 +40,18 @@ class WebhookViewSet(TenantScopedViewSet):
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        webhook, secret = services.webhook_create(organization=self.organization, actor=request.user,
-                                                  data=dict(serializer.validated_data))
+        webhook, secret = services.webhook_create(
+            organization=self.organization, actor=request.user, data=dict(serializer.validated_data)
+        )
         return Response(self._body(webhook, secret), status=status.HTTP_201_CREATED)
 
     def update(self, request, *args, **kwargs):
         webhook = self.get_object()
         serializer = self.get_serializer(webhook, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        webhook, secret = services.webhook_update(webhook=webhook, actor=request.user,
-                                                  data=dict(serializer.validated_data))
+        webhook, secret = services.webhook_update(
+            webhook=webhook, actor=request.user, data=dict(serializer.validated_data)
+        )
         return Response(self._body(webhook, secret))
 
     def perform_destroy(self, instance):

@@ -1,4 +1,5 @@
 """Operator console for workflows: definitions with their versions, runs with their step runs, cancel."""
+
 from django.contrib import admin, messages
 
 from apps.runs.models import TERMINAL_STATUSES
@@ -20,13 +21,31 @@ class WorkflowVersionInline(admin.TabularInline):
 
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
-    list_display = ("name", "organization", "version", "trigger_type", "is_active", "execution_count",
-                    "success_rate", "last_executed")
+    list_display = (
+        "name",
+        "organization",
+        "version",
+        "trigger_type",
+        "is_active",
+        "execution_count",
+        "success_rate",
+        "last_executed",
+    )
     list_filter = ("trigger_type", "is_active", "organization")
     search_fields = ("name", "description", "=id")
     list_select_related = ("organization",)
-    readonly_fields = ("version", "trigger_type", "trigger_agent", "webhook_token", "last_executed",
-                       "execution_count", "success_count", "failure_count", "created_at", "updated_at")
+    readonly_fields = (
+        "version",
+        "trigger_type",
+        "trigger_agent",
+        "webhook_token",
+        "last_executed",
+        "execution_count",
+        "success_count",
+        "failure_count",
+        "created_at",
+        "updated_at",
+    )
     exclude = ("webhook_secret",)
     inlines = [WorkflowVersionInline]
 
@@ -35,8 +54,19 @@ class StepRunInline(admin.TabularInline):
     model = StepRun
     extra = 0
     can_delete = False
-    fields = ("step_id", "attempt", "fallback", "state", "execution", "agent", "error", "timed_out", "scheduled_for",
-              "started_at", "completed_at")
+    fields = (
+        "step_id",
+        "attempt",
+        "fallback",
+        "state",
+        "execution",
+        "agent",
+        "error",
+        "timed_out",
+        "scheduled_for",
+        "started_at",
+        "completed_at",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -60,7 +90,8 @@ class WorkflowRunAdmin(ReadOnlyAdmin):
     def cancel(self, request, queryset):
         done = 0
         for run in queryset.select_related("execution", "organization").exclude(
-                execution__status__in=TERMINAL_STATUSES):
+            execution__status__in=TERMINAL_STATUSES
+        ):
             services.workflow_run_cancel(run=run, actor=request.user, reason="cancelled by an operator")
             done += 1
         self.message_user(request, f"Cancel requested for {done} run(s).", messages.SUCCESS)

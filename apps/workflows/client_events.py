@@ -1,5 +1,6 @@
 """Hub client events of the workflows app (``apps.events.client_events``): thin adapters over its REST
 services, registered by its ``AppConfig.ready``."""
+
 from __future__ import annotations
 
 from rest_framework import exceptions
@@ -35,8 +36,14 @@ def _workflow_execute(*, user, auth, data, request):
     serializer.is_valid(raise_exception=True)
     valid = serializer.validated_data
     inputs = valid["inputs"] if valid.get("inputs") is not None else valid["input_data"]
-    run = services.workflow_start(workflow=workflow, actor=user, inputs=inputs, trigger_type="manual",
-                                  trigger_source=f"ws:{user.pk}", priority=valid["priority"])
+    run = services.workflow_start(
+        workflow=workflow,
+        actor=user,
+        inputs=inputs,
+        trigger_type="manual",
+        trigger_source=f"ws:{user.pk}",
+        priority=valid["priority"],
+    )
     return {"success": True, **_started_body(run)}
 
 
@@ -55,5 +62,11 @@ def _workflow_stop(*, user, auth, data, request):
         raise_not_found(WorkflowRun)
     run = services.workflow_run_cancel(run=run, actor=user)
     run.execution.refresh_from_db(fields=["status", "cancel_requested"])
-    return {"success": True, "run_id": run.pk, "execution_id": run.execution_id, "workflow_id": run.workflow_id,
-            "status": run.execution.status, "cancel_requested": True}
+    return {
+        "success": True,
+        "run_id": run.pk,
+        "execution_id": run.execution_id,
+        "workflow_id": run.workflow_id,
+        "status": run.execution.status,
+        "cancel_requested": True,
+    }

@@ -20,6 +20,7 @@ missing member is ``null``, comparing values of different types is ``false``, ``
 the length of a string, list or object, and truthiness follows JavaScript (``0``, ``""``,
 ``null``, ``false`` are false; lists and objects are true).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,13 +42,16 @@ class ConditionError(ValueError):
 
 # --- tokens ------------------------------------------------------------------------------------
 
-_TOKEN_RE = re.compile(r"""
+_TOKEN_RE = re.compile(
+    r"""
     (?P<ws>\s+)
   | (?P<number>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?)
   | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
   | (?P<op>===|!==|==|!=|<=|>=|&&|\|\||[<>!().\[\]-])
   | (?P<name>[A-Za-z_$][A-Za-z0-9_$]*)
-""", re.X)
+""",
+    re.X,
+)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
 _LITERALS = {"true": True, "false": False, "null": None, "undefined": None}
 
@@ -95,6 +99,7 @@ def tokenize(text: str) -> list[Token]:
 
 
 # --- the tree ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Literal:
@@ -208,15 +213,17 @@ class _Parser:
             if token.value in _LITERALS:
                 return Literal(_LITERALS[token.value])
             if token.value not in ROOTS:
-                raise ConditionError(f"unknown name {token.value!r} (use inputs.…, steps.<id>.… or trigger.…)",
-                                     token.pos)
+                raise ConditionError(
+                    f"unknown name {token.value!r} (use inputs.…, steps.<id>.… or trigger.…)", token.pos
+                )
             members: list = []
             while True:
                 if self.accept("."):
                     name = self.current
                     if name.kind != "name":
-                        raise ConditionError(f"expected a member name after '.', found {self._describe(name)}",
-                                             name.pos)
+                        raise ConditionError(
+                            f"expected a member name after '.', found {self._describe(name)}", name.pos
+                        )
                     self.take()
                     members.append(name.value)
                 elif self.accept("["):
@@ -254,11 +261,13 @@ def referenced_steps(tree) -> set[str]:
         elif isinstance(node, Binary):
             walk(node.left)
             walk(node.right)
+
     walk(tree)
     return found
 
 
 # --- evaluation --------------------------------------------------------------------------------
+
 
 def truthy(value) -> bool:
     if value is None or value is False:
@@ -377,6 +386,7 @@ def render(value, context: dict):
             if isinstance(result, (dict, list)):
                 return json.dumps(result, default=str)
             return str(result)
+
         return _TEMPLATE_RE.sub(text, value)
     if isinstance(value, list):
         return [render(item, context) for item in value]

@@ -6,6 +6,7 @@ steps whose agent is missing or not of the organization, and conditions or ``{{ 
 that do not parse or read a step that is not among the step's dependencies, and approval steps
 (``type: approval``, no agent) without a question or with two assignees or two deadlines.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -49,11 +50,15 @@ AGENT_STEP_SCHEMA = {
         "depends_on": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
         "condition": {"type": "string", "maxLength": conditions.MAX_LENGTH},
         "timeout_ms": {"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT_MS},
-        "llm_params": {"type": "object", "description": "LLM parameters of the step's run (temperature, "
-                                                        "max_tokens, latency_ms, tokens_per_s…)."},
+        "llm_params": {
+            "type": "object",
+            "description": "LLM parameters of the step's run (temperature, max_tokens, latency_ms, tokens_per_s…).",
+        },
     },
-    "oneOf": [{"required": ["agent_number"], "not": {"required": ["agent_id"]}},
-              {"required": ["agent_id"], "not": {"required": ["agent_number"]}}],
+    "oneOf": [
+        {"required": ["agent_number"], "not": {"required": ["agent_id"]}},
+        {"required": ["agent_id"], "not": {"required": ["agent_number"]}},
+    ],
 }
 
 #: ``type: approval``: a person answers (apps.approvals); no agent, no LLM call
@@ -67,8 +72,10 @@ APPROVAL_STEP_SCHEMA = {
         "name": {"type": "string", "maxLength": 200},
         "question": {"type": "string", "minLength": 1, "maxLength": 4000},
         "message": {"type": "string", "minLength": 1, "maxLength": 4000},
-        "proposed": {"description": "What the person approves or edits (templates allowed); by default the "
-                                    "output of its dependency (an object of them when there are several)."},
+        "proposed": {
+            "description": "What the person approves or edits (templates allowed); by default the "
+            "output of its dependency (an object of them when there are several)."
+        },
         "assignee_role": {"enum": [r.value for r in Role if r != Role.AGENT]},
         "assignee_user": {"type": "string", "minLength": 1, "maxLength": 254},
         "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_APPROVAL_SECONDS},
@@ -92,7 +99,9 @@ DEFINITION_SCHEMA = {
     "additionalProperties": False,
     "properties": {
         "trigger": {
-            "type": "object", "additionalProperties": False, "required": ["type"],
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["type"],
             "properties": {
                 "type": {"enum": list(TRIGGER_TYPES)},
                 "conditions": {"type": "object"},
@@ -101,7 +110,8 @@ DEFINITION_SCHEMA = {
         },
         "steps": {"type": "array", "minItems": 1, "maxItems": MAX_STEPS, "items": STEP_SCHEMA},
         "error_handling": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "strategy": {"enum": list(STRATEGIES)},
                 "fallback_steps": {"type": "array", "maxItems": MAX_STEPS, "items": STEP_SCHEMA},
@@ -110,7 +120,8 @@ DEFINITION_SCHEMA = {
         },
         "timeout_ms": {"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT_MS},
         "retry_policy": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS},
                 "backoff_strategy": {"enum": list(BACKOFFS)},
@@ -147,8 +158,13 @@ def register_step_type(step_type: StepType) -> None:
     EXTRA_STEP_TYPES[step_type.name] = step_type
     rest = dict(STEP_SCHEMA)
     STEP_SCHEMA.clear()
-    STEP_SCHEMA.update({"if": {"type": "object", "required": ["type"], "properties": {"type": {"const": step_type.name}}},
-                        "then": step_type.schema, "else": rest})
+    STEP_SCHEMA.update(
+        {
+            "if": {"type": "object", "required": ["type"], "properties": {"type": {"const": step_type.name}}},
+            "then": step_type.schema,
+            "else": rest,
+        }
+    )
     _VALIDATOR = Draft202012Validator(DEFINITION_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
@@ -203,6 +219,7 @@ def normalize(definition: dict) -> dict:
             s.setdefault("parameters", {})
         s.setdefault("depends_on", [])
         return s
+
     d["steps"] = [step(s) for s in d["steps"]]
     handling["fallback_steps"] = [step(s) for s in handling["fallback_steps"]]
     return d
@@ -297,7 +314,7 @@ def find_cycle(steps: list[dict]) -> list[str] | None:
             if child not in graph:
                 continue
             if color[child] == GREY:
-                return path[path.index(child):] + [child]
+                return path[path.index(child) :] + [child]
             if color[child] == WHITE:
                 color[child] = GREY
                 stack.append((child, iter(graph[child])))
@@ -320,6 +337,7 @@ def ancestors(steps: list[dict]) -> dict[str, set[str]]:
                 found |= visit(dep, (*seen, node))
         memo[node] = found
         return found
+
     for node in graph:
         visit(node)
     return memo
@@ -331,19 +349,24 @@ def _check_graph(steps: list[dict], *, where: str, visible: set[str], problems: 
     seen: dict[str, int] = {}
     for index, step in enumerate(steps):
         if step["id"] in seen:
-            problems.append(Problem(f"{where}[{index}].id", f"duplicate step id {step['id']!r} (also step "
-                                                            f"{seen[step['id']]})", step["id"]))
+            problems.append(
+                Problem(
+                    f"{where}[{index}].id",
+                    f"duplicate step id {step['id']!r} (also step {seen[step['id']]})",
+                    step["id"],
+                )
+            )
         else:
             seen[step["id"]] = index
     ids = set(seen)
     for index, step in enumerate(steps):
         for dep in step.get("depends_on") or []:
             if dep == step["id"]:
-                problems.append(Problem(f"{where}[{index}].depends_on", f"step {dep!r} depends on itself",
-                                        step["id"]))
+                problems.append(Problem(f"{where}[{index}].depends_on", f"step {dep!r} depends on itself", step["id"]))
             elif dep not in ids:
-                problems.append(Problem(f"{where}[{index}].depends_on", f"unknown step {dep!r} in depends_on",
-                                        step["id"]))
+                problems.append(
+                    Problem(f"{where}[{index}].depends_on", f"unknown step {dep!r} in depends_on", step["id"])
+                )
     cycle = find_cycle([s for s in steps if s["id"] in ids])
     if cycle and len(cycle) > 2:  # a self-dependency was reported above
         problems.append(Problem(f"{where}", "the steps form a cycle: " + " → ".join(cycle), cycle[0]))
@@ -366,8 +389,11 @@ def _check_graph(steps: list[dict], *, where: str, visible: set[str], problems: 
                 problems.append(Problem(field_name, f"invalid expression {text!r}: {exc}", step["id"]))
                 continue
             for ref in sorted(conditions.referenced_steps(tree) - readable):
-                reason = ("is not a step of this workflow" if ref not in ids and ref not in visible
-                          else "is not among its dependencies (depends_on, directly or through other steps)")
+                reason = (
+                    "is not a step of this workflow"
+                    if ref not in ids and ref not in visible
+                    else "is not among its dependencies (depends_on, directly or through other steps)"
+                )
                 problems.append(Problem(field_name, f"reads steps.{ref}, which {reason}", step["id"]))
 
 
@@ -381,12 +407,19 @@ def _check_step_targets(step_list: list, *, where: str, agents: dict, organizati
             continue
         if agent_key(step) not in agents:
             if "agent_number" in step:
-                problems.append(Problem(f"{where}[{index}].agent_number",
-                                        f"no agent number {step['agent_number']} in this organization",
-                                        step["id"]))
+                problems.append(
+                    Problem(
+                        f"{where}[{index}].agent_number",
+                        f"no agent number {step['agent_number']} in this organization",
+                        step["id"],
+                    )
+                )
             else:
-                problems.append(Problem(f"{where}[{index}].agent_id",
-                                        f"no agent {step['agent_id']} in this organization", step["id"]))
+                problems.append(
+                    Problem(
+                        f"{where}[{index}].agent_id", f"no agent {step['agent_id']} in this organization", step["id"]
+                    )
+                )
 
 
 def validate_definition(definition, *, organization) -> Checked:
@@ -403,24 +436,40 @@ def validate_definition(definition, *, organization) -> Checked:
     main_ids = {s["id"] for s in steps}
     for index, step in enumerate(fallback):
         if step["id"] in main_ids:
-            problems.append(Problem(f"definition.error_handling.fallback_steps[{index}].id",
-                                    f"fallback step id {step['id']!r} is also a main step id", step["id"]))
+            problems.append(
+                Problem(
+                    f"definition.error_handling.fallback_steps[{index}].id",
+                    f"fallback step id {step['id']!r} is also a main step id",
+                    step["id"],
+                )
+            )
     _check_graph(fallback, where="definition.error_handling.fallback_steps", visible=main_ids, problems=problems)
     if d["error_handling"]["strategy"] == "fallback" and not fallback:
-        problems.append(Problem("definition.error_handling.fallback_steps",
-                                "the fallback strategy needs at least one fallback step"))
+        problems.append(
+            Problem(
+                "definition.error_handling.fallback_steps", "the fallback strategy needs at least one fallback step"
+            )
+        )
     trigger = d["trigger"]
     if trigger["type"] == "agent_completion" and "source_agent" not in trigger:
-        problems.append(Problem("definition.trigger.source_agent",
-                                "an agent_completion trigger names its source_agent (agent_number)"))
-    agents = _resolve_agents(organization, [s for s in (*steps, *fallback)
-                                            if not is_approval(s) and not extra_step_type(s)],
-                             extra_numbers=[trigger["source_agent"]] if "source_agent" in trigger else [])
+        problems.append(
+            Problem(
+                "definition.trigger.source_agent", "an agent_completion trigger names its source_agent (agent_number)"
+            )
+        )
+    agents = _resolve_agents(
+        organization,
+        [s for s in (*steps, *fallback) if not is_approval(s) and not extra_step_type(s)],
+        extra_numbers=[trigger["source_agent"]] if "source_agent" in trigger else [],
+    )
     for where, step_list in (("definition.steps", steps), ("definition.error_handling.fallback_steps", fallback)):
         _check_step_targets(step_list, where=where, agents=agents, organization=organization, problems=problems)
     if "source_agent" in trigger and f"number:{trigger['source_agent']}" not in agents:
-        problems.append(Problem("definition.trigger.source_agent",
-                                f"no agent number {trigger['source_agent']} in this organization"))
+        problems.append(
+            Problem(
+                "definition.trigger.source_agent", f"no agent number {trigger['source_agent']} in this organization"
+            )
+        )
     return Checked(definition=d, problems=problems, agents=agents)
 
 
@@ -432,8 +481,9 @@ def _check_approval(step: dict, *, where: str, organization, problems: list[Prob
     elif not approval_question(step):
         problems.append(Problem(f"{where}.question", "an approval step asks a `question` (or `message`)", sid))
     if "assignee_role" in step and "assignee_user" in step:
-        problems.append(Problem(f"{where}.assignee_user", "name either `assignee_role` or `assignee_user`, not both",
-                                sid))
+        problems.append(
+            Problem(f"{where}.assignee_user", "name either `assignee_role` or `assignee_user`, not both", sid)
+        )
     elif "assignee_user" in step:
         try:
             approval_assignee(organization=organization, value=step["assignee_user"])

@@ -7,6 +7,7 @@ retry policy and the error strategy, starts every step whose dependencies are me
 It runs whenever a step's execution reaches a terminal status (a run-engine hook), when a retry's
 backoff or a timeout falls due (countdown), and from the beat sweep; every call is idempotent.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,14 +52,18 @@ def advance_on_commit(execution_id, *, countdown: float | None = None) -> None:
 
 # --- the engine --------------------------------------------------------------------------------
 
+
 def step_status(step_run: StepRun | None) -> str:
     if step_run is None:
         return "PENDING"
-    if (step_run.state == StepState.ACTIVE and step_run.execution_id and step_run.execution is not None
-            and step_run.execution.status == S.WAITING_FOR_APPROVAL):
+    if (
+        step_run.state == StepState.ACTIVE
+        and step_run.execution_id
+        and step_run.execution is not None
+        and step_run.execution.status == S.WAITING_FOR_APPROVAL
+    ):
         return str(S.WAITING_FOR_APPROVAL)
-    return {StepState.SCHEDULED: "SCHEDULED", StepState.ACTIVE: "RUNNING"}.get(step_run.state,
-                                                                                step_run.state.upper())
+    return {StepState.SCHEDULED: "SCHEDULED", StepState.ACTIVE: "RUNNING"}.get(step_run.state, step_run.state.upper())
 
 
 def _json_or_none(value):
@@ -110,14 +115,26 @@ class _Dag:
         steps = {}
         for (fallback, step_id), sr in self.latest.items():
             steps[step_id] = {
-                "status": step_status(sr), "output": sr.output, "result": sr.output, "json": _json_or_none(sr.output),
-                "error": sr.error or None, "attempts": sr.attempt, "skipped": sr.state == StepState.SKIPPED,
-                "failed": sr.state in FAILED_STEP_STATES, "completed": sr.state == StepState.COMPLETED,
+                "status": step_status(sr),
+                "output": sr.output,
+                "result": sr.output,
+                "json": _json_or_none(sr.output),
+                "error": sr.error or None,
+                "attempts": sr.attempt,
+                "skipped": sr.state == StepState.SKIPPED,
+                "failed": sr.state in FAILED_STEP_STATES,
+                "completed": sr.state == StepState.COMPLETED,
                 "fallback": fallback,
             }
-        return {"inputs": self.run.inputs or {}, "steps": steps,
-                "trigger": {"type": self.run.trigger_type, "source": self.run.trigger_source,
-                            "data": self.run.trigger_data or {}}}
+        return {
+            "inputs": self.run.inputs or {},
+            "steps": steps,
+            "trigger": {
+                "type": self.run.trigger_type,
+                "source": self.run.trigger_source,
+                "data": self.run.trigger_data or {},
+            },
+        }
 
 
 def _settle(dag: _Dag, step_run: StepRun, now) -> None:
@@ -137,12 +154,24 @@ def _settle(dag: _Dag, step_run: StepRun, now) -> None:
     step_run.started_at = (execution.started_at or execution.created_at) if execution else step_run.started_at
     step_run.completed_at = (execution.completed_at if execution else None) or now
     step_run.save(update_fields=["state", "output", "error", "started_at", "completed_at", "updated_at"])
-    dag.events.append(("workflow.step_completed",
-                       {"workflow_id": str(dag.run.workflow_id), "execution_id": str(dag.run.execution_id),
-                        "run_id": str(dag.run.pk), "step_id": step_run.step_id, "attempt": step_run.attempt,
-                        "status": step_status(step_run), "result": step_run.output, "error": step_run.error or None,
-                        "fallback": step_run.fallback, "step_execution_id": str(step_run.execution_id or "") or None},
-                       "info" if step_run.state == StepState.COMPLETED else "warning"))
+    dag.events.append(
+        (
+            "workflow.step_completed",
+            {
+                "workflow_id": str(dag.run.workflow_id),
+                "execution_id": str(dag.run.execution_id),
+                "run_id": str(dag.run.pk),
+                "step_id": step_run.step_id,
+                "attempt": step_run.attempt,
+                "status": step_status(step_run),
+                "result": step_run.output,
+                "error": step_run.error or None,
+                "fallback": step_run.fallback,
+                "step_execution_id": str(step_run.execution_id or "") or None,
+            },
+            "info" if step_run.state == StepState.COMPLETED else "warning",
+        )
+    )
 
 
 def _find_step(dag: _Dag, step_run: StepRun) -> dict | None:
@@ -159,11 +188,26 @@ def _start_attempt(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step_
     extra = extra_step_type(step)
     if extra is not None:  # another app's step type: no agent; its fields rendered into the definition
         fields = {k: conditions.render(step[k], context) for k in extra.template_keys if k in step}
-        definition = {**{k: v for k, v in step.items() if k not in ("depends_on", "condition")}, **fields,
-                      "type": extra.name, "step_id": step["id"], "attempt": attempt,
-                      "workflow_id": str(run.workflow_id), "run_id": str(run.pk)}
-        return _start_execution(dag, step, fallback=fallback, attempt=attempt, step_run=step_run, now=now, agent=None,
-                                inputs=fields, definition=definition)
+        definition = {
+            **{k: v for k, v in step.items() if k not in ("depends_on", "condition")},
+            **fields,
+            "type": extra.name,
+            "step_id": step["id"],
+            "attempt": attempt,
+            "workflow_id": str(run.workflow_id),
+            "run_id": str(run.pk),
+        }
+        return _start_execution(
+            dag,
+            step,
+            fallback=fallback,
+            attempt=attempt,
+            step_run=step_run,
+            now=now,
+            agent=None,
+            inputs=fields,
+            definition=definition,
+        )
     parameters = conditions.render(step.get("parameters") or {}, context)
     if "agent_number" in step:
         agent = Agent.objects.for_org(run.organization_id).filter(agent_number=step["agent_number"]).first()
@@ -175,25 +219,58 @@ def _start_attempt(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step_
         if output is not None:
             text = output if isinstance(output, str) else json.dumps(output, default=str)
             deps[dep] = text[:OUTPUT_CONTEXT_CHARS]
-    return _start_execution(dag, step, fallback=fallback, attempt=attempt, step_run=step_run, now=now, agent=agent,
-                            inputs=parameters,
-                            definition={"action": step["action"], "parameters": parameters, "context": deps,
-                                        "step_id": step["id"], "attempt": attempt, "workflow_id": str(run.workflow_id),
-                                        "run_id": str(run.pk)})
+    return _start_execution(
+        dag,
+        step,
+        fallback=fallback,
+        attempt=attempt,
+        step_run=step_run,
+        now=now,
+        agent=agent,
+        inputs=parameters,
+        definition={
+            "action": step["action"],
+            "parameters": parameters,
+            "context": deps,
+            "step_id": step["id"],
+            "attempt": attempt,
+            "workflow_id": str(run.workflow_id),
+            "run_id": str(run.pk),
+        },
+    )
 
 
-def _start_execution(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step_run: StepRun | None, now, agent,
-                     inputs, definition: dict) -> None:
+def _start_execution(
+    dag: _Dag,
+    step: dict,
+    *,
+    fallback: bool,
+    attempt: int,
+    step_run: StepRun | None,
+    now,
+    agent,
+    inputs,
+    definition: dict,
+) -> None:
     """The attempt's execution (queued on commit), the step run ACTIVE, its timeout armed."""
     run = dag.run
     execution = execution_create(
-        organization=run.organization, actor=None, kind=ExecutionKind.WORKFLOW_STEP,
+        organization=run.organization,
+        actor=None,
+        kind=ExecutionKind.WORKFLOW_STEP,
         run_name=f"{run.workflow.name} · {step['id']}" + (f" (attempt {attempt})" if attempt > 1 else ""),
-        agent=agent, parent=run.execution, inputs=inputs, definition=definition,
-        params=step.get("llm_params") or {}, priority=run.execution.priority, max_attempts=1)
+        agent=agent,
+        parent=run.execution,
+        inputs=inputs,
+        definition=definition,
+        params=step.get("llm_params") or {},
+        priority=run.execution.priority,
+        max_attempts=1,
+    )
     if step_run is None:
-        step_run = StepRun(organization_id=run.organization_id, run=run, step_id=step["id"], fallback=fallback,
-                           attempt=attempt)
+        step_run = StepRun(
+            organization_id=run.organization_id, run=run, step_id=step["id"], fallback=fallback, attempt=attempt
+        )
     step_run.state = StepState.ACTIVE
     step_run.execution = execution
     step_run.agent = agent
@@ -202,9 +279,15 @@ def _start_execution(dag: _Dag, step: dict, *, fallback: bool, attempt: int, ste
     step_run.save()
     dag.latest[(fallback, step["id"])] = step_run
     if step.get("timeout_ms"):
-        transaction.on_commit(partial(step_timeout.apply_async, args=[str(step_run.pk)],
-                                      countdown=step["timeout_ms"] / 1000,
-                                      queue=settings.CELERY_TASK_DEFAULT_QUEUE), robust=True)
+        transaction.on_commit(
+            partial(
+                step_timeout.apply_async,
+                args=[str(step_run.pk)],
+                countdown=step["timeout_ms"] / 1000,
+                queue=settings.CELERY_TASK_DEFAULT_QUEUE,
+            ),
+            robust=True,
+        )
 
 
 def _default_proposed(step: dict, context: dict):
@@ -227,20 +310,35 @@ def _start_approval(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step
     proposed = conditions.render(step["proposed"], context) if "proposed" in step else _default_proposed(step, context)
     inputs = {"question": question, "proposed": proposed}
     execution = execution_create(
-        organization=run.organization, actor=None, kind=ExecutionKind.WORKFLOW_STEP,
-        run_name=f"{run.workflow.name} · {step['id']} (approval)", parent=run.execution, inputs=inputs,
-        definition={"type": "approval", "question": question, "step_id": step["id"], "attempt": attempt,
-                    "workflow_id": str(run.workflow_id), "run_id": str(run.pk)},
-        priority=run.execution.priority, max_attempts=1, enqueue=False)
+        organization=run.organization,
+        actor=None,
+        kind=ExecutionKind.WORKFLOW_STEP,
+        run_name=f"{run.workflow.name} · {step['id']} (approval)",
+        parent=run.execution,
+        inputs=inputs,
+        definition={
+            "type": "approval",
+            "question": question,
+            "step_id": step["id"],
+            "attempt": attempt,
+            "workflow_id": str(run.workflow_id),
+            "run_id": str(run.pk),
+        },
+        priority=run.execution.priority,
+        max_attempts=1,
+        enqueue=False,
+    )
     if step_run is None:
-        step_run = StepRun(organization_id=run.organization_id, run=run, step_id=step["id"], fallback=fallback,
-                           attempt=attempt)
+        step_run = StepRun(
+            organization_id=run.organization_id, run=run, step_id=step["id"], fallback=fallback, attempt=attempt
+        )
     step_run.state, step_run.execution, step_run.agent = StepState.ACTIVE, execution, None
     step_run.inputs, step_run.started_at = inputs, now
     step_run.save()
     dag.latest[(fallback, step["id"])] = step_run
-    execution_transition(execution_id=execution.pk, to=S.PREPARING, reason="approval step",
-                         worker="workflow engine", heartbeat_at=None)
+    execution_transition(
+        execution_id=execution.pk, to=S.PREPARING, reason="approval step", worker="workflow engine", heartbeat_at=None
+    )
     execution_transition(execution_id=execution.pk, to=S.RUNNING, reason="asking for approval", heartbeat_at=None)
     _ask(run, step, execution, question=question, proposed=proposed)
 
@@ -248,17 +346,30 @@ def _start_approval(dag: _Dag, step: dict, *, fallback: bool, attempt: int, step
 def _ask(run: WorkflowRun, step: dict, execution, *, question: str, proposed) -> None:
     """Park the approval step's execution and ask its assignee; the execution fails when the
     assignee can no longer be asked, and is cancelled when its cancel came first."""
-    request = {"question": question, "source": ApprovalSource.WORKFLOW_STEP, "proposed": proposed,
-               "workflow_run": run.pk, "step_id": step["id"], "default_action": step.get("default_action") or "reject",
-               "assignee_role": step.get("assignee_role") or "", "assignee_user": step.get("assignee_user"),
-               "timeout_seconds": step.get("timeout_seconds"), "deadline": approval_deadline(step)}
+    request = {
+        "question": question,
+        "source": ApprovalSource.WORKFLOW_STEP,
+        "proposed": proposed,
+        "workflow_run": run.pk,
+        "step_id": step["id"],
+        "default_action": step.get("default_action") or "reject",
+        "assignee_role": step.get("assignee_role") or "",
+        "assignee_user": step.get("assignee_user"),
+        "timeout_seconds": step.get("timeout_seconds"),
+        "deadline": approval_deadline(step),
+    }
     try:
         with transaction.atomic():
-            asked = approval_request_for_execution(execution=execution, request=request,
-                                                   checkpoint={"step_id": step["id"], "run_id": str(run.pk)})
+            asked = approval_request_for_execution(
+                execution=execution, request=request, checkpoint={"step_id": step["id"], "run_id": str(run.pk)}
+            )
     except ValueError as exc:  # its assignee left the organization since the workflow was saved
-        execution_transition(execution_id=execution.pk, to=S.FAILED, reason=f"could not ask for approval: {exc}",
-                             error=f"could not ask for approval: {exc}")
+        execution_transition(
+            execution_id=execution.pk,
+            to=S.FAILED,
+            reason=f"could not ask for approval: {exc}",
+            error=f"could not ask for approval: {exc}",
+        )
         return
     if not asked:
         execution_transition(execution_id=execution.pk, to=S.CANCELLED, reason="cancelled before it was asked")
@@ -271,21 +382,38 @@ def approval_answered(approval) -> None:
     advances the run on commit, where the usual strategy applies."""
     if not approval.execution_id:
         return
-    execution = (Execution.objects.filter(pk=approval.execution_id, status=S.WAITING_FOR_APPROVAL)
-                 .only("pk", "started_at", "inputs").first())
+    execution = (
+        Execution.objects.filter(pk=approval.execution_id, status=S.WAITING_FOR_APPROVAL)
+        .only("pk", "started_at", "inputs")
+        .first()
+    )
     if execution is None:  # it ended meanwhile (cancelled, the run failed)
         return
-    who = "the deadline's default" if approval.timed_out else (
-        approval.resolved_by.email if approval.resolved_by_id and approval.resolved_by else "a reviewer")
+    who = (
+        "the deadline's default"
+        if approval.timed_out
+        else (approval.resolved_by.email if approval.resolved_by_id and approval.resolved_by else "a reviewer")
+    )
     waiting = {S.WAITING_FOR_APPROVAL}
     if approval.status == ApprovalStatus.APPROVED:
-        output = approval.edited_value if approval.edited_value is not None else (execution.inputs or {}).get(
-            "proposed")
-        if execution_transition(execution_id=execution.pk, to=S.RUNNING, only_from=waiting, heartbeat_at=None,
-                                started_at=execution.started_at, reason=f"approved by {who}"):
-            execution_transition(execution_id=execution.pk, to=S.COMPLETED, result=output, error="",
-                                 reason=f"approved by {who}" + (" (edited)" if approval.edited_value is not None
-                                                                else ""))
+        output = (
+            approval.edited_value if approval.edited_value is not None else (execution.inputs or {}).get("proposed")
+        )
+        if execution_transition(
+            execution_id=execution.pk,
+            to=S.RUNNING,
+            only_from=waiting,
+            heartbeat_at=None,
+            started_at=execution.started_at,
+            reason=f"approved by {who}",
+        ):
+            execution_transition(
+                execution_id=execution.pk,
+                to=S.COMPLETED,
+                result=output,
+                error="",
+                reason=f"approved by {who}" + (" (edited)" if approval.edited_value is not None else ""),
+            )
         return
     reason = f"approval rejected by {who}"
     if approval.feedback:
@@ -298,31 +426,66 @@ def _sync_waiting(dag: _Dag) -> None:
     answer (no slot of the concurrency cap, nothing to sweep), and RUNNING otherwise."""
     run = dag.run
     live = [sr.execution_id for sr in dag.live() if sr.state == StepState.ACTIVE and sr.execution_id]
-    waiting = bool(live) and len(live) == len(dag.live()) and Execution.objects.filter(
-        pk__in=live, status=S.WAITING_FOR_APPROVAL).count() == len(live)
+    waiting = (
+        bool(live)
+        and len(live) == len(dag.live())
+        and Execution.objects.filter(pk__in=live, status=S.WAITING_FOR_APPROVAL).count() == len(live)
+    )
     status = run.execution.status
     if waiting and status == S.RUNNING:
         steps = sorted(sr.step_id for sr in dag.live())
-        if execution_transition(execution_id=run.execution_id, to=S.WAITING_FOR_APPROVAL, only_from={S.RUNNING},
-                                unless_cancel_requested=True, heartbeat_at=None,
-                                reason="waiting for approval: " + ", ".join(steps)):
+        if execution_transition(
+            execution_id=run.execution_id,
+            to=S.WAITING_FOR_APPROVAL,
+            only_from={S.RUNNING},
+            unless_cancel_requested=True,
+            heartbeat_at=None,
+            reason="waiting for approval: " + ", ".join(steps),
+        ):
             run.execution.status = S.WAITING_FOR_APPROVAL
     elif not waiting and status == S.WAITING_FOR_APPROVAL:
-        if execution_transition(execution_id=run.execution_id, to=S.RUNNING, only_from={S.WAITING_FOR_APPROVAL},
-                                heartbeat_at=None, started_at=run.execution.started_at,
-                                reason="approval answered; running"):
+        if execution_transition(
+            execution_id=run.execution_id,
+            to=S.RUNNING,
+            only_from={S.WAITING_FOR_APPROVAL},
+            heartbeat_at=None,
+            started_at=run.execution.started_at,
+            reason="approval answered; running",
+        ):
             run.execution.status = S.RUNNING
 
 
 def _skip(dag: _Dag, step: dict, *, fallback: bool, now, reason: str) -> None:
-    step_run = StepRun.objects.create(organization_id=dag.run.organization_id, run=dag.run, step_id=step["id"],
-                                      fallback=fallback, attempt=1, state=StepState.SKIPPED, error=reason,
-                                      started_at=now, completed_at=now)
+    step_run = StepRun.objects.create(
+        organization_id=dag.run.organization_id,
+        run=dag.run,
+        step_id=step["id"],
+        fallback=fallback,
+        attempt=1,
+        state=StepState.SKIPPED,
+        error=reason,
+        started_at=now,
+        completed_at=now,
+    )
     dag.latest[(fallback, step["id"])] = step_run
-    dag.events.append(("workflow.step_completed",
-                       {"workflow_id": str(dag.run.workflow_id), "execution_id": str(dag.run.execution_id),
-                        "run_id": str(dag.run.pk), "step_id": step["id"], "attempt": 1, "status": "SKIPPED",
-                        "result": None, "error": None, "reason": reason, "fallback": fallback}, "info"))
+    dag.events.append(
+        (
+            "workflow.step_completed",
+            {
+                "workflow_id": str(dag.run.workflow_id),
+                "execution_id": str(dag.run.execution_id),
+                "run_id": str(dag.run.pk),
+                "step_id": step["id"],
+                "attempt": 1,
+                "status": "SKIPPED",
+                "result": None,
+                "error": None,
+                "reason": reason,
+                "fallback": fallback,
+            },
+            "info",
+        )
+    )
 
 
 def stop_live_steps(run: WorkflowRun, *, include_fallback: bool, reason: str) -> int:
@@ -341,12 +504,17 @@ def stop_live_steps(run: WorkflowRun, *, include_fallback: bool, reason: str) ->
         return 0
     # One statement flags them all (a running runner sees the flag within its heartbeat and ends its
     # run CANCELLED, which advances the run again); then the ones no worker claimed yet end at once.
-    flagged = list(Execution.objects.filter(pk__in=running, cancel_requested=False)
-                   .exclude(status__in=TERMINAL_STATUSES).order_by("pk").values_list("pk", flat=True))
+    flagged = list(
+        Execution.objects.filter(pk__in=running, cancel_requested=False)
+        .exclude(status__in=TERMINAL_STATUSES)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     Execution.objects.filter(pk__in=flagged).update(cancel_requested=True, updated_at=timezone.now())
     for execution_id in flagged:
-        execution_transition(execution_id=execution_id, to=S.CANCELLED, reason=reason,
-                             only_from={S.PENDING, S.WAITING_FOR_APPROVAL})  # no worker holds these
+        execution_transition(
+            execution_id=execution_id, to=S.CANCELLED, reason=reason, only_from={S.PENDING, S.WAITING_FOR_APPROVAL}
+        )  # no worker holds these
     return len(running)
 
 
@@ -362,9 +530,12 @@ def workflow_advance(*, execution_id) -> str:
     """Move the run forward as far as it can go now. Idempotent; safe to call at any time."""
     now = timezone.now()
     with transaction.atomic():
-        run = (WorkflowRun.objects.select_for_update(of=("self",))
-               .select_related("execution", "workflow_version", "workflow", "organization")
-               .filter(execution_id=execution_id).first())
+        run = (
+            WorkflowRun.objects.select_for_update(of=("self",))
+            .select_related("execution", "workflow_version", "workflow", "organization")
+            .filter(execution_id=execution_id)
+            .first()
+        )
         if run is None:
             return "missing"
         if run.execution.is_terminal:
@@ -390,8 +561,14 @@ def workflow_advance(*, execution_id) -> str:
             _sync_waiting(dag)
         run.save(update_fields=[*changed_fields, "updated_at"])
         for event_type, data, severity in dag.events:
-            publish(run.organization_id, event_type, data, execution=run.execution_id, component="workflows",
-                    severity=severity)
+            publish(
+                run.organization_id,
+                event_type,
+                data,
+                execution=run.execution_id,
+                component="workflows",
+                severity=severity,
+            )
         return _end_or_wait(dag, now)  # 6.
 
 
@@ -421,16 +598,25 @@ def _retry_or_fail(dag: _Dag, now) -> set:
         if step_run.attempt < dag.max_attempts and not is_approval(_find_step(dag, step_run) or {}):
             delay = backoff_ms(dag.policy, step_run.attempt)
             due = (step_run.completed_at or now) + timedelta(milliseconds=delay)
-            retry = StepRun.objects.create(organization_id=run.organization_id, run=run, step_id=step_id,
-                                           fallback=fallback, attempt=step_run.attempt + 1,
-                                           state=StepState.SCHEDULED, scheduled_for=due)
+            retry = StepRun.objects.create(
+                organization_id=run.organization_id,
+                run=run,
+                step_id=step_id,
+                fallback=fallback,
+                attempt=step_run.attempt + 1,
+                state=StepState.SCHEDULED,
+                scheduled_for=due,
+            )
             dag.latest[(fallback, step_id)] = retry
             advance_on_commit(run.execution_id, countdown=max(0.0, (due - now).total_seconds()) + 0.01)
             continue
         if not fallback and dag.strategy == "continue":
             continue
-        reason = f"step {step_id!r} failed" + (f" after {step_run.attempt} attempts" if step_run.attempt > 1
-                                               else "") + f": {step_run.error}"
+        reason = (
+            f"step {step_id!r} failed"
+            + (f" after {step_run.attempt} attempts" if step_run.attempt > 1 else "")
+            + f": {step_run.error}"
+        )
         if not fallback and dag.strategy == "fallback":
             run.phase, run.failed_step, run.error = Phase.FALLBACK, step_id, reason
         else:
@@ -475,8 +661,11 @@ def _end_or_wait(dag: _Dag, now) -> str:
             return _finish(dag, S.COMPLETED, now)
         return "waiting"
     if run.phase == Phase.FALLBACK:
-        if all(dag.latest_of(s, True) is not None and dag.latest_of(s, True).state in (
-                StepState.COMPLETED, StepState.SKIPPED) for s in dag.fallback):
+        if all(
+            dag.latest_of(s, True) is not None
+            and dag.latest_of(s, True).state in (StepState.COMPLETED, StepState.SKIPPED)
+            for s in dag.fallback
+        ):
             return _finish(dag, S.COMPLETED, now)
         return "waiting"
     return _finish(dag, S.CANCELLED if run.phase == Phase.CANCELLING else S.FAILED, now)
@@ -488,12 +677,21 @@ def _finish(dag: _Dag, to: str, now) -> str:
     for (_fallback, step_id), step_run in dag.latest.items():
         results[step_id] = step_run.output
     failed = sorted(step_id for (fb, step_id), sr in dag.latest.items() if sr.state in FAILED_STEP_STATES)
-    summary = {"results": results, "steps": {step_id: step_status(sr) for (fb, step_id), sr in dag.latest.items()},
-               "failed_steps": failed, "fallback_used": run.phase == Phase.FALLBACK,
-               "failed_step": run.failed_step or None}
+    summary = {
+        "results": results,
+        "steps": {step_id: step_status(sr) for (fb, step_id), sr in dag.latest.items()},
+        "failed_steps": failed,
+        "fallback_used": run.phase == Phase.FALLBACK,
+        "failed_step": run.failed_step or None,
+    }
     error = "" if to == S.COMPLETED else (run.error or str(to).lower())
-    if not execution_transition(execution_id=run.execution_id, to=to, reason=error or "all steps finished",
-                                result=summary, error=error if to == S.FAILED else ""):
+    if not execution_transition(
+        execution_id=run.execution_id,
+        to=to,
+        reason=error or "all steps finished",
+        result=summary,
+        error=error if to == S.FAILED else "",
+    ):
         return "lost"
     run.results = results
     run.counted = to in (S.COMPLETED, S.FAILED)
@@ -511,23 +709,48 @@ def _announce_end(dag: _Dag, to: str, now, *, results: dict, failed: list, error
     run = dag.run
     started = run.execution.started_at or run.created_at
     duration = round((now - started).total_seconds() * 1000, 2)
-    publish(run.organization_id, "workflow.completed",
-            {"workflow_id": str(run.workflow_id), "execution_id": str(run.execution_id), "run_id": str(run.pk),
-             "success": to == S.COMPLETED, "status": str(to), "duration": duration, "results": results,
-             "error": error or None, "failed_steps": failed, "fallback_used": run.phase == Phase.FALLBACK},
-            execution=run.execution_id, component="workflows", severity="info" if to == S.COMPLETED else "warning")
+    publish(
+        run.organization_id,
+        "workflow.completed",
+        {
+            "workflow_id": str(run.workflow_id),
+            "execution_id": str(run.execution_id),
+            "run_id": str(run.pk),
+            "success": to == S.COMPLETED,
+            "status": str(to),
+            "duration": duration,
+            "results": results,
+            "error": error or None,
+            "failed_steps": failed,
+            "fallback_used": run.phase == Phase.FALLBACK,
+        },
+        execution=run.execution_id,
+        component="workflows",
+        severity="info" if to == S.COMPLETED else "warning",
+    )
     if to == S.FAILED and dag.definition["error_handling"].get("notification_on_error"):
-        publish(run.organization_id, "workflow.error",
-                {"workflow_id": str(run.workflow_id), "execution_id": str(run.execution_id), "run_id": str(run.pk),
-                 "error": error, "failed_step": run.failed_step or None}, execution=run.execution_id,
-                component="workflows", severity="error")
+        publish(
+            run.organization_id,
+            "workflow.error",
+            {
+                "workflow_id": str(run.workflow_id),
+                "execution_id": str(run.execution_id),
+                "run_id": str(run.pk),
+                "error": error,
+                "failed_step": run.failed_step or None,
+            },
+            execution=run.execution_id,
+            component="workflows",
+            severity="error",
+        )
 
 
 def workflow_step_timeout(*, step_run_id) -> str:
     """The step's ``timeout_ms`` passed: cancel its execution if it is still going."""
     with transaction.atomic():
-        step_run = StepRun.objects.select_for_update(of=("self",)).select_related("execution").filter(
-            pk=step_run_id).first()
+        step_run = (
+            StepRun.objects.select_for_update(of=("self",)).select_related("execution").filter(pk=step_run_id).first()
+        )
         if step_run is None or step_run.state != StepState.ACTIVE or step_run.execution is None:
             return "gone"
         if step_run.execution.is_terminal:
@@ -535,8 +758,7 @@ def workflow_step_timeout(*, step_run_id) -> str:
         step_run.timed_out = True
         step_run.save(update_fields=["timed_out", "updated_at"])
         try:
-            execution_cancel(execution=step_run.execution, actor=None,
-                             reason=f"step {step_run.step_id!r} timed out")
+            execution_cancel(execution=step_run.execution, actor=None, reason=f"step {step_run.step_id!r} timed out")
         except Conflict:
             return "ended"
     return "timed_out"
@@ -546,20 +768,26 @@ def workflow_sweep(*, stale_seconds: int = 60, limit: int = 500) -> int:
     """Beat's safety net: advance live runs that are due (deadline passed, cancel requested) or that
     no event advanced for a while (an advance message lost with a killed worker)."""
     now = timezone.now()
-    due = (WorkflowRun.objects.filter(execution__status__in=[S.PREPARING, S.RUNNING, S.WAITING_FOR_APPROVAL])
-           .filter(Q(deadline_at__lte=now) | Q(execution__cancel_requested=True)
-                   | Q(advanced_at__lt=now - timedelta(seconds=stale_seconds)) | Q(advanced_at__isnull=True,
-                                                                                   created_at__lt=now - timedelta(
-                                                                                       seconds=stale_seconds)))
-           .values_list("execution_id", flat=True)[:limit])
+    due = (
+        WorkflowRun.objects.filter(execution__status__in=[S.PREPARING, S.RUNNING, S.WAITING_FOR_APPROVAL])
+        .filter(
+            Q(deadline_at__lte=now)
+            | Q(execution__cancel_requested=True)
+            | Q(advanced_at__lt=now - timedelta(seconds=stale_seconds))
+            | Q(advanced_at__isnull=True, created_at__lt=now - timedelta(seconds=stale_seconds))
+        )
+        .values_list("execution_id", flat=True)[:limit]
+    )
     count = 0
     for execution_id in due:
         advance_later(execution_id)
         count += 1
     # runs whose retry delay fell due while their countdown message was lost
-    for execution_id in (StepRun.objects.filter(state=StepState.SCHEDULED,
-                                                scheduled_for__lt=now - timedelta(seconds=5))
-                         .values_list("run__execution_id", flat=True).distinct()[:limit]):
+    for execution_id in (
+        StepRun.objects.filter(state=StepState.SCHEDULED, scheduled_for__lt=now - timedelta(seconds=5))
+        .values_list("run__execution_id", flat=True)
+        .distinct()[:limit]
+    ):
         advance_later(execution_id)
         count += 1
     return count

@@ -1,4 +1,5 @@
 """The workflows app's hooks into the run engine (registered when the app is ready)."""
+
 from __future__ import annotations
 
 import logging
@@ -44,6 +45,10 @@ def agent_run_ended(*, execution_id, status, kind, organization_id, agent_id, pa
     if status != "COMPLETED" or not agent_id:
         return
 
-    if Workflow.objects.filter(organization_id=organization_id, trigger_type=TriggerType.AGENT_COMPLETION,
-                               trigger_agent_id=agent_id, is_active=True).exists():
+    if Workflow.objects.filter(
+        organization_id=organization_id,
+        trigger_type=TriggerType.AGENT_COMPLETION,
+        trigger_agent_id=agent_id,
+        is_active=True,
+    ).exists():
         agent_completed.apply_async(args=[str(execution_id)], queue=settings.CELERY_TASK_DEFAULT_QUEUE)

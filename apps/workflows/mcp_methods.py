@@ -1,5 +1,6 @@
 """The workflows app's methods on the agents' MCP socket (``apps.agents.mcp``), registered by
 ``WorkflowsConfig.ready``."""
+
 from __future__ import annotations
 
 import uuid
@@ -24,7 +25,18 @@ def workflow_execute(*, params, request, user, auth):
         workflow = None
     if workflow is None:
         raise MCPError(NOT_FOUND, f"No workflow {workflow_id!r} in this organization.")
-    run = workflow_start(workflow=workflow, actor=user, inputs=input_data, trigger_type="manual",
-                         trigger_source=f"mcp:{request.get('id') or ''}", priority=priority)
-    return {"run_id": str(run.pk), "execution_id": str(run.execution_id), "workflow_id": str(workflow.pk),
-            "version": run.version, "status": run.execution.status}
+    run = workflow_start(
+        workflow=workflow,
+        actor=user,
+        inputs=input_data,
+        trigger_type="manual",
+        trigger_source=f"mcp:{request.get('id') or ''}",
+        priority=priority,
+    )
+    return {
+        "run_id": str(run.pk),
+        "execution_id": str(run.execution_id),
+        "workflow_id": str(workflow.pk),
+        "version": run.version,
+        "status": run.execution.status,
+    }

@@ -6,6 +6,7 @@ its deadline. Each attempt of a step is a ``StepRun`` with an ``Execution`` of k
 ``workflow_step``, a child of the run's execution, so logs, traces, cost, cancel and crash
 recovery come from the run engine.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -34,11 +35,22 @@ class Workflow(TenantModel):
     definition = models.JSONField(help_text="The current version's definition (seed 002 WorkflowDefinition).")
     version = models.PositiveIntegerField(default=1, editable=False)
     is_active = models.BooleanField(default=True)
-    trigger_type = models.CharField(max_length=20, choices=TriggerType.choices, default=TriggerType.MANUAL,
-                                    editable=False, help_text="definition.trigger.type, for lookups.")
-    trigger_agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL,
-                                      related_name="triggered_workflows", editable=False,
-                                      help_text="agent_completion: the source agent.")
+    trigger_type = models.CharField(
+        max_length=20,
+        choices=TriggerType.choices,
+        default=TriggerType.MANUAL,
+        editable=False,
+        help_text="definition.trigger.type, for lookups.",
+    )
+    trigger_agent = models.ForeignKey(
+        "agents.Agent",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="triggered_workflows",
+        editable=False,
+        help_text="agent_completion: the source agent.",
+    )
     webhook_token = models.CharField(max_length=64, unique=True, default=new_webhook_token, editable=False)
     webhook_secret = models.TextField(blank=True, editable=False, help_text="Encrypted HMAC key of the webhook.")
     last_executed = models.DateTimeField(null=True, blank=True, editable=False)
@@ -50,8 +62,10 @@ class Workflow(TenantModel):
     not_found_code = codes.WORKFLOW_NOT_FOUND
 
     class Meta(TenantModel.Meta):
-        indexes = [models.Index(fields=["organization", "-created_at"], name="workflow_org_created"),
-                   models.Index(fields=["organization", "trigger_type", "is_active"], name="workflow_org_trigger")]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="workflow_org_created"),
+            models.Index(fields=["organization", "trigger_type", "is_active"], name="workflow_org_trigger"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
@@ -103,8 +117,10 @@ class WorkflowRun(TenantModel):
     counted = models.BooleanField(default=False, help_text="Its outcome is in the workflow's success counters.")
 
     class Meta(TenantModel.Meta):
-        indexes = [models.Index(fields=["workflow", "-created_at"], name="wfrun_workflow_created"),
-                   models.Index(fields=["organization", "-created_at"], name="wfrun_org_created")]
+        indexes = [
+            models.Index(fields=["workflow", "-created_at"], name="wfrun_workflow_created"),
+            models.Index(fields=["organization", "-created_at"], name="wfrun_org_created"),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.workflow_id} v{self.version}"
@@ -132,8 +148,9 @@ class StepRun(TenantModel):
     fallback = models.BooleanField(default=False, help_text="A step of error_handling.fallback_steps.")
     attempt = models.PositiveSmallIntegerField(default=1)
     state = models.CharField(max_length=10, choices=StepState.choices, default=StepState.ACTIVE)
-    execution = models.OneToOneField("runs.Execution", null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="step_run")
+    execution = models.OneToOneField(
+        "runs.Execution", null=True, blank=True, on_delete=models.SET_NULL, related_name="step_run"
+    )
     agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     inputs = models.JSONField(default=dict, blank=True, help_text="The parameters, templates filled in.")
     output = models.JSONField(null=True, blank=True)
@@ -148,8 +165,9 @@ class StepRun(TenantModel):
         constraints = [
             models.UniqueConstraint(fields=["run", "step_id", "attempt"], name="uniq_step_attempt"),
             # a step never has two live attempts: it never runs twice at once
-            models.UniqueConstraint(fields=["run", "step_id"], condition=models.Q(state__in=["scheduled", "active"]),
-                                    name="uniq_live_step"),
+            models.UniqueConstraint(
+                fields=["run", "step_id"], condition=models.Q(state__in=["scheduled", "active"]), name="uniq_live_step"
+            ),
         ]
 
     def __str__(self) -> str:

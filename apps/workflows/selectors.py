@@ -1,4 +1,5 @@
 """Reads of the workflows app (constant query counts for lists)."""
+
 from __future__ import annotations
 
 from django.db.models import Prefetch

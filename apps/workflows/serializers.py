@@ -1,4 +1,5 @@
 """Serializers of the workflows app. Server-owned fields are read-only; unknown body fields are refused."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema_field
@@ -17,18 +18,43 @@ def webhook_path(workflow: Workflow) -> str:
 
 class WorkflowSerializer(KaiModelSerializer):
     user_id = serializers.UUIDField(source="created_by_id", read_only=True, allow_null=True)
-    definition = JSONObjectField(max_bytes=MAX_DEFINITION_BYTES,
-                                 help_text="seed 002 WorkflowDefinition: trigger, steps, error_handling, timeout_ms, "
-                                           "retry_policy.")
+    definition = JSONObjectField(
+        max_bytes=MAX_DEFINITION_BYTES,
+        help_text="seed 002 WorkflowDefinition: trigger, steps, error_handling, timeout_ms, retry_policy.",
+    )
     success_rate = serializers.FloatField(read_only=True, help_text="Completed ÷ (completed + failed) runs, 0…1.")
     webhook_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Workflow
-        fields = ["id", "user_id", "name", "description", "definition", "version", "is_active", "trigger_type",
-                  "created_at", "updated_at", "last_executed", "execution_count", "success_rate", "webhook_url"]
-        read_only_fields = ["id", "user_id", "version", "trigger_type", "created_at", "updated_at", "last_executed",
-                            "execution_count", "success_rate", "webhook_url"]
+        fields = [
+            "id",
+            "user_id",
+            "name",
+            "description",
+            "definition",
+            "version",
+            "is_active",
+            "trigger_type",
+            "created_at",
+            "updated_at",
+            "last_executed",
+            "execution_count",
+            "success_rate",
+            "webhook_url",
+        ]
+        read_only_fields = [
+            "id",
+            "user_id",
+            "version",
+            "trigger_type",
+            "created_at",
+            "updated_at",
+            "last_executed",
+            "execution_count",
+            "success_rate",
+            "webhook_url",
+        ]
 
     @extend_schema_field(serializers.CharField())
     def get_webhook_url(self, obj) -> str:
@@ -68,8 +94,13 @@ class WorkflowExecuteSerializer(KaiSerializer):
     input_data = JSONObjectField(required=False, default=dict, help_text="seed 002 workflow.execute name of inputs.")
     priority = serializers.ChoiceField(choices=["low", "normal", "high"], required=False, default="normal")
     wait_for_completion = serializers.BooleanField(required=False, default=False)
-    timeout_ms = serializers.IntegerField(required=False, default=30000, min_value=1, max_value=300000,
-                                          help_text="How long to wait with wait_for_completion.")
+    timeout_ms = serializers.IntegerField(
+        required=False,
+        default=30000,
+        min_value=1,
+        max_value=300000,
+        help_text="How long to wait with wait_for_completion.",
+    )
 
 
 class StepRunSerializer(serializers.ModelSerializer):
@@ -82,9 +113,26 @@ class StepRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = StepRun
-        fields = ["id", "step_id", "attempt", "fallback", "state", "status", "execution_id", "agent_id", "inputs",
-                  "output", "error", "timed_out", "scheduled_for", "started_at", "completed_at", "duration_ms",
-                  "tokens", "cost"]
+        fields = [
+            "id",
+            "step_id",
+            "attempt",
+            "fallback",
+            "state",
+            "status",
+            "execution_id",
+            "agent_id",
+            "inputs",
+            "output",
+            "error",
+            "timed_out",
+            "scheduled_for",
+            "started_at",
+            "completed_at",
+            "duration_ms",
+            "tokens",
+            "cost",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(serializers.CharField())
@@ -112,9 +160,27 @@ class WorkflowRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = WorkflowRun
-        fields = ["id", "run_id", "workflow_id", "version", "execution_id", "status", "phase", "trigger_type",
-                  "trigger_source", "inputs", "results", "error", "failed_step", "cancel_requested", "deadline_at",
-                  "created_at", "started_at", "completed_at", "duration_ms"]
+        fields = [
+            "id",
+            "run_id",
+            "workflow_id",
+            "version",
+            "execution_id",
+            "status",
+            "phase",
+            "trigger_type",
+            "trigger_source",
+            "inputs",
+            "results",
+            "error",
+            "failed_step",
+            "cancel_requested",
+            "deadline_at",
+            "created_at",
+            "started_at",
+            "completed_at",
+            "duration_ms",
+        ]
         read_only_fields = fields
 
 

@@ -1,5 +1,6 @@
 """Writes of the workflows app: definitions and versions, starting and cancelling runs, and the
 webhook and agent-completion triggers. The DAG engine that advances runs is ``apps.workflows.engine``."""
+
 from __future__ import annotations
 
 import hashlib
@@ -45,6 +46,7 @@ def _actor_or_none(actor):
 
 # --- definitions -------------------------------------------------------------------------------
 
+
 def workflow_validate(*, organization, definition):
     """The checked definition (``.problems`` lists each problem with its step id)."""
     return validate_definition(definition, organization=organization)
@@ -56,8 +58,10 @@ def _checked_or_raise(*, organization, definition) -> dict:
         first = checked.problems[0]
         more = f" (and {len(checked.problems) - 1} more)" if len(checked.problems) > 1 else ""
         where = f"step {first.step_id!r}: " if first.step_id else ""
-        raise WorkflowValidationFailed(f"The workflow definition is invalid — {where}{first.message}{more}",
-                                       errors=[p.as_dict() for p in checked.problems])
+        raise WorkflowValidationFailed(
+            f"The workflow definition is invalid — {where}{first.message}{more}",
+            errors=[p.as_dict() for p in checked.problems],
+        )
     return checked.definition
 
 
@@ -80,17 +84,34 @@ def workflow_create(*, organization, actor, data: dict) -> tuple[Workflow, str]:
     values["definition"] = _checked_or_raise(organization=organization, definition=values.get("definition"))
     secret, encrypted = _new_secret()
     with transaction.atomic():
-        workflow = Workflow.objects.create(organization=organization, created_by=_actor_or_none(actor),
-                                           webhook_secret=encrypted,
-                                           **_trigger_columns(organization=organization,
-                                                              definition=values["definition"]),
-                                           **values)
-        WorkflowVersion.objects.create(organization=organization, created_by=_actor_or_none(actor),
-                                       workflow=workflow, version=1, definition=workflow.definition)
-        audit_record(organization=organization, actor=actor, action="workflow.create", instance=workflow,
-                     after=snapshot(workflow, ["id", "name", "description", "definition", "version", "is_active"]))
-        publish(organization, "workflow.created", {"workflow_id": str(workflow.pk), "name": workflow.name,
-                                                   "version": 1}, actor=actor, component="workflows")
+        workflow = Workflow.objects.create(
+            organization=organization,
+            created_by=_actor_or_none(actor),
+            webhook_secret=encrypted,
+            **_trigger_columns(organization=organization, definition=values["definition"]),
+            **values,
+        )
+        WorkflowVersion.objects.create(
+            organization=organization,
+            created_by=_actor_or_none(actor),
+            workflow=workflow,
+            version=1,
+            definition=workflow.definition,
+        )
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="workflow.create",
+            instance=workflow,
+            after=snapshot(workflow, ["id", "name", "description", "definition", "version", "is_active"]),
+        )
+        publish(
+            organization,
+            "workflow.created",
+            {"workflow_id": str(workflow.pk), "name": workflow.name, "version": 1},
+            actor=actor,
+            component="workflows",
+        )
     return workflow, secret
 
 
@@ -108,19 +129,34 @@ def workflow_update(*, workflow: Workflow, actor, data: dict) -> Workflow:
             setattr(workflow, key, value)
         if new_version:
             workflow.version += 1
-            for key, value in _trigger_columns(organization=workflow.organization,
-                                               definition=workflow.definition).items():
+            for key, value in _trigger_columns(
+                organization=workflow.organization, definition=workflow.definition
+            ).items():
                 setattr(workflow, key, value)
         workflow.save()
         if new_version:
-            WorkflowVersion.objects.create(organization=workflow.organization, created_by=_actor_or_none(actor),
-                                           workflow=workflow, version=workflow.version,
-                                           definition=workflow.definition)
-        audit_record(organization=workflow.organization, actor=actor, action="workflow.update", instance=workflow,
-                     before=before, after=snapshot(workflow, fields))
-        publish(workflow.organization_id, "workflow.updated",
-                {"workflow_id": str(workflow.pk), "version": workflow.version, "changed_fields": sorted(values)},
-                actor=actor, component="workflows")
+            WorkflowVersion.objects.create(
+                organization=workflow.organization,
+                created_by=_actor_or_none(actor),
+                workflow=workflow,
+                version=workflow.version,
+                definition=workflow.definition,
+            )
+        audit_record(
+            organization=workflow.organization,
+            actor=actor,
+            action="workflow.update",
+            instance=workflow,
+            before=before,
+            after=snapshot(workflow, fields),
+        )
+        publish(
+            workflow.organization_id,
+            "workflow.updated",
+            {"workflow_id": str(workflow.pk), "version": workflow.version, "changed_fields": sorted(values)},
+            actor=actor,
+            component="workflows",
+        )
     return workflow
 
 
@@ -128,17 +164,31 @@ def workflow_delete(*, workflow: Workflow, actor) -> None:
     """Delete the workflow; its live runs are cancelled first (their step runs stop spending)."""
     with transaction.atomic():
         workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
-        live_runs = list(WorkflowRun.objects.filter(workflow=workflow).select_related("execution").exclude(
-            execution__status__in=TERMINAL_STATUSES))
+        live_runs = list(
+            WorkflowRun.objects.filter(workflow=workflow)
+            .select_related("execution")
+            .exclude(execution__status__in=TERMINAL_STATUSES)
+        )
         for run in live_runs:  # every step flagged before any event is published (lock order)
             stop_live_steps(run, include_fallback=True, reason="the workflow was deleted")
         for run in live_runs:
-            execution_transition(execution_id=run.execution_id, to=S.CANCELLED, reason="the workflow was deleted",
-                                 error="")
-        audit_record(organization=workflow.organization, actor=actor, action="workflow.delete", instance=workflow,
-                     before=snapshot(workflow, ["id", "name", "description", "definition", "version", "is_active"]))
-        publish(workflow.organization_id, "workflow.deleted", {"workflow_id": str(workflow.pk)}, actor=actor,
-                component="workflows")
+            execution_transition(
+                execution_id=run.execution_id, to=S.CANCELLED, reason="the workflow was deleted", error=""
+            )
+        audit_record(
+            organization=workflow.organization,
+            actor=actor,
+            action="workflow.delete",
+            instance=workflow,
+            before=snapshot(workflow, ["id", "name", "description", "definition", "version", "is_active"]),
+        )
+        publish(
+            workflow.organization_id,
+            "workflow.deleted",
+            {"workflow_id": str(workflow.pk)},
+            actor=actor,
+            component="workflows",
+        )
         workflow.delete()
 
 
@@ -146,15 +196,27 @@ def workflow_rotate_webhook_secret(*, workflow: Workflow, actor) -> str:
     secret, encrypted = _new_secret()
     with transaction.atomic():
         Workflow.objects.filter(pk=workflow.pk).update(webhook_secret=encrypted, updated_at=timezone.now())
-        audit_record(organization=workflow.organization, actor=actor, action="workflow.rotate_webhook_secret",
-                     instance=workflow, after={"webhook_secret": "rotated"})
+        audit_record(
+            organization=workflow.organization,
+            actor=actor,
+            action="workflow.rotate_webhook_secret",
+            instance=workflow,
+            after={"webhook_secret": "rotated"},
+        )
     return secret
 
 
-
-def workflow_start(*, workflow: Workflow, actor, inputs: dict | None = None, trigger_type: str = TriggerType.MANUAL,
-                   trigger_source: str = "", trigger_data: dict | None = None, priority: int | str = 5,
-                   dedupe_key: str | None = None) -> WorkflowRun:
+def workflow_start(
+    *,
+    workflow: Workflow,
+    actor,
+    inputs: dict | None = None,
+    trigger_type: str = TriggerType.MANUAL,
+    trigger_source: str = "",
+    trigger_data: dict | None = None,
+    priority: int | str = 5,
+    dedupe_key: str | None = None,
+) -> WorkflowRun:
     """Start a run of the workflow's current version. With ``dedupe_key`` a second call with the
     same key (a redelivered webhook, a schedule tick) returns the first run."""
     if isinstance(priority, str):
@@ -163,20 +225,37 @@ def workflow_start(*, workflow: Workflow, actor, inputs: dict | None = None, tri
     with transaction.atomic():
         workflow = Workflow.objects.select_related("organization").get(pk=workflow.pk)
         if not workflow.is_active:
-            raise Conflict(f"Workflow {workflow.name!r} is not active.", code=codes.WORKFLOW_EXECUTION_FAILED,
-                           errors=[{"field": "is_active", "message": "is false"}])
+            raise Conflict(
+                f"Workflow {workflow.name!r} is not active.",
+                code=codes.WORKFLOW_EXECUTION_FAILED,
+                errors=[{"field": "is_active", "message": "is false"}],
+            )
         version = WorkflowVersion.objects.get(workflow=workflow, version=workflow.version)
         with audit_covered():  # the workflow.execute row below names this run
             execution = execution_create(
-                organization=organization, actor=actor, kind=ExecutionKind.WORKFLOW,
-                run_name=f"{workflow.name} v{version.version}", inputs=inputs or {},
+                organization=organization,
+                actor=actor,
+                kind=ExecutionKind.WORKFLOW,
+                run_name=f"{workflow.name} v{version.version}",
+                inputs=inputs or {},
                 definition={"workflow_id": str(workflow.pk), "version": version.version, "name": workflow.name},
-                priority=priority, dedupe_key=dedupe_key, enqueue=False)
+                priority=priority,
+                dedupe_key=dedupe_key,
+                enqueue=False,
+            )
         existing = WorkflowRun.objects.filter(execution=execution).first()
         if existing is not None:
             return existing
-        run = _run_begin(workflow=workflow, version=version, execution=execution, actor=actor, inputs=inputs,
-                         trigger_type=trigger_type, trigger_source=trigger_source, trigger_data=trigger_data)
+        run = _run_begin(
+            workflow=workflow,
+            version=version,
+            execution=execution,
+            actor=actor,
+            inputs=inputs,
+            trigger_type=trigger_type,
+            trigger_source=trigger_source,
+            trigger_data=trigger_data,
+        )
         _run_announce(run=run, actor=actor)
         advance_on_commit(execution.pk)
         if run.deadline_at is not None:
@@ -184,20 +263,42 @@ def workflow_start(*, workflow: Workflow, actor, inputs: dict | None = None, tri
     return run
 
 
-def _run_begin(*, workflow: Workflow, version: WorkflowVersion, execution, actor, inputs: dict | None,
-               trigger_type: str, trigger_source: str, trigger_data: dict | None) -> WorkflowRun:
+def _run_begin(
+    *,
+    workflow: Workflow,
+    version: WorkflowVersion,
+    execution,
+    actor,
+    inputs: dict | None,
+    trigger_type: str,
+    trigger_source: str,
+    trigger_data: dict | None,
+) -> WorkflowRun:
     """The execution set running and the run's row (with its deadline, when the version sets one)."""
     # the DAG engine drives this execution, not a worker: no heartbeat, so the reaper leaves it be
-    execution_transition(execution_id=execution.pk, to=S.PREPARING, reason=f"{trigger_type} trigger",
-                         worker="workflow engine", heartbeat_at=None)
+    execution_transition(
+        execution_id=execution.pk,
+        to=S.PREPARING,
+        reason=f"{trigger_type} trigger",
+        worker="workflow engine",
+        heartbeat_at=None,
+    )
     execution_transition(execution_id=execution.pk, to=S.RUNNING, reason="workflow started", heartbeat_at=None)
     now = timezone.now()
     timeout_ms = version.definition.get("timeout_ms")
     run = WorkflowRun.objects.create(
-        organization=workflow.organization, created_by=_actor_or_none(actor), workflow=workflow,
-        workflow_version=version, version=version.version, execution=execution, trigger_type=trigger_type,
-        trigger_source=(trigger_source or trigger_type)[:300], trigger_data=trigger_data or {},
-        inputs=inputs or {}, deadline_at=now + timedelta(milliseconds=timeout_ms) if timeout_ms else None)
+        organization=workflow.organization,
+        created_by=_actor_or_none(actor),
+        workflow=workflow,
+        workflow_version=version,
+        version=version.version,
+        execution=execution,
+        trigger_type=trigger_type,
+        trigger_source=(trigger_source or trigger_type)[:300],
+        trigger_data=trigger_data or {},
+        inputs=inputs or {},
+        deadline_at=now + timedelta(milliseconds=timeout_ms) if timeout_ms else None,
+    )
     Workflow.objects.filter(pk=workflow.pk).update(execution_count=F("execution_count") + 1, last_executed=now)
     return run
 
@@ -205,13 +306,33 @@ def _run_begin(*, workflow: Workflow, version: WorkflowVersion, execution, actor
 def _run_announce(*, run: WorkflowRun, actor) -> None:
     """The audit row and the ``workflow.triggered`` event of a run just started."""
     workflow, execution, trigger_type = run.workflow, run.execution, run.trigger_type
-    audit_record(organization=workflow.organization, actor=actor, action="workflow.execute", instance=workflow,
-                 after={"run_id": str(run.pk), "execution_id": str(execution.pk), "version": run.version,
-                        "trigger": trigger_type})
-    publish(workflow.organization, "workflow.triggered",
-            {"workflow_id": str(workflow.pk), "trigger_source": run.trigger_source,
-             "execution_id": str(execution.pk), "run_id": str(run.pk), "version": run.version,
-             "trigger_type": trigger_type}, execution=execution, actor=actor, component="workflows")
+    audit_record(
+        organization=workflow.organization,
+        actor=actor,
+        action="workflow.execute",
+        instance=workflow,
+        after={
+            "run_id": str(run.pk),
+            "execution_id": str(execution.pk),
+            "version": run.version,
+            "trigger": trigger_type,
+        },
+    )
+    publish(
+        workflow.organization,
+        "workflow.triggered",
+        {
+            "workflow_id": str(workflow.pk),
+            "trigger_source": run.trigger_source,
+            "execution_id": str(execution.pk),
+            "run_id": str(run.pk),
+            "version": run.version,
+            "trigger_type": trigger_type,
+        },
+        execution=execution,
+        actor=actor,
+        component="workflows",
+    )
 
 
 def workflow_run_cancel(*, run: WorkflowRun, actor, reason: str = "cancelled by user") -> WorkflowRun:
@@ -219,21 +340,32 @@ def workflow_run_cancel(*, run: WorkflowRun, actor, reason: str = "cancelled by 
     run ends CANCELLED."""
     execution = run.execution
     if execution.is_terminal:
-        raise Conflict(f"The run already ended ({execution.status}).",
-                       errors=[{"field": "status", "message": f"is {execution.status}"}])
+        raise Conflict(
+            f"The run already ended ({execution.status}).",
+            errors=[{"field": "status", "message": f"is {execution.status}"}],
+        )
     with transaction.atomic():
-        changed = Execution.objects.filter(pk=execution.pk).exclude(status__in=TERMINAL_STATUSES).update(
-            cancel_requested=True, updated_at=timezone.now())
+        changed = (
+            Execution.objects.filter(pk=execution.pk)
+            .exclude(status__in=TERMINAL_STATUSES)
+            .update(cancel_requested=True, updated_at=timezone.now())
+        )
         if not changed:
             raise Conflict("The run already ended.")
-        audit_record(organization=run.organization, actor=actor, action="workflow.cancel", instance=run,
-                     after={"cancel_requested": True, "reason": reason})
+        audit_record(
+            organization=run.organization,
+            actor=actor,
+            action="workflow.cancel",
+            instance=run,
+            after={"cancel_requested": True, "reason": reason},
+        )
     workflow_advance(execution_id=execution.pk)
     run.refresh_from_db()
     return run
 
 
 # --- triggers ----------------------------------------------------------------------------------
+
 
 def _matches(conditions_: dict, data: dict) -> bool:
     """Trigger conditions: every ``"a.b.c": expected`` pair equals the value at that path."""
@@ -269,8 +401,9 @@ def workflows_rotate_secrets(*, batch_size: int = 500) -> int:
         last_pk = batch[-1].pk
 
 
-def workflow_webhook(*, token: str, body: bytes, timestamp: str | None, signature: str | None,
-                     delivery_id: str | None = None) -> WorkflowRun | None:
+def workflow_webhook(
+    *, token: str, body: bytes, timestamp: str | None, signature: str | None, delivery_id: str | None = None
+) -> WorkflowRun | None:
     """A signed webhook delivery (``X-Kai-Timestamp``, ``X-Kai-Signature: sha256=HMAC(secret,
     "<timestamp>.<body>")``). 404 for an unknown URL, 401 for a missing/bad/stale signature.
     Returns the run, or None when the trigger's conditions do not match the payload."""
@@ -298,10 +431,15 @@ def workflow_webhook(*, token: str, body: bytes, timestamp: str | None, signatur
         raise exceptions.ValidationError({"body": ["Must be a JSON object."]})
     if not _matches((workflow.definition.get("trigger") or {}).get("conditions") or {}, payload):
         return None
-    return workflow_start(workflow=workflow, actor=None, inputs=payload, trigger_type=TriggerType.WEBHOOK,
-                          trigger_source="webhook" + (f" {delivery_id}" if delivery_id else ""),
-                          trigger_data={"delivery_id": delivery_id},
-                          dedupe_key=f"workflow-webhook:{workflow.pk}:{delivery_id}"[:200] if delivery_id else None)
+    return workflow_start(
+        workflow=workflow,
+        actor=None,
+        inputs=payload,
+        trigger_type=TriggerType.WEBHOOK,
+        trigger_source="webhook" + (f" {delivery_id}" if delivery_id else ""),
+        trigger_data={"delivery_id": delivery_id},
+        dedupe_key=f"workflow-webhook:{workflow.pk}:{delivery_id}"[:200] if delivery_id else None,
+    )
 
 
 AGENT_COMPLETION_KINDS = (ExecutionKind.AGENT_TASK, ExecutionKind.AGENT_COMMAND, ExecutionKind.AGENT_EXECUTE)
@@ -314,15 +452,27 @@ def workflow_on_agent_completion(*, execution_id) -> list[str]:
     if execution is None or execution.agent is None or execution.status != S.COMPLETED:
         return []
     started = []
-    data = {"agent_number": execution.agent.agent_number, "agent_id": str(execution.agent_id),
-            "execution_id": str(execution.pk), "kind": execution.kind, "status": execution.status,
-            "result": execution.result}
+    data = {
+        "agent_number": execution.agent.agent_number,
+        "agent_id": str(execution.agent_id),
+        "execution_id": str(execution.pk),
+        "kind": execution.kind,
+        "status": execution.status,
+        "result": execution.result,
+    }
     for workflow in Workflow.objects.for_org(execution.organization_id).filter(
-            trigger_type=TriggerType.AGENT_COMPLETION, trigger_agent=execution.agent, is_active=True):
+        trigger_type=TriggerType.AGENT_COMPLETION, trigger_agent=execution.agent, is_active=True
+    ):
         if not _matches((workflow.definition.get("trigger") or {}).get("conditions") or {}, data):
             continue
-        run = workflow_start(workflow=workflow, actor=None, inputs=data, trigger_type=TriggerType.AGENT_COMPLETION,
-                             trigger_source=f"agent #{execution.agent.agent_number} completed {execution.pk}",
-                             trigger_data=data, dedupe_key=f"workflow-agent:{workflow.pk}:{execution.pk}")
+        run = workflow_start(
+            workflow=workflow,
+            actor=None,
+            inputs=data,
+            trigger_type=TriggerType.AGENT_COMPLETION,
+            trigger_source=f"agent #{execution.agent.agent_number} completed {execution.pk}",
+            trigger_data=data,
+            dedupe_key=f"workflow-agent:{workflow.pk}:{execution.pk}",
+        )
         started.append(str(run.pk))
     return started

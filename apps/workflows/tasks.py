@@ -1,4 +1,5 @@
 """Celery tasks of the workflows app. They take ids and are idempotent."""
+
 from __future__ import annotations
 
 from celery import shared_task
@@ -38,4 +39,3 @@ def sweep() -> int:
     from apps.workflows.engine import workflow_sweep
 
     return workflow_sweep()
-

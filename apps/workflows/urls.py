@@ -1,4 +1,5 @@
 """API routes of apps.workflows (viewsets on the shared router; the webhook is a plain path)."""
+
 from django.urls import path
 
 from apps.workflows import views

@@ -1,4 +1,5 @@
 """Thin views over apps.workflows.services / selectors."""
+
 from __future__ import annotations
 
 import django_filters
@@ -32,8 +33,13 @@ from kai_platform.tenancy.viewsets import TenantScopedViewSet, not_offered
 
 
 def _started_body(run: WorkflowRun) -> dict:
-    return {"run_id": run.pk, "execution_id": run.execution_id, "workflow_id": run.workflow_id,
-            "version": run.version, "status": run.execution.status}
+    return {
+        "run_id": run.pk,
+        "execution_id": run.execution_id,
+        "workflow_id": run.workflow_id,
+        "version": run.version,
+        "status": run.execution.status,
+    }
 
 
 @extend_schema(tags=["workflows"])
@@ -47,8 +53,7 @@ class WorkflowViewSet(TenantScopedViewSet):
     permission_classes = [IsOrganizationMember, RequiresStepUp]
     step_up_actions = {"create", "update", "partial_update", "destroy", "webhook_secret"}
     filterset_fields = ["is_active", "trigger_type"]
-    action_roles = {name: HUMAN_ROLES for name in ("create", "update", "partial_update", "destroy",
-                                                   "webhook_secret")}
+    action_roles = {name: HUMAN_ROLES for name in ("create", "update", "partial_update", "destroy", "webhook_secret")}
 
     def scope_queryset(self, queryset):
         return selectors.workflows_for_list(queryset=queryset)
@@ -58,14 +63,16 @@ class WorkflowViewSet(TenantScopedViewSet):
         """Create a workflow; the answer carries the webhook secret, shown this once."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        workflow, secret = services.workflow_create(organization=self.organization, actor=request.user,
-                                                    data=serializer.validated_data)
+        workflow, secret = services.workflow_create(
+            organization=self.organization, actor=request.user, data=serializer.validated_data
+        )
         body = WorkflowSerializer(workflow, context=self.get_serializer_context()).data
         return Response({**body, "webhook_secret": secret}, status=status.HTTP_201_CREATED)
 
     def perform_update(self, serializer):
-        serializer.instance = services.workflow_update(workflow=serializer.instance, actor=self.request.user,
-                                                       data=serializer.validated_data)
+        serializer.instance = services.workflow_update(
+            workflow=serializer.instance, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
         services.workflow_delete(workflow=instance, actor=self.request.user)
@@ -80,11 +87,18 @@ class WorkflowViewSet(TenantScopedViewSet):
             raise exceptions.ValidationError({"definition": ["Must be a JSON object."]})
         definition = body["definition"] if set(body) == {"definition"} else body
         checked = services.workflow_validate(organization=self.organization, definition=definition)
-        return Response({"valid": checked.valid, "errors": [p.as_dict() for p in checked.problems],
-                         "definition": checked.definition})
+        return Response(
+            {
+                "valid": checked.valid,
+                "errors": [p.as_dict() for p in checked.problems],
+                "definition": checked.definition,
+            }
+        )
 
-    @extend_schema(request=WorkflowExecuteSerializer,
-                   responses={202: WorkflowRunStartedSerializer, 200: WorkflowRunDetailSerializer})
+    @extend_schema(
+        request=WorkflowExecuteSerializer,
+        responses={202: WorkflowRunStartedSerializer, 200: WorkflowRunDetailSerializer},
+    )
     @action(detail=True, methods=["post"])
     def execute(self, request, pk=None):
         """Start a run (manual trigger). Answers 202 at once, or with ``wait_for_completion`` the
@@ -92,9 +106,14 @@ class WorkflowViewSet(TenantScopedViewSet):
         workflow = self.get_object()
         data = validated(WorkflowExecuteSerializer, request, data=request.data or {})
         inputs = data["inputs"] if data.get("inputs") is not None else data["input_data"]
-        run = services.workflow_start(workflow=workflow, actor=request.user, inputs=inputs,
-                                      trigger_type="manual", trigger_source=f"api:{request.user.pk}",
-                                      priority=data["priority"])
+        run = services.workflow_start(
+            workflow=workflow,
+            actor=request.user,
+            inputs=inputs,
+            trigger_type="manual",
+            trigger_source=f"api:{request.user.pk}",
+            priority=data["priority"],
+        )
         if data["wait_for_completion"]:
             wait_for_terminal(execution_id=run.execution_id, timeout=data["timeout_ms"] / 1000)
             run = selectors.runs_with_steps(queryset=WorkflowRun.objects.for_org(self.organization)).get(pk=run.pk)
@@ -109,9 +128,16 @@ class WorkflowViewSet(TenantScopedViewSet):
         workflow = self.get_object()
         page = self.paginate_queryset(selectors.workflow_history(workflow=workflow))
         body = self.paginator.page_envelope(WorkflowRunSerializer(page, many=True).data)
-        body.update({"workflow_id": str(workflow.pk), "execution_count": workflow.execution_count,
-                     "success_rate": workflow.success_rate, "success_count": workflow.success_count,
-                     "failure_count": workflow.failure_count, "last_executed": workflow.last_executed})
+        body.update(
+            {
+                "workflow_id": str(workflow.pk),
+                "execution_count": workflow.execution_count,
+                "success_rate": workflow.success_rate,
+                "success_count": workflow.success_count,
+                "failure_count": workflow.failure_count,
+                "last_executed": workflow.last_executed,
+            }
+        )
         return Response(body)
 
     @extend_schema(responses={200: WorkflowVersionSerializer(many=True)})
@@ -128,8 +154,7 @@ class WorkflowViewSet(TenantScopedViewSet):
         """Rotate the webhook's HMAC secret; the new one is shown this once."""
         workflow = self.get_object()
         secret = services.workflow_rotate_webhook_secret(workflow=workflow, actor=request.user)
-        return Response({"webhook_url": request.build_absolute_uri(webhook_path(workflow)),
-                         "webhook_secret": secret})
+        return Response({"webhook_url": request.build_absolute_uri(webhook_path(workflow)), "webhook_secret": secret})
 
 
 class WorkflowRunFilter(django_filters.FilterSet):
@@ -172,10 +197,15 @@ class WorkflowRunViewSet(TenantScopedViewSet):
         return Response(WorkflowRunDetailSerializer(self.get_queryset().get(pk=run.pk)).data)
 
 
-@extend_schema(tags=["workflows"], request=OpenApiTypes.OBJECT,
-               responses={202: WorkflowRunStartedSerializer,
-                          200: OpenApiResponse(description="Signed, but the trigger's conditions did not match."),
-                          401: OpenApiResponse(description="Missing, bad or stale signature.")})
+@extend_schema(
+    tags=["workflows"],
+    request=OpenApiTypes.OBJECT,
+    responses={
+        202: WorkflowRunStartedSerializer,
+        200: OpenApiResponse(description="Signed, but the trigger's conditions did not match."),
+        401: OpenApiResponse(description="Missing, bad or stale signature."),
+    },
+)
 class WorkflowWebhookView(PublicAPIView):
     """A workflow's webhook trigger (its secret URL). Sign each delivery: ``X-Kai-Timestamp: <unix s>``
     and ``X-Kai-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>``; an optional
@@ -183,9 +213,13 @@ class WorkflowWebhookView(PublicAPIView):
 
     def post(self, request, token: str):
         body = request.body
-        run = services.workflow_webhook(token=token, body=body, timestamp=request.headers.get("X-Kai-Timestamp"),
-                                        signature=request.headers.get("X-Kai-Signature"),
-                                        delivery_id=request.headers.get("X-Kai-Delivery"))
+        run = services.workflow_webhook(
+            token=token,
+            body=body,
+            timestamp=request.headers.get("X-Kai-Timestamp"),
+            signature=request.headers.get("X-Kai-Signature"),
+            delivery_id=request.headers.get("X-Kai-Delivery"),
+        )
         if run is None:
             return Response({"triggered": False, "reason": "the trigger's conditions do not match the payload"})
         return Response({"triggered": True, **_started_body(run)}, status=status.HTTP_202_ACCEPTED)

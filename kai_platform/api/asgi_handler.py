@@ -7,6 +7,7 @@ crossing between the event loop and that thread three times (why and what it gai
 docs/benchmarks.md). Async views would still work (Django adapts them inside the thread) — the
 project has none; WebSockets do not come through here.
 """
+
 from __future__ import annotations
 
 import django

@@ -2,6 +2,7 @@
 of it is read: 413 with the error envelope. Multipart uploads may carry up to
 ``KAI_MAX_UPLOAD_FILES`` files of ``KAI_MAX_UPLOAD_MB`` each (the per-file cap is then enforced
 again while each file streams, apps/files/uploads.py); other bodies ``KAI_MAX_BODY_BYTES``."""
+
 from __future__ import annotations
 
 import uuid
@@ -31,8 +32,13 @@ class BodyLimitMiddleware:
             content_type = headers.get(b"content-type", b"").decode("latin-1")
             if length is None and content_type.startswith("multipart/form-data"):
                 # Django's multipart parser needs the length; a chunked upload would arrive empty.
-                await self._refuse(send, headers, status=411, type_="length_required",
-                                   detail="Uploads need a Content-Length header (chunked multipart is not accepted).")
+                await self._refuse(
+                    send,
+                    headers,
+                    status=411,
+                    type_="length_required",
+                    detail="Uploads need a Content-Length header (chunked multipart is not accepted).",
+                )
                 return
             if length is not None:
                 limit = body_limit(content_type)
@@ -41,9 +47,14 @@ class BodyLimitMiddleware:
                 except ValueError:
                     size = -1
                 if size > limit:
-                    await self._refuse(send, headers, status=413, type_="payload_too_large",
-                                       detail=f"The request body of {size} bytes exceeds the limit of {limit} bytes.",
-                                       errors=[{"field": None, "message": f"max {limit} bytes"}])
+                    await self._refuse(
+                        send,
+                        headers,
+                        status=413,
+                        type_="payload_too_large",
+                        detail=f"The request body of {size} bytes exceeds the limit of {limit} bytes.",
+                        errors=[{"field": None, "message": f"max {limit} bytes"}],
+                    )
                     return
         await self.app(scope, receive, send)
 
@@ -52,10 +63,20 @@ class BodyLimitMiddleware:
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")
         if not _REQUEST_ID_RE.match(request_id):
             request_id = uuid.uuid4().hex
-        body = orjson.dumps({"detail": detail, "type": type_, "code": "GENERAL_001", "errors": errors or [],
-                             "request_id": request_id})
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"x-request-id", request_id.encode()), (b"api-version", b"v1"), (b"connection", b"close"),
-        ]})
+        body = orjson.dumps(
+            {"detail": detail, "type": type_, "code": "GENERAL_001", "errors": errors or [], "request_id": request_id}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                    (b"api-version", b"v1"),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -7,6 +7,7 @@ the lock has passed locks it again for twice as long, up to ``max_seconds``. Whi
 locked every attempt answers 429 ``GENERAL_002`` with ``Retry-After`` — whatever it carries, so a
 lock is no oracle. A success forgets the subject's failures. Subjects are hashed into the keys.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -81,9 +82,10 @@ def refuse_if_locked(checks: list[tuple[Policy, str]], detail: str) -> None:
 
 def record_failure(policy: Policy, subject: str) -> int:
     """Count one failure; the seconds of the lock it started, or 0."""
-    _, lock = _fail_script()(keys=list(policy._keys(subject)),
-                                    args=[policy.threshold, settings.KAI_AUTH_LOCK_SECONDS,
-                                          settings.KAI_AUTH_LOCK_MAX_SECONDS, MEMORY_SECONDS])
+    _, lock = _fail_script()(
+        keys=list(policy._keys(subject)),
+        args=[policy.threshold, settings.KAI_AUTH_LOCK_SECONDS, settings.KAI_AUTH_LOCK_MAX_SECONDS, MEMORY_SECONDS],
+    )
     return int(lock)
 
 

@@ -4,6 +4,7 @@
 "request_id": str}`` with the right HTTP status, for DRF errors, Django errors (404/500 from the
 URL resolver), oversize bodies and dependency outages alike.
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,12 +82,20 @@ def flatten_errors(detail, prefix: str | None = None) -> list[dict]:
     return out
 
 
-def envelope(*, status: int, detail: str, type_: str | None = None, code: str | None = None,
-             errors: list[dict] | None = None, extra: dict | None = None) -> dict:
+def envelope(
+    *,
+    status: int,
+    detail: str,
+    type_: str | None = None,
+    code: str | None = None,
+    errors: list[dict] | None = None,
+    extra: dict | None = None,
+) -> dict:
     body = {
         "detail": detail,
         "type": type_ or codes.TYPE_BY_STATUS.get(status, "error"),
-        "code": code or codes.BY_STATUS.get(status, codes.INTERNAL_SERVER_ERROR if status >= 500 else codes.VALIDATION_ERROR),
+        "code": code
+        or codes.BY_STATUS.get(status, codes.INTERNAL_SERVER_ERROR if status >= 500 else codes.VALIDATION_ERROR),
         "errors": errors or [],
         "request_id": request_id_var.get(),
     }
@@ -160,13 +169,17 @@ def exception_handler(exc, context):
         code = drf_code if drf_code in codes.ALL_CODES else None
         if exc.status_code == 401 and code is None and isinstance(exc, drf.AuthenticationFailed):
             code = codes.UNAUTHORIZED
-        type_ = "token_expired" if code == codes.TOKEN_EXPIRED else {
-            drf.NotAuthenticated: "not_authenticated",
-            drf.AuthenticationFailed: "authentication_failed",
-            drf.ParseError: "parse_error",
-            drf.UnsupportedMediaType: "unsupported_media_type",
-            drf.Throttled: "rate_limited",
-        }.get(type(exc))
+        type_ = (
+            "token_expired"
+            if code == codes.TOKEN_EXPIRED
+            else {
+                drf.NotAuthenticated: "not_authenticated",
+                drf.AuthenticationFailed: "authentication_failed",
+                drf.ParseError: "parse_error",
+                drf.UnsupportedMediaType: "unsupported_media_type",
+                drf.Throttled: "rate_limited",
+            }.get(type(exc))
+        )
 
     body = envelope(
         status=exc.status_code,
@@ -192,6 +205,7 @@ def _render_errors_as_json(context) -> None:
 
 
 # --- Django-level handlers (URL resolver 404, uncaught 500, …) --------------------------------
+
 
 def _json_error(status: int, detail: str) -> JsonResponse:
     return JsonResponse(envelope(status=status, detail=detail), status=status)

@@ -1,4 +1,5 @@
 """Filters shared by the API's list endpoints."""
+
 from __future__ import annotations
 
 import datetime
@@ -40,8 +41,11 @@ class AnyIdModelChoiceField(ModelChoiceField):
         except ValidationError:
             if value in self.empty_values:
                 raise
-            field = self.queryset.model._meta.get_field(self.to_field_name) if self.to_field_name \
+            field = (
+                self.queryset.model._meta.get_field(self.to_field_name)
+                if self.to_field_name
                 else self.queryset.model._meta.pk
+            )
             try:
                 return field.to_python(value)
             except ValidationError:
@@ -60,9 +64,11 @@ class KaiFilterSet(FilterSet):
     """The base of the API's filtersets (and of those ``filterset_fields`` make): a foreign key filters by
     any well-formed id (``AnyIdModelChoiceFilter``)."""
 
-    FILTER_DEFAULTS = {**FilterSet.FILTER_DEFAULTS,
-                       models.ForeignKey: _any_id(FilterSet.FILTER_DEFAULTS[models.ForeignKey]),
-                       models.OneToOneField: _any_id(FilterSet.FILTER_DEFAULTS[models.OneToOneField])}
+    FILTER_DEFAULTS = {
+        **FilterSet.FILTER_DEFAULTS,
+        models.ForeignKey: _any_id(FilterSet.FILTER_DEFAULTS[models.ForeignKey]),
+        models.OneToOneField: _any_id(FilterSet.FILTER_DEFAULTS[models.OneToOneField]),
+    }
 
 
 class KaiFilterBackend(DjangoFilterBackend):
@@ -110,8 +116,13 @@ _BOOLEANS = frozenset({"true", "false", "1", "0"})
 
 
 #: filters of a typed value (an id, a date, a number): the OpenAPI document gives them a format
-_TYPED = (django_filters.UUIDFilter, django_filters.ModelChoiceFilter, django_filters.DateFilter,
-          django_filters.DateTimeFilter, django_filters.NumberFilter)
+_TYPED = (
+    django_filters.UUIDFilter,
+    django_filters.ModelChoiceFilter,
+    django_filters.DateFilter,
+    django_filters.DateTimeFilter,
+    django_filters.NumberFilter,
+)
 
 
 def _check_booleans(filterset_class, params) -> None:

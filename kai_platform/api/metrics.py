@@ -4,6 +4,7 @@ scrape time — runs by status, queue depth, live workers, open sockets, LLM tok
 Gauges come from the database and Redis when scraped (a custom collector), so every web
 replica reports the same platform-wide figures; request histograms are per process.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,7 +54,8 @@ class RequestMetricsMiddleware:
         if request.path_info != "/metrics":
             elapsed = time.perf_counter() - started
             REQUEST_LATENCY.labels(request.method, _route_of(request), f"{response.status_code // 100}xx").observe(
-                elapsed)
+                elapsed
+            )
             organization = request_state().get("organization")
             if organization and organization != "-":
                 record_request(organization, elapsed * 1000, response.status_code)
@@ -92,8 +94,9 @@ class PlatformCollector:
         prefix = settings.KAI_REDIS_PREFIX
         beats = worker_heartbeats(redis)
         yield GaugeMetricFamily("kai_workers_alive", "Celery workers with a fresh heartbeat.", value=len(beats))
-        ages = GaugeMetricFamily("kai_worker_heartbeat_age_seconds", "Seconds since each live worker's last heartbeat.",
-                                 labels=["worker"])
+        ages = GaugeMetricFamily(
+            "kai_worker_heartbeat_age_seconds", "Seconds since each live worker's last heartbeat.", labels=["worker"]
+        )
         for worker, age in sorted(beats.items()):
             ages.add_metric([worker], age)
         yield ages
@@ -113,13 +116,21 @@ class PlatformCollector:
             return
 
         TraceSpan = apps.get_model("runs", "TraceSpan")
-        tokens = CounterMetricFamily("kai_llm_tokens", "LLM tokens used, by provider, model and direction.",
-                                     labels=["provider", "model", "direction"])
-        cost = CounterMetricFamily("kai_llm_cost_usd", "LLM cost in USD, by provider and model.",
-                                   labels=["provider", "model"])
-        rows = (TraceSpan.objects.filter(kind="llm").annotate(provider=KeyTextTransform("provider", "attributes"))
-                .values("provider", "model").annotate(tin=Sum("tokens_in"), tout=Sum("tokens_out"), usd=Sum("cost"))
-                .order_by())
+        tokens = CounterMetricFamily(
+            "kai_llm_tokens",
+            "LLM tokens used, by provider, model and direction.",
+            labels=["provider", "model", "direction"],
+        )
+        cost = CounterMetricFamily(
+            "kai_llm_cost_usd", "LLM cost in USD, by provider and model.", labels=["provider", "model"]
+        )
+        rows = (
+            TraceSpan.objects.filter(kind="llm")
+            .annotate(provider=KeyTextTransform("provider", "attributes"))
+            .values("provider", "model")
+            .annotate(tin=Sum("tokens_in"), tout=Sum("tokens_out"), usd=Sum("cost"))
+            .order_by()
+        )
         for row in rows:
             labels = [row["provider"] or "unknown", row["model"] or "unknown"]
             tokens.add_metric([*labels, "in"], row["tin"] or 0)
@@ -157,7 +168,7 @@ def queue_depths(redis=None) -> dict[str, int]:
             pipe.llen(f"{keyprefix}{queue}{suffix}")
     counts = pipe.execute()
     step = len(_PRIORITY_SUFFIXES)
-    return {queue: sum(counts[i * step:(i + 1) * step]) for i, queue in enumerate(names)}
+    return {queue: sum(counts[i * step : (i + 1) * step]) for i, queue in enumerate(names)}
 
 
 def worker_heartbeats(redis=None) -> dict[str, float]:
@@ -172,4 +183,6 @@ def worker_heartbeats(redis=None) -> dict[str, float]:
     for key in keys:
         pipe.ttl(key)
     full = settings.KAI_WORKER_HEARTBEAT_SECONDS * 3
-    return {key.decode()[len(marker):]: float(max(0, full - ttl)) for key, ttl in zip(keys, pipe.execute()) if ttl >= 0}
+    return {
+        key.decode()[len(marker) :]: float(max(0, full - ttl)) for key, ttl in zip(keys, pipe.execute()) if ttl >= 0
+    }

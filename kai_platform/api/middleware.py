@@ -1,4 +1,5 @@
 """Cross-cutting HTTP behaviour: request ids, API paths and headers, body cap, rate-limit headers."""
+
 from __future__ import annotations
 
 import re
@@ -80,8 +81,11 @@ class ApiPathMiddleware:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if limit is not None and length > limit:
             return JsonResponse(
-                envelope(status=413, detail=f"The request body of {length} bytes exceeds the limit of {limit} bytes.",
-                         errors=[{"field": None, "message": f"max {limit} bytes"}]),
+                envelope(
+                    status=413,
+                    detail=f"The request body of {length} bytes exceeds the limit of {limit} bytes.",
+                    errors=[{"field": None, "message": f"max {limit} bytes"}],
+                ),
                 status=413,
             )
         return None

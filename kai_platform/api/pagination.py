@@ -7,6 +7,7 @@ A page is read as ``limit + 1`` rows: when that many do not come back the total 
 (``offset`` + the rows), so a list that fits its page costs one query instead of COUNT + SELECT;
 only a page with more after it (or past the end) counts.
 """
+
 from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
@@ -50,11 +51,17 @@ class KaiPagination(LimitOffsetPagination):
     def get_schema_operation_parameters(self, view):
         limit, offset = super().get_schema_operation_parameters(view)
         limit["schema"]["minimum"], offset["schema"]["minimum"] = 1, 0
-        return [limit, offset, {
-            "name": self.page_query_param, "required": False, "in": "query",
-            "description": "1-based page number (offset = (page - 1) × limit); ignored when offset is given.",
-            "schema": {"type": "integer", "minimum": 1},
-        }]
+        return [
+            limit,
+            offset,
+            {
+                "name": self.page_query_param,
+                "required": False,
+                "in": "query",
+                "description": "1-based page number (offset = (page - 1) × limit); ignored when offset is given.",
+                "schema": {"type": "integer", "minimum": 1},
+            },
+        ]
 
     def paginate_queryset(self, queryset, request, view=None):
         if not isinstance(queryset, QuerySet):
@@ -62,9 +69,9 @@ class KaiPagination(LimitOffsetPagination):
         self.request = request
         self.limit = self.get_limit(request)
         self.offset = self.get_offset(request)
-        rows = list(queryset[self.offset:self.offset + self.limit + 1])
+        rows = list(queryset[self.offset : self.offset + self.limit + 1])
         if len(rows) > self.limit:
-            del rows[self.limit:]
+            del rows[self.limit :]
             self.count = max(queryset.count(), self.offset + len(rows) + 1)
         elif rows or self.offset == 0:
             self.count = self.offset + len(rows)

@@ -1,4 +1,5 @@
 """JSON parsing with orjson and a clear error for malformed bodies."""
+
 import orjson
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser

@@ -6,6 +6,7 @@ IP. A count is one Redis round trip (SET NX + INCR pipelined); the JWT authentic
 its own pipeline (kai_platform.tenancy.authcache), so a cached credential costs one round trip in all. ``X-RateLimit-Limit`` is the hard cap; past the soft limit responses carry
 ``X-RateLimit-Warning``; past the hard cap the answer is 429 ``GENERAL_002`` with ``Retry-After``.
 """
+
 from __future__ import annotations
 
 import time
@@ -88,8 +89,13 @@ class Counter:
         pipe.incr(self.key)
 
     def usage(self, count: int) -> RateUsage:
-        return RateUsage(subject_type=self.subject_type, soft=self.soft, limit=self.hard, count=int(count),
-                         reset=int(time.time()) + max(0, self.window - int(time.time())))
+        return RateUsage(
+            subject_type=self.subject_type,
+            soft=self.soft,
+            limit=self.hard,
+            count=int(count),
+            reset=int(time.time()) + max(0, self.window - int(time.time())),
+        )
 
 
 def counter_for(*, subject: str, subject_type: str, plan: str | None) -> Counter | None:
@@ -138,8 +144,9 @@ class PlanRateThrottle(BaseThrottle):
         else:
             organization = get_organization(request)
             if organization is not None:
-                usage = count_request(request, subject=str(organization.pk), subject_type="organization",
-                                      plan=organization.plan)
+                usage = count_request(
+                    request, subject=str(organization.pk), subject_type="organization", plan=organization.plan
+                )
             else:
                 usage = count_request(request, subject=client_ip(request), subject_type="ip", plan=ANONYMOUS_PLAN)
             remember(request, usage)

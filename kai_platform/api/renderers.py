@@ -1,4 +1,5 @@
 """JSON rendered with orjson, and NDJSON for event/audit exports."""
+
 from __future__ import annotations
 
 import decimal

@@ -1,6 +1,7 @@
 """The project router: every app registers its viewsets here (in its ``urls.py``) and the
 project urls serve the lot under /api/v1/ and /api/. Paths have no trailing slash; the
 ApiPathMiddleware accepts one."""
+
 from rest_framework.routers import SimpleRouter
 
 

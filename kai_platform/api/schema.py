@@ -1,4 +1,5 @@
 """drf-spectacular hooks and security schemes."""
+
 import copy
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
@@ -12,8 +13,12 @@ class KaiAutoSchema(AutoSchema):
     does not require."""
 
     def _get_request_for_media_type(self, serializer, direction="request"):
-        if (self.method == "PUT" and getattr(self.view, "put_is_partial", False)
-                and getattr(self.view, "action", None) == "update" and is_serializer(serializer)):
+        if (
+            self.method == "PUT"
+            and getattr(self.view, "put_is_partial", False)
+            and getattr(self.view, "action", None) == "update"
+            and is_serializer(serializer)
+        ):
             serializer = copy.copy(force_instance(serializer))
             serializer.partial = True
         schema, required = super()._get_request_for_media_type(serializer, direction)
@@ -73,11 +78,14 @@ ERROR_ENVELOPE = {
         "detail": {"type": "string"},
         "type": {"type": "string"},
         "code": {"type": "string", "example": "GENERAL_001"},
-        "errors": {"type": "array", "items": {
-            "type": "object",
-            "properties": {"field": {"type": "string", "nullable": True}, "message": {"type": "string"}},
-            "required": ["field", "message"],
-        }},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string", "nullable": True}, "message": {"type": "string"}},
+                "required": ["field", "message"],
+            },
+        },
         "request_id": {"type": "string"},
     },
     "required": ["detail", "type", "code", "errors", "request_id"],
@@ -141,7 +149,6 @@ def error_responses(result, generator, request, public):
     return result
 
 
-
 class StrictSerializerSchema(OpenApiSerializerExtension):
     """Request bodies of the strict serializers (``StrictFieldsMixin``: unknown fields are a 400)
     say so (``additionalProperties: false``), and a body that needs one of several fields
@@ -181,9 +188,11 @@ def schema_rules(*rules: dict):
     """Class decorator for a strict serializer whose ``validate`` (or service) checks rules across fields
     (``protocol: oidc`` needs ``client_id``, say): each rule is a JSON Schema the create body must match,
     stated in the document under ``allOf`` so a generated client or fuzzer knows it."""
+
     def decorate(serializer_class):
         serializer_class.schema_rules = rules
         return serializer_class
+
     return decorate
 
 
@@ -191,7 +200,9 @@ def requires_one_of(*fields: str):
     """Class decorator for a strict serializer whose body needs at least one of ``fields``
     (checked in its ``validate``): the OpenAPI schema says so too, so a client generated from it
     never builds a body the view refuses."""
+
     def decorate(serializer_class):
         serializer_class.schema_requires_one_of = fields
         return serializer_class
+
     return decorate

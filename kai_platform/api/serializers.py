@@ -18,6 +18,7 @@ bench/), with output identical to DRF's:
   shared: representing an object then builds no fields at all (``serializer.fields`` is still
   built, DRF's way, for whoever asks for it).
 """
+
 from __future__ import annotations
 
 import copy
@@ -90,7 +91,11 @@ class StrictFieldsMixin(_Serializer):
                 if field.read_only:
                     continue
                 if form:
-                    if value == "" and not getattr(field, "allow_blank", False) and not isinstance(field, fields.FileField):
+                    if (
+                        value == ""
+                        and not getattr(field, "allow_blank", False)
+                        and not isinstance(field, fields.FileField)
+                    ):
                         errors[key] = ["This field may not be blank."]
                 elif (error := _type_error(field, value)) is not None:
                     errors[key] = [error]
@@ -116,10 +121,20 @@ class KaiSerializer(StrictFieldsMixin, serializers.Serializer):
 #: methods the model introspection of ``ModelSerializer.get_fields`` goes through: a serializer class
 #: overriding one of them builds its fields DRF's way every time (``get_fields`` itself may be
 #: overridden: overrides post-process what ``super().get_fields()`` returns)
-_RECIPE_METHODS = ("get_field_names", "get_default_field_names", "get_extra_kwargs",
-                   "get_uniqueness_extra_kwargs", "include_extra_kwargs", "build_field", "build_standard_field",
-                   "build_relational_field", "build_nested_field", "build_property_field", "build_url_field",
-                   "build_unknown_field")
+_RECIPE_METHODS = (
+    "get_field_names",
+    "get_default_field_names",
+    "get_extra_kwargs",
+    "get_uniqueness_extra_kwargs",
+    "include_extra_kwargs",
+    "build_field",
+    "build_standard_field",
+    "build_relational_field",
+    "build_nested_field",
+    "build_property_field",
+    "build_url_field",
+    "build_unknown_field",
+)
 _recipes: dict[type, list | None] = {}
 _SLOW = object()
 
@@ -223,6 +238,7 @@ class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
 
 # --- the read plan ---------------------------------------------------------------------------------
 
+
 def _bool(represent):
     return lambda value: value if value.__class__ is bool else represent(value)
 
@@ -249,10 +265,17 @@ def _representer(field):
 def _read_plan(readable_fields) -> list:
     """``[(name, field, representer, attribute or None)]``: a plain attribute is read with getattr,
     anything else (dotted or ``*`` sources, relations, method fields) through the field."""
-    return [(field.field_name, field, _representer(field),
-             field.source_attrs[0] if len(field.source_attrs) == 1
-             and type(field).get_attribute is Field.get_attribute else None)
-            for field in readable_fields]
+    return [
+        (
+            field.field_name,
+            field,
+            _representer(field),
+            field.source_attrs[0]
+            if len(field.source_attrs) == 1 and type(field).get_attribute is Field.get_attribute
+            else None,
+        )
+        for field in readable_fields
+    ]
 
 
 #: overriding one of these makes a serializer's fields its own (context, arguments): no class plan
@@ -263,8 +286,17 @@ _class_plans: dict[type, list | None] = {}
 def _shareable(field) -> bool:
     """May one instance of this field represent values for every serializer of its class, in any
     thread? Stock DRF fields whose representation reads only their own arguments."""
-    if isinstance(field, (serializers.BaseSerializer, RelatedField, ManyRelatedField, fields.SerializerMethodField,
-                          fields.HiddenField, fields.FileField)):
+    if isinstance(
+        field,
+        (
+            serializers.BaseSerializer,
+            RelatedField,
+            ManyRelatedField,
+            fields.SerializerMethodField,
+            fields.HiddenField,
+            fields.FileField,
+        ),
+    ):
         return False
     if type(field).get_attribute is not Field.get_attribute or field.source == "*":
         return False
@@ -350,13 +382,13 @@ class NonEmptyJSONObjectField(JSONObjectField):
 
 def validated(serializer_class, request, *, data=None, **context) -> dict:
     """Validate the request body (or ``data``) with ``serializer_class``; 400 envelope on error."""
-    serializer = serializer_class(data=request.data if data is None else data,
-                                  context={"request": request, **context})
+    serializer = serializer_class(data=request.data if data is None else data, context={"request": request, **context})
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
 
 # --- list pages as plain rows ------------------------------------------------------------------------
+
 
 class RowPlan:
     """A list page of a serializer read as plain rows: ``values_list(*columns)`` and a dict per row
@@ -377,8 +409,10 @@ class RowPlan:
     def rows(self, tuples) -> list[dict]:
         entries = self._entries
         if self._datetimes and timezone.get_current_timezone_name() != "UTC":
-            entries = [entry if index not in self._datetimes else entry[:2] + (entry[3],)
-                       for index, entry in enumerate(self._entries)]
+            entries = [
+                entry if index not in self._datetimes else entry[:2] + (entry[3],)
+                for index, entry in enumerate(self._entries)
+            ]
         out = []
         for values in tuples:
             row = {}
@@ -434,16 +468,22 @@ def row_plan(serializer_class, model, properties: dict | None = None) -> RowPlan
         if attr is None:
             return None
         datetime_field = type(field).to_representation is fields.DateTimeField.to_representation
-        if datetime_field and not (settings.USE_TZ and not hasattr(field, "timezone")
-                                   and str(getattr(field, "format", api_settings.DATETIME_FORMAT)).lower()
-                                   == api_settings.DATETIME_FORMAT.lower() == "iso-8601"):
+        if datetime_field and not (
+            settings.USE_TZ
+            and not hasattr(field, "timezone")
+            and str(getattr(field, "format", api_settings.DATETIME_FORMAT)).lower()
+            == api_settings.DATETIME_FORMAT.lower()
+            == "iso-8601"
+        ):
             return None
         if attr in properties:
             prop = getattr(model, attr, None)
             unknown = [dependency for dependency in properties[attr] if dependency not in concrete]
             if not isinstance(prop, property) or unknown:
-                raise ValueError(f"{model.__name__}.{attr} must be a property reading only columns of "
-                                 f"{model.__name__} (unknown: {unknown})")
+                raise ValueError(
+                    f"{model.__name__}.{attr} must be a property reading only columns of "
+                    f"{model.__name__} (unknown: {unknown})"
+                )
             source: Any = (prop.fget, {dependency: column(concrete[dependency]) for dependency in properties[attr]})
         elif attr in concrete:
             source = column(concrete[attr])

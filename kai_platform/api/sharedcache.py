@@ -6,6 +6,7 @@ fresh ``RedisCache``, django-redis client and redis-py client. The authenticatio
 counter use this process-wide backend instead: making keys is pure and a redis-py client is
 thread-safe over its connection pool, which django-redis shares per process anyway.
 """
+
 from __future__ import annotations
 
 from django.core.cache import caches

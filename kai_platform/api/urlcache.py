@@ -8,6 +8,7 @@ match (misses -- 404s -- are not kept and resolve as before).
 Installed on the root resolver of ``ROOT_URLCONF`` by the API middleware when the handler loads;
 a resolver made later (tests changing ``ROOT_URLCONF``) simply resolves uncached.
 """
+
 from __future__ import annotations
 
 from django.urls import ResolverMatch, get_resolver

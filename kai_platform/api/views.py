@@ -1,4 +1,5 @@
 """Base API views and the health endpoints."""
+
 from __future__ import annotations
 
 import hmac
@@ -76,14 +77,18 @@ def _check_broker():
 
 def _check_workers():
     prefix = worker_key_pattern()[:-1]
-    names = [key.decode()[len(prefix):] for key in get_redis_connection("default").scan_iter(worker_key_pattern())]
+    names = [key.decode()[len(prefix) :] for key in get_redis_connection("default").scan_iter(worker_key_pattern())]
     if not names:
         raise RuntimeError("no live Celery worker has sent a heartbeat in the last 15 s")
     return f"{len(names)} live: {', '.join(sorted(names)[:10])}"
 
 
-READINESS_CHECKS = {"database": _check_database, "redis": _check_redis, "broker": _check_broker,
-                    "workers": _check_workers}
+READINESS_CHECKS = {
+    "database": _check_database,
+    "redis": _check_redis,
+    "broker": _check_broker,
+    "workers": _check_workers,
+}
 
 
 class MetricsView(PublicAPIView):
@@ -110,10 +115,13 @@ class SystemHealthView(KaiAPIView):
 
     @extend_schema(
         responses={
-            200: inline_serializer("SystemHealth", {
-                "status": serializers.ChoiceField(choices=["healthy", "unhealthy"]),
-                "checks": serializers.DictField(child=serializers.DictField()),
-            }),
+            200: inline_serializer(
+                "SystemHealth",
+                {
+                    "status": serializers.ChoiceField(choices=["healthy", "unhealthy"]),
+                    "checks": serializers.DictField(child=serializers.DictField()),
+                },
+            ),
         },
     )
     def get(self, request):

@@ -11,6 +11,7 @@ psycopg_pool cannot extend a wait, so a caller past the short timeout waits in 2
 re-joins the queue each time (order among such long waiters is approximate). Reachability is
 read off the pool's private ``_connect`` (tests/kernel/test_db_pool.py fails if that changes).
 """
+
 from __future__ import annotations
 
 from time import monotonic

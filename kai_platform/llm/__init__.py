@@ -4,6 +4,7 @@
 returns an ``LLMClient``; ``client.stream(messages, tools, params)`` yields ``Chunk``s and ends with
 usage; ``client.complete(…)`` gathers them. ``pricing.cost_usd`` turns usage into dollars.
 """
+
 from __future__ import annotations
 
 from kai_platform.llm.base import (  # noqa: F401
@@ -60,14 +61,22 @@ def _warm_openai_call() -> None:
     import openai
 
     guarded_http_client(None, timeout=1.0).close()  # its connection pool's modules
-    sse = (b'data: {"id":"w","object":"chat.completion.chunk","created":0,"model":"m","choices":'
-           b'[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
-    transport = httpx2.MockTransport(lambda request: httpx2.Response(
-        200, content=sse, headers={"content-type": "text/event-stream"}))
-    with openai.OpenAI(base_url="http://warm-up.invalid/v1", api_key="unused", max_retries=0,
-                       http_client=httpx2.Client(transport=transport)) as client:
-        for _ in client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}],
-                                                stream=True, stream_options={"include_usage": True}):
+    sse = (
+        b'data: {"id":"w","object":"chat.completion.chunk","created":0,"model":"m","choices":'
+        b'[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    )
+    transport = httpx2.MockTransport(
+        lambda request: httpx2.Response(200, content=sse, headers={"content-type": "text/event-stream"})
+    )
+    with openai.OpenAI(
+        base_url="http://warm-up.invalid/v1",
+        api_key="unused",
+        max_retries=0,
+        http_client=httpx2.Client(transport=transport),
+    ) as client:
+        for _ in client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x"}], stream=True, stream_options={"include_usage": True}
+        ):
             pass
 
 

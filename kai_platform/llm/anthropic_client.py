@@ -1,4 +1,5 @@
 """Anthropic Messages API through the ``anthropic`` SDK, streamed."""
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,9 @@ def map_sdk_error(exc: BaseException, timeout: float) -> LLMError:
     if isinstance(exc, (anthropic.AuthenticationError, anthropic.PermissionDeniedError)):
         return LLMAuthError(f"anthropic rejected the API key ({exc.status_code})", provider="anthropic")
     if isinstance(exc, (anthropic.BadRequestError, anthropic.NotFoundError, anthropic.UnprocessableEntityError)):
-        return LLMBadRequest(f"anthropic refused the request ({exc.status_code}): {exc.message}"[:400], provider="anthropic")
+        return LLMBadRequest(
+            f"anthropic refused the request ({exc.status_code}): {exc.message}"[:400], provider="anthropic"
+        )
     if isinstance(exc, anthropic.APIStatusError):
         return LLMError(f"anthropic answered {exc.status_code}: {exc.message}"[:400], provider="anthropic")
     return LLMError(f"anthropic call failed: {type(exc).__name__}: {exc}", provider="anthropic")
@@ -53,15 +56,21 @@ def to_anthropic(messages: list[dict]) -> tuple[str, list[dict]]:
         if role == "system":
             continue
         if role == "tool":
-            block = {"type": "tool_result", "tool_use_id": m.get("tool_call_id"), "content": str(m.get("content") or "")}
+            block = {
+                "type": "tool_result",
+                "tool_use_id": m.get("tool_call_id"),
+                "content": str(m.get("content") or ""),
+            }
             if out and out[-1]["role"] == "user" and isinstance(out[-1]["content"], list):
                 out[-1]["content"].append(block)
             else:
                 out.append({"role": "user", "content": [block]})
         elif role == "assistant" and m.get("tool_calls"):
             blocks = [{"type": "text", "text": m["content"]}] if m.get("content") else []
-            blocks += [{"type": "tool_use", "id": c["id"], "name": c["name"], "input": c.get("arguments") or {}}
-                       for c in m["tool_calls"]]
+            blocks += [
+                {"type": "tool_use", "id": c["id"], "name": c["name"], "input": c.get("arguments") or {}}
+                for c in m["tool_calls"]
+            ]
             out.append({"role": "assistant", "content": blocks})
         else:
             out.append({"role": "assistant" if role == "assistant" else "user", "content": str(m.get("content") or "")})
@@ -80,16 +89,24 @@ class AnthropicClient(LLMClient):
             check_url(endpoint, self.allowlist)
         except BlockedAddress as exc:
             raise LLMBlockedAddress(str(exc), provider="anthropic") from exc
-        return anthropic.Anthropic(api_key=self.api_key or "unused", base_url=endpoint, timeout=self.timeout,
-                                   max_retries=0, http_client=guarded_http_client(self.allowlist, timeout=self.timeout,
-                                                                   aborter=aborter))
+        return anthropic.Anthropic(
+            api_key=self.api_key or "unused",
+            base_url=endpoint,
+            timeout=self.timeout,
+            max_retries=0,
+            http_client=guarded_http_client(self.allowlist, timeout=self.timeout, aborter=aborter),
+        )
 
     def _request(self, messages, tools, params: dict) -> tuple[dict, dict | None]:
         """The streamed Messages request for ``messages`` and ``tools``, and the structured-output
         format it asks for (None: free text)."""
         system, converted = to_anthropic(messages)
-        kwargs = {"model": self.model, "messages": converted, "max_tokens": int(params.get("max_tokens") or 1024),
-                  "stream": True}
+        kwargs = {
+            "model": self.model,
+            "messages": converted,
+            "max_tokens": int(params.get("max_tokens") or 1024),
+            "stream": True,
+        }
         if system:
             kwargs["system"] = system
         for key in ("temperature", "top_p"):
@@ -98,9 +115,14 @@ class AnthropicClient(LLMClient):
         if params.get("stop"):
             kwargs["stop_sequences"] = params["stop"] if isinstance(params["stop"], list) else [params["stop"]]
         if tools:
-            kwargs["tools"] = [{"name": t["name"], "description": t.get("description", ""),
-                                "input_schema": t.get("parameters") or {"type": "object", "properties": {}}}
-                               for t in tools]
+            kwargs["tools"] = [
+                {
+                    "name": t["name"],
+                    "description": t.get("description", ""),
+                    "input_schema": t.get("parameters") or {"type": "object", "properties": {}},
+                }
+                for t in tools
+            ]
         fmt = structured.response_format(params)
         if fmt is not None:  # a forced call of the answer tool (any tool when the agent has its own)
             kwargs["tools"] = [*(kwargs.get("tools") or []), structured.anthropic_answer_tool(fmt)]  # type: ignore[misc]
@@ -129,7 +151,11 @@ class AnthropicClient(LLMClient):
                         input_tokens = event.message.usage.input_tokens or 0
                         output_tokens = event.message.usage.output_tokens or 0
                     elif kind == "content_block_start" and event.content_block.type == "tool_use":
-                        blocks[event.index] = {"id": event.content_block.id, "name": event.content_block.name, "json": ""}
+                        blocks[event.index] = {
+                            "id": event.content_block.id,
+                            "name": event.content_block.name,
+                            "json": "",
+                        }
                     elif kind == "content_block_delta":
                         if event.delta.type == "text_delta":
                             yield Chunk(kind="text", text=event.delta.text)

@@ -5,6 +5,7 @@ Messages are OpenAI-style dicts: ``{"role": "system"|"user"|"assistant"|"tool", 
 an assistant message may carry ``tool_calls`` ([{id, name, arguments}]) and a tool message its
 ``tool_call_id``. Tools are ``{"name", "description", "parameters": <JSON schema>}``.
 """
+
 from __future__ import annotations
 
 import re
@@ -102,8 +103,16 @@ class LLMClient(ABC):
 
     provider_type = ""
 
-    def __init__(self, *, model: str, api_key: str | None = None, base_url: str | None = None,
-                 timeout: float = 60.0, allowlist=None, options: dict | None = None):
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        allowlist=None,
+        options: dict | None = None,
+    ):
         self.model = model
         self.api_key = api_key
         self.base_url = base_url or None
@@ -112,14 +121,14 @@ class LLMClient(ABC):
         self.options = options or {}
 
     @abstractmethod
-    def stream(self, messages: list[dict], tools: list[dict] | None = None,
-               params: dict | None = None) -> Iterator[Chunk]:
+    def stream(
+        self, messages: list[dict], tools: list[dict] | None = None, params: dict | None = None
+    ) -> Iterator[Chunk]:
         """Yield text/tool_call chunks, then exactly one usage chunk. ``params["cancel"]`` (a
         ``threading.Event``, set by the run engine when the run is cancelled) ends the call early:
         a client stops at once where it can (the builtin one also mid-wait), or at its next chunk."""
 
-    def complete(self, messages: list[dict], tools: list[dict] | None = None,
-                 params: dict | None = None) -> Completion:
+    def complete(self, messages: list[dict], tools: list[dict] | None = None, params: dict | None = None) -> Completion:
         started = time.perf_counter()
         parts: list[str] = []
         tool_calls: list[ToolCall] = []
@@ -131,8 +140,14 @@ class LLMClient(ABC):
                 tool_calls.append(chunk.tool_call)
             elif chunk.kind == "usage" and chunk.usage:
                 usage = chunk.usage
-        return Completion(text="".join(parts), model=self.model, provider_type=self.provider_type, usage=usage,
-                          latency_ms=round((time.perf_counter() - started) * 1000, 2), tool_calls=tool_calls)
+        return Completion(
+            text="".join(parts),
+            model=self.model,
+            provider_type=self.provider_type,
+            usage=usage,
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            tool_calls=tool_calls,
+        )
 
     def validate(self) -> Completion:
         """One minimal real call, to prove the endpoint, key and model work."""

@@ -11,6 +11,7 @@ is a deterministic JSON instance of the schema.
 Load modelling: ``latency_ms`` (before the first token) and ``tokens_per_s`` (pace of the rest).
 Cancel: with ``params["cancel"]`` (a ``threading.Event``) set, the call ends at once, mid-wait too.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,7 +40,9 @@ class BuiltinClient(LLMClient):
         offered = {t["name"] for t in tools or []}
         planned = []
         for index, spec in enumerate(params.get("tool_calls") or []):
-            planned.append(ToolCall(_call_id(f"{index}:{spec['name']}"), spec["name"], dict(spec.get("arguments") or {})))
+            planned.append(
+                ToolCall(_call_id(f"{index}:{spec['name']}"), spec["name"], dict(spec.get("arguments") or {}))
+            )
         last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
         if not planned and offered and last_user:
             for index, match in enumerate(_DIRECTIVE.finditer(str(last_user.get("content") or ""))):

@@ -6,6 +6,7 @@ process, which calls ``abort`` (for an HTTP call: shut its sockets down, which e
 read at once) as soon as the flag is set. The watcher checks the flags of the calls in flight
 every ``INTERVAL`` seconds and sleeps when there are none.
 """
+
 from __future__ import annotations
 
 import itertools

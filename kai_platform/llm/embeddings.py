@@ -6,6 +6,7 @@ bigrams and trigrams are each hashed (BLAKE2b, so every process and machine agre
 (1 + log tf; n-grams count less than words), and the vector is L2-normalised so cosine distance
 compares texts by the words and phrases they share.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,7 +35,7 @@ def builtin_embedding(text: str, dimensions: int = BUILTIN_DIMENSIONS) -> list[f
     features: Counter = Counter()
     for n, weight in enumerate(NGRAM_WEIGHTS, start=1):
         for i in range(len(words) - n + 1):
-            features[(" ".join(words[i:i + n]), weight)] += 1
+            features[(" ".join(words[i : i + n]), weight)] += 1
     vector = [0.0] * dimensions
     for (feature, weight), count in features.items():
         index, sign = _slot(feature, dimensions)
@@ -68,6 +69,8 @@ def openai_embed(client, texts: list[str], *, dimensions: int | None = None) -> 
         raise map_sdk_error(exc, client.provider_type, client.timeout) from exc
     rows = sorted(answer.data, key=lambda item: item.index)
     if len(rows) != len(texts):
-        raise LLMError(f"{client.provider_type} returned {len(rows)} embeddings for {len(texts)} texts",
-                       provider=client.provider_type)
+        raise LLMError(
+            f"{client.provider_type} returned {len(rows)} embeddings for {len(texts)} texts",
+            provider=client.provider_type,
+        )
     return [list(row.embedding) for row in rows]

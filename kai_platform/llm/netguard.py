@@ -9,6 +9,7 @@ DNS rebinding (a name that resolves to a public address for the check and to a p
 connection) is closed at connect time: the guarded client's network backend resolves the host
 itself, checks every address, and connects to the checked address, never resolving twice.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -195,8 +196,14 @@ def _pinned_backend(allowlist: AllowList | None, aborter: Aborter | None = None)
     return PinnedBackend()
 
 
-def guarded_http_client(allowlist: AllowList | None, *, timeout: float, follow_redirects: bool = True,
-                        max_redirects: int = 5, aborter: Aborter | None = None):
+def guarded_http_client(
+    allowlist: AllowList | None,
+    *,
+    timeout: float,
+    follow_redirects: bool = True,
+    max_redirects: int = 5,
+    aborter: Aborter | None = None,
+):
     """An ``httpx2.Client`` that checks every request it sends (redirect hops included); with
     ``aborter``, ``aborter.abort()`` ends its calls at once, even one waiting for its first byte."""
     # deferred: heavy — the HTTP client stack, loaded on first use to keep process start fast

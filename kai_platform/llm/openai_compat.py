@@ -1,5 +1,6 @@
 """OpenAI-compatible chat completions through the ``openai`` SDK: OpenAI, Azure OpenAI, Ollama,
 vLLM, DeepSeek, Databricks serving endpoints — any server speaking the API at ``base_url``."""
+
 from __future__ import annotations
 
 import json
@@ -63,11 +64,20 @@ def to_openai_messages(messages: list[dict]) -> list[dict]:
     for m in messages:
         role = m.get("role")
         if role == "assistant" and m.get("tool_calls"):
-            out.append({"role": "assistant", "content": m.get("content") or None, "tool_calls": [
-                {"id": c["id"], "type": "function",
-                 "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments") or {})}}
-                for c in m["tool_calls"]
-            ]})
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": m.get("content") or None,
+                    "tool_calls": [
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments") or {})},
+                        }
+                        for c in m["tool_calls"]
+                    ],
+                }
+            )
         elif role == "tool":
             out.append({"role": "tool", "tool_call_id": m.get("tool_call_id"), "content": str(m.get("content") or "")})
         else:
@@ -95,22 +105,39 @@ class OpenAICompatibleClient(LLMClient):
         except BlockedAddress as exc:
             raise LLMBlockedAddress(str(exc), provider=self.provider_type) from exc
         http_client = guarded_http_client(self.allowlist, timeout=self.timeout, aborter=aborter)
-        common = {"api_key": self.api_key or "unused", "timeout": self.timeout, "max_retries": 0,
-                  "http_client": http_client}
+        common = {
+            "api_key": self.api_key or "unused",
+            "timeout": self.timeout,
+            "max_retries": 0,
+            "http_client": http_client,
+        }
         if self.provider_type == "azure":
-            return openai.AzureOpenAI(azure_endpoint=self.endpoint,
-                                      api_version=self.options.get("api_version") or "2024-06-01", **common)
+            return openai.AzureOpenAI(
+                azure_endpoint=self.endpoint, api_version=self.options.get("api_version") or "2024-06-01", **common
+            )
         return openai.OpenAI(base_url=self.endpoint, **common)
 
     def _request(self, messages, tools, params: dict) -> dict:
         """The streamed chat-completions request (usage included) for ``messages`` and ``tools``."""
-        kwargs = {"model": self.model, "messages": to_openai_messages(messages), "stream": True,
-                  "stream_options": {"include_usage": True}}
+        kwargs = {
+            "model": self.model,
+            "messages": to_openai_messages(messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         kwargs.update({k: params[k] for k in PASSTHROUGH_PARAMS if params.get(k) is not None})
         if tools:
-            kwargs["tools"] = [{"type": "function", "function": {
-                "name": t["name"], "description": t.get("description", ""),
-                "parameters": t.get("parameters") or {"type": "object", "properties": {}}}} for t in tools]
+            kwargs["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t["name"],
+                        "description": t.get("description", ""),
+                        "parameters": t.get("parameters") or {"type": "object", "properties": {}},
+                    },
+                }
+                for t in tools
+            ]
         fmt = structured.response_format(params)
         if fmt is not None:
             kwargs["response_format"] = structured.openai_response_format(fmt, self.provider_type)
@@ -135,8 +162,10 @@ class OpenAICompatibleClient(LLMClient):
                         if cancel is not None and cancel.is_set():
                             return
                         if time.monotonic() > deadline:
-                            raise LLMTimeout(f"{self.provider_type} did not finish within {self.timeout:g} s",
-                                             provider=self.provider_type)
+                            raise LLMTimeout(
+                                f"{self.provider_type} did not finish within {self.timeout:g} s",
+                                provider=self.provider_type,
+                            )
                         if getattr(event, "usage", None):
                             usage = Usage(event.usage.prompt_tokens or 0, event.usage.completion_tokens or 0)
                         for choice in event.choices or []:

@@ -1,4 +1,5 @@
 """Price table: USD per million tokens (input, output). Unknown models cost 0 and say so."""
+
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal

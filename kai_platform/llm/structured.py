@@ -3,6 +3,7 @@ client for one JSON document matching the schema. OpenAI-compatible clients send
 ``response_format: {type: json_schema}`` (``json_object`` where the provider has no schema mode),
 Anthropic forces a call of a tool whose input is the schema, and the builtin provider answers a
 deterministic instance of the schema (``instance_of``)."""
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,13 @@ def openai_response_format(fmt: dict, provider_type: str) -> dict:
 
 
 def anthropic_answer_tool(fmt: dict) -> dict:
-    return {"name": ANSWER_TOOL, "description": f"Give the final answer ({fmt['name']}) as this tool's input.",
-            "input_schema": fmt["schema"] if fmt["schema"].get("type") == "object"
-            else {"type": "object", "properties": {"value": fmt["schema"]}, "required": ["value"]}}
+    return {
+        "name": ANSWER_TOOL,
+        "description": f"Give the final answer ({fmt['name']}) as this tool's input.",
+        "input_schema": fmt["schema"]
+        if fmt["schema"].get("type") == "object"
+        else {"type": "object", "properties": {"value": fmt["schema"]}, "required": ["value"]},
+    }
 
 
 def anthropic_answer(fmt: dict, arguments: dict) -> str:
@@ -42,6 +47,7 @@ def anthropic_answer(fmt: dict, arguments: dict) -> str:
 
 
 # --- a deterministic instance of a schema (the builtin provider's answer) -----------------------
+
 
 def _resolve_ref(schema: dict, root: dict) -> dict:
     ref = schema.get("$ref")
@@ -54,8 +60,14 @@ def _resolve_ref(schema: dict, root: dict) -> dict:
 
 
 def _string(schema: dict, hint: str) -> str:
-    formats = {"date": "2024-01-01", "date-time": "2024-01-01T00:00:00Z", "email": "builtin@example.com",
-               "uri": "https://example.com/", "uuid": "00000000-0000-4000-8000-000000000000", "time": "00:00:00"}
+    formats = {
+        "date": "2024-01-01",
+        "date-time": "2024-01-01T00:00:00Z",
+        "email": "builtin@example.com",
+        "uri": "https://example.com/",
+        "uuid": "00000000-0000-4000-8000-000000000000",
+        "time": "00:00:00",
+    }
     text = formats.get(str(schema.get("format") or ""), f"builtin {hint}".strip())
     minimum, maximum = int(schema.get("minLength") or 0), schema.get("maxLength")
     if len(text) < minimum:

@@ -4,6 +4,7 @@ Apps register a handler per command name; the hub checks the role the same way t
 route does and calls the handler in a thread. A handler takes ``(*, user, auth, agent_id,
 parameters)`` and returns a JSON-able result, or raises ``CommandError``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -33,6 +34,7 @@ def register_command(name: str, *, roles=ALL_ROLES):
     def decorator(handler):
         _REGISTRY[name] = Command(name=name, handler=handler, roles=frozenset(roles))
         return handler
+
     return decorator
 
 

@@ -7,6 +7,7 @@ per-connection message rate limit, and closing the socket when its credential ex
 revoked (one process-wide watcher re-checks every socket in a batch: ``watch.py``). Subclasses
 implement ``on_authenticated``, ``handle_message`` and ``on_event``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,9 +38,11 @@ logger = logging.getLogger("kai.realtime")
 
 SERVER_ID = f"{socket.gethostname()}:{os.getpid()}"
 #: what a client should do on each ``disconnect_warning`` reason
-ACTIONS = {"token_expiry": "Refresh the access token and reconnect with it.",
-           "server_shutdown": "Reconnect (another server process takes the connection).",
-           "maintenance": "Reconnect after the maintenance window."}
+ACTIONS = {
+    "token_expiry": "Refresh the access token and reconnect with it.",
+    "server_shutdown": "Reconnect (another server process takes the connection).",
+    "maintenance": "Reconnect after the maintenance window.",
+}
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -157,7 +160,8 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
             await self._authenticate(token)
         else:
             self._auth_timer = asyncio.get_running_loop().call_later(
-                settings.KAI_WS_AUTH_TIMEOUT, self._auth_window_over)
+                settings.KAI_WS_AUTH_TIMEOUT, self._auth_window_over
+            )
 
     async def disconnect(self, code):
         self._closing = True
@@ -214,8 +218,11 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         """What the operator console lists for this socket (``limits.open_sockets``)."""
         headers = dict(self.scope.get("headers") or [])
         return {
-            "user": user.email, "organization_id": str(auth.organization.pk) if auth.organization else "",
-            "path": self.scope.get("path", ""), "socket": type(self).__name__, "server": SERVER_ID,
+            "user": user.email,
+            "organization_id": str(auth.organization.pk) if auth.organization else "",
+            "path": self.scope.get("path", ""),
+            "socket": type(self).__name__,
+            "server": SERVER_ID,
             "client_fingerprint": headers.get(b"x-client-fingerprint", b"").decode("latin-1")[:200]
             or self.query.get("client_fingerprint", "")[:200],
             "client_version": headers.get(b"x-client-version", b"").decode("latin-1")[:100]
@@ -225,11 +232,15 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
     async def _refuse_limit(self, refused: str) -> None:
         if refused in ("user", "ip"):
             limit = settings.KAI_WS_MAX_PER_USER if refused == "user" else settings.KAI_WS_MAX_PER_IP
-            await self.refuse("CONNECTION_LIMIT_EXCEEDED",
-                              f"At most {limit} concurrent connections per {refused}.", retry_after=30)
+            await self.refuse(
+                "CONNECTION_LIMIT_EXCEEDED", f"At most {limit} concurrent connections per {refused}.", retry_after=30
+            )
         else:
-            await self.refuse("RATE_LIMIT_EXCEEDED", f"At most {settings.KAI_WS_CONNECTS_PER_MINUTE} new "
-                              f"connections a minute per {refused.split('_')[0]}.", retry_after=60)
+            await self.refuse(
+                "RATE_LIMIT_EXCEEDED",
+                f"At most {settings.KAI_WS_CONNECTS_PER_MINUTE} new connections a minute per {refused.split('_')[0]}.",
+                retry_after=60,
+            )
 
     async def identity_rows(self):
         """``(user, auth)`` of the socket's credential, for a handler that acts as the user; with
@@ -239,7 +250,8 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
             return self.user, self.auth
         try:
             return await database_sync_to_async(authenticate_credential)(
-                self._credential, organization_ref=self.query.get("organization"))
+                self._credential, organization_ref=self.query.get("organization")
+            )
         except (exceptions.AuthenticationFailed, exceptions.PermissionDenied):
             self.credential_lapsed()
             return None, None
@@ -275,9 +287,11 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         raw = text_data if text_data is not None else bytes_data
         size = len(raw.encode() if isinstance(raw, str) else raw or b"")
         if size > settings.KAI_WS_MAX_MESSAGE_BYTES:
-            await self.refuse("MESSAGE_TOO_LARGE",
-                              f"Messages are limited to {settings.KAI_WS_MAX_MESSAGE_BYTES} bytes.",
-                              close_code=CLOSE_TOO_BIG)
+            await self.refuse(
+                "MESSAGE_TOO_LARGE",
+                f"Messages are limited to {settings.KAI_WS_MAX_MESSAGE_BYTES} bytes.",
+                close_code=CLOSE_TOO_BIG,
+            )
             return
         if not await self._within_rate():
             return
@@ -292,7 +306,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
             if message["type"] == "auth" and isinstance(message.get("token"), str):
                 await self._authenticate(message["token"])
             else:
-                await self.refuse("AUTHENTICATION_FAILED", "Authenticate first: {\"type\": \"auth\", \"token\": …}.")
+                await self.refuse("AUTHENTICATION_FAILED", 'Authenticate first: {"type": "auth", "token": …}.')
             return
         await self.handle_message(message)
 
@@ -322,18 +336,29 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
     async def _rate_warning(self, count, limit, action):
         first = self._message_times[0] if self._message_times else time.monotonic()
         reset = datetime.fromtimestamp(time.time() + 60 - (time.monotonic() - first), UTC)
-        await self.send_envelope("rate_limit_warning", {
-            "limit_type": "messages_per_minute", "current_usage": count, "limit": limit,
-            "reset_time": reset.isoformat().replace("+00:00", "Z"), "recommended_action": action,
-        })
+        await self.send_envelope(
+            "rate_limit_warning",
+            {
+                "limit_type": "messages_per_minute",
+                "current_usage": count,
+                "limit": limit,
+                "reset_time": reset.isoformat().replace("+00:00", "Z"),
+                "recommended_action": action,
+            },
+        )
 
     async def warn_disconnect(self, reason: str, seconds: float, *, close_code: int = CLOSE_GOING_AWAY) -> None:
         """Seed 004's ``disconnect_warning``: the server closes this socket in ``seconds``."""
-        await self.send_envelope("disconnect_warning", {
-            "reason": reason, "seconds_left": round(seconds, 1), "close_code": close_code,
-            "recommended_action": ACTIONS.get(reason, "Reconnect after the close."),
-            "disconnect_at": datetime.fromtimestamp(time.time() + seconds, UTC).isoformat().replace("+00:00", "Z"),
-        })
+        await self.send_envelope(
+            "disconnect_warning",
+            {
+                "reason": reason,
+                "seconds_left": round(seconds, 1),
+                "close_code": close_code,
+                "recommended_action": ACTIONS.get(reason, "Reconnect after the close."),
+                "disconnect_at": datetime.fromtimestamp(time.time() + seconds, UTC).isoformat().replace("+00:00", "Z"),
+            },
+        )
 
     # --- sending --------------------------------------------------------------------------
     async def send_envelope(self, type_: str, data: dict, **extra) -> None:

@@ -13,6 +13,7 @@ configured caches in that root context. Every socket and request then finds them
 uses the same clients: redis-py clients are thread-safe and pooled, and asgiref's ``Local`` is
 copy-on-write, so code that opens some other alias still gets a dict of its own.
 """
+
 from __future__ import annotations
 
 import asyncio

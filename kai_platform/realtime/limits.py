@@ -8,6 +8,7 @@ so concurrent connects cannot overshoot either limit. Each open socket also has 
 operator console lists (user, organization, path, client fingerprint and version), in an index
 scored like the leases.
 """
+
 from __future__ import annotations
 
 import logging
@@ -79,10 +80,22 @@ def _acquire(user_id, ip, member: str, info: dict | None = None) -> str | None:
     fields = {"client_id": member, "user_id": str(user_id), "ip": ip, "connected_at": now, **(info or {})}
     script = _redis().register_script(_ACQUIRE)
     refused = script(
-        keys=[*_keys(user_id, ip), f"{prefix}:ws:rate:user:{user_id}", f"{prefix}:ws:rate:ip:{ip}",
-              _info_key(member), _index_key()],
-        args=[now, now + LEASE_SECONDS, member, settings.KAI_WS_MAX_PER_USER, settings.KAI_WS_MAX_PER_IP,
-              settings.KAI_WS_CONNECTS_PER_MINUTE, *[str(v) for pair in fields.items() for v in pair]],
+        keys=[
+            *_keys(user_id, ip),
+            f"{prefix}:ws:rate:user:{user_id}",
+            f"{prefix}:ws:rate:ip:{ip}",
+            _info_key(member),
+            _index_key(),
+        ],
+        args=[
+            now,
+            now + LEASE_SECONDS,
+            member,
+            settings.KAI_WS_MAX_PER_USER,
+            settings.KAI_WS_MAX_PER_IP,
+            settings.KAI_WS_CONNECTS_PER_MINUTE,
+            *[str(v) for pair in fields.items() for v in pair],
+        ],
     )
     return REFUSALS[int(refused)]
 
@@ -105,7 +118,9 @@ def user_connections(user_id) -> int:
 def open_sockets(*, organization_id=None, limit: int = 200) -> list[dict]:
     """The open sockets of every process, newest first (the operator console's list)."""
     redis = _redis()
-    members = redis.zrevrangebyscore(_index_key(), "+inf", time.time(), start=0, num=limit * 4 if organization_id else limit)
+    members = redis.zrevrangebyscore(
+        _index_key(), "+inf", time.time(), start=0, num=limit * 4 if organization_id else limit
+    )
     pipe = redis.pipeline(transaction=False)
     for member in members:
         pipe.hgetall(_info_key(member.decode()))

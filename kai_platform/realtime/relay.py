@@ -15,6 +15,7 @@ its last local socket has gone; the channel and its receive loop stop when no gr
 async test's event loop thus starts and ends with none). Group memberships are renewed every
 ``GROUP_RENEW_SECONDS``, within channels-redis' ``group_expiry``.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -5,6 +5,7 @@ each socket is served under /api/v1/ and /api/.
 Registration is lazy (a loader returns the consumer's ASGI app) so processes that serve no
 sockets, Celery workers, never import consumers.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -15,6 +15,7 @@ per socket.
 One watcher per process: the process's event loop is the one the sockets run on (a new loop —
 each async test has its own — starts a fresh registry).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -82,8 +83,7 @@ class _Watcher:
             batch = [consumer for consumer in self.sockets if not consumer._closing]
             if batch:
                 try:
-                    valid = await database_sync_to_async(_check_batch)(
-                        [_entry(consumer) for consumer in batch])
+                    valid = await database_sync_to_async(_check_batch)([_entry(consumer) for consumer in batch])
                 except Exception:
                     logger.warning("credential re-check failed; will retry", exc_info=True)
                 else:
@@ -97,8 +97,15 @@ class _Watcher:
 
 def _entry(consumer) -> tuple:
     identity = consumer.identity
-    return (identity.kind, identity.credential, identity.expires_at, identity.organization_id, identity.user_id,
-            consumer.ip, consumer.client_id)
+    return (
+        identity.kind,
+        identity.credential,
+        identity.expires_at,
+        identity.organization_id,
+        identity.user_id,
+        consumer.ip,
+        consumer.client_id,
+    )
 
 
 def _check_batch(entries: list[tuple]) -> list[bool]:
@@ -129,8 +136,9 @@ def _live_members(entries: list[tuple]) -> set:
     member (``(user id, None)`` for sockets without an organization): a user deactivated or removed
     (SCIM, an admin) loses their sockets within one interval, like a revoked token."""
     jwts = [entry for entry in entries if entry[0] == "jwt"]
-    return ports.live_members(user_ids={entry[4] for entry in jwts},
-                              with_no_organization=any(entry[3] is None for entry in jwts))
+    return ports.live_members(
+        user_ids={entry[4] for entry in jwts}, with_no_organization=any(entry[3] is None for entry in jwts)
+    )
 
 
 _watcher = PerLoop(_Watcher)

@@ -6,6 +6,7 @@ a 50 MB upload cost the web process ~50 MB of memory whatever the application di
 application's ``receive()`` reads the next chunk from that file when it asks for one: memory stays
 one chunk per request. Other messages (``http.disconnect``) still come through daphne's queue.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -5,6 +5,7 @@ every WebSocket still open with 1001 (going away), then let daphne cancel what r
 The application takes part through hooks: ``register(hook)`` with ``async hook(seconds) -> int``
 (how many sockets it warned); the realtime layer registers one for its sockets.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -6,6 +6,7 @@ anything else; daphne then answers 1011 with no reason, so a refusal meant as 10
 ``sendCloseFrame`` after the code is checked against RFC 6455 §7.4 (codes an endpoint may send)
 and the reason cut to the 123 bytes a close frame holds.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """daphne's ``Server`` with the platform's WebSocket protocol and shutdown drain."""
+
 from __future__ import annotations
 
 import asyncio  # isort:skip
@@ -34,8 +35,7 @@ class KaiServer(daphne.server.Server):
             return super().create_application(protocol, scope)
         assert "application_instance" not in self.connections[protocol]
         scope.setdefault("asgi", {"version": "3.0"})
-        instance = self.application(scope=scope, receive=streamed.receive,
-                                    send=partial(self.handle_reply, protocol))
+        instance = self.application(scope=scope, receive=streamed.receive, send=partial(self.handle_reply, protocol))
         if protocol not in self.connections:
             streamed.close()
             return None

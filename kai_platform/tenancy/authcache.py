@@ -18,6 +18,7 @@ So a logout (revocation key), a role change, a removed member or a deactivated o
 effect on the very next request, in every process. Each request gets fresh model instances built
 from the cached rows (views may change them without touching the cache).
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,6 +58,7 @@ def _redis():
 
 
 # --- invalidation ------------------------------------------------------------------------------
+
 
 def _bump(keys: list[str]) -> None:
     pipe = _redis().pipeline(transaction=False)
@@ -108,13 +110,17 @@ def connect_signals(*, user, membership, organization) -> None:
     """Called from the accounts app's ready() with its models: every process that writes these
     rows bumps, and cached rows are rebuilt as instances of these models."""
     _models.user, _models.membership, _models.organization = user, membership, organization
-    for model, receiver in ((user, _on_user_change), (membership, _on_membership_change),
-                            (organization, _on_org_change)):
+    for model, receiver in (
+        (user, _on_user_change),
+        (membership, _on_membership_change),
+        (organization, _on_org_change),
+    ):
         post_save.connect(receiver, sender=model, dispatch_uid=f"authcache-save-{model.__name__}")
         post_delete.connect(receiver, sender=model, dispatch_uid=f"authcache-delete-{model.__name__}")
 
 
 # --- the cache -----------------------------------------------------------------------------------
+
 
 def _row(instance) -> tuple:
     return tuple(getattr(instance, f.attname) for f in instance._meta.concrete_fields)
@@ -199,9 +205,14 @@ def store(user_id: str, organization_ref: str | None, versions: tuple, user, mem
             _entries.clear()
     org = membership.organization if membership is not None else None
     _entries[(user_id, organization_ref)] = _Entry(
-        versions=versions, expires=time.monotonic() + _ttl(), org_id=str(org.pk) if org is not None else None,
-        org_plan=org.plan if org is not None else None, user_row=_row(user), membership_row=_row(membership) if membership is not None else None,
-        org_row=_row(org) if org is not None else None)
+        versions=versions,
+        expires=time.monotonic() + _ttl(),
+        org_id=str(org.pk) if org is not None else None,
+        org_plan=org.plan if org is not None else None,
+        user_row=_row(user),
+        membership_row=_row(membership) if membership is not None else None,
+        org_row=_row(org) if org is not None else None,
+    )
 
 
 def clear() -> None:
@@ -209,6 +220,7 @@ def clear() -> None:
 
 
 # --- the one round trip ------------------------------------------------------------------------
+
 
 @dataclass
 class Probe:
@@ -234,8 +246,7 @@ return out
 PROBE_SHA = hashlib.sha1(PROBE_SCRIPT.encode()).hexdigest()
 
 
-def probe(*, revoked_key: str, user_id: str, org_id: str | None, counter=None,
-          member_org_ids: tuple = ()) -> Probe:
+def probe(*, revoked_key: str, user_id: str, org_id: str | None, counter=None, member_org_ids: tuple = ()) -> Probe:
     """One round trip (one server-side script, the cheapest way for both ends): revocation, the
     authorization versions (the user's, the organization's and those of the organizations of
     cached ``auth/me`` memberships), and the rate-limit increment."""
@@ -253,13 +264,17 @@ def probe(*, revoked_key: str, user_id: str, org_id: str | None, counter=None,
         results = redis.execute_command("EVAL", PROBE_SCRIPT, len(keys), *keys, *args)
     versions = results[1]
     first_member = 2 if org_id else 1
-    return Probe(revoked=bool(results[0]), user_version=versions[0],
-                 org_version=versions[1] if org_id else None,
-                 count=int(results[2]) if counter is not None else None,
-                 member_org_versions=tuple(versions[first_member:]))
+    return Probe(
+        revoked=bool(results[0]),
+        user_version=versions[0],
+        org_version=versions[1] if org_id else None,
+        count=int(results[2]) if counter is not None else None,
+        member_org_versions=tuple(versions[first_member:]),
+    )
 
 
 # --- auth/me memberships -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Handle:
@@ -272,8 +287,9 @@ class Handle:
 
 def handle_for(key: tuple, entry: _Entry | None, probe_result: Probe) -> Handle:
     cached = entry.memberships if entry is not None else None
-    if cached is not None and (cached.user_version != probe_result.user_version
-                               or cached.org_versions != probe_result.member_org_versions):
+    if cached is not None and (
+        cached.user_version != probe_result.user_version or cached.org_versions != probe_result.member_org_versions
+    ):
         cached = None
     return Handle(key=key, user_version=probe_result.user_version, memberships=cached)
 
@@ -300,8 +316,11 @@ def memberships_of(*, user, handle: Handle | None, read) -> list:
             org_ids = tuple(str(m.organization_id) for m in memberships)
             versions = tuple(_redis().mget([org_version_key(org_id) for org_id in org_ids]))
             entry.memberships = _Memberships(
-                user_version=handle.user_version, org_ids=org_ids, org_versions=versions,
-                rows=tuple((_row(m), _row(m.organization)) for m in memberships))
+                user_version=handle.user_version,
+                org_ids=org_ids,
+                org_versions=versions,
+                rows=tuple((_row(m), _row(m.organization)) for m in memberships),
+            )
     return memberships
 
 

@@ -1,5 +1,6 @@
 """Credentials → (user, AuthContext). ``Authorization: Bearer`` carries a JWT access token or a
 platform API key (``kai_…``); the organization comes from the credential, never from the body."""
+
 from __future__ import annotations
 
 import logging
@@ -145,9 +146,13 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
     counter = None
     if request is not None and entry is not None and entry.org_id is not None:
         counter = ratelimit.counter_for(subject=entry.org_id, subject_type="organization", plan=entry.org_plan)
-    probe = authcache.probe(revoked_key=sharedcache.backend().make_key(revoked_jti_key(jti)), user_id=user_id,
-                            org_id=entry.org_id if entry is not None else None, counter=counter,
-                            member_org_ids=authcache.member_org_ids(entry))
+    probe = authcache.probe(
+        revoked_key=sharedcache.backend().make_key(revoked_jti_key(jti)),
+        user_id=user_id,
+        org_id=entry.org_id if entry is not None else None,
+        counter=counter,
+        member_org_ids=authcache.member_org_ids(entry),
+    )
     if probe.revoked:
         raise exceptions.AuthenticationFailed(_("Access token has been revoked."), code=codes.UNAUTHORIZED)
     cache_key = (user_id, organization_ref)
@@ -161,8 +166,13 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
         raise exceptions.AuthenticationFailed(_("User not found or inactive."), code=codes.UNAUTHORIZED)
     if membership is None and organization_ref:
         raise OrganizationHeaderError()
-    if counter is not None and probe.count is not None and membership is not None and entry is not None \
-            and str(membership.organization_id) == entry.org_id:
+    if (
+        counter is not None
+        and probe.count is not None
+        and membership is not None
+        and entry is not None
+        and str(membership.organization_id) == entry.org_id
+    ):
         ratelimit.remember(request, counter.usage(probe.count))
     ctx = AuthContext(
         kind="jwt",
@@ -180,8 +190,9 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
 
 def _authenticate_api_key(raw: str, organization_ref: str | None, address: str | None = None):
     if address:
-        backoff.refuse_if_locked([(API_KEY_GUESSES, address)], "Too many invalid API keys from this address; "
-                                                               "try again later.")
+        backoff.refuse_if_locked(
+            [(API_KEY_GUESSES, address)], "Too many invalid API keys from this address; try again later."
+        )
     api_key = ports.api_key_authenticate(raw_key=raw)
     if api_key is None:
         if address and backoff.record_failure(API_KEY_GUESSES, address):

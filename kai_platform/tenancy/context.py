@@ -1,4 +1,5 @@
 """What a request is allowed to act as: set by the authentication classes as ``request.auth``."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

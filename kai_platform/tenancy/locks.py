@@ -2,6 +2,7 @@
 
 The key is derived from the organization's UUID (never from ``hash()``, which differs between
 processes), so every process and replica takes the same lock."""
+
 from __future__ import annotations
 
 import uuid

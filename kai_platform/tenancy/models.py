@@ -3,6 +3,7 @@
 Query tenant data only through ``Model.objects.for_org(org)``; the manager's plain ``all()``
 exists for Django internals (admin, migrations) and for platform-wide jobs that say so.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -34,7 +35,11 @@ class TenantModel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         editable=False,
     )
 

@@ -1,6 +1,7 @@
 """Role checks. A view names the roles allowed per action in ``action_roles``
 (``{"create": HUMAN_ROLES, "restart": HUMAN_ROLES}``); anything unnamed is open to every
 member of the request's organization. ``"*"`` sets the view-wide default."""
+
 from __future__ import annotations
 
 from rest_framework import exceptions, permissions

@@ -1,4 +1,5 @@
 """Membership roles and their permission matrix (docs/accounts.md)."""
+
 from django.db import models
 
 

@@ -6,6 +6,7 @@ decorate the queryset in ``scope_queryset`` (select_related, visibility by role)
 ``get_queryset`` itself is refused at class creation unless the class sets the loudly named
 ``unscoped_queryset_reviewed = True``.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -27,8 +28,10 @@ def raise_not_found(model):
     """404 for a missing (or another organization's) object, with the model's seed error code
     (``not_found_code``, e.g. ``AGENT_001``) when it declares one."""
     name = model._meta.verbose_name
-    raise NotFound(f"No {name} with this id in your organization.",
-                   code=getattr(model, "not_found_code", None) or codes.VALIDATION_ERROR)
+    raise NotFound(
+        f"No {name} with this id in your organization.",
+        code=getattr(model, "not_found_code", None) or codes.VALIDATION_ERROR,
+    )
 
 
 def not_offered(handler):
@@ -42,12 +45,16 @@ def not_offered(handler):
 def check_request_rules(request) -> None:
     """400 for what the OpenAPI document says every operation refuses: a PUT without a body (``{}``
     changes nothing; an absent body is a client that forgot it), U+0000 in the query string."""
-    if request.method == "PUT" and not request.META.get("HTTP_TRANSFER_ENCODING") and \
-            request.META.get("CONTENT_LENGTH", "") in ("", "0"):
+    if (
+        request.method == "PUT"
+        and not request.META.get("HTTP_TRANSFER_ENCODING")
+        and request.META.get("CONTENT_LENGTH", "") in ("", "0")
+    ):
         raise ParseError("A PUT needs a body: the fields to change ({} changes nothing).")
     query = request.META.get("QUERY_STRING", "")
-    if "%00" in query and any("\x00" in key or "\x00" in value for key, values in request.query_params.lists()
-                               for value in values):
+    if "%00" in query and any(
+        "\x00" in key or "\x00" in value for key, values in request.query_params.lists() for value in values
+    ):
         raise ParseError("The NUL character (%00) is not allowed in query parameters.")
 
 
@@ -130,8 +137,11 @@ class TenantScopedViewSetMixin(OrganizationContextMixin):
     @property
     def allowed_methods(self):
         actions = getattr(self, "action_map", None) or {}
-        hidden = {method.upper() for method, name in actions.items()
-                  if getattr(getattr(self, name, None), "kai_not_offered", False)}
+        hidden = {
+            method.upper()
+            for method, name in actions.items()
+            if getattr(getattr(self, name, None), "kai_not_offered", False)
+        }
         return [method for method in super().allowed_methods if method not in hidden]
 
     def get_object(self):

@@ -1,4 +1,5 @@
 """Platform API keys (auth/tokens): shown once, hashed, org-bound, role-limited, revocable."""
+
 import hashlib
 
 import pytest
@@ -86,7 +87,10 @@ def test_members_see_their_own_keys_admins_see_all(make_member, client_for):
     client_for(owner).post("/api/v1/auth/tokens", {"name": "owner-key"}, format="json")
     client_for(user).post("/api/v1/auth/tokens", {"name": "user-key"}, format="json")
     assert {k["name"] for k in client_for(user).get("/api/v1/auth/tokens").json()["items"]} == {"user-key"}
-    assert {k["name"] for k in client_for(owner).get("/api/v1/auth/tokens").json()["items"]} == {"owner-key", "user-key"}
+    assert {k["name"] for k in client_for(owner).get("/api/v1/auth/tokens").json()["items"]} == {
+        "owner-key",
+        "user-key",
+    }
 
 
 def test_x_organization_picks_the_membership(make_member, client_for):

@@ -1,4 +1,5 @@
 """Auth flows (seed 000/002/003): register, login, refresh rotation, logout, session, magic links."""
+
 from __future__ import annotations
 
 import re
@@ -26,9 +27,15 @@ def login(client, email, password=PASSWORD):
 
 
 def test_register_creates_organization_and_owner(api_client):
-    response = api_client.post("/api/v1/auth/register", {
-        "email": "Ann@Example.com", "password": "correct-horse-9", "org_name": "Acme Robotics",
-    }, format="json")
+    response = api_client.post(
+        "/api/v1/auth/register",
+        {
+            "email": "Ann@Example.com",
+            "password": "correct-horse-9",
+            "org_name": "Acme Robotics",
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert TOKEN_KEYS <= set(body)
@@ -45,12 +52,16 @@ def test_register_creates_organization_and_owner(api_client):
 
 
 def test_register_rejects_duplicates_and_weak_passwords(api_client, member):
-    duplicate = api_client.post("/api/v1/auth/register", {
-        "email": member.user.email.upper(), "password": "correct-horse-9", "org_name": "Again"}, format="json")
+    duplicate = api_client.post(
+        "/api/v1/auth/register",
+        {"email": member.user.email.upper(), "password": "correct-horse-9", "org_name": "Again"},
+        format="json",
+    )
     body = assert_envelope(duplicate, 409)
     assert body["errors"][0]["field"] == "email"
-    weak = api_client.post("/api/v1/auth/register", {
-        "email": "new@example.com", "password": "123", "org_name": "W"}, format="json")
+    weak = api_client.post(
+        "/api/v1/auth/register", {"email": "new@example.com", "password": "123", "org_name": "W"}, format="json"
+    )
     body = assert_envelope(weak, 400, codes.VALIDATION_ERROR)
     assert {e["field"] for e in body["errors"]} == {"password"}
     assert not User.objects.filter(email="new@example.com").exists()
@@ -98,8 +109,11 @@ def test_parallel_uses_of_one_refresh_token_succeed_exactly_once(make_member):
 
     def use(_):
         try:
-            return APIClient().post("/api/v1/auth/refresh", {"refresh_token": tokens["refresh_token"]},
-                                    format="json").status_code
+            return (
+                APIClient()
+                .post("/api/v1/auth/refresh", {"refresh_token": tokens["refresh_token"]}, format="json")
+                .status_code
+            )
         finally:
             connections.close_all()
 
@@ -163,8 +177,9 @@ def test_preferences_round_trip_and_validation(member, client_for):
     client = client_for(member)
     defaults = client.get("/api/v1/auth/preferences").json()
     assert defaults["theme"] == "system" and defaults["voice_enabled"] is False
-    updated = client.put("/api/v1/auth/preferences", {
-        "theme": "dark", "notification_settings": {"push": True}}, format="json")
+    updated = client.put(
+        "/api/v1/auth/preferences", {"theme": "dark", "notification_settings": {"push": True}}, format="json"
+    )
     assert updated.status_code == 200
     body = updated.json()
     assert body["theme"] == "dark"

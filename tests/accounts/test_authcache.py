@@ -1,6 +1,7 @@
 """The per-process credential cache (kai_platform/tenancy/authcache.py) and the verified-JWT cache
 (tenancy/authentication.py) never outlive a change: each test first warms the caches with a request,
 changes something, and checks that the very next request sees it."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """Password policy at register, change and reset; a changed password signs the other sessions out."""
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,11 @@ def _refresh(tokens):
 
 @pytest.mark.parametrize("password", ["password123", "qwertyuiop", "12345678901"])
 def test_register_refuses_common_and_numeric_passwords(api_client, password):
-    body = assert_envelope(api_client.post(f"{B}/auth/register", {"email": "new@example.com", "password": password},
-                                           format="json"), 400, codes.VALIDATION_ERROR)
+    body = assert_envelope(
+        api_client.post(f"{B}/auth/register", {"email": "new@example.com", "password": password}, format="json"),
+        400,
+        codes.VALIDATION_ERROR,
+    )
     assert body["errors"][0]["field"] == "password"
 
 
@@ -38,8 +42,9 @@ def test_change_checks_the_current_password_and_the_policy(member):
     client, _ = _session(member.user.email)
     wrong = client.post(f"{B}/auth/password", {"current_password": "nope", "new_password": NEW}, format="json")
     assert assert_envelope(wrong, 403, codes.INVALID_CREDENTIALS)["errors"][0]["field"] == "current_password"
-    common = client.post(f"{B}/auth/password", {"current_password": PASSWORD, "new_password": "password1"},
-                         format="json")
+    common = client.post(
+        f"{B}/auth/password", {"current_password": PASSWORD, "new_password": "password1"}, format="json"
+    )
     assert assert_envelope(common, 400)["errors"][0]["field"] == "new_password"
     member.user.refresh_from_db()
     assert member.user.check_password(PASSWORD)
@@ -53,8 +58,10 @@ def test_a_changed_password_revokes_the_other_sessions_refresh_tokens(member):
     assert response.status_code == 200 and response.json()["sessions_revoked"] == 2
     assert_envelope(_refresh(other), 401) and assert_envelope(_refresh(third), 401)
     assert _refresh(mine).status_code == 200  # this session goes on
-    assert APIClient().post(f"{B}/auth/login", {"email": member.user.email, "password": NEW},
-                            format="json").status_code == 200
+    assert (
+        APIClient().post(f"{B}/auth/login", {"email": member.user.email, "password": NEW}, format="json").status_code
+        == 200
+    )
     assert AuditEvent.objects.filter(organization=member.organization, action="user.password_change").exists()
 
 
@@ -90,15 +97,21 @@ def test_reset_lifts_the_sign_in_lock(member, mailoutbox):
         api.post(f"{B}/auth/login", {"email": member.user.email, "password": "nope"}, format="json")
     api.post(f"{B}/auth/password-reset", {"email": member.user.email}, format="json")
     token = re.search(r'"token": "([^"]+)"', mailoutbox[0].body).group(1)
-    assert api.post(f"{B}/auth/password-reset/confirm", {"token": token, "new_password": NEW},
-                    format="json").status_code == 200
+    assert (
+        api.post(f"{B}/auth/password-reset/confirm", {"token": token, "new_password": NEW}, format="json").status_code
+        == 200
+    )
     assert api.post(f"{B}/auth/login", {"email": member.user.email, "password": NEW}, format="json").status_code == 200
 
 
 def test_bad_reset_tokens_are_400_and_counted_per_address(api_client):
     for token in ["-", "nonsense", "Zm9v.abc", "MTIz.1-2"] + ["x.y"] * 16:
-        response = api_client.post(f"{B}/auth/password-reset/confirm", {"token": token, "new_password": NEW},
-                                   format="json")
+        response = api_client.post(
+            f"{B}/auth/password-reset/confirm", {"token": token, "new_password": NEW}, format="json"
+        )
         assert response.status_code == 400
-    assert_envelope(api_client.post(f"{B}/auth/password-reset/confirm", {"token": "x.y", "new_password": NEW},
-                                    format="json"), 429, codes.RATE_LIMIT_EXCEEDED)
+    assert_envelope(
+        api_client.post(f"{B}/auth/password-reset/confirm", {"token": "x.y", "new_password": NEW}, format="json"),
+        429,
+        codes.RATE_LIMIT_EXCEEDED,
+    )

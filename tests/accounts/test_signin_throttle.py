@@ -1,5 +1,6 @@
 """Per-account brakes on guessing (apps/accounts/throttle.py): sign-in, sign-in links, refresh
 tokens, API keys; a lock is audited and announced, and answers the right secret with 429 too."""
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,9 @@ B = "/api/v1"
 
 
 def login(email, password, address="192.0.2.1"):
-    return APIClient().post(f"{B}/auth/login", {"email": email, "password": password}, format="json",
-                            REMOTE_ADDR=address)
+    return APIClient().post(
+        f"{B}/auth/login", {"email": email, "password": password}, format="json", REMOTE_ADDR=address
+    )
 
 
 def test_five_wrong_passwords_lock_the_account_even_for_the_right_one_from_another_address(member):
@@ -80,8 +82,9 @@ def test_magic_link_requests_are_limited_per_account_and_unlocked_by_signing_in(
     locked = client.post(f"{B}/auth/magic-link", {"email": member.user.email}, format="json")
     assert_envelope(locked, 429, codes.RATE_LIMIT_EXCEEDED) and int(locked["Retry-After"]) > 0
     assert len(mailoutbox) == 5
-    ghost = [client.post(f"{B}/auth/magic-link", {"email": "ghost@example.com"}, format="json").status_code
-             for _ in range(6)]
+    ghost = [
+        client.post(f"{B}/auth/magic-link", {"email": "ghost@example.com"}, format="json").status_code for _ in range(6)
+    ]
     assert ghost == [202] * 5 + [429]  # the same answers for an address with no account
     token = re.search(r"token=([\w-]+)", mailoutbox[-1].body).group(1)
     assert client.post(f"{B}/auth/verify-magic", {"token": token}, format="json").status_code == 200
@@ -90,23 +93,27 @@ def test_magic_link_requests_are_limited_per_account_and_unlocked_by_signing_in(
 
 def test_forged_refresh_tokens_and_bad_links_lock_the_address(api_client, member):
     for _ in range(20):
-        assert_envelope(api_client.post(f"{B}/auth/refresh", {"refresh_token": "forged.token.x"}, format="json"),
-                        401)
+        assert_envelope(api_client.post(f"{B}/auth/refresh", {"refresh_token": "forged.token.x"}, format="json"), 401)
     tokens = login(member.user.email, PASSWORD, "127.0.0.1").json()
     locked = api_client.post(f"{B}/auth/refresh", {"refresh_token": tokens["refresh_token"]}, format="json")
     assert_envelope(locked, 429, codes.RATE_LIMIT_EXCEEDED)
     assert_envelope(api_client.post(f"{B}/auth/verify-magic", {"token": "x" * 20}, format="json"), 429)
-    other = APIClient().post(f"{B}/auth/refresh", {"refresh_token": tokens["refresh_token"]}, format="json",
-                             REMOTE_ADDR="192.0.2.44")
+    other = APIClient().post(
+        f"{B}/auth/refresh", {"refresh_token": tokens["refresh_token"]}, format="json", REMOTE_ADDR="192.0.2.44"
+    )
     assert other.status_code == 200  # another address is not locked
 
 
 def test_a_replayed_refresh_token_is_no_guess(api_client, member):
     tokens = login(member.user.email, PASSWORD, "127.0.0.1").json()
-    assert api_client.post(f"{B}/auth/refresh", {"refresh_token": tokens["refresh_token"]}, format="json").status_code == 200
+    assert (
+        api_client.post(f"{B}/auth/refresh", {"refresh_token": tokens["refresh_token"]}, format="json").status_code
+        == 200
+    )
     for _ in range(25):
-        assert_envelope(api_client.post(f"{B}/auth/refresh", {"refresh_token": tokens["refresh_token"]},
-                                        format="json"), 401)
+        assert_envelope(
+            api_client.post(f"{B}/auth/refresh", {"refresh_token": tokens["refresh_token"]}, format="json"), 401
+        )
 
 
 def test_api_key_guessing_locks_the_address_for_keys(member, client_for):

@@ -1,5 +1,6 @@
 """A small local HTTP server speaking the OpenAI chat-completions API (with SSE streaming) and
 the Anthropic Messages API, so the real SDKs are exercised end to end in tests."""
+
 from __future__ import annotations
 
 import json
@@ -63,9 +64,13 @@ class LLMServer:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                server.requests.append({"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}})
+                server.requests.append(
+                    {"path": self.path, "body": body, "headers": {k.lower(): v for k, v in self.headers.items()}}
+                )
                 if server.mode == "unauthorized":
-                    return self._json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
+                    return self._json(
+                        401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
+                    )
                 if server.mode == "slow":
                     time.sleep(server.delay)
                 if server.mode == "hold":
@@ -97,18 +102,40 @@ class LLMServer:
                 prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in body["messages"])
                 base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
                 if not body.get("stream"):
-                    return self._json(200, {"id": "chatcmpl-1", "object": "chat.completion", "created": 1,
-                                            "model": body["model"], "choices": [{"index": 0, "finish_reason": "stop",
-                                            "message": {"role": "assistant", "content": server.reply}}],
-                                            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
-                                                      "total_tokens": prompt_tokens + len(words)}})
-                events = [f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': ''}, 'finish_reason': None}]})}\n\n"]
+                    return self._json(
+                        200,
+                        {
+                            "id": "chatcmpl-1",
+                            "object": "chat.completion",
+                            "created": 1,
+                            "model": body["model"],
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": server.reply},
+                                }
+                            ],
+                            "usage": {
+                                "prompt_tokens": prompt_tokens,
+                                "completion_tokens": len(words),
+                                "total_tokens": prompt_tokens + len(words),
+                            },
+                        },
+                    )
+                events = [
+                    f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'role': 'assistant', 'content': ''}, 'finish_reason': None}]})}\n\n"
+                ]
                 last_is_tool = body["messages"][-1].get("role") == "tool"
                 if server.mode == "tool_call" and body.get("tools") and not last_is_tool:
                     name = body["tools"][0]["function"]["name"]
-                    events.append(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'tool_calls': [{'index': 0, 'id': 'call_1', 'type': 'function', 'function': {'name': name, 'arguments': ''}}]}, 'finish_reason': None}]})}\n\n")
+                    events.append(
+                        f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'tool_calls': [{'index': 0, 'id': 'call_1', 'type': 'function', 'function': {'name': name, 'arguments': ''}}]}, 'finish_reason': None}]})}\n\n"
+                    )
                     for part in ('{"expression": ', '"6*7"}'):
-                        events.append(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'tool_calls': [{'index': 0, 'function': {'arguments': part}}]}, 'finish_reason': None}]})}\n\n")
+                        events.append(
+                            f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'tool_calls': [{'index': 0, 'function': {'arguments': part}}]}, 'finish_reason': None}]})}\n\n"
+                        )
                     finish = "tool_calls"
                     completion_tokens = 5
                 else:
@@ -116,12 +143,18 @@ class LLMServer:
                     words = text.split(" ")
                     for i, word in enumerate(words):
                         piece = word if i == len(words) - 1 else word + " "
-                        events.append(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'content': piece}, 'finish_reason': None}]})}\n\n")
+                        events.append(
+                            f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'content': piece}, 'finish_reason': None}]})}\n\n"
+                        )
                     finish = "stop"
                     completion_tokens = len(words)
-                events.append(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n")
+                events.append(
+                    f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n"
+                )
                 if server.mode != "no_usage" and (body.get("stream_options") or {}).get("include_usage"):
-                    events.append(f"data: {json.dumps({**base, 'choices': [], 'usage': {'prompt_tokens': prompt_tokens, 'completion_tokens': completion_tokens, 'total_tokens': prompt_tokens + completion_tokens}})}\n\n")
+                    events.append(
+                        f"data: {json.dumps({**base, 'choices': [], 'usage': {'prompt_tokens': prompt_tokens, 'completion_tokens': completion_tokens, 'total_tokens': prompt_tokens + completion_tokens}})}\n\n"
+                    )
                 events.append("data: [DONE]\n\n")
                 self._sse(events)
 
@@ -131,17 +164,40 @@ class LLMServer:
                 def event(name, data):
                     return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
 
-                events = [event("message_start", {"message": {
-                    "id": "msg_1", "type": "message", "role": "assistant", "model": body["model"], "content": [],
-                    "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 11, "output_tokens": 1}}}),
-                    event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})]
+                events = [
+                    event(
+                        "message_start",
+                        {
+                            "message": {
+                                "id": "msg_1",
+                                "type": "message",
+                                "role": "assistant",
+                                "model": body["model"],
+                                "content": [],
+                                "stop_reason": None,
+                                "stop_sequence": None,
+                                "usage": {"input_tokens": 11, "output_tokens": 1},
+                            }
+                        },
+                    ),
+                    event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+                ]
                 for i, word in enumerate(words):
                     piece = word if i == len(words) - 1 else word + " "
-                    events.append(event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}}))
-                events += [event("content_block_stop", {"index": 0}),
-                           event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                                   "usage": {"output_tokens": len(words)}}),
-                           event("message_stop", {})]
+                    events.append(
+                        event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}})
+                    )
+                events += [
+                    event("content_block_stop", {"index": 0}),
+                    event(
+                        "message_delta",
+                        {
+                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                            "usage": {"output_tokens": len(words)},
+                        },
+                    ),
+                    event("message_stop", {}),
+                ]
                 self._sse(events)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

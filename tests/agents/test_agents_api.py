@@ -1,4 +1,5 @@
 """Agents: CRUD, versions, config parsing errors, role matrix, status/restart/logs/memory/test."""
+
 import time
 from datetime import timedelta
 
@@ -11,9 +12,16 @@ from tests.helpers import assert_envelope
 
 pytestmark = pytest.mark.django_db
 
-SEED_001 = {"name": "Research Agent", "role": "Senior Researcher", "goal": "Conduct thorough research",
-            "backstory": "You are an experienced researcher", "llm": "gpt-4", "tools": ["calculator"],
-            "allow_delegation": False, "verbose": True}
+SEED_001 = {
+    "name": "Research Agent",
+    "role": "Senior Researcher",
+    "goal": "Conduct thorough research",
+    "backstory": "You are an experienced researcher",
+    "llm": "gpt-4",
+    "tools": ["calculator"],
+    "allow_delegation": False,
+    "verbose": True,
+}
 
 
 def _create(client, **overrides):
@@ -57,23 +65,36 @@ def test_versions_are_kept_and_listable(owner_client):
 
 def test_seed_003_create_from_yaml(owner_client):
     yaml_text = "role: Analyst\ngoal: Count things\nllm: builtin\ntools: [calculator, current_time]\n"
-    body = owner_client.post("/api/v1/agents", {"name": "From YAML", "config_yaml": yaml_text, "agent_type": "assistant",
-                                                "description": "d", "status": "draft"}, format="json").json()
+    body = owner_client.post(
+        "/api/v1/agents",
+        {
+            "name": "From YAML",
+            "config_yaml": yaml_text,
+            "agent_type": "assistant",
+            "description": "d",
+            "status": "draft",
+        },
+        format="json",
+    ).json()
     assert body["role"] == "Analyst" and body["tools"] == ["calculator", "current_time"] and body["status"] == "draft"
 
 
 def test_unknown_tool_is_a_400_naming_it(owner_client):
-    body = assert_envelope(owner_client.post("/api/v1/agents", {**SEED_001, "tools": ["search_tool", "calculator"]},
-                                             format="json"), 400)
+    body = assert_envelope(
+        owner_client.post("/api/v1/agents", {**SEED_001, "tools": ["search_tool", "calculator"]}, format="json"), 400
+    )
     assert body["errors"][0]["field"] == "tools" and "'search_tool'" in body["errors"][0]["message"]
-    yaml_body = assert_envelope(owner_client.post("/api/v1/agents", {"name": "y", "config_yaml": "tools: [browser_tool]\n"},
-                                                  format="json"), 400)
+    yaml_body = assert_envelope(
+        owner_client.post("/api/v1/agents", {"name": "y", "config_yaml": "tools: [browser_tool]\n"}, format="json"), 400
+    )
     assert "'browser_tool'" in yaml_body["detail"]
 
 
 def test_invalid_yaml_and_json_config_name_the_line(owner_client):
     bad_yaml = "role: a\ngoal: b\ntools: [calculator\nverbose: true\n"
-    body = assert_envelope(owner_client.post("/api/v1/agents", {"name": "x", "config_yaml": bad_yaml}, format="json"), 400)
+    body = assert_envelope(
+        owner_client.post("/api/v1/agents", {"name": "x", "config_yaml": bad_yaml}, format="json"), 400
+    )
     assert body["errors"][0]["field"] == "config_yaml" and "line 4" in body["errors"][0]["message"]
     bad_json = '{\n  "temperature": 0.2,\n  "max_tokens": \n}'
     body = assert_envelope(owner_client.post("/api/v1/agents", {"name": "x", "config": bad_json}, format="json"), 400)
@@ -85,13 +106,22 @@ def test_invalid_yaml_and_json_config_name_the_line(owner_client):
 def test_unknown_fields_and_engine_statuses_are_refused(owner_client):
     assert_envelope(owner_client.post("/api/v1/agents", {"name": "x", "colour": "red"}, format="json"), 400)
     agent = _create(owner_client)
-    body = assert_envelope(owner_client.patch(f"/api/v1/agents/{agent['id']}", {"status": "executing"}, format="json"), 400)
+    body = assert_envelope(
+        owner_client.patch(f"/api/v1/agents/{agent['id']}", {"status": "executing"}, format="json"), 400
+    )
     assert body["errors"][0]["field"] == "status"
 
 
-@pytest.mark.parametrize("role, create, restart", [
-    ("owner", 201, 200), ("admin", 201, 200), ("developer", 201, 200), ("user", 201, 200), ("agent", 403, 403),
-])
+@pytest.mark.parametrize(
+    "role, create, restart",
+    [
+        ("owner", 201, 200),
+        ("admin", 201, 200),
+        ("developer", 201, 200),
+        ("user", 201, 200),
+        ("agent", 403, 403),
+    ],
+)
 def test_role_matrix_create_and_restart(make_member, client_for, role, create, restart):
     owner = make_member("owner")
     agent = _create(client_for(owner))
@@ -122,8 +152,9 @@ def test_disabling_shows_disabled_state(owner_client):
     body = owner_client.patch(f"/api/v1/agents/{agent['id']}", {"is_active": False}, format="json").json()
     assert body["status"] == "disabled"
     assert owner_client.get(f"/api/v1/agents/{agent['id']}/status").json()["detail"]["state"] == "disabled"
-    assert_envelope(owner_client.post(f"/api/v1/agents/{agent['id']}/test", {"prompt": "hi"}, format="json"), 409,
-                    code="AGENT_005")
+    assert_envelope(
+        owner_client.post(f"/api/v1/agents/{agent['id']}/test", {"prompt": "hi"}, format="json"), 409, code="AGENT_005"
+    )
 
 
 def test_memory_typed_tagged_ttl_and_queries(owner_client):
@@ -136,7 +167,10 @@ def test_memory_typed_tagged_ttl_and_queries(owner_client):
     assert expiring["expires_at"] is not None
 
     assert owner_client.get(url).json()["total"] == 3
-    assert {m["content"] if isinstance(m["content"], str) else "obj" for m in owner_client.get(f"{url}?type=fact").json()["items"]} == {"obj", "soon gone"}
+    assert {
+        m["content"] if isinstance(m["content"], str) else "obj"
+        for m in owner_client.get(f"{url}?type=fact").json()["items"]
+    } == {"obj", "soon gone"}
     assert owner_client.get(f"{url}?tags=x,y").json()["total"] == 1
     assert owner_client.get(f"{url}?tags=y").json()["total"] == 2
 
@@ -154,20 +188,24 @@ def test_test_runs_one_prompt_on_builtin(owner_client, member, celery_worker_pro
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["output"] == "Builtin reply to: hello world"
-    assert body["tokens"]["output"] == 6 and body["tokens"]["total"] == body["tokens"]["input"] + 6  # Builtin reply to : hello world
+    assert (
+        body["tokens"]["output"] == 6 and body["tokens"]["total"] == body["tokens"]["input"] + 6
+    )  # Builtin reply to : hello world
     assert float(body["cost"]) == 0 and body["latency_ms"] >= 0 and body["provider_type"] == "builtin"
     # the agent's run counters are written just after the run's end (its caller is answered first)
     deadline = time.monotonic() + 10
-    while (refreshed := owner_client.get(f"/api/v1/agents/{agent['id']}").json())["execution_count"] == 0 \
-            and time.monotonic() < deadline:
+    while (refreshed := owner_client.get(f"/api/v1/agents/{agent['id']}").json())[
+        "execution_count"
+    ] == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert refreshed["execution_count"] == 1 and refreshed["last_execution"] is not None
 
 
 def test_test_calls_the_agents_tools(owner_client, celery_worker_process):
     agent = _create(owner_client, llm="builtin", tools=["calculator"])
-    body = owner_client.post(f"/api/v1/agents/{agent['id']}/test",
-                             {"prompt": '/tool calculator {"expression": "6*7"}'}, format="json").json()
+    body = owner_client.post(
+        f"/api/v1/agents/{agent['id']}/test", {"prompt": '/tool calculator {"expression": "6*7"}'}, format="json"
+    ).json()
     assert body["tool_calls"][0]["name"] == "calculator" and body["tool_calls"][0]["ok"] is True
     assert '"result": 42' in body["output"]
 
@@ -181,8 +219,9 @@ def test_unconfigured_model_falls_back_to_builtin_in_embedded_mode(owner_client,
 def test_unconfigured_model_fails_clearly_without_fallback(owner_client, settings):
     settings.KAI_LLM_FALLBACK = ""
     agent = _create(owner_client, llm="gpt-4", tools=[])
-    body = assert_envelope(owner_client.post(f"/api/v1/agents/{agent['id']}/test", {"prompt": "hi"}, format="json"),
-                           422, code="AGENT_004")
+    body = assert_envelope(
+        owner_client.post(f"/api/v1/agents/{agent['id']}/test", {"prompt": "hi"}, format="json"), 422, code="AGENT_004"
+    )
     assert "gpt-4" in body["detail"]
 
 
@@ -190,8 +229,11 @@ def test_list_query_count_is_constant(owner_client, member, django_assert_max_nu
     from apps.agents.services import agent_create
 
     for i in range(30):
-        agent_create(organization=member.organization, actor=member.user,
-                     data={"name": f"a{i}", "tools": ["calculator", "current_time"]})
+        agent_create(
+            organization=member.organization,
+            actor=member.user,
+            data={"name": f"a{i}", "tools": ["calculator", "current_time"]},
+        )
     with django_assert_max_num_queries(6):
         response = owner_client.get("/api/v1/agents?limit=100")
     assert response.status_code == 200 and response.json()["total"] == 30

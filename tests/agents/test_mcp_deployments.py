@@ -1,5 +1,6 @@
 """A deployment served as an MCP server: the real daphne process, the ``mcp`` package's client
 (streamable HTTP + ClientSession), the deployment key, the builtin LLM provider."""
+
 from __future__ import annotations
 
 import anyio
@@ -30,13 +31,18 @@ async def _session_calls(url: str, key: str | None, calls):
                 return await calls(session)
 
 
-def test_mcp_client_lists_and_calls_the_deployed_agent(transactional_db, make_member, live_server_process,
-                                                      celery_worker_process):
+def test_mcp_client_lists_and_calls_the_deployed_agent(
+    transactional_db, make_member, live_server_process, celery_worker_process
+):
     owner = make_member("owner")
-    agent = agent_create(organization=owner.organization, actor=owner.user,
-                         data={"name": "Support Bot", "goal": "Answer support questions"})
-    deployment, key = deployment_create(organization=owner.organization, actor=owner.user, agent=agent,
-                                        name="Support Bot", channels=["api", "mcp"])
+    agent = agent_create(
+        organization=owner.organization,
+        actor=owner.user,
+        data={"name": "Support Bot", "goal": "Answer support questions"},
+    )
+    deployment, key = deployment_create(
+        organization=owner.organization, actor=owner.user, agent=agent, name="Support Bot", channels=["api", "mcp"]
+    )
     url = f"{live_server_process.url}/mcp/deployments/{deployment.pk}/"
 
     async def calls(session):
@@ -64,16 +70,20 @@ def test_mcp_endpoint_needs_the_deployments_own_key(transactional_db, make_membe
     ann, bob = make_member("owner"), make_member("owner")
     ann_agent = agent_create(organization=ann.organization, actor=ann.user, data={"name": "Ann"})
     bob_agent = agent_create(organization=bob.organization, actor=bob.user, data={"name": "Bob"})
-    ann_dep, ann_key = deployment_create(organization=ann.organization, actor=ann.user, agent=ann_agent,
-                                         name="ann", channels=["mcp"])
-    bob_dep, bob_key = deployment_create(organization=bob.organization, actor=bob.user, agent=bob_agent,
-                                         name="bob", channels=["mcp"])
-    api_only, api_key = deployment_create(organization=ann.organization, actor=ann.user, agent=ann_agent,
-                                          name="api-only", channels=["api"])
+    ann_dep, ann_key = deployment_create(
+        organization=ann.organization, actor=ann.user, agent=ann_agent, name="ann", channels=["mcp"]
+    )
+    bob_dep, bob_key = deployment_create(
+        organization=bob.organization, actor=bob.user, agent=bob_agent, name="bob", channels=["mcp"]
+    )
+    api_only, api_key = deployment_create(
+        organization=ann.organization, actor=ann.user, agent=ann_agent, name="api-only", channels=["api"]
+    )
     base = live_server_process.url
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     with httpx2.Client(timeout=10) as http:
+
         def post(dep, key):
             auth = {"Authorization": f"Bearer {key}"} if key else {}
             return http.post(f"{base}/mcp/deployments/{dep.pk}/", json=body, headers={**headers, **auth})
@@ -94,26 +104,39 @@ def test_mcp_endpoint_needs_the_deployments_own_key(transactional_db, make_membe
 
 
 def test_a_deployed_orchestration_is_a_tool_whose_run_goes_to_the_worker(
-        transactional_db, make_member, live_server_process, celery_worker_process):
+    transactional_db, make_member, live_server_process, celery_worker_process
+):
     from apps.crews.services import orchestration_create
     from apps.runs.models import Execution
 
     owner = make_member("owner")
     researcher = agent_create(organization=owner.organization, actor=owner.user, data={"name": "Researcher"})
     writer = agent_create(organization=owner.organization, actor=owner.user, data={"name": "Writer"})
-    orchestration = orchestration_create(organization=owner.organization, actor=owner.user, data={
-        "name": "Brief Writer", "description": "Researches, then writes a brief.", "pattern": "sequential",
-        "agent_ids": [researcher.pk, writer.pk]})
-    deployment, key = deployment_create(organization=owner.organization, actor=owner.user, agent=None, name=None,
-                                        channels=["mcp"], orchestration_id=orchestration.pk)
+    orchestration = orchestration_create(
+        organization=owner.organization,
+        actor=owner.user,
+        data={
+            "name": "Brief Writer",
+            "description": "Researches, then writes a brief.",
+            "pattern": "sequential",
+            "agent_ids": [researcher.pk, writer.pk],
+        },
+    )
+    deployment, key = deployment_create(
+        organization=owner.organization,
+        actor=owner.user,
+        agent=None,
+        name=None,
+        channels=["mcp"],
+        orchestration_id=orchestration.pk,
+    )
     assert deployment.name == "Brief Writer" and deployment.agent_id is None
 
     async def calls(session):
         tools = await session.list_tools()
         return tools, await session.call_tool("Brief_Writer", {"prompt": "A brief on tides"})
 
-    tools, result = anyio.run(_session_calls, f"{live_server_process.url}/mcp/deployments/{deployment.pk}/", key,
-                              calls)
+    tools, result = anyio.run(_session_calls, f"{live_server_process.url}/mcp/deployments/{deployment.pk}/", key, calls)
     assert [(t.name, t.description) for t in tools.tools] == [("Brief_Writer", "Researches, then writes a brief.")]
     assert result.is_error is False, result.content
     structured = result.structured_content

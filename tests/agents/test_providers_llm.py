@@ -1,5 +1,6 @@
 """Providers and the LLM layer: the OpenAI-compatible path runs the real openai SDK against a
 local chat-completions server (streaming included); budgets, timeouts, validation, usage."""
+
 import time
 from decimal import Decimal
 
@@ -14,8 +15,14 @@ pytestmark = pytest.mark.django_db
 
 
 def _provider(client, server, **extra):
-    body = {"name": "local", "provider": "openai", "base_url": f"{server.url}/v1", "api_key": "sk-local-secret-1234",
-            "default_model": "gpt-4o-mini", **extra}
+    body = {
+        "name": "local",
+        "provider": "openai",
+        "base_url": f"{server.url}/v1",
+        "api_key": "sk-local-secret-1234",
+        "default_model": "gpt-4o-mini",
+        **extra,
+    }
     response = client.post("/api/v1/providers", body, format="json")
     assert response.status_code == 201, response.content
     return response.json()
@@ -28,8 +35,14 @@ def _agent(client, **extra):
 
 
 def test_sdk_streams_from_a_local_openai_compatible_server(llm_server):
-    client = get_client("openai", model="gpt-4o-mini", api_key="sk-abc", base_url=f"{llm_server.url}/v1", timeout=5,
-                        allowlist=AllowList.from_entries(["127.0.0.1"]))
+    client = get_client(
+        "openai",
+        model="gpt-4o-mini",
+        api_key="sk-abc",
+        base_url=f"{llm_server.url}/v1",
+        timeout=5,
+        allowlist=AllowList.from_entries(["127.0.0.1"]),
+    )
     chunks = list(client.stream([{"role": "user", "content": "say hi"}]))
     texts = [c.text for c in chunks if c.kind == "text"]
     assert len(texts) == 5 and "".join(texts) == "Hello from the local server"
@@ -47,8 +60,14 @@ def test_sdk_client_refuses_loopback_without_allow_list(llm_server):
 
 def test_sdk_client_times_out_within_its_timeout(llm_server):
     llm_server.mode, llm_server.delay = "slow", 5
-    client = get_client("openai", model="m", api_key="k", base_url=f"{llm_server.url}/v1", timeout=1,
-                        allowlist=AllowList.from_entries(["127.0.0.1"]))
+    client = get_client(
+        "openai",
+        model="m",
+        api_key="k",
+        base_url=f"{llm_server.url}/v1",
+        timeout=1,
+        allowlist=AllowList.from_entries(["127.0.0.1"]),
+    )
     started = time.monotonic()
     with pytest.raises(LLMTimeout):
         client.complete([{"role": "user", "content": "x"}])
@@ -56,14 +75,23 @@ def test_sdk_client_times_out_within_its_timeout(llm_server):
 
 
 def test_anthropic_sdk_streams_from_a_local_messages_server(llm_server):
-    client = get_client("anthropic", model="claude-sonnet-4-20250514", api_key="sk-ant-x", base_url=llm_server.url,
-                        timeout=5, allowlist=AllowList.from_entries(["127.0.0.1"]))
+    client = get_client(
+        "anthropic",
+        model="claude-sonnet-4-20250514",
+        api_key="sk-ant-x",
+        base_url=llm_server.url,
+        timeout=5,
+        allowlist=AllowList.from_entries(["127.0.0.1"]),
+    )
     completion = client.complete([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}])
     assert completion.text == "Hello from the local server"
     assert completion.usage.input_tokens == 11 and completion.usage.output_tokens == 5
     request = llm_server.requests[-1]
     assert request["path"] == "/v1/messages" and request["body"]["system"] == "be brief"
-    assert "sk-ant-x" in (request["headers"].get("x-api-key"), request["headers"].get("authorization", "").removeprefix("Bearer ")), request["headers"]
+    assert "sk-ant-x" in (
+        request["headers"].get("x-api-key"),
+        request["headers"].get("authorization", "").removeprefix("Bearer "),
+    ), request["headers"]
 
 
 def test_provider_key_is_encrypted_and_masked(owner_client, llm_server, allow_loopback):
@@ -75,8 +103,9 @@ def test_provider_key_is_encrypted_and_masked(owner_client, llm_server, allow_lo
     assert "sk-local-secret-1234" not in listed
 
 
-def test_agent_test_through_openai_compatible_provider(owner_client, llm_server, allow_loopback, member,
-                                                      celery_worker_process):
+def test_agent_test_through_openai_compatible_provider(
+    owner_client, llm_server, allow_loopback, member, celery_worker_process
+):
     provider = _provider(owner_client, llm_server)
     agent = _agent(owner_client)
     response = owner_client.post(f"/api/v1/agents/{agent['id']}/test", {"prompt": "write"}, format="json")
@@ -104,23 +133,29 @@ def test_tool_calls_through_the_real_sdk(owner_client, llm_server, allow_loopbac
 
 def test_spent_budget_stops_before_any_provider_call(owner_client, llm_server, allow_loopback):
     provider = _provider(owner_client, llm_server, budget_limit="0.0001")
-    ProviderUsage.objects.create(organization_id=allow_loopback.pk, provider_id=provider["id"],
-                                 day=__import__("django.utils.timezone").utils.timezone.now().date(),
-                                 cost=Decimal("0.0002"), calls=1)
+    ProviderUsage.objects.create(
+        organization_id=allow_loopback.pk,
+        provider_id=provider["id"],
+        day=__import__("django.utils.timezone").utils.timezone.now().date(),
+        cost=Decimal("0.0002"),
+        calls=1,
+    )
     agent = _agent(owner_client)
     body = assert_envelope(owner_client.post(f"/api/v1/agents/{agent['id']}/test", {"prompt": "x"}, format="json"), 422)
     assert body["type"] == "budget_exceeded" and "local" in body["detail"]
     assert llm_server.requests == []
 
 
-def test_provider_timeout_answers_an_envelope_within_the_timeout(owner_client, llm_server, allow_loopback,
-                                                                celery_worker_process):
+def test_provider_timeout_answers_an_envelope_within_the_timeout(
+    owner_client, llm_server, allow_loopback, celery_worker_process
+):
     llm_server.mode, llm_server.delay = "slow", 6
     _provider(owner_client, llm_server, timeout_seconds=1)
     agent = _agent(owner_client)
     started = time.monotonic()
-    body = assert_envelope(owner_client.post(f"/api/v1/agents/{agent['id']}/test", {"prompt": "x"}, format="json"), 504,
-                           code="AGENT_003")
+    body = assert_envelope(
+        owner_client.post(f"/api/v1/agents/{agent['id']}/test", {"prompt": "x"}, format="json"), 504, code="AGENT_003"
+    )
     assert time.monotonic() - started < 4 and "1 s" in body["detail"]
 
 
@@ -144,28 +179,52 @@ def test_unreachable_endpoint_fails_clearly_within_10s(owner_client, member):
     org = member.organization
     org.settings = {"network_allowlist": ["127.0.0.1"]}
     org.save()
-    provider = owner_client.post("/api/v1/providers", {"name": "down", "provider": "vllm", "base_url": "http://127.0.0.1:9/v1",
-                                                       "default_model": "llama3"}, format="json").json()
+    provider = owner_client.post(
+        "/api/v1/providers",
+        {"name": "down", "provider": "vllm", "base_url": "http://127.0.0.1:9/v1", "default_model": "llama3"},
+        format="json",
+    ).json()
     started = time.monotonic()
     body = assert_envelope(owner_client.post(f"/api/v1/providers/{provider['id']}/validate"), 503)
     assert time.monotonic() - started < 10 and "cannot be reached" in body["detail"]
 
 
 def test_private_base_url_is_refused_unless_allow_listed(owner_client, member):
-    for url in ("http://127.0.0.1:8000/v1", "http://10.0.0.5/v1", "http://169.254.169.254/latest", "http://localhost:11434/v1"):
-        body = assert_envelope(owner_client.post("/api/v1/providers", {"name": url, "provider": "ollama", "base_url": url},
-                                                 format="json"), 400)
+    for url in (
+        "http://127.0.0.1:8000/v1",
+        "http://10.0.0.5/v1",
+        "http://169.254.169.254/latest",
+        "http://localhost:11434/v1",
+    ):
+        body = assert_envelope(
+            owner_client.post("/api/v1/providers", {"name": url, "provider": "ollama", "base_url": url}, format="json"),
+            400,
+        )
         assert body["errors"][0]["field"] == "base_url"
     member.organization.settings = {"network_allowlist": ["localhost"]}
     member.organization.save()
-    assert owner_client.post("/api/v1/providers", {"name": "ollama", "provider": "ollama",
-                                                   "base_url": "http://localhost:11434/v1"}, format="json").status_code == 201
+    assert (
+        owner_client.post(
+            "/api/v1/providers",
+            {"name": "ollama", "provider": "ollama", "base_url": "http://localhost:11434/v1"},
+            format="json",
+        ).status_code
+        == 201
+    )
 
 
 def test_models_create_list_get_by_name(owner_client, llm_server, allow_loopback, celery_worker_process):
     provider = _provider(owner_client, llm_server)
-    created = owner_client.post("/api/v1/models", {"name": "custom-gpt-4", "provider": "local", "model": "gpt-4o-mini",
-                                                   "parameters": {"temperature": 0.7, "max_tokens": 2000}}, format="json")
+    created = owner_client.post(
+        "/api/v1/models",
+        {
+            "name": "custom-gpt-4",
+            "provider": "local",
+            "model": "gpt-4o-mini",
+            "parameters": {"temperature": 0.7, "max_tokens": 2000},
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.content
     assert created.json()["provider_id"] == provider["id"] and created.json()["provider_type"] == "openai"
     got = owner_client.get("/api/v1/models/custom-gpt-4").json()
@@ -190,8 +249,9 @@ def test_provider_writes_need_a_builder_role(make_member, client_for):
 
 def test_a_provider_type_without_an_endpoint_of_its_own_needs_a_base_url(owner_client):
     """azure, vllm, … have no default endpoint: refused when written, not a 503 at the first call."""
-    body = assert_envelope(owner_client.post("/api/v1/providers", {"name": "az", "provider": "azure"}, format="json"),
-                           400)
+    body = assert_envelope(
+        owner_client.post("/api/v1/providers", {"name": "az", "provider": "azure"}, format="json"), 400
+    )
     assert "base_url" in str(body)
     created = owner_client.post("/api/v1/providers", {"name": "oa", "provider": "openai"}, format="json")
     assert created.status_code == 201, created.content  # openai has its own endpoint

@@ -1,6 +1,7 @@
 """Credentials: encrypted at rest (MultiFernet), masked everywhere, clear only for owner/admin
 after a fresh step-up (whatever the organization's setting), never in audit rows, events or logs;
 rotation re-encrypts under the newest key."""
+
 import json
 import logging
 
@@ -20,8 +21,13 @@ SECRET = "sk-proj-verysecretvalue-abcd"
 
 
 def _store(client, **extra):
-    body = {"service_name": "openai", "credential_type": "api_key", "credential_data": {"value": SECRET},
-            "metadata": {"description": "prod key", "auto_rotate": True}, **extra}
+    body = {
+        "service_name": "openai",
+        "credential_type": "api_key",
+        "credential_data": {"value": SECRET},
+        "metadata": {"description": "prod key", "auto_rotate": True},
+        **extra,
+    }
     response = client.post("/api/v1/credentials", body, format="json")
     assert response.status_code == 201, response.content
     return response.json()
@@ -40,11 +46,13 @@ def test_value_is_encrypted_masked_and_absent_from_audit_events_and_logs(owner_c
     assert body["metadata"]["usage_count"] == 0 and body["encryption_key_id"] == crypto.primary_key_id()
     stored = Credential.objects.get(pk=body["id"])
     assert SECRET not in stored.encrypted_value and crypto.decrypt(stored.encrypted_value).find(SECRET) > 0
-    for text in (owner_client.get("/api/v1/credentials").content.decode(),
-                 owner_client.get(f"/api/v1/credentials/{body['id']}").content.decode(),
-                 json.dumps(list(AuditEvent.objects.values("before", "after")), default=str),
-                 json.dumps(list(Event.objects.values("data")), default=str),
-                 caplog.text):
+    for text in (
+        owner_client.get("/api/v1/credentials").content.decode(),
+        owner_client.get(f"/api/v1/credentials/{body['id']}").content.decode(),
+        json.dumps(list(AuditEvent.objects.values("before", "after")), default=str),
+        json.dumps(list(Event.objects.values("data")), default=str),
+        caplog.text,
+    ):
         assert SECRET not in text
 
 
@@ -65,23 +73,29 @@ def test_clear_value_needs_owner_or_admin(make_member, client_for, role, status)
 
 def test_update_re_encrypts_and_verify(owner_client):
     body = _store(owner_client)
-    updated = owner_client.put(f"/api/v1/credentials/{body['id']}", {"credential_data": {"value": "new-secret-9999"}},
-                               format="json").json()
+    updated = owner_client.put(
+        f"/api/v1/credentials/{body['id']}", {"credential_data": {"value": "new-secret-9999"}}, format="json"
+    ).json()
     assert updated["masked_value"] == "new-…9999"
-    verify = owner_client.post("/api/v1/credentials/verify", {"credential_id": body["id"], "value": "new-secret-9999"},
-                               format="json").json()
+    verify = owner_client.post(
+        "/api/v1/credentials/verify", {"credential_id": body["id"], "value": "new-secret-9999"}, format="json"
+    ).json()
     assert verify["valid"] is True and verify["matches"] is True and verify["decryptable"] is True
-    wrong = owner_client.post("/api/v1/credentials/verify", {"credential_id": body["id"], "value": "nope"}, format="json")
+    wrong = owner_client.post(
+        "/api/v1/credentials/verify", {"credential_id": body["id"], "value": "nope"}, format="json"
+    )
     assert wrong.json()["matches"] is False and wrong.json()["valid"] is False
 
 
 def test_seed_001_api_keys_share_the_model(owner_client):
-    created = owner_client.post("/api/v1/api-keys", {"name": "OpenAI API Key", "service": "openai", "key": SECRET},
-                                format="json")
+    created = owner_client.post(
+        "/api/v1/api-keys", {"name": "OpenAI API Key", "service": "openai", "key": SECRET}, format="json"
+    )
     assert created.status_code == 201 and created.json()["key_preview"] == "sk-…abcd" and "key" not in created.json()
     key_id = created.json()["id"]
-    updated = owner_client.put(f"/api/v1/api-keys/{key_id}", {"name": "Updated OpenAI Key", "key": "sk-new-key-5678"},
-                               format="json").json()
+    updated = owner_client.put(
+        f"/api/v1/api-keys/{key_id}", {"name": "Updated OpenAI Key", "key": "sk-new-key-5678"}, format="json"
+    ).json()
     assert updated["name"] == "Updated OpenAI Key" and updated["key_preview"] == "sk-…5678"
     assert owner_client.get("/api/v1/api-keys").json()["total"] == 1
     assert owner_client.get(f"/api/v1/credentials/{key_id}").json()["masked_value"] == "sk-…5678"
@@ -134,18 +148,33 @@ def test_backup_and_restore(make_member, client_for):
     owner = make_member()
     client = client_for(owner)
     _store(client, name="one")
-    assert_envelope(client.post("/api/v1/credentials/backup", {"passphrase": "correct horse battery"}, format="json"),
-                    403, "AUTH_002")
-    backup = _step_up(client).post("/api/v1/credentials/backup", {"passphrase": "correct horse battery"}, format="json").json()
+    assert_envelope(
+        client.post("/api/v1/credentials/backup", {"passphrase": "correct horse battery"}, format="json"),
+        403,
+        "AUTH_002",
+    )
+    backup = (
+        _step_up(client)
+        .post("/api/v1/credentials/backup", {"passphrase": "correct horse battery"}, format="json")
+        .json()
+    )
     assert backup["count"] == 1 and SECRET not in backup["backup"]
     other = client_for(make_member())
-    bad = other.post("/api/v1/credentials/restore", {"backup": backup["backup"], "kdf": backup["kdf"],
-                                                     "passphrase": "wrong passphrase!"}, format="json")
+    bad = other.post(
+        "/api/v1/credentials/restore",
+        {"backup": backup["backup"], "kdf": backup["kdf"], "passphrase": "wrong passphrase!"},
+        format="json",
+    )
     assert_envelope(bad, 400)
-    restored = other.post("/api/v1/credentials/restore", {"backup": backup["backup"], "kdf": backup["kdf"],
-                                                          "passphrase": "correct horse battery"}, format="json").json()
+    restored = other.post(
+        "/api/v1/credentials/restore",
+        {"backup": backup["backup"], "kdf": backup["kdf"], "passphrase": "correct horse battery"},
+        format="json",
+    ).json()
     assert restored == {"created": 1, "updated": 0, "skipped": 0}
     credential_id = other.get("/api/v1/credentials").json()["items"][0]["id"]
     assert _step_up(other).get(f"/api/v1/credentials/{credential_id}/value").json()["value"] == SECRET
     developer = client_for(make_member("developer", organization=owner.organization))
-    assert_envelope(developer.post("/api/v1/credentials/backup", {"passphrase": "correct horse battery"}, format="json"), 403)
+    assert_envelope(
+        developer.post("/api/v1/credentials/backup", {"passphrase": "correct horse battery"}, format="json"), 403
+    )

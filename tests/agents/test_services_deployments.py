@@ -1,4 +1,5 @@
 """Services registry (discover, heartbeats, refresh) and deployments (deploy, invoke, stop revokes)."""
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -24,7 +25,9 @@ def test_discover_registers_agents_tools_providers_and_endpoints(owner_client, m
     again = owner_client.post("/api/v1/services/discover").json()
     assert again["created"] == 0  # idempotent
     services = owner_client.get("/api/v1/services?service_type=agent").json()["items"]
-    assert services[0]["ref_id"] == agent["id"] and services[0]["status"] == "offline" and services[0]["online"] is False
+    assert (
+        services[0]["ref_id"] == agent["id"] and services[0]["status"] == "offline" and services[0]["online"] is False
+    )
 
 
 def test_heartbeat_makes_an_agent_online_and_refresh_records_it(owner_client):
@@ -43,13 +46,18 @@ def test_heartbeat_makes_an_agent_online_and_refresh_records_it(owner_client):
 def test_create_endpoint_service_and_refresh_probes_it(owner_client, member, llm_server):
     member.organization.settings = {"network_allowlist": ["127.0.0.1"]}
     member.organization.save()
-    created = owner_client.post("/api/v1/services", {"name": "local", "service_type": "endpoint",
-                                                     "endpoint": f"{llm_server.url}/health"}, format="json")
+    created = owner_client.post(
+        "/api/v1/services",
+        {"name": "local", "service_type": "endpoint", "endpoint": f"{llm_server.url}/health"},
+        format="json",
+    )
     assert created.status_code == 201, created.content
     refreshed = owner_client.post(f"/api/v1/services/{created.json()['id']}/refresh").json()
     assert refreshed["status"] == "online" and refreshed["response_time_ms"] is not None
-    assert_envelope(owner_client.post("/api/v1/services", {"name": "meta", "endpoint": "http://169.254.169.254/"},
-                                      format="json"), 400)
+    assert_envelope(
+        owner_client.post("/api/v1/services", {"name": "meta", "endpoint": "http://169.254.169.254/"}, format="json"),
+        400,
+    )
 
 
 def test_deploy_invoke_and_stop_revokes(owner_client, celery_worker_process):
@@ -76,5 +84,9 @@ def test_deploy_needs_an_agent_of_the_organization(make_member, client_for):
     a, b = make_member(), make_member()
     agent = _agent(client_for(a))
     assert_envelope(client_for(b).post("/api/v1/deploy", {"agent_id": agent["id"]}, format="json"), 404)
-    assert_envelope(client_for(make_member("user", organization=a.organization)).post(
-        "/api/v1/deploy", {"agent_id": agent["id"]}, format="json"), 403)
+    assert_envelope(
+        client_for(make_member("user", organization=a.organization)).post(
+            "/api/v1/deploy", {"agent_id": agent["id"]}, format="json"
+        ),
+        403,
+    )

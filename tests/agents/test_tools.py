@@ -1,4 +1,5 @@
 """Tools: registry, toggle, schemas, organization tools, built-ins, and the SSRF guard."""
+
 import pytest
 
 from apps.agents.models import Tool
@@ -7,8 +8,16 @@ from kai_platform.llm.netguard import AllowList, BlockedAddress, check_url
 from tests.helpers import assert_envelope
 
 pytestmark = pytest.mark.django_db
-BUILTINS = {"calculator", "current_time", "file_reader", "memory_store", "memory_query", "http_request",
-            "knowledge_search", "knowledge_base_tool"}  # the last two: apps.knowledge
+BUILTINS = {
+    "calculator",
+    "current_time",
+    "file_reader",
+    "memory_store",
+    "memory_query",
+    "http_request",
+    "knowledge_search",
+    "knowledge_base_tool",
+}  # the last two: apps.knowledge
 
 
 def test_builtins_listed_toggled_and_schema(owner_client):
@@ -19,31 +28,51 @@ def test_builtins_listed_toggled_and_schema(owner_client):
     assert toggled["enabled"] is False
     assert "http_request" not in {t["name"] for t in owner_client.get("/api/v1/tools/enabled").json()["items"]}
     schema = owner_client.get("/api/v1/tools/configurations/http_request/schema").json()
-    assert "timeout_seconds" in schema["config_schema"]["properties"] and schema["parameters_schema"]["required"] == ["url"]
+    assert "timeout_seconds" in schema["config_schema"]["properties"] and schema["parameters_schema"]["required"] == [
+        "url"
+    ]
     assert_envelope(owner_client.get("/api/v1/tools/configurations/nope/schema"), 404)
     assert_envelope(owner_client.delete(f"/api/v1/tools/{http['id']}"), 409)
 
 
 def test_configuration_is_validated_against_the_schema(owner_client):
     http = next(t for t in owner_client.get("/api/v1/tools?limit=100").json()["items"] if t["name"] == "http_request")
-    body = assert_envelope(owner_client.patch(f"/api/v1/tools/{http['id']}", {"configuration": {"timeout_seconds": "fast"}},
-                                              format="json"), 400)
+    body = assert_envelope(
+        owner_client.patch(
+            f"/api/v1/tools/{http['id']}", {"configuration": {"timeout_seconds": "fast"}}, format="json"
+        ),
+        400,
+    )
     assert body["errors"][0]["field"] == "configuration" and "$.timeout_seconds" in body["errors"][0]["message"]
 
 
 def test_seed_001_custom_tool(owner_client):
-    body = {"name": "Custom Search Tool", "description": "db search", "tool_type": "custom",
-            "configuration": {"api_endpoint": "https://api.example.com", "parameters": {}}, "enabled": True}
+    body = {
+        "name": "Custom Search Tool",
+        "description": "db search",
+        "tool_type": "custom",
+        "configuration": {"api_endpoint": "https://api.example.com", "parameters": {}},
+        "enabled": True,
+    }
     created = owner_client.post("/api/v1/tools", body, format="json")
     assert created.status_code == 201, created.content
     assert owner_client.get("/api/v1/tools/configurations/Custom Search Tool/schema").status_code == 200
-    missing = assert_envelope(owner_client.post("/api/v1/tools", {"name": "x", "configuration": {}}, format="json"), 400)
+    missing = assert_envelope(
+        owner_client.post("/api/v1/tools", {"name": "x", "configuration": {}}, format="json"), 400
+    )
     assert "api_endpoint" in missing["errors"][0]["message"]
-    private = assert_envelope(owner_client.post("/api/v1/tools", {"name": "y", "configuration": {
-        "api_endpoint": "http://192.168.1.10/hook"}}, format="json"), 400)
+    private = assert_envelope(
+        owner_client.post(
+            "/api/v1/tools", {"name": "y", "configuration": {"api_endpoint": "http://192.168.1.10/hook"}}, format="json"
+        ),
+        400,
+    )
     assert "private" in private["detail"]
     # the new tool can now be given to agents
-    assert owner_client.post("/api/v1/agents", {"name": "a", "tools": ["Custom Search Tool"]}, format="json").status_code == 201
+    assert (
+        owner_client.post("/api/v1/agents", {"name": "a", "tools": ["Custom Search Tool"]}, format="json").status_code
+        == 201
+    )
 
 
 def _tool(member, name):
@@ -73,9 +102,20 @@ def test_memory_tools(member):
     assert [m["content"] for m in found] == ["likes tea"]
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1/", "http://localhost:8000/x", "http://10.1.2.3/", "http://[::1]/",
-                                 "http://169.254.169.254/latest/meta-data", "http://0.0.0.0/", "ftp://example.com/",
-                                 "http://[::ffff:127.0.0.1]/", "http://metadata.google.internal/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/",
+        "http://localhost:8000/x",
+        "http://10.1.2.3/",
+        "http://[::1]/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://0.0.0.0/",
+        "ftp://example.com/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://metadata.google.internal/",
+    ],
+)
 def test_guard_refuses_private_addresses(url):
     with pytest.raises(BlockedAddress):
         check_url(url)
@@ -111,13 +151,19 @@ def test_http_request_checks_redirects(member, llm_server):
 
 def test_http_request_method_is_limited_by_configuration(member):
     with pytest.raises(ToolError, match="not allowed"):
-        run_tool(_tool(member, "http_request"), {"url": "https://example.com", "method": "DELETE"},
-                 ToolContext(organization=member.organization))
+        run_tool(
+            _tool(member, "http_request"),
+            {"url": "https://example.com", "method": "DELETE"},
+            ToolContext(organization=member.organization),
+        )
 
 
 def test_configuration_schema_is_tenant_scoped(make_member, client_for):
     a, b = make_member(), make_member()
-    client_for(a).post("/api/v1/tools", {"name": "private-hook", "configuration": {
-        "api_endpoint": "https://hooks.example.com"}}, format="json")
+    client_for(a).post(
+        "/api/v1/tools",
+        {"name": "private-hook", "configuration": {"api_endpoint": "https://hooks.example.com"}},
+        format="json",
+    )
     assert client_for(a).get("/api/v1/tools/configurations/private-hook/schema").status_code == 200
     assert_envelope(client_for(b).get("/api/v1/tools/configurations/private-hook/schema"), 404)

@@ -1,5 +1,6 @@
 """The operator console's approvals and webhook deliveries: pending filter, approve/reject and
 replay actions through the services (audit rows included)."""
+
 from __future__ import annotations
 
 import pytest
@@ -45,8 +46,11 @@ def test_replay_a_delivery_from_the_console(staff_client, member, settings):
     from apps.webhooks.models import WebhookDelivery
 
     settings.KAI_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
-    webhook, _ = webhooks.webhook_create(organization=member.organization, actor=member.user,
-                                         data={"url": "http://127.0.0.1:9/x", "events": ["execution.failed"]})
+    webhook, _ = webhooks.webhook_create(
+        organization=member.organization,
+        actor=member.user,
+        data={"url": "http://127.0.0.1:9/x", "events": ["execution.failed"]},
+    )
     delivery = webhooks.webhook_send_test(webhook=webhook, actor=member.user)
     url = reverse("admin:webhooks_webhookdelivery_changelist")
     response = staff_client.post(url, {"action": "replay", "_selected_action": [str(delivery.pk)]}, follow=True)

@@ -1,5 +1,6 @@
 """Approvals in-process (the runner called directly): tool calls that need approval, cancel while
 parked, the service rules and the API's filters. The worker round trip is in test_worker.py."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,10 @@ from tests.helpers import assert_envelope
 pytestmark = pytest.mark.django_db(transaction=True)
 
 AGENTS = "calc:\n  role: Calculator\n  goal: Compute\n  backstory: Precise.\n  tools: [calculator]\n"
-TASKS = ('sum_task:\n  description: "Compute\\n/tool calculator {\\"expression\\": \\"6*7\\"}"\n'
-         '  expected_output: A number\n  agent: calc\n')
+TASKS = (
+    'sum_task:\n  description: "Compute\\n/tool calculator {\\"expression\\": \\"6*7\\"}"\n'
+    "  expected_output: A number\n  agent: calc\n"
+)
 
 
 def _gate_calculator(member, client_for):
@@ -27,15 +30,18 @@ def _gate_calculator(member, client_for):
     client = client_for(member)
     bad = client.patch(f"/api/v1/tools/{tool.pk}", {"configuration": {"requires_approval": "yes"}}, format="json")
     assert_envelope(bad, 400)
-    response = client.patch(f"/api/v1/tools/{tool.pk}", {"configuration": {"requires_approval": True}},
-                            format="json")
+    response = client.patch(f"/api/v1/tools/{tool.pk}", {"configuration": {"requires_approval": True}}, format="json")
     assert response.status_code == 200, response.content
 
 
 def _crew_run(member, tasks=TASKS):
     execution = crew_services.execution_create(
-        organization=member.organization, actor=member.user, kind=ExecutionKind.CREW, enqueue=False,
-        definition={"name": "calc", "agents_yaml": AGENTS, "tasks_yaml": tasks, "process": "sequential"})
+        organization=member.organization,
+        actor=member.user,
+        kind=ExecutionKind.CREW,
+        enqueue=False,
+        definition={"name": "calc", "agents_yaml": AGENTS, "tasks_yaml": tasks, "process": "sequential"},
+    )
     return execution
 
 
@@ -51,11 +57,13 @@ def test_a_tool_that_requires_approval_parks_the_run_and_runs_with_the_edited_ar
     assert not TraceSpan.objects.filter(execution=execution, kind="tool").exists()  # not called before approval
     assert TraceSpan.objects.filter(execution=execution, kind="llm").count() == 1
 
-    services.approval_resolve(approval=approval, actor=member.user, role=member.role, approve=True,
-                              value={"arguments": {"expression": "6*8"}})
+    services.approval_resolve(
+        approval=approval, actor=member.user, role=member.role, approve=True, value={"arguments": {"expression": "6*8"}}
+    )
     execution.refresh_from_db()
     assert execution.status == "PENDING" and execution.checkpoint["step"]["decision"]["arguments"] == {
-        "expression": "6*8"}
+        "expression": "6*8"
+    }
     assert lifecycle.run(execution.pk, worker="w") == "completed"
     execution.refresh_from_db()
     # the resume did not use up the retry budget (a crew's: 3 attempts when its worker is lost)
@@ -70,7 +78,9 @@ def test_a_tool_that_requires_approval_parks_the_run_and_runs_with_the_edited_ar
 
 
 def test_cancelling_a_parked_run_ends_it_and_closes_its_approval(member, client_for):
-    execution = _crew_run(member, tasks="t:\n  description: d\n  expected_output: o\n  agent: calc\n  human_input: true\n")
+    execution = _crew_run(
+        member, tasks="t:\n  description: d\n  expected_output: o\n  agent: calc\n  human_input: true\n"
+    )
     assert lifecycle.run(execution.pk, worker="w") == "waiting_for_approval"
     response = client_for(member).post(f"/api/v1/executions/{execution.pk}/cancel", {}, format="json")
     assert response.status_code == 200 and response.json()["status"] == "CANCELLED"
@@ -86,11 +96,17 @@ def test_approve_route_rules(make_member, client_for, monkeypatch):
     assignee = make_member("user", organization=owner.organization)
     other = make_member("developer", organization=owner.organization)
     agent = make_agent(owner)
-    execution = crew_services.execution_create(organization=owner.organization, actor=owner.user,
-                                               kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
-    approval = services.approval_request(organization=owner.organization, question="Ship it?",
-                                         proposed={"output": "x"}, assignee_user=assignee.user.email,
-                                         source="workflow_step", step_id="s1")
+    execution = crew_services.execution_create(
+        organization=owner.organization, actor=owner.user, kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False
+    )
+    approval = services.approval_request(
+        organization=owner.organization,
+        question="Ship it?",
+        proposed={"output": "x"},
+        assignee_user=assignee.user.email,
+        source="workflow_step",
+        step_id="s1",
+    )
     # the machine identity never answers; an assigned approval is for its member (or an owner/admin)
     assert_envelope(client_for(agent_member).post(f"/api/v1/approvals/{approval.pk}/approve", {}, format="json"), 403)
     assert_envelope(client_for(other).post(f"/api/v1/approvals/{approval.pk}/reject", {}, format="json"), 403)
@@ -116,10 +132,15 @@ def test_approve_route_rules(make_member, client_for, monkeypatch):
 @pytest.mark.django_db
 def test_crew_yaml_human_input_and_approval_are_validated():
     agents = "a:\n  role: r\n  goal: g\n  backstory: b\n"
-    ok = parse_crew(agents, "t:\n  description: d\n  expected_output: o\n  agent: a\n  human_input: true\n"
-                            "  approval: {role: admin, timeout_seconds: 60, default: approve}\n")
+    ok = parse_crew(
+        agents,
+        "t:\n  description: d\n  expected_output: o\n  agent: a\n  human_input: true\n"
+        "  approval: {role: admin, timeout_seconds: 60, default: approve}\n",
+    )
     assert ok.valid and ok.tasks[0].human_input and ok.tasks[0].approval["role"] == "admin"
-    bad = parse_crew(agents, "t:\n  description: d\n  expected_output: o\n  agent: a\n  human_input: maybe\n"
-                             "  approval: {default: later}\n")
+    bad = parse_crew(
+        agents,
+        "t:\n  description: d\n  expected_output: o\n  agent: a\n  human_input: maybe\n  approval: {default: later}\n",
+    )
     messages = [e.message for e in bad.errors]
     assert any("human_input" in m for m in messages) and any("approval" in m for m in messages)

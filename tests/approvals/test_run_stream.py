@@ -1,4 +1,5 @@
 """The run's stream tells its reader a person is being asked, and when they answered."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,10 @@ from tests.conftest import jwt_for
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 AGENTS = "writer:\n  role: Writer\n  goal: Write\n  backstory: Writes.\n"
-TASKS = ("draft:\n  description: Draft it\n  expected_output: A line\n  agent: writer\n  human_input: true\n"
-         "final:\n  description: Finish it\n  expected_output: A line\n  agent: writer\n")
+TASKS = (
+    "draft:\n  description: Draft it\n  expected_output: A line\n  agent: writer\n  human_input: true\n"
+    "final:\n  description: Finish it\n  expected_output: A line\n  agent: writer\n"
+)
 
 
 @database_sync_to_async
@@ -24,8 +27,12 @@ def setup(make_member):
 
     member = make_member()
     execution = run_services.execution_create(
-        organization=member.organization, actor=member.user, kind=ExecutionKind.CREW, enqueue=False,
-        definition={"name": "c", "agents_yaml": AGENTS, "tasks_yaml": TASKS, "process": "sequential"})
+        organization=member.organization,
+        actor=member.user,
+        kind=ExecutionKind.CREW,
+        enqueue=False,
+        definition={"name": "c", "agents_yaml": AGENTS, "tasks_yaml": TASKS, "process": "sequential"},
+    )
     return member, execution, jwt_for(member.user)["access_token"]
 
 

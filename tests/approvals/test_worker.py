@@ -1,5 +1,6 @@
 """Human-in-the-loop approvals through a REAL Celery worker: a crew parks WAITING_FOR_APPROVAL, no
 worker holds it, and a new task resumes it once a person (or the deadline) answers."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,8 +42,11 @@ final_task:
 
 
 def _start(client, approval: str, topic: str) -> str:
-    response = client.post("/api/v1/executions", {"agents_yaml": AGENTS_YAML, "tasks_yaml": tasks_yaml(approval),
-                                                  "inputs": {"topic": topic}}, format="json")
+    response = client.post(
+        "/api/v1/executions",
+        {"agents_yaml": AGENTS_YAML, "tasks_yaml": tasks_yaml(approval), "inputs": {"topic": topic}},
+        format="json",
+    )
     assert response.status_code == 202, response.content
     return response.json()["execution_id"]
 
@@ -68,7 +72,8 @@ def _llm_spans(pk, task_name=None):
 
 
 def test_approve_with_edit_resumes_without_rerunning_reject_fails_roles_are_enforced_and_deadlines_apply(
-        celery_worker_process, make_member, client_for):
+    celery_worker_process, make_member, client_for
+):
     """One worker for every path (a worker start and a database flush cost more than the paths)."""
     developer = make_member("developer")
     org = developer.organization
@@ -106,8 +111,9 @@ def test_approve_with_edit_resumes_without_rerunning_reject_fails_roles_are_enfo
     again = client.post(f"/api/v1/approvals/{approval.pk}/approve", {}, format="json")
     assert_envelope(again, 409)
 
-    reject = client_for(admin).post(f"/api/v1/approvals/{rejected_approval.pk}/reject",
-                                    {"feedback": "off-brand"}, format="json")
+    reject = client_for(admin).post(
+        f"/api/v1/approvals/{rejected_approval.pk}/reject", {"feedback": "off-brand"}, format="json"
+    )
     assert reject.status_code == 200 and reject.json()["status"] == "rejected"
 
     # nobody answers these two: their deadline (1 s) applies the default
@@ -123,14 +129,23 @@ def test_approve_with_edit_resumes_without_rerunning_reject_fails_roles_are_enfo
     llm_tokens = sum(TraceSpan.objects.filter(execution_id=edited_run, kind="llm").values_list("tokens_out", flat=True))
     assert done.tokens_out == llm_tokens
     assert list(ExecutionEvent.objects.filter(execution_id=edited_run).values_list("to_status", flat=True)) == [
-        "PENDING", "PREPARING", "RUNNING", "WAITING_FOR_APPROVAL", "PENDING", "PREPARING", "RUNNING", "COMPLETED"]
+        "PENDING",
+        "PREPARING",
+        "RUNNING",
+        "WAITING_FOR_APPROVAL",
+        "PENDING",
+        "PREPARING",
+        "RUNNING",
+        "COMPLETED",
+    ]
 
     failed = wait_for(lambda: _ended(rejected_run), 30, message="the rejected run to end")
     assert failed.status == "FAILED" and "rejected" in failed.error and "off-brand" in failed.error
     assert _llm_spans(rejected_run) == 1
 
-    events = list(Event.objects.filter(execution_id=edited_run, type__startswith="approval.")
-                  .values_list("type", flat=True))
+    events = list(
+        Event.objects.filter(execution_id=edited_run, type__startswith="approval.").values_list("type", flat=True)
+    )
     assert events == ["approval.requested", "approval.resolved"]
 
     approved = wait_for(lambda: _ended(approve_by_default), 30, message="the deadline to approve")

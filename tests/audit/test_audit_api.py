@@ -1,4 +1,5 @@
 """The audit trail API (seed 003 filters, NDJSON export) and what writes leave in it."""
+
 import json
 
 import pytest
@@ -29,7 +30,8 @@ def test_filters(member, client_for):
     client.post("/api/v1/auth/tokens", {"name": "a"}, format="json")
     client.post("/api/v1/config/system", {"settings": {"x": 1}}, format="json")
     assert {r["action"] for r in client.get("/api/v1/audit", {"operation_type": "create"}).json()["items"]} >= {
-        "api_key.create"}
+        "api_key.create"
+    }
     config = client.get("/api/v1/audit", {"model_name": "accounts.Organization", "operation_type": "update"}).json()
     assert [r["action"] for r in config["items"]] == ["config.system.update"]
     assert config["items"][0]["after"] == {"settings": {"x": 1}}
@@ -55,8 +57,13 @@ def test_only_owners_and_admins_read_the_trail(make_member, client_for):
 
 def test_audit_rows_carry_request_ip_and_user_agent(member, client_for):
     client = client_for(member)
-    client.post("/api/v1/auth/tokens", {"name": "a"}, format="json", HTTP_X_REQUEST_ID="req-audit-1",
-                HTTP_USER_AGENT="kai-tests/1.0")
+    client.post(
+        "/api/v1/auth/tokens",
+        {"name": "a"},
+        format="json",
+        HTTP_X_REQUEST_ID="req-audit-1",
+        HTTP_USER_AGENT="kai-tests/1.0",
+    )
     row = AuditEvent.objects.get(action="api_key.create", organization=member.organization)
     assert row.request_id == "req-audit-1" and row.user_agent == "kai-tests/1.0" and row.ip == "127.0.0.1"
 
@@ -74,14 +81,24 @@ def test_audit_record_many_writes_the_rows_audit_record_would_in_one_insert(memb
 
     from apps.audit.services import audit_covered, audit_record, audit_record_many
 
-    entries = [{"organization": member.organization, "actor": member.user, "action": "bulk.test",
-                "model": "x.Thing", "object_id": str(i), "after": {"i": i, "api_key": "secret"}} for i in range(3)]
+    entries = [
+        {
+            "organization": member.organization,
+            "actor": member.user,
+            "action": "bulk.test",
+            "model": "x.Thing",
+            "object_id": str(i),
+            "after": {"i": i, "api_key": "secret"},
+        }
+        for i in range(3)
+    ]
     alone = audit_record(**{**entries[0], "object_id": "alone"})
     with CaptureQueriesContext(connection) as ctx:
         rows = audit_record_many(entries)
     assert len(ctx.captured_queries) == 1
-    assert [r.object_id for r in AuditEvent.objects.filter(action="bulk.test").exclude(object_id="alone")
-            .order_by("id")] == ["0", "1", "2"]
+    assert [
+        r.object_id for r in AuditEvent.objects.filter(action="bulk.test").exclude(object_id="alone").order_by("id")
+    ] == ["0", "1", "2"]
     fields = ("organization_id", "actor_id", "actor_type", "action", "model", "before", "request_id", "ip")
     for row in rows:
         assert all(getattr(row, f) == getattr(alone, f) for f in fields)

@@ -1,5 +1,6 @@
 """Close codes and reasons a real client sees (kai_platform/server): every refusal path of every
 socket, through a real server process, with the ``websockets`` client."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,12 @@ from tests.helpers import LiveServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio, pytest.mark.slow]  # real servers
 
-LIMITS = {"KAI_WS_MAX_PER_USER": "2", "KAI_WS_MESSAGES_PER_MINUTE": "6", "KAI_WS_AUTH_TIMEOUT": "2",
-          "KAI_WS_DRAIN_SECONDS": "1"}
+LIMITS = {
+    "KAI_WS_MAX_PER_USER": "2",
+    "KAI_WS_MESSAGES_PER_MINUTE": "6",
+    "KAI_WS_AUTH_TIMEOUT": "2",
+    "KAI_WS_DRAIN_SECONDS": "1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +111,9 @@ async def test_no_credential_within_the_window_closes_1008(server, world):
 
 @pytest.mark.parametrize("name", SOCKETS)
 async def test_foreign_origin_closes_1008(server, world, name):
-    async with websockets.connect(url(server, socket_paths(world)[name], world["token"]),
-                                  origin="https://evil.example") as socket:
+    async with websockets.connect(
+        url(server, socket_paths(world)[name], world["token"]), origin="https://evil.example"
+    ) as socket:
         code, reason, _ = await closed_with(socket)
     assert (code, reason.split(":")[0]) == (1008, "PERMISSION_DENIED")
 
@@ -121,8 +127,7 @@ async def test_oversize_message_closes_1009(server, world, name):
     assert (code, reason.split(":")[0]) == (1009, "MESSAGE_TOO_LARGE")
 
 
-@pytest.mark.parametrize("name, target", [("agent", "agent"), ("run", "execution"),
-                                          ("orchestration", "orchestration")])
+@pytest.mark.parametrize("name, target", [("agent", "agent"), ("run", "execution"), ("orchestration", "orchestration")])
 async def test_unknown_target_closes_1008(server, world, name, target):
     path = socket_paths({**world, target: "00000000-0000-0000-0000-000000000000"})[name]
     async with websockets.connect(url(server, path, world["token"])) as socket:
@@ -140,8 +145,10 @@ async def test_console_refuses_a_plain_member_1008(server, world):
 @pytest.mark.parametrize("name", ["hub", "agent", "mcp"])
 async def test_too_many_connections_closes_1008(server, world, name):
     path = socket_paths(world)[name]
-    async with websockets.connect(url(server, path, world["token"])) as first, \
-            websockets.connect(url(server, path, world["token"])) as second:
+    async with (
+        websockets.connect(url(server, path, world["token"])) as first,
+        websockets.connect(url(server, path, world["token"])) as second,
+    ):
         await first.recv(), await second.recv()
         async with websockets.connect(url(server, path, world["token"])) as third:
             code, reason, messages = await closed_with(third)
@@ -217,21 +224,29 @@ async def test_a_server_fault_closes_1011(world, name):
     from django.db import connection
 
     database = connection.settings_dict
-    forwarder = subprocess.Popen([sys.executable, "-c", FORWARDER, database["HOST"] or "127.0.0.1",
-                                  str(database["PORT"] or 5432)], stdout=subprocess.PIPE, text=True)
+    forwarder = subprocess.Popen(
+        [sys.executable, "-c", FORWARDER, database["HOST"] or "127.0.0.1", str(database["PORT"] or 5432)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     port = int(forwarder.stdout.readline())
     server = await asyncio.to_thread(
-        LiveServer, **LIMITS, KAI_DB_POOL_TIMEOUT="1",
-        DATABASE_URL=f"postgres://{database['USER']}@127.0.0.1:{port}/{database['NAME']}")
+        LiveServer,
+        **LIMITS,
+        KAI_DB_POOL_TIMEOUT="1",
+        DATABASE_URL=f"postgres://{database['USER']}@127.0.0.1:{port}/{database['NAME']}",
+    )
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:  # the pool holds connections
-            assert (await client.get("/api/v1/agents", headers={"Authorization": f"Bearer {world['token']}"})
-                    ).status_code == 200
+            assert (
+                await client.get("/api/v1/agents", headers={"Authorization": f"Bearer {world['token']}"})
+            ).status_code == 200
         forwarder.kill()  # the database goes away
         forwarder.wait()
         # a credential the server has not seen (nothing cached): it must be read from the database
-        async with websockets.connect(url(server, socket_paths(world)[name], world["user_token"]),
-                                      open_timeout=30) as socket:
+        async with websockets.connect(
+            url(server, socket_paths(world)[name], world["user_token"]), open_timeout=30
+        ) as socket:
             code, reason, _ = await closed_with(socket, timeout=30)
     finally:
         forwarder.kill()

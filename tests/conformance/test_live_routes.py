@@ -1,5 +1,6 @@
 """Item 6 behaviours on the wire, through a real daphne process: a multipart upload to
 ``agents/{id}/upload`` (httpx) and a restart seen on the agent socket (``websockets``)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,24 +33,34 @@ def test_agent_upload_is_a_file_of_the_agent(server, make_member):
     member, agent, token = _setup(make_member)
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=15) as client:
-        response = client.post(f"/api/agents/{agent.pk}/upload",
-                               files=[("file", ("notes.txt", b"plain words\n", "text/plain")),
-                                      ("file", ("b.csv", b"a,b\n1,2\n", "text/csv"))],
-                               data={"metadata": json.dumps({"kind": "context"})})
+        response = client.post(
+            f"/api/agents/{agent.pk}/upload",
+            files=[
+                ("file", ("notes.txt", b"plain words\n", "text/plain")),
+                ("file", ("b.csv", b"a,b\n1,2\n", "text/csv")),
+            ],
+            data={"metadata": json.dumps({"kind": "context"})},
+        )
         assert response.status_code == 201, response.text
         files = response.json()["files"]
         assert [f["agent_id"] for f in files] == [str(agent.pk)] * 2
         assert files[0]["metadata"] == {"kind": "context"}
         listed = client.get("/api/v1/files", params={"agent_id": str(agent.pk)}).json()
         assert sorted(f["name"] for f in listed["items"]) == ["b.csv", "notes.txt"]
-        assert client.get("/api/v1/files", params={"agent_id": "00000000-0000-4000-8000-000000000000"}).json()[
-            "total"] == 0
+        assert (
+            client.get("/api/v1/files", params={"agent_id": "00000000-0000-4000-8000-000000000000"}).json()["total"]
+            == 0
+        )
         download = client.get(files[0]["download_url"])
         assert download.content == b"plain words\n"
         # a JSON body is not an upload; no file is a validation error; an agent_id field is refused
         assert client.post(f"/api/v1/agents/{agent.pk}/upload", json={"file": "x"}).status_code == 415
-        assert client.post(f"/api/v1/agents/{agent.pk}/upload", data={"metadata": "{}"},
-                           files=[("other", ("x", b"x"))]).json()["code"] == "GENERAL_001"
+        assert (
+            client.post(
+                f"/api/v1/agents/{agent.pk}/upload", data={"metadata": "{}"}, files=[("other", ("x", b"x"))]
+            ).json()["code"]
+            == "GENERAL_001"
+        )
     assert StoredFile.objects.filter(agent_id=agent.pk).count() == 2
 
 
@@ -60,8 +71,9 @@ async def test_restart_shows_on_the_agent_socket_even_when_unchanged(server, mak
         first = json.loads(await asyncio.wait_for(socket.recv(), 10))
         assert first["type"] == "status_update" and first["status"] == "idle"
         async with httpx.AsyncClient(base_url=server.url, timeout=15) as client:
-            response = await client.post(f"/api/v1/agents/{agent.pk}/restart",
-                                         headers={"Authorization": f"Bearer {token}"})
+            response = await client.post(
+                f"/api/v1/agents/{agent.pk}/restart", headers={"Authorization": f"Bearer {token}"}
+            )
         assert response.status_code == 200, response.text
         while True:
             message = json.loads(await asyncio.wait_for(socket.recv(), 10))

@@ -1,5 +1,6 @@
 """Sockets against a real daphne process: the `websockets` client, catch-up after the channel
 layer dropped messages, and seed 004's JavaScript WebSocketClient under Node."""
+
 from __future__ import annotations
 
 import asyncio
@@ -63,9 +64,11 @@ async def test_rest_write_reaches_a_subscribed_socket(server, make_member):
             import urllib.request
 
             request = urllib.request.Request(
-                f"{server.url}/api/v1/config/system", method="POST",
+                f"{server.url}/api/v1/config/system",
+                method="POST",
                 data=json.dumps({"settings": {"theme": "dark"}}).encode(),
-                headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            )
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status
 
@@ -105,12 +108,18 @@ def test_seed_004_javascript_client_connects_subscribes_and_receives(server, mak
             pytest.fail("CI must have node and npm (Debian packages nodejs, npm)")
         pytest.skip("node/npm not installed on this machine")
     if not (JS_DIR / "node_modules" / "ws").exists():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=JS_DIR,
-                       check=True, timeout=180)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=JS_DIR, check=True, timeout=180
+        )
     member = make_member()
     token = jwt_for(member.user)["access_token"]
-    client = subprocess.Popen(["node", "seed004_client.js", f"{server.ws_url}/api/v1/ws", token, "note.added", "3"],
-                              cwd=JS_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        ["node", "seed004_client.js", f"{server.ws_url}/api/v1/ws", token, "note.added", "3"],
+        cwd=JS_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     for line in client.stdout:
         lines.append(line)

@@ -3,6 +3,7 @@ process, as a new organization's owner and as a ``user`` member, with the confor
 ``--checks all``; an ``Allow`` header for every path; and a client generated from
 ``/api-openapi.json`` by openapi-python-client that registers, creates an agent, runs it and
 reads the result."""
+
 from __future__ import annotations
 
 import json
@@ -23,20 +24,36 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 #: given shape, password strength, a backup's passphrase, base64 audio, a model's output): a 400/422
 #: for a schema-valid body is their answer, not a defect (see docs/conformance.md)
 SEMANTIC_400 = {
-    "POST /api/v1/agents", "POST /api/v1/auth/register", "POST /api/v1/credentials/restore",
-    "POST /api/v1/crews", "POST /api/v1/crews/import", "POST /api/v1/system/modify",
-    "POST /api/v1/templates/agents", "POST /api/v1/templates/orchestrations", "POST /api/v1/tools",
-    "POST /api/v1/voice/process", "POST /api/v1/webhooks", "POST /api/v1/workflows",
-    "POST /api/v1/agent-generation/generate", "POST /api/v1/task-generation/generate",
-    "POST /api/v1/executions", "POST /api/v1/executions/generate-name", "POST /api/v1/auth/tokens",
-    "POST /api/v1/auth/biometric/verify", "POST /api/v1/auth/biometric/setup",
-    "PUT /api/v1/system/config", "POST /api/v1/models",
-    "POST /api/v1/scheduler/schedules", "PATCH /api/v1/scheduler/schedules/{id}",
+    "POST /api/v1/agents",
+    "POST /api/v1/auth/register",
+    "POST /api/v1/credentials/restore",
+    "POST /api/v1/crews",
+    "POST /api/v1/crews/import",
+    "POST /api/v1/system/modify",
+    "POST /api/v1/templates/agents",
+    "POST /api/v1/templates/orchestrations",
+    "POST /api/v1/tools",
+    "POST /api/v1/voice/process",
+    "POST /api/v1/webhooks",
+    "POST /api/v1/workflows",
+    "POST /api/v1/agent-generation/generate",
+    "POST /api/v1/task-generation/generate",
+    "POST /api/v1/executions",
+    "POST /api/v1/executions/generate-name",
+    "POST /api/v1/auth/tokens",
+    "POST /api/v1/auth/biometric/verify",
+    "POST /api/v1/auth/biometric/setup",
+    "PUT /api/v1/system/config",
+    "POST /api/v1/models",
+    "POST /api/v1/scheduler/schedules",
+    "PATCH /api/v1/scheduler/schedules/{id}",
     "PUT /api/v1/scheduler/schedules/{id}",
     # the current password must be the caller's; a reset token must be one the server issued; a relationship's
     # ends must be entities of this organization; an OIDC connection needs its issuer and client, SAML its metadata
-    "POST /api/v1/auth/password", "POST /api/v1/auth/password-reset/confirm",
-    "POST /api/v1/knowledge-graph/relationships", "POST /api/v1/sso/connections",
+    "POST /api/v1/auth/password",
+    "POST /api/v1/auth/password-reset/confirm",
+    "POST /api/v1/knowledge-graph/relationships",
+    "POST /api/v1/sso/connections",
     # which voices/languages exist depends on the installed speech engine (espeak-ng here): an unknown one is a 400
     "POST /api/v1/voice/synthesize",
 }
@@ -61,16 +78,21 @@ def _accounts(server):
 
     stamp = time.time_ns()
     email = f"owner{stamp}@example.com"
-    registered = requests.post(f"{server.url}/api/v1/auth/register", timeout=15,
-                               json={"email": email, "password": "correct-horse-9", "org_name": f"Org {stamp}"})
+    registered = requests.post(
+        f"{server.url}/api/v1/auth/register",
+        timeout=15,
+        json={"email": email, "password": "correct-horse-9", "org_name": f"Org {stamp}"},
+    )
     assert registered.status_code == 201, registered.text
-    owner = requests.post(f"{server.url}/api/v1/auth/login", json={"email": email, "password": "correct-horse-9"},
-                          timeout=15).json()["access_token"]
+    owner = requests.post(
+        f"{server.url}/api/v1/auth/login", json={"email": email, "password": "correct-horse-9"}, timeout=15
+    ).json()["access_token"]
     organization = Membership.objects.get(user__email=email).organization
     member = UserFactory()
     Membership.objects.create(user=member, organization=organization, role="user")
-    user = requests.post(f"{server.url}/api/v1/auth/login", json={"email": member.email, "password": PASSWORD},
-                         timeout=15).json()["access_token"]
+    user = requests.post(
+        f"{server.url}/api/v1/auth/login", json={"email": member.email, "password": PASSWORD}, timeout=15
+    ).json()["access_token"]
     return {"owner": owner, "user": user}
 
 
@@ -84,9 +106,15 @@ def test_schemathesis_checks_hold_for_owner_and_user(server):
     tokens = _accounts(server)
     schema = schemathesis.openapi.from_url(f"{server.url}/api-openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    checks = [not_a_server_error, oc.status_code_conformance, oc.content_type_conformance,
-              oc.response_headers_conformance, oc.response_schema_conformance, oc.negative_data_rejection,
-              oc.positive_data_acceptance]
+    checks = [
+        not_a_server_error,
+        oc.status_code_conformance,
+        oc.content_type_conformance,
+        oc.response_headers_conformance,
+        oc.response_schema_conformance,
+        oc.negative_data_rejection,
+        oc.positive_data_acceptance,
+    ]
     failures, cases = [], 0
     started = time.monotonic()
     for role, token in tokens.items():
@@ -98,8 +126,15 @@ def test_schemathesis_checks_hold_for_owner_and_user(server):
                 continue
             modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if role == "owner" and index % 2 else [])
             for mode in modes:
-                @settings(max_examples=1, deadline=None, database=None, derandomize=True,
-                          suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+
+                @settings(
+                    max_examples=1,
+                    deadline=None,
+                    database=None,
+                    derandomize=True,
+                    suppress_health_check=list(HealthCheck),
+                    phases=[Phase.generate],
+                )
                 @given(case=operation.as_strategy(generation_mode=mode))
                 def run(case):
                     nonlocal cases
@@ -117,8 +152,10 @@ def test_schemathesis_checks_hold_for_owner_and_user(server):
                         failures.append(f"{role} {mode.value} {label}: {str(exc)[:600]}")
 
                 run()
-    print(f"schemathesis: {cases} cases over {len(operations)} operations × 2 roles "
-          f"in {time.monotonic() - started:.1f}s, {len(failures)} failures")
+    print(
+        f"schemathesis: {cases} cases over {len(operations)} operations × 2 roles "
+        f"in {time.monotonic() - started:.1f}s, {len(failures)} failures"
+    )
     assert not failures, "\n\n".join(failures[:20])
 
 
@@ -129,8 +166,12 @@ def test_the_cli_configuration_names_every_semantic_rule_and_only_existing_opera
     config = tomllib.loads(CLI_CONFIG.read_text())
     named = [name for group in config["operations"] for name in group["include-name"]]
     document = requests.get(f"{server.url}/api-openapi.json", timeout=15).json()
-    offered = {f"{method.upper()} {path}" for path, item in document["paths"].items() for method in item
-               if method in {"get", "post", "put", "patch", "delete"}}
+    offered = {
+        f"{method.upper()} {path}"
+        for path, item in document["paths"].items()
+        for method in item
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
     assert SEMANTIC_400 <= set(named)
     assert not set(named) - offered, sorted(set(named) - offered)
     assert len(named) == len(set(named))
@@ -161,16 +202,36 @@ def test_a_generated_client_registers_creates_runs_and_reads(server, tmp_path, c
     spec = tmp_path / "openapi.json"
     spec.write_text(requests.get(f"{server.url}/api-openapi.json", timeout=15).text)
     generated = subprocess.run(
-        [sys.executable, "-m", "openapi_python_client", "generate", "--path", str(spec), "--output-path",
-         str(tmp_path / "client"), "--meta", "none", "--overwrite"],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "openapi_python_client",
+            "generate",
+            "--path",
+            str(spec),
+            "--output-path",
+            str(tmp_path / "client"),
+            "--meta",
+            "none",
+            "--overwrite",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
     assert generated.returncode == 0, generated.stdout[-3000:] + generated.stderr[-3000:]
     script = tmp_path / "drive.py"
     script.write_text(DRIVE)
     stamp = time.time_ns()
-    run = subprocess.run([sys.executable, str(script), server.url, f"gen{stamp}@example.com"],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                         env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    run = subprocess.run(
+        [sys.executable, str(script), server.url, f"gen{stamp}@example.com"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["agent_name"] == "Generated Scout"
@@ -178,7 +239,7 @@ def test_a_generated_client_registers_creates_runs_and_reads(server, tmp_path, c
 
 
 #: runs in a child process against the package generated above (``client``)
-DRIVE = '''
+DRIVE = """
 import json, sys
 from client import AuthenticatedClient, Client
 from client.api.auth import auth_register_create, auth_login_create
@@ -195,4 +256,4 @@ agent = agents_create.sync(client=client, body=AgentRequest(name="Generated Scou
 ran = agents_test_create.sync(client=client, id=agent.id, body=AgentTestPromptRequest(prompt="What is 2+2?"))
 read = agents_retrieve.sync(client=client, id=agent.id)
 print(json.dumps({"agent_name": read.name, "output": ran.output, "tokens": ran.tokens.to_dict()}))
-'''
+"""

@@ -1,5 +1,6 @@
 """Seed 004 events that only the server sends — system_alert, maintenance_mode, disconnect_warning,
 connection_pool_info — and the connection rate and client headers, through a real server process."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,10 +33,13 @@ def people(make_member):
     owner = make_member("owner")
     plain = make_member("user")  # another organization; role user sees broadcasts too
     staff = User.objects.create(email=f"ops{uuid.uuid4().hex[:8]}@example.com", is_staff=True)
-    return {"owner": owner, "plain": plain,
-            "owner_token": jwt_for(owner.user)["access_token"],
-            "plain_token": jwt_for(plain.user)["access_token"],
-            "staff_token": jwt_for(staff)["access_token"]}
+    return {
+        "owner": owner,
+        "plain": plain,
+        "owner_token": jwt_for(owner.user)["access_token"],
+        "plain_token": jwt_for(plain.user)["access_token"],
+        "staff_token": jwt_for(staff)["access_token"],
+    }
 
 
 async def next_of(socket, type_, timeout=10.0):
@@ -68,8 +72,11 @@ def api(server, method, path, token, json_body=None) -> Answer:
     import urllib.request
 
     request = urllib.request.Request(
-        f"{server.url}/api/v1/{path}", method=method, data=json.dumps(json_body).encode() if json_body is not None else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        f"{server.url}/api/v1/{path}",
+        method=method,
+        data=json.dumps(json_body).encode() if json_body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=15) as response:
             return Answer(response.status, response.headers, response.read())
@@ -79,17 +86,31 @@ def api(server, method, path, token, json_body=None) -> Answer:
 
 async def test_operator_alert_reaches_every_organization(server, people):
     hub = f"{server.ws_url}/api/v1/ws?token="
-    async with websockets.connect(hub + people["owner_token"]) as owner, \
-            websockets.connect(hub + people["plain_token"]) as plain:
+    async with (
+        websockets.connect(hub + people["owner_token"]) as owner,
+        websockets.connect(hub + people["plain_token"]) as plain,
+    ):
         for socket in (owner, plain):
             await socket.send(json.dumps({"type": "subscribe", "data": {"events": ["system_alerts"]}}))
             await next_of(socket, "subscription_confirmed")
-        refused = await asyncio.to_thread(api, server, "POST", "system/alerts", people["owner_token"],
-                                          json_body={"message": "x"})
+        refused = await asyncio.to_thread(
+            api, server, "POST", "system/alerts", people["owner_token"], json_body={"message": "x"}
+        )
         assert refused.status_code == 403  # an organization owner is not a platform operator
-        response = await asyncio.to_thread(api, server, "POST", "system/alerts", people["staff_token"], json_body={
-            "severity": "error", "type": "service_unavailable", "message": "Database connection lost",
-            "affected_components": ["database"], "estimated_resolution": "2030-01-15T10:45:00Z"})
+        response = await asyncio.to_thread(
+            api,
+            server,
+            "POST",
+            "system/alerts",
+            people["staff_token"],
+            json_body={
+                "severity": "error",
+                "type": "service_unavailable",
+                "message": "Database connection lost",
+                "affected_components": ["database"],
+                "estimated_resolution": "2030-01-15T10:45:00Z",
+            },
+        )
         assert response.status_code == 201, response.text
         for socket in (owner, plain):
             alert = (await next_of(socket, "system_alert"))["data"]
@@ -104,8 +125,19 @@ async def test_maintenance_refuses_runs_and_tells_sockets(server, people):
     task = {"description": "Say hi", "expected_output": "hi"}
     async with websockets.connect(f"{server.ws_url}/api/v1/ws?token={people['owner_token']}") as socket:
         await next_of(socket, "connection_established")  # not subscribed: maintenance reaches it anyway
-        on = await asyncio.to_thread(api, server, "POST", "system/maintenance", people["staff_token"], json_body={
-            "enabled": True, "message": "Database upgrade", "until": "2999-01-01T00:00:00Z", "disconnect_seconds": 1})
+        on = await asyncio.to_thread(
+            api,
+            server,
+            "POST",
+            "system/maintenance",
+            people["staff_token"],
+            json_body={
+                "enabled": True,
+                "message": "Database upgrade",
+                "until": "2999-01-01T00:00:00Z",
+                "disconnect_seconds": 1,
+            },
+        )
         assert on.status_code == 200 and on.json()["enabled"] is True, on.text
         notice = (await next_of(socket, "maintenance_mode"))["data"]
         assert notice["enabled"] is True and notice["message"] == "Database upgrade"
@@ -115,14 +147,20 @@ async def test_maintenance_refuses_runs_and_tells_sockets(server, people):
         assert warning["reason"] == "maintenance" and warning["seconds_left"] == 1.0
         code, reason, _ = await closed(socket)
         assert code == 1001 and reason.startswith("MAINTENANCE")
-    refused = await asyncio.to_thread(api, server, "POST", f"agents/{agent}/task", people["owner_token"], json_body=task)
+    refused = await asyncio.to_thread(
+        api, server, "POST", f"agents/{agent}/task", people["owner_token"], json_body=task
+    )
     assert refused.status_code == 503 and refused.json()["code"] == "GENERAL_004", refused.text
     assert int(refused.headers["Retry-After"]) > 3600 and "Database upgrade" in refused.json()["detail"]
     state = await asyncio.to_thread(api, server, "GET", "system/maintenance", people["plain_token"])
     assert state.json()["enabled"] is True
-    off = await asyncio.to_thread(api, server, "POST", "system/maintenance", people["staff_token"], json_body={"enabled": False})
+    off = await asyncio.to_thread(
+        api, server, "POST", "system/maintenance", people["staff_token"], json_body={"enabled": False}
+    )
     assert off.json()["enabled"] is False
-    accepted = await asyncio.to_thread(api, server, "POST", f"agents/{agent}/task", people["owner_token"], json_body=task)
+    accepted = await asyncio.to_thread(
+        api, server, "POST", f"agents/{agent}/task", people["owner_token"], json_body=task
+    )
     assert accepted.status_code == 202, accepted.text
 
 
@@ -143,7 +181,9 @@ async def test_pool_info_on_request_and_on_subscription(server, people):
     url = f"{server.ws_url}/api/v1/ws?token={people['owner_token']}"
     async with websockets.connect(url) as first, websockets.connect(url) as second:
         await next_of(second, "connection_established")
-        await first.send(json.dumps({"type": "subscribe", "data": {"events": ["agent_status", "connection_pool_info"]}}))
+        await first.send(
+            json.dumps({"type": "subscribe", "data": {"events": ["agent_status", "connection_pool_info"]}})
+        )
         info = (await next_of(first, "connection_pool_info"))["data"]
         assert info["active_connections"] == 2 and info["max_connections"] == 5
         assert info["pool_utilization"] == 0.4 and info["pool_id"].startswith("pool_")

@@ -1,6 +1,7 @@
 """Seed payload fields (issue 20 item 4) received on a real hub socket (``websockets``) of a real
 daphne process, produced by the real services: REST writes, a run on a real Celery worker, the
 system status task."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,9 +18,19 @@ from tests.helpers import LiveServer, WorkerProcess
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-NAMES = ["agent_status", "agent:status_changed", "agent_created", "agent_deleted", "inference_started",
-         "inference_completed", "agent:execution_started", "agent:execution_completed", "metrics_update",
-         "system_status", "system:health_changed"]
+NAMES = [
+    "agent_status",
+    "agent:status_changed",
+    "agent_created",
+    "agent_deleted",
+    "inference_started",
+    "inference_completed",
+    "agent:execution_started",
+    "agent:execution_completed",
+    "metrics_update",
+    "system_status",
+    "system:health_changed",
+]
 
 
 @pytest.fixture
@@ -55,8 +66,10 @@ async def test_seed_004_and_002_payload_fields_arrive(platform, make_member):
     member = await database_sync_to_async(make_member)("admin")
     token = (await database_sync_to_async(jwt_for)(member.user))["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
-    async with websockets.connect(f"{platform.ws_url}/api/v1/ws?token={token}") as socket, \
-            httpx.AsyncClient(base_url=f"{platform.url}/api/v1", headers=headers, timeout=60) as http:
+    async with (
+        websockets.connect(f"{platform.ws_url}/api/v1/ws?token={token}") as socket,
+        httpx.AsyncClient(base_url=f"{platform.url}/api/v1", headers=headers, timeout=60) as http,
+    ):
         inbox = Inbox(socket)
         await inbox.get("connection_established")
         await socket.send(json.dumps({"type": "subscribe", "data": {"events": NAMES}}))
@@ -77,9 +90,14 @@ async def test_seed_004_and_002_payload_fields_arrive(platform, make_member):
         assert changed["old_status"]["state"] == "error" and changed["new_status"]["state"] == "idle"
         assert set(changed["new_status"]) == {"state", "last_error", "health_score", "resource_usage"}
 
-        ran = await http.post(f"/agents/{agent['id']}/execute", json={
-            "command": {"action": "ask", "parameters": {"question": "What is 2+2?"}, "priority": "high"},
-            "wait_for_completion": True, "timeout_ms": 60000})
+        ran = await http.post(
+            f"/agents/{agent['id']}/execute",
+            json={
+                "command": {"action": "ask", "parameters": {"question": "What is 2+2?"}, "priority": "high"},
+                "wait_for_completion": True,
+                "timeout_ms": 60000,
+            },
+        )
         assert ran.status_code == 200, ran.text
         started = await inbox.get("inference_started")
         assert started["query"] and started["priority"] == "high" and "estimated_duration" in started
@@ -95,11 +113,15 @@ async def test_seed_004_and_002_payload_fields_arrive(platform, make_member):
         await database_sync_to_async(publish_system_status)()
         metrics = await inbox.get("metrics_update")
         assert set(metrics["system"]) >= {"cpu_usage", "memory_usage", "active_agents", "queue_length"}
-        assert set(metrics["agents"][agent["id"]]) == {"status", "inference_rate", "avg_response_time",
-                                                       "success_rate", "current_load"}
+        assert set(metrics["agents"][agent["id"]]) == {
+            "status",
+            "inference_rate",
+            "avg_response_time",
+            "success_rate",
+            "current_load",
+        }
         system = await inbox.get("system_status")
-        assert system["new_status"] and "old_status" in system and set(system["components"]) >= {"database",
-                                                                                              "workers"}
+        assert system["new_status"] and "old_status" in system and set(system["components"]) >= {"database", "workers"}
         health = await inbox.get("system:health_changed")
         assert health["new_health"]["status"] == system["new_status"] and "old_health" in health
 

@@ -1,5 +1,6 @@
 """socket.io for seed 002 clients (apps/events/sio.py), driven by npm socket.io-client under Node
 against two real server processes: an event caused through one reaches a client of the other."""
+
 from __future__ import annotations
 
 import asyncio
@@ -28,8 +29,9 @@ def _node_ready() -> None:
             pytest.fail("CI must have node and npm (.ci/run installs them)")
         pytest.skip("node/npm not installed on this machine")
     if not (JS_DIR / "node_modules" / "socket.io-client").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=JS_DIR, check=True,
-                       timeout=300)
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=JS_DIR, check=True, timeout=300
+        )
 
 
 class Node:
@@ -40,8 +42,9 @@ class Node:
 
     @classmethod
     async def start(cls):
-        process = await asyncio.create_subprocess_exec("node", "socketio_driver.js", cwd=JS_DIR,
-                                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        process = await asyncio.create_subprocess_exec(
+            "node", "socketio_driver.js", cwd=JS_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         return cls(process)
 
     async def send(self, **command):
@@ -50,6 +53,7 @@ class Node:
 
     async def wait(self, name, event, *, ack=False, timeout=15.0):
         """The first line of ``name`` about ``event`` not returned yet (lines are kept as they come)."""
+
         def matches(line):
             return line.get("name") == name and line.get("event") == event and bool(line.get("ack")) == ack
 
@@ -67,6 +71,7 @@ class Node:
                 if matches(line):
                     return line["args"]
                 self.unread.append(line)
+
         return await asyncio.wait_for(read(), timeout)
 
     async def stop(self):
@@ -172,5 +177,8 @@ async def test_refusals_are_connect_errors_with_the_seed_error_body(servers, nod
     await asyncio.sleep(0.5)  # the lease is released when the server sees the disconnect
     await node.send(op="connect", name="d", url=first.url, auth={"token": token})
     await node.wait("d", "authenticated")
-    assert not [line for line in node.heard if line.get("event") == "connect"
-                and line["name"] in ("none", "bad", "polling", "c")]
+    assert not [
+        line
+        for line in node.heard
+        if line.get("event") == "connect" and line["name"] in ("none", "bad", "polling", "c")
+    ]

@@ -1,6 +1,7 @@
 """Uploads stream to storage through the real server (issue 24 item 5, bench B12): a 50 MB upload
 keeps the web process under +20 MB of RSS and arrives byte for byte (kai_platform/server/body.py
 hands the body to the application a chunk per ``receive()``)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,10 @@ def server(django_db_setup, django_db_blocker):
 
 
 def _multipart(size: int):
-    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{BOUNDARY}--\r\n".encode()
     digest = hashlib.sha256()
 
@@ -40,18 +43,21 @@ def _multipart(size: int):
         yield head
         left = size
         while left:
-            block = BLOCK[:min(left, len(BLOCK))]
+            block = BLOCK[: min(left, len(BLOCK))]
             digest.update(block)
             left -= len(block)
             yield block
         yield tail
+
     return body(), len(head) + size + len(tail), digest
 
 
 def test_a_50_mb_upload_streams_to_storage(server, make_member):
     member = make_member()
-    headers = {"Authorization": f"Bearer {jwt_for(member.user)['access_token']}",
-               "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    headers = {
+        "Authorization": f"Bearer {jwt_for(member.user)['access_token']}",
+        "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+    }
     # a small upload first: what one request loads once (imports, connections) is not the body's cost
     warm, length, _ = _multipart(1000)
     assert post_streamed(server.port, "/api/v1/files/upload", headers, warm, length)[0] == 201
@@ -77,7 +83,8 @@ def test_small_and_empty_bodies_and_a_body_the_view_never_reads(server, make_mem
             response = client.post("/api/v1/files/upload", files=[("file", (f"f{size}.bin", content))])
             assert response.status_code == 201, response.text
             assert response.json()["files"][0]["sha256"] == hashlib.sha256(content).hexdigest()
-        unauthenticated = httpx.post(f"{server.url}/api/v1/files/upload", timeout=30,
-                                     files=[("file", ("x.bin", os.urandom(2 * 1024 * 1024)))])
+        unauthenticated = httpx.post(
+            f"{server.url}/api/v1/files/upload", timeout=30, files=[("file", ("x.bin", os.urandom(2 * 1024 * 1024)))]
+        )
         assert unauthenticated.status_code == 401
         assert client.get("/api/v1/files", params={"limit": 1}).status_code == 200

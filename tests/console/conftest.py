@@ -1,5 +1,6 @@
 """Console tests make many users: skip PBKDF2 (most of their time otherwise) where no test
 signs in with a password."""
+
 from __future__ import annotations
 
 import uuid

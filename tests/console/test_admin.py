@@ -1,5 +1,6 @@
 """The operator console's admin: constant query counts on changelists (5 rows vs 50), and the
 actions, each going through its app's service (audit row included)."""
+
 from __future__ import annotations
 
 import itertools
@@ -21,8 +22,7 @@ _OFFSETS = itertools.count(1000)
 
 #: every app's admin is held to a constant query count; only Django's and third-party admins are left out
 NOT_CHECKED = {"auth", "django_celery_beat", "token_blacklist"}
-MODELS = sorted((m for m in admin.site._registry if m._meta.app_label not in NOT_CHECKED),
-                key=lambda m: m._meta.label)
+MODELS = sorted((m for m in admin.site._registry if m._meta.app_label not in NOT_CHECKED), key=lambda m: m._meta.label)
 
 
 @pytest.fixture
@@ -57,16 +57,23 @@ def _seed(model, member):
         if model is ExecutionEvent:
             return ExecutionEvent.objects.create(organization=org, execution=execution, to_status="PENDING", at=_now())
         if model is ExecutionLog:
-            return ExecutionLog.objects.create(organization=org, execution=execution, seq=1, message="m",
-                                               created_at=_now())
-        return TraceSpan.objects.create(organization=org, execution=execution, trace_id="t", span_id="s1",
-                                        kind="llm", name="call", started_at=_now())
+            return ExecutionLog.objects.create(
+                organization=org, execution=execution, seq=1, message="m", created_at=_now()
+            )
+        return TraceSpan.objects.create(
+            organization=org,
+            execution=execution,
+            trace_id="t",
+            span_id="s1",
+            kind="llm",
+            name="call",
+            started_at=_now(),
+        )
     if model is Execution:
         from apps.agents.services import agent_create
 
         agent = agent_create(organization=org, actor=user, data={"name": "Runner", "role": "r", "goal": "g"})
-        return Execution.objects.create(organization=org, kind="agent_task", run_name="r", agent=agent,
-                                        created_by=user)
+        return Execution.objects.create(organization=org, kind="agent_task", run_name="r", agent=agent, created_by=user)
     from tests.factories import is_tenant_model
 
     if not is_tenant_model(model) and model.objects.exists():
@@ -163,6 +170,7 @@ def test_execution_change_page_shows_status_history_and_spans(staff_client, memb
 
 # --- actions --------------------------------------------------------------------------------
 
+
 def _act(client, model, action, objects):
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
     response = client.post(url, {"action": action, "_selected_action": [str(o.pk) for o in objects]})
@@ -178,8 +186,14 @@ def test_cancel_and_retry_executions(staff_client, member):
     from apps.runs.models import Execution, ExecutionStatus
     from apps.runs.services import execution_create
 
-    pending = execution_create(organization=member.organization, actor=member.user, kind="agent_task",
-                               run_name="to cancel", definition={"task": {"description": "d"}}, enqueue=False)
+    pending = execution_create(
+        organization=member.organization,
+        actor=member.user,
+        kind="agent_task",
+        run_name="to cancel",
+        definition={"task": {"description": "d"}},
+        enqueue=False,
+    )
     _act(staff_client, Execution, "cancel", [pending])
     pending.refresh_from_db()
     assert pending.cancel_requested and pending.status == ExecutionStatus.CANCELLED
@@ -235,8 +249,9 @@ def test_revoke_api_keys_and_deployments(staff_client, member):
     from apps.accounts.services import api_key_create
     from apps.agents.models import Deployment
 
-    api_key, _ = api_key_create(organization=member.organization, created_by=member.user, creator_role="owner",
-                                name="k")
+    api_key, _ = api_key_create(
+        organization=member.organization, created_by=member.user, creator_role="owner", name="k"
+    )
     _act(staff_client, ApiKey, "revoke", [api_key])
     api_key.refresh_from_db()
     assert api_key.revoked_at is not None and _audited("api_key.revoke", api_key)

@@ -1,6 +1,7 @@
 """The dashboard's chart data (``GET /dashboard/charts``): values from the metric rollups plus the
 live tail, equal to ``GET /api/v1/metrics``; who sees what (staff: every organization, by
 organization; an owner: theirs)."""
+
 from __future__ import annotations
 
 import datetime
@@ -22,20 +23,33 @@ def _minute(minutes_ago: int) -> datetime.datetime:
 
 
 def _run(member, *, at, status="COMPLETED", seconds=1.0, error=""):
-    run = Execution.objects.create(organization=member.organization, kind="crew", run_name="r", status=status,
-                                   error=error)
+    run = Execution.objects.create(
+        organization=member.organization, kind="crew", run_name="r", status=status, error=error
+    )
     started = at + datetime.timedelta(seconds=1)
-    Execution.objects.filter(pk=run.pk).update(created_at=at, started_at=started,
-                                               completed_at=started + datetime.timedelta(seconds=seconds))
+    Execution.objects.filter(pk=run.pk).update(
+        created_at=at, started_at=started, completed_at=started + datetime.timedelta(seconds=seconds)
+    )
     return run
 
 
 def _llm_span(member, run, *, at, tokens_in, tokens_out, cost):
-    return TraceSpan.objects.create(organization=member.organization, execution=run, trace_id="t" * 32,
-                                    span_id=f"s{tokens_in:015d}", kind="llm", name="m", model="builtin/echo",
-                                    started_at=at, ended_at=at + datetime.timedelta(seconds=2), duration_ms=2000,
-                                    tokens_in=tokens_in, tokens_out=tokens_out, cost=Decimal(cost),
-                                    attributes={"provider": "builtin"})
+    return TraceSpan.objects.create(
+        organization=member.organization,
+        execution=run,
+        trace_id="t" * 32,
+        span_id=f"s{tokens_in:015d}",
+        kind="llm",
+        name="m",
+        model="builtin/echo",
+        started_at=at,
+        ended_at=at + datetime.timedelta(seconds=2),
+        duration_ms=2000,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost=Decimal(cost),
+        attributes={"provider": "builtin"},
+    )
 
 
 def _roll_up(*minutes):
@@ -86,8 +100,11 @@ def test_points_equal_the_metrics_api_once_rolled_up(client, client_for, make_me
     api = client_for(owner)
     for metric, key in (("runs_completed", "completed"), ("runs_started", "started")):
         series = api.get("/api/v1/metrics", {"metric_name": metric, "period": "1h"}).json()["series"]
-        points = {int(datetime.datetime.fromisoformat(p["timestamp"].replace("Z", "+00:00")).timestamp()): p["value"]
-                  for s in series for p in s["points"]}
+        points = {
+            int(datetime.datetime.fromisoformat(p["timestamp"].replace("Z", "+00:00")).timestamp()): p["value"]
+            for s in series
+            for p in s["points"]
+        }
         drawn = {t: v for t, v in zip(charts["times"], charts["runs"][key]) if v}
         assert drawn == {t: v for t, v in points.items() if v} and sum(drawn.values()) == 6
 
@@ -117,15 +134,18 @@ def test_who_may_read_and_bad_windows(client, make_member):
     assert response.status_code == 400 and response.json()["errors"][0]["field"] == "window"
 
 
-@pytest.mark.parametrize("error, expected", [
-    ("internal error: KeyError: 'x'", "KeyError"),
-    ("LLM call to 'gpt' failed (auth): no key", "llm_auth"),
-    ("monthly budget of 5 USD exceeded", "budget_exceeded"),
-    ("lost with its worker after 3 attempts", "worker_lost"),
-    ("step timed out", "timeout"),
-    ("agent 'Broken' is disabled", "agent_disabled"),
-    ("something odd", "other"),
-])
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        ("internal error: KeyError: 'x'", "KeyError"),
+        ("LLM call to 'gpt' failed (auth): no key", "llm_auth"),
+        ("monthly budget of 5 USD exceeded", "budget_exceeded"),
+        ("lost with its worker after 3 attempts", "worker_lost"),
+        ("step timed out", "timeout"),
+        ("agent 'Broken' is disabled", "agent_disabled"),
+        ("something odd", "other"),
+    ],
+)
 def test_error_classes(error, expected):
     from apps.console.selectors_charts import error_class
 

@@ -7,6 +7,7 @@ run's waterfall lists its model calls in the API trace's order with their token 
 workflow run's graph colours each step by its final state (live while it runs) and a step opens
 its own run. Page weight and time to first chart go to test-artifacts/console/metrics.json.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -27,9 +28,12 @@ STATE_FILL = {"completed": "rgb(220, 245, 230)", "failed": "rgb(253, 228, 225)",
 
 
 def _api(server, token, method, path, body=None):
-    request = urllib.request.Request(f"{server.url}/api/v1/{path}", method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        f"{server.url}/api/v1/{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
     with urllib.request.urlopen(request, timeout=20) as response:
         return json.loads(response.read())
 
@@ -55,10 +59,19 @@ def _setup(make_member):
     good = make_agent(owner, name="Good")
     bad = make_agent(owner, name="Broken")
     Agent.objects.filter(pk=bad.pk).update(is_active=False)
-    flow = make_workflow(owner, definition([
-        step("a", good), step("b", good, depends_on=["a"], llm_params={"latency_ms": 4000}),
-        step("broken", bad, depends_on=["a"]), step("c", good, depends_on=["b"], condition="steps.a.failed"),
-    ], error_handling={"strategy": "continue"}), name="Browser flow")
+    flow = make_workflow(
+        owner,
+        definition(
+            [
+                step("a", good),
+                step("b", good, depends_on=["a"], llm_params={"latency_ms": 4000}),
+                step("broken", bad, depends_on=["a"]),
+                step("c", good, depends_on=["b"], condition="steps.a.failed"),
+            ],
+            error_handling={"strategy": "continue"},
+        ),
+        name="Browser flow",
+    )
     staff = User.objects.create_user(email="charts@example.com", password=PASSWORD, is_staff=True, is_superuser=True)
     return owner, crew, flow, staff
 
@@ -74,8 +87,12 @@ def _roll_up_everything(since):
 
 def _metric_points(server, token, name):
     series = _api(server, token, "GET", f"metrics?metric_name={name}&period=1h")["series"]
-    return {int(datetime.datetime.fromisoformat(p["timestamp"].replace("Z", "+00:00")).timestamp()): p["value"]
-            for s in series for p in s["points"] if p["value"]}
+    return {
+        int(datetime.datetime.fromisoformat(p["timestamp"].replace("Z", "+00:00")).timestamp()): p["value"]
+        for s in series
+        for p in s["points"]
+        if p["value"]
+    }
 
 
 def test_charts_waterfall_and_workflow_graph(make_member, celery_worker_process, monkeypatch):
@@ -92,8 +109,9 @@ def test_charts_waterfall_and_workflow_graph(make_member, celery_worker_process,
     server = LiveServer()
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM,
-                                                 args=["--no-sandbox", "--disable-background-networking"])
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking"]
+            )
             page = browser.new_page(viewport={"width": 1024, "height": 900})
             errors, offsite = [], []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -106,8 +124,13 @@ def test_charts_waterfall_and_workflow_graph(make_member, celery_worker_process,
             page.wait_for_url(f"{server.url}/dashboard")
 
             started = datetime.datetime.now(datetime.UTC)
-            crew_run = _api(server, token, "POST", "executions", {"crew_id": str(crew.pk), "inputs": {"topic": "charts"},
-                                                                  "params": {"latency_ms": 2000}})
+            crew_run = _api(
+                server,
+                token,
+                "POST",
+                "executions",
+                {"crew_id": str(crew.pk), "inputs": {"topic": "charts"}, "params": {"latency_ms": 2000}},
+            )
             _check_live_waterfall(page, server, crew_run["execution_id"])
             wf_run = _api(server, token, "POST", f"workflows/{flow.pk}/execute", {"inputs": {}})
             _check_live_workflow_graph(page, server, wf_run)
@@ -133,8 +156,11 @@ def _check_live_waterfall(page, server, execution_id):
     """A running crew's model calls appear on its page while it runs (2 s each), then it ends."""
     page.goto(f"{server.url}/dashboard/run/{execution_id}")
     page.evaluate("window.__loadedOnce = true")
-    page.wait_for_function("""() => document.querySelectorAll('#waterfall .wf-row[data-kind="llm"]').length >= 1
-        && document.getElementById('run-header').dataset.status === 'RUNNING'""", timeout=30_000)
+    page.wait_for_function(
+        """() => document.querySelectorAll('#waterfall .wf-row[data-kind="llm"]').length >= 1
+        && document.getElementById('run-header').dataset.status === 'RUNNING'""",
+        timeout=30_000,
+    )
     page.screenshot(path=str(ARTIFACTS / "run-waterfall-live.png"), full_page=True)
     page.wait_for_selector("#run-header[data-status=COMPLETED]", timeout=60_000)
     assert page.locator('#waterfall .wf-row[data-kind="llm"]').count() == 3
@@ -146,9 +172,16 @@ def _check_workflow_definition(page, server, flow):
     page.goto(f"{server.url}/dashboard/workflows/{flow.pk}")
     page.wait_for_selector("#graph g.node")
     assert sorted(page.eval_on_selector_all("#graph g.node", "ns => ns.map(n => n.dataset.stepId)")) == [
-        "a", "b", "broken", "c"]
-    edges = page.eval_on_selector_all("#graph g.edge", "es => es.map(e => [e.dataset.source, e.dataset.target, "
-                                      "e.querySelector('text') ? e.querySelector('text').textContent : ''])")
+        "a",
+        "b",
+        "broken",
+        "c",
+    ]
+    edges = page.eval_on_selector_all(
+        "#graph g.edge",
+        "es => es.map(e => [e.dataset.source, e.dataset.target, "
+        "e.querySelector('text') ? e.querySelector('text').textContent : ''])",
+    )
     assert sorted(edges) == [["a", "b", ""], ["a", "broken", ""], ["b", "c", "steps.a.failed"]]
     assert page.locator("#graph g.node[data-state]").count() == 0  # a definition has no state
     _assert_fits(page)
@@ -187,7 +220,9 @@ def _check_charts(page, server, token, started):
     assert sum(chart.values()) >= 3
     started_api = _metric_points(server, token, "runs_started")
     assert {t: v for t, v in zip(drawn["times"], drawn["started"]) if v} == started_api
-    failed = page.evaluate("() => [...document.querySelectorAll('#chart-failures li')].map(li => li.dataset.errorClass)")
+    failed = page.evaluate(
+        "() => [...document.querySelectorAll('#chart-failures li')].map(li => li.dataset.errorClass)"
+    )
     assert endpoint["totals"]["failed"] >= 1 and "agent_disabled" in failed  # the broken step
     _assert_fits(page)
     page.screenshot(path=str(ARTIFACTS / "dashboard-charts.png"), full_page=True)
@@ -200,9 +235,12 @@ def _record_weight(page, name, **extra):
         .map(r => ({ name: r.name.split('/static/')[1], bytes: r.decodedBodySize }))""")
     path = ARTIFACTS / "metrics.json"
     metrics = json.loads(path.read_text()) if path.exists() else {}
-    metrics[name] = {"js_kb": round(sum(f["bytes"] for f in files if f["name"].endswith(".js")) / 1024, 1),
-                     "css_kb": round(sum(f["bytes"] for f in files if f["name"].endswith(".css")) / 1024, 1),
-                     **extra, "files": files}
+    metrics[name] = {
+        "js_kb": round(sum(f["bytes"] for f in files if f["name"].endswith(".js")) / 1024, 1),
+        "css_kb": round(sum(f["bytes"] for f in files if f["name"].endswith(".css")) / 1024, 1),
+        **extra,
+        "files": files,
+    }
     path.write_text(json.dumps(metrics, indent=2))
     print(f"console {name}: {metrics[name]['js_kb']} KB JS, {metrics[name]['css_kb']} KB CSS {extra}")
 

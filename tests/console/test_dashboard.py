@@ -1,4 +1,5 @@
 """The dashboard page, its JSON endpoints and the console socket: who sees what."""
+
 from __future__ import annotations
 
 import json
@@ -16,14 +17,15 @@ from tests.console.conftest import fast_user
 
 
 def _run(member, name, status=ExecutionStatus.COMPLETED, **fields):
-    return Execution.objects.create(organization=member.organization, kind="crew", run_name=name, status=status,
-                                    **fields)
+    return Execution.objects.create(
+        organization=member.organization, kind="crew", run_name=name, status=status, **fields
+    )
 
 
 def _page_data(response) -> dict:
     html = response.content.decode()
     start = html.index('id="console-data" type="application/json">') + len('id="console-data" type="application/json">')
-    return json.loads(html[start:html.index("</script>", start)])
+    return json.loads(html[start : html.index("</script>", start)])
 
 
 @pytest.mark.django_db
@@ -63,9 +65,17 @@ class TestPage:
         data = client.get("/dashboard/data").json()
         assert {r["run_name"] for r in data["runs"]} == {"run-a", "run-b"}
         assert data["failures"]["count"] == 1 and data["failures"]["latest"][0]["error"] == "kaput"
-        assert data["cost_today"] == [{"organization_id": str(b.organization.pk), "organization": b.organization.slug,
-                                       "name": b.organization.name, "cost": "2.250000", "tokens": 7, "llm_calls": 0,
-                                       "executions": 0}]
+        assert data["cost_today"] == [
+            {
+                "organization_id": str(b.organization.pk),
+                "organization": b.organization.slug,
+                "name": b.organization.name,
+                "cost": "2.250000",
+                "tokens": 7,
+                "llm_calls": 0,
+                "executions": 0,
+            }
+        ]
         assert {q["queue"] for q in data["health"]["queues"]} >= {f"{_prefix()}.runs"}
         narrowed = client.get("/dashboard/data", {"organization": a.organization.slug}).json()
         assert [r["run_name"] for r in narrowed["runs"]] == ["run-a"]
@@ -106,8 +116,9 @@ class TestPage:
         owner = make_member("owner")
         owner.user.set_password("owner-pass-123")
         owner.user.save()
-        response = client.post("/dashboard/login", {"username": owner.user.email, "password": "owner-pass-123",
-                                                    "next": "/dashboard"})
+        response = client.post(
+            "/dashboard/login", {"username": owner.user.email, "password": "owner-pass-123", "next": "/dashboard"}
+        )
         assert response.status_code == 302 and response["Location"] == "/dashboard"
         assert client.get("/dashboard").status_code == 200
 
@@ -131,6 +142,7 @@ def _prefix():
 
 # --- the console socket -------------------------------------------------------------------------
 
+
 async def _connect(token, query=""):
     communicator = WebsocketCommunicator(application, f"/api/v1/ws/console?token={token}{query}")
     connected, _ = await communicator.connect()
@@ -148,8 +160,12 @@ async def _until(communicator, type_, timeout=5):
 @database_sync_to_async
 def _emit(organization, status, execution_id):
     with transaction.atomic():
-        return publish(organization, f"execution.{status.lower()}",
-                       {"execution_id": execution_id, "status": status}, execution=execution_id).pk
+        return publish(
+            organization,
+            f"execution.{status.lower()}",
+            {"execution_id": execution_id, "status": status},
+            execution=execution_id,
+        ).pk
 
 
 @database_sync_to_async

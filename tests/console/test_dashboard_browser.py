@@ -4,6 +4,7 @@ real daphne process and a real Celery worker. Screenshots go to test-artifacts/c
 Outside CI the test is skipped (with the reason) when chromium or Playwright is missing; in CI
 (CI=true) that is a failure: `.ci/run` installs chromium.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,9 +43,11 @@ def _browser_or_skip():
 
 def _start_run(server, token: str, crew_id: str) -> str:
     request = urllib.request.Request(
-        f"{server.url}/api/v1/executions", method="POST",
+        f"{server.url}/api/v1/executions",
+        method="POST",
         data=json.dumps({"crew_id": crew_id, "inputs": {"topic": "consoles"}}).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
     with urllib.request.urlopen(request, timeout=15) as response:
         assert response.status == 202
         return json.loads(response.read())["execution_id"]
@@ -60,8 +63,7 @@ def test_dashboard_shows_a_run_going_from_pending_to_completed_without_reload(ma
 
     owner = make_member("owner")
     crew = make_crew(owner, name="Console crew")
-    staff = User.objects.create_user(email="operator@example.com", password=PASSWORD, is_staff=True,
-                                     is_superuser=True)
+    staff = User.objects.create_user(email="operator@example.com", password=PASSWORD, is_staff=True, is_superuser=True)
     token = jwt_for(owner.user)["access_token"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     # Playwright's sync API runs an event loop on this thread; the ORM calls below are plain reads.
@@ -71,8 +73,9 @@ def test_dashboard_shows_a_run_going_from_pending_to_completed_without_reload(ma
     worker = None
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM,
-                                                 args=["--no-sandbox", "--disable-background-networking"])
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking"]
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             errors = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -102,8 +105,9 @@ def test_dashboard_shows_a_run_going_from_pending_to_completed_without_reload(ma
             assert page.inner_text(f"{row} [data-field=status]") == "COMPLETED"
             assert page.evaluate("window.kaiConsole.events") >= 2  # PENDING … COMPLETED over the socket
             # the panels follow: the worker is listed as healthy
-            page.wait_for_function("document.getElementById('count-workers').textContent.trim() !== '0'",
-                                   timeout=20_000)
+            page.wait_for_function(
+                "document.getElementById('count-workers').textContent.trim() !== '0'", timeout=20_000
+            )
             page.screenshot(path=str(ARTIFACTS / "3-run-completed.png"), full_page=True)
             assert not errors, errors
             browser.close()

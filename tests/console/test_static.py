@@ -1,6 +1,7 @@
 """Static files under daphne in production settings: collectstatic, then whitenoise serves the
 hashed (manifest) names with a far-future cache header. (The embedded/development mode serves
 them from the finders: tests/console/test_dashboard.py and the browser test cover that.)"""
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,20 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 def test_production_serves_collected_static_files_with_hashed_names(tmp_path):
     production = {
-        "DJANGO_ENV": "production", "SECRET_KEY": "s" * 64, "KAI_SECRET_KEYS": Fernet.generate_key().decode(),
-        "ALLOWED_HOSTS": "127.0.0.1", "KAI_SECURE_SSL_REDIRECT": "false", "KAI_STATIC_ROOT": str(tmp_path),
+        "DJANGO_ENV": "production",
+        "SECRET_KEY": "s" * 64,
+        "KAI_SECRET_KEYS": Fernet.generate_key().decode(),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "KAI_SECURE_SSL_REDIRECT": "false",
+        "KAI_STATIC_ROOT": str(tmp_path),
     }
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0", "-i", "rest_framework"],
-                   cwd=BASE_DIR, env=subprocess_env(**production), check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0", "-i", "rest_framework"],
+        cwd=BASE_DIR,
+        env=subprocess_env(**production),
+        check=True,
+        timeout=120,
+    )
     manifest = json.loads((tmp_path / "staticfiles.json").read_text())["paths"]
     hashed = manifest["console/dashboard.js"]
     assert hashed != "console/dashboard.js" and "admin/css/base.css" in manifest

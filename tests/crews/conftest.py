@@ -1,5 +1,6 @@
 """Fixtures of the run-engine tests: crews and agents to run, and a real worker (and beat) on the
 runs queue."""
+
 from __future__ import annotations
 
 import subprocess
@@ -82,11 +83,27 @@ def runs_worker(celery_worker_process):
 class BeatProcess:
     def __init__(self, tmp_path, **env):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "kai_platform", "beat", "--loglevel", "WARNING",
-             "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile=",
-             "-s", str(tmp_path / "beat-schedule")],
-            cwd=BASE_DIR, env=subprocess_env(**env), start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "kai_platform",
+                "beat",
+                "--loglevel",
+                "WARNING",
+                "--scheduler",
+                "django_celery_beat.schedulers:DatabaseScheduler",
+                "--pidfile=",
+                "-s",
+                str(tmp_path / "beat-schedule"),
+            ],
+            cwd=BASE_DIR,
+            env=subprocess_env(**env),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def stop(self):
         import os

@@ -2,6 +2,7 @@
 request is answered with ``script[n]`` (the last entry repeats), or — ``honour_schema`` — with a
 JSON instance of the ``response_format`` schema the request carried, as a provider with
 structured outputs would."""
+
 from __future__ import annotations
 
 import json

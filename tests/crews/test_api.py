@@ -1,5 +1,6 @@
 """Crews, task definitions, orchestrations and executions over the API (no worker needed: runs stay
 PENDING because nothing consumes the queue in these tests)."""
+
 import pytest
 
 from apps.crews.models import Crew, TaskDefinition
@@ -12,9 +13,17 @@ pytestmark = pytest.mark.django_db
 
 # --- crews -------------------------------------------------------------------------------------
 
+
 def test_crew_crud_with_partial_put(owner_client):
-    body = {"name": "Research Team", "description": "Team", "agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML,
-            "model": "gpt-4", "process": "sequential", "verbose": True}
+    body = {
+        "name": "Research Team",
+        "description": "Team",
+        "agents_yaml": AGENTS_YAML,
+        "tasks_yaml": TASKS_YAML,
+        "model": "gpt-4",
+        "process": "sequential",
+        "verbose": True,
+    }
     created = owner_client.post("/api/v1/crews", body, format="json")
     assert created.status_code == 201, created.content
     crew_id = created.json()["id"]
@@ -28,23 +37,27 @@ def test_crew_crud_with_partial_put(owner_client):
 
 
 def test_crew_with_invalid_yaml_is_refused_with_lines(owner_client):
-    response = owner_client.post("/api/v1/crews", {"name": "x", "agents_yaml": AGENTS_YAML,
-                                                   "tasks_yaml": TASKS_YAML.replace("agent: writer", "agent: ghost")},
-                                 format="json")
+    response = owner_client.post(
+        "/api/v1/crews",
+        {"name": "x", "agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML.replace("agent: writer", "agent: ghost")},
+        format="json",
+    )
     body = assert_envelope(response, 400, "GENERAL_001")
     assert body["errors"] == [{"field": "tasks_yaml", "message": body["errors"][0]["message"]}]
     assert body["errors"][0]["message"].startswith("line 12: task 'report_task' names unknown agent 'ghost'")
 
 
 def test_crews_debug_reports_every_error_with_its_line(owner_client):
-    response = owner_client.post("/api/v1/crews/debug", {"agents_yaml": "a: [", "tasks_yaml": TASKS_YAML},
-                                 format="json")
+    response = owner_client.post(
+        "/api/v1/crews/debug", {"agents_yaml": "a: [", "tasks_yaml": TASKS_YAML}, format="json"
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["valid"] is False
     assert body["errors"][0]["field"] == "agents_yaml" and body["errors"][0]["line"] == 1
-    ok = owner_client.post("/api/v1/crews/debug", {"agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML},
-                           format="json").json()
+    ok = owner_client.post(
+        "/api/v1/crews/debug", {"agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML}, format="json"
+    ).json()
     assert ok["valid"] is True and ok["errors"] == [] and ok["placeholders"] == ["topic"]
     assert [t["key"] for t in ok["tasks"]] == ["research_task", "analysis_task", "report_task"]
 
@@ -53,39 +66,60 @@ def test_crew_export_then_import_round_trips(owner_client, member):
     crew = make_crew(member, description="d", model="builtin")
     exported = owner_client.get(f"/api/v1/crews/{crew.pk}/export", HTTP_ACCEPT="application/json").json()
     assert exported["files"]["agents.yaml"] == AGENTS_YAML
-    imported = owner_client.post("/api/v1/crews/import", {"crew_yaml": exported["crew_yaml"], "name": "Copy"},
-                                 format="json")
+    imported = owner_client.post(
+        "/api/v1/crews/import", {"crew_yaml": exported["crew_yaml"], "name": "Copy"}, format="json"
+    )
     assert imported.status_code == 201, imported.content
     copy = Crew.objects.get(pk=imported.json()["id"])
     assert copy.name == "Copy" and copy.model == "builtin"
     from apps.crews.specs import parse_crew
 
     assert [t.key for t in parse_crew(copy.agents_yaml, copy.tasks_yaml).tasks] == [
-        "research_task", "analysis_task", "report_task"]
+        "research_task",
+        "analysis_task",
+        "report_task",
+    ]
     bad = owner_client.post("/api/v1/crews/import", {"crew_yaml": "name: x\nagents: {\n"}, format="json")
     assert "YAML syntax error" in assert_envelope(bad, 400)["errors"][0]["message"]
 
 
 def test_unknown_body_fields_are_refused(owner_client):
-    response = owner_client.post("/api/v1/crews", {"name": "x", "agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML,
-                                                   "colour": "blue"}, format="json")
+    response = owner_client.post(
+        "/api/v1/crews",
+        {"name": "x", "agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML, "colour": "blue"},
+        format="json",
+    )
     assert assert_envelope(response, 400)["errors"] == [{"field": "colour", "message": "Unknown field."}]
 
 
 # --- task definitions --------------------------------------------------------------------------
 
+
 def test_task_definitions_partial_put_and_full_replace(owner_client):
-    created = owner_client.post("/api/v1/tasks", {"name": "Research Task", "description": "Research AI",
-                                                  "expected_output": "A report", "agent": "research_agent",
-                                                  "tools": ["search_tool"]}, format="json")
+    created = owner_client.post(
+        "/api/v1/tasks",
+        {
+            "name": "Research Task",
+            "description": "Research AI",
+            "expected_output": "A report",
+            "agent": "research_agent",
+            "tools": ["search_tool"],
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.content
     task_id = created.json()["id"]
     partial = owner_client.put(f"/api/v1/tasks/{task_id}", {"name": "Updated Task Name"}, format="json").json()
     assert partial["name"] == "Updated Task Name" and partial["tools"] == ["search_tool"]
-    full = owner_client.put(f"/api/v1/tasks/{task_id}/full", {"name": "Updated Research Task",
-                                                              "description": "Enhanced research requirements",
-                                                              "expected_output": "Detailed research report"},
-                            format="json")
+    full = owner_client.put(
+        f"/api/v1/tasks/{task_id}/full",
+        {
+            "name": "Updated Research Task",
+            "description": "Enhanced research requirements",
+            "expected_output": "Detailed research report",
+        },
+        format="json",
+    )
     assert full.status_code == 200, full.content
     assert full.json()["tools"] == [] and full.json()["agent"] == ""  # replaced, not merged
     missing = owner_client.put(f"/api/v1/tasks/{task_id}/full", {"name": "only a name"}, format="json")
@@ -95,8 +129,9 @@ def test_task_definitions_partial_put_and_full_replace(owner_client):
 
 def test_task_status_route_does_not_clash_with_task_definitions(owner_client, member):
     agent = make_agent(member)
-    accepted = owner_client.post(f"/api/v1/agents/{agent.pk}/task", {"description": "Summarise the news"},
-                                 format="json")
+    accepted = owner_client.post(
+        f"/api/v1/agents/{agent.pk}/task", {"description": "Summarise the news"}, format="json"
+    )
     assert accepted.status_code == 202, accepted.content
     task_id = accepted.json()["task_id"]
     assert accepted.json()["status"] == "PENDING"
@@ -110,20 +145,24 @@ def test_task_status_route_does_not_clash_with_task_definitions(owner_client, me
 
 # --- orchestrations ----------------------------------------------------------------------------
 
+
 def test_orchestration_agent_ids_must_be_the_organizations_agents(owner_client, member, make_member):
     mine = make_agent(member, name="Mine")
     theirs = make_agent(make_member(), name="Theirs")
-    response = owner_client.post("/api/v1/orchestrations", {"name": "O", "pattern": "router", "config_yaml": "",
-                                                            "agent_ids": [str(mine.pk), str(theirs.pk)]},
-                                 format="json")
+    response = owner_client.post(
+        "/api/v1/orchestrations",
+        {"name": "O", "pattern": "router", "config_yaml": "", "agent_ids": [str(mine.pk), str(theirs.pk)]},
+        format="json",
+    )
     body = assert_envelope(response, 400)
     assert body["errors"] == [{"field": "agent_ids[1]", "message": f"No agent {theirs.pk} in this organization."}]
-    ok = owner_client.post("/api/v1/orchestrations", {"name": "O", "pattern": "router",
-                                                      "config_yaml": "routing:\n  mode: semantic\n",
-                                                      "agent_ids": [str(mine.pk)]}, format="json")
+    ok = owner_client.post(
+        "/api/v1/orchestrations",
+        {"name": "O", "pattern": "router", "config_yaml": "routing:\n  mode: semantic\n", "agent_ids": [str(mine.pk)]},
+        format="json",
+    )
     assert ok.status_code == 201 and ok.json()["status"] == "draft"
-    bad_yaml = owner_client.put(f"/api/v1/orchestrations/{ok.json()['id']}", {"config_yaml": "a: [\n"},
-                                format="json")
+    bad_yaml = owner_client.put(f"/api/v1/orchestrations/{ok.json()['id']}", {"config_yaml": "a: [\n"}, format="json")
     assert "YAML syntax error" in assert_envelope(bad_yaml, 400)["errors"][0]["message"]
     too_few = owner_client.post(f"/api/v1/orchestrations/{ok.json()['id']}/execute", {}, format="json")
     assert "needs at least 2 agents" in assert_envelope(too_few, 400)["errors"][0]["message"]
@@ -133,10 +172,12 @@ def test_orchestration_agent_ids_must_be_the_organizations_agents(owner_client, 
 
 # --- executions --------------------------------------------------------------------------------
 
+
 def test_creating_an_execution_answers_pending_upper_case(owner_client, member):
     crew = make_crew(member)
-    response = owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"},
-                                                        "model": "gpt-4"}, format="json")
+    response = owner_client.post(
+        "/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}, "model": "gpt-4"}, format="json"
+    )
     assert response.status_code == 202, response.content
     body = response.json()
     assert set(body) >= {"execution_id", "status", "message", "run_name"}
@@ -157,15 +198,18 @@ def test_execution_create_validates_its_target(owner_client, member, make_member
     assert assert_envelope(response, 400)["errors"][0]["field"] == "crew_id"
     neither = owner_client.post("/api/v1/executions", {"inputs": {}}, format="json")
     assert "exactly one of" in assert_envelope(neither, 400)["detail"]
-    inline = owner_client.post("/api/v1/executions", {"agents_yaml": AGENTS_YAML, "tasks_yaml": "x: 1\n"},
-                               format="json")
+    inline = owner_client.post(
+        "/api/v1/executions", {"agents_yaml": AGENTS_YAML, "tasks_yaml": "x: 1\n"}, format="json"
+    )
     assert assert_envelope(inline, 400)["errors"][0]["field"] == "tasks_yaml"
 
 
 def test_execution_list_filters_and_history(owner_client, member):
     crew = make_crew(member)
     agent = make_agent(member)
-    first = owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json").json()
+    first = owner_client.post(
+        "/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json"
+    ).json()
     owner_client.post("/api/v1/executions", {"agent_id": str(agent.pk), "description": "Do it"}, format="json")
     assert owner_client.get("/api/v1/executions").json()["total"] == 2
     assert owner_client.get("/api/v1/executions", {"kind": "crew"}).json()["total"] == 1
@@ -178,17 +222,20 @@ def test_execution_list_filters_and_history(owner_client, member):
 
 
 def test_generate_name(owner_client):
-    response = owner_client.post("/api/v1/executions/generate-name",
-                                 {"agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML, "model": "gpt-4"},
-                                 format="json")
+    response = owner_client.post(
+        "/api/v1/executions/generate-name",
+        {"agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML, "model": "gpt-4"},
+        format="json",
+    )
     assert response.status_code == 200
     assert response.json()["name"].startswith("{topic} Senior Researcher - Research Task - ")
 
 
 def test_cancelling_a_pending_execution_ends_it_at_once_and_twice_is_a_conflict(owner_client, member):
     crew = make_crew(member)
-    execution_id = owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json").json()[
-        "execution_id"]
+    execution_id = owner_client.post(
+        "/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json"
+    ).json()["execution_id"]
     response = owner_client.post(f"/api/v1/executions/{execution_id}/cancel")
     assert response.status_code == 200 and response.json()["status"] == "CANCELLED"
     assert response.json()["cancel_requested"] is True
@@ -199,8 +246,9 @@ def test_cancelling_a_pending_execution_ends_it_at_once_and_twice_is_a_conflict(
 
 def test_logs_traces_and_status_of_a_run_that_has_not_started(owner_client, member):
     crew = make_crew(member)
-    execution_id = owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json").json()[
-        "execution_id"]
+    execution_id = owner_client.post(
+        "/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json"
+    ).json()["execution_id"]
     logs = owner_client.get(f"/api/v1/execution-logs/{execution_id}").json()
     assert logs["items"] == [] and logs["status"] == "PENDING" and logs["last_seq"] == 0
     trace = owner_client.get(f"/api/v1/execution-trace/{execution_id}").json()
@@ -243,8 +291,9 @@ def test_a_client_chosen_stream_id_names_one_run_only(owner_client, member):
     assert first.status_code == 202 and first.json()["stream_id"] == "my-stream"
     again = owner_client.post(f"/api/v1/agents/{agent.pk}/stream-prompt", body, format="json")
     assert assert_envelope(again, 409)["errors"] == [{"field": "stream_id", "message": "already used"}]
-    fresh = owner_client.post(f"/api/v1/agents/{agent.pk}/stream-prompt", {"prompt": "hi", "stream": False},
-                              format="json").json()
+    fresh = owner_client.post(
+        f"/api/v1/agents/{agent.pk}/stream-prompt", {"prompt": "hi", "stream": False}, format="json"
+    ).json()
     assert len(fresh["stream_id"]) == 32 and fresh["status"] == "PENDING"
 
 
@@ -258,9 +307,12 @@ def test_an_agent_task_of_the_longest_names_fits_the_run(owner_client, member):
     """A 200-character agent name and task name made a run name over 300 characters (a 500); a model
     name over 200 characters is a 400 (the document says so), not a 500."""
     agent = make_agent(member, name="a" * 200)
-    accepted = owner_client.post(f"/api/v1/agents/{agent.pk}/task", {"description": "d", "name": "n" * 200},
-                                 format="json")
+    accepted = owner_client.post(
+        f"/api/v1/agents/{agent.pk}/task", {"description": "d", "name": "n" * 200}, format="json"
+    )
     assert accepted.status_code == 202, accepted.content
     assert len(Execution.objects.get(pk=accepted.json()["task_id"]).run_name) == 300
-    assert_envelope(owner_client.post(f"/api/v1/agents/{agent.pk}/task", {"description": "d", "model": "m" * 201},
-                                      format="json"), 400)
+    assert_envelope(
+        owner_client.post(f"/api/v1/agents/{agent.pk}/task", {"description": "d", "model": "m" * 201}, format="json"),
+        400,
+    )

@@ -1,5 +1,6 @@
 """Crash recovery: a worker killed with SIGKILL mid-run leaves its run to the beat-driven reaper,
 which fails it with "worker lost" once its heartbeat is 60 s old; a worker beside it is unaffected."""
+
 from __future__ import annotations
 
 import signal
@@ -18,12 +19,16 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 def _wait_worker(name: str, timeout: float = 120.0) -> None:
     redis = get_redis_connection("default")
-    wait_for(lambda: any(True for _ in redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:workers:{name}*")),
-             timeout, message=f"worker {name} to announce itself")
+    wait_for(
+        lambda: any(True for _ in redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:workers:{name}*")),
+        timeout,
+        message=f"worker {name} to announce itself",
+    )
 
 
 def test_sigkill_mid_run_ends_failed_worker_lost_and_the_other_worker_is_unaffected(
-        make_member, client_for, beat_process):
+    make_member, client_for, beat_process
+):
     member = make_member(plan="enterprise")
     agent = make_agent(member)
     client = client_for(member)
@@ -49,16 +54,21 @@ def test_sigkill_mid_run_ends_failed_worker_lost_and_the_other_worker_is_unaffec
         killed_at = time.monotonic()
         assert Execution.objects.get(pk=first).status == "RUNNING"  # nobody knows yet
 
-        lost = wait_for(lambda: (e := Execution.objects.get(pk=first)).status != "RUNNING" and e, 80, interval=0.5,
-                        message="the reaper to fail the lost run")
+        lost = wait_for(
+            lambda: (e := Execution.objects.get(pk=first)).status != "RUNNING" and e,
+            80,
+            interval=0.5,
+            message="the reaper to fail the lost run",
+        )
         elapsed = time.monotonic() - killed_at
         assert lost.status == "FAILED" and lost.error.startswith("worker lost"), (lost.status, lost.error)
         assert elapsed <= 75, elapsed
         assert lost.events.order_by("-id").first().reason.startswith("worker lost")
         frozen = lost.tokens_out
 
-        done = wait_for(lambda: (e := Execution.objects.get(pk=second)).is_terminal and e, 60,
-                        message="the second run to finish")
+        done = wait_for(
+            lambda: (e := Execution.objects.get(pk=second)).is_terminal and e, 60, message="the second run to finish"
+        )
         assert done.status == "COMPLETED" and done.worker.startswith("survivor@")
         assert not Execution.objects.filter(status__in=ACTIVE_STATUSES).exists()
         assert Execution.objects.get(pk=first).tokens_out == frozen

@@ -1,4 +1,5 @@
 """The run engine's rules, exercised in-process (the runner called directly; no Celery)."""
+
 from __future__ import annotations
 
 import ast
@@ -20,9 +21,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _run(member, agent, description="Say hello", **fields):
-    execution = services.execution_create(organization=member.organization, actor=member.user,
-                                          kind=ExecutionKind.AGENT_TASK, agent=agent,
-                                          definition={"description": description}, enqueue=False, **fields)
+    execution = services.execution_create(
+        organization=member.organization,
+        actor=member.user,
+        kind=ExecutionKind.AGENT_TASK,
+        agent=agent,
+        definition={"description": description},
+        enqueue=False,
+        **fields,
+    )
     outcome = lifecycle.run(execution.pk, worker="test-worker")
     execution.refresh_from_db()
     return outcome, execution
@@ -30,10 +37,12 @@ def _run(member, agent, description="Say hello", **fields):
 
 # --- the transition service --------------------------------------------------------------------
 
+
 def test_transitions_are_conditional_and_leave_an_event_and_a_published_event(member):
     agent = make_agent(member)
-    execution = services.execution_create(organization=member.organization, actor=member.user,
-                                          kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
+    execution = services.execution_create(
+        organization=member.organization, actor=member.user, kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False
+    )
     assert services.execution_transition(execution_id=execution.pk, to="COMPLETED") is False  # PENDING ↛ COMPLETED
     assert services.execution_transition(execution_id=execution.pk, to="PREPARING", reason="claimed", worker="w")
     assert services.execution_transition(execution_id=execution.pk, to="PREPARING") is False  # claimed once only
@@ -46,8 +55,12 @@ def test_transitions_are_conditional_and_leave_an_event_and_a_published_event(me
     events = list(ExecutionEvent.objects.filter(execution=execution).values_list("from_status", "to_status"))
     assert events == [("", "PENDING"), ("PENDING", "PREPARING"), ("PREPARING", "RUNNING"), ("RUNNING", "COMPLETED")]
     published = list(Event.objects.filter(execution_id=execution.pk).order_by("id").values_list("type", "data"))
-    assert [t for t, _ in published] == ["execution.pending", "execution.preparing", "execution.running",
-                                         "execution.completed"]
+    assert [t for t, _ in published] == [
+        "execution.pending",
+        "execution.preparing",
+        "execution.running",
+        "execution.completed",
+    ]
     data = published[-1][1]
     assert data["from"] == "RUNNING" and data["to"] == "COMPLETED" and data["agent_id"] == str(agent.pk)
     with pytest.raises(ValueError):
@@ -66,11 +79,19 @@ def test_only_the_transition_service_writes_execution_status():
         for node in ast.walk(tree):
             if isinstance(node, ast.Assign):
                 for target in node.targets:
-                    if (isinstance(target, ast.Attribute) and target.attr == "status"
-                            and isinstance(target.value, ast.Name) and "execution" in target.value.id.lower()):
+                    if (
+                        isinstance(target, ast.Attribute)
+                        and target.attr == "status"
+                        and isinstance(target.value, ast.Name)
+                        and "execution" in target.value.id.lower()
+                    ):
                         offenders.append(f"{path}:{node.lineno}")
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("update", "create", "bulk_update") and source_mentions_execution):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("update", "create", "bulk_update")
+                and source_mentions_execution
+            ):
                 keywords = {k.arg for k in node.keywords}
                 receiver = ast.unparse(node.func.value)
                 if "status" in keywords and "Execution" in receiver and "ExecutionEvent" not in receiver:
@@ -83,23 +104,37 @@ def test_only_the_transition_service_writes_execution_status():
 
 def test_a_claim_is_one_statement_recording_and_publishing_both_steps_in_order(member):
     agent = make_agent(member)
-    execution = services.execution_create(organization=member.organization, actor=member.user,
-                                          kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
-    outcome, running = services.execution_claim(execution_id=execution.pk, worker="w@h", attempts=1,
-                                                cap=(member.organization.pk, 5))
+    execution = services.execution_create(
+        organization=member.organization, actor=member.user, kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False
+    )
+    outcome, running = services.execution_claim(
+        execution_id=execution.pk, worker="w@h", attempts=1, cap=(member.organization.pk, 5)
+    )
     assert (outcome, running) == ("claimed", 0)
     execution.refresh_from_db()
     assert execution.status == "RUNNING" and execution.worker == "w@h" and execution.attempts == 1
     assert execution.started_at and execution.heartbeat_at
-    history = list(ExecutionEvent.objects.filter(execution=execution).order_by("id")
-                   .values_list("from_status", "to_status", "reason"))
-    assert history == [("", "PENDING", "created"), ("PENDING", "PREPARING", "claimed by w@h"),
-                       ("PREPARING", "RUNNING", "started")]
+    history = list(
+        ExecutionEvent.objects.filter(execution=execution)
+        .order_by("id")
+        .values_list("from_status", "to_status", "reason")
+    )
+    assert history == [
+        ("", "PENDING", "created"),
+        ("PENDING", "PREPARING", "claimed by w@h"),
+        ("PREPARING", "RUNNING", "started"),
+    ]
     published = list(Event.objects.filter(execution_id=execution.pk).order_by("id").values_list("type", "data"))
     assert [t for t, _ in published] == ["execution.pending", "execution.preparing", "execution.running"]
-    assert published[1][1] == {"execution_id": str(execution.pk), "kind": "agent_task", "from": "PENDING",
-                               "to": "PREPARING", "status": "PREPARING", "reason": "claimed by w@h",
-                               "agent_id": str(agent.pk)}
+    assert published[1][1] == {
+        "execution_id": str(execution.pk),
+        "kind": "agent_task",
+        "from": "PENDING",
+        "to": "PREPARING",
+        "status": "PREPARING",
+        "reason": "claimed by w@h",
+        "agent_id": str(agent.pk),
+    }
     assert published[2][1]["from"] == "PREPARING" and published[2][1]["to"] == "RUNNING"
     # a second claim of the same run loses cleanly and publishes nothing
     assert services.execution_claim(execution_id=execution.pk, worker="x", attempts=1)[0] == "lost"
@@ -113,9 +148,16 @@ def test_a_claim_commits_in_its_round_trip_unless_a_listener_wants_its_events(me
     from apps.events import services as events
 
     agent = make_agent(member)
-    first, second = (services.execution_create(organization=member.organization, actor=member.user,
-                                               kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
-                     for _ in range(2))
+    first, second = (
+        services.execution_create(
+            organization=member.organization,
+            actor=member.user,
+            kind=ExecutionKind.AGENT_TASK,
+            agent=agent,
+            enqueue=False,
+        )
+        for _ in range(2)
+    )
     seen = []
 
     def listener(event):
@@ -124,8 +166,10 @@ def test_a_claim_commits_in_its_round_trip_unless_a_listener_wants_its_events(me
     # only listeners of other events: one round trip, no BEGIN/COMMIT of the client's
     monkeypatch.setattr(events, "_PUBLISH_LISTENERS", [(listener, frozenset({"execution.completed"}))])
     with CaptureQueriesContext(connection) as queries:
-        assert services.execution_claim(execution_id=first.pk, worker="w", attempts=1,
-                                        cap=(member.organization.pk, 10))[0] == "claimed"
+        assert (
+            services.execution_claim(execution_id=first.pk, worker="w", attempts=1, cap=(member.organization.pk, 10))[0]
+            == "claimed"
+        )
     assert len(queries.captured_queries) == 1 and seen == []
     # a listener of execution.running: it runs inside the claim's transaction
     events.add_publish_listener(listener, types=["execution.running"])
@@ -139,9 +183,16 @@ def test_a_claim_commits_in_its_round_trip_unless_a_listener_wants_its_events(me
 
 def test_a_claim_over_the_cap_leaves_the_run_pending_and_untouched(member):
     agent = make_agent(member)
-    first, second = (services.execution_create(organization=member.organization, actor=member.user,
-                                               kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
-                     for _ in range(2))
+    first, second = (
+        services.execution_create(
+            organization=member.organization,
+            actor=member.user,
+            kind=ExecutionKind.AGENT_TASK,
+            agent=agent,
+            enqueue=False,
+        )
+        for _ in range(2)
+    )
     cap = (member.organization.pk, 1)
     assert services.execution_claim(execution_id=first.pk, worker="w", attempts=1, cap=cap) == ("claimed", 0)
     assert services.execution_claim(execution_id=second.pk, worker="w", attempts=1, cap=cap) == ("over_cap", 1)
@@ -155,8 +206,9 @@ def test_a_claim_over_the_cap_leaves_the_run_pending_and_untouched(member):
 
 def test_a_run_whose_cancel_was_requested_is_never_claimed(member):
     agent = make_agent(member)
-    execution = services.execution_create(organization=member.organization, actor=member.user,
-                                          kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False)
+    execution = services.execution_create(
+        organization=member.organization, actor=member.user, kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False
+    )
     Execution.objects.filter(pk=execution.pk).update(cancel_requested=True)
     assert services.execution_claim(execution_id=execution.pk, worker="w", attempts=1)[0] == "lost"
     assert lifecycle.run(execution.pk, worker="w") == "cancelled"
@@ -184,6 +236,7 @@ def test_a_run_ends_with_its_last_batch_in_the_same_transaction(member):
 
 
 # --- the runner --------------------------------------------------------------------------------
+
 
 def test_a_run_is_idempotent_and_a_second_delivery_is_a_no_op(member):
     agent = make_agent(member)
@@ -261,9 +314,19 @@ def test_hierarchical_crew_plans_and_reviews(member):
 
     crew = make_crew(member, process="hierarchical")
     execution = services.execution_create(
-        organization=member.organization, actor=member.user, kind=ExecutionKind.CREW, crew=crew,
-        definition={"name": crew.name, "agents_yaml": crew.agents_yaml, "tasks_yaml": crew.tasks_yaml,
-                    "process": "hierarchical"}, inputs={"topic": "AI"}, enqueue=False)
+        organization=member.organization,
+        actor=member.user,
+        kind=ExecutionKind.CREW,
+        crew=crew,
+        definition={
+            "name": crew.name,
+            "agents_yaml": crew.agents_yaml,
+            "tasks_yaml": crew.tasks_yaml,
+            "process": "hierarchical",
+        },
+        inputs={"topic": "AI"},
+        enqueue=False,
+    )
     assert lifecycle.run(execution.pk, worker="t") == "completed"
     names = list(TraceSpan.objects.filter(execution=execution, kind="task").values_list("name", flat=True))
     assert names[1] == "plan" and names[-1] == "review" and len(names) == 6
@@ -271,9 +334,16 @@ def test_hierarchical_crew_plans_and_reviews(member):
 
 # --- the reaper --------------------------------------------------------------------------------
 
+
 def _stale(member, agent, **fields):
-    execution = services.execution_create(organization=member.organization, actor=member.user,
-                                          kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False, **fields)
+    execution = services.execution_create(
+        organization=member.organization,
+        actor=member.user,
+        kind=ExecutionKind.AGENT_TASK,
+        agent=agent,
+        enqueue=False,
+        **fields,
+    )
     services.execution_transition(execution_id=execution.pk, to="PREPARING", worker="gone@host", attempts=1)
     services.execution_transition(execution_id=execution.pk, to="RUNNING")
     Execution.objects.filter(pk=execution.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=61))
@@ -288,10 +358,10 @@ def test_reaper_fails_runs_whose_heartbeat_is_stale_and_requeues_per_policy(memb
     Execution.objects.filter(pk=cancelled.pk).update(cancel_requested=True)
     # 30 s without a heartbeat: not yet stale while its worker's liveness key is there...
     fresh = _stale(member, agent)
-    Execution.objects.filter(pk=fresh.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=30),
-                                                 worker="alive@host (pid 7)")
-    get_redis_connection("default").set(f"{django_settings.KAI_REDIS_PREFIX}:runs:alive:alive@host (pid 7)", 1,
-                                        ex=60)
+    Execution.objects.filter(pk=fresh.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=30), worker="alive@host (pid 7)"
+    )
+    get_redis_connection("default").set(f"{django_settings.KAI_REDIS_PREFIX}:runs:alive:alive@host (pid 7)", 1, ex=60)
     # ... lost at once when its worker's key is gone (a killed worker is not waited for)
     early = _stale(member, agent)
     Execution.objects.filter(pk=early.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
@@ -301,8 +371,11 @@ def test_reaper_fails_runs_whose_heartbeat_is_stale_and_requeues_per_policy(memb
     lost.refresh_from_db()
     assert lost.status == "FAILED" and lost.error.startswith("worker lost: no heartbeat from gone@host for 6")
     retried.refresh_from_db()
-    assert retried.status == "PENDING" and retried.worker == "" and "requeued (attempt 2 of 2)" in (
-        retried.events.order_by("-id").first().reason)
+    assert (
+        retried.status == "PENDING"
+        and retried.worker == ""
+        and "requeued (attempt 2 of 2)" in (retried.events.order_by("-id").first().reason)
+    )
     assert Execution.objects.get(pk=cancelled.pk).status == "CANCELLED"
     assert Execution.objects.get(pk=fresh.pk).status == "RUNNING"
     assert reaper.reap_stale() == {"failed": 0, "requeued": 0, "cancelled": 0}

@@ -1,4 +1,5 @@
 """Generation of agents, tasks and crews through the LLM layer (builtin: deterministic, schema-valid)."""
+
 import pytest
 
 from apps.crews import generation
@@ -8,8 +9,10 @@ pytestmark = pytest.mark.django_db
 
 
 def test_agent_generation_is_deterministic_and_schema_valid(owner_client):
-    body = {"description": "Create a customer service agent that can handle inquiries and escalate complex issues",
-            "model": "gpt-4"}
+    body = {
+        "description": "Create a customer service agent that can handle inquiries and escalate complex issues",
+        "model": "gpt-4",
+    }
     first = owner_client.post("/api/v1/agent-generation/generate", body, format="json")
     assert first.status_code == 200, first.content
     agent = first.json()["agent"]
@@ -23,8 +26,11 @@ def test_agent_generation_is_deterministic_and_schema_valid(owner_client):
 
 
 def test_task_generation(owner_client):
-    response = owner_client.post("/api/v1/task-generation/generate",
-                                 {"description": "Create a task for analyzing customer feedback data"}, format="json")
+    response = owner_client.post(
+        "/api/v1/task-generation/generate",
+        {"description": "Create a task for analyzing customer feedback data"},
+        format="json",
+    )
     task = response.json()["task"]
     assert task["name"] == "Analyzing Customer Feedback Data"
     assert task["expected_output"].startswith("A concise, structured report on analyzing customer feedback data")
@@ -33,17 +39,20 @@ def test_task_generation(owner_client):
 
 
 def test_crew_generation_yields_a_crew_that_validates_and_saves(owner_client):
-    response = owner_client.post("/api/v1/crew-generation/generate",
-                                 {"description": "Create a crew for content marketing including research, writing, "
-                                                 "and review"}, format="json")
+    response = owner_client.post(
+        "/api/v1/crew-generation/generate",
+        {"description": "Create a crew for content marketing including research, writing, and review"},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert [a["key"] for a in body["agents"]] == ["research_agent", "writing_agent", "review_agent"]
     assert [t["agent"] for t in body["tasks"]] == ["research_agent", "writing_agent", "review_agent"]
     crew = body["crew"]
     assert crew["name"] == "Content Marketing Crew" and crew["process"] == "sequential"
-    debug = owner_client.post("/api/v1/crews/debug", {"agents_yaml": crew["agents_yaml"],
-                                                      "tasks_yaml": crew["tasks_yaml"]}, format="json").json()
+    debug = owner_client.post(
+        "/api/v1/crews/debug", {"agents_yaml": crew["agents_yaml"], "tasks_yaml": crew["tasks_yaml"]}, format="json"
+    ).json()
     assert debug["valid"] is True, debug["errors"]
     assert owner_client.post("/api/v1/crews", crew, format="json").status_code == 201
 
@@ -74,7 +83,6 @@ def test_generation_refuses_unknown_fields_and_needs_a_description(owner_client)
     assert_envelope(owner_client.post("/api/v1/crew-generation/generate", {"model": "gpt-4"}, format="json"), 400)
     response = owner_client.post("/api/v1/crew-generation/generate", {"description": "x", "temp": 1}, format="json")
     assert assert_envelope(response, 400)["errors"][0]["field"] == "temp"
-
 
 
 @pytest.mark.parametrize("kind", ["agent", "task", "crew"])

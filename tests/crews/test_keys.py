@@ -1,5 +1,6 @@
 """Every CrewAI key is honoured (parsed into the spec under CrewAI's name) or refused by name with
 why; ``{{``/``}}`` are literal braces; crew.py and crew.jsonc are read without running anything."""
+
 from __future__ import annotations
 
 import ast
@@ -23,8 +24,19 @@ def test_every_key_the_issue_names_is_in_the_table_and_every_honoured_one_is_a_s
     crew_fields = {f.name for f in dataclasses.fields(specs.CrewSpec)}
     # the names the runner reads (the brief's list), all present under CrewAI's spelling
     assert set(keys.ISSUE_AGENT_KEYS) <= agent_fields
-    assert {"async_execution", "output_json", "output_pydantic", "output_schema", "output_file", "create_directory",
-            "markdown", "guardrail", "guardrail_max_retries", "callback", "config"} <= task_fields
+    assert {
+        "async_execution",
+        "output_json",
+        "output_pydantic",
+        "output_schema",
+        "output_file",
+        "create_directory",
+        "markdown",
+        "guardrail",
+        "guardrail_max_retries",
+        "callback",
+        "config",
+    } <= task_fields
     assert {"process", "planning", "manager_llm", "manager_agent", "memory"} <= crew_fields
     for key in keys.AGENT_KEYS.values():
         assert not key.honoured or key.name in agent_fields, key.name
@@ -34,15 +46,35 @@ def test_every_key_the_issue_names_is_in_the_table_and_every_honoured_one_is_a_s
 
 def _values():
     """A value of each shape that is not a refused key's accepted one."""
-    return {"text": "x", "bool": True, "posint": 3, "count": 7, "names": ["n"], "mapping": {"k": 1},
-            "schema": {"type": "object"}, "model": "builtin"}
+    return {
+        "text": "x",
+        "bool": True,
+        "posint": 3,
+        "count": 7,
+        "names": ["n"],
+        "mapping": {"k": 1},
+        "schema": {"type": "object"},
+        "model": "builtin",
+    }
 
 
 @pytest.mark.parametrize("kind", ["agent", "task"])
 def test_each_key_is_honoured_into_the_spec_or_refused_naming_it_and_why(kind):
     table = keys.AGENT_KEYS if kind == "agent" else keys.TASK_KEYS
-    skip = {"role", "goal", "backstory", "description", "expected_output", "agent", "agent_id", "context",
-            "approval", "config", "human_input", "guardrail"}
+    skip = {
+        "role",
+        "goal",
+        "backstory",
+        "description",
+        "expected_output",
+        "agent",
+        "agent_id",
+        "context",
+        "approval",
+        "config",
+        "human_input",
+        "guardrail",
+    }
     for key in table.values():
         if key.name in skip:
             continue
@@ -69,7 +101,9 @@ def test_refused_keys_parse_at_the_value_that_asks_for_nothing_missing():
 
 def test_unknown_keys_bad_values_and_task_config_are_reported_by_name():
     agents = AGENT + "  max_iter: -1\n  favourite: tea\n"
-    tasks = TASK + "  config: {markdown: true, output_file: 'out/{topic}.md', colour: red}\n  guardrail: \"max_words:x\"\n"
+    tasks = (
+        TASK + "  config: {markdown: true, output_file: 'out/{topic}.md', colour: red}\n  guardrail: \"max_words:x\"\n"
+    )
     spec = specs.parse_crew(agents, tasks)
     messages = [e.as_envelope_error()["message"] for e in spec.errors]
     assert "line 5: agent 'a': `max_iter` must be an integer ≥ 0" in messages
@@ -88,8 +122,9 @@ def test_output_schema_must_be_a_json_schema_and_only_one_output_key_is_given():
 
 
 def test_crew_level_keys_come_from_the_crew_config():
-    spec = specs.parse_crew(AGENT, TASK, "hierarchical", {"planning": True, "manager_agent": "a",
-                                                         "manager_llm": "builtin"})
+    spec = specs.parse_crew(
+        AGENT, TASK, "hierarchical", {"planning": True, "manager_agent": "a", "manager_llm": "builtin"}
+    )
     assert spec.valid and spec.planning and spec.manager_agent == "a" and spec.manager_llm == "builtin"
     refused = specs.parse_crew(AGENT, TASK, "sequential", {"memory": True, "manager_agent": "zz"})
     messages = [e.message for e in refused.errors]
@@ -99,16 +134,20 @@ def test_crew_level_keys_come_from_the_crew_config():
 
 
 def test_placeholders_escape_braces_and_missing_inputs_are_all_named():
-    assert specs.interpolate("{{topic}} is {topic}; JSON {{\"a\": 1}}", {"topic": "AI"}) == (
-        '{topic} is AI; JSON {"a": 1}')
+    assert specs.interpolate('{{topic}} is {topic}; JSON {{"a": 1}}', {"topic": "AI"}) == (
+        '{topic} is AI; JSON {"a": 1}'
+    )
     assert specs.interpolate("{a}", {"a": "{b}"}) == "{b}"  # a value is never read as a template
-    spec = specs.parse_crew(AGENT.replace("role: R", "role: R {who}"),
-                            TASK.replace("description: D", "description: D {topic} {{literal}} {year}"))
+    spec = specs.parse_crew(
+        AGENT.replace("role: R", "role: R {who}"),
+        TASK.replace("description: D", "description: D {topic} {{literal}} {year}"),
+    )
     assert spec.placeholders == ["topic", "who", "year"]
     assert spec.missing_inputs({"topic": "AI"}) == ["who", "year"]
 
 
 # --- crew.py, statically ---------------------------------------------------------------------------
+
 
 def test_a_pydantic_model_becomes_a_json_schema_from_its_annotations():
     source = '''
@@ -160,7 +199,7 @@ def test_crew_py_binds_agents_context_and_output_models_without_running_it():
 
 
 def test_crew_py_code_that_needs_running_is_refused_by_name():
-    crew_py = '''
+    crew_py = """
 from crewai import Agent, Task, Crew
 from crewai.project import CrewBase, agent, task, crew
 
@@ -178,14 +217,16 @@ class C:
     @crew
     def crew(self) -> Crew:
         return Crew(agents=self.agents, tasks=self.tasks)
-'''
-    archive = zip_members({"p/config/agents.yaml": AGENT, "p/config/tasks.yaml": TASK.replace("  agent: a\n", ""),
-                           "p/crew.py": crew_py})
+"""
+    archive = zip_members(
+        {"p/config/agents.yaml": AGENT, "p/config/tasks.yaml": TASK.replace("  agent: a\n", ""), "p/crew.py": crew_py}
+    )
     with pytest.raises(projects.ProjectError) as raised:
         projects.read_project(archive)
     messages = [e["message"] for e in raised.value.errors]
     assert "agent a: `step_callback=print` is Python code, not a value (see docs/crewai.md for what to use here)" in (
-        messages)
+        messages
+    )
     assert any(m.startswith("task t: `guardrail=check` is Python code") for m in messages)
     assert "task t: `output_pydantic=Missing` names no pydantic model found in the project" in messages
     broken = zip_members({"agents.yaml": AGENT, "tasks.yaml": TASK, "crew.py": "def (:\n"})
@@ -196,27 +237,39 @@ class C:
 
 def test_crew_jsonc_takes_comments_and_trailing_commas_and_refuses_unknown_keys():
     project = projects.read_project(zip_project("trip_planner"))
-    assert project.crew == {"name": "Trip planner", "process": "hierarchical", "manager_llm": "builtin",
-                            "planning": False, "memory": False}
+    assert project.crew == {
+        "name": "Trip planner",
+        "process": "hierarchical",
+        "manager_llm": "builtin",
+        "planning": False,
+        "memory": False,
+    }
     assert projects.parse_jsonc('{"a": "// not a comment", /* c */ "b": [1, 2,],}') == {
-        "a": "// not a comment", "b": [1, 2]}
-    archive = zip_members({"agents.yaml": AGENT, "tasks.yaml": TASK, "crew.jsonc": '{"process": "sequential", '
-                                                                                   '"colour": "red"}'})
+        "a": "// not a comment",
+        "b": [1, 2],
+    }
+    archive = zip_members(
+        {"agents.yaml": AGENT, "tasks.yaml": TASK, "crew.jsonc": '{"process": "sequential", "colour": "red"}'}
+    )
     with pytest.raises(projects.ProjectError, match="unknown crew key 'colour'"):
         projects.read_project(archive)
 
 
 # --- zip safety --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("members, message", [
-    ({"../evil/agents.yaml": AGENT, "tasks.yaml": TASK}, "unsafe path"),
-    ({"/etc/agents.yaml": AGENT, "tasks.yaml": TASK}, "unsafe path"),
-    ({f"f{i}.txt": "" for i in range(projects.MAX_MEMBERS + 1)}, "members; at most"),
-    ({"agents.yaml": " " * (projects.MAX_MEMBER_BYTES + 1), "tasks.yaml": TASK}, "is over"),
-    ({"a/agents.yaml": AGENT, "b/agents.yaml": AGENT, "tasks.yaml": TASK}, "more than one agents.yaml"),
-    ({"tasks.yaml": TASK}, "has no agents.yaml"),
-    ({"agents.yaml": "- a list\n", "tasks.yaml": TASK}, "must be a mapping"),
-])
+
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        ({"../evil/agents.yaml": AGENT, "tasks.yaml": TASK}, "unsafe path"),
+        ({"/etc/agents.yaml": AGENT, "tasks.yaml": TASK}, "unsafe path"),
+        ({f"f{i}.txt": "" for i in range(projects.MAX_MEMBERS + 1)}, "members; at most"),
+        ({"agents.yaml": " " * (projects.MAX_MEMBER_BYTES + 1), "tasks.yaml": TASK}, "is over"),
+        ({"a/agents.yaml": AGENT, "b/agents.yaml": AGENT, "tasks.yaml": TASK}, "more than one agents.yaml"),
+        ({"tasks.yaml": TASK}, "has no agents.yaml"),
+        ({"agents.yaml": "- a list\n", "tasks.yaml": TASK}, "must be a mapping"),
+    ],
+)
 def test_unsafe_or_unreadable_archives_are_refused_clearly(members, message):
     with pytest.raises(projects.ProjectError, match=message):
         projects.read_project(zip_members(members))
@@ -235,20 +288,34 @@ def test_a_zip_bomb_not_a_zip_and_symlinks_are_refused():
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         link = zipfile.ZipInfo("agents.yaml")
-        link.external_attr = (0o120777 << 16)
+        link.external_attr = 0o120777 << 16
         archive.writestr(link, "/etc/passwd")
     with pytest.raises(projects.ProjectError, match="symbolic link"):
         projects.read_project(buffer.getvalue())
 
 
 def test_export_writes_the_layout_the_import_reads_back():
-    archive = projects.write_project(name="My Crew", description="d", process="hierarchical", model="builtin",
-                                     verbose=False, config={"planning": True, "manager_llm": "builtin", "other": 1},
-                                     agents_yaml=AGENT, tasks_yaml=TASK)
+    archive = projects.write_project(
+        name="My Crew",
+        description="d",
+        process="hierarchical",
+        model="builtin",
+        verbose=False,
+        config={"planning": True, "manager_llm": "builtin", "other": 1},
+        agents_yaml=AGENT,
+        tasks_yaml=TASK,
+    )
     project = projects.read_project(archive)
     assert project.agents_text == AGENT and project.tasks_text == TASK
-    assert project.crew == {"name": "My Crew", "description": "d", "process": "hierarchical", "verbose": False,
-                            "model": "builtin", "planning": True, "manager_llm": "builtin"}
+    assert project.crew == {
+        "name": "My Crew",
+        "description": "d",
+        "process": "hierarchical",
+        "verbose": False,
+        "model": "builtin",
+        "planning": True,
+        "manager_llm": "builtin",
+    }
     assert project.report.files == ["my_crew/crew.yaml", "my_crew/config/agents.yaml", "my_crew/config/tasks.yaml"]
 
 
@@ -258,5 +325,7 @@ def test_docs_crewai_has_a_row_for_every_key_with_its_status():
     text = (Path(__file__).resolve().parents[2] / "docs" / "crewai.md").read_text()
     for row in keys.table():
         status = "honoured" if row["honoured"] else "refused"
-        assert any(line.startswith(f"| `{row['key']}` | {status}") and row["doc"].replace("|", "/") in line
-                   for line in text.splitlines()), row["key"]
+        assert any(
+            line.startswith(f"| `{row['key']}` | {status}") and row["doc"].replace("|", "/") in line
+            for line in text.splitlines()
+        ), row["key"]

@@ -1,5 +1,6 @@
 """crews/import (a CrewAI project zip), crews/{id}/export (the same layout), and the inputs check
 at run create, as a client sees them."""
+
 from __future__ import annotations
 
 import io
@@ -49,15 +50,20 @@ def test_tasks_bound_in_crew_py_import_and_missing_tools_are_refused_unless_allo
     assert allowed.status_code == 201, allowed.content
     report = allowed.json()["report"]
     assert report["missing_tools"] == ["scrape_website", "serper_dev"]
-    assert any(d.startswith("agent lead_market_analyst: tools scrape_website, serper_dev left out")
-               for d in report["defaulted"])
+    assert any(
+        d.startswith("agent lead_market_analyst: tools scrape_website, serper_dev left out")
+        for d in report["defaulted"]
+    )
     from apps.crews.specs import parse_crew
 
     crew = Crew.objects.get(pk=allowed.json()["id"])
     spec = parse_crew(crew.agents_yaml, crew.tasks_yaml, crew.process, crew.config)
     assert spec.valid and spec.planning
-    assert [t.agent for t in spec.tasks] == ["lead_market_analyst", "chief_marketing_strategist",
-                                             "chief_marketing_strategist"]
+    assert [t.agent for t in spec.tasks] == [
+        "lead_market_analyst",
+        "chief_marketing_strategist",
+        "chief_marketing_strategist",
+    ]
     assert spec.tasks[2].output_schema["title"] == "MarketStrategy"
 
 
@@ -70,14 +76,24 @@ def test_a_project_with_keys_and_tools_it_cannot_honour_is_refused_naming_every_
     # the same YAML through POST /crews: the same refusals, and the tool the organization lacks
     agents = (HERE / "refused/config/agents.yaml").read_text()
     tasks = (HERE / "refused/config/tasks.yaml").read_text()
-    direct = assert_envelope(owner_client.post("/api/v1/crews", {"name": "R", "agents_yaml": agents,
-                                                                "tasks_yaml": tasks}, format="json"), 400)
+    direct = assert_envelope(
+        owner_client.post("/api/v1/crews", {"name": "R", "agents_yaml": agents, "tasks_yaml": tasks}, format="json"),
+        400,
+    )
     assert all(f"`{key}` is not supported here" in "\n".join(_messages(direct)) for key in ("reasoning", "memory"))
-    fixed = "\n".join(line for line in agents.splitlines()
-                      if not line.strip().startswith(("reasoning", "max_reasoning", "inject", "multimodal", "memory",
-                                                      "favourite"))) + "\n"
-    tools = assert_envelope(owner_client.post("/api/v1/crews", {"name": "R", "agents_yaml": fixed, "tasks_yaml": TASKS},
-                                              format="json"), 400)
+    fixed = (
+        "\n".join(
+            line
+            for line in agents.splitlines()
+            if not line.strip().startswith(
+                ("reasoning", "max_reasoning", "inject", "multimodal", "memory", "favourite")
+            )
+        )
+        + "\n"
+    )
+    tools = assert_envelope(
+        owner_client.post("/api/v1/crews", {"name": "R", "agents_yaml": fixed, "tasks_yaml": TASKS}, format="json"), 400
+    )
     assert _messages(tools) == ["tools this organization lacks: serper_dev (add them under /api/v1/tools first)"]
 
 
@@ -94,8 +110,9 @@ def test_bad_archives_answer_a_clear_400(owner_client):
 
 
 def test_export_is_the_project_zip_and_imports_back_unchanged(owner_client, member):
-    crew = make_crew(member, name="Research Team", process="hierarchical",
-                     config={"planning": True, "manager_llm": "builtin"})
+    crew = make_crew(
+        member, name="Research Team", process="hierarchical", config={"planning": True, "manager_llm": "builtin"}
+    )
     response = owner_client.get(f"/api/v1/crews/{crew.pk}/export")
     assert response.status_code == 200 and response["Content-Type"] == "application/zip"
     assert response["Content-Disposition"] == 'attachment; filename="research_team.zip"'
@@ -105,7 +122,11 @@ def test_export_is_the_project_zip_and_imports_back_unchanged(owner_client, memb
     assert again.status_code == 201, again.content
     copy = Crew.objects.get(pk=again.json()["id"])
     assert (copy.agents_yaml, copy.tasks_yaml, copy.process, copy.config) == (
-        crew.agents_yaml, crew.tasks_yaml, "hierarchical", {"planning": True, "manager_llm": "builtin"})
+        crew.agents_yaml,
+        crew.tasks_yaml,
+        "hierarchical",
+        {"planning": True, "manager_llm": "builtin"},
+    )
     as_json = owner_client.get(f"/api/v1/crews/{crew.pk}/export", HTTP_ACCEPT="application/json")
     assert as_json["Content-Type"] == "application/json" and as_json.json()["files"]["agents.yaml"] == crew.agents_yaml
     missing = owner_client.get("/api/v1/crews/00000000-0000-4000-8000-000000000000/export")
@@ -115,18 +136,38 @@ def test_export_is_the_project_zip_and_imports_back_unchanged(owner_client, memb
 
 def test_a_run_whose_inputs_leave_placeholders_unfilled_is_refused_naming_each(owner_client, member):
     crew = make_crew(member)  # {topic} in the researcher's role/goal and the first task
-    body = assert_envelope(owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {}},
-                                             format="json"), 400)
-    assert body["errors"] == [{"field": "inputs", "message": "Missing input for the placeholder {topic}: give it in "
-                                                             "`inputs` (write {{ and }} for literal braces)."}]
-    inline = assert_envelope(owner_client.post("/api/v1/executions", {
-        "agents_yaml": "a:\n  role: R {who}\n  goal: G\n  backstory: B\n",
-        "tasks_yaml": "t:\n  description: D {year} {{not_an_input}}\n  expected_output: O {topic}\n  agent: a\n",
-        "inputs": {"topic": "AI"}}, format="json"), 400)
+    body = assert_envelope(
+        owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {}}, format="json"), 400
+    )
+    assert body["errors"] == [
+        {
+            "field": "inputs",
+            "message": "Missing input for the placeholder {topic}: give it in "
+            "`inputs` (write {{ and }} for literal braces).",
+        }
+    ]
+    inline = assert_envelope(
+        owner_client.post(
+            "/api/v1/executions",
+            {
+                "agents_yaml": "a:\n  role: R {who}\n  goal: G\n  backstory: B\n",
+                "tasks_yaml": "t:\n  description: D {year} {{not_an_input}}\n  expected_output: O {topic}\n  agent: a\n",
+                "inputs": {"topic": "AI"},
+            },
+            format="json",
+        ),
+        400,
+    )
     assert "placeholders {who}, {year}:" in _messages(inline)[0]
     agent = make_agent(member)
-    task = assert_envelope(owner_client.post(f"/api/v1/agents/{agent.pk}/task", {
-        "description": "Summarise {doc} for {audience}", "inputs": {"doc": "x"}}, format="json"), 400)
+    task = assert_envelope(
+        owner_client.post(
+            f"/api/v1/agents/{agent.pk}/task",
+            {"description": "Summarise {doc} for {audience}", "inputs": {"doc": "x"}},
+            format="json",
+        ),
+        400,
+    )
     assert "{audience}" in _messages(task)[0] and "{doc}" not in _messages(task)[0]
     assert not Execution.objects.for_org(member.organization).exists()
     ok = owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json")
@@ -134,27 +175,49 @@ def test_a_run_whose_inputs_leave_placeholders_unfilled_is_refused_naming_each(o
 
 
 def test_debug_reports_missing_inputs_refused_keys_and_what_the_organization_lacks(owner_client):
-    body = owner_client.post("/api/v1/crews/debug", {
-        "agents_yaml": "a:\n  role: R {who}\n  goal: G\n  backstory: B\n  knowledge_sources: [handbook]\n",
-        "tasks_yaml": "t:\n  description: D {topic}\n  expected_output: O\n  agent: a\n  callback: on-done\n",
-        "inputs": {"topic": "AI"}}, format="json").json()
+    body = owner_client.post(
+        "/api/v1/crews/debug",
+        {
+            "agents_yaml": "a:\n  role: R {who}\n  goal: G\n  backstory: B\n  knowledge_sources: [handbook]\n",
+            "tasks_yaml": "t:\n  description: D {topic}\n  expected_output: O\n  agent: a\n  callback: on-done\n",
+            "inputs": {"topic": "AI"},
+        },
+        format="json",
+    ).json()
     assert body["valid"] is False and body["missing_inputs"] == ["who"] and body["placeholders"] == ["topic", "who"]
     messages = [e["message"] for e in body["errors"]]
     assert "`knowledge_sources` name knowledge bases this organization lacks: handbook" in messages
     assert "`callback` names no active webhook subscription of this organization: on-done" in messages
     assert any(m.startswith("Missing input for the placeholder {who}") for m in messages)
-    refused = owner_client.post("/api/v1/crews/debug", {
-        "agents_yaml": "a:\n  role: R\n  goal: G\n  backstory: B\n  reasoning: true\n",
-        "tasks_yaml": "t:\n  description: D\n  expected_output: O\n  agent: a\n"}, format="json").json()
-    assert refused["errors"] == [{"field": "agents_yaml", "line": 5, "message": "agent 'a': `reasoning` is not "
-                                  "supported here: the reflect-and-plan step before a task is not run"}]
+    refused = owner_client.post(
+        "/api/v1/crews/debug",
+        {
+            "agents_yaml": "a:\n  role: R\n  goal: G\n  backstory: B\n  reasoning: true\n",
+            "tasks_yaml": "t:\n  description: D\n  expected_output: O\n  agent: a\n",
+        },
+        format="json",
+    ).json()
+    assert refused["errors"] == [
+        {
+            "field": "agents_yaml",
+            "line": 5,
+            "message": "agent 'a': `reasoning` is not "
+            "supported here: the reflect-and-plan step before a task is not run",
+        }
+    ]
 
 
 def test_knowledge_sources_name_the_organization_knowledge_bases(owner_client, member):
     from apps.knowledge.models import KnowledgeBase
 
     KnowledgeBase.objects.create(organization=member.organization, name="handbook")
-    created = owner_client.post("/api/v1/crews", {
-        "name": "K", "agents_yaml": "a:\n  role: R\n  goal: G\n  backstory: B\n  knowledge_sources: [handbook]\n",
-        "tasks_yaml": "t:\n  description: D\n  expected_output: O\n  agent: a\n"}, format="json")
+    created = owner_client.post(
+        "/api/v1/crews",
+        {
+            "name": "K",
+            "agents_yaml": "a:\n  role: R\n  goal: G\n  backstory: B\n  knowledge_sources: [handbook]\n",
+            "tasks_yaml": "t:\n  description: D\n  expected_output: O\n  agent: a\n",
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.content

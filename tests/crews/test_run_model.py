@@ -2,6 +2,7 @@
 layout (tests/crews/projects) run through ``POST /executions`` — structured output (named and
 inline schemas), async tasks awaited by their context, output files, markdown, callbacks,
 planning, guardrails that fail the run, delegation and the hierarchical manager, and the limits."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,10 +27,24 @@ def _start_unchecked(crew, member) -> str:
     from apps.runs.models import ExecutionKind
     from apps.runs.services import execution_create
 
-    definition = {"name": crew.name, "agents_yaml": crew.agents_yaml, "tasks_yaml": crew.tasks_yaml,
-                  "process": crew.process, "model": crew.model, "config": crew.config or {}}
-    return str(execution_create(organization=member.organization, actor=member.user, kind=ExecutionKind.CREW,
-                                crew=crew, definition=definition, inputs={"topic": "x"}).pk)
+    definition = {
+        "name": crew.name,
+        "agents_yaml": crew.agents_yaml,
+        "tasks_yaml": crew.tasks_yaml,
+        "process": crew.process,
+        "model": crew.model,
+        "config": crew.config or {},
+    }
+    return str(
+        execution_create(
+            organization=member.organization,
+            actor=member.user,
+            kind=ExecutionKind.CREW,
+            crew=crew,
+            definition=definition,
+            inputs={"topic": "x"},
+        ).pk
+    )
 
 
 def _ended(pk, timeout=90) -> Execution:
@@ -84,16 +99,23 @@ def test_structured_async_file_markdown_callback_and_planning(runs_worker, membe
 
 
 def test_guardrail_failure_retries_then_fails_naming_it_and_missing_references_fail_before_any_call(
-        runs_worker, member, client_for):
+    runs_worker, member, client_for
+):
     client = client_for(member)
     strict = _start(client, project_crew(member, "strict_editor"), {"topic": "tides"})
     with pytest.raises(ValidationError, match="JSON Schemas this organization lacks: nowhere"):
-        make_crew(member, name="needs schema", tasks_yaml=(
-            "t:\n  description: d\n  expected_output: e\n  agent: writer\n  output_json: nowhere\n"))
+        make_crew(
+            member,
+            name="needs schema",
+            tasks_yaml=("t:\n  description: d\n  expected_output: e\n  agent: writer\n  output_json: nowhere\n"),
+        )
     # a schema deleted after the crew was saved fails the run before any model call
     doomed = market_schema(member)
-    missing_schema = make_crew(member, name="needs schema", tasks_yaml=(
-        "t:\n  description: d\n  expected_output: e\n  agent: writer\n  output_json: market_size\n"))
+    missing_schema = make_crew(
+        member,
+        name="needs schema",
+        tasks_yaml=("t:\n  description: d\n  expected_output: e\n  agent: writer\n  output_json: market_size\n"),
+    )
     doomed.delete()
     hook_yaml = "t:\n  description: d\n  expected_output: e\n  agent: writer\n  callback: {}\n"
     with pytest.raises(ValidationError, match="no active webhook subscription of this organization: nobody"):
@@ -103,17 +125,23 @@ def test_guardrail_failure_retries_then_fails_naming_it_and_missing_references_f
     missing_hook = make_crew(member, name="needs hook", tasks_yaml=hook_yaml.format(gone.pk))
     gone.is_active = False
     gone.save(update_fields=["is_active"])
-    refused = client.post("/api/v1/executions", {"crew_id": str(missing_hook.pk), "inputs": {"topic": "x"}},
-                          format="json")
-    assert refused.status_code == 400 and f"no active webhook subscription of this organization: {gone.pk}" in \
-        refused.json()["errors"][0]["message"]
+    refused = client.post(
+        "/api/v1/executions", {"crew_id": str(missing_hook.pk), "inputs": {"topic": "x"}}, format="json"
+    )
+    assert (
+        refused.status_code == 400
+        and f"no active webhook subscription of this organization: {gone.pk}" in refused.json()["errors"][0]["message"]
+    )
 
     execution = _ended(strict)
     assert execution.status == "FAILED"
     assert "guardrail 'not_contains:Builtin reply'" in execution.error and "after 3 attempts" in execution.error
     assert "last feedback: the answer must not contain 'Builtin reply'" in execution.error
-    assert [s.name for s in _spans(strict, "task")][1:] == ["edit_task", "edit_task (attempt 2)",
-                                                           "edit_task (attempt 3)"]
+    assert [s.name for s in _spans(strict, "task")][1:] == [
+        "edit_task",
+        "edit_task (attempt 2)",
+        "edit_task (attempt 3)",
+    ]
     # each retry sent the refused answer and the feedback back to the agent (the builtin echoes its prompt)
     retry = _spans(strict, "task")[2]
     assert "Your previous answer (attempt 1) was refused" in retry.attributes["output"]
@@ -143,17 +171,25 @@ def test_hierarchical_manager_delegates_through_coworker_tools(runs_worker, memb
 
 def test_limits_max_execution_time_and_max_iter(runs_worker, member, client_for):
     client = client_for(member)
-    slow = make_crew(member, name="slow", agents_yaml=(
-        "writer:\n  role: Writer\n  goal: Write\n  backstory: Slow.\n  max_execution_time: 1\n"),
-        tasks_yaml="t:\n  description: Write at length\n  expected_output: Text\n  agent: writer\n")
+    slow = make_crew(
+        member,
+        name="slow",
+        agents_yaml=("writer:\n  role: Writer\n  goal: Write\n  backstory: Slow.\n  max_execution_time: 1\n"),
+        tasks_yaml="t:\n  description: Write at length\n  expected_output: Text\n  agent: writer\n",
+    )
     timed = _start(client, slow, {}, params={"latency_ms": 1500})
     capped = {}
     for max_iter in (0, 1):
-        crew = make_crew(member, name=f"max_iter {max_iter}", agents_yaml=(
-            "calc:\n  role: Calculator\n  goal: Compute\n  backstory: Exact.\n  tools: [calculator]\n"
-            f"  max_iter: {max_iter}\n"),
+        crew = make_crew(
+            member,
+            name=f"max_iter {max_iter}",
+            agents_yaml=(
+                "calc:\n  role: Calculator\n  goal: Compute\n  backstory: Exact.\n  tools: [calculator]\n"
+                f"  max_iter: {max_iter}\n"
+            ),
             tasks_yaml='t:\n  description: "Compute.\\n/tool calculator {\\"expression\\": \\"6*7\\"}"\n'
-                       "  expected_output: A number\n  agent: calc\n")
+            "  expected_output: A number\n  agent: calc\n",
+        )
         capped[max_iter] = _start(client, crew, {})
     execution = _ended(timed)
     assert execution.status == "FAILED" and "exceeded its max_execution_time of 1 s" in execution.error

@@ -1,6 +1,7 @@
 """The pieces of the crew run model without a worker: the builtin's schema instances, answer
 parsing and validation, builtin guardrails, the max_rpm limiter, deadlines, coworker lookup and
 the LLM clients' response_format requests."""
+
 from __future__ import annotations
 
 import json
@@ -33,18 +34,25 @@ def test_the_builtin_instance_of_a_schema_is_valid(name):
 
 def test_the_builtin_provider_answers_json_in_the_schema_asked():
     schema = RATE_SCHEMAS["nested"]
-    text = get_client("builtin", model="builtin").complete(
-        [{"role": "user", "content": "hi"}], params={"response_format": {"name": "n", "schema": schema}}).text
+    text = (
+        get_client("builtin", model="builtin")
+        .complete([{"role": "user", "content": "hi"}], params={"response_format": {"name": "n", "schema": schema}})
+        .text
+    )
     jsonschema.validate(json.loads(text), schema)
 
 
 def test_answers_are_parsed_from_fences_and_prose_and_errors_name_the_path():
     schema = structured.OutputSchema("s", RATE_SCHEMAS["enum_bounds"])
     value, errors = structured.check(schema, 'Sure!\n```json\n{"sentiment": "positive", "confidence": 9}\n```')
-    assert value == {"sentiment": "positive", "confidence": 9} and errors == ["confidence: 9 is greater than the maximum of 5"]
+    assert value == {"sentiment": "positive", "confidence": 9} and errors == [
+        "confidence: 9 is greater than the maximum of 5"
+    ]
     assert structured.check(schema, "no json here")[1] == ["the answer is not a JSON document"]
     assert structured.check(schema, '{"sentiment": "negative", "confidence": 2}') == (
-        {"sentiment": "negative", "confidence": 2}, [])
+        {"sentiment": "negative", "confidence": 2},
+        [],
+    )
 
 
 def test_builtin_guardrails():
@@ -106,17 +114,37 @@ def test_coworker_tools_find_coworkers_by_role_key_or_name_and_report_unknown_on
 def test_openai_and_anthropic_clients_ask_for_the_schema(llm_server):
     schema = RATE_SCHEMAS["flat"]
     fmt = {"response_format": {"name": "market size!", "schema": schema}}
-    client = get_client("openai", model="m", api_key="k", base_url=f"{llm_server.url}/v1", timeout=5,
-                        allowlist=AllowList.from_entries(["127.0.0.1"]))
+    client = get_client(
+        "openai",
+        model="m",
+        api_key="k",
+        base_url=f"{llm_server.url}/v1",
+        timeout=5,
+        allowlist=AllowList.from_entries(["127.0.0.1"]),
+    )
     client.complete([{"role": "user", "content": "hi"}], params=fmt)
     assert llm_server.requests[-1]["body"]["response_format"] == {
-        "type": "json_schema", "json_schema": {"name": "market_size_", "schema": schema}}
-    deepseek = get_client("deepseek", model="m", api_key="k", base_url=f"{llm_server.url}/v1", timeout=5,
-                          allowlist=AllowList.from_entries(["127.0.0.1"]))
+        "type": "json_schema",
+        "json_schema": {"name": "market_size_", "schema": schema},
+    }
+    deepseek = get_client(
+        "deepseek",
+        model="m",
+        api_key="k",
+        base_url=f"{llm_server.url}/v1",
+        timeout=5,
+        allowlist=AllowList.from_entries(["127.0.0.1"]),
+    )
     deepseek.complete([{"role": "user", "content": "hi"}], params=fmt)
     assert llm_server.requests[-1]["body"]["response_format"] == {"type": "json_object"}
-    anthropic = get_client("anthropic", model="claude", api_key="k", base_url=llm_server.url, timeout=5,
-                           allowlist=AllowList.from_entries(["127.0.0.1"]))
+    anthropic = get_client(
+        "anthropic",
+        model="claude",
+        api_key="k",
+        base_url=llm_server.url,
+        timeout=5,
+        allowlist=AllowList.from_entries(["127.0.0.1"]),
+    )
     anthropic.complete([{"role": "user", "content": "hi"}], params=fmt)
     body = llm_server.requests[-1]["body"]
     assert body["tool_choice"] == {"type": "tool", "name": "structured_answer"}
@@ -127,12 +155,16 @@ def test_run_settings_are_parsed_and_a_wrong_type_is_an_error_naming_the_key():
     from apps.crews import specs
 
     agents = "w:\n  role: W\n  goal: G\n  backstory: B\n  max_iter: many\n  allow_delegation: true\n  max_rpm: 10\n"
-    tasks = ("t:\n  description: D\n  expected_output: E\n  agent: w\n  async_execution: yes\n"
-             "  output_schema: {type: object}\n  guardrail_max_retries: -1\n  output_file: out/a.md\n")
+    tasks = (
+        "t:\n  description: D\n  expected_output: E\n  agent: w\n  async_execution: yes\n"
+        "  output_schema: {type: object}\n  guardrail_max_retries: -1\n  output_file: out/a.md\n"
+    )
     spec = specs.parse_crew(agents, tasks)
     messages = [e.as_envelope_error()["message"] for e in spec.errors]
-    assert messages == ["line 5: agent 'w': `max_iter` must be an integer ≥ 0",
-                        "line 7: task 't': `guardrail_max_retries` must be an integer ≥ 0"]
+    assert messages == [
+        "line 5: agent 'w': `max_iter` must be an integer ≥ 0",
+        "line 7: task 't': `guardrail_max_retries` must be an integer ≥ 0",
+    ]
     agent, task = spec.agents[0], spec.tasks[0]
     assert (agent.max_iter, agent.allow_delegation, agent.max_rpm) == (25, True, 10)  # CrewAI's default max_iter
     assert task.async_execution is True and task.output_schema == {"type": "object"}
@@ -148,12 +180,14 @@ def test_anthropic_forced_answer_tool_call_becomes_the_json_text(monkeypatch):
 
     def events(name):
         usage = NS(input_tokens=3, output_tokens=1)
-        return [NS(type="message_start", message=NS(usage=usage)),
-                NS(type="content_block_start", index=0, content_block=NS(type="tool_use", id="tu_1", name=name)),
-                NS(type="content_block_delta", index=0, delta=NS(type="input_json_delta", partial_json='{"market": ')),
-                NS(type="content_block_delta", index=0, delta=NS(type="input_json_delta", partial_json='"tides"}')),
-                NS(type="content_block_stop", index=0),
-                NS(type="message_delta", usage=NS(output_tokens=7))]
+        return [
+            NS(type="message_start", message=NS(usage=usage)),
+            NS(type="content_block_start", index=0, content_block=NS(type="tool_use", id="tu_1", name=name)),
+            NS(type="content_block_delta", index=0, delta=NS(type="input_json_delta", partial_json='{"market": ')),
+            NS(type="content_block_delta", index=0, delta=NS(type="input_json_delta", partial_json='"tides"}')),
+            NS(type="content_block_stop", index=0),
+            NS(type="message_delta", usage=NS(output_tokens=7)),
+        ]
 
     class FakeSDK:
         def __init__(self, name):

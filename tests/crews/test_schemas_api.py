@@ -1,5 +1,6 @@
 """/api/v1/schemas: the organization's JSON Schemas for structured output — CRUD, versions kept on
 every change of the document, invalid schemas refused, ``name@version`` references resolved."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,14 +10,16 @@ from apps.schemas.selectors import schema_document
 pytestmark = pytest.mark.django_db
 
 V1 = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
-V2 = {"type": "object", "properties": {"title": {"type": "string"}, "year": {"type": "integer"}},
-      "required": ["title", "year"]}
+V2 = {
+    "type": "object",
+    "properties": {"title": {"type": "string"}, "year": {"type": "integer"}},
+    "required": ["title", "year"],
+}
 
 
 def test_create_update_versions_and_references(member, client_for):
     client = client_for(member)
-    created = client.post("/api/v1/schemas", {"name": "report", "description": "A report", "schema": V1},
-                          format="json")
+    created = client.post("/api/v1/schemas", {"name": "report", "description": "A report", "schema": V1}, format="json")
     assert created.status_code == 201, created.content
     body = created.json()
     assert body["version"] == 1 and body["schema"] == V1

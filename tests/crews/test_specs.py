@@ -1,4 +1,5 @@
 """CrewAI YAML validation: every problem reported with its line."""
+
 from apps.crews import specs
 
 AGENTS = """\
@@ -79,7 +80,8 @@ def test_hierarchical_tasks_may_leave_the_agent_to_the_manager():
     tasks = TASKS.replace("  agent: researcher\n", "")
     assert not specs.parse_crew(AGENTS, tasks, "hierarchical").errors
     assert specs.parse_crew(AGENTS, tasks, "sequential").errors[0].message == (
-        "task 'research_task' names no agent (required by the sequential process)")
+        "task 'research_task' names no agent (required by the sequential process)"
+    )
 
 
 def test_interpolation_and_the_combined_document_round_trip():

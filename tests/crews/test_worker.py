@@ -1,5 +1,6 @@
 """The run engine on a REAL Celery worker subprocess (threads pool, the test database and Redis
 prefix) — never task_always_eager."""
+
 from __future__ import annotations
 
 import time
@@ -22,13 +23,18 @@ def _priced_model(member, name="priced-builtin"):
     """A model configuration served by the builtin provider with a price, so cost is not zero."""
     from apps.agents.models import ModelConfig
 
-    return ModelConfig.objects.create(organization=member.organization, name=name, provider_type="builtin",
-                                      model="builtin", parameters={"pricing": {"input_per_1m": 1000,
-                                                                               "output_per_1m": 2000}})
+    return ModelConfig.objects.create(
+        organization=member.organization,
+        name=name,
+        provider_type="builtin",
+        model="builtin",
+        parameters={"pricing": {"input_per_1m": 1000, "output_per_1m": 2000}},
+    )
 
 
 def test_crew_of_three_agents_and_three_tasks_completes_with_logs_spans_tokens_and_cost(
-        runs_worker, member, client_for):
+    runs_worker, member, client_for
+):
     _priced_model(member)
     agents = [make_agent(member, name=f"A{i}") for i in range(3)]
     agents_yaml = AGENTS_YAML
@@ -48,7 +54,11 @@ def test_crew_of_three_agents_and_three_tasks_completes_with_logs_spans_tokens_a
     assert execution.worker.startswith(runs_worker.node)  # the real worker of the runs queue ran it
     # status timeline through the one transition service
     assert list(ExecutionEvent.objects.filter(execution_id=pk).values_list("to_status", flat=True)) == [
-        "PENDING", "PREPARING", "RUNNING", "COMPLETED"]
+        "PENDING",
+        "PREPARING",
+        "RUNNING",
+        "COMPLETED",
+    ]
     # logs: seq-numbered from 1 without gaps
     seqs = list(ExecutionLog.objects.filter(execution_id=pk).values_list("seq", flat=True))
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 8
@@ -86,23 +96,35 @@ def test_cancel_during_a_streaming_run_stops_token_spending(runs_worker, member,
     agent = make_agent(member)
     client = client_for(member)
     prompt = " ".join(f"word{i}" for i in range(400))
-    accepted = client.post(f"/api/v1/agents/{agent.pk}/stream-prompt",
-                           {"prompt": prompt, "stream": False, "params": {"tokens_per_s": 40}}, format="json")
+    accepted = client.post(
+        f"/api/v1/agents/{agent.pk}/stream-prompt",
+        {"prompt": prompt, "stream": False, "params": {"tokens_per_s": 40}},
+        format="json",
+    )
     assert accepted.status_code == 202, accepted.content
     pk = accepted.json()["execution_id"]
     wait_for(lambda: _execution(pk).tokens_out >= 10, 30, message="tokens to be streamed")
     requested_at = time.monotonic()
     assert client.post(f"/api/v1/executions/{pk}/cancel").status_code == 200
-    execution = wait_for(lambda: (e := _execution(pk)).status == "CANCELLED" and e, 10, interval=0.05,
-                         message="CANCELLED")
+    execution = wait_for(
+        lambda: (e := _execution(pk)).status == "CANCELLED" and e, 10, interval=0.05, message="CANCELLED"
+    )
     assert time.monotonic() - requested_at < 5
-    frozen = (execution.tokens_out, execution.cost, ExecutionLog.objects.filter(execution_id=pk).count(),
-              TraceSpan.objects.filter(execution_id=pk).count())
+    frozen = (
+        execution.tokens_out,
+        execution.cost,
+        ExecutionLog.objects.filter(execution_id=pk).count(),
+        TraceSpan.objects.filter(execution_id=pk).count(),
+    )
     assert 10 <= execution.tokens_out < 400
     time.sleep(3)
     execution.refresh_from_db()
-    assert (execution.tokens_out, execution.cost, ExecutionLog.objects.filter(execution_id=pk).count(),
-            TraceSpan.objects.filter(execution_id=pk).count()) == frozen
+    assert (
+        execution.tokens_out,
+        execution.cost,
+        ExecutionLog.objects.filter(execution_id=pk).count(),
+        TraceSpan.objects.filter(execution_id=pk).count(),
+    ) == frozen
     assert execution.status == "CANCELLED" and execution.completed_at is not None
     llm = TraceSpan.objects.get(execution_id=pk, kind="llm")
     assert llm.status == "cancelled" and llm.tokens_out == execution.tokens_out
@@ -121,9 +143,12 @@ def _sse_events(response) -> list[dict]:
 def test_stream_prompt_streams_tokens_as_server_sent_events(runs_worker, member, client_for):
     agent = make_agent(member)
     client = client_for(member)
-    response = client.post(f"/api/v1/agents/{agent.pk}/stream-prompt",
-                           {"prompt": "tell me about streams", "stream_id": "s-1"}, format="json",
-                           HTTP_ACCEPT="text/event-stream")
+    response = client.post(
+        f"/api/v1/agents/{agent.pk}/stream-prompt",
+        {"prompt": "tell me about streams", "stream_id": "s-1"},
+        format="json",
+        HTTP_ACCEPT="text/event-stream",
+    )
     assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
     assert response["X-Stream-ID"] == "s-1"
     events = _sse_events(response)
@@ -139,27 +164,48 @@ def test_stream_prompt_streams_tokens_as_server_sent_events(runs_worker, member,
 def test_agent_entry_points_task_command_and_execute(runs_worker, member, client_for):
     agent = make_agent(member, name="Ops")
     client = client_for(member)
-    task = client.post(f"/api/v1/agents/{agent.pk}/task", {"description": "Summarise {subject}",
-                                                           "inputs": {"subject": "the logs"}}, format="json").json()
-    status = wait_for(lambda: (s := client.get(f"/api/v1/tasks/{task['task_id']}/status").json())["status"]
-                      == "COMPLETED" and s, 30, message="the task")
+    task = client.post(
+        f"/api/v1/agents/{agent.pk}/task",
+        {"description": "Summarise {subject}", "inputs": {"subject": "the logs"}},
+        format="json",
+    ).json()
+    status = wait_for(
+        lambda: (s := client.get(f"/api/v1/tasks/{task['task_id']}/status").json())["status"] == "COMPLETED" and s,
+        30,
+        message="the task",
+    )
     assert "Summarise the logs" in status["result"]
-    command = client.post(f"/api/v1/agents/{agent.pk}/command", {"command": "search_web",
-                                                                 "params": {"query": "current weather"}},
-                          format="json").json()
+    command = client.post(
+        f"/api/v1/agents/{agent.pk}/command",
+        {"command": "search_web", "params": {"query": "current weather"}},
+        format="json",
+    ).json()
     assert command["status"] == "PENDING" and command["stream_id"]
     done = wait_for(lambda: (e := _execution(command["execution_id"])).is_terminal and e, 30)
     assert done.status == "COMPLETED" and "Command: search_web" in done.result
-    body = {"command": {"action": "summarize_inbox", "parameters": {"limit": 5}, "user_id": "u1",
-                        "request_id": "r1", "priority": "high"}, "wait_for_completion": True, "timeout_ms": 20000}
+    body = {
+        "command": {
+            "action": "summarize_inbox",
+            "parameters": {"limit": 5},
+            "user_id": "u1",
+            "request_id": "r1",
+            "priority": "high",
+        },
+        "wait_for_completion": True,
+        "timeout_ms": 20000,
+    }
     executed = client.post(f"/api/v1/agents/{agent.pk}/execute", body, format="json")
     assert executed.status_code == 200, executed.content
     data = executed.json()
     assert data["success"] is True and data["data"]["status"] == "COMPLETED"
     result = data["data"]["result"]
     assert result["success"] is True and "summarize_inbox" in result["data"]
-    assert set(result["metadata"]) >= {"execution_time", "resources_used", "next_suggested_actions",
-                                       "workflow_triggered"}
+    assert set(result["metadata"]) >= {
+        "execution_time",
+        "resources_used",
+        "next_suggested_actions",
+        "workflow_triggered",
+    }
     assert _execution(data["data"]["execution_id"]).priority == 8
     queued = client.post(f"/api/v1/agents/{agent.pk}/execute", {"command": {"action": "x"}}, format="json")
     assert queued.status_code == 202 and queued.json()["data"]["status"] == "PENDING"
@@ -167,15 +213,22 @@ def test_agent_entry_points_task_command_and_execute(runs_worker, member, client
 
 def test_orchestration_patterns_run_to_completion(runs_worker, member, client_for):
     client = client_for(member)
-    agents = [make_agent(member, name=name, role=role) for name, role in
-              (("Lead", "Coordinator"), ("Billing", "Billing specialist"), ("Tech", "Technical support"))]
+    agents = [
+        make_agent(member, name=name, role=role)
+        for name, role in (("Lead", "Coordinator"), ("Billing", "Billing specialist"), ("Tech", "Technical support"))
+    ]
     ids = [str(a.pk) for a in agents]
     for pattern in ("sequential", "parallel", "ensemble", "router", "supervisor_worker", "hierarchical"):
-        created = client.post("/api/v1/orchestrations", {"name": f"O {pattern}", "pattern": pattern,
-                                                         "agent_ids": ids, "config_yaml": "max_rounds: 1\n"},
-                              format="json").json()
-        response = client.post(f"/api/v1/orchestrations/{created['id']}/execute",
-                               {"input_data": {"input": "My invoice is wrong"}, "timeout_ms": 30000}, format="json")
+        created = client.post(
+            "/api/v1/orchestrations",
+            {"name": f"O {pattern}", "pattern": pattern, "agent_ids": ids, "config_yaml": "max_rounds: 1\n"},
+            format="json",
+        ).json()
+        response = client.post(
+            f"/api/v1/orchestrations/{created['id']}/execute",
+            {"input_data": {"input": "My invoice is wrong"}, "timeout_ms": 30000},
+            format="json",
+        )
         assert response.status_code == 200, (pattern, response.content)
         body = response.json()
         assert body["status"] == "COMPLETED", (pattern, body)
@@ -185,8 +238,9 @@ def test_orchestration_patterns_run_to_completion(runs_worker, member, client_fo
             assert executed[0] == ids[0] and len(executed) == 2
         else:
             assert set(executed) == set(ids), (pattern, executed)
-    accepted = client.post(f"/api/v1/orchestrations/{created['id']}/execute", {"wait_for_completion": False},
-                           format="json")
+    accepted = client.post(
+        f"/api/v1/orchestrations/{created['id']}/execute", {"wait_for_completion": False}, format="json"
+    )
     assert accepted.status_code == 202 and accepted.json()["status"] == "PENDING"
 
 
@@ -200,9 +254,14 @@ def test_per_plan_concurrency_cap_keeps_extra_runs_pending(make_member, client_f
     worker = WorkerProcess("-Q", queues(), "-n", "cap@%h", "--concurrency", "6")
     try:
         worker.wait_alive(timeout=120)
-        ids = [client.post(f"/api/v1/agents/{agent.pk}/task",
-                           {"description": " ".join(["step"] * 30), "params": {"tokens_per_s": 25}},
-                           format="json").json()["task_id"] for _ in range(4)]
+        ids = [
+            client.post(
+                f"/api/v1/agents/{agent.pk}/task",
+                {"description": " ".join(["step"] * 30), "params": {"tokens_per_s": 25}},
+                format="json",
+            ).json()["task_id"]
+            for _ in range(4)
+        ]
         peak = 0
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

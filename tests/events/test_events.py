@@ -1,4 +1,5 @@
 """The sequenced event log: publish, delivery after commit, catch-up, export, visibility."""
+
 import functools
 import json
 import random
@@ -97,9 +98,11 @@ def test_ndjson_and_jsonl_export(member, client_for):
     for i in range(3):
         publish(member.organization, "export.me", {"i": i})
     client = client_for(member)
-    for kwargs, media in [({"HTTP_ACCEPT": "application/x-ndjson"}, "application/x-ndjson"),
-                          ({"path": "/api/v1/events?format=jsonl"}, "application/jsonl"),
-                          ({"path": "/api/v1/events?format=ndjson"}, "application/x-ndjson")]:
+    for kwargs, media in [
+        ({"HTTP_ACCEPT": "application/x-ndjson"}, "application/x-ndjson"),
+        ({"path": "/api/v1/events?format=jsonl"}, "application/jsonl"),
+        ({"path": "/api/v1/events?format=ndjson"}, "application/x-ndjson"),
+    ]:
         path = kwargs.pop("path", "/api/v1/events")
         response = client.get(path, **kwargs)
         assert response.status_code == 200
@@ -137,8 +140,7 @@ def _read_by_seq_while(org, *, after, writers) -> list[int]:
         try:
             while True:
                 finished = done.is_set()
-                batch = list(Event.objects.for_org(org).filter(id__gt=last).order_by("id")
-                             .values_list("id", flat=True))
+                batch = list(Event.objects.for_org(org).filter(id__gt=last).order_by("id").values_list("id", flat=True))
                 if batch:
                     seen.extend(batch)
                     last = batch[-1]
@@ -196,9 +198,12 @@ def test_the_lock_key_in_sql_is_the_lock_key_in_python():
     from apps.events.services import organization_lock_key_sql
     from kai_platform.tenancy.locks import organization_lock_key
 
-    ids = [uuid.uuid4() for _ in range(50)] + [uuid.UUID(int=0), uuid.UUID(int=2**128 - 1),
-                                                uuid.UUID("00000000-0000-0000-0000-00007fffffff"),
-                                                uuid.UUID("00000000-0000-0000-0000-000080000000")]
+    ids = [uuid.uuid4() for _ in range(50)] + [
+        uuid.UUID(int=0),
+        uuid.UUID(int=2**128 - 1),
+        uuid.UUID("00000000-0000-0000-0000-00007fffffff"),
+        uuid.UUID("00000000-0000-0000-0000-000080000000"),
+    ]
     with connection.cursor() as cursor:
         for value in ids:
             cursor.execute(f"SELECT {organization_lock_key_sql('%s::uuid')}", [str(value)])
@@ -216,8 +221,10 @@ def test_catch_up_never_skips_events_of_status_changes(make_member):
     member = make_member()
     org = member.organization
     rounds = 25
-    executions = [runs.execution_create(organization=org, actor=member.user, kind=ExecutionKind.AGENT_TASK,
-                                        enqueue=False) for _ in range(rounds)]
+    executions = [
+        runs.execution_create(organization=org, actor=member.user, kind=ExecutionKind.AGENT_TASK, enqueue=False)
+        for _ in range(rounds)
+    ]
     published: list[int] = []
     lock = threading.Lock()
 
@@ -248,8 +255,9 @@ def test_catch_up_never_skips_events_of_status_changes(make_member):
 
     first = Event.objects.for_org(org).order_by("-id").values_list("id", flat=True).first()
     seen = _read_by_seq_while(org, after=first, writers=[publisher, mover])
-    moved = list(Event.objects.for_org(org).filter(id__gt=first, type__startswith="execution.")
-                 .values_list("id", flat=True))
+    moved = list(
+        Event.objects.for_org(org).filter(id__gt=first, type__startswith="execution.").values_list("id", flat=True)
+    )
     assert len(published) == rounds * 2 and len(moved) == rounds * 3
     assert len(seen) == len(set(seen)), "duplicated"
     assert sorted(seen) == sorted([*published, *moved]), f"lost {set(published) | set(moved) - set(seen)}"
@@ -265,13 +273,17 @@ def test_publish_many_inserts_events_of_several_organizations_in_one_statement(m
     from kai_platform.tenancy import locks
 
     first, second = make_member().organization, make_member().organization
-    items = [{"organization": org, "type": "bulk.test", "data": {"i": i}, "execution": None}
-             for i, org in enumerate([first, second, first, second, first])]
+    items = [
+        {"organization": org, "type": "bulk.test", "data": {"i": i}, "execution": None}
+        for i, org in enumerate([first, second, first, second, first])
+    ]
     with transaction.atomic(), CaptureQueriesContext(connection) as ctx:
         events = publish_many(items)
         with connection.cursor() as cursor:
-            cursor.execute("SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s "
-                           "AND pid = pg_backend_pid()", [locks.EVENTS])
+            cursor.execute(
+                "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND pid = pg_backend_pid()",
+                [locks.EVENTS],
+            )
             held = {row[0] for row in cursor.fetchall()}
     assert len([q for q in ctx.captured_queries if "INSERT" in q["sql"]]) == 1
     assert [e.pk for e in events] == sorted(e.pk for e in events)
@@ -297,8 +309,12 @@ def test_catch_up_never_skips_events_of_bulk_publishers(make_member):
         try:
             for i in range(15):
                 with transaction.atomic():
-                    events = publish_many([{"organization": o, "type": "race", "data": {"w": seed, "i": i}}
-                                           for o in (other, org, org, other, org)])
+                    events = publish_many(
+                        [
+                            {"organization": o, "type": "race", "data": {"w": seed, "i": i}}
+                            for o in (other, org, org, other, org)
+                        ]
+                    )
                     time.sleep(rng.uniform(0, 0.01))
                 with lock:
                     published.extend(e.pk for e in events if e.organization_id == org.pk)

@@ -1,4 +1,5 @@
 """Files (seed 000): upload/download round trip, caps while streaming, quota, names, isolation."""
+
 import hashlib
 import io
 import threading
@@ -25,8 +26,10 @@ def upload(client, *files, **fields):
 
 @pytest.fixture(autouse=True)
 def media(tmp_path, settings):
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}},
+    }
     return tmp_path
 
 
@@ -81,8 +84,10 @@ def test_a_real_server_refuses_oversize_uploads_with_and_without_content_length(
     boundary = "kaiboundary"
 
     def multipart(size):
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n"
-               "Content-Type: application/octet-stream\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
         for _ in range(size // 65536):
             yield b"\x00" * 65536
         yield f"\r\n--{boundary}--\r\n".encode()
@@ -97,8 +102,7 @@ def test_a_real_server_refuses_oversize_uploads_with_and_without_content_length(
         conn.close()
 
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-        conn.request("POST", "/api/v1/files/upload", body=b"".join(multipart(int(1.5 * 1024 * 1024))),
-                     headers=headers)
+        conn.request("POST", "/api/v1/files/upload", body=b"".join(multipart(int(1.5 * 1024 * 1024))), headers=headers)
         response = conn.getresponse()
         body = response.read()
         assert response.status == 413 and b"exceeds the upload limit of 1 MB" in body, body[:300]
@@ -123,18 +127,33 @@ def test_traversal_and_control_characters_are_neutralised(owner_client, media):
         assert str(media) in path and ".." not in stored.storage_key
 
 
-@pytest.mark.parametrize("raw,clean", [
-    ("report.pdf", "report.pdf"), ("/abs/path/x.txt", "x.txt"), ("a<b>c:d|e?.txt", "a_b_c_d_e_.txt"),
-    ("", "file"), ("...", "file"), ("\u202eexe.txt", "exe.txt"), ("x" * 300 + ".csv", "x" * 196 + ".csv"),
-])
+@pytest.mark.parametrize(
+    "raw,clean",
+    [
+        ("report.pdf", "report.pdf"),
+        ("/abs/path/x.txt", "x.txt"),
+        ("a<b>c:d|e?.txt", "a_b_c_d_e_.txt"),
+        ("", "file"),
+        ("...", "file"),
+        ("\u202eexe.txt", "exe.txt"),
+        ("x" * 300 + ".csv", "x" * 196 + ".csv"),
+    ],
+)
 def test_sanitize_filename(raw, clean):
     assert sanitize_filename(raw) == clean
 
 
-@pytest.mark.parametrize("head,expected", [
-    (PNG, "image/png"), (b"%PDF-1.7\n", "application/pdf"), (b'{"a": 1}', "application/json"),
-    (b"hello", "text/plain"), (b"\x00\x01\x02\x03", "application/octet-stream"), (b"", "application/octet-stream"),
-])
+@pytest.mark.parametrize(
+    "head,expected",
+    [
+        (PNG, "image/png"),
+        (b"%PDF-1.7\n", "application/pdf"),
+        (b'{"a": 1}', "application/json"),
+        (b"hello", "text/plain"),
+        (b"\x00\x01\x02\x03", "application/octet-stream"),
+        (b"", "application/octet-stream"),
+    ],
+)
 def test_sniffing(head, expected):
     assert sniff_content_type(head) == expected
 
@@ -199,8 +218,10 @@ def test_a_real_server_streams_a_large_upload_instead_of_parsing_it_in_memory(ma
     server = LiveServer(KAI_MEDIA_ROOT=str(tmp_path / "media"), KAI_MAX_UPLOAD_MB="64")
     token = jwt_for(member.user)["access_token"]
     boundary, size = "kaiboundary", 24 * 1024 * 1024
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
     block = bytes(range(256)) * 4096  # 1 MiB
     process = psutil.Process(server.process.pid)
@@ -220,8 +241,11 @@ def test_a_real_server_streams_a_large_upload_instead_of_parsing_it_in_memory(ma
         sampler.start()
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
         conn.putrequest("POST", "/api/v1/files/upload")
-        for key, value in {"Authorization": f"Bearer {token}", "Content-Length": str(len(head) + size + len(tail)),
-                           "Content-Type": f"multipart/form-data; boundary={boundary}"}.items():
+        for key, value in {
+            "Authorization": f"Bearer {token}",
+            "Content-Length": str(len(head) + size + len(tail)),
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        }.items():
             conn.putheader(key, value)
         conn.endheaders()
         conn.send(head)
@@ -248,7 +272,6 @@ def test_a_blank_field_beside_a_file_is_a_400_not_a_500(owner_client):
     response = upload(owner_client, ("a.png", PNG), agent_id="", execution_id="e3e70682-c209-1cac-a29f-6fbed82c07cd")
     assert_envelope(response, 400, code="GENERAL_001")
     assert not StoredFile.objects.exists()
-
 
 
 def test_nul_in_the_metadata_field_is_a_400(owner_client):

@@ -1,4 +1,5 @@
 """Operator console: staff only; every registered model's changelist and search work."""
+
 import pytest
 from django.contrib import admin
 from django.urls import reverse
@@ -38,8 +39,9 @@ def test_changelists_filter_by_organization(staff_client, member):
 
 
 def test_revoke_action(staff_client, member):
-    api_key, _ = api_key_create(organization=member.organization, created_by=member.user, creator_role="owner",
-                                name="to revoke")
+    api_key, _ = api_key_create(
+        organization=member.organization, created_by=member.user, creator_role="owner", name="to revoke"
+    )
     url = reverse("admin:accounts_apikey_changelist")
     response = staff_client.post(url, {"action": "revoke", "_selected_action": [str(api_key.pk)]})
     assert response.status_code == 302

@@ -1,5 +1,6 @@
 """The ASGI handler (kai_platform/api/asgi_handler.py): the middleware chain and the view run in
 the request's one thread, and requests through the real ASGI application answer as before."""
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,9 @@ async def test_middleware_and_view_run_in_one_thread_off_the_event_loop(settings
     SEEN.clear()
     back_to_the_loop = []
     original = AsyncToSync.__call__
-    monkeypatch.setattr(AsyncToSync, "__call__",
-                        lambda self, *a, **k: back_to_the_loop.append(self) or original(self, *a, **k))
+    monkeypatch.setattr(
+        AsyncToSync, "__call__", lambda self, *a, **k: back_to_the_loop.append(self) or original(self, *a, **k)
+    )
     handler = SyncChainASGIHandler()
     response = await HttpCommunicator(handler, "GET", "/probe", headers=HOST).get_response(timeout=10)
     assert response["status"] == 200 and json.loads(response["body"]) == {"ok": True}
@@ -65,8 +67,10 @@ async def test_middleware_and_view_run_in_one_thread_off_the_event_loop(settings
 async def _streamed(app, path_: str) -> tuple[int, bytes]:
     from asgiref.testing import ApplicationCommunicator
 
-    communicator = ApplicationCommunicator(app, {"type": "http", "http_version": "1.1", "method": "GET",
-                                                 "path": path_, "query_string": b"", "headers": HOST})
+    communicator = ApplicationCommunicator(
+        app,
+        {"type": "http", "http_version": "1.1", "method": "GET", "path": path_, "query_string": b"", "headers": HOST},
+    )
     await communicator.send_input({"type": "http.request", "body": b""})
     start = await communicator.receive_output(10)
     body = b""
@@ -88,10 +92,16 @@ async def test_the_application_answers_through_it():
     response = await HttpCommunicator(application, "GET", "/health", headers=HOST).get_response(timeout=10)
     assert response["status"] == 200 and json.loads(response["body"]) == {"status": "ok"}
     login = json.dumps({"email": "nobody@example.com", "password": "x" * 12}).encode()
-    response = await HttpCommunicator(application, "POST", "/api/v1/auth/login", body=login, headers=[
-        *HOST, (b"content-type", b"application/json"), (b"content-length", str(len(login)).encode())],
+    response = await HttpCommunicator(
+        application,
+        "POST",
+        "/api/v1/auth/login",
+        body=login,
+        headers=[*HOST, (b"content-type", b"application/json"), (b"content-length", str(len(login)).encode())],
     ).get_response(timeout=10)
     body = json.loads(response["body"])
     assert response["status"] == 401 and body["code"].startswith("AUTH_") and body["request_id"], body
-    response = await HttpCommunicator(application, "GET", "/api/v1/no-such-route", headers=HOST).get_response(timeout=10)
+    response = await HttpCommunicator(application, "GET", "/api/v1/no-such-route", headers=HOST).get_response(
+        timeout=10
+    )
     assert response["status"] == 404 and json.loads(response["body"])["request_id"]

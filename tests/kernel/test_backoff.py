@@ -1,4 +1,5 @@
 """Escalating locks after repeated failures (kai_platform.api.backoff), in the real Redis."""
+
 from __future__ import annotations
 
 import pytest

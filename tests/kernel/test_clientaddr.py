@@ -1,4 +1,5 @@
 """The client address behind trusted proxies only: rightmost untrusted hop, Forwarded, IPv6."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -15,8 +16,10 @@ def _h(**headers):
 
 
 def test_an_untrusted_peer_keeps_its_own_address_whatever_it_sends():
-    assert resolve("203.0.113.9", _h(x_forwarded_for="1.2.3.4", x_forwarded_proto="https"), PROXIES) == \
-        ("203.0.113.9", None)
+    assert resolve("203.0.113.9", _h(x_forwarded_for="1.2.3.4", x_forwarded_proto="https"), PROXIES) == (
+        "203.0.113.9",
+        None,
+    )
     assert resolve("203.0.113.9", _h(forwarded="for=1.2.3.4;proto=https"), PROXIES) == ("203.0.113.9", None)
 
 
@@ -37,10 +40,14 @@ def test_a_hop_that_is_no_address_stops_the_walk_at_the_proxy_that_passed_it():
 
 
 def test_forwarded_header_elements_quotes_ports_and_ipv6():
-    elements = parse_forwarded('for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8:cafe::17]:4711";'
-                               'proto=https, For="_hidden"')
-    assert elements == [{"for": "192.0.2.60", "proto": "http", "by": "203.0.113.43"},
-                        {"for": "[2001:db8:cafe::17]:4711", "proto": "https"}, {"for": "_hidden"}]
+    elements = parse_forwarded(
+        'for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8:cafe::17]:4711";proto=https, For="_hidden"'
+    )
+    assert elements == [
+        {"for": "192.0.2.60", "proto": "http", "by": "203.0.113.43"},
+        {"for": "[2001:db8:cafe::17]:4711", "proto": "https"},
+        {"for": "_hidden"},
+    ]
     headers = _h(forwarded='for=192.0.2.60;proto=http, for="[2001:db8:cafe::17]:4711";proto=https')
     assert resolve("10.9.9.9", headers, PROXIES) == ("2001:db8:cafe::17", "https")
 
@@ -49,8 +56,10 @@ def test_x_forwarded_for_wins_over_forwarded_and_protos_pair_with_hops():
     headers = _h(x_forwarded_for="198.51.100.7, 10.0.0.2", forwarded="for=6.6.6.6", x_forwarded_proto="https, http")
     assert resolve("10.0.0.1", headers, PROXIES) == ("198.51.100.7", "https")
     # one proto value (set by the edge proxy) applies to the client hop
-    assert resolve("10.0.0.1", _h(x_forwarded_for="198.51.100.7, 10.0.0.2", x_forwarded_proto="https"),
-                   PROXIES) == ("198.51.100.7", "https")
+    assert resolve("10.0.0.1", _h(x_forwarded_for="198.51.100.7, 10.0.0.2", x_forwarded_proto="https"), PROXIES) == (
+        "198.51.100.7",
+        "https",
+    )
 
 
 def test_ipv6_peers_and_hops_and_ipv4_mapped_addresses():
@@ -63,15 +72,21 @@ def test_ipv6_peers_and_hops_and_ipv4_mapped_addresses():
 
 
 def _scope(kind="http", peer="127.0.0.1", **headers):
-    return {"type": kind, "scheme": "http" if kind == "http" else "ws", "client": [peer, 5555], "headers": _h(**headers)}
+    return {
+        "type": kind,
+        "scheme": "http" if kind == "http" else "ws",
+        "client": [peer, 5555],
+        "headers": _h(**headers),
+    }
 
 
 def test_the_middleware_rewrites_client_and_scheme_for_trusted_peers_only(settings):
     settings.KAI_TRUSTED_PROXIES = ["127.0.0.1/32"]
     scope = TrustedProxyMiddleware.rewrite(_scope(x_forwarded_for="198.51.100.7", x_forwarded_proto="https"))
     assert scope["client"] == ["198.51.100.7", 0] and scope["scheme"] == "https"
-    socket = TrustedProxyMiddleware.rewrite(_scope("websocket", x_forwarded_for="198.51.100.7",
-                                                   x_forwarded_proto="https"))
+    socket = TrustedProxyMiddleware.rewrite(
+        _scope("websocket", x_forwarded_for="198.51.100.7", x_forwarded_proto="https")
+    )
     assert socket["client"][0] == "198.51.100.7" and socket["scheme"] == "wss"
 
     settings.KAI_TRUSTED_PROXIES = []

@@ -3,6 +3,7 @@ without docker: web replicas behind the trusted proxy, a runs worker started wit
 flags, a default worker, exactly one beat — from one image, as a non-root user, with healthchecks
 and a stop grace period longer than the drain. (``.ci/run`` also resolves it with
 ``docker compose config`` / ``docker-compose config`` where one of them is installed.)"""
+
 from __future__ import annotations
 
 import ipaddress
@@ -55,14 +56,14 @@ def _seconds(duration: str) -> float:
 
 def _celery_args(argv: list[str]) -> list[str]:
     """What follows ``celery`` in a command (``python -m celery`` or the ``celery`` script); [] if none."""
-    return argv[argv.index("celery") + 1:] if "celery" in argv else []
+    return argv[argv.index("celery") + 1 :] if "celery" in argv else []
 
 
 def test_every_role_runs_from_the_one_image(services):
     assert KAI_ROLES <= set(services), sorted(services)
     images = {(s.get("image"), repr(s.get("build"))) for name, s in services.items() if name in KAI_ROLES}
     assert len(images) == 1, images
-    (image, build), = images
+    ((image, build),) = images
     assert image and "Dockerfile" in build
 
 

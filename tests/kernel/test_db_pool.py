@@ -1,6 +1,7 @@
 """The connection pool's two timeouts (kai_platform/db/pool.py): a short one while the database
 cannot be reached (a web request answers 503 fast), a long one while the pool is only busy on a
 reachable database (a queued request waits for its turn instead of failing)."""
+
 from __future__ import annotations
 
 import threading

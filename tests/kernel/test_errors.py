@@ -1,4 +1,5 @@
 """One error envelope for every failure (DESIGN §6), X-Request-ID, API-Version, paths."""
+
 import pytest
 from django.test import override_settings
 

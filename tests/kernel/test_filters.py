@@ -1,4 +1,5 @@
 """The list filters' input checks (kai_platform/api/filters.py)."""
+
 import pytest
 
 from tests.helpers import assert_envelope

@@ -1,4 +1,5 @@
 """Liveness and readiness (DESIGN §6)."""
+
 import pytest
 
 from kai_platform.api.errors import codes
@@ -18,7 +19,8 @@ def test_readiness_is_503_naming_the_missing_worker(owner_client):
     assert body["status"] == "unhealthy"
     assert body["checks"]["workers"]["status"] == "down"
     assert {c: body["checks"][c]["status"] for c in ("database", "redis", "broker")} == dict.fromkeys(
-        ("database", "redis", "broker"), "up")
+        ("database", "redis", "broker"), "up"
+    )
     assert [e["field"] for e in body["errors"]] == ["workers"]
     assert all("latency_ms" in check for check in body["checks"].values())
 

@@ -1,6 +1,7 @@
 """SIGTERM to ``make run`` drains: the web stops accepting, the runs worker stops claiming, runs
 that finish within ``KAI_DRAIN_SECONDS`` complete, the others go back to PENDING (requeued, with
 their checkpoint) — none FAILED — and the next start runs them to the end."""
+
 from __future__ import annotations
 
 import time
@@ -36,13 +37,16 @@ def test_sigterm_drains_runs_and_none_fails(tmp_path):
         assert status == 201, agent
 
         def start(words: int) -> str:
-            status, body = call("POST", f"{up.base}/api/v1/executions",
-                                {"agent_id": agent["id"], "description": "word " * words,
-                                 "params": {"tokens_per_s": 10}}, token)
+            status, body = call(
+                "POST",
+                f"{up.base}/api/v1/executions",
+                {"agent_id": agent["id"], "description": "word " * words, "params": {"tokens_per_s": 10}},
+                token,
+            )
             assert status == 202, body
             return body["execution_id"]
 
-        short = [start(12), start(12)]   # ~2 s: finish inside the drain
+        short = [start(12), start(12)]  # ~2 s: finish inside the drain
         long = [start(120), start(120)]  # ~12 s: cannot
         _wait(lambda: set(_statuses(up, token, short + long).values()) == {"RUNNING"}, 30, "all four running")
 
@@ -57,23 +61,36 @@ def test_sigterm_drains_runs_and_none_fails(tmp_path):
 
         # the same database and Redis again: what drained is there as it was left, then runs to the end
         second = KaiUp(up.var_dir, db_name=up.db_name, prefix=up.prefix, KAI_DRAIN_SECONDS="4").start()
-        second_token = call("POST", f"{second.base}/api/v1/auth/login",
-                            {"email": "ann@example.com", "password": "correct-horse-9"})[1]["access_token"]
+        second_token = call(
+            "POST", f"{second.base}/api/v1/auth/login", {"email": "ann@example.com", "password": "correct-horse-9"}
+        )[1]["access_token"]
         first_look = _statuses(second, second_token, short + long)
         assert [first_look[r] for r in short] == ["COMPLETED", "COMPLETED"], first_look
         assert all(first_look[r] in ("PENDING", "PREPARING", "RUNNING") for r in long), first_look
         with psycopg.connect(**database_connect_kwargs(up.db_name)) as conn:
             for rid in long:
-                moves = conn.execute("SELECT from_status, to_status, reason FROM crews_executionevent "
-                                     "WHERE execution_id = %s ORDER BY id", [rid]).fetchall()
+                moves = conn.execute(
+                    "SELECT from_status, to_status, reason FROM crews_executionevent "
+                    "WHERE execution_id = %s ORDER BY id",
+                    [rid],
+                ).fetchall()
                 assert ("RUNNING", "PENDING") in [(a, b) for a, b, _ in moves], moves
                 assert any("requeued" in reason for *_, reason in moves), moves
                 assert "FAILED" not in [b for _, b, _ in moves], moves
-        finished = _wait(lambda: (s := _statuses(second, second_token, long)) and
-                         not {"PENDING", "PREPARING", "RUNNING"} & set(s.values()) and s, 90, "the requeued runs")
+        finished = _wait(
+            lambda: (
+                (s := _statuses(second, second_token, long))
+                and not {"PENDING", "PREPARING", "RUNNING"} & set(s.values())
+                and s
+            ),
+            90,
+            "the requeued runs",
+        )
         assert set(finished.values()) == {"COMPLETED"}, finished
-        print(f"\nSIGTERM under load: {len(short + long)} runs, {len(short)} finished inside the "
-              f"{stop_seconds:.1f} s drain, {len(long)} requeued and completed after the restart; lost 0, failed 0")
+        print(
+            f"\nSIGTERM under load: {len(short + long)} runs, {len(short)} finished inside the "
+            f"{stop_seconds:.1f} s drain, {len(long)} requeued and completed after the restart; lost 0, failed 0"
+        )
     finally:
         if second is not None:
             second.stop()

@@ -1,6 +1,7 @@
 """``make run`` stays up: SIGKILL of each child in turn (what the OOM killer does) while runs are
 being created and streamed — the supervisor restarts it, ``/health`` answers every request (the
 web back within 5 s), the readiness answer names the restarts, and every run ends."""
+
 from __future__ import annotations
 
 import os
@@ -79,9 +80,17 @@ def test_sigkill_of_each_child_is_survived(tmp_path):
         assert status == 201, agent
 
         def start_run():
-            status, body = call("POST", f"{up.base}/api/v1/executions",
-                                {"agent_id": agent["id"], "description": "word " * 30, "max_attempts": 3,
-                                 "params": {"tokens_per_s": 15}}, token)
+            status, body = call(
+                "POST",
+                f"{up.base}/api/v1/executions",
+                {
+                    "agent_id": agent["id"],
+                    "description": "word " * 30,
+                    "max_attempts": 3,
+                    "params": {"tokens_per_s": 15},
+                },
+                token,
+            )
             if status == 202:
                 runs.append(body["execution_id"])
             return status
@@ -111,15 +120,20 @@ def test_sigkill_of_each_child_is_survived(tmp_path):
         assert status in (200, 503), health
         children = (health.get("processes") or {}).get("children", {})
         assert {name: c["restarts"] for name, c in children.items()} == {
-            "web": 1, "worker": 1, "runs-worker": 1, "beat": 1}, health
+            "web": 1,
+            "worker": 1,
+            "runs-worker": 1,
+            "beat": 1,
+        }, health
         assert all(c["status"] == "running" for c in children.values()), children
 
         # no run stuck: the runs the killed runs worker held are reaped and requeued, all end
         assert len(runs) >= 10, runs
         deadline = time.monotonic() + 90
         while True:
-            statuses = {rid: call("GET", f"{up.base}/api/v1/executions/{rid}", token=token)[1]["status"]
-                        for rid in runs}
+            statuses = {
+                rid: call("GET", f"{up.base}/api/v1/executions/{rid}", token=token)[1]["status"] for rid in runs
+            }
             if not ACTIVE & set(statuses.values()) or time.monotonic() > deadline:
                 break
             time.sleep(1)

@@ -1,4 +1,5 @@
 """/metrics: Prometheus text that the prometheus-client parser accepts, behind a token."""
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 

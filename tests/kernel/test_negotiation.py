@@ -1,4 +1,5 @@
 """Content negotiation (api/renderers.KaiContentNegotiation) answers as DRF's does."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,18 @@ from kai_platform.api.renderers import KaiContentNegotiation, KaiJSONRenderer, N
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/json; indent=2", "text/html",
-                                    "application/x-ndjson", "text/html, */*;q=0.1"])
+@pytest.mark.parametrize(
+    "accept",
+    [
+        None,
+        "*/*",
+        "application/json",
+        "application/json; indent=2",
+        "text/html",
+        "application/x-ndjson",
+        "text/html, */*;q=0.1",
+    ],
+)
 @pytest.mark.parametrize("query", ["", "?format=json", "?format=ndjson"])
 @pytest.mark.parametrize("renderers", [[KaiJSONRenderer], [KaiJSONRenderer, NDJSONRenderer]])
 def test_the_same_choice_as_drf(accept, query, renderers):

@@ -1,4 +1,5 @@
 """The OpenAPI document: generated with zero warnings, /api/v1 only, both security schemes."""
+
 import json
 
 import pytest

@@ -1,4 +1,5 @@
 """Rate limits per organization plan, counted in Redis (DESIGN §6, §14)."""
+
 import subprocess
 import sys
 import time
@@ -65,8 +66,9 @@ def test_the_count_is_shared_across_processes(make_member, client_for):
     from apps.accounts.services import api_key_create
 
     member = make_member(plan="free")
-    _, key = api_key_create(organization=member.organization, created_by=member.user, creator_role="owner",
-                            name="shared")
+    _, key = api_key_create(
+        organization=member.organization, created_by=member.user, creator_role="owner", name="shared"
+    )
     script = (
         "import django; django.setup()\n"
         "from rest_framework.test import APIClient\n"
@@ -74,8 +76,13 @@ def test_the_count_is_shared_across_processes(make_member, client_for):
         "codes = [c.get('/api/v1/auth/session').status_code for _ in range(100)]\n"
         "assert codes == [200] * 100, codes\n"
     )
-    subprocess.run([sys.executable, "-c", script], cwd=BASE_DIR, check=True,
-                   env=subprocess_env(DJANGO_SETTINGS_MODULE="kai_platform.settings"), timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=BASE_DIR,
+        check=True,
+        env=subprocess_env(DJANGO_SETTINGS_MODULE="kai_platform.settings"),
+        timeout=120,
+    )
     client = client_for(member, via="api_key")
     statuses = [client.get("/api/v1/auth/session").status_code for _ in range(21)]
     assert statuses == [200] * 20 + [429]

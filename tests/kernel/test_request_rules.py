@@ -1,6 +1,7 @@
 """Rules the OpenAPI document states for every operation and the kernel enforces
 (``kai_platform.api.schema.request_rules``, ``kai_platform.tenancy.viewsets.check_request_rules``), and the
 foreign-key list filter (``kai_platform.api.filters.AnyIdModelChoiceFilter``)."""
+
 import uuid
 
 import pytest
@@ -20,8 +21,9 @@ def document(django_db_setup, django_db_blocker):
 
 def test_a_put_without_a_body_is_a_400_and_an_empty_object_changes_nothing(owner_client, settings):
     settings.KAI_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
-    created = owner_client.post("/api/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "events": ["execution.failed"]},
-                                format="json")
+    created = owner_client.post(
+        "/api/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "events": ["execution.failed"]}, format="json"
+    )
     assert created.status_code == 201, created.content
     url = f"/api/v1/webhooks/{created.json()['id']}"
     assert_envelope(owner_client.put(url), 400, code="GENERAL_001")

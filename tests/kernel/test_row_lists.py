@@ -1,5 +1,6 @@
 """Lists read as plain rows (TenantScopedViewSet.list_as_rows, api/serializers.RowPlan) answer the
 same JSON, byte for byte, as the serializer they stand in for."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -21,8 +22,13 @@ pytestmark = pytest.mark.django_db
 def _keys(member, n=5):
     now = timezone.now()
     for i in range(n):
-        key, _ = api_key_create(organization=member.organization, created_by=member.user, creator_role="owner",
-                                name=f"key {i}", role="developer" if i % 2 else None)
+        key, _ = api_key_create(
+            organization=member.organization,
+            created_by=member.user,
+            creator_role="owner",
+            name=f"key {i}",
+            role="developer" if i % 2 else None,
+        )
         changes = {}
         if i == 1:
             changes["revoked_at"] = now

@@ -1,5 +1,6 @@
 """kai_platform.server's close frames: which codes go on the wire and how reasons are cut (the
 real-server behaviour is in tests/conformance/test_close_codes.py)."""
+
 from kai_platform.server.protocol import close_payload
 
 

@@ -1,4 +1,5 @@
 """Settings come from the environment; production refuses unsafe defaults."""
+
 import subprocess
 import sys
 
@@ -15,8 +16,9 @@ def run_manage(env_overrides, *args):
 
     env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "DJANGO_ENV"}}
     env.update(env_overrides)
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_production_refuses_the_default_secret_key():
@@ -26,16 +28,27 @@ def test_production_refuses_the_default_secret_key():
 
 
 def test_production_refuses_debug():
-    result = run_manage({"DJANGO_ENV": "production", "SECRET_KEY": STRONG_KEY, "DEBUG": "true",
-                         "ALLOWED_HOSTS": "kai.example.com"}, "check")
+    result = run_manage(
+        {"DJANGO_ENV": "production", "SECRET_KEY": STRONG_KEY, "DEBUG": "true", "ALLOWED_HOSTS": "kai.example.com"},
+        "check",
+    )
     assert result.returncode != 0
     assert "DEBUG" in result.stderr
 
 
 def test_production_passes_check_deploy_without_warnings():
-    result = run_manage({"DJANGO_ENV": "production", "SECRET_KEY": STRONG_KEY,
-                         "ALLOWED_HOSTS": "kai.example.com", "KAI_SECRET_KEYS": FERNET_KEY},
-                        "check", "--deploy", "--fail-level", "WARNING")
+    result = run_manage(
+        {
+            "DJANGO_ENV": "production",
+            "SECRET_KEY": STRONG_KEY,
+            "ALLOWED_HOSTS": "kai.example.com",
+            "KAI_SECRET_KEYS": FERNET_KEY,
+        },
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
@@ -45,12 +58,19 @@ def test_bad_typed_variable_is_a_clear_error():
     assert result.returncode != 0 and "KAI_DB_POOL_MAX must be an integer" in result.stderr
 
 
-@pytest.mark.parametrize("url,expected", [
-    ("postgres://u:p%40ss@db.example:5433/kai", {"NAME": "kai", "USER": "u", "PASSWORD": "p@ss",
-                                                 "HOST": "db.example", "PORT": "5433"}),
-    ("postgresql://postgres@/kai?host=/var/run/pg&port=5432", {"NAME": "kai", "HOST": "/var/run/pg",
-                                                               "PORT": "5432"}),
-])
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        (
+            "postgres://u:p%40ss@db.example:5433/kai",
+            {"NAME": "kai", "USER": "u", "PASSWORD": "p@ss", "HOST": "db.example", "PORT": "5433"},
+        ),
+        (
+            "postgresql://postgres@/kai?host=/var/run/pg&port=5432",
+            {"NAME": "kai", "HOST": "/var/run/pg", "PORT": "5432"},
+        ),
+    ],
+)
 def test_database_url_parsing(url, expected):
     from kai_platform.env import parse_database_url
 

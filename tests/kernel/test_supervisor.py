@@ -1,6 +1,7 @@
 """The make-run supervisor on plain child processes: a dead child is restarted with a doubling
 backoff, a child that keeps dying is reported as flapping while the others run on, and stop()
 ends every process group."""
+
 from __future__ import annotations
 
 import os
@@ -60,8 +61,7 @@ def test_a_killed_child_is_restarted_with_doubling_backoff_and_the_state_says_so
 
 def test_a_crash_looping_child_is_flapping_and_the_others_keep_running(tmp_path, monkeypatch):
     state = tmp_path / "supervisor.json"
-    supervisor = Supervisor(cwd=BASE_DIR, state_path=state, log=lambda line: None, backoff_start=0.05,
-                            backoff_max=0.1)
+    supervisor = Supervisor(cwd=BASE_DIR, state_path=state, log=lambda line: None, backoff_start=0.05, backoff_max=0.1)
     try:
         supervisor.start("worker", SLEEPER)
         supervisor.start("beat", CRASHER)
@@ -79,9 +79,12 @@ def test_a_crash_looping_child_is_flapping_and_the_others_keep_running(tmp_path,
 
 def test_stop_terms_then_kills_whole_process_groups(tmp_path):
     # a child that ignores SIGTERM and has a grandchild: both are gone after stop()
-    stubborn = [sys.executable, "-c",
-                "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); time.sleep(120)"]
+    stubborn = [
+        sys.executable,
+        "-c",
+        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); time.sleep(120)",
+    ]
     supervisor = Supervisor(cwd=BASE_DIR, log=lambda line: None)
     supervisor.start("stubborn", stubborn)
     child = supervisor.children[0]

@@ -2,6 +2,7 @@
 in this test, which decodes the protobuf. One trace runs from the API request through the worker
 (the traceparent rides in the task); the execution's trace_id is that trace; model and tool calls
 carry the GenAI attributes and the organization; prompt text only when asked for. Off by default."""
+
 from __future__ import annotations
 
 import threading
@@ -36,11 +37,17 @@ class OtlpReceiver:
                     resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
                     for scope_spans in resource_spans.scope_spans:
                         for span in scope_spans.spans:
-                            spans.append({
-                                "name": span.name, "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
-                                "parent": span.parent_span_id.hex(), "service": resource.get("service.name"),
-                                "scope": scope_spans.scope.name,
-                                "attributes": {a.key: _value(a.value) for a in span.attributes}})
+                            spans.append(
+                                {
+                                    "name": span.name,
+                                    "trace_id": span.trace_id.hex(),
+                                    "span_id": span.span_id.hex(),
+                                    "parent": span.parent_span_id.hex(),
+                                    "service": resource.get("service.name"),
+                                    "scope": scope_spans.scope.name,
+                                    "attributes": {a.key: _value(a.value) for a in span.attributes},
+                                }
+                            )
                 payload = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -77,9 +84,12 @@ def _run_traced(member, agent) -> tuple[OtlpReceiver, str]:
         worker = WorkerProcess(env=subprocess_env(**env))
         worker.wait_alive()
         headers = {"Authorization": f"Bearer {jwt_for(member.user)['access_token']}"}
-        response = httpx.post(f"{server.url}/api/v1/executions", headers=headers, timeout=20,
-                              json={"agent_id": str(agent.pk),
-                                    "description": 'Work out 6*7.\n/tool calculator {"expression": "6*7"}'})
+        response = httpx.post(
+            f"{server.url}/api/v1/executions",
+            headers=headers,
+            timeout=20,
+            json={"agent_id": str(agent.pk), "description": 'Work out 6*7.\n/tool calculator {"expression": "6*7"}'},
+        )
         assert response.status_code == 202, response.text
         execution_id = response.json()["execution_id"]
         wait_for(lambda: Execution.objects.get(pk=execution_id).is_terminal, 40, message="the run to end")
@@ -144,12 +154,21 @@ def test_prompt_and_completion_text_only_when_asked_for(monkeypatch, capture):
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(telemetry, "_tracer", provider.get_tracer("test"))
     monkeypatch.setenv("KAI_OTEL_CAPTURE_CONTENT", capture)
-    root = telemetry.start_run_span(name="run agent_task", trace_id="ab" * 16, organization_id="org-1",
-                                    execution_id="run-1", kind="agent_task")
-    chat = telemetry.start_span(name="gpt-x", parent=root, kind="llm", organization_id="org-1", model="gpt-x",
-                                system="openai", content={"prompt": [{"role": "user", "content": "6*7?"}]})
-    telemetry.end_span(chat, status="ok", tokens_in=5, tokens_out=2, cost=0.001, model="gpt-x",
-                       content={"completion": "42"})
+    root = telemetry.start_run_span(
+        name="run agent_task", trace_id="ab" * 16, organization_id="org-1", execution_id="run-1", kind="agent_task"
+    )
+    chat = telemetry.start_span(
+        name="gpt-x",
+        parent=root,
+        kind="llm",
+        organization_id="org-1",
+        model="gpt-x",
+        system="openai",
+        content={"prompt": [{"role": "user", "content": "6*7?"}]},
+    )
+    telemetry.end_span(
+        chat, status="ok", tokens_in=5, tokens_out=2, cost=0.001, model="gpt-x", content={"completion": "42"}
+    )
     telemetry.end_span(root, status="ok")
     spans = {s.name: s for s in exporter.get_finished_spans()}
     attributes = dict(spans["chat gpt-x"].attributes)
@@ -167,5 +186,7 @@ def test_off_without_an_endpoint(monkeypatch):
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
     assert telemetry.setup("kai-test") is False and not telemetry.enabled()
-    assert telemetry.current_trace_id() is None and telemetry.start_run_span(
-        name="run", trace_id="0" * 32, organization_id=1, execution_id=1, kind="x") is None
+    assert (
+        telemetry.current_trace_id() is None
+        and telemetry.start_run_span(name="run", trace_id="0" * 32, organization_id=1, execution_id=1, kind="x") is None
+    )

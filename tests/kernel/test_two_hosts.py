@@ -5,6 +5,7 @@ their step logs. None lost, none run twice: every run COMPLETED once, and the pr
 this test that counts the calls it answered in full, per run — completed each call the dead host had
 logged exactly once. A socket on the dead host reconnects to the survivor with ``last_event_id`` and
 catches up: every run's completion arrives once over the two sockets, nothing twice."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,9 @@ WORD_SECONDS = 0.4  # six words a call: ~2.4 s, so a kill lands mid-run
 START_SECONDS = 240  # two make runs on a loaded shared machine (readiness only; nothing timed depends on it)
 EVENTS = ["execution.running", "execution.completed", "execution.failed"]
 # every task names its run's topic, so the provider can count each run's calls
-CREW_TASKS_YAML = (TASKS_YAML.replace("Analyse the findings", "Analyse the findings on {topic}")
-                   .replace("Write the report", "Write the report on {topic}"))
+CREW_TASKS_YAML = TASKS_YAML.replace("Analyse the findings", "Analyse the findings on {topic}").replace(
+    "Write the report", "Write the report on {topic}"
+)
 
 
 class CountingProvider:
@@ -61,14 +63,16 @@ class CountingProvider:
                     self.send_header("Connection", "close")
                     self.end_headers()
                     for i in range(0, 36, 6):
-                        delta = {"content": f"finding-{digest[i:i + 6]} "}
-                        self.wfile.write(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta}]})}\n\n"
-                                         .encode())
+                        delta = {"content": f"finding-{digest[i : i + 6]} "}
+                        self.wfile.write(
+                            f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta}]})}\n\n".encode()
+                        )
                         self.wfile.flush()
                         time.sleep(WORD_SECONDS)
                     usage = {"prompt_tokens": 50, "completion_tokens": 6, "total_tokens": 56}
-                    self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n"
-                                     .encode())
+                    self.wfile.write(
+                        f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n".encode()
+                    )
                     self.wfile.flush()
                 except OSError:
                     return
@@ -131,11 +135,22 @@ def _kill_host(up: KaiUp) -> None:
 def _prepare(first: KaiUp, provider: CountingProvider) -> str:
     token = first.owner_token()
     with psycopg.connect(**database_connect_kwargs(first.db_name)) as conn:  # no per-plan cap in the way
-        conn.execute("UPDATE accounts_organization SET plan = 'enterprise', settings = settings || "
-                     "'{\"network_allowlist\": [\"127.0.0.1\"]}'::jsonb WHERE slug = 'acme'")
-    status, body = call("POST", f"{first.base}/api/v1/providers", {
-        "name": "local", "provider": "openai", "base_url": f"{provider.url}/v1", "api_key": "sk-local-1234",
-        "default_model": "gpt-4o-mini"}, token)
+        conn.execute(
+            "UPDATE accounts_organization SET plan = 'enterprise', settings = settings || "
+            "'{\"network_allowlist\": [\"127.0.0.1\"]}'::jsonb WHERE slug = 'acme'"
+        )
+    status, body = call(
+        "POST",
+        f"{first.base}/api/v1/providers",
+        {
+            "name": "local",
+            "provider": "openai",
+            "base_url": f"{provider.url}/v1",
+            "api_key": "sk-local-1234",
+            "default_model": "gpt-4o-mini",
+        },
+        token,
+    )
     assert status == 201, body
     return token
 
@@ -145,9 +160,17 @@ def _start_runs(hosts, token) -> dict[str, str]:
     runs = {}
     for i in range(RUNS):
         topic = f"tides-{i}"
-        status, body = call("POST", f"{hosts[i % 2].base}/api/v1/executions",
-                            {"agents_yaml": AGENTS_YAML, "tasks_yaml": CREW_TASKS_YAML, "inputs": {"topic": topic},
-                             "model": "gpt-4o-mini"}, token)
+        status, body = call(
+            "POST",
+            f"{hosts[i % 2].base}/api/v1/executions",
+            {
+                "agents_yaml": AGENTS_YAML,
+                "tasks_yaml": CREW_TASKS_YAML,
+                "inputs": {"topic": topic},
+                "model": "gpt-4o-mini",
+            },
+            token,
+        )
         assert status == 202, body
         runs[body["execution_id"]] = topic
     return runs
@@ -157,24 +180,28 @@ def _wait_mid_load(conn, runs, doomed_pid) -> list[str]:
     """Until the doomed host holds runs with a task in their step log and the other host holds some too."""
     deadline = time.monotonic() + 180  # a loaded machine takes its time to start ten crews
     while time.monotonic() < deadline:
-        rows = conn.execute("SELECT e.id::text, e.worker, (SELECT count(*) FROM crews_executionstep s WHERE "
-                            "s.execution_id = e.id AND s.kind = 'task') FROM crews_execution e WHERE e.status = "
-                            "'RUNNING' AND e.id = ANY(%s::uuid[])", [list(runs)]).fetchall()
+        rows = conn.execute(
+            "SELECT e.id::text, e.worker, (SELECT count(*) FROM crews_executionstep s WHERE "
+            "s.execution_id = e.id AND s.kind = 'task') FROM crews_execution e WHERE e.status = "
+            "'RUNNING' AND e.id = ANY(%s::uuid[])",
+            [list(runs)],
+        ).fetchall()
         held = [rid for rid, worker, _ in rows if f"pid {doomed_pid}" in worker]
-        if len(held) >= 2 and len(held) < len(rows) and any(
-                steps for rid, _, steps in rows if rid in held):
+        if len(held) >= 2 and len(held) < len(rows) and any(steps for rid, _, steps in rows if rid in held):
             return held
         time.sleep(0.2)
-    statuses = conn.execute("SELECT status, worker, error FROM crews_execution WHERE id = ANY(%s::uuid[])",
-                            [list(runs)]).fetchall()
+    statuses = conn.execute(
+        "SELECT status, worker, error FROM crews_execution WHERE id = ANY(%s::uuid[])", [list(runs)]
+    ).fetchall()
     raise AssertionError(f"runs never spread over both hosts mid-call: {statuses}")
 
 
 def _wait_ended(conn, runs) -> list[tuple]:
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
-        rows = conn.execute("SELECT id::text, status, attempts FROM crews_execution WHERE id = ANY(%s::uuid[])",
-                            [list(runs)]).fetchall()
+        rows = conn.execute(
+            "SELECT id::text, status, attempts FROM crews_execution WHERE id = ANY(%s::uuid[])", [list(runs)]
+        ).fetchall()
         if all(status in ("COMPLETED", "FAILED", "CANCELLED") for _, status, _ in rows):
             return rows
         time.sleep(1)
@@ -184,8 +211,11 @@ def _wait_ended(conn, runs) -> list[tuple]:
 def _logged_digests(conn, runs) -> dict[str, set[str]]:
     """The model calls in the step log, per run, as the provider's digest prefix they answered."""
     logged: dict[str, set[str]] = {rid: set() for rid in runs}
-    for rid, response in conn.execute("SELECT execution_id::text, response::text FROM crews_executionstep "
-                                      "WHERE kind = 'llm' AND execution_id = ANY(%s::uuid[])", [list(runs)]):
+    for rid, response in conn.execute(
+        "SELECT execution_id::text, response::text FROM crews_executionstep "
+        "WHERE kind = 'llm' AND execution_id = ANY(%s::uuid[])",
+        [list(runs)],
+    ):
         logged[rid].add(re.search(r"finding-([0-9a-f]{6})", response).group(1))
     return logged
 
@@ -201,7 +231,8 @@ def test_one_of_two_hosts_dies_and_the_other_finishes_its_runs(tmp_path):
     try:
         first.start(timeout=START_SECONDS)
         second = KaiUp(tmp_path / "b", db_name=first.db_name, prefix=first.prefix, **shared).start(
-            timeout=START_SECONDS)
+            timeout=START_SECONDS
+        )
         token = _prepare(first, provider)
         watcher = SocketWatcher(first.base, token)
         watcher.start()
@@ -219,18 +250,26 @@ def test_one_of_two_hosts_dies_and_the_other_finishes_its_runs(tmp_path):
             survivor.start()
             rows = _wait_ended(conn, runs)
             ended = time.monotonic() - killed
-            completions = dict(conn.execute(
-                "SELECT execution_id::text, count(*) FROM crews_executionevent WHERE to_status = 'COMPLETED' "
-                "AND execution_id = ANY(%s::uuid[]) GROUP BY 1", [list(runs)]).fetchall())
-            from_log = conn.execute("SELECT count(DISTINCT execution_id) FROM crews_executionlog WHERE execution_id "
-                                    "= ANY(%s::uuid[]) AND message LIKE 'task %%answered from the run''s checkpoint'",
-                                    [held]).fetchone()[0]
+            completions = dict(
+                conn.execute(
+                    "SELECT execution_id::text, count(*) FROM crews_executionevent WHERE to_status = 'COMPLETED' "
+                    "AND execution_id = ANY(%s::uuid[]) GROUP BY 1",
+                    [list(runs)],
+                ).fetchall()
+            )
+            from_log = conn.execute(
+                "SELECT count(DISTINCT execution_id) FROM crews_executionlog WHERE execution_id "
+                "= ANY(%s::uuid[]) AND message LIKE 'task %%answered from the run''s checkpoint'",
+                [held],
+            ).fetchone()[0]
         _assert_each_run_once(rows, runs, held, completions, provider, logged_at_kill)
         _assert_socket_caught_up(watcher, survivor, runs)
-        print(f"\ntwo hosts: {len(runs)} crew runs, {len(held)} on the killed host; lost "
-              f"{sum(s != 'COMPLETED' for _, s, _ in rows)}; completed calls repeated 0 of "
-              f"{sum(map(len, logged_at_kill.values()))} logged at the kill; {from_log} resumed from their "
-              f"checkpoint; all ended {ended:.1f} s after the kill; socket caught up on the survivor")
+        print(
+            f"\ntwo hosts: {len(runs)} crew runs, {len(held)} on the killed host; lost "
+            f"{sum(s != 'COMPLETED' for _, s, _ in rows)}; completed calls repeated 0 of "
+            f"{sum(map(len, logged_at_kill.values()))} logged at the kill; {from_log} resumed from their "
+            f"checkpoint; all ended {ended:.1f} s after the kill; socket caught up on the survivor"
+        )
         assert from_log >= 1  # a run the dead host had a logged call of took it from the log
     finally:
         for socket in (watcher, locals().get("survivor")):

@@ -1,4 +1,5 @@
 """The resolved-path cache (kai_platform/api/urlcache.py) answers exactly what Django would."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,7 +24,13 @@ def test_cached_matches_equal_django_and_are_private_copies(resolver):
         first, second = resolver.resolve(path), resolver.resolve(path)
         for match in (first, second):
             assert (match.func, match.args, match.kwargs, match.url_name, match.route, match.namespaces) == (
-                plain.func, plain.args, plain.kwargs, plain.url_name, plain.route, plain.namespaces)
+                plain.func,
+                plain.args,
+                plain.kwargs,
+                plain.url_name,
+                plain.route,
+                plain.namespaces,
+            )
         first.kwargs["pk"] = "changed"
         assert resolver.resolve(path).kwargs == plain.kwargs  # a view changing its match changes nothing else
 

@@ -1,5 +1,6 @@
 """The console's knowledge pages: counts, the search box on a base's page, re-ingest and delete
 through the services (audit rows, chunks gone)."""
+
 import pytest
 from django.urls import reverse
 
@@ -20,8 +21,12 @@ def staff_client(client):
 
 def _base_with_document(member):
     kb = services.knowledge_base_create(organization=member.organization, actor=member.user, data={"name": "Ops"})
-    doc = services.document_create_text(knowledge_base=kb, actor=member.user, name="runbook.txt",
-                                        text="Restart the gateway with the blue switch. Never unplug the red one.")
+    doc = services.document_create_text(
+        knowledge_base=kb,
+        actor=member.user,
+        name="runbook.txt",
+        text="Restart the gateway with the blue switch. Never unplug the red one.",
+    )
     document_ingest(document_id=doc.pk, version=doc.version)
     return kb, Document.objects.get(pk=doc.pk)
 
@@ -34,7 +39,9 @@ def test_a_base_page_shows_counts_and_searches(staff_client, member):
     html = page.content.decode()
     assert page.status_code == 200 and 'id="knowledge-search-hits"' in html
     assert "Restart the gateway" in html and "runbook.txt" in html and "Ready" in html
-    empty = staff_client.get(reverse("admin:knowledge_knowledgebase_change", args=[kb.pk]), {"kq": "?!"})  # no words: nothing to match
+    empty = staff_client.get(
+        reverse("admin:knowledge_knowledgebase_change", args=[kb.pk]), {"kq": "?!"}
+    )  # no words: nothing to match
     assert "No chunk matches" in empty.content.decode()
 
 

@@ -1,5 +1,6 @@
 """Knowledge bases and documents over the API: ingestion (run in-process here; the worker test is
 test_worker.py), search modes and filters, re-ingest, delete, limits, roles, isolation."""
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -14,8 +15,10 @@ from tests.knowledge.samples import docx_bytes, pdf_bytes
 pytestmark = pytest.mark.django_db
 B = "/api/v1/knowledge-bases"
 
-OTTERS = ("Sea otters live along the Pacific coast. They float on their backs and crack shellfish with stones. "
-          "An otter can hold its breath for five minutes.")
+OTTERS = (
+    "Sea otters live along the Pacific coast. They float on their backs and crack shellfish with stones. "
+    "An otter can hold its breath for five minutes."
+)
 MARKETS = "Quarterly revenue grew by twelve percent. The board approved a dividend and a share buyback."
 
 
@@ -49,22 +52,30 @@ def test_create_ingest_and_search_in_every_mode(owner_client, django_capture_on_
     assert body["status"] == "READY" and body["chunk_count"] >= 2 and body["error"] == ""
     assert owner_client.get(f"{B}/{kb['id']}").json()["document_count"] == 2
     for mode in ("hybrid", "vector", "text"):
-        items = owner_client.post(f"{B}/{kb['id']}/search", {"query": "how long can an otter hold its breath",
-                                                             "mode": mode, "top_k": 3}, format="json").json()["items"]
+        items = owner_client.post(
+            f"{B}/{kb['id']}/search",
+            {"query": "how long can an otter hold its breath", "mode": mode, "top_k": 3},
+            format="json",
+        ).json()["items"]
         assert items, mode
         assert items[0]["document_name"] == "otters.txt", (mode, items)
         assert set(items[0]) >= {"chunk_id", "document_id", "document_name", "text", "score", "position"}
         assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
-    hits = owner_client.post(f"{B}/{kb['id']}/search", {"query": "otter", "filters": {"metadata": {
-        "topic": "finance"}}}, format="json").json()["items"]
+    hits = owner_client.post(
+        f"{B}/{kb['id']}/search", {"query": "otter", "filters": {"metadata": {"topic": "finance"}}}, format="json"
+    ).json()["items"]
     assert hits and all(h["document_name"] == "markets.txt" for h in hits)
-    hits = owner_client.post(f"{B}/{kb['id']}/search", {"query": "revenue", "filters": {
-        "document_id": doc["id"]}}, format="json").json()["items"]
+    hits = owner_client.post(
+        f"{B}/{kb['id']}/search", {"query": "revenue", "filters": {"document_id": doc["id"]}}, format="json"
+    ).json()["items"]
     assert all(h["document_id"] == doc["id"] for h in hits)
     progress = Event.objects.filter(type="knowledge.document.progress", data__document_id=doc["id"])
     assert progress.exists() and progress.order_by("-id").first().data["done"] == body["chunk_count"]
-    statuses = list(Event.objects.filter(type="knowledge.document.status", data__document_id=doc["id"])
-                    .order_by("id").values_list("data__status", flat=True))
+    statuses = list(
+        Event.objects.filter(type="knowledge.document.status", data__document_id=doc["id"])
+        .order_by("id")
+        .values_list("data__status", flat=True)
+    )
     assert statuses == ["PENDING", "PROCESSING", "READY"]
 
 
@@ -76,18 +87,22 @@ def test_search_input_is_checked(owner_client):
     assert owner_client.post(f"{B}/{kb['id']}/search", {"query": "nothing here"}, format="json").json() == {"items": []}
 
 
-@pytest.mark.parametrize("name,data,needle", [
-    ("notes.md", b"# Otters\n\nThey use stones as tools.", "stones"),
-    ("page.html", b"<html><body><p>Beavers build dams</p><script>evil()</script></body></html>", "dams"),
-    ("rows.csv", b"animal,food\nheron,fish\n", "heron"),
-    ("data.json", b'{"animal": {"name": "kingfisher"}}', "kingfisher"),
-    ("scan.pdf", pdf_bytes(["Salmon swim upstream to spawn"]), "Salmon"),
-    ("memo.docx", docx_bytes(["Walruses have tusks"]), "Walruses"),
-])
+@pytest.mark.parametrize(
+    "name,data,needle",
+    [
+        ("notes.md", b"# Otters\n\nThey use stones as tools.", "stones"),
+        ("page.html", b"<html><body><p>Beavers build dams</p><script>evil()</script></body></html>", "dams"),
+        ("rows.csv", b"animal,food\nheron,fish\n", "heron"),
+        ("data.json", b'{"animal": {"name": "kingfisher"}}', "kingfisher"),
+        ("scan.pdf", pdf_bytes(["Salmon swim upstream to spawn"]), "Salmon"),
+        ("memo.docx", docx_bytes(["Walruses have tusks"]), "Walruses"),
+    ],
+)
 def test_uploaded_files_of_every_format_are_indexed(owner_client, name, data, needle):
     kb = _kb(owner_client)
-    response = owner_client.post(f"{B}/{kb['id']}/documents", {"file": SimpleUploadedFile(name, data)},
-                                 format="multipart")
+    response = owner_client.post(
+        f"{B}/{kb['id']}/documents", {"file": SimpleUploadedFile(name, data)}, format="multipart"
+    )
     assert response.status_code == 202, response.content
     _ingest_all()
     doc = Document.objects.get(pk=response.json()["id"])
@@ -102,8 +117,9 @@ def test_uploaded_files_of_every_format_are_indexed(owner_client, name, data, ne
 def test_a_failed_document_names_its_error_and_keeps_no_chunks(owner_client):
     kb = _kb(owner_client)
     good = _add_text(owner_client, kb, "ok.txt", OTTERS)
-    bad = owner_client.post(f"{B}/{kb['id']}/documents", {"file": SimpleUploadedFile("b.pdf", b"%PDF-1.4 broken")},
-                            format="multipart").json()
+    bad = owner_client.post(
+        f"{B}/{kb['id']}/documents", {"file": SimpleUploadedFile("b.pdf", b"%PDF-1.4 broken")}, format="multipart"
+    ).json()
     _ingest_all()
     body = owner_client.get(f"{B}/{kb['id']}/documents/{bad['id']}").json()
     assert body["status"] == "FAILED" and "unreadable PDF" in body["error"] and body["chunk_count"] == 0
@@ -138,8 +154,9 @@ def test_deleting_a_document_or_a_base_removes_its_chunks(owner_client):
     assert owner_client.delete(f"{B}/{kb['id']}/documents/{one['id']}").status_code == 204
     assert not Chunk.objects.filter(document_id=one["id"]).exists()
     assert Chunk.objects.filter(document_id=two["id"]).exists()
-    upload = owner_client.post(f"{B}/{kb['id']}/documents", {"file": SimpleUploadedFile("u.txt", b"Uploaded.")},
-                               format="multipart").json()
+    upload = owner_client.post(
+        f"{B}/{kb['id']}/documents", {"file": SimpleUploadedFile("u.txt", b"Uploaded.")}, format="multipart"
+    ).json()
     file_id = Document.objects.get(pk=upload["id"]).file_id
     assert owner_client.delete(f"{B}/{kb['id']}").status_code == 204
     assert not Chunk.objects.filter(knowledge_base_id=kb["id"]).exists()
@@ -155,13 +172,19 @@ def test_plan_limits_refuse_documents_chunks_and_bytes(owner_client, member):
     assert_envelope(too_big, 413)
     assert too_big.json()["usage"]["bytes"] == 9
     _add_text(owner_client, kb, "b.txt", "short two")
-    assert_envelope(owner_client.post(f"{B}/{kb['id']}/documents", {"name": "c", "text": "three"}, format="json"),
-                    429, "GENERAL_002")
+    assert_envelope(
+        owner_client.post(f"{B}/{kb['id']}/documents", {"name": "c", "text": "three"}, format="json"),
+        429,
+        "GENERAL_002",
+    )
     _ingest_all()  # a.txt and b.txt: one chunk each
     member.organization.settings = {"knowledge_limits": {"chunks": 2}}
     member.organization.save()
-    assert_envelope(owner_client.post(f"{B}/{kb['id']}/documents", {"name": "c", "text": "three"}, format="json"),
-                    429, "GENERAL_002")  # at the chunk limit
+    assert_envelope(
+        owner_client.post(f"{B}/{kb['id']}/documents", {"name": "c", "text": "three"}, format="json"),
+        429,
+        "GENERAL_002",
+    )  # at the chunk limit
     member.organization.settings = {"knowledge_limits": {"chunks": 3}}
     member.organization.save()
     doc = _add_text(owner_client, kb, "c.txt", OTTERS + " " + MARKETS)
@@ -185,8 +208,9 @@ def test_roles_users_read_and_search_developers_write(make_member, client_for):
     assert_envelope(reader.post(B, {"name": "mine"}, format="json"), 403)
     assert_envelope(reader.post(f"{B}/{kb['id']}/documents", {"name": "n", "text": "t"}, format="json"), 403)
     assert_envelope(reader.delete(f"{B}/{kb['id']}"), 403)
-    assert client_for(dev).post(f"{B}/{kb['id']}/documents", {"name": "n", "text": "t"},
-                                format="json").status_code == 202
+    assert (
+        client_for(dev).post(f"{B}/{kb['id']}/documents", {"name": "n", "text": "t"}, format="json").status_code == 202
+    )
 
 
 def test_a_second_base_of_the_same_name_is_a_conflict(owner_client):
@@ -215,8 +239,12 @@ def test_another_organization_gets_404(make_member, client_for):
 def test_document_bodies_are_checked(owner_client, settings):
     kb = _kb(owner_client)
     assert_envelope(owner_client.post(f"{B}/{kb['id']}/documents", {"text": "no name"}, format="json"), 400)
-    assert_envelope(owner_client.post(f"{B}/{kb['id']}/documents", {"name": "x", "text": "t", "url": "https://e.com"},
-                                      format="json"), 400)
+    assert_envelope(
+        owner_client.post(
+            f"{B}/{kb['id']}/documents", {"name": "x", "text": "t", "url": "https://e.com"}, format="json"
+        ),
+        400,
+    )
     refused = owner_client.post(f"{B}/{kb['id']}/documents", {"url": "http://127.0.0.1:1/secret"}, format="json")
     assert_envelope(refused, 400)
     assert "private, loopback" in refused.json()["detail"]

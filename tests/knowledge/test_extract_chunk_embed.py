@@ -1,4 +1,5 @@
 """Extraction of every format, token-aware chunking and the builtin embedder (no database)."""
+
 import subprocess
 import sys
 
@@ -67,8 +68,15 @@ def test_builtin_embeddings_are_unit_vectors_that_rank_shared_words_higher():
 
 
 def test_builtin_embeddings_are_identical_in_another_process():
-    code = ("from kai_platform.llm.embeddings import builtin_embedding as e;"
-            "print(repr(e('Deterministic across processes, not salted')[:8]))")
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": "12345", "PATH": ""}).stdout.strip()
+    code = (
+        "from kai_platform.llm.embeddings import builtin_embedding as e;"
+        "print(repr(e('Deterministic across processes, not salted')[:8]))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "12345", "PATH": ""},
+    ).stdout.strip()
     assert other == repr(builtin_embedding("Deterministic across processes, not salted")[:8])

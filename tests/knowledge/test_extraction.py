@@ -1,5 +1,6 @@
 """Entities and relationships extracted from a document by an agent (apps/knowledge/extraction.py):
 the run it starts, the proposal parsed from the agent's answer, written at once or after review."""
+
 from __future__ import annotations
 
 import json
@@ -17,16 +18,24 @@ from tests.workflows.conftest import make_agent
 
 pytestmark = pytest.mark.django_db
 X = "/api/v1/knowledge-graph/extractions"
-ANSWER = ('Here you are:\n{"entities": [{"key": "k", "type": "person", "label": "Keeper"}, '
-          '{"key": "c", "type": "animal", "label": "Marmalade", "properties": {"colour": "orange"}}], '
-          '"relationships": [{"source": "k", "target": "c", "type": "owns"}, {"source": "k", "target": "nobody"}]}')
+ANSWER = (
+    'Here you are:\n{"entities": [{"key": "k", "type": "person", "label": "Keeper"}, '
+    '{"key": "c", "type": "animal", "label": "Marmalade", "properties": {"colour": "orange"}}], '
+    '"relationships": [{"source": "k", "target": "c", "type": "owns"}, {"source": "k", "target": "nobody"}]}'
+)
 
 
 def _document(member, status="READY"):
     kb = KnowledgeBase.objects.create(organization=member.organization, created_by=member.user, name="Notes")
-    return Document.objects.create(organization=member.organization, created_by=member.user, knowledge_base=kb,
-                                   name="keeper.md", source_type="text", status=status,
-                                   text="The keeper owns a cat named Marmalade.")
+    return Document.objects.create(
+        organization=member.organization,
+        created_by=member.user,
+        knowledge_base=kb,
+        name="keeper.md",
+        source_type="text",
+        status=status,
+        text="The keeper owns a cat named Marmalade.",
+    )
 
 
 def _complete(run_id, output=ANSWER):
@@ -67,7 +76,8 @@ def test_with_review_the_proposal_waits_for_apply_and_an_edit(member, client_for
     client = client_for(member)
     document, agent = _document(member), make_agent(member, name="Reader")
     run_id = client.post(X, {"document_id": str(document.pk), "agent_id": str(agent.pk)}, format="json").json()[
-        "execution_id"]
+        "execution_id"
+    ]
     assert_envelope(client.post(f"{X}/{run_id}/apply", {}, format="json"), 400, code="GENERAL_001")  # not done yet
     _complete(run_id)
     apply_extraction(str(run_id))  # with review the hook's task is never enqueued; were it run, nothing is written
@@ -104,10 +114,16 @@ def test_a_real_worker_runs_the_extraction_and_the_graph_gets_it(celery_worker_p
     Document.objects.filter(pk=document.pk).update(text=ANSWER.split("\n", 1)[1])
     agent = make_agent(member, name="Reader")
     run_id = client.post(X, {"document_id": str(document.pk), "agent_id": str(agent.pk)}, format="json").json()[
-        "execution_id"]
-    wait_for(lambda: Relationship.objects.for_org(member.organization).exists(), 45,
-             message="the extraction run and its apply task")
+        "execution_id"
+    ]
+    wait_for(
+        lambda: Relationship.objects.for_org(member.organization).exists(),
+        45,
+        message="the extraction run and its apply task",
+    )
     assert Execution.objects.get(pk=run_id).status == "COMPLETED"
-    assert sorted(Entity.objects.for_org(member.organization).values_list("label", flat=True)) == ["Keeper",
-                                                                                                   "Marmalade"]
+    assert sorted(Entity.objects.for_org(member.organization).values_list("label", flat=True)) == [
+        "Keeper",
+        "Marmalade",
+    ]
     assert client.get(f"{X}/{run_id}").json()["applied"] is True

@@ -1,4 +1,5 @@
 """Plan quotas: sliding windows in Redis, rebuilt from the database, enforced wherever a run is accepted."""
+
 from __future__ import annotations
 
 import importlib
@@ -59,9 +60,17 @@ def test_n_plus_one_is_refused_until_the_window_slides(member, client_for, start
         refused = run_task(client, agent)
         body = assert_envelope(refused, 429, "GENERAL_002")
         assert body["type"] == "quota_exceeded"
-        assert body["quota"] == {"name": "agent_executions", "limit": 3, "used": 3, "window": "hour",
-                                 "window_seconds": 3600, "reset_at": (start + timedelta(hours=1)).isoformat(),
-                                 "retry_after": 2400, "plan": "standard", "custom": True}
+        assert body["quota"] == {
+            "name": "agent_executions",
+            "limit": 3,
+            "used": 3,
+            "window": "hour",
+            "window_seconds": 3600,
+            "reset_at": (start + timedelta(hours=1)).isoformat(),
+            "retry_after": 2400,
+            "plan": "standard",
+            "custom": True,
+        }
         assert "agent_executions" in body["detail"] and "per hour" in body["detail"]
         assert refused["Retry-After"] == "2400"
         assert Execution.objects.for_org(member.organization).count() == 3  # nothing half-written
@@ -85,14 +94,29 @@ def test_every_entry_point_is_counted_through_execution_create(member, owner_cli
 
     limit_org(member.organization, agent_executions_per_hour=2)
     crew = make_crew(member)
-    assert owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json").status_code in (200, 201, 202)
-    execution_create(organization=member.organization, actor=None, kind=ExecutionKind.AGENT_COMMAND,
-                     agent=make_agent(member), definition={"command": "status"})
+    assert owner_client.post(
+        "/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json"
+    ).status_code in (200, 201, 202)
+    execution_create(
+        organization=member.organization,
+        actor=None,
+        kind=ExecutionKind.AGENT_COMMAND,
+        agent=make_agent(member),
+        definition={"command": "status"},
+    )
     with pytest.raises(QuotaExceeded):
-        execution_create(organization=member.organization, actor=None, kind=ExecutionKind.AGENT_TASK,
-                         agent=make_agent(member, name="Other"), definition={"description": "x"})
-    assert_envelope(owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json"), 429,
-                    "GENERAL_002")
+        execution_create(
+            organization=member.organization,
+            actor=None,
+            kind=ExecutionKind.AGENT_TASK,
+            agent=make_agent(member, name="Other"),
+            definition={"description": "x"},
+        )
+    assert_envelope(
+        owner_client.post("/api/v1/executions", {"crew_id": str(crew.pk), "inputs": {"topic": "AI"}}, format="json"),
+        429,
+        "GENERAL_002",
+    )
     from apps.agents.consumers import _start_command  # the agent socket's `command` message
 
     with pytest.raises(QuotaExceeded):
@@ -104,14 +128,30 @@ def test_workflow_runs_have_their_own_daily_quota_and_steps_are_not_runs(member)
     from apps.runs.services import execution_create
 
     limit_org(member.organization, workflow_executions_per_day=1, agent_executions_per_hour=5)
-    run = execution_create(organization=member.organization, actor=None, kind=ExecutionKind.WORKFLOW,
-                           definition={"name": "wf"}, enqueue=False)
+    run = execution_create(
+        organization=member.organization,
+        actor=None,
+        kind=ExecutionKind.WORKFLOW,
+        definition={"name": "wf"},
+        enqueue=False,
+    )
     for _ in range(3):  # steps are part of their run's unit
-        execution_create(organization=member.organization, actor=None, kind=ExecutionKind.WORKFLOW_STEP,
-                         parent=run, definition={"action": "x"}, enqueue=False)
+        execution_create(
+            organization=member.organization,
+            actor=None,
+            kind=ExecutionKind.WORKFLOW_STEP,
+            parent=run,
+            definition={"action": "x"},
+            enqueue=False,
+        )
     with pytest.raises(QuotaExceeded) as refused:
-        execution_create(organization=member.organization, actor=None, kind=ExecutionKind.WORKFLOW,
-                         definition={"name": "wf"}, enqueue=False)
+        execution_create(
+            organization=member.organization,
+            actor=None,
+            kind=ExecutionKind.WORKFLOW,
+            definition={"name": "wf"},
+            enqueue=False,
+        )
     assert refused.value.quota["name"] == "workflow_executions" and refused.value.quota["window"] == "day"
     status = quota_status(organization=member.organization)
     assert status["workflow_executions"]["used"] == 1
@@ -173,11 +213,13 @@ def test_without_redis_the_database_decides(member, monkeypatch):
 
     monkeypatch.setattr(counter, "consume", down)
     agent = make_agent(member)
-    execution_create(organization=member.organization, actor=None, kind=ExecutionKind.AGENT_TASK, agent=agent,
-                     enqueue=False)
+    execution_create(
+        organization=member.organization, actor=None, kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False
+    )
     with pytest.raises(QuotaExceeded):
-        execution_create(organization=member.organization, actor=None, kind=ExecutionKind.AGENT_TASK, agent=agent,
-                         enqueue=False)
+        execution_create(
+            organization=member.organization, actor=None, kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False
+        )
 
 
 def test_usage_shows_each_quota_and_the_overview_route(member, owner_client, start):
@@ -194,8 +236,14 @@ def test_usage_shows_each_quota_and_the_overview_route(member, owner_client, sta
     assert agent_quota["custom"] is True and agent_quota["window"] == "hour"
     assert datetime.fromisoformat(agent_quota["reset_at"].replace("Z", "+00:00")) == start + timedelta(hours=1)
     standard = DEFAULT_PLAN_LIMITS["standard"]
-    assert quotas["workflow_executions"] == {**quotas["workflow_executions"], "limit": standard["workflow_executions"],
-                                             "used": 0, "reset_at": None, "custom": False, "window": "day"}
+    assert quotas["workflow_executions"] == {
+        **quotas["workflow_executions"],
+        "limit": standard["workflow_executions"],
+        "used": 0,
+        "reset_at": None,
+        "custom": False,
+        "window": "day",
+    }
     assert overview["plan"] == "standard" and overview["quotas"]["agent_executions"]["used"] == 1
     # an agent's usage is about that agent: no organization quotas there
     assert "quotas" not in owner_client.get(f"/api/v1/usage/agents/{agent.pk}").json()
@@ -211,17 +259,20 @@ def test_quota_warning_once_per_window_at_80_percent(member):
         return list(Event.objects.filter(organization=member.organization, type="quota.warning"))
 
     for _ in range(3):
-        execution_create(organization=member.organization, actor=None, kind=ExecutionKind.AGENT_TASK, agent=agent,
-                         enqueue=False)
+        execution_create(
+            organization=member.organization, actor=None, kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False
+        )
     assert warnings() == []
-    execution_create(organization=member.organization, actor=None, kind=ExecutionKind.AGENT_TASK, agent=agent,
-                     enqueue=False)
+    execution_create(
+        organization=member.organization, actor=None, kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False
+    )
     [warning] = warnings()
     assert warning.severity == "warning"
     assert warning.data["quota"] == "agent_executions"
     assert (warning.data["used"], warning.data["limit"], warning.data["percent"]) == (4, 5, 80)
-    execution_create(organization=member.organization, actor=None, kind=ExecutionKind.AGENT_TASK, agent=agent,
-                     enqueue=False)
+    execution_create(
+        organization=member.organization, actor=None, kind=ExecutionKind.AGENT_TASK, agent=agent, enqueue=False
+    )
     assert len(warnings()) == 1
 
     from apps.events.catalog import delivery_names
@@ -253,9 +304,11 @@ def test_refused_scheduled_tick_is_recorded_in_the_schedules_history(member, own
     from apps.scheduler.services import schedule_create, schedule_fire
 
     crew = make_crew(member)
-    schedule = schedule_create(organization=member.organization, actor=member.user,
-                               data={"name": "Nightly", "cron_expression": "0 9 * * *", "crew": crew.pk,
-                                     "inputs": {"topic": "AI"}})
+    schedule = schedule_create(
+        organization=member.organization,
+        actor=member.user,
+        data={"name": "Nightly", "cron_expression": "0 9 * * *", "crew": crew.pk, "inputs": {"topic": "AI"}},
+    )
     limit_org(member.organization, agent_executions_per_hour=1)
     execution_create(organization=member.organization, actor=None, kind=ExecutionKind.CREW, crew=crew, enqueue=False)
 
@@ -286,8 +339,10 @@ def test_refused_scheduled_tick_is_recorded_in_the_schedules_history(member, own
     history = owner_client.get(f"/api/v1/scheduler/schedules/{schedule.pk}/history")
     assert history.status_code == 200, history.content
     items = history.json()["items"]
-    assert [(item["outcome"], item["tick"]) for item in items] == [("fired", fired.tick),
-                                                                   ("quota_refused", result.tick)]
+    assert [(item["outcome"], item["tick"]) for item in items] == [
+        ("fired", fired.tick),
+        ("quota_refused", result.tick),
+    ]
     assert items[0]["execution_id"] == fired.execution_id and items[0]["status"] == "PENDING"
     assert items[1]["quota"]["name"] == "agent_executions" and items[1]["quota"]["limit"] == 1
     assert "agent_executions" in items[1]["message"]
@@ -303,9 +358,16 @@ def test_staff_give_an_organization_custom_limits_in_the_admin(client, member):
     client.force_login(staff)
     org = member.organization
     assert quota_limits(organization=org)["limits"]["agent_executions"] == 500  # cached now
-    response = client.post(reverse("admin:quotas_quotaoverride_add"), {
-        "organization": str(org.pk), "agent_executions_per_hour": "7", "workflow_executions_per_day": "",
-        "voice_commands_per_hour": "", "note": "contract 42"})
+    response = client.post(
+        reverse("admin:quotas_quotaoverride_add"),
+        {
+            "organization": str(org.pk),
+            "agent_executions_per_hour": "7",
+            "workflow_executions_per_day": "",
+            "voice_commands_per_hour": "",
+            "note": "contract 42",
+        },
+    )
     assert response.status_code == 302, response.content[:2000]
     override = QuotaOverride.objects.get(organization=org)
     assert override.updated_by == staff and override.workflow_executions_per_day is None

@@ -1,4 +1,5 @@
 """Two server processes, one quota: the Redis window is shared and checked atomically."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,12 @@ PER_SERVER = 4
 
 
 def post(url: str, token: str) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps({"description": "Summarise the news"}).encode(),
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-                                     method="POST")
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"description": "Summarise the news"}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -34,8 +38,9 @@ def test_two_server_processes_share_one_count(make_member):
     member = make_member("owner")
     QuotaOverride.objects.create(organization=member.organization, agent_executions_per_hour=LIMIT)
     agent = make_agent(member)
-    _, token = api_key_create(organization=member.organization, created_by=member.user, creator_role="owner",
-                              name="quota test")
+    _, token = api_key_create(
+        organization=member.organization, created_by=member.user, creator_role="owner", name="quota test"
+    )
     with ThreadPoolExecutor(2) as pool:
         servers = list(pool.map(lambda _: LiveServer(), range(2)))
     try:

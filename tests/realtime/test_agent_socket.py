@@ -1,5 +1,6 @@
 """The agent socket /ws/agents/{agent_id} (seed 000): status, heartbeat, upload, commands
 streamed back from a real worker, and stream-prompt chunks shared with SSE."""
+
 from __future__ import annotations
 
 import asyncio
@@ -81,15 +82,18 @@ async def test_heartbeat_feeds_liveness(make_member):
 
 
 async def test_upload_is_stored_through_the_files_app(make_member, tmp_path, settings):
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}},
+    }
     from apps.files.models import StoredFile
 
     _, agent, token = await setup_agent(make_member)
     socket = await open_socket(agent.pk, token)
     await socket.receive_json_from()
-    await socket.send_json_to({"type": "upload", "filename": "../report.pdf",
-                               "base64": base64.b64encode(b"%PDF-1.4\nhello").decode()})
+    await socket.send_json_to(
+        {"type": "upload", "filename": "../report.pdf", "base64": base64.b64encode(b"%PDF-1.4\nhello").decode()}
+    )
     result = await next_of(socket, "upload_result")
     assert result["filename"] == "report.pdf" and result["content_type"] == "application/pdf"
     stored = await database_sync_to_async(StoredFile.objects.get)(pk=result["file_id"])
@@ -148,8 +152,9 @@ async def test_stream_prompt_chunks_reach_sse_and_the_agent_socket(make_member):
             try:
                 client = APIClient()
                 client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-                response = client.post(f"/api/v1/agents/{agent.pk}/stream-prompt",
-                                       {"prompt": "Tell me about streams"}, format="json")
+                response = client.post(
+                    f"/api/v1/agents/{agent.pk}/stream-prompt", {"prompt": "Tell me about streams"}, format="json"
+                )
                 body = b"".join(response.streaming_content).decode()
                 events = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
                 return response["X-Stream-ID"], events

@@ -5,6 +5,7 @@ socket timeout set, redis-py sends each command through ``asyncio.wait_for``, wh
 3.11 swallows a cancellation that races the send: the receive then loops on BZPOPMIN forever (a
 leaked Redis poller per disconnected socket in production, a hung event loop in tests).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -65,5 +66,8 @@ def test_tcp_clients_keep_tcp_keepalive_and_no_socket_timeout():
     from kai_platform.env import async_redis_options
 
     assert async_redis_options("redis://127.0.0.1:6379/3") == {
-        "socket_timeout": None, "health_check_interval": 30, "socket_keepalive": True}
+        "socket_timeout": None,
+        "health_check_interval": 30,
+        "socket_keepalive": True,
+    }
     assert "socket_keepalive" not in async_redis_options("unix:///tmp/x.sock?db=0")

@@ -1,4 +1,5 @@
 """The hub socket /api/v1/ws (seed 004) through Channels' WebsocketCommunicator."""
+
 from __future__ import annotations
 
 import asyncio
@@ -90,7 +91,8 @@ async def test_api_key_authenticates(amember):
     from apps.accounts.services import api_key_create
 
     _, raw = await database_sync_to_async(api_key_create)(
-        organization=amember.organization, created_by=amember.user, creator_role="owner", name="ws")
+        organization=amember.organization, created_by=amember.user, creator_role="owner", name="ws"
+    )
     communicator, _ = await hello(raw)
     await communicator.disconnect()
 
@@ -130,8 +132,12 @@ async def test_subscribe_and_receive_with_seq_and_seed_names(amember):
     communicator, _ = await hello(await token_for(amember))
     confirmed = await subscribe(communicator, events=["agent_status", "agent:status_changed"])
     assert confirmed["data"]["events"] == ["agent:status_changed", "agent_status"]
-    seq = await emit(amember.organization, "agent.status_changed",
-                     {"old_status": "idle", "new_status": "active"}, agent="11111111-1111-1111-1111-111111111111")
+    seq = await emit(
+        amember.organization,
+        "agent.status_changed",
+        {"old_status": "idle", "new_status": "active"},
+        agent="11111111-1111-1111-1111-111111111111",
+    )
     got = [await receive(communicator), await receive(communicator)]
     assert {m["type"] for m in got} == {"agent_status", "agent:status_changed"}
     by_name = {m["type"]: m for m in got}
@@ -181,8 +187,9 @@ async def test_agent_and_severity_filters(amember):
     communicator, _ = await hello(await token_for(amember))
     wanted = "22222222-2222-2222-2222-222222222222"
     await subscribe(communicator, events=["system.custom"], agents=[wanted], filters={"severity": ["error"]})
-    await emit(amember.organization, "system.custom", {"n": 1}, agent="33333333-3333-3333-3333-333333333333",
-               severity="error")
+    await emit(
+        amember.organization, "system.custom", {"n": 1}, agent="33333333-3333-3333-3333-333333333333", severity="error"
+    )
     await emit(amember.organization, "system.custom", {"n": 2}, agent=wanted, severity="info")
     seq = await emit(amember.organization, "system.custom", {"n": 3}, agent=wanted, severity="error")
     message = await receive(communicator)
@@ -214,8 +221,9 @@ async def test_ping_pong_and_configure(amember):
     await communicator.send_json_to({"type": "ping"})
     pong = await receive(communicator)
     assert pong["type"] == "pong" and pong["data"]["server_time"] and pong["data"]["connection_duration"] >= 0
-    await communicator.send_json_to({"type": "configure", "data": {"metrics_interval": 2000, "buffer_size": 50,
-                                                                   "compression": True}})
+    await communicator.send_json_to(
+        {"type": "configure", "data": {"metrics_interval": 2000, "buffer_size": 50, "compression": True}}
+    )
     configured = await receive(communicator)
     assert configured["type"] == "configuration_updated"
     assert configured["data"] == {"metrics_interval": 2000, "buffer_size": 50, "compression": True}
@@ -299,7 +307,8 @@ async def test_socket_closes_when_its_api_key_is_revoked(amember, settings):
     from apps.accounts.services import api_key_create, api_key_revoke
 
     api_key, raw = await database_sync_to_async(api_key_create)(
-        organization=amember.organization, created_by=amember.user, creator_role="owner", name="ws")
+        organization=amember.organization, created_by=amember.user, creator_role="owner", name="ws"
+    )
     communicator, _ = await hello(raw)
     await database_sync_to_async(api_key_revoke)(api_key=api_key, actor=amember.user)
     assert (await receive(communicator))["type"] == "connection_error"
@@ -405,8 +414,9 @@ async def test_commands_are_role_checked_and_dispatched(make_member, monkeypatch
     owner = await database_sync_to_async(make_member)()
     agent_role = await database_sync_to_async(make_member)("agent", organization=owner.organization)
     socket, _ = await hello(await token_for(owner))
-    await socket.send_json_to({"type": "command", "data": {"agent_id": "a1", "command": "restart",
-                                                           "parameters": {"graceful": True}}})
+    await socket.send_json_to(
+        {"type": "command", "data": {"agent_id": "a1", "command": "restart", "parameters": {"graceful": True}}}
+    )
     result = await receive(socket)
     assert result["type"] == "command_result" and result["data"]["result"] == {"status": "restarting"}
     assert calls == [("a1", {"graceful": True})]
@@ -452,15 +462,18 @@ async def test_agent_commands_over_the_hub(make_member):
     owner = await database_sync_to_async(make_member)()
     machine = await database_sync_to_async(make_member)("agent", organization=owner.organization)
     agent = await database_sync_to_async(agent_create)(
-        organization=owner.organization, actor=owner.user,
-        data={"name": "Hubbed", "role": "Helper", "goal": "Help", "backstory": "Kind."})
+        organization=owner.organization,
+        actor=owner.user,
+        data={"name": "Hubbed", "role": "Helper", "goal": "Help", "backstory": "Kind."},
+    )
     socket, hello_message = await hello(await token_for(owner))
     assert {"start", "stop", "restart", "update_config", "get_status"} <= set(hello_message["data"]["commands"])
     await subscribe(socket, events=["agent_status"])
 
     async def command(name, **parameters):
-        await socket.send_json_to({"type": "command", "data": {"agent_id": str(agent.pk), "command": name,
-                                                               "parameters": parameters}})
+        await socket.send_json_to(
+            {"type": "command", "data": {"agent_id": str(agent.pk), "command": name, "parameters": parameters}}
+        )
         while True:
             message = await receive(socket)
             if message["type"] in {"command_result", "command_error"}:
@@ -476,8 +489,9 @@ async def test_agent_commands_over_the_hub(make_member):
     assert (await database_sync_to_async(Agent.objects.get)(pk=agent.pk)).goal == "Help more"
     stopped = await command("stop", graceful=True)
     assert stopped["data"]["result"]["status"] == "idle"
-    missing = await socket.send_json_to({"type": "command", "data": {
-        "agent_id": "00000000-0000-0000-0000-000000000000", "command": "get_status"}})
+    missing = await socket.send_json_to(
+        {"type": "command", "data": {"agent_id": "00000000-0000-0000-0000-000000000000", "command": "get_status"}}
+    )
     assert missing is None
     error = await receive(socket)
     while error["type"] != "command_error":

@@ -1,4 +1,5 @@
 """Seed 002 WebSocketClientEvents on the hub socket: the REST routes' checks and services."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,8 +29,11 @@ def _workflow(member):
 def _agent(member):
     from apps.agents.services import agent_create
 
-    return agent_create(organization=member.organization, actor=member.user,
-                        data={"name": "Socketed", "role": "Helper", "goal": "Help", "backstory": "Kind."})
+    return agent_create(
+        organization=member.organization,
+        actor=member.user,
+        data={"name": "Socketed", "role": "Helper", "goal": "Help", "backstory": "Kind."},
+    )
 
 
 async def test_workflow_execute_then_stop(make_member):
@@ -40,8 +44,9 @@ async def test_workflow_execute_then_stop(make_member):
     workflow = await database_sync_to_async(_workflow)(owner)
     socket, _ = await hello(await token_for(owner))
 
-    started = await ask(socket, "workflow:execute", {"workflow_id": str(workflow.pk), "data": {"topic": "x"},
-                                                     "request_id": "r1"})
+    started = await ask(
+        socket, "workflow:execute", {"workflow_id": str(workflow.pk), "data": {"topic": "x"}, "request_id": "r1"}
+    )
     assert started["type"] == "workflow:execute", started
     body = started["data"]
     assert body["success"] is True and body["request_id"] == "r1" and body["workflow_id"] == str(workflow.pk)
@@ -73,14 +78,17 @@ async def test_another_organizations_ids_are_not_found_like_rest(make_member, cl
     denied = await ask(socket, "workflow:execute", {"workflow_id": str(workflow.pk)})
     assert denied["type"] == "connection_error", denied
     rest = await database_sync_to_async(
-        lambda: client_for(mine).post(f"/api/v1/workflows/{workflow.pk}/execute", {}, format="json"))()
+        lambda: client_for(mine).post(f"/api/v1/workflows/{workflow.pk}/execute", {}, format="json")
+    )()
     assert rest.status_code == 404
     assert denied["data"]["status"] == 404 and denied["data"]["error_code"] == rest.json()["code"]
     assert denied["data"]["error_message"] == rest.json()["detail"]
 
-    for type_, data in (("agent:execute", {"agent_id": str(agent.pk), "command": {"action": "answer"}}),
-                        ("agent:execute", {"agent_id": "not-a-uuid", "command": {"action": "answer"}}),
-                        ("workflow:stop", {"execution_id": "00000000-0000-0000-0000-000000000000"})):
+    for type_, data in (
+        ("agent:execute", {"agent_id": str(agent.pk), "command": {"action": "answer"}}),
+        ("agent:execute", {"agent_id": "not-a-uuid", "command": {"action": "answer"}}),
+        ("workflow:stop", {"execution_id": "00000000-0000-0000-0000-000000000000"}),
+    ):
         answer = await ask(socket, type_, data)
         assert answer["type"] == "connection_error" and answer["data"]["status"] == 404, answer
     from apps.workflows.models import WorkflowRun
@@ -96,8 +104,14 @@ async def test_agent_execute_creates_an_execution_and_validates(make_member):
     agent = await database_sync_to_async(_agent)(owner)
     socket, _ = await hello(await token_for(owner))
 
-    answer = await ask(socket, "agent:execute", {"agent_id": str(agent.pk), "command": {
-        "action": "summarize", "parameters": {"text": "hi"}, "priority": "high"}})
+    answer = await ask(
+        socket,
+        "agent:execute",
+        {
+            "agent_id": str(agent.pk),
+            "command": {"action": "summarize", "parameters": {"text": "hi"}, "priority": "high"},
+        },
+    )
     assert answer["type"] == "agent:execute", answer
     execution = await database_sync_to_async(Execution.objects.get)(pk=answer["data"]["execution_id"])
     assert execution.organization_id == owner.organization.pk and execution.agent_id == agent.pk
@@ -123,8 +137,11 @@ async def test_system_modify_roles_and_step_up_like_rest(make_member):
     assert refused["type"] == "connection_error" and refused["data"]["status"] == 403, refused
     assert "Role 'user'" in refused["data"]["error_message"]
 
-    applied = await ask(owner_socket, "system:modify", {"type": "system_setting", "changes": {"theme": "dark"},
-                                                        "description": "from the socket"})
+    applied = await ask(
+        owner_socket,
+        "system:modify",
+        {"type": "system_setting", "changes": {"theme": "dark"}, "description": "from the socket"},
+    )
     assert applied["type"] == "system:modify", applied
     modification = applied["data"]["modification"]
     row = await database_sync_to_async(SystemModification.objects.get)(pk=modification["id"])
@@ -132,16 +149,15 @@ async def test_system_modify_roles_and_step_up_like_rest(make_member):
     # seed 002's SystemModification shape: after_state carries the changes
     seeded = await ask(owner_socket, "system:modify", {"type": "system_setting", "after_state": {"theme": "light"}})
     assert seeded["type"] == "system:modify" and seeded["data"]["modification"]["after_state"] == {"theme": "light"}
-    assert await database_sync_to_async(SystemModification.objects.filter(
-        organization=owner.organization).count)() == 2
+    assert await database_sync_to_async(SystemModification.objects.filter(organization=owner.organization).count)() == 2
 
     await database_sync_to_async(organization_settings_update)(
-        organization=owner.organization, actor=owner.user, changes={"require_step_up": True})
+        organization=owner.organization, actor=owner.user, changes={"require_step_up": True}
+    )
     gated = await ask(owner_socket, "system:modify", {"type": "system_setting", "changes": {"theme": "blue"}})
     assert gated["type"] == "connection_error" and gated["data"]["error_code"] == "AUTH_002", gated
     assert gated["data"]["status"] == 403 and gated["data"]["step_up"]["methods"]
-    assert await database_sync_to_async(SystemModification.objects.filter(
-        organization=owner.organization).count)() == 2
+    assert await database_sync_to_async(SystemModification.objects.filter(organization=owner.organization).count)() == 2
     await owner_socket.disconnect()
     await user_socket.disconnect()
 
@@ -153,7 +169,9 @@ async def test_subscribe_architecture_sends_it_then_its_changes(make_member):
 
     await socket.send_json_to({"type": "system:subscribe_architecture"})
     confirmed = await receive(socket)
-    assert confirmed["type"] == "subscription_confirmed" and "system:architecture_updated" in confirmed["data"]["events"]
+    assert (
+        confirmed["type"] == "subscription_confirmed" and "system:architecture_updated" in confirmed["data"]["events"]
+    )
     current = await receive(socket)
     assert current["type"] == "system:architecture", current
     assert str(agent.pk) in str(current["data"]["architecture"]["agents"])
@@ -174,8 +192,7 @@ async def test_voice_command_and_stop_listening(make_member):
     await database_sync_to_async(_agent)(owner)
     socket, _ = await hello(await token_for(owner))
 
-    answer = await ask(socket, "voice:command", {"text_fallback": "show me the status of all agents",
-                                                 "language": "en"})
+    answer = await ask(socket, "voice:command", {"text_fallback": "show me the status of all agents", "language": "en"})
     assert answer["type"] == "voice:command", answer
     data = answer["data"]
     assert data["success"] is True and data["transcribed_text"] == "show me the status of all agents"

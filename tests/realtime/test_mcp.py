@@ -1,4 +1,5 @@
 """Seed 002 MCP messages: POST /api/v1/mcp and the /ws/mcp socket."""
+
 from __future__ import annotations
 
 import uuid
@@ -13,9 +14,15 @@ from tests.helpers import assert_envelope
 
 
 def request(method, params=None, source_number=0, target=None):
-    message = {"id": str(uuid.uuid4()), "version": "1.0", "type": "request", "method": method,
-               "params": params or {}, "timestamp": "2026-01-01T00:00:00Z",
-               "source": {"agent_number": source_number, "agent_id": "client"}}
+    message = {
+        "id": str(uuid.uuid4()),
+        "version": "1.0",
+        "type": "request",
+        "method": method,
+        "params": params or {},
+        "timestamp": "2026-01-01T00:00:00Z",
+        "source": {"agent_number": source_number, "agent_id": "client"},
+    }
     if target:
         message["target"] = target
     return message
@@ -24,40 +31,60 @@ def request(method, params=None, source_number=0, target=None):
 @pytest.mark.django_db
 def test_register_store_query_and_state_over_http(member, client_for):
     client = client_for(member)
-    sent = request("agent.register", {"name": "Scout", "capabilities": ["search", "summarize"],
-                                      "voice_commands": [], "config_schema": {}})
+    sent = request(
+        "agent.register",
+        {"name": "Scout", "capabilities": ["search", "summarize"], "voice_commands": [], "config_schema": {}},
+    )
     answer = client.post("/api/v1/mcp", sent, format="json").json()
     assert answer["id"] == sent["id"] and answer["type"] == "response" and answer["version"] == "1.0"
     number = answer["result"]["agent_number"]
     assert answer["result"]["created"] is True
 
-    stored = client.post("/api/v1/mcp", request("memory.store", {
-        "agent_number": number, "memory_type": "fact", "content": {"sky": "blue"}, "tags": ["colour"],
-        "ttl": 3600}), format="json").json()
+    stored = client.post(
+        "/api/v1/mcp",
+        request(
+            "memory.store",
+            {
+                "agent_number": number,
+                "memory_type": "fact",
+                "content": {"sky": "blue"},
+                "tags": ["colour"],
+                "ttl": 3600,
+            },
+        ),
+        format="json",
+    ).json()
     assert stored["type"] == "response" and stored["result"]["expires_at"]
-    queried = client.post("/api/v1/mcp", request("memory.query", {"agent_number": number, "tags": ["colour"]}),
-                          format="json").json()
+    queried = client.post(
+        "/api/v1/mcp", request("memory.query", {"agent_number": number, "tags": ["colour"]}), format="json"
+    ).json()
     assert [m["content"] for m in queried["result"]["memories"]] == [{"sky": "blue"}]
 
-    state = client.post("/api/v1/mcp", request("system.get_state", {"include_agents": True,
-                                                                    "include_performance": True}),
-                        format="json").json()["result"]
+    state = client.post(
+        "/api/v1/mcp", request("system.get_state", {"include_agents": True, "include_performance": True}), format="json"
+    ).json()["result"]
     assert state["agents"]["total"] == 1 and state["agents"]["items"][0]["name"] == "Scout"
     assert "runs_by_status" in state["performance"]
 
-    again = client.post("/api/v1/mcp", request("agent.register", {"agent_number": number, "name": "Scout II",
-                                                                   "capabilities": ["search"]}), format="json").json()
+    again = client.post(
+        "/api/v1/mcp",
+        request("agent.register", {"agent_number": number, "name": "Scout II", "capabilities": ["search"]}),
+        format="json",
+    ).json()
     assert again["result"]["created"] is False and again["result"]["agent_number"] == number
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("message,code", [
-    (request("no.such.method"), -32601),
-    (request("memory.query", {"agent_number": 999}), -32004),
-    (request("memory.query", {"agent_number": "one"}), -32602),
-    (request("workflow.execute", {"workflow_id": "w"}), -32004),
-    ({"version": "1.0", "type": "request", "method": "system.get_state"}, -32600),
-])
+@pytest.mark.parametrize(
+    "message,code",
+    [
+        (request("no.such.method"), -32601),
+        (request("memory.query", {"agent_number": 999}), -32004),
+        (request("memory.query", {"agent_number": "one"}), -32602),
+        (request("workflow.execute", {"workflow_id": "w"}), -32004),
+        ({"version": "1.0", "type": "request", "method": "system.get_state"}, -32600),
+    ],
+)
 def test_mcp_errors_are_mcp_error_messages(owner_client, message, code):
     answer = owner_client.post("/api/v1/mcp", message, format="json")
     assert answer.status_code == 200
@@ -81,9 +108,14 @@ async def test_send_message_reaches_the_target_agents_mcp_socket_and_hub_subscri
     from apps.agents.services import agent_create
 
     member = await database_sync_to_async(make_member)()
-    sender, receiver = [await database_sync_to_async(agent_create)(
-        organization=member.organization, actor=member.user,
-        data={"name": name, "role": "r", "goal": "g", "backstory": "b"}) for name in ("Sender", "Receiver")]
+    sender, receiver = [
+        await database_sync_to_async(agent_create)(
+            organization=member.organization,
+            actor=member.user,
+            data={"name": name, "role": "r", "goal": "g", "backstory": "b"},
+        )
+        for name in ("Sender", "Receiver")
+    ]
     token = await database_sync_to_async(lambda: jwt_for(member.user)["access_token"])()
 
     receiver_socket = WebsocketCommunicator(application, f"/ws/mcp?token={token}")
@@ -101,9 +133,16 @@ async def test_send_message_reaches_the_target_agents_mcp_socket_and_hub_subscri
     sender_socket = WebsocketCommunicator(application, f"/ws/mcp?token={token}")
     assert (await sender_socket.connect())[0]
     await sender_socket.receive_json_from()
-    sent = request("agent.send_message", {"target_agent": receiver.agent_number, "message_type": "greeting",
-                                          "data": {"text": "hello"}, "requires_response": False},
-                   source_number=sender.agent_number)
+    sent = request(
+        "agent.send_message",
+        {
+            "target_agent": receiver.agent_number,
+            "message_type": "greeting",
+            "data": {"text": "hello"},
+            "requires_response": False,
+        },
+        source_number=sender.agent_number,
+    )
     await sender_socket.send_json_to(sent)
     answer = await sender_socket.receive_json_from()
     assert answer["id"] == sent["id"] and answer["result"]["delivered"] is True

@@ -1,6 +1,7 @@
 """The process's event relay (kai_platform/realtime/relay.py): hub and console sockets have no
 channel-layer channel of their own; the process joins each organization group once, with one
 channel, and hands the group's events to its local sockets."""
+
 from __future__ import annotations
 
 import asyncio
@@ -63,8 +64,9 @@ async def test_relayed_events_wait_for_the_client_message_being_handled(amember,
 
     monkeypatch.setattr(consumers.HubConsumer, "_replay", slow_replay)
     monkeypatch.setattr(consumers.HubConsumer, "table_events_after", table_without_live)
-    await communicator.send_json_to({"type": "subscribe",
-                                     "data": {"events": ["note.added"], "last_event_id": missed[0] - 1}})
+    await communicator.send_json_to(
+        {"type": "subscribe", "data": {"events": ["note.added"], "last_event_id": missed[0] - 1}}
+    )
     assert (await receive(communicator))["type"] == "subscription_confirmed"
     seqs = [(await receive(communicator))["seq"] for _ in range(4)]
     assert seqs == missed + [live["seq"]]

@@ -1,5 +1,6 @@
 """Run streams over sockets: execution logs (seed 001) and orchestration runs (seed 003), replayed
 from the start, then live, closing when the run ends — against a real worker."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,9 +24,14 @@ def setup(make_member):
     from apps.agents.services import agent_create
 
     member = make_member()
-    agents = [agent_create(organization=member.organization, actor=member.user,
-                           data={"name": f"A{i}", "role": "Helper", "goal": "Help", "backstory": "Kind."})
-              for i in range(2)]
+    agents = [
+        agent_create(
+            organization=member.organization,
+            actor=member.user,
+            data={"name": f"A{i}", "role": "Helper", "goal": "Help", "backstory": "Kind."},
+        )
+        for i in range(2)
+    ]
     return member, agents, jwt_for(member.user)["access_token"]
 
 
@@ -35,8 +41,13 @@ def start_task(member, agent):
     from apps.runs.models import ExecutionKind
 
     return services.execution_create(
-        organization=member.organization, actor=member.user, kind=ExecutionKind.AGENT_TASK, agent=agent,
-        run_name="stream me", definition={"name": "t", "description": "Explain sockets", "expected_output": "A line"})
+        organization=member.organization,
+        actor=member.user,
+        kind=ExecutionKind.AGENT_TASK,
+        agent=agent,
+        run_name="stream me",
+        definition={"name": "t", "description": "Explain sockets", "expected_output": "A line"},
+    )
 
 
 async def collect_until_closed(socket, timeout=60):
@@ -68,7 +79,8 @@ async def test_execution_log_stream_from_start_to_close(make_member, runs_worker
     replay, code = await collect_until_closed(late)
     assert [m["seq"] for m in replay if m["type"] == "log"] == [m["seq"] for m in logs] and code == 1000
     resumed = WebsocketCommunicator(
-        application, f"/api/v1/execution-logs/{execution.pk}/stream?token={token}&after={logs[0]['seq']}")
+        application, f"/api/v1/execution-logs/{execution.pk}/stream?token={token}&after={logs[0]['seq']}"
+    )
     assert (await resumed.connect())[0]
     rest, _ = await collect_until_closed(resumed)
     assert [m["seq"] for m in rest if m["type"] == "log"] == [m["seq"] for m in logs[1:]]
@@ -90,9 +102,15 @@ async def test_orchestration_stream_executes_and_streams(make_member, runs_worke
 
     member, agents, token = await setup(make_member)
     orchestration = await database_sync_to_async(orchestration_create)(
-        organization=member.organization, actor=member.user,
-        data={"name": "Pipeline", "pattern": "sequential", "agent_ids": [str(a.pk) for a in agents],
-              "config_yaml": "steps: 2\n"})
+        organization=member.organization,
+        actor=member.user,
+        data={
+            "name": "Pipeline",
+            "pattern": "sequential",
+            "agent_ids": [str(a.pk) for a in agents],
+            "config_yaml": "steps: 2\n",
+        },
+    )
     socket = WebsocketCommunicator(application, f"/api/orchestrations/{orchestration.pk}/stream?token={token}")
     assert (await socket.connect())[0]
     ready = await socket.receive_json_from()

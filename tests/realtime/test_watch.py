@@ -1,6 +1,7 @@
 """The process-wide credential watcher (kai_platform/realtime/watch.py): every authenticated socket
 of a process is re-checked in one batch per ``KAI_WS_RECHECK_SECONDS``, closed when its credential
 is revoked or expires, and its connection leases are kept alive meanwhile."""
+
 from __future__ import annotations
 
 import asyncio
@@ -64,8 +65,9 @@ async def test_revoking_one_token_closes_only_its_socket(make_member, settings):
 async def test_the_watcher_keeps_the_connection_leases_alive(amember, settings):
     settings.KAI_WS_RECHECK_SECONDS = 0.2
     communicator, _ = await hello(await token_for(amember))
-    user_key, ip_key = limits._keys(amember.user.pk, communicator.scope["client"][0]
-                                    if communicator.scope.get("client") else "unknown")
+    user_key, ip_key = limits._keys(
+        amember.user.pk, communicator.scope["client"][0] if communicator.scope.get("client") else "unknown"
+    )
     redis = limits._redis()
 
     def scores():

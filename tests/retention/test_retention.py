@@ -1,6 +1,7 @@
 """Retention: the per-organization policy API (owners, plan defaults, the audit floor) and the
 prune — run by a real worker — that removes exactly what is past the policy, in batches of at
 most BATCH rows a statement, and records and audits what it removed."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -36,8 +37,15 @@ def _seed(member, *, days_ago: float, status: str = "COMPLETED") -> dict:
     Execution.objects.filter(pk=child.pk).update(parent=run)
     for execution in (run, child):
         ExecutionLog.objects.create(organization=org, execution=execution, seq=1, message="line", created_at=at)
-        TraceSpan.objects.create(organization=org, execution=execution, trace_id="a" * 32, span_id="b" * 16,
-                                 kind="llm", name="llm", started_at=at)
+        TraceSpan.objects.create(
+            organization=org,
+            execution=execution,
+            trace_id="a" * 32,
+            span_id="b" * 16,
+            kind="llm",
+            name="llm",
+            started_at=at,
+        )
         ExecutionEvent.objects.create(organization=org, execution=execution, to_status=status, at=at)
     stored = make_tenant_object(StoredFile, org, user)
     StoredFile.objects.filter(pk=stored.pk).update(execution_id=run.pk, created_at=at)
@@ -49,21 +57,31 @@ def _seed(member, *, days_ago: float, status: str = "COMPLETED") -> dict:
     AuditEvent.objects.filter(pk=audit.pk).update(created_at=at)
     UsageRollup.objects.filter(pk=usage.pk).update(day=at.date())
     WebhookDelivery.objects.filter(pk=delivery.pk).update(created_at=at)
-    return {"run": run.pk, "child": child.pk, "file": stored.pk, "key": stored.storage_key, "event": event.pk,
-            "audit": audit.pk, "usage": usage.pk, "delivery": delivery.pk}
+    return {
+        "run": run.pk,
+        "child": child.pk,
+        "file": stored.pk,
+        "key": stored.storage_key,
+        "event": event.pk,
+        "audit": audit.pk,
+        "usage": usage.pk,
+        "delivery": delivery.pk,
+    }
 
 
 def _exists(ids: dict) -> dict:
-    return {"run": Execution.objects.filter(pk=ids["run"]).exists(),
-            "child": Execution.objects.filter(pk=ids["child"]).exists(),
-            "logs": ExecutionLog.objects.filter(execution_id__in=[ids["run"], ids["child"]]).exists(),
-            "spans": TraceSpan.objects.filter(execution_id__in=[ids["run"], ids["child"]]).exists(),
-            "file": StoredFile.objects.filter(pk=ids["file"]).exists(),
-            "stored_object": default_storage.exists(ids["key"]),
-            "event": Event.objects.filter(pk=ids["event"]).exists(),
-            "audit": AuditEvent.objects.filter(pk=ids["audit"]).exists(),
-            "usage": UsageRollup.objects.filter(pk=ids["usage"]).exists(),
-            "delivery": WebhookDelivery.objects.filter(pk=ids["delivery"]).exists()}
+    return {
+        "run": Execution.objects.filter(pk=ids["run"]).exists(),
+        "child": Execution.objects.filter(pk=ids["child"]).exists(),
+        "logs": ExecutionLog.objects.filter(execution_id__in=[ids["run"], ids["child"]]).exists(),
+        "spans": TraceSpan.objects.filter(execution_id__in=[ids["run"], ids["child"]]).exists(),
+        "file": StoredFile.objects.filter(pk=ids["file"]).exists(),
+        "stored_object": default_storage.exists(ids["key"]),
+        "event": Event.objects.filter(pk=ids["event"]).exists(),
+        "audit": AuditEvent.objects.filter(pk=ids["audit"]).exists(),
+        "usage": UsageRollup.objects.filter(pk=ids["usage"]).exists(),
+        "delivery": WebhookDelivery.objects.filter(pk=ids["delivery"]).exists(),
+    }
 
 
 @pytest.mark.django_db
@@ -75,9 +93,15 @@ def test_policy_api_plan_defaults_owner_only_and_audit_floor(make_member, client
     assert (body["executions_days"], body["events_days"], body["audit_days"], body["keep"]) == (90, 90, 365, "all")
     assert body["plan"] == "pro" and body["overridden"] == [] and body["audit_min_days"] == 180
 
-    body = client.put("/api/v1/retention", {"executions_days": 14, "keep": "failed_only", "audit_days": 200},
-                      format="json").json()
-    assert (body["executions_days"], body["events_days"], body["audit_days"], body["keep"]) == (14, 90, 200, "failed_only")
+    body = client.put(
+        "/api/v1/retention", {"executions_days": 14, "keep": "failed_only", "audit_days": 200}, format="json"
+    ).json()
+    assert (body["executions_days"], body["events_days"], body["audit_days"], body["keep"]) == (
+        14,
+        90,
+        200,
+        "failed_only",
+    )
     assert body["overridden"] == ["audit_days", "executions_days"]
     row = AuditEvent.objects.get(organization=owner.organization, action="retention.update")
     assert row.after["executions_days"] == 14
@@ -147,8 +171,11 @@ def test_beat_task_prunes_every_organization_on_a_real_worker(make_member, celer
     owners = [make_member(plan="free"), make_member(plan="pro")]
     old = [_seed(owner, days_ago=45) for owner in owners]  # past free's 30 days, not pro's 90
     prune_all.delay()
-    wait_for(lambda: RetentionRun.objects.filter(organization=owners[0].organization).exists(), 30,
-             message="the prune of the free organization")
+    wait_for(
+        lambda: RetentionRun.objects.filter(organization=owners[0].organization).exists(),
+        30,
+        message="the prune of the free organization",
+    )
     assert not _exists(old[0])["run"] and _exists(old[1])["run"]
     counts = Counter(RetentionRun.objects.get(organization=owners[0].organization).counts)
     assert counts["runs.execution"] == 2 and counts["runs.tracespan"] == 2
@@ -175,16 +202,26 @@ def test_dependents_go_by_their_foreign_key_in_statements_of_at_most_batch_rows(
     old, recent = _seed(owner, days_ago=40), _seed(owner, days_ago=5)
     at = timezone.now() - timedelta(days=40)
     org = owner.organization
-    ExecutionLog.objects.bulk_create([ExecutionLog(organization=org, execution_id=pk, seq=seq, message="x",
-                                                   created_at=at)
-                                      for pk in (old["run"], old["child"]) for seq in range(2, 40)])
-    ExecutionLog.objects.bulk_create([ExecutionLog(organization=org, execution_id=recent["run"], seq=seq,
-                                                   message="x", created_at=timezone.now()) for seq in range(2, 40)])
+    ExecutionLog.objects.bulk_create(
+        [
+            ExecutionLog(organization=org, execution_id=pk, seq=seq, message="x", created_at=at)
+            for pk in (old["run"], old["child"])
+            for seq in range(2, 40)
+        ]
+    )
+    ExecutionLog.objects.bulk_create(
+        [
+            ExecutionLog(organization=org, execution_id=recent["run"], seq=seq, message="x", created_at=timezone.now())
+            for seq in range(2, 40)
+        ]
+    )
     statements = _record_statements(monkeypatch)
     monkeypatch.setattr(pruning, "BATCH", 10)
     with CaptureQueriesContext(connection) as queries:
         run = retention_prune(organization=org)
-    log_deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('DELETE FROM "crews_executionlog"')]
+    log_deletes = [
+        q["sql"] for q in queries.captured_queries if q["sql"].startswith('DELETE FROM "crews_executionlog"')
+    ]
     assert all("ctid = ANY(ARRAY(SELECT ctid" in sql and "LIMIT" in sql for sql in log_deletes)
     assert max(statements) == 10 and run.counts["runs.executionlog"] == 2 * 39
     assert not ExecutionLog.objects.filter(execution_id__in=[old["run"], old["child"]]).exists()

@@ -1,5 +1,6 @@
 """POST /api/v1/executions/batch: up to 500 runs in one request and one transaction, each item
 answered as POST /api/v1/executions answers it alone; the created runs run on a real worker."""
+
 import json
 
 import pytest
@@ -16,8 +17,9 @@ runs_worker = crews_conftest.runs_worker  # the real worker fixture of the run-e
 URL = "/api/v1/executions/batch"
 
 
-def test_each_item_is_answered_as_the_single_route_would_and_the_runs_complete(runs_worker, member, client_for,
-                                                                             make_member):
+def test_each_item_is_answered_as_the_single_route_would_and_the_runs_complete(
+    runs_worker, member, client_for, make_member
+):
     client = client_for(member)
     agent = make_agent(member, llm="builtin")
     foreign = make_agent(make_member(), llm="builtin")  # another organization's agent: a 400 for this one
@@ -43,16 +45,24 @@ def test_each_item_is_answered_as_the_single_route_would_and_the_runs_complete(r
             expected = alone.json()
             got = result["error"]
             assert (got["code"], got["type"], got["detail"], got["errors"]) == (
-                expected["code"], expected["type"], expected["detail"], expected["errors"])
+                expected["code"],
+                expected["type"],
+                expected["detail"],
+                expected["errors"],
+            )
             assert "execution" not in result
     ids = [r["execution"]["execution_id"] for r in body["results"] if r["status"] == 202]
     assert Execution.objects.get(pk=ids[1]).run_name == "second"
     # run by the worker through the state machine, each with its audit row
-    wait_for(lambda: Execution.objects.filter(pk__in=ids, status="COMPLETED").count() == 2, 60,
-             message="the batch's runs to complete")
+    wait_for(
+        lambda: Execution.objects.filter(pk__in=ids, status="COMPLETED").count() == 2,
+        60,
+        message="the batch's runs to complete",
+    )
     for pk in ids:
-        assert list(ExecutionEvent.objects.filter(execution_id=pk).order_by("id").values_list("to_status", flat=True)) \
-            == ["PENDING", "PREPARING", "RUNNING", "COMPLETED"]
+        assert list(
+            ExecutionEvent.objects.filter(execution_id=pk).order_by("id").values_list("to_status", flat=True)
+        ) == ["PENDING", "PREPARING", "RUNNING", "COMPLETED"]
         assert AuditEvent.objects.filter(action="execution.create", object_id=str(pk)).count() == 1
 
 
@@ -91,10 +101,16 @@ def test_the_batch_is_one_transaction(member, client_for, monkeypatch):
 def test_viewers_may_not_start_runs_in_batch(make_member, client_for, member):
     viewer = make_member(organization=member.organization, role="viewer")
     agent = make_agent(member)
-    response = client_for(viewer).post(URL, {"executions": [{"agent_id": str(agent.pk), "description": "x"}]},
-                                       format="json")
-    assert response.status_code == client_for(viewer).post(
-        "/api/v1/executions", {"agent_id": str(agent.pk), "description": "x"}, format="json").status_code == 403
+    response = client_for(viewer).post(
+        URL, {"executions": [{"agent_id": str(agent.pk), "description": "x"}]}, format="json"
+    )
+    assert (
+        response.status_code
+        == client_for(viewer)
+        .post("/api/v1/executions", {"agent_id": str(agent.pk), "description": "x"}, format="json")
+        .status_code
+        == 403
+    )
     assert not Execution.objects.exists()
 
 
@@ -112,7 +128,7 @@ def test_the_openapi_document_describes_the_batch_route(tmp_path):
     item = schema["components"]["schemas"][answer]["properties"]["results"]["items"]["$ref"].rsplit("/", 1)[1]
     fields = schema["components"]["schemas"][item]["properties"]
     assert "#/components/schemas/ErrorEnvelope" in json.dumps(fields["error"])
-    assert "#/components/schemas/ExecutionCreated\"" in json.dumps(fields["execution"])
+    assert '#/components/schemas/ExecutionCreated"' in json.dumps(fields["execution"])
     assert set(schema["components"]["schemas"][item]["required"]) == {"index", "status"}
 
 
@@ -154,8 +170,9 @@ def test_each_run_of_a_batch_is_written_as_a_single_post_writes_it(make_member, 
     member = make_member(plan="enterprise")
     client = client_for(member)
     agent = make_agent(member, llm="builtin")
-    alone = client.post("/api/v1/executions", {"agent_id": str(agent.pk), "description": "alone"},
-                        format="json").json()["execution_id"]
+    alone = client.post(
+        "/api/v1/executions", {"agent_id": str(agent.pk), "description": "alone"}, format="json"
+    ).json()["execution_id"]
     items = [{"agent_id": str(agent.pk), "description": f"run {i}", "priority": i % 10} for i in range(30)]
     body = client.post(URL, {"executions": items}, format="json").json()
     ids = [r["execution"]["execution_id"] for r in body["results"]]
@@ -166,19 +183,31 @@ def test_each_run_of_a_batch_is_written_as_a_single_post_writes_it(make_member, 
     for event, item in zip(events, items):
         assert set(event.data) == set(reference.data) and event.data["reason"] == "created"
         assert (event.organization_id, event.agent_id, event.actor_id, event.component) == (
-            reference.organization_id, reference.agent_id, reference.actor_id, reference.component)
+            reference.organization_id,
+            reference.agent_id,
+            reference.actor_id,
+            reference.component,
+        )
         assert event.data["run_name"] == f"{agent.name} - {item['description']}"
     for pk, item in zip(ids, items):
         run = Execution.objects.get(pk=pk)
-        assert (run.status, run.priority, run.definition["description"]) == ("PENDING", item["priority"],
-                                                                             item["description"])
-        assert list(ExecutionEvent.objects.filter(execution_id=pk).values_list("from_status", "to_status", "reason")) \
-            == [("", "PENDING", "created")]
+        assert (run.status, run.priority, run.definition["description"]) == (
+            "PENDING",
+            item["priority"],
+            item["description"],
+        )
+        assert list(
+            ExecutionEvent.objects.filter(execution_id=pk).values_list("from_status", "to_status", "reason")
+        ) == [("", "PENDING", "created")]
         audit = AuditEvent.objects.get(action="execution.create", object_id=pk)
         reference_audit = AuditEvent.objects.get(action="execution.create", object_id=alone)
         assert set(audit.after) == set(reference_audit.after) and audit.after["priority"] == item["priority"]
         assert (audit.actor_id, audit.actor_type, audit.model, audit.request_id != "") == (
-            reference_audit.actor_id, reference_audit.actor_type, reference_audit.model, True)
+            reference_audit.actor_id,
+            reference_audit.actor_type,
+            reference_audit.model,
+            True,
+        )
 
 
 def test_an_invalid_item_writes_nothing_of_its_own(member, client_for):
@@ -187,8 +216,11 @@ def test_an_invalid_item_writes_nothing_of_its_own(member, client_for):
 
     client = client_for(member)
     agent = make_agent(member, llm="builtin")
-    items = [{"agent_id": str(agent.pk), "description": "a"}, {"agent_id": str(agent.pk)},
-             {"agent_id": str(agent.pk), "description": "b", "max_attempts": 99}]
+    items = [
+        {"agent_id": str(agent.pk), "description": "a"},
+        {"agent_id": str(agent.pk)},
+        {"agent_id": str(agent.pk), "description": "b", "max_attempts": 99},
+    ]
     body = client.post(URL, {"executions": items}, format="json").json()
     assert [r["status"] for r in body["results"]] == [202, 400, 400]
     assert body["results"][1]["error"]["errors"][0]["field"] == "description"
@@ -215,8 +247,9 @@ def test_items_past_the_quota_are_answered_429_as_alone_and_the_rest_are_created
     for result in body["results"][4:]:
         error, expected = result["error"], alone.json()
         assert (error["code"], error["type"]) == (expected["code"], expected["type"])
-        assert {k: v for k, v in error["quota"].items() if k not in ("reset_at", "retry_after")} == \
-            {k: v for k, v in expected["quota"].items() if k not in ("reset_at", "retry_after")}
+        assert {k: v for k, v in error["quota"].items() if k not in ("reset_at", "retry_after")} == {
+            k: v for k, v in expected["quota"].items() if k not in ("reset_at", "retry_after")
+        }
     assert Execution.objects.count() == 5 and AuditEvent.objects.filter(action="execution.create").count() == 5
 
 
@@ -225,12 +258,17 @@ def test_a_batch_of_runs_completes_on_a_real_worker(runs_worker, make_member, cl
     member = make_member(plan="enterprise")
     client = client_for(member)
     agent = make_agent(member, llm="builtin")
-    body = client.post(URL, {"executions": [{"agent_id": str(agent.pk), "description": f"n{i}"} for i in range(50)]},
-                       format="json").json()
+    body = client.post(
+        URL, {"executions": [{"agent_id": str(agent.pk), "description": f"n{i}"} for i in range(50)]}, format="json"
+    ).json()
     ids = [r["execution"]["execution_id"] for r in body["results"]]
     assert body["created"] == 50
-    wait_for(lambda: Execution.objects.filter(pk__in=ids, status="COMPLETED").count() == 50, 120,
-             message="the batch's 50 runs to complete")
+    wait_for(
+        lambda: Execution.objects.filter(pk__in=ids, status="COMPLETED").count() == 50,
+        120,
+        message="the batch's 50 runs to complete",
+    )
     for pk in ids[:5]:
-        assert list(ExecutionEvent.objects.filter(execution_id=pk).order_by("id").values_list("to_status", flat=True)) \
-            == ["PENDING", "PREPARING", "RUNNING", "COMPLETED"]
+        assert list(
+            ExecutionEvent.objects.filter(execution_id=pk).order_by("id").values_list("to_status", flat=True)
+        ) == ["PENDING", "PREPARING", "RUNNING", "COMPLETED"]

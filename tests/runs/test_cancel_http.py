@@ -2,6 +2,7 @@
 (its connection is closed, the provider sees it go), not at the next chunk that would come after
 the provider's 30 s wait. Through the real runs worker and the scripted provider server, for the
 OpenAI-compatible and the Anthropic client."""
+
 from __future__ import annotations
 
 import time
@@ -29,8 +30,9 @@ def held_server():
 
 
 @pytest.mark.parametrize("kind", list(PROVIDERS))
-def test_cancel_ends_a_provider_call_waiting_for_its_first_byte(member, client_for, held_server, celery_worker_process,
-                                                                kind):
+def test_cancel_ends_a_provider_call_waiting_for_its_first_byte(
+    member, client_for, held_server, celery_worker_process, kind
+):
     from apps.agents.services import agent_create
 
     spec = PROVIDERS[kind]
@@ -38,14 +40,26 @@ def test_cancel_ends_a_provider_call_waiting_for_its_first_byte(member, client_f
     organization.settings = {**(organization.settings or {}), "network_allowlist": ["127.0.0.1"]}
     organization.save(update_fields=["settings"])
     client = client_for(member)
-    created = client.post("/api/v1/providers", {
-        "name": "held", "provider": spec["provider"], "base_url": f"{held_server.url}{spec['path']}",
-        "api_key": "sk-held-1234", "default_model": spec["model"]}, format="json")
+    created = client.post(
+        "/api/v1/providers",
+        {
+            "name": "held",
+            "provider": spec["provider"],
+            "base_url": f"{held_server.url}{spec['path']}",
+            "api_key": "sk-held-1234",
+            "default_model": spec["model"],
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.content
-    agent = agent_create(organization=organization, actor=member.user,
-                         data={"name": "Slow", "role": "Waiter", "goal": "Wait", "llm": spec["model"]})
-    accepted = client.post("/api/v1/executions", {"agent_id": str(agent.pk), "description": "answer slowly"},
-                           format="json")
+    agent = agent_create(
+        organization=organization,
+        actor=member.user,
+        data={"name": "Slow", "role": "Waiter", "goal": "Wait", "llm": spec["model"]},
+    )
+    accepted = client.post(
+        "/api/v1/executions", {"agent_id": str(agent.pk), "description": "answer slowly"}, format="json"
+    )
     assert accepted.status_code == 202, accepted.content
     pk = accepted.json()["execution_id"]
     assert held_server.holding.wait(60), "the provider call never arrived"

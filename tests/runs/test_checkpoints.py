@@ -2,6 +2,7 @@
 lost answers every completed model call, tool call and task from the log (the provider and the
 tool are not called: here they fail if they are), whichever order parallel branches reach them
 in, and ends with the first attempt's result. Kinds that do not checkpoint write no step."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,9 +20,13 @@ TOOL_PROMPT = 'Compute\n/tool calculator {"expression": "6*7"}'
 def _orchestration_run(member, pattern: str):
     agents = [make_agent(member, name=f"Agent {i}", role=f"Role {i}", tools=["calculator"]) for i in range(3)]
     return services.execution_create(
-        organization=member.organization, actor=member.user, kind=ExecutionKind.ORCHESTRATION,
-        inputs={"input": TOOL_PROMPT}, enqueue=False,  # run in process by the test
-        definition={"pattern": pattern, "agent_ids": [str(a.pk) for a in agents], "config": {}, "name": "Parallel"})
+        organization=member.organization,
+        actor=member.user,
+        kind=ExecutionKind.ORCHESTRATION,
+        inputs={"input": TOOL_PROMPT},
+        enqueue=False,  # run in process by the test
+        definition={"pattern": pattern, "agent_ids": [str(a.pk) for a in agents], "config": {}, "name": "Parallel"},
+    )
 
 
 def _lose_worker(execution_id) -> None:
@@ -46,8 +51,10 @@ def test_a_resumed_orchestration_answers_every_completed_step_from_the_log(membe
     assert lifecycle.run(execution.pk, worker="first") == "completed"
     first = Execution.objects.get(pk=execution.pk)
     steps = ExecutionStep.objects.filter(execution_id=execution.pk)
-    assert steps.filter(kind="tool").count() >= 3 and steps.filter(kind="task").count() == steps.filter(
-        kind="task").values("step").distinct().count()
+    assert (
+        steps.filter(kind="tool").count() >= 3
+        and steps.filter(kind="task").count() == steps.filter(kind="task").values("step").distinct().count()
+    )
     calls = TraceSpan.objects.filter(execution_id=execution.pk, kind="llm").count()
 
     _lose_worker(execution.pk)
@@ -60,8 +67,10 @@ def test_a_resumed_orchestration_answers_every_completed_step_from_the_log(membe
     assert (resumed.tokens_in, resumed.tokens_out, resumed.cost) == (first.tokens_in, first.tokens_out, first.cost)
     assert resumed.result["total_cost"] == first.result["total_cost"]
     assert TraceSpan.objects.filter(execution_id=execution.pk, kind="llm").count() == calls
-    assert TraceSpan.objects.filter(execution_id=execution.pk, kind="task",
-                                    attributes__from_checkpoint=True).count() == steps.filter(kind="task").count()
+    assert (
+        TraceSpan.objects.filter(execution_id=execution.pk, kind="task", attributes__from_checkpoint=True).count()
+        == steps.filter(kind="task").count()
+    )
 
 
 def test_a_task_cut_off_mid_way_resumes_from_its_completed_model_and_tool_calls(member, monkeypatch):
@@ -85,8 +94,11 @@ def test_a_task_cut_off_mid_way_resumes_from_its_completed_model_and_tool_calls(
         yield from real(self, messages, tools, params)
 
     monkeypatch.setattr(BuiltinClient, "stream", counted)
-    monkeypatch.setitem(registry._services, "tool_run", lambda *a, **k: (_ for _ in ()).throw(
-        AssertionError("a completed tool call was run again")))
+    monkeypatch.setitem(
+        registry._services,
+        "tool_run",
+        lambda *a, **k: (_ for _ in ()).throw(AssertionError("a completed tool call was run again")),
+    )
     assert lifecycle.run(execution.pk, worker="second") == "completed"
     resumed = Execution.objects.get(pk=execution.pk)
     assert len(asked) == 1  # only the model call that had not completed
@@ -95,9 +107,14 @@ def test_a_task_cut_off_mid_way_resumes_from_its_completed_model_and_tool_calls(
 
 def test_kinds_that_do_not_checkpoint_write_no_step_and_keep_one_attempt(member):
     agent = make_agent(member)
-    execution = services.execution_create(organization=member.organization, actor=member.user,
-                                          kind=ExecutionKind.AGENT_TASK, agent=agent,
-                                          definition={"description": "Say hello"}, enqueue=False)
+    execution = services.execution_create(
+        organization=member.organization,
+        actor=member.user,
+        kind=ExecutionKind.AGENT_TASK,
+        agent=agent,
+        definition={"description": "Say hello"},
+        enqueue=False,
+    )
     assert execution.max_attempts == 1
     assert lifecycle.run(execution.pk, worker="w") == "completed"
     assert not ExecutionStep.objects.filter(execution_id=execution.pk).exists()
@@ -118,9 +135,14 @@ def test_a_run_the_reaper_gave_to_another_worker_stops_on_its_old_worker_without
     from apps.runs.inflight import registry as inflight
 
     agent = make_agent(member)
-    execution = services.execution_create(organization=member.organization, actor=member.user,
-                                          kind=ExecutionKind.AGENT_TASK, agent=agent,
-                                          definition={"description": "hi"}, enqueue=False)
+    execution = services.execution_create(
+        organization=member.organization,
+        actor=member.user,
+        kind=ExecutionKind.AGENT_TASK,
+        agent=agent,
+        definition={"description": "hi"},
+        enqueue=False,
+    )
     services.execution_transition(execution_id=execution.pk, to="PREPARING", worker="new@host (pid 2)", attempts=2)
     services.execution_transition(execution_id=execution.pk, to="RUNNING")
     stale = inflight.add(execution.pk, worker="old@host (pid 1)")  # the old worker still thinks it holds it

@@ -6,6 +6,7 @@ ended run from one of its steps and reuses the outputs before it.
 The provider is an OpenAI-compatible server in the test whose answer depends on the request (so
 "the same output" means the same calls were answered the same way) and that counts the calls it
 completed: an answer streamed to a peer that died is not a completed call."""
+
 from __future__ import annotations
 
 import hashlib
@@ -55,7 +56,7 @@ class CountingLLM:
                 if held:
                     llm.release.wait(120)
                 digest = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()
-                words = [f"finding-{digest[i:i + 6]}" for i in range(0, 36, 6)]
+                words = [f"finding-{digest[i : i + 6]}" for i in range(0, 36, 6)]
                 base = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
                 try:
                     self.send_response(200)
@@ -63,13 +64,22 @@ class CountingLLM:
                     self.send_header("Connection", "close")
                     self.end_headers()
                     for word in words:
-                        chunk = {**base, "choices": [{"index": 0, "delta": {"content": word + " "},
-                                                      "finish_reason": None}]}
+                        chunk = {
+                            **base,
+                            "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}],
+                        }
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                         self.wfile.flush()
                         time.sleep(0.02)  # a dead peer is noticed before the answer ends
-                    usage = {**base, "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": len(words),
-                                                               "total_tokens": 50 + len(words)}}
+                    usage = {
+                        **base,
+                        "choices": [],
+                        "usage": {
+                            "prompt_tokens": 50,
+                            "completion_tokens": len(words),
+                            "total_tokens": 50 + len(words),
+                        },
+                    }
                     self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
                     self.wfile.flush()
                 except OSError:
@@ -104,34 +114,52 @@ def org(member, client_for, counting_llm):
     organization.settings = {**(organization.settings or {}), "network_allowlist": ["127.0.0.1"]}
     organization.save(update_fields=["plan", "settings"])
     client = client_for(member)
-    provider = client.post("/api/v1/providers", {
-        "name": "local", "provider": "openai", "base_url": f"{counting_llm.url}/v1", "api_key": "sk-local-1234",
-        "default_model": "gpt-4o-mini"}, format="json")
+    provider = client.post(
+        "/api/v1/providers",
+        {
+            "name": "local",
+            "provider": "openai",
+            "base_url": f"{counting_llm.url}/v1",
+            "api_key": "sk-local-1234",
+            "default_model": "gpt-4o-mini",
+        },
+        format="json",
+    )
     assert provider.status_code == 201, provider.content
     return member, client
 
 
 def _start_crew(client) -> str:
-    response = client.post("/api/v1/executions", {"agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML,
-                                                  "inputs": {"topic": "tides"}, "model": "gpt-4o-mini"},
-                           format="json")
+    response = client.post(
+        "/api/v1/executions",
+        {"agents_yaml": AGENTS_YAML, "tasks_yaml": TASKS_YAML, "inputs": {"topic": "tides"}, "model": "gpt-4o-mini"},
+        format="json",
+    )
     assert response.status_code == 202, response.content
     return response.json()["execution_id"]
 
 
 def _ended(execution_id, timeout: float) -> Execution:
-    return wait_for(lambda: (e := Execution.objects.get(pk=execution_id)).is_terminal and e, timeout,
-                    interval=0.05, message=f"run {execution_id} to end")
+    return wait_for(
+        lambda: (e := Execution.objects.get(pk=execution_id)).is_terminal and e,
+        timeout,
+        interval=0.05,
+        message=f"run {execution_id} to end",
+    )
 
 
 def _announced(name: str) -> None:
     redis = get_redis_connection("default")
-    wait_for(lambda: any(True for _ in redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:workers:{name}*")), 120,
-             message=f"worker {name} to announce itself")
+    wait_for(
+        lambda: any(True for _ in redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:workers:{name}*")),
+        120,
+        message=f"worker {name} to announce itself",
+    )
 
 
 def test_sigkill_mid_crew_resumes_on_another_worker_without_repeating_a_completed_model_call(
-        org, counting_llm, tmp_path):
+    org, counting_llm, tmp_path
+):
     _, client = org
     doomed = WorkerProcess("-Q", queues(), "-n", "doomed@%h", "--concurrency", "1")
     survivor = beat = None
@@ -145,8 +173,15 @@ def test_sigkill_mid_crew_resumes_on_another_worker_without_repeating_a_complete
 
         counting_llm.reset(hold=2)  # the provider holds the second call until the worker is dead
         execution_id = _start_crew(client)
-        wait_for(lambda: ExecutionStep.objects.filter(execution_id=execution_id, kind="llm").count() == 1
-                 and counting_llm.started == 2, 60, interval=0.02, message="the second task's model call")
+        wait_for(
+            lambda: (
+                ExecutionStep.objects.filter(execution_id=execution_id, kind="llm").count() == 1
+                and counting_llm.started == 2
+            ),
+            60,
+            interval=0.02,
+            message="the second task's model call",
+        )
         survivor = WorkerProcess("-Q", queues(), "-n", "survivor@%h", "--concurrency", "4")
         beat = BeatProcess(tmp_path)
         _announced("survivor@")
@@ -156,13 +191,19 @@ def test_sigkill_mid_crew_resumes_on_another_worker_without_repeating_a_complete
         killed = time.monotonic()
         counting_llm.release.set()  # its answer now goes to a dead peer
 
-        resumed = wait_for(lambda: (e := Execution.objects.get(pk=execution_id)).worker.startswith("survivor@")
-                           and e, 90, interval=0.1, message="the survivor to resume the run")
+        resumed = wait_for(
+            lambda: (e := Execution.objects.get(pk=execution_id)).worker.startswith("survivor@") and e,
+            90,
+            interval=0.1,
+            message="the survivor to resume the run",
+        )
         time_to_resume = time.monotonic() - killed
         done = _ended(execution_id, 60)
-        print(f"\nSIGKILL mid-crew: {counting_llm.completed} model calls completed for {len(TASKS)} tasks "
-              f"({counting_llm.started} started, 1 cut off by the kill); resumed {time_to_resume:.1f} s after "
-              f"the kill, ended {time.monotonic() - killed:.1f} s after it")
+        print(
+            f"\nSIGKILL mid-crew: {counting_llm.completed} model calls completed for {len(TASKS)} tasks "
+            f"({counting_llm.started} started, 1 cut off by the kill); resumed {time_to_resume:.1f} s after "
+            f"the kill, ended {time.monotonic() - killed:.1f} s after it"
+        )
         assert done.status == "COMPLETED", done.error
         assert done.result == baseline.result
         assert counting_llm.completed == len(TASKS)  # no completed call made twice
@@ -173,8 +214,9 @@ def test_sigkill_mid_crew_resumes_on_another_worker_without_repeating_a_complete
         assert time_to_resume < 45, time_to_resume
         # the resumed attempt took the first task from the log, then logged the other two
         assert done.logs.filter(message="task research_task answered from the run's checkpoint").exists()
-        assert sorted(ExecutionStep.objects.filter(execution_id=execution_id, kind="task")
-                      .values_list("step", flat=True)) == sorted(TASKS)
+        assert sorted(
+            ExecutionStep.objects.filter(execution_id=execution_id, kind="task").values_list("step", flat=True)
+        ) == sorted(TASKS)
     finally:
         doomed.stop(sig=signal.SIGKILL)
         if survivor is not None:
@@ -197,12 +239,15 @@ def test_replay_reuses_the_outputs_before_from_step(org, counting_llm, make_memb
         assert bad.status_code == 400, bad.content
         assert "research_task, analysis_task, report_task" in json.dumps(bad.json())
         other = client_for(make_member("owner"))
-        assert other.post(f"/api/v1/executions/{source.pk}/replay", {"from_step": "analysis_task"},
-                          format="json").status_code == 404
+        assert (
+            other.post(
+                f"/api/v1/executions/{source.pk}/replay", {"from_step": "analysis_task"}, format="json"
+            ).status_code
+            == 404
+        )
 
         counting_llm.reset()
-        response = client.post(f"/api/v1/executions/{source.pk}/replay", {"from_step": "analysis_task"},
-                               format="json")
+        response = client.post(f"/api/v1/executions/{source.pk}/replay", {"from_step": "analysis_task"}, format="json")
         assert response.status_code == 202, response.content
         body = response.json()
         assert body["replayed_from"] == str(source.pk) and body["execution_id"] != str(source.pk)
@@ -220,8 +265,7 @@ def test_replay_reuses_the_outputs_before_from_step(org, counting_llm, make_memb
 def test_replay_refuses_a_run_that_has_not_ended(org):
     _, client = org
     execution_id = _start_crew(client)  # no worker: it stays PENDING
-    response = client.post(f"/api/v1/executions/{execution_id}/replay", {"from_step": "research_task"},
-                           format="json")
+    response = client.post(f"/api/v1/executions/{execution_id}/replay", {"from_step": "research_task"}, format="json")
     assert response.status_code == 409, response.content
 
 

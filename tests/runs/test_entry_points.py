@@ -2,6 +2,7 @@
 the OpenAI-compatible test server, and the same agent with the same input sends the provider the
 same messages (system prompt, user message, tools) whichever way it was called. An agent whose
 monthly budget is spent is refused on every path with the same error, before any provider call."""
+
 from __future__ import annotations
 
 import time
@@ -34,13 +35,31 @@ def setup(member, client_for, llm_server, celery_worker_process):
     organization.settings = {**(organization.settings or {}), "network_allowlist": ["127.0.0.1"]}
     organization.save(update_fields=["settings"])
     client = client_for(member)
-    provider = client.post("/api/v1/providers", {
-        "name": "local", "provider": "openai", "base_url": f"{llm_server.url}/v1", "api_key": "sk-local-1234",
-        "default_model": "gpt-4o-mini"}, format="json")
+    provider = client.post(
+        "/api/v1/providers",
+        {
+            "name": "local",
+            "provider": "openai",
+            "base_url": f"{llm_server.url}/v1",
+            "api_key": "sk-local-1234",
+            "default_model": "gpt-4o-mini",
+        },
+        format="json",
+    )
     assert provider.status_code == 201, provider.content
-    agent = agent_create(organization=organization, actor=member.user, data={
-        "name": "Tides", "role": "Tide expert", "goal": "Explain tides", "backstory": "Knows the sea.",
-        "llm": "gpt-4o-mini", "tools": ["calculator"], "config": {"system_prompt": "Answer in one line."}})
+    agent = agent_create(
+        organization=organization,
+        actor=member.user,
+        data={
+            "name": "Tides",
+            "role": "Tide expert",
+            "goal": "Explain tides",
+            "backstory": "Knows the sea.",
+            "llm": "gpt-4o-mini",
+            "tools": ["calculator"],
+            "config": {"system_prompt": "Answer in one line."},
+        },
+    )
     llm_server.requests.clear()
     return member, client, agent
 
@@ -64,14 +83,16 @@ def _ok(response, *statuses):
 
 # --- the entry points: each starts a run of the agent and returns (execution id, error or None) ----
 
+
 def rest_test(member, client, agent, text):
     response = client.post(f"/api/v1/agents/{agent.pk}/test", {"prompt": text}, format="json")
     return _answer(response)
 
 
 def rest_stream_prompt(member, client, agent, text):
-    return _answer(client.post(f"/api/v1/agents/{agent.pk}/stream-prompt", {"prompt": text, "stream": False},
-                               format="json"))
+    return _answer(
+        client.post(f"/api/v1/agents/{agent.pk}/stream-prompt", {"prompt": text, "stream": False}, format="json")
+    )
 
 
 def rest_task(member, client, agent, text):
@@ -79,15 +100,19 @@ def rest_task(member, client, agent, text):
 
 
 def rest_executions(member, client, agent, text):
-    return _answer(client.post("/api/v1/executions", {"agent_id": str(agent.pk), "description": text},
-                               format="json"))
+    return _answer(client.post("/api/v1/executions", {"agent_id": str(agent.pk), "description": text}, format="json"))
 
 
 def deployment_api(member, client, agent, text):
     from apps.agents.services import deployment_create
 
-    deployment, key = deployment_create(organization=member.organization, actor=member.user, agent=agent,
-                                        name=f"tides {uuid.uuid4().hex[:6]}", channels=["api", "mcp"])
+    deployment, key = deployment_create(
+        organization=member.organization,
+        actor=member.user,
+        agent=agent,
+        name=f"tides {uuid.uuid4().hex[:6]}",
+        channels=["api", "mcp"],
+    )
     public = APIClient(HTTP_AUTHORIZATION=f"Bearer {key}")
     return _answer(public.post(f"/api/v1/deployments/{deployment.pk}/invoke", {"prompt": text}, format="json"))
 
@@ -97,18 +122,31 @@ def deployment_mcp(member, client, agent, text):
     from apps.agents import mcp_channel
     from apps.agents.services import deployment_create
 
-    deployment, _key = deployment_create(organization=member.organization, actor=member.user, agent=agent,
-                                         name=f"tides {uuid.uuid4().hex[:6]}", channels=["mcp"])
+    deployment, _key = deployment_create(
+        organization=member.organization,
+        actor=member.user,
+        agent=agent,
+        name=f"tides {uuid.uuid4().hex[:6]}",
+        channels=["mcp"],
+    )
     return _call(lambda: mcp_channel._invoke(str(deployment.pk), text, None)["execution_id"])
 
 
 def orchestration(member, client, agent, text):
     from apps.crews.services import orchestration_create
 
-    orchestration_ = orchestration_create(organization=member.organization, actor=member.user, data={
-        "name": f"one {uuid.uuid4().hex[:6]}", "pattern": "sequential", "agent_ids": [agent.pk]})
-    body = _ok(client.post(f"/api/v1/orchestrations/{orchestration_.pk}/execute",
-                           {"inputs": {"prompt": text}, "wait_for_completion": False}, format="json"))
+    orchestration_ = orchestration_create(
+        organization=member.organization,
+        actor=member.user,
+        data={"name": f"one {uuid.uuid4().hex[:6]}", "pattern": "sequential", "agent_ids": [agent.pk]},
+    )
+    body = _ok(
+        client.post(
+            f"/api/v1/orchestrations/{orchestration_.pk}/execute",
+            {"inputs": {"prompt": text}, "wait_for_completion": False},
+            format="json",
+        )
+    )
     return _finished(body["execution_id"])
 
 
@@ -117,8 +155,7 @@ def rest_command(member, client, agent, text):
 
 
 def rest_execute(member, client, agent, text):
-    return _answer(client.post(f"/api/v1/agents/{agent.pk}/execute", {"command": {"action": text}},
-                               format="json"))
+    return _answer(client.post(f"/api/v1/agents/{agent.pk}/execute", {"command": {"action": text}}, format="json"))
 
 
 def agent_socket_command(member, client, agent, text):
@@ -133,19 +170,34 @@ def hub_agent_execute(member, client, agent, text):
     from apps.events import client_events
     from kai_platform.tenancy.context import AuthContext
 
-    auth = AuthContext(kind="jwt", organization=member.organization, role=member.role, session_id="s",
-                       expires_at=None, membership=member)
-    ok, body = client_events.run("agent:execute", user=member.user, auth=auth,
-                                 data={"agent_id": str(agent.pk), "command": {"action": text}})
+    auth = AuthContext(
+        kind="jwt",
+        organization=member.organization,
+        role=member.role,
+        session_id="s",
+        expires_at=None,
+        membership=member,
+    )
+    ok, body = client_events.run(
+        "agent:execute", user=member.user, auth=auth, data={"agent_id": str(agent.pk), "command": {"action": text}}
+    )
     return _finished(body["execution_id"]) if ok else (None, body["error_message"])
 
 
 def workflow_step(member, client, agent, text):
     from apps.workflows.services import workflow_create, workflow_start
 
-    workflow, _secret = workflow_create(organization=member.organization, actor=member.user, data={
-        "name": f"flow {uuid.uuid4().hex[:6]}", "definition": {"trigger": {"type": "manual", "conditions": {}}, "steps": [
-            {"id": "s1", "agent_id": str(agent.pk), "action": text, "parameters": {}}]}})
+    workflow, _secret = workflow_create(
+        organization=member.organization,
+        actor=member.user,
+        data={
+            "name": f"flow {uuid.uuid4().hex[:6]}",
+            "definition": {
+                "trigger": {"type": "manual", "conditions": {}},
+                "steps": [{"id": "s1", "agent_id": str(agent.pk), "action": text, "parameters": {}}],
+            },
+        },
+    )
     run = workflow_start(workflow=workflow, actor=member.user, inputs={}, trigger_type="manual")
     parent = _wait_execution(run.execution_id)
     from apps.runs.models import Execution
@@ -157,15 +209,25 @@ def workflow_step(member, client, agent, text):
 def voice(member, client, agent, text):
     from apps.voice.services import voice_process
 
-    return _call(lambda: voice_process(organization=member.organization, actor=member.user, agent=agent,
-                                       text_fallback=f"ask {agent.name} to {text}", execute=True).execution_id)
+    return _call(
+        lambda: (
+            voice_process(
+                organization=member.organization,
+                actor=member.user,
+                agent=agent,
+                text_fallback=f"ask {agent.name} to {text}",
+                execute=True,
+            ).execution_id
+        )
+    )
 
 
 def crew(member, client, agent, text):
-    agents_yaml = f"tides:\n  role: Tide expert\n  goal: Explain tides\n  backstory: Knows the sea.\n  agent_id: {agent.pk}\n"
+    agents_yaml = (
+        f"tides:\n  role: Tide expert\n  goal: Explain tides\n  backstory: Knows the sea.\n  agent_id: {agent.pk}\n"
+    )
     tasks_yaml = f"t1:\n  description: {text}\n  expected_output: one line\n  agent: tides\n"
-    body = _ok(client.post("/api/v1/executions", {"agents_yaml": agents_yaml, "tasks_yaml": tasks_yaml},
-                           format="json"))
+    body = _ok(client.post("/api/v1/executions", {"agents_yaml": agents_yaml, "tasks_yaml": tasks_yaml}, format="json"))
     return _finished(body["execution_id"])
 
 
@@ -195,8 +257,15 @@ def _finished(execution_id):
     return execution.pk, execution.error or None
 
 
-PROMPT_PATHS = [rest_test, rest_stream_prompt, rest_task, rest_executions, deployment_api, deployment_mcp,
-                orchestration]
+PROMPT_PATHS = [
+    rest_test,
+    rest_stream_prompt,
+    rest_task,
+    rest_executions,
+    deployment_api,
+    deployment_mcp,
+    orchestration,
+]
 COMMAND_PATHS = [rest_command, rest_execute, agent_socket_command, hub_agent_execute, workflow_step]
 
 

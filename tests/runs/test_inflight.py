@@ -1,6 +1,7 @@
 """Runs waiting on their model, on a real runs worker: a waiting run holds no database connection
 (runs outnumber a one-connection pool and all wait at once), and a cancel ends the provider call
 itself, not only the run's record of it."""
+
 import time
 
 import pytest
@@ -14,8 +15,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _start(client, agent, latency_ms: int, count: int = 1) -> list[str]:
-    items = [{"agent_id": str(agent.pk), "description": f"wait {i}", "params": {"latency_ms": latency_ms}}
-             for i in range(count)]
+    items = [
+        {"agent_id": str(agent.pk), "description": f"wait {i}", "params": {"latency_ms": latency_ms}}
+        for i in range(count)
+    ]
     response = client.post("/api/v1/executions/batch", {"executions": items}, format="json")
     assert response.status_code == 200 and response.json()["failed"] == 0, response.content
     return [r["execution"]["execution_id"] for r in response.json()["results"]]
@@ -35,12 +38,19 @@ def test_a_waiting_run_holds_no_database_connection(member, client_for):
     try:
         agent = make_agent(member, llm="builtin")
         ids = _start(client_for(member), agent, latency_ms=20000, count=4)
-        wait_for(lambda: Execution.objects.filter(pk__in=ids, status="RUNNING").count() == 4, 15, interval=0.1,
-                 message="4 runs RUNNING at once")
+        wait_for(
+            lambda: Execution.objects.filter(pk__in=ids, status="RUNNING").count() == 4,
+            15,
+            interval=0.1,
+            message="4 runs RUNNING at once",
+        )
         time.sleep(6)  # longer than the pool timeout: still all waiting on the model, none failed
         assert Execution.objects.filter(pk__in=ids, status="RUNNING").count() == 4
-        wait_for(lambda: Execution.objects.filter(pk__in=ids, status="COMPLETED").count() == 4, 60,
-                 message="4 runs COMPLETED")
+        wait_for(
+            lambda: Execution.objects.filter(pk__in=ids, status="COMPLETED").count() == 4,
+            60,
+            message="4 runs COMPLETED",
+        )
     finally:
         worker.stop()
 

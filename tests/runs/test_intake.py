@@ -1,6 +1,7 @@
 """The runs worker's intake: runs taken at the same time are loaded in one query and claimed in
 one statement per organization (apps.runs.intake), with the transitions, events and audit a run
 claimed alone gets; two claimers never take the same run; a cancel requested while queued wins."""
+
 from __future__ import annotations
 
 import threading
@@ -22,15 +23,26 @@ runs_worker = crews_conftest.runs_worker
 
 
 def _create(member, agent, n: int, **fields) -> list[Execution]:
-    return [services.execution_create(organization=member.organization, actor=member.user,
-                                      kind=ExecutionKind.AGENT_TASK, agent=agent,
-                                      definition={"description": f"say {i}"}, enqueue=False, **fields)
-            for i in range(n)]
+    return [
+        services.execution_create(
+            organization=member.organization,
+            actor=member.user,
+            kind=ExecutionKind.AGENT_TASK,
+            agent=agent,
+            definition={"description": f"say {i}"},
+            enqueue=False,
+            **fields,
+        )
+        for i in range(n)
+    ]
 
 
 def _claim_trail(execution_id) -> tuple[list, list]:
-    history = list(ExecutionEvent.objects.filter(execution_id=execution_id).order_by("id")
-                   .values_list("from_status", "to_status", "reason"))
+    history = list(
+        ExecutionEvent.objects.filter(execution_id=execution_id)
+        .order_by("id")
+        .values_list("from_status", "to_status", "reason")
+    )
     events = list(Event.objects.filter(execution_id=execution_id).order_by("id").values_list("type", "data"))
     return history, events
 
@@ -39,18 +51,20 @@ def _without_worker(trail: tuple[list, list], worker: str) -> tuple[list, list]:
     """A trail with the claiming worker's name and the run's id taken out (they differ by design)."""
     history, events = trail
     history = [(f, t, r.replace(worker, "<worker>")) for f, t, r in history]
-    events = [(t, {**d, "execution_id": "<id>", "reason": d["reason"].replace(worker, "<worker>")})
-              for t, d in events]
+    events = [(t, {**d, "execution_id": "<id>", "reason": d["reason"].replace(worker, "<worker>")}) for t, d in events]
     return history, events
 
 
 def test_a_batched_claim_records_and_publishes_what_a_lone_claim_does(member):
     agent = make_agent(member)
     alone, *batch = _create(member, agent, 4)
-    assert services.execution_claim(execution_id=alone.pk, worker="w@h", attempts=1,
-                                    cap=(member.organization.pk, 100))[0] == "claimed"
-    outcomes = claim_many(organization_id=member.organization.pk, execution_ids=[e.pk for e in batch],
-                          worker="w@h", cap=100)
+    assert (
+        services.execution_claim(execution_id=alone.pk, worker="w@h", attempts=1, cap=(member.organization.pk, 100))[0]
+        == "claimed"
+    )
+    outcomes = claim_many(
+        organization_id=member.organization.pk, execution_ids=[e.pk for e in batch], worker="w@h", cap=100
+    )
     assert outcomes == {str(e.pk): "claimed" for e in batch}
     expected = _without_worker(_claim_trail(alone.pk), "w@h")
     ids = []
@@ -61,22 +75,24 @@ def test_a_batched_claim_records_and_publishes_what_a_lone_claim_does(member):
         trail = _claim_trail(execution.pk)
         assert _without_worker(trail, "w@h") == expected
         assert trail[1][1][1]["execution_id"] == str(execution.pk)
-        ids += list(Event.objects.filter(execution_id=execution.pk, type__in=["execution.preparing",
-                                                                              "execution.running"])
-                    .order_by("id").values_list("id", flat=True))
+        ids += list(
+            Event.objects.filter(execution_id=execution.pk, type__in=["execution.preparing", "execution.running"])
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
     # each run's two events in step order, the runs one after another
     assert ids == sorted(ids)
     # a second claim of any of them loses cleanly and publishes nothing
-    assert claim_many(organization_id=member.organization.pk, execution_ids=[batch[0].pk], worker="x",
-                      cap=None) == {str(batch[0].pk): "lost"}
+    assert claim_many(organization_id=member.organization.pk, execution_ids=[batch[0].pk], worker="x", cap=None) == {
+        str(batch[0].pk): "lost"
+    }
     assert Event.objects.filter(execution_id=batch[0].pk).count() == 3
 
 
 def test_a_batched_claim_keeps_the_organizations_cap_highest_priority_first(member):
     agent = make_agent(member)
     runs = _create(member, agent, 3) + _create(member, agent, 2, priority=9)
-    outcomes = claim_many(organization_id=member.organization.pk, execution_ids=[e.pk for e in runs],
-                          worker="w", cap=2)
+    outcomes = claim_many(organization_id=member.organization.pk, execution_ids=[e.pk for e in runs], worker="w", cap=2)
     assert sorted(outcomes.values()) == ["claimed", "claimed", "over_cap", "over_cap", "over_cap"]
     assert {k for k, v in outcomes.items() if v == "claimed"} == {str(e.pk) for e in runs[3:]}
     assert Execution.objects.filter(pk__in=[e.pk for e in runs[:3]], status="PENDING", worker="").count() == 3
@@ -95,8 +111,13 @@ def test_two_claimers_never_claim_the_same_run(member):
 
         barrier.wait()
         try:
-            results[name] = [k for k, v in claim_many(organization_id=member.organization.pk, execution_ids=ids,
-                                                      worker=name, cap=1000).items() if v == "claimed"]
+            results[name] = [
+                k
+                for k, v in claim_many(
+                    organization_id=member.organization.pk, execution_ids=ids, worker=name, cap=1000
+                ).items()
+                if v == "claimed"
+            ]
         finally:
             connection.close()
 
@@ -105,8 +126,11 @@ def test_two_claimers_never_claim_the_same_run(member):
 
         barrier.wait()
         try:
-            results["lone"] = [str(pk) for pk in reversed(ids)
-                               if services.execution_claim(execution_id=pk, worker="lone", attempts=1)[0] == "claimed"]
+            results["lone"] = [
+                str(pk)
+                for pk in reversed(ids)
+                if services.execution_claim(execution_id=pk, worker="lone", attempts=1)[0] == "claimed"
+            ]
         finally:
             connection.close()
 
@@ -128,13 +152,15 @@ def test_a_run_whose_cancel_was_requested_while_queued_is_cancelled_not_claimed(
     agent = make_agent(member)
     flagged, other = _create(member, agent, 2)
     Execution.objects.filter(pk=flagged.pk).update(cancel_requested=True)  # asked while no worker held it
-    assert claim_many(organization_id=member.organization.pk, execution_ids=[flagged.pk, other.pk], worker="w",
-                      cap=None) == {str(flagged.pk): "lost", str(other.pk): "claimed"}
+    assert claim_many(
+        organization_id=member.organization.pk, execution_ids=[flagged.pk, other.pk], worker="w", cap=None
+    ) == {str(flagged.pk): "lost", str(other.pk): "claimed"}
     assert lifecycle.run(flagged.pk, worker="w") == "cancelled"
     flagged.refresh_from_db()
     assert flagged.status == "CANCELLED"
-    assert list(ExecutionEvent.objects.filter(execution_id=flagged.pk).order_by("id")
-                .values_list("to_status", flat=True)) == ["PENDING", "CANCELLED"]
+    assert list(
+        ExecutionEvent.objects.filter(execution_id=flagged.pk).order_by("id").values_list("to_status", flat=True)
+    ) == ["PENDING", "CANCELLED"]
 
 
 def test_runs_the_worker_takes_together_run_as_runs_taken_alone(runs_worker, member):
@@ -154,23 +180,38 @@ def test_runs_the_worker_takes_together_run_as_runs_taken_alone(runs_worker, mem
     finally:
         app.control.add_consumer(settings.KAI_RUNS_QUEUE, destination=[runs_worker.node], reply=True, timeout=30)
     ids = [e.pk for e in runs]
-    wait_for(lambda: Execution.objects.filter(pk__in=ids, status="COMPLETED").count() == len(ids), 60,
-             message="the batch's runs to complete")
+    wait_for(
+        lambda: Execution.objects.filter(pk__in=ids, status="COMPLETED").count() == len(ids),
+        60,
+        message="the batch's runs to complete",
+    )
     runs_worker.wait_idle()
     started = list(Execution.objects.filter(pk__in=ids).values_list("started_at", flat=True))
     assert len(set(started)) < len(started)  # claimed together: one statement, one timestamp
     alone.refresh_from_db()
-    expected = [t for *_, t in ExecutionEvent.objects.filter(execution_id=alone.pk).order_by("id")
-                .values_list("from_status", "to_status")]
+    expected = [
+        t
+        for *_, t in ExecutionEvent.objects.filter(execution_id=alone.pk)
+        .order_by("id")
+        .values_list("from_status", "to_status")
+    ]
     expected_types = list(Event.objects.filter(execution_id=alone.pk).order_by("id").values_list("type", flat=True))
     for pk in ids:
         execution = Execution.objects.get(pk=pk)
         assert (execution.attempts, execution.worker, bool(execution.result)) == (
-            alone.attempts, alone.worker, bool(alone.result))
-        assert [t for *_, t in ExecutionEvent.objects.filter(execution_id=pk).order_by("id")
-                .values_list("from_status", "to_status")] == expected
-        assert list(Event.objects.filter(execution_id=pk).order_by("id").values_list("type", flat=True)) \
-            == expected_types
+            alone.attempts,
+            alone.worker,
+            bool(alone.result),
+        )
+        assert [
+            t
+            for *_, t in ExecutionEvent.objects.filter(execution_id=pk)
+            .order_by("id")
+            .values_list("from_status", "to_status")
+        ] == expected
+        assert (
+            list(Event.objects.filter(execution_id=pk).order_by("id").values_list("type", flat=True)) == expected_types
+        )
         assert AuditEvent.objects.filter(action="execution.create", object_id=str(pk)).count() == 1
         assert execution.tokens_out == alone.tokens_out and execution.tokens_out > 0
     cancelled.refresh_from_db()
@@ -181,14 +222,14 @@ def _context(execution):
     from apps.runs.inflight import RunHandle
     from apps.runs.runner import RunContext
 
-    ctx = RunContext(Execution.objects.select_related("organization", "agent").get(pk=execution.pk),
-                     RunHandle(str(execution.pk)))
+    ctx = RunContext(
+        Execution.objects.select_related("organization", "agent").get(pk=execution.pk), RunHandle(str(execution.pk))
+    )
     ctx.recorder.log("agent started", agent="a")
     span = ctx.recorder.span_start("llm", "builtin", model="builtin")
     ctx.recorder.tokens(tokens_in=3, tokens_out=5, cost=0)
     ctx.recorder.span_end(span)
-    ctx.recorder.usage(agent_id=execution.agent_id, agent_name="A", model="builtin", tokens_in=3, tokens_out=5,
-                       cost=0)
+    ctx.recorder.usage(agent_id=execution.agent_id, agent_name="A", model="builtin", tokens_in=3, tokens_out=5, cost=0)
     ctx.recorder.log("completed")
     return ctx
 
@@ -197,12 +238,22 @@ def _end_trail(execution_id) -> tuple:
     from apps.runs.models import ExecutionLog, TraceSpan
 
     execution = Execution.objects.get(pk=execution_id)
-    return (execution.status, execution.result, execution.tokens_in, execution.tokens_out, execution.log_seq,
-            list(ExecutionLog.objects.filter(execution_id=execution_id).order_by("seq").values_list("seq", "message")),
-            TraceSpan.objects.filter(execution_id=execution_id).count(),
-            [t for *_, t in ExecutionEvent.objects.filter(execution_id=execution_id).order_by("id")
-             .values_list("from_status", "to_status")],
-            list(Event.objects.filter(execution_id=execution_id).order_by("id").values_list("type", flat=True)))
+    return (
+        execution.status,
+        execution.result,
+        execution.tokens_in,
+        execution.tokens_out,
+        execution.log_seq,
+        list(ExecutionLog.objects.filter(execution_id=execution_id).order_by("seq").values_list("seq", "message")),
+        TraceSpan.objects.filter(execution_id=execution_id).count(),
+        [
+            t
+            for *_, t in ExecutionEvent.objects.filter(execution_id=execution_id)
+            .order_by("id")
+            .values_list("from_status", "to_status")
+        ],
+        list(Event.objects.filter(execution_id=execution_id).order_by("id").values_list("type", flat=True)),
+    )
 
 
 def test_runs_ended_together_record_what_a_run_ended_alone_does(member):
@@ -213,8 +264,9 @@ def test_runs_ended_together_record_what_a_run_ended_alone_does(member):
 
     agent = make_agent(member)
     alone, *batch = _create(member, agent, 4)
-    claim_many(organization_id=member.organization.pk, execution_ids=[e.pk for e in [alone, *batch]], worker="w",
-               cap=None)
+    claim_many(
+        organization_id=member.organization.pk, execution_ids=[e.pk for e in [alone, *batch]], worker="w", cap=None
+    )
     ctx = _context(alone)
     with transaction.atomic():  # the way a run always ended alone
         ctx.recorder.flush()
@@ -247,7 +299,8 @@ def test_a_failed_batch_of_ends_gives_each_run_its_entries_back(member, monkeypa
     assert [c.recorder.pending() for c in contexts] == pending
     assert ExecutionLog.objects.filter(execution_id__in=[e.pk for e in runs]).count() == 0
     assert set(Execution.objects.filter(pk__in=[e.pk for e in runs]).values_list("status", "tokens_out")) == {
-        ("RUNNING", 0)}
+        ("RUNNING", 0)
+    }
     monkeypatch.undo()
     assert completion._complete_batch([(c, "hi") for c in contexts]) == [True, True]  # nothing was lost
     assert ExecutionLog.objects.filter(execution_id__in=[e.pk for e in runs]).count() == 4

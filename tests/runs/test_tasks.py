@@ -1,6 +1,7 @@
 """The run engine's Celery tasks: the runs.* names and the names they had under apps.crews are
 both routed to the runs queue, and the runs worker as ``make run`` starts it (``-Q <prefix>.runs``,
 threads pool) runs a message queued under either name."""
+
 import pytest
 from django.conf import settings
 
@@ -34,8 +35,14 @@ def test_the_runs_worker_runs_messages_queued_under_either_name(member):
         agent = make_agent(member)
         runs = []
         for name in ("runs.run_execution", "apps.crews.tasks.run_execution"):
-            execution = execution_create(organization=member.organization, actor=member.user, agent=agent,
-                                         kind=ExecutionKind.AGENT_PROMPT, definition={"prompt": "hi"}, enqueue=False)
+            execution = execution_create(
+                organization=member.organization,
+                actor=member.user,
+                agent=agent,
+                kind=ExecutionKind.AGENT_PROMPT,
+                definition={"prompt": "hi"},
+                enqueue=False,
+            )
             app.send_task(name, args=[str(execution.pk)], queue=settings.KAI_RUNS_QUEUE)
             runs.append(execution.pk)
         wait_for(lambda: Execution.objects.filter(pk__in=runs, status="COMPLETED").count() == 2, 30)

@@ -1,4 +1,5 @@
 """Fixtures of the scheduler tests: a crew and an agent to schedule."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,4 +25,5 @@ def make_schedule(member, crew):
         values = {"name": "Nightly", "cron_expression": "0 9 * * *", "crew": crew.pk, "inputs": {"topic": "AI"}}
         values.update(data)
         return schedule_create(organization=member.organization, actor=member.user, data=values)
+
     return _make

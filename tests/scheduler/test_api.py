@@ -1,4 +1,5 @@
 """Schedules over the API: CRUD with the beat entry kept in step, validation, roles, next runs, run-now."""
+
 import json
 
 import pytest
@@ -19,8 +20,14 @@ def periodic_of(schedule_id) -> PeriodicTask:
 
 
 def test_crud_keeps_the_periodic_task_in_step(owner_client, crew):
-    body = {"name": "Daily Reports", "cron_expression": "0 9 * * 1-5", "timezone": "Europe/Berlin",
-            "crew_id": str(crew.pk), "inputs": {"topic": "AI"}, "enabled": True}
+    body = {
+        "name": "Daily Reports",
+        "cron_expression": "0 9 * * 1-5",
+        "timezone": "Europe/Berlin",
+        "crew_id": str(crew.pk),
+        "inputs": {"topic": "AI"},
+        "enabled": True,
+    }
     response = owner_client.post(URL, body, format="json")
     assert response.status_code == 201, response.content
     data = response.json()
@@ -31,14 +38,20 @@ def test_crud_keeps_the_periodic_task_in_step(owner_client, crew):
     assert periodic.enabled is True
     crontab = periodic.crontab
     assert (crontab.minute, crontab.hour, crontab.day_of_month, crontab.month_of_year, crontab.day_of_week) == (
-        "0", "9", "*", "*", "1-5")
+        "0",
+        "9",
+        "*",
+        "*",
+        "1-5",
+    )
     assert str(crontab.timezone) == "Europe/Berlin"
 
     listing = owner_client.get(URL).json()
     assert listing["total"] == 1 and listing["items"][0]["id"] == data["id"]
 
-    response = owner_client.put(f"{URL}/{data['id']}", {"cron_expression": "*/10 * * * *", "timezone": "UTC",
-                                                         "enabled": False}, format="json")
+    response = owner_client.put(
+        f"{URL}/{data['id']}", {"cron_expression": "*/10 * * * *", "timezone": "UTC", "enabled": False}, format="json"
+    )
     assert response.status_code == 200, response.content
     assert response.json()["name"] == "Daily Reports"  # PUT is partial
     periodic = periodic_of(data["id"])
@@ -58,8 +71,13 @@ def test_crud_keeps_the_periodic_task_in_step(owner_client, crew):
 
 
 def test_agent_task_schedule(owner_client, agent):
-    body = {"name": "Triage", "cron_expression": "*/5 * * * *", "target_type": "agent_task",
-            "agent_id": str(agent.pk), "task": {"description": "Triage the inbox", "expected_output": "A list"}}
+    body = {
+        "name": "Triage",
+        "cron_expression": "*/5 * * * *",
+        "target_type": "agent_task",
+        "agent_id": str(agent.pk),
+        "task": {"description": "Triage the inbox", "expected_output": "A list"},
+    }
     response = owner_client.post(URL, body, format="json")
     assert response.status_code == 201, response.content
     assert response.json()["agent_id"] == str(agent.pk) and response.json()["crew_id"] is None
@@ -69,8 +87,9 @@ def test_agent_task_schedule(owner_client, agent):
 
 @pytest.mark.parametrize("expression", ["61 * * * *", "* * * *", "0 0 * * * *", "every day", "0 0 * * 1#2"])
 def test_invalid_cron_is_a_400_naming_the_field(owner_client, crew, expression):
-    response = owner_client.post(URL, {"name": "x", "cron_expression": expression, "crew_id": str(crew.pk)},
-                                 format="json")
+    response = owner_client.post(
+        URL, {"name": "x", "cron_expression": expression, "crew_id": str(crew.pk)}, format="json"
+    )
     body = assert_envelope(response, 400, "GENERAL_001")
     assert [e["field"] for e in body["errors"]] == ["cron_expression"]
     assert not Schedule.objects.exists() and not PeriodicTask.objects.filter(task="scheduler.fire").exists()
@@ -84,26 +103,39 @@ def test_invalid_cron_on_update_leaves_everything_as_it_was(owner_client, make_s
 
 
 def test_bad_timezone_is_a_400(owner_client, crew):
-    response = owner_client.post(URL, {"name": "x", "cron_expression": "0 9 * * *", "timezone": "Mars/Base",
-                                       "crew_id": str(crew.pk)}, format="json")
+    response = owner_client.post(
+        URL,
+        {"name": "x", "cron_expression": "0 9 * * *", "timezone": "Mars/Base", "crew_id": str(crew.pk)},
+        format="json",
+    )
     assert [e["field"] for e in assert_envelope(response, 400)["errors"]] == ["timezone"]
 
 
 def test_another_organizations_crew_or_agent_is_a_400(owner_client, make_member):
     other = make_member("owner")
     foreign_crew, foreign_agent = make_crew(other), make_agent(other)
-    response = owner_client.post(URL, {"name": "x", "cron_expression": "0 9 * * *",
-                                       "crew_id": str(foreign_crew.pk)}, format="json")
+    response = owner_client.post(
+        URL, {"name": "x", "cron_expression": "0 9 * * *", "crew_id": str(foreign_crew.pk)}, format="json"
+    )
     assert [e["field"] for e in assert_envelope(response, 400)["errors"]] == ["crew_id"]
-    response = owner_client.post(URL, {"name": "x", "cron_expression": "0 9 * * *", "target_type": "agent_task",
-                                       "agent_id": str(foreign_agent.pk), "task": {"description": "d"}},
-                                 format="json")
+    response = owner_client.post(
+        URL,
+        {
+            "name": "x",
+            "cron_expression": "0 9 * * *",
+            "target_type": "agent_task",
+            "agent_id": str(foreign_agent.pk),
+            "task": {"description": "d"},
+        },
+        format="json",
+    )
     assert [e["field"] for e in assert_envelope(response, 400)["errors"]] == ["agent_id"]
 
 
 def test_a_workflow_schedule_needs_workflow_id(owner_client):
-    response = owner_client.post(URL, {"name": "x", "cron_expression": "0 9 * * *", "target_type": "workflow"},
-                                 format="json")
+    response = owner_client.post(
+        URL, {"name": "x", "cron_expression": "0 9 * * *", "target_type": "workflow"}, format="json"
+    )
     body = assert_envelope(response, 400)
     assert body["errors"][0]["field"] == "workflow_id" and "needs workflow_id" in body["errors"][0]["message"]
 
@@ -111,16 +143,18 @@ def test_a_workflow_schedule_needs_workflow_id(owner_client):
 def test_missing_target_and_unknown_fields(owner_client, crew):
     response = owner_client.post(URL, {"name": "x", "cron_expression": "0 9 * * *"}, format="json")
     assert [e["field"] for e in assert_envelope(response, 400)["errors"]] == ["crew_id"]
-    response = owner_client.post(URL, {"name": "x", "cron_expression": "0 9 * * *", "crew_id": str(crew.pk),
-                                       "cron": "x"}, format="json")
+    response = owner_client.post(
+        URL, {"name": "x", "cron_expression": "0 9 * * *", "crew_id": str(crew.pk), "cron": "x"}, format="json"
+    )
     assert [e["field"] for e in assert_envelope(response, 400)["errors"]] == ["cron"]
 
 
 def test_a_crew_schedule_whose_inputs_leave_a_placeholder_unfilled_is_refused(owner_client, crew, make_schedule):
     """A scheduled run would be refused for a missing input (as CrewAI refuses to start), so the
     schedule is refused when it is written, naming every missing placeholder."""
-    response = owner_client.post(URL, {"name": "x", "cron_expression": "0 9 * * *", "crew_id": str(crew.pk),
-                                       "inputs": {}}, format="json")
+    response = owner_client.post(
+        URL, {"name": "x", "cron_expression": "0 9 * * *", "crew_id": str(crew.pk), "inputs": {}}, format="json"
+    )
     errors = assert_envelope(response, 400)["errors"]
     assert [e["field"] for e in errors] == ["inputs"] and "{topic}" in errors[0]["message"]
     schedule = make_schedule()
@@ -164,16 +198,21 @@ def test_roles_humans_write_everyone_reads(make_member, client_for, role):
     owner = make_member("owner", organization=member.organization)
     from apps.scheduler.services import schedule_create
 
-    existing = schedule_create(organization=member.organization, actor=owner.user,
-                               data={"name": "s", "cron_expression": "0 9 * * *", "crew": crew.pk,
-                                     "inputs": {"topic": "AI"}})
+    existing = schedule_create(
+        organization=member.organization,
+        actor=owner.user,
+        data={"name": "s", "cron_expression": "0 9 * * *", "crew": crew.pk, "inputs": {"topic": "AI"}},
+    )
     client = client_for(member)
     assert client.get(URL).status_code == 200
     assert client.get(f"{URL}/{existing.pk}").status_code == 200
     assert client.get(f"{URL}/{existing.pk}/next-runs").status_code == 200
     writes = [
-        client.post(URL, {"name": "x", "cron_expression": "0 9 * * *", "crew_id": str(crew.pk),
-                          "inputs": {"topic": "AI"}}, format="json"),
+        client.post(
+            URL,
+            {"name": "x", "cron_expression": "0 9 * * *", "crew_id": str(crew.pk), "inputs": {"topic": "AI"}},
+            format="json",
+        ),
         client.put(f"{URL}/{existing.pk}", {"name": "y"}, format="json"),
         client.patch(f"{URL}/{existing.pk}/toggle"),
         client.post(f"{URL}/{existing.pk}/run-now"),
@@ -187,11 +226,16 @@ def test_another_organizations_schedule_is_404(owner_client, make_member):
     other = make_member("owner")
     from apps.scheduler.services import schedule_create
 
-    foreign = schedule_create(organization=other.organization, actor=other.user,
-                              data={"name": "s", "cron_expression": "0 9 * * *", "crew": make_crew(other).pk,
-                                    "inputs": {"topic": "AI"}})
-    for response in (owner_client.get(f"{URL}/{foreign.pk}"), owner_client.patch(f"{URL}/{foreign.pk}/toggle"),
-                     owner_client.post(f"{URL}/{foreign.pk}/run-now"),
-                     owner_client.get(f"{URL}/{foreign.pk}/next-runs")):
+    foreign = schedule_create(
+        organization=other.organization,
+        actor=other.user,
+        data={"name": "s", "cron_expression": "0 9 * * *", "crew": make_crew(other).pk, "inputs": {"topic": "AI"}},
+    )
+    for response in (
+        owner_client.get(f"{URL}/{foreign.pk}"),
+        owner_client.patch(f"{URL}/{foreign.pk}/toggle"),
+        owner_client.post(f"{URL}/{foreign.pk}/run-now"),
+        owner_client.get(f"{URL}/{foreign.pk}/next-runs"),
+    ):
         assert_envelope(response, 404)
     assert periodic_of(foreign.pk).enabled is True

@@ -5,6 +5,7 @@ every tick of an every-minute schedule, until two whole minutes have ticked insi
 worker must create exactly one execution per tick. A disabled schedule in the same database must
 never fire.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,11 +33,26 @@ class BeatProcess:
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "kai_platform", "beat", "--loglevel", "INFO",
-             "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile=",
-             "--max-interval", "5"],
-            cwd=BASE_DIR, env=subprocess_env(), start_new_session=True,
-            stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "kai_platform",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--scheduler",
+                "django_celery_beat.schedulers:DatabaseScheduler",
+                "--pidfile=",
+                "--max-interval",
+                "5",
+            ],
+            cwd=BASE_DIR,
+            env=subprocess_env(),
+            start_new_session=True,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self.name = name
 
@@ -89,8 +105,11 @@ def test_two_beats_fire_each_tick_exactly_once(make_schedule, member, tmp_path):
     from apps.events.models import Event
     from apps.scheduler.services import periodic_task_name
 
-    fired = list(Execution.objects.filter(dedupe_key__startswith=f"schedule:{every_minute.pk}:")
-                 .values_list("dedupe_key", flat=True))
+    fired = list(
+        Execution.objects.filter(dedupe_key__startswith=f"schedule:{every_minute.pk}:").values_list(
+            "dedupe_key", flat=True
+        )
+    )
     # both beats really sent every tick, so the worker got each tick at least twice ...
     sends = [beat.sends(periodic_task_name(every_minute)) for beat in beats]
     assert all(n >= 2 for n in sends), f"each beat should have sent the tick task: {sends}"
@@ -109,8 +128,11 @@ def test_two_beats_fire_each_tick_exactly_once(make_schedule, member, tmp_path):
     assert len(expected) >= 2 and set(expected) <= set(got), (expected, got)
     # and nothing outside it: at most the minute the beats started in (beat may send its latest
     # tick on start-up) and the minute they were stopped in
-    window = {started.replace(second=0, microsecond=0).strftime(fmt), *expected,
-              stopped.replace(second=0, microsecond=0).strftime(fmt)}
+    window = {
+        started.replace(second=0, microsecond=0).strftime(fmt),
+        *expected,
+        stopped.replace(second=0, microsecond=0).strftime(fmt),
+    }
     assert set(got) <= window, (sorted(window), got)
     assert not Execution.objects.filter(dedupe_key__startswith=f"schedule:{disabled.pk}:").exists()
     every_minute.refresh_from_db()

@@ -1,4 +1,5 @@
 """Cron arithmetic in the schedule's time zone: DST gaps and repeats, latest tick."""
+
 from datetime import UTC, datetime
 
 from apps.scheduler import cron
@@ -35,8 +36,12 @@ def test_daily_0230_across_fall_back_fires_once():
 
 def test_every_15_minutes_through_the_gap_has_no_duplicates():
     ticks = cron.next_ticks("*/15 * * * *", BERLIN, now=utc(2027, 3, 28, 0, 40), count=4)
-    assert [t.isoformat() for t in ticks] == ["2027-03-28T01:45:00+01:00", "2027-03-28T03:00:00+02:00",
-                                              "2027-03-28T03:15:00+02:00", "2027-03-28T03:30:00+02:00"]
+    assert [t.isoformat() for t in ticks] == [
+        "2027-03-28T01:45:00+01:00",
+        "2027-03-28T03:00:00+02:00",
+        "2027-03-28T03:15:00+02:00",
+        "2027-03-28T03:30:00+02:00",
+    ]
 
 
 def test_latest_tick_in_repeated_hour_is_the_first_occurrence():

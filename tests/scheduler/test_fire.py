@@ -1,4 +1,5 @@
 """The fired task: one execution per tick, whatever the number of beats, deliveries or threads."""
+
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -37,8 +38,12 @@ def test_fire_twice_for_the_same_tick_creates_one_execution(make_schedule):
 
 @pytest.mark.django_db
 def test_fire_for_an_agent_task(make_schedule, agent):
-    schedule = make_schedule(target_type="agent_task", crew=None, agent=agent.pk,
-                             task={"description": "Sum up {topic}", "expected_output": "One line"})
+    schedule = make_schedule(
+        target_type="agent_task",
+        crew=None,
+        agent=agent.pk,
+        task={"description": "Sum up {topic}", "expected_output": "One line"},
+    )
     result = schedule_fire(schedule_id=schedule.pk, now=utc(2026, 5, 1, 9, 0, 3))
     execution = Execution.objects.get(pk=result.execution_id)
     assert execution.kind == "agent_task" and execution.agent_id == agent.pk
@@ -123,8 +128,12 @@ def test_concurrent_fires_of_one_tick_create_one_execution(make_schedule):
 def test_a_fire_commits_its_run_and_both_events_in_one_statement_at_the_end(make_schedule, agent):
     """The schedule is written before the run (its last_execution is checked at commit) and the
     run's execution.pending and schedule.fired are inserted together, in that order."""
-    schedule = make_schedule(target_type="agent_task", crew=None, agent=agent.pk,
-                             task={"description": "Sum up {topic}", "expected_output": "One line"})
+    schedule = make_schedule(
+        target_type="agent_task",
+        crew=None,
+        agent=agent.pk,
+        task={"description": "Sum up {topic}", "expected_output": "One line"},
+    )
     result = tasks.fire(str(schedule.pk), now=utc(2026, 5, 1, 9, 0, 3).isoformat())
     assert result["outcome"] == "fired"
     schedule.refresh_from_db()

@@ -2,6 +2,7 @@
 the service going away (every open connection is cut, new ones are reset at once), ``start()``
 brings it back. The proxy holds its port from creation to ``close()``: no other process can take
 it between an outage and the recovery (a port given back and bound again could be)."""
+
 from __future__ import annotations
 
 import socket

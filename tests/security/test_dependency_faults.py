@@ -2,6 +2,7 @@
 While one is down the API answers 503 ``GENERAL_004`` within 2 s (no hanging request); it
 recovers by itself within 30 s of the service returning; a run accepted before the outage is not
 lost (a worker started afterwards completes it)."""
+
 from __future__ import annotations
 
 import time
@@ -87,14 +88,20 @@ def test_postgres_and_redis_outages_are_503_fast_recover_and_lose_no_run(make_me
     server = LiveServer(**_proxied_urls(pg, redis))
     worker = None
     try:
-        accepted = requests.post(f"{server.url}/api/v1/executions", json={"agents_yaml": CREW_AGENTS,
-                                 "tasks_yaml": CREW_TASKS}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        accepted = requests.post(
+            f"{server.url}/api/v1/executions",
+            json={"agents_yaml": CREW_AGENTS, "tasks_yaml": CREW_TASKS},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
         assert accepted.status_code == 202, accepted.text
         run_id = accepted.json()["id"] if "id" in accepted.json() else accepted.json()["execution_id"]
 
         postgres = _outage(server, token, pg, "Postgres")
         redis_outage = _outage(server, token, redis, "Redis")
-        print(f"dependency faults: postgres {postgres}, redis {redis_outage}, faults injected {pg.faults + redis.faults}")
+        print(
+            f"dependency faults: postgres {postgres}, redis {redis_outage}, faults injected {pg.faults + redis.faults}"
+        )
 
         worker = WorkerProcess(env=subprocess_env())  # the worker talks to the services directly
         worker.wait_alive()

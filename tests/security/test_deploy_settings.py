@@ -1,6 +1,7 @@
 """Deploy settings: production turns on secure cookies, HSTS and HTTPS redirects, takes its allowed
 hosts and CORS origins from the environment only, and the server honours both (``check --deploy``
 clean: tests/kernel/test_settings.py)."""
+
 from __future__ import annotations
 
 import json
@@ -25,21 +26,30 @@ def _production(**env):
 
     from tests.helpers import BASE_DIR
 
-    ambient = {k: v for k, v in os.environ.items()
-               if k not in {"SECRET_KEY", "DEBUG", "DJANGO_ENV", "ALLOWED_HOSTS", "CORS_ALLOWED_ORIGINS",
-                            "CSRF_TRUSTED_ORIGINS"}}
-    result = subprocess.run([sys.executable, "manage.py", "shell", "-c", PRINT_SETTINGS], cwd=BASE_DIR,
-                            env={**ambient, "DJANGO_ENV": "production", "SECRET_KEY": STRONG_KEY,
-                                 "KAI_SECRET_KEYS": FERNET_KEY, **env},
-                            capture_output=True, text=True, timeout=120)
+    ambient = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {"SECRET_KEY", "DEBUG", "DJANGO_ENV", "ALLOWED_HOSTS", "CORS_ALLOWED_ORIGINS", "CSRF_TRUSTED_ORIGINS"}
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", PRINT_SETTINGS],
+        cwd=BASE_DIR,
+        env={**ambient, "DJANGO_ENV": "production", "SECRET_KEY": STRONG_KEY, "KAI_SECRET_KEYS": FERNET_KEY, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_production_cookies_are_secure_and_hosts_and_origins_come_from_the_environment():
-    values = _production(ALLOWED_HOSTS="kai.example.com,api.kai.example.com",
-                         CORS_ALLOWED_ORIGINS="https://app.example.com",
-                         CSRF_TRUSTED_ORIGINS="https://kai.example.com")
+    values = _production(
+        ALLOWED_HOSTS="kai.example.com,api.kai.example.com",
+        CORS_ALLOWED_ORIGINS="https://app.example.com",
+        CSRF_TRUSTED_ORIGINS="https://kai.example.com",
+    )
     assert values["DEBUG"] is False
     assert values["SESSION_COOKIE_SECURE"] is values["CSRF_COOKIE_SECURE"] is True
     assert values["SESSION_COOKIE_HTTPONLY"] is True
@@ -69,17 +79,23 @@ def test_a_host_outside_allowed_hosts_is_refused(owner_client, settings):
 @pytest.mark.django_db
 def test_cors_answers_only_the_configured_origins(owner_client, api_client, settings):
     settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
-    preflight = api_client.options("/api/v1/agents", HTTP_ORIGIN="https://app.example.com",
-                                   HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
-                                   HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type, x-organization")
+    preflight = api_client.options(
+        "/api/v1/agents",
+        HTTP_ORIGIN="https://app.example.com",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type, x-organization",
+    )
     assert preflight["Access-Control-Allow-Origin"] == "https://app.example.com"
-    assert {"authorization", "x-organization"} <= {h.strip() for h in preflight["Access-Control-Allow-Headers"].split(",")}
+    assert {"authorization", "x-organization"} <= {
+        h.strip() for h in preflight["Access-Control-Allow-Headers"].split(",")
+    }
     allowed = owner_client.get("/api/v1/auth/me", HTTP_ORIGIN="https://app.example.com")
     assert allowed["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert "x-ratelimit-remaining" in allowed["Access-Control-Expose-Headers"]
     foreign = owner_client.get("/api/v1/auth/me", HTTP_ORIGIN="https://evil.example")
     assert "Access-Control-Allow-Origin" not in foreign
-    evil_preflight = api_client.options("/api/v1/agents", HTTP_ORIGIN="https://evil.example",
-                                        HTTP_ACCESS_CONTROL_REQUEST_METHOD="DELETE")
+    evil_preflight = api_client.options(
+        "/api/v1/agents", HTTP_ORIGIN="https://evil.example", HTTP_ACCESS_CONTROL_REQUEST_METHOD="DELETE"
+    )
     assert "Access-Control-Allow-Origin" not in evil_preflight
     assert "Access-Control-Allow-Origin" not in owner_client.get("/admin/login/", HTTP_ORIGIN="https://app.example.com")

@@ -1,6 +1,7 @@
 """Through a real daphne process: forwarded headers move the counted client address only when
 the peer is a trusted proxy (HTTP limits, sign-in locks, audit rows, socket caps), and an
 account is locked after five wrong passwords whatever address the sixth comes from."""
+
 from __future__ import annotations
 
 import asyncio
@@ -59,8 +60,9 @@ def _locked_after_five_wrong_passwords(client, member) -> str:
 
 
 async def _hub(server, token, forwarded_for):
-    socket = await websockets.connect(f"{server.ws_url}/api/v1/ws?token={token}",
-                                      additional_headers={"X-Forwarded-For": forwarded_for})
+    socket = await websockets.connect(
+        f"{server.ws_url}/api/v1/ws?token={token}", additional_headers={"X-Forwarded-For": forwarded_for}
+    )
     return socket, json.loads(await asyncio.wait_for(socket.recv(), 10))
 
 
@@ -129,7 +131,8 @@ def test_guessing_api_keys_over_sockets_locks_the_address_for_every_key(untruste
     from apps.accounts.services import api_key_create
 
     member = make_member("owner")
-    _, good = api_key_create(organization=member.organization, created_by=member.user, creator_role="owner",
-                             name="socket key")
+    _, good = api_key_create(
+        organization=member.organization, created_by=member.user, creator_role="owner", name="socket key"
+    )
     answers = asyncio.run(_socket_answers(untrusted, ["kai_abcdefghij_" + "x" * 40] * 20 + [good]))
     assert answers == ["AUTHENTICATION_FAILED"] * 20 + ["RATE_LIMIT_EXCEEDED"]

@@ -1,5 +1,6 @@
 """Fuzzing: schemathesis drives every operation of ``/api-openapi.json`` in-process (WSGI) as an
 owner and as a ``user``; no answer may be a 5xx and every answer must match the schema."""
+
 from __future__ import annotations
 
 import math
@@ -12,9 +13,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 #: total cases over both roles; spread evenly over the operations
 TARGET_CASES = 2000
 #: routes of apps still being built in parallel: held to "no 5xx" only until they land (then drop them here)
-SCHEMA_CHECKED_LATER = ("/api/v1/auth/biometric", "/api/v1/workflows", "/api/v1/approvals", "/api/v1/webhooks",
-                        "/api/v1/quotas", "/api/v1/system", "/api/v1/voice", "/api/v1/console",
-                        "/api/v1/webhook", "/api/v1/runtime/metrics")
+SCHEMA_CHECKED_LATER = (
+    "/api/v1/auth/biometric",
+    "/api/v1/workflows",
+    "/api/v1/approvals",
+    "/api/v1/webhooks",
+    "/api/v1/quotas",
+    "/api/v1/system",
+    "/api/v1/voice",
+    "/api/v1/console",
+    "/api/v1/webhook",
+    "/api/v1/runtime/metrics",
+)
 #: readiness is 503 GENERAL_004 by design while a dependency (here: the Celery worker) is down
 READINESS = "/api/v1/system/health"
 
@@ -39,21 +49,33 @@ def test_every_operation_as_owner_and_user(make_member):
     per_operation = max(1, math.ceil(TARGET_CASES / (2 * len(operations))))
     owner = make_member("owner", plan="enterprise")
     user = make_member("user", plan="enterprise")
-    all_checks = [not_a_server_error, openapi_checks.status_code_conformance,
-                  openapi_checks.content_type_conformance, openapi_checks.response_schema_conformance]
+    all_checks = [
+        not_a_server_error,
+        openapi_checks.status_code_conformance,
+        openapi_checks.content_type_conformance,
+        openapi_checks.response_schema_conformance,
+    ]
     tokens = {}
 
     def token_of(member):
         if member.user.pk not in tokens:
             tokens[member.user.pk] = jwt_for(member.user)["access_token"]
         return tokens[member.user.pk]
+
     cases = 0
     failures: list[str] = []
     started = time.monotonic()
     for member in (owner, user):
         for operation in operations:
-            @settings(max_examples=per_operation, deadline=None, database=None, derandomize=True,
-                      suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+
+            @settings(
+                max_examples=per_operation,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+                phases=[Phase.explicit, Phase.generate],
+            )
             @given(case=operation.as_strategy())
             def run(case):
                 nonlocal cases

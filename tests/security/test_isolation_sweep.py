@@ -3,6 +3,7 @@ tenant route and method, discovered from the URL conf) driven by every outsider 
 second organization's JWT and API key, the same member forging ``X-Organization``, and anonymous
 or garbage credentials — under both API prefixes. At least 500 requests, 0 leaks: an outsider
 gets 404/401/403 only, never sees the first organization's row in a list, and changes nothing."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """Promises that need real server processes: tokens under real concurrency, rate-limit tiers shared by
 two daphne processes, and a web process killed after it accepted a run."""
+
 from __future__ import annotations
 
 import os
@@ -23,12 +24,14 @@ def test_50_parallel_uses_of_one_refresh_token_succeed_exactly_once(make_member)
     member = make_member()
     server = LiveServer()
     try:
-        tokens = requests.post(f"{server.url}/api/v1/auth/login",
-                               json={"email": member.user.email, "password": PASSWORD}, timeout=30).json()
+        tokens = requests.post(
+            f"{server.url}/api/v1/auth/login", json={"email": member.user.email, "password": PASSWORD}, timeout=30
+        ).json()
 
         def use(_):
-            return requests.post(f"{server.url}/api/v1/auth/refresh",
-                                 json={"refresh_token": tokens["refresh_token"]}, timeout=60)
+            return requests.post(
+                f"{server.url}/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}, timeout=60
+            )
 
         with ThreadPoolExecutor(max_workers=PARALLEL_REFRESHES) as pool:
             responses = list(pool.map(use, range(PARALLEL_REFRESHES)))
@@ -37,11 +40,13 @@ def test_50_parallel_uses_of_one_refresh_token_succeed_exactly_once(make_member)
         assert statuses.count(401) == PARALLEL_REFRESHES - 1, statuses
         # the one winner's new pair works; the reused token stays dead
         [winner] = [r.json() for r in responses if r.status_code == 200]
-        me = requests.get(f"{server.url}/api/v1/auth/me",
-                          headers={"Authorization": f"Bearer {winner['access_token']}"}, timeout=30)
+        me = requests.get(
+            f"{server.url}/api/v1/auth/me", headers={"Authorization": f"Bearer {winner['access_token']}"}, timeout=30
+        )
         assert me.status_code == 200
-        again = requests.post(f"{server.url}/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]},
-                              timeout=30)
+        again = requests.post(
+            f"{server.url}/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}, timeout=30
+        )
         assert again.status_code == 401
     finally:
         server.stop()
@@ -53,14 +58,17 @@ def test_rate_limit_tiers_hold_across_two_server_processes(make_member):
     from apps.accounts.services import api_key_create
 
     member = make_member(plan="free")
-    _, key = api_key_create(organization=member.organization, created_by=member.user, creator_role="owner",
-                            name="two servers")
+    _, key = api_key_create(
+        organization=member.organization, created_by=member.user, creator_role="owner", name="two servers"
+    )
     servers = [LiveServer(), LiveServer()]
     try:
         headers = {"Authorization": f"Bearer {key}"}
         with requests.Session() as session:
-            answers = [session.get(f"{servers[i % 2].url}/api/v1/auth/session", headers=headers, timeout=30)
-                       for i in range(126)]
+            answers = [
+                session.get(f"{servers[i % 2].url}/api/v1/auth/session", headers=headers, timeout=30)
+                for i in range(126)
+            ]
         statuses = [r.status_code for r in answers]
         assert statuses == [200] * 120 + [429] * 6, statuses
         assert {r.json()["code"] for r in answers[120:]} == {"GENERAL_002"}
@@ -81,8 +89,12 @@ def test_killing_the_web_process_loses_no_accepted_run(make_member):
     accepted = []
     try:
         for _ in range(3):
-            response = requests.post(f"{server.url}/api/v1/executions", headers=headers, timeout=30,
-                                     json={"agents_yaml": CREW_AGENTS, "tasks_yaml": CREW_TASKS})
+            response = requests.post(
+                f"{server.url}/api/v1/executions",
+                headers=headers,
+                timeout=30,
+                json={"agents_yaml": CREW_AGENTS, "tasks_yaml": CREW_TASKS},
+            )
             assert response.status_code == 202, response.text
             accepted.append(response.json()["execution_id"])
     finally:
@@ -93,8 +105,10 @@ def test_killing_the_web_process_loses_no_accepted_run(make_member):
         worker.wait_alive()
         deadline = time.monotonic() + 60
         while True:
-            states = [requests.get(f"{replacement.url}/api/v1/executions/{run}", headers=headers,
-                                   timeout=30).json()["status"] for run in accepted]
+            states = [
+                requests.get(f"{replacement.url}/api/v1/executions/{run}", headers=headers, timeout=30).json()["status"]
+                for run in accepted
+            ]
             if all(state == "COMPLETED" for state in states):
                 break
             assert time.monotonic() < deadline, states

@@ -2,6 +2,7 @@
 view) a body naming server-owned fields — organization, created_by, id, timestamps, status,
 counters — is either rejected (4xx) or those fields are ignored: the row keeps (or gets) the
 requester's organization and creator, its own id, and counters/status the server chose."""
+
 from __future__ import annotations
 
 import re
@@ -40,15 +41,26 @@ def _protected(model) -> list[str]:
 def _int_fields():
     from django.db import models
 
-    return (models.IntegerField, models.BigIntegerField, models.PositiveIntegerField, models.DecimalField,
-            models.FloatField)
+    return (
+        models.IntegerField,
+        models.BigIntegerField,
+        models.PositiveIntegerField,
+        models.DecimalField,
+        models.FloatField,
+    )
 
 
 def _injection(model, victim, other_user) -> dict:
-    body = {"organization": str(victim.organization.pk), "organization_id": str(victim.organization.pk),
-            "created_by": str(other_user.pk), "id": str(uuid.uuid4()), "created_at": BOGUS_TIME,
-            "updated_at": BOGUS_TIME, "status": "COMPLETED"}
-    for field in (model._meta.concrete_fields if model else ()):
+    body = {
+        "organization": str(victim.organization.pk),
+        "organization_id": str(victim.organization.pk),
+        "created_by": str(other_user.pk),
+        "id": str(uuid.uuid4()),
+        "created_at": BOGUS_TIME,
+        "updated_at": BOGUS_TIME,
+        "status": "COMPLETED",
+    }
+    for field in model._meta.concrete_fields if model else ():
         if isinstance(field, _int_fields()) and COUNTER.search(field.name):
             body[field.name] = BOGUS_NUMBER
     return body
@@ -77,8 +89,9 @@ def test_server_owned_fields_in_bodies_are_ignored_or_rejected(make_member, clie
     me, victim = make_member(plan="enterprise"), make_member()
     client = client_for(me)
     models = _tenant_models()
-    victim_rows = {m: set(m.objects.filter(organization=victim.organization).values_list("pk", flat=True))
-                   for m in models}
+    victim_rows = {
+        m: set(m.objects.filter(organization=victim.organization).values_list("pk", flat=True)) for m in models
+    }
     started = timezone.now()
     injected_ids, bogus_numbers, problems = {}, {}, []
     for index, (route, method) in enumerate(WRITE_ROUTES):
@@ -98,16 +111,20 @@ def test_server_owned_fields_in_bodies_are_ignored_or_rejected(make_member, clie
         before = _row(model, obj.pk) if obj is not None else None
         response = getattr(client, method)(url, body, format="json")
         if response.status_code >= 500:
-            problems.append(
-                f"{label} → {response.status_code}")
+            problems.append(f"{label} → {response.status_code}")
         if obj is not None:
             after = _row(model, obj.pk)
             if after is None:
                 problems.append(f"{label} moved or re-keyed the row")
                 continue
-            changed = {k: (before[k], after[k]) for k in before if k != "updated_at" and before[k] != after[k]
-                       and not (k == "status" and after[k] != "COMPLETED")
-                       and not _moved_by_action(url, k, after[k], body)}
+            changed = {
+                k: (before[k], after[k])
+                for k in before
+                if k != "updated_at"
+                and before[k] != after[k]
+                and not (k == "status" and after[k] != "COMPLETED")
+                and not _moved_by_action(url, k, after[k], body)
+            }
             if changed:
                 problems.append(f"{label} → {response.status_code} changed server-owned {changed}")
 

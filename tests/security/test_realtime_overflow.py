@@ -2,6 +2,7 @@
 discards, it does not queue). A burst far beyond capacity still reaches a subscribed socket complete:
 the socket reads what the layer dropped from the event table. 0 lost, 0 duplicated (an event the layer
 dropped may arrive after a later one that it delivered live; each carries its ``seq``)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,9 @@ def tiny_layer(settings):
 
     config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
     original = channel_layers.backends.get("default")
-    layer = RedisChannelLayer(hosts=config["hosts"], prefix=config["prefix"], capacity=CAPACITY,
-                              expiry=config.get("expiry", 60))
+    layer = RedisChannelLayer(
+        hosts=config["hosts"], prefix=config["prefix"], capacity=CAPACITY, expiry=config.get("expiry", 60)
+    )
     channel_layers.backends["default"] = layer
     yield layer
     if original is not None:
@@ -73,9 +75,11 @@ async def test_capacity_overflow_is_caught_up_from_the_event_table(make_member, 
             with pytest.raises(asyncio.TimeoutError):
                 await recv(socket, timeout=1.5)
         late = sum(1 for before, after in zip(received, received[1:]) if after < before)
-        print(f"realtime overflow: burst {BURST} at capacity {CAPACITY}, received {len(received)}, "
-              f"lost {len(set(published) - set(received))}, duplicated {len(received) - len(set(received))}, "
-              f"caught up late (after a later live one) {late}")
+        print(
+            f"realtime overflow: burst {BURST} at capacity {CAPACITY}, received {len(received)}, "
+            f"lost {len(set(published) - set(received))}, duplicated {len(received) - len(set(received))}, "
+            f"caught up late (after a later live one) {late}"
+        )
         assert len(received) == len(set(received)) == len(published)  # 0 duplicated
         assert sorted(received) == published  # 0 lost
     finally:

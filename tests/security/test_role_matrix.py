@@ -2,6 +2,7 @@
 ``action_roles`` (DESIGN §5), each of the five roles calls each method; a role outside the declared
 set gets the 403 role refusal, a role inside it never does. tests/test_permissions.py holds the seed
 000 rows written out by hand (with success statuses); this covers every route as it lands."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,8 +26,10 @@ RESTRICTED = [r for r in api_routes() if getattr(r.view, "action_roles", None)]
 
 def test_every_declared_role_rule_holds_for_every_role(make_member, client_for):
     owner = make_member("owner", plan="enterprise")
-    clients = {role: client_for(owner if role == Role.OWNER else make_member(role, organization=owner.organization))
-               for role in Role}
+    clients = {
+        role: client_for(owner if role == Role.OWNER else make_member(role, organization=owner.organization))
+        for role in Role
+    }
     sent, wrong = 0, []
     for route in RESTRICTED:
         model = tenant_model_of(route.view)
@@ -47,8 +50,7 @@ def test_every_declared_role_rule_holds_for_every_role(make_member, client_for):
                 for role in sorted(Role, key=lambda r: r in _required(route.view, action)):
                     sent += 1
                     wrong += _check(clients[role], role, method, url, _required(route.view, action))
-    print(f"role matrix: {len(RESTRICTED)} restricted routes × {len(Role)} roles, {sent} requests, "
-          f"{len(wrong)} wrong")
+    print(f"role matrix: {len(RESTRICTED)} restricted routes × {len(Role)} roles, {sent} requests, {len(wrong)} wrong")
     assert not wrong, "\n".join(wrong[:40])
     assert sent >= 200, sent
 

@@ -2,6 +2,7 @@
 rebinding — a name that resolves to a public address when checked and to loopback when connected —
 is refused for the http tool and for provider (SDK) clients, because the guarded client connects only
 to the address it checked."""
+
 from __future__ import annotations
 
 import socket
@@ -57,8 +58,9 @@ def rebinding_dns(monkeypatch):
 def test_http_tool_refuses_dns_rebinding_to_loopback(member, server, rebinding_dns):
     tool = Tool.objects.for_org(member.organization).get(name="http_request")
     with pytest.raises(ToolError, match="refused.*127.0.0.1"):
-        run_tool(tool, {"url": f"http://rebind.example:{server.port}/hello"},
-                 ToolContext(organization=member.organization))
+        run_tool(
+            tool, {"url": f"http://rebind.example:{server.port}/hello"}, ToolContext(organization=member.organization)
+        )
     assert rebinding_dns[0] == PUBLIC and rebinding_dns[-1] == "127.0.0.1", rebinding_dns
 
 
@@ -67,18 +69,25 @@ def test_http_tool_still_reaches_a_public_answer_it_checked(member, server, monk
     member.organization.settings = {"network_allowlist": ["pinned.example"]}
     member.organization.save()
     real = socket.getaddrinfo
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: (
-        [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", int(port)))] if host == "pinned.example"
-        else real(host, port, *a, **k)))
-    result = run_tool(Tool.objects.for_org(member.organization).get(name="http_request"),
-                      {"url": f"http://pinned.example:{server.port}/hello"},
-                      ToolContext(organization=member.organization))
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, port, *a, **k: (
+            [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", int(port)))]
+            if host == "pinned.example"
+            else real(host, port, *a, **k)
+        ),
+    )
+    result = run_tool(
+        Tool.objects.for_org(member.organization).get(name="http_request"),
+        {"url": f"http://pinned.example:{server.port}/hello"},
+        ToolContext(organization=member.organization),
+    )
     assert result["status"] == 200
 
 
 def test_provider_client_refuses_dns_rebinding(server, rebinding_dns):
-    client = get_client("openai", model="m", api_key="k", base_url=f"http://rebind.example:{server.port}/v1",
-                        timeout=5)
+    client = get_client("openai", model="m", api_key="k", base_url=f"http://rebind.example:{server.port}/v1", timeout=5)
     with pytest.raises(Exception) as caught:
         list(client.stream([{"role": "user", "content": "hi"}]))
     assert _blocked(caught.value), repr(caught.value)

@@ -2,6 +2,7 @@
 the bytes it is, never expanded, and is labelled by its content, not by the name the client gave.
 Secrets: a credential's value never appears in error bodies, audit rows, logs or the OpenAPI
 document's examples, and key rotation re-encrypts every stored secret."""
+
 from __future__ import annotations
 
 import io
@@ -33,8 +34,10 @@ def _zip_bomb() -> bytes:
 
 @pytest.fixture
 def media(tmp_path, settings):
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}},
+    }
     return tmp_path
 
 
@@ -66,13 +69,20 @@ def _zip(*names: str) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("names,expected", [
-    (("a.bin",), "application/zip"),
-    (("[Content_Types].xml", "_rels/.rels", "word/document.xml"),
-     "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
-    (("[Content_Types].xml", "_rels/.rels", "xl/workbook.xml"),
-     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
-])
+@pytest.mark.parametrize(
+    "names,expected",
+    [
+        (("a.bin",), "application/zip"),
+        (
+            ("[Content_Types].xml", "_rels/.rels", "word/document.xml"),
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
+        (
+            ("[Content_Types].xml", "_rels/.rels", "xl/workbook.xml"),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ),
+    ],
+)
 def test_zip_containers_are_told_apart_by_their_members(names, expected):
     from apps.files.validation import sniff_content_type
 
@@ -88,9 +98,9 @@ def test_a_secret_never_reaches_error_bodies_audit_rows_or_logs(owner_client, me
     from apps.audit.models import AuditEvent
 
     caplog.set_level(logging.DEBUG)
+
     def body(**extra):
-        return {"service_name": "openai", "credential_type": "api_key", "credential_data": {"value": SECRET},
-                **extra}
+        return {"service_name": "openai", "credential_type": "api_key", "credential_data": {"value": SECRET}, **extra}
 
     created = owner_client.post("/api/v1/credentials", body(), format="json")
     assert created.status_code == 201, created.content
@@ -100,13 +110,20 @@ def test_a_secret_never_reaches_error_bodies_audit_rows_or_logs(owner_client, me
         owner_client.post("/api/v1/credentials", body(credential_type="nonsense"), format="json"),
         owner_client.post("/api/v1/credentials", body(service_name="x" * 500), format="json"),
         owner_client.post("/api/v1/credentials", body(unknown=SECRET), format="json"),
-        owner_client.post("/api/v1/credentials", body(credential_data={"value": SECRET, "extra": SECRET}),
-                          format="json"),
+        owner_client.post(
+            "/api/v1/credentials", body(credential_data={"value": SECRET, "extra": SECRET}), format="json"
+        ),
         owner_client.patch(f"/api/v1/credentials/{credential_id}", body(bogus=1), format="json"),
-        owner_client.post("/api/v1/providers", {"name": "p", "provider": "openai", "api_key": SECRET,
-                                                "base_url": "http://169.254.169.254/v1"}, format="json"),
-        owner_client.post("/api/v1/credentials", f'{{"service_name": "z", "credential_data": {{"value": "{SECRET}"'
-                          .encode(), content_type="application/json"),
+        owner_client.post(
+            "/api/v1/providers",
+            {"name": "p", "provider": "openai", "api_key": SECRET, "base_url": "http://169.254.169.254/v1"},
+            format="json",
+        ),
+        owner_client.post(
+            "/api/v1/credentials",
+            f'{{"service_name": "z", "credential_data": {{"value": "{SECRET}"'.encode(),
+            content_type="application/json",
+        ),
     ]
     for response in error_bodies:
         assert 400 <= response.status_code < 500, (response.status_code, response.content[:200])
@@ -122,8 +139,14 @@ def test_the_openapi_document_carries_no_secret_looking_examples(api_client):
     import re
 
     document = api_client.get("/api-openapi.json").content.decode()
-    patterns = [r"sk-[A-Za-z0-9]{16,}", r"kai_[A-Za-z0-9_-]{20,}", r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
-                r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.", r"AKIA[0-9A-Z]{16}", r"xox[abp]-[0-9A-Za-z-]{10,}"]
+    patterns = [
+        r"sk-[A-Za-z0-9]{16,}",
+        r"kai_[A-Za-z0-9_-]{20,}",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+        r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.",
+        r"AKIA[0-9A-Z]{16}",
+        r"xox[abp]-[0-9A-Za-z-]{10,}",
+    ]
     found = [m.group(0) for p in patterns for m in re.finditer(p, document)]
     assert not found, found
 
@@ -148,11 +171,15 @@ def test_rotation_re_encrypts_every_stored_secret_of_every_organization(make_mem
         member = make_member()
         for i in range(4):
             value = f"value-{member.organization.slug}-{i}"
-            credential = credential_create(organization=member.organization, actor=member.user, name=f"k{i}",
-                                           service_name="openai", value=value)
+            credential = credential_create(
+                organization=member.organization, actor=member.user, name=f"k{i}", service_name="openai", value=value
+            )
             values[credential.pk] = value
-        webhook, secret = webhook_create(organization=member.organization, actor=member.user,
-                                         data={"url": "http://127.0.0.1:9/hook", "events": ["execution.failed"]})
+        webhook, secret = webhook_create(
+            organization=member.organization,
+            actor=member.user,
+            data={"url": "http://127.0.0.1:9/hook", "events": ["execution.failed"]},
+        )
         hooks[webhook.pk] = secret
         flows.append(make_tenant_object(Workflow, member.organization, member.user).pk)
     flow_secrets = {pk: crypto.decrypt(Workflow.objects.get(pk=pk).webhook_secret) for pk in flows}

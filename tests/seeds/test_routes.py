@@ -1,6 +1,7 @@
 """Seed routes and bodies of issue 20 item 6: agent uploads, voice training, ``page``, the free
 test input, ``{task}``, ``mcp_command``, ``after_state``, seed 002 not-found codes, restart on
 the agent socket, a template named like a builtin."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,11 +23,16 @@ def _agent(member, **data):
 def test_unknown_agent_and_workflow_answer_the_seed_codes(member, client_for, make_member):
     client = client_for(member)
     missing = "00000000-0000-4000-8000-000000000000"
-    for path in (f"agents/{missing}", f"agents/{missing}/status", f"agents/{missing}/upload",
-                 f"agents/{missing}/voice"):
+    for path in (
+        f"agents/{missing}",
+        f"agents/{missing}/status",
+        f"agents/{missing}/upload",
+        f"agents/{missing}/voice",
+    ):
         method = client.post if path.endswith(("upload", "voice")) else client.get
-        body = assert_envelope(method(f"{B}/{path}", {}, format="json" if "voice" in path else "multipart"),
-                               404, "AGENT_001")
+        body = assert_envelope(
+            method(f"{B}/{path}", {}, format="json" if "voice" in path else "multipart"), 404, "AGENT_001"
+        )
         assert body["type"] == "not_found"
     assert_envelope(client.post(f"{B}/agents/{missing}/restart"), 404, "AGENT_001")
     assert_envelope(client.post(f"{B}/deploy", {"agent_id": missing}, format="json"), 404, "AGENT_001")
@@ -61,9 +67,11 @@ def test_voice_training_is_used_by_the_next_command(member, client_for, make_mem
     _agent(member, name="Travel Planner")
     before = client.post(f"{B}/voice/process", {"text_fallback": "book me a flight to Rome"}, format="json").json()
     assert before["data"]["intent"]["action"] == "schedule"  # "book" is a built-in schedule verb
-    taught = client.post(f"{B}/voice/train", {"intent": "book_flight",
-                                              "phrases": ["Book me a flight", "fly me to", "book me a flight"]},
-                         format="json")
+    taught = client.post(
+        f"{B}/voice/train",
+        {"intent": "book_flight", "phrases": ["Book me a flight", "fly me to", "book me a flight"]},
+        format="json",
+    )
     assert taught.status_code == 201, taught.content
     assert taught.json()["added"] == 2
     assert taught.json()["intents"] == [{"intent": "book_flight", "phrases": ["book me a flight", "fly me to"]}]
@@ -74,8 +82,12 @@ def test_voice_training_is_used_by_the_next_command(member, client_for, make_mem
     # taught phrases are the organization's own
     other = client_for(make_member())
     assert other.get(f"{B}/voice/train").json() == {"intents": [], "total_phrases": 0}
-    assert other.post(f"{B}/voice/process", {"text_fallback": "fly me to Oslo"},
-                      format="json").json()["data"]["intent"]["action"] != "book_flight"
+    assert (
+        other.post(f"{B}/voice/process", {"text_fallback": "fly me to Oslo"}, format="json").json()["data"]["intent"][
+            "action"
+        ]
+        != "book_flight"
+    )
     assert client.get(f"{B}/voice/train").json()["total_phrases"] == 2
     assert client.get(f"{B}/voice/capabilities").json()["training"] is True
     # bad bodies, roles, forgetting
@@ -96,10 +108,14 @@ def test_agent_test_takes_the_seed_003_free_input(celery_worker_process, member,
         serializer = AgentTestRequestSerializer(data=body)
         return serializer.validated_data if serializer.is_valid() else None
 
-    assert parse({"prompt": "hi", "parameters": {"temperature": 0}}) == {"prompt": "hi",
-                                                                          "parameters": {"temperature": 0}}
+    assert parse({"prompt": "hi", "parameters": {"temperature": 0}}) == {
+        "prompt": "hi",
+        "parameters": {"temperature": 0},
+    }
     assert parse({"query": "What is MCP?", "context": "docs"}) == {
-        "prompt": "What is MCP?", "input": {"query": "What is MCP?", "context": "docs"}}
+        "prompt": "What is MCP?",
+        "input": {"query": "What is MCP?", "context": "docs"},
+    }
     assert parse({"input_data": {"question": "Why?"}})["prompt"] == "Why?"
     assert parse({"a": 1, "b": [2]})["prompt"] == '{"a": 1, "b": [2]}'
     assert parse({}) is None and parse([1]) is None
@@ -115,30 +131,51 @@ def test_agent_test_takes_the_seed_003_free_input(celery_worker_process, member,
 def test_orchestration_execute_takes_task(member, client_for):
     client = client_for(member)
     ids = [str(_agent(member, name=n).pk) for n in ("A", "B")]
-    created = client.post(f"{B}/orchestrations", {"name": "O", "pattern": "sequential", "agent_ids": ids},
-                          format="json").json()
-    accepted = client.post(f"{B}/orchestrations/{created['id']}/execute",
-                           {"task": "Compare two vendors", "wait_for_completion": False}, format="json")
+    created = client.post(
+        f"{B}/orchestrations", {"name": "O", "pattern": "sequential", "agent_ids": ids}, format="json"
+    ).json()
+    accepted = client.post(
+        f"{B}/orchestrations/{created['id']}/execute",
+        {"task": "Compare two vendors", "wait_for_completion": False},
+        format="json",
+    )
     assert accepted.status_code == 202, accepted.content
     assert Execution.objects.get(pk=accepted.json()["execution_id"]).inputs == {"task": "Compare two vendors"}
 
 
 def test_deploy_answers_mcp_command(member, client_for):
     agent = _agent(member, name="Support Bot")
-    body = client_for(member).post(f"{B}/deploy", {"agent_id": str(agent.pk), "channels": ["api", "mcp"],
-                                                   "name": "Support Bot"}, format="json").json()
-    assert body["mcp_command"] == (f"claude mcp add --transport http support-bot {body['mcp_url']} "
-                                   f"--header 'Authorization: Bearer {body['key']}'")
-    api_only = client_for(member).post(f"{B}/deploy", {"agent_id": str(agent.pk), "channels": ["api"]},
-                                       format="json").json()
+    body = (
+        client_for(member)
+        .post(
+            f"{B}/deploy", {"agent_id": str(agent.pk), "channels": ["api", "mcp"], "name": "Support Bot"}, format="json"
+        )
+        .json()
+    )
+    assert body["mcp_command"] == (
+        f"claude mcp add --transport http support-bot {body['mcp_url']} --header 'Authorization: Bearer {body['key']}'"
+    )
+    api_only = (
+        client_for(member).post(f"{B}/deploy", {"agent_id": str(agent.pk), "channels": ["api"]}, format="json").json()
+    )
     assert api_only["mcp_command"] is None and api_only["mcp_url"] is None
 
 
 def test_system_modify_takes_after_state(member, client_for):
     client = client_for(member)
-    response = client.post(f"{B}/system/modify", {
-        "id": "ignored", "type": "system_setting", "description": "dark mode", "before_state": {},
-        "after_state": {"theme": "dark"}, "applied_by": "me", "rollback_available": True}, format="json")
+    response = client.post(
+        f"{B}/system/modify",
+        {
+            "id": "ignored",
+            "type": "system_setting",
+            "description": "dark mode",
+            "before_state": {},
+            "after_state": {"theme": "dark"},
+            "applied_by": "me",
+            "rollback_available": True,
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     assert response.json()["after_state"] == {"theme": "dark"}
     member.organization.refresh_from_db()
@@ -147,9 +184,11 @@ def test_system_modify_takes_after_state(member, client_for):
 
 
 def test_a_new_organization_creates_a_template_named_like_a_builtin(owner_client):
-    body = {"name": "Research Agent Template", "variables": ["task_description", "expected_output"],
-            "template": "You are a research agent. Your task is to {task_description}. Please provide "
-                        "{expected_output}."}
+    body = {
+        "name": "Research Agent Template",
+        "variables": ["task_description", "expected_output"],
+        "template": "You are a research agent. Your task is to {task_description}. Please provide {expected_output}.",
+    }
     created = owner_client.post(f"{B}/templates", body, format="json")
     assert created.status_code == 201, created.content
     names = [t["name"] for t in owner_client.get(f"{B}/templates?limit=100").json()["items"]]

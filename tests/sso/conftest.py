@@ -1,4 +1,5 @@
 """Real identity providers for the SSO tests, each a process of its own on a free port."""
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,9 @@ class OIDCProvider:
         httpx.post(f"{self.url}/control", json={"client_id": CLIENT_ID, **body}, timeout=10).raise_for_status()
 
     def add_user(self, username: str, email: str, password: str = "idp-pass-123", groups=(), name="") -> None:
-        self.control(user={"username": username, "email": email, "password": password, "groups": list(groups),
-                           "name": name})
+        self.control(
+            user={"username": username, "email": email, "password": password, "groups": list(groups), "name": name}
+        )
 
 
 def _rsa_key(path) -> None:
@@ -40,8 +42,9 @@ def _rsa_key(path) -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +54,14 @@ def oidc_idp(tmp_path_factory):
     port = free_port()
     env = subprocess_env(IDP_DB=str(tmp / "idp.sqlite3"), IDP_KEY=str(tmp / "key.pem"))
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    process = subprocess.Popen([sys.executable, "-m", "tests.sso.oidc_idp.serve", str(port), CLIENT_ID, CLIENT_SECRET],
-                               cwd=BASE_DIR, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=open(tmp / "idp.log", "wb"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.sso.oidc_idp.serve", str(port), CLIENT_ID, CLIENT_SECRET],
+        cwd=BASE_DIR,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "idp.log", "wb"),
+    )
     provider = OIDCProvider(url=f"http://localhost:{port}", process=process)
     deadline = time.monotonic() + 30
     while True:
@@ -79,5 +87,8 @@ def idp_sign_in(client: httpx.Client, page: httpx.Response, username: str, passw
     """Fill the IdP's login form the way a person would (CSRF token included)."""
     assert page.status_code == 200 and "csrfmiddlewaretoken" in page.text, page.text[:500]
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    return client.post(str(page.url), data={"csrfmiddlewaretoken": token, "username": username,
-                                            "password": password}, headers={"Referer": str(page.url)})
+    return client.post(
+        str(page.url),
+        data={"csrfmiddlewaretoken": token, "username": username, "password": password},
+        headers={"Referer": str(page.url)},
+    )

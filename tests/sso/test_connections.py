@@ -1,5 +1,6 @@
 """SSO connections API (owner only, secret encrypted and write-only), domain ownership by DNS TXT
 record (an injected resolver) or staff, and the sign-in policy of enforced connections."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,9 +13,15 @@ from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
-BODY = {"protocol": "oidc", "issuer_url": "https://login.acme.test/realms/acme", "client_id": "kai",
-        "client_secret": "s3cret-value-1234", "allowed_domains": ["Acme.test", "@corp.acme.test"],
-        "default_role": "user", "role_mapping": {"admins": "admin"}}
+BODY = {
+    "protocol": "oidc",
+    "issuer_url": "https://login.acme.test/realms/acme",
+    "client_id": "kai",
+    "client_secret": "s3cret-value-1234",
+    "allowed_domains": ["Acme.test", "@corp.acme.test"],
+    "default_role": "user",
+    "role_mapping": {"admins": "admin"},
+}
 
 
 def test_owner_manages_the_connection_secret_stays_encrypted(owner_client, member):
@@ -33,8 +40,9 @@ def test_owner_manages_the_connection_secret_stays_encrypted(owner_client, membe
     listed = owner_client.get("/api/v1/sso/connections").json()
     assert [c["id"] for c in listed["items"]] == [body["id"]]
 
-    updated = owner_client.put(f"/api/v1/sso/connections/{body['id']}", {"enforced": True, "name": "Keycloak"},
-                               format="json")
+    updated = owner_client.put(
+        f"/api/v1/sso/connections/{body['id']}", {"enforced": True, "name": "Keycloak"}, format="json"
+    )
     assert updated.status_code == 200 and updated.json()["enforced"] is True
     row = AuditEvent.objects.filter(action="sso.connection.update").first()
     assert "s3cret" not in str(row.before) + str(row.after)
@@ -60,8 +68,9 @@ def test_bad_bodies_are_refused_with_field_errors(owner_client):
     assert saml.status_code == 400 and "idp_metadata_xml" in saml.content.decode()
     owner_map = owner_client.post("/api/v1/sso/connections", {**BODY, "role_mapping": {"x": "owner"}}, format="json")
     assert owner_map.status_code == 400
-    enforced = owner_client.post("/api/v1/sso/connections", {**BODY, "allowed_domains": [], "enforced": True},
-                                 format="json")
+    enforced = owner_client.post(
+        "/api/v1/sso/connections", {**BODY, "allowed_domains": [], "enforced": True}, format="json"
+    )
     assert enforced.status_code == 400
     assert not SSOConnection.objects.exists()
 
@@ -88,29 +97,34 @@ def test_domains_are_proved_by_dns_txt_record(owner_client, monkeypatch):
     body = owner_client.post("/api/v1/sso/connections", BODY, format="json").json()
     record = body["dns_txt_record"]
     assert record["name"] == "_kai-verification.<domain>" and record["value"].startswith("kai-verification=")
-    resolver = FakeResolver({"_kai-verification.acme.test": ["v=spf1 -all", record["value"]],
-                             "_kai-verification.corp.acme.test": ["kai-verification=someone-else"]})
+    resolver = FakeResolver(
+        {
+            "_kai-verification.acme.test": ["v=spf1 -all", record["value"]],
+            "_kai-verification.corp.acme.test": ["kai-verification=someone-else"],
+        }
+    )
     monkeypatch.setattr(selectors, "_resolver", resolver)
     verified = owner_client.post(f"/api/v1/sso/connections/{body['id']}/verify-domains").json()
     assert verified["verified_domains"] == ["acme.test"] and verified["domains_verified"] is False
     assert ("_kai-verification.acme.test", "TXT") in resolver.asked
     # changing the list drops proofs of domains no longer on it
-    changed = owner_client.put(f"/api/v1/sso/connections/{body['id']}", {"allowed_domains": ["acme.test"]},
-                               format="json").json()
+    changed = owner_client.put(
+        f"/api/v1/sso/connections/{body['id']}", {"allowed_domains": ["acme.test"]}, format="json"
+    ).json()
     assert changed["verified_domains"] == ["acme.test"] and changed["domains_verified"] is True
     assert AuditEvent.objects.filter(action="sso.domain.verify").exists()
 
 
-def test_enforced_connection_refuses_password_sign_in_owners_break_glass(owner_client, member, make_member,
-                                                                        api_client):
+def test_enforced_connection_refuses_password_sign_in_owners_break_glass(owner_client, member, make_member, api_client):
     from apps.stepup import services as stepup
 
     owner_client.post("/api/v1/sso/connections", {**BODY, "enforced": True}, format="json")
     developer = make_member("developer", organization=member.organization)
     developer.user.set_password("dev-pass-12345")
     developer.user.save()
-    refused = api_client.post("/api/v1/auth/login", {"email": developer.user.email, "password": "dev-pass-12345"},
-                              format="json")
+    refused = api_client.post(
+        "/api/v1/auth/login", {"email": developer.user.email, "password": "dev-pass-12345"}, format="json"
+    )
     assert refused.status_code == 403 and refused.json()["sso_login_url"].endswith("/login")
 
     member.user.set_password("owner-pass-12345")
@@ -128,8 +142,12 @@ def test_enforced_connection_refuses_password_sign_in_owners_break_glass(owner_c
     outsider = UserFactory()
     outsider.set_password("outsider-pass-123")
     outsider.save()
-    assert api_client.post("/api/v1/auth/login", {"email": outsider.email, "password": "outsider-pass-123"},
-                           format="json").status_code == 200
+    assert (
+        api_client.post(
+            "/api/v1/auth/login", {"email": outsider.email, "password": "outsider-pass-123"}, format="json"
+        ).status_code
+        == 200
+    )
     assert User.objects.filter(email=developer.user.email, is_active=True).exists()
 
 
@@ -137,11 +155,13 @@ def test_staff_confirm_domains_in_the_admin(member, client):
     from apps.sso.services import connection_create
 
     connection = connection_create(organization=member.organization, actor=member.user, data=BODY)
-    staff = User.objects.create_user(email="ops@example.com", password="ops-pass-12345", is_staff=True,
-                                     is_superuser=True)
+    staff = User.objects.create_user(
+        email="ops@example.com", password="ops-pass-12345", is_staff=True, is_superuser=True
+    )
     client.force_login(staff)
-    response = client.post("/admin/sso/ssoconnection/", {"action": "confirm_domains",
-                                                        "_selected_action": [str(connection.pk)]})
+    response = client.post(
+        "/admin/sso/ssoconnection/", {"action": "confirm_domains", "_selected_action": [str(connection.pk)]}
+    )
     assert response.status_code == 302
     connection.refresh_from_db()
     assert connection.domains_confirmed_by_staff and connection.domains_verified

@@ -1,5 +1,6 @@
 """Signing into the operator console through the OIDC provider, in Debian's headless chromium
 (Playwright, no browser download): platform → IdP login form → callback → admin session."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,9 +17,18 @@ def test_operator_signs_into_the_admin_console_through_oidc(oidc_idp, kai_server
     _browser_or_skip()
     from playwright.sync_api import sync_playwright
 
-    connection = services.connection_create(organization=member.organization, actor=member.user, data={
-        "protocol": "oidc", "issuer_url": oidc_idp.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-        "allowed_domains": ["acme.test"], "default_role": "user"})
+    connection = services.connection_create(
+        organization=member.organization,
+        actor=member.user,
+        data={
+            "protocol": "oidc",
+            "issuer_url": oidc_idp.issuer,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "allowed_domains": ["acme.test"],
+            "default_role": "user",
+        },
+    )
     services.connection_confirm_domains(connection=connection, actor=member.user)
     oidc_idp.control(redirect_uris=[f"{kai_server.url}/sso/oidc/{connection.provider_id}/login/callback/"])
     oidc_idp.add_user("olive", "olive@acme.test", password="idp-pass-123")
@@ -28,8 +38,9 @@ def test_operator_signs_into_the_admin_console_through_oidc(oidc_idp, kai_server
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM,
-                                             args=["--no-sandbox", "--disable-background-networking"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking"]
+        )
         page = browser.new_page()
         page.goto(f"{kai_server.url}/api/v1/auth/sso/{member.organization.slug}/login?mode=console&next=/admin/")
         page.wait_for_selector("#username")

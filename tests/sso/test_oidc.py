@@ -1,5 +1,6 @@
 """OIDC sign-in through a real provider (django-oauth-toolkit in a process of its own) and the real
 platform server (daphne): redirects, state, nonce, PKCE, JIT members, roles from claims."""
+
 from __future__ import annotations
 
 import re
@@ -16,9 +17,17 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def _connection(owner_client, member, idp, **extra) -> SSOConnection:
-    body = {"protocol": "oidc", "issuer_url": idp.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-            "allowed_domains": ["acme.test"], "default_role": "developer", "role_claim": "groups",
-            "role_mapping": {"kai-admins": "admin"}, **extra}
+    body = {
+        "protocol": "oidc",
+        "issuer_url": idp.issuer,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "allowed_domains": ["acme.test"],
+        "default_role": "developer",
+        "role_claim": "groups",
+        "role_mapping": {"kai-admins": "admin"},
+        **extra,
+    }
     response = owner_client.post("/api/v1/sso/connections", body, format="json")
     assert response.status_code == 201, response.json()
     connection = SSOConnection.objects.get(pk=response.json()["id"])
@@ -48,8 +57,9 @@ def test_oidc_sign_in_creates_member_then_role_follows_claims(oidc_idp, kai_serv
 
     tokens = httpx.post(f"{kai_server.url}/api/v1/auth/sso/exchange", json={"code": code}).json()
     assert set(tokens) >= {"access_token", "refresh_token", "expires_in", "token_type", "user_id", "user"}
-    me = httpx.get(f"{kai_server.url}/api/v1/auth/me",
-                   headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()
+    me = httpx.get(
+        f"{kai_server.url}/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    ).json()
     assert me["email"] == "alice@acme.test" and me["role"] == "admin"
     assert me["organization"]["slug"] == member.organization.slug
 
@@ -64,13 +74,21 @@ def test_oidc_sign_in_creates_member_then_role_follows_claims(oidc_idp, kai_serv
     oidc_idp.add_user("alice", "alice@acme.test", groups=[], name="Alice")
     _, second = _sign_in(kai_server, oidc_idp, member, "alice")
     tokens = httpx.post(f"{kai_server.url}/api/v1/auth/sso/exchange", json={"code": second.json()["code"]}).json()
-    me = httpx.get(f"{kai_server.url}/api/v1/auth/me",
-                   headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()
+    me = httpx.get(
+        f"{kai_server.url}/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    ).json()
     assert me["role"] == "developer"
     assert SSOIdentity.objects.filter(connection=connection, email="alice@acme.test").count() == 1
     actions = list(AuditEvent.objects.filter(organization=member.organization).values_list("action", flat=True))
-    for action in ("sso.connection.create", "sso.user.create", "sso.link", "sso.membership.create", "sso.login",
-                   "sso.role.change", "sso.login.refused"):
+    for action in (
+        "sso.connection.create",
+        "sso.user.create",
+        "sso.link",
+        "sso.membership.create",
+        "sso.login",
+        "sso.role.change",
+        "sso.login.refused",
+    ):
         assert action in actions, action
 
 
@@ -94,16 +112,23 @@ def test_api_sign_in_sends_code_to_registered_redirect_uri(oidc_idp, kai_server,
     connection = _connection(owner_client, member, oidc_idp, redirect_uris=["https://app.acme.test/sso/done"])
     oidc_idp.control(redirect_uris=[f"{kai_server.url}/sso/oidc/{connection.provider_id}/login/callback/"])
     oidc_idp.add_user("carol", "carol@acme.test")
-    bad = httpx.get(f"{kai_server.url}/api/v1/auth/sso/{member.organization.slug}/login",
-                    params={"redirect_uri": "https://evil.test/steal"})
+    bad = httpx.get(
+        f"{kai_server.url}/api/v1/auth/sso/{member.organization.slug}/login",
+        params={"redirect_uri": "https://evil.test/steal"},
+    )
     assert bad.status_code == 400
     client = httpx.Client(follow_redirects=True, timeout=20)
-    page = client.get(f"{kai_server.url}/api/v1/auth/sso/{member.organization.slug}/login",
-                      params={"redirect_uri": "https://app.acme.test/sso/done"})
+    page = client.get(
+        f"{kai_server.url}/api/v1/auth/sso/{member.organization.slug}/login",
+        params={"redirect_uri": "https://app.acme.test/sso/done"},
+    )
     client.follow_redirects = False  # follow by hand: stop before the app (it does not exist here)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    response = client.post(str(page.url), data={"csrfmiddlewaretoken": token, "username": "carol",
-                                                "password": "idp-pass-123"}, headers={"Referer": str(page.url)})
+    response = client.post(
+        str(page.url),
+        data={"csrfmiddlewaretoken": token, "username": "carol", "password": "idp-pass-123"},
+        headers={"Referer": str(page.url)},
+    )
     while response.is_redirect and not response.headers["location"].startswith("https://app.acme.test"):
         response = client.get(response.url.join(response.headers["location"]))
     location = response.headers["location"]

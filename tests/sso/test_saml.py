@@ -1,6 +1,7 @@
 """SAML 2.0 sign-in through allauth's SAML provider (python3-saml) against a pysaml2 identity
 provider, through the real server: signed assertions accepted; wrong audience, expired, from the
 future (beyond the 2-minute skew), unsigned, tampered and replayed ones refused."""
+
 from __future__ import annotations
 
 import datetime
@@ -23,10 +24,20 @@ def saml_setup(kai_server, member, tmp_path):
     from tests.sso.saml_idp import self_signed
 
     _, _, cert = self_signed(tmp_path)  # replaced below by the IdP's own
-    connection = services.connection_create(organization=member.organization, actor=member.user, data={
-        "protocol": "saml", "idp_entity_id": ENTITY_ID, "idp_sso_url": SSO_URL, "idp_x509cert": cert,
-        "allowed_domains": ["acme.test"], "default_role": "user", "role_claim": "groups",
-        "role_mapping": {"engineering": "developer"}})
+    connection = services.connection_create(
+        organization=member.organization,
+        actor=member.user,
+        data={
+            "protocol": "saml",
+            "idp_entity_id": ENTITY_ID,
+            "idp_sso_url": SSO_URL,
+            "idp_x509cert": cert,
+            "allowed_domains": ["acme.test"],
+            "default_role": "user",
+            "role_claim": "groups",
+            "role_mapping": {"engineering": "developer"},
+        },
+    )
     services.connection_confirm_domains(connection=connection, actor=member.user)
     metadata = httpx.get(f"{kai_server.url}/sso/saml/{connection.provider_id}/metadata/").text
     assert "AssertionConsumerService" in metadata
@@ -56,8 +67,9 @@ def test_saml_sign_in_and_refused_assertions(kai_server, member, saml_setup):
     done = _post(client, kai_server, connection, signed, relay)
     assert done.status_code == 200, done.text
     tokens = httpx.post(f"{kai_server.url}/api/v1/auth/sso/exchange", json={"code": done.json()["code"]}).json()
-    me = httpx.get(f"{kai_server.url}/api/v1/auth/me",
-                   headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()
+    me = httpx.get(
+        f"{kai_server.url}/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    ).json()
     assert me["email"] == "sam@acme.test" and me["role"] == "developer"
 
     results = {}
@@ -65,9 +77,15 @@ def test_saml_sign_in_and_refused_assertions(kai_server, member, saml_setup):
     results["replayed"] = _post(client, kai_server, connection, signed, relay)
     # wrong audience: a valid signature, made out to another service provider
     client, request, relay = _start(kai_server, member, idp)
-    results["wrong audience"] = _post(client, kai_server, connection,
-                                      idp.response(request, "sam@acme.test", audience="https://other-sp.test"
-                                                   f"/sso/saml/{connection.provider_id}/metadata/"), relay)
+    results["wrong audience"] = _post(
+        client,
+        kai_server,
+        connection,
+        idp.response(
+            request, "sam@acme.test", audience=f"https://other-sp.test/sso/saml/{connection.provider_id}/metadata/"
+        ),
+        relay,
+    )
     # expired: issued 10 minutes ago (5-minute lifetime), past the 2-minute skew
     client, request, relay = _start(kai_server, member, idp)
     with time_machine.travel(datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=10)):
@@ -80,8 +98,9 @@ def test_saml_sign_in_and_refused_assertions(kai_server, member, saml_setup):
     results["issued 3 min in the future"] = _post(client, kai_server, connection, future, relay)
     # unsigned assertion
     client, request, relay = _start(kai_server, member, idp)
-    results["unsigned"] = _post(client, kai_server, connection, idp.response(request, "sam@acme.test", sign=False),
-                                relay)
+    results["unsigned"] = _post(
+        client, kai_server, connection, idp.response(request, "sam@acme.test", sign=False), relay
+    )
     # tampered: the signed assertion's email changed afterwards
     client, request, relay = _start(kai_server, member, idp)
     import base64

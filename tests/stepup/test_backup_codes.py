@@ -2,6 +2,7 @@
 issued with a user's first authenticator, spent on ``auth/biometric/verify`` for the same step-up
 grant an assertion earns, regenerated behind a fresh grant. Real Postgres/Redis, real WebAuthn
 verification (software authenticator)."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,7 @@ def _use(client, code):
 
 def test_the_first_authenticator_comes_with_ten_codes_and_a_second_with_none(member, client_for):
     client = client_for(member)
-    assert client.get(f"{B}/auth/biometric/backup-codes").json() == {"remaining": 0, "total": 0,
-                                                                      "generated_at": None}
+    assert client.get(f"{B}/auth/biometric/backup-codes").json() == {"remaining": 0, "total": 0, "generated_at": None}
     first = _register(client, _authenticator(), "key one")
     assert first.status_code == 201, first.content
     body = first.json()
@@ -84,8 +84,11 @@ def test_a_code_earns_the_grant_once(member, client_for):
     row = AuditEvent.objects.filter(organization=member.organization, action="stepup.grant.backup_code").latest("id")
     assert row.after["backup_codes_remaining"] == 8
     # a code and an assertion in one call is ambiguous
-    assert_envelope(client.post(f"{B}/auth/biometric/verify", {"backup_code": codes[2], "credential": {"id": "x"}},
-                                format="json"), 400, "GENERAL_001")
+    assert_envelope(
+        client.post(f"{B}/auth/biometric/verify", {"backup_code": codes[2], "credential": {"id": "x"}}, format="json"),
+        400,
+        "GENERAL_001",
+    )
 
 
 def test_codes_are_the_users_own(make_member, client_for):
@@ -132,8 +135,7 @@ def test_ten_concurrent_uses_of_one_code_succeed_exactly_once(make_member, clien
     assert statuses.count(200) == 1, statuses
     assert set(statuses) <= {200, 403, 429} and len(statuses) == 10, statuses
     assert BackupCode.objects.filter(user=member.user, used_at__isnull=False).count() == 1
-    assert AuditEvent.objects.filter(organization=member.organization,
-                                     action="stepup.grant.backup_code").count() == 1
+    assert AuditEvent.objects.filter(organization=member.organization, action="stepup.grant.backup_code").count() == 1
 
 
 def test_regenerating_needs_a_fresh_grant_and_replaces_every_code(member, client_for):
@@ -199,8 +201,10 @@ def test_codes_never_reach_audit_rows_or_logs(member, client_for, caplog):
         regenerated = client.post(f"{B}/auth/biometric/backup-codes", {}, format="json").json()["backup_codes"]
         assert _use(client, regenerated[0]).status_code == 200
     logs = "\n".join(r.getMessage() + repr(r.__dict__) for r in caplog.records)
-    rows = json.dumps(list(AuditEvent.objects.filter(organization=member.organization)
-                           .values("action", "before", "after")), default=str)
+    rows = json.dumps(
+        list(AuditEvent.objects.filter(organization=member.organization).values("action", "before", "after")),
+        default=str,
+    )
     assert "stepup.backup_codes.regenerate" in rows and "stepup.grant.backup_code" in rows
     for code in [*codes, *regenerated]:
         for form in (code, code.replace("-", "")):

@@ -1,5 +1,6 @@
 """WebAuthn step-up with a software authenticator (real attestation/assertion, real verifier),
 password re-check grants, and the guard on seed 002's sensitive operations."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,20 +28,25 @@ def _register(client, authenticator, name="key one"):
     assert options.status_code == 200, options.content
     public_key = options.json()["public_key"]
     assert public_key["rp"]["id"] == settings.KAI_WEBAUTHN_RP_ID
-    return client.post(f"{B}/auth/biometric/setup",
-                       {"name": name, "credential": authenticator.create(public_key)}, format="json")
+    return client.post(
+        f"{B}/auth/biometric/setup", {"name": name, "credential": authenticator.create(public_key)}, format="json"
+    )
 
 
 def _assert(client, authenticator, **kwargs):
     options = client.post(f"{B}/auth/biometric/verify", {}, format="json")
     assert options.status_code == 200, options.content
-    return client.post(f"{B}/auth/biometric/verify",
-                       {"credential": authenticator.get(options.json()["public_key"], **kwargs)}, format="json")
+    return client.post(
+        f"{B}/auth/biometric/verify",
+        {"credential": authenticator.get(options.json()["public_key"], **kwargs)},
+        format="json",
+    )
 
 
 def _require_step_up(member, **extra):
-    organization_settings_update(organization=member.organization, actor=member.user,
-                                 changes={"require_step_up": True, **extra})
+    organization_settings_update(
+        organization=member.organization, actor=member.user, changes={"require_step_up": True, **extra}
+    )
     member.organization.refresh_from_db()
 
 
@@ -71,8 +77,11 @@ def test_forged_or_replayed_ceremonies_are_refused(member, client_for):
     authenticator = _authenticator()
     # registration signed for another origin
     options = client.post(f"{B}/auth/biometric/setup", {}, format="json").json()["public_key"]
-    bad = client.post(f"{B}/auth/biometric/setup",
-                      {"credential": authenticator.create(options, origin="https://evil.example")}, format="json")
+    bad = client.post(
+        f"{B}/auth/biometric/setup",
+        {"credential": authenticator.create(options, origin="https://evil.example")},
+        format="json",
+    )
     assert_envelope(bad, 403, "AUTH_002")
     # the challenge was consumed: the same answer cannot be sent again
     again = client.post(f"{B}/auth/biometric/setup", {"credential": authenticator.create(options)}, format="json")
@@ -86,15 +95,23 @@ def test_forged_or_replayed_ceremonies_are_refused(member, client_for):
     assert _assert(client, authenticator, sign_count=5).status_code == 200
     assert_envelope(_assert(client, authenticator, sign_count=5), 403, "AUTH_002")
     # another user's session cannot use this authenticator
-    assert_envelope(client.post(f"{B}/auth/biometric/verify", {"credential": authenticator.get(
-        {"rpId": settings.KAI_WEBAUTHN_RP_ID, "challenge": "AAAA"})}, format="json"), 403, "AUTH_002")
+    assert_envelope(
+        client.post(
+            f"{B}/auth/biometric/verify",
+            {"credential": authenticator.get({"rpId": settings.KAI_WEBAUTHN_RP_ID, "challenge": "AAAA"})},
+            format="json",
+        ),
+        403,
+        "AUTH_002",
+    )
 
 
 def test_sensitive_operations_need_a_fresh_grant_when_the_organization_requires_it(member, client_for):
     client = client_for(member)
     agent = agent_create(organization=member.organization, actor=member.user, data={"name": "Scout"})
-    credential = credential_create(organization=member.organization, actor=member.user, name="gh",
-                                   service_name="github", value="ghp_secret_value")
+    credential = credential_create(
+        organization=member.organization, actor=member.user, name="gh", service_name="github", value="ghp_secret_value"
+    )
     # off by default: no grant needed
     assert client.patch(f"{B}/agents/{agent.pk}", {"goal": "find"}, format="json").status_code == 200
 
@@ -102,9 +119,15 @@ def test_sensitive_operations_need_a_fresh_grant_when_the_organization_requires_
     body = assert_envelope(client.patch(f"{B}/agents/{agent.pk}", {"goal": "x"}, format="json"), 403, "AUTH_002")
     assert body["type"] == "step_up_required" and "password" in body["step_up"]["methods"]
     assert_envelope(client.get(f"{B}/credentials/{credential.pk}/value"), 403, "AUTH_002")
-    assert_envelope(client.post(f"{B}/credentials", {"service_name": "slack", "credential_type": "api_key",
-                                                     "credential_data": {"value": "xoxb"}}, format="json"),
-                    403, "AUTH_002")
+    assert_envelope(
+        client.post(
+            f"{B}/credentials",
+            {"service_name": "slack", "credential_type": "api_key", "credential_data": {"value": "xoxb"}},
+            format="json",
+        ),
+        403,
+        "AUTH_002",
+    )
     assert_envelope(client.delete(f"{B}/credentials/{credential.pk}"), 403, "AUTH_002")
     # reading stays open
     assert client.get(f"{B}/agents/{agent.pk}").status_code == 200
@@ -134,8 +157,9 @@ def test_sensitive_operations_need_a_fresh_grant_when_the_organization_requires_
     assert client.delete(f"{B}/auth/step-up").status_code == 204
     state = client.get(f"{B}/auth/step-up").json()
     assert state["required"] is True and state["granted"] is False
-    assert_envelope(client.post(f"{B}/config/system", {"settings": {"require_step_up": False}}, format="json"),
-                    403, "AUTH_002")
+    assert_envelope(
+        client.post(f"{B}/config/system", {"settings": {"require_step_up": False}}, format="json"), 403, "AUTH_002"
+    )
 
 
 def test_password_fallback_can_be_turned_off_and_grants_expire(member, client_for, settings):
@@ -161,7 +185,9 @@ def test_wrong_passwords_are_limited(member, client_for):
     client = client_for(member)
     for _ in range(5):
         assert_envelope(client.post(f"{B}/auth/step-up/password", {"password": "nope"}, format="json"), 403)
-    assert_envelope(client.post(f"{B}/auth/step-up/password", {"password": PASSWORD}, format="json"), 429, "GENERAL_002")
+    assert_envelope(
+        client.post(f"{B}/auth/step-up/password", {"password": PASSWORD}, format="json"), 429, "GENERAL_002"
+    )
 
 
 def test_authenticators_are_the_users_own(make_member, client_for):
@@ -172,7 +198,9 @@ def test_authenticators_are_the_users_own(make_member, client_for):
     assert bob_client.get(f"{B}/auth/biometric/credentials").json()["items"] == []
     assert_envelope(bob_client.delete(f"{B}/auth/biometric/credentials/{ann_key['id']}"), 404)
     # bob has no authenticator: verify options say how to proceed instead
-    assert_envelope(bob_client.post(f"{B}/auth/biometric/verify", {}, format="json"), 409, "GENERAL_001")  # the account has none (its state)
+    assert_envelope(
+        bob_client.post(f"{B}/auth/biometric/verify", {}, format="json"), 409, "GENERAL_001"
+    )  # the account has none (its state)
     assert ann_client.delete(f"{B}/auth/biometric/credentials/{ann_key['id']}").status_code == 204
     assert not WebAuthnCredential.objects.filter(user=ann.user).exists()
 
@@ -186,28 +214,36 @@ def test_seed_inline_biometric_verification_on_credential_store(member, client_f
     assert_envelope(client.post(f"{B}/credentials", body, format="json"), 403, "AUTH_002")
     options = client.post(f"{B}/auth/biometric/verify", {}, format="json").json()["public_key"]
     assertion = authenticator.get(options)
-    seed_form = {"credential_id": assertion["id"], "challenge_response": assertion["response"]["signature"],
-                 "authenticator_data": assertion["response"]["authenticatorData"],
-                 "client_data_json": assertion["response"]["clientDataJSON"]}
+    seed_form = {
+        "credential_id": assertion["id"],
+        "challenge_response": assertion["response"]["signature"],
+        "authenticator_data": assertion["response"]["authenticatorData"],
+        "client_data_json": assertion["response"]["clientDataJSON"],
+    }
     stored = client.post(f"{B}/credentials", {**body, "biometric_verification": seed_form}, format="json")
     assert stored.status_code == 201, stored.content
     # the same assertion cannot be replayed (its challenge was used)
-    again = client_for(member).post(f"{B}/credentials", {**body, "service_name": "jira",
-                                                         "biometric_verification": seed_form}, format="json")
+    again = client_for(member).post(
+        f"{B}/credentials", {**body, "service_name": "jira", "biometric_verification": seed_form}, format="json"
+    )
     assert_envelope(again, 403, "AUTH_002")
 
 
 def test_stored_secrets_need_a_fresh_grant_whatever_the_organization_setting(member, client_for):
     client = client_for(member)
-    credential = credential_create(organization=member.organization, actor=member.user, name="gh",
-                                   service_name="github", value="ghp_secret_value")
+    credential = credential_create(
+        organization=member.organization, actor=member.user, name="gh", service_name="github", value="ghp_secret_value"
+    )
     assert not (member.organization.settings or {}).get("require_step_up")
     body = assert_envelope(client.get(f"{B}/credentials/{credential.pk}/value"), 403, "AUTH_002")
-    assert body["step_up"] == {"methods": ["webauthn", "password"],
-                               "verify": ["auth/biometric/verify", "auth/step-up/password"]}
+    assert body["step_up"] == {
+        "methods": ["webauthn", "password"],
+        "verify": ["auth/biometric/verify", "auth/step-up/password"],
+    }
     assert "ghp_secret_value" not in str(body)
-    assert_envelope(client.post(f"{B}/credentials/backup", {"passphrase": "correct horse battery"}, format="json"),
-                    403, "AUTH_002")
+    assert_envelope(
+        client.post(f"{B}/credentials/backup", {"passphrase": "correct horse battery"}, format="json"), 403, "AUTH_002"
+    )
     # other credential operations stay open where the organization does not ask for step-up
     assert client.get(f"{B}/credentials/{credential.pk}").json()["masked_value"].endswith("alue")
     assert client.post(f"{B}/auth/step-up/password", {"password": PASSWORD}, format="json").status_code == 200

@@ -1,5 +1,6 @@
 """System management (seed 002) and observability: modify/rollback, config, architecture with
 a Mermaid diagram, performance, logs, metric rollups and series, runtime/metrics, hub events."""
+
 from __future__ import annotations
 
 import json
@@ -19,15 +20,25 @@ pytestmark = pytest.mark.django_db
 def _agent(member, **overrides):
     from apps.agents import services
 
-    return services.agent_create(organization=member.organization, actor=member.user,
-                                 data={"name": "Scout", "role": "Researcher", "goal": "Find", **overrides})
+    return services.agent_create(
+        organization=member.organization,
+        actor=member.user,
+        data={"name": "Scout", "role": "Researcher", "goal": "Find", **overrides},
+    )
 
 
 def test_agent_config_change_is_recorded_and_rolls_back_audited(member, owner_client):
     agent = _agent(member)
-    response = owner_client.post("/api/v1/system/modify", {
-        "type": "agent_config", "target_id": str(agent.pk), "changes": {"role": "Analyst", "goal": "Decide"},
-        "description": "promote"}, format="json")
+    response = owner_client.post(
+        "/api/v1/system/modify",
+        {
+            "type": "agent_config",
+            "target_id": str(agent.pk),
+            "changes": {"role": "Analyst", "goal": "Decide"},
+            "description": "promote",
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     modification = response.json()
     assert modification["before_state"] == {"role": "Researcher", "goal": "Find"}
@@ -55,8 +66,11 @@ def test_agent_config_change_is_recorded_and_rolls_back_audited(member, owner_cl
 
 def test_rollback_refuses_when_the_target_changed_since_unless_forced(member, owner_client):
     agent = _agent(member)
-    mod = owner_client.post("/api/v1/system/modify", {"type": "agent_config", "target_id": str(agent.pk),
-                                                      "changes": {"goal": "B"}}, format="json").json()
+    mod = owner_client.post(
+        "/api/v1/system/modify",
+        {"type": "agent_config", "target_id": str(agent.pk), "changes": {"goal": "B"}},
+        format="json",
+    ).json()
     owner_client.patch(f"/api/v1/agents/{agent.pk}", {"goal": "C"}, format="json")
     assert owner_client.post("/api/v1/system/rollback", {}, format="json").status_code == 409
     forced = owner_client.post("/api/v1/system/rollback", {"modification_id": mod["id"], "force": True}, format="json")
@@ -77,12 +91,19 @@ def test_modify_refuses_bad_input_and_writes_nothing(member, owner_client, make_
         response = owner_client.post("/api/v1/system/modify", body, format="json")
         assert response.status_code == 400, (body, response.content)
     other = make_member()
-    foreign = client_for(other).post("/api/v1/system/modify", {"type": "agent_config", "target_id": str(agent.pk),
-                                                               "changes": {"goal": "x"}}, format="json")
+    foreign = client_for(other).post(
+        "/api/v1/system/modify",
+        {"type": "agent_config", "target_id": str(agent.pk), "changes": {"goal": "x"}},
+        format="json",
+    )
     assert foreign.status_code == 404
     developer = client_for(make_member("developer", organization=member.organization))
-    assert developer.post("/api/v1/system/modify", {"type": "system_setting", "changes": {"a": 1}},
-                          format="json").status_code == 403
+    assert (
+        developer.post(
+            "/api/v1/system/modify", {"type": "system_setting", "changes": {"a": 1}}, format="json"
+        ).status_code
+        == 403
+    )
     assert not AuditEvent.objects.filter(action__startswith="system.").exists()
 
 
@@ -99,13 +120,17 @@ def test_system_config_put_is_versioned_and_rolls_back(member, owner_client):
 
 _NODE = r"[A-Za-z][A-Za-z0-9_]*"
 _LABEL = r'[^"\[\]{}|<>`\n]*'
-MERMAID_LINE = re.compile("|".join([
-    rf'^ *subgraph {_NODE}\["{_LABEL}"\]$',
-    r"^ *end$",
-    rf'^ *(?P<def>{_NODE})(\["{_LABEL}"\]|\(\["{_LABEL}"\]\)|\[\("{_LABEL}"\)\])(:::(active|inactive|error))?$',
-    rf"^ *(?P<src>{_NODE}) (-->|==>|-\.->)(\|[a-z_]+\|)? (?P<dst>{_NODE})$",
-    r"^ *classDef [a-z]+ [a-z\-]+:[#\w]+(,[a-z\-]+:[#\w]+)*$",
-]))
+MERMAID_LINE = re.compile(
+    "|".join(
+        [
+            rf'^ *subgraph {_NODE}\["{_LABEL}"\]$',
+            r"^ *end$",
+            rf'^ *(?P<def>{_NODE})(\["{_LABEL}"\]|\(\["{_LABEL}"\]\)|\[\("{_LABEL}"\)\])(:::(active|inactive|error))?$',
+            rf"^ *(?P<src>{_NODE}) (-->|==>|-\.->)(\|[a-z_]+\|)? (?P<dst>{_NODE})$",
+            r"^ *classDef [a-z]+ [a-z\-]+:[#\w]+(,[a-z\-]+:[#\w]+)*$",
+        ]
+    )
+)
 
 
 def check_mermaid(text: str) -> None:
@@ -135,29 +160,38 @@ def test_architecture_lists_nodes_connections_and_a_mermaid_diagram_that_parses(
 
     a = _agent(member, name='Quote "me" [x]')
     b = _agent(member, name="Writer")
-    crew_services.orchestration_create(organization=member.organization, actor=member.user, data={
-        "name": "Pipeline", "pattern": "sequential", "agent_ids": [str(a.pk), str(b.pk)]})
+    crew_services.orchestration_create(
+        organization=member.organization,
+        actor=member.user,
+        data={"name": "Pipeline", "pattern": "sequential", "agent_ids": [str(a.pk), str(b.pk)]},
+    )
     from apps.agents.models import Provider
 
     make_tenant_object(Provider, member.organization, member.user)
     body = owner_client.get("/api/v1/system/architecture").json()
     assert {n["type"] for n in body["agents"]} >= {"agent", "external_api"}
     assert {n["agent_number"] for n in body["agents"] if n["type"] == "agent"} == {a.agent_number, b.agent_number}
-    assert any(c["source"] == str(a.pk) and c["target"] == str(b.pk) and c["type"] == "data_flow"
-               for c in body["connections"])
+    assert any(
+        c["source"] == str(a.pk) and c["target"] == str(b.pk) and c["type"] == "data_flow" for c in body["connections"]
+    )
     assert any(w["kind"] == "orchestration" and w["name"] == "Pipeline" for w in body["workflows"])
     check_mermaid(body["mermaid_diagram"])
     assert "-->|data_flow|" in body["mermaid_diagram"] and "#quot;me#quot;" in body["mermaid_diagram"]
 
 
 def test_the_mermaid_grammar_check_rejects_broken_text():
-    for broken in ("graph\nA-->B", 'flowchart LR\n  a["x"]\n  a --> b', 'flowchart LR\n  subgraph s["x"]',
-                   'flowchart LR\n  a["say "hi""]'):
+    for broken in (
+        "graph\nA-->B",
+        'flowchart LR\n  a["x"]\n  a --> b',
+        'flowchart LR\n  subgraph s["x"]',
+        'flowchart LR\n  a["say "hi""]',
+    ):
         with pytest.raises(AssertionError):
             check_mermaid(broken)
 
 
 # --- performance, logs, metrics ----------------------------------------------------------------
+
 
 def test_performance_reports_latency_throughput_errors_queues_and_workers(member, owner_client):
     for _ in range(5):
@@ -211,16 +245,21 @@ def test_request_log_lines_carry_request_id_organization_and_user(member, owner_
     handler.addFilter(RequestContextFilter())
     logging.getLogger("django.request").addHandler(handler)
     try:
-        response = owner_client.get("/api/v1/agents/00000000-0000-0000-0000-000000000000",
-                                    HTTP_X_REQUEST_ID="req-observe-1")
+        response = owner_client.get(
+            "/api/v1/agents/00000000-0000-0000-0000-000000000000", HTTP_X_REQUEST_ID="req-observe-1"
+        )
     finally:
         logging.getLogger("django.request").removeHandler(handler)
     assert response.status_code == 404
     import orjson
 
     lines = [orjson.loads(r) for r in records]
-    assert any(line["request_id"] == "req-observe-1" and line["organization"] == str(member.organization.pk)
-               and line["user"] == str(member.user.pk) for line in lines), lines
+    assert any(
+        line["request_id"] == "req-observe-1"
+        and line["organization"] == str(member.organization.pk)
+        and line["user"] == str(member.user.pk)
+        for line in lines
+    ), lines
 
 
 def test_rollup_fills_series_that_the_metrics_endpoint_serves(member, owner_client, make_member, client_for):
@@ -288,7 +327,9 @@ def test_runtime_metrics_is_the_organizations_prometheus_text(member, owner_clie
     response = owner_client.get("/api/v1/runtime/metrics")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(response.content.decode())}
-    assert {"kai_org_runs", "kai_org_agents", "kai_org_llm_tokens", "kai_queue_depth", "kai_workers_alive"} <= set(families)
+    assert {"kai_org_runs", "kai_org_agents", "kai_org_llm_tokens", "kai_queue_depth", "kai_workers_alive"} <= set(
+        families
+    )
     tokens = {(s.labels["provider"], s.labels["direction"]): s.value for s in families["kai_org_llm_tokens"].samples}
     assert tokens[("openai", "in")] == 12 and tokens[("openai", "out")] == 30
     as_json = owner_client.get("/api/v1/runtime/metrics", {"format": "json"}).json()
@@ -301,10 +342,21 @@ def _llm_span(member, *, provider, model, tokens_in, tokens_out):
     from apps.runs.models import Execution, TraceSpan
 
     execution = make_tenant_object(Execution, member.organization, member.user)
-    return TraceSpan.objects.create(organization=member.organization, execution=execution, trace_id="t" * 32,
-                                    span_id=f"{TraceSpan.objects.count():016d}", kind="llm", name=model, model=model,
-                                    started_at=timezone.now(), ended_at=timezone.now(), tokens_in=tokens_in,
-                                    tokens_out=tokens_out, cost="0.001", attributes={"provider": provider})
+    return TraceSpan.objects.create(
+        organization=member.organization,
+        execution=execution,
+        trace_id="t" * 32,
+        span_id=f"{TraceSpan.objects.count():016d}",
+        kind="llm",
+        name=model,
+        model=model,
+        started_at=timezone.now(),
+        ended_at=timezone.now(),
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost="0.001",
+        attributes={"provider": provider},
+    )
 
 
 def test_platform_metrics_cover_every_family_and_parse(member, owner_client, api_client, settings):
@@ -313,12 +365,21 @@ def test_platform_metrics_cover_every_family_and_parse(member, owner_client, api
     owner_client.get("/api/v1/agents")
     response = api_client.get("/metrics")
     families = {f.name: f for f in text_string_to_metric_families(response.content.decode())}
-    assert {"kai_http_request_duration_seconds", "kai_runs", "kai_queue_depth", "kai_workers_alive",
-            "kai_worker_heartbeat_age_seconds", "kai_socket_connections", "kai_llm_tokens",
-            "kai_llm_cost_usd"} <= set(families)
+    assert {
+        "kai_http_request_duration_seconds",
+        "kai_runs",
+        "kai_queue_depth",
+        "kai_workers_alive",
+        "kai_worker_heartbeat_age_seconds",
+        "kai_socket_connections",
+        "kai_llm_tokens",
+        "kai_llm_cost_usd",
+    } <= set(families)
     assert any(s.labels.get("provider") == "anthropic" for s in families["kai_llm_tokens"].samples)
-    assert any(s.labels.get("route", "").startswith("api/v1/") and s.name.endswith("_bucket")
-               for s in families["kai_http_request_duration_seconds"].samples)
+    assert any(
+        s.labels.get("route", "").startswith("api/v1/") and s.name.endswith("_bucket")
+        for s in families["kai_http_request_duration_seconds"].samples
+    )
     assert {s.labels["status"] for s in families["kai_runs"].samples} >= {"PENDING"}
 
 
@@ -338,12 +399,14 @@ def test_system_changes_need_a_step_up_grant_when_the_organization_requires_it(m
     from tests.factories import PASSWORD
     from tests.helpers import assert_envelope
 
-    organization_settings_update(organization=member.organization, actor=member.user,
-                                 changes={"require_step_up": True})
+    organization_settings_update(organization=member.organization, actor=member.user, changes={"require_step_up": True})
     off = {"settings": {"require_step_up": False}}
     assert_envelope(owner_client.put("/api/v1/system/config", off, format="json"), 403, "AUTH_002")
-    assert_envelope(owner_client.post("/api/v1/system/modify", {"type": "system_setting", "changes": {"x": 1}},
-                                      format="json"), 403, "AUTH_002")
+    assert_envelope(
+        owner_client.post("/api/v1/system/modify", {"type": "system_setting", "changes": {"x": 1}}, format="json"),
+        403,
+        "AUTH_002",
+    )
     assert_envelope(owner_client.post("/api/v1/system/rollback", {}, format="json"), 403, "AUTH_002")
     assert owner_client.get("/api/v1/system/config").status_code == 200  # reading stays open
     member.organization.refresh_from_db()
@@ -356,12 +419,25 @@ def test_system_changes_need_a_step_up_grant_when_the_organization_requires_it(m
     assert member.organization.settings["require_step_up"] is False
 
 
-def test_system_health_reports_a_flapping_child_of_the_make_run_supervisor(member, owner_client, tmp_path,
-                                                                           monkeypatch):
+def test_system_health_reports_a_flapping_child_of_the_make_run_supervisor(member, owner_client, tmp_path, monkeypatch):
     state = tmp_path / "supervisor.json"
-    state.write_text(json.dumps({"updated_at": 1.0, "children": {
-        "web": {"status": "running", "pid": 11, "restarts": 0, "deaths_last_minute": 0},
-        "beat": {"status": "flapping", "pid": 12, "restarts": 6, "deaths_last_minute": 6, "last_exit_code": 1}}}))
+    state.write_text(
+        json.dumps(
+            {
+                "updated_at": 1.0,
+                "children": {
+                    "web": {"status": "running", "pid": 11, "restarts": 0, "deaths_last_minute": 0},
+                    "beat": {
+                        "status": "flapping",
+                        "pid": 12,
+                        "restarts": 6,
+                        "deaths_last_minute": 6,
+                        "last_exit_code": 1,
+                    },
+                },
+            }
+        )
+    )
     monkeypatch.setenv("KAI_SUPERVISOR_STATE", str(state))
     body = owner_client.get("/api/v1/system/health").json()
     assert body["processes"]["status"] == "degraded" and body["processes"]["flapping"] == ["beat"]

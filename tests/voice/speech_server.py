@@ -1,5 +1,6 @@
 """A local HTTP server speaking the OpenAI audio API (``audio/transcriptions`` multipart upload,
 ``audio/speech``), so the real ``openai`` SDK path of apps.voice runs end to end in tests."""
+
 from __future__ import annotations
 
 import io
@@ -48,7 +49,8 @@ class SpeechServer:
                     return self._send(server.fail_status, b'{"error": {"message": "down"}}', "application/json")
                 if self.path.endswith("/audio/transcriptions"):
                     message = BytesParser(policy=HTTP).parsebytes(
-                        f"Content-Type: {headers['content-type']}\r\n\r\n".encode() + raw)
+                        f"Content-Type: {headers['content-type']}\r\n\r\n".encode() + raw
+                    )
                     fields, audio = {}, b""
                     for part in message.iter_parts():
                         name = part.get_param("name", header="content-disposition")
@@ -56,16 +58,26 @@ class SpeechServer:
                             audio = part.get_payload(decode=True)
                         else:
                             fields[name] = part.get_content().strip()
-                    server.requests.append({"path": self.path, "fields": fields, "audio": audio,
-                                            "authorization": headers.get("authorization")})
+                    server.requests.append(
+                        {
+                            "path": self.path,
+                            "fields": fields,
+                            "audio": audio,
+                            "authorization": headers.get("authorization"),
+                        }
+                    )
                     if audio not in server.transcripts:
                         return self._send(400, b'{"error": {"message": "unintelligible"}}', "application/json")
-                    body = {"text": server.transcripts[audio], "language": fields.get("language") or "english",
-                            "segments": [{"avg_logprob": -0.105}]}
+                    body = {
+                        "text": server.transcripts[audio],
+                        "language": fields.get("language") or "english",
+                        "segments": [{"avg_logprob": -0.105}],
+                    }
                     return self._send(200, json.dumps(body).encode(), "application/json")
                 if self.path.endswith("/audio/speech"):
-                    server.requests.append({"path": self.path, "json": json.loads(raw),
-                                            "authorization": headers.get("authorization")})
+                    server.requests.append(
+                        {"path": self.path, "json": json.loads(raw), "authorization": headers.get("authorization")}
+                    )
                     return self._send(200, tiny_wav(), "audio/wav")
                 self._send(404, b"{}", "application/json")
 

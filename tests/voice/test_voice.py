@@ -1,6 +1,7 @@
 """Seed 002 voice: text fallback, audio through a configured OpenAI-compatible speech provider
 (a local server, real SDK and HTTP), intent and agent routing, history, settings, capabilities,
 synthesis (provider or espeak-ng), hub events, 503 VOICE_003 when nothing is configured."""
+
 from __future__ import annotations
 
 import base64
@@ -30,10 +31,12 @@ def speech_server():
 
 @pytest.fixture
 def agents(member):
-    travel = agent_create(organization=member.organization, actor=member.user,
-                          data={"name": "Travel Planner", "role": "travel agent"})
-    mail = agent_create(organization=member.organization, actor=member.user,
-                        data={"name": "Mail Bot", "role": "email assistant"})
+    travel = agent_create(
+        organization=member.organization, actor=member.user, data={"name": "Travel Planner", "role": "travel agent"}
+    )
+    mail = agent_create(
+        organization=member.organization, actor=member.user, data={"name": "Mail Bot", "role": "email assistant"}
+    )
     return travel, mail
 
 
@@ -41,9 +44,16 @@ def _configure(member, server, *, synthesis=True):
     org = member.organization
     organization_settings_update(organization=org, actor=member.user, changes={"network_allowlist": ["127.0.0.1"]})
     org.refresh_from_db()
-    provider_create(organization=org, actor=member.user,
-                    data={"name": "speech", "provider_type": "openai_compatible", "base_url": server.url,
-                          "api_key": "sk-speech-test"})
+    provider_create(
+        organization=org,
+        actor=member.user,
+        data={
+            "name": "speech",
+            "provider_type": "openai_compatible",
+            "base_url": server.url,
+            "api_key": "sk-speech-test",
+        },
+    )
     voice = {"transcription": {"provider": "speech", "model": "whisper-large-v3"}}
     if synthesis:
         voice["synthesis"] = {"provider": "speech", "model": "tts-1", "voice": "nova"}
@@ -54,9 +64,11 @@ def _configure(member, server, *, synthesis=True):
 def test_text_fallback_parses_intent_routes_and_records(member, client_for, agents):
     travel, mail = agents
     client = client_for(member)
-    response = client.post(f"{B}/voice/process", {
-        "text_fallback": "Ask the travel planner to find flights to Lisbon tomorrow at 9am",
-        "language": "en-US"}, format="json")
+    response = client.post(
+        f"{B}/voice/process",
+        {"text_fallback": "Ask the travel planner to find flights to Lisbon tomorrow at 9am", "language": "en-US"},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     data = response.json()["data"]
     assert data["transcribed_text"].startswith("Ask the travel planner")
@@ -67,8 +79,11 @@ def test_text_fallback_parses_intent_routes_and_records(member, client_for, agen
     assert data["agent_routing"]["routed_by"] == "name" and data["agent_routing"]["global_command"] is False
     assert "Travel Planner" in data["response"]["text"] and data["execution_id"] is None
 
-    by_number = client.post(f"{B}/voice/process", {
-        "text_fallback": f"agent {mail.agent_number}, send the report to bob@example.com"}, format="json").json()["data"]
+    by_number = client.post(
+        f"{B}/voice/process",
+        {"text_fallback": f"agent {mail.agent_number}, send the report to bob@example.com"},
+        format="json",
+    ).json()["data"]
     assert by_number["intent"]["action"] == "send_message"
     assert by_number["intent"]["entities"]["emails"] == ["bob@example.com"]
     assert by_number["agent_routing"]["target_agent"] == mail.agent_number
@@ -78,8 +93,9 @@ def test_text_fallback_parses_intent_routes_and_records(member, client_for, agen
 
     history = client.get(f"{B}/voice/commands").json()
     assert history["total"] == 3 and history["items"][0]["transcribed_text"] == "blorp zzz"
-    types = list(Event.objects.filter(organization=member.organization, type__startswith="voice.")
-                 .values_list("type", flat=True))
+    types = list(
+        Event.objects.filter(organization=member.organization, type__startswith="voice.").values_list("type", flat=True)
+    )
     assert {"voice.command_received", "voice.processing", "voice.response_ready"} <= set(types)
     assert AuditEvent.objects.filter(organization=member.organization, action="voice_command.create").count() == 3
 
@@ -93,8 +109,9 @@ def test_audio_needs_a_configured_provider_and_never_fakes_a_transcript(member, 
     assert "text_fallback" in body["detail"]
     assert not VoiceCommand.objects.for_org(member.organization).exists()
     # with a text fallback, the command still goes through (and says why)
-    fallback = client.post(f"{B}/voice/process", {"audio_data": audio, "text_fallback": "status of Mail Bot"},
-                           format="json").json()["data"]
+    fallback = client.post(
+        f"{B}/voice/process", {"audio_data": audio, "text_fallback": "status of Mail Bot"}, format="json"
+    ).json()["data"]
     assert fallback["input_type"] == "text" and "text_fallback" in fallback["note"]
     assert fallback["intent"]["action"] == "get_status"
     assert_envelope(client.post(f"{B}/voice/process", {}, format="json"), 400, "GENERAL_001")
@@ -108,8 +125,11 @@ def test_audio_goes_to_the_configured_transcription_endpoint(member, client_for,
     client = client_for(member)
     caps = client.get(f"{B}/voice/capabilities").json()
     assert caps["transcription"] == {"available": True, "provider": "speech", "model": "whisper-large-v3"}
-    response = client.post(f"{B}/voice/process", {"audio_data": base64.b64encode(audio).decode(),
-                                                  "language": "it-IT", "execute": True}, format="json")
+    response = client.post(
+        f"{B}/voice/process",
+        {"audio_data": base64.b64encode(audio).decode(), "language": "it-IT", "execute": True},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     data = response.json()["data"]
     sent = speech_server.requests[-1]
@@ -148,16 +168,22 @@ def test_synthesize_with_provider_espeak_or_503(member, client_for, speech_serve
     spoken = client.post(f"{B}/voice/synthesize", {"text": "Ciao", "speed": 1.5}, format="json")
     assert spoken.status_code == 200 and spoken["X-Voice-Engine"] == "speech"
     assert spoken.content == tiny_wav()
-    assert speech_server.requests[-1]["json"] == {"model": "tts-1", "input": "Ciao", "voice": "nova",
-                                                 "response_format": "wav", "speed": 1.5}
+    assert speech_server.requests[-1]["json"] == {
+        "model": "tts-1",
+        "input": "Ciao",
+        "voice": "nova",
+        "response_format": "wav",
+        "speed": 1.5,
+    }
 
 
 def test_settings_are_per_member_and_history_is_private(make_member, client_for, agents, member):
     colleague = make_member("user", organization=member.organization)
     owner, user = client_for(member), client_for(colleague)
     assert owner.get(f"{B}/voice/settings").json()["language"] == "en-US"
-    changed = owner.post(f"{B}/voice/settings", {"language": "de-DE", "speech_rate": 1.25,
-                                                 "wake_words": ["hallo kai"]}, format="json").json()
+    changed = owner.post(
+        f"{B}/voice/settings", {"language": "de-DE", "speech_rate": 1.25, "wake_words": ["hallo kai"]}, format="json"
+    ).json()
     assert changed["language"] == "de-DE" and changed["speech_rate"] == 1.25 and changed["noise_suppression"] is True
     assert user.get(f"{B}/voice/settings").json()["language"] == "en-US"
     assert_envelope(owner.post(f"{B}/voice/settings", {"volume": 3}, format="json"), 400)
@@ -170,8 +196,9 @@ def test_settings_are_per_member_and_history_is_private(make_member, client_for,
 
 def test_agent_voice_route_targets_that_agent(member, client_for, agents):
     _, mail = agents
-    response = client_for(member).post(f"{B}/agents/{mail.pk}/voice", {"text_input": "summarize my inbox"},
-                                       format="json")
+    response = client_for(member).post(
+        f"{B}/agents/{mail.pk}/voice", {"text_input": "summarize my inbox"}, format="json"
+    )
     assert response.status_code == 200, response.content
     data = response.json()["data"]
     assert data["agent_routing"]["target_agent"] == mail.agent_number

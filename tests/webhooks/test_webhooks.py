@@ -1,5 +1,6 @@
 """Webhooks in-process: signing, secrets at rest, deliveries recorded with their event, backoff
 and giving up, refused targets at send time. The worker round trip is in test_worker.py."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _hook(member, url, events=("execution.failed",)):
-    webhook, secret = services.webhook_create(organization=member.organization, actor=member.user,
-                                              data={"url": url, "events": list(events)})
+    webhook, secret = services.webhook_create(
+        organization=member.organization, actor=member.user, data={"url": url, "events": list(events)}
+    )
     return webhook, secret
 
 
@@ -24,12 +26,15 @@ def test_signature_round_trip_and_tolerance():
     body = b'{"a":1}'
     signature = services.sign(secret="s3cret-value-123", timestamp="1700000000", body=body)
     assert signature.startswith("sha256=") and len(signature) == 7 + 64
-    assert services.verify(secret="s3cret-value-123", timestamp="1700000000", body=body, signature=signature,
-                           now=1700000100)
-    assert not services.verify(secret="s3cret-value-123", timestamp="1700000000", body=body + b" ",
-                               signature=signature, now=1700000100)
-    assert not services.verify(secret="s3cret-value-123", timestamp="1700000000", body=body, signature=signature,
-                               now=1700001000)  # too old: a replayed request
+    assert services.verify(
+        secret="s3cret-value-123", timestamp="1700000000", body=body, signature=signature, now=1700000100
+    )
+    assert not services.verify(
+        secret="s3cret-value-123", timestamp="1700000000", body=body + b" ", signature=signature, now=1700000100
+    )
+    assert not services.verify(
+        secret="s3cret-value-123", timestamp="1700000000", body=body, signature=signature, now=1700001000
+    )  # too old: a replayed request
 
 
 def test_backoff_doubles_from_the_configured_base_and_is_capped(settings):
@@ -117,8 +122,9 @@ def test_rotating_the_secret_returns_it_once(member, client_for, settings):
     assert response.status_code == 200
     new = response.json()["secret"]
     assert new != secret and services.webhook_secret(Webhook.objects.get(pk=webhook.pk)) == new
-    assert "secret" not in client_for(member).patch(f"/api/v1/webhooks/{webhook.pk}", {"name": "n"},
-                                                    format="json").json()
+    assert (
+        "secret" not in client_for(member).patch(f"/api/v1/webhooks/{webhook.pk}", {"name": "n"}, format="json").json()
+    )
 
 
 def test_private_targets_are_refused_unless_allow_listed(member, client_for, settings, make_member):

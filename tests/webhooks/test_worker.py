@@ -1,5 +1,6 @@
 """Outbound webhooks through a REAL Celery worker and a real HTTP receiver on 127.0.0.1 (allow-listed
 for this test only): one signed delivery per event, a retry after a 500, test and replay."""
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,9 @@ class Receiver:
                 event = self.headers.get("X-Kai-Event")
                 failing = event in receiver.fail_first
                 receiver.fail_first.discard(event)
-                receiver.requests.append({"headers": dict(self.headers), "body": body, "answered": 500 if failing
-                                          else 204})
+                receiver.requests.append(
+                    {"headers": dict(self.headers), "body": body, "answered": 500 if failing else 204}
+                )
                 self.send_response(500 if failing else 204)
                 self.end_headers()
 
@@ -60,8 +62,9 @@ class Receiver:
 def verify(secret: str, request: dict) -> dict:
     """What the README tells receivers to do."""
     timestamp = request["headers"]["X-Kai-Timestamp"]
-    expected = "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + request["body"],
-                                    hashlib.sha256).hexdigest()
+    expected = (
+        "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + request["body"], hashlib.sha256).hexdigest()
+    )
     assert hmac.compare_digest(expected, request["headers"]["X-Kai-Signature"])
     assert abs(time.time() - int(timestamp)) < 300
     return json.loads(request["body"])
@@ -69,8 +72,9 @@ def verify(secret: str, request: dict) -> dict:
 
 @pytest.fixture
 def webhook_worker(transactional_db):
-    worker = WorkerProcess(env=subprocess_env(KAI_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
-                                              KAI_WEBHOOK_BACKOFF_BASE_SECONDS="0.5"))
+    worker = WorkerProcess(
+        env=subprocess_env(KAI_WEBHOOK_ALLOWED_HOSTS="127.0.0.1", KAI_WEBHOOK_BACKOFF_BASE_SECONDS="0.5")
+    )
     try:
         worker.wait_alive()
         yield worker
@@ -78,29 +82,39 @@ def webhook_worker(transactional_db):
         worker.stop()
 
 
-def test_signed_deliveries_one_per_event_retried_after_a_500_test_and_replay(webhook_worker, member, client_for,
-                                                                            settings):
+def test_signed_deliveries_one_per_event_retried_after_a_500_test_and_replay(
+    webhook_worker, member, client_for, settings
+):
     settings.KAI_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
     receiver = Receiver(fail_first={"execution.completed"})
     try:
         client = client_for(member)
-        created = client.post("/api/v1/webhooks", {"name": "ops", "url": receiver.url,
-                                                   "events": ["execution.completed", "approval.requested"]},
-                              format="json")
+        created = client.post(
+            "/api/v1/webhooks",
+            {"name": "ops", "url": receiver.url, "events": ["execution.completed", "approval.requested"]},
+            format="json",
+        )
         assert created.status_code == 201, created.content
         hook = created.json()
         secret = hook["secret"]
         assert secret.startswith("whsec_") and hook["secret_hint"] and secret not in hook["secret_hint"]
         assert "secret" not in client.get(f"/api/v1/webhooks/{hook['id']}").json()
 
-        plain = client.post("/api/v1/executions", {"agents_yaml": AGENTS_YAML, "tasks_yaml": PLAIN_TASKS},
-                            format="json").json()["execution_id"]
-        gated = client.post("/api/v1/executions", {"agents_yaml": AGENTS_YAML, "tasks_yaml": tasks_yaml("{}"),
-                                                   "inputs": {"topic": "x"}}, format="json").json()["execution_id"]
+        plain = client.post(
+            "/api/v1/executions", {"agents_yaml": AGENTS_YAML, "tasks_yaml": PLAIN_TASKS}, format="json"
+        ).json()["execution_id"]
+        gated = client.post(
+            "/api/v1/executions",
+            {"agents_yaml": AGENTS_YAML, "tasks_yaml": tasks_yaml("{}"), "inputs": {"topic": "x"}},
+            format="json",
+        ).json()["execution_id"]
 
         # execution.completed: answered 500 first, then delivered again by the retry
-        completed = wait_for(lambda: len(receiver.of("execution.completed")) >= 2 and receiver.of(
-            "execution.completed"), 30, message="the retried delivery")
+        completed = wait_for(
+            lambda: len(receiver.of("execution.completed")) >= 2 and receiver.of("execution.completed"),
+            30,
+            message="the retried delivery",
+        )
         first, retried = completed
         assert (first["answered"], retried["answered"]) == (500, 204)
         body = verify(secret, retried)
@@ -113,9 +127,11 @@ def test_signed_deliveries_one_per_event_retried_after_a_500_test_and_replay(web
         requested = wait_for(lambda: receiver.of("approval.requested"), 30, message="approval.requested")
         assert verify(secret, requested[0])["execution_id"] == gated
 
-        delivery = wait_for(lambda: WebhookDelivery.objects.filter(event_type="execution.completed",
-                                                                   status="succeeded").first(), 10,
-                            message="the delivery to be recorded")
+        delivery = wait_for(
+            lambda: WebhookDelivery.objects.filter(event_type="execution.completed", status="succeeded").first(),
+            10,
+            message="the delivery to be recorded",
+        )
         assert delivery.attempts == 2 and delivery.response_status == 204 and delivery.latency_ms is not None
         assert [h["status_code"] for h in delivery.history] == [500, 204]
         listed = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()
@@ -135,8 +151,12 @@ def test_signed_deliveries_one_per_event_retried_after_a_500_test_and_replay(web
         # nothing else: one delivery per event, no unsubscribed event types
         time.sleep(1.0)
         events = sorted(r["headers"]["X-Kai-Event"] for r in receiver.requests)
-        assert events == ["approval.requested", "execution.completed", "execution.completed", "execution.completed",
-                          "webhook.test"]
+        assert events == [
+            "approval.requested",
+            "execution.completed",
+            "execution.completed",
+            "execution.completed",
+            "webhook.test",
+        ]
     finally:
         receiver.close()
-

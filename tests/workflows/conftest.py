@@ -1,4 +1,5 @@
 """Fixtures of the workflow tests: agents, workflows, and one real worker shared by a module."""
+
 from __future__ import annotations
 
 import time
@@ -17,8 +18,7 @@ def make_agent(member, **data):
 
 
 def step(step_id, agent, *, depends_on=(), **extra) -> dict:
-    body = {"id": step_id, "agent_number": agent.agent_number, "action": f"do {step_id}",
-            "parameters": {"n": 1}}
+    body = {"id": step_id, "agent_number": agent.agent_number, "action": f"do {step_id}", "parameters": {"n": 1}}
     if depends_on:
         body["depends_on"] = list(depends_on)
     body.update(extra)
@@ -26,9 +26,12 @@ def step(step_id, agent, *, depends_on=(), **extra) -> dict:
 
 
 def definition(steps, **extra) -> dict:
-    body = {"trigger": {"type": "manual", "conditions": {}}, "steps": steps,
-            "error_handling": {"strategy": "fail_fast", "notification_on_error": False},
-            "retry_policy": {"max_attempts": 1, "backoff_strategy": "fixed", "delay_ms": 0}}
+    body = {
+        "trigger": {"type": "manual", "conditions": {}},
+        "steps": steps,
+        "error_handling": {"strategy": "fail_fast", "notification_on_error": False},
+        "retry_policy": {"max_attempts": 1, "backoff_strategy": "fixed", "delay_ms": 0},
+    }
     body.update(extra)
     return body
 
@@ -36,8 +39,9 @@ def definition(steps, **extra) -> dict:
 def make_workflow(member, definition_: dict, name: str = "Flow"):
     from apps.workflows.services import workflow_create
 
-    workflow, secret = workflow_create(organization=member.organization, actor=member.user,
-                                       data={"name": name, "definition": definition_})
+    workflow, secret = workflow_create(
+        organization=member.organization, actor=member.user, data={"name": name, "definition": definition_}
+    )
     workflow.secret = secret
     return workflow
 
@@ -59,6 +63,7 @@ def wait_run(run_id, timeout: float = 30.0):
     def ended():
         run = WorkflowRun.objects.select_related("execution").get(pk=run_id)
         return run if run.execution.is_terminal else None
+
     return wait_for(ended, timeout, message=f"run {run_id} to end")
 
 

@@ -1,6 +1,7 @@
 """The workflow step ``type: approval`` (issue #14) through a REAL worker: the run parks
 WAITING_FOR_APPROVAL with no worker holding it, a person's answer (or the deadline's default)
 ends the step, and the DAG goes on from there without running a completed step again."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,8 +31,11 @@ def execute(client, workflow, **body):
 
 
 def pending_approval(run_id, timeout: float = 30.0) -> Approval:
-    return wait_for(lambda: Approval.objects.filter(workflow_run_id=run_id, status="pending").first(), timeout,
-                    message=f"run {run_id} to ask")
+    return wait_for(
+        lambda: Approval.objects.filter(workflow_run_id=run_id, status="pending").first(),
+        timeout,
+        message=f"run {run_id} to ask",
+    )
 
 
 def by_step(run):
@@ -42,8 +46,11 @@ def by_step(run):
 
 
 def history(execution_id) -> list[str]:
-    return list(ExecutionEvent.objects.filter(execution_id=execution_id).order_by("at", "id")
-                .values_list("to_status", flat=True))
+    return list(
+        ExecutionEvent.objects.filter(execution_id=execution_id)
+        .order_by("at", "id")
+        .values_list("to_status", flat=True)
+    )
 
 
 @pytest.fixture
@@ -55,20 +62,35 @@ def setup(make_member, client_for, wf_worker):
 
 # --- through the worker ------------------------------------------------------------------------
 
+
 def test_approve_with_an_edit_resumes_the_dag_with_the_edited_value_and_roles_are_enforced(
-        setup, make_member, client_for):
+    setup, make_member, client_for
+):
     owner, client, writer = setup
     org = owner.organization
     plain_user = make_member("user", organization=org)
     developer = make_member("developer", organization=org)
-    workflow = make_workflow(owner, definition([
-        step("draft", writer, parameters={"topic": "{{ inputs.topic }}"}),
-        approval("review", depends_on=["draft"], assignee_role="developer",
-                 question="Publish this draft about {{ inputs.topic }}?",
-                 proposed={"text": "{{ steps.draft.output }}", "channel": "blog"}),
-        step("publish", writer, depends_on=["review"],
-             parameters={"text": "{{ steps.review.json.text }}", "all": "{{ steps.review.output }}"}),
-    ]))
+    workflow = make_workflow(
+        owner,
+        definition(
+            [
+                step("draft", writer, parameters={"topic": "{{ inputs.topic }}"}),
+                approval(
+                    "review",
+                    depends_on=["draft"],
+                    assignee_role="developer",
+                    question="Publish this draft about {{ inputs.topic }}?",
+                    proposed={"text": "{{ steps.draft.output }}", "channel": "blog"},
+                ),
+                step(
+                    "publish",
+                    writer,
+                    depends_on=["review"],
+                    parameters={"text": "{{ steps.review.json.text }}", "all": "{{ steps.review.output }}"},
+                ),
+            ]
+        ),
+    )
     run_id = execute(client, workflow, inputs={"topic": "owls"})
     asked = pending_approval(run_id)
     run = WorkflowRun.objects.select_related("execution").get(pk=run_id)
@@ -86,8 +108,10 @@ def test_approve_with_an_edit_resumes_the_dag_with_the_edited_value_and_roles_ar
     assert asked.default_action == "reject" and asked.deadline is None
     detail = client.get(f"/api/v1/workflow-runs/{run_id}").json()
     assert detail["status"] == "WAITING_FOR_APPROVAL"
-    assert {s["step_id"]: s["status"] for s in detail["steps"]} == {"draft": "COMPLETED",
-                                                                   "review": "WAITING_FOR_APPROVAL"}
+    assert {s["step_id"]: s["status"] for s in detail["steps"]} == {
+        "draft": "COMPLETED",
+        "review": "WAITING_FOR_APPROVAL",
+    }
     listed = client.get("/api/v1/approvals", {"pending": "true", "workflow_run": run_id}).json()
     assert [item["id"] for item in listed["items"]] == [str(asked.pk)]
 
@@ -116,13 +140,28 @@ def test_approve_with_an_edit_resumes_the_dag_with_the_edited_value_and_roles_ar
     assert draft_runs.count() == 1
     assert TraceSpan.objects.filter(execution__in=draft_runs, kind="llm").count() == 1
     assert not TraceSpan.objects.filter(execution_id=review.execution_id).exists()
-    assert history(review.execution_id) == ["PENDING", "PREPARING", "RUNNING", "WAITING_FOR_APPROVAL", "RUNNING",
-                                            "COMPLETED"]
-    assert history(run.execution_id) == ["PENDING", "PREPARING", "RUNNING", "WAITING_FOR_APPROVAL", "RUNNING",
-                                         "COMPLETED"]
+    assert history(review.execution_id) == [
+        "PENDING",
+        "PREPARING",
+        "RUNNING",
+        "WAITING_FOR_APPROVAL",
+        "RUNNING",
+        "COMPLETED",
+    ]
+    assert history(run.execution_id) == [
+        "PENDING",
+        "PREPARING",
+        "RUNNING",
+        "WAITING_FOR_APPROVAL",
+        "RUNNING",
+        "COMPLETED",
+    ]
     # the approval's events are on the hub and on the workflow run's stream (its execution)
-    events = list(Event.objects.filter(execution_id=run.execution_id, type__startswith="approval.")
-                  .order_by("id").values_list("type", flat=True))
+    events = list(
+        Event.objects.filter(execution_id=run.execution_id, type__startswith="approval.")
+        .order_by("id")
+        .values_list("type", flat=True)
+    )
     assert events == ["approval.requested", "approval.resolved"]
     resolved = Event.objects.get(execution_id=run.execution_id, type="approval.resolved").data
     assert resolved["step_id"] == "review" and resolved["workflow_run_id"] == str(run_id)
@@ -133,15 +172,35 @@ def test_approve_with_an_edit_resumes_the_dag_with_the_edited_value_and_roles_ar
 
 def test_reject_fails_a_fail_fast_run_and_routes_a_fallback_run(setup):
     owner, client, writer = setup
-    fail_fast = make_workflow(owner, definition([
-        approval("gate", default_action="approve"), step("after", writer, depends_on=["gate"]),
-    ]), name="Gated")
-    fallback = make_workflow(owner, definition(
-        [step("draft", writer), approval("gate", depends_on=["draft"]), step("after", writer, depends_on=["gate"])],
-        error_handling={"strategy": "fallback", "fallback_steps": [
-            step("notify", writer, parameters={"why": "{{ steps.gate.error }}", "draft": "{{ steps.draft.output }}"})]},
-        # a rejected approval is never asked again, whatever the retry policy
-        retry_policy={"max_attempts": 3, "backoff_strategy": "fixed", "delay_ms": 0}), name="With fallback")
+    fail_fast = make_workflow(
+        owner,
+        definition(
+            [
+                approval("gate", default_action="approve"),
+                step("after", writer, depends_on=["gate"]),
+            ]
+        ),
+        name="Gated",
+    )
+    fallback = make_workflow(
+        owner,
+        definition(
+            [step("draft", writer), approval("gate", depends_on=["draft"]), step("after", writer, depends_on=["gate"])],
+            error_handling={
+                "strategy": "fallback",
+                "fallback_steps": [
+                    step(
+                        "notify",
+                        writer,
+                        parameters={"why": "{{ steps.gate.error }}", "draft": "{{ steps.draft.output }}"},
+                    )
+                ],
+            },
+            # a rejected approval is never asked again, whatever the retry policy
+            retry_policy={"max_attempts": 3, "backoff_strategy": "fixed", "delay_ms": 0},
+        ),
+        name="With fallback",
+    )
     first, second = execute(client, fail_fast), execute(client, fallback)
     for run_id in (first, second):
         asked = pending_approval(run_id)
@@ -168,10 +227,17 @@ def test_reject_fails_a_fail_fast_run_and_routes_a_fallback_run(setup):
 
 def test_the_deadline_applies_the_default_action(setup):
     owner, client, writer = setup
-    approves = make_workflow(owner, definition([
-        step("draft", writer), approval("gate", depends_on=["draft"], timeout_seconds=1, default_action="approve"),
-        step("after", writer, depends_on=["gate"], parameters={"got": "{{ steps.gate.output }}"}),
-    ]), name="Approve by default")
+    approves = make_workflow(
+        owner,
+        definition(
+            [
+                step("draft", writer),
+                approval("gate", depends_on=["draft"], timeout_seconds=1, default_action="approve"),
+                step("after", writer, depends_on=["gate"], parameters={"got": "{{ steps.gate.output }}"}),
+            ]
+        ),
+        name="Approve by default",
+    )
     rejects = make_workflow(owner, definition([approval("gate", timeout_seconds=1)]), name="Reject by default")
     approved_id, rejected_id = execute(client, approves), execute(client, rejects)
     asked = pending_approval(approved_id)
@@ -208,8 +274,15 @@ def test_cancelling_a_waiting_run_closes_its_approval(setup):
     for run_id, asked in ((by_workflow_cancel, first), (by_execution_cancel, second)):
         run = wait_run(run_id)
         assert run.execution.status == "CANCELLED"
-        gate = wait_for(lambda: StepRun.objects.select_related("execution").filter(
-            run_id=run_id, step_id="gate", execution__status="CANCELLED").first(), 30, message="the step to stop")
+        gate = wait_for(
+            lambda: (
+                StepRun.objects.select_related("execution")
+                .filter(run_id=run_id, step_id="gate", execution__status="CANCELLED")
+                .first()
+            ),
+            30,
+            message="the step to stop",
+        )
         assert gate.execution.status == "CANCELLED"
         assert Approval.objects.get(pk=asked.pk).status == "cancelled"
         assert_envelope(client.post(f"/api/v1/approvals/{asked.pk}/approve", {}, format="json"), 409)
@@ -218,6 +291,7 @@ def test_cancelling_a_waiting_run_closes_its_approval(setup):
 
 
 # --- validation (no worker) --------------------------------------------------------------------
+
 
 def _errors(client, body) -> list[dict]:
     response = client.post("/api/v1/workflows/validate", body, format="json")
@@ -230,24 +304,54 @@ def test_an_approval_step_needs_no_agent_and_bad_fields_name_the_step(make_membe
     outsider = make_member()
     agent = make_agent(member)
     client = client_for(member)
-    good = definition([step("draft", agent), approval("review", depends_on=["draft"], assignee_role="admin",
-                                                       timeout_seconds=3600, proposed="{{ steps.draft.output }}"),
-                       step("after", agent, depends_on=["review"], parameters={"x": "{{ steps.review.output }}"})])
+    good = definition(
+        [
+            step("draft", agent),
+            approval(
+                "review",
+                depends_on=["draft"],
+                assignee_role="admin",
+                timeout_seconds=3600,
+                proposed="{{ steps.draft.output }}",
+            ),
+            step("after", agent, depends_on=["review"], parameters={"x": "{{ steps.review.output }}"}),
+        ]
+    )
     response = client.post("/api/v1/workflows/validate", good, format="json").json()
     assert response["valid"] is True, response["errors"]
     assert response["definition"]["steps"][1]["default_action"] == "reject"
     assert "parameters" not in response["definition"]["steps"][1]
-    assert _errors(client, definition([{"id": "m", "type": "approval", "message": "Ship it?",
-                                         "assignee_user": member.user.email, "deadline": "2030-01-01T00:00:00Z",
-                                         "default_action": "approve"}])) == []
+    assert (
+        _errors(
+            client,
+            definition(
+                [
+                    {
+                        "id": "m",
+                        "type": "approval",
+                        "message": "Ship it?",
+                        "assignee_user": member.user.email,
+                        "deadline": "2030-01-01T00:00:00Z",
+                        "default_action": "approve",
+                    }
+                ]
+            ),
+        )
+        == []
+    )
 
     # schema problems (checked first, every one with its step)
-    schema = _errors(client, definition([
-        approval("bad_default", default_action="maybe"),
-        approval("with_agent", agent_number=agent.agent_number),
-        approval("bad_role", assignee_role="agent"),
-        approval("bad_timeout", timeout_seconds=0),
-    ]))
+    schema = _errors(
+        client,
+        definition(
+            [
+                approval("bad_default", default_action="maybe"),
+                approval("with_agent", agent_number=agent.agent_number),
+                approval("bad_role", assignee_role="agent"),
+                approval("bad_timeout", timeout_seconds=0),
+            ]
+        ),
+    )
     by_step = {}
     for error in schema:
         by_step.setdefault(error["step_id"], []).append(error)
@@ -259,22 +363,31 @@ def test_an_approval_step_needs_no_agent_and_bad_fields_name_the_step(make_membe
     assert by_step["bad_timeout"][0]["field"] == "definition.steps[3].timeout_seconds"
 
     # then what the schema cannot say
-    errors = _errors(client, definition([
-        {"id": "no_question", "type": "approval"},
-        approval("stranger", assignee_user=outsider.user.email),
-        approval("two_deadlines", timeout_seconds=5, deadline="2030-01-01T00:00:00Z"),
-        approval("bad_deadline", deadline="next tuesday"),
-        approval("both_assignees", assignee_role="admin", assignee_user=member.user.email),
-        approval("reads_ahead", proposed="{{ steps.draft.output }}"),
-        step("draft", agent),
-    ]))
+    errors = _errors(
+        client,
+        definition(
+            [
+                {"id": "no_question", "type": "approval"},
+                approval("stranger", assignee_user=outsider.user.email),
+                approval("two_deadlines", timeout_seconds=5, deadline="2030-01-01T00:00:00Z"),
+                approval("bad_deadline", deadline="next tuesday"),
+                approval("both_assignees", assignee_role="admin", assignee_user=member.user.email),
+                approval("reads_ahead", proposed="{{ steps.draft.output }}"),
+                step("draft", agent),
+            ]
+        ),
+    )
     by_step = {}
     for error in errors:
         by_step.setdefault(error["step_id"], []).append(error)
-    assert set(by_step) == {"no_question", "stranger", "two_deadlines", "bad_deadline", "both_assignees",
-                            "reads_ahead"}
-    assert by_step["no_question"] == [{"field": "definition.steps[0].question", "step_id": "no_question",
-                                       "message": "an approval step asks a `question` (or `message`)"}]
+    assert set(by_step) == {"no_question", "stranger", "two_deadlines", "bad_deadline", "both_assignees", "reads_ahead"}
+    assert by_step["no_question"] == [
+        {
+            "field": "definition.steps[0].question",
+            "step_id": "no_question",
+            "message": "an approval step asks a `question` (or `message`)",
+        }
+    ]
     assert by_step["stranger"][0]["message"].endswith("is not a member of this organization")
     assert "not both" in by_step["two_deadlines"][0]["message"]
     assert "not an ISO 8601 date-time" in by_step["bad_deadline"][0]["message"]
@@ -283,8 +396,11 @@ def test_an_approval_step_needs_no_agent_and_bad_fields_name_the_step(make_membe
     assert "not among its dependencies" in by_step["reads_ahead"][0]["message"]
 
     # create refuses it with 400 WORKFLOW_003, naming the step in the message
-    response = client.post("/api/v1/workflows", {"name": "Bad", "definition": definition([
-        {"id": "gate", "type": "approval", "default_action": "later"}])}, format="json")
+    response = client.post(
+        "/api/v1/workflows",
+        {"name": "Bad", "definition": definition([{"id": "gate", "type": "approval", "default_action": "later"}])},
+        format="json",
+    )
     body = assert_envelope(response, 400, "WORKFLOW_003")
     assert "step 'gate'" in body["detail"] and {e["step_id"] for e in body["errors"]} == {"gate"}
     # an unknown step type is refused too

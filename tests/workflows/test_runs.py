@@ -2,6 +2,7 @@
 
 A step fails deterministically when its agent is disabled (the runner refuses disabled agents);
 a step is slow when its ``llm_params`` slow the builtin provider down (``tokens_per_s``)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -51,17 +52,27 @@ def by_step(run):
 
 
 def overlapping(step_runs) -> bool:
-    spans = sorted((sr.execution.started_at or sr.execution.created_at, sr.execution.completed_at)
-                   for sr in step_runs if sr.execution_id)
+    spans = sorted(
+        (sr.execution.started_at or sr.execution.created_at, sr.execution.completed_at)
+        for sr in step_runs
+        if sr.execution_id
+    )
     return any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
 
 
 def test_diamond_runs_b_and_c_together_after_a_and_d_last(setup):
     member, client, good, _ = setup
-    workflow = make_workflow(member, definition([
-        step("a", good), step("b", good, depends_on=["a"]), step("c", good, depends_on=["a"]),
-        step("d", good, depends_on=["b", "c"], parameters={"summary": "{{ steps.b.output }}"}),
-    ]))
+    workflow = make_workflow(
+        member,
+        definition(
+            [
+                step("a", good),
+                step("b", good, depends_on=["a"]),
+                step("c", good, depends_on=["a"]),
+                step("d", good, depends_on=["b", "c"], parameters={"summary": "{{ steps.b.output }}"}),
+            ]
+        ),
+    )
     started = execute(client, workflow, inputs={"topic": "graphs"})
     run = wait_run(started["run_id"])
     assert run.execution.status == "COMPLETED", run.error
@@ -78,8 +89,11 @@ def test_diamond_runs_b_and_c_together_after_a_and_d_last(setup):
         assert sr.output.startswith("Builtin reply to: Command: do ")
         assert TraceSpan.objects.filter(execution=sr.execution, kind="llm").exists()
     assert run.results == {k: steps[k][0].output for k in "abcd"}
-    events = list(Event.objects.filter(execution_id=run.execution_id, type__startswith="workflow.")
-                  .order_by("id").values_list("type", flat=True))
+    events = list(
+        Event.objects.filter(execution_id=run.execution_id, type__startswith="workflow.")
+        .order_by("id")
+        .values_list("type", flat=True)
+    )
     assert events[0] == "workflow.triggered" and events[-1] == "workflow.completed"
     assert events.count("workflow.step_completed") == 4
     done = Event.objects.get(execution_id=run.execution_id, type="workflow.completed").data
@@ -88,16 +102,24 @@ def test_diamond_runs_b_and_c_together_after_a_and_d_last(setup):
     assert history["execution_count"] == 1 and history["success_rate"] == 1.0
     assert history["items"][0]["status"] == "COMPLETED" and history["items"][0]["version"] == 1
     detail = client.get(f"/api/v1/workflow-runs/{run.pk}").json()
-    assert [s["step_id"] for s in detail["steps"]][0] == "a" and all(s["status"] == "COMPLETED"
-                                                                     for s in detail["steps"])
+    assert [s["step_id"] for s in detail["steps"]][0] == "a" and all(
+        s["status"] == "COMPLETED" for s in detail["steps"]
+    )
 
 
 def test_fail_fast_cancels_the_running_branch_and_fails_the_run(setup):
     member, client, good, bad = setup
-    workflow = make_workflow(member, definition([
-        step("slow", good, action=LONG_ACTION, llm_params=SLOW), step("a", good),
-        step("broken", bad, depends_on=["a"]), step("after", good, depends_on=["broken"]),
-    ]))
+    workflow = make_workflow(
+        member,
+        definition(
+            [
+                step("slow", good, action=LONG_ACTION, llm_params=SLOW),
+                step("a", good),
+                step("broken", bad, depends_on=["a"]),
+                step("after", good, depends_on=["broken"]),
+            ]
+        ),
+    )
     run = wait_run(execute(client, workflow)["run_id"])
     assert run.execution.status == "FAILED"
     assert run.error.startswith("step 'broken' failed: agent 'Broken' is disabled") and run.failed_step == "broken"
@@ -112,11 +134,23 @@ def test_fail_fast_cancels_the_running_branch_and_fails_the_run(setup):
 
 def test_continue_keeps_going_and_dependents_see_the_failure(setup):
     member, client, good, bad = setup
-    workflow = make_workflow(member, definition([
-        step("broken", bad), step("other", good),
-        step("report", good, depends_on=["broken", "other"], condition="steps.broken.failed && steps.other.completed",
-             parameters={"error": "{{ steps.broken.error }}"}),
-    ], error_handling={"strategy": "continue"}))
+    workflow = make_workflow(
+        member,
+        definition(
+            [
+                step("broken", bad),
+                step("other", good),
+                step(
+                    "report",
+                    good,
+                    depends_on=["broken", "other"],
+                    condition="steps.broken.failed && steps.other.completed",
+                    parameters={"error": "{{ steps.broken.error }}"},
+                ),
+            ],
+            error_handling={"strategy": "continue"},
+        ),
+    )
     run = wait_run(execute(client, workflow)["run_id"])
     assert run.execution.status == "COMPLETED"
     steps = by_step(run)
@@ -127,9 +161,14 @@ def test_continue_keeps_going_and_dependents_see_the_failure(setup):
 
 def test_retry_strategy_fails_after_max_attempts(setup):
     member, client, good, bad = setup
-    workflow = make_workflow(member, definition(
-        [step("broken", bad)], error_handling={"strategy": "retry"},
-        retry_policy={"max_attempts": 2, "backoff_strategy": "fixed", "delay_ms": 200}))
+    workflow = make_workflow(
+        member,
+        definition(
+            [step("broken", bad)],
+            error_handling={"strategy": "retry"},
+            retry_policy={"max_attempts": 2, "backoff_strategy": "fixed", "delay_ms": 200},
+        ),
+    )
     run = wait_run(execute(client, workflow)["run_id"])
     assert run.execution.status == "FAILED" and "after 2 attempts" in run.error
     attempts = by_step(run)["broken"]
@@ -140,11 +179,20 @@ def test_retry_strategy_fails_after_max_attempts(setup):
 
 def test_fallback_runs_the_fallback_steps_instead(setup):
     member, client, good, bad = setup
-    workflow = make_workflow(member, definition(
-        [step("broken", bad), step("never", good, depends_on=["broken"])],
-        error_handling={"strategy": "fallback", "notification_on_error": True, "fallback_steps": [
-            step("notify", good, parameters={"failed": "{{ steps.broken.error }}"}),
-            step("cleanup", good, depends_on=["notify"])]}))
+    workflow = make_workflow(
+        member,
+        definition(
+            [step("broken", bad), step("never", good, depends_on=["broken"])],
+            error_handling={
+                "strategy": "fallback",
+                "notification_on_error": True,
+                "fallback_steps": [
+                    step("notify", good, parameters={"failed": "{{ steps.broken.error }}"}),
+                    step("cleanup", good, depends_on=["notify"]),
+                ],
+            },
+        ),
+    )
     run = wait_run(execute(client, workflow)["run_id"])
     assert run.execution.status == "COMPLETED", run.error
     steps = by_step(run)
@@ -156,19 +204,27 @@ def test_fallback_runs_the_fallback_steps_instead(setup):
 
 def test_retry_succeeds_on_attempt_3_with_linear_backoff(setup):
     member, client, good, bad = setup
-    workflow = make_workflow(member, definition(
-        [step("flaky", bad)], error_handling={"strategy": "retry"},
-        retry_policy={"max_attempts": 3, "backoff_strategy": "linear", "delay_ms": 1000}))
+    workflow = make_workflow(
+        member,
+        definition(
+            [step("flaky", bad)],
+            error_handling={"strategy": "retry"},
+            retry_policy={"max_attempts": 3, "backoff_strategy": "linear", "delay_ms": 1000},
+        ),
+    )
     run_id = execute(client, workflow)["run_id"]
-    wait_for(lambda: StepRun.objects.filter(run_id=run_id, step_id="flaky", attempt=2, state="failed").exists(), 20,
-             message="the second attempt to fail")
+    wait_for(
+        lambda: StepRun.objects.filter(run_id=run_id, step_id="flaky", attempt=2, state="failed").exists(),
+        20,
+        message="the second attempt to fail",
+    )
     Agent.objects.filter(pk=bad.pk).update(is_active=True)  # the dependency recovers
     run = wait_run(run_id)
     assert run.execution.status == "COMPLETED", run.error
     first, second, third = by_step(run)["flaky"]
     assert [s.state for s in (first, second, third)] == ["failed", "failed", "completed"]
-    assert second.scheduled_for == first.completed_at + timedelta(milliseconds=1000)   # 1000 × 1
-    assert third.scheduled_for == second.completed_at + timedelta(milliseconds=2000)   # 1000 × 2
+    assert second.scheduled_for == first.completed_at + timedelta(milliseconds=1000)  # 1000 × 1
+    assert third.scheduled_for == second.completed_at + timedelta(milliseconds=2000)  # 1000 × 2
     for attempt in (second, third):
         assert attempt.execution.created_at >= attempt.scheduled_for
         assert attempt.execution.created_at - attempt.scheduled_for < timedelta(seconds=5)
@@ -177,8 +233,9 @@ def test_retry_succeeds_on_attempt_3_with_linear_backoff(setup):
 
 def test_a_step_that_exceeds_its_timeout_is_cancelled_and_fails_the_run(setup):
     member, client, good, _ = setup
-    workflow = make_workflow(member, definition([step("slow", good, action=LONG_ACTION, llm_params=SLOW,
-                                                      timeout_ms=1000)]))
+    workflow = make_workflow(
+        member, definition([step("slow", good, action=LONG_ACTION, llm_params=SLOW, timeout_ms=1000)])
+    )
     began = time.monotonic()
     run = wait_run(execute(client, workflow)["run_id"], timeout=20)
     assert time.monotonic() - began < 15
@@ -190,8 +247,9 @@ def test_a_step_that_exceeds_its_timeout_is_cancelled_and_fails_the_run(setup):
 
 def test_the_workflow_timeout_fails_the_run(setup):
     member, client, good, _ = setup
-    workflow = make_workflow(member, definition([step("slow", good, action=LONG_ACTION, llm_params=SLOW)],
-                                                timeout_ms=1500))
+    workflow = make_workflow(
+        member, definition([step("slow", good, action=LONG_ACTION, llm_params=SLOW)], timeout_ms=1500)
+    )
     run = wait_run(execute(client, workflow)["run_id"], timeout=20)
     assert run.execution.status == "FAILED" and run.error == "the workflow timed out after 1500 ms"
     assert by_step(run)["slow"][0].execution.status == "CANCELLED"
@@ -199,19 +257,30 @@ def test_the_workflow_timeout_fails_the_run(setup):
 
 def test_a_false_condition_skips_its_branch(setup):
     member, client, good, _ = setup
-    workflow = make_workflow(member, definition([
-        step("a", good),
-        step("fast", good, depends_on=["a"], condition="inputs.mode == 'fast'"),
-        step("careful", good, depends_on=["a"], condition="inputs.mode == 'slow' && steps.a.completed"),
-        step("join", good, depends_on=["fast", "careful"]),
-    ]))
-    response = client.post(f"/api/v1/workflows/{workflow.pk}/execute",
-                           {"input_data": {"mode": "slow"}, "wait_for_completion": True, "timeout_ms": 120000},
-                           format="json")
+    workflow = make_workflow(
+        member,
+        definition(
+            [
+                step("a", good),
+                step("fast", good, depends_on=["a"], condition="inputs.mode == 'fast'"),
+                step("careful", good, depends_on=["a"], condition="inputs.mode == 'slow' && steps.a.completed"),
+                step("join", good, depends_on=["fast", "careful"]),
+            ]
+        ),
+    )
+    response = client.post(
+        f"/api/v1/workflows/{workflow.pk}/execute",
+        {"input_data": {"mode": "slow"}, "wait_for_completion": True, "timeout_ms": 120000},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["status"] == "COMPLETED" and {s["step_id"]: s["status"] for s in body["steps"]} == {
-        "a": "COMPLETED", "fast": "SKIPPED", "careful": "COMPLETED", "join": "COMPLETED"}
+        "a": "COMPLETED",
+        "fast": "SKIPPED",
+        "careful": "COMPLETED",
+        "join": "COMPLETED",
+    }
     run = wait_run(body["run_id"])
     assert run.execution.status == "COMPLETED"
     steps = by_step(run)
@@ -224,11 +293,16 @@ def test_a_false_condition_skips_its_branch(setup):
 
 def test_cancelling_a_run_stops_its_steps(setup):
     member, client, good, _ = setup
-    workflow = make_workflow(member, definition([step("slow", good, action=LONG_ACTION, llm_params=SLOW),
-                                                 step("next", good, depends_on=["slow"])]))
+    workflow = make_workflow(
+        member,
+        definition([step("slow", good, action=LONG_ACTION, llm_params=SLOW), step("next", good, depends_on=["slow"])]),
+    )
     run_id = execute(client, workflow)["run_id"]
-    wait_for(lambda: Execution.objects.filter(step_run__run_id=run_id, status="RUNNING").exists(), 20,
-             message="the step to run")
+    wait_for(
+        lambda: Execution.objects.filter(step_run__run_id=run_id, status="RUNNING").exists(),
+        20,
+        message="the step to run",
+    )
     cancelled = client.post(f"/api/v1/workflow-runs/{run_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["cancel_requested"] is True
     run = wait_run(run_id, timeout=15)
@@ -245,8 +319,13 @@ def _sign(secret: str, body: bytes, timestamp: int | None = None) -> dict:
 
 def test_webhook_trigger_checks_the_signature(setup, api_client):
     member, client, good, _ = setup
-    workflow = make_workflow(member, definition([step("a", good, parameters={"ref": "{{ inputs.ref }}"})],
-                                                trigger={"type": "webhook", "conditions": {"event": "push"}}))
+    workflow = make_workflow(
+        member,
+        definition(
+            [step("a", good, parameters={"ref": "{{ inputs.ref }}"})],
+            trigger={"type": "webhook", "conditions": {"event": "push"}},
+        ),
+    )
     url = f"/api/v1/workflow-hooks/{workflow.webhook_token}"
     body = json.dumps({"event": "push", "ref": "main"}).encode()
 
@@ -254,12 +333,17 @@ def test_webhook_trigger_checks_the_signature(setup, api_client):
     forged = _sign("whsec_not-the-secret", body)
     assert_envelope(api_client.post(url, body, content_type="application/json", **forged), 401)
     tampered = _sign(workflow.secret, body)
-    assert_envelope(api_client.post(url, body.replace(b"main", b"prod"), content_type="application/json",
-                                    **tampered), 401)
+    assert_envelope(
+        api_client.post(url, body.replace(b"main", b"prod"), content_type="application/json", **tampered), 401
+    )
     stale = _sign(workflow.secret, body, timestamp=int(time.time()) - 3600)
     assert_envelope(api_client.post(url, body, content_type="application/json", **stale), 401)
-    assert_envelope(api_client.post("/api/v1/workflow-hooks/nope", body, content_type="application/json",
-                                    **_sign(workflow.secret, body)), 404)
+    assert_envelope(
+        api_client.post(
+            "/api/v1/workflow-hooks/nope", body, content_type="application/json", **_sign(workflow.secret, body)
+        ),
+        404,
+    )
     assert not WorkflowRun.objects.exists()
 
     other = json.dumps({"event": "tag"}).encode()
@@ -282,9 +366,12 @@ def test_webhook_trigger_checks_the_signature(setup, api_client):
 def test_an_agent_completion_starts_the_workflow_listening_for_it(setup):
     member, client, good, _ = setup
     source = make_agent(member, name="Source")
-    workflow = make_workflow(member, definition([step("follow_up", good)],
-                                                trigger={"type": "agent_completion",
-                                                         "source_agent": source.agent_number}))
+    workflow = make_workflow(
+        member,
+        definition(
+            [step("follow_up", good)], trigger={"type": "agent_completion", "source_agent": source.agent_number}
+        ),
+    )
     task = client.post(f"/api/v1/agents/{source.pk}/task", {"description": "research"}, format="json").json()
     run = wait_for(lambda: WorkflowRun.objects.filter(workflow=workflow).first(), 20, message="the triggered run")
     run = wait_run(run.pk)
@@ -297,14 +384,23 @@ def test_a_step_whose_worker_is_killed_is_retried_and_the_run_completes(setup, w
     the retry policy runs the step again on a new worker, the run completes, and the two attempts
     never overlap. (The killed worker is the module's; the new one takes its place.)"""
     member, client, good, _ = setup
-    workflow = make_workflow(member, definition(
-        [step("slow", good, action="tell " + " ".join(["more"] * 40), llm_params={"tokens_per_s": 8}),
-         step("after", good, depends_on=["slow"])],
-        error_handling={"strategy": "retry"},
-        retry_policy={"max_attempts": 2, "backoff_strategy": "fixed", "delay_ms": 0}))
+    workflow = make_workflow(
+        member,
+        definition(
+            [
+                step("slow", good, action="tell " + " ".join(["more"] * 40), llm_params={"tokens_per_s": 8}),
+                step("after", good, depends_on=["slow"]),
+            ],
+            error_handling={"strategy": "retry"},
+            retry_policy={"max_attempts": 2, "backoff_strategy": "fixed", "delay_ms": 0},
+        ),
+    )
     run_id = execute(client, workflow)["run_id"]
-    first = wait_for(lambda: Execution.objects.filter(step_run__run_id=run_id, tokens_out__gt=0).first(), 30,
-                     message="the step to stream")
+    first = wait_for(
+        lambda: Execution.objects.filter(step_run__run_id=run_id, tokens_out__gt=0).first(),
+        30,
+        message="the step to stream",
+    )
     wf_worker.worker.stop(sig=signal.SIGKILL)
     assert Execution.objects.get(pk=first.pk).status == "RUNNING"  # nobody knows yet
     frozen = Execution.objects.get(pk=first.pk).tokens_out

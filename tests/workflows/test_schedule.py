@@ -1,4 +1,5 @@
 """The schedule trigger: a scheduler schedule whose target is a workflow starts one run per tick."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -20,12 +21,21 @@ def test_a_schedule_runs_the_workflow_once_per_tick(make_member, client_for):
     workflow = make_workflow(member, definition([step("a", agent)], trigger={"type": "schedule"}))
     foreign = make_workflow(other, definition([step("a", make_agent(other))]))
     client = client_for(member)
-    refused = client.post(URL, {"name": "x", "cron_expression": "0 9 * * *", "workflow_id": str(foreign.pk)},
-                          format="json")
+    refused = client.post(
+        URL, {"name": "x", "cron_expression": "0 9 * * *", "workflow_id": str(foreign.pk)}, format="json"
+    )
     assert [e["field"] for e in assert_envelope(refused, 400)["errors"]] == ["workflow_id"]
 
-    created = client.post(URL, {"name": "Nightly", "cron_expression": "0 9 * * *", "workflow_id": str(workflow.pk),
-                                "inputs": {"mode": "nightly"}}, format="json")
+    created = client.post(
+        URL,
+        {
+            "name": "Nightly",
+            "cron_expression": "0 9 * * *",
+            "workflow_id": str(workflow.pk),
+            "inputs": {"mode": "nightly"},
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.content
     body = created.json()
     assert body["target_type"] == "workflow" and body["workflow_id"] == str(workflow.pk)
@@ -46,10 +56,15 @@ def test_a_schedule_runs_the_workflow_once_per_tick(make_member, client_for):
 def test_mcp_workflow_execute_starts_a_run(member, client_for):
     agent = make_agent(member)
     workflow = make_workflow(member, definition([step("a", agent)]))
-    message = {"id": "m-1", "version": "1.0", "type": "request", "method": "workflow.execute",
-               "timestamp": "2026-01-01T00:00:00Z", "source": {"agent_number": agent.agent_number,
-                                                              "agent_id": str(agent.pk)},
-               "params": {"workflow_id": str(workflow.pk), "input_data": {"x": 1}, "priority": "high"}}
+    message = {
+        "id": "m-1",
+        "version": "1.0",
+        "type": "request",
+        "method": "workflow.execute",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "source": {"agent_number": agent.agent_number, "agent_id": str(agent.pk)},
+        "params": {"workflow_id": str(workflow.pk), "input_data": {"x": 1}, "priority": "high"},
+    }
     answer = client_for(member).post("/api/v1/mcp", message, format="json").json()
     assert answer["type"] == "response", answer
     run = WorkflowRun.objects.get(pk=answer["result"]["run_id"])

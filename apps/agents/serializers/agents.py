@@ -1,4 +1,5 @@
 """Serializers of agents, their versions, status, test runs and memory."""
+
 from __future__ import annotations
 
 import json
@@ -12,22 +13,61 @@ from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, Ka
 
 # --- agents ------------------------------------------------------------------------------------
 
+
 class AgentSerializer(KaiModelSerializer):
-    model = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=200,
-                                  help_text="Alias of `llm`.")
+    model = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=200, help_text="Alias of `llm`."
+    )
     tools = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=50)
     config = ConfigField(required=False)
     status = serializers.ChoiceField(choices=AgentStatus.choices, required=False)
 
     class Meta:
         model = Agent
-        fields = ["id", "agent_number", "name", "description", "role", "goal", "backstory", "llm", "model", "tools",
-                  "allow_delegation", "verbose", "agent_type", "config", "config_yaml", "status", "last_error",
-                  "is_active", "voice_enabled", "version", "execution_count", "average_execution_time",
-                  "last_execution", "last_heartbeat", "organization", "created_by", "created_at", "updated_at"]
-        read_only_fields = ["id", "agent_number", "last_error", "version", "execution_count", "average_execution_time",
-                            "last_execution", "last_heartbeat", "organization", "created_by", "created_at",
-                            "updated_at"]
+        fields = [
+            "id",
+            "agent_number",
+            "name",
+            "description",
+            "role",
+            "goal",
+            "backstory",
+            "llm",
+            "model",
+            "tools",
+            "allow_delegation",
+            "verbose",
+            "agent_type",
+            "config",
+            "config_yaml",
+            "status",
+            "last_error",
+            "is_active",
+            "voice_enabled",
+            "version",
+            "execution_count",
+            "average_execution_time",
+            "last_execution",
+            "last_heartbeat",
+            "organization",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "agent_number",
+            "last_error",
+            "version",
+            "execution_count",
+            "average_execution_time",
+            "last_execution",
+            "last_heartbeat",
+            "organization",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
         extra_kwargs = {"name": {"required": False}}
 
     def validate_status(self, value):
@@ -72,8 +112,20 @@ class AgentTestPromptSerializer(KaiSerializer):
 _PROMPT_KEYS = ("prompt", "input", "query", "question", "message", "text", "task")
 #: names of server-owned fields: refused at the top of a free input object, where they would read as an
 #: attempt to set them (inside ``{input_data: {...}}`` any key goes)
-_RESERVED_KEYS = frozenset({"id", "organization", "organization_id", "created_by", "created_at", "updated_at",
-                            "status", "execution_count", "average_execution_time", "last_execution"})
+_RESERVED_KEYS = frozenset(
+    {
+        "id",
+        "organization",
+        "organization_id",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "status",
+        "execution_count",
+        "average_execution_time",
+        "last_execution",
+    }
+)
 
 
 class AgentTestRequestSerializer(serializers.Serializer):
@@ -90,8 +142,12 @@ class AgentTestRequestSerializer(serializers.Serializer):
         free = data["input_data"] if wrapped else data
         reserved = sorted(_RESERVED_KEYS.intersection(data)) if not wrapped else []
         if reserved:
-            raise serializers.ValidationError({key: ["A server-owned field; to pass it as input, wrap the object: "
-                                                     "{input_data: {...}}."] for key in reserved})
+            raise serializers.ValidationError(
+                {
+                    key: ["A server-owned field; to pass it as input, wrap the object: {input_data: {...}}."]
+                    for key in reserved
+                }
+            )
         prompt = next((free[k] for k in _PROMPT_KEYS if isinstance(free.get(k), str) and free[k].strip()), None)
         if prompt is None:
             prompt = json.dumps(free, ensure_ascii=False, sort_keys=True, default=str)
@@ -107,11 +163,19 @@ class AgentTestRequestSchema(OpenApiSerializerExtension):
 
     def map_serializer(self, auto_schema, direction):
         prompt = auto_schema.resolve_serializer(AgentTestPromptSerializer, direction).ref
-        return {"anyOf": [prompt, {
-            "type": "object", "minProperties": 1, "additionalProperties": True,
-            "not": {"anyOf": [{"required": [key]} for key in sorted(_RESERVED_KEYS)]},
-            "description": "Seed 003's free input object (`agent.run(**input_data)`): its `prompt`/`input`/`query`/"
-                           "`question`/`message`/`text`/`task` text is the prompt, else the whole object as JSON."}]}
+        return {
+            "anyOf": [
+                prompt,
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "additionalProperties": True,
+                    "not": {"anyOf": [{"required": [key]} for key in sorted(_RESERVED_KEYS)]},
+                    "description": "Seed 003's free input object (`agent.run(**input_data)`): its `prompt`/`input`/`query`/"
+                    "`question`/`message`/`text`/`task` text is the prompt, else the whole object as JSON.",
+                },
+            ]
+        }
 
 
 class AgentTestResponseSerializer(KaiSerializer):
@@ -135,14 +199,32 @@ class MemorySerializer(KaiModelSerializer):
     type = serializers.CharField(write_only=True, required=False, max_length=50, help_text="Alias of memory_type.")
     content = serializers.JSONField()
     tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=20)
-    ttl = serializers.IntegerField(write_only=True, required=False, min_value=1, max_value=MAX_MEMORY_TTL,
-                                   allow_null=True, help_text="Seconds until the entry expires (at most ten years).")
-    agent_number = serializers.IntegerField(write_only=True, required=False, help_text="Ignored (the URL names the agent).")
+    ttl = serializers.IntegerField(
+        write_only=True,
+        required=False,
+        min_value=1,
+        max_value=MAX_MEMORY_TTL,
+        allow_null=True,
+        help_text="Seconds until the entry expires (at most ten years).",
+    )
+    agent_number = serializers.IntegerField(
+        write_only=True, required=False, help_text="Ignored (the URL names the agent)."
+    )
 
     class Meta:
         model = AgentMemory
-        fields = ["id", "agent", "memory_type", "type", "content", "tags", "ttl", "agent_number", "expires_at",
-                  "created_at"]
+        fields = [
+            "id",
+            "agent",
+            "memory_type",
+            "type",
+            "content",
+            "tags",
+            "ttl",
+            "agent_number",
+            "expires_at",
+            "created_at",
+        ]
         read_only_fields = ["id", "agent", "expires_at", "created_at"]
         extra_kwargs = {"memory_type": {"required": False}}
 

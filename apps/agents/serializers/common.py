@@ -1,4 +1,5 @@
 """What the agents app's serializers share."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema_field

@@ -1,4 +1,5 @@
 """Serializers of credentials, external API keys, verification, backup and restore."""
+
 from __future__ import annotations
 
 from rest_framework import serializers
@@ -7,6 +8,7 @@ from apps.agents.models import Credential, CredentialType
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 
 # --- credentials -------------------------------------------------------------------------------
+
 
 class CredentialDataSerializer(KaiSerializer):
     value = serializers.CharField(max_length=20_000, trim_whitespace=False)
@@ -28,22 +30,40 @@ class CredentialSerializer(KaiModelSerializer):
     metadata = CredentialMetadataSerializer(required=False)
     masked_value = serializers.CharField(source="masked", read_only=True)
     biometric_verification = JSONObjectField(
-        write_only=True, required=False,
+        write_only=True,
+        required=False,
         help_text="Seed 002 BiometricCredential (or a WebAuthn assertion) answering this session's "
-                  "auth/biometric/verify challenge: the step-up for this call where the organization requires it.")
+        "auth/biometric/verify challenge: the step-up for this call where the organization requires it.",
+    )
 
     class Meta:
         model = Credential
-        fields = ["id", "name", "service_name", "credential_type", "credential_data", "masked_value",
-                  "encryption_key_id", "metadata", "biometric_verification", "created_by", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "service_name",
+            "credential_type",
+            "credential_data",
+            "masked_value",
+            "encryption_key_id",
+            "metadata",
+            "biometric_verification",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["id", "encryption_key_id", "created_by", "created_at", "updated_at"]
         extra_kwargs = {"name": {"required": False}}
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
-        data["metadata"] = {"description": instance.description, "expires_at": instance.expires_at,
-                            "last_used": instance.last_used, "usage_count": instance.usage_count,
-                            "auto_rotate": instance.auto_rotate}
+        data["metadata"] = {
+            "description": instance.description,
+            "expires_at": instance.expires_at,
+            "last_used": instance.last_used,
+            "usage_count": instance.usage_count,
+            "auto_rotate": instance.auto_rotate,
+        }
         return data
 
     def validate(self, attrs):
@@ -77,8 +97,20 @@ class ExternalApiKeySerializer(KaiModelSerializer):
 
     class Meta:
         model = Credential
-        fields = ["id", "name", "service", "key", "key_preview", "description", "expires_at", "last_used",
-                  "usage_count", "encryption_key_id", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "service",
+            "key",
+            "key_preview",
+            "description",
+            "expires_at",
+            "last_used",
+            "usage_count",
+            "encryption_key_id",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["id", "last_used", "usage_count", "encryption_key_id", "created_at", "updated_at"]
 
 
@@ -93,7 +125,9 @@ class CredentialValueSerializer(KaiSerializer):
 
 class CredentialVerifyRequestSerializer(KaiSerializer):
     credential_id = serializers.UUIDField()
-    value = serializers.CharField(required=False, trim_whitespace=False, help_text="Check that this is the stored value.")
+    value = serializers.CharField(
+        required=False, trim_whitespace=False, help_text="Check that this is the stored value."
+    )
     biometric_verification = JSONObjectField(required=False)
 
 
@@ -116,7 +150,7 @@ class BackupKdfSerializer(KaiSerializer):
     (``n`` a power of two up to 2**17: 128 MiB at r=8)."""
 
     name = serializers.ChoiceField(choices=["scrypt"])
-    n = serializers.IntegerField(min_value=2, max_value=2 ** 17)
+    n = serializers.IntegerField(min_value=2, max_value=2**17)
     r = serializers.IntegerField(min_value=1, max_value=64)
     p = serializers.IntegerField(min_value=1, max_value=16)
     salt = serializers.CharField(max_length=200)

@@ -1,4 +1,5 @@
 """Serializers of the services registry and of deployments."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from kai_platform.api.schema import requires_one_of
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 
 # --- services ----------------------------------------------------------------------------------
+
 
 class ServiceListSerializer(serializers.ListSerializer):
     """Overlays liveness from Redis for the whole page in one round trip."""
@@ -30,10 +32,32 @@ class ServiceSerializer(KaiModelSerializer):
     class Meta:
         model = Service
         list_serializer_class = ServiceListSerializer
-        fields = ["id", "name", "service_type", "ref_id", "endpoint", "capabilities", "metadata", "status", "online",
-                  "last_seen", "response_time_ms", "last_error", "created_at", "updated_at"]
-        read_only_fields = ["id", "ref_id", "status", "last_seen", "response_time_ms", "last_error", "created_at",
-                            "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "service_type",
+            "ref_id",
+            "endpoint",
+            "capabilities",
+            "metadata",
+            "status",
+            "online",
+            "last_seen",
+            "response_time_ms",
+            "last_error",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "ref_id",
+            "status",
+            "last_seen",
+            "response_time_ms",
+            "last_error",
+            "created_at",
+            "updated_at",
+        ]
 
     def _beat(self, obj):
         if "service_beats" not in self.context:
@@ -88,15 +112,32 @@ class DiscoverResponseSerializer(KaiSerializer):
 
 # --- deployments -------------------------------------------------------------------------------
 
+
 class DeploymentSerializer(KaiModelSerializer):
-    agent_id = serializers.UUIDField(read_only=True, allow_null=True, help_text="null for an orchestration's deployment.")
+    agent_id = serializers.UUIDField(
+        read_only=True, allow_null=True, help_text="null for an orchestration's deployment."
+    )
     api_url = serializers.SerializerMethodField()
     mcp_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Deployment
-        fields = ["id", "name", "agent_id", "orchestration_id", "channels", "status", "api_url", "mcp_url",
-                  "started_at", "stopped_at", "invocation_count", "last_invoked_at", "created_by", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "agent_id",
+            "orchestration_id",
+            "channels",
+            "status",
+            "api_url",
+            "mcp_url",
+            "started_at",
+            "stopped_at",
+            "invocation_count",
+            "last_invoked_at",
+            "created_by",
+            "created_at",
+        ]
         read_only_fields = fields
 
     def get_api_url(self, obj) -> str:
@@ -112,8 +153,9 @@ class DeployRequestSerializer(KaiSerializer):
     agent_id = serializers.UUIDField(required=False)
     orchestration_id = serializers.UUIDField(required=False)
     name = serializers.CharField(required=False, max_length=200)
-    channels = serializers.ListField(child=serializers.ChoiceField(choices=["api", "mcp"]), required=False,
-                                     default=["api"])
+    channels = serializers.ListField(
+        child=serializers.ChoiceField(choices=["api", "mcp"]), required=False, default=["api"]
+    )
 
     def validate(self, attrs):
         if not attrs.get("agent_id") and not attrs.get("orchestration_id"):
@@ -125,8 +167,9 @@ class DeployResponseSerializer(DeploymentSerializer):
     deployment_id = serializers.UUIDField(source="id", read_only=True)
     key = serializers.CharField(read_only=True, help_text="The deployment key, shown once.")
     cli_command = serializers.CharField(read_only=True)
-    mcp_command = serializers.CharField(read_only=True, allow_null=True,
-                                        help_text="Adds the deployment's MCP server to Claude Code (mcp channel only).")
+    mcp_command = serializers.CharField(
+        read_only=True, allow_null=True, help_text="Adds the deployment's MCP server to Claude Code (mcp channel only)."
+    )
 
     class Meta(DeploymentSerializer.Meta):
         fields = ["deployment_id", *DeploymentSerializer.Meta.fields, "key", "cli_command", "mcp_command"]

@@ -1,4 +1,5 @@
 """Serializers of providers, model configurations and tools."""
+
 from __future__ import annotations
 
 import uuid
@@ -12,6 +13,7 @@ from kai_platform.llm import PROVIDER_TYPES, needs_base_url
 
 # --- providers & models ------------------------------------------------------------------------
 
+
 class ProviderSerializer(KaiModelSerializer):
     provider = serializers.ChoiceField(source="provider_type", choices=[(p, p) for p in PROVIDER_TYPES])
     api_key = serializers.CharField(write_only=True, required=False, max_length=20_000, trim_whitespace=False)
@@ -20,14 +22,39 @@ class ProviderSerializer(KaiModelSerializer):
 
     class Meta:
         model = Provider
-        fields = ["id", "name", "provider", "base_url", "api_key", "api_key_masked", "credential", "default_model",
-                  "api_version", "timeout_seconds", "budget_limit", "current_spend", "is_default", "is_active", "config",
-                  "last_validated_at", "last_validation_ok", "last_validation_error", "created_by", "created_at",
-                  "updated_at"]
-        read_only_fields = ["id", "last_validated_at", "last_validation_ok", "last_validation_error", "created_by",
-                            "created_at", "updated_at"]
-        extra_kwargs = {"timeout_seconds": {"min_value": 0.1, "max_value": 600},
-                        "budget_limit": {"min_value": 0}}
+        fields = [
+            "id",
+            "name",
+            "provider",
+            "base_url",
+            "api_key",
+            "api_key_masked",
+            "credential",
+            "default_model",
+            "api_version",
+            "timeout_seconds",
+            "budget_limit",
+            "current_spend",
+            "is_default",
+            "is_active",
+            "config",
+            "last_validated_at",
+            "last_validation_ok",
+            "last_validation_error",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "last_validated_at",
+            "last_validation_ok",
+            "last_validation_error",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+        extra_kwargs = {"timeout_seconds": {"min_value": 0.1, "max_value": 600}, "budget_limit": {"min_value": 0}}
 
     def get_fields(self):
         fields = super().get_fields()
@@ -74,16 +101,29 @@ class ProviderValidateSerializer(KaiSerializer):
 
 
 class ModelConfigSerializer(KaiModelSerializer):
-    provider = serializers.CharField(write_only=True, max_length=100,
-                                     help_text="A provider's id or name, or a provider type (openai, anthropic, …).")
+    provider = serializers.CharField(
+        write_only=True, max_length=100, help_text="A provider's id or name, or a provider type (openai, anthropic, …)."
+    )
     provider_id = serializers.UUIDField(read_only=True)
     provider_name = serializers.SerializerMethodField()
     parameters = JSONObjectField(required=False)
 
     class Meta:
         model = ModelConfig
-        fields = ["id", "name", "provider", "provider_id", "provider_name", "provider_type", "model", "api_key_name",
-                  "parameters", "is_active", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "provider",
+            "provider_id",
+            "provider_name",
+            "provider_type",
+            "model",
+            "api_key_name",
+            "parameters",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["id", "provider_type", "created_at", "updated_at"]
         extra_kwargs = {"model": {"required": False}}
 
@@ -101,15 +141,21 @@ class ModelConfigSerializer(KaiModelSerializer):
                 found = providers.filter(pk=uuid.UUID(ref)).first()
             except ValueError:
                 found = providers.filter(name=ref).first() or (
-                    providers.filter(provider_type=ref).order_by("-is_default", "created_at").first())
+                    providers.filter(provider_type=ref).order_by("-is_default", "created_at").first()
+                )
             if found is not None:
                 attrs["provider"], attrs["provider_type"] = found, found.provider_type
             elif ref in PROVIDER_TYPES:
                 attrs["provider"], attrs["provider_type"] = None, ref
             else:
-                raise serializers.ValidationError({"provider": [
-                    f"Unknown provider {ref!r}: not a provider of this organization nor a provider type "
-                    f"({', '.join(PROVIDER_TYPES)})."]})
+                raise serializers.ValidationError(
+                    {
+                        "provider": [
+                            f"Unknown provider {ref!r}: not a provider of this organization nor a provider type "
+                            f"({', '.join(PROVIDER_TYPES)})."
+                        ]
+                    }
+                )
         elif self.instance is None:
             raise serializers.ValidationError({"provider": ["This field is required."]})
         if self.instance is None and not attrs.get("model"):
@@ -119,6 +165,7 @@ class ModelConfigSerializer(KaiModelSerializer):
 
 # --- tools -------------------------------------------------------------------------------------
 
+
 class ToolSerializer(KaiModelSerializer):
     configuration = JSONObjectField(required=False)
     config_schema = JSONObjectField(required=False)
@@ -126,8 +173,19 @@ class ToolSerializer(KaiModelSerializer):
 
     class Meta:
         model = Tool
-        fields = ["id", "name", "description", "tool_type", "configuration", "config_schema", "parameters_schema",
-                  "enabled", "created_by", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "tool_type",
+            "configuration",
+            "config_schema",
+            "parameters_schema",
+            "enabled",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["id", "created_by", "created_at", "updated_at"]
 
 

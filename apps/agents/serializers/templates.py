@@ -1,4 +1,5 @@
 """Serializers of prompt, agent and orchestration templates."""
+
 from __future__ import annotations
 
 from rest_framework import serializers
@@ -7,6 +8,7 @@ from apps.agents.models import AgentTemplate, OrchestrationTemplate, PromptTempl
 from kai_platform.api.serializers import KaiModelSerializer, KaiSerializer
 
 # --- templates ---------------------------------------------------------------------------------
+
 
 class PromptTemplateSerializer(KaiModelSerializer):
     variables = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
@@ -30,16 +32,34 @@ class RenderResponseSerializer(KaiSerializer):
 class AgentTemplateSerializer(KaiModelSerializer):
     class Meta:
         model = AgentTemplate
-        fields = ["id", "name", "description", "category", "agent_type", "config_yaml", "is_official", "created_at",
-                  "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "category",
+            "agent_type",
+            "config_yaml",
+            "is_official",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["id", "is_official", "created_at", "updated_at"]
 
 
 class OrchestrationTemplateSerializer(KaiModelSerializer):
     class Meta:
         model = OrchestrationTemplate
-        fields = ["id", "name", "description", "category", "pattern", "config_yaml", "is_official", "created_at",
-                  "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "category",
+            "pattern",
+            "config_yaml",
+            "is_official",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["id", "is_official", "created_at", "updated_at"]
 
 

@@ -1,4 +1,5 @@
 """Agents: YAML/JSON configuration parsing, create/update/delete/restart, heartbeats and memory."""
+
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ from apps.audit.services import audit_record, snapshot
 from apps.events.services import publish
 
 # --- configuration parsing ---------------------------------------------------------------------
+
 
 def parse_yaml_mapping(text: str, *, field: str) -> dict:
     """YAML text → mapping; a syntax error is a 400 naming the field, line and column."""
@@ -45,7 +47,9 @@ def parse_json_mapping(value, *, field: str) -> dict:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise exceptions.ValidationError({field: [f"Invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]})
+            raise exceptions.ValidationError(
+                {field: [f"Invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]}
+            )
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -53,8 +57,18 @@ def parse_json_mapping(value, *, field: str) -> dict:
     return value
 
 
-_YAML_FIELDS = ("description", "role", "goal", "backstory", "llm", "tools", "allow_delegation", "verbose", "agent_type",
-                "voice_enabled")
+_YAML_FIELDS = (
+    "description",
+    "role",
+    "goal",
+    "backstory",
+    "llm",
+    "tools",
+    "allow_delegation",
+    "verbose",
+    "agent_type",
+    "voice_enabled",
+)
 
 
 def agent_fields_from_yaml(config: dict) -> dict:
@@ -89,9 +103,14 @@ def check_tools(*, organization, names: list[str]) -> list[str]:
     unknown = [n for n in names if n not in known]
     if unknown:
         listed = ", ".join(sorted(known)) or "none"
-        raise exceptions.ValidationError({"tools": [
-            f"Unknown tool{'s' if len(unknown) > 1 else ''}: {', '.join(repr(n) for n in unknown)}. "
-            f"Known tools: {listed}."]})
+        raise exceptions.ValidationError(
+            {
+                "tools": [
+                    f"Unknown tool{'s' if len(unknown) > 1 else ''}: {', '.join(repr(n) for n in unknown)}. "
+                    f"Known tools: {listed}."
+                ]
+            }
+        )
     return names
 
 
@@ -115,6 +134,7 @@ def _config_snapshot(agent: Agent) -> dict:
 
 # --- agents ------------------------------------------------------------------------------------
 
+
 def agent_create(*, organization, actor, data: dict, template: str | None = None) -> Agent:
     """``template``: the template it was made from (named in the ``agent.created`` event)."""
     values = _agent_values(organization=organization, data=data)
@@ -122,21 +142,45 @@ def agent_create(*, organization, actor, data: dict, template: str | None = None
         raise exceptions.ValidationError({"name": ["This field is required."]})
     with transaction.atomic():
         org_lock(organization.pk, 0x1)
-        last = Agent.objects.for_org(organization).order_by("-agent_number").values_list("agent_number", flat=True).first()
-        agent = Agent(organization=organization, created_by=actor if getattr(actor, "pk", None) else None,
-                      agent_number=(last or 0) + 1, **values)
+        last = (
+            Agent.objects.for_org(organization).order_by("-agent_number").values_list("agent_number", flat=True).first()
+        )
+        agent = Agent(
+            organization=organization,
+            created_by=actor if getattr(actor, "pk", None) else None,
+            agent_number=(last or 0) + 1,
+            **values,
+        )
         if not agent.is_active:
             agent.status = AgentStatus.DISABLED
         agent.save()
-        AgentVersion.objects.create(organization=organization, created_by=agent.created_by, agent=agent, version=1,
-                                    snapshot=snapshot(agent, list(AGENT_CONFIG_FIELDS)),
-                                    changed_fields=list(values))
-        audit_record(organization=organization, actor=actor, action="agent.create", instance=agent,
-                     after=snapshot(agent))
-        publish(organization, "agent.created", {
-            "agent_id": str(agent.pk), "agent_number": agent.agent_number, "name": agent.name,
-            "template": template, "created_by": str(actor.pk) if getattr(actor, "pk", None) else None,
-            "status": agent.status}, agent=agent, actor=actor, owner=agent.created_by, component="agents")
+        AgentVersion.objects.create(
+            organization=organization,
+            created_by=agent.created_by,
+            agent=agent,
+            version=1,
+            snapshot=snapshot(agent, list(AGENT_CONFIG_FIELDS)),
+            changed_fields=list(values),
+        )
+        audit_record(
+            organization=organization, actor=actor, action="agent.create", instance=agent, after=snapshot(agent)
+        )
+        publish(
+            organization,
+            "agent.created",
+            {
+                "agent_id": str(agent.pk),
+                "agent_number": agent.agent_number,
+                "name": agent.name,
+                "template": template,
+                "created_by": str(actor.pk) if getattr(actor, "pk", None) else None,
+                "status": agent.status,
+            },
+            agent=agent,
+            actor=actor,
+            owner=agent.created_by,
+            component="agents",
+        )
     return agent
 
 
@@ -159,15 +203,32 @@ def agent_update(*, agent: Agent, actor, data: dict) -> Agent:
             agent.version += 1
         agent.save()
         if changed:
-            AgentVersion.objects.create(organization_id=agent.organization_id, created_by=actor if getattr(actor, "pk", None) else None,
-                                        agent=agent, version=agent.version,
-                                        snapshot=snapshot(agent, list(AGENT_CONFIG_FIELDS)), changed_fields=changed)
-        audit_record(organization=agent.organization, actor=actor, action="agent.update", instance=agent,
-                     before=before, after=snapshot(agent))
+            AgentVersion.objects.create(
+                organization_id=agent.organization_id,
+                created_by=actor if getattr(actor, "pk", None) else None,
+                agent=agent,
+                version=agent.version,
+                snapshot=snapshot(agent, list(AGENT_CONFIG_FIELDS)),
+                changed_fields=changed,
+            )
+        audit_record(
+            organization=agent.organization,
+            actor=actor,
+            action="agent.update",
+            instance=agent,
+            before=before,
+            after=snapshot(agent),
+        )
         if changed:
-            publish(agent.organization_id, "agent.updated", {"agent_id": str(agent.pk), "version": agent.version,
-                                                             "changed_fields": changed},
-                    agent=agent, actor=actor, owner=agent.created_by, component="agents")
+            publish(
+                agent.organization_id,
+                "agent.updated",
+                {"agent_id": str(agent.pk), "version": agent.version, "changed_fields": changed},
+                agent=agent,
+                actor=actor,
+                owner=agent.created_by,
+                component="agents",
+            )
         if agent.status != old_status:
             _publish_status(agent, old_status, actor, reason="updated_by_user")
     return agent
@@ -176,22 +237,47 @@ def agent_update(*, agent: Agent, actor, data: dict) -> Agent:
 def _publish_status(agent: Agent, old_status: str, actor, *, reason: str) -> None:
     """``agent.status_changed`` with seed 004's fields (``reason``, ``last_inference``,
     ``inference_count``) and what seed 002's ``AgentStatus`` objects are built from."""
-    publish(agent.organization_id, "agent.status_changed",
-            {"agent_id": str(agent.pk), "agent_number": agent.agent_number, "old_status": old_status,
-             "new_status": agent.status, "timestamp": timezone.now().isoformat(), "reason": reason,
-             "last_inference": agent.last_execution.isoformat() if agent.last_execution else None,
-             "inference_count": agent.execution_count, "last_error": agent.last_error or None},
-            agent=agent, actor=actor, owner=agent.created_by, component="agents")
+    publish(
+        agent.organization_id,
+        "agent.status_changed",
+        {
+            "agent_id": str(agent.pk),
+            "agent_number": agent.agent_number,
+            "old_status": old_status,
+            "new_status": agent.status,
+            "timestamp": timezone.now().isoformat(),
+            "reason": reason,
+            "last_inference": agent.last_execution.isoformat() if agent.last_execution else None,
+            "inference_count": agent.execution_count,
+            "last_error": agent.last_error or None,
+        },
+        agent=agent,
+        actor=actor,
+        owner=agent.created_by,
+        component="agents",
+    )
 
 
 def agent_delete(*, agent: Agent, actor, reason: str = "user_request") -> None:
     with transaction.atomic():
-        audit_record(organization=agent.organization, actor=actor, action="agent.delete", instance=agent,
-                     before=snapshot(agent))
-        publish(agent.organization_id, "agent.deleted", {
-            "agent_id": str(agent.pk), "agent_number": agent.agent_number, "name": agent.name,
-            "deleted_by": str(actor.pk) if getattr(actor, "pk", None) else None, "reason": reason},
-                agent=agent, actor=actor, owner=agent.created_by, component="agents")
+        audit_record(
+            organization=agent.organization, actor=actor, action="agent.delete", instance=agent, before=snapshot(agent)
+        )
+        publish(
+            agent.organization_id,
+            "agent.deleted",
+            {
+                "agent_id": str(agent.pk),
+                "agent_number": agent.agent_number,
+                "name": agent.name,
+                "deleted_by": str(actor.pk) if getattr(actor, "pk", None) else None,
+                "reason": reason,
+            },
+            agent=agent,
+            actor=actor,
+            owner=agent.created_by,
+            component="agents",
+        )
         agent.delete()
 
 
@@ -204,11 +290,23 @@ def agent_restart(*, agent: Agent, actor) -> Agent:
         agent.status = AgentStatus.IDLE if agent.is_active else AgentStatus.DISABLED
         agent.last_error = ""
         agent.save(update_fields=["status", "last_error", "updated_at"])
-        audit_record(organization=agent.organization, actor=actor, action="agent.restart", instance=agent,
-                     before=before, after=snapshot(agent, ["status", "last_error"]))
-        publish(agent.organization_id, "agent.restarted",
-                {"agent_id": str(agent.pk), "old_status": old_status, "status": agent.status},
-                agent=agent, actor=actor, owner=agent.created_by, component="agents")
+        audit_record(
+            organization=agent.organization,
+            actor=actor,
+            action="agent.restart",
+            instance=agent,
+            before=before,
+            after=snapshot(agent, ["status", "last_error"]),
+        )
+        publish(
+            agent.organization_id,
+            "agent.restarted",
+            {"agent_id": str(agent.pk), "old_status": old_status, "status": agent.status},
+            agent=agent,
+            actor=actor,
+            owner=agent.created_by,
+            component="agents",
+        )
         if agent.status != old_status:
             _publish_status(agent, old_status, actor, reason="restarted_by_user")
     return agent
@@ -225,8 +323,11 @@ def agent_heartbeat(*, agent: Agent) -> None:
 def agent_record_execution(*, agent: Agent, seconds: float, error: str = "") -> None:
     """Roll one finished execution into the agent's counters (a single UPDATE, race-free)."""
     n = F("execution_count")
-    updates = {"execution_count": n + 1, "last_execution": timezone.now(),
-               "average_execution_time": (F("average_execution_time") * n + seconds) / (n + 1)}
+    updates = {
+        "execution_count": n + 1,
+        "last_execution": timezone.now(),
+        "average_execution_time": (F("average_execution_time") * n + seconds) / (n + 1),
+    }
     if error:
         updates["last_error"] = error[:2000]
     Agent.objects.filter(pk=agent.pk).update(**updates)
@@ -241,18 +342,40 @@ def agent_record_execution(*, agent: Agent, seconds: float, error: str = "") -> 
 
 # --- memory ------------------------------------------------------------------------------------
 
+
 def memory_store(*, agent: Agent, actor, memory_type: str, content, tags: list[str], ttl: int | None) -> AgentMemory:
     expires_at = timezone.now() + timedelta(seconds=int(ttl)) if ttl else None
     with transaction.atomic():
         memory = AgentMemory.objects.create(
-            organization_id=agent.organization_id, agent=agent, memory_type=memory_type or "general", content=content,
-            tags=list(dict.fromkeys(tags or [])), expires_at=expires_at,
-            created_by=actor if getattr(actor, "pk", None) else None)
-        audit_record(organization=agent.organization, actor=actor, action="agent_memory.create", instance=memory,
-                     after=snapshot(memory, ["id", "agent", "memory_type", "tags", "expires_at"]))
-        publish(agent.organization_id, "agent.memory_stored",
-                {"agent_id": str(agent.pk), "memory_id": str(memory.pk), "memory_type": memory.memory_type,
-                 "tags": memory.tags}, agent=agent, actor=actor, owner=agent.created_by, component="agents")
+            organization_id=agent.organization_id,
+            agent=agent,
+            memory_type=memory_type or "general",
+            content=content,
+            tags=list(dict.fromkeys(tags or [])),
+            expires_at=expires_at,
+            created_by=actor if getattr(actor, "pk", None) else None,
+        )
+        audit_record(
+            organization=agent.organization,
+            actor=actor,
+            action="agent_memory.create",
+            instance=memory,
+            after=snapshot(memory, ["id", "agent", "memory_type", "tags", "expires_at"]),
+        )
+        publish(
+            agent.organization_id,
+            "agent.memory_stored",
+            {
+                "agent_id": str(agent.pk),
+                "memory_id": str(memory.pk),
+                "memory_type": memory.memory_type,
+                "tags": memory.tags,
+            },
+            agent=agent,
+            actor=actor,
+            owner=agent.created_by,
+            component="agents",
+        )
     return memory
 
 

@@ -1,4 +1,5 @@
 """What the agents app's writes share: per-organization advisory locks and the key alphabet."""
+
 from __future__ import annotations
 
 import string

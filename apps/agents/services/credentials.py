@@ -1,4 +1,5 @@
 """Credentials: sealed secrets, their use and reveal, verification, backup/restore and key rotation."""
+
 from __future__ import annotations
 
 import base64
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 # --- credentials -------------------------------------------------------------------------------
 
+
 def _sealed(value: str, additional_fields: dict | None) -> tuple[str, str]:
     payload = json.dumps({"value": value, "additional_fields": additional_fields or {}})
     return crypto.encrypt(payload)
@@ -36,28 +38,70 @@ def credential_secret(*, credential: Credential) -> dict:
 
 
 def _credential_audit_view(credential: Credential) -> dict:
-    return snapshot(credential, ["id", "name", "service_name", "credential_type", "encryption_key_id", "masked",
-                                 "description", "expires_at", "auto_rotate"])
+    return snapshot(
+        credential,
+        [
+            "id",
+            "name",
+            "service_name",
+            "credential_type",
+            "encryption_key_id",
+            "masked",
+            "description",
+            "expires_at",
+            "auto_rotate",
+        ],
+    )
 
 
-def credential_create(*, organization, actor, name: str, service_name: str, value: str, credential_type: str = "api_key",
-                      additional_fields: dict | None = None, description: str = "", expires_at=None,
-                      auto_rotate: bool = False) -> Credential:
+def credential_create(
+    *,
+    organization,
+    actor,
+    name: str,
+    service_name: str,
+    value: str,
+    credential_type: str = "api_key",
+    additional_fields: dict | None = None,
+    description: str = "",
+    expires_at=None,
+    auto_rotate: bool = False,
+) -> Credential:
     token, key_id = _sealed(value, additional_fields)
     try:
         with transaction.atomic():
             credential = Credential.objects.create(
-                organization=organization, created_by=actor if getattr(actor, "pk", None) else None,
-                name=name, service_name=service_name, credential_type=credential_type, encrypted_value=token,
-                encryption_key_id=key_id, masked=crypto.mask(value), description=description or "",
-                expires_at=expires_at, auto_rotate=auto_rotate)
-            audit_record(organization=organization, actor=actor, action="credential.create", instance=credential,
-                         after=_credential_audit_view(credential))
-            publish(organization, "credential.created", {"credential_id": str(credential.pk), "name": name,
-                                                         "service_name": service_name},
-                    actor=actor, owner=credential.created_by, component="secrets")
+                organization=organization,
+                created_by=actor if getattr(actor, "pk", None) else None,
+                name=name,
+                service_name=service_name,
+                credential_type=credential_type,
+                encrypted_value=token,
+                encryption_key_id=key_id,
+                masked=crypto.mask(value),
+                description=description or "",
+                expires_at=expires_at,
+                auto_rotate=auto_rotate,
+            )
+            audit_record(
+                organization=organization,
+                actor=actor,
+                action="credential.create",
+                instance=credential,
+                after=_credential_audit_view(credential),
+            )
+            publish(
+                organization,
+                "credential.created",
+                {"credential_id": str(credential.pk), "name": name, "service_name": service_name},
+                actor=actor,
+                owner=credential.created_by,
+                component="secrets",
+            )
     except IntegrityError:
-        raise Conflict(f"A credential named {name!r} already exists.", errors=[{"field": "name", "message": "already exists"}])
+        raise Conflict(
+            f"A credential named {name!r} already exists.", errors=[{"field": "name", "message": "already exists"}]
+        )
     return credential
 
 
@@ -77,17 +121,30 @@ def credential_update(*, credential: Credential, actor, changes: dict) -> Creden
                 if key in changes:
                     setattr(credential, key, changes[key])
             credential.save()
-            audit_record(organization=credential.organization, actor=actor, action="credential.update",
-                         instance=credential, before=before, after=_credential_audit_view(credential))
+            audit_record(
+                organization=credential.organization,
+                actor=actor,
+                action="credential.update",
+                instance=credential,
+                before=before,
+                after=_credential_audit_view(credential),
+            )
     except IntegrityError:
-        raise Conflict("A credential with this name already exists.", errors=[{"field": "name", "message": "already exists"}])
+        raise Conflict(
+            "A credential with this name already exists.", errors=[{"field": "name", "message": "already exists"}]
+        )
     return credential
 
 
 def credential_delete(*, credential: Credential, actor) -> None:
     with transaction.atomic():
-        audit_record(organization=credential.organization, actor=actor, action="credential.delete",
-                     instance=credential, before=_credential_audit_view(credential))
+        audit_record(
+            organization=credential.organization,
+            actor=actor,
+            action="credential.delete",
+            instance=credential,
+            before=_credential_audit_view(credential),
+        )
         credential.delete()
 
 
@@ -102,16 +159,27 @@ def credential_reveal(*, credential: Credential, actor) -> dict:
     """The clear value for an owner/admin, audited (the audit row holds no value)."""
     secret = credential_secret(credential=credential)
     with transaction.atomic():
-        audit_record(organization=credential.organization, actor=actor, action="credential.reveal",
-                     instance=credential, after={"name": credential.name})
+        audit_record(
+            organization=credential.organization,
+            actor=actor,
+            action="credential.reveal",
+            instance=credential,
+            after={"name": credential.name},
+        )
     return secret
 
 
 def credential_verify(*, credential: Credential, value: str | None) -> dict:
     """Can the platform read this credential (current keys), is it unexpired, and — if a value
     is given — is it the stored one (constant-time)."""
-    result = {"credential_id": credential.pk, "decryptable": True, "expired": False, "matches": None,
-              "encryption_key_id": credential.encryption_key_id, "current_key": credential.encryption_key_id == crypto.primary_key_id()}
+    result = {
+        "credential_id": credential.pk,
+        "decryptable": True,
+        "expired": False,
+        "matches": None,
+        "encryption_key_id": credential.encryption_key_id,
+        "current_key": credential.encryption_key_id == crypto.primary_key_id(),
+    }
     try:
         secret = credential_secret(credential=credential)
     except crypto.SecretUnreadable:
@@ -130,7 +198,7 @@ def _backup_fernet(passphrase: str, salt: bytes, n: int):
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-BACKUP_SCRYPT_N = 2 ** 15
+BACKUP_SCRYPT_N = 2**15
 
 
 def credentials_backup(*, organization, actor, passphrase: str) -> dict:
@@ -139,22 +207,41 @@ def credentials_backup(*, organization, actor, passphrase: str) -> dict:
     rows = []
     for credential in Credential.objects.for_org(organization).order_by("name"):
         secret = credential_secret(credential=credential)
-        rows.append({"name": credential.name, "service_name": credential.service_name,
-                     "credential_type": credential.credential_type, "value": secret["value"],
-                     "additional_fields": secret.get("additional_fields") or {}, "description": credential.description,
-                     "expires_at": credential.expires_at.isoformat() if credential.expires_at else None,
-                     "auto_rotate": credential.auto_rotate})
+        rows.append(
+            {
+                "name": credential.name,
+                "service_name": credential.service_name,
+                "credential_type": credential.credential_type,
+                "value": secret["value"],
+                "additional_fields": secret.get("additional_fields") or {},
+                "description": credential.description,
+                "expires_at": credential.expires_at.isoformat() if credential.expires_at else None,
+                "auto_rotate": credential.auto_rotate,
+            }
+        )
     salt = os.urandom(16)
     token = _backup_fernet(passphrase, salt, BACKUP_SCRYPT_N).encrypt(json.dumps({"credentials": rows}).encode())
     with transaction.atomic():
-        audit_record(organization=organization, actor=actor, action="credential.backup", model="agents.Credential",
-                     object_id="*", after={"count": len(rows)})
-    return {"backup": token.decode(), "count": len(rows), "created_at": timezone.now(),
-            "kdf": {"name": "scrypt", "n": BACKUP_SCRYPT_N, "r": 8, "p": 1, "salt": base64.b64encode(salt).decode()},
-            "cipher": "fernet"}
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="credential.backup",
+            model="agents.Credential",
+            object_id="*",
+            after={"count": len(rows)},
+        )
+    return {
+        "backup": token.decode(),
+        "count": len(rows),
+        "created_at": timezone.now(),
+        "kdf": {"name": "scrypt", "n": BACKUP_SCRYPT_N, "r": 8, "p": 1, "salt": base64.b64encode(salt).decode()},
+        "cipher": "fernet",
+    }
 
 
-def credentials_restore(*, organization, actor, backup: str, kdf: dict, passphrase: str, overwrite: bool = False) -> dict:
+def credentials_restore(
+    *, organization, actor, backup: str, kdf: dict, passphrase: str, overwrite: bool = False
+) -> dict:
     try:
         salt = base64.b64decode(kdf["salt"])
         data = json.loads(_backup_fernet(passphrase, salt, int(kdf.get("n", BACKUP_SCRYPT_N))).decrypt(backup.encode()))
@@ -164,16 +251,29 @@ def credentials_restore(*, organization, actor, backup: str, kdf: dict, passphra
     with transaction.atomic():
         for row in data.get("credentials", []):
             existing = Credential.objects.for_org(organization).filter(name=row["name"]).first()
-            fields = {"service_name": row["service_name"], "credential_type": row["credential_type"],
-                      "description": row.get("description") or "", "expires_at": row.get("expires_at"),
-                      "auto_rotate": bool(row.get("auto_rotate"))}
+            fields = {
+                "service_name": row["service_name"],
+                "credential_type": row["credential_type"],
+                "description": row.get("description") or "",
+                "expires_at": row.get("expires_at"),
+                "auto_rotate": bool(row.get("auto_rotate")),
+            }
             if existing is None:
-                credential_create(organization=organization, actor=actor, name=row["name"], value=row["value"],
-                                  additional_fields=row.get("additional_fields"), **fields)
+                credential_create(
+                    organization=organization,
+                    actor=actor,
+                    name=row["name"],
+                    value=row["value"],
+                    additional_fields=row.get("additional_fields"),
+                    **fields,
+                )
                 created += 1
             elif overwrite:
-                credential_update(credential=existing, actor=actor,
-                                  changes={"value": row["value"], "additional_fields": row.get("additional_fields"), **fields})
+                credential_update(
+                    credential=existing,
+                    actor=actor,
+                    changes={"value": row["value"], "additional_fields": row.get("additional_fields"), **fields},
+                )
                 updated += 1
             else:
                 skipped += 1
@@ -214,6 +314,12 @@ def credential_rotate(*, credential: Credential, actor) -> Credential:
         before = _credential_audit_view(credential)
         credential.encrypted_value, credential.encryption_key_id = crypto.rotate(credential.encrypted_value)
         credential.save(update_fields=["encrypted_value", "encryption_key_id", "updated_at"])
-        audit_record(organization=credential.organization, actor=actor, action="credential.rotate",
-                     instance=credential, before=before, after=_credential_audit_view(credential))
+        audit_record(
+            organization=credential.organization,
+            actor=actor,
+            action="credential.rotate",
+            instance=credential,
+            before=before,
+            after=_credential_audit_view(credential),
+        )
     return credential

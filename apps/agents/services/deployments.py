@@ -1,4 +1,5 @@
 """Deployments: an agent or orchestration exposed with its own key (MCP, HTTP), and their invocations."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,9 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def deployment_create(*, organization, actor, agent: Agent | None, name: str | None, channels: list[str],
-                      orchestration_id=None) -> tuple[Deployment, str]:
+def deployment_create(
+    *, organization, actor, agent: Agent | None, name: str | None, channels: list[str], orchestration_id=None
+) -> tuple[Deployment, str]:
     """Deploy an agent, or (``agent=None``) the organization's orchestration ``orchestration_id``."""
     orchestration = None
     if agent is None:
@@ -42,15 +44,35 @@ def deployment_create(*, organization, actor, agent: Agent | None, name: str | N
     raw = f"{DEPLOYMENT_KEY_PREFIX}{prefix}_{secret}"
     with transaction.atomic():
         deployment = Deployment.objects.create(
-            organization=organization, created_by=actor if getattr(actor, "pk", None) else None, agent=agent,
-            orchestration_id=orchestration.pk if orchestration else orchestration_id, name=name or deployed.name,
-            channels=channels, key_prefix=prefix, key_hash=_digest(raw))
-        audit_record(organization=organization, actor=actor, action="deployment.create", instance=deployment,
-                     after=snapshot(deployment))
-        publish(organization, "deployment.started",
-                {"deployment_id": str(deployment.pk), "agent_id": str(agent.pk) if agent else None,
-                 "orchestration_id": str(orchestration.pk) if orchestration else None},
-                agent=agent, actor=actor, owner=deployed.created_by, component="deployments")
+            organization=organization,
+            created_by=actor if getattr(actor, "pk", None) else None,
+            agent=agent,
+            orchestration_id=orchestration.pk if orchestration else orchestration_id,
+            name=name or deployed.name,
+            channels=channels,
+            key_prefix=prefix,
+            key_hash=_digest(raw),
+        )
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="deployment.create",
+            instance=deployment,
+            after=snapshot(deployment),
+        )
+        publish(
+            organization,
+            "deployment.started",
+            {
+                "deployment_id": str(deployment.pk),
+                "agent_id": str(agent.pk) if agent else None,
+                "orchestration_id": str(orchestration.pk) if orchestration else None,
+            },
+            agent=agent,
+            actor=actor,
+            owner=deployed.created_by,
+            component="deployments",
+        )
     return deployment, raw
 
 
@@ -62,19 +84,34 @@ def deployment_stop(*, deployment: Deployment, actor) -> Deployment:
             deployment.status = DeploymentStatus.STOPPED
             deployment.stopped_at = timezone.now()
             deployment.save(update_fields=["status", "stopped_at", "updated_at"])
-            audit_record(organization=deployment.organization, actor=actor, action="deployment.update",
-                         instance=deployment, before=before, after=snapshot(deployment))
-            publish(deployment.organization_id, "deployment.stopped", {"deployment_id": str(deployment.pk)},
-                    agent=deployment.agent_id, actor=actor, component="deployments")
+            audit_record(
+                organization=deployment.organization,
+                actor=actor,
+                action="deployment.update",
+                instance=deployment,
+                before=before,
+                after=snapshot(deployment),
+            )
+            publish(
+                deployment.organization_id,
+                "deployment.stopped",
+                {"deployment_id": str(deployment.pk)},
+                agent=deployment.agent_id,
+                actor=actor,
+                component="deployments",
+            )
     return deployment
 
 
 def deployment_authenticate(*, deployment_id, raw_key: str) -> Deployment | None:
     if not raw_key or not raw_key.startswith(DEPLOYMENT_KEY_PREFIX):
         return None
-    prefix = raw_key[len(DEPLOYMENT_KEY_PREFIX):].split("_", 1)[0]
-    deployment = (Deployment.objects.select_related("organization", "agent__organization", "created_by")
-                  .filter(key_prefix=prefix, status=DeploymentStatus.RUNNING).first())
+    prefix = raw_key[len(DEPLOYMENT_KEY_PREFIX) :].split("_", 1)[0]
+    deployment = (
+        Deployment.objects.select_related("organization", "agent__organization", "created_by")
+        .filter(key_prefix=prefix, status=DeploymentStatus.RUNNING)
+        .first()
+    )
     if deployment is None or str(deployment.pk) != str(deployment_id):
         return None
     if not hmac.compare_digest(deployment.key_hash, _digest(raw_key)):
@@ -83,12 +120,14 @@ def deployment_authenticate(*, deployment_id, raw_key: str) -> Deployment | None
 
 
 def deployment_record_invocation(*, deployment: Deployment) -> None:
-    Deployment.objects.filter(pk=deployment.pk).update(invocation_count=F("invocation_count") + 1,
-                                                       last_invoked_at=timezone.now())
+    Deployment.objects.filter(pk=deployment.pk).update(
+        invocation_count=F("invocation_count") + 1, last_invoked_at=timezone.now()
+    )
 
 
-def deployment_invoke(*, deployment: Deployment, prompt: str, params: dict | None = None,
-                      channel: str = "api") -> tuple[int, dict]:
+def deployment_invoke(
+    *, deployment: Deployment, prompt: str, params: dict | None = None, channel: str = "api"
+) -> tuple[int, dict]:
     """Run a deployment once for a holder of its key (``channel``: api or mcp), as the deployment's
     creator: a run on a worker, waited for (``apps.agents.calls``). The call is counted and
     audited (naming its execution) once its run is queued, while the worker runs it, so the
@@ -100,39 +139,62 @@ def deployment_invoke(*, deployment: Deployment, prompt: str, params: dict | Non
     @transaction.atomic
     def record(execution) -> None:
         deployment_record_invocation(deployment=deployment)
-        audit_record(organization=deployment.organization, actor=deployment.created_by, action="deployment.invoke",
-                     instance=deployment, actor_type="api_key",
-                     after={"channel": channel, "agent_id": str(deployment.agent_id) if deployment.agent_id else None,
-                            "orchestration_id": str(deployment.orchestration_id) if deployment.orchestration_id else None,
-                            "execution_id": str(execution.pk)})
+        audit_record(
+            organization=deployment.organization,
+            actor=deployment.created_by,
+            action="deployment.invoke",
+            instance=deployment,
+            actor_type="api_key",
+            after={
+                "channel": channel,
+                "agent_id": str(deployment.agent_id) if deployment.agent_id else None,
+                "orchestration_id": str(deployment.orchestration_id) if deployment.orchestration_id else None,
+                "execution_id": str(execution.pk),
+            },
+        )
 
     if deployment.agent_id is None:
         return _deployment_run_orchestration(deployment=deployment, prompt=prompt, params=params, record=record)
-    return calls.agent_call(agent=deployment.agent, actor=deployment.created_by, prompt=prompt, params=params,
-                            source="deployment", run_name=f"deployment {deployment.name} ({channel})", also=record)
+    return calls.agent_call(
+        agent=deployment.agent,
+        actor=deployment.created_by,
+        prompt=prompt,
+        params=params,
+        source="deployment",
+        run_name=f"deployment {deployment.name} ({channel})",
+        also=record,
+    )
 
 
 #: how long an invocation of a deployed orchestration waits for its run (on a worker)
 DEPLOYMENT_RUN_WAIT_SECONDS = 120.0
 
 
-def _deployment_run_orchestration(*, deployment: Deployment, prompt: str, params: dict | None,
-                                   record) -> tuple[int, dict]:
+def _deployment_run_orchestration(
+    *, deployment: Deployment, prompt: str, params: dict | None, record
+) -> tuple[int, dict]:
     """Start the deployed orchestration's run (``inputs: {prompt}``) and wait for it; a run still
     going after the wait is answered 202 with its execution id and status."""
-    orchestration = orchestrations.orchestration_get(organization=deployment.organization_id,
-                                                     orchestration_id=deployment.orchestration_id)
+    orchestration = orchestrations.orchestration_get(
+        organization=deployment.organization_id, orchestration_id=deployment.orchestration_id
+    )
     if orchestration is None:
         raise exceptions.NotFound("The deployed orchestration no longer exists.")
     started = time.perf_counter()
-    execution = orchestrations.orchestration_start(orchestration=orchestration, actor=deployment.created_by,
-                                                   inputs={"prompt": prompt}, params=params)
+    execution = orchestrations.orchestration_start(
+        orchestration=orchestration, actor=deployment.created_by, inputs={"prompt": prompt}, params=params
+    )
     record(execution)
     execution = wait_for_terminal(execution_id=execution.pk, timeout=DEPLOYMENT_RUN_WAIT_SECONDS)
     result = execution.result if isinstance(execution.result, dict) else {}
     return (200 if execution.is_terminal else 202), {
         "output": result.get("output") if execution.status == ExecutionStatus.COMPLETED else None,
-        "execution_id": str(execution.pk), "status": execution.status, "error": execution.error or "",
-        "outputs": result.get("outputs") or {}, "agents_executed": result.get("agents_executed") or [],
-        "cost": execution.cost, "trace_id": execution.trace_id,
-        "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        "execution_id": str(execution.pk),
+        "status": execution.status,
+        "error": execution.error or "",
+        "outputs": result.get("outputs") or {},
+        "agents_executed": result.get("agents_executed") or [],
+        "cost": execution.cost,
+        "trace_id": execution.trace_id,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+    }

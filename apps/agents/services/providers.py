@@ -1,4 +1,5 @@
 """LLM providers, model configurations and tools."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -23,6 +24,7 @@ from kai_platform.llm.netguard import METADATA_ADDRESSES, METADATA_HOSTS, is_pub
 
 # --- providers & models ------------------------------------------------------------------------
 
+
 def check_base_url(*, organization, base_url: str) -> None:
     """A provider's base URL must not name a private/loopback/metadata host (checked again, after
     DNS resolution, on every call), unless the organization's allow-list permits it."""
@@ -44,15 +46,30 @@ def check_base_url(*, organization, base_url: str) -> None:
         except ValueError:
             ip = None
         if ip is not None and (ip in METADATA_ADDRESSES or (not is_public(ip) and not allowlist.allows_ip(ip))):
-            message = (f"{host} is a private, loopback or link-local address; add it to the organization's "
-                       "network allow-list to permit it")
+            message = (
+                f"{host} is a private, loopback or link-local address; add it to the organization's "
+                "network allow-list to permit it"
+            )
     if message:
         raise exceptions.ValidationError({"base_url": [message]})
 
 
 def _provider_audit_view(provider: Provider) -> dict:
-    return snapshot(provider, ["id", "name", "provider_type", "base_url", "credential", "default_model", "budget_limit",
-                               "is_default", "is_active", "timeout_seconds"])
+    return snapshot(
+        provider,
+        [
+            "id",
+            "name",
+            "provider_type",
+            "base_url",
+            "credential",
+            "default_model",
+            "budget_limit",
+            "is_default",
+            "is_active",
+            "timeout_seconds",
+        ],
+    )
 
 
 def provider_create(*, organization, actor, data: dict) -> Provider:
@@ -63,20 +80,37 @@ def provider_create(*, organization, actor, data: dict) -> Provider:
         with transaction.atomic():
             if api_key:
                 data["credential"] = credential_create(
-                    organization=organization, actor=actor, name=f"provider:{data['name']}",
-                    service_name=data["provider_type"], value=api_key, description=f"API key of provider {data['name']}")
+                    organization=organization,
+                    actor=actor,
+                    name=f"provider:{data['name']}",
+                    service_name=data["provider_type"],
+                    value=api_key,
+                    description=f"API key of provider {data['name']}",
+                )
             if data.get("is_default"):
                 Provider.objects.for_org(organization).filter(is_default=True).update(is_default=False)
-            provider = Provider.objects.create(organization=organization,
-                                               created_by=actor if getattr(actor, "pk", None) else None, **data)
-            audit_record(organization=organization, actor=actor, action="provider.create", instance=provider,
-                         after=_provider_audit_view(provider))
-            publish(organization, "provider.created", {"provider_id": str(provider.pk), "name": provider.name,
-                                                       "provider_type": provider.provider_type},
-                    actor=actor, component="providers")
+            provider = Provider.objects.create(
+                organization=organization, created_by=actor if getattr(actor, "pk", None) else None, **data
+            )
+            audit_record(
+                organization=organization,
+                actor=actor,
+                action="provider.create",
+                instance=provider,
+                after=_provider_audit_view(provider),
+            )
+            publish(
+                organization,
+                "provider.created",
+                {"provider_id": str(provider.pk), "name": provider.name, "provider_type": provider.provider_type},
+                actor=actor,
+                component="providers",
+            )
     except IntegrityError:
-        raise Conflict(f"A provider named {data['name']!r} already exists.",
-                       errors=[{"field": "name", "message": "already exists"}])
+        raise Conflict(
+            f"A provider named {data['name']!r} already exists.",
+            errors=[{"field": "name", "message": "already exists"}],
+        )
     return provider
 
 
@@ -94,24 +128,41 @@ def provider_update(*, provider: Provider, actor, data: dict) -> Provider:
                     credential_update(credential=provider.credential, actor=actor, changes={"value": api_key})
                 else:
                     provider.credential = credential_create(
-                        organization=provider.organization, actor=actor, name=f"provider:{provider.name}:{uuid.uuid4().hex[:6]}",
-                        service_name=provider.provider_type, value=api_key)
+                        organization=provider.organization,
+                        actor=actor,
+                        name=f"provider:{provider.name}:{uuid.uuid4().hex[:6]}",
+                        service_name=provider.provider_type,
+                        value=api_key,
+                    )
             if data.get("is_default"):
                 Provider.objects.for_org(provider.organization_id).exclude(pk=provider.pk).update(is_default=False)
             for key, value in data.items():
                 setattr(provider, key, value)
             provider.save()
-            audit_record(organization=provider.organization, actor=actor, action="provider.update", instance=provider,
-                         before=before, after=_provider_audit_view(provider))
+            audit_record(
+                organization=provider.organization,
+                actor=actor,
+                action="provider.update",
+                instance=provider,
+                before=before,
+                after=_provider_audit_view(provider),
+            )
     except IntegrityError:
-        raise Conflict("A provider with this name already exists.", errors=[{"field": "name", "message": "already exists"}])
+        raise Conflict(
+            "A provider with this name already exists.", errors=[{"field": "name", "message": "already exists"}]
+        )
     return provider
 
 
 def provider_delete(*, provider: Provider, actor) -> None:
     with transaction.atomic():
-        audit_record(organization=provider.organization, actor=actor, action="provider.delete", instance=provider,
-                     before=_provider_audit_view(provider))
+        audit_record(
+            organization=provider.organization,
+            actor=actor,
+            action="provider.delete",
+            instance=provider,
+            before=_provider_audit_view(provider),
+        )
         credential = provider.credential
         provider.delete()
         if credential is not None and credential.name.startswith("provider:"):
@@ -119,22 +170,34 @@ def provider_delete(*, provider: Provider, actor) -> None:
 
 
 def provider_record_validation(*, provider: Provider, ok: bool, error: str = "") -> None:
-    Provider.objects.filter(pk=provider.pk).update(last_validated_at=timezone.now(), last_validation_ok=ok,
-                                                   last_validation_error=error[:2000])
+    Provider.objects.filter(pk=provider.pk).update(
+        last_validated_at=timezone.now(), last_validation_ok=ok, last_validation_error=error[:2000]
+    )
 
 
 def provider_record_usage(*, provider: Provider, input_tokens: int, output_tokens: int, cost) -> None:
     """Add one call to the provider's usage of today (an upsert, safe under concurrency)."""
     today = timezone.now().date()
-    increments = {"input_tokens": F("input_tokens") + input_tokens, "output_tokens": F("output_tokens") + output_tokens,
-                  "cost": F("cost") + cost, "calls": F("calls") + 1}
+    increments = {
+        "input_tokens": F("input_tokens") + input_tokens,
+        "output_tokens": F("output_tokens") + output_tokens,
+        "cost": F("cost") + cost,
+        "calls": F("calls") + 1,
+    }
     rows = ProviderUsage.objects.filter(provider=provider, day=today)
     if rows.update(**increments):
         return
     try:
         with transaction.atomic():
-            ProviderUsage.objects.create(organization_id=provider.organization_id, provider=provider, day=today,
-                                         input_tokens=input_tokens, output_tokens=output_tokens, cost=cost, calls=1)
+            ProviderUsage.objects.create(
+                organization_id=provider.organization_id,
+                provider=provider,
+                day=today,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost=cost,
+                calls=1,
+            )
     except IntegrityError:
         rows.update(**increments)
 
@@ -142,12 +205,20 @@ def provider_record_usage(*, provider: Provider, input_tokens: int, output_token
 def model_config_create(*, organization, actor, data: dict) -> ModelConfig:
     try:
         with transaction.atomic():
-            config = ModelConfig.objects.create(organization=organization,
-                                                created_by=actor if getattr(actor, "pk", None) else None, **data)
-            audit_record(organization=organization, actor=actor, action="model_config.create", instance=config,
-                         after=snapshot(config))
+            config = ModelConfig.objects.create(
+                organization=organization, created_by=actor if getattr(actor, "pk", None) else None, **data
+            )
+            audit_record(
+                organization=organization,
+                actor=actor,
+                action="model_config.create",
+                instance=config,
+                after=snapshot(config),
+            )
     except IntegrityError:
-        raise Conflict(f"A model named {data['name']!r} already exists.", errors=[{"field": "name", "message": "already exists"}])
+        raise Conflict(
+            f"A model named {data['name']!r} already exists.", errors=[{"field": "name", "message": "already exists"}]
+        )
     return config
 
 
@@ -158,17 +229,30 @@ def model_config_update(*, config: ModelConfig, actor, data: dict) -> ModelConfi
             for key, value in data.items():
                 setattr(config, key, value)
             config.save()
-            audit_record(organization=config.organization, actor=actor, action="model_config.update", instance=config,
-                         before=before, after=snapshot(config))
+            audit_record(
+                organization=config.organization,
+                actor=actor,
+                action="model_config.update",
+                instance=config,
+                before=before,
+                after=snapshot(config),
+            )
     except IntegrityError:
-        raise Conflict("A model with this name already exists.", errors=[{"field": "name", "message": "already exists"}])
+        raise Conflict(
+            "A model with this name already exists.", errors=[{"field": "name", "message": "already exists"}]
+        )
     return config
 
 
 def model_config_delete(*, config: ModelConfig, actor) -> None:
     with transaction.atomic():
-        audit_record(organization=config.organization, actor=actor, action="model_config.delete", instance=config,
-                     before=snapshot(config))
+        audit_record(
+            organization=config.organization,
+            actor=actor,
+            action="model_config.delete",
+            instance=config,
+            before=snapshot(config),
+        )
         config.delete()
 
 
@@ -182,8 +266,11 @@ PLATFORM_TOOL_KEYS = {"requires_approval": bool}
 def _validate_tool_configuration(*, config_schema: dict, configuration: dict) -> None:
     own = {key: value for key, value in configuration.items() if key not in PLATFORM_TOOL_KEYS}
     errors = schema_errors(config_schema, own)
-    errors += [f"$.{key}: must be a {kind.__name__}" for key, kind in PLATFORM_TOOL_KEYS.items()
-               if key in configuration and not isinstance(configuration[key], kind)]
+    errors += [
+        f"$.{key}: must be a {kind.__name__}"
+        for key, kind in PLATFORM_TOOL_KEYS.items()
+        if key in configuration and not isinstance(configuration[key], kind)
+    ]
     if errors:
         raise exceptions.ValidationError({"configuration": errors})
 
@@ -211,11 +298,16 @@ def tool_create(*, organization, actor, data: dict) -> Tool:
         check_base_url(organization=organization, base_url=data["configuration"]["api_endpoint"])
     try:
         with transaction.atomic():
-            tool = Tool.objects.create(organization=organization,
-                                       created_by=actor if getattr(actor, "pk", None) else None, **data)
-            audit_record(organization=organization, actor=actor, action="tool.create", instance=tool, after=snapshot(tool))
+            tool = Tool.objects.create(
+                organization=organization, created_by=actor if getattr(actor, "pk", None) else None, **data
+            )
+            audit_record(
+                organization=organization, actor=actor, action="tool.create", instance=tool, after=snapshot(tool)
+            )
     except IntegrityError:
-        raise Conflict(f"A tool named {data['name']!r} already exists.", errors=[{"field": "name", "message": "already exists"}])
+        raise Conflict(
+            f"A tool named {data['name']!r} already exists.", errors=[{"field": "name", "message": "already exists"}]
+        )
     return tool
 
 
@@ -224,8 +316,9 @@ def tool_update(*, tool: Tool, actor, data: dict) -> Tool:
     if tool.tool_type == ToolType.BUILTIN:
         locked = sorted(set(data) - {"configuration", "enabled", "description"})
         if locked:
-            raise exceptions.ValidationError({key: ["Built-in tools only change configuration, enabled and description."]
-                                              for key in locked})
+            raise exceptions.ValidationError(
+                {key: ["Built-in tools only change configuration, enabled and description."] for key in locked}
+            )
     for key in ("config_schema", "parameters_schema"):
         if key in data:
             _check_schema(data[key] or {}, key)
@@ -238,8 +331,14 @@ def tool_update(*, tool: Tool, actor, data: dict) -> Tool:
             for key, value in data.items():
                 setattr(tool, key, value)
             tool.save()
-            audit_record(organization=tool.organization, actor=actor, action="tool.update", instance=tool,
-                         before=before, after=snapshot(tool))
+            audit_record(
+                organization=tool.organization,
+                actor=actor,
+                action="tool.update",
+                instance=tool,
+                before=before,
+                after=snapshot(tool),
+            )
     except IntegrityError:
         raise Conflict("A tool with this name already exists.", errors=[{"field": "name", "message": "already exists"}])
     return tool
@@ -253,5 +352,7 @@ def tool_delete(*, tool: Tool, actor) -> None:
     if tool.tool_type == ToolType.BUILTIN:
         raise Conflict("Built-in tools cannot be deleted; disable them instead.")
     with transaction.atomic():
-        audit_record(organization=tool.organization, actor=actor, action="tool.delete", instance=tool, before=snapshot(tool))
+        audit_record(
+            organization=tool.organization, actor=actor, action="tool.delete", instance=tool, before=snapshot(tool)
+        )
         tool.delete()

@@ -1,5 +1,6 @@
 """Organization-defined tools: an HTTP endpoint called with the tool's arguments, through the
 same SSRF guard as the http_request built-in."""
+
 from __future__ import annotations
 
 from apps.agents.selectors import network_allowlist
@@ -19,8 +20,17 @@ CUSTOM_CONFIG_SCHEMA = {
 }
 
 
-def guarded_request(*, organization, method: str, url: str, headers: dict, params=None, json_body=None,
-                    timeout: float = 10.0, max_bytes: int = 65536) -> dict:
+def guarded_request(
+    *,
+    organization,
+    method: str,
+    url: str,
+    headers: dict,
+    params=None,
+    json_body=None,
+    timeout: float = 10.0,
+    max_bytes: int = 65536,
+) -> dict:
     # deferred: heavy — the HTTP client stack, loaded on first use to keep process start fast
     import httpx2
 
@@ -38,8 +48,11 @@ def guarded_request(*, organization, method: str, url: str, headers: dict, param
                 return {
                     "status": response.status_code,
                     "url": str(response.url),
-                    "headers": {k: v for k, v in response.headers.items()
-                                if k.lower() in ("content-type", "content-length", "date", "last-modified")},
+                    "headers": {
+                        k: v
+                        for k, v in response.headers.items()
+                        if k.lower() in ("content-type", "content-length", "date", "last-modified")
+                    },
                     "body": body[:max_bytes].decode(response.encoding or "utf-8", errors="replace"),
                     "truncated": truncated,
                 }
@@ -62,7 +75,11 @@ def run_custom(tool, arguments: dict, context: ToolContext):
     method = (config.get("method") or "POST").upper()
     payload = {**(config.get("parameters") or {}), **arguments}
     return guarded_request(
-        organization=context.organization, method=method, url=endpoint, headers=config.get("headers") or {},
-        params=payload if method == "GET" else None, json_body=None if method == "GET" else payload,
+        organization=context.organization,
+        method=method,
+        url=endpoint,
+        headers=config.get("headers") or {},
+        params=payload if method == "GET" else None,
+        json_body=None if method == "GET" else payload,
         timeout=float(config.get("timeout_seconds") or 10),
     )

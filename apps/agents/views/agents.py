@@ -1,4 +1,5 @@
 """Agent endpoints: CRUD, status, test runs, versions, memory, events."""
+
 from __future__ import annotations
 
 from django.utils import timezone
@@ -31,6 +32,7 @@ from kai_platform.tenancy.viewsets import TenantScopedViewSet
 
 # --- agents ------------------------------------------------------------------------------------
 
+
 @extend_schema(tags=["agents"])
 class AgentViewSet(TenantScopedViewSet):
     """Agents: CRUD (PUT is partial), status, restart, logs, memory, versions, test."""
@@ -58,12 +60,14 @@ class AgentViewSet(TenantScopedViewSet):
         return self.get_paginated_response(page)
 
     def perform_create(self, serializer):
-        serializer.instance = services.agent_create(organization=self.organization, actor=self.request.user,
-                                                    data=serializer.validated_data)
+        serializer.instance = services.agent_create(
+            organization=self.organization, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_update(self, serializer):
-        serializer.instance = services.agent_update(agent=serializer.instance, actor=self.request.user,
-                                                    data=serializer.validated_data)
+        serializer.instance = services.agent_update(
+            agent=serializer.instance, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
         services.agent_delete(agent=instance, actor=self.request.user)
@@ -71,8 +75,9 @@ class AgentViewSet(TenantScopedViewSet):
     def _status_body(self, agent):
         beats = selectors.heartbeats(kind="agent", ids=[agent.pk])
         online = str(agent.pk) in beats
-        state = {AgentStatus.EXECUTING: "executing", AgentStatus.ERROR: "error",
-                 AgentStatus.DISABLED: "disabled"}.get(agent.status, "idle")
+        state = {AgentStatus.EXECUTING: "executing", AgentStatus.ERROR: "error", AgentStatus.DISABLED: "disabled"}.get(
+            agent.status, "idle"
+        )
         if not agent.is_active:
             state = "disabled"
         health = 1.0
@@ -83,12 +88,24 @@ class AgentViewSet(TenantScopedViewSet):
         elif agent.last_heartbeat and not online:
             health = 0.5  # it used to heartbeat and has gone quiet
         return {
-            "agent_id": agent.pk, "agent_number": agent.agent_number, "status": agent.status,
-            "is_active": agent.is_active, "timestamp": timezone.now(),
-            "last_heartbeat": beats.get(str(agent.pk)) or agent.last_heartbeat, "online": online,
-            "detail": {"state": state, "last_error": agent.last_error or None, "health_score": health,
-                       "resource_usage": {"api_calls_per_minute": selectors.agent_api_calls_last_minute(agent=agent),
-                                          "cpu_usage": None, "memory_usage": None, "network_usage": None}},
+            "agent_id": agent.pk,
+            "agent_number": agent.agent_number,
+            "status": agent.status,
+            "is_active": agent.is_active,
+            "timestamp": timezone.now(),
+            "last_heartbeat": beats.get(str(agent.pk)) or agent.last_heartbeat,
+            "online": online,
+            "detail": {
+                "state": state,
+                "last_error": agent.last_error or None,
+                "health_score": health,
+                "resource_usage": {
+                    "api_calls_per_minute": selectors.agent_api_calls_last_minute(agent=agent),
+                    "cpu_usage": None,
+                    "memory_usage": None,
+                    "network_usage": None,
+                },
+            },
         }
 
     @extend_schema(responses={200: AgentStatusSerializer})
@@ -102,13 +119,18 @@ class AgentViewSet(TenantScopedViewSet):
         agent = services.agent_restart(agent=self.get_object(), actor=request.user)
         return Response(self._status_body(agent))
 
-    @extend_schema(parameters=[OpenApiParameter("after", int, description="Only events after this seq.")],
-                   responses={200: EventSerializer(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter("after", int, description="Only events after this seq.")],
+        responses={200: EventSerializer(many=True)},
+    )
     @action(detail=True, methods=["get"])
     def logs(self, request, pk=None):
         agent = self.get_object()
-        queryset = visible_events(queryset=Event.objects.for_org(self.organization).filter(agent_id=agent.pk),
-                                  user=request.user, role=self.role)
+        queryset = visible_events(
+            queryset=Event.objects.for_org(self.organization).filter(agent_id=agent.pk),
+            user=request.user,
+            role=self.role,
+        )
         after = request.query_params.get("after")
         if after:
             try:
@@ -118,19 +140,30 @@ class AgentViewSet(TenantScopedViewSet):
         page = self.paginate_queryset(queryset.order_by("id"))
         return self.get_paginated_response(EventSerializer(page, many=True).data)
 
-    @extend_schema(methods=["GET"], parameters=[
-        OpenApiParameter("type", str, description="memory_type"), OpenApiParameter("memory_type", str),
-        OpenApiParameter("tags", str, description="Comma-separated; entries carrying all of them."),
-        OpenApiParameter("since", OpenApiTypes.DATETIME)], responses={200: MemorySerializer(many=True)})
+    @extend_schema(
+        methods=["GET"],
+        parameters=[
+            OpenApiParameter("type", str, description="memory_type"),
+            OpenApiParameter("memory_type", str),
+            OpenApiParameter("tags", str, description="Comma-separated; entries carrying all of them."),
+            OpenApiParameter("since", OpenApiTypes.DATETIME),
+        ],
+        responses={200: MemorySerializer(many=True)},
+    )
     @extend_schema(methods=["POST"], request=MemorySerializer, responses={201: MemorySerializer})
     @action(detail=True, methods=["get", "post"])
     def memory(self, request, pk=None):
         agent = self.get_object()
         if request.method == "POST":
             data = validated(MemorySerializer, request)
-            memory = services.memory_store(agent=agent, actor=request.user,
-                                           memory_type=data.get("memory_type") or "general", content=data["content"],
-                                           tags=data.get("tags") or [], ttl=data.get("ttl"))
+            memory = services.memory_store(
+                agent=agent,
+                actor=request.user,
+                memory_type=data.get("memory_type") or "general",
+                content=data["content"],
+                tags=data.get("tags") or [],
+                ttl=data.get("ttl"),
+            )
             return Response(MemorySerializer(memory).data, status=status.HTTP_201_CREATED)
         params = request.query_params
         since = None
@@ -139,8 +172,9 @@ class AgentViewSet(TenantScopedViewSet):
             if since is None:
                 raise exceptions.ValidationError({"since": ["Must be an ISO 8601 date-time."]})
         tags = [t.strip() for t in params.get("tags", "").split(",") if t.strip()]
-        queryset = selectors.memory_query(agent=agent, memory_type=params.get("type") or params.get("memory_type"),
-                                          tags=tags, since=since)
+        queryset = selectors.memory_query(
+            agent=agent, memory_type=params.get("type") or params.get("memory_type"), tags=tags, since=since
+        )
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(MemorySerializer(page, many=True).data)
 
@@ -159,6 +193,7 @@ class AgentViewSet(TenantScopedViewSet):
         ``execution_id``; 202 with the ``execution_id`` when the run outlasts the wait."""
         agent = self.get_object()
         data = validated(AgentTestRequestSerializer, request)
-        status_code, body = calls.agent_call(agent=agent, actor=request.user, prompt=data["prompt"],
-                                             params=data.get("parameters"), source="test")
+        status_code, body = calls.agent_call(
+            agent=agent, actor=request.user, prompt=data["prompt"], params=data.get("parameters"), source="test"
+        )
         return Response(body, status=status_code)

@@ -1,4 +1,5 @@
 """Services registry and deployment endpoints, with the public invoke view."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -31,6 +32,7 @@ from kai_platform.tenancy.viewsets import TenantScopedViewSet, get_or_404
 
 # --- services registry -------------------------------------------------------------------------
 
+
 @extend_schema(tags=["services"])
 class ServiceViewSet(TenantScopedViewSet):
     """Seed 000 services registry. Liveness comes from heartbeats cached in Redis."""
@@ -43,8 +45,9 @@ class ServiceViewSet(TenantScopedViewSet):
     action_roles = {"create": HUMAN_ROLES, "destroy": HUMAN_ROLES, "discover": HUMAN_ROLES}
 
     def perform_create(self, serializer):
-        serializer.instance = services.service_create(organization=self.organization, actor=self.request.user,
-                                                      data=serializer.validated_data)
+        serializer.instance = services.service_create(
+            organization=self.organization, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
         services.service_delete(service=instance, actor=self.request.user)
@@ -79,6 +82,7 @@ class ServiceViewSet(TenantScopedViewSet):
 
 # --- deployments -------------------------------------------------------------------------------
 
+
 @extend_schema(tags=["deployments"])
 class DeploymentViewSet(TenantScopedViewSet):
     """Seed 003 deployments. DELETE stops the deployment and revokes its key (the row is kept)."""
@@ -108,15 +112,28 @@ class DeployView(KaiAPIView):
         if data.get("agent_id"):
             agent = get_or_404(Agent.objects.for_org(self.organization), pk=data["agent_id"])
         deployment, raw = services.deployment_create(
-            organization=self.organization, actor=request.user, agent=agent, name=data.get("name"),
-            channels=data.get("channels") or ["api"], orchestration_id=data.get("orchestration_id"))
+            organization=self.organization,
+            actor=request.user,
+            agent=agent,
+            name=data.get("name"),
+            channels=data.get("channels") or ["api"],
+            orchestration_id=data.get("orchestration_id"),
+        )
         body = DeploymentSerializer(deployment).data
-        body.update({"deployment_id": deployment.pk, "key": raw,
-                     "cli_command": f"curl -X POST {body['api_url']} -H 'Authorization: Bearer {raw}' "
-                                    "-H 'Content-Type: application/json' -d '{\"prompt\": \"…\"}'",
-                     "mcp_command": (f"claude mcp add --transport http {slugify(deployment.name) or 'kai'} "
-                                     f"{body['mcp_url']} --header 'Authorization: Bearer {raw}'")
-                     if body["mcp_url"] else None})
+        body.update(
+            {
+                "deployment_id": deployment.pk,
+                "key": raw,
+                "cli_command": f"curl -X POST {body['api_url']} -H 'Authorization: Bearer {raw}' "
+                "-H 'Content-Type: application/json' -d '{\"prompt\": \"…\"}'",
+                "mcp_command": (
+                    f"claude mcp add --transport http {slugify(deployment.name) or 'kai'} "
+                    f"{body['mcp_url']} --header 'Authorization: Bearer {raw}'"
+                )
+                if body["mcp_url"]
+                else None,
+            }
+        )
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -125,17 +142,26 @@ class DeploymentInvokeView(PublicAPIView):
     """An agent's invocation URL. Authenticated by its deployment key only
     (``Authorization: Bearer kdep_…`` or ``X-Deployment-Key``); a stopped deployment answers 401."""
 
-    @extend_schema(request=InvokeRequestSerializer, responses={200: AgentTestResponseSerializer},
-                   parameters=[OpenApiParameter("X-Deployment-Key", str, OpenApiParameter.HEADER, required=False)],
-                   auth=[])
+    @extend_schema(
+        request=InvokeRequestSerializer,
+        responses={200: AgentTestResponseSerializer},
+        parameters=[OpenApiParameter("X-Deployment-Key", str, OpenApiParameter.HEADER, required=False)],
+        auth=[],
+    )
     def post(self, request, pk):
         header = request.META.get("HTTP_AUTHORIZATION", "")
-        raw = header[7:].strip() if header.lower().startswith("bearer ") else request.META.get("HTTP_X_DEPLOYMENT_KEY", "")
+        raw = (
+            header[7:].strip()
+            if header.lower().startswith("bearer ")
+            else request.META.get("HTTP_X_DEPLOYMENT_KEY", "")
+        )
         deployment = services.deployment_authenticate(deployment_id=pk, raw_key=raw)
         if deployment is None:
-            raise exceptions.AuthenticationFailed("Deployment key is invalid, or the deployment is stopped.",
-                                                  code=codes.UNAUTHORIZED)
+            raise exceptions.AuthenticationFailed(
+                "Deployment key is invalid, or the deployment is stopped.", code=codes.UNAUTHORIZED
+            )
         data = validated(InvokeRequestSerializer, request)
-        status_code, body = services.deployment_invoke(deployment=deployment, prompt=data["prompt"],
-                                                       params=data.get("parameters"), channel="api")
+        status_code, body = services.deployment_invoke(
+            deployment=deployment, prompt=data["prompt"], params=data.get("parameters"), channel="api"
+        )
         return Response(body, status=status_code)

@@ -1,4 +1,5 @@
 """Provider, model configuration and tool endpoints."""
+
 from __future__ import annotations
 
 import uuid
@@ -26,6 +27,7 @@ from kai_platform.tenancy.viewsets import TenantScopedViewSet
 
 # --- providers & models ------------------------------------------------------------------------
 
+
 @extend_schema(tags=["providers"])
 class ProviderViewSet(TenantScopedViewSet):
     model = Provider
@@ -35,14 +37,22 @@ class ProviderViewSet(TenantScopedViewSet):
     action_roles = {**{a: BUILDER_ROLES for a in WRITE_ACTIONS}, "validate": BUILDER_ROLES}
 
     def scope_queryset(self, queryset):
-        month_spend = (ProviderUsage.objects.filter(provider=OuterRef("pk"), day__gte=selectors.month_start())
-                       .values("provider").annotate(total=Sum("cost")).values("total"))
+        month_spend = (
+            ProviderUsage.objects.filter(provider=OuterRef("pk"), day__gte=selectors.month_start())
+            .values("provider")
+            .annotate(total=Sum("cost"))
+            .values("total")
+        )
         return queryset.select_related("credential").annotate(
-            month_spend=Coalesce(Subquery(month_spend), Value(0), output_field=DecimalField(max_digits=14, decimal_places=6)))
+            month_spend=Coalesce(
+                Subquery(month_spend), Value(0), output_field=DecimalField(max_digits=14, decimal_places=6)
+            )
+        )
 
     def perform_create(self, serializer):
-        serializer.instance = services.provider_create(organization=self.organization, actor=self.request.user,
-                                                       data=serializer.validated_data)
+        serializer.instance = services.provider_create(
+            organization=self.organization, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_update(self, serializer):
         services.provider_update(provider=serializer.instance, actor=self.request.user, data=serializer.validated_data)
@@ -61,8 +71,10 @@ class ProviderViewSet(TenantScopedViewSet):
     def validate(self, request, pk=None):
         return Response(runtime.provider_validate(provider=self.get_object(), actor=request.user))
 
-    @extend_schema(parameters=[OpenApiParameter("period", str, enum=["day", "week", "month"]),
-                               OpenApiParameter("days", int)], responses={200: ProviderUsageSerializer})
+    @extend_schema(
+        parameters=[OpenApiParameter("period", str, enum=["day", "week", "month"]), OpenApiParameter("days", int)],
+        responses={200: ProviderUsageSerializer},
+    )
     @action(detail=True, methods=["get"])
     def usage(self, request, pk=None):
         provider = self.get_object()
@@ -107,18 +119,21 @@ class ModelConfigViewSet(TenantScopedViewSet):
         return obj
 
     def perform_create(self, serializer):
-        serializer.instance = services.model_config_create(organization=self.organization, actor=self.request.user,
-                                                           data=serializer.validated_data)
+        serializer.instance = services.model_config_create(
+            organization=self.organization, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_update(self, serializer):
-        serializer.instance = services.model_config_update(config=serializer.instance, actor=self.request.user,
-                                                           data=serializer.validated_data)
+        serializer.instance = services.model_config_update(
+            config=serializer.instance, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
         services.model_config_delete(config=instance, actor=self.request.user)
 
 
 # --- tools -------------------------------------------------------------------------------------
+
 
 @extend_schema(tags=["tools"])
 class ToolViewSet(TenantScopedViewSet):
@@ -129,12 +144,14 @@ class ToolViewSet(TenantScopedViewSet):
     action_roles = {**{a: BUILDER_ROLES for a in WRITE_ACTIONS}, "toggle_enabled": BUILDER_ROLES}
 
     def perform_create(self, serializer):
-        serializer.instance = services.tool_create(organization=self.organization, actor=self.request.user,
-                                                   data=serializer.validated_data)
+        serializer.instance = services.tool_create(
+            organization=self.organization, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_update(self, serializer):
-        serializer.instance = services.tool_update(tool=serializer.instance, actor=self.request.user,
-                                                   data=serializer.validated_data)
+        serializer.instance = services.tool_update(
+            tool=serializer.instance, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
         services.tool_delete(tool=instance, actor=self.request.user)
@@ -156,11 +173,19 @@ class ToolConfigurationSchemaView(KaiAPIView):
     """Seed 001 ``tools/configurations/{tool_name}/schema``: the named tool of the request's
     organization (another organization's tool answers 404)."""
 
-    @extend_schema(parameters=[OpenApiParameter("tool_name", str, OpenApiParameter.PATH)],
-                   responses={200: ToolSchemaSerializer})
+    @extend_schema(
+        parameters=[OpenApiParameter("tool_name", str, OpenApiParameter.PATH)], responses={200: ToolSchemaSerializer}
+    )
     def get(self, request, tool_name):
         tool = Tool.objects.for_org(self.organization).filter(name=tool_name).first()
         if tool is None:
             raise exceptions.NotFound(f"No tool named {tool_name!r}.")
-        return Response({"name": tool.name, "tool_type": tool.tool_type, "config_schema": tool.config_schema,
-                         "parameters_schema": tool.parameters_schema, "configuration": tool.configuration})
+        return Response(
+            {
+                "name": tool.name,
+                "tool_type": tool.tool_type,
+                "config_schema": tool.config_schema,
+                "parameters_schema": tool.parameters_schema,
+                "configuration": tool.configuration,
+            }
+        )

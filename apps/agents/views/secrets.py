@@ -1,4 +1,5 @@
 """Credential and external API-key endpoints: CRUD, reveal, verify, backup and restore."""
+
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
@@ -28,6 +29,7 @@ from kai_platform.tenancy.viewsets import TenantScopedViewSet
 
 # --- secrets -----------------------------------------------------------------------------------
 
+
 @extend_schema(tags=["secrets"])
 class CredentialViewSet(TenantScopedViewSet):
     """Seed 002 credentials: encrypted at rest, masked in every answer; ``{id}/value`` (owner/admin,
@@ -37,8 +39,13 @@ class CredentialViewSet(TenantScopedViewSet):
     serializer_class = CredentialSerializer
     lookup_value_regex = UUID_LOOKUP
     filterset_fields = ["service_name", "credential_type"]
-    action_roles = {**{a: BUILDER_ROLES for a in WRITE_ACTIONS}, "verify": BUILDER_ROLES,
-                    "value": ADMIN_ROLES, "backup": ADMIN_ROLES, "restore": ADMIN_ROLES}
+    action_roles = {
+        **{a: BUILDER_ROLES for a in WRITE_ACTIONS},
+        "verify": BUILDER_ROLES,
+        "value": ADMIN_ROLES,
+        "backup": ADMIN_ROLES,
+        "restore": ADMIN_ROLES,
+    }
     #: seed 002 credential management (store, retrieve, change, delete, backup) needs step-up where asked for
     permission_classes = [IsOrganizationMember, RequiresStepUp]
     step_up_actions = {*WRITE_ACTIONS, "value", "backup", "restore"}
@@ -50,14 +57,22 @@ class CredentialViewSet(TenantScopedViewSet):
         attrs = serializer.validated_data
         changes = CredentialSerializer.to_changes(attrs)
         serializer.instance = services.credential_create(
-            organization=self.organization, actor=self.request.user,
-            name=changes.pop("name", None) or attrs["service_name"], service_name=changes.pop("service_name"),
-            credential_type=changes.pop("credential_type", CredentialType.API_KEY), value=changes.pop("value"),
-            additional_fields=changes.pop("additional_fields", None), **changes)
+            organization=self.organization,
+            actor=self.request.user,
+            name=changes.pop("name", None) or attrs["service_name"],
+            service_name=changes.pop("service_name"),
+            credential_type=changes.pop("credential_type", CredentialType.API_KEY),
+            value=changes.pop("value"),
+            additional_fields=changes.pop("additional_fields", None),
+            **changes,
+        )
 
     def perform_update(self, serializer):
-        serializer.instance = services.credential_update(credential=serializer.instance, actor=self.request.user,
-                                                         changes=CredentialSerializer.to_changes(serializer.validated_data))
+        serializer.instance = services.credential_update(
+            credential=serializer.instance,
+            actor=self.request.user,
+            changes=CredentialSerializer.to_changes(serializer.validated_data),
+        )
 
     def perform_destroy(self, instance):
         services.credential_delete(credential=instance, actor=self.request.user)
@@ -68,9 +83,16 @@ class CredentialViewSet(TenantScopedViewSet):
         credential = self.get_object()
         check_step_up(request, always=True)  # a stored secret in clear: a fresh grant, whatever the setting
         secret = services.credential_reveal(credential=credential, actor=request.user)
-        return Response({"id": credential.pk, "name": credential.name, "service_name": credential.service_name,
-                         "credential_type": credential.credential_type, "value": secret["value"],
-                         "additional_fields": secret.get("additional_fields") or {}})
+        return Response(
+            {
+                "id": credential.pk,
+                "name": credential.name,
+                "service_name": credential.service_name,
+                "credential_type": credential.credential_type,
+                "value": secret["value"],
+                "additional_fields": secret.get("additional_fields") or {},
+            }
+        )
 
     @extend_schema(request=CredentialVerifyRequestSerializer, responses={200: CredentialVerifyResponseSerializer})
     @action(detail=False, methods=["post"])
@@ -83,16 +105,26 @@ class CredentialViewSet(TenantScopedViewSet):
     @action(detail=False, methods=["post"])
     def backup(self, request):
         data = validated(BackupRequestSerializer, request)
-        return Response(services.credentials_backup(organization=self.organization, actor=request.user,
-                                                     passphrase=data["passphrase"]))
+        return Response(
+            services.credentials_backup(
+                organization=self.organization, actor=request.user, passphrase=data["passphrase"]
+            )
+        )
 
     @extend_schema(request=RestoreRequestSerializer, responses={200: RestoreResponseSerializer})
     @action(detail=False, methods=["post"])
     def restore(self, request):
         data = validated(RestoreRequestSerializer, request)
-        return Response(services.credentials_restore(organization=self.organization, actor=request.user,
-                                                     backup=data["backup"], kdf=data["kdf"],
-                                                     passphrase=data["passphrase"], overwrite=data["overwrite"]))
+        return Response(
+            services.credentials_restore(
+                organization=self.organization,
+                actor=request.user,
+                backup=data["backup"],
+                kdf=data["kdf"],
+                passphrase=data["passphrase"],
+                overwrite=data["overwrite"],
+            )
+        )
 
 
 @extend_schema(tags=["secrets"])
@@ -112,18 +144,24 @@ class ExternalApiKeyViewSet(TenantScopedViewSet):
     def perform_create(self, serializer):
         attrs = serializer.validated_data
         serializer.instance = services.credential_create(
-            organization=self.organization, actor=self.request.user, name=attrs["name"],
+            organization=self.organization,
+            actor=self.request.user,
+            name=attrs["name"],
             # the service defaults to the name, cut to the service's 100 characters (a name may have 200)
-            service_name=attrs.get("service_name") or attrs["name"][:100], value=attrs["key"],
-            credential_type=CredentialType.API_KEY, description=attrs.get("description", ""),
-            expires_at=attrs.get("expires_at"))
+            service_name=attrs.get("service_name") or attrs["name"][:100],
+            value=attrs["key"],
+            credential_type=CredentialType.API_KEY,
+            description=attrs.get("description", ""),
+            expires_at=attrs.get("expires_at"),
+        )
 
     def perform_update(self, serializer):
         attrs = dict(serializer.validated_data)
         if "key" in attrs:
             attrs["value"] = attrs.pop("key")
-        serializer.instance = services.credential_update(credential=serializer.instance, actor=self.request.user,
-                                                         changes=attrs)
+        serializer.instance = services.credential_update(
+            credential=serializer.instance, actor=self.request.user, changes=attrs
+        )
 
     def perform_destroy(self, instance):
         services.credential_delete(credential=instance, actor=self.request.user)

@@ -1,4 +1,5 @@
 """Prompt, agent and orchestration template endpoints."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
@@ -25,17 +26,20 @@ from kai_platform.tenancy.viewsets import TenantScopedViewSet
 
 # --- templates ---------------------------------------------------------------------------------
 
+
 class _TemplateViewSet(TenantScopedViewSet):
     lookup_value_regex = UUID_LOOKUP
     action_roles = {a: HUMAN_ROLES for a in WRITE_ACTIONS}
 
     def perform_create(self, serializer):
-        serializer.instance = services.template_create(self.model, organization=self.organization,
-                                                       actor=self.request.user, data=serializer.validated_data)
+        serializer.instance = services.template_create(
+            self.model, organization=self.organization, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_update(self, serializer):
-        serializer.instance = services.template_update(instance=serializer.instance, actor=self.request.user,
-                                                       data=serializer.validated_data)
+        serializer.instance = services.template_update(
+            instance=serializer.instance, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
         services.template_delete(instance=instance, actor=self.request.user)
@@ -55,8 +59,13 @@ class PromptTemplateViewSet(_TemplateViewSet):
         template = self.get_object()
         data = validated(RenderRequestSerializer, request)
         rendered = services.template_render(template=template, variables=data.get("variables") or {})
-        return Response({"template_id": template.pk, "rendered": rendered,
-                         "variables": services.template_variables(template.template)})
+        return Response(
+            {
+                "template_id": template.pk,
+                "rendered": rendered,
+                "variables": services.template_variables(template.template),
+            }
+        )
 
 
 @extend_schema(tags=["templates"])
@@ -73,8 +82,9 @@ class AgentTemplateViewSet(_TemplateViewSet):
     def use(self, request, pk=None):
         template = self.get_object()
         data = validated(UseTemplateSerializer, request)
-        agent = services.agent_template_use(template=template, actor=request.user, name=data.get("name"),
-                                            description=data.get("description"))
+        agent = services.agent_template_use(
+            template=template, actor=request.user, name=data.get("name"), description=data.get("description")
+        )
         return Response(AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
 
 
@@ -87,8 +97,10 @@ class OrchestrationTemplateViewSet(_TemplateViewSet):
     serializer_class = OrchestrationTemplateSerializer
     filterset_fields = ["category", "is_official", "pattern"]
 
-    @extend_schema(request=UseTemplateSerializer, responses={200: OrchestrationUseResponseSerializer,
-                                                             201: OrchestrationUseResponseSerializer})
+    @extend_schema(
+        request=UseTemplateSerializer,
+        responses={200: OrchestrationUseResponseSerializer, 201: OrchestrationUseResponseSerializer},
+    )
     @action(detail=True, methods=["post"])
     def use(self, request, pk=None):
         template = self.get_object()

@@ -1,4 +1,5 @@
 """The crews app's views, by domain; ``apps.crews.urls`` routes them by these names."""
+
 from apps.crews.views.crews import (  # noqa: F401
     AgentGenerationView,
     CrewGenerationView,

@@ -1,4 +1,5 @@
 """Crew, task-definition, orchestration and generation views (CrewAI YAML, seed 001/003)."""
+
 from __future__ import annotations
 
 from django.http import HttpResponse
@@ -42,6 +43,8 @@ from kai_platform.tenancy.viewsets import TenantScopedViewSet
 
 WRITE_ACTIONS = ("create", "update", "partial_update", "destroy")
 HUMAN_WRITES = {name: HUMAN_ROLES for name in WRITE_ACTIONS}
+
+
 class ZipRenderer(BaseRenderer):
     """``application/zip``: the export writes its archive itself; this renderer only lets clients ask for it."""
 
@@ -63,12 +66,14 @@ class CrewViewSet(TenantScopedViewSet):
     action_roles = {**HUMAN_WRITES, "import_crew": HUMAN_ROLES}
 
     def perform_create(self, serializer):
-        serializer.instance = services.crew_create(organization=self.organization, actor=self.request.user,
-                                                   data=serializer.validated_data)
+        serializer.instance = services.crew_create(
+            organization=self.organization, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_update(self, serializer):
-        serializer.instance = services.crew_update(crew=serializer.instance, actor=self.request.user,
-                                                   data=serializer.validated_data)
+        serializer.instance = services.crew_update(
+            crew=serializer.instance, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
         services.crew_delete(crew=instance, actor=self.request.user)
@@ -78,8 +83,12 @@ class CrewViewSet(TenantScopedViewSet):
     def debug(self, request):
         """Validate agents_yaml and tasks_yaml: every problem with its line (200 either way)."""
         data = validated(CrewDebugSerializer, request)
-        spec = services.crew_validate(agents_yaml=data["agents_yaml"], tasks_yaml=data["tasks_yaml"],
-                                      process=data["process"], config=data.get("config"))
+        spec = services.crew_validate(
+            agents_yaml=data["agents_yaml"],
+            tasks_yaml=data["tasks_yaml"],
+            process=data["process"],
+            config=data.get("config"),
+        )
         errors = [e.as_dict() for e in spec.errors]
         if spec.valid:
             problems = services.crew_organization_problems(organization=self.organization, spec=spec)
@@ -87,13 +96,21 @@ class CrewViewSet(TenantScopedViewSet):
         missing = spec.missing_inputs(data["inputs"]) if data.get("inputs") is not None else spec.placeholders
         if data.get("inputs") is not None and missing:
             errors.append({"field": "inputs", "line": None, "message": services.missing_inputs_message(missing)})
-        return Response({"valid": not errors, "errors": errors, "agents": [a.as_dict() for a in spec.agents],
-                         "tasks": [t.as_dict() for t in spec.tasks], "placeholders": spec.placeholders,
-                         "missing_inputs": missing})
+        return Response(
+            {
+                "valid": not errors,
+                "errors": errors,
+                "agents": [a.as_dict() for a in spec.agents],
+                "tasks": [t.as_dict() for t in spec.tasks],
+                "placeholders": spec.placeholders,
+                "missing_inputs": missing,
+            }
+        )
 
-    @extend_schema(request={"application/json": CrewImportSerializer,
-                            "multipart/form-data": CrewProjectImportSerializer},
-                   responses={201: CrewImportResultSerializer})
+    @extend_schema(
+        request={"application/json": CrewImportSerializer, "multipart/form-data": CrewProjectImportSerializer},
+        responses={201: CrewImportResultSerializer},
+    )
     @action(detail=False, methods=["post"], url_path="import", parser_classes=[KaiJSONParser, MultiPartParser])
     def import_crew(self, request):
         """Create a crew from a CrewAI project: a zip (multipart ``file``: the project folder, or
@@ -107,17 +124,27 @@ class CrewViewSet(TenantScopedViewSet):
             if upload.size > MAX_ARCHIVE_BYTES:
                 raise exceptions.ValidationError({"file": [f"The archive is over {MAX_ARCHIVE_BYTES // 2**20} MB."]})
             crew, report = services.crew_import_project(
-                organization=self.organization, actor=request.user, archive=upload.read(), name=data.get("name", ""),
-                model=data.get("model"), allow_missing_tools=data["allow_missing_tools"])
+                organization=self.organization,
+                actor=request.user,
+                archive=upload.read(),
+                name=data.get("name", ""),
+                model=data.get("model"),
+                allow_missing_tools=data["allow_missing_tools"],
+            )
         else:
             data = validated(CrewImportSerializer, request)
             crew = services.crew_import(organization=self.organization, actor=request.user, data=data)
             report = {"files": [], "mapped": [], "defaulted": [], "missing_tools": []}
         return Response({**CrewSerializer(crew).data, "report": report}, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={(200, "application/zip"): OpenApiResponse(
-                                  response=OpenApiTypes.BINARY, description="The CrewAI project folder, zipped."),
-                              (200, "application/json"): CrewExportSerializer})
+    @extend_schema(
+        responses={
+            (200, "application/zip"): OpenApiResponse(
+                response=OpenApiTypes.BINARY, description="The CrewAI project folder, zipped."
+            ),
+            (200, "application/json"): CrewExportSerializer,
+        }
+    )
     @action(detail=True, methods=["get"], renderer_classes=[ZipRenderer, KaiJSONRenderer])
     def export(self, request, pk=None):
         """The crew as a CrewAI project (zip: ``<name>/config/agents.yaml``, ``config/tasks.yaml``,
@@ -139,6 +166,7 @@ class CrewViewSet(TenantScopedViewSet):
 
 # --- task definitions --------------------------------------------------------------------------
 
+
 @extend_schema(tags=["tasks"])
 class TaskDefinitionViewSet(TenantScopedViewSet):
     """Task definitions (seed 001 ``/tasks``). ``PUT {id}`` is partial; ``PUT {id}/full`` replaces."""
@@ -149,12 +177,14 @@ class TaskDefinitionViewSet(TenantScopedViewSet):
     action_roles = {**HUMAN_WRITES, "full": HUMAN_ROLES}
 
     def perform_create(self, serializer):
-        serializer.instance = services.task_definition_create(organization=self.organization, actor=self.request.user,
-                                                              data=serializer.validated_data)
+        serializer.instance = services.task_definition_create(
+            organization=self.organization, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_update(self, serializer):
-        serializer.instance = services.task_definition_update(task=serializer.instance, actor=self.request.user,
-                                                              data=serializer.validated_data)
+        serializer.instance = services.task_definition_update(
+            task=serializer.instance, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
         services.task_definition_delete(task=instance, actor=self.request.user)
@@ -166,12 +196,14 @@ class TaskDefinitionViewSet(TenantScopedViewSet):
         task = self.get_object()
         serializer = TaskDefinitionSerializer(task, data=request.data)
         serializer.is_valid(raise_exception=True)
-        task = services.task_definition_update(task=task, actor=request.user, data=serializer.validated_data,
-                                               replace=True)
+        task = services.task_definition_update(
+            task=task, actor=request.user, data=serializer.validated_data, replace=True
+        )
         return Response(TaskDefinitionSerializer(task).data)
 
 
 # --- orchestrations ----------------------------------------------------------------------------
+
 
 @extend_schema(tags=["orchestrations"])
 class OrchestrationViewSet(TenantScopedViewSet):
@@ -183,18 +215,22 @@ class OrchestrationViewSet(TenantScopedViewSet):
     action_roles = HUMAN_WRITES
 
     def perform_create(self, serializer):
-        serializer.instance = services.orchestration_create(organization=self.organization, actor=self.request.user,
-                                                            data=serializer.validated_data)
+        serializer.instance = services.orchestration_create(
+            organization=self.organization, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_update(self, serializer):
-        serializer.instance = services.orchestration_update(orchestration=serializer.instance, actor=self.request.user,
-                                                            data=serializer.validated_data)
+        serializer.instance = services.orchestration_update(
+            orchestration=serializer.instance, actor=self.request.user, data=serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
         services.orchestration_delete(orchestration=instance, actor=self.request.user)
 
-    @extend_schema(request=OrchestrationExecuteSerializer,
-                   responses={200: OrchestrationResultSerializer, 202: ExecutionCreatedSerializer})
+    @extend_schema(
+        request=OrchestrationExecuteSerializer,
+        responses={200: OrchestrationResultSerializer, 202: ExecutionCreatedSerializer},
+    )
     @action(detail=True, methods=["post"])
     def execute(self, request, pk=None):
         """Run it on a worker. By default waits (up to ``timeout_ms``) and answers
@@ -203,20 +239,34 @@ class OrchestrationViewSet(TenantScopedViewSet):
         orchestration = self.get_object()
         data = validated(OrchestrationExecuteSerializer, request)
         inputs = data.get("inputs") if data.get("inputs") is not None else data["input_data"]
-        execution = services.orchestration_start(orchestration=orchestration, actor=request.user, inputs=inputs,
-                                                 params=data["params"], priority=data["priority"])
+        execution = services.orchestration_start(
+            orchestration=orchestration,
+            actor=request.user,
+            inputs=inputs,
+            params=data["params"],
+            priority=data["priority"],
+        )
         if data["wait_for_completion"]:
             execution = run_services.wait_for_terminal(execution_id=execution.pk, timeout=data["timeout_ms"] / 1000)
         if not execution.is_terminal:
             return Response(created_body(execution, "Orchestration started"), status=status.HTTP_202_ACCEPTED)
         result = execution.result if isinstance(execution.result, dict) else {}
-        return Response({"execution_id": execution.pk, "status": execution.status,
-                         "output": result.get("output"), "outputs": result.get("outputs") or {},
-                         "trace_id": execution.trace_id, "agents_executed": result.get("agents_executed") or [],
-                         "total_cost": execution.cost, "error": execution.error})
+        return Response(
+            {
+                "execution_id": execution.pk,
+                "status": execution.status,
+                "output": result.get("output"),
+                "outputs": result.get("outputs") or {},
+                "trace_id": execution.trace_id,
+                "agents_executed": result.get("agents_executed") or [],
+                "total_cost": execution.cost,
+                "error": execution.error,
+            }
+        )
 
 
 # --- executions --------------------------------------------------------------------------------
+
 
 class _GenerationView(KaiAPIView):
     kind = ""
@@ -224,8 +274,13 @@ class _GenerationView(KaiAPIView):
 
     def post(self, request):
         data = validated(GenerationRequestSerializer, request)
-        value = generation.generate(organization=self.organization, kind=self.kind, description=data["description"],
-                                    model=data.get("model") or "", process=data.get("process") or "sequential")
+        value = generation.generate(
+            organization=self.organization,
+            kind=self.kind,
+            description=data["description"],
+            model=data.get("model") or "",
+            process=data.get("process") or "sequential",
+        )
         return Response(self.body(value))
 
     def body(self, value):

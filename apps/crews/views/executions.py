@@ -1,4 +1,5 @@
 """Execution views: start/cancel runs, history, logs, traces and task status."""
+
 from __future__ import annotations
 
 import time
@@ -62,9 +63,15 @@ class ExecutionFilter(django_filters.FilterSet):
 
 # --- crews -------------------------------------------------------------------------------------
 
+
 def created_body(execution: Execution, message: str = "Execution started successfully") -> dict:
-    return {"execution_id": execution.pk, "status": execution.status, "message": message,
-            "run_name": execution.run_name, "trace_id": execution.trace_id}
+    return {
+        "execution_id": execution.pk,
+        "status": execution.status,
+        "message": message,
+        "run_name": execution.run_name,
+        "trace_id": execution.trace_id,
+    }
 
 
 def generated_run_name(*, agents_yaml: str = "", tasks_yaml: str = "", crew_name: str = "") -> str:
@@ -102,34 +109,66 @@ class ExecutionViewSet(TenantScopedViewSet):
             agent = _get_or_400(Agent, org, data["agent_id"], "agent_id")
             services.check_inputs(texts=(data["description"], data.get("expected_output", "")), inputs=data["inputs"])
             execution = calls.agent_call_start(
-                actor=request.user, kind=ExecutionKind.AGENT_TASK, agent=agent,
+                actor=request.user,
+                kind=ExecutionKind.AGENT_TASK,
+                agent=agent,
                 run_name=data.get("run_name") or f"{agent.name} - {data['description'][:60]}",
                 definition={"description": data["description"], "expected_output": data.get("expected_output", "")},
-                model=data.get("model") or "", max_attempts=data["max_attempts"], **common)
+                model=data.get("model") or "",
+                max_attempts=data["max_attempts"],
+                **common,
+            )
             return Response(created_body(execution), status=status.HTTP_202_ACCEPTED)
         crew = None
         if data.get("crew_id"):
             crew = _get_or_400(Crew, org, data["crew_id"], "crew_id")
-            definition = {"name": crew.name, "agents_yaml": crew.agents_yaml, "tasks_yaml": crew.tasks_yaml,
-                          "process": data.get("process") or crew.process, "model": data.get("model") or crew.model,
-                          "config": crew.config or {}}
+            definition = {
+                "name": crew.name,
+                "agents_yaml": crew.agents_yaml,
+                "tasks_yaml": crew.tasks_yaml,
+                "process": data.get("process") or crew.process,
+                "model": data.get("model") or crew.model,
+                "config": crew.config or {},
+            }
         else:
-            definition = {"name": data.get("run_name") or "", "agents_yaml": data["agents_yaml"],
-                          "tasks_yaml": data["tasks_yaml"], "process": data.get("process") or "sequential",
-                          "model": data.get("model") or "", "config": data.get("config") or {}}
-        services.crew_check(organization=org, agents_yaml=definition["agents_yaml"],
-                            tasks_yaml=definition["tasks_yaml"], process=definition["process"],
-                            config=definition["config"], inputs=data["inputs"])
+            definition = {
+                "name": data.get("run_name") or "",
+                "agents_yaml": data["agents_yaml"],
+                "tasks_yaml": data["tasks_yaml"],
+                "process": data.get("process") or "sequential",
+                "model": data.get("model") or "",
+                "config": data.get("config") or {},
+            }
+        services.crew_check(
+            organization=org,
+            agents_yaml=definition["agents_yaml"],
+            tasks_yaml=definition["tasks_yaml"],
+            process=definition["process"],
+            config=definition["config"],
+            inputs=data["inputs"],
+        )
         run_name = data.get("run_name") or generated_run_name(
-            agents_yaml=definition["agents_yaml"], tasks_yaml=definition["tasks_yaml"],
-            crew_name=crew.name if crew else "")
-        execution = run_services.execution_create(organization=org, actor=request.user, kind=ExecutionKind.CREW, crew=crew,
-                                              run_name=run_name, definition=definition, model=definition["model"],
-                                              max_attempts=data["max_attempts"], **common)
+            agents_yaml=definition["agents_yaml"],
+            tasks_yaml=definition["tasks_yaml"],
+            crew_name=crew.name if crew else "",
+        )
+        execution = run_services.execution_create(
+            organization=org,
+            actor=request.user,
+            kind=ExecutionKind.CREW,
+            crew=crew,
+            run_name=run_name,
+            definition=definition,
+            model=definition["model"],
+            max_attempts=data["max_attempts"],
+            **common,
+        )
         return Response(created_body(execution), status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=GenerateNameSerializer,
-                   responses={200: OpenApiResponse(response=OpenApiTypes.OBJECT, description="{name}")})
+    @extend_schema(
+        request=GenerateNameSerializer,
+        responses={200: OpenApiResponse(response=OpenApiTypes.OBJECT, description="{name}")},
+    )
     @action(detail=False, methods=["post"], url_path="generate-name")
     def generate_name(self, request):
         """A run name from the crew's agents and tasks."""
@@ -138,8 +177,9 @@ class ExecutionViewSet(TenantScopedViewSet):
         if data.get("crew_id"):
             crew = _get_or_400(Crew, self.organization, data["crew_id"], "crew_id")
             crew_name, agents_yaml, tasks_yaml = crew.name, crew.agents_yaml, crew.tasks_yaml
-        return Response({"name": generated_run_name(agents_yaml=agents_yaml, tasks_yaml=tasks_yaml,
-                                                    crew_name=crew_name)})
+        return Response(
+            {"name": generated_run_name(agents_yaml=agents_yaml, tasks_yaml=tasks_yaml, crew_name=crew_name)}
+        )
 
     @extend_schema(request=None, responses={200: ExecutionSerializer})
     @action(detail=True, methods=["post"])
@@ -151,8 +191,9 @@ class ExecutionViewSet(TenantScopedViewSet):
 
 def _get_or_400(model, organization, pk, field: str):
     """The organization's row (read once per batch of runs), or a 400 naming ``field``."""
-    obj = run_services.batch_memo((model._meta.label, str(pk)),
-                                  lambda: model.objects.for_org(organization).filter(pk=pk).first())
+    obj = run_services.batch_memo(
+        (model._meta.label, str(pk)), lambda: model.objects.for_org(organization).filter(pk=pk).first()
+    )
     if obj is None:
         raise exceptions.ValidationError({field: [f"No {model._meta.verbose_name} {pk} in this organization."]})
     obj.organization = organization  # the same row: no second read when the run names its organization
@@ -186,22 +227,39 @@ class ExecutionLogViewSet(TenantScopedViewSet):
     serializer_class = ExecutionLogPageSerializer
     http_method_names = READ_ONLY
 
-    @extend_schema(parameters=[OpenApiParameter("after", int), OpenApiParameter("limit", int),
-                               OpenApiParameter("level", str, enum=["debug", "info", "warning", "error"])],
-                   responses={200: ExecutionLogPageSerializer})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", int),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("level", str, enum=["debug", "info", "warning", "error"]),
+        ],
+        responses={200: ExecutionLogPageSerializer},
+    )
     def retrieve(self, request, *args, **kwargs):
         execution = self.get_object()
         after = _int_param(request, "after", 0, minimum=0)
         limit = _int_param(request, "limit", 200, minimum=1, maximum=1000)
         level = request.query_params.get("level") or None
-        rows = list(selectors.execution_logs(execution=execution, after=after, limit=limit + 1, level=level)
-                    .values("seq", "level", "message", "data", "created_at"))
+        rows = list(
+            selectors.execution_logs(execution=execution, after=after, limit=limit + 1, level=level).values(
+                "seq", "level", "message", "data", "created_at"
+            )
+        )
         has_more = len(rows) > limit
         rows = rows[:limit]
         total = execution.logs.filter(seq__gt=after).count() if has_more else len(rows)
-        return Response({"execution_id": execution.pk, "status": execution.status, "items": rows, "total": total,
-                         "limit": limit, "offset": 0, "has_more": has_more,
-                         "last_seq": rows[-1]["seq"] if rows else after})
+        return Response(
+            {
+                "execution_id": execution.pk,
+                "status": execution.status,
+                "items": rows,
+                "total": total,
+                "limit": limit,
+                "offset": 0,
+                "has_more": has_more,
+                "last_seq": rows[-1]["seq"] if rows else after,
+            }
+        )
 
 
 def _int_param(request, name, default, *, minimum=None, maximum=None) -> int:
@@ -218,12 +276,23 @@ def _int_param(request, name, default, *, minimum=None, maximum=None) -> int:
 
 
 def _trace_body(execution: Execution, spans: list[dict] | None = None) -> dict:
-    body = {"id": execution.pk, "execution_id": execution.pk, "trace_id": execution.trace_id,
-            "name": execution.run_name, "kind": execution.kind, "status": execution.status,
-            "agent_id": execution.agent_id, "started_at": execution.started_at,
-            "completed_at": execution.completed_at, "duration_ms": execution.duration_ms,
-            "tokens_in": execution.tokens_in, "tokens_out": execution.tokens_out,
-            "total_tokens": execution.total_tokens, "cost": execution.cost, "created_at": execution.created_at}
+    body = {
+        "id": execution.pk,
+        "execution_id": execution.pk,
+        "trace_id": execution.trace_id,
+        "name": execution.run_name,
+        "kind": execution.kind,
+        "status": execution.status,
+        "agent_id": execution.agent_id,
+        "started_at": execution.started_at,
+        "completed_at": execution.completed_at,
+        "duration_ms": execution.duration_ms,
+        "tokens_in": execution.tokens_in,
+        "tokens_out": execution.tokens_out,
+        "total_tokens": execution.total_tokens,
+        "cost": execution.cost,
+        "created_at": execution.created_at,
+    }
     if spans is None:
         return TraceSerializer(body).data  # as documented: cost a decimal string, as on every other route
     body["spans"] = spans
@@ -281,12 +350,23 @@ class TraceViewSet(TenantScopedViewSet):
 
 # --- tasks/{id}/status -------------------------------------------------------------------------
 
+
 def _task_status_body(execution: Execution) -> dict:
-    return {"task_id": execution.pk, "execution_id": execution.pk, "kind": execution.kind,
-            "status": execution.status, "result": execution.result, "error": execution.error,
-            "agent_id": execution.agent_id, "created_at": execution.created_at, "started_at": execution.started_at,
-            "completed_at": execution.completed_at, "tokens_in": execution.tokens_in,
-            "tokens_out": execution.tokens_out, "cost": execution.cost}
+    return {
+        "task_id": execution.pk,
+        "execution_id": execution.pk,
+        "kind": execution.kind,
+        "status": execution.status,
+        "result": execution.result,
+        "error": execution.error,
+        "agent_id": execution.agent_id,
+        "created_at": execution.created_at,
+        "started_at": execution.started_at,
+        "completed_at": execution.completed_at,
+        "tokens_in": execution.tokens_in,
+        "tokens_out": execution.tokens_out,
+        "cost": execution.cost,
+    }
 
 
 @extend_schema(tags=["tasks"])

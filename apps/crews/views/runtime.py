@@ -1,4 +1,5 @@
 """Usage and runtime views: spend, live workers and queue inspection."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -37,8 +38,9 @@ def _usage_period(request) -> str | None:
 class UsageView(KaiAPIView):
     """Organization usage (seed 003): totals, by agent, by day and by model over ``?period=``."""
 
-    @extend_schema(parameters=[OpenApiParameter("period", str, enum=list(selectors.PERIOD_DAYS))],
-                   responses={200: UsageSerializer})
+    @extend_schema(
+        parameters=[OpenApiParameter("period", str, enum=list(selectors.PERIOD_DAYS))], responses={200: UsageSerializer}
+    )
     def get(self, request):
         body = selectors.usage_summary(organization=self.organization, period=_usage_period(request))
         return Response(UsageSerializer(body).data)
@@ -52,12 +54,12 @@ class AgentUsageViewSet(TenantScopedViewSet):
     serializer_class = UsageSerializer
     http_method_names = READ_ONLY
 
-    @extend_schema(parameters=[OpenApiParameter("period", str, enum=list(selectors.PERIOD_DAYS))],
-                   responses={200: UsageSerializer})
+    @extend_schema(
+        parameters=[OpenApiParameter("period", str, enum=list(selectors.PERIOD_DAYS))], responses={200: UsageSerializer}
+    )
     def retrieve(self, request, *args, **kwargs):
         agent = self.get_object()
-        body = selectors.usage_summary(organization=self.organization, period=_usage_period(request),
-                                       agent_id=agent.pk)
+        body = selectors.usage_summary(organization=self.organization, period=_usage_period(request), agent_id=agent.pk)
         return Response({"agent_id": agent.pk, "agent_name": agent.name, **UsageSerializer(body).data})
 
 
@@ -95,16 +97,30 @@ class RuntimeStatusView(KaiAPIView):
         org = self.organization
         data = selectors.runtime_status(organization=org)
         providers = list(Provider.objects.for_org(org).filter(is_active=True).values("pk", "name", "provider_type"))
-        breakers = [{"provider_id": p["pk"], "name": p["name"], "provider_type": p["provider_type"],
-                     **llm_layer.breaker_state(str(p["pk"]))} for p in providers]
+        breakers = [
+            {
+                "provider_id": p["pk"],
+                "name": p["name"],
+                "provider_type": p["provider_type"],
+                **llm_layer.breaker_state(str(p["pk"])),
+            }
+            for p in providers
+        ]
         healthy = data["agents"]["active"] - data["agents"]["errored"]
-        return Response({
-            "active_agents": data["busy_agents"], "pending_tasks": data["counts"]["pending"],
-            "healthy_count": max(0, healthy), "total_agents": data["agents"]["total"],
-            "running_executions": data["counts"]["running"], "pending_executions": data["counts"]["pending"],
-            "concurrency_limit": concurrency_cap(org), "workers": _live_workers(), "queues": _queue_depths(),
-            "circuit_breakers": breakers,
-        })
+        return Response(
+            {
+                "active_agents": data["busy_agents"],
+                "pending_tasks": data["counts"]["pending"],
+                "healthy_count": max(0, healthy),
+                "total_agents": data["agents"]["total"],
+                "running_executions": data["counts"]["running"],
+                "pending_executions": data["counts"]["pending"],
+                "concurrency_limit": concurrency_cap(org),
+                "workers": _live_workers(),
+                "queues": _queue_depths(),
+                "circuit_breakers": breakers,
+            }
+        )
 
 
 @extend_schema(tags=["runtime"])
@@ -123,8 +139,13 @@ class RuntimeAgentViewSet(TenantScopedViewSet):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         ids = [a.pk for a in page]
         beats = heartbeats(kind="agent", ids=ids)
-        running = dict(Execution.objects.for_org(self.organization).filter(agent_id__in=ids, status__in=ACTIVE_STATUSES)
-                       .values("agent_id").annotate(n=Count("id")).values_list("agent_id", "n"))
+        running = dict(
+            Execution.objects.for_org(self.organization)
+            .filter(agent_id__in=ids, status__in=ACTIVE_STATUSES)
+            .values("agent_id")
+            .annotate(n=Count("id"))
+            .values_list("agent_id", "n")
+        )
         spent = selectors.agent_month_costs(organization=self.organization, agent_ids=ids)
         resolved_cache: dict = {}
         items = []
@@ -141,12 +162,19 @@ class RuntimeAgentViewSet(TenantScopedViewSet):
             used = spent.get(agent.pk, 0)
             if limit is None and provider is not None and provider.budget_limit is not None:
                 limit, used = llm_layer.provider_budget(provider)
-            items.append({
-                "id": agent.pk, "name": agent.name, "status": agent.status,
-                "last_heartbeat": beats.get(str(agent.pk)) or agent.last_heartbeat,
-                "running_executions": running.get(agent.pk, 0),
-                "circuit_breaker_state": llm_layer.breaker_state(resolved.provider_key)["state"] if resolved else "unknown",
-                "provider": (provider.name if provider else (resolved.provider_type if resolved else None)),
-                "budget_used": used, "budget_limit": limit,
-            })
+            items.append(
+                {
+                    "id": agent.pk,
+                    "name": agent.name,
+                    "status": agent.status,
+                    "last_heartbeat": beats.get(str(agent.pk)) or agent.last_heartbeat,
+                    "running_executions": running.get(agent.pk, 0),
+                    "circuit_breaker_state": llm_layer.breaker_state(resolved.provider_key)["state"]
+                    if resolved
+                    else "unknown",
+                    "provider": (provider.name if provider else (resolved.provider_type if resolved else None)),
+                    "budget_used": used,
+                    "budget_limit": limit,
+                }
+            )
         return self.get_paginated_response(RuntimeAgentSerializer(items, many=True).data)  # decimals as the schema says

@@ -1,4 +1,5 @@
 """Runs of one agent and their server-sent events (stream-prompt)."""
+
 from __future__ import annotations
 
 import time
@@ -69,13 +70,24 @@ class AgentRunViewSet(TenantScopedViewSet):
         data = validated(AgentTaskSerializer, request)
         services.check_inputs(texts=(data["description"], data["expected_output"]), inputs=data["inputs"])
         execution = calls.agent_call_start(
-            actor=request.user, kind=ExecutionKind.AGENT_TASK, agent=agent,
+            actor=request.user,
+            kind=ExecutionKind.AGENT_TASK,
+            agent=agent,
             run_name=f"{agent.name} - {data.get('name') or data['description'][:60]}"[:300],  # Execution.run_name
-            definition={"name": data.get("name") or "task", "description": data["description"],
-                        "expected_output": data["expected_output"]},
-            inputs=data["inputs"], params=data["params"], model=data.get("model") or "", priority=data["priority"])
-        return Response({"task_id": execution.pk, "execution_id": execution.pk, "status": execution.status},
-                        status=status.HTTP_202_ACCEPTED)
+            definition={
+                "name": data.get("name") or "task",
+                "description": data["description"],
+                "expected_output": data["expected_output"],
+            },
+            inputs=data["inputs"],
+            params=data["params"],
+            model=data.get("model") or "",
+            priority=data["priority"],
+        )
+        return Response(
+            {"task_id": execution.pk, "execution_id": execution.pk, "status": execution.status},
+            status=status.HTTP_202_ACCEPTED,
+        )
 
     @extend_schema(tags=["agents"], request=AgentCommandSerializer, responses={202: AgentCommandAcceptedSerializer})
     def command(self, request, pk=None):
@@ -85,15 +97,31 @@ class AgentRunViewSet(TenantScopedViewSet):
         data = validated(AgentCommandSerializer, request)
         stream_id = uuid.uuid4().hex
         execution = calls.agent_call_start(
-            actor=request.user, kind=ExecutionKind.AGENT_COMMAND, agent=agent,
-            run_name=f"{agent.name} - {data['command']}"[:300], definition={"command": data["command"],
-                                                                      "params": data["params"]},
-            params=data["llm_params"], model=data.get("model") or "", priority=data["priority"], stream_id=stream_id)
-        return Response({"execution_id": execution.pk, "stream_id": stream_id, "command": data["command"],
-                         "status": execution.status}, status=status.HTTP_202_ACCEPTED)
+            actor=request.user,
+            kind=ExecutionKind.AGENT_COMMAND,
+            agent=agent,
+            run_name=f"{agent.name} - {data['command']}"[:300],
+            definition={"command": data["command"], "params": data["params"]},
+            params=data["llm_params"],
+            model=data.get("model") or "",
+            priority=data["priority"],
+            stream_id=stream_id,
+        )
+        return Response(
+            {
+                "execution_id": execution.pk,
+                "stream_id": stream_id,
+                "command": data["command"],
+                "status": execution.status,
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
 
-    @extend_schema(tags=["agents"], request=AgentExecuteSerializer,
-                   responses={200: AgentExecuteResponseSerializer, 202: AgentExecuteResponseSerializer})
+    @extend_schema(
+        tags=["agents"],
+        request=AgentExecuteSerializer,
+        responses={200: AgentExecuteResponseSerializer, 202: AgentExecuteResponseSerializer},
+    )
     def execute(self, request, pk=None):
         """Seed 002: run an ``AgentCommand``; with ``wait_for_completion`` the ``AgentResponse`` comes back
         in ``data.result`` (else poll ``executions/{execution_id}``)."""
@@ -101,30 +129,54 @@ class AgentRunViewSet(TenantScopedViewSet):
         data = validated(AgentExecuteSerializer, request)
         command = data["command"]
         execution = calls.agent_call_start(
-            actor=request.user, kind=ExecutionKind.AGENT_EXECUTE, agent=agent,
+            actor=request.user,
+            kind=ExecutionKind.AGENT_EXECUTE,
+            agent=agent,
             run_name=f"{agent.name} - {command['action']}"[:300],
-            definition={"action": command["action"], "parameters": command["parameters"],
-                        "context": command["context"], "user_id": command.get("user_id") or str(request.user.pk),
-                        "request_id": command.get("request_id") or getattr(request, "request_id", ""),
-                        "voice_input": command["voice_input"]},
-            params=data["params"], priority=run_services.PRIORITY_NAMES[command["priority"]])
+            definition={
+                "action": command["action"],
+                "parameters": command["parameters"],
+                "context": command["context"],
+                "user_id": command.get("user_id") or str(request.user.pk),
+                "request_id": command.get("request_id") or getattr(request, "request_id", ""),
+                "voice_input": command["voice_input"],
+            },
+            params=data["params"],
+            priority=run_services.PRIORITY_NAMES[command["priority"]],
+        )
         if data["wait_for_completion"]:
             execution = run_services.wait_for_terminal(execution_id=execution.pk, timeout=data["timeout_ms"] / 1000)
         body = {"execution_id": execution.pk, "status": execution.status}
         if execution.status == ExecutionStatus.COMPLETED and isinstance(execution.result, dict):
             body["result"] = execution.result
         elif execution.is_terminal:
-            body["result"] = {"success": False, "data": None, "error": execution.error or execution.status.lower(),
-                              "metadata": {"execution_time": execution.duration_ms or 0, "resources_used": [],
-                                           "next_suggested_actions": [], "workflow_triggered": []}}
+            body["result"] = {
+                "success": False,
+                "data": None,
+                "error": execution.error or execution.status.lower(),
+                "metadata": {
+                    "execution_time": execution.duration_ms or 0,
+                    "resources_used": [],
+                    "next_suggested_actions": [],
+                    "workflow_triggered": [],
+                },
+            }
         success = execution.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
-        return Response({"success": success, "data": body},
-                        status=status.HTTP_200_OK if execution.is_terminal else status.HTTP_202_ACCEPTED)
+        return Response(
+            {"success": success, "data": body},
+            status=status.HTTP_200_OK if execution.is_terminal else status.HTTP_202_ACCEPTED,
+        )
 
-    @extend_schema(tags=["agents"], request=StreamPromptSerializer,
-                   responses={(200, "text/event-stream"): OpenApiResponse(
-                       response=OpenApiTypes.STR, description="Server-sent events: start, stream_chunk…, done"),
-                       202: AgentCommandAcceptedSerializer})
+    @extend_schema(
+        tags=["agents"],
+        request=StreamPromptSerializer,
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                response=OpenApiTypes.STR, description="Server-sent events: start, stream_chunk…, done"
+            ),
+            202: AgentCommandAcceptedSerializer,
+        },
+    )
     def stream_prompt(self, request, pk=None):
         """Stream the agent's answer as server-sent events (``text/event-stream``): a ``start`` event,
         one ``stream_chunk`` per token (``{type, stream_id, chunk, done}``) and a final ``done: true``.
@@ -135,14 +187,29 @@ class AgentRunViewSet(TenantScopedViewSet):
         if data.get("stream_id"):
             _claim_stream_id(stream_id)
         execution = calls.agent_call_start(
-            actor=request.user, kind=ExecutionKind.AGENT_PROMPT, agent=agent,
-            run_name=f"{agent.name} - prompt", definition={"prompt": data["prompt"]}, params=data["params"],
-            model=data.get("model") or "", priority=8, stream_id=stream_id)
+            actor=request.user,
+            kind=ExecutionKind.AGENT_PROMPT,
+            agent=agent,
+            run_name=f"{agent.name} - prompt",
+            definition={"prompt": data["prompt"]},
+            params=data["params"],
+            model=data.get("model") or "",
+            priority=8,
+            stream_id=stream_id,
+        )
         if not data["stream"]:
-            return Response({"execution_id": execution.pk, "stream_id": stream_id, "command": "stream-prompt",
-                             "status": execution.status}, status=status.HTTP_202_ACCEPTED)
-        response = StreamingHttpResponse(sse_events(execution_id=str(execution.pk), stream_id=stream_id),
-                                         content_type="text/event-stream")
+            return Response(
+                {
+                    "execution_id": execution.pk,
+                    "stream_id": stream_id,
+                    "command": "stream-prompt",
+                    "status": execution.status,
+                },
+                status=status.HTTP_202_ACCEPTED,
+            )
+        response = StreamingHttpResponse(
+            sse_events(execution_id=str(execution.pk), stream_id=stream_id), content_type="text/event-stream"
+        )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         response["X-Stream-ID"] = stream_id
@@ -154,8 +221,10 @@ def _claim_stream_id(stream_id: str) -> None:
     """A client-chosen stream id names one run only (it keys the run's Redis stream)."""
 
     if Execution.objects.filter(stream_id=stream_id).exists():
-        raise Conflict(f"stream_id {stream_id!r} is already used; omit it to get a fresh one.",
-                       errors=[{"field": "stream_id", "message": "already used"}])
+        raise Conflict(
+            f"stream_id {stream_id!r} is already used; omit it to get a fresh one.",
+            errors=[{"field": "stream_id", "message": "already used"}],
+        )
     get_redis_connection("default").delete(stream_key(stream_id))  # a leftover of a deleted run
 
 
@@ -191,17 +260,36 @@ def sse_events(*, execution_id: str, stream_id: str):
         for _key, items in entries:
             for entry_id, fields in items:
                 last_id = entry_id
-                fields = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
-                          for k, v in fields.items()}
+                fields = {
+                    k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+                    for k, v in fields.items()
+                }
                 if fields.get("done"):
-                    yield _sse({"type": "stream_chunk", "stream_id": stream_id, "chunk": "", "done": True,
-                                "status": fields.get("status"), "error": fields.get("error") or None,
-                                "execution_id": execution_id})
+                    yield _sse(
+                        {
+                            "type": "stream_chunk",
+                            "stream_id": stream_id,
+                            "chunk": "",
+                            "done": True,
+                            "status": fields.get("status"),
+                            "error": fields.get("error") or None,
+                            "execution_id": execution_id,
+                        }
+                    )
                     return
-                yield _sse({"type": "stream_chunk", "stream_id": stream_id, "chunk": fields.get("chunk", ""),
-                            "done": False})
-    yield _sse({"type": "stream_chunk", "stream_id": stream_id, "chunk": "", "done": True, "status": "TIMEOUT",
-                "execution_id": execution_id})
+                yield _sse(
+                    {"type": "stream_chunk", "stream_id": stream_id, "chunk": fields.get("chunk", ""), "done": False}
+                )
+    yield _sse(
+        {
+            "type": "stream_chunk",
+            "stream_id": stream_id,
+            "chunk": "",
+            "done": True,
+            "status": "TIMEOUT",
+            "execution_id": execution_id,
+        }
+    )
 
 
 # --- generation --------------------------------------------------------------------------------

@@ -10,4 +10,14 @@ from kai_platform.api.errors.exceptions import (
     Unprocessable,
 )
 
-__all__ = ["codes", "Conflict", "Forbidden", "NotFound", "PayloadTooLarge", "RateLimited", "ServiceUnavailable", "StepUpRequired", "Unprocessable"]
+__all__ = [
+    "codes",
+    "Conflict",
+    "Forbidden",
+    "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
+    "ServiceUnavailable",
+    "StepUpRequired",
+    "Unprocessable",
+]

@@ -1,4 +1,5 @@
 """API exceptions beyond DRF's own. Raise these from services; the handler renders the envelope."""
+
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
@@ -11,8 +12,9 @@ class KaiAPIException(APIException):
     error_type = "error"
     kai_code = codes.VALIDATION_ERROR
 
-    def __init__(self, detail=None, *, code: str | None = None, errors: list[dict] | None = None,
-                 extra: dict | None = None):
+    def __init__(
+        self, detail=None, *, code: str | None = None, errors: list[dict] | None = None, extra: dict | None = None
+    ):
         super().__init__(detail=detail)
         if code:
             self.kai_code = code

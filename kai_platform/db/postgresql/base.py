@@ -1,4 +1,5 @@
 """Django's PostgreSQL backend with the platform's connection pool (``kai_platform.db.pool``)."""
+
 from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured

@@ -1,4 +1,5 @@
 """CrewAI projects in CrewAI's own layout, written for this suite (zipped by ``zip_project``)."""
+
 from __future__ import annotations
 
 import io

@@ -1,5 +1,6 @@
 """Run the test IdP: ``python -m tests.sso.oidc_idp.serve PORT CLIENT_ID CLIENT_SECRET``.
 Migrates its SQLite database, registers the confidential client, serves on 127.0.0.1:PORT."""
+
 import os
 import sys
 
@@ -16,10 +17,19 @@ def main() -> None:
     from oauth2_provider.models import Application
 
     call_command("migrate", verbosity=0)
-    Application.objects.update_or_create(client_id=client_id, defaults=dict(
-        name="kai", client_secret=client_secret, hash_client_secret=False, skip_authorization=True,
-        client_type=Application.CLIENT_CONFIDENTIAL, authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
-        algorithm=Application.RS256_ALGORITHM, redirect_uris=""))
+    Application.objects.update_or_create(
+        client_id=client_id,
+        defaults=dict(
+            name="kai",
+            client_secret=client_secret,
+            hash_client_secret=False,
+            skip_authorization=True,
+            client_type=Application.CLIENT_CONFIDENTIAL,
+            authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+            algorithm=Application.RS256_ALGORITHM,
+            redirect_uris="",
+        ),
+    )
     run("127.0.0.1", int(port), get_wsgi_application(), threading=True)
 
 

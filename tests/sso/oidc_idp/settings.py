@@ -1,5 +1,6 @@
 """A real OpenID Connect provider for the SSO tests: django-oauth-toolkit in OIDC mode, in a
 process of its own (``serve.py``), with its own SQLite database and RSA signing key."""
+
 import os
 from pathlib import Path
 
@@ -8,7 +9,10 @@ SECRET_KEY = "test-idp-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = [
-    "django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions", "oauth2_provider",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "oauth2_provider",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -17,8 +21,14 @@ MIDDLEWARE = [
 ]
 ROOT_URLCONF = "tests.sso.oidc_idp.urls"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["IDP_DB"]}}
-TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "DIRS": [HERE / "templates"],
-              "APP_DIRS": True, "OPTIONS": {"context_processors": ["django.template.context_processors.request"]}}]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [HERE / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
 SESSION_COOKIE_NAME = "idp_session"
 CSRF_COOKIE_NAME = "idp_csrf"
 LOGIN_URL = "/accounts/login/"

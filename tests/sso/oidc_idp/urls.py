@@ -1,5 +1,6 @@
 """The test IdP's routes: OIDC (DOT), a login form, and a control endpoint the tests set users and
 the client's redirect URIs with."""
+
 import json
 
 from django.contrib.auth import views as auth_views

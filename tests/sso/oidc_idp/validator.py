@@ -1,4 +1,5 @@
 """Claims of the test IdP: email (verified), name and the ``groups`` the test gave the user."""
+
 from oauth2_provider.oauth2_validators import OAuth2Validator
 
 
@@ -7,5 +8,9 @@ class Validator(OAuth2Validator):
 
     def get_additional_claims(self, request):
         user = request.user
-        return {"email": user.email, "email_verified": True, "name": user.first_name,
-                "groups": [g.name for g in user.groups.all()]}
+        return {
+            "email": user.email,
+            "email_verified": True,
+            "name": user.first_name,
+            "groups": [g.name for g in user.groups.all()],
+        }

@@ -4,6 +4,7 @@ The admin's email is ``KAI_ADMIN_EMAIL`` (default admin@kai.local); the password
 ``KAI_ADMIN_PASSWORD`` when set (and then re-applied on every run), otherwise generated on first
 creation and printed once.
 """
+
 import os
 import secrets
 
@@ -39,7 +40,10 @@ class Command(BaseCommand):
                 services.membership_add(organization=organization, user=user, role=Role.OWNER, actor=user)
         self.stdout.write(f"[kai] demo organization: {organization.slug} ({organization.pk})")
         if generated:
-            self.stdout.write(f"[kai] admin user created: {email} / {generated}   (shown once; "
-                              "set KAI_ADMIN_PASSWORD to choose it)")
+            self.stdout.write(
+                f"[kai] admin user created: {email} / {generated}   (shown once; set KAI_ADMIN_PASSWORD to choose it)"
+            )
         else:
-            self.stdout.write(f"[kai] admin user: {email}" + (" (password from KAI_ADMIN_PASSWORD)" if given_password else ""))
+            self.stdout.write(
+                f"[kai] admin user: {email}" + (" (password from KAI_ADMIN_PASSWORD)" if given_password else "")
+            )

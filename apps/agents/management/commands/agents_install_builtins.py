@@ -1,5 +1,6 @@
 """Give every organization (or one, by slug) the builtin provider, built-in tools and official
 templates. Idempotent; new organizations get them on creation."""
+
 from django.core.management.base import BaseCommand
 
 from apps.accounts.models import Organization

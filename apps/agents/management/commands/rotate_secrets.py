@@ -4,6 +4,7 @@ credentials, outbound webhook signing secrets, workflow webhook secrets and SSO 
 Rotation: put a new key first in KAI_SECRET_KEYS (keep the old ones after it), restart, run this
 command, then drop the old keys. Exits non-zero if any value decrypts under no configured key.
 """
+
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.agents import crypto, services

@@ -1,5 +1,6 @@
 """``manage.py rotate_webhook_secrets``: re-encrypt webhook signing secrets under the newest key
 (run after ``rotate_secrets`` when a key was added to KAI_SECRET_KEYS)."""
+
 from django.core.management.base import BaseCommand
 
 from apps.webhooks.services import webhooks_rotate_secrets

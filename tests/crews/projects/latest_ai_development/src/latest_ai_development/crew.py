@@ -12,19 +12,19 @@ class LatestAiDevelopment:
 
     @agent
     def researcher(self) -> Agent:
-        return Agent(config=self.agents_config['researcher'], verbose=True)
+        return Agent(config=self.agents_config["researcher"], verbose=True)
 
     @agent
     def reporting_analyst(self) -> Agent:
-        return Agent(config=self.agents_config['reporting_analyst'], verbose=True)
+        return Agent(config=self.agents_config["reporting_analyst"], verbose=True)
 
     @task
     def research_task(self) -> Task:
-        return Task(config=self.tasks_config['research_task'])
+        return Task(config=self.tasks_config["research_task"])
 
     @task
     def reporting_task(self) -> Task:
-        return Task(config=self.tasks_config['reporting_task'], output_file='report.md')
+        return Task(config=self.tasks_config["reporting_task"], output_file="report.md")
 
     @crew
     def crew(self) -> Crew:

@@ -1,4 +1,3 @@
-
 from crewai import Agent, Crew, Process, Task
 from crewai.project import CrewBase, agent, crew, task
 from crewai_tools import ScrapeWebsiteTool, SerperDevTool
@@ -9,6 +8,7 @@ search_tool = SerperDevTool()
 
 class MarketStrategy(BaseModel):
     """Market strategy model"""
+
     name: str = Field(..., description="Name of the market strategy")
     tatics: list[str] = Field(..., description="List of tactics to be used in the market strategy")
     channels: list[str] = Field(..., description="List of channels to be used in the market strategy")
@@ -17,6 +17,7 @@ class MarketStrategy(BaseModel):
 
 class Research(BaseModel):
     """Research model"""
+
     summary: str
     sources: list[str] = []
     confidence: float | None = None
@@ -25,13 +26,14 @@ class Research(BaseModel):
 @CrewBase
 class MarketingPostsCrew:
     """MarketingPosts crew"""
-    agents_config = 'config/agents.yaml'
-    tasks_config = 'config/tasks.yaml'
+
+    agents_config = "config/agents.yaml"
+    tasks_config = "config/tasks.yaml"
 
     @agent
     def lead_market_analyst(self) -> Agent:
         return Agent(
-            config=self.agents_config['lead_market_analyst'],
+            config=self.agents_config["lead_market_analyst"],
             tools=[search_tool, ScrapeWebsiteTool()],
             verbose=True,
             memory=False,
@@ -40,7 +42,7 @@ class MarketingPostsCrew:
     @agent
     def chief_marketing_strategist(self) -> Agent:
         return Agent(
-            config=self.agents_config['chief_marketing_strategist'],
+            config=self.agents_config["chief_marketing_strategist"],
             tools=[search_tool, ScrapeWebsiteTool()],
             verbose=True,
             memory=False,
@@ -49,25 +51,22 @@ class MarketingPostsCrew:
     @task
     def research_task(self) -> Task:
         return Task(
-            config=self.tasks_config['research_task'],
+            config=self.tasks_config["research_task"],
             agent=self.lead_market_analyst(),
             output_json=Research,
         )
 
     @task
     def project_understanding_task(self) -> Task:
-        return Task(
-            config=self.tasks_config['project_understanding_task'],
-            agent=self.chief_marketing_strategist()
-        )
+        return Task(config=self.tasks_config["project_understanding_task"], agent=self.chief_marketing_strategist())
 
     @task
     def marketing_strategy_task(self) -> Task:
         return Task(
-            config=self.tasks_config['marketing_strategy_task'],
+            config=self.tasks_config["marketing_strategy_task"],
             agent=self.chief_marketing_strategist(),
             context=[self.research_task(), self.project_understanding_task()],
-            output_pydantic=MarketStrategy
+            output_pydantic=MarketStrategy,
         )
 
     @crew
