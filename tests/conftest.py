@@ -16,9 +16,12 @@ TEST_PASSWORD_HASHERS = "django.contrib.auth.hashers.MD5PasswordHasher,django.co
 os.environ.setdefault("KAI_PASSWORD_HASHERS", TEST_PASSWORD_HASHERS)  # inherited by subprocesses
 settings.PASSWORD_HASHERS = os.environ["KAI_PASSWORD_HASHERS"].split(",")
 
+from tests import flush
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 from tests.helpers import LiveServer, SharedWorker
 from tests.ordering import DurationRecorder, load_durations, order_items
+
+flush.install()  # transactional tests end with DELETE, not TRUNCATE (tests/flush.py)
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,6 @@ class AgentsConfig(AppConfig):
             r"^(?:api/(?:v1/)?)?ws/agents/(?P<agent_id>[^/]+)/?$", lambda: consumers().AgentSocketConsumer.as_asgi()
         )
         add_websocket_route(r"^(?:api/(?:v1/)?)?ws/mcp/?$", lambda: consumers().MCPConsumer.as_asgi())
-        add_http_prefix("/mcp/deployments/", lambda: mcp_channel().application)
+        add_http_prefix("/mcp/deployments/", lambda: mcp_channel().application, on_first_request=True)
         # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.agents import engine, runs, signals  # noqa: F401 (engine services, run kinds, signals)

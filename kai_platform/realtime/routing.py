@@ -8,6 +8,7 @@ sockets, Celery workers, never import consumers.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from django.urls import re_path
@@ -23,9 +24,25 @@ def add_websocket_route(pattern: str, loader: Callable) -> None:
         _websocket_routes.append((pattern, loader))
 
 
-def add_http_prefix(prefix: str, loader: Callable) -> None:
-    """Serve HTTP requests under ``prefix`` with ``loader()`` instead of Django."""
-    _http_prefixes[prefix] = loader
+def add_http_prefix(prefix: str, loader: Callable, *, on_first_request: bool = False) -> None:
+    """Serve HTTP requests under ``prefix`` with ``loader()`` instead of Django. ``on_first_request``:
+    call the loader when the first request arrives (in a thread, the loop keeps serving), for an app
+    whose imports would slow every process start for a route most processes never serve."""
+    _http_prefixes[prefix] = (lambda: LoadedOnFirstCall(loader)) if on_first_request else loader
+
+
+class LoadedOnFirstCall:
+    """An ASGI app that is ``loader()``'s app, loaded when it is first called."""
+
+    def __init__(self, loader: Callable):
+        self._loader, self._app, self._lock = loader, None, asyncio.Lock()
+
+    async def __call__(self, scope, receive, send):
+        if self._app is None:
+            async with self._lock:
+                if self._app is None:
+                    self._app = await asyncio.to_thread(self._loader)
+        return await self._app(scope, receive, send)
 
 
 def websocket_urlpatterns() -> list:
