@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # 3 xdist workers on 2 cores: many tests wait on real workers, servers and beat ticks (idle CPU),
-# so a third worker fills it; -n 2 left a core idle for minutes and ran ~10 min.
-PYTEST_ARGS ?= -n 3
+# so a third worker fills it. loadgroup: the tests of an `xdist_group` run on one worker, in the
+# slow-first order tests/ordering.py gives (no reordering by group size) — docs/testing.md.
+PYTEST_ARGS ?= -n 3 --dist loadgroup --no-loadscope-reorder
 STAMP := $(VENV)/.installed
 
 BENCH_ARGS ?=

@@ -192,8 +192,7 @@ def cmd_up(args) -> int:
     try:
         check_services()
         _ensure_database_exists()
-        _manage("migrate", "--noinput", "-v", "0")
-        _manage("bootstrap")
+        _manage("bootstrap", "--migrate")  # migrations, then the demo organization and admin
         host = os.environ.get("KAI_HOST", "127.0.0.1")
         listener = _listen(host, int(port))
         supervisor.start(

@@ -19,7 +19,7 @@ settings.PASSWORD_HASHERS = os.environ["KAI_PASSWORD_HASHERS"].split(",")
 from tests import flush
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 from tests.helpers import LiveServer, SharedWorker
-from tests.ordering import DurationRecorder, load_durations, order_items
+from tests.ordering import DurationRecorder, group_modules_sharing_a_fixture, load_durations, order_items
 
 flush.install()  # transactional tests end with DELETE, not TRUNCATE (tests/flush.py)
 
@@ -224,8 +224,11 @@ def pytest_configure(config):
         config.pluginmanager.register(DurationRecorder(), "kai-durations")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (``--dist loadgroup``)
 def pytest_collection_modifyitems(config, items):
-    """Slow tests first, by their recorded durations (``tests/ordering.py``)."""
+    """Slow tests first, by their recorded durations; modules sharing a module-scoped fixture in a
+    group of their own (``tests/ordering.py``)."""
+    group_modules_sharing_a_fixture(items)
     order_items(items, load_durations())
 
 

@@ -18,8 +18,9 @@ import psutil
 import pytest
 
 from tests.helpers import BASE_DIR
+from tests.launcher import PLATFORM
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, PLATFORM]
 
 
 def _free_port() -> int:

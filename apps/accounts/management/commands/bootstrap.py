@@ -2,12 +2,14 @@
 
 The admin's email is ``KAI_ADMIN_EMAIL`` (default admin@kai.local); the password is
 ``KAI_ADMIN_PASSWORD`` when set (and then re-applied on every run), otherwise generated on first
-creation and printed once.
+creation and printed once. ``--migrate`` applies the migrations first, in the same process (what
+``kai up`` runs at every start: one Django start-up instead of two).
 """
 
 import os
 import secrets
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -21,7 +23,12 @@ DEMO_SLUG = "demo"
 class Command(BaseCommand):
     help = "Create the demo organization and admin user if they do not exist."
 
+    def add_arguments(self, parser):
+        parser.add_argument("--migrate", action="store_true", help="apply the migrations first")
+
     def handle(self, *args, **options):
+        if options["migrate"]:
+            call_command("migrate", interactive=False, verbosity=0)
         email = os.environ.get("KAI_ADMIN_EMAIL", "admin@kai.local").lower()
         given_password = os.environ.get("KAI_ADMIN_PASSWORD")
         with transaction.atomic():
