@@ -15,6 +15,10 @@ from rest_framework.test import APIClient
 TEST_PASSWORD_HASHERS = "django.contrib.auth.hashers.MD5PasswordHasher,django.contrib.auth.hashers.PBKDF2PasswordHasher"
 os.environ.setdefault("KAI_PASSWORD_HASHERS", TEST_PASSWORD_HASHERS)  # inherited by subprocesses
 settings.PASSWORD_HASHERS = os.environ["KAI_PASSWORD_HASHERS"].split(",")
+# Every test client builds Django's middleware chain anew, and WhiteNoise's middleware then indexes
+# every static file the finders know (os.stat of each: ~0.1-0.3 s per test). Autorefresh looks a
+# file up when it is asked for instead; servers started by tests index once, as in production.
+settings.WHITENOISE_AUTOREFRESH = True
 
 from tests import flush
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
@@ -85,10 +89,13 @@ def _isolated_cache():
     from django.core.cache import cache
     from django_redis import get_redis_connection
 
-    cache.delete_pattern("*")
+    # SCAN walks the whole database (every xdist worker's keys, quota keys that outlive their test):
+    # a thousand keys a round trip, not SCAN's default ten
+    cache.delete_pattern("*", itersize=1000)
     redis = get_redis_connection("default")
-    for key in redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:ws:*"):
-        redis.delete(key)
+    keys = list(redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:ws:*", count=1000))
+    if keys:
+        redis.delete(*keys)
     yield
 
 

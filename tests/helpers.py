@@ -79,7 +79,7 @@ class WorkerProcess:
         # its own key (the pid ends it): another worker's, e.g. one a test killed, lingers until it expires
         pattern = f"{settings.KAI_REDIS_PREFIX}:workers:*:{self.process.pid}"
         while time.monotonic() < deadline:
-            if any(True for _ in get_redis_connection("default").scan_iter(pattern)):
+            if any(True for _ in get_redis_connection("default").scan_iter(pattern, count=1000)):
                 return
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.process.returncode}")
@@ -134,7 +134,7 @@ class SharedWorker:
         from django_redis import get_redis_connection
 
         redis = get_redis_connection("default")
-        key = next(iter(redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:workers:*:{self.process.pid}")))
+        key = next(iter(redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:workers:*:{self.process.pid}", count=1000)))
         return key, redis.get(key)
 
     def alive(self) -> bool:

@@ -172,7 +172,7 @@ def workers() -> list[dict]:
     redis = _redis()
     pattern = worker_key_pattern()
     prefix = pattern[:-1]
-    keys = sorted(redis.scan_iter(pattern))
+    keys = sorted(redis.scan_iter(pattern, count=1000))
     if not keys:
         return []
     pipe = redis.pipeline()

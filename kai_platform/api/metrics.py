@@ -106,7 +106,7 @@ class PlatformCollector:
         yield queues
         now = time.time()
         sockets = 0
-        for key in redis.scan_iter(f"{prefix}:ws:user:*"):
+        for key in redis.scan_iter(f"{prefix}:ws:user:*", count=1000):
             sockets += redis.zcount(key, now, "+inf")
         yield GaugeMetricFamily("kai_socket_connections", "Open WebSocket connections.", value=sockets)
 
@@ -176,7 +176,7 @@ def worker_heartbeats(redis=None) -> dict[str, float]:
     if redis is None:
         redis = get_redis_connection("default")
     marker = f"{settings.KAI_REDIS_PREFIX}:workers:"
-    keys = list(redis.scan_iter(f"{marker}*"))
+    keys = list(redis.scan_iter(f"{marker}*", count=1000))
     if not keys:
         return {}
     pipe = redis.pipeline(transaction=False)

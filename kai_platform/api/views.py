@@ -77,7 +77,10 @@ def _check_broker():
 
 def _check_workers():
     prefix = worker_key_pattern()[:-1]
-    names = [key.decode()[len(prefix) :] for key in get_redis_connection("default").scan_iter(worker_key_pattern())]
+    names = [
+        key.decode()[len(prefix) :]
+        for key in get_redis_connection("default").scan_iter(worker_key_pattern(), count=1000)
+    ]
     if not names:
         raise RuntimeError("no live Celery worker has sent a heartbeat in the last 15 s")
     return f"{len(names)} live: {', '.join(sorted(names)[:10])}"

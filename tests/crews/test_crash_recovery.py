@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 def _wait_worker(name: str, timeout: float = 120.0) -> None:
     redis = get_redis_connection("default")
     wait_for(
-        lambda: any(True for _ in redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:workers:{name}*")),
+        lambda: any(True for _ in redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:workers:{name}*", count=1000)),
         timeout,
         message=f"worker {name} to announce itself",
     )

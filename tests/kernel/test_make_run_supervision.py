@@ -63,7 +63,7 @@ def _ready(up: KaiUp, name: str, pid: int, timeout: float = 60) -> None:
         elif name == "beat":
             os.kill(pid, 0)
             return
-        elif any(True for _ in client.scan_iter(f"{up.prefix}:workers:*:{pid}")):
+        elif any(True for _ in client.scan_iter(f"{up.prefix}:workers:*:{pid}", count=1000)):
             return
         time.sleep(0.05)
     raise AssertionError(f"{name} (pid {pid}) did not get ready:\n{up.tail()}")

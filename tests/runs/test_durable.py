@@ -151,7 +151,7 @@ def _ended(execution_id, timeout: float) -> Execution:
 def _announced(name: str) -> None:
     redis = get_redis_connection("default")
     wait_for(
-        lambda: any(True for _ in redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:workers:{name}*")),
+        lambda: any(True for _ in redis.scan_iter(f"{settings.KAI_REDIS_PREFIX}:workers:{name}*", count=1000)),
         120,
         message=f"worker {name} to announce itself",
     )

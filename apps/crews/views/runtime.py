@@ -66,7 +66,7 @@ class AgentUsageViewSet(TenantScopedViewSet):
 def _live_workers() -> list[str]:
     try:
         marker = ":workers:"
-        keys = get_redis_connection("default").scan_iter(worker_key_pattern())
+        keys = get_redis_connection("default").scan_iter(worker_key_pattern(), count=1000)
         return sorted(key.decode().split(marker, 1)[-1] for key in keys)  # node name (and pid)
     except Exception:
         return []
