@@ -33,7 +33,6 @@ SHRINKING_ALLOW_LIST = {
     "apps/runs/services.py",
     "apps/runs/services.py::execution_create",
     "apps/workflows/engine.py",
-    "kai_platform/settings.py",
 }
 
 
