@@ -32,7 +32,6 @@ SHRINKING_ALLOW_LIST = {
     "apps/runs/selectors.py::execution_summary",
     "apps/runs/services.py",
     "apps/runs/services.py::execution_create",
-    "apps/workflows/engine.py",
 }
 
 
