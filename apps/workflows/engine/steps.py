@@ -65,43 +65,14 @@ def start_attempt(dag: Dag, step: dict, *, fallback: bool, attempt: int, step_ru
     """Create the attempt's execution (queued on commit) and make the step run ACTIVE."""
     if is_approval(step):
         return start_approval(dag, step, fallback=fallback, attempt=attempt, step_run=step_run, now=now)
-    run = dag.run
     context = dag.context()
     extra = extra_step_type(step)
     if extra is not None:  # another app's step type: no agent; its fields rendered into the definition
-        fields = {k: conditions.render(step[k], context) for k in extra.template_keys if k in step}
-        definition = {
-            **{k: v for k, v in step.items() if k not in ("depends_on", "condition")},
-            **fields,
-            "type": extra.name,
-            "step_id": step["id"],
-            "attempt": attempt,
-            "workflow_id": str(run.workflow_id),
-            "run_id": str(run.pk),
-        }
-        return _start_execution(
-            dag,
-            step,
-            fallback=fallback,
-            attempt=attempt,
-            step_run=step_run,
-            now=now,
-            agent=None,
-            inputs=fields,
-            definition=definition,
-        )
-    parameters = conditions.render(step.get("parameters") or {}, context)
-    if "agent_number" in step:
-        agent = Agent.objects.for_org(run.organization_id).filter(agent_number=step["agent_number"]).first()
+        agent, inputs, definition = None, *_extra_step(step, context, extra)
     else:
-        agent = Agent.objects.for_org(run.organization_id).filter(pk=step["agent_id"]).first()
-    deps = {}
-    for dep in step.get("depends_on") or []:
-        output = context["steps"].get(dep, {}).get("output")
-        if output is not None:
-            text = output if isinstance(output, str) else json.dumps(output, default=str)
-            deps[dep] = text[:OUTPUT_CONTEXT_CHARS]
-    return _start_execution(
+        agent, inputs, definition = _agent_step(dag.run, step, context)
+    definition.update(step_id=step["id"], attempt=attempt, workflow_id=str(dag.run.workflow_id), run_id=str(dag.run.pk))
+    _start_execution(
         dag,
         step,
         fallback=fallback,
@@ -109,17 +80,38 @@ def start_attempt(dag: Dag, step: dict, *, fallback: bool, attempt: int, step_ru
         step_run=step_run,
         now=now,
         agent=agent,
-        inputs=parameters,
-        definition={
-            "action": step["action"],
-            "parameters": parameters,
-            "context": deps,
-            "step_id": step["id"],
-            "attempt": attempt,
-            "workflow_id": str(run.workflow_id),
-            "run_id": str(run.pk),
-        },
+        inputs=inputs,
+        definition=definition,
     )
+
+
+def _extra_step(step: dict, context: dict, extra) -> tuple[dict, dict]:
+    """Another app's step type: its template fields rendered (the inputs), and the step as its definition."""
+    fields = {k: conditions.render(step[k], context) for k in extra.template_keys if k in step}
+    definition = {
+        **{k: v for k, v in step.items() if k not in ("depends_on", "condition")},
+        **fields,
+        "type": extra.name,
+    }
+    return fields, definition
+
+
+def _agent_step(run: WorkflowRun, step: dict, context: dict) -> tuple[Agent | None, dict, dict]:
+    """An agent's step: the agent, its rendered parameters (the inputs), and the definition with
+    the outputs of its dependencies (each cut to ``OUTPUT_CONTEXT_CHARS``)."""
+    parameters = conditions.render(step.get("parameters") or {}, context)
+    agents = Agent.objects.for_org(run.organization_id)
+    if "agent_number" in step:
+        agent = agents.filter(agent_number=step["agent_number"]).first()
+    else:
+        agent = agents.filter(pk=step["agent_id"]).first()
+    deps = {}
+    for dep in step.get("depends_on") or []:
+        output = context["steps"].get(dep, {}).get("output")
+        if output is not None:
+            text = output if isinstance(output, str) else json.dumps(output, default=str)
+            deps[dep] = text[:OUTPUT_CONTEXT_CHARS]
+    return agent, parameters, {"action": step["action"], "parameters": parameters, "context": deps}
 
 
 def _start_execution(
