@@ -166,13 +166,11 @@ def _manage(*args: str) -> None:
 
 
 def cmd_up(args) -> int:
-    from kai_platform.embedded import ensure_services  # deferred: start-up — loaded by the commands that start them
-
-    started_at = time.monotonic()
     # deferred: start-up — the embedded services and the supervisor (psutil, telemetry) load only for `up`
-    from kai_platform.embedded import var_dir
+    from kai_platform.embedded import ensure_services, var_dir
     from kai_platform.supervisor import Supervisor
 
+    started_at = time.monotonic()
     services = ensure_services(os.environ)
     port = os.environ.get("KAI_PORT", "8000")
     state_dir = var_dir() / "run"
@@ -195,26 +193,8 @@ def cmd_up(args) -> int:
         _manage("bootstrap", "--migrate")  # migrations, then the demo organization and admin
         host = os.environ.get("KAI_HOST", "127.0.0.1")
         listener = _listen(host, int(port))
-        supervisor.start(
-            "web",
-            [PYTHON, "-m", "kai_platform.server", "--fd", str(listener.fileno()), "kai_platform.asgi:application"],
-            pass_fds=(listener.fileno(),),
-        )
-        prefix = os.environ.get("KAI_REDIS_PREFIX", "kai")
-        supervisor.start("worker", worker_command(["-Q", f"{prefix}.default", "-n", "default@%h"]))
-        supervisor.start("runs-worker", runs_worker_command())
-        supervisor.start("beat", beat_command())
-        base = f"http://{host}:{port}"
-        # ready = the web answers and both workers consume their queues: a run posted at once is taken
-        # by this host's workers too (not only by another host's, already running)
-        if _wait_http(f"{base}/health", timeout=60) and _wait_workers(supervisor, ("worker", "runs-worker"), 60):
-            _log(f"ready in {time.monotonic() - started_at:.1f}s")
-        _log(f"web       {base}/")
-        _log(f"health    {base}/health")
-        _log(f"admin     {base}/admin/")
-        _log(f"API docs  {base}/api-docs")
-        _log(f"API       {base}/api/v1/")
-        _log("Ctrl-C stops everything (a child that dies is restarted)")
+        _start_children(supervisor, listener)
+        _announce(supervisor, f"http://{host}:{port}", started_at)
         if not stop_requested:
             code = supervisor.wait()
     except subprocess.CalledProcessError as exc:
@@ -227,6 +207,33 @@ def cmd_up(args) -> int:
         for service in reversed(services):
             service.stop()
     return code
+
+
+def _start_children(supervisor, listener: socket.socket) -> None:
+    """The web server on the listening socket, the default and runs workers, and beat."""
+    supervisor.start(
+        "web",
+        [PYTHON, "-m", "kai_platform.server", "--fd", str(listener.fileno()), "kai_platform.asgi:application"],
+        pass_fds=(listener.fileno(),),
+    )
+    prefix = os.environ.get("KAI_REDIS_PREFIX", "kai")
+    supervisor.start("worker", worker_command(["-Q", f"{prefix}.default", "-n", "default@%h"]))
+    supervisor.start("runs-worker", runs_worker_command())
+    supervisor.start("beat", beat_command())
+
+
+def _announce(supervisor, base: str, started_at: float) -> None:
+    """Say when the platform is ready and where it answers."""
+    # ready = the web answers and both workers consume their queues: a run posted at once is taken
+    # by this host's workers too (not only by another host's, already running)
+    if _wait_http(f"{base}/health", timeout=60) and _wait_workers(supervisor, ("worker", "runs-worker"), 60):
+        _log(f"ready in {time.monotonic() - started_at:.1f}s")
+    _log(f"web       {base}/")
+    _log(f"health    {base}/health")
+    _log(f"admin     {base}/admin/")
+    _log(f"API docs  {base}/api-docs")
+    _log(f"API       {base}/api/v1/")
+    _log("Ctrl-C stops everything (a child that dies is restarted)")
 
 
 def _listen(host: str, port: int):

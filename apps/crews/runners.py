@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 
 from django.db import connection
 
@@ -13,6 +15,7 @@ from apps.crews import specs
 from apps.crews.crew_run import CrewRun, CrewSettings, TaskOutcome
 from apps.crews.models import Pattern
 from apps.runs.models import ExecutionKind, SpanKind
+from apps.runs.recorder import Span
 from apps.runs.registry import register_runner
 from apps.runs.runner import (
     AgentProfile,
@@ -305,98 +308,114 @@ ORCHESTRATION_STEPS = {
 }
 
 
+@dataclass(frozen=True)
+class _Orchestration:
+    """What every pattern's steps share: the run, its root span, the input text and the config."""
+
+    ctx: RunContext
+    root: Span
+    text: str
+    config: dict
+
+    def step(self, profile: AgentProfile, prompt: str, *, name: str | None = None, **extra) -> StepResult:
+        return self.ctx.task_step(name=name or profile.name, profile=profile, prompt=prompt, parent=self.root, **extra)
+
+    def each(self, profiles: list[AgentProfile], prompt: str) -> dict[str, str]:
+        """The same prompt to every profile at once: their outputs by name."""
+        results = _parallel(self.ctx, [lambda p=p: self.step(p, prompt) for p in profiles])
+        return {p.name: r.text for p, r in zip(profiles, results)}
+
+
+def _sequential(run: _Orchestration, profiles: list[AgentProfile]) -> tuple[str, dict[str, str]]:
+    """Each agent works on the previous one's output."""
+    current, outputs = run.text, {}
+    for profile in profiles:
+        current = run.step(profile, current).text
+        outputs[profile.name] = current
+    return current, outputs
+
+
+def _parallel_pattern(run: _Orchestration, profiles: list[AgentProfile]) -> tuple[str, dict[str, str]]:
+    """Every agent answers the input at once; the answers side by side."""
+    outputs = run.each(profiles, run.text)
+    return "\n\n".join(f"[{name}] {out}" for name, out in outputs.items()), outputs
+
+
+def _ensemble(run: _Orchestration, profiles: list[AgentProfile]) -> tuple[str, dict[str, str]]:
+    """Every member answers at once; the last agent synthesizes one answer from theirs."""
+    members, synthesizer = profiles[:-1], profiles[-1]
+    outputs = run.each(members, run.text)
+    answers = "\n".join(f"- {name}: {out}" for name, out in outputs.items())
+    final = run.step(
+        synthesizer,
+        f"Synthesize one answer to: {run.text}\n\nCandidate answers:\n{answers}",
+        name=f"synthesize ({synthesizer.name})",
+    ).text
+    outputs[synthesizer.name] = final
+    return final, outputs
+
+
+def _router(run: _Orchestration, profiles: list[AgentProfile]) -> tuple[str, dict[str, str]]:
+    """The first agent picks one specialist among the others, who answers."""
+    router, specialists = profiles[0], profiles[1:]
+    names = ", ".join(s.name for s in specialists)
+    decision = run.step(
+        router, f"Choose the one specialist among [{names}] for: {run.text}", name=f"route ({router.name})"
+    ).text
+    chosen = _route(decision, specialists, run.config, run.text)
+    run.ctx.recorder.log(f"router chose {chosen.name}", chosen=str(chosen.agent_id))
+    final = run.step(chosen, run.text, routed_by=router.name).text
+    return final, {router.name: decision, chosen.name: final}
+
+
+def _led(run: _Orchestration, profiles: list[AgentProfile], *, parallel: bool) -> tuple[str, dict[str, str]]:
+    """The first agent plans, the others work (a supervisor's workers at once on the plan, a
+    hierarchy's one after the other on the previous instructions), and the lead combines the reports."""
+    lead, workers = profiles[0], profiles[1:]
+    plan = run.step(
+        lead, f"Split this work among [{', '.join(w.name for w in workers)}]: {run.text}", name=f"plan ({lead.name})"
+    ).text
+    outputs = {lead.name: plan}
+    if parallel:
+        outputs.update(run.each(workers, f"{run.text}\n\nSupervisor's plan: {plan}"))
+    else:
+        current = plan
+        for w in workers:
+            current = run.step(w, f"{run.text}\n\nManager's instructions: {current}").text
+            outputs[w.name] = current
+    reports = "\n".join(f"- {w.name}: {outputs[w.name]}" for w in workers)
+    final = run.step(
+        lead, f"Combine the reports into the final answer to: {run.text}\n\n{reports}", name=f"review ({lead.name})"
+    ).text
+    return final, outputs
+
+
+#: each pattern's steps: (the run, its profiles) → (the final answer, each agent's output)
+ORCHESTRATION_PATTERNS: dict[str, Callable[[_Orchestration, list[AgentProfile]], tuple[str, dict[str, str]]]] = {
+    Pattern.SEQUENTIAL: _sequential,
+    Pattern.PARALLEL: _parallel_pattern,
+    Pattern.ENSEMBLE: _ensemble,
+    Pattern.ROUTER: _router,
+    Pattern.SUPERVISOR_WORKER: partial(_led, parallel=True),
+    Pattern.HIERARCHICAL: partial(_led, parallel=False),
+}
+
+
 @register_runner(ExecutionKind.ORCHESTRATION)
 def run_orchestration(ctx: RunContext):
     definition = ctx.execution.definition or {}
     pattern = definition.get("pattern") or Pattern.SEQUENTIAL
-    config = definition.get("config") or {}
     profiles = _orchestration_profiles(ctx)
-    text = _input_text(ctx.execution.inputs or {})
     root = ctx.recorder.span_start(
         SpanKind.TASK, f"orchestration {definition.get('name', '')} ({pattern})", pattern=pattern
     )
     ctx.total_steps = ORCHESTRATION_STEPS.get(pattern, len)(profiles)
     ctx.recorder.log(f"orchestration started: {pattern} over {len(profiles)} agents")
-    outputs: dict[str, str] = {}
+    run = _Orchestration(ctx, root, _input_text(ctx.execution.inputs or {}), definition.get("config") or {})
     try:
-        if pattern == Pattern.SEQUENTIAL:
-            current = text
-            for profile in profiles:
-                current = ctx.task_step(name=profile.name, profile=profile, prompt=current, parent=root).text
-                outputs[profile.name] = current
-            final = current
-        elif pattern == Pattern.PARALLEL:
-            results = _parallel(
-                ctx, [lambda p=p: ctx.task_step(name=p.name, profile=p, prompt=text, parent=root) for p in profiles]
-            )
-            outputs = {p.name: r.text for p, r in zip(profiles, results)}
-            final = "\n\n".join(f"[{name}] {out}" for name, out in outputs.items())
-        elif pattern == Pattern.ENSEMBLE:
-            members, synthesizer = profiles[:-1], profiles[-1]
-            results = _parallel(
-                ctx, [lambda p=p: ctx.task_step(name=p.name, profile=p, prompt=text, parent=root) for p in members]
-            )
-            outputs = {p.name: r.text for p, r in zip(members, results)}
-            answers = "\n".join(f"- {name}: {out}" for name, out in outputs.items())
-            final = ctx.task_step(
-                name=f"synthesize ({synthesizer.name})",
-                profile=synthesizer,
-                parent=root,
-                prompt=f"Synthesize one answer to: {text}\n\nCandidate answers:\n{answers}",
-            ).text
-            outputs[synthesizer.name] = final
-        elif pattern == Pattern.ROUTER:
-            router, specialists = profiles[0], profiles[1:]
-            names = ", ".join(s.name for s in specialists)
-            decision = ctx.task_step(
-                name=f"route ({router.name})",
-                profile=router,
-                parent=root,
-                prompt=f"Choose the one specialist among [{names}] for: {text}",
-            ).text
-            chosen = _route(decision, specialists, config, text)
-            ctx.recorder.log(f"router chose {chosen.name}", chosen=str(chosen.agent_id))
-            final = ctx.task_step(
-                name=chosen.name, profile=chosen, prompt=text, parent=root, routed_by=router.name
-            ).text
-            outputs = {router.name: decision, chosen.name: final}
-        elif pattern in (Pattern.SUPERVISOR_WORKER, Pattern.HIERARCHICAL):
-            lead, workers = profiles[0], profiles[1:]
-            plan = ctx.task_step(
-                name=f"plan ({lead.name})",
-                profile=lead,
-                parent=root,
-                prompt=f"Split this work among [{', '.join(w.name for w in workers)}]: {text}",
-            ).text
-            outputs[lead.name] = plan
-            if pattern == Pattern.SUPERVISOR_WORKER:
-                results = _parallel(
-                    ctx,
-                    [
-                        lambda w=w: ctx.task_step(
-                            name=w.name, profile=w, parent=root, prompt=f"{text}\n\nSupervisor's plan: {plan}"
-                        )
-                        for w in workers
-                    ],
-                )
-                for w, r in zip(workers, results):
-                    outputs[w.name] = r.text
-            else:
-                current = plan
-                for w in workers:
-                    current = ctx.task_step(
-                        name=w.name, profile=w, parent=root, prompt=f"{text}\n\nManager's instructions: {current}"
-                    ).text
-                    outputs[w.name] = current
-            reports = "\n".join(f"- {w.name}: {outputs[w.name]}" for w in workers)
-            final = ctx.task_step(
-                name=f"review ({lead.name})",
-                profile=lead,
-                parent=root,
-                prompt=f"Combine the reports into the final answer to: {text}\n\n{reports}",
-            ).text
-        else:
+        if pattern not in ORCHESTRATION_PATTERNS:
             raise RunFailed(f"unknown pattern {pattern!r}")
+        final, outputs = ORCHESTRATION_PATTERNS[pattern](run, profiles)
     except AwaitingApproval as exc:
         error = RunFailed(
             f"{exc} — tool calls that need approval are not supported in orchestrations; "

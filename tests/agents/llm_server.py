@@ -3,6 +3,7 @@ the Anthropic Messages API, so the real SDKs are exercised end to end in tests."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import select
 import socket
@@ -216,3 +217,64 @@ class LLMServer:
     def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def request_digest(body: dict) -> str:
+    """The digest of a chat request's messages: what a ``DigestLLMServer`` answer is made of."""
+    return hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()
+
+
+class DigestLLMServer:
+    """OpenAI chat completions (SSE) whose answer is six ``finding-<digest part>`` words made from
+    the request (the same request, the same answer), one every ``word_seconds``. ``on_request`` runs
+    as a request arrives (a test may hold it there); ``on_answered`` once an answer was delivered in
+    full — one streamed to a peer that died is not. Started at once; ``httpd.shutdown()`` stops it."""
+
+    def __init__(self, *, word_seconds: float = 0.02):
+        self.word_seconds = word_seconds
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                server.on_request(body)
+                digest = request_digest(body)
+                try:
+                    server.stream_answer(self, body["model"], digest)
+                except OSError:
+                    return
+                self.close_connection = True
+                server.on_answered(body, digest)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stream_answer(self, handler: BaseHTTPRequestHandler, model: str, digest: str) -> None:
+        """The answer's words as chunks (a dead peer is noticed before the answer ends), then the usage."""
+        base = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model}
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        words = [f"finding-{digest[i : i + 6]}" for i in range(0, 36, 6)]
+        for word in words:
+            chunk = {**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
+            handler.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            handler.wfile.flush()
+            time.sleep(self.word_seconds)
+        usage = {"prompt_tokens": 50, "completion_tokens": len(words), "total_tokens": 50 + len(words)}
+        handler.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n".encode())
+        handler.wfile.flush()
+
+    def on_request(self, body: dict) -> None:
+        """A request arrived (before its answer)."""
+
+    def on_answered(self, body: dict, digest: str) -> None:
+        """An answer was delivered in full."""

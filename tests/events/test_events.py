@@ -162,6 +162,32 @@ def _read_by_seq_while(org, *, after, writers) -> list[int]:
     return seen
 
 
+class _Published:
+    """Ids of the events the writers committed, gathered across their threads."""
+
+    def __init__(self):
+        self.ids: list[int] = []
+        self.lock = threading.Lock()
+
+    def writer(self, *, seed: int, count: int, write):
+        """A thread target: ``count`` transactions, each ``write(i)`` (answering the events to keep)
+        then a random pause before its commit, so writers' commits interleave; kept ids are added."""
+
+        def run():
+            rng = random.Random(seed)
+            try:
+                for i in range(count):
+                    with transaction.atomic():
+                        events = write(i)
+                        time.sleep(rng.uniform(0, 0.01))
+                    with self.lock:
+                        self.ids.extend(e.pk for e in events)
+            finally:
+                connections.close_all()
+
+        return run
+
+
 @pytest.mark.django_db(transaction=True)
 def test_catch_up_by_seq_never_skips_with_concurrent_writers(make_member):
     """Two writers whose transactions interleave (draw id, sleep, commit) while a reader pages
@@ -169,22 +195,15 @@ def test_catch_up_by_seq_never_skips_with_concurrent_writers(make_member):
     member = make_member()
     org = member.organization
     per_writer = 40
-    published: list[int] = []
-    lock = threading.Lock()
-
-    def writer(seed):
-        rng = random.Random(seed)
-        try:
-            for i in range(per_writer):
-                with transaction.atomic():
-                    event = publish(org, "race", {"w": seed, "i": i})
-                    time.sleep(rng.uniform(0, 0.01))
-                with lock:
-                    published.append(event.pk)
-        finally:
-            connections.close_all()
-
-    seen = _read_by_seq_while(org, after=0, writers=[functools.partial(writer, 1), functools.partial(writer, 2)])
+    writes = _Published()
+    writers = [
+        writes.writer(
+            seed=seed, count=per_writer, write=lambda i, seed=seed: [publish(org, "race", {"w": seed, "i": i})]
+        )
+        for seed in (1, 2)
+    ]
+    seen = _read_by_seq_while(org, after=0, writers=writers)
+    published = writes.ids
     assert len(published) == 2 * per_writer
     assert len(seen) == len(set(seen)), "duplicated"
     assert sorted(seen) == sorted(published), f"lost {set(published) - set(seen)}"
@@ -225,20 +244,8 @@ def test_catch_up_never_skips_events_of_status_changes(make_member):
         runs.execution_create(organization=org, actor=member.user, kind=ExecutionKind.AGENT_TASK, enqueue=False)
         for _ in range(rounds)
     ]
-    published: list[int] = []
-    lock = threading.Lock()
-
-    def publisher():
-        rng = random.Random(1)
-        try:
-            for i in range(rounds * 2):
-                with transaction.atomic():
-                    event = publish(org, "race", {"i": i})
-                    time.sleep(rng.uniform(0, 0.01))
-                with lock:
-                    published.append(event.pk)
-        finally:
-            connections.close_all()
+    writes = _Published()
+    publisher = writes.writer(seed=1, count=rounds * 2, write=lambda i: [publish(org, "race", {"i": i})])
 
     def mover():
         rng = random.Random(2)
@@ -255,6 +262,7 @@ def test_catch_up_never_skips_events_of_status_changes(make_member):
 
     first = Event.objects.for_org(org).order_by("-id").values_list("id", flat=True).first()
     seen = _read_by_seq_while(org, after=first, writers=[publisher, mover])
+    published = writes.ids
     moved = list(
         Event.objects.for_org(org).filter(id__gt=first, type__startswith="execution.").values_list("id", flat=True)
     )
@@ -301,39 +309,22 @@ def test_catch_up_never_skips_events_of_bulk_publishers(make_member):
     from apps.events.services import publish_many
 
     org, other = make_member().organization, make_member().organization
-    published: list[int] = []
-    lock = threading.Lock()
+    writes = _Published()
 
-    def bulk(seed):
-        rng = random.Random(seed)
-        try:
-            for i in range(15):
-                with transaction.atomic():
-                    events = publish_many(
-                        [
-                            {"organization": o, "type": "race", "data": {"w": seed, "i": i}}
-                            for o in (other, org, org, other, org)
-                        ]
-                    )
-                    time.sleep(rng.uniform(0, 0.01))
-                with lock:
-                    published.extend(e.pk for e in events if e.organization_id == org.pk)
-        finally:
-            connections.close_all()
+    def bulk(seed, i):
+        """Events of both organizations in one statement; the reader's organization's are kept."""
+        items = [
+            {"organization": o, "type": "race", "data": {"w": seed, "i": i}} for o in (other, org, org, other, org)
+        ]
+        return [e for e in publish_many(items) if e.organization_id == org.pk]
 
-    def single():
-        rng = random.Random(3)
-        try:
-            for i in range(30):
-                with transaction.atomic():
-                    event = publish(org, "race", {"i": i})
-                    time.sleep(rng.uniform(0, 0.01))
-                with lock:
-                    published.append(event.pk)
-        finally:
-            connections.close_all()
-
-    seen = _read_by_seq_while(org, after=0, writers=[functools.partial(bulk, 1), functools.partial(bulk, 2), single])
+    writers = [
+        writes.writer(seed=1, count=15, write=functools.partial(bulk, 1)),
+        writes.writer(seed=2, count=15, write=functools.partial(bulk, 2)),
+        writes.writer(seed=3, count=30, write=lambda i: [publish(org, "race", {"i": i})]),
+    ]
+    seen = _read_by_seq_while(org, after=0, writers=writers)
+    published = writes.ids
     assert len(published) == 2 * 15 * 3 + 30
     assert len(seen) == len(set(seen)), "duplicated"
     assert sorted(seen) == sorted(published), f"lost {set(published) - set(seen)}"

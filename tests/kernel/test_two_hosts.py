@@ -8,18 +8,17 @@ catches up: every run's completion arrives once over the two sockets, nothing tw
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 import pytest
 
+from tests.agents.llm_server import DigestLLMServer
 from tests.crews.conftest import AGENTS_YAML, TASKS_YAML
 from tests.launcher import PLATFORM, KaiUp, call, database_connect_kwargs, drop_database
 
@@ -37,52 +36,17 @@ CREW_TASKS_YAML = TASKS_YAML.replace("Analyse the findings", "Analyse the findin
 )
 
 
-class CountingProvider:
-    """OpenAI chat completions (SSE) answering ``finding-<request digest>`` words; ``completed`` lists
-    ``(run topic, request digest)`` of every answer delivered in full (not one cut off by a dead peer)."""
+class CountingProvider(DigestLLMServer):
+    """Answers ``finding-<request digest>`` words; ``completed`` lists ``(run topic, request digest)``
+    of every answer delivered in full (not one cut off by a dead peer)."""
 
     def __init__(self):
         self.completed: list[tuple[str, str]] = []
-        provider = self
+        super().__init__(word_seconds=WORD_SECONDS)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                text = json.dumps(body["messages"], sort_keys=True)
-                topic = (re.search(r"tides-\d+", text) or [""])[0]
-                digest = hashlib.sha256(text.encode()).hexdigest()
-                base = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/event-stream")
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    for i in range(0, 36, 6):
-                        delta = {"content": f"finding-{digest[i : i + 6]} "}
-                        self.wfile.write(
-                            f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta}]})}\n\n".encode()
-                        )
-                        self.wfile.flush()
-                        time.sleep(WORD_SECONDS)
-                    usage = {"prompt_tokens": 50, "completion_tokens": 6, "total_tokens": 56}
-                    self.wfile.write(
-                        f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n".encode()
-                    )
-                    self.wfile.flush()
-                except OSError:
-                    return
-                self.close_connection = True
-                provider.completed.append((topic, digest))
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def on_answered(self, body: dict, digest: str) -> None:
+        topic = (re.search(r"tides-\d+", json.dumps(body["messages"], sort_keys=True)) or [""])[0]
+        self.completed.append((topic, digest))
 
 
 class SocketWatcher(threading.Thread):

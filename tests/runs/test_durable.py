@@ -9,18 +9,17 @@ completed: an answer streamed to a peer that died is not a completed call."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.conf import settings
 from django_redis import get_redis_connection
 
 from apps.runs.models import Execution, ExecutionStep
+from tests.agents.llm_server import DigestLLMServer
 from tests.crews.conftest import AGENTS_YAML, TASKS_YAML, BeatProcess, queues, wait_for
 from tests.helpers import WorkerProcess
 
@@ -29,10 +28,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 TASKS = ["research_task", "analysis_task", "report_task"]
 
 
-class CountingLLM:
-    """OpenAI chat completions (SSE): streams an answer derived from the request word by word
-    (request number ``hold`` first waits for ``release``); ``started`` counts requests,
-    ``completed`` answers fully delivered."""
+class CountingLLM(DigestLLMServer):
+    """Streams an answer derived from the request word by word (request number ``hold`` first waits
+    for ``release``); ``started`` counts requests, ``completed`` answers fully delivered."""
 
     def __init__(self):
         self.hold = 0
@@ -40,58 +38,18 @@ class CountingLLM:
         self.started = 0
         self.completed = 0
         self.lock = threading.Lock()
-        llm = self
+        super().__init__(word_seconds=0.02)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def on_request(self, body: dict) -> None:
+        with self.lock:
+            self.started += 1
+            held = self.started == self.hold
+        if held:
+            self.release.wait(120)
 
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                with llm.lock:
-                    llm.started += 1
-                    held = llm.started == llm.hold
-                if held:
-                    llm.release.wait(120)
-                digest = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()
-                words = [f"finding-{digest[i : i + 6]}" for i in range(0, 36, 6)]
-                base = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/event-stream")
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    for word in words:
-                        chunk = {
-                            **base,
-                            "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}],
-                        }
-                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                        self.wfile.flush()
-                        time.sleep(0.02)  # a dead peer is noticed before the answer ends
-                    usage = {
-                        **base,
-                        "choices": [],
-                        "usage": {
-                            "prompt_tokens": 50,
-                            "completion_tokens": len(words),
-                            "total_tokens": 50 + len(words),
-                        },
-                    }
-                    self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
-                    self.wfile.flush()
-                except OSError:
-                    return
-                self.close_connection = True
-                with llm.lock:
-                    llm.completed += 1
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def on_answered(self, body: dict, digest: str) -> None:
+        with self.lock:
+            self.completed += 1
 
     def reset(self, hold: int = 0):
         with self.lock:

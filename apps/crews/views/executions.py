@@ -82,6 +82,84 @@ def generated_run_name(*, agents_yaml: str = "", tasks_yaml: str = "", crew_name
     return " - ".join(p for p in (lead.strip()[:120], task[:80], stamp) if p)
 
 
+def _common(data: dict) -> dict:
+    """What every kind of run takes from the request alike."""
+    return {"inputs": data["inputs"], "params": data["params"], "priority": data["priority"]}
+
+
+def _start_orchestration(org, actor, data: dict) -> Execution:
+    orchestration = _get_or_400(Orchestration, org, data["orchestration_id"], "orchestration_id")
+    return services.orchestration_start(orchestration=orchestration, actor=actor, **_common(data))
+
+
+def _start_agent_task(org, actor, data: dict) -> Execution:
+    """One task for one agent: ``description`` (and ``expected_output``) is its definition."""
+    agent = _get_or_400(Agent, org, data["agent_id"], "agent_id")
+    services.check_inputs(texts=(data["description"], data.get("expected_output", "")), inputs=data["inputs"])
+    return calls.agent_call_start(
+        actor=actor,
+        kind=ExecutionKind.AGENT_TASK,
+        agent=agent,
+        run_name=data.get("run_name") or f"{agent.name} - {data['description'][:60]}",
+        definition={"description": data["description"], "expected_output": data.get("expected_output", "")},
+        model=data.get("model") or "",
+        max_attempts=data["max_attempts"],
+        **_common(data),
+    )
+
+
+def _crew_definition(org, data: dict) -> tuple[Crew | None, dict]:
+    """The saved crew ``crew_id`` names (the request may override its process and model), or the
+    inline ``agents_yaml`` + ``tasks_yaml``; and the run's definition from it."""
+    if not data.get("crew_id"):
+        return None, {
+            "name": data.get("run_name") or "",
+            "agents_yaml": data["agents_yaml"],
+            "tasks_yaml": data["tasks_yaml"],
+            "process": data.get("process") or "sequential",
+            "model": data.get("model") or "",
+            "config": data.get("config") or {},
+        }
+    crew = _get_or_400(Crew, org, data["crew_id"], "crew_id")
+    return crew, {
+        "name": crew.name,
+        "agents_yaml": crew.agents_yaml,
+        "tasks_yaml": crew.tasks_yaml,
+        "process": data.get("process") or crew.process,
+        "model": data.get("model") or crew.model,
+        "config": crew.config or {},
+    }
+
+
+def _start_crew(org, actor, data: dict) -> Execution:
+    """A crew run, checked first as a whole (its YAML, tools, agents and inputs)."""
+    crew, definition = _crew_definition(org, data)
+    services.crew_check(
+        organization=org,
+        agents_yaml=definition["agents_yaml"],
+        tasks_yaml=definition["tasks_yaml"],
+        process=definition["process"],
+        config=definition["config"],
+        inputs=data["inputs"],
+    )
+    run_name = data.get("run_name") or generated_run_name(
+        agents_yaml=definition["agents_yaml"],
+        tasks_yaml=definition["tasks_yaml"],
+        crew_name=crew.name if crew else "",
+    )
+    return run_services.execution_create(
+        organization=org,
+        actor=actor,
+        kind=ExecutionKind.CREW,
+        crew=crew,
+        run_name=run_name,
+        definition=definition,
+        model=definition["model"],
+        max_attempts=data["max_attempts"],
+        **_common(data),
+    )
+
+
 @extend_schema(tags=["executions"])
 class ExecutionViewSet(TenantScopedViewSet):
     """Every run of the organization (crews, orchestrations, agent tasks/commands, workflow steps)."""
@@ -99,70 +177,12 @@ class ExecutionViewSet(TenantScopedViewSet):
         """Start a run of a crew (``crew_id``, or inline ``agents_yaml`` + ``tasks_yaml``), an
         orchestration or one agent. Answers at once with the PENDING execution."""
         data = validated(ExecutionCreateSerializer, request)
-        org = self.organization
-        common = {"inputs": data["inputs"], "params": data["params"], "priority": data["priority"]}
         if data.get("orchestration_id"):
-            orchestration = _get_or_400(Orchestration, org, data["orchestration_id"], "orchestration_id")
-            execution = services.orchestration_start(orchestration=orchestration, actor=request.user, **common)
-            return Response(created_body(execution), status=status.HTTP_202_ACCEPTED)
-        if data.get("agent_id"):
-            agent = _get_or_400(Agent, org, data["agent_id"], "agent_id")
-            services.check_inputs(texts=(data["description"], data.get("expected_output", "")), inputs=data["inputs"])
-            execution = calls.agent_call_start(
-                actor=request.user,
-                kind=ExecutionKind.AGENT_TASK,
-                agent=agent,
-                run_name=data.get("run_name") or f"{agent.name} - {data['description'][:60]}",
-                definition={"description": data["description"], "expected_output": data.get("expected_output", "")},
-                model=data.get("model") or "",
-                max_attempts=data["max_attempts"],
-                **common,
-            )
-            return Response(created_body(execution), status=status.HTTP_202_ACCEPTED)
-        crew = None
-        if data.get("crew_id"):
-            crew = _get_or_400(Crew, org, data["crew_id"], "crew_id")
-            definition = {
-                "name": crew.name,
-                "agents_yaml": crew.agents_yaml,
-                "tasks_yaml": crew.tasks_yaml,
-                "process": data.get("process") or crew.process,
-                "model": data.get("model") or crew.model,
-                "config": crew.config or {},
-            }
+            execution = _start_orchestration(self.organization, request.user, data)
+        elif data.get("agent_id"):
+            execution = _start_agent_task(self.organization, request.user, data)
         else:
-            definition = {
-                "name": data.get("run_name") or "",
-                "agents_yaml": data["agents_yaml"],
-                "tasks_yaml": data["tasks_yaml"],
-                "process": data.get("process") or "sequential",
-                "model": data.get("model") or "",
-                "config": data.get("config") or {},
-            }
-        services.crew_check(
-            organization=org,
-            agents_yaml=definition["agents_yaml"],
-            tasks_yaml=definition["tasks_yaml"],
-            process=definition["process"],
-            config=definition["config"],
-            inputs=data["inputs"],
-        )
-        run_name = data.get("run_name") or generated_run_name(
-            agents_yaml=definition["agents_yaml"],
-            tasks_yaml=definition["tasks_yaml"],
-            crew_name=crew.name if crew else "",
-        )
-        execution = run_services.execution_create(
-            organization=org,
-            actor=request.user,
-            kind=ExecutionKind.CREW,
-            crew=crew,
-            run_name=run_name,
-            definition=definition,
-            model=definition["model"],
-            max_attempts=data["max_attempts"],
-            **common,
-        )
+            execution = _start_crew(self.organization, request.user, data)
         return Response(created_body(execution), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
