@@ -35,14 +35,17 @@ class LoadedOnFirstCall:
     """An ASGI app that is ``loader()``'s app, loaded when it is first called."""
 
     def __init__(self, loader: Callable):
-        self._loader, self._app, self._lock = loader, None, asyncio.Lock()
+        self._loader, self._lock = loader, asyncio.Lock()
+        self._app: Callable | None = None
 
     async def __call__(self, scope, receive, send):
         if self._app is None:
             async with self._lock:
                 if self._app is None:
                     self._app = await asyncio.to_thread(self._loader)
-        return await self._app(scope, receive, send)
+        app = self._app
+        assert app is not None
+        return await app(scope, receive, send)
 
 
 def websocket_urlpatterns() -> list:
