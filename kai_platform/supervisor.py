@@ -20,10 +20,11 @@ from pathlib import Path
 
 from kai_platform.drain import drain_seconds
 
-#: first restart delay; doubled on every death up to ``BACKOFF_MAX``
+#: a stable child that dies is restarted at once; a death soon after a restart waits ``BACKOFF_START``,
+#: each further one twice as long, up to ``BACKOFF_MAX``
 BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
-#: a child up this long counts as stable again: its next death restarts after ``BACKOFF_START``
+#: a child up this long counts as stable again: its next death restarts it at once
 STABLE_SECONDS = 30.0
 #: this many deaths inside ``FLAP_WINDOW`` seconds and a child is reported as flapping
 FLAP_DEATHS = 5
@@ -49,7 +50,7 @@ class Child:
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     restarts: int = 0
-    backoff: float = BACKOFF_START
+    backoff: float = 0.0  # the delay before the next restart
     restart_at: float | None = None
     last_exit: int | None = None
     last_death_at: float | None = None
@@ -93,7 +94,7 @@ class Supervisor:
     def start(self, name: str, argv: list[str], pass_fds: tuple = ()) -> None:
         """Start ``argv`` as child ``name``; ``pass_fds`` (e.g. a listening socket) are inherited
         by it and by every restart of it."""
-        child = Child(name, argv, pass_fds=tuple(pass_fds), backoff=self.backoff_start)
+        child = Child(name, argv, pass_fds=tuple(pass_fds))
         self.children.append(child)
         self._spawn(child)
 
@@ -109,7 +110,7 @@ class Supervisor:
     def _on_death(self, child: Child, code: int, now: float) -> None:
         self._signal(child.process, signal.SIGKILL)  # its group's stragglers (pool children) go too
         if now - child.started_at >= self.stable_seconds:
-            child.backoff = self.backoff_start
+            child.backoff = 0.0
         child.deaths.append(now)
         child.last_exit, child.last_death_at = code, time.time()
         child.restart_at = now + child.backoff
@@ -119,7 +120,7 @@ class Supervisor:
             f"{child.name} (pid {pid}) exited with {code}; restarting in {child.backoff:.0f}s"
             + (f" — FLAPPING: {child.deaths_in_window(now)} deaths in the last minute" if flapping else "")
         )
-        child.backoff = min(self.backoff_max, child.backoff * 2)
+        child.backoff = min(self.backoff_max, max(self.backoff_start, child.backoff * 2))
         self.write_state()
 
     def poll_once(self) -> None:

@@ -31,26 +31,27 @@ def _until(predicate, timeout: float, supervisor: Supervisor):
 def test_a_killed_child_is_restarted_with_doubling_backoff_and_the_state_says_so(tmp_path, monkeypatch):
     state = tmp_path / "supervisor.json"
     lines: list[str] = []
-    supervisor = Supervisor(cwd=BASE_DIR, state_path=state, log=lines.append, backoff_start=0.2, backoff_max=0.8)
+    supervisor = Supervisor(cwd=BASE_DIR, state_path=state, log=lines.append, backoff_start=0.3, backoff_max=1.2)
     try:
         supervisor.start("web", SLEEPER)
         supervisor.start("beat", SLEEPER)
         web, beat = supervisor.children
         beat_pid = beat.process.pid
         delays = []
-        for _ in range(3):
+        for _ in range(4):
             pid = web.process.pid
             os.kill(pid, signal.SIGKILL)
             killed = time.monotonic()
             _until(lambda: web.process.pid != pid, 5, supervisor)
             delays.append(time.monotonic() - killed)
-        # 0.2, 0.4, 0.8 s (capped), each measured from the kill
-        assert 0.15 <= delays[0] < 0.6 and 0.35 <= delays[1] < 0.8 and 0.75 <= delays[2] < 1.3, delays
-        assert web.restarts == 3 and beat.restarts == 0 and beat.process.pid == beat_pid
+        # at once, then 0.3, 0.6, 1.2 s (capped), each measured from the kill
+        assert delays[0] < 0.25 and 0.25 <= delays[1] < 0.55 and 0.55 <= delays[2] < 1.0, delays
+        assert 1.15 <= delays[3] < 1.8, delays
+        assert web.restarts == 4 and beat.restarts == 0 and beat.process.pid == beat_pid
         assert any("web (pid" in line and "exited with -9; restarting" in line for line in lines), lines
         snapshot = read_state(state)
         assert snapshot["children"]["web"]["status"] == "running"
-        assert snapshot["children"]["web"]["restarts"] == 3
+        assert snapshot["children"]["web"]["restarts"] == 4
         assert snapshot["children"]["web"]["last_exit_code"] == -9
         monkeypatch.setenv("KAI_SUPERVISOR_STATE", str(state))
         assert processes()["status"] == "ok"
