@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # 3 xdist workers on 2 cores: many tests wait on real workers, servers and beat ticks (idle CPU),
-# so a third worker fills it. loadgroup: the tests of an `xdist_group` run on one worker, in the
-# slow-first order tests/ordering.py gives (no reordering by group size) — docs/testing.md.
-PYTEST_ARGS ?= -n 3 --dist loadgroup --no-loadscope-reorder
+# so a third worker fills it. loadfile: a file is a unit of work on one worker, the kai up
+# platforms' files one unit, longest units first (tests/ordering.py, docs/testing.md).
+PYTEST_ARGS ?= -n 3 --dist loadfile --no-loadscope-reorder
 STAMP := $(VENV)/.installed
 
 BENCH_ARGS ?=

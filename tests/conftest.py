@@ -23,7 +23,7 @@ settings.WHITENOISE_AUTOREFRESH = True
 from tests import flush
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 from tests.helpers import LiveServer, SharedWorker
-from tests.ordering import DurationRecorder, group_modules_sharing_a_fixture, load_durations, order_items
+from tests.ordering import DurationRecorder, file_scheduling, load_durations, order_items
 
 flush.install()  # transactional tests end with DELETE, not TRUNCATE (tests/flush.py)
 
@@ -231,12 +231,17 @@ def pytest_configure(config):
         config.pluginmanager.register(DurationRecorder(), "kai-durations")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (``--dist loadgroup``)
 def pytest_collection_modifyitems(config, items):
-    """Slow tests first, by their recorded durations; modules sharing a module-scoped fixture in a
-    group of their own (``tests/ordering.py``)."""
-    group_modules_sharing_a_fixture(items)
+    """Slow units of work first, by their recorded durations (``tests/ordering.py``)."""
     order_items(items, load_durations())
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``: a file is a unit of work, the ``kai up`` platforms' files one unit
+    together (``tests/ordering.py``)."""
+    if config.getvalue("dist") == "loadfile":
+        return file_scheduling()(config, log)
+    return None
 
 
 @pytest.fixture(autouse=True)

@@ -14,14 +14,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import BASE_DIR, free_port
-
-#: the tests that start whole ``kai up`` platforms run one after another on one xdist worker
-#: (``--dist loadgroup``, tests/ordering.py): five processes starting at once per platform, three
-#: platforms at a time on two cores made each start-up minutes long
-PLATFORM = pytest.mark.xdist_group("platform")
 
 
 def call(method: str, url: str, body=None, token: str | None = None, timeout: float = 10):

@@ -1,17 +1,14 @@
-"""Slow tests first, from recorded durations (``tests/durations.json``, docs/testing.md).
+"""Slow tests first, from recorded durations (``tests/durations.json``, docs/testing.md), and how
+xdist hands them out.
 
-Test files are ordered by their slowest test's recorded seconds, descending; inside a file the
-tests keep their order, so tests that share a module-scoped fixture (a live server, an identity
-provider) stay together and none sees its neighbours in a new order. With xdist handing out tests two at a time
-(``--maxschedchunk 2``, set in ``tests/conftest.py``) the longest tests then start at once, one
-per worker, and the run ends on short ones instead of one worker finishing a three-minute test
-alone. ``--store-durations`` writes the durations of the tests that ran back into the file.
-
-Groups (``--dist loadgroup``, as ``make test`` runs): tests marked ``xdist_group(name)`` run one after
-another on one xdist worker — the ``kai up`` platforms (``platform``: five processes each, started one at a
-time instead of three at once on two cores), and every module whose tests share a module-scoped
-fixture (:func:`group_modules_sharing_a_fixture`: its server starts once, not once per xdist worker).
-A group goes as early as its tests' total seconds say.
+``make test`` runs ``--dist loadfile --no-loadscope-reorder`` with :class:`FileScheduling`: a test
+file is one unit of work, run on one xdist worker (its module-scoped servers and identity providers
+start once, not once per worker), except the files that start whole ``kai up`` platforms
+(``PLATFORM_FILES``), which form one unit together: a platform is five processes, and three starting
+at once on two cores took minutes each. Units are handed out longest first — by the sum of their
+tests' recorded seconds — so the run ends on short files instead of one worker finishing a
+three-minute unit alone. Inside a unit tests keep their order. ``--store-durations`` writes the
+durations of the tests that ran back into the file.
 """
 
 from __future__ import annotations
@@ -39,49 +36,52 @@ def _file_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
-def plain_nodeid(nodeid: str) -> str:
-    """A node id without the ``@group`` xdist appends under ``--dist loadgroup``."""
-    head, sep, group = nodeid.rpartition("@")
-    return head if sep and "::" in head and "]" not in group and "::" not in group else nodeid
+#: the tests that start ``kai up`` platforms: one unit of work (see the module docstring)
+PLATFORM_FILES = frozenset(
+    {
+        "tests/test_make_run.py",
+        "tests/kernel/test_make_run_supervision.py",
+        "tests/kernel/test_make_run_drain.py",
+        "tests/kernel/test_two_hosts.py",
+        "tests/kernel/test_backup_restore.py",
+    }
+)
+PLATFORM_UNIT = "kai-up-platforms"
 
 
-def group_of(item) -> str | None:
-    marker = item.get_closest_marker("xdist_group")
-    if marker is None:
-        return None
-    return str(marker.args[0] if marker.args else marker.kwargs.get("name", "default"))
-
-
-def group_modules_sharing_a_fixture(items: list) -> None:
-    """Mark ``xdist_group(<module>)`` on the tests of a module that use a module-scoped fixture."""
-    import pytest  # deferred: this module's recorder and order are tested without a pytest session
-
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None or group_of(item) is not None:
-            continue
-        if any(defs and defs[-1].scope == "module" for defs in info.name2fixturedefs.values()):
-            item.add_marker(pytest.mark.xdist_group(_file_of(item.nodeid)))
+def unit_of(nodeid: str) -> str:
+    """The unit of work a test belongs to: its file, or the platforms' unit."""
+    path = _file_of(nodeid)
+    return PLATFORM_UNIT if path in PLATFORM_FILES else path
 
 
 def order_items(items: list, durations: dict[str, float]) -> None:
-    """Sort ``items`` in place: a group by its tests' total seconds, other files by their slowest
-    test (a stable sort: tests keep their order inside a file)."""
+    """Sort ``items`` in place: units of work by the total of their tests' seconds, longest first
+    (a stable sort: tests keep their order inside a unit)."""
 
     def seconds(item) -> float:
         if item.nodeid in durations:
             return durations[item.nodeid]
         return UNRECORDED_SLOW_SECONDS if item.get_closest_marker("slow") else 0.0
 
-    weight: dict[str, float] = defaultdict(float)
-    key_of = {}
-    for item in items:
-        group = group_of(item)
-        key = f"@{group}" if group else _file_of(item.nodeid)
-        key_of[item.nodeid] = key
-        weight[key] = weight[key] + seconds(item) if group else max(weight[key], seconds(item))
-    first = {key: index for index, key in reversed(list(enumerate(key_of.values())))}
-    items.sort(key=lambda item: (-weight[key_of[item.nodeid]], first[key_of[item.nodeid]]))
+    total: dict[str, float] = defaultdict(float)
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        unit = unit_of(item.nodeid)
+        total[unit] += seconds(item)
+        first.setdefault(unit, index)
+    items.sort(key=lambda item: (-total[unit_of(item.nodeid)], first[unit_of(item.nodeid)]))
+
+
+def file_scheduling():
+    """xdist's file scheduler, with the platforms' files as one unit (``--dist loadfile``)."""
+    from xdist.scheduler import LoadFileScheduling  # deferred: xdist is only there when tests are run with it
+
+    class FileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    return FileScheduling
 
 
 class DurationRecorder:
@@ -94,10 +94,9 @@ class DurationRecorder:
         self.failed: set[str] = set()  # an error or failure says nothing of the test's own seconds
 
     def pytest_runtest_logreport(self, report) -> None:
-        nodeid = plain_nodeid(report.nodeid)
-        self.seconds[nodeid] += report.duration
+        self.seconds[report.nodeid] += report.duration
         if getattr(report, "failed", False):
-            self.failed.add(nodeid)
+            self.failed.add(report.nodeid)
 
     def pytest_sessionfinish(self, session) -> None:
         if not self.seconds:

@@ -13,6 +13,8 @@ import ast
 import re
 from pathlib import Path
 
+from tests.helpers import parse_source
+
 ROOT = Path(__file__).resolve().parents[1]
 #: the marker and a reason of at least two words
 MARKER = re.compile(r"#\s*deferred:\s*\S+\s+\S+")
@@ -52,7 +54,7 @@ def offenders(sources) -> list[str]:
     out = []
     for name, text in sources:
         lines = text.splitlines()
-        for node in _function_imports(ast.parse(text, name)):
+        for node in _function_imports(parse_source(text, name)):
             if not _annotated(lines, node.lineno):
                 out.append(f"{name}:{node.lineno}")
     return out

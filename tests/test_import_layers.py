@@ -16,6 +16,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from tests.helpers import parse_source
+
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS = [
@@ -68,7 +70,7 @@ def _imports(modules: dict[str, Path]) -> set[tuple[str, str]]:
     edges = set()
     for module, path in modules.items():
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(parse_source(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -151,7 +153,7 @@ def _private_names_across_apps(modules: dict[str, Path]) -> list[str]:
     """``from apps.x.m import _name`` and ``m._name`` on a module of another app (or the kernel)."""
     found = []
     for module, path in modules.items():
-        tree = ast.parse(path.read_text(), str(path))
+        tree = parse_source(path.read_text(), str(path))
         bound = {}  # local name -> the module of this repository it stands for
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and _app(node.module or ""):

@@ -18,9 +18,8 @@ import psutil
 import pytest
 
 from tests.helpers import BASE_DIR
-from tests.launcher import PLATFORM
 
-pytestmark = [pytest.mark.slow, PLATFORM]
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:

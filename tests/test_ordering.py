@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
-from tests.ordering import DurationRecorder, load_durations, order_items
+from tests.ordering import PLATFORM_FILES, DurationRecorder, load_durations, order_items, unit_of
 
 
 class Item:
@@ -16,7 +17,7 @@ class Item:
         return object() if name == "slow" and self.slow else None
 
 
-def test_files_go_by_their_slowest_test_and_keep_their_own_order():
+def test_units_go_by_their_total_and_keep_their_own_order():
     items = [
         Item("tests/a.py::one"),
         Item("tests/a.py::two"),
@@ -25,15 +26,50 @@ def test_files_go_by_their_slowest_test_and_keep_their_own_order():
         Item("tests/c.py::marked", slow=True),
         Item("tests/d.py::new"),
     ]
-    order_items(items, {"tests/a.py::two": 5.0, "tests/b.py::long": 90.0, "tests/b.py::quick": 0.6})
+    order_items(items, {"tests/a.py::one": 20.0, "tests/a.py::two": 15.0, "tests/b.py::long": 30.0})
     assert [i.nodeid for i in items] == [
-        "tests/b.py::quick",
-        "tests/b.py::long",  # 90 s
-        "tests/c.py::marked",  # slow, unrecorded: 30 s
-        "tests/a.py::one",
-        "tests/a.py::two",  # 5 s
-        "tests/d.py::new",
-    ]  # unrecorded: 0
+        "tests/a.py::one",  # 35 s in all
+        "tests/a.py::two",
+        "tests/b.py::quick",  # 30 s in all
+        "tests/b.py::long",
+        "tests/c.py::marked",  # slow, unrecorded: 30 s (a tie keeps the collection order)
+        "tests/d.py::new",  # unrecorded: 0
+    ]
+
+
+def test_the_platform_files_are_one_unit_placed_by_their_total():
+    items = [
+        Item("tests/a.py::long"),
+        Item("tests/test_make_run.py::one"),
+        Item("tests/b.py::x"),
+        Item("tests/kernel/test_two_hosts.py::two"),
+    ]
+    durations = {
+        "tests/a.py::long": 50.0,
+        "tests/test_make_run.py::one": 30.0,
+        "tests/kernel/test_two_hosts.py::two": 30.0,
+        "tests/b.py::x": 1.0,
+    }
+    order_items(items, durations)
+    assert [i.nodeid for i in items] == [
+        "tests/test_make_run.py::one",  # 60 s, one after another on one worker
+        "tests/kernel/test_two_hosts.py::two",
+        "tests/a.py::long",
+        "tests/b.py::x",
+    ]
+    assert unit_of("tests/kernel/test_backup_restore.py::t[x]") == unit_of("tests/test_make_run.py::t")
+    assert unit_of("tests/a.py::t") == "tests/a.py"
+
+
+def test_every_file_that_starts_a_platform_is_in_the_platforms_unit():
+    root = Path(__file__).resolve().parent
+    starting = {
+        f"tests/{path.relative_to(root).as_posix()}"
+        for path in root.rglob("test_*.py")
+        if path.name != "test_ordering.py"
+        and ("KaiUp(" in path.read_text() or '"kai_platform.cli", "up"' in path.read_text())
+    }
+    assert starting == PLATFORM_FILES
 
 
 def test_recorder_merges_the_tests_that_ran(tmp_path):
@@ -49,42 +85,3 @@ def test_recorder_merges_the_tests_that_ran(tmp_path):
     # a test now under the recording threshold leaves the file, a deleted file's tests too; a failed
     # test keeps its recorded seconds
     assert load_durations(path) == {"tests/a.py::kept": 3.0, "tests/a.py::new": 2.0}
-
-
-class GroupedItem(Item):
-    def __init__(self, nodeid: str, group: str | None = None):
-        super().__init__(nodeid)
-        self.group = group
-
-    def get_closest_marker(self, name):
-        if name == "xdist_group" and self.group:
-            return SimpleNamespace(args=(self.group,), kwargs={})
-        return None
-
-
-def test_a_group_goes_by_its_tests_total_and_its_tests_stay_together():
-    items = [
-        GroupedItem("tests/a.py::long"),
-        GroupedItem("tests/p.py::one", "platform"),
-        GroupedItem("tests/b.py::x"),
-        GroupedItem("tests/q.py::two", "platform"),
-    ]
-    durations = {"tests/a.py::long": 50.0, "tests/p.py::one": 30.0, "tests/q.py::two": 30.0, "tests/b.py::x": 1.0}
-    order_items(items, durations)
-    # the group's 60 s of tests, one after another on one worker, start before the 50 s test
-    assert [i.nodeid for i in items] == ["tests/p.py::one", "tests/q.py::two", "tests/a.py::long", "tests/b.py::x"]
-
-
-def test_the_recorder_stores_a_grouped_test_under_its_own_id(tmp_path):
-    from tests.ordering import plain_nodeid
-
-    assert plain_nodeid("tests/p.py::one@platform") == "tests/p.py::one"
-    assert plain_nodeid("tests/p.py::t[a@b.c]") == "tests/p.py::t[a@b.c]"
-    assert plain_nodeid("tests/p.py::t[a@b.c]@tests/p.py") == "tests/p.py::t[a@b.c]"
-    (tmp_path / "tests").mkdir()
-    (tmp_path / "tests" / "p.py").write_text("")
-    path = tmp_path / "tests" / "durations.json"
-    recorder = DurationRecorder(path)
-    recorder.pytest_runtest_logreport(SimpleNamespace(nodeid="tests/p.py::one@platform", duration=2.0, failed=False))
-    recorder.pytest_sessionfinish(session=None)
-    assert load_durations(path) == {"tests/p.py::one": 2.0}

@@ -5,6 +5,8 @@ module, helpers named for each step)."""
 import ast
 from pathlib import Path
 
+from tests.helpers import parse_source
+
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 60
@@ -47,7 +49,7 @@ def _oversized(sources) -> set[str]:
     for name, text in sources:
         if len(text.splitlines()) > MAX_MODULE_LINES:
             found.add(name)
-        for node in ast.walk(ast.parse(text, name)):
+        for node in ast.walk(parse_source(text, name)):
             if (
                 isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
                 and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES

@@ -13,9 +13,9 @@ import httpx2 as httpx
 import pytest
 
 from tests.helpers import BASE_DIR
-from tests.launcher import PLATFORM, KaiUp, call, drop_database
+from tests.launcher import KaiUp, call, drop_database
 
-pytestmark = [pytest.mark.slow, PLATFORM]
+pytestmark = pytest.mark.slow
 SECRET = "sk-restore-me-0123456789"
 PAYLOAD = b"%PDF-1.4 quarterly numbers\n" + bytes(range(256)) * 40
 

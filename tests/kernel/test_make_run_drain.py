@@ -9,9 +9,9 @@ import time
 import psycopg
 import pytest
 
-from tests.launcher import PLATFORM, KaiUp, call, database_connect_kwargs, drop_database
+from tests.launcher import KaiUp, call, database_connect_kwargs, drop_database
 
-pytestmark = [pytest.mark.slow, PLATFORM]
+pytestmark = pytest.mark.slow
 
 
 def _statuses(up: KaiUp, token: str, ids) -> dict:

@@ -12,9 +12,9 @@ import time
 import pytest
 import redis
 
-from tests.launcher import PLATFORM, KaiUp, call, drop_database
+from tests.launcher import KaiUp, call, drop_database
 
-pytestmark = [pytest.mark.slow, PLATFORM]
+pytestmark = pytest.mark.slow
 
 ACTIVE = {"PENDING", "PREPARING", "RUNNING"}
 

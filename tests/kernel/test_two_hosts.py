@@ -20,10 +20,10 @@ import pytest
 
 from tests.agents.llm_server import DigestLLMServer
 from tests.crews.conftest import AGENTS_YAML, TASKS_YAML
-from tests.launcher import PLATFORM, KaiUp, call, database_connect_kwargs, drop_database
+from tests.launcher import KaiUp, call, database_connect_kwargs, drop_database
 
 # two make runs start one after the other: on a loaded shared machine each takes minutes to get ready
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), PLATFORM]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 FAST_REAPER = {"KAI_RUN_STALE_SECONDS": "6", "KAI_REAPER_SECONDS": "2", "KAI_RUN_HEARTBEAT_SECONDS": "1"}
 TASKS = 3
 RUNS = 10
