@@ -165,8 +165,10 @@ class StrictSerializerSchema(OpenApiSerializerExtension):
             if one_of:
                 # given, and not blank: the views strip text and read an empty value as absent
                 schema["anyOf"] = [_given(schema, name) for name in one_of]
-            rules = getattr(self.target, "schema_rules", ())
-            if rules and not getattr(self.target, "partial", False):  # a partial body is checked merged
+            # a partial body is checked merged with the stored object: only the rules it can hold alone
+            partial = getattr(self.target, "partial", False)
+            rules = getattr(self.target, "schema_partial_rules" if partial else "schema_rules", ())
+            if rules:
                 schema[RULES_KEY] = list(rules)  # under allOf by request_rules, after the enum hook (which
                 # would turn a rule's one-value enum into the field's enum component)
         return schema
@@ -184,13 +186,15 @@ RULES_KEY = "x-kai-rules"
 GIVEN = {"pattern": "\\S"}
 
 
-def schema_rules(*rules: dict):
+def schema_rules(*rules: dict, partial: tuple[dict, ...] = ()):
     """Class decorator for a strict serializer whose ``validate`` (or service) checks rules across fields
     (``protocol: oidc`` needs ``client_id``, say): each rule is a JSON Schema the create body must match,
-    stated in the document under ``allOf`` so a generated client or fuzzer knows it."""
+    stated in the document under ``allOf`` so a generated client or fuzzer knows it. ``partial``: the
+    rules a PUT/PATCH body must match on its own (what it names, whatever is stored)."""
 
     def decorate(serializer_class):
         serializer_class.schema_rules = rules
+        serializer_class.schema_partial_rules = partial
         return serializer_class
 
     return decorate

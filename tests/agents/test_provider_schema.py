@@ -1,0 +1,59 @@
+"""The document states the providers' base_url rule (azure, vllm, databricks, openai_compatible name their
+endpoint) and the server agrees with it: a body the document accepts is accepted, one it refuses is a 400."""
+
+import jsonschema
+import pytest
+
+from tests.helpers import assert_envelope
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def document(django_db_setup, django_db_blocker):
+    from drf_spectacular.generators import SchemaGenerator
+
+    with django_db_blocker.unblock():
+        return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def _valid(document, component, body) -> bool:
+    schema = {"$ref": f"#/components/schemas/{component}", "components": document["components"]}
+    return jsonschema.Draft7Validator(schema).is_valid(body)
+
+
+BODIES = [
+    ({"name": "a", "provider": "vllm"}, False),
+    ({"name": "b", "provider": "vllm", "base_url": ""}, False),
+    ({"name": "c", "provider": "vllm", "base_url": "https://vllm.example.com/v1"}, True),
+    ({"name": "d", "provider": "azure", "base_url": "https://example.com/openai"}, True),
+    ({"name": "e", "provider": "openai"}, True),
+    ({"name": "f", "provider": "builtin"}, True),
+]
+
+
+@pytest.mark.parametrize(("body", "valid"), BODIES)
+def test_a_create_body_holds_the_base_url_rule_in_the_document_and_on_the_server(document, owner_client, body, valid):
+    assert _valid(document, "ProviderRequest", body) is valid
+    response = owner_client.post("/api/v1/providers", body, format="json")
+    if valid:
+        assert response.status_code == 201, response.content
+    else:
+        assert_envelope(response, 400, code="GENERAL_001")
+
+
+@pytest.mark.parametrize("method", ["put", "patch"])
+def test_an_update_that_sets_such_a_type_names_its_base_url(document, owner_client, method):
+    created = owner_client.post(
+        "/api/v1/providers", {"name": "p", "provider": "vllm", "base_url": "https://vllm.example.com/v1"}, format="json"
+    ).json()
+    url = f"/api/v1/providers/{created['id']}"
+    call = getattr(owner_client, method)
+    assert not _valid(document, "PatchedProviderRequest", {"provider": "azure"})
+    assert_envelope(call(url, {"provider": "azure"}, format="json"), 400, code="GENERAL_001")
+    moved = {"provider": "azure", "base_url": "https://example.com/openai"}
+    assert _valid(document, "PatchedProviderRequest", moved)
+    assert call(url, moved, format="json").status_code == 200
+    assert _valid(document, "PatchedProviderRequest", {"name": "renamed"})  # the stored base_url counts
+    assert call(url, {"name": "renamed"}, format="json").status_code == 200
+    assert call(url, {"provider": "openai"}, format="json").json()["provider"] == "openai"
