@@ -5,6 +5,7 @@ import copy
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance, is_serializer
+from rest_framework.fields import CharField
 
 
 class KaiAutoSchema(AutoSchema):
@@ -161,6 +162,7 @@ class StrictSerializerSchema(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         if direction == "request":
             schema["additionalProperties"] = False
+            _not_blank(self.target, schema)
             one_of = getattr(self.target, "schema_requires_one_of", ())
             if one_of:
                 # given, and not blank: the views strip text and read an empty value as absent
@@ -172,6 +174,30 @@ class StrictSerializerSchema(OpenApiSerializerExtension):
                 schema[RULES_KEY] = list(rules)  # under allOf by request_rules, after the enum hook (which
                 # would turn a rule's one-value enum into the field's enum component)
         return schema
+
+
+#: a string with something besides whitespace in it, whitespace as Python's ``str.strip`` reads it (what DRF
+#: trims; ``\x1c``…``\x1f`` included), and without U+0000
+NOT_BLANK = (
+    "^[^\\u0000]*[^\\u0000\\t\\n\\u000b\\f\\r \\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000]*$"
+)
+
+
+def _not_blank(serializer, schema: dict) -> None:
+    """A text field DRF trims and that may not be blank refuses whitespace only: its pattern says so
+    (``minLength`` counts the characters before the trim)."""
+    fields = getattr(serializer, "fields", {})
+    for name, prop in schema.get("properties", {}).items():
+        field = fields.get(name)
+        if (
+            isinstance(field, CharField)
+            and field.trim_whitespace
+            and not field.allow_blank
+            and prop.get("type") == "string"
+            and not {"format", "enum", "pattern"} & prop.keys()
+        ):
+            prop["pattern"] = NOT_BLANK
 
 
 def _given(schema: dict, name: str) -> dict:

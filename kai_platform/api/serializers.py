@@ -340,6 +340,22 @@ def _holds_nul(value) -> bool:
     return isinstance(value, list) and any(_holds_nul(v) for v in value)
 
 
+@extend_schema_field(
+    {
+        "description": "Any JSON value but null.",
+        "anyOf": [
+            {"type": "object", "additionalProperties": True},
+            {"type": "array", "items": {}},
+            {"type": "string"},
+            {"type": "number"},
+            {"type": "boolean"},
+        ],
+    }
+)
+class JSONValueField(serializers.JSONField):
+    """Any JSON value but null (DRF's JSONField refuses null unless ``allow_null``; the document says so)."""
+
+
 @extend_schema_field({"type": "object", "additionalProperties": True})
 class JSONObjectField(serializers.JSONField):
     """A JSON object (dict), size-capped."""

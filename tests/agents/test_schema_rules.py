@@ -1,5 +1,5 @@
-"""The document states the providers' base_url rule (azure, vllm, databricks, openai_compatible name their
-endpoint) and the server agrees with it: a body the document accepts is accepted, one it refuses is a 400."""
+"""Rules of the agents app's bodies that the document states and the server holds alike: a body the document
+accepts is accepted, one it refuses is a 400 (providers' base_url; a memory's content is not null)."""
 
 import jsonschema
 import pytest
@@ -57,3 +57,13 @@ def test_an_update_that_sets_such_a_type_names_its_base_url(document, owner_clie
     assert _valid(document, "PatchedProviderRequest", {"name": "renamed"})  # the stored base_url counts
     assert call(url, {"name": "renamed"}, format="json").status_code == 200
     assert call(url, {"provider": "openai"}, format="json").json()["provider"] == "openai"
+
+
+def test_a_memory_content_is_any_json_value_but_null(document, owner_client):
+    agent = owner_client.post("/api/v1/agents", {"name": "Keeper"}, format="json").json()
+    url = f"/api/v1/agents/{agent['id']}/memory"
+    for content in ("fact", 3, True, ["a"], {"k": "v"}):
+        assert _valid(document, "MemoryRequest", {"content": content})
+        assert owner_client.post(url, {"content": content}, format="json").status_code == 201
+    assert not _valid(document, "MemoryRequest", {"content": None})
+    assert_envelope(owner_client.post(url, {"content": None}, format="json"), 400, code="GENERAL_001")
