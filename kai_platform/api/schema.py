@@ -97,6 +97,9 @@ ERROR_ENVELOPE = {
 NO_NUL = "^[^\\u0000]*$"
 
 
+FREE_KEYS = "Its keys, as its strings, may not hold U+0000 (a 400)."
+
+
 def _no_nul(schema) -> None:
     """Every free string states that U+0000 is refused (strings with a format, enum or pattern of their
     own are narrower already)."""
@@ -108,7 +111,10 @@ def _no_nul(schema) -> None:
         return
     if schema.get("type") == "string" and not {"format", "enum", "pattern"} & schema.keys():
         schema["pattern"] = NO_NUL
-    for key, value in schema.items():
+    if schema.get("type") == "object" and schema.get("additionalProperties") is True:
+        # OpenAPI 3.0 has no propertyNames: the rule for a free-form object's keys is stated in words
+        schema["description"] = " ".join(filter(None, (schema.get("description"), FREE_KEYS)))
+    for key, value in list(schema.items()):
         if key in {"properties", "patternProperties"} and isinstance(value, dict):
             for item in value.values():
                 _no_nul(item)
