@@ -124,7 +124,7 @@ def _no_nul(schema) -> None:
 
 def request_rules(result, generator, request, public):
     """Rules every operation shares: a PUT carries a body (``{}`` changes nothing; no body at all is a
-    400), and strings never hold U+0000."""
+    400), so does a body with required fields or variants, and strings never hold U+0000."""
     for schema in result.get("components", {}).get("schemas", {}).values():
         if RULES_KEY in schema:
             schema["allOf"] = [*schema.get("allOf", []), *schema.pop(RULES_KEY)]
@@ -136,9 +136,21 @@ def request_rules(result, generator, request, public):
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") in {"query", "path"}:
                     _no_nul(parameter.get("schema"))
-            if method == "put" and "requestBody" in operation:
-                operation["requestBody"]["required"] = True
+            body = operation.get("requestBody")
+            if body and (
+                method == "put" or any(_needs_body(result, c.get("schema")) for c in body["content"].values())
+            ):
+                body["required"] = True
     return result
+
+
+def _needs_body(result, schema) -> bool:
+    """A body schema that absence cannot satisfy (required fields, one of several variants): the view
+    answers 400 to no body at all, so the document says the body is required."""
+    components = result.get("components", {}).get("schemas", {})
+    while isinstance(schema, dict) and "$ref" in schema:
+        schema = components.get(schema["$ref"].rsplit("/", 1)[-1])
+    return isinstance(schema, dict) and bool(schema.get("required") or "oneOf" in schema or "anyOf" in schema)
 
 
 def error_responses(result, generator, request, public):

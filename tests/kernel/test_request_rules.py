@@ -73,3 +73,11 @@ def test_whitespace_only_text_is_refused_and_the_document_says_so(owner_client, 
         owner_client.post("/api/v1/providers", {"name": " a\x1c", "provider": "openai"}, format="json").status_code
         == 201
     )
+
+
+def test_a_body_with_required_fields_or_variants_is_required(owner_client, document):
+    """``executions`` (one variant per target) and ``crews/import`` (a file) answer 400 to no body at all:
+    the document marks their bodies required."""
+    for path in ("/api/v1/executions", "/api/v1/crews/import"):
+        assert document["paths"][path]["post"]["requestBody"]["required"] is True
+        assert_envelope(owner_client.post(path), 400, code="GENERAL_001")
