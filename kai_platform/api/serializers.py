@@ -65,6 +65,10 @@ def _type_error(field, value) -> str | None:
                 for item in value:  # type: ignore[union-attr]
                     if (error := _type_error(field.child, item)) is not None:
                         return error.replace("expected", "expected items of")
+            if isinstance(field, fields.DictField) and field.child is not None:
+                for item in value.values():  # type: ignore[union-attr]
+                    if (error := _type_error(field.child, item)) is not None:
+                        return error.replace("expected", "expected values of")
             return None
     return None
 

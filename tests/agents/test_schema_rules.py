@@ -67,3 +67,31 @@ def test_a_memory_content_is_any_json_value_but_null(document, owner_client):
         assert owner_client.post(url, {"content": content}, format="json").status_code == 201
     assert not _valid(document, "MemoryRequest", {"content": None})
     assert_envelope(owner_client.post(url, {"content": None}, format="json"), 400, code="GENERAL_001")
+
+
+def test_memory_since_empty_priority_strictness_and_mcp_bodies(owner_client, document):
+    agent = owner_client.post("/api/v1/agents", {"name": "Strict"}, format="json").json()
+    assert_envelope(owner_client.get(f"/api/v1/agents/{agent['id']}/memory?since="), 400, code="GENERAL_001")
+    for priority in ("5", True, 2.5):  # the document: low|normal|high or an integer 0…9
+        body = {"agent_id": agent["id"], "description": "x", "priority": priority}
+        assert_envelope(owner_client.post("/api/v1/executions", body, format="json"), 400, code="GENERAL_001")
+    assert_envelope(owner_client.post("/api/v1/mcp", ["not", "an", "object"], format="json"), 400)
+    assert (
+        document["paths"]["/api/v1/mcp"]["post"]["requestBody"]["content"]["application/json"]["schema"]["type"]
+        == "object"
+    )
+    assert "200" in document["paths"]["/api/v1/deployments/{id}"]["delete"]["responses"]
+    voice = document["paths"]["/api/v1/agents/{id}/voice"]["post"]["requestBody"]
+    assert voice["required"] is True
+
+
+def test_credential_data_holds_its_value_and_string_fields(owner_client):
+    body = {"name": "k", "service_name": "svc", "credential_type": "api_key", "credential_data": {"value": "s"}}
+    numbers = {**body, "credential_data": {"value": "s", "additional_fields": {"port": 5432}}}
+    assert_envelope(owner_client.post("/api/v1/credentials", numbers, format="json"), 400, code="GENERAL_001")
+    created = owner_client.post("/api/v1/credentials", body, format="json")
+    assert created.status_code == 201, created.content
+    url = f"/api/v1/credentials/{created.json()['id']}"
+    for method in (owner_client.put, owner_client.patch):  # partial bodies, but credential_data carries its value
+        assert_envelope(method(url, {"credential_data": {}}, format="json"), 400, code="GENERAL_001")
+        assert method(url, {"name": "renamed"}, format="json").status_code == 200
