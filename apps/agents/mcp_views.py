@@ -4,6 +4,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 
 from apps.agents import mcp
+from kai_platform.api.schema import BODY_REQUIRED
 from kai_platform.api.views import KaiAPIView
 
 MCPMessageSerializer = inline_serializer(
@@ -26,6 +27,7 @@ MCPMessageSerializer = inline_serializer(
 #: the HTTP body: any JSON object. Its MCP shape (the fields of MCPMessage) is checked by the protocol, whose
 #: answer to a malformed message is an MCP error message (-32600) with HTTP 200, as for any other MCP error
 MCP_REQUEST = {
+    BODY_REQUIRED: True,
     "type": "object",
     "additionalProperties": True,
     "description": "An MCP message (the fields of MCPMessage: id, type, method, params, …). A malformed message "

@@ -22,9 +22,15 @@ class KaiAutoSchema(AutoSchema):
         ):
             serializer = copy.copy(force_instance(serializer))
             serializer.partial = True
+        if isinstance(serializer, dict) and serializer.get(BODY_REQUIRED):  # a schema given as is, body required
+            return {k: v for k, v in serializer.items() if k != BODY_REQUIRED}, True
         schema, required = super()._get_request_for_media_type(serializer, direction)
         # a body that needs one of several fields (``requires_one_of``) cannot be left out either
         return schema, required or bool(getattr(serializer, "schema_requires_one_of", ()))
+
+
+#: in a request schema given as a dict (``extend_schema(request={media type: {...}})``): the body is required
+BODY_REQUIRED = "x-kai-body-required"
 
 
 def only_canonical_api(endpoints):

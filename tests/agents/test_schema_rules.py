@@ -76,10 +76,10 @@ def test_memory_since_empty_priority_strictness_and_mcp_bodies(owner_client, doc
         body = {"agent_id": agent["id"], "description": "x", "priority": priority}
         assert_envelope(owner_client.post("/api/v1/executions", body, format="json"), 400, code="GENERAL_001")
     assert_envelope(owner_client.post("/api/v1/mcp", ["not", "an", "object"], format="json"), 400)
-    assert (
-        document["paths"]["/api/v1/mcp"]["post"]["requestBody"]["content"]["application/json"]["schema"]["type"]
-        == "object"
-    )
+    mcp_body = document["paths"]["/api/v1/mcp"]["post"]["requestBody"]
+    assert mcp_body["required"] is True  # no body at all is a 400
+    assert mcp_body["content"]["application/json"]["schema"]["type"] == "object"
+    assert "x-kai-body-required" not in mcp_body["content"]["application/json"]["schema"]
     assert "200" in document["paths"]["/api/v1/deployments/{id}"]["delete"]["responses"]
     voice = document["paths"]["/api/v1/agents/{id}/voice"]["post"]["requestBody"]
     assert voice["required"] is True
