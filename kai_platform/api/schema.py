@@ -117,7 +117,11 @@ def _no_nul(schema) -> None:
         return
     if schema.get("type") == "string" and not {"format", "enum", "pattern"} & schema.keys():
         schema["pattern"] = NO_NUL
-    if schema.get("type") == "object" and schema.get("additionalProperties") is True:
+    if (
+        schema.get("type") == "object"
+        and schema.get("additionalProperties") is True
+        and FREE_KEYS not in schema.get("description", "")  # (a field's schema dict may be shared)
+    ):
         # OpenAPI 3.0 has no propertyNames: the rule for a free-form object's keys is stated in words
         schema["description"] = " ".join(filter(None, (schema.get("description"), FREE_KEYS)))
     for key, value in list(schema.items()):
