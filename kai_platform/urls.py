@@ -2,9 +2,9 @@
 
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
-from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 
-from kai_platform.api.views import HealthView, MetricsView
+from kai_platform.api.views import HealthView, MetricsView, OpenApiDocumentView
 
 # Each app's urls module registers its viewsets on the shared router when imported.
 API_APPS = [
@@ -42,7 +42,7 @@ urlpatterns = [
     path("metrics", MetricsView.as_view(), name="metrics"),
     path("api/v1/", include((api_patterns, "api"), namespace="v1")),
     path("api/", include((api_patterns, "api"), namespace="api")),
-    path("api-openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
+    path("api-openapi.json", OpenApiDocumentView.as_view(), name="openapi-schema"),
     path("api-docs", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
     path("api-redoc", SpectacularRedocView.as_view(url_name="openapi-schema"), name="api-redoc"),
     path("admin/", admin.site.urls),

@@ -1,8 +1,10 @@
 """``POST /api/v1/executions/batch``: up to 500 runs in one request and one transaction.
 
-Each item is answered exactly as ``POST /api/v1/executions`` would answer it alone (the same view
-code, in its own savepoint): 202 with the created run, or its error envelope. The runs that were
-created commit together and are queued once the transaction commits.
+An item the document refuses (its shape: types, unknown keys, not exactly one target) makes the
+whole request a 400 naming each such item (``executions[3].crew_id``), and nothing is created. A
+well-formed item is answered exactly as ``POST /api/v1/executions`` would answer it alone (the same
+view code, in its own savepoint): 202 with the created run, or its error envelope (an unknown crew,
+a quota). The runs that were created commit together and are queued once the transaction commits.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import copy
 from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 
 from apps.crews.serializers import ExecutionCreatedSerializer, ExecutionCreateSerializer
@@ -85,8 +87,10 @@ class ExecutionBatchView(KaiAPIView):
     def post(self, request):
         """Create up to 500 runs in one transaction. Each item is answered as ``POST
         /api/v1/executions`` would answer it (202 and the PENDING run, or its error envelope); an
-        item's error leaves the others created. More than 500 items (or none) is a 400."""
+        item's error leaves the others created. More than 500 items (or none), or an item whose shape
+        the document refuses, is a 400 for the whole request."""
         items = validated(ExecutionBatchSerializer, request)["executions"]
+        _check_shapes(request, items)
         single = ExecutionViewSet(request=request, format_kwarg=None, args=(), kwargs={}, action="create")
         results, item_of_run = [], {}
         with transaction.atomic():
@@ -114,6 +118,17 @@ class ExecutionBatchView(KaiAPIView):
             del batch.runs[built:]  # an item that fails creates nothing
             return _error(single, item_request, exc)
         return {"status": response.status_code, "execution": response.data}
+
+
+def _check_shapes(request, items) -> None:
+    """Every item is a body ``POST /api/v1/executions`` takes (the document's item schema), else a 400
+    naming each item's errors; what the organization's objects and quotas decide is per item."""
+    errors = []
+    for body in items:
+        serializer = ExecutionCreateSerializer(data=body, context={"request": request})
+        errors.append({} if serializer.is_valid() else serializer.errors)
+    if any(errors):
+        raise ValidationError({"executions": errors})
 
 
 def _error(single, item_request, exc) -> dict:

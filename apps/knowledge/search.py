@@ -176,6 +176,13 @@ def search(
         if not sql:
             continue
         for row in run_sql(sql, params, top_k=top_k):
-            hits.append(Hit(str(row[0]), str(row[1]), row[2], row[3], round(float(row[4]), 6), row[5], row[6] or {}))
+            hits.append(Hit(str(row[0]), str(row[1]), row[2], row[3], round(float(row[4]), 6), row[5], _object(row[6])))
     hits.sort(key=lambda h: -h.score)
     return hits[:top_k]
+
+
+def _object(value) -> dict:
+    """A jsonb column read by raw SQL: Django's psycopg setup loads jsonb as text (its JSONField parses it)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return value or {}

@@ -57,6 +57,7 @@ class VoiceProcessSerializer(KaiSerializer):
         return decode_audio(value)
 
 
+@requires_one_of("audio_data", "text_input")
 class AgentVoiceSerializer(KaiSerializer):
     """Seed 002 ``POST agents/{id}/voice`` (``VoiceCommandRequest``)."""
 

@@ -115,8 +115,10 @@ class KaiFilterBackend(DjangoFilterBackend):
 _BOOLEANS = frozenset({"true", "false", "1", "0"})
 
 
-#: filters of a typed value (an id, a date, a number): the OpenAPI document gives them a format
+#: filters of a typed value (an id, a date, a number) or of a choice: the OpenAPI document gives them a
+#: format or an enum, which the empty string is not
 _TYPED = (
+    django_filters.ChoiceFilter,
     django_filters.UUIDFilter,
     django_filters.ModelChoiceFilter,
     django_filters.DateFilter,

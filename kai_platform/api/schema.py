@@ -5,6 +5,7 @@ import copy
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance, is_serializer
+from rest_framework.fields import CharField
 
 
 class KaiAutoSchema(AutoSchema):
@@ -21,9 +22,15 @@ class KaiAutoSchema(AutoSchema):
         ):
             serializer = copy.copy(force_instance(serializer))
             serializer.partial = True
+        if isinstance(serializer, dict) and serializer.get(BODY_REQUIRED):  # a schema given as is, body required
+            return {k: v for k, v in serializer.items() if k != BODY_REQUIRED}, True
         schema, required = super()._get_request_for_media_type(serializer, direction)
         # a body that needs one of several fields (``requires_one_of``) cannot be left out either
         return schema, required or bool(getattr(serializer, "schema_requires_one_of", ()))
+
+
+#: in a request schema given as a dict (``extend_schema(request={media type: {...}})``): the body is required
+BODY_REQUIRED = "x-kai-body-required"
 
 
 def only_canonical_api(endpoints):
@@ -96,6 +103,9 @@ ERROR_ENVELOPE = {
 NO_NUL = "^[^\\u0000]*$"
 
 
+FREE_KEYS = "Its keys, as its strings, may not hold U+0000 (a 400)."
+
+
 def _no_nul(schema) -> None:
     """Every free string states that U+0000 is refused (strings with a format, enum or pattern of their
     own are narrower already)."""
@@ -107,7 +117,14 @@ def _no_nul(schema) -> None:
         return
     if schema.get("type") == "string" and not {"format", "enum", "pattern"} & schema.keys():
         schema["pattern"] = NO_NUL
-    for key, value in schema.items():
+    if (
+        schema.get("type") == "object"
+        and schema.get("additionalProperties") is True
+        and FREE_KEYS not in schema.get("description", "")  # (a field's schema dict may be shared)
+    ):
+        # OpenAPI 3.0 has no propertyNames: the rule for a free-form object's keys is stated in words
+        schema["description"] = " ".join(filter(None, (schema.get("description"), FREE_KEYS)))
+    for key, value in list(schema.items()):
         if key in {"properties", "patternProperties"} and isinstance(value, dict):
             for item in value.values():
                 _no_nul(item)
@@ -117,7 +134,7 @@ def _no_nul(schema) -> None:
 
 def request_rules(result, generator, request, public):
     """Rules every operation shares: a PUT carries a body (``{}`` changes nothing; no body at all is a
-    400), and strings never hold U+0000."""
+    400), so does a body with required fields or variants, and strings never hold U+0000."""
     for schema in result.get("components", {}).get("schemas", {}).values():
         if RULES_KEY in schema:
             schema["allOf"] = [*schema.get("allOf", []), *schema.pop(RULES_KEY)]
@@ -129,9 +146,21 @@ def request_rules(result, generator, request, public):
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") in {"query", "path"}:
                     _no_nul(parameter.get("schema"))
-            if method == "put" and "requestBody" in operation:
-                operation["requestBody"]["required"] = True
+            body = operation.get("requestBody")
+            if body and (
+                method == "put" or any(_needs_body(result, c.get("schema")) for c in body["content"].values())
+            ):
+                body["required"] = True
     return result
+
+
+def _needs_body(result, schema) -> bool:
+    """A body schema that absence cannot satisfy (required fields, one of several variants): the view
+    answers 400 to no body at all, so the document says the body is required."""
+    components = result.get("components", {}).get("schemas", {})
+    while isinstance(schema, dict) and "$ref" in schema:
+        schema = components.get(schema["$ref"].rsplit("/", 1)[-1])
+    return isinstance(schema, dict) and bool(schema.get("required") or "oneOf" in schema or "anyOf" in schema)
 
 
 def error_responses(result, generator, request, public):
@@ -161,15 +190,42 @@ class StrictSerializerSchema(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         if direction == "request":
             schema["additionalProperties"] = False
+            _not_blank(self.target, schema)
             one_of = getattr(self.target, "schema_requires_one_of", ())
             if one_of:
                 # given, and not blank: the views strip text and read an empty value as absent
                 schema["anyOf"] = [_given(schema, name) for name in one_of]
-            rules = getattr(self.target, "schema_rules", ())
-            if rules and not getattr(self.target, "partial", False):  # a partial body is checked merged
+            # a partial body is checked merged with the stored object: only the rules it can hold alone
+            partial = getattr(self.target, "partial", False)
+            rules = getattr(self.target, "schema_partial_rules" if partial else "schema_rules", ())
+            if rules:
                 schema[RULES_KEY] = list(rules)  # under allOf by request_rules, after the enum hook (which
                 # would turn a rule's one-value enum into the field's enum component)
         return schema
+
+
+#: a string with something besides whitespace in it, whitespace as Python's ``str.strip`` reads it (what DRF
+#: trims; ``\x1c``…``\x1f`` included), and without U+0000
+NOT_BLANK = (
+    "^[^\\u0000]*[^\\u0000\\t\\n\\u000b\\f\\r \\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000]*$"
+)
+
+
+def _not_blank(serializer, schema: dict) -> None:
+    """A text field DRF trims and that may not be blank refuses whitespace only: its pattern says so
+    (``minLength`` counts the characters before the trim)."""
+    fields = getattr(serializer, "fields", {})
+    for name, prop in schema.get("properties", {}).items():
+        field = fields.get(name)
+        if (
+            isinstance(field, CharField)
+            and field.trim_whitespace
+            and not field.allow_blank
+            and prop.get("type") == "string"
+            and not {"format", "enum", "pattern"} & prop.keys()
+        ):
+            prop["pattern"] = NOT_BLANK
 
 
 def _given(schema: dict, name: str) -> dict:
@@ -184,13 +240,15 @@ RULES_KEY = "x-kai-rules"
 GIVEN = {"pattern": "\\S"}
 
 
-def schema_rules(*rules: dict):
+def schema_rules(*rules: dict, partial: tuple[dict, ...] = ()):
     """Class decorator for a strict serializer whose ``validate`` (or service) checks rules across fields
     (``protocol: oidc`` needs ``client_id``, say): each rule is a JSON Schema the create body must match,
-    stated in the document under ``allOf`` so a generated client or fuzzer knows it."""
+    stated in the document under ``allOf`` so a generated client or fuzzer knows it. ``partial``: the
+    rules a PUT/PATCH body must match on its own (what it names, whatever is stored)."""
 
     def decorate(serializer_class):
         serializer_class.schema_rules = rules
+        serializer_class.schema_partial_rules = partial
         return serializer_class
 
     return decorate

@@ -65,6 +65,10 @@ def _type_error(field, value) -> str | None:
                 for item in value:  # type: ignore[union-attr]
                     if (error := _type_error(field.child, item)) is not None:
                         return error.replace("expected", "expected items of")
+            if isinstance(field, fields.DictField) and field.child is not None:
+                for item in value.values():  # type: ignore[union-attr]
+                    if (error := _type_error(field.child, item)) is not None:
+                        return error.replace("expected", "expected values of")
             return None
     return None
 
@@ -338,6 +342,22 @@ def _holds_nul(value) -> bool:
     if isinstance(value, dict):
         return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
     return isinstance(value, list) and any(_holds_nul(v) for v in value)
+
+
+@extend_schema_field(
+    {
+        "description": "Any JSON value but null.",
+        "anyOf": [
+            {"type": "object", "additionalProperties": True},
+            {"type": "array", "items": {}},
+            {"type": "string"},
+            {"type": "number"},
+            {"type": "boolean"},
+        ],
+    }
+)
+class JSONValueField(serializers.JSONField):
+    """Any JSON value but null (DRF's JSONField refuses null unless ``allow_null``; the document says so)."""
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import threading
 import time
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.db import connection
 from django.http import HttpResponse
 from django_redis import get_redis_connection
 from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularJSONAPIView
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rest_framework import exceptions, serializers
 from rest_framework.permissions import AllowAny
@@ -139,3 +141,21 @@ class SystemHealthView(KaiAPIView):
             extra={"status": "unhealthy", "checks": checks},
         )
         return Response(body, status=503)
+
+
+class OpenApiDocumentView(SpectacularJSONAPIView):
+    """``/api-openapi.json``, built once per process under a lock: drf-spectacular's generation shares
+    state between threads (concurrent first requests answered 500), and the document is the same for
+    every caller (``SERVE_PUBLIC``)."""
+
+    _lock = threading.Lock()
+    _documents: dict = {}
+
+    def _get_schema_response(self, request):
+        version = self.api_version or request.version or self._get_version_parameter(request)
+        key = (version, request.GET.get("lang"))
+        with self._lock:
+            if key not in self._documents:
+                self._documents[key] = super()._get_schema_response(request).data
+        filename = self._get_filename(request, version)
+        return Response(data=self._documents[key], headers={"Content-Disposition": f'inline; filename="{filename}"'})

@@ -54,3 +54,30 @@ def test_nul_is_refused_in_the_query_and_the_document_says_so(owner_client, docu
 def test_a_foreign_key_filter_takes_any_well_formed_id(owner_client):
     assert owner_client.get(f"/api/v1/voice/commands?target_agent={uuid.uuid4()}").json()["items"] == []
     assert_envelope(owner_client.get("/api/v1/voice/commands?target_agent=not-an-id"), 400, code="GENERAL_001")
+
+
+def test_whitespace_only_text_is_refused_and_the_document_says_so(owner_client, document):
+    """DRF trims text fields (Python's whitespace, ``\\x1c`` included) and refuses them blank: the pattern of
+    such a field asks for something besides whitespace; a field that keeps whitespace (``api_key``) does not."""
+    import re
+
+    properties = document["components"]["schemas"]["ProviderRequest"]["properties"]
+    pattern = re.compile(properties["name"]["pattern"])
+    assert properties["api_key"]["pattern"] == "^[^\\u0000]*$"
+    for blank in ("\x1c", " \t\u3000"):
+        assert pattern.match(blank) is None
+        response = owner_client.post("/api/v1/providers", {"name": blank, "provider": "openai"}, format="json")
+        assert_envelope(response, 400, code="GENERAL_001")
+    assert pattern.match(" a\x1c")
+    assert (
+        owner_client.post("/api/v1/providers", {"name": " a\x1c", "provider": "openai"}, format="json").status_code
+        == 201
+    )
+
+
+def test_a_body_with_required_fields_or_variants_is_required(owner_client, document):
+    """``executions`` (one variant per target) and ``crews/import`` (a file) answer 400 to no body at all:
+    the document marks their bodies required."""
+    for path in ("/api/v1/executions", "/api/v1/crews/import"):
+        assert document["paths"][path]["post"]["requestBody"]["required"] is True
+        assert_envelope(owner_client.post(path), 400, code="GENERAL_001")

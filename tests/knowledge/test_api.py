@@ -60,6 +60,7 @@ def test_create_ingest_and_search_in_every_mode(owner_client, django_capture_on_
         assert items, mode
         assert items[0]["document_name"] == "otters.txt", (mode, items)
         assert set(items[0]) >= {"chunk_id", "document_id", "document_name", "text", "score", "position"}
+        assert all(isinstance(i["metadata"], dict) for i in items), items  # an object, as documented
         assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
     hits = owner_client.post(
         f"{B}/{kb['id']}/search", {"query": "otter", "filters": {"metadata": {"topic": "finance"}}}, format="json"

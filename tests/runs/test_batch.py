@@ -1,7 +1,9 @@
 """POST /api/v1/executions/batch: up to 500 runs in one request and one transaction, each item
-answered as POST /api/v1/executions answers it alone; the created runs run on a real worker."""
+answered as POST /api/v1/executions answers it alone (an item whose shape the document refuses makes the
+whole request a 400); the created runs run on a real worker."""
 
 import json
+import uuid
 
 import pytest
 from django.core.management import call_command
@@ -10,6 +12,7 @@ from apps.audit.models import AuditEvent
 from apps.runs.models import Execution, ExecutionEvent
 from tests.crews import conftest as crews_conftest
 from tests.crews.conftest import make_agent, wait_for
+from tests.helpers import assert_envelope
 
 pytestmark = pytest.mark.django_db(transaction=True)
 runs_worker = crews_conftest.runs_worker  # the real worker fixture of the run-engine tests
@@ -26,15 +29,13 @@ def test_each_item_is_answered_as_the_single_route_would_and_the_runs_complete(
     good = {"agent_id": str(agent.pk), "description": "say hi"}
     bad_bodies = [
         {"agent_id": str(foreign.pk), "description": "not ours"},
-        {"description": "no target"},
-        {"agent_id": str(agent.pk), "description": "x", "unknown_key": 1},
-        "not an object",
+        {"agent_id": str(uuid.uuid4()), "description": "no such agent"},
     ]
     items = [good, *bad_bodies, {**good, "description": "say bye", "run_name": "second"}]
     response = client.post(URL, {"executions": items}, format="json")
     assert response.status_code == 200, response.content
     body = response.json()
-    assert (body["created"], body["failed"]) == (2, 4)
+    assert (body["created"], body["failed"]) == (2, 2)
     assert [r["index"] for r in body["results"]] == list(range(len(items)))
     for result, item in zip(body["results"], items):
         alone = client.post("/api/v1/executions", item, format="json")
@@ -210,21 +211,43 @@ def test_each_run_of_a_batch_is_written_as_a_single_post_writes_it(make_member, 
         )
 
 
-def test_an_invalid_item_writes_nothing_of_its_own(member, client_for):
-    """The failed items leave no run, history row, event or audit row; the others are created."""
-    from apps.events.models import Event
-
+def test_an_item_the_document_refuses_makes_the_whole_request_a_400(member, client_for):
+    """An item whose shape the document refuses (a missing or unknown key, a value out of range, not an
+    object, not exactly one target) is a 400 for the whole batch, naming each such item; nothing is created."""
     client = client_for(member)
     agent = make_agent(member, llm="builtin")
     items = [
         {"agent_id": str(agent.pk), "description": "a"},
         {"agent_id": str(agent.pk)},
         {"agent_id": str(agent.pk), "description": "b", "max_attempts": 99},
+        {"agent_id": str(agent.pk), "description": "x", "unknown_key": 1},
+        {"description": "no target"},
+        "not an object",
+    ]
+    response = client.post(URL, {"executions": items}, format="json")
+    body = assert_envelope(response, 400, code="GENERAL_001")
+    fields = {e["field"] for e in body["errors"]}
+    assert {"executions[1].description", "executions[2].max_attempts", "executions[3].unknown_key"} <= fields
+    assert {"executions[4]", "executions[5]"} <= fields
+    assert not any(f.startswith("executions[0]") for f in fields)
+    assert not Execution.objects.exists()
+
+
+def test_an_invalid_item_writes_nothing_of_its_own(member, client_for, make_member):
+    """The failed items leave no run, history row, event or audit row; the others are created."""
+    from apps.events.models import Event
+
+    client = client_for(member)
+    agent = make_agent(member, llm="builtin")
+    foreign = make_agent(make_member(), llm="builtin")
+    items = [
+        {"agent_id": str(agent.pk), "description": "a"},
+        {"agent_id": str(foreign.pk), "description": "not ours"},
+        {"agent_id": str(uuid.uuid4()), "description": "no such agent"},
     ]
     body = client.post(URL, {"executions": items}, format="json").json()
-    assert [r["status"] for r in body["results"]] == [202, 400, 400]
-    assert body["results"][1]["error"]["errors"][0]["field"] == "description"
-    assert body["results"][2]["error"]["errors"][0]["field"] == "max_attempts"
+    assert [r["status"] for r in body["results"]][0] == 202
+    assert all(r["status"] >= 400 for r in body["results"][1:])
     created = body["results"][0]["execution"]["execution_id"]
     assert [str(pk) for pk in Execution.objects.values_list("pk", flat=True)] == [created]
     assert ExecutionEvent.objects.count() == 1

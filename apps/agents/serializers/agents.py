@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from apps.agents.models import CLIENT_SETTABLE_STATUSES, Agent, AgentMemory, AgentStatus, AgentVersion
 from apps.agents.serializers.common import ConfigField
-from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
+from kai_platform.api.serializers import JSONObjectField, JSONValueField, KaiModelSerializer, KaiSerializer
 
 # --- agents ------------------------------------------------------------------------------------
 
@@ -197,7 +197,7 @@ MAX_MEMORY_TTL = 10 * 365 * 24 * 3600
 
 class MemorySerializer(KaiModelSerializer):
     type = serializers.CharField(write_only=True, required=False, max_length=50, help_text="Alias of memory_type.")
-    content = serializers.JSONField()
+    content = JSONValueField()
     tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=20)
     ttl = serializers.IntegerField(
         write_only=True,

@@ -14,6 +14,12 @@ class CredentialDataSerializer(KaiSerializer):
     value = serializers.CharField(max_length=20_000, trim_whitespace=False)
     additional_fields = serializers.DictField(child=serializers.CharField(max_length=5000), required=False)
 
+    def validate(self, attrs):
+        # a PUT/PATCH is partial down to here too: credential_data, when given, carries its value
+        if "value" not in attrs:
+            raise serializers.ValidationError({"value": ["This field is required."]})
+        return attrs
+
 
 class CredentialMetadataSerializer(KaiSerializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)

@@ -8,12 +8,23 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.agents.models import Credential, ModelConfig, Provider, Tool
+from kai_platform.api.schema import schema_rules
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 from kai_platform.llm import PROVIDER_TYPES, needs_base_url
 
 # --- providers & models ------------------------------------------------------------------------
 
+#: a provider of a type with no endpoint of its own (azure, vllm, databricks, openai_compatible) names its
+#: base_url in the same body (a create, or an update that sets the type); validate() checks it
+BASE_URL_RULE = {
+    "anyOf": [
+        {"properties": {"provider": {"enum": [p for p in PROVIDER_TYPES if not needs_base_url(p)]}}},
+        {"required": ["base_url"], "properties": {"base_url": {"minLength": 1}}},
+    ]
+}
 
+
+@schema_rules(BASE_URL_RULE, partial=(BASE_URL_RULE,))
 class ProviderSerializer(KaiModelSerializer):
     provider = serializers.ChoiceField(source="provider_type", choices=[(p, p) for p in PROVIDER_TYPES])
     api_key = serializers.CharField(write_only=True, required=False, max_length=20_000, trim_whitespace=False)
@@ -69,7 +80,9 @@ class ProviderSerializer(KaiModelSerializer):
     def validate(self, attrs):
         attrs = super().validate(attrs)
         provider_type = attrs.get("provider_type", getattr(self.instance, "provider_type", ""))
-        if needs_base_url(provider_type) and not attrs.get("base_url", getattr(self.instance, "base_url", "")):
+        # a body that sets the type names the base_url too; otherwise the stored one counts
+        stored = "" if "provider_type" in attrs else getattr(self.instance, "base_url", "")
+        if needs_base_url(provider_type) and not attrs.get("base_url", stored):
             raise serializers.ValidationError({"base_url": [f"A {provider_type} provider needs a base_url."]})
         return attrs
 

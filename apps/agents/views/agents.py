@@ -167,7 +167,7 @@ class AgentViewSet(TenantScopedViewSet):
             return Response(MemorySerializer(memory).data, status=status.HTTP_201_CREATED)
         params = request.query_params
         since = None
-        if params.get("since"):
+        if "since" in params:
             since = parse_datetime(params["since"])
             if since is None:
                 raise exceptions.ValidationError({"since": ["Must be an ISO 8601 date-time."]})

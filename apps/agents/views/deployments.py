@@ -94,6 +94,7 @@ class DeploymentViewSet(TenantScopedViewSet):
     filterset_fields = ["status", "agent"]
     action_roles = {"destroy": BUILDER_ROLES}
 
+    @extend_schema(responses={200: DeploymentSerializer})
     def destroy(self, request, *args, **kwargs):
         deployment = services.deployment_stop(deployment=self.get_object(), actor=request.user)
         return Response(DeploymentSerializer(deployment).data)
