@@ -8,6 +8,7 @@ deferred to the commit, one transaction) empties them in tens of milliseconds wi
 
 Content types and permissions are kept: ``flush`` deletes them and its ``post_migrate`` handlers
 write the same rows again (they follow from the models), so keeping them ends in the same state.
+Those handlers also clear the process's content-type cache; so does this.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ def delete_every_row(alias: str) -> None:
 
 
 def _fixture_teardown(self) -> None:
+    from django.contrib.contenttypes.models import ContentType  # deferred: app registry (conftest imports this early)
+
     for alias in self._databases_names(include_mirrors=False):
         delete_every_row(alias)
+    ContentType.objects.clear_cache()
 
 
 def install() -> None:

@@ -15,10 +15,13 @@ BEFORE = [("crews", "0003_execution_waiting_for_approval"), ("runs", None)]
 
 
 def _migrate(targets):
+    from django.contrib.contenttypes.models import ContentType
+
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(targets)
     executor.loader.build_graph()
+    ContentType.objects.clear_cache()  # the rows moved under this process, as under a deploy's restart
     return executor.loader.project_state([t for t in targets if t[1] is not None]).apps
 
 
