@@ -408,9 +408,22 @@ class RunRecorder:
                 cursor.execute(USAGE_UPSERT, values)
 
 
+def _providers_summed(counters: list) -> dict:
+    """provider id → [provider, tokens in, tokens out, cost, calls] of the runs' provider calls."""
+    summed: dict = {}
+    for _recorder, _usage, providers in counters:
+        for provider, tokens_in, tokens_out, cost in providers:
+            entry = summed.setdefault(provider.pk, [provider, 0, 0, Decimal(0), 0])
+            entry[1] += tokens_in
+            entry[2] += tokens_out
+            entry[3] += Decimal(cost)
+            entry[4] += 1
+    return summed
+
+
 def _write_counters_many(counters: list) -> None:
     """The shared counters of several runs' flushes: one upsert per usage-rollup row (the runs'
-    calls, tokens and cost summed, each run counted once per row), the providers' usage per call."""
+    calls, tokens and cost summed, each run counted once per row), one per provider's usage."""
     merged: dict[tuple, list] = {}
     for recorder, usage, _providers in counters:
         for key, (calls, tin, tout, cost) in usage.items():
@@ -429,9 +442,8 @@ def _write_counters_many(counters: list) -> None:
                         USAGE_UPSERT,
                         [uuid.uuid4(), organization_id, now, now, agent_id, agent_name, day, model, *values],
                     )
-        for _recorder, _usage, providers in counters:
-            for provider, tokens_in, tokens_out, cost in providers:
-                service("provider_record_usage")(provider, tokens_in, tokens_out, cost)
+        for provider, tokens_in, tokens_out, cost, calls in _providers_summed(counters).values():
+            service("provider_record_usage")(provider, tokens_in, tokens_out, cost, calls)
     finally:
         if not connection.in_atomic_block:
             connection.close()
