@@ -1,7 +1,8 @@
 """One thread that does for many threads at once what each would do alone: the items handed to
 it while it was busy with the previous batch go through one call of its handler (one query, one
 statement, one transaction instead of one each); each caller gets its own item's answer. A lone
-item never waits for company: batches form from the queue that builds up under load."""
+item never waits for company: when no batch is being handled its caller handles it itself, and
+batches form from the queue that builds up under load."""
 
 from __future__ import annotations
 
@@ -28,10 +29,20 @@ class Batcher:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._busy = 0  # batches being handled (by the thread, or by a caller alone)
 
     def submit(self, item):
         if connection.in_atomic_block:  # the batch could wait for this transaction's locks: done here
             return self.handle([item])[0]
+        with self._lock:
+            alone = self._busy == 0 and self._queue.empty()
+            self._busy += alone
+        if alone:  # nothing to share the batch with: handled in this thread, no hand-off and back
+            try:
+                return self.handle([item])[0]
+            finally:
+                with self._lock:
+                    self._busy -= 1
         connection.close()  # the batch needs a connection of the pool: a caller waiting must hold none
         future: Future = Future()
         self._queue.put((item, future))
@@ -56,6 +67,8 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             batch = self._next_batch()
+            with self._lock:
+                self._busy += 1
             try:
                 answers = self.handle([item for item, _ in batch])
             except Exception as exc:
@@ -66,6 +79,8 @@ class Batcher:
                     future.set_exception(exc)
                 continue
             finally:
+                with self._lock:
+                    self._busy -= 1
                 try:
                     connection.close()
                 except Exception:

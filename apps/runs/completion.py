@@ -2,7 +2,8 @@
 batch was being ended are ended together, in one transaction — their last batches in one UPDATE and
 one insert per table (``RunRecorder.flush_many``), then each run's ``execution_transition`` to
 COMPLETED (its history row, its event), the organization's event lock taken once; the
-terminal hooks once it committed, a batch hook once for all of them.
+terminal hooks once it committed, a batch hook once for all of them; the events' listeners read
+what they need once for the batch (``listener_reads_shared``: the webhooks of an event type).
 Once that committed, their agents' run counters are written, one UPDATE per agent.
 A batch that fails leaves each run to end alone, the way ``apps.runs.lifecycle`` always could."""
 
@@ -12,6 +13,7 @@ import logging
 
 from django.db import transaction
 
+from apps.events.services import listener_reads_shared
 from apps.runs import registry as plugins
 from apps.runs.batching import Batcher
 from apps.runs.models import ExecutionStatus
@@ -26,7 +28,7 @@ def _complete_batch(items: list[tuple]) -> list[bool]:
     """(RunContext, result) → whether the run was moved to COMPLETED (False: it had ended elsewhere)."""
     taken: list = []
     try:
-        with transaction.atomic(), terminal_hooks_batched():
+        with transaction.atomic(), terminal_hooks_batched(), listener_reads_shared():
             taken = RunRecorder.flush_many([ctx.recorder for ctx, _ in items])
             ended = [
                 execution_transition(

@@ -2,11 +2,11 @@
 hands it to its kind's runner and ends it COMPLETED, FAILED or CANCELLED.
 
 Every kind of run is run by the function its app registered (``apps.runs.registry``) and is built
-from one step, ``RunContext.agent_step`` (an agent answers a prompt,
-calling tools when the model asks), traced as task → agent → llm/tool spans. While runs are in
-flight, one heartbeat thread per worker process stamps ``heartbeat_at`` on all of them in a single
-UPDATE every few seconds and reads back ``cancel_requested``; runners check an in-memory flag
-between tokens, so a cancel stops token spending within seconds without a query per token.
+from one step, ``RunContext.agent_step`` (an agent answers a prompt, calling tools when the model
+asks; each model call is ``apps.runs.modelcalls``'), traced as task → agent → llm/tool spans. While
+runs are in flight, one thread per worker process heartbeats them all and sets a run's in-memory
+cancel flag as soon as its cancel is signalled (``apps.runs.inflight``); runners check that flag
+between tokens, so a cancel stops token spending at once without a query per token.
 """
 
 from __future__ import annotations

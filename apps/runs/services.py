@@ -393,7 +393,8 @@ def execution_batch_write(*, batch: RunBatch) -> dict[int, Exception]:
 
 def execution_cancel(*, execution: Execution, actor, reason: str = "cancelled by user") -> Execution:
     """Cancel a run. A PENDING run is CANCELLED at once; a PREPARING/RUNNING one is flagged and its
-    runner stops within seconds (before its next token), records what it spent, then ends CANCELLED."""
+    runner is told at once (its worker's Redis list), stops before its next token, records what it
+    spent, then ends CANCELLED."""
     if execution.is_terminal:
         raise Conflict(
             f"The execution already ended ({execution.status}).",
