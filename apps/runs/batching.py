@@ -1,8 +1,8 @@
 """One thread that does for many threads at once what each would do alone: the items handed to
-it while it was busy with the previous batch go through one call of its handler (one query, one
-statement, one transaction instead of one each); each caller gets its own item's answer. A lone
-item never waits for company: when no batch is being handled its caller handles it itself, and
-batches form from the queue that builds up under load."""
+it while it was busy go through one call of its handler (one query, one statement, one
+transaction instead of one each); each caller gets its own item's answer. A lone item never
+waits for company: when no batch is being handled and none is queued, its caller handles it
+itself, at once. Only items that queued behind a busy batcher wait (up to ``window``) for more."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ logger = logging.getLogger(__name__)
 class Batcher:
     """``submit(item)`` blocks until ``handle(items) -> answers`` (one answer per item, in order)
     ran over a batch holding the item; an exception of the handler is raised to every caller of
-    that batch (who then does its work alone). ``window``: how long the first item of a batch
-    waits for more (0: a batch is what is queued when the thread gets to it)."""
+    that batch (who then does its work alone). ``window``: how long the first queued item of a
+    batch waits for more (a burst is under way: the batcher was busy when it came)."""
 
-    def __init__(self, name: str, handle: Callable[[list], list], *, window: float = 0.0, max_batch: int = 250):
+    def __init__(self, name: str, handle: Callable[[list], list], *, window: float = 0.005, max_batch: int = 250):
         self.name, self.handle, self.window, self.max_batch = name, handle, window, max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()

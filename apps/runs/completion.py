@@ -1,5 +1,5 @@
-"""How a runs worker ends its completed runs: the runs whose runner returned while the previous
-batch was being ended are ended together, in one transaction — their last batches in one UPDATE and
+"""How a runs worker ends its completed runs: a lone run is ended at once by its own thread; the
+runs whose runner returned while a batch was being ended are ended together, in one transaction — their last batches in one UPDATE and
 one insert per table (``RunRecorder.flush_many``), then each run's ``execution_transition`` to
 COMPLETED (its history row, its event), the organization's event lock taken once; the
 terminal hooks once it committed, a batch hook once for all of them; the events' listeners read

@@ -26,9 +26,9 @@ from kai_platform.tenancy.locks import organization_lock_key
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
 
-#: how long the intake thread waits for more runs after the first (none: a lone run is claimed at
-#: once, and the runs that arrive while a batch is claimed make the next one), and the most in one batch
-WINDOW_SECONDS = 0.0
+#: how long a run that queued behind a busy intake waits for more (a lone run is claimed at once, by
+#: its own thread), and the most in one batch
+WINDOW_SECONDS = 0.005
 MAX_BATCH = 250
 
 
