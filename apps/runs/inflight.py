@@ -129,9 +129,12 @@ class InFlightRegistry:
         while (remaining := until - time.monotonic()) > 0:
             with self._lock:
                 keys = sorted({cancel_key(h.worker) for h in self._runs.values() if h.worker})
-            if not keys or remaining < 0.05:
+            if remaining < 0.05:
                 time.sleep(remaining)
                 return
+            if not keys:  # no run in flight: look again shortly (a run may start before the next beat)
+                time.sleep(min(0.1, remaining))
+                continue
             try:
                 # under the client's socket timeout (KAI_REDIS_TIMEOUT, 2 s by default)
                 popped = get_redis_connection("default").blpop(keys, timeout=max(0.05, min(1.0, remaining)))
