@@ -4,9 +4,10 @@ Registered by ``AgentsConfig.ready``; the engine never imports this app."""
 
 from __future__ import annotations
 
+from django.db.models.signals import post_delete, post_save
 from rest_framework.exceptions import APIException
 
-from apps.agents.models import Agent, Tool
+from apps.agents.models import Agent, Credential, ModelConfig, Provider, Tool
 from apps.agents.runtime import client_for
 from apps.agents.runtime import model_resolve as resolve
 from apps.agents.selectors import provider_month_spend as spend
@@ -38,6 +39,12 @@ def model_resolve(organization, model_name):
     )
 
 
+# the engine reuses a resolution for a second; a change made here is seen by the next run at once
+for _model in (Provider, ModelConfig, Credential):
+    post_save.connect(llm_layer.forget_resolved, sender=_model, dispatch_uid=f"runs-resolve-{_model.__name__}")
+    post_delete.connect(llm_layer.forget_resolved, sender=_model, dispatch_uid=f"runs-resolve-del-{_model.__name__}")
+
+
 @provide("tools_load")
 def tools_load(organization, names):
     return list(Tool.objects.for_org(organization).filter(name__in=list(names), enabled=True))
@@ -60,8 +67,8 @@ def provider_month_spend(provider):
 
 
 @provide("provider_record_usage")
-def provider_record_usage(provider, input_tokens, output_tokens, cost):
-    record(provider=provider, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
+def provider_record_usage(provider, input_tokens, output_tokens, cost, calls=1):
+    record(provider=provider, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost, calls=calls)
 
 
 @provide("agents_load")
@@ -70,5 +77,5 @@ def agents_load(organization, ids):
 
 
 @provide("agent_record_run")
-def agent_record_run(agent, seconds, error):
-    agent_record_execution(agent=agent, seconds=seconds, error=error)
+def agent_record_run(agent, seconds, error, runs=1):
+    agent_record_execution(agent=agent, seconds=seconds, error=error, runs=runs)

@@ -17,10 +17,12 @@ transaction: one round trip per event (it was four: savepoint, lock, insert, rel
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from functools import partial
 
 from channels.layers import get_channel_layer
@@ -68,6 +70,30 @@ def add_publish_listener(listener, types=None) -> None:
             _PUBLISH_LISTENERS[index] = (listener, wanted)
             return
     _PUBLISH_LISTENERS.append((listener, wanted))
+
+
+_listener_reads: contextvars.ContextVar[dict | None] = contextvars.ContextVar("kai_listener_reads", default=None)
+
+
+@contextmanager
+def listener_reads_shared():
+    """Inside (one transaction that publishes many events, e.g. a worker's batch of run ends), a
+    listener's read made through ``listener_read`` is made once per key, not once per event."""
+    token = _listener_reads.set({})
+    try:
+        yield
+    finally:
+        _listener_reads.reset(token)
+
+
+def listener_read(key, compute):
+    """``compute()`` once per ``key`` inside ``listener_reads_shared``; outside it, every time."""
+    reads = _listener_reads.get()
+    if reads is None:
+        return compute()
+    if key not in reads:
+        reads[key] = compute()
+    return reads[key]
 
 
 def listeners_want(types) -> bool:

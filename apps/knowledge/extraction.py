@@ -22,7 +22,7 @@ from apps.knowledge.models import Chunk, Document, Entity
 from apps.knowledge.tasks import apply_extraction
 from apps.runs.models import Execution, ExecutionKind
 from apps.runs.prompts import literal
-from apps.runs.registry import on_execution_terminal
+from apps.runs.registry import on_executions_terminal
 from apps.runs.services import execution_create
 from kai_platform.api.errors import Conflict
 
@@ -178,12 +178,14 @@ def extraction_apply_run(*, run: Execution, actor, proposal: dict | None = None)
     return created
 
 
-@on_execution_terminal(ExecutionKind.AGENT_TASK)
-def _on_extraction_done(*, execution_id, status, **_):
-    """A completed extraction without review is written by a task (hooks stay quick)."""
-    if status != "COMPLETED":
+@on_executions_terminal(ExecutionKind.AGENT_TASK)
+def _on_extractions_done(ended: list[dict]) -> None:
+    """Completed extractions without review are written by a task (hooks stay quick); one read
+    for the runs a worker ended together."""
+    ids = [run["execution_id"] for run in ended if run["status"] == "COMPLETED"]
+    if not ids:
         return
-    run = Execution.objects.filter(pk=execution_id).only("definition").first()
-    mark = (run.definition or {}).get(MARK) if run else None
-    if mark and not mark.get("review"):
-        apply_extraction.delay(str(execution_id))
+    for pk, definition in Execution.objects.filter(pk__in=ids).values_list("pk", "definition"):
+        mark = (definition or {}).get(MARK) if isinstance(definition, dict) else None
+        if mark and not mark.get("review"):
+            apply_extraction.delay(str(pk))

@@ -2,7 +2,9 @@
 single UPDATE every few seconds stamps ``heartbeat_at`` and reads back ``cancel_requested``, and
 a short-lived Redis key per worker says the process holding them is alive (``alive_key``: the
 reaper requeues the runs of a worker whose key expired without waiting for their heartbeat to
-grow stale)."""
+grow stale). Between two beats that thread waits on its workers' cancel lists (``cancel_key``,
+which ``execution_cancel`` pushes to): a cancelled run is stopped as soon as it is asked, not at
+the next beat."""
 
 from __future__ import annotations
 
@@ -29,6 +31,25 @@ def alive_seconds() -> float:
 
 def alive_key(worker: str) -> str:
     return f"{settings.KAI_REDIS_PREFIX}:runs:alive:{worker}"
+
+
+def cancel_key(worker: str) -> str:
+    """The list of the ids of ``worker``'s runs whose cancel was requested (``execution_cancel``)."""
+    return f"{settings.KAI_REDIS_PREFIX}:runs:cancel:{worker}"
+
+
+def signal_cancel(*, execution_id, worker: str) -> None:
+    """Tell the worker holding a run that its cancel was requested (after the flag committed); a lost
+    signal only delays the stop to the worker's next heartbeat, which reads the flag."""
+    if not worker:
+        return
+    try:
+        pipe = get_redis_connection("default").pipeline(transaction=False)
+        pipe.rpush(cancel_key(worker), str(execution_id))
+        pipe.expire(cancel_key(worker), int(alive_seconds() * 2))
+        pipe.execute()
+    except Exception:
+        logger.warning("could not signal the cancel of %s in Redis; the heartbeat still sees it", execution_id)
 
 
 @dataclass
@@ -93,7 +114,7 @@ class InFlightRegistry:
 
     def _loop(self) -> None:
         while True:
-            time.sleep(heartbeat_seconds())
+            self.wait_for_cancels(time.monotonic() + heartbeat_seconds())
             try:
                 self.beat()
             except Exception:
@@ -102,6 +123,29 @@ class InFlightRegistry:
                     connection.close()
                 except Exception:
                     pass
+
+    def wait_for_cancels(self, until: float) -> None:
+        """Until ``until`` (monotonic): stop each run of this process whose cancel is signalled."""
+        while (remaining := until - time.monotonic()) > 0:
+            with self._lock:
+                keys = sorted({cancel_key(h.worker) for h in self._runs.values() if h.worker})
+            if remaining < 0.05:
+                time.sleep(remaining)
+                return
+            if not keys:  # no run in flight: look again shortly (a run may start before the next beat)
+                time.sleep(min(0.1, remaining))
+                continue
+            try:
+                # under the client's socket timeout (KAI_REDIS_TIMEOUT, 2 s by default)
+                popped = get_redis_connection("default").blpop(keys, timeout=max(0.05, min(1.0, remaining)))
+            except Exception:  # Redis down: the heartbeat's read of the flag still stops the run
+                time.sleep(remaining)
+                return
+            if popped:
+                with self._lock:
+                    handle = self._runs.get(popped[1].decode() if isinstance(popped[1], bytes) else str(popped[1]))
+                if handle is not None:
+                    handle.cancel("cancelled by user")
 
     def beat(self) -> None:
         ids = self.ids()

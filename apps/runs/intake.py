@@ -1,4 +1,4 @@
-"""How a runs worker takes its messages: the runs that arrive within a few milliseconds are loaded
+"""How a runs worker takes its messages: the runs that arrive together are loaded
 in one query and claimed in one statement per organization (``claim_many``), their transitions
 recorded and published as a lone claim's are (``execution.preparing`` then ``execution.running``).
 One thread per process does it for the pool's threads (``take``); a run the batch could not claim
@@ -26,7 +26,8 @@ from kai_platform.tenancy.locks import organization_lock_key
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
 
-#: how long the intake thread waits for more runs after the first, and the most in one batch
+#: how long a run that queued behind a busy intake waits for more (a lone run is claimed at once, by
+#: its own thread), and the most in one batch
 WINDOW_SECONDS = 0.005
 MAX_BATCH = 250
 

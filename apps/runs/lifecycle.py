@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.runs import registry as plugins
-from apps.runs.completion import complete
+from apps.runs.completion import complete, record_agent_runs
 from apps.runs.inflight import registry
 from apps.runs.intake import PLAN_CONCURRENCY, concurrency_cap, intake
 from apps.runs.models import Execution, ExecutionStatus
@@ -119,8 +119,7 @@ def _work(execution: Execution, runner, *, worker: str) -> str:
             cost=str(ctx.recorder.total_cost),
         )
         status = S.COMPLETED
-        _complete(ctx, result)
-        _record_agent_stats(execution, time.monotonic() - started, "")  # after the end: a waiter is woken first
+        _complete(ctx, result)  # the agent's counters after the end
     except AwaitingApproval as exc:
         ctx.recorder.log(
             f"waiting for approval: {exc}", **{k: v for k, v in exc.request.items() if k in ("source", "step_id")}
@@ -198,7 +197,8 @@ def _restore_usage_keys(ctx: RunContext) -> None:
 
 def _complete(ctx: RunContext, result) -> None:
     """The last batch and the end in one transaction, the event last: batched with the runs
-    ending at the same time (``apps.runs.completion``), or alone when that batch failed."""
+    ending at the same time (``apps.runs.completion``), or alone when that batch failed; then the
+    agent's run counters (a waiter is woken first)."""
     try:
         complete(ctx, result)
         return
@@ -207,6 +207,7 @@ def _complete(ctx: RunContext, result) -> None:
     with transaction.atomic():
         ctx.recorder.flush()
         execution_transition(execution_id=ctx.execution.pk, to=S.COMPLETED, reason="completed", result=result, error="")
+    _record_agent_stats(ctx.execution, ctx.elapsed(), "")
 
 
 def _park(ctx: RunContext, pause: AwaitingApproval) -> str:
@@ -268,9 +269,4 @@ def _end(ctx: RunContext, to: str, reason: str, info: dict | None = None) -> Non
 
 
 def _record_agent_stats(execution: Execution, seconds: float, error: str) -> None:
-    if execution.agent_id is None:
-        return
-    try:
-        plugins.service("agent_record_run")(execution.agent, seconds, error)
-    except Exception:
-        logger.warning("could not record the run in the agent's counters", exc_info=True)
+    record_agent_runs([(execution, seconds, error)])

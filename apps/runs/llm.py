@@ -49,10 +49,37 @@ class ResolvedModel:
         return "builtin" if self.provider_type == "builtin" else self.model
 
 
+_resolved: dict[tuple, tuple[float, ResolvedModel]] = {}
+
+
+def resolve_ttl() -> float:
+    """How long a process reuses a model's resolution for an organization (its providers, model
+    configs and credentials read once per this, not once per run); 0 turns the reuse off."""
+    return float(getattr(settings, "KAI_RUN_RESOLVE_CACHE_SECONDS", 1.0))
+
+
 def resolve_model(*, organization, model_name: str | None) -> ResolvedModel:
     """The client and pricing that serve ``model_name`` for the organization (the ``model_resolve``
-    service); raises ModelUnavailable when no provider serves it."""
-    return service("model_resolve")(organization, model_name)
+    service); raises ModelUnavailable when no provider serves it. A resolution is reused for
+    ``resolve_ttl()`` seconds; a change saved in this process forgets them (``forget_resolved``)."""
+    default = (getattr(organization, "settings", None) or {}).get("default_model") or ""
+    key = (getattr(organization, "pk", organization), model_name or "", str(default))
+    now = time.monotonic()
+    ttl = resolve_ttl()
+    hit = _resolved.get(key)
+    if hit is not None and now - hit[0] < ttl:
+        return hit[1]
+    resolved = service("model_resolve")(organization, model_name)
+    if ttl > 0:
+        if len(_resolved) >= 10_000:
+            _resolved.clear()
+        _resolved[key] = (now, resolved)
+    return resolved
+
+
+def forget_resolved(**_) -> None:
+    """Drop every reused resolution (a provider, model config or credential changed)."""
+    _resolved.clear()
 
 
 # --- circuit breaker ---------------------------------------------------------------------------

@@ -361,10 +361,8 @@ class RunRecorder:
             ]
             spans += batch_spans
             counters.append((recorder, usage, providers))
-        if logs:
-            ExecutionLog.objects.bulk_create(logs)
-        if spans:
-            TraceSpan.objects.bulk_create(spans)
+        insert_rows(ExecutionLog, logs)
+        insert_rows(TraceSpan, spans)
         if any(usage or providers for _, usage, providers in counters):
             transaction.on_commit(partial(_write_counters_many, counters), robust=True)
 
@@ -408,9 +406,49 @@ class RunRecorder:
                 cursor.execute(USAGE_UPSERT, values)
 
 
+def _providers_summed(counters: list) -> dict:
+    """provider id → [provider, tokens in, tokens out, cost, calls] of the runs' provider calls."""
+    summed: dict = {}
+    for _recorder, _usage, providers in counters:
+        for provider, tokens_in, tokens_out, cost in providers:
+            entry = summed.setdefault(provider.pk, [provider, 0, 0, Decimal(0), 0])
+            entry[1] += tokens_in
+            entry[2] += tokens_out
+            entry[3] += Decimal(cost)
+            entry[4] += 1
+    return summed
+
+
+def insert_rows(model, rows: list) -> None:
+    """INSERT ``rows`` (instances of ``model``, every column set, the id drawn by the database) in as
+    few statements as the parameter limit allows: ``bulk_create`` without its per-call compilation."""
+    fields = _insert_fields(model)
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    columns = ", ".join(f'"{field.column}"' for field in fields)
+    step = 30_000 // len(fields)  # under PostgreSQL's 65,535 parameters a statement
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in chunk for field in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'INSERT INTO "{model._meta.db_table}" ({columns}) VALUES ' + ", ".join([placeholders] * len(chunk)),
+                params,
+            )
+
+
+_INSERT_FIELDS: dict = {}
+
+
+def _insert_fields(model) -> list:
+    if model not in _INSERT_FIELDS:
+        meta = model._meta
+        _INSERT_FIELDS[model] = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
+    return _INSERT_FIELDS[model]
+
+
 def _write_counters_many(counters: list) -> None:
     """The shared counters of several runs' flushes: one upsert per usage-rollup row (the runs'
-    calls, tokens and cost summed, each run counted once per row), the providers' usage per call."""
+    calls, tokens and cost summed, each run counted once per row), one per provider's usage."""
     merged: dict[tuple, list] = {}
     for recorder, usage, _providers in counters:
         for key, (calls, tin, tout, cost) in usage.items():
@@ -429,9 +467,8 @@ def _write_counters_many(counters: list) -> None:
                         USAGE_UPSERT,
                         [uuid.uuid4(), organization_id, now, now, agent_id, agent_name, day, model, *values],
                     )
-        for _recorder, _usage, providers in counters:
-            for provider, tokens_in, tokens_out, cost in providers:
-                service("provider_record_usage")(provider, tokens_in, tokens_out, cost)
+        for provider, tokens_in, tokens_out, cost, calls in _providers_summed(counters).values():
+            service("provider_record_usage")(provider, tokens_in, tokens_out, cost, calls)
     finally:
         if not connection.in_atomic_block:
             connection.close()

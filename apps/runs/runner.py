@@ -2,11 +2,11 @@
 hands it to its kind's runner and ends it COMPLETED, FAILED or CANCELLED.
 
 Every kind of run is run by the function its app registered (``apps.runs.registry``) and is built
-from one step, ``RunContext.agent_step`` (an agent answers a prompt,
-calling tools when the model asks), traced as task → agent → llm/tool spans. While runs are in
-flight, one heartbeat thread per worker process stamps ``heartbeat_at`` on all of them in a single
-UPDATE every few seconds and reads back ``cancel_requested``; runners check an in-memory flag
-between tokens, so a cancel stops token spending within seconds without a query per token.
+from one step, ``RunContext.agent_step`` (an agent answers a prompt, calling tools when the model
+asks; each model call is ``apps.runs.modelcalls``'), traced as task → agent → llm/tool spans. While
+runs are in flight, one thread per worker process heartbeats them all and sets a run's in-memory
+cancel flag as soon as its cancel is signalled (``apps.runs.inflight``); runners check that flag
+between tokens, so a cancel stops token spending at once without a query per token.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
@@ -27,126 +25,46 @@ from apps.runs import llm as llm_layer
 from apps.runs import registry as plugins
 from apps.runs.checkpoints import StepLog
 from apps.runs.inflight import RunHandle
+from apps.runs.modelcalls import ModelCalls
 from apps.runs.models import Execution, ExecutionStatus, SpanKind, StepKind
 from apps.runs.recorder import RunRecorder, Span
+from apps.runs.steps import (
+    LLM_PARAM_KEYS,
+    MAX_TOOL_ROUNDS,
+    AgentProfile,
+    AwaitingApproval,
+    Cancelled,
+    LocalTool,
+    RunFailed,
+    StepOptions,
+    StepResult,
+    span_status,
+    tool_requires_approval,
+)
 from apps.runs.streams import stream_push
-from kai_platform import telemetry
-from kai_platform.llm import LLMError, ToolCall
-from kai_platform.llm.base import count_tokens, messages_tokens
-from kai_platform.llm.pricing import cost_usd
+from kai_platform.llm import ToolCall
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
 
-MAX_TOOL_ROUNDS = 5
-LLM_PARAM_KEYS = ("temperature", "max_tokens", "top_p", "latency_ms", "tokens_per_s", "stop")
+__all__ = [
+    "LLM_PARAM_KEYS",
+    "MAX_TOOL_ROUNDS",
+    "AgentProfile",
+    "AwaitingApproval",
+    "Cancelled",
+    "LocalTool",
+    "RunContext",
+    "RunFailed",
+    "StepOptions",
+    "StepResult",
+    "platform_agents",
+    "span_status",
+    "tool_requires_approval",
+]
 
 
-class Cancelled(Exception):
-    pass
-
-
-class RunFailed(Exception):
-    """A run failed for a reason its owner can act on; the message is the execution's ``error``,
-    ``info`` (``{"type": …}`` and details) lands in its ``result.error_info`` for synchronous callers."""
-
-    def __init__(self, message: str, **info):
-        super().__init__(message)
-        self.info = info
-
-
-class AwaitingApproval(Exception):
-    """A runner stops here until a person answers: ``request`` says what to ask (apps.approvals
-    ``approval_request`` keywords), ``checkpoint`` what the run resumes from. Outer layers add to
-    the checkpoint as it propagates; ``run`` parks the execution WAITING_FOR_APPROVAL."""
-
-    def __init__(self, request: dict, checkpoint: dict | None = None):
-        super().__init__(request.get("question", "approval required"))
-        self.request = request
-        self.checkpoint = checkpoint or {}
-
-
-def tool_requires_approval(tool) -> bool:
-    return bool((getattr(tool, "configuration", None) or {}).get("requires_approval"))
-
-
-# --- the profile of an agent as a run sees it --------------------------------------------------
-
-
-@dataclass
-class AgentProfile:
-    key: str
-    name: str
-    role: str = ""
-    goal: str = ""
-    backstory: str = ""
-    model: str = ""
-    tools: list[str] = field(default_factory=list)
-    agent: object = None  # agents.Agent when the profile is a platform agent
-    instructions: str = ""  # the agent's own system prompt (``config.system_prompt``), after the persona
-
-    @property
-    def agent_id(self):
-        return self.agent.pk if self.agent is not None else None
-
-    def system_prompt(self) -> str:
-        parts = [f"You are {self.role or self.name}."]
-        if self.backstory:
-            parts.append(self.backstory)
-        if self.goal:
-            parts.append(f"Your personal goal is: {self.goal}")
-        if self.instructions:
-            parts.append(self.instructions)
-        return "\n".join(parts)
-
-    @classmethod
-    def of_agent(cls, agent) -> AgentProfile:
-        extra = (agent.config or {}).get("system_prompt") if isinstance(agent.config, dict) else None
-        return cls(
-            key=str(agent.pk),
-            name=agent.name,
-            role=agent.role or agent.name,
-            goal=agent.goal,
-            backstory=agent.backstory,
-            model=agent.llm,
-            tools=list(agent.tools or []),
-            agent=agent,
-            instructions=extra if isinstance(extra, str) else "",
-        )
-
-
-@dataclass
-class LocalTool:
-    """A tool a kind's runner serves in process (not a registered tool row): its model-facing spec
-    ``{name, description, parameters}`` and ``run(arguments) -> str``."""
-
-    spec: dict
-    run: Callable[[dict], str]
-
-
-@dataclass
-class StepOptions:
-    """What a kind's runner may set for one agent step: extra model ``params`` (e.g. a
-    ``response_format``), the tool rounds before a final answer is forced, in-process tools, and a
-    hook called before each model call (rate limits, deadlines; it raises to stop the step)."""
-
-    params: dict = field(default_factory=dict)
-    max_rounds: int = MAX_TOOL_ROUNDS
-    local_tools: dict[str, LocalTool] = field(default_factory=dict)
-    before_call: Callable[[], None] | None = None
-
-
-@dataclass
-class StepResult:
-    text: str
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost: Decimal = Decimal(0)
-    tool_calls: int = 0
-    calls: list[dict] = field(default_factory=list)  # each tool call: name, arguments, ok, result
-
-
-class RunContext:
+class RunContext(ModelCalls):
     """What a kind's runner works with: the execution, its recorder, cancel state, LLM access."""
 
     def __init__(self, execution: Execution, handle: RunHandle):
@@ -175,6 +93,10 @@ class RunContext:
             # a resumed run's totals go on from what its earlier attempts spent (already counted)
             self.recorder.total_tokens_in, self.recorder.total_tokens_out = execution.tokens_in, execution.tokens_out
             self.recorder.total_cost = Decimal(execution.cost if execution.cost is not None else 0)
+
+    def elapsed(self) -> float:
+        """Seconds since the run's context was made (its work began)."""
+        return time.monotonic() - self._started
 
     # --- cancel -----------------------------------------------------------------------------
     def check_cancel(self) -> None:
@@ -249,170 +171,6 @@ class RunContext:
                 self._tools_cache[tool.name] = tool
         return [self._tools_cache[n] for n in names if n in self._tools_cache]
 
-    # --- one LLM call -----------------------------------------------------------------------
-    def llm_call(
-        self,
-        *,
-        profile: AgentProfile,
-        messages: list[dict],
-        tools: list[dict] | None,
-        parent: Span | None,
-        params: dict | None = None,
-    ):
-        resolved = self.resolve(profile.model)
-        self.check_cancel()
-        key = self.steps.key(
-            StepKind.LLM,
-            {
-                "model": resolved.requested,
-                "served_by": resolved.model,
-                "messages": messages,
-                "tools": tools or None,
-                "params": {**self.params, **(params or {})},
-            },
-        )
-        done = self.steps.answer(key)
-        if done is not None:
-            return self._llm_from_log(done, resolved, profile, parent)
-        if llm_layer.budgets_configured(organization=self.organization, resolved=resolved, agent=profile.agent):
-            self.recorder.flush()  # the check must see what this run already spent
-            try:
-                llm_layer.check_budgets(organization=self.organization, resolved=resolved, agent=profile.agent)
-            except llm_layer.BudgetExceeded as exc:
-                raise RunFailed(str(exc), type="budget_exceeded")
-        try:
-            failures = llm_layer.breaker_allow(resolved.provider_key)
-        except llm_layer.CircuitOpen as exc:
-            raise RunFailed(str(exc), type="circuit_open", provider=resolved.label)
-        span = self.recorder.span_start(
-            SpanKind.LLM,
-            resolved.model,
-            parent,
-            agent_id=profile.agent_id,
-            model=resolved.model,
-            provider=resolved.provider_type,
-            requested_model=resolved.requested,
-            content={"prompt": messages} if telemetry.capture_content() else None,
-        )
-        if not connection.in_atomic_block:
-            connection.close()  # never hold a connection while the provider thinks
-        parts: list[str] = []
-        calls = []
-        usage = None
-        counted_out = 0
-        estimated_in = messages_tokens(messages)
-        cancelled = False
-        # the client ends its call on cancel
-        stream = resolved.client.stream(
-            messages, tools or None, {**self.params, **(params or {}), "cancel": self.handle.cancel_event}
-        )
-        try:
-            for chunk in stream:
-                if self.handle.cancel_event.is_set():
-                    cancelled = True
-                    break
-                if chunk.kind == "text" and chunk.text:
-                    parts.append(chunk.text)
-                    n = count_tokens(chunk.text)
-                    counted_out += n
-                    self.recorder.tokens(tokens_out=n)
-                    self.stream_chunk(chunk.text)
-                    self.recorder.maybe_flush()
-                elif chunk.kind == "tool_call" and chunk.tool_call:
-                    calls.append(chunk.tool_call)
-                elif chunk.kind == "usage" and chunk.usage:
-                    usage = chunk.usage
-        except LLMError as exc:
-            if exc.kind in llm_layer.BREAKER_KINDS:
-                llm_layer.breaker_failure(resolved.provider_key)
-            self._finish_llm_span(
-                span, resolved, profile, estimated_in, counted_out, status="error", error=f"{exc.kind}: {exc.message}"
-            )
-            raise RunFailed(
-                f"LLM call to {resolved.requested!r} failed ({exc.kind}): {exc.message}",
-                type=f"provider_{exc.kind}",
-                provider=resolved.label,
-                timeout=getattr(resolved.client, "timeout", None),
-            )
-        finally:
-            close = getattr(stream, "close", None)
-            if close:
-                close()
-        if cancelled or self.handle.cancel_event.is_set():  # the client may end its call early on cancel
-            self._finish_llm_span(span, resolved, profile, estimated_in, counted_out, status="cancelled")
-            raise Cancelled(self.handle.cancel_reason or "cancelled")
-        llm_layer.breaker_success(resolved.provider_key, failures)
-        tokens_in = usage.input_tokens if usage and usage.input_tokens else estimated_in
-        tokens_out = usage.output_tokens if usage and (usage.output_tokens or not counted_out) else counted_out
-        self.recorder.tokens(tokens_out=tokens_out - counted_out)  # the provider's count is the truth
-        if telemetry.capture_content():
-            span.content["completion"] = "".join(parts)
-        cost = self._finish_llm_span(
-            span, resolved, profile, tokens_in, tokens_out, counted=True, tool_calls=[c.name for c in calls]
-        )
-        self.steps.record(
-            key,
-            StepKind.LLM,
-            {
-                "text": "".join(parts),
-                "calls": [c.as_dict() for c in calls],
-                "tokens_in": tokens_in,
-                "tokens_out": tokens_out,
-                "cost": str(cost),
-            },
-            self.recorder,
-        )
-        return "".join(parts), calls, tokens_in, tokens_out, cost
-
-    def _llm_from_log(self, done: dict, resolved, profile: AgentProfile, parent: Span | None):
-        """A model call an earlier attempt completed: its answer, with no provider call and
-        nothing spent again (the earlier attempt counted it)."""
-        span = self.recorder.span_start(
-            SpanKind.LLM,
-            resolved.model,
-            parent,
-            agent_id=profile.agent_id,
-            model=resolved.model,
-            provider=resolved.provider_type,
-            requested_model=resolved.requested,
-        )
-        calls = [ToolCall(c["id"], c["name"], dict(c.get("arguments") or {})) for c in done.get("calls") or []]
-        self.recorder.span_end(span, from_checkpoint=True, tool_calls=[c.name for c in calls])
-        return (
-            done.get("text") or "",
-            calls,
-            int(done.get("tokens_in") or 0),
-            int(done.get("tokens_out") or 0),
-            Decimal(done.get("cost") or 0),
-        )
-
-    def _finish_llm_span(
-        self,
-        span: Span,
-        resolved,
-        profile: AgentProfile,
-        tokens_in: int,
-        tokens_out: int,
-        *,
-        status: str = "ok",
-        counted: bool = False,
-        **attributes,
-    ) -> Decimal:
-        cost = cost_usd(resolved.pricing_model, tokens_in, tokens_out, resolved.pricing_override)
-        span.tokens_in, span.tokens_out, span.cost = tokens_in, tokens_out, cost
-        self.recorder.tokens(tokens_in=tokens_in, cost=cost)
-        self.recorder.span_end(span, status=status, **attributes)
-        self.recorder.usage(
-            agent_id=profile.agent_id,
-            agent_name=profile.name,
-            model=resolved.requested,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            cost=cost,
-            provider=resolved.provider,
-        )
-        return cost
-
     # --- an agent answers a prompt ----------------------------------------------------------
     def agent_step(
         self,
@@ -431,11 +189,38 @@ class RunContext:
         span = self.recorder.span_start(
             SpanKind.AGENT, profile.role or profile.name, parent, agent_id=profile.agent_id, agent_key=profile.key
         )
+        suffix = f" {label}" if label else ""
         self.recorder.log(
-            f"{profile.role or profile.name} started{(' ' + label) if label else ''}",
+            f"{profile.role or profile.name} started{suffix}",
             agent=profile.key,
             agent_id=str(profile.agent_id) if profile.agent_id else None,
         )
+        result = StepResult(text="")
+        try:
+            self._converse(profile, prompt, span, result, resume, options)
+        except (Cancelled, RunFailed, AwaitingApproval) as exc:
+            span.tokens_in, span.tokens_out, span.cost = result.tokens_in, result.tokens_out, result.cost
+            self.recorder.span_end(span, status=span_status(exc), error=str(exc))
+            raise
+        span.tokens_in, span.tokens_out, span.cost = result.tokens_in, result.tokens_out, result.cost
+        self.recorder.span_end(span, output=result.text[:4000], tool_calls=result.tool_calls)
+        self.recorder.log(
+            f"{profile.role or profile.name} finished{suffix}",
+            agent=profile.key,
+            output=result.text[:2000],
+            tokens=result.tokens_in + result.tokens_out,
+        )
+        if profile.agent_id and str(profile.agent_id) not in self.agents_executed:
+            self.agents_executed.append(str(profile.agent_id))
+        self.recorder.maybe_flush()
+        self.step_done(profile=profile, label=label)
+        return result
+
+    def _converse(
+        self, profile: AgentProfile, prompt: str, span: Span, result: StepResult, resume, options: StepOptions
+    ) -> None:
+        """The step's rounds: the model answers, the tools it calls run, until it answers with no
+        call (or its rounds are spent and it must answer without tools); ``result`` adds them up."""
         tool_rows = self.tool_rows(profile.tools)
         tool_specs = [
             {
@@ -447,48 +232,29 @@ class RunContext:
         ]
         tool_specs += [local.spec for local in options.local_tools.values()]
         messages = [{"role": "system", "content": profile.system_prompt()}, {"role": "user", "content": prompt}]
-        result = StepResult(text="")
         first_round = 0
-        try:
-            if resume:
-                messages, first_round = self._resumed_messages(resume, tool_rows, profile, span, result, options)
-            for _round in range(first_round, options.max_rounds + 1):
-                if options.before_call:
-                    options.before_call()
-                text, calls, tin, tout, cost = self.llm_call(
-                    profile=profile,
-                    messages=messages,
-                    tools=tool_specs if _round < options.max_rounds else None,
-                    parent=span,
-                    params=options.params,
-                )
-                result.tokens_in += tin
-                result.tokens_out += tout
-                result.cost += cost
-                if not calls:
-                    result.text = text
-                    break
-                messages.append({"role": "assistant", "content": text, "tool_calls": [c.as_dict() for c in calls]})
-                self._gate_tool_calls(calls, tool_rows, profile, messages, _round)
-                for call in calls:
-                    messages.append(self._tool_message(call, tool_rows, profile, span, result, options))
-        except (Cancelled, RunFailed, AwaitingApproval) as exc:
-            span.tokens_in, span.tokens_out, span.cost = result.tokens_in, result.tokens_out, result.cost
-            self.recorder.span_end(span, status=span_status(exc), error=str(exc))
-            raise
-        span.tokens_in, span.tokens_out, span.cost = result.tokens_in, result.tokens_out, result.cost
-        self.recorder.span_end(span, output=result.text[:4000], tool_calls=result.tool_calls)
-        self.recorder.log(
-            f"{profile.role or profile.name} finished{(' ' + label) if label else ''}",
-            agent=profile.key,
-            output=result.text[:2000],
-            tokens=result.tokens_in + result.tokens_out,
-        )
-        if profile.agent_id and str(profile.agent_id) not in self.agents_executed:
-            self.agents_executed.append(str(profile.agent_id))
-        self.recorder.maybe_flush()
-        self.step_done(profile=profile, label=label)
-        return result
+        if resume:
+            messages, first_round = self._resumed_messages(resume, tool_rows, profile, span, result, options)
+        for _round in range(first_round, options.max_rounds + 1):
+            if options.before_call:
+                options.before_call()
+            text, calls, tin, tout, cost = self.llm_call(
+                profile=profile,
+                messages=messages,
+                tools=tool_specs if _round < options.max_rounds else None,
+                parent=span,
+                params=options.params,
+            )
+            result.tokens_in += tin
+            result.tokens_out += tout
+            result.cost += cost
+            if not calls:
+                result.text = text
+                return
+            messages.append({"role": "assistant", "content": text, "tool_calls": [c.as_dict() for c in calls]})
+            self._gate_tool_calls(calls, tool_rows, profile, messages, _round)
+            for call in calls:
+                messages.append(self._tool_message(call, tool_rows, profile, span, result, options))
 
     def _resumed_messages(
         self, resume: dict, tool_rows, profile: AgentProfile, span: Span, result: StepResult, options: StepOptions
@@ -666,10 +432,6 @@ class RunContext:
             self.agents_executed.append(str(profile.agent_id))
         self.step_done(profile=profile, label=f"task {name}")
         return result
-
-
-def span_status(exc: Exception) -> str:
-    return {Cancelled: "cancelled", AwaitingApproval: "paused"}.get(type(exc), "error")
 
 
 # --- runners per kind --------------------------------------------------------------------------

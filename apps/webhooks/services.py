@@ -28,7 +28,7 @@ from rest_framework import exceptions
 
 from apps.agents import crypto
 from apps.audit.services import audit_record, snapshot
-from apps.events.services import serialize_event
+from apps.events.services import listener_read, serialize_event
 from apps.webhooks.models import TEST_EVENT, WEBHOOK_EVENTS, DeliveryStatus, Webhook, WebhookDelivery
 from apps.webhooks.selectors import webhook_by_reference
 from apps.webhooks.tasks import deliver_webhook
@@ -203,16 +203,20 @@ def on_event_published(event) -> None:
     Never raises into the publisher (its run must not fail because a webhook did).
 
     It runs inside the publisher's transaction, under the organization's event lock, for every
-    run's end: the usual answer (no webhook wants it) is one read and no savepoint. A plain read
+    run's end: the usual answer (no webhook wants it) is one read and no savepoint (one for all the
+    runs a worker ends together: ``listener_read``). A plain read
     fails only with its connection, which fails the publisher's transaction anyway; the writes
     get a savepoint of their own."""
     if event.type not in WEBHOOK_EVENTS:
         return
     try:
-        hooks = list(
-            Webhook.objects.for_org(event.organization_id)
-            .filter(is_active=True, events__contains=[event.type])
-            .values_list("pk", flat=True)
+        hooks = listener_read(
+            ("webhooks", event.organization_id, event.type),
+            lambda: list(
+                Webhook.objects.for_org(event.organization_id)
+                .filter(is_active=True, events__contains=[event.type])
+                .values_list("pk", flat=True)
+            ),
         )
         if not hooks:
             return

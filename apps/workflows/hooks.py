@@ -9,7 +9,7 @@ from django.conf import settings
 from apps.approvals.models import ApprovalSource
 from apps.approvals.services import register_resolution_handler
 from apps.runs.models import ExecutionKind
-from apps.runs.registry import on_execution_terminal
+from apps.runs.registry import on_execution_terminal, on_executions_terminal
 from apps.workflows.engine import advance_later
 from apps.workflows.engine import approval_answered as answered
 from apps.workflows.models import TriggerType, Workflow
@@ -39,16 +39,21 @@ def approval_answered(approval) -> None:
     answered(approval)
 
 
-@on_execution_terminal(ExecutionKind.AGENT_TASK, ExecutionKind.AGENT_COMMAND, ExecutionKind.AGENT_EXECUTE)
-def agent_run_ended(*, execution_id, status, kind, organization_id, agent_id, parent_id) -> None:
-    """An agent run completed: if a workflow listens for that agent, start it (in a task)."""
-    if status != "COMPLETED" or not agent_id:
+@on_executions_terminal(ExecutionKind.AGENT_TASK, ExecutionKind.AGENT_COMMAND, ExecutionKind.AGENT_EXECUTE)
+def agent_runs_ended(ended: list[dict]) -> None:
+    """Agent runs ended (a worker's batch): each completed one whose agent a workflow listens for
+    starts it (in a task). One read for the whole batch."""
+    done = [run for run in ended if run["status"] == "COMPLETED" and run["agent_id"]]
+    if not done:
         return
-
-    if Workflow.objects.filter(
-        organization_id=organization_id,
-        trigger_type=TriggerType.AGENT_COMPLETION,
-        trigger_agent_id=agent_id,
-        is_active=True,
-    ).exists():
-        agent_completed.apply_async(args=[str(execution_id)], queue=settings.CELERY_TASK_DEFAULT_QUEUE)
+    listened = set(
+        Workflow.objects.filter(
+            organization_id__in={run["organization_id"] for run in done},
+            trigger_type=TriggerType.AGENT_COMPLETION,
+            trigger_agent_id__in={run["agent_id"] for run in done},
+            is_active=True,
+        ).values_list("organization_id", "trigger_agent_id")
+    )
+    for run in done:
+        if (run["organization_id"], run["agent_id"]) in listened:
+            agent_completed.apply_async(args=[str(run["execution_id"])], queue=settings.CELERY_TASK_DEFAULT_QUEUE)

@@ -80,3 +80,24 @@ def test_cancel_of_a_waiting_run_ends_its_provider_call(member, client_for):
         assert time.monotonic() - requested < 30  # not after the 60 s model call
     finally:
         worker.stop()
+
+
+def test_a_cancel_reaches_the_worker_before_its_next_heartbeat(member, client_for):
+    """The worker's heartbeats are 30 s apart here, so a cancel read at the next beat would take up
+    to 30 s: the cancel is pushed to the worker's Redis list, which its heartbeat thread waits on
+    between beats, and the run ends CANCELLED at once."""
+    worker = _worker(KAI_RUN_HEARTBEAT_SECONDS=30)
+    try:
+        client = client_for(member)
+        agent = make_agent(member, llm="builtin")
+        [pk] = _start(client, agent, latency_ms=60000)
+        wait_for(lambda: Execution.objects.get(pk=pk).status == "RUNNING", 30, message="RUNNING")
+        time.sleep(0.5)  # the provider call has begun
+        requested = time.monotonic()
+        assert client.post(f"/api/v1/executions/{pk}/cancel").status_code == 200
+        wait_for(lambda: Execution.objects.get(pk=pk).status == "CANCELLED", 25, interval=0.05, message="CANCELLED")
+        ended_after = time.monotonic() - requested
+        assert ended_after < 10, f"CANCELLED {ended_after:.2f} s after the cancel (the next beat is 30 s away)"
+        assert Execution.objects.get(pk=pk).tokens_out == 0
+    finally:
+        worker.stop()

@@ -320,13 +320,14 @@ def agent_heartbeat(*, agent: Agent) -> None:
         Agent.objects.filter(pk=agent.pk).update(last_heartbeat=now)
 
 
-def agent_record_execution(*, agent: Agent, seconds: float, error: str = "") -> None:
-    """Roll one finished execution into the agent's counters (a single UPDATE, race-free)."""
+def agent_record_execution(*, agent: Agent, seconds: float, error: str = "", runs: int = 1) -> None:
+    """Roll ``runs`` finished executions (``seconds`` in all) into the agent's counters (a single
+    UPDATE, race-free)."""
     n = F("execution_count")
     updates = {
-        "execution_count": n + 1,
+        "execution_count": n + runs,
         "last_execution": timezone.now(),
-        "average_execution_time": (F("average_execution_time") * n + seconds) / (n + 1),
+        "average_execution_time": (F("average_execution_time") * n + seconds) / (n + runs),
     }
     if error:
         updates["last_error"] = error[:2000]
@@ -335,9 +336,9 @@ def agent_record_execution(*, agent: Agent, seconds: float, error: str = "") -> 
     key = f"agent-calls:{agent.pk}:{minute}"
     cache.add(key, 0, timeout=120)
     try:
-        cache.incr(key)
+        cache.incr(key, runs)
     except ValueError:
-        cache.set(key, 1, timeout=120)
+        cache.set(key, runs, timeout=120)
 
 
 # --- memory ------------------------------------------------------------------------------------

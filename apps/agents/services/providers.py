@@ -175,14 +175,15 @@ def provider_record_validation(*, provider: Provider, ok: bool, error: str = "")
     )
 
 
-def provider_record_usage(*, provider: Provider, input_tokens: int, output_tokens: int, cost) -> None:
-    """Add one call to the provider's usage of today (an upsert, safe under concurrency)."""
+def provider_record_usage(*, provider: Provider, input_tokens: int, output_tokens: int, cost, calls: int = 1) -> None:
+    """Add ``calls`` calls (their tokens and cost summed) to the provider's usage of today (an
+    upsert, safe under concurrency)."""
     today = timezone.now().date()
     increments = {
         "input_tokens": F("input_tokens") + input_tokens,
         "output_tokens": F("output_tokens") + output_tokens,
         "cost": F("cost") + cost,
-        "calls": F("calls") + 1,
+        "calls": F("calls") + calls,
     }
     rows = ProviderUsage.objects.filter(provider=provider, day=today)
     if rows.update(**increments):
@@ -196,7 +197,7 @@ def provider_record_usage(*, provider: Provider, input_tokens: int, output_token
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
                 cost=cost,
-                calls=1,
+                calls=calls,
             )
     except IntegrityError:
         rows.update(**increments)
