@@ -32,7 +32,6 @@ from apps.runs.transitions import (
     CLAIM_LOCK_NAMESPACE,
     execution_claim,
     execution_transition,
-    on_commit_first,
     terminal_hooks_batched,
     wait_for_terminal,
 )
@@ -55,7 +54,6 @@ __all__ = [
     "execution_replay",
     "execution_retry",
     "execution_transition",
-    "on_commit_first",
     "runs_queue",
     "terminal_hooks_batched",
     "wait_for_terminal",

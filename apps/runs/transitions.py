@@ -230,7 +230,9 @@ def _publish_steps(execution_id, path: list[tuple[str, str]], rows: list) -> Non
     to = path[-1][0]
     if to not in TERMINAL_STATUSES:
         return
-    on_commit_first(partial(_signal_finished, str(execution_id), str(to)))
+    # after the run's shared counters (registered by its last flush): a synchronous caller woken by
+    # it reads its usage; before the terminal hooks (registered below)
+    transaction.on_commit(partial(_signal_finished, str(execution_id), str(to)), robust=True)
     ended = {
         "execution_id": str(execution_id),
         "status": str(to),
@@ -335,15 +337,6 @@ def _signal_finished(execution_id: str, status: str) -> None:
         pipe.execute()
     except Exception:  # waiters fall back to polling the row
         logger.warning("could not signal the end of execution %s", execution_id, exc_info=True)
-
-
-def on_commit_first(func) -> None:
-    """Run ``func`` when the transaction commits, before the callbacks registered earlier in it
-    (a synchronous caller is woken before the run's shared counters and hooks are written)."""
-    transaction.on_commit(func, robust=True)
-    hooks = connection.run_on_commit
-    if connection.in_atomic_block and hooks and hooks[-1][1] is func:
-        hooks.insert(0, hooks.pop())
 
 
 def wait_for_terminal(*, execution_id, timeout: float) -> Execution:
