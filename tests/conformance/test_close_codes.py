@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 
 import pytest
 import websockets
@@ -17,6 +15,7 @@ from apps.runs.models import Execution
 from tests.conftest import jwt_for
 from tests.factories import make_tenant_object
 from tests.helpers import LiveServer
+from tests.security.tcp_proxy import TCPProxy, postgres_upstream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio, pytest.mark.slow]  # real servers
 
@@ -196,24 +195,6 @@ async def test_shutdown_warns_then_closes_1001(world):
 
 
 #: a TCP forwarder in a process of its own (127.0.0.1:<printed port> → argv host:port); killing it cuts every connection
-FORWARDER = """
-import asyncio, sys
-async def pipe(reader, writer):
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
-async def client(reader, writer):
-    up_reader, up_writer = await asyncio.open_connection(sys.argv[1], int(sys.argv[2]))
-    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
-async def main():
-    server = await asyncio.start_server(client, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await server.serve_forever()
-asyncio.run(main())
-"""
 
 
 @pytest.mark.parametrize("name", ["hub", "agent", "run"])
@@ -224,31 +205,27 @@ async def test_a_server_fault_closes_1011(world, name):
     from django.db import connection
 
     database = connection.settings_dict
-    forwarder = subprocess.Popen(
-        [sys.executable, "-c", FORWARDER, database["HOST"] or "127.0.0.1", str(database["PORT"] or 5432)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    port = int(forwarder.stdout.readline())
+    # the TCP or Unix-socket server (the embedded PostgreSQL listens on a socket) behind a proxy
+    proxy = TCPProxy(*postgres_upstream(database["HOST"], database["PORT"]))
+    proxy.start()
     server = await asyncio.to_thread(
         LiveServer,
         **LIMITS,
         KAI_DB_POOL_TIMEOUT="1",
-        DATABASE_URL=f"postgres://{database['USER']}@127.0.0.1:{port}/{database['NAME']}",
+        DATABASE_URL=f"postgres://{database['USER']}@127.0.0.1:{proxy.port}/{database['NAME']}",
     )
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:  # the pool holds connections
             assert (
                 await client.get("/api/v1/agents", headers={"Authorization": f"Bearer {world['token']}"})
             ).status_code == 200
-        forwarder.kill()  # the database goes away
-        forwarder.wait()
+        proxy.stop()  # the database goes away: open connections cut, new ones reset
         # a credential the server has not seen (nothing cached): it must be read from the database
         async with websockets.connect(
             url(server, socket_paths(world)[name], world["user_token"]), open_timeout=30
         ) as socket:
             code, reason, _ = await closed_with(socket, timeout=30)
     finally:
-        forwarder.kill()
+        proxy.close()
         await asyncio.to_thread(server.stop)
     assert (code, reason) == (1011, "INTERNAL_ERROR")
