@@ -16,8 +16,8 @@ TEST_PASSWORD_HASHERS = "django.contrib.auth.hashers.MD5PasswordHasher,django.co
 os.environ.setdefault("KAI_PASSWORD_HASHERS", TEST_PASSWORD_HASHERS)  # inherited by subprocesses
 settings.PASSWORD_HASHERS = os.environ["KAI_PASSWORD_HASHERS"].split(",")
 # Every test client builds Django's middleware chain anew, and WhiteNoise's middleware then indexes
-# every static file the finders know (os.stat of each: ~0.1-0.3 s per test). Autorefresh looks a
-# file up when it is asked for instead; servers started by tests index once, as in production.
+# every static file the finders know (an os.stat each). Autorefresh looks a file up when it is asked
+# for instead; servers started by tests index once, as in production.
 settings.WHITENOISE_AUTOREFRESH = True
 
 from tests import flush

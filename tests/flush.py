@@ -1,10 +1,10 @@
 """Emptying the database after a transactional test with DELETE instead of Django's TRUNCATE.
 
 Django's ``TransactionTestCase`` ends each test with ``flush``: one TRUNCATE of every table, which
-makes PostgreSQL create a new file for each of the ~90 tables and sync them at commit — about 2 s a
-test on this machine, and it takes an ACCESS EXCLUSIVE lock that waits on every live server and
-worker still holding a connection. The tables of a test hold a few rows, so DELETE (constraints
-deferred to the commit, one transaction) empties them in tens of milliseconds with the same result.
+makes PostgreSQL create a new file for each table and sync them at commit, under an ACCESS EXCLUSIVE
+lock that waits on every live server and worker still holding a connection. A test's tables hold a
+few rows, so DELETE (constraints deferred to the commit, one transaction) empties them far sooner
+with the same result (docs/testing.md has the figures).
 
 Content types and permissions are kept: ``flush`` deletes them and its ``post_migrate`` handlers
 write the same rows again (they follow from the models), so keeping them ends in the same state.

@@ -4,10 +4,10 @@ xdist hands them out.
 ``make test`` runs ``--dist loadfile --no-loadscope-reorder`` with :class:`FileScheduling`: a test
 file is one unit of work, run on one xdist worker (its module-scoped servers and identity providers
 start once, not once per worker), except the files that start whole ``kai up`` platforms
-(``PLATFORM_FILES``), which form one unit together: a platform is five processes, and three starting
-at once on two cores took minutes each. Units are handed out longest first — by the sum of their
-tests' recorded seconds — so the run ends on short files instead of one worker finishing a
-three-minute unit alone. Inside a unit tests keep their order. ``--store-durations`` writes the
+(``PLATFORM_FILES``), which form one unit together: a platform is five processes, and starting
+several at once starves the machine. Units are handed out longest first — by the sum of their
+tests' recorded seconds — so the run ends on short files instead of one worker finishing a long
+unit alone. Inside a unit tests keep their order. ``--store-durations`` writes the
 durations of the tests that ran back into the file.
 """
 
