@@ -26,6 +26,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 # how long after the second whole minute of the window the beats keep running: its tick must have
 # been sent by both (beat wakes at a due time; --max-interval 5 bounds a late wake-up)
 AFTER_LAST_TICK_SECONDS = 10
+# a tick this soon after both beats logged their start may find one still loading its schedule
+STARTUP_MARGIN_SECONDS = 3
+
+
+def _next_minute(moment):
+    return moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
 class BeatProcess:
@@ -60,6 +66,14 @@ class BeatProcess:
         """How many times this beat sent ``task_name`` (celery beat logs each send at INFO)."""
         return self.log_path.read_text(errors="replace").count(f"Sending due task {task_name} ")
 
+    def wait_started(self, timeout: float = 60) -> None:
+        """Until this beat has logged its start (it loads the schedule right after)."""
+        deadline = time.monotonic() + timeout
+        while "beat: Starting..." not in self.log_path.read_text(errors="replace"):
+            assert self.alive(), self.log_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, f"{self.name} did not start in {timeout}s"
+            time.sleep(0.2)
+
     def alive(self) -> bool:
         return self.process.poll() is None
 
@@ -87,10 +101,13 @@ def test_two_beats_fire_each_tick_exactly_once(make_schedule, member, tmp_path):
     beats = []
     try:
         worker.wait_alive()
-        started = timezone.now()
+        launched = timezone.now()
         beats = [BeatProcess("beat-1", tmp_path), BeatProcess("beat-2", tmp_path)]
-        # two whole minutes after the start (the window asserted below), then stop
-        second_tick = (started + timedelta(minutes=2)).replace(second=0, microsecond=0)
+        for beat in beats:
+            beat.wait_started()
+        # the first whole minute both beats are surely scheduling for, and the one after it
+        first_tick = _next_minute(timezone.now() + timedelta(seconds=STARTUP_MARGIN_SECONDS))
+        second_tick = first_tick + timedelta(minutes=1)
         time.sleep(max(0.0, (second_tick - timezone.now()).total_seconds() + AFTER_LAST_TICK_SECONDS))
         assert all(b.alive() for b in beats), "a beat process died"
         for beat in beats:
@@ -120,19 +137,18 @@ def test_two_beats_fire_each_tick_exactly_once(make_schedule, member, tmp_path):
     assert not events.filter(type="schedule.failed").exists()
     got = sorted(key.split(":", 2)[2] for key in fired)
     fmt = "%Y-%m-%dT%H:%M:00Z"
-    # every whole minute well inside the window was sent by both beats and must have run once
-    expected, minute = [], (started + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    # every whole minute from the first both beats were up for was sent by both and ran once
+    expected, minute = [], first_tick
     while minute + timedelta(seconds=3) < stopped:
         expected.append(minute.strftime(fmt))
         minute += timedelta(minutes=1)
     assert len(expected) >= 2 and set(expected) <= set(got), (expected, got)
-    # and nothing outside it: at most the minute the beats started in (beat may send its latest
-    # tick on start-up) and the minute they were stopped in
-    window = {
-        started.replace(second=0, microsecond=0).strftime(fmt),
-        *expected,
-        stopped.replace(second=0, microsecond=0).strftime(fmt),
-    }
+    # and nothing outside the beats' lifetime: from the minute they were launched in (beat may
+    # send its latest tick on start-up) to the minute they were stopped in
+    window, minute = set(), launched.replace(second=0, microsecond=0)
+    while minute <= stopped:
+        window.add(minute.strftime(fmt))
+        minute += timedelta(minutes=1)
     assert set(got) <= window, (sorted(window), got)
     assert not Execution.objects.filter(dedupe_key__startswith=f"schedule:{disabled.pk}:").exists()
     every_minute.refresh_from_db()
