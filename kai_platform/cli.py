@@ -292,6 +292,9 @@ def cmd_test(args) -> int:
 
     _require_services_for_ci()
     os.environ["DJANGO_ENV"] = "test"
+    # the suite starts a few hundred Python processes: with bytecode caches written, each loads
+    # the project's modules (and pytest its rewritten tests) instead of compiling them again
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     services = ensure_services(os.environ)
     try:
         check_services()

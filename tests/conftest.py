@@ -15,6 +15,12 @@ from rest_framework.test import APIClient
 TEST_PASSWORD_HASHERS = "django.contrib.auth.hashers.MD5PasswordHasher,django.contrib.auth.hashers.PBKDF2PasswordHasher"
 os.environ.setdefault("KAI_PASSWORD_HASHERS", TEST_PASSWORD_HASHERS)  # inherited by subprocesses
 settings.PASSWORD_HASHERS = os.environ["KAI_PASSWORD_HASHERS"].split(",")
+# Workers started by tests preload the OpenAI SDK only: the Anthropic SDK's import is over a second
+# of CPU per worker, and no test bounds the time of an Anthropic provider's first call.
+os.environ.setdefault("KAI_PRELOAD_SDKS", "openai")
+# Celery runs Django's system checks at every worker start (a few tenths of a second of CPU each);
+# the suite runs them itself (tests/kernel/test_settings.py).
+os.environ.setdefault("CELERY_SKIP_CHECKS", "1")
 # Every test client builds Django's middleware chain anew, and WhiteNoise's middleware then indexes
 # every static file the finders know (an os.stat each). Autorefresh looks a file up when it is asked
 # for instead; servers started by tests index once, as in production.

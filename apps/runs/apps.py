@@ -1,5 +1,6 @@
 from celery.signals import worker_init
 from django.apps import AppConfig
+from django.conf import settings
 
 from apps.events.seed_payloads import register_execution_summary
 from apps.runs.inflight import registry
@@ -22,5 +23,6 @@ class RunsConfig(AppConfig):
 
         register_row_source("executions", executions_created_since)
         register_execution_summary(execution_summary)  # the seed run events read their execution
-        worker_init.connect(lambda **kwargs: preload_clients(), weak=False)  # workers run the model calls
+        # workers run the model calls
+        worker_init.connect(lambda **kwargs: preload_clients(settings.KAI_PRELOAD_SDKS), weak=False)
         on_drain(registry.drain)  # SIGTERM: in-flight runs finish in the drain time or are requeued

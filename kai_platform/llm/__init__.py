@@ -38,18 +38,22 @@ def needs_base_url(provider_type: str) -> bool:
     return provider_type in OPENAI_COMPATIBLE and provider_type not in DEFAULT_BASE_URLS
 
 
-def preload_clients() -> None:
-    """Import the provider SDKs now (seconds of imports), so a worker's first model call does not
-    spend its timeout on them."""
-    # deferred: heavy — the provider SDKs, imported here on purpose by the preload
-    from kai_platform.llm import anthropic_client, openai_compat  # noqa: F401
+def preload_clients(sdks=("openai", "anthropic")) -> None:
+    """Import the named provider SDKs now (seconds of imports), so a worker's first model call does
+    not spend its timeout on them."""
+    unknown = set(sdks) - {"openai", "anthropic"}
+    if unknown:
+        raise ValueError(f"KAI_PRELOAD_SDKS names no provider SDK: {', '.join(sorted(unknown))}")
+    if "openai" in sdks:
+        # deferred: heavy — the OpenAI SDK, imported here on purpose by the preload
+        from kai_platform.llm import openai_compat  # noqa: F401
 
-    for sdk in ("openai", "anthropic", "httpx"):
-        try:
-            __import__(sdk)
-        except ImportError:
-            pass
-    _warm_openai_call()
+        _warm_openai_call()
+    if "anthropic" in sdks:
+        # deferred: heavy — the Anthropic SDK, imported here on purpose by the preload
+        import anthropic  # noqa: F401
+
+        from kai_platform.llm import anthropic_client  # noqa: F401
 
 
 def _warm_openai_call() -> None:

@@ -12,7 +12,6 @@ from kai_platform.env import env_bool, env_int, env_list, env_str
 from kai_platform.settings_parts.core import BASE_DIR, PRODUCTION
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -26,6 +26,9 @@ KAI_RETENTION_NICE = env_int("KAI_RETENTION_NICE", 10)
 #: a running execution stamps heartbeat_at this often; the reaper fails it once it is this old
 KAI_RUN_HEARTBEAT_SECONDS = env_float("KAI_RUN_HEARTBEAT_SECONDS", 2.0)
 KAI_RUN_STALE_SECONDS = env_int("KAI_RUN_STALE_SECONDS", 60)
+#: provider SDKs a worker imports (and warms) as it starts, so a first model call does not pay the
+#: import inside its timeout: "openai" (every OpenAI-compatible type), "anthropic"; "" = none
+KAI_PRELOAD_SDKS = env_list("KAI_PRELOAD_SDKS", ["openai", "anthropic"])
 #: how long a synchronous agent call (agents/{id}/test, deployments/{id}/invoke) waits for its run
 #: before answering 202 with the execution_id
 KAI_SYNC_RUN_WAIT_SECONDS = env_float("KAI_SYNC_RUN_WAIT_SECONDS", 120.0)
