@@ -149,6 +149,10 @@ class HubConsumer(KaiSocketConsumer):
         resume = _as_int(data.get("last_event_id"))
         if resume is None:
             resume, self._resume_from = self._resume_from, None
+        if resume is None and self.watermark is None:
+            # read before the confirmation: an event published once the client holds it is after
+            # the watermark, so the reconcile delivers it even when the channel layer drops it
+            self.watermark = await database_sync_to_async(self.table_latest_seq)()
         await self.send_envelope(
             "subscription_confirmed",
             {
@@ -162,8 +166,6 @@ class HubConsumer(KaiSocketConsumer):
             await self.on_pool_info(data, message)
         if resume is not None:
             await self._replay(after=resume)
-        elif self.watermark is None:
-            self.watermark = await database_sync_to_async(self.table_latest_seq)()
         if not getattr(self, "_reconciler_started", False):
             self._reconciler_started = True
             self._spawn(self._reconcile_loop())
