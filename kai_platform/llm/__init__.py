@@ -53,6 +53,7 @@ def preload_clients(sdks=("openai", "anthropic")) -> None:
         # deferred: heavy — the Anthropic SDK, imported here on purpose by the preload
         import anthropic  # noqa: F401
 
+        # deferred: heavy — the client module over that SDK, imported here on purpose by the preload
         from kai_platform.llm import anthropic_client  # noqa: F401
 
 

@@ -229,15 +229,17 @@ def test_dependents_go_by_their_foreign_key_in_statements_of_at_most_batch_rows(
 
 
 def test_the_duty_cycle_rests_in_proportion_to_the_work(monkeypatch):
-    slept = []
+    clock, slept = [100.0], []
+    monkeypatch.setattr(pruning.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(pruning.time, "sleep", slept.append)
     pruner = pruning.Pruner(duty=0.25, pause=0.01)
-    pruner._since -= 0.2  # 0.2 s of work since the last rest
+    clock[0] += 0.2  # 0.2 s of work since the last rest
     pruner.rest()
-    assert slept[0] == pytest.approx(0.6, rel=0.05)  # three times the work at a 25% duty
-    pruner.rest()  # next to no work: the least pause
-    assert slept[1] == pytest.approx(0.01, abs=0.005)
-    assert pruner.stats()["rested_seconds"] == pytest.approx(0.61, rel=0.05)
+    assert slept[0] == pytest.approx(0.6)  # three times the work at a 25% duty
+    clock[0] += 0.001  # next to no work: the least pause
+    pruner.rest()
+    assert slept[1] == pytest.approx(0.01)
+    assert pruner.stats()["rested_seconds"] == pytest.approx(0.61)
     assert pruning.Pruner(duty=1.0).duty == 1.0 and pruning.Pruner(duty=0).duty > 0
 
 
