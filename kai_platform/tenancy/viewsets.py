@@ -67,6 +67,7 @@ def get_or_404(queryset, **lookup):
 
 
 if TYPE_CHECKING:  # the mixins below extend DRF's generic view (its request, finalize_response, ...)
+    from django.db import models
     from rest_framework.generics import GenericAPIView as _View
 else:
     _View = object
@@ -107,7 +108,7 @@ class OrganizationContextMixin(_View):
 
 
 class TenantScopedViewSetMixin(OrganizationContextMixin):
-    model = None  # a TenantModel subclass
+    model: type[models.Model] | None = None  # a model whose ``objects`` is a TenantManager
     lookup_value_regex = "[^/]+"
     unscoped_queryset_reviewed = False
 
