@@ -50,12 +50,12 @@ def live_api_key_ids(*, key_ids) -> set:
     return set(ApiKey.objects.filter(pk__in=key_ids, revoked_at__isnull=True).values_list("pk", flat=True))
 
 
-def live_members(*, user_ids, with_no_organization: bool) -> set:
+def live_members(*, user_ids, with_no_organization: bool) -> set[tuple[uuid.UUID, uuid.UUID | None]]:
     """``(user id, organization id)`` of the active users among ``user_ids`` and their memberships,
     plus ``(user id, None)`` for each active user when ``with_no_organization``."""
     if not user_ids:
         return set()
-    live = set(
+    live: set[tuple[uuid.UUID, uuid.UUID | None]] = set(
         Membership.objects.filter(user_id__in=user_ids, user__is_active=True).values_list("user_id", "organization_id")
     )
     if with_no_organization:

@@ -150,7 +150,8 @@ def _token_pair(refresh: RefreshToken, user: User) -> dict:
 def _new_refresh(user: User, session_id: str) -> RefreshToken:
     """``RefreshToken.for_user`` with the session id (``sid``, kept through rotation) in the token
     before it is stored as outstanding, so a stored token tells its session."""
-    refresh = Token.for_user.__func__(RefreshToken, user)  # the token alone, not yet outstanding
+    # the token alone, not yet outstanding; the stubs type the bound classmethod without __func__
+    refresh = Token.for_user.__func__(RefreshToken, user)  # type: ignore[attr-defined]
     refresh["sid"] = session_id
     OutstandingToken.objects.create(
         user=user,
@@ -192,7 +193,7 @@ class _BadRefresh(exceptions.AuthenticationFailed):
 def _consume_refresh(raw: str) -> tuple[RefreshToken, User]:
     """Validate a refresh token and blacklist it; exactly one concurrent caller wins."""
     try:
-        token = RefreshToken(raw)
+        token = RefreshToken(raw)  # type: ignore[arg-type]  # simplejwt annotates the str it takes as Token
     except TokenError as exc:
         expired = "expired" in str(exc).lower()
         failure = exceptions.AuthenticationFailed if expired or "blacklisted" in str(exc).lower() else _BadRefresh
@@ -229,7 +230,7 @@ def auth_logout(*, user: User, access_claims: dict | None, refresh_token: str | 
     """Blacklist the refresh token and kill the presenting access token at once."""
     if refresh_token:
         try:
-            token = RefreshToken(refresh_token)
+            token = RefreshToken(refresh_token)  # type: ignore[arg-type]  # simplejwt: the str it takes is typed Token
         except TokenError:
             token = None  # already used or expired: nothing left to revoke
         if token is not None:

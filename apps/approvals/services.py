@@ -286,7 +286,10 @@ def approval_resolve(
             else f"role {approval.assignee_role or DEFAULT_ASSIGNEE_ROLE} or higher"
         )
         raise exceptions.PermissionDenied(f"Role '{role}' may not answer this approval; it needs {who}.")
-    return _resolve(approval_id=approval.pk, actor=actor, approve=approve, value=value, feedback=feedback)
+    answered = _resolve(approval_id=approval.pk, actor=actor, approve=approve, value=value, feedback=feedback)
+    if answered is None:  # only an only_if_due call returns None; this one answers or raises
+        raise AssertionError("_resolve returned no approval")
+    return answered
 
 
 def _resolve(
@@ -431,6 +434,8 @@ def _value_text(value) -> str:
 
 
 def _resume_or_fail_execution(approval: Approval) -> None:
+    if approval.execution_id is None:
+        return
     execution = (
         Execution.objects.filter(pk=approval.execution_id).only("pk", "checkpoint", "priority", "max_attempts").first()
     )
