@@ -46,6 +46,7 @@ class CappedUploadHandler(TemporaryFileUploadHandler):
     def file_complete(self, file_size):
         uploaded = super().file_complete(file_size)
         if uploaded is not None:
-            uploaded.kai_sha256 = self._sha256.hexdigest()
-            uploaded.kai_head = self._head
+            # carried on the file to store_file, which reads them back with getattr
+            uploaded.kai_sha256 = self._sha256.hexdigest()  # type: ignore[attr-defined]
+            uploaded.kai_head = self._head  # type: ignore[attr-defined]
         return uploaded

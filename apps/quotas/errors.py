@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypedDict
 
 from kai_platform.api.errors import RateLimited
+
+
+class QuotaDetail(TypedDict):
+    """The ``quota`` object of a 429 body (and of ``QuotaExceeded.quota``)."""
+
+    name: str
+    limit: int
+    used: int
+    window: str
+    window_seconds: int
+    reset_at: str | None
+    retry_after: int
+    plan: str
+    custom: bool
 
 
 class QuotaExceeded(RateLimited):
@@ -31,7 +46,7 @@ class QuotaExceeded(RateLimited):
             f"Quota {quota} exceeded: {where} allows {limit} {unit} per {window} "
             f"and {used} were accepted in the last {window}{when}."
         )
-        self.quota = {
+        self.quota: QuotaDetail = {
             "name": quota,
             "limit": limit,
             "used": used,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 
 import redis
@@ -78,7 +79,7 @@ def register_row_source(source: str, fn) -> None:
 
 
 def db_entries(
-    *, organization_id, spec: QuotaSpec, since_ms: int, exclude: set[str] = frozenset()
+    *, organization_id, spec: QuotaSpec, since_ms: int, exclude: AbstractSet[str] = frozenset()
 ) -> list[tuple[int, str]]:
     """What the database says was counted in the window: ``(score_ms, member)`` oldest first."""
     since = ms_to_datetime(since_ms)

@@ -275,7 +275,7 @@ def quota_limits_forget(*, organization_ids=None) -> None:
     """Drop cached limits (all organizations when ``organization_ids`` is None)."""
     try:
         if organization_ids is None:
-            cache.delete_pattern(limits_cache_key("*"))
+            cache.delete_pattern(limits_cache_key("*"))  # type: ignore[attr-defined]  # django-redis backend (CACHES)
         else:
             cache.delete_many([limits_cache_key(org_id) for org_id in organization_ids])
     except Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from celery import shared_task
 from django.conf import settings
@@ -19,7 +20,7 @@ def prune_all() -> int:
     """Beat: queue a prune of each organization. Returns how many were queued."""
     ids = list(Organization.objects.values_list("pk", flat=True))
     for organization_id in ids:
-        transaction.on_commit(lambda oid=str(organization_id): prune_organization.delay(oid))
+        transaction.on_commit(partial(prune_organization.delay, str(organization_id)))
     return len(ids)
 
 

@@ -59,7 +59,8 @@ class GrantResponseSerializer(serializers.Serializer):
 
 
 class StepUpStateSerializer(serializers.Serializer):
-    required = serializers.BooleanField()
+    # the metaclass moves declared fields off the class, so Field.required (a bool) is untouched
+    required = serializers.BooleanField()  # type: ignore[assignment]
     granted = serializers.BooleanField()
     grant = GrantSerializer(allow_null=True)
     methods = serializers.ListField(child=serializers.CharField())
