@@ -7,6 +7,8 @@ exists for Django internals (admin, migrations) and for platform-wide jobs that 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -47,4 +49,4 @@ class TenantModel(models.Model):
 
     class Meta:
         abstract = True
-        ordering = ("-created_at",)
+        ordering: ClassVar[Sequence[str]] = ("-created_at",)  # subclasses order by their own fields

@@ -9,7 +9,7 @@ decorate the queryset in ``scope_queryset`` (select_related, visibility by role)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from django.db import transaction
 from django.http import Http404
@@ -24,7 +24,7 @@ from kai_platform.api.serializers import row_plan
 from kai_platform.tenancy.context import get_auth_context, get_organization
 
 
-def raise_not_found(model):
+def raise_not_found(model) -> NoReturn:
     """404 for a missing (or another organization's) object, with the model's seed error code
     (``not_found_code``, e.g. ``AGENT_001``) when it declares one."""
     name = model._meta.verbose_name
