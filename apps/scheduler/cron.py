@@ -21,7 +21,7 @@ from croniter import croniter
 CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 
 
-def cron_error(expression: str) -> str | None:
+def cron_error(expression: object) -> str | None:
     """Why ``expression`` is not a usable 5-field cron expression (None when it is)."""
     if not isinstance(expression, str) or not expression.strip():
         return "Must be a 5-field cron expression (minute hour day-of-month month day-of-week)."

@@ -43,7 +43,7 @@ def schedule_history(*, schedule: Schedule, limit: int = HISTORY_LIMIT) -> list[
         }
         for run in runs
     ]
-    refusals = quota_refusals(organization=schedule.organization_id, source="schedule", source_id=schedule.pk)
+    refusals = quota_refusals(organization=schedule.organization_id, source="schedule", source_id=str(schedule.pk))
     for refusal in refusals[:limit]:
         items.append(
             {

@@ -80,7 +80,7 @@ def _timing_errors(values: dict, current: Schedule | None) -> dict[str, list[str
         problem = cron.cron_error(expression)
         if problem:
             errors["cron_expression"] = [problem]
-        else:
+        elif isinstance(expression, str):  # always so once cron_error found no problem
             values["cron_expression"] = " ".join(expression.split())
     if "timezone" in values and (problem := cron.timezone_error(values["timezone"])):
         errors["timezone"] = [problem]
@@ -355,9 +355,8 @@ def schedule_run_now(*, schedule: Schedule, actor) -> Execution:
                 schedule, actor=actor, dedupe_key=None, run_name=f"{schedule.name} (run now {cron.tick_key(now)})"
             )
         if execution is None:
-            field = {TargetType.CREW: "crew_id", TargetType.WORKFLOW: "workflow_id"}.get(
-                schedule.target_type, "agent_id"
-            )
+            fields: dict[str, str] = {TargetType.CREW: "crew_id", TargetType.WORKFLOW: "workflow_id"}
+            field = fields.get(schedule.target_type, "agent_id")
             raise exceptions.ValidationError({field: ["The schedule's target no longer exists."]})
         schedule.last_run_at = now
         schedule.last_execution = execution

@@ -4,6 +4,7 @@ organization, chosen by its bearer SCIM token. Errors use SCIM's error schema, a
 from __future__ import annotations
 
 import re
+from typing import TypedDict, cast
 
 from django.conf import settings
 from rest_framework import authentication, exceptions, status
@@ -14,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.sso import scim
-from apps.sso.models import ScimGroup, ScimUser
+from apps.sso.models import ScimGroup, ScimToken, ScimUser
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -30,6 +31,14 @@ class ScimJSONParser(JSONParser):
 
 class ScimJSONRenderer(JSONRenderer):
     media_type = "application/scim+json"
+
+
+class _UserChanges(TypedDict, total=False):
+    """The ``scim.user_update`` arguments a PATCH sets."""
+
+    full_name: str
+    external_id: str
+    active: bool
 
 
 class ScimTokenAuthentication(authentication.BaseAuthentication):
@@ -55,7 +64,8 @@ class ScimView(APIView):
 
     @property
     def organization(self):
-        return self.request.auth.organization
+        # the stubs type request.auth as DRF's authtoken Token; ScimTokenAuthentication sets a ScimToken
+        return cast(ScimToken, self.request.auth).organization
 
     def handle_exception(self, exc):
         if isinstance(exc, scim.ScimError):
@@ -192,7 +202,7 @@ class ScimUserView(ScimView):
 
     def patch(self, request, pk):
         scim_user = self._get(pk)
-        changes = {}
+        changes: _UserChanges = {}
         for op in request.data.get("Operations") or []:
             if str(op.get("op", "")).lower() not in ("replace", "add"):
                 raise scim.ScimError(400, f"Unsupported PATCH op {op.get('op')!r} on a user.", "invalidSyntax")

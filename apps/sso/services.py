@@ -94,12 +94,14 @@ def connection_update(*, connection: SSOConnection, actor, data: dict) -> SSOCon
         _apply(connection, data)
         _validate(connection)
         connection.save()
+        changed_before, changed_after = diff(before, snapshot(connection))
         audit_record(
             organization=connection.organization,
             actor=actor,
             action="sso.connection.update",
             instance=connection,
-            **dict(zip(("before", "after"), diff(before, snapshot(connection)))),
+            before=changed_before,
+            after=changed_after,
         )
     return connection
 
@@ -159,12 +161,14 @@ def connection_confirm_domains(*, connection: SSOConnection, actor) -> SSOConnec
         before = snapshot(connection)
         connection.domains_confirmed_by_staff = True
         connection.save(update_fields=["domains_confirmed_by_staff", "updated_at"])
+        changed_before, changed_after = diff(before, snapshot(connection))
         audit_record(
             organization=connection.organization,
             actor=actor,
             action="sso.domain.confirm",
             instance=connection,
-            **dict(zip(("before", "after"), diff(before, snapshot(connection)))),
+            before=changed_before,
+            after=changed_after,
         )
     return connection
 

@@ -129,7 +129,7 @@ def _user_for(connection, subject: str, email: str, name: str, claims: dict):
         return identity.user, identity, False
     user = User.objects.filter(email__iexact=email).first()
     created = user is None
-    if created:
+    if user is None:
         user = User.objects.create_user(email=email, password=None, full_name=name[:200])
         audit_record(
             organization=organization,
