@@ -6,7 +6,7 @@ from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce
 from django.template.defaultfilters import filesizeformat
 
-from apps.knowledge import graph, search, services
+from apps.knowledge import embedders, graph, search, services
 from apps.knowledge.models import Document, Entity, KnowledgeBase, Relationship
 from kai_platform.admin import CREATED
 
@@ -66,7 +66,7 @@ class KnowledgeBaseAdmin(admin.ModelAdmin):
         if kb is not None:
             try:
                 extra_context["search_hits"] = search.search(knowledge_bases=[kb], query=query[:4000], top_k=10)
-            except search.embedders.EmbeddingUnavailable as exc:
+            except embedders.EmbeddingUnavailable as exc:
                 self.message_user(request, str(exc), messages.ERROR)
         extra_context["search_query"] = query
         return super().change_view(request, object_id, form_url, extra_context)

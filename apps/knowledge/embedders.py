@@ -9,7 +9,8 @@ from rest_framework.exceptions import APIException
 
 from apps.agents.runtime import client_for, model_resolve
 from apps.knowledge.models import EMBEDDING_DIMENSIONS
-from kai_platform.llm import OPENAI_COMPATIBLE, LLMError
+from kai_platform.llm import OPENAI_COMPATIBLE
+from kai_platform.llm.base import LLMError
 from kai_platform.llm.embeddings import builtin_embed, openai_embed
 
 Embedder = Callable[[list[str]], list[list[float]]]

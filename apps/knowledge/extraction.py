@@ -89,7 +89,8 @@ def _json_object(text: str) -> dict:
 def proposal_parse(output) -> dict:
     """The agent's answer → ``{entities, relationships}`` (checked shapes, bounded, unknown keys dropped)."""
     raw = output if isinstance(output, dict) else _json_object(str(output or ""))
-    entities, keys = [], set()
+    entities: list[dict] = []
+    keys: set[str] = set()
     for item in (raw.get("entities") or [])[:MAX_ENTITIES]:
         if not isinstance(item, dict) or not str(item.get("label") or "").strip():
             continue
@@ -103,7 +104,7 @@ def proposal_parse(output) -> dict:
                 "properties": item.get("properties") if isinstance(item.get("properties"), dict) else {},
             }
         )
-    relationships = [
+    relationships: list[dict] = [
         {
             "source": str(item["source"]),
             "target": str(item["target"]),
@@ -116,12 +117,14 @@ def proposal_parse(output) -> dict:
     return {"entities": entities, "relationships": relationships}
 
 
-def extraction_apply(*, organization, actor, proposal: dict, document: Document | None) -> dict:
-    """Write a proposal: an entity of the same type and label in the organization is reused, not doubled."""
-    proposal = proposal_parse(proposal)
-    ids, created = {}, {"entities": [], "relationships": []}
+def extraction_apply(*, organization, actor, proposal: object, document: Document | None) -> dict:
+    """Write a proposal (the agent's answer, or a reviewer's edited object; see ``proposal_parse``):
+    an entity of the same type and label in the organization is reused, not doubled."""
+    parsed = proposal_parse(proposal)
+    ids: dict[str, object] = {}
+    created: dict[str, list[str]] = {"entities": [], "relationships": []}
     with transaction.atomic():
-        for item in proposal["entities"]:
+        for item in parsed["entities"]:
             existing = Entity.objects.for_org(organization).filter(type=item["type"], label=item["label"]).first()
             if existing is None:
                 existing = graph.row_create(
@@ -137,7 +140,7 @@ def extraction_apply(*, organization, actor, proposal: dict, document: Document 
                 )
                 created["entities"].append(str(existing.pk))
             ids[item["key"]] = existing.pk
-        for item in proposal["relationships"]:
+        for item in parsed["relationships"]:
             rel = graph.row_create(
                 graph.RELATIONSHIP,
                 organization=organization,

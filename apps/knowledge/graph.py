@@ -71,7 +71,7 @@ class Kind:
     """What differs between the two kinds of graph rows; the writes below are the same for both."""
 
     name: str  # "entity" | "relationship": the audit action and the event names (``knowledge.<name>.<action>``)
-    model: type
+    model: type[Entity] | type[Relationship]
     fields: tuple
     check: Callable  # (organization, values) -> None, raises a ValidationError
     event_data: Callable  # (row, actor) -> the seed 004 event's data

@@ -95,7 +95,7 @@ class DocumentCreateSerializer(KaiSerializer):
 class DocumentCreateJSONSerializer(DocumentCreateSerializer):
     """The JSON body (``text`` with ``name``, or ``url``): a file comes only in multipart."""
 
-    file = None
+    file = None  # type: ignore[assignment]  # DRF's way to drop an inherited declared field
 
 
 #: a document comes from exactly one source (``DocumentCreateSerializer.validate``), with these keys required

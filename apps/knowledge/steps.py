@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from apps.knowledge import search, selectors
+from apps.knowledge import embedders, search, selectors
 from apps.knowledge.search import MAX_TOP_K, MODES
 from apps.runs.registry import register_step_runner
 from apps.runs.runner import RunContext, RunFailed
@@ -69,7 +69,7 @@ def run_knowledge_step(ctx: RunContext):
             document_ids=filters.get("document_id"),
             metadata=filters.get("metadata"),
         )
-    except search.embedders.EmbeddingUnavailable as exc:
+    except embedders.EmbeddingUnavailable as exc:
         raise RunFailed(str(exc))
     ctx.citations.extend(
         {"chunk_id": h.chunk_id, "document_id": h.document_id, "document_name": h.document_name, "score": h.score}

@@ -22,7 +22,9 @@ def apply_extraction(execution_id: str) -> None:
     from apps.knowledge.extraction import MARK, extraction_apply_run
 
     run = Execution.objects.filter(pk=execution_id).first()
-    mark = (run.definition or {}).get(MARK) if run else None
+    if run is None:
+        return
+    mark = (run.definition or {}).get(MARK)
     if not mark or mark.get("applied") or mark.get("review"):  # a reviewed one waits for its apply route
         return
     extraction_apply_run(run=run, actor=run.created_by)

@@ -5,7 +5,7 @@ the tool's configuration — and cites every chunk it returns (the run keeps the
 from __future__ import annotations
 
 from apps.agents.tools.base import BuiltinTool, ToolContext, ToolError, register
-from apps.knowledge import search, selectors
+from apps.knowledge import embedders, search, selectors
 
 MAX_RESULTS = 20
 NAMES = ("knowledge_search", "knowledge_base_tool")
@@ -34,7 +34,7 @@ def knowledge_search(arguments: dict, context: ToolContext):
             top_k=int(arguments.get("top_k") or 5),
             mode=arguments.get("mode") or "hybrid",
         )
-    except search.embedders.EmbeddingUnavailable as exc:
+    except embedders.EmbeddingUnavailable as exc:
         raise ToolError(str(exc)) from exc
     for hit in hits:
         context.citations.append(

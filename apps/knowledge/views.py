@@ -10,7 +10,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.knowledge import extraction, graph, search, selectors, services
+from apps.knowledge import embedders, extraction, graph, search, selectors, services
 from apps.knowledge.models import Document, Entity, KnowledgeBase, Relationship
 from apps.knowledge.serializers import (
     DocumentCreateJSONSerializer,
@@ -90,7 +90,7 @@ class KnowledgeBaseViewSet(TenantScopedViewSet):
                 document_ids=filters.get("document_id"),
                 metadata=filters.get("metadata"),
             )
-        except search.embedders.EmbeddingUnavailable as exc:
+        except embedders.EmbeddingUnavailable as exc:
             raise exceptions.ValidationError({"query": [str(exc)]})
         return Response({"items": [h.as_dict() for h in hits]})
 
