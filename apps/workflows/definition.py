@@ -169,7 +169,8 @@ def register_step_type(step_type: StepType) -> None:
 
 
 def extra_step_type(step: dict) -> StepType | None:
-    return EXTRA_STEP_TYPES.get(step.get("type")) if isinstance(step, dict) else None
+    kind = step.get("type") if isinstance(step, dict) else None
+    return EXTRA_STEP_TYPES.get(kind) if isinstance(kind, str) else None
 
 
 @dataclass

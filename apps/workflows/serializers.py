@@ -85,7 +85,8 @@ class ValidationProblemSerializer(serializers.Serializer):
 
 class WorkflowValidateResultSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
-    errors = ValidationProblemSerializer(many=True)
+    # the metaclass moves declared fields off the class, so Serializer.errors is untouched
+    errors = ValidationProblemSerializer(many=True)  # type: ignore[assignment]
     definition = serializers.JSONField(help_text="The definition with its defaults filled in.")
 
 

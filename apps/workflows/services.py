@@ -370,7 +370,7 @@ def workflow_run_cancel(*, run: WorkflowRun, actor, reason: str = "cancelled by 
 def _matches(conditions_: dict, data: dict) -> bool:
     """Trigger conditions: every ``"a.b.c": expected`` pair equals the value at that path."""
     for path, expected in (conditions_ or {}).items():
-        value = data
+        value: object = data
         for part in str(path).split("."):
             value = value.get(part) if isinstance(value, dict) else None
         if value != expected:

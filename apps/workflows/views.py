@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import django_filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -25,6 +27,7 @@ from apps.workflows.serializers import (
     WorkflowVersionSerializer,
     webhook_path,
 )
+from kai_platform.api.pagination import KaiPagination
 from kai_platform.api.serializers import validated
 from kai_platform.api.views import PublicAPIView
 from kai_platform.tenancy.permissions import IsOrganizationMember
@@ -127,7 +130,8 @@ class WorkflowViewSet(TenantScopedViewSet):
         """The workflow's runs, newest first, with its execution_count and success_rate."""
         workflow = self.get_object()
         page = self.paginate_queryset(selectors.workflow_history(workflow=workflow))
-        body = self.paginator.page_envelope(WorkflowRunSerializer(page, many=True).data)
+        # DEFAULT_PAGINATION_CLASS; the stubs know only BasePagination | None
+        body = cast(KaiPagination, self.paginator).page_envelope(WorkflowRunSerializer(page, many=True).data)
         body.update(
             {
                 "workflow_id": str(workflow.pk),

@@ -22,7 +22,8 @@ def step_status(step_run: StepRun | None) -> str:
         and step_run.execution.status == S.WAITING_FOR_APPROVAL
     ):
         return str(S.WAITING_FOR_APPROVAL)
-    return {StepState.SCHEDULED: "SCHEDULED", StepState.ACTIVE: "RUNNING"}.get(step_run.state, step_run.state.upper())
+    shown: dict[str, str] = {StepState.SCHEDULED: "SCHEDULED", StepState.ACTIVE: "RUNNING"}
+    return shown.get(step_run.state, step_run.state.upper())
 
 
 def _json_or_none(value):

@@ -19,7 +19,7 @@ from kai_platform.api.errors.exceptions import Conflict
 
 
 def advance_later(execution_id, *, countdown: float | None = None) -> None:
-    options = {"queue": settings.CELERY_TASK_DEFAULT_QUEUE}
+    options: dict[str, str | float] = {"queue": settings.CELERY_TASK_DEFAULT_QUEUE}
     if countdown and countdown > 0:
         options["countdown"] = countdown
     advance.apply_async(args=[str(execution_id)], **options)

@@ -160,8 +160,7 @@ def _end_or_wait(dag: Dag, now) -> str:
         return "waiting"
     if run.phase == Phase.FALLBACK:
         if all(
-            dag.latest_of(s, True) is not None
-            and dag.latest_of(s, True).state in (StepState.COMPLETED, StepState.SKIPPED)
+            (latest := dag.latest_of(s, True)) is not None and latest.state in (StepState.COMPLETED, StepState.SKIPPED)
             for s in dag.fallback
         ):
             return _finish(dag, S.COMPLETED, now)
