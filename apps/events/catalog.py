@@ -9,6 +9,7 @@ itself. One internal event is delivered once under each subscribed name it maps 
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 
 from apps.events import seed_payloads
 from kai_platform.tenancy.roles import Role
@@ -116,7 +117,7 @@ def normalize_subscription(name: str) -> str | None:
     return None
 
 
-def delivery_names(event_type: str, subscribed: set[str]) -> list[str]:
+def delivery_names(event_type: str, subscribed: AbstractSet[str]) -> list[str]:
     """Under which of the subscribed names an event of ``event_type`` is delivered."""
     names = [event_type] if event_type in subscribed else []
     names += [name for name in PUBLIC_NAMES.get(event_type, ()) if name in subscribed]

@@ -13,6 +13,8 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 
 from channels.db import database_sync_to_async
@@ -59,11 +61,11 @@ class HubConsumer(KaiSocketConsumer):
     # Subscription state starts as these shared, never-mutated class defaults; a socket gets its
     # own sets/config/seen window/reconcile signal when it first subscribes, configures or receives
     # (an idle socket carries none of them: bench B7).
-    events: frozenset | set = frozenset()
-    agents: frozenset | set = frozenset()
-    severity: frozenset | set = frozenset()
-    components: frozenset | set = frozenset()
-    config = DEFAULT_CONFIG
+    events: AbstractSet[str] = frozenset()
+    agents: AbstractSet[str] = frozenset()
+    severity: AbstractSet[str] = frozenset()
+    components: AbstractSet[str] = frozenset()
+    config: Mapping[str, int] = DEFAULT_CONFIG
     seen: SeenSeqs | None = None
     watermark: int | None = None  # highest seq confirmed from the table
     _last_metrics_at = 0.0
@@ -79,16 +81,18 @@ class HubConsumer(KaiSocketConsumer):
             "connection_established",
             {
                 "client_id": self.client_id,
-                "session_id": self.identity.session_id,
+                "session_id": self.authenticated_identity.session_id,
                 "server_version": self.server_version,
                 "pooled": True,
-                "organization_id": str(self.identity.organization_id) if self.identity.organization_id else None,
+                "organization_id": str(self.authenticated_identity.organization_id)
+                if self.authenticated_identity.organization_id
+                else None,
                 "commands": command_names(),
             },
         )
 
     async def join_groups(self):
-        self.group = org_group(self.identity.organization_id)
+        self.group = org_group(self.authenticated_identity.organization_id)
         await relay.join(self.group, self)
 
     async def on_disconnect(self, code):
@@ -140,6 +144,7 @@ class HubConsumer(KaiSocketConsumer):
             return await self._subscription_error("INVALID_MESSAGE_FORMAT", "'agents' is a list, 'filters' an object.")
         if self._reconcile_soon is None:
             self._reconcile_soon = asyncio.Event()
+        reconcile_soon = self._reconcile_soon
         self.events = {*self.events, *names}
         self.agents = {*self.agents, *(str(a) for a in agents)}
         if "severity" in filters:
@@ -168,7 +173,7 @@ class HubConsumer(KaiSocketConsumer):
             await self._replay(after=resume)
         if not getattr(self, "_reconciler_started", False):
             self._reconciler_started = True
-            self._spawn(self._reconcile_loop())
+            self._spawn(self._reconcile_loop(reconcile_soon))
 
     async def on_unsubscribe(self, data, message):
         self.events = set(self.events) - {
@@ -186,12 +191,12 @@ class HubConsumer(KaiSocketConsumer):
 
     async def on_pool_info(self, data, message):
         """Seed 004's ``connection_pool_info``: the user's sockets across every process against the cap."""
-        active = await limits.connections_of(self.identity.user_id)
+        active = await limits.connections_of(self.authenticated_identity.user_id)
         cap = settings.KAI_WS_MAX_PER_USER
         await self.send_envelope(
             "connection_pool_info",
             {
-                "pool_id": f"pool_{str(self.identity.user_id).replace('-', '')[:12]}",
+                "pool_id": f"pool_{str(self.authenticated_identity.user_id).replace('-', '')[:12]}",
                 "active_connections": active,
                 "max_connections": cap,
                 "pool_utilization": round(active / cap, 2) if cap else 0.0,
@@ -253,8 +258,8 @@ class HubConsumer(KaiSocketConsumer):
             return await fail(
                 "UNSUPPORTED_COMMAND", f"Unknown command {name!r}; available: {', '.join(command_names())}"
             )
-        if self.identity.role not in command.roles:
-            return await fail("PERMISSION_DENIED", f"Role '{self.identity.role}' may not '{name}'.")
+        if self.authenticated_identity.role not in command.roles:
+            return await fail("PERMISSION_DENIED", f"Role '{self.authenticated_identity.role}' may not '{name}'.")
         parameters = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
         user, auth = await self.identity_rows()
         if user is None:
@@ -286,24 +291,25 @@ class HubConsumer(KaiSocketConsumer):
         )
 
     async def on_configure(self, data, message):
-        if self.config is DEFAULT_CONFIG:
-            self.config = dict(DEFAULT_CONFIG)
-        errors = {}
+        # the shared default is read-only: the socket's own copy from its first configure on
+        config = self.config if isinstance(self.config, dict) else dict(DEFAULT_CONFIG)
+        self.config = config
+        errors: dict[str, str] = {}
         if "metrics_interval" in data:
             value = data["metrics_interval"]
             if isinstance(value, int) and not isinstance(value, bool) and 1000 <= value <= 3_600_000:
-                self.config["metrics_interval"] = value
+                config["metrics_interval"] = value
             else:
                 errors["metrics_interval"] = "an integer of milliseconds between 1000 and 3600000"
         if "buffer_size" in data:
             value = data["buffer_size"]
             if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1000:
-                self.config["buffer_size"] = value
+                config["buffer_size"] = value
             else:
                 errors["buffer_size"] = "an integer between 1 and 1000"
         if "compression" in data:
             if isinstance(data["compression"], bool):
-                self.config["compression"] = data["compression"]
+                config["compression"] = data["compression"]
             else:
                 errors["compression"] = "a boolean"
         if errors:
@@ -322,7 +328,8 @@ class HubConsumer(KaiSocketConsumer):
         if not self.events:
             return
         await self._deliver(event)
-        self._reconcile_soon.set()
+        if self._reconcile_soon is not None:  # made by the subscribe that made self.events non-empty
+            self._reconcile_soon.set()
 
     async def _on_maintenance(self, event: dict):
         """Every hub socket hears maintenance, subscribed or not; with ``disconnect_seconds`` the
@@ -356,7 +363,9 @@ class HubConsumer(KaiSocketConsumer):
             return []
         if self.components and event.get("component") not in self.components:
             return []
-        if not catalog.visible_to(event, role=self.identity.role, user_id=self.identity.user_id):
+        if not catalog.visible_to(
+            event, role=self.authenticated_identity.role, user_id=self.authenticated_identity.user_id
+        ):
             return []
         return names
 
@@ -392,20 +401,20 @@ class HubConsumer(KaiSocketConsumer):
 
     # the event table this socket reads (one organization; the console socket widens it)
     def table_latest_seq(self) -> int:
-        return _latest_seq(self.identity.organization_id)
+        return _latest_seq(self.authenticated_identity.organization_id)
 
     def table_events_after(self, after: int, limit: int) -> list[dict]:
-        return _events_after(self.identity.organization_id, after, limit)
+        return _events_after(self.authenticated_identity.organization_id, after, limit)
 
-    async def _reconcile_loop(self):
+    async def _reconcile_loop(self, reconcile_soon: asyncio.Event):
         interval = settings.KAI_WS_RECONCILE_SECONDS
         while not self._closing:
             try:
-                await asyncio.wait_for(self._reconcile_soon.wait(), timeout=interval)
+                await asyncio.wait_for(reconcile_soon.wait(), timeout=interval)
                 await asyncio.sleep(min(1.0, interval))  # let the live burst land first
             except TimeoutError:
                 pass
-            self._reconcile_soon.clear()
+            reconcile_soon.clear()
             if self.events and self.watermark is not None:
                 try:
                     await self._replay(after=self.watermark)

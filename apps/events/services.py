@@ -24,6 +24,7 @@ import threading
 import time
 from contextlib import contextmanager
 from functools import partial
+from typing import Any, cast
 
 from channels.layers import get_channel_layer
 from django.db import connections, router, transaction
@@ -284,10 +285,14 @@ def _insert_locked(events: list[Event]) -> None:
     ``nextval`` runs; with several rows the ids are drawn after sorting, in list order)."""
     connection = connections[router.db_for_write(Event)]
     fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
-    quote = connection.ops.quote_name
+
+    def quote(column: str | None) -> str:  # a concrete field's column; the stubs allow None
+        return connection.ops.quote_name(cast(str, column))
+
     columns = ", ".join(quote(f.column) for f in fields)
     table = quote(Event._meta.db_table)
     keys = sorted({locks.organization_lock_key(event.organization_id) for event in events})
+    params: list[Any]  # the lock's ints, then each row's prepared values
     if len(keys) == 1:
         lock, params = "SELECT pg_advisory_xact_lock(%s, %s)", [locks.EVENTS, keys[0]]
     else:  # every lock, in ascending key order, in one row the INSERT joins
@@ -340,7 +345,7 @@ class _ChannelSender:
     def __init__(self):
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self.queue: asyncio.Queue | None = None
+        self.queue: asyncio.Queue  # made by _run (on the loop's thread) before ready is set
         ready = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(ready,), name="kai-event-sender", daemon=True)
         self.thread.start()
@@ -384,7 +389,7 @@ async def _groups_with_members(layer, groups: list[str]) -> list[str]:
     by_host: dict[int, list[str]] = {}
     for group in groups:
         by_host.setdefault(hash_of(group), []).append(group)
-    live = set()
+    live: set[str] = set()
     for index, members in by_host.items():
         pipe = connection_of(index).pipeline(transaction=False)
         for group in members:

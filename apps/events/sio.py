@@ -91,6 +91,13 @@ class Session:
         self._closing = False
         self._limits_held = False
 
+    @property
+    def authenticated_identity(self) -> SocketIdentity:
+        """``identity`` of a session past ``auth`` (the relay and the replay serve only those)."""
+        if self.identity is None:
+            raise RuntimeError("the socket.io session has not authenticated")
+        return self.identity
+
     def within_rate(self) -> bool:
         """The sockets' message rate (``KAI_WS_MESSAGES_PER_MINUTE``) over the client's events."""
         now = time.monotonic()
@@ -110,7 +117,8 @@ class Session:
             return
         if self.agents and event.get("agent_id") and event["agent_id"] not in self.agents:
             return
-        if not catalog.visible_to(event, role=self.identity.role, user_id=self.identity.user_id):
+        identity = self.authenticated_identity
+        if not catalog.visible_to(event, role=identity.role, user_id=identity.user_id):
             return
         if not self.seen.add(event["seq"]):
             return
@@ -238,7 +246,9 @@ def _user_payload(user, credential) -> dict:
 async def _replay(session: Session, after: int) -> None:
     """``auth.last_event_id``: the events missed since, from the event table, before live ones."""
     while True:
-        batch = await database_sync_to_async(_events_after)(session.identity.organization_id, after, REPLAY_BATCH)
+        batch = await database_sync_to_async(_events_after)(
+            session.authenticated_identity.organization_id, after, REPLAY_BATCH
+        )
         for event in batch:
             await session.deliver(event)
         if len(batch) < REPLAY_BATCH:

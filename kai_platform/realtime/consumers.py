@@ -113,6 +113,13 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
     _auth_timer: asyncio.TimerHandle | None = None  # the authentication window of a socket without ?token=
     _dispatch_lock: asyncio.Lock | None = None  # one message at a time: client messages and relayed events
 
+    @property
+    def authenticated_identity(self) -> SocketIdentity:
+        """``identity`` where the socket has authenticated (every handler after ``on_authenticated``)."""
+        if self.identity is None:
+            raise RuntimeError("the socket has not authenticated")
+        return self.identity
+
     # --- lifecycle ------------------------------------------------------------------------
     async def __call__(self, scope, receive, send):
         if self.per_socket_channel:
