@@ -62,6 +62,7 @@ def _platform_recent_before(after: int, floor: int) -> list[dict]:
 
 class ConsoleConsumer(HubConsumer):
     requires_organization = False
+    _floor: int | None = None  # platform scope: the seq the recent-events replay starts below
 
     async def on_authenticated(self):
         self.scope_kind = console_scope(self.user, self.auth)
@@ -74,7 +75,7 @@ class ConsoleConsumer(HubConsumer):
         if self.scope_kind == "platform":
             self.groups_joined = [org_group(pk) for pk in await database_sync_to_async(_organization_ids)()]
         else:
-            self.groups_joined = [org_group(self.identity.organization_id)]
+            self.groups_joined = [org_group(self.authenticated_identity.organization_id)]
         for group in self.groups_joined:
             await relay.join(group, self)
 
@@ -87,7 +88,9 @@ class ConsoleConsumer(HubConsumer):
             data = {
                 **data,
                 "scope": self.scope_kind,
-                "organization_id": str(self.identity.organization_id) if self.scope_kind == "organization" else None,
+                "organization_id": str(self.authenticated_identity.organization_id)
+                if self.scope_kind == "organization"
+                else None,
             }
         await super().send_envelope(type_, data, **extra)
 
@@ -102,7 +105,7 @@ class ConsoleConsumer(HubConsumer):
         if (
             names
             and self.scope_kind == "organization"
-            and event.get("organization_id") != str(self.identity.organization_id)
+            and event.get("organization_id") != str(self.authenticated_identity.organization_id)
         ):
             return []
         return names
@@ -111,7 +114,7 @@ class ConsoleConsumer(HubConsumer):
     def table_latest_seq(self) -> int:
         if self.scope_kind == "platform":
             latest = _platform_latest_seq()
-            self._floor = latest if getattr(self, "_floor", None) is None else self._floor
+            self._floor = latest if self._floor is None else self._floor
             return latest
         return super().table_latest_seq()
 
@@ -122,7 +125,7 @@ class ConsoleConsumer(HubConsumer):
 
     async def _replay(self, *, after: int):
         if self.scope_kind == "platform":
-            if getattr(self, "_floor", None) is None:
+            if self._floor is None:
                 self._floor = after  # nothing at or below where the client asked to start
             for event in await database_sync_to_async(_platform_recent_before)(after, self._floor):
                 await self._deliver(event)  # seqs already sent are skipped

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Sum
@@ -150,7 +152,7 @@ def _redis():
 def queue_depths() -> list[dict]:
     """Messages waiting per Celery queue, summed over the Redis transport's priority lists."""
 
-    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    options: Mapping[str, Any] = settings.CELERY_BROKER_TRANSPORT_OPTIONS  # kombu's options, of mixed types
     keyprefix = options.get("global_keyprefix", "")
     steps = options.get("priority_steps", Channel.priority_steps)
     redis = _redis()

@@ -211,9 +211,8 @@ def _by_organization(tokens: dict, cost: dict, width: int) -> dict:
     ids = set(tokens) | set(cost)
     ranked = sorted(ids, key=lambda o: (-sum(cost.get(o) or [0]), -sum(tokens.get(o) or [0]), o))
     shown, rest = ranked[:TOP_ORGANIZATIONS], ranked[TOP_ORGANIZATIONS:]
-    slugs = dict(Organization.objects.filter(pk__in=shown).values_list("pk", "slug"))
-    slugs = {str(k): v for k, v in slugs.items()}
-    out = {"tokens": [], "cost": []}
+    slugs = {str(pk): slug for pk, slug in Organization.objects.filter(pk__in=shown).values_list("pk", "slug")}
+    out: dict[str, list[dict]] = {"tokens": [], "cost": []}
     for key, source in (("tokens", tokens), ("cost", cost)):
         for org in shown:
             values = source.get(org) or [0] * width
@@ -256,6 +255,8 @@ def platform_series(*, grid: Grid) -> dict:
             alive[i] = int(value) if alive[i] is None else min(alive[i], int(value))
     for bucket, value in per_minute.items():
         i = grid.index(bucket)
+        if i is None:  # never: only buckets on the grid were summed
+            continue
         depth[i] = int(value) if depth[i] is None else max(depth[i], int(value))
     now = health()
     if not now["redis_error"]:

@@ -5,6 +5,8 @@ attributes and log data are redacted (secret-looking keys, and credentials insid
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.utils import timezone
 
 from apps.approvals.models import Approval
@@ -86,7 +88,7 @@ def _span_rows(execution, origin) -> list[dict]:
             "attributes": clean(span.attributes or {}),
             "children": [],
         }
-    roots = []
+    roots: list[dict] = []
     for node in nodes.values():
         parent = nodes.get(node["parent_span_id"] or "")
         (parent["children"] if parent else roots).append(node)
@@ -193,7 +195,7 @@ def run_trace(*, execution) -> dict:
     if spans:
         origin_shift = min(0.0, min(s["start_ms"] for s in spans))
         if origin_shift < 0:  # a resumed run's spans may start before its latest start
-            origin = origin + timezone.timedelta(milliseconds=origin_shift)
+            origin = origin + timedelta(milliseconds=origin_shift)
             spans = _span_rows(execution, origin)
     children = _children(execution, origin)
     header = run_header(execution)

@@ -55,17 +55,19 @@ class ConsoleView(View):
     """Session users only; anonymous users go to the console login."""
 
     json = False
+    scope: ConsoleScope  # set by dispatch before any handler runs
 
     def dispatch(self, request, *args, **kwargs):
         if not request.user.is_authenticated:
             if self.json:
                 return JsonResponse({"detail": "Log in first.", "code": "UNAUTHORIZED"}, status=401)
             return redirect(f"{reverse('console-login')}?next={request.get_full_path()}")
-        self.scope = resolve_scope(request)
-        if self.scope is None:
+        scope = resolve_scope(request)
+        if scope is None:
             if self.json:
                 raise PermissionDenied("The console is for staff and organization owners.")
             return HttpResponseForbidden(render(request, "console/forbidden.html").content)
+        self.scope = scope
         return super().dispatch(request, *args, **kwargs)
 
 

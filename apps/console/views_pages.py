@@ -10,7 +10,7 @@ from django.urls import reverse
 from rest_framework.exceptions import APIException
 
 from apps.console import selectors_charts, selectors_graphs, selectors_runs, services
-from apps.console.views import ConsoleView
+from apps.console.views import ConsoleScope, ConsoleView
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 
@@ -54,6 +54,8 @@ class ChartsDataView(ConsoleView):
 
 
 class RunMixin:
+    scope: ConsoleScope  # of the ConsoleView it is mixed into
+
     def execution_or_404(self, execution_id):
         execution = selectors_runs.scoped_execution(organization=None, execution_id=execution_id)
         if execution is None or not _allowed(self.scope, execution.organization_id):
