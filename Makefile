@@ -59,7 +59,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory typecheck
 
-# mypy with django-stubs over kai_platform/ (pyproject.toml [tool.mypy]); the plugin reads the settings,
+# mypy with django-stubs over kai_platform/ and apps/ (pyproject.toml [tool.mypy]); the plugin reads the settings,
 # so URLs are given (no service is contacted) lest a bare run start the embedded ones
 typecheck: $(STAMP)
 	DATABASE_URL=$${DATABASE_URL:-postgres://127.0.0.1/kai} REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} $(VENV)/bin/mypy
