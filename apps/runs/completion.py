@@ -1,12 +1,12 @@
 """How a runs worker ends its completed runs: a lone run is ended at once by its own thread; the
 runs whose runner returned while a batch was being ended are ended together, in one
-transaction — their last batches in one UPDATE and one insert per table
-(``RunRecorder.flush_many``), then their transitions to COMPLETED (each run's history row and
-event) in one statement per organization (``execution_transition_many``;
-``execution_transition`` for a lone run), the organization's event lock taken once; the terminal
-hooks once it committed, a batch hook once for all of them; the events' listeners read what they
-need once for the batch (``listener_reads_shared``: the webhooks of an event type). Once that
-committed, their agents' run counters are written, one UPDATE per agent.
+transaction — their last batches in one statement (``RunRecorder.flush_many``), then their
+transitions to COMPLETED (each run's history row and event) in one statement per organization
+(``execution_transition_many``; ``execution_transition`` for a lone run), the organization's
+event lock taken once, then the shared usage counters; the terminal hooks once it committed, a
+batch hook once for all of them; the events' listeners read what they need once for the batch
+(``listener_reads_shared``: the webhooks of an event type). Once that committed, their agents'
+run counters are written, one UPDATE per agent.
 A batch that fails leaves each run to end alone, the way ``apps.runs.lifecycle`` always could."""
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def _complete_batch(items: list[tuple]) -> list[bool]:
     taken: list = []
     try:
         with transaction.atomic(), terminal_hooks_batched(), listener_reads_shared():
-            taken = RunRecorder.flush_many([ctx.recorder for ctx, _ in items])
+            counters: list = []
+            taken = RunRecorder.flush_many([ctx.recorder for ctx, _ in items], counters=counters)
             if len(items) == 1:
                 ctx, result = items[0]
                 ended = [
@@ -41,6 +42,9 @@ def _complete_batch(items: list[tuple]) -> list[bool]:
                 ]
             else:
                 ended = _end_many(items)
+            # after the ends (the event lock): committed with them, so a run's waiter, woken on
+            # commit, reads its usage without two more round trips before the signal
+            RunRecorder.write_counters(counters)
     except Exception:
         RunRecorder.put_back(taken)  # each run's last batch goes with its own end instead
         raise
