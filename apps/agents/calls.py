@@ -47,8 +47,11 @@ def agent_check_budgets(*, agent, model: str = "") -> None:
     def refusal():
         organization = agent.organization
         try:
-            resolved = model_resolve(organization=organization, name=model or agent.llm)  # unknown → 422 AGENT_004
-            llm_layer.check_budgets_for(organization=organization, provider=resolved.provider, agent=agent)
+            # unknown → 422 AGENT_004; the providers read once a second per process, not once a run
+            provider = llm_layer.provider_of(
+                organization=organization, model_name=model or agent.llm, resolve=model_resolve
+            )
+            llm_layer.check_budgets_for(organization=organization, provider=provider, agent=agent)
         except llm_layer.BudgetExceeded as exc:
             return BudgetExceeded(str(exc))
         except APIException as exc:

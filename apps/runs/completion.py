@@ -1,10 +1,12 @@
 """How a runs worker ends its completed runs: a lone run is ended at once by its own thread; the
-runs whose runner returned while a batch was being ended are ended together, in one transaction — their last batches in one UPDATE and
-one insert per table (``RunRecorder.flush_many``), then each run's ``execution_transition`` to
-COMPLETED (its history row, its event), the organization's event lock taken once; the
-terminal hooks once it committed, a batch hook once for all of them; the events' listeners read
-what they need once for the batch (``listener_reads_shared``: the webhooks of an event type).
-Once that committed, their agents' run counters are written, one UPDATE per agent.
+runs whose runner returned while a batch was being ended are ended together, in one
+transaction — their last batches in one statement (``RunRecorder.flush_many``), then their
+transitions to COMPLETED (each run's history row and event) in one statement per organization
+(``execution_transition_many``; ``execution_transition`` for a lone run), the organization's
+event lock taken once, then the shared usage counters; the terminal hooks once it committed, a
+batch hook once for all of them; the events' listeners read what they need once for the batch
+(``listener_reads_shared``: the webhooks of an event type). Once that committed, their agents'
+run counters are written, one UPDATE per agent.
 A batch that fails leaves each run to end alone, the way ``apps.runs.lifecycle`` always could."""
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from apps.runs import registry as plugins
 from apps.runs.batching import Batcher
 from apps.runs.models import ExecutionStatus
 from apps.runs.recorder import RunRecorder
-from apps.runs.services import execution_transition, terminal_hooks_batched
+from apps.runs.services import execution_transition, execution_transition_many, terminal_hooks_batched
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
@@ -29,18 +31,37 @@ def _complete_batch(items: list[tuple]) -> list[bool]:
     taken: list = []
     try:
         with transaction.atomic(), terminal_hooks_batched(), listener_reads_shared():
-            taken = RunRecorder.flush_many([ctx.recorder for ctx, _ in items])
-            ended = [
-                execution_transition(
-                    execution_id=ctx.execution.pk, to=S.COMPLETED, reason="completed", result=result, error=""
-                )
-                for ctx, result in items
-            ]
+            counters: list = []
+            taken = RunRecorder.flush_many([ctx.recorder for ctx, _ in items], counters=counters)
+            if len(items) == 1:
+                ctx, result = items[0]
+                ended = [
+                    execution_transition(
+                        execution_id=ctx.execution.pk, to=S.COMPLETED, reason="completed", result=result, error=""
+                    )
+                ]
+            else:
+                ended = _end_many(items)
+            # after the ends (the event lock): committed with them, so a run's waiter, woken on
+            # commit, reads its usage without two more round trips before the signal
+            RunRecorder.write_counters(counters)
     except Exception:
         RunRecorder.put_back(taken)  # each run's last batch goes with its own end instead
         raise
     record_agent_runs([(ctx.execution, ctx.elapsed(), "") for ctx, _ in items])
     return ended
+
+
+def _end_many(items: list[tuple]) -> list[bool]:
+    """RUNNING → COMPLETED of the batch's runs: one transition statement per organization."""
+    organizations: dict = {}
+    for ctx, result in items:
+        runs = organizations.setdefault(ctx.execution.organization_id, [])
+        runs.append((ctx.execution.pk, "completed", {"result": result, "error": ""}))
+    moved: set[str] = set()
+    for organization_id, runs in organizations.items():
+        moved |= execution_transition_many(organization_id=organization_id, to=S.COMPLETED, runs=runs)
+    return [str(ctx.execution.pk) in moved for ctx, _ in items]
 
 
 def record_agent_runs(runs: list[tuple]) -> None:

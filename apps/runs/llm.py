@@ -77,6 +77,25 @@ def resolve_model(*, organization, model_name: str | None) -> ResolvedModel:
     return resolved
 
 
+def provider_of(*, organization, model_name: str | None, resolve):
+    """The provider that serves ``model_name`` for the organization — ``resolve(organization=…,
+    name=…).provider``, no client built (a caller that only checks budgets before queuing a run) —
+    reused and forgotten as ``resolve_model``'s resolutions are."""
+    default = (getattr(organization, "settings", None) or {}).get("default_model") or ""
+    key = ("provider", getattr(organization, "pk", organization), model_name or "", str(default))
+    now = time.monotonic()
+    ttl = resolve_ttl()
+    hit = _resolved.get(key)
+    if hit is not None and now - hit[0] < ttl:
+        return hit[1]
+    provider = resolve(organization=organization, name=model_name).provider
+    if ttl > 0:
+        if len(_resolved) >= 10_000:
+            _resolved.clear()
+        _resolved[key] = (now, provider)
+    return provider
+
+
 def forget_resolved(**_) -> None:
     """Drop every reused resolution (a provider, model config or credential changed)."""
     _resolved.clear()

@@ -5,8 +5,10 @@ The runner adds entries in memory; ``maybe_flush`` writes them every ``FLUSH_SEC
 never one transaction per token, and no connection held while the provider is waited on.
 A flush records nothing once the execution has ended (the UPDATE is conditional on an active
 status), so a cancelled or reaped run never gains tokens afterwards. The run's last batch is
-written in the transaction that ends it. The shared counters (usage rollup, provider usage) are
-written after the batch commits, one short statement each (see ``flush``).
+written in the transaction that ends it, in one statement with its counters (``flush_many``). The
+shared counters (usage rollup, provider usage) are written after a batch commits, one short
+statement each (see ``flush``); at a run's end, in its transaction, after the end's statement
+(``write_counters``), so its waiter, woken on commit, reads them.
 """
 
 from __future__ import annotations
@@ -293,18 +295,27 @@ class RunRecorder:
             self._cost += cost
 
     @classmethod
-    def flush_many(cls, recorders: list[RunRecorder]) -> list:
-        """``flush`` of several runs at once, inside the caller's transaction: one UPDATE of their
-        counters, one insert of their logs and one of their spans; the shared counters once it
-        committed (the usage rollup summed per row). Returns what it took: when the transaction
-        does not commit, ``put_back`` gives each recorder its entries back."""
+    def flush_many(cls, recorders: list[RunRecorder], *, counters: list | None = None) -> list:
+        """``flush`` of several runs at once, inside the caller's transaction: ONE statement for
+        their counters, their logs and their spans; the shared counters once it
+        committed (the usage rollup summed per row) — or, given a ``counters`` list, appended to
+        it for the caller to write in its transaction (``write_counters``). Returns what it took:
+        when the transaction does not commit, ``put_back`` gives each recorder its entries back."""
         taken = [(recorder, recorder._take()) for recorder in recorders]
         try:
-            cls._write_batch(taken)
+            cls._write_batch(taken, counters)
         except Exception:
             cls.put_back(taken)
             raise
         return taken
+
+    @staticmethod
+    def write_counters(counters: list) -> None:
+        """The shared counters ``flush_many(counters=…)`` left to its caller, written now: inside
+        the caller's transaction, after what takes the organization's event lock (a run's end),
+        so these rows are locked no longer than that lock already serializes the ends."""
+        if any(usage or providers for _, usage, providers in counters):
+            _write_counters_many(counters)
 
     @staticmethod
     def put_back(taken: list) -> None:
@@ -312,58 +323,25 @@ class RunRecorder:
             recorder._put_back(batch)
 
     @staticmethod
-    def _write_batch(taken: list) -> None:
-        """One UPDATE of the runs' counters (only of runs still PREPARING/RUNNING), then their rows."""
+    def _write_batch(taken: list, later: list | None = None) -> None:
+        """ONE statement: the runs' counters (only of runs still PREPARING/RUNNING) and their logs
+        and spans; a run the UPDATE no longer matched has ended: nothing more of it is recorded but
+        what was spent."""
 
         def has_rows(batch):
             logs, spans, usage, _providers, tokens_in, tokens_out, cost = batch
             return bool(logs or spans or usage or tokens_in or tokens_out or cost)
 
         active = [(r, b) for r, b in taken if not r.ended and has_rows(b)]
-        seqs: dict[str, int] = {}
-        if active:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE crews_execution e SET log_seq = e.log_seq + v.n, tokens_in = e.tokens_in + v.tin, "
-                    "tokens_out = e.tokens_out + v.tout, cost = e.cost + v.cost "
-                    "FROM unnest(%s::uuid[], %s::int[], %s::bigint[], %s::bigint[], %s::numeric[]) "
-                    "AS v (id, n, tin, tout, cost) "
-                    "WHERE e.id = v.id AND e.status IN ('PREPARING', 'RUNNING') RETURNING e.id, e.log_seq",
-                    [
-                        [str(r.execution_id) for r, _ in active],
-                        [len(b[0]) for _, b in active],
-                        [b[4] for _, b in active],
-                        [b[5] for _, b in active],
-                        [b[6] for _, b in active],
-                    ],
-                )
-                seqs = {str(pk): seq for pk, seq in cursor.fetchall()}
-        logs, spans, counters = [], [], []
-        for recorder, (batch_logs, batch_spans, usage, providers, *_) in taken:
-            seq = seqs.get(str(recorder.execution_id))
-            if seq is None:  # nothing to write, or ended: nothing more of it is recorded but what was spent
-                if any(r is recorder for r, _ in active):
-                    recorder.ended = True
-                counters.append((recorder, {} if recorder.ended else usage, providers))
-                continue
-            first = seq - len(batch_logs) + 1
-            logs += [
-                ExecutionLog(
-                    organization_id=recorder.organization_id,
-                    execution_id=recorder.execution_id,
-                    seq=first + i,
-                    level=level,
-                    message=message,
-                    data=data,
-                    created_at=at,
-                )
-                for i, (level, message, data, at) in enumerate(batch_logs)
-            ]
-            spans += batch_spans
-            counters.append((recorder, usage, providers))
-        insert_rows(ExecutionLog, logs)
-        insert_rows(TraceSpan, spans)
-        if any(usage or providers for _, usage, providers in counters):
+        written = _write_rows(active) if active else set()
+        counters = []
+        for recorder, (_logs, _spans, usage, providers, *_) in taken:
+            if str(recorder.execution_id) not in written and any(r is recorder for r, _ in active):
+                recorder.ended = True
+            counters.append((recorder, {} if recorder.ended else usage, providers))
+        if later is not None:
+            later += counters
+        elif any(usage or providers for _, usage, providers in counters):
             transaction.on_commit(partial(_write_counters_many, counters), robust=True)
 
     def _write_counters(self, usage: dict, providers: list) -> None:
@@ -419,21 +397,66 @@ def _providers_summed(counters: list) -> dict:
     return summed
 
 
-def insert_rows(model, rows: list) -> None:
-    """INSERT ``rows`` (instances of ``model``, every column set, the id drawn by the database) in as
-    few statements as the parameter limit allows: ``bulk_create`` without its per-call compilation."""
+_UPDATE_COUNTERS = (
+    "UPDATE crews_execution e SET log_seq = e.log_seq + v.n, tokens_in = e.tokens_in + v.tin, "
+    "tokens_out = e.tokens_out + v.tout, cost = e.cost + v.cost "
+    "FROM unnest(%s::uuid[], %s::int[], %s::bigint[], %s::bigint[], %s::numeric[]) AS v (id, n, tin, tout, cost) "
+    "WHERE e.id = v.id AND e.status IN ('PREPARING', 'RUNNING') RETURNING e.id, e.log_seq, v.n"
+)
+
+
+def _write_rows(active: list) -> set[str]:
+    """``[(recorder, batch), …]`` → the ids of the runs whose counters, logs and spans it wrote, in
+    ONE statement: the UPDATE of the counters, and an INSERT of the logs and one of the spans of
+    the rows it updated (a log's ``seq`` counted on from the ``log_seq`` the UPDATE returned)."""
+    logs = [
+        ExecutionLog(
+            organization_id=r.organization_id,
+            execution_id=r.execution_id,
+            seq=i + 1,
+            level=level,
+            message=message,
+            data=data,
+            created_at=at,
+        )
+        for r, batch in active
+        for i, (level, message, data, at) in enumerate(batch[0])
+    ]
+    spans = [span for _, batch in active for span in batch[1]]
+    params = [
+        [str(r.execution_id) for r, _ in active],
+        [len(b[0]) for _, b in active],
+        [b[4] for _, b in active],
+        [b[5] for _, b in active],
+        [b[6] for _, b in active],
+    ]
+    sql = "WITH upd AS (" + _UPDATE_COUNTERS + ")"
+    for name, model, rows, seq in (("lg", ExecutionLog, logs, True), ("sp", TraceSpan, spans, False)):
+        if rows:
+            cte, cte_params = _insert_joined(model, rows, seq=seq)
+            sql += f", {name} AS ({cte})"
+            params += cte_params
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " SELECT id FROM upd", params)
+        return {str(row[0]) for row in cursor.fetchall()}
+
+
+def _insert_joined(model, rows: list, *, seq: bool) -> tuple[str, list]:
+    """INSERT of ``rows`` (every column set) for the runs ``upd`` returned, as a CTE item."""
     fields = _insert_fields(model)
-    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    columns = ", ".join(f'"{field.column}"' for field in fields)
-    step = 30_000 // len(fields)  # under PostgreSQL's 65,535 parameters a statement
-    for start in range(0, len(rows), step):
-        chunk = rows[start : start + step]
-        params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in chunk for field in fields]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f'INSERT INTO "{model._meta.db_table}" ({columns}) VALUES ' + ", ".join([placeholders] * len(chunk)),
-                params,
-            )
+    typed = "(" + ", ".join(f"%s::{field.db_type(connection)}" for field in fields) + ")"
+    columns = [f'"{field.column}"' for field in fields]
+    select = [
+        "upd.log_seq - upd.n + r.seq" if seq and field.name == "seq" else f"r.{column}"
+        for field, column in zip(fields, columns)
+    ]
+    params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields]
+    sql = (
+        f'INSERT INTO "{model._meta.db_table}" ({", ".join(columns)}) SELECT {", ".join(select)} '
+        f"FROM (VALUES {', '.join([typed] * len(rows))}) AS r ({', '.join(columns)}) "
+        "JOIN upd ON upd.id = r.execution_id"
+    )
+    return sql, params
 
 
 _INSERT_FIELDS: dict = {}
@@ -450,14 +473,19 @@ def _write_counters_many(counters: list) -> None:
     """The shared counters of several runs' flushes: one upsert per usage-rollup row (the runs'
     calls, tokens and cost summed, each run counted once per row), one per provider's usage."""
     merged: dict[tuple, list] = {}
+    counted: list[tuple] = []  # (recorder, key): marked once written (inside a transaction: once it commits)
     for recorder, usage, _providers in counters:
         for key, (calls, tin, tout, cost) in usage.items():
             agent_id, _name, model, day = key
             new_execution = (agent_id, model, day) not in recorder._counted_usage_keys
-            recorder._counted_usage_keys.add((agent_id, model, day))
+            counted.append((recorder, (agent_id, model, day)))
             entry = merged.setdefault((recorder.organization_id, *key), [0, 0, 0, 0, Decimal(0)])
             for index, value in enumerate((1 if new_execution else 0, calls, tin, tout, cost)):
                 entry[index] += value
+    if connection.in_atomic_block:
+        transaction.on_commit(partial(_mark_counted, counted))
+    else:
+        _mark_counted(counted)
     try:
         if merged:
             now = timezone.now()
@@ -472,3 +500,8 @@ def _write_counters_many(counters: list) -> None:
     finally:
         if not connection.in_atomic_block:
             connection.close()
+
+
+def _mark_counted(counted: list[tuple]) -> None:
+    for recorder, key in counted:
+        recorder._counted_usage_keys.add(key)

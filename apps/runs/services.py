@@ -32,6 +32,7 @@ from apps.runs.transitions import (
     CLAIM_LOCK_NAMESPACE,
     execution_claim,
     execution_transition,
+    execution_transition_many,
     terminal_hooks_batched,
     wait_for_terminal,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "execution_replay",
     "execution_retry",
     "execution_transition",
+    "execution_transition_many",
     "runs_queue",
     "terminal_hooks_batched",
     "wait_for_terminal",

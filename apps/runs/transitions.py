@@ -227,9 +227,12 @@ def _publish_steps(execution_id, path: list[tuple[str, str]], rows: list) -> Non
             component="runs",
         )
         previous = status
-    to = path[-1][0]
-    if to not in TERMINAL_STATUSES:
-        return
+    if path[-1][0] in TERMINAL_STATUSES:
+        _ended_on_commit(execution_id, path[-1][0], kind, organization_id, agent_id, parent_id)
+
+
+def _ended_on_commit(execution_id, to, kind, organization_id, agent_id, parent_id) -> None:
+    """A run's end, once its transaction commits: its waiters signalled, its terminal hooks called."""
     # after the run's shared counters (registered by its last flush): a synchronous caller woken by
     # it reads its usage; before the terminal hooks (registered below)
     transaction.on_commit(partial(_signal_finished, str(execution_id), str(to)), robust=True)
@@ -291,6 +294,114 @@ def execution_transition(
         fields=fields,
     )
     return changed
+
+
+_MANY_SQL = """
+WITH v (id, reason, {names}) AS (
+    VALUES {rows}
+), old AS (
+    SELECT e.id, e.status FROM crews_execution e WHERE e.id IN (SELECT id FROM v) AND e.status = ANY(%s)
+    ORDER BY e.id FOR UPDATE
+), upd AS (
+    UPDATE crews_execution e SET {sets} FROM old, v WHERE e.id = old.id AND v.id = old.id
+    RETURNING e.id, old.status AS from_status, e.organization_id, e.kind, e.agent_id, e.parent_id, v.reason
+), locked AS MATERIALIZED (
+    -- every row locked and updated before the event lock is taken (the order of a lone transition)
+    SELECT * FROM upd ORDER BY id
+), history AS (
+    INSERT INTO crews_executionevent (organization_id, execution_id, from_status, to_status, reason, at)
+    SELECT locked.organization_id, locked.id, locked.from_status, %s, locked.reason, %s FROM locked ORDER BY locked.id
+), {events}
+SELECT locked.id, locked.from_status, locked.kind, locked.agent_id, locked.parent_id, locked.reason,
+       (SELECT array_agg(kai_event.id ORDER BY kai_event.id) FROM kai_event),
+       (SELECT array_agg(kai_event.created_at ORDER BY kai_event.id) FROM kai_event)
+FROM locked ORDER BY locked.id
+"""
+
+#: the event of each run of ``_MANY_SQL``, as ``_STEP_EVENT_VALUES`` writes a lone transition's
+_MANY_EVENT_VALUES = {
+    "type": "%s",
+    "severity": "%s",
+    "component": "'runs'",
+    "agent_id": "locked.agent_id",
+    "execution_id": "locked.id",
+    "data": (
+        "jsonb_build_object('execution_id', locked.id::text, 'kind', locked.kind, 'from', locked.from_status, "
+        "'to', %s::text, 'status', %s::text, 'reason', locked.reason, 'agent_id', locked.agent_id::text) || "
+        "CASE WHEN locked.parent_id IS NULL THEN '{}'::jsonb "
+        "ELSE jsonb_build_object('parent_id', locked.parent_id::text) END"
+    ),
+    "created_at": "%s",
+}
+
+
+def execution_transition_many(*, organization_id, to: str, runs: list[tuple]) -> set[str]:
+    """``execution_transition`` of many runs of one organization in ONE statement: ``runs`` is
+    ``[(execution_id, reason, fields), …]`` (every ``fields`` with the same keys). Each run moves
+    only from a status ``to`` may be entered from; each gets its ``ExecutionEvent`` and its
+    ``execution.<status>`` event (ids in run-id order, the event lock taken once, after every
+    row's lock), published and, at an end, its waiters and terminal hooks on commit as a lone
+    transition's. Returns the ids of the runs it moved."""
+    to = ExecutionStatus(to)
+    if not runs:
+        return set()
+    sql, params = _many_statement(to, runs)
+    severity = "error" if to == S.FAILED else "info"
+    with transaction.atomic(savepoint=False):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            fetched = cursor.fetchall()
+        if not fetched:
+            return set()
+        event_ids, created = fetched[0][6] or [], fetched[0][7] or []
+        if len(event_ids) != len(fetched):
+            raise RuntimeError(f"a batched transition published {len(event_ids)} events for {len(fetched)} runs")
+        for (execution_id, from_status, kind, agent_id, parent_id, reason, *_), pk, at in zip(
+            fetched, event_ids, created
+        ):
+            published(
+                pk=pk,
+                created_at=at,
+                organization=organization_id,
+                type=f"execution.{to.lower()}",
+                data=_event_data(execution_id, kind, from_status, to, reason, agent_id, parent_id),
+                agent=agent_id,
+                execution=execution_id,
+                severity=severity,
+                component="runs",
+            )
+            if to in TERMINAL_STATUSES:
+                _ended_on_commit(execution_id, to, kind, organization_id, agent_id, parent_id)
+    return {str(row[0]) for row in fetched}
+
+
+def _many_statement(to: str, runs: list[tuple]) -> tuple[str, list]:
+    """The SQL and parameters of ``execution_transition_many``'s statement."""
+    names = sorted(runs[0][2])
+    if "status" in names or any(sorted(fields) != names for _, _, fields in runs):
+        raise ValueError("every run's fields must have the same keys, and not `status`")
+    now = timezone.now()
+    columns = {name: Execution._meta.get_field(name) for name in names}
+    typed = ", ".join(["%s::uuid", "%s::text"] + [f"%s::{columns[n].db_type(connection)}" for n in names])
+    params = []
+    for execution_id, reason, fields in runs:
+        params += [str(execution_id), reason[:4000]]
+        params += [columns[n].get_db_prep_save(fields[n], connection) for n in names]
+    sets, set_params = [], []
+    for name, value in _updates(to, {}, now).items():
+        model_field = Execution._meta.get_field(name)
+        sets.append(f'"{model_field.column}" = %s')
+        set_params.append(model_field.get_db_prep_save(value, connection))
+    sets += [f'"{columns[n].column}" = v."{n}"' for n in names]
+    sql = _MANY_SQL.format(
+        names=", ".join(f'"{n}"' for n in names),
+        rows=", ".join([f"({typed})"] * len(runs)),
+        sets=", ".join(sets),
+        events=event_insert_ctes(source="locked", values=_MANY_EVENT_VALUES, order_by="locked.id"),
+    )
+    params += [[str(status) for status in ALLOWED_FROM[to]], *set_params, str(to), now]
+    params += [f"execution.{to.lower()}", "error" if to == S.FAILED else "info", str(to), str(to), now]
+    return sql, params
 
 
 #: advisory lock namespace of the per-organization concurrency cap (claims)

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 from apps.runs.registry import provide
 
@@ -12,6 +13,9 @@ class SystemConfig(AppConfig):
     def ready(self):
         # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.system import client_events  # noqa: F401 (registers its hub client events)
-        from apps.system.selectors import ensure_no_maintenance
+        from apps.system.models import Maintenance
+        from apps.system.selectors import ensure_no_maintenance, forget_maintenance
 
         provide("runs_admission")(ensure_no_maintenance)
+        post_save.connect(forget_maintenance, sender=Maintenance, dispatch_uid="system-maintenance-forget")
+        post_delete.connect(forget_maintenance, sender=Maintenance, dispatch_uid="system-maintenance-forget-del")

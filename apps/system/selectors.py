@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
+import time
 from datetime import timedelta
 
 import psutil
@@ -473,10 +474,29 @@ def maintenance_state() -> MaintenanceState:
     return MaintenanceState(Maintenance.objects.filter(scope="platform").first())
 
 
+#: when this process last read maintenance as off (monotonic); only "off" is reused, never "on"
+_maintenance_off_at = [float("-inf")]
+
+
+def maintenance_cache_seconds() -> float:
+    """How long a process reuses a read that found maintenance off (new runs skip that read); a
+    change saved in this process forgets it (``forget_maintenance``), another process's is seen
+    within this long. 0 turns the reuse off."""
+    return float(getattr(settings, "KAI_MAINTENANCE_CACHE_SECONDS", 1.0))
+
+
+def forget_maintenance(**_) -> None:
+    _maintenance_off_at[0] = float("-inf")
+
+
 def ensure_no_maintenance() -> None:
     """Raise 503 ``GENERAL_004`` with ``Retry-After`` while maintenance is on (new runs call this)."""
+    if time.monotonic() - _maintenance_off_at[0] < maintenance_cache_seconds():
+        return
     state = maintenance_state()
-    if state.active:
+    if not state.active:
+        _maintenance_off_at[0] = time.monotonic()
+    else:
         exc = ServiceUnavailable(
             f"The platform is under maintenance{': ' + state.message if state.message else ''}; new runs are "
             f"refused until it ends.",

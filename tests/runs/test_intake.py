@@ -280,6 +280,49 @@ def test_runs_ended_together_record_what_a_run_ended_alone_does(member):
     assert (rollup.executions, rollup.llm_calls, rollup.tokens_in, rollup.tokens_out) == (4, 4, 12, 20)
 
 
+def test_a_batch_of_ends_is_one_transition_statement_and_skips_a_run_ended_elsewhere(member):
+    """``execution_transition_many``: the runs still RUNNING end in one statement, with the history
+    row, event and data a lone transition writes; one cancelled meanwhile is left as it is."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    agent = make_agent(member)
+    runs = _create(member, agent, 3)
+    claim_many(organization_id=member.organization.pk, execution_ids=[e.pk for e in runs], worker="w", cap=None)
+    services.execution_transition(execution_id=runs[1].pk, to="CANCELLED", reason="cancelled by user")
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        moved = services.execution_transition_many(
+            organization_id=member.organization.pk,
+            to="COMPLETED",
+            runs=[(e.pk, "completed", {"result": {"n": i}, "error": ""}) for i, e in enumerate(runs)],
+        )
+    assert moved == {str(runs[0].pk), str(runs[2].pk)}
+    assert len([q for q in queries.captured_queries if "UPDATE crews_execution" in q["sql"]]) == 1
+    for index in (0, 2):
+        run = Execution.objects.get(pk=runs[index].pk)
+        assert (run.status, run.result, run.error, run.completed_at is not None) == (
+            "COMPLETED",
+            {"n": index},
+            "",
+            True,
+        )
+        assert list(ExecutionEvent.objects.filter(execution_id=run.pk).order_by("id").values_list("to_status"))[-1] == (
+            "COMPLETED",
+        )
+        event = Event.objects.filter(execution_id=run.pk).order_by("id").last()
+        assert event.type == "execution.completed" and event.data == {
+            "execution_id": str(run.pk),
+            "kind": run.kind,
+            "from": "RUNNING",
+            "to": "COMPLETED",
+            "status": "COMPLETED",
+            "reason": "completed",
+            "agent_id": str(agent.pk),
+        }
+    assert Execution.objects.get(pk=runs[1].pk).status == "CANCELLED"
+    assert not Event.objects.filter(execution_id=runs[1].pk, type="execution.completed").exists()
+
+
 def test_a_failed_batch_of_ends_gives_each_run_its_entries_back(member, monkeypatch):
     from apps.runs import completion
     from apps.runs.models import ExecutionLog
@@ -294,6 +337,7 @@ def test_a_failed_batch_of_ends_gives_each_run_its_entries_back(member, monkeypa
         raise RuntimeError("the database went away")
 
     monkeypatch.setattr(completion, "execution_transition", broken)
+    monkeypatch.setattr(completion, "execution_transition_many", broken)
     with pytest.raises(RuntimeError):
         completion._complete_batch([(c, "hi") for c in contexts])
     assert [c.recorder.pending() for c in contexts] == pending
