@@ -21,7 +21,7 @@ from tests.helpers import LiveServer
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 #: operations whose bodies carry rules OpenAPI cannot state (YAML/JSON text that must parse to a
-#: given shape, password strength, a backup's passphrase, base64 audio, a model's output): a 400/422
+#: given shape, password strength, a backup's passphrase, a model's output): a 400/422
 #: for a schema-valid body is their answer, not a defect (see docs/conformance.md)
 SEMANTIC_400 = {
     "POST /api/v1/agents",
@@ -33,7 +33,6 @@ SEMANTIC_400 = {
     "POST /api/v1/templates/agents",
     "POST /api/v1/templates/orchestrations",
     "POST /api/v1/tools",
-    "POST /api/v1/voice/process",
     "POST /api/v1/webhooks",
     "POST /api/v1/workflows",
     "POST /api/v1/agent-generation/generate",
