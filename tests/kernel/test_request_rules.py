@@ -142,3 +142,12 @@ def test_a_url_field_states_what_djangos_url_validator_takes(owner_client, docum
         assert_envelope(owner_client.post("/api/v1/webhooks", body, format="json"), 400, code="GENERAL_001")
     body = {"url": "http://127.0.0.1:9/hook", "events": ["execution.failed"]}
     assert owner_client.post("/api/v1/webhooks", body, format="json").status_code == 201
+
+
+def test_an_event_stream_documents_one_event(document):
+    """schemathesis (and an SSE client) reads ``text/event-stream`` as a sequence of events and checks each
+    against the schema: the document describes one event (``{event, data, id, retry}``), not the raw text."""
+    content = document["paths"]["/api/v1/agents/{id}/stream-prompt"]["post"]["responses"]["200"]["content"]
+    event = content["text/event-stream"]["schema"]
+    assert event["type"] == "object" and event["required"] == ["data"]
+    assert event["properties"]["data"]["contentMediaType"] == "application/json"
