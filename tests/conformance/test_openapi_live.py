@@ -56,7 +56,12 @@ SEMANTIC_400 = {
 #: the CLI's configuration (``schemathesis --config-file``): the same rules, one comment each
 CLI_CONFIG = Path(__file__).with_name("schemathesis.toml")
 #: 503 by design while what it needs is absent here (no worker for readiness; no TTS engine)
-UNAVAILABLE_BY_DESIGN = {"GET /api/v1/system/health": "GENERAL_004", "POST /api/v1/voice/synthesize": "VOICE_003"}
+UNAVAILABLE_BY_DESIGN = {
+    "GET /api/v1/system/health": "GENERAL_004",
+    "POST /api/v1/voice/synthesize": "VOICE_003",
+    "POST /api/v1/voice/process": "VOICE_003",  # base64 audio, no speech-to-text provider
+    "POST /api/v1/agents/{id}/voice": "VOICE_003",
+}
 SKIPPED = {"POST /api/v1/auth/logout"}  # would end the session the run uses
 
 
