@@ -154,8 +154,8 @@ def _no_nul(schema) -> None:
         schema["pattern"] = URL_PATTERN
         if URL_RULE not in schema.get("description", ""):
             schema["description"] = " ".join(filter(None, (schema.get("description"), URL_RULE)))
-    if "string" in types and not {"format", "enum", "pattern"} & schema.keys():
-        schema["pattern"] = NO_NUL
+    if "string" in types and not {"format", "enum", "pattern", "contentMediaType", "contentEncoding"} & schema.keys():
+        schema["pattern"] = NO_NUL  # (a file's content, 3.1's contentMediaType, is bytes: U+0000 is fine there)
     if "object" in types and schema.get("additionalProperties") is not False:
         schema.setdefault("propertyNames", dict(NO_NUL_KEYS))
         if schema.get("additionalProperties") in (None, True, {}) and not schema.get("properties"):
@@ -234,7 +234,7 @@ class StrictSerializerSchema(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         if direction == "request":
             schema["additionalProperties"] = False
-            _not_blank(self.target, schema)
+            not_blank(self.target, schema)
             one_of = getattr(self.target, "schema_requires_one_of", ())
             if one_of:
                 # given, and not blank: the views strip text and read an empty value as absent
@@ -256,7 +256,7 @@ NOT_BLANK = (
 )
 
 
-def _not_blank(serializer, schema: dict) -> None:
+def not_blank(serializer, schema: dict) -> None:
     """A text field DRF trims and that may not be blank refuses whitespace only: its pattern says so
     (``minLength`` counts the characters before the trim)."""
     fields = getattr(serializer, "fields", {})
