@@ -151,3 +151,10 @@ def test_an_event_stream_documents_one_event(document):
     event = content["text/event-stream"]["schema"]
     assert event["type"] == "object" and event["required"] == ["data"]
     assert event["properties"]["data"]["contentMediaType"] == "application/json"
+
+
+def test_a_document_file_part_is_spelled_the_31_way(document):
+    """A multipart ``oneOf`` variant's file as ``format: binary`` stopped schemathesis' fuzzing under 3.1
+    ("Unsupported type: 'Binary'"); 3.1 spells a file part ``contentMediaType``."""
+    variants = document["components"]["schemas"]["DocumentCreateRequest"]["oneOf"]
+    assert variants[0]["properties"]["file"] == {"type": "string", "contentMediaType": "application/octet-stream"}
