@@ -22,6 +22,9 @@ from apps.runs.models import Execution, ExecutionKind, ExecutionStatus
 from apps.runs.services import batch_memo, execution_create, wait_for_terminal
 from kai_platform.api.errors import Conflict, Unprocessable, codes
 
+#: money amounts of the API have six decimal places (``DecimalField(max_digits=14, decimal_places=6)``)
+MICRODOLLAR = Decimal("0.000001")
+
 #: the kinds of run that are one agent answering (the agents app registers their runners)
 AGENT_KINDS = frozenset(
     {
@@ -142,8 +145,10 @@ def answer_of(execution: Execution) -> tuple[int, dict]:
         return 202, {"execution_id": str(execution.pk), "status": execution.status}
     if execution.status == ExecutionStatus.COMPLETED:
         body = dict(execution.result) if isinstance(execution.result, dict) else {"output": execution.result}
-        if isinstance(body.get("cost"), str):
-            body["cost"] = Decimal(body["cost"])  # rendered as every other money amount of the API
+        if isinstance(body.get("cost"), (str, int, float)) and not isinstance(body["cost"], bool):
+            # a decimal string with six places, as every other money amount of the API (a Decimal here would
+            # leave as a JSON number: this body is not rendered by a serializer)
+            body["cost"] = format(Decimal(str(body["cost"])).quantize(MICRODOLLAR), "f")
         body["execution_id"] = str(execution.pk)
         return 200, body
     raise_for_failed_run(execution)

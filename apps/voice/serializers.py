@@ -1,6 +1,8 @@
 import base64
 import binascii
+import re
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.voice.intents import normalize_phrase
@@ -11,16 +13,32 @@ from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, Ka
 AUDIO_FORMATS = ("wav", "mp3", "m4a", "webm", "ogg", "flac", "mp4", "mpeg", "mpga")
 
 
+#: base64 audio as the document states it and ``decode_audio`` takes it: padded standard base64, after an optional
+#: ``data:`` URL head whose comma is among the first 200 characters; some audio (empty audio is no audio: a 400)
+BASE64_AUDIO = (
+    "^(?:data:[^,\\u0000]{0,194},)?"
+    "(?:(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)|(?:[A-Za-z0-9+/]{4})+={0,2})$"
+)
+_BASE64_AUDIO = re.compile(BASE64_AUDIO.replace("$", "\\Z"))
+
+
 def decode_audio(value: str) -> bytes:
-    """Base64 (or a ``data:`` URL) → bytes."""
+    """Base64 (or a ``data:`` URL) → bytes: exactly what ``BASE64_AUDIO`` (the document's pattern) admits."""
     if not value:
         return b""
+    if not _BASE64_AUDIO.match(value):
+        raise serializers.ValidationError("Not valid base64.")
     if value.startswith("data:") and "," in value[:200]:
         value = value.split(",", 1)[1]
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise serializers.ValidationError("Not valid base64.")
+
+
+@extend_schema_field({"type": "string", "pattern": BASE64_AUDIO})
+class AudioField(serializers.CharField):
+    """Base64 audio (or a ``data:`` URL): the document states the encoding the view decodes."""
 
 
 class VoiceContextSerializer(KaiSerializer):
@@ -33,7 +51,7 @@ class VoiceContextSerializer(KaiSerializer):
 
 @requires_one_of("audio_data", "text_fallback")
 class VoiceProcessSerializer(KaiSerializer):
-    audio_data = serializers.CharField(
+    audio_data = AudioField(
         required=False,
         allow_blank=True,
         trim_whitespace=False,
@@ -61,9 +79,7 @@ class VoiceProcessSerializer(KaiSerializer):
 class AgentVoiceSerializer(KaiSerializer):
     """Seed 002 ``POST agents/{id}/voice`` (``VoiceCommandRequest``)."""
 
-    audio_data = serializers.CharField(
-        required=False, allow_blank=True, trim_whitespace=False, help_text="Base64-encoded audio."
-    )
+    audio_data = AudioField(required=False, allow_blank=True, trim_whitespace=False, help_text="Base64-encoded audio.")
     audio_format = serializers.ChoiceField(choices=AUDIO_FORMATS, default="wav")
     text_input = serializers.CharField(required=False, allow_blank=True, max_length=4000)
     language = serializers.CharField(required=False, allow_blank=True, max_length=20)

@@ -7,6 +7,8 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance, is_serializer
 from rest_framework.fields import CharField
 
+from kai_platform.api.url_pattern import URL_PATTERN, URL_RULE
+
 
 class KaiAutoSchema(AutoSchema):
     """A viewset's PUT takes partial bodies (docs/decisions.md, ``put_is_partial``): its request body is
@@ -89,7 +91,7 @@ ERROR_ENVELOPE = {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {"field": {"type": "string", "nullable": True}, "message": {"type": "string"}},
+                "properties": {"field": {"type": ["string", "null"]}, "message": {"type": "string"}},
                 "required": ["field", "message"],
             },
         },
@@ -101,44 +103,84 @@ ERROR_ENVELOPE = {
 
 #: U+0000 cannot be stored (PostgreSQL text and jsonb) and is refused in bodies and query strings
 NO_NUL = "^[^\\u0000]*$"
+#: ... nor in an object's keys: OpenAPI 3.1 (JSON Schema 2020-12) states it with ``propertyNames``
+NO_NUL_KEYS = {"pattern": NO_NUL}
+#: any JSON value without U+0000 in any string or key, at any depth (what a free-form value may hold); its
+#: keywords bind only their own type (``pattern`` a string, ``items`` an array, …), so it admits every type
+JSON_VALUE = "JSONValue"
+JSON_VALUE_REF = {"$ref": f"#/components/schemas/{JSON_VALUE}"}
+JSON_VALUE_SCHEMA = {
+    "description": "Any JSON value; no string or key in it, at any depth, holds U+0000 (a 400).",
+    "pattern": NO_NUL,
+    "propertyNames": NO_NUL_KEYS,
+    "items": JSON_VALUE_REF,
+    "additionalProperties": JSON_VALUE_REF,
+}
+#: the keywords a schema of any JSON value carries (anything else narrows it)
+_ANNOTATIONS = {"description", "title", "readOnly", "writeOnly", "example", "examples", "default", "deprecated"}
 
 
-FREE_KEYS = "Its keys, as its strings, may not hold U+0000 (a 400)."
+def _types(schema: dict) -> set:
+    """A schema's types: OpenAPI 3.1 spells a nullable one as a list (``["string", "null"]``)."""
+    kind = schema.get("type")
+    return set(kind) if isinstance(kind, list) else {kind}
+
+
+def _free(schema) -> bool:
+    """A schema of any JSON value: annotations only, or the reference to ``JSONValue``."""
+    return isinstance(schema, dict) and (schema.keys() <= _ANNOTATIONS or schema == JSON_VALUE_REF)
 
 
 def _no_nul(schema) -> None:
     """Every free string states that U+0000 is refused (strings with a format, enum or pattern of their
-    own are narrower already)."""
+    own are narrower already), and so does every object that takes keys it does not name."""
     if isinstance(schema, list):
         for item in schema:
             _no_nul(item)
         return
     if not isinstance(schema, dict):
         return
-    if schema.get("type") == "string" and not {"format", "enum", "pattern"} & schema.keys():
-        schema["pattern"] = NO_NUL
-    if (
-        schema.get("type") == "object"
-        and schema.get("additionalProperties") is True
-        and FREE_KEYS not in schema.get("description", "")  # (a field's schema dict may be shared)
-    ):
-        # OpenAPI 3.0 has no propertyNames: the rule for a free-form object's keys is stated in words
-        schema["description"] = " ".join(filter(None, (schema.get("description"), FREE_KEYS)))
+    branches = schema.get("oneOf")
+    if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches and any(map(_free, branches)):
+        # a nullable free value (``oneOf: [{}, null]``): JSONValue admits null already, and null matching both
+        # branches of a oneOf would be refused
+        del schema["oneOf"]
+        schema["$ref"] = JSON_VALUE_REF["$ref"]
+    types = _types(schema)
+    if "string" in types and schema.get("format") == "uri" and "pattern" not in schema:
+        # what Django's URLValidator takes, in place of ``format: uri``: that admits any URI (``a:``), and Django
+        # takes what no URI (nor IRI) format admits (``http://ä^@a.com``): no format states the rule, the pattern does
+        del schema["format"]
+        schema["pattern"] = URL_PATTERN
+        if URL_RULE not in schema.get("description", ""):
+            schema["description"] = " ".join(filter(None, (schema.get("description"), URL_RULE)))
+    if "string" in types and not {"format", "enum", "pattern", "contentMediaType", "contentEncoding"} & schema.keys():
+        schema["pattern"] = NO_NUL  # (a file's content, 3.1's contentMediaType, is bytes: U+0000 is fine there)
+    if "object" in types and schema.get("additionalProperties") is not False:
+        schema.setdefault("propertyNames", dict(NO_NUL_KEYS))
+        if schema.get("additionalProperties") in (None, True, {}) and not schema.get("properties"):
+            schema["additionalProperties"] = dict(JSON_VALUE_REF)  # a free-form object: its values too
+    if "array" in types and schema.get("items") in (None, True, {}):
+        schema["items"] = dict(JSON_VALUE_REF)
+    if None in types and _free(schema) and "$ref" not in schema:  # any JSON value (a JSONField): no U+0000
+        schema["$ref"] = JSON_VALUE_REF["$ref"]
     for key, value in list(schema.items()):
         if key in {"properties", "patternProperties"} and isinstance(value, dict):
             for item in value.values():
                 _no_nul(item)
-        elif key not in {"example", "examples", "default", "enum"}:
+        elif key not in {"example", "examples", "default", "enum", "const", "propertyNames"}:
             _no_nul(value)
 
 
 def request_rules(result, generator, request, public):
     """Rules every operation shares: a PUT carries a body (``{}`` changes nothing; no body at all is a
     400), so does a body with required fields or variants, and strings never hold U+0000."""
-    for schema in result.get("components", {}).get("schemas", {}).values():
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    for schema in schemas.values():
         if RULES_KEY in schema:
             schema["allOf"] = [*schema.get("allOf", []), *schema.pop(RULES_KEY)]
         _no_nul(schema)
+    schemas[JSON_VALUE] = copy.deepcopy(JSON_VALUE_SCHEMA)
     for path_item in result.get("paths", {}).values():
         for method, operation in path_item.items():
             if not isinstance(operation, dict):
@@ -146,6 +188,8 @@ def request_rules(result, generator, request, public):
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") in {"query", "path"}:
                     _no_nul(parameter.get("schema"))
+            for content in (operation.get("requestBody") or {}).get("content", {}).values():
+                _no_nul(content.get("schema"))  # a body schema given inline (``extend_schema(request={...})``)
             body = operation.get("requestBody")
             if body and (
                 method == "put" or any(_needs_body(result, c.get("schema")) for c in body["content"].values())
@@ -190,7 +234,7 @@ class StrictSerializerSchema(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         if direction == "request":
             schema["additionalProperties"] = False
-            _not_blank(self.target, schema)
+            not_blank(self.target, schema)
             one_of = getattr(self.target, "schema_requires_one_of", ())
             if one_of:
                 # given, and not blank: the views strip text and read an empty value as absent
@@ -212,7 +256,7 @@ NOT_BLANK = (
 )
 
 
-def _not_blank(serializer, schema: dict) -> None:
+def not_blank(serializer, schema: dict) -> None:
     """A text field DRF trims and that may not be blank refuses whitespace only: its pattern says so
     (``minLength`` counts the characters before the trim)."""
     fields = getattr(serializer, "fields", {})
@@ -222,17 +266,15 @@ def _not_blank(serializer, schema: dict) -> None:
             isinstance(field, CharField)
             and field.trim_whitespace
             and not field.allow_blank
-            and prop.get("type") == "string"
+            and "string" in _types(prop)
             and not {"format", "enum", "pattern"} & prop.keys()
         ):
             prop["pattern"] = NOT_BLANK
 
 
 def _given(schema: dict, name: str) -> dict:
-    branch: dict = {"required": [name]}
-    if schema.get("properties", {}).get(name, {}).get("type") == "string":
-        branch["properties"] = {name: GIVEN}
-    return branch
+    # a pattern binds strings only: a field of another type (or one whose type sits under oneOf) is just required
+    return {"required": [name], "properties": {name: GIVEN}}
 
 
 RULES_KEY = "x-kai-rules"

@@ -52,6 +52,18 @@ _JSON_TYPES = (
 )
 
 
+def _integral(field, value):
+    """JSON Schema 2020-12 (OpenAPI 3.1) counts ``1.0`` as an integer: an integer field takes it, as the
+    whole number it is (DRF alone reads ``1e20`` as text and refuses it)."""
+    if isinstance(field, fields.IntegerField) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(field, fields.ListField) and field.child is not None and isinstance(value, list):
+        return [_integral(field.child, item) for item in value]
+    if isinstance(field, fields.DictField) and field.child is not None and isinstance(value, dict):
+        return {key: _integral(field.child, item) for key, item in value.items()}
+    return value
+
+
 def _type_error(field, value) -> str | None:
     if value is None:
         return None  # null is the field's own rule (allow_null)
@@ -89,6 +101,8 @@ class StrictFieldsMixin(_Serializer):
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
             form = hasattr(data, "getlist")  # multipart/query strings: every value is text
+            if not form:
+                data = {key: _integral(self.fields[key], value) for key, value in data.items()}
             errors: dict[str, Any] = {}
             for key, value in data.items():
                 field = self.fields[key]
@@ -106,7 +120,7 @@ class StrictFieldsMixin(_Serializer):
             if errors:  # reported beside the other fields' errors
                 clean: MultiValueDict | dict
                 if form:  # a shallow copy: a QueryDict's copy() deep-copies uploaded files (unpicklable)
-                    clean = MultiValueDict({key: values for key, values in data.lists() if key not in errors})  # type: ignore[attr-defined]
+                    clean = MultiValueDict({key: values for key, values in data.lists() if key not in errors})
                 else:
                     clean = {key: value for key, value in data.items() if key not in errors}
                 try:

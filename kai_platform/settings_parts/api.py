@@ -62,6 +62,7 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "TITLE": "kAI platform API",
     "DESCRIPTION": "Define, run, watch and schedule AI agents, crews and DAG workflows.",
     "VERSION": "v1",
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "PREPROCESSING_HOOKS": ["kai_platform.api.schema.only_canonical_api"],

@@ -191,7 +191,8 @@ def test_test_runs_one_prompt_on_builtin(owner_client, member, celery_worker_pro
     assert (
         body["tokens"]["output"] == 6 and body["tokens"]["total"] == body["tokens"]["input"] + 6
     )  # Builtin reply to : hello world
-    assert float(body["cost"]) == 0 and body["latency_ms"] >= 0 and body["provider_type"] == "builtin"
+    # cost: a decimal string with six places, as documented (it left as the JSON number 0.0 before)
+    assert body["cost"] == "0.000000" and body["latency_ms"] >= 0 and body["provider_type"] == "builtin"
     # the agent's run counters are written just after the run's end (its caller is answered first)
     deadline = time.monotonic() + 10
     while (refreshed := owner_client.get(f"/api/v1/agents/{agent['id']}").json())[

@@ -204,3 +204,23 @@ def test_agent_voice_route_targets_that_agent(member, client_for, agents):
     assert data["agent_routing"]["target_agent"] == mail.agent_number
     assert data["command_understood"] is True and data["agent_response"]["status"] == "queued"
     assert Execution.objects.get(pk=data["agent_response"]["execution_id"]).agent_id == mail.pk
+
+
+def test_audio_is_the_base64_the_document_states(member, client_for):
+    """``audio_data`` carries its encoding as a pattern in the document, and the server checks that same
+    pattern: a value the document admits decodes (here: 503, no speech provider), one it refuses is a 400."""
+    import re
+
+    from drf_spectacular.generators import SchemaGenerator
+
+    document = SchemaGenerator().get_schema(request=None, public=True)
+    audio = document["components"]["schemas"]["VoiceProcessRequest"]["properties"]["audio_data"]["oneOf"][0]
+    pattern = re.compile(audio["pattern"])
+    client = client_for(member)
+    for value in ("0", "AAAA===", "data:x,", "data:audio/wav;base64,A", "AA=A"):
+        assert pattern.search(value) is None, value
+        response = client.post(f"{B}/voice/process", {"audio_data": value}, format="json")
+        assert_envelope(response, 400, "GENERAL_001")
+    for value in ("AAAA", "AAAA=", "AB==", "data:audio/wav;base64,AAA=", base64.b64encode(tiny_wav()).decode()):
+        assert pattern.search(value), value
+        assert_envelope(client.post(f"{B}/voice/process", {"audio_data": value}, format="json"), 503, "VOICE_003")

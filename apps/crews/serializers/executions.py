@@ -8,6 +8,7 @@ from rest_framework import serializers
 from apps.crews.models import Process
 from apps.crews.serializers.common import PriorityField
 from apps.runs.models import Execution
+from kai_platform.api.schema import not_blank
 from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, KaiSerializer
 
 # --- executions --------------------------------------------------------------------------------
@@ -135,6 +136,7 @@ class ExecutionCreateSchema(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         if direction != "request":
             return schema
+        not_blank(self.target, schema)  # as the strict-serializer extension does: a trimmed text is not blank
         keys = {key for group in EXECUTION_TARGETS for key in group} - {"description"}
         common = {k: v for k, v in schema["properties"].items() if k not in keys}
         variants = [

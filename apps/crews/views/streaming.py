@@ -9,7 +9,6 @@ import orjson
 from django.db import connection
 from django.http import StreamingHttpResponse
 from django_redis import get_redis_connection
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.renderers import BaseRenderer
@@ -34,6 +33,19 @@ from kai_platform.api.errors import Conflict
 from kai_platform.api.renderers import KaiJSONRenderer, dumps
 from kai_platform.api.serializers import validated
 from kai_platform.tenancy.viewsets import TenantScopedViewSet
+
+#: one server-sent event of the stream, as an SSE parser reads it (schemathesis validates each event against it)
+SSE_EVENT = {
+    "type": "object",
+    "description": "One server-sent event: `event` start, stream_chunk, done or error; `data` a JSON object as text.",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+    "required": ["data"],
+}
 
 
 class EventStreamRenderer(BaseRenderer):
@@ -172,7 +184,7 @@ class AgentRunViewSet(TenantScopedViewSet):
         request=StreamPromptSerializer,
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                response=OpenApiTypes.STR, description="Server-sent events: start, stream_chunk…, done"
+                response=SSE_EVENT, description="Server-sent events: start, stream_chunk…, done"
             ),
             202: AgentCommandAcceptedSerializer,
         },
