@@ -308,6 +308,16 @@ class RuntimeMetricsView(KaiAPIView):
 
     renderer_classes = [PrometheusTextRenderer, KaiJSONRenderer]
 
+    def perform_content_negotiation(self, request, force=False):
+        """``?format=`` names one of the renderers or is a 400 (an empty one too), answered as JSON."""
+        chosen = request.query_params.get("format")
+        formats = [renderer.format for renderer in self.renderer_classes]
+        if chosen is not None and chosen not in formats:
+            if force:  # the refusal's own answer: the JSON error envelope
+                return KaiJSONRenderer(), KaiJSONRenderer.media_type
+            raise exceptions.ValidationError({"format": [f"One of: {', '.join(formats)}."]})
+        return super().perform_content_negotiation(request, force)
+
     @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR, (200, "application/json"): OpenApiTypes.OBJECT})
     def get(self, request):
         registry, figures = organization_registry(self.organization)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.webhooks.models import WEBHOOK_EVENTS, Webhook, WebhookDelivery
-from kai_platform.api.serializers import KaiModelSerializer
+from kai_platform.api.serializers import HttpURLField, KaiModelSerializer
 
 
 class WebhookSerializer(KaiModelSerializer):
@@ -26,6 +26,10 @@ class WebhookSerializer(KaiModelSerializer):
         write_only=True, required=False, help_text="On update: generate a new secret (returned once)."
     )
     failed_deliveries = serializers.IntegerField(read_only=True, required=False)
+    url = HttpURLField(
+        max_length=Webhook._meta.get_field("url").max_length,
+        help_text="Where deliveries are POSTed: an http or https URL.",
+    )
 
     class Meta:
         model = Webhook
@@ -44,7 +48,6 @@ class WebhookSerializer(KaiModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "secret_hint", "failed_deliveries", "created_at", "updated_at"]
-        extra_kwargs = {"url": {"required": True}}
 
 
 class WebhookDeliverySerializer(serializers.ModelSerializer):

@@ -147,13 +147,15 @@ def _no_nul(schema) -> None:
         del schema["oneOf"]
         schema["$ref"] = JSON_VALUE_REF["$ref"]
     types = _types(schema)
-    if "string" in types and schema.get("format") == "uri" and "pattern" not in schema:
+    if "string" in types and schema.get("format") == "uri":
         # what Django's URLValidator takes, in place of ``format: uri``: that admits any URI (``a:``), and Django
-        # takes what no URI (nor IRI) format admits (``http://ä^@a.com``): no format states the rule, the pattern does
+        # takes what no URI (nor IRI) format admits (``http://ä^@a.com``): no format states the rule, the pattern
+        # does (a field's own, as HttpURLField's, or URLField's)
         del schema["format"]
-        schema["pattern"] = URL_PATTERN
-        if URL_RULE not in schema.get("description", ""):
-            schema["description"] = " ".join(filter(None, (schema.get("description"), URL_RULE)))
+        if "pattern" not in schema:
+            schema["pattern"] = URL_PATTERN
+            if URL_RULE not in schema.get("description", ""):
+                schema["description"] = " ".join(filter(None, (schema.get("description"), URL_RULE)))
     if "string" in types and not {"format", "enum", "pattern", "contentMediaType", "contentEncoding"} & schema.keys():
         schema["pattern"] = NO_NUL  # (a file's content, 3.1's contentMediaType, is bytes: U+0000 is fine there)
     if "object" in types and schema.get("additionalProperties") is not False:

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.validators import URLValidator
 from django.utils import timezone
 from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import extend_schema_field
@@ -36,6 +37,7 @@ from rest_framework.settings import api_settings
 from rest_framework.utils import model_meta
 
 from kai_platform.api.renderers import dumps
+from kai_platform.api.url_pattern import HTTP_URL_PATTERN, HTTP_URL_RULE, HTTP_URL_SCHEMES
 
 #: the JSON types each field kind takes, as the OpenAPI document states them (DRF alone would
 #: coerce 0 to "0", "1" to True, "5" to 5)
@@ -372,6 +374,17 @@ def _holds_nul(value) -> bool:
 )
 class JSONValueField(serializers.JSONField):
     """Any JSON value but null (DRF's JSONField refuses null unless ``allow_null``; the document says so)."""
+
+
+@extend_schema_field({"type": "string", "pattern": HTTP_URL_PATTERN, "description": HTTP_URL_RULE})
+class HttpURLField(serializers.URLField):
+    """A URL the platform calls out to (a webhook's target): http or https only, as the document says."""
+
+    def __init__(self, **kwargs):
+        kwargs["help_text"] = " ".join(filter(None, (kwargs.get("help_text"), HTTP_URL_RULE)))
+        super().__init__(**kwargs)
+        self.validators = [v for v in self.validators if not isinstance(v, URLValidator)]
+        self.validators.append(URLValidator(schemes=HTTP_URL_SCHEMES, message="Enter a valid http or https URL."))
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True})

@@ -49,16 +49,28 @@ def _portable(regex: str) -> str:
 
 
 _HOST = _portable(_any_case(URLValidator.host_re))
-_SCHEMES = "|".join(
-    "".join(f"[{c}{c.upper()}]" for c in scheme) for scheme in sorted(URLValidator.schemes, key=len, reverse=True)
-)
-URL_PATTERN = (
-    f"^(?:{_SCHEMES})://"
-    f"(?:[^{_SPACE}:@/?#\\[\\]]+(?::[^{_SPACE}:@/?#\\[\\]]*)?@)?"  # user:password@ (see the module's text)
-    f"(?:{URLValidator.ipv4_re}|\\[(?:{_IPV6})\\]|{_HOST})"
-    "(?::[0-9]{1,5})?"  # port
-    f"(?:[/?#][^{_SPACE}]*)?$"  # path, query, fragment
-)
-URL_RULE = "An http, https, ftp or ftps URL; a host name is at most 253 characters, an IPv6 address at most 39."
 
+
+def url_pattern(schemes) -> str:
+    """The pattern of what ``URLValidator(schemes=schemes)`` accepts (see the module's text)."""
+    alternatives = "|".join(
+        "".join(f"[{c}{c.upper()}]" for c in scheme) for scheme in sorted(schemes, key=len, reverse=True)
+    )
+    return (
+        f"^(?:{alternatives})://"
+        f"(?:[^{_SPACE}:@/?#\\[\\]]+(?::[^{_SPACE}:@/?#\\[\\]]*)?@)?"  # user:password@ (see the module's text)
+        f"(?:{URLValidator.ipv4_re}|\\[(?:{_IPV6})\\]|{_HOST})"
+        "(?::[0-9]{1,5})?"  # port
+        f"(?:[/?#][^{_SPACE}]*)?$"  # path, query, fragment
+    )
+
+
+URL_PATTERN = url_pattern(URLValidator.schemes)
+URL_RULE = "An http, https, ftp or ftps URL; a host name is at most 253 characters, an IPv6 address at most 39."
+#: an outbound target's URL (webhooks): http or https only
+HTTP_URL_SCHEMES = ("http", "https")
+HTTP_URL_PATTERN = url_pattern(HTTP_URL_SCHEMES)
+HTTP_URL_RULE = "An http or https URL; a host name is at most 253 characters, an IPv6 address at most 39."
+
+re.compile(HTTP_URL_PATTERN)
 re.compile(URL_PATTERN)  # a pattern Python reads too (schemathesis and jsonschema compile it so)

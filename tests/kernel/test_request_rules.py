@@ -122,20 +122,28 @@ def test_a_url_field_states_what_djangos_url_validator_takes(owner_client, docum
     from django.core.exceptions import ValidationError
     from django.core.validators import URLValidator
 
-    url = document["components"]["schemas"]["WebhookRequest"]["properties"]["url"]
-    assert "format" not in url and "253" in url["description"]
-    pattern, validate = re.compile(url["pattern"]), URLValidator()
-    for value in (
-        *("http://a.com", "HTTPS://Ex-1.COM:8080/p?q#f", "ftp://localhost", "http://[::1]:80/", "http://u:p@1.2.3.4"),
-        *("a:", "urn:x", "http://a", "gopher://a.com", "http://[::::]/", "http://a.com/ x", "http://#:x@a.com"),
-        *("http://256.1.1.1", "http://-a.com", "http://a.c0m", "http://a.com/\x1c", "http://é.com", "http://ä^@a.com."),
-    ):
-        try:
-            validate(value)
-            accepted = True
-        except ValidationError:
-            accepted = False
-        assert (pattern.fullmatch(value) is not None) is accepted, value
+    from kai_platform.api.url_pattern import HTTP_URL_SCHEMES
+
+    schemas = document["components"]["schemas"]
+    fields = [  # any URL Django takes (an SSO redirect), and a webhook's target: http or https only
+        (schemas["SSOConnectionRequest"]["properties"]["redirect_uris"]["items"], URLValidator()),
+        (schemas["WebhookRequest"]["properties"]["url"], URLValidator(schemes=HTTP_URL_SCHEMES)),
+    ]
+    for url, validate in fields:
+        assert "format" not in url and "253" in url["description"]
+        pattern = re.compile(url["pattern"])
+        for value in (
+            *("http://a.com", "HTTPS://Ex-1.COM:8080/p?q#f", "ftp://localhost", "http://[::1]:80/", "ftps://a.com"),
+            *("a:", "urn:x", "http://a", "gopher://a.com", "http://[::::]/", "http://a.com/ x", "http://#:x@a.com"),
+            *("http://256.1.1.1", "http://-a.com", "http://a.c0m", "http://a.com/\x1c", "http://é.com"),
+            *("http://ä^@a.com.", "http://u:p@1.2.3.4"),
+        ):
+            try:
+                validate(value)
+                accepted = True
+            except ValidationError:
+                accepted = False
+            assert (pattern.fullmatch(value) is not None) is accepted, (value, validate.schemes)
     settings.KAI_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
     for value in ("a:", "urn:x", "http://a"):
         body = {"url": value, "events": ["execution.failed"]}

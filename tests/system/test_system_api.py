@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from apps.audit.models import AuditEvent
 from apps.events.models import Event
 from tests.factories import make_tenant_object
+from tests.helpers import assert_envelope
 
 pytestmark = pytest.mark.django_db
 
@@ -334,6 +335,12 @@ def test_runtime_metrics_is_the_organizations_prometheus_text(member, owner_clie
     assert tokens[("openai", "in")] == 12 and tokens[("openai", "out")] == 30
     as_json = owner_client.get("/api/v1/runtime/metrics", {"format": "json"}).json()
     assert as_json["llm"][0]["provider"] == "openai"
+    assert owner_client.get("/api/v1/runtime/metrics", {"format": "prometheus"})["Content-Type"].startswith(
+        "text/plain"
+    )
+    for unknown in ("", "xml"):  # not a renderer's format: a 400 in the JSON envelope, not the text
+        refused = assert_envelope(owner_client.get("/api/v1/runtime/metrics", {"format": unknown}), 400)
+        assert refused["errors"][0]["field"] == "format" and "json" in refused["errors"][0]["message"]
 
 
 def _llm_span(member, *, provider, model, tokens_in, tokens_out):
@@ -397,7 +404,6 @@ def test_system_changes_need_a_step_up_grant_when_the_organization_requires_it(m
     step-up cannot be switched off through ``PUT system/config`` without a grant either."""
     from apps.accounts.services import organization_settings_update
     from tests.factories import PASSWORD
-    from tests.helpers import assert_envelope
 
     organization_settings_update(organization=member.organization, actor=member.user, changes={"require_step_up": True})
     off = {"settings": {"require_step_up": False}}

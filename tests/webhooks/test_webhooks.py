@@ -165,3 +165,25 @@ def test_secrets_rotate_under_a_new_key(member, settings):
     finally:
         settings.KAI_SECRET_KEYS = []
         crypto.reset_keys_cache()
+
+
+def test_a_target_is_http_or_https_in_the_document_and_on_the_wire(member, client_for, settings):
+    import re
+
+    from kai_platform.api.url_pattern import HTTP_URL_PATTERN
+
+    settings.KAI_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1", "example.com"]
+    client = client_for(member)
+    body = {"url": "ftps://example.com/hook", "events": ["execution.failed"]}
+    refused = client.post("/api/v1/webhooks", body, format="json")
+    assert_envelope(refused, 400)
+    assert refused.json()["errors"][0]["field"] == "url"
+    webhook, _secret = _hook(member, "http://127.0.0.1:9/x")
+    assert_envelope(client.put(f"/api/v1/webhooks/{webhook.pk}", body, format="json"), 400)
+    assert Webhook.objects.get(pk=webhook.pk).url == "http://127.0.0.1:9/x"
+
+    document = client.get("/api-openapi.json").json()
+    url = document["components"]["schemas"]["Webhook"]["properties"]["url"]
+    assert url["pattern"] == HTTP_URL_PATTERN
+    assert "format" not in url
+    assert re.match(url["pattern"], "https://example.com/hook") and not re.match(url["pattern"], body["url"])
