@@ -116,7 +116,7 @@ def test_agent_test_through_openai_compatible_provider(
     assert llm_server.requests[-1]["headers"]["authorization"] == "Bearer sk-local-secret-1234"
     usage = owner_client.get(f"/api/v1/providers/{provider['id']}/usage?period=day").json()
     assert usage["totals"]["calls"] == 1 and usage["totals"]["output_tokens"] == 5
-    assert Decimal(usage["current_spend"]) == Decimal(body["cost"])
+    assert Decimal(str(usage["current_spend"])) == Decimal(body["cost"])  # a JSON number; cost a decimal string
     assert Credential.objects.get(pk=provider["credential"]).usage_count == 1
 
 

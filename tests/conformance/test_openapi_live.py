@@ -47,6 +47,8 @@ SEMANTIC_400 = {
     "POST /api/v1/scheduler/schedules",
     "PATCH /api/v1/scheduler/schedules/{id}",
     "PUT /api/v1/scheduler/schedules/{id}",
+    # a provider's base_url must be a public address or one on the organization's network allow-list
+    "POST /api/v1/providers",
     # a reset token must be one the server issued; a relationship's ends must be entities of this organization
     "POST /api/v1/auth/password-reset/confirm",
     "POST /api/v1/knowledge-graph/relationships",
