@@ -206,6 +206,23 @@ def _updates(to: str, fields: dict, now) -> dict:
     return updates
 
 
+def _published_step(pk, created_at, organization_id, run: tuple, status: str, reason: str) -> None:
+    """``published`` for one step's event: ``run`` is ``(execution_id, from_status, kind, agent_id,
+    parent_id)``."""
+    execution_id, from_status, kind, agent_id, parent_id = run
+    published(
+        pk=pk,
+        created_at=created_at,
+        organization=organization_id,
+        type=f"execution.{status.lower()}",
+        data=_event_data(execution_id, kind, from_status, status, reason, agent_id, parent_id),
+        agent=agent_id,
+        execution=execution_id,
+        severity="error" if status == S.FAILED else "info",
+        component="runs",
+    )
+
+
 def _publish_steps(execution_id, path: list[tuple[str, str]], rows: list) -> None:
     """``published`` for each step's event the statement inserted; at the end of a run, its waiters
     are signalled and its terminal hooks called once the transaction commits."""
@@ -215,16 +232,8 @@ def _publish_steps(execution_id, path: list[tuple[str, str]], rows: list) -> Non
         raise RuntimeError(f"transition of {execution_id} published {len(events)} events for {len(path)} steps")
     previous = from_status
     for (status, reason), (pk, created_at) in zip(path, events):
-        published(
-            pk=pk,
-            created_at=created_at,
-            organization=organization_id,
-            type=f"execution.{status.lower()}",
-            data=_event_data(execution_id, kind, previous, status, reason, agent_id, parent_id),
-            agent=agent_id,
-            execution=execution_id,
-            severity="error" if status == S.FAILED else "info",
-            component="runs",
+        _published_step(
+            pk, created_at, organization_id, (execution_id, previous, kind, agent_id, parent_id), status, reason
         )
         previous = status
     if path[-1][0] in TERMINAL_STATUSES:
@@ -346,7 +355,6 @@ def execution_transition_many(*, organization_id, to: str, runs: list[tuple]) ->
     if not runs:
         return set()
     sql, params = _many_statement(to, runs)
-    severity = "error" if to == S.FAILED else "info"
     with transaction.atomic(savepoint=False):
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -359,17 +367,7 @@ def execution_transition_many(*, organization_id, to: str, runs: list[tuple]) ->
         for (execution_id, from_status, kind, agent_id, parent_id, reason, *_), pk, at in zip(
             fetched, event_ids, created
         ):
-            published(
-                pk=pk,
-                created_at=at,
-                organization=organization_id,
-                type=f"execution.{to.lower()}",
-                data=_event_data(execution_id, kind, from_status, to, reason, agent_id, parent_id),
-                agent=agent_id,
-                execution=execution_id,
-                severity=severity,
-                component="runs",
-            )
+            _published_step(pk, at, organization_id, (execution_id, from_status, kind, agent_id, parent_id), to, reason)
             if to in TERMINAL_STATUSES:
                 _ended_on_commit(execution_id, to, kind, organization_id, agent_id, parent_id)
     return {str(row[0]) for row in fetched}
