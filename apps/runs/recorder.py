@@ -333,7 +333,9 @@ class RunRecorder:
             return bool(logs or spans or usage or tokens_in or tokens_out or cost)
 
         active = [(r, b) for r, b in taken if not r.ended and has_rows(b)]
-        written = _write_rows(active) if active else set()
+        written: set[str] = set()
+        for group in _under_parameter_limit(active):
+            written |= _write_rows(group)
         counters = []
         for recorder, (_logs, _spans, usage, providers, *_) in taken:
             if str(recorder.execution_id) not in written and any(r is recorder for r, _ in active):
@@ -403,6 +405,26 @@ _UPDATE_COUNTERS = (
     "FROM unnest(%s::uuid[], %s::int[], %s::bigint[], %s::bigint[], %s::numeric[]) AS v (id, n, tin, tout, cost) "
     "WHERE e.id = v.id AND e.status IN ('PREPARING', 'RUNNING') RETURNING e.id, e.log_seq, v.n"
 )
+
+
+#: parameters of one statement: PostgreSQL takes at most 65,535
+MAX_PARAMETERS = 30_000
+
+
+def _under_parameter_limit(active: list) -> list[list]:
+    """``active`` in groups of runs whose ``_write_rows`` statement stays under ``MAX_PARAMETERS``
+    (a run's own batch is at most ``FLUSH_ENTRIES`` rows, far under it)."""
+    log_fields, span_fields = len(_insert_fields(ExecutionLog)), len(_insert_fields(TraceSpan))
+    groups: list[list] = []
+    size = MAX_PARAMETERS
+    for recorder, batch in active:
+        cost = 5 + len(batch[0]) * log_fields + len(batch[1]) * span_fields
+        if size + cost > MAX_PARAMETERS:
+            groups.append([])
+            size = 0
+        groups[-1].append((recorder, batch))
+        size += cost
+    return groups
 
 
 def _write_rows(active: list) -> set[str]:
