@@ -32,6 +32,12 @@ KAI_PRELOAD_SDKS = env_list("KAI_PRELOAD_SDKS", ["openai", "anthropic"])
 #: how long a synchronous agent call (agents/{id}/test, deployments/{id}/invoke) waits for its run
 #: before answering 202 with the execution_id
 KAI_SYNC_RUN_WAIT_SECONDS = env_float("KAI_SYNC_RUN_WAIT_SECONDS", 120.0)
+#: how long a process reuses a model's resolution for an organization (0: never)
+KAI_RUN_RESOLVE_CACHE_SECONDS = env_float("KAI_RUN_RESOLVE_CACHE_SECONDS", 1.0)
+#: a schedule's tick fired later than this after its time counts as missed (apps.scheduler)
+KAI_SCHEDULER_MISFIRE_GRACE_SECONDS = env_int("KAI_SCHEDULER_MISFIRE_GRACE_SECONDS", 120)
+#: how long a process reuses a read that found maintenance off (0: never)
+KAI_MAINTENANCE_CACHE_SECONDS = env_float("KAI_MAINTENANCE_CACHE_SECONDS", 1.0)
 #: consecutive provider failures that open its circuit breaker, and for how long
 KAI_CIRCUIT_FAILURES = env_int("KAI_CIRCUIT_FAILURES", 5)
 KAI_CIRCUIT_COOLDOWN_SECONDS = env_int("KAI_CIRCUIT_COOLDOWN_SECONDS", 30)
