@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
-from apps.events.services import event_insert_ctes, listeners_want, published
+from apps.events.services import event_insert_ctes, listeners_want
 from apps.runs import registry as plugins
 from apps.runs.batching import Batcher
 from apps.runs.models import Execution, ExecutionStatus
 from apps.runs.services import CLAIM_LOCK_NAMESPACE
+from apps.runs.transitions import publish_step_event
 from kai_platform import drain
 from kai_platform.tenancy.locks import organization_lock_key
 
@@ -158,28 +159,8 @@ def _published(organization_id, rows: list, *, worker: str) -> None:
     for _n, execution_id, from_status, kind, agent_id, parent_id, *_ in rows:
         previous = from_status
         for status, reason in ((S.PREPARING, worker), (S.RUNNING, "started")):
-            data = {
-                "execution_id": str(execution_id),
-                "kind": kind,
-                "from": previous,
-                "to": str(status),
-                "status": str(status),
-                "reason": reason,
-                "agent_id": str(agent_id) if agent_id else None,
-            }
-            if parent_id:
-                data["parent_id"] = str(parent_id)
-            published(
-                pk=event_ids[position],
-                created_at=created[position],
-                organization=organization_id,
-                type=f"execution.{status.lower()}",
-                data=data,
-                agent=agent_id,
-                execution=execution_id,
-                severity="info",
-                component="runs",
-            )
+            run = (execution_id, previous, kind, agent_id, parent_id)
+            publish_step_event(event_ids[position], created[position], organization_id, run, status, reason)
             previous = status
             position += 1
 

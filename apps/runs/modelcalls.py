@@ -68,15 +68,8 @@ class ModelCalls:
         if done is not None:
             return self._llm_from_log(done, resolved, profile, parent)
         failures = self._llm_admit(resolved, profile)
-        span = self.recorder.span_start(
-            SpanKind.LLM,
-            resolved.model,
-            parent,
-            agent_id=profile.agent_id,
-            model=resolved.model,
-            provider=resolved.provider_type,
-            requested_model=resolved.requested,
-            content={"prompt": messages} if telemetry.capture_content() else None,
+        span = self._llm_span(
+            resolved, profile, parent, content={"prompt": messages} if telemetry.capture_content() else None
         )
         if not connection.in_atomic_block:
             connection.close()  # never hold a connection while the provider thinks
@@ -151,10 +144,9 @@ class ModelCalls:
             self._finish_llm_span(call.span, resolved, profile, call.estimated_in, call.counted_out, status="cancelled")
             raise Cancelled(self.handle.cancel_reason or "cancelled")
 
-    def _llm_from_log(self, done: dict, resolved, profile: AgentProfile, parent: Span | None):
-        """A model call an earlier attempt completed: its answer, with no provider call and
-        nothing spent again (the earlier attempt counted it)."""
-        span = self.recorder.span_start(
+    def _llm_span(self, resolved, profile: AgentProfile, parent: Span | None, content: dict | None = None):
+        """The span of one model call (made now, or taken from an earlier attempt's log)."""
+        return self.recorder.span_start(
             SpanKind.LLM,
             resolved.model,
             parent,
@@ -162,7 +154,13 @@ class ModelCalls:
             model=resolved.model,
             provider=resolved.provider_type,
             requested_model=resolved.requested,
+            content=content,
         )
+
+    def _llm_from_log(self, done: dict, resolved, profile: AgentProfile, parent: Span | None):
+        """A model call an earlier attempt completed: its answer, with no provider call and
+        nothing spent again (the earlier attempt counted it)."""
+        span = self._llm_span(resolved, profile, parent)
         calls = [ToolCall(c["id"], c["name"], dict(c.get("arguments") or {})) for c in done.get("calls") or []]
         self.recorder.span_end(span, from_checkpoint=True, tool_calls=[c.name for c in calls])
         return (

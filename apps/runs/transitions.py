@@ -206,9 +206,10 @@ def _updates(to: str, fields: dict, now) -> dict:
     return updates
 
 
-def _published_step(pk, created_at, organization_id, run: tuple, status: str, reason: str) -> None:
-    """``published`` for one step's event: ``run`` is ``(execution_id, from_status, kind, agent_id,
-    parent_id)``."""
+def publish_step_event(pk, created_at, organization_id, run: tuple, status: str, reason: str) -> None:
+    """``published`` for one step's event, its ``pk`` and ``created_at`` drawn by the statement that
+    inserted it: ``run`` is ``(execution_id, from_status, kind, agent_id, parent_id)`` (a claim's
+    batch, ``apps.runs.intake``, publishes its steps through it too)."""
     execution_id, from_status, kind, agent_id, parent_id = run
     published(
         pk=pk,
@@ -232,7 +233,7 @@ def _publish_steps(execution_id, path: list[tuple[str, str]], rows: list) -> Non
         raise RuntimeError(f"transition of {execution_id} published {len(events)} events for {len(path)} steps")
     previous = from_status
     for (status, reason), (pk, created_at) in zip(path, events):
-        _published_step(
+        publish_step_event(
             pk, created_at, organization_id, (execution_id, previous, kind, agent_id, parent_id), status, reason
         )
         previous = status
@@ -367,7 +368,9 @@ def execution_transition_many(*, organization_id, to: str, runs: list[tuple]) ->
         for (execution_id, from_status, kind, agent_id, parent_id, reason, *_), pk, at in zip(
             fetched, event_ids, created
         ):
-            _published_step(pk, at, organization_id, (execution_id, from_status, kind, agent_id, parent_id), to, reason)
+            publish_step_event(
+                pk, at, organization_id, (execution_id, from_status, kind, agent_id, parent_id), to, reason
+            )
             if to in TERMINAL_STATUSES:
                 _ended_on_commit(execution_id, to, kind, organization_id, agent_id, parent_id)
     return {str(row[0]) for row in fetched}
