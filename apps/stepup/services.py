@@ -18,10 +18,12 @@ table alone useless for an offline search, and online guessing is capped (five w
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import secrets
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -31,22 +33,6 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from rest_framework import exceptions
-from webauthn import (
-    generate_authentication_options,
-    generate_registration_options,
-    options_to_json,
-    verify_authentication_response,
-    verify_registration_response,
-)
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import (
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 
 from apps.accounts import throttle
 from apps.audit.services import audit_record
@@ -54,6 +40,9 @@ from apps.stepup.errors import StepUpFailed
 from apps.stepup.models import BackupCode, WebAuthnCredential
 from kai_platform.api.errors import Conflict, RateLimited, codes
 from kai_platform.tenancy import authcache
+
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import PublicKeyCredentialDescriptor
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +63,7 @@ def _key(kind: str, user_id, session_id: str) -> str:
 
 
 def _store_challenge(kind: str, user_id, session_id: str, challenge: bytes) -> None:
-    cache.set(_key(kind, user_id, session_id), bytes_to_base64url(challenge), timeout=CHALLENGE_TTL_SECONDS)
+    cache.set(_key(kind, user_id, session_id), _base64url(challenge), timeout=CHALLENGE_TTL_SECONDS)
 
 
 def _take_challenge(kind: str, user_id, session_id: str) -> bytes:
@@ -85,7 +74,16 @@ def _take_challenge(kind: str, user_id, session_id: str) -> bytes:
         raise StepUpFailed(
             "No pending challenge for this session (expired or already answered); ask for new options first."
         )
-    return base64url_to_bytes(stored)
+    return _base64url_bytes(stored)
+
+
+def _base64url(raw: bytes) -> str:
+    """WebAuthn's base64url: the URL-safe alphabet, no padding."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _base64url_bytes(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _audit(organization, actor, action: str, instance=None, before=None, after=None) -> None:
@@ -111,6 +109,14 @@ def _view(credential: WebAuthnCredential) -> dict:
 def registration_options(*, user, session_id: str) -> dict:
     """``PublicKeyCredentialCreationOptions`` (JSON form, for ``navigator.credentials.create``);
     the user's existing authenticators are excluded so one device is not registered twice."""
+    # deferred: webauthn (~0.3 s of imports: pyasn1, cbor2) loads only where a ceremony runs
+    from webauthn import generate_registration_options, options_to_json
+    from webauthn.helpers.structs import (
+        AuthenticatorSelectionCriteria,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
     existing = WebAuthnCredential.objects.filter(user=user).only("credential_id", "transports")
     options = generate_registration_options(
         rp_id=settings.KAI_WEBAUTHN_RP_ID,
@@ -129,13 +135,16 @@ def registration_options(*, user, session_id: str) -> dict:
 
 
 def _descriptor(credential: WebAuthnCredential) -> PublicKeyCredentialDescriptor:
+    # deferred: webauthn (~0.3 s of imports: pyasn1, cbor2) loads only where a ceremony runs
+    from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
+
     transports = []
     for name in credential.transports or []:
         try:
             transports.append(AuthenticatorTransport(name))
         except ValueError:
             continue
-    return PublicKeyCredentialDescriptor(id=base64url_to_bytes(credential.credential_id), transports=transports or None)
+    return PublicKeyCredentialDescriptor(id=_base64url_bytes(credential.credential_id), transports=transports or None)
 
 
 def registration_verify(
@@ -144,6 +153,10 @@ def registration_verify(
     """Verify the attestation answering this session's pending registration challenge and store
     the authenticator. Returns it and, when it is the user's first authenticator, the ten new
     backup codes (in clear, the only time they exist; otherwise an empty list)."""
+    # deferred: webauthn (~0.3 s of imports: pyasn1, cbor2) loads only where a ceremony runs
+    from webauthn import verify_registration_response
+    from webauthn.helpers.exceptions import WebAuthnException
+
     challenge = _take_challenge("reg", user.pk, session_id)
     try:
         verified = verify_registration_response(
@@ -162,7 +175,7 @@ def registration_verify(
             stored = WebAuthnCredential.objects.create(
                 user=user,
                 name=(name or "").strip()[:100] or f"authenticator {timezone.now():%Y-%m-%d}",
-                credential_id=bytes_to_base64url(verified.credential_id),
+                credential_id=_base64url(verified.credential_id),
                 public_key=verified.credential_public_key,
                 sign_count=verified.sign_count,
                 aaguid=str(verified.aaguid or ""),
@@ -331,6 +344,10 @@ def backup_code_verify(*, user, session_id: str, organization, code: str) -> dic
 def authentication_options(*, user, session_id: str) -> dict:
     """``PublicKeyCredentialRequestOptions`` (JSON form, for ``navigator.credentials.get``) over
     the user's authenticators."""
+    # deferred: webauthn (~0.3 s of imports: pyasn1, cbor2) loads only where a ceremony runs
+    from webauthn import generate_authentication_options, options_to_json
+    from webauthn.helpers.structs import UserVerificationRequirement
+
     existing = list(WebAuthnCredential.objects.filter(user=user).only("credential_id", "transports"))
     if not existing:
         message = (
@@ -349,6 +366,10 @@ def authentication_options(*, user, session_id: str) -> dict:
 
 def authentication_verify(*, user, session_id: str, organization, credential: dict) -> dict:
     """Verify an assertion answering this session's pending challenge; returns the grant."""
+    # deferred: webauthn (~0.3 s of imports: pyasn1, cbor2) loads only where a ceremony runs
+    from webauthn import verify_authentication_response
+    from webauthn.helpers.exceptions import WebAuthnException
+
     challenge = _take_challenge("auth", user.pk, session_id)
     raw_id = str(credential.get("rawId") or credential.get("id") or "")
     with transaction.atomic():
