@@ -257,3 +257,21 @@ def test_a_provider_type_without_an_endpoint_of_its_own_needs_a_base_url(owner_c
     assert created.status_code == 201, created.content  # openai has its own endpoint
     changed = owner_client.patch(f"/api/v1/providers/{created.json()['id']}", {"provider": "vllm"}, format="json")
     assert_envelope(changed, 400)
+
+
+def test_a_providers_config_is_an_object_with_object_parameters(owner_client):
+    """The model resolver reads ``config.parameters`` of the default provider: a config that is not an
+    object (or whose parameters are not) is refused when written, not a 500 at every later call."""
+    for config in (True, [], "x", {"parameters": 5}, {"parameters": []}):
+        body = {"name": "p", "provider": "builtin", "is_default": True, "config": config}
+        assert_envelope(owner_client.post("/api/v1/providers", body, format="json"), 400)
+    created = owner_client.post(
+        "/api/v1/providers",
+        {"name": "p", "provider": "builtin", "is_default": True, "config": {"parameters": {"temperature": 0.2}}},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    patched = owner_client.patch(f"/api/v1/providers/{created.json()['id']}", {"config": True}, format="json")
+    assert_envelope(patched, 400)
+    generated = owner_client.post("/api/v1/task-generation/generate", {"description": "plan a trip"}, format="json")
+    assert generated.status_code < 500, generated.content

@@ -30,6 +30,9 @@ class ProviderSerializer(KaiModelSerializer):
     api_key = serializers.CharField(write_only=True, required=False, max_length=20_000, trim_whitespace=False)
     api_key_masked = serializers.SerializerMethodField()
     current_spend = serializers.SerializerMethodField()
+    config = JSONObjectField(
+        required=False, help_text="Provider settings: `parameters` (an object) are its models' default parameters."
+    )
 
     class Meta:
         model = Provider
@@ -76,6 +79,11 @@ class ProviderSerializer(KaiModelSerializer):
         else:
             fields["credential"].queryset = Credential.objects.none()
         return fields
+
+    def validate_config(self, value):
+        if not isinstance(value.get("parameters", {}), dict):
+            raise serializers.ValidationError({"parameters": ["Must be a JSON object."]})
+        return value
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
