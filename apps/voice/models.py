@@ -16,8 +16,8 @@ class InputType(models.TextChoices):
 
 class VoiceCommand(TenantModel):
     input_type = models.CharField(max_length=10, choices=InputType.choices)
-    language = models.CharField(max_length=20, blank=True)
-    detected_language = models.CharField(max_length=20, blank=True)
+    language = models.CharField(max_length=35, blank=True)
+    detected_language = models.CharField(max_length=35, blank=True)
     transcribed_text = models.TextField(blank=True)
     confidence_score = models.FloatField(default=0.0)
     audio_bytes = models.PositiveIntegerField(default=0)

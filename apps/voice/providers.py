@@ -177,7 +177,7 @@ def transcribe(organization, *, audio: bytes, filename: str, language: str = "")
     confidence = round(math.exp(sum(logprobs) / len(logprobs)), 3) if logprobs else 1.0
     return Transcript(
         text=str(data.get("text") or "").strip(),
-        language=str(data.get("language") or language or ""),
+        language=str(data.get("language") or language or "")[:35],  # a language tag: at most 35 characters (RFC 5646)
         confidence=min(1.0, max(0.0, confidence)),
         provider=provider.name,
     )

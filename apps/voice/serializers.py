@@ -64,7 +64,7 @@ class VoiceProcessSerializer(KaiSerializer):
         max_length=4000,
         help_text="The command as text: used when there is no audio or it cannot be transcribed.",
     )
-    language = serializers.CharField(required=False, allow_blank=True, max_length=20)
+    language = serializers.CharField(required=False, allow_blank=True, max_length=35)
     context = VoiceContextSerializer(required=False)
     execute = serializers.BooleanField(
         default=False,
@@ -82,7 +82,7 @@ class AgentVoiceSerializer(KaiSerializer):
     audio_data = AudioField(required=False, allow_blank=True, trim_whitespace=False, help_text="Base64-encoded audio.")
     audio_format = serializers.ChoiceField(choices=AUDIO_FORMATS, default="wav")
     text_input = serializers.CharField(required=False, allow_blank=True, max_length=4000)
-    language = serializers.CharField(required=False, allow_blank=True, max_length=20)
+    language = serializers.CharField(required=False, allow_blank=True, max_length=35)
     context = JSONObjectField(required=False)
     execute = serializers.BooleanField(default=True)
 
@@ -118,7 +118,7 @@ class VoiceCommandSerializer(KaiModelSerializer):
 
 
 class VoiceSettingsSerializer(KaiSerializer):
-    language = serializers.CharField(required=False, max_length=20)
+    language = serializers.CharField(required=False, max_length=35)
     voice_id = serializers.CharField(required=False, allow_blank=True, max_length=100)
     speech_rate = serializers.FloatField(required=False, min_value=0.25, max_value=4.0)
     pitch = serializers.FloatField(required=False, min_value=0.0, max_value=2.0)
@@ -132,7 +132,7 @@ class VoiceSettingsSerializer(KaiSerializer):
 class SynthesizeSerializer(KaiSerializer):
     text = serializers.CharField(max_length=4096)
     voice = serializers.CharField(required=False, allow_blank=True, max_length=100)
-    language = serializers.CharField(required=False, allow_blank=True, max_length=20)
+    language = serializers.CharField(required=False, allow_blank=True, max_length=35)
     speed = serializers.FloatField(required=False, min_value=0.25, max_value=4.0)
     format = serializers.ChoiceField(choices=["wav", "mp3"], default="wav")
 

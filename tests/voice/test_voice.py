@@ -224,3 +224,17 @@ def test_audio_is_the_base64_the_document_states(member, client_for):
     for value in ("AAAA", "AAAA=", "AB==", "data:audio/wav;base64,AAA=", base64.b64encode(tiny_wav()).decode()):
         assert pattern.search(value), value
         assert_envelope(client.post(f"{B}/voice/process", {"audio_data": value}, format="json"), 503, "VOICE_003")
+
+
+def test_a_long_language_tag_from_preferences_is_recorded(member, client_for):
+    """A member's ``default_voice_language`` may be any language tag up to 35 characters (RFC 5646),
+    and the voice routes record it as it is (they were cut at 20: a 500)."""
+    client = client_for(member)
+    tag = "en-Latn-GB-oxendict-abcdefgh"  # 28 characters
+    assert client.patch("/api/v1/auth/preferences", {"default_voice_language": tag}, format="json").status_code == 200
+    assert client.get(f"{B}/voice/settings").json()["language"] == tag
+    response = client.post(f"{B}/voice/process", {"text_fallback": "list agents"}, format="json")
+    assert response.status_code == 200, response.content
+    assert VoiceCommand.objects.get(organization=member.organization).language == tag
+    too_long = client.post(f"{B}/voice/process", {"text_fallback": "list agents", "language": "a" * 36}, format="json")
+    assert_envelope(too_long, 400)
