@@ -80,6 +80,8 @@ def resolve(host: str, port: int) -> list:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise BlockedAddress(f"cannot resolve host {host!r}: {exc.strerror or exc}") from exc
+    except UnicodeError as exc:  # a name IDNA cannot encode (a character no host name may hold)
+        raise BlockedAddress(f"cannot resolve host {host!r}: not a valid host name ({exc})") from exc
     return sorted({ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos}, key=str)
 
 

@@ -12,7 +12,7 @@ import pytest
 from apps.agents.models import Tool
 from apps.agents.tools import ToolContext, ToolError, run_tool
 from kai_platform.llm import get_client
-from kai_platform.llm.netguard import BlockedAddress
+from kai_platform.llm.netguard import BlockedAddress, check_url
 from tests.agents.llm_server import LLMServer
 
 pytestmark = pytest.mark.django_db
@@ -102,3 +102,10 @@ def _blocked(exc) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def test_a_host_name_idna_cannot_encode_is_refused_not_a_crash():
+    """Django's URL validator takes any character from U+00A1 up in a host; one IDNA refuses
+    (a private-use character) cannot be resolved: refused like an unknown host."""
+    with pytest.raises(BlockedAddress, match="not a valid host name"):
+        check_url("http://a\uf206b.example/v1")
