@@ -120,6 +120,14 @@ class DocumentViewSet(TenantScopedViewSet):
     def scope_queryset(self, queryset):
         return queryset.filter(knowledge_base_id=self.kwargs.get("knowledge_base_id"))
 
+    def get_parsers(self):
+        """A PATCH is JSON only (the document lists that encoding alone): its ``metadata`` is an object, which an
+        ``x-www-form-urlencoded`` body cannot carry; multipart is for a new document's ``file`` (``create``)."""
+        request = getattr(self, "request", None)
+        if request is not None and request.method in ("PATCH", "PUT"):
+            return [KaiJSONParser()]
+        return super().get_parsers()
+
     @extend_schema(
         request={"multipart/form-data": DocumentCreateSerializer, "application/json": DocumentCreateJSONSerializer},
         responses={202: DocumentSerializer},

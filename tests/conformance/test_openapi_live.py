@@ -63,6 +63,11 @@ UNAVAILABLE_BY_DESIGN = {
     "POST /api/v1/voice/synthesize": "VOICE_003",
     "POST /api/v1/voice/process": "VOICE_003",  # base64 audio, no speech-to-text provider
     "POST /api/v1/agents/{id}/voice": "VOICE_003",
+    # generation calls the default model in the request: a default provider the run configured (a host that
+    # does not resolve, no network) cannot be reached (docs/crews.md)
+    "POST /api/v1/agent-generation/generate": "GENERAL_004",
+    "POST /api/v1/task-generation/generate": "GENERAL_004",
+    "POST /api/v1/crew-generation/generate": "GENERAL_004",
 }
 SKIPPED = {"POST /api/v1/auth/logout"}  # would end the session the run uses
 

@@ -137,6 +137,8 @@ def test_a_url_field_states_what_djangos_url_validator_takes(owner_client, docum
             *("a:", "urn:x", "http://a", "gopher://a.com", "http://[::::]/", "http://a.com/ x", "http://#:x@a.com"),
             *("http://256.1.1.1", "http://-a.com", "http://a.c0m", "http://a.com/\x1c", "http://é.com"),
             *("http://ä^@a.com.", "http://u:p@1.2.3.4"),
+            *("http://a-.com", "http://a--b.c-d.com", "http://a.b-.com", "http://a.-b.com", "http://a.xn--p1ai"),
+            *(f"http://{'a' * 63}.com", f"http://{'a' * 64}.com", f"http://a.{'b' * 64}.com", "http://a..com"),
         ):
             try:
                 validate(value)

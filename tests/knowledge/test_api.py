@@ -252,3 +252,23 @@ def test_document_bodies_are_checked(owner_client, settings):
     assert_envelope(owner_client.post(B, {"name": "Docs"}, format="json"), 409)  # the name is taken
     assert_envelope(owner_client.post(B, {"name": "E", "embedding_model": "no-such-embedder"}, format="json"), 400)
     assert_envelope(owner_client.post(B, {"name": "F", "chunk_size": 50, "chunk_overlap": 50}, format="json"), 400)
+
+
+def test_a_document_is_renamed_and_described_in_json_only(owner_client):
+    """PATCH takes JSON (``metadata`` is an object, which a form cannot carry): a form body is a 415."""
+    kb = _kb(owner_client)
+    doc = _add_text(owner_client, kb, "a.txt", OTTERS)
+    url = f"{B}/{kb['id']}/documents/{doc['id']}"
+    patched = owner_client.patch(url, {"name": "b.txt", "metadata": {"topic": {"kind": "animals"}}}, format="json")
+    assert patched.status_code == 200, patched.content
+    assert patched.json()["metadata"] == {"topic": {"kind": "animals"}} and patched.json()["name"] == "b.txt"
+    assert_envelope(owner_client.patch(url, {"name": "c.txt"}, format="multipart"), 415)
+    form = owner_client.patch(url, "name=c.txt", content_type="application/x-www-form-urlencoded")
+    assert_envelope(form, 415)
+    assert Document.objects.get(pk=doc["id"]).name == "b.txt"
+
+
+def test_the_document_offers_json_alone_for_a_document_patch(client):
+    document = client.get("/api-openapi.json").json()
+    body = document["paths"]["/api/v1/knowledge-bases/{knowledge_base_id}/documents/{id}"]["patch"]["requestBody"]
+    assert list(body["content"]) == ["application/json"]
