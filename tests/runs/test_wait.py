@@ -1,5 +1,6 @@
-"""A synchronous caller's side of a run: the caller waiting for its end is answered from the end's
-signal (no read of the row) when the signal carries what it asked for."""
+"""A synchronous caller's side of a run: the run is written in one round trip when no transaction
+is open, and the caller waiting for its end is answered from the end's signal (no read of the row)
+when the signal carries what it asked for."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from apps.audit.models import AuditEvent
+from apps.events.models import Event
 from apps.runs import services, transitions
-from apps.runs.models import Execution, ExecutionKind
+from apps.runs.models import Execution, ExecutionEvent, ExecutionKind, ExecutionStatus
 from tests.crews.conftest import make_agent
 
 pytestmark = pytest.mark.django_db(transaction=True)  # autocommit, as a web request runs
@@ -29,6 +32,23 @@ def _running(member) -> Execution:
     execution = _run(member, make_agent(member))
     assert services.execution_claim(execution_id=execution.pk, worker="w", attempts=1)[0] == "claimed"
     return execution
+
+
+def test_a_run_created_outside_a_transaction_is_one_statement_with_its_event(member):
+    agent = make_agent(member)
+    _run(member, agent)  # warm: caches of the first run
+    with CaptureQueriesContext(connection) as queries:
+        execution = _run(member, agent)
+    writes = [q["sql"] for q in queries.captured_queries if "INSERT" in q["sql"]]
+    assert len(writes) == 1, writes  # the run, its history and audit rows and execution.pending: one round trip
+    assert "crews_execution" in writes[0] and "events_event" in writes[0]
+    assert Execution.objects.get(pk=execution.pk).status == ExecutionStatus.PENDING
+    assert list(ExecutionEvent.objects.filter(execution_id=execution.pk).values_list("to_status", flat=True)) == [
+        "PENDING"
+    ]
+    assert AuditEvent.objects.filter(action="execution.create", object_id=str(execution.pk)).count() == 1
+    event = Event.objects.get(execution_id=execution.pk)
+    assert (event.type, event.actor_id, event.data["status"]) == ("execution.pending", member.user.pk, "PENDING")
 
 
 def test_a_waiter_is_answered_from_the_end_signal_without_reading_the_row(member):
