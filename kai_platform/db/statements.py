@@ -1,5 +1,5 @@
-"""Statements built from the ORM: ``insert_statement`` is the INSERT Django would send for an
-unsaved object, for a service that sends it with other statements."""
+"""Statements built from the ORM and sent together: ``insert_statement`` is the INSERT Django would
+send for an unsaved object; ``execute_together`` sends several statements in ONE round trip."""
 
 from __future__ import annotations
 
@@ -15,3 +15,14 @@ def insert_statement(obj) -> tuple[str, list]:
     query.insert_values(fields, [obj])
     [(sql, params)] = query.get_compiler(connection=connection).as_sql()
     return sql, list(params)
+
+
+def execute_together(statements: list[tuple[str, list]]) -> None:
+    """Send ``[(sql, params), …]`` (no result rows read) in one query string: one round trip. In the
+    caller's transaction if there is one; outside any, PostgreSQL runs the statements of one query
+    string as one transaction, so they commit (or fail) together in that round trip."""
+    if not statements:
+        return
+    sql = ";\n".join(sql for sql, _ in statements)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [param for _, params in statements for param in params])
