@@ -134,9 +134,15 @@ def agent_call(
     if also is not None:
         also(execution)
     execution = wait_for_terminal(
-        execution_id=execution.pk, timeout=sync_wait_seconds() if timeout is None else timeout
+        execution_id=execution.pk,
+        timeout=sync_wait_seconds() if timeout is None else timeout,
+        only=ANSWER_FIELDS,  # answered from the end's signal, not a read of the row
     )
     return answer_of(execution)
+
+
+#: what ``answer_of`` reads of a run besides its id and status
+ANSWER_FIELDS = ("result", "error")
 
 
 def answer_of(execution: Execution) -> tuple[int, dict]:

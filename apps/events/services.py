@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from typing import Any, cast
 
@@ -165,18 +165,29 @@ def publish(
     return event
 
 
-def publish_many(events: list[dict]) -> list[Event]:
+def publish_many(events: list[dict], *, first: tuple[str, list] | None = None) -> list[Event]:
     """``publish`` of many events in ONE statement (one round trip): each item holds ``publish``'s
     arguments (``organization``, ``type``, ``data``, …). The events may belong to several
     organizations: each one's lock is taken once, all before any id is drawn (in a fixed order, so
     two bulk publishers never deadlock), so every organization's ids still become visible in id
     order. Ids follow the list's order, and so do the listeners and deliveries (each event to its
-    own ``org.`` / ``agent.`` / ``execution.`` groups, after commit)."""
+    own ``org.`` / ``agent.`` / ``execution.`` groups, after commit).
+
+    ``first`` = ``(sql, params)``: the caller's own statement (no result rows), sent in the same
+    round trip just before the events' insert. Outside a transaction, and with no listener of these
+    events, that round trip is the whole transaction, commit included (PostgreSQL runs the
+    statements of one query string as one transaction): the caller's write and its events commit
+    together, and the event lock is held only while the server runs them."""
     rows = [_event(**item) for item in events]
     if not rows:
+        if first is not None:
+            with connections[router.db_for_write(Event)].cursor() as cursor:
+                cursor.execute(*first)
         return []
-    with transaction.atomic(savepoint=False):
-        _insert_locked(rows)
+    connection = connections[router.db_for_write(Event)]
+    own = connection.in_atomic_block or listeners_want({event.type for event in rows}) or first is None
+    with transaction.atomic(savepoint=False) if own else nullcontext():
+        _insert_locked(rows, first=first)
         for event in rows:
             _after_insert(event)
     return rows
@@ -279,10 +290,11 @@ def published(
     return event
 
 
-def _insert_locked(events: list[Event]) -> None:
+def _insert_locked(events: list[Event], *, first: tuple[str, list] | None = None) -> None:
     """Take the advisory lock of the events' organization(s), then draw the ids and insert the
     rows: ONE statement (the locks are in a CTE the INSERT selects from, so they are held before
-    ``nextval`` runs; with several rows the ids are drawn after sorting, in list order)."""
+    ``nextval`` runs; with several rows the ids are drawn after sorting, in list order), sent after
+    ``first`` (``publish_many``'s) in the same query string when given."""
     connection = connections[router.db_for_write(Event)]
     fields = [f for f in Event._meta.concrete_fields if not f.primary_key]
 
@@ -317,8 +329,12 @@ def _insert_locked(events: list[Event]) -> None:
             f"FROM kai_lock, (VALUES {rows}) AS rows (kai_ord, {names}) ORDER BY rows.kai_ord "
             f"RETURNING {quote(Event._meta.pk.column)}"
         )
+    if first is not None:
+        sql, params = f"{first[0]};\n{sql}", [*first[1], *params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        if first is not None:
+            cursor.nextset()
         ids = sorted(row[0] for row in cursor.fetchall())
     for event, pk in zip(events, ids):
         event.pk = pk

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -38,6 +37,7 @@ from apps.runs.transitions import (
 )
 from kai_platform.api.errors import Conflict
 from kai_platform.celery import app
+from kai_platform.db.statements import insert_statement
 
 __all__ = [
     "ALLOWED_FROM",
@@ -210,33 +210,46 @@ def _batch_taking(organization, *, plain: bool):
 def _write_one(execution: Execution, *, actor, dedupe_key, stream_id, also_publish, enqueue: bool) -> Execution:
     """Write one new run (counted against the plan's quota), its history and audit rows and its
     ``execution.pending``, queued on commit; the run that already holds ``dedupe_key`` instead."""
+    if not (dedupe_key or stream_id):
+        return _write_plain(execution, actor=actor, also_publish=also_publish, enqueue=enqueue)
     with transaction.atomic():
-        if dedupe_key or stream_id:
-            existing = _insert(execution, dedupe_key=dedupe_key, stream_id=stream_id)
-            if existing is not None:
-                return existing
-            # plan quotas: over quota raises 429 GENERAL_002 and rolls this run back
-            quota_consume_for_execution(execution=execution)
-            ExecutionEvent.objects.create(
-                organization_id=execution.organization_id,
-                execution=execution,
-                from_status="",
-                to_status=S.PENDING,
-                reason="created",
-                at=execution.created_at,
-            )
-            audit_record(
-                organization=execution.organization_id,
-                actor=actor,
-                action="execution.create",
-                instance=execution,
-                after=snapshot(execution, _CREATE_SNAPSHOT),
-            )
-        else:  # counted first (a refusal writes nothing), then the run, its history and audit rows in ONE statement
-            quota_consume_for_execution(execution=execution)
-            _insert_together(execution, actor)
+        existing = _insert(execution, dedupe_key=dedupe_key, stream_id=stream_id)
+        if existing is not None:
+            return existing
+        # plan quotas: over quota raises 429 GENERAL_002 and rolls this run back
+        quota_consume_for_execution(execution=execution)
+        ExecutionEvent.objects.create(
+            organization_id=execution.organization_id,
+            execution=execution,
+            from_status="",
+            to_status=S.PENDING,
+            reason="created",
+            at=execution.created_at,
+        )
+        audit_record(
+            organization=execution.organization_id,
+            actor=actor,
+            action="execution.create",
+            instance=execution,
+            after=snapshot(execution, _CREATE_SNAPSHOT),
+        )
         publish_many([_pending_event(execution, actor), *(also_publish(execution) if also_publish else [])])
         if enqueue:
+            transaction.on_commit(partial(execution_enqueue, execution_id=execution.pk, priority=execution.priority))
+    return execution
+
+
+def _write_plain(execution: Execution, *, actor, also_publish, enqueue: bool) -> Execution:
+    """Counted first (a refusal writes nothing), then the run, its history and audit rows in ONE
+    statement, sent with its events' insert in one round trip: outside a transaction that round
+    trip is the transaction (``publish_many``'s ``first``), commit included."""
+    quota_consume_for_execution(execution=execution)
+    events = [_pending_event(execution, actor), *(also_publish(execution) if also_publish else [])]
+    with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        publish_many(events, first=_insert_together_statement(execution, actor))
+        execution._state.adding = False
+        execution._state.db = connection.alias
+        if enqueue:  # at once when there was no transaction around: the round trip above committed
             transaction.on_commit(partial(execution_enqueue, execution_id=execution.pk, priority=execution.priority))
     return execution
 
@@ -262,9 +275,10 @@ def _insert(execution: Execution, *, dedupe_key, stream_id) -> Execution | None:
     return None
 
 
-def _insert_together(execution: Execution, actor) -> None:
-    """INSERT the new run, its PENDING history row and its audit row in one statement (data-modifying
-    CTEs; the history row's foreign key is checked at the end of the statement, when the run exists)."""
+def _insert_together_statement(execution: Execution, actor) -> tuple[str, list]:
+    """The INSERT of the new run, its PENDING history row and its audit row as one statement
+    (data-modifying CTEs; the history row's foreign key is checked at the end of the statement,
+    when the run exists)."""
     statements = [_compiled(execution)]  # first: sets the run's created_at, which its history row repeats
     statements.append(
         _compiled(
@@ -289,20 +303,12 @@ def _insert_together(execution: Execution, actor) -> None:
         statements.append(_compiled(audit))
     *ctes, (sql, params) = statements
     sql = "WITH " + ", ".join(f"kai_row{index} AS ({cte})" for index, (cte, _) in enumerate(ctes)) + " " + sql
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [param for _, cte_params in ctes for param in cte_params] + params)
-    execution._state.adding = False
-    execution._state.db = connection.alias
+    return sql, [param for _, cte_params in ctes for param in cte_params] + params
 
 
 def _compiled(obj) -> tuple[str, list]:
     """The INSERT Django would send for ``obj`` (defaults and ``auto_now_add`` applied to ``obj``)."""
-    meta = type(obj)._meta
-    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
-    query = InsertQuery(type(obj))
-    query.insert_values(fields, [obj])
-    [(sql, params)] = query.get_compiler(connection=connection).as_sql()
-    return sql, list(params)
+    return insert_statement(obj)
 
 
 # --- many runs at once -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ the claim of a run by a worker, and how a synchronous caller waits for a run's e
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import time
 from contextlib import contextmanager, nullcontext
@@ -144,7 +145,7 @@ def _transition(
             rows = cursor.fetchall()
         if not rows or rows[0][1] is None:
             return False, rows[0][0] if rows else None
-        _publish_steps(execution_id, path, rows)
+        _publish_steps(execution_id, path, rows, fields)
     return True, rows[0][0]
 
 
@@ -224,9 +225,9 @@ def publish_step_event(pk, created_at, organization_id, run: tuple, status: str,
     )
 
 
-def _publish_steps(execution_id, path: list[tuple[str, str]], rows: list) -> None:
+def _publish_steps(execution_id, path: list[tuple[str, str]], rows: list, fields: dict) -> None:
     """``published`` for each step's event the statement inserted; at the end of a run, its waiters
-    are signalled and its terminal hooks called once the transaction commits."""
+    are signalled (with the ``fields`` it wrote) and its terminal hooks called once the transaction commits."""
     _count, from_status, organization_id, kind, agent_id, parent_id = rows[0][:6]
     events = [(pk, created_at) for *_, pk, created_at, _type in rows]
     if len(events) != len(path):
@@ -238,14 +239,15 @@ def _publish_steps(execution_id, path: list[tuple[str, str]], rows: list) -> Non
         )
         previous = status
     if path[-1][0] in TERMINAL_STATUSES:
-        _ended_on_commit(execution_id, path[-1][0], kind, organization_id, agent_id, parent_id)
+        _ended_on_commit(execution_id, path[-1][0], kind, organization_id, agent_id, parent_id, fields)
 
 
-def _ended_on_commit(execution_id, to, kind, organization_id, agent_id, parent_id) -> None:
-    """A run's end, once its transaction commits: its waiters signalled, its terminal hooks called."""
+def _ended_on_commit(execution_id, to, kind, organization_id, agent_id, parent_id, fields: dict) -> None:
+    """A run's end, once its transaction commits: its waiters signalled (with the ``fields`` the end
+    wrote), its terminal hooks called."""
     # after the run's shared counters (registered by its last flush): a synchronous caller woken by
     # it reads its usage; before the terminal hooks (registered below)
-    transaction.on_commit(partial(_signal_finished, str(execution_id), str(to)), robust=True)
+    transaction.on_commit(partial(_signal_finished, str(execution_id), str(to), fields), robust=True)
     ended = {
         "execution_id": str(execution_id),
         "status": str(to),
@@ -365,6 +367,7 @@ def execution_transition_many(*, organization_id, to: str, runs: list[tuple]) ->
         event_ids, created = fetched[0][6] or [], fetched[0][7] or []
         if len(event_ids) != len(fetched):
             raise RuntimeError(f"a batched transition published {len(event_ids)} events for {len(fetched)} runs")
+        written = {str(execution_id): fields for execution_id, _reason, fields in runs}
         for (execution_id, from_status, kind, agent_id, parent_id, reason, *_), pk, at in zip(
             fetched, event_ids, created
         ):
@@ -372,7 +375,9 @@ def execution_transition_many(*, organization_id, to: str, runs: list[tuple]) ->
                 pk, at, organization_id, (execution_id, from_status, kind, agent_id, parent_id), to, reason
             )
             if to in TERMINAL_STATUSES:
-                _ended_on_commit(execution_id, to, kind, organization_id, agent_id, parent_id)
+                _ended_on_commit(
+                    execution_id, to, kind, organization_id, agent_id, parent_id, written.get(str(execution_id), {})
+                )
     return {str(row[0]) for row in fetched}
 
 
@@ -439,35 +444,76 @@ def _done_key(execution_id: str) -> str:
     return f"{settings.KAI_REDIS_PREFIX}:runs:done:{execution_id}"
 
 
-def _signal_finished(execution_id: str, status: str) -> None:
-    """Wake callers blocked in ``wait_for_terminal`` (a Redis list per run, short-lived)."""
+#: the most a run's end signal carries of what the end wrote (its JSON); a larger end signals its
+#: status alone and the waiter reads the row
+SIGNAL_MAX_BYTES = 65536
+#: what a waiter may be answered from without reading the row, when the end wrote it
+SIGNAL_FIELDS = ("result", "error")
+
+
+def _signal_finished(execution_id: str, status: str, fields: dict | None = None) -> None:
+    """Wake callers blocked in ``wait_for_terminal`` (a Redis list per run, short-lived). The signal
+    is the JSON of the status and of the ``SIGNAL_FIELDS`` the end wrote (``fields``), when small."""
+    payload = status
+    carried = {name: fields[name] for name in SIGNAL_FIELDS if name in (fields or {})}
+    if carried:
+        try:
+            encoded = json.dumps({"status": status, **carried}, separators=(",", ":"))
+        except (TypeError, ValueError):  # not JSON as the row holds it: the waiter reads the row
+            encoded = ""
+        if encoded and len(encoded) <= SIGNAL_MAX_BYTES:
+            payload = encoded
     try:
         redis = get_redis_connection("default")
         pipe = redis.pipeline()
-        pipe.lpush(_done_key(execution_id), status)
+        pipe.lpush(_done_key(execution_id), payload)
         pipe.expire(_done_key(execution_id), 120)
         pipe.execute()
     except Exception:  # waiters fall back to polling the row
         logger.warning("could not signal the end of execution %s", execution_id, exc_info=True)
 
 
-def wait_for_terminal(*, execution_id, timeout: float) -> Execution:
+def _signalled(execution_id, value, only: tuple[str, ...]) -> Execution | None:
+    """The run as its end's signal tells it, when the signal carries every field of ``only`` (and
+    its status); the other fields load from the row on first use. None: read the row."""
+    if not value or not only:
+        return None
+    try:
+        signal = json.loads(value)
+    except (TypeError, ValueError):
+        return None  # a bare status
+    if not isinstance(signal, dict) or signal.get("status") not in TERMINAL_STATUSES:
+        return None
+    names = ["id", "status", *only]
+    if any(name not in signal for name in only) or not set(only) <= set(SIGNAL_FIELDS):
+        return None
+    return Execution.from_db(Execution.objects.db, names, [execution_id, signal["status"], *(signal[n] for n in only)])
+
+
+def wait_for_terminal(*, execution_id, timeout: float, only: tuple[str, ...] = ()) -> Execution:
     """Block until the execution ends or ``timeout`` passes; returns the row as it is then.
 
     The caller holds no DB connection while it waits: it waits on the run's Redis list, which the
     end of the run signals (``_signal_finished``; a signal pushed before the wait began is still
-    there), and reads the row once woken, or every second should the signal be lost."""
+    there), and reads the row once woken, or every second should the signal be lost. ``only``:
+    the fields (of ``SIGNAL_FIELDS``) the caller reads besides the status — when the end's signal
+    carries them all, the run is answered from it without reading the row (any other field loads
+    on first use)."""
     deadline = time.monotonic() + max(0.0, timeout)
     key = _done_key(str(execution_id))
     while True:
         if not connection.in_atomic_block:
             connection.close()
         remaining = deadline - time.monotonic()
+        value = None
         if remaining > 0:
             try:  # the signal goes back to the list's head: every waiter of the run sees it
-                get_redis_connection("default").blmove(key, key, min(1.0, remaining), "RIGHT", "LEFT")
+                value = get_redis_connection("default").blmove(key, key, min(1.0, remaining), "RIGHT", "LEFT")
             except Exception:
                 time.sleep(min(0.5, max(0.05, remaining)))
+        execution = _signalled(execution_id, value, only)
+        if execution is not None:
+            return execution
         execution = Execution.objects.get(pk=execution_id)
         if execution.is_terminal or time.monotonic() >= deadline:
             return execution

@@ -8,17 +8,17 @@ import secrets
 import time
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 from rest_framework import exceptions
 
 from apps.agents import orchestrations
 from apps.agents.models import Agent, Deployment, DeploymentStatus
 from apps.agents.services.common import KEY_ALPHABET
-from apps.audit.services import audit_record, snapshot
+from apps.audit.services import audit_record, audit_row, snapshot
 from apps.events.services import publish
 from apps.runs.models import ExecutionStatus
 from apps.runs.services import wait_for_terminal
+from kai_platform.db.statements import execute_together, insert_statement
 
 # --- deployments -------------------------------------------------------------------------------
 
@@ -120,8 +120,15 @@ def deployment_authenticate(*, deployment_id, raw_key: str) -> Deployment | None
 
 
 def deployment_record_invocation(*, deployment: Deployment) -> None:
-    Deployment.objects.filter(pk=deployment.pk).update(
-        invocation_count=F("invocation_count") + 1, last_invoked_at=timezone.now()
+    execute_together([_invocation_count(deployment)])
+
+
+def _invocation_count(deployment: Deployment) -> tuple[str, list]:
+    """The UPDATE that counts one invocation of ``deployment``."""
+    table = Deployment._meta.db_table
+    return (
+        f'UPDATE "{table}" SET "invocation_count" = "invocation_count" + 1, "last_invoked_at" = %s WHERE "id" = %s',
+        [timezone.now(), deployment.pk],
     )
 
 
@@ -136,10 +143,8 @@ def deployment_invoke(
     # deferred: cycle — apps.agents.calls → apps.agents.runtime → apps.agents.services → this module, each at load
     from apps.agents import calls
 
-    @transaction.atomic
-    def record(execution) -> None:
-        deployment_record_invocation(deployment=deployment)
-        audit_record(
+    def record(execution) -> None:  # the count and the audit row: one round trip, one transaction
+        audit = audit_row(
             organization=deployment.organization,
             actor=deployment.created_by,
             action="deployment.invoke",
@@ -152,6 +157,7 @@ def deployment_invoke(
                 "execution_id": str(execution.pk),
             },
         )
+        execute_together([_invocation_count(deployment), *([insert_statement(audit)] if audit is not None else [])])
 
     if deployment.agent_id is None:
         return _deployment_run_orchestration(deployment=deployment, prompt=prompt, params=params, record=record)
