@@ -60,7 +60,8 @@ def _end_batch(items: list[tuple]) -> tuple[list[bool], partial]:
             with transaction.atomic(savepoint=False) if own else nullcontext():
                 moved = _send(items, batches, organizations)
         except Exception:
-            batches.put_back()  # each run's last batch goes with its own end instead
+            if own or not batches.sent:  # rolled back: each run's last batch goes with its own end instead
+                batches.put_back()
             raise
     agent_runs = [(ctx.execution, ctx.elapsed(), "") for ctx, _ in items]
     return [str(ctx.execution.pk) in moved for ctx, _ in items], partial(_after_commit, ended_runs, agent_runs)
@@ -80,6 +81,7 @@ def _send(items: list[tuple], batches: LastBatches, organizations: list) -> set[
     fetched: list[list] = []
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        batches.sent = True  # in autocommit: committed by the server
         for index in range(len(statements) + len(transitions)):
             if index:
                 cursor.nextset()

@@ -470,6 +470,7 @@ class LastBatches:
         self.taken = [(recorder, recorder._take()) for recorder in recorders]
         self.active = [(r, b) for r, b in self.taken if not r.ended and _has_rows(b)]
         self._counted: list[tuple] = []
+        self.sent = False  # the caller's round trip ran: outside a transaction, nothing is put back
 
     def statements(self) -> tuple[list[tuple[str, list]], int]:
         """The statements, and how many of them (the first) return the ids of the runs written."""
