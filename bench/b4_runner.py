@@ -63,7 +63,8 @@ def _row(ctx: Context, attributes: dict, row_id: str, measures: str) -> Row:
         note=(
             f"{data['completed']}/{data['runs']} COMPLETED, {data['workers']} workers x {data['concurrency']} "
             f"threads, API accepts {data['api_accepts_per_s']}/s, p95 accept→RUNNING "
-            f"{data['accept_to_running_p95_ms']} ms; by bench/b4_runs.py"
+            f"{data['accept_to_running_p95_ms']} ms; workers' CPU {data.get('worker_cpu_ms_per_run')} ms per run "
+            f"({data.get('worker_cpu_ms_per_noop')} ms per no-op); by bench/b4_runs.py"
         ),
         details=data,
     )

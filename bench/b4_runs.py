@@ -140,6 +140,21 @@ def _bare_celery(noops: int) -> float:
     return noops / elapsed
 
 
+def _cpu_seconds(processes) -> float:
+    """User + system CPU seconds the worker processes have used so far (the figure the host's load
+    changes least)."""
+    import psutil
+
+    total = 0.0
+    for process in processes:
+        try:
+            times = psutil.Process(process.pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def _latencies(accepted) -> list[float]:
     """Milliseconds from the API's 202 to the run's RUNNING transition (``started_at``)."""
     from apps.runs.models import Execution
@@ -220,8 +235,11 @@ def run(ctx=None) -> dict:
         wait_completed([pk for pk, _ in warm])
         _bare_celery(200)
 
+        cpu_before = _cpu_seconds(workers)
         noop_rate = _bare_celery(opts["noops"])
+        noop_cpu = _cpu_seconds(workers) - cpu_before
 
+        cpu_before = _cpu_seconds(workers)
         accepted: list = []
         per_client = opts["runs"] // opts["clients"]
         threads = [threading.Thread(target=create, args=(per_client, accepted)) for _ in range(opts["clients"])]
@@ -234,6 +252,7 @@ def run(ctx=None) -> dict:
         ids = [pk for pk, _ in accepted]
         wait_completed(ids)
         total_seconds = time.perf_counter() - started
+        run_cpu = _cpu_seconds(workers) - cpu_before
         statuses = list(Execution.objects.filter(pk__in=ids).values_list("status", flat=True))
         saturated = _latencies(accepted)
         run_rate = len(ids) / total_seconds
@@ -255,6 +274,8 @@ def run(ctx=None) -> dict:
             "api_accepts_per_s": round(len(ids) / api_seconds, 1),
             "noop_tasks_per_s": round(noop_rate, 1),
             "ratio": round(run_rate / noop_rate, 3),
+            "worker_cpu_ms_per_run": round(run_cpu * 1000 / max(1, len(ids)), 2),
+            "worker_cpu_ms_per_noop": round(noop_cpu * 1000 / max(1, opts["noops"]), 2),
             "accept_to_running_p50_ms": round(statistics.median(latencies), 1),
             "accept_to_running_p95_ms": round(_percentile(latencies, 0.95), 1),
             "saturated_accept_to_running_p50_ms": round(statistics.median(saturated), 1),
@@ -267,6 +288,10 @@ def run(ctx=None) -> dict:
         )
         print(f"  bare Celery no-op/s    : {result['noop_tasks_per_s']:8.1f}")
         print(f"  ratio runs / no-op     : {result['ratio']:8.3f}   (target >= 0.3)")
+        print(
+            f"  workers' CPU per run   : {result['worker_cpu_ms_per_run']:8.2f} ms   "
+            f"(per no-op task {result['worker_cpu_ms_per_noop']} ms; user + system of both workers)"
+        )
         print(
             f"  accept → RUNNING p50   : {result['accept_to_running_p50_ms']:8.1f} ms   "
             f"p95 {result['accept_to_running_p95_ms']} ms   (target p50 < 50 ms; "

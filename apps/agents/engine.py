@@ -13,6 +13,7 @@ from apps.agents.runtime import model_resolve as resolve
 from apps.agents.selectors import provider_month_spend as spend
 from apps.agents.services import agent_record_execution
 from apps.agents.services import provider_record_usage as record
+from apps.agents.services import provider_usage_statement as usage_statement
 from apps.agents.tools.base import ToolContext, run_tool
 from apps.runs import llm as llm_layer
 from apps.runs.registry import provide
@@ -69,6 +70,11 @@ def provider_month_spend(provider):
 @provide("provider_record_usage")
 def provider_record_usage(provider, input_tokens, output_tokens, cost, calls=1):
     record(provider=provider, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost, calls=calls)
+
+
+@provide("provider_usage_statement")
+def provider_usage_statement(usage):
+    return usage_statement(usage=usage)
 
 
 @provide("agents_load")

@@ -56,21 +56,25 @@ def serialize_event(event: Event) -> dict:
 #: called with each new Event inside the publishing transaction (apps add theirs in ready()):
 #: outbound webhooks record their deliveries, approvals close when their run ends. A listener
 #: filters on ``event.type`` first (publish is hot), must not raise, and does its writes in a savepoint.
-#: Items are ``(listener, types)``; ``types`` None means every event.
+#: Items are ``(listener, types, wants)``; ``types`` None means every event; ``wants`` see below.
 _PUBLISH_LISTENERS: list[tuple] = []
 
 
-def add_publish_listener(listener, types=None) -> None:
+def add_publish_listener(listener, types=None, wants=None) -> None:
     """Register ``listener(event)``. With ``types`` (event types) it is called for those only —
     and a status change whose events no listener wants commits in the same round trip as its
     statement (apps.crews: a run's claim), the organization's event lock never waiting on Python.
-    Without ``types`` it is called for every event."""
+    Without ``types`` it is called for every event. ``wants(organization_id, types) -> bool``
+    tells, before an event of ``types`` of that organization is published, whether the listener
+    would act on it (e.g. whether any webhook of the organization is subscribed); asked inside
+    ``listener_reads_shared`` with the read the listener itself makes (``listener_read``, same
+    key), so that read is made once, before the publisher's statement instead of under its lock."""
     wanted = frozenset(types) if types is not None else None
-    for index, (known, _) in enumerate(_PUBLISH_LISTENERS):
+    for index, (known, *_) in enumerate(_PUBLISH_LISTENERS):
         if known is listener:
-            _PUBLISH_LISTENERS[index] = (listener, wanted)
+            _PUBLISH_LISTENERS[index] = (listener, wanted, wants)
             return
-    _PUBLISH_LISTENERS.append((listener, wanted))
+    _PUBLISH_LISTENERS.append((listener, wanted, wants))
 
 
 _listener_reads: contextvars.ContextVar[dict | None] = contextvars.ContextVar("kai_listener_reads", default=None)
@@ -97,9 +101,18 @@ def listener_read(key, compute):
     return reads[key]
 
 
-def listeners_want(types) -> bool:
-    """Whether some listener is called for an event of one of ``types``."""
-    return any(wanted is None or not wanted.isdisjoint(types) for _, wanted in _PUBLISH_LISTENERS)
+def listeners_want(types, organization_id=None) -> bool:
+    """Whether some listener is called for an event of one of ``types``; given the events'
+    ``organization_id``, a listener that declared ``wants`` is asked whether it would act on them."""
+    for _, wanted, *declared in _PUBLISH_LISTENERS:
+        if wanted is not None and wanted.isdisjoint(types):
+            continue
+        wants = declared[0] if declared else None
+        if wants is None or organization_id is None:
+            return True
+        if wants(organization_id, types if wanted is None else wanted.intersection(types)):
+            return True
+    return False
 
 
 def _id_of(obj):
@@ -196,7 +209,7 @@ def publish_many(events: list[dict], *, first: tuple[str, list] | None = None) -
 def _after_insert(event: Event) -> None:
     """What follows the insert of every event, inside its transaction: the listeners, and the
     delivery to sockets queued for the commit."""
-    for listener, wanted in _PUBLISH_LISTENERS:
+    for listener, wanted, *_ in _PUBLISH_LISTENERS:
         if wanted is None or event.type in wanted:
             listener(event)
     groups = [org_group(event.organization_id)]

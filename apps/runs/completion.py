@@ -1,67 +1,120 @@
 """How a runs worker ends its completed runs: a lone run is ended at once by its own thread; the
-runs whose runner returned while a batch was being ended are ended together, in one
-transaction — their last batches in one statement (``RunRecorder.flush_many``), then their
-transitions to COMPLETED (each run's history row and event) in one statement per organization
-(``execution_transition_many``; ``execution_transition`` for a lone run), the organization's
-event lock taken once, then the shared usage counters; the terminal hooks once it committed, a
-batch hook once for all of them; the events' listeners read what they need once for the batch
-(``listener_reads_shared``: the webhooks of an event type). Once that committed, their agents'
-run counters are written, one UPDATE per agent.
-A batch that fails leaves each run to end alone, the way ``apps.runs.lifecycle`` always could."""
+runs whose runner returned while a batch was being ended are ended together. Either way the end
+is ONE round trip: their last batches (``LastBatches``: counters, logs and spans; then the usage
+rollup and the providers' usage), then their transitions to COMPLETED (each run's history row and
+event) in one statement per organization (``transition_many_statement``), sent as one string that
+the server runs as one transaction — so the organization's event lock, taken by the last
+statements, is held only while the server finishes that string, never across a round trip or a
+wait for Python. When a publish listener wants the events (``listeners_want`` asked first, e.g. a
+webhook subscribed to ``execution.completed``) or the caller is inside a transaction, the same
+string runs inside a transaction and the listeners inside it, as ``publish``'s do.
+Once that committed, every caller is let go and signals its own run's waiters; the thread of the
+batch's first run also calls the terminal hooks (a batch hook once for all of them) and writes the
+agents' run counters (one UPDATE per agent), while the batch's thread ends the next batch. A batch that fails leaves each run to end alone, the
+way ``apps.runs.lifecycle`` always could."""
 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
+from functools import partial
 
-from django.db import transaction
+from django.db import connection, transaction
 
-from apps.events.services import listener_reads_shared
+from apps.events.services import listener_reads_shared, listeners_want
 from apps.runs import registry as plugins
 from apps.runs.batching import Batcher
 from apps.runs.models import ExecutionStatus
-from apps.runs.recorder import RunRecorder
-from apps.runs.services import execution_transition, execution_transition_many, terminal_hooks_batched
+from apps.runs.recorder import LastBatches
+from apps.runs.transitions import (
+    signal_ended,
+    terminal_hooks_batched,
+    transition_many_published,
+    transition_many_statement,
+)
+from kai_platform.tenancy.locks import organization_lock_key
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
 
 
 def _complete_batch(items: list[tuple]) -> list[bool]:
-    """(RunContext, result) → whether the run was moved to COMPLETED (False: it had ended elsewhere)."""
-    taken: list = []
-    try:
-        with transaction.atomic(), terminal_hooks_batched(), listener_reads_shared():
-            counters: list = []
-            taken = RunRecorder.flush_many([ctx.recorder for ctx, _ in items], counters=counters)
-            if len(items) == 1:
-                ctx, result = items[0]
-                ended = [
-                    execution_transition(
-                        execution_id=ctx.execution.pk, to=S.COMPLETED, reason="completed", result=result, error=""
-                    )
-                ]
-            else:
-                ended = _end_many(items)
-            # after the ends (the event lock): committed with them, so a run's waiter, woken on
-            # commit, reads its usage without two more round trips before the signal
-            RunRecorder.write_counters(counters)
-    except Exception:
-        RunRecorder.put_back(taken)  # each run's last batch goes with its own end instead
-        raise
-    record_agent_runs([(ctx.execution, ctx.elapsed(), "") for ctx, _ in items])
-    return ended
+    """(RunContext, result) → whether the run was moved to COMPLETED (False: it had ended
+    elsewhere); the waiters signalled, the terminal hooks and the agents' counters written before
+    it returns."""
+    moved, after = _end_batch(items)
+    after()
+    return moved
 
 
-def _end_many(items: list[tuple]) -> list[bool]:
-    """RUNNING → COMPLETED of the batch's runs: one transition statement per organization."""
-    organizations: dict = {}
+def _end_batch(items: list[tuple]) -> tuple[list[bool], partial]:
+    """The batch's end (one round trip), and what is left to do once it committed."""
+    ended_runs: list[dict] = []
+    with terminal_hooks_batched(later=ended_runs), listener_reads_shared():
+        organizations = sorted({ctx.execution.organization_id for ctx, _ in items}, key=organization_lock_key)
+        own = connection.in_atomic_block or any(
+            listeners_want({"execution.completed"}, organization_id=organization) for organization in organizations
+        )
+        batches = LastBatches([ctx.recorder for ctx, _ in items])
+        try:
+            with transaction.atomic(savepoint=False) if own else nullcontext():
+                moved = _send(items, batches, organizations)
+        except Exception:
+            if own or not batches.sent:  # rolled back: each run's last batch goes with its own end instead
+                batches.put_back()
+            raise
+    agent_runs = [(ctx.execution, ctx.elapsed(), "") for ctx, _ in items]
+    signals = {str(ctx.execution.pk): _end_fields(result) for ctx, result in items}
+    return [str(ctx.execution.pk) in moved for ctx, _ in items], partial(_after_commit, ended_runs, agent_runs, signals)
+
+
+def _end_fields(result) -> dict:
+    """The fields a completed run's end writes (and its end's signal carries)."""
+    return {"result": result, "error": ""}
+
+
+def _send(items: list[tuple], batches: LastBatches, organizations: list) -> set[str]:
+    """The round trip: the last batches' statements, then one transition statement per
+    organization (in lock-key order); then each moved run's event published."""
+    statements, writing = batches.statements()
+    runs: dict = {organization: [] for organization in organizations}
     for ctx, result in items:
-        runs = organizations.setdefault(ctx.execution.organization_id, [])
-        runs.append((ctx.execution.pk, "completed", {"result": result, "error": ""}))
+        runs[ctx.execution.organization_id].append((ctx.execution.pk, "completed", _end_fields(result)))
+    transitions = [transition_many_statement(to=S.COMPLETED, runs=runs[o]) for o in organizations]
+    sql = ";\n".join(statement for statement, _ in statements + transitions)
+    params = [param for _, statement_params in statements + transitions for param in statement_params]
+    written: set[str] = set()
+    fetched: list[list] = []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        batches.sent = True  # in autocommit: committed by the server
+        for index in range(len(statements) + len(transitions)):
+            if index:
+                cursor.nextset()
+            if index < writing:
+                written |= {str(row[0]) for row in cursor.fetchall()}
+            elif index >= len(statements):
+                fetched.append(cursor.fetchall())
+    batches.settle(written)
     moved: set[str] = set()
-    for organization_id, runs in organizations.items():
-        moved |= execution_transition_many(organization_id=organization_id, to=S.COMPLETED, runs=runs)
-    return [str(ctx.execution.pk) in moved for ctx, _ in items]
+    for organization, rows in zip(organizations, fetched):
+        moved |= transition_many_published(organization_id=organization, to=S.COMPLETED, fetched=rows)
+    return moved
+
+
+def _after_commit(
+    ended_runs: list[dict], agent_runs: list[tuple], signals: dict, *, signal_only: str | None = None
+) -> None:
+    """What follows a committed batch of ends: the waiters signalled, the terminal hooks called,
+    the agents' run counters written. ``signal_only``: only the waiters of that run signalled (a
+    caller of the batch other than its first one)."""
+    if signal_only is not None:
+        signal_ended([run for run in ended_runs if run["execution_id"] == signal_only], signals)
+        return
+    signal_ended(ended_runs, signals)
+    if ended_runs:
+        plugins.run_terminal_hooks(ended_runs)
+    record_agent_runs(agent_runs)
 
 
 def record_agent_runs(runs: list[tuple]) -> None:
@@ -82,10 +135,27 @@ def record_agent_runs(runs: list[tuple]) -> None:
             logger.warning("could not record the run in the agent's counters", exc_info=True)
 
 
-completer = Batcher("kai-run-completion", _complete_batch)
+def _handle(items: list[tuple]) -> list[tuple]:
+    """The batcher's handler: each caller gets whether its run moved and what is left to do once
+    the batch committed (its own run's waiters signalled; the first caller, the rest): the
+    batch's thread takes the next batch meanwhile."""
+    moved, after = _end_batch(items)
+    answers = [(moved[0], after)]
+    for (ctx, _), ended in zip(items[1:], moved[1:]):
+        answers.append((ended, partial(after, signal_only=str(ctx.execution.pk))))
+    return answers
+
+
+completer = Batcher("kai-run-completion", _handle)
 
 
 def complete(ctx, result) -> bool:
     """End a run COMPLETED with its result and its last batch, batched with the runs ending now;
-    its agent's counters count it once that committed."""
-    return completer.submit((ctx, result))
+    its waiters are signalled by this thread once that committed, and the batch's terminal hooks
+    and agents' counters by the thread of its first run, after the batch's callers were let go."""
+    moved, after = completer.submit((ctx, result))
+    if connection.in_atomic_block:  # ended inside the caller's transaction: once that commits
+        transaction.on_commit(after)
+    else:
+        after()
+    return moved

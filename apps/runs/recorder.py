@@ -4,11 +4,11 @@ The runner adds entries in memory; ``maybe_flush`` writes them every ``FLUSH_SEC
 ``FLUSH_ENTRIES`` entries in one short transaction, then hands the connection back to the pool —
 never one transaction per token, and no connection held while the provider is waited on.
 A flush records nothing once the execution has ended (the UPDATE is conditional on an active
-status), so a cancelled or reaped run never gains tokens afterwards. The run's last batch is
-written in the transaction that ends it, in one statement with its counters (``flush_many``). The
-shared counters (usage rollup, provider usage) are written after a batch commits, one short
-statement each (see ``flush``); at a run's end, in its transaction, after the end's statement
-(``write_counters``), so its waiter, woken on commit, reads them.
+status), so a cancelled or reaped run never gains tokens afterwards. The shared counters (usage
+rollup, provider usage) are written after a batch commits, one short statement each (see
+``flush``). A run's last batch is written by its end (``LastBatches``: the statements the end
+sends with its transition in one round trip): its rows, then the shared counters, in the
+transaction of the end, so its waiter, woken on commit, reads them.
 """
 
 from __future__ import annotations
@@ -294,58 +294,6 @@ class RunRecorder:
             self._tokens_out += tokens_out
             self._cost += cost
 
-    @classmethod
-    def flush_many(cls, recorders: list[RunRecorder], *, counters: list | None = None) -> list:
-        """``flush`` of several runs at once, inside the caller's transaction: ONE statement for
-        their counters, their logs and their spans; the shared counters once it
-        committed (the usage rollup summed per row) — or, given a ``counters`` list, appended to
-        it for the caller to write in its transaction (``write_counters``). Returns what it took:
-        when the transaction does not commit, ``put_back`` gives each recorder its entries back."""
-        taken = [(recorder, recorder._take()) for recorder in recorders]
-        try:
-            cls._write_batch(taken, counters)
-        except Exception:
-            cls.put_back(taken)
-            raise
-        return taken
-
-    @staticmethod
-    def write_counters(counters: list) -> None:
-        """The shared counters ``flush_many(counters=…)`` left to its caller, written now: inside
-        the caller's transaction, after what takes the organization's event lock (a run's end),
-        so these rows are locked no longer than that lock already serializes the ends."""
-        if any(usage or providers for _, usage, providers in counters):
-            _write_counters_many(counters)
-
-    @staticmethod
-    def put_back(taken: list) -> None:
-        for recorder, batch in taken:
-            recorder._put_back(batch)
-
-    @staticmethod
-    def _write_batch(taken: list, later: list | None = None) -> None:
-        """ONE statement: the runs' counters (only of runs still PREPARING/RUNNING) and their logs
-        and spans; a run the UPDATE no longer matched has ended: nothing more of it is recorded but
-        what was spent."""
-
-        def has_rows(batch):
-            logs, spans, usage, _providers, tokens_in, tokens_out, cost = batch
-            return bool(logs or spans or usage or tokens_in or tokens_out or cost)
-
-        active = [(r, b) for r, b in taken if not r.ended and has_rows(b)]
-        written: set[str] = set()
-        for group in _under_parameter_limit(active):
-            written |= _write_rows(group)
-        counters = []
-        for recorder, (_logs, _spans, usage, providers, *_) in taken:
-            if str(recorder.execution_id) not in written and any(r is recorder for r, _ in active):
-                recorder.ended = True
-            counters.append((recorder, {} if recorder.ended else usage, providers))
-        if later is not None:
-            later += counters
-        elif any(usage or providers for _, usage, providers in counters):
-            transaction.on_commit(partial(_write_counters_many, counters), robust=True)
-
     def _write_counters(self, usage: dict, providers: list) -> None:
         """Each in autocommit when the caller is in none: a row lock held for one statement."""
         try:
@@ -412,7 +360,7 @@ MAX_PARAMETERS = 30_000
 
 
 def _under_parameter_limit(active: list) -> list[list]:
-    """``active`` in groups of runs whose ``_write_rows`` statement stays under ``MAX_PARAMETERS``
+    """``active`` in groups of runs whose ``rows_statement`` stays under ``MAX_PARAMETERS``
     (a run's own batch is at most ``FLUSH_ENTRIES`` rows, far under it)."""
     log_fields, span_fields = len(_insert_fields(ExecutionLog)), len(_insert_fields(TraceSpan))
     groups: list[list] = []
@@ -427,10 +375,11 @@ def _under_parameter_limit(active: list) -> list[list]:
     return groups
 
 
-def _write_rows(active: list) -> set[str]:
-    """``[(recorder, batch), …]`` → the ids of the runs whose counters, logs and spans it wrote, in
-    ONE statement: the UPDATE of the counters, and an INSERT of the logs and one of the spans of
-    the rows it updated (a log's ``seq`` counted on from the ``log_seq`` the UPDATE returned)."""
+def rows_statement(active: list) -> tuple[str, list]:
+    """``[(recorder, batch), …]`` → ONE statement writing their counters, logs and spans: the
+    UPDATE of the counters, and an INSERT of the logs and one of the spans of the rows it updated
+    (a log's ``seq`` counted on from the ``log_seq`` the UPDATE returned). It returns the ids of
+    the runs it wrote (those still PREPARING/RUNNING)."""
     logs = [
         ExecutionLog(
             organization_id=r.organization_id,
@@ -458,9 +407,7 @@ def _write_rows(active: list) -> set[str]:
             cte, cte_params = _insert_joined(model, rows, seq=seq)
             sql += f", {name} AS ({cte})"
             params += cte_params
-    with connection.cursor() as cursor:
-        cursor.execute(sql + " SELECT id FROM upd", params)
-        return {str(row[0]) for row in cursor.fetchall()}
+    return sql + " SELECT id FROM upd", params
 
 
 def _insert_joined(model, rows: list, *, seq: bool) -> tuple[str, list]:
@@ -491,37 +438,83 @@ def _insert_fields(model) -> list:
     return _INSERT_FIELDS[model]
 
 
-def _write_counters_many(counters: list) -> None:
-    """The shared counters of several runs' flushes: one upsert per usage-rollup row (the runs'
-    calls, tokens and cost summed, each run counted once per row), one per provider's usage."""
-    merged: dict[tuple, list] = {}
-    counted: list[tuple] = []  # (recorder, key): marked once written (inside a transaction: once it commits)
-    for recorder, usage, _providers in counters:
-        for key, (calls, tin, tout, cost) in usage.items():
-            agent_id, _name, model, day = key
-            new_execution = (agent_id, model, day) not in recorder._counted_usage_keys
-            counted.append((recorder, (agent_id, model, day)))
-            entry = merged.setdefault((recorder.organization_id, *key), [0, 0, 0, 0, Decimal(0)])
-            for index, value in enumerate((1 if new_execution else 0, calls, tin, tout, cost)):
-                entry[index] += value
-    if connection.in_atomic_block:
-        transaction.on_commit(partial(_mark_counted, counted))
-    else:
-        _mark_counted(counted)
-    try:
-        if merged:
-            now = timezone.now()
-            with connection.cursor() as cursor:
-                for (organization_id, agent_id, agent_name, model, day), values in merged.items():
-                    cursor.execute(
-                        USAGE_UPSERT,
-                        [uuid.uuid4(), organization_id, now, now, agent_id, agent_name, day, model, *values],
-                    )
-        for provider, tokens_in, tokens_out, cost, calls in _providers_summed(counters).values():
-            service("provider_record_usage")(provider, tokens_in, tokens_out, cost, calls)
-    finally:
-        if not connection.in_atomic_block:
-            connection.close()
+#: the usage rollup of several runs' last batches, summed per row, only of the runs still
+#: PREPARING/RUNNING once their rows were written (a run ended elsewhere counts no more usage)
+_USAGE_MANY = (
+    "INSERT INTO crews_usagerollup (id, organization_id, created_at, updated_at, agent_id, agent_name, "
+    "day, model, executions, llm_calls, tokens_in, tokens_out, cost) "
+    "SELECT gen_random_uuid(), v.org, %s, %s, v.agent_id, (array_agg(v.agent_name ORDER BY v.ord DESC))[1], "
+    "v.day, v.model, sum(v.executions), sum(v.calls), sum(v.tin), sum(v.tout), sum(v.cost) "
+    "FROM (VALUES {rows}) AS v (ord, execution_id, org, agent_id, agent_name, day, model, executions, calls, "
+    "tin, tout, cost) JOIN crews_execution e ON e.id = v.execution_id AND e.status IN ('PREPARING', 'RUNNING') "
+    "GROUP BY v.org, v.agent_id, v.day, v.model ORDER BY v.org, v.agent_id, v.day, v.model "
+    "ON CONFLICT ON CONSTRAINT uniq_usage_rollup DO UPDATE SET "
+    "executions = crews_usagerollup.executions + EXCLUDED.executions, "
+    "llm_calls = crews_usagerollup.llm_calls + EXCLUDED.llm_calls, "
+    "tokens_in = crews_usagerollup.tokens_in + EXCLUDED.tokens_in, "
+    "tokens_out = crews_usagerollup.tokens_out + EXCLUDED.tokens_out, "
+    "cost = crews_usagerollup.cost + EXCLUDED.cost, updated_at = EXCLUDED.updated_at, "
+    "agent_name = EXCLUDED.agent_name"
+)
+_USAGE_ROW = "(%s::int, %s::uuid, %s::uuid, %s::uuid, %s::text, %s::date, %s::text, %s::int, %s::int, %s::bigint, %s::bigint, %s::numeric)"
+
+
+class LastBatches:
+    """The last batches of several runs as statements for a caller that sends them with its own in
+    ONE round trip (a batch of ends, ``apps.runs.completion``): their counters, logs and spans
+    (``rows_statement``, one per group under the parameter limit), then the usage rollup of the
+    runs still running and the providers' usage (one upsert each, rows in a fixed order, so two
+    such round trips never deadlock). ``settle(written)`` once they ran, ``put_back()`` if not."""
+
+    def __init__(self, recorders: list[RunRecorder]):
+        self.taken = [(recorder, recorder._take()) for recorder in recorders]
+        self.active = [(r, b) for r, b in self.taken if not r.ended and _has_rows(b)]
+        self._counted: list[tuple] = []
+        self.sent = False  # the caller's round trip ran: outside a transaction, nothing is put back
+
+    def statements(self) -> tuple[list[tuple[str, list]], int]:
+        """The statements, and how many of them (the first) return the ids of the runs written."""
+        statements = [rows_statement(group) for group in _under_parameter_limit(self.active)]
+        writing = len(statements)
+        rows, params, now = [], [], timezone.now()
+        for recorder, (_logs, _spans, usage, *_) in self.taken:
+            for (agent_id, agent_name, model, day), (calls, tin, tout, cost) in usage.items():
+                if recorder.ended:
+                    continue
+                key = (agent_id, model, day)
+                new_execution = key not in recorder._counted_usage_keys
+                self._counted.append((recorder, key))
+                rows.append(_USAGE_ROW)
+                params += [len(rows), recorder.execution_id, recorder.organization_id, agent_id, agent_name, day]
+                params += [model, 1 if new_execution else 0, calls, tin, tout, cost]
+        if rows:
+            statements.append((_USAGE_MANY.format(rows=", ".join(rows)), [now, now, *params]))
+        providers = sorted(_providers_summed(self.taken_counters()).values(), key=lambda entry: str(entry[0].pk))
+        if providers:
+            statements.append(service("provider_usage_statement")([tuple(entry) for entry in providers]))
+        return statements, writing
+
+    def taken_counters(self) -> list[tuple]:
+        return [(recorder, batch[2], batch[3]) for recorder, batch in self.taken]
+
+    def settle(self, written: set[str]) -> None:
+        """After the statements ran: a run whose rows were not written has ended elsewhere."""
+        for recorder, _batch in self.active:
+            if str(recorder.execution_id) not in written:
+                recorder.ended = True
+        if connection.in_atomic_block:  # counted once it commits
+            transaction.on_commit(partial(_mark_counted, self._counted))
+        else:
+            _mark_counted(self._counted)
+
+    def put_back(self) -> None:
+        for recorder, batch in self.taken:
+            recorder._put_back(batch)
+
+
+def _has_rows(batch: tuple) -> bool:
+    logs, spans, usage, _providers, tokens_in, tokens_out, cost = batch
+    return bool(logs or spans or usage or tokens_in or tokens_out or cost)
 
 
 def _mark_counted(counted: list[tuple]) -> None:

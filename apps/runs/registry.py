@@ -37,6 +37,8 @@ SERVICES = {
     "provider_month_spend": "(provider) -> Decimal spent by the provider this month",
     "provider_record_usage": "(provider, input_tokens, output_tokens, cost, calls=1) -> None: ``calls`` "
     "calls of one provider, their tokens and cost summed",
+    "provider_usage_statement": "([(provider, input_tokens, output_tokens, cost, calls), …]) -> (sql, params): "
+    "``provider_record_usage`` of those providers as one statement, for the engine to send with its own",
     "agents_load": "(organization, ids) -> {str(id): agent} of the organization",
     "agent_record_run": "(agent, seconds, error, runs=1) -> None: the agent's run counters (``runs`` runs "
     "that took ``seconds`` in all)",

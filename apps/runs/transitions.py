@@ -246,8 +246,10 @@ def _ended_on_commit(execution_id, to, kind, organization_id, agent_id, parent_i
     """A run's end, once its transaction commits: its waiters signalled (with the ``fields`` the end
     wrote), its terminal hooks called."""
     # after the run's shared counters (registered by its last flush): a synchronous caller woken by
-    # it reads its usage; before the terminal hooks (registered below)
-    transaction.on_commit(partial(_signal_finished, str(execution_id), str(to), fields), robust=True)
+    # it reads its usage; before the terminal hooks (registered below). A batch that leaves its
+    # hooks to its caller (``terminal_hooks_batched(later=…)``) leaves this to it too
+    if not _signal_later.get():
+        transaction.on_commit(partial(_signal_finished, str(execution_id), str(to), fields), robust=True)
     ended = {
         "execution_id": str(execution_id),
         "status": str(to),
@@ -264,19 +266,26 @@ def _ended_on_commit(execution_id, to, kind, organization_id, agent_id, parent_i
 
 
 _ended: contextvars.ContextVar[list | None] = contextvars.ContextVar("kai_runs_ended", default=None)
+_signal_later: contextvars.ContextVar[bool] = contextvars.ContextVar("kai_runs_signal_later", default=False)
 
 
 @contextmanager
-def terminal_hooks_batched():
+def terminal_hooks_batched(*, later: list | None = None):
     """The runs ended inside (in the caller's transaction) have their terminal hooks called
-    together once it commits: a batch hook (``on_executions_terminal``) once for all of them."""
+    together once it commits: a batch hook (``on_executions_terminal``) once for all of them.
+    Given ``later`` (a list), the ended runs are appended to it instead, for the caller to signal
+    their waiters (``signal_ended``) and pass them to ``run_terminal_hooks`` itself once the
+    transaction committed."""
     collected: list[dict] = []
-    token = _ended.set(collected)
+    token, signal_token = _ended.set(collected), _signal_later.set(later is not None)
     try:
         yield
     finally:
         _ended.reset(token)
-    if collected:
+        _signal_later.reset(signal_token)
+    if collected and later is not None:
+        later += collected
+    elif collected:
         transaction.on_commit(partial(run_terminal_hooks, collected))
 
 
@@ -357,27 +366,39 @@ def execution_transition_many(*, organization_id, to: str, runs: list[tuple]) ->
     to = ExecutionStatus(to)
     if not runs:
         return set()
-    sql, params = _many_statement(to, runs)
+    sql, params = transition_many_statement(to=to, runs=runs)
     with transaction.atomic(savepoint=False):
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             fetched = cursor.fetchall()
-        if not fetched:
-            return set()
-        event_ids, created = fetched[0][6] or [], fetched[0][7] or []
-        if len(event_ids) != len(fetched):
-            raise RuntimeError(f"a batched transition published {len(event_ids)} events for {len(fetched)} runs")
         written = {str(execution_id): fields for execution_id, _reason, fields in runs}
-        for (execution_id, from_status, kind, agent_id, parent_id, reason, *_), pk, at in zip(
-            fetched, event_ids, created
-        ):
-            publish_step_event(
-                pk, at, organization_id, (execution_id, from_status, kind, agent_id, parent_id), to, reason
+        return transition_many_published(organization_id=organization_id, to=to, fetched=fetched, written=written)
+
+
+def transition_many_statement(*, to: str, runs: list[tuple]) -> tuple[str, list]:
+    """The statement of ``execution_transition_many``, for a caller that sends it with its own in one
+    round trip (the last of them: it takes the organization's event lock); hand the rows it
+    returned to ``transition_many_published``, in the same transaction."""
+    return _many_statement(ExecutionStatus(to), runs)
+
+
+def transition_many_published(*, organization_id, to: str, fetched: list, written: dict | None = None) -> set[str]:
+    """The rest of ``execution_transition_many`` once its statement returned ``fetched``: each
+    moved run's event published and, at an end, its waiters (signalled with the fields ``written``
+    gives for it: run id → fields) and terminal hooks on commit."""
+    to = ExecutionStatus(to)
+    if not fetched:
+        return set()
+    event_ids, created = fetched[0][6] or [], fetched[0][7] or []
+    if len(event_ids) != len(fetched):
+        raise RuntimeError(f"a batched transition published {len(event_ids)} events for {len(fetched)} runs")
+    written = written or {}
+    for (execution_id, from_status, kind, agent_id, parent_id, reason, *_), pk, at in zip(fetched, event_ids, created):
+        publish_step_event(pk, at, organization_id, (execution_id, from_status, kind, agent_id, parent_id), to, reason)
+        if to in TERMINAL_STATUSES:
+            _ended_on_commit(
+                execution_id, to, kind, organization_id, agent_id, parent_id, written.get(str(execution_id), {})
             )
-            if to in TERMINAL_STATUSES:
-                _ended_on_commit(
-                    execution_id, to, kind, organization_id, agent_id, parent_id, written.get(str(execution_id), {})
-                )
     return {str(row[0]) for row in fetched}
 
 
@@ -471,6 +492,14 @@ def _signal_finished(execution_id: str, status: str, fields: dict | None = None)
         pipe.execute()
     except Exception:  # waiters fall back to polling the row
         logger.warning("could not signal the end of execution %s", execution_id, exc_info=True)
+
+
+def signal_ended(ended: list[dict], fields: dict | None = None) -> None:
+    """Wake the waiters of runs whose end committed (dicts as ``terminal_hooks_batched`` collects);
+    ``fields``: run id → the fields its end wrote, which the signal carries."""
+    fields = fields or {}
+    for run in ended:
+        _signal_finished(run["execution_id"], run["status"], fields.get(run["execution_id"]))
 
 
 def _signalled(execution_id, value, only: tuple[str, ...]) -> Execution | None:

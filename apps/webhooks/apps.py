@@ -13,9 +13,9 @@ class WebhooksConfig(AppConfig):
         # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.events.services import add_publish_listener
         from apps.webhooks.models import WEBHOOK_EVENTS
-        from apps.webhooks.services import on_event_published
+        from apps.webhooks.services import on_event_published, webhooks_want
 
-        add_publish_listener(on_event_published, types=WEBHOOK_EVENTS)
+        add_publish_listener(on_event_published, types=WEBHOOK_EVENTS, wants=webhooks_want)
         # deferred: app registry — ready() runs once every app's models are loaded; apps.py loads before them
         from apps.webhooks.services import webhooks_rotate_secrets
 

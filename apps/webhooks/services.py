@@ -198,6 +198,26 @@ def _enqueue(delivery_id, countdown: float | None = None) -> None:
     deliver_webhook.apply_async(args=[str(delivery_id)], **options)
 
 
+def _subscribed(organization_id, event_type: str) -> list:
+    """The active webhooks of the organization subscribed to ``event_type`` (a ``listener_read``)."""
+    return listener_read(
+        ("webhooks", organization_id, event_type),
+        lambda: list(
+            Webhook.objects.for_org(organization_id)
+            .filter(is_active=True, events__contains=[event_type])
+            .values_list("pk", flat=True)
+        ),
+    )
+
+
+def webhooks_want(organization_id, types) -> bool:
+    """The publish listener's ``wants``: whether a webhook of the organization is subscribed to an
+    event of ``types`` — read once per organization and type inside ``listener_reads_shared``, the
+    same read ``on_event_published`` then makes. A webhook saved between this read and the event's
+    statement may miss that event (as one saved while the event's transaction was open always could)."""
+    return any(_subscribed(organization_id, event_type) for event_type in types if event_type in WEBHOOK_EVENTS)
+
+
 def on_event_published(event) -> None:
     """Publish listener: record one delivery per subscribed active webhook, sent once committed.
     Never raises into the publisher (its run must not fail because a webhook did).
@@ -210,14 +230,7 @@ def on_event_published(event) -> None:
     if event.type not in WEBHOOK_EVENTS:
         return
     try:
-        hooks = listener_read(
-            ("webhooks", event.organization_id, event.type),
-            lambda: list(
-                Webhook.objects.for_org(event.organization_id)
-                .filter(is_active=True, events__contains=[event.type])
-                .values_list("pk", flat=True)
-            ),
-        )
+        hooks = _subscribed(event.organization_id, event.type)
         if not hooks:
             return
         with transaction.atomic():

@@ -203,6 +203,31 @@ def provider_record_usage(*, provider: Provider, input_tokens: int, output_token
         rows.update(**increments)
 
 
+_USAGE_UPSERT = (
+    "INSERT INTO {table} (id, organization_id, provider_id, day, input_tokens, output_tokens, cost, calls, "
+    "created_at, updated_at) "
+    "SELECT v.id, v.org, v.provider, v.day, v.tin, v.tout, v.cost, v.calls, v.at, v.at "
+    "FROM (VALUES {rows}) AS v (id, org, provider, day, tin, tout, cost, calls, at) ORDER BY v.provider "
+    "ON CONFLICT ON CONSTRAINT uniq_provider_day DO UPDATE SET "
+    "input_tokens = {table}.input_tokens + EXCLUDED.input_tokens, "
+    "output_tokens = {table}.output_tokens + EXCLUDED.output_tokens, "
+    "cost = {table}.cost + EXCLUDED.cost, calls = {table}.calls + EXCLUDED.calls"
+)
+
+
+def provider_usage_statement(*, usage: list[tuple]) -> tuple[str, list]:
+    """``provider_record_usage`` of several providers (``[(provider, input_tokens, output_tokens,
+    cost, calls), …]``, one entry a provider) as ONE upsert statement, for a caller that sends it
+    with its own statements (the run engine's batch of ends): ``(sql, params)``."""
+    now = timezone.now()
+    rows, params = [], []
+    for provider, input_tokens, output_tokens, cost, calls in usage:
+        rows.append("(%s::uuid, %s::uuid, %s::uuid, %s::date, %s::bigint, %s::bigint, %s::numeric, %s::int, %s)")
+        params += [uuid.uuid4(), provider.organization_id, provider.pk, now.date(), input_tokens, output_tokens]
+        params += [cost, calls, now]
+    return _USAGE_UPSERT.format(table=ProviderUsage._meta.db_table, rows=", ".join(rows)), params
+
+
 def model_config_create(*, organization, actor, data: dict) -> ModelConfig:
     try:
         with transaction.atomic():
