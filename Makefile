@@ -2,10 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# 3 xdist workers on 2 cores: many tests wait on real workers, servers and beat ticks (idle CPU),
-# so a third worker fills it. loadfile: a file is a unit of work on one worker, the kai up
-# platforms' files one unit, longest units first (tests/ordering.py, docs/testing.md).
-PYTEST_ARGS ?= -n 3 --dist loadfile --no-loadscope-reorder
+# 4 xdist workers on 2 cores: many tests wait on real workers, servers and beat ticks (idle CPU),
+# which the workers beyond two fill (docs/testing.md). loadfile: a file is a unit of work on one
+# worker, the kai up platforms' files one unit, longest units first (tests/ordering.py).
+PYTEST_ARGS ?= -n 4 --dist loadfile --no-loadscope-reorder
 STAMP := $(VENV)/.installed
 
 BENCH_ARGS ?=
