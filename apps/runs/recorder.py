@@ -33,11 +33,8 @@ FLUSH_ENTRIES = 50
 MAX_LOG_CHARS = 8000
 
 
-#: one row of the usage rollup (organization/agent/model/day), added to when it exists
-USAGE_UPSERT = (
-    "INSERT INTO crews_usagerollup (id, organization_id, created_at, updated_at, agent_id, agent_name, "
-    "day, model, executions, llm_calls, tokens_in, tokens_out, cost) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+#: what a usage rollup row already there gets: the new counts added to it
+_USAGE_ADDED = (
     "ON CONFLICT ON CONSTRAINT uniq_usage_rollup DO UPDATE SET "
     "executions = crews_usagerollup.executions + EXCLUDED.executions, "
     "llm_calls = crews_usagerollup.llm_calls + EXCLUDED.llm_calls, "
@@ -45,6 +42,12 @@ USAGE_UPSERT = (
     "tokens_out = crews_usagerollup.tokens_out + EXCLUDED.tokens_out, "
     "cost = crews_usagerollup.cost + EXCLUDED.cost, updated_at = EXCLUDED.updated_at, "
     "agent_name = EXCLUDED.agent_name"
+)
+#: one row of the usage rollup (organization/agent/model/day), added to when it exists
+USAGE_UPSERT = (
+    "INSERT INTO crews_usagerollup (id, organization_id, created_at, updated_at, agent_id, agent_name, "
+    "day, model, executions, llm_calls, tokens_in, tokens_out, cost) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) " + _USAGE_ADDED
 )
 
 
@@ -447,14 +450,7 @@ _USAGE_MANY = (
     "v.day, v.model, sum(v.executions), sum(v.calls), sum(v.tin), sum(v.tout), sum(v.cost) "
     "FROM (VALUES {rows}) AS v (ord, execution_id, org, agent_id, agent_name, day, model, executions, calls, "
     "tin, tout, cost) JOIN crews_execution e ON e.id = v.execution_id AND e.status IN ('PREPARING', 'RUNNING') "
-    "GROUP BY v.org, v.agent_id, v.day, v.model ORDER BY v.org, v.agent_id, v.day, v.model "
-    "ON CONFLICT ON CONSTRAINT uniq_usage_rollup DO UPDATE SET "
-    "executions = crews_usagerollup.executions + EXCLUDED.executions, "
-    "llm_calls = crews_usagerollup.llm_calls + EXCLUDED.llm_calls, "
-    "tokens_in = crews_usagerollup.tokens_in + EXCLUDED.tokens_in, "
-    "tokens_out = crews_usagerollup.tokens_out + EXCLUDED.tokens_out, "
-    "cost = crews_usagerollup.cost + EXCLUDED.cost, updated_at = EXCLUDED.updated_at, "
-    "agent_name = EXCLUDED.agent_name"
+    "GROUP BY v.org, v.agent_id, v.day, v.model ORDER BY v.org, v.agent_id, v.day, v.model " + _USAGE_ADDED
 )
 _USAGE_ROW = "(%s::int, %s::uuid, %s::uuid, %s::uuid, %s::text, %s::date, %s::text, %s::int, %s::int, %s::bigint, %s::bigint, %s::numeric)"
 

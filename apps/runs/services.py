@@ -218,21 +218,8 @@ def _write_one(execution: Execution, *, actor, dedupe_key, stream_id, also_publi
             return existing
         # plan quotas: over quota raises 429 GENERAL_002 and rolls this run back
         quota_consume_for_execution(execution=execution)
-        ExecutionEvent.objects.create(
-            organization_id=execution.organization_id,
-            execution=execution,
-            from_status="",
-            to_status=S.PENDING,
-            reason="created",
-            at=execution.created_at,
-        )
-        audit_record(
-            organization=execution.organization_id,
-            actor=actor,
-            action="execution.create",
-            instance=execution,
-            after=snapshot(execution, _CREATE_SNAPSHOT),
-        )
+        _created_history(execution).save(force_insert=True)
+        audit_record(**_created_audit(execution, actor))
         publish_many([_pending_event(execution, actor), *(also_publish(execution) if also_publish else [])])
         if enqueue:
             transaction.on_commit(partial(execution_enqueue, execution_id=execution.pk, priority=execution.priority))
@@ -280,30 +267,36 @@ def _insert_together_statement(execution: Execution, actor) -> tuple[str, list]:
     (data-modifying CTEs; the history row's foreign key is checked at the end of the statement,
     when the run exists)."""
     statements = [_compiled(execution)]  # first: sets the run's created_at, which its history row repeats
-    statements.append(
-        _compiled(
-            ExecutionEvent(
-                organization_id=execution.organization_id,
-                execution=execution,
-                from_status="",
-                to_status=S.PENDING,
-                reason="created",
-                at=execution.created_at,
-            )
-        )
-    )
-    audit = audit_row(
-        organization=execution.organization_id,
-        actor=actor,
-        action="execution.create",
-        instance=execution,
-        after=snapshot(execution, _CREATE_SNAPSHOT),
-    )
+    statements.append(_compiled(_created_history(execution)))
+    audit = audit_row(**_created_audit(execution, actor))
     if audit is not None:
         statements.append(_compiled(audit))
     *ctes, (sql, params) = statements
     sql = "WITH " + ", ".join(f"kai_row{index} AS ({cte})" for index, (cte, _) in enumerate(ctes)) + " " + sql
     return sql, [param for _, cte_params in ctes for param in cte_params] + params
+
+
+def _created_history(execution: Execution) -> ExecutionEvent:
+    """A new run's first history row (→ PENDING), not saved."""
+    return ExecutionEvent(
+        organization_id=execution.organization_id,
+        execution=execution,
+        from_status="",
+        to_status=S.PENDING,
+        reason="created",
+        at=execution.created_at,
+    )
+
+
+def _created_audit(execution: Execution, actor) -> dict:
+    """The keywords of a new run's audit row (``audit_record`` / ``audit_row``)."""
+    return {
+        "organization": execution.organization_id,
+        "actor": actor,
+        "action": "execution.create",
+        "instance": execution,
+        "after": snapshot(execution, _CREATE_SNAPSHOT),
+    }
 
 
 def _compiled(obj) -> tuple[str, list]:
