@@ -358,31 +358,8 @@ def execution_batch_write(*, batch: RunBatch) -> dict[int, Exception]:
         if not runs:
             return refused
         Execution.objects.bulk_create([execution for execution, _ in runs])
-        ExecutionEvent.objects.bulk_create(
-            [
-                ExecutionEvent(
-                    organization_id=execution.organization_id,
-                    execution=execution,
-                    from_status="",
-                    to_status=S.PENDING,
-                    reason="created",
-                    at=execution.created_at,
-                )
-                for execution, _ in runs
-            ]
-        )
-        audit_record_many(
-            [
-                {
-                    "organization": execution.organization_id,
-                    "actor": actor,
-                    "action": "execution.create",
-                    "instance": execution,
-                    "after": snapshot(execution, _CREATE_SNAPSHOT),
-                }
-                for execution, actor in runs
-            ]
-        )
+        ExecutionEvent.objects.bulk_create([_created_history(execution) for execution, _ in runs])
+        audit_record_many([_created_audit(execution, actor) for execution, actor in runs])
         publish_many([_pending_event(execution, actor) for execution, actor in runs])
         transaction.on_commit(
             partial(execution_enqueue_many, runs=[(execution.pk, execution.priority) for execution, _ in runs])
