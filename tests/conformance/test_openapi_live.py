@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.conformance.regex_strategies import shared_regex_strategies
 from tests.helpers import LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -140,41 +141,42 @@ def test_schemathesis_checks_hold_for_owner_and_user(server):
     ]
     failures, cases = [], 0
     started = time.monotonic()
-    for role, token in tokens.items():
-        # bounded: the owner sends schema-valid data to every operation and schema-violating data to
-        # every second one; the user (what differs is mostly a 403) schema-valid data to every fourth
-        for index, operation in enumerate(operations):
-            label = f"{operation.method.upper()} {operation.path}"
-            if label in SKIPPED or (role == "user" and index % 4):
-                continue
-            modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if role == "owner" and index % 2 else [])
-            for mode in modes:
+    with shared_regex_strategies():
+        for role, token in tokens.items():
+            # bounded: the owner sends schema-valid data to every operation and schema-violating data to
+            # every second one; the user (what differs is mostly a 403) schema-valid data to every fourth
+            for index, operation in enumerate(operations):
+                label = f"{operation.method.upper()} {operation.path}"
+                if label in SKIPPED or (role == "user" and index % 4):
+                    continue
+                modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if role == "owner" and index % 2 else [])
+                for mode in modes:
 
-                @settings(
-                    max_examples=1,
-                    deadline=None,
-                    database=None,
-                    derandomize=True,
-                    suppress_health_check=list(HealthCheck),
-                    phases=[Phase.generate],
-                )
-                @given(case=operation.as_strategy(generation_mode=mode))
-                def run(case):
-                    nonlocal cases
-                    cases += 1
-                    response = case.call(headers={"Authorization": f"Bearer {token}"}, timeout=30)
-                    selected = checks
-                    if label in SEMANTIC_400 and response.status_code in (400, 422):
-                        selected = [c for c in checks if c is not oc.positive_data_acceptance]
-                    if response.status_code == 503 and label in UNAVAILABLE_BY_DESIGN:
-                        assert response.json()["code"] == UNAVAILABLE_BY_DESIGN[label]
-                        selected = [c for c in selected if c is not not_a_server_error]
-                    try:
-                        case.validate_response(response, checks=selected)
-                    except (Exception, BaseExceptionGroup) as exc:  # collected, reported together
-                        failures.append(f"{role} {mode.value} {label}: {str(exc)[:600]}")
+                    @settings(
+                        max_examples=1,
+                        deadline=None,
+                        database=None,
+                        derandomize=True,
+                        suppress_health_check=list(HealthCheck),
+                        phases=[Phase.generate],
+                    )
+                    @given(case=operation.as_strategy(generation_mode=mode))
+                    def run(case):
+                        nonlocal cases
+                        cases += 1
+                        response = case.call(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+                        selected = checks
+                        if label in SEMANTIC_400 and response.status_code in (400, 422):
+                            selected = [c for c in checks if c is not oc.positive_data_acceptance]
+                        if response.status_code == 503 and label in UNAVAILABLE_BY_DESIGN:
+                            assert response.json()["code"] == UNAVAILABLE_BY_DESIGN[label]
+                            selected = [c for c in selected if c is not not_a_server_error]
+                        try:
+                            case.validate_response(response, checks=selected)
+                        except (Exception, BaseExceptionGroup) as exc:  # collected, reported together
+                            failures.append(f"{role} {mode.value} {label}: {str(exc)[:600]}")
 
-                run()
+                    run()
     print(
         f"schemathesis: {cases} cases over {len(operations)} operations × 2 roles "
         f"in {time.monotonic() - started:.1f}s, {len(failures)} failures"

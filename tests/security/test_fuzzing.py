@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.conformance.regex_strategies import shared_regex_strategies
 from tests.conformance.test_openapi_live import UNAVAILABLE_BY_DESIGN as UNAVAILABLE_IN_LIVE_RUN
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -56,38 +57,39 @@ def test_every_operation_as_owner_and_user(make_member):
     cases = 0
     failures: list[str] = []
     started = time.monotonic()
-    for member in (owner, user):
-        for operation in operations:
+    with shared_regex_strategies():
+        for member in (owner, user):
+            for operation in operations:
 
-            @settings(
-                max_examples=per_operation,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                suppress_health_check=list(HealthCheck),
-                phases=[Phase.explicit, Phase.generate],
-            )
-            @given(case=operation.as_strategy())
-            def run(case):
-                nonlocal cases
-                cases += 1
-                headers = {"Authorization": f"Bearer {token_of(member)}"}
-                path = operation.path
-                checks = all_checks
-                try:
-                    response = case.call(headers=headers)
-                    if path.endswith("/auth/logout") and response.status_code < 300:
-                        tokens.pop(member.user.pk)  # logout killed this access token at once, as it must
-                    label = f"{case.method} {path}"
-                    if label in UNAVAILABLE_BY_DESIGN and response.status_code == 503:
-                        assert response.json()["code"] == UNAVAILABLE_BY_DESIGN[label], response.text
-                        checks = [c for c in checks if c is not not_a_server_error]
-                    if checks:
-                        case.validate_response(response, checks=checks)
-                except (Exception, BaseExceptionGroup) as exc:  # collected, reported together
-                    failures.append(f"{member.role} {case.method} {case.formatted_path}: {str(exc)[:1500]}")
+                @settings(
+                    max_examples=per_operation,
+                    deadline=None,
+                    database=None,
+                    derandomize=True,
+                    suppress_health_check=list(HealthCheck),
+                    phases=[Phase.explicit, Phase.generate],
+                )
+                @given(case=operation.as_strategy())
+                def run(case):
+                    nonlocal cases
+                    cases += 1
+                    headers = {"Authorization": f"Bearer {token_of(member)}"}
+                    path = operation.path
+                    checks = all_checks
+                    try:
+                        response = case.call(headers=headers)
+                        if path.endswith("/auth/logout") and response.status_code < 300:
+                            tokens.pop(member.user.pk)  # logout killed this access token at once, as it must
+                        label = f"{case.method} {path}"
+                        if label in UNAVAILABLE_BY_DESIGN and response.status_code == 503:
+                            assert response.json()["code"] == UNAVAILABLE_BY_DESIGN[label], response.text
+                            checks = [c for c in checks if c is not not_a_server_error]
+                        if checks:
+                            case.validate_response(response, checks=checks)
+                    except (Exception, BaseExceptionGroup) as exc:  # collected, reported together
+                        failures.append(f"{member.role} {case.method} {case.formatted_path}: {str(exc)[:1500]}")
 
-            run()
+                run()
     elapsed = time.monotonic() - started
     import os
 
