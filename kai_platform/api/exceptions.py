@@ -113,7 +113,7 @@ def envelope(
     return body
 
 
-def _translate(exc: Exception) -> Exception:
+def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, Http404):
         return drf.NotFound()
     if isinstance(exc, DjangoPermissionDenied):
@@ -146,7 +146,7 @@ def _summary(exc: drf.APIException, errors: Sequence[Mapping[str, Any]]) -> str:
     return str(detail)
 
 
-def exception_handler(exc: Exception, context: Mapping[str, Any] | None) -> Response:
+def exception_handler(exc: BaseException, context: Mapping[str, Any] | None) -> Response:
     exc = _translate(exc)
     if not isinstance(exc, drf.APIException):
         if isinstance(exc, DatabaseError):

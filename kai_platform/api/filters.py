@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import django_filters
 from django import forms
@@ -14,8 +14,10 @@ from django.http import QueryDict
 from django_filters.fields import IsoDateTimeField, ModelChoiceField
 from django_filters.rest_framework import DjangoFilterBackend, FilterSet
 from rest_framework import exceptions
-from rest_framework.request import Request
-from rest_framework.views import APIView
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 
 class UTCIsoDateTimeField(IsoDateTimeField):  # type: ignore[misc]  # django-filter ships no types

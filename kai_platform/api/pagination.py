@@ -8,15 +8,19 @@ A page is read as ``limit + 1`` rows: when that many do not come back the total 
 only a page with more after it (or past the end) counts.
 """
 
-from collections.abc import Sequence
-from typing import Any
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 MAX_LIMIT = 100
 # OFFSET is a bigint in PostgreSQL: a larger one (offset + limit + 1 included) is a 500, not a page.
@@ -89,7 +93,7 @@ class KaiPagination(LimitOffsetPagination):
     def get_paginated_response(self, data: Any) -> Response:
         return Response(self.page_envelope(data))
 
-    def page_envelope(self, items: Sequence[Any]) -> dict[str, Any]:
+    def page_envelope(self, items: Collection[Any]) -> dict[str, Any]:
         return {
             "items": items,
             "total": self.count,

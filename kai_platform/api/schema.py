@@ -1,18 +1,22 @@
 """drf-spectacular hooks and security schemes."""
 
+from __future__ import annotations
+
 import copy
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
-from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance, is_serializer
 from drf_spectacular.utils import Direction
 from rest_framework.fields import CharField
-from rest_framework.request import Request
 
 from kai_platform.api.url_pattern import URL_PATTERN, URL_RULE
+
+if TYPE_CHECKING:
+    from drf_spectacular.generators import SchemaGenerator
+    from rest_framework.request import Request
 
 
 class KaiAutoSchema(AutoSchema):

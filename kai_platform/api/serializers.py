@@ -34,12 +34,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import fields, serializers
 from rest_framework.fields import Field, SkipField
 from rest_framework.relations import ManyRelatedField, PKOnlyObject, RelatedField
-from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.utils import model_meta
 
 from kai_platform.api.renderers import dumps
 from kai_platform.api.url_pattern import HTTP_URL_PATTERN, HTTP_URL_RULE, HTTP_URL_SCHEMES
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
 
 #: the JSON types each field kind takes, as the OpenAPI document states them (DRF alone would
 #: coerce 0 to "0", "1" to True, "5" to 5)
@@ -310,7 +312,7 @@ def _read_plan(readable_fields: Iterable[AnyField]) -> ReadPlan:
 
 #: overriding one of these makes a serializer's fields its own (context, arguments): no class plan
 _INSTANCE_FIELD_METHODS = ("__init__", "get_fields", "fields", "_readable_fields")
-_class_plans: dict[type[serializers.Serializer[Any]], ReadPlan | None] = {}
+_class_plans: dict[type[serializers.BaseSerializer[Any]], ReadPlan | None] = {}
 
 
 def _shareable(field: AnyField) -> bool:
@@ -338,7 +340,7 @@ def _shareable(field: AnyField) -> bool:
     return child is None or (_shareable(child) if isinstance(child, Field) else False)
 
 
-def _class_read_plan(cls: type[serializers.Serializer[Any]]) -> ReadPlan | None:
+def _class_read_plan(cls: type[serializers.BaseSerializer[Any]]) -> ReadPlan | None:
     """The read plan of a serializer class whose fields are all shareable, built once: its
     instances then represent objects without building fields of their own."""
     try:
@@ -349,7 +351,7 @@ def _class_read_plan(cls: type[serializers.Serializer[Any]]) -> ReadPlan | None:
     for klass in cls.__mro__:
         if klass is KaiModelSerializer:
             try:
-                readable = list(cls()._readable_fields)
+                readable = list(cast(type[KaiModelSerializer], cls)()._readable_fields)  # a subclass (its MRO)
             except Exception:  # needs arguments or context: per-instance fields
                 readable = None
             if readable is not None and all(_shareable(field) for field in readable):
@@ -504,7 +506,7 @@ class _Columns:
 
 
 def row_plan(
-    serializer_class: type[serializers.Serializer[Any]],
+    serializer_class: type[serializers.BaseSerializer[Any]],
     model: type[Model],
     properties: dict[str, Sequence[str]] | None = None,
 ) -> RowPlan | None:

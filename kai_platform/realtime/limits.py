@@ -23,7 +23,7 @@ from django_redis import get_redis_connection
 if TYPE_CHECKING:
     from redis import Redis
 
-    from kai_platform.realtime.consumers import KaiSocketConsumer
+    from kai_platform.realtime.protocols import WatchedSocket
 
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
@@ -162,7 +162,7 @@ def refresh_many(leases: Collection[tuple[object, str, str]]) -> None:
     pipe.execute()
 
 
-async def release_lease(consumer: KaiSocketConsumer) -> None:
+async def release_lease(consumer: WatchedSocket) -> None:
     """Release an open socket's lease once (``consumer._limits_held``); watched sockets leave the watcher."""
     # deferred: cycle — kai_platform.realtime.watch imports this module at load
     from kai_platform.realtime import watch

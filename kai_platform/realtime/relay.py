@@ -28,7 +28,7 @@ from kai_platform.realtime.contexts import PerLoop
 from kai_platform.realtime.groups import org_group
 
 if TYPE_CHECKING:
-    from kai_platform.realtime.consumers import KaiSocketConsumer
+    from kai_platform.realtime.protocols import WatchedSocket
 
 logger = logging.getLogger("kai.realtime")
 
@@ -40,7 +40,7 @@ class _Relay:
         self.loop = loop
         self.layer = get_channel_layer()
         self.channel: str | None = None
-        self.members: dict[str, dict[KaiSocketConsumer, None]] = {}  # group -> {consumer: None}, insertion-ordered
+        self.members: dict[str, dict[WatchedSocket, None]] = {}  # group -> {consumer: None}, insertion-ordered
         self.added: set[str] = set()  # groups the channel is in
         self.adding: dict[str, asyncio.Task[None]] = {}
         self.ops = asyncio.Lock()  # group_add/group_discard/channel start-stop, one at a time
@@ -48,7 +48,7 @@ class _Relay:
         self.renew: asyncio.TimerHandle | None = None
 
     # --- membership -----------------------------------------------------------------------
-    async def join(self, group: str, consumer: KaiSocketConsumer) -> None:
+    async def join(self, group: str, consumer: WatchedSocket) -> None:
         self.members.setdefault(group, {})[consumer] = None
         if group in self.added:
             return
@@ -57,7 +57,7 @@ class _Relay:
             task = self.adding[group] = self.loop.create_task(self._add(group))
         await asyncio.shield(task)  # the socket is in the group once this returns (like group_add)
 
-    async def leave(self, group: str, consumer: KaiSocketConsumer) -> None:
+    async def leave(self, group: str, consumer: WatchedSocket) -> None:
         members = self.members.get(group)
         if members is None or consumer not in members:
             return
@@ -139,11 +139,11 @@ class _Relay:
 _relay = PerLoop(_Relay)
 
 
-async def join(group: str, consumer: KaiSocketConsumer) -> None:
+async def join(group: str, consumer: WatchedSocket) -> None:
     await _relay.current().join(group, consumer)
 
 
-async def leave(group: str, consumer: KaiSocketConsumer) -> None:
+async def leave(group: str, consumer: WatchedSocket) -> None:
     relay = _relay.instance
     if relay is not None and relay.loop is asyncio.get_running_loop():
         await relay.leave(group, consumer)

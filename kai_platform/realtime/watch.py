@@ -33,7 +33,7 @@ from kai_platform.realtime.contexts import PerLoop
 from kai_platform.tenancy.authentication import revoked_jti_key
 
 if TYPE_CHECKING:
-    from kai_platform.realtime.consumers import KaiSocketConsumer
+    from kai_platform.realtime.protocols import WatchedSocket
 
 logger = logging.getLogger("kai.realtime")
 
@@ -46,13 +46,13 @@ class _Watcher:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.sockets: dict[
-            KaiSocketConsumer, tuple[asyncio.TimerHandle, ...] | None
+            WatchedSocket, tuple[asyncio.TimerHandle, ...] | None
         ] = {}  # consumer -> its expiry and warning timers (or None); insertion-ordered
         self.tick: asyncio.TimerHandle | None = None
         self.checking = False
 
     # --- registry -------------------------------------------------------------------------
-    def add(self, consumer: KaiSocketConsumer) -> None:
+    def add(self, consumer: WatchedSocket) -> None:
         timers: tuple[asyncio.TimerHandle, ...] | None = None
         expires_at = consumer.authenticated_identity.expires_at
         if expires_at is not None:
@@ -64,7 +64,7 @@ class _Watcher:
         self.sockets[consumer] = timers
         self._schedule()
 
-    def discard(self, consumer: KaiSocketConsumer) -> None:
+    def discard(self, consumer: WatchedSocket) -> None:
         for timer in self.sockets.pop(consumer, None) or ():
             timer.cancel()
         if not self.sockets and self.tick is not None:
@@ -105,7 +105,7 @@ class _Watcher:
             self._schedule()
 
 
-def _entry(consumer: KaiSocketConsumer) -> Entry:
+def _entry(consumer: WatchedSocket) -> Entry:
     identity = consumer.authenticated_identity
     return (
         identity.kind,
@@ -154,11 +154,11 @@ def _live_members(entries: list[Entry]) -> set[tuple[Any, Any]]:
 _watcher = PerLoop(_Watcher)
 
 
-def add(consumer: KaiSocketConsumer) -> None:
+def add(consumer: WatchedSocket) -> None:
     _watcher.current().add(consumer)
 
 
-def discard(consumer: KaiSocketConsumer) -> None:
+def discard(consumer: WatchedSocket) -> None:
     if _watcher.instance is not None:
         _watcher.instance.discard(consumer)
 
@@ -168,6 +168,6 @@ def watched_count() -> int:
     return len(_watcher.instance.sockets) if _watcher.instance is not None else 0
 
 
-def sockets() -> list[KaiSocketConsumer]:
+def sockets() -> list[WatchedSocket]:
     """The authenticated sockets of this process (the shutdown drain warns them)."""
     return list(_watcher.instance.sockets) if _watcher.instance is not None else []
