@@ -32,5 +32,5 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 **pool_options,
             )
             self._connection_pools.setdefault(self.alias, pool)  # type: ignore[attr-defined]
-        pool_of_alias: BusyAwareConnectionPool = self._connection_pools[self.alias]  # type: ignore[attr-defined]
+        pool_of_alias: BusyAwareConnectionPool = self._connection_pools[self.alias]  # type: ignore[attr-defined]  # Django 5.2's, not in the stubs
         return pool_of_alias
