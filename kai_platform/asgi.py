@@ -2,6 +2,7 @@
 socket.io (``/socket.io/``, docs/realtime.md) through python-socketio (``apps.events.sio``)."""
 
 import os
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kai_platform.settings")
 os.environ.setdefault("KAI_PROCESS", "web")  # fail fast on a database outage (settings: pool timeout)
@@ -17,6 +18,7 @@ django_asgi_app = get_asgi_application()  # Django's handler, the request in one
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from kai_platform.api.asgi_limits import BodyLimitMiddleware  # noqa: E402
+from kai_platform.asgitypes import ASGIApp, Receive, Scope, Send  # noqa: E402
 from kai_platform.clientaddr import TrustedProxyMiddleware  # noqa: E402
 from kai_platform.realtime.contexts import share_cache_clients  # noqa: E402
 from kai_platform.realtime.routing import http_prefix_apps, websocket_prefix_apps, websocket_urlpatterns  # noqa: E402
@@ -27,10 +29,10 @@ share_cache_clients()  # in the root context every connection inherits: one Redi
 class PathPrefixDispatch:
     """Connections whose path starts with one of ``prefixes`` go to that ASGI app, the rest to ``default``."""
 
-    def __init__(self, default, prefixes: dict):
+    def __init__(self, default: ASGIApp, prefixes: dict[str, ASGIApp]) -> None:
         self.default, self.prefixes = default, prefixes
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         path = scope.get("path", "")
         for prefix, app in self.prefixes.items():
             if path.startswith(prefix):
@@ -50,7 +52,7 @@ def _stream_multipart_bodies_under_daphne() -> None:
         return
     original = WebRequest.__init__
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("parsePOSTFormSubmission", False)
         original(self, *args, **kwargs)
 

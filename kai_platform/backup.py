@@ -22,8 +22,10 @@ import shutil
 import subprocess
 import tarfile
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import django
 import psycopg
@@ -49,11 +51,11 @@ class BackupError(Exception):
 # --- the database's connection and tools -----------------------------------------------------
 
 
-def _db() -> dict:
+def _db() -> dict[str, Any]:
     return settings.DATABASES["default"]
 
 
-def _pg_env(db: dict, dbname: str | None = None) -> dict:
+def _pg_env(db: dict[str, Any], dbname: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(PGDATABASE=dbname or db["NAME"], PGUSER=db.get("USER") or "postgres")
     if db.get("HOST"):
@@ -65,7 +67,7 @@ def _pg_env(db: dict, dbname: str | None = None) -> dict:
     return env
 
 
-def _connect(dbname: str | None = None):
+def _connect(dbname: str | None = None) -> psycopg.Connection[tuple[Any, ...]]:
     db = _db()
     return psycopg.connect(
         dbname=dbname or db["NAME"],
@@ -77,11 +79,18 @@ def _connect(dbname: str | None = None):
     )
 
 
+def _scalar(conn: psycopg.Connection[tuple[Any, ...]], query: str) -> Any:
+    """The one value of a query that always returns one row (SHOW, an aggregate, to_regclass)."""
+    row = conn.execute(query).fetchone()
+    assert row is not None, query
+    return row[0]
+
+
 def server_version() -> tuple[int, str]:
     """(major, full version string) of the configured server."""
     with _connect("postgres") as conn:
-        num = int(conn.execute("SHOW server_version_num").fetchone()[0])
-        full = conn.execute("SHOW server_version").fetchone()[0]
+        num = int(_scalar(conn, "SHOW server_version_num"))
+        full = str(_scalar(conn, "SHOW server_version"))
     return num // 10000, full
 
 
@@ -129,7 +138,7 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _versions(pg_full: str, dump_tool: str) -> dict:
+def _versions(pg_full: str, dump_tool: str) -> dict[str, Any]:
     try:
         kai = metadata.version("kai-platform")
     except metadata.PackageNotFoundError:
@@ -144,10 +153,10 @@ def _versions(pg_full: str, dump_tool: str) -> dict:
     }
 
 
-def _migrations() -> dict:
+def _migrations() -> dict[str, Any]:
     """The newest applied migration of each app: what the restored code must at least know."""
     with _connect() as conn:
-        if not conn.execute("SELECT to_regclass('django_migrations')").fetchone()[0]:
+        if not _scalar(conn, "SELECT to_regclass('django_migrations')"):
             return {}  # a database never migrated
         rows = conn.execute("SELECT app, max(name) FROM django_migrations GROUP BY app ORDER BY app").fetchall()
     return dict(rows)
@@ -156,7 +165,7 @@ def _migrations() -> dict:
 # --- backup -----------------------------------------------------------------------------------
 
 
-def backup(*, to: Path, log=print) -> dict:
+def backup(*, to: Path, log: Callable[[str], object] = print) -> dict[str, Any]:
     """Write a backup of the running (or stopped) platform into the new or empty directory ``to``."""
     to = Path(to)
     if to.exists() and any(to.iterdir()):
@@ -207,10 +216,10 @@ def backup(*, to: Path, log=print) -> dict:
 # --- restore ----------------------------------------------------------------------------------
 
 
-def verify(source: Path) -> dict:
+def verify(source: Path) -> dict[str, Any]:
     """The manifest of a complete, unaltered backup (every checksum matches)."""
     try:
-        manifest = json.loads((Path(source) / MANIFEST).read_text())
+        manifest: dict[str, Any] = json.loads((Path(source) / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
         raise BackupError(f"{source} holds no readable {MANIFEST}: {exc}")
     if manifest.get("format") != FORMAT:
@@ -229,12 +238,12 @@ def _ensure_empty_database() -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             return
     with _connect() as conn:
-        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
+        tables = _scalar(conn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
     if tables:
         raise BackupError(f"database {name} already has {tables} tables: restore needs an empty database")
 
 
-def restore(*, source: Path, log=print) -> dict:
+def restore(*, source: Path, log: Callable[[str], object] = print) -> dict[str, Any]:
     """Restore the backup in ``source`` into the configured (empty) database, media directory and
     secret key file."""
     source = Path(source)

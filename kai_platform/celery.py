@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import threading
+from typing import Any
 
 from celery import Celery
 from celery.signals import (
@@ -53,21 +54,21 @@ def _heartbeat_loop(hostname: str, role: str = "workers") -> None:
         pass
 
 
-@worker_ready.connect
-def _start_heartbeat(sender=None, **kwargs):
+@worker_ready.connect  # type: ignore[untyped-decorator]  # celery ships no types
+def _start_heartbeat(sender: object = None, **kwargs: Any) -> None:
     # Several workers may share a node name (celery@host); the pid keeps their keys apart, so one
     # worker stopping never deletes another's heartbeat.
     hostname = f"{getattr(sender, 'hostname', None) or 'worker@' + socket.gethostname()}:{os.getpid()}"
     threading.Thread(target=_heartbeat_loop, args=(hostname,), name="kai-worker-heartbeat", daemon=True).start()
 
 
-@worker_shutdown.connect
-def _stop_heartbeat(**kwargs):
+@worker_shutdown.connect  # type: ignore[untyped-decorator]  # celery ships no types
+def _stop_heartbeat(**kwargs: Any) -> None:
     _stop.set()
 
 
-@worker_shutting_down.connect
-def _begin_drain(sig=None, how=None, **kwargs):
+@worker_shutting_down.connect  # type: ignore[untyped-decorator]  # celery ships no types
+def _begin_drain(sig: object = None, how: str | None = None, **kwargs: Any) -> None:
     """Warm shutdown (SIGTERM): the worker stops consuming; the runs it holds get the drain time
     to finish (``kai_platform.drain``). A cold shutdown (a second signal) skips it."""
     if how == "Warm":
@@ -77,8 +78,8 @@ def _begin_drain(sig=None, how=None, **kwargs):
         drain.begin(f"worker {sig or 'shutdown'}")
 
 
-@worker_init.connect
-def _runs_worker_switch_interval(**kwargs):
+@worker_init.connect  # type: ignore[untyped-decorator]  # celery ships no types
+def _runs_worker_switch_interval(**kwargs: Any) -> None:
     """The runs worker (KAI_PROCESS=runs-worker): thousands of threads share one GIL, and the
     consumer thread that takes the messages waits a switch interval for it after each read;
     a shorter interval (``KAI_RUNS_SWITCH_INTERVAL`` seconds) lets it take them that much faster
@@ -87,9 +88,9 @@ def _runs_worker_switch_interval(**kwargs):
         sys.setswitchinterval(float(os.environ.get("KAI_RUNS_SWITCH_INTERVAL") or 0.0005))
 
 
-@worker_init.connect
-@worker_process_init.connect
-def _start_tracing(**kwargs):
+@worker_init.connect  # type: ignore[untyped-decorator]  # celery ships no types
+@worker_process_init.connect  # type: ignore[untyped-decorator]  # celery ships no types
+def _start_tracing(**kwargs: Any) -> None:
     """OpenTelemetry in the worker (and each prefork child), when configured (kai_platform.telemetry)."""
     # deferred: start-up — every process (the CLI too) loads this module
     from kai_platform import telemetry
@@ -97,16 +98,16 @@ def _start_tracing(**kwargs):
     telemetry.setup("kai-worker")
 
 
-@beat_init.connect
-def _start_beat_tracing(**kwargs):
+@beat_init.connect  # type: ignore[untyped-decorator]  # celery ships no types
+def _start_beat_tracing(**kwargs: Any) -> None:
     # deferred: start-up — every process (the CLI too) loads this module
     from kai_platform import telemetry
 
     telemetry.setup("kai-beat")
 
 
-@beat_init.connect
-def _start_beat_heartbeat(**kwargs):
+@beat_init.connect  # type: ignore[untyped-decorator]  # celery ships no types
+def _start_beat_heartbeat(**kwargs: Any) -> None:
     """``<prefix>:beat:<host>:<pid>`` while the beat lives: the compose footprint's healthcheck of it."""
     hostname = f"{socket.gethostname()}:{os.getpid()}"
     threading.Thread(target=_heartbeat_loop, args=(hostname, "beat"), name="kai-beat-heartbeat", daemon=True).start()

@@ -22,10 +22,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from kai_platform.env import parse_database_url
+
+if TYPE_CHECKING:
+    from kai_platform.supervisor import Supervisor
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -165,7 +171,7 @@ def _manage(*args: str) -> None:
     subprocess.run([PYTHON, str(BASE_DIR / "manage.py"), *args], cwd=BASE_DIR, check=True)
 
 
-def cmd_up(args) -> int:
+def cmd_up(args: argparse.Namespace) -> int:
     # deferred: start-up — the embedded services and the supervisor (psutil, telemetry) load only for `up`
     from kai_platform.embedded import ensure_services, var_dir
     from kai_platform.supervisor import Supervisor
@@ -178,7 +184,7 @@ def cmd_up(args) -> int:
     supervisor = Supervisor(cwd=BASE_DIR, state_path=state_dir / f"supervisor-{port}.json", log=_log)
     stop_requested = False
 
-    def _on_signal(signum, frame):
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stop_requested
         stop_requested = True
         supervisor.stopping = True
@@ -209,7 +215,7 @@ def cmd_up(args) -> int:
     return code
 
 
-def _start_children(supervisor, listener: socket.socket) -> None:
+def _start_children(supervisor: Supervisor, listener: socket.socket) -> None:
     """The web server on the listening socket, the default and runs workers, and beat."""
     supervisor.start(
         "web",
@@ -222,7 +228,7 @@ def _start_children(supervisor, listener: socket.socket) -> None:
     supervisor.start("beat", beat_command())
 
 
-def _announce(supervisor, base: str, started_at: float) -> None:
+def _announce(supervisor: Supervisor, base: str, started_at: float) -> None:
     """Say when the platform is ready and where it answers."""
     # ready = the web answers and both workers consume their queues: a run posted at once is taken
     # by this host's workers too (not only by another host's, already running)
@@ -236,7 +242,7 @@ def _announce(supervisor, base: str, started_at: float) -> None:
     _log("Ctrl-C stops everything (a child that dies is restarted)")
 
 
-def _listen(host: str, port: int):
+def _listen(host: str, port: int) -> socket.socket:
     """The web's listening socket, owned by the supervisor and handed to each daphne it starts: while
     a killed web is restarted, new connections wait in the socket's backlog instead of being refused."""
     # daphne adopts an inherited socket as AF_INET only (Twisted's fd endpoint)
@@ -258,7 +264,7 @@ def _wait_http(url: str, timeout: float) -> bool:
     return False
 
 
-def _wait_workers(supervisor, names: tuple[str, ...], timeout: float) -> bool:
+def _wait_workers(supervisor: Supervisor, names: tuple[str, ...], timeout: float) -> bool:
     """Wait until each named worker child wrote its heartbeat key (``kai_platform.celery``: written
     on ``worker_ready``, i.e. once it consumes), keyed by its pid."""
     # deferred: start-up — the CLI loads a client library only for the command that uses it
@@ -286,7 +292,7 @@ def _wait_workers(supervisor, names: tuple[str, ...], timeout: float) -> bool:
     return not waiting
 
 
-def cmd_test(args) -> int:
+def cmd_test(args: argparse.Namespace) -> int:
     # deferred: start-up — the embedded services (redis client) load only for the commands that start them
     from kai_platform.embedded import ensure_services
 
@@ -325,15 +331,15 @@ def _run_with_services(argv: list[str]) -> int:
             service.stop()
 
 
-def cmd_worker(args) -> int:
+def cmd_worker(args: argparse.Namespace) -> int:
     return _run_with_services(worker_command(args.extra))
 
 
-def cmd_beat(args) -> int:
+def cmd_beat(args: argparse.Namespace) -> int:
     return _run_with_services(beat_command(args.extra))
 
 
-def _with_database(action) -> int:
+def _with_database(action: Callable[[], object]) -> int:
     """Run ``action()`` with Django set up on the configured or embedded database (the embedded
     server is joined if ``make run`` runs it, started otherwise)."""
     # deferred: start-up — the embedded services (redis client) load only for the commands that start them
@@ -366,14 +372,14 @@ def _with_database(action) -> int:
             service.stop()
 
 
-def cmd_backup(args) -> int:
+def cmd_backup(args: argparse.Namespace) -> int:
     # deferred: start-up — backup loads Django and psycopg, needed by its commands only
     from kai_platform import backup
 
     return _with_database(lambda: backup.backup(to=Path(args.to), log=_log))
 
 
-def cmd_restore(args) -> int:
+def cmd_restore(args: argparse.Namespace) -> int:
     # deferred: start-up — backup loads Django and psycopg, needed by its commands only
     from kai_platform import backup
 
@@ -409,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)
     sys.path.insert(0, str(BASE_DIR))
-    return args.func(args)
+    code: int = args.func(args)
+    return code
 
 
 if __name__ == "__main__":

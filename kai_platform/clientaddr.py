@@ -14,19 +14,28 @@ reads it through ``client_address``.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
 
+from kai_platform.asgitypes import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+    from rest_framework.request import Request
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 UNKNOWN = "unknown"
 _PROTO_HEADER = b"x-forwarded-proto"
 _SCHEMES = {"http": {"http": "http", "https": "https"}, "websocket": {"http": "ws", "https": "wss"}}
 
 
 @lru_cache(maxsize=1)
-def trusted_networks() -> tuple:
+def trusted_networks() -> tuple[Network, ...]:
     return tuple(
         ipaddress.ip_network(cidr.strip(), strict=False)
         for cidr in getattr(settings, "KAI_TRUSTED_PROXIES", [])
@@ -34,7 +43,7 @@ def trusted_networks() -> tuple:
     )
 
 
-def _forget(*, setting, **kwargs):
+def _forget(*, setting: str, **kwargs: Any) -> None:
     if setting == "KAI_TRUSTED_PROXIES":
         trusted_networks.cache_clear()
 
@@ -59,7 +68,7 @@ def parse_address(value: str) -> Address | None:
     return address
 
 
-def is_trusted(address: Address | None, networks=None) -> bool:
+def is_trusted(address: Address | None, networks: Iterable[Network] | None = None) -> bool:
     networks = trusted_networks() if networks is None else networks
     return address is not None and any(address in network for network in networks)
 
@@ -94,13 +103,13 @@ def parse_forwarded(value: str) -> list[dict[str, str]]:
     return elements
 
 
-def _header(headers, name: bytes) -> str | None:
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
     """All values of one header, joined with commas in arrival order (RFC 9110 list semantics)."""
     values = [value.decode("latin-1") for key, value in headers if key.lower() == name]
     return ",".join(values) if values else None
 
 
-def _hops(headers) -> tuple[list[str], list[str | None]]:
+def _hops(headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[str], list[str | None]]:
     """The forwarded-for hops (client first) and each one's proto when the header pairs them."""
     xff = _header(headers, b"x-forwarded-for")
     if xff is not None:
@@ -118,7 +127,9 @@ def _hops(headers) -> tuple[list[str], list[str | None]]:
     return [], []
 
 
-def resolve(peer: str | None, headers, networks=None) -> tuple[str | None, str | None]:
+def resolve(
+    peer: str | None, headers: Iterable[tuple[bytes, bytes]], networks: Iterable[Network] | None = None
+) -> tuple[str | None, str | None]:
     """``(client address, forwarded proto)`` for a connection from ``peer`` carrying ``headers``
     (ASGI ``(name, value)`` byte pairs). Headers count only when the peer is a trusted proxy; the
     walk goes right to left through trusted proxies and stops at the first other address, or at
@@ -139,13 +150,13 @@ def resolve(peer: str | None, headers, networks=None) -> tuple[str | None, str |
     return client, proto
 
 
-def client_address(request) -> str:
+def client_address(request: HttpRequest | Request) -> str:
     """The client's address for a Django/DRF request (``REMOTE_ADDR`` after the middleware)."""
     request = getattr(request, "_request", request)
     return request.META.get("REMOTE_ADDR") or UNKNOWN
 
 
-def scope_address(scope) -> str:
+def scope_address(scope: Scope) -> str:
     """The client's address for an ASGI scope (after the middleware)."""
     client = scope.get("client")
     return client[0] if client and client[0] else UNKNOWN
@@ -156,16 +167,16 @@ class TrustedProxyMiddleware:
     and ``scope["scheme"]`` become the forwarded ones; from any other peer the forwarded-proto
     header is dropped so no later layer (Django's ``SECURE_PROXY_SSL_HEADER``) can be fooled."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         if scope["type"] in _SCHEMES:
             scope = self.rewrite(scope)
         return await self.app(scope, receive, send)
 
     @staticmethod
-    def rewrite(scope) -> dict:
+    def rewrite(scope: Scope) -> Scope:
         client = scope.get("client") or (None, 0)
         headers = scope.get("headers") or []
         networks = trusted_networks()

@@ -10,12 +10,16 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 logger = logging.getLogger(__name__)
 
 _began_at: float | None = None
 _lock = threading.Lock()
-_callbacks: list = []
+DrainCallback = Callable[[float], object]
+_C = TypeVar("_C", bound=DrainCallback)
+_callbacks: list[DrainCallback] = []
 
 
 def drain_seconds() -> float:
@@ -26,7 +30,7 @@ def drain_seconds() -> float:
         return 30.0
 
 
-def on_drain(callback):
+def on_drain(callback: _C) -> _C:
     """Register ``callback(deadline)`` (``deadline`` on ``time.monotonic()``'s clock), called in a
     thread of its own once the drain begins; it may block until the deadline."""
     if callback not in _callbacks:
@@ -53,7 +57,7 @@ def begin(reason: str = "shutdown") -> bool:
     return True
 
 
-def _call(callback, deadline: float) -> None:
+def _call(callback: DrainCallback, deadline: float) -> None:
     try:
         callback(deadline)
     except Exception:

@@ -116,7 +116,7 @@ class EmbeddedRedis:
                 self.process.wait()
 
 
-def ensure_services(env: MutableMapping[str, str] | None = None) -> list:
+def ensure_services(env: MutableMapping[str, str] | None = None) -> list[EmbeddedPostgres | EmbeddedRedis]:
     """Start whatever of PostgreSQL/Redis the environment does not point at; export the URLs.
 
     Returns the started services (call ``stop()`` on each when done)."""

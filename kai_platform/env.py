@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -66,7 +67,7 @@ def env_cidrs(name: str) -> list[str]:
     return networks
 
 
-def parse_database_url(url: str) -> dict:
+def parse_database_url(url: str) -> dict[str, Any]:
     """postgres://user:pass@host:port/name?opt=v → Django DATABASES entry.
 
     A unix socket is given as ``postgresql://user@/name?host=/path/to/dir`` (libpq style).
@@ -88,7 +89,7 @@ def parse_database_url(url: str) -> dict:
     }
 
 
-def async_redis_options(url: str) -> dict:
+def async_redis_options(url: str) -> dict[str, Any]:
     """Options for an asyncio Redis client of ``url`` (the channel layer, socket stream relays).
 
     No socket timeout: with one set, redis-py sends each command through ``asyncio.wait_for``,

@@ -6,6 +6,7 @@ import contextvars
 import logging
 import re
 import time
+from typing import Any, Literal, Self
 
 import orjson
 
@@ -15,10 +16,12 @@ user_var: contextvars.ContextVar[str] = contextvars.ContextVar("kai_user", defau
 execution_var: contextvars.ContextVar[str] = contextvars.ContextVar("kai_execution", default="-")
 #: per-request facts filled in as the request goes (client ip/user agent by the middleware,
 #: actor type by authentication), read by audit rows; the middleware sets and resets it.
-request_state_var: contextvars.ContextVar[dict | None] = contextvars.ContextVar("kai_request_state", default=None)
+request_state_var: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "kai_request_state", default=None
+)
 
 
-def request_state() -> dict:
+def request_state() -> dict[str, Any]:
     state = request_state_var.get()
     return state if state is not None else {}
 
@@ -35,7 +38,7 @@ _SECRET_PATTERNS = re.compile(
 )
 
 
-def _replace(match: re.Match) -> str:
+def _replace(match: re.Match[str]) -> str:
     return (match.group("keep") or "") + "[redacted]"
 
 
@@ -70,15 +73,15 @@ class log_context:
     """``with log_context(organization=..., execution=...)``: the log context of work outside a
     request (Celery tasks, runs)."""
 
-    def __init__(self, *, organization=None, execution=None, user=None):
+    def __init__(self, *, organization: object = None, execution: object = None, user: object = None) -> None:
         self._values = [(organization_var, organization), (execution_var, execution), (user_var, user)]
-        self._tokens: list = []
+        self._tokens: list[tuple[contextvars.ContextVar[str], contextvars.Token[str]]] = []
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         self._tokens = [(var, var.set(str(value))) for var, value in self._values if value is not None]
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         for var, token in reversed(self._tokens):
             var.reset(token)
         return False
@@ -101,7 +104,7 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(payload, default=str).decode()
 
 
-def logging_config(*, level: str, fmt: str, organization_level: str) -> dict:
+def logging_config(*, level: str, fmt: str, organization_level: str) -> dict[str, Any]:
     """The LOGGING setting: console lines (``json`` or ``plain``) with the request context, and the
     newest lines of each organization for GET system/logs (kai_platform.observability)."""
     return {

@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from django.conf import settings
@@ -27,11 +28,15 @@ from django_redis import get_redis_connection
 
 from kai_platform.logging import JsonFormatter
 
+if TYPE_CHECKING:
+    from redis import Redis
+
 _local = threading.local()
 
 
-def _redis():
-    return get_redis_connection("default")
+def _redis() -> Redis:
+    client: Redis = get_redis_connection("default")
+    return client
 
 
 def _prefix() -> str:
@@ -55,10 +60,10 @@ class _Batcher:
     within the flush interval. Best effort: a sample lost on a crash or while Redis is down is
     only a statistic."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.pid = None
-        self.requests: dict[tuple[str, int], dict] = {}
+        self.pid: int | None = None
+        self.requests: dict[tuple[str, int], dict[str, Any]] = {}
         self.logs: dict[str, list[str]] = {}
         self.wake = threading.Event()
 
@@ -146,12 +151,12 @@ def active_organizations(minutes: int) -> set[str]:
     now = minute_of(time.time())
     keys = [f"{_prefix()}:perf:active:{now - 60 * i}" for i in range(minutes)]
     try:
-        return {m.decode() for m in _redis().sunion(keys)}
+        return {m.decode() if isinstance(m, bytes) else m for m in _redis().sunion(keys)}
     except Exception:
         return set()
 
 
-def minute_stats(org_id: str, minute: int) -> dict:
+def minute_stats(org_id: str, minute: int) -> dict[str, Any]:
     flush()
     pipe = _redis().pipeline(transaction=False)
     key = perf_key(org_id, minute)
@@ -177,7 +182,7 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[rank - 1], 2)
 
 
-def window_stats(org_id: str, minutes: int) -> dict:
+def window_stats(org_id: str, minutes: int) -> dict[str, Any]:
     """Request latency percentiles, throughput and error rate over the last ``minutes`` minutes
     (the current minute included)."""
     now = time.time()
@@ -247,7 +252,7 @@ def recent_logs(
     logger: str | None = None,
     execution_id: str | None = None,
     request_id: str | None = None,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Newest first. ``level`` is a minimum (``WARNING`` gives warnings and errors)."""
     minimum = logging.getLevelName(level.upper()) if level else 0
     if not isinstance(minimum, int):

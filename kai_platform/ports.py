@@ -5,7 +5,10 @@ identities, audit rows, events, step-up checks. Each implementation is registere
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from typing import Any
 
 #: port → what it does; ``provide`` refuses any other name
 PORTS = {
@@ -19,53 +22,60 @@ PORTS = {
     "live_api_key_ids": "apps.accounts.selectors.live_api_key_ids: which of these API keys are not revoked",
     "live_members": "apps.accounts.selectors.live_members: which (user, organization) pairs are still members",
 }
-_implementations: dict[str, Callable] = {}
+_implementations: dict[str, Callable[..., Any]] = {}
 
 
-def provide(name: str, implementation: Callable) -> None:
+def provide(name: str, implementation: Callable[..., Any]) -> None:
     if name not in PORTS:
         raise ValueError(f"unknown port {name!r}")
     _implementations[name] = implementation
 
 
-def _port(name: str) -> Callable:
+def _port(name: str) -> Callable[..., Any]:
     try:
         return _implementations[name]
     except KeyError:
         raise RuntimeError(f"nothing provides the port {name!r} ({PORTS[name]}); is its app installed?") from None
 
 
-def audit_record(**kwargs):
+def audit_record(**kwargs: Any) -> Any:
     return _port("audit_record")(**kwargs)
 
 
-def audit_covered():
-    return _port("audit_covered")()
+def audit_covered() -> AbstractContextManager[None]:
+    covered: AbstractContextManager[None] = _port("audit_covered")()
+    return covered
 
 
-def snapshot(instance, fields=None) -> dict:
-    return _port("snapshot")(instance, fields)
+def snapshot(instance: Any, fields: list[str] | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = _port("snapshot")(instance, fields)
+    return result
 
 
-def publish(organization, type: str, data: dict | None = None, **kwargs):
+def publish(organization: Any, type: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     return _port("publish")(organization, type, data, **kwargs)
 
 
-def check_step_up(request) -> None:
-    return _port("check_step_up")(request)
+def check_step_up(request: Any) -> None:
+    _port("check_step_up")(request)
 
 
-def user_and_membership(*, user_id, organization_ref: str | None):
-    return _port("user_and_membership")(user_id=user_id, organization_ref=organization_ref)
+def user_and_membership(*, user_id: Any, organization_ref: str | None) -> tuple[Any, Any]:
+    pair: tuple[Any, Any] = _port("user_and_membership")(user_id=user_id, organization_ref=organization_ref)
+    return pair
 
 
-def api_key_authenticate(*, raw_key: str):
+def api_key_authenticate(*, raw_key: str) -> Any:
     return _port("api_key_authenticate")(raw_key=raw_key)
 
 
-def live_api_key_ids(*, key_ids) -> set:
-    return _port("live_api_key_ids")(key_ids=key_ids)
+def live_api_key_ids(*, key_ids: Iterable[Any]) -> set[Any]:
+    result: set[Any] = _port("live_api_key_ids")(key_ids=key_ids)
+    return result
 
 
-def live_members(*, user_ids, with_no_organization: bool) -> set:
-    return _port("live_members")(user_ids=user_ids, with_no_organization=with_no_organization)
+def live_members(*, user_ids: Iterable[Any], with_no_organization: bool) -> set[tuple[uuid.UUID, uuid.UUID | None]]:
+    result: set[tuple[uuid.UUID, uuid.UUID | None]] = _port("live_members")(
+        user_ids=user_ids, with_no_organization=with_no_organization
+    )
+    return result

@@ -15,8 +15,10 @@ import signal
 import subprocess
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kai_platform.drain import drain_seconds
 
@@ -31,13 +33,14 @@ FLAP_DEATHS = 5
 FLAP_WINDOW = 60.0
 
 
-def read_state(path: str | os.PathLike | None = None) -> dict | None:
+def read_state(path: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
     """The supervisor's last written state, or None when no supervisor runs this platform."""
     path = path or os.environ.get("KAI_SUPERVISOR_STATE")
     if not path:
         return None
     try:
-        return json.loads(Path(path).read_text())
+        state: dict[str, Any] = json.loads(Path(path).read_text())
+        return state
     except (OSError, ValueError):
         return None
 
@@ -46,15 +49,15 @@ def read_state(path: str | os.PathLike | None = None) -> dict | None:
 class Child:
     name: str
     argv: list[str]
-    pass_fds: tuple = ()
-    process: subprocess.Popen | None = None
+    pass_fds: tuple[int, ...] = ()
+    process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
     backoff: float = 0.0  # the delay before the next restart
     restart_at: float | None = None
     last_exit: int | None = None
     last_death_at: float | None = None
-    deaths: deque = field(default_factory=lambda: deque(maxlen=64))
+    deaths: deque[float] = field(default_factory=lambda: deque(maxlen=64))
 
     def deaths_in_window(self, now: float) -> int:
         return sum(1 for t in self.deaths if now - t <= FLAP_WINDOW)
@@ -75,7 +78,7 @@ class Supervisor:
         *,
         cwd: Path,
         state_path: Path | None = None,
-        log=print,
+        log: Callable[[str], object] = print,
         backoff_start: float = BACKOFF_START,
         backoff_max: float = BACKOFF_MAX,
         stable_seconds: float = STABLE_SECONDS,
@@ -91,7 +94,7 @@ class Supervisor:
             self._env["KAI_SUPERVISOR_STATE"] = str(state_path)
 
     # --- starting and restarting ------------------------------------------------------------
-    def start(self, name: str, argv: list[str], pass_fds: tuple = ()) -> None:
+    def start(self, name: str, argv: list[str], pass_fds: tuple[int, ...] = ()) -> None:
         """Start ``argv`` as child ``name``; ``pass_fds`` (e.g. a listening socket) are inherited
         by it and by every restart of it."""
         child = Child(name, argv, pass_fds=tuple(pass_fds))
@@ -145,7 +148,7 @@ class Supervisor:
         return 0
 
     # --- state for the health view ----------------------------------------------------------
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         now = time.monotonic()
         return {
             "supervisor_pid": os.getpid(),
@@ -202,7 +205,7 @@ class Supervisor:
         self._log("all processes stopped")
 
     @staticmethod
-    def _signal(process: subprocess.Popen | None, sig: int) -> None:
+    def _signal(process: subprocess.Popen[bytes] | None, sig: int) -> None:
         if process is None:
             return
         try:
@@ -211,7 +214,7 @@ class Supervisor:
             pass
 
 
-def processes() -> dict | None:
+def processes() -> dict[str, Any] | None:
     """The supervised children as health answers show them (None: not run by a supervisor), with
     ``status`` ``ok`` or ``degraded`` (a child restarting or flapping) and which ones are flapping."""
     state = read_state()

@@ -16,7 +16,14 @@ import logging
 import os
 import random
 import threading
-from typing import Any
+from contextvars import Token
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponse
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +85,7 @@ def _instrument() -> None:
     RedisInstrumentor().instrument()
 
 
-def _tag_request_organization(span, request, response) -> None:
+def _tag_request_organization(span: Span, request: HttpRequest, response: HttpResponse) -> None:
     """The request's organization (DRF copies the credential's context to ``request.auth``)."""
     organization = getattr(getattr(request, "auth", None), "organization", None)
     if organization is not None and span.is_recording():
@@ -104,7 +111,9 @@ def current_trace_id() -> str | None:
 # --- the run engine's spans ----------------------------------------------------------------------
 
 
-def start_run_span(*, name: str, trace_id: str, organization_id, execution_id, kind: str):
+def start_run_span(
+    *, name: str, trace_id: str, organization_id: object, execution_id: object, kind: str
+) -> Span | None:
     """The root span of a run, in the execution's trace: a child of the current (Celery task)
     span when that is the same trace, else under the execution's trace id with a link to it."""
     if not enabled():
@@ -124,17 +133,19 @@ def start_run_span(*, name: str, trace_id: str, organization_id, execution_id, k
     except (TypeError, ValueError):
         wanted = 0
     if not wanted or (current.is_valid and current.trace_id == wanted):
-        return _tracer.start_span(name, attributes=attributes)
+        root: Span = _tracer.start_span(name, attributes=attributes)
+        return root
     parent = SpanContext(
         trace_id=wanted, span_id=random.getrandbits(64) or 1, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
     )
     links = [Link(current)] if current.is_valid else []
-    return _tracer.start_span(
+    linked: Span = _tracer.start_span(
         name, context=trace.set_span_in_context(NonRecordingSpan(parent)), attributes=attributes, links=links
     )
+    return linked
 
 
-def activate(otel_span):
+def activate(otel_span: Span | None) -> Token[Context] | None:
     """Make ``otel_span`` the current span of this thread; returns what ``deactivate`` takes."""
     if otel_span is None:
         return None
@@ -144,7 +155,7 @@ def activate(otel_span):
     return context.attach(trace.set_span_in_context(otel_span))
 
 
-def deactivate(token) -> None:
+def deactivate(token: Token[Context] | None) -> None:
     if token is not None:
         # deferred: heavy — OpenTelemetry loads when tracing is used
         from opentelemetry import context
@@ -153,8 +164,15 @@ def deactivate(token) -> None:
 
 
 def start_span(
-    *, name: str, parent, kind: str, organization_id, model: str = "", system: str = "", content: dict | None = None
-):
+    *,
+    name: str,
+    parent: Span | None,
+    kind: str,
+    organization_id: object,
+    model: str = "",
+    system: str = "",
+    content: dict[str, Any] | None = None,
+) -> Span | None:
     """A span of an agent, task, model (``gen_ai.*``) or tool call under ``parent`` (an OTel span)."""
     if not enabled() or parent is None:
         return None
@@ -172,19 +190,20 @@ def start_span(
         name = f"execute_tool {name}"
     if content and capture_content() and "prompt" in content:
         attributes["gen_ai.prompt"] = _text(content["prompt"])
-    return _tracer.start_span(name, context=trace.set_span_in_context(parent), attributes=attributes)
+    span: Span = _tracer.start_span(name, context=trace.set_span_in_context(parent), attributes=attributes)
+    return span
 
 
 def end_span(
-    otel_span,
+    otel_span: Span | None,
     *,
     status: str,
     tokens_in: int = 0,
     tokens_out: int = 0,
-    cost=None,
+    cost: float | Decimal | None = None,
     model: str = "",
     error: str = "",
-    content: dict | None = None,
+    content: dict[str, Any] | None = None,
 ) -> None:
     if otel_span is None:
         return
@@ -206,5 +225,5 @@ def end_span(
     otel_span.end()
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)[:32000]

@@ -137,7 +137,7 @@ def shape(name: str, event: dict) -> dict:
     return seed_payloads.shape(name, data, event)
 
 
-def visible_to(event: dict, *, role: str, user_id) -> bool:
+def visible_to(event: dict, *, role: str | None, user_id) -> bool:
     """Members with role ``user`` see only events they caused or own, and the platform's broadcasts."""
     if role != Role.USER or event["type"] in BROADCAST_TYPES:
         return True

@@ -6,11 +6,13 @@ again while each file streams, apps/files/uploads.py); other bodies ``KAI_MAX_BO
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import orjson
 from django.conf import settings
 
 from kai_platform.api.middleware import _REQUEST_ID_RE
+from kai_platform.asgitypes import ASGIApp, Receive, Scope, Send
 
 MULTIPART_SLACK = 1024 * 1024  # boundaries and form fields around the files
 
@@ -22,10 +24,10 @@ def body_limit(content_type: str) -> int:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = dict(scope.get("headers") or [])
             length = headers.get(b"content-length")
@@ -59,7 +61,15 @@ class BodyLimitMiddleware:
         await self.app(scope, receive, send)
 
     @staticmethod
-    async def _refuse(send, headers, *, status, type_, detail, errors=None):
+    async def _refuse(
+        send: Send,
+        headers: dict[bytes, bytes],
+        *,
+        status: int,
+        type_: str,
+        detail: str,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")
         if not _REQUEST_ID_RE.match(request_id):
             request_id = uuid.uuid4().hex

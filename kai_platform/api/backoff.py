@@ -13,11 +13,16 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from kai_platform.api import sharedcache
 from kai_platform.api.errors import RateLimited
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from redis.commands.core import Script
 
 #: failures are remembered this long after the last one (then the next lock starts short again)
 MEMORY_SECONDS = 24 * 3600
@@ -32,14 +37,14 @@ local seconds = math.min(tonumber(ARGV[2]) * 2 ^ (n - allowed), tonumber(ARGV[3]
 redis.call('SET', KEYS[2], n, 'EX', math.floor(seconds))
 return {n, math.floor(seconds)}
 """
-_scripts: dict = {}
+_scripts: dict[int, Script] = {}
 
 
-def _redis():
+def _redis() -> Redis:
     return sharedcache.redis("default")
 
 
-def _fail_script():
+def _fail_script() -> Script:
     client = _redis()
     script = _scripts.get(id(client))
     if script is None:

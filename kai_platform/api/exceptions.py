@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -63,9 +65,16 @@ def _dependency_errors() -> tuple[type[BaseException], ...]:
 DEPENDENCY_ERRORS = _dependency_errors()
 
 
-def flatten_errors(detail, prefix: str | None = None) -> list[dict]:
+class FieldError(TypedDict):
+    """One entry of the envelope's ``errors``."""
+
+    field: str | None
+    message: str
+
+
+def flatten_errors(detail: object, prefix: str | None = None) -> list[FieldError]:
     """DRF's nested error detail → ``[{"field": "a.b", "message": "…"}]``."""
-    out: list[dict] = []
+    out: list[FieldError] = []
     if isinstance(detail, dict):
         for key, value in detail.items():
             field = None if key in ("non_field_errors", "__all__") else str(key)
@@ -88,10 +97,10 @@ def envelope(
     detail: str,
     type_: str | None = None,
     code: str | None = None,
-    errors: list[dict] | None = None,
-    extra: dict | None = None,
-) -> dict:
-    body = {
+    errors: Sequence[Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "detail": detail,
         "type": type_ or codes.TYPE_BY_STATUS.get(status, "error"),
         "code": code
@@ -123,7 +132,7 @@ def _translate(exc: BaseException) -> BaseException:
     return exc
 
 
-def _summary(exc: drf.APIException, errors: list[dict]) -> str:
+def _summary(exc: drf.APIException, errors: Sequence[Mapping[str, Any]]) -> str:
     if isinstance(exc, drf.ValidationError):
         if errors:
             first = errors[0]
@@ -137,7 +146,7 @@ def _summary(exc: drf.APIException, errors: list[dict]) -> str:
     return str(detail)
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: BaseException, context: Mapping[str, Any] | None) -> Response:
     exc = _translate(exc)
     if not isinstance(exc, drf.APIException):
         if isinstance(exc, DatabaseError):
@@ -147,7 +156,7 @@ def exception_handler(exc, context):
         set_rollback()
         return Response(envelope(status=500, detail="Internal server error."), status=500)
 
-    headers = {}
+    headers: dict[str, str] = {}
     if auth_header := getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = auth_header
     if isinstance(exc, drf.Throttled) and (wait := getattr(exc, "wait", None)) is not None:
@@ -156,7 +165,7 @@ def exception_handler(exc, context):
         headers["Retry-After"] = str(retry_after)  # 429, and 503 during maintenance
 
     if isinstance(exc, drf.ValidationError) or isinstance(exc.detail, (dict, list)):
-        errors = flatten_errors(exc.detail)
+        errors: Sequence[Mapping[str, Any]] = flatten_errors(exc.detail)
     else:
         errors = list(getattr(exc, "errors", []) or [])
 
@@ -194,7 +203,7 @@ def exception_handler(exc, context):
     return Response(body, status=exc.status_code, headers=headers)
 
 
-def _render_errors_as_json(context) -> None:
+def _render_errors_as_json(context: Mapping[str, Any] | None) -> None:
     """An error is one JSON envelope even where the client asked for an export format
     (``?format=ndjson``), so it is never labelled as a stream of records."""
     request = (context or {}).get("request")
@@ -211,17 +220,17 @@ def _json_error(status: int, detail: str) -> JsonResponse:
     return JsonResponse(envelope(status=status, detail=detail), status=status)
 
 
-def handler400(request, exception=None):
+def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return _json_error(400, "Bad request.")
 
 
-def handler403(request, exception=None):
+def handler403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return _json_error(403, "You do not have permission to perform this action.")
 
 
-def handler404(request, exception=None):
+def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return _json_error(404, f"No route matches {request.method} {request.path}.")
 
 
-def handler500(request):
+def handler500(request: HttpRequest) -> JsonResponse:
     return _json_error(500, "Internal server error.")

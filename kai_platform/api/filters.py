@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import datetime
+from typing import TYPE_CHECKING, Any
 
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Model, QuerySet
+from django.http import QueryDict
 from django_filters.fields import IsoDateTimeField, ModelChoiceField
 from django_filters.rest_framework import DjangoFilterBackend, FilterSet
 from rest_framework import exceptions
 
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
-class UTCIsoDateTimeField(IsoDateTimeField):
+
+class UTCIsoDateTimeField(IsoDateTimeField):  # type: ignore[misc]  # django-filter ships no types
     """ISO 8601 date-times normalised to UTC: Python accepts UTC offsets up to ±24 h, PostgreSQL only
     up to ±15:59, so an exotic offset would otherwise reach the database as an error (a 5xx)."""
 
-    def to_python(self, value):
-        parsed = super().to_python(value)
+    def to_python(self, value: Any) -> datetime.datetime | None:
+        parsed: datetime.datetime | None = super().to_python(value)
         if parsed is None or parsed.tzinfo is None:
             return parsed
         try:
@@ -27,15 +34,15 @@ class UTCIsoDateTimeField(IsoDateTimeField):
             raise ValidationError(self.error_messages["invalid"], code="invalid") from exc
 
 
-class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):  # type: ignore[misc]  # django-filter ships no types
     field_class = UTCIsoDateTimeField
 
 
-class AnyIdModelChoiceField(ModelChoiceField):
+class AnyIdModelChoiceField(ModelChoiceField):  # type: ignore[misc]  # django-filter ships no types
     """A related object's id: a well-formed id of no visible object filters to nothing (as any other value
     that matches no row), not a 400 -- the OpenAPI document offers any uuid; existence is not a format."""
 
-    def to_python(self, value):
+    def to_python(self, value: Any) -> Any:
         try:
             return super().to_python(value)
         except ValidationError:
@@ -52,15 +59,15 @@ class AnyIdModelChoiceField(ModelChoiceField):
                 raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice") from None
 
 
-class AnyIdModelChoiceFilter(django_filters.ModelChoiceFilter):
+class AnyIdModelChoiceFilter(django_filters.ModelChoiceFilter):  # type: ignore[misc]  # django-filter ships no types
     field_class = AnyIdModelChoiceField
 
 
-def _any_id(defaults: dict) -> dict:
+def _any_id(defaults: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, "filter_class": AnyIdModelChoiceFilter}
 
 
-class KaiFilterSet(FilterSet):
+class KaiFilterSet(FilterSet):  # type: ignore[misc]  # django-filter ships no types
     """The base of the API's filtersets (and of those ``filterset_fields`` make): a foreign key filters by
     any well-formed id (``AnyIdModelChoiceFilter``)."""
 
@@ -71,7 +78,7 @@ class KaiFilterSet(FilterSet):
     }
 
 
-class KaiFilterBackend(DjangoFilterBackend):
+class KaiFilterBackend(DjangoFilterBackend):  # type: ignore[misc]  # django-filter ships no types
     """django-filter's DRF backend, minus the work a request that filters on nothing does not need
     (the hottest lists are read unfiltered; B1/B3 in bench/):
 
@@ -85,30 +92,33 @@ class KaiFilterBackend(DjangoFilterBackend):
     """
 
     filterset_base = KaiFilterSet
-    _auto_classes: dict = {}
-    _skippable: dict = {}
+    _auto_classes: dict[tuple[type[APIView], type[Model], str], type[KaiFilterSet]] = {}
+    _skippable: dict[type[KaiFilterSet], tuple[str, ...] | None] = {}
 
-    def get_filterset_class(self, view, queryset=None):
+    def get_filterset_class(self, view: APIView, queryset: QuerySet[Any] | None = None) -> type[KaiFilterSet] | None:
         filterset_fields = getattr(view, "filterset_fields", None)
         if getattr(view, "filterset_class", None) or not filterset_fields or queryset is None:
-            return super().get_filterset_class(view, queryset)
+            filterset_class: type[KaiFilterSet] | None = super().get_filterset_class(view, queryset)
+            return filterset_class
         key = (type(view), queryset.model, repr(filterset_fields))
         cls = self._auto_classes.get(key)
         if cls is None:
             cls = self._auto_classes[key] = super().get_filterset_class(view, queryset)
         return cls
 
-    def filter_queryset(self, request, queryset, view):
+    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: APIView) -> QuerySet[Any]:
         filterset_class = self.get_filterset_class(view, queryset)
         if filterset_class is None:
             return queryset
-        names = self._skippable.get(filterset_class, _UNKNOWN)
-        if names is _UNKNOWN:
+        try:
+            names = self._skippable[filterset_class]
+        except KeyError:
             names = self._skippable[filterset_class] = _filter_names_if_skippable(filterset_class)
         if names is not None and not any(key.startswith(names) for key in request.query_params):
             return queryset
         _check_booleans(filterset_class, request.query_params)
-        return super().filter_queryset(request, queryset, view)
+        filtered: QuerySet[Any] = super().filter_queryset(request, queryset, view)
+        return filtered
 
 
 #: what django-filter's BooleanWidget reads as a boolean; anything else it silently ignores
@@ -127,10 +137,10 @@ _TYPED = (
 )
 
 
-def _check_booleans(filterset_class, params) -> None:
+def _check_booleans(filterset_class: type[KaiFilterSet], params: QueryDict) -> None:
     """What django-filter would silently ignore is a 400, not an unfiltered list: a boolean filter given
     something that is not a boolean, a typed filter given an empty value."""
-    errors = {}
+    errors: dict[str, list[str]] = {}
     for name, filter_ in filterset_class.base_filters.items():
         values = [str(value) for value in params.getlist(name)] if name in params else []
         if isinstance(filter_, django_filters.BooleanFilter) and any(v.lower() not in _BOOLEANS for v in values):
@@ -141,15 +151,14 @@ def _check_booleans(filterset_class, params) -> None:
         raise exceptions.ValidationError(errors)
 
 
-_UNKNOWN = object()
 _FILTERSET_METHODS = ("__init__", "is_valid", "errors", "filter_queryset", "qs", "get_form_class", "form")
 
 
-def _stock(function) -> bool:
+def _stock(function: object) -> bool:
     return getattr(function, "__module__", "").split(".")[0] == "django_filters"
 
 
-def _filter_names_if_skippable(filterset_class) -> tuple | None:
+def _filter_names_if_skippable(filterset_class: type[KaiFilterSet]) -> tuple[str, ...] | None:
     """The filter names (form data keys start with them) when an unfiltered request may skip the
     filterset; None when it may not."""
     for klass in filterset_class.__mro__:

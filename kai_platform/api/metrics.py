@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from django.apps import apps
 from django.conf import settings
@@ -17,9 +19,14 @@ from django.db.models.fields.json import KeyTextTransform
 from django_redis import get_redis_connection
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from kai_platform.logging import request_state
 from kai_platform.observability import record_request
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponseBase
+    from redis import Redis
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +41,7 @@ REQUEST_LATENCY = Histogram(
 )
 
 
-def _route_of(request) -> str:
+def _route_of(request: HttpRequest) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None:
         return "unmatched"
@@ -42,13 +49,13 @@ def _route_of(request) -> str:
 
 
 class RequestMetricsMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
 
     """Observes every request in the route histogram, and counts the API requests of an
     organization in Redis (``kai_platform.observability``: system/performance, metrics series)."""
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         started = time.perf_counter()
         response = self.get_response(request)
         if request.path_info != "/metrics":
@@ -65,21 +72,21 @@ class RequestMetricsMiddleware:
 class PlatformCollector:
     """Platform-wide gauges, computed at scrape time (never at import or registration)."""
 
-    def describe(self):
+    def describe(self) -> Iterable[Metric]:
         return []  # names are dynamic; registering must not run the queries
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         yield from self._safely(self._runs)
         yield from self._safely(self._redis)
         yield from self._safely(self._llm_usage)
 
-    def _safely(self, producer):
+    def _safely(self, producer: Callable[[], Iterator[Metric]]) -> Iterator[Metric]:
         try:
             yield from producer()
         except Exception:  # a scrape must not fail because one source is down
             logger.warning("metrics source %s failed", producer.__name__, exc_info=True)
 
-    def _runs(self):
+    def _runs(self) -> Iterator[Metric]:
         if not apps.is_installed("apps.runs"):
             return
 
@@ -89,8 +96,8 @@ class PlatformCollector:
             family.add_metric([row["status"]], row["n"])
         yield family
 
-    def _redis(self):
-        redis = get_redis_connection("default")
+    def _redis(self) -> Iterator[Metric]:
+        redis: Redis = get_redis_connection("default")
         prefix = settings.KAI_REDIS_PREFIX
         beats = worker_heartbeats(redis)
         yield GaugeMetricFamily("kai_workers_alive", "Celery workers with a fresh heartbeat.", value=len(beats))
@@ -110,7 +117,7 @@ class PlatformCollector:
             sockets += redis.zcount(key, now, "+inf")
         yield GaugeMetricFamily("kai_socket_connections", "Open WebSocket connections.", value=sockets)
 
-    def _llm_usage(self):
+    def _llm_usage(self) -> Iterator[Metric]:
         """Tokens and cost of every LLM call (the ``llm`` trace spans), by provider and model."""
         if not apps.is_installed("apps.runs"):
             return
@@ -156,7 +163,7 @@ REGISTRY.register(PlatformCollector())
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
-def queue_depths(redis=None) -> dict[str, int]:
+def queue_depths(redis: Redis | None = None) -> dict[str, int]:
     """Messages waiting in each Celery queue (every priority step counted)."""
     if redis is None:
         redis = get_redis_connection("default")
@@ -171,7 +178,7 @@ def queue_depths(redis=None) -> dict[str, int]:
     return {queue: sum(counts[i * step : (i + 1) * step]) for i, queue in enumerate(names)}
 
 
-def worker_heartbeats(redis=None) -> dict[str, float]:
+def worker_heartbeats(redis: Redis | None = None) -> dict[str, float]:
     """Live workers (fresh heartbeat key) → seconds since their last heartbeat."""
     if redis is None:
         redis = get_redis_connection("default")

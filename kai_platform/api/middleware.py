@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from kai_platform.api import ratelimit, urlcache
 from kai_platform.api.exceptions import DEPENDENCY_ERRORS, envelope
+from kai_platform.api.httprequest import KaiHttpRequest
 from kai_platform.clientaddr import UNKNOWN, client_address
 from kai_platform.logging import request_id_var, request_state_var
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 API_PREFIXES = ("/api/", "/api-")
+GetResponse = Callable[[HttpRequest], HttpResponseBase]
 
 
 def is_api_path(path: str) -> bool:
@@ -24,10 +27,10 @@ def is_api_path(path: str) -> bool:
 class RequestIDMiddleware:
     """Takes a well-formed ``X-Request-ID`` or makes one; echoes it; puts it in the log context."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: KaiHttpRequest) -> HttpResponseBase:
         incoming = request.META.get("HTTP_X_REQUEST_ID", "")
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
@@ -49,12 +52,12 @@ class ApiPathMiddleware:
     """For API paths: accept an optional trailing slash, refuse oversize bodies early (413),
     and stamp ``API-Version``. Loading it installs the resolved-path cache (api/urlcache.py)."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
         urlcache.install()
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         path = request.path_info
         if not is_api_path(path):
             return self.get_response(request)
@@ -70,7 +73,7 @@ class ApiPathMiddleware:
         return response
 
     @staticmethod
-    def _check_body(request):
+    def _check_body(request: HttpRequest) -> JsonResponse | None:
         content_type = request.META.get("CONTENT_TYPE", "")
         if content_type.startswith("multipart/form-data"):
             return None  # uploads are capped while streaming by the files app
@@ -95,10 +98,10 @@ class RateLimitHeadersMiddleware:
     """Puts ``X-RateLimit-*`` on every API response. Requests the DRF throttle did not count
     (refused before it ran: bad credentials, unknown routes) are counted here by client IP."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
         if not is_api_path(request.path_info) or request.path_info == "/health":
             return response

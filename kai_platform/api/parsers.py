@@ -1,11 +1,14 @@
 """JSON parsing with orjson and a clear error for malformed bodies."""
 
+from collections.abc import Mapping
+from typing import IO, Any
+
 import orjson
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 
-def _has_nul(value) -> bool:
+def _has_nul(value: object) -> bool:
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
@@ -16,7 +19,9 @@ def _has_nul(value) -> bool:
 
 
 class KaiJSONParser(JSONParser):
-    def parse(self, stream, media_type=None, parser_context=None):
+    def parse(
+        self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
         raw = stream.read() if stream is not None else b""
         if not raw.strip():
             return {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from django.conf import settings
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
@@ -20,6 +21,15 @@ from kai_platform.api import sharedcache
 from kai_platform.api.errors import RateLimited
 from kai_platform.clientaddr import client_address
 from kai_platform.tenancy.context import get_organization
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+    from redis import Redis
+    from redis.client import Pipeline
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+    from kai_platform.api.httprequest import KaiHttpRequest
 
 #: plan → (soft, hard) requests per minute
 PLAN_RATE_LIMITS: dict[str, tuple[int, int]] = {
@@ -81,9 +91,10 @@ class Counter:
 
     @property
     def ttl(self) -> int:
-        return self.period + EXPIRATION_FUDGE
+        ttl: int = self.period + EXPIRATION_FUDGE
+        return ttl
 
-    def queue(self, pipe) -> None:
+    def queue(self, pipe: Pipeline) -> None:
         """Add the increment to a Redis pipeline: two commands, one round trip with the rest."""
         pipe.set(self.key, 0, ex=self.ttl, nx=True)
         pipe.incr(self.key)
@@ -112,11 +123,11 @@ def counter_for(*, subject: str, subject_type: str, plan: str | None) -> Counter
     return Counter(key=key, period=period, window=window, subject_type=subject_type, soft=soft, hard=hard)
 
 
-def redis_client():
+def redis_client() -> Redis:
     return sharedcache.redis(getattr(settings, "RATELIMIT_USE_CACHE", "default"))
 
 
-def count_request(request, *, subject: str, subject_type: str, plan: str) -> RateUsage | None:
+def count_request(request: HttpRequest | Request, *, subject: str, subject_type: str, plan: str) -> RateUsage | None:
     """Count one request against ``subject`` (one Redis round trip); None when rate limiting is
     disabled. Redis errors propagate (the dependency handler answers 503)."""
     counter = counter_for(subject=subject, subject_type=subject_type, plan=plan)
@@ -128,8 +139,8 @@ def count_request(request, *, subject: str, subject_type: str, plan: str) -> Rat
     return counter.usage(count)
 
 
-def remember(request, usage: RateUsage | None) -> None:
-    django_request = getattr(request, "_request", request)
+def remember(request: HttpRequest | Request, usage: RateUsage | None) -> None:
+    django_request = cast("KaiHttpRequest", getattr(request, "_request", request))
     django_request.kai_rate_usage = usage
     django_request.kai_rate_counted = True
 
@@ -137,8 +148,8 @@ def remember(request, usage: RateUsage | None) -> None:
 class PlanRateThrottle(BaseThrottle):
     """Counts every API request once, by organization (plan) or IP, and refuses past the hard cap."""
 
-    def allow_request(self, request, view):
-        django_request = getattr(request, "_request", request)
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        django_request = cast("KaiHttpRequest", getattr(request, "_request", request))
         if getattr(django_request, "kai_rate_counted", False):
             usage = django_request.kai_rate_usage
         else:

@@ -6,7 +6,7 @@ from rest_framework.routers import SimpleRouter
 
 
 class KaiRouter(SimpleRouter):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(trailing_slash="")  # type: ignore[arg-type]
 
 

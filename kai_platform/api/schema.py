@@ -1,13 +1,22 @@
 """drf-spectacular hooks and security schemes."""
 
+from __future__ import annotations
+
 import copy
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance, is_serializer
+from drf_spectacular.utils import Direction
 from rest_framework.fields import CharField
 
 from kai_platform.api.url_pattern import URL_PATTERN, URL_RULE
+
+if TYPE_CHECKING:
+    from drf_spectacular.generators import SchemaGenerator
+    from rest_framework.request import Request
 
 
 class KaiAutoSchema(AutoSchema):
@@ -15,7 +24,7 @@ class KaiAutoSchema(AutoSchema):
     the partial ("Patched…") schema, as for PATCH, so the document promises no required field the view
     does not require."""
 
-    def _get_request_for_media_type(self, serializer, direction="request"):
+    def _get_request_for_media_type(self, serializer: Any, direction: str = "request") -> tuple[Any, bool]:
         if (
             self.method == "PUT"
             and getattr(self.view, "put_is_partial", False)
@@ -26,7 +35,7 @@ class KaiAutoSchema(AutoSchema):
             serializer.partial = True
         if isinstance(serializer, dict) and serializer.get(BODY_REQUIRED):  # a schema given as is, body required
             return {k: v for k, v in serializer.items() if k != BODY_REQUIRED}, True
-        schema, required = super()._get_request_for_media_type(serializer, direction)
+        schema, required = super()._get_request_for_media_type(serializer, direction)  # type: ignore[no-untyped-call]  # drf-spectacular's own method, untyped
         # a body that needs one of several fields (``requires_one_of``) cannot be left out either
         return schema, required or bool(getattr(serializer, "schema_requires_one_of", ()))
 
@@ -35,7 +44,7 @@ class KaiAutoSchema(AutoSchema):
 BODY_REQUIRED = "x-kai-body-required"
 
 
-def only_canonical_api(endpoints):
+def only_canonical_api(endpoints: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """The API is served under /api/v1/ and /api/; the document lists /api/v1/ once."""
     return [ep for ep in endpoints if ep[0].startswith("/api/v1/")]
 
@@ -44,7 +53,7 @@ class JWTAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "kai_platform.tenancy.authentication.JWTAuthentication"
     name = "jwtAuth"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
         return {
             "type": "http",
             "scheme": "bearer",
@@ -57,7 +66,7 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "kai_platform.tenancy.authentication.ApiKeyAuthentication"
     name = "apiKeyAuth"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
         return {
             "type": "http",
             "scheme": "bearer",
@@ -120,18 +129,18 @@ JSON_VALUE_SCHEMA = {
 _ANNOTATIONS = {"description", "title", "readOnly", "writeOnly", "example", "examples", "default", "deprecated"}
 
 
-def _types(schema: dict) -> set:
+def _types(schema: dict[str, Any]) -> set[Any]:
     """A schema's types: OpenAPI 3.1 spells a nullable one as a list (``["string", "null"]``)."""
     kind = schema.get("type")
     return set(kind) if isinstance(kind, list) else {kind}
 
 
-def _free(schema) -> bool:
+def _free(schema: object) -> bool:
     """A schema of any JSON value: annotations only, or the reference to ``JSONValue``."""
     return isinstance(schema, dict) and (schema.keys() <= _ANNOTATIONS or schema == JSON_VALUE_REF)
 
 
-def _no_nul(schema) -> None:
+def _no_nul(schema: object) -> None:
     """Every free string states that U+0000 is refused (strings with a format, enum or pattern of their
     own are narrower already), and so does every object that takes keys it does not name."""
     if isinstance(schema, list):
@@ -174,7 +183,9 @@ def _no_nul(schema) -> None:
             _no_nul(value)
 
 
-def request_rules(result, generator, request, public):
+def request_rules(
+    result: dict[str, Any], generator: SchemaGenerator, request: Request | None, public: bool
+) -> dict[str, Any]:
     """Rules every operation shares: a PUT carries a body (``{}`` changes nothing; no body at all is a
     400), so does a body with required fields or variants, and strings never hold U+0000."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
@@ -200,7 +211,7 @@ def request_rules(result, generator, request, public):
     return result
 
 
-def _needs_body(result, schema) -> bool:
+def _needs_body(result: dict[str, Any], schema: object) -> bool:
     """A body schema that absence cannot satisfy (required fields, one of several variants): the view
     answers 400 to no body at all, so the document says the body is required."""
     components = result.get("components", {}).get("schemas", {})
@@ -209,7 +220,9 @@ def _needs_body(result, schema) -> bool:
     return isinstance(schema, dict) and bool(schema.get("required") or "oneOf" in schema or "anyOf" in schema)
 
 
-def error_responses(result, generator, request, public):
+def error_responses(
+    result: dict[str, Any], generator: SchemaGenerator, request: Request | None, public: bool
+) -> dict[str, Any]:
     """Every operation documents the error envelope for the statuses the kernel answers with, so
     clients (and schema-driven fuzzers) see errors as part of the contract."""
     result.setdefault("components", {}).setdefault("schemas", {})["ErrorEnvelope"] = ERROR_ENVELOPE
@@ -232,8 +245,8 @@ class StrictSerializerSchema(OpenApiSerializerExtension):
     target_class = "kai_platform.api.serializers.StrictFieldsMixin"
     match_subclasses = True
 
-    def map_serializer(self, auto_schema, direction):
-        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+    def map_serializer(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         if direction == "request":
             schema["additionalProperties"] = False
             not_blank(self.target, schema)
@@ -258,7 +271,7 @@ NOT_BLANK = (
 )
 
 
-def not_blank(serializer, schema: dict) -> None:
+def not_blank(serializer: object, schema: dict[str, Any]) -> None:
     """A text field DRF trims and that may not be blank refuses whitespace only: its pattern says so
     (``minLength`` counts the characters before the trim)."""
     fields = getattr(serializer, "fields", {})
@@ -274,23 +287,26 @@ def not_blank(serializer, schema: dict) -> None:
             prop["pattern"] = NOT_BLANK
 
 
-def _given(schema: dict, name: str) -> dict:
+def _given(schema: dict[str, Any], name: str) -> dict[str, Any]:
     # a pattern binds strings only: a field of another type (or one whose type sits under oneOf) is just required
     return {"required": [name], "properties": {name: GIVEN}}
 
 
 RULES_KEY = "x-kai-rules"
+_SerializerClass = TypeVar("_SerializerClass", bound="type[Any]")
 #: a string with something in it (the views strip text: blank is absent)
 GIVEN = {"pattern": "\\S"}
 
 
-def schema_rules(*rules: dict, partial: tuple[dict, ...] = ()):
+def schema_rules(
+    *rules: dict[str, Any], partial: tuple[dict[str, Any], ...] = ()
+) -> Callable[[_SerializerClass], _SerializerClass]:
     """Class decorator for a strict serializer whose ``validate`` (or service) checks rules across fields
     (``protocol: oidc`` needs ``client_id``, say): each rule is a JSON Schema the create body must match,
     stated in the document under ``allOf`` so a generated client or fuzzer knows it. ``partial``: the
     rules a PUT/PATCH body must match on its own (what it names, whatever is stored)."""
 
-    def decorate(serializer_class):
+    def decorate(serializer_class: _SerializerClass) -> _SerializerClass:
         serializer_class.schema_rules = rules
         serializer_class.schema_partial_rules = partial
         return serializer_class
@@ -298,12 +314,12 @@ def schema_rules(*rules: dict, partial: tuple[dict, ...] = ()):
     return decorate
 
 
-def requires_one_of(*fields: str):
+def requires_one_of(*fields: str) -> Callable[[_SerializerClass], _SerializerClass]:
     """Class decorator for a strict serializer whose body needs at least one of ``fields``
     (checked in its ``validate``): the OpenAPI schema says so too, so a client generated from it
     never builds a body the view refuses."""
 
-    def decorate(serializer_class):
+    def decorate(serializer_class: _SerializerClass) -> _SerializerClass:
         serializer_class.schema_requires_one_of = fields
         return serializer_class
 

@@ -22,11 +22,12 @@ bench/), with output identical to DRF's:
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.core.validators import URLValidator
+from django.db.models import Model
 from django.utils import timezone
 from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import extend_schema_field
@@ -38,6 +39,9 @@ from rest_framework.utils import model_meta
 
 from kai_platform.api.renderers import dumps
 from kai_platform.api.url_pattern import HTTP_URL_PATTERN, HTTP_URL_RULE, HTTP_URL_SCHEMES
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
 
 #: the JSON types each field kind takes, as the OpenAPI document states them (DRF alone would
 #: coerce 0 to "0", "1" to True, "5" to 5)
@@ -53,8 +57,16 @@ _JSON_TYPES = (
     (fields.DictField, (dict,), "an object"),
 )
 
+AnyField = Field[Any, Any, Any, Any]
+#: how a read plan represents a value (None: the value itself)
+Representer = Callable[[Any], Any] | None
+#: ``(name, field, representer, attribute or None)``
+ReadPlan = list[tuple[str, AnyField, Representer, str | None]]
+#: ``(name, None | (field_class, kwargs, nested keys))``
+FieldRecipe = list[tuple[str, tuple[type[AnyField], dict[str, Any], tuple[str, ...]] | None]]
 
-def _integral(field, value):
+
+def _integral(field: AnyField, value: Any) -> Any:
     """JSON Schema 2020-12 (OpenAPI 3.1) counts ``1.0`` as an integer: an integer field takes it, as the
     whole number it is (DRF alone reads ``1e20`` as text and refuses it)."""
     if isinstance(field, fields.IntegerField) and isinstance(value, float) and value.is_integer():
@@ -66,7 +78,7 @@ def _integral(field, value):
     return value
 
 
-def _type_error(field, value) -> str | None:
+def _type_error(field: AnyField, value: object) -> str | None:
     if value is None:
         return None  # null is the field's own rule (allow_null)
     for kind, types, name in _JSON_TYPES:
@@ -88,7 +100,7 @@ def _type_error(field, value) -> str | None:
 
 
 if TYPE_CHECKING:  # the mixin extends DRF's Serializer (its fields, to_internal_value)
-    _Serializer = serializers.Serializer
+    _Serializer = serializers.Serializer[Any]
 else:
     _Serializer = object
 
@@ -96,7 +108,7 @@ else:
 class StrictFieldsMixin(_Serializer):
     """Refuses unknown fields and, in JSON bodies, values of another type than the field's."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             known = set(self.fields.keys())
             unknown = sorted(str(key) for key in data.keys() if key not in known)
@@ -120,7 +132,7 @@ class StrictFieldsMixin(_Serializer):
                 elif (error := _type_error(field, value)) is not None:
                     errors[key] = [error]
             if errors:  # reported beside the other fields' errors
-                clean: MultiValueDict | dict
+                clean: MultiValueDict[str, Any] | dict[str, Any]
                 if form:  # a shallow copy: a QueryDict's copy() deep-copies uploaded files (unpicklable)
                     clean = MultiValueDict({key: values for key, values in data.lists() if key not in errors})
                 else:
@@ -134,7 +146,7 @@ class StrictFieldsMixin(_Serializer):
         return super().to_internal_value(data)
 
 
-class KaiSerializer(StrictFieldsMixin, serializers.Serializer):
+class KaiSerializer(StrictFieldsMixin, serializers.Serializer[Any]):
     pass
 
 
@@ -155,11 +167,11 @@ _RECIPE_METHODS = (
     "build_url_field",
     "build_unknown_field",
 )
-_recipes: dict[type, list | None] = {}
+_recipes: dict[type[KaiModelSerializer], FieldRecipe | None] = {}
 _SLOW = object()
 
 
-def _recipe_cacheable(cls) -> bool:
+def _recipe_cacheable(cls: type[KaiModelSerializer]) -> bool:
     for klass in cls.__mro__:
         if klass in (KaiModelSerializer, serializers.ModelSerializer):
             return True
@@ -168,14 +180,14 @@ def _recipe_cacheable(cls) -> bool:
     return False
 
 
-def _build(field_class, kwargs: dict, nested: tuple):
+def _build(field_class: type[AnyField], kwargs: dict[str, Any], nested: tuple[str, ...]) -> AnyField:
     if nested:
         kwargs = {**kwargs, **{key: copy.deepcopy(kwargs[key]) for key in nested}}
     return field_class(**kwargs)
 
 
-class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
-    def get_fields(self):
+class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer[Any]):
+    def get_fields(self) -> dict[str, AnyField]:
         cls = type(self)
         try:
             recipe = _recipes[cls]
@@ -188,7 +200,7 @@ class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         declared = copy.deepcopy(self._declared_fields)
         return {name: declared[name] if spec is None else _build(*spec) for name, spec in recipe}
 
-    def _field_recipe(self) -> list | None:
+    def _field_recipe(self) -> FieldRecipe | None:
         """``[(name, None | (field_class, kwargs))]`` in DRF's order (None: a declared field): DRF's
         ``ModelSerializer.get_fields`` up to the point where it instantiates the fields."""
         fields = super().get_fields()  # DRF's checks (Meta, abstract model, depth, many-to-many defaults)
@@ -203,7 +215,7 @@ class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         extra_kwargs, hidden_fields = self.get_uniqueness_extra_kwargs(field_names, declared_fields, extra_kwargs)
         if hidden_fields or list(fields) != list(field_names):
             return None
-        recipe: list[tuple[str, Any]] = []
+        recipe: FieldRecipe = []
         for field_name in field_names:
             if field_name in declared_fields:
                 recipe.append((field_name, None))
@@ -221,7 +233,7 @@ class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             recipe.append((field_name, (field_class, field_kwargs, nested)))
         return recipe
 
-    def to_representation(self, instance):
+    def to_representation(self, instance: Any) -> dict[str, Any]:
         if isinstance(instance, Mapping):
             return super().to_representation(instance)
         plan = self.__dict__.get("_kai_read_plan")
@@ -259,11 +271,11 @@ class KaiModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
 # --- the read plan ---------------------------------------------------------------------------------
 
 
-def _bool(represent):
+def _bool(represent: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: value if value.__class__ is bool else represent(value)
 
 
-def _representer(field):
+def _representer(field: AnyField) -> Representer:
     """``field.to_representation``, or what it provably comes down to for DRF's stock fields (None:
     the value itself)."""
     method = type(field).to_representation
@@ -271,9 +283,9 @@ def _representer(field):
         return str
     if method is fields.IntegerField.to_representation:
         return int
-    if method is fields.UUIDField.to_representation and field.uuid_format == "hex_verbose":
+    if method is fields.UUIDField.to_representation and cast(fields.UUIDField, field).uuid_format == "hex_verbose":
         return str
-    if method is fields.JSONField.to_representation and not field.binary:
+    if method is fields.JSONField.to_representation and not cast(fields.JSONField, field).binary:
         return None
     if method is fields.ReadOnlyField.to_representation:
         return None
@@ -282,12 +294,12 @@ def _representer(field):
     return field.to_representation
 
 
-def _read_plan(readable_fields) -> list:
+def _read_plan(readable_fields: Iterable[AnyField]) -> ReadPlan:
     """``[(name, field, representer, attribute or None)]``: a plain attribute is read with getattr,
     anything else (dotted or ``*`` sources, relations, method fields) through the field."""
     return [
         (
-            field.field_name,
+            cast(str, field.field_name),  # a bound field's name
             field,
             _representer(field),
             field.source_attrs[0]
@@ -300,10 +312,10 @@ def _read_plan(readable_fields) -> list:
 
 #: overriding one of these makes a serializer's fields its own (context, arguments): no class plan
 _INSTANCE_FIELD_METHODS = ("__init__", "get_fields", "fields", "_readable_fields")
-_class_plans: dict[type, list | None] = {}
+_class_plans: dict[type[serializers.BaseSerializer[Any]], ReadPlan | None] = {}
 
 
-def _shareable(field) -> bool:
+def _shareable(field: AnyField) -> bool:
     """May one instance of this field represent values for every serializer of its class, in any
     thread? Stock DRF fields whose representation reads only their own arguments."""
     if isinstance(
@@ -328,7 +340,7 @@ def _shareable(field) -> bool:
     return child is None or (_shareable(child) if isinstance(child, Field) else False)
 
 
-def _class_read_plan(cls) -> list | None:
+def _class_read_plan(cls: type[serializers.BaseSerializer[Any]]) -> ReadPlan | None:
     """The read plan of a serializer class whose fields are all shareable, built once: its
     instances then represent objects without building fields of their own."""
     try:
@@ -339,7 +351,7 @@ def _class_read_plan(cls) -> list | None:
     for klass in cls.__mro__:
         if klass is KaiModelSerializer:
             try:
-                readable = list(cls()._readable_fields)
+                readable = list(cast(type[KaiModelSerializer], cls)()._readable_fields)  # a subclass (its MRO)
             except Exception:  # needs arguments or context: per-instance fields
                 readable = None
             if readable is not None and all(_shareable(field) for field in readable):
@@ -351,7 +363,7 @@ def _class_read_plan(cls) -> list | None:
     return plan
 
 
-def _holds_nul(value) -> bool:
+def _holds_nul(value: object) -> bool:
     """U+0000 in a string or key: PostgreSQL text and jsonb cannot hold it."""
     if isinstance(value, str):
         return "\x00" in value
@@ -380,7 +392,7 @@ class JSONValueField(serializers.JSONField):
 class HttpURLField(serializers.URLField):
     """A URL the platform calls out to (a webhook's target): http or https only, as the document says."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs["help_text"] = " ".join(filter(None, (kwargs.get("help_text"), HTTP_URL_RULE)))
         super().__init__(**kwargs)
         self.validators = [v for v in self.validators if not isinstance(v, URLValidator)]
@@ -397,11 +409,11 @@ class JSONObjectField(serializers.JSONField):
         "nul": "The NUL character (\\u0000) is not allowed in strings or keys.",
     }
 
-    def __init__(self, *args, max_bytes: int = 65536, **kwargs):
+    def __init__(self, *args: Any, max_bytes: int = 65536, **kwargs: Any) -> None:
         self.max_bytes = max_bytes
         super().__init__(*args, **kwargs)
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
             self.fail("not_object")
@@ -420,18 +432,21 @@ class NonEmptyJSONObjectField(JSONObjectField):
 
     default_error_messages = {"empty": "Give at least one field."}
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
         value = super().to_internal_value(data)
         if not value:
             self.fail("empty")
         return value
 
 
-def validated(serializer_class, request, *, data=None, **context) -> dict:
+def validated(
+    serializer_class: type[serializers.BaseSerializer[Any]], request: Request, *, data: Any = None, **context: Any
+) -> dict[str, Any]:
     """Validate the request body (or ``data``) with ``serializer_class``; 400 envelope on error."""
     serializer = serializer_class(data=request.data if data is None else data, context={"request": request, **context})
     serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    valid: dict[str, Any] = serializer.validated_data
+    return valid
 
 
 # --- list pages as plain rows ------------------------------------------------------------------------
@@ -448,12 +463,12 @@ class RowPlan:
     object carrying just the columns it reads (``properties``: name -> columns).
     """
 
-    def __init__(self, columns: list[str], entries: list[tuple], datetimes: list[int]):
+    def __init__(self, columns: list[str], entries: list[tuple[Any, ...]], datetimes: list[int]) -> None:
         self.columns = columns
         self._entries = entries  # (name, column index | (fget, dependency indexes), representer | None)
         self._datetimes = datetimes  # entries whose representer is a DateTimeField's
 
-    def rows(self, tuples) -> list[dict]:
+    def rows(self, tuples: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
         entries = self._entries
         if self._datetimes and timezone.get_current_timezone_name() != "UTC":
             entries = [
@@ -462,7 +477,7 @@ class RowPlan:
             ]
         out = []
         for values in tuples:
-            row = {}
+            row: dict[str, Any] = {}
             for entry in entries:
                 name, source, represent = entry[0], entry[1], entry[2]
                 if source.__class__ is int:
@@ -480,17 +495,21 @@ class _Columns:
 
     __slots__ = ("_values", "_indexes")
 
-    def __init__(self, values, indexes: dict):
+    def __init__(self, values: Sequence[Any], indexes: dict[str, int]) -> None:
         self._values, self._indexes = values, indexes
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         try:
             return self._values[self._indexes[name]]
         except KeyError:
             raise AttributeError(f"{name!r} is not among the columns declared for this property") from None
 
 
-def row_plan(serializer_class, model, properties: dict | None = None) -> RowPlan | None:
+def row_plan(
+    serializer_class: type[serializers.BaseSerializer[Any]],
+    model: type[Model],
+    properties: dict[str, Sequence[str]] | None = None,
+) -> RowPlan | None:
     """The ``RowPlan`` of ``serializer_class`` over ``model``, or None when a readable field is
     neither a concrete column (read as the field reads it) nor one of ``properties``, or when the
     serializer's fields are not the stock, context-free ones its class read plan requires."""

@@ -9,13 +9,18 @@ thread-safe over its connection pool, which django-redis shares per process anyw
 
 from __future__ import annotations
 
-from django.core.cache import caches
+from typing import TYPE_CHECKING, Any
+
+from django.core.cache import BaseCache, caches
 from django.core.signals import setting_changed
 
-_backends: dict = {}
+if TYPE_CHECKING:
+    from redis import Redis
+
+_backends: dict[str, BaseCache] = {}
 
 
-def backend(alias: str = "default"):
+def backend(alias: str = "default") -> BaseCache:
     """The process's backend for ``alias`` (made on first use, again after CACHES changes)."""
     try:
         return _backends[alias]
@@ -24,12 +29,13 @@ def backend(alias: str = "default"):
         return made
 
 
-def redis(alias: str = "default"):
+def redis(alias: str = "default") -> Redis:
     """The raw redis-py client of ``alias`` (django-redis's ``get_redis_connection``, shared)."""
-    return backend(alias).client.get_client(write=True)
+    client: Redis = backend(alias).client.get_client(write=True)  # type: ignore[attr-defined]  # django-redis's RedisCache
+    return client
 
 
-def _forget(*, setting, **kwargs):
+def _forget(*, setting: str, **kwargs: Any) -> None:
     if setting == "CACHES":
         _backends.clear()
 

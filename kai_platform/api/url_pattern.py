@@ -14,6 +14,7 @@ Left in words (``URL_RULE``): a host name is at most 253 characters and an IPv6 
 """
 
 import re
+from collections.abc import Iterable
 
 from django.core.validators import URLValidator
 
@@ -60,7 +61,7 @@ assert URLValidator.host_re == f"({_DJANGO_NAME}|localhost)"
 _HOST = _portable(_any_case(f"({_NAME}|localhost)"))
 
 
-def url_pattern(schemes) -> str:
+def url_pattern(schemes: Iterable[str]) -> str:
     """The pattern of what ``URLValidator(schemes=schemes)`` accepts (see the module's text)."""
     alternatives = "|".join(
         "".join(f"[{c}{c.upper()}]" for c in scheme) for scheme in sorted(schemes, key=len, reverse=True)

@@ -23,7 +23,7 @@ def install() -> None:
     resolve = resolver.resolve
     matches: dict[str, ResolverMatch] = {}
 
-    def cached_resolve(path):
+    def cached_resolve(path: object) -> ResolverMatch:
         path = str(path)
         match = matches.get(path)
         if match is None:

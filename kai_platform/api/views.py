@@ -5,6 +5,8 @@ from __future__ import annotations
 import hmac
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -14,8 +16,11 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularJSONAPIView
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rest_framework import exceptions, serializers
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from kai_platform.api.exceptions import envelope
@@ -31,24 +36,24 @@ class KaiAPIView(OrganizationContextMixin, APIView):
 class PublicAPIView(KaiAPIView):
     """No credential needed (and none looked at): login, register, refresh, magic links."""
 
-    authentication_classes: list = []
+    authentication_classes: list[type[BaseAuthentication]] = []
     permission_classes = [AllowAny]
 
-    def get_authenticate_header(self, request):
+    def get_authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'  # failed sign-ins answer 401, not 403
 
 
 class HealthView(PublicAPIView):
     """Liveness: the process answers. No dependencies checked."""
 
-    throttle_classes: list = []
+    throttle_classes: list[type[BaseThrottle]] = []
 
     @extend_schema(exclude=True)
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         return Response({"status": "ok"})
 
 
-def _timed(check) -> dict:
+def _timed(check: Callable[[], str | None]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         detail = check()
@@ -56,28 +61,31 @@ def _timed(check) -> dict:
     except Exception as exc:  # any failure means "down", with the reason
         detail = f"{type(exc).__name__}: {exc}"[:300]
         ok = False
-    result = {"status": "up" if ok else "down", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    result: dict[str, Any] = {
+        "status": "up" if ok else "down",
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
     if detail:
         result["detail" if not ok else "info"] = detail
     return result
 
 
-def _check_database():
+def _check_database() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()
 
 
-def _check_redis():
+def _check_redis() -> None:
     get_redis_connection("default").ping()
 
 
-def _check_broker():
+def _check_broker() -> None:
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
-def _check_workers():
+def _check_workers() -> str:
     prefix = worker_key_pattern()[:-1]
     names = [
         key.decode()[len(prefix) :]
@@ -100,10 +108,10 @@ class MetricsView(PublicAPIView):
     """Prometheus text exposition. With ``KAI_METRICS_TOKEN`` set, scrapers send it as a bearer
     token; production refuses to serve metrics without one."""
 
-    throttle_classes: list = []
+    throttle_classes: list[type[BaseThrottle]] = []
 
     @extend_schema(exclude=True)
-    def get(self, request):
+    def get(self, request: Request) -> HttpResponse:
         expected = settings.KAI_METRICS_TOKEN
         if expected:
             given = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ").strip()
@@ -129,7 +137,7 @@ class SystemHealthView(KaiAPIView):
             ),
         },
     )
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         checks = {name: _timed(check) for name, check in READINESS_CHECKS.items()}
         down = [name for name, result in checks.items() if result["status"] != "up"]
         if not down:
@@ -149,13 +157,13 @@ class OpenApiDocumentView(SpectacularJSONAPIView):
     every caller (``SERVE_PUBLIC``)."""
 
     _lock = threading.Lock()
-    _documents: dict = {}
+    _documents: dict[tuple[str | None, str | None], Any] = {}
 
-    def _get_schema_response(self, request):
-        version = self.api_version or request.version or self._get_version_parameter(request)
+    def _get_schema_response(self, request: Request) -> Response:
+        version = self.api_version or request.version or self._get_version_parameter(request)  # type: ignore[no-untyped-call]  # drf-spectacular's own method, untyped
         key = (version, request.GET.get("lang"))
         with self._lock:
             if key not in self._documents:
-                self._documents[key] = super()._get_schema_response(request).data
-        filename = self._get_filename(request, version)
+                self._documents[key] = super()._get_schema_response(request).data  # type: ignore[no-untyped-call]  # drf-spectacular's own method, untyped
+        filename = self._get_filename(request, version)  # type: ignore[no-untyped-call]  # drf-spectacular's own method, untyped
         return Response(data=self._documents[key], headers={"Content-Disposition": f'inline; filename="{filename}"'})

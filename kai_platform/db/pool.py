@@ -15,7 +15,10 @@ read off the pool's private ``_connect`` (tests/kernel/test_db_pool.py fails if 
 from __future__ import annotations
 
 from time import monotonic
+from typing import Any
 
+from psycopg import Connection
+from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 #: how often a caller waiting on a busy pool re-checks that the database is still reachable
@@ -23,13 +26,13 @@ RECHECK_SECONDS = 0.25
 
 
 class BusyAwareConnectionPool(ConnectionPool):
-    def __init__(self, *args, busy_timeout: float | None = None, **kwargs):
+    def __init__(self, *args: Any, busy_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.busy_timeout = max(float(busy_timeout or 0), self.timeout)
         self._connected_at: float | None = None
         self._connect_failed_at: float | None = None
 
-    def _connect(self, timeout: float | None = None):
+    def _connect(self, timeout: float | None = None) -> Connection[TupleRow]:
         try:
             conn = super()._connect(timeout)
         except BaseException:
@@ -43,7 +46,7 @@ class BusyAwareConnectionPool(ConnectionPool):
         connected, failed = self._connected_at, self._connect_failed_at
         return connected is not None and (failed is None or failed < connected)
 
-    def getconn(self, timeout: float | None = None):
+    def getconn(self, timeout: float | None = None) -> Connection[TupleRow]:
         started = monotonic()
         try:
             return super().getconn(timeout)

@@ -7,6 +7,9 @@ usage; ``client.complete(…)`` gathers them. ``pricing.cost_usd`` turns usage i
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Any
+
 from kai_platform.llm.base import (  # noqa: F401
     Chunk,
     Completion,
@@ -38,7 +41,7 @@ def needs_base_url(provider_type: str) -> bool:
     return provider_type in OPENAI_COMPATIBLE and provider_type not in DEFAULT_BASE_URLS
 
 
-def preload_clients(sdks=("openai", "anthropic")) -> None:
+def preload_clients(sdks: Collection[str] = ("openai", "anthropic")) -> None:
     """Import the named provider SDKs now (seconds of imports), so a worker's first model call does
     not spend its timeout on them."""
     unknown = set(sdks) - {"openai", "anthropic"}
@@ -85,7 +88,7 @@ def _warm_openai_call() -> None:
             pass
 
 
-def get_client(provider_type: str, **kwargs) -> LLMClient:
+def get_client(provider_type: str, **kwargs: Any) -> LLMClient:
     if provider_type == "builtin":
         return BuiltinClient(**kwargs)
     if provider_type in OPENAI_COMPATIBLE:

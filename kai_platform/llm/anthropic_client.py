@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import anthropic
 import json
 import time
 from collections.abc import Iterator
@@ -48,9 +52,9 @@ def map_sdk_error(exc: BaseException, timeout: float) -> LLMError:
     return LLMError(f"anthropic call failed: {type(exc).__name__}: {exc}", provider="anthropic")
 
 
-def to_anthropic(messages: list[dict]) -> tuple[str, list[dict]]:
+def to_anthropic(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     system = "\n\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "system")
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for m in messages:
         role = m.get("role")
         if role == "system":
@@ -80,7 +84,7 @@ def to_anthropic(messages: list[dict]) -> tuple[str, list[dict]]:
 class AnthropicClient(LLMClient):
     provider_type = "anthropic"
 
-    def _sdk_client(self, aborter: Aborter | None = None):
+    def _sdk_client(self, aborter: Aborter | None = None) -> anthropic.Anthropic:
         # deferred: heavy — the Anthropic SDK, loaded on first use to keep process start fast
         import anthropic
 
@@ -97,7 +101,9 @@ class AnthropicClient(LLMClient):
             http_client=guarded_http_client(self.allowlist, timeout=self.timeout, aborter=aborter),
         )
 
-    def _request(self, messages, tools, params: dict) -> tuple[dict, dict | None]:
+    def _request(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The streamed Messages request for ``messages`` and ``tools``, and the structured-output
         format it asks for (None: free text)."""
         system, converted = to_anthropic(messages)
@@ -129,7 +135,12 @@ class AnthropicClient(LLMClient):
             kwargs["tool_choice"] = {"type": "any"} if tools else {"type": "tool", "name": structured.ANSWER_TOOL}
         return kwargs, fmt
 
-    def stream(self, messages, tools=None, params=None) -> Iterator[Chunk]:
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Iterator[Chunk]:
         params = {**self.options, **(params or {})}
         kwargs, fmt = self._request(messages, tools, params)
         cancel = params.get("cancel")
@@ -137,7 +148,7 @@ class AnthropicClient(LLMClient):
         client = self._sdk_client(aborter)
         deadline = time.monotonic() + self.timeout
         input_tokens = output_tokens = 0
-        blocks: dict[int, dict] = {}
+        blocks: dict[int, dict[str, Any]] = {}
         try:
             # a cancel shuts the call's socket down: it ends now, even before the first byte
             with client, on_cancel(cancel, aborter.abort):

@@ -8,6 +8,10 @@ an assistant message may carry ``tool_calls`` ([{id, name, arguments}]) and a to
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kai_platform.llm.netguard import AllowList
 import re
 import time
 from abc import ABC, abstractmethod
@@ -23,7 +27,7 @@ def count_tokens(text: str) -> int:
     return len(_TOKEN_RE.findall(text or ""))
 
 
-def messages_tokens(messages: list[dict]) -> int:
+def messages_tokens(messages: list[dict[str, Any]]) -> int:
     return sum(count_tokens(str(m.get("content") or "")) + 1 for m in messages)
 
 
@@ -42,9 +46,9 @@ class Usage:
 class ToolCall:
     id: str
     name: str
-    arguments: dict
+    arguments: dict[str, Any]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}
 
 
@@ -110,9 +114,9 @@ class LLMClient(ABC):
         api_key: str | None = None,
         base_url: str | None = None,
         timeout: float = 60.0,
-        allowlist=None,
-        options: dict | None = None,
-    ):
+        allowlist: AllowList | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.model = model
         self.api_key = api_key
         self.base_url = base_url or None
@@ -122,13 +126,21 @@ class LLMClient(ABC):
 
     @abstractmethod
     def stream(
-        self, messages: list[dict], tools: list[dict] | None = None, params: dict | None = None
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> Iterator[Chunk]:
         """Yield text/tool_call chunks, then exactly one usage chunk. ``params["cancel"]`` (a
         ``threading.Event``, set by the run engine when the run is cancelled) ends the call early:
         a client stops at once where it can (the builtin one also mid-wait), or at its next chunk."""
 
-    def complete(self, messages: list[dict], tools: list[dict] | None = None, params: dict | None = None) -> Completion:
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Completion:
         started = time.perf_counter()
         parts: list[str] = []
         tool_calls: list[ToolCall] = []
@@ -154,9 +166,9 @@ class LLMClient(ABC):
         return self.complete([{"role": "user", "content": "ping"}], params={"max_tokens": 1})
 
 
-def error_chain(exc: BaseException | None):
+def error_chain(exc: BaseException | None) -> Iterator[BaseException]:
     """The exception and its causes/contexts, outermost first."""
-    seen = set()
+    seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc

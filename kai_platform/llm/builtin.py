@@ -20,9 +20,19 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from kai_platform.llm import structured
-from kai_platform.llm.base import Chunk, LLMBadRequest, LLMClient, ToolCall, Usage, count_tokens, messages_tokens
+from kai_platform.llm.base import (
+    Chunk,
+    Completion,
+    LLMBadRequest,
+    LLMClient,
+    ToolCall,
+    Usage,
+    count_tokens,
+    messages_tokens,
+)
 
 _DIRECTIVE = re.compile(r"^/tool\s+([A-Za-z0-9_.\-]+)\s*(.*)$", re.M)
 
@@ -34,7 +44,9 @@ def _call_id(seed: str) -> str:
 class BuiltinClient(LLMClient):
     provider_type = "builtin"
 
-    def _planned_tool_calls(self, messages, tools, params) -> list[ToolCall]:
+    def _planned_tool_calls(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, params: dict[str, Any]
+    ) -> list[ToolCall]:
         if messages and messages[-1].get("role") == "tool":
             return []
         offered = {t["name"] for t in tools or []}
@@ -57,7 +69,7 @@ class BuiltinClient(LLMClient):
             raise LLMBadRequest(f"tool {unknown[0]!r} was not offered to the model", provider="builtin")
         return planned
 
-    def _reply(self, messages) -> str:
+    def _reply(self, messages: list[dict[str, Any]]) -> str:
         last = messages[-1] if messages else {"role": "user", "content": ""}
         if last.get("role") == "tool":
             name = last.get("name") or "tool"
@@ -66,7 +78,12 @@ class BuiltinClient(LLMClient):
         text = str(last_user.get("content") or "") if last_user else ""
         return f"Builtin reply to: {text}".strip()
 
-    def stream(self, messages, tools=None, params=None) -> Iterator[Chunk]:
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Iterator[Chunk]:
         params = {**self.options, **(params or {})}
         latency_ms = float(params.get("latency_ms") or 0)
         tokens_per_s = float(params.get("tokens_per_s") or 0)
@@ -100,5 +117,5 @@ class BuiltinClient(LLMClient):
             yield Chunk(kind="text", text=piece)
         yield Chunk(kind="usage", usage=Usage(input_tokens, emitted))
 
-    def validate(self):
+    def validate(self) -> Completion:
         return self.complete([{"role": "user", "content": "ping"}])

@@ -22,7 +22,7 @@ INTERVAL = 0.1
 
 
 class _Watcher:
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._calls: dict[int, tuple[threading.Event, Callable[[], None]]] = {}
         self._ids = itertools.count()

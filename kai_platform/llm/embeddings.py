@@ -14,8 +14,12 @@ import math
 import re
 from collections import Counter
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from kai_platform.llm.base import LLMError, error_chain
+
+if TYPE_CHECKING:
+    from kai_platform.llm.openai_compat import OpenAICompatibleClient
 
 BUILTIN_DIMENSIONS = 384
 #: weight of a word, a bigram and a trigram
@@ -32,7 +36,7 @@ def _slot(feature: str, dimensions: int) -> tuple[int, float]:
 def builtin_embedding(text: str, dimensions: int = BUILTIN_DIMENSIONS) -> list[float]:
     """One text → a unit vector (all zeros for a text without words)."""
     words = _WORD_RE.findall((text or "").lower())
-    features: Counter = Counter()
+    features: Counter[tuple[str, float]] = Counter()
     for n, weight in enumerate(NGRAM_WEIGHTS, start=1):
         for i in range(len(words) - n + 1):
             features[(" ".join(words[i : i + n]), weight)] += 1
@@ -48,13 +52,15 @@ def builtin_embed(texts: list[str], dimensions: int = BUILTIN_DIMENSIONS) -> lis
     return [builtin_embedding(t, dimensions) for t in texts]
 
 
-def openai_embed(client, texts: list[str], *, dimensions: int | None = None) -> list[list[float]]:
+def openai_embed(
+    client: OpenAICompatibleClient, texts: list[str], *, dimensions: int | None = None
+) -> list[list[float]]:
     """``POST {base_url}/embeddings`` through an ``OpenAICompatibleClient``'s SDK client (the SSRF
     guard, its key and timeout). ``dimensions`` asks models that can shorten their vectors to."""
     # deferred: heavy — openai_compat loads the OpenAI SDK; only a provider's embedding call needs it
     from kai_platform.llm.openai_compat import map_sdk_error
 
-    kwargs = {"model": client.model, "input": list(texts)}
+    kwargs: dict[str, Any] = {"model": client.model, "input": list(texts)}
     if dimensions:
         kwargs["dimensions"] = dimensions
     try:

@@ -15,8 +15,21 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx2
+    from httpcore2._backends.base import NetworkStream
+    from httpcore2._backends.sync import SyncBackend
+    from httpcore2._types import SOCKET_OPTION
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: cloud metadata endpoints, refused even when a broader allow-list would admit them
 METADATA_ADDRESSES = {
@@ -32,7 +45,7 @@ class BlockedAddress(Exception):
     """The URL's host is (or resolves to) a private, loopback, link-local or metadata address."""
 
 
-def _network(entry: str):
+def _network(entry: str) -> IPNetwork | None:
     try:
         return ipaddress.ip_network(entry, strict=False)
     except ValueError:
@@ -41,12 +54,13 @@ def _network(entry: str):
 
 @dataclass(frozen=True)
 class AllowList:
-    hosts: frozenset = field(default_factory=frozenset)
-    networks: tuple = ()
+    hosts: frozenset[str] = field(default_factory=frozenset)
+    networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
-    def from_entries(cls, *entry_lists) -> AllowList:
-        hosts, networks = set(), []
+    def from_entries(cls, *entry_lists: Iterable[object] | None) -> AllowList:
+        hosts: set[str] = set()
+        networks: list[IPNetwork] = []
         for entries in entry_lists:
             for raw in entries or []:
                 entry = str(raw).strip().lower()
@@ -65,17 +79,17 @@ class AllowList:
             return True
         return any(h.startswith("*.") and host.endswith(h[1:]) for h in self.hosts)
 
-    def allows_ip(self, ip) -> bool:
+    def allows_ip(self, ip: IPAddress) -> bool:
         return any(ip.version == n.version and ip in n for n in self.networks)
 
 
-def is_public(ip) -> bool:
+def is_public(ip: IPAddress) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_global and not ip.is_multicast and not ip.is_reserved and ip not in METADATA_ADDRESSES
 
 
-def resolve(host: str, port: int) -> list:
+def resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -85,7 +99,7 @@ def resolve(host: str, port: int) -> list:
     return sorted({ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos}, key=str)
 
 
-def check_host(host: str, port: int, allowlist: AllowList | None = None) -> list:
+def check_host(host: str, port: int, allowlist: AllowList | None = None) -> list[IPAddress]:
     """Resolve ``host`` and raise ``BlockedAddress`` unless every address may be reached."""
     allowlist = allowlist or AllowList()
     host = host.rstrip(".")
@@ -104,7 +118,7 @@ def check_host(host: str, port: int, allowlist: AllowList | None = None) -> list
     return addresses
 
 
-def check_url(url: str, allowlist: AllowList | None = None) -> list:
+def check_url(url: str, allowlist: AllowList | None = None) -> list[IPAddress]:
     """Raise ``BlockedAddress`` unless ``url`` is http(s) and its host may be reached.
     Returns the resolved addresses."""
     allowlist = allowlist or AllowList()
@@ -123,12 +137,12 @@ class Aborter:
     of them at once (called from another thread: ``kai_platform.llm.cancel``). A socket opened
     after the abort is shut down as it opens."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self.aborted = False
 
-    def add(self, sock) -> None:
+    def add(self, sock: socket.socket | None) -> None:
         if sock is None:
             return
         with self._lock:
@@ -145,14 +159,14 @@ class Aborter:
             self._shut(sock)
 
     @staticmethod
-    def _shut(sock) -> None:
+    def _shut(sock: socket.socket) -> None:
         try:  # the plain socket's shutdown, also under TLS: the TLS layer's would reset its state under the reader
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
         except OSError:  # already closed
             pass
 
 
-def _pinned_backend(allowlist: AllowList | None, aborter: Aborter | None = None):
+def _pinned_backend(allowlist: AllowList | None, aborter: Aborter | None = None) -> SyncBackend:
     """An httpcore network backend that connects only to addresses ``check_host`` passed: the
     address checked is the address connected to (no second DNS lookup to rebind). With
     ``aborter``, every socket it opens (and its TLS successor) is handed to it."""
@@ -162,31 +176,40 @@ def _pinned_backend(allowlist: AllowList | None, aborter: Aborter | None = None)
     from httpcore2._backends.sync import SyncBackend
 
     class AbortableStream(NetworkStream):
-        def __init__(self, inner, owner: Aborter):
+        def __init__(self, inner: NetworkStream, owner: Aborter) -> None:
             self.inner, self.owner = inner, owner
             owner.add(inner.get_extra_info("socket"))
 
-        def read(self, max_bytes, timeout=None):
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
             return self.inner.read(max_bytes, timeout)
 
-        def write(self, buffer, timeout=None):
-            return self.inner.write(buffer, timeout)
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self.inner.write(buffer, timeout)
 
-        def close(self):
-            return self.inner.close()
+        def close(self) -> None:
+            self.inner.close()
 
-        def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        def start_tls(
+            self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+        ) -> NetworkStream:
             return AbortableStream(self.inner.start_tls(ssl_context, server_hostname, timeout), self.owner)
 
-        def get_extra_info(self, info):
+        def get_extra_info(self, info: str) -> Any:
             return self.inner.get_extra_info(info)
 
     class PinnedBackend(SyncBackend):
-        def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Iterable[SOCKET_OPTION] | None = None,
+        ) -> NetworkStream:
             # deferred: heavy — the HTTP client stack, loaded on first use to keep process start fast
             import httpcore2
 
-            last_error = None
+            last_error: Exception | None = None
             for ip in check_host(host, port, allowlist):
                 try:
                     stream = super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
@@ -205,13 +228,13 @@ def guarded_http_client(
     follow_redirects: bool = True,
     max_redirects: int = 5,
     aborter: Aborter | None = None,
-):
+) -> httpx2.Client:
     """An ``httpx2.Client`` that checks every request it sends (redirect hops included); with
     ``aborter``, ``aborter.abort()`` ends its calls at once, even one waiting for its first byte."""
     # deferred: heavy — the HTTP client stack, loaded on first use to keep process start fast
     import httpx2
 
-    def _guard(request):
+    def _guard(request: httpx2.Request) -> None:
         check_url(str(request.url), allowlist)
 
     transport = httpx2.HTTPTransport(trust_env=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import openai  # here, not at the first call: a client's first call must not spend its timeout importing
 
@@ -50,7 +51,7 @@ def map_sdk_error(exc: BaseException, provider: str, timeout: float) -> LLMError
     return LLMError(f"{provider} call failed: {type(exc).__name__}: {exc}", provider=provider)
 
 
-def _message(exc) -> str:
+def _message(exc: BaseException) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         error = body.get("error", body)
@@ -59,7 +60,7 @@ def _message(exc) -> str:
     return str(getattr(exc, "message", exc))[:300]
 
 
-def to_openai_messages(messages: list[dict]) -> list[dict]:
+def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for m in messages:
         role = m.get("role")
@@ -88,7 +89,7 @@ def to_openai_messages(messages: list[dict]) -> list[dict]:
 class OpenAICompatibleClient(LLMClient):
     provider_type = "openai"
 
-    def __init__(self, *, provider_type: str = "openai", **kwargs):
+    def __init__(self, *, provider_type: str = "openai", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.provider_type = provider_type
 
@@ -99,13 +100,13 @@ class OpenAICompatibleClient(LLMClient):
             raise LLMBadRequest(f"a {self.provider_type} provider needs a base_url", provider=self.provider_type)
         return url
 
-    def _sdk_client(self, aborter: Aborter | None = None):
+    def _sdk_client(self, aborter: Aborter | None = None) -> openai.OpenAI:
         try:
             check_url(self.endpoint, self.allowlist)
         except BlockedAddress as exc:
             raise LLMBlockedAddress(str(exc), provider=self.provider_type) from exc
         http_client = guarded_http_client(self.allowlist, timeout=self.timeout, aborter=aborter)
-        common = {
+        common: dict[str, Any] = {
             "api_key": self.api_key or "unused",
             "timeout": self.timeout,
             "max_retries": 0,
@@ -117,9 +118,11 @@ class OpenAICompatibleClient(LLMClient):
             )
         return openai.OpenAI(base_url=self.endpoint, **common)
 
-    def _request(self, messages, tools, params: dict) -> dict:
+    def _request(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, params: dict[str, Any]
+    ) -> dict[str, Any]:
         """The streamed chat-completions request (usage included) for ``messages`` and ``tools``."""
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": to_openai_messages(messages),
             "stream": True,
@@ -143,7 +146,12 @@ class OpenAICompatibleClient(LLMClient):
             kwargs["response_format"] = structured.openai_response_format(fmt, self.provider_type)
         return kwargs
 
-    def stream(self, messages, tools=None, params=None) -> Iterator[Chunk]:
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Iterator[Chunk]:
         params = {**self.options, **(params or {})}
         kwargs = self._request(messages, tools, params)
         cancel = params.get("cancel")
@@ -152,7 +160,7 @@ class OpenAICompatibleClient(LLMClient):
         deadline = time.monotonic() + self.timeout
         usage = None
         text_parts: list[str] = []
-        pending: dict[int, dict] = {}
+        pending: dict[int, dict[str, Any]] = {}
         try:
             # a cancel shuts the call's socket down: it ends now, even before the first byte
             with client, on_cancel(cancel, aborter.abort):

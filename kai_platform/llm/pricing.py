@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 PRICES_PER_MILLION: dict[str, tuple[str, str]] = {
     "builtin": ("0", "0"),
@@ -34,7 +35,7 @@ _MILLION = Decimal(1_000_000)
 _QUANTUM = Decimal("0.000001")
 
 
-def price_for(model: str, override: dict | None = None) -> tuple[Decimal, Decimal, bool]:
+def price_for(model: str, override: dict[str, Any] | None = None) -> tuple[Decimal, Decimal, bool]:
     """(input, output) USD per million tokens, and whether the model is priced. A model name
     matches its longest priced prefix (``gpt-4o-2024-08-06`` → ``gpt-4o``)."""
     if override and "input_per_1m" in override and "output_per_1m" in override:
@@ -50,7 +51,7 @@ def price_for(model: str, override: dict | None = None) -> tuple[Decimal, Decima
     return Decimal(0), Decimal(0), False
 
 
-def cost_usd(model: str, input_tokens: int, output_tokens: int, override: dict | None = None) -> Decimal:
+def cost_usd(model: str, input_tokens: int, output_tokens: int, override: dict[str, Any] | None = None) -> Decimal:
     inp, out, _ = price_for(model, override)
     total = (inp * input_tokens + out * output_tokens) / _MILLION
     return total.quantize(_QUANTUM, rounding=ROUND_HALF_UP)

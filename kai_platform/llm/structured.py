@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 #: the tool an Anthropic model is made to call to answer in the schema
 ANSWER_TOOL = "structured_answer"
@@ -15,7 +16,7 @@ ANSWER_TOOL = "structured_answer"
 JSON_OBJECT_ONLY = frozenset({"deepseek"})
 
 
-def response_format(params: dict | None) -> dict | None:
+def response_format(params: dict[str, Any] | None) -> dict[str, Any] | None:
     """The ``{name, schema}`` asked for, or None."""
     value = (params or {}).get("response_format")
     if isinstance(value, dict) and isinstance(value.get("schema"), dict):
@@ -24,13 +25,13 @@ def response_format(params: dict | None) -> dict | None:
     return None
 
 
-def openai_response_format(fmt: dict, provider_type: str) -> dict:
+def openai_response_format(fmt: dict[str, Any], provider_type: str) -> dict[str, Any]:
     if provider_type in JSON_OBJECT_ONLY:
         return {"type": "json_object"}
     return {"type": "json_schema", "json_schema": {"name": fmt["name"], "schema": fmt["schema"]}}
 
 
-def anthropic_answer_tool(fmt: dict) -> dict:
+def anthropic_answer_tool(fmt: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": ANSWER_TOOL,
         "description": f"Give the final answer ({fmt['name']}) as this tool's input.",
@@ -40,7 +41,7 @@ def anthropic_answer_tool(fmt: dict) -> dict:
     }
 
 
-def anthropic_answer(fmt: dict, arguments: dict) -> str:
+def anthropic_answer(fmt: dict[str, Any], arguments: dict[str, Any]) -> str:
     """The JSON text of a forced answer-tool call (unwrapped when the schema was not an object)."""
     value = arguments if fmt["schema"].get("type") == "object" else arguments.get("value")
     return json.dumps(value, ensure_ascii=False)
@@ -49,7 +50,7 @@ def anthropic_answer(fmt: dict, arguments: dict) -> str:
 # --- a deterministic instance of a schema (the builtin provider's answer) -----------------------
 
 
-def _resolve_ref(schema: dict, root: dict) -> dict:
+def _resolve_ref(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     ref = schema.get("$ref")
     if not isinstance(ref, str) or not ref.startswith("#/"):
         return schema
@@ -59,7 +60,7 @@ def _resolve_ref(schema: dict, root: dict) -> dict:
     return node if isinstance(node, dict) else {}
 
 
-def _string(schema: dict, hint: str) -> str:
+def _string(schema: dict[str, Any], hint: str) -> str:
     formats = {
         "date": "2024-01-01",
         "date-time": "2024-01-01T00:00:00Z",
@@ -75,7 +76,7 @@ def _string(schema: dict, hint: str) -> str:
     return text[: int(maximum)] if maximum is not None else text
 
 
-def _number(schema: dict, integer: bool):
+def _number(schema: dict[str, Any], integer: bool) -> Any:
     value = schema.get("minimum", schema.get("exclusiveMinimum", 0))
     if "exclusiveMinimum" in schema and "minimum" not in schema:
         value = value + 1
@@ -85,7 +86,7 @@ def _number(schema: dict, integer: bool):
     return int(value) if integer else value
 
 
-def instance_of(schema, root: dict | None = None, hint: str = "", depth: int = 0):
+def instance_of(schema: Any, root: dict[str, Any] | None = None, hint: str = "", depth: int = 0) -> Any:
     """A value valid for the common keywords (type, properties/required, items/minItems, enum,
     const, anyOf/oneOf/allOf, $ref, string formats and lengths, number bounds); ``pattern`` and
     exotic keywords are not solved."""
@@ -101,7 +102,7 @@ def instance_of(schema, root: dict | None = None, hint: str = "", depth: int = 0
         if schema.get(key):
             return instance_of(schema[key][0], root, hint, depth + 1)
     if schema.get("allOf"):
-        merged: dict = {}
+        merged: dict[str, Any] = {}
         for part in schema["allOf"]:
             part = _resolve_ref(part, root)
             merged.update({k: v for k, v in part.items() if k not in ("properties", "required")})

@@ -7,8 +7,9 @@ parameters)`` and returns a JSON-able result, or raises ``CommandError``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from kai_platform.tenancy.roles import ALL_ROLES
 
@@ -23,15 +24,18 @@ class CommandError(Exception):
 @dataclass(frozen=True)
 class Command:
     name: str
-    handler: Callable
-    roles: frozenset
+    handler: Callable[..., Any]
+    roles: frozenset[str]
 
 
 _REGISTRY: dict[str, Command] = {}
 
 
-def register_command(name: str, *, roles=ALL_ROLES):
-    def decorator(handler):
+_H = TypeVar("_H", bound=Callable[..., Any])
+
+
+def register_command(name: str, *, roles: Iterable[str] = ALL_ROLES) -> Callable[[_H], _H]:
+    def decorator(handler: _H) -> _H:
         _REGISTRY[name] = Command(name=name, handler=handler, roles=frozenset(roles))
         return handler
 

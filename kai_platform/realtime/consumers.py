@@ -17,7 +17,9 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Coroutine
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import orjson
@@ -29,10 +31,12 @@ from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
 
 from kai_platform.api.errors import RateLimited
+from kai_platform.asgitypes import Message, Receive, Scope, Send
 from kai_platform.clientaddr import scope_address
 from kai_platform.realtime import limits, watch
 from kai_platform.server import drain
 from kai_platform.tenancy.authentication import authenticate_credential
+from kai_platform.tenancy.context import AuthContext
 
 logger = logging.getLogger("kai.realtime")
 
@@ -54,7 +58,7 @@ class SocketIdentity:
 
     __slots__ = ("user_id", "organization_id", "role", "kind", "session_id", "credential", "expires_at")
 
-    def __init__(self, user, auth):
+    def __init__(self, user: Any, auth: AuthContext) -> None:
         self.user_id = user.pk
         self.organization_id = auth.organization.pk if auth.organization is not None else None
         self.role = auth.role
@@ -86,7 +90,7 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-class KaiSocketConsumer(AsyncWebsocketConsumer):
+class KaiSocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ships no types
     server_version = "1.0.0"
     #: refuse credentials not bound to an organization (the console socket lets staff in without one)
     requires_organization = True
@@ -105,8 +109,8 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
     auth = None
     organization = None
     _credential: str | None = None  # the raw credential, kept instead of the rows (keeps_identity_rows False)
-    _tasks: list | None = None  # background tasks of this socket (``_spawn``)
-    _message_times: collections.deque | None = None  # the message-rate window, from the first message
+    _tasks: list[asyncio.Future[Any]] | None = None  # background tasks of this socket (``_spawn``)
+    _message_times: collections.deque[float] | None = None  # the message-rate window, from the first message
     _rate_warned = False
     _limits_held = False
     _closing = False
@@ -121,9 +125,10 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         return self.identity
 
     # --- lifecycle ------------------------------------------------------------------------
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.per_socket_channel:
-            return await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send)
+            return
         # Channels' AsyncConsumer.__call__ without a channel of the socket's own (relay.py). With one
         # source of messages, await_many_dispatch's extra task and asyncio.wait per message are not needed.
         self.scope = scope
@@ -135,25 +140,25 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         except StopConsumer:
             pass
 
-    async def dispatch(self, message):
+    async def dispatch(self, message: Message) -> None:
         if self._dispatch_lock is None:
             self._dispatch_lock = asyncio.Lock()
         async with self._dispatch_lock:
             await super().dispatch(message)
 
-    def relay_message(self, message) -> None:
+    def relay_message(self, message: Message) -> None:
         """A channel-layer message of one of this socket's groups, from the process's relay."""
         if not self._closing:
             self._spawn(self._dispatch_relayed(message))
 
-    async def _dispatch_relayed(self, message):
+    async def _dispatch_relayed(self, message: Message) -> None:
         if self._dispatch_lock is None:
             self._dispatch_lock = asyncio.Lock()
         async with self._dispatch_lock:
             if not self._closing:
                 await super().dispatch(message)
 
-    async def connect(self):
+    async def connect(self) -> None:
         self.client_id = f"client_{uuid.uuid4().hex[:12]}"
         self.connected_at = time.monotonic()
         self.query = {k: v[-1] for k, v in parse_qs(self.scope.get("query_string", b"").decode()).items()}
@@ -170,7 +175,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
                 settings.KAI_WS_AUTH_TIMEOUT, self._auth_window_over
             )
 
-    async def disconnect(self, code):
+    async def disconnect(self, code: int) -> None:
         self._closing = True
         self._cancel_auth_timer()
         for task in self._tasks or ():
@@ -182,12 +187,12 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
     def _origin_allowed(self) -> bool:
         return origin_allowed(dict(self.scope.get("headers") or []).get(b"origin"))
 
-    def _auth_window_over(self):
+    def _auth_window_over(self) -> None:
         self._auth_timer = None
         if self.identity is None and not self._closing:
             self._spawn(self.refuse("AUTHENTICATION_FAILED", "No credential within the authentication window."))
 
-    def _cancel_auth_timer(self):
+    def _cancel_auth_timer(self) -> None:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
@@ -221,7 +226,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
             del self.user, self.auth, self.organization  # back to the class defaults (None)
         return True
 
-    def _lease_info(self, user, auth) -> dict:
+    def _lease_info(self, user: Any, auth: AuthContext) -> dict[str, str]:
         """What the operator console lists for this socket (``limits.open_sockets``)."""
         headers = dict(self.scope.get("headers") or [])
         return {
@@ -249,21 +254,22 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
                 retry_after=60,
             )
 
-    async def identity_rows(self):
+    async def identity_rows(self) -> tuple[Any, AuthContext | None]:
         """``(user, auth)`` of the socket's credential, for a handler that acts as the user; with
         ``keeps_identity_rows`` False they are loaded again (the credential checked again: a revoked or
         expired one closes the socket and gives ``(None, None)``)."""
         if self._credential is None:
             return self.user, self.auth
         try:
-            return await database_sync_to_async(authenticate_credential)(
+            rows: tuple[Any, AuthContext] = await database_sync_to_async(authenticate_credential)(
                 self._credential, organization_ref=self.query.get("organization")
             )
+            return rows
         except (exceptions.AuthenticationFailed, exceptions.PermissionDenied):
             self.credential_lapsed()
             return None, None
 
-    def credential_expiring(self, expires_at) -> None:
+    def credential_expiring(self, expires_at: datetime) -> None:
         """The credential expires soon (the watcher's warning timer): ``disconnect_warning``."""
         if not self._closing:
             seconds = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
@@ -275,8 +281,10 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
             self._closing = True  # once: the expiry timer and a re-check may both fire
             self._spawn(self.refuse("AUTHENTICATION_FAILED", "The credential has expired or was revoked."))
 
-    async def refuse(self, error_code: str, message: str, *, close_code: int = CLOSE_POLICY, retry_after=None):
-        data = {"error_code": error_code, "error_message": message, "close_code": close_code}
+    async def refuse(
+        self, error_code: str, message: str, *, close_code: int = CLOSE_POLICY, retry_after: int | None = None
+    ) -> None:
+        data: dict[str, Any] = {"error_code": error_code, "error_message": message, "close_code": close_code}
         if retry_after is not None:
             data["retry_after"] = retry_after
         try:
@@ -286,12 +294,13 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
             await self._release_lease()
             await self.close(code=close_code, reason=close_reason(error_code, message))
 
-    async def _release_lease(self):
+    async def _release_lease(self) -> None:
         await limits.release_lease(self)
 
     # --- receiving ------------------------------------------------------------------------
-    async def receive(self, text_data=None, bytes_data=None):
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         raw = text_data if text_data is not None else bytes_data
+        assert raw is not None  # a websocket.receive message carries text or bytes
         size = len(raw.encode() if isinstance(raw, str) else raw or b"")
         if size > settings.KAI_WS_MAX_MESSAGE_BYTES:
             await self.refuse(
@@ -340,7 +349,7 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         await self.refuse("RATE_LIMIT_EXCEEDED", f"More than {limit} messages per minute.", retry_after=60)
         return False
 
-    async def _rate_warning(self, count, limit, action):
+    async def _rate_warning(self, count: int, limit: int, action: str) -> None:
         first = self._message_times[0] if self._message_times else time.monotonic()
         reset = datetime.fromtimestamp(time.time() + 60 - (time.monotonic() - first), UTC)
         await self.send_envelope(
@@ -368,15 +377,15 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         )
 
     # --- sending --------------------------------------------------------------------------
-    async def send_envelope(self, type_: str, data: dict, **extra) -> None:
-        payload = {"type": type_, "timestamp": now_iso(), "data": data}
+    async def send_envelope(self, type_: str, data: dict[str, Any], **extra: Any) -> None:
+        payload: dict[str, Any] = {"type": type_, "timestamp": now_iso(), "data": data}
         payload.update(extra)
         await self.send(text_data=orjson.dumps(payload, default=str).decode())
 
-    async def send_error(self, error_code: str, message: str, **data) -> None:
+    async def send_error(self, error_code: str, message: str, **data: Any) -> None:
         await self.send_envelope("connection_error", {"error_code": error_code, "error_message": message, **data})
 
-    def _spawn(self, coroutine) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         if self._tasks is None:
             self._tasks = []
         else:
@@ -384,20 +393,20 @@ class KaiSocketConsumer(AsyncWebsocketConsumer):
         self._tasks.append(asyncio.ensure_future(coroutine))
 
     # --- for subclasses -------------------------------------------------------------------
-    async def on_authenticated(self):
+    async def on_authenticated(self) -> None:
         raise NotImplementedError
 
-    async def handle_message(self, message: dict):
+    async def handle_message(self, message: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    async def on_disconnect(self, code):
+    async def on_disconnect(self, code: int) -> None:
         return None
 
-    async def kai_event(self, message):
+    async def kai_event(self, message: Message) -> None:
         """Channel-layer delivery from ``events.services.publish``."""
         await self.on_event(message["event"])
 
-    async def on_event(self, event: dict):
+    async def on_event(self, event: dict[str, Any]) -> None:
         return None
 
 

@@ -17,6 +17,8 @@ copy-on-write, so code that opens some other alias still gets a dict of its own.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
 from django.conf import settings
 from django.core.cache import caches
@@ -27,16 +29,23 @@ def share_cache_clients() -> None:
         caches[alias]
 
 
-class PerLoop:
+class _OfLoop(Protocol):
+    loop: asyncio.AbstractEventLoop
+
+
+_T = TypeVar("_T", bound=_OfLoop)
+
+
+class PerLoop(Generic[_T]):
     """One instance of ``factory(loop)`` per process and event loop (the relay, the credential
     watcher): made on first use and made again when the running loop changes (tests run one loop
     per test). ``instance`` is the current one, or None before first use."""
 
-    def __init__(self, factory):
+    def __init__(self, factory: Callable[[asyncio.AbstractEventLoop], _T]) -> None:
         self._factory = factory
-        self.instance = None
+        self.instance: _T | None = None
 
-    def current(self):
+    def current(self) -> _T:
         loop = asyncio.get_running_loop()
         if self.instance is None or self.instance.loop is not loop:
             self.instance = self._factory(loop)

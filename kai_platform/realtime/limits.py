@@ -13,10 +13,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
+from typing import TYPE_CHECKING, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django_redis import get_redis_connection
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from kai_platform.realtime.protocols import WatchedSocket
 
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
@@ -55,11 +62,12 @@ LEASE_SECONDS = 120
 logger = logging.getLogger("kai.realtime")
 
 
-def _redis():
-    return get_redis_connection("default")
+def _redis() -> Redis:
+    client: Redis = get_redis_connection("default")
+    return client
 
 
-def _keys(user_id, ip) -> list[str]:
+def _keys(user_id: object, ip: str) -> list[str]:
     prefix = settings.KAI_REDIS_PREFIX
     return [f"{prefix}:ws:user:{user_id}", f"{prefix}:ws:ip:{ip}"]
 
@@ -72,7 +80,7 @@ def _index_key() -> str:
     return f"{settings.KAI_REDIS_PREFIX}:ws:conns"
 
 
-def _acquire(user_id, ip, member: str, info: dict | None = None) -> str | None:
+def _acquire(user_id: object, ip: str, member: str, info: dict[str, str] | None = None) -> str | None:
     """None when admitted, else which limit refused: ``user``, ``ip`` (concurrent) or
     ``user_rate``, ``ip_rate`` (connections per minute). ``info``: what the console lists."""
     now = time.time()
@@ -100,7 +108,7 @@ def _acquire(user_id, ip, member: str, info: dict | None = None) -> str | None:
     return REFUSALS[int(refused)]
 
 
-def _release(user_id, ip, member: str) -> None:
+def _release(user_id: object, ip: str, member: str) -> None:
     pipe = _redis().pipeline()
     for key in _keys(user_id, ip):
         pipe.zrem(key, member)
@@ -109,17 +117,18 @@ def _release(user_id, ip, member: str) -> None:
     pipe.execute()
 
 
-def user_connections(user_id) -> int:
+def user_connections(user_id: object) -> int:
     """Open sockets of a user across every process (``connection_pool_info``, docs/realtime.md)."""
     key = _keys(user_id, "-")[0]
     return int(_redis().zcount(key, time.time(), "+inf"))
 
 
-def open_sockets(*, organization_id=None, limit: int = 200) -> list[dict]:
+def open_sockets(*, organization_id: object = None, limit: int = 200) -> list[dict[str, str]]:
     """The open sockets of every process, newest first (the operator console's list)."""
     redis = _redis()
-    members = redis.zrevrangebyscore(
-        _index_key(), "+inf", time.time(), start=0, num=limit * 4 if organization_id else limit
+    members = cast(  # redis-py types it for withscores too
+        list[bytes],
+        redis.zrevrangebyscore(_index_key(), "+inf", time.time(), start=0, num=limit * 4 if organization_id else limit),
     )
     pipe = redis.pipeline(transaction=False)
     for member in members:
@@ -133,7 +142,7 @@ def open_sockets(*, organization_id=None, limit: int = 200) -> list[dict]:
     return rows[:limit]
 
 
-def refresh_many(leases) -> None:
+def refresh_many(leases: Collection[tuple[object, str, str]]) -> None:
     """Keep the leases of open sockets, ``(user_id, ip, member)`` each, alive: one pipeline, one
     ``ZADD XX`` per key (sync; the credential watcher calls it once per interval for a process)."""
     expiry = time.time() + LEASE_SECONDS
@@ -153,7 +162,7 @@ def refresh_many(leases) -> None:
     pipe.execute()
 
 
-async def release_lease(consumer) -> None:
+async def release_lease(consumer: WatchedSocket) -> None:
     """Release an open socket's lease once (``consumer._limits_held``); watched sockets leave the watcher."""
     # deferred: cycle — kai_platform.realtime.watch imports this module at load
     from kai_platform.realtime import watch
@@ -162,7 +171,7 @@ async def release_lease(consumer) -> None:
     if consumer._limits_held:
         consumer._limits_held = False
         try:
-            await release(consumer.identity.user_id, consumer.ip, consumer.client_id)
+            await release(consumer.authenticated_identity.user_id, consumer.ip, consumer.client_id)
         except Exception:  # Redis down: the lease expires by itself
             logger.warning("could not release socket lease", exc_info=True)
 

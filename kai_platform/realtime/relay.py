@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from channels.layers import get_channel_layer
 
 from kai_platform.realtime.contexts import PerLoop
 from kai_platform.realtime.groups import org_group
+
+if TYPE_CHECKING:
+    from kai_platform.realtime.protocols import WatchedSocket
 
 logger = logging.getLogger("kai.realtime")
 
@@ -32,19 +36,19 @@ GROUP_RENEW_SECONDS = 3600.0
 
 
 class _Relay:
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.layer = get_channel_layer()
         self.channel: str | None = None
-        self.members: dict[str, dict] = {}  # group -> {consumer: None}, insertion-ordered
+        self.members: dict[str, dict[WatchedSocket, None]] = {}  # group -> {consumer: None}, insertion-ordered
         self.added: set[str] = set()  # groups the channel is in
-        self.adding: dict[str, asyncio.Task] = {}
+        self.adding: dict[str, asyncio.Task[None]] = {}
         self.ops = asyncio.Lock()  # group_add/group_discard/channel start-stop, one at a time
-        self.pump: asyncio.Task | None = None
+        self.pump: asyncio.Task[None] | None = None
         self.renew: asyncio.TimerHandle | None = None
 
     # --- membership -----------------------------------------------------------------------
-    async def join(self, group: str, consumer) -> None:
+    async def join(self, group: str, consumer: WatchedSocket) -> None:
         self.members.setdefault(group, {})[consumer] = None
         if group in self.added:
             return
@@ -53,7 +57,7 @@ class _Relay:
             task = self.adding[group] = self.loop.create_task(self._add(group))
         await asyncio.shield(task)  # the socket is in the group once this returns (like group_add)
 
-    async def leave(self, group: str, consumer) -> None:
+    async def leave(self, group: str, consumer: WatchedSocket) -> None:
         members = self.members.get(group)
         if members is None or consumer not in members:
             return
@@ -135,11 +139,11 @@ class _Relay:
 _relay = PerLoop(_Relay)
 
 
-async def join(group: str, consumer) -> None:
+async def join(group: str, consumer: WatchedSocket) -> None:
     await _relay.current().join(group, consumer)
 
 
-async def leave(group: str, consumer) -> None:
+async def leave(group: str, consumer: WatchedSocket) -> None:
     relay = _relay.instance
     if relay is not None and relay.loop is asyncio.get_running_loop():
         await relay.leave(group, consumer)

@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
-from django.urls import re_path
+from django.urls import URLPattern, re_path
 
-_websocket_routes: list[tuple[str, Callable]] = []
-_http_prefixes: dict[str, Callable] = {}
-_websocket_prefixes: dict[str, Callable] = {}
+from kai_platform.asgitypes import ASGIApp, Receive, Scope, Send
+
+#: returns the ASGI app to serve (a consumer's ``as_asgi()``, an app's own)
+Loader = Callable[[], ASGIApp]
+
+_websocket_routes: list[tuple[str, Loader]] = []
+_http_prefixes: dict[str, Loader] = {}
+_websocket_prefixes: dict[str, Loader] = {}
 
 
-def add_websocket_route(pattern: str, loader: Callable) -> None:
+def add_websocket_route(pattern: str, loader: Loader) -> None:
     """Serve sockets whose path matches ``pattern`` with ``loader()`` (an ASGI app, e.g. ``Consumer.as_asgi()``)."""
     if pattern not in (p for p, _ in _websocket_routes):
         _websocket_routes.append((pattern, loader))
 
 
-def add_http_prefix(prefix: str, loader: Callable, *, on_first_request: bool = False) -> None:
+def add_http_prefix(prefix: str, loader: Loader, *, on_first_request: bool = False) -> None:
     """Serve HTTP requests under ``prefix`` with ``loader()`` instead of Django. ``on_first_request``:
     call the loader when the first request arrives (in a thread, the loop keeps serving), for an app
     whose imports would slow every process start for a route most processes never serve."""
@@ -34,11 +40,11 @@ def add_http_prefix(prefix: str, loader: Callable, *, on_first_request: bool = F
 class LoadedOnFirstCall:
     """An ASGI app that is ``loader()``'s app, loaded when it is first called."""
 
-    def __init__(self, loader: Callable):
+    def __init__(self, loader: Loader) -> None:
         self._loader, self._lock = loader, asyncio.Lock()
-        self._app: Callable | None = None
+        self._app: ASGIApp | None = None
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         if self._app is None:
             async with self._lock:
                 if self._app is None:
@@ -48,18 +54,19 @@ class LoadedOnFirstCall:
         return await app(scope, receive, send)
 
 
-def websocket_urlpatterns() -> list:
-    return [re_path(pattern, loader()) for pattern, loader in _websocket_routes]
+def websocket_urlpatterns() -> list[URLPattern]:
+    # Channels' URLRouter takes ASGI apps in re_path; django-stubs types its argument as a view
+    return [re_path(pattern, loader()) for pattern, loader in _websocket_routes]  # type: ignore[arg-type]
 
 
-def add_websocket_prefix(prefix: str, loader: Callable) -> None:
+def add_websocket_prefix(prefix: str, loader: Loader) -> None:
     """Serve WebSocket connections under ``prefix`` with ``loader()`` instead of the Channels routes."""
     _websocket_prefixes[prefix] = loader
 
 
-def http_prefix_apps() -> dict:
+def http_prefix_apps() -> dict[str, ASGIApp]:
     return {prefix: loader() for prefix, loader in _http_prefixes.items()}
 
 
-def websocket_prefix_apps() -> dict:
+def websocket_prefix_apps() -> dict[str, ASGIApp]:
     return {prefix: loader() for prefix, loader in _websocket_prefixes.items()}

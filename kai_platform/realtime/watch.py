@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -31,20 +32,29 @@ from kai_platform.realtime import limits
 from kai_platform.realtime.contexts import PerLoop
 from kai_platform.tenancy.authentication import revoked_jti_key
 
+if TYPE_CHECKING:
+    from kai_platform.realtime.protocols import WatchedSocket
+
 logger = logging.getLogger("kai.realtime")
+
+#: what the batch check reads of a socket: credential kind, jti or API key id, expiry, organization id,
+#: user id, client address, lease member
+Entry = tuple[str, Any, datetime | None, Any, Any, str, str]
 
 
 class _Watcher:
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.sockets: dict = {}  # consumer -> its expiry and warning timers (or None); insertion-ordered
+        self.sockets: dict[
+            WatchedSocket, tuple[asyncio.TimerHandle, ...] | None
+        ] = {}  # consumer -> its expiry and warning timers (or None); insertion-ordered
         self.tick: asyncio.TimerHandle | None = None
         self.checking = False
 
     # --- registry -------------------------------------------------------------------------
-    def add(self, consumer) -> None:
+    def add(self, consumer: WatchedSocket) -> None:
         timers: tuple[asyncio.TimerHandle, ...] | None = None
-        expires_at = consumer.identity.expires_at
+        expires_at = consumer.authenticated_identity.expires_at
         if expires_at is not None:
             delay = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
             timers = (self.loop.call_later(delay, consumer.credential_lapsed),)
@@ -54,7 +64,7 @@ class _Watcher:
         self.sockets[consumer] = timers
         self._schedule()
 
-    def discard(self, consumer) -> None:
+    def discard(self, consumer: WatchedSocket) -> None:
         for timer in self.sockets.pop(consumer, None) or ():
             timer.cancel()
         if not self.sockets and self.tick is not None:
@@ -95,8 +105,8 @@ class _Watcher:
             self._schedule()
 
 
-def _entry(consumer) -> tuple:
-    identity = consumer.identity
+def _entry(consumer: WatchedSocket) -> Entry:
+    identity = consumer.authenticated_identity
     return (
         identity.kind,
         identity.credential,
@@ -108,11 +118,11 @@ def _entry(consumer) -> tuple:
     )
 
 
-def _check_batch(entries: list[tuple]) -> list[bool]:
+def _check_batch(entries: list[Entry]) -> list[bool]:
     """``credential_still_valid`` for many credentials at once, plus the lease refresh."""
     now = datetime.now(UTC)
     jtis = {credential for kind, credential, *_ in entries if kind == "jwt"}
-    revoked = set()
+    revoked: set[Any] = set()
     if jtis:
         keys = {revoked_jti_key(jti): jti for jti in jtis}
         revoked = {keys[key] for key in cache.get_many(list(keys))}
@@ -131,7 +141,7 @@ def _check_batch(entries: list[tuple]) -> list[bool]:
     return valid
 
 
-def _live_members(entries: list[tuple]) -> set:
+def _live_members(entries: list[Entry]) -> set[tuple[Any, Any]]:
     """``(user id, organization id)`` of the JWT sockets whose user is still active and still a
     member (``(user id, None)`` for sockets without an organization): a user deactivated or removed
     (SCIM, an admin) loses their sockets within one interval, like a revoked token."""
@@ -144,11 +154,11 @@ def _live_members(entries: list[tuple]) -> set:
 _watcher = PerLoop(_Watcher)
 
 
-def add(consumer) -> None:
+def add(consumer: WatchedSocket) -> None:
     _watcher.current().add(consumer)
 
 
-def discard(consumer) -> None:
+def discard(consumer: WatchedSocket) -> None:
     if _watcher.instance is not None:
         _watcher.instance.discard(consumer)
 
@@ -158,6 +168,6 @@ def watched_count() -> int:
     return len(_watcher.instance.sockets) if _watcher.instance is not None else 0
 
 
-def sockets() -> list:
+def sockets() -> list[WatchedSocket]:
     """The authenticated sockets of this process (the shutdown drain warns them)."""
     return list(_watcher.instance.sockets) if _watcher.instance is not None else []

@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+from typing import IO, TYPE_CHECKING
+
+from kai_platform.asgitypes import Message
+
+if TYPE_CHECKING:
+    from daphne.http_protocol import WebRequest
 
 #: bytes per ``http.request`` message (Django's multipart parser reads 64 KiB at a time)
 CHUNK_BYTES = 64 * 1024
@@ -19,10 +25,12 @@ CHUNK_BYTES = 64 * 1024
 class StreamedBody:
     """``receive`` for one HTTP request: the spooled body chunk by chunk, then daphne's queue."""
 
-    def __init__(self, queue: asyncio.Queue, body):
+    def __init__(self, queue: asyncio.Queue[Message], body: IO[bytes]) -> None:
+        self.body: IO[bytes] | None
         self.queue, self.body = queue, body
 
-    def _next_chunk(self) -> dict:
+    def _next_chunk(self) -> Message:
+        assert self.body is not None  # called only while the body is being read
         try:
             chunk = self.body.read(CHUNK_BYTES)
         except ValueError:  # the connection was lost and Twisted closed the spool file
@@ -32,7 +40,7 @@ class StreamedBody:
             self.close()
         return {"type": "http.request", "body": chunk, "more_body": more}
 
-    async def receive(self) -> dict:
+    async def receive(self) -> Message:
         while self.body is not None:
             try:
                 message = self.queue.get_nowait()
@@ -52,7 +60,7 @@ class StreamedBody:
             self.body = None
 
 
-def take_body(protocol) -> StreamedBody | None:
+def take_body(protocol: WebRequest) -> StreamedBody | None:
     """Take the spooled body of a daphne ``WebRequest``; daphne itself then queues one empty message."""
     body = getattr(protocol, "content", None)
     if body is None or getattr(body, "closed", True):

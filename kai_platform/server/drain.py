@@ -11,13 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kai_platform.server.protocol import KaiWebSocketProtocol
 
 logger = logging.getLogger("kai.server")
 
-_hooks: list = []
+#: ``async hook(seconds)`` → how many sockets it warned
+DrainHook = Callable[[float], Awaitable[int | None]]
+_hooks: list[DrainHook] = []
 
 
-def register(hook) -> None:
+def register(hook: DrainHook) -> None:
     if hook not in _hooks:
         _hooks.append(hook)
 
@@ -40,7 +47,7 @@ async def warn_sockets(seconds: float) -> int:
     return warned
 
 
-async def close_all(protocols, *, code: int, reason: str, timeout: float = 2.0) -> None:
+async def close_all(protocols: Iterable[KaiWebSocketProtocol], *, code: int, reason: str, timeout: float = 2.0) -> None:
     """Close every open WebSocket of ``protocols`` and wait (up to ``timeout``) for the handshakes."""
     open_ = [p for p in protocols if getattr(p, "state", None) == getattr(p, "STATE_OPEN", object())]
     for protocol in open_:

@@ -10,8 +10,11 @@ and the reason cut to the 123 bytes a close frame holds.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from daphne.ws_protocol import WebSocketProtocol
+
+from kai_platform.asgitypes import Message
 
 logger = logging.getLogger("kai.server")
 
@@ -35,18 +38,18 @@ def close_payload(code: int | None, reason: str | None) -> tuple[int, bytes | No
     return code, encoded.decode("utf-8", "ignore").encode("utf-8")  # never a cut character
 
 
-class KaiWebSocketProtocol(WebSocketProtocol):
-    def handle_reply(self, message):
+class KaiWebSocketProtocol(WebSocketProtocol):  # type: ignore[misc]  # daphne ships no types
+    def handle_reply(self, message: Message) -> None:
         if message.get("type") == "websocket.close" and self.state != self.STATE_CONNECTING:
             self.serverClose(code=message.get("code"), reason=message.get("reason"))
             return
         super().handle_reply(message)
 
-    def serverClose(self, code=None, reason=None):
+    def serverClose(self, code: int | None = None, reason: str | None = None) -> None:
         code, reason_utf8 = close_payload(code, reason)
         self.sendCloseFrame(code=code, reasonUtf8=reason_utf8, isReply=False)
 
-    def handle_exception(self, exception):
+    def handle_exception(self, exception: BaseException) -> Any:
         if hasattr(self, "handshake_deferred"):
             return super().handle_exception(exception)
         self.sendCloseFrame(code=CLOSE_SERVER_ERROR, reasonUtf8=b"INTERNAL_ERROR")

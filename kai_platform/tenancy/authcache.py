@@ -24,15 +24,25 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Model
 from django.db.models.signals import post_delete, post_save
 from redis.exceptions import NoScriptError
 
 from kai_platform.api import sharedcache
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from kai_platform.api.ratelimit import Counter
+
+#: a model row as its concrete fields' values, in field order
+Row = tuple[Any, ...]
 
 #: entries kept per process at most: past it expired ones are swept (and all, if none had expired)
 MAX_ENTRIES = 2_000
@@ -45,15 +55,15 @@ def _ttl() -> float:
     return float(getattr(settings, "KAI_AUTH_CACHE_SECONDS", 5.0))
 
 
-def user_version_key(user_id) -> str:
+def user_version_key(user_id: object) -> str:
     return sharedcache.backend().make_key(f"authz:user:{user_id}")
 
 
-def org_version_key(org_id) -> str:
+def org_version_key(org_id: object) -> str:
     return sharedcache.backend().make_key(f"authz:org:{org_id}")
 
 
-def _redis():
+def _redis() -> Redis:
     return sharedcache.redis()
 
 
@@ -73,25 +83,25 @@ def _bump_now_and_after_commit(keys: list[str]) -> None:
     transaction.on_commit(lambda: _bump(keys), robust=True)
 
 
-def bump_user(user_id) -> None:
+def bump_user(user_id: object) -> None:
     """The user's rows or memberships changed: cached credentials of that user are re-read."""
     _bump_now_and_after_commit([user_version_key(user_id)])
 
 
-def bump_org(org_id) -> None:
+def bump_org(org_id: object) -> None:
     """The organization changed (plan, settings, active): its members' cached credentials are re-read."""
     _bump_now_and_after_commit([org_version_key(org_id)])
 
 
-def _on_user_change(sender, instance, **kwargs):
+def _on_user_change(sender: type[Model], instance: Any, **kwargs: Any) -> None:
     bump_user(instance.pk)
 
 
-def _on_membership_change(sender, instance, **kwargs):
+def _on_membership_change(sender: type[Model], instance: Any, **kwargs: Any) -> None:
     bump_user(instance.user_id)
 
 
-def _on_org_change(sender, instance, **kwargs):
+def _on_org_change(sender: type[Model], instance: Any, **kwargs: Any) -> None:
     bump_org(instance.pk)
 
 
@@ -106,7 +116,7 @@ class _Models:
 _models = _Models()
 
 
-def connect_signals(*, user, membership, organization) -> None:
+def connect_signals(*, user: type[Model], membership: type[Model], organization: type[Model]) -> None:
     """Called from the accounts app's ready() with its models: every process that writes these
     rows bumps, and cached rows are rebuilt as instances of these models."""
     _models.user, _models.membership, _models.organization = user, membership, organization
@@ -122,11 +132,11 @@ def connect_signals(*, user, membership, organization) -> None:
 # --- the cache -----------------------------------------------------------------------------------
 
 
-def _row(instance) -> tuple:
+def _row(instance: Model) -> Row:
     return tuple(getattr(instance, f.attname) for f in instance._meta.concrete_fields)
 
 
-def _json_copy(value):
+def _json_copy(value: Any) -> Any:
     """A copy of a JSON column's value (dicts, lists and immutable scalars), ~10x cheaper than
     copy.deepcopy; anything else is deep-copied."""
     if isinstance(value, dict):
@@ -138,17 +148,17 @@ def _json_copy(value):
     return copy.deepcopy(value)
 
 
-def _attnames(model) -> list:
+def _attnames(model: type[Model]) -> list[str]:
     names = _ATTNAMES.get(model)
     if names is None:
         names = _ATTNAMES[model] = [f.attname for f in model._meta.concrete_fields]
     return names
 
 
-_ATTNAMES: dict = {}
+_ATTNAMES: dict[type[Model], list[str]] = {}
 
 
-def _build(model, row: tuple):
+def _build(model: type[Model], row: Row) -> Any:
     values = [_json_copy(v) if isinstance(v, (dict, list)) else v for v in row]
     return model.from_db("default", _attnames(model), values)
 
@@ -159,9 +169,9 @@ class _Memberships:
     version and every one of those organizations' versions are the ones they were read under."""
 
     user_version: bytes | None
-    org_ids: tuple
-    org_versions: tuple
-    rows: tuple  # ((membership row, organization row), ...)
+    org_ids: tuple[str, ...]
+    org_versions: tuple[bytes | None, ...]
+    rows: tuple[tuple[Row, Row], ...]  # ((membership row, organization row), ...)
 
 
 #: a user in more organizations than this has the ``auth/me`` memberships read from the database
@@ -170,16 +180,16 @@ MAX_CACHED_MEMBERSHIPS = 20
 
 @dataclass
 class _Entry:
-    versions: tuple
+    versions: tuple[bytes | None, ...]
     expires: float
     org_id: str | None
     org_plan: str | None
-    user_row: tuple
-    membership_row: tuple | None
-    org_row: tuple | None
+    user_row: Row
+    membership_row: Row | None
+    org_row: Row | None
     memberships: _Memberships | None = None
 
-    def materialize(self):
+    def materialize(self) -> tuple[Any, Any]:
         user = _build(_models.user, self.user_row)
         if self.membership_row is None:
             return user, None
@@ -196,7 +206,9 @@ def lookup(user_id: str, organization_ref: str | None) -> _Entry | None:
     return entry
 
 
-def store(user_id: str, organization_ref: str | None, versions: tuple, user, membership) -> None:
+def store(
+    user_id: str, organization_ref: str | None, versions: tuple[bytes | None, ...], user: Any, membership: Any
+) -> None:
     if len(_entries) >= MAX_ENTRIES:
         now = time.monotonic()
         for key in [k for k, e in list(_entries.items()) if e.expires < now]:
@@ -228,7 +240,7 @@ class Probe:
     user_version: bytes | None
     org_version: bytes | None
     count: int | None  # the rate-limit count after this request's increment, when one was queued
-    member_org_versions: tuple = ()  # the versions of ``member_org_ids``, in their order
+    member_org_versions: tuple[bytes | None, ...] = ()  # the versions of ``member_org_ids``, in their order
 
 
 #: the probe as one Redis command: KEYS = revoked key, the N version keys[, the rate-limit counter];
@@ -246,7 +258,14 @@ return out
 PROBE_SHA = hashlib.sha1(PROBE_SCRIPT.encode()).hexdigest()
 
 
-def probe(*, revoked_key: str, user_id: str, org_id: str | None, counter=None, member_org_ids: tuple = ()) -> Probe:
+def probe(
+    *,
+    revoked_key: str,
+    user_id: str,
+    org_id: str | None,
+    counter: Counter | None = None,
+    member_org_ids: tuple[str, ...] = (),
+) -> Probe:
     """One round trip (one server-side script, the cheapest way for both ends): revocation, the
     authorization versions (the user's, the organization's and those of the organizations of
     cached ``auth/me`` memberships), and the rate-limit increment."""
@@ -280,12 +299,12 @@ def probe(*, revoked_key: str, user_id: str, org_id: str | None, counter=None, m
 class Handle:
     """What a request's authentication learnt about its cache entry (``AuthContext.cache``)."""
 
-    key: tuple
+    key: tuple[str, str | None]
     user_version: bytes | None  # read before any row this request reads
     memberships: _Memberships | None  # still valid at this request's probe
 
 
-def handle_for(key: tuple, entry: _Entry | None, probe_result: Probe) -> Handle:
+def handle_for(key: tuple[str, str | None], entry: _Entry | None, probe_result: Probe) -> Handle:
     cached = entry.memberships if entry is not None else None
     if cached is not None and (
         cached.user_version != probe_result.user_version or cached.org_versions != probe_result.member_org_versions
@@ -294,11 +313,11 @@ def handle_for(key: tuple, entry: _Entry | None, probe_result: Probe) -> Handle:
     return Handle(key=key, user_version=probe_result.user_version, memberships=cached)
 
 
-def member_org_ids(entry: _Entry | None) -> tuple:
+def member_org_ids(entry: _Entry | None) -> tuple[str, ...]:
     return entry.memberships.org_ids if entry is not None and entry.memberships is not None else ()
 
 
-def memberships_of(*, user, handle: Handle | None, read) -> list:
+def memberships_of(*, user: Any, handle: Handle | None, read: Callable[..., list[Any]]) -> list[Any]:
     """The user's memberships (organization selected), as ``read(user=user)`` returns them
     (``accounts.selectors.memberships_of``): from the cache entry when this request's probe found
     them current, else read (then cached on the entry for the next requests)."""
@@ -314,7 +333,10 @@ def memberships_of(*, user, handle: Handle | None, read) -> list:
         entry = _entries.get(handle.key)
         if entry is not None and entry.versions[0] == handle.user_version:
             org_ids = tuple(str(m.organization_id) for m in memberships)
-            versions = tuple(_redis().mget([org_version_key(org_id) for org_id in org_ids]))
+            # bytes: redis-py also types replies as str (for decode_responses clients, not these)
+            versions = cast(
+                tuple[bytes | None, ...], tuple(_redis().mget([org_version_key(org_id) for org_id in org_ids]))
+            )
             entry.memberships = _Memberships(
                 user_version=handle.user_version,
                 org_ids=org_ids,
@@ -325,4 +347,4 @@ def memberships_of(*, user, handle: Handle | None, read) -> list:
 
 
 def org_version(org_id: str) -> bytes | None:
-    return _redis().get(org_version_key(org_id))
+    return cast(bytes | None, _redis().get(org_version_key(org_id)))  # bytes: see memberships_of

@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
 from django.core.signals import setting_changed
@@ -23,6 +24,9 @@ from kai_platform.logging import request_state
 from kai_platform.tenancy import authcache
 from kai_platform.tenancy.context import AuthContext
 
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
 API_KEY_PREFIX = "kai_"
 #: failed API-key lookups per client address: a brake on guessing keys (docs/security.md)
 API_KEY_GUESSES = backoff.Policy("apikey", allowed_setting="KAI_AUTH_ADDRESS_FAILURES_ALLOWED")
@@ -30,7 +34,7 @@ logger = logging.getLogger("kai.security")
 ORG_HEADER = "HTTP_X_ORGANIZATION"
 
 
-def _bearer(request) -> str | None:
+def _bearer(request: Request) -> str | None:
     header = authentication.get_authorization_header(request)
     if not header:
         return None
@@ -65,11 +69,13 @@ class OrganizationHeaderError(exceptions.PermissionDenied):
 
 
 class _BearerAuthentication(authentication.BaseAuthentication):
-    def authenticate_header(self, request):
+    def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
 
 
-def authenticate_credential(raw: str, *, organization_ref: str | None = None, address: str | None = None):
+def authenticate_credential(
+    raw: str, *, organization_ref: str | None = None, address: str | None = None
+) -> tuple[Any, AuthContext]:
     """A bearer credential (JWT access token or ``kai_…`` API key) → ``(user, AuthContext)``.
 
     The one implementation behind the REST authentication classes and the sockets. Raises
@@ -84,11 +90,11 @@ def authenticate_credential(raw: str, *, organization_ref: str | None = None, ad
 #: raw access token -> its verified claims, per process. A token's signature and claims never
 #: change, so a token seen before is not decoded and verified again (HMAC + JSON + claim checks);
 #: only its expiry is re-checked on every use (revocation is the Redis probe's job, as before).
-_verified: dict[str, dict] = {}
+_verified: dict[str, dict[str, Any]] = {}
 _VERIFIED_MAX = 10_000
 
 
-def _access_claims(raw: str) -> dict:
+def _access_claims(raw: str) -> dict[str, Any]:
     claims = _verified.get(raw)
     if claims is not None:
         if claims["exp"] > time.time():
@@ -110,7 +116,7 @@ def _access_claims(raw: str) -> dict:
     return claims
 
 
-def _forget_verified(*, setting, **kwargs):
+def _forget_verified(*, setting: str, **kwargs: Any) -> None:
     if setting in ("SIMPLE_JWT", "SECRET_KEY"):
         _verified.clear()
 
@@ -118,7 +124,9 @@ def _forget_verified(*, setting, **kwargs):
 setting_changed.connect(_forget_verified, dispatch_uid="kai-jwt-verified-cache")
 
 
-def _load_identity(user_id: str, organization_ref: str | None, entry, probe):
+def _load_identity(
+    user_id: str, organization_ref: str | None, entry: authcache._Entry | None, probe: authcache.Probe
+) -> tuple[Any, Any]:
     """The user and membership read from the database (the cache missed or is stale), cached again
     under the versions they were read at."""
     user, membership = ports.user_and_membership(user_id=user_id, organization_ref=organization_ref)
@@ -134,7 +142,9 @@ def _load_identity(user_id: str, organization_ref: str | None, entry, probe):
     return user, membership
 
 
-def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
+def _authenticate_jwt(
+    raw: str, organization_ref: str | None, request: Request | None = None
+) -> tuple[Any, AuthContext]:
     """A JWT → ``(user, AuthContext)``. With ``request`` (REST, not sockets) the organization's
     rate-limit count rides in the same Redis round trip as the revocation check (authcache)."""
     token = _access_claims(raw)
@@ -168,6 +178,7 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
         raise OrganizationHeaderError()
     if (
         counter is not None
+        and request is not None  # (a counter is only made for a request)
         and probe.count is not None
         and membership is not None
         and entry is not None
@@ -188,7 +199,9 @@ def _authenticate_jwt(raw: str, organization_ref: str | None, request=None):
     return user, ctx
 
 
-def _authenticate_api_key(raw: str, organization_ref: str | None, address: str | None = None):
+def _authenticate_api_key(
+    raw: str, organization_ref: str | None, address: str | None = None
+) -> tuple[Any, AuthContext]:
     if address:
         backoff.refuse_if_locked(
             [(API_KEY_GUESSES, address)], "Too many invalid API keys from this address; try again later."
@@ -223,7 +236,7 @@ def credential_still_valid(ctx: AuthContext) -> bool:
 
 
 class JWTAuthentication(_BearerAuthentication):
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[Any, AuthContext] | None:
         raw = _bearer(request)
         if raw is None or raw.startswith(API_KEY_PREFIX):
             return None
@@ -231,21 +244,21 @@ class JWTAuthentication(_BearerAuthentication):
 
 
 class ApiKeyAuthentication(_BearerAuthentication):
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[Any, AuthContext] | None:
         raw = _bearer(request)
         if raw is None or not raw.startswith(API_KEY_PREFIX):
             return None
         return _authenticate_api_key(raw, request.META.get(ORG_HEADER), client_address(request))
 
 
-def _matches_org(organization, ref: str) -> bool:
+def _matches_org(organization: Any, ref: str) -> bool:
     try:
-        return uuid.UUID(ref) == organization.pk
+        return bool(uuid.UUID(ref) == organization.pk)
     except ValueError:
-        return ref == organization.slug
+        return bool(ref == organization.slug)
 
 
-def _note_actor(user, ctx: AuthContext, actor_type: str) -> None:
+def _note_actor(user: Any, ctx: AuthContext, actor_type: str) -> None:
     state = request_state()
     state.update(
         actor_type=actor_type,

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+    from rest_framework.request import Request
 
 
 @dataclass(frozen=True)
@@ -16,21 +20,21 @@ class AuthContext:
     expires_at: datetime | None
     membership: Any = None
     api_key: Any = None
-    claims: dict = field(default_factory=dict)
+    claims: dict[str, Any] = field(default_factory=dict)
     #: JWTs: what authentication learnt about the per-process credential cache (authcache.Handle)
     cache: Any = field(default=None, repr=False, compare=False)
 
 
-def get_auth_context(request) -> AuthContext | None:
+def get_auth_context(request: HttpRequest | Request) -> AuthContext | None:
     auth = getattr(request, "auth", None)
     return auth if isinstance(auth, AuthContext) else None
 
 
-def get_organization(request):
+def get_organization(request: HttpRequest | Request) -> Any:
     ctx = get_auth_context(request)
     return ctx.organization if ctx else None
 
 
-def get_role(request) -> str | None:
+def get_role(request: HttpRequest | Request) -> str | None:
     ctx = get_auth_context(request)
     return ctx.role if ctx else None

@@ -15,12 +15,12 @@ FILES = 0x6B46
 VOICE_TRAINING = 0x6B56
 
 
-def organization_lock_key(organization_id) -> int:
+def organization_lock_key(organization_id: uuid.UUID | str) -> int:
     value = organization_id if isinstance(organization_id, uuid.UUID) else uuid.UUID(str(organization_id))
     return (value.int & 0x7FFFFFFF) - (1 << 30)
 
 
-def organization_xact_lock(namespace: int, organization_id) -> None:
+def organization_xact_lock(namespace: int, organization_id: uuid.UUID | str) -> None:
     """Call inside ``transaction.atomic()``: blocks until no other transaction holds this lock."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [namespace, organization_lock_key(organization_id)])

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
 
 
-class TenantQuerySet(models.QuerySet):
-    def for_org(self, organization) -> TenantQuerySet:
+class TenantQuerySet(models.QuerySet[Any]):
+    def for_org(self, organization: Any) -> TenantQuerySet:
         if organization is None:
             return self.none()
         org_id = organization if isinstance(organization, (uuid.UUID, str)) else organization.pk
@@ -25,7 +25,7 @@ class TenantQuerySet(models.QuerySet):
 _TenantManagerBase = models.Manager.from_queryset(TenantQuerySet)
 
 
-class TenantManager(_TenantManagerBase):
+class TenantManager(_TenantManagerBase[Any]):
     pass
 
 

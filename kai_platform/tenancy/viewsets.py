@@ -9,9 +9,11 @@ decorate the queryset in ``scope_queryset`` (select_related, visibility by role)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from django.db import transaction
+from django.db.models import Model, QuerySet
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
@@ -20,11 +22,18 @@ from rest_framework.response import Response
 
 from kai_platform.api.errors import NotFound, codes
 from kai_platform.api.renderers import KaiJSONRenderer
-from kai_platform.api.serializers import row_plan
+from kai_platform.api.serializers import RowPlan, row_plan
 from kai_platform.tenancy.context import get_auth_context, get_organization
 
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+    from rest_framework.serializers import BaseSerializer
 
-def raise_not_found(model) -> NoReturn:
+_F = TypeVar("_F", bound=Callable[..., Any])
+_M = TypeVar("_M", bound=Model)
+
+
+def raise_not_found(model: type[Model]) -> NoReturn:
     """404 for a missing (or another organization's) object, with the model's seed error code
     (``not_found_code``, e.g. ``AGENT_001``) when it declares one."""
     name = model._meta.verbose_name
@@ -34,15 +43,16 @@ def raise_not_found(model) -> NoReturn:
     )
 
 
-def not_offered(handler):
+def not_offered(handler: _F) -> _F:
     """Marks a viewset method the API does not offer (e.g. ``create`` on a list whose rows are
     made elsewhere): it stays to answer 405 with a helpful detail, but the ``Allow`` header and
     the OpenAPI document leave its HTTP method out."""
-    handler.kai_not_offered = True
+    marked: Any = handler
+    marked.kai_not_offered = True
     return extend_schema(exclude=True)(handler)
 
 
-def check_request_rules(request) -> None:
+def check_request_rules(request: Request) -> None:
     """400 for what the OpenAPI document says every operation refuses: a PUT without a body (``{}``
     changes nothing; an absent body is a client that forgot it), U+0000 in the query string."""
     if (
@@ -58,7 +68,7 @@ def check_request_rules(request) -> None:
         raise ParseError("The NUL character (%00) is not allowed in query parameters.")
 
 
-def get_or_404(queryset, **lookup):
+def get_or_404(queryset: QuerySet[_M], **lookup: Any) -> _M:
     """``queryset.get(**lookup)`` or the model's 404 (see ``raise_not_found``)."""
     obj = queryset.filter(**lookup).first()
     if obj is None:
@@ -68,7 +78,11 @@ def get_or_404(queryset, **lookup):
 
 if TYPE_CHECKING:  # the mixins below extend DRF's generic view (its request, finalize_response, ...)
     from django.db import models
-    from rest_framework.generics import GenericAPIView as _View
+    from rest_framework.generics import GenericAPIView
+
+    from kai_platform.tenancy.models import TenantModel
+
+    _View = GenericAPIView[Any]
 else:
     _View = object
 
@@ -78,14 +92,15 @@ class OrganizationContextMixin(_View):
     envelope, whatever other format (SSE, Prometheus text, NDJSON) the route also answers; and the
     request rules of every operation (``kai_platform.api.schema.request_rules``)."""
 
-    def initial(self, request, *args, **kwargs):
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        assert request.method is not None  # a request that reached a view has one
         method = request.method.lower()
         handler = getattr(self, method, None) if method in self.http_method_names else None
         if handler is not None and not getattr(handler, "kai_not_offered", False):  # else the 405 comes first
             check_request_rules(request)
 
-    def finalize_response(self, request, response, *args, **kwargs):
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
         renderer = getattr(response, "accepted_renderer", None)
         if response.status_code >= 400 and renderer is not None and renderer.media_type != "application/json":
@@ -94,15 +109,17 @@ class OrganizationContextMixin(_View):
         return response
 
     @property
-    def organization(self):
+    def organization(self) -> Any:
         return get_organization(self.request)
 
+    # Any, not Optional: the typed views of the apps read these behind permission classes that
+    # guarantee a credential (IsAuthenticated, IsOrganizationMember)
     @property
-    def auth_context(self):
+    def auth_context(self) -> Any:
         return get_auth_context(self.request)
 
     @property
-    def role(self):
+    def role(self) -> Any:
         ctx = get_auth_context(self.request)
         return ctx.role if ctx else None
 
@@ -112,31 +129,31 @@ class TenantScopedViewSetMixin(OrganizationContextMixin):
     lookup_value_regex = "[^/]+"
     unscoped_queryset_reviewed = False
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "get_queryset" in cls.__dict__ and not cls.unscoped_queryset_reviewed:
             raise TypeError(
                 f"{cls.__name__} overrides get_queryset; narrow the tenant queryset in scope_queryset() instead."
             )
 
-    def get_model(self):
+    def get_model(self) -> type[TenantModel]:
         model = self.model or getattr(getattr(self, "queryset", None), "model", None)
         if model is None:
             raise AssertionError(f"{type(self).__name__} must set `model`")
-        return model
+        return cast("type[TenantModel]", model)
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Any]:
         if getattr(self, "swagger_fake_view", False):  # OpenAPI generation: no request org
             return self.get_model().objects.none()
         base = self.get_model().objects.for_org(self.organization)
         return self.scope_queryset(base)
 
-    def scope_queryset(self, queryset):
+    def scope_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         """Narrow/decorate the organization's queryset (never widen it)."""
         return queryset
 
     @property
-    def allowed_methods(self):
+    def allowed_methods(self) -> list[str]:
         actions = getattr(self, "action_map", None) or {}
         hidden = {
             method.upper()
@@ -145,27 +162,27 @@ class TenantScopedViewSetMixin(OrganizationContextMixin):
         }
         return [method for method in super().allowed_methods if method not in hidden]
 
-    def get_object(self):
+    def get_object(self) -> Any:
         try:
             return super().get_object()
         except Http404:
             raise_not_found(self.get_model())
 
     # Writes: subclasses call their app's services; the defaults stamp owner and organization.
-    def perform_create(self, serializer):
+    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         with transaction.atomic():
             serializer.save(organization=self.organization, created_by=self.request.user)
 
-    def perform_update(self, serializer):
+    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
         with transaction.atomic():
             serializer.save()
 
-    def perform_destroy(self, instance):
+    def perform_destroy(self, instance: Any) -> None:
         with transaction.atomic():
             instance.delete()
 
 
-class TenantScopedViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
+class TenantScopedViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet[Any]):
     """Full CRUD over one tenant model; PUT accepts partial bodies (docs/decisions.md). Narrow the verbs
     with ``http_method_names`` (e.g. ``READ_ONLY``).
 
@@ -176,10 +193,10 @@ class TenantScopedViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
 
     put_is_partial = True  # update() below; the OpenAPI document says so (kai_platform.api.schema.KaiAutoSchema)
     list_as_rows = False
-    list_row_properties: dict | None = None
-    _row_plans: dict = {}
+    list_row_properties: dict[str, Sequence[str]] | None = None
+    _row_plans: dict[tuple[type[TenantScopedViewSet], type[BaseSerializer[Any]]], RowPlan | None] = {}
 
-    def list(self, request, *args, **kwargs):
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         plan = self._row_plan() if self.list_as_rows else None
         if plan is None:
             return super().list(request, *args, **kwargs)
@@ -189,7 +206,7 @@ class TenantScopedViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
             return Response(plan.rows(queryset))
         return self.get_paginated_response(plan.rows(page))
 
-    def _row_plan(self):
+    def _row_plan(self) -> RowPlan | None:
         key = (type(self), self.get_serializer_class())
         try:
             return self._row_plans[key]
@@ -197,7 +214,7 @@ class TenantScopedViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
             plan = self._row_plans[key] = row_plan(key[1], self.get_model(), self.list_row_properties)
             return plan
 
-    def update(self, request, *args, **kwargs):
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         kwargs["partial"] = True
         return super().update(request, *args, **kwargs)
 

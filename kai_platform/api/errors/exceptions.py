@@ -1,5 +1,7 @@
 """API exceptions beyond DRF's own. Raise these from services; the handler renders the envelope."""
 
+from typing import Any
+
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
@@ -13,8 +15,13 @@ class KaiAPIException(APIException):
     kai_code = codes.VALIDATION_ERROR
 
     def __init__(
-        self, detail=None, *, code: str | None = None, errors: list[dict] | None = None, extra: dict | None = None
-    ):
+        self,
+        detail: Any = None,
+        *,
+        code: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail=detail)
         if code:
             self.kai_code = code
@@ -58,7 +65,7 @@ class RateLimited(KaiAPIException):
     error_type = "rate_limited"
     kai_code = codes.RATE_LIMIT_EXCEEDED
 
-    def __init__(self, detail=None, *, retry_after: int, **kwargs):
+    def __init__(self, detail: Any = None, *, retry_after: int, **kwargs: Any) -> None:
         super().__init__(detail, **kwargs)
         self.retry_after = max(1, int(retry_after))
 

@@ -12,7 +12,7 @@ from kai_platform.db.pool import BusyAwareConnectionPool
 
 class DatabaseWrapper(base.DatabaseWrapper):
     @property
-    def pool(self):
+    def pool(self) -> BusyAwareConnectionPool | None:
         # Django 5.2's property, building a BusyAwareConnectionPool instead of a ConnectionPool
         pool_options = self.settings_dict["OPTIONS"].get("pool")
         if self.alias == NO_DB_ALIAS or not pool_options:
@@ -32,4 +32,5 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 **pool_options,
             )
             self._connection_pools.setdefault(self.alias, pool)  # type: ignore[attr-defined]
-        return self._connection_pools[self.alias]  # type: ignore[attr-defined]
+        pool_of_alias: BusyAwareConnectionPool = self._connection_pools[self.alias]  # type: ignore[attr-defined]  # Django 5.2's, not in the stubs
+        return pool_of_alias
