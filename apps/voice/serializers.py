@@ -65,7 +65,7 @@ class VoiceProcessSerializer(KaiSerializer):
         help_text="The command as text: used when there is no audio or it cannot be transcribed.",
     )
     language = serializers.CharField(required=False, allow_blank=True, max_length=35)
-    # drf-stubs read a declared field named "context" as overriding Field.context (the metaclass moves it off the class)
+    # drf-stubs read a declared field named "context" as overriding Field.context (DRF moves it off the class)
     context = VoiceContextSerializer(required=False)  # type: ignore[assignment]
     execute = serializers.BooleanField(
         default=False,
@@ -84,7 +84,7 @@ class AgentVoiceSerializer(KaiSerializer):
     audio_format = serializers.ChoiceField(choices=AUDIO_FORMATS, default="wav")
     text_input = serializers.CharField(required=False, allow_blank=True, max_length=4000)
     language = serializers.CharField(required=False, allow_blank=True, max_length=35)
-    # drf-stubs read a declared field named "context" as overriding Field.context (the metaclass moves it off the class)
+    # drf-stubs read a declared field named "context" as overriding Field.context (DRF moves it off the class)
     context = JSONObjectField(required=False)  # type: ignore[assignment]
     execute = serializers.BooleanField(default=True)
 
