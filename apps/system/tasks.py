@@ -74,7 +74,7 @@ def rollup_minute(minute: int) -> list[MetricRollup]:
     except Exception:
         members = set()
     for raw in members:
-        org_id = raw.decode()
+        org_id = raw.decode() if isinstance(raw, bytes) else raw
         stats = observability.minute_stats(org_id, minute)
         rows += [
             _row(org_id, "api_requests", bucket, stats["requests"]),
