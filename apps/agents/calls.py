@@ -11,6 +11,7 @@ waits for the run and turns its end into the answer of a synchronous API (or a 2
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import NoReturn
 
 from django.conf import settings
 from rest_framework.exceptions import APIException
@@ -160,7 +161,7 @@ def answer_of(execution: Execution) -> tuple[int, dict]:
     raise_for_failed_run(execution)
 
 
-def raise_for_failed_run(execution: Execution):
+def raise_for_failed_run(execution: Execution) -> NoReturn:
     """The API error of an ended run that did not complete (the engine's ``error_info`` says why)."""
     info = (execution.result or {}).get("error_info") if isinstance(execution.result, dict) else None
     info = info or {}

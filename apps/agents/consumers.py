@@ -17,6 +17,7 @@ import base64
 import binascii
 import logging
 import uuid
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -39,8 +40,20 @@ logger = logging.getLogger("kai.realtime")
 
 LOG_LEVELS = {"debug": "info", "info": "info", "warning": "warn", "error": "error", "critical": "error"}
 
+#: what XREAD answers over RESP2 (the clients' protocol): per stream, its key and its entries (id, fields)
+StreamEntries = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
+
+
+def channel_layer_of(consumer: KaiSocketConsumer) -> Any:
+    """The socket's channel layer: these sockets have a channel of their own (``per_socket_channel``)."""
+    if consumer.channel_layer is None:
+        raise RuntimeError("the socket has no channel layer")
+    return consumer.channel_layer
+
 
 class AgentSocketConsumer(KaiSocketConsumer):
+    _redis: aioredis.Redis | None = None  # the stream reader's connection, made on first use
+
     async def on_authenticated(self):
         self.agent = await database_sync_to_async(_agent_of)(
             self.organization, self.scope["url_route"]["kwargs"]["agent_id"]
@@ -51,13 +64,13 @@ class AgentSocketConsumer(KaiSocketConsumer):
         self.group = agent_group(self.agent.pk)
         self.relaying: set[str] = set()
         self._redis = None
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await channel_layer_of(self).group_add(self.group, self.channel_name)
         await self.send_flat("status_update", status=self.agent.status, agent_id=str(self.agent.pk))
 
     async def on_disconnect(self, code):
         if getattr(self, "group", None):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-        if getattr(self, "_redis", None) is not None:
+            await channel_layer_of(self).group_discard(self.group, self.channel_name)
+        if self._redis is not None:
             await self._redis.aclose()
 
     async def warn_disconnect(self, reason: str, seconds: float, **kwargs) -> None:
@@ -77,7 +90,7 @@ class AgentSocketConsumer(KaiSocketConsumer):
             await self.send_flat(
                 "log",
                 message=str(data.get("message", data)),
-                level=LOG_LEVELS.get(event.get("severity"), "info"),
+                level=LOG_LEVELS.get(event.get("severity") or "", "info"),
                 seq=event["seq"],
             )
         elif kind.startswith("execution."):
@@ -113,7 +126,8 @@ class AgentSocketConsumer(KaiSocketConsumer):
         if not isinstance(command, str) or not command.strip():
             await self.send_error("INVALID_MESSAGE_FORMAT", "'command' must be a non-empty string.")
             return
-        if self.auth.role not in HUMAN_ROLES and self.auth.role != "agent":
+        role = self.authenticated_identity.role
+        if role not in HUMAN_ROLES and role != "agent":
             await self.send_error("PERMISSION_DENIED", "Your role may not send commands.")
             return
         try:
@@ -164,11 +178,13 @@ class AgentSocketConsumer(KaiSocketConsumer):
 
         if self._redis is None:
             self._redis = aioredis.Redis.from_url(settings.REDIS_URL, **settings.ASYNC_REDIS_OPTIONS)
-        key, last_id, status = stream_key(stream_id), "0-0", None
+        key, status = stream_key(stream_id), None
+        last_id: str | bytes = "0-0"
         deadline = asyncio.get_running_loop().time() + 3600
         try:
             while status is None and asyncio.get_running_loop().time() < deadline:
-                entries = await self._redis.xread({key: last_id}, count=200, block=5000)
+                # redis-py types the answer of either protocol; this client's is RESP2's
+                entries = cast(StreamEntries, await self._redis.xread({key: last_id}, count=200, block=5000))
                 for _key, items in entries or []:
                     for entry_id, raw in items:
                         last_id = entry_id
@@ -333,7 +349,7 @@ class MCPConsumer(KaiSocketConsumer):
                     "version": "1.0",
                     "type": "notification",
                     "method": "connection.ready",
-                    "params": {"session_id": self.auth.session_id},
+                    "params": {"session_id": self.authenticated_identity.session_id},
                     "timestamp": now_iso(),
                 }
             )
@@ -355,20 +371,20 @@ class MCPConsumer(KaiSocketConsumer):
 
     async def on_disconnect(self, code):
         for group in getattr(self, "joined", ()):
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await channel_layer_of(self).group_discard(group, self.channel_name)
 
     async def handle_message(self, message: dict):
         response = await database_sync_to_async(mcp.handle)(message, user=self.user, auth=self.auth)
         await self.send(text_data=_mcp_json(response))
-        source = message.get("source") if isinstance(message.get("source"), dict) else {}
-        number = source.get("agent_number")
+        source = message.get("source")
+        number = source.get("agent_number") if isinstance(source, dict) else None
         if isinstance(number, int) and number > 0:
             agent_id = await database_sync_to_async(_agent_id_by_number)(self.organization, number)
             if agent_id:
                 group = agent_group(agent_id)
                 if group not in self.joined:
                     self.joined.add(group)
-                    await self.channel_layer.group_add(group, self.channel_name)
+                    await channel_layer_of(self).group_add(group, self.channel_name)
 
     async def on_event(self, event: dict):
         if event["type"] not in {"agent.message", "agent.broadcast"}:

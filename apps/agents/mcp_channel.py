@@ -209,12 +209,11 @@ class DeploymentMCPApp:
 
     def __init__(self):
         self.server = build_server()
-        self._manager: StreamableHTTPSessionManager | None = None
-        self._ready: asyncio.Event | None = None
-        self._runner: asyncio.Task | None = None
+        #: the session manager, the event set once it runs, and the task that runs it (made on first use)
+        self._started: tuple[StreamableHTTPSessionManager, asyncio.Event, asyncio.Task] | None = None
 
     async def _session_manager(self) -> StreamableHTTPSessionManager:
-        if self._runner is None or self._runner.done():
+        if self._started is None or self._started[2].done():
             manager = StreamableHTTPSessionManager(
                 app=self.server, stateless=True, json_response=True, security_settings=_security_settings()
             )
@@ -225,14 +224,14 @@ class DeploymentMCPApp:
                     ready.set()
                     await asyncio.Event().wait()  # until the loop closes with the process
 
-            self._manager, self._ready = manager, ready
-            self._runner = asyncio.get_running_loop().create_task(run())
-        waiter = asyncio.ensure_future(self._ready.wait())
-        done, _ = await asyncio.wait({waiter, self._runner}, return_when=asyncio.FIRST_COMPLETED)
+            self._started = (manager, ready, asyncio.get_running_loop().create_task(run()))
+        current, running, runner = self._started  # names of their own: run() closes over manager and ready
+        waiter = asyncio.ensure_future(running.wait())
+        done, _ = await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
         if waiter not in done:
             waiter.cancel()
-            raise RuntimeError("the MCP session manager did not start") from self._runner.exception()
-        return self._manager
+            raise RuntimeError("the MCP session manager did not start") from runner.exception()
+        return current
 
     async def __call__(self, scope, receive, send):
         match = _PATH_RE.match(scope.get("path", ""))

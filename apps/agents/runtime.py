@@ -15,14 +15,14 @@ from apps.agents import selectors, services
 from apps.agents.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
 from apps.agents.models import ModelConfig, Provider
 from kai_platform.api.errors import Unprocessable, codes
-from kai_platform.llm import (
+from kai_platform.llm import get_client
+from kai_platform.llm.base import (
     LLMAuthError,
     LLMBadRequest,
     LLMBlockedAddress,
     LLMConnectionError,
     LLMError,
     LLMTimeout,
-    get_client,
 )
 from kai_platform.llm.pricing import cost_usd
 
@@ -143,7 +143,7 @@ def client_for(*, organization, resolved: ResolvedModel, timeout: float | None =
                 code=codes.AGENT_CONFIG_INVALID,
             )
         api_key = services.credential_use(credential=credential)["value"]
-    elif provider is not None and provider.credential_id:
+    elif provider is not None and provider.credential is not None:
         api_key = services.credential_use(credential=provider.credential)["value"]
     call_timeout = (
         timeout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import orjson
 from channels.db import database_sync_to_async
@@ -25,6 +26,13 @@ from kai_platform.realtime.groups import execution_group
 from kai_platform.tenancy.roles import ALL_ROLES
 
 POLL_SECONDS = 0.5
+
+
+def channel_layer_of(consumer: KaiSocketConsumer) -> Any:
+    """The socket's channel layer: these sockets have a channel of their own (``per_socket_channel``)."""
+    if consumer.channel_layer is None:
+        raise RuntimeError("the socket has no channel layer")
+    return consumer.channel_layer
 
 
 class ExecutionLogStreamConsumer(KaiSocketConsumer):
@@ -44,13 +52,13 @@ class ExecutionLogStreamConsumer(KaiSocketConsumer):
         self.after = _as_int(self.query.get("after")) or 0
         self.group = execution_group(execution.pk)
         self._woken = asyncio.Event()
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await channel_layer_of(self).group_add(self.group, self.channel_name)
         await self.send_message("status", {"status": execution.status, "execution_id": str(execution.pk)})
         self._spawn(self._pump())
 
     async def on_disconnect(self, code):
         if getattr(self, "group", None):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await channel_layer_of(self).group_discard(self.group, self.channel_name)
 
     async def handle_message(self, message: dict):
         if message["type"] == "ping":
@@ -139,7 +147,9 @@ class OrchestrationStreamConsumer(ExecutionLogStreamConsumer):
         if not isinstance(inputs, dict):
             return await self.send_error("INVALID_MESSAGE_FORMAT", "'input_data' must be an object.")
         try:
-            execution = await database_sync_to_async(_start)(self.orchestration, self.user, self.auth.role, inputs)
+            execution = await database_sync_to_async(_start)(
+                self.orchestration, self.user, self.authenticated_identity.role, inputs
+            )
         except Exception as exc:
             return await self.send_error("EXECUTION_REFUSED", str(getattr(exc, "detail", exc)))
         await self.follow(execution)

@@ -9,13 +9,16 @@ import json
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from django.db import connection
 
 from apps.crews import delegation, guardrails, outputs, structured
 from apps.crews.knowledge import knowledge_tools
 from apps.crews.limits import Deadline, RateLimiter
+from apps.crews.specs import CrewSpec
 from apps.runs.prompts import interpolate, task_prompt
+from apps.runs.recorder import Span
 from apps.runs.runner import (
     AgentProfile,
     AwaitingApproval,
@@ -31,7 +34,17 @@ MARKDOWN = (
     "Your final answer MUST be formatted in Markdown syntax: use # or ## for headers, "
     "**text** for bold, *text* for italic, - or * for lists, and ``` for code blocks."
 )
-MANAGER = dict(
+
+
+class Persona(TypedDict):
+    key: str
+    name: str
+    role: str
+    goal: str
+    backstory: str
+
+
+MANAGER = Persona(
     key="manager",
     name="Crew Manager",
     role="Crew Manager",
@@ -75,7 +88,8 @@ class CrewSettings:
 
     @classmethod
     def of(cls, spec, definition: dict) -> CrewSettings:
-        config = definition.get("config") if isinstance(definition.get("config"), dict) else {}
+        raw_config = definition.get("config")
+        config = raw_config if isinstance(raw_config, dict) else {}
         merged = {**config, **{k: v for k, v in definition.items() if k in cls.__dataclass_fields__}}
         for name in cls.__dataclass_fields__:  # the parsed crew (crewspec) wins over raw settings
             value = getattr(spec, name, None)
@@ -99,16 +113,17 @@ def _model_name(value) -> str:
 @dataclass
 class CrewRun:
     ctx: RunContext
-    spec: object
+    spec: CrewSpec
     profiles: dict[str, AgentProfile]
     settings: CrewSettings
     inputs: dict
     outcomes: dict[str, TaskOutcome] = field(default_factory=dict)
     plan: str = ""
+    root: Span | None = None  # the crew's span, the parent of its steps (set as the run starts)
 
     def __post_init__(self):
         self.agent_specs = {a.key: a for a in self.spec.agents}
-        self.limiters = {a.key: RateLimiter(a.max_rpm) for a in self.spec.agents if getattr(a, "max_rpm", None)}
+        self.limiters = {a.key: RateLimiter(a.max_rpm) for a in self.spec.agents if a.max_rpm}
         self.crew_limiter = RateLimiter(self.settings.max_rpm) if self.settings.max_rpm else None
         self.futures: dict[str, Future] = {}
         self.pool: ThreadPoolExecutor | None = None
@@ -198,7 +213,7 @@ class CrewRun:
         result = self.ctx.agent_step(
             profile=coworker,
             prompt=prompt,
-            parent=self.ctx.root_span,
+            parent=self.root,
             label="delegated work",
             options=self.options(coworker, deadline),
         )
@@ -273,7 +288,7 @@ class CrewRun:
             name=name,
             profile=profile,
             prompt=prompt,
-            parent=self.ctx.root_span,
+            parent=self.root,
             agent_key=profile.key,
             resume=resume,
             options=options,
@@ -314,7 +329,7 @@ class CrewRun:
             max_rounds=0,
         )
         result = self.ctx.agent_step(
-            profile=judge, prompt=prompt, parent=self.ctx.root_span, label=f"guardrail of {task.key}", options=options
+            profile=judge, prompt=prompt, parent=self.root, label=f"guardrail of {task.key}", options=options
         )
         return guardrails.judge_verdict(result.text)
 

@@ -92,7 +92,8 @@ class ExecutionBatchView(KaiAPIView):
         items = validated(ExecutionBatchSerializer, request)["executions"]
         _check_shapes(request, items)
         single = ExecutionViewSet(request=request, format_kwarg=None, args=(), kwargs={}, action="create")
-        results, item_of_run = [], {}
+        results: list[dict] = []
+        item_of_run: dict[int, int] = {}  # the batch's run position → the item it was built for
         with transaction.atomic():
             # Each item is checked by the single route's code, which writes nothing inside the batch:
             # its run is built and kept; then all the runs are written with one statement per table.

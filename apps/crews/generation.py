@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import jsonschema
 from django.db import connection
@@ -25,14 +26,14 @@ from apps.crews import specs
 from apps.runs import llm as llm_layer
 from kai_platform.api.errors import Unprocessable, codes
 from kai_platform.api.errors.exceptions import KaiAPIException, ServiceUnavailable
-from kai_platform.llm import LLMError
+from kai_platform.llm.base import LLMError
 from kai_platform.llm.pricing import cost_usd
 
 MAX_ATTEMPTS = 3
 
 _TEXT = {"type": "string", "minLength": 1, "maxLength": 4000}
 _NAMES = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 100}, "maxItems": 20}
-AGENT_SCHEMA = {
+AGENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["name", "role", "goal", "backstory"],
     "properties": {
@@ -44,7 +45,7 @@ AGENT_SCHEMA = {
     },
     "additionalProperties": False,
 }
-TASK_SCHEMA = {
+TASK_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["name", "description", "expected_output"],
     "properties": {

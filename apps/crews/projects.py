@@ -11,6 +11,7 @@ import posixpath
 import re
 import zipfile
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import yaml
 
@@ -63,7 +64,7 @@ class Project:
 # --- the archive ---------------------------------------------------------------------------------
 
 
-def _fail(message: str, field_name: str = "file"):
+def _fail(message: str, field_name: str = "file") -> NoReturn:
     raise ProjectError([{"field": field_name, "message": message}])
 
 

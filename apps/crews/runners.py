@@ -8,9 +8,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, cast
 
 from django.db import connection
 
+from apps.agents.models import Agent
 from apps.crews import specs
 from apps.crews.crew_run import CrewRun, CrewSettings, TaskOutcome
 from apps.crews.models import Pattern
@@ -54,13 +56,11 @@ def run_crew(ctx: RunContext):
         f"{process} process".replace("crew  ", "crew ")
     )
     checkpoint = ctx.execution.checkpoint or {}
+    attributes: dict[str, Any] = {"process": process, **({"resumed": True} if checkpoint else {})}
     root = ctx.recorder.span_start(
-        SpanKind.TASK,
-        f"crew {definition.get('name') or ctx.execution.run_name}",
-        process=process,
-        **({"resumed": True} if checkpoint else {}),
+        SpanKind.TASK, f"crew {definition.get('name') or ctx.execution.run_name}", **attributes
     )
-    ctx.root_span = root
+    crew.root = root
     # a run resumed after an approval keeps what its tasks produced before it was parked
     crew.outcomes = {
         key: TaskOutcome(**value) if isinstance(value, dict) else TaskOutcome(key, "", value)
@@ -71,7 +71,7 @@ def run_crew(ctx: RunContext):
         if "plan" not in checkpoint:
             _plan(crew, spec)
         final = _run_tasks(crew, spec, checkpoint.get("step") or {})
-        if hierarchical:
+        if crew.manager is not None:  # hierarchical
             summary = "\n".join(f"{key}: {value.raw}" for key, value in crew.outcomes.items())
             final = ctx.task_step(
                 name="review",
@@ -91,7 +91,8 @@ def run_crew(ctx: RunContext):
 
 
 def _crew_profiles(ctx: RunContext, spec, inputs: dict, crew_model: str) -> dict[str, AgentProfile]:
-    bound = platform_agents(ctx, [a.agent_id for a in spec.agents])
+    # platform_agents types its agents as object (apps.runs sits below apps.agents)
+    bound = cast(dict[str, Agent], platform_agents(ctx, [a.agent_id for a in spec.agents]))
     profiles = {}
     for a in spec.agents:
         agent = bound.get(a.agent_id) if a.agent_id else None
@@ -117,7 +118,7 @@ def _plan(crew: CrewRun, spec) -> None:
         ctx.task_step(
             name="plan",
             profile=crew.manager,
-            parent=ctx.root_span,
+            parent=crew.root,
             prompt=f"Plan the delegation of these tasks to your crew:\n{task_list}",
         )
     if crew.settings.planning:
@@ -134,7 +135,7 @@ def _plan(crew: CrewRun, spec) -> None:
         crew.plan = ctx.task_step(
             name="planning",
             profile=planner,
-            parent=ctx.root_span,
+            parent=crew.root,
             prompt=f"Create a step-by-step plan for these tasks:\n{task_list}",
         ).text
 
@@ -153,9 +154,7 @@ def _run_tasks(crew: CrewRun, spec, paused_step: dict) -> str:
         if crew.manager is not None:
             profile = crew.manager
         else:
-            profile = (
-                crew.profiles.get(task.agent) if task.agent else crew.profiles[agent_keys[index % len(agent_keys)]]
-            )
+            profile = crew.profiles[task.agent] if task.agent else crew.profiles[agent_keys[index % len(agent_keys)]]
         if task.tools:
             profile = AgentProfile(**{**profile.__dict__, "tools": list(dict.fromkeys(profile.tools + task.tools))})
         asynchronous = bool(getattr(task, "async_execution", False))
@@ -322,7 +321,7 @@ class _Orchestration:
 
     def each(self, profiles: list[AgentProfile], prompt: str) -> dict[str, str]:
         """The same prompt to every profile at once: their outputs by name."""
-        results = _parallel(self.ctx, [lambda p=p: self.step(p, prompt) for p in profiles])
+        results = _parallel(self.ctx, [partial(self.step, p, prompt) for p in profiles])
         return {p.name: r.text for p, r in zip(profiles, results)}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
@@ -46,8 +47,8 @@ def execution_spans(*, execution: Execution):
 
 def span_tree(spans) -> list[dict]:
     """Spans as a forest: each span dict gains ``children`` (roots first, in start order)."""
-    nodes = {}
-    roots = []
+    nodes: dict[str, dict[str, Any]] = {}
+    roots: list[dict[str, Any]] = []
     for span in spans:
         nodes[span["span_id"]] = {**span, "children": []}
     for node in nodes.values():

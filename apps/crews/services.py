@@ -210,7 +210,7 @@ def crew_import(*, organization, actor, data: dict) -> Crew:
     combined = values.pop("crew_yaml", None)
     if combined:
         fields, errors = specs.parse_combined(combined)
-        if errors:
+        if fields is None:  # not parsed: the errors say why
             raise exceptions.ValidationError({e["field"]: [e["message"]] for e in errors})
         for key, value in fields.items():
             values.setdefault(key, value)

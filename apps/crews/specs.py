@@ -35,7 +35,9 @@ import jsonschema
 import yaml
 
 from apps.crews.keys import AGENT_KEYS, CREW_KEYS, TASK_KEYS, Key
-from apps.runs.prompts import interpolate, missing_inputs, placeholders_of  # noqa: F401 (crews read inputs with them)
+from apps.runs.prompts import interpolate as interpolate  # re-exported, as the two below: crews read inputs with them
+from apps.runs.prompts import missing_inputs as missing_inputs
+from apps.runs.prompts import placeholders_of as placeholders_of
 
 AGENT_REQUIRED = ("role", "goal", "backstory")
 TASK_REQUIRED = ("description", "expected_output")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Count, Sum
 from django.db.models.fields.json import KeyTextTransform
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from apps.agents.models import Agent
 from apps.runs.models import TraceSpan
@@ -58,9 +58,9 @@ def organization_registry(organization) -> tuple[CollectorRegistry, dict]:
     return registry, figures
 
 
-def _organization_families(runs: dict, agents: dict, llm: list) -> list:
+def _organization_families(runs: dict, agents: dict, llm: list) -> list[Metric]:
     """Runs and agents by status; LLM tokens and cost by provider and model."""
-    families = []
+    families: list[Metric] = []
     family = GaugeMetricFamily("kai_org_runs", "Executions of the organization by status.", labels=["status"])
     for name, n in sorted(runs.items()):
         family.add_metric([name], n)
@@ -84,9 +84,9 @@ def _organization_families(runs: dict, agents: dict, llm: list) -> list:
     return families
 
 
-def _platform_families(requests: dict, queues: dict, workers: dict) -> list:
+def _platform_families(requests: dict, queues: dict, workers: dict) -> list[Metric]:
     """The API's last 5 minutes (latency, requests, error rate), queue depths and live workers."""
-    families = []
+    families: list[Metric] = []
     latency = GaugeMetricFamily(
         "kai_org_api_latency_ms", "API latency percentiles over the last 5 minutes.", labels=["quantile"]
     )

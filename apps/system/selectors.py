@@ -7,7 +7,9 @@ import datetime
 import math
 import re
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any, TypedDict
 
 import psutil
 from django.apps import apps as django_apps
@@ -55,8 +57,10 @@ def _grid(index: int, row: int) -> dict:
     return {"x": 120 + 220 * (index % 6), "y": 100 + 160 * row + 120 * (index // 6)}
 
 
-def architecture(*, organization) -> dict:
-    nodes, connections, workflows = [], [], []
+def architecture(*, organization) -> dict[str, Any]:
+    nodes: list[dict[str, Any]] = []
+    connections: list[dict[str, Any]] = []
+    workflows: list[dict[str, Any]] = []
     agents = list(
         Agent.objects.for_org(organization)
         .order_by("agent_number")
@@ -114,7 +118,7 @@ def architecture(*, organization) -> dict:
             }
         )
     providers = list(Provider.objects.for_org(organization).order_by("name"))
-    provider_by_model = {}
+    provider_by_model: dict[str, Provider] = {}
     for i, provider in enumerate(providers):
         nodes.append(
             {
@@ -188,9 +192,16 @@ def architecture(*, organization) -> dict:
             }
         )
     workflows += _workflow_definitions(organization, by_id, by_number, connections)
-    architecture = {"agents": nodes, "connections": connections, "workflows": workflows}
+    architecture: dict[str, Any] = {"agents": nodes, "connections": connections, "workflows": workflows}
     architecture["mermaid_diagram"] = mermaid_diagram(architecture)
     return architecture
+
+
+class _WorkflowStep(TypedDict):
+    id: str
+    action: str
+    agent_id: str | None
+    depends_on: list[str]
 
 
 def _workflow_definitions(organization, by_id, by_number, connections) -> list[dict]:
@@ -204,7 +215,7 @@ def _workflow_definitions(organization, by_id, by_number, connections) -> list[d
     for workflow in model.objects.for_org(organization).order_by("-created_at")[:100]:
         definition = getattr(workflow, "definition", None) if "definition" in fields else None
         steps_raw = (definition or {}).get("steps") if isinstance(definition, dict) else None
-        steps = []
+        steps: list[_WorkflowStep] = []
         for raw in steps_raw if isinstance(steps_raw, list) else []:
             if not isinstance(raw, dict) or not raw.get("id"):
                 continue
@@ -417,10 +428,10 @@ def metric_series(*, organization, name: str, period: str, aggregation: str) -> 
         entry = series.setdefault(label_key, {"labels": labels, "points": {}})
         start = int(bucket.timestamp()) // width * width
         entry["points"].setdefault(start, []).append(value)
-    combine = {"sum": sum, "max": max, "min": min, "avg": lambda v: sum(v) / len(v)}[aggregation]
+    combine = _COMBINE[aggregation]
     out = []
     for entry in series.values():
-        points = [
+        points: list[_Point] = [
             {"timestamp": datetime.datetime.fromtimestamp(ts, tz=datetime.UTC), "value": _round(combine(values))}
             for ts, values in sorted(entry["points"].items())
         ]
@@ -440,6 +451,20 @@ def metric_series(*, organization, name: str, period: str, aggregation: str) -> 
         "end": now,
         "series": out,
     }
+
+
+class _Point(TypedDict):
+    timestamp: datetime.datetime
+    value: float
+
+
+#: how one bucket's values become its point, by ``aggregation``
+_COMBINE: dict[str, Callable[[list[float]], float]] = {
+    "sum": sum,
+    "max": max,
+    "min": min,
+    "avg": lambda v: sum(v) / len(v),
+}
 
 
 def _round(value: float) -> float:
@@ -489,6 +514,14 @@ def forget_maintenance(**_) -> None:
     _maintenance_off_at[0] = float("-inf")
 
 
+class MaintenanceOn(ServiceUnavailable):
+    """The 503 of a new run while maintenance is on; the handler sends ``retry_after`` as ``Retry-After``."""
+
+    def __init__(self, detail: str, *, retry_after: int, extra: dict) -> None:
+        super().__init__(detail, extra=extra)
+        self.retry_after = retry_after
+
+
 def ensure_no_maintenance() -> None:
     """Raise 503 ``GENERAL_004`` with ``Retry-After`` while maintenance is on (new runs call this)."""
     if time.monotonic() - _maintenance_off_at[0] < maintenance_cache_seconds():
@@ -497,13 +530,12 @@ def ensure_no_maintenance() -> None:
     if not state.active:
         _maintenance_off_at[0] = time.monotonic()
     else:
-        exc = ServiceUnavailable(
+        raise MaintenanceOn(
             f"The platform is under maintenance{': ' + state.message if state.message else ''}; new runs are "
             f"refused until it ends.",
+            retry_after=state.retry_after,
             extra={"maintenance": True, "until": state.until.isoformat() if state.until else None},
         )
-        exc.retry_after = state.retry_after
-        raise exc
 
 
 def recent_alerts(*, limit: int = 50):

@@ -74,7 +74,7 @@ def rollup_minute(minute: int) -> list[MetricRollup]:
     except Exception:
         members = set()
     for raw in members:
-        org_id = raw.decode()
+        org_id = raw.decode() if isinstance(raw, bytes) else raw
         stats = observability.minute_stats(org_id, minute)
         rows += [
             _row(org_id, "api_requests", bucket, stats["requests"]),
@@ -110,12 +110,12 @@ def rollup_minute(minute: int) -> list[MetricRollup]:
             .annotate(tin=Sum("tokens_in"), tout=Sum("tokens_out"), usd=Sum("cost"))
             .order_by()
         )
-        for row in spans:
-            labels = {"provider": row["provider"] or "unknown", "model": row["model"] or "unknown"}
+        for span in spans:
+            labels = {"provider": span["provider"] or "unknown", "model": span["model"] or "unknown"}
             rows += [
-                _row(row["organization_id"], "llm_tokens_in", bucket, row["tin"], labels),
-                _row(row["organization_id"], "llm_tokens_out", bucket, row["tout"], labels),
-                _row(row["organization_id"], "llm_cost_usd", bucket, row["usd"], labels),
+                _row(span["organization_id"], "llm_tokens_in", bucket, span["tin"], labels),
+                _row(span["organization_id"], "llm_tokens_out", bucket, span["tout"], labels),
+                _row(span["organization_id"], "llm_cost_usd", bucket, span["usd"], labels),
             ]
     return rows
 

@@ -33,6 +33,11 @@ class VoiceCommand(TenantModel):
     context = models.JSONField(default=dict, blank=True)
     processing_ms = models.FloatField(default=0.0)
 
+    # the reply's extras voice_process sets on the command it returns (not stored)
+    suggestions: list[str]
+    requires_followup: bool
+    note: str
+
     class Meta(TenantModel.Meta):
         indexes = [models.Index(fields=["organization", "-created_at"], name="voice_cmd_org_created")]
 

@@ -130,7 +130,7 @@ def _openai_client(organization, provider: Provider):
         check_url(base_url, allowlist)
     except Exception as exc:
         raise VoiceUnavailable(f"Speech provider '{provider.name}' may not be reached: {exc}") from exc
-    api_key = credential_use(credential=provider.credential)["value"] if provider.credential_id else "unused"
+    api_key = credential_use(credential=provider.credential)["value"] if provider.credential is not None else "unused"
     timeout = provider.timeout_seconds or TIMEOUT_SECONDS
     return openai.OpenAI(
         base_url=base_url,
@@ -173,7 +173,7 @@ def transcribe(organization, *, audio: bytes, filename: str, language: str = "")
         raise TranscriptionFailed(f"Speech provider '{provider.name}' answered {exc.status_code}.") from exc
     data = result.model_dump() if hasattr(result, "model_dump") else dict(result)
     segments = data.get("segments") or []
-    logprobs = [s.get("avg_logprob") for s in segments if isinstance(s, dict) and s.get("avg_logprob") is not None]
+    logprobs = [p for s in segments if isinstance(s, dict) and (p := s.get("avg_logprob")) is not None]
     confidence = round(math.exp(sum(logprobs) / len(logprobs)), 3) if logprobs else 1.0
     return Transcript(
         text=str(data.get("text") or "").strip(),

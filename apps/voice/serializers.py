@@ -65,7 +65,8 @@ class VoiceProcessSerializer(KaiSerializer):
         help_text="The command as text: used when there is no audio or it cannot be transcribed.",
     )
     language = serializers.CharField(required=False, allow_blank=True, max_length=35)
-    context = VoiceContextSerializer(required=False)
+    # drf-stubs read a declared field named "context" as overriding Field.context (DRF moves it off the class)
+    context = VoiceContextSerializer(required=False)  # type: ignore[assignment]
     execute = serializers.BooleanField(
         default=False,
         help_text="Start a run of the routed agent (agents/{id}/execute semantics) when the command was understood.",
@@ -83,7 +84,8 @@ class AgentVoiceSerializer(KaiSerializer):
     audio_format = serializers.ChoiceField(choices=AUDIO_FORMATS, default="wav")
     text_input = serializers.CharField(required=False, allow_blank=True, max_length=4000)
     language = serializers.CharField(required=False, allow_blank=True, max_length=35)
-    context = JSONObjectField(required=False)
+    # drf-stubs read a declared field named "context" as overriding Field.context (DRF moves it off the class)
+    context = JSONObjectField(required=False)  # type: ignore[assignment]
     execute = serializers.BooleanField(default=True)
 
     def validate_audio_data(self, value):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from rest_framework import serializers
 
@@ -13,14 +15,26 @@ from kai_platform.api.serializers import JSONObjectField, KaiModelSerializer, Ka
 # --- services ----------------------------------------------------------------------------------
 
 
+def _shared_context(field: serializers.Field) -> dict[str, Any]:
+    """The root serializer's context, which every field of it shares: where the liveness read for a
+    page is kept (drf-stubs type ``context`` as a read-only Mapping; DRF's is the root's dict)."""
+    context = field.context
+    if not isinstance(context, dict):
+        raise TypeError(f"a serializer's context is a dict, not {type(context).__name__}")
+    return context
+
+
 class ServiceListSerializer(serializers.ListSerializer):
     """Overlays liveness from Redis for the whole page in one round trip."""
+
+    child: ServiceSerializer
 
     def to_representation(self, data):
         items = list(data.all() if hasattr(data, "all") else data)
         agent_refs = [s.ref_id for s in items if s.service_type == "agent" and s.ref_id]
-        self.child.context["agent_beats"] = heartbeats(kind="agent", ids=agent_refs)
-        self.child.context["service_beats"] = heartbeats(kind="service", ids=[s.pk for s in items])
+        context = _shared_context(self.child)
+        context["agent_beats"] = heartbeats(kind="agent", ids=agent_refs)
+        context["service_beats"] = heartbeats(kind="service", ids=[s.pk for s in items])
         return [self.child.to_representation(item) for item in items]
 
 
@@ -61,8 +75,9 @@ class ServiceSerializer(KaiModelSerializer):
 
     def _beat(self, obj):
         if "service_beats" not in self.context:
-            self.context["agent_beats"] = heartbeats(kind="agent", ids=[obj.ref_id] if obj.ref_id else [])
-            self.context["service_beats"] = heartbeats(kind="service", ids=[obj.pk])
+            context = _shared_context(self)
+            context["agent_beats"] = heartbeats(kind="agent", ids=[obj.ref_id] if obj.ref_id else [])
+            context["service_beats"] = heartbeats(kind="service", ids=[obj.pk])
         beats = [self.context["service_beats"].get(str(obj.pk))]
         if obj.service_type == "agent" and obj.ref_id:
             beats.append(self.context["agent_beats"].get(str(obj.ref_id)))

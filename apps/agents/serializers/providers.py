@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -71,7 +72,8 @@ class ProviderSerializer(KaiModelSerializer):
         extra_kwargs = {"timeout_seconds": {"min_value": 0.1, "max_value": 600}, "budget_limit": {"min_value": 0}}
 
     def get_fields(self):
-        fields = super().get_fields()
+        # Any: drf-stubs declare RelatedField.queryset as a Manager (a descriptor), which refuses assignment
+        fields: dict[str, Any] = super().get_fields()
         request = self.context.get("request")
         org = getattr(getattr(request, "auth", None), "organization", None)
         if org is not None:

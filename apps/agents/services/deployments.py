@@ -38,7 +38,9 @@ def deployment_create(
         orchestration = orchestrations.orchestration_get(organization=organization, orchestration_id=orchestration_id)
         if orchestration is None:
             raise exceptions.NotFound("No such orchestration.")
-    deployed = agent or orchestration
+        deployed = orchestration
+    else:
+        deployed = agent
     prefix = "".join(secrets.choice(KEY_ALPHABET) for _ in range(12))
     secret = "".join(secrets.choice(KEY_ALPHABET) for _ in range(40))
     raw = f"{DEPLOYMENT_KEY_PREFIX}{prefix}_{secret}"

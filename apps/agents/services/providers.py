@@ -124,7 +124,7 @@ def provider_update(*, provider: Provider, actor, data: dict) -> Provider:
             provider = Provider.objects.select_for_update().get(pk=provider.pk)
             before = _provider_audit_view(provider)
             if api_key:
-                if provider.credential_id:
+                if provider.credential is not None:
                     credential_update(credential=provider.credential, actor=actor, changes={"value": api_key})
                 else:
                     provider.credential = credential_create(

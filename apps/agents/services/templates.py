@@ -11,8 +11,7 @@ from rest_framework import exceptions
 from apps.agents import official, orchestrations
 from apps.agents.models import Agent, AgentTemplate, OrchestrationTemplate, PromptTemplate, Provider, Tool, ToolType
 from apps.agents.services.agents import agent_create, agent_fields_from_yaml, check_tools, parse_yaml_mapping
-from apps.agents.tools.base import builtin_spec
-from apps.agents.tools.builtins import BUILTIN_TOOLS
+from apps.agents.tools.base import BUILTIN_TOOLS, builtin_spec
 from apps.audit.services import audit_covered, audit_record, snapshot
 from kai_platform.api.errors import Conflict
 
@@ -235,7 +234,10 @@ def _template_check(model, *, organization, data: dict) -> None:
                 try:
                     check_tools(organization=organization, names=fields["tools"])
                 except exceptions.ValidationError as exc:
-                    raise exceptions.ValidationError({"config_yaml": exc.detail["tools"]})
+                    detail = exc.detail  # check_tools' {"tools": [...]}
+                    raise exceptions.ValidationError(
+                        {"config_yaml": detail["tools"] if isinstance(detail, dict) else detail}
+                    )
 
 
 def template_create(model, *, organization, actor, data: dict):

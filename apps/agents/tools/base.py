@@ -61,7 +61,7 @@ def schema_errors(schema: dict, value) -> list[str]:
 def run_tool(tool, arguments: dict, context: ToolContext):
     """Run an enabled Tool row (built-in or organization-defined)."""
     # deferred: cycle — apps.agents.tools.custom imports this module at load
-    from apps.agents.tools import builtins, custom
+    from apps.agents.tools import custom
 
     if not tool.enabled:
         raise ToolError(f"tool {tool.name!r} is disabled")
@@ -69,7 +69,7 @@ def run_tool(tool, arguments: dict, context: ToolContext):
     if errors:
         raise ToolError(f"invalid arguments for {tool.name!r}: " + "; ".join(errors))
     context.configuration = tool.configuration or {}
-    spec = builtins.BUILTIN_TOOLS.get(tool.name) if tool.tool_type == "builtin" else None
+    spec = builtin_spec(tool.name) if tool.tool_type == "builtin" else None
     if spec is not None:
         return spec.run(arguments, context)
     return custom.run_custom(tool, arguments, context)

@@ -66,7 +66,8 @@ class AgentCommandBodySerializer(KaiSerializer):
 
     action = serializers.CharField(max_length=200)
     parameters = JSONObjectField(required=False, default=dict)
-    context = JSONObjectField(required=False, default=dict)
+    # drf-stubs read a declared field named "context" as overriding Field.context (DRF moves it off the class)
+    context = JSONObjectField(required=False, default=dict)  # type: ignore[assignment]
     user_id = serializers.CharField(required=False, allow_blank=True)
     request_id = serializers.CharField(required=False, allow_blank=True)
     voice_input = serializers.BooleanField(required=False, default=False)
@@ -84,7 +85,8 @@ class AgentExecuteSerializer(KaiSerializer):
 
 class AgentResponseSerializer(serializers.Serializer):
     success = serializers.BooleanField()
-    data = serializers.JSONField(allow_null=True)
+    # drf-stubs read a declared field named "data" as overriding Serializer.data (DRF moves it off the class)
+    data = serializers.JSONField(allow_null=True)  # type: ignore[assignment]
     error = serializers.CharField(allow_null=True)
     metadata = serializers.DictField()
 
@@ -97,7 +99,8 @@ class AgentExecuteDataSerializer(serializers.Serializer):
 
 class AgentExecuteResponseSerializer(serializers.Serializer):
     success = serializers.BooleanField()
-    data = AgentExecuteDataSerializer()
+    # drf-stubs read a declared field named "data" as overriding Serializer.data (DRF moves it off the class)
+    data = AgentExecuteDataSerializer()  # type: ignore[assignment]
 
 
 class StreamPromptSerializer(KaiSerializer):

@@ -54,7 +54,8 @@ class SpecErrorSerializer(serializers.Serializer):
 
 class CrewDebugResultSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
-    errors = SpecErrorSerializer(many=True)
+    # drf-stubs read a declared field named "errors" as overriding Serializer.errors (DRF moves it off the class)
+    errors = SpecErrorSerializer(many=True)  # type: ignore[assignment]
     agents = serializers.ListField(child=serializers.DictField())
     tasks = serializers.ListField(child=serializers.DictField())
     placeholders = serializers.ListField(child=serializers.CharField())

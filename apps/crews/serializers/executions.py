@@ -185,7 +185,8 @@ class ExecutionLogSerializer(serializers.Serializer):
     seq = serializers.IntegerField()
     level = serializers.CharField()
     message = serializers.CharField()
-    data = serializers.JSONField()
+    # drf-stubs read a declared field named "data" as overriding Serializer.data (DRF moves it off the class)
+    data = serializers.JSONField()  # type: ignore[assignment]
     created_at = serializers.DateTimeField()
 
 

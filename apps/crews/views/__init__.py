@@ -1,6 +1,6 @@
 """The crews app's views, by domain; ``apps.crews.urls`` routes them by these names."""
 
-from apps.crews.views.crews import (  # noqa: F401
+from apps.crews.views.crews import (
     AgentGenerationView,
     CrewGenerationView,
     CrewViewSet,
@@ -8,7 +8,7 @@ from apps.crews.views.crews import (  # noqa: F401
     TaskDefinitionViewSet,
     TaskGenerationView,
 )
-from apps.crews.views.executions import (  # noqa: F401
+from apps.crews.views.executions import (
     ExecutionHistoryViewSet,
     ExecutionLogViewSet,
     ExecutionTraceViewSet,
@@ -17,10 +17,33 @@ from apps.crews.views.executions import (  # noqa: F401
     TraceViewSet,
     generated_run_name,
 )
-from apps.crews.views.runtime import (  # noqa: F401
+from apps.crews.views.runtime import (
     AgentUsageViewSet,
     RuntimeAgentViewSet,
     RuntimeStatusView,
     UsageView,
 )
-from apps.crews.views.streaming import AgentRunViewSet, EventStreamRenderer, sse_events  # noqa: F401
+from apps.crews.views.streaming import AgentRunViewSet, EventStreamRenderer, sse_events
+
+__all__ = [
+    "AgentGenerationView",
+    "AgentRunViewSet",
+    "AgentUsageViewSet",
+    "CrewGenerationView",
+    "CrewViewSet",
+    "EventStreamRenderer",
+    "ExecutionHistoryViewSet",
+    "ExecutionLogViewSet",
+    "ExecutionTraceViewSet",
+    "ExecutionViewSet",
+    "OrchestrationViewSet",
+    "RuntimeAgentViewSet",
+    "RuntimeStatusView",
+    "TaskDefinitionViewSet",
+    "TaskGenerationView",
+    "TaskStatusViewSet",
+    "TraceViewSet",
+    "UsageView",
+    "generated_run_name",
+    "sse_events",
+]

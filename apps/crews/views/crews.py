@@ -238,7 +238,9 @@ class OrchestrationViewSet(TenantScopedViewSet):
         when the wait times out) answers 202 with the execution id."""
         orchestration = self.get_object()
         data = validated(OrchestrationExecuteSerializer, request)
-        inputs = data.get("inputs") if data.get("inputs") is not None else data["input_data"]
+        inputs = data.get("inputs")
+        if inputs is None:
+            inputs = data["input_data"]
         execution = services.orchestration_start(
             orchestration=orchestration,
             actor=request.user,

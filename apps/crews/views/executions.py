@@ -360,6 +360,8 @@ class TraceViewSet(TenantScopedViewSet):
     def list(self, request, *args, **kwargs):
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)
+        if page is None:  # no pagination: the whole list (as DRF's list)
+            return Response([_trace_body(e) for e in queryset])
         return self.get_paginated_response([_trace_body(e) for e in page])
 
     @extend_schema(responses={200: TraceDetailSerializer})

@@ -136,8 +136,10 @@ class RuntimeAgentViewSet(TenantScopedViewSet):
         return queryset.order_by("agent_number")
 
     def list(self, request, *args, **kwargs):
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        ids = [a.pk for a in page]
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        agents = list(queryset) if page is None else page  # no pagination: the whole list (as DRF's list)
+        ids = [a.pk for a in agents]
         beats = heartbeats(kind="agent", ids=ids)
         running = dict(
             Execution.objects.for_org(self.organization)
@@ -149,7 +151,7 @@ class RuntimeAgentViewSet(TenantScopedViewSet):
         spent = selectors.agent_month_costs(organization=self.organization, agent_ids=ids)
         resolved_cache: dict = {}
         items = []
-        for agent in page:
+        for agent in agents:
             model = agent.llm or ""
             if model not in resolved_cache:
                 try:
@@ -177,4 +179,5 @@ class RuntimeAgentViewSet(TenantScopedViewSet):
                     "budget_limit": limit,
                 }
             )
-        return self.get_paginated_response(RuntimeAgentSerializer(items, many=True).data)  # decimals as the schema says
+        data = RuntimeAgentSerializer(items, many=True).data  # decimals as the schema says
+        return Response(data) if page is None else self.get_paginated_response(data)
