@@ -1,6 +1,6 @@
 """Operator console building blocks shared by every app's admin."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
 from django.apps import apps
@@ -65,7 +65,7 @@ CREATED = ("created_at", admin.DateFieldListFilter)
 class TenantAdmin(_ModelAdmin):
     """Base of tenant models' admins: organization shown, joined and filterable."""
 
-    list_select_related = ("organization",)
-    list_filter = ("organization", CREATED)
-    search_fields = ("=id", "organization__slug")
-    readonly_fields = ("id", "organization", "created_by", "created_at", "updated_at")
+    list_select_related: ClassVar[tuple[str, ...]] = ("organization",)
+    list_filter: ClassVar[tuple[str | tuple[str, type[admin.FieldListFilter]], ...]] = ("organization", CREATED)
+    search_fields: ClassVar[tuple[str, ...]] = ("=id", "organization__slug")
+    readonly_fields: ClassVar[tuple[str, ...]] = ("id", "organization", "created_by", "created_at", "updated_at")
