@@ -334,8 +334,11 @@ WITH v (id, reason, {names}) AS (
     SELECT locked.organization_id, locked.id, locked.from_status, %s, locked.reason, %s FROM locked ORDER BY locked.id
 ), {events}
 SELECT locked.id, locked.from_status, locked.kind, locked.agent_id, locked.parent_id, locked.reason,
-       (SELECT array_agg(kai_event.id ORDER BY kai_event.id) FROM kai_event),
-       (SELECT array_agg(kai_event.created_at ORDER BY kai_event.id) FROM kai_event)
+       -- the events' ids and times on the first row only (on every row, a batch of N runs sent N² of them)
+       CASE WHEN row_number() OVER (ORDER BY locked.id) = 1 THEN
+           (SELECT array_agg(kai_event.id ORDER BY kai_event.id) FROM kai_event) END,
+       CASE WHEN row_number() OVER (ORDER BY locked.id) = 1 THEN
+           (SELECT array_agg(kai_event.created_at ORDER BY kai_event.id) FROM kai_event) END
 FROM locked ORDER BY locked.id
 """
 
