@@ -90,7 +90,7 @@ def _install_worker(tracer: Tracer) -> None:
     tracer.wrap(intake.intake, "take", "intake.take")
     tracer.wrap(lifecycle, "complete", "complete")
     tracer.wrap(completion, "record_agent_runs", "record_agent_runs")
-    tracer.wrap(transitions, "_signal_finished", "signal_finished")
+    tracer.wrap(transitions, "_signal_many", "signal_finished")  # every end signal goes through it
     tracer.wrap(kombu.transport.redis.Channel, "_brpop_read", "kombu.brpop_read")
     runner_for = plugins.runner_for
 

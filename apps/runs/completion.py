@@ -102,16 +102,11 @@ def _send(items: list[tuple], batches: LastBatches, organizations: list) -> set[
     return moved
 
 
-def _after_commit(
-    ended_runs: list[dict], agent_runs: list[tuple], signals: dict, *, signal_only: str | None = None
-) -> None:
-    """What follows a committed batch of ends: the waiters signalled, the terminal hooks called,
-    the agents' run counters written. ``signal_only``: only the waiters of that run signalled (a
-    caller of the batch other than its first one)."""
-    if signal_only is not None:
-        signal_ended([run for run in ended_runs if run["execution_id"] == signal_only], signals)
-        return
-    signal_ended(ended_runs, signals)
+def _after_commit(ended_runs: list[dict], agent_runs: list[tuple], signals: dict, *, signalled: bool = False) -> None:
+    """What follows a committed batch of ends: the waiters signalled (in one Redis round trip,
+    unless ``signalled`` already), the terminal hooks called, the agents' run counters written."""
+    if not signalled:
+        signal_ended(ended_runs, signals)
     if ended_runs:
         plugins.run_terminal_hooks(ended_runs)
     record_agent_runs(agent_runs)
@@ -136,14 +131,20 @@ def record_agent_runs(runs: list[tuple]) -> None:
 
 
 def _handle(items: list[tuple]) -> list[tuple]:
-    """The batcher's handler: each caller gets whether its run moved and what is left to do once
-    the batch committed (its own run's waiters signalled; the first caller, the rest): the
-    batch's thread takes the next batch meanwhile."""
+    """The batcher's handler: the batch's waiters signalled once it committed (one Redis round
+    trip), then each caller gets whether its run moved and what is left to do (the first caller:
+    the terminal hooks and the agents' counters): the batch's thread takes the next batch meanwhile.
+    Inside the caller's transaction (a lone run), all of it waits for that to commit."""
     moved, after = _end_batch(items)
-    answers = [(moved[0], after)]
-    for (ctx, _), ended in zip(items[1:], moved[1:]):
-        answers.append((ended, partial(after, signal_only=str(ctx.execution.pk))))
-    return answers
+    if connection.in_atomic_block:
+        return [(moved[0], after)] + [(ended, _nothing) for ended in moved[1:]]
+    ended_runs, _agent_runs, signals = after.args
+    signal_ended(ended_runs, signals)
+    return [(moved[0], partial(after, signalled=True))] + [(ended, _nothing) for ended in moved[1:]]
+
+
+def _nothing() -> None:
+    """What a caller of a batch other than its first has left to do once it committed."""
 
 
 completer = Batcher("kai-run-completion", _handle)

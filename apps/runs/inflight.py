@@ -158,10 +158,11 @@ class InFlightRegistry:
         try:
             with connection.cursor() as cursor:
                 # only runs still held by this process's workers: one the reaper gave to another is not ours
+                # the rows locked in id order, as the batched ends and flushes lock theirs (no deadlock)
                 cursor.execute(
-                    "UPDATE crews_execution SET heartbeat_at = now() WHERE id = ANY(%s::uuid[]) "
-                    "AND status IN ('PREPARING', 'RUNNING') AND (worker = ANY(%s) OR %s) "
-                    "RETURNING id, cancel_requested",
+                    "UPDATE crews_execution e SET heartbeat_at = now() FROM (SELECT id FROM crews_execution "
+                    "WHERE id = ANY(%s::uuid[]) AND status IN ('PREPARING', 'RUNNING') AND (worker = ANY(%s) OR %s) "
+                    "ORDER BY id FOR UPDATE) AS lk WHERE e.id = lk.id RETURNING e.id, e.cancel_requested",
                     [ids, sorted(workers), anonymous],
                 )
                 rows = cursor.fetchall()

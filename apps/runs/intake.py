@@ -73,8 +73,11 @@ WITH {running}cand AS (
     FROM locked, steps ORDER BY locked.id, steps.ord
 ), {events}
 SELECT {running_n}, locked.id, locked.from_status, locked.kind, locked.agent_id, locked.parent_id,
-       (SELECT array_agg(kai_event.id ORDER BY kai_event.id) FROM kai_event),
-       (SELECT array_agg(kai_event.created_at ORDER BY kai_event.id) FROM kai_event)
+       -- the events' ids and times on the first row only (on every row, a batch of N runs sent N² of them)
+       CASE WHEN row_number() OVER (ORDER BY locked.id) = 1 THEN
+           (SELECT array_agg(kai_event.id ORDER BY kai_event.id) FROM kai_event) END,
+       CASE WHEN row_number() OVER (ORDER BY locked.id) = 1 THEN
+           (SELECT array_agg(kai_event.created_at ORDER BY kai_event.id) FROM kai_event) END
 FROM {running_from} ORDER BY locked.id
 """
 

@@ -13,6 +13,8 @@ transaction of the end, so its waiter, woken on commit, reads them.
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 import uuid
@@ -21,12 +23,15 @@ from datetime import datetime
 from decimal import Decimal
 from functools import partial
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
+from apps.runs.batching import Batcher
 from apps.runs.models import ExecutionLog, TraceSpan
 from apps.runs.registry import service
 from kai_platform import telemetry
+
+logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
 FLUSH_ENTRIES = 50
@@ -199,11 +204,17 @@ class RunRecorder:
         return len(self._logs) + len(self._spans) + len(self._usage) + len(self._provider_calls)
 
     def maybe_flush(self) -> None:
+        """``flush`` when due, in one round trip with the other runs' flushes due at the same time
+        (``flushes``); alone, as ``flush`` does, when that batch failed."""
         if self.pending() >= FLUSH_ENTRIES or (
             time.monotonic() - self._last_flush >= FLUSH_SECONDS
             and (self.pending() or self._tokens_in or self._tokens_out)
         ):
-            self.flush()
+            try:
+                flushes.submit(self)
+            except Exception:
+                logger.warning("batched flush of %s failed; flushing it alone", self.execution_id, exc_info=True)
+                self.flush()
 
     def flush(self) -> bool:
         """Write what was collected; False when the execution has ended (then nothing of the run
@@ -350,11 +361,17 @@ def _providers_summed(counters: list) -> dict:
     return summed
 
 
+#: the runs' rows locked in id order, as every statement that updates several runs' rows locks
+#: them (the heartbeat, the batched transitions), so that two such statements never deadlock
+_LOCK_ACTIVE = (
+    "SELECT id FROM crews_execution WHERE id = ANY(%s::uuid[]) AND status IN ('PREPARING', 'RUNNING') "
+    "ORDER BY id FOR UPDATE"
+)
 _UPDATE_COUNTERS = (
     "UPDATE crews_execution e SET log_seq = e.log_seq + v.n, tokens_in = e.tokens_in + v.tin, "
     "tokens_out = e.tokens_out + v.tout, cost = e.cost + v.cost "
-    "FROM unnest(%s::uuid[], %s::int[], %s::bigint[], %s::bigint[], %s::numeric[]) AS v (id, n, tin, tout, cost) "
-    "WHERE e.id = v.id AND e.status IN ('PREPARING', 'RUNNING') RETURNING e.id, e.log_seq, v.n"
+    "FROM unnest(%s::uuid[], %s::int[], %s::bigint[], %s::bigint[], %s::numeric[]) AS v (id, n, tin, tout, cost), lk "
+    "WHERE e.id = v.id AND lk.id = v.id AND e.status IN ('PREPARING', 'RUNNING') RETURNING e.id, e.log_seq, v.n"
 )
 
 
@@ -397,14 +414,16 @@ def rows_statement(active: list) -> tuple[str, list]:
         for i, (level, message, data, at) in enumerate(batch[0])
     ]
     spans = [span for _, batch in active for span in batch[1]]
+    ids = [str(r.execution_id) for r, _ in active]
     params = [
-        [str(r.execution_id) for r, _ in active],
+        ids,
+        ids,
         [len(b[0]) for _, b in active],
         [b[4] for _, b in active],
         [b[5] for _, b in active],
         [b[6] for _, b in active],
     ]
-    sql = "WITH upd AS (" + _UPDATE_COUNTERS + ")"
+    sql = "WITH lk AS (" + _LOCK_ACTIVE + "), upd AS (" + _UPDATE_COUNTERS + ")"
     for name, model, rows, seq in (("lg", ExecutionLog, logs, True), ("sp", TraceSpan, spans, False)):
         if rows:
             cte, cte_params = _insert_joined(model, rows, seq=seq)
@@ -414,21 +433,47 @@ def rows_statement(active: list) -> tuple[str, list]:
 
 
 def _insert_joined(model, rows: list, *, seq: bool) -> tuple[str, list]:
-    """INSERT of ``rows`` (every column set) for the runs ``upd`` returned, as a CTE item."""
+    """INSERT of ``rows`` (every column set) for the runs ``upd`` returned, as a CTE item. The rows
+    go as ONE JSON parameter (``jsonb_to_recordset``): as placeholders, a batch of 250 runs had
+    ~20,000 of them, each split out of the statement and dumped in Python."""
     fields = _insert_fields(model)
-    typed = "(" + ", ".join(f"%s::{field.db_type(connection)}" for field in fields) + ")"
     columns = [f'"{field.column}"' for field in fields]
+    record = ", ".join(f"{column} {field.db_type(connection)}" for field, column in zip(fields, columns))
     select = [
         "upd.log_seq - upd.n + r.seq" if seq and field.name == "seq" else f"r.{column}"
         for field, column in zip(fields, columns)
     ]
-    params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields]
+    encoders = [(field.column, field.attname, _json_encoder(field)) for field in fields]
+    document = [{column: encode(getattr(row, attname)) for column, attname, encode in encoders} for row in rows]
     sql = (
         f'INSERT INTO "{model._meta.db_table}" ({", ".join(columns)}) SELECT {", ".join(select)} '
-        f"FROM (VALUES {', '.join([typed] * len(rows))}) AS r ({', '.join(columns)}) "
-        "JOIN upd ON upd.id = r.execution_id"
+        f"FROM jsonb_to_recordset(%s::jsonb) AS r ({record}) JOIN upd ON upd.id = r.execution_id"
     )
-    return sql, params
+    return sql, [json.dumps(document, separators=(",", ":"))]
+
+
+def _json_encoder(field):
+    """A column's value as ``jsonb_to_recordset`` reads it back: JSON as it is (as the field's own
+    adapter writes it), times in ISO 8601, ids and decimals as their text."""
+    if isinstance(field, models.JSONField):
+        return _same
+    if isinstance(field, models.DateTimeField):
+        return _isoformat
+    if isinstance(field, models.UUIDField | models.ForeignKey | models.DecimalField):
+        return _text
+    return _same
+
+
+def _same(value):
+    return value
+
+
+def _isoformat(value):
+    return None if value is None else value.isoformat()
+
+
+def _text(value):
+    return None if value is None else str(value)
 
 
 _INSERT_FIELDS: dict = {}
@@ -516,3 +561,34 @@ def _has_rows(batch: tuple) -> bool:
 def _mark_counted(counted: list[tuple]) -> None:
     for recorder, key in counted:
         recorder._counted_usage_keys.add(key)
+
+
+def _flush_many(recorders: list[RunRecorder]) -> list[bool]:
+    """Several runs' batches (``LastBatches``' statements) as ONE string the server runs as one
+    transaction (inside the caller's, when it is in one); per run, False when it had ended (as
+    ``flush`` returns). Rolled back, each run's entries are put back for its next flush."""
+    batches = LastBatches(recorders)
+    try:
+        statements, writing = batches.statements()
+        written: set[str] = set()
+        if statements:
+            with connection.cursor() as cursor:
+                cursor.execute(";\n".join(sql for sql, _ in statements), [p for _, ps in statements for p in ps])
+                batches.sent = True
+                for index in range(writing):
+                    if index:
+                        cursor.nextset()
+                    written |= {str(row[0]) for row in cursor.fetchall()}
+        batches.settle(written)
+    except Exception:
+        if connection.in_atomic_block or not batches.sent:
+            batches.put_back()
+        raise
+    finally:
+        if not connection.in_atomic_block:
+            connection.close()  # back to the pool until the next batch
+    return [not recorder.ended for recorder in recorders]
+
+
+#: the runs' flushes due at the same time, written together (``_flush_many``)
+flushes = Batcher("kai-run-flush", _flush_many)

@@ -334,8 +334,11 @@ WITH v (id, reason, {names}) AS (
     SELECT locked.organization_id, locked.id, locked.from_status, %s, locked.reason, %s FROM locked ORDER BY locked.id
 ), {events}
 SELECT locked.id, locked.from_status, locked.kind, locked.agent_id, locked.parent_id, locked.reason,
-       (SELECT array_agg(kai_event.id ORDER BY kai_event.id) FROM kai_event),
-       (SELECT array_agg(kai_event.created_at ORDER BY kai_event.id) FROM kai_event)
+       -- the events' ids and times on the first row only (on every row, a batch of N runs sent N² of them)
+       CASE WHEN row_number() OVER (ORDER BY locked.id) = 1 THEN
+           (SELECT array_agg(kai_event.id ORDER BY kai_event.id) FROM kai_event) END,
+       CASE WHEN row_number() OVER (ORDER BY locked.id) = 1 THEN
+           (SELECT array_agg(kai_event.created_at ORDER BY kai_event.id) FROM kai_event) END
 FROM locked ORDER BY locked.id
 """
 
@@ -473,8 +476,12 @@ SIGNAL_FIELDS = ("result", "error")
 
 
 def _signal_finished(execution_id: str, status: str, fields: dict | None = None) -> None:
-    """Wake callers blocked in ``wait_for_terminal`` (a Redis list per run, short-lived). The signal
-    is the JSON of the status and of the ``SIGNAL_FIELDS`` the end wrote (``fields``), when small."""
+    """Wake callers blocked in ``wait_for_terminal`` (a Redis list per run, short-lived)."""
+    _signal_many([(execution_id, status, fields)])
+
+
+def _signal_payload(status: str, fields: dict | None) -> str:
+    """The signal: the JSON of the status and of the ``SIGNAL_FIELDS`` the end wrote (``fields``), when small."""
     payload = status
     carried = {name: fields[name] for name in SIGNAL_FIELDS if name in (fields or {})}
     if carried:
@@ -484,22 +491,30 @@ def _signal_finished(execution_id: str, status: str, fields: dict | None = None)
             encoded = ""
         if encoded and len(encoded) <= SIGNAL_MAX_BYTES:
             payload = encoded
+    return payload
+
+
+def _signal_many(ends: list[tuple]) -> None:
+    """``[(execution id, status, fields), …]`` signalled in one pipeline (one Redis round trip)."""
+    if not ends:
+        return
     try:
-        redis = get_redis_connection("default")
-        pipe = redis.pipeline()
-        pipe.lpush(_done_key(execution_id), payload)
-        pipe.expire(_done_key(execution_id), 120)
+        pipe = get_redis_connection("default").pipeline()
+        for execution_id, status, fields in ends:
+            pipe.lpush(_done_key(execution_id), _signal_payload(status, fields))
+            pipe.expire(_done_key(execution_id), 120)
         pipe.execute()
     except Exception:  # waiters fall back to polling the row
-        logger.warning("could not signal the end of execution %s", execution_id, exc_info=True)
+        logger.warning(
+            "could not signal the end of execution(s) %s", ", ".join(str(e[0]) for e in ends[:5]), exc_info=True
+        )
 
 
 def signal_ended(ended: list[dict], fields: dict | None = None) -> None:
-    """Wake the waiters of runs whose end committed (dicts as ``terminal_hooks_batched`` collects);
-    ``fields``: run id → the fields its end wrote, which the signal carries."""
+    """Wake the waiters of runs whose end committed (dicts as ``terminal_hooks_batched`` collects),
+    all in one Redis round trip; ``fields``: run id → the fields its end wrote, which the signal carries."""
     fields = fields or {}
-    for run in ended:
-        _signal_finished(run["execution_id"], run["status"], fields.get(run["execution_id"]))
+    _signal_many([(run["execution_id"], run["status"], fields.get(run["execution_id"])) for run in ended])
 
 
 def _signalled(execution_id, value, only: tuple[str, ...]) -> Execution | None:
