@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import random
 import time
+from contextvars import Token
 from datetime import date
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -23,6 +25,9 @@ from apps.runs.services import execution_claim, execution_enqueue, execution_tra
 from apps.runs.streams import stream_push
 from kai_platform import drain, telemetry
 from kai_platform.logging import log_context
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
@@ -108,7 +113,8 @@ def _work(execution: Execution, runner, *, worker: str) -> str:
     handle = registry.add(execution.pk, worker=worker[:200])  # as the claim recorded it
     ctx, active = _context(execution, handle)
     started = time.monotonic()
-    status, error = S.FAILED, ""
+    status: str = S.FAILED
+    error = ""
     try:
         if runner is None:
             raise RunFailed(f"no runner is installed for runs of kind {execution.kind!r}")
@@ -164,7 +170,7 @@ def _work(execution: Execution, runner, *, worker: str) -> str:
     return str(status).lower()
 
 
-def _context(execution: Execution, handle) -> tuple[RunContext, object]:
+def _context(execution: Execution, handle) -> tuple[RunContext, Token[Context] | None]:
     """The run's context, its trace's root span made the active one."""
     ctx = RunContext(execution, handle)
     ctx.recorder.otel_root = telemetry.start_run_span(
@@ -255,7 +261,7 @@ def _requeue(ctx: RunContext) -> str:
 
 
 def _end(ctx: RunContext, to: str, reason: str, info: dict | None = None) -> None:
-    fields = {"error": reason if to == S.FAILED else ""}
+    fields: dict[str, Any] = {"error": reason if to == S.FAILED else ""}
     if info:
         fields["result"] = {"error_info": {k: v for k, v in info.items() if v is not None}}
     try:

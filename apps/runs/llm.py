@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Sum
@@ -17,7 +18,7 @@ from django_redis import get_redis_connection
 
 from apps.runs.models import UsageRollup
 from apps.runs.registry import service
-from kai_platform.llm import LLMClient
+from kai_platform.llm.base import LLMClient
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class ResolvedModel:
     model: str  # what the provider is asked for
     provider_type: str
     provider_key: str  # circuit-breaker key: provider id, or "builtin"
-    provider: object = None  # agents.Provider or None
+    provider: Any = None  # agents.Provider or None (runs imports no feature app)
     pricing_override: dict | None = None
     note: str = ""
 

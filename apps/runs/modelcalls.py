@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
@@ -15,9 +16,14 @@ from apps.runs.models import SpanKind, StepKind
 from apps.runs.recorder import Span
 from apps.runs.steps import AgentProfile, Cancelled, RunFailed
 from kai_platform import telemetry
-from kai_platform.llm import LLMError, ToolCall
-from kai_platform.llm.base import count_tokens, messages_tokens
+from kai_platform.llm.base import LLMError, ToolCall, count_tokens, messages_tokens
 from kai_platform.llm.pricing import cost_usd
+
+if TYPE_CHECKING:
+    from apps.runs.checkpoints import StepLog
+    from apps.runs.inflight import RunHandle
+    from apps.runs.recorder import RunRecorder
+    from kai_platform.llm.base import Usage
 
 
 @dataclass
@@ -28,7 +34,7 @@ class _Call:
     estimated_in: int
     parts: list[str] = field(default_factory=list)
     calls: list = field(default_factory=list)
-    usage: object = None
+    usage: Usage | None = None
     counted_out: int = 0
 
     def tokens(self) -> tuple[int, int]:
@@ -43,6 +49,17 @@ class _Call:
 
 class ModelCalls:
     """The model calls of ``RunContext`` (its ``resolve``, ``steps``, ``recorder`` and ``handle``)."""
+
+    if TYPE_CHECKING:  # what RunContext gives the calls
+        organization: Any
+        handle: RunHandle
+        recorder: RunRecorder
+        steps: StepLog
+        params: dict[str, Any]
+
+        def resolve(self, model_name: str) -> llm_layer.ResolvedModel: ...
+        def check_cancel(self) -> None: ...
+        def stream_chunk(self, text: str, **extra: Any) -> None: ...
 
     def llm_call(
         self,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
+from typing import TYPE_CHECKING
 
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -30,6 +31,9 @@ from apps.runs.batching import Batcher
 from apps.runs.models import ExecutionLog, TraceSpan
 from apps.runs.registry import service
 from kai_platform import telemetry
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span as OtelSpan
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +79,7 @@ class Span:
     tokens_out: int = 0
     cost: Decimal = Decimal(0)
     #: its OpenTelemetry span (kai_platform.telemetry), and prompt/completion text for it (never stored)
-    otel: object = None
+    otel: OtelSpan | None = None
     content: dict = field(default_factory=dict)
 
 
@@ -100,7 +104,7 @@ class RunRecorder:
         self.total_tokens_out = 0
         self.total_cost = Decimal(0)
         self.llm_calls = 0
-        self.otel_root = None  # the run's OpenTelemetry span, parent of spans without one
+        self.otel_root: OtelSpan | None = None  # the run's OpenTelemetry span, parent of spans without one
 
     # --- collecting -------------------------------------------------------------------------
     def log(self, message: str, level: str = "info", **data) -> None:

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -42,7 +43,7 @@ from apps.runs.steps import (
     tool_requires_approval,
 )
 from apps.runs.streams import stream_push
-from kai_platform.llm import ToolCall
+from kai_platform.llm.base import ToolCall
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
@@ -231,7 +232,10 @@ class RunContext(ModelCalls):
             for t in tool_rows
         ]
         tool_specs += [local.spec for local in options.local_tools.values()]
-        messages = [{"role": "system", "content": profile.system_prompt()}, {"role": "user", "content": prompt}]
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": profile.system_prompt()},
+            {"role": "user", "content": prompt},
+        ]
         first_round = 0
         if resume:
             messages, first_round = self._resumed_messages(resume, tool_rows, profile, span, result, options)

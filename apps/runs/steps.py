@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 MAX_TOOL_ROUNDS = 5
 LLM_PARAM_KEYS = ("temperature", "max_tokens", "top_p", "latency_ms", "tokens_per_s", "stop")
@@ -52,7 +53,7 @@ class AgentProfile:
     backstory: str = ""
     model: str = ""
     tools: list[str] = field(default_factory=list)
-    agent: object = None  # agents.Agent when the profile is a platform agent
+    agent: Any = None  # agents.Agent when the profile is a platform agent
     instructions: str = ""  # the agent's own system prompt (``config.system_prompt``), after the persona
 
     @property

@@ -11,11 +11,12 @@ import contextvars
 import json
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
 from functools import partial
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 from django_redis import get_redis_connection
 
@@ -110,7 +111,7 @@ def _event_data(execution_id, kind, from_status, to, reason, agent_id, parent_id
 def _transition(
     *,
     execution_id,
-    path: list[tuple[str, str]],
+    path: Sequence[tuple[str, str]],
     allowed,
     unless_cancel_requested: bool = False,
     cap: tuple | None = None,
@@ -149,15 +150,22 @@ def _transition(
     return True, rows[0][0]
 
 
+def _column(name: str) -> models.Field:
+    """``Execution``'s concrete field ``name`` (a column this module writes)."""
+    field = Execution._meta.get_field(name)
+    assert isinstance(field, models.Field), name
+    return field
+
+
 def _transition_statement(
-    *, execution_id, path: list[tuple[str, str]], allowed, unless_cancel_requested: bool, cap, fields: dict
+    *, execution_id, path: Sequence[tuple[str, str]], allowed, unless_cancel_requested: bool, cap, fields: dict
 ) -> tuple[str, list]:
     """The SQL and parameters of ``_transition``'s round trip (the cap's lock first when there is one)."""
     to = path[-1][0]
     now = timezone.now()
     sets, set_params = [], []
     for name, value in _updates(to, fields, now).items():
-        model_field = Execution._meta.get_field(name)
+        model_field = _column(name)
         sets.append(f'"{model_field.column}" = %s')
         set_params.append(model_field.get_db_prep_save(value, connection))
     extra = " AND NOT cancel_requested" if unless_cancel_requested else ""
@@ -225,7 +233,7 @@ def publish_step_event(pk, created_at, organization_id, run: tuple, status: str,
     )
 
 
-def _publish_steps(execution_id, path: list[tuple[str, str]], rows: list, fields: dict) -> None:
+def _publish_steps(execution_id, path: Sequence[tuple[str, str]], rows: list, fields: dict) -> None:
     """``published`` for each step's event the statement inserted; at the end of a run, its waiters
     are signalled (with the ``fields`` it wrote) and its terminal hooks called once the transaction commits."""
     _count, from_status, organization_id, kind, agent_id, parent_id = rows[0][:6]
@@ -411,7 +419,7 @@ def _many_statement(to: str, runs: list[tuple]) -> tuple[str, list]:
     if "status" in names or any(sorted(fields) != names for _, _, fields in runs):
         raise ValueError("every run's fields must have the same keys, and not `status`")
     now = timezone.now()
-    columns = {name: Execution._meta.get_field(name) for name in names}
+    columns = {name: _column(name) for name in names}
     typed = ", ".join(["%s::uuid", "%s::text"] + [f"%s::{columns[n].db_type(connection)}" for n in names])
     params = []
     for execution_id, reason, fields in runs:
@@ -419,7 +427,7 @@ def _many_statement(to: str, runs: list[tuple]) -> tuple[str, list]:
         params += [columns[n].get_db_prep_save(fields[n], connection) for n in names]
     sets, set_params = [], []
     for name, value in _updates(to, {}, now).items():
-        model_field = Execution._meta.get_field(name)
+        model_field = _column(name)
         sets.append(f'"{model_field.column}" = %s')
         set_params.append(model_field.get_db_prep_save(value, connection))
     sets += [f'"{columns[n].column}" = v."{n}"' for n in names]
@@ -483,7 +491,8 @@ def _signal_finished(execution_id: str, status: str, fields: dict | None = None)
 def _signal_payload(status: str, fields: dict | None) -> str:
     """The signal: the JSON of the status and of the ``SIGNAL_FIELDS`` the end wrote (``fields``), when small."""
     payload = status
-    carried = {name: fields[name] for name in SIGNAL_FIELDS if name in (fields or {})}
+    given = fields or {}
+    carried = {name: given[name] for name in SIGNAL_FIELDS if name in given}
     if carried:
         try:
             encoded = json.dumps({"status": status, **carried}, separators=(",", ":"))
