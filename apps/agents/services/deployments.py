@@ -18,6 +18,7 @@ from apps.audit.services import audit_record, audit_row, snapshot
 from apps.events.services import publish
 from apps.runs.models import ExecutionStatus
 from apps.runs.services import wait_for_terminal
+from kai_platform.db.compiled import CompiledRead
 from kai_platform.db.statements import execute_together, insert_statement
 
 # --- deployments -------------------------------------------------------------------------------
@@ -103,15 +104,22 @@ def deployment_stop(*, deployment: Deployment, actor) -> Deployment:
     return deployment
 
 
+#: a running deployment by its key's prefix, with what its invocation uses (compiled once: the
+#: read is on every invocation's path)
+_RUNNING_BY_PREFIX = CompiledRead(
+    lambda prefix: (
+        Deployment.objects.select_related("organization", "agent__organization", "created_by")
+        .filter(key_prefix=prefix, status=DeploymentStatus.RUNNING)
+        .order_by("pk")[:1]
+    )
+)
+
+
 def deployment_authenticate(*, deployment_id, raw_key: str) -> Deployment | None:
     if not raw_key or not raw_key.startswith(DEPLOYMENT_KEY_PREFIX):
         return None
     prefix = raw_key[len(DEPLOYMENT_KEY_PREFIX) :].split("_", 1)[0]
-    deployment = (
-        Deployment.objects.select_related("organization", "agent__organization", "created_by")
-        .filter(key_prefix=prefix, status=DeploymentStatus.RUNNING)
-        .first()
-    )
+    deployment = _RUNNING_BY_PREFIX.first(prefix)
     if deployment is None or str(deployment.pk) != str(deployment_id):
         return None
     if not hmac.compare_digest(deployment.key_hash, _digest(raw_key)):
