@@ -130,6 +130,7 @@ def agent_call(
         params=params,
         priority=8,
         run_name=run_name or f"{agent.name} - {source}",
+        durable=False,  # answered once the run has ended: its end's commit makes the create durable
     )
     if also is not None:
         also(execution)

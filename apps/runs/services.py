@@ -160,6 +160,7 @@ def execution_create(
     enqueue: bool = True,
     execution_id=None,
     also_publish=None,
+    durable: bool = True,
 ) -> Execution:
     """Create a PENDING run and queue it once the transaction commits. With ``dedupe_key``, a second
     call with the same key returns the first run instead of creating another.
@@ -169,6 +170,10 @@ def execution_create(
     published in the same statement as ``execution.pending`` (after it): the organization's event
     lock is then taken once, at the end of the caller's work. ``max_attempts`` defaults by kind
     (``apps.runs.checkpoints.default_max_attempts``: 3 for kinds that checkpoint their steps).
+    ``durable=False``: a caller that answers only after the run's end (a synchronous call) need not
+    wait for this commit's WAL flush: the end's commit, later in the WAL, makes it durable, so
+    whatever the caller answers is; a database crash before that loses the run with its rows and
+    events, never a part of them (outside a caller's transaction only).
 
     Inside ``execution_batch`` a plain create (no dedupe key, stream id, given id, extra events,
     and queued) is checked and built here but written by the batch, with the batch's other runs."""
@@ -195,7 +200,13 @@ def execution_create(
         batch.runs.append((execution, actor))
         return execution
     return _write_one(
-        execution, actor=actor, dedupe_key=dedupe_key, stream_id=stream_id, also_publish=also_publish, enqueue=enqueue
+        execution,
+        actor=actor,
+        dedupe_key=dedupe_key,
+        stream_id=stream_id,
+        also_publish=also_publish,
+        enqueue=enqueue,
+        durable=durable,
     )
 
 
@@ -207,11 +218,13 @@ def _batch_taking(organization, *, plain: bool):
     return None
 
 
-def _write_one(execution: Execution, *, actor, dedupe_key, stream_id, also_publish, enqueue: bool) -> Execution:
+def _write_one(
+    execution: Execution, *, actor, dedupe_key, stream_id, also_publish, enqueue: bool, durable: bool = True
+) -> Execution:
     """Write one new run (counted against the plan's quota), its history and audit rows and its
     ``execution.pending``, queued on commit; the run that already holds ``dedupe_key`` instead."""
     if not (dedupe_key or stream_id):
-        return _write_plain(execution, actor=actor, also_publish=also_publish, enqueue=enqueue)
+        return _write_plain(execution, actor=actor, also_publish=also_publish, enqueue=enqueue, durable=durable)
     with transaction.atomic():
         existing = _insert(execution, dedupe_key=dedupe_key, stream_id=stream_id)
         if existing is not None:
@@ -226,14 +239,22 @@ def _write_one(execution: Execution, *, actor, dedupe_key, stream_id, also_publi
     return execution
 
 
-def _write_plain(execution: Execution, *, actor, also_publish, enqueue: bool) -> Execution:
+#: the first statement of a transaction whose commit need not wait for its WAL flush
+NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off;\n"
+
+
+def _write_plain(execution: Execution, *, actor, also_publish, enqueue: bool, durable: bool = True) -> Execution:
     """Counted first (a refusal writes nothing), then the run, its history and audit rows in ONE
     statement, sent with its events' insert in one round trip: outside a transaction that round
-    trip is the transaction (``publish_many``'s ``first``), commit included."""
+    trip is the transaction (``publish_many``'s ``first``), commit included (``durable=False``: a
+    commit that does not wait for the WAL flush; see ``execution_create``)."""
     quota_consume_for_execution(execution=execution)
     events = [_pending_event(execution, actor), *(also_publish(execution) if also_publish else [])]
+    sql, params = _insert_together_statement(execution, actor)
+    if not durable and not connection.in_atomic_block:
+        sql = NO_FLUSH_WAIT + sql
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        publish_many(events, first=_insert_together_statement(execution, actor))
+        publish_many(events, first=(sql, params))
         execution._state.adding = False
         execution._state.db = connection.alias
         if enqueue:  # at once when there was no transaction around: the round trip above committed
