@@ -37,7 +37,7 @@ from apps.runs.transitions import (
 )
 from kai_platform.api.errors import Conflict
 from kai_platform.celery import app
-from kai_platform.db.statements import insert_statement
+from kai_platform.db.statements import execute_together, insert_statement
 
 __all__ = [
     "ALLOWED_FROM",
@@ -160,6 +160,7 @@ def execution_create(
     enqueue: bool = True,
     execution_id=None,
     also_publish=None,
+    also_write=None,
     durable: bool = True,
 ) -> Execution:
     """Create a PENDING run and queue it once the transaction commits. With ``dedupe_key``, a second
@@ -168,7 +169,9 @@ def execution_create(
     ``execution_id`` gives the new run its id (the caller may have written it elsewhere in the
     same transaction); ``also_publish(execution) -> [publish kwargs]`` returns events of the caller
     published in the same statement as ``execution.pending`` (after it): the organization's event
-    lock is then taken once, at the end of the caller's work. ``max_attempts`` defaults by kind
+    lock is then taken once, at the end of the caller's work; ``also_write(execution) -> [(sql,
+    params)]`` returns statements of the caller (no result rows) written with the run, in its
+    transaction (outside one: in the same round trip). ``max_attempts`` defaults by kind
     (``apps.runs.checkpoints.default_max_attempts``: 3 for kinds that checkpoint their steps).
     ``durable=False``: a caller that answers only after the run's end (a synchronous call) need not
     wait for this commit's WAL flush: the end's commit, later in the WAL, makes it durable, so
@@ -177,7 +180,8 @@ def execution_create(
 
     Inside ``execution_batch`` a plain create (no dedupe key, stream id, given id, extra events,
     and queued) is checked and built here but written by the batch, with the batch's other runs."""
-    batch = _batch_taking(organization, plain=enqueue and not (dedupe_key or stream_id or execution_id or also_publish))
+    extra = also_publish or also_write
+    batch = _batch_taking(organization, plain=enqueue and not (dedupe_key or stream_id or execution_id or extra))
     if parent is None and has_service("runs_admission") and not (batch is not None and batch.admitted):
         service("runs_admission")()  # maintenance refuses new runs; a run's steps go on
     execution = Execution(
@@ -205,6 +209,7 @@ def execution_create(
         dedupe_key=dedupe_key,
         stream_id=stream_id,
         also_publish=also_publish,
+        also_write=also_write,
         enqueue=enqueue,
         durable=durable,
     )
@@ -219,12 +224,22 @@ def _batch_taking(organization, *, plain: bool):
 
 
 def _write_one(
-    execution: Execution, *, actor, dedupe_key, stream_id, also_publish, enqueue: bool, durable: bool = True
+    execution: Execution,
+    *,
+    actor,
+    dedupe_key,
+    stream_id,
+    also_publish,
+    enqueue: bool,
+    also_write=None,
+    durable: bool = True,
 ) -> Execution:
     """Write one new run (counted against the plan's quota), its history and audit rows and its
     ``execution.pending``, queued on commit; the run that already holds ``dedupe_key`` instead."""
     if not (dedupe_key or stream_id):
-        return _write_plain(execution, actor=actor, also_publish=also_publish, enqueue=enqueue, durable=durable)
+        return _write_plain(
+            execution, actor=actor, also_publish=also_publish, also_write=also_write, enqueue=enqueue, durable=durable
+        )
     with transaction.atomic():
         existing = _insert(execution, dedupe_key=dedupe_key, stream_id=stream_id)
         if existing is not None:
@@ -234,6 +249,8 @@ def _write_one(
         _created_history(execution).save(force_insert=True)
         audit_record(**_created_audit(execution, actor))
         publish_many([_pending_event(execution, actor), *(also_publish(execution) if also_publish else [])])
+        if also_write is not None:
+            execute_together(also_write(execution))
         if enqueue:
             transaction.on_commit(partial(execution_enqueue, execution_id=execution.pk, priority=execution.priority))
     return execution
@@ -243,14 +260,18 @@ def _write_one(
 NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off;\n"
 
 
-def _write_plain(execution: Execution, *, actor, also_publish, enqueue: bool, durable: bool = True) -> Execution:
+def _write_plain(
+    execution: Execution, *, actor, also_publish, enqueue: bool, also_write=None, durable: bool = True
+) -> Execution:
     """Counted first (a refusal writes nothing), then the run, its history and audit rows in ONE
     statement, sent with its events' insert in one round trip: outside a transaction that round
     trip is the transaction (``publish_many``'s ``first``), commit included (``durable=False``: a
     commit that does not wait for the WAL flush; see ``execution_create``)."""
     quota_consume_for_execution(execution=execution)
     events = [_pending_event(execution, actor), *(also_publish(execution) if also_publish else [])]
-    sql, params = _insert_together_statement(execution, actor)
+    statements = [_insert_together_statement(execution, actor), *(also_write(execution) if also_write else [])]
+    sql = ";\n".join(statement for statement, _ in statements)
+    params = [param for _, statement_params in statements for param in statement_params]
     if not durable and not connection.in_atomic_block:
         sql = NO_FLUSH_WAIT + sql
     with transaction.atomic() if connection.in_atomic_block else nullcontext():

@@ -11,9 +11,11 @@ from django.test.utils import CaptureQueriesContext
 
 from apps.agents import calls
 from apps.audit.models import AuditEvent
+from apps.audit.services import audit_row
 from apps.events.models import Event
 from apps.runs.models import Execution, ExecutionEvent
 from apps.runs.services import NO_FLUSH_WAIT, execution_create
+from kai_platform.db.statements import insert_statement
 from tests.crews.conftest import make_agent
 
 pytestmark = pytest.mark.django_db(transaction=True)  # outside a transaction, as a request is
@@ -80,3 +82,18 @@ def test_only_the_synchronous_call_creates_its_run_without_waiting_for_the_flush
     with pytest.raises(RuntimeError):
         calls.agent_call_start(agent=agent, actor=member.user, kind="agent_task", definition={})
     assert "durable" not in seen  # every other start: the default, durable
+
+
+def test_a_callers_statements_are_written_with_the_run_in_its_round_trip(member):
+    agent = make_agent(member, llm="builtin")
+
+    def also_write(execution):
+        row = audit_row(organization=member.organization, actor=member.user, action="x.call", instance=execution)
+        return [insert_statement(row)]
+
+    for durable in (False, True):
+        execution, sql = _create(member, agent, durable=durable, also_write=also_write)
+        # one round trip: the run, its history and audit rows, the caller's row, the event
+        assert "x.call" in sql[-1] and "execution.pending" in sql[-1] and not any("x.call" in s for s in sql[:-1])
+        assert _written(execution)
+        assert AuditEvent.objects.filter(action="x.call", object_id=str(execution.pk)).exists()

@@ -145,13 +145,12 @@ def deployment_invoke(
 ) -> tuple[int, dict]:
     """Run a deployment once for a holder of its key (``channel``: api or mcp), as the deployment's
     creator: a run on a worker, waited for (``apps.agents.calls``). The call is counted and
-    audited (naming its execution) once its run is queued, while the worker runs it, so the
-    caller's wait is the run's alone. Returns (HTTP status, body): 200 with the answer, 202 with the
-    ``execution_id`` while it runs."""
+    audited (naming its execution) with its run: in the run's own round trip for an agent. Returns
+    (HTTP status, body): 200 with the answer, 202 with the ``execution_id`` while it runs."""
     # deferred: cycle — apps.agents.calls → apps.agents.runtime → apps.agents.services → this module, each at load
     from apps.agents import calls
 
-    def record(execution) -> None:  # the count and the audit row: one round trip, one transaction
+    def record(execution) -> list[tuple[str, list]]:  # the count and the audit row's statements
         audit = audit_row(
             organization=deployment.organization,
             actor=deployment.created_by,
@@ -165,7 +164,7 @@ def deployment_invoke(
                 "execution_id": str(execution.pk),
             },
         )
-        execute_together([_invocation_count(deployment), *([insert_statement(audit)] if audit is not None else [])])
+        return [_invocation_count(deployment), *([insert_statement(audit)] if audit is not None else [])]
 
     if deployment.agent_id is None:
         return _deployment_run_orchestration(deployment=deployment, prompt=prompt, params=params, record=record)
@@ -198,7 +197,7 @@ def _deployment_run_orchestration(
     execution = orchestrations.orchestration_start(
         orchestration=orchestration, actor=deployment.created_by, inputs={"prompt": prompt}, params=params
     )
-    record(execution)
+    execute_together(record(execution))  # one round trip, one transaction
     execution = wait_for_terminal(execution_id=execution.pk, timeout=DEPLOYMENT_RUN_WAIT_SECONDS)
     result = execution.result if isinstance(execution.result, dict) else {}
     return (200 if execution.is_terminal else 202), {
