@@ -36,7 +36,7 @@ STAGES = [
     ("end: flush .. COMMIT", ("W", "< runner"), ("W", "> signal_finished")),
     ("signal -> web woken", ("W", "> signal_finished"), ("A", "< REDIS BLMOVE")),
     ("woken -> response", ("A", "< REDIS BLMOVE"), ("A", "< REQUEST")),
-    ("(deployment's record, beside)", ("A", "< celery.apply_async"), ("A", "> wait_for_terminal")),
+    ("(publish -> wait begins, beside)", ("A", "< celery.apply_async"), ("A", "> wait_for_terminal")),
 ]
 
 

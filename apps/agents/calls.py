@@ -121,8 +121,8 @@ def agent_call(
     Returns (HTTP status, body): 200 with the answer and its ``execution_id``; 202 with the
     ``execution_id`` and status when the run is still going after ``timeout``; a failed run raises
     the error its failure names (the same envelope the API gives for it everywhere).
-    ``also(execution)`` writes what the caller records of the call once the run is queued (while
-    the worker runs it); nothing of it is written when the run is refused."""
+    ``also(execution) -> [(sql, params)]``: the statements of the caller's record of the call,
+    written with the run (one transaction, one round trip); nothing of it when the run is refused."""
     execution = agent_call_start(
         agent=agent,
         actor=actor,
@@ -131,9 +131,9 @@ def agent_call(
         params=params,
         priority=8,
         run_name=run_name or f"{agent.name} - {source}",
+        durable=False,  # answered once the run has ended: its end's commit makes the create durable
+        also_write=also,
     )
-    if also is not None:
-        also(execution)
     execution = wait_for_terminal(
         execution_id=execution.pk,
         timeout=sync_wait_seconds() if timeout is None else timeout,

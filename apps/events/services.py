@@ -186,7 +186,7 @@ def publish_many(events: list[dict], *, first: tuple[str, list] | None = None) -
     order. Ids follow the list's order, and so do the listeners and deliveries (each event to its
     own ``org.`` / ``agent.`` / ``execution.`` groups, after commit).
 
-    ``first`` = ``(sql, params)``: the caller's own statement (no result rows), sent in the same
+    ``first`` = ``(sql, params)``: the caller's own statement(s) (no result rows), sent in the same
     round trip just before the events' insert. Outside a transaction, and with no listener of these
     events, that round trip is the whole transaction, commit included (PostgreSQL runs the
     statements of one query string as one transaction): the caller's write and its events commit
@@ -346,8 +346,8 @@ def _insert_locked(events: list[Event], *, first: tuple[str, list] | None = None
         sql, params = f"{first[0]};\n{sql}", [*first[1], *params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        if first is not None:
-            cursor.nextset()
+        while first is not None and cursor.nextset():  # to the events' result, the query string's last
+            pass
         ids = sorted(row[0] for row in cursor.fetchall())
     for event, pk in zip(events, ids):
         event.pk = pk

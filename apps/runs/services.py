@@ -37,7 +37,7 @@ from apps.runs.transitions import (
 )
 from kai_platform.api.errors import Conflict
 from kai_platform.celery import app
-from kai_platform.db.statements import insert_statement
+from kai_platform.db.statements import execute_together, insert_statement
 
 __all__ = [
     "ALLOWED_FROM",
@@ -160,19 +160,20 @@ def execution_create(
     enqueue: bool = True,
     execution_id=None,
     also_publish=None,
+    also_write=None,
+    durable: bool = True,
 ) -> Execution:
     """Create a PENDING run and queue it once the transaction commits. With ``dedupe_key``, a second
-    call with the same key returns the first run instead of creating another.
-
-    ``execution_id`` gives the new run its id (the caller may have written it elsewhere in the
-    same transaction); ``also_publish(execution) -> [publish kwargs]`` returns events of the caller
-    published in the same statement as ``execution.pending`` (after it): the organization's event
-    lock is then taken once, at the end of the caller's work. ``max_attempts`` defaults by kind
-    (``apps.runs.checkpoints.default_max_attempts``: 3 for kinds that checkpoint their steps).
+    call with the same key returns the first run instead of creating another. ``execution_id`` gives
+    the new run its id (the caller may have written it elsewhere in the same transaction); the
+    caller's events (``also_publish``) and statements (``also_write``) are written with the run, and
+    ``durable=False`` skips its commit's WAL flush wait: see ``_write_plain``. ``max_attempts``
+    defaults by kind (``apps.runs.checkpoints.default_max_attempts``: 3 for kinds that checkpoint).
 
     Inside ``execution_batch`` a plain create (no dedupe key, stream id, given id, extra events,
     and queued) is checked and built here but written by the batch, with the batch's other runs."""
-    batch = _batch_taking(organization, plain=enqueue and not (dedupe_key or stream_id or execution_id or also_publish))
+    extra = also_publish or also_write  # the caller's own events or statements: written with the run, never batched
+    batch = _batch_taking(organization, plain=enqueue and not (dedupe_key or stream_id or execution_id or extra))
     if parent is None and has_service("runs_admission") and not (batch is not None and batch.admitted):
         service("runs_admission")()  # maintenance refuses new runs; a run's steps go on
     execution = Execution(
@@ -195,7 +196,7 @@ def execution_create(
         batch.runs.append((execution, actor))
         return execution
     return _write_one(
-        execution, actor=actor, dedupe_key=dedupe_key, stream_id=stream_id, also_publish=also_publish, enqueue=enqueue
+        execution, actor, dedupe_key, stream_id, also_publish, also_write, enqueue=enqueue, durable=durable
     )
 
 
@@ -207,11 +208,15 @@ def _batch_taking(organization, *, plain: bool):
     return None
 
 
-def _write_one(execution: Execution, *, actor, dedupe_key, stream_id, also_publish, enqueue: bool) -> Execution:
+def _write_one(
+    execution: Execution, actor, dedupe_key, stream_id, also_publish, also_write, *, enqueue: bool, durable: bool
+) -> Execution:
     """Write one new run (counted against the plan's quota), its history and audit rows and its
     ``execution.pending``, queued on commit; the run that already holds ``dedupe_key`` instead."""
     if not (dedupe_key or stream_id):
-        return _write_plain(execution, actor=actor, also_publish=also_publish, enqueue=enqueue)
+        return _write_plain(
+            execution, actor=actor, also_publish=also_publish, also_write=also_write, enqueue=enqueue, durable=durable
+        )
     with transaction.atomic():
         existing = _insert(execution, dedupe_key=dedupe_key, stream_id=stream_id)
         if existing is not None:
@@ -221,19 +226,41 @@ def _write_one(execution: Execution, *, actor, dedupe_key, stream_id, also_publi
         _created_history(execution).save(force_insert=True)
         audit_record(**_created_audit(execution, actor))
         publish_many([_pending_event(execution, actor), *(also_publish(execution) if also_publish else [])])
+        if also_write is not None:
+            execute_together(also_write(execution))
         if enqueue:
             transaction.on_commit(partial(execution_enqueue, execution_id=execution.pk, priority=execution.priority))
     return execution
 
 
-def _write_plain(execution: Execution, *, actor, also_publish, enqueue: bool) -> Execution:
+#: the first statement of a transaction whose commit need not wait for its WAL flush
+NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off;\n"
+
+
+def _write_plain(
+    execution: Execution, *, actor, also_publish, enqueue: bool, also_write=None, durable: bool = True
+) -> Execution:
     """Counted first (a refusal writes nothing), then the run, its history and audit rows in ONE
     statement, sent with its events' insert in one round trip: outside a transaction that round
-    trip is the transaction (``publish_many``'s ``first``), commit included."""
+    trip is the transaction (``publish_many``'s ``first``), commit included.
+
+    ``also_publish(execution) -> [publish kwargs]``: the caller's events, in the statement of
+    ``execution.pending`` (after it; the organization's event lock is taken once).
+    ``also_write(execution) -> [(sql, params)]``: the caller's statements (no result rows), sent
+    after the run's, in its transaction and round trip. ``durable=False``: for a caller that answers
+    only after the run's end (a synchronous call), a commit that does not wait for the WAL flush —
+    the end's commit, later in the WAL, makes it durable, so whatever the caller answers is; a
+    database crash before that loses the run with its rows and events, never a part of them
+    (outside a caller's transaction only)."""
     quota_consume_for_execution(execution=execution)
     events = [_pending_event(execution, actor), *(also_publish(execution) if also_publish else [])]
+    statements = [_insert_together_statement(execution, actor), *(also_write(execution) if also_write else [])]
+    sql = ";\n".join(statement for statement, _ in statements)
+    params = [param for _, statement_params in statements for param in statement_params]
+    if not durable and not connection.in_atomic_block:
+        sql = NO_FLUSH_WAIT + sql
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        publish_many(events, first=_insert_together_statement(execution, actor))
+        publish_many(events, first=(sql, params))
         execution._state.adding = False
         execution._state.db = connection.alias
         if enqueue:  # at once when there was no transaction around: the round trip above committed

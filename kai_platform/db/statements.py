@@ -9,11 +9,39 @@ from django.db import connection
 from django.db.models import Model
 from django.db.models.sql import InsertQuery
 
+#: model → (its INSERT's fields, its SQL when every value is a plain ``%s``, else None): the SQL
+#: of a model's one-row INSERT is the same every time, so it is compiled once per process
+_INSERTS: dict[type, tuple[list, str | None]] = {}
+
 
 def insert_statement(obj: Model) -> tuple[str, list[Any]]:
     """The INSERT Django would send for ``obj`` (defaults and ``auto_now_add`` applied to ``obj``)."""
+    model = type(obj)
+    shape = _INSERTS.get(model)
+    if shape is None:
+        return _insert_shape(obj)
+    fields, sql = shape
+    values = [field.pre_save(obj, True) for field in fields]
+    if sql is None or any(hasattr(value, "resolve_expression") for value in values):
+        return _compiled_insert(obj, fields)
+    return sql, [field.get_db_prep_save(value, connection=connection) for field, value in zip(fields, values)]
+
+
+def _insert_shape(obj) -> tuple[str, list]:
+    """``insert_statement`` of a model's first object, compiled, and its SQL kept when it is the plain
+    ``INSERT … VALUES (%s, …)`` (no field with a placeholder of its own)."""
     meta = type(obj)._meta
     fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
+    sql, params = _compiled_insert(obj, fields)
+    quote = connection.ops.quote_name
+    plain = "INSERT INTO {} ({}) VALUES ({})".format(
+        quote(meta.db_table), ", ".join(quote(f.column) for f in fields), ", ".join(["%s"] * len(fields))
+    )
+    _INSERTS[type(obj)] = (fields, sql if sql == plain and len(params) == len(fields) else None)
+    return sql, params
+
+
+def _compiled_insert(obj, fields: list) -> tuple[str, list]:
     query = InsertQuery(type(obj))
     query.insert_values(fields, [obj])
     [(sql, params)] = query.get_compiler(connection=connection).as_sql()

@@ -18,6 +18,7 @@ from apps.audit.services import audit_record, audit_row, snapshot
 from apps.events.services import publish
 from apps.runs.models import ExecutionStatus
 from apps.runs.services import wait_for_terminal
+from kai_platform.db.compiled import CompiledRead
 from kai_platform.db.statements import execute_together, insert_statement
 
 # --- deployments -------------------------------------------------------------------------------
@@ -105,15 +106,22 @@ def deployment_stop(*, deployment: Deployment, actor) -> Deployment:
     return deployment
 
 
+#: a running deployment by its key's prefix, with what its invocation uses (compiled once: the
+#: read is on every invocation's path)
+_RUNNING_BY_PREFIX = CompiledRead(
+    lambda prefix: (
+        Deployment.objects.select_related("organization", "agent__organization", "created_by")
+        .filter(key_prefix=prefix, status=DeploymentStatus.RUNNING)
+        .order_by("pk")[:1]
+    )
+)
+
+
 def deployment_authenticate(*, deployment_id, raw_key: str) -> Deployment | None:
     if not raw_key or not raw_key.startswith(DEPLOYMENT_KEY_PREFIX):
         return None
     prefix = raw_key[len(DEPLOYMENT_KEY_PREFIX) :].split("_", 1)[0]
-    deployment = (
-        Deployment.objects.select_related("organization", "agent__organization", "created_by")
-        .filter(key_prefix=prefix, status=DeploymentStatus.RUNNING)
-        .first()
-    )
+    deployment = _RUNNING_BY_PREFIX.first(prefix)
     if deployment is None or str(deployment.pk) != str(deployment_id):
         return None
     if not hmac.compare_digest(deployment.key_hash, _digest(raw_key)):
@@ -139,13 +147,12 @@ def deployment_invoke(
 ) -> tuple[int, dict]:
     """Run a deployment once for a holder of its key (``channel``: api or mcp), as the deployment's
     creator: a run on a worker, waited for (``apps.agents.calls``). The call is counted and
-    audited (naming its execution) once its run is queued, while the worker runs it, so the
-    caller's wait is the run's alone. Returns (HTTP status, body): 200 with the answer, 202 with the
-    ``execution_id`` while it runs."""
+    audited (naming its execution) with its run: in the run's own round trip for an agent. Returns
+    (HTTP status, body): 200 with the answer, 202 with the ``execution_id`` while it runs."""
     # deferred: cycle — apps.agents.calls → apps.agents.runtime → apps.agents.services → this module, each at load
     from apps.agents import calls
 
-    def record(execution) -> None:  # the count and the audit row: one round trip, one transaction
+    def record(execution) -> list[tuple[str, list]]:  # the count and the audit row's statements
         audit = audit_row(
             organization=deployment.organization,
             actor=deployment.created_by,
@@ -159,7 +166,7 @@ def deployment_invoke(
                 "execution_id": str(execution.pk),
             },
         )
-        execute_together([_invocation_count(deployment), *([insert_statement(audit)] if audit is not None else [])])
+        return [_invocation_count(deployment), *([insert_statement(audit)] if audit is not None else [])]
 
     if deployment.agent_id is None:
         return _deployment_run_orchestration(deployment=deployment, prompt=prompt, params=params, record=record)
@@ -192,7 +199,7 @@ def _deployment_run_orchestration(
     execution = orchestrations.orchestration_start(
         orchestration=orchestration, actor=deployment.created_by, inputs={"prompt": prompt}, params=params
     )
-    record(execution)
+    execute_together(record(execution))  # one round trip, one transaction
     execution = wait_for_terminal(execution_id=execution.pk, timeout=DEPLOYMENT_RUN_WAIT_SECONDS)
     result = execution.result if isinstance(execution.result, dict) else {}
     return (200 if execution.is_terminal else 202), {
