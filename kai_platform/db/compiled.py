@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
@@ -20,16 +21,16 @@ class CompiledRead:
     ``args`` as its parameters. Every argument must reach the SQL unchanged, as one parameter
     (a ``CharField`` compared with ``=``); anything else fails when it is compiled."""
 
-    def __init__(self, build: Callable[..., QuerySet]):
+    def __init__(self, build: Callable[..., QuerySet[Any]]):
         self._build = build
         self._lock = threading.Lock()
         self._plan: _Plan | None = None
 
-    def first(self, *args) -> Any:
+    def first(self, *args: str) -> Any:
         rows = self.all(*args)
         return rows[0] if rows else None
 
-    def all(self, *args) -> list:
+    def all(self, *args: str) -> list[Model]:
         plan = self._plan or self._compile(len(args))
         params = [args[slot] if slot is not None else value for slot, value in plan.params]
         connection = connections[plan.db]
@@ -49,7 +50,7 @@ class _Plan:
     """A compiled queryset: its SQL, where each call's arguments go among its parameters, and how a
     row becomes its model instance (with the related instances of its ``select_related``)."""
 
-    def __init__(self, build: Callable[..., QuerySet], nargs: int):
+    def __init__(self, build: Callable[..., QuerySet[Any]], nargs: int):
         markers = [f"kai-compiled-{index}-{uuid.uuid4().hex}" for index in range(nargs)]
         queryset = build(*markers)
         self.db = queryset.db
@@ -71,7 +72,7 @@ class _Plan:
         self.related = get_related_populators(klass_info, select, self.db)  # type: ignore[call-arg]
         self.converters = list(compiler.get_converters(columns).items())
 
-    def instance(self, row, connection) -> Model:
+    def instance(self, row: tuple[Any, ...] | list[Any], connection: BaseDatabaseWrapper) -> Model:
         if self.converters:
             row = list(row)
             for position, (converters, expression) in self.converters:
@@ -79,7 +80,7 @@ class _Plan:
                 for converter in converters:
                     value = converter(value, expression, connection)
                 row[position] = value
-        obj = self.model.from_db(self.db, self.init_list, row[self.start : self.end])
+        obj: Model = self.model.from_db(self.db, self.init_list, row[self.start : self.end])
         for populator in self.related:
             populator.populate(row, obj)
         return obj
