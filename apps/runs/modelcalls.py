@@ -5,7 +5,7 @@ its span, usage and step recorded."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from apps.runs.models import SpanKind, StepKind
 from apps.runs.recorder import Span
 from apps.runs.steps import AgentProfile, Cancelled, RunFailed
 from kai_platform import telemetry
+from kai_platform.db.nul import without_nul
 from kai_platform.llm.base import LLMError, ToolCall, count_tokens, messages_tokens
 from kai_platform.llm.pricing import cost_usd
 
@@ -45,6 +46,11 @@ class _Call:
             usage.output_tokens if usage and (usage.output_tokens or not self.counted_out) else self.counted_out
         )
         return tokens_in, tokens_out
+
+
+def _arguments_without_nul(tool_call: ToolCall) -> ToolCall:
+    arguments = without_nul(tool_call.arguments)
+    return tool_call if arguments is tool_call.arguments else replace(tool_call, arguments=arguments)
 
 
 class ModelCalls:
@@ -130,14 +136,15 @@ class ModelCalls:
                     cancelled = True
                     break
                 if chunk.kind == "text" and chunk.text:
-                    call.parts.append(chunk.text)
-                    n = count_tokens(chunk.text)
+                    text = without_nul(chunk.text)  # stored, streamed and answered as one text
+                    call.parts.append(text)
+                    n = count_tokens(text)
                     call.counted_out += n
                     self.recorder.tokens(tokens_out=n)
-                    self.stream_chunk(chunk.text)
+                    self.stream_chunk(text)
                     self.recorder.maybe_flush()
                 elif chunk.kind == "tool_call" and chunk.tool_call:
-                    call.calls.append(chunk.tool_call)
+                    call.calls.append(_arguments_without_nul(chunk.tool_call))
                 elif chunk.kind == "usage" and chunk.usage:
                     call.usage = chunk.usage
         except LLMError as exc:

@@ -31,6 +31,7 @@ from apps.runs.batching import Batcher
 from apps.runs.models import ExecutionLog, TraceSpan
 from apps.runs.registry import service
 from kai_platform import telemetry
+from kai_platform.db.nul import without_nul
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span as OtelSpan
@@ -109,7 +110,7 @@ class RunRecorder:
     # --- collecting -------------------------------------------------------------------------
     def log(self, message: str, level: str = "info", **data) -> None:
         with self._lock:
-            self._logs.append((level, message[:MAX_LOG_CHARS], data, timezone.now()))
+            self._logs.append((level, without_nul(message[:MAX_LOG_CHARS]), without_nul(data), timezone.now()))
 
     def span_start(
         self,
@@ -143,7 +144,7 @@ class RunRecorder:
         return span
 
     def span_end(self, span: Span, *, status: str = "ok", **attributes) -> None:
-        span.attributes.update(attributes)
+        span.attributes.update(without_nul(attributes))
         ended = timezone.now()
         row = TraceSpan(
             organization_id=self.organization_id,

@@ -23,6 +23,7 @@ from django_redis import get_redis_connection
 from apps.events.services import event_insert_ctes, listeners_want, published
 from apps.runs.models import TERMINAL_STATUSES, Execution, ExecutionStatus
 from apps.runs.registry import run_terminal_hooks
+from kai_platform.db.nul import without_nul
 from kai_platform.tenancy.locks import organization_lock_key
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,8 @@ def _transition(
     first (an earlier statement of the same round trip, so the count below sees every claim
     committed before it) and the row moves only while fewer than ``limit`` top-level runs of the
     organization are PREPARING/RUNNING. Returns (changed, that count or None)."""
+    path = [(status, without_nul(reason)) for status, reason in path]  # reasons and fields from outside
+    fields = without_nul(fields)
     sql, params = _transition_statement(
         execution_id=execution_id,
         path=path,
@@ -415,6 +418,7 @@ def transition_many_published(*, organization_id, to: str, fetched: list, writte
 
 def _many_statement(to: str, runs: list[tuple]) -> tuple[str, list]:
     """The SQL and parameters of ``execution_transition_many``'s statement."""
+    runs = [(execution_id, without_nul(reason), without_nul(fields)) for execution_id, reason, fields in runs]
     names = sorted(runs[0][2])
     if "status" in names or any(sorted(fields) != names for _, _, fields in runs):
         raise ValueError("every run's fields must have the same keys, and not `status`")
@@ -491,7 +495,7 @@ def _signal_finished(execution_id: str, status: str, fields: dict | None = None)
 def _signal_payload(status: str, fields: dict | None) -> str:
     """The signal: the JSON of the status and of the ``SIGNAL_FIELDS`` the end wrote (``fields``), when small."""
     payload = status
-    given = fields or {}
+    given = without_nul(fields or {})
     carried = {name: given[name] for name in SIGNAL_FIELDS if name in given}
     if carried:
         try:

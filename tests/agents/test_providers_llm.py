@@ -275,3 +275,23 @@ def test_a_providers_config_is_an_object_with_object_parameters(owner_client):
     assert_envelope(patched, 400)
     generated = owner_client.post("/api/v1/task-generation/generate", {"description": "plan a trip"}, format="json")
     assert generated.status_code < 500, generated.content
+
+
+def test_a_model_answer_holding_nul_characters_is_stored_and_answered_with_them_replaced(
+    owner_client, llm_server, allow_loopback, celery_worker_process
+):
+    """PostgreSQL's text and jsonb cannot hold NUL: a provider's answer with one could not be logged,
+    checkpointed or written as the run's result, so the run could not end. Each NUL is kept as U+FFFD,
+    as a byte that does not decode is."""
+    from apps.runs.models import Execution, ExecutionLog
+
+    _provider(owner_client, llm_server)
+    agent = _agent(owner_client)
+    llm_server.reply = "before\x00after the NUL"
+    response = owner_client.post(f"/api/v1/agents/{agent['id']}/test", {"prompt": "write"}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["output"] == "before\ufffdafter the NUL"
+    run = Execution.objects.get(pk=body["execution_id"])
+    assert run.status == "COMPLETED" and "before\ufffdafter" in str(run.result)
+    assert ExecutionLog.objects.filter(execution=run).exists()
