@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from apps.events.services import event_insert_ctes, listeners_want
@@ -22,6 +23,7 @@ from apps.runs.models import Execution, ExecutionStatus
 from apps.runs.services import CLAIM_LOCK_NAMESPACE
 from apps.runs.transitions import publish_step_event
 from kai_platform import drain
+from kai_platform.db.compiled import CompiledRead
 from kai_platform.tenancy.locks import organization_lock_key
 
 logger = logging.getLogger(__name__)
@@ -168,10 +170,18 @@ def _published(organization_id, rows: list, *, worker: str) -> None:
             position += 1
 
 
+#: the runs of a batch with their organization and agent (compiled once: the read is on every run's path)
+_LOAD = CompiledRead(
+    lambda ids: Execution.objects.select_related("organization", "agent").filter(
+        pk__in=RawSQL("SELECT unnest(%s::uuid[])", (ids,))
+    )
+)
+
+
 def _take_batch(items: list[tuple[str, str]]) -> list[Taken]:
     """(execution id, worker) → the execution loaded, and claimed when it can be."""
     ids = list(dict.fromkeys(execution_id for execution_id, _ in items))
-    executions = {str(e.pk): e for e in Execution.objects.select_related("organization", "agent").filter(pk__in=ids)}
+    executions = {str(e.pk): e for e in _LOAD.all(ids)}
     taken = {execution_id: Taken(execution) for execution_id, execution in executions.items()}
     if not drain.is_draining():
         groups: dict[tuple, list[str]] = {}

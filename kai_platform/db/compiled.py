@@ -19,18 +19,19 @@ from django.db.models.query import get_related_populators
 class CompiledRead:
     """``build(*args) -> QuerySet`` compiled once (on the first call), then run with each call's
     ``args`` as its parameters. Every argument must reach the SQL unchanged, as one parameter
-    (a ``CharField`` compared with ``=``); anything else fails when it is compiled."""
+    (a ``CharField`` compared with ``=``, or a list a ``RawSQL`` casts to an array); anything else
+    fails when it is compiled."""
 
     def __init__(self, build: Callable[..., QuerySet[Any]]):
         self._build = build
         self._lock = threading.Lock()
         self._plan: _Plan | None = None
 
-    def first(self, *args: str) -> Any:
+    def first(self, *args: Any) -> Any:
         rows = self.all(*args)
         return rows[0] if rows else None
 
-    def all(self, *args: str) -> list[Model]:
+    def all(self, *args: Any) -> list[Any]:
         plan = self._plan or self._compile(len(args))
         params = [args[slot] if slot is not None else value for slot, value in plan.params]
         connection = connections[plan.db]
