@@ -42,13 +42,14 @@ def _complete_batch(items: list[tuple]) -> list[bool]:
     """(RunContext, result) → whether the run was moved to COMPLETED (False: it had ended
     elsewhere); the waiters signalled, the terminal hooks and the agents' counters written before
     it returns."""
-    moved, after = _end_batch(items)
-    after()
+    moved, ended_runs, agent_runs, signals = _end_batch(items)
+    _after_commit(ended_runs, agent_runs, signals)
     return moved
 
 
-def _end_batch(items: list[tuple]) -> tuple[list[bool], partial]:
-    """The batch's end (one round trip), and what is left to do once it committed."""
+def _end_batch(items: list[tuple]) -> tuple[list[bool], list[dict], list[tuple], dict]:
+    """The batch's end (one round trip): whether each run moved, and what ``_after_commit`` takes
+    once it committed (the ended runs are listed at the commit)."""
     ended_runs: list[dict] = []
     with terminal_hooks_batched(later=ended_runs), listener_reads_shared():
         organizations = sorted({ctx.execution.organization_id for ctx, _ in items}, key=organization_lock_key)
@@ -65,7 +66,7 @@ def _end_batch(items: list[tuple]) -> tuple[list[bool], partial]:
             raise
     agent_runs = [(ctx.execution, ctx.elapsed(), "") for ctx, _ in items]
     signals = {str(ctx.execution.pk): _end_fields(result) for ctx, result in items}
-    return [str(ctx.execution.pk) in moved for ctx, _ in items], partial(_after_commit, ended_runs, agent_runs, signals)
+    return [str(ctx.execution.pk) in moved for ctx, _ in items], ended_runs, agent_runs, signals
 
 
 def _end_fields(result) -> dict:
@@ -135,12 +136,12 @@ def _handle(items: list[tuple]) -> list[tuple]:
     trip), then each caller gets whether its run moved and what is left to do (the first caller:
     the terminal hooks and the agents' counters): the batch's thread takes the next batch meanwhile.
     Inside the caller's transaction (a lone run), all of it waits for that to commit."""
-    moved, after = _end_batch(items)
-    if connection.in_atomic_block:
-        return [(moved[0], after)] + [(ended, _nothing) for ended in moved[1:]]
-    ended_runs, _agent_runs, signals = after.args
-    signal_ended(ended_runs, signals)
-    return [(moved[0], partial(after, signalled=True))] + [(ended, _nothing) for ended in moved[1:]]
+    moved, ended_runs, agent_runs, signals = _end_batch(items)
+    signalled = not connection.in_atomic_block
+    if signalled:
+        signal_ended(ended_runs, signals)
+    after = partial(_after_commit, ended_runs, agent_runs, signals, signalled=signalled)
+    return [(moved[0], after)] + [(ended, _nothing) for ended in moved[1:]]
 
 
 def _nothing() -> None:
